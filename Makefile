@@ -1,0 +1,46 @@
+# meshplane — the two commands a newcomer needs are `make run` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+UV := $(BIN)/uv
+STAMP := $(VENV)/.synced
+PYTEST_ARGS ?=
+
+.PHONY: run test check lint typecheck proto bench clean env
+
+# The environment: a venv with uv inside it, then every workspace package from uv.lock.
+$(UV):
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check "uv==0.13.9"
+
+$(STAMP): $(UV) uv.lock pyproject.toml */pyproject.toml services/*/pyproject.toml
+	VIRTUAL_ENV=$(abspath $(VENV)) UV_PROJECT_ENVIRONMENT=$(abspath $(VENV)) $(UV) sync --frozen --all-packages --inexact
+	@touch $(STAMP)
+
+env: $(STAMP)
+
+## run: start the local mesh (bus, control plane, example app) on this machine
+run: $(STAMP)
+	$(BIN)/meshctl up --config-dir examples/bookinfo
+
+## test: every test, unit and integration, exactly as CI runs them
+test: $(STAMP)
+	$(BIN)/python -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
+
+## check: ruff (lint + format) and mypy strict
+check: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy shared/src ctl/src services/pilot/src services/citadel/src services/galley/src services/cni/src
+
+## proto: regenerate the committed Python code for proto/
+proto: $(STAMP)
+	PYTHON=$(BIN)/python PATH=$(abspath $(BIN)):$$PATH proto/gen.sh
+
+## bench: run the benchmarks and print their figures (see BENCHMARKS.md)
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks.run_all
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

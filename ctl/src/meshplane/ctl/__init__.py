@@ -1,0 +1,3 @@
+"""meshctl, the meshplane command line."""
+
+__version__ = "0.1.0"

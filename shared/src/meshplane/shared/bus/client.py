@@ -1,0 +1,220 @@
+"""Connection to the NATS bus and reliable publishing.
+
+``Bus`` owns one NATS connection that reconnects forever. ``publish`` waits for JetStream's
+acknowledgement and retries with jittered backoff until ``publish_deadline``; when the server
+cannot be reached in time it raises :class:`BusUnavailable`, never drops silently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from nats.aio.client import Client as NATS
+from nats.js import JetStreamContext, api
+from nats.js.errors import BucketNotFoundError, NotFoundError
+
+from meshplane.shared.bus.errors import BusUnavailable, ValueTooLarge
+from meshplane.shared.bus.tracing import inject_headers
+
+log = logging.getLogger(__name__)
+
+#: Largest value stored under one key. NATS's default max_payload is 1 MiB; staying well
+#: under it leaves room for headers and means no single object can exhaust it.
+MAX_VALUE_BYTES = 900 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class BusOptions:
+    """How to connect and how hard to try."""
+
+    url: str = "nats://127.0.0.1:4222"
+    name: str = "meshplane"
+    #: Give up on one publish (all retries) after this many seconds.
+    publish_deadline: float = 10.0
+    #: Wait this long for one JetStream acknowledgement.
+    ack_timeout: float = 2.0
+    #: How long to wait for the first connection.
+    connect_timeout: float = 10.0
+    #: KV buckets are created with this storage ("file" keeps state across server restarts).
+    storage: str = "file"
+
+
+async def _connect(
+    opts: BusOptions,
+    on_reconnect: Callable[[], Awaitable[None]],
+    on_disconnect: Callable[[], Awaitable[None]],
+    on_error: Callable[[Exception], Awaitable[None]],
+) -> NATS:
+    nc = NATS()
+    await nc.connect(
+        opts.url,
+        name=opts.name,
+        max_reconnect_attempts=-1,
+        reconnect_time_wait=0.25,  # type: ignore[arg-type]  # nats-py annotates int, accepts float
+        connect_timeout=2,
+        allow_reconnect=True,
+        reconnected_cb=on_reconnect,
+        disconnected_cb=on_disconnect,
+        error_cb=on_error,
+    )
+    return nc
+
+
+class Bus:
+    """One NATS connection shared by all KV views of a process.
+
+    Use as ``async with await Bus.connect(opts) as bus:``; every method is safe to call from
+    many tasks at once.
+    """
+
+    def __init__(self, nc: NATS, opts: BusOptions) -> None:
+        self._nc = nc
+        self._js: JetStreamContext = nc.jetstream(timeout=opts.ack_timeout)
+        self.opts = opts
+        self._reconnect_listeners: list[Callable[[], Awaitable[None]]] = []
+        self._buckets: set[str] = set()
+
+    @classmethod
+    async def connect(cls, opts: BusOptions | None = None) -> Bus:
+        """Connect (retrying until ``opts.connect_timeout``) and return a Bus."""
+        opts = opts or BusOptions()
+        holder: list[Bus] = []
+
+        async def on_reconnect() -> None:
+            if holder:
+                await holder[0]._notify_reconnect()
+
+        async def on_disconnect() -> None:
+            log.warning("bus disconnected from %s", opts.url)
+
+        async def on_error(exc: Exception) -> None:
+            log.debug("bus connection error: %s", exc)
+
+        deadline = asyncio.get_running_loop().time() + opts.connect_timeout
+        last: BaseException | None = None
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                remaining = max(deadline - asyncio.get_running_loop().time(), 0.5)
+                nc = await asyncio.wait_for(_connect(opts, on_reconnect, on_disconnect, on_error), remaining)
+                break
+            except Exception as exc:  # nats raises several unrelated types for "cannot connect"
+                last = exc
+                if asyncio.get_running_loop().time() >= deadline:
+                    raise BusUnavailable("connect", opts.url, attempt, last) from exc
+                await asyncio.sleep(min(0.1 * 2**attempt, 1.0))
+        bus = cls(nc, opts)
+        holder.append(bus)
+        log.info("bus connected to %s", opts.url)
+        return bus
+
+    async def __aenter__(self) -> Bus:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    @property
+    def jetstream(self) -> JetStreamContext:
+        return self._js
+
+    @property
+    def nc(self) -> NATS:
+        return self._nc
+
+    @property
+    def connected(self) -> bool:
+        return bool(self._nc.is_connected)
+
+    def on_reconnect(self, listener: Callable[[], Awaitable[None]]) -> Callable[[], None]:
+        """Call ``listener`` after every reconnect; returns a function that unregisters it."""
+        self._reconnect_listeners.append(listener)
+        return lambda: self._reconnect_listeners.remove(listener)
+
+    async def _notify_reconnect(self) -> None:
+        log.info("bus reconnected to %s", self.opts.url)
+        for listener in list(self._reconnect_listeners):
+            try:
+                await listener()
+            except Exception:
+                log.exception("bus reconnect listener failed")
+
+    async def ensure_bucket(self, bucket: str, *, history: int = 1) -> None:
+        """Create the KV bucket if it does not exist (idempotent, retried like a publish)."""
+        if bucket in self._buckets:
+            return
+
+        async def attempt() -> None:
+            try:
+                await self._js.key_value(bucket)
+            except (BucketNotFoundError, NotFoundError):
+                storage = api.StorageType.FILE if self.opts.storage == "file" else api.StorageType.MEMORY
+                await self._js.create_key_value(
+                    bucket=bucket, history=history, storage=storage, max_value_size=MAX_VALUE_BYTES
+                )
+
+        await self._retry("create bucket", bucket, attempt)
+        self._buckets.add(bucket)
+
+    def forget_buckets(self) -> None:
+        """Forget which buckets exist (after a server lost its store)."""
+        self._buckets.clear()
+
+    async def publish(self, subject: str, payload: bytes, headers: dict[str, str] | None = None) -> int:
+        """Publish to a JetStream subject and return the stream sequence it was stored at.
+
+        The current trace context is added to ``headers``. Raises BusUnavailable when no
+        acknowledgement arrives before the deadline.
+        """
+        if len(payload) > MAX_VALUE_BYTES:
+            raise ValueTooLarge(subject, len(payload), MAX_VALUE_BYTES)
+        hdrs = inject_headers(headers)
+        seq = 0
+
+        async def attempt() -> None:
+            nonlocal seq
+            ack = await self._js.publish(
+                subject, payload, timeout=self.opts.ack_timeout, headers=hdrs or None
+            )
+            seq = int(ack.seq)
+
+        await self._retry("publish", subject, attempt)
+        return seq
+
+    async def _retry(self, operation: str, subject: str, fn: Callable[[], Awaitable[Any]]) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.opts.publish_deadline
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                await asyncio.wait_for(fn(), self.opts.ack_timeout * 2)
+                return
+            except ValueTooLarge:
+                raise
+            except Exception as exc:  # timeouts, no responders, connection errors: all retryable
+                remaining = deadline - loop.time()
+                if remaining <= 0 or self._nc.is_closed:
+                    log.error("bus %s of %s failed after %d attempts: %s", operation, subject, attempt, exc)
+                    raise BusUnavailable(operation, subject, attempt, exc) from exc
+                delay = min(0.05 * 2**attempt, 1.0) * random.uniform(0.8, 1.2)
+                log.warning(
+                    "bus %s of %s failed (attempt %d), retrying: %s", operation, subject, attempt, exc
+                )
+                await asyncio.sleep(min(delay, max(remaining, 0.01)))
+
+    async def close(self) -> None:
+        """Flush and close the connection (idempotent)."""
+        if self._nc.is_closed:
+            return
+        try:
+            await asyncio.wait_for(self._nc.drain(), timeout=5)
+        except Exception as exc:
+            log.debug("bus drain failed: %s", exc)
+            await self._nc.close()

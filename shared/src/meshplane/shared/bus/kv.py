@@ -1,0 +1,332 @@
+"""Typed state on JetStream KV: one key per object, ``put`` / ``delete`` / ``get`` / ``watch``.
+
+A watch yields the current state first, then :data:`EventType.SYNCED` once, then changes. It
+drives its own push consumer instead of nats.py's KV watcher, because that one does not recover
+reliably from a server restart (nats.py#510, nats.go#1094). Recovery works like this:
+
+* every delivered message advances ``last_seq`` (the stream sequence);
+* a missing heartbeat, a consumer-sequence gap or a reconnect recreates the consumer from
+  ``last_seq + 1``, on a fresh inbox so an old consumer cannot deliver twice;
+* if the stream itself was recreated (a server that lost its store), the watch re-reads the
+  whole bucket and emits only the difference from what it had already yielded.
+
+Events are deduplicated against the watch's own view: a PUT is yielded only when the value
+differs from the last one yielded for that key, a DELETE only for a key that exists. So a
+retried publish or a replay after recovery never shows up twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+from collections import deque
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Generic, TypeVar
+
+from google.protobuf.message import Message
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js import api
+from nats.js.errors import KeyDeletedError, KeyNotFoundError, NotFoundError
+from opentelemetry import context as otel_context
+
+from meshplane.shared.bus.client import Bus
+from meshplane.shared.bus.errors import InvalidKey
+from meshplane.shared.bus.tracing import extract_context
+
+log = logging.getLogger(__name__)
+
+M = TypeVar("M", bound=Message)
+
+_OP_HEADER = "KV-Operation"
+_DELETE_OPS = {"DEL", "PURGE"}
+
+
+class EventType(enum.Enum):
+    PUT = "put"
+    DELETE = "delete"
+    #: The current state has been delivered in full; later events are changes.
+    SYNCED = "synced"
+
+
+@dataclass(frozen=True, slots=True)
+class WatchEvent(Generic[M]):
+    """One change seen by a watch."""
+
+    type: EventType
+    key: str = ""
+    value: M | None = None
+    #: Stream sequence of the message (0 for SYNCED and for diff events after a resync).
+    revision: int = 0
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+    def trace_context(self) -> otel_context.Context:
+        """The trace context the publisher attached (for stitching spans across the bus)."""
+        return extract_context(self.headers)
+
+
+class TypedKV(Generic[M]):
+    """A KV bucket whose values are protobuf messages of one type."""
+
+    def __init__(self, bus: Bus, bucket: str, message_type: type[M]) -> None:
+        self.bus = bus
+        self.bucket = bucket
+        self.message_type = message_type
+        self.stream = f"KV_{bucket}"
+
+    def subject(self, key: str) -> str:
+        if not key or key.startswith(".") or key.endswith(".") or ".." in key:
+            raise InvalidKey(f"invalid key {key!r}")
+        return f"$KV.{self.bucket}.{key}"
+
+    async def put(self, key: str, value: M, headers: dict[str, str] | None = None) -> int:
+        """Store ``value`` under ``key``; returns its revision (stream sequence)."""
+        await self.bus.ensure_bucket(self.bucket)
+        return await self.bus.publish(self.subject(key), value.SerializeToString(deterministic=True), headers)
+
+    async def delete(self, key: str, headers: dict[str, str] | None = None) -> int:
+        """Delete ``key`` (a tombstone that watches see as DELETE); returns its revision."""
+        await self.bus.ensure_bucket(self.bucket)
+        hdrs = dict(headers or {})
+        hdrs[_OP_HEADER] = "DEL"
+        return await self.bus.publish(self.subject(key), b"", hdrs)
+
+    async def get(self, key: str) -> M | None:
+        """The current value of ``key``, or None."""
+        await self.bus.ensure_bucket(self.bucket)
+        kv = await self.bus.jetstream.key_value(self.bucket)
+        try:
+            entry = await kv.get(key)
+        except (KeyNotFoundError, KeyDeletedError, NotFoundError):
+            return None
+        return self.message_type.FromString(entry.value or b"")
+
+    async def items(self) -> dict[str, M]:
+        """A snapshot of the whole bucket."""
+        out: dict[str, M] = {}
+        async with self.watch() as w:
+            async for ev in w:
+                if ev.type is EventType.SYNCED:
+                    return out
+                if ev.type is EventType.PUT and ev.value is not None:
+                    out[ev.key] = ev.value
+        return out
+
+    def watch(self, heartbeat: float = 1.0) -> KVWatch[M]:
+        """A watch over the whole bucket; use ``async with kv.watch() as w: async for ev in w``."""
+        return KVWatch(self, heartbeat)
+
+
+class KVWatch(Generic[M]):
+    """Async iterator of :class:`WatchEvent` for one bucket; see the module docstring."""
+
+    def __init__(self, kv: TypedKV[M], heartbeat: float) -> None:
+        self._kv = kv
+        self._bus = kv.bus
+        self._hb = heartbeat
+        self._view: dict[str, bytes] = {}
+        self._last_seq = 0
+        self._last_cseq = 0
+        self._stream_created: datetime | None = None
+        self._synced = False
+        self._resync: dict[str, tuple[bytes, int, Mapping[str, str]]] | None = None
+        self._sub: Subscription | None = None
+        self._consumer: str | None = None
+        self._pending: deque[WatchEvent[M]] = deque()
+        self._reset_requested = False
+        self._closed = False
+        self._unregister = self._bus.on_reconnect(self._on_reconnect)
+        #: How many times the consumer was recreated (visible for tests and metrics).
+        self.restarts = 0
+
+    async def __aenter__(self) -> KVWatch[M]:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    def __aiter__(self) -> AsyncIterator[WatchEvent[M]]:
+        return self
+
+    async def _on_reconnect(self) -> None:
+        self._reset_requested = True
+
+    @property
+    def keys(self) -> frozenset[str]:
+        """Keys currently present in this watch's view."""
+        return frozenset(self._view)
+
+    async def __anext__(self) -> WatchEvent[M]:
+        while True:
+            if self._closed:
+                raise StopAsyncIteration
+            if self._pending:
+                return self._pending.popleft()
+            if self._sub is None or self._reset_requested:
+                await self._restart()
+                continue
+            assert self._sub is not None
+            try:
+                msg = await self._sub.next_msg(timeout=self._hb * 3)
+            except (TimeoutError, NatsTimeoutError):
+                log.info(
+                    "watch %s: no heartbeat for %.1fs, recreating consumer", self._kv.bucket, self._hb * 3
+                )
+                self._reset_requested = True
+                continue
+            except Exception as exc:  # subscription closed under us (connection closed)
+                if self._closed:
+                    raise StopAsyncIteration from exc
+                log.info("watch %s: subscription ended (%s), recreating consumer", self._kv.bucket, exc)
+                self._reset_requested = True
+                await asyncio.sleep(self._hb / 4)
+                continue
+            await self._handle(msg)
+
+    async def _handle(self, msg: Msg) -> None:
+        hdrs = dict(msg.headers or {})
+        status = hdrs.get(api.Header.STATUS.value)
+        if status == "100" and not msg.data:
+            # Idle heartbeat or flow control request.
+            if msg.reply:
+                await self._bus.nc.publish(msg.reply, b"")
+            stalled = hdrs.get(api.Header.CONSUMER_STALLED.value)
+            if stalled:
+                await self._bus.nc.publish(stalled, b"")
+            last_c = hdrs.get(api.Header.LAST_CONSUMER.value)
+            if last_c is not None and int(last_c) != self._last_cseq:
+                log.info("watch %s: heartbeat shows a gap, recreating consumer", self._kv.bucket)
+                self._reset_requested = True
+            return
+        if not msg.reply:
+            return
+        md = msg.metadata
+        cseq, sseq, pending = md.sequence.consumer, md.sequence.stream, md.num_pending
+        if cseq != self._last_cseq + 1:
+            log.info("watch %s: consumer sequence gap (%d after %d)", self._kv.bucket, cseq, self._last_cseq)
+            self._reset_requested = True
+            return
+        self._last_cseq = cseq
+        if sseq <= self._last_seq and self._resync is None:
+            return  # already seen
+        self._last_seq = max(self._last_seq, sseq)
+        key = msg.subject.removeprefix(f"$KV.{self._kv.bucket}.")
+        deleted = hdrs.get(_OP_HEADER) in _DELETE_OPS
+        if self._resync is not None:
+            if deleted:
+                self._resync.pop(key, None)
+            else:
+                self._resync[key] = (msg.data, sseq, hdrs)
+            if pending == 0:
+                self._finish_resync()
+            return
+        self._apply(key, None if deleted else msg.data, sseq, hdrs)
+        if pending == 0 and not self._synced:
+            self._synced = True
+            self._pending.append(WatchEvent(EventType.SYNCED))
+
+    def _apply(self, key: str, data: bytes | None, seq: int, hdrs: Mapping[str, str]) -> None:
+        if data is None:
+            if key in self._view:
+                del self._view[key]
+                self._pending.append(WatchEvent(EventType.DELETE, key, None, seq, hdrs))
+            return
+        if self._view.get(key) == data:
+            return
+        self._view[key] = data
+        value = self._kv.message_type.FromString(data)
+        self._pending.append(WatchEvent(EventType.PUT, key, value, seq, hdrs))
+
+    def _finish_resync(self) -> None:
+        fresh = self._resync or {}
+        self._resync = None
+        for key in sorted(set(self._view) - set(fresh)):
+            self._apply(key, None, 0, {})
+        for key, (data, seq, hdrs) in sorted(fresh.items()):
+            self._apply(key, data, seq, hdrs)
+        if not self._synced:
+            self._synced = True
+            self._pending.append(WatchEvent(EventType.SYNCED))
+
+    async def _restart(self) -> None:
+        """(Re)create the consumer, retrying with backoff until the server answers."""
+        self._reset_requested = False
+        await self._drop_consumer()
+        delay = 0.05
+        while not self._closed:
+            try:
+                await self._create_consumer()
+                return
+            except Exception as exc:
+                log.info("watch %s: cannot create consumer yet (%s); retrying", self._kv.bucket, exc)
+                self._bus.forget_buckets()
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)
+
+    async def _create_consumer(self) -> None:
+        js = self._bus.jetstream
+        await self._bus.ensure_bucket(self._kv.bucket)
+        si = await js.stream_info(self._kv.stream)
+        created = si.created
+        resume = self._last_seq > 0 or self._stream_created is not None
+        if resume and (created != self._stream_created or si.state.last_seq < self._last_seq):
+            log.warning("watch %s: stream was recreated; re-reading the whole bucket", self._kv.bucket)
+            self._resync = {}
+            self._last_seq = 0
+        self._stream_created = created
+        cfg = api.ConsumerConfig(
+            deliver_policy=api.DeliverPolicy.LAST_PER_SUBJECT,
+            ack_policy=api.AckPolicy.NONE,
+            filter_subject=f"$KV.{self._kv.bucket}.>",
+            flow_control=True,
+            idle_heartbeat=self._hb,
+            mem_storage=True,
+            inactive_threshold=max(30.0, self._hb * 10),
+            replay_policy=api.ReplayPolicy.INSTANT,
+            num_replicas=1,
+        )
+        if self._resync is None and (self._last_seq > 0 or self._synced):
+            cfg.deliver_policy = api.DeliverPolicy.BY_START_SEQUENCE
+            cfg.opt_start_seq = self._last_seq + 1
+        inbox = self._bus.nc.new_inbox()
+        sub = await self._bus.nc.subscribe(inbox)
+        cfg.deliver_subject = inbox
+        try:
+            info = await js.add_consumer(self._kv.stream, cfg, timeout=2)
+        except BaseException:
+            await sub.unsubscribe()
+            raise
+        self._sub = sub
+        self._consumer = info.name
+        self._last_cseq = 0
+        self.restarts += 1
+        if info.num_pending == 0:
+            if self._resync is not None:
+                self._finish_resync()
+            elif not self._synced:
+                self._synced = True
+                self._pending.append(WatchEvent(EventType.SYNCED))
+
+    async def _drop_consumer(self) -> None:
+        sub, name = self._sub, self._consumer
+        self._sub = self._consumer = None
+        if sub is not None:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+        if name is not None and self._bus.connected:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._bus.jetstream.delete_consumer(self._kv.stream, name), 1)
+
+    async def aclose(self) -> None:
+        """Stop watching and delete the server-side consumer (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        with contextlib.suppress(ValueError):
+            self._unregister()
+        await self._drop_consumer()

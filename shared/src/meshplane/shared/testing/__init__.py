@@ -1,0 +1,1 @@
+"""Test support shared by every distribution's tests (pytest plugin: ``fixtures``)."""
