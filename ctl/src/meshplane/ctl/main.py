@@ -1,4 +1,8 @@
-"""meshctl: the istioctl-shaped command line for meshplane."""
+"""meshctl: the istioctl-shaped command line for meshplane.
+
+Each subcommand lives in its own module with ``add_parser(sub)``, which registers the parser
+and sets ``func`` (``args.func(args) -> exit code``). Add a command by listing its module here.
+"""
 
 from __future__ import annotations
 
@@ -7,25 +11,34 @@ import sys
 
 from meshplane.ctl import __version__, up
 
+COMMANDS = [up]
+
+
+def _version(args: argparse.Namespace) -> int:
+    print(f"meshctl {__version__}")
+    return 0
+
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="meshctl", description="Command line for the meshplane control plane.")
+    parser = argparse.ArgumentParser(
+        prog="meshctl", description="Command line for the meshplane control plane."
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    sub.add_parser("version", help="print the client version")
-    up.add_parser(sub)
+    sub.add_parser("version", help="print the client version").set_defaults(func=_version)
+    for module in COMMANDS:
+        module.add_parser(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command == "version":
-        print(f"meshctl {__version__}")
-        return 0
-    if args.command == "up":
-        return up.run(args)
-    parser.print_help()
-    return 2
+    func = getattr(args, "func", None)
+    if func is None:
+        parser.print_help()
+        return 2
+    code: int = func(args)
+    return code
 
 
 if __name__ == "__main__":

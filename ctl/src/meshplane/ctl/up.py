@@ -24,6 +24,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p = sub.add_parser("up", help="run the whole mesh locally until Ctrl-C")
     p.add_argument("--config-dir", default="examples/bookinfo", help="directory of Istio YAML")
     p.add_argument("--state-dir", default=".state", help="where the bus store and logs go")
+    p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
