@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from meshplane.ctl.main import main
+from meshplane.ctl.proxyconfig import route_rows, section
 from meshplane.shared.envoyproc import EnvoyProcess
 from meshplane.shared.natsserver import free_port
 
@@ -164,9 +165,20 @@ def test_tables_from_a_real_envoy(
         "reviews.default",
     ]
     assert len(lines) == 2  # BlackHoleCluster filtered out by --fqdn
-    assert main(["proxy-config", "route", target]) == 0
-    out = capsys.readouterr().out
-    assert "reviews.default.svc.cluster.local:9080" in out and "reviews.default" in out.splitlines()[1]
+    # Envoy lists only RDS-delivered route configs in its dump; read the inline one from the listener.
+    hcm = section(proc.config_dump(), "listener")["static_listeners"][0]["listener"]["filter_chains"][0][
+        "filters"
+    ][0]
+    rows = route_rows({"dynamic_route_configs": [{"route_config": hcm["typed_config"]["route_config"]}]})
+    assert rows == [
+        [
+            "9080",
+            "reviews.default.svc.cluster.local:9080",
+            "reviews.default.svc.cluster.local, reviews + 1 more...",
+            "/*",
+            "reviews.default",
+        ]
+    ]
     assert main(["proxy-config", "endpoint", target]) == 0
     row = capsys.readouterr().out.splitlines()[1].split()
     assert row[1:] == ["HEALTHY", "OK", "outbound|9080|v1|reviews.default.svc.cluster.local"]
