@@ -17,7 +17,12 @@ from meshplane.shared.config.models.virtual_service import (
     HTTPRetry,
     HTTPRoute,
 )
-from meshplane.shared.config.rules.routing import check_destination, check_string_match, percentage_problem
+from meshplane.shared.config.rules.routing import (
+    check_destination,
+    check_route_destinations,
+    check_string_match,
+    percentage_problem,
+)
 
 RETRY_POLICIES = frozenset(
     {
@@ -85,7 +90,7 @@ def check_http_route(route: HTTPRoute, path: str, issues: Issues, *, gateway_bou
         if d.namespace is not None and not is_dns1123_label(d.namespace):
             issues.error(f"{path}.delegate.namespace", f"invalid namespace {d.namespace!r}")
     if route.route is not None:
-        _check_weights(route, path, issues)
+        check_route_destinations(route.route, path, issues)
     if route.rewrite is not None:
         rw = route.rewrite
         rw_path = f"{path}.rewrite"
@@ -116,21 +121,6 @@ def check_http_route(route: HTTPRoute, path: str, issues: Issues, *, gateway_bou
 
 def _camel(name: str) -> str:
     return "directResponse" if name == "direct_response" else name
-
-
-def _check_weights(route: HTTPRoute, path: str, issues: Issues) -> None:
-    dests = route.route or []
-    if not dests:
-        issues.error(f"{path}.route", "HTTP route must have at least one destination")
-    total = 0
-    for i, dest in enumerate(dests):
-        dpath = f"{path}.route[{i}]"
-        check_destination(dest.destination, f"{dpath}.destination", issues)
-        if dest.weight is not None and dest.weight < 0:
-            issues.error(f"{dpath}.weight", f"weight {dest.weight} must not be negative")
-        total += dest.weight or 0
-    if len(dests) > 1 and total == 0:
-        issues.error(f"{path}.route", "total destination weight = 0")
 
 
 def _check_match(match: HTTPMatchRequest, path: str, issues: Issues, *, gateway_bound: bool) -> None:

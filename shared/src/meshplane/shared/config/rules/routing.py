@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from meshplane.shared.config.checks.hosts import (
     check_fqdn,
     check_wildcard_domain,
@@ -10,7 +12,12 @@ from meshplane.shared.config.checks.hosts import (
 from meshplane.shared.config.checks.ports import check_port
 from meshplane.shared.config.checks.regex import check_regex
 from meshplane.shared.config.issues import Issues
-from meshplane.shared.config.models.virtual_service import Destination, StringMatch
+from meshplane.shared.config.models.virtual_service import (
+    Destination,
+    HTTPRouteDestination,
+    RouteDestination,
+    StringMatch,
+)
 
 
 def check_destination(dest: Destination, path: str, issues: Issues) -> None:
@@ -61,3 +68,20 @@ def percentage_problem(value: float | None) -> str | None:
     if value < 0 or value > 100:
         return f"percentage {value} must be in the range 0..100"
     return None
+
+
+def check_route_destinations(
+    routes: Sequence[HTTPRouteDestination | RouteDestination] | None, path: str, issues: Issues
+) -> None:
+    """``route`` of an http/tls/tcp route: at least one destination; weights >= 0, not all 0 (HEAD)."""
+    if not routes:
+        issues.error(f"{path}.route", "route must have at least one destination")
+        return
+    total = 0
+    for i, dest in enumerate(routes):
+        check_destination(dest.destination, f"{path}.route[{i}].destination", issues)
+        if dest.weight is not None and dest.weight < 0:
+            issues.error(f"{path}.route[{i}].weight", f"weight {dest.weight} must not be negative")
+        total += dest.weight or 0
+    if len(routes) > 1 and total == 0:
+        issues.error(f"{path}.route", "total destination weight = 0")

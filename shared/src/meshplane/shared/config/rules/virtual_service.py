@@ -13,10 +13,14 @@ from meshplane.shared.config.checks.hosts import (
 from meshplane.shared.config.checks.labels import label_problems
 from meshplane.shared.config.checks.ports import check_port
 from meshplane.shared.config.issues import Issues
-from meshplane.shared.config.models.virtual_service import RouteDestination, VirtualService
+from meshplane.shared.config.models.virtual_service import VirtualService
 from meshplane.shared.config.rules.context import ObjectContext
 from meshplane.shared.config.rules.http_route import check_http_route
-from meshplane.shared.config.rules.routing import applies_to_mesh, check_destination, check_gateway_name
+from meshplane.shared.config.rules.routing import (
+    applies_to_mesh,
+    check_gateway_name,
+    check_route_destinations,
+)
 
 
 def check(vs: VirtualService, ctx: ObjectContext, issues: Issues) -> None:
@@ -72,20 +76,6 @@ def _warn_unreachable(vs: VirtualService, issues: Issues) -> None:
             seen.append((i, key))
 
 
-def _check_route_destinations(routes: list[RouteDestination] | None, path: str, issues: Issues) -> None:
-    if not routes:
-        issues.error(f"{path}.route", "route is required")
-        return
-    total = 0
-    for i, dest in enumerate(routes):
-        check_destination(dest.destination, f"{path}.route[{i}].destination", issues)
-        if dest.weight is not None and dest.weight < 0:
-            issues.error(f"{path}.route[{i}].weight", f"weight {dest.weight} must not be negative")
-        total += dest.weight or 0
-    if len(routes) > 1 and total == 0:
-        issues.error(f"{path}.route", "total destination weight = 0")
-
-
 def _check_l4_match_common(
     subnets: list[str] | None, port: int | None, labels: dict[str, str] | None, path: str, issues: Issues
 ) -> None:
@@ -114,7 +104,7 @@ def _check_tls(vs: VirtualService, hosts: list[str], issues: Issues) -> None:
                 elif hosts and not any(host_is_subset(sni, h) for h in hosts):
                     issues.error(spath, f"SNI host {sni!r} is not a subset of any virtual service host")
             _check_l4_match_common(match.destination_subnets, match.port, match.source_labels, mpath, issues)
-        _check_route_destinations(route.route, path, issues)
+        check_route_destinations(route.route, path, issues)
 
 
 def _check_tcp(vs: VirtualService, issues: Issues) -> None:
@@ -125,4 +115,4 @@ def _check_tcp(vs: VirtualService, issues: Issues) -> None:
             _check_l4_match_common(match.destination_subnets, match.port, match.source_labels, mpath, issues)
             if match.source_subnet is not None and (problem := check_ip_or_cidr(match.source_subnet)):
                 issues.error(f"{mpath}.sourceSubnet", problem)
-        _check_route_destinations(route.route, path, issues)
+        check_route_destinations(route.route, path, issues)
