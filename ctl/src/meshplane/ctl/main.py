@@ -9,9 +9,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from meshplane.ctl import inject, status, up
+from meshplane.ctl import inject, status, up, validate
 
-COMMANDS = [up, inject, status]
+COMMANDS = [up, validate, inject, status]
 
 
 def build_parser() -> argparse.ArgumentParser:
