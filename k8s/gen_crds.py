@@ -1,12 +1,13 @@
-"""Generate the CustomResourceDefinitions for the Istio kinds meshplane reads (k8s/base/crds/).
+"""Generate the CustomResourceDefinitions for the Istio kinds (k8s/base/crds/) from the config models.
 
-Each CRD serves the API versions Istio serves for its group (storage version ``v1``) with one
-structural OpenAPI v3 schema. The spec schemas are written here, field by field, from Istio's
-public API reference; ``x-kubernetes-preserve-unknown-fields`` is used where Istio itself keeps a
-free-form ``google.protobuf.Struct`` (EnvoyFilter patch values, ``status``) and, until the shared
-config models exist, on the deeper message types listed in ``PENDING_MODELS``.
+The spec schema of every kind is the JSON schema of its pydantic model in
+``meshplane.shared.config.models`` (the same models galley validates with), turned into a
+structural OpenAPI v3 schema: ``$ref`` inlined, ``Optional`` unions collapsed, titles and
+defaults dropped, and a free-form ``google.protobuf.Struct`` (a ``dict[str, Any]`` field) marked
+``x-kubernetes-preserve-unknown-fields`` as Istio's own CRDs do. Everything else is typed, so
+an unknown field is pruned or, with strict field validation, rejected.
 
-Run ``python k8s/gen_crds.py`` from the repository root after changing a schema; the tests in
+Run ``python k8s/gen_crds.py`` from the repository root after the models change; the tests in
 ``tests/deploy`` fail when the committed files differ from what this script writes.
 """
 
@@ -17,264 +18,140 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import BaseModel
+
+from meshplane.shared.config import lookup_kind, models
 
 Schema = dict[str, Any]
 
 OUT_DIR = Path(__file__).resolve().parent / "base" / "crds"
 
-#: Message types whose inner fields are not yet spelled out here. They keep unknown fields so
-#: nothing a user writes is pruned; replace each with its full schema from the config models.
-PENDING_MODELS = frozenset(
-    {
-        "HTTPRoute",
-        "TLSRoute",
-        "TCPRoute",
-        "TrafficPolicy",
-        "Subset",
-        "Server",
-        "ServiceEntryEndpoint",
-        "WorkloadGroupProbe",
-        "IstioIngressListener",
-        "IstioEgressListener",
-        "ConnectionPool",
-        "OutboundTrafficPolicy",
-        "EnvoyConfigObjectMatch",
-        "AuthorizationRule",
-        "JWTRule",
-        "Tracing",
-        "Metrics",
-        "AccessLogging",
-    }
-)
-
-
-def string() -> Schema:
-    return {"type": "string"}
-
-
-def integer(minimum: int | None = None, maximum: int | None = None) -> Schema:
-    out: Schema = {"type": "integer"}
-    if minimum is not None:
-        out["minimum"] = minimum
-    if maximum is not None:
-        out["maximum"] = maximum
-    return out
-
-
-def boolean() -> Schema:
-    return {"type": "boolean"}
-
-
-def enum(*values: str) -> Schema:
-    return {"type": "string", "enum": list(values)}
-
-
-def array(items: Schema) -> Schema:
-    return {"type": "array", "items": items}
-
-
-def string_map() -> Schema:
-    return {"type": "object", "additionalProperties": {"type": "string"}}
-
-
-def obj(description: str = "", **properties: Schema) -> Schema:
-    out: Schema = {"type": "object"}
-    if description:
-        out["description"] = description
-    if properties:
-        out["properties"] = properties
-    return out
-
-
-def pending(message: str) -> Schema:
-    """A message type whose fields are not spelled out yet (see PENDING_MODELS)."""
-    if message not in PENDING_MODELS:
-        raise ValueError(f"{message} is not listed in PENDING_MODELS")
-    return {
-        "type": "object",
-        "description": f"istio {message}; fields are validated by galley.",
-        "x-kubernetes-preserve-unknown-fields": True,
-    }
-
-
-def struct(description: str) -> Schema:
-    """A google.protobuf.Struct: free-form in Istio's own CRDs too."""
-    return {"type": "object", "description": description, "x-kubernetes-preserve-unknown-fields": True}
-
-
-def workload_selector() -> Schema:
-    return obj("Pods this applies to.", matchLabels=string_map())
-
-
-def policy_target() -> Schema:
-    return obj(group=string(), kind=string(), name=string(), namespace=string())
-
-
-def port_number() -> Schema:
-    return integer(minimum=0, maximum=4294967295)
-
-
-SERVICE_PORT = obj(number=port_number(), protocol=string(), name=string(), targetPort=port_number())
-
-WORKLOAD_ENTRY = obj(
-    address=string(),
-    ports={"type": "object", "additionalProperties": port_number()},
-    labels=string_map(),
-    network=string(),
-    locality=string(),
-    weight=integer(minimum=0, maximum=4294967295),
-    serviceAccount=string(),
-)
-
-MTLS = obj(mode=enum("UNSET", "DISABLE", "PERMISSIVE", "STRICT"))
-
-SPECS: dict[str, Schema] = {
-    "VirtualService": obj(
-        hosts=array(string()),
-        gateways=array(string()),
-        http=array(pending("HTTPRoute")),
-        tls=array(pending("TLSRoute")),
-        tcp=array(pending("TCPRoute")),
-        exportTo=array(string()),
-    ),
-    "DestinationRule": obj(
-        host=string(),
-        trafficPolicy=pending("TrafficPolicy"),
-        subsets=array(pending("Subset")),
-        exportTo=array(string()),
-        workloadSelector=workload_selector(),
-    ),
-    "Gateway": obj(servers=array(pending("Server")), selector=string_map()),
-    "ServiceEntry": obj(
-        hosts=array(string()),
-        addresses=array(string()),
-        ports=array(SERVICE_PORT),
-        location=enum("MESH_EXTERNAL", "MESH_INTERNAL"),
-        resolution=enum("NONE", "STATIC", "DNS", "DNS_ROUND_ROBIN", "DYNAMIC_DNS"),
-        endpoints=array(pending("ServiceEntryEndpoint")),
-        workloadSelector=workload_selector(),
-        exportTo=array(string()),
-        subjectAltNames=array(string()),
-    ),
-    "WorkloadEntry": WORKLOAD_ENTRY,
-    "WorkloadGroup": obj(
-        metadata=obj(labels=string_map(), annotations=string_map()),
-        template=WORKLOAD_ENTRY,
-        probe=pending("WorkloadGroupProbe"),
-    ),
-    "Sidecar": obj(
-        workloadSelector=workload_selector(),
-        ingress=array(pending("IstioIngressListener")),
-        egress=array(pending("IstioEgressListener")),
-        inboundConnectionPool=pending("ConnectionPool"),
-        outboundTrafficPolicy=pending("OutboundTrafficPolicy"),
-    ),
-    "EnvoyFilter": obj(
-        workloadSelector=obj(labels=string_map()),
-        targetRefs=array(policy_target()),
-        configPatches=array(
-            obj(
-                applyTo=string(),
-                match=pending("EnvoyConfigObjectMatch"),
-                patch=obj(
-                    operation=string(),
-                    value=struct("The Envoy configuration to merge, add or replace."),
-                    filterClass=string(),
-                ),
-            )
-        ),
-        priority=integer(),
-    ),
-    "PeerAuthentication": obj(
-        selector=workload_selector(),
-        mtls=MTLS,
-        portLevelMtls={"type": "object", "additionalProperties": MTLS},
-    ),
-    "AuthorizationPolicy": obj(
-        selector=workload_selector(),
-        targetRef=policy_target(),
-        targetRefs=array(policy_target()),
-        rules=array(pending("AuthorizationRule")),
-        action=enum("ALLOW", "DENY", "AUDIT", "CUSTOM"),
-        provider=obj(name=string()),
-    ),
-    "RequestAuthentication": obj(
-        selector=workload_selector(),
-        targetRef=policy_target(),
-        targetRefs=array(policy_target()),
-        jwtRules=array(pending("JWTRule")),
-    ),
-    "Telemetry": obj(
-        selector=workload_selector(),
-        targetRef=policy_target(),
-        targetRefs=array(policy_target()),
-        tracing=array(pending("Tracing")),
-        metrics=array(pending("Metrics")),
-        accessLogging=array(pending("AccessLogging")),
-    ),
-}
-
-#: group -> (served versions, newest first; kinds with their plural and short names)
-GROUPS: dict[str, tuple[list[str], list[tuple[str, str, list[str]]]]] = {
+#: group -> versions served (the first is stored) and kinds with their short names.
+#: Kinds Istio serves in one version only keep that version (ProxyConfig, WasmPlugin).
+GROUPS: dict[str, tuple[tuple[str, ...], dict[str, list[str]]]] = {
     "networking.istio.io": (
-        ["v1", "v1beta1", "v1alpha3"],
-        [
-            ("VirtualService", "virtualservices", ["vs"]),
-            ("DestinationRule", "destinationrules", ["dr"]),
-            ("Gateway", "gateways", ["gw"]),
-            ("ServiceEntry", "serviceentries", ["se"]),
-            ("WorkloadEntry", "workloadentries", ["we"]),
-            ("WorkloadGroup", "workloadgroups", ["wg"]),
-            ("Sidecar", "sidecars", []),
-            ("EnvoyFilter", "envoyfilters", []),
-        ],
+        ("v1", "v1beta1", "v1alpha3"),
+        {
+            "VirtualService": ["vs"],
+            "DestinationRule": ["dr"],
+            "Gateway": ["gw"],
+            "ServiceEntry": ["se"],
+            "WorkloadEntry": ["we"],
+            "WorkloadGroup": ["wg"],
+            "Sidecar": [],
+            "EnvoyFilter": [],
+        },
     ),
     "security.istio.io": (
-        ["v1", "v1beta1"],
-        [
-            ("PeerAuthentication", "peerauthentications", ["pa"]),
-            ("AuthorizationPolicy", "authorizationpolicies", ["ap"]),
-            ("RequestAuthentication", "requestauthentications", ["ra"]),
-        ],
+        ("v1", "v1beta1"),
+        {"PeerAuthentication": ["pa"], "AuthorizationPolicy": ["ap"], "RequestAuthentication": ["ra"]},
     ),
-    "telemetry.istio.io": (["v1", "v1alpha1"], [("Telemetry", "telemetries", ["telemetry"])]),
+    "telemetry.istio.io": (("v1", "v1alpha1"), {"Telemetry": ["telemetry"]}),
+}
+SINGLE_VERSION_KINDS: dict[str, tuple[str, str]] = {
+    "ProxyConfig": ("networking.istio.io", "v1beta1"),
+    "WasmPlugin": ("extensions.istio.io", "v1alpha1"),
 }
 
-STORAGE_VERSION = "v1"
+#: JSON-schema keys pydantic writes that a CRD schema does not carry.
+DROPPED = frozenset({"title", "default", "$defs", "format", "additionalProperties", "anyOf", "$ref"})
+SCALAR_TYPES = frozenset({"string", "integer", "number", "boolean"})
+
+
+class GenerationError(Exception):
+    """A model whose JSON schema has no structural equivalent; the message names the path."""
+
+
+def structural(node: Schema, defs: dict[str, Schema], path: str, seen: tuple[str, ...] = ()) -> Schema:
+    """The structural OpenAPI v3 form of one pydantic JSON-schema node."""
+    if "$ref" in node:
+        name = node["$ref"].rsplit("/", 1)[-1]
+        if name in seen:
+            raise GenerationError(f"{path}: {name} refers to itself; CRD schemas cannot recurse")
+        return structural(defs[name], defs, path, (*seen, name))
+    if "anyOf" in node:
+        options = [option for option in node["anyOf"] if option.get("type") != "null"]
+        if len(options) != 1:
+            raise GenerationError(f"{path}: a union of {len(options)} types has no structural form")
+        return structural(options[0], defs, path, seen)
+
+    kind = node.get("type")
+    out: Schema = {"type": kind}
+    if node.get("description"):
+        out["description"] = node["description"]
+    if kind == "object":
+        extra = node.get("additionalProperties")
+        if "properties" in node:
+            out["properties"] = {
+                name: structural(sub, defs, f"{path}.{name}", seen)
+                for name, sub in node["properties"].items()
+            }
+            if node.get("required"):
+                out["required"] = list(node["required"])
+        if isinstance(extra, dict):
+            out["additionalProperties"] = structural(extra, defs, f"{path}.*", seen)
+        elif extra is True or ("properties" not in node and extra is None):
+            out["x-kubernetes-preserve-unknown-fields"] = True  # a protobuf Struct
+    elif kind == "array":
+        out["items"] = structural(node["items"], defs, f"{path}[]", seen)
+    elif kind in SCALAR_TYPES:
+        for key in ("enum", "minimum", "maximum"):
+            if key in node:
+                out[key] = node[key]
+    else:
+        raise GenerationError(f"{path}: unsupported JSON-schema type {kind!r}")
+    unknown = set(node) - DROPPED - {"type", "description", "properties", "required", "items"}
+    unknown -= {"enum", "minimum", "maximum"}
+    if unknown:
+        raise GenerationError(f"{path}: unsupported JSON-schema keyword(s) {sorted(unknown)}")
+    return out
+
+
+def spec_schema(kind: str) -> Schema:
+    model = getattr(models, kind)
+    if not (isinstance(model, type) and issubclass(model, BaseModel)):
+        raise GenerationError(f"meshplane.shared.config.models.{kind} is not a model")
+    source = model.model_json_schema(by_alias=True)
+    schema = structural(source, source.get("$defs", {}), f"{kind}.spec")
+    schema["description"] = f"{kind} spec, as in Istio's API."
+    return schema
 
 
 def object_schema(kind: str) -> Schema:
-    spec = dict(SPECS[kind])
-    spec["description"] = f"{kind} spec, as in Istio's API."
     return {
         "type": "object",
         "properties": {
-            "apiVersion": string(),
-            "kind": string(),
+            "apiVersion": {"type": "string"},
+            "kind": {"type": "string"},
             "metadata": {"type": "object"},
-            "spec": spec,
-            "status": struct("Status written by the control plane."),
+            "spec": spec_schema(kind),
+            "status": {
+                "type": "object",
+                "description": "Status written by the control plane.",
+                "x-kubernetes-preserve-unknown-fields": True,
+            },
         },
     }
 
 
-def crd(group: str, versions: list[str], kind: str, plural: str, short_names: list[str]) -> Schema:
+def crd(group: str, versions: tuple[str, ...], kind: str, short_names: list[str]) -> Schema:
+    info = lookup_kind(group, kind)
+    if info is None:
+        raise GenerationError(f"{group} {kind} is not in meshplane.shared.config.kinds")
     names: Schema = {
         "kind": kind,
         "listKind": f"{kind}List",
-        "plural": plural,
+        "plural": info.plural,
         "singular": kind.lower(),
         "categories": ["istio-io", f"{group.split('.')[0]}-istio-io"],
     }
     if short_names:
         names["shortNames"] = short_names
+    schema = object_schema(kind)
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
-        "metadata": {
-            "name": f"{plural}.{group}",
-            "labels": {"app.kubernetes.io/part-of": "meshplane"},
-        },
+        "metadata": {"name": f"{info.plural}.{group}", "labels": {"app.kubernetes.io/part-of": "meshplane"}},
         "spec": {
             "group": group,
             "names": names,
@@ -283,9 +160,9 @@ def crd(group: str, versions: list[str], kind: str, plural: str, short_names: li
                 {
                     "name": version,
                     "served": True,
-                    "storage": version == STORAGE_VERSION,
+                    "storage": version == versions[0],
                     "subresources": {"status": {}},
-                    "schema": {"openAPIV3Schema": object_schema(kind)},
+                    "schema": {"openAPIV3Schema": schema},
                 }
                 for version in versions
             ],
@@ -302,10 +179,16 @@ class _PlainDumper(yaml.SafeDumper):
 
 def render() -> dict[str, str]:
     """File name -> YAML text for every group's CRDs."""
-    files: dict[str, str] = {}
+    by_group: dict[str, list[Schema]] = {}
     for group, (versions, kinds) in GROUPS.items():
-        docs = [crd(group, versions, kind, plural, short) for kind, plural, short in kinds]
-        header = f"# Generated by k8s/gen_crds.py: CRDs of {group}. Do not edit by hand.\n"
+        by_group[group] = [crd(group, versions, kind, short) for kind, short in kinds.items()]
+    for kind, (group, version) in SINGLE_VERSION_KINDS.items():
+        by_group.setdefault(group, []).append(crd(group, (version,), kind, []))
+    files: dict[str, str] = {}
+    for group, docs in by_group.items():
+        header = (
+            f"# Generated by k8s/gen_crds.py from meshplane.shared.config.models: {group}. Do not edit.\n"
+        )
         files[f"{group.split('.')[0]}.yaml"] = header + yaml.dump_all(
             docs, Dumper=_PlainDumper, sort_keys=False
         )
@@ -314,7 +197,12 @@ def render() -> dict[str, str]:
 
 def main() -> int:
     OUT_DIR.mkdir(parents=True, exist_ok=True)
-    for name, text in render().items():
+    try:
+        files = render()
+    except GenerationError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    for name, text in files.items():
         (OUT_DIR / name).write_text(text)
         print(f"wrote {OUT_DIR.name}/{name}")
     return 0
