@@ -1,28 +1,19 @@
-"""meshplane-galley: skeleton entry point (starts, logs, stops cleanly)."""
+"""meshplane-galley: parse flags, set up logging, run :class:`~meshplane.galley.app.Galley` until SIGTERM."""
 
 from __future__ import annotations
 
-import argparse
-import asyncio
-import logging
 import sys
 
+from meshplane.galley.app import Galley
+from meshplane.galley.settings import parse_args
 from meshplane.shared.lifecycle import run_service
 from meshplane.shared.telemetry import configure_logging
 
-log = logging.getLogger("meshplane.galley")
-
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="meshplane-galley")
-    parser.parse_known_args(argv)
+    settings = parse_args(argv)
     configure_logging()
-
-    async def run(stop: asyncio.Event) -> None:
-        log.info("ready")
-        await stop.wait()
-
-    return run_service("meshplane-galley", run)
+    return run_service("meshplane-galley", Galley(settings).run)
 
 
 if __name__ == "__main__":
