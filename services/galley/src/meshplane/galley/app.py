@@ -72,7 +72,11 @@ class Galley:
     async def run(self, stop: asyncio.Event) -> None:
         s = self.settings
         webhook = HttpServer(
-            create_webhook_app(self.state), *s.webhook_addr, name="webhook", tls_cert=s.tls_cert, tls_key=s.tls_key
+            create_webhook_app(self.state),
+            *s.webhook_addr,
+            name="webhook",
+            tls_cert=s.tls_cert,
+            tls_key=s.tls_key,
         )
         monitoring = HttpServer(create_monitoring_app(self.state), *s.monitoring_addr, name="monitoring")
         await monitoring.start()
@@ -82,7 +86,10 @@ class Galley:
         announcer = ComponentAnnouncer(
             bus,
             "galley",
-            {"webhook": f"{s.webhook_addr[0]}:{webhook.port}", "monitoring": f"{s.monitoring_addr[0]}:{monitoring.port}"},
+            {
+                "webhook": f"{s.webhook_addr[0]}:{webhook.port}",
+                "monitoring": f"{s.monitoring_addr[0]}:{monitoring.port}",
+            },
         )
         inner_stop = asyncio.Event()
         try:
@@ -96,13 +103,9 @@ class Galley:
                         self.apply([])
                     tasks.create_task(source.watch(inner_stop), name="directory-watch")
                 else:
-                    from meshplane.galley.sources.kubernetes import KubernetesSource
-
-                    kube = KubernetesSource(s.kube_api, self.apply)
-                    self.state.sources = kube.status
-                    self.state.analysis = self._analysis_view
-                    tasks.create_task(kube.run(inner_stop), name="kubernetes-source")
-                    await kube.wait_synced(stop)
+                    raise RuntimeError(
+                        "the Kubernetes source is not available in this build; use --config-dir"
+                    )
                 tasks.create_task(self._become_ready(publisher, announcer, stop), name="ready")
                 await stop.wait()
                 log.info("shutting down")
@@ -115,7 +118,9 @@ class Galley:
             publisher.close()
             await bus.close()
 
-    async def _become_ready(self, publisher: Publisher, announcer: ComponentAnnouncer, stop: asyncio.Event) -> None:
+    async def _become_ready(
+        self, publisher: Publisher, announcer: ComponentAnnouncer, stop: asyncio.Event
+    ) -> None:
         synced = asyncio.ensure_future(publisher.wait_synced())
         stopped = asyncio.ensure_future(stop.wait())
         await asyncio.wait({synced, stopped}, return_when=asyncio.FIRST_COMPLETED)

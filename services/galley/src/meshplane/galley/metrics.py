@@ -37,7 +37,8 @@ SOURCE_CONFLICTS = Gauge(
     "galley_source_conflicts", "Objects defined in more than one file (first one kept).", registry=REGISTRY
 )
 BUS_PUBLISHED = Counter(
-    "galley_bus_writes", "Puts and deletes written to the bus, by bucket and operation.",
+    "galley_bus_writes",
+    "Puts and deletes written to the bus, by bucket and operation.",
     ["bucket", "op"],
     registry=REGISTRY,
 )

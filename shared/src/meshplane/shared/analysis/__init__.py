@@ -4,7 +4,15 @@
 (IST0101, IST0102, ...) with Istio's levels.
 """
 
-from meshplane.shared.analysis.messages import ALL_TYPES, ERROR, INFO, LEVEL_RANK, WARNING, Message, MessageType
+from meshplane.shared.analysis.messages import (
+    ALL_TYPES,
+    ERROR,
+    INFO,
+    LEVEL_RANK,
+    WARNING,
+    Message,
+    MessageType,
+)
 from meshplane.shared.analysis.runner import Analysis, analyze
 
 __all__ = [

@@ -14,9 +14,8 @@ _VERIFYING_MODES = ("SIMPLE", "MUTUAL")
 
 
 def _tls(policy: object) -> Mapping[str, Any]:
-    if isinstance(policy, Mapping) and isinstance(policy.get("tls"), Mapping):
-        return policy["tls"]
-    return {}
+    tls = policy.get("tls") if isinstance(policy, Mapping) else None
+    return tls if isinstance(tls, Mapping) else {}
 
 
 def _unverified(tls: Mapping[str, Any]) -> bool:
@@ -28,6 +27,10 @@ def _unverified(tls: Mapping[str, Any]) -> bool:
     )
 
 
+def _prefix(dr: Resource, tls: Mapping[str, Any]) -> str:
+    return f"DestinationRule {dr.name} in namespace {dr.namespace} has TLS mode set to {tls.get('mode')}"
+
+
 def check_server_verification(ctx: Context) -> None:
     for dr in ctx.kind("DestinationRule"):
         host = str(dr.spec.get("host", ""))
@@ -35,9 +38,10 @@ def check_server_verification(ctx: Context) -> None:
         tls = _tls(policy)
         if _unverified(tls):
             ctx.report(
-                m.NO_SERVER_CERT_VERIFICATION_DR, dr,
-                f"DestinationRule {dr.name} in namespace {dr.namespace} has TLS mode set to {tls.get('mode')} "
-                f"but no caCertificates are set to validate server identity for host: {host}",
+                m.NO_SERVER_CERT_VERIFICATION_DR,
+                dr,
+                f"{_prefix(dr, tls)} but no caCertificates are set to validate server identity "
+                f"for host: {host}",
             )
         port_settings = policy.get("portLevelSettings") if isinstance(policy, Mapping) else None
         for pls in port_settings or []:
@@ -45,14 +49,15 @@ def check_server_verification(ctx: Context) -> None:
             if _unverified(tls):
                 port = (pls.get("port") or {}).get("number")
                 ctx.report(
-                    m.NO_SERVER_CERT_VERIFICATION_PORT, dr,
-                    f"DestinationRule {dr.name} in namespace {dr.namespace} has TLS mode set to {tls.get('mode')} "
-                    f"but no caCertificates are set to validate server identity for host: {host} at port {port}",
+                    m.NO_SERVER_CERT_VERIFICATION_PORT,
+                    dr,
+                    f"{_prefix(dr, tls)} but no caCertificates are set to validate server identity "
+                    f"for host: {host} at port {port}",
                 )
 
 
 def _peer_mode(ctx: Context, namespace: str) -> tuple[str, Resource] | None:
-    """The namespace-wide PeerAuthentication mode (falling back to the mesh-wide one in the root namespace)."""
+    """The namespace-wide PeerAuthentication mode, else the mesh-wide one in the root namespace."""
     for ns in (namespace, ROOT_NAMESPACE):
         for pa in ctx.kind("PeerAuthentication"):
             if pa.namespace == ns and not pa.spec.get("selector"):
@@ -78,7 +83,8 @@ def check_mtls_conflicts(ctx: Context) -> None:
         mode, pa = server
         if (client == "DISABLE" and mode == "STRICT") or (client == "ISTIO_MUTUAL" and mode == "DISABLE"):
             ctx.report(
-                m.MTLS_POLICY_CONFLICT, dr,
+                m.MTLS_POLICY_CONFLICT,
+                dr,
                 f"A DestinationRule and a PeerAuthentication are in conflict over mTLS for host {host}: "
                 f"DestinationRule {dr.namespace}/{dr.name} sets TLS mode {client} but PeerAuthentication "
                 f"{pa.namespace}/{pa.name} requires {mode}.",

@@ -48,7 +48,8 @@ def check_ports(ctx: Context) -> None:
         for number, _ in _servers(gw):
             if number not in exposed:
                 ctx.report(
-                    m.GATEWAY_PORT_NOT_ON_WORKLOAD, gw,
+                    m.GATEWAY_PORT_NOT_ON_WORKLOAD,
+                    gw,
                     f"The gateway refers to a port that is not exposed on the workload "
                     f"(pod selector {_label_text(selector)}; port {number})",
                 )
@@ -70,7 +71,8 @@ def check_conflicts(ctx: Context) -> None:
                     )
                     if shared:
                         ctx.report(
-                            m.CONFLICTING_GATEWAYS, gw,
+                            m.CONFLICTING_GATEWAYS,
+                            gw,
                             f"Conflict with gateways {other.namespace}/{other.name} (workload selector "
                             f"{_label_text(_selector(gw))}, port {number}, hosts {', '.join(shared)}).",
                         )

@@ -29,7 +29,9 @@ UNKNOWN_ANNOTATION = MessageType("IST0108", "UnknownAnnotation", WARNING)
 CONFLICTING_MESH_GATEWAY_VS_HOSTS = MessageType("IST0109", "ConflictingMeshGatewayVirtualServiceHosts", ERROR)
 MTLS_POLICY_CONFLICT = MessageType("IST0113", "MTLSPolicyConflict", ERROR)
 PORT_NAME_NOT_UNDER_CONVENTION = MessageType("IST0118", "PortNameIsNotUnderNamingConvention", INFO)
-NO_SERVER_CERT_VERIFICATION_DR = MessageType("IST0128", "NoServerCertificateVerificationDestinationLevel", WARNING)
+NO_SERVER_CERT_VERIFICATION_DR = MessageType(
+    "IST0128", "NoServerCertificateVerificationDestinationLevel", WARNING
+)
 NO_SERVER_CERT_VERIFICATION_PORT = MessageType("IST0129", "NoServerCertificateVerificationPortLevel", WARNING)
 VS_UNREACHABLE_RULE = MessageType("IST0130", "VirtualServiceUnreachableRule", WARNING)
 VS_INEFFECTIVE_MATCH = MessageType("IST0131", "VirtualServiceIneffectiveMatch", INFO)

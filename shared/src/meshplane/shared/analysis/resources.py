@@ -10,7 +10,9 @@ from meshplane.shared.analysis.context import Context
 from meshplane.shared.config import ISTIO_GROUPS, validate_object
 
 #: Namespaces Istio's analyzers leave alone.
-SYSTEM_NAMESPACES = frozenset({"kube-system", "kube-public", "kube-node-lease", "istio-system", "local-path-storage"})
+SYSTEM_NAMESPACES = frozenset(
+    {"kube-system", "kube-public", "kube-node-lease", "istio-system", "local-path-storage"}
+)
 
 _PROTOCOLS = ("http", "http2", "https", "grpc", "grpc-web", "tcp", "tls", "mongo", "redis", "mysql", "udp")
 
@@ -22,7 +24,9 @@ def check_schema(ctx: Context) -> None:
             continue
         result = validate_object(dict(r.obj))
         if result.kind is None:
-            ctx.report(m.SCHEMA_VALIDATION_ERROR, r, f"Schema validation error: unrecognized type {r.group}/{r.kind}")
+            ctx.report(
+                m.SCHEMA_VALIDATION_ERROR, r, f"Schema validation error: unrecognized type {r.group}/{r.kind}"
+            )
         for issue in result.errors:
             ctx.report(m.SCHEMA_VALIDATION_ERROR, r, f"Schema validation error: {issue}")
 
@@ -35,7 +39,8 @@ def check_injection(ctx: Context) -> None:
         labels = ns.str_map("labels")
         if "istio-injection" not in labels and "istio.io/rev" not in labels:
             ctx.report(
-                m.NAMESPACE_NOT_INJECTED, ns,
+                m.NAMESPACE_NOT_INJECTED,
+                ns,
                 f"The namespace is not enabled for Istio injection. Run 'kubectl label namespace {ns.name} "
                 f"istio-injection=enabled' to enable it, or 'kubectl label namespace {ns.name} "
                 "istio-injection=disabled' to explicitly mark it as not needing injection.",
@@ -56,9 +61,12 @@ def check_port_names(ctx: Context) -> None:
             if not isinstance(port, Mapping) or port.get("appProtocol"):
                 continue
             name = str(port.get("name", ""))
+            number = port.get("port")
+            target = port.get("targetPort", number)
             if not _follows_convention(name):
                 ctx.report(
-                    m.PORT_NAME_NOT_UNDER_CONVENTION, svc,
-                    f"Port name {name} (port: {port.get('port')}, targetPort: {port.get('targetPort', port.get('port'))}) "
+                    m.PORT_NAME_NOT_UNDER_CONVENTION,
+                    svc,
+                    f"Port name {name} (port: {number}, targetPort: {target}) "
                     "doesn't follow the naming convention of Istio port.",
                 )

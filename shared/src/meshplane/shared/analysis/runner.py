@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from meshplane.shared.analysis import annotations, destinationrule, gateway, resources, virtualservice
+from meshplane.shared.analysis import annotation, destinationrule, gateway, resources, virtualservice
 from meshplane.shared.analysis.context import Context, Resource
 from meshplane.shared.analysis.messages import LEVEL_RANK, Message
 
@@ -14,7 +14,7 @@ ANALYZERS: tuple[Callable[[Context], None], ...] = (
     resources.check_schema,
     resources.check_injection,
     resources.check_port_names,
-    annotations.check,
+    annotation.check,
     virtualservice.check_references,
     virtualservice.check_mesh_host_conflicts,
     virtualservice.check_rules,
@@ -50,6 +50,10 @@ def _resource(obj: Mapping[str, Any], origin: str) -> Resource | None:
     return Resource(api_version.rpartition("/")[0], kind, namespace, name, obj, origin)
 
 
+def _codes(annotation_value: str) -> set[str]:
+    return {c.strip() for c in annotation_value.split(",") if c.strip()}
+
+
 def analyze(items: Iterable[tuple[Mapping[str, Any], str]]) -> Analysis:
     """Analyze ``(object, origin)`` pairs; messages come sorted by resource, then code."""
     resources_ = [r for r in (_resource(obj, origin) for obj, origin in items) if r is not None]
@@ -58,7 +62,9 @@ def analyze(items: Iterable[tuple[Mapping[str, Any], str]]) -> Analysis:
         analyzer(ctx)
     suppressed = {r.describe(): r.str_map("annotations").get(SUPPRESS_ANNOTATION, "") for r in resources_}
     kept = [
-        msg for msg in ctx.messages if msg.code not in suppressed.get(msg.resource, "").replace(" ", "").split(",")
+        msg
+        for msg in ctx.messages
+        if msg.code not in suppressed.get(msg.resource, "").replace(" ", "").split(",")
     ]
     kept.sort(key=lambda msg: (-LEVEL_RANK[msg.level], msg.resource, msg.code, msg.text))
     return Analysis(kept)

@@ -54,7 +54,9 @@ def check_references(ctx: Context) -> None:
         for dest in _destinations(vs):
             host = fqdn(str(dest.get("host", "")), vs.namespace)
             if not host or not ctx.host_known(host):
-                ctx.report(m.REFERENCED_RESOURCE_NOT_FOUND, vs, f'Referenced host not found: "{dest.get("host")}"')
+                ctx.report(
+                    m.REFERENCED_RESOURCE_NOT_FOUND, vs, f'Referenced host not found: "{dest.get("host")}"'
+                )
                 continue
             subset = dest.get("subset")
             if subset and not _has_subset(ctx, host, str(subset), vs.namespace):
@@ -103,7 +105,8 @@ def check_rules(ctx: Context) -> None:
                 label = f"{section}[{index}]" if not rule.get("name") else f"{rule['name']!r}"
                 if catch_all is not None:
                     ctx.report(
-                        m.VS_UNREACHABLE_RULE, vs,
+                        m.VS_UNREACHABLE_RULE,
+                        vs,
                         f"VirtualService rule {label} not used (only the last rule can omit a match; "
                         f"{section}[{catch_all}] matches everything).",
                     )
@@ -119,7 +122,8 @@ def check_rules(ctx: Context) -> None:
                         duplicates += 1
                         if len(matches) > 1:
                             ctx.report(
-                                m.VS_INEFFECTIVE_MATCH, vs,
+                                m.VS_INEFFECTIVE_MATCH,
+                                vs,
                                 f"VirtualService rule {label} match {mi} is not used "
                                 f"(duplicate/overlapping match in rule {section}[{seen[key]}]).",
                             )
@@ -127,6 +131,7 @@ def check_rules(ctx: Context) -> None:
                         seen[key] = index
                 if duplicates == len(matches):
                     ctx.report(
-                        m.VS_UNREACHABLE_RULE, vs,
+                        m.VS_UNREACHABLE_RULE,
+                        vs,
                         f"VirtualService rule {label} not used (all of its matches are used by prior rules).",
                     )

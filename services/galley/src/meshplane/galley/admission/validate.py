@@ -42,7 +42,9 @@ def review_object(operation: str, obj: dict[str, Any] | None) -> Verdict:
     if operation not in VALIDATED_OPERATIONS:
         return Verdict(True)
     if obj is None:
-        return Verdict(False, f"no object to validate in the {operation} request", metrics.REASON_DECODE_ERROR)
+        return Verdict(
+            False, f"no object to validate in the {operation} request", metrics.REASON_DECODE_ERROR
+        )
     unknown = sorted(k for k in obj if k not in TOP_LEVEL_FIELDS)
     if unknown:
         return Verdict(

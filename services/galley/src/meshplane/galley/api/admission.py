@@ -52,8 +52,8 @@ async def validate(request: Request) -> Response:
         metrics.VALIDATION_PASSED.inc()
     else:
         metrics.VALIDATION_FAILED.labels(verdict.reason).inc()
-        log.info(
-            "denied %s %s/%s: %s", req.kind.kind or "object", req.namespace, req.name, verdict.message
-        )
-    answer = build_response(review, allowed=verdict.allowed, message=verdict.message, warnings=verdict.warnings)
+        log.info("denied %s %s/%s: %s", req.kind.kind or "object", req.namespace, req.name, verdict.message)
+    answer = build_response(
+        review, allowed=verdict.allowed, message=verdict.message, warnings=verdict.warnings
+    )
     return Response(json.dumps(answer, separators=(",", ":")), media_type="application/json")

@@ -42,6 +42,7 @@ class HttpServer:
     ) -> None:
         self.name = name
         self._tls = (tls_cert, tls_key) if tls_cert is not None and tls_key is not None else None
+        self._tls_dirs = {p.absolute().parent for p in self._tls or ()}
         config = uvicorn.Config(
             app,
             host=host,
@@ -82,13 +83,19 @@ class HttpServer:
         context = self._server.config.ssl
         if not isinstance(context, ssl.SSLContext):
             return
-        dirs = {cert.resolve().parent, key.resolve().parent}
-        async for _ in watchfiles.awatch(*dirs, stop_event=self._stop_reload, debounce=200, step=50):
+        async for _ in watchfiles.awatch(
+            *self._tls_dirs, stop_event=self._stop_reload, debounce=200, step=50
+        ):
             try:
                 context.load_cert_chain(str(cert), str(key))
             except (OSError, ssl.SSLError) as exc:
-                log.warning("%s: could not reload TLS files %s, %s (keeping the old pair): %s", self.name,
-                            cert, key, exc)
+                log.warning(
+                    "%s: could not reload TLS files %s, %s (keeping the old pair): %s",
+                    self.name,
+                    cert,
+                    key,
+                    exc,
+                )
             else:
                 log.info("%s: reloaded TLS certificate %s", self.name, cert)
 

@@ -120,7 +120,12 @@ class Publisher:
 
     @staticmethod
     async def _put(
-        sem: asyncio.Semaphore, kv: TypedKV[Message], have: dict[str, bytes], key: str, msg: Message, value: bytes
+        sem: asyncio.Semaphore,
+        kv: TypedKV[Message],
+        have: dict[str, bytes],
+        key: str,
+        msg: Message,
+        value: bytes,
     ) -> None:
         async with sem:
             await kv.put(key, msg)

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TypeAlias
+
 from meshplane.proto.bus.v1 import registry_pb2
 
-_BY_NAME: dict[str, int] = {
+PortProtocol: TypeAlias = registry_pb2.Protocol.ValueType
+
+_BY_NAME: dict[str, PortProtocol] = {
     "http": registry_pb2.HTTP,
     "http2": registry_pb2.HTTP2,
     "https": registry_pb2.HTTPS,
@@ -19,19 +23,19 @@ _BY_NAME: dict[str, int] = {
 }
 
 #: Kubernetes' standard appProtocol values that Istio maps.
-_APP_PROTOCOLS: dict[str, int] = {
+_APP_PROTOCOLS: dict[str, PortProtocol] = {
     "kubernetes.io/h2c": registry_pb2.HTTP2,
     "kubernetes.io/ws": registry_pb2.HTTP,
     "kubernetes.io/wss": registry_pb2.HTTPS,
 }
 
 
-def parse_protocol(value: str) -> int:
+def parse_protocol(value: str) -> PortProtocol:
     """A protocol name (case-insensitive) as a ``registry_pb2.Protocol``; unknown → unspecified."""
     return _BY_NAME.get(value.strip().lower(), registry_pb2.PROTOCOL_UNSPECIFIED)
 
 
-def protocol_from_port_name(name: str) -> int:
+def protocol_from_port_name(name: str) -> PortProtocol:
     """Istio's naming convention ``<protocol>[-<suffix>]``; ``grpc-web`` is matched whole first."""
     lowered = name.lower()
     if lowered == "grpc-web" or lowered.startswith("grpc-web-"):
@@ -39,7 +43,7 @@ def protocol_from_port_name(name: str) -> int:
     return parse_protocol(lowered.split("-", 1)[0])
 
 
-def service_port_protocol(name: str, app_protocol: str = "", transport: str = "TCP") -> int:
+def service_port_protocol(name: str, app_protocol: str = "", transport: str = "TCP") -> PortProtocol:
     """A Kubernetes Service port's protocol: UDP transport, then appProtocol, then the name."""
     if transport.upper() == "UDP":
         return registry_pb2.UDP

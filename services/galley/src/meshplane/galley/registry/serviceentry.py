@@ -100,7 +100,9 @@ def build(objects: Iterable[ConfigObject]) -> tuple[Services, Workloads]:
         for index, endpoint in enumerate(spec.get("endpoints") or []):
             if isinstance(endpoint, dict):
                 name = f"{se.name}-{index}"
-                workloads[workload_key(se.namespace, name)] = _instance(name, se.namespace, endpoint, source, hosts)
+                workloads[workload_key(se.namespace, name)] = _instance(
+                    name, se.namespace, endpoint, source, hosts
+                )
         for we in workload_entries:
             if we.namespace == se.namespace and _selects(selector, _str_map(we.spec.get("labels"))):
                 we_hosts.setdefault(we.key, []).extend(hosts)

@@ -118,14 +118,14 @@ class DirectorySource:
 
     async def watch(self, stop: asyncio.Event) -> None:
         """Follow the directory until ``stop`` is set; reloads within a few ms of a write."""
-        root = self.root.resolve()
+        root = await asyncio.to_thread(self.root.resolve)
         async for changes in watchfiles.awatch(
             root, stop_event=stop, debounce=50, step=5, recursive=True, force_polling=False
         ):
             named: set[str] = set()
             for _, raw in changes:
                 try:
-                    named.add(Path(raw).resolve().relative_to(root).as_posix())
+                    named.add(Path(raw).relative_to(root).as_posix())
                 except ValueError:
                     continue
             self.refresh(named)

@@ -62,14 +62,18 @@ def load_file(root: Path, rel: str, previous: FileState | None) -> FileState:
             state.errors.append(f"{where}: not a Kubernetes object (needs apiVersion, kind, metadata.name)")
             continue
         group, version, kind, namespace, name = ident
-        obj = ConfigObject(group, version, kind, namespace, name, doc.obj, ObjectRef("file", rel, doc.index, doc.line))
+        obj = ConfigObject(
+            group, version, kind, namespace, name, doc.obj, ObjectRef("file", rel, doc.index, doc.line)
+        )
         if obj.key in state.objects:
             state.errors.append(f"{where}: {obj.describe()} is defined twice in this file; keeping the first")
             continue
         result = validate_object(doc.obj)
         state.warnings.extend(f"{where}: {obj.describe()}: {w}" for w in result.warnings)
         if group in ISTIO_GROUPS and (result.kind is None or not result.valid):
-            problems = "; ".join(str(e) for e in result.errors) or f"unrecognized type {group}/{version}/{kind}"
+            problems = (
+                "; ".join(str(e) for e in result.errors) or f"unrecognized type {group}/{version}/{kind}"
+            )
             state.errors.append(f"{where}: {obj.describe()}: {problems}")
             if obj.key in old:
                 state.objects[obj.key] = old[obj.key]

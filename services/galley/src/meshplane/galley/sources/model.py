@@ -88,7 +88,10 @@ class ConfigObject:
             annotations=self.annotations,
             spec_json=json.dumps(self.obj.get("spec") or {}, separators=(",", ":"), default=str),
             source=config_pb2.SourceRef(
-                kind=self.origin.kind, path=self.origin.path, document=self.origin.document, line=self.origin.line
+                kind=self.origin.kind,
+                path=self.origin.path,
+                document=self.origin.document,
+                line=self.origin.line,
             ),
         )
 
@@ -99,7 +102,9 @@ def _str_map(value: object) -> dict[str, str]:
     return {str(k): str(v) for k, v in value.items()}
 
 
-def identity(obj: dict[str, Any], default_namespace: str = "default") -> tuple[str, str, str, str, str] | None:
+def identity(
+    obj: dict[str, Any], default_namespace: str = "default"
+) -> tuple[str, str, str, str, str] | None:
     """(group, version, kind, namespace, name) of a decoded object, or None when it lacks them."""
     api_version, kind = obj.get("apiVersion"), obj.get("kind")
     md = obj.get("metadata")

@@ -72,5 +72,7 @@ def check(ctx: Context) -> None:
             kinds = KNOWN[key]
             if kinds is not None and r.kind not in kinds:
                 ctx.report(
-                    m.MISPLACED_ANNOTATION, r, f"Misplaced annotation: {key} can only be applied to {', '.join(kinds)}"
+                    m.MISPLACED_ANNOTATION,
+                    r,
+                    f"Misplaced annotation: {key} can only be applied to {', '.join(kinds)}",
                 )
