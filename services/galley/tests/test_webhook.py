@@ -128,7 +128,8 @@ async def test_content_type_with_charset_is_accepted(webhook: httpx.AsyncClient)
         (b'{"apiVersion": "admission.k8s.io/v2", "kind": "AdmissionReview", "request": {}}', "apiVersion"),
         (b'{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview"}', "request: missing"),
         (
-            b'{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {"operation": "CREATE"}}',
+            b'{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", '
+            b'"request": {"operation": "CREATE"}}',
             "request.uid",
         ),
     ],

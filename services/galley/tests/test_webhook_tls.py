@@ -13,6 +13,7 @@ from cryptography import x509
 from meshplane.galley.api.apps import create_webhook_app
 from meshplane.galley.api.server import HttpServer
 from meshplane.galley.api.state import GalleyState
+from meshplane.shared.testing.polling import eventually
 
 from .certs import write_self_signed
 from .reviews import encode, review, virtual_service
@@ -62,9 +63,11 @@ async def test_webhook_over_tls_and_certificate_reload(tmp_path: Path) -> None:
 
         assert await _served_common_name(server.port) == "CN=galley-one"
         write_self_signed(tmp_path, "galley-two")
-        async with asyncio.timeout(20):
-            while await _served_common_name(server.port) != "CN=galley-two":
-                await asyncio.sleep(0.05)
+
+        async def renewed() -> bool:
+            return await _served_common_name(server.port) == "CN=galley-two"
+
+        await eventually(renewed, "the server to present the new certificate")
         async with _client_for(cert) as client:
             resp = await client.get(f"https://127.0.0.1:{server.port}/healthz")
         assert resp.status_code == 200
