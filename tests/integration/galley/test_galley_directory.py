@@ -1,4 +1,4 @@
-"""meshplane-galley --config-dir as a process with a real nats-server: exactly the valid state reaches the bus.
+"""meshplane-galley --config-dir as a process with a real nats-server: only valid state reaches the bus.
 
 Files are written, changed, broken, fixed, duplicated and deleted; the bus is read back after
 each step. The last test restarts NATS while files change and checks that nothing is lost.
