@@ -9,9 +9,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from meshplane.ctl import inject, status, up
+from meshplane.ctl import analyze, inject, status, up
 
-COMMANDS = [up, inject, status]
+COMMANDS = [up, inject, status, analyze]
 
 
 def build_parser() -> argparse.ArgumentParser:
