@@ -132,6 +132,14 @@ async def test_directory_changes_reach_the_bus_and_invalid_ones_do_not(
         assert "spec.hosts" in " ".join(by_path["broken.yaml"]["errors"])
         assert by_path["garbage.yaml"]["state"] == "error"
         assert "galley_source_files_invalid 2.0" in await _metrics(galley.monitoring)
+        # The analyzers ran on the loaded state: the routes point at hosts no Service/ServiceEntry defines.
+        analysis = (await galley.get("/debug/analyze"))["messages"]
+        assert {(m["code"], m["resource"]) for m in analysis} >= {
+            ("IST0101", "VirtualService default/reviews")
+        }
+        assert (
+            "analysis: Error [IST0101] (VirtualService default/reviews reviews.yaml:1)" in galley.log_text()
+        )
 
         expected = {
             vs_key("reviews"): vs_spec("reviews"),
