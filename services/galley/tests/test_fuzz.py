@@ -1,4 +1,4 @@
-"""Bad input, generated: the webhook never answers 5xx, the directory source never publishes invalid objects."""
+"""Generated bad input: the webhook never answers 5xx; the directory source never takes an invalid object."""
 
 from __future__ import annotations
 
