@@ -9,6 +9,7 @@ the bus connection drains.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import Iterable
 from typing import Any
@@ -128,6 +129,9 @@ class Galley:
         stopped.cancel()
         if stop.is_set():
             return
+        # Start-up objects (modules, schemas) never die: keep them out of every future collection.
+        gc.collect()
+        gc.freeze()
         self.state.ready = True
         await announcer.announce()
         log.info("ready")
