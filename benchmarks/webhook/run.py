@@ -84,7 +84,8 @@ def load(
     out = subprocess.run(
         [
             sys.executable, "-m", "benchmarks.webhook.load", "--port", str(port), "--body", str(body),
-            "--mode", mode, "--concurrency", str(concurrency), "--duration", str(duration), "--rate", str(rate),
+            "--mode", mode, "--concurrency", str(concurrency), "--duration", str(duration),
+            "--rate", str(rate),
         ],
         capture_output=True, text=True, check=True, cwd=HERE.parent.parent, timeout=duration * 4 + 60,
     )  # fmt: skip
