@@ -19,9 +19,10 @@ from meshplane.galley.api.apps import create_monitoring_app, create_webhook_app
 from meshplane.galley.api.server import HttpServer
 from meshplane.galley.api.state import GalleyState
 from meshplane.galley.publish.publisher import CONFIG, SERVICES, WORKLOADS, Publisher
-from meshplane.galley.registry import serviceentry
+from meshplane.galley.registry.builder import build_registry
 from meshplane.galley.settings import Settings
 from meshplane.galley.sources.directory import DirectorySource
+from meshplane.galley.sources.kubernetes import KubernetesSource, api_client
 from meshplane.galley.sources.model import ConfigObject
 from meshplane.shared.analysis import Analysis, analyze
 from meshplane.shared.bus import Bus, BusOptions
@@ -48,7 +49,7 @@ class Galley:
         assert publisher is not None
         istio = {o.key: o for o in objs if o.group in ISTIO_GROUPS}
         publisher.set_desired(CONFIG, {k: o.to_message() for k, o in istio.items()})
-        services, workloads = serviceentry.build(istio.values())
+        services, workloads = build_registry(objs)
         publisher.set_desired(SERVICES, services)
         publisher.set_desired(WORKLOADS, workloads)
         self._run_analysis(objs)
@@ -104,9 +105,11 @@ class Galley:
                         self.apply([])
                     tasks.create_task(source.watch(inner_stop), name="directory-watch")
                 else:
-                    raise RuntimeError(
-                        "the Kubernetes source is not available in this build; use --config-dir"
-                    )
+                    kube = KubernetesSource(api_client(s.kube_api), self.apply)
+                    self.state.sources = kube.status
+                    self.state.analysis = self._analysis_view
+                    tasks.create_task(kube.run(inner_stop), name="kubernetes-source")
+                    await kube.wait_synced(stop)
                 tasks.create_task(self._become_ready(publisher, announcer, stop), name="ready")
                 await stop.wait()
                 log.info("shutting down")
