@@ -21,9 +21,8 @@ from meshplane.galley.sources.kubernetes import CORE_RESOURCES, KubernetesSource
 from meshplane.galley.sources.model import ConfigObject
 from meshplane.proto.bus.v1 import registry_pb2
 from meshplane.shared.bus.buckets import service_key, workload_key
+from meshplane.shared.testing.kubeapi import RecordedAPI, serve
 from meshplane.shared.testing.polling import eventually
-
-from .kubeapi import RecordedAPI, serve
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -64,16 +64,16 @@ class GalleyProcess:
 
 
 @contextmanager
-def run_galley(nats_url: str, config_dir: Path, log: Path, *extra: str) -> Iterator[GalleyProcess]:
+def run_galley(nats_url: str, config_dir: Path | None, log: Path, *extra: str) -> Iterator[GalleyProcess]:
     webhook, monitoring = free_port(), free_port()
+    source = ["--config-dir", str(config_dir)] if config_dir is not None else []
     with open(log, "ab") as out:
         proc = subprocess.Popen(
             [
                 str(BIN / "meshplane-galley"),
                 "--nats-url",
                 nats_url,
-                "--config-dir",
-                str(config_dir),
+                *source,
                 "--webhook-addr",
                 f"127.0.0.1:{webhook}",
                 "--monitoring-addr",
