@@ -160,7 +160,10 @@ def _load_chunk(reader: _Reader, chunk: _Chunk) -> None:
         problem = exc.problem or exc.context or "malformed YAML"
         reader.fail(bad_line, f"malformed YAML: {problem}")
         return
-    except (yaml.YAMLError, ValueError, RecursionError) as exc:
+    except RecursionError:
+        reader.fail(line, "document is nested too deeply")
+        return
+    except (yaml.YAMLError, ValueError) as exc:
         reader.fail(line, f"malformed YAML: {exc}")
         return
     reader.add(line, obj, node, chunk.first_line)

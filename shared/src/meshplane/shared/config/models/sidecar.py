@@ -6,15 +6,11 @@ from enum import StrEnum
 
 from meshplane.shared.config.models.base import IstioModel, NetworkingWorkloadSelector
 from meshplane.shared.config.models.destination_rule import ConnectionPoolSettings
-from meshplane.shared.config.models.gateway import ServerTLSSettings
+from meshplane.shared.config.models.gateway import Port, ServerTLSSettings
 from meshplane.shared.config.models.virtual_service import Destination
 
-
-class SidecarPort(IstioModel):
-    number: int | None = None
-    protocol: str | None = None
-    name: str | None = None
-    target_port: int | None = None
+#: Sidecar listener ports have the same fields as Gateway server ports.
+SidecarPort = Port
 
 
 class CaptureMode(StrEnum):
