@@ -9,9 +9,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from meshplane.ctl import analyze, inject, status, up, validate
+from meshplane.ctl import analyze, inject, proxyconfig, status, up, validate
 
-COMMANDS = [up, inject, status, analyze, validate]
+COMMANDS = [up, inject, status, proxyconfig, analyze, validate]
 
 
 def build_parser() -> argparse.ArgumentParser:
