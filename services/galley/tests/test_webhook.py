@@ -156,3 +156,19 @@ async def test_metrics_and_health_on_the_webhook_port(webhook: httpx.AsyncClient
     assert "galley_validation_passed_total" in metrics.text
     assert (await webhook.get("/healthz")).status_code == 200
     assert (await webhook.get("/readyz")).status_code == 200
+
+
+@pytest.mark.parametrize("version", ["v1", "v1beta1"])
+async def test_warnings_are_returned_with_an_allowed_object(webhook: httpx.AsyncClient, version: str) -> None:
+    obj = virtual_service()
+    obj["spec"]["http"].insert(0, {"route": [{"destination": {"host": "reviews"}}]})  # catch-all first
+    resp = await webhook.post("/validate", content=encode(review(obj, version=version)), headers=JSON)
+    answer = resp.json()["response"]
+    assert answer["allowed"] is True
+    assert answer["warnings"], answer
+    assert any("spec.http[1]" in w and "unreachable" in w for w in answer["warnings"])
+
+
+async def test_no_warnings_field_when_there_are_none(webhook: httpx.AsyncClient) -> None:
+    resp = await webhook.post("/validate", content=encode(review(virtual_service())), headers=JSON)
+    assert "warnings" not in resp.json()["response"]
