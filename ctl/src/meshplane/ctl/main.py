@@ -9,9 +9,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from meshplane.ctl import inject, proxyconfig, status, up, validate
+from meshplane.ctl import analyze, inject, proxyconfig, status, up, validate
 
-COMMANDS = [up, validate, inject, status, proxyconfig]
+COMMANDS = [up, validate, analyze, inject, status, proxyconfig]
 
 
 def build_parser() -> argparse.ArgumentParser:
