@@ -50,13 +50,18 @@ def _inbound(settings: CaptureSettings) -> list[str]:
     target = "ISTIO_TPROXY" if settings.mode == "TPROXY" else "ISTIO_IN_REDIRECT"
     rules = [f"-A ISTIO_INBOUND -i {name} -j RETURN" for name in settings.exclude_interfaces]
     rules.append(f"-A ISTIO_INBOUND {_dport(HBONE_PORT)} -j RETURN")
-    if settings.mode == "TPROXY":
-        rules.append("-A ISTIO_INBOUND -p tcp -m conntrack --ctstate RELATED,ESTABLISHED -j ISTIO_DIVERT")
+    established = "-m conntrack --ctstate RELATED,ESTABLISHED -j ISTIO_DIVERT"
+    tproxy = settings.mode == "TPROXY"
     if settings.include_inbound_ports == (ALL,):
         rules += [f"-A ISTIO_INBOUND {_dport(p)} -j RETURN" for p in settings.exclude_inbound_ports]
+        if tproxy:  # packets of connections already diverted keep going to the proxy's socket
+            rules.append(f"-A ISTIO_INBOUND -p tcp {established}")
         rules.append(f"-A ISTIO_INBOUND -p tcp -j {target}")
     else:
-        rules += [f"-A ISTIO_INBOUND {_dport(p)} -j {target}" for p in settings.include_inbound_ports]
+        for port in settings.include_inbound_ports:
+            if tproxy:
+                rules.append(f"-A ISTIO_INBOUND {_dport(port)} {established}")
+            rules.append(f"-A ISTIO_INBOUND {_dport(port)} -j {target}")
     return rules
 
 
@@ -117,7 +122,20 @@ def expected_rules(settings: CaptureSettings, family: int = IPV4) -> dict[str, T
     nat.rules += [f"-A ISTIO_IN_REDIRECT -p tcp -j REDIRECT --to-ports {settings.inbound_port}"]
     nat.rules += _output(settings, family)
     nat.rules += [f"-A ISTIO_REDIRECT -p tcp -j REDIRECT --to-ports {settings.proxy_port}"]
+    for state in (nat, mangle):  # iptables-save lists user chains by name; keep order within each
+        state.chains.sort()
+        state.rules.sort(key=lambda rule: rule.split()[1])
     return {"nat": nat, "mangle": mangle}
+
+
+def render(state: dict[str, TableState]) -> str:
+    """Our part of the tables as text: ``*table``, ``:CHAIN`` lines, jumps, rules (golden form)."""
+    out: list[str] = []
+    for table in TABLES:
+        part = state.get(table, TableState())
+        if part.chains or part.jumps or part.rules:
+            out += [f"*{table}", *(f":{c}" for c in sorted(part.chains)), *part.jumps, *part.rules]
+    return "\n".join(out) + "\n"
 
 
 def parse_save(text: str) -> dict[str, TableState]:
