@@ -125,6 +125,9 @@ def test_differences_report_missing_extra_and_clean() -> None:
     assert differences(settings, parse_save("")) != []
 
 
+STATUS = "sidecar.istio.io/status"
+
+
 def pod(**kw: object) -> PodInfo:
     base: dict[str, object] = {
         "namespace": "default",
