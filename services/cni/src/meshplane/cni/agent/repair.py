@@ -26,7 +26,8 @@ from meshplane.cni.rules.settings import AnnotationError, settings_from_annotati
 
 log = logging.getLogger(__name__)
 
-DONE = (Kind.CAPTURED, Kind.REPAIRED)
+#: The plugin (or an earlier sweep) has dealt with the pod; DELETED: its sandbox is going away.
+DONE = (Kind.CAPTURED, Kind.REPAIRED, Kind.DELETED)
 
 
 def _candidates(proc: Path = Path("/proc"), named: Path = Path("/run/netns")) -> list[str]:
