@@ -135,11 +135,13 @@ class PodCache:
 async def apply_watch_event(cache: PodCache, event: Mapping[str, Any]) -> None:
     """Apply one Kubernetes watch event (``{"type": ADDED|MODIFIED|DELETED, "object": Pod}``)."""
     kind, obj = event.get("type"), event.get("object")
+    if kind not in ("ADDED", "MODIFIED", "DELETED"):
+        return  # BOOKMARK and friends carry no pod
     if not isinstance(obj, dict):
         log.warning("ignoring watch event %s without an object", kind)
         return
     pod = pod_from_api(obj)
     if kind == "DELETED":
         await cache.remove(pod.namespace, pod.name)
-    elif kind in ("ADDED", "MODIFIED"):
+    else:
         await cache.upsert(pod)
