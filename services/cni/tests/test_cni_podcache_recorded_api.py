@@ -4,7 +4,6 @@ shape, no API server here), from a pods file, and served to the plugin over the 
 from __future__ import annotations
 
 import asyncio
-import json
 from pathlib import Path
 
 import pytest
