@@ -9,9 +9,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from meshplane.ctl import __version__, up
+from meshplane.ctl import __version__, token, up
 
-COMMANDS = [up]
+COMMANDS = [up, token]
 
 
 def _version(args: argparse.Namespace) -> int:

@@ -1,0 +1,185 @@
+"""Who is calling: authenticators that turn a gRPC caller into a SPIFFE identity.
+
+Tried in order; the first that recognises its credential decides. Each either returns the
+identity, returns None ("not my kind of credential"), or raises :class:`AuthenticationError`
+with a detailed reason that is logged, never sent to the caller.
+
+* :class:`ClientCertAuthenticator`: a client certificate issued by this CA (renewal).
+* :class:`JwtAuthenticator`: ``authorization: Bearer <JWT>`` checked against configured issuers'
+  JWKS (a file or an https URL), audience in ``TOKEN_AUDIENCES``.
+* :class:`TokenReviewAuthenticator`: the same bearer token sent to Kubernetes TokenReview.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import jwt
+from cryptography import x509
+
+from meshplane.citadel.ca.errors import AuthenticationError
+from meshplane.citadel.ca.authority import CertificateAuthority
+
+SA_PREFIX = "system:serviceaccount:"
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """What the transport tells us about a caller."""
+
+    metadata: Mapping[str, str]
+    #: PEM of the TLS client certificate, if the caller presented one.
+    peer_cert_pem: bytes | None = None
+
+
+class Authenticator(Protocol):
+    async def authenticate(self, caller: Caller) -> str | None: ...
+
+
+def spiffe_id(trust_domain: str, namespace: str, service_account: str) -> str:
+    return f"spiffe://{trust_domain}/ns/{namespace}/sa/{service_account}"
+
+
+def identity_from_username(trust_domain: str, username: str) -> str:
+    """``system:serviceaccount:NS:SA`` → SPIFFE ID; anything else is refused."""
+    parts = username.removeprefix(SA_PREFIX).split(":") if username.startswith(SA_PREFIX) else []
+    if len(parts) != 2 or not all(parts):
+        raise AuthenticationError(f"subject {username!r} is not system:serviceaccount:<ns>:<sa>")
+    return spiffe_id(trust_domain, parts[0], parts[1])
+
+
+def bearer_token(metadata: Mapping[str, str]) -> str | None:
+    value = metadata.get("authorization")
+    if value is None:
+        return None
+    scheme, _, token = value.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise AuthenticationError("authorization metadata is not 'Bearer <token>'")
+    return token.strip()
+
+
+class ClientCertAuthenticator:
+    """A client certificate chaining to this CA; identity = its SPIFFE URI SAN."""
+
+    def __init__(self, authority: CertificateAuthority) -> None:
+        self._authority = authority
+
+    async def authenticate(self, caller: Caller) -> str | None:
+        if not caller.peer_cert_pem:
+            return None
+        bundle = self._authority.bundle
+        try:
+            cert = x509.load_pem_x509_certificate(caller.peer_cert_pem)
+        except ValueError as exc:
+            raise AuthenticationError(f"unparseable client certificate: {exc}") from exc
+        issuers = [bundle.cert, *bundle.roots]
+        if not any(_issued_by(cert, issuer) for issuer in issuers):
+            raise AuthenticationError("client certificate was not issued by this CA")
+        now = dt.datetime.now(dt.UTC)
+        if not cert.not_valid_before_utc <= now <= cert.not_valid_after_utc:
+            raise AuthenticationError("client certificate is expired or not yet valid")
+        try:
+            sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        except x509.ExtensionNotFound as exc:
+            raise AuthenticationError("client certificate has no SAN") from exc
+        uris = [u for u in sans.get_values_for_type(x509.UniformResourceIdentifier) if u.startswith("spiffe://")]
+        if len(uris) != 1:
+            raise AuthenticationError(f"client certificate must carry one SPIFFE URI, has {uris}")
+        return uris[0]
+
+
+def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+    try:
+        cert.verify_directly_issued_by(issuer)
+    except (ValueError, TypeError, Exception):  # InvalidSignature is not a ValueError
+        return False
+    return True
+
+
+class JwtAuthenticator:
+    """Bearer JWTs from configured issuers, verified against each issuer's JWKS."""
+
+    def __init__(self, issuers: Mapping[str, str], audiences: Sequence[str], trust_domain: str) -> None:
+        """``issuers`` maps issuer (``iss``) → JWKS location: a file path or an https URL."""
+        self._issuers = dict(issuers)
+        self._audiences = list(audiences)
+        self._trust_domain = trust_domain
+        self._clients = {
+            iss: jwt.PyJWKClient(loc, lifespan=60)
+            for iss, loc in self._issuers.items()
+            if loc.startswith(("https://", "http://"))
+        }
+
+    def _key_for(self, issuer: str, token: str) -> Any:
+        if issuer in self._clients:
+            return self._clients[issuer].get_signing_key_from_jwt(token).key
+        kid = jwt.get_unverified_header(token).get("kid")
+        jwks = jwt.PyJWKSet.from_dict(json.loads(Path(self._issuers[issuer]).read_text()))
+        for key in jwks.keys:
+            if kid is None or key.key_id == kid:
+                return key.key
+        raise AuthenticationError(f"issuer {issuer!r} has no key {kid!r}")
+
+    async def authenticate(self, caller: Caller) -> str | None:
+        token = bearer_token(caller.metadata)
+        if token is None:
+            return None
+        try:
+            issuer = jwt.decode(token, options={"verify_signature": False}).get("iss")
+        except jwt.PyJWTError as exc:
+            raise AuthenticationError(f"bearer token is not a JWT: {exc}") from exc
+        if not isinstance(issuer, str) or issuer not in self._issuers:
+            return None  # not ours: maybe a Kubernetes token for TokenReview
+        try:
+            key = await asyncio.to_thread(self._key_for, issuer, token)
+            claims = jwt.decode(
+                token,
+                key,
+                algorithms=["ES256", "ES384", "RS256", "RS384", "RS512", "PS256"],
+                audience=self._audiences,
+                issuer=issuer,
+                options={"require": ["exp", "iss", "sub", "aud"]},
+            )
+        except (jwt.PyJWTError, OSError, ValueError) as exc:
+            raise AuthenticationError(f"JWT from {issuer!r} rejected: {exc}") from exc
+        return identity_from_username(self._trust_domain, str(claims["sub"]))
+
+
+class TokenReviewAuthenticator:
+    """Kubernetes TokenReview (authentication.k8s.io/v1) with audience ``istio-ca``."""
+
+    def __init__(self, api: Any, audiences: Sequence[str], trust_domain: str) -> None:
+        """``api`` is a ``kubernetes.client.AuthenticationV1Api``."""
+        self._api = api
+        self._audiences = list(audiences)
+        self._trust_domain = trust_domain
+
+    def _review(self, token: str) -> Any:
+        from kubernetes import client
+
+        body = client.V1TokenReview(spec=client.V1TokenReviewSpec(token=token, audiences=self._audiences))
+        return self._api.create_token_review(body)
+
+    async def authenticate(self, caller: Caller) -> str | None:
+        token = bearer_token(caller.metadata)
+        if token is None:
+            return None
+        try:
+            review = await asyncio.to_thread(self._review, token)
+        except Exception as exc:  # the client raises ApiException, urllib3 errors, ...
+            raise AuthenticationError(f"TokenReview call failed: {exc}") from exc
+        status = review.status
+        if status is None or not status.authenticated:
+            raise AuthenticationError(f"TokenReview: not authenticated ({getattr(status, 'error', None)})")
+        if status.audiences and not set(status.audiences) & set(self._audiences):
+            raise AuthenticationError(f"TokenReview: audiences {status.audiences} exclude {self._audiences}")
+        user = status.user
+        if user is None or "system:serviceaccounts" not in (user.groups or []):
+            raise AuthenticationError("TokenReview: caller is not a service account")
+        return identity_from_username(self._trust_domain, str(user.username))
