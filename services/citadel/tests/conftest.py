@@ -44,7 +44,9 @@ def stub_factory() -> Iterator[StubFactory]:
         target: str, root_pem: bytes, client_pair: tuple[bytes, bytes] | None = None
     ) -> ca_pb2_grpc.IstioCertificateServiceStub:
         key, chain = client_pair if client_pair else (None, None)
-        creds = grpc.ssl_channel_credentials(root_certificates=root_pem, private_key=key, certificate_chain=chain)
+        creds = grpc.ssl_channel_credentials(
+            root_certificates=root_pem, private_key=key, certificate_chain=chain
+        )
         channel = grpc.secure_channel(target, creds)
         channels.append(channel)
         return ca_pb2_grpc.IstioCertificateServiceStub(channel)  # type: ignore[no-untyped-call]

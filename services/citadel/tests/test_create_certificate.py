@@ -109,13 +109,21 @@ def test_bad_callers_are_refused_and_nothing_is_issued(
         assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED, label
         assert err.value.details() == "request authenticate failure", label  # opaque to the caller
     with pytest.raises(grpc.RpcError) as err:
-        call(stub, "-----BEGIN CERTIFICATE REQUEST-----\njunk\n-----END CERTIFICATE REQUEST-----\n", token_for())
+        call(
+            stub,
+            "-----BEGIN CERTIFICATE REQUEST-----\njunk\n-----END CERTIFICATE REQUEST-----\n",
+            token_for(),
+        )
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     after = citadel.metrics()
-    assert after["citadel_server_success_cert_issuance_count"] == before["citadel_server_success_cert_issuance_count"]
-    auth_failures = after["citadel_server_authentication_failure_count"] - before[
-        "citadel_server_authentication_failure_count"
-    ]
+    assert (
+        after["citadel_server_success_cert_issuance_count"]
+        == before["citadel_server_success_cert_issuance_count"]
+    )
+    auth_failures = (
+        after["citadel_server_authentication_failure_count"]
+        - before["citadel_server_authentication_failure_count"]
+    )
     assert auth_failures == len(cases)
     parse = after["citadel_server_csr_parsing_err_count"] - before["citadel_server_csr_parsing_err_count"]
     assert parse == 1
@@ -132,7 +140,9 @@ def test_renewal_with_client_certificate(
 ) -> None:
     key, csr = make_csr()
     first = call(stub, csr, token_for(sa="a"))
-    mtls = stub_factory(citadel.mtls_target, citadel.root_pem(), (private_pem(key), first.cert_chain[0].encode()))
+    mtls = stub_factory(
+        citadel.mtls_target, citadel.root_pem(), (private_pem(key), first.cert_chain[0].encode())
+    )
     _, csr2 = make_csr([SA_B])
     renewed = call(mtls, csr2)  # no token: the client certificate is the credential
     assert uris(renewed.cert_chain[0]) == [SA_A]
@@ -153,7 +163,9 @@ def test_client_certificate_from_another_ca_is_refused(
         foreign = call(stub_factory(other.target, other.root_pem()), csr, token)
     finally:
         other.stop()
-    mtls = stub_factory(citadel.mtls_target, citadel.root_pem(), (private_pem(key), foreign.cert_chain[0].encode()))
+    mtls = stub_factory(
+        citadel.mtls_target, citadel.root_pem(), (private_pem(key), foreign.cert_chain[0].encode())
+    )
     with pytest.raises(grpc.RpcError) as err:
         call(mtls, make_csr()[1])
     # the TLS handshake itself fails: the certificate does not chain to this CA

@@ -40,7 +40,9 @@ def intermediate(
     return key, cert
 
 
-def write_cacerts(ca_dir: Path, key: ec.EllipticCurvePrivateKey, cert: x509.Certificate, root: x509.Certificate) -> None:
+def write_cacerts(
+    ca_dir: Path, key: ec.EllipticCurvePrivateKey, cert: x509.Certificate, root: x509.Certificate
+) -> None:
     ca_dir.mkdir(parents=True, exist_ok=True)
     write_private(ca_dir / "ca-key.pem", key_pem(key))
     (ca_dir / "ca-cert.pem").write_text(to_pem(cert))

@@ -60,7 +60,10 @@ def make_token(ca_dir: Path, namespace: str, service_account: str, audience: str
 def run(args: argparse.Namespace) -> int:
     m = _TTL.match(args.ttl)
     if not m or int(m.group(1)) == 0:
-        print(f"meshctl token: --ttl {args.ttl!r}: expected a positive duration like 600s, 30m, 1h", file=sys.stderr)
+        print(
+            f"meshctl token: --ttl {args.ttl!r}: expected a positive duration like 600s, 30m, 1h",
+            file=sys.stderr,
+        )
         return 2
     ttl = int(m.group(1)) * _UNIT[m.group(2)]
     try:

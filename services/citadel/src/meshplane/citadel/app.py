@@ -32,7 +32,9 @@ log = logging.getLogger(__name__)
 def prepare_authority(settings: Settings) -> LocalAuthority:
     """Load the CA from ``--ca-dir``, creating a self-signed root there on first start."""
     if not has_material(settings.ca_dir):
-        log.info("no CA material in %s: creating a self-signed %s root", settings.ca_dir, settings.ca_key_type)
+        log.info(
+            "no CA material in %s: creating a self-signed %s root", settings.ca_dir, settings.ca_key_type
+        )
         create_self_signed(settings.ca_dir, settings.trust_domain, settings.ca_key_type, settings.root_ttl)
     return LocalAuthority.load(settings.ca_dir, settings.default_ttl, settings.max_ttl)
 

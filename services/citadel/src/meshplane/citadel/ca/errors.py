@@ -1,11 +1,11 @@
 """CA errors: one base class, a few kinds, and the single table mapping kind → gRPC code + metric label.
 
-    CAError
-    ├── AuthenticationError   caller could not be authenticated (opaque to the client)
-    ├── InvalidCSRError       the CSR is not a parseable, self-signed PKCS#10 request
-    ├── InvalidTTLError       requested TTL above the maximum
-    ├── SigningError          the CA failed to sign
-    └── CAMaterialError       key material missing, unreadable or inconsistent
+CAError
+├── AuthenticationError   caller could not be authenticated (opaque to the client)
+├── InvalidCSRError       the CSR is not a parseable, self-signed PKCS#10 request
+├── InvalidTTLError       requested TTL above the maximum
+├── SigningError          the CA failed to sign
+└── CAMaterialError       key material missing, unreadable or inconsistent
 """
 
 from __future__ import annotations

@@ -88,7 +88,9 @@ class ClientCertAuthenticator:
             sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
         except x509.ExtensionNotFound as exc:
             raise AuthenticationError("client certificate has no SAN") from exc
-        uris = [u for u in sans.get_values_for_type(x509.UniformResourceIdentifier) if u.startswith("spiffe://")]
+        uris = [
+            u for u in sans.get_values_for_type(x509.UniformResourceIdentifier) if u.startswith("spiffe://")
+        ]
         if len(uris) != 1:
             raise AuthenticationError(f"client certificate must carry one SPIFFE URI, has {uris}")
         return uris[0]

@@ -65,6 +65,7 @@ class ServingCredentials:
 
     def credentials(self, require_client_cert: bool = False) -> grpc.ServerCredentials:
         return grpc.dynamic_ssl_server_credentials(
-            self._current, self._fetch if not require_client_cert else self._fetch_mtls,
+            self._current,
+            self._fetch if not require_client_cert else self._fetch_mtls,
             require_client_authentication=require_client_cert,
         )

@@ -28,7 +28,9 @@ def make_csr(
     uris: Sequence[str] = (), key_type: str = "ec"
 ) -> tuple[ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey, str]:
     key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
-    key = ec.generate_private_key(ec.SECP256R1()) if key_type == "ec" else rsa.generate_private_key(65537, 2048)
+    key = (
+        ec.generate_private_key(ec.SECP256R1()) if key_type == "ec" else rsa.generate_private_key(65537, 2048)
+    )
     builder = x509.CertificateSigningRequestBuilder().subject_name(
         x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "test")])
     )
@@ -150,3 +152,49 @@ class CitadelProcess(ServiceProcess):
 
     def root_pem(self) -> bytes:
         return (self.ca_dir / "root-cert.pem").read_bytes()
+
+
+class NodeAgentProcess(ServiceProcess):
+    """``meshplane-node-agent`` for one workload: its own socket, token file and key."""
+
+    def __init__(
+        self,
+        workdir: Path,
+        ca_target: str,
+        ca_root: Path,
+        token: str,
+        args: Sequence[str] = (),
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.socket = workdir / "sds.sock"
+        self.token_file = workdir / "token"
+        self.token_file.write_text(token)
+        argv = [
+            sys.executable,
+            "-m",
+            "meshplane.citadel.nodeagent",
+            "--sds-socket",
+            str(self.socket),
+            "--ca-addr",
+            ca_target,
+            "--ca-root",
+            str(ca_root),
+            "--token-file",
+            str(self.token_file),
+            *args,
+        ]
+        super().__init__(argv, workdir / "agent.log", env)
+
+    def start(self, timeout: float = 30.0) -> None:
+        super().start()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"node agent exited with {self.proc.returncode}:\n{self.log()}")
+            if self.socket.exists():
+                return
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"node agent socket not there in {timeout}s:\n{self.log()}")
