@@ -108,7 +108,9 @@ def make_mesh(tmp_path: Path, app_port: int) -> Iterator[Callable[..., Mesh]]:
             started.append(envoy)
         for envoy in (server_envoy, client_envoy):
             envoy.wait_ready()
-        return Mesh(citadel, agents[0], agents[1], client_envoy, server_envoy, f"http://127.0.0.1:{c_listen}/")
+        return Mesh(
+            citadel, agents[0], agents[1], client_envoy, server_envoy, f"http://127.0.0.1:{c_listen}/"
+        )
 
     try:
         yield make

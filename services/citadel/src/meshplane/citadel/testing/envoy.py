@@ -213,9 +213,19 @@ class EnvoyProcess(ServiceProcess):
             time.sleep(0.05)
         raise RuntimeError(f"envoy not ready in {timeout}s:\n{self.log()}")
 
-    def cert_serials(self) -> list[str]:
-        """Serials of the workload certificates Envoy currently holds (from ``/certs``)."""
+    def _certs(self, kind: str) -> list[dict[str, Any]]:
         data = json.loads(self.admin("/certs"))
-        return [
-            c["serial_number"] for entry in data.get("certificates", []) for c in entry.get("cert_chain", [])
-        ]
+        return [c for entry in data.get("certificates", []) for c in entry.get(kind, [])]
+
+    def cert_serials(self) -> set[str]:
+        """Serials of the workload certificates Envoy holds now (``/certs`` cert_chain)."""
+        return {c["serial_number"] for c in self._certs("cert_chain")}
+
+    def cert_uris(self) -> set[str]:
+        return {
+            san["uri"] for c in self._certs("cert_chain") for san in c["subject_alt_names"] if "uri" in san
+        }
+
+    def root_serials(self) -> set[str]:
+        """Serials of the trusted roots Envoy holds now (``/certs`` ca_cert)."""
+        return {c["serial_number"] for c in self._certs("ca_cert")}
