@@ -59,9 +59,11 @@ def watch_serials(envoy: Any, seconds: float) -> list[set[str]]:
 
 def test_workload_certs_rotate_under_traffic(make_mesh: Callable[..., Any]) -> None:
     mesh = make_mesh(cert_ttl="20s")
+    server_first = mesh.server_envoy.cert_serials()
     with Traffic(mesh.url) as traffic:
         seen = watch_serials(mesh.client_envoy, 26)
     assert traffic.failures == []
+    assert mesh.server_envoy.cert_serials() != server_first  # the Delta SDS side rotated too
     assert traffic.ok > 100
     # 20 s certs renewed at about half life: at least two rotations in 26 s
     assert len(seen) >= 3, seen

@@ -11,8 +11,8 @@ import sys
 import grpc
 from envoy.service.secret.v3 import sds_pb2_grpc
 
-from meshplane.citadel.nodeagent.caclient import CAClient
 from meshplane.citadel.nodeagent.cache import SecretCache
+from meshplane.citadel.nodeagent.caclient import CAClient
 from meshplane.citadel.nodeagent.rotation import Rotator
 from meshplane.citadel.nodeagent.sds import SecretDiscoveryServicer
 from meshplane.citadel.nodeagent.settings import AgentSettings, parse_agent_settings

@@ -16,8 +16,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from meshplane.citadel.nodeagent.caclient import CAClient, CAClientError
 from meshplane.citadel.nodeagent.cache import SecretCache, WorkloadCert
+from meshplane.citadel.nodeagent.caclient import CAClient, CAClientError
 
 log = logging.getLogger(__name__)
 

@@ -23,8 +23,8 @@ from typing import Any, Protocol
 import jwt
 from cryptography import x509
 
-from meshplane.citadel.ca.errors import AuthenticationError
 from meshplane.citadel.ca.authority import CertificateAuthority
+from meshplane.citadel.ca.errors import AuthenticationError
 
 SA_PREFIX = "system:serviceaccount:"
 

