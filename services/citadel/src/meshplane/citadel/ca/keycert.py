@@ -115,7 +115,7 @@ def make_root(
         .issuer_name(name)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=1))
+        .not_valid_before(now - min(dt.timedelta(minutes=1), ttl / 10))  # clock skew margin
         .not_valid_after(now + ttl)
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .add_extension(
