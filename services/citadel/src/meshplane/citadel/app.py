@@ -44,7 +44,7 @@ def build_authenticators(settings: Settings, authority: LocalAuthority) -> list[
     if settings.local_issuer:
         issuer, jwks = ensure_local_issuer(settings.ca_dir, settings.trust_domain)
         issuers[issuer] = str(jwks)
-    authenticators: list[Authenticator] = [ClientCertAuthenticator(authority)]
+    authenticators: list[Authenticator] = []
     if issuers:
         authenticators.append(JwtAuthenticator(issuers, settings.audiences, settings.trust_domain))
     if settings.token_review:
@@ -53,6 +53,7 @@ def build_authenticators(settings: Settings, authority: LocalAuthority) -> list[
         authenticators.append(
             TokenReviewAuthenticator(authentication_api(), settings.audiences, settings.trust_domain)
         )
+    authenticators.append(ClientCertAuthenticator(authority))  # last: reading the peer cert is costly
     return authenticators
 
 

@@ -1,8 +1,8 @@
 """Who is calling: authenticators that turn a gRPC caller into a SPIFFE identity.
 
-Tried in order; the first that recognises its credential decides. Each either returns the
-identity, returns None ("not my kind of credential"), or raises :class:`AuthenticationError`
-with a detailed reason that is logged, never sent to the caller.
+Tried in order; the first that succeeds wins (as in Istio). Each returns the identity, returns
+None ("not my kind of credential"), or raises :class:`AuthenticationError` with a detailed
+reason that is logged, never sent to the caller.
 
 * :class:`ClientCertAuthenticator`: a client certificate issued by this CA (renewal).
 * :class:`JwtAuthenticator`: ``authorization: Bearer <JWT>`` checked against configured issuers'
@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import hashlib
 import json
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -34,8 +36,8 @@ class Caller:
     """What the transport tells us about a caller."""
 
     metadata: Mapping[str, str]
-    #: PEM of the TLS client certificate, if the caller presented one.
-    peer_cert_pem: bytes | None = None
+    #: PEM of the TLS client certificate, if the caller presented one (read lazily: it is costly).
+    peer_cert: Callable[[], bytes | None] = lambda: None
 
 
 class Authenticator(Protocol):
@@ -71,11 +73,12 @@ class ClientCertAuthenticator:
         self._authority = authority
 
     async def authenticate(self, caller: Caller) -> str | None:
-        if not caller.peer_cert_pem:
+        peer_cert_pem = caller.peer_cert()
+        if not peer_cert_pem:
             return None
         bundle = self._authority.bundle
         try:
-            cert = x509.load_pem_x509_certificate(caller.peer_cert_pem)
+            cert = x509.load_pem_x509_certificate(peer_cert_pem)
         except ValueError as exc:
             raise AuthenticationError(f"unparseable client certificate: {exc}") from exc
         issuers = [bundle.cert, *bundle.roots]
@@ -104,6 +107,54 @@ def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
     return True
 
 
+class _VerifiedTokens:
+    """Tokens already verified, until their ``exp`` (bounded; like Istio's TokenReview cache).
+
+    Keyed by the SHA-256 of the whole token, so only a byte-identical token hits the cache.
+    """
+
+    def __init__(self, max_entries: int = 10_000) -> None:
+        self._max = max_entries
+        self._entries: dict[bytes, tuple[str, float]] = {}
+
+    def get(self, token: str) -> str | None:
+        key = hashlib.sha256(token.encode()).digest()
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        if entry[1] <= time.time():
+            del self._entries[key]
+            return None
+        return entry[0]
+
+    def put(self, token: str, identity: str, expires: float) -> None:
+        if len(self._entries) >= self._max:
+            now = time.time()
+            self._entries = {k: v for k, v in self._entries.items() if v[1] > now}
+            if len(self._entries) >= self._max:
+                self._entries.pop(next(iter(self._entries)))
+        self._entries[hashlib.sha256(token.encode()).digest()] = (identity, expires)
+
+
+class _JwksFile:
+    """A JWKS file, re-read only when its modification time changes."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._mtime = -1
+        self._keys: jwt.PyJWKSet | None = None
+
+    def key(self, kid: str | None) -> Any:
+        mtime = self._path.stat().st_mtime_ns
+        if self._keys is None or mtime != self._mtime:
+            self._keys = jwt.PyJWKSet.from_dict(json.loads(self._path.read_text()))
+            self._mtime = mtime
+        for key in self._keys.keys:
+            if kid is None or key.key_id == kid:
+                return key.key
+        raise AuthenticationError(f"JWKS {self._path} has no key {kid!r}")
+
+
 class JwtAuthenticator:
     """Bearer JWTs from configured issuers, verified against each issuer's JWKS."""
 
@@ -117,21 +168,23 @@ class JwtAuthenticator:
             for iss, loc in self._issuers.items()
             if loc.startswith(("https://", "http://"))
         }
+        self._files = {
+            iss: _JwksFile(Path(loc)) for iss, loc in self._issuers.items() if iss not in self._clients
+        }
+        self._verified = _VerifiedTokens()
 
     def _key_for(self, issuer: str, token: str) -> Any:
         if issuer in self._clients:
             return self._clients[issuer].get_signing_key_from_jwt(token).key
-        kid = jwt.get_unverified_header(token).get("kid")
-        jwks = jwt.PyJWKSet.from_dict(json.loads(Path(self._issuers[issuer]).read_text()))
-        for key in jwks.keys:
-            if kid is None or key.key_id == kid:
-                return key.key
-        raise AuthenticationError(f"issuer {issuer!r} has no key {kid!r}")
+        return self._files[issuer].key(jwt.get_unverified_header(token).get("kid"))
 
     async def authenticate(self, caller: Caller) -> str | None:
         token = bearer_token(caller.metadata)
         if token is None:
             return None
+        cached = self._verified.get(token)
+        if cached is not None:
+            return cached
         try:
             issuer = jwt.decode(token, options={"verify_signature": False}).get("iss")
         except jwt.PyJWTError as exc:
@@ -139,7 +192,10 @@ class JwtAuthenticator:
         if not isinstance(issuer, str) or issuer not in self._issuers:
             return None  # not ours: maybe a Kubernetes token for TokenReview
         try:
-            key = await asyncio.to_thread(self._key_for, issuer, token)
+            if issuer in self._clients:  # may fetch the JWKS over the network
+                key = await asyncio.to_thread(self._key_for, issuer, token)
+            else:
+                key = self._key_for(issuer, token)
             claims = jwt.decode(
                 token,
                 key,
@@ -150,7 +206,9 @@ class JwtAuthenticator:
             )
         except (jwt.PyJWTError, OSError, ValueError) as exc:
             raise AuthenticationError(f"JWT from {issuer!r} rejected: {exc}") from exc
-        return identity_from_username(self._trust_domain, str(claims["sub"]))
+        identity = identity_from_username(self._trust_domain, str(claims["sub"]))
+        self._verified.put(token, identity, float(claims["exp"]))
+        return identity
 
 
 class TokenReviewAuthenticator:

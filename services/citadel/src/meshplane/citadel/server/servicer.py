@@ -24,8 +24,12 @@ UNAUTHENTICATED_MESSAGE = "request authenticate failure"
 
 def caller_of(context: grpc.aio.ServicerContext) -> Caller:
     metadata = {k.lower(): v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)}
-    certs = (context.auth_context() or {}).get("x509_pem_cert") or []
-    return Caller(metadata=metadata, peer_cert_pem=certs[0] if certs else None)
+
+    def peer_cert() -> bytes | None:
+        certs = (context.auth_context() or {}).get("x509_pem_cert") or []
+        return certs[0] if certs else None
+
+    return Caller(metadata=metadata, peer_cert=peer_cert)
 
 
 class CertificateServicer(ca_pb2_grpc.IstioCertificateServiceServicer):
@@ -40,11 +44,18 @@ class CertificateServicer(ca_pb2_grpc.IstioCertificateServiceServicer):
         self._metrics = metrics
 
     async def _identify(self, caller: Caller) -> str:
+        reasons: list[str] = []
         for authenticator in self._authenticators:
-            identity = await authenticator.authenticate(caller)
+            try:
+                identity = await authenticator.authenticate(caller)
+            except AuthenticationError as exc:
+                reasons.append(str(exc))
+                continue
             if identity is not None:
                 return identity
-        raise AuthenticationError("no credential: neither a client certificate nor a known bearer token")
+        if not reasons:
+            reasons.append("no credential: neither a client certificate nor a known bearer token")
+        raise AuthenticationError("; ".join(reasons))
 
     async def CreateCertificate(
         self, request: ca_pb2.IstioCertificateRequest, context: grpc.aio.ServicerContext
