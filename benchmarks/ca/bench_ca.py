@@ -153,8 +153,8 @@ def main() -> int:
                 closed = _phase(citadel, token, csrs, args.procs, "closed", args.concurrency, args.duration)
                 print(
                     f"{key_type} CA, closed loop {args.procs}x{args.concurrency}: {closed['rate']:.0f} CSR/s "
-                    f"({closed['per_cpu_s']:.0f} per citadel CPU-second), "
-                    f"p50 {closed['p50_ms']:.1f} ms, p99 {closed['p99_ms']:.1f} ms, errors {closed['errors']:.0f}"
+                    f"({closed['per_cpu_s']:.0f} per citadel CPU-second), p50 {closed['p50_ms']:.1f} ms, "
+                    f"p99 {closed['p99_ms']:.1f} ms, errors {closed['errors']:.0f}"
                 )
                 for rate in args.rates:
                     opened = _phase(citadel, token, csrs, args.procs, "open", rate, args.duration)
