@@ -9,9 +9,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from meshplane.ctl import analyze, inject, proxyconfig, status, up, validate
+from meshplane.ctl import analyze, inject, proxyconfig, status, token, up, validate
 
-COMMANDS = [up, validate, analyze, inject, status, proxyconfig]
+COMMANDS = [up, validate, analyze, inject, status, proxyconfig, token]
 
 
 def build_parser() -> argparse.ArgumentParser:
