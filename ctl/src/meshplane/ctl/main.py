@@ -9,9 +9,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from meshplane.ctl import __version__, up
+from meshplane.ctl import __version__, bootstrap, up
 
-COMMANDS = [up]
+COMMANDS = [up, bootstrap]
 
 
 def _version(args: argparse.Namespace) -> int:

@@ -49,7 +49,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"starting {name} ...", flush=True)
             with open(logs / f"{name}.log", "ab") as log:
                 proc = subprocess.Popen(
-                    [str(bin_dir / name), "--nats-url", nats.url, "--config-dir", str(args.config_dir)],
+                    [str(bin_dir / name), "--nats-url", nats.url]
+                    + ([] if name == "meshplane-pilot" else ["--config-dir", str(args.config_dir)]),
                     stdout=log,
                     stderr=subprocess.STDOUT,
                     start_new_session=True,
