@@ -239,6 +239,15 @@ class BusWriter:
 
         _bus_run(self.url, go)
 
+    def proxy_status(self) -> dict[str, Any]:
+        found: dict[str, Any] = {}
+
+        async def go(b: Buckets) -> None:
+            found.update(await b.proxy_status.items())
+
+        _bus_run(self.url, go)
+        return found
+
     def delete_workload(self, ns: str, name: str) -> None:
         async def go(b: Buckets) -> None:
             await b.workloads.delete(workload_key(ns, name))

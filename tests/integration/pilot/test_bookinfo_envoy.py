@@ -296,3 +296,52 @@ def test_dns_service_entry_reaches_localhost(mesh: Mesh) -> None:
 def test_gateway_routes_by_host(mesh: Mesh) -> None:
     assert mesh.body(mesh.get("bookinfo.example.com", via=mesh.gw))["version"] == "v2"
     assert mesh.get("other.example.com", via=mesh.gw).status_code == 404
+
+
+def _all_synced(rows: list[dict[str, Any]]) -> bool:
+    types = ("cluster", "listener", "route", "endpoint")
+    return len(rows) == 3 and all(r[f"{t}_status"] in ("SYNCED", "NOT SENT") for r in rows for t in types)
+
+
+def test_config_change_acked_by_every_envoy_within_1s(mesh: Mesh) -> None:
+    before = mesh.pilot.get("/debug/push_status").get("version")
+    extra = {"match": [{"uri": {"exact": "/hello"}}], "directResponse": {"status": 203, "body": {"string": "hi"}}}
+    vs = mesh.kit.vs_config("VirtualService", NS, "shadow-hello", {"hosts": ["shadow"], "http": [extra]})
+    start = time.monotonic()
+    mesh.bus.put_configs(vs)
+
+    def converged() -> bool:
+        version = mesh.pilot.get("/debug/push_status").get("version")
+        rows = mesh.synced()
+        pp = next(r for r in rows if r["proxy"].startswith("productpage"))
+        return version != before and _all_synced(rows) and pp["route_version_acked"] == version
+
+    mesh.kit.wait_until(converged, 5, "every proxy SYNCED with the new version", interval=0.02)
+    elapsed = time.monotonic() - start
+    assert elapsed < 1.0, f"convergence took {elapsed:.2f}s"
+    resp = mesh.get("shadow", "/hello")  # the ACKed config is what serves
+    assert (resp.status_code, resp.text) == (203, "hi")
+    mesh.kit.wait_until(
+        lambda: any(v.proxy_id.startswith("productpage") and v.pilot_id == mesh.pilot.pilot_id
+                    for v in mesh.bus.proxy_status().values()), 10, "proxy status on the bus")
+    mesh.bus.delete_config("VirtualService", NS, "shadow-hello")
+
+
+def test_nack_visible_in_syncz_while_envoy_keeps_serving(mesh: Mesh) -> None:
+    bad = mesh.kit.vs_config("VirtualService", NS, "details-bad", {
+        "hosts": ["details"], "http": [{"match": [{"uri": {"regex": "(unclosed"}}],
+                                        "route": [{"destination": {"host": "details"}}]}]})
+    mesh.bus.put_configs(bad)
+
+    def nacked() -> dict[str, Any] | None:
+        pp = next(r for r in mesh.synced() if r["proxy"].startswith("productpage"))
+        return pp if pp["route_nack"] else None
+
+    row = mesh.kit.wait_until(nacked, 10, "route NACK in syncz")
+    assert "unclosed" in row["route_nack"] or "missing )" in row["route_nack"]
+    assert row["route_status"] == "NACKED"
+    assert mesh.body(mesh.get("reviews"))["version"] == "v1"  # last good config still serves
+    metrics = httpx.get(mesh.pilot.url + "/metrics", timeout=5).text
+    assert 'pilot_total_xds_rejects_total{type="rds"}' in metrics
+    mesh.bus.delete_config("VirtualService", NS, "details-bad")
+    mesh.kit.wait_until(lambda: _all_synced(mesh.synced()) and not nacked(), 10, "SYNCED again after the fix")

@@ -44,6 +44,8 @@ def syncz_row(conn: Connection) -> dict[str, Any]:
         row[f"{key}_status"] = status_of(sent, acked, w.last_nack if w else "")
         row[f"{key}_nack"] = w.last_nack if w else ""
         row[f"{key}_nacks"] = w.nacks if w else 0
+        row[f"{key}_version_sent"] = w.version_sent if w else ""
+        row[f"{key}_version_acked"] = w.version_acked if w else ""
     eds = conn.watched.get(common.ENDPOINT)
     row["endpoint_percent"] = 100 if eds and eds.nonce_sent == eds.nonce_acked else 0
     return row
