@@ -34,27 +34,46 @@ def meta(**kv: Any) -> struct_pb2.Struct:
 def context(*configs: Config) -> PushContext:
     services = {
         "reviews": Service(REVIEWS, NS, (Port("http", 9080, "HTTP"),)),
-        "db": Service("db.default.svc.cluster.local", NS, (Port("tcp", 3306, "TCP"),), addresses=("10.0.0.9",)),
+        "db": Service(
+            "db.default.svc.cluster.local", NS, (Port("tcp", 3306, "TCP"),), addresses=("10.0.0.9",)
+        ),
     }
     workloads = {
-        f"r{v}": Workload(f"reviews-{v}", NS, f"10.1.0.{i}", {"app": "reviews", "version": v}, services=(REVIEWS,))
+        f"r{v}": Workload(
+            f"reviews-{v}", NS, f"10.1.0.{i}", {"app": "reviews", "version": v}, services=(REVIEWS,)
+        )
         for i, v in enumerate(("v1", "v2", "v3"), start=1)
     }
     return build_push_context("1", {f"{c.kind}/{c.name}": c for c in configs}, services, workloads)
 
 
-SIDECAR = parse_proxy("sidecar~10.1.0.9~productpage-v1.default~default.svc.cluster.local", meta(LABELS={"app": "productpage"}))
-DR = cfg("DestinationRule", "reviews", {
-    "host": "reviews",
-    "trafficPolicy": {"connectionPool": {"tcp": {"maxConnections": 7}}, "outlierDetection": {"consecutive5xxErrors": 3}},
-    "subsets": [{"name": v, "labels": {"version": v}} for v in ("v1", "v2")],
-})
+SIDECAR = parse_proxy(
+    "sidecar~10.1.0.9~productpage-v1.default~default.svc.cluster.local", meta(LABELS={"app": "productpage"})
+)
+DR = cfg(
+    "DestinationRule",
+    "reviews",
+    {
+        "host": "reviews",
+        "trafficPolicy": {
+            "connectionPool": {"tcp": {"maxConnections": 7}},
+            "outlierDetection": {"consecutive5xxErrors": 3},
+        },
+        "subsets": [{"name": v, "labels": {"version": v}} for v in ("v1", "v2")],
+    },
+)
 
 
 def test_cluster_names_and_special_clusters() -> None:
     names = {c.name for c in build_clusters(context(DR), SIDECAR)}
-    assert {f"outbound|9080||{REVIEWS}", f"outbound|9080|v1|{REVIEWS}", f"outbound|9080|v2|{REVIEWS}",
-            "outbound|3306||db.default.svc.cluster.local", "BlackHoleCluster", "PassthroughCluster"} <= names
+    assert {
+        f"outbound|9080||{REVIEWS}",
+        f"outbound|9080|v1|{REVIEWS}",
+        f"outbound|9080|v2|{REVIEWS}",
+        "outbound|3306||db.default.svc.cluster.local",
+        "BlackHoleCluster",
+        "PassthroughCluster",
+    } <= names
 
 
 def test_destination_rule_policy_and_source_metadata() -> None:
@@ -84,15 +103,26 @@ def test_sidecar_listeners_in_redirect_mode() -> None:
 
 
 def test_virtual_service_routes_carry_semantics() -> None:
-    vs = cfg("VirtualService", "reviews", {
-        "hosts": ["reviews"],
-        "http": [
-            {"match": [{"headers": {"end-user": {"exact": "jason"}}}], "route": [{"destination": {"host": "reviews", "subset": "v2"}}]},
-            {"fault": {"abort": {"httpStatus": 418, "percentage": {"value": 50}}},
-             "route": [{"destination": {"host": "reviews", "subset": "v1"}, "weight": 90},
-                       {"destination": {"host": "reviews", "subset": "v2"}, "weight": 10}]},
-        ],
-    })
+    vs = cfg(
+        "VirtualService",
+        "reviews",
+        {
+            "hosts": ["reviews"],
+            "http": [
+                {
+                    "match": [{"headers": {"end-user": {"exact": "jason"}}}],
+                    "route": [{"destination": {"host": "reviews", "subset": "v2"}}],
+                },
+                {
+                    "fault": {"abort": {"httpStatus": 418, "percentage": {"value": 50}}},
+                    "route": [
+                        {"destination": {"host": "reviews", "subset": "v1"}, "weight": 90},
+                        {"destination": {"host": "reviews", "subset": "v2"}, "weight": 10},
+                    ],
+                },
+            ],
+        },
+    )
     rc = build_route(context(DR, vs), SIDECAR, "9080")
     vh = next(v for v in rc.virtual_hosts if v.name == f"{REVIEWS}:9080")
     assert "reviews" in vh.domains and "reviews:9080" in vh.domains
@@ -105,13 +135,20 @@ def test_virtual_service_routes_carry_semantics() -> None:
     second.typed_per_filter_config["envoy.filters.http.fault"].Unpack(fault)
     assert fault.abort.http_status == 418 and fault.abort.percentage.numerator == 500000
     assert first.metadata.filter_metadata["istio"].fields["config"].string_value == (
-        "/apis/networking.istio.io/v1/namespaces/default/virtual-service/reviews")
+        "/apis/networking.istio.io/v1/namespaces/default/virtual-service/reviews"
+    )
     assert rc.virtual_hosts[-1].name == "allow_any"
 
 
 def test_registry_only_and_egress_scoping() -> None:
-    sidecar = cfg("Sidecar", "default", {"egress": [{"hosts": ["./db.default.svc.cluster.local"]}],
-                                         "outboundTrafficPolicy": {"mode": "REGISTRY_ONLY"}})
+    sidecar = cfg(
+        "Sidecar",
+        "default",
+        {
+            "egress": [{"hosts": ["./db.default.svc.cluster.local"]}],
+            "outboundTrafficPolicy": {"mode": "REGISTRY_ONLY"},
+        },
+    )
     ctx = context(sidecar)
     names = {c.name for c in build_clusters(ctx, SIDECAR)}
     assert f"outbound|9080||{REVIEWS}" not in names
@@ -121,13 +158,30 @@ def test_registry_only_and_egress_scoping() -> None:
 
 
 def test_gateway_listener_and_routes() -> None:
-    gw = cfg("Gateway", "gw", {"selector": {"istio": "ingressgateway"},
-                               "servers": [{"port": {"number": 8080, "name": "http", "protocol": "HTTP"},
-                                            "hosts": ["*.example.com"]}]}, ns="istio-system")
-    vs = cfg("VirtualService", "site", {"hosts": ["www.example.com"], "gateways": ["istio-system/gw"],
-                                        "http": [{"route": [{"destination": {"host": "reviews"}}]}]})
-    router = parse_proxy("router~10.2.0.1~gw-1.istio-system~istio-system.svc.cluster.local",
-                         meta(LABELS={"istio": "ingressgateway"}))
+    gw = cfg(
+        "Gateway",
+        "gw",
+        {
+            "selector": {"istio": "ingressgateway"},
+            "servers": [
+                {"port": {"number": 8080, "name": "http", "protocol": "HTTP"}, "hosts": ["*.example.com"]}
+            ],
+        },
+        ns="istio-system",
+    )
+    vs = cfg(
+        "VirtualService",
+        "site",
+        {
+            "hosts": ["www.example.com"],
+            "gateways": ["istio-system/gw"],
+            "http": [{"route": [{"destination": {"host": "reviews"}}]}],
+        },
+    )
+    router = parse_proxy(
+        "router~10.2.0.1~gw-1.istio-system~istio-system.svc.cluster.local",
+        meta(LABELS={"istio": "ingressgateway"}),
+    )
     ctx = context(gw, vs)
     assert [x.name for x in build_listeners(ctx, router)] == ["0.0.0.0_8080"]
     rc = build_route(ctx, router, "http.8080")

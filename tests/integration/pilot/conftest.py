@@ -74,7 +74,9 @@ class _Handler(BaseHTTPRequestHandler):
             time.sleep(2.0)
         elif self.path.startswith("/flaky") and headers.get("x-envoy-attempt-count", "1") == "1":
             status = 503
-        body = json.dumps({"name": app.name, "version": app.version, "path": self.path, "headers": headers}).encode()
+        body = json.dumps(
+            {"name": app.name, "version": app.version, "path": self.path, "headers": headers}
+        ).encode()
         self.send_response(status)
         self.send_header("content-type", "application/json")
         self.send_header("content-length", str(len(body)))
@@ -142,9 +144,20 @@ def start_pilot(nats_url: str, tmp: Path, pilot_id: str, env: dict[str, str] | N
     penv = {**os.environ, "PILOT_DEBOUNCE_AFTER": "50ms", **(env or {})}
     with open(log, "ab") as out:
         proc = subprocess.Popen(
-            [str(BIN / "meshplane-pilot"), "--nats-url", nats_url, "--grpc-addr", f"127.0.0.1:{grpc}",
-             "--http-addr", f"127.0.0.1:{http}", "--id", pilot_id],
-            stdout=out, stderr=subprocess.STDOUT, env=penv,
+            [
+                str(BIN / "meshplane-pilot"),
+                "--nats-url",
+                nats_url,
+                "--grpc-addr",
+                f"127.0.0.1:{grpc}",
+                "--http-addr",
+                f"127.0.0.1:{http}",
+                "--id",
+                pilot_id,
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=penv,
         )
     p = PilotProc(grpc, http, proc, log, pilot_id)
     try:
@@ -184,14 +197,29 @@ def start_envoy(tmp: Path, name: str, opts: BootstrapOptions) -> EnvoyProc:
     path.write_text(yaml.safe_dump(render_bootstrap(opts)))
     log = tmp / f"envoy-{name}.log"
     proc = subprocess.Popen(
-        [envoy_binary(), "-c", str(path), "--use-dynamic-base-id", "--concurrency", "1", "-l", "warning",
-         "--log-path", str(log), "--drain-time-s", "1"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            envoy_binary(),
+            "-c",
+            str(path),
+            "--use-dynamic-base-id",
+            "--concurrency",
+            "1",
+            "-l",
+            "warning",
+            "--log-path",
+            str(log),
+            "--drain-time-s",
+            "1",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     e = EnvoyProc(name, admin, proc, log)
     if not wait_for_port("127.0.0.1", admin, 20):
         e.stop()
-        raise AssertionError(f"envoy {name} admin did not open; log:\n{log.read_text()[-3000:] if log.exists() else ''}")
+        raise AssertionError(
+            f"envoy {name} admin did not open; log:\n{log.read_text()[-3000:] if log.exists() else ''}"
+        )
     return e
 
 
@@ -207,9 +235,18 @@ def _bus_run(url: str, fn: Callable[[Buckets], Any]) -> None:
     asyncio.run(go())
 
 
-def vs_config(kind: str, ns: str, name: str, spec: dict[str, Any], group: str = "networking.istio.io") -> config_pb2.ConfigResource:
-    return config_pb2.ConfigResource(kind=kind, group=group, version="v1", namespace=ns, name=name,
-                                     spec_json=json.dumps(spec), resource_version=str(time.time_ns()))
+def vs_config(
+    kind: str, ns: str, name: str, spec: dict[str, Any], group: str = "networking.istio.io"
+) -> config_pb2.ConfigResource:
+    return config_pb2.ConfigResource(
+        kind=kind,
+        group=group,
+        version="v1",
+        namespace=ns,
+        name=name,
+        spec_json=json.dumps(spec),
+        resource_version=str(time.time_ns()),
+    )
 
 
 @dataclass
@@ -230,7 +267,9 @@ class BusWriter:
 
         _bus_run(self.url, go)
 
-    def put_registry(self, services: list[registry_pb2.Service], workloads: list[registry_pb2.WorkloadInstance]) -> None:
+    def put_registry(
+        self, services: list[registry_pb2.Service], workloads: list[registry_pb2.WorkloadInstance]
+    ) -> None:
         async def go(b: Buckets) -> None:
             for s in services:
                 await b.services.put(service_key(s.namespace, s.hostname), s)
@@ -290,6 +329,22 @@ def _bindable(host: str, port: int) -> bool:
     return True
 
 
+def proxy_options(
+    kind: str, ip: str, pod: str, ns: str, labels: dict[str, str], pilots: list[str], delta: bool
+) -> BootstrapOptions:
+    """Bootstrap options for a proxy with its own loopback IP and no iptables (sidecars bind it)."""
+    return BootstrapOptions(
+        proxy_type=kind,
+        node_id=f"{kind}~{ip}~{pod}.{ns}~{ns}.svc.cluster.local",
+        pilots=pilots,
+        delta=delta,
+        namespace=ns,
+        labels=labels,
+        ip=ip,
+        interception="NONE" if kind == "sidecar" else "REDIRECT",
+    )
+
+
 class Kit:
     """The helpers above, handed to test modules as a fixture (test files cannot import conftest)."""
 
@@ -298,6 +353,7 @@ class Kit:
     BootstrapOptions = BootstrapOptions
     start_pilot = staticmethod(start_pilot)
     start_envoy = staticmethod(start_envoy)
+    proxy_options = staticmethod(proxy_options)
     wait_until = staticmethod(wait_until)
     vs_config = staticmethod(vs_config)
     loopback_base = staticmethod(loopback_base)

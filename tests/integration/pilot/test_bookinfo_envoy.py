@@ -48,10 +48,14 @@ class Mesh:
     envoys: dict[str, Any]
     delta: bool
 
-    def get(self, host: str, path: str = "/", headers: dict[str, str] | None = None, via: str = "") -> httpx.Response:
+    def get(
+        self, host: str, path: str = "/", headers: dict[str, str] | None = None, via: str = ""
+    ) -> httpx.Response:
         address = via or self.pp
         port = self.gw_port if via == self.gw else self.port
-        return httpx.get(f"http://{address}:{port}{path}", headers={"host": host, **(headers or {})}, timeout=10)
+        return httpx.get(
+            f"http://{address}:{port}{path}", headers={"host": host, **(headers or {})}, timeout=10
+        )
 
     def body(self, resp: httpx.Response) -> dict[str, Any]:
         data: dict[str, Any] = resp.json()
@@ -67,138 +71,291 @@ def _configs(kit: Any, m: dict[str, Any]) -> list[Any]:
     http_port = {"number": p, "protocol": "HTTP", "name": "http"}
     c = kit.vs_config
     return [
-        c("Sidecar", NS, "productpage", {
-            "workloadSelector": {"labels": {"app": "productpage"}},
-            "egress": [{"port": http_port, "bind": m["pp"], "captureMode": "NONE", "hosts": ["*/*"]}],
-            "outboundTrafficPolicy": {"mode": "REGISTRY_ONLY"},
-        }),
-        c("Sidecar", NS, "ratings", {
-            "workloadSelector": {"labels": {"app": "ratings"}},
-            "ingress": [{"port": http_port, "bind": m["ratings_sc"], "defaultEndpoint": f"127.0.0.1:{m['ratings_app']}"}],
-            "egress": [{"port": {"number": m["gw_port"], "protocol": "HTTP", "name": "http-out"},
-                        "bind": m["ratings_sc"], "captureMode": "NONE", "hosts": ["./*"]}],
-        }),
-        c("DestinationRule", NS, "reviews", {
-            "host": "reviews",
-            "subsets": [{"name": v, "labels": {"version": v}} for v in ("v1", "v2", "v3")],
-        }),
-        c("DestinationRule", NS, "ratings", {
-            "host": "ratings",
-            "trafficPolicy": {"outlierDetection": {
-                "consecutive5xxErrors": 2, "interval": "0.2s", "baseEjectionTime": "60s", "maxEjectionPercent": 100}},
-        }),
-        c("DestinationRule", NS, "details", {
-            "host": "details", "trafficPolicy": {"loadBalancer": {"consistentHash": {"httpHeaderName": "x-user"}}},
-        }),
-        c("VirtualService", NS, "reviews", {
-            "hosts": ["reviews"],
-            "http": [
-                {"match": [{"headers": {"end-user": {"exact": "jason"}}}], "route": [{"destination": {"host": "reviews", "subset": "v3"}}]},
-                {"match": [{"uri": {"prefix": "/fault/abort"}}], "fault": {"abort": {"httpStatus": 418, "percentage": {"value": 100}}},
-                 "route": [{"destination": {"host": "reviews", "subset": "v1"}}]},
-                {"match": [{"uri": {"prefix": "/fault/delay"}}], "fault": {"delay": {"fixedDelay": "0.6s", "percentage": {"value": 100}}},
-                 "route": [{"destination": {"host": "reviews", "subset": "v1"}}]},
-                {"match": [{"uri": {"prefix": "/flaky-retry"}}], "retries": {"attempts": 3, "retryOn": "5xx"},
-                 "route": [{"destination": {"host": "reviews", "subset": "v1"}}]},
-                {"match": [{"uri": {"prefix": "/flaky-noretry"}}], "retries": {"attempts": 0},
-                 "route": [{"destination": {"host": "reviews", "subset": "v1"}}]},
-                {"match": [{"uri": {"prefix": "/slow"}}], "timeout": "0.5s", "retries": {"attempts": 0},
-                 "route": [{"destination": {"host": "reviews", "subset": "v1"}}]},
-                {"match": [{"uri": {"exact": "/old"}}], "redirect": {"uri": "/new", "authority": "reviews.example"}},
-                {"match": [{"uri": {"prefix": "/rewrite"}}], "rewrite": {"uri": "/rewritten", "authority": "reviews-internal"},
-                 "headers": {"request": {"set": {"x-mesh": "meshplane"}}, "response": {"add": {"x-route": "rewrite"}}},
-                 "route": [{"destination": {"host": "reviews", "subset": "v1"}}]},
-                {"match": [{"uri": {"prefix": "/mirror"}}], "mirror": {"host": "shadow"}, "mirrorPercentage": {"value": 100},
-                 "route": [{"destination": {"host": "reviews", "subset": "v1"}}]},
-                {"match": [{"uri": {"prefix": "/split"}}], "route": [
-                    {"destination": {"host": "reviews", "subset": "v1"}, "weight": 80},
-                    {"destination": {"host": "reviews", "subset": "v2"}, "weight": 20}]},
-                {"route": [{"destination": {"host": "reviews", "subset": "v1"}}]},
-            ],
-        }),
-        c("Gateway", NS, "bookinfo-gateway", {
-            "selector": {"istio": "ingressgateway"},
-            "servers": [{"port": {"number": m["gw_port"], "name": "http", "protocol": "HTTP"}, "bind": m["gw"],
-                         "hosts": ["*/bookinfo.example.com"]}],
-        }),
-        c("VirtualService", NS, "bookinfo", {
-            "hosts": ["bookinfo.example.com"], "gateways": ["bookinfo-gateway"],
-            "http": [{"route": [{"destination": {"host": "reviews", "subset": "v2", "port": {"number": p}}}]}],
-        }),
-        c("ServiceEntry", NS, "external", {
-            "hosts": ["external.example.org"], "location": "MESH_EXTERNAL", "resolution": "DNS",
-            "ports": [http_port], "endpoints": [{"address": "localhost", "ports": {"http": m["ext_app"]}}],
-        }),
+        c(
+            "Sidecar",
+            NS,
+            "productpage",
+            {
+                "workloadSelector": {"labels": {"app": "productpage"}},
+                "egress": [{"port": http_port, "bind": m["pp"], "captureMode": "NONE", "hosts": ["*/*"]}],
+                "outboundTrafficPolicy": {"mode": "REGISTRY_ONLY"},
+            },
+        ),
+        c(
+            "Sidecar",
+            NS,
+            "ratings",
+            {
+                "workloadSelector": {"labels": {"app": "ratings"}},
+                "ingress": [
+                    {
+                        "port": http_port,
+                        "bind": m["ratings_sc"],
+                        "defaultEndpoint": f"127.0.0.1:{m['ratings_app']}",
+                    }
+                ],
+                "egress": [
+                    {
+                        "port": {"number": m["gw_port"], "protocol": "HTTP", "name": "http-out"},
+                        "bind": m["ratings_sc"],
+                        "captureMode": "NONE",
+                        "hosts": ["./*"],
+                    }
+                ],
+            },
+        ),
+        c(
+            "DestinationRule",
+            NS,
+            "reviews",
+            {
+                "host": "reviews",
+                "subsets": [{"name": v, "labels": {"version": v}} for v in ("v1", "v2", "v3")],
+            },
+        ),
+        c(
+            "DestinationRule",
+            NS,
+            "ratings",
+            {
+                "host": "ratings",
+                "trafficPolicy": {
+                    "outlierDetection": {
+                        "consecutive5xxErrors": 2,
+                        "interval": "0.2s",
+                        "baseEjectionTime": "60s",
+                        "maxEjectionPercent": 100,
+                    }
+                },
+            },
+        ),
+        c(
+            "DestinationRule",
+            NS,
+            "details",
+            {
+                "host": "details",
+                "trafficPolicy": {"loadBalancer": {"consistentHash": {"httpHeaderName": "x-user"}}},
+            },
+        ),
+        c(
+            "VirtualService",
+            NS,
+            "reviews",
+            {
+                "hosts": ["reviews"],
+                "http": [
+                    {
+                        "match": [{"headers": {"end-user": {"exact": "jason"}}}],
+                        "route": [{"destination": {"host": "reviews", "subset": "v3"}}],
+                    },
+                    {
+                        "match": [{"uri": {"prefix": "/fault/abort"}}],
+                        "fault": {"abort": {"httpStatus": 418, "percentage": {"value": 100}}},
+                        "route": [{"destination": {"host": "reviews", "subset": "v1"}}],
+                    },
+                    {
+                        "match": [{"uri": {"prefix": "/fault/delay"}}],
+                        "fault": {"delay": {"fixedDelay": "0.6s", "percentage": {"value": 100}}},
+                        "route": [{"destination": {"host": "reviews", "subset": "v1"}}],
+                    },
+                    {
+                        "match": [{"uri": {"prefix": "/flaky-retry"}}],
+                        "retries": {"attempts": 3, "retryOn": "5xx"},
+                        "route": [{"destination": {"host": "reviews", "subset": "v1"}}],
+                    },
+                    {
+                        "match": [{"uri": {"prefix": "/flaky-noretry"}}],
+                        "retries": {"attempts": 0},
+                        "route": [{"destination": {"host": "reviews", "subset": "v1"}}],
+                    },
+                    {
+                        "match": [{"uri": {"prefix": "/slow"}}],
+                        "timeout": "0.5s",
+                        "retries": {"attempts": 0},
+                        "route": [{"destination": {"host": "reviews", "subset": "v1"}}],
+                    },
+                    {
+                        "match": [{"uri": {"exact": "/old"}}],
+                        "redirect": {"uri": "/new", "authority": "reviews.example"},
+                    },
+                    {
+                        "match": [{"uri": {"prefix": "/rewrite"}}],
+                        "rewrite": {"uri": "/rewritten", "authority": "reviews-internal"},
+                        "headers": {
+                            "request": {"set": {"x-mesh": "meshplane"}},
+                            "response": {"add": {"x-route": "rewrite"}},
+                        },
+                        "route": [{"destination": {"host": "reviews", "subset": "v1"}}],
+                    },
+                    {
+                        "match": [{"uri": {"prefix": "/mirror"}}],
+                        "mirror": {"host": "shadow"},
+                        "mirrorPercentage": {"value": 100},
+                        "route": [{"destination": {"host": "reviews", "subset": "v1"}}],
+                    },
+                    {
+                        "match": [{"uri": {"prefix": "/split"}}],
+                        "route": [
+                            {"destination": {"host": "reviews", "subset": "v1"}, "weight": 80},
+                            {"destination": {"host": "reviews", "subset": "v2"}, "weight": 20},
+                        ],
+                    },
+                    {"route": [{"destination": {"host": "reviews", "subset": "v1"}}]},
+                ],
+            },
+        ),
+        c(
+            "Gateway",
+            NS,
+            "bookinfo-gateway",
+            {
+                "selector": {"istio": "ingressgateway"},
+                "servers": [
+                    {
+                        "port": {"number": m["gw_port"], "name": "http", "protocol": "HTTP"},
+                        "bind": m["gw"],
+                        "hosts": ["*/bookinfo.example.com"],
+                    }
+                ],
+            },
+        ),
+        c(
+            "VirtualService",
+            NS,
+            "bookinfo",
+            {
+                "hosts": ["bookinfo.example.com"],
+                "gateways": ["bookinfo-gateway"],
+                "http": [
+                    {"route": [{"destination": {"host": "reviews", "subset": "v2", "port": {"number": p}}}]}
+                ],
+            },
+        ),
+        c(
+            "ServiceEntry",
+            NS,
+            "external",
+            {
+                "hosts": ["external.example.org"],
+                "location": "MESH_EXTERNAL",
+                "resolution": "DNS",
+                "ports": [http_port],
+                "endpoints": [{"address": "localhost", "ports": {"http": m["ext_app"]}}],
+            },
+        ),
     ]
 
 
 def _registry(m: dict[str, Any]) -> tuple[list[Any], list[Any]]:
     port = registry_pb2.ServicePort(name="http", number=m["port"], protocol=registry_pb2.HTTP)
-    services = [registry_pb2.Service(hostname=fq(n), namespace=NS, ports=[port], resolution=registry_pb2.STATIC)
-                for n in ("reviews", "ratings", "details", "shadow")]
+    services = [
+        registry_pb2.Service(hostname=fq(n), namespace=NS, ports=[port], resolution=registry_pb2.STATIC)
+        for n in ("reviews", "ratings", "details", "shadow")
+    ]
     workloads = []
     for name, svc, address, labels in m["workloads"]:
-        workloads.append(registry_pb2.WorkloadInstance(
-            name=name, namespace=NS, address=address, labels=labels, services=[fq(svc)],
-            health=registry_pb2.HEALTHY, ports={"http": m["port"]}))
+        workloads.append(
+            registry_pb2.WorkloadInstance(
+                name=name,
+                namespace=NS,
+                address=address,
+                labels=labels,
+                services=[fq(svc)],
+                health=registry_pb2.HEALTHY,
+                ports={"http": m["port"]},
+            )
+        )
     return services, workloads
 
 
 @pytest.fixture(scope="module", params=["sotw", "delta"])
-def mesh(request: pytest.FixtureRequest, kit: Any, nats_module: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
+def mesh(
+    request: pytest.FixtureRequest, kit: Any, nats_module: Any, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Mesh]:
     delta = request.param == "delta"
     tmp: Path = tmp_path_factory.mktemp(f"bookinfo-{request.param}")
     base = kit.loopback_base()
-    addr = {k: base + str(v) for k, v in
-            {"pp": 10, "r1": 21, "r2": 22, "r3": 23, "ratings_sc": 31, "bad": 32, "d1": 41, "d2": 42, "d3": 43,
-             "shadow": 51, "gw": 60}.items()}
+    addr = {
+        k: base + str(v)
+        for k, v in {
+            "pp": 10,
+            "r1": 21,
+            "r2": 22,
+            "r3": 23,
+            "ratings_sc": 31,
+            "bad": 32,
+            "d1": 41,
+            "d2": 42,
+            "d3": 43,
+            "shadow": 51,
+            "gw": 60,
+        }.items()
+    }
     port = kit.free_port_on(list(addr.values()))
     gw_port = kit.free_port_on(list(addr.values()))
     apps: dict[str, Any] = {}
     envoys: dict[str, Any] = {}
     pilot = None
     try:
-        for key, name, version in (("r1", "reviews", "v1"), ("r2", "reviews", "v2"), ("r3", "reviews", "v3"),
-                                   ("d1", "details", "a"), ("d2", "details", "b"), ("d3", "details", "c"),
-                                   ("shadow", "shadow", "v1")):
+        for key, name, version in (
+            ("r1", "reviews", "v1"),
+            ("r2", "reviews", "v2"),
+            ("r3", "reviews", "v3"),
+            ("d1", "details", "a"),
+            ("d2", "details", "b"),
+            ("d3", "details", "c"),
+            ("shadow", "shadow", "v1"),
+        ):
             apps[key] = kit.App(name, version, addr[key], port)
         apps["bad"] = kit.App("ratings", "bad", addr["bad"], port, fail_all=True)
         apps["ratings"] = kit.App("ratings", "v1", "127.0.0.1", kit.free_port())
         apps["ext"] = kit.App("external", "v1", "127.0.0.1", kit.free_port())
-        m = {"port": port, "gw_port": gw_port, "pp": addr["pp"], "gw": addr["gw"], "ratings_sc": addr["ratings_sc"],
-             "ratings_app": apps["ratings"].server_address[1], "ext_app": apps["ext"].server_address[1],
-             "workloads": [
-                 ("reviews-v1", "reviews", addr["r1"], {"app": "reviews", "version": "v1"}),
-                 ("reviews-v2", "reviews", addr["r2"], {"app": "reviews", "version": "v2"}),
-                 ("reviews-v3", "reviews", addr["r3"], {"app": "reviews", "version": "v3"}),
-                 ("ratings-v1", "ratings", addr["ratings_sc"], {"app": "ratings", "version": "v1"}),
-                 ("ratings-bad", "ratings", addr["bad"], {"app": "ratings", "version": "bad"}),
-                 ("details-a", "details", addr["d1"], {"app": "details"}),
-                 ("details-b", "details", addr["d2"], {"app": "details"}),
-                 ("details-c", "details", addr["d3"], {"app": "details"}),
-                 ("shadow", "shadow", addr["shadow"], {"app": "shadow"}),
-             ]}
+        m = {
+            "port": port,
+            "gw_port": gw_port,
+            "pp": addr["pp"],
+            "gw": addr["gw"],
+            "ratings_sc": addr["ratings_sc"],
+            "ratings_app": apps["ratings"].server_address[1],
+            "ext_app": apps["ext"].server_address[1],
+            "workloads": [
+                ("reviews-v1", "reviews", addr["r1"], {"app": "reviews", "version": "v1"}),
+                ("reviews-v2", "reviews", addr["r2"], {"app": "reviews", "version": "v2"}),
+                ("reviews-v3", "reviews", addr["r3"], {"app": "reviews", "version": "v3"}),
+                ("ratings-v1", "ratings", addr["ratings_sc"], {"app": "ratings", "version": "v1"}),
+                ("ratings-bad", "ratings", addr["bad"], {"app": "ratings", "version": "bad"}),
+                ("details-a", "details", addr["d1"], {"app": "details"}),
+                ("details-b", "details", addr["d2"], {"app": "details"}),
+                ("details-c", "details", addr["d3"], {"app": "details"}),
+                ("shadow", "shadow", addr["shadow"], {"app": "shadow"}),
+            ],
+        }
         bus = kit.BusWriter(nats_module.url)
         bus.put_configs(*_configs(kit, m))
         bus.put_registry(*_registry(m))
         pilot = kit.start_pilot(nats_module.url, tmp, f"pilot-{request.param}")
         pilot_addr = [f"127.0.0.1:{pilot.grpc}"]
-        Opts = kit.BootstrapOptions
-        envoys["productpage"] = kit.start_envoy(tmp, "productpage", Opts(
-            proxy_type="sidecar", node_id=f"sidecar~{addr['pp']}~productpage-v1.{NS}~{NS}.svc.cluster.local",
-            pilots=pilot_addr, delta=delta, namespace=NS, labels={"app": "productpage", "version": "v1"},
-            ip=addr["pp"], interception="NONE"))
-        envoys["ratings"] = kit.start_envoy(tmp, "ratings", Opts(
-            proxy_type="sidecar", node_id=f"sidecar~{addr['ratings_sc']}~ratings-v1.{NS}~{NS}.svc.cluster.local",
-            pilots=pilot_addr, delta=delta, namespace=NS, labels={"app": "ratings", "version": "v1"},
-            ip=addr["ratings_sc"], interception="NONE"))
-        envoys["gateway"] = kit.start_envoy(tmp, "gateway", Opts(
-            proxy_type="router", node_id="router~{0}~ingress.istio-system~istio-system.svc.cluster.local".format(addr["gw"]),
-            pilots=pilot_addr, delta=delta, namespace="istio-system", labels={"istio": "ingressgateway"},
-            ip=addr["gw"]))
+        pilots = [f"127.0.0.1:{pilot.grpc}"]
+        for name, kind, ip, pod, ns, labels in (
+            (
+                "productpage",
+                "sidecar",
+                addr["pp"],
+                "productpage-v1",
+                NS,
+                {"app": "productpage", "version": "v1"},
+            ),
+            ("ratings", "sidecar", addr["ratings_sc"], "ratings-v1", NS, {"app": "ratings", "version": "v1"}),
+            ("gateway", "router", addr["gw"], "ingress", "istio-system", {"istio": "ingressgateway"}),
+        ):
+            opts = kit.proxy_options(kind, ip, pod, ns, labels, pilots, delta)
+            envoys[name] = kit.start_envoy(tmp, name, opts)
         mesh = Mesh(kit, pilot, bus, port, gw_port, addr["pp"], addr["gw"], apps, envoys, delta)
         kit.wait_until(lambda: mesh.get(fq("reviews")).status_code == 200, 30, "productpage sidecar routes")
-        kit.wait_until(lambda: mesh.get("bookinfo.example.com", via=addr["gw"]).status_code == 200, 30, "gateway routes")
+        kit.wait_until(
+            lambda: mesh.get("bookinfo.example.com", via=addr["gw"]).status_code == 200, 30, "gateway routes"
+        )
         yield mesh
     finally:
         for e in envoys.values():
@@ -258,7 +415,9 @@ def test_mirror_reaches_shadow(mesh: Mesh) -> None:
     mesh.kit.wait_until(lambda: len(shadow.requests) > before, 5, "mirrored request")
     mirrored = shadow.requests[-1]
     assert mirrored["path"] == "/mirror/x"
-    assert mirrored["headers"]["host"].startswith("reviews") and mirrored["headers"]["host"].endswith("-shadow")
+    assert mirrored["headers"]["host"].startswith("reviews") and mirrored["headers"]["host"].endswith(
+        "-shadow"
+    )
 
 
 def test_consistent_hash_is_sticky(mesh: Mesh) -> None:
@@ -277,7 +436,8 @@ def test_outlier_detection_ejects_failing_endpoint(mesh: Mesh) -> None:
     assert all(s == 200 for s in tail), statuses
     assert statuses.count(500) <= 2, statuses
     ejected = mesh.envoys["productpage"].stat(
-        f"cluster.outbound|{mesh.port}||{fq('ratings')}.outlier_detection.ejections_enforced_total")
+        f"cluster.outbound|{mesh.port}||{fq('ratings')}.outlier_detection.ejections_enforced_total"
+    )
     assert ejected >= 1
     # the healthy endpoint is the ratings sidecar, which forwards to its app over Sidecar ingress
     assert mesh.body(mesh.get("ratings"))["version"] == "v1"
@@ -305,7 +465,10 @@ def _all_synced(rows: list[dict[str, Any]]) -> bool:
 
 def test_config_change_acked_by_every_envoy_within_1s(mesh: Mesh) -> None:
     before = mesh.pilot.get("/debug/push_status").get("version")
-    extra = {"match": [{"uri": {"exact": "/hello"}}], "directResponse": {"status": 203, "body": {"string": "hi"}}}
+    extra = {
+        "match": [{"uri": {"exact": "/hello"}}],
+        "directResponse": {"status": 203, "body": {"string": "hi"}},
+    }
     vs = mesh.kit.vs_config("VirtualService", NS, "shadow-hello", {"hosts": ["shadow"], "http": [extra]})
     start = time.monotonic()
     mesh.bus.put_configs(vs)
@@ -322,15 +485,28 @@ def test_config_change_acked_by_every_envoy_within_1s(mesh: Mesh) -> None:
     resp = mesh.get("shadow", "/hello")  # the ACKed config is what serves
     assert (resp.status_code, resp.text) == (203, "hi")
     mesh.kit.wait_until(
-        lambda: any(v.proxy_id.startswith("productpage") and v.pilot_id == mesh.pilot.pilot_id
-                    for v in mesh.bus.proxy_status().values()), 10, "proxy status on the bus")
+        lambda: any(
+            v.proxy_id.startswith("productpage") and v.pilot_id == mesh.pilot.pilot_id
+            for v in mesh.bus.proxy_status().values()
+        ),
+        10,
+        "proxy status on the bus",
+    )
     mesh.bus.delete_config("VirtualService", NS, "shadow-hello")
 
 
 def test_nack_visible_in_syncz_while_envoy_keeps_serving(mesh: Mesh) -> None:
-    bad = mesh.kit.vs_config("VirtualService", NS, "details-bad", {
-        "hosts": ["details"], "http": [{"match": [{"uri": {"regex": "(unclosed"}}],
-                                        "route": [{"destination": {"host": "details"}}]}]})
+    bad = mesh.kit.vs_config(
+        "VirtualService",
+        NS,
+        "details-bad",
+        {
+            "hosts": ["details"],
+            "http": [
+                {"match": [{"uri": {"regex": "(unclosed"}}], "route": [{"destination": {"host": "details"}}]}
+            ],
+        },
+    )
     mesh.bus.put_configs(bad)
 
     def nacked() -> dict[str, Any] | None:

@@ -89,7 +89,9 @@ def render_bootstrap(opts: BootstrapOptions) -> dict[str, Any]:
             "dns_lookup_family": "V4_ONLY",
             "load_assignment": {
                 "cluster_name": "xds-grpc",
-                "endpoints": [{"lb_endpoints": [{"endpoint": {"address": _socket(h, p)}} for h, p in pilots]}],
+                "endpoints": [
+                    {"lb_endpoints": [{"endpoint": {"address": _socket(h, p)}} for h, p in pilots]}
+                ],
             },
             "typed_extension_protocol_options": {
                 "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
@@ -112,13 +114,19 @@ def render_bootstrap(opts: BootstrapOptions) -> dict[str, Any]:
                 "connect_timeout": "1s",
                 "load_assignment": {
                     "cluster_name": "sds-grpc",
-                    "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {"pipe": {"path": opts.sds_socket}}}}]}],
+                    "endpoints": [
+                        {"lb_endpoints": [{"endpoint": {"address": {"pipe": {"path": opts.sds_socket}}}}]}
+                    ],
                 },
                 "typed_extension_protocol_options": clusters[0]["typed_extension_protocol_options"],
             }
         )
     return {
-        "node": {"id": node_id, "cluster": metadata["WORKLOAD_NAME"] + "." + opts.namespace, "metadata": metadata},
+        "node": {
+            "id": node_id,
+            "cluster": metadata["WORKLOAD_NAME"] + "." + opts.namespace,
+            "metadata": metadata,
+        },
         "admin": {"address": _socket(admin_host, admin_port)},
         "dynamic_resources": {
             "ads_config": {
@@ -131,7 +139,9 @@ def render_bootstrap(opts: BootstrapOptions) -> dict[str, Any]:
             "cds_config": ads_source,
         },
         "static_resources": {"clusters": clusters},
-        "layered_runtime": {"layers": [{"name": "static", "static_layer": {"re2.max_program_size.error_level": 32768}}]},
+        "layered_runtime": {
+            "layers": [{"name": "static", "static_layer": {"re2.max_program_size.error_level": 32768}}]
+        },
     }
 
 
@@ -157,8 +167,12 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--service-account", default="default")
     p.add_argument("--labels", default="", help="k=v,k=v")
     p.add_argument("--ip", default="127.0.0.1", help="the workload's IP (INSTANCE_IPS)")
-    p.add_argument("--interception", default="REDIRECT", choices=["REDIRECT", "TPROXY", "NONE"],
-                   help="NONE: no iptables, listeners bind the workload IP (local mesh)")
+    p.add_argument(
+        "--interception",
+        default="REDIRECT",
+        choices=["REDIRECT", "TPROXY", "NONE"],
+        help="NONE: no iptables, listeners bind the workload IP (local mesh)",
+    )
     p.add_argument("-o", "--output", default="-", help="file to write (default: stdout)")
     p.set_defaults(func=run)
 

@@ -51,7 +51,9 @@ class Pilot:
     async def run(self, stop: asyncio.Event) -> None:
         s = self.settings
         app = build_app(self.metrics, self.state, lambda: self.server, lambda: self.ready)
-        http = _QuietServer(uvicorn.Config(app, host=s.http_host, port=s.http_port, log_level="warning", lifespan="off"))
+        http = _QuietServer(
+            uvicorn.Config(app, host=s.http_host, port=s.http_port, log_level="warning", lifespan="off")
+        )
         http_task = asyncio.create_task(http.serve())
         bus = await Bus.connect(BusOptions(url=s.nats_url, name=f"meshplane-pilot-{s.pilot_id}"))
         buckets = Buckets(bus)
@@ -67,15 +69,22 @@ class Pilot:
             debouncer = Debouncer(self.server.push, s.debounce_after, s.debounce_max, s.enable_eds_debounce)
             watcher.submit = debouncer.submit
             self.server.queue.start()
-            tasks += [asyncio.create_task(debouncer.run()), asyncio.create_task(self._publish_status(buckets))]
+            tasks += [
+                asyncio.create_task(debouncer.run()),
+                asyncio.create_task(self._publish_status(buckets)),
+            ]
             grpc_server = grpc.aio.server(options=self._grpc_options())
-            ads_pb2_grpc.add_AggregatedDiscoveryServiceServicer_to_server(AdsServicer(self.server), grpc_server)
+            ads_pb2_grpc.add_AggregatedDiscoveryServiceServicer_to_server(
+                AdsServicer(self.server), grpc_server
+            )
             self.grpc_port = grpc_server.add_insecure_port(f"{s.grpc_host}:{s.grpc_port}")
             if not self.grpc_port:
                 raise OSError(f"cannot listen on {s.grpc_host}:{s.grpc_port} for gRPC")
             await grpc_server.start()
             self.ready = True
-            log.info("ready: ADS on %s:%d, HTTP on %s:%d", s.grpc_host, self.grpc_port, s.http_host, s.http_port)
+            log.info(
+                "ready: ADS on %s:%d, HTTP on %s:%d", s.grpc_host, self.grpc_port, s.http_host, s.http_port
+            )
             await stop.wait()
         finally:
             self.ready = False
@@ -123,7 +132,9 @@ class Pilot:
                 try:
                     if conn is None:
                         continue
-                    await buckets.proxy_status.put(make_key(self.settings.pilot_id, conn.proxy.id), _status(self.settings.pilot_id, conn))
+                    await buckets.proxy_status.put(
+                        make_key(self.settings.pilot_id, conn.proxy.id), _status(self.settings.pilot_id, conn)
+                    )
                 except Exception as exc:
                     log.warning("publishing proxy status failed: %s", exc)
             live = {c.proxy.id for c in server.connections.values()}
@@ -136,7 +147,9 @@ class Pilot:
             return
         for conn in list(self.server.connections.values()):
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(buckets.proxy_status.delete(make_key(self.settings.pilot_id, conn.proxy.id)), 2)
+                await asyncio.wait_for(
+                    buckets.proxy_status.delete(make_key(self.settings.pilot_id, conn.proxy.id)), 2
+                )
 
 
 def _status(pilot_id: str, conn: object) -> status_pb2.ProxyStatus:

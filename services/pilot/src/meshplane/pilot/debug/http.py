@@ -46,14 +46,23 @@ def build_app(metrics: Metrics, state: State, server: ServerFn, ready: Callable[
             return JSONResponse({"error": "missing query parameter proxyID (POD.NAMESPACE)"}, status_code=400)
         conns = s.connections_for(proxy_id) if s else []
         if not conns:
-            return JSONResponse({"error": f"proxy {proxy_id!r} is not connected to this Pilot instance"}, status_code=404)
+            return JSONResponse(
+                {"error": f"proxy {proxy_id!r} is not connected to this Pilot instance"}, status_code=404
+            )
         return JSONResponse(config_dump(s, conns[-1]))  # type: ignore[arg-type]
 
     @app.get("/debug/configz")
     def _configz() -> Any:
         return [
-            {"kind": c.kind, "group": c.group, "version": c.version, "namespace": c.namespace, "name": c.name,
-             "resourceVersion": c.resource_version, "spec": c.spec}
+            {
+                "kind": c.kind,
+                "group": c.group,
+                "version": c.version,
+                "namespace": c.namespace,
+                "name": c.name,
+                "resourceVersion": c.resource_version,
+                "spec": c.spec,
+            }
             for c in sorted(state.configs.values(), key=lambda c: (c.kind, c.namespace, c.name))
         ]
 
@@ -68,7 +77,12 @@ def build_app(metrics: Metrics, state: State, server: ServerFn, ready: Callable[
         s = server()
         if s is None:
             return {}
-        return {**s.last_push, "pushes": s.push_count, "queued": s.queue.pending(),
-                "cache_hits": s.cache.hits, "cache_misses": s.cache.misses}
+        return {
+            **s.last_push,
+            "pushes": s.push_count,
+            "queued": s.queue.pending(),
+            "cache_hits": s.cache.hits,
+            "cache_misses": s.cache.misses,
+        }
 
     return app

@@ -10,7 +10,12 @@ from meshplane.pilot.generators import common
 from meshplane.pilot.xds.connection import Connection
 from meshplane.pilot.xds.discovery import DiscoveryServer
 
-_KEYS = {common.CLUSTER: "cluster", common.LISTENER: "listener", common.ROUTE: "route", common.ENDPOINT: "endpoint"}
+_KEYS = {
+    common.CLUSTER: "cluster",
+    common.LISTENER: "listener",
+    common.ROUTE: "route",
+    common.ENDPOINT: "endpoint",
+}
 
 
 def status_of(sent: str, acked: str, nack: str) -> str:

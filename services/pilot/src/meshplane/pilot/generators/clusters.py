@@ -49,9 +49,9 @@ def _base(name: str) -> cluster_pb2.Cluster:
 def _http2(cluster: cluster_pb2.Cluster) -> None:
     opts = http_protocol_options_pb2.HttpProtocolOptions()
     opts.explicit_http_config.http2_protocol_options.CopyFrom(protocol_pb2.Http2ProtocolOptions())
-    cluster.typed_extension_protocol_options["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"].CopyFrom(
-        pack(opts)
-    )
+    cluster.typed_extension_protocol_options[
+        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+    ].CopyFrom(pack(opts))
 
 
 def service_cluster(
@@ -60,14 +60,18 @@ def service_cluster(
     name = outbound(port.number, subset, svc.hostname)
     c = _base(name)
     if svc.resolution in ("DNS", "DNS_ROUND_ROBIN"):
-        c.type = cluster_pb2.Cluster.STRICT_DNS if svc.resolution == "DNS" else cluster_pb2.Cluster.LOGICAL_DNS
+        c.type = (
+            cluster_pb2.Cluster.STRICT_DNS if svc.resolution == "DNS" else cluster_pb2.Cluster.LOGICAL_DNS
+        )
         c.dns_lookup_family = cluster_pb2.Cluster.V4_ONLY
         cla = endpoint_pb2.ClusterLoadAssignment(cluster_name=name)
         group = endpoint_components_pb2.LocalityLbEndpoints()
         group.load_balancing_weight.value = 1
         subset_labels = _subset_labels(dr, subset)
-        targets = [(a, ports.get(port.name) or port.target_port or port.number, labels)
-                   for a, ports, labels, _loc, _w in svc.static_endpoints]
+        targets = [
+            (a, ports.get(port.name) or port.target_port or port.number, labels)
+            for a, ports, labels, _loc, _w in svc.static_endpoints
+        ]
         if not targets:
             targets = [(svc.hostname, port.target_port or port.number, {})]
         for address, target, labels in targets:

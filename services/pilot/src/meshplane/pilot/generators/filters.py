@@ -53,6 +53,10 @@ def tcp_destinations(routes: list[dict[str, Any]], namespace: str, port: int) ->
     for r in routes:
         d = r.get("destination") or {}
         dest_port = int((d.get("port") or {}).get("number", port))
-        out.append((outbound(dest_port, str(d.get("subset") or ""), fqdn(str(d.get("host", "")), namespace)),
-                    int(r.get("weight", 100))))
+        out.append(
+            (
+                outbound(dest_port, str(d.get("subset") or ""), fqdn(str(d.get("host", "")), namespace)),
+                int(r.get("weight", 100)),
+            )
+        )
     return out

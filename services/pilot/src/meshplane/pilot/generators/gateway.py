@@ -33,7 +33,9 @@ def _hosts(server: Server) -> list[str]:
 def _route_name(gw: Config, server: Server) -> str:
     port = server.get("port") or {}
     protocol = str(port.get("protocol", "HTTP")).upper()
-    if protocol == "HTTPS" or (protocol == "HTTP" and server.get("tls") and not server["tls"].get("httpsRedirect")):
+    if protocol == "HTTPS" or (
+        protocol == "HTTP" and server.get("tls") and not server["tls"].get("httpsRedirect")
+    ):
         return f"https.{port.get('number')}.{port.get('name', '')}.{gw.name}.{gw.namespace}"
     return f"http.{port.get('number')}"
 
@@ -104,7 +106,9 @@ def _add_tls_inspector(lis: listener_pb2.Listener) -> None:
         )
 
 
-def _tcp_chains(ctx: PushContext, gw: Config, server: Server, number: int, protocol: str) -> list[lc.FilterChain]:
+def _tcp_chains(
+    ctx: PushContext, gw: Config, server: Server, number: int, protocol: str
+) -> list[lc.FilterChain]:
     chains = []
     server_hosts = _hosts(server)
     for vs in _bound_vs(ctx, gw):

@@ -154,7 +154,10 @@ def _retry(retries: Spec | None) -> rc.RetryPolicy | None:
     if attempts == 0:
         return None
     policy = rc.RetryPolicy(
-        retry_on=str(retries.get("retryOn") or "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes")
+        retry_on=str(
+            retries.get("retryOn")
+            or "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes"
+        )
     )
     policy.num_retries.value = attempts
     if "retriable-status-codes" in policy.retry_on:
@@ -172,9 +175,7 @@ def _retry(retries: Spec | None) -> rc.RetryPolicy | None:
     return policy
 
 
-def translate(
-    http: Spec, vs: Config, ctx: PushContext, port: int, match: Spec | None = None
-) -> rc.Route:
+def translate(http: Spec, vs: Config, ctx: PushContext, port: int, match: Spec | None = None) -> rc.Route:
     """One VirtualService HTTPRoute (with one of its matches) → one Envoy route."""
     route = rc.Route(match=route_match(match or {}))
     route.metadata.CopyFrom(istio_metadata([vs]))
@@ -191,10 +192,16 @@ def translate(
             redirect.scheme_redirect = str(r["scheme"])
         if r.get("port"):
             redirect.port_redirect = int(r["port"])
-        codes = {301: rc.RedirectAction.MOVED_PERMANENTLY, 302: rc.RedirectAction.FOUND,
-                 303: rc.RedirectAction.SEE_OTHER, 307: rc.RedirectAction.TEMPORARY_REDIRECT,
-                 308: rc.RedirectAction.PERMANENT_REDIRECT}
-        redirect.response_code = codes.get(int(r.get("redirectCode", 301)), rc.RedirectAction.MOVED_PERMANENTLY)
+        codes = {
+            301: rc.RedirectAction.MOVED_PERMANENTLY,
+            302: rc.RedirectAction.FOUND,
+            303: rc.RedirectAction.SEE_OTHER,
+            307: rc.RedirectAction.TEMPORARY_REDIRECT,
+            308: rc.RedirectAction.PERMANENT_REDIRECT,
+        }
+        redirect.response_code = codes.get(
+            int(r.get("redirectCode", 301)), rc.RedirectAction.MOVED_PERMANENTLY
+        )
         route.redirect.CopyFrom(redirect)
     elif "directResponse" in http:
         d = http["directResponse"] or {}
@@ -233,7 +240,9 @@ def _route_action(route: rc.Route, http: Spec, vs: Config, ctx: PushContext, por
     if len(dests) == 1:
         dh = dests[0].get("headers") or {}
         _headers_ops(dh.get("request") or {}, route.request_headers_to_add, route.request_headers_to_remove)
-        _headers_ops(dh.get("response") or {}, route.response_headers_to_add, route.response_headers_to_remove)
+        _headers_ops(
+            dh.get("response") or {}, route.response_headers_to_add, route.response_headers_to_remove
+        )
     timeout = duration(http.get("timeout"))
     action.timeout.CopyFrom(timeout if timeout is not None else duration(0))
     retry = _retry(http.get("retries"))
@@ -258,7 +267,9 @@ def _route_action(route: rc.Route, http: Spec, vs: Config, ctx: PushContext, por
         pct = m.get("percentage")
         value = float(pct.get("value", 100)) if isinstance(pct, dict) else 100.0
         mp.runtime_fraction.default_value.CopyFrom(_percent(value))
-    first = action.cluster or (action.weighted_clusters.clusters[0].name if action.weighted_clusters.clusters else "")
+    first = action.cluster or (
+        action.weighted_clusters.clusters[0].name if action.weighted_clusters.clusters else ""
+    )
     hash_policy = hash_policy_for(ctx, first, vs.namespace)
     if hash_policy is not None:
         action.hash_policy.append(hash_policy)
@@ -273,7 +284,7 @@ def hash_policy_for(ctx: PushContext, cluster: str, viewer_ns: str) -> rc.RouteA
     dr = ctx.destination_rule(viewer_ns, parts[3])
     if dr is None:
         return None
-    lb = ((dr.spec.get("trafficPolicy") or {}).get("loadBalancer") or {})
+    lb = (dr.spec.get("trafficPolicy") or {}).get("loadBalancer") or {}
     for sub in dr.spec.get("subsets") or []:
         if sub.get("name") == parts[2] and (sub.get("trafficPolicy") or {}).get("loadBalancer"):
             lb = sub["trafficPolicy"]["loadBalancer"]
@@ -307,12 +318,18 @@ def _matches_context(m: Spec, proxy_labels: dict[str, str], gateway: str | None,
         return False
     gws = m.get("gateways")
     if gws:
-        return (gateway or "mesh") in gws or any(g.endswith("/" + (gateway or "").split("/")[-1]) for g in gws)
+        return (gateway or "mesh") in gws or any(
+            g.endswith("/" + (gateway or "").split("/")[-1]) for g in gws
+        )
     return True
 
 
 def routes_for(
-    vs: Config, ctx: PushContext, port: int, proxy_labels: dict[str, str], gateway: str | None,
+    vs: Config,
+    ctx: PushContext,
+    port: int,
+    proxy_labels: dict[str, str],
+    gateway: str | None,
     parent: Spec | None = None,
 ) -> list[rc.Route]:
     """All Envoy routes of one VirtualService (delegates expanded) in declaration order."""

@@ -81,7 +81,9 @@ def _tls_chains(ctx: PushContext, proxy: Proxy, svc: Service, port: Port) -> lis
     return chains
 
 
-def _outbound(ctx: PushContext, proxy: Proxy, scope: SidecarScope, bind_default: str, bind: bool) -> list[listener_pb2.Listener]:
+def _outbound(
+    ctx: PushContext, proxy: Proxy, scope: SidecarScope, bind_default: str, bind: bool
+) -> list[listener_pb2.Listener]:
     """Outbound listeners: the Sidecar's explicit egress ports, else one per service port."""
     out: dict[str, listener_pb2.Listener] = {}
     services = ctx.services_for(proxy, scope)
@@ -89,7 +91,13 @@ def _outbound(ctx: PushContext, proxy: Proxy, scope: SidecarScope, bind_default:
     for eg in scope.egress:
         p = eg.get("port") or {}
         if p.get("number"):
-            explicit.append((int(p["number"]), str(p.get("protocol", "HTTP")).upper(), str(eg.get("bind") or bind_default)))
+            explicit.append(
+                (
+                    int(p["number"]),
+                    str(p.get("protocol", "HTTP")).upper(),
+                    str(eg.get("bind") or bind_default),
+                )
+            )
     catch_all = not explicit or (bind_default == "0.0.0.0" and any(not eg.get("port") for eg in scope.egress))
     http_ports: dict[int, str] = {}
     for number, protocol, address in explicit:
@@ -159,8 +167,13 @@ def _inbound_ports(ctx: PushContext, proxy: Proxy, scope: SidecarScope) -> list[
         for ing in scope.ingress:
             p = ing.get("port") or {}
             number = int(p.get("number", 0))
-            out.append((number, Port(str(p.get("name", "")), number, str(p.get("protocol", "")).upper()).is_http,
-                        str(ing.get("bind") or "")))
+            out.append(
+                (
+                    number,
+                    Port(str(p.get("name", "")), number, str(p.get("protocol", "")).upper()).is_http,
+                    str(ing.get("bind") or ""),
+                )
+            )
         return out
     ports: dict[int, bool] = {}
     for svc in ctx.workloads_for(proxy):
@@ -205,5 +218,3 @@ def build_listeners(ctx: PushContext, proxy: Proxy) -> list[listener_pb2.Listene
     listeners = [_virtual_outbound(scope), _virtual_inbound(inbound)]
     listeners.extend(_outbound(ctx, proxy, scope, "0.0.0.0", bind=False))
     return listeners
-
-

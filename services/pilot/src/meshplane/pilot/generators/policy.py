@@ -155,7 +155,8 @@ def _tls(cluster: cluster_pb2.Cluster, tls: dict[str, Any], sni: str) -> None:
         for san in tls.get("subjectAltNames") or []:
             common.validation_context.match_typed_subject_alt_names.append(
                 common_pb2.SubjectAltNameMatcher(
-                    san_type=common_pb2.SubjectAltNameMatcher.DNS, matcher=string_pb2.StringMatcher(exact=str(san))
+                    san_type=common_pb2.SubjectAltNameMatcher.DNS,
+                    matcher=string_pb2.StringMatcher(exact=str(san)),
                 )
             )
     if tls.get("insecureSkipVerify"):

@@ -5,9 +5,9 @@ from __future__ import annotations
 from envoy.config.route.v3 import route_components_pb2 as rc
 from envoy.config.route.v3 import route_pb2
 
-from meshplane.pilot.generators.common import BLACKHOLE, PASSTHROUGH, istio_metadata, outbound, previous_hosts
+from meshplane.pilot.generators.common import PASSTHROUGH, istio_metadata, outbound, previous_hosts
 from meshplane.pilot.generators.httproute import hash_policy_for, routes_for
-from meshplane.pilot.model.config import DOMAIN_SUFFIX, Service, fqdn, host_matches
+from meshplane.pilot.model.config import DOMAIN_SUFFIX, Config, Service, fqdn, host_matches
 from meshplane.pilot.model.proxy import Proxy, ProxyType
 from meshplane.pilot.model.push_context import PushContext
 
@@ -19,7 +19,7 @@ def needs_push(kinds: frozenset[str], services_changed: bool) -> bool:
 
 
 def domains(host: str, port: int, viewer_ns: str, addresses: tuple[str, ...] = ()) -> list[str]:
-    """Names a client may use for a host: FQDN and, in the same namespace, short forms; with and without port."""
+    """Names a client may use for a host: FQDN, and short forms in its namespace; with and without port."""
     names = [host]
     suffix = f".{DOMAIN_SUFFIX}"
     if host.endswith(suffix):
@@ -55,13 +55,14 @@ def sidecar_route_config(ctx: PushContext, proxy: Proxy, name: str) -> route_pb2
         return rcfg
     port = int(name)
     scope = ctx.sidecar_scope(proxy)
-    services = [s for s in ctx.services_for(proxy, scope) if any(p.number == port and p.is_http for p in s.ports)]
+    services = [
+        s for s in ctx.services_for(proxy, scope) if any(p.number == port and p.is_http for p in s.ports)
+    ]
     vss = ctx.virtual_services(proxy.namespace, None)
     used: set[str] = set()
     for svc in services:
         vh = _virtual_host(ctx, proxy, svc, port, vss, used)
         rcfg.virtual_hosts.append(vh)
-    # VirtualServices for hosts outside the registry (wildcards or external names) are still honoured.
     if scope.outbound_traffic_policy == "REGISTRY_ONLY":
         vh = rcfg.virtual_hosts.add(name="block_all", domains=["*"])
         r = vh.routes.add(match=rc.RouteMatch(prefix="/"), name="block_all")
@@ -71,12 +72,16 @@ def sidecar_route_config(ctx: PushContext, proxy: Proxy, name: str) -> route_pb2
         r = vh.routes.add(match=rc.RouteMatch(prefix="/"), name="allow_any")
         r.route.cluster = PASSTHROUGH
         r.route.timeout.SetInParent()
-    _ = BLACKHOLE
     return rcfg
 
 
 def _virtual_host(
-    ctx: PushContext, proxy: Proxy, svc: Service, port: int, vss: list, used: set[str]  # type: ignore[type-arg]
+    ctx: PushContext,
+    proxy: Proxy,
+    svc: Service,
+    port: int,
+    vss: list[Config],
+    used: set[str],
 ) -> rc.VirtualHost:
     vh = rc.VirtualHost(name=f"{svc.hostname}:{port}")
     for d in domains(svc.hostname, port, proxy.namespace, svc.addresses):

@@ -135,7 +135,12 @@ def service_from_bus(msg: registry_pb2.Service) -> Service:
         hostname=msg.hostname,
         namespace=msg.namespace,
         ports=tuple(
-            Port(p.name, p.number, _PROTOCOLS.get(p.protocol, "").replace("PROTOCOL_UNSPECIFIED", ""), p.target_port)
+            Port(
+                p.name,
+                p.number,
+                _PROTOCOLS.get(p.protocol, "").replace("PROTOCOL_UNSPECIFIED", ""),
+                p.target_port,
+            )
             for p in msg.ports
         ),
         resolution="STATIC" if resolution == "RESOLUTION_UNSPECIFIED" else resolution,

@@ -59,7 +59,12 @@ def _egress_allows(hosts: Iterable[str], proxy_ns: str, svc: Service) -> bool:
 def _service_entry_services(cfg: Config) -> list[Service]:
     spec = cfg.spec
     ports = tuple(
-        Port(str(p.get("name", "")), int(p["number"]), str(p.get("protocol", "")).upper(), int(p.get("targetPort", 0)))
+        Port(
+            str(p.get("name", "")),
+            int(p["number"]),
+            str(p.get("protocol", "")).upper(),
+            int(p.get("targetPort", 0)),
+        )
         for p in spec.get("ports") or []
     )
     resolution = str(spec.get("resolution") or "NONE").upper()
@@ -142,7 +147,11 @@ class PushContext:
             chosen = next((c for c in in_ns if not c.spec.get("workloadSelector")), None)
         if chosen is None:
             chosen = next(
-                (c for c in self.of_kind("Sidecar") if c.namespace == ROOT_NAMESPACE and not c.spec.get("workloadSelector")),
+                (
+                    c
+                    for c in self.of_kind("Sidecar")
+                    if c.namespace == ROOT_NAMESPACE and not c.spec.get("workloadSelector")
+                ),
                 None,
             )
         policy = "ALLOW_ANY"
@@ -198,7 +207,9 @@ class PushContext:
                 out.append(gw)
         return out
 
-    def endpoints(self, hostname: str, namespace: str, port: int, subset: dict[str, str] | None = None) -> list[Endpoint]:
+    def endpoints(
+        self, hostname: str, namespace: str, port: int, subset: dict[str, str] | None = None
+    ) -> list[Endpoint]:
         eps = self._endpoints.get((hostname, namespace), {}).get(port, [])
         if subset:
             eps = [e for e in eps if labels_match(subset, e.labels)]
@@ -238,14 +249,24 @@ def _index_endpoints(
         if svc.resolution != "DNS" or not svc.static_endpoints:
             for wl in workloads:
                 member = svc.hostname in wl.services or (
-                    bool(svc.selector) and wl.namespace == svc.namespace and labels_match(svc.selector, wl.labels)
+                    bool(svc.selector)
+                    and wl.namespace == svc.namespace
+                    and labels_match(svc.selector, wl.labels)
                 )
                 if not member:
                     continue
                 for p in svc.ports:
                     target = wl.ports.get(p.name) or p.target_port or p.number
                     by_port[p.number].append(
-                        Endpoint(wl.address, target, wl.labels, wl.locality, wl.weight, wl.healthy, wl.service_account)
+                        Endpoint(
+                            wl.address,
+                            target,
+                            wl.labels,
+                            wl.locality,
+                            wl.weight,
+                            wl.healthy,
+                            wl.service_account,
+                        )
                     )
         out[(svc.hostname, svc.namespace)] = by_port
     return out

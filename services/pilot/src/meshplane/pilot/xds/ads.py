@@ -53,18 +53,24 @@ class AdsServicer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):  # type: ign
         self.limiter = TokenBucket(server.settings.max_requests_per_second)
 
     async def StreamAggregatedResources(  # noqa: N802 - gRPC method name
-        self, request_iterator: AsyncIterator[discovery_pb2.DiscoveryRequest], context: grpc.aio.ServicerContext
+        self,
+        request_iterator: AsyncIterator[discovery_pb2.DiscoveryRequest],
+        context: grpc.aio.ServicerContext,
     ) -> AsyncIterator[discovery_pb2.DiscoveryResponse]:
         async for resp in self._stream(request_iterator, context, is_delta=False):
             yield resp
 
     async def DeltaAggregatedResources(  # noqa: N802 - gRPC method name
-        self, request_iterator: AsyncIterator[discovery_pb2.DeltaDiscoveryRequest], context: grpc.aio.ServicerContext
+        self,
+        request_iterator: AsyncIterator[discovery_pb2.DeltaDiscoveryRequest],
+        context: grpc.aio.ServicerContext,
     ) -> AsyncIterator[discovery_pb2.DeltaDiscoveryResponse]:
         async for resp in self._stream(request_iterator, context, is_delta=True):
             yield resp
 
-    async def _stream(self, requests: AsyncIterator[Any], context: grpc.aio.ServicerContext, is_delta: bool) -> AsyncIterator[Any]:
+    async def _stream(
+        self, requests: AsyncIterator[Any], context: grpc.aio.ServicerContext, is_delta: bool
+    ) -> AsyncIterator[Any]:
         if not await self.limiter.acquire():
             await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "rate limited: too many new xDS streams")
         try:
@@ -83,10 +89,10 @@ class AdsServicer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):  # type: ign
 
         async def reader() -> None:
             try:
-                await process(self.server, conn, first)  # type: ignore[arg-type]
+                await process(self.server, conn, first)
                 conn.initialized.set()
                 async for req in requests:
-                    await process(self.server, conn, req)  # type: ignore[arg-type]
+                    await process(self.server, conn, req)
             except (asyncio.CancelledError, grpc.aio.AioRpcError):
                 pass
             except Exception:

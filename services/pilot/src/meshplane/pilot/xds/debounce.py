@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from meshplane.pilot.model.push_request import PushRequest
 
-PushFn = Callable[[PushRequest], Awaitable[None]]
+PushFn = Callable[[PushRequest], Coroutine[Any, Any, None]]
 
 
 class Debouncer:
@@ -38,7 +39,11 @@ class Debouncer:
                 max_left = self._max - (now - first)
                 timeout = max(min(quiet_left, max_left), 0.0)
             try:
-                req = await asyncio.wait_for(self._events.get(), timeout) if timeout is not None else await self._events.get()
+                req = (
+                    await asyncio.wait_for(self._events.get(), timeout)
+                    if timeout is not None
+                    else await self._events.get()
+                )
             except TimeoutError:
                 req = None
             if req is not None:

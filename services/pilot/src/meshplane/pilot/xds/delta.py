@@ -18,7 +18,9 @@ log = logging.getLogger("meshplane.pilot.ads")
 WILDCARD_TYPES = (common.CLUSTER, common.LISTENER)
 
 
-async def process(server: DiscoveryServer, conn: Connection, req: discovery_pb2.DeltaDiscoveryRequest) -> None:
+async def process(
+    server: DiscoveryServer, conn: Connection, req: discovery_pb2.DeltaDiscoveryRequest
+) -> None:
     type_url = req.type_url
     if type_url not in common.SHORT:
         return
@@ -74,7 +76,8 @@ async def send(
         log.exception("building %s for %s failed", short, conn.id)
         return frozenset()
     changed = [
-        r for name, r in resources.items()
+        r
+        for name, r in resources.items()
         if (only is None or name in only or name in force)
         and (w.sent_versions.get(name) != r.version or name in force or (only is not None and name in only))
     ]

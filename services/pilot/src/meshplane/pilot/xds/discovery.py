@@ -108,15 +108,19 @@ class DiscoveryServer:
                 w = conn.watched.get(type_url)
                 if w is None or not self._wanted(req, type_url):
                     continue
-                if not req.full and type_url == common.ENDPOINT and not any(
-                    n.rsplit("|", 1)[-1] in req.eds_hosts for n in w.names
+                if (
+                    not req.full
+                    and type_url == common.ENDPOINT
+                    and not any(n.rsplit("|", 1)[-1] in req.eds_hosts for n in w.names)
                 ):
                     continue
                 if w.pending_since is None:
                     w.pending_since = req.start
                 t0 = time.monotonic()
                 if conn.delta:
-                    sent = await delta.send(self, conn, type_url, force=resent if type_url == common.ENDPOINT else frozenset())
+                    sent = await delta.send(
+                        self, conn, type_url, force=resent if type_url == common.ENDPOINT else frozenset()
+                    )
                     if type_url == common.CLUSTER:
                         resent = sent
                 else:

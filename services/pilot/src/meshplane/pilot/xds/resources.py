@@ -7,6 +7,7 @@ for the hosts whose endpoints changed.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -43,6 +44,10 @@ def _resource(name: str, msg: Message) -> Resource:
 Resources = dict[str, Resource]
 
 
+def _one_route(ctx: PushContext, proxy: Proxy, name: str) -> Resources:
+    return {name: _resource(name, build_route(ctx, proxy, name))}
+
+
 class ResourceCache:
     """Generated resources for the current push context; safe to share across connections."""
 
@@ -70,7 +75,9 @@ class ResourceCache:
             self.hits += 1
         return found
 
-    def generate(self, ctx: PushContext, proxy: Proxy, type_url: str, names: frozenset[str] | None) -> Resources:
+    def generate(
+        self, ctx: PushContext, proxy: Proxy, type_url: str, names: frozenset[str] | None
+    ) -> Resources:
         """Resources of ``type_url`` for ``proxy``; ``names`` limits EDS and RDS (None = all)."""
         ips = ",".join(proxy.instance_ips)
         if type_url == common.CLUSTER:
@@ -87,7 +94,7 @@ class ResourceCache:
             out: Resources = {}
             for name in sorted(names or ()):
                 key = f"{proxy.scope_key()}|{name}"
-                got = self._scoped_get(type_url, key, lambda n=name: {n: _resource(n, build_route(ctx, proxy, n))})  # type: ignore[misc]
+                got = self._scoped_get(type_url, key, functools.partial(_one_route, ctx, proxy, name))
                 out.update(got)
             return out
         if type_url == common.ENDPOINT:
