@@ -335,7 +335,6 @@ def mesh(
         bus.put_configs(*_configs(kit, m))
         bus.put_registry(*_registry(m))
         pilot = kit.start_pilot(nats_module.url, tmp, f"pilot-{request.param}")
-        pilot_addr = [f"127.0.0.1:{pilot.grpc}"]
         pilots = [f"127.0.0.1:{pilot.grpc}"]
         for name, kind, ip, pod, ns, labels in (
             (
