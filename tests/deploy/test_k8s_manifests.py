@@ -262,3 +262,20 @@ def test_renderer_reports_a_patch_path_that_does_not_exist(tmp_path: Path, kusto
     )
     with pytest.raises(kustomize.KustomizeError, match=r"patches\[0\].*/data/missing"):
         kustomize.render(tmp_path)
+
+
+def test_citadel_in_kubernetes_trusts_only_tokenreview_and_publishes_the_root(base: Manifests) -> None:
+    args = base.one("Deployment", "citadel")["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert {"--token-review", "--no-local-issuer", "--kubernetes"} <= set(args)
+    assert "--hostname=citadel.meshplane-system.svc" in args
+    node_agent = base.one("DaemonSet", "node-agent")["spec"]["template"]["spec"]
+    root = next(v for v in node_agent["volumes"] if v["name"] == "ca-root")
+    assert root["configMap"]["name"] == "istio-ca-root-cert"
+
+
+def test_webhook_ca_bundle_comes_from_galleys_certificate(base: Manifests) -> None:
+    (config,) = base.of_kind("ValidatingWebhookConfiguration")
+    assert config["metadata"]["annotations"]["cert-manager.io/inject-ca-from"] == "meshplane-system/galley"
+    pod = base.one("Deployment", "galley")["spec"]["template"]["spec"]
+    tls = next(v for v in pod["volumes"] if v["name"] == "tls")
+    assert tls["secret"]["secretName"] == "galley-tls"
