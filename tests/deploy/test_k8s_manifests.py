@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import copy
+import shutil
+import subprocess
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import kubernetes_validate
 import pytest
+import yaml
 
-from .conftest import KUBERNETES_VERSION, Manifests
+from .conftest import K8S, KUBERNETES_VERSION, KUSTOMIZATIONS, Manifests
 
 CONTROL_PLANE = ["galley", "pilot", "citadel"]
 
@@ -279,3 +282,25 @@ def test_webhook_ca_bundle_comes_from_galleys_certificate(base: Manifests) -> No
     pod = base.one("Deployment", "galley")["spec"]["template"]["spec"]
     tls = next(v for v in pod["volumes"] if v["name"] == "tls")
     assert tls["secret"]["secretName"] == "galley-tls"
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("name", KUSTOMIZATIONS)
+def test_renderer_output_equals_kubectl_kustomize(name: str, all_rendered: dict[str, Manifests]) -> None:
+    """Where kubectl is installed, its built-in kustomize must produce exactly the same objects."""
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        pytest.skip("kubectl is not installed; the renderer is then checked by the tests above only")
+    result = subprocess.run(
+        [kubectl, "kustomize", str(K8S / name)], capture_output=True, text=True, timeout=100
+    )
+    assert result.returncode == 0, result.stderr
+
+    def by_key(objects: list[dict[str, Any]]) -> dict[tuple[str, str, str], dict[str, Any]]:
+        return {(o["kind"], o["metadata"].get("namespace", ""), o["metadata"]["name"]): o for o in objects}
+
+    theirs = by_key([doc for doc in yaml.safe_load_all(result.stdout) if doc])
+    mine = by_key(all_rendered[name].objects)
+    assert set(mine) == set(theirs)
+    for key, obj in mine.items():
+        assert obj == theirs[key], key
