@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from meshplane.shared.config.checks.durations import check_duration
 from meshplane.shared.config.checks.export_to import export_to_problems
-from meshplane.shared.config.checks.hosts import check_wildcard_domain, is_istio_label
+from meshplane.shared.config.checks.hosts import check_fqdn, check_wildcard_domain, is_ip, is_istio_label
 from meshplane.shared.config.checks.labels import label_problems
 from meshplane.shared.config.checks.ports import check_port
 from meshplane.shared.config.issues import Issues
@@ -66,12 +66,13 @@ def check_traffic_policy(policy: TrafficPolicy, path: str, issues: Issues) -> No
         issues.error(path, "tunnel and proxyProtocol cannot both be set")
     if policy.tunnel is not None:
         tunnel = policy.tunnel
-        if (tunnel.protocol or "CONNECT").upper() not in ("CONNECT", "POST"):
+        if tunnel.protocol and tunnel.protocol not in ("CONNECT", "POST"):
+            issues.error(f"{path}.tunnel.protocol", 'tunnel protocol must be "CONNECT" or "POST"')
+        target = tunnel.target_host or ""
+        if not is_ip(target) and (problem := check_fqdn(target)):
             issues.error(
-                f"{path}.tunnel.protocol", f"tunnel protocol {tunnel.protocol!r} must be CONNECT or POST"
+                f"{path}.tunnel.targetHost", f"tunnel target host must be a valid FQDN or IP: {problem}"
             )
-        if not tunnel.target_host:
-            issues.error(f"{path}.tunnel.targetHost", "tunnel targetHost is required")
         if tunnel.target_port is None or check_port(tunnel.target_port):
             issues.error(f"{path}.tunnel.targetPort", "tunnel targetPort must be in the range 1..65535")
     for i, pls in enumerate(policy.port_level_settings or []):
