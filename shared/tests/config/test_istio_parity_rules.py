@@ -688,6 +688,157 @@ CASES: list[tuple[str, str, Any, bool, str | None]] = [
         False,
         "spec.match[0].ports[0]",
     ),
+    (
+        "DestinationRule",
+        "warmup minimumPercent 150",
+        tp(loadBalancer={"warmup": {"duration": "300s", "minimumPercent": 150.0}}),
+        False,
+        "spec.trafficPolicy.loadBalancer.warmup.minimumPercent",
+    ),
+    (
+        "DestinationRule",
+        "warmup without duration",
+        tp(loadBalancer={"warmup": {"minimumPercent": 5.0}}),
+        False,
+        "spec.trafficPolicy.loadBalancer.warmup.duration",
+    ),
+    (
+        "DestinationRule",
+        "warmup aggression below 1",
+        tp(loadBalancer={"warmup": {"duration": "300s", "aggression": 0.3}}),
+        False,
+        "spec.trafficPolicy.loadBalancer.warmup.aggression",
+    ),
+    (
+        "PeerAuthentication",
+        "unquoted numeric port keys",
+        {"selector": {"matchLabels": {"app": "a"}}, "portLevelMtls": {8080: {"mode": "DISABLE"}}},
+        True,
+        None,
+    ),
+    (
+        "PeerAuthentication",
+        "port above 65535",
+        {"selector": {"matchLabels": {"app": "a"}}, "portLevelMtls": {"42949672": {"mode": "STRICT"}}},
+        False,
+        "spec.portLevelMtls.42949672",
+    ),
+    (
+        "RequestAuthentication",
+        "space delimited claims",
+        {"jwtRules": [{"issuer": "a", "spaceDelimitedClaims": ["roles"]}]},
+        True,
+        None,
+    ),
+    (
+        "RequestAuthentication",
+        "empty space delimited claim",
+        {"jwtRules": [{"issuer": "a", "spaceDelimitedClaims": [""]}]},
+        False,
+        "spec.jwtRules[0].spaceDelimitedClaims[0]",
+    ),
+    ("RequestAuthentication", "null jwt rule", {"jwtRules": [None]}, False, "spec.jwtRules[0]"),
+    (
+        "RequestAuthentication",
+        "legacy jwks_uri spelling",
+        {"jwtRules": [{"issuer": "a", "jwks_uri": "https://a.com/jwks"}]},
+        True,
+        None,
+    ),
+    (
+        "Telemetry",
+        "formatter tag and request id sampling",
+        {
+            "tracing": [
+                {
+                    "useRequestIdForTraceSampling": True,
+                    "customTags": {"path": {"formatter": {"value": "%REQ(:PATH)%"}}},
+                }
+            ]
+        },
+        True,
+        None,
+    ),
+    ("WorkloadGroup", "grpc probe", {"template": {}, "probe": {"grpc": {"port": 8080}}}, True, None),
+    ("WorkloadEntry", "uds directory", {"address": "unix:///dir/"}, False, "spec.address"),
+    (
+        "WorkloadEntry",
+        "abstract uds with ports",
+        {"address": "unix://@foo", "ports": {"http": 80}},
+        False,
+        "spec.ports",
+    ),
+    (
+        "Gateway",
+        "caCertCredentialName accepted",
+        {
+            "servers": [
+                {
+                    "port": HTTPS,
+                    "hosts": ["*"],
+                    "tls": {"mode": "MUTUAL", "credentialName": "c", "caCertCredentialName": "ca"},
+                }
+            ]
+        },
+        True,
+        None,
+    ),
+    (
+        "EnvoyFilter",
+        "waypoint match outside WAYPOINT context",
+        {
+            "configPatches": [
+                {
+                    "applyTo": "HTTP_FILTER",
+                    "match": {
+                        "context": "SIDECAR_INBOUND",
+                        "waypoint": {"filter": {"name": "envoy.filters.network.http_connection_manager"}},
+                    },
+                    "patch": {"operation": "REMOVE"},
+                }
+            ]
+        },
+        False,
+        "spec.configPatches[0].match.waypoint",
+    ),
+    (
+        "EnvoyFilter",
+        "listener match in WAYPOINT context",
+        {
+            "configPatches": [
+                {
+                    "applyTo": "HTTP_FILTER",
+                    "match": {"context": "WAYPOINT", "listener": {"portNumber": 80}},
+                    "patch": {"operation": "REMOVE"},
+                }
+            ]
+        },
+        False,
+        "spec.configPatches[0].match.listener",
+    ),
+    (
+        "EnvoyFilter",
+        "waypoint port out of range",
+        {
+            "configPatches": [
+                {
+                    "applyTo": "HTTP_FILTER",
+                    "match": {"context": "WAYPOINT", "waypoint": {"portNumber": 65536}},
+                    "patch": {"operation": "REMOVE"},
+                }
+            ]
+        },
+        False,
+        "spec.configPatches[0].match.waypoint.portNumber",
+    ),
+    ("ServiceEntry", "no spec hosts", {}, False, "spec.hosts"),
+    (
+        "ServiceEntry",
+        "empty selector and endpoints",
+        {"hosts": ["example.com"], "workloadSelector": {}, "endpoints": [{"address": "1.2.3.4"}]},
+        False,
+        "spec.workloadSelector",
+    ),
     ("ProxyConfig", "concurrency", {"concurrency": 2, "environmentVariables": {"A": "b"}}, True, None),
     ("ProxyConfig", "negative concurrency", {"concurrency": -1}, False, "spec.concurrency"),
     # EnvoyFilter values converted to Envoy's types

@@ -53,7 +53,11 @@ def _check_jwt_rule(rule: JWTRule, path: str, issues: Issues) -> None:
     for i, header in enumerate(rule.from_headers or []):
         if not header.name:
             issues.error(f"{path}.fromHeaders[{i}].name", "header name must not be empty")
-    for field, alias in (("from_params", "fromParams"), ("from_cookies", "fromCookies")):
+    for field, alias in (
+        ("from_params", "fromParams"),
+        ("from_cookies", "fromCookies"),
+        ("space_delimited_claims", "spaceDelimitedClaims"),
+    ):
         for i, value in enumerate(getattr(rule, field) or []):
             if not value:
                 issues.error(f"{path}.{alias}[{i}]", f"{alias} entry must not be empty")

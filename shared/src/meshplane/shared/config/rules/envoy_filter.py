@@ -11,6 +11,7 @@ from meshplane.shared.config.models.envoy_filter import (
     EnvoyConfigObjectPatch,
     EnvoyFilter,
     Operation,
+    PatchContext,
 )
 from meshplane.shared.config.rules.context import ObjectContext
 from meshplane.shared.config.rules.selectors import check_selector_labels
@@ -74,6 +75,17 @@ def _check_patch(cp: EnvoyConfigObjectPatch, path: str, issues: Issues) -> None:
 
 def _check_match(apply_to: ApplyTo, match: EnvoyConfigObjectMatch, path: str, issues: Issues) -> bool:
     """False when the patch should not be checked further (as Istio stops at these errors)."""
+    waypoint_context = match.context == PatchContext.WAYPOINT
+    if match.waypoint is not None and not waypoint_context:
+        issues.error(f"{path}.waypoint", "only support waypointMatch when context is WAYPOINT")
+        return False
+    if waypoint_context and match.listener is not None:
+        issues.error(f"{path}.listener", "only support waypointMatch when context is WAYPOINT")
+        return False
+    port = match.waypoint.port_number if match.waypoint is not None else None
+    if port is not None and not 1 <= port <= 65535:
+        issues.error(f"{path}.waypoint.portNumber", "port must be between 1-65535")
+        return False
     version = match.proxy.proxy_version if match.proxy is not None else None
     if version and (problem := check_regex(version)):
         issues.error(

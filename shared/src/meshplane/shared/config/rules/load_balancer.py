@@ -52,12 +52,16 @@ def check_load_balancer(
         check_locality_lb(lb.locality_lb_setting, outlier, f"{path}.localityLbSetting", issues)
     if lb.warmup_duration_secs is not None and (problem := check_duration(lb.warmup_duration_secs)):
         issues.error(f"{path}.warmupDurationSecs", problem)
-    if (
-        lb.warmup is not None
-        and lb.warmup.duration is not None
-        and (problem := check_duration(lb.warmup.duration))
-    ):
-        issues.error(f"{path}.warmup.duration", problem)
+    if lb.warmup is not None:
+        warmup = lb.warmup
+        if warmup.duration is None:
+            issues.error(f"{path}.warmup.duration", "warmup duration is required")
+        elif problem := check_duration(warmup.duration):
+            issues.error(f"{path}.warmup.duration", problem)
+        if warmup.minimum_percent is not None and not 0 <= warmup.minimum_percent <= 100:
+            issues.error(f"{path}.warmup.minimumPercent", "minimumPercent must be in the range 0..100")
+        if warmup.aggression is not None and warmup.aggression < 1:
+            issues.error(f"{path}.warmup.aggression", "aggression must be at least 1.0")
 
 
 def check_locality_lb(

@@ -31,9 +31,11 @@ def check(tm: Telemetry, ctx: ObjectContext, issues: Issues) -> None:
             tpath = f"{path}.customTags.{name}"
             if not name:
                 issues.error(tpath, "tag name must not be empty")
-            kinds = [k for k in ("literal", "environment", "header") if getattr(custom, k) is not None]
+            kinds = [
+                k for k in ("literal", "environment", "header", "formatter") if getattr(custom, k) is not None
+            ]
             if len(kinds) != 1:
-                issues.error(tpath, "exactly one of literal, environment or header must be set")
+                issues.error(tpath, "exactly one of literal, environment, header or formatter must be set")
             if custom.literal is not None and not custom.literal.value:
                 issues.error(f"{tpath}.literal.value", "literal tag value must not be empty")
             if custom.environment is not None and not custom.environment.name:

@@ -81,11 +81,13 @@ def _check_probe(probe: ReadinessProbe, path: str, issues: Issues) -> None:
         value = getattr(probe, field)
         if value is not None and value < 0:
             issues.error(f"{path}.{alias}", f"{alias} must be non-negative")
-    kinds = [n for n in ("http_get", "tcp_socket", "exec") if getattr(probe, n) is not None]
+    kinds = [n for n in ("http_get", "tcp_socket", "exec", "grpc") if getattr(probe, n) is not None]
     if not kinds:
-        issues.error(path, "one of httpGet, tcpSocket or exec must be set")
+        issues.error(path, "one of httpGet, tcpSocket, exec or grpc must be set")
     elif len(kinds) > 1:
-        issues.error(path, "only one of httpGet, tcpSocket or exec may be set")
+        issues.error(path, "only one of httpGet, tcpSocket, exec or grpc may be set")
+    if probe.grpc is not None and (problem := check_port(probe.grpc.port or 0)):
+        issues.error(f"{path}.grpc.port", problem)
     if probe.http_get is not None:
         get = probe.http_get
         if problem := check_port(get.port or 0):
