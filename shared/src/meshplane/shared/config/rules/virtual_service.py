@@ -76,6 +76,13 @@ def warn_unreachable(routes: Sequence[IstioModel], path: str, issues: Issues) ->
     catch_all: int | None = None
     for i, route in enumerate(routes):
         matches: list[IstioModel] = list(getattr(route, "match", None) or [])
+        if matches and catch_all is not None:
+            # Istio only reports a second match-less rule; any rule after a catch-all is as dead.
+            issues.warn(
+                f"{path}[{i}]",
+                f"rule #{i} is unreachable: rule #{catch_all} before it has no matches and takes all",
+            )
+            continue
         if not matches:
             if catch_all is not None:
                 issues.warn(
