@@ -212,6 +212,10 @@ def test_node_agent_serves_sds_from_a_host_socket_directory(base: Manifests) -> 
     assert volume["hostPath"]["type"] == "DirectoryOrCreate"
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     assert pod["securityContext"]["runAsNonRoot"] is True
+    # only the init container that hands the host directory to the agent's user runs as root
+    (init,) = pod["initContainers"]
+    assert init["command"] == ["chown", "10001:10001", socket_dir]
+    assert init["securityContext"]["capabilities"] == {"drop": ["ALL"], "add": ["CHOWN"]}
 
 
 def test_citadel_keeps_ca_keys_in_memory_and_accepts_plugged_in_cacerts(base: Manifests) -> None:
