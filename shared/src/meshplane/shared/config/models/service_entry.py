@@ -78,11 +78,6 @@ class ExecHealthCheckConfig(IstioModel):
     command: list[str] | None = None
 
 
-class GrpcHealthCheckConfig(IstioModel):
-    port: int | None = None
-    service: str | None = None
-
-
 class ReadinessProbe(IstioModel):
     initial_delay_seconds: int | None = None
     timeout_seconds: int | None = None
@@ -92,7 +87,6 @@ class ReadinessProbe(IstioModel):
     http_get: HTTPHealthCheckConfig | None = None
     tcp_socket: TCPHealthCheckConfig | None = None
     exec: ExecHealthCheckConfig | None = None
-    grpc: GrpcHealthCheckConfig | None = None
 
 
 class WorkloadGroup(IstioModel):

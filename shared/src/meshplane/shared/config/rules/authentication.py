@@ -29,10 +29,7 @@ def check_peer(pa: PeerAuthentication, ctx: ObjectContext, issues: Issues) -> No
     for port in pa.port_level_mtls or {}:
         if not port.isdigit() or check_port(int(port)):
             issues.error(f"spec.portLevelMtls.{port}", f"port {port!r} must be in the range 1..65535")
-    if pa.selector is not None:
-        if not labels:
-            issues.warn("spec.selector", "selector has no labels; the policy applies to every workload")
-        check_selector(pa.selector, "spec.selector", issues)
+    check_selector(pa.selector, "spec.selector", issues)
 
 
 def check_request(ra: RequestAuthentication, ctx: ObjectContext, issues: Issues) -> None:

@@ -51,6 +51,8 @@ def check(tm: Telemetry, ctx: ObjectContext, issues: Issues) -> None:
                 issues.error(f"{opath}.match.customMetric", "customMetric must not be empty")
             for tag, op in (override.tag_overrides or {}).items():
                 tpath = f"{opath}.tagOverrides.{tag}"
+                if not tag:
+                    issues.warn(tpath, "tagOverrides name may not be empty")
                 operation = op.operation or TagOperation.UPSERT
                 if operation == TagOperation.UPSERT and not op.value:
                     issues.error(f"{tpath}.value", "UPSERT requires a value")
