@@ -123,6 +123,7 @@ async def test_content_type_with_charset_is_accepted(webhook: httpx.AsyncClient)
     [
         (b"", "empty"),
         (b"{not json", "malformed JSON"),
+        (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
         (b"[1, 2]", "expected an AdmissionReview object"),
         (b'{"apiVersion": "v1", "kind": "Pod"}', "kind: expected AdmissionReview"),
         (b'{"apiVersion": "admission.k8s.io/v2", "kind": "AdmissionReview", "request": {}}', "apiVersion"),
