@@ -78,7 +78,8 @@ def test_new_invalid_file_publishes_nothing_and_unchanged_refresh_reports_no_cha
 
 def test_kubernetes_objects_are_kept_but_not_validated_as_istio(tmp_path: Path) -> None:
     (tmp_path / "svc.yaml").write_text(
-        "apiVersion: v1\nkind: Service\nmetadata: {name: reviews}\nspec: {ports: [{name: http, port: 9080}]}\n"
+        "apiVersion: v1\nkind: Service\nmetadata: {name: reviews}\n"
+        "spec: {ports: [{name: http, port: 9080}]}\n"
         "---\napiVersion: v1\nkind: Namespace\nmetadata: {name: default}\n"
     )
     source, _ = make(tmp_path)
