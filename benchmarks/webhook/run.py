@@ -100,6 +100,11 @@ def main(argv: list[str]) -> int:
         tmp = Path(tmp_)
         body = tmp / "review.json"
         body.write_text(json.dumps(admission_review()))
+        # The same body as a DELETE (allowed without validation): the transport's own cost.
+        transport_only = tmp / "delete.json"
+        review = admission_review()
+        review["request"]["operation"] = "DELETE"
+        transport_only.write_text(json.dumps(review))
         conf = tmp / "conf"
         conf.mkdir()
         with galleyproc.galley(tmp, conf) as running:
@@ -116,6 +121,12 @@ def main(argv: list[str]) -> int:
                     else f"open loop {rate:.0f} req/s"
                 )
                 rows.append(f"| {label} | {med['rps']:.0f} | {med['p50_ms']:.2f} | {med['p99_ms']:.2f} |")
+            runs = [load(port, transport_only, "closed", 1, args.duration) for _ in range(args.repeat)]
+            med = {k: statistics.median(r[k] for r in runs) for k in ("rps", "p50_ms", "p99_ms")}
+            rows.append(
+                f"| transport only (same body, DELETE: not validated), 1 connection | {med['rps']:.0f} "
+                f"| {med['p50_ms']:.2f} | {med['p99_ms']:.2f} |"
+            )
             print(f"AdmissionReview body: {body.stat().st_size} bytes (30-route VirtualService)")
             print("| load | throughput (req/s) | p50 (ms) | p99 (ms) |")
             print("|---|---|---|---|")
