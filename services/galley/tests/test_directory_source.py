@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from meshplane.galley.sources.directory import DirectorySource, Snapshot
@@ -96,3 +97,24 @@ def test_same_object_twice_in_one_file_keeps_the_first(tmp_path: Path) -> None:
     source.refresh()
     assert subsets(source.snapshot) == {"one": "v1"}
     assert "defined twice" in source.status()["files"][0]["errors"][0]
+
+
+def test_configmap_style_symlink_swap_is_picked_up(tmp_path: Path) -> None:
+    """A mounted ConfigMap updates by swapping the hidden ``..data`` symlink; the visible files are links."""
+    first = tmp_path / "..2026_01_01"
+    first.mkdir()
+    (first / "vs.yaml").write_text(vs("one"))
+    (tmp_path / "..data").symlink_to(first.name)
+    (tmp_path / "vs.yaml").symlink_to("..data/vs.yaml")
+    source, _ = make(tmp_path)
+    source.refresh()
+    assert subsets(source.snapshot) == {"one": "v1"}
+    second = tmp_path / "..2026_01_02"
+    second.mkdir()
+    (second / "vs.yaml").write_text(vs("one", "v2"))  # same size as before
+    (tmp_path / "..data_tmp").symlink_to(second.name)
+    (tmp_path / "..data_tmp").replace(tmp_path / "..data")
+    os.utime(second / "vs.yaml", ns=(0, (first / "vs.yaml").stat().st_mtime_ns))  # and same mtime
+    source.refresh({"..data"})
+    assert subsets(source.snapshot) == {"one": "v2"}
+    assert [f["path"] for f in source.status()["files"]] == ["vs.yaml"]
