@@ -16,7 +16,7 @@ from typing import Any
 import watchfiles
 
 from meshplane.galley import metrics
-from meshplane.galley.sources.files import FileState, load_file
+from meshplane.galley.sources.files import FileState, file_stamp, load_file
 from meshplane.galley.sources.model import ConfigObject
 
 log = logging.getLogger("meshplane.galley.sources.directory")
@@ -73,7 +73,7 @@ class DirectorySource:
                     st = (self.root / rel).stat()
                 except OSError:
                     continue
-                if (st.st_mtime_ns, st.st_size) == previous.stamp:
+                if file_stamp(st) == previous.stamp:
                     continue
             try:
                 state = load_file(self.root, rel, previous)
