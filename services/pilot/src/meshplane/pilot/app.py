@@ -14,14 +14,13 @@ from collections.abc import Generator
 
 import grpc
 import uvicorn
-from envoy.service.discovery.v3 import ads_pb2_grpc
 from google.protobuf import timestamp_pb2
 
 from meshplane.pilot.debug.http import build_app
 from meshplane.pilot.ingest.watcher import State, Watcher
 from meshplane.pilot.metrics import Metrics
 from meshplane.pilot.settings import Settings
-from meshplane.pilot.xds.ads import AdsServicer
+from meshplane.pilot.xds.ads import AdsServicer, add_to_server
 from meshplane.pilot.xds.debounce import Debouncer
 from meshplane.pilot.xds.discovery import DiscoveryServer
 from meshplane.proto.bus.v1 import status_pb2
@@ -74,9 +73,7 @@ class Pilot:
                 asyncio.create_task(self._publish_status(buckets)),
             ]
             grpc_server = grpc.aio.server(options=self._grpc_options())
-            ads_pb2_grpc.add_AggregatedDiscoveryServiceServicer_to_server(
-                AdsServicer(self.server), grpc_server
-            )
+            add_to_server(AdsServicer(self.server), grpc_server)
             self.grpc_port = grpc_server.add_insecure_port(f"{s.grpc_host}:{s.grpc_port}")
             if not self.grpc_port:
                 raise OSError(f"cannot listen on {s.grpc_host}:{s.grpc_port} for gRPC")

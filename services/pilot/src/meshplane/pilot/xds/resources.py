@@ -10,8 +10,8 @@ from __future__ import annotations
 import functools
 import hashlib
 from collections.abc import Callable
-from dataclasses import dataclass
 
+from envoy.service.discovery.v3 import discovery_pb2
 from google.protobuf import any_pb2
 from google.protobuf.message import Message
 
@@ -24,14 +24,37 @@ from meshplane.pilot.model.proxy import Proxy
 from meshplane.pilot.model.push_context import PushContext
 
 
-@dataclass(frozen=True, slots=True)
 class Resource:
-    """One serialized resource: the Any sent on the wire and its content version."""
+    """One resource, packed once; its wire encodings are computed once and shared by every proxy.
 
-    name: str
-    any: any_pb2.Any
-    version: str
-    message: Message
+    ``sotw_wire`` / ``delta_wire`` are the bytes of this resource as one entry of the repeated
+    ``resources`` field of a (Delta)DiscoveryResponse. Protobuf concatenation merges messages, so
+    a response is the join of its resources' bytes plus a small header with version and nonce.
+    """
+
+    __slots__ = ("name", "any", "version", "message", "_sotw", "_delta")
+
+    def __init__(self, name: str, packed: any_pb2.Any, version: str, message: Message) -> None:
+        self.name = name
+        self.any = packed
+        self.version = version
+        self.message = message
+        self._sotw: bytes | None = None
+        self._delta: bytes | None = None
+
+    @property
+    def sotw_wire(self) -> bytes:
+        if self._sotw is None:
+            self._sotw = discovery_pb2.DiscoveryResponse(resources=[self.any]).SerializeToString()
+        return self._sotw
+
+    @property
+    def delta_wire(self) -> bytes:
+        if self._delta is None:
+            resp = discovery_pb2.DeltaDiscoveryResponse()
+            resp.resources.add(name=self.name, version=self.version, resource=self.any)
+            self._delta = resp.SerializeToString()
+        return self._delta
 
 
 def _resource(name: str, msg: Message) -> Resource:

@@ -67,14 +67,12 @@ async def send(server: DiscoveryServer, conn: Connection, type_url: str) -> None
         server.metrics.pushes.labels(f"{short}_builderr").inc()
         log.exception("building %s for %s failed", short, conn.id)
         return
-    resp = discovery_pb2.DiscoveryResponse(
-        version_info=server.version_info(),
-        type_url=type_url,
-        nonce=conn.next_nonce(),
-        resources=[r.any for r in resources.values()],
+    head = discovery_pb2.DiscoveryResponse(
+        version_info=server.version_info(), type_url=type_url, nonce=conn.next_nonce()
     )
-    w.nonce_sent = resp.nonce
-    w.version_sent = resp.version_info
-    conn.outbox.put_nowait(resp)
+    w.nonce_sent = head.nonce
+    w.version_sent = head.version_info
+    # resources are serialized once per push and shared; only this header is per proxy
+    conn.outbox.put_nowait(b"".join(r.sotw_wire for r in resources.values()) + head.SerializeToString())
     server.metrics.pushes.labels(short).inc()
     server.dirty.add(conn.id)
