@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from typing import TYPE_CHECKING
 
 from envoy.service.discovery.v3 import discovery_pb2
@@ -43,7 +44,7 @@ async def process(
             server.on_ack(conn)
         else:
             server.metrics.expired_nonce.labels(short).inc()
-    subscribe = set(req.resource_names_subscribe)
+    subscribe = {sys.intern(n) for n in req.resource_names_subscribe}
     unsubscribe = set(req.resource_names_unsubscribe)
     if first:
         w.wildcard = type_url in WILDCARD_TYPES and (not subscribe or "*" in subscribe)

@@ -9,16 +9,17 @@ from __future__ import annotations
 
 import functools
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from envoy.service.discovery.v3 import discovery_pb2
 from google.protobuf import any_pb2
 from google.protobuf.message import Message
 
 from meshplane.pilot.generators import common
-from meshplane.pilot.generators.clusters import build_clusters
+from meshplane.pilot.generators.clusters import own_clusters, shared_clusters
 from meshplane.pilot.generators.endpoints import build_load_assignment
-from meshplane.pilot.generators.listeners import build_listeners
+from meshplane.pilot.generators.listeners import inbound_listeners, outbound_listeners
 from meshplane.pilot.generators.routes import build_route
 from meshplane.pilot.model.proxy import Proxy
 from meshplane.pilot.model.push_context import PushContext
@@ -67,6 +68,10 @@ def _resource(name: str, msg: Message) -> Resource:
 Resources = dict[str, Resource]
 
 
+def _named(messages: Sequence[Any]) -> Resources:
+    return {m.name: _resource(m.name, m) for m in messages}
+
+
 def _one_route(ctx: PushContext, proxy: Proxy, name: str) -> Resources:
     return {name: _resource(name, build_route(ctx, proxy, name))}
 
@@ -102,17 +107,17 @@ class ResourceCache:
         self, ctx: PushContext, proxy: Proxy, type_url: str, names: frozenset[str] | None
     ) -> Resources:
         """Resources of ``type_url`` for ``proxy``; ``names`` limits EDS and RDS (None = all)."""
-        ips = ",".join(proxy.instance_ips)
+        scope = proxy.scope_key()
+        own_key = f"{scope}|{proxy.ip}|{','.join(proxy.instance_ips)}"
         if type_url == common.CLUSTER:
-            key = f"{proxy.scope_key()}|{ips}"
-            return self._scoped_get(
-                type_url, key, lambda: {c.name: _resource(c.name, c) for c in build_clusters(ctx, proxy)}
-            )
+            shared = self._scoped_get("cds", scope, lambda: _named(shared_clusters(ctx, proxy)))
+            own = self._scoped_get("cds-own", own_key, lambda: _named(own_clusters(ctx, proxy)))
+            return {**shared, **own} if own else shared
         if type_url == common.LISTENER:
-            key = f"{proxy.scope_key()}|{proxy.ip}|{ips}"
-            return self._scoped_get(
-                type_url, key, lambda: {x.name: _resource(x.name, x) for x in build_listeners(ctx, proxy)}
-            )
+            key = f"{scope}|{proxy.ip}" if proxy.interception_none else scope
+            shared = self._scoped_get("lds", key, lambda: _named(outbound_listeners(ctx, proxy)))
+            own = self._scoped_get("lds-own", own_key, lambda: _named(inbound_listeners(ctx, proxy)))
+            return {**shared, **own} if own else shared
         if type_url == common.ROUTE:
             out: Resources = {}
             for name in sorted(names or ()):

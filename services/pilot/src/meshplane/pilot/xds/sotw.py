@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from typing import TYPE_CHECKING
 
 from envoy.service.discovery.v3 import discovery_pb2
@@ -26,7 +27,7 @@ async def process(server: DiscoveryServer, conn: Connection, req: discovery_pb2.
         return
     short = common.SHORT[type_url]
     w = conn.watch(type_url)
-    names = frozenset(req.resource_names)
+    names = frozenset(sys.intern(n) for n in req.resource_names)  # names shared across proxies
     if req.HasField("error_detail"):
         if req.response_nonce and req.response_nonce != w.nonce_sent:
             return
