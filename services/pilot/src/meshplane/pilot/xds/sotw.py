@@ -58,12 +58,21 @@ async def process(server: DiscoveryServer, conn: Connection, req: discovery_pb2.
             await send(server, conn, type_url)
 
 
-async def send(server: DiscoveryServer, conn: Connection, type_url: str) -> None:
-    """Send every resource of ``type_url`` the proxy watches (call with ``conn.lock`` held)."""
+async def send(
+    server: DiscoveryServer, conn: Connection, type_url: str, hosts: frozenset[str] | None = None
+) -> None:
+    """Send the resources of ``type_url`` the proxy watches (call with ``conn.lock`` held).
+
+    With ``hosts`` (an endpoint-only push) only the ClusterLoadAssignments of those hosts are
+    sent: in SotW, EDS and RDS responses need not repeat unchanged resources.
+    """
     w = conn.watch(type_url)
     short = common.SHORT[type_url]
+    names = None if w.wildcard else w.names
+    if hosts is not None and names is not None:
+        names = frozenset(n for n in names if n.rsplit("|", 1)[-1] in hosts)
     try:
-        resources = server.cache.generate(server.ctx, conn.proxy, type_url, None if w.wildcard else w.names)
+        resources = server.cache.generate(server.ctx, conn.proxy, type_url, names)
     except Exception:
         server.metrics.pushes.labels(f"{short}_builderr").inc()
         log.exception("building %s for %s failed", short, conn.id)
