@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import hashlib
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 from envoy.service.discovery.v3 import discovery_pb2
@@ -19,6 +20,7 @@ from google.protobuf.message import Message
 from meshplane.pilot.generators import common
 from meshplane.pilot.generators.clusters import own_clusters, shared_clusters
 from meshplane.pilot.generators.endpoints import build_load_assignment
+from meshplane.pilot.generators.grpc import grpc_listeners, grpc_route
 from meshplane.pilot.generators.listeners import inbound_listeners, outbound_listeners
 from meshplane.pilot.generators.routes import build_route
 from meshplane.pilot.model.proxy import Proxy
@@ -107,6 +109,8 @@ class ResourceCache:
         self, ctx: PushContext, proxy: Proxy, type_url: str, names: frozenset[str] | None
     ) -> Resources:
         """Resources of ``type_url`` for ``proxy``; ``names`` limits EDS and RDS (None = all)."""
+        if proxy.generator == "grpc":
+            return self._generate_grpc(ctx, proxy, type_url, names)
         scope = proxy.scope_key()
         own_key = f"{scope}|{proxy.ip}|{','.join(proxy.instance_ips)}"
         if type_url == common.CLUSTER:
@@ -138,3 +142,17 @@ class ResourceCache:
                 eds[name] = res
             return eds
         return {}
+
+    def _generate_grpc(
+        self, ctx: PushContext, proxy: Proxy, type_url: str, names: frozenset[str] | None
+    ) -> Resources:
+        """Proxyless gRPC: everything by name; clusters and endpoints shared with Envoy proxies."""
+        wanted = names or frozenset()
+        if type_url == common.LISTENER:
+            return _named(grpc_listeners(ctx, proxy, wanted))
+        if type_url == common.ROUTE:
+            return {n: _resource(n, grpc_route(ctx, proxy, n)) for n in sorted(wanted)}
+        if type_url == common.CLUSTER:
+            shared = self._scoped_get("cds", proxy.scope_key(), lambda: _named(shared_clusters(ctx, proxy)))
+            return shared if names is None else {n: shared[n] for n in sorted(wanted) if n in shared}
+        return self.generate(ctx, replace(proxy, generator=""), type_url, names)

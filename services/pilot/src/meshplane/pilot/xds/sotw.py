@@ -52,7 +52,7 @@ async def process(server: DiscoveryServer, conn: Connection, req: discovery_pb2.
     w.version_acked = req.version_info
     w.last_nack = ""
     server.on_ack(conn)
-    if type_url not in WILDCARD_TYPES and names != w.names:
+    if not w.wildcard and names != w.names:
         w.names = names
         async with conn.lock:
             await send(server, conn, type_url)
