@@ -61,6 +61,7 @@ async def stream(channel: grpc.aio.Channel, index: int, ns: str, out: list[str])
             return
         except grpc.aio.AioRpcError as exc:
             if exc.code() not in (grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.UNAVAILABLE):
+                print(f"stream {index} failed: {exc.code()} {exc.details()}", file=sys.stderr, flush=True)
                 raise
             await asyncio.sleep(random.uniform(0.1, 1.0))
 
@@ -74,7 +75,7 @@ async def _stream(channel: grpc.aio.Channel, index: int, ns: str, out: list[str]
     queue: asyncio.Queue[discovery_pb2.DiscoveryRequest] = asyncio.Queue()
     node = discovery_pb2.DiscoveryRequest().node
     node.id = f"sidecar~10.{index // 65536 % 256}.{index // 256 % 256}.{index % 256}~load-{index}.{ns}~{ns}.svc.cluster.local"
-    node.metadata.update({"NAMESPACE": ns, "LABELS": {"app": "load"}, "INTERCEPTION_MODE": "NONE"})
+    node.metadata.update({"NAMESPACE": ns, "LABELS": {"app": "load"}})
     first = discovery_pb2.DiscoveryRequest(type_url=CDS)
     first.node.CopyFrom(node)
     queue.put_nowait(first)

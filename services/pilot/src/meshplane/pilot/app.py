@@ -85,6 +85,7 @@ class Pilot:
             await stop.wait()
         finally:
             self.ready = False
+            proxy_ids = [c.proxy.id for c in self.server.connections.values()] if self.server else []
             if grpc_server is not None:
                 await grpc_server.stop(grace=1.0)
             if self.server is not None:
@@ -92,7 +93,7 @@ class Pilot:
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            await self._clear_status(buckets)
+            await self._clear_status(buckets, proxy_ids)
             await bus.close()
             http.should_exit = True
             await http_task
@@ -139,14 +140,11 @@ class Pilot:
                 with contextlib.suppress(Exception):
                     await buckets.proxy_status.delete(make_key(self.settings.pilot_id, gone))
 
-    async def _clear_status(self, buckets: Buckets) -> None:
-        if self.server is None:
-            return
-        for conn in list(self.server.connections.values()):
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(
-                    buckets.proxy_status.delete(make_key(self.settings.pilot_id, conn.proxy.id)), 2
-                )
+    async def _clear_status(self, buckets: Buckets, proxy_ids: list[str]) -> None:
+        """On shutdown, remove this replica's proxy status records (best effort, 3 s at most)."""
+        deletes = [buckets.proxy_status.delete(make_key(self.settings.pilot_id, p)) for p in proxy_ids]
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(asyncio.gather(*deletes, return_exceptions=True), 3)
 
 
 def _status(pilot_id: str, conn: object) -> status_pb2.ProxyStatus:
