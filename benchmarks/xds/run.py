@@ -40,8 +40,13 @@ def service(i: int) -> registry_pb2.Service:
 
 def workload(i: int, j: int) -> registry_pb2.WorkloadInstance:
     return registry_pb2.WorkloadInstance(
-        name=f"svc-{i}-{j}", namespace=NS, address=f"10.{100 + j}.{i // 256}.{i % 256}",
-        labels={"app": f"svc-{i}"}, services=[f"svc-{i}.{NS}.svc.cluster.local"], ports={"http": 9080})
+        name=f"svc-{i}-{j}",
+        namespace=NS,
+        address=f"10.{100 + j}.{i // 256}.{i % 256}",
+        labels={"app": f"svc-{i}"},
+        services=[f"svc-{i}.{NS}.svc.cluster.local"],
+        ports={"http": 9080},
+    )
 
 
 async def _bus(url: str, fn: Any) -> None:
@@ -101,9 +106,21 @@ def wait_for(check: Any, timeout: float) -> bool:
 
 def loadgen(pilot: str, streams: int, first: int, cpu: int) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "benchmarks.xds.loadgen", "--pilot", pilot, "--streams", str(streams),
-         "--first", str(first)],
-        cwd=ROOT, stdout=subprocess.PIPE, text=True, preexec_fn=lambda: os.sched_setaffinity(0, {cpu}),
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.xds.loadgen",
+            "--pilot",
+            pilot,
+            "--streams",
+            str(streams),
+            "--first",
+            str(first),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: os.sched_setaffinity(0, {cpu}),
     )
 
 
@@ -121,6 +138,7 @@ def main() -> int:
     nats.start()
     procs: list[subprocess.Popen[Any]] = []
     try:
+
         async def seed(b: Buckets) -> None:
             for i in range(args.services):
                 await b.services.put(service_key(NS, f"svc-{i}.{NS}.svc.cluster.local"), service(i))
@@ -129,12 +147,26 @@ def main() -> int:
 
         t = time.monotonic()
         asyncio.run(_bus(nats.url, seed))
-        print(f"seeded {args.services} services / {2 * args.services} workloads in {time.monotonic() - t:.1f}s")
+        took = time.monotonic() - t
+        print(f"seeded {args.services} services / {2 * args.services} workloads in {took:.1f}s")
         grpc_port, http_port = free_port(), free_port()
+        pilot_log = (tmp / "pilot.log").open("w")
         pilot = subprocess.Popen(
-            [sys.executable, "-m", "meshplane.pilot", "--nats-url", nats.url, "--grpc-addr",
-             f"127.0.0.1:{grpc_port}", "--http-addr", f"127.0.0.1:{http_port}", "--id", "bench"],
-            stdout=open(tmp / "pilot.log", "w"), stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "meshplane.pilot",
+                "--nats-url",
+                nats.url,
+                "--grpc-addr",
+                f"127.0.0.1:{grpc_port}",
+                "--http-addr",
+                f"127.0.0.1:{http_port}",
+                "--id",
+                "bench",
+            ],
+            stdout=pilot_log,
+            stderr=subprocess.STDOUT,
             env={**os.environ, "PILOT_MAX_REQUESTS_PER_SECOND": str(args.connect_rate)},
             preexec_fn=lambda: os.sched_setaffinity(0, {pilot_cpu}),
         )
@@ -152,8 +184,10 @@ def main() -> int:
             threading.Thread(target=events.reader, args=(p,), daemon=True).start()
         n = per * args.loadgens
         ok = wait_for(lambda: events.count_after("rds", t0) >= n and events.count_after("eds", t0) >= n, 600)
-        print(f"connect {n} proxies: all four types received in {events.last_after('rds', t0) - t0:.2f}s "
-              f"(complete={ok}); pilot cpu {cpu_seconds(pilot.pid) - cpu0:.1f}s")
+        print(
+            f"connect {n} proxies: all four types received in {events.last_after('rds', t0) - t0:.2f}s "
+            f"(complete={ok}); pilot cpu {cpu_seconds(pilot.pid) - cpu0:.1f}s"
+        )
         time.sleep(2)
         rss1 = rss_mb(pilot.pid)
         print(f"memory: rss {rss1:.0f} MiB with {n} proxies; {(rss1 - rss0) / n * 1024:.0f} KiB per proxy")
@@ -167,11 +201,15 @@ def main() -> int:
                 cpu_a = cpu_seconds(pilot.pid)
                 t1 = time.time()
                 asyncio.run(_bus(nats.url, _change(change, args.services + rep)))
-                done = wait_for(lambda: all(events.count_after(ty, t1) >= n for ty in types), 300)
+                done = wait_for(
+                    lambda t1=t1, types=types: all(events.count_after(ty, t1) >= n for ty in types), 300
+                )
                 last = max(events.last_after(ty, t1) for ty in types)
                 times.append(last - t1)
-                print(f"{label} #{rep + 1}: {last - t1:.2f}s to {n} proxies (complete={done}), "
-                      f"pilot cpu {cpu_seconds(pilot.pid) - cpu_a:.2f}s")
+                print(
+                    f"{label} #{rep + 1}: {last - t1:.2f}s to {n} proxies (complete={done}), "
+                    f"pilot cpu {cpu_seconds(pilot.pid) - cpu_a:.2f}s"
+                )
                 time.sleep(1.5)
             print(f"{label}: median {sorted(times)[1]:.2f}s (includes 100 ms debounce)")
 
@@ -181,9 +219,10 @@ def main() -> int:
         one = Events()
         threading.Thread(target=one.reader, args=(p,), daemon=True).start()
         wait_for(lambda: one.count_after("rds", t2) >= 1 and one.count_after("eds", t2) >= 1, 60)
-        print(f"new proxy connecting: all four types in {max(one.last_after('rds', t2), one.last_after('eds', t2)) - t2:.2f}s "
-              "(includes the load generator's start-up)")
-        print(f"pilot totals: cpu {cpu_seconds(pilot.pid):.1f}s, peak rss {rss_mb(pilot.pid, 'VmHWM'):.0f} MiB")
+        took = max(one.last_after("rds", t2), one.last_after("eds", t2)) - t2
+        print(f"new proxy connecting: all four types in {took:.2f}s (includes the load generator's start-up)")
+        peak = rss_mb(pilot.pid, "VmHWM")
+        print(f"pilot totals: cpu {cpu_seconds(pilot.pid):.1f}s, peak rss {peak:.0f} MiB")
     finally:
         for p in reversed(procs):
             p.terminate()
@@ -211,7 +250,6 @@ def _change(kind: str, i: int) -> Any:
             await b.workloads.put(workload_key(NS, f"svc-5-extra-{i}"), workload(5, 2 + i % 50))
 
     return go
-
 
 
 if __name__ == "__main__":

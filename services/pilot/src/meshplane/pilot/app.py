@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Generator
+from collections.abc import Awaitable, Generator
 
 import grpc
 import uvicorn
@@ -86,17 +86,18 @@ class Pilot:
         finally:
             self.ready = False
             proxy_ids = [c.proxy.id for c in self.server.connections.values()] if self.server else []
+            # every step is bounded so a stop never hangs, however many proxies are connected
             if grpc_server is not None:
-                await grpc_server.stop(grace=1.0)
+                await _bounded(grpc_server.stop(grace=1.0), 5, "gRPC server stop")
             if self.server is not None:
-                await self.server.queue.stop()
+                await _bounded(self.server.queue.stop(), 3, "push queue stop")
             for t in tasks:
                 t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await _bounded(asyncio.gather(*tasks, return_exceptions=True), 3, "background tasks")
             await self._clear_status(buckets, proxy_ids)
-            await bus.close()
+            await _bounded(bus.close(), 6, "bus close")
             http.should_exit = True
-            await http_task
+            await _bounded(http_task, 3, "HTTP server stop")
 
     @staticmethod
     async def _wait(event: asyncio.Event, stop: asyncio.Event) -> None:
@@ -145,6 +146,13 @@ class Pilot:
         deletes = [buckets.proxy_status.delete(make_key(self.settings.pilot_id, p)) for p in proxy_ids]
         with contextlib.suppress(Exception):
             await asyncio.wait_for(asyncio.gather(*deletes, return_exceptions=True), 3)
+
+
+async def _bounded(aw: Awaitable[object], seconds: float, what: str) -> None:
+    try:
+        await asyncio.wait_for(aw, seconds)
+    except (TimeoutError, asyncio.CancelledError):
+        log.warning("shutdown: %s did not finish in %.0fs", what, seconds)
 
 
 def _status(pilot_id: str, conn: object) -> status_pb2.ProxyStatus:
