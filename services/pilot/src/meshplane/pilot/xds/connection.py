@@ -44,7 +44,7 @@ class Connection:
         self.watched: dict[str, Watched] = {}
         self.lock = asyncio.Lock()
         self.initialized = asyncio.Event()
-        self.outbox: asyncio.Queue[object] = asyncio.Queue()
+        self.outbox: asyncio.Queue[bytes | None] = asyncio.Queue()
         self.pending: PushRequest | None = None
         self.closed = False
         self._nonce = itertools.count(1)
