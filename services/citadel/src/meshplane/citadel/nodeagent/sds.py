@@ -8,9 +8,10 @@ agent does not know are never answered, as Istio's agent does.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any, TypeAlias
 
 import grpc
@@ -67,24 +68,36 @@ class SecretDiscoveryServicer(sds_pb2_grpc.SecretDiscoveryServiceServicer):  # t
             versions[name] = version
         return resources, versions
 
+    async def _events(self, requests: AsyncIterator[Request]) -> AsyncGenerator[Request | None, None]:
+        """Yield each request from Envoy, and None whenever the cache changed; end with the stream.
+
+        The generation is noted just before yielding, and callers build their response before
+        their next await, so a change made after that build is never missed.
+        """
+        queue: asyncio.Queue[Request | None] = asyncio.Queue(maxsize=8)
+        reader = asyncio.create_task(_pump(requests, queue))
+        seen = self._cache.generation
+        try:
+            while True:
+                is_request, request = await _next_event(queue, self._cache, seen)
+                if is_request and request is None:
+                    return
+                seen = self._cache.generation
+                yield request if is_request else None
+        finally:
+            reader.cancel()
+
     async def StreamSecrets(
         self,
         request_iterator: AsyncIterator[discovery_pb2.DiscoveryRequest],
         context: grpc.aio.ServicerContext,
     ) -> AsyncIterator[discovery_pb2.DiscoveryResponse]:
-        queue: asyncio.Queue[Request | None] = asyncio.Queue(maxsize=8)
-        reader = asyncio.create_task(_pump(request_iterator, queue))
         names: list[str] = []
         sent: dict[str, str] = {}
         nonce = ""
-        generation = self._cache.generation
-        try:
-            while True:
-                generation = self._cache.generation
-                is_request, request = await _next_event(queue, self._cache, generation)
-                if is_request:
-                    if request is None:
-                        return
+        async with contextlib.aclosing(self._events(request_iterator)) as events:
+            async for request in events:
+                if request is not None:
                     if request.error_detail.code:
                         log.warning("Envoy rejected secrets %s: %s", names, request.error_detail.message)
                     if request.response_nonce and request.response_nonce != nonce:
@@ -104,25 +117,17 @@ class SecretDiscoveryServicer(sds_pb2_grpc.SecretDiscoveryServiceServicer):  # t
                     nonce=nonce,
                 )
                 log.debug("pushed secrets %s", versions)
-        finally:
-            reader.cancel()
 
     async def DeltaSecrets(
         self,
         request_iterator: AsyncIterator[discovery_pb2.DeltaDiscoveryRequest],
         context: grpc.aio.ServicerContext,
     ) -> AsyncIterator[discovery_pb2.DeltaDiscoveryResponse]:
-        queue: asyncio.Queue[Request | None] = asyncio.Queue(maxsize=8)
-        reader = asyncio.create_task(_pump(request_iterator, queue))
         subscribed: set[str] = set()
         sent: dict[str, str] = {}
-        try:
-            while True:
-                generation = self._cache.generation
-                is_request, request = await _next_event(queue, self._cache, generation)
-                if is_request:
-                    if request is None:
-                        return
+        async with contextlib.aclosing(self._events(request_iterator)) as events:
+            async for request in events:
+                if request is not None:
                     if request.error_detail.code:
                         log.warning("Envoy rejected secrets: %s", request.error_detail.message)
                     if not request.response_nonce:
@@ -142,8 +147,6 @@ class SecretDiscoveryServicer(sds_pb2_grpc.SecretDiscoveryServiceServicer):  # t
                     yield discovery_pb2.DeltaDiscoveryResponse(
                         resources=resources, type_url=SECRET_TYPE, nonce=uuid.uuid4().hex
                     )
-        finally:
-            reader.cancel()
 
     async def FetchSecrets(
         self, request: discovery_pb2.DiscoveryRequest, context: grpc.aio.ServicerContext
