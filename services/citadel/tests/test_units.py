@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import subprocess
+import sys
 from pathlib import Path
 
 import jwt
@@ -151,3 +153,16 @@ def test_meshctl_token_without_citadel_dir(tmp_path: Path, capsys: pytest.Captur
     assert meshctl(["token", "--ca-dir", str(tmp_path / "nope"), "-n", "a", "--service-account", "b"]) == 1
     err = capsys.readouterr().err
     assert "not found" in err and "Traceback" not in err
+
+
+def test_citadel_with_broken_ca_files_exits_with_a_clear_message(tmp_path: Path) -> None:
+    (tmp_path / "ca-key.pem").write_text("junk")
+    out = subprocess.run(
+        [sys.executable, "-m", "meshplane.citadel", "--ca-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 1
+    assert "ca-key.pem" in out.stderr and "not an unencrypted PEM private key" in out.stderr
+    assert "Traceback" not in out.stderr + out.stdout

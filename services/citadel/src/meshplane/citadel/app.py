@@ -57,8 +57,7 @@ def build_authenticators(settings: Settings, authority: LocalAuthority) -> list[
     return authenticators
 
 
-async def run(settings: Settings, stop: asyncio.Event) -> None:
-    authority = prepare_authority(settings)
+async def run(settings: Settings, authority: LocalAuthority, stop: asyncio.Event) -> None:
     metrics = CitadelMetrics()
     registry = CollectorRegistry()
     registry.register(metrics)

@@ -92,4 +92,4 @@ def issue_chain(bundle: KeyCertBundle, csr_pem: str, identity: str, ttl: dt.time
     if not isinstance(key, ec.EllipticCurvePublicKey | rsa.RSAPublicKey):
         raise InvalidCSRError("CSR key must be EC or RSA")
     leaf = sign_leaf(bundle, key, [identity], ttl)
-    return [to_pem(leaf), *bundle.chain_pem(), to_pem(bundle.root)]
+    return [to_pem(leaf), *bundle.chain_pem(), bundle.root_pem]
