@@ -9,14 +9,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from meshplane.ctl import __version__, token, up
+from meshplane.ctl import analyze, bootstrap, inject, proxyconfig, status, token, up, validate
 
-COMMANDS = [up, token]
-
-
-def _version(args: argparse.Namespace) -> int:
-    print(f"meshctl {__version__}")
-    return 0
+COMMANDS = [up, validate, analyze, inject, status, proxyconfig, bootstrap, token]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -24,7 +19,6 @@ def build_parser() -> argparse.ArgumentParser:
         prog="meshctl", description="Command line for the meshplane control plane."
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    sub.add_parser("version", help="print the client version").set_defaults(func=_version)
     for module in COMMANDS:
         module.add_parser(sub)
     return parser

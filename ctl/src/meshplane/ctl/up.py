@@ -46,9 +46,14 @@ def _services(
         "--monitoring-addr",
         f"127.0.0.1:{ca_mon}",
     ]
+    hook, galley_mon, pilot_http = free_port(), free_port(), free_port()
+    galley = [str(bin_dir / "meshplane-galley"), *common]
+    galley += ["--webhook-addr", f"127.0.0.1:{hook}", "--monitoring-addr", f"127.0.0.1:{galley_mon}"]
+    pilot = [str(bin_dir / "meshplane-pilot"), "--nats-url", nats_url]
+    pilot += ["--grpc-addr", "127.0.0.1:15010", "--http-addr", f"127.0.0.1:{pilot_http}"]
     return [
-        ("meshplane-galley", [str(bin_dir / "meshplane-galley"), *common], ""),
-        ("meshplane-pilot", [str(bin_dir / "meshplane-pilot"), *common], ""),
+        ("meshplane-galley", galley, f"webhook 127.0.0.1:{hook}, debug :{galley_mon}, "),
+        ("meshplane-pilot", pilot, f"xDS 127.0.0.1:15010, debug :{pilot_http}, "),
         (
             "meshplane-citadel",
             citadel,

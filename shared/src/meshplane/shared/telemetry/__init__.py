@@ -1,5 +1,6 @@
 """Logging and tracing set-up shared by every service."""
 
 from meshplane.shared.telemetry.logs import configure_logging
+from meshplane.shared.telemetry.tracing import FileSpanExporter, configure_tracing, start_span_from_headers
 
-__all__ = ["configure_logging"]
+__all__ = ["FileSpanExporter", "configure_logging", "configure_tracing", "start_span_from_headers"]

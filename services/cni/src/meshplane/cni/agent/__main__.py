@@ -1,28 +1,125 @@
-"""meshplane-cni-agent: skeleton entry point (starts, logs, stops cleanly)."""
+"""meshplane-cni-agent: the per-node DaemonSet process (composition root).
+
+Installs the plugin and chains it into the node's CNI config (re-inserting it when another
+plugin rewrites the config), serves pod metadata to the plugin on a Unix socket, repairs pods
+that came up without capture, publishes capture events to the bus, and on SIGTERM takes its
+plugin back out of the node's config.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import logging
+import os
 import sys
+from pathlib import Path
 
+from meshplane.cni.agent.events import EventLog, event_from_plugin
+from meshplane.cni.agent.install import Installer
+from meshplane.cni.agent.podcache import PodCache, PodsFileError, load_pods_file
+from meshplane.cni.agent.repair import Repairer
+from meshplane.cni.agent.server import AgentServer
+from meshplane.cni.plugin.netconf import AGENT_SOCKET_NAME
+from meshplane.cni.rules.pods import DEFAULT_EXCLUDED_NAMESPACES
+from meshplane.shared.bus import Bus, BusOptions
 from meshplane.shared.lifecycle import run_service
 from meshplane.shared.telemetry import configure_logging
 
 log = logging.getLogger("meshplane.cni.agent")
 
 
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    env = os.environ.get
+    p = argparse.ArgumentParser(prog="meshplane-cni-agent", description=__doc__.splitlines()[0])
+    p.add_argument("--cni-bin-dir", type=Path, default=Path(env("CNI_BIN_DIR", "/opt/cni/bin")))
+    p.add_argument("--cni-conf-dir", type=Path, default=Path(env("CNI_NET_DIR", "/etc/cni/net.d")))
+    p.add_argument("--cni-conf-name", default=env("CNI_CONF_NAME") or None, help="config file to chain into")
+    p.add_argument("--run-dir", type=Path, default=Path(env("CNI_AGENT_RUN_DIR", "/var/run/meshplane-cni")))
+    p.add_argument("--pods-file", type=Path, help="read pods from this YAML/JSON file instead of Kubernetes")
+    p.add_argument("--kubeconfig", default=env("KUBECONFIG"), help="kubeconfig (default: in-cluster)")
+    p.add_argument("--node-name", default=env("NODE_NAME", ""), help="only pods on this node")
+    p.add_argument("--bus-url", default=env("CNI_BUS_URL", ""), help="NATS URL for capture events")
+    p.add_argument(
+        "--exclude-namespaces",
+        default=env("CNI_EXCLUDE_NAMESPACES", ",".join(DEFAULT_EXCLUDED_NAMESPACES)),
+        help="comma-separated namespaces never captured",
+    )
+    p.add_argument("--repair", choices=("true", "false"), default=env("CNI_REPAIR_PODS", "true"))
+    p.add_argument("--repair-interval", type=float, default=float(env("CNI_REPAIR_INTERVAL", "10")))
+    p.add_argument("--no-install", action="store_true", help="serve only; do not touch the CNI dirs")
+    return p.parse_args(argv)
+
+
+async def watch_pods_file(cache: PodCache, path: Path, stop: asyncio.Event) -> None:
+    """Load the pods file now and whenever it changes."""
+    from watchfiles import awatch
+
+    async def load() -> None:
+        try:
+            await cache.replace_all(await asyncio.to_thread(load_pods_file, path))
+        except PodsFileError as exc:
+            log.error("keeping the previous pods: %s", exc)
+
+    await load()
+    async for _ in awatch(path.parent, stop_event=stop, debounce=200, step=50):
+        await load()
+
+
+async def watch_conf_dir(installer: Installer, stop: asyncio.Event) -> None:
+    """Put our entry back whenever the node's CNI config changes without it."""
+    from watchfiles import awatch
+
+    async for _ in awatch(installer.conf_dir, stop_event=stop, debounce=200, step=50):
+        if installer.ensure_entry():
+            log.info("re-inserted %s into %s", "meshplane-cni", installer.config_path)
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="meshplane-cni-agent")
-    parser.parse_known_args(argv)
+    """Console-script entry point."""
+    args = parse_args(argv)
     configure_logging()
+    excluded = [n.strip() for n in args.exclude_namespaces.split(",") if n.strip()]
 
     async def run(stop: asyncio.Event) -> None:
-        log.info("ready")
-        await stop.wait()
+        bus = await Bus.connect(BusOptions(url=args.bus_url)) if args.bus_url else None
+        events = EventLog(bus)
+        cache = PodCache(node=args.node_name)
+
+        async def on_event(report: dict[str, object]) -> None:
+            await events.record(event_from_plugin(args.node_name, report))
+
+        server = AgentServer(args.run_dir / AGENT_SOCKET_NAME, cache, on_event)
+        installer = Installer(args.cni_bin_dir, args.cni_conf_dir, args.run_dir, args.cni_conf_name, excluded)
+        repairer = Repairer(cache, events, args.node_name, excluded, repair=args.repair == "true")
+        try:
+            async with server.serving(), asyncio.TaskGroup() as tasks:
+                if args.pods_file:
+                    tasks.create_task(watch_pods_file(cache, args.pods_file, stop), name="pods-file")
+                else:
+                    from meshplane.cni.agent.kubewatch import run_kube_source
+
+                    tasks.create_task(run_kube_source(cache, args.node_name, args.kubeconfig), name="pods")
+                if not args.no_install:
+                    installer.install()
+                    tasks.create_task(watch_conf_dir(installer, stop), name="cni-conf")
+                tasks.create_task(repairer.run(args.repair_interval), name="repair")
+                log.info("ready", extra={"socket": str(server.socket_path)})
+                await stop.wait()
+                raise _Stopped  # leaving the group with an error cancels every task in it
+        except* _Stopped:
+            pass
+        finally:
+            if not args.no_install:
+                installer.uninstall()
+            if bus is not None:
+                await bus.close()
 
     return run_service("meshplane-cni-agent", run)
+
+
+class _Stopped(Exception):
+    """Raised inside the task group to cancel its tasks on shutdown."""
 
 
 if __name__ == "__main__":

@@ -1,0 +1,1 @@
+"""Benchmarks: load generators that run in their own processes; figures go to BENCHMARKS.md."""

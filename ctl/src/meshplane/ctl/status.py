@@ -1,0 +1,118 @@
+"""`meshctl proxy-status` and `meshctl version`: what every Pilot replica and component reports on the bus.
+
+proxy-status prints Istio's columns (NAME, CLUSTER, CDS, LDS, EDS, RDS, PILOT, VERSION) with
+Istio's sync words: SYNCED when the last nonce sent was acked, NOT SENT when nothing was sent,
+``STALE (Never Acknowledged)`` when nothing was ever acked, STALE otherwise; a NACK shows as
+``NACKED``. ``-o json`` prints the raw status for scripts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+
+from google.protobuf.json_format import MessageToDict
+
+from meshplane.ctl import __version__
+from meshplane.ctl.busclient import add_nats_flag, connect
+from meshplane.proto.bus.v1 import status_pb2
+from meshplane.shared.bus import Buckets, BusError
+
+TYPES = {
+    "CDS": "type.googleapis.com/envoy.config.cluster.v3.Cluster",
+    "LDS": "type.googleapis.com/envoy.config.listener.v3.Listener",
+    "EDS": "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment",
+    "RDS": "type.googleapis.com/envoy.config.route.v3.RouteConfiguration",
+}
+
+
+def sync_word(t: status_pb2.TypeSyncStatus | None) -> str:
+    """Istio's word for one type's state."""
+    if t is None or not t.nonce_sent:
+        return "NOT SENT"
+    if t.last_nack:
+        return "NACKED"
+    if t.nonce_sent == t.nonce_acked:
+        return "SYNCED"
+    if not t.nonce_acked:
+        return "STALE (Never Acknowledged)"
+    return "STALE"
+
+
+def table(statuses: list[status_pb2.ProxyStatus]) -> str:
+    rows = [["NAME", "CLUSTER", "CDS", "LDS", "EDS", "RDS", "PILOT", "VERSION"]]
+    for s in sorted(statuses, key=lambda s: (s.proxy_id, s.pilot_id)):
+        by_type = {t.type_url: t for t in s.types}
+        words = [sync_word(by_type.get(url)) for url in TYPES.values()]
+        rows.append([s.proxy_id, "Kubernetes", *words, s.pilot_id, s.proxy_version or "-"])
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows)
+
+
+async def read_proxy_status(url: str) -> list[status_pb2.ProxyStatus]:
+    bus = await connect(url)
+    try:
+        return list((await asyncio.wait_for(Buckets(bus).proxy_status.items(), 10)).values())
+    finally:
+        await bus.close()
+
+
+async def read_components(url: str) -> list[status_pb2.ComponentInfo]:
+    bus = await connect(url)
+    try:
+        return list((await asyncio.wait_for(Buckets(bus).components.items(), 10)).values())
+    finally:
+        await bus.close()
+
+
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("proxy-status", aliases=["ps"], help="sync state of every proxy on every Pilot")
+    p.add_argument("proxy", nargs="?", help="only this proxy (<pod>.<namespace>)")
+    p.add_argument("-o", "--output", choices=["table", "json"], default="table")
+    add_nats_flag(p)
+    p.set_defaults(func=run_proxy_status)
+    v = sub.add_parser("version", help="client version and every running component's (via the bus)")
+    v.add_argument("--short", action="store_true", help="client version only")
+    v.add_argument("-o", "--output", choices=["table", "json"], default="table")
+    add_nats_flag(v)
+    v.set_defaults(func=run_version)
+
+
+def run_proxy_status(args: argparse.Namespace) -> int:
+    try:
+        statuses = asyncio.run(read_proxy_status(args.nats_url))
+    except (BusError, TimeoutError) as exc:
+        print(f"error: cannot read proxy status from the bus at {args.nats_url}: {exc}", file=sys.stderr)
+        return 2
+    chosen = [s for s in statuses if not args.proxy or s.proxy_id == args.proxy]
+    if args.proxy and not chosen:
+        print(f"error: proxy {args.proxy!r} is not connected to any Pilot", file=sys.stderr)
+        return 1
+    if args.output == "json":
+        print(json.dumps([MessageToDict(s) for s in chosen], indent=2))
+    else:
+        print(table(chosen))
+    return 0
+
+
+def run_version(args: argparse.Namespace) -> int:
+    if args.short:
+        print(__version__)
+        return 0
+    try:
+        infos = asyncio.run(read_components(args.nats_url))
+    except (BusError, TimeoutError) as exc:
+        infos = []
+        print(
+            f"note: no running components found: the bus at {args.nats_url} is unreachable ({exc})",
+            file=sys.stderr,
+        )
+    if args.output == "json":
+        print(json.dumps({"client": __version__, "components": [MessageToDict(i) for i in infos]}, indent=2))
+        return 0
+    print(f"client version: {__version__}")
+    for info in sorted(infos, key=lambda i: (i.component, i.instance)):
+        print(f"{info.component} version: {info.version} ({info.instance})")
+    return 0

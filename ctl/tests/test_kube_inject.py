@@ -1,0 +1,126 @@
+"""meshctl kube-inject adds the sidecar the way Istio's injector does, and only where it should."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from meshplane.ctl.main import main
+
+DEPLOYMENT = """
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: reviews-v1, namespace: default}
+spec:
+  selector: {matchLabels: {app: reviews}}
+  template:
+    metadata: {labels: {app: reviews, version: v1}}
+    spec:
+      serviceAccountName: bookinfo-reviews
+      containers:
+      - {name: reviews, image: reviews:1, ports: [{containerPort: 9080}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: reviews}
+spec: {ports: [{port: 9080, name: http}], selector: {app: reviews}}
+"""
+
+
+def run_inject(tmp_path: Path, text: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, list[dict], str]:
+    src = tmp_path / "in.yaml"
+    src.write_text(text)
+    code = main(["kube-inject", "-f", str(src)])
+    out, err = capsys.readouterr()
+    docs = [d for d in yaml.safe_load_all(out) if d] if code == 0 else []
+    return code, docs, err
+
+
+def test_deployment_gets_sidecar_and_annotations(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, docs, _ = run_inject(tmp_path, DEPLOYMENT, capsys)
+    assert code == 0
+    deployment, service = docs
+    pod = deployment["spec"]["template"]
+    names = [c["name"] for c in pod["spec"]["containers"]]
+    assert names == ["reviews", "istio-proxy"]
+    proxy = pod["spec"]["containers"][1]
+    assert proxy["securityContext"]["runAsUser"] == 1337
+    status = json.loads(pod["metadata"]["annotations"]["sidecar.istio.io/status"])
+    assert status["containers"] == ["istio-proxy"] and status["initContainers"] is None
+    assert pod["metadata"]["annotations"]["kubectl.kubernetes.io/default-container"] == "reviews"
+    labels = pod["metadata"]["labels"]
+    assert labels["security.istio.io/tlsMode"] == "istio"
+    assert (labels["service.istio.io/canonical-name"], labels["service.istio.io/canonical-revision"]) == (
+        "reviews",
+        "v1",
+    )
+    assert "sidecar~${INSTANCE_IP}~${POD_NAME}.${POD_NAMESPACE}" in proxy["command"][2]
+    assert {v["name"] for v in pod["spec"]["volumes"]} >= {"istio-envoy", "istio-podinfo", "workload-socket"}
+    assert service["kind"] == "Service" and "template" not in service["spec"]
+
+
+def test_injection_is_idempotent(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _, docs, _ = run_inject(tmp_path, DEPLOYMENT, capsys)
+    again = "---\n".join(yaml.safe_dump(d) for d in docs)
+    code, docs2, _ = run_inject(tmp_path, again, capsys)
+    assert code == 0
+    assert [c["name"] for c in docs2[0]["spec"]["template"]["spec"]["containers"]] == [
+        "reviews",
+        "istio-proxy",
+    ]
+
+
+@pytest.mark.parametrize(
+    "meta",
+    [
+        {"annotations": {"sidecar.istio.io/inject": "false"}},
+        {"labels": {"sidecar.istio.io/inject": "false"}},
+    ],
+)
+def test_opted_out_pod_is_left_alone(tmp_path: Path, capsys: pytest.CaptureFixture[str], meta: dict) -> None:
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "p", **meta},
+        "spec": {"containers": [{"name": "a"}]},
+    }
+    code, docs, _ = run_inject(tmp_path, yaml.safe_dump(pod), capsys)
+    assert code == 0 and [c["name"] for c in docs[0]["spec"]["containers"]] == ["a"]
+
+
+def test_host_network_pod_and_cronjob(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    text = """
+apiVersion: v1
+kind: Pod
+metadata: {name: node-thing}
+spec: {hostNetwork: true, containers: [{name: a}]}
+---
+apiVersion: batch/v1
+kind: CronJob
+metadata: {name: nightly}
+spec:
+  schedule: "0 0 * * *"
+  jobTemplate:
+    spec:
+      template:
+        spec: {restartPolicy: Never, containers: [{name: job}]}
+"""
+    code, docs, _ = run_inject(tmp_path, text, capsys)
+    assert code == 0
+    assert [c["name"] for c in docs[0]["spec"]["containers"]] == ["a"]
+    job_pod = docs[1]["spec"]["jobTemplate"]["spec"]["template"]
+    assert [c["name"] for c in job_pod["spec"]["containers"]] == ["job", "istio-proxy"]
+
+
+def test_bad_input_gives_clear_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run_inject(tmp_path, "kind: Pod\nspec: [unclosed", capsys)
+    assert code == 2 and "not valid YAML" in err and "Traceback" not in err
+    code, _, err = run_inject(tmp_path, "- just\n- a list\n", capsys)
+    assert code == 1 and "document 0" in err
+    code, _, err = run_inject(tmp_path, "kind: Pod\nmetadata: {name: x}\nspec: {}\n", capsys)
+    assert code == 1 and "no containers" in err and "Pod x" in err
+    assert main(["kube-inject", "-f", str(tmp_path / "missing.yaml")]) == 2
+    assert "cannot read" in capsys.readouterr().err

@@ -1,0 +1,86 @@
+"""meshctl proxy-status and version read what Pilot replicas and components put on a real bus."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from meshplane.ctl.main import main
+from meshplane.ctl.status import TYPES
+from meshplane.proto.bus.v1 import status_pb2
+from meshplane.shared.bus import Buckets, Bus, make_key
+from meshplane.shared.components import ComponentAnnouncer
+from meshplane.shared.natsserver import NatsServer
+
+
+def status(proxy: str, pilot: str, **words: tuple[str, str, str]) -> status_pb2.ProxyStatus:
+    s = status_pb2.ProxyStatus(proxy_id=proxy, pilot_id=pilot, proxy_version="1.40.0")
+    for short, (sent, acked, nack) in words.items():
+        s.types.add(type_url=TYPES[short], nonce_sent=sent, nonce_acked=acked, last_nack=nack)
+    return s
+
+
+async def test_proxy_status_table_and_json(
+    bus: Bus, nats_server: NatsServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    kv = Buckets(bus).proxy_status
+    await kv.put(
+        make_key("pilot-a", "productpage-1.default"),
+        status(
+            "productpage-1.default", "pilot-a", CDS=("n1", "n1", ""), LDS=("n2", "n2", ""), EDS=("n3", "", "")
+        ),
+    )
+    await kv.put(
+        make_key("pilot-b", "reviews-1.default"),
+        status("reviews-1.default", "pilot-b", CDS=("n1", "n0", ""), RDS=("n5", "n4", "bad regex")),
+    )
+    # The CLI runs its own event loop: run it in a thread so it does not nest in this one.
+    import asyncio
+
+    code = await asyncio.to_thread(main, ["proxy-status", "--nats-url", nats_server.url])
+    out = capsys.readouterr().out
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0].split()[:6] == ["NAME", "CLUSTER", "CDS", "LDS", "EDS", "RDS"]
+    product = next(line for line in lines if line.startswith("productpage-1.default"))
+    assert "SYNCED" in product and "STALE (Never Acknowledged)" in product and "NOT SENT" in product
+    reviews = next(line for line in lines if line.startswith("reviews-1.default"))
+    assert "STALE" in reviews and "NACKED" in reviews and "pilot-b" in reviews
+    code = await asyncio.to_thread(
+        main, ["proxy-status", "reviews-1.default", "-o", "json", "--nats-url", nats_server.url]
+    )
+    data = json.loads(capsys.readouterr().out)
+    assert code == 0 and [d["proxyId"] for d in data] == ["reviews-1.default"]
+    code = await asyncio.to_thread(main, ["proxy-status", "nobody.default", "--nats-url", nats_server.url])
+    assert code == 1 and "not connected" in capsys.readouterr().err
+
+
+async def test_version_lists_running_components(
+    bus: Bus, nats_server: NatsServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import asyncio
+
+    pilot = ComponentAnnouncer(bus, "pilot", {"grpc": "127.0.0.1:15010"}, instance="pilot-1")
+    await pilot.announce()
+    await ComponentAnnouncer(bus, "galley", {}, instance="galley-1").announce()
+    code = await asyncio.to_thread(main, ["version", "--nats-url", nats_server.url])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert out.splitlines() == [
+        "client version: 0.1.0",
+        "galley version: 0.1.0 (galley-1)",
+        "pilot version: 0.1.0 (pilot-1)",
+    ]
+    await pilot.withdraw()
+    code = await asyncio.to_thread(main, ["version", "-o", "json", "--nats-url", nats_server.url])
+    data = json.loads(capsys.readouterr().out)
+    assert [c["component"] for c in data["components"]] == ["galley"]
+
+
+def test_version_without_bus_still_prints_client(capsys: pytest.CaptureFixture[str]) -> None:
+    from meshplane.shared.natsserver import free_port
+
+    code = main(["version", "--nats-url", f"nats://127.0.0.1:{free_port()}"])
+    captured = capsys.readouterr()
+    assert code == 0 and "client version: 0.1.0" in captured.out and "unreachable" in captured.err

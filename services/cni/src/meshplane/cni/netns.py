@@ -1,0 +1,86 @@
+"""Run ``iptables-save`` / ``iptables-restore`` inside a pod's network namespace (stdlib only).
+
+Two ways in: the short-lived plugin process joins the netns itself with ``setns(2)`` (one
+``ctypes`` call; every child it then starts is inside), which saves an ``nsenter`` exec per call
+on the pod-start path; the long-lived agent, which must stay in the host netns, prefixes each
+command with ``nsenter --net=PATH``.  One ``iptables-restore`` per address family applies a whole
+rule set atomically.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+
+from meshplane.cni.rules.iptables import IPV6
+
+CLONE_NEWNET = 0x40000000
+TIMEOUT_SECONDS = 30.0
+_SBIN = "/usr/sbin:/sbin:/usr/bin:/bin"
+
+
+class NetnsError(RuntimeError):
+    """The netns cannot be entered or an iptables command inside it failed."""
+
+
+def _tool(name: str) -> str:
+    found = shutil.which(name) or shutil.which(name, path=_SBIN)
+    if found is None:
+        raise NetnsError(f"{name} not found on PATH or in {_SBIN}")
+    return found
+
+
+def join(path: str) -> None:
+    """Move this (single-threaded) process into the network namespace at ``path``."""
+    import ctypes
+
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise NetnsError(f"cannot open netns {path}: {exc.strerror}") from None
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.setns(fd, CLONE_NEWNET) != 0:
+            err = ctypes.get_errno()
+            raise NetnsError(f"setns into {path} failed: {os.strerror(err)}")
+    finally:
+        os.close(fd)
+
+
+class Netns:
+    """iptables access to one network namespace."""
+
+    def __init__(self, path: str, *, joined: bool = False) -> None:
+        self.path = path
+        self._prefix = [] if joined else [_tool("nsenter"), f"--net={path}"]
+        if not joined and not os.path.exists(path):
+            raise NetnsError(f"netns {path} does not exist")
+
+    def _run(self, argv: list[str], stdin: str | None = None) -> str:
+        try:
+            done = subprocess.run(
+                self._prefix + argv,
+                input=stdin,
+                capture_output=True,
+                text=True,
+                timeout=TIMEOUT_SECONDS,
+                check=False,
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise NetnsError(f"{argv[0]} in {self.path}: {exc}") from None
+        if done.returncode != 0:
+            raise NetnsError(f"{os.path.basename(argv[0])} in {self.path} failed: {done.stderr.strip()}")
+        return done.stdout
+
+    def save(self, family: int, tables: tuple[str, ...] = ("nat", "mangle")) -> str:
+        """``iptables-save`` of the given tables (joined into one text)."""
+        tool = _tool("ip6tables-save" if family == IPV6 else "iptables-save")
+        return "".join(self._run([tool, "-t", table]) for table in tables)
+
+    def restore(self, family: int, text: str) -> None:
+        """Apply ``text`` with ``iptables-restore --noflush`` (atomic per table)."""
+        if not text:
+            return
+        tool = _tool("ip6tables-restore" if family == IPV6 else "iptables-restore")
+        self._run([tool, "--noflush", "--wait"], stdin=text)

@@ -1,0 +1,61 @@
+"""The plugin's side of the node-agent protocol: tiny HTTP/1.0 over the agent's Unix socket.
+
+Written on a bare socket (no ``http.client``) so the plugin's start-up stays cheap.  Endpoints:
+``GET /v1/pods/<namespace>/<name>`` (pod metadata, 404 when unknown) and ``POST /v1/events``
+(the plugin reports what it did).
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+from urllib.parse import quote
+
+TIMEOUT_SECONDS = 5.0
+
+
+class AgentUnavailable(OSError):
+    """The agent's socket cannot be reached or answered garbage."""
+
+
+def _request(socket_path: str, method: str, target: str, body: bytes = b"") -> tuple[int, bytes]:
+    head = f"{method} {target} HTTP/1.0\r\nHost: meshplane-cni-agent\r\nContent-Length: {len(body)}\r\n"
+    if body:
+        head += "Content-Type: application/json\r\n"
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(TIMEOUT_SECONDS)
+            sock.connect(socket_path)
+            sock.sendall(head.encode() + b"\r\n" + body)
+            chunks = []
+            while chunk := sock.recv(65536):
+                chunks.append(chunk)
+    except OSError as exc:
+        raise AgentUnavailable(f"cannot reach the node agent at {socket_path}: {exc}") from None
+    raw = b"".join(chunks)
+    header, _, payload = raw.partition(b"\r\n\r\n")
+    status_line = header.split(b"\r\n", 1)[0].split()
+    if len(status_line) < 2 or not status_line[1].isdigit():
+        raise AgentUnavailable(f"node agent at {socket_path} sent a malformed response")
+    return int(status_line[1]), payload
+
+
+def fetch_pod(socket_path: str, namespace: str, name: str) -> dict[str, object] | None:
+    """The agent's metadata for a pod, or ``None`` when the agent does not know it."""
+    status, payload = _request(socket_path, "GET", f"/v1/pods/{quote(namespace)}/{quote(name)}")
+    if status == 404:
+        return None
+    if status != 200:
+        raise AgentUnavailable(f"node agent answered {status}: {payload[:200]!r}")
+    try:
+        data = json.loads(payload)
+    except ValueError:
+        raise AgentUnavailable("node agent sent a pod that is not JSON") from None
+    if not isinstance(data, dict):
+        raise AgentUnavailable("node agent sent a pod that is not a JSON object")
+    return data
+
+
+def report(socket_path: str, event: dict[str, object]) -> None:
+    """Tell the agent what the plugin did (best effort: the caller decides what a failure means)."""
+    _request(socket_path, "POST", "/v1/events", json.dumps(event).encode())

@@ -1,0 +1,95 @@
+"""Pod metadata from the Kubernetes API (recorded PodList and watch-stream JSON in the API's
+shape, no API server here), from a pods file, and served to the plugin over the agent's socket."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from meshplane.cni.agent.kubewatch import apply_list, apply_watch_line
+from meshplane.cni.agent.podcache import PodCache, PodsFileError, load_pods_file
+from meshplane.cni.agent.server import AgentServer
+from meshplane.cni.plugin import agentclient
+from meshplane.cni.rules.pods import PodInfo, skip_reason
+
+K8S = Path(__file__).parent / "testdata" / "k8s"
+EXCLUDED = ("istio-system", "kube-system")
+
+
+async def test_recorded_api_pod_list_fills_the_cache_with_what_the_plugin_needs() -> None:
+    cache = PodCache(node="node-1")
+    version = await apply_list(cache, (K8S / "podlist-node-1.json").read_bytes())
+    assert version == "51234"
+    assert cache.synced.is_set()
+    reviews = cache.get("bookinfo", "reviews-v1-5d9f8b7c6d-x7k2p")
+    assert reviews is not None
+    assert reviews.containers == ("reviews", "istio-proxy")
+    assert reviews.init_containers == ("istio-validation",)
+    assert reviews.ips == ("10.244.1.12", "fd00:10:244:1::c")
+    assert reviews.annotations["traffic.sidecar.istio.io/excludeOutboundPorts"] == "3306"
+    assert reviews.labels["app"] == "reviews" and reviews.node == "node-1"
+    decisions = {p.name.split("-")[0]: skip_reason(p, EXCLUDED) for p in cache.pods()}
+    assert decisions["reviews"] is None
+    assert "istio-init" in str(decisions["ratings"])
+    assert "excluded" in str(decisions["coredns"])
+
+
+async def test_recorded_api_watch_stream_adds_updates_deletes_and_stops_on_410() -> None:
+    cache = PodCache(node="node-1")
+    await apply_list(cache, (K8S / "podlist-node-1.json").read_bytes())
+    lines = (K8S / "watch-pods-node-1.jsonl").read_bytes().splitlines()
+    versions = [await apply_watch_line(cache, line) for line in lines]
+    assert versions == ["51240", "51245", "51250", "51260", None]
+    product = cache.get("bookinfo", "productpage-v1-7f9c6b5d4-zz9yy")
+    assert product is not None and product.ips == ("10.244.1.14",)
+    assert cache.get("bookinfo", "ratings-v1-6c9b8f7d5-q2w3e") is None
+
+
+async def test_pods_on_other_nodes_are_not_served() -> None:
+    cache = PodCache(node="node-2")
+    await apply_list(cache, (K8S / "podlist-node-1.json").read_bytes())
+    assert cache.pods() == []
+
+
+def test_pods_file_accepts_pod_yaml_documents_and_names_a_bad_item(tmp_path: Path) -> None:
+    good = tmp_path / "pods.yaml"
+    good.write_text(
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: a, namespace: x}\nspec: {containers: [{name: c}]}\n"
+        "---\napiVersion: v1\nkind: Pod\nmetadata: {name: b}\n"
+    )
+    assert [(p.namespace, p.name) for p in load_pods_file(good)] == [("x", "a"), ("default", "b")]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("items:\n- metadata: {name: ok}\n- metadata: {namespace: x}\n")
+    with pytest.raises(PodsFileError, match=r"bad\.yaml: item 1: pod has no metadata\.name"):
+        load_pods_file(bad)
+
+
+async def test_agent_socket_serves_pods_and_takes_events(tmp_path: Path) -> None:
+    cache = PodCache()
+    await apply_list(cache, (K8S / "podlist-node-1.json").read_bytes())
+    events: list[dict[str, object]] = []
+
+    async def on_event(event: dict[str, object]) -> None:
+        events.append(event)
+
+    socket_path = tmp_path / "run" / "agent.sock"
+    server = AgentServer(socket_path, cache, on_event, pod_wait=3.0)
+    async with server.serving():
+        assert socket_path.stat().st_mode & 0o777 == 0o600
+        sock = str(socket_path)
+        data = await asyncio.to_thread(agentclient.fetch_pod, sock, "bookinfo", "reviews-v1-5d9f8b7c6d-x7k2p")
+        assert data is not None
+        assert PodInfo.from_json(data) == cache.get("bookinfo", "reviews-v1-5d9f8b7c6d-x7k2p")
+
+        # A pod the watch delivers while the plugin's request is waiting is still answered.
+        late = asyncio.create_task(asyncio.to_thread(agentclient.fetch_pod, sock, "bookinfo", "late"))
+        await asyncio.sleep(0.1)
+        await cache.upsert(PodInfo(namespace="bookinfo", name="late"))
+        assert (await late) == PodInfo(namespace="bookinfo", name="late").to_json()
+        await asyncio.to_thread(agentclient.report, sock, {"type": "ADD", "name": "x", "captured": True})
+        assert events == [{"type": "ADD", "name": "x", "captured": True}]
+        server.pod_wait = 0.1
+        assert await asyncio.to_thread(agentclient.fetch_pod, sock, "bookinfo", "nope") is None
+    assert not socket_path.exists()

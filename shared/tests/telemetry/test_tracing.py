@@ -1,0 +1,46 @@
+"""A trace crosses the bus: a span started from a message's headers joins the publisher's trace."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+
+from meshplane.shared.bus import inject_headers
+from meshplane.shared.telemetry import FileSpanExporter, start_span_from_headers
+
+
+def test_span_from_headers_continues_the_trace(tmp_path: Path) -> None:
+    out = tmp_path / "spans.jsonl"
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(FileSpanExporter(out)))
+    tracer = provider.get_tracer("test")
+    with tracer.start_as_current_span("galley.publish"):
+        headers = inject_headers()
+    with tracer.start_as_current_span("other.change"):
+        other = inject_headers()
+    with start_span_from_headers(tracer, "pilot.push", headers, links_from=[other]):
+        pass
+    spans = {s["name"]: s for s in map(json.loads, out.read_text().splitlines())}
+    assert spans["pilot.push"]["trace_id"] == spans["galley.publish"]["trace_id"]
+    assert spans["pilot.push"]["parent_id"] == spans["galley.publish"]["span_id"]
+    assert spans["pilot.push"]["links"] == [spans["other.change"]["trace_id"]]
+
+
+def test_trace_file_from_environment(tmp_path: Path) -> None:
+    out = tmp_path / "env.jsonl"
+    code = (
+        "from meshplane.shared.telemetry import configure_tracing\n"
+        "p = configure_tracing('svc')\n"
+        "with p.get_tracer('t').start_as_current_span('hello'): pass\n"
+        "p.shutdown()\n"
+    )
+    env = dict(os.environ, MESHPLANE_TRACE_FILE=str(out), OTEL_TRACES_EXPORTER="none")
+    subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=60)
+    (span,) = map(json.loads, out.read_text().splitlines())
+    assert (span["name"], span["service"]) == ("hello", "svc")
