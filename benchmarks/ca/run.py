@@ -2,7 +2,7 @@
 
 CSRs are made before the clock starts, so the client's key generation is not measured.
 Two phases per CA key type: closed-loop saturation (CSR/s) and open-loop at a fixed rate
-(latency p50/p99). Run: ``.venv/bin/python benchmarks/ca/bench_ca.py [--key-types ec rsa]``.
+(latency p50/p99). Run: ``.venv/bin/python -m benchmarks.ca.run [--key-types ec rsa]``.
 """
 
 from __future__ import annotations
