@@ -49,6 +49,9 @@ def test_settings_defaults_are_istios() -> None:
     assert s.root_grace_percentile == 20
     assert s.audiences == ("istio-ca",)
     assert s.trust_domain == "cluster.local"
+    assert not s.token_review and not s.kubernetes
+    in_pod = parse_settings(["--ca-dir", "x"], environ={"KUBERNETES_SERVICE_HOST": "10.96.0.1"})
+    assert in_pod.token_review and in_pod.kubernetes
 
 
 @pytest.mark.parametrize(
