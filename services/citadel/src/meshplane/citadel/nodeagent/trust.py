@@ -6,16 +6,16 @@ import asyncio
 import logging
 
 from meshplane.citadel.buslink import connect_until_stopped
-from meshplane.citadel.nodeagent.cache import SecretCache
+from meshplane.citadel.nodeagent.workloads import Workloads
 from meshplane.shared.bus import Buckets, BusError, EventType
 
 log = logging.getLogger(__name__)
 
 
 async def follow_trust_bundle(
-    nats_url: str, trust_domain: str, cache: SecretCache, stop: asyncio.Event
+    nats_url: str, trust_domain: str, workloads: Workloads, stop: asyncio.Event
 ) -> None:
-    """Feed the cache from the bus until ``stop``; while the bus is away the cache keeps what it had."""
+    """Feed every workload's roots from the bus until ``stop``; while the bus is away they keep theirs."""
     while not stop.is_set():
         bus = await connect_until_stopped(nats_url, stop, "trust bundle")
         if bus is None:
@@ -26,7 +26,7 @@ async def follow_trust_bundle(
                     if event.type is EventType.PUT and event.key == trust_domain and event.value is not None:
                         roots = list(event.value.root_certs_pem)
                         log.info("trust bundle %s: %d roots", event.value.version, len(roots))
-                        await cache.set_bus_roots(roots)
+                        await workloads.set_bus_roots(roots)
         except BusError as exc:
             log.warning("trust bundle watch failed, reconnecting: %s", exc)
             await asyncio.sleep(1.0)

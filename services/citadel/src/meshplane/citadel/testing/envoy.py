@@ -224,3 +224,20 @@ class EnvoyProcess(ServiceProcess):
     def root_serials(self) -> set[str]:
         """Serials of the trusted roots Envoy holds now (``/certs`` ca_cert)."""
         return {c["serial_number"] for c in self._certs("ca_cert")}
+
+
+def with_sds_token(bootstrap: dict[str, Any], token: str) -> dict[str, Any]:
+    """Make every SDS stream carry ``authorization: Bearer <token>`` (for a per-node agent)."""
+
+    def visit(node: object) -> None:
+        if isinstance(node, dict):
+            for service in node.get("grpc_services", []):
+                service["initial_metadata"] = [{"key": "authorization", "value": f"Bearer {token}"}]
+            for value in node.values():
+                visit(value)
+        elif isinstance(node, list):
+            for item in node:
+                visit(item)
+
+    visit(bootstrap)
+    return bootstrap

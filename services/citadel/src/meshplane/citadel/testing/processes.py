@@ -170,14 +170,17 @@ class NodeAgentProcess(ServiceProcess):
         workdir: Path,
         ca_target: str,
         ca_root: Path,
-        token: str,
+        token: str | None,
         args: Sequence[str] = (),
         env: Mapping[str, str] | None = None,
     ) -> None:
         workdir.mkdir(parents=True, exist_ok=True)
         self.socket = workdir / "sds.sock"
         self.token_file = workdir / "token"
-        self.token_file.write_text(token)
+        token_args: list[str] = []
+        if token is not None:  # without a token file the agent serves per node (tokens on SDS streams)
+            self.token_file.write_text(token)
+            token_args = ["--token-file", str(self.token_file)]
         argv = [
             sys.executable,
             "-m",
@@ -188,8 +191,7 @@ class NodeAgentProcess(ServiceProcess):
             ca_target,
             "--ca-root",
             str(ca_root),
-            "--token-file",
-            str(self.token_file),
+            *token_args,
             *args,
         ]
         super().__init__(argv, workdir / "agent.log", env)
