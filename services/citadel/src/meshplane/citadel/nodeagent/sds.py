@@ -60,7 +60,8 @@ async def _pump(requests: AsyncIterator[Request], queue: asyncio.Queue[Request |
         async for request in requests:
             await queue.put(request)
     finally:
-        await queue.put(None)
+        with contextlib.suppress(asyncio.QueueFull):  # never block here: we may be cancelled
+            queue.put_nowait(None)
 
 
 class SecretDiscoveryServicer(sds_pb2_grpc.SecretDiscoveryServiceServicer):  # type: ignore[misc]
