@@ -21,6 +21,10 @@ def test_agent_defaults() -> None:
     s = parse_agent_settings(REQUIRED, environ={})
     assert s.key_type == "ec"
     assert s.cert_ttl == dt.timedelta(hours=24)
+    assert str(s.ca_root) == "r"
+    assert str(parse_agent_settings(["--sds-socket", "s", "--ca-addr", "h:1"], environ={}).ca_root) == (
+        "/var/run/secrets/istio/root-cert.pem"
+    )
     assert parse_agent_settings(REQUIRED, environ={"SECRET_TTL": "1h"}).cert_ttl == dt.timedelta(hours=1)
 
 

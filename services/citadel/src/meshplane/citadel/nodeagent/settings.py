@@ -18,6 +18,10 @@ ENV: dict[str, tuple[str, str]] = {
 }
 
 
+#: where Istio's agents find the mesh root (the ``istio-ca-root-cert`` ConfigMap, mounted)
+DEFAULT_CA_ROOT = "/var/run/secrets/istio/root-cert.pem"
+
+
 @dataclass(frozen=True, slots=True)
 class AgentSettings:
     sds_socket: Path
@@ -35,7 +39,12 @@ def parse_agent_settings(argv: list[str] | None, environ: Mapping[str, str] | No
     p = argparse.ArgumentParser(prog="meshplane-node-agent", description="SDS server for Envoy")
     p.add_argument("--sds-socket", required=True, help="Unix socket Envoy's sds-grpc cluster dials")
     p.add_argument("--ca-addr", required=True, help="Citadel's CreateCertificate address, HOST:PORT")
-    p.add_argument("--ca-root", required=True, help="PEM root to trust for Citadel's TLS")
+    p.add_argument(
+        "--ca-root",
+        default=DEFAULT_CA_ROOT,
+        help="PEM root to trust for Citadel's TLS (default: Istio's path, where the istio-ca-root-cert "
+        "ConfigMap is mounted in Kubernetes)",
+    )
     p.add_argument(
         "--token-file",
         default=None,
