@@ -89,6 +89,7 @@ def sign_leaf(
 def issue_chain(bundle: KeyCertBundle, csr_pem: str, identity: str, ttl: dt.timedelta) -> list[str]:
     """CSR → ``[leaf, intermediates..., root]`` PEMs for ``identity`` (a SPIFFE URI)."""
     key = parse_csr(csr_pem).public_key()
-    assert isinstance(key, ec.EllipticCurvePublicKey | rsa.RSAPublicKey)  # parse_csr checked it
+    if not isinstance(key, ec.EllipticCurvePublicKey | rsa.RSAPublicKey):
+        raise InvalidCSRError("CSR key must be EC or RSA")
     leaf = sign_leaf(bundle, key, [identity], ttl)
-    return [to_pem(leaf), *bundle.chain_pem(), to_pem(bundle.root)]
+    return [to_pem(leaf), *bundle.chain_pem(), bundle.root_pem]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -206,17 +205,8 @@ class EnvoyProcess(ServiceProcess):
         return http_get(f"http://127.0.0.1:{self.admin_port}{path}")[1]
 
     def wait_ready(self, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc is not None and self.proc.poll() is not None:
-                raise RuntimeError(f"envoy exited:\n{self.log()}")
-            try:
-                if http_get(f"http://127.0.0.1:{self.admin_port}/ready", 1.0)[0] == 200:
-                    return
-            except OSError:
-                pass
-            time.sleep(0.05)
-        raise RuntimeError(f"envoy not ready in {timeout}s:\n{self.log()}")
+        url = f"http://127.0.0.1:{self.admin_port}/ready"
+        self.wait_for(lambda: http_get(url, 1.0)[0] == 200, timeout, "envoy ready")
 
     def _certs(self, kind: str) -> list[dict[str, Any]]:
         data = json.loads(self.admin("/certs"))
@@ -234,3 +224,20 @@ class EnvoyProcess(ServiceProcess):
     def root_serials(self) -> set[str]:
         """Serials of the trusted roots Envoy holds now (``/certs`` ca_cert)."""
         return {c["serial_number"] for c in self._certs("ca_cert")}
+
+
+def with_sds_token(bootstrap: dict[str, Any], token: str) -> dict[str, Any]:
+    """Make every SDS stream carry ``authorization: Bearer <token>`` (for a per-node agent)."""
+
+    def visit(node: object) -> None:
+        if isinstance(node, dict):
+            for service in node.get("grpc_services", []):
+                service["initial_metadata"] = [{"key": "authorization", "value": f"Bearer {token}"}]
+            for value in node.values():
+                visit(value)
+        elif isinstance(node, list):
+            for item in node:
+                visit(item)
+
+    visit(bootstrap)
+    return bootstrap
