@@ -9,6 +9,7 @@ exiting) stops every process group.
 from __future__ import annotations
 
 import argparse
+import shutil
 import signal
 import sys
 import time
@@ -107,5 +108,7 @@ def run(args: argparse.Namespace) -> int:
     finally:
         print("\nstopping ...", flush=True)
         sup.stop_all()
+        if mesh.sds_dir is not None and mesh.sds_dir.parent != state:
+            shutil.rmtree(mesh.sds_dir, ignore_errors=True)
         print("stopped.", flush=True)
     return code

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from functools import partial
@@ -35,6 +36,7 @@ GATEWAY = Workload(
     source=Path("."),
 )
 TOKEN_TTL = 7 * 24 * 3600
+MAX_SOCKET_PATH = 107  # sun_path is 108 bytes on Linux, with the terminating NUL
 
 
 def _is_live(url: str) -> bool:
@@ -58,6 +60,7 @@ class LocalMesh:
     ca_addr: str = ""
     pilot_addr: str = ""
     admins: dict[str, str] = field(default_factory=dict)
+    sds_dir: Path | None = None
 
     def _step(self, what: str) -> float:
         print(f"  {what} ...", end="", flush=True)
@@ -109,6 +112,16 @@ class LocalMesh:
         self.sup.wait_http(pilot, f"http://127.0.0.1:{http}/ready")
         self._done(t)
 
+    def sds_socket(self, wl: Workload) -> Path:
+        """The proxy's SDS socket: under the state dir, or a private temp dir if that path is too long."""
+        if self.sds_dir is None:
+            self.sds_dir = self.state / "sds"
+            longest = max(len(w.proxy) for w in [*self.plan.workloads, GATEWAY])
+            if len(str(self.sds_dir)) + longest + 7 > MAX_SOCKET_PATH:
+                self.sds_dir = Path(tempfile.mkdtemp(prefix="meshplane-sds-"))
+            self.sds_dir.mkdir(mode=0o700, exist_ok=True)
+        return self.sds_dir / f"{wl.proxy}.sock"
+
     def _node_agent(self, wl: Workload) -> tuple[Managed, Path]:
         agents = self.state / "agents"
         agents.mkdir(mode=0o700, exist_ok=True)
@@ -116,7 +129,7 @@ class LocalMesh:
         _private_file(
             token, make_token(self.state / "ca", wl.namespace, wl.service_account, "istio-ca", TOKEN_TTL)
         )
-        socket = agents / f"{wl.proxy}.sock"
+        socket = self.sds_socket(wl)
         socket.unlink(missing_ok=True)
         argv = [str(self.bin_dir / "meshplane-node-agent"), "--nats-url", self.nats_url]
         argv += ["--sds-socket", str(socket), "--ca-addr", self.ca_addr]
@@ -147,7 +160,7 @@ class LocalMesh:
             proxy_type=kind,
             node_id=f"{kind}~{wl.address}~{wl.proxy}~{wl.namespace}.svc.cluster.local",
             pilots=[self.pilot_addr],
-            sds_socket=str(self.state / "agents" / f"{wl.proxy}.sock"),
+            sds_socket=str(self.sds_socket(wl)),
             admin=f"127.0.0.1:{admin}",
             namespace=wl.namespace,
             service_account=wl.service_account,
