@@ -89,3 +89,14 @@ def test_unreadable_yaml_names_the_file(tmp_path: Path) -> None:
 
 def test_no_gateway_leaves_port_unset(tmp_path: Path) -> None:
     assert load_plan(_dir(tmp_path, WE.replace("ADDRESS", "127.0.9.9"))).gateway_port == 0
+
+
+def test_app_endpoint_comes_from_the_matching_sidecar_ingress() -> None:
+    plan = load_plan(EXAMPLE)
+    assert {w.name: w.app_endpoints for w in plan.workloads} == {
+        "productpage-v1": ("127.0.0.1:19001",),
+        "reviews-v1": ("127.0.0.1:19002",),
+        "reviews-v2": ("127.0.0.1:19003",),
+        "reviews-v3": ("127.0.0.1:19004",),
+        "ratings-v1": ("127.0.0.1:19005",),
+    }

@@ -14,6 +14,7 @@ import random
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -225,3 +226,20 @@ def test_up_bad_config_dir_is_a_clear_error(tmp_path: Path) -> None:
     assert out.returncode == 2
     assert out.stderr.strip() == f"meshctl up: --config-dir {tmp_path / 'nope'}: not a directory"
     assert "Traceback" not in out.stderr
+
+
+def test_up_gateway_port_taken_is_a_clear_error(tmp_path: Path) -> None:
+    config, gateway_port = _copy_example(tmp_path)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", gateway_port))
+        taken.listen()
+        out = subprocess.run(
+            [str(MESHCTL), "up", "--config-dir", str(config), "--state-dir", str(tmp_path / "s")],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert out.returncode == 1, out
+    assert f"the ingress gateway's 127.0.0.1:{gateway_port}" in out.stderr
+    assert "cannot be bound: Address already in use" in out.stderr
+    assert "Traceback" not in out.stderr + out.stdout

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import sys
 import tempfile
 import time
@@ -21,7 +22,7 @@ import yaml
 
 from meshplane.ctl.bootstrap import BootstrapOptions, render_bootstrap
 from meshplane.ctl.localmesh.plan import GATEWAY_LABELS, Plan, Workload
-from meshplane.ctl.localmesh.supervisor import Managed, Supervisor, http_status
+from meshplane.ctl.localmesh.supervisor import Managed, StartError, Supervisor, http_status
 from meshplane.ctl.token import make_token
 from meshplane.shared.envoyproc import EnvoyProcess
 from meshplane.shared.natsserver import NatsServer, free_port
@@ -37,6 +38,11 @@ GATEWAY = Workload(
 )
 TOKEN_TTL = 7 * 24 * 3600
 MAX_SOCKET_PATH = 107  # sun_path is 108 bytes on Linux, with the terminating NUL
+
+
+def _accepts(host: str, port: int) -> bool:
+    with socket.create_connection((host, port), timeout=1):
+        return True
 
 
 def _is_live(url: str) -> bool:
@@ -68,6 +74,19 @@ class LocalMesh:
 
     def _done(self, started: float) -> None:
         print(f" ready ({time.monotonic() - started:.1f}s)", flush=True)
+
+    def check_gateway_port(self) -> None:
+        """Fail before starting anything when the gateway's address is taken."""
+        with socket.socket() as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as Envoy does
+            try:
+                probe.bind((self.plan.gateway_bind, self.plan.gateway_port))
+            except OSError as exc:
+                raise StartError(
+                    f"the ingress gateway's {self.plan.gateway_bind}:{self.plan.gateway_port} "
+                    f"(the Gateway with selector istio: ingressgateway in {self.config_dir}) "
+                    f"cannot be bound: {exc.strerror}"
+                ) from exc
 
     def start_bus(self) -> None:
         t = self._step("nats-server (the bus)")
@@ -129,28 +148,35 @@ class LocalMesh:
         _private_file(
             token, make_token(self.state / "ca", wl.namespace, wl.service_account, "istio-ca", TOKEN_TTL)
         )
-        socket = self.sds_socket(wl)
-        socket.unlink(missing_ok=True)
+        sock = self.sds_socket(wl)
+        sock.unlink(missing_ok=True)
         argv = [str(self.bin_dir / "meshplane-node-agent"), "--nats-url", self.nats_url]
-        argv += ["--sds-socket", str(socket), "--ca-addr", self.ca_addr]
+        argv += ["--sds-socket", str(sock), "--ca-addr", self.ca_addr]
         argv += ["--ca-root", str(self.state / "ca" / "root-cert.pem"), "--token-file", str(token)]
-        m = self.sup.start(f"node-agent-{wl.proxy}", argv, f"SDS {socket.name}")
-        return m, socket
+        m = self.sup.start(f"node-agent-{wl.proxy}", argv, f"SDS {sock.name}")
+        return m, sock
 
     def start_node_agents(self) -> None:
         t = self._step(f"{len(self.plan.workloads) + 1} node agents (one SDS socket per proxy)")
         started = [(wl, *self._node_agent(wl)) for wl in [*self.plan.workloads, GATEWAY]]
-        for _, m, socket in started:
-            self.sup.wait(m, socket.exists, f"SDS socket {socket}")
+        for _, m, sock in started:
+            self.sup.wait(m, sock.exists, f"SDS socket {sock}")
         self._done(t)
 
     def start_apps(self) -> None:
         t = self._step(f"{len(self.plan.workloads)} workload apps")
+        started = []
         for wl in self.plan.workloads:
             argv = [sys.executable if a == "python" else a for a in wl.command]
-            listen = next((b for a, b in zip(argv, argv[1:], strict=False) if a == "--listen"), "")
-            where = f"app {listen}, reached at {wl.address}" if listen else f"reached at {wl.address}"
-            self.sup.start(f"app-{wl.proxy}", argv, where, cwd=wl.source.parent)
+            listens = ", ".join(wl.app_endpoints) or "?"
+            where = f"app {listens}, reached at {wl.address}"
+            started.append((wl, self.sup.start(f"app-{wl.proxy}", argv, where, cwd=wl.source.parent)))
+        for wl, m in started:
+            for endpoint in wl.app_endpoints:
+                host, _, port = endpoint.rpartition(":")
+                if host == "0.0.0.0":
+                    host = wl.address
+                self.sup.wait(m, partial(_accepts, host, int(port)), f"the app listening on {endpoint}")
         self._done(t)
 
     def _envoy(self, wl: Workload, router: bool) -> tuple[Managed, EnvoyProcess]:

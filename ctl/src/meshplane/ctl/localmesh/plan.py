@@ -9,7 +9,7 @@ The ingress gateway's port and address come from the Gateway that selects
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,7 @@ class Workload:
     service_account: str
     command: list[str]
     source: Path
+    app_endpoints: tuple[str, ...] = ()
 
     @property
     def proxy(self) -> str:
@@ -104,6 +105,22 @@ def _workload(doc: _Doc, entries: dict[tuple[str, str], _Doc]) -> Workload:
     )
 
 
+def _app_endpoints(docs: list[_Doc], ns: str, labels: dict[str, str]) -> tuple[str, ...]:
+    """Where the workload's Sidecar ingress forwards to (``defaultEndpoint`` HOST:PORT): its app."""
+    found: list[str] = []
+    for doc in docs:
+        if doc.obj.get("kind") != "Sidecar" or _name(doc)[0] != ns:
+            continue
+        spec = doc.obj.get("spec") or {}
+        selector = (spec.get("workloadSelector") or {}).get("labels") or {}
+        if selector and all(labels.get(str(k)) == str(v) for k, v in selector.items()):
+            for ing in spec.get("ingress") or []:
+                target = str(ing.get("defaultEndpoint") or "")
+                if target and not target.startswith("unix://"):
+                    found.append(target)
+    return tuple(found)
+
+
 def _gateway(docs: list[_Doc], plan: Plan) -> None:
     for doc in docs:
         if doc.obj.get("kind") != "Gateway":
@@ -128,6 +145,7 @@ def load_plan(config_dir: Path) -> Plan:
     for doc in docs:
         if doc.obj.get("kind") == "LocalWorkload" and doc.obj.get("apiVersion") == LOCAL_API:
             wl = _workload(doc, entries)
+            wl = replace(wl, app_endpoints=_app_endpoints(docs, wl.namespace, wl.labels))
             if wl.proxy in seen:
                 raise PlanError(f"{doc.where}: a second LocalWorkload {wl.namespace}/{wl.name}")
             seen.add(wl.proxy)
