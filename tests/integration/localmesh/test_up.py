@@ -185,6 +185,16 @@ def test_up_serves_bookinfo_follows_edits_and_stops_clean(up: Up) -> None:
 
     wait_until(all_synced, 20, "every proxy SYNCED in proxy-status")
     assert set((up.state / "proxies.json").read_text().split('"')) >= expected
+    routes = subprocess.run(
+        [str(MESHCTL), "proxy-config", "route", "productpage-v1.bookinfo", "--state-dir", str(up.state)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert routes.returncode == 0, routes.stderr
+    assert re.search(r"^9080\s+reviews\.bookinfo\.svc\.cluster\.local:9080\s", routes.stdout, re.M), (
+        routes.stdout
+    )
 
     # edit the VirtualService file: everyone (jason too) goes to v3 within a few seconds
     vs = up.config / "reviews.yaml"
