@@ -105,21 +105,30 @@ class Supervisor:
     def exited(self) -> Managed | None:
         return next((m for m in self.children if m.proc.poll() is not None), None)
 
-    def stop_all(self, timeout: float = 10.0) -> None:
-        """SIGTERM every group (newest first), then SIGKILL what is left; wait for all."""
-        for m in reversed(self.children):
-            _signal_group(m.proc, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        for m in reversed(self.children):
-            try:
-                m.proc.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                pass
-        for m in reversed(self.children):
-            _signal_group(m.proc, signal.SIGKILL)  # stragglers in the group, even if the leader left
-            if m.proc.poll() is None:
-                m.proc.wait()
+    def stop_all(self, timeout: float = 10.0, keep_first: int = 1) -> None:
+        """Stop every group: all but the first ``keep_first`` (the bus) together, then those.
+
+        Each wave gets SIGTERM, ``timeout`` seconds, then SIGKILL for whatever of its groups is left.
+        """
+        first, rest = self.children[:keep_first], self.children[keep_first:]
+        for wave in (list(reversed(rest)), list(reversed(first))):
+            _stop_wave(wave, timeout)
         self.children.clear()
+
+
+def _stop_wave(wave: list[Managed], timeout: float) -> None:
+    for m in wave:
+        _signal_group(m.proc, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    for m in wave:
+        try:
+            m.proc.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            pass
+    for m in wave:
+        _signal_group(m.proc, signal.SIGKILL)  # stragglers in the group, even if the leader left
+        if m.proc.poll() is None:
+            m.proc.wait()
 
 
 def _signal_group(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
