@@ -24,7 +24,7 @@ from meshplane.pilot.xds.ads import AdsServicer, add_to_server
 from meshplane.pilot.xds.debounce import Debouncer
 from meshplane.pilot.xds.discovery import DiscoveryServer
 from meshplane.proto.bus.v1 import status_pb2
-from meshplane.shared.bus import Buckets, Bus, BusOptions, make_key
+from meshplane.shared.bus import Buckets, Bus, BusOptions, BusUnavailable, make_key
 from meshplane.shared.components import ComponentAnnouncer
 
 log = logging.getLogger("meshplane.pilot")
@@ -55,7 +55,13 @@ class Pilot:
             uvicorn.Config(app, host=s.http_host, port=s.http_port, log_level="warning", lifespan="off")
         )
         http_task = asyncio.create_task(http.serve())
-        bus = await Bus.connect(BusOptions(url=s.nats_url, name=f"meshplane-pilot-{s.pilot_id}"))
+        try:
+            bus = await Bus.connect(BusOptions(url=s.nats_url, name=f"meshplane-pilot-{s.pilot_id}"))
+        except BusUnavailable as exc:
+            log.error("cannot reach the bus at %s (--nats-url / NATS_URL): %s", s.nats_url, exc)
+            http.should_exit = True
+            await _bounded(http_task, 3, "HTTP server stop")
+            raise SystemExit(1) from None
         buckets = Buckets(bus)
         watcher = Watcher(buckets, self.state, self.metrics)
         tasks = [asyncio.create_task(watcher.run())]
