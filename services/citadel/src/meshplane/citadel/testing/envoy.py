@@ -241,3 +241,42 @@ def with_sds_token(bootstrap: dict[str, Any], token: str) -> dict[str, Any]:
 
     visit(bootstrap)
     return bootstrap
+
+
+def with_sds_token_file(bootstrap: dict[str, Any], token_file: Path, sds_socket: Path) -> dict[str, Any]:
+    """Make SDS streams carry the token read from ``token_file`` (re-read by Envoy for each stream).
+
+    Uses Envoy's ``google_grpc`` client with the file-based metadata call credentials plugin, as
+    Istio 1.4's per-node SDS did, so a refreshed projected token reaches the agent.
+    """
+    google = {
+        "target_uri": f"unix:{sds_socket}",
+        "stat_prefix": "sds",
+        "channel_credentials": {"local_credentials": {}},
+        "credentials_factory_name": "envoy.grpc_credentials.file_based_metadata",
+        "call_credentials": [
+            {
+                "from_plugin": {
+                    "name": "envoy.grpc_credentials.file_based_metadata",
+                    "typed_config": {
+                        "@type": "type.googleapis.com/envoy.config.grpc_credential.v3.FileBasedMetadataConfig",
+                        "secret_data": {"filename": str(token_file)},
+                        "header_prefix": "Bearer ",
+                    },
+                }
+            }
+        ],
+    }
+
+    def visit(node: object) -> None:
+        if isinstance(node, dict):
+            if "grpc_services" in node:
+                node["grpc_services"] = [{"google_grpc": google}]
+            for value in node.values():
+                visit(value)
+        elif isinstance(node, list):
+            for item in node:
+                visit(item)
+
+    visit(bootstrap)
+    return bootstrap
