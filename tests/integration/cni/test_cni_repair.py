@@ -10,8 +10,10 @@ from pathlib import Path
 import pytest
 
 from meshplane.cni.agent.events import CNI_BUCKET
+from meshplane.cni.plugin import agentclient
 from meshplane.cni.rules.iptables import parse_save, render
 from meshplane.cni.testing import (
+    AgentProcess,
     agent,
     netconf,
     pod_netns,
@@ -40,6 +42,10 @@ def bus_event(url: str, node: str, namespace: str, pod: str) -> cni_pb2.CNIEvent
             await bus.close()
 
     return asyncio.run(read())
+
+
+def sweeps_done(a: AgentProcess) -> int:
+    return int(str(agentclient.health(str(a.run_dir / "agent.sock"))["repair_sweeps"]))
 
 
 def ours(pod: object) -> str:
@@ -85,6 +91,8 @@ def test_plugin_add_is_published_and_not_repaired_twice(tmp_path: Path, nats_ser
             assert run_plugin("ADD", netconf(a.run_dir, None), pod.path, ("default", "plain"))[0] == 0
             skipped = wait(lambda: bus_event(nats_server.url, "n1", "default", "plain"), 30, "skip event")
             assert skipped.kind == Kind.SKIPPED and "inject" in skipped.reason
+            sweeps = sweeps_done(a)
+            wait(lambda: sweeps_done(a) >= sweeps + 2, 30, "two more repair sweeps")
             assert run_plugin("DEL", netconf(a.run_dir, None), pod.path, ("default", "web"))[0] == 0
             wait(
                 lambda: bus_event(nats_server.url, "n1", "default", "web").kind == Kind.DELETED,  # type: ignore[union-attr]

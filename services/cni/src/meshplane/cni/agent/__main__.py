@@ -89,9 +89,14 @@ def main(argv: list[str] | None = None) -> int:
         async def on_event(report: dict[str, object]) -> None:
             await events.record(event_from_plugin(args.node_name, report))
 
-        server = AgentServer(args.run_dir / AGENT_SOCKET_NAME, cache, on_event)
         installer = Installer(args.cni_bin_dir, args.cni_conf_dir, args.run_dir, args.cni_conf_name, excluded)
         repairer = Repairer(cache, events, args.node_name, excluded, repair=args.repair == "true")
+        server = AgentServer(
+            args.run_dir / AGENT_SOCKET_NAME,
+            cache,
+            on_event,
+            status=lambda: {"repair_sweeps": repairer.sweeps},
+        )
         try:
             async with server.serving(), asyncio.TaskGroup() as tasks:
                 if args.pods_file:

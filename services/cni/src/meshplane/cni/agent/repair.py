@@ -2,7 +2,9 @@
 repair them in place, or report them.
 
 A pod needs a look when it should be captured (same skip rules as the plugin) and the agent has
-no record of the plugin capturing it.  Its netns is found by its IP (named netns under
+no record of the plugin capturing it.  A pod's IP exists a moment before our plugin runs (the
+network plugin before us in the chain assigns it), so a pod is acted on only when a second sweep
+still finds it without rules.  Its netns is found by its IP (named netns under
 ``/run/netns`` and every process's ``/proc/<pid>/ns/net``); the rules in it are compared with
 what its annotations ask for; missing or wrong rules are re-applied (``--repair``) or the pod is
 reported BROKEN.  Blocking iptables/nsenter work runs in a thread.
@@ -108,6 +110,8 @@ class Repairer:
         self.node = node
         self.exclude_namespaces = tuple(exclude_namespaces)
         self.repair = repair
+        self.sweeps = 0
+        self._suspects: set[tuple[str, str, str]] = set()
 
     def needs_look(self, pod: PodInfo) -> bool:
         """Should be captured and the plugin was never seen capturing it."""
@@ -118,16 +122,22 @@ class Repairer:
 
     async def sweep(self) -> None:
         """One pass over the pods."""
+        suspects: set[tuple[str, str, str]] = set()
         for pod in self.cache.pods():
             if not self.needs_look(pod):
                 continue
             path = await asyncio.to_thread(find_netns, pod.ips)
             if path is None:
                 continue  # not running here (yet): nothing to repair
+            if (pod.namespace, pod.name, path) not in self._suspects:
+                suspects.add((pod.namespace, pod.name, path))  # the plugin may be about to run
+                continue
             kind, reason = await asyncio.to_thread(check_and_repair, pod, path, self.repair)
             await self.events.record(
                 make_event(kind, self.node, pod.namespace, pod.name, reason=reason, netns=path)
             )
+        self._suspects = suspects
+        self.sweeps += 1
 
     async def run(self, interval: float) -> None:
         """Sweep once the cache is synced, then every ``interval`` seconds."""

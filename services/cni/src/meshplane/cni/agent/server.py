@@ -30,11 +30,19 @@ REASONS = {200: "OK", 204: "No Content", 400: "Bad Request", 404: "Not Found", 4
 class AgentServer:
     """Serves pod metadata and takes plugin events on a Unix socket."""
 
-    def __init__(self, socket_path: Path, cache: PodCache, on_event: EventHandler, pod_wait: float = 2.0):
+    def __init__(
+        self,
+        socket_path: Path,
+        cache: PodCache,
+        on_event: EventHandler,
+        pod_wait: float = 2.0,
+        status: Callable[[], dict[str, Any]] | None = None,
+    ) -> None:
         self.socket_path = socket_path
         self.cache = cache
         self.on_event = on_event
         self.pod_wait = pod_wait
+        self.status = status or dict
 
     @contextlib.asynccontextmanager
     async def serving(self) -> AsyncIterator[None]:
@@ -83,7 +91,7 @@ class AgentServer:
         body = await reader.readexactly(length) if length else b""
         parts = [unquote(p) for p in target.split("?", 1)[0].strip("/").split("/")]
         if parts == ["healthz"]:
-            return 200, {"status": "ok", "synced": self.cache.synced.is_set()}
+            return 200, {"status": "ok", "synced": self.cache.synced.is_set(), **self.status()}
         if len(parts) == 4 and parts[:2] == ["v1", "pods"]:
             if method != "GET":
                 return 405, {"error": "use GET"}

@@ -8,7 +8,7 @@ failed ADD leaves no half-applied rules.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from meshplane.cni.netns import Netns, NetnsError, join
 from meshplane.cni.plugin import agentclient
@@ -26,8 +26,7 @@ from meshplane.cni.rules.pods import PodInfo, skip_reason
 from meshplane.cni.rules.settings import AnnotationError, CaptureSettings, settings_from_annotations
 
 
-@dataclass(frozen=True, slots=True)
-class Decision:
+class Decision(NamedTuple):
     """What to do for a pod: ``settings`` when captured, else the ``reason`` it is skipped."""
 
     pod: tuple[str, str] | None

@@ -56,6 +56,13 @@ def fetch_pod(socket_path: str, namespace: str, name: str) -> dict[str, object] 
     return data
 
 
+def health(socket_path: str) -> dict[str, object]:
+    """The agent's ``/healthz`` document."""
+    status, payload = _request(socket_path, "GET", "/healthz")
+    data = json.loads(payload) if status == 200 else {}
+    return data if isinstance(data, dict) else {}
+
+
 def report(socket_path: str, event: dict[str, object]) -> None:
     """Tell the agent what the plugin did (best effort: the caller decides what a failure means)."""
     _request(socket_path, "POST", "/v1/events", json.dumps(event).encode())

@@ -10,7 +10,7 @@ from __future__ import annotations
 import ipaddress
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from meshplane.cni.plugin.errors import (
     DECODE_FAILURE,
@@ -27,15 +27,14 @@ DEFAULT_AGENT_RUN_DIR = "/var/run/meshplane-cni"
 AGENT_SOCKET_NAME = "agent.sock"
 
 
-@dataclass(frozen=True, slots=True)
-class Invocation:
+class Invocation(NamedTuple):
     """The ``CNI_*`` environment of one call."""
 
     command: str
     container_id: str = ""
     netns: str = ""
     ifname: str = ""
-    args: Mapping[str, str] = field(default_factory=dict)
+    args: Mapping[str, str] = {}  # never mutated
     path: tuple[str, ...] = ()
 
     @property
@@ -45,8 +44,7 @@ class Invocation:
         return (namespace, name) if namespace and name else None
 
 
-@dataclass(frozen=True, slots=True)
-class NetConf:
+class NetConf(NamedTuple):
     """The plugin's network configuration."""
 
     cni_version: str

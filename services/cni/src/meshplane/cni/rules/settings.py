@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Mapping
-from dataclasses import dataclass
+from typing import NamedTuple
 
 PROXY_UID = "1337"
 PROXY_GID = "1337"
@@ -45,9 +45,8 @@ class AnnotationError(ValueError):
         self.value = value
 
 
-@dataclass(frozen=True, slots=True)
-class CaptureSettings:
-    """Everything the rule generator needs; defaults are Istio's."""
+class CaptureSettings(NamedTuple):
+    """Everything the rule generator needs; defaults are Istio's (a NamedTuple: cheap to import)."""
 
     mode: str = "REDIRECT"
     proxy_port: int = OUTBOUND_PORT
