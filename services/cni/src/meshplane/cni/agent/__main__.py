@@ -47,6 +47,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--repair", choices=("true", "false"), default=env("CNI_REPAIR_PODS", "true"))
     p.add_argument("--repair-interval", type=float, default=float(env("CNI_REPAIR_INTERVAL", "10")))
+    p.add_argument("--cni-check-interval", type=float, default=float(env("CNI_CHECK_INTERVAL", "2")))
     p.add_argument("--no-install", action="store_true", help="serve only; do not touch the CNI dirs")
     return p.parse_args(argv)
 
@@ -66,11 +67,20 @@ async def watch_pods_file(cache: PodCache, path: Path, stop: asyncio.Event) -> N
         await load()
 
 
-async def watch_conf_dir(installer: Installer, stop: asyncio.Event) -> None:
-    """Put our entry back whenever the node's CNI config changes without it."""
+async def watch_conf_dir(installer: Installer, stop: asyncio.Event, interval: float) -> None:
+    """Put our entry back whenever the node's CNI config changes without it; also re-check every
+    ``interval`` seconds, which covers changes made before the watch was in place."""
     from watchfiles import awatch
 
-    async for _ in awatch(installer.conf_dir, stop_event=stop, debounce=200, step=50):
+    changes = awatch(
+        installer.conf_dir,
+        stop_event=stop,
+        debounce=200,
+        step=50,
+        rust_timeout=int(interval * 1000),
+        yield_on_timeout=True,
+    )
+    async for _ in changes:
         if installer.ensure_entry():
             log.info("re-inserted %s into %s", "meshplane-cni", installer.config_path)
 
@@ -79,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     """Console-script entry point."""
     args = parse_args(argv)
     configure_logging()
+    logging.getLogger("watchfiles").setLevel(logging.WARNING)  # one line per file event is noise
     excluded = [n.strip() for n in args.exclude_namespaces.split(",") if n.strip()]
 
     async def run(stop: asyncio.Event) -> None:
@@ -107,7 +118,9 @@ def main(argv: list[str] | None = None) -> int:
                     tasks.create_task(run_kube_source(cache, args.node_name, args.kubeconfig), name="pods")
                 if not args.no_install:
                     installer.install()
-                    tasks.create_task(watch_conf_dir(installer, stop), name="cni-conf")
+                    tasks.create_task(
+                        watch_conf_dir(installer, stop, args.cni_check_interval), name="cni-conf"
+                    )
                 tasks.create_task(repairer.run(args.repair_interval), name="repair")
                 log.info("ready", extra={"socket": str(server.socket_path)})
                 await stop.wait()
