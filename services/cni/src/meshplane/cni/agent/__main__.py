@@ -122,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
                         watch_conf_dir(installer, stop, args.cni_check_interval), name="cni-conf"
                     )
                 tasks.create_task(repairer.run(args.repair_interval), name="repair")
+                tasks.create_task(server.dispatch_events(), name="plugin-events")
                 log.info("ready", extra={"socket": str(server.socket_path)})
                 await stop.wait()
                 raise _Stopped  # leaving the group with an error cancels every task in it

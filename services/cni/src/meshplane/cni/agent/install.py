@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shlex
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,17 +35,20 @@ def write_atomic(path: Path, text: str, mode: int) -> None:
 
 
 def launcher_script(python: str) -> str:
-    """A tiny sh launcher running this environment's plugin.
+    """The plugin executable: a Python script run by this environment's interpreter.
 
     The plugin needs only the stdlib and its own package, so the interpreter starts with ``-S``
-    (no site processing: a few ms less per pod) with the package's import root on the path.
+    (no site processing) and the package's import root is put on the path; no shell in between.
     """
     from meshplane.cni.plugin import main as plugin_main
 
     root = str(Path(plugin_main.__file__).resolve().parents[3])
-    code = f"import sys; sys.path.insert(0, {root!r}); "
-    code += "from meshplane.cni.plugin.main import main; sys.exit(main())"
-    return f'#!/bin/sh\nexec {shlex.quote(python)} -S -c {shlex.quote(code)} "$@"\n'
+    return (
+        f"#!{python} -S\n"
+        f'"""meshplane-cni, installed by meshplane-cni-agent."""\n'
+        f"import sys\n\nsys.path.insert(0, {root!r})\n"
+        "from meshplane.cni.plugin.main import main\n\nsys.exit(main())\n"
+    )
 
 
 def kubeconfig_text(server: str, token: str, ca_data: str) -> str:
