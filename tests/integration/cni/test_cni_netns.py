@@ -145,3 +145,23 @@ def test_not_injected_pod_is_left_alone(node_agent: AgentProcess) -> None:
         )
         assert (code, out) == (0, prev)
         assert not [line for line in pod.save("nat") if "ISTIO" in line]
+
+
+def test_tproxy_mode_sets_up_and_removes_policy_routing(node_agent: AgentProcess) -> None:
+    with pod_netns(ipv6=True) as pod:
+        conf = netconf(node_agent.run_dir, prev_result(pod, ipv6=True))
+        assert run_plugin("ADD", conf, pod.path, ("default", "tproxy"))[0] == 0
+        for flag in ("-4", "-6"):
+            assert "fwmark 0x539 lookup 133" in pod.exec("ip", flag, "rule", "show")
+            assert "local default dev lo" in pod.exec("ip", flag, "route", "show", "table", "133")
+        assert run_plugin("CHECK", conf, pod.path, ("default", "tproxy")) == (0, None)
+        pod.exec("ip", "-4", "rule", "del", "fwmark", "1337", "lookup", "133")
+        code, out = run_plugin("CHECK", conf, pod.path, ("default", "tproxy"))
+        assert code == 1 and "fwmark 1337 lookup 133" in out["details"]
+        assert run_plugin("ADD", conf, pod.path, ("default", "tproxy"))[0] == 0
+        assert run_plugin("CHECK", conf, pod.path, ("default", "tproxy")) == (0, None)
+        assert run_plugin("DEL", conf, pod.path, ("default", "tproxy")) == (0, None)
+        for flag in ("-4", "-6"):
+            assert "lookup 133" not in pod.exec("ip", flag, "rule", "show")
+            assert pod.exec("ip", flag, "route", "show", "table", "133").strip() == ""
+        assert not [line for line in pod.save("mangle") if "ISTIO" in line]

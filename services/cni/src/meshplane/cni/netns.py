@@ -77,6 +77,23 @@ class Netns:
         """``iptables-save`` of every table in the netns (one exec)."""
         return self._run([_tool("ip6tables-save" if family == IPV6 else "iptables-save")])
 
+    def has_tproxy_routing(self, family: int, mark: int, table: int) -> bool:
+        """Whether the policy rule sending TPROXY-marked packets to ``table`` is in place."""
+        rules = self._run([_tool("ip"), "-6" if family == IPV6 else "-4", "rule", "show"])
+        return f"fwmark {mark:#x} lookup {table}" in rules
+
+    def set_tproxy_routing(self, family: int, mark: int, table: int, present: bool) -> None:
+        """Add (idempotently) or remove Istio's TPROXY routing: marked packets are local."""
+        ip = [_tool("ip"), "-6" if family == IPV6 else "-4"]
+        has_rule = self.has_tproxy_routing(family, mark, table)
+        if present:
+            if not has_rule:
+                self._run([*ip, "rule", "add", "fwmark", str(mark), "lookup", str(table)])
+            self._run([*ip, "route", "replace", "local", "default", "dev", "lo", "table", str(table)])
+        elif has_rule:
+            self._run([*ip, "rule", "del", "fwmark", str(mark), "lookup", str(table)])
+            self._run([*ip, "route", "flush", "table", str(table)])
+
     def restore(self, family: int, text: str) -> None:
         """Apply ``text`` with ``iptables-restore --noflush`` (atomic per table)."""
         if not text:

@@ -83,14 +83,19 @@ def enter_netns(invocation: Invocation) -> Netns:
 def apply(netns: Netns, settings: CaptureSettings, families: tuple[int, ...]) -> None:
     """Apply the rules per family; on failure undo the families already applied."""
     done: list[int] = []
+    tproxy = settings.mode == "TPROXY"
     try:
         for family in families:
-            netns.restore(family, restore_add(settings, parse_save(netns.save(family)), family))
+            current = parse_save(netns.save(family))
             done.append(family)
+            netns.restore(family, restore_add(settings, current, family))
+            if tproxy or current["mangle"].chains:  # also undo routing of an earlier TPROXY ADD
+                netns.set_tproxy_routing(family, settings.tproxy_mark, settings.tproxy_table, tproxy)
     except NetnsError as exc:
         for family in done:
             try:
                 netns.restore(family, restore_delete(parse_save(netns.save(family))))
+                netns.set_tproxy_routing(family, settings.tproxy_mark, settings.tproxy_table, False)
             except NetnsError:
                 pass
         raise CNIError(RULES_FAILED, f"applying capture rules: {exc}") from None

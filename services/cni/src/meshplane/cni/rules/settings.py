@@ -61,6 +61,7 @@ class CaptureSettings(NamedTuple):
     exclude_outbound_ports: tuple[int, ...] = (STATUS_PORT,)
     exclude_interfaces: tuple[str, ...] = ()
     tproxy_mark: int = 1337
+    tproxy_table: int = 133
 
 
 def _items(value: str) -> list[str]:
