@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import secrets
 import statistics
 import subprocess
@@ -32,15 +33,22 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
+CPU: list[float] = []  # CPU ms (user+sys of the process and everything it waited for) per call
+
+
 def timed(argv: list[str], env: dict[str, str] | None = None, stdin: str = "") -> tuple[float, int, str]:
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     done = subprocess.run(argv, input=stdin, env=env, capture_output=True, text=True, check=False)
-    return (time.perf_counter() - start) * 1000, done.returncode, done.stdout
+    wall = (time.perf_counter() - start) * 1000
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    CPU.append((after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime) * 1000)
+    return wall, done.returncode, done.stdout
 
 
 def summary(name: str, values: list[float]) -> str:
     return (
-        f"{name:<28} n={len(values):<4} p50={statistics.median(values):6.1f} ms  "
+        f"{name:<32} n={len(values):<4} p50={statistics.median(values):6.1f} ms  "
         f"p90={pct(values, 0.9):6.1f} ms  p99={pct(values, 0.99):6.1f} ms  max={max(values):6.1f} ms"
     )
 
@@ -59,10 +67,18 @@ def main() -> int:
         pod_object(f"pod-{i}", namespace="bench", ip=f"10.77.{i // 250}.{i % 250 + 2}")
         for i in range(args.pods)
     ]
-    add_ms: list[float] = []
-    del_ms: list[float] = []
-    floor_python: list[float] = []
-    floor_iptables: list[float] = []
+    wall: dict[str, list[float]] = {"ADD": [], "DEL": [], "python": [], "iptables": []}
+    cpu: dict[str, list[float]] = {key: [] for key in wall}
+    rules = restore_add(settings_from_annotations({}), parse_save(""))
+
+    def measure(key: str, argv: list[str], env: dict[str, str] | None = None, stdin: str = "") -> str:
+        ms, code, out = timed(argv, env, stdin)
+        if code != 0:
+            raise RuntimeError(f"{key} failed: {out}")
+        wall[key].append(ms)
+        cpu[key].append(CPU[-1])
+        return out
+
     with (
         tempfile.TemporaryDirectory(prefix="mpcni-bench-") as tmp,
         agent(Path(tmp), pods, "--repair=false") as a,
@@ -87,30 +103,31 @@ def main() -> int:
                     "CNI_PATH": str(a.bin_dir),
                 }
                 conf = json.dumps(netconf(a.run_dir, prev))
-                ms, code, out = timed([plugin], env, conf)
-                if code != 0:
-                    print(f"ADD failed for pod-{i}: {out}")
-                    return 1
-                add_ms.append(ms)
-                ms, code, out = timed([plugin], {**env, "CNI_COMMAND": "DEL"}, conf)
-                del_ms.append(ms)
-            rules = restore_add(settings_from_annotations({}), parse_save(""))
-            for name in names[:50]:
-                floor_python.append(timed([sys.executable, "-c", "pass"])[0])
-                floor_iptables.append(
-                    timed(
-                        ["nsenter", f"--net=/run/netns/{name}", "iptables-restore", "--noflush"], stdin=rules
-                    )[0]
+                measure("ADD", [plugin], env, conf)
+                measure("DEL", [plugin], {**env, "CNI_COMMAND": "DEL"}, conf)
+                # anchors interleaved with the plugin runs, so they see the same machine load
+                measure("python", [sys.executable, "-c", "pass"])
+                measure(
+                    "iptables",
+                    ["nsenter", f"--net=/run/netns/{name}", "iptables-restore", "--noflush"],
+                    None,
+                    rules,
                 )
         finally:
             for name in names:
                 sh("ip", "netns", "del", name, check=False)
-    print(summary("ADD (plugin exec)", add_ms))
-    print(summary("DEL (plugin exec)", del_ms))
-    print(summary("anchor: python -c pass", floor_python))
-    print(summary("anchor: nsenter+restore", floor_iptables))
-    floor = statistics.median(floor_python) + statistics.median(floor_iptables)
-    print(f"ADD p50 / (python floor + iptables floor) = {statistics.median(add_ms) / floor:.2f}")
+    labels = {
+        "ADD": "ADD (plugin exec)",
+        "DEL": "DEL (plugin exec)",
+        "python": "anchor: python -c pass",
+        "iptables": "anchor: nsenter+restore",
+    }
+    for key, label in labels.items():
+        print(summary(f"{label} wall", wall[key]))
+    for key, label in labels.items():
+        print(summary(f"{label} cpu", cpu[key]))
+    floor = statistics.median(wall["python"]) + statistics.median(wall["iptables"])
+    print(f"ADD wall p50 / (python + iptables anchors) = {statistics.median(wall['ADD']) / floor:.2f}")
     return 0
 
 

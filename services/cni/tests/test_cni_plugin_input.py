@@ -62,6 +62,7 @@ def test_version_lists_the_versions_istio_templates_use() -> None:
         (env(), {"prevResult": {"ips": [{"address": "300.1.1.1/24"}]}}, 6, "prevResult.ips[0].address"),
         (env(), {"prevResult": {"ips": "10.0.0.1"}}, 6, "prevResult.ips"),
         (env(), {"exclude_namespaces": "default"}, 7, "exclude_namespaces"),
+        (env(CNI_ARGS="K8S_POD_NAMESPACE=default;K8S_POD_NAME=../../x y"), None, 4, "K8S_POD_NAME"),
     ],
 )
 def test_bad_input_is_a_cni_error_naming_what_is_wrong(

@@ -51,6 +51,19 @@ def launcher_script(python: str) -> str:
     )
 
 
+def precompile_plugin() -> None:
+    """Write the plugin's bytecode now, so no pod start pays for compiling it (as a wheel install
+    would; matters where the environment sets PYTHONDONTWRITEBYTECODE)."""
+    import compileall
+
+    from meshplane.cni.plugin import main as plugin_main
+
+    package = Path(plugin_main.__file__).resolve().parents[1]
+    for name in ("plugin", "rules"):
+        compileall.compile_dir(package / name, quiet=1)
+    compileall.compile_file(package / "netns.py", quiet=1)
+
+
 def kubeconfig_text(server: str, token: str, ca_data: str) -> str:
     """A kubeconfig for the plugin's service account (JSON is valid YAML)."""
     cluster: dict[str, Any] = {"server": server}
@@ -94,6 +107,7 @@ class Installer:
         """Binary, kubeconfig, config entry."""
         self.bin_dir.mkdir(parents=True, exist_ok=True)
         self.conf_dir.mkdir(parents=True, exist_ok=True)
+        precompile_plugin()
         write_atomic(self.binary_path, launcher_script(self.python), 0o755)
         self.write_kubeconfig()
         self.ensure_entry()

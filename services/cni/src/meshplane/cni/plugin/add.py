@@ -15,6 +15,7 @@ from meshplane.cni.plugin import agentclient
 from meshplane.cni.plugin.errors import (
     INVALID_ANNOTATION,
     INVALID_CONFIG,
+    INVALID_ENVIRONMENT,
     RULES_FAILED,
     TRY_AGAIN_LATER,
     UNKNOWN_CONTAINER,
@@ -45,6 +46,8 @@ def decide(invocation: Invocation, conf: NetConf) -> Decision:
         return Decision(pod_ref, None, f"namespace {namespace} is excluded")
     try:
         data = agentclient.fetch_pod(conf.agent_socket, namespace, name)
+    except ValueError as exc:
+        raise CNIError(INVALID_ENVIRONMENT, f"CNI_ARGS K8S_POD_NAMESPACE/K8S_POD_NAME: {exc}") from None
     except agentclient.AgentUnavailable as exc:
         raise CNIError(
             TRY_AGAIN_LATER, f"pod {namespace}/{name}: {exc}; failing closed instead of skipping capture"

@@ -1,13 +1,13 @@
 """Capture settings for one pod, built from its Istio annotations (pure, stdlib only).
 
 The plugin runs on the container runtime's hot path, so this module imports nothing heavier
-than :mod:`ipaddress`.  A value that does not parse raises :class:`AnnotationError` naming the
-annotation and the bad item, so the plugin can fail closed with a clear message.
+than :mod:`ipaddress`, and that only for pods with CIDR annotations.  A value that does not
+parse raises :class:`AnnotationError` naming the annotation and the bad item, so the plugin can
+fail closed with a clear message.
 """
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Mapping
 from typing import NamedTuple
 
@@ -82,6 +82,8 @@ def _cidrs(annotation: str, value: str, allow_all: bool) -> tuple[str, ...]:
     items = _items(value)
     if allow_all and items == [ALL]:
         return (ALL,)
+    import ipaddress
+
     cidrs: list[str] = []
     for item in items:
         try:
