@@ -9,9 +9,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from meshplane.ctl import inject, proxyconfig, status, up
+from meshplane.ctl import analyze, bootstrap, inject, proxyconfig, status, token, up, validate
 
-COMMANDS = [up, inject, status, proxyconfig]
+COMMANDS = [up, validate, analyze, inject, status, proxyconfig, bootstrap, token]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,26 +1,22 @@
-"""meshplane-citadel: skeleton entry point (starts, logs, stops cleanly)."""
+"""meshplane-citadel: the CA process (``meshplane-citadel --ca-dir DIR ...``)."""
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import logging
 import sys
 
+from meshplane.citadel import app
+from meshplane.citadel.settings import parse_settings
 from meshplane.shared.lifecycle import run_service
 from meshplane.shared.telemetry import configure_logging
 
-log = logging.getLogger("meshplane.citadel")
-
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="meshplane-citadel")
-    parser.parse_known_args(argv)
+    settings = parse_settings(argv)
     configure_logging()
 
     async def run(stop: asyncio.Event) -> None:
-        log.info("ready")
-        await stop.wait()
+        await app.run(settings, stop)
 
     return run_service("meshplane-citadel", run)
 

@@ -1,26 +1,24 @@
-"""meshplane-pilot: skeleton entry point (starts, logs, stops cleanly)."""
+"""meshplane-pilot: parse flags and Istio's PILOT_* variables, then run Pilot until stopped."""
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import logging
+import os
 import sys
 
+from meshplane.pilot.app import Pilot
+from meshplane.pilot.settings import parse_args
 from meshplane.shared.lifecycle import run_service
 from meshplane.shared.telemetry import configure_logging
 
-log = logging.getLogger("meshplane.pilot")
-
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="meshplane-pilot")
-    parser.parse_known_args(argv)
+    settings = parse_args(argv, os.environ)
     configure_logging()
+    pilot = Pilot(settings)
 
     async def run(stop: asyncio.Event) -> None:
-        log.info("ready")
-        await stop.wait()
+        await pilot.run(stop)
 
     return run_service("meshplane-pilot", run)
 

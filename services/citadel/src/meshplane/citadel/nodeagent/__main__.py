@@ -1,26 +1,73 @@
-"""meshplane-node-agent: skeleton entry point (starts, logs, stops cleanly)."""
+"""meshplane-node-agent: SDS on a Unix socket for one workload (locally) or one node (Kubernetes)."""
 
 from __future__ import annotations
 
-import argparse
 import asyncio
+import contextlib
 import logging
+import os
 import sys
 
+import grpc
+from envoy.service.secret.v3 import sds_pb2_grpc
+
+from meshplane.citadel.nodeagent.cache import SecretCache
+from meshplane.citadel.nodeagent.caclient import CAClient
+from meshplane.citadel.nodeagent.rotation import Rotator
+from meshplane.citadel.nodeagent.sds import SecretDiscoveryServicer
+from meshplane.citadel.nodeagent.settings import AgentSettings, parse_agent_settings
+from meshplane.citadel.nodeagent.trust import follow_trust_bundle
 from meshplane.shared.lifecycle import run_service
 from meshplane.shared.telemetry import configure_logging
 
 log = logging.getLogger("meshplane.citadel.nodeagent")
 
 
+async def serve(settings: AgentSettings, stop: asyncio.Event) -> None:
+    cache = SecretCache()
+    client = CAClient(settings.ca_addr, settings.ca_root, settings.token_file)
+    rotator = Rotator(cache, client, settings.key_type, settings.cert_ttl)
+    socket = settings.sds_socket
+    socket.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(FileNotFoundError):
+        socket.unlink()
+    server = grpc.aio.server()
+    sds_pb2_grpc.add_SecretDiscoveryServiceServicer_to_server(SecretDiscoveryServicer(cache), server)
+    old_umask = os.umask(0o177)  # the socket is created 0600: only this user (Envoy's) may dial it
+    try:
+        server.add_insecure_port(f"unix:{socket}")
+        await server.start()
+    finally:
+        os.umask(old_umask)
+    log.info("serving SDS on %s", socket)
+    try:
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(rotator.run(stop), name="rotation")
+            if settings.nats_url:
+                tg.create_task(
+                    follow_trust_bundle(settings.nats_url, settings.trust_domain, cache, stop), name="trust"
+                )
+            await stop.wait()
+            raise _Stop
+    except* _Stop:
+        pass
+    finally:
+        await server.stop(grace=1.0)
+        await client.close()
+        with contextlib.suppress(FileNotFoundError):
+            socket.unlink()
+
+
+class _Stop(Exception):
+    """Cancels the task group's long-running watchers at shutdown."""
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="meshplane-node-agent")
-    parser.parse_known_args(argv)
+    settings = parse_agent_settings(argv)
     configure_logging()
 
     async def run(stop: asyncio.Event) -> None:
-        log.info("ready")
-        await stop.wait()
+        await serve(settings, stop)
 
     return run_service("meshplane-node-agent", run)
 

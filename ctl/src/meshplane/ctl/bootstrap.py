@@ -1,0 +1,203 @@
+"""`meshctl bootstrap`: write the Envoy bootstrap for a sidecar or router proxy.
+
+``render_bootstrap`` is a pure function returning the bootstrap as a dict; the command writes it
+as YAML. The bootstrap names the node (Istio's node ID and metadata), points ADS at every Pilot
+given (SotW or Delta), adds ``sds-grpc`` over a Unix socket when given, and the admin address.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+DOMAIN = "svc.cluster.local"
+
+
+class BootstrapError(ValueError):
+    """An option value that cannot make a bootstrap; the message names the option."""
+
+
+@dataclass
+class BootstrapOptions:
+    proxy_type: str = "sidecar"
+    node_id: str = ""
+    pilots: list[str] = field(default_factory=lambda: ["127.0.0.1:15010"])
+    delta: bool = False
+    sds_socket: str = ""
+    admin: str = "127.0.0.1:15000"
+    namespace: str = "default"
+    service_account: str = "default"
+    labels: dict[str, str] = field(default_factory=dict)
+    ip: str = "127.0.0.1"
+    interception: str = "REDIRECT"
+    cluster_id: str = "Kubernetes"
+    mesh_id: str = "cluster.local"
+
+
+def _hostport(option: str, value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise BootstrapError(f"{option}: expected HOST:PORT, got {value!r}")
+    return host.strip("[]"), int(port)
+
+
+def _socket(host: str, port: int) -> dict[str, Any]:
+    return {"socket_address": {"address": host, "port_value": port}}
+
+
+def default_node_id(opts: BootstrapOptions, name: str) -> str:
+    return f"{opts.proxy_type}~{opts.ip}~{name}.{opts.namespace}~{opts.namespace}.{DOMAIN}"
+
+
+def render_bootstrap(opts: BootstrapOptions) -> dict[str, Any]:
+    """The Envoy v3 bootstrap as plain data; raises BootstrapError on a bad option."""
+    if opts.proxy_type not in ("sidecar", "router"):
+        raise BootstrapError(f"--type: expected sidecar or router, got {opts.proxy_type!r}")
+    if not opts.pilots:
+        raise BootstrapError("--pilot: at least one HOST:PORT is required")
+    node_id = opts.node_id or default_node_id(opts, "proxy")
+    parts = node_id.split("~")
+    if len(parts) != 4 or parts[0] != opts.proxy_type:
+        raise BootstrapError(
+            f"--node-id: expected {opts.proxy_type}~IP~POD.NAMESPACE~NAMESPACE.{DOMAIN}, got {node_id!r}"
+        )
+    pilots = [_hostport("--pilot", p) for p in opts.pilots]
+    admin_host, admin_port = _hostport("--admin", opts.admin)
+    pod = parts[2].split(".", 1)[0]
+    metadata: dict[str, Any] = {
+        "NAMESPACE": opts.namespace,
+        "LABELS": dict(opts.labels),
+        "SERVICE_ACCOUNT": opts.service_account,
+        "INSTANCE_IPS": opts.ip,
+        "WORKLOAD_NAME": opts.labels.get("app", pod),
+        "CLUSTER_ID": opts.cluster_id,
+        "MESH_ID": opts.mesh_id,
+        "INTERCEPTION_MODE": opts.interception,
+        "ISTIO_VERSION": "meshplane-0.1.0",
+    }
+    ads_source = {"ads": {}, "resource_api_version": "V3"}
+    clusters: list[dict[str, Any]] = [
+        {
+            "name": "xds-grpc",
+            "type": "STRICT_DNS",
+            "connect_timeout": "1s",
+            "dns_lookup_family": "V4_ONLY",
+            "load_assignment": {
+                "cluster_name": "xds-grpc",
+                "endpoints": [
+                    {"lb_endpoints": [{"endpoint": {"address": _socket(h, p)}} for h, p in pilots]}
+                ],
+            },
+            "typed_extension_protocol_options": {
+                "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                    "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                    "explicit_http_config": {
+                        "http2_protocol_options": {
+                            "connection_keepalive": {"interval": "30s", "timeout": "10s"}
+                        }
+                    },
+                }
+            },
+            "upstream_connection_options": {"tcp_keepalive": {"keepalive_time": 300}},
+        }
+    ]
+    if opts.sds_socket:
+        clusters.append(
+            {
+                "name": "sds-grpc",
+                "type": "STATIC",
+                "connect_timeout": "1s",
+                "load_assignment": {
+                    "cluster_name": "sds-grpc",
+                    "endpoints": [
+                        {"lb_endpoints": [{"endpoint": {"address": {"pipe": {"path": opts.sds_socket}}}}]}
+                    ],
+                },
+                "typed_extension_protocol_options": clusters[0]["typed_extension_protocol_options"],
+            }
+        )
+    return {
+        "node": {
+            "id": node_id,
+            "cluster": metadata["WORKLOAD_NAME"] + "." + opts.namespace,
+            "metadata": metadata,
+        },
+        "admin": {"address": _socket(admin_host, admin_port)},
+        "dynamic_resources": {
+            "ads_config": {
+                "api_type": "DELTA_GRPC" if opts.delta else "GRPC",
+                "transport_api_version": "V3",
+                "set_node_on_first_message_only": True,
+                "grpc_services": [{"envoy_grpc": {"cluster_name": "xds-grpc"}}],
+            },
+            "lds_config": ads_source,
+            "cds_config": ads_source,
+        },
+        "static_resources": {"clusters": clusters},
+        "layered_runtime": {
+            "layers": [{"name": "static", "static_layer": {"re2.max_program_size.error_level": 32768}}]
+        },
+    }
+
+
+def _labels(text: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in filter(None, text.split(",")):
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise BootstrapError(f"--labels: expected k=v[,k=v], got {item!r}")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("bootstrap", help="write an Envoy bootstrap for a sidecar or gateway")
+    p.add_argument("--type", dest="proxy_type", default="sidecar", choices=["sidecar", "router"])
+    p.add_argument("--node-id", default="", help="TYPE~IP~POD.NS~NS.svc.cluster.local")
+    p.add_argument("--pilot", action="append", default=[], help="HOST:PORT of a Pilot (repeatable)")
+    p.add_argument("--delta", action="store_true", help="use Delta xDS (default: state of the world)")
+    p.add_argument("--sds-socket", default="", help="Unix socket of the node agent's SDS server")
+    p.add_argument("--admin", default="127.0.0.1:15000", help="Envoy admin HOST:PORT")
+    p.add_argument("--namespace", default="default")
+    p.add_argument("--service-account", default="default")
+    p.add_argument("--labels", default="", help="k=v,k=v")
+    p.add_argument("--ip", default="127.0.0.1", help="the workload's IP (INSTANCE_IPS)")
+    p.add_argument(
+        "--interception",
+        default="REDIRECT",
+        choices=["REDIRECT", "TPROXY", "NONE"],
+        help="NONE: no iptables, listeners bind the workload IP (local mesh)",
+    )
+    p.add_argument("-o", "--output", default="-", help="file to write (default: stdout)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        opts = BootstrapOptions(
+            proxy_type=args.proxy_type,
+            node_id=args.node_id,
+            pilots=args.pilot or ["127.0.0.1:15010"],
+            delta=args.delta,
+            sds_socket=args.sds_socket,
+            admin=args.admin,
+            namespace=args.namespace,
+            service_account=args.service_account,
+            labels=_labels(args.labels),
+            ip=args.ip,
+            interception=args.interception,
+        )
+        text = yaml.safe_dump(render_bootstrap(opts), sort_keys=False)
+    except BootstrapError as exc:
+        print(f"meshctl bootstrap: {exc}", file=sys.stderr)
+        return 2
+    if args.output == "-":
+        sys.stdout.write(text)
+    else:
+        Path(args.output).write_text(text)
+    return 0

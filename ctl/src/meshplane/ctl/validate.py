@@ -1,0 +1,158 @@
+"""`meshctl validate`: check Istio YAML/JSON files with the same rules as Galley's webhook.
+
+Exit codes: 0 every Istio resource is valid (warnings allowed), 1 some resource is invalid
+(including documents that cannot be parsed), 2 usage or read errors (a missing or unreadable path).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from meshplane.shared.config import (
+    MAX_DOCUMENT_BYTES,
+    MAX_FILE_BYTES,
+    Document,
+    load_path,
+    load_text,
+    validate_object,
+)
+
+SUFFIXES = (".yaml", ".yml", ".json")
+EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
+
+_HELP = f"""\
+Validate Istio configuration files offline, with the rules Istio's admission webhook applies.
+
+PATH may be a file, a directory (searched recursively for *.yaml, *.yml, *.json) or '-' for
+standard input. Kubernetes kinds outside Istio's API groups are listed as valid.
+Limits: files over {MAX_FILE_BYTES // (1024 * 1024)} MiB and documents over \
+{MAX_DOCUMENT_BYTES // (1024 * 1024)} MiB are rejected.
+Exit status: 0 all valid (warnings allowed), 1 something invalid, 2 usage or read error.
+"""
+
+
+@dataclass
+class Entry:
+    """The verdict on one document, as printed."""
+
+    file: str
+    index: int
+    kind: str
+    api_version: str
+    namespace: str
+    name: str
+    valid: bool
+    errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    istio: bool = True
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "file": self.file,
+            "index": self.index,
+            "kind": self.kind,
+            "apiVersion": self.api_version,
+            "namespace": self.namespace,
+            "name": self.name,
+            "valid": self.valid,
+            "errors": self.errors,
+            "warnings": self.warnings,
+        }
+
+    def as_text(self) -> str:
+        mark = "\u2714" if self.valid else "\u2718"
+        what = f"{self.kind or '<unknown kind>'} {self.namespace}/{self.name or '<unnamed>'}"
+        line = f"{mark} {what} ({self.file}#{self.index})"
+        if not self.istio and self.valid:
+            line += " (not an Istio kind)"
+        if self.errors:
+            line += ": " + "; ".join(self.errors)
+        return "\n".join([line, *(f"  \u26a0 warning: {w}" for w in self.warnings)])
+
+
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "validate",
+        help="validate Istio configuration files",
+        description=_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "-f", "--filename", action="append", required=True, metavar="PATH", help="file, directory or '-'"
+    )
+    p.add_argument("-o", "--output", choices=("text", "json"), default="text", help="output format")
+    p.add_argument(
+        "-x", "--referential", action="store_true", help="accepted for istioctl compatibility (no effect)"
+    )
+    p.set_defaults(func=run)
+
+
+def _files(target: str) -> Iterator[Path]:
+    path = Path(target)
+    if path.is_dir():
+        yield from sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in SUFFIXES)
+    else:
+        yield path
+
+
+def _entry(doc: Document) -> Entry:
+    if doc.obj is None:
+        return Entry(doc.source, doc.index, "", "", "", "", False, [doc.error or "unreadable document"])
+    obj = doc.obj
+    raw_meta = obj.get("metadata")
+    meta: dict[str, Any] = raw_meta if isinstance(raw_meta, dict) else {}
+    result = validate_object(obj)
+    return Entry(
+        file=doc.source,
+        index=doc.index,
+        kind=str(obj.get("kind") or ""),
+        api_version=str(obj.get("apiVersion") or ""),
+        namespace=str(meta.get("namespace") or "default"),
+        name=str(meta.get("name") or ""),
+        valid=result.valid,
+        errors=[str(i) for i in result.errors],
+        warnings=[str(i) for i in result.warnings],
+        istio=result.kind is not None,
+    )
+
+
+def _documents(targets: list[str]) -> tuple[list[Document], list[str]]:
+    docs: list[Document] = []
+    read_errors: list[str] = []
+    for target in targets:
+        if target == "-":
+            docs.extend(load_text(sys.stdin.buffer.read(), "<stdin>"))
+            continue
+        if not Path(target).exists():
+            read_errors.append(f"{target}: no such file or directory")
+            continue
+        for path in _files(target):
+            try:
+                docs.extend(load_path(path))
+            except OSError as exc:
+                read_errors.append(f"{path}: cannot read: {exc.strerror or exc}")
+    return docs, read_errors
+
+
+def run(args: argparse.Namespace) -> int:
+    docs, read_errors = _documents(list(args.filename))
+    entries = [_entry(doc) for doc in docs]
+    if args.output == "json":
+        print(json.dumps([e.as_json() for e in entries], indent=2, ensure_ascii=False))
+    else:
+        for entry in entries:
+            print(entry.as_text())
+    for message in read_errors:
+        print(f"error: {message}", file=sys.stderr)
+    invalid = sum(1 for e in entries if not e.valid)
+    if args.output == "text":
+        print(f"{len(entries)} resource(s) checked, {invalid} invalid", file=sys.stderr)
+    if read_errors:
+        return EXIT_USAGE
+    return EXIT_INVALID if invalid else EXIT_OK

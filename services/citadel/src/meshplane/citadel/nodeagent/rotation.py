@@ -1,0 +1,89 @@
+"""Getting and renewing the workload certificate: key made here, CSR to Citadel, rotate at half life.
+
+The key never leaves this process except to Envoy over the SDS socket. Renewal is scheduled at
+half the remaining lifetime (minus up to 10 % jitter); failures back off exponentially (with
+jitter, capped) while the cached certificate keeps being served.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import random
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+from meshplane.citadel.nodeagent.cache import SecretCache, WorkloadCert
+from meshplane.citadel.nodeagent.caclient import CAClient, CAClientError
+
+log = logging.getLogger(__name__)
+
+BACKOFF_INITIAL = 0.5
+BACKOFF_MAX = 5.0
+
+
+def make_key_and_csr(key_type: str) -> tuple[bytes, str]:
+    key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
+    key = (
+        ec.generate_private_key(ec.SECP256R1()) if key_type == "ec" else rsa.generate_private_key(65537, 2048)
+    )
+    csr = x509.CertificateSigningRequestBuilder().subject_name(x509.Name([])).sign(key, hashes.SHA256())
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    return key_pem, csr.public_bytes(serialization.Encoding.PEM).decode()
+
+
+def refresh_delay(cert: WorkloadCert, now: dt.datetime) -> float:
+    """Seconds until renewal: half of the remaining lifetime, minus up to 10 % jitter."""
+    remaining = (cert.not_after - cert.received).total_seconds()
+    half = remaining / 2
+    target = cert.received + dt.timedelta(seconds=half - random.uniform(0, 0.1 * half))
+    return max(0.0, (target - now).total_seconds())
+
+
+class Rotator:
+    def __init__(self, cache: SecretCache, client: CAClient, key_type: str, ttl: dt.timedelta) -> None:
+        self._cache = cache
+        self._client = client
+        self._key_type = key_type
+        self._ttl = int(ttl.total_seconds())
+
+    async def fetch(self) -> WorkloadCert:
+        key_pem, csr = await asyncio.to_thread(make_key_and_csr, self._key_type)
+        chain = await self._client.sign(csr, self._ttl)
+        cert = WorkloadCert.from_chain(key_pem, chain, dt.datetime.now(dt.UTC))
+        await self._cache.set_cert(cert)
+        log.info("workload certificate %s issued, expires %s", cert.version, cert.not_after.isoformat())
+        return cert
+
+    async def run(self, stop: asyncio.Event) -> None:
+        backoff = BACKOFF_INITIAL
+        delay = 0.0
+        while not stop.is_set():
+            if await _stopped_within(stop, delay):
+                return
+            try:
+                cert = await self.fetch()
+            except CAClientError as exc:
+                delay = backoff * random.uniform(0.8, 1.2)
+                backoff = min(backoff * 2, BACKOFF_MAX)
+                log.warning(
+                    "certificate request failed (retry in %.1fs), serving the cached one: %s", delay, exc
+                )
+                continue
+            backoff = BACKOFF_INITIAL
+            delay = refresh_delay(cert, dt.datetime.now(dt.UTC))
+
+
+async def _stopped_within(stop: asyncio.Event, seconds: float) -> bool:
+    if seconds <= 0:
+        return stop.is_set()
+    try:
+        await asyncio.wait_for(stop.wait(), seconds)
+    except TimeoutError:
+        return False
+    return True

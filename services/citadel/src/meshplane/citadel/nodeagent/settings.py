@@ -1,0 +1,65 @@
+"""Node agent settings: flags plus Istio's ``SECRET_TTL``, each declared once."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from meshplane.citadel.durations import parse_duration
+
+#: env var → (default, description)
+ENV: dict[str, tuple[str, str]] = {
+    "SECRET_TTL": ("24h", "workload certificate lifetime the agent asks for"),
+    "NATS_URL": ("", "the bus, for the trust bundle; unset means the CA response's root is used"),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class AgentSettings:
+    sds_socket: Path
+    ca_addr: str
+    ca_root: Path
+    token_file: Path
+    nats_url: str
+    key_type: str
+    cert_ttl: dt.timedelta
+    trust_domain: str
+
+
+def parse_agent_settings(argv: list[str] | None, environ: Mapping[str, str] | None = None) -> AgentSettings:
+    environ = os.environ if environ is None else environ
+    p = argparse.ArgumentParser(prog="meshplane-node-agent", description="SDS server for Envoy")
+    p.add_argument("--sds-socket", required=True, help="Unix socket Envoy's sds-grpc cluster dials")
+    p.add_argument("--ca-addr", required=True, help="Citadel's CreateCertificate address, HOST:PORT")
+    p.add_argument("--ca-root", required=True, help="PEM root to trust for Citadel's TLS")
+    p.add_argument("--token-file", required=True, help="bearer token, re-read for every CSR")
+    p.add_argument("--nats-url", default=None, help="the bus (env NATS_URL)")
+    p.add_argument(
+        "--key-type", choices=["ec", "rsa"], default="ec", help="workload key: EC P-256 or RSA 2048"
+    )
+    p.add_argument("--cert-ttl", default=None, help="certificate lifetime to ask for (env SECRET_TTL, 24h)")
+    p.add_argument("--trust-domain", default="cluster.local")
+    args = p.parse_args(argv)
+    ttl_text = args.cert_ttl or environ.get("SECRET_TTL") or ENV["SECRET_TTL"][0]
+    try:
+        ttl = parse_duration(ttl_text)
+    except ValueError as exc:
+        p.error(f"--cert-ttl / SECRET_TTL: {exc}")
+    if ttl < dt.timedelta(seconds=2):
+        p.error(f"--cert-ttl / SECRET_TTL: {ttl_text!r} is too short (minimum 2s)")
+    if ":" not in args.ca_addr:
+        p.error(f"--ca-addr {args.ca_addr!r}: expected HOST:PORT")
+    return AgentSettings(
+        sds_socket=Path(args.sds_socket),
+        ca_addr=args.ca_addr,
+        ca_root=Path(args.ca_root),
+        token_file=Path(args.token_file),
+        nats_url=args.nats_url or environ.get("NATS_URL", ""),
+        key_type=args.key_type,
+        cert_ttl=ttl,
+        trust_domain=args.trust_domain,
+    )

@@ -1,0 +1,245 @@
+"""Who is calling: authenticators that turn a gRPC caller into a SPIFFE identity.
+
+Tried in order; the first that succeeds wins (as in Istio). Each returns the identity, returns
+None ("not my kind of credential"), or raises :class:`AuthenticationError` with a detailed
+reason that is logged, never sent to the caller.
+
+* :class:`ClientCertAuthenticator`: a client certificate issued by this CA (renewal).
+* :class:`JwtAuthenticator`: ``authorization: Bearer <JWT>`` checked against configured issuers'
+  JWKS (a file or an https URL), audience in ``TOKEN_AUDIENCES``.
+* :class:`TokenReviewAuthenticator`: the same bearer token sent to Kubernetes TokenReview.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import hashlib
+import json
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import jwt
+from cryptography import x509
+
+from meshplane.citadel.ca.authority import CertificateAuthority
+from meshplane.citadel.ca.errors import AuthenticationError
+
+SA_PREFIX = "system:serviceaccount:"
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """What the transport tells us about a caller."""
+
+    metadata: Mapping[str, str]
+    #: PEM of the TLS client certificate, if the caller presented one (read lazily: it is costly).
+    peer_cert: Callable[[], bytes | None] = lambda: None
+
+
+class Authenticator(Protocol):
+    async def authenticate(self, caller: Caller) -> str | None: ...
+
+
+def spiffe_id(trust_domain: str, namespace: str, service_account: str) -> str:
+    return f"spiffe://{trust_domain}/ns/{namespace}/sa/{service_account}"
+
+
+def identity_from_username(trust_domain: str, username: str) -> str:
+    """``system:serviceaccount:NS:SA`` → SPIFFE ID; anything else is refused."""
+    parts = username.removeprefix(SA_PREFIX).split(":") if username.startswith(SA_PREFIX) else []
+    if len(parts) != 2 or not all(parts):
+        raise AuthenticationError(f"subject {username!r} is not system:serviceaccount:<ns>:<sa>")
+    return spiffe_id(trust_domain, parts[0], parts[1])
+
+
+def bearer_token(metadata: Mapping[str, str]) -> str | None:
+    value = metadata.get("authorization")
+    if value is None:
+        return None
+    scheme, _, token = value.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise AuthenticationError("authorization metadata is not 'Bearer <token>'")
+    return token.strip()
+
+
+class ClientCertAuthenticator:
+    """A client certificate chaining to this CA; identity = its SPIFFE URI SAN."""
+
+    def __init__(self, authority: CertificateAuthority) -> None:
+        self._authority = authority
+
+    async def authenticate(self, caller: Caller) -> str | None:
+        peer_cert_pem = caller.peer_cert()
+        if not peer_cert_pem:
+            return None
+        bundle = self._authority.bundle
+        try:
+            cert = x509.load_pem_x509_certificate(peer_cert_pem)
+        except ValueError as exc:
+            raise AuthenticationError(f"unparseable client certificate: {exc}") from exc
+        issuers = [bundle.cert, *bundle.roots]
+        if not any(_issued_by(cert, issuer) for issuer in issuers):
+            raise AuthenticationError("client certificate was not issued by this CA")
+        now = dt.datetime.now(dt.UTC)
+        if not cert.not_valid_before_utc <= now <= cert.not_valid_after_utc:
+            raise AuthenticationError("client certificate is expired or not yet valid")
+        try:
+            sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        except x509.ExtensionNotFound as exc:
+            raise AuthenticationError("client certificate has no SAN") from exc
+        uris = [
+            u for u in sans.get_values_for_type(x509.UniformResourceIdentifier) if u.startswith("spiffe://")
+        ]
+        if len(uris) != 1:
+            raise AuthenticationError(f"client certificate must carry one SPIFFE URI, has {uris}")
+        return uris[0]
+
+
+def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+    try:
+        cert.verify_directly_issued_by(issuer)
+    except (ValueError, TypeError, Exception):  # InvalidSignature is not a ValueError
+        return False
+    return True
+
+
+class _VerifiedTokens:
+    """Tokens already verified, until their ``exp`` (bounded; like Istio's TokenReview cache).
+
+    Keyed by the SHA-256 of the whole token, so only a byte-identical token hits the cache.
+    """
+
+    def __init__(self, max_entries: int = 10_000) -> None:
+        self._max = max_entries
+        self._entries: dict[bytes, tuple[str, float]] = {}
+
+    def get(self, token: str) -> str | None:
+        key = hashlib.sha256(token.encode()).digest()
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        if entry[1] <= time.time():
+            del self._entries[key]
+            return None
+        return entry[0]
+
+    def put(self, token: str, identity: str, expires: float) -> None:
+        if len(self._entries) >= self._max:
+            now = time.time()
+            self._entries = {k: v for k, v in self._entries.items() if v[1] > now}
+            if len(self._entries) >= self._max:
+                self._entries.pop(next(iter(self._entries)))
+        self._entries[hashlib.sha256(token.encode()).digest()] = (identity, expires)
+
+
+class _JwksFile:
+    """A JWKS file, re-read only when its modification time changes."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._mtime = -1
+        self._keys: jwt.PyJWKSet | None = None
+
+    def key(self, kid: str | None) -> Any:
+        mtime = self._path.stat().st_mtime_ns
+        if self._keys is None or mtime != self._mtime:
+            self._keys = jwt.PyJWKSet.from_dict(json.loads(self._path.read_text()))
+            self._mtime = mtime
+        for key in self._keys.keys:
+            if kid is None or key.key_id == kid:
+                return key.key
+        raise AuthenticationError(f"JWKS {self._path} has no key {kid!r}")
+
+
+class JwtAuthenticator:
+    """Bearer JWTs from configured issuers, verified against each issuer's JWKS."""
+
+    def __init__(self, issuers: Mapping[str, str], audiences: Sequence[str], trust_domain: str) -> None:
+        """``issuers`` maps issuer (``iss``) → JWKS location: a file path or an https URL."""
+        self._issuers = dict(issuers)
+        self._audiences = list(audiences)
+        self._trust_domain = trust_domain
+        self._clients = {
+            iss: jwt.PyJWKClient(loc, lifespan=60)
+            for iss, loc in self._issuers.items()
+            if loc.startswith(("https://", "http://"))
+        }
+        self._files = {
+            iss: _JwksFile(Path(loc)) for iss, loc in self._issuers.items() if iss not in self._clients
+        }
+        self._verified = _VerifiedTokens()
+
+    def _key_for(self, issuer: str, token: str) -> Any:
+        if issuer in self._clients:
+            return self._clients[issuer].get_signing_key_from_jwt(token).key
+        return self._files[issuer].key(jwt.get_unverified_header(token).get("kid"))
+
+    async def authenticate(self, caller: Caller) -> str | None:
+        token = bearer_token(caller.metadata)
+        if token is None:
+            return None
+        cached = self._verified.get(token)
+        if cached is not None:
+            return cached
+        try:
+            issuer = jwt.decode(token, options={"verify_signature": False}).get("iss")
+        except jwt.PyJWTError as exc:
+            raise AuthenticationError(f"bearer token is not a JWT: {exc}") from exc
+        if not isinstance(issuer, str) or issuer not in self._issuers:
+            return None  # not ours: maybe a Kubernetes token for TokenReview
+        try:
+            if issuer in self._clients:  # may fetch the JWKS over the network
+                key = await asyncio.to_thread(self._key_for, issuer, token)
+            else:
+                key = self._key_for(issuer, token)
+            claims = jwt.decode(
+                token,
+                key,
+                algorithms=["ES256", "ES384", "RS256", "RS384", "RS512", "PS256"],
+                audience=self._audiences,
+                issuer=issuer,
+                options={"require": ["exp", "iss", "sub", "aud"]},
+            )
+        except (jwt.PyJWTError, OSError, ValueError) as exc:
+            raise AuthenticationError(f"JWT from {issuer!r} rejected: {exc}") from exc
+        identity = identity_from_username(self._trust_domain, str(claims["sub"]))
+        self._verified.put(token, identity, float(claims["exp"]))
+        return identity
+
+
+class TokenReviewAuthenticator:
+    """Kubernetes TokenReview (authentication.k8s.io/v1) with audience ``istio-ca``."""
+
+    def __init__(self, api: Any, audiences: Sequence[str], trust_domain: str) -> None:
+        """``api`` is a ``kubernetes.client.AuthenticationV1Api``."""
+        self._api = api
+        self._audiences = list(audiences)
+        self._trust_domain = trust_domain
+
+    def _review(self, token: str) -> Any:
+        from kubernetes import client
+
+        body = client.V1TokenReview(spec=client.V1TokenReviewSpec(token=token, audiences=self._audiences))
+        return self._api.create_token_review(body)
+
+    async def authenticate(self, caller: Caller) -> str | None:
+        token = bearer_token(caller.metadata)
+        if token is None:
+            return None
+        try:
+            review = await asyncio.to_thread(self._review, token)
+        except Exception as exc:  # the client raises ApiException, urllib3 errors, ...
+            raise AuthenticationError(f"TokenReview call failed: {exc}") from exc
+        status = review.status
+        if status is None or not status.authenticated:
+            raise AuthenticationError(f"TokenReview: not authenticated ({getattr(status, 'error', None)})")
+        if status.audiences and not set(status.audiences) & set(self._audiences):
+            raise AuthenticationError(f"TokenReview: audiences {status.audiences} exclude {self._audiences}")
+        user = status.user
+        if user is None or "system:serviceaccounts" not in (user.groups or []):
+            raise AuthenticationError("TokenReview: caller is not a service account")
+        return identity_from_username(self._trust_domain, str(user.username))

@@ -1,0 +1,200 @@
+"""Test helpers: run a real ``meshplane-citadel`` / ``meshplane-node-agent`` subprocess, make CSRs.
+
+Used by the citadel tests and benchmarks; processes start on free loopback ports and are
+stopped by PID.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import NameOID
+
+from meshplane.shared.natsserver import free_port
+
+
+def make_csr(
+    uris: Sequence[str] = (), key_type: str = "ec"
+) -> tuple[ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey, str]:
+    key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
+    key = (
+        ec.generate_private_key(ec.SECP256R1()) if key_type == "ec" else rsa.generate_private_key(65537, 2048)
+    )
+    builder = x509.CertificateSigningRequestBuilder().subject_name(
+        x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "test")])
+    )
+    if uris:
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName([x509.UniformResourceIdentifier(u) for u in uris]), critical=False
+        )
+    csr = builder.sign(key, hashes.SHA256())
+    return key, csr.public_bytes(serialization.Encoding.PEM).decode()
+
+
+def private_pem(key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+
+
+def http_get(url: str, timeout: float = 5.0) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 - loopback test URL
+            return int(resp.status), resp.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+class ServiceProcess:
+    """A subprocess with its log in a file; ``stop()`` sends SIGTERM then SIGKILL by PID."""
+
+    def __init__(self, argv: list[str], log_file: Path, env: Mapping[str, str] | None = None) -> None:
+        self.argv = argv
+        self.log_file = log_file
+        self.env = {**os.environ, **(env or {})}
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with open(self.log_file, "ab") as log:
+            self.proc = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT, env=self.env)
+
+    def stop(self, timeout: float = 10.0) -> int | None:
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        code = self.proc.returncode
+        self.proc = None
+        return code
+
+    def log(self) -> str:
+        return self.log_file.read_text(errors="replace") if self.log_file.exists() else ""
+
+
+class CitadelProcess(ServiceProcess):
+    """``meshplane-citadel`` on free loopback ports."""
+
+    def __init__(
+        self,
+        ca_dir: Path,
+        log_file: Path,
+        args: Sequence[str] = (),
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        self.ca_dir = ca_dir
+        self.grpc_port = free_port()
+        self.monitoring_port = free_port()
+        self.mtls_port = free_port()
+        argv = [
+            sys.executable,
+            "-m",
+            "meshplane.citadel",
+            "--ca-dir",
+            str(ca_dir),
+            "--grpc-addr",
+            f"127.0.0.1:{self.grpc_port}",
+            "--grpc-mtls-addr",
+            f"127.0.0.1:{self.mtls_port}",
+            "--monitoring-addr",
+            f"127.0.0.1:{self.monitoring_port}",
+            *args,
+        ]
+        super().__init__(argv, log_file, env)
+
+    @property
+    def target(self) -> str:
+        return f"127.0.0.1:{self.grpc_port}"
+
+    @property
+    def mtls_target(self) -> str:
+        return f"127.0.0.1:{self.mtls_port}"
+
+    def start(self, timeout: float = 30.0) -> None:
+        super().start()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"citadel exited with {self.proc.returncode}:\n{self.log()}")
+            try:
+                if http_get(f"http://127.0.0.1:{self.monitoring_port}/ready", 1.0)[0] == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"citadel not ready in {timeout}s:\n{self.log()}")
+
+    def metrics(self) -> dict[str, float]:
+        _, text = http_get(f"http://127.0.0.1:{self.monitoring_port}/metrics")
+        values: dict[str, float] = {}
+        for line in text.splitlines():
+            if line.startswith("citadel_"):
+                name, _, value = line.partition(" ")
+                values[name] = float(value)
+        return values
+
+    def root_pem(self) -> bytes:
+        return (self.ca_dir / "root-cert.pem").read_bytes()
+
+
+class NodeAgentProcess(ServiceProcess):
+    """``meshplane-node-agent`` for one workload: its own socket, token file and key."""
+
+    def __init__(
+        self,
+        workdir: Path,
+        ca_target: str,
+        ca_root: Path,
+        token: str,
+        args: Sequence[str] = (),
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.socket = workdir / "sds.sock"
+        self.token_file = workdir / "token"
+        self.token_file.write_text(token)
+        argv = [
+            sys.executable,
+            "-m",
+            "meshplane.citadel.nodeagent",
+            "--sds-socket",
+            str(self.socket),
+            "--ca-addr",
+            ca_target,
+            "--ca-root",
+            str(ca_root),
+            "--token-file",
+            str(self.token_file),
+            *args,
+        ]
+        super().__init__(argv, workdir / "agent.log", env)
+
+    def start(self, timeout: float = 30.0) -> None:
+        super().start()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"node agent exited with {self.proc.returncode}:\n{self.log()}")
+            if self.socket.exists():
+                return
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"node agent socket not there in {timeout}s:\n{self.log()}")

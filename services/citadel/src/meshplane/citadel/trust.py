@@ -1,0 +1,77 @@
+"""Publishing the trust bundle (every live root) to the bus under the trust domain's key."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from meshplane.citadel.ca.keycert import KeyCertBundle
+from meshplane.proto.bus.v1 import status_pb2
+from meshplane.shared.bus import Buckets, Bus, BusError, BusOptions
+
+log = logging.getLogger(__name__)
+
+
+def trust_bundle(trust_domain: str, bundle: KeyCertBundle) -> status_pb2.TrustBundle:
+    roots = bundle.roots_pem()
+    version = hashlib.sha256("".join(roots).encode()).hexdigest()[:16]
+    updated = Timestamp()
+    updated.GetCurrentTime()
+    return status_pb2.TrustBundle(
+        trust_domain=trust_domain, root_certs_pem=roots, version=version, updated=updated
+    )
+
+
+class TrustPublisher:
+    """Publishes the current bundle on start and after every change, retrying while the bus is away."""
+
+    def __init__(self, nats_url: str, trust_domain: str) -> None:
+        self._url = nats_url
+        self._trust_domain = trust_domain
+        self._changed = asyncio.Event()
+        self._bundle: KeyCertBundle | None = None
+        self.published_version = ""
+
+    def update(self, bundle: KeyCertBundle) -> None:
+        self._bundle = bundle
+        self._changed.set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        bus = await Bus.connect(BusOptions(url=self._url, connect_timeout=30.0))
+        try:
+            trust = Buckets(bus).trust
+            while not stop.is_set():
+                if self._bundle is not None and self._changed.is_set():
+                    self._changed.clear()
+                    msg = trust_bundle(self._trust_domain, self._bundle)
+                    try:
+                        await trust.put(self._trust_domain, msg)
+                        self.published_version = msg.version
+                        log.info("published trust bundle %s (%d roots)", msg.version, len(msg.root_certs_pem))
+                    except BusError as exc:
+                        log.warning("could not publish the trust bundle, will retry: %s", exc)
+                        self._changed.set()
+                        await _wait(stop, 1.0)
+                        continue
+                await _wait_any(stop, self._changed)
+        finally:
+            await bus.close()
+
+
+async def _wait(event: asyncio.Event, timeout: float) -> None:
+    try:
+        await asyncio.wait_for(event.wait(), timeout)
+    except TimeoutError:
+        pass
+
+
+async def _wait_any(a: asyncio.Event, b: asyncio.Event) -> None:
+    tasks = [asyncio.create_task(a.wait()), asyncio.create_task(b.wait())]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for t in tasks:
+            t.cancel()

@@ -1,0 +1,49 @@
+"""Citadel publishes its live roots to the bus under the trust domain, and again after a change."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from meshplane.citadel.testing import CitadelProcess
+from meshplane.shared.bus import Buckets, Bus, EventType
+from meshplane.shared.natsserver import NatsServer
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
+
+
+async def test_trust_bundle_on_bus_follows_root_rotation(
+    nats_server: NatsServer, bus: Bus, tmp_path: Path
+) -> None:
+    env = {
+        "CITADEL_CA_KEY_TYPE": "ec",
+        "CITADEL_SELF_SIGNED_CA_CERT_TTL": "20s",
+        "CITADEL_SELF_SIGNED_ROOT_CERT_CHECK_INTERVAL": "1s",
+        "CITADEL_SELF_SIGNED_ROOT_CERT_GRACE_PERIOD_PERCENTILE": "80",
+        "CITADEL_ENABLE_JITTER_FOR_ROOT_CERT_ROTATOR": "false",
+    }
+    citadel = CitadelProcess(
+        tmp_path / "ca", tmp_path / "citadel.log", args=["--nats-url", nats_server.url], env=env
+    )
+    await asyncio.to_thread(citadel.start)
+    try:
+        bundles = []
+        started = asyncio.get_running_loop().time()
+        async with asyncio.timeout(40), Buckets(bus).trust.watch() as watch:
+            async for event in watch:
+                if event.type is EventType.PUT and event.key == "cluster.local" and event.value:
+                    bundles.append(list(event.value.root_certs_pem))
+                    if len(bundles[-1]) >= 2:
+                        break
+        elapsed = asyncio.get_running_loop().time() - started
+        root_file = (tmp_path / "ca" / "root-cert.pem").read_text()
+    finally:
+        await asyncio.to_thread(citadel.stop)
+    first, rotated = bundles[0], bundles[-1]
+    assert len(first) == 1
+    assert elapsed > 2  # not before the grace window: 20 s root, rotate with 80 % of it left
+    # after rotation: the new root (now in root-cert.pem) first, the old one still trusted
+    assert rotated[0] == root_file
+    assert first[0] in rotated

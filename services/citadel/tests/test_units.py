@@ -1,0 +1,153 @@
+"""Pure parts: durations, settings errors, TTL policy, signing ignores the CSR's names, meshctl token."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import jwt
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import NameOID
+
+from meshplane.citadel.ca.authority import LocalAuthority
+from meshplane.citadel.ca.errors import InvalidCSRError, InvalidTTLError
+from meshplane.citadel.ca.keycert import create_self_signed, load_bundle
+from meshplane.citadel.ca.signer import issue_chain, parse_csr
+from meshplane.citadel.durations import parse_duration
+from meshplane.citadel.server.local_issuer import ensure_local_issuer
+from meshplane.citadel.settings import parse_settings
+from meshplane.citadel.testing import make_csr
+from meshplane.ctl.main import main as meshctl
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("90s", 90), ("1h30m", 5400), ("87600h", 87600 * 3600), ("500ms", 0.5), ("20", 20)]
+)
+def test_durations(text: str, seconds: float) -> None:
+    assert parse_duration(text).total_seconds() == seconds
+
+
+@pytest.mark.parametrize("text", ["", "h", "10x", "1h 30m", "-5s"])
+def test_bad_durations_name_the_text(text: str) -> None:
+    with pytest.raises(ValueError, match="invalid duration"):
+        parse_duration(text)
+
+
+def test_settings_defaults_are_istios() -> None:
+    s = parse_settings(["--ca-dir", "x"], environ={})
+    assert s.grpc_addr == ("0.0.0.0", 8060)
+    assert s.monitoring_addr == ("0.0.0.0", 15014)
+    assert s.default_ttl == dt.timedelta(hours=24)
+    assert s.max_ttl == dt.timedelta(days=90)
+    assert s.root_ttl == dt.timedelta(days=3650)
+    assert s.root_check_interval == dt.timedelta(hours=1)
+    assert s.root_grace_percentile == 20
+    assert s.audiences == ("istio-ca",)
+    assert s.trust_domain == "cluster.local"
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "message"),
+    [
+        (["--grpc-addr", "nope"], {}, "expected HOST:PORT"),
+        ([], {"DEFAULT_WORKLOAD_CERT_TTL": "soon"}, "DEFAULT_WORKLOAD_CERT_TTL"),
+        ([], {"CITADEL_SELF_SIGNED_ROOT_CERT_GRACE_PERIOD_PERCENTILE": "150"}, "between 0 and 100"),
+        (["--jwt-issuer", "no-equals-sign"], {}, "ISSUER=JWKS"),
+        ([], {"CITADEL_CA_KEY_TYPE": "dsa"}, "CITADEL_CA_KEY_TYPE"),
+    ],
+)
+def test_bad_settings_exit_with_a_message(
+    argv: list[str], env: dict[str, str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exc:
+        parse_settings(["--ca-dir", "x", *argv], environ=env)
+    assert exc.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_self_signed_root_files_and_modes(tmp_path: Path) -> None:
+    create_self_signed(tmp_path, "example.org", "rsa", dt.timedelta(days=3650))
+    assert (tmp_path / "ca-key.pem").stat().st_mode & 0o777 == 0o600
+    bundle = load_bundle(tmp_path)
+    assert bundle.self_signed
+    assert bundle.root.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)[0].value == "example.org"
+    assert isinstance(bundle.key, rsa.RSAPrivateKey) and bundle.key.key_size == 2048
+    lifetime = bundle.root.not_valid_after_utc - bundle.root.not_valid_before_utc
+    assert dt.timedelta(days=3650) <= lifetime <= dt.timedelta(days=3650, minutes=2)
+
+
+def test_signing_uses_only_the_given_identity(tmp_path: Path) -> None:
+    create_self_signed(tmp_path, "cluster.local", "ec", dt.timedelta(days=1))
+    bundle = load_bundle(tmp_path)
+    _, csr = make_csr(["spiffe://cluster.local/ns/kube-system/sa/admin"])
+    chain = issue_chain(bundle, csr, "spiffe://cluster.local/ns/a/sa/b", dt.timedelta(hours=1))
+    leaf = x509.load_pem_x509_certificate(chain[0].encode())
+    san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+    assert san.value.get_values_for_type(x509.UniformResourceIdentifier) == [
+        "spiffe://cluster.local/ns/a/sa/b"
+    ]
+    assert san.value.get_values_for_type(x509.DNSName) == []
+    assert not leaf.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+
+
+def test_bad_csrs_are_named(tmp_path: Path) -> None:
+    with pytest.raises(InvalidCSRError, match="empty"):
+        parse_csr("  ")
+    with pytest.raises(InvalidCSRError, match="PKCS#10"):
+        parse_csr("hello")
+    small = rsa.generate_private_key(65537, 1024)
+    csr = x509.CertificateSigningRequestBuilder().subject_name(x509.Name([])).sign(small, hashes.SHA256())
+    with pytest.raises(InvalidCSRError, match="too small"):
+        parse_csr(csr.public_bytes(serialization.Encoding.PEM).decode())
+
+
+def test_ttl_policy(tmp_path: Path) -> None:
+    create_self_signed(tmp_path, "cluster.local", "ec", dt.timedelta(days=1))
+    ca = LocalAuthority.load(tmp_path, dt.timedelta(hours=24), dt.timedelta(days=90))
+    assert ca.ttl_for(0) == dt.timedelta(hours=24)
+    assert ca.ttl_for(-5) == dt.timedelta(hours=24)
+    assert ca.ttl_for(600) == dt.timedelta(minutes=10)
+    with pytest.raises(InvalidTTLError, match="greater than the max allowed TTL"):
+        ca.ttl_for(91 * 86400)
+
+
+def test_meshctl_token_claims_like_a_projected_token(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    issuer, jwks = ensure_local_issuer(tmp_path, "cluster.local")
+    assert (tmp_path / "issuer-key.pem").stat().st_mode & 0o777 == 0o600
+    code = meshctl(
+        ["token", "--ca-dir", str(tmp_path), "-n", "shop", "--service-account", "cart", "--ttl", "10m"]
+    )
+    assert code == 0
+    token = capsys.readouterr().out.strip()
+    key = jwt.PyJWKSet.from_json(jwks.read_text()).keys[0]
+    claims = jwt.decode(token, key.key, algorithms=["ES256"], audience="istio-ca", issuer=issuer)
+    assert claims["sub"] == "system:serviceaccount:shop:cart"
+    assert claims["kubernetes.io"] == {"namespace": "shop", "serviceaccount": {"name": "cart"}}
+    assert 590 <= claims["exp"] - claims["iat"] <= 600
+    assert isinstance(key.key, ec.EllipticCurvePublicKey)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["-n", "Bad_NS", "--service-account", "a"], "not a valid Kubernetes name"),
+        (["-n", "ns", "--service-account", "a", "--ttl", "forever"], "--ttl"),
+    ],
+)
+def test_meshctl_token_bad_input(
+    tmp_path: Path, argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ensure_local_issuer(tmp_path, "cluster.local")
+    assert meshctl(["token", "--ca-dir", str(tmp_path), *argv]) != 0
+    assert message in capsys.readouterr().err
+
+
+def test_meshctl_token_without_citadel_dir(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert meshctl(["token", "--ca-dir", str(tmp_path / "nope"), "-n", "a", "--service-account", "b"]) == 1
+    err = capsys.readouterr().err
+    assert "not found" in err and "Traceback" not in err

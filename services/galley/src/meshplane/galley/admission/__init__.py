@@ -1,0 +1,1 @@
+"""Admission: the AdmissionReview wire format and the pure validate step behind the webhook."""

@@ -1,0 +1,23 @@
+"""What the HTTP routers read from the running galley: readiness and the debug views."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+
+def _empty() -> dict[str, Any]:
+    return {}
+
+
+@dataclass(slots=True)
+class GalleyState:
+    """Shared, mutable view of galley for the routers (set by the composition root)."""
+
+    #: True once the initial load is published; false again while shutting down.
+    ready: bool = False
+    #: ``GET /debug/sources``: each file's state and errors.
+    sources: Callable[[], dict[str, Any]] = field(default=_empty)
+    #: ``GET /debug/analyze``: the latest analyzer messages.
+    analysis: Callable[[], dict[str, Any]] = field(default=_empty)

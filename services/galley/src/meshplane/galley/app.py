@@ -1,0 +1,140 @@
+"""Galley's composition root: wire the source, publisher, analyzers and HTTP servers, run, shut down.
+
+Start-up: HTTP servers listen (the webhook answers at once), the bus connects, the source does
+its initial load, and "ready" is logged (and ``/readyz`` turns 200) only once that load is on
+the bus. Shutdown on the stop event: readiness off, HTTP servers stop, background tasks end,
+the bus connection drains.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+from meshplane.galley import metrics
+from meshplane.galley.api.apps import create_monitoring_app, create_webhook_app
+from meshplane.galley.api.server import HttpServer
+from meshplane.galley.api.state import GalleyState
+from meshplane.galley.publish.publisher import CONFIG, SERVICES, WORKLOADS, Publisher
+from meshplane.galley.registry.builder import build_registry
+from meshplane.galley.settings import Settings
+from meshplane.galley.sources.directory import DirectorySource
+from meshplane.galley.sources.kubernetes import KubernetesSource, api_client
+from meshplane.galley.sources.model import ConfigObject
+from meshplane.shared.analysis import Analysis, analyze
+from meshplane.shared.bus import Bus, BusOptions
+from meshplane.shared.components import ComponentAnnouncer
+from meshplane.shared.config import ISTIO_GROUPS
+
+log = logging.getLogger("meshplane.galley")
+
+
+class Galley:
+    """One running galley: owns its servers, bus connection, source and publisher."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.state = GalleyState()
+        self._analysis: Analysis | None = None
+        self._last_report: tuple[str, ...] = ()
+        self._publisher: Publisher | None = None
+
+    def apply(self, objects: Iterable[ConfigObject]) -> None:
+        """Take a new desired state from a source: publish config + registry, run the analyzers."""
+        objs = list(objects)
+        publisher = self._publisher
+        assert publisher is not None
+        istio = {o.key: o for o in objs if o.group in ISTIO_GROUPS}
+        publisher.set_desired(CONFIG, {k: o.to_message() for k, o in istio.items()})
+        services, workloads = build_registry(objs)
+        publisher.set_desired(SERVICES, services)
+        publisher.set_desired(WORKLOADS, workloads)
+        self._run_analysis(objs)
+
+    def _run_analysis(self, objs: list[ConfigObject]) -> None:
+        analysis = analyze([(o.obj, str(o.origin)) for o in objs])
+        self._analysis = analysis
+        for level in ("Error", "Warning", "Info"):
+            metrics.ANALYSIS_MESSAGES.labels(level).set(sum(1 for m in analysis.messages if m.level == level))
+        report = tuple(str(m) for m in analysis.messages)
+        if report != self._last_report:
+            self._last_report = report
+            for line in report:
+                log.info("analysis: %s", line)
+            log.info("analysis: %d message(s) for %d object(s)", len(report), len(objs))
+
+    def _analysis_view(self) -> dict[str, Any]:
+        if self._analysis is None:
+            return {"messages": []}
+        return self._analysis.to_dict()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        s = self.settings
+        webhook = HttpServer(
+            create_webhook_app(self.state),
+            *s.webhook_addr,
+            name="webhook",
+            tls_cert=s.tls_cert,
+            tls_key=s.tls_key,
+        )
+        monitoring = HttpServer(create_monitoring_app(self.state), *s.monitoring_addr, name="monitoring")
+        await monitoring.start()
+        await webhook.start()
+        bus = await Bus.connect(BusOptions(url=s.nats_url, name="meshplane-galley", publish_deadline=5.0))
+        publisher = self._publisher = Publisher(bus)
+        announcer = ComponentAnnouncer(
+            bus,
+            "galley",
+            {
+                "webhook": f"{s.webhook_addr[0]}:{webhook.port}",
+                "monitoring": f"{s.monitoring_addr[0]}:{monitoring.port}",
+            },
+        )
+        inner_stop = asyncio.Event()
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                tasks.create_task(publisher.run(inner_stop), name="publisher")
+                if s.config_dir is not None:
+                    source = DirectorySource(s.config_dir, lambda snap: self.apply(snap.values()))
+                    self.state.sources = source.status
+                    self.state.analysis = self._analysis_view
+                    if not source.refresh():
+                        self.apply([])
+                    tasks.create_task(source.watch(inner_stop), name="directory-watch")
+                else:
+                    kube = KubernetesSource(api_client(s.kube_api), self.apply)
+                    self.state.sources = kube.status
+                    self.state.analysis = self._analysis_view
+                    tasks.create_task(kube.run(inner_stop), name="kubernetes-source")
+                    await kube.wait_synced(stop)
+                tasks.create_task(self._become_ready(publisher, announcer, stop), name="ready")
+                await stop.wait()
+                log.info("shutting down")
+                self.state.ready = False
+                inner_stop.set()
+                await webhook.stop()
+                await monitoring.stop()
+                await announcer.withdraw()
+        finally:
+            publisher.close()
+            await bus.close()
+
+    async def _become_ready(
+        self, publisher: Publisher, announcer: ComponentAnnouncer, stop: asyncio.Event
+    ) -> None:
+        synced = asyncio.ensure_future(publisher.wait_synced())
+        stopped = asyncio.ensure_future(stop.wait())
+        await asyncio.wait({synced, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        synced.cancel()
+        stopped.cancel()
+        if stop.is_set():
+            return
+        # Start-up objects (modules, schemas) never die: keep them out of every future collection.
+        gc.collect()
+        gc.freeze()
+        self.state.ready = True
+        await announcer.announce()
+        log.info("ready")

@@ -1,0 +1,1 @@
+"""Publishing: make the bus match galley's desired state, and keep it so across bus restarts."""

@@ -1,0 +1,1 @@
+"""The service registry: Services and WorkloadInstances built from config and Kubernetes objects."""

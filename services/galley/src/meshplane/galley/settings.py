@@ -1,0 +1,71 @@
+"""Galley's settings: command-line flags and their environment fallbacks, parsed once."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from meshplane.shared.lifecycle import parse_hostport
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything galley needs to start; built by :func:`parse_args`."""
+
+    config_dir: Path | None = None
+    webhook_addr: tuple[str, int] = ("0.0.0.0", 15017)
+    monitoring_addr: tuple[str, int] = ("0.0.0.0", 15014)
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    nats_url: str = "nats://127.0.0.1:4222"
+    #: Kubernetes API (Kubernetes source only); empty = in-cluster or kubeconfig.
+    kube_api: str = ""
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_cert is not None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="meshplane-galley",
+        description="meshplane Galley: validating webhook, config sources, registry and analyzers.",
+    )
+    p.add_argument("--config-dir", type=Path, help="directory of Istio YAML (default: the Kubernetes API)")
+    p.add_argument("--webhook-addr", default="0.0.0.0:15017", help="HOST:PORT of the admission webhook")
+    p.add_argument("--monitoring-addr", default="0.0.0.0:15014", help="HOST:PORT of /metrics and /debug")
+    p.add_argument("--tls-cert", type=Path, help="PEM certificate for the webhook (reloaded on change)")
+    p.add_argument("--tls-key", type=Path, help="PEM private key for the webhook (reloaded on change)")
+    p.add_argument(
+        "--nats-url",
+        default=os.environ.get("NATS_URL", "nats://127.0.0.1:4222"),
+        help="the bus (env NATS_URL; default nats://127.0.0.1:4222)",
+    )
+    p.add_argument("--kube-api", default="", help="Kubernetes API URL (default: in-cluster or kubeconfig)")
+    return p
+
+
+def parse_args(argv: list[str] | None = None) -> Settings:
+    """Parse flags; exits with a usage message naming the bad flag."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if (args.tls_cert is None) != (args.tls_key is None):
+        parser.error("--tls-cert and --tls-key must be given together")
+    try:
+        webhook = parse_hostport(args.webhook_addr)
+        monitoring = parse_hostport(args.monitoring_addr)
+    except ValueError as exc:
+        parser.error(str(exc))
+    if args.config_dir is not None and not args.config_dir.is_dir():
+        parser.error(f"--config-dir {args.config_dir}: not a directory")
+    return Settings(
+        config_dir=args.config_dir,
+        webhook_addr=webhook,
+        monitoring_addr=monitoring,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
+        nats_url=args.nats_url,
+        kube_api=args.kube_api,
+    )

@@ -1,0 +1,1 @@
+"""Config sources: the directory of YAML (local mode) and the Kubernetes API."""

@@ -1,0 +1,173 @@
+"""The Kubernetes source: Istio kinds, Services, EndpointSlices, Pods and Namespaces from the API.
+
+One :class:`~meshplane.galley.sources.reflector.Reflector` thread per resource feeds events into
+the event loop; after a short quiet period (50 ms) the whole state becomes one snapshot for
+``apply``. Istio objects are validated like the webhook does and only valid ones are passed on;
+invalid ones are reported in ``status()`` (``/debug/sources``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from kubernetes import client as kube_client
+from kubernetes import config as kube_config
+
+from meshplane.galley.sources.model import ConfigObject, ObjectRef, identity
+from meshplane.galley.sources.reflector import Reflector, ResourceDef
+from meshplane.shared.config import ALL_KINDS, ISTIO_GROUPS, validate_object
+
+log = logging.getLogger("meshplane.galley.sources.kubernetes")
+
+CORE_RESOURCES = (
+    ResourceDef("", "v1", "Service", "services"),
+    ResourceDef("", "v1", "Pod", "pods"),
+    ResourceDef("", "v1", "Namespace", "namespaces"),
+    ResourceDef("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices"),
+)
+
+DEBOUNCE = 0.05
+
+
+def istio_resources() -> list[ResourceDef]:
+    return [
+        ResourceDef(k.group, k.versions[0], k.kind, k.plural) for k in ALL_KINDS if k.group in ISTIO_GROUPS
+    ]
+
+
+def api_client(kube_api: str) -> kube_client.ApiClient:
+    """An API client: ``--kube-api`` URL, else in-cluster config, else the kubeconfig."""
+    if kube_api:
+        configuration = kube_client.Configuration(host=kube_api)
+        return kube_client.ApiClient(configuration)
+    try:
+        kube_config.load_incluster_config()  # type: ignore[no-untyped-call]
+    except kube_config.ConfigException:
+        kube_config.load_kube_config()  # type: ignore[no-untyped-call]
+    return kube_client.ApiClient()
+
+
+def _object_key(obj: dict[str, Any]) -> str:
+    md = obj.get("metadata") or {}
+    return f"{md.get('namespace', '')}/{md.get('name', '')}"
+
+
+class KubernetesSource:
+    """Mirrors the API's objects and hands a validated snapshot to ``apply`` on every change."""
+
+    def __init__(
+        self,
+        api: kube_client.ApiClient,
+        apply: Callable[[Iterable[ConfigObject]], None],
+        resources: Iterable[ResourceDef] | None = None,
+    ) -> None:
+        self.api = api
+        self._apply = apply
+        self.resources = (
+            list(resources) if resources is not None else istio_resources() + list(CORE_RESOURCES)
+        )
+        self._store: dict[ResourceDef, dict[str, dict[str, Any]]] = {r: {} for r in self.resources}
+        self._listed: set[ResourceDef] = set()
+        self._synced = asyncio.Event()
+        self._stop = threading.Event()
+        self._reflectors: list[Reflector] = []
+        self._flush_handle: asyncio.TimerHandle | None = None
+        self._rejected: dict[str, list[str]] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def _sink_for(self, resource: ResourceDef) -> Callable[[str, dict[str, Any]], None]:
+        def sink(event: str, obj: dict[str, Any]) -> None:
+            assert self._loop is not None
+            self._loop.call_soon_threadsafe(self._on_event, resource, event, obj)
+
+        return sink
+
+    def _on_event(self, resource: ResourceDef, event: str, obj: dict[str, Any]) -> None:
+        store = self._store[resource]
+        if event == "REPLACE":
+            store.clear()
+            for item in obj["items"]:
+                store[_object_key(item)] = item
+            self._listed.add(resource)
+        elif event == "DELETED":
+            store.pop(_object_key(obj), None)
+        else:
+            store[_object_key(obj)] = obj
+        if len(self._listed) == len(self.resources) and self._flush_handle is None:
+            assert self._loop is not None
+            self._flush_handle = self._loop.call_later(DEBOUNCE, self._flush)
+
+    def _flush(self) -> None:
+        self._flush_handle = None
+        objects: list[ConfigObject] = []
+        rejected: dict[str, list[str]] = {}
+        for resource, store in self._store.items():
+            for key in sorted(store):
+                obj = store[key]
+                ident = identity(obj, default_namespace="")
+                if ident is None:
+                    continue
+                group, version, kind, namespace, name = ident
+                md = obj.get("metadata") or {}
+                ref = ObjectRef("kubernetes", f"{resource.path}/{key}".replace("//", "/"))
+                co = ConfigObject(
+                    group, version, kind, namespace, name, obj, ref, str(md.get("resourceVersion", ""))
+                )
+                if group in ISTIO_GROUPS:
+                    result = validate_object(obj)
+                    if not result.valid:
+                        rejected[co.describe()] = [str(e) for e in result.errors]
+                        continue
+                objects.append(co)
+        if rejected != self._rejected:
+            for what, errors in rejected.items():
+                log.warning("ignoring invalid %s: %s", what, "; ".join(errors))
+        self._rejected = rejected
+        self._apply(objects)
+        self._synced.set()
+
+    async def wait_synced(self, stop: asyncio.Event) -> None:
+        """Return once every resource was listed once and the first snapshot was applied (or on stop)."""
+        synced = asyncio.ensure_future(self._synced.wait())
+        stopped = asyncio.ensure_future(stop.wait())
+        await asyncio.wait({synced, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        synced.cancel()
+        stopped.cancel()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Start one reflector thread per resource; stop them when ``stop`` is set."""
+        self._loop = asyncio.get_running_loop()
+        threads = []
+        for resource in self.resources:
+            reflector = Reflector(self.api, resource, self._sink_for(resource), self._stop)
+            self._reflectors.append(reflector)
+            thread = threading.Thread(target=reflector.run, name=f"watch-{resource.plural}", daemon=True)
+            thread.start()
+            threads.append(thread)
+        try:
+            await stop.wait()
+        finally:
+            self._stop.set()
+            if self._flush_handle is not None:
+                self._flush_handle.cancel()
+
+    def status(self) -> dict[str, Any]:
+        """``/debug/sources``: per resource its list count, version, object count and last error."""
+        return {
+            "source": "kubernetes",
+            "resources": [
+                {
+                    "path": r.resource.path,
+                    "objects": len(self._store[r.resource]),
+                    "resourceVersion": r.resource_version,
+                    "lists": r.lists,
+                    "lastError": r.last_error,
+                }
+                for r in self._reflectors
+            ],
+            "rejected": self._rejected,
+        }

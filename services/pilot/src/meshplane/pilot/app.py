@@ -1,0 +1,178 @@
+"""Wiring: bus → state → debounce → discovery server → gRPC ADS, plus the HTTP side.
+
+Startup order: HTTP first (``/ready`` 503), replay every bucket until SYNCED, then build the
+first push context, open the gRPC port and report ready. Proxy sync state is published to the
+``proxy_status`` bucket so ``meshctl proxy-status`` sees every replica.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Generator
+
+import grpc
+import uvicorn
+from envoy.service.discovery.v3 import ads_pb2_grpc
+from google.protobuf import timestamp_pb2
+
+from meshplane.pilot.debug.http import build_app
+from meshplane.pilot.ingest.watcher import State, Watcher
+from meshplane.pilot.metrics import Metrics
+from meshplane.pilot.settings import Settings
+from meshplane.pilot.xds.ads import AdsServicer
+from meshplane.pilot.xds.debounce import Debouncer
+from meshplane.pilot.xds.discovery import DiscoveryServer
+from meshplane.proto.bus.v1 import status_pb2
+from meshplane.shared.bus import Buckets, Bus, BusOptions, make_key
+
+log = logging.getLogger("meshplane.pilot")
+
+
+class _QuietServer(uvicorn.Server):
+    """uvicorn without its own signal handling: the service's stop event owns shutdown."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
+class Pilot:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.metrics = Metrics()
+        self.state = State()
+        self.server: DiscoveryServer | None = None
+        self.ready = False
+        self.grpc_port = 0
+        self.http_port = 0
+
+    async def run(self, stop: asyncio.Event) -> None:
+        s = self.settings
+        app = build_app(self.metrics, self.state, lambda: self.server, lambda: self.ready)
+        http = _QuietServer(
+            uvicorn.Config(app, host=s.http_host, port=s.http_port, log_level="warning", lifespan="off")
+        )
+        http_task = asyncio.create_task(http.serve())
+        bus = await Bus.connect(BusOptions(url=s.nats_url, name=f"meshplane-pilot-{s.pilot_id}"))
+        buckets = Buckets(bus)
+        watcher = Watcher(buckets, self.state, self.metrics)
+        tasks = [asyncio.create_task(watcher.run())]
+        grpc_server: grpc.aio.Server | None = None
+        try:
+            await self._wait(watcher.synced, stop)
+            if stop.is_set():
+                return
+            self.server = DiscoveryServer(s, self.metrics, self.state.snapshot)
+            self.metrics.services.set(len(self.server.ctx.services))
+            debouncer = Debouncer(self.server.push, s.debounce_after, s.debounce_max, s.enable_eds_debounce)
+            watcher.submit = debouncer.submit
+            self.server.queue.start()
+            tasks += [
+                asyncio.create_task(debouncer.run()),
+                asyncio.create_task(self._publish_status(buckets)),
+            ]
+            grpc_server = grpc.aio.server(options=self._grpc_options())
+            ads_pb2_grpc.add_AggregatedDiscoveryServiceServicer_to_server(
+                AdsServicer(self.server), grpc_server
+            )
+            self.grpc_port = grpc_server.add_insecure_port(f"{s.grpc_host}:{s.grpc_port}")
+            if not self.grpc_port:
+                raise OSError(f"cannot listen on {s.grpc_host}:{s.grpc_port} for gRPC")
+            await grpc_server.start()
+            self.ready = True
+            log.info(
+                "ready: ADS on %s:%d, HTTP on %s:%d", s.grpc_host, self.grpc_port, s.http_host, s.http_port
+            )
+            await stop.wait()
+        finally:
+            self.ready = False
+            if grpc_server is not None:
+                await grpc_server.stop(grace=1.0)
+            if self.server is not None:
+                await self.server.queue.stop()
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await self._clear_status(buckets)
+            await bus.close()
+            http.should_exit = True
+            await http_task
+
+    @staticmethod
+    async def _wait(event: asyncio.Event, stop: asyncio.Event) -> None:
+        waits = [asyncio.create_task(event.wait()), asyncio.create_task(stop.wait())]
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        for w in waits:
+            w.cancel()
+
+    def _grpc_options(self) -> list[tuple[str, int]]:
+        s = self.settings
+        return [
+            ("grpc.keepalive_time_ms", int(s.keepalive_seconds * 1000)),
+            ("grpc.keepalive_timeout_ms", 10_000),
+            ("grpc.keepalive_permit_without_calls", 1),
+            ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
+            ("grpc.max_connection_age_ms", int(s.max_connection_age * 1000)),
+            ("grpc.max_concurrent_streams", 100_000),
+            ("grpc.so_reuseport", 0),
+            ("grpc.max_send_message_length", 64 * 1024 * 1024),
+        ]
+
+    async def _publish_status(self, buckets: Buckets) -> None:
+        """Every 0.5 s, write the sync state of proxies whose state changed."""
+        assert self.server is not None
+        server = self.server
+        while True:
+            await asyncio.sleep(0.5)
+            dirty, server.dirty = server.dirty, set()
+            for conn_id in dirty:
+                conn = server.connections.get(conn_id)
+                try:
+                    if conn is None:
+                        continue
+                    await buckets.proxy_status.put(
+                        make_key(self.settings.pilot_id, conn.proxy.id), _status(self.settings.pilot_id, conn)
+                    )
+                except Exception as exc:
+                    log.warning("publishing proxy status failed: %s", exc)
+            live = {c.proxy.id for c in server.connections.values()}
+            for gone in {cid.rsplit("-", 1)[0] for cid in dirty} - live:
+                with contextlib.suppress(Exception):
+                    await buckets.proxy_status.delete(make_key(self.settings.pilot_id, gone))
+
+    async def _clear_status(self, buckets: Buckets) -> None:
+        if self.server is None:
+            return
+        for conn in list(self.server.connections.values()):
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(
+                    buckets.proxy_status.delete(make_key(self.settings.pilot_id, conn.proxy.id)), 2
+                )
+
+
+def _status(pilot_id: str, conn: object) -> status_pb2.ProxyStatus:
+    from meshplane.pilot.xds.connection import Connection
+
+    assert isinstance(conn, Connection)
+    msg = status_pb2.ProxyStatus(
+        proxy_id=conn.proxy.id,
+        node_id=conn.proxy.node_id,
+        pilot_id=pilot_id,
+        proxy_version=conn.proxy.istio_version,
+        proxy_type=conn.proxy.type.value,
+    )
+    msg.connected_at.FromSeconds(int(conn.connected_at))
+    msg.updated.CopyFrom(timestamp_pb2.Timestamp())
+    msg.updated.GetCurrentTime()
+    for type_url, w in sorted(conn.watched.items()):
+        msg.types.add(
+            type_url=type_url,
+            nonce_sent=w.nonce_sent,
+            nonce_acked=w.nonce_acked,
+            version_sent=w.version_sent,
+            version_acked=w.version_acked,
+            last_nack=w.last_nack,
+        )
+    return msg

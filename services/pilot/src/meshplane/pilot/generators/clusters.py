@@ -1,0 +1,178 @@
+"""CDS: outbound service/subset clusters, inbound clusters, BlackHole and Passthrough."""
+
+from __future__ import annotations
+
+from envoy.config.cluster.v3 import cluster_pb2
+from envoy.config.core.v3 import address_pb2, protocol_pb2
+from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
+from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2
+
+from meshplane.pilot.generators.common import (
+    BLACKHOLE,
+    INBOUND_PASSTHROUGH,
+    PASSTHROUGH,
+    ads_source,
+    duration,
+    istio_metadata,
+    outbound,
+    pack,
+)
+from meshplane.pilot.generators.policy import apply_policy, merged_policy
+from meshplane.pilot.model.config import Config, Port, Service
+from meshplane.pilot.model.proxy import Proxy, ProxyType
+from meshplane.pilot.model.push_context import PushContext
+
+#: Config kinds whose change can alter clusters.
+KINDS = frozenset({"DestinationRule", "ServiceEntry", "Sidecar", "WorkloadEntry", "Gateway"})
+
+
+def needs_push(kinds: frozenset[str], services_changed: bool) -> bool:
+    return services_changed or bool(kinds & KINDS)
+
+
+def _address(host: str, port: int) -> address_pb2.Address:
+    return address_pb2.Address(socket_address=address_pb2.SocketAddress(address=host, port_value=port))
+
+
+def _lb_endpoint(host: str, port: int) -> endpoint_components_pb2.LbEndpoint:
+    return endpoint_components_pb2.LbEndpoint(
+        endpoint=endpoint_components_pb2.Endpoint(address=_address(host, port))
+    )
+
+
+def _base(name: str) -> cluster_pb2.Cluster:
+    c = cluster_pb2.Cluster(name=name)
+    c.connect_timeout.CopyFrom(duration("10s"))
+    return c
+
+
+def _http2(cluster: cluster_pb2.Cluster) -> None:
+    opts = http_protocol_options_pb2.HttpProtocolOptions()
+    opts.explicit_http_config.http2_protocol_options.CopyFrom(protocol_pb2.Http2ProtocolOptions())
+    cluster.typed_extension_protocol_options[
+        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+    ].CopyFrom(pack(opts))
+
+
+def service_cluster(
+    svc: Service, port: Port, subset: str, dr: Config | None, ctx: PushContext | None = None
+) -> cluster_pb2.Cluster:
+    name = outbound(port.number, subset, svc.hostname)
+    c = _base(name)
+    if svc.resolution in ("DNS", "DNS_ROUND_ROBIN"):
+        c.type = (
+            cluster_pb2.Cluster.STRICT_DNS if svc.resolution == "DNS" else cluster_pb2.Cluster.LOGICAL_DNS
+        )
+        c.dns_lookup_family = cluster_pb2.Cluster.V4_ONLY
+        cla = endpoint_pb2.ClusterLoadAssignment(cluster_name=name)
+        group = endpoint_components_pb2.LocalityLbEndpoints()
+        group.load_balancing_weight.value = 1
+        subset_labels = _subset_labels(dr, subset)
+        targets = [
+            (a, ports.get(port.name) or port.target_port or port.number, labels)
+            for a, ports, labels, _loc, _w in svc.static_endpoints
+        ]
+        if not targets:
+            targets = [(svc.hostname, port.target_port or port.number, {})]
+        for address, target, labels in targets:
+            if all(labels.get(k) == v for k, v in subset_labels.items()):
+                group.lb_endpoints.append(_lb_endpoint(address, target))
+        cla.endpoints.append(group)
+        c.load_assignment.CopyFrom(cla)
+    elif svc.resolution == "NONE":
+        c.type = cluster_pb2.Cluster.ORIGINAL_DST
+        c.lb_policy = cluster_pb2.Cluster.CLUSTER_PROVIDED
+    else:
+        c.type = cluster_pb2.Cluster.EDS
+        c.eds_cluster_config.eds_config.CopyFrom(ads_source())
+        c.eds_cluster_config.service_name = name
+    if port.protocol.upper() in ("HTTP2", "GRPC", "GRPC_WEB"):
+        _http2(c)
+    sni = f"outbound_.{port.number}_.{subset}_.{svc.hostname}"
+    policy = merged_policy(dr.spec if dr else None, port.number, subset)
+    if svc.resolution == "NONE":
+        policy.pop("loadBalancer", None)
+    apply_policy(c, policy, sni)
+    c.metadata.CopyFrom(istio_metadata([dr] if dr else []))
+    c.metadata.filter_metadata["istio"].fields["services"].list_value.values.add().struct_value.fields[
+        "host"
+    ].string_value = svc.hostname
+    return c
+
+
+def _subset_labels(dr: Config | None, subset: str) -> dict[str, str]:
+    if not dr or not subset:
+        return {}
+    for sub in dr.spec.get("subsets") or []:
+        if sub.get("name") == subset:
+            return {str(k): str(v) for k, v in (sub.get("labels") or {}).items()}
+    return {}
+
+
+def outbound_clusters(ctx: PushContext, proxy: Proxy) -> list[cluster_pb2.Cluster]:
+    out: list[cluster_pb2.Cluster] = []
+    for svc in ctx.services_for(proxy):
+        dr = ctx.destination_rule(proxy.namespace, svc.hostname)
+        subsets = [str(s.get("name")) for s in (dr.spec.get("subsets") or [])] if dr else []
+        for port in svc.ports:
+            out.append(service_cluster(svc, port, "", dr, ctx))
+            out.extend(service_cluster(svc, port, s, dr, ctx) for s in subsets)
+    return out
+
+
+def inbound_clusters(ctx: PushContext, proxy: Proxy) -> list[cluster_pb2.Cluster]:
+    """``inbound|<port>||`` clusters to the app, from Sidecar ingress or the proxy's services."""
+    out: dict[str, cluster_pb2.Cluster] = {}
+    scope = ctx.sidecar_scope(proxy)
+    if scope.ingress:
+        for ing in scope.ingress:
+            port = int((ing.get("port") or {}).get("number", 0))
+            target = str(ing.get("defaultEndpoint") or f"127.0.0.1:{port}")
+            out[f"inbound|{port}||"] = _static_cluster(f"inbound|{port}||", target, port)
+    else:
+        for svc in ctx.workloads_for(proxy):
+            for p in svc.ports:
+                for ep in ctx.endpoints(svc.hostname, svc.namespace, p.number):
+                    if ep.address in proxy.instance_ips:
+                        name = f"inbound|{ep.port}||"
+                        out[name] = _static_cluster(name, f"127.0.0.1:{ep.port}", ep.port)
+    return list(out.values())
+
+
+def _static_cluster(name: str, target: str, port: int) -> cluster_pb2.Cluster:
+    c = _base(name)
+    c.type = cluster_pb2.Cluster.STATIC
+    host, _, p = target.rpartition(":")
+    if target.startswith("unix://"):
+        ep = endpoint_components_pb2.LbEndpoint(
+            endpoint=endpoint_components_pb2.Endpoint(
+                address=address_pb2.Address(pipe=address_pb2.Pipe(path=target[len("unix://") :]))
+            )
+        )
+    else:
+        ep = _lb_endpoint(host or "127.0.0.1", int(p) if p.isdigit() else port)
+    cla = endpoint_pb2.ClusterLoadAssignment(cluster_name=name)
+    cla.endpoints.add().lb_endpoints.append(ep)
+    c.load_assignment.CopyFrom(cla)
+    return c
+
+
+def special_clusters() -> list[cluster_pb2.Cluster]:
+    blackhole = _base(BLACKHOLE)
+    blackhole.type = cluster_pb2.Cluster.STATIC
+    passthrough = _base(PASSTHROUGH)
+    passthrough.type = cluster_pb2.Cluster.ORIGINAL_DST
+    passthrough.lb_policy = cluster_pb2.Cluster.CLUSTER_PROVIDED
+    inbound = _base(INBOUND_PASSTHROUGH)
+    inbound.type = cluster_pb2.Cluster.ORIGINAL_DST
+    inbound.lb_policy = cluster_pb2.Cluster.CLUSTER_PROVIDED
+    return [blackhole, passthrough, inbound]
+
+
+def build_clusters(ctx: PushContext, proxy: Proxy) -> list[cluster_pb2.Cluster]:
+    """Every cluster for a proxy, in a stable order."""
+    clusters = outbound_clusters(ctx, proxy)
+    if proxy.type is ProxyType.SIDECAR:
+        clusters.extend(inbound_clusters(ctx, proxy))
+    clusters.extend(special_clusters())
+    return clusters

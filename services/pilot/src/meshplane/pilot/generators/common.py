@@ -1,0 +1,116 @@
+"""Shared pieces of generated resources: type URLs, names, ADS config sources, Istio metadata."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from envoy.config.core.v3 import base_pb2, config_source_pb2, grpc_service_pb2
+from envoy.extensions.retry.host.previous_hosts.v3 import previous_hosts_pb2
+from google.protobuf import any_pb2, duration_pb2, struct_pb2
+from google.protobuf.message import Message
+
+from meshplane.pilot.model.config import Config
+
+PREFIX = "type.googleapis.com/"
+CLUSTER = PREFIX + "envoy.config.cluster.v3.Cluster"
+ENDPOINT = PREFIX + "envoy.config.endpoint.v3.ClusterLoadAssignment"
+LISTENER = PREFIX + "envoy.config.listener.v3.Listener"
+ROUTE = PREFIX + "envoy.config.route.v3.RouteConfiguration"
+SECRET = PREFIX + "envoy.extensions.transport_sockets.tls.v3.Secret"
+
+SHORT = {CLUSTER: "cds", ENDPOINT: "eds", LISTENER: "lds", ROUTE: "rds"}
+#: Order in which a full push sends types (CDS before EDS, LDS before RDS, as Istio does).
+PUSH_ORDER = (CLUSTER, ENDPOINT, LISTENER, ROUTE)
+
+BLACKHOLE = "BlackHoleCluster"
+PASSTHROUGH = "PassthroughCluster"
+INBOUND_PASSTHROUGH = "InboundPassthroughCluster"
+
+
+@dataclass(frozen=True)
+class ClusterKey:
+    direction: str
+    port: int
+    subset: str
+    host: str
+
+    @property
+    def name(self) -> str:
+        return f"{self.direction}|{self.port}|{self.subset}|{self.host}"
+
+    @staticmethod
+    def parse(name: str) -> ClusterKey | None:
+        parts = name.split("|")
+        if len(parts) != 4 or not parts[1].isdigit():
+            return None
+        return ClusterKey(parts[0], int(parts[1]), parts[2], parts[3])
+
+
+def previous_hosts(policy: Any) -> None:
+    """Istio's retry host predicate: retry on a different host than the failed attempt."""
+    pred = policy.retry_host_predicate.add(name="envoy.retry_host_predicates.previous_hosts")
+    pred.typed_config.CopyFrom(pack(previous_hosts_pb2.PreviousHostsPredicate()))
+    policy.host_selection_retry_max_attempts = 5
+
+
+def outbound(port: int, subset: str, host: str) -> str:
+    return f"outbound|{port}|{subset}|{host}"
+
+
+def ads_source() -> config_source_pb2.ConfigSource:
+    return config_source_pb2.ConfigSource(
+        ads=config_source_pb2.AggregatedConfigSource(), resource_api_version=config_source_pb2.V3
+    )
+
+
+def sds_source() -> config_source_pb2.ConfigSource:
+    """Secrets from the node agent through the bootstrap's ``sds-grpc`` cluster."""
+    return config_source_pb2.ConfigSource(
+        api_config_source=config_source_pb2.ApiConfigSource(
+            api_type=config_source_pb2.ApiConfigSource.GRPC,
+            transport_api_version=config_source_pb2.V3,
+            set_node_on_first_message_only=True,
+            grpc_services=[
+                grpc_service_pb2.GrpcService(
+                    envoy_grpc=grpc_service_pb2.GrpcService.EnvoyGrpc(cluster_name="sds-grpc")
+                )
+            ],
+        ),
+        resource_api_version=config_source_pb2.V3,
+    )
+
+
+def istio_metadata(configs: list[Config]) -> base_pb2.Metadata:
+    """``filter_metadata.istio.config`` naming the source config, as Istio sets it."""
+    md = base_pb2.Metadata()
+    if configs:
+        fields = {"config": struct_pb2.Value(string_value=configs[0].source_path)}
+        md.filter_metadata["istio"].CopyFrom(struct_pb2.Struct(fields=fields))
+    return md
+
+
+def pack(msg: Message) -> any_pb2.Any:
+    out = any_pb2.Any()
+    out.Pack(msg)
+    return out
+
+
+def duration(text: str | float | int | None) -> duration_pb2.Duration | None:
+    """Istio durations: ``1.5s``, ``100ms``, ``1m``, ``1h``; None when absent."""
+    if text is None or text == "":
+        return None
+    if isinstance(text, int | float):
+        seconds = float(text)
+    else:
+        raw = str(text).strip()
+        scale = {"ms": 0.001, "us": 1e-6, "s": 1.0, "m": 60.0, "h": 3600.0}
+        for suffix in ("ms", "us", "s", "m", "h"):
+            if raw.endswith(suffix):
+                seconds = float(raw[: -len(suffix)]) * scale[suffix]
+                break
+        else:
+            seconds = float(raw)
+    d = duration_pb2.Duration()
+    d.FromNanoseconds(int(seconds * 1e9))
+    return d

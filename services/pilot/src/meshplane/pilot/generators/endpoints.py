@@ -1,0 +1,61 @@
+"""EDS: one ClusterLoadAssignment per EDS cluster name, shared by every proxy that asks for it."""
+
+from __future__ import annotations
+
+from envoy.config.core.v3 import address_pb2, base_pb2, health_check_pb2
+from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
+
+from meshplane.pilot.generators.common import ClusterKey
+from meshplane.pilot.model.config import Endpoint
+from meshplane.pilot.model.push_context import PushContext
+
+
+def needs_push(kinds: frozenset[str], services_changed: bool) -> bool:
+    """Endpoints change with the registry, WorkloadEntries, ServiceEntries and subsets."""
+    return services_changed or bool(kinds & {"ServiceEntry", "WorkloadEntry", "DestinationRule"})
+
+
+def _locality(text: str) -> base_pb2.Locality:
+    region, zone, subzone = ([*text.split("/"), "", ""])[:3]
+    return base_pb2.Locality(region=region, zone=zone, sub_zone=subzone)
+
+
+def build_load_assignment(ctx: PushContext, cluster_name: str) -> endpoint_pb2.ClusterLoadAssignment:
+    """The endpoints of ``outbound|port|subset|host``; empty (not missing) when none are known."""
+    cla = endpoint_pb2.ClusterLoadAssignment(cluster_name=cluster_name)
+    key = ClusterKey.parse(cluster_name)
+    if key is None or key.direction != "outbound":
+        return cla
+    svc = ctx.service(key.host)
+    if svc is None:
+        return cla
+    subset_labels: dict[str, str] = {}
+    if key.subset:
+        dr = ctx.destination_rule(svc.namespace, svc.hostname)
+        for sub in (dr.spec.get("subsets") or []) if dr else []:
+            if sub.get("name") == key.subset:
+                subset_labels = {str(k): str(v) for k, v in (sub.get("labels") or {}).items()}
+                break
+        else:
+            return cla
+    by_locality: dict[str, list[Endpoint]] = {}
+    for ep in ctx.endpoints(svc.hostname, svc.namespace, key.port, subset_labels):
+        by_locality.setdefault(ep.locality, []).append(ep)
+    for locality in sorted(by_locality):
+        group = cla.endpoints.add()
+        if locality:
+            group.locality.CopyFrom(_locality(locality))
+        eps = by_locality[locality]
+        group.load_balancing_weight.value = sum(e.weight for e in eps)
+        for ep in sorted(eps, key=lambda e: (e.address, e.port)):
+            lb = endpoint_components_pb2.LbEndpoint(
+                endpoint=endpoint_components_pb2.Endpoint(
+                    address=address_pb2.Address(
+                        socket_address=address_pb2.SocketAddress(address=ep.address, port_value=ep.port)
+                    )
+                ),
+                health_status=health_check_pb2.HEALTHY if ep.healthy else health_check_pb2.UNHEALTHY,
+            )
+            lb.load_balancing_weight.value = ep.weight
+            group.lb_endpoints.append(lb)
+    return cla

@@ -1,0 +1,220 @@
+"""LDS for sidecars: virtualOutbound/virtualInbound, per-port outbound and Sidecar egress/ingress."""
+
+from __future__ import annotations
+
+from envoy.config.core.v3 import address_pb2
+from envoy.config.listener.v3 import listener_components_pb2 as lc
+from envoy.config.listener.v3 import listener_pb2
+from envoy.config.route.v3 import route_components_pb2 as rc
+from envoy.config.route.v3 import route_pb2
+from envoy.extensions.filters.listener.original_dst.v3 import original_dst_pb2
+from envoy.extensions.filters.listener.tls_inspector.v3 import tls_inspector_pb2
+
+from meshplane.pilot.generators.common import BLACKHOLE, INBOUND_PASSTHROUGH, PASSTHROUGH, outbound, pack
+from meshplane.pilot.generators.filters import http_manager, tcp_destinations, tcp_proxy
+from meshplane.pilot.model.config import Port, Service, fqdn, host_matches
+from meshplane.pilot.model.proxy import Proxy, ProxyType
+from meshplane.pilot.model.push_context import PushContext, SidecarScope
+
+KINDS = frozenset({"VirtualService", "Sidecar", "Gateway", "ServiceEntry", "WorkloadEntry"})
+
+
+def needs_push(kinds: frozenset[str], services_changed: bool) -> bool:
+    return services_changed or bool(kinds & KINDS)
+
+
+def _listener(name: str, host: str, port: int, bind: bool = True) -> listener_pb2.Listener:
+    lis = listener_pb2.Listener(
+        name=name,
+        address=address_pb2.Address(socket_address=address_pb2.SocketAddress(address=host, port_value=port)),
+    )
+    if not bind:
+        lis.bind_to_port.value = False
+    lis.enable_reuse_port.value = False
+    return lis
+
+
+def _inbound_route(port: int) -> route_pb2.RouteConfiguration:
+    cluster = f"inbound|{port}||"
+    cfg = route_pb2.RouteConfiguration(name=cluster)
+    cfg.validate_clusters.value = False
+    vh = cfg.virtual_hosts.add(name=f"inbound|http|{port}", domains=["*"])
+    r = vh.routes.add(match=rc.RouteMatch(prefix="/"), name="default")
+    r.route.cluster = cluster
+    r.route.timeout.SetInParent()
+    return cfg
+
+
+def _inbound_chain(port: int, http: bool) -> lc.FilterChain:
+    chain = lc.FilterChain(name=f"0.0.0.0_{port}")
+    if http:
+        chain.filters.append(http_manager(f"inbound_0.0.0.0_{port}", route_config=_inbound_route(port)))
+    else:
+        chain.filters.append(tcp_proxy(f"inbound|{port}||", f"inbound|{port}||"))
+    return chain
+
+
+def _tcp_routes(ctx: PushContext, proxy: Proxy, svc: Service, port: Port) -> list[tuple[str, int]]:
+    for vs in ctx.virtual_services(proxy.namespace, None):
+        hosts = [fqdn(str(h), vs.namespace) for h in vs.spec.get("hosts") or []]
+        if not any(host_matches(h, svc.hostname) for h in hosts):
+            continue
+        for tcp in vs.spec.get("tcp") or []:
+            matches = tcp.get("match") or [{}]
+            if any(not m.get("port") or int(m["port"]) == port.number for m in matches):
+                return tcp_destinations(tcp.get("route") or [], vs.namespace, port.number)
+    return []
+
+
+def _tls_chains(ctx: PushContext, proxy: Proxy, svc: Service, port: Port) -> list[lc.FilterChain]:
+    chains = []
+    for vs in ctx.virtual_services(proxy.namespace, None):
+        for tls in vs.spec.get("tls") or []:
+            for m in tls.get("match") or []:
+                if m.get("port") and int(m["port"]) != port.number:
+                    continue
+                chain = lc.FilterChain()
+                chain.filter_chain_match.server_names.extend(str(s) for s in m.get("sniHosts") or [])
+                dests = tcp_destinations(tls.get("route") or [], vs.namespace, port.number)
+                chain.filters.append(tcp_proxy(f"outbound|{port.number}||{svc.hostname}", "", dests))
+                chains.append(chain)
+    return chains
+
+
+def _outbound(
+    ctx: PushContext, proxy: Proxy, scope: SidecarScope, bind_default: str, bind: bool
+) -> list[listener_pb2.Listener]:
+    """Outbound listeners: the Sidecar's explicit egress ports, else one per service port."""
+    out: dict[str, listener_pb2.Listener] = {}
+    services = ctx.services_for(proxy, scope)
+    explicit: list[tuple[int, str, str]] = []  # (port, protocol, bind)
+    for eg in scope.egress:
+        p = eg.get("port") or {}
+        if p.get("number"):
+            explicit.append(
+                (
+                    int(p["number"]),
+                    str(p.get("protocol", "HTTP")).upper(),
+                    str(eg.get("bind") or bind_default),
+                )
+            )
+    catch_all = not explicit or (bind_default == "0.0.0.0" and any(not eg.get("port") for eg in scope.egress))
+    http_ports: dict[int, str] = {}
+    for number, protocol, address in explicit:
+        if Port("", number, protocol).is_http:
+            http_ports[number] = address
+            continue
+        svc = next((s for s in services if s.port(number) is not None), None)
+        if svc is not None:
+            cluster = outbound(number, "", svc.hostname)
+            lis = _listener(f"{address}_{number}", address, number, True)
+            lis.filter_chains.add().filters.append(tcp_proxy(cluster, cluster))
+            out[lis.name] = lis
+    taken = {number for number, _, _ in explicit}
+    for svc in services if catch_all else []:
+        for port in svc.ports:
+            if port.number in taken:
+                continue
+            if port.is_http:
+                http_ports.setdefault(port.number, bind_default)
+                continue
+            address = svc.addresses[0] if svc.addresses and bind_default == "0.0.0.0" else bind_default
+            name = f"{address}_{port.number}"
+            if name not in out:
+                out[name] = _tcp_listener(ctx, proxy, svc, port, name, address, bind)
+    for number, address in sorted(http_ports.items()):
+        name = f"{address}_{number}"
+        lis = _listener(name, address, number, bind or address != "0.0.0.0")
+        lis.filter_chains.add().filters.append(http_manager(f"outbound_{address}_{number}", rds=str(number)))
+        out[name] = lis
+    return list(out.values())
+
+
+def _tcp_listener(
+    ctx: PushContext, proxy: Proxy, svc: Service, port: Port, name: str, address: str, bind: bool
+) -> listener_pb2.Listener:
+    lis = _listener(name, address, port.number, bind)
+    tls = _tls_chains(ctx, proxy, svc, port) if port.protocol in ("TLS", "HTTPS") else []
+    if tls:
+        lis.listener_filters.add(name="envoy.filters.listener.tls_inspector").typed_config.CopyFrom(
+            pack(tls_inspector_pb2.TlsInspector())
+        )
+        lis.filter_chains.extend(tls)
+    else:
+        dests = _tcp_routes(ctx, proxy, svc, port)
+        cluster = outbound(port.number, "", svc.hostname)
+        lis.filter_chains.add().filters.append(tcp_proxy(cluster, cluster, dests or None))
+    return lis
+
+
+def _virtual_outbound(scope: SidecarScope) -> listener_pb2.Listener:
+    lis = _listener("virtualOutbound", "0.0.0.0", 15001)
+    lis.use_original_dst.value = True
+    lis.listener_filters.add(name="envoy.filters.listener.original_dst").typed_config.CopyFrom(
+        pack(original_dst_pb2.OriginalDst())
+    )
+    target = BLACKHOLE if scope.outbound_traffic_policy == "REGISTRY_ONLY" else PASSTHROUGH
+    chain = lis.default_filter_chain
+    chain.name = "virtualOutbound-blackhole" if target == BLACKHOLE else "virtualOutbound-catchall-tcp"
+    chain.filters.append(tcp_proxy(target, target))
+    return lis
+
+
+def _inbound_ports(ctx: PushContext, proxy: Proxy, scope: SidecarScope) -> list[tuple[int, bool, str]]:
+    """(port, is_http, bind) of the proxy's inbound side."""
+    if scope.ingress:
+        out = []
+        for ing in scope.ingress:
+            p = ing.get("port") or {}
+            number = int(p.get("number", 0))
+            out.append(
+                (
+                    number,
+                    Port(str(p.get("name", "")), number, str(p.get("protocol", "")).upper()).is_http,
+                    str(ing.get("bind") or ""),
+                )
+            )
+        return out
+    ports: dict[int, bool] = {}
+    for svc in ctx.workloads_for(proxy):
+        for p in svc.ports:
+            for ep in ctx.endpoints(svc.hostname, svc.namespace, p.number):
+                if ep.address in proxy.instance_ips:
+                    ports[ep.port] = p.is_http
+    return [(n, h, "") for n, h in sorted(ports.items())]
+
+
+def _virtual_inbound(ports: list[tuple[int, bool, str]]) -> listener_pb2.Listener:
+    lis = _listener("virtualInbound", "0.0.0.0", 15006)
+    lis.use_original_dst.value = True
+    lis.listener_filters.add(name="envoy.filters.listener.original_dst").typed_config.CopyFrom(
+        pack(original_dst_pb2.OriginalDst())
+    )
+    for number, http, _bind in ports:
+        chain = _inbound_chain(number, http)
+        chain.filter_chain_match.destination_port.value = number
+        lis.filter_chains.append(chain)
+    default = lis.default_filter_chain
+    default.name = "PassthroughFilterChain"
+    default.filters.append(tcp_proxy(INBOUND_PASSTHROUGH, INBOUND_PASSTHROUGH))
+    return lis
+
+
+def build_listeners(ctx: PushContext, proxy: Proxy) -> list[listener_pb2.Listener]:
+    if proxy.type is ProxyType.ROUTER:
+        from meshplane.pilot.generators.gateway import gateway_listeners
+
+        return gateway_listeners(ctx, proxy)
+    scope = ctx.sidecar_scope(proxy)
+    inbound = _inbound_ports(ctx, proxy, scope)
+    if proxy.interception_none:
+        listeners = _outbound(ctx, proxy, scope, proxy.ip, bind=True)
+        for number, http, bind in inbound:
+            address = bind or proxy.ip
+            lis = _listener(f"{address}_{number}", address, number)
+            lis.filter_chains.append(_inbound_chain(number, http))
+            listeners.append(lis)
+        return listeners
+    listeners = [_virtual_outbound(scope), _virtual_inbound(inbound)]
+    listeners.extend(_outbound(ctx, proxy, scope, "0.0.0.0", bind=False))
+    return listeners

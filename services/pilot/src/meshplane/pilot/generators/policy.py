@@ -1,0 +1,165 @@
+"""DestinationRule traffic policy → Envoy cluster settings (lb, connection pool, outlier, TLS)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from envoy.config.cluster.v3 import circuit_breaker_pb2, cluster_pb2, outlier_detection_pb2
+from envoy.config.core.v3 import base_pb2, protocol_pb2
+from envoy.extensions.transport_sockets.tls.v3 import common_pb2, secret_pb2, tls_pb2
+from envoy.type.matcher.v3 import string_pb2
+
+from meshplane.pilot.generators.common import duration, pack, sds_source
+
+Policy = dict[str, Any]
+
+_SIMPLE_LB = {
+    "ROUND_ROBIN": cluster_pb2.Cluster.ROUND_ROBIN,
+    "LEAST_CONN": cluster_pb2.Cluster.LEAST_REQUEST,
+    "LEAST_REQUEST": cluster_pb2.Cluster.LEAST_REQUEST,
+    "RANDOM": cluster_pb2.Cluster.RANDOM,
+    "PASSTHROUGH": cluster_pb2.Cluster.CLUSTER_PROVIDED,
+    "UNSPECIFIED": cluster_pb2.Cluster.ROUND_ROBIN,
+}
+
+
+def merged_policy(dr_spec: dict[str, Any] | None, port: int, subset: str) -> Policy:
+    """The traffic policy for (port, subset): top level, then port level, then subset overrides."""
+    if not dr_spec:
+        return {}
+    policy: Policy = dict(dr_spec.get("trafficPolicy") or {})
+    for pls in policy.pop("portLevelSettings", None) or []:
+        if int((pls.get("port") or {}).get("number", -1)) == port:
+            policy.update({k: v for k, v in pls.items() if k != "port"})
+    if subset:
+        for sub in dr_spec.get("subsets") or []:
+            if sub.get("name") == subset:
+                sub_policy = dict(sub.get("trafficPolicy") or {})
+                for pls in sub_policy.pop("portLevelSettings", None) or []:
+                    if int((pls.get("port") or {}).get("number", -1)) == port:
+                        sub_policy.update({k: v for k, v in pls.items() if k != "port"})
+                policy.update(sub_policy)
+    return policy
+
+
+def apply_policy(cluster: cluster_pb2.Cluster, policy: Policy, sni: str) -> None:
+    """Mutate a freshly built cluster according to a merged traffic policy."""
+    lb = policy.get("loadBalancer") or {}
+    if "simple" in lb:
+        cluster.lb_policy = _SIMPLE_LB.get(str(lb["simple"]).upper(), cluster_pb2.Cluster.ROUND_ROBIN)
+    if "consistentHash" in lb:
+        ch = lb["consistentHash"] or {}
+        if "maglev" in ch:
+            cluster.lb_policy = cluster_pb2.Cluster.MAGLEV
+        else:
+            cluster.lb_policy = cluster_pb2.Cluster.RING_HASH
+            size = int((ch.get("ringHash") or {}).get("minimumRingSize") or ch.get("minimumRingSize") or 1024)
+            cluster.ring_hash_lb_config.minimum_ring_size.value = size
+    locality = lb.get("localityLbSetting") or {}
+    if locality.get("enabled") is not False and (locality or policy.get("outlierDetection")):
+        cluster.common_lb_config.locality_weighted_lb_config.SetInParent()
+    _connection_pool(cluster, policy.get("connectionPool") or {})
+    _outlier(cluster, policy.get("outlierDetection"))
+    _tls(cluster, policy.get("tls") or {}, sni)
+
+
+def _connection_pool(cluster: cluster_pb2.Cluster, pool: dict[str, Any]) -> None:
+    tcp = pool.get("tcp") or {}
+    http = pool.get("http") or {}
+    if not tcp and not http:
+        return
+    th = circuit_breaker_pb2.CircuitBreakers.Thresholds(priority=base_pb2.DEFAULT)
+    if "maxConnections" in tcp:
+        th.max_connections.value = int(tcp["maxConnections"])
+    if "http1MaxPendingRequests" in http:
+        th.max_pending_requests.value = int(http["http1MaxPendingRequests"])
+    if "http2MaxRequests" in http:
+        th.max_requests.value = int(http["http2MaxRequests"])
+    if "maxRetries" in http:
+        th.max_retries.value = int(http["maxRetries"])
+    cluster.circuit_breakers.thresholds.append(th)
+    if "connectTimeout" in tcp:
+        d = duration(tcp["connectTimeout"])
+        if d is not None:
+            cluster.connect_timeout.CopyFrom(d)
+    if "maxRequestsPerConnection" in http:
+        opts = protocol_pb2.HttpProtocolOptions()
+        opts.max_requests_per_connection.value = int(http["maxRequestsPerConnection"])
+        cluster.common_http_protocol_options.CopyFrom(opts)
+    if "idleTimeout" in http:
+        d = duration(http["idleTimeout"])
+        if d is not None:
+            cluster.common_http_protocol_options.idle_timeout.CopyFrom(d)
+
+
+def _outlier(cluster: cluster_pb2.Cluster, od: dict[str, Any] | None) -> None:
+    if not od:
+        return
+    out = outlier_detection_pb2.OutlierDetection()
+    errors = od.get("consecutive5xxErrors", od.get("consecutiveErrors"))
+    if errors is not None:
+        out.consecutive_5xx.value = int(errors)
+        out.enforcing_consecutive_5xx.value = 100 if int(errors) > 0 else 0
+    gw = od.get("consecutiveGatewayErrors")
+    if gw is not None:
+        out.consecutive_gateway_failure.value = int(gw)
+        out.enforcing_consecutive_gateway_failure.value = 100 if int(gw) > 0 else 0
+    for key, field in (("interval", "interval"), ("baseEjectionTime", "base_ejection_time")):
+        d = duration(od.get(key))
+        if d is not None:
+            getattr(out, field).CopyFrom(d)
+    if "maxEjectionPercent" in od:
+        out.max_ejection_percent.value = int(od["maxEjectionPercent"])
+    out.enforcing_success_rate.value = 0  # Istio disables success-rate ejection
+    if "minHealthPercent" in od:
+        cluster.common_lb_config.healthy_panic_threshold.value = float(od["minHealthPercent"])
+    else:
+        cluster.common_lb_config.healthy_panic_threshold.value = 0.0
+    cluster.outlier_detection.CopyFrom(out)
+
+
+def _tls(cluster: cluster_pb2.Cluster, tls: dict[str, Any], sni: str) -> None:
+    mode = str(tls.get("mode", "DISABLE")).upper()
+    if mode == "DISABLE":
+        return
+    ctx = tls_pb2.UpstreamTlsContext(sni=str(tls.get("sni") or ""))
+    common = ctx.common_tls_context
+    if mode == "ISTIO_MUTUAL":
+        ctx.sni = ctx.sni or sni
+        common.tls_certificate_sds_secret_configs.append(
+            secret_pb2.SdsSecretConfig(name="default", sds_config=sds_source())
+        )
+        sans = [str(s) for s in tls.get("subjectAltNames") or []]
+        combined = common.combined_validation_context
+        combined.validation_context_sds_secret_config.CopyFrom(
+            secret_pb2.SdsSecretConfig(name="ROOTCA", sds_config=sds_source())
+        )
+        for san in sans:
+            combined.default_validation_context.match_typed_subject_alt_names.append(
+                common_pb2.SubjectAltNameMatcher(
+                    san_type=common_pb2.SubjectAltNameMatcher.URI, matcher=string_pb2.StringMatcher(exact=san)
+                )
+            )
+        common.alpn_protocols.append("istio")
+        common.tls_params.tls_maximum_protocol_version = common_pb2.TlsParameters.TLSv1_3
+    else:
+        cred = str(tls.get("credentialName") or "")
+        if mode == "MUTUAL" and cred:
+            common.tls_certificate_sds_secret_configs.append(
+                secret_pb2.SdsSecretConfig(name=f"kubernetes://{cred}", sds_config=sds_source())
+            )
+        if cred:
+            common.validation_context_sds_secret_config.CopyFrom(
+                secret_pb2.SdsSecretConfig(name=f"kubernetes://{cred}-cacert", sds_config=sds_source())
+            )
+        for san in tls.get("subjectAltNames") or []:
+            common.validation_context.match_typed_subject_alt_names.append(
+                common_pb2.SubjectAltNameMatcher(
+                    san_type=common_pb2.SubjectAltNameMatcher.DNS,
+                    matcher=string_pb2.StringMatcher(exact=str(san)),
+                )
+            )
+    if tls.get("insecureSkipVerify"):
+        common.ClearField("validation_context")
+    cluster.transport_socket.name = "envoy.transport_sockets.tls"
+    cluster.transport_socket.typed_config.CopyFrom(pack(ctx))

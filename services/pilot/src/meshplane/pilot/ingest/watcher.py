@@ -1,0 +1,115 @@
+"""Watch config, services and workloads on the bus; replay everything before reporting synced.
+
+Config changes and service changes are full pushes; a workload change is an EDS push for the
+hosts it belongs to (Istio's incremental endpoint update).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from meshplane.pilot.metrics import Metrics
+from meshplane.pilot.model.config import (
+    Config,
+    Service,
+    Workload,
+    config_from_bus,
+    labels_match,
+    service_from_bus,
+    workload_from_bus,
+)
+from meshplane.pilot.model.push_context import PushContext, build_push_context
+from meshplane.pilot.model.push_request import PushRequest
+from meshplane.shared.bus import Buckets, EventType
+
+log = logging.getLogger("meshplane.pilot.ingest")
+
+Submit = Callable[[PushRequest], None]
+
+
+class State:
+    """The current bus state, as plain dicts keyed by bus key."""
+
+    def __init__(self) -> None:
+        self.configs: dict[str, Config] = {}
+        self.services: dict[str, Service] = {}
+        self.workloads: dict[str, Workload] = {}
+        self.rejected: dict[str, str] = {}
+
+    def snapshot(self, version: str) -> PushContext:
+        return build_push_context(version, self.configs, self.services, self.workloads)
+
+    def hosts_of(self, wl: Workload) -> frozenset[str]:
+        hosts = set(wl.services)
+        for svc in self.services.values():
+            if svc.selector and svc.namespace == wl.namespace and labels_match(svc.selector, wl.labels):
+                hosts.add(svc.hostname)
+        return frozenset(hosts)
+
+
+class Watcher:
+    def __init__(self, buckets: Buckets, state: State, metrics: Metrics) -> None:
+        self.buckets = buckets
+        self.state = state
+        self.metrics = metrics
+        self.synced = asyncio.Event()
+        self._synced_parts: set[str] = set()
+        self.submit: Submit | None = None
+
+    async def run(self) -> None:
+        await asyncio.gather(
+            self._watch("config", self.buckets.config, self._on_config),
+            self._watch("services", self.buckets.services, self._on_service),
+            self._watch("workloads", self.buckets.workloads, self._on_workload),
+        )
+
+    async def _watch(self, part: str, kv: Any, handle: Callable[[str, Any], PushRequest | None]) -> None:
+        async with kv.watch() as w:
+            async for ev in w:
+                if ev.type is EventType.SYNCED:
+                    self._synced_parts.add(part)
+                    log.info("%s replayed (%d objects)", part, len(w.keys) if hasattr(w, "keys") else -1)
+                    if len(self._synced_parts) == 3:
+                        self.synced.set()
+                    continue
+                try:
+                    req = handle(ev.key, ev.value if ev.type is EventType.PUT else None)
+                except ValueError as exc:
+                    log.error("ignoring %s %s: %s", part, ev.key, exc)
+                    self.state.rejected[ev.key] = str(exc)
+                    continue
+                if req is not None and self.synced.is_set() and self.submit is not None:
+                    self.submit(req)
+
+    def _on_config(self, key: str, value: Any) -> PushRequest:
+        self.metrics.inbound.labels("config").inc()
+        old = self.state.configs.pop(key, None)
+        if value is not None:
+            cfg = config_from_bus(value)
+            self.state.configs[key] = cfg
+            kind = cfg.kind
+        else:
+            kind = old.kind if old else ""
+        self.state.rejected.pop(key, None)
+        return PushRequest(full=True, kinds=frozenset({kind}), reason=(f"config:{kind}",))
+
+    def _on_service(self, key: str, value: Any) -> PushRequest:
+        self.metrics.inbound.labels("svc").inc()
+        if value is None:
+            self.state.services.pop(key, None)
+        else:
+            self.state.services[key] = service_from_bus(value)
+        return PushRequest(full=True, services_changed=True, reason=("service",))
+
+    def _on_workload(self, key: str, value: Any) -> PushRequest:
+        self.metrics.inbound.labels("eds").inc()
+        old = self.state.workloads.pop(key, None)
+        hosts = self.state.hosts_of(old) if old else frozenset()
+        if value is not None:
+            wl = workload_from_bus(value)
+            self.state.workloads[key] = wl
+            hosts |= self.state.hosts_of(wl)
+        return PushRequest(full=False, eds_hosts=hosts, reason=("endpoint",))

@@ -1,0 +1,50 @@
+"""Pilot's Prometheus metrics, with Istio's names and buckets (one registry per server)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.xds = Gauge("pilot_xds", "Number of endpoints connected to this pilot using XDS.", registry=r)
+        self.pushes = Counter(
+            "pilot_xds_pushes", "Pilot build and send errors for lds, rds, cds and eds.", ["type"], registry=r
+        )
+        self.push_time = Histogram(
+            "pilot_xds_push_time",
+            "Total time in seconds Pilot takes to push lds, rds, cds and eds.",
+            ["type"],
+            buckets=(0.01, 0.1, 1, 3, 5, 10, 20, 30),
+            registry=r,
+        )
+        self.convergence = Histogram(
+            "pilot_proxy_convergence_time",
+            "Delay in seconds between config change and a proxy receiving all required configuration.",
+            buckets=(0.1, 0.5, 1, 3, 5, 10, 20, 30),
+            registry=r,
+        )
+        self.rejects = Counter(
+            "pilot_total_xds_rejects",
+            "Total number of XDS responses from pilot rejected by proxy.",
+            ["type"],
+            registry=r,
+        )
+        self.services = Gauge("pilot_services", "Total services known to pilot.", registry=r)
+        self.inbound = Counter(
+            "pilot_inbound_updates", "Total number of updates received by pilot.", ["type"], registry=r
+        )
+        self.expired_nonce = Counter(
+            "pilot_xds_expired_nonce",
+            "Total number of XDS requests with an expired nonce.",
+            ["type"],
+            registry=r,
+        )
+        self.debounce = Histogram(
+            "pilot_debounce_time",
+            "Delay in seconds between the first config entering debouncing and the merged push request "
+            "entering the push queue.",
+            registry=r,
+        )

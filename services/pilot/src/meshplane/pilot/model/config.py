@@ -1,0 +1,196 @@
+"""Config objects and registry entries as Pilot sees them: small immutable records.
+
+The spec of an Istio object stays the camelCase dict published by Galley; ``spec_of`` is the one
+adapter through which generators read it, so the typed ``meshplane.shared.config`` models can
+replace it in one place.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from meshplane.proto.bus.v1 import config_pb2, registry_pb2
+
+Spec = dict[str, Any]
+
+ROOT_NAMESPACE = "istio-system"
+DOMAIN_SUFFIX = "svc.cluster.local"
+
+_KEBAB = re.compile(r"(?<!^)(?=[A-Z])")
+
+
+@dataclass(frozen=True)
+class Config:
+    """One Istio config object (VirtualService, DestinationRule, ...)."""
+
+    kind: str
+    group: str
+    version: str
+    namespace: str
+    name: str
+    spec: Spec
+    resource_version: str = ""
+
+    @property
+    def source_path(self) -> str:
+        """Istio's ``filter_metadata.istio.config`` value naming this object."""
+        kind = _KEBAB.sub("-", self.kind).lower()
+        group = self.group or "networking.istio.io"
+        return f"/apis/{group}/{self.version or 'v1'}/namespaces/{self.namespace}/{kind}/{self.name}"
+
+    @property
+    def export_to(self) -> tuple[str, ...]:
+        return tuple(str(x) for x in self.spec.get("exportTo") or ())
+
+
+def config_from_bus(msg: config_pb2.ConfigResource) -> Config:
+    """Decode a ConfigResource; raises ValueError naming the object when spec_json is not a JSON object."""
+    try:
+        spec = json.loads(msg.spec_json or "{}")
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{msg.kind} {msg.namespace}/{msg.name}: spec_json is not JSON: {exc}") from None
+    if not isinstance(spec, dict):
+        raise ValueError(f"{msg.kind} {msg.namespace}/{msg.name}: spec_json is not a JSON object")
+    return Config(
+        kind=msg.kind,
+        group=msg.group,
+        version=msg.version,
+        namespace=msg.namespace,
+        name=msg.name,
+        spec=spec,
+        resource_version=msg.resource_version,
+    )
+
+
+@dataclass(frozen=True)
+class Port:
+    name: str
+    number: int
+    protocol: str  # HTTP, HTTP2, GRPC, TCP, TLS, HTTPS, ... ("" = sniffed, treated as HTTP)
+    target_port: int = 0
+
+    @property
+    def is_http(self) -> bool:
+        proto = self.protocol.upper()
+        if proto in ("HTTP", "HTTP2", "GRPC", "GRPC_WEB", ""):
+            return True
+        return proto == "PROTOCOL_UNSPECIFIED" and not self.name.startswith(("tcp", "tls", "https"))
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    address: str
+    port: int
+    labels: dict[str, str] = field(default_factory=dict)
+    locality: str = ""
+    weight: int = 1
+    healthy: bool = True
+    service_account: str = ""
+
+
+@dataclass(frozen=True)
+class Service:
+    """A service in the registry (from Galley's registry or a ServiceEntry)."""
+
+    hostname: str
+    namespace: str
+    ports: tuple[Port, ...]
+    resolution: str = "STATIC"  # STATIC, DNS, DNS_ROUND_ROBIN, NONE
+    addresses: tuple[str, ...] = ()
+    mesh_external: bool = False
+    export_to: tuple[str, ...] = ()
+    selector: dict[str, str] = field(default_factory=dict)
+    #: Endpoints given inline (ServiceEntry ``endpoints``); registry workloads are added by the index.
+    static_endpoints: tuple[tuple[str, dict[str, int], dict[str, str], str, int], ...] = ()
+    source: str = ""
+
+    def port(self, number: int) -> Port | None:
+        return next((p for p in self.ports if p.number == number), None)
+
+
+@dataclass(frozen=True)
+class Workload:
+    name: str
+    namespace: str
+    address: str
+    labels: dict[str, str]
+    service_account: str = ""
+    locality: str = ""
+    healthy: bool = True
+    weight: int = 1
+    ports: dict[str, int] = field(default_factory=dict)
+    services: tuple[str, ...] = ()
+
+
+_PROTOCOLS = {v: k for k, v in registry_pb2.Protocol.items()}
+_RESOLUTIONS = {v: k for k, v in registry_pb2.Resolution.items()}
+
+
+def service_from_bus(msg: registry_pb2.Service) -> Service:
+    resolution = _RESOLUTIONS.get(msg.resolution, "STATIC")
+    return Service(
+        hostname=msg.hostname,
+        namespace=msg.namespace,
+        ports=tuple(
+            Port(
+                p.name,
+                p.number,
+                _PROTOCOLS.get(p.protocol, "").replace("PROTOCOL_UNSPECIFIED", ""),
+                p.target_port,
+            )
+            for p in msg.ports
+        ),
+        resolution="STATIC" if resolution == "RESOLUTION_UNSPECIFIED" else resolution,
+        addresses=tuple(msg.addresses),
+        mesh_external=msg.mesh_external,
+        export_to=tuple(msg.export_to),
+        selector=dict(msg.selector),
+        source=f"{msg.source.kind}/{msg.source.namespace}/{msg.source.name}" if msg.source.kind else "",
+    )
+
+
+def workload_from_bus(msg: registry_pb2.WorkloadInstance) -> Workload:
+    return Workload(
+        name=msg.name,
+        namespace=msg.namespace,
+        address=msg.address,
+        labels=dict(msg.labels),
+        service_account=msg.service_account,
+        locality=msg.locality,
+        healthy=msg.health in (registry_pb2.HEALTHY, registry_pb2.HEALTH_UNSPECIFIED),
+        weight=msg.weight or 1,
+        ports=dict(msg.ports),
+        services=tuple(msg.services),
+    )
+
+
+def fqdn(host: str, namespace: str) -> str:
+    """Resolve a short host (``reviews``) against a config namespace, as Istio does."""
+    if host == "*" or host.startswith("*") or "." in host:
+        return host
+    return f"{host}.{namespace}.{DOMAIN_SUFFIX}"
+
+
+def host_matches(pattern: str, host: str) -> bool:
+    """Istio host matching: exact, or ``*.suffix`` wildcards, ``*`` matches everything."""
+    if pattern == "*" or pattern == host:
+        return True
+    if pattern.startswith("*"):
+        return host.endswith(pattern[1:])
+    return False
+
+
+def visible(export_to: tuple[str, ...], owner_ns: str, viewer_ns: str) -> bool:
+    """exportTo semantics: empty or ``*`` = everywhere, ``.`` = own namespace, else listed namespaces."""
+    if not export_to or "*" in export_to:
+        return True
+    if "." in export_to and owner_ns == viewer_ns:
+        return True
+    return viewer_ns in export_to
+
+
+def labels_match(selector: dict[str, str], labels: dict[str, str]) -> bool:
+    return all(labels.get(k) == v for k, v in selector.items())

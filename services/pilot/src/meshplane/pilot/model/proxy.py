@@ -1,0 +1,90 @@
+"""A connected proxy: Istio's node ID and node metadata, parsed once per connection."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from enum import Enum
+
+from google.protobuf import json_format, struct_pb2
+
+
+class ProxyType(Enum):
+    SIDECAR = "sidecar"
+    ROUTER = "router"
+
+
+class InvalidNode(ValueError):
+    """The node ID or metadata sent by a proxy cannot be used."""
+
+
+@dataclass(frozen=True)
+class Proxy:
+    """What Pilot knows about one proxy, from its first request."""
+
+    type: ProxyType
+    ip: str
+    id: str  # POD.NS
+    dns_domain: str
+    node_id: str
+    namespace: str
+    labels: dict[str, str] = field(default_factory=dict)
+    service_account: str = ""
+    instance_ips: tuple[str, ...] = ()
+    workload_name: str = ""
+    cluster_id: str = ""
+    mesh_id: str = ""
+    interception_none: bool = False
+    istio_version: str = ""
+    generator: str = ""
+
+    @property
+    def name(self) -> str:
+        return self.id.split(".", 1)[0]
+
+    def scope_key(self) -> str:
+        """Proxies with the same scope key see the same outbound config (CDS and routes)."""
+        labels = json.dumps(sorted(self.labels.items()))
+        return f"{self.type.value}|{self.namespace}|{labels}|{self.interception_none}"
+
+
+def _metadata(meta: struct_pb2.Struct) -> dict[str, object]:
+    return json_format.MessageToDict(meta)
+
+
+def parse_proxy(node_id: str, meta: struct_pb2.Struct | None) -> Proxy:
+    """Parse ``sidecar~IP~POD.NS~NS.svc.cluster.local`` (or ``router~...``) and metadata."""
+    parts = node_id.split("~")
+    if len(parts) != 4:
+        raise InvalidNode(f"node id {node_id!r}: expected TYPE~IP~POD.NAMESPACE~DOMAIN (4 parts)")
+    kind, ip, pod_id, domain = parts
+    try:
+        ptype = ProxyType(kind)
+    except ValueError:
+        raise InvalidNode(f"node id {node_id!r}: type {kind!r} is not sidecar or router") from None
+    md = _metadata(meta) if meta is not None else {}
+    ns_from_id = pod_id.split(".", 1)[1] if "." in pod_id else ""
+    namespace = str(md.get("NAMESPACE") or ns_from_id or (domain.split(".", 1)[0] if domain else ""))
+    if not namespace:
+        raise InvalidNode(f"node id {node_id!r}: no namespace in the id or NAMESPACE metadata")
+    raw_labels = md.get("LABELS") or {}
+    labels = {str(k): str(v) for k, v in raw_labels.items()} if isinstance(raw_labels, dict) else {}
+    ips_raw = md.get("INSTANCE_IPS") or ip
+    instance_ips = tuple(x for x in str(ips_raw).split(",") if x)
+    return Proxy(
+        type=ptype,
+        ip=ip,
+        id=pod_id,
+        dns_domain=domain,
+        node_id=node_id,
+        namespace=namespace,
+        labels=labels,
+        service_account=str(md.get("SERVICE_ACCOUNT") or ""),
+        instance_ips=instance_ips,
+        workload_name=str(md.get("WORKLOAD_NAME") or ""),
+        cluster_id=str(md.get("CLUSTER_ID") or ""),
+        mesh_id=str(md.get("MESH_ID") or ""),
+        interception_none=str(md.get("INTERCEPTION_MODE") or "").upper() == "NONE",
+        istio_version=str(md.get("ISTIO_VERSION") or ""),
+        generator=str(md.get("GENERATOR") or ""),
+    )

@@ -1,0 +1,307 @@
+"""The push context: one immutable snapshot of config + registry with the indexes generators use.
+
+Built from the current bus state (``build_push_context``); every lookup a generator needs
+(services a proxy sees, VirtualServices for a host, the DestinationRule for a host, endpoints
+of a subset, the Sidecar and Gateways that apply to a proxy) is answered here without I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from meshplane.pilot.model.config import (
+    ROOT_NAMESPACE,
+    Config,
+    Endpoint,
+    Port,
+    Service,
+    Workload,
+    fqdn,
+    host_matches,
+    labels_match,
+    visible,
+)
+from meshplane.pilot.model.proxy import Proxy
+
+
+@dataclass(frozen=True)
+class SidecarScope:
+    """The Sidecar that applies to a proxy (or none)."""
+
+    config: Config | None
+    outbound_traffic_policy: str  # ALLOW_ANY | REGISTRY_ONLY
+
+    @property
+    def egress(self) -> list[dict[str, Any]]:
+        return list(self.config.spec.get("egress") or []) if self.config else []
+
+    @property
+    def ingress(self) -> list[dict[str, Any]]:
+        return list(self.config.spec.get("ingress") or []) if self.config else []
+
+
+def _egress_allows(hosts: Iterable[str], proxy_ns: str, svc: Service) -> bool:
+    for entry in hosts:
+        ns, sep, host = entry.partition("/")
+        if not sep:
+            ns, host = "*", entry
+        if ns == ".":
+            ns = proxy_ns
+        if ns not in ("*", svc.namespace):
+            continue
+        if host_matches(host, svc.hostname):
+            return True
+    return False
+
+
+def _service_entry_services(cfg: Config) -> list[Service]:
+    spec = cfg.spec
+    ports = tuple(
+        Port(
+            str(p.get("name", "")),
+            int(p["number"]),
+            str(p.get("protocol", "")).upper(),
+            int(p.get("targetPort", 0)),
+        )
+        for p in spec.get("ports") or []
+    )
+    resolution = str(spec.get("resolution") or "NONE").upper()
+    endpoints = tuple(
+        (
+            str(e.get("address", "")),
+            {str(k): int(v) for k, v in (e.get("ports") or {}).items()},
+            {str(k): str(v) for k, v in (e.get("labels") or {}).items()},
+            str(e.get("locality", "")),
+            int(e.get("weight", 1) or 1),
+        )
+        for e in spec.get("endpoints") or []
+    )
+    selector = dict((spec.get("workloadSelector") or {}).get("labels") or {})
+    return [
+        Service(
+            hostname=str(host),
+            namespace=cfg.namespace,
+            ports=ports,
+            resolution=resolution,
+            addresses=tuple(str(a) for a in spec.get("addresses") or ()),
+            mesh_external=str(spec.get("location", "MESH_EXTERNAL")).upper() != "MESH_INTERNAL",
+            export_to=cfg.export_to,
+            selector=selector,
+            static_endpoints=endpoints,
+            source=f"ServiceEntry/{cfg.namespace}/{cfg.name}",
+        )
+        for host in spec.get("hosts") or []
+    ]
+
+
+def _workload_entry(cfg: Config) -> Workload:
+    spec = cfg.spec
+    return Workload(
+        name=cfg.name,
+        namespace=cfg.namespace,
+        address=str(spec.get("address", "")),
+        labels={str(k): str(v) for k, v in (spec.get("labels") or {}).items()},
+        service_account=str(spec.get("serviceAccount", "")),
+        locality=str(spec.get("locality", "")),
+        weight=int(spec.get("weight", 1) or 1),
+        ports={str(k): int(v) for k, v in (spec.get("ports") or {}).items()},
+    )
+
+
+@dataclass
+class PushContext:
+    """Immutable after ``build_push_context`` returns; shared by every push of one version."""
+
+    version: str
+    configs: dict[str, list[Config]] = field(default_factory=dict)
+    services: list[Service] = field(default_factory=list)
+    workloads: list[Workload] = field(default_factory=list)
+    _by_host: dict[str, list[Service]] = field(default_factory=dict)
+    _endpoints: dict[tuple[str, str], dict[int, list[Endpoint]]] = field(default_factory=dict)
+
+    # ---- lookups -------------------------------------------------------------------------
+    def of_kind(self, kind: str) -> list[Config]:
+        return self.configs.get(kind, [])
+
+    def service(self, hostname: str, viewer_ns: str | None = None) -> Service | None:
+        candidates = self._by_host.get(hostname, [])
+        if viewer_ns is not None:
+            candidates = [s for s in candidates if visible(s.export_to, s.namespace, viewer_ns)]
+        if viewer_ns is not None:
+            same = [s for s in candidates if s.namespace == viewer_ns]
+            if same:
+                return same[0]
+        return candidates[0] if candidates else None
+
+    def sidecar_scope(self, proxy: Proxy) -> SidecarScope:
+        chosen: Config | None = None
+        in_ns = [c for c in self.of_kind("Sidecar") if c.namespace == proxy.namespace]
+        for cfg in in_ns:
+            sel = (cfg.spec.get("workloadSelector") or {}).get("labels")
+            if sel and labels_match(sel, proxy.labels):
+                chosen = cfg
+                break
+        if chosen is None:
+            chosen = next((c for c in in_ns if not c.spec.get("workloadSelector")), None)
+        if chosen is None:
+            chosen = next(
+                (
+                    c
+                    for c in self.of_kind("Sidecar")
+                    if c.namespace == ROOT_NAMESPACE and not c.spec.get("workloadSelector")
+                ),
+                None,
+            )
+        policy = "ALLOW_ANY"
+        if chosen is not None:
+            mode = (chosen.spec.get("outboundTrafficPolicy") or {}).get("mode")
+            if mode:
+                policy = str(mode).upper()
+        return SidecarScope(chosen, policy)
+
+    def services_for(self, proxy: Proxy, scope: SidecarScope | None = None) -> list[Service]:
+        """Services a proxy may reach: visible by exportTo, then narrowed by Sidecar egress hosts."""
+        scope = scope or self.sidecar_scope(proxy)
+        out = [s for s in self.services if visible(s.export_to, s.namespace, proxy.namespace)]
+        if scope.config is not None and proxy.type.value == "sidecar" and scope.egress:
+            hosts = [h for eg in scope.egress for h in eg.get("hosts") or []]
+            out = [s for s in out if _egress_allows(hosts, proxy.namespace, s)]
+        return out
+
+    def virtual_services(self, viewer_ns: str, gateway: str | None) -> list[Config]:
+        """VirtualServices visible in ``viewer_ns`` bound to ``gateway`` (None = the mesh)."""
+        out = []
+        for vs in self.of_kind("VirtualService"):
+            if not visible(vs.export_to, vs.namespace, viewer_ns):
+                continue
+            gateways = [fqdn_gateway(g, vs.namespace) for g in vs.spec.get("gateways") or ["mesh"]]
+            if gateway is None and "mesh" in gateways or gateway is not None and gateway in gateways:
+                out.append(vs)
+        return out
+
+    def delegate(self, name: str, namespace: str) -> Config | None:
+        return next(
+            (c for c in self.of_kind("VirtualService") if c.name == name and c.namespace == namespace), None
+        )
+
+    def destination_rule(self, viewer_ns: str, host: str) -> Config | None:
+        """Istio's lookup order: the viewer's namespace, the service's namespace, the root namespace."""
+        svc = self.service(host)
+        order = [viewer_ns, svc.namespace if svc else "", ROOT_NAMESPACE]
+        rules = self.of_kind("DestinationRule")
+        for ns in order:
+            for dr in rules:
+                if dr.namespace != ns or not visible(dr.export_to, dr.namespace, viewer_ns):
+                    continue
+                if host_matches(fqdn(str(dr.spec.get("host", "")), dr.namespace), host):
+                    return dr
+        return None
+
+    def gateways_for(self, proxy: Proxy) -> list[Config]:
+        out = []
+        for gw in self.of_kind("Gateway"):
+            selector = gw.spec.get("selector") or {}
+            if labels_match(selector, proxy.labels):
+                out.append(gw)
+        return out
+
+    def endpoints(
+        self, hostname: str, namespace: str, port: int, subset: dict[str, str] | None = None
+    ) -> list[Endpoint]:
+        eps = self._endpoints.get((hostname, namespace), {}).get(port, [])
+        if subset:
+            eps = [e for e in eps if labels_match(subset, e.labels)]
+        return eps
+
+    def workloads_for(self, proxy: Proxy) -> list[Service]:
+        """Services whose instances include this proxy's IP (for its inbound listeners)."""
+        out = []
+        for (host, ns), by_port in self._endpoints.items():
+            if any(e.address in proxy.instance_ips for eps in by_port.values() for e in eps):
+                svc = self.service(host)
+                if svc is not None and svc.namespace == ns:
+                    out.append(svc)
+        return out
+
+
+def fqdn_gateway(name: str, namespace: str) -> str:
+    """Gateway references: ``mesh``, ``ns/name`` or ``name`` (same namespace as the VirtualService)."""
+    if name == "mesh" or "/" in name:
+        return name
+    if "." in name:  # name.namespace.svc.cluster.local form
+        gw, ns = name.split(".", 2)[:2]
+        return f"{ns}/{gw}"
+    return f"{namespace}/{name}"
+
+
+def _index_endpoints(
+    services: list[Service], workloads: list[Workload]
+) -> dict[tuple[str, str], dict[int, list[Endpoint]]]:
+    out: dict[tuple[str, str], dict[int, list[Endpoint]]] = {}
+    for svc in services:
+        by_port: dict[int, list[Endpoint]] = {p.number: [] for p in svc.ports}
+        for address, ports, labels, locality, weight in svc.static_endpoints:
+            for p in svc.ports:
+                target = ports.get(p.name) or p.target_port or p.number
+                by_port[p.number].append(Endpoint(address, target, labels, locality, weight))
+        if svc.resolution != "DNS" or not svc.static_endpoints:
+            for wl in workloads:
+                member = svc.hostname in wl.services or (
+                    bool(svc.selector)
+                    and wl.namespace == svc.namespace
+                    and labels_match(svc.selector, wl.labels)
+                )
+                if not member:
+                    continue
+                for p in svc.ports:
+                    target = wl.ports.get(p.name) or p.target_port or p.number
+                    by_port[p.number].append(
+                        Endpoint(
+                            wl.address,
+                            target,
+                            wl.labels,
+                            wl.locality,
+                            wl.weight,
+                            wl.healthy,
+                            wl.service_account,
+                        )
+                    )
+        out[(svc.hostname, svc.namespace)] = by_port
+    return out
+
+
+def build_push_context(
+    version: str,
+    configs: Mapping[str, Config],
+    services: Mapping[str, Service],
+    workloads: Mapping[str, Workload],
+) -> PushContext:
+    """Index the current state. Services from ServiceEntries are added unless the registry has them."""
+    by_kind: dict[str, list[Config]] = {}
+    for cfg in sorted(configs.values(), key=lambda c: (c.kind, c.namespace, c.name)):
+        by_kind.setdefault(cfg.kind, []).append(cfg)
+    svc_list = sorted(services.values(), key=lambda s: (s.hostname, s.namespace))
+    known = {(s.hostname, s.namespace) for s in svc_list}
+    for se in by_kind.get("ServiceEntry", []):
+        for svc in _service_entry_services(se):
+            if (svc.hostname, svc.namespace) not in known:
+                svc_list.append(svc)
+                known.add((svc.hostname, svc.namespace))
+    wl_list = list(workloads.values())
+    wl_names = {(w.namespace, w.name) for w in wl_list}
+    for we in by_kind.get("WorkloadEntry", []):
+        if (we.namespace, we.name) not in wl_names:
+            wl_list.append(_workload_entry(we))
+    by_host: dict[str, list[Service]] = {}
+    for svc in svc_list:
+        by_host.setdefault(svc.hostname, []).append(svc)
+    return PushContext(
+        version=version,
+        configs=by_kind,
+        services=svc_list,
+        workloads=wl_list,
+        _by_host=by_host,
+        _endpoints=_index_endpoints(svc_list, wl_list),
+    )

@@ -1,0 +1,95 @@
+"""Pilot's settings: command-line flags and Istio's tuning environment variables."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+
+def _duration(name: str, raw: str) -> float:
+    """Parse a Go-style duration (``100ms``, ``10s``, ``1m``) or plain seconds."""
+    text = raw.strip()
+    units = (("ms", 0.001), ("s", 1.0), ("m", 60.0))
+    try:
+        for suffix, scale in units:
+            if text.endswith(suffix) and not (suffix == "s" and text.endswith("ms")):
+                return float(text[: -len(suffix)]) * scale
+        return float(text)
+    except ValueError:
+        raise ValueError(f"{name}: expected a duration such as 100ms or 10s, got {raw!r}") from None
+
+
+def _auto_limit() -> int:
+    """Istio 1.21+: min(15 + 5 x cores, 100) when the knob is 0 (automatic)."""
+    return min(15 + 5 * (os.cpu_count() or 1), 100)
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    grpc_host: str = "0.0.0.0"
+    grpc_port: int = 15010
+    http_host: str = "0.0.0.0"
+    http_port: int = 15014
+    nats_url: str = "nats://127.0.0.1:4222"
+    pilot_id: str = ""
+    debounce_after: float = 0.1
+    debounce_max: float = 10.0
+    enable_eds_debounce: bool = True
+    push_throttle: int = 100
+    max_requests_per_second: float = 100.0
+    keepalive_seconds: float = 30.0
+    max_connection_age: float = 1800.0
+
+    @staticmethod
+    def from_env(env: Mapping[str, str], **overrides: object) -> Settings:
+        """Read ``PILOT_*`` variables with Istio's names, defaults and meanings."""
+        throttle = int(env.get("PILOT_PUSH_THROTTLE", "0") or 0)
+        rps = float(env.get("PILOT_MAX_REQUESTS_PER_SECOND", "0") or 0)
+        eds = env.get("PILOT_ENABLE_EDS_DEBOUNCE", "true").strip().lower()
+        if eds not in ("true", "false", "1", "0"):
+            raise ValueError(f"PILOT_ENABLE_EDS_DEBOUNCE: expected true or false, got {eds!r}")
+        values: dict[str, object] = {
+            "debounce_after": _duration("PILOT_DEBOUNCE_AFTER", env.get("PILOT_DEBOUNCE_AFTER", "100ms")),
+            "debounce_max": _duration("PILOT_DEBOUNCE_MAX", env.get("PILOT_DEBOUNCE_MAX", "10s")),
+            "enable_eds_debounce": eds in ("true", "1"),
+            "push_throttle": throttle if throttle > 0 else _auto_limit(),
+            "max_requests_per_second": rps if rps > 0 else float(_auto_limit()),
+            "pilot_id": env.get("POD_NAME", "") or f"pilot-{uuid.uuid4().hex[:8]}",
+        }
+        if "NATS_URL" in env:
+            values["nats_url"] = env["NATS_URL"]
+        values.update(overrides)
+        return Settings(**values)  # type: ignore[arg-type]
+
+
+def parse_args(argv: list[str] | None, env: Mapping[str, str]) -> Settings:
+    """Parse ``meshplane-pilot`` flags; unknown flags are ignored (``meshctl up`` compatibility)."""
+    from meshplane.shared.lifecycle import parse_hostport
+
+    parser = argparse.ArgumentParser(prog="meshplane-pilot", description="meshplane Pilot: the xDS server")
+    parser.add_argument("--grpc-addr", default="0.0.0.0:15010", help="ADS gRPC listen address")
+    parser.add_argument("--http-addr", default="0.0.0.0:15014", help="HTTP (ready, metrics, debug)")
+    parser.add_argument("--nats-url", default=env.get("NATS_URL", "nats://127.0.0.1:4222"))
+    parser.add_argument("--id", default="", help="replica id (default: POD_NAME or random)")
+    args, _unknown = parser.parse_known_args(argv)
+    try:
+        grpc_host, grpc_port = parse_hostport(args.grpc_addr)
+        http_host, http_port = parse_hostport(args.http_addr)
+    except ValueError as exc:
+        parser.error(str(exc))
+    overrides: dict[str, object] = {
+        "grpc_host": grpc_host,
+        "grpc_port": grpc_port,
+        "http_host": http_host,
+        "http_port": http_port,
+        "nats_url": args.nats_url,
+    }
+    if args.id:
+        overrides["pilot_id"] = args.id
+    try:
+        return Settings.from_env(env, **overrides)
+    except ValueError as exc:
+        parser.error(str(exc))

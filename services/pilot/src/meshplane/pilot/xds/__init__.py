@@ -1,0 +1,1 @@
+"""The xDS transport: ADS (SotW and Delta) streams, per-connection state, debounce and push queue."""

@@ -1,0 +1,63 @@
+"""Per-connection xDS state: subscriptions, nonces, ACK/NACK per type, what Delta has sent."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from dataclasses import dataclass, field
+
+from meshplane.pilot.model.proxy import Proxy
+from meshplane.pilot.model.push_request import PushRequest
+
+_ids = itertools.count(1)
+
+
+@dataclass
+class Watched:
+    """One type a proxy watches."""
+
+    type_url: str
+    names: frozenset[str] = frozenset()
+    wildcard: bool = True
+    nonce_sent: str = ""
+    nonce_acked: str = ""
+    version_sent: str = ""
+    version_acked: str = ""
+    last_nack: str = ""
+    nacks: int = 0
+    #: Delta: resource name → version the proxy holds (after our send).
+    sent_versions: dict[str, str] = field(default_factory=dict)
+    #: Time the oldest unacknowledged push started (for convergence time).
+    pending_since: float | None = None
+
+
+class Connection:
+    """One ADS stream from one proxy; all sends happen under ``lock`` in order."""
+
+    def __init__(self, proxy: Proxy, peer: str, delta: bool) -> None:
+        self.id = f"{proxy.id}-{next(_ids)}"
+        self.proxy = proxy
+        self.peer = peer
+        self.delta = delta
+        self.connected_at = time.time()
+        self.watched: dict[str, Watched] = {}
+        self.lock = asyncio.Lock()
+        self.initialized = asyncio.Event()
+        self.outbox: asyncio.Queue[object] = asyncio.Queue()
+        self.pending: PushRequest | None = None
+        self.closed = False
+        self._nonce = itertools.count(1)
+
+    def next_nonce(self) -> str:
+        return f"{next(self._nonce)}"
+
+    def watch(self, type_url: str) -> Watched:
+        w = self.watched.get(type_url)
+        if w is None:
+            w = Watched(type_url)
+            self.watched[type_url] = w
+        return w
+
+    def synced(self) -> bool:
+        return all(w.nonce_sent == w.nonce_acked for w in self.watched.values() if w.nonce_sent)

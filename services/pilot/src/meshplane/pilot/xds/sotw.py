@@ -1,0 +1,80 @@
+"""State-of-the-world ADS: request classification (initial, ACK, NACK, stale) and full responses."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from envoy.service.discovery.v3 import discovery_pb2
+
+from meshplane.pilot.generators import common
+from meshplane.pilot.xds.connection import Connection
+
+if TYPE_CHECKING:
+    from meshplane.pilot.xds.discovery import DiscoveryServer
+
+log = logging.getLogger("meshplane.pilot.ads")
+
+WILDCARD_TYPES = (common.CLUSTER, common.LISTENER)
+
+
+async def process(server: DiscoveryServer, conn: Connection, req: discovery_pb2.DiscoveryRequest) -> None:
+    """Handle one request; respond only when the proxy asks for something new."""
+    type_url = req.type_url
+    if type_url not in common.SHORT:
+        log.debug("ignoring unsupported type %s from %s", type_url, conn.id)
+        return
+    short = common.SHORT[type_url]
+    w = conn.watch(type_url)
+    names = frozenset(req.resource_names)
+    if req.HasField("error_detail"):
+        if req.response_nonce and req.response_nonce != w.nonce_sent:
+            return
+        w.last_nack = req.error_detail.message
+        w.nacks += 1
+        w.nonce_acked = req.response_nonce  # answered (rejected); Envoy keeps its last good version
+        w.version_acked = req.version_info
+        server.metrics.rejects.labels(short).inc()
+        server.dirty.add(conn.id)
+        log.warning("%s NACK from %s (nonce %s): %s", short, conn.id, req.response_nonce, w.last_nack)
+        return
+    if not req.response_nonce:
+        w.names = names
+        w.wildcard = type_url in WILDCARD_TYPES and not names
+        async with conn.lock:
+            await send(server, conn, type_url)
+        return
+    if req.response_nonce != w.nonce_sent:
+        server.metrics.expired_nonce.labels(short).inc()
+        return
+    w.nonce_acked = req.response_nonce
+    w.version_acked = req.version_info
+    w.last_nack = ""
+    server.on_ack(conn)
+    if type_url not in WILDCARD_TYPES and names != w.names:
+        w.names = names
+        async with conn.lock:
+            await send(server, conn, type_url)
+
+
+async def send(server: DiscoveryServer, conn: Connection, type_url: str) -> None:
+    """Send every resource of ``type_url`` the proxy watches (call with ``conn.lock`` held)."""
+    w = conn.watch(type_url)
+    short = common.SHORT[type_url]
+    try:
+        resources = server.cache.generate(server.ctx, conn.proxy, type_url, None if w.wildcard else w.names)
+    except Exception:
+        server.metrics.pushes.labels(f"{short}_builderr").inc()
+        log.exception("building %s for %s failed", short, conn.id)
+        return
+    resp = discovery_pb2.DiscoveryResponse(
+        version_info=server.version_info(),
+        type_url=type_url,
+        nonce=conn.next_nonce(),
+        resources=[r.any for r in resources.values()],
+    )
+    w.nonce_sent = resp.nonce
+    w.version_sent = resp.version_info
+    conn.outbox.put_nowait(resp)
+    server.metrics.pushes.labels(short).inc()
+    server.dirty.add(conn.id)

@@ -1,0 +1,190 @@
+"""Generators against a bookinfo-like push context: names, semantics and Istio metadata."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from envoy.config.cluster.v3 import cluster_pb2
+from envoy.extensions.filters.http.fault.v3 import fault_pb2
+from google.protobuf import struct_pb2
+
+from meshplane.pilot.generators import common
+from meshplane.pilot.generators.clusters import build_clusters
+from meshplane.pilot.generators.endpoints import build_load_assignment
+from meshplane.pilot.generators.listeners import build_listeners
+from meshplane.pilot.generators.routes import build_route
+from meshplane.pilot.model.config import Config, Port, Service, Workload
+from meshplane.pilot.model.proxy import parse_proxy
+from meshplane.pilot.model.push_context import PushContext, build_push_context
+
+NS = "default"
+REVIEWS = "reviews.default.svc.cluster.local"
+
+
+def cfg(kind: str, name: str, spec: dict[str, Any], ns: str = NS) -> Config:
+    return Config(kind, "networking.istio.io", "v1", ns, name, spec)
+
+
+def meta(**kv: Any) -> struct_pb2.Struct:
+    s = struct_pb2.Struct()
+    s.update(kv)
+    return s
+
+
+def context(*configs: Config) -> PushContext:
+    services = {
+        "reviews": Service(REVIEWS, NS, (Port("http", 9080, "HTTP"),)),
+        "db": Service(
+            "db.default.svc.cluster.local", NS, (Port("tcp", 3306, "TCP"),), addresses=("10.0.0.9",)
+        ),
+    }
+    workloads = {
+        f"r{v}": Workload(
+            f"reviews-{v}", NS, f"10.1.0.{i}", {"app": "reviews", "version": v}, services=(REVIEWS,)
+        )
+        for i, v in enumerate(("v1", "v2", "v3"), start=1)
+    }
+    return build_push_context("1", {f"{c.kind}/{c.name}": c for c in configs}, services, workloads)
+
+
+SIDECAR = parse_proxy(
+    "sidecar~10.1.0.9~productpage-v1.default~default.svc.cluster.local", meta(LABELS={"app": "productpage"})
+)
+DR = cfg(
+    "DestinationRule",
+    "reviews",
+    {
+        "host": "reviews",
+        "trafficPolicy": {
+            "connectionPool": {"tcp": {"maxConnections": 7}},
+            "outlierDetection": {"consecutive5xxErrors": 3},
+        },
+        "subsets": [{"name": v, "labels": {"version": v}} for v in ("v1", "v2")],
+    },
+)
+
+
+def test_cluster_names_and_special_clusters() -> None:
+    names = {c.name for c in build_clusters(context(DR), SIDECAR)}
+    assert {
+        f"outbound|9080||{REVIEWS}",
+        f"outbound|9080|v1|{REVIEWS}",
+        f"outbound|9080|v2|{REVIEWS}",
+        "outbound|3306||db.default.svc.cluster.local",
+        "BlackHoleCluster",
+        "PassthroughCluster",
+    } <= names
+
+
+def test_destination_rule_policy_and_source_metadata() -> None:
+    cluster = next(c for c in build_clusters(context(DR), SIDECAR) if c.name == f"outbound|9080|v1|{REVIEWS}")
+    assert cluster.type == cluster_pb2.Cluster.EDS
+    assert cluster.circuit_breakers.thresholds[0].max_connections.value == 7
+    assert cluster.outlier_detection.consecutive_5xx.value == 3
+    source = cluster.metadata.filter_metadata["istio"].fields["config"].string_value
+    assert source == "/apis/networking.istio.io/v1/namespaces/default/destination-rule/reviews"
+
+
+def test_subset_endpoints() -> None:
+    cla = build_load_assignment(context(DR), f"outbound|9080|v2|{REVIEWS}")
+    addresses = [e.endpoint.address.socket_address.address for g in cla.endpoints for e in g.lb_endpoints]
+    assert addresses == ["10.1.0.2"]
+    all_eps = build_load_assignment(context(DR), f"outbound|9080||{REVIEWS}")
+    assert sum(len(g.lb_endpoints) for g in all_eps.endpoints) == 3
+    assert all(g.load_balancing_weight.value > 0 for g in all_eps.endpoints)
+
+
+def test_sidecar_listeners_in_redirect_mode() -> None:
+    listeners = {x.name: x for x in build_listeners(context(), SIDECAR)}
+    assert {"virtualOutbound", "virtualInbound", "0.0.0.0_9080", "10.0.0.9_3306"} <= set(listeners)
+    assert listeners["virtualOutbound"].address.socket_address.port_value == 15001
+    assert listeners["virtualInbound"].address.socket_address.port_value == 15006
+    assert listeners["0.0.0.0_9080"].bind_to_port.value is False
+
+
+def test_virtual_service_routes_carry_semantics() -> None:
+    vs = cfg(
+        "VirtualService",
+        "reviews",
+        {
+            "hosts": ["reviews"],
+            "http": [
+                {
+                    "match": [{"headers": {"end-user": {"exact": "jason"}}}],
+                    "route": [{"destination": {"host": "reviews", "subset": "v2"}}],
+                },
+                {
+                    "fault": {"abort": {"httpStatus": 418, "percentage": {"value": 50}}},
+                    "route": [
+                        {"destination": {"host": "reviews", "subset": "v1"}, "weight": 90},
+                        {"destination": {"host": "reviews", "subset": "v2"}, "weight": 10},
+                    ],
+                },
+            ],
+        },
+    )
+    rc = build_route(context(DR, vs), SIDECAR, "9080")
+    vh = next(v for v in rc.virtual_hosts if v.name == f"{REVIEWS}:9080")
+    assert "reviews" in vh.domains and "reviews:9080" in vh.domains
+    first, second = vh.routes[0], vh.routes[1]
+    assert first.match.headers[0].name == "end-user"
+    assert first.route.cluster == f"outbound|9080|v2|{REVIEWS}"
+    weights = {c.name: c.weight.value for c in second.route.weighted_clusters.clusters}
+    assert weights == {f"outbound|9080|v1|{REVIEWS}": 90, f"outbound|9080|v2|{REVIEWS}": 10}
+    fault = fault_pb2.HTTPFault()
+    second.typed_per_filter_config["envoy.filters.http.fault"].Unpack(fault)
+    assert fault.abort.http_status == 418 and fault.abort.percentage.numerator == 500000
+    assert first.metadata.filter_metadata["istio"].fields["config"].string_value == (
+        "/apis/networking.istio.io/v1/namespaces/default/virtual-service/reviews"
+    )
+    assert rc.virtual_hosts[-1].name == "allow_any"
+
+
+def test_registry_only_and_egress_scoping() -> None:
+    sidecar = cfg(
+        "Sidecar",
+        "default",
+        {
+            "egress": [{"hosts": ["./db.default.svc.cluster.local"]}],
+            "outboundTrafficPolicy": {"mode": "REGISTRY_ONLY"},
+        },
+    )
+    ctx = context(sidecar)
+    names = {c.name for c in build_clusters(ctx, SIDECAR)}
+    assert f"outbound|9080||{REVIEWS}" not in names
+    assert "outbound|3306||db.default.svc.cluster.local" in names
+    listeners = {x.name: x for x in build_listeners(ctx, SIDECAR)}
+    assert listeners["virtualOutbound"].default_filter_chain.name == "virtualOutbound-blackhole"
+
+
+def test_gateway_listener_and_routes() -> None:
+    gw = cfg(
+        "Gateway",
+        "gw",
+        {
+            "selector": {"istio": "ingressgateway"},
+            "servers": [
+                {"port": {"number": 8080, "name": "http", "protocol": "HTTP"}, "hosts": ["*.example.com"]}
+            ],
+        },
+        ns="istio-system",
+    )
+    vs = cfg(
+        "VirtualService",
+        "site",
+        {
+            "hosts": ["www.example.com"],
+            "gateways": ["istio-system/gw"],
+            "http": [{"route": [{"destination": {"host": "reviews"}}]}],
+        },
+    )
+    router = parse_proxy(
+        "router~10.2.0.1~gw-1.istio-system~istio-system.svc.cluster.local",
+        meta(LABELS={"istio": "ingressgateway"}),
+    )
+    ctx = context(gw, vs)
+    assert [x.name for x in build_listeners(ctx, router)] == ["0.0.0.0_8080"]
+    rc = build_route(ctx, router, "http.8080")
+    assert rc.virtual_hosts[0].domains[0] == "www.example.com"
+    assert rc.virtual_hosts[0].routes[0].route.cluster == f"outbound|9080||{REVIEWS}"
+    assert common.ClusterKey.parse(f"outbound|9080||{REVIEWS}") is not None

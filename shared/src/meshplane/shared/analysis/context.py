@@ -1,0 +1,95 @@
+"""The input of one analysis: resources indexed by kind, with host and selector helpers."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from meshplane.shared.analysis.messages import Message, MessageType
+
+DOMAIN_SUFFIX = "svc.cluster.local"
+
+
+@dataclass(frozen=True, slots=True)
+class Resource:
+    """One object under analysis."""
+
+    group: str
+    kind: str
+    namespace: str
+    name: str
+    obj: Mapping[str, Any]
+    origin: str = ""
+
+    def describe(self) -> str:
+        return f"{self.kind} {self.namespace}/{self.name}" if self.namespace else f"{self.kind} {self.name}"
+
+    @property
+    def metadata(self) -> Mapping[str, Any]:
+        md = self.obj.get("metadata")
+        return md if isinstance(md, Mapping) else {}
+
+    @property
+    def spec(self) -> Mapping[str, Any]:
+        spec = self.obj.get("spec")
+        return spec if isinstance(spec, Mapping) else {}
+
+    def str_map(self, field: str) -> dict[str, str]:
+        value = self.metadata.get(field)
+        return {str(k): str(v) for k, v in value.items()} if isinstance(value, Mapping) else {}
+
+
+def fqdn(host: str, namespace: str) -> str:
+    """Istio's short-name resolution: ``reviews`` in ``default`` → ``reviews.default.svc.cluster.local``."""
+    if "." in host or host.startswith("*"):
+        return host
+    return f"{host}.{namespace}.{DOMAIN_SUFFIX}"
+
+
+def host_matches(pattern: str, host: str) -> bool:
+    """Whether ``host`` is covered by ``pattern`` (``*.example.com`` covers ``a.example.com``)."""
+    if pattern == "*" or pattern == host:
+        return True
+    if pattern.startswith("*."):
+        return host.endswith(pattern[1:])
+    return False
+
+
+def selects(selector: Mapping[str, str], labels: Mapping[str, str]) -> bool:
+    return all(labels.get(k) == v for k, v in selector.items())
+
+
+class Context:
+    """Resources by kind, plus the service hosts they define; collects messages."""
+
+    def __init__(self, resources: list[Resource]) -> None:
+        self.resources = resources
+        self._by_kind: dict[str, list[Resource]] = {}
+        for r in resources:
+            self._by_kind.setdefault(r.kind, []).append(r)
+        self.messages: list[Message] = []
+        self.service_hosts: set[str] = set()
+        for svc in self.kind("Service"):
+            if not svc.group:
+                self.service_hosts.add(f"{svc.name}.{svc.namespace}.{DOMAIN_SUFFIX}")
+        for se in self.kind("ServiceEntry"):
+            self.service_hosts.update(str(h) for h in se.spec.get("hosts") or [])
+
+    def kind(self, kind: str) -> list[Resource]:
+        return self._by_kind.get(kind, [])
+
+    def __iter__(self) -> Iterator[Resource]:
+        return iter(self.resources)
+
+    def find(self, kind: str, namespace: str, name: str) -> Resource | None:
+        for r in self.kind(kind):
+            if r.namespace == namespace and r.name == name:
+                return r
+        return None
+
+    def host_known(self, host: str) -> bool:
+        return any(host_matches(known, host) or host_matches(host, known) for known in self.service_hosts)
+
+    def report(self, mtype: MessageType, resource: Resource, text: str) -> None:
+        self.messages.append(Message(mtype, resource.describe(), text, resource.origin))

@@ -1,0 +1,91 @@
+"""DestinationRule analyzers: TLS without server verification (IST0128 / IST0129) and client TLS
+settings that contradict the server's PeerAuthentication (IST0113, MTLSPolicyConflict)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from meshplane.shared.analysis import messages as m
+from meshplane.shared.analysis.context import Context, Resource, fqdn
+
+ROOT_NAMESPACE = "istio-system"
+_VERIFYING_MODES = ("SIMPLE", "MUTUAL")
+
+
+def _tls(policy: object) -> Mapping[str, Any]:
+    tls = policy.get("tls") if isinstance(policy, Mapping) else None
+    return tls if isinstance(tls, Mapping) else {}
+
+
+def _unverified(tls: Mapping[str, Any]) -> bool:
+    return (
+        tls.get("mode") in _VERIFYING_MODES
+        and not tls.get("caCertificates")
+        and not tls.get("credentialName")
+        and not tls.get("insecureSkipVerify")
+    )
+
+
+def _prefix(dr: Resource, tls: Mapping[str, Any]) -> str:
+    return f"DestinationRule {dr.name} in namespace {dr.namespace} has TLS mode set to {tls.get('mode')}"
+
+
+def check_server_verification(ctx: Context) -> None:
+    for dr in ctx.kind("DestinationRule"):
+        host = str(dr.spec.get("host", ""))
+        policy = dr.spec.get("trafficPolicy")
+        tls = _tls(policy)
+        if _unverified(tls):
+            ctx.report(
+                m.NO_SERVER_CERT_VERIFICATION_DR,
+                dr,
+                f"{_prefix(dr, tls)} but no caCertificates are set to validate server identity "
+                f"for host: {host}",
+            )
+        port_settings = policy.get("portLevelSettings") if isinstance(policy, Mapping) else None
+        for pls in port_settings or []:
+            tls = _tls(pls)
+            if _unverified(tls):
+                port = (pls.get("port") or {}).get("number")
+                ctx.report(
+                    m.NO_SERVER_CERT_VERIFICATION_PORT,
+                    dr,
+                    f"{_prefix(dr, tls)} but no caCertificates are set to validate server identity "
+                    f"for host: {host} at port {port}",
+                )
+
+
+def _peer_mode(ctx: Context, namespace: str) -> tuple[str, Resource] | None:
+    """The namespace-wide PeerAuthentication mode, else the mesh-wide one in the root namespace."""
+    for ns in (namespace, ROOT_NAMESPACE):
+        for pa in ctx.kind("PeerAuthentication"):
+            if pa.namespace == ns and not pa.spec.get("selector"):
+                mode = (pa.spec.get("mtls") or {}).get("mode")
+                if mode in ("STRICT", "DISABLE"):
+                    return str(mode), pa
+    return None
+
+
+def check_mtls_conflicts(ctx: Context) -> None:
+    """IST0113: DISABLE towards a STRICT server, or ISTIO_MUTUAL towards a DISABLE one."""
+    for dr in ctx.kind("DestinationRule"):
+        client = _tls(dr.spec.get("trafficPolicy")).get("mode")
+        if client not in ("DISABLE", "ISTIO_MUTUAL"):
+            continue
+        host = fqdn(str(dr.spec.get("host", "")), dr.namespace)
+        parts = host.split(".")
+        if len(parts) < 3 or not host.endswith(".svc.cluster.local"):
+            continue
+        server = _peer_mode(ctx, parts[1])
+        if server is None:
+            continue
+        mode, pa = server
+        if (client == "DISABLE" and mode == "STRICT") or (client == "ISTIO_MUTUAL" and mode == "DISABLE"):
+            ctx.report(
+                m.MTLS_POLICY_CONFLICT,
+                dr,
+                f"A DestinationRule and a PeerAuthentication are in conflict over mTLS for host {host}: "
+                f"DestinationRule {dr.namespace}/{dr.name} sets TLS mode {client} but PeerAuthentication "
+                f"{pa.namespace}/{pa.name} requires {mode}.",
+            )

@@ -1,0 +1,72 @@
+"""Analyzers over single resources: schema errors (IST0106), uninjected namespaces (IST0102) and
+Service port names outside Istio's naming convention (IST0118)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from meshplane.shared.analysis import messages as m
+from meshplane.shared.analysis.context import Context
+from meshplane.shared.config import ISTIO_GROUPS, validate_object
+
+#: Namespaces Istio's analyzers leave alone.
+SYSTEM_NAMESPACES = frozenset(
+    {"kube-system", "kube-public", "kube-node-lease", "istio-system", "local-path-storage"}
+)
+
+_PROTOCOLS = ("http", "http2", "https", "grpc", "grpc-web", "tcp", "tls", "mongo", "redis", "mysql", "udp")
+
+
+def check_schema(ctx: Context) -> None:
+    """IST0106: what the webhook would reject."""
+    for r in ctx:
+        if r.group not in ISTIO_GROUPS:
+            continue
+        result = validate_object(dict(r.obj))
+        if result.kind is None:
+            ctx.report(
+                m.SCHEMA_VALIDATION_ERROR, r, f"Schema validation error: unrecognized type {r.group}/{r.kind}"
+            )
+        for issue in result.errors:
+            ctx.report(m.SCHEMA_VALIDATION_ERROR, r, f"Schema validation error: {issue}")
+
+
+def check_injection(ctx: Context) -> None:
+    """IST0102: a namespace with neither ``istio-injection`` nor ``istio.io/rev``."""
+    for ns in ctx.kind("Namespace"):
+        if ns.name in SYSTEM_NAMESPACES:
+            continue
+        labels = ns.str_map("labels")
+        if "istio-injection" not in labels and "istio.io/rev" not in labels:
+            ctx.report(
+                m.NAMESPACE_NOT_INJECTED,
+                ns,
+                f"The namespace is not enabled for Istio injection. Run 'kubectl label namespace {ns.name} "
+                f"istio-injection=enabled' to enable it, or 'kubectl label namespace {ns.name} "
+                "istio-injection=disabled' to explicitly mark it as not needing injection.",
+            )
+
+
+def _follows_convention(name: str) -> bool:
+    lowered = name.lower()
+    return any(lowered == p or lowered.startswith(p + "-") for p in _PROTOCOLS)
+
+
+def check_port_names(ctx: Context) -> None:
+    """IST0118: a Service port whose protocol Istio can only guess (no appProtocol, no name prefix)."""
+    for svc in ctx.kind("Service"):
+        if svc.group or svc.namespace in SYSTEM_NAMESPACES:
+            continue
+        for port in svc.spec.get("ports") or []:
+            if not isinstance(port, Mapping) or port.get("appProtocol"):
+                continue
+            name = str(port.get("name", ""))
+            number = port.get("port")
+            target = port.get("targetPort", number)
+            if not _follows_convention(name):
+                ctx.report(
+                    m.PORT_NAME_NOT_UNDER_CONVENTION,
+                    svc,
+                    f"Port name {name} (port: {number}, targetPort: {target}) "
+                    "doesn't follow the naming convention of Istio port.",
+                )

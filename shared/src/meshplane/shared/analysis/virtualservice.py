@@ -1,0 +1,137 @@
+"""VirtualService analyzers: missing gateway/host/subset (IST0101), mesh host conflicts (IST0109),
+unreachable rules (IST0130) and ineffective matches (IST0131)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from meshplane.shared.analysis import messages as m
+from meshplane.shared.analysis.context import Context, Resource, fqdn, host_matches
+
+_ROUTE_SECTIONS = ("http", "tls", "tcp")
+
+
+def _gateway_ref(ref: str, namespace: str) -> tuple[str, str]:
+    ns, sep, name = ref.partition("/")
+    return (ns, name) if sep else (namespace, ref)
+
+
+def _destinations(vs: Resource) -> Iterator[Mapping[str, Any]]:
+    for section in _ROUTE_SECTIONS:
+        for rule in vs.spec.get(section) or []:
+            if not isinstance(rule, Mapping):
+                continue
+            for route in rule.get("route") or []:
+                if isinstance(route, Mapping) and isinstance(route.get("destination"), Mapping):
+                    yield route["destination"]
+            for key in ("mirror",):
+                if isinstance(rule.get(key), Mapping):
+                    yield rule[key]
+
+
+def _has_subset(ctx: Context, host: str, subset: str, namespace: str) -> bool:
+    for dr in ctx.kind("DestinationRule"):
+        dr_host = fqdn(str(dr.spec.get("host", "")), dr.namespace)
+        if not host_matches(dr_host, host):
+            continue
+        for s in dr.spec.get("subsets") or []:
+            if isinstance(s, Mapping) and s.get("name") == subset:
+                return True
+    return False
+
+
+def check_references(ctx: Context) -> None:
+    """IST0101 for gateways, destination hosts and subsets a VirtualService names but nobody defines."""
+    for vs in ctx.kind("VirtualService"):
+        for ref in vs.spec.get("gateways") or []:
+            if ref == "mesh":
+                continue
+            ns, name = _gateway_ref(str(ref), vs.namespace)
+            if ctx.find("Gateway", ns, name) is None:
+                ctx.report(m.REFERENCED_RESOURCE_NOT_FOUND, vs, f'Referenced gateway not found: "{ref}"')
+        for dest in _destinations(vs):
+            host = fqdn(str(dest.get("host", "")), vs.namespace)
+            if not host or not ctx.host_known(host):
+                ctx.report(
+                    m.REFERENCED_RESOURCE_NOT_FOUND, vs, f'Referenced host not found: "{dest.get("host")}"'
+                )
+                continue
+            subset = dest.get("subset")
+            if subset and not _has_subset(ctx, host, str(subset), vs.namespace):
+                ctx.report(
+                    m.REFERENCED_RESOURCE_NOT_FOUND,
+                    vs,
+                    f'Referenced host+subset in destinationrule not found: "{dest.get("host")}+{subset}"',
+                )
+
+
+def check_mesh_host_conflicts(ctx: Context) -> None:
+    """IST0109: two VirtualServices bound to the mesh gateway declare the same host."""
+    owners: dict[str, list[Resource]] = {}
+    for vs in ctx.kind("VirtualService"):
+        gateways = vs.spec.get("gateways") or []
+        if gateways and "mesh" not in gateways:
+            continue
+        for host in {fqdn(str(h), vs.namespace) for h in vs.spec.get("hosts") or []}:
+            owners.setdefault(host, []).append(vs)
+    for host, vss in sorted(owners.items()):
+        if len(vss) < 2:
+            continue
+        names = ",".join(f"{v.namespace}/{v.name}" for v in vss)
+        for vs in vss:
+            ctx.report(
+                m.CONFLICTING_MESH_GATEWAY_VS_HOSTS,
+                vs,
+                f"The VirtualServices {names} associated with mesh gateway define the same host {host}, "
+                "which can lead to undefined behavior; merge them into one VirtualService.",
+            )
+
+
+def _canonical(match: Mapping[str, Any]) -> str:
+    return json.dumps({k: v for k, v in match.items() if k != "name"}, sort_keys=True)
+
+
+def check_rules(ctx: Context) -> None:
+    """IST0130 (a rule that can never match) and IST0131 (a match that repeats an earlier one)."""
+    for vs in ctx.kind("VirtualService"):
+        for section in _ROUTE_SECTIONS:
+            seen: dict[str, int] = {}
+            catch_all: int | None = None
+            for index, rule in enumerate(vs.spec.get(section) or []):
+                if not isinstance(rule, Mapping):
+                    continue
+                label = f"{section}[{index}]" if not rule.get("name") else f"{rule['name']!r}"
+                if catch_all is not None:
+                    ctx.report(
+                        m.VS_UNREACHABLE_RULE,
+                        vs,
+                        f"VirtualService rule {label} not used (only the last rule can omit a match; "
+                        f"{section}[{catch_all}] matches everything).",
+                    )
+                    continue
+                matches = [x for x in rule.get("match") or [] if isinstance(x, Mapping)]
+                if not matches or any(not _canonical(x).strip("{}") for x in matches):
+                    catch_all = index
+                    continue
+                duplicates = 0
+                for mi, match in enumerate(matches):
+                    key = _canonical(match)
+                    if key in seen:
+                        duplicates += 1
+                        if len(matches) > 1:
+                            ctx.report(
+                                m.VS_INEFFECTIVE_MATCH,
+                                vs,
+                                f"VirtualService rule {label} match {mi} is not used "
+                                f"(duplicate/overlapping match in rule {section}[{seen[key]}]).",
+                            )
+                    else:
+                        seen[key] = index
+                if duplicates == len(matches):
+                    ctx.report(
+                        m.VS_UNREACHABLE_RULE,
+                        vs,
+                        f"VirtualService rule {label} not used (all of its matches are used by prior rules).",
+                    )

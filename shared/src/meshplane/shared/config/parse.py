@@ -1,0 +1,118 @@
+"""Turn a spec dict into its typed model, and pydantic's errors into Istio-style field paths."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Literal, overload
+
+from pydantic import BaseModel, ValidationError
+
+from meshplane.shared.config import models
+from meshplane.shared.config.issues import Issue
+
+SPEC_MODELS: dict[str, type[BaseModel]] = {
+    "VirtualService": models.VirtualService,
+    "DestinationRule": models.DestinationRule,
+    "Gateway": models.Gateway,
+    "ServiceEntry": models.ServiceEntry,
+    "WorkloadEntry": models.WorkloadEntry,
+    "WorkloadGroup": models.WorkloadGroup,
+    "Sidecar": models.Sidecar,
+    "EnvoyFilter": models.EnvoyFilter,
+    "ProxyConfig": models.ProxyConfig,
+    "PeerAuthentication": models.PeerAuthentication,
+    "AuthorizationPolicy": models.AuthorizationPolicy,
+    "RequestAuthentication": models.RequestAuthentication,
+    "Telemetry": models.Telemetry,
+    "WasmPlugin": models.WasmPlugin,
+    "Service": models.ServiceSpec,
+    "Pod": models.PodSpec,
+    "Namespace": models.NamespaceSpec,
+    "EndpointSlice": models.EndpointSlice,
+    "Endpoints": models.Endpoints,
+}
+
+
+class SpecError(ValueError):
+    """A spec that does not fit its kind's schema; ``issues`` name each bad field."""
+
+    def __init__(self, kind: str, issues: list[Issue]) -> None:
+        self.kind = kind
+        self.issues = issues
+        super().__init__(f"invalid {kind} spec: " + "; ".join(str(i) for i in issues))
+
+
+def _render_path(prefix: str, loc: tuple[int | str, ...]) -> str:
+    path = prefix
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        else:
+            path = f"{path}.{part}" if path else str(part)
+    return path
+
+
+def _message(error: Mapping[str, Any]) -> str:
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        return "unknown field"
+    if kind == "missing":
+        return "required field is missing"
+    msg = str(error["msg"])
+    msg = msg.removeprefix("Value error, ")
+    if kind in ("enum", "literal_error"):
+        return f"invalid value {error.get('input')!r}: {msg}"
+    return msg
+
+
+def issues_from_validation_error(exc: ValidationError, prefix: str = "spec") -> list[Issue]:
+    """One Issue per pydantic error, with the camelCase path Istio's YAML uses."""
+    return [Issue(_render_path(prefix, tuple(e["loc"])), _message(e)) for e in exc.errors()]
+
+
+@overload
+def parse_spec(kind: Literal["VirtualService"], spec: Mapping[str, Any]) -> models.VirtualService: ...
+@overload
+def parse_spec(kind: Literal["DestinationRule"], spec: Mapping[str, Any]) -> models.DestinationRule: ...
+@overload
+def parse_spec(kind: Literal["Gateway"], spec: Mapping[str, Any]) -> models.Gateway: ...
+@overload
+def parse_spec(kind: Literal["ServiceEntry"], spec: Mapping[str, Any]) -> models.ServiceEntry: ...
+@overload
+def parse_spec(kind: Literal["WorkloadEntry"], spec: Mapping[str, Any]) -> models.WorkloadEntry: ...
+@overload
+def parse_spec(kind: Literal["WorkloadGroup"], spec: Mapping[str, Any]) -> models.WorkloadGroup: ...
+@overload
+def parse_spec(kind: Literal["Sidecar"], spec: Mapping[str, Any]) -> models.Sidecar: ...
+@overload
+def parse_spec(kind: Literal["EnvoyFilter"], spec: Mapping[str, Any]) -> models.EnvoyFilter: ...
+@overload
+def parse_spec(kind: Literal["PeerAuthentication"], spec: Mapping[str, Any]) -> models.PeerAuthentication: ...
+@overload
+def parse_spec(
+    kind: Literal["AuthorizationPolicy"], spec: Mapping[str, Any]
+) -> models.AuthorizationPolicy: ...
+@overload
+def parse_spec(
+    kind: Literal["RequestAuthentication"], spec: Mapping[str, Any]
+) -> models.RequestAuthentication: ...
+@overload
+def parse_spec(kind: Literal["Telemetry"], spec: Mapping[str, Any]) -> models.Telemetry: ...
+@overload
+def parse_spec(kind: str, spec: Mapping[str, Any]) -> BaseModel: ...
+
+
+def parse_spec(kind: str, spec: Mapping[str, Any]) -> BaseModel:
+    """Build the typed model for ``kind`` from its ``spec`` (camelCase or snake_case keys).
+
+    For EndpointSlice and Endpoints, pass the whole object (they have no ``spec``).
+
+    Raises:
+        KeyError: ``kind`` is not a known kind.
+        SpecError: the spec does not fit the schema; ``.issues`` names each bad field.
+    """
+    model = SPEC_MODELS[kind]
+    try:
+        return model.model_validate(spec)
+    except ValidationError as exc:
+        raise SpecError(kind, issues_from_validation_error(exc)) from None

@@ -1,0 +1,247 @@
+"""Istio's DestinationRule rules: host, subsets, traffic policy (pools, outliers, LB, TLS)."""
+
+from __future__ import annotations
+
+from meshplane.shared.config.checks.durations import check_duration
+from meshplane.shared.config.checks.export_to import export_to_problems
+from meshplane.shared.config.checks.hosts import check_wildcard_domain, is_dns1123_label
+from meshplane.shared.config.checks.labels import label_problems
+from meshplane.shared.config.checks.ports import check_port
+from meshplane.shared.config.issues import Issues
+from meshplane.shared.config.models.base import IstioModel
+from meshplane.shared.config.models.destination_rule import (
+    ClientTLSMode,
+    ClientTLSSettings,
+    ConnectionPoolSettings,
+    DestinationRule,
+    H2UpgradePolicy,
+    LoadBalancerSettings,
+    LocalityLoadBalancerSetting,
+    OutlierDetection,
+    TrafficPolicy,
+)
+from meshplane.shared.config.rules.context import ObjectContext
+
+MAGLEV_MAX_TABLE = 5000011
+
+
+def check(dr: DestinationRule, ctx: ObjectContext, issues: Issues) -> None:
+    if problem := check_wildcard_domain(dr.host or ""):
+        issues.error("spec.host", problem)
+    if dr.traffic_policy is not None:
+        check_traffic_policy(dr.traffic_policy, "spec.trafficPolicy", issues)
+    names: set[str] = set()
+    for i, subset in enumerate(dr.subsets or []):
+        path = f"spec.subsets[{i}]"
+        if not is_dns1123_label(subset.name):
+            issues.error(f"{path}.name", f"subset name {subset.name!r} must be a DNS-1123 label")
+        if subset.name in names:
+            issues.error(f"{path}.name", f"duplicate subset name {subset.name!r}")
+        names.add(subset.name)
+        for key, problem in label_problems(subset.labels or {}):
+            issues.error(f"{path}.labels.{key}", problem)
+        if subset.traffic_policy is not None:
+            check_traffic_policy(subset.traffic_policy, f"{path}.trafficPolicy", issues)
+    export_to = dr.export_to or []
+    for i, problem in export_to_problems(export_to, ctx.namespace, allow_none=False):
+        issues.error(f"spec.exportTo[{i}]", problem)
+    if dr.workload_selector is not None:
+        labels = dr.workload_selector.match_labels or {}
+        for key, problem in label_problems(labels):
+            issues.error(f"spec.workloadSelector.matchLabels.{key}", problem)
+        if any(e not in (".", ctx.namespace) for e in export_to):
+            issues.error(
+                "spec.exportTo", "a DestinationRule with workloadSelector may only export to its namespace"
+            )
+
+
+def _empty(model: IstioModel) -> bool:
+    return not model.model_dump(exclude_none=True)
+
+
+def check_traffic_policy(policy: TrafficPolicy, path: str, issues: Issues) -> None:
+    if _empty(policy):
+        issues.error(path, "traffic policy must have at least one field")
+    _check_policy_parts(policy, path, issues)
+    if policy.tunnel is not None and policy.proxy_protocol is not None:
+        issues.error(path, "tunnel and proxyProtocol cannot both be set")
+    if policy.tunnel is not None:
+        tunnel = policy.tunnel
+        if (tunnel.protocol or "CONNECT").upper() not in ("CONNECT", "POST"):
+            issues.error(
+                f"{path}.tunnel.protocol", f"tunnel protocol {tunnel.protocol!r} must be CONNECT or POST"
+            )
+        if not tunnel.target_host:
+            issues.error(f"{path}.tunnel.targetHost", "tunnel targetHost is required")
+        if tunnel.target_port is None or check_port(tunnel.target_port):
+            issues.error(f"{path}.tunnel.targetPort", "tunnel targetPort must be in the range 1..65535")
+    for i, pls in enumerate(policy.port_level_settings or []):
+        ppath = f"{path}.portLevelSettings[{i}]"
+        if pls.port is None or pls.port.number is None:
+            issues.error(f"{ppath}.port", "port level setting must have a port")
+        elif problem := check_port(pls.port.number):
+            issues.error(f"{ppath}.port.number", problem)
+        if all(
+            getattr(pls, f) is None for f in ("load_balancer", "connection_pool", "outlier_detection", "tls")
+        ):
+            issues.error(
+                ppath,
+                "port level setting must set at least one of loadBalancer, connectionPool, "
+                "outlierDetection or tls",
+            )
+        _check_policy_parts(pls, ppath, issues)
+
+
+def _check_policy_parts(policy: TrafficPolicy | object, path: str, issues: Issues) -> None:
+    lb = getattr(policy, "load_balancer", None)
+    pool = getattr(policy, "connection_pool", None)
+    outlier = getattr(policy, "outlier_detection", None)
+    tls = getattr(policy, "tls", None)
+    if isinstance(lb, LoadBalancerSettings):
+        _check_lb(lb, f"{path}.loadBalancer", issues)
+    if isinstance(pool, ConnectionPoolSettings):
+        check_connection_pool(pool, f"{path}.connectionPool", issues)
+    if isinstance(outlier, OutlierDetection):
+        _check_outlier(outlier, f"{path}.outlierDetection", issues)
+    if isinstance(tls, ClientTLSSettings):
+        _check_tls(tls, f"{path}.tls", issues)
+
+
+def check_connection_pool(pool: ConnectionPoolSettings, path: str, issues: Issues) -> None:
+    if pool.http is None and pool.tcp is None:
+        issues.error(path, "connection pool must set at least one of http or tcp")
+    counts: list[tuple[str, int | None]] = []
+    durations = []
+    if pool.http is not None:
+        h = pool.http
+        counts += [
+            ("http.http1MaxPendingRequests", h.http1_max_pending_requests),
+            ("http.http2MaxRequests", h.http2_max_requests),
+            ("http.maxRequestsPerConnection", h.max_requests_per_connection),
+            ("http.maxRetries", h.max_retries),
+            ("http.maxConcurrentStreams", h.max_concurrent_streams),
+        ]
+        durations.append(("http.idleTimeout", h.idle_timeout))
+        if h.use_client_protocol and h.h2_upgrade_policy == H2UpgradePolicy.UPGRADE:
+            issues.error(f"{path}.http", "useClientProtocol cannot be combined with h2UpgradePolicy UPGRADE")
+    if pool.tcp is not None:
+        t = pool.tcp
+        counts.append(("tcp.maxConnections", t.max_connections))
+        durations += [
+            ("tcp.connectTimeout", t.connect_timeout),
+            ("tcp.maxConnectionDuration", t.max_connection_duration),
+            ("tcp.idleTimeout", t.idle_timeout),
+        ]
+        if t.tcp_keepalive is not None:
+            durations += [
+                ("tcp.tcpKeepalive.time", t.tcp_keepalive.time),
+                ("tcp.tcpKeepalive.interval", t.tcp_keepalive.interval),
+            ]
+    for name, value in counts:
+        if value is not None and value < 0:
+            issues.error(f"{path}.{name}", f"{name.rsplit('.', 1)[-1]} must not be negative")
+    for name, duration in durations:
+        if duration is not None and (problem := check_duration(duration)):
+            issues.error(f"{path}.{name}", problem)
+
+
+def _check_outlier(od: OutlierDetection, path: str, issues: Issues) -> None:
+    for name, value in (
+        ("maxEjectionPercent", od.max_ejection_percent),
+        ("minHealthPercent", od.min_health_percent),
+    ):
+        if value is not None and not 0 <= value <= 100:
+            issues.error(f"{path}.{name}", f"{name} must be in the range 0..100")
+    for name, count in (
+        ("consecutiveErrors", od.consecutive_errors),
+        ("consecutive5xxErrors", od.consecutive_5xx_errors),
+        ("consecutiveGatewayErrors", od.consecutive_gateway_errors),
+        ("consecutiveLocalOriginFailures", od.consecutive_local_origin_failures),
+    ):
+        if count is not None and count < 0:
+            issues.error(f"{path}.{name}", f"{name} must not be negative")
+    for name, duration in (("interval", od.interval), ("baseEjectionTime", od.base_ejection_time)):
+        if duration is not None and (problem := check_duration(duration)):
+            issues.error(f"{path}.{name}", problem)
+    if od.consecutive_errors is not None:
+        issues.warn(f"{path}.consecutiveErrors", "consecutiveErrors is deprecated; use consecutive5xxErrors")
+
+
+def _is_prime(n: int) -> bool:
+    if n < 2:
+        return False
+    return all(n % d for d in range(2, int(n**0.5) + 1))
+
+
+def _check_lb(lb: LoadBalancerSettings, path: str, issues: Issues) -> None:
+    ch = lb.consistent_hash
+    if ch is not None:
+        hpath = f"{path}.consistentHash"
+        if ch.http_cookie is not None and not ch.http_cookie.name:
+            issues.error(f"{hpath}.httpCookie.name", "cookie name is required")
+        if (
+            ch.http_cookie is not None
+            and ch.http_cookie.ttl is not None
+            and ch.http_cookie.ttl.total_seconds() < 0
+        ):
+            issues.error(f"{hpath}.httpCookie.ttl", "cookie ttl must not be negative")
+        if ch.maglev is not None and ch.maglev.table_size is not None:
+            size = ch.maglev.table_size
+            if size >= MAGLEV_MAX_TABLE or not _is_prime(size):
+                issues.error(
+                    f"{hpath}.maglev.tableSize", f"table size {size} must be a prime below {MAGLEV_MAX_TABLE}"
+                )
+        if ch.ring_hash is not None and ch.maglev is not None:
+            issues.error(hpath, "only one of ringHash or maglev may be set")
+    if lb.locality_lb_setting is not None:
+        check_locality_lb(lb.locality_lb_setting, f"{path}.localityLbSetting", issues)
+
+
+def check_locality_lb(setting: LocalityLoadBalancerSetting, path: str, issues: Issues) -> None:
+    if setting.distribute and setting.failover:
+        issues.error(path, "can not simultaneously set 'distribute' and 'failover'")
+    for i, dist in enumerate(setting.distribute or []):
+        dpath = f"{path}.distribute[{i}]"
+        _check_locality(dist.from_ or "", f"{dpath}.from", issues)
+        total = 0
+        for locality, weight in (dist.to or {}).items():
+            _check_locality(locality, f"{dpath}.to.{locality}", issues)
+            total += weight
+        if total != 100:
+            issues.error(f"{dpath}.to", f"total weight of 'to' must be 100, not {total}")
+    for i, fo in enumerate(setting.failover or []):
+        fpath = f"{path}.failover[{i}]"
+        if fo.from_ and fo.from_ == fo.to:
+            issues.error(fpath, "locality lb failover settings must specify different regions")
+        if fo.from_ and "/" in fo.from_ or fo.to and "/" in fo.to:
+            issues.error(fpath, "locality lb failover only specifies regions")
+
+
+def _check_locality(locality: str, path: str, issues: Issues) -> None:
+    if not locality:
+        issues.error(path, "locality must not be empty")
+        return
+    parts = locality.split("/")
+    if len(parts) > 3:
+        issues.error(path, f"locality {locality!r} has more than region/zone/subzone")
+    for i, part in enumerate(parts):
+        if part == "":
+            issues.error(path, f"locality {locality!r} has an empty segment")
+        elif "*" in part and (part != "*" or i != len(parts) - 1):
+            issues.error(path, f"locality {locality!r}: wildcard '*' is only allowed as the last segment")
+
+
+def _check_tls(tls: ClientTLSSettings, path: str, issues: Issues) -> None:
+    if tls.mode == ClientTLSMode.MUTUAL and not tls.credential_name:
+        if not tls.client_certificate:
+            issues.error(f"{path}.clientCertificate", "client certificate required for mutual tls")
+        if not tls.private_key:
+            issues.error(f"{path}.privateKey", "private key required for mutual tls")
+    if tls.credential_name:
+        for field, alias in (
+            ("client_certificate", "clientCertificate"),
+            ("private_key", "privateKey"),
+            ("ca_certificates", "caCertificates"),
+        ):
+            if getattr(tls, field):
+                issues.error(f"{path}.{alias}", f"cannot set {alias} together with credentialName")

@@ -1,0 +1,87 @@
+"""Rule pieces shared by routing kinds: destinations, string matches, gateway references, TLS files."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from meshplane.shared.config.checks.hosts import (
+    check_fqdn,
+    check_wildcard_domain,
+    is_dns1123_label,
+)
+from meshplane.shared.config.checks.ports import check_port
+from meshplane.shared.config.checks.regex import check_regex
+from meshplane.shared.config.issues import Issues
+from meshplane.shared.config.models.virtual_service import (
+    Destination,
+    HTTPRouteDestination,
+    RouteDestination,
+    StringMatch,
+)
+
+
+def check_destination(dest: Destination, path: str, issues: Issues) -> None:
+    if dest.host == "*":
+        issues.error(f"{path}.host", "wildcard '*' is not allowed as a destination host")
+    elif problem := check_wildcard_domain(dest.host):
+        issues.error(f"{path}.host", problem)
+    if dest.subset is not None and not is_dns1123_label(dest.subset):
+        issues.error(f"{path}.subset", f"subset name {dest.subset!r} must be a DNS-1123 label")
+    if dest.port is not None and dest.port.number is not None and (problem := check_port(dest.port.number)):
+        issues.error(f"{path}.port.number", problem)
+
+
+def check_string_match(match: StringMatch, path: str, issues: Issues) -> None:
+    set_fields = [n for n in ("exact", "prefix", "regex") if getattr(match, n) is not None]
+    if len(set_fields) > 1:
+        issues.error(path, f"only one of exact, prefix or regex may be set (found {', '.join(set_fields)})")
+    if match.prefix is not None and match.prefix == "":
+        issues.error(f"{path}.prefix", "prefix match must not be empty")
+    if match.regex is not None and (problem := check_regex(match.regex)):
+        issues.error(f"{path}.regex", problem)
+
+
+def check_gateway_name(name: str, path: str, issues: Issues) -> None:
+    """``mesh``, ``ns/name`` (two DNS-1123 labels) or a legacy FQDN name (warned)."""
+    if name == "mesh":
+        return
+    if "/" in name:
+        namespace, _, gw = name.partition("/")
+        if not is_dns1123_label(namespace) or not is_dns1123_label(gw):
+            issues.error(
+                path, f"invalid gateway reference {name!r}: namespace and name must be DNS-1123 labels"
+            )
+        return
+    if problem := check_fqdn(name):
+        issues.error(path, f"invalid gateway name {name!r}: {problem}")
+        return
+    issues.warn(path, f"gateway reference {name!r} is ambiguous; use the <namespace>/<name> form")
+
+
+def applies_to_mesh(gateways: list[str] | None) -> bool:
+    return not gateways or "mesh" in gateways
+
+
+def percentage_problem(value: float | None) -> str | None:
+    if value is None:
+        return None
+    if value < 0 or value > 100:
+        return f"percentage {value} must be in the range 0..100"
+    return None
+
+
+def check_route_destinations(
+    routes: Sequence[HTTPRouteDestination | RouteDestination] | None, path: str, issues: Issues
+) -> None:
+    """``route`` of an http/tls/tcp route: at least one destination; weights >= 0, not all 0 (HEAD)."""
+    if not routes:
+        issues.error(f"{path}.route", "route must have at least one destination")
+        return
+    total = 0
+    for i, dest in enumerate(routes):
+        check_destination(dest.destination, f"{path}.route[{i}].destination", issues)
+        if dest.weight is not None and dest.weight < 0:
+            issues.error(f"{path}.route[{i}].weight", f"weight {dest.weight} must not be negative")
+        total += dest.weight or 0
+    if len(routes) > 1 and total == 0:
+        issues.error(f"{path}.route", "total destination weight = 0")

@@ -1,0 +1,62 @@
+"""Selector and targetRef rules shared by AuthorizationPolicy, RequestAuthentication, Telemetry."""
+
+from __future__ import annotations
+
+from meshplane.shared.config.checks.labels import label_problems
+from meshplane.shared.config.issues import Issues
+from meshplane.shared.config.models.base import PolicyTargetReference, WorkloadSelector
+
+TARGET_KINDS = {
+    ("", "Service"),
+    ("core", "Service"),
+    ("networking.istio.io", "ServiceEntry"),
+    ("gateway.networking.k8s.io", "Gateway"),
+    ("gateway.networking.k8s.io", "GatewayClass"),
+}
+
+
+def check_selector(selector: WorkloadSelector | None, path: str, issues: Issues) -> None:
+    if selector is None:
+        return
+    labels = selector.match_labels or {}
+    for key, value in labels.items():
+        lpath = f"{path}.matchLabels.{key}"
+        if key == "":
+            issues.error(lpath, "selector label key must not be empty")
+        if "*" in key or "*" in value:
+            issues.error(lpath, "wildcard '*' is not supported in selector labels")
+    for key, problem in label_problems({k: v for k, v in labels.items() if k}):
+        issues.error(f"{path}.matchLabels.{key}", problem)
+
+
+def check_targets(
+    selector: WorkloadSelector | None,
+    target_ref: PolicyTargetReference | None,
+    target_refs: list[PolicyTargetReference] | None,
+    issues: Issues,
+) -> None:
+    chosen = [
+        n for n, v in (("selector", selector), ("targetRef", target_ref), ("targetRefs", target_refs)) if v
+    ]
+    if len(chosen) > 1:
+        issues.error(
+            "spec", f"only one of selector, targetRef or targetRefs may be set (found {', '.join(chosen)})"
+        )
+    check_selector(selector, "spec.selector", issues)
+    if target_ref is not None:
+        _check_ref(target_ref, "spec.targetRef", issues)
+    for i, ref in enumerate(target_refs or []):
+        _check_ref(ref, f"spec.targetRefs[{i}]", issues)
+
+
+def _check_ref(ref: PolicyTargetReference, path: str, issues: Issues) -> None:
+    if not ref.name:
+        issues.error(f"{path}.name", "targetRef name is required")
+    if ref.namespace:
+        issues.error(f"{path}.namespace", "cross-namespace targetRef is not supported; remove namespace")
+    if (ref.group or "", ref.kind or "") not in TARGET_KINDS:
+        issues.error(
+            f"{path}.kind",
+            f"targetRef kind {ref.kind!r} (group {ref.group or ''!r}) must be Service, ServiceEntry, "
+            "Gateway or GatewayClass",
+        )

@@ -1,0 +1,87 @@
+"""Istio's Telemetry rules: tracing, metrics overrides, access logging."""
+
+from __future__ import annotations
+
+from meshplane.shared.config.checks.durations import check_duration
+from meshplane.shared.config.issues import Issues
+from meshplane.shared.config.models.telemetry import ProviderRef, TagOperation, Telemetry
+from meshplane.shared.config.rules.context import ObjectContext
+from meshplane.shared.config.rules.selectors import check_targets
+
+
+def _check_providers(providers: list[ProviderRef] | None, path: str, issues: Issues) -> None:
+    for i, provider in enumerate(providers or []):
+        if not provider.name:
+            issues.error(f"{path}[{i}].name", "provider name must not be empty")
+
+
+def check(tm: Telemetry, ctx: ObjectContext, issues: Issues) -> None:
+    check_targets(tm.selector, tm.target_ref, tm.target_refs, issues)
+    if len(tm.tracing or []) > 1:
+        issues.warn("spec.tracing", "multiple tracing configs are not supported; only the first is used")
+    for i, tracing in enumerate(tm.tracing or []):
+        path = f"spec.tracing[{i}]"
+        _check_providers(tracing.providers, f"{path}.providers", issues)
+        if len(tracing.providers or []) > 1:
+            issues.warn(f"{path}.providers", "multiple providers are not supported; only the first is used")
+        pct = tracing.random_sampling_percentage
+        if pct is not None and not 0 <= pct <= 100:
+            issues.error(f"{path}.randomSamplingPercentage", f"{pct} must be in the range 0..100")
+        for name, custom in (tracing.custom_tags or {}).items():
+            tpath = f"{path}.customTags.{name}"
+            if not name:
+                issues.error(tpath, "tag name must not be empty")
+            kinds = [k for k in ("literal", "environment", "header") if getattr(custom, k) is not None]
+            if len(kinds) != 1:
+                issues.error(tpath, "exactly one of literal, environment or header must be set")
+            if custom.literal is not None and not custom.literal.value:
+                issues.error(f"{tpath}.literal.value", "literal tag value must not be empty")
+            if custom.environment is not None and not custom.environment.name:
+                issues.error(f"{tpath}.environment.name", "environment tag name must not be empty")
+            if custom.header is not None and not custom.header.name:
+                issues.error(f"{tpath}.header.name", "header tag name must not be empty")
+    for i, metrics in enumerate(tm.metrics or []):
+        path = f"spec.metrics[{i}]"
+        _check_providers(metrics.providers, f"{path}.providers", issues)
+        if metrics.reporting_interval is not None and (problem := check_duration(metrics.reporting_interval)):
+            issues.error(f"{path}.reportingInterval", problem)
+        for j, override in enumerate(metrics.overrides or []):
+            opath = f"{path}.overrides[{j}]"
+            if override.match is not None and override.match.custom_metric == "":
+                issues.error(f"{opath}.match.customMetric", "customMetric must not be empty")
+            for tag, op in (override.tag_overrides or {}).items():
+                tpath = f"{opath}.tagOverrides.{tag}"
+                operation = op.operation or TagOperation.UPSERT
+                if operation == TagOperation.UPSERT and not op.value:
+                    issues.error(f"{tpath}.value", "UPSERT requires a value")
+                if operation == TagOperation.REMOVE and op.value:
+                    issues.error(f"{tpath}.value", "REMOVE must not have a value")
+    for i, logging in enumerate(tm.access_logging or []):
+        path = f"spec.accessLogging[{i}]"
+        _check_providers(logging.providers, f"{path}.providers", issues)
+        if logging.filter is not None and (problem := _expression_problem(logging.filter.expression or "")):
+            issues.error(f"{path}.filter.expression", problem)
+
+
+def _expression_problem(expression: str) -> str | None:
+    """A light CEL sanity check: non-empty, balanced brackets and quotes."""
+    if not expression.strip():
+        return "filter expression must not be empty"
+    depth = 0
+    quote = ""
+    for ch in expression:
+        if quote:
+            if ch == quote:
+                quote = ""
+            continue
+        if ch in "'\"":
+            quote = ch
+        elif ch in "([":
+            depth += 1
+        elif ch in ")]":
+            depth -= 1
+            if depth < 0:
+                return f"invalid filter expression {expression!r}: unbalanced brackets"
+    if depth or quote:
+        return f"invalid filter expression {expression!r}: unbalanced brackets or quotes"
+    return None

@@ -1,0 +1,264 @@
+"""The rendered k8s/ kustomizations: valid for the pinned Kubernetes, wired together, hardened."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import kubernetes_validate
+import pytest
+
+from .conftest import KUBERNETES_VERSION, Manifests
+
+CONTROL_PLANE = ["galley", "pilot", "citadel"]
+
+
+def k8s_errors(objects: list[dict[str, Any]]) -> list[str]:
+    """Strict schema errors of ``objects`` for the pinned Kubernetes, one line per object."""
+    errors = []
+    for obj in objects:
+        where = f"{obj['kind']}/{obj['metadata']['name']}"
+        try:
+            kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
+        except kubernetes_validate.ValidationError as exc:
+            errors.append(f"{where}: {'.'.join(map(str, exc.path))}: {exc.message}")
+        except kubernetes_validate.SchemaNotFoundError as exc:
+            errors.append(f"{where}: {exc.message}")
+    return errors
+
+
+def test_every_object_validates_against_the_pinned_kubernetes_schemas(rendered: Manifests) -> None:
+    assert len(rendered.objects) > 40
+    assert k8s_errors(rendered.objects) == []
+
+
+def test_schema_check_rejects_a_misspelt_field(base: Manifests) -> None:
+    broken = copy.deepcopy(base.one("Deployment", "pilot"))
+    broken["spec"]["template"]["spec"]["containers"][0]["readinesProbe"] = {}
+    errors = k8s_errors([broken])
+    assert len(errors) == 1 and "readinesProbe" in errors[0], errors
+
+
+def test_namespaced_objects_land_in_meshplane_system(rendered: Manifests, kustomize: ModuleType) -> None:
+    for obj in rendered:
+        namespace = obj["metadata"].get("namespace")
+        if obj["kind"] in kustomize.CLUSTER_SCOPED_KINDS:
+            assert namespace is None, f"{obj['kind']} {obj['metadata']['name']} is cluster-scoped"
+        else:
+            assert namespace == "meshplane-system", f"{obj['kind']} {obj['metadata']['name']}"
+        assert obj["metadata"]["labels"]["app.kubernetes.io/part-of"] == "meshplane"
+
+
+def test_overlays_set_replicas_and_pilot_autoscaling_bounds(
+    base: Manifests, dev: Manifests, prod: Manifests
+) -> None:
+    bounds = {
+        name: (m.one("HorizontalPodAutoscaler", "pilot")["spec"]["minReplicas"],
+               m.one("HorizontalPodAutoscaler", "pilot")["spec"]["maxReplicas"])
+        for name, m in {"base": base, "dev": dev, "prod": prod}.items()
+    }  # fmt: skip
+    assert bounds == {"base": (1, 5), "dev": (1, 1), "prod": (2, 10)}
+    assert prod.one("StatefulSet", "nats")["spec"]["replicas"] == 3
+    assert prod.one("Deployment", "pilot")["spec"]["replicas"] == 2
+    for single in (base, dev):
+        assert {w["metadata"]["name"]: w["spec"].get("replicas") for w in single.workloads()} == {
+            "nats": 1,
+            "galley": 1,
+            "pilot": 1,
+            "citadel": 1,
+            "node-agent": None,
+            "cni-agent": None,
+        }
+    prod_pilot = prod.one("Deployment", "pilot")["spec"]["template"]["spec"]["containers"][0]
+    base_pilot = base.one("Deployment", "pilot")["spec"]["template"]["spec"]["containers"][0]
+    assert prod_pilot["resources"]["requests"]["cpu"] == "1" != base_pilot["resources"]["requests"]["cpu"]
+
+
+def test_prod_nats_is_a_three_server_jetstream_cluster(prod: Manifests, base: Manifests) -> None:
+    conf = prod.one("ConfigMap", "nats-config")["data"]["nats.conf"]
+    routes = [f"nats-{i}.nats-headless.meshplane-system.svc.cluster.local:6222" for i in range(3)]
+    assert "cluster {" in conf and "jetstream {" in conf
+    assert all(route in conf for route in routes)
+    assert "cluster {" not in base.one("ConfigMap", "nats-config")["data"]["nats.conf"]
+    nats = prod.one("StatefulSet", "nats")["spec"]
+    assert nats["serviceName"] == "nats-headless"
+    assert nats["volumeClaimTemplates"][0]["metadata"]["name"] == "data"
+    mounts = {m["name"]: m["mountPath"] for m in nats["template"]["spec"]["containers"][0]["volumeMounts"]}
+    assert mounts["data"] == "/data"
+
+
+@pytest.mark.parametrize("name", CONTROL_PLANE)
+def test_control_plane_deployments_are_probed_sized_and_hardened(rendered: Manifests, name: str) -> None:
+    pod = rendered.one("Deployment", name)["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] == 10001
+    (container,) = pod["containers"]
+    assert container["image"] == f"meshplane/{name}:0.1.0"
+    assert container["livenessProbe"] and container["readinessProbe"]
+    assert container["resources"]["requests"]["cpu"] and container["resources"]["limits"]["memory"]
+    security = container["securityContext"]
+    assert security["readOnlyRootFilesystem"] is True
+    assert security["allowPrivilegeEscalation"] is False
+    assert security["capabilities"]["drop"] == ["ALL"]
+    assert f"--nats-url=nats://nats.{'meshplane-system'}.svc:4222" in container["args"]
+
+
+def test_probes_use_the_documented_endpoints(base: Manifests) -> None:
+    def probe_paths(name: str) -> tuple[str, str]:
+        container = base.one("Deployment", name)["spec"]["template"]["spec"]["containers"][0]
+        ready = container["readinessProbe"]["httpGet"]
+        ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+        return ready["path"], str(ports[ready["port"]])
+
+    assert probe_paths("galley") == ("/readyz", "15014")
+    assert probe_paths("pilot") == ("/ready", "15014")
+    assert probe_paths("citadel") == ("/ready", "15014")
+    galley = base.one("Deployment", "galley")["spec"]["template"]["spec"]["containers"][0]
+    assert galley["livenessProbe"]["httpGet"]["path"] == "/healthz"
+
+
+def test_every_controller_selects_its_own_pod_template(rendered: Manifests) -> None:
+    for workload in rendered.workloads():
+        selector = workload["spec"]["selector"]["matchLabels"]
+        labels = workload["spec"]["template"]["metadata"]["labels"]
+        assert selector.items() <= labels.items(), workload["metadata"]["name"]
+
+
+def test_services_and_budgets_select_pods_and_name_real_ports(rendered: Manifests) -> None:
+    pods = [w["spec"]["template"] for w in rendered.workloads()]
+    for service in rendered.of_kind("Service"):
+        selected = [p for p in pods if service["spec"]["selector"].items() <= p["metadata"]["labels"].items()]
+        assert selected, f"Service {service['metadata']['name']} selects no pod"
+        port_names = {p["name"] for c in selected[0]["spec"]["containers"] for p in c.get("ports", [])}
+        for port in service["spec"]["ports"]:
+            assert port["targetPort"] in port_names, (service["metadata"]["name"], port)
+    for budget in rendered.of_kind("PodDisruptionBudget"):
+        labels = budget["spec"]["selector"]["matchLabels"]
+        assert any(labels.items() <= p["metadata"]["labels"].items() for p in pods), budget["metadata"]
+    assert {b["metadata"]["name"] for b in rendered.of_kind("PodDisruptionBudget")} >= set(CONTROL_PLANE)
+    assert rendered.one("PodDisruptionBudget", "pilot")["spec"]["minAvailable"] == 1
+
+
+def test_galley_service_maps_443_to_the_webhook_port(base: Manifests) -> None:
+    ports = {p["port"]: p["targetPort"] for p in base.one("Service", "galley")["spec"]["ports"]}
+    container = base.one("Deployment", "galley")["spec"]["template"]["spec"]["containers"][0]
+    named = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert named[ports[443]] == 15017
+    assert "--webhook-addr=0.0.0.0:15017" in container["args"]
+
+
+def test_pilot_autoscales_on_cpu(base: Manifests) -> None:
+    hpa = base.one("HorizontalPodAutoscaler", "pilot")
+    assert hpa["apiVersion"] == "autoscaling/v2"
+    assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "pilot"}
+    (metric,) = hpa["spec"]["metrics"]
+    assert metric["resource"]["name"] == "cpu"
+
+
+def test_webhook_configuration_matches_istiods(base: Manifests) -> None:
+    (config,) = base.of_kind("ValidatingWebhookConfiguration")
+    assert config["apiVersion"] == "admissionregistration.k8s.io/v1"
+    (hook,) = config["webhooks"]
+    assert hook["name"] == "validation.meshplane.io"
+    assert hook["admissionReviewVersions"] == ["v1", "v1beta1"]
+    assert hook["sideEffects"] == "None"
+    assert hook["failurePolicy"] == "Ignore"  # galley flips it to Fail once it serves
+    assert hook["clientConfig"]["service"] == {
+        "name": "galley",
+        "namespace": "meshplane-system",
+        "path": "/validate",
+        "port": 443,
+    }
+    (rule,) = hook["rules"]
+    assert rule["operations"] == ["CREATE", "UPDATE"]
+    assert rule["resources"] == ["*"]
+    assert set(rule["apiGroups"]) == {
+        "networking.istio.io",
+        "security.istio.io",
+        "telemetry.istio.io",
+        "extensions.istio.io",
+    }
+
+
+def test_cni_agent_daemonset_runs_privileged_on_the_host_network_on_every_node(base: Manifests) -> None:
+    pod = base.one("DaemonSet", "cni-agent")["spec"]["template"]["spec"]
+    assert pod["hostNetwork"] is True
+    assert pod["priorityClassName"] == "system-node-critical"
+    assert {"operator": "Exists"} in pod["tolerations"]
+    (container,) = pod["containers"]
+    assert container["image"] == "meshplane/cni:0.1.0"
+    assert container["securityContext"]["privileged"] is True
+    host_paths = {v["name"]: v["hostPath"]["path"] for v in pod["volumes"] if "hostPath" in v}
+    mounts = {m["mountPath"]: host_paths[m["name"]] for m in container["volumeMounts"]}
+    assert mounts["/host/opt/cni/bin"] == "/opt/cni/bin"
+    assert mounts["/host/etc/cni/net.d"] == "/etc/cni/net.d"
+    assert "--cni-bin-dir=/host/opt/cni/bin" in container["args"]
+    assert "--cni-conf-dir=/host/etc/cni/net.d" in container["args"]
+
+
+def test_node_agent_serves_sds_from_a_host_socket_directory(base: Manifests) -> None:
+    pod = base.one("DaemonSet", "node-agent")["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    socket_dir = "/var/run/secrets/workload-spiffe-uds"
+    assert f"--sds-socket={socket_dir}/socket" in container["args"]
+    assert "--ca-addr=citadel.meshplane-system.svc:8060" in container["args"]
+    mount = next(m for m in container["volumeMounts"] if m["mountPath"] == socket_dir)
+    volume = next(v for v in pod["volumes"] if v["name"] == mount["name"])
+    assert volume["hostPath"]["type"] == "DirectoryOrCreate"
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert pod["securityContext"]["runAsNonRoot"] is True
+
+
+def test_citadel_keeps_ca_keys_in_memory_and_accepts_plugged_in_cacerts(base: Manifests) -> None:
+    pod = base.one("Deployment", "citadel")["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["ca"]["emptyDir"]["medium"] == "Memory"
+    assert volumes["cacerts"]["secret"] == {"secretName": "cacerts", "optional": True, "defaultMode": 0o400}
+    assert "--ca-dir=/var/run/ca" in pod["containers"][0]["args"]
+    (init,) = pod["initContainers"]
+    assert "chmod 0600" in init["command"][-1]
+
+
+def test_network_policies_deny_by_default_and_open_each_needed_port(base: Manifests) -> None:
+    policies = {p["metadata"]["name"]: p["spec"] for p in base.of_kind("NetworkPolicy")}
+    deny = policies["default-deny"]
+    assert deny["podSelector"] == {} and deny["policyTypes"] == ["Ingress", "Egress"]
+    assert "ingress" not in deny and "egress" not in deny
+
+    def ingress_ports(app: str) -> set[int]:
+        return {
+            port["port"]
+            for spec in policies.values()
+            if spec["podSelector"].get("matchLabels", {}).get("app.kubernetes.io/name") == app
+            for rule in spec.get("ingress", [])
+            for port in rule.get("ports", [])
+        }
+
+    assert ingress_ports("nats") == {4222, 6222}
+    assert 15017 in ingress_ports("galley")
+    assert 15010 in ingress_ports("pilot")
+    assert 8060 in ingress_ports("citadel")
+    # every bus client carries the label that opens nats:4222 to it
+    for name in CONTROL_PLANE:
+        labels = base.one("Deployment", name)["spec"]["template"]["metadata"]["labels"]
+        assert labels["meshplane.io/bus-client"] == "true"
+
+
+def test_renderer_refuses_kustomize_features_it_does_not_apply(tmp_path: Path, kustomize: ModuleType) -> None:
+    (tmp_path / "kustomization.yaml").write_text("resources: []\nnamePrefix: x-\n")
+    with pytest.raises(kustomize.KustomizeError, match="namePrefix"):
+        kustomize.render(tmp_path)
+
+
+def test_renderer_reports_a_patch_path_that_does_not_exist(tmp_path: Path, kustomize: ModuleType) -> None:
+    (tmp_path / "cm.yaml").write_text("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\ndata: {k: v}\n")
+    (tmp_path / "kustomization.yaml").write_text(
+        "resources: [cm.yaml]\n"
+        "patches:\n"
+        "  - target: {kind: ConfigMap, name: a}\n"
+        "    patch: '[{op: replace, path: /data/missing, value: x}]'\n"
+    )
+    with pytest.raises(kustomize.KustomizeError, match=r"patches\[0\].*/data/missing"):
+        kustomize.render(tmp_path)

@@ -1,0 +1,104 @@
+"""Least privilege: each component's ServiceAccount may do what its job needs and nothing more."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .conftest import Manifests
+
+READ = {"get", "list", "watch"}
+
+
+def rules_of(manifests: Manifests, service_account: str) -> list[dict[str, Any]]:
+    """Every RBAC rule granted to ``service_account`` through any (Cluster)RoleBinding."""
+    roles = {(r["kind"], r["metadata"]["name"]): r for r in manifests.of_kind("ClusterRole")}
+    roles.update({(r["kind"], r["metadata"]["name"]): r for r in manifests.of_kind("Role")})
+    rules: list[dict[str, Any]] = []
+    for binding in manifests.of_kind("ClusterRoleBinding") + manifests.of_kind("RoleBinding"):
+        subjects = binding.get("subjects", [])
+        if any(s["kind"] == "ServiceAccount" and s["name"] == service_account for s in subjects):
+            ref = binding["roleRef"]
+            rules.extend(roles[(ref["kind"], ref["name"])]["rules"])
+    return rules
+
+
+def grants(rules: list[dict[str, Any]]) -> set[tuple[str, str, str]]:
+    """(apiGroup, resource, verb) triples, for rules without resourceNames."""
+    return {
+        (group, resource, verb)
+        for rule in rules
+        if not rule.get("resourceNames")
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+        for verb in rule["verbs"]
+    }
+
+
+def test_pilot_has_no_kubernetes_api_access_at_all(rendered: Manifests) -> None:
+    assert rules_of(rendered, "pilot") == []
+    assert not [
+        r
+        for r in rendered.of_kind("ClusterRole") + rendered.of_kind("Role")
+        if "pilot" in r["metadata"]["name"]
+    ]
+    account = rendered.one("ServiceAccount", "pilot")
+    pod = rendered.one("Deployment", "pilot")["spec"]["template"]["spec"]
+    assert account["automountServiceAccountToken"] is False
+    assert pod["automountServiceAccountToken"] is False
+    assert pod["serviceAccountName"] == "pilot"
+
+
+def test_galley_only_reads_config_and_may_touch_only_its_own_webhook(rendered: Manifests) -> None:
+    rules = rules_of(rendered, "galley")
+    assert {verb for _, _, verb in grants(rules)} == READ
+    assert ("networking.istio.io", "*", "watch") in grants(rules)
+    assert ("discovery.k8s.io", "endpointslices", "list") in grants(rules)
+    assert {("", "services", "watch"), ("", "pods", "watch"), ("", "namespaces", "watch")} <= grants(rules)
+    (scoped,) = [r for r in rules if r.get("resourceNames")]
+    (config,) = rendered.of_kind("ValidatingWebhookConfiguration")
+    assert scoped["resources"] == ["validatingwebhookconfigurations"]
+    assert scoped["resourceNames"] == [config["metadata"]["name"]]
+    assert set(scoped["verbs"]) - READ == {"patch", "update"}
+
+
+def test_citadel_reviews_tokens_and_publishes_the_root_configmap(rendered: Manifests) -> None:
+    assert grants(rules_of(rendered, "citadel")) == {
+        ("authentication.k8s.io", "tokenreviews", "create"),
+        *{("", "configmaps", verb) for verb in READ | {"create", "update"}},
+        *{("", "namespaces", verb) for verb in READ},
+    }
+
+
+def test_cni_agent_only_reads_pods(rendered: Manifests) -> None:
+    assert grants(rules_of(rendered, "cni-agent")) == {("", "pods", verb) for verb in READ}
+
+
+def test_node_agent_has_no_rbac_and_only_a_ca_audience_token(rendered: Manifests) -> None:
+    assert rules_of(rendered, "node-agent") == []
+    pod = rendered.one("DaemonSet", "node-agent")["spec"]["template"]["spec"]
+    assert pod["automountServiceAccountToken"] is False
+    (projected,) = [v["projected"] for v in pod["volumes"] if "projected" in v]
+    assert projected["sources"][0]["serviceAccountToken"]["audience"] == "istio-ca"
+
+
+def test_no_role_grants_wildcard_verbs_or_secrets(rendered: Manifests) -> None:
+    for role in rendered.of_kind("ClusterRole") + rendered.of_kind("Role"):
+        for rule in role["rules"]:
+            assert "*" not in rule["verbs"], role["metadata"]["name"]
+            assert "secrets" not in rule["resources"], role["metadata"]["name"]
+            assert "*" not in rule["apiGroups"], role["metadata"]["name"]
+
+
+def test_every_binding_names_an_existing_service_account_and_role(rendered: Manifests) -> None:
+    accounts = {
+        (a["metadata"]["namespace"], a["metadata"]["name"]) for a in rendered.of_kind("ServiceAccount")
+    }
+    roles = {r["metadata"]["name"] for r in rendered.of_kind("ClusterRole")}
+    bindings = rendered.of_kind("ClusterRoleBinding")
+    assert len(bindings) == 3
+    for binding in bindings:
+        assert binding["roleRef"]["name"] in roles
+        for subject in binding["subjects"]:
+            assert (subject["namespace"], subject["name"]) in accounts, subject
+    used = {w["spec"]["template"]["spec"].get("serviceAccountName") for w in rendered.workloads()}
+    assert used - {None} <= {name for _, name in accounts}

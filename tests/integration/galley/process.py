@@ -1,0 +1,90 @@
+"""Run ``meshplane-galley`` as a subprocess on free ports; stop it by PID, never leave it behind."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from meshplane.shared.natsserver import free_port
+from meshplane.shared.testing.polling import eventually
+
+BIN = Path(sys.executable).parent
+
+
+@dataclass
+class GalleyProcess:
+    proc: subprocess.Popen[bytes]
+    webhook_port: int
+    monitoring_port: int
+    log: Path
+
+    @property
+    def monitoring(self) -> str:
+        return f"http://127.0.0.1:{self.monitoring_port}"
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    async def get(self, path: str) -> Any:
+        async with httpx.AsyncClient(timeout=10) as client:
+            resp = await client.get(self.monitoring + path)
+        resp.raise_for_status()
+        return resp.json()
+
+    async def wait_ready(self, timeout: float = 60) -> None:
+        async def ready() -> bool:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"galley exited with {self.proc.returncode}:\n{self.log_text()}")
+            try:
+                async with httpx.AsyncClient(timeout=2) as client:
+                    return (await client.get(self.monitoring + "/readyz")).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        await eventually(ready, "galley to become ready", timeout)
+        assert '"ready"' in self.log_text() or "ready" in self.log_text()
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+
+@contextmanager
+def run_galley(nats_url: str, config_dir: Path | None, log: Path, *extra: str) -> Iterator[GalleyProcess]:
+    webhook, monitoring = free_port(), free_port()
+    source = ["--config-dir", str(config_dir)] if config_dir is not None else []
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(
+            [
+                str(BIN / "meshplane-galley"),
+                "--nats-url",
+                nats_url,
+                *source,
+                "--webhook-addr",
+                f"127.0.0.1:{webhook}",
+                "--monitoring-addr",
+                f"127.0.0.1:{monitoring}",
+                *extra,
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    galley = GalleyProcess(proc, webhook, monitoring, log)
+    try:
+        yield galley
+    finally:
+        galley.stop()

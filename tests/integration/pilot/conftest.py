@@ -1,0 +1,366 @@
+"""Fixtures for Pilot's integration tests: real nats-server, real Pilot processes, real Envoys.
+
+Nothing here is mocked. Upstream apps are tiny stdlib HTTP servers (threads) that answer with
+their name/version and echo the request; every process is started on free loopback addresses
+and stopped by PID at teardown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from meshplane.ctl.bootstrap import BootstrapOptions, render_bootstrap
+from meshplane.proto.bus.v1 import config_pb2, registry_pb2
+from meshplane.shared.bus import Buckets, Bus, BusOptions
+from meshplane.shared.bus.buckets import config_key, service_key, workload_key
+from meshplane.shared.natsserver import NatsServer, free_port, wait_for_port
+
+BIN = Path(sys.executable).parent
+
+
+def envoy_binary() -> str:
+    spec = importlib.util.find_spec("envoy")
+    assert spec is not None and spec.submodule_search_locations
+    return str(Path(list(spec.submodule_search_locations)[0]) / "_bin" / "envoy")
+
+
+def wait_until(check: Callable[[], Any], timeout: float, what: str, interval: float = 0.05) -> Any:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = check()
+            if last:
+                return last
+        except (httpx.HTTPError, OSError, KeyError, ValueError) as exc:
+            last = exc
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+
+
+# ---- upstream apps ----------------------------------------------------------------------
+class _Handler(BaseHTTPRequestHandler):
+    server: App
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return
+
+    def _answer(self) -> None:
+        app = self.server
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        app.requests.append({"path": self.path, "headers": headers})
+        status = 200
+        if app.fail_all:
+            status = 500
+        elif self.path.startswith("/slow"):
+            time.sleep(2.0)
+        elif self.path.startswith("/flaky") and headers.get("x-envoy-attempt-count", "1") == "1":
+            status = 503
+        body = json.dumps(
+            {"name": app.name, "version": app.version, "path": self.path, "headers": headers}
+        ).encode()
+        self.send_response(status)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(body)))
+        self.send_header("x-served-by", f"{app.name}-{app.version}")
+        self.end_headers()
+        try:
+            self.wfile.write(body)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client (Envoy) gave up, e.g. after a route timeout
+
+    do_GET = _answer
+    do_POST = _answer
+
+
+class App(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, name: str, version: str, host: str, port: int, fail_all: bool = False) -> None:
+        super().__init__((host, port), _Handler)
+        self.name = name
+        self.version = version
+        self.fail_all = fail_all
+        self.requests: list[dict[str, Any]] = []
+        self.thread = threading.Thread(target=self.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.shutdown()
+        self.server_close()
+
+
+# ---- processes --------------------------------------------------------------------------
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@dataclass
+class PilotProc:
+    grpc: int
+    http: int
+    proc: subprocess.Popen[bytes]
+    log: Path
+    pilot_id: str
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.http}"
+
+    def get(self, path: str) -> Any:
+        return httpx.get(self.url + path, timeout=5).json()
+
+    def stop(self) -> None:
+        _stop(self.proc)
+
+
+def start_pilot(nats_url: str, tmp: Path, pilot_id: str, env: dict[str, str] | None = None) -> PilotProc:
+    grpc, http = free_port(), free_port()
+    log = tmp / f"{pilot_id}.log"
+    penv = {**os.environ, "PILOT_DEBOUNCE_AFTER": "50ms", **(env or {})}
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(
+            [
+                str(BIN / "meshplane-pilot"),
+                "--nats-url",
+                nats_url,
+                "--grpc-addr",
+                f"127.0.0.1:{grpc}",
+                "--http-addr",
+                f"127.0.0.1:{http}",
+                "--id",
+                pilot_id,
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=penv,
+        )
+    p = PilotProc(grpc, http, proc, log, pilot_id)
+    try:
+        wait_until(lambda: httpx.get(p.url + "/ready", timeout=1).status_code == 200, 30, f"{pilot_id} ready")
+    except AssertionError:
+        p.stop()
+        raise AssertionError(f"pilot did not become ready; log:\n{log.read_text()[-3000:]}") from None
+    return p
+
+
+@dataclass
+class EnvoyProc:
+    name: str
+    admin: int
+    proc: subprocess.Popen[bytes]
+    log: Path
+
+    def admin_get(self, path: str) -> str:
+        return httpx.get(f"http://127.0.0.1:{self.admin}{path}", timeout=5).text
+
+    def stat(self, name: str) -> int:
+        text = self.admin_get(f"/stats?filter=^{name}$")
+        for line in text.splitlines():
+            key, _, value = line.partition(": ")
+            if key == name:
+                return int(value)
+        return 0
+
+    def stop(self) -> None:
+        _stop(self.proc)
+
+
+def start_envoy(tmp: Path, name: str, opts: BootstrapOptions) -> EnvoyProc:
+    admin = free_port()
+    opts.admin = f"127.0.0.1:{admin}"
+    path = tmp / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(render_bootstrap(opts)))
+    log = tmp / f"envoy-{name}.log"
+    proc = subprocess.Popen(
+        [
+            envoy_binary(),
+            "-c",
+            str(path),
+            "--use-dynamic-base-id",
+            "--concurrency",
+            "1",
+            "-l",
+            "warning",
+            "--log-path",
+            str(log),
+            "--drain-time-s",
+            "1",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    e = EnvoyProc(name, admin, proc, log)
+    if not wait_for_port("127.0.0.1", admin, 20):
+        e.stop()
+        raise AssertionError(
+            f"envoy {name} admin did not open; log:\n{log.read_text()[-3000:] if log.exists() else ''}"
+        )
+    return e
+
+
+# ---- the bus ----------------------------------------------------------------------------
+def _bus_run(url: str, fn: Callable[[Buckets], Any]) -> None:
+    async def go() -> None:
+        bus = await Bus.connect(BusOptions(url=url, publish_deadline=10))
+        try:
+            await fn(Buckets(bus))
+        finally:
+            await bus.close()
+
+    asyncio.run(go())
+
+
+def vs_config(
+    kind: str, ns: str, name: str, spec: dict[str, Any], group: str = "networking.istio.io"
+) -> config_pb2.ConfigResource:
+    return config_pb2.ConfigResource(
+        kind=kind,
+        group=group,
+        version="v1",
+        namespace=ns,
+        name=name,
+        spec_json=json.dumps(spec),
+        resource_version=str(time.time_ns()),
+    )
+
+
+@dataclass
+class BusWriter:
+    url: str
+    configs: list[config_pb2.ConfigResource] = field(default_factory=list)
+
+    def put_configs(self, *configs: config_pb2.ConfigResource) -> None:
+        async def go(b: Buckets) -> None:
+            for c in configs:
+                await b.config.put(config_key(c.group, c.kind, c.namespace, c.name), c)
+
+        _bus_run(self.url, go)
+
+    def delete_config(self, kind: str, ns: str, name: str, group: str = "networking.istio.io") -> None:
+        async def go(b: Buckets) -> None:
+            await b.config.delete(config_key(group, kind, ns, name))
+
+        _bus_run(self.url, go)
+
+    def put_registry(
+        self, services: list[registry_pb2.Service], workloads: list[registry_pb2.WorkloadInstance]
+    ) -> None:
+        async def go(b: Buckets) -> None:
+            for s in services:
+                await b.services.put(service_key(s.namespace, s.hostname), s)
+            for w in workloads:
+                await b.workloads.put(workload_key(w.namespace, w.name), w)
+
+        _bus_run(self.url, go)
+
+    def proxy_status(self) -> dict[str, Any]:
+        found: dict[str, Any] = {}
+
+        async def go(b: Buckets) -> None:
+            found.update(await b.proxy_status.items())
+
+        _bus_run(self.url, go)
+        return found
+
+    def delete_workload(self, ns: str, name: str) -> None:
+        async def go(b: Buckets) -> None:
+            await b.workloads.delete(workload_key(ns, name))
+
+        _bus_run(self.url, go)
+
+
+@pytest.fixture(scope="module")
+def nats_module(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer]:
+    tmp = tmp_path_factory.mktemp("nats")
+    server = NatsServer(store_dir=tmp / "store", log_file=tmp / "nats.log")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def loopback_base() -> str:
+    """A random 127.x.y. prefix so concurrent test runs never share listener addresses."""
+    return f"127.{random.randint(20, 250)}.{random.randint(0, 250)}."
+
+
+def free_port_on(hosts: list[str]) -> int:
+    for _ in range(50):
+        port = free_port()
+        if all(_bindable(h, port) for h in hosts):
+            return port
+    raise RuntimeError("no common free port")
+
+
+def _bindable(host: str, port: int) -> bool:
+    import socket
+
+    with socket.socket() as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def proxy_options(
+    kind: str, ip: str, pod: str, ns: str, labels: dict[str, str], pilots: list[str], delta: bool
+) -> BootstrapOptions:
+    """Bootstrap options for a proxy with its own loopback IP and no iptables (sidecars bind it)."""
+    return BootstrapOptions(
+        proxy_type=kind,
+        node_id=f"{kind}~{ip}~{pod}.{ns}~{ns}.svc.cluster.local",
+        pilots=pilots,
+        delta=delta,
+        namespace=ns,
+        labels=labels,
+        ip=ip,
+        interception="NONE" if kind == "sidecar" else "REDIRECT",
+    )
+
+
+class Kit:
+    """The helpers above, handed to test modules as a fixture (test files cannot import conftest)."""
+
+    App = App
+    BusWriter = BusWriter
+    BootstrapOptions = BootstrapOptions
+    start_pilot = staticmethod(start_pilot)
+    start_envoy = staticmethod(start_envoy)
+    proxy_options = staticmethod(proxy_options)
+    wait_until = staticmethod(wait_until)
+    vs_config = staticmethod(vs_config)
+    loopback_base = staticmethod(loopback_base)
+    free_port_on = staticmethod(free_port_on)
+    free_port = staticmethod(free_port)
+
+
+@pytest.fixture(scope="session")
+def kit() -> type[Kit]:
+    return Kit
