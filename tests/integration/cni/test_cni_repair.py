@@ -56,7 +56,7 @@ def test_pod_started_before_the_agent_is_repaired(tmp_path: Path, nats_server: N
     with pod_netns() as pod:
         injected = pod_object("early", ip=pod.ip, nodeName="node-1")
         other_node = pod_object("elsewhere", ip=pod.ip, nodeName="node-2")
-        args = ["--node-name=node-1", f"--bus-url={nats_server.url}", "--repair-interval=0.3"]
+        args = ["--node-name=node-1", f"--nats-url={nats_server.url}", "--repair-interval=0.3"]
         with agent(tmp_path, [injected, other_node], *args):
             wait(lambda: ours(pod) == GOLDEN, 60, "repaired rules")
             event = wait(lambda: bus_event(nats_server.url, "node-1", "default", "early"), 30, "bus event")
@@ -69,7 +69,7 @@ def test_repair_off_reports_broken_pod_and_leaves_netns_alone(
     tmp_path: Path, nats_server: NatsServer
 ) -> None:
     with pod_netns() as pod:
-        args = [f"--bus-url={nats_server.url}", "--repair=false", "--repair-interval=0.3", "--node-name=n1"]
+        args = [f"--nats-url={nats_server.url}", "--repair=false", "--repair-interval=0.3", "--node-name=n1"]
         with agent(tmp_path, [pod_object("early", ip=pod.ip)], *args):
             event = wait(lambda: bus_event(nats_server.url, "n1", "default", "early"), 60, "bus event")
             assert event.kind == Kind.BROKEN and "no capture rules" in event.reason
@@ -82,7 +82,7 @@ def test_plugin_add_is_published_and_not_repaired_twice(tmp_path: Path, nats_ser
             pod_object("web", ip=pod.ip),
             pod_object("plain", annotations={"sidecar.istio.io/inject": "false"}),
         ]
-        args = [f"--bus-url={nats_server.url}", "--node-name=n1", "--repair-interval=0.3"]
+        args = [f"--nats-url={nats_server.url}", "--node-name=n1", "--repair-interval=0.3"]
         with agent(tmp_path, pods, *args) as a:
             code, out = run_plugin("ADD", netconf(a.run_dir, prev_result(pod)), pod.path, ("default", "web"))
             assert code == 0, out

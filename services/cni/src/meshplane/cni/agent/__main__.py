@@ -39,7 +39,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--pods-file", type=Path, help="read pods from this YAML/JSON file instead of Kubernetes")
     p.add_argument("--kubeconfig", default=env("KUBECONFIG"), help="kubeconfig (default: in-cluster)")
     p.add_argument("--node-name", default=env("NODE_NAME", ""), help="only pods on this node")
-    p.add_argument("--bus-url", default=env("CNI_BUS_URL", ""), help="NATS URL for capture events")
+    p.add_argument(
+        "--nats-url", "--bus-url", dest="bus_url", default=env("NATS_URL", ""), help="bus for capture events"
+    )
+    p.add_argument(
+        "--host-cni-conf-dir",
+        default=env("CNI_HOST_NET_DIR") or None,
+        help="where --cni-conf-dir is on the host, when the agent sees it mounted elsewhere",
+    )
     p.add_argument(
         "--exclude-namespaces",
         default=env("CNI_EXCLUDE_NAMESPACES", ",".join(DEFAULT_EXCLUDED_NAMESPACES)),
@@ -101,6 +108,8 @@ def main(argv: list[str] | None = None) -> int:
             await events.record(event_from_plugin(args.node_name, report))
 
         installer = Installer(args.cni_bin_dir, args.cni_conf_dir, args.run_dir, args.cni_conf_name, excluded)
+        if args.host_cni_conf_dir:
+            installer.host_conf_dir = Path(args.host_cni_conf_dir)
         repairer = Repairer(cache, events, args.node_name, excluded, repair=args.repair == "true")
         server = AgentServer(
             args.run_dir / AGENT_SOCKET_NAME,

@@ -94,6 +94,7 @@ class Installer:
     python: str = sys.executable
     kube_server: str = "https://kubernetes.default.svc:443"
     config_path: Path | None = None
+    host_conf_dir: Path | None = None  # conf_dir as the host (and so the plugin) sees it
 
     @property
     def kubeconfig_path(self) -> Path:
@@ -123,9 +124,8 @@ class Installer:
         write_atomic(self.kubeconfig_path, kubeconfig_text(self.kube_server, token, ca), 0o600)
 
     def entry(self) -> dict[str, Any]:
-        return cniconf.plugin_entry(
-            str(self.agent_run_dir), str(self.kubeconfig_path), self.exclude_namespaces
-        )
+        kubeconfig = (self.host_conf_dir or self.conf_dir) / KUBECONFIG_NAME
+        return cniconf.plugin_entry(str(self.agent_run_dir), str(kubeconfig), self.exclude_namespaces)
 
     def ensure_entry(self) -> bool:
         """Chain our plugin into the runtime's config if it is missing; True when we wrote."""
