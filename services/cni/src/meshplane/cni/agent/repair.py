@@ -4,10 +4,10 @@ repair them in place, or report them.
 A pod needs a look when it should be captured (same skip rules as the plugin) and the agent has
 no record of the plugin capturing it.  A pod's IP exists a moment before our plugin runs (the
 network plugin before us in the chain assigns it), so a pod is acted on only when a second sweep
-still finds it without rules.  Its netns is found by its IP (named netns under
-``/run/netns`` and every process's ``/proc/<pid>/ns/net``, scanned once per sweep); the rules in it are compared with
-what its annotations ask for; missing or wrong rules are re-applied (``--repair``) or the pod is
-reported BROKEN.  Blocking iptables/nsenter work runs in a thread.
+still finds it without rules.  Its netns is found by its IP (named netns under ``/run/netns``
+and every process's ``/proc/<pid>/ns/net``, scanned once per sweep); the rules in it are
+compared with what its annotations ask for; missing or wrong rules are re-applied
+(``--repair``) or the pod is reported BROKEN.  Blocking iptables/nsenter work runs in a thread.
 """
 
 from __future__ import annotations
