@@ -175,8 +175,14 @@ AUTHZ_CASES = [
         "spec.rules[0].to[0].operation.paths[0]",
     ),
     (
-        "path template bad",
+        "braces without template are literal",
         {"rules": [{"to": [{"operation": {"paths": ["/a/{id}"]}}]}]},
+        True,
+        None,
+    ),
+    (
+        "path template with named variable",
+        {"rules": [{"to": [{"operation": {"paths": ["/a/{*}/{id}"]}}]}]},
         False,
         "spec.rules[0].to[0].operation.paths[0]",
     ),

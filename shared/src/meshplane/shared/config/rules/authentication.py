@@ -29,10 +29,7 @@ def check_peer(pa: PeerAuthentication, ctx: ObjectContext, issues: Issues) -> No
     for port in pa.port_level_mtls or {}:
         if not port.isdigit() or check_port(int(port)):
             issues.error(f"spec.portLevelMtls.{port}", f"port {port!r} must be in the range 1..65535")
-    if pa.selector is not None:
-        if not labels:
-            issues.warn("spec.selector", "selector has no labels; the policy applies to every workload")
-        check_selector(pa.selector, "spec.selector", issues)
+    check_selector(pa.selector, "spec.selector", issues)
 
 
 def check_request(ra: RequestAuthentication, ctx: ObjectContext, issues: Issues) -> None:
@@ -56,7 +53,11 @@ def _check_jwt_rule(rule: JWTRule, path: str, issues: Issues) -> None:
     for i, header in enumerate(rule.from_headers or []):
         if not header.name:
             issues.error(f"{path}.fromHeaders[{i}].name", "header name must not be empty")
-    for field, alias in (("from_params", "fromParams"), ("from_cookies", "fromCookies")):
+    for field, alias in (
+        ("from_params", "fromParams"),
+        ("from_cookies", "fromCookies"),
+        ("space_delimited_claims", "spaceDelimitedClaims"),
+    ):
         for i, value in enumerate(getattr(rule, field) or []):
             if not value:
                 issues.error(f"{path}.{alias}[{i}]", f"{alias} entry must not be empty")

@@ -31,9 +31,11 @@ def check(tm: Telemetry, ctx: ObjectContext, issues: Issues) -> None:
             tpath = f"{path}.customTags.{name}"
             if not name:
                 issues.error(tpath, "tag name must not be empty")
-            kinds = [k for k in ("literal", "environment", "header") if getattr(custom, k) is not None]
+            kinds = [
+                k for k in ("literal", "environment", "header", "formatter") if getattr(custom, k) is not None
+            ]
             if len(kinds) != 1:
-                issues.error(tpath, "exactly one of literal, environment or header must be set")
+                issues.error(tpath, "exactly one of literal, environment, header or formatter must be set")
             if custom.literal is not None and not custom.literal.value:
                 issues.error(f"{tpath}.literal.value", "literal tag value must not be empty")
             if custom.environment is not None and not custom.environment.name:
@@ -51,6 +53,8 @@ def check(tm: Telemetry, ctx: ObjectContext, issues: Issues) -> None:
                 issues.error(f"{opath}.match.customMetric", "customMetric must not be empty")
             for tag, op in (override.tag_overrides or {}).items():
                 tpath = f"{opath}.tagOverrides.{tag}"
+                if not tag:
+                    issues.warn(tpath, "tagOverrides name may not be empty")
                 operation = op.operation or TagOperation.UPSERT
                 if operation == TagOperation.UPSERT and not op.value:
                     issues.error(f"{tpath}.value", "UPSERT requires a value")
