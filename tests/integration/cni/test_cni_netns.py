@@ -165,3 +165,17 @@ def test_tproxy_mode_sets_up_and_removes_policy_routing(node_agent: AgentProcess
             assert "lookup 133" not in pod.exec("ip", flag, "rule", "show")
             assert pod.exec("ip", flag, "route", "show", "table", "133").strip() == ""
         assert not [line for line in pod.save("mangle") if "ISTIO" in line]
+
+
+def test_failure_in_the_second_family_rolls_the_first_back(node_agent: AgentProcess) -> None:
+    """A foreign rule that pins a stale ISTIO_ chain in the IPv6 nat table makes the IPv6 restore
+    fail (the chain cannot be deleted): the IPv4 rules already applied are taken away again."""
+    with pod_netns(ipv6=True) as pod:
+        pod.exec("ip6tables", "-t", "nat", "-N", "ISTIO_STALE")
+        pod.exec("ip6tables", "-t", "nat", "-N", "KUBE-OTHER")
+        pod.exec("ip6tables", "-t", "nat", "-A", "KUBE-OTHER", "-j", "ISTIO_STALE")
+        conf = netconf(node_agent.run_dir, prev_result(pod, ipv6=True))
+        code, out = run_plugin("ADD", conf, pod.path, ("default", "dual-stack"))
+        assert code == 1 and out["code"] == 101 and "ip6tables-restore" in out["msg"]
+        assert not [line for line in pod.save("nat") if "ISTIO" in line], "no half-applied IPv4 rules"
+        assert "-A KUBE-OTHER -j ISTIO_STALE" in pod.save("nat", v6=True)
