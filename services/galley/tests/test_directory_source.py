@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+import shutil
 from pathlib import Path
 
 from meshplane.galley.sources.directory import DirectorySource, Snapshot
+from meshplane.shared.testing.polling import eventually
 
 
 def vs(name: str, subset: str = "v1", hosts: str = "[reviews]") -> str:
@@ -118,3 +121,32 @@ def test_configmap_style_symlink_swap_is_picked_up(tmp_path: Path) -> None:
     source.refresh({"..data"})
     assert subsets(source.snapshot) == {"one": "v2"}
     assert [f["path"] for f in source.status()["files"]] == ["vs.yaml"]
+
+
+async def test_watch_survives_the_directory_vanishing_and_coming_back(tmp_path: Path) -> None:
+    root = tmp_path / "conf"
+    root.mkdir()
+    (root / "a.yaml").write_text(vs("one"))
+    source, _ = make(root)
+    source.refresh()
+    stop = asyncio.Event()
+    task = asyncio.create_task(source.watch(stop))
+    try:
+        await asyncio.sleep(0.2)
+        shutil.rmtree(root)
+
+        async def emptied() -> bool:
+            return source.snapshot == {}
+
+        await eventually(emptied, "the vanished directory's objects to go")
+        root.mkdir()
+        (root / "a.yaml").write_text(vs("one", "v3"))
+
+        async def back() -> bool:
+            return subsets(source.snapshot) == {"one": "v3"}
+
+        await eventually(back, "the re-created directory to be followed")
+        assert not task.done()
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 10)

@@ -23,6 +23,7 @@ from meshplane.citadel.testing import (
     client_bootstrap,
     server_bootstrap,
     with_sds_token,
+    with_sds_token_file,
 )
 from meshplane.ctl.token import make_token
 from meshplane.shared.natsserver import NatsServer
@@ -108,9 +109,10 @@ def make_mesh(tmp_path: Path, app_port: int) -> Iterator[Callable[..., Mesh]]:
         c_admin, c_listen, s_admin, s_listen = EnvoyProcess.ports(4)
         server_config = server_bootstrap(s_admin, s_listen, app_port, agents[-1].socket, "cluster.local")
         client_config = client_bootstrap(c_admin, c_listen, s_listen, agents[0].socket, SERVER_ID)
-        if per_node:
-            with_sds_token(server_config, tokens["server"])
+        if per_node:  # the client's token inline, the server's from a file Envoy re-reads
             with_sds_token(client_config, tokens["client"])
+            (tmp_path / "server-token").write_text(tokens["server"])
+            with_sds_token_file(server_config, tmp_path / "server-token", agents[-1].socket)
         server_envoy = EnvoyProcess(tmp_path / "server-envoy", server_config, s_admin)
         client_envoy = EnvoyProcess(tmp_path / "client-envoy", client_config, c_admin)
         for envoy in (server_envoy, client_envoy):

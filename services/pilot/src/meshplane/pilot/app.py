@@ -24,7 +24,8 @@ from meshplane.pilot.xds.ads import AdsServicer, add_to_server
 from meshplane.pilot.xds.debounce import Debouncer
 from meshplane.pilot.xds.discovery import DiscoveryServer
 from meshplane.proto.bus.v1 import status_pb2
-from meshplane.shared.bus import Buckets, Bus, BusOptions, make_key
+from meshplane.shared.bus import Buckets, Bus, BusOptions, BusUnavailable, make_key
+from meshplane.shared.components import ComponentAnnouncer
 
 log = logging.getLogger("meshplane.pilot")
 
@@ -54,11 +55,18 @@ class Pilot:
             uvicorn.Config(app, host=s.http_host, port=s.http_port, log_level="warning", lifespan="off")
         )
         http_task = asyncio.create_task(http.serve())
-        bus = await Bus.connect(BusOptions(url=s.nats_url, name=f"meshplane-pilot-{s.pilot_id}"))
+        try:
+            bus = await Bus.connect(BusOptions(url=s.nats_url, name=f"meshplane-pilot-{s.pilot_id}"))
+        except BusUnavailable as exc:
+            log.error("cannot reach the bus at %s (--nats-url / NATS_URL): %s", s.nats_url, exc)
+            http.should_exit = True
+            await _bounded(http_task, 3, "HTTP server stop")
+            raise SystemExit(1) from None
         buckets = Buckets(bus)
         watcher = Watcher(buckets, self.state, self.metrics)
         tasks = [asyncio.create_task(watcher.run())]
         grpc_server: grpc.aio.Server | None = None
+        announcer: ComponentAnnouncer | None = None
         try:
             await self._wait(watcher.synced, stop)
             if stop.is_set():
@@ -79,12 +87,21 @@ class Pilot:
                 raise OSError(f"cannot listen on {s.grpc_host}:{s.grpc_port} for gRPC")
             await grpc_server.start()
             self.ready = True
+            announcer = ComponentAnnouncer(
+                bus,
+                "pilot",
+                {"xds": f"{s.grpc_host}:{self.grpc_port}", "http": f"{s.http_host}:{s.http_port}"},
+                instance=s.pilot_id,
+            )
+            await announcer.announce()
             log.info(
                 "ready: ADS on %s:%d, HTTP on %s:%d", s.grpc_host, self.grpc_port, s.http_host, s.http_port
             )
             await stop.wait()
         finally:
             self.ready = False
+            if announcer is not None:
+                await announcer.withdraw()
             proxy_ids = [c.proxy.id for c in self.server.connections.values()] if self.server else []
             # every step is bounded so a stop never hangs, however many proxies are connected
             if grpc_server is not None:

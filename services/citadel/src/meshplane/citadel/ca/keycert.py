@@ -45,8 +45,13 @@ class KeyCertBundle:
     #: PEM forms, encoded once (they go into every response)
     _roots_pem: tuple[str, ...] = field(init=False, repr=False, compare=False)
     _chain_pem: tuple[str, ...] = field(init=False, repr=False, compare=False)
+    #: the Authority Key Identifier every certificate it signs carries
+    authority_key_id: x509.AuthorityKeyIdentifier = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        ski = x509.SubjectKeyIdentifier.from_public_key(self.cert.public_key())
+        aki = x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski)
+        object.__setattr__(self, "authority_key_id", aki)
         object.__setattr__(self, "_roots_pem", tuple(to_pem(c) for c in self.roots))
         chain = () if self.cert == self.roots[0] else (self.cert, *self.intermediates)
         object.__setattr__(self, "_chain_pem", tuple(to_pem(c) for c in chain))

@@ -6,6 +6,7 @@ from meshplane.citadel.testing.envoy import (
     envoy_binary,
     server_bootstrap,
     with_sds_token,
+    with_sds_token_file,
 )
 from meshplane.citadel.testing.processes import (
     CitadelProcess,
@@ -28,4 +29,5 @@ __all__ = [
     "private_pem",
     "server_bootstrap",
     "with_sds_token",
+    "with_sds_token_file",
 ]

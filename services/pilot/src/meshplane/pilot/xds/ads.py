@@ -95,7 +95,7 @@ class AdsServicer:
             except Exception:
                 log.exception("ADS stream of %s failed", conn.id)
             finally:
-                conn.outbox.put_nowait(None)
+                await conn.outbox.put(None)
 
         task = asyncio.create_task(reader())
         try:
@@ -106,6 +106,7 @@ class AdsServicer:
                 yield item
         finally:
             self.server.remove(conn)
+            conn.drain()
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task

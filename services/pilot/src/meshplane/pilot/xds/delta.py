@@ -97,7 +97,8 @@ async def send(
         w.sent_versions.pop(n, None)
     w.nonce_sent = head.nonce
     w.version_sent = head.system_version_info
-    conn.outbox.put_nowait(b"".join(r.delta_wire for r in changed) + head.SerializeToString())
+    if not await conn.send(b"".join(r.delta_wire for r in changed) + head.SerializeToString()):
+        return frozenset()
     server.metrics.pushes.labels(short).inc()
     server.dirty.add(conn.id)
     return frozenset(r.name for r in changed)

@@ -83,6 +83,7 @@ async def send(
     w.nonce_sent = head.nonce
     w.version_sent = head.version_info
     # resources are serialized once per push and shared; only this header is per proxy
-    conn.outbox.put_nowait(b"".join(r.sotw_wire for r in resources.values()) + head.SerializeToString())
+    if not await conn.send(b"".join(r.sotw_wire for r in resources.values()) + head.SerializeToString()):
+        return
     server.metrics.pushes.labels(short).inc()
     server.dirty.add(conn.id)
