@@ -839,6 +839,24 @@ CASES: list[tuple[str, str, Any, bool, str | None]] = [
         False,
         "spec.workloadSelector",
     ),
+    (
+        "Telemetry",
+        "cel filter with functions",
+        {
+            "accessLogging": [
+                {"filter": {"expression": 'response.code >= 400 && request.url_path.startsWith("/api")'}}
+            ]
+        },
+        True,
+        None,
+    ),
+    (
+        "Telemetry",
+        "cel filter dangling operator",
+        {"accessLogging": [{"filter": {"expression": "response.code >="}}]},
+        False,
+        "spec.accessLogging[0].filter.expression",
+    ),
     ("ProxyConfig", "concurrency", {"concurrency": 2, "environmentVariables": {"A": "b"}}, True, None),
     ("ProxyConfig", "negative concurrency", {"concurrency": -1}, False, "spec.concurrency"),
     # EnvoyFilter values converted to Envoy's types

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from meshplane.shared.config.checks.cel import check_cel
 from meshplane.shared.config.checks.durations import check_duration
 from meshplane.shared.config.issues import Issues
 from meshplane.shared.config.models.telemetry import ProviderRef, TagOperation, Telemetry
@@ -63,29 +64,5 @@ def check(tm: Telemetry, ctx: ObjectContext, issues: Issues) -> None:
     for i, logging in enumerate(tm.access_logging or []):
         path = f"spec.accessLogging[{i}]"
         _check_providers(logging.providers, f"{path}.providers", issues)
-        if logging.filter is not None and (problem := _expression_problem(logging.filter.expression or "")):
+        if logging.filter is not None and (problem := check_cel(logging.filter.expression or "")):
             issues.error(f"{path}.filter.expression", problem)
-
-
-def _expression_problem(expression: str) -> str | None:
-    """A light CEL sanity check: non-empty, balanced brackets and quotes."""
-    if not expression.strip():
-        return "filter expression must not be empty"
-    depth = 0
-    quote = ""
-    for ch in expression:
-        if quote:
-            if ch == quote:
-                quote = ""
-            continue
-        if ch in "'\"":
-            quote = ch
-        elif ch in "([":
-            depth += 1
-        elif ch in ")]":
-            depth -= 1
-            if depth < 0:
-                return f"invalid filter expression {expression!r}: unbalanced brackets"
-    if depth or quote:
-        return f"invalid filter expression {expression!r}: unbalanced brackets or quotes"
-    return None
