@@ -171,6 +171,37 @@ def test_up_gateway_port_taken_is_a_clear_error(tmp_path: Path) -> None:
             timeout=60,
         )
     assert out.returncode == 1, out
-    assert f"the ingress gateway's 127.0.0.1:{gateway_port}" in out.stderr
-    assert "cannot be bound: Address already in use" in out.stderr
+    assert f"127.0.0.1:{gateway_port}, where the ingress gateway (the Gateway" in out.stderr
+    assert "is taken: Address already in use" in out.stderr
     assert "Traceback" not in out.stderr + out.stdout
+
+
+def test_up_app_that_exits_is_named_with_its_log_and_nothing_is_left(tmp_path: Path) -> None:
+    config, _ = copy_example(REPO / "examples", tmp_path)
+    workloads = config / "local-workloads.yaml"
+    text = re.sub(
+        r"command: \[python, \.\./apps/bookapp\.py, --name, ratings[^\]]*\]",
+        "command: [python, -c, 'raise SystemExit(3)']",
+        workloads.read_text(),
+    )
+    workloads.write_text(text)
+    state = tmp_path / "s"
+    out = subprocess.run(
+        [str(MESHCTL), "up", "--config-dir", str(config), "--state-dir", str(state)],
+        capture_output=True,
+        text=True,
+        timeout=150,
+    )
+    assert out.returncode == 1, out
+    log = state / "logs" / "app-ratings-v1.bookinfo.log"
+    assert "meshctl up: app-ratings-v1.bookinfo exited with code 3 before the app listening on" in out.stderr
+    assert f"log: {log}" in out.stderr
+    assert "Traceback" not in out.stderr + out.stdout
+    left = [line for line in _ps() if str(tmp_path) in line]  # bus, services, agents, Envoys
+    assert left == []
+
+
+def _ps() -> list[str]:
+    """``pid args`` of every process on the machine."""
+    out = subprocess.run(["ps", "-eo", "pid=,args="], capture_output=True, text=True, timeout=10)
+    return out.stdout.splitlines()

@@ -80,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         print(f"starting the local mesh from {config_dir} (state and logs in {state})", flush=True)
         for step in (
-            mesh.check_gateway_port,
+            mesh.check_addresses,
             mesh.start_bus,
             mesh.start_control_plane,
             mesh.start_node_agents,

@@ -75,18 +75,29 @@ class LocalMesh:
     def _done(self, started: float) -> None:
         print(f" ready ({time.monotonic() - started:.1f}s)", flush=True)
 
-    def check_gateway_port(self) -> None:
-        """Fail before starting anything when the gateway's address is taken."""
-        with socket.socket() as probe:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as Envoy does
-            try:
-                probe.bind((self.plan.gateway_bind, self.plan.gateway_port))
-            except OSError as exc:
-                raise StartError(
-                    f"the ingress gateway's {self.plan.gateway_bind}:{self.plan.gateway_port} "
-                    f"(the Gateway with selector istio: ingressgateway in {self.config_dir}) "
-                    f"cannot be bound: {exc.strerror}"
-                ) from exc
+    def check_addresses(self) -> None:
+        """Fail before starting anything when the gateway's or an app's address is taken."""
+        wanted = [
+            (
+                self.plan.gateway_bind,
+                self.plan.gateway_port,
+                f"the ingress gateway (the Gateway with selector istio: ingressgateway in {self.config_dir})",
+            )
+        ]
+        for wl in self.plan.workloads:
+            for endpoint in wl.app_endpoints:
+                app_host, _, app_port = endpoint.rpartition(":")
+                what = f"the app of LocalWorkload {wl.namespace}/{wl.name} (its Sidecar's defaultEndpoint)"
+                wanted.append((wl.address if app_host == "0.0.0.0" else app_host, int(app_port), what))
+        for host, port, what in wanted:
+            with socket.socket() as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as Envoy and asyncio do
+                try:
+                    probe.bind((host, port))
+                except OSError as exc:
+                    raise StartError(
+                        f"{host}:{port}, where {what} listens, is taken: {exc.strerror}"
+                    ) from exc
 
     def start_bus(self) -> None:
         t = self._step("nats-server (the bus)")
