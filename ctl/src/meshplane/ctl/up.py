@@ -29,7 +29,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 def _table(mesh: LocalMesh) -> str:
     rows = [("COMPONENT", "PID", "WHERE", "LOG")]
-    rows += [(m.name, str(m.pid), m.where, str(m.log)) for m in mesh.sup.children]
+    rows += [(m.name, str(m.pid), m.where, m.log.name) for m in mesh.sup.children]
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
     return "\n".join(f"{a:<{widths[0]}}  {b:>{widths[1]}}  {c:<{widths[2]}}  {d}" for a, b, c, d in rows)
 
@@ -39,10 +39,11 @@ def _summary(mesh: LocalMesh, state: Path) -> str:
     lines = [
         "",
         _table(mesh),
+        f"(logs in {mesh.sup.logs})",
         "",
         "meshplane is up. Try:",
-        f"  curl {gw}                         # productpage -> reviews (v1 80% / v3 20%) -> ratings",
-        f"  curl -H 'end-user: jason' {gw}    # reviews v2",
+        f"  curl {gw}                         # through the ingress gateway",
+        f"  curl -H 'end-user: jason' {gw}    # header-based routes see the header",
         f"  .venv/bin/meshctl proxy-status --nats-url {mesh.nats_url}",
         f"  .venv/bin/meshctl proxy-config route productpage-v1.bookinfo --state-dir {state}",
         f"Edit the YAML in {mesh.config_dir}: changes are live within a second.",
