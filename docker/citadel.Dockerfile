@@ -20,6 +20,6 @@ RUN groupadd --system --gid 10001 meshplane \
 COPY --from=builder /app/.venv /app/.venv
 ENV PATH=/app/.venv/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
 USER 10001:10001
-EXPOSE 8060 15014
+EXPOSE 8060 8061 15014
 # The same image runs the node agent: entrypoint meshplane-node-agent.
 ENTRYPOINT ["meshplane-citadel"]

@@ -41,7 +41,9 @@ spec:
       weight: -1
 """
 SERVICE = "apiVersion: v1\nkind: Service\nmetadata:\n  name: reviews\nspec:\n  ports: [{port: 9080}]\n"
-LEGACY_GW_VS = VALID_VS.replace("hosts: [reviews]", "hosts: [reviews.example.com]\n  gateways: [my-gateway]")
+LEGACY_GW_VS = VALID_VS.replace(
+    "hosts: [reviews]", "hosts: [reviews.example.com]\n  gateways: [my-gateway.istio-system]"
+)
 
 
 def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:

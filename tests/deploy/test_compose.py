@@ -13,6 +13,9 @@ import yaml
 
 from .conftest import REPO
 
+#: Services that run once and exit (others wait for them to complete, not to be healthy).
+ONE_SHOT = {"workload-token"}
+
 SCHEMA = json.loads((REPO / "tests" / "deploy" / "schemas" / "compose_spec.json").read_text())
 
 
@@ -67,11 +70,13 @@ def test_start_order_waits_on_health_and_has_no_cycle(compose: dict[str, Any]) -
         assert isinstance(depends, dict), f"{name}: depends_on needs conditions"
         for dependency, rule in depends.items():
             assert dependency in services, f"{name} depends on unknown {dependency}"
-            assert rule["condition"] == "service_healthy", f"{name} -> {dependency}"
+            expected = "service_completed_successfully" if dependency in ONE_SHOT else "service_healthy"
+            assert rule["condition"] == expected, f"{name} -> {dependency}"
         graph[name] = set(depends)
     order = list(TopologicalSorter(graph).static_order())
     assert order.index("nats") < order.index("galley") < order.index("pilot") < order.index("gateway")
-    assert order.index("citadel") < order.index("node-agent") < order.index("gateway")
+    assert order.index("citadel") < order.index("workload-token") < order.index("node-agent")
+    assert order.index("node-agent") < order.index("gateway")
 
 
 def test_builds_point_at_existing_dockerfiles_and_images_are_pinned(compose: dict[str, Any]) -> None:

@@ -17,6 +17,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from meshplane.shared.config import ALL_KINDS, ISTIO_GROUPS
+
 from .conftest import K8S, KUBERNETES_VERSION, REPO, Manifests
 
 EXPECTED = {
@@ -312,3 +314,16 @@ def test_crd_files_are_all_listed_in_the_base(kustomize: ModuleType) -> None:
     listed = yaml.safe_load((K8S / "base" / "kustomization.yaml").read_text())["resources"]
     on_disk = {f"crds/{p.name}" for p in Path(K8S / "base" / "crds").glob("*.yaml")}
     assert on_disk <= set(listed)
+
+
+def test_every_kind_galley_watches_has_a_crd_serving_its_version(crds: list[dict[str, Any]]) -> None:
+    """Galley lists and watches each Istio kind at its first version; that version must be served."""
+    served = {
+        (crd["spec"]["group"], crd["spec"]["names"]["plural"], version["name"])
+        for crd in crds
+        for version in crd["spec"]["versions"]
+        if version["served"]
+    }
+    for kind in ALL_KINDS:
+        if kind.group in ISTIO_GROUPS:
+            assert (kind.group, kind.plural, kind.versions[0]) in served, kind

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from meshplane.ctl.inject import PROXY_IMAGE
+
 from .conftest import REPO, Manifests
 
 #: image -> the workspace distribution its builder installs
@@ -27,7 +29,7 @@ IMAGES = {
     "pilot": "meshplane-pilot",
     "citadel": "meshplane-citadel",
     "cni": "meshplane-cni",
-    "gateway": "meshplane-ctl",
+    "proxy": "meshplane-ctl",
 }
 ROOT_IMAGES = {"cni"}  # the CNI agent writes host CNI dirs and enters pod netns
 
@@ -221,7 +223,7 @@ def test_builder_installs_only_its_own_distribution(image: str, build_context: P
     declared = set(scripts["project"].get("scripts", {}))
     assert declared and all((venv / "bin" / script).exists() for script in declared)
     entrypoint = runtime.args("ENTRYPOINT")[-1]
-    if image != "gateway":
+    if image != "proxy":
         assert entrypoint.strip('[]"') in declared
     else:
         assert (venv / "bin" / "envoy").exists() and (venv / "bin" / "meshctl").exists()
@@ -236,3 +238,21 @@ def test_gateway_entrypoint_script_is_executable() -> None:
     script = REPO / "docker" / "gateway-entrypoint.sh"
     assert os.access(script, os.X_OK)
     assert "exec envoy" in script.read_text()
+
+
+def test_every_meshplane_image_in_use_has_its_dockerfile(all_rendered: dict[str, Manifests]) -> None:
+    """Images named by the manifests, the compose file and kube-inject's sidecar are all built here."""
+    used = {PROXY_IMAGE}
+    for manifests in all_rendered.values():
+        for workload in manifests.workloads():
+            pod = workload["spec"]["template"]["spec"]
+            used |= {c["image"] for c in pod["containers"] + pod.get("initContainers", [])}
+    compose_text = (REPO / "docker-compose.yml").read_text()
+    used |= set(re.findall(r"image: (meshplane/\S+)", compose_text))
+    built = {
+        match
+        for path in dockerfiles().values()
+        for match in re.findall(r"-t (meshplane/\S+) \.", path.read_text())
+    }
+    assert {image for image in used if image.startswith("meshplane/")} <= built
+    assert "meshplane/proxy:0.1.0" in built

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import copy
+import shutil
+import subprocess
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import kubernetes_validate
 import pytest
+import yaml
 
-from .conftest import KUBERNETES_VERSION, Manifests
+from .conftest import K8S, KUBERNETES_VERSION, KUSTOMIZATIONS, Manifests
 
 CONTROL_PLANE = ["galley", "pilot", "citadel"]
 
@@ -209,6 +212,10 @@ def test_node_agent_serves_sds_from_a_host_socket_directory(base: Manifests) -> 
     assert volume["hostPath"]["type"] == "DirectoryOrCreate"
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     assert pod["securityContext"]["runAsNonRoot"] is True
+    # only the init container that hands the host directory to the agent's user runs as root
+    (init,) = pod["initContainers"]
+    assert init["command"] == ["chown", "10001:10001", socket_dir]
+    assert init["securityContext"]["capabilities"] == {"drop": ["ALL"], "add": ["CHOWN"]}
 
 
 def test_citadel_keeps_ca_keys_in_memory_and_accepts_plugged_in_cacerts(base: Manifests) -> None:
@@ -262,3 +269,42 @@ def test_renderer_reports_a_patch_path_that_does_not_exist(tmp_path: Path, kusto
     )
     with pytest.raises(kustomize.KustomizeError, match=r"patches\[0\].*/data/missing"):
         kustomize.render(tmp_path)
+
+
+def test_citadel_in_kubernetes_trusts_only_tokenreview_and_publishes_the_root(base: Manifests) -> None:
+    args = base.one("Deployment", "citadel")["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert {"--token-review", "--no-local-issuer", "--kubernetes"} <= set(args)
+    assert "--hostname=citadel.meshplane-system.svc" in args
+    node_agent = base.one("DaemonSet", "node-agent")["spec"]["template"]["spec"]
+    root = next(v for v in node_agent["volumes"] if v["name"] == "ca-root")
+    assert root["configMap"]["name"] == "istio-ca-root-cert"
+
+
+def test_webhook_ca_bundle_comes_from_galleys_certificate(base: Manifests) -> None:
+    (config,) = base.of_kind("ValidatingWebhookConfiguration")
+    assert config["metadata"]["annotations"]["cert-manager.io/inject-ca-from"] == "meshplane-system/galley"
+    pod = base.one("Deployment", "galley")["spec"]["template"]["spec"]
+    tls = next(v for v in pod["volumes"] if v["name"] == "tls")
+    assert tls["secret"]["secretName"] == "galley-tls"
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("name", KUSTOMIZATIONS)
+def test_renderer_output_equals_kubectl_kustomize(name: str, all_rendered: dict[str, Manifests]) -> None:
+    """Where kubectl is installed, its built-in kustomize must produce exactly the same objects."""
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        pytest.skip("kubectl is not installed; the renderer is then checked by the tests above only")
+    result = subprocess.run(
+        [kubectl, "kustomize", str(K8S / name)], capture_output=True, text=True, timeout=100
+    )
+    assert result.returncode == 0, result.stderr
+
+    def by_key(objects: list[dict[str, Any]]) -> dict[tuple[str, str, str], dict[str, Any]]:
+        return {(o["kind"], o["metadata"].get("namespace", ""), o["metadata"]["name"]): o for o in objects}
+
+    theirs = by_key([doc for doc in yaml.safe_load_all(result.stdout) if doc])
+    mine = by_key(all_rendered[name].objects)
+    assert set(mine) == set(theirs)
+    for key, obj in mine.items():
+        assert obj == theirs[key], key

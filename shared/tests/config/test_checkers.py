@@ -181,7 +181,9 @@ def test_ports_and_protocols() -> None:
     assert check_port(1) is None and check_port(65535) is None
     assert check_port(0) and check_port(65536)
     assert check_port_name("http-web") is None
-    assert check_port_name("HTTP")
+    assert check_port_name("HTTP") is None  # Istio allows upper case in DNS labels
+    assert check_port_name("http_port")
+    assert check_port_name("-http")
     for proto in (
         "http",
         "HTTPS",
@@ -211,7 +213,8 @@ def test_ports_and_protocols() -> None:
         (["~"], False, [0]),
         (["~"], True, []),
         (["~", "a"], True, [0]),
-        (["Bad"], False, [0]),
+        (["bad_ns"], False, [0]),
+        (["Mixed-Case"], False, []),
     ],
 )
 def test_export_to(export_to: list[str], allow_none: bool, bad: list[int]) -> None:

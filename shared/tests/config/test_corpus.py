@@ -17,7 +17,8 @@ EXPECT = "test.meshplane.io/expect"
 
 
 def _docs(kind: str) -> list[Document]:
-    return [d for f in sorted((TESTDATA / kind).glob("*.yaml")) for d in load_path(f)]
+    files = sorted(p for p in (TESTDATA / kind).iterdir() if p.suffix in (".yaml", ".json"))
+    return [d for f in files for d in load_path(f)]
 
 
 def _id(doc: Document) -> str:
@@ -42,6 +43,8 @@ def test_corpus_covers_every_istio_kind() -> None:
         "EnvoyFilter",
         "PeerAuthentication",
         "AuthorizationPolicy",
+        "WasmPlugin",
+        "ProxyConfig",
         "RequestAuthentication",
         "Telemetry",
     } <= kinds

@@ -24,7 +24,8 @@ CASES = [
     ("wildcard host", dr(host="*.example.com"), True, None),
     ("bad host", dr(host="foo..com"), False, "spec.host"),
     ("subsets", dr(subsets=[{"name": "v1", "labels": {"version": "v1"}}]), True, None),
-    ("subset bad name", dr(subsets=[{"name": "V1"}]), False, "spec.subsets[0].name"),
+    ("subset bad name", dr(subsets=[{"name": "v_1"}]), False, "spec.subsets[0].name"),
+    ("subset upper case name", dr(subsets=[{"name": "V1"}]), True, None),
     ("subset missing name", dr(subsets=[{"labels": {"a": "b"}}]), False, "spec.subsets[0].name"),
     ("duplicate subsets", dr(subsets=[{"name": "v1"}, {"name": "v1"}]), False, "spec.subsets[1].name"),
     (
@@ -232,7 +233,7 @@ CASES = [
         "locality wildcard middle",
         tp(loadBalancer={"localityLbSetting": {"distribute": [{"from": "r1/*/z", "to": {"r1": 100}}]}}),
         False,
-        "spec.trafficPolicy.loadBalancer.localityLbSetting.distribute[0].from",
+        "spec.trafficPolicy.loadBalancer.localityLbSetting.distribute",
     ),
     (
         "tunnel",

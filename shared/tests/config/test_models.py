@@ -155,3 +155,15 @@ def test_kubernetes_models_keep_extra_fields() -> None:
 def test_unknown_kind_raises_key_error() -> None:
     with pytest.raises(KeyError):
         parse_spec("Frobnicator", {})
+
+
+def test_wrong_type_messages_read_like_yaml_not_python() -> None:
+    with pytest.raises(SpecError) as info:
+        parse_spec(
+            "VirtualService",
+            {"hosts": "reviews", "http": [{"route": [{"destination": {"host": "r"}, "weight": "lots"}]}]},
+        )
+    messages = {str(issue) for issue in info.value.issues}
+    assert "spec.hosts: must be a list, not the string 'reviews'" in messages
+    assert "spec.http[0].route[0].weight: must be an integer, not the string 'lots'" in messages
+    assert not any("instance of" in m or "Input should" in m for m in messages)

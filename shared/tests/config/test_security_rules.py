@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
+from jwt.algorithms import RSAAlgorithm
 
 SEL = {"matchLabels": {"app": "httpbin"}}
+
+_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+PUBLIC_JWKS = json.dumps({"keys": [json.loads(RSAAlgorithm.to_jwk(_KEY.public_key()))]})
+PRIVATE_JWKS = json.dumps({"keys": [json.loads(RSAAlgorithm.to_jwk(_KEY))]})
 
 PEER_CASES = [
     ("namespace strict", {"mtls": {"mode": "STRICT"}}, True, None),
@@ -175,8 +182,14 @@ AUTHZ_CASES = [
         "spec.rules[0].to[0].operation.paths[0]",
     ),
     (
-        "path template bad",
+        "braces without template are literal",
         {"rules": [{"to": [{"operation": {"paths": ["/a/{id}"]}}]}]},
+        True,
+        None,
+    ),
+    (
+        "path template with named variable",
+        {"rules": [{"to": [{"operation": {"paths": ["/a/{*}/{id}"]}}]}]},
         False,
         "spec.rules[0].to[0].operation.paths[0]",
     ),
@@ -256,12 +269,7 @@ REQUEST_AUTHN_CASES = [
         False,
         "spec.jwtRules[0].jwksUri",
     ),
-    (
-        "inline jwks",
-        {"jwtRules": [{"issuer": "a", "jwks": '{"keys": [{"kty": "RSA", "e": "AQAB", "n": "x"}]}'}]},
-        True,
-        None,
-    ),
+    ("inline jwks", {"jwtRules": [{"issuer": "a", "jwks": PUBLIC_JWKS}]}, True, None),
     (
         "inline jwks not json",
         {"jwtRules": [{"issuer": "a", "jwks": "{not json"}]},
@@ -275,8 +283,20 @@ REQUEST_AUTHN_CASES = [
         "spec.jwtRules[0].jwks",
     ),
     (
+        "inline jwks unusable key",
+        {"jwtRules": [{"issuer": "a", "jwks": '{"keys": [{"kty": "RSA", "e": "AQAB", "n": "x"}]}'}]},
+        False,
+        "spec.jwtRules[0].jwks",
+    ),
+    (
+        "inline jwks unknown key type",
+        {"jwtRules": [{"issuer": "a", "jwks": '{"keys": [{"kty": "XYZ"}]}'}]},
+        False,
+        "spec.jwtRules[0].jwks",
+    ),
+    (
         "inline jwks private warns",
-        {"jwtRules": [{"issuer": "a", "jwks": '{"keys": [{"kty": "RSA", "d": "x"}]}'}]},
+        {"jwtRules": [{"issuer": "a", "jwks": PRIVATE_JWKS}]},
         True,
         "spec.jwtRules[0].jwks",
     ),

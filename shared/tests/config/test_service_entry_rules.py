@@ -151,7 +151,7 @@ CASES = [
         True,
         None,
     ),
-    ("tcp without addresses warns", se(ports=[TCP]), True, "spec.addresses"),
+    ("tcp without addresses warns", se(ports=[TCP]), True, "spec.ports[0].protocol"),
     (
         "selector and endpoints",
         se(

@@ -162,9 +162,9 @@ SIDECAR_CASES = [
         "spec.egress[0].hosts",
     ),
     (
-        "selector empty labels",
+        "selector empty labels warns",
         {"workloadSelector": {"labels": {}}, "egress": EGRESS},
-        False,
+        True,
         "spec.workloadSelector.labels",
     ),
     (
@@ -208,7 +208,7 @@ WORKLOAD_ENTRY_CASES = [
     ("unix relative", {"address": "unix://relative.sock"}, False, "spec.address"),
     ("unix with ports", {"address": "unix:///a.sock", "ports": {"http": 80}}, False, "spec.ports"),
     ("bad address", {"address": "bad_host!"}, False, "spec.address"),
-    ("bad port name", {"address": "10.0.0.1", "ports": {"HTTP": 80}}, False, "spec.ports.HTTP"),
+    ("bad port name", {"address": "10.0.0.1", "ports": {"http_port": 80}}, False, "spec.ports.http_port"),
     ("bad port number", {"address": "10.0.0.1", "ports": {"http": 0}}, False, "spec.ports.http"),
     ("bad label", {"address": "10.0.0.1", "labels": {"app": "no spaces"}}, False, "spec.labels"),
     ("negative weight", {"address": "10.0.0.1", "weight": -1}, False, "spec.weight"),
@@ -218,7 +218,7 @@ WORKLOAD_ENTRY_CASES = [
 WORKLOAD_GROUP_CASES = [
     ("template", {"template": {"ports": {"http": 80}}}, True, None),
     ("no template", {"metadata": {"labels": {"app": "a"}}}, False, "spec.template"),
-    ("template with address", {"template": {"address": "1.1.1.1"}}, False, "spec.template.address"),
+    ("template address is filled per VM, not checked", {"template": {"address": "1.1.1.1"}}, True, None),
     (
         "bad metadata label",
         {"metadata": {"labels": {".": "bar"}}, "template": {}},

@@ -255,7 +255,7 @@ ENVOY_FILTER_CASES = [
             "HTTP_FILTER", LISTENER_MATCH, "INSERT_BEFORE", {"name": "x", "typed_config": {"inlineCode": "x"}}
         ),
         False,
-        "spec.configPatches[0].patch.value.typed_config",
+        "spec.configPatches[0].patch.value",
     ),
     (
         "bad context",

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import sysconfig
@@ -18,6 +17,8 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from meshplane.shared.processes import stop_process
 
 
 def find_envoy() -> str:
@@ -106,14 +107,7 @@ class EnvoyProcess:
     def stop(self, timeout: float = 5.0) -> None:
         """Stop Envoy and wait for it; idempotent."""
         proc, self.proc = self.proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        stop_process(proc, timeout)
 
     def __enter__(self) -> EnvoyProcess:
         return self.start() if self.proc is None else self

@@ -5,15 +5,15 @@ Used by tests, benchmarks and ``meshctl up``; never a stand-in: it is the real s
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from meshplane.shared.processes import stop_process
 
 
 def find_nats_server() -> str:
@@ -84,14 +84,7 @@ class NatsServer:
     def stop(self, timeout: float = 5.0) -> None:
         """Stop the server (SIGTERM, then SIGKILL) and wait for it; idempotent."""
         proc, self.proc = self.proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        stop_process(proc, timeout)
 
     def restart(self) -> None:
         """Stop and start again on the same port with the same store."""

@@ -12,7 +12,7 @@ import logging
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext, api
@@ -22,6 +22,8 @@ from meshplane.shared.bus.errors import BusUnavailable, ValueTooLarge
 from meshplane.shared.bus.tracing import inject_headers
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 #: Largest value stored under one key. NATS's default max_payload is 1 MiB; staying well
 #: under it leaves room for headers and means no single object can exhaust it.
@@ -63,6 +65,27 @@ async def _connect(
         error_cb=on_error,
     )
     return nc
+
+
+async def bounded(aw: Awaitable[T], timeout: float) -> T:
+    """Await ``aw`` for at most ``timeout`` seconds, then give up on it without waiting.
+
+    ``asyncio.wait_for`` waits for the cancelled operation to finish, and nats.py swallows
+    cancellation in its flush path (``_flush_pending``), which can leave ``wait_for`` hanging
+    while the connection is down. Here a timed-out operation is cancelled and abandoned.
+    """
+    task = asyncio.ensure_future(aw)
+    done, _ = await asyncio.wait({task}, timeout=timeout)
+    if not done:
+        task.cancel()
+        task.add_done_callback(_consume_result)
+        raise TimeoutError(f"gave up after {timeout:.1f}s")
+    return task.result()
+
+
+def _consume_result(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled():
+        task.exception()
 
 
 class Bus:
@@ -194,7 +217,7 @@ class Bus:
         while True:
             attempt += 1
             try:
-                await asyncio.wait_for(fn(), self.opts.ack_timeout * 2)
+                await bounded(fn(), self.opts.ack_timeout * 2)
                 return
             except ValueTooLarge:
                 raise

@@ -30,12 +30,11 @@ from typing import Generic, TypeVar
 from google.protobuf.message import Message
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
-from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import api
 from nats.js.errors import KeyDeletedError, KeyNotFoundError, NotFoundError
 from opentelemetry import context as otel_context
 
-from meshplane.shared.bus.client import Bus
+from meshplane.shared.bus.client import Bus, bounded
 from meshplane.shared.bus.errors import InvalidKey
 from meshplane.shared.bus.tracing import extract_context
 
@@ -136,6 +135,7 @@ class KVWatch(Generic[M]):
         self._synced = False
         self._resync: dict[str, tuple[bytes, int, Mapping[str, str]]] | None = None
         self._sub: Subscription | None = None
+        self._queue: asyncio.Queue[Msg] = asyncio.Queue()
         self._consumer: str | None = None
         self._pending: deque[WatchEvent[M]] = deque()
         self._reset_requested = False
@@ -172,19 +172,12 @@ class KVWatch(Generic[M]):
                 continue
             assert self._sub is not None
             try:
-                msg = await self._sub.next_msg(timeout=self._hb * 3)
-            except (TimeoutError, NatsTimeoutError):
+                msg = await asyncio.wait_for(self._queue.get(), self._hb * 3)
+            except TimeoutError:
                 log.info(
                     "watch %s: no heartbeat for %.1fs, recreating consumer", self._kv.bucket, self._hb * 3
                 )
                 self._reset_requested = True
-                continue
-            except Exception as exc:  # subscription closed under us (connection closed)
-                if self._closed:
-                    raise StopAsyncIteration from exc
-                log.info("watch %s: subscription ended (%s), recreating consumer", self._kv.bucket, exc)
-                self._reset_requested = True
-                await asyncio.sleep(self._hb / 4)
                 continue
             await self._handle(msg)
 
@@ -270,8 +263,8 @@ class KVWatch(Generic[M]):
 
     async def _create_consumer(self) -> None:
         js = self._bus.jetstream
-        await self._bus.ensure_bucket(self._kv.bucket)
-        si = await js.stream_info(self._kv.stream)
+        await bounded(self._bus.ensure_bucket(self._kv.bucket), 5.0)
+        si = await bounded(js.stream_info(self._kv.stream), 3.0)
         created = si.created
         resume = self._last_seq > 0 or self._stream_created is not None
         if resume and (created != self._stream_created or si.state.last_seq < self._last_seq):
@@ -294,14 +287,25 @@ class KVWatch(Generic[M]):
             cfg.deliver_policy = api.DeliverPolicy.BY_START_SEQUENCE
             cfg.opt_start_seq = self._last_seq + 1
         inbox = self._bus.nc.new_inbox()
-        sub = await self._bus.nc.subscribe(inbox)
+        # Deliveries go to a queue this watch owns (not nats.py's next_msg, whose internal task
+        # can be cancelled under us on reconnect): waiting on it is cancellable and never hangs.
+        queue: asyncio.Queue[Msg] = asyncio.Queue()
+
+        async def deliver(msg: Msg) -> None:
+            queue.put_nowait(msg)
+
+        sub = await bounded(self._bus.nc.subscribe(inbox, cb=deliver), 3.0)
         cfg.deliver_subject = inbox
         try:
-            info = await js.add_consumer(self._kv.stream, cfg, timeout=2)
+            # An abandoned (timed-out) creation may still finish on the server; its consumer
+            # delivers to an inbox nobody reads and expires after inactive_threshold.
+            info = await bounded(js.add_consumer(self._kv.stream, cfg, timeout=2), 3.0)
         except BaseException:
-            await sub.unsubscribe()
+            with contextlib.suppress(Exception):
+                await bounded(sub.unsubscribe(), 1.0)
             raise
         self._sub = sub
+        self._queue = queue
         self._consumer = info.name
         self._last_cseq = 0
         self.restarts += 1
@@ -317,10 +321,10 @@ class KVWatch(Generic[M]):
         self._sub = self._consumer = None
         if sub is not None:
             with contextlib.suppress(Exception):
-                await sub.unsubscribe()
+                await bounded(sub.unsubscribe(), 1.0)
         if name is not None and self._bus.connected:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._bus.jetstream.delete_consumer(self._kv.stream, name), 1)
+                await bounded(self._bus.jetstream.delete_consumer(self._kv.stream, name), 1.0)
 
     async def aclose(self) -> None:
         """Stop watching and delete the server-side consumer (idempotent)."""

@@ -42,10 +42,44 @@ class SpecError(ValueError):
         super().__init__(f"invalid {kind} spec: " + "; ".join(str(i) for i in issues))
 
 
+_EXPECTED = {
+    "model_type": "a mapping",
+    "model_attributes_type": "a mapping",
+    "dict_type": "a mapping",
+    "list_type": "a list",
+    "string_type": "a string",
+    "int_type": "an integer",
+    "int_parsing": "an integer",
+    "int_from_float": "an integer",
+    "float_type": "a number",
+    "float_parsing": "a number",
+    "bool_type": "a boolean",
+    "bool_parsing": "a boolean",
+}
+
+
+def _yaml_type(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return f"the number {value}"
+    if isinstance(value, str):
+        return f"the string {value!r}"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    return type(value).__name__
+
+
 def _render_path(prefix: str, loc: tuple[int | str, ...]) -> str:
     path = prefix
     for part in loc:
-        if isinstance(part, int):
+        if part == "[key]":
+            path += " (map key)"
+        elif isinstance(part, int):
             path += f"[{part}]"
         else:
             path = f"{path}.{part}" if path else str(part)
@@ -58,6 +92,8 @@ def _message(error: Mapping[str, Any]) -> str:
         return "unknown field"
     if kind == "missing":
         return "required field is missing"
+    if kind in _EXPECTED:
+        return f"must be {_EXPECTED[kind]}, not {_yaml_type(error.get('input'))}"
     msg = str(error["msg"])
     msg = msg.removeprefix("Value error, ")
     if kind in ("enum", "literal_error"):

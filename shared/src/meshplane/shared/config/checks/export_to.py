@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from meshplane.shared.config.checks.hosts import is_dns1123_label
+from meshplane.shared.config.checks.hosts import is_istio_label
 
 
 def export_to_problems(export_to: list[str], namespace: str, *, allow_none: bool) -> list[tuple[int, str]]:
@@ -17,7 +17,7 @@ def export_to_problems(export_to: list[str], namespace: str, *, allow_none: bool
                 problems.append((i, "exportTo '~' is only allowed on ServiceEntry"))
                 continue
             canonical = entry
-        elif is_dns1123_label(entry):
+        elif is_istio_label(entry):
             canonical = entry
         else:
             problems.append((i, f"invalid namespace {entry!r} in exportTo"))

@@ -23,8 +23,24 @@ def is_dns1123_subdomain(value: str) -> bool:
     return len(value) <= MAX_SUBDOMAIN and bool(_LOWER_SUBDOMAIN.match(value))
 
 
-def _host_label(value: str) -> bool:
+def is_istio_label(value: str) -> bool:
+    """A DNS-1123 label as Istio checks it (upper case allowed): port, subset, gateway names."""
     return len(value) <= MAX_LABEL and bool(_LABEL.match(value))
+
+
+def _host_label(value: str) -> bool:
+    return is_istio_label(value)
+
+
+def _wildcard_label(value: str) -> bool:
+    """``*``, or a label with a leading ``*`` or ``*-`` (``*foo``, ``*-foo``)."""
+    if value == "*":
+        return True
+    if value.startswith("*-"):
+        return len(value) <= MAX_LABEL and _host_label(value[2:])
+    if value.startswith("*"):
+        return len(value) <= MAX_LABEL and _host_label(value[1:])
+    return _host_label(value)
 
 
 def _check_labels(domain: str) -> str | None:
@@ -55,12 +71,7 @@ def check_wildcard_domain(host: str) -> str | None:
     if len(host) > MAX_DOMAIN:
         return f"domain name {host!r} too long (max {MAX_DOMAIN})"
     first, _, rest = host.partition(".")
-    if first == "*":
-        pass
-    elif first.startswith("*"):
-        if not _host_label(first[1:]):
-            return f"domain name {host!r} invalid (label {first!r} invalid)"
-    elif "*" in first or not _host_label(first):
+    if not _wildcard_label(first):
         return f"domain name {host!r} invalid (label {first!r} invalid)"
     if "*" in rest:
         return f"domain name {host!r} invalid (wildcard is only allowed in the first label)"
@@ -69,8 +80,11 @@ def check_wildcard_domain(host: str) -> str | None:
     return _check_labels(rest)
 
 
-def is_wildcard(host: str) -> bool:
-    return host.startswith("*")
+def partial_wildcard_problem(host: str) -> str | None:
+    """Istio allows ``*`` alone or a leading ``*.`` label only (``*foo.com`` is a partial wildcard)."""
+    if "*" in host and host != "*" and not host.startswith("*."):
+        return f"partial wildcard {host!r} not allowed"
+    return None
 
 
 def is_ip(value: str) -> bool:
@@ -102,8 +116,10 @@ def check_unix_address(address: str) -> str | None:
     path = address.removeprefix("unix://")
     if not path:
         return "unix address must not be empty"
-    if not (path.startswith("/") or path.startswith("@")):
-        return f"{address!r} is not an absolute path"
+    if path.startswith("@"):
+        return None
+    if not path.startswith("/") or path.endswith("/"):
+        return f"{address!r} is not an absolute path to a file"
     return None
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from meshplane.shared.config.checks.hosts import is_dns1123_label
+from meshplane.shared.config.checks.hosts import is_istio_label
 
 #: Istio's protocol names (matched case-insensitively, as Istio's protocol.Parse does).
 PROTOCOLS: frozenset[str] = frozenset(
@@ -32,7 +32,7 @@ def check_port(number: int) -> str | None:
 
 
 def check_port_name(name: str) -> str | None:
-    if is_dns1123_label(name):
+    if is_istio_label(name):
         return None
     return f"invalid port name {name!r} (must be a DNS-1123 label)"
 

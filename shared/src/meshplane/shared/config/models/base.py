@@ -46,6 +46,14 @@ Duration = Annotated[
     timedelta, BeforeValidator(_to_duration), PlainSerializer(format_duration, return_type=str)
 ]
 
+
+def _to_key(value: object) -> object:
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+#: A map key that YAML may write as a number (``portLevelMtls: {8080: ...}``); held as a string.
+NumericKey = Annotated[str, BeforeValidator(_to_key)]
+
 #: A free-form protobuf Struct (EnvoyFilter patch values, plugin config).
 Struct = dict[str, Any]
 

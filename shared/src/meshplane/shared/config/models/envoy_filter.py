@@ -92,8 +92,14 @@ class ClusterMatch(IstioModel):
     name: str | None = None
 
 
+class WaypointMatch(IstioModel):
+    filter: FilterMatch | None = None
+    port_number: int | None = None
+
+
 class EnvoyConfigObjectMatch(IstioModel):
     context: PatchContext | None = None
+    waypoint: WaypointMatch | None = None
     proxy: ProxyMatch | None = None
     listener: ListenerMatch | None = None
     route_configuration: RouteConfigurationMatch | None = None

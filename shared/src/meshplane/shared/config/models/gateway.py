@@ -44,6 +44,7 @@ class ServerTLSSettings(IstioModel):
     private_key: str | None = None
     ca_certificates: str | None = None
     ca_crl: str | None = None
+    ca_cert_credential_name: str | None = None
     credential_name: str | None = None
     credential_names: list[str] | None = None
     tls_certificates: list[TLSCertificate] | None = None

@@ -9,6 +9,7 @@ from pydantic import Field
 from meshplane.shared.config.models.base import (
     Duration,
     IstioModel,
+    NumericKey,
     PolicyTargetReference,
     WorkloadSelector,
 )
@@ -28,7 +29,7 @@ class MutualTLS(IstioModel):
 class PeerAuthentication(IstioModel):
     selector: WorkloadSelector | None = None
     mtls: MutualTLS | None = None
-    port_level_mtls: dict[str, MutualTLS] | None = None
+    port_level_mtls: dict[NumericKey, MutualTLS] | None = None
 
 
 class Source(IstioModel):
@@ -118,6 +119,7 @@ class JWTRule(IstioModel):
     output_payload_to_header: str | None = None
     forward_original_token: bool | None = None
     output_claim_to_headers: list[ClaimToHeader] | None = None
+    space_delimited_claims: list[str] | None = None
     timeout: Duration | None = None
 
 

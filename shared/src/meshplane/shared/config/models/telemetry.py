@@ -40,10 +40,15 @@ class RequestHeaderTag(IstioModel):
     default_value: str | None = None
 
 
+class FormatterTag(IstioModel):
+    value: str | None = None
+
+
 class CustomTag(IstioModel):
     literal: Literal | None = None
     environment: EnvironmentTag | None = None
     header: RequestHeaderTag | None = None
+    formatter: FormatterTag | None = None
 
 
 class Tracing(IstioModel):
@@ -51,6 +56,8 @@ class Tracing(IstioModel):
     providers: list[ProviderRef] | None = None
     random_sampling_percentage: float | None = None
     disable_span_reporting: bool | None = None
+    disable_context_propagation: bool | None = None
+    use_request_id_for_trace_sampling: bool | None = None
     custom_tags: dict[str, CustomTag] | None = None
     enable_istio_tags: bool | None = None
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 from urllib.parse import urlparse
 
+from jwt import PyJWKSet
+from jwt.exceptions import PyJWTError
+
 from meshplane.shared.config.checks.durations import check_duration
 from meshplane.shared.config.checks.headers import check_header_name
 from meshplane.shared.config.checks.ports import check_port
@@ -29,10 +32,7 @@ def check_peer(pa: PeerAuthentication, ctx: ObjectContext, issues: Issues) -> No
     for port in pa.port_level_mtls or {}:
         if not port.isdigit() or check_port(int(port)):
             issues.error(f"spec.portLevelMtls.{port}", f"port {port!r} must be in the range 1..65535")
-    if pa.selector is not None:
-        if not labels:
-            issues.warn("spec.selector", "selector has no labels; the policy applies to every workload")
-        check_selector(pa.selector, "spec.selector", issues)
+    check_selector(pa.selector, "spec.selector", issues)
 
 
 def check_request(ra: RequestAuthentication, ctx: ObjectContext, issues: Issues) -> None:
@@ -56,7 +56,11 @@ def _check_jwt_rule(rule: JWTRule, path: str, issues: Issues) -> None:
     for i, header in enumerate(rule.from_headers or []):
         if not header.name:
             issues.error(f"{path}.fromHeaders[{i}].name", "header name must not be empty")
-    for field, alias in (("from_params", "fromParams"), ("from_cookies", "fromCookies")):
+    for field, alias in (
+        ("from_params", "fromParams"),
+        ("from_cookies", "fromCookies"),
+        ("space_delimited_claims", "spaceDelimitedClaims"),
+    ):
         for i, value in enumerate(getattr(rule, field) or []):
             if not value:
                 issues.error(f"{path}.{alias}[{i}]", f"{alias} entry must not be empty")
@@ -73,14 +77,21 @@ def _check_jwt_rule(rule: JWTRule, path: str, issues: Issues) -> None:
 
 
 def _check_jwks(jwks: str, path: str, issues: Issues) -> None:
+    """Inline keys must form a JWK set PyJWT can load; private key material is only warned about."""
     try:
         doc = json.loads(jwks)
     except json.JSONDecodeError as exc:
-        issues.error(path, f"jwks is not valid JSON: {exc.msg}")
+        issues.error(path, f"jwks parse error: not valid JSON: {exc.msg}")
         return
-    keys = doc.get("keys") if isinstance(doc, dict) else None
-    if not isinstance(keys, list) or not keys or not all(isinstance(k, dict) and "kty" in k for k in keys):
-        issues.error(path, "jwks must be a JWK set: an object with a non-empty 'keys' list of JWKs")
+    if not isinstance(doc, dict):
+        issues.error(path, "jwks parse error: a JWK set must be a JSON object with a 'keys' list")
         return
-    if any(f in key for key in keys for f in _PRIVATE_JWK_FIELDS):
+    try:
+        PyJWKSet.from_dict(doc)
+    except PyJWTError as exc:
+        reason = str(exc).split(" Perhaps", 1)[0]
+        issues.error(path, f"jwks parse error: {reason}")
+        return
+    keys = doc.get("keys") or []
+    if any(isinstance(key, dict) and f in key for key in keys for f in _PRIVATE_JWK_FIELDS):
         issues.warn(path, "jwks contains private key material; publish only public keys")

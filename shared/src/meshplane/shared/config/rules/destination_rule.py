@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from meshplane.shared.config.checks.durations import check_duration
 from meshplane.shared.config.checks.export_to import export_to_problems
-from meshplane.shared.config.checks.hosts import check_wildcard_domain, is_dns1123_label
+from meshplane.shared.config.checks.hosts import check_fqdn, check_wildcard_domain, is_ip, is_istio_label
 from meshplane.shared.config.checks.labels import label_problems
 from meshplane.shared.config.checks.ports import check_port
 from meshplane.shared.config.issues import Issues
@@ -16,13 +16,12 @@ from meshplane.shared.config.models.destination_rule import (
     DestinationRule,
     H2UpgradePolicy,
     LoadBalancerSettings,
-    LocalityLoadBalancerSetting,
     OutlierDetection,
     TrafficPolicy,
 )
 from meshplane.shared.config.rules.context import ObjectContext
-
-MAGLEV_MAX_TABLE = 5000011
+from meshplane.shared.config.rules.load_balancer import check_load_balancer
+from meshplane.shared.config.rules.selectors import check_selector
 
 
 def check(dr: DestinationRule, ctx: ObjectContext, issues: Issues) -> None:
@@ -33,7 +32,7 @@ def check(dr: DestinationRule, ctx: ObjectContext, issues: Issues) -> None:
     names: set[str] = set()
     for i, subset in enumerate(dr.subsets or []):
         path = f"spec.subsets[{i}]"
-        if not is_dns1123_label(subset.name):
+        if not is_istio_label(subset.name):
             issues.error(f"{path}.name", f"subset name {subset.name!r} must be a DNS-1123 label")
         if subset.name in names:
             issues.error(f"{path}.name", f"duplicate subset name {subset.name!r}")
@@ -46,12 +45,12 @@ def check(dr: DestinationRule, ctx: ObjectContext, issues: Issues) -> None:
     for i, problem in export_to_problems(export_to, ctx.namespace, allow_none=False):
         issues.error(f"spec.exportTo[{i}]", problem)
     if dr.workload_selector is not None:
-        labels = dr.workload_selector.match_labels or {}
-        for key, problem in label_problems(labels):
-            issues.error(f"spec.workloadSelector.matchLabels.{key}", problem)
-        if any(e not in (".", ctx.namespace) for e in export_to):
+        check_selector(dr.workload_selector, "spec.workloadSelector", issues)
+        canonical = {ctx.namespace if e == "." else e for e in export_to}
+        if canonical and canonical != {ctx.namespace}:
             issues.error(
-                "spec.exportTo", "a DestinationRule with workloadSelector may only export to its namespace"
+                "spec.exportTo",
+                "destination rule with workload selector cannot have exportTo beyond current namespace",
             )
 
 
@@ -67,12 +66,13 @@ def check_traffic_policy(policy: TrafficPolicy, path: str, issues: Issues) -> No
         issues.error(path, "tunnel and proxyProtocol cannot both be set")
     if policy.tunnel is not None:
         tunnel = policy.tunnel
-        if (tunnel.protocol or "CONNECT").upper() not in ("CONNECT", "POST"):
+        if tunnel.protocol and tunnel.protocol not in ("CONNECT", "POST"):
+            issues.error(f"{path}.tunnel.protocol", 'tunnel protocol must be "CONNECT" or "POST"')
+        target = tunnel.target_host or ""
+        if not is_ip(target) and (problem := check_fqdn(target)):
             issues.error(
-                f"{path}.tunnel.protocol", f"tunnel protocol {tunnel.protocol!r} must be CONNECT or POST"
+                f"{path}.tunnel.targetHost", f"tunnel target host must be a valid FQDN or IP: {problem}"
             )
-        if not tunnel.target_host:
-            issues.error(f"{path}.tunnel.targetHost", "tunnel targetHost is required")
         if tunnel.target_port is None or check_port(tunnel.target_port):
             issues.error(f"{path}.tunnel.targetPort", "tunnel targetPort must be in the range 1..65535")
     for i, pls in enumerate(policy.port_level_settings or []):
@@ -98,7 +98,9 @@ def _check_policy_parts(policy: TrafficPolicy | object, path: str, issues: Issue
     outlier = getattr(policy, "outlier_detection", None)
     tls = getattr(policy, "tls", None)
     if isinstance(lb, LoadBalancerSettings):
-        _check_lb(lb, f"{path}.loadBalancer", issues)
+        check_load_balancer(
+            lb, outlier if isinstance(outlier, OutlierDetection) else None, f"{path}.loadBalancer", issues
+        )
     if isinstance(pool, ConnectionPoolSettings):
         check_connection_pool(pool, f"{path}.connectionPool", issues)
     if isinstance(outlier, OutlierDetection):
@@ -163,85 +165,41 @@ def _check_outlier(od: OutlierDetection, path: str, issues: Issues) -> None:
     for name, duration in (("interval", od.interval), ("baseEjectionTime", od.base_ejection_time)):
         if duration is not None and (problem := check_duration(duration)):
             issues.error(f"{path}.{name}", problem)
+    if od.consecutive_local_origin_failures and not od.split_external_local_origin_errors:
+        issues.error(
+            f"{path}.consecutiveLocalOriginFailures",
+            "consecutiveLocalOriginFailures requires splitExternalLocalOriginErrors to be true",
+        )
     if od.consecutive_errors is not None:
         issues.warn(f"{path}.consecutiveErrors", "consecutiveErrors is deprecated; use consecutive5xxErrors")
 
 
-def _is_prime(n: int) -> bool:
-    if n < 2:
-        return False
-    return all(n % d for d in range(2, int(n**0.5) + 1))
-
-
-def _check_lb(lb: LoadBalancerSettings, path: str, issues: Issues) -> None:
-    ch = lb.consistent_hash
-    if ch is not None:
-        hpath = f"{path}.consistentHash"
-        if ch.http_cookie is not None and not ch.http_cookie.name:
-            issues.error(f"{hpath}.httpCookie.name", "cookie name is required")
-        if (
-            ch.http_cookie is not None
-            and ch.http_cookie.ttl is not None
-            and ch.http_cookie.ttl.total_seconds() < 0
-        ):
-            issues.error(f"{hpath}.httpCookie.ttl", "cookie ttl must not be negative")
-        if ch.maglev is not None and ch.maglev.table_size is not None:
-            size = ch.maglev.table_size
-            if size >= MAGLEV_MAX_TABLE or not _is_prime(size):
-                issues.error(
-                    f"{hpath}.maglev.tableSize", f"table size {size} must be a prime below {MAGLEV_MAX_TABLE}"
-                )
-        if ch.ring_hash is not None and ch.maglev is not None:
-            issues.error(hpath, "only one of ringHash or maglev may be set")
-    if lb.locality_lb_setting is not None:
-        check_locality_lb(lb.locality_lb_setting, f"{path}.localityLbSetting", issues)
-
-
-def check_locality_lb(setting: LocalityLoadBalancerSetting, path: str, issues: Issues) -> None:
-    if setting.distribute and setting.failover:
-        issues.error(path, "can not simultaneously set 'distribute' and 'failover'")
-    for i, dist in enumerate(setting.distribute or []):
-        dpath = f"{path}.distribute[{i}]"
-        _check_locality(dist.from_ or "", f"{dpath}.from", issues)
-        total = 0
-        for locality, weight in (dist.to or {}).items():
-            _check_locality(locality, f"{dpath}.to.{locality}", issues)
-            total += weight
-        if total != 100:
-            issues.error(f"{dpath}.to", f"total weight of 'to' must be 100, not {total}")
-    for i, fo in enumerate(setting.failover or []):
-        fpath = f"{path}.failover[{i}]"
-        if fo.from_ and fo.from_ == fo.to:
-            issues.error(fpath, "locality lb failover settings must specify different regions")
-        if fo.from_ and "/" in fo.from_ or fo.to and "/" in fo.to:
-            issues.error(fpath, "locality lb failover only specifies regions")
-
-
-def _check_locality(locality: str, path: str, issues: Issues) -> None:
-    if not locality:
-        issues.error(path, "locality must not be empty")
-        return
-    parts = locality.split("/")
-    if len(parts) > 3:
-        issues.error(path, f"locality {locality!r} has more than region/zone/subzone")
-    for i, part in enumerate(parts):
-        if part == "":
-            issues.error(path, f"locality {locality!r} has an empty segment")
-        elif "*" in part and (part != "*" or i != len(parts) - 1):
-            issues.error(path, f"locality {locality!r}: wildcard '*' is only allowed as the last segment")
-
-
 def _check_tls(tls: ClientTLSSettings, path: str, issues: Issues) -> None:
-    if tls.mode == ClientTLSMode.MUTUAL and not tls.credential_name:
-        if not tls.client_certificate:
-            issues.error(f"{path}.clientCertificate", "client certificate required for mutual tls")
-        if not tls.private_key:
-            issues.error(f"{path}.privateKey", "private key required for mutual tls")
-    if tls.credential_name:
+    if tls.insecure_skip_verify:
+        if tls.mode == ClientTLSMode.SIMPLE and (
+            tls.ca_certificates or tls.credential_name or tls.subject_alt_names
+        ):
+            issues.error(
+                path,
+                "cannot specify caCertificates, credentialName or subjectAltNames when "
+                "insecureSkipVerify is true",
+            )
+        if tls.mode == ClientTLSMode.MUTUAL and (tls.ca_certificates or tls.subject_alt_names):
+            issues.error(
+                path, "cannot specify caCertificates or subjectAltNames when insecureSkipVerify is true"
+            )
+    if tls.mode in (ClientTLSMode.SIMPLE, ClientTLSMode.MUTUAL) and tls.credential_name:
         for field, alias in (
             ("client_certificate", "clientCertificate"),
             ("private_key", "privateKey"),
             ("ca_certificates", "caCertificates"),
+            ("ca_crl", "caCrl"),
         ):
             if getattr(tls, field):
-                issues.error(f"{path}.{alias}", f"cannot set {alias} together with credentialName")
+                issues.error(f"{path}.{alias}", f"cannot specify {alias} if credentialName is set")
+        return
+    if tls.mode == ClientTLSMode.MUTUAL:
+        if not tls.client_certificate:
+            issues.error(f"{path}.clientCertificate", "client certificate required for mutual tls")
+        if not tls.private_key:
+            issues.error(f"{path}.privateKey", "private key required for mutual tls")

@@ -1,83 +1,149 @@
-"""Istio's EnvoyFilter rules: patch shape, applyTo vs match kind, filter names, proxy version."""
+"""Istio's EnvoyFilter rules: patch shape, applyTo vs match kind, filter names, Envoy value types."""
 
 from __future__ import annotations
 
-from meshplane.shared.config.checks.labels import label_problems
+from meshplane.shared.config.checks.envoy_types import conversion_problems
 from meshplane.shared.config.checks.regex import check_regex
 from meshplane.shared.config.issues import Issues
-from meshplane.shared.config.models.envoy_filter import ApplyTo, EnvoyFilter, Operation
+from meshplane.shared.config.models.envoy_filter import (
+    ApplyTo,
+    EnvoyConfigObjectMatch,
+    EnvoyConfigObjectPatch,
+    EnvoyFilter,
+    Operation,
+    PatchContext,
+)
 from meshplane.shared.config.rules.context import ObjectContext
+from meshplane.shared.config.rules.selectors import check_selector_labels
 
 HCM = "envoy.filters.network.http_connection_manager"
 _LISTENER_KINDS = {ApplyTo.LISTENER, ApplyTo.FILTER_CHAIN, ApplyTo.NETWORK_FILTER, ApplyTo.HTTP_FILTER}
 _ROUTE_KINDS = {ApplyTo.ROUTE_CONFIGURATION, ApplyTo.VIRTUAL_HOST, ApplyTo.HTTP_ROUTE}
-_DEPRECATED_NAMES = {
+#: Old filter names Envoy still maps to their new names, with a deprecation warning.
+DEPRECATED_NAMES = {
     "envoy.http_connection_manager": HCM,
-    "envoy.router": "envoy.filters.http.router",
     "envoy.tcp_proxy": "envoy.filters.network.tcp_proxy",
+    "envoy.router": "envoy.filters.http.router",
     "envoy.cors": "envoy.filters.http.cors",
+    "envoy.fault": "envoy.filters.http.fault",
     "envoy.lua": "envoy.filters.http.lua",
+    "envoy.ext_authz": "envoy.filters.http.ext_authz",
+    "envoy.grpc_web": "envoy.filters.http.grpc_web",
+    "envoy.health_check": "envoy.filters.http.health_check",
+    "envoy.rate_limit": "envoy.filters.http.ratelimit",
+    "envoy.listener.tls_inspector": "envoy.filters.listener.tls_inspector",
+    "envoy.listener.original_dst": "envoy.filters.listener.original_dst",
 }
 
 
 def check(ef: EnvoyFilter, ctx: ObjectContext, issues: Issues) -> None:
-    issues.warn("spec", "EnvoyFilter exposes internal implementation details that may change at any time")
+    issues.warn(
+        "spec",
+        "EnvoyFilter exposes internal implementation details that may change at any time; "
+        "prefer other APIs if possible, and take care around upgrades",
+    )
     if ef.workload_selector is not None:
-        labels = ef.workload_selector.labels or {}
-        if not labels:
-            issues.warn("spec.workloadSelector.labels", "empty workloadSelector labels select every workload")
-        for key, problem in label_problems(labels):
-            issues.error(f"spec.workloadSelector.labels.{key}", problem)
+        check_selector_labels(ef.workload_selector.labels, "spec.workloadSelector.labels", issues)
     for i, cp in enumerate(ef.config_patches or []):
-        path = f"spec.configPatches[{i}]"
-        if cp.apply_to is None or cp.apply_to == ApplyTo.INVALID:
-            issues.error(f"{path}.applyTo", "applyTo is required")
-        if cp.patch is None:
-            issues.error(f"{path}.patch", "patch is required")
-        else:
-            op = cp.patch.operation
-            if op is None or op == Operation.INVALID:
-                issues.error(f"{path}.patch.operation", "patch operation is required")
-            elif op != Operation.REMOVE and not cp.patch.value:
-                issues.error(f"{path}.patch.value", f"patch operation {op} requires a value")
-            _warn_deprecated(cp.patch.value, f"{path}.patch.value", issues)
-        match = cp.match
-        if match is None:
-            continue
-        version = match.proxy.proxy_version if match.proxy is not None else None
-        if version is not None and (bad := check_regex(version)):
-            issues.error(f"{path}.match.proxy.proxyVersion", bad)
-        if cp.apply_to in _LISTENER_KINDS and (match.route_configuration or match.cluster):
-            issues.error(f"{path}.match", f"applyTo {cp.apply_to} requires a listener match")
-        if cp.apply_to in _ROUTE_KINDS and (match.listener or match.cluster):
-            issues.error(f"{path}.match", f"applyTo {cp.apply_to} requires a routeConfiguration match")
-        if cp.apply_to == ApplyTo.CLUSTER and (match.listener or match.route_configuration):
-            issues.error(f"{path}.match", "applyTo CLUSTER requires a cluster match")
-        chain = match.listener.filter_chain if match.listener else None
-        flt = chain.filter if chain else None
-        if flt is not None:
-            fpath = f"{path}.match.listener.filterChain.filter"
-            if not flt.name:
-                issues.error(f"{fpath}.name", "filter match requires a name")
-            elif flt.name in _DEPRECATED_NAMES:
-                issues.warn(
-                    f"{fpath}.name", f"{flt.name!r} is deprecated; use {_DEPRECATED_NAMES[flt.name]!r}"
-                )
-            if flt.sub_filter is not None:
-                if cp.apply_to != ApplyTo.HTTP_FILTER:
-                    issues.error(f"{fpath}.subFilter", "subFilter is only allowed with applyTo HTTP_FILTER")
-                if flt.name not in (HCM, "envoy.http_connection_manager"):
-                    issues.error(f"{fpath}.subFilter", f"subFilter requires the filter name {HCM!r}")
+        _check_patch(cp, f"spec.configPatches[{i}]", issues)
 
 
-def _warn_deprecated(value: object, path: str, issues: Issues) -> None:
-    if not isinstance(value, dict):
+def _check_patch(cp: EnvoyConfigObjectPatch, path: str, issues: Issues) -> None:
+    if cp.apply_to is None or cp.apply_to == ApplyTo.INVALID:
+        issues.error(f"{path}.applyTo", "Envoy filter: missing applyTo")
         return
-    name = value.get("name")
-    if isinstance(name, str) and name in _DEPRECATED_NAMES:
-        issues.warn(f"{path}.name", f"{name!r} is deprecated; use {_DEPRECATED_NAMES[name]!r}")
-    typed = value.get("typed_config") or value.get("typedConfig")
-    if isinstance(typed, dict):
-        type_url = typed.get("@type")
-        if not isinstance(type_url, str) or not type_url.startswith("type.googleapis.com/"):
-            issues.error(f"{path}.typed_config.@type", f"unknown or missing type URL {type_url!r}")
+    if cp.patch is None:
+        issues.error(f"{path}.patch", "Envoy filter: missing patch")
+        return
+    op = cp.patch.operation
+    if op is None or op == Operation.INVALID:
+        issues.error(f"{path}.patch.operation", "Envoy filter: missing patch operation")
+        return
+    if op != Operation.REMOVE and cp.patch.value is None:
+        issues.error(f"{path}.patch.value", "Envoy filter: missing patch value for non-remove operation")
+        return
+    match = cp.match
+    if match is not None and not _check_match(cp.apply_to, match, f"{path}.match", issues):
+        return
+    if cp.patch.value is not None:
+        error, warning = conversion_problems(cp.apply_to.value, cp.patch.value)
+        if error:
+            issues.error(f"{path}.patch.value", error)
+        if warning:
+            issues.warn(f"{path}.patch.value", warning)
+
+
+def _check_match(apply_to: ApplyTo, match: EnvoyConfigObjectMatch, path: str, issues: Issues) -> bool:
+    """False when the patch should not be checked further (as Istio stops at these errors)."""
+    waypoint_context = match.context == PatchContext.WAYPOINT
+    if match.waypoint is not None and not waypoint_context:
+        issues.error(f"{path}.waypoint", "only support waypointMatch when context is WAYPOINT")
+        return False
+    if waypoint_context and match.listener is not None:
+        issues.error(f"{path}.listener", "only support waypointMatch when context is WAYPOINT")
+        return False
+    port = match.waypoint.port_number if match.waypoint is not None else None
+    if port is not None and not 1 <= port <= 65535:
+        issues.error(f"{path}.waypoint.portNumber", "port must be between 1-65535")
+        return False
+    version = match.proxy.proxy_version if match.proxy is not None else None
+    if version and (problem := check_regex(version)):
+        issues.error(
+            f"{path}.proxy.proxyVersion", f"Envoy filter: invalid regex for proxy version: {problem}"
+        )
+        return False
+    has_object = (
+        match.listener is not None or match.route_configuration is not None or match.cluster is not None
+    )
+    if not has_object:
+        return True
+    if apply_to in _LISTENER_KINDS:
+        if match.listener is None:
+            issues.error(
+                path, "Envoy filter: applyTo for listener class objects cannot have non listener match"
+            )
+            return False
+        return _check_filter_match(apply_to, match, f"{path}.listener.filterChain.filter", issues)
+    if apply_to in _ROUTE_KINDS and match.route_configuration is None:
+        issues.error(
+            path,
+            "Envoy filter: applyTo for http route class objects cannot have non route configuration match",
+        )
+    if apply_to == ApplyTo.CLUSTER and match.cluster is None:
+        issues.error(path, "Envoy filter: applyTo for cluster class objects cannot have non cluster match")
+    return True
+
+
+def _check_filter_match(apply_to: ApplyTo, match: EnvoyConfigObjectMatch, path: str, issues: Issues) -> bool:
+    chain = match.listener.filter_chain if match.listener is not None else None
+    flt = chain.filter if chain is not None else None
+    if flt is None:
+        return True
+    if apply_to in (ApplyTo.LISTENER, ApplyTo.FILTER_CHAIN):
+        issues.warn(path, f"Envoy filter: filter match has no effect when used with {apply_to}")
+    if not flt.name:
+        issues.error(f"{path}.name", "Envoy filter: filter match has no name to match on")
+        return False
+    if flt.sub_filter is not None:
+        if apply_to != ApplyTo.HTTP_FILTER:
+            issues.error(
+                f"{path}.subFilter", "Envoy filter: subfilter match can be used with applyTo HTTP_FILTER only"
+            )
+            return False
+        if flt.name not in (HCM, "envoy.http_connection_manager"):
+            issues.error(
+                f"{path}.subFilter", f"Envoy filter: subfilter match requires filter match with {HCM}"
+            )
+            return False
+        if not flt.sub_filter.name:
+            issues.error(f"{path}.subFilter.name", "Envoy filter: subfilter match has no name to match on")
+            return False
+    for name, where in (
+        (flt.name, f"{path}.name"),
+        (flt.sub_filter.name if flt.sub_filter else None, f"{path}.subFilter.name"),
+    ):
+        if name in DEPRECATED_NAMES:
+            issues.warn(
+                where, f"using deprecated filter name {name!r}; use {DEPRECATED_NAMES[name]!r} instead"
+            )
+    return True

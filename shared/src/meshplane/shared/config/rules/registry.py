@@ -11,6 +11,7 @@ from meshplane.shared.config.rules import (
     authorization,
     destination_rule,
     envoy_filter,
+    extensions,
     gateway,
     service_entry,
     sidecar,
@@ -35,4 +36,6 @@ RULES: dict[str, Rule] = {
     "AuthorizationPolicy": authorization.check,
     "RequestAuthentication": authentication.check_request,
     "Telemetry": telemetry.check,
+    "WasmPlugin": extensions.check_wasm,
+    "ProxyConfig": extensions.check_proxy_config,
 }

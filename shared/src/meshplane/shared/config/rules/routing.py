@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from meshplane.shared.config.checks.hosts import (
     check_fqdn,
     check_wildcard_domain,
-    is_dns1123_label,
+    is_istio_label,
 )
 from meshplane.shared.config.checks.ports import check_port
 from meshplane.shared.config.checks.regex import check_regex
@@ -25,20 +25,24 @@ def check_destination(dest: Destination, path: str, issues: Issues) -> None:
         issues.error(f"{path}.host", "wildcard '*' is not allowed as a destination host")
     elif problem := check_wildcard_domain(dest.host):
         issues.error(f"{path}.host", problem)
-    if dest.subset is not None and not is_dns1123_label(dest.subset):
-        issues.error(f"{path}.subset", f"subset name {dest.subset!r} must be a DNS-1123 label")
+    if dest.subset is not None and not is_istio_label(dest.subset):
+        issues.error(f"{path}.subset", f"subset name {dest.subset!r} is invalid (must be a DNS-1123 label)")
     if dest.port is not None and dest.port.number is not None and (problem := check_port(dest.port.number)):
         issues.error(f"{path}.port.number", problem)
 
 
-def check_string_match(match: StringMatch, path: str, issues: Issues) -> None:
+def check_string_match(match: StringMatch, path: str, issues: Issues, *, allow_regex: bool = True) -> None:
+    """One of exact / prefix / regex; prefix and regex non-empty; regex RE2 (not in delegates)."""
     set_fields = [n for n in ("exact", "prefix", "regex") if getattr(match, n) is not None]
     if len(set_fields) > 1:
         issues.error(path, f"only one of exact, prefix or regex may be set (found {', '.join(set_fields)})")
     if match.prefix is not None and match.prefix == "":
-        issues.error(f"{path}.prefix", "prefix match must not be empty")
-    if match.regex is not None and (problem := check_regex(match.regex)):
-        issues.error(f"{path}.regex", problem)
+        issues.error(f"{path}.prefix", "prefix string match should not be empty")
+    if match.regex is not None:
+        if not allow_regex:
+            issues.error(f"{path}.regex", "regex match is not supported in a delegate virtual service")
+        elif problem := check_regex(match.regex):
+            issues.error(f"{path}.regex", problem)
 
 
 def check_gateway_name(name: str, path: str, issues: Issues) -> None:
@@ -47,15 +51,21 @@ def check_gateway_name(name: str, path: str, issues: Issues) -> None:
         return
     if "/" in name:
         namespace, _, gw = name.partition("/")
-        if not is_dns1123_label(namespace) or not is_dns1123_label(gw):
+        if not is_istio_label(namespace) or not is_istio_label(gw):
             issues.error(
                 path, f"invalid gateway reference {name!r}: namespace and name must be DNS-1123 labels"
             )
         return
+    if "." in name:
+        name_part, _, namespace = name.partition(".")
+        namespace = namespace.split(".", 1)[0]
+        issues.warn(
+            path,
+            f"using legacy gatewayName format {name!r}; prefer the <namespace>/<name> format: "
+            f"'{namespace}/{name_part}'",
+        )
     if problem := check_fqdn(name):
         issues.error(path, f"invalid gateway name {name!r}: {problem}")
-        return
-    issues.warn(path, f"gateway reference {name!r} is ambiguous; use the <namespace>/<name> form")
 
 
 def applies_to_mesh(gateways: list[str] | None) -> bool:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from meshplane.shared.config.checks.labels import label_problems
 from meshplane.shared.config.issues import Issues
 from meshplane.shared.config.models.base import PolicyTargetReference, WorkloadSelector
 
@@ -15,18 +14,21 @@ TARGET_KINDS = {
 }
 
 
-def check_selector(selector: WorkloadSelector | None, path: str, issues: Issues) -> None:
-    if selector is None:
-        return
-    labels = selector.match_labels or {}
-    for key, value in labels.items():
-        lpath = f"{path}.matchLabels.{key}"
+def check_selector_labels(labels: dict[str, str] | None, path: str, issues: Issues) -> None:
+    """Istio's workload selector rule: no empty key, no ``*``; no labels at all is only a warning."""
+    for key, value in (labels or {}).items():
+        lpath = f"{path}.{key}"
         if key == "":
-            issues.error(lpath, "selector label key must not be empty")
+            issues.error(lpath, f"empty key is not supported in selector: '{key}={value}'")
         if "*" in key or "*" in value:
-            issues.error(lpath, "wildcard '*' is not supported in selector labels")
-    for key, problem in label_problems({k: v for k, v in labels.items() if k}):
-        issues.error(f"{path}.matchLabels.{key}", problem)
+            issues.error(lpath, f"wildcard is not supported in selector: '{key}={value}'")
+    if not labels:
+        issues.warn(path, "workload selector specified without labels; it applies to every workload in scope")
+
+
+def check_selector(selector: WorkloadSelector | None, path: str, issues: Issues) -> None:
+    if selector is not None:
+        check_selector_labels(selector.match_labels, f"{path}.matchLabels", issues)
 
 
 def check_targets(

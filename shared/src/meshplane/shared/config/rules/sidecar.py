@@ -3,31 +3,42 @@
 from __future__ import annotations
 
 from meshplane.shared.config.checks.hosts import (
+    check_fqdn,
     check_unix_address,
     check_wildcard_domain,
-    is_dns1123_label,
     is_ip,
+    is_istio_label,
+    partial_wildcard_problem,
 )
-from meshplane.shared.config.checks.labels import label_problems
-from meshplane.shared.config.checks.ports import TLS_PROTOCOLS, check_port, check_port_name, check_protocol
+from meshplane.shared.config.checks.ports import (
+    HTTP_PROTOCOLS,
+    TLS_PROTOCOLS,
+    check_port,
+    check_port_name,
+    check_protocol,
+)
 from meshplane.shared.config.issues import Issues
 from meshplane.shared.config.models.gateway import ServerTLSMode
-from meshplane.shared.config.models.sidecar import CaptureMode, OutboundMode, Sidecar, SidecarPort
+from meshplane.shared.config.models.sidecar import (
+    CaptureMode,
+    IstioIngressListener,
+    OutboundMode,
+    OutboundTrafficPolicy,
+    Sidecar,
+    SidecarPort,
+)
 from meshplane.shared.config.rules.context import ObjectContext
 from meshplane.shared.config.rules.destination_rule import check_connection_pool
 from meshplane.shared.config.rules.gateway import check_server_tls
 from meshplane.shared.config.rules.routing import check_destination
+from meshplane.shared.config.rules.selectors import check_selector_labels
 
-_ENDPOINT_HOSTS = ("127.0.0.1", "0.0.0.0", "[::1]", "[::]")
+_ENDPOINT_HOSTS = ("127.0.0.1", "0.0.0.0", "[::1]", "[::]", "")
 
 
 def check(sc: Sidecar, ctx: ObjectContext, issues: Issues) -> None:
     if sc.workload_selector is not None:
-        labels = sc.workload_selector.labels or {}
-        if not labels:
-            issues.error("spec.workloadSelector.labels", "sidecar workloadSelector cannot have empty labels")
-        for key, problem in label_problems(labels):
-            issues.error(f"spec.workloadSelector.labels.{key}", problem)
+        check_selector_labels(sc.workload_selector.labels, "spec.workloadSelector.labels", issues)
     if (
         not sc.egress
         and not sc.ingress
@@ -35,33 +46,73 @@ def check(sc: Sidecar, ctx: ObjectContext, issues: Issues) -> None:
         and sc.inbound_connection_pool is None
     ):
         issues.error("spec", "sidecar: empty configuration provided")
-    _check_ingress(sc, issues)
-    _check_egress(sc, issues)
+        return
+    ports: dict[int, int] = {}
+    for i, listener in enumerate(sc.ingress or []):
+        _check_ingress(listener, f"spec.ingress[{i}]", i, ports, issues)
     if sc.inbound_connection_pool is not None:
         check_connection_pool(sc.inbound_connection_pool, "spec.inboundConnectionPool", issues)
-    otp = sc.outbound_traffic_policy
-    if otp is not None:
-        if otp.mode == OutboundMode.ALLOW_ANY_DYNAMIC_DNS:
-            issues.error(
-                "spec.outboundTrafficPolicy.mode", "ALLOW_ANY_DYNAMIC_DNS is only valid in MeshConfig"
-            )
-        if otp.egress_proxy is not None:
-            if otp.mode != OutboundMode.ALLOW_ANY:
-                issues.error("spec.outboundTrafficPolicy.egressProxy", "egressProxy requires mode ALLOW_ANY")
-            check_destination(otp.egress_proxy, "spec.outboundTrafficPolicy.egressProxy", issues)
-            if otp.egress_proxy.port is None or otp.egress_proxy.port.number is None:
-                issues.error("spec.outboundTrafficPolicy.egressProxy.port", "egressProxy must have a port")
+    _check_egress(sc, ctx.namespace, issues)
+    if sc.outbound_traffic_policy is not None:
+        _check_outbound(sc.outbound_traffic_policy, "spec.outboundTrafficPolicy", issues)
 
 
-def _check_port(port: SidecarPort, path: str, issues: Issues) -> None:
-    if port.number is not None and port.number != 0 and (problem := check_port(port.number)):
-        issues.error(f"{path}.number", problem)
-    if port.protocol and (problem := check_protocol(port.protocol)):
-        issues.error(f"{path}.protocol", problem)
+def _check_port_fields(port: SidecarPort, path: str, issues: Issues, *, number_required: bool) -> None:
     if port.name and (problem := check_port_name(port.name)):
         issues.error(f"{path}.name", problem)
-    if port.target_port is not None:
-        issues.error(f"{path}.targetPort", "targetPort is not allowed on Sidecar ports")
+    if port.protocol and (problem := check_protocol(port.protocol)):
+        issues.error(f"{path}.protocol", problem)
+    if number_required and (problem := check_port(port.number or 0)):
+        issues.error(f"{path}.number", problem)
+    if port.target_port:
+        issues.error(f"{path}.targetPort", "targetPort has no impact on Sidecars")
+
+
+def _check_ingress(
+    listener: IstioIngressListener, path: str, index: int, ports: dict[int, int], issues: Issues
+) -> None:
+    if listener.port is None:
+        issues.error(f"{path}.port", "sidecar: port is required for ingress listeners")
+        return
+    port = listener.port
+    _check_port_fields(port, f"{path}.port", issues, number_required=True)
+    number = port.number or 0
+    if number in ports:
+        issues.error(
+            f"{path}.port.number",
+            f"sidecar: ports on IP bound listeners must be unique (already used by ingress[{ports[number]}])",
+        )
+    ports.setdefault(number, index)
+    if listener.bind and not is_ip(listener.bind):
+        issues.error(f"{path}.bind", f"{listener.bind} is not a valid IP")
+    if listener.default_endpoint:
+        _check_default_endpoint(listener.default_endpoint, f"{path}.defaultEndpoint", issues)
+    protocol = (port.protocol or "").upper()
+    tls = listener.tls
+    if tls is not None:
+        tpath = f"{path}.tls"
+        if tls.subject_alt_names:
+            issues.error(
+                f"{tpath}.subjectAltNames", "sidecar: subjectAltNames is not supported in ingress tls"
+            )
+        if tls.https_redirect:
+            issues.error(f"{tpath}.httpsRedirect", "sidecar: httpsRedirect is not supported")
+        if tls.credential_name:
+            issues.error(f"{tpath}.credentialName", "sidecar: credentialName is not currently supported")
+        if tls.mode in (ServerTLSMode.ISTIO_MUTUAL, ServerTLSMode.AUTO_PASSTHROUGH):
+            issues.error(f"{tpath}.mode", f"cannot set mode to {tls.mode} in sidecar ingress tls")
+        if protocol not in TLS_PROTOCOLS:
+            issues.error(tpath, "sidecar ingress tls requires an HTTPS or TLS port protocol")
+        check_server_tls(tls, tpath, issues)
+    pool = listener.connection_pool
+    if pool is not None:
+        check_connection_pool(pool, f"{path}.connectionPool", issues)
+        if pool.http is not None and protocol not in HTTP_PROTOCOLS:
+            issues.warn(
+                f"{path}.connectionPool.http",
+                f"HTTP connection pool settings are configured for port "
+                f"{number} but its protocol is not HTTP ({protocol or 'unset'}); only TCP settings apply",
+            )
 
 
 def _check_default_endpoint(endpoint: str, path: str, issues: Issues) -> None:
@@ -70,107 +121,110 @@ def _check_default_endpoint(endpoint: str, path: str, issues: Issues) -> None:
             issues.error(path, problem)
         return
     host, sep, port = endpoint.rpartition(":")
-    if not sep or host not in (*_ENDPOINT_HOSTS, "") or not port.isdigit() or check_port(int(port)):
+    if not sep:
+        issues.error(path, f"sidecar: defaultEndpoint {endpoint!r} is missing a port")
+        return
+    if host not in _ENDPOINT_HOSTS:
         issues.error(
             path,
-            f"invalid defaultEndpoint {endpoint!r}: use 127.0.0.1:<port>, 0.0.0.0:<port>, "
-            "[::1]:<port>, [::]:<port> or unix://<path>",
+            "sidecar: defaultEndpoint must be of form 127.0.0.1:<port>, 0.0.0.0:<port>, "
+            "[::1]:<port>, [::]:<port>, unix://filepath or unset",
         )
+    if not port.isdigit():
+        issues.error(path, f"sidecar: defaultEndpoint port ({port}) is not a number")
+    elif problem := check_port(int(port)):
+        issues.error(path, problem)
 
 
-def _check_ingress(sc: Sidecar, issues: Issues) -> None:
-    numbers: dict[int, int] = {}
-    for i, listener in enumerate(sc.ingress or []):
-        path = f"spec.ingress[{i}]"
-        if listener.port is None:
-            issues.error(f"{path}.port", "sidecar ingress listener must have a port")
-        else:
-            _check_port(listener.port, f"{path}.port", issues)
-            number = listener.port.number or 0
-            if number == 0 or check_port(number):
-                issues.error(f"{path}.port.number", "ingress port number must be in the range 1..65535")
-            elif number in numbers:
-                issues.error(
-                    f"{path}.port.number", f"port {number} already used by ingress[{numbers[number]}]"
-                )
-            numbers.setdefault(number, i)
-        if listener.bind and not is_ip(listener.bind):
-            issues.error(f"{path}.bind", f"bind {listener.bind!r} must be an IP address")
-        if listener.default_endpoint:
-            _check_default_endpoint(listener.default_endpoint, f"{path}.defaultEndpoint", issues)
-        if listener.connection_pool is not None:
-            check_connection_pool(listener.connection_pool, f"{path}.connectionPool", issues)
-        tls = listener.tls
-        if tls is not None:
-            tpath = f"{path}.tls"
-            if tls.https_redirect:
-                issues.error(f"{tpath}.httpsRedirect", "httpsRedirect is not supported on sidecar ingress")
-            if tls.subject_alt_names:
-                issues.error(
-                    f"{tpath}.subjectAltNames", "subjectAltNames is not supported on sidecar ingress"
-                )
-            if tls.credential_name:
-                issues.error(f"{tpath}.credentialName", "credentialName is not supported on sidecar ingress")
-            if tls.mode in (ServerTLSMode.ISTIO_MUTUAL, ServerTLSMode.AUTO_PASSTHROUGH):
-                issues.error(f"{tpath}.mode", f"TLS mode {tls.mode} is not supported on sidecar ingress")
-            protocol = (listener.port.protocol or "").upper() if listener.port else ""
-            if protocol not in TLS_PROTOCOLS:
-                issues.error(tpath, "tls settings require an HTTPS or TLS port protocol")
-            else:
-                check_server_tls(tls, tpath, issues)
-
-
-def _check_egress(sc: Sidecar, issues: Issues) -> None:
+def _check_egress(sc: Sidecar, namespace: str, issues: Issues) -> None:
     egress = sc.egress or []
-    ports: dict[str, int] = {}
+    ports: dict[int, int] = {}
+    uds: dict[str, int] = {}
     for i, listener in enumerate(egress):
         path = f"spec.egress[{i}]"
         if listener.port is None:
             if i != len(egress) - 1:
-                issues.error(path, "an egress listener without a port must be the last listener")
+                issues.error(path, "sidecar: the egress listener with empty port should be the last listener")
+            if listener.bind:
+                issues.error(f"{path}.bind", "sidecar: a bind address requires a port")
         else:
-            _check_port(listener.port, f"{path}.port", issues)
+            _check_egress_port(listener.port, listener.bind or "", listener.capture_mode, path, issues)
             number = listener.port.number or 0
-            bind = listener.bind or ""
             if number == 0:
-                if not bind.startswith("unix://"):
-                    issues.error(f"{path}.port.number", "port 0 requires a unix:// bind")
-                if listener.capture_mode not in (None, CaptureMode.DEFAULT, CaptureMode.NONE):
-                    issues.error(f"{path}.captureMode", "unix:// binds require captureMode DEFAULT or NONE")
-                key = bind
+                bind = listener.bind or ""
+                if bind in uds:
+                    issues.error(
+                        f"{path}.bind", "sidecar: unix domain socket values for listeners must be unique"
+                    )
+                uds.setdefault(bind, i)
             else:
-                key = f"{bind}:{number}"
-            if key in ports:
-                issues.error(f"{path}.port", f"egress listener {key!r} already used by egress[{ports[key]}]")
-            ports.setdefault(key, i)
-        if listener.bind and not listener.bind.startswith("unix://") and not is_ip(listener.bind):
-            issues.error(f"{path}.bind", f"bind {listener.bind!r} must be an IP address or unix:// path")
+                if number in ports:
+                    issues.error(f"{path}.port.number", "sidecar: ports on IP bound listeners must be unique")
+                ports.setdefault(number, i)
         if not listener.hosts:
-            issues.error(f"{path}.hosts", "egress listener must have at least one host")
-        seen: set[str] = set()
-        for j, host in enumerate(listener.hosts or []):
-            hpath = f"{path}.hosts[{j}]"
-            _check_egress_host(host, hpath, issues)
-            if host in seen:
-                issues.warn(hpath, f"duplicate egress host {host!r}")
-            seen.add(host)
-        if "*/*" in seen and len(seen) > 1:
-            issues.warn(f"{path}.hosts", "'*/*' already includes every other host listed")
-        if listener.port is None and listener.bind:
-            issues.error(f"{path}.bind", "a bind requires a port")
+            issues.error(f"{path}.hosts", "sidecar: egress listener must contain at least one host")
+        _check_egress_hosts(listener.hosts or [], namespace, f"{path}.hosts", issues)
 
 
-def _check_egress_host(host: str, path: str, issues: Issues) -> None:
-    namespace, sep, dns_name = host.partition("/")
-    if not sep:
-        issues.error(path, f"egress host {host!r} must be of the form namespace/dnsName")
+def _check_egress_port(
+    port: SidecarPort, bind: str, capture: CaptureMode | None, path: str, issues: Issues
+) -> None:
+    _check_port_fields(port, f"{path}.port", issues, number_required=bool(port.number))
+    if not port.number:
+        if not bind.startswith("unix://"):
+            issues.error(
+                f"{path}.port.number", "sidecar: ports with 0 value must have a unix domain socket bind"
+            )
+        elif problem := check_unix_address(bind):
+            issues.error(f"{path}.bind", problem)
+        if capture not in (None, CaptureMode.DEFAULT, CaptureMode.NONE):
+            issues.error(
+                f"{path}.captureMode", "sidecar: captureMode must be DEFAULT/NONE for unix domain sockets"
+            )
+    elif bind and not is_ip(bind):
+        issues.error(f"{path}.bind", f"{bind} is not a valid IP")
+
+
+def _check_egress_hosts(hosts: list[str], namespace: str, path: str, issues: Issues) -> None:
+    by_ns: dict[str, set[str]] = {}
+    for j, host in enumerate(hosts):
+        hpath = f"{path}[{j}]"
+        ns, sep, dns_name = host.partition("/")
+        if not sep:
+            issues.error(hpath, "host must be of form namespace/dnsName")
+            continue
+        if not ns or not dns_name:
+            issues.error(hpath, "config namespace and dnsName in host entry cannot be empty")
+            continue
+        if ns not in ("*", ".", "~") and not is_istio_label(ns.removeprefix("~")):
+            issues.error(hpath, f"invalid namespace value {ns!r} in sidecar")
+        if dns_name != "*" and "." not in dns_name:
+            issues.error(hpath, f"short names (non FQDN) like {dns_name!r} are not allowed")
+        elif problem := check_wildcard_domain(dns_name):
+            issues.error(hpath, problem)
+        if problem := partial_wildcard_problem(dns_name):
+            issues.error(hpath, problem)
+        key = namespace if ns == "." else ns
+        names = by_ns.setdefault(key, set())
+        if (dns_name in names or "*" in names) or (dns_name == "*" and names):
+            issues.warn(hpath, f"duplicated egress host: {host}")
+        names.add(dns_name)
+    if "*" in by_ns.get("*", set()) and len(by_ns) != 1:
+        issues.warn(path, "`*/*` host selects all resources, no other hosts can be added")
+
+
+def _check_outbound(otp: OutboundTrafficPolicy, path: str, issues: Issues) -> None:
+    if otp.mode == OutboundMode.ALLOW_ANY_DYNAMIC_DNS:
+        issues.error(f"{path}.mode", "ALLOW_ANY_DYNAMIC_DNS is only valid in MeshConfig")
+    proxy = otp.egress_proxy
+    if proxy is None:
         return
-    ns = namespace.removeprefix("~")
-    if namespace not in ("*", ".", "~") and not is_dns1123_label(ns):
-        issues.error(path, f"invalid namespace {namespace!r} in egress host {host!r}")
-    if dns_name == "*":
+    if otp.mode != OutboundMode.ALLOW_ANY:
+        issues.error(f"{path}.egressProxy", "sidecar: egressProxy must be set only with ALLOW_ANY mode")
         return
-    if "." not in dns_name:
-        issues.error(path, f"short names like {dns_name!r} are not allowed in egress hosts")
-    elif problem := check_wildcard_domain(dns_name):
-        issues.error(path, problem)
+    if problem := check_fqdn(proxy.host):
+        issues.error(f"{path}.egressProxy.host", problem)
+    if proxy.port is None:
+        issues.error(f"{path}.egressProxy.port", "sidecar: egressProxy port must be set")
+        return
+    check_destination(proxy, f"{path}.egressProxy", issues)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from meshplane.shared.config.checks.cel import check_cel
 from meshplane.shared.config.checks.durations import check_duration
 from meshplane.shared.config.issues import Issues
 from meshplane.shared.config.models.telemetry import ProviderRef, TagOperation, Telemetry
@@ -31,9 +32,11 @@ def check(tm: Telemetry, ctx: ObjectContext, issues: Issues) -> None:
             tpath = f"{path}.customTags.{name}"
             if not name:
                 issues.error(tpath, "tag name must not be empty")
-            kinds = [k for k in ("literal", "environment", "header") if getattr(custom, k) is not None]
+            kinds = [
+                k for k in ("literal", "environment", "header", "formatter") if getattr(custom, k) is not None
+            ]
             if len(kinds) != 1:
-                issues.error(tpath, "exactly one of literal, environment or header must be set")
+                issues.error(tpath, "exactly one of literal, environment, header or formatter must be set")
             if custom.literal is not None and not custom.literal.value:
                 issues.error(f"{tpath}.literal.value", "literal tag value must not be empty")
             if custom.environment is not None and not custom.environment.name:
@@ -51,6 +54,8 @@ def check(tm: Telemetry, ctx: ObjectContext, issues: Issues) -> None:
                 issues.error(f"{opath}.match.customMetric", "customMetric must not be empty")
             for tag, op in (override.tag_overrides or {}).items():
                 tpath = f"{opath}.tagOverrides.{tag}"
+                if not tag:
+                    issues.warn(tpath, "tagOverrides name may not be empty")
                 operation = op.operation or TagOperation.UPSERT
                 if operation == TagOperation.UPSERT and not op.value:
                     issues.error(f"{tpath}.value", "UPSERT requires a value")
@@ -59,29 +64,5 @@ def check(tm: Telemetry, ctx: ObjectContext, issues: Issues) -> None:
     for i, logging in enumerate(tm.access_logging or []):
         path = f"spec.accessLogging[{i}]"
         _check_providers(logging.providers, f"{path}.providers", issues)
-        if logging.filter is not None and (problem := _expression_problem(logging.filter.expression or "")):
+        if logging.filter is not None and (problem := check_cel(logging.filter.expression or "")):
             issues.error(f"{path}.filter.expression", problem)
-
-
-def _expression_problem(expression: str) -> str | None:
-    """A light CEL sanity check: non-empty, balanced brackets and quotes."""
-    if not expression.strip():
-        return "filter expression must not be empty"
-    depth = 0
-    quote = ""
-    for ch in expression:
-        if quote:
-            if ch == quote:
-                quote = ""
-            continue
-        if ch in "'\"":
-            quote = ch
-        elif ch in "([":
-            depth += 1
-        elif ch in ")]":
-            depth -= 1
-            if depth < 0:
-                return f"invalid filter expression {expression!r}: unbalanced brackets"
-    if depth or quote:
-        return f"invalid filter expression {expression!r}: unbalanced brackets or quotes"
-    return None

