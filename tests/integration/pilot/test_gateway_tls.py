@@ -7,7 +7,6 @@ gateway's bootstrap points ``sds-grpc`` at it, as ``meshctl bootstrap --sds-sock
 
 from __future__ import annotations
 
-import datetime
 import socket
 import ssl
 from collections.abc import Iterator
@@ -18,41 +17,17 @@ from typing import Any
 import grpc
 import httpx
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from envoy.extensions.transport_sockets.tls.v3 import secret_pb2
 from envoy.service.discovery.v3 import discovery_pb2
 from envoy.service.secret.v3 import sds_pb2_grpc
 
 from meshplane.proto.bus.v1 import registry_pb2
+from meshplane.shared.testing.certs import write_self_signed
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
 NS = "shop"
 HOST = "shop.example.com"
-
-
-def self_signed(host: str) -> tuple[bytes, bytes]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=1))
-        .not_valid_after(now + datetime.timedelta(hours=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(host)]), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    key_pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-    return cert.public_bytes(serialization.Encoding.PEM), key_pem
 
 
 class Sds(sds_pb2_grpc.SecretDiscoveryServiceServicer):  # type: ignore[misc]
@@ -93,9 +68,8 @@ def test_gateway_simple_tls_over_sds_and_https_redirect(kit: Any, nats_module: A
     base = kit.loopback_base()
     gw_ip, app_ip = base + "60", base + "20"
     port, tls_port, http_port = (kit.free_port_on([gw_ip, app_ip]) for _ in range(3))
-    cert, key = self_signed(HOST)
-    cafile = tmp_path / "ca.pem"
-    cafile.write_bytes(cert)
+    cafile, key_path = write_self_signed(tmp_path, HOST, dns_names=(HOST,))
+    cert, key = cafile.read_bytes(), key_path.read_bytes()
     sds = Sds(f"kubernetes://{HOST}-cert", cert, key)
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
     sds_pb2_grpc.add_SecretDiscoveryServiceServicer_to_server(sds, server)
