@@ -106,6 +106,8 @@ def test_up_serves_bookinfo_follows_edits_and_stops_clean(up: UpRun) -> None:
 
     wait_until(all_synced, 20, "every proxy SYNCED in proxy-status")
     assert set((up.state / "proxies.json").read_text().split('"')) >= expected
+    tokens = {p.name: p.stat().st_mode & 0o777 for p in (up.state / "agents").glob("*.token")}
+    assert tokens == {f"{p}.token": 0o600 for p in expected}
     routes = subprocess.run(
         [str(MESHCTL), "proxy-config", "route", "productpage-v1.bookinfo", "--state-dir", str(up.state)],
         capture_output=True,

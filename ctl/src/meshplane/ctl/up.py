@@ -67,8 +67,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     state = Path(args.state_dir).resolve()
     logs = state / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
-    state.chmod(0o700)
+    state.mkdir(mode=0o700, parents=True, exist_ok=True)  # a new state dir is private; tokens are 0600
+    logs.mkdir(exist_ok=True)
     sup = Supervisor(logs)
     mesh = LocalMesh(plan, config_dir, state, sup)
 
