@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 
 import grpc
@@ -27,6 +28,8 @@ from meshplane.citadel.trust import TrustPublisher
 from meshplane.proto.istio.v1.auth import ca_pb2_grpc
 
 log = logging.getLogger(__name__)
+
+SERVING_CHECK_SECONDS = 3600.0
 
 
 def prepare_authority(settings: Settings) -> LocalAuthority:
@@ -57,8 +60,18 @@ def build_authenticators(settings: Settings, authority: LocalAuthority) -> list[
     return authenticators
 
 
-async def run(settings: Settings, stop: asyncio.Event) -> None:
-    authority = prepare_authority(settings)
+async def _renew_serving(authority: LocalAuthority, serving: ServingCredentials, stop: asyncio.Event) -> None:
+    """Re-issue Citadel's own serving certificate at half its lifetime (CA changes re-issue it too)."""
+    while not stop.is_set():
+        try:
+            await asyncio.wait_for(stop.wait(), SERVING_CHECK_SECONDS)
+        except TimeoutError:
+            if serving.due(dt.datetime.now(dt.UTC)):
+                serving.update(authority.bundle)
+                log.info("re-issued the serving certificate")
+
+
+async def run(settings: Settings, authority: LocalAuthority, stop: asyncio.Event) -> None:
     metrics = CitadelMetrics()
     registry = CollectorRegistry()
     registry.register(metrics)
@@ -100,6 +113,7 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
                 ),
                 name="root-rotator",
             )
+            tg.create_task(_renew_serving(authority, serving, stop), name="serving-cert")
             if publisher is not None:
                 tg.create_task(publisher.run(stop), name="trust-publisher")
             if settings.kubernetes:
