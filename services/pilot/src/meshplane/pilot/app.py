@@ -19,6 +19,8 @@ from google.protobuf import timestamp_pb2
 from meshplane.pilot.debug.http import build_app
 from meshplane.pilot.ingest.watcher import State, Watcher
 from meshplane.pilot.metrics import Metrics
+from meshplane.pilot.model.push_request import PushRequest
+from meshplane.pilot.security.jwks import JwksResolver
 from meshplane.pilot.settings import Settings
 from meshplane.pilot.xds.ads import AdsServicer, add_to_server
 from meshplane.pilot.xds.debounce import Debouncer
@@ -28,6 +30,7 @@ from meshplane.shared.bus import Buckets, Bus, BusOptions, BusUnavailable, make_
 from meshplane.shared.components import ComponentAnnouncer
 
 log = logging.getLogger("meshplane.pilot")
+_JWKS_KINDS = frozenset({"RequestAuthentication"})
 
 
 class _QuietServer(uvicorn.Server):
@@ -71,14 +74,23 @@ class Pilot:
             await self._wait(watcher.synced, stop)
             if stop.is_set():
                 return
-            self.server = DiscoveryServer(s, self.metrics, self.state.snapshot)
+            submit: list[Debouncer] = []
+
+            def jwks_changed() -> None:
+                for d in submit:
+                    d.submit(PushRequest(full=True, kinds=_JWKS_KINDS, reason=("jwks",)))
+
+            jwks = JwksResolver(s.jwt_refresh, jwks_changed)
+            self.server = DiscoveryServer(s, self.metrics, lambda v: jwks.attach(self.state.snapshot(v)))
             self.metrics.services.set(len(self.server.ctx.services))
             debouncer = Debouncer(self.server.push, s.debounce_after, s.debounce_max, s.enable_eds_debounce)
             watcher.submit = debouncer.submit
+            submit.append(debouncer)
             self.server.queue.start()
             tasks += [
                 asyncio.create_task(debouncer.run()),
                 asyncio.create_task(self._publish_status(buckets)),
+                asyncio.create_task(jwks.run()),
             ]
             grpc_server = grpc.aio.server(options=self._grpc_options())
             add_to_server(AdsServicer(self.server), grpc_server)

@@ -1,0 +1,73 @@
+"""The security side of a sidecar's inbound filter chains (the hook ``listeners`` calls).
+
+For one inbound port: the PeerAuthentication mode picks the chains (``mtls.inbound_chains``);
+every chain gets the workload's authentication and authorization filters — jwt_authn and RBAC
+in front of the HTTP filters (Istio's order: authn, CUSTOM/DENY, ALLOW, AUDIT, then the rest),
+network RBAC in front of tcp_proxy — and HTTP chains tell the app the caller's identity in
+``x-forwarded-client-cert`` (SANITIZE_SET: a client-sent header is never passed through).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from envoy.config.listener.v3 import listener_components_pb2 as lc
+from envoy.config.listener.v3 import listener_pb2
+from envoy.extensions.filters.network.http_connection_manager.v3 import http_connection_manager_pb2 as hcm
+
+from meshplane.pilot.generators.common import pack
+from meshplane.pilot.generators.security.authz_rbac import http_rbac_filters, network_rbac_filters
+from meshplane.pilot.generators.security.jwt_authn import jwt_filter
+from meshplane.pilot.generators.security.mtls import add_tls_inspector, inbound_chains
+from meshplane.pilot.generators.security.peer_authn import DISABLE, mtls_mode
+from meshplane.pilot.model.proxy import Proxy
+from meshplane.pilot.model.push_context import PushContext
+
+#: Config kinds whose change alters inbound listeners (and, for PeerAuthentication, endpoints).
+KINDS = frozenset({"PeerAuthentication", "AuthorizationPolicy", "RequestAuthentication"})
+HCM_NAME = "envoy.filters.network.http_connection_manager"
+
+
+def _secure_hcm(chain: lc.FilterChain, filters: list[hcm.HttpFilter]) -> None:
+    for f in chain.filters:
+        if f.name != HCM_NAME:
+            continue
+        mgr = hcm.HttpConnectionManager()
+        f.typed_config.Unpack(mgr)
+        current = list(mgr.http_filters)
+        del mgr.http_filters[:]
+        mgr.http_filters.extend([*filters, *current])
+        mgr.forward_client_cert_details = hcm.HttpConnectionManager.SANITIZE_SET
+        details = mgr.set_current_client_cert_details
+        details.uri = True
+        details.dns = True
+        details.subject.value = True
+        f.typed_config.CopyFrom(pack(mgr))
+
+
+def secure_inbound(
+    ctx: PushContext,
+    proxy: Proxy,
+    port: int,
+    listener: listener_pb2.Listener,
+    base: Callable[[], lc.FilterChain],
+) -> list[lc.FilterChain]:
+    """The filter chains for one inbound port, built from ``base`` (a plaintext chain maker)."""
+    mode = mtls_mode(ctx, proxy.namespace, proxy.labels, port)
+    jwt = jwt_filter(ctx, proxy.namespace, proxy.labels)
+    http_filters = ([jwt] if jwt is not None else []) + http_rbac_filters(ctx, proxy.namespace, proxy.labels)
+    net_filters = network_rbac_filters(ctx, proxy.namespace, proxy.labels)
+
+    def build(_mtls: bool) -> lc.FilterChain:
+        chain = base()
+        if any(f.name == HCM_NAME for f in chain.filters):
+            _secure_hcm(chain, http_filters)
+        elif net_filters:
+            rest = list(chain.filters)
+            del chain.filters[:]
+            chain.filters.extend([*net_filters, *rest])
+        return chain
+
+    if mode != DISABLE:
+        add_tls_inspector(listener)
+    return inbound_chains(mode, build)
