@@ -51,6 +51,7 @@ def _common(common: tls_pb2.CommonTlsContext, sans: list[str]) -> None:
     common.tls_certificate_sds_secret_configs.append(_sds("default"))
     combined = common.combined_validation_context
     combined.validation_context_sds_secret_config.CopyFrom(_sds("ROOTCA"))
+    combined.default_validation_context.SetInParent()
     for san in sans:
         combined.default_validation_context.match_typed_subject_alt_names.append(
             common_pb2.SubjectAltNameMatcher(
