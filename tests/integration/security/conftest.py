@@ -32,7 +32,6 @@ from meshplane.shared.natsserver import NatsServer
 HERE = Path(__file__).resolve().parent
 NS = "default"
 HOST = f"server.{NS}.svc.cluster.local"
-CLIENT_ID = f"spiffe://cluster.local/ns/{NS}/sa/client"
 
 
 def _load(name: str, path: Path) -> ModuleType:
@@ -108,15 +107,6 @@ class Mesh:
 
     def wait(self, check: Any, what: str, timeout: float = 60) -> Any:
         return pilot_kit.wait_until(check, timeout, what, interval=0.2)
-
-
-def doc(kind: str, name: str, spec: dict[str, Any], ns: str = NS) -> dict[str, Any]:
-    return {
-        "apiVersion": "security.istio.io/v1",
-        "kind": kind,
-        "metadata": {"name": name, "namespace": ns},
-        "spec": spec,
-    }
 
 
 @pytest.fixture(scope="module")

@@ -78,11 +78,22 @@ def test_authorization_policy_denies_principal_and_path(mesh: Any) -> None:
     deny_admin = _doc(
         "AuthorizationPolicy",
         "deny-admin",
-        {"action": "DENY", "rules": [{"to": [{"operation": {"paths": ["/admin*"]}}]}]},
+        {
+            "action": "DENY",
+            "rules": [
+                {"to": [{"operation": {"paths": ["/admin*"]}}]},
+                {
+                    "from": [{"source": {"principals": ["cluster.local/ns/default/sa/client"]}}],
+                    "to": [{"operation": {"paths": ["/private"], "methods": ["GET"]}}],
+                },
+            ],
+        },
     )
     mesh.apply(_mode("PERMISSIVE"), allow_client, deny_admin)
     mesh.wait(lambda: mesh.via_client("/admin/users").status_code == 403, "DENY on /admin")
     assert mesh.via_client("/reviews").status_code == 200
+    assert mesh.via_client("/private").status_code == 403  # this principal is denied here
+    assert mesh.plaintext("/admin").status_code == 403
     # plaintext callers have no principal: not allowed
     assert mesh.plaintext("/reviews").status_code == 403
     # spec: {} denies everything (an ALLOW policy without rules)

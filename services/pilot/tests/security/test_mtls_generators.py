@@ -58,7 +58,8 @@ def test_destination_rule_tls_wins_over_auto_mtls() -> None:
     cluster = _cluster(context(mutual))
     assert not cluster.transport_socket_matches
     up = _upstream(cluster.transport_socket.typed_config)
-    sans = up.common_tls_context.combined_validation_context.default_validation_context.match_typed_subject_alt_names
+    default = up.common_tls_context.combined_validation_context.default_validation_context
+    sans = default.match_typed_subject_alt_names
     assert [s.matcher.exact for s in sans][0] == f"spiffe://cluster.local/ns/{NS}/sa/cart-sa"
 
 

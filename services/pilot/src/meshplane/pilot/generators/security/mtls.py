@@ -47,17 +47,21 @@ def _sds(name: str) -> secret_pb2.SdsSecretConfig:
     return secret_pb2.SdsSecretConfig(name=name, sds_config=sds_source())
 
 
-def _common(common: tls_pb2.CommonTlsContext, sans: list[str]) -> None:
-    common.tls_certificate_sds_secret_configs.append(_sds("default"))
-    combined = common.combined_validation_context
-    combined.validation_context_sds_secret_config.CopyFrom(_sds("ROOTCA"))
-    combined.default_validation_context.SetInParent()
+def _uri_sans(validation: common_pb2.CertificateValidationContext, sans: list[str]) -> None:
+    validation.SetInParent()
     for san in sans:
-        combined.default_validation_context.match_typed_subject_alt_names.append(
+        validation.match_typed_subject_alt_names.append(
             common_pb2.SubjectAltNameMatcher(
                 san_type=common_pb2.SubjectAltNameMatcher.URI, matcher=string_pb2.StringMatcher(exact=san)
             )
         )
+
+
+def _common(common: tls_pb2.CommonTlsContext, sans: list[str]) -> None:
+    common.tls_certificate_sds_secret_configs.append(_sds("default"))
+    combined = common.combined_validation_context
+    combined.validation_context_sds_secret_config.CopyFrom(_sds("ROOTCA"))
+    _uri_sans(combined.default_validation_context, sans)
     common.tls_params.tls_minimum_protocol_version = common_pb2.TlsParameters.TLSv1_2
     common.tls_params.tls_maximum_protocol_version = common_pb2.TlsParameters.TLSv1_3
 
@@ -110,13 +114,7 @@ def _fill_sans(cluster: cluster_pb2.Cluster, sans: list[str]) -> None:
         return  # SIMPLE/MUTUAL: not Istio's certificates
     if combined.default_validation_context.match_typed_subject_alt_names:
         return
-    _common_sans = combined.default_validation_context.match_typed_subject_alt_names
-    for san in sans:
-        _common_sans.append(
-            common_pb2.SubjectAltNameMatcher(
-                san_type=common_pb2.SubjectAltNameMatcher.URI, matcher=string_pb2.StringMatcher(exact=san)
-            )
-        )
+    _uri_sans(combined.default_validation_context, sans)
     sock.typed_config.CopyFrom(pack(up))
 
 
