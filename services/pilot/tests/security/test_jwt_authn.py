@@ -71,8 +71,11 @@ def test_unfetched_jwks_uri_fails_closed() -> None:
 
 class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
-        body = JWKS.encode() if self.path == "/good" else b"<html>"
-        self.send_response(200 if self.path == "/good" else 500)
+        host, port = self.server.server_address[:2]
+        discovery = json.dumps({"issuer": f"http://{host}:{port}", "jwks_uri": f"http://{host}:{port}/good"})
+        bodies = {"/good": JWKS, "/.well-known/openid-configuration": discovery}
+        body = bodies.get(self.path, "<html>").encode()
+        self.send_response(200 if self.path in bodies else 500)
         self.send_header("content-length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
@@ -110,3 +113,14 @@ async def test_resolver_fetches_pushes_and_inlines(http_base: str) -> None:
     config = _config(second)
     assert config.providers["origins-0"].local_jwks.inline_string == JWKS
     assert config.providers["origins-1"].local_jwks.inline_string == unusable_jwks()
+
+
+@pytest.mark.timeout(30)
+async def test_resolver_finds_keys_through_openid_discovery(http_base: str) -> None:
+    changed = asyncio.Event()
+    resolver = JwksResolver(3600, changed.set)
+    spec = {"jwtRules": [{"issuer": http_base}]}
+    resolver.attach(context(ra(spec)))
+    await asyncio.wait_for(changed.wait(), 10)
+    config = _config(resolver.attach(context(ra(spec))))
+    assert config.providers["origins-0"].local_jwks.inline_string == JWKS

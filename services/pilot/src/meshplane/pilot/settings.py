@@ -12,7 +12,7 @@ from dataclasses import dataclass
 def _duration(name: str, raw: str) -> float:
     """Parse a Go-style duration (``100ms``, ``10s``, ``1m``) or plain seconds."""
     text = raw.strip()
-    units = (("ms", 0.001), ("s", 1.0), ("m", 60.0))
+    units = (("ms", 0.001), ("s", 1.0), ("m", 60.0), ("h", 3600.0))
     try:
         for suffix, scale in units:
             if text.endswith(suffix) and not (suffix == "s" and text.endswith("ms")):

@@ -1,5 +1,8 @@
 """Fetch and refresh the JWKS of every RequestAuthentication ``jwksUri``, as istiod does.
 
+A rule with neither ``jwks`` nor ``jwksUri`` gets its keys through the issuer's OpenID
+discovery document (its ``jwks_uri``).
+
 Pilot inlines the keys into Envoy's jwt_authn config (``local_jwks``) so sidecars never fetch
 them. ``attach`` gives each push context the documents fetched so far and starts fetching new
 URIs in the background; a fetched or changed document triggers a full push through
@@ -17,7 +20,7 @@ from collections.abc import Callable
 
 import httpx
 
-from meshplane.pilot.generators.security.jwt_authn import jwks_uris
+from meshplane.pilot.generators.security.jwt_authn import OPENID_PREFIX, jwks_uris
 from meshplane.pilot.model.push_context import PushContext
 
 log = logging.getLogger("meshplane.pilot.jwks")
@@ -53,15 +56,25 @@ class JwksResolver:
     def _done(self, uri: str, _task: asyncio.Task[None]) -> None:
         self._inflight.pop(uri, None)
 
+    async def _get(self, client: httpx.AsyncClient, url: str) -> str:
+        resp = await client.get(url)
+        resp.raise_for_status()
+        return resp.text
+
     async def _fetch(self, uri: str) -> None:
         try:
             async with httpx.AsyncClient(timeout=self._timeout) as client:
-                resp = await client.get(uri)
-            resp.raise_for_status()
-            doc = resp.text
+                url = uri
+                if uri.startswith(OPENID_PREFIX):
+                    issuer = uri[len(OPENID_PREFIX) :].rstrip("/")
+                    discovery = json.loads(
+                        await self._get(client, f"{issuer}/.well-known/openid-configuration")
+                    )
+                    url = str(discovery["jwks_uri"])
+                doc = await self._get(client, url)
             if not isinstance(json.loads(doc).get("keys"), list):
                 raise ValueError("the document has no 'keys' list")
-        except (httpx.HTTPError, ValueError, AttributeError) as exc:
+        except (httpx.HTTPError, ValueError, AttributeError, KeyError, TypeError) as exc:
             log.warning("fetching jwksUri %s failed: %s", uri, exc)
             return
         if self._docs.get(uri) != doc:

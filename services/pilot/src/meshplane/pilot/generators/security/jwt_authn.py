@@ -29,6 +29,8 @@ from meshplane.pilot.model.push_context import PushContext
 log = logging.getLogger("meshplane.pilot.security")
 
 KIND = "RequestAuthentication"
+#: Key of ``PushContext.jwks`` for keys found through an issuer's OpenID discovery document.
+OPENID_PREFIX = "openid:"
 
 
 @functools.cache
@@ -40,20 +42,27 @@ def unusable_jwks() -> str:
     return json.dumps({"keys": [jwk]})
 
 
+def jwks_source(rule: dict[str, Any]) -> str:
+    """Where a rule's keys come from: its ``jwksUri``, else the issuer's OpenID discovery
+    document (``<issuer>/.well-known/openid-configuration``, as Istio does); "" when inline."""
+    if rule.get("jwks"):
+        return ""
+    if rule.get("jwksUri"):
+        return str(rule["jwksUri"])
+    issuer = str(rule.get("issuer") or "")
+    return OPENID_PREFIX + issuer if issuer.startswith(("https://", "http://")) else ""
+
+
 def jwks_uris(ctx: PushContext) -> set[str]:
-    """Every jwksUri named by a RequestAuthentication without inline keys."""
-    return {
-        str(rule["jwksUri"])
-        for cfg in ctx.of_kind(KIND)
-        for rule in cfg.spec.get("jwtRules") or []
-        if rule.get("jwksUri") and not rule.get("jwks")
-    }
+    """Every key source named by a RequestAuthentication without inline keys."""
+    sources = {jwks_source(rule) for cfg in ctx.of_kind(KIND) for rule in cfg.spec.get("jwtRules") or []}
+    return sources - {""}
 
 
 def _provider(rule: dict[str, Any], ctx: PushContext) -> jwt_pb2.JwtProvider:
     p = jwt_pb2.JwtProvider(issuer=str(rule.get("issuer") or ""))
     p.audiences.extend(str(a) for a in rule.get("audiences") or [])
-    keys = str(rule.get("jwks") or "") or ctx.jwks.get(str(rule.get("jwksUri") or ""), "")
+    keys = str(rule.get("jwks") or "") or ctx.jwks.get(jwks_source(rule), "")
     p.local_jwks.inline_string = keys or unusable_jwks()
     p.forward = bool(rule.get("forwardOriginalToken"))
     p.payload_in_metadata = JWT_PAYLOAD
