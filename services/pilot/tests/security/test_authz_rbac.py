@@ -10,9 +10,11 @@ from envoy.config.rbac.v3 import rbac_pb2
 from envoy.extensions.filters.http.rbac.v3 import rbac_pb2 as http_rbac_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import http_connection_manager_pb2 as hcm
 from envoy.extensions.filters.network.rbac.v3 import rbac_pb2 as net_rbac_pb2
+from google.protobuf import struct_pb2
 
-from meshplane.pilot.generators.listeners import inbound_listeners
+from meshplane.pilot.generators.listeners import inbound_listeners, outbound_listeners
 from meshplane.pilot.generators.security.authz_rbac import build_rbac, build_rule
+from meshplane.pilot.model.proxy import parse_proxy
 
 from .helpers import NS, cart_proxy, cfg, context
 
@@ -154,3 +156,26 @@ def test_unknown_condition_key_skips_rule_with_a_clear_log(caplog: pytest.LogCap
         (rbac,) = build_rbac([bad], http=True)
     assert not rbac.policies
     assert "source.planet" in caplog.text and "shop/bad" in caplog.text
+
+
+def test_gateway_gets_policies_selecting_its_labels() -> None:
+    md = struct_pb2.Struct()
+    md.update({"LABELS": {"istio": "ingressgateway"}})
+    router = parse_proxy("router~10.0.0.9~gw.istio-system~istio-system.svc.cluster.local", md)
+    server = {"port": {"number": 80, "name": "http", "protocol": "HTTP"}, "hosts": ["*"]}
+    gateway = cfg(
+        "Gateway", "gw", {"selector": {"istio": "ingressgateway"}, "servers": [server]}, ns="istio-system"
+    )
+    deny = ap(
+        "gw-deny",
+        {"selector": {"matchLabels": {"istio": "ingressgateway"}}, "action": "DENY", "rules": [{}]},
+        ns="istio-system",
+    )
+    for configs, has_rbac in (((gateway,), False), ((gateway, deny), True)):
+        (lis,) = outbound_listeners(context(*configs), router)
+        mgr = hcm.HttpConnectionManager()
+        assert lis.filter_chains[0].filters[0].typed_config.Unpack(mgr)
+        names = [f.name for f in mgr.http_filters]
+        assert ("envoy.filters.http.rbac" in names) is has_rbac
+        assert names[-1] == "envoy.filters.http.router"
+        assert mgr.forward_client_cert_details == hcm.HttpConnectionManager.SANITIZE  # gateway default kept

@@ -212,7 +212,9 @@ def outbound_listeners(ctx: PushContext, proxy: Proxy) -> list[listener_pb2.List
     if proxy.type is ProxyType.ROUTER:
         from meshplane.pilot.generators.gateway import gateway_listeners
 
-        return gateway_listeners(ctx, proxy)
+        gateways = gateway_listeners(ctx, proxy)
+        security.secure_gateway(ctx, proxy, gateways)
+        return gateways
     scope = ctx.sidecar_scope(proxy)
     if proxy.interception_none:
         return _outbound(ctx, proxy, scope, proxy.ip, bind=True)

@@ -1,4 +1,5 @@
-"""The security side of a sidecar's inbound filter chains (the hook ``listeners`` calls).
+"""The security side of a sidecar's inbound filter chains and of gateway listeners (hooks
+``listeners`` calls).
 
 For one inbound port: the PeerAuthentication mode picks the chains (``mtls.inbound_chains``);
 every chain gets the workload's authentication and authorization filters — jwt_authn and RBAC
@@ -28,7 +29,7 @@ KINDS = frozenset({"PeerAuthentication", "AuthorizationPolicy", "RequestAuthenti
 HCM_NAME = "envoy.filters.network.http_connection_manager"
 
 
-def _secure_hcm(chain: lc.FilterChain, filters: list[hcm.HttpFilter]) -> None:
+def _secure_hcm(chain: lc.FilterChain, filters: list[hcm.HttpFilter], xfcc: bool = True) -> None:
     for f in chain.filters:
         if f.name != HCM_NAME:
             continue
@@ -37,12 +38,21 @@ def _secure_hcm(chain: lc.FilterChain, filters: list[hcm.HttpFilter]) -> None:
         current = list(mgr.http_filters)
         del mgr.http_filters[:]
         mgr.http_filters.extend([*filters, *current])
+        if not xfcc:
+            f.typed_config.CopyFrom(pack(mgr))
+            continue
         mgr.forward_client_cert_details = hcm.HttpConnectionManager.SANITIZE_SET
         details = mgr.set_current_client_cert_details
         details.uri = True
         details.dns = True
         details.subject.value = True
         f.typed_config.CopyFrom(pack(mgr))
+
+
+def _prepend(chain: lc.FilterChain, filters: list[lc.Filter]) -> None:
+    rest = list(chain.filters)
+    del chain.filters[:]
+    chain.filters.extend([*filters, *rest])
 
 
 def secure_inbound(
@@ -63,11 +73,23 @@ def secure_inbound(
         if any(f.name == HCM_NAME for f in chain.filters):
             _secure_hcm(chain, http_filters)
         elif net_filters:
-            rest = list(chain.filters)
-            del chain.filters[:]
-            chain.filters.extend([*net_filters, *rest])
+            _prepend(chain, net_filters)
         return chain
 
     if mode != DISABLE:
         add_tls_inspector(listener)
     return inbound_chains(mode, build)
+
+
+def secure_gateway(ctx: PushContext, proxy: Proxy, listeners: list[listener_pb2.Listener]) -> None:
+    """Gateways: the RequestAuthentication and AuthorizationPolicy selecting the gateway's labels."""
+    jwt = jwt_filter(ctx, proxy.namespace, proxy.labels)
+    http_filters = ([jwt] if jwt is not None else []) + http_rbac_filters(ctx, proxy.namespace, proxy.labels)
+    net_filters = network_rbac_filters(ctx, proxy.namespace, proxy.labels)
+    for lis in listeners:
+        for chain in lis.filter_chains:
+            if any(f.name == HCM_NAME for f in chain.filters):
+                if http_filters:
+                    _secure_hcm(chain, http_filters, xfcc=False)
+            elif net_filters:
+                _prepend(chain, net_filters)
