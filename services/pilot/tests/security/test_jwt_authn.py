@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import threading
 from collections.abc import Iterator
@@ -14,11 +15,14 @@ from envoy.extensions.filters.http.jwt_authn.v3 import config_pb2 as jwt_pb2
 
 from meshplane.pilot.generators.security.jwt_authn import jwt_filter, unusable_jwks
 from meshplane.pilot.security.jwks import JwksResolver
+from meshplane.pilot.settings import Settings
 
 from .helpers import NS, cfg, context
 
 LABELS = {"app": "cart"}
 JWKS = json.dumps({"keys": [{"kty": "oct", "kid": "k", "k": "c2VjcmV0"}]})
+#: What the test server answers on /rotating (tests change it to see a refresh).
+ROTATING = {"doc": JWKS}
 
 
 def ra(spec: dict[str, Any], name: str = "jwt") -> Any:
@@ -73,7 +77,7 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         host, port = self.server.server_address[:2]
         discovery = json.dumps({"issuer": f"http://{host}:{port}", "jwks_uri": f"http://{host}:{port}/good"})
-        bodies = {"/good": JWKS, "/.well-known/openid-configuration": discovery}
+        bodies = {"/good": JWKS, "/rotating": ROTATING["doc"], "/.well-known/openid-configuration": discovery}
         body = bodies.get(self.path, "<html>").encode()
         self.send_response(200 if self.path in bodies else 500)
         self.send_header("content-length", str(len(body)))
@@ -124,3 +128,35 @@ async def test_resolver_finds_keys_through_openid_discovery(http_base: str) -> N
     await asyncio.wait_for(changed.wait(), 10)
     config = _config(resolver.attach(context(ra(spec))))
     assert config.providers["origins-0"].local_jwks.inline_string == JWKS
+
+
+def test_refresh_interval_setting() -> None:
+    assert Settings.from_env({}).jwt_refresh == 1200.0  # Istio's 20m default
+    assert Settings.from_env({"PILOT_JWT_PUB_KEY_REFRESH_INTERVAL": "1h"}).jwt_refresh == 3600.0
+
+
+@pytest.mark.timeout(30)
+async def test_resolver_refresh_picks_up_rotated_keys(http_base: str) -> None:
+    changes: list[int] = []
+    resolver = JwksResolver(0.1, lambda: changes.append(1))
+    spec = {"jwtRules": [{"issuer": "a", "jwksUri": f"{http_base}/rotating"}]}
+    resolver.attach(context(ra(spec)))
+    task = asyncio.create_task(resolver.run())
+    try:
+        for _ in range(100):
+            if changes:
+                break
+            await asyncio.sleep(0.05)
+        rotated = json.dumps({"keys": [{"kty": "oct", "kid": "k2", "k": "b3RoZXI"}]})
+        ROTATING["doc"] = rotated
+        for _ in range(100):
+            if resolver.attach(context(ra(spec))).jwks.get(f"{http_base}/rotating") == rotated:
+                break
+            await asyncio.sleep(0.05)
+        assert resolver.attach(context(ra(spec))).jwks[f"{http_base}/rotating"] == rotated
+        assert len(changes) >= 2
+    finally:
+        ROTATING["doc"] = JWKS
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
