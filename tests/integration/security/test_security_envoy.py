@@ -180,3 +180,26 @@ def test_request_authentication_with_inline_jwks(mesh: Any) -> None:
     mesh.apply(*_jwt_policies({"jwks": document}))
     good = _token(key, "inline")
     _check_jwt(mesh, good, _token(stranger, "inline"), _token(key, "inline", sub="bob"))
+
+
+def _dr(tls: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "apiVersion": "networking.istio.io/v1",
+        "kind": "DestinationRule",
+        "metadata": {"name": "server", "namespace": NS},
+        "spec": {"host": "server.default.svc.cluster.local", "trafficPolicy": {"tls": tls}},
+    }
+
+
+def test_destination_rule_tls_overrides_auto_mtls_and_san_is_checked(mesh: Any) -> None:
+    # DISABLE: the client sends plaintext, which the STRICT server refuses
+    mesh.apply(_mode("STRICT"), _dr({"mode": "DISABLE"}))
+    _expect(mesh, {"client /": 503})
+    # ISTIO_MUTUAL without subjectAltNames: the server's service account is checked
+    mesh.apply(_mode("STRICT"), _dr({"mode": "ISTIO_MUTUAL"}))
+    _expect(mesh, {"client /": 200})
+    assert f"URI={CLIENT_ID}" in _xfcc(mesh)
+    # a SAN the server's certificate does not carry: the client refuses the server
+    other = {"mode": "ISTIO_MUTUAL", "subjectAltNames": ["spiffe://cluster.local/ns/default/sa/impostor"]}
+    mesh.apply(_mode("STRICT"), _dr(other))
+    _expect(mesh, {"client /": 503})
