@@ -8,6 +8,7 @@ The real command runs as a user would run it (a subprocess, SIGINT to stop) on a
 from __future__ import annotations
 
 import collections
+import json
 import os
 import re
 import signal
@@ -118,6 +119,16 @@ def test_up_serves_bookinfo_follows_edits_and_stops_clean(up: UpRun) -> None:
     assert re.search(r"^9080\s+reviews\.bookinfo\.svc\.cluster\.local:9080\s", routes.stdout, re.M), (
         routes.stdout
     )
+
+    # the sidecars talk mutual TLS (PeerAuthentication STRICT in the example): the productpage
+    # sidecar's inbound listener and its outbound reviews clusters completed TLS handshakes
+    admins = json.loads((up.state / "proxies.json").read_text())
+    stats = httpx.get(f"http://{admins['productpage-v1.bookinfo']}/stats", timeout=10).text
+    handshakes = dict(re.findall(r"^(\S+ssl\.handshake): (\d+)$", stats, re.M))
+    inbound = [k for k, v in handshakes.items() if k.startswith("listener.") and int(v) > 0]
+    assert inbound, handshakes
+    outbound = [k for k, v in handshakes.items() if "outbound|9080|" in k and "reviews" in k and int(v) > 0]
+    assert outbound, handshakes
 
     # edit the VirtualService file: everyone (jason too) goes to v3 within a few seconds
     vs = up.config / "reviews.yaml"
