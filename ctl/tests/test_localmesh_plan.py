@@ -41,7 +41,7 @@ def test_example_bookinfo_plan() -> None:
     pp = plan.workloads[0]
     assert (pp.address, pp.labels, pp.service_account) == (
         "127.0.10.1",
-        {"app": "productpage", "version": "v1"},
+        {"app": "productpage", "version": "v1", "security.istio.io/tlsMode": "istio"},
         "bookinfo-productpage",
     )
     assert pp.command[:2] == ["python", "../apps/bookapp.py"]
