@@ -4,6 +4,7 @@ Starts nats-server and meshplane-galley on free ports (empty config dir), then r
 ``benchmarks/webhook/load.py`` in its own process for several closed-loop concurrencies and
 for a fixed 500 requests/s, each with an AdmissionReview for a realistic 30-route VirtualService.
 Prints a Markdown table for BENCHMARKS.md. ``--repeat N`` runs everything N times and reports medians.
+Then runs ``file_latency.py`` (directory source: file written -> PUT seen on the bus).
 """
 
 from __future__ import annotations
@@ -14,15 +15,12 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
-from meshplane.shared.natsserver import NatsServer, free_port
+from benchmarks.webhook import galleyproc
 
 HERE = Path(__file__).resolve().parent
-BIN = Path(sys.executable).parent
 
 
 def virtual_service(routes: int = 30) -> dict[str, Any]:
@@ -102,22 +100,15 @@ def main(argv: list[str]) -> int:
         tmp = Path(tmp_)
         body = tmp / "review.json"
         body.write_text(json.dumps(admission_review()))
+        # The same body as a DELETE (allowed without validation): the transport's own cost.
+        transport_only = tmp / "delete.json"
+        review = admission_review()
+        review["request"]["operation"] = "DELETE"
+        transport_only.write_text(json.dumps(review))
         conf = tmp / "conf"
         conf.mkdir()
-        nats = NatsServer(store_dir=tmp / "nats", log_file=tmp / "nats.log").start()
-        port, mon = free_port(), free_port()
-        galley = subprocess.Popen(
-            [str(BIN / "meshplane-galley"), "--nats-url", nats.url, "--config-dir", str(conf),
-             "--webhook-addr", f"127.0.0.1:{port}", "--monitoring-addr", f"127.0.0.1:{mon}"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        try:
-            for _ in range(600):
-                try:
-                    with urllib.request.urlopen(f"http://127.0.0.1:{mon}/readyz", timeout=1):
-                        break
-                except OSError:
-                    time.sleep(0.1)
+        with galleyproc.galley(tmp, conf) as running:
+            port = running.webhook_port
             load(port, body, "closed", 4, 2.0)  # warm-up
             scenarios = [("closed", c, 0.0) for c in (1, 4, 16)] + [("rate", 16, 500.0)]
             rows = []
@@ -130,15 +121,18 @@ def main(argv: list[str]) -> int:
                     else f"open loop {rate:.0f} req/s"
                 )
                 rows.append(f"| {label} | {med['rps']:.0f} | {med['p50_ms']:.2f} | {med['p99_ms']:.2f} |")
+            runs = [load(port, transport_only, "closed", 1, args.duration) for _ in range(args.repeat)]
+            med = {k: statistics.median(r[k] for r in runs) for k in ("rps", "p50_ms", "p99_ms")}
+            rows.append(
+                f"| transport only (same body, DELETE: not validated), 1 connection | {med['rps']:.0f} "
+                f"| {med['p50_ms']:.2f} | {med['p99_ms']:.2f} |"
+            )
             print(f"AdmissionReview body: {body.stat().st_size} bytes (30-route VirtualService)")
             print("| load | throughput (req/s) | p50 (ms) | p99 (ms) |")
             print("|---|---|---|---|")
             print("\n".join(rows))
-        finally:
-            galley.terminate()
-            galley.wait(15)
-            nats.stop()
-    return 0
+    # The directory source's file-to-bus latency, in its own processes.
+    return subprocess.call([sys.executable, "-m", "benchmarks.webhook.file_latency"], cwd=HERE.parent.parent)
 
 
 if __name__ == "__main__":

@@ -13,9 +13,9 @@ from cryptography import x509
 from meshplane.galley.api.apps import create_webhook_app
 from meshplane.galley.api.server import HttpServer
 from meshplane.galley.api.state import GalleyState
+from meshplane.shared.testing.certs import write_self_signed
 from meshplane.shared.testing.polling import eventually
 
-from .certs import write_self_signed
 from .reviews import encode, review, virtual_service
 
 pytestmark = pytest.mark.timeout(60)

@@ -210,16 +210,20 @@ def test_ist0130_and_ist0131_unreachable_and_duplicate_matches() -> None:
         "  - match: [{uri: {prefix: /v2}}]\n"
         "    route: [{destination: {host: reviews}}]\n"
         "  - route: [{destination: {host: reviews}}]\n"
-        "  - name: after-catch-all\n"
+        "  - name: second-catch-all\n"
         "    route: [{destination: {host: reviews}}]\n",
     )
     unreachable = texts(text, "IST0130")
-    assert any("http[2]" in t and "prior rules" in t for t in unreachable)
-    assert any("'after-catch-all'" in t and "only the last rule can omit a match" in t for t in unreachable)
+    assert unreachable == [
+        "VirtualService rule 'second-catch-all' not used (only the last rule can have no matches; "
+        "http[3] has none).",
+        "VirtualService rule http[2] not used (all matches used by prior rules).",
+    ]
     assert texts(text, "IST0131") == [
         "VirtualService rule http[1] match 0 is not used (duplicate/overlapping match in rule http[0])."
     ]
     assert {m.level for m in analyze(objs(text)).messages if m.code == "IST0131"} == {"Info"}
+    assert {m.level for m in analyze(objs(text)).messages if m.code == "IST0130"} == {"Warning"}
 
 
 def test_ist0145_conflicting_gateways() -> None:

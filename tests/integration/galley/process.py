@@ -50,7 +50,7 @@ class GalleyProcess:
                 return False
 
         await eventually(ready, "galley to become ready", timeout)
-        assert '"ready"' in self.log_text() or "ready" in self.log_text()
+        assert '"msg": "ready"' in self.log_text(), "readyz is 200 but 'ready' was not logged first"
 
     def stop(self) -> int:
         if self.proc.poll() is None:

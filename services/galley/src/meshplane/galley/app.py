@@ -135,6 +135,6 @@ class Galley:
         # Start-up objects (modules, schemas) never die: keep them out of every future collection.
         gc.collect()
         gc.freeze()
-        self.state.ready = True
         await announcer.announce()
         log.info("ready")
+        self.state.ready = True

@@ -94,7 +94,11 @@ def _canonical(match: Mapping[str, Any]) -> str:
 
 
 def check_rules(ctx: Context) -> None:
-    """IST0130 (a rule that can never match) and IST0131 (a match that repeats an earlier one)."""
+    """IST0130 (a rule that can never match) and IST0131 (a match that repeats an earlier one).
+
+    Istio's reading: only the last rule may have no match (a second match-less rule is unused),
+    and a rule whose every match appeared in earlier rules is unused.
+    """
     for vs in ctx.kind("VirtualService"):
         for section in _ROUTE_SECTIONS:
             seen: dict[str, int] = {}
@@ -103,35 +107,35 @@ def check_rules(ctx: Context) -> None:
                 if not isinstance(rule, Mapping):
                     continue
                 label = f"{section}[{index}]" if not rule.get("name") else f"{rule['name']!r}"
-                if catch_all is not None:
-                    ctx.report(
-                        m.VS_UNREACHABLE_RULE,
-                        vs,
-                        f"VirtualService rule {label} not used (only the last rule can omit a match; "
-                        f"{section}[{catch_all}] matches everything).",
-                    )
-                    continue
                 matches = [x for x in rule.get("match") or [] if isinstance(x, Mapping)]
-                if not matches or any(not _canonical(x).strip("{}") for x in matches):
+                if not matches:
+                    if catch_all is not None:
+                        ctx.report(
+                            m.VS_UNREACHABLE_RULE,
+                            vs,
+                            f"VirtualService rule {label} not used (only the last rule can have no matches; "
+                            f"{section}[{catch_all}] has none).",
+                        )
                     catch_all = index
                     continue
-                duplicates = 0
+                duplicates: list[tuple[int, int]] = []
                 for mi, match in enumerate(matches):
                     key = _canonical(match)
                     if key in seen:
-                        duplicates += 1
-                        if len(matches) > 1:
-                            ctx.report(
-                                m.VS_INEFFECTIVE_MATCH,
-                                vs,
-                                f"VirtualService rule {label} match {mi} is not used "
-                                f"(duplicate/overlapping match in rule {section}[{seen[key]}]).",
-                            )
+                        duplicates.append((mi, seen[key]))
                     else:
                         seen[key] = index
-                if duplicates == len(matches):
+                if len(duplicates) == len(matches):
                     ctx.report(
                         m.VS_UNREACHABLE_RULE,
                         vs,
-                        f"VirtualService rule {label} not used (all of its matches are used by prior rules).",
+                        f"VirtualService rule {label} not used (all matches used by prior rules).",
+                    )
+                    continue
+                for mi, earlier in duplicates:
+                    ctx.report(
+                        m.VS_INEFFECTIVE_MATCH,
+                        vs,
+                        f"VirtualService rule {label} match {mi} is not used "
+                        f"(duplicate/overlapping match in rule {section}[{earlier}]).",
                     )

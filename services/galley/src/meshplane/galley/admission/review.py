@@ -57,6 +57,8 @@ def parse_review(body: bytes) -> AdmissionReview:
         data = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ReviewError(f"malformed JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise ReviewError("malformed JSON: nested too deeply") from exc
     if not isinstance(data, dict):
         raise ReviewError(f"expected an AdmissionReview object, got JSON {type(data).__name__}")
     api_version, kind = data.get("apiVersion"), data.get("kind")

@@ -77,8 +77,9 @@ class Publisher:
             generation = self._generation
             try:
                 await self._sync()
-            except (BusError, TimeoutError) as exc:
-                log.warning("bus write failed (%s); will reconcile in %.1fs", exc, delay)
+            except Exception as exc:  # BusError, timeouts, a connection closed under a watch
+                level = logging.WARNING if isinstance(exc, (BusError, TimeoutError)) else logging.ERROR
+                log.log(level, "bus write failed (%r); will reconcile in %.1fs", exc, delay)
                 self._published = None
                 self._dirty.set()
                 try:

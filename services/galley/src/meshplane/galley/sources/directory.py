@@ -16,7 +16,7 @@ from typing import Any
 import watchfiles
 
 from meshplane.galley import metrics
-from meshplane.galley.sources.files import FileState, load_file
+from meshplane.galley.sources.files import FileState, file_stamp, load_file
 from meshplane.galley.sources.model import ConfigObject
 
 log = logging.getLogger("meshplane.galley.sources.directory")
@@ -73,7 +73,7 @@ class DirectorySource:
                     st = (self.root / rel).stat()
                 except OSError:
                     continue
-                if (st.st_mtime_ns, st.st_size) == previous.stamp:
+                if file_stamp(st) == previous.stamp:
                     continue
             try:
                 state = load_file(self.root, rel, previous)
@@ -117,7 +117,22 @@ class DirectorySource:
         return changed
 
     async def watch(self, stop: asyncio.Event) -> None:
-        """Follow the directory until ``stop`` is set; reloads within a few ms of a write."""
+        """Follow the directory until ``stop`` is set; reloads within a few ms of a write.
+
+        If watching fails (the directory vanished, inotify limits), it rescans and retries every
+        second, so a directory that comes back is followed again.
+        """
+        while not stop.is_set():
+            try:
+                await self._watch_once(stop)
+            except Exception as exc:  # watchfiles raises plain OS errors
+                log.warning("cannot watch %s (%r); rescanning and retrying in 1s", self.root, exc)
+            try:
+                await asyncio.wait_for(stop.wait(), 1.0)
+            except TimeoutError:
+                self.refresh()  # catch up on anything missed while not watching
+
+    async def _watch_once(self, stop: asyncio.Event) -> None:
         root = await asyncio.to_thread(self.root.resolve)
         async for changes in watchfiles.awatch(
             root, stop_event=stop, debounce=50, step=5, recursive=True, force_polling=False
@@ -129,6 +144,8 @@ class DirectorySource:
                 except ValueError:
                     continue
             self.refresh(named)
+            if not await asyncio.to_thread(self.root.is_dir):
+                return  # the directory itself went away: watch it again once it is back
 
     def status(self) -> dict[str, Any]:
         """``/debug/sources``: each file's state, objects, errors, warnings and conflicts."""

@@ -11,6 +11,7 @@ are checked with ``validate_object`` (the webhook's rules). The outcome for the 
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,12 +28,17 @@ class FileState:
     objects: dict[str, ConfigObject] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
-    #: (mtime_ns, size) of the version last read.
-    stamp: tuple[int, int] = (0, 0)
+    #: :func:`file_stamp` of the version last read.
+    stamp: tuple[int, int, int] = (0, 0, 0)
 
     @property
     def state(self) -> str:
         return "error" if self.errors else "ok"
+
+
+def file_stamp(st: os.stat_result) -> tuple[int, int, int]:
+    """What tells a changed file: inode (a swapped symlink target or a renamed-over file), mtime, size."""
+    return (st.st_ino, st.st_mtime_ns, st.st_size)
 
 
 def load_file(root: Path, rel: str, previous: FileState | None) -> FileState:
@@ -42,7 +48,7 @@ def load_file(root: Path, rel: str, previous: FileState | None) -> FileState:
     state = FileState(rel)
     try:
         st = path.stat()
-        state.stamp = (st.st_mtime_ns, st.st_size)
+        state.stamp = file_stamp(st)
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         state.errors.append(f"{rel}: cannot read: {exc}")

@@ -77,6 +77,7 @@ class KubernetesSource:
         self._reflectors: list[Reflector] = []
         self._flush_handle: asyncio.TimerHandle | None = None
         self._rejected: dict[str, list[str]] = {}
+        self._validated: dict[tuple[str, str], list[str]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def _sink_for(self, resource: ResourceDef) -> Callable[[str, dict[str, Any]], None]:
@@ -105,6 +106,7 @@ class KubernetesSource:
         self._flush_handle = None
         objects: list[ConfigObject] = []
         rejected: dict[str, list[str]] = {}
+        seen: set[tuple[str, str]] = set()
         for resource, store in self._store.items():
             for key in sorted(store):
                 obj = store[key]
@@ -118,17 +120,28 @@ class KubernetesSource:
                     group, version, kind, namespace, name, obj, ref, str(md.get("resourceVersion", ""))
                 )
                 if group in ISTIO_GROUPS:
-                    result = validate_object(obj)
-                    if not result.valid:
-                        rejected[co.describe()] = [str(e) for e in result.errors]
+                    seen.add((co.key, co.resource_version))
+                    errors = self._errors(co)
+                    if errors:
+                        rejected[co.describe()] = errors
                         continue
                 objects.append(co)
         if rejected != self._rejected:
             for what, errors in rejected.items():
                 log.warning("ignoring invalid %s: %s", what, "; ".join(errors))
         self._rejected = rejected
+        self._validated = {k: v for k, v in self._validated.items() if k in seen}
         self._apply(objects)
         self._synced.set()
+
+    def _errors(self, obj: ConfigObject) -> list[str]:
+        """Validation errors, cached per object and resourceVersion (a flush re-reads everything)."""
+        cache_key = (obj.key, obj.resource_version)
+        errors = self._validated.get(cache_key)
+        if errors is None:
+            errors = [str(e) for e in validate_object(obj.obj).errors]
+            self._validated[cache_key] = errors
+        return errors
 
     async def wait_synced(self, stop: asyncio.Event) -> None:
         """Return once every resource was listed once and the first snapshot was applied (or on stop)."""
