@@ -10,22 +10,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Generator
+from collections.abc import Awaitable, Generator
 
 import grpc
 import uvicorn
-from envoy.service.discovery.v3 import ads_pb2_grpc
 from google.protobuf import timestamp_pb2
 
 from meshplane.pilot.debug.http import build_app
 from meshplane.pilot.ingest.watcher import State, Watcher
 from meshplane.pilot.metrics import Metrics
 from meshplane.pilot.settings import Settings
-from meshplane.pilot.xds.ads import AdsServicer
+from meshplane.pilot.xds.ads import AdsServicer, add_to_server
 from meshplane.pilot.xds.debounce import Debouncer
 from meshplane.pilot.xds.discovery import DiscoveryServer
 from meshplane.proto.bus.v1 import status_pb2
-from meshplane.shared.bus import Buckets, Bus, BusOptions, make_key
+from meshplane.shared.bus import Buckets, Bus, BusOptions, BusUnavailable, make_key
+from meshplane.shared.components import ComponentAnnouncer
 
 log = logging.getLogger("meshplane.pilot")
 
@@ -55,11 +55,18 @@ class Pilot:
             uvicorn.Config(app, host=s.http_host, port=s.http_port, log_level="warning", lifespan="off")
         )
         http_task = asyncio.create_task(http.serve())
-        bus = await Bus.connect(BusOptions(url=s.nats_url, name=f"meshplane-pilot-{s.pilot_id}"))
+        try:
+            bus = await Bus.connect(BusOptions(url=s.nats_url, name=f"meshplane-pilot-{s.pilot_id}"))
+        except BusUnavailable as exc:
+            log.error("cannot reach the bus at %s (--nats-url / NATS_URL): %s", s.nats_url, exc)
+            http.should_exit = True
+            await _bounded(http_task, 3, "HTTP server stop")
+            raise SystemExit(1) from None
         buckets = Buckets(bus)
         watcher = Watcher(buckets, self.state, self.metrics)
         tasks = [asyncio.create_task(watcher.run())]
         grpc_server: grpc.aio.Server | None = None
+        announcer: ComponentAnnouncer | None = None
         try:
             await self._wait(watcher.synced, stop)
             if stop.is_set():
@@ -74,31 +81,40 @@ class Pilot:
                 asyncio.create_task(self._publish_status(buckets)),
             ]
             grpc_server = grpc.aio.server(options=self._grpc_options())
-            ads_pb2_grpc.add_AggregatedDiscoveryServiceServicer_to_server(
-                AdsServicer(self.server), grpc_server
-            )
+            add_to_server(AdsServicer(self.server), grpc_server)
             self.grpc_port = grpc_server.add_insecure_port(f"{s.grpc_host}:{s.grpc_port}")
             if not self.grpc_port:
                 raise OSError(f"cannot listen on {s.grpc_host}:{s.grpc_port} for gRPC")
             await grpc_server.start()
             self.ready = True
+            announcer = ComponentAnnouncer(
+                bus,
+                "pilot",
+                {"xds": f"{s.grpc_host}:{self.grpc_port}", "http": f"{s.http_host}:{s.http_port}"},
+                instance=s.pilot_id,
+            )
+            await announcer.announce()
             log.info(
                 "ready: ADS on %s:%d, HTTP on %s:%d", s.grpc_host, self.grpc_port, s.http_host, s.http_port
             )
             await stop.wait()
         finally:
             self.ready = False
+            if announcer is not None:
+                await announcer.withdraw()
+            proxy_ids = [c.proxy.id for c in self.server.connections.values()] if self.server else []
+            # every step is bounded so a stop never hangs, however many proxies are connected
             if grpc_server is not None:
-                await grpc_server.stop(grace=1.0)
+                await _bounded(grpc_server.stop(grace=1.0), 5, "gRPC server stop")
             if self.server is not None:
-                await self.server.queue.stop()
+                await _bounded(self.server.queue.stop(), 3, "push queue stop")
             for t in tasks:
                 t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            await self._clear_status(buckets)
-            await bus.close()
+            await _bounded(asyncio.gather(*tasks, return_exceptions=True), 3, "background tasks")
+            await self._clear_status(buckets, proxy_ids)
+            await _bounded(bus.close(), 6, "bus close")
             http.should_exit = True
-            await http_task
+            await _bounded(http_task, 3, "HTTP server stop")
 
     @staticmethod
     async def _wait(event: asyncio.Event, stop: asyncio.Event) -> None:
@@ -142,14 +158,18 @@ class Pilot:
                 with contextlib.suppress(Exception):
                     await buckets.proxy_status.delete(make_key(self.settings.pilot_id, gone))
 
-    async def _clear_status(self, buckets: Buckets) -> None:
-        if self.server is None:
-            return
-        for conn in list(self.server.connections.values()):
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(
-                    buckets.proxy_status.delete(make_key(self.settings.pilot_id, conn.proxy.id)), 2
-                )
+    async def _clear_status(self, buckets: Buckets, proxy_ids: list[str]) -> None:
+        """On shutdown, remove this replica's proxy status records (best effort, 3 s at most)."""
+        deletes = [buckets.proxy_status.delete(make_key(self.settings.pilot_id, p)) for p in proxy_ids]
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(asyncio.gather(*deletes, return_exceptions=True), 3)
+
+
+async def _bounded(aw: Awaitable[object], seconds: float, what: str) -> None:
+    try:
+        await asyncio.wait_for(aw, seconds)
+    except (TimeoutError, asyncio.CancelledError):
+        log.warning("shutdown: %s did not finish in %.0fs", what, seconds)
 
 
 def _status(pilot_id: str, conn: object) -> status_pb2.ProxyStatus:

@@ -169,10 +169,16 @@ def special_clusters() -> list[cluster_pb2.Cluster]:
     return [blackhole, passthrough, inbound]
 
 
+def shared_clusters(ctx: PushContext, proxy: Proxy) -> list[cluster_pb2.Cluster]:
+    """Outbound and special clusters: identical for every proxy of one scope."""
+    return outbound_clusters(ctx, proxy) + special_clusters()
+
+
+def own_clusters(ctx: PushContext, proxy: Proxy) -> list[cluster_pb2.Cluster]:
+    """Inbound clusters: this proxy's own workload ports."""
+    return inbound_clusters(ctx, proxy) if proxy.type is ProxyType.SIDECAR else []
+
+
 def build_clusters(ctx: PushContext, proxy: Proxy) -> list[cluster_pb2.Cluster]:
     """Every cluster for a proxy, in a stable order."""
-    clusters = outbound_clusters(ctx, proxy)
-    if proxy.type is ProxyType.SIDECAR:
-        clusters.extend(inbound_clusters(ctx, proxy))
-    clusters.extend(special_clusters())
-    return clusters
+    return shared_clusters(ctx, proxy) + own_clusters(ctx, proxy)

@@ -43,8 +43,7 @@ def build_load_assignment(ctx: PushContext, cluster_name: str) -> endpoint_pb2.C
         by_locality.setdefault(ep.locality, []).append(ep)
     for locality in sorted(by_locality):
         group = cla.endpoints.add()
-        if locality:
-            group.locality.CopyFrom(_locality(locality))
+        group.locality.CopyFrom(_locality(locality))  # always present: gRPC clients require it
         eps = by_locality[locality]
         group.load_balancing_weight.value = sum(e.weight for e in eps)
         for ep in sorted(eps, key=lambda e: (e.address, e.port)):

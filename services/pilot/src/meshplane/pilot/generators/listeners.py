@@ -200,21 +200,33 @@ def _virtual_inbound(ports: list[tuple[int, bool, str]]) -> listener_pb2.Listene
     return lis
 
 
-def build_listeners(ctx: PushContext, proxy: Proxy) -> list[listener_pb2.Listener]:
+def outbound_listeners(ctx: PushContext, proxy: Proxy) -> list[listener_pb2.Listener]:
+    """The part shared by proxies of one scope (plus the proxy IP when there is no iptables)."""
     if proxy.type is ProxyType.ROUTER:
         from meshplane.pilot.generators.gateway import gateway_listeners
 
         return gateway_listeners(ctx, proxy)
     scope = ctx.sidecar_scope(proxy)
-    inbound = _inbound_ports(ctx, proxy, scope)
     if proxy.interception_none:
-        listeners = _outbound(ctx, proxy, scope, proxy.ip, bind=True)
-        for number, http, bind in inbound:
-            address = bind or proxy.ip
-            lis = _listener(f"{address}_{number}", address, number)
-            lis.filter_chains.append(_inbound_chain(number, http))
-            listeners.append(lis)
-        return listeners
-    listeners = [_virtual_outbound(scope), _virtual_inbound(inbound)]
-    listeners.extend(_outbound(ctx, proxy, scope, "0.0.0.0", bind=False))
+        return _outbound(ctx, proxy, scope, proxy.ip, bind=True)
+    return [_virtual_outbound(scope), *_outbound(ctx, proxy, scope, "0.0.0.0", bind=False)]
+
+
+def inbound_listeners(ctx: PushContext, proxy: Proxy) -> list[listener_pb2.Listener]:
+    """The proxy's own inbound side: virtualInbound, or bound Sidecar ingress listeners."""
+    if proxy.type is ProxyType.ROUTER:
+        return []
+    inbound = _inbound_ports(ctx, proxy, ctx.sidecar_scope(proxy))
+    if not proxy.interception_none:
+        return [_virtual_inbound(inbound)]
+    listeners = []
+    for number, http, bind in inbound:
+        address = bind or proxy.ip
+        lis = _listener(f"{address}_{number}", address, number)
+        lis.filter_chains.append(_inbound_chain(number, http))
+        listeners.append(lis)
     return listeners
+
+
+def build_listeners(ctx: PushContext, proxy: Proxy) -> list[listener_pb2.Listener]:
+    return outbound_listeners(ctx, proxy) + inbound_listeners(ctx, proxy)

@@ -15,17 +15,14 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
-from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
+from envoy.service.discovery.v3 import discovery_pb2
 
 from meshplane.pilot.model.proxy import InvalidNode, parse_proxy
-from meshplane.pilot.model.push_request import PushRequest
 from meshplane.pilot.xds import delta, sotw
 from meshplane.pilot.xds.connection import Connection
 from meshplane.pilot.xds.discovery import DiscoveryServer
 
 log = logging.getLogger("meshplane.pilot.ads")
-
-_CLOSE = object()
 
 
 class TokenBucket:
@@ -47,7 +44,7 @@ class TokenBucket:
         return True
 
 
-class AdsServicer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):  # type: ignore[misc]
+class AdsServicer:
     def __init__(self, server: DiscoveryServer) -> None:
         self.server = server
         self.limiter = TokenBucket(server.settings.max_requests_per_second)
@@ -56,7 +53,7 @@ class AdsServicer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):  # type: ign
         self,
         request_iterator: AsyncIterator[discovery_pb2.DiscoveryRequest],
         context: grpc.aio.ServicerContext,
-    ) -> AsyncIterator[discovery_pb2.DiscoveryResponse]:
+    ) -> AsyncIterator[bytes]:
         async for resp in self._stream(request_iterator, context, is_delta=False):
             yield resp
 
@@ -64,7 +61,7 @@ class AdsServicer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):  # type: ign
         self,
         request_iterator: AsyncIterator[discovery_pb2.DeltaDiscoveryRequest],
         context: grpc.aio.ServicerContext,
-    ) -> AsyncIterator[discovery_pb2.DeltaDiscoveryResponse]:
+    ) -> AsyncIterator[bytes]:
         async for resp in self._stream(request_iterator, context, is_delta=True):
             yield resp
 
@@ -98,22 +95,46 @@ class AdsServicer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):  # type: ign
             except Exception:
                 log.exception("ADS stream of %s failed", conn.id)
             finally:
-                conn.outbox.put_nowait(_CLOSE)
+                await conn.outbox.put(None)
 
         task = asyncio.create_task(reader())
         try:
             while True:
                 item = await conn.outbox.get()
-                if item is _CLOSE:
+                if item is None:
                     break
                 yield item
         finally:
             self.server.remove(conn)
+            conn.drain()
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
             log.info("ADS disconnected: %s", conn.id)
 
 
-def full_push_request(reason: str) -> PushRequest:
-    return PushRequest(full=True, services_changed=True, reason=(reason,))
+def _passthrough(data: bytes) -> bytes:
+    return data
+
+
+def add_to_server(servicer: AdsServicer, server: grpc.aio.Server) -> None:
+    """Register ADS with responses that are already serialized (see ``resources.Resource``)."""
+    handlers = {
+        "StreamAggregatedResources": grpc.stream_stream_rpc_method_handler(
+            servicer.StreamAggregatedResources,
+            request_deserializer=discovery_pb2.DiscoveryRequest.FromString,
+            response_serializer=_passthrough,
+        ),
+        "DeltaAggregatedResources": grpc.stream_stream_rpc_method_handler(
+            servicer.DeltaAggregatedResources,
+            request_deserializer=discovery_pb2.DeltaDiscoveryRequest.FromString,
+            response_serializer=_passthrough,
+        ),
+    }
+    server.add_generic_rpc_handlers(
+        (
+            grpc.method_handlers_generic_handler(
+                "envoy.service.discovery.v3.AggregatedDiscoveryService", handlers
+            ),
+        )
+    )

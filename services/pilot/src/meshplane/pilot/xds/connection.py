@@ -44,10 +44,24 @@ class Connection:
         self.watched: dict[str, Watched] = {}
         self.lock = asyncio.Lock()
         self.initialized = asyncio.Event()
-        self.outbox: asyncio.Queue[object] = asyncio.Queue()
+        #: Bounded: a push waits while the stream is still writing, so memory held in responses
+        #: stays at (push throttle x 2) instead of growing with the number of proxies.
+        self.outbox: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=2)
         self.pending: PushRequest | None = None
         self.closed = False
         self._nonce = itertools.count(1)
+
+    async def send(self, data: bytes) -> bool:
+        """Queue one serialized response (waits for room); False once the stream has closed."""
+        if self.closed:
+            return False
+        await self.outbox.put(data)
+        return True
+
+    def drain(self) -> None:
+        """After the stream ended: release any sender waiting for room."""
+        while not self.outbox.empty():
+            self.outbox.get_nowait()
 
     def next_nonce(self) -> str:
         return f"{next(self._nonce)}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from typing import TYPE_CHECKING
 
 from envoy.service.discovery.v3 import discovery_pb2
@@ -43,7 +44,7 @@ async def process(
             server.on_ack(conn)
         else:
             server.metrics.expired_nonce.labels(short).inc()
-    subscribe = set(req.resource_names_subscribe)
+    subscribe = {sys.intern(n) for n in req.resource_names_subscribe}
     unsubscribe = set(req.resource_names_unsubscribe)
     if first:
         w.wildcard = type_url in WILDCARD_TYPES and (not subscribe or "*" in subscribe)
@@ -84,20 +85,20 @@ async def send(
     removed = [n for n in w.sent_versions if n not in resources] if w.wildcard else []
     if not changed and not removed and not always:
         return frozenset()
-    resp = discovery_pb2.DeltaDiscoveryResponse(
+    head = discovery_pb2.DeltaDiscoveryResponse(
         type_url=type_url,
         system_version_info=server.version_info(),
         nonce=conn.next_nonce(),
         removed_resources=removed,
     )
     for r in changed:
-        resp.resources.add(name=r.name, version=r.version, resource=r.any)
         w.sent_versions[r.name] = r.version
     for n in removed:
         w.sent_versions.pop(n, None)
-    w.nonce_sent = resp.nonce
-    w.version_sent = resp.system_version_info
-    conn.outbox.put_nowait(resp)
+    w.nonce_sent = head.nonce
+    w.version_sent = head.system_version_info
+    if not await conn.send(b"".join(r.delta_wire for r in changed) + head.SerializeToString()):
+        return frozenset()
     server.metrics.pushes.labels(short).inc()
     server.dirty.add(conn.id)
     return frozenset(r.name for r in changed)

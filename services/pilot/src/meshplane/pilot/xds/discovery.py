@@ -124,7 +124,7 @@ class DiscoveryServer:
                     if type_url == common.CLUSTER:
                         resent = sent
                 else:
-                    await sotw.send(self, conn, type_url)
+                    await sotw.send(self, conn, type_url, None if req.full else req.eds_hosts)
                 self.metrics.push_time.labels(common.SHORT[type_url]).observe(time.monotonic() - t0)
 
     def on_ack(self, conn: Connection) -> None:

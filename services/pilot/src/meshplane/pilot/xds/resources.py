@@ -9,29 +9,55 @@ from __future__ import annotations
 
 import functools
 import hashlib
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from typing import Any
 
+from envoy.service.discovery.v3 import discovery_pb2
 from google.protobuf import any_pb2
 from google.protobuf.message import Message
 
 from meshplane.pilot.generators import common
-from meshplane.pilot.generators.clusters import build_clusters
+from meshplane.pilot.generators.clusters import own_clusters, shared_clusters
 from meshplane.pilot.generators.endpoints import build_load_assignment
-from meshplane.pilot.generators.listeners import build_listeners
+from meshplane.pilot.generators.grpc import grpc_listeners, grpc_route
+from meshplane.pilot.generators.listeners import inbound_listeners, outbound_listeners
 from meshplane.pilot.generators.routes import build_route
 from meshplane.pilot.model.proxy import Proxy
 from meshplane.pilot.model.push_context import PushContext
 
 
-@dataclass(frozen=True, slots=True)
 class Resource:
-    """One serialized resource: the Any sent on the wire and its content version."""
+    """One resource, packed once; its wire encodings are computed once and shared by every proxy.
 
-    name: str
-    any: any_pb2.Any
-    version: str
-    message: Message
+    ``sotw_wire`` / ``delta_wire`` are the bytes of this resource as one entry of the repeated
+    ``resources`` field of a (Delta)DiscoveryResponse. Protobuf concatenation merges messages, so
+    a response is the join of its resources' bytes plus a small header with version and nonce.
+    """
+
+    __slots__ = ("name", "any", "version", "message", "_sotw", "_delta")
+
+    def __init__(self, name: str, packed: any_pb2.Any, version: str, message: Message) -> None:
+        self.name = name
+        self.any = packed
+        self.version = version
+        self.message = message
+        self._sotw: bytes | None = None
+        self._delta: bytes | None = None
+
+    @property
+    def sotw_wire(self) -> bytes:
+        if self._sotw is None:
+            self._sotw = discovery_pb2.DiscoveryResponse(resources=[self.any]).SerializeToString()
+        return self._sotw
+
+    @property
+    def delta_wire(self) -> bytes:
+        if self._delta is None:
+            resp = discovery_pb2.DeltaDiscoveryResponse()
+            resp.resources.add(name=self.name, version=self.version, resource=self.any)
+            self._delta = resp.SerializeToString()
+        return self._delta
 
 
 def _resource(name: str, msg: Message) -> Resource:
@@ -42,6 +68,10 @@ def _resource(name: str, msg: Message) -> Resource:
 
 
 Resources = dict[str, Resource]
+
+
+def _named(messages: Sequence[Any]) -> Resources:
+    return {m.name: _resource(m.name, m) for m in messages}
 
 
 def _one_route(ctx: PushContext, proxy: Proxy, name: str) -> Resources:
@@ -79,17 +109,19 @@ class ResourceCache:
         self, ctx: PushContext, proxy: Proxy, type_url: str, names: frozenset[str] | None
     ) -> Resources:
         """Resources of ``type_url`` for ``proxy``; ``names`` limits EDS and RDS (None = all)."""
-        ips = ",".join(proxy.instance_ips)
+        if proxy.generator == "grpc":
+            return self._generate_grpc(ctx, proxy, type_url, names)
+        scope = proxy.scope_key()
+        own_key = f"{scope}|{proxy.ip}|{','.join(proxy.instance_ips)}"
         if type_url == common.CLUSTER:
-            key = f"{proxy.scope_key()}|{ips}"
-            return self._scoped_get(
-                type_url, key, lambda: {c.name: _resource(c.name, c) for c in build_clusters(ctx, proxy)}
-            )
+            shared = self._scoped_get("cds", scope, lambda: _named(shared_clusters(ctx, proxy)))
+            own = self._scoped_get("cds-own", own_key, lambda: _named(own_clusters(ctx, proxy)))
+            return {**shared, **own} if own else shared
         if type_url == common.LISTENER:
-            key = f"{proxy.scope_key()}|{proxy.ip}|{ips}"
-            return self._scoped_get(
-                type_url, key, lambda: {x.name: _resource(x.name, x) for x in build_listeners(ctx, proxy)}
-            )
+            key = f"{scope}|{proxy.ip}" if proxy.interception_none else scope
+            shared = self._scoped_get("lds", key, lambda: _named(outbound_listeners(ctx, proxy)))
+            own = self._scoped_get("lds-own", own_key, lambda: _named(inbound_listeners(ctx, proxy)))
+            return {**shared, **own} if own else shared
         if type_url == common.ROUTE:
             out: Resources = {}
             for name in sorted(names or ()):
@@ -110,3 +142,17 @@ class ResourceCache:
                 eds[name] = res
             return eds
         return {}
+
+    def _generate_grpc(
+        self, ctx: PushContext, proxy: Proxy, type_url: str, names: frozenset[str] | None
+    ) -> Resources:
+        """Proxyless gRPC: everything by name; clusters and endpoints shared with Envoy proxies."""
+        wanted = names or frozenset()
+        if type_url == common.LISTENER:
+            return _named(grpc_listeners(ctx, proxy, wanted))
+        if type_url == common.ROUTE:
+            return {n: _resource(n, grpc_route(ctx, proxy, n)) for n in sorted(wanted)}
+        if type_url == common.CLUSTER:
+            shared = self._scoped_get("cds", proxy.scope_key(), lambda: _named(shared_clusters(ctx, proxy)))
+            return shared if names is None else {n: shared[n] for n in sorted(wanted) if n in shared}
+        return self.generate(ctx, replace(proxy, generator=""), type_url, names)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from typing import TYPE_CHECKING
 
 from envoy.service.discovery.v3 import discovery_pb2
@@ -26,7 +27,7 @@ async def process(server: DiscoveryServer, conn: Connection, req: discovery_pb2.
         return
     short = common.SHORT[type_url]
     w = conn.watch(type_url)
-    names = frozenset(req.resource_names)
+    names = frozenset(sys.intern(n) for n in req.resource_names)  # names shared across proxies
     if req.HasField("error_detail"):
         if req.response_nonce and req.response_nonce != w.nonce_sent:
             return
@@ -51,30 +52,38 @@ async def process(server: DiscoveryServer, conn: Connection, req: discovery_pb2.
     w.version_acked = req.version_info
     w.last_nack = ""
     server.on_ack(conn)
-    if type_url not in WILDCARD_TYPES and names != w.names:
+    if not w.wildcard and names != w.names:
         w.names = names
         async with conn.lock:
             await send(server, conn, type_url)
 
 
-async def send(server: DiscoveryServer, conn: Connection, type_url: str) -> None:
-    """Send every resource of ``type_url`` the proxy watches (call with ``conn.lock`` held)."""
+async def send(
+    server: DiscoveryServer, conn: Connection, type_url: str, hosts: frozenset[str] | None = None
+) -> None:
+    """Send the resources of ``type_url`` the proxy watches (call with ``conn.lock`` held).
+
+    With ``hosts`` (an endpoint-only push) only the ClusterLoadAssignments of those hosts are
+    sent: in SotW, EDS and RDS responses need not repeat unchanged resources.
+    """
     w = conn.watch(type_url)
     short = common.SHORT[type_url]
+    names = None if w.wildcard else w.names
+    if hosts is not None and names is not None:
+        names = frozenset(n for n in names if n.rsplit("|", 1)[-1] in hosts)
     try:
-        resources = server.cache.generate(server.ctx, conn.proxy, type_url, None if w.wildcard else w.names)
+        resources = server.cache.generate(server.ctx, conn.proxy, type_url, names)
     except Exception:
         server.metrics.pushes.labels(f"{short}_builderr").inc()
         log.exception("building %s for %s failed", short, conn.id)
         return
-    resp = discovery_pb2.DiscoveryResponse(
-        version_info=server.version_info(),
-        type_url=type_url,
-        nonce=conn.next_nonce(),
-        resources=[r.any for r in resources.values()],
+    head = discovery_pb2.DiscoveryResponse(
+        version_info=server.version_info(), type_url=type_url, nonce=conn.next_nonce()
     )
-    w.nonce_sent = resp.nonce
-    w.version_sent = resp.version_info
-    conn.outbox.put_nowait(resp)
+    w.nonce_sent = head.nonce
+    w.version_sent = head.version_info
+    # resources are serialized once per push and shared; only this header is per proxy
+    if not await conn.send(b"".join(r.sotw_wire for r in resources.values()) + head.SerializeToString()):
+        return
     server.metrics.pushes.labels(short).inc()
     server.dirty.add(conn.id)

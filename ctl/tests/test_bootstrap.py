@@ -1,0 +1,90 @@
+"""meshctl bootstrap: the rendered Envoy bootstrap, and clear errors for bad options."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from meshplane.ctl.bootstrap import BootstrapError, BootstrapOptions, render_bootstrap
+from meshplane.ctl.main import main
+
+NODE = "sidecar~127.0.0.5~productpage-v1.default~default.svc.cluster.local"
+
+
+def test_node_metadata_and_every_pilot() -> None:
+    boot = render_bootstrap(
+        BootstrapOptions(
+            node_id=NODE,
+            pilots=["10.0.0.1:15010", "10.0.0.2:15010"],
+            labels={"app": "productpage"},
+            ip="127.0.0.5",
+        )
+    )
+    assert boot["node"]["id"] == NODE
+    md = boot["node"]["metadata"]
+    assert md["NAMESPACE"] == "default" and md["LABELS"] == {"app": "productpage"}
+    assert md["INSTANCE_IPS"] == "127.0.0.5" and md["SERVICE_ACCOUNT"] == "default"
+    xds = boot["static_resources"]["clusters"][0]
+    assert xds["name"] == "xds-grpc"
+    hosts = [
+        e["endpoint"]["address"]["socket_address"]["address"]
+        for e in xds["load_assignment"]["endpoints"][0]["lb_endpoints"]
+    ]
+    assert hosts == ["10.0.0.1", "10.0.0.2"]
+    assert boot["dynamic_resources"]["ads_config"]["api_type"] == "GRPC"
+
+
+def test_delta_sds_and_admin() -> None:
+    boot = render_bootstrap(
+        BootstrapOptions(node_id=NODE, delta=True, sds_socket="/run/sds.sock", admin="127.0.0.1:19000")
+    )
+    assert boot["dynamic_resources"]["ads_config"]["api_type"] == "DELTA_GRPC"
+    sds = boot["static_resources"]["clusters"][1]
+    assert sds["name"] == "sds-grpc"
+    assert (
+        sds["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]["pipe"]["path"]
+        == "/run/sds.sock"
+    )
+    assert boot["admin"]["address"]["socket_address"]["port_value"] == 19000
+
+
+@pytest.mark.parametrize(
+    ("opts", "message"),
+    [
+        (BootstrapOptions(node_id="sidecar~1.2.3.4~pod"), "--node-id"),
+        (BootstrapOptions(node_id=NODE, pilots=["nope"]), "--pilot"),
+        (BootstrapOptions(proxy_type="router", node_id=NODE), "--node-id"),
+        (BootstrapOptions(node_id=NODE, admin="127.0.0.1:99999"), "--admin"),
+    ],
+)
+def test_bad_options_name_the_option(opts: BootstrapOptions, message: str) -> None:
+    with pytest.raises(BootstrapError, match=message):
+        render_bootstrap(opts)
+
+
+def test_cli_writes_yaml_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "envoy.yaml"
+    code = main(
+        [
+            "bootstrap",
+            "--type",
+            "router",
+            "--node-id",
+            "router~10.0.0.9~gw-1.istio-system~istio-system.svc.cluster.local",
+            "--pilot",
+            "127.0.0.1:15010",
+            "--namespace",
+            "istio-system",
+            "--labels",
+            "istio=ingressgateway",
+            "-o",
+            str(out),
+        ]
+    )
+    assert code == 0
+    boot = yaml.safe_load(out.read_text())
+    assert boot["node"]["metadata"]["LABELS"] == {"istio": "ingressgateway"}
+    assert main(["bootstrap", "--labels", "novalue"]) == 2
+    assert "--labels" in capsys.readouterr().err

@@ -1,0 +1,178 @@
+"""Gateway TLS modes, ISTIO_MUTUAL clusters, delegate VirtualServices, exportTo and sourceLabels."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from envoy.config.listener.v3 import listener_pb2
+from envoy.extensions.transport_sockets.tls.v3 import tls_pb2
+from google.protobuf import struct_pb2
+
+from meshplane.pilot.generators.clusters import build_clusters
+from meshplane.pilot.generators.listeners import build_listeners
+from meshplane.pilot.generators.routes import build_route
+from meshplane.pilot.model.config import Config, Port, Service
+from meshplane.pilot.model.proxy import parse_proxy
+from meshplane.pilot.model.push_context import PushContext, build_push_context
+
+REVIEWS = "reviews.default.svc.cluster.local"
+
+
+def cfg(kind: str, name: str, spec: dict[str, Any], ns: str = "default") -> Config:
+    return Config(kind, "networking.istio.io", "v1", ns, name, spec)
+
+
+def ctx(*configs: Config) -> PushContext:
+    services = {"r": Service(REVIEWS, "default", (Port("http", 9080, "HTTP"),))}
+    return build_push_context("1", {f"{c.kind}/{c.namespace}/{c.name}": c for c in configs}, services, {})
+
+
+def proxy(node: str, labels: dict[str, str]) -> Any:
+    md = struct_pb2.Struct()
+    md.update({"LABELS": labels})
+    return parse_proxy(node, md)
+
+
+ROUTER = proxy("router~10.0.0.1~gw.istio-system~istio-system.svc.cluster.local", {"istio": "ingressgateway"})
+SIDECAR = proxy("sidecar~10.0.0.2~pp.default~default.svc.cluster.local", {"app": "productpage"})
+
+
+def test_gateway_simple_tls_redirect_and_passthrough() -> None:
+    gw = cfg(
+        "Gateway",
+        "gw",
+        {
+            "selector": {"istio": "ingressgateway"},
+            "servers": [
+                {
+                    "port": {"number": 80, "name": "http", "protocol": "HTTP"},
+                    "hosts": ["shop.example.com"],
+                    "tls": {"httpsRedirect": True},
+                },
+                {
+                    "port": {"number": 443, "name": "https", "protocol": "HTTPS"},
+                    "hosts": ["shop.example.com"],
+                    "tls": {"mode": "SIMPLE", "credentialName": "shop-cert"},
+                },
+                {
+                    "port": {"number": 8443, "name": "tls", "protocol": "TLS"},
+                    "hosts": ["db.example.com"],
+                    "tls": {"mode": "PASSTHROUGH"},
+                },
+            ],
+        },
+        ns="istio-system",
+    )
+    vs = cfg(
+        "VirtualService",
+        "shop",
+        {
+            "hosts": ["shop.example.com"],
+            "gateways": ["istio-system/gw"],
+            "http": [{"route": [{"destination": {"host": "reviews"}}]}],
+        },
+    )
+    tls_vs = cfg(
+        "VirtualService",
+        "db",
+        {
+            "hosts": ["db.example.com"],
+            "gateways": ["istio-system/gw"],
+            "tls": [
+                {
+                    "match": [{"sniHosts": ["db.example.com"], "port": 8443}],
+                    "route": [{"destination": {"host": "reviews", "port": {"number": 9080}}}],
+                }
+            ],
+        },
+    )
+    c = ctx(gw, vs, tls_vs)
+    listeners: dict[str, listener_pb2.Listener] = {x.name: x for x in build_listeners(c, ROUTER)}
+    assert set(listeners) == {"0.0.0.0_80", "0.0.0.0_443", "0.0.0.0_8443"}
+    redirect = build_route(c, ROUTER, "http.80")
+    assert redirect.virtual_hosts[0].require_tls == redirect.virtual_hosts[0].ALL
+    https = listeners["0.0.0.0_443"].filter_chains[0]
+    assert list(https.filter_chain_match.server_names) == ["shop.example.com"]
+    down = tls_pb2.DownstreamTlsContext()
+    https.transport_socket.typed_config.Unpack(down)
+    assert down.common_tls_context.tls_certificate_sds_secret_configs[0].name == "kubernetes://shop-cert"
+    https_route = build_route(c, ROUTER, "https.443.https.gw.istio-system")
+    assert https_route.virtual_hosts[0].routes[0].route.cluster == f"outbound|9080||{REVIEWS}"
+    passthrough = listeners["0.0.0.0_8443"]
+    assert passthrough.listener_filters[0].name == "envoy.filters.listener.tls_inspector"
+    assert list(passthrough.filter_chains[0].filter_chain_match.server_names) == ["db.example.com"]
+
+
+def test_istio_mutual_cluster_uses_sds_default_and_rootca() -> None:
+    dr = cfg("DestinationRule", "r", {"host": "reviews", "trafficPolicy": {"tls": {"mode": "ISTIO_MUTUAL"}}})
+    cluster = next(x for x in build_clusters(ctx(dr), SIDECAR) if x.name == f"outbound|9080||{REVIEWS}")
+    up = tls_pb2.UpstreamTlsContext()
+    cluster.transport_socket.typed_config.Unpack(up)
+    assert up.sni == f"outbound_.9080_._.{REVIEWS}"
+    assert up.common_tls_context.tls_certificate_sds_secret_configs[0].name == "default"
+    sds = up.common_tls_context.tls_certificate_sds_secret_configs[0].sds_config
+    assert sds.api_config_source.grpc_services[0].envoy_grpc.cluster_name == "sds-grpc"
+    assert (
+        up.common_tls_context.combined_validation_context.validation_context_sds_secret_config.name
+        == "ROOTCA"
+    )
+
+
+def test_delegate_and_source_labels() -> None:
+    root = cfg(
+        "VirtualService",
+        "root",
+        {
+            "hosts": ["reviews"],
+            "http": [
+                {
+                    "match": [{"uri": {"prefix": "/api"}}],
+                    "delegate": {"name": "child", "namespace": "default"},
+                },
+                {
+                    "match": [{"sourceLabels": {"app": "other"}}],
+                    "route": [{"destination": {"host": "reviews", "subset": "x"}}],
+                },
+            ],
+        },
+    )
+    child = cfg(
+        "VirtualService",
+        "child",
+        {
+            "http": [
+                {
+                    "match": [{"uri": {"prefix": "/api/v2"}}],
+                    "route": [{"destination": {"host": "reviews", "subset": "v2"}}],
+                },
+                {"route": [{"destination": {"host": "reviews", "subset": "v1"}}]},
+            ]
+        },
+    )
+    rc = build_route(ctx(root, child), SIDECAR, "9080")
+    vh = next(v for v in rc.virtual_hosts if v.name.startswith(REVIEWS))
+    prefixes = [(r.match.prefix, r.route.cluster) for r in vh.routes]
+    assert prefixes[0] == ("/api/v2", f"outbound|9080|v2|{REVIEWS}")
+    assert prefixes[1] == ("/api", f"outbound|9080|v1|{REVIEWS}")
+    assert not any("|x|" in c for _, c in prefixes)  # sourceLabels app=other does not match productpage
+    meta = vh.routes[0].metadata.filter_metadata["istio"].fields["config"].string_value
+    assert meta.endswith("/virtual-service/child")
+
+
+def test_export_to_hides_config_from_other_namespaces() -> None:
+    vs = cfg(
+        "VirtualService",
+        "private",
+        {
+            "hosts": [REVIEWS],
+            "exportTo": ["."],
+            "http": [{"route": [{"destination": {"host": REVIEWS, "subset": "v9"}}]}],
+        },
+        ns="team-a",
+    )
+    rc = build_route(ctx(vs), SIDECAR, "9080")
+    vh = next(v for v in rc.virtual_hosts if v.name.startswith(REVIEWS))
+    assert all("|v9|" not in r.route.cluster for r in vh.routes)
+    other = proxy("sidecar~10.0.0.3~x.team-a~team-a.svc.cluster.local", {})
+    vh_a = next(v for v in build_route(ctx(vs), other, "9080").virtual_hosts if v.name.startswith(REVIEWS))
+    assert vh_a.routes[0].route.cluster == f"outbound|9080|v9|{REVIEWS}"

@@ -1,0 +1,119 @@
+"""Proxy identity, settings from Istio's variables, debounce and push-queue merging."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+from google.protobuf import struct_pb2
+
+from meshplane.pilot.model.proxy import InvalidNode, ProxyType, parse_proxy
+from meshplane.pilot.model.push_request import PushRequest
+from meshplane.pilot.settings import Settings
+from meshplane.pilot.xds.connection import Connection
+from meshplane.pilot.xds.debounce import Debouncer
+from meshplane.pilot.xds.push_queue import PushQueue
+
+
+def test_istio_node_id_and_metadata() -> None:
+    md = struct_pb2.Struct()
+    md.update(
+        {
+            "NAMESPACE": "shop",
+            "LABELS": {"app": "web"},
+            "SERVICE_ACCOUNT": "web-sa",
+            "INSTANCE_IPS": "10.0.0.5,fd00::5",
+            "WORKLOAD_NAME": "web",
+            "CLUSTER_ID": "c1",
+            "MESH_ID": "m1",
+        }
+    )
+    p = parse_proxy("sidecar~10.0.0.5~web-7d9.shop~shop.svc.cluster.local", md)
+    assert p.type is ProxyType.SIDECAR and p.id == "web-7d9.shop" and p.name == "web-7d9"
+    assert p.namespace == "shop" and p.labels == {"app": "web"} and p.service_account == "web-sa"
+    assert p.instance_ips == ("10.0.0.5", "fd00::5") and p.cluster_id == "c1" and p.mesh_id == "m1"
+    router = parse_proxy("router~10.0.0.9~gw-1.istio-system~istio-system.svc.cluster.local", None)
+    assert router.type is ProxyType.ROUTER and router.namespace == "istio-system"
+
+
+@pytest.mark.parametrize(
+    "node", ["sidecar~1.2.3.4", "ztunnel~1.2.3.4~p.ns~ns.svc.cluster.local", "sidecar~1.2.3.4~pod~"]
+)
+def test_bad_node_ids_are_named(node: str) -> None:
+    with pytest.raises(InvalidNode, match="node id"):
+        parse_proxy(node, None)
+
+
+def test_settings_follow_istio_knobs() -> None:
+    s = Settings.from_env(
+        {
+            "PILOT_DEBOUNCE_AFTER": "250ms",
+            "PILOT_DEBOUNCE_MAX": "2s",
+            "PILOT_ENABLE_EDS_DEBOUNCE": "false",
+            "PILOT_PUSH_THROTTLE": "7",
+            "PILOT_MAX_REQUESTS_PER_SECOND": "3",
+        }
+    )
+    assert (s.debounce_after, s.debounce_max, s.enable_eds_debounce) == (0.25, 2.0, False)
+    assert (s.push_throttle, s.max_requests_per_second) == (7, 3.0)
+    auto = Settings.from_env({})
+    assert auto.debounce_after == 0.1 and auto.debounce_max == 10.0 and 20 <= auto.push_throttle <= 100
+    with pytest.raises(ValueError, match="PILOT_DEBOUNCE_AFTER"):
+        Settings.from_env({"PILOT_DEBOUNCE_AFTER": "soon"})
+
+
+async def test_debounce_merges_a_burst_and_respects_max() -> None:
+    pushed: list[tuple[float, PushRequest]] = []
+
+    async def push(req: PushRequest) -> None:
+        pushed.append((time.monotonic(), req))
+
+    d = Debouncer(push, after=0.1, maximum=0.35, eds_debounce=True)
+    task = asyncio.create_task(d.run())
+    start = time.monotonic()
+    for i in range(12):  # events every 50 ms keep the quiet period from ever elapsing
+        d.submit(PushRequest(full=True, kinds=frozenset({f"K{i}"})))
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.3)
+    task.cancel()
+    assert 2 <= len(pushed) <= 3
+    assert pushed[0][0] - start >= 0.3  # held until DEBOUNCE_MAX, not pushed per event
+    assert set().union(*(r.kinds for _, r in pushed)) == {f"K{i}" for i in range(12)}
+
+
+async def test_eds_bypasses_debounce_when_disabled() -> None:
+    pushed: list[PushRequest] = []
+
+    async def push(req: PushRequest) -> None:
+        pushed.append(req)
+
+    d = Debouncer(push, after=5.0, maximum=10.0, eds_debounce=False)
+    task = asyncio.create_task(d.run())
+    d.submit(PushRequest(full=False, eds_hosts=frozenset({"a"})))
+    await asyncio.sleep(0.05)
+    task.cancel()
+    assert [r.eds_hosts for r in pushed] == [frozenset({"a"})]
+
+
+async def test_push_queue_merges_pending_pushes_per_connection() -> None:
+    seen: list[PushRequest] = []
+    gate = asyncio.Event()
+
+    async def push(conn: Connection, req: PushRequest) -> None:
+        seen.append(req)
+        await gate.wait()
+
+    q = PushQueue(push, workers=2)
+    q.start()
+    conn = Connection(parse_proxy("sidecar~1.1.1.1~a.ns~ns.svc.cluster.local", None), "peer", delta=False)
+    conn.initialized.set()
+    q.enqueue(conn, PushRequest(full=False, eds_hosts=frozenset({"h0"})))
+    await asyncio.sleep(0.02)  # first push in flight
+    for i in range(1, 5):
+        q.enqueue(conn, PushRequest(full=False, eds_hosts=frozenset({f"h{i}"})))
+    gate.set()
+    await asyncio.sleep(0.05)
+    await q.stop()
+    assert len(seen) == 2  # the four requests made while in flight became one push
+    assert seen[1].eds_hosts == frozenset({"h1", "h2", "h3", "h4"})
