@@ -8,12 +8,13 @@ import sys
 from meshplane.citadel import app
 from meshplane.citadel.settings import parse_settings
 from meshplane.shared.lifecycle import run_service
-from meshplane.shared.telemetry import configure_logging
+from meshplane.shared.telemetry import configure_logging, configure_tracing
 
 
 def main(argv: list[str] | None = None) -> int:
     settings = parse_settings(argv)
     configure_logging()
+    configure_tracing("meshplane-citadel")
 
     async def run(stop: asyncio.Event) -> None:
         await app.run(settings, stop)

@@ -18,7 +18,7 @@ from meshplane.citadel.nodeagent.sds import SecretDiscoveryServicer
 from meshplane.citadel.nodeagent.settings import AgentSettings, parse_agent_settings
 from meshplane.citadel.nodeagent.trust import follow_trust_bundle
 from meshplane.shared.lifecycle import run_service
-from meshplane.shared.telemetry import configure_logging
+from meshplane.shared.telemetry import configure_logging, configure_tracing
 
 log = logging.getLogger("meshplane.citadel.nodeagent")
 
@@ -65,6 +65,7 @@ class _Stop(Exception):
 def main(argv: list[str] | None = None) -> int:
     settings = parse_agent_settings(argv)
     configure_logging()
+    configure_tracing("meshplane-node-agent")
 
     async def run(stop: asyncio.Event) -> None:
         await serve(settings, stop)

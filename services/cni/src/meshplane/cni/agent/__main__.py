@@ -24,7 +24,7 @@ from meshplane.cni.plugin.netconf import AGENT_SOCKET_NAME
 from meshplane.cni.rules.pods import DEFAULT_EXCLUDED_NAMESPACES
 from meshplane.shared.bus import Bus, BusOptions
 from meshplane.shared.lifecycle import run_service
-from meshplane.shared.telemetry import configure_logging
+from meshplane.shared.telemetry import configure_logging, configure_tracing
 
 log = logging.getLogger("meshplane.cni.agent")
 
@@ -79,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     """Console-script entry point."""
     args = parse_args(argv)
     configure_logging()
+    configure_tracing("meshplane-cni-agent")
     excluded = [n.strip() for n in args.exclude_namespaces.split(",") if n.strip()]
 
     async def run(stop: asyncio.Event) -> None:
