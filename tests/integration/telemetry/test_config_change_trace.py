@@ -1,0 +1,255 @@
+"""One config change is one trace: Galley's validate/publish, Pilot's push and Envoy's ACK.
+
+Real processes only: nats-server, ``meshplane-galley --config-dir``, ``meshplane-pilot`` and an
+Envoy bootstrapped by ``meshctl bootstrap``'s renderer and connected to Pilot over ADS. Each
+service writes its spans to its own ``MESHPLANE_TRACE_FILE``. A VirtualService file is changed;
+the spans of that change must share one trace id and hang off each other in order:
+
+    galley.config_change ─┬─ galley.validate (per object)
+                          └─ galley.publish (the VirtualService) ─ pilot.push ─ pilot.xds.ack (RDS, …)
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import random
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from meshplane.ctl.bootstrap import BootstrapOptions, render_bootstrap
+from meshplane.shared.bus.buckets import config_key
+from meshplane.shared.natsserver import NatsServer, free_port
+from meshplane.shared.processes import stop_process
+from meshplane.shared.testing.polling import eventually
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
+
+BIN = Path(sys.executable).parent
+RDS = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
+HOST = "reviews.default.svc.cluster.local"
+
+
+def config_file(port: int, timeout: str) -> str:
+    """A ServiceEntry for reviews (an HTTP port, one endpoint) and a VirtualService with ``timeout``."""
+    return f"""\
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: reviews, namespace: default}}
+spec:
+  hosts: [{HOST}]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports:
+  - {{number: {port}, name: http-web, protocol: HTTP}}
+  endpoints:
+  - {{address: 127.0.0.1}}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: reviews, namespace: default}}
+spec:
+  hosts: [{HOST}]
+  http:
+  - timeout: {timeout}
+    route:
+    - destination: {{host: {HOST}}}
+"""
+
+
+def write_atomically(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+@contextmanager
+def process(args: list[str], log: Path, trace_file: Path | None = None) -> Iterator[subprocess.Popen[bytes]]:
+    env = dict(os.environ, OTEL_TRACES_EXPORTER="none")
+    env.pop("MESHPLANE_TRACE_FILE", None)
+    if trace_file is not None:
+        env["MESHPLANE_TRACE_FILE"] = str(trace_file)
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    try:
+        yield proc
+    finally:
+        stop_process(proc, timeout=10)
+
+
+async def http_ok(url: str) -> bool:
+    try:
+        async with httpx.AsyncClient(timeout=2) as client:
+            return (await client.get(url)).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def spans(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def envoy_binary() -> str:
+    spec = importlib.util.find_spec("envoy")
+    assert spec is not None and spec.submodule_search_locations
+    return str(Path(list(spec.submodule_search_locations)[0]) / "_bin" / "envoy")
+
+
+async def route_timeout(admin: int) -> str:
+    """The timeout Envoy currently applies on the reviews route ('' until it has one)."""
+    try:
+        async with httpx.AsyncClient(timeout=5) as client:
+            dump = (
+                await client.get(f"http://127.0.0.1:{admin}/config_dump?resource=dynamic_route_configs")
+            ).json()
+    except (httpx.HTTPError, ValueError):
+        return ""
+    for cfg in dump.get("configs", []):
+        for vhost in cfg.get("route_config", {}).get("virtual_hosts", []):
+            if HOST in vhost.get("domains", []):
+                for route in vhost.get("routes", []):
+                    timeout = route.get("route", {}).get("timeout")
+                    if timeout:
+                        return str(timeout)
+    return ""
+
+
+async def test_config_change_is_one_trace_from_galley_to_envoy_ack(
+    nats_server: NatsServer, tmp_path: Path
+) -> None:
+    config = tmp_path / "config"
+    config.mkdir()
+    vs_file = config / "reviews.yaml"
+    # The sidecar gets its own loopback address (no iptables: it binds the outbound listener).
+    proxy_ip = f"127.{random.randint(20, 250)}.{random.randint(0, 250)}.{random.randint(2, 250)}"
+    service_port = free_port(proxy_ip)
+    write_atomically(vs_file, config_file(service_port, "5s"))
+    galley_spans, pilot_spans = tmp_path / "galley-spans.jsonl", tmp_path / "pilot-spans.jsonl"
+    monitoring, grpc_port, http_port, admin = free_port(), free_port(), free_port(), free_port()
+    opts = BootstrapOptions(
+        node_id=f"sidecar~{proxy_ip}~productpage-1.default~default.svc.cluster.local",
+        ip=proxy_ip,
+        pilots=[f"127.0.0.1:{grpc_port}"],
+        admin=f"127.0.0.1:{admin}",
+        interception="NONE",
+        labels={"app": "productpage"},
+    )
+    bootstrap = tmp_path / "envoy.yaml"
+    bootstrap.write_text(yaml.safe_dump(render_bootstrap(opts)))
+
+    with ExitStack() as stack:
+        galley = stack.enter_context(
+            process(
+                [
+                    str(BIN / "meshplane-galley"),
+                    *("--nats-url", nats_server.url, "--config-dir", str(config)),
+                    *("--webhook-addr", f"127.0.0.1:{free_port()}"),
+                    *("--monitoring-addr", f"127.0.0.1:{monitoring}"),
+                ],
+                tmp_path / "galley.log",
+                galley_spans,
+            )
+        )
+        await eventually(lambda: http_ok(f"http://127.0.0.1:{monitoring}/readyz"), "galley ready", 60)
+        stack.enter_context(
+            process(
+                [
+                    str(BIN / "meshplane-pilot"),
+                    *("--nats-url", nats_server.url, "--id", "pilot-trace"),
+                    *("--grpc-addr", f"127.0.0.1:{grpc_port}", "--http-addr", f"127.0.0.1:{http_port}"),
+                ],
+                tmp_path / "pilot.log",
+                pilot_spans,
+            )
+        )
+        await eventually(lambda: http_ok(f"http://127.0.0.1:{http_port}/ready"), "pilot ready", 60)
+        stack.enter_context(
+            process(
+                [envoy_binary(), "-c", str(bootstrap), "--use-dynamic-base-id", "--concurrency", "1"]
+                + ["-l", "warning", "--drain-time-s", "1"],
+                tmp_path / "envoy.log",
+            )
+        )
+
+        async def timeout_is(value: str) -> bool:
+            assert galley.poll() is None, (tmp_path / "galley.log").read_text()[-3000:]
+            return await route_timeout(admin) == value
+
+        await eventually(lambda: timeout_is("5s"), "envoy to apply the first VirtualService", 60)
+
+        write_atomically(vs_file, config_file(service_port, "7s"))
+        await eventually(lambda: timeout_is("7s"), "envoy to apply the changed VirtualService", 60)
+
+        vs_key = config_key("networking.istio.io", "VirtualService", "default", "reviews")
+
+        def change_publish() -> dict[str, Any] | None:
+            published = [
+                s
+                for s in spans(galley_spans)
+                if s["name"] == "galley.publish" and s["attributes"].get("bus.key") == vs_key
+            ]
+            return max(published, key=lambda s: s["start_ns"]) if published else None
+
+        def acks_of_change() -> list[dict[str, Any]]:
+            publish = change_publish()
+            if publish is None:
+                return []
+            return [
+                s
+                for s in spans(pilot_spans)
+                if s["name"] == "pilot.xds.ack" and s["trace_id"] == publish["trace_id"]
+            ]
+
+        async def rds_acked() -> bool:
+            return any(s["attributes"]["xds.type_url"] == RDS for s in acks_of_change())
+
+        await eventually(rds_acked, "a pilot.xds.ack span for RDS in the change's trace", 30)
+
+    publish = change_publish()
+    assert publish is not None
+    trace_id = publish["trace_id"]
+    in_trace = [s for s in spans(galley_spans) + spans(pilot_spans) if s["trace_id"] == trace_id]
+    by_name: dict[str, list[dict[str, Any]]] = {}
+    for s in in_trace:
+        by_name.setdefault(s["name"], []).append(s)
+
+    # Galley: one root for the change, the VirtualService validated and published under it.
+    (root,) = by_name["galley.config_change"]
+    assert root["parent_id"] == "" and root["service"] == "meshplane-galley"
+    assert root["attributes"]["galley.files"] == ["reviews.yaml"]
+    validated = {s["attributes"]["galley.object"]: s for s in by_name["galley.validate"]}
+    vs_validate = next(s for name, s in validated.items() if "VirtualService" in name)
+    assert vs_validate["parent_id"] == root["span_id"] and vs_validate["attributes"]["galley.valid"] is True
+    assert all(s["parent_id"] == root["span_id"] for s in by_name["galley.validate"])
+    (vs_publish,) = by_name["galley.publish"]  # the unchanged ServiceEntry is not re-published
+    assert vs_publish["parent_id"] == root["span_id"]
+    assert vs_publish["attributes"]["bus.operation"] == "put"
+
+    # Pilot: the push is a child of the publish that carried the change over the bus.
+    (push,) = by_name["pilot.push"]
+    assert push["service"] == "meshplane-pilot"
+    assert push["parent_id"] == vs_publish["span_id"]
+    assert push["start_ns"] >= vs_publish["start_ns"]
+
+    # Envoy's answers to that push, one span per type sent, children of the push.
+    acks = by_name["pilot.xds.ack"]
+    assert {a["attributes"]["xds.type_url"] for a in acks} >= {RDS}
+    for ack in acks:
+        assert ack["parent_id"] == push["span_id"]
+        assert ack["status"] != "ERROR"
+        attrs = ack["attributes"]
+        assert attrs["xds.proxy_id"] == "productpage-1.default"
+        assert attrs["xds.nonce"] and attrs["xds.ack"] is True
+        assert attrs["xds.version"] == push["attributes"]["pilot.version"]
+        assert ack["end_ns"] >= ack["start_ns"] >= push["start_ns"]
