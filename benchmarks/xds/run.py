@@ -188,7 +188,7 @@ def main() -> int:
             f"connect {n} proxies: all four types received in {events.last_after('rds', t0) - t0:.2f}s "
             f"(complete={ok}); pilot cpu {cpu_seconds(pilot.pid) - cpu0:.1f}s"
         )
-        time.sleep(2)
+        time.sleep(7)  # let the storm settle (Pilot trims its heap after 5 s idle)
         rss1 = rss_mb(pilot.pid)
         print(f"memory: rss {rss1:.0f} MiB with {n} proxies; {(rss1 - rss0) / n * 1024:.0f} KiB per proxy")
 

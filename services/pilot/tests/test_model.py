@@ -117,3 +117,26 @@ async def test_push_queue_merges_pending_pushes_per_connection() -> None:
     await q.stop()
     assert len(seen) == 2  # the four requests made while in flight became one push
     assert seen[1].eds_hosts == frozenset({"h1", "h2", "h3", "h4"})
+
+
+def test_bus_config_is_checked_against_the_typed_model() -> None:
+    from meshplane.pilot.model.config import config_from_bus
+    from meshplane.proto.bus.v1 import config_pb2
+
+    good = config_pb2.ConfigResource(
+        kind="VirtualService",
+        group="networking.istio.io",
+        version="v1",
+        namespace="shop",
+        name="web",
+        spec_json='{"hosts": ["web"], "http": [{"route": [{"destination": {"host": "web"}}]}]}',
+    )
+    assert config_from_bus(good).spec["http"][0]["route"][0]["destination"]["host"] == "web"
+    bad = config_pb2.ConfigResource(
+        kind="VirtualService",
+        namespace="shop",
+        name="broken",
+        spec_json='{"hosts": ["web"], "http": "not a list"}',
+    )
+    with pytest.raises(ValueError, match=r"VirtualService shop/broken.*http"):
+        config_from_bus(bad)

@@ -18,6 +18,7 @@ from google.protobuf import timestamp_pb2
 
 from meshplane.pilot.debug.http import build_app
 from meshplane.pilot.ingest.watcher import State, Watcher
+from meshplane.pilot.memory import trim_when_idle
 from meshplane.pilot.metrics import Metrics
 from meshplane.pilot.settings import Settings
 from meshplane.pilot.xds.ads import AdsServicer, add_to_server
@@ -71,7 +72,7 @@ class Pilot:
             await self._wait(watcher.synced, stop)
             if stop.is_set():
                 return
-            self.server = DiscoveryServer(s, self.metrics, self.state.snapshot)
+            self.server = discovery = DiscoveryServer(s, self.metrics, self.state.snapshot)
             self.metrics.services.set(len(self.server.ctx.services))
             debouncer = Debouncer(self.server.push, s.debounce_after, s.debounce_max, s.enable_eds_debounce)
             watcher.submit = debouncer.submit
@@ -79,6 +80,7 @@ class Pilot:
             tasks += [
                 asyncio.create_task(debouncer.run()),
                 asyncio.create_task(self._publish_status(buckets)),
+                asyncio.create_task(trim_when_idle(self._activity, lambda: discovery.queue.pending() > 0)),
             ]
             grpc_server = grpc.aio.server(options=self._grpc_options())
             add_to_server(AdsServicer(self.server), grpc_server)
@@ -135,6 +137,11 @@ class Pilot:
             ("grpc.so_reuseport", 0),
             ("grpc.max_send_message_length", 64 * 1024 * 1024),
         ]
+
+    def _activity(self) -> int:
+        """Changes whenever proxies connect, disconnect or are pushed (for trimming memory)."""
+        server = self.server
+        return 0 if server is None else hash((server.push_count, len(server.connections), server.connects))
 
     async def _publish_status(self, buckets: Buckets) -> None:
         """Every 0.5 s, write the sync state of proxies whose state changed."""

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from meshplane.proto.bus.v1 import config_pb2, registry_pb2
+from meshplane.shared.config import SpecError, parse_spec
+from meshplane.shared.config.parse import SPEC_MODELS
 
 Spec = dict[str, Any]
 
@@ -46,6 +48,22 @@ class Config:
         return tuple(str(x) for x in self.spec.get("exportTo") or ())
 
 
+def typed_spec(kind: str, where: str, spec: Spec) -> Spec:
+    """Check a spec against the shared typed model of its kind and return it normalized.
+
+    The generators read the model's camelCase form (``model_dump(by_alias=True)``), so only what
+    the schema knows reaches them; a spec that does not fit raises ValueError naming each field.
+    """
+    if kind not in SPEC_MODELS:
+        return spec
+    try:
+        model = parse_spec(kind, spec)
+    except SpecError as exc:
+        raise ValueError(f"{kind} {where}: {exc}") from None
+    dumped: Spec = model.model_dump(by_alias=True, exclude_unset=True, mode="json")
+    return dumped
+
+
 def config_from_bus(msg: config_pb2.ConfigResource) -> Config:
     """Decode a ConfigResource; raises ValueError naming the object when spec_json is not a JSON object."""
     try:
@@ -54,6 +72,7 @@ def config_from_bus(msg: config_pb2.ConfigResource) -> Config:
         raise ValueError(f"{msg.kind} {msg.namespace}/{msg.name}: spec_json is not JSON: {exc}") from None
     if not isinstance(spec, dict):
         raise ValueError(f"{msg.kind} {msg.namespace}/{msg.name}: spec_json is not a JSON object")
+    spec = typed_spec(msg.kind, f"{msg.namespace}/{msg.name}", spec)
     return Config(
         kind=msg.kind,
         group=msg.group,

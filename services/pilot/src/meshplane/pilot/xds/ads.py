@@ -56,6 +56,7 @@ class AdsServicer:
     ) -> AsyncIterator[bytes]:
         async for resp in self._stream(request_iterator, context, is_delta=False):
             yield resp
+            del resp  # do not keep the last response (up to MBs) alive while the stream idles
 
     async def DeltaAggregatedResources(  # noqa: N802 - gRPC method name
         self,
@@ -64,6 +65,7 @@ class AdsServicer:
     ) -> AsyncIterator[bytes]:
         async for resp in self._stream(request_iterator, context, is_delta=True):
             yield resp
+            del resp  # do not keep the last response (up to MBs) alive while the stream idles
 
     async def _stream(
         self, requests: AsyncIterator[Any], context: grpc.aio.ServicerContext, is_delta: bool
@@ -104,6 +106,7 @@ class AdsServicer:
                 if item is None:
                     break
                 yield item
+                del item  # see above: an idle stream must not pin its last response
         finally:
             self.server.remove(conn)
             conn.drain()

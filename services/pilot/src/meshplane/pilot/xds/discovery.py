@@ -49,6 +49,7 @@ class DiscoveryServer:
         self.queue = PushQueue(self.push_connection, settings.push_throttle)
         self.dirty: set[str] = set()
         self.push_count = 0
+        self.connects = 0
         self.last_push: dict[str, object] = {}
 
     def _next_version(self) -> str:
@@ -59,6 +60,7 @@ class DiscoveryServer:
 
     # ---- connections -------------------------------------------------------------------
     def add(self, conn: Connection) -> None:
+        self.connects += 1
         self.connections[conn.id] = conn
         self.metrics.xds.set(len(self.connections))
         self.dirty.add(conn.id)
