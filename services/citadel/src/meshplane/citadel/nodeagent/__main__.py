@@ -10,6 +10,7 @@ import sys
 
 import grpc
 from envoy.service.secret.v3 import sds_pb2_grpc
+from prometheus_client import REGISTRY
 
 from meshplane.citadel.nodeagent.cache import SecretCache
 from meshplane.citadel.nodeagent.caclient import CAClient
@@ -18,7 +19,7 @@ from meshplane.citadel.nodeagent.sds import SecretDiscoveryServicer
 from meshplane.citadel.nodeagent.settings import AgentSettings, parse_agent_settings
 from meshplane.citadel.nodeagent.trust import follow_trust_bundle
 from meshplane.shared.lifecycle import run_service
-from meshplane.shared.telemetry import configure_logging, configure_tracing
+from meshplane.shared.telemetry import configure_logging, configure_metrics, configure_tracing
 
 log = logging.getLogger("meshplane.citadel.nodeagent")
 
@@ -66,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = parse_agent_settings(argv)
     configure_logging()
     configure_tracing("meshplane-node-agent")
+    configure_metrics("meshplane-node-agent", REGISTRY)  # process and runtime metrics
 
     async def run(stop: asyncio.Event) -> None:
         await serve(settings, stop)
