@@ -15,14 +15,14 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from meshplane.shared.natsserver import NatsServer, free_port
 from meshplane.shared.processes import stop_process
 from meshplane.shared.telemetry.metrics import configure_metrics, registry_to_otel
-from meshplane.shared.testing.otlp import OtlpMetricsReceiver
+from meshplane.shared.testing.otlp import OtlpReceiver
 
 pytestmark = pytest.mark.timeout(60)
 
 
 @pytest.fixture
-def receiver() -> Iterator[OtlpMetricsReceiver]:
-    r = OtlpMetricsReceiver().start()
+def receiver() -> Iterator[OtlpReceiver]:
+    r = OtlpReceiver().start()
     yield r
     r.stop()
 
@@ -52,9 +52,7 @@ def test_registry_becomes_otel_sums_gauges_and_histograms() -> None:
     assert (point.count, point.sum) == (4, pytest.approx(4.25))  # type: ignore[union-attr]
 
 
-def test_otlp_export_reaches_a_real_receiver(
-    receiver: OtlpMetricsReceiver, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_otlp_export_reaches_a_real_receiver(receiver: OtlpReceiver, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OTEL_METRICS_EXPORTER", "otlp")
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint)
     monkeypatch.setenv("OTEL_METRIC_EXPORT_INTERVAL", "200")
@@ -82,7 +80,7 @@ def test_nothing_exported_unless_asked(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_galley_process_exports_its_metrics_over_otlp(
-    receiver: OtlpMetricsReceiver, nats_server: NatsServer, tmp_path: Path
+    receiver: OtlpReceiver, nats_server: NatsServer, tmp_path: Path
 ) -> None:
     """A real ``meshplane-galley`` exports its galley_* registry when OTEL_METRICS_EXPORTER=otlp."""
     config = tmp_path / "config"

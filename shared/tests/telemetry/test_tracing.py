@@ -14,6 +14,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from meshplane.shared.bus import inject_headers
 from meshplane.shared.telemetry import FileSpanExporter, start_span_from_headers
 from meshplane.shared.telemetry.tracing import carried_context, record_span
+from meshplane.shared.testing.otlp import OtlpReceiver
 
 
 def test_span_from_headers_continues_the_trace(tmp_path: Path) -> None:
@@ -69,3 +70,21 @@ def test_trace_file_from_environment(tmp_path: Path) -> None:
     subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=60)
     (span,) = map(json.loads, out.read_text().splitlines())
     assert (span["name"], span["service"]) == ("hello", "svc")
+
+
+def test_otlp_trace_export_from_standard_variables(tmp_path: Path) -> None:
+    """OTEL_TRACES_EXPORTER=otlp + OTEL_EXPORTER_OTLP_ENDPOINT: spans reach a real OTLP receiver."""
+    receiver = OtlpReceiver().start()
+    try:
+        code = (
+            "from meshplane.shared.telemetry import configure_tracing\n"
+            "p = configure_tracing('meshplane-pilot')\n"
+            "with p.get_tracer('t').start_as_current_span('pilot.push'): pass\n"
+            "p.shutdown()\n"
+        )
+        env = dict(os.environ, OTEL_TRACES_EXPORTER="otlp", OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint)
+        env.pop("MESHPLANE_TRACE_FILE", None)
+        subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=60)
+        assert receiver.traces.span_names == [("meshplane-pilot", "pilot.push")]
+    finally:
+        receiver.stop()
