@@ -73,12 +73,14 @@ def test_cni_agent_only_reads_pods(rendered: Manifests) -> None:
     assert grants(rules_of(rendered, "cni-agent")) == {("", "pods", verb) for verb in READ}
 
 
-def test_node_agent_has_no_rbac_and_only_a_ca_audience_token(rendered: Manifests) -> None:
+def test_node_agent_has_no_rbac_and_no_identity_of_its_own(rendered: Manifests) -> None:
+    """Per node, the agent must never lend its own token to the workloads it serves."""
     assert rules_of(rendered, "node-agent") == []
     pod = rendered.one("DaemonSet", "node-agent")["spec"]["template"]["spec"]
     assert pod["automountServiceAccountToken"] is False
-    (projected,) = [v["projected"] for v in pod["volumes"] if "projected" in v]
-    assert projected["sources"][0]["serviceAccountToken"]["audience"] == "istio-ca"
+    assert not [v for v in pod["volumes"] if "projected" in v]
+    (agent,) = [c for c in pod["containers"] if c["name"] == "node-agent"]
+    assert not [a for a in agent["args"] if a.startswith("--token-file")]
 
 
 def test_no_role_grants_wildcard_verbs_or_secrets(rendered: Manifests) -> None:

@@ -12,9 +12,10 @@ import grpc
 import jwt
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from meshplane.citadel.testing import CitadelProcess, make_csr, private_pem
+from meshplane.ctl.token import make_token
 from meshplane.proto.istio.v1.auth import ca_pb2, ca_pb2_grpc
 
 pytestmark = pytest.mark.timeout(60)
@@ -56,6 +57,8 @@ def test_identity_comes_from_the_token_not_the_csr(
     root = x509.load_pem_x509_certificate(response.cert_chain[-1].encode())
     leaf.verify_directly_issued_by(root)
     assert root.subject.rfc4514_string() == "O=cluster.local"
+    expiry = citadel.metrics()["citadel_server_root_cert_expiry_timestamp"]
+    assert expiry == root.not_valid_after_utc.timestamp()
 
 
 def test_default_ttl_is_24h_and_requested_ttl_is_honoured(
@@ -94,8 +97,7 @@ def test_bad_callers_are_refused_and_nothing_is_issued(
 ) -> None:
     before = citadel.metrics()
     _, csr = make_csr()
-    expired = token_for(ttl=1)
-    time.sleep(1.5)
+    expired = token_for(ttl=-60)  # exp a minute ago
     cases = {
         "no token": None,
         "expired token": expired,
@@ -157,9 +159,7 @@ def test_client_certificate_from_another_ca_is_refused(
     other.start()
     try:
         key, csr = make_csr()
-        token = __import__("meshplane.ctl.token", fromlist=["make_token"]).make_token(
-            other.ca_dir, "default", "a", "istio-ca", 600
-        )
+        token = make_token(other.ca_dir, "default", "a", "istio-ca", 600)
         foreign = call(stub_factory(other.target, other.root_pem()), csr, token)
     finally:
         other.stop()
@@ -170,3 +170,21 @@ def test_client_certificate_from_another_ca_is_refused(
         call(mtls, make_csr()[1])
     # the TLS handshake itself fails: the certificate does not chain to this CA
     assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+
+
+def test_default_rsa_ca_signs_ec_and_rsa_csrs(
+    tmp_path: Path, stub_factory: Callable[..., ca_pb2_grpc.IstioCertificateServiceStub]
+) -> None:
+    rsa_ca = CitadelProcess(tmp_path / "ca", tmp_path / "citadel.log")  # default key type: RSA 2048
+    rsa_ca.start()
+    try:
+        stub = stub_factory(rsa_ca.target, rsa_ca.root_pem())
+        token = make_token(rsa_ca.ca_dir, "default", "a", "istio-ca", 600)
+        for key_type in ("ec", "rsa"):
+            chain = call(stub, make_csr(key_type=key_type)[1], token).cert_chain
+            root = x509.load_pem_x509_certificate(chain[-1].encode())
+            assert isinstance(root.public_key(), rsa.RSAPublicKey)
+            x509.load_pem_x509_certificate(chain[0].encode()).verify_directly_issued_by(root)
+            assert uris(chain[0]) == [SA_A]
+    finally:
+        rsa_ca.stop()

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from meshplane.citadel.testing import CitadelProcess
-from meshplane.shared.bus import Buckets, Bus, EventType
-from meshplane.shared.natsserver import NatsServer
+from meshplane.shared.bus import Buckets, Bus, BusOptions, EventType
+from meshplane.shared.natsserver import NatsServer, free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
 
@@ -47,3 +47,31 @@ async def test_trust_bundle_on_bus_follows_root_rotation(
     # after rotation: the new root (now in root-cert.pem) first, the old one still trusted
     assert rotated[0] == root_file
     assert first[0] in rotated
+
+
+async def test_citadel_serves_without_the_bus_and_publishes_once_it_appears(tmp_path: Path) -> None:
+    nats = NatsServer(store_dir=tmp_path / "nats", port=free_port())
+    citadel = CitadelProcess(
+        tmp_path / "ca",
+        tmp_path / "citadel.log",
+        args=["--nats-url", nats.url],
+        env={"CITADEL_CA_KEY_TYPE": "ec"},
+    )
+    await asyncio.to_thread(citadel.start)  # ready although the bus is not there
+    try:
+        assert citadel.proc is not None and citadel.proc.poll() is None
+        await asyncio.to_thread(nats.start)
+        bus = await Bus.connect(BusOptions(url=nats.url))
+        try:
+            roots: list[str] = []
+            async with asyncio.timeout(40), Buckets(bus).trust.watch() as watch:
+                async for event in watch:
+                    if event.type is EventType.PUT and event.key == "cluster.local" and event.value:
+                        roots = list(event.value.root_certs_pem)
+                        break
+        finally:
+            await bus.close()
+        assert roots == [citadel.root_pem().decode()]
+    finally:
+        await asyncio.to_thread(citadel.stop)
+        nats.stop()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import subprocess
+import sys
 from pathlib import Path
 
 import jwt
@@ -18,6 +20,7 @@ from meshplane.citadel.ca.keycert import create_self_signed, load_bundle
 from meshplane.citadel.ca.signer import issue_chain, parse_csr
 from meshplane.citadel.durations import parse_duration
 from meshplane.citadel.server.local_issuer import ensure_local_issuer
+from meshplane.citadel.server.tls import SERVING_TTL, ServingCredentials, serving_pair
 from meshplane.citadel.settings import parse_settings
 from meshplane.citadel.testing import make_csr
 from meshplane.ctl.main import main as meshctl
@@ -47,6 +50,9 @@ def test_settings_defaults_are_istios() -> None:
     assert s.root_grace_percentile == 20
     assert s.audiences == ("istio-ca",)
     assert s.trust_domain == "cluster.local"
+    assert not s.token_review and not s.kubernetes
+    in_pod = parse_settings(["--ca-dir", "x"], environ={"KUBERNETES_SERVICE_HOST": "10.96.0.1"})
+    assert in_pod.token_review and in_pod.kubernetes
 
 
 @pytest.mark.parametrize(
@@ -151,3 +157,30 @@ def test_meshctl_token_without_citadel_dir(tmp_path: Path, capsys: pytest.Captur
     assert meshctl(["token", "--ca-dir", str(tmp_path / "nope"), "-n", "a", "--service-account", "b"]) == 1
     err = capsys.readouterr().err
     assert "not found" in err and "Traceback" not in err
+
+
+def test_citadel_with_broken_ca_files_exits_with_a_clear_message(tmp_path: Path) -> None:
+    (tmp_path / "ca-key.pem").write_text("junk")
+    out = subprocess.run(
+        [sys.executable, "-m", "meshplane.citadel", "--ca-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 1
+    assert "ca-key.pem" in out.stderr and "not an unencrypted PEM private key" in out.stderr
+    assert "Traceback" not in out.stderr + out.stdout
+
+
+def test_serving_certificate_sans_and_renewal_schedule(tmp_path: Path) -> None:
+    create_self_signed(tmp_path, "cluster.local", "ec", dt.timedelta(days=3650))
+    bundle = load_bundle(tmp_path)
+    _, chain = serving_pair(bundle, ("citadel.mesh.svc", "10.0.0.7"))
+    leaf = x509.load_pem_x509_certificate(chain)
+    san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert {"istio-ca", "localhost", "citadel.mesh.svc"} <= set(san.get_values_for_type(x509.DNSName))
+    assert {str(ip) for ip in san.get_values_for_type(x509.IPAddress)} >= {"127.0.0.1", "10.0.0.7"}
+    leaf.verify_directly_issued_by(bundle.root)
+    serving = ServingCredentials(bundle, ())
+    assert not serving.due(serving.issued + SERVING_TTL / 2 - dt.timedelta(seconds=1))
+    assert serving.due(serving.issued + SERVING_TTL / 2)

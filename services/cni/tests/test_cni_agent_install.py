@@ -108,3 +108,26 @@ def test_no_config_writes_our_own_then_moves_into_the_real_one(tmp_path: Path) -
         assert a.stop() == 0
     assert read(conf_dir / "10-calico.conflist") == CALICO
     assert not own.exists()
+
+
+def test_daemonset_args_are_the_agents_and_share_the_socket_dir_with_the_host(tmp_path: Path) -> None:
+    import yaml
+
+    from meshplane.cni.agent.__main__ import parse_args
+    from meshplane.cni.agent.install import Installer
+
+    manifest = Path(__file__).parents[3] / "k8s" / "base" / "cni" / "cni.yaml"
+    daemonset = next(d for d in yaml.safe_load_all(manifest.read_text()) if d["kind"] == "DaemonSet")
+    pod = daemonset["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    args = parse_args(container["args"])
+    host_paths = {v["name"]: v["hostPath"]["path"] for v in pod["volumes"] if "hostPath" in v}
+    mounts = {m["mountPath"]: host_paths.get(m["name"]) for m in container["volumeMounts"]}
+    assert mounts[str(args.run_dir)] == str(args.run_dir), "the plugin on the host finds the socket there"
+    assert mounts[str(args.cni_conf_dir)] == args.host_cni_conf_dir
+    installer = Installer(
+        tmp_path / "bin", tmp_path / "conf", args.run_dir, host_conf_dir=Path(args.host_cni_conf_dir)
+    )
+    entry = installer.entry()
+    assert entry["kubernetes"]["kubeconfig"] == f"{args.host_cni_conf_dir}/ZZZ-meshplane-cni-kubeconfig"
+    assert entry["cni_agent_run_dir"] == str(args.run_dir)

@@ -62,6 +62,7 @@ def test_version_lists_the_versions_istio_templates_use() -> None:
         (env(), {"prevResult": {"ips": [{"address": "300.1.1.1/24"}]}}, 6, "prevResult.ips[0].address"),
         (env(), {"prevResult": {"ips": "10.0.0.1"}}, 6, "prevResult.ips"),
         (env(), {"exclude_namespaces": "default"}, 7, "exclude_namespaces"),
+        (env(CNI_ARGS="K8S_POD_NAMESPACE=default;K8S_POD_NAME=../../x y"), None, 4, "K8S_POD_NAME"),
     ],
 )
 def test_bad_input_is_a_cni_error_naming_what_is_wrong(
@@ -104,3 +105,51 @@ def test_del_of_a_gone_netns_succeeds(tmp_path: Path) -> None:
 def test_check_needs_0_4_0(tmp_path: Path) -> None:
     exit_code, out = call(env("CHECK"), conf(tmp_path, cniVersion="0.3.1"))
     assert exit_code == 1 and out["code"] == 1 and "0.4.0" in out["msg"]
+
+
+def test_plugin_path_imports_only_the_stdlib_and_its_own_modules() -> None:
+    """The runtime starts the plugin once per pod: nothing heavy may load on its path."""
+    import subprocess
+    import sys
+
+    import meshplane.cni.plugin.main as plugin_main
+
+    root = str(Path(plugin_main.__file__).resolve().parents[3])
+    code = (
+        f"import sys; sys.path.insert(0, {root!r}); before = set(sys.modules)\n"
+        "import meshplane.cni.plugin.main, meshplane.cni.plugin.add, meshplane.cni.plugin.delete\n"
+        "import meshplane.cni.plugin.check\n"
+        "print('\\n'.join(sorted(set(sys.modules) - before)))"
+    )
+    out = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    loaded = out.stdout.split()
+    ours = [m for m in loaded if m.startswith("meshplane")]
+    assert set(ours) <= {
+        "meshplane",
+        "meshplane.cni",
+        "meshplane.cni.netns",
+        "meshplane.cni.plugin",
+        "meshplane.cni.rules",
+        *(m for m in ours if m.startswith(("meshplane.cni.plugin.", "meshplane.cni.rules."))),
+    }
+    heavy = (
+        "pydantic",
+        "nats",
+        "kubernetes",
+        "yaml",
+        "google",
+        "grpc",
+        "meshplane.shared",
+        "asyncio",
+        "dataclasses",
+    )
+    assert not [m for m in loaded if m.startswith(heavy)]
+    stdlib = set(sys.stdlib_module_names)
+    assert not [
+        m
+        for m in loaded
+        if not m.startswith("meshplane")
+        and m.split(".")[0].lstrip("_") not in stdlib
+        and m.split(".")[0] not in stdlib
+    ]

@@ -70,9 +70,11 @@ async def test_agent_socket_serves_pods_and_takes_events(tmp_path: Path) -> None
     cache = PodCache()
     await apply_list(cache, (K8S / "podlist-node-1.json").read_bytes())
     events: list[dict[str, object]] = []
+    handled = asyncio.Event()
 
     async def on_event(event: dict[str, object]) -> None:
         events.append(event)
+        handled.set()
 
     socket_path = tmp_path / "run" / "agent.sock"
     server = AgentServer(socket_path, cache, on_event, pod_wait=3.0)
@@ -88,7 +90,11 @@ async def test_agent_socket_serves_pods_and_takes_events(tmp_path: Path) -> None
         await asyncio.sleep(0.1)
         await cache.upsert(PodInfo(namespace="bookinfo", name="late"))
         assert (await late) == PodInfo(namespace="bookinfo", name="late").to_json()
+        dispatch = asyncio.create_task(server.dispatch_events())
         await asyncio.to_thread(agentclient.report, sock, {"type": "ADD", "name": "x", "captured": True})
+        async with asyncio.timeout(10):
+            await handled.wait()
+        dispatch.cancel()
         assert events == [{"type": "ADD", "name": "x", "captured": True}]
         server.pod_wait = 0.1
         assert await asyncio.to_thread(agentclient.fetch_pod, sock, "bookinfo", "nope") is None

@@ -22,6 +22,8 @@ from meshplane.citadel.testing import (
     ServiceProcess,
     client_bootstrap,
     server_bootstrap,
+    with_sds_token,
+    with_sds_token_file,
 )
 from meshplane.ctl.token import make_token
 from meshplane.shared.natsserver import NatsServer
@@ -71,7 +73,12 @@ def app_port() -> Iterator[int]:
 def make_mesh(tmp_path: Path, app_port: int) -> Iterator[Callable[..., Mesh]]:
     started: list[ServiceProcess | NatsServer] = []
 
-    def make(cert_ttl: str = "24h", citadel_env: dict[str, str] | None = None, nats: bool = False) -> Mesh:
+    def make(
+        cert_ttl: str = "24h",
+        citadel_env: dict[str, str] | None = None,
+        nats: bool = False,
+        per_node: bool = False,
+    ) -> Mesh:
         bus_args: list[str] = []
         if nats:
             server = NatsServer(store_dir=tmp_path / "nats", log_file=tmp_path / "nats.log")
@@ -83,33 +90,38 @@ def make_mesh(tmp_path: Path, app_port: int) -> Iterator[Callable[..., Mesh]]:
         citadel.start()
         started.append(citadel)
         root = tmp_path / "ca" / "root-cert.pem"
+        tokens = {
+            sa: make_token(tmp_path / "ca", "default", sa, "istio-ca", 3600) for sa in ("client", "server")
+        }
         agents = []
-        for sa in ("client", "server"):
-            token = make_token(tmp_path / "ca", "default", sa, "istio-ca", 3600)
+        # one agent per workload (local mode), or one for both (per node: tokens on the SDS streams)
+        for sa in ("client",) if per_node else ("client", "server"):
             agent = NodeAgentProcess(
-                tmp_path / sa, citadel.target, root, token, args=["--cert-ttl", cert_ttl, *bus_args]
+                tmp_path / sa,
+                citadel.target,
+                root,
+                None if per_node else tokens[sa],
+                args=["--cert-ttl", cert_ttl, *bus_args],
             )
             agent.start()
             started.append(agent)
             agents.append(agent)
         c_admin, c_listen, s_admin, s_listen = EnvoyProcess.ports(4)
-        server_envoy = EnvoyProcess(
-            tmp_path / "server-envoy",
-            server_bootstrap(s_admin, s_listen, app_port, agents[1].socket, "cluster.local"),
-            s_admin,
-        )
-        client_envoy = EnvoyProcess(
-            tmp_path / "client-envoy",
-            client_bootstrap(c_admin, c_listen, s_listen, agents[0].socket, SERVER_ID),
-            c_admin,
-        )
+        server_config = server_bootstrap(s_admin, s_listen, app_port, agents[-1].socket, "cluster.local")
+        client_config = client_bootstrap(c_admin, c_listen, s_listen, agents[0].socket, SERVER_ID)
+        if per_node:  # the client's token inline, the server's from a file Envoy re-reads
+            with_sds_token(client_config, tokens["client"])
+            (tmp_path / "server-token").write_text(tokens["server"])
+            with_sds_token_file(server_config, tmp_path / "server-token", agents[-1].socket)
+        server_envoy = EnvoyProcess(tmp_path / "server-envoy", server_config, s_admin)
+        client_envoy = EnvoyProcess(tmp_path / "client-envoy", client_config, c_admin)
         for envoy in (server_envoy, client_envoy):
             envoy.start()
             started.append(envoy)
         for envoy in (server_envoy, client_envoy):
             envoy.wait_ready()
         return Mesh(
-            citadel, agents[0], agents[1], client_envoy, server_envoy, f"http://127.0.0.1:{c_listen}/"
+            citadel, agents[0], agents[-1], client_envoy, server_envoy, f"http://127.0.0.1:{c_listen}/"
         )
 
     try:

@@ -145,3 +145,37 @@ def test_not_injected_pod_is_left_alone(node_agent: AgentProcess) -> None:
         )
         assert (code, out) == (0, prev)
         assert not [line for line in pod.save("nat") if "ISTIO" in line]
+
+
+def test_tproxy_mode_sets_up_and_removes_policy_routing(node_agent: AgentProcess) -> None:
+    with pod_netns(ipv6=True) as pod:
+        conf = netconf(node_agent.run_dir, prev_result(pod, ipv6=True))
+        assert run_plugin("ADD", conf, pod.path, ("default", "tproxy"))[0] == 0
+        for flag in ("-4", "-6"):
+            assert "fwmark 0x539 lookup 133" in pod.exec("ip", flag, "rule", "show")
+            assert "local default dev lo" in pod.exec("ip", flag, "route", "show", "table", "133")
+        assert run_plugin("CHECK", conf, pod.path, ("default", "tproxy")) == (0, None)
+        pod.exec("ip", "-4", "rule", "del", "fwmark", "1337", "lookup", "133")
+        code, out = run_plugin("CHECK", conf, pod.path, ("default", "tproxy"))
+        assert code == 1 and "fwmark 1337 lookup 133" in out["details"]
+        assert run_plugin("ADD", conf, pod.path, ("default", "tproxy"))[0] == 0
+        assert run_plugin("CHECK", conf, pod.path, ("default", "tproxy")) == (0, None)
+        assert run_plugin("DEL", conf, pod.path, ("default", "tproxy")) == (0, None)
+        for flag in ("-4", "-6"):
+            assert "lookup 133" not in pod.exec("ip", flag, "rule", "show")
+            assert pod.exec("ip", flag, "route", "show", "table", "133").strip() == ""
+        assert not [line for line in pod.save("mangle") if "ISTIO" in line]
+
+
+def test_failure_in_the_second_family_rolls_the_first_back(node_agent: AgentProcess) -> None:
+    """A foreign rule that pins a stale ISTIO_ chain in the IPv6 nat table makes the IPv6 restore
+    fail (the chain cannot be deleted): the IPv4 rules already applied are taken away again."""
+    with pod_netns(ipv6=True) as pod:
+        pod.exec("ip6tables", "-t", "nat", "-N", "ISTIO_STALE")
+        pod.exec("ip6tables", "-t", "nat", "-N", "KUBE-OTHER")
+        pod.exec("ip6tables", "-t", "nat", "-A", "KUBE-OTHER", "-j", "ISTIO_STALE")
+        conf = netconf(node_agent.run_dir, prev_result(pod, ipv6=True))
+        code, out = run_plugin("ADD", conf, pod.path, ("default", "dual-stack"))
+        assert code == 1 and out["code"] == 101 and "ip6tables-restore" in out["msg"]
+        assert not [line for line in pod.save("nat") if "ISTIO" in line], "no half-applied IPv4 rules"
+        assert "-A KUBE-OTHER -j ISTIO_STALE" in pod.save("nat", v6=True)

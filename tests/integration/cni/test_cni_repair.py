@@ -10,8 +10,10 @@ from pathlib import Path
 import pytest
 
 from meshplane.cni.agent.events import CNI_BUCKET
+from meshplane.cni.plugin import agentclient
 from meshplane.cni.rules.iptables import parse_save, render
 from meshplane.cni.testing import (
+    AgentProcess,
     agent,
     netconf,
     pod_netns,
@@ -42,6 +44,10 @@ def bus_event(url: str, node: str, namespace: str, pod: str) -> cni_pb2.CNIEvent
     return asyncio.run(read())
 
 
+def sweeps_done(a: AgentProcess) -> int:
+    return int(str(agentclient.health(str(a.run_dir / "agent.sock"))["repair_sweeps"]))
+
+
 def ours(pod: object) -> str:
     return render(parse_save(pod.exec("iptables-save", "-t", "nat")))  # type: ignore[attr-defined]
 
@@ -50,7 +56,7 @@ def test_pod_started_before_the_agent_is_repaired(tmp_path: Path, nats_server: N
     with pod_netns() as pod:
         injected = pod_object("early", ip=pod.ip, nodeName="node-1")
         other_node = pod_object("elsewhere", ip=pod.ip, nodeName="node-2")
-        args = ["--node-name=node-1", f"--bus-url={nats_server.url}", "--repair-interval=0.3"]
+        args = ["--node-name=node-1", f"--nats-url={nats_server.url}", "--repair-interval=0.3"]
         with agent(tmp_path, [injected, other_node], *args):
             wait(lambda: ours(pod) == GOLDEN, 60, "repaired rules")
             event = wait(lambda: bus_event(nats_server.url, "node-1", "default", "early"), 30, "bus event")
@@ -63,7 +69,7 @@ def test_repair_off_reports_broken_pod_and_leaves_netns_alone(
     tmp_path: Path, nats_server: NatsServer
 ) -> None:
     with pod_netns() as pod:
-        args = [f"--bus-url={nats_server.url}", "--repair=false", "--repair-interval=0.3", "--node-name=n1"]
+        args = [f"--nats-url={nats_server.url}", "--repair=false", "--repair-interval=0.3", "--node-name=n1"]
         with agent(tmp_path, [pod_object("early", ip=pod.ip)], *args):
             event = wait(lambda: bus_event(nats_server.url, "n1", "default", "early"), 60, "bus event")
             assert event.kind == Kind.BROKEN and "no capture rules" in event.reason
@@ -76,7 +82,7 @@ def test_plugin_add_is_published_and_not_repaired_twice(tmp_path: Path, nats_ser
             pod_object("web", ip=pod.ip),
             pod_object("plain", annotations={"sidecar.istio.io/inject": "false"}),
         ]
-        args = [f"--bus-url={nats_server.url}", "--node-name=n1", "--repair-interval=0.3"]
+        args = [f"--nats-url={nats_server.url}", "--node-name=n1", "--repair-interval=0.3"]
         with agent(tmp_path, pods, *args) as a:
             code, out = run_plugin("ADD", netconf(a.run_dir, prev_result(pod)), pod.path, ("default", "web"))
             assert code == 0, out
@@ -85,6 +91,8 @@ def test_plugin_add_is_published_and_not_repaired_twice(tmp_path: Path, nats_ser
             assert run_plugin("ADD", netconf(a.run_dir, None), pod.path, ("default", "plain"))[0] == 0
             skipped = wait(lambda: bus_event(nats_server.url, "n1", "default", "plain"), 30, "skip event")
             assert skipped.kind == Kind.SKIPPED and "inject" in skipped.reason
+            sweeps = sweeps_done(a)
+            wait(lambda: sweeps_done(a) >= sweeps + 2, 30, "two more repair sweeps")
             assert run_plugin("DEL", netconf(a.run_dir, None), pod.path, ("default", "web"))[0] == 0
             wait(
                 lambda: bus_event(nats_server.url, "n1", "default", "web").kind == Kind.DELETED,  # type: ignore[union-attr]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 
 import grpc
@@ -28,6 +29,8 @@ from meshplane.proto.istio.v1.auth import ca_pb2_grpc
 from meshplane.shared.telemetry import configure_metrics
 
 log = logging.getLogger(__name__)
+
+SERVING_CHECK_SECONDS = 3600.0
 
 
 def prepare_authority(settings: Settings) -> LocalAuthority:
@@ -58,8 +61,18 @@ def build_authenticators(settings: Settings, authority: LocalAuthority) -> list[
     return authenticators
 
 
-async def run(settings: Settings, stop: asyncio.Event) -> None:
-    authority = prepare_authority(settings)
+async def _renew_serving(authority: LocalAuthority, serving: ServingCredentials, stop: asyncio.Event) -> None:
+    """Re-issue Citadel's own serving certificate at half its lifetime (CA changes re-issue it too)."""
+    while not stop.is_set():
+        try:
+            await asyncio.wait_for(stop.wait(), SERVING_CHECK_SECONDS)
+        except TimeoutError:
+            if serving.due(dt.datetime.now(dt.UTC)):
+                serving.update(authority.bundle)
+                log.info("re-issued the serving certificate")
+
+
+async def run(settings: Settings, authority: LocalAuthority, stop: asyncio.Event) -> None:
     metrics = CitadelMetrics()
     registry = CollectorRegistry()
     registry.register(metrics)
@@ -102,6 +115,7 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
                 ),
                 name="root-rotator",
             )
+            tg.create_task(_renew_serving(authority, serving, stop), name="serving-cert")
             if publisher is not None:
                 tg.create_task(publisher.run(stop), name="trust-publisher")
             if settings.kubernetes:

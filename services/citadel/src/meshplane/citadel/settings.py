@@ -76,8 +76,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="trust bearer JWTs from ISSUER, verified with the JWKS file or https URL",
     )
     p.add_argument("--no-local-issuer", action="store_true", help="do not trust the --ca-dir issuer key")
-    p.add_argument("--token-review", action="store_true", help="authenticate tokens with TokenReview")
-    p.add_argument("--kubernetes", action="store_true", help="in a cluster: publish istio-ca-root-cert")
+    p.add_argument(
+        "--token-review",
+        action="store_true",
+        help="authenticate tokens with TokenReview (default on when running in a Kubernetes pod)",
+    )
+    p.add_argument(
+        "--kubernetes",
+        action="store_true",
+        help="publish istio-ca-root-cert in every namespace (default on when running in a Kubernetes pod)",
+    )
     return p
 
 
@@ -115,6 +123,7 @@ def parse_settings(argv: list[str] | None, environ: Mapping[str, str] | None = N
         parser.error("CITADEL_SELF_SIGNED_ROOT_CERT_GRACE_PERIOD_PERCENTILE: expected a number")
     if not 0 < grace < 100:
         parser.error("CITADEL_SELF_SIGNED_ROOT_CERT_GRACE_PERIOD_PERCENTILE: must be between 0 and 100")
+    in_cluster = bool(environ.get("KUBERNETES_SERVICE_HOST"))
     key_type = args.ca_key_type or _env("CITADEL_CA_KEY_TYPE", environ)
     if key_type not in ("rsa", "ec"):
         parser.error(f"CITADEL_CA_KEY_TYPE: expected rsa or ec, got {key_type!r}")
@@ -136,6 +145,6 @@ def parse_settings(argv: list[str] | None, environ: Mapping[str, str] | None = N
         audiences=tuple(a.strip() for a in _env("TOKEN_AUDIENCES", environ).split(",") if a.strip()),
         jwt_issuers=issuers,
         local_issuer=not args.no_local_issuer,
-        token_review=args.token_review,
-        kubernetes=args.kubernetes,
+        token_review=args.token_review or in_cluster,
+        kubernetes=args.kubernetes or in_cluster,
     )

@@ -8,9 +8,10 @@ import logging
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from meshplane.citadel.buslink import connect_until_stopped
 from meshplane.citadel.ca.keycert import KeyCertBundle
 from meshplane.proto.bus.v1 import status_pb2
-from meshplane.shared.bus import Buckets, Bus, BusError, BusOptions
+from meshplane.shared.bus import Buckets, BusError
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +41,9 @@ class TrustPublisher:
         self._changed.set()
 
     async def run(self, stop: asyncio.Event) -> None:
-        bus = await Bus.connect(BusOptions(url=self._url, connect_timeout=30.0))
+        bus = await connect_until_stopped(self._url, stop, "trust bundle publishing")
+        if bus is None:
+            return
         try:
             trust = Buckets(bus).trust
             while not stop.is_set():

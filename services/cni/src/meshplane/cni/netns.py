@@ -10,7 +10,6 @@ rule set atomically.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 
 from meshplane.cni.rules.iptables import IPV6
@@ -25,10 +24,11 @@ class NetnsError(RuntimeError):
 
 
 def _tool(name: str) -> str:
-    found = shutil.which(name) or shutil.which(name, path=_SBIN)
-    if found is None:
-        raise NetnsError(f"{name} not found on PATH or in {_SBIN}")
-    return found
+    for directory in (os.environ.get("PATH", "") + ":" + _SBIN).split(":"):
+        candidate = os.path.join(directory, name)
+        if directory and os.access(candidate, os.X_OK):
+            return candidate
+    raise NetnsError(f"{name} not found on PATH or in {_SBIN}")
 
 
 def join(path: str) -> None:
@@ -73,10 +73,26 @@ class Netns:
             raise NetnsError(f"{os.path.basename(argv[0])} in {self.path} failed: {done.stderr.strip()}")
         return done.stdout
 
-    def save(self, family: int, tables: tuple[str, ...] = ("nat", "mangle")) -> str:
-        """``iptables-save`` of the given tables (joined into one text)."""
-        tool = _tool("ip6tables-save" if family == IPV6 else "iptables-save")
-        return "".join(self._run([tool, "-t", table]) for table in tables)
+    def save(self, family: int) -> str:
+        """``iptables-save`` of every table in the netns (one exec)."""
+        return self._run([_tool("ip6tables-save" if family == IPV6 else "iptables-save")])
+
+    def has_tproxy_routing(self, family: int, mark: int, table: int) -> bool:
+        """Whether the policy rule sending TPROXY-marked packets to ``table`` is in place."""
+        rules = self._run([_tool("ip"), "-6" if family == IPV6 else "-4", "rule", "show"])
+        return f"fwmark {mark:#x} lookup {table}" in rules
+
+    def set_tproxy_routing(self, family: int, mark: int, table: int, present: bool) -> None:
+        """Add (idempotently) or remove Istio's TPROXY routing: marked packets are local."""
+        ip = [_tool("ip"), "-6" if family == IPV6 else "-4"]
+        has_rule = self.has_tproxy_routing(family, mark, table)
+        if present:
+            if not has_rule:
+                self._run([*ip, "rule", "add", "fwmark", str(mark), "lookup", str(table)])
+            self._run([*ip, "route", "replace", "local", "default", "dev", "lo", "table", str(table)])
+        elif has_rule:
+            self._run([*ip, "rule", "del", "fwmark", str(mark), "lookup", str(table)])
+            self._run([*ip, "route", "flush", "table", str(table)])
 
     def restore(self, family: int, text: str) -> None:
         """Apply ``text`` with ``iptables-restore --noflush`` (atomic per table)."""

@@ -13,6 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
+from cryptography.hazmat.primitives.asymmetric import ec
+
 from meshplane.citadel.ca.errors import InvalidTTLError
 from meshplane.citadel.ca.keycert import KeyCertBundle, load_bundle
 from meshplane.citadel.ca.signer import issue_chain
@@ -79,5 +81,10 @@ class LocalAuthority:
         return ttl
 
     async def sign(self, csr_pem: str, identity: str, ttl_seconds: int) -> list[str]:
+        """Sign on the loop with an EC CA key (≈0.25 ms: a thread hop cost ~15 % more CPU per CSR in
+        ``benchmarks/ca``), in a thread with an RSA key (milliseconds)."""
         ttl = self.ttl_for(ttl_seconds)
-        return await asyncio.to_thread(issue_chain, self._bundle, csr_pem, identity, ttl)
+        bundle = self._bundle
+        if isinstance(bundle.key, ec.EllipticCurvePrivateKey):
+            return issue_chain(bundle, csr_pem, identity, ttl)
+        return await asyncio.to_thread(issue_chain, bundle, csr_pem, identity, ttl)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from cryptography import x509
@@ -42,6 +42,19 @@ class KeyCertBundle:
     #: Intermediates between ``cert`` and the root (neither included).
     intermediates: tuple[x509.Certificate, ...]
     roots: tuple[x509.Certificate, ...]
+    #: PEM forms, encoded once (they go into every response)
+    _roots_pem: tuple[str, ...] = field(init=False, repr=False, compare=False)
+    _chain_pem: tuple[str, ...] = field(init=False, repr=False, compare=False)
+    #: the Authority Key Identifier every certificate it signs carries
+    authority_key_id: x509.AuthorityKeyIdentifier = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        ski = x509.SubjectKeyIdentifier.from_public_key(self.cert.public_key())
+        aki = x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski)
+        object.__setattr__(self, "authority_key_id", aki)
+        object.__setattr__(self, "_roots_pem", tuple(to_pem(c) for c in self.roots))
+        chain = () if self.cert == self.roots[0] else (self.cert, *self.intermediates)
+        object.__setattr__(self, "_chain_pem", tuple(to_pem(c) for c in chain))
 
     @property
     def root(self) -> x509.Certificate:
@@ -52,13 +65,15 @@ class KeyCertBundle:
         return self.cert == self.root
 
     def roots_pem(self) -> list[str]:
-        return [to_pem(c) for c in self.roots]
+        return list(self._roots_pem)
+
+    @property
+    def root_pem(self) -> str:
+        return self._roots_pem[0]
 
     def chain_pem(self) -> list[str]:
         """Signing cert and intermediates up to, not including, the root (empty if self-signed)."""
-        if self.self_signed:
-            return []
-        return [to_pem(self.cert), *(to_pem(c) for c in self.intermediates)]
+        return list(self._chain_pem)
 
     def fingerprint(self) -> str:
         """Changes whenever the key, the signing cert or the set of roots changes."""

@@ -66,7 +66,6 @@ def sign_leaf(
     sans += [x509.DNSName(d) for d in dns_names or []]
     sans += [x509.IPAddress(ipaddress.ip_address(i)) for i in ips or []]
     subject = x509.Name([]) if uris else x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "istio-ca")])
-    issuer_ski = x509.SubjectKeyIdentifier.from_public_key(bundle.cert.public_key())
     return (
         x509.CertificateBuilder()
         .subject_name(subject)
@@ -79,9 +78,7 @@ def sign_leaf(
         .add_extension(_LEAF_USAGE, critical=True)
         .add_extension(_LEAF_EKU, critical=False)
         .add_extension(x509.SubjectAlternativeName(sans), critical=not subject)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(issuer_ski), critical=False
-        )
+        .add_extension(bundle.authority_key_id, critical=False)
         .sign(bundle.key, hashes.SHA256())
     )
 
@@ -89,6 +86,7 @@ def sign_leaf(
 def issue_chain(bundle: KeyCertBundle, csr_pem: str, identity: str, ttl: dt.timedelta) -> list[str]:
     """CSR → ``[leaf, intermediates..., root]`` PEMs for ``identity`` (a SPIFFE URI)."""
     key = parse_csr(csr_pem).public_key()
-    assert isinstance(key, ec.EllipticCurvePublicKey | rsa.RSAPublicKey)  # parse_csr checked it
+    if not isinstance(key, ec.EllipticCurvePublicKey | rsa.RSAPublicKey):
+        raise InvalidCSRError("CSR key must be EC or RSA")
     leaf = sign_leaf(bundle, key, [identity], ttl)
-    return [to_pem(leaf), *bundle.chain_pem(), to_pem(bundle.root)]
+    return [to_pem(leaf), *bundle.chain_pem(), bundle.root_pem]

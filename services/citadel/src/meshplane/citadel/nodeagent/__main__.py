@@ -12,12 +12,11 @@ import grpc
 from envoy.service.secret.v3 import sds_pb2_grpc
 from prometheus_client import REGISTRY
 
-from meshplane.citadel.nodeagent.cache import SecretCache
-from meshplane.citadel.nodeagent.caclient import CAClient
-from meshplane.citadel.nodeagent.rotation import Rotator
+from meshplane.citadel.nodeagent.caclient import CAClient, file_token
 from meshplane.citadel.nodeagent.sds import SecretDiscoveryServicer
 from meshplane.citadel.nodeagent.settings import AgentSettings, parse_agent_settings
 from meshplane.citadel.nodeagent.trust import follow_trust_bundle
+from meshplane.citadel.nodeagent.workloads import Workloads
 from meshplane.shared.lifecycle import run_service
 from meshplane.shared.telemetry import configure_logging, configure_metrics, configure_tracing
 
@@ -25,15 +24,15 @@ log = logging.getLogger("meshplane.citadel.nodeagent")
 
 
 async def serve(settings: AgentSettings, stop: asyncio.Event) -> None:
-    cache = SecretCache()
-    client = CAClient(settings.ca_addr, settings.ca_root, settings.token_file)
-    rotator = Rotator(cache, client, settings.key_type, settings.cert_ttl)
+    client = CAClient(settings.ca_addr, settings.ca_root)
+    default_token = file_token(settings.token_file) if settings.token_file else None
+    workloads = Workloads(client, settings.key_type, settings.cert_ttl, default_token)
     socket = settings.sds_socket
     socket.parent.mkdir(parents=True, exist_ok=True)
     with contextlib.suppress(FileNotFoundError):
         socket.unlink()
     server = grpc.aio.server()
-    sds_pb2_grpc.add_SecretDiscoveryServiceServicer_to_server(SecretDiscoveryServicer(cache), server)
+    sds_pb2_grpc.add_SecretDiscoveryServiceServicer_to_server(SecretDiscoveryServicer(workloads), server)
     old_umask = os.umask(0o177)  # the socket is created 0600: only this user (Envoy's) may dial it
     try:
         server.add_insecure_port(f"unix:{socket}")
@@ -43,10 +42,11 @@ async def serve(settings: AgentSettings, stop: asyncio.Event) -> None:
     log.info("serving SDS on %s", socket)
     try:
         async with asyncio.TaskGroup() as tg:
-            tg.create_task(rotator.run(stop), name="rotation")
+            await workloads.start_default()
             if settings.nats_url:
                 tg.create_task(
-                    follow_trust_bundle(settings.nats_url, settings.trust_domain, cache, stop), name="trust"
+                    follow_trust_bundle(settings.nats_url, settings.trust_domain, workloads, stop),
+                    name="trust",
                 )
             await stop.wait()
             raise _Stop
@@ -54,6 +54,7 @@ async def serve(settings: AgentSettings, stop: asyncio.Event) -> None:
         pass
     finally:
         await server.stop(grace=1.0)
+        await workloads.close()
         await client.close()
         with contextlib.suppress(FileNotFoundError):
             socket.unlink()

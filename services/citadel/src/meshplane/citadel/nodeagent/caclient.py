@@ -1,12 +1,13 @@
 """Talking to Citadel: send a CSR with the workload's token, get ``[leaf, ..., root]`` back.
 
-The token file is re-read for every request (projected tokens are refreshed by the kubelet), and
+A token file is re-read for every request (projected tokens are refreshed by the kubelet), and
 Citadel's root file is re-read whenever the channel is rebuilt after a failure.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import grpc
@@ -26,11 +27,22 @@ class CAClientError(Exception):
         self.retryable = retryable
 
 
+def file_token(path: Path) -> Callable[[], str]:
+    """A token source reading ``path`` at every call."""
+
+    def read() -> str:
+        try:
+            return path.read_text().strip()
+        except OSError as exc:
+            raise CAClientError(f"cannot read --token-file {path}: {exc}", retryable=True) from exc
+
+    return read
+
+
 class CAClient:
-    def __init__(self, ca_addr: str, ca_root: Path, token_file: Path) -> None:
+    def __init__(self, ca_addr: str, ca_root: Path) -> None:
         self._addr = ca_addr
         self._root_file = ca_root
-        self._token_file = token_file
         self._channel: grpc.aio.Channel | None = None
 
     def _stub(self) -> ca_pb2_grpc.IstioCertificateServiceStub:
@@ -50,13 +62,7 @@ class CAClient:
             await self._channel.close()
             self._channel = None
 
-    async def sign(self, csr_pem: str, ttl_seconds: int) -> list[str]:
-        try:
-            token = self._token_file.read_text().strip()
-        except OSError as exc:
-            raise CAClientError(
-                f"cannot read --token-file {self._token_file}: {exc}", retryable=True
-            ) from exc
+    async def sign(self, csr_pem: str, ttl_seconds: int, token: str) -> list[str]:
         request = ca_pb2.IstioCertificateRequest(csr=csr_pem, validity_duration=ttl_seconds)
         try:
             response = await self._stub().CreateCertificate(

@@ -11,6 +11,7 @@ import asyncio
 import datetime as dt
 import logging
 import random
+from collections.abc import Callable
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -46,15 +47,23 @@ def refresh_delay(cert: WorkloadCert, now: dt.datetime) -> float:
 
 
 class Rotator:
-    def __init__(self, cache: SecretCache, client: CAClient, key_type: str, ttl: dt.timedelta) -> None:
+    def __init__(
+        self,
+        cache: SecretCache,
+        client: CAClient,
+        key_type: str,
+        ttl: dt.timedelta,
+        token: Callable[[], str],
+    ) -> None:
         self._cache = cache
         self._client = client
+        self._token = token
         self._key_type = key_type
         self._ttl = int(ttl.total_seconds())
 
     async def fetch(self) -> WorkloadCert:
         key_pem, csr = await asyncio.to_thread(make_key_and_csr, self._key_type)
-        chain = await self._client.sign(csr, self._ttl)
+        chain = await self._client.sign(csr, self._ttl, self._token())
         cert = WorkloadCert.from_chain(key_pem, chain, dt.datetime.now(dt.UTC))
         await self._cache.set_cert(cert)
         log.info("workload certificate %s issued, expires %s", cert.version, cert.not_after.isoformat())

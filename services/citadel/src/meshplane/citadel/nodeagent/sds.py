@@ -1,16 +1,18 @@
 """Envoy's SecretDiscoveryService (SotW ``StreamSecrets``, ``DeltaSecrets``, ``FetchSecrets``).
 
-Each stream keeps what it sent per resource name and pushes again whenever the cache has a
-newer version of a subscribed secret (a rotated ``default``, a changed ``ROOTCA``). Names the
-agent does not know are never answered, as Istio's agent does.
+Each stream belongs to one workload (see ``workloads``), keeps what it sent per resource name
+and pushes again whenever that workload's cache has a newer version of a subscribed secret (a
+rotated ``default``, a changed ``ROOTCA``). Names the agent does not know are never answered,
+as Istio's agent does.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any, TypeAlias
 
 import grpc
@@ -19,6 +21,7 @@ from envoy.service.secret.v3 import sds_pb2_grpc
 from google.protobuf import any_pb2
 
 from meshplane.citadel.nodeagent.cache import SecretCache
+from meshplane.citadel.nodeagent.workloads import NoCredential, Workloads
 
 log = logging.getLogger(__name__)
 
@@ -42,23 +45,48 @@ async def _next_event(
     return False, None
 
 
+def _stream_token(context: grpc.aio.ServicerContext) -> str | None:
+    """The workload token Envoy sends in the SDS stream's initial metadata, if any."""
+    for key, value in context.invocation_metadata() or ():
+        if key.lower() == "authorization" and isinstance(value, str):
+            scheme, _, token = value.partition(" ")
+            if scheme.lower() == "bearer" and token.strip():
+                return token.strip()
+    return None
+
+
 async def _pump(requests: AsyncIterator[Request], queue: asyncio.Queue[Request | None]) -> None:
     try:
         async for request in requests:
             await queue.put(request)
     finally:
-        await queue.put(None)
+        with contextlib.suppress(asyncio.QueueFull):  # never block here: we may be cancelled
+            queue.put_nowait(None)
 
 
 class SecretDiscoveryServicer(sds_pb2_grpc.SecretDiscoveryServiceServicer):  # type: ignore[misc]
-    def __init__(self, cache: SecretCache) -> None:
-        self._cache = cache
+    def __init__(self, workloads: Workloads) -> None:
+        self._workloads = workloads
 
-    def _packed(self, names: list[str]) -> tuple[list[any_pb2.Any], dict[str, str]]:
+    @contextlib.asynccontextmanager
+    async def _workload(self, context: grpc.aio.ServicerContext) -> AsyncIterator[SecretCache]:
+        """The cache of the workload this stream belongs to (by the token it presents)."""
+        token = _stream_token(context)
+        try:
+            key, cache = await self._workloads.acquire(token)
+        except NoCredential as exc:
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, str(exc))
+        try:
+            yield cache
+        finally:
+            self._workloads.release(key)
+
+    @staticmethod
+    def _packed(cache: SecretCache, names: list[str]) -> tuple[list[any_pb2.Any], dict[str, str]]:
         resources: list[any_pb2.Any] = []
         versions: dict[str, str] = {}
         for name in names:
-            secret, version = self._cache.secret(name), self._cache.version(name)
+            secret, version = cache.secret(name), cache.version(name)
             if secret is None or version is None:
                 continue
             packed = any_pb2.Any()
@@ -67,24 +95,42 @@ class SecretDiscoveryServicer(sds_pb2_grpc.SecretDiscoveryServiceServicer):  # t
             versions[name] = version
         return resources, versions
 
+    @staticmethod
+    async def _events(
+        cache: SecretCache, requests: AsyncIterator[Request]
+    ) -> AsyncGenerator[Request | None, None]:
+        """Yield each request from Envoy, and None whenever the cache changed; end with the stream.
+
+        The generation is noted just before yielding, and callers build their response before
+        their next await, so a change made after that build is never missed.
+        """
+        queue: asyncio.Queue[Request | None] = asyncio.Queue(maxsize=8)
+        reader = asyncio.create_task(_pump(requests, queue))
+        seen = cache.generation
+        try:
+            while True:
+                is_request, request = await _next_event(queue, cache, seen)
+                if is_request and request is None:
+                    return
+                seen = cache.generation
+                yield request if is_request else None
+        finally:
+            reader.cancel()
+
     async def StreamSecrets(
         self,
         request_iterator: AsyncIterator[discovery_pb2.DiscoveryRequest],
         context: grpc.aio.ServicerContext,
     ) -> AsyncIterator[discovery_pb2.DiscoveryResponse]:
-        queue: asyncio.Queue[Request | None] = asyncio.Queue(maxsize=8)
-        reader = asyncio.create_task(_pump(request_iterator, queue))
         names: list[str] = []
         sent: dict[str, str] = {}
         nonce = ""
-        generation = self._cache.generation
-        try:
-            while True:
-                generation = self._cache.generation
-                is_request, request = await _next_event(queue, self._cache, generation)
-                if is_request:
-                    if request is None:
-                        return
+        async with (
+            self._workload(context) as cache,
+            contextlib.aclosing(self._events(cache, request_iterator)) as events,
+        ):
+            async for request in events:
+                if request is not None:
                     if request.error_detail.code:
                         log.warning("Envoy rejected secrets %s: %s", names, request.error_detail.message)
                     if request.response_nonce and request.response_nonce != nonce:
@@ -92,7 +138,7 @@ class SecretDiscoveryServicer(sds_pb2_grpc.SecretDiscoveryServiceServicer):  # t
                     names = list(request.resource_names)
                     if not request.response_nonce:
                         sent = {}  # a fresh subscription gets everything
-                resources, versions = self._packed(names)
+                resources, versions = self._packed(cache, names)
                 if not resources or all(sent.get(n) == v for n, v in versions.items()):
                     continue
                 nonce = uuid.uuid4().hex
@@ -104,25 +150,20 @@ class SecretDiscoveryServicer(sds_pb2_grpc.SecretDiscoveryServiceServicer):  # t
                     nonce=nonce,
                 )
                 log.debug("pushed secrets %s", versions)
-        finally:
-            reader.cancel()
 
     async def DeltaSecrets(
         self,
         request_iterator: AsyncIterator[discovery_pb2.DeltaDiscoveryRequest],
         context: grpc.aio.ServicerContext,
     ) -> AsyncIterator[discovery_pb2.DeltaDiscoveryResponse]:
-        queue: asyncio.Queue[Request | None] = asyncio.Queue(maxsize=8)
-        reader = asyncio.create_task(_pump(request_iterator, queue))
         subscribed: set[str] = set()
         sent: dict[str, str] = {}
-        try:
-            while True:
-                generation = self._cache.generation
-                is_request, request = await _next_event(queue, self._cache, generation)
-                if is_request:
-                    if request is None:
-                        return
+        async with (
+            self._workload(context) as cache,
+            contextlib.aclosing(self._events(cache, request_iterator)) as events,
+        ):
+            async for request in events:
+                if request is not None:
                     if request.error_detail.code:
                         log.warning("Envoy rejected secrets: %s", request.error_detail.message)
                     if not request.response_nonce:
@@ -131,7 +172,7 @@ class SecretDiscoveryServicer(sds_pb2_grpc.SecretDiscoveryServiceServicer):  # t
                     subscribed -= set(request.resource_names_unsubscribe)
                 resources = []
                 for name in sorted(subscribed):
-                    secret, version = self._cache.secret(name), self._cache.version(name)
+                    secret, version = cache.secret(name), cache.version(name)
                     if secret is None or version is None or sent.get(name) == version:
                         continue
                     packed = any_pb2.Any()
@@ -142,13 +183,12 @@ class SecretDiscoveryServicer(sds_pb2_grpc.SecretDiscoveryServiceServicer):  # t
                     yield discovery_pb2.DeltaDiscoveryResponse(
                         resources=resources, type_url=SECRET_TYPE, nonce=uuid.uuid4().hex
                     )
-        finally:
-            reader.cancel()
 
     async def FetchSecrets(
         self, request: discovery_pb2.DiscoveryRequest, context: grpc.aio.ServicerContext
     ) -> discovery_pb2.DiscoveryResponse:
-        resources, versions = self._packed(list(request.resource_names))
+        async with self._workload(context) as cache:
+            resources, versions = self._packed(cache, list(request.resource_names))
         return discovery_pb2.DiscoveryResponse(
             version_info=",".join(f"{n}={v}" for n, v in sorted(versions.items())),
             resources=resources,

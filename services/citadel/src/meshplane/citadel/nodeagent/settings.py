@@ -18,12 +18,16 @@ ENV: dict[str, tuple[str, str]] = {
 }
 
 
+#: where Istio's agents find the mesh root (the ``istio-ca-root-cert`` ConfigMap, mounted)
+DEFAULT_CA_ROOT = "/var/run/secrets/istio/root-cert.pem"
+
+
 @dataclass(frozen=True, slots=True)
 class AgentSettings:
     sds_socket: Path
     ca_addr: str
     ca_root: Path
-    token_file: Path
+    token_file: Path | None
     nats_url: str
     key_type: str
     cert_ttl: dt.timedelta
@@ -35,8 +39,18 @@ def parse_agent_settings(argv: list[str] | None, environ: Mapping[str, str] | No
     p = argparse.ArgumentParser(prog="meshplane-node-agent", description="SDS server for Envoy")
     p.add_argument("--sds-socket", required=True, help="Unix socket Envoy's sds-grpc cluster dials")
     p.add_argument("--ca-addr", required=True, help="Citadel's CreateCertificate address, HOST:PORT")
-    p.add_argument("--ca-root", required=True, help="PEM root to trust for Citadel's TLS")
-    p.add_argument("--token-file", required=True, help="bearer token, re-read for every CSR")
+    p.add_argument(
+        "--ca-root",
+        default=DEFAULT_CA_ROOT,
+        help="PEM root to trust for Citadel's TLS (default: Istio's path, where the istio-ca-root-cert "
+        "ConfigMap is mounted in Kubernetes)",
+    )
+    p.add_argument(
+        "--token-file",
+        default=None,
+        help="the workload's bearer token, re-read for every CSR; without it (a per-node agent) each "
+        "SDS stream must carry its workload's token as 'authorization: Bearer ...' metadata",
+    )
     p.add_argument("--nats-url", default=None, help="the bus (env NATS_URL)")
     p.add_argument(
         "--key-type", choices=["ec", "rsa"], default="ec", help="workload key: EC P-256 or RSA 2048"
@@ -57,7 +71,7 @@ def parse_agent_settings(argv: list[str] | None, environ: Mapping[str, str] | No
         sds_socket=Path(args.sds_socket),
         ca_addr=args.ca_addr,
         ca_root=Path(args.ca_root),
-        token_file=Path(args.token_file),
+        token_file=Path(args.token_file) if args.token_file else None,
         nats_url=args.nats_url or environ.get("NATS_URL", ""),
         key_type=args.key_type,
         cert_ttl=ttl,

@@ -5,29 +5,30 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from meshplane.citadel.nodeagent.cache import SecretCache
-from meshplane.shared.bus import Buckets, Bus, BusError, BusOptions, EventType
+from meshplane.citadel.buslink import connect_until_stopped
+from meshplane.citadel.nodeagent.workloads import Workloads
+from meshplane.shared.bus import Buckets, BusError, EventType
 
 log = logging.getLogger(__name__)
 
 
 async def follow_trust_bundle(
-    nats_url: str, trust_domain: str, cache: SecretCache, stop: asyncio.Event
+    nats_url: str, trust_domain: str, workloads: Workloads, stop: asyncio.Event
 ) -> None:
+    """Feed every workload's roots from the bus until ``stop``; while the bus is away they keep theirs."""
     while not stop.is_set():
-        try:
-            bus = await Bus.connect(BusOptions(url=nats_url, connect_timeout=30.0))
-        except BusError as exc:
-            log.warning("bus not reachable, using the CA response's root meanwhile: %s", exc)
-            continue
+        bus = await connect_until_stopped(nats_url, stop, "trust bundle")
+        if bus is None:
+            return
         try:
             async with Buckets(bus).trust.watch() as watch:
                 async for event in watch:
-                    if stop.is_set():
-                        return
                     if event.type is EventType.PUT and event.key == trust_domain and event.value is not None:
                         roots = list(event.value.root_certs_pem)
                         log.info("trust bundle %s: %d roots", event.value.version, len(roots))
-                        await cache.set_bus_roots(roots)
+                        await workloads.set_bus_roots(roots)
+        except BusError as exc:
+            log.warning("trust bundle watch failed, reconnecting: %s", exc)
+            await asyncio.sleep(1.0)
         finally:
             await bus.close()

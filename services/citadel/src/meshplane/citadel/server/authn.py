@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import hashlib
 import json
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -110,20 +109,19 @@ def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
 class _VerifiedTokens:
     """Tokens already verified, until their ``exp`` (bounded; like Istio's TokenReview cache).
 
-    Keyed by the SHA-256 of the whole token, so only a byte-identical token hits the cache.
+    Keyed by the whole token, so only an identical token hits the cache.
     """
 
     def __init__(self, max_entries: int = 10_000) -> None:
         self._max = max_entries
-        self._entries: dict[bytes, tuple[str, float]] = {}
+        self._entries: dict[str, tuple[str, float]] = {}
 
     def get(self, token: str) -> str | None:
-        key = hashlib.sha256(token.encode()).digest()
-        entry = self._entries.get(key)
+        entry = self._entries.get(token)
         if entry is None:
             return None
         if entry[1] <= time.time():
-            del self._entries[key]
+            del self._entries[token]
             return None
         return entry[0]
 
@@ -133,7 +131,7 @@ class _VerifiedTokens:
             self._entries = {k: v for k, v in self._entries.items() if v[1] > now}
             if len(self._entries) >= self._max:
                 self._entries.pop(next(iter(self._entries)))
-        self._entries[hashlib.sha256(token.encode()).digest()] = (identity, expires)
+        self._entries[token] = (identity, expires)
 
 
 class _JwksFile:

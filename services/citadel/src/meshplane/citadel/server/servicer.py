@@ -23,7 +23,9 @@ UNAUTHENTICATED_MESSAGE = "request authenticate failure"
 
 
 def caller_of(context: grpc.aio.ServicerContext) -> Caller:
-    metadata = {k.lower(): v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)}
+    metadata = {
+        k: v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)
+    }  # keys: lowercase
 
     def peer_cert() -> bytes | None:
         certs = (context.auth_context() or {}).get("x509_pem_cert") or []

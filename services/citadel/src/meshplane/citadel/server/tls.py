@@ -38,6 +38,7 @@ class ServingCredentials:
 
     def __init__(self, bundle: KeyCertBundle, hostnames: tuple[str, ...]) -> None:
         self._hostnames = hostnames
+        self.issued = dt.datetime.now(dt.UTC)
         self._lock = threading.Lock()
         self._pending: grpc.ServerCertificateConfiguration | None = None
         self._pending_mtls: grpc.ServerCertificateConfiguration | None = None
@@ -49,6 +50,7 @@ class ServingCredentials:
         return grpc.ssl_server_certificate_configuration([(key, chain)], root_certificates=roots)
 
     def update(self, bundle: KeyCertBundle) -> None:
+        self.issued = dt.datetime.now(dt.UTC)
         config = self._config(bundle)
         with self._lock:
             self._pending = self._pending_mtls = config
@@ -62,6 +64,10 @@ class ServingCredentials:
         with self._lock:
             pending, self._pending_mtls = self._pending_mtls, None
         return pending
+
+    def due(self, now: dt.datetime) -> bool:
+        """True once half of the serving certificate's lifetime has passed."""
+        return now - self.issued >= SERVING_TTL / 2
 
     def credentials(self, require_client_cert: bool = False) -> grpc.ServerCredentials:
         return grpc.dynamic_ssl_server_credentials(

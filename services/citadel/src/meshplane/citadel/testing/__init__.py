@@ -1,6 +1,13 @@
 """Test helpers for citadel and the node agent: real subprocesses, CSRs, Envoy bootstraps."""
 
-from meshplane.citadel.testing.envoy import EnvoyProcess, client_bootstrap, envoy_binary, server_bootstrap
+from meshplane.citadel.testing.envoy import (
+    EnvoyProcess,
+    client_bootstrap,
+    envoy_binary,
+    server_bootstrap,
+    with_sds_token,
+    with_sds_token_file,
+)
 from meshplane.citadel.testing.processes import (
     CitadelProcess,
     NodeAgentProcess,
@@ -21,4 +28,6 @@ __all__ = [
     "make_csr",
     "private_pem",
     "server_bootstrap",
+    "with_sds_token",
+    "with_sds_token_file",
 ]

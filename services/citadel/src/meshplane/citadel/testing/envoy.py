@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +14,8 @@ HCM = "type.googleapis.com/envoy.extensions.filters.network.http_connection_mana
 ROUTER = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
 TLS = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3."
 HTTP_OPTIONS = "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+FILE_METADATA = "envoy.grpc_credentials.file_based_metadata"
+FILE_METADATA_TYPE = "type.googleapis.com/envoy.config.grpc_credential.v3.FileBasedMetadataConfig"
 
 
 def envoy_binary() -> Path:
@@ -206,17 +207,8 @@ class EnvoyProcess(ServiceProcess):
         return http_get(f"http://127.0.0.1:{self.admin_port}{path}")[1]
 
     def wait_ready(self, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc is not None and self.proc.poll() is not None:
-                raise RuntimeError(f"envoy exited:\n{self.log()}")
-            try:
-                if http_get(f"http://127.0.0.1:{self.admin_port}/ready", 1.0)[0] == 200:
-                    return
-            except OSError:
-                pass
-            time.sleep(0.05)
-        raise RuntimeError(f"envoy not ready in {timeout}s:\n{self.log()}")
+        url = f"http://127.0.0.1:{self.admin_port}/ready"
+        self.wait_for(lambda: http_get(url, 1.0)[0] == 200, timeout, "envoy ready")
 
     def _certs(self, kind: str) -> list[dict[str, Any]]:
         data = json.loads(self.admin("/certs"))
@@ -234,3 +226,53 @@ class EnvoyProcess(ServiceProcess):
     def root_serials(self) -> set[str]:
         """Serials of the trusted roots Envoy holds now (``/certs`` ca_cert)."""
         return {c["serial_number"] for c in self._certs("ca_cert")}
+
+
+def _set_sds_services(bootstrap: dict[str, Any], service: dict[str, Any]) -> dict[str, Any]:
+    """Replace the gRPC service of every SDS config in the bootstrap with ``service``."""
+
+    def visit(node: object) -> None:
+        if isinstance(node, dict):
+            if "grpc_services" in node:
+                node["grpc_services"] = [service]
+            for value in node.values():
+                visit(value)
+        elif isinstance(node, list):
+            for item in node:
+                visit(item)
+
+    visit(bootstrap)
+    return bootstrap
+
+
+def with_sds_token(bootstrap: dict[str, Any], token: str) -> dict[str, Any]:
+    """Make every SDS stream carry ``authorization: Bearer <token>`` (for a per-node agent)."""
+    service = {
+        "envoy_grpc": {"cluster_name": "sds-grpc"},
+        "initial_metadata": [{"key": "authorization", "value": f"Bearer {token}"}],
+    }
+    return _set_sds_services(bootstrap, service)
+
+
+def with_sds_token_file(bootstrap: dict[str, Any], token_file: Path, sds_socket: Path) -> dict[str, Any]:
+    """Make SDS streams carry the token read from ``token_file`` (re-read by Envoy for each stream).
+
+    Uses Envoy's ``google_grpc`` client with the file-based metadata call credentials plugin, as
+    Istio 1.4's per-node SDS did, so a refreshed projected token reaches the agent.
+    """
+    plugin = {
+        "name": FILE_METADATA,
+        "typed_config": {
+            "@type": FILE_METADATA_TYPE,
+            "secret_data": {"filename": str(token_file)},
+            "header_prefix": "Bearer ",
+        },
+    }
+    google = {
+        "target_uri": f"unix:{sds_socket}",
+        "stat_prefix": "sds",
+        "channel_credentials": {"local_credentials": {}},
+        "credentials_factory_name": FILE_METADATA,
+        "call_credentials": [{"from_plugin": plugin}],
+    }
+    return _set_sds_services(bootstrap, {"google_grpc": google})

@@ -13,7 +13,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from cryptography import x509
@@ -86,6 +86,21 @@ class ServiceProcess:
     def log(self) -> str:
         return self.log_file.read_text(errors="replace") if self.log_file.exists() else ""
 
+    def wait_for(self, ready: Callable[[], bool], timeout: float, what: str) -> None:
+        """Poll ``ready`` until true; fail with the log if the process exits or time runs out."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc is None or self.proc.poll() is not None:
+                code = self.proc.returncode if self.proc else None
+                raise RuntimeError(f"{self.argv[0]} exited ({code}) before {what}:\n{self.log()}")
+            try:
+                if ready():
+                    return
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError(f"{what}: not within {timeout}s:\n{self.log()}")
+
 
 class CitadelProcess(ServiceProcess):
     """``meshplane-citadel`` on free loopback ports."""
@@ -127,19 +142,12 @@ class CitadelProcess(ServiceProcess):
 
     def start(self, timeout: float = 30.0) -> None:
         super().start()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.proc is not None
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"citadel exited with {self.proc.returncode}:\n{self.log()}")
-            try:
-                if http_get(f"http://127.0.0.1:{self.monitoring_port}/ready", 1.0)[0] == 200:
-                    return
-            except OSError:
-                pass
-            time.sleep(0.05)
-        self.stop()
-        raise RuntimeError(f"citadel not ready in {timeout}s:\n{self.log()}")
+        url = f"http://127.0.0.1:{self.monitoring_port}/ready"
+        try:
+            self.wait_for(lambda: http_get(url, 1.0)[0] == 200, timeout, "citadel ready")
+        except RuntimeError:
+            self.stop()
+            raise
 
     def metrics(self) -> dict[str, float]:
         _, text = http_get(f"http://127.0.0.1:{self.monitoring_port}/metrics")
@@ -162,14 +170,17 @@ class NodeAgentProcess(ServiceProcess):
         workdir: Path,
         ca_target: str,
         ca_root: Path,
-        token: str,
+        token: str | None,
         args: Sequence[str] = (),
         env: Mapping[str, str] | None = None,
     ) -> None:
         workdir.mkdir(parents=True, exist_ok=True)
         self.socket = workdir / "sds.sock"
         self.token_file = workdir / "token"
-        self.token_file.write_text(token)
+        token_args: list[str] = []
+        if token is not None:  # without a token file the agent serves per node (tokens on SDS streams)
+            self.token_file.write_text(token)
+            token_args = ["--token-file", str(self.token_file)]
         argv = [
             sys.executable,
             "-m",
@@ -180,21 +191,15 @@ class NodeAgentProcess(ServiceProcess):
             ca_target,
             "--ca-root",
             str(ca_root),
-            "--token-file",
-            str(self.token_file),
+            *token_args,
             *args,
         ]
         super().__init__(argv, workdir / "agent.log", env)
 
     def start(self, timeout: float = 30.0) -> None:
         super().start()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.proc is not None
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"node agent exited with {self.proc.returncode}:\n{self.log()}")
-            if self.socket.exists():
-                return
-            time.sleep(0.05)
-        self.stop()
-        raise RuntimeError(f"node agent socket not there in {timeout}s:\n{self.log()}")
+        try:
+            self.wait_for(self.socket.exists, timeout, "node agent socket")
+        except RuntimeError:
+            self.stop()
+            raise

@@ -41,7 +41,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--pods-file", type=Path, help="read pods from this YAML/JSON file instead of Kubernetes")
     p.add_argument("--kubeconfig", default=env("KUBECONFIG"), help="kubeconfig (default: in-cluster)")
     p.add_argument("--node-name", default=env("NODE_NAME", ""), help="only pods on this node")
-    p.add_argument("--bus-url", default=env("CNI_BUS_URL", ""), help="NATS URL for capture events")
+    p.add_argument(
+        "--nats-url", "--bus-url", dest="bus_url", default=env("NATS_URL", ""), help="bus for capture events"
+    )
+    p.add_argument(
+        "--host-cni-conf-dir",
+        default=env("CNI_HOST_NET_DIR") or None,
+        help="where --cni-conf-dir is on the host, when the agent sees it mounted elsewhere",
+    )
     p.add_argument(
         "--exclude-namespaces",
         default=env("CNI_EXCLUDE_NAMESPACES", ",".join(DEFAULT_EXCLUDED_NAMESPACES)),
@@ -49,6 +56,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--repair", choices=("true", "false"), default=env("CNI_REPAIR_PODS", "true"))
     p.add_argument("--repair-interval", type=float, default=float(env("CNI_REPAIR_INTERVAL", "10")))
+    p.add_argument("--cni-check-interval", type=float, default=float(env("CNI_CHECK_INTERVAL", "2")))
     p.add_argument("--no-install", action="store_true", help="serve only; do not touch the CNI dirs")
     return p.parse_args(argv)
 
@@ -68,11 +76,20 @@ async def watch_pods_file(cache: PodCache, path: Path, stop: asyncio.Event) -> N
         await load()
 
 
-async def watch_conf_dir(installer: Installer, stop: asyncio.Event) -> None:
-    """Put our entry back whenever the node's CNI config changes without it."""
+async def watch_conf_dir(installer: Installer, stop: asyncio.Event, interval: float) -> None:
+    """Put our entry back whenever the node's CNI config changes without it; also re-check every
+    ``interval`` seconds, which covers changes made before the watch was in place."""
     from watchfiles import awatch
 
-    async for _ in awatch(installer.conf_dir, stop_event=stop, debounce=200, step=50):
+    changes = awatch(
+        installer.conf_dir,
+        stop_event=stop,
+        debounce=200,
+        step=50,
+        rust_timeout=int(interval * 1000),
+        yield_on_timeout=True,
+    )
+    async for _ in changes:
         if installer.ensure_entry():
             log.info("re-inserted %s into %s", "meshplane-cni", installer.config_path)
 
@@ -83,6 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging()
     configure_tracing("meshplane-cni-agent")
     configure_metrics("meshplane-cni-agent", REGISTRY)  # process and runtime metrics
+    logging.getLogger("watchfiles").setLevel(logging.WARNING)  # one line per file event is noise
     excluded = [n.strip() for n in args.exclude_namespaces.split(",") if n.strip()]
 
     async def run(stop: asyncio.Event) -> None:
@@ -93,9 +111,16 @@ def main(argv: list[str] | None = None) -> int:
         async def on_event(report: dict[str, object]) -> None:
             await events.record(event_from_plugin(args.node_name, report))
 
-        server = AgentServer(args.run_dir / AGENT_SOCKET_NAME, cache, on_event)
         installer = Installer(args.cni_bin_dir, args.cni_conf_dir, args.run_dir, args.cni_conf_name, excluded)
+        if args.host_cni_conf_dir:
+            installer.host_conf_dir = Path(args.host_cni_conf_dir)
         repairer = Repairer(cache, events, args.node_name, excluded, repair=args.repair == "true")
+        server = AgentServer(
+            args.run_dir / AGENT_SOCKET_NAME,
+            cache,
+            on_event,
+            status=lambda: {"repair_sweeps": repairer.sweeps},
+        )
         try:
             async with server.serving(), asyncio.TaskGroup() as tasks:
                 if args.pods_file:
@@ -106,8 +131,11 @@ def main(argv: list[str] | None = None) -> int:
                     tasks.create_task(run_kube_source(cache, args.node_name, args.kubeconfig), name="pods")
                 if not args.no_install:
                     installer.install()
-                    tasks.create_task(watch_conf_dir(installer, stop), name="cni-conf")
+                    tasks.create_task(
+                        watch_conf_dir(installer, stop, args.cni_check_interval), name="cni-conf"
+                    )
                 tasks.create_task(repairer.run(args.repair_interval), name="repair")
+                tasks.create_task(server.dispatch_events(), name="plugin-events")
                 log.info("ready", extra={"socket": str(server.socket_path)})
                 await stop.wait()
                 raise _Stopped  # leaving the group with an error cancels every task in it

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shlex
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,9 +35,33 @@ def write_atomic(path: Path, text: str, mode: int) -> None:
 
 
 def launcher_script(python: str) -> str:
-    """A tiny sh launcher running this environment's plugin (stdlib-only import path)."""
-    code = "import sys; from meshplane.cni.plugin.main import main; sys.exit(main())"
-    return f'#!/bin/sh\nexec {shlex.quote(python)} -c {shlex.quote(code)} "$@"\n'
+    """The plugin executable: a Python script run by this environment's interpreter.
+
+    The plugin needs only the stdlib and its own package, so the interpreter starts with ``-S``
+    (no site processing) and the package's import root is put on the path; no shell in between.
+    """
+    from meshplane.cni.plugin import main as plugin_main
+
+    root = str(Path(plugin_main.__file__).resolve().parents[3])
+    return (
+        f"#!{python} -S\n"
+        f'"""meshplane-cni, installed by meshplane-cni-agent."""\n'
+        f"import sys\n\nsys.path.insert(0, {root!r})\n"
+        "from meshplane.cni.plugin.main import main\n\nsys.exit(main())\n"
+    )
+
+
+def precompile_plugin() -> None:
+    """Write the plugin's bytecode now, so no pod start pays for compiling it (as a wheel install
+    would; matters where the environment sets PYTHONDONTWRITEBYTECODE)."""
+    import compileall
+
+    from meshplane.cni.plugin import main as plugin_main
+
+    package = Path(plugin_main.__file__).resolve().parents[1]
+    for name in ("plugin", "rules"):
+        compileall.compile_dir(package / name, quiet=1)
+    compileall.compile_file(package / "netns.py", quiet=1)
 
 
 def kubeconfig_text(server: str, token: str, ca_data: str) -> str:
@@ -71,6 +94,7 @@ class Installer:
     python: str = sys.executable
     kube_server: str = "https://kubernetes.default.svc:443"
     config_path: Path | None = None
+    host_conf_dir: Path | None = None  # conf_dir as the host (and so the plugin) sees it
 
     @property
     def kubeconfig_path(self) -> Path:
@@ -84,6 +108,7 @@ class Installer:
         """Binary, kubeconfig, config entry."""
         self.bin_dir.mkdir(parents=True, exist_ok=True)
         self.conf_dir.mkdir(parents=True, exist_ok=True)
+        precompile_plugin()
         write_atomic(self.binary_path, launcher_script(self.python), 0o755)
         self.write_kubeconfig()
         self.ensure_entry()
@@ -99,9 +124,8 @@ class Installer:
         write_atomic(self.kubeconfig_path, kubeconfig_text(self.kube_server, token, ca), 0o600)
 
     def entry(self) -> dict[str, Any]:
-        return cniconf.plugin_entry(
-            str(self.agent_run_dir), str(self.kubeconfig_path), self.exclude_namespaces
-        )
+        kubeconfig = (self.host_conf_dir or self.conf_dir) / KUBECONFIG_NAME
+        return cniconf.plugin_entry(str(self.agent_run_dir), str(kubeconfig), self.exclude_namespaces)
 
     def ensure_entry(self) -> bool:
         """Chain our plugin into the runtime's config if it is missing; True when we wrote."""

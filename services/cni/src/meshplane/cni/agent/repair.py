@@ -2,10 +2,12 @@
 repair them in place, or report them.
 
 A pod needs a look when it should be captured (same skip rules as the plugin) and the agent has
-no record of the plugin capturing it.  Its netns is found by its IP (named netns under
-``/run/netns`` and every process's ``/proc/<pid>/ns/net``); the rules in it are compared with
-what its annotations ask for; missing or wrong rules are re-applied (``--repair``) or the pod is
-reported BROKEN.  Blocking iptables/nsenter work runs in a thread.
+no record of the plugin capturing it.  A pod's IP exists a moment before our plugin runs (the
+network plugin before us in the chain assigns it), so a pod is acted on only when a second sweep
+still finds it without rules.  Its netns is found by its IP (named netns under ``/run/netns``
+and every process's ``/proc/<pid>/ns/net``, scanned once per sweep); the rules in it are
+compared with what its annotations ask for; missing or wrong rules are re-applied
+(``--repair``) or the pod is reported BROKEN.  Blocking iptables/nsenter work runs in a thread.
 """
 
 from __future__ import annotations
@@ -52,11 +54,9 @@ def _candidates(proc: Path = Path("/proc"), named: Path = Path("/run/netns")) ->
     return found
 
 
-def find_netns(ips: Iterable[str]) -> str | None:
-    """The netns holding one of ``ips`` as a local address, or ``None``."""
-    wanted = {ip for ip in ips if ip}
-    if not wanted:
-        return None
+def netns_by_address() -> dict[str, str]:
+    """Every local address of every other netns → that netns's path (one ``ip`` call each)."""
+    found: dict[str, str] = {}
     for path in _candidates():
         try:
             out = subprocess.run(
@@ -70,9 +70,9 @@ def find_netns(ips: Iterable[str]) -> str | None:
             continue
         for line in out.splitlines():
             fields = line.split()
-            if len(fields) > 3 and fields[3].split("/")[0] in wanted:
-                return path
-    return None
+            if len(fields) > 3 and fields[1] != "lo":
+                found.setdefault(fields[3].split("/")[0], path)
+    return found
 
 
 def check_and_repair(pod: PodInfo, netns_path: str, repair: bool) -> tuple[int, str]:
@@ -108,6 +108,8 @@ class Repairer:
         self.node = node
         self.exclude_namespaces = tuple(exclude_namespaces)
         self.repair = repair
+        self.sweeps = 0
+        self._suspects: set[tuple[str, str, str]] = set()
 
     def needs_look(self, pod: PodInfo) -> bool:
         """Should be captured and the plugin was never seen capturing it."""
@@ -118,16 +120,25 @@ class Repairer:
 
     async def sweep(self) -> None:
         """One pass over the pods."""
+        suspects: set[tuple[str, str, str]] = set()
+        addresses: dict[str, str] | None = None
         for pod in self.cache.pods():
-            if not self.needs_look(pod):
+            if not self.needs_look(pod) or not pod.ips:
                 continue
-            path = await asyncio.to_thread(find_netns, pod.ips)
+            if addresses is None:  # one scan of the node's netns per sweep, only when needed
+                addresses = await asyncio.to_thread(netns_by_address)
+            path = next((addresses[ip] for ip in pod.ips if ip in addresses), None)
             if path is None:
                 continue  # not running here (yet): nothing to repair
+            if (pod.namespace, pod.name, path) not in self._suspects:
+                suspects.add((pod.namespace, pod.name, path))  # the plugin may be about to run
+                continue
             kind, reason = await asyncio.to_thread(check_and_repair, pod, path, self.repair)
             await self.events.record(
                 make_event(kind, self.node, pod.namespace, pod.name, reason=reason, netns=path)
             )
+        self._suspects = suspects
+        self.sweeps += 1
 
     async def run(self, interval: float) -> None:
         """Sweep once the cache is synced, then every ``interval`` seconds."""

@@ -1,7 +1,8 @@
 """The agent's Unix-socket HTTP endpoint the plugin talks to (tiny HTTP/1.0, one request each).
 
 ``GET /v1/pods/<ns>/<name>`` → pod metadata JSON (404 when unknown after a short wait),
-``POST /v1/events`` → the plugin's report of an ADD/DEL (204), ``GET /healthz`` → 200.  The
+``POST /v1/events`` → the plugin's report of an ADD/DEL (204 once queued: the plugin never waits
+for the bus; :meth:`AgentServer.dispatch_events` hands them on), ``GET /healthz`` → 200.  The
 socket is created mode 0600: only root (the runtime running the plugin) may ask.
 """
 
@@ -24,17 +25,34 @@ log = logging.getLogger(__name__)
 EventHandler = Callable[[dict[str, Any]], Awaitable[None]]
 MAX_BODY = 64 * 1024
 READ_TIMEOUT = 10.0
-REASONS = {200: "OK", 204: "No Content", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed"}
+REASONS = {
+    200: "OK",
+    204: "No Content",
+    400: "Bad Request",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    503: "Service Unavailable",
+}
+EVENT_QUEUE_SIZE = 1000
 
 
 class AgentServer:
     """Serves pod metadata and takes plugin events on a Unix socket."""
 
-    def __init__(self, socket_path: Path, cache: PodCache, on_event: EventHandler, pod_wait: float = 2.0):
+    def __init__(
+        self,
+        socket_path: Path,
+        cache: PodCache,
+        on_event: EventHandler,
+        pod_wait: float = 2.0,
+        status: Callable[[], dict[str, Any]] | None = None,
+    ) -> None:
         self.socket_path = socket_path
         self.cache = cache
         self.on_event = on_event
         self.pod_wait = pod_wait
+        self.status = status or dict
+        self.events: asyncio.Queue[dict[str, Any]] = asyncio.Queue(EVENT_QUEUE_SIZE)
 
     @contextlib.asynccontextmanager
     async def serving(self) -> AsyncIterator[None]:
@@ -52,6 +70,15 @@ class AgentServer:
             server.close()
             await server.wait_closed()
             self.socket_path.unlink(missing_ok=True)
+
+    async def dispatch_events(self) -> None:
+        """Hand queued plugin events to the handler, one at a time, until cancelled."""
+        while True:
+            event = await self.events.get()
+            try:
+                await self.on_event(event)
+            except Exception:
+                log.exception("handling plugin event %s failed", event.get("type"))
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -83,7 +110,7 @@ class AgentServer:
         body = await reader.readexactly(length) if length else b""
         parts = [unquote(p) for p in target.split("?", 1)[0].strip("/").split("/")]
         if parts == ["healthz"]:
-            return 200, {"status": "ok", "synced": self.cache.synced.is_set()}
+            return 200, {"status": "ok", "synced": self.cache.synced.is_set(), **self.status()}
         if len(parts) == 4 and parts[:2] == ["v1", "pods"]:
             if method != "GET":
                 return 405, {"error": "use GET"}
@@ -97,6 +124,9 @@ class AgentServer:
             event = json.loads(body or b"null")
             if not isinstance(event, dict):
                 return 400, {"error": "event must be a JSON object"}
-            await self.on_event(event)
+            try:
+                self.events.put_nowait(event)
+            except asyncio.QueueFull:
+                return 503, {"error": "agent event queue is full"}
             return 204, None
         return 404, {"error": f"no route {target}"}

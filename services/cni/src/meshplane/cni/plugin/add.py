@@ -8,13 +8,14 @@ failed ADD leaves no half-applied rules.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from meshplane.cni.netns import Netns, NetnsError, join
 from meshplane.cni.plugin import agentclient
 from meshplane.cni.plugin.errors import (
     INVALID_ANNOTATION,
     INVALID_CONFIG,
+    INVALID_ENVIRONMENT,
     RULES_FAILED,
     TRY_AGAIN_LATER,
     UNKNOWN_CONTAINER,
@@ -26,8 +27,7 @@ from meshplane.cni.rules.pods import PodInfo, skip_reason
 from meshplane.cni.rules.settings import AnnotationError, CaptureSettings, settings_from_annotations
 
 
-@dataclass(frozen=True, slots=True)
-class Decision:
+class Decision(NamedTuple):
     """What to do for a pod: ``settings`` when captured, else the ``reason`` it is skipped."""
 
     pod: tuple[str, str] | None
@@ -46,6 +46,8 @@ def decide(invocation: Invocation, conf: NetConf) -> Decision:
         return Decision(pod_ref, None, f"namespace {namespace} is excluded")
     try:
         data = agentclient.fetch_pod(conf.agent_socket, namespace, name)
+    except ValueError as exc:
+        raise CNIError(INVALID_ENVIRONMENT, f"CNI_ARGS K8S_POD_NAMESPACE/K8S_POD_NAME: {exc}") from None
     except agentclient.AgentUnavailable as exc:
         raise CNIError(
             TRY_AGAIN_LATER, f"pod {namespace}/{name}: {exc}; failing closed instead of skipping capture"
@@ -84,14 +86,19 @@ def enter_netns(invocation: Invocation) -> Netns:
 def apply(netns: Netns, settings: CaptureSettings, families: tuple[int, ...]) -> None:
     """Apply the rules per family; on failure undo the families already applied."""
     done: list[int] = []
+    tproxy = settings.mode == "TPROXY"
     try:
         for family in families:
-            netns.restore(family, restore_add(settings, parse_save(netns.save(family)), family))
+            current = parse_save(netns.save(family))
             done.append(family)
+            netns.restore(family, restore_add(settings, current, family))
+            if tproxy or current["mangle"].chains:  # also undo routing of an earlier TPROXY ADD
+                netns.set_tproxy_routing(family, settings.tproxy_mark, settings.tproxy_table, tproxy)
     except NetnsError as exc:
         for family in done:
             try:
                 netns.restore(family, restore_delete(parse_save(netns.save(family))))
+                netns.set_tproxy_routing(family, settings.tproxy_mark, settings.tproxy_table, False)
             except NetnsError:
                 pass
         raise CNIError(RULES_FAILED, f"applying capture rules: {exc}") from None

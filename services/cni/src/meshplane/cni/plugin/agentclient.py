@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import socket
-from urllib.parse import quote
 
 TIMEOUT_SECONDS = 5.0
 
@@ -42,7 +41,10 @@ def _request(socket_path: str, method: str, target: str, body: bytes = b"") -> t
 
 def fetch_pod(socket_path: str, namespace: str, name: str) -> dict[str, object] | None:
     """The agent's metadata for a pod, or ``None`` when the agent does not know it."""
-    status, payload = _request(socket_path, "GET", f"/v1/pods/{quote(namespace)}/{quote(name)}")
+    for part in (namespace, name):  # Kubernetes names: DNS labels/subdomains, safe in a URL path
+        if not part or not all(c.isascii() and (c.isalnum() or c in "-.") for c in part):
+            raise ValueError(f"{part!r} is not a Kubernetes name")
+    status, payload = _request(socket_path, "GET", f"/v1/pods/{namespace}/{name}")
     if status == 404:
         return None
     if status != 200:
@@ -54,6 +56,13 @@ def fetch_pod(socket_path: str, namespace: str, name: str) -> dict[str, object] 
     if not isinstance(data, dict):
         raise AgentUnavailable("node agent sent a pod that is not a JSON object")
     return data
+
+
+def health(socket_path: str) -> dict[str, object]:
+    """The agent's ``/healthz`` document."""
+    status, payload = _request(socket_path, "GET", "/healthz")
+    data = json.loads(payload) if status == 200 else {}
+    return data if isinstance(data, dict) else {}
 
 
 def report(socket_path: str, event: dict[str, object]) -> None:

@@ -22,6 +22,12 @@ def cmd_check(invocation: Invocation, conf: NetConf) -> None:
         for family in decision.families:
             found = differences(decision.settings, parse_save(netns.save(family)), family)
             problems += [f"ipv{family} {problem}" for problem in found]
+            settings = decision.settings
+            if settings.mode == "TPROXY" and not netns.has_tproxy_routing(
+                family, settings.tproxy_mark, settings.tproxy_table
+            ):
+                rule = f"fwmark {settings.tproxy_mark} lookup {settings.tproxy_table}"
+                problems.append(f"ipv{family} missing policy rule: {rule}")
     except NetnsError as exc:
         raise CNIError(RULES_FAILED, f"reading capture rules: {exc}") from None
     if problems:

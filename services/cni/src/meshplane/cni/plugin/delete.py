@@ -13,6 +13,7 @@ from meshplane.cni.plugin.add import enter_netns
 from meshplane.cni.plugin.errors import RULES_FAILED, CNIError
 from meshplane.cni.plugin.netconf import Invocation, NetConf
 from meshplane.cni.rules.iptables import IPV4, IPV6, parse_save, restore_delete
+from meshplane.cni.rules.settings import CaptureSettings
 
 
 def cmd_del(invocation: Invocation, conf: NetConf) -> None:
@@ -20,8 +21,12 @@ def cmd_del(invocation: Invocation, conf: NetConf) -> None:
     if invocation.netns and os.path.exists(invocation.netns):
         netns = enter_netns(invocation)
         try:
+            defaults = CaptureSettings()
             for family in (IPV4, IPV6):
-                netns.restore(family, restore_delete(parse_save(netns.save(family))))
+                current = parse_save(netns.save(family))
+                netns.restore(family, restore_delete(current))
+                if current["mangle"].chains:  # TPROXY mode also set up policy routing
+                    netns.set_tproxy_routing(family, defaults.tproxy_mark, defaults.tproxy_table, False)
         except NetnsError as exc:
             raise CNIError(RULES_FAILED, f"removing capture rules: {exc}") from None
     if invocation.pod is not None:

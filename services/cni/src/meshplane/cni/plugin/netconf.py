@@ -7,10 +7,10 @@ raises :class:`CNIError` with the spec's code and a message naming the field.
 
 from __future__ import annotations
 
-import ipaddress
 import json
+import socket
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from meshplane.cni.plugin.errors import (
     DECODE_FAILURE,
@@ -27,15 +27,14 @@ DEFAULT_AGENT_RUN_DIR = "/var/run/meshplane-cni"
 AGENT_SOCKET_NAME = "agent.sock"
 
 
-@dataclass(frozen=True, slots=True)
-class Invocation:
+class Invocation(NamedTuple):
     """The ``CNI_*`` environment of one call."""
 
     command: str
     container_id: str = ""
     netns: str = ""
     ifname: str = ""
-    args: Mapping[str, str] = field(default_factory=dict)
+    args: Mapping[str, str] = {}  # never mutated
     path: tuple[str, ...] = ()
 
     @property
@@ -45,8 +44,7 @@ class Invocation:
         return (namespace, name) if namespace and name else None
 
 
-@dataclass(frozen=True, slots=True)
-class NetConf:
+class NetConf(NamedTuple):
     """The plugin's network configuration."""
 
     cni_version: str
@@ -83,6 +81,23 @@ def load_invocation(environ: Mapping[str, str]) -> Invocation:
     return invocation
 
 
+def split_cidr(text: str) -> tuple[str, int] | None:
+    """``("10.1.2.3", 24)`` for ``"10.1.2.3/24"`` (v4 or v6), ``None`` when it is not one.
+
+    ``socket.inet_pton`` instead of :mod:`ipaddress`: this runs on every pod start.
+    """
+    address, sep, prefix = text.partition("/")
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    try:
+        socket.inet_pton(family, address)
+    except OSError:
+        return None
+    bits = 128 if family == socket.AF_INET6 else 32
+    if not sep or not prefix.isdigit() or int(prefix) > bits:
+        return None
+    return address, int(prefix)
+
+
 def _check_prev_result(prev: object) -> Mapping[str, object]:
     if not isinstance(prev, dict):
         raise CNIError(DECODE_FAILURE, "prevResult must be a JSON object")
@@ -93,10 +108,8 @@ def _check_prev_result(prev: object) -> Mapping[str, object]:
         where = f"prevResult.ips[{index}]"
         if not isinstance(entry, dict) or not isinstance(entry.get("address"), str):
             raise CNIError(DECODE_FAILURE, f"{where} must be an object with an 'address' string")
-        try:
-            ipaddress.ip_interface(entry["address"])
-        except ValueError:
-            raise CNIError(DECODE_FAILURE, f"{where}.address {entry['address']!r} is not a CIDR") from None
+        if split_cidr(entry["address"]) is None:
+            raise CNIError(DECODE_FAILURE, f"{where}.address {entry['address']!r} is not a CIDR")
     interfaces = prev.get("interfaces", [])
     if not isinstance(interfaces, list) or not all(isinstance(i, dict) for i in interfaces):
         raise CNIError(DECODE_FAILURE, "prevResult.interfaces must be a list of objects")
@@ -154,7 +167,7 @@ def pod_addresses(prev: Mapping[str, object] | None, args: Mapping[str, str]) ->
     found: list[str] = []
     ips = (prev or {}).get("ips") or []
     if isinstance(ips, list):
-        found = [str(ipaddress.ip_interface(entry["address"]).ip) for entry in ips]
+        found = [entry["address"].split("/")[0] for entry in ips]
     if not found and args.get("IP"):
         found = [a.split("/")[0] for a in args["IP"].split(",") if a]
     return found

@@ -13,8 +13,6 @@ rule in the netns stays untouched.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 from meshplane.cni.rules.settings import ALL, HBONE_PORT, CaptureSettings
 
 IPV4 = 4
@@ -28,13 +26,15 @@ BUILTIN = ("PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING")
 OUR_PREFIX = "ISTIO_"
 
 
-@dataclass(slots=True)
 class TableState:
     """Our part of one table as ``iptables-save`` shows it."""
 
-    chains: list[str] = field(default_factory=list)
-    rules: list[str] = field(default_factory=list)
-    jumps: list[str] = field(default_factory=list)
+    __slots__ = ("chains", "jumps", "rules")
+
+    def __init__(self, chains: list[str] | None = None) -> None:
+        self.chains: list[str] = chains or []
+        self.rules: list[str] = []
+        self.jumps: list[str] = []
 
 
 def _family_cidrs(cidrs: tuple[str, ...], family: int) -> list[str]:

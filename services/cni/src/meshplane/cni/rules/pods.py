@@ -7,7 +7,7 @@ plugin on ADD and by the agent when it looks for pods that came up without captu
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from meshplane.cni.rules.settings import ANN_INJECT, ANN_MODE, ANN_STATUS
 
@@ -16,14 +16,13 @@ ISTIO_INIT = "istio-init"
 FALSE_VALUES = ("false", "n", "no", "off", "0")
 
 
-@dataclass(frozen=True, slots=True)
-class PodInfo:
+class PodInfo(NamedTuple):
     """What the plugin needs to know about a pod (a projection of the Kubernetes Pod)."""
 
     namespace: str
     name: str
-    annotations: Mapping[str, str] = field(default_factory=dict)
-    labels: Mapping[str, str] = field(default_factory=dict)
+    annotations: Mapping[str, str] = {}  # never mutated
+    labels: Mapping[str, str] = {}
     containers: tuple[str, ...] = ()
     init_containers: tuple[str, ...] = ()
     ips: tuple[str, ...] = ()

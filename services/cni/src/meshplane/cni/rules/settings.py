@@ -1,15 +1,15 @@
 """Capture settings for one pod, built from its Istio annotations (pure, stdlib only).
 
 The plugin runs on the container runtime's hot path, so this module imports nothing heavier
-than :mod:`ipaddress`.  A value that does not parse raises :class:`AnnotationError` naming the
-annotation and the bad item, so the plugin can fail closed with a clear message.
+than :mod:`ipaddress`, and that only for pods with CIDR annotations.  A value that does not
+parse raises :class:`AnnotationError` naming the annotation and the bad item, so the plugin can
+fail closed with a clear message.
 """
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Mapping
-from dataclasses import dataclass
+from typing import NamedTuple
 
 PROXY_UID = "1337"
 PROXY_GID = "1337"
@@ -45,9 +45,8 @@ class AnnotationError(ValueError):
         self.value = value
 
 
-@dataclass(frozen=True, slots=True)
-class CaptureSettings:
-    """Everything the rule generator needs; defaults are Istio's."""
+class CaptureSettings(NamedTuple):
+    """Everything the rule generator needs; defaults are Istio's (a NamedTuple: cheap to import)."""
 
     mode: str = "REDIRECT"
     proxy_port: int = OUTBOUND_PORT
@@ -62,6 +61,7 @@ class CaptureSettings:
     exclude_outbound_ports: tuple[int, ...] = (STATUS_PORT,)
     exclude_interfaces: tuple[str, ...] = ()
     tproxy_mark: int = 1337
+    tproxy_table: int = 133
 
 
 def _items(value: str) -> list[str]:
@@ -82,6 +82,8 @@ def _cidrs(annotation: str, value: str, allow_all: bool) -> tuple[str, ...]:
     items = _items(value)
     if allow_all and items == [ALL]:
         return (ALL,)
+    import ipaddress
+
     cidrs: list[str] = []
     for item in items:
         try:

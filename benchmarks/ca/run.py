@@ -2,7 +2,7 @@
 
 CSRs are made before the clock starts, so the client's key generation is not measured.
 Two phases per CA key type: closed-loop saturation (CSR/s) and open-loop at a fixed rate
-(latency p50/p99). Run: ``.venv/bin/python benchmarks/ca/bench_ca.py [--key-types ec rsa]``.
+(latency p50/p99). Run: ``.venv/bin/python -m benchmarks.ca.run [--key-types ec rsa]``.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import multiprocessing as mp
 import os
+import socket
 import statistics
 import sys
 import tempfile
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import grpc
 
-from meshplane.citadel.testing import CitadelProcess, make_csr
+from meshplane.citadel.testing import CitadelProcess, ServiceProcess, make_csr
 from meshplane.ctl.token import make_token
 from meshplane.proto.istio.v1.auth import ca_pb2, ca_pb2_grpc
 
@@ -121,6 +122,29 @@ def _phase(
     }
 
 
+def _floor(citadel: CitadelProcess, token: str, csrs: list[str], args: argparse.Namespace) -> None:
+    """Closed loop against a server that does no work: grpc.aio's own cost per request."""
+    noop = CitadelProcess(citadel.ca_dir, citadel.log_file)  # for its ports and target only
+    noop.argv = [sys.executable, "-m", "benchmarks.ca.noop_server", "--ca-dir", str(citadel.ca_dir)]
+    noop.argv += ["--port", str(noop.grpc_port)]
+    ServiceProcess.start(noop)
+    try:
+        noop.wait_for(lambda: _port_open(noop.grpc_port), 30, "no-op server listening")
+        floor = _phase(noop, token, csrs, args.procs, "closed", args.concurrency, args.duration)
+        print(
+            f"no-op floor, closed loop {args.procs}x{args.concurrency}: {floor['rate']:.0f} req/s "
+            f"({floor['per_cpu_s']:.0f} per server CPU-second), p50 {floor['p50_ms']:.1f} ms, "
+            f"p99 {floor['p99_ms']:.1f} ms"
+        )
+    finally:
+        noop.stop()
+
+
+def _port_open(port: int) -> bool:
+    with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+        return True
+
+
 def main() -> int:
     p = argparse.ArgumentParser()
     p.add_argument("--key-types", nargs="+", default=["ec", "rsa"])
@@ -137,6 +161,7 @@ def main() -> int:
         help="open-loop target CSR/s (all processes)",
     )
     p.add_argument("--profile", default="", help="run citadel under cProfile, writing this file")
+    p.add_argument("--floor", action="store_true", help="also measure a no-op server on the same TLS gRPC")
     args = p.parse_args()
     csrs = [make_csr()[1] for _ in range(500)]
     print(f"machine: {os.cpu_count()} cores, python {sys.version.split()[0]}")
@@ -156,6 +181,8 @@ def main() -> int:
                     f"({closed['per_cpu_s']:.0f} per citadel CPU-second), p50 {closed['p50_ms']:.1f} ms, "
                     f"p99 {closed['p99_ms']:.1f} ms, errors {closed['errors']:.0f}"
                 )
+                if args.floor:
+                    _floor(citadel, token, csrs, args)
                 for rate in args.rates:
                     opened = _phase(citadel, token, csrs, args.procs, "open", rate, args.duration)
                     print(

@@ -1,0 +1,1 @@
+"""CreateCertificate load against a real meshplane-citadel (``python -m benchmarks.ca.run``)."""

@@ -1,0 +1,122 @@
+"""The workloads one agent serves: a secret cache and a rotation loop per credential.
+
+Locally an agent serves one workload whose token is ``--token-file``. As a per-node agent (in
+Kubernetes) each Envoy presents its own workload's token on its SDS streams (``authorization:
+Bearer ...`` in the stream's initial metadata); the agent keeps one cache per token, so each
+workload gets a certificate for *its* identity, as Citadel authenticates that token. A cache
+lives while streams use it, plus a short grace so a reconnecting Envoy keeps its certificate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import hashlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from meshplane.citadel.nodeagent.cache import SecretCache
+from meshplane.citadel.nodeagent.caclient import CAClient
+from meshplane.citadel.nodeagent.rotation import Rotator
+
+log = logging.getLogger(__name__)
+
+DEFAULT_KEY = "default"
+IDLE_GRACE_SECONDS = 30.0
+
+
+class NoCredential(Exception):
+    """An SDS stream carried no token and the agent has no ``--token-file``."""
+
+
+@dataclass
+class _Workload:
+    cache: SecretCache
+    stop: asyncio.Event
+    task: asyncio.Task[None]
+    refs: int = 0
+    idle: asyncio.TimerHandle | None = field(default=None, repr=False)
+
+
+class Workloads:
+    def __init__(
+        self,
+        client: CAClient,
+        key_type: str,
+        ttl: dt.timedelta,
+        default_token: Callable[[], str] | None,
+        idle_grace: float = IDLE_GRACE_SECONDS,
+    ) -> None:
+        self._client = client
+        self._key_type = key_type
+        self._ttl = ttl
+        self._default_token = default_token
+        self._idle_grace = idle_grace
+        self._entries: dict[str, _Workload] = {}
+        self._bus_roots: list[str] = []
+
+    def _start(self, key: str, token: Callable[[], str]) -> _Workload:
+        cache = SecretCache()
+        stop = asyncio.Event()
+        rotator = Rotator(cache, self._client, self._key_type, self._ttl, token)
+        task = asyncio.create_task(rotator.run(stop), name=f"rotation-{key[:8]}")
+        entry = _Workload(cache, stop, task)
+        self._entries[key] = entry
+        return entry
+
+    async def start_default(self) -> SecretCache | None:
+        """Start the ``--token-file`` workload (kept for the agent's lifetime), if there is one."""
+        if self._default_token is None:
+            return None
+        entry = self._start(DEFAULT_KEY, self._default_token)
+        entry.refs = 1  # never released
+        await entry.cache.set_bus_roots(self._bus_roots)
+        return entry.cache
+
+    async def acquire(self, token: str | None) -> tuple[str, SecretCache]:
+        """The cache for a stream's token (or the default workload); release it when done."""
+        if token is None:
+            if DEFAULT_KEY not in self._entries:
+                raise NoCredential("no workload token on the SDS stream and no --token-file")
+            key = DEFAULT_KEY
+        else:
+            key = hashlib.sha256(token.encode()).hexdigest()
+        entry = self._entries.get(key)
+        if entry is None:
+            entry = self._start(key, lambda: token or "")
+            await entry.cache.set_bus_roots(self._bus_roots)
+            log.info("serving a new workload (token %s...)", key[:8])
+        if entry.idle is not None:
+            entry.idle.cancel()
+            entry.idle = None
+        entry.refs += 1
+        return key, entry.cache
+
+    def release(self, key: str) -> None:
+        entry = self._entries.get(key)
+        if entry is None:
+            return
+        entry.refs -= 1
+        if entry.refs == 0:
+            entry.idle = asyncio.get_running_loop().call_later(self._idle_grace, self._retire, key)
+
+    def _retire(self, key: str) -> None:
+        entry = self._entries.get(key)
+        if entry is not None and entry.refs == 0:
+            del self._entries[key]
+            entry.stop.set()
+            log.info("workload (token %s...) has no SDS streams left; stopped renewing it", key[:8])
+
+    async def set_bus_roots(self, roots: list[str]) -> None:
+        self._bus_roots = list(roots)
+        for entry in list(self._entries.values()):
+            await entry.cache.set_bus_roots(self._bus_roots)
+
+    async def close(self) -> None:
+        for entry in self._entries.values():
+            if entry.idle is not None:
+                entry.idle.cancel()
+            entry.stop.set()
+        await asyncio.gather(*(e.task for e in self._entries.values()), return_exceptions=True)
+        self._entries.clear()

@@ -1,0 +1,81 @@
+"""Node agent pure parts: flags, renewal timing, which roots ROOTCA carries, SDS resource shapes."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+
+from meshplane.citadel.ca.keycert import create_self_signed, load_bundle, to_pem
+from meshplane.citadel.ca.signer import issue_chain
+from meshplane.citadel.nodeagent.cache import ROOT_SECRET, WORKLOAD_SECRET, SecretCache, WorkloadCert
+from meshplane.citadel.nodeagent.rotation import make_key_and_csr, refresh_delay
+from meshplane.citadel.nodeagent.settings import parse_agent_settings
+
+REQUIRED = ["--sds-socket", "s", "--ca-addr", "127.0.0.1:8060", "--ca-root", "r", "--token-file", "t"]
+
+
+def test_agent_defaults() -> None:
+    s = parse_agent_settings(REQUIRED, environ={})
+    assert s.key_type == "ec"
+    assert s.cert_ttl == dt.timedelta(hours=24)
+    assert str(s.ca_root) == "r"
+    assert str(parse_agent_settings(["--sds-socket", "s", "--ca-addr", "h:1"], environ={}).ca_root) == (
+        "/var/run/secrets/istio/root-cert.pem"
+    )
+    assert parse_agent_settings(REQUIRED, environ={"SECRET_TTL": "1h"}).cert_ttl == dt.timedelta(hours=1)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--cert-ttl", "soon"], "--cert-ttl"),
+        (["--cert-ttl", "1s"], "too short"),
+        (["--key-type", "dsa"], "--key-type"),
+    ],
+)
+def test_agent_bad_flags(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        parse_agent_settings([*REQUIRED, *argv], environ={})
+    assert message in capsys.readouterr().err
+
+
+def _cert(tmp_path: Path, ttl: dt.timedelta) -> WorkloadCert:
+    if not (tmp_path / "ca-key.pem").exists():
+        create_self_signed(tmp_path, "cluster.local", "ec", dt.timedelta(days=1))
+    key_pem, csr = make_key_and_csr("ec")
+    chain = issue_chain(load_bundle(tmp_path), csr, "spiffe://cluster.local/ns/a/sa/b", ttl)
+    return WorkloadCert.from_chain(key_pem, chain, dt.datetime.now(dt.UTC))
+
+
+def test_renewal_at_half_life_with_jitter(tmp_path: Path) -> None:
+    cert = _cert(tmp_path, dt.timedelta(seconds=100))
+    delays = [refresh_delay(cert, cert.received) for _ in range(50)]
+    assert all(45 - 0.5 <= d <= 50 + 0.5 for d in delays)
+    assert len({round(d, 3) for d in delays}) > 1  # jittered
+
+
+async def test_rootca_prefers_bus_roots_and_default_carries_the_chain(tmp_path: Path) -> None:
+    cache = SecretCache()
+    assert cache.secret(WORKLOAD_SECRET) is None and cache.secret(ROOT_SECRET) is None
+    cert = _cert(tmp_path, dt.timedelta(hours=1))
+    await cache.set_cert(cert)
+    root_from_ca = cache.secret(ROOT_SECRET)
+    assert root_from_ca is not None
+    assert root_from_ca.validation_context.trusted_ca.inline_bytes.decode() == cert.chain[-1]
+    default = cache.secret(WORKLOAD_SECRET)
+    assert default is not None
+    leaf = x509.load_pem_x509_certificates(default.tls_certificate.certificate_chain.inline_bytes)[0]
+    assert f"{leaf.serial_number:x}" == cert.version
+    assert default.tls_certificate.private_key.inline_bytes == cert.key_pem
+    seen = cache.generation
+    create_self_signed(tmp_path / "other", "cluster.local", "ec", dt.timedelta(days=1))
+    other = load_bundle(tmp_path / "other").root
+    await cache.set_bus_roots([cert.chain[-1], to_pem(other)])
+    assert cache.generation != seen
+    rootca = cache.secret(ROOT_SECRET)
+    assert rootca is not None
+    assert rootca.validation_context.trusted_ca.inline_bytes.decode() == cert.chain[-1] + to_pem(other)
+    assert cache.secret("file-root:/etc/ssl/ca.pem") is None

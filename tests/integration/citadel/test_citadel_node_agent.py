@@ -1,0 +1,52 @@
+"""One node agent serving two workloads (as a per-node DaemonSet does): each Envoy presents its own
+workload token on its SDS streams and gets a certificate for its own identity."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import grpc
+import httpx
+import pytest
+from envoy.service.discovery.v3 import discovery_pb2
+from envoy.service.secret.v3 import sds_pb2_grpc
+
+from meshplane.citadel.testing import CitadelProcess, NodeAgentProcess
+from meshplane.ctl.token import make_token
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
+
+CLIENT_ID = "spiffe://cluster.local/ns/default/sa/client"
+SERVER_ID = "spiffe://cluster.local/ns/default/sa/server"
+
+
+def test_per_node_agent_issues_each_workload_its_own_identity(make_mesh: Callable[..., Any]) -> None:
+    mesh = make_mesh(per_node=True)
+    assert mesh.client_agent is mesh.server_agent  # one agent, one socket, two workloads
+    response = httpx.get(mesh.url, timeout=10)
+    assert response.status_code == 200
+    assert f"URI={CLIENT_ID}" in response.text
+    assert mesh.client_envoy.cert_uris() == {CLIENT_ID}
+    assert mesh.server_envoy.cert_uris() == {SERVER_ID}
+
+
+def test_per_node_agent_refuses_streams_without_a_token(tmp_path: Path) -> None:
+    citadel = CitadelProcess(tmp_path / "ca", tmp_path / "citadel.log", env={"CITADEL_CA_KEY_TYPE": "ec"})
+    citadel.start()
+    agent = NodeAgentProcess(tmp_path / "node", citadel.target, tmp_path / "ca" / "root-cert.pem", None)
+    try:
+        agent.start()
+        with grpc.insecure_channel(f"unix:{agent.socket}") as channel:
+            stub = sds_pb2_grpc.SecretDiscoveryServiceStub(channel)
+            request = discovery_pb2.DiscoveryRequest(resource_names=["default"])
+            with pytest.raises(grpc.RpcError) as err:
+                stub.FetchSecrets(request, timeout=10)
+            assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+            token = make_token(tmp_path / "ca", "shop", "cart", "istio-ca", 3600)
+            response = stub.FetchSecrets(request, metadata=[("authorization", f"Bearer {token}")], timeout=10)
+            assert response.type_url.endswith("tls.v3.Secret")  # accepted (it may still be empty)
+    finally:
+        agent.stop()
+        citadel.stop()
