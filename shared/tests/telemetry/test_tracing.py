@@ -88,3 +88,17 @@ def test_otlp_trace_export_from_standard_variables(tmp_path: Path) -> None:
         assert receiver.traces.span_names == [("meshplane-pilot", "pilot.push")]
     finally:
         receiver.stop()
+
+
+def test_no_exporter_keeps_tracing_free() -> None:
+    """Without OTEL_TRACES_EXPORTER or a trace file, spans stay no-op (nothing recorded, nothing paid)."""
+    code = (
+        "from opentelemetry import trace\n"
+        "from meshplane.shared.telemetry import configure_tracing\n"
+        "configure_tracing('svc')\n"
+        "with trace.get_tracer('t').start_as_current_span('x') as span:\n"
+        "    assert not span.is_recording(), 'span recorded with no exporter'\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "MESHPLANE_TRACE"))}
+    env["OTEL_TRACES_EXPORTER"] = "none"
+    subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=60)

@@ -83,6 +83,7 @@ def configure_tracing(service_name: str, instance: str = "") -> TracerProvider:
     names = [n.strip() for n in os.environ.get("OTEL_TRACES_EXPORTER", "").split(",") if n.strip()]
     if not names and os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
         names = ["otlp"]
+    names = [n for n in names if n != "none"]
     for name in names:
         if name == "console":
             provider.add_span_processor(SimpleSpanProcessor(ConsoleSpanExporter()))
@@ -93,11 +94,11 @@ def configure_tracing(service_name: str, instance: str = "") -> TracerProvider:
     trace_file = os.environ.get("MESHPLANE_TRACE_FILE")
     if trace_file:
         provider.add_span_processor(SimpleSpanProcessor(FileSpanExporter(Path(trace_file))))
-    trace.set_tracer_provider(provider)
+    if names or trace_file:
+        trace.set_tracer_provider(provider)
+    # else: keep OpenTelemetry's no-op provider, so spans (ours and FastAPI's per request) cost
+    # nothing when no one collects them; the returned provider is then unused.
     return provider
-
-
-TraceHeaders = Mapping[str, str]
 
 
 def carried_context(headers: Mapping[str, str] | None) -> dict[str, str]:
