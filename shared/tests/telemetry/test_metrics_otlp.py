@@ -8,9 +8,11 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import prometheus_client as prom
 import pytest
+from opentelemetry.sdk.metrics.export import AggregationTemporality, Gauge, Histogram, Sum
 from opentelemetry.sdk.resources import Resource
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry
 
 from meshplane.shared.natsserver import NatsServer, free_port
 from meshplane.shared.processes import stop_process
@@ -29,11 +31,13 @@ def receiver() -> Iterator[OtlpReceiver]:
 
 def sample_registry() -> CollectorRegistry:
     registry = CollectorRegistry()
-    pushes = Counter("pilot_xds_pushes", "xDS pushes by type.", ["type"], registry=registry)
+    pushes = prom.Counter("pilot_xds_pushes", "xDS pushes by type.", ["type"], registry=registry)
     pushes.labels("cds").inc(3)
     pushes.labels("rds").inc()
-    Gauge("pilot_xds", "Connected proxies.", registry=registry).set(7)
-    hist = Histogram("pilot_proxy_convergence_time", "Convergence.", buckets=(0.1, 1.0), registry=registry)
+    prom.Gauge("pilot_xds", "Connected proxies.", registry=registry).set(7)
+    hist = prom.Histogram(
+        "pilot_proxy_convergence_time", "Convergence.", buckets=(0.1, 1.0), registry=registry
+    )
     for value in (0.05, 0.5, 0.7, 3.0):
         hist.observe(value)
     return registry
@@ -42,14 +46,17 @@ def sample_registry() -> CollectorRegistry:
 def test_registry_becomes_otel_sums_gauges_and_histograms() -> None:
     data = registry_to_otel(sample_registry(), Resource.create({"service.name": "svc"}), start_ns=5)
     metrics = {m.name: m for m in data.resource_metrics[0].scope_metrics[0].metrics}
-    pushes = metrics["pilot_xds_pushes"].data
-    assert pushes.is_monotonic  # type: ignore[union-attr]
-    assert {p.attributes["type"]: p.value for p in pushes.data_points} == {"cds": 3.0, "rds": 1.0}  # type: ignore[index]
-    assert [p.value for p in metrics["pilot_xds"].data.data_points] == [7.0]
-    (point,) = metrics["pilot_proxy_convergence_time"].data.data_points
-    assert point.explicit_bounds == [0.1, 1.0]  # type: ignore[union-attr]
-    assert list(point.bucket_counts) == [1, 2, 1]  # type: ignore[union-attr]
-    assert (point.count, point.sum) == (4, pytest.approx(4.25))  # type: ignore[union-attr]
+    pushes, gauge, hist = (
+        metrics[n].data for n in ("pilot_xds_pushes", "pilot_xds", "pilot_proxy_convergence_time")
+    )
+    assert isinstance(pushes, Sum) and isinstance(gauge, Gauge) and isinstance(hist, Histogram)
+    assert pushes.is_monotonic and pushes.aggregation_temporality is AggregationTemporality.CUMULATIVE
+    assert {dict(p.attributes or {})["type"]: p.value for p in pushes.data_points} == {"cds": 3.0, "rds": 1.0}
+    assert [p.value for p in gauge.data_points] == [7.0]
+    (point,) = hist.data_points
+    assert point.explicit_bounds == [0.1, 1.0]
+    assert list(point.bucket_counts) == [1, 2, 1]
+    assert point.count == 4 and point.sum == pytest.approx(4.25)
 
 
 def test_otlp_export_reaches_a_real_receiver(receiver: OtlpReceiver, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,9 +1,9 @@
 """One config change is one trace: Galley's validate/publish, Pilot's push and Envoy's ACK.
 
-Real processes only: nats-server, ``meshplane-galley --config-dir``, ``meshplane-pilot`` and an
-Envoy bootstrapped by ``meshctl bootstrap``'s renderer and connected to Pilot over ADS. Each
-service writes its spans to its own ``MESHPLANE_TRACE_FILE``. A VirtualService file is changed;
-the spans of that change must share one trace id and hang off each other in order:
+Real processes only: nats-server, ``meshplane-galley --config-dir``, two ``meshplane-pilot``
+replicas and an Envoy bootstrapped by ``meshctl bootstrap``'s renderer, connected to the first
+over ADS. Each service writes its spans to its own ``MESHPLANE_TRACE_FILE``. A VirtualService
+file is changed; the spans of that change must share one trace id and hang off each other:
 
     galley.config_change ─┬─ galley.validate (per object)
                           └─ galley.publish (the VirtualService) ─ pilot.push ─ pilot.xds.ack (RDS, …)
@@ -11,6 +11,7 @@ the spans of that change must share one trace id and hang off each other in orde
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 import os
@@ -135,7 +136,8 @@ async def test_config_change_is_one_trace_from_galley_to_envoy_ack(
     proxy_ip = f"127.{random.randint(20, 250)}.{random.randint(0, 250)}.{random.randint(2, 250)}"
     service_port = free_port(proxy_ip)
     write_atomically(vs_file, config_file(service_port, "5s"))
-    galley_spans, pilot_spans = tmp_path / "galley-spans.jsonl", tmp_path / "pilot-spans.jsonl"
+    galley_spans, pilot_spans = tmp_path / "galley-spans.jsonl", tmp_path / "pilot-a-spans.jsonl"
+    replica_spans = tmp_path / "pilot-b-spans.jsonl"
     monitoring, grpc_port, http_port, admin = free_port(), free_port(), free_port(), free_port()
     opts = BootstrapOptions(
         node_id=f"sidecar~{proxy_ip}~productpage-1.default~default.svc.cluster.local",
@@ -162,18 +164,24 @@ async def test_config_change_is_one_trace_from_galley_to_envoy_ack(
             )
         )
         await eventually(lambda: http_ok(f"http://127.0.0.1:{monitoring}/readyz"), "galley ready", 60)
-        stack.enter_context(
-            process(
-                [
-                    str(BIN / "meshplane-pilot"),
-                    *("--nats-url", nats_server.url, "--id", "pilot-trace"),
-                    *("--grpc-addr", f"127.0.0.1:{grpc_port}", "--http-addr", f"127.0.0.1:{http_port}"),
-                ],
-                tmp_path / "pilot.log",
-                pilot_spans,
+        # Two Pilot replicas: the Envoy is connected to the first; both push for every change.
+        for pilot_id, grpc_at, http_at, trace_file in (
+            ("pilot-a", grpc_port, http_port, pilot_spans),
+            ("pilot-b", free_port(), free_port(), replica_spans),
+        ):
+            stack.enter_context(
+                process(
+                    [
+                        str(BIN / "meshplane-pilot"),
+                        *("--nats-url", nats_server.url, "--id", pilot_id),
+                        *("--grpc-addr", f"127.0.0.1:{grpc_at}", "--http-addr", f"127.0.0.1:{http_at}"),
+                    ],
+                    tmp_path / f"{pilot_id}.log",
+                    trace_file,
+                )
             )
-        )
-        await eventually(lambda: http_ok(f"http://127.0.0.1:{http_port}/ready"), "pilot ready", 60)
+            ready = f"http://127.0.0.1:{http_at}/ready"
+            await eventually(functools.partial(http_ok, ready), f"{pilot_id} ready", 60)
         stack.enter_context(
             process(
                 [envoy_binary(), "-c", str(bootstrap), "--use-dynamic-base-id", "--concurrency", "1"]
@@ -211,10 +219,15 @@ async def test_config_change_is_one_trace_from_galley_to_envoy_ack(
                 if s["name"] == "pilot.xds.ack" and s["trace_id"] == publish["trace_id"]
             ]
 
-        async def rds_acked() -> bool:
-            return any(s["attributes"]["xds.type_url"] == RDS for s in acks_of_change())
+        async def rds_acked_and_replica_pushed() -> bool:
+            publish = change_publish()
+            replica_pushed = publish is not None and any(
+                s["name"] == "pilot.push" and s["trace_id"] == publish["trace_id"]
+                for s in spans(replica_spans)
+            )
+            return replica_pushed and any(s["attributes"]["xds.type_url"] == RDS for s in acks_of_change())
 
-        await eventually(rds_acked, "a pilot.xds.ack span for RDS in the change's trace", 30)
+        await eventually(rds_acked_and_replica_pushed, "RDS ACK and both pushes in the change's trace", 30)
 
     publish = change_publish()
     assert publish is not None
@@ -236,11 +249,14 @@ async def test_config_change_is_one_trace_from_galley_to_envoy_ack(
     assert vs_publish["parent_id"] == root["span_id"]
     assert vs_publish["attributes"]["bus.operation"] == "put"
 
-    # Pilot: the push is a child of the publish that carried the change over the bus.
+    # Pilot: each replica's push is a child of the publish that carried the change over the bus.
     (push,) = by_name["pilot.push"]
-    assert push["service"] == "meshplane-pilot"
-    assert push["parent_id"] == vs_publish["span_id"]
-    assert push["start_ns"] >= vs_publish["start_ns"]
+    (replica_push,) = [s for s in spans(replica_spans) if s["trace_id"] == trace_id]
+    for p in (push, replica_push):
+        assert p["service"] == "meshplane-pilot"
+        assert p["parent_id"] == vs_publish["span_id"]
+        assert p["start_ns"] >= vs_publish["start_ns"]
+        assert p["attributes"]["pilot.reason"] == "config:VirtualService"
 
     # Envoy's answers to that push, one span per type sent, children of the push.
     acks = by_name["pilot.xds.ack"]
