@@ -126,8 +126,9 @@ async def route_timeout(admin: int) -> str:
     return ""
 
 
+@pytest.mark.parametrize("delta", [False, True], ids=["sotw", "delta"])
 async def test_config_change_is_one_trace_from_galley_to_envoy_ack(
-    nats_server: NatsServer, tmp_path: Path
+    nats_server: NatsServer, tmp_path: Path, delta: bool
 ) -> None:
     config = tmp_path / "config"
     config.mkdir()
@@ -145,6 +146,7 @@ async def test_config_change_is_one_trace_from_galley_to_envoy_ack(
         pilots=[f"127.0.0.1:{grpc_port}"],
         admin=f"127.0.0.1:{admin}",
         interception="NONE",
+        delta=delta,
         labels={"app": "productpage"},
     )
     bootstrap = tmp_path / "envoy.yaml"
