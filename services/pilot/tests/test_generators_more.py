@@ -176,3 +176,51 @@ def test_export_to_hides_config_from_other_namespaces() -> None:
     other = proxy("sidecar~10.0.0.3~x.team-a~team-a.svc.cluster.local", {})
     vh_a = next(v for v in build_route(ctx(vs), other, "9080").virtual_hosts if v.name.startswith(REVIEWS))
     assert vh_a.routes[0].route.cluster == f"outbound|9080|v9|{REVIEWS}"
+
+
+def test_sidecar_tcp_route_weights_and_tls_sni_chains() -> None:
+    from envoy.extensions.filters.network.tcp_proxy.v3 import tcp_proxy_pb2
+
+    db = Service(
+        "db.default.svc.cluster.local", "default", (Port("tcp", 5432, "TCP"),), addresses=("10.9.0.1",)
+    )
+    api = Service("api.example.com", "default", (Port("tls", 443, "TLS"),), resolution="DNS")
+    vs_tcp = cfg(
+        "VirtualService",
+        "db",
+        {
+            "hosts": ["db"],
+            "tcp": [
+                {
+                    "route": [
+                        {"destination": {"host": "db", "subset": "primary"}, "weight": 90},
+                        {"destination": {"host": "db", "subset": "replica"}, "weight": 10},
+                    ]
+                }
+            ],
+        },
+    )
+    vs_tls = cfg(
+        "VirtualService",
+        "api",
+        {
+            "hosts": ["api.example.com"],
+            "tls": [
+                {
+                    "match": [{"sniHosts": ["api.example.com"], "port": 443}],
+                    "route": [{"destination": {"host": "api.example.com"}}],
+                }
+            ],
+        },
+    )
+    c = build_push_context("1", {"a": vs_tcp, "b": vs_tls}, {"db": db, "api": api}, {})
+    listeners = {x.name: x for x in build_listeners(c, SIDECAR)}
+    tcp = tcp_proxy_pb2.TcpProxy()
+    listeners["10.9.0.1_5432"].filter_chains[0].filters[0].typed_config.Unpack(tcp)
+    weights = {w.name: w.weight for w in tcp.weighted_clusters.clusters}
+    assert weights == {
+        "outbound|5432|primary|db.default.svc.cluster.local": 90,
+        "outbound|5432|replica|db.default.svc.cluster.local": 10,
+    }
+    tls = listeners["0.0.0.0_443"]
+    assert list(tls.filter_chains[0].filter_chain_match.server_names) == ["api.example.com"]

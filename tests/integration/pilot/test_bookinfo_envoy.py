@@ -521,3 +521,24 @@ def test_nack_visible_in_syncz_while_envoy_keeps_serving(mesh: Mesh) -> None:
     assert 'pilot_total_xds_rejects_total{type="rds"}' in metrics
     mesh.bus.delete_config("VirtualService", NS, "details-bad")
     mesh.kit.wait_until(lambda: _all_synced(mesh.synced()) and not nacked(), 10, "SYNCED again after the fix")
+
+
+def test_debug_endpoints_and_metrics(mesh: Mesh) -> None:
+    configz = mesh.pilot.get("/debug/configz")
+    assert any(c["kind"] == "VirtualService" and c["name"] == "reviews" for c in configz)
+    registry = {s["hostname"] for s in mesh.pilot.get("/debug/registryz")}
+    assert {fq("reviews"), fq("ratings"), "external.example.org"} <= registry
+    dump = mesh.pilot.get(f"/debug/config_dump?proxyID=productpage-v1.{NS}")
+    clusters = next(c for c in dump["configs"] if c["@type"].endswith("ClustersConfigDump"))
+    names = {c["cluster"]["name"] for c in clusters["dynamic_active_clusters"]}
+    assert f"outbound|{mesh.port}|v3|{fq('reviews')}" in names
+    missing = httpx.get(mesh.pilot.url + "/debug/config_dump", timeout=5)
+    assert missing.status_code == 400 and "proxyID" in missing.json()["error"]
+    unknown = httpx.get(mesh.pilot.url + "/debug/config_dump?proxyID=nope.nowhere", timeout=5)
+    assert unknown.status_code == 404 and "not connected" in unknown.json()["error"]
+    assert mesh.pilot.get("/debug/push_status")["pushes"] >= 0
+    metrics = httpx.get(mesh.pilot.url + "/metrics", timeout=5).text
+    assert "pilot_xds 3.0" in metrics
+    assert "pilot_services 5.0" in metrics  # four registry services + the DNS ServiceEntry
+    assert 'pilot_xds_pushes_total{type="cds"}' in metrics
+    assert "pilot_proxy_convergence_time_bucket" in metrics

@@ -13,8 +13,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 
-def write_self_signed(directory: Path, common_name: str) -> tuple[Path, Path]:
-    """Write ``tls.crt`` / ``tls.key`` (0600) for 127.0.0.1 and localhost; return their paths."""
+def write_self_signed(
+    directory: Path, common_name: str, dns_names: tuple[str, ...] = ("localhost",)
+) -> tuple[Path, Path]:
+    """Write ``tls.crt`` / ``tls.key`` (0600) for 127.0.0.1 and ``dns_names``; return their paths."""
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
     now = datetime.datetime.now(datetime.UTC)
@@ -28,7 +30,7 @@ def write_self_signed(directory: Path, common_name: str) -> tuple[Path, Path]:
         .not_valid_after(now + datetime.timedelta(hours=1))
         .add_extension(
             x509.SubjectAlternativeName(
-                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+                [*(x509.DNSName(n) for n in dns_names), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
             ),
             critical=False,
         )
