@@ -7,6 +7,9 @@ file is changed; the spans of that change must share one trace id and hang off e
 
     galley.config_change ─┬─ galley.validate (per object)
                           └─ galley.publish (the VirtualService) ─ pilot.push ─ pilot.xds.ack (RDS, …)
+
+Then two changes in a row reach the replica (debounce 3 s) as one push: its ``pilot.push`` is in
+the first change's trace and links the second change's publish span.
 """
 
 from __future__ import annotations
@@ -18,10 +21,10 @@ import os
 import random
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import pytest
@@ -36,6 +39,7 @@ from meshplane.shared.testing.polling import eventually
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
 BIN = Path(sys.executable).parent
+T = TypeVar("T")
 RDS = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
 HOST = "reviews.default.svc.cluster.local"
 
@@ -67,6 +71,30 @@ spec:
 """
 
 
+DESTINATION_RULE = f"""\
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {{name: reviews, namespace: default}}
+spec:
+  host: {HOST}
+  trafficPolicy: {{connectionPool: {{http: {{http1MaxPendingRequests: 10}}}}}}
+"""
+
+
+async def wait_for(find: Callable[[], T | None], what: str, timeout: float = 20) -> T:
+    """Poll ``find`` until it returns something; fail naming ``what`` on timeout."""
+    found: list[T] = []
+
+    async def check() -> bool:
+        value = find()
+        if value is not None:
+            found.append(value)
+        return bool(found)
+
+    await eventually(check, what, timeout)
+    return found[0]
+
+
 def write_atomically(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(text)
@@ -74,8 +102,10 @@ def write_atomically(path: Path, text: str) -> None:
 
 
 @contextmanager
-def process(args: list[str], log: Path, trace_file: Path | None = None) -> Iterator[subprocess.Popen[bytes]]:
-    env = dict(os.environ, OTEL_TRACES_EXPORTER="none")
+def process(
+    args: list[str], log: Path, trace_file: Path | None = None, **extra_env: str
+) -> Iterator[subprocess.Popen[bytes]]:
+    env = dict(os.environ, OTEL_TRACES_EXPORTER="none", **extra_env)
     env.pop("MESHPLANE_TRACE_FILE", None)
     if trace_file is not None:
         env["MESHPLANE_TRACE_FILE"] = str(trace_file)
@@ -167,9 +197,10 @@ async def test_config_change_is_one_trace_from_galley_to_envoy_ack(
         )
         await eventually(lambda: http_ok(f"http://127.0.0.1:{monitoring}/readyz"), "galley ready", 60)
         # Two Pilot replicas: the Envoy is connected to the first; both push for every change.
-        for pilot_id, grpc_at, http_at, trace_file in (
-            ("pilot-a", grpc_port, http_port, pilot_spans),
-            ("pilot-b", free_port(), free_port(), replica_spans),
+        # The replica debounces for 3 s, so two changes made one after the other become one push.
+        for pilot_id, grpc_at, http_at, trace_file, debounce in (
+            ("pilot-a", grpc_port, http_port, pilot_spans, "50ms"),
+            ("pilot-b", free_port(), free_port(), replica_spans, "3s"),
         ):
             stack.enter_context(
                 process(
@@ -180,6 +211,7 @@ async def test_config_change_is_one_trace_from_galley_to_envoy_ack(
                     ],
                     tmp_path / f"{pilot_id}.log",
                     trace_file,
+                    PILOT_DEBOUNCE_AFTER=debounce,
                 )
             )
             ready = f"http://127.0.0.1:{http_at}/ready"
@@ -230,9 +262,46 @@ async def test_config_change_is_one_trace_from_galley_to_envoy_ack(
             return replica_pushed and any(s["attributes"]["xds.type_url"] == RDS for s in acks_of_change())
 
         await eventually(rds_acked_and_replica_pushed, "RDS ACK and both pushes in the change's trace", 30)
+        publish = change_publish()
+        assert publish is not None
 
-    publish = change_publish()
-    assert publish is not None
+        # Two changes in a row (the VirtualService again, then a new DestinationRule file): the
+        # replica's single push continues the first change's trace and links the second.
+        def published(key: str, after: int) -> dict[str, Any] | None:
+            found = [
+                s
+                for s in spans(galley_spans)
+                if s["name"] == "galley.publish"
+                and s["attributes"].get("bus.key") == key
+                and s["start_ns"] > after
+            ]
+            return found[0] if found else None
+
+        since = publish["start_ns"]
+        write_atomically(vs_file, config_file(service_port, "9s"))
+        first = await wait_for(lambda: published(vs_key, since), "the first of two quick changes published")
+        (config / "reviews-dr.yaml").write_text(DESTINATION_RULE)
+        dr_key = config_key("networking.istio.io", "DestinationRule", "default", "reviews")
+        second = await wait_for(lambda: published(dr_key, since), "the second quick change published")
+
+        def merged_push() -> dict[str, Any] | None:
+            pushes = [
+                s
+                for s in spans(replica_spans)
+                if s["name"] == "pilot.push" and s["trace_id"] == first["trace_id"]
+            ]
+            return pushes[0] if pushes else None
+
+        merged = await wait_for(merged_push, "the replica's push for the two changes", 30)
+
+    assert second["trace_id"] != first["trace_id"]  # two changes, two traces ...
+    assert merged["parent_id"] == first["span_id"]  # ... one push: parent is the first change
+    assert merged["links"] == [{"trace_id": second["trace_id"], "span_id": second["span_id"]}]
+    assert merged["attributes"]["pilot.merged_traces"] == 2
+    assert not [
+        s for s in spans(replica_spans) if s["name"] == "pilot.push" and s["trace_id"] == second["trace_id"]
+    ]
+
     trace_id = publish["trace_id"]
     in_trace = [s for s in spans(galley_spans) + spans(pilot_spans) if s["trace_id"] == trace_id]
     by_name: dict[str, list[dict[str, Any]]] = {}
