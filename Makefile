@@ -16,6 +16,9 @@ $(UV):
 
 $(STAMP): $(UV) uv.lock pyproject.toml */pyproject.toml services/*/pyproject.toml
 	VIRTUAL_ENV=$(abspath $(VENV)) UV_PROJECT_ENVIRONMENT=$(abspath $(VENV)) $(UV) sync --frozen --all-packages --inexact
+	# xds-protos ships an older copy of opentelemetry/proto/* that overwrites opentelemetry-proto's
+	# files (OTLP exporters then fail to import); reinstall opentelemetry-proto so its files win.
+	VIRTUAL_ENV=$(abspath $(VENV)) UV_PROJECT_ENVIRONMENT=$(abspath $(VENV)) $(UV) sync --frozen --all-packages --inexact --reinstall-package opentelemetry-proto
 	@touch $(STAMP)
 
 env: $(STAMP)

@@ -9,12 +9,13 @@ from meshplane.citadel import app
 from meshplane.citadel.ca.errors import CAError
 from meshplane.citadel.settings import parse_settings
 from meshplane.shared.lifecycle import run_service
-from meshplane.shared.telemetry import configure_logging
+from meshplane.shared.telemetry import configure_logging, configure_tracing
 
 
 def main(argv: list[str] | None = None) -> int:
     settings = parse_settings(argv)
     configure_logging()
+    configure_tracing("meshplane-citadel")
     try:
         authority = app.prepare_authority(settings)
     except (CAError, OSError, ValueError) as exc:

@@ -26,6 +26,7 @@ from meshplane.citadel.server.tls import ServingCredentials
 from meshplane.citadel.settings import Settings
 from meshplane.citadel.trust import TrustPublisher
 from meshplane.proto.istio.v1.auth import ca_pb2_grpc
+from meshplane.shared.telemetry import configure_metrics
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +76,7 @@ async def run(settings: Settings, authority: LocalAuthority, stop: asyncio.Event
     metrics = CitadelMetrics()
     registry = CollectorRegistry()
     registry.register(metrics)
+    configure_metrics("meshplane-citadel", registry)
     serving = ServingCredentials(authority.bundle, settings.hostnames)
     publisher = TrustPublisher(settings.nats_url, settings.trust_domain) if settings.nats_url else None
 

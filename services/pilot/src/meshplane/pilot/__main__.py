@@ -9,13 +9,15 @@ import sys
 from meshplane.pilot.app import Pilot
 from meshplane.pilot.settings import parse_args
 from meshplane.shared.lifecycle import run_service
-from meshplane.shared.telemetry import configure_logging
+from meshplane.shared.telemetry import configure_logging, configure_metrics, configure_tracing
 
 
 def main(argv: list[str] | None = None) -> int:
     settings = parse_args(argv, os.environ)
     configure_logging()
+    configure_tracing("meshplane-pilot", settings.pilot_id)
     pilot = Pilot(settings)
+    configure_metrics("meshplane-pilot", pilot.metrics.registry, settings.pilot_id)
 
     async def run(stop: asyncio.Event) -> None:
         await pilot.run(stop)

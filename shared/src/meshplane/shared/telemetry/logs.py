@@ -1,4 +1,8 @@
-"""Structured JSON logs on stderr, one object per line; logger names are the scopes."""
+"""Structured JSON logs on stderr, one object per line; logger names are the scopes.
+
+A record written inside a span carries ``trace_id`` and ``span_id``, so the logs of a slow
+config change can be found from its trace and the other way round.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,8 @@ import logging
 import os
 import sys
 import time
+
+from opentelemetry import trace
 
 
 class JsonFormatter(logging.Formatter):
@@ -22,6 +28,10 @@ class JsonFormatter(logging.Formatter):
             "scope": record.name,
             "msg": record.getMessage(),
         }
+        span_ctx = trace.get_current_span().get_span_context()
+        if span_ctx.is_valid:
+            out["trace_id"] = f"{span_ctx.trace_id:032x}"
+            out["span_id"] = f"{span_ctx.span_id:016x}"
         for key, value in vars(record).items():
             if key not in self._RESERVED and not key.startswith("_"):
                 out[key] = value if isinstance(value, str | int | float | bool | None) else repr(value)

@@ -19,7 +19,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from opentelemetry import trace
+from opentelemetry import context as otel_context
+from opentelemetry import propagate, trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import (
@@ -29,7 +30,7 @@ from opentelemetry.sdk.trace.export import (
     SpanExporter,
     SpanExportResult,
 )
-from opentelemetry.trace import Link, Span
+from opentelemetry.trace import Link, Span, Status, StatusCode
 
 from meshplane.shared.bus.tracing import extract_context
 
@@ -64,7 +65,12 @@ def span_to_dict(span: ReadableSpan) -> dict[str, object]:
         "start_ns": span.start_time,
         "end_ns": span.end_time,
         "attributes": dict(span.attributes or {}),
-        "links": [f"{link.context.trace_id:032x}" for link in span.links],
+        "links": [
+            {"trace_id": f"{link.context.trace_id:032x}", "span_id": f"{link.context.span_id:016x}"}
+            for link in span.links
+        ],
+        "status": span.status.status_code.name,
+        "status_message": span.status.description or "",
     }
 
 
@@ -77,6 +83,7 @@ def configure_tracing(service_name: str, instance: str = "") -> TracerProvider:
     names = [n.strip() for n in os.environ.get("OTEL_TRACES_EXPORTER", "").split(",") if n.strip()]
     if not names and os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
         names = ["otlp"]
+    names = [n for n in names if n != "none"]
     for name in names:
         if name == "console":
             provider.add_span_processor(SimpleSpanProcessor(ConsoleSpanExporter()))
@@ -87,8 +94,62 @@ def configure_tracing(service_name: str, instance: str = "") -> TracerProvider:
     trace_file = os.environ.get("MESHPLANE_TRACE_FILE")
     if trace_file:
         provider.add_span_processor(SimpleSpanProcessor(FileSpanExporter(Path(trace_file))))
-    trace.set_tracer_provider(provider)
+    if names or trace_file:
+        trace.set_tracer_provider(provider)
+    # else: keep OpenTelemetry's no-op provider, so spans (ours and FastAPI's per request) cost
+    # nothing when no one collects them; the returned provider is then unused.
     return provider
+
+
+def carried_context(headers: Mapping[str, str] | None) -> dict[str, str]:
+    """Only the trace-propagation fields of ``headers`` (``traceparent``/``tracestate``), if any.
+
+    Work that is queued and merged (a push request) keeps these small dicts instead of whole
+    message headers; an empty dict means the message carried no trace.
+    """
+    if not headers:
+        return {}
+    fields = propagate.get_global_textmap().fields
+    return {k: v for k, v in headers.items() if k in fields}
+
+
+def current_headers() -> dict[str, str]:
+    """The current span's context as propagation headers (to hand on to queued work)."""
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier)
+    return carrier
+
+
+def _links(others: Sequence[Mapping[str, str]]) -> list[Link]:
+    links = []
+    for other in others:
+        span_ctx = trace.get_current_span(extract_context(other)).get_span_context()
+        if span_ctx.is_valid:
+            links.append(Link(span_ctx))
+    return links
+
+
+def record_span(
+    tracer: trace.Tracer,
+    name: str,
+    parents: Sequence[Mapping[str, str]],
+    start_ns: int,
+    attributes: Mapping[str, str | int | float | bool],
+    error: str = "",
+) -> None:
+    """Record an already finished piece of work (``start_ns`` until now) under ``parents[0]``.
+
+    Used for what is only known to have happened once it is over, such as a proxy's ACK of a
+    push: the span runs from the send to the ACK. The other ``parents`` become links; a
+    non-empty ``error`` gives the span an error status with that message.
+    """
+    parent = extract_context(parents[0]) if parents else otel_context.Context()
+    span = tracer.start_span(
+        name, context=parent, links=_links(parents[1:]), attributes=attributes, start_time=start_ns
+    )
+    if error:
+        span.set_status(Status(StatusCode.ERROR, error))
+    span.end()
 
 
 @contextmanager
@@ -105,10 +166,6 @@ def start_span_from_headers(
     (a debounced push): the first change is the parent, the others are linked.
     """
     parent = extract_context(headers)
-    links = []
-    for other in links_from:
-        span_ctx = trace.get_current_span(extract_context(other)).get_span_context()
-        if span_ctx.is_valid:
-            links.append(Link(span_ctx))
+    links = _links(links_from)
     with tracer.start_as_current_span(name, context=parent, links=links, attributes=attributes) as span:
         yield span

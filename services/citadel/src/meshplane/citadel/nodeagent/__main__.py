@@ -10,6 +10,7 @@ import sys
 
 import grpc
 from envoy.service.secret.v3 import sds_pb2_grpc
+from prometheus_client import REGISTRY
 
 from meshplane.citadel.nodeagent.caclient import CAClient, file_token
 from meshplane.citadel.nodeagent.sds import SecretDiscoveryServicer
@@ -17,7 +18,7 @@ from meshplane.citadel.nodeagent.settings import AgentSettings, parse_agent_sett
 from meshplane.citadel.nodeagent.trust import follow_trust_bundle
 from meshplane.citadel.nodeagent.workloads import Workloads
 from meshplane.shared.lifecycle import run_service
-from meshplane.shared.telemetry import configure_logging
+from meshplane.shared.telemetry import configure_logging, configure_metrics, configure_tracing
 
 log = logging.getLogger("meshplane.citadel.nodeagent")
 
@@ -66,6 +67,8 @@ class _Stop(Exception):
 def main(argv: list[str] | None = None) -> int:
     settings = parse_agent_settings(argv)
     configure_logging()
+    configure_tracing("meshplane-node-agent")
+    configure_metrics("meshplane-node-agent", REGISTRY)  # process and runtime metrics
 
     async def run(stop: asyncio.Event) -> None:
         await serve(settings, stop)

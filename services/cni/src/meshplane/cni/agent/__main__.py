@@ -15,6 +15,8 @@ import os
 import sys
 from pathlib import Path
 
+from prometheus_client import REGISTRY
+
 from meshplane.cni.agent.events import EventLog, event_from_plugin
 from meshplane.cni.agent.install import Installer
 from meshplane.cni.agent.podcache import PodCache, PodsFileError, load_pods_file
@@ -24,7 +26,7 @@ from meshplane.cni.plugin.netconf import AGENT_SOCKET_NAME
 from meshplane.cni.rules.pods import DEFAULT_EXCLUDED_NAMESPACES
 from meshplane.shared.bus import Bus, BusOptions
 from meshplane.shared.lifecycle import run_service
-from meshplane.shared.telemetry import configure_logging
+from meshplane.shared.telemetry import configure_logging, configure_metrics, configure_tracing
 
 log = logging.getLogger("meshplane.cni.agent")
 
@@ -96,6 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     """Console-script entry point."""
     args = parse_args(argv)
     configure_logging()
+    configure_tracing("meshplane-cni-agent")
+    configure_metrics("meshplane-cni-agent", REGISTRY)  # process and runtime metrics
     logging.getLogger("watchfiles").setLevel(logging.WARNING)  # one line per file event is noise
     excluded = [n.strip() for n in args.exclude_namespaces.split(",") if n.strip()]
 

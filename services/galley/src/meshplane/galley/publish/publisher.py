@@ -9,13 +9,16 @@ the bus equal to the desired state: nothing lost, nothing stale.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Mapping
 
 from google.protobuf.message import Message
+from opentelemetry import trace
 
 from meshplane.galley import metrics
 from meshplane.shared.bus import Buckets, Bus, BusError, TypedKV
+from meshplane.shared.telemetry.tracing import current_headers, start_span_from_headers
 
 log = logging.getLogger("meshplane.galley.publish")
 
@@ -24,6 +27,8 @@ SERVICES = "services"
 WORKLOADS = "workloads"
 
 _CONCURRENCY = 32
+
+_tracer = trace.get_tracer("meshplane.galley")
 
 
 class Publisher:
@@ -38,6 +43,8 @@ class Publisher:
         }
         self._desired: dict[str, dict[str, bytes]] = {name: {} for name in self._kvs}
         self._messages: dict[str, dict[str, Message]] = {name: {} for name in self._kvs}
+        #: Trace context of the change that last set each key, until that key is written.
+        self._traces: dict[str, dict[str, dict[str, str]]] = {name: {} for name in self._kvs}
         self._published: dict[str, dict[str, bytes]] | None = None
         self._dirty = asyncio.Event()
         self._synced = asyncio.Event()
@@ -53,7 +60,15 @@ class Publisher:
     def set_desired(self, bucket: str, state: Mapping[str, Message]) -> None:
         """Replace the desired content of ``bucket`` (``config``, ``services`` or ``workloads``)."""
         self._messages[bucket] = dict(state)
+        before = self._desired[bucket]
         self._desired[bucket] = {k: m.SerializeToString(deterministic=True) for k, m in state.items()}
+        carried = current_headers()
+        if carried:  # called inside a traced change: its publish spans join that trace
+            traces = self._traces[bucket]
+            for key in {k for k, v in self._desired[bucket].items() if before.get(k) != v} | (
+                before.keys() - self._desired[bucket].keys()
+            ):
+                traces[key] = carried
         self._generation += 1
         self._synced.clear()
         self._dirty.set()
@@ -111,10 +126,13 @@ class Publisher:
             have = published.setdefault(name, {})
             puts = [k for k, v in desired.items() if have.get(k) != v]
             deletes = [k for k in have if k not in desired]
+            traces = self._traces[name]
+            for stale in traces.keys() - set(puts) - set(deletes):
+                del traces[stale]  # changed and changed back before it was written
 
             await asyncio.gather(
-                *(self._put(sem, kv, have, k, messages[k], desired[k]) for k in puts),
-                *(self._delete(sem, kv, have, k) for k in deletes),
+                *(self._put(sem, kv, have, k, messages[k], desired[k], traces) for k in puts),
+                *(self._delete(sem, kv, have, k, traces) for k in deletes),
             )
             if puts or deletes:
                 log.info("%s: %d put, %d deleted", kv.bucket, len(puts), len(deletes))
@@ -127,18 +145,40 @@ class Publisher:
         key: str,
         msg: Message,
         value: bytes,
+        traces: dict[str, dict[str, str]],
     ) -> None:
         async with sem:
-            await kv.put(key, msg)
+            with _publish_span(kv, key, "put", traces):
+                await kv.put(key, msg)
+        traces.pop(key, None)
         have[key] = value
         metrics.BUS_PUBLISHED.labels(kv.bucket, "put").inc()
 
     @staticmethod
-    async def _delete(sem: asyncio.Semaphore, kv: TypedKV[Message], have: dict[str, bytes], key: str) -> None:
+    async def _delete(
+        sem: asyncio.Semaphore,
+        kv: TypedKV[Message],
+        have: dict[str, bytes],
+        key: str,
+        traces: dict[str, dict[str, str]],
+    ) -> None:
         async with sem:
-            await kv.delete(key)
+            with _publish_span(kv, key, "delete", traces):
+                await kv.delete(key)
+        traces.pop(key, None)
         have.pop(key, None)
         metrics.BUS_PUBLISHED.labels(kv.bucket, "delete").inc()
 
     def close(self) -> None:
         self._unregister()
+
+
+def _publish_span(
+    kv: TypedKV[Message], key: str, op: str, traces: Mapping[str, Mapping[str, str]]
+) -> contextlib.AbstractContextManager[object]:
+    """``galley.publish`` under the change that set ``key`` (the bus write carries its context)."""
+    carried = traces.get(key)
+    if not carried:
+        return contextlib.nullcontext()
+    attributes = {"bus.bucket": kv.bucket, "bus.key": key, "bus.operation": op}
+    return start_span_from_headers(_tracer, "galley.publish", carried, attributes=attributes)

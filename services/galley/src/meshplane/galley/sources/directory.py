@@ -14,12 +14,14 @@ from pathlib import Path
 from typing import Any
 
 import watchfiles
+from opentelemetry import trace
 
 from meshplane.galley import metrics
 from meshplane.galley.sources.files import FileState, file_stamp, load_file
 from meshplane.galley.sources.model import ConfigObject
 
 log = logging.getLogger("meshplane.galley.sources.directory")
+_tracer = trace.get_tracer("meshplane.galley")
 
 SUFFIXES = (".yaml", ".yml", ".json")
 
@@ -60,35 +62,43 @@ class DirectorySource:
             if rel not in self._order:
                 self._order[rel] = self._next_order
                 self._next_order += 1
-        touched = False
-        for rel in sorted(set(self._files) - set(present)):
-            log.info("config file %s removed", rel)
-            del self._files[rel]
-            self._order.pop(rel, None)
-            touched = True
-        for rel in present:
-            previous = self._files.get(rel)
-            if previous is not None and (changed is None or rel not in changed):
-                try:
-                    st = (self.root / rel).stat()
-                except OSError:
-                    continue
-                if file_stamp(st) == previous.stamp:
-                    continue
-            try:
-                state = load_file(self.root, rel, previous)
-            except Exception as exc:  # a rule that crashes on odd input must not stop the source
-                log.exception("config file %s could not be loaded", rel)
-                state = FileState(rel, dict(previous.objects) if previous else {}, [f"{rel}: {exc!r}"])
-            self._files[rel] = state
-            touched = True
-            if state.errors:
-                metrics.SOURCE_FILE_ERRORS.inc()
-                for err in state.errors:
-                    log.warning("config file %s: %s", rel, err)
-        if not touched:
+        removed = sorted(set(self._files) - set(present))
+        to_load = [rel for rel in present if self._needs_load(rel, changed)]
+        if not removed and not to_load:
             return False
-        return self._merge()
+        # One trace per change: validation spans below, publish spans (via the publisher) after.
+        attributes = {"galley.files": to_load + removed}
+        with _tracer.start_as_current_span("galley.config_change", attributes=attributes):
+            for rel in removed:
+                log.info("config file %s removed", rel)
+                del self._files[rel]
+                self._order.pop(rel, None)
+            for rel in to_load:
+                self._load(rel)
+            return self._merge()
+
+    def _needs_load(self, rel: str, changed: set[str] | None) -> bool:
+        previous = self._files.get(rel)
+        if previous is None or (changed is not None and rel in changed):
+            return True
+        try:
+            st = (self.root / rel).stat()
+        except OSError:
+            return False
+        return file_stamp(st) != previous.stamp
+
+    def _load(self, rel: str) -> None:
+        previous = self._files.get(rel)
+        try:
+            state = load_file(self.root, rel, previous)
+        except Exception as exc:  # a rule that crashes on odd input must not stop the source
+            log.exception("config file %s could not be loaded", rel)
+            state = FileState(rel, dict(previous.objects) if previous else {}, [f"{rel}: {exc!r}"])
+        self._files[rel] = state
+        if state.errors:
+            metrics.SOURCE_FILE_ERRORS.inc()
+            for err in state.errors:
+                log.warning("config file %s: %s", rel, err)
 
     def _merge(self) -> bool:
         merged: Snapshot = {}

@@ -15,8 +15,12 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from opentelemetry import trace
+
 from meshplane.galley.sources.model import ConfigObject, ObjectRef, identity
 from meshplane.shared.config import ISTIO_GROUPS, load_text, validate_object
+
+_tracer = trace.get_tracer("meshplane.galley")
 
 
 @dataclass(slots=True)
@@ -74,7 +78,11 @@ def load_file(root: Path, rel: str, previous: FileState | None) -> FileState:
         if obj.key in state.objects:
             state.errors.append(f"{where}: {obj.describe()} is defined twice in this file; keeping the first")
             continue
-        result = validate_object(doc.obj)
+        with _tracer.start_as_current_span(
+            "galley.validate", attributes={"galley.object": obj.describe()}
+        ) as span:
+            result = validate_object(doc.obj)
+            span.set_attributes({"galley.source": where, "galley.valid": result.valid})
         state.warnings.extend(f"{where}: {obj.describe()}: {w}" for w in result.warnings)
         if group in ISTIO_GROUPS and (result.kind is None or not result.valid):
             problems = (

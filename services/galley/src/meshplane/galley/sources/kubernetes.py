@@ -16,12 +16,14 @@ from typing import Any
 
 from kubernetes import client as kube_client
 from kubernetes import config as kube_config
+from opentelemetry import trace
 
 from meshplane.galley.sources.model import ConfigObject, ObjectRef, identity
 from meshplane.galley.sources.reflector import Reflector, ResourceDef
 from meshplane.shared.config import ALL_KINDS, ISTIO_GROUPS, validate_object
 
 log = logging.getLogger("meshplane.galley.sources.kubernetes")
+_tracer = trace.get_tracer("meshplane.galley")
 
 CORE_RESOURCES = (
     ResourceDef("", "v1", "Service", "services"),
@@ -104,6 +106,13 @@ class KubernetesSource:
 
     def _flush(self) -> None:
         self._flush_handle = None
+        # One trace per debounced batch of API changes: validation here, publish spans after.
+        with _tracer.start_as_current_span(
+            "galley.config_change", attributes={"galley.source": "kubernetes"}
+        ):
+            self._apply_snapshot()
+
+    def _apply_snapshot(self) -> None:
         objects: list[ConfigObject] = []
         rejected: dict[str, list[str]] = {}
         seen: set[tuple[str, str]] = set()
@@ -139,7 +148,10 @@ class KubernetesSource:
         cache_key = (obj.key, obj.resource_version)
         errors = self._validated.get(cache_key)
         if errors is None:
-            errors = [str(e) for e in validate_object(obj.obj).errors]
+            with _tracer.start_as_current_span(
+                "galley.validate", attributes={"galley.object": obj.describe()}
+            ):
+                errors = [str(e) for e in validate_object(obj.obj).errors]
             self._validated[cache_key] = errors
         return errors
 

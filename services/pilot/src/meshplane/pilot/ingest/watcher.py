@@ -24,6 +24,7 @@ from meshplane.pilot.model.config import (
 from meshplane.pilot.model.push_context import PushContext, build_push_context
 from meshplane.pilot.model.push_request import PushRequest
 from meshplane.shared.bus import Buckets, EventType
+from meshplane.shared.telemetry.tracing import carried_context
 
 log = logging.getLogger("meshplane.pilot.ingest")
 
@@ -82,6 +83,9 @@ class Watcher:
                     self.state.rejected[ev.key] = str(exc)
                     continue
                 if req is not None and self.synced.is_set() and self.submit is not None:
+                    carried = carried_context(ev.headers)
+                    if carried:
+                        req.traces = (carried,)
                     self.submit(req)
 
     def _on_config(self, key: str, value: Any) -> PushRequest:

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+
+#: Most trace contexts one request carries (the first is the parent, the rest become links).
+MAX_TRACES = 32
 
 
 @dataclass
@@ -16,6 +20,8 @@ class PushRequest:
     eds_hosts: frozenset[str] = frozenset()
     reason: tuple[str, ...] = ()
     start: float = field(default_factory=time.monotonic)
+    #: Trace contexts (propagation headers) of the changes merged into this request, oldest first.
+    traces: tuple[Mapping[str, str], ...] = ()
 
     def merge(self, other: PushRequest) -> PushRequest:
         return PushRequest(
@@ -25,4 +31,5 @@ class PushRequest:
             eds_hosts=self.eds_hosts | other.eds_hosts,
             reason=tuple(dict.fromkeys(self.reason + other.reason)),
             start=min(self.start, other.start),
+            traces=(self.traces + other.traces)[:MAX_TRACES],
         )

@@ -5,12 +5,23 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from meshplane.pilot.model.proxy import Proxy
 from meshplane.pilot.model.push_request import PushRequest
 
 _ids = itertools.count(1)
+
+
+@dataclass(frozen=True, slots=True)
+class PushTrace:
+    """A traced push's response awaiting the proxy's answer (see :mod:`.tracing`)."""
+
+    nonce: str
+    version: str
+    sent_ns: int
+    traces: tuple[Mapping[str, str], ...]
 
 
 @dataclass
@@ -30,6 +41,8 @@ class Watched:
     sent_versions: dict[str, str] = field(default_factory=dict)
     #: Time the oldest unacknowledged push started (for convergence time).
     pending_since: float | None = None
+    #: The last response sent by a traced push, until the proxy answers it.
+    push_trace: PushTrace | None = None
 
 
 class Connection:

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from envoy.service.discovery.v3 import discovery_pb2
 
 from meshplane.pilot.generators import common
+from meshplane.pilot.xds import tracing
 from meshplane.pilot.xds.connection import Connection
 
 if TYPE_CHECKING:
@@ -34,6 +35,7 @@ async def process(
         w.nonce_acked = req.response_nonce
         server.metrics.rejects.labels(short).inc()
         server.dirty.add(conn.id)
+        tracing.record_answer(conn, w, req.response_nonce, error=w.last_nack or "NACK")
         log.warning("%s NACK from %s (nonce %s): %s", short, conn.id, req.response_nonce, w.last_nack)
         return
     if req.response_nonce:
@@ -41,6 +43,7 @@ async def process(
             w.nonce_acked = req.response_nonce
             w.version_acked = w.version_sent
             w.last_nack = ""
+            tracing.record_answer(conn, w, req.response_nonce)
             server.on_ack(conn)
         else:
             server.metrics.expired_nonce.labels(short).inc()

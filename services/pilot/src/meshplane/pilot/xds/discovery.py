@@ -18,7 +18,7 @@ from meshplane.pilot.metrics import Metrics
 from meshplane.pilot.model.push_context import PushContext
 from meshplane.pilot.model.push_request import PushRequest
 from meshplane.pilot.settings import Settings
-from meshplane.pilot.xds import delta, sotw
+from meshplane.pilot.xds import delta, sotw, tracing
 from meshplane.pilot.xds.connection import Connection
 from meshplane.pilot.xds.push_queue import PushQueue
 from meshplane.pilot.xds.resources import ResourceCache
@@ -79,7 +79,12 @@ class DiscoveryServer:
         """Rebuild the push context for ``req`` and queue every connected proxy."""
         start = time.monotonic()
         self.metrics.debounce.observe(max(start - req.start, 0.0))
-        self.ctx = self._snapshot(self._next_version())
+        version = self._next_version()
+        with tracing.push_span(req, f"{self.prefix}/{version}") as queued:
+            self._push(queued, version, start)
+
+    def _push(self, req: PushRequest, version: str, start: float) -> None:
+        self.ctx = self._snapshot(version)
         if req.full:
             self.cache.clear()
         else:
@@ -119,6 +124,7 @@ class DiscoveryServer:
                 if w.pending_since is None:
                     w.pending_since = req.start
                 t0 = time.monotonic()
+                nonce_before = w.nonce_sent
                 if conn.delta:
                     sent = await delta.send(
                         self, conn, type_url, force=resent if type_url == common.ENDPOINT else frozenset()
@@ -127,6 +133,7 @@ class DiscoveryServer:
                         resent = sent
                 else:
                     await sotw.send(self, conn, type_url, None if req.full else req.eds_hosts)
+                tracing.remember_send(w, req, nonce_before)
                 self.metrics.push_time.labels(common.SHORT[type_url]).observe(time.monotonic() - t0)
 
     def on_ack(self, conn: Connection) -> None:

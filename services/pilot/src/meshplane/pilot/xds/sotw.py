@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from envoy.service.discovery.v3 import discovery_pb2
 
 from meshplane.pilot.generators import common
+from meshplane.pilot.xds import tracing
 from meshplane.pilot.xds.connection import Connection
 
 if TYPE_CHECKING:
@@ -37,6 +38,7 @@ async def process(server: DiscoveryServer, conn: Connection, req: discovery_pb2.
         w.version_acked = req.version_info
         server.metrics.rejects.labels(short).inc()
         server.dirty.add(conn.id)
+        tracing.record_answer(conn, w, req.response_nonce, error=w.last_nack or "NACK")
         log.warning("%s NACK from %s (nonce %s): %s", short, conn.id, req.response_nonce, w.last_nack)
         return
     if not req.response_nonce:
@@ -51,6 +53,7 @@ async def process(server: DiscoveryServer, conn: Connection, req: discovery_pb2.
     w.nonce_acked = req.response_nonce
     w.version_acked = req.version_info
     w.last_nack = ""
+    tracing.record_answer(conn, w, req.response_nonce)
     server.on_ack(conn)
     if not w.wildcard and names != w.names:
         w.names = names

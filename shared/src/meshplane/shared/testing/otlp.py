@@ -1,0 +1,86 @@
+"""A real OTLP/gRPC receiver (metrics and traces) for tests: what an OpenTelemetry Collector gets."""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent import futures
+from typing import Any
+
+import grpc
+from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2, metrics_service_pb2_grpc
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
+from opentelemetry.proto.metrics.v1 import metrics_pb2
+
+
+class OtlpReceiver(metrics_service_pb2_grpc.MetricsServiceServicer):
+    """Listens on a free loopback port (``endpoint``) and keeps every export request it gets."""
+
+    def __init__(self) -> None:
+        self.requests: list[metrics_service_pb2.ExportMetricsServiceRequest] = []
+        self.traces = _TraceReceiver()
+        self._lock = threading.Lock()
+        self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+        metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(self, self._server)  # type: ignore[no-untyped-call]
+        trace_service_pb2_grpc.add_TraceServiceServicer_to_server(self.traces, self._server)  # type: ignore[no-untyped-call]
+        self.port = self._server.add_insecure_port("127.0.0.1:0")
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+
+    def Export(  # noqa: N802 (the gRPC method name)
+        self, request: metrics_service_pb2.ExportMetricsServiceRequest, context: Any
+    ) -> metrics_service_pb2.ExportMetricsServiceResponse:
+        with self._lock:
+            self.requests.append(request)
+        return metrics_service_pb2.ExportMetricsServiceResponse()
+
+    def start(self) -> OtlpReceiver:
+        self._server.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.stop(grace=None).wait(5)
+
+    def latest(self, name: str, service: str = "") -> tuple[metrics_pb2.Metric, dict[str, str]] | None:
+        """The most recently received metric called ``name`` and its resource attributes."""
+        with self._lock:
+            requests = list(self.requests)
+        for request in reversed(requests):
+            for rm in request.resource_metrics:
+                resource = {a.key: a.value.string_value for a in rm.resource.attributes}
+                if service and resource.get("service.name") != service:
+                    continue
+                for sm in rm.scope_metrics:
+                    for metric in sm.metrics:
+                        if metric.name == name:
+                            return metric, resource
+        return None
+
+    def wait_for(
+        self, name: str, service: str = "", timeout: float = 30
+    ) -> tuple[metrics_pb2.Metric, dict[str, str]]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = self.latest(name, service)
+            if found is not None:
+                return found
+            time.sleep(0.05)
+        raise AssertionError(
+            f"no OTLP export of metric {name!r} within {timeout}s ({len(self.requests)} requests)"
+        )
+
+
+class _TraceReceiver(trace_service_pb2_grpc.TraceServiceServicer):
+    def __init__(self) -> None:
+        self.span_names: list[tuple[str, str]] = []  # (service.name, span name)
+        self._lock = threading.Lock()
+
+    def Export(  # noqa: N802 (the gRPC method name)
+        self, request: trace_service_pb2.ExportTraceServiceRequest, context: Any
+    ) -> trace_service_pb2.ExportTraceServiceResponse:
+        with self._lock:
+            for rs in request.resource_spans:
+                service = next(
+                    (a.value.string_value for a in rs.resource.attributes if a.key == "service.name"), ""
+                )
+                self.span_names.extend((service, s.name) for ss in rs.scope_spans for s in ss.spans)
+        return trace_service_pb2.ExportTraceServiceResponse()
