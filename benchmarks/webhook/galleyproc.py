@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -21,6 +22,12 @@ class Running:
     nats_url: str
     webhook_port: int
     monitoring_port: int
+    pid: int
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time galley has used so far (from /proc)."""
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 @contextmanager
@@ -40,7 +47,7 @@ def galley(tmp: Path, conf: Path) -> Iterator[Running]:
                     break
             except OSError:
                 time.sleep(0.1)
-        yield Running(nats.url, port, mon)
+        yield Running(nats.url, port, mon, proc.pid)
     finally:
         proc.terminate()
         proc.wait(15)

@@ -201,3 +201,30 @@ def test_unknown_proxy_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFi
     assert "known: a.default" in capsys.readouterr().err
     assert main(["proxy-config", "cluster", f"127.0.0.1:{free_port()}"]) == 1
     assert "cannot read /config_dump" in capsys.readouterr().err
+
+
+def test_route_section_is_not_the_scoped_routes_dump() -> None:
+    # Envoy lists ScopedRoutesConfigDump before RoutesConfigDump once RDS is in use
+    dump = {
+        "configs": [
+            {"@type": "type.googleapis.com/envoy.admin.v3.ScopedRoutesConfigDump"},
+            {
+                "@type": "type.googleapis.com/envoy.admin.v3.RoutesConfigDump",
+                "dynamic_route_configs": [
+                    {
+                        "route_config": {
+                            "name": "9080",
+                            "virtual_hosts": [
+                                {
+                                    "name": "reviews:9080",
+                                    "domains": ["reviews"],
+                                    "routes": [{"match": {"prefix": "/"}}],
+                                }
+                            ],
+                        }
+                    }
+                ],
+            },
+        ]
+    }
+    assert route_rows(section(dump, "route")) == [["9080", "reviews:9080", "reviews", "/*", "-"]]

@@ -100,7 +100,7 @@ async def wait_config(bus: Bus, expected: dict[str, dict[str, object]], what: st
     async def matches() -> bool:
         return await config_state(bus) == expected
 
-    await eventually(matches, what, timeout=30)
+    await eventually(matches, what, timeout=60)
 
 
 def vs_spec(host: str, subset: str = "v1") -> dict[str, object]:

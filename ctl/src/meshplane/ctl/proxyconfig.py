@@ -63,7 +63,7 @@ def fetch(admin: str, path: str) -> Obj:
 def section(dump: Obj, name: str) -> Obj:
     want = _DUMP_TYPES[name]
     for cfg in dump.get("configs", []):
-        if str(cfg.get("@type", "")).endswith(want):
+        if str(cfg.get("@type", "")).rsplit(".", 1)[-1] == want:  # not ScopedRoutesConfigDump
             return dict(cfg)
     return {}
 

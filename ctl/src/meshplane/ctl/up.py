@@ -1,113 +1,116 @@
-"""`meshctl up`: run the local mesh on this machine until Ctrl-C, leaving no process behind."""
+"""`meshctl up`: run the whole local mesh on this machine until Ctrl-C, leaving no process behind.
+
+Reads the config directory (Istio YAML plus ``LocalWorkload`` objects saying which apps to run),
+starts everything through ``localmesh.mesh.LocalMesh`` with progress lines, prints a table of
+what runs where and a curl to try, then watches the processes. SIGINT or SIGTERM (or any process
+exiting) stops every process group.
+"""
 
 from __future__ import annotations
 
 import argparse
+import shutil
 import signal
-import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
-from meshplane.shared.natsserver import NatsServer, free_port
-
-
-@dataclass
-class Managed:
-    name: str
-    proc: subprocess.Popen[bytes]
-    where: str
+from meshplane.ctl.localmesh.mesh import LocalMesh
+from meshplane.ctl.localmesh.plan import PlanError, load_plan
+from meshplane.ctl.localmesh.supervisor import StartError, Supervisor
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("up", help="run the whole mesh locally until Ctrl-C")
     p.add_argument("--config-dir", default="examples/bookinfo", help="directory of Istio YAML")
-    p.add_argument("--state-dir", default=".state", help="where the bus store and logs go")
+    p.add_argument("--state-dir", default=".state", help="where the bus store, certificates and logs go")
     p.set_defaults(func=run)
 
 
-def _services(
-    bin_dir: Path, nats_url: str, config_dir: Path, state: Path
-) -> list[tuple[str, list[str], str]]:
-    """(name, argv, where-it-listens) for each control-plane service of the local mesh."""
-    common = ["--nats-url", nats_url, "--config-dir", str(config_dir)]
-    ca_port, mtls_port, ca_mon = free_port(), free_port(), free_port()
-    citadel = [
-        str(bin_dir / "meshplane-citadel"),
-        "--nats-url",
-        nats_url,
-        "--ca-dir",
-        str(state / "ca"),
-        "--grpc-addr",
-        f"127.0.0.1:{ca_port}",
-        "--grpc-mtls-addr",
-        f"127.0.0.1:{mtls_port}",
-        "--monitoring-addr",
-        f"127.0.0.1:{ca_mon}",
+def _table(mesh: LocalMesh) -> str:
+    rows = [("COMPONENT", "PID", "WHERE", "LOG")]
+    rows += [(m.name, str(m.pid), m.where, m.log.name) for m in mesh.sup.children]
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    return "\n".join(f"{a:<{widths[0]}}  {b:>{widths[1]}}  {c:<{widths[2]}}  {d}" for a, b, c, d in rows)
+
+
+def _summary(mesh: LocalMesh, state: Path) -> str:
+    gw = f"http://{mesh.plan.gateway_bind}:{mesh.plan.gateway_port}/"
+    lines = [
+        "",
+        _table(mesh),
+        f"(logs in {mesh.sup.logs})",
+        "",
+        "meshplane is up. Try:",
+        f"  curl {gw}                         # through the ingress gateway",
+        f"  curl -H 'end-user: jason' {gw}    # header-based routes see the header",
+        f"  .venv/bin/meshctl proxy-status --nats-url {mesh.nats_url}",
+        f"  .venv/bin/meshctl proxy-config route productpage-v1.bookinfo --state-dir {state}",
+        f"Edit the YAML in {mesh.config_dir}: changes are live within a second.",
+        "Ctrl-C stops everything.",
     ]
-    hook, galley_mon, pilot_http = free_port(), free_port(), free_port()
-    galley = [str(bin_dir / "meshplane-galley"), *common]
-    galley += ["--webhook-addr", f"127.0.0.1:{hook}", "--monitoring-addr", f"127.0.0.1:{galley_mon}"]
-    pilot = [str(bin_dir / "meshplane-pilot"), "--nats-url", nats_url]
-    pilot += ["--grpc-addr", "127.0.0.1:15010", "--http-addr", f"127.0.0.1:{pilot_http}"]
-    return [
-        ("meshplane-galley", galley, f"webhook 127.0.0.1:{hook}, debug :{galley_mon}, "),
-        ("meshplane-pilot", pilot, f"xDS 127.0.0.1:15010, debug :{pilot_http}, "),
-        (
-            "meshplane-citadel",
-            citadel,
-            f"CA 127.0.0.1:{ca_port} (root {state / 'ca' / 'root-cert.pem'}), metrics :{ca_mon}, ",
-        ),
-    ]
+    return "\n".join(lines)
 
 
 def run(args: argparse.Namespace) -> int:
+    config_dir = Path(args.config_dir).resolve()
+    try:
+        plan = load_plan(config_dir)
+    except PlanError as exc:
+        print(f"meshctl up: {exc}", file=sys.stderr)
+        return 2
+    if not plan.gateway_port:
+        print(
+            f"meshctl up: {config_dir}: no Gateway with selector istio: ingressgateway and an HTTP server",
+            file=sys.stderr,
+        )
+        return 2
     state = Path(args.state_dir).resolve()
     logs = state / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
-    bin_dir = Path(sys.executable).parent
-    nats = NatsServer(store_dir=state / "nats", log_file=logs / "nats.log")
-    print("starting nats-server ...", flush=True)
-    nats.start()
-    procs: list[Managed] = []
-    stopping = False
+    state.mkdir(mode=0o700, parents=True, exist_ok=True)  # a new state dir is private; tokens are 0600
+    logs.mkdir(exist_ok=True)
+    sup = Supervisor(logs)
+    mesh = LocalMesh(plan, config_dir, state, sup)
 
-    def stop_all(*_: object) -> None:
-        nonlocal stopping
-        stopping = True
+    def request_stop(*_: object) -> None:
+        sup.stop_requested = True
 
-    signal.signal(signal.SIGINT, stop_all)
-    signal.signal(signal.SIGTERM, stop_all)
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+    code = 0
     try:
-        for name, argv, where in _services(bin_dir, nats.url, Path(args.config_dir), state):
-            print(f"starting {name} ...", flush=True)
-            with open(logs / f"{name}.log", "ab") as log:
-                proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-            procs.append(Managed(name, proc, f"{where}log: {logs / (name + '.log')}"))
-        print()
-        print(f"{'COMPONENT':<22} {'PID':>7}  WHERE")
-        print(f"{'nats-server':<22} {nats.proc.pid if nats.proc else 0:>7}  {nats.url}")
-        for m in procs:
-            print(f"{m.name:<22} {m.proc.pid:>7}  {m.where}")
-        print("\nmeshplane is up. Press Ctrl-C to stop.", flush=True)
-        while not stopping:
-            for m in procs:
-                if m.proc.poll() is not None:
-                    print(f"{m.name} exited with code {m.proc.returncode}; see its log", file=sys.stderr)
-                    stopping = True
+        print(f"starting the local mesh from {config_dir} (state and logs in {state})", flush=True)
+        for step in (
+            mesh.check_addresses,
+            mesh.start_bus,
+            mesh.start_control_plane,
+            mesh.start_node_agents,
+            mesh.start_apps,
+            mesh.start_envoys,
+        ):
+            if sup.stop_requested:
+                raise StartError("interrupted")
+            step()
+        print(_summary(mesh, state), flush=True)
+        while not sup.stop_requested:
+            gone = sup.exited()
+            if gone is not None:
+                print(
+                    f"\n{gone.name} exited with code {gone.proc.returncode}; log: {gone.log}", file=sys.stderr
+                )
+                code = 1
+                break
             time.sleep(0.2)
+    except StartError as exc:
+        print(f"\nmeshctl up: {exc}", file=sys.stderr)
+        code = 0 if sup.stop_requested else 1
+    except (OSError, RuntimeError, ValueError) as exc:
+        print(f"\nmeshctl up: {type(exc).__name__}: {exc}", file=sys.stderr)
+        code = 1
     finally:
         print("\nstopping ...", flush=True)
-        for m in reversed(procs):
-            if m.proc.poll() is None:
-                m.proc.send_signal(signal.SIGTERM)
-        for m in reversed(procs):
-            try:
-                m.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                m.proc.kill()
-                m.proc.wait()
-        nats.stop()
-        print("stopped.")
-    return 0
+        sup.stop_all()
+        if mesh.sds_dir is not None and mesh.sds_dir.parent != state:
+            shutil.rmtree(mesh.sds_dir, ignore_errors=True)
+        print("stopped.", flush=True)
+    return code

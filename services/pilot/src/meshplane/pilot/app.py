@@ -20,6 +20,8 @@ from meshplane.pilot.debug.http import build_app
 from meshplane.pilot.ingest.watcher import State, Watcher
 from meshplane.pilot.memory import trim_when_idle
 from meshplane.pilot.metrics import Metrics
+from meshplane.pilot.model.push_request import PushRequest
+from meshplane.pilot.security.jwks import JwksResolver
 from meshplane.pilot.settings import Settings
 from meshplane.pilot.xds.ads import AdsServicer, add_to_server
 from meshplane.pilot.xds.debounce import Debouncer
@@ -29,6 +31,7 @@ from meshplane.shared.bus import Buckets, Bus, BusOptions, BusUnavailable, make_
 from meshplane.shared.components import ComponentAnnouncer
 
 log = logging.getLogger("meshplane.pilot")
+_JWKS_KINDS = frozenset({"RequestAuthentication"})
 
 
 class _QuietServer(uvicorn.Server):
@@ -72,14 +75,25 @@ class Pilot:
             await self._wait(watcher.synced, stop)
             if stop.is_set():
                 return
-            self.server = discovery = DiscoveryServer(s, self.metrics, self.state.snapshot)
+            submit: list[Debouncer] = []
+
+            def jwks_changed() -> None:
+                for d in submit:
+                    d.submit(PushRequest(full=True, kinds=_JWKS_KINDS, reason=("jwks",)))
+
+            jwks = JwksResolver(s.jwt_refresh, jwks_changed)
+            self.server = discovery = DiscoveryServer(
+                s, self.metrics, lambda v: jwks.attach(self.state.snapshot(v))
+            )
             self.metrics.services.set(len(self.server.ctx.services))
             debouncer = Debouncer(self.server.push, s.debounce_after, s.debounce_max, s.enable_eds_debounce)
             watcher.submit = debouncer.submit
+            submit.append(debouncer)
             self.server.queue.start()
             tasks += [
                 asyncio.create_task(debouncer.run()),
                 asyncio.create_task(self._publish_status(buckets)),
+                asyncio.create_task(jwks.run()),
                 asyncio.create_task(trim_when_idle(self._activity, lambda: discovery.queue.pending() > 0)),
             ]
             grpc_server = grpc.aio.server(options=self._grpc_options())

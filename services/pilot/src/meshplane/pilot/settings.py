@@ -12,7 +12,7 @@ from dataclasses import dataclass
 def _duration(name: str, raw: str) -> float:
     """Parse a Go-style duration (``100ms``, ``10s``, ``1m``) or plain seconds."""
     text = raw.strip()
-    units = (("ms", 0.001), ("s", 1.0), ("m", 60.0))
+    units = (("ms", 0.001), ("s", 1.0), ("m", 60.0), ("h", 3600.0))
     try:
         for suffix, scale in units:
             if text.endswith(suffix) and not (suffix == "s" and text.endswith("ms")):
@@ -37,6 +37,7 @@ class Settings:
     pilot_id: str = ""
     debounce_after: float = 0.1
     debounce_max: float = 10.0
+    jwt_refresh: float = 1200.0
     enable_eds_debounce: bool = True
     push_throttle: int = 100
     max_requests_per_second: float = 100.0
@@ -54,6 +55,9 @@ class Settings:
         values: dict[str, object] = {
             "debounce_after": _duration("PILOT_DEBOUNCE_AFTER", env.get("PILOT_DEBOUNCE_AFTER", "100ms")),
             "debounce_max": _duration("PILOT_DEBOUNCE_MAX", env.get("PILOT_DEBOUNCE_MAX", "10s")),
+            "jwt_refresh": _duration(
+                "PILOT_JWT_PUB_KEY_REFRESH_INTERVAL", env.get("PILOT_JWT_PUB_KEY_REFRESH_INTERVAL", "20m")
+            ),
             "enable_eds_debounce": eds in ("true", "1"),
             "push_throttle": throttle if throttle > 0 else _auto_limit(),
             "max_requests_per_second": rps if rps > 0 else float(_auto_limit()),

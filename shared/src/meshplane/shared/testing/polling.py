@@ -7,12 +7,15 @@ from collections.abc import Awaitable, Callable
 
 
 async def eventually(check: Callable[[], Awaitable[bool]], what: str, timeout: float = 20.0) -> None:
-    """Poll ``check`` every 50 ms until it returns True; raise AssertionError naming ``what`` on timeout."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        if await check():
-            return
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        await asyncio.sleep(0.05)
+    """Poll ``check`` every 50 ms until it returns True; raise AssertionError naming ``what`` on timeout.
+
+    The deadline also bounds a ``check`` that hangs (for example a read from a bus that is down).
+    """
+    try:
+        async with asyncio.timeout(timeout):
+            while True:
+                if await check():
+                    return
+                await asyncio.sleep(0.05)
+    except TimeoutError:
+        raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}") from None

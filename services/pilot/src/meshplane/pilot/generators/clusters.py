@@ -18,6 +18,7 @@ from meshplane.pilot.generators.common import (
     pack,
 )
 from meshplane.pilot.generators.policy import apply_policy, merged_policy
+from meshplane.pilot.generators.security.mtls import apply_auto_mtls
 from meshplane.pilot.model.config import Config, Port, Service
 from meshplane.pilot.model.proxy import Proxy, ProxyType
 from meshplane.pilot.model.push_context import PushContext
@@ -93,6 +94,7 @@ def service_cluster(
     if svc.resolution == "NONE":
         policy.pop("loadBalancer", None)
     apply_policy(c, policy, sni)
+    apply_auto_mtls(c, ctx, svc, port.number, sni, bool((policy.get("tls") or {}).get("mode")))
     c.metadata.CopyFrom(istio_metadata([dr] if dr else []))
     c.metadata.filter_metadata["istio"].fields["services"].list_value.values.add().struct_value.fields[
         "host"

@@ -6,13 +6,16 @@ from envoy.config.core.v3 import address_pb2, base_pb2, health_check_pb2
 from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
 
 from meshplane.pilot.generators.common import ClusterKey
+from meshplane.pilot.generators.security.mtls import endpoint_metadata
 from meshplane.pilot.model.config import Endpoint
 from meshplane.pilot.model.push_context import PushContext
 
 
 def needs_push(kinds: frozenset[str], services_changed: bool) -> bool:
     """Endpoints change with the registry, WorkloadEntries, ServiceEntries and subsets."""
-    return services_changed or bool(kinds & {"ServiceEntry", "WorkloadEntry", "DestinationRule"})
+    return services_changed or bool(
+        kinds & {"ServiceEntry", "WorkloadEntry", "DestinationRule", "PeerAuthentication"}
+    )
 
 
 def _locality(text: str) -> base_pb2.Locality:
@@ -56,5 +59,8 @@ def build_load_assignment(ctx: PushContext, cluster_name: str) -> endpoint_pb2.C
                 health_status=health_check_pb2.HEALTHY if ep.healthy else health_check_pb2.UNHEALTHY,
             )
             lb.load_balancing_weight.value = ep.weight
+            tls_md = endpoint_metadata(ctx, ep, svc.namespace)
+            if tls_md is not None:
+                lb.metadata.CopyFrom(tls_md)
             group.lb_endpoints.append(lb)
     return cla

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from envoy.config.core.v3 import address_pb2
 from envoy.config.listener.v3 import listener_components_pb2 as lc
 from envoy.config.listener.v3 import listener_pb2
@@ -12,11 +14,12 @@ from envoy.extensions.filters.listener.tls_inspector.v3 import tls_inspector_pb2
 
 from meshplane.pilot.generators.common import BLACKHOLE, INBOUND_PASSTHROUGH, PASSTHROUGH, outbound, pack
 from meshplane.pilot.generators.filters import http_manager, tcp_destinations, tcp_proxy
+from meshplane.pilot.generators.security import inbound as security
 from meshplane.pilot.model.config import Port, Service, fqdn, host_matches
 from meshplane.pilot.model.proxy import Proxy, ProxyType
 from meshplane.pilot.model.push_context import PushContext, SidecarScope
 
-KINDS = frozenset({"VirtualService", "Sidecar", "Gateway", "ServiceEntry", "WorkloadEntry"})
+KINDS = frozenset({"VirtualService", "Sidecar", "Gateway", "ServiceEntry", "WorkloadEntry"}) | security.KINDS
 
 
 def needs_push(kinds: frozenset[str], services_changed: bool) -> bool:
@@ -184,16 +187,20 @@ def _inbound_ports(ctx: PushContext, proxy: Proxy, scope: SidecarScope) -> list[
     return [(n, h, "") for n, h in sorted(ports.items())]
 
 
-def _virtual_inbound(ports: list[tuple[int, bool, str]]) -> listener_pb2.Listener:
+def _virtual_inbound(
+    ctx: PushContext, proxy: Proxy, ports: list[tuple[int, bool, str]]
+) -> listener_pb2.Listener:
     lis = _listener("virtualInbound", "0.0.0.0", 15006)
     lis.use_original_dst.value = True
     lis.listener_filters.add(name="envoy.filters.listener.original_dst").typed_config.CopyFrom(
         pack(original_dst_pb2.OriginalDst())
     )
     for number, http, _bind in ports:
-        chain = _inbound_chain(number, http)
-        chain.filter_chain_match.destination_port.value = number
-        lis.filter_chains.append(chain)
+        for chain in security.secure_inbound(
+            ctx, proxy, number, lis, functools.partial(_inbound_chain, number, http)
+        ):
+            chain.filter_chain_match.destination_port.value = number
+            lis.filter_chains.append(chain)
     default = lis.default_filter_chain
     default.name = "PassthroughFilterChain"
     default.filters.append(tcp_proxy(INBOUND_PASSTHROUGH, INBOUND_PASSTHROUGH))
@@ -205,7 +212,9 @@ def outbound_listeners(ctx: PushContext, proxy: Proxy) -> list[listener_pb2.List
     if proxy.type is ProxyType.ROUTER:
         from meshplane.pilot.generators.gateway import gateway_listeners
 
-        return gateway_listeners(ctx, proxy)
+        gateways = gateway_listeners(ctx, proxy)
+        security.secure_gateway(ctx, proxy, gateways)
+        return gateways
     scope = ctx.sidecar_scope(proxy)
     if proxy.interception_none:
         return _outbound(ctx, proxy, scope, proxy.ip, bind=True)
@@ -218,12 +227,14 @@ def inbound_listeners(ctx: PushContext, proxy: Proxy) -> list[listener_pb2.Liste
         return []
     inbound = _inbound_ports(ctx, proxy, ctx.sidecar_scope(proxy))
     if not proxy.interception_none:
-        return [_virtual_inbound(inbound)]
+        return [_virtual_inbound(ctx, proxy, inbound)]
     listeners = []
     for number, http, bind in inbound:
         address = bind or proxy.ip
         lis = _listener(f"{address}_{number}", address, number)
-        lis.filter_chains.append(_inbound_chain(number, http))
+        lis.filter_chains.extend(
+            security.secure_inbound(ctx, proxy, number, lis, functools.partial(_inbound_chain, number, http))
+        )
         listeners.append(lis)
     return listeners
 

@@ -10,6 +10,7 @@ from envoy.extensions.transport_sockets.tls.v3 import common_pb2, secret_pb2, tl
 from envoy.type.matcher.v3 import string_pb2
 
 from meshplane.pilot.generators.common import duration, pack, sds_source
+from meshplane.pilot.generators.security.mtls import istio_mutual
 
 Policy = dict[str, Any]
 
@@ -122,27 +123,13 @@ def _tls(cluster: cluster_pb2.Cluster, tls: dict[str, Any], sni: str) -> None:
     mode = str(tls.get("mode", "DISABLE")).upper()
     if mode == "DISABLE":
         return
-    ctx = tls_pb2.UpstreamTlsContext(sni=str(tls.get("sni") or ""))
-    common = ctx.common_tls_context
     if mode == "ISTIO_MUTUAL":
-        ctx.sni = ctx.sni or sni
-        common.tls_certificate_sds_secret_configs.append(
-            secret_pb2.SdsSecretConfig(name="default", sds_config=sds_source())
-        )
         sans = [str(s) for s in tls.get("subjectAltNames") or []]
-        combined = common.combined_validation_context
-        combined.validation_context_sds_secret_config.CopyFrom(
-            secret_pb2.SdsSecretConfig(name="ROOTCA", sds_config=sds_source())
-        )
-        for san in sans:
-            combined.default_validation_context.match_typed_subject_alt_names.append(
-                common_pb2.SubjectAltNameMatcher(
-                    san_type=common_pb2.SubjectAltNameMatcher.URI, matcher=string_pb2.StringMatcher(exact=san)
-                )
-            )
-        common.alpn_protocols.append("istio")
-        common.tls_params.tls_maximum_protocol_version = common_pb2.TlsParameters.TLSv1_3
+        ctx = istio_mutual(str(tls.get("sni") or sni), sans)
+        common = ctx.common_tls_context
     else:
+        ctx = tls_pb2.UpstreamTlsContext(sni=str(tls.get("sni") or ""))
+        common = ctx.common_tls_context
         cred = str(tls.get("credentialName") or "")
         if mode == "MUTUAL" and cred:
             common.tls_certificate_sds_secret_configs.append(

@@ -120,6 +120,8 @@ class PushContext:
     workloads: list[Workload] = field(default_factory=list)
     _by_host: dict[str, list[Service]] = field(default_factory=dict)
     _endpoints: dict[tuple[str, str], dict[int, list[Endpoint]]] = field(default_factory=dict)
+    #: JWKS documents Pilot fetched for RequestAuthentication ``jwksUri`` (uri → JSON text).
+    jwks: Mapping[str, str] = field(default_factory=dict)
 
     # ---- lookups -------------------------------------------------------------------------
     def of_kind(self, kind: str) -> list[Config]:

@@ -1,0 +1,231 @@
+"""Bring up the local mesh's processes in order, each on free loopback ports, waiting for each.
+
+Order: nats-server, Citadel, Galley and Pilot (control plane), then per proxy (every workload
+and the ingress gateway) a node agent with its own SDS socket and a token signed by Citadel's
+local issuer, the workload apps, and finally the Envoys, waited on until admin ``/ready`` is LIVE.
+``<state>/proxies.json`` maps each proxy name to its Envoy admin address for ``meshctl proxy-config``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+
+import yaml
+
+from meshplane.ctl.bootstrap import BootstrapOptions, render_bootstrap
+from meshplane.ctl.localmesh.plan import GATEWAY_LABELS, Plan, Workload
+from meshplane.ctl.localmesh.supervisor import Managed, StartError, Supervisor, http_status
+from meshplane.ctl.token import make_token
+from meshplane.shared.envoyproc import EnvoyProcess
+from meshplane.shared.natsserver import NatsServer, free_port
+
+GATEWAY = Workload(
+    name="istio-ingressgateway",
+    namespace="istio-system",
+    address="127.0.0.1",
+    labels=GATEWAY_LABELS,
+    service_account="istio-ingressgateway-service-account",
+    command=[],
+    source=Path("."),
+)
+TOKEN_TTL = 7 * 24 * 3600
+MAX_SOCKET_PATH = 107  # sun_path is 108 bytes on Linux, with the terminating NUL
+
+
+def _accepts(host: str, port: int) -> bool:
+    with socket.create_connection((host, port), timeout=1):
+        return True
+
+
+def _is_live(url: str) -> bool:
+    return http_status(url)[1].strip() == "LIVE"
+
+
+def _private_file(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(text)
+
+
+@dataclass
+class LocalMesh:
+    plan: Plan
+    config_dir: Path
+    state: Path
+    sup: Supervisor
+    bin_dir: Path = field(default_factory=lambda: Path(sys.executable).parent)
+    nats_url: str = ""
+    ca_addr: str = ""
+    pilot_addr: str = ""
+    admins: dict[str, str] = field(default_factory=dict)
+    sds_dir: Path | None = None
+
+    def _step(self, what: str) -> float:
+        print(f"  {what} ...", end="", flush=True)
+        return time.monotonic()
+
+    def _done(self, started: float) -> None:
+        print(f" ready ({time.monotonic() - started:.1f}s)", flush=True)
+
+    def check_addresses(self) -> None:
+        """Fail before starting anything when the gateway's or an app's address is taken."""
+        wanted = [
+            (
+                self.plan.gateway_bind,
+                self.plan.gateway_port,
+                f"the ingress gateway (the Gateway with selector istio: ingressgateway in {self.config_dir})",
+            )
+        ]
+        for wl in self.plan.workloads:
+            for endpoint in wl.app_endpoints:
+                app_host, _, app_port = endpoint.rpartition(":")
+                what = f"the app of LocalWorkload {wl.namespace}/{wl.name} (its Sidecar's defaultEndpoint)"
+                wanted.append((wl.address if app_host == "0.0.0.0" else app_host, int(app_port), what))
+        for host, port, what in wanted:
+            with socket.socket() as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as Envoy and asyncio do
+                try:
+                    probe.bind((host, port))
+                except OSError as exc:
+                    raise StartError(
+                        f"{host}:{port}, where {what} listens, is taken: {exc.strerror}"
+                    ) from exc
+
+    def start_bus(self) -> None:
+        t = self._step("nats-server (the bus)")
+        nats = NatsServer(store_dir=self.state / "nats", log_file=self.sup.logs / "nats-server.log")
+        nats.start()
+        assert nats.proc is not None
+        self.sup.adopt("nats-server", nats.proc, self.sup.logs / "nats-server.log", nats.url)
+        self.nats_url = nats.url
+        self._done(t)
+
+    def start_control_plane(self) -> None:
+        bus = ["--nats-url", self.nats_url]
+        ca, mtls, ca_mon = free_port(), free_port(), free_port()
+        self.ca_addr = f"127.0.0.1:{ca}"
+        t = self._step("meshplane-citadel (CA)")
+        citadel = self.sup.start(
+            "meshplane-citadel",
+            [str(self.bin_dir / "meshplane-citadel"), *bus, "--ca-dir", str(self.state / "ca")]
+            + ["--grpc-addr", self.ca_addr, "--grpc-mtls-addr", f"127.0.0.1:{mtls}"]
+            + ["--monitoring-addr", f"127.0.0.1:{ca_mon}"],
+            f"CA {self.ca_addr}, metrics :{ca_mon}",
+            env={"CITADEL_CA_KEY_TYPE": "ec"},
+        )
+        self.sup.wait_http(citadel, f"http://127.0.0.1:{ca_mon}/ready")
+        self._done(t)
+        hook, galley_mon, grpc, http = free_port(), free_port(), free_port(), free_port()
+        self.pilot_addr = f"127.0.0.1:{grpc}"
+        t = self._step("meshplane-galley and meshplane-pilot")
+        galley = self.sup.start(
+            "meshplane-galley",
+            [str(self.bin_dir / "meshplane-galley"), *bus, "--config-dir", str(self.config_dir)]
+            + ["--webhook-addr", f"127.0.0.1:{hook}", "--monitoring-addr", f"127.0.0.1:{galley_mon}"],
+            f"config {self.config_dir}, webhook :{hook}, debug :{galley_mon}",
+        )
+        pilot = self.sup.start(
+            "meshplane-pilot",
+            [str(self.bin_dir / "meshplane-pilot"), *bus, "--grpc-addr", self.pilot_addr]
+            + ["--http-addr", f"127.0.0.1:{http}", "--id", "pilot-local"],
+            f"xDS {self.pilot_addr}, debug :{http}",
+        )
+        self.sup.wait_http(galley, f"http://127.0.0.1:{galley_mon}/ready")
+        self.sup.wait_http(pilot, f"http://127.0.0.1:{http}/ready")
+        self._done(t)
+
+    def sds_socket(self, wl: Workload) -> Path:
+        """The proxy's SDS socket: under the state dir, or a private temp dir if that path is too long."""
+        if self.sds_dir is None:
+            self.sds_dir = self.state / "sds"
+            longest = max(len(w.proxy) for w in [*self.plan.workloads, GATEWAY])
+            if len(str(self.sds_dir)) + longest + 7 > MAX_SOCKET_PATH:
+                self.sds_dir = Path(tempfile.mkdtemp(prefix="meshplane-sds-"))
+            self.sds_dir.mkdir(mode=0o700, exist_ok=True)
+        return self.sds_dir / f"{wl.proxy}.sock"
+
+    def _node_agent(self, wl: Workload) -> tuple[Managed, Path]:
+        agents = self.state / "agents"
+        agents.mkdir(mode=0o700, exist_ok=True)
+        token = agents / f"{wl.proxy}.token"
+        _private_file(
+            token, make_token(self.state / "ca", wl.namespace, wl.service_account, "istio-ca", TOKEN_TTL)
+        )
+        sock = self.sds_socket(wl)
+        sock.unlink(missing_ok=True)
+        argv = [str(self.bin_dir / "meshplane-node-agent"), "--nats-url", self.nats_url]
+        argv += ["--sds-socket", str(sock), "--ca-addr", self.ca_addr]
+        argv += ["--ca-root", str(self.state / "ca" / "root-cert.pem"), "--token-file", str(token)]
+        m = self.sup.start(f"node-agent-{wl.proxy}", argv, f"SDS {sock.name}")
+        return m, sock
+
+    def start_node_agents(self) -> None:
+        t = self._step(f"{len(self.plan.workloads) + 1} node agents (one SDS socket per proxy)")
+        started = [(wl, *self._node_agent(wl)) for wl in [*self.plan.workloads, GATEWAY]]
+        for _, m, sock in started:
+            self.sup.wait(m, sock.exists, f"SDS socket {sock}")
+        self._done(t)
+
+    def start_apps(self) -> None:
+        t = self._step(f"{len(self.plan.workloads)} workload apps")
+        started = []
+        for wl in self.plan.workloads:
+            argv = [sys.executable if a == "python" else a for a in wl.command]
+            listens = ", ".join(wl.app_endpoints) or "?"
+            where = f"app {listens}, reached at {wl.address}"
+            started.append((wl, self.sup.start(f"app-{wl.proxy}", argv, where, cwd=wl.source.parent)))
+        for wl, m in started:
+            for endpoint in wl.app_endpoints:
+                host, _, port = endpoint.rpartition(":")
+                if host == "0.0.0.0":
+                    host = wl.address
+                self.sup.wait(m, partial(_accepts, host, int(port)), f"the app listening on {endpoint}")
+        self._done(t)
+
+    def _envoy(self, wl: Workload, router: bool) -> tuple[Managed, EnvoyProcess]:
+        admin = free_port()
+        kind = "router" if router else "sidecar"
+        opts = BootstrapOptions(
+            proxy_type=kind,
+            node_id=f"{kind}~{wl.address}~{wl.proxy}~{wl.namespace}.svc.cluster.local",
+            pilots=[self.pilot_addr],
+            sds_socket=str(self.sds_socket(wl)),
+            admin=f"127.0.0.1:{admin}",
+            namespace=wl.namespace,
+            service_account=wl.service_account,
+            labels=wl.labels,
+            ip=wl.address,
+            interception="REDIRECT" if router else "NONE",
+        )
+        envoys = self.state / "envoy"
+        envoys.mkdir(exist_ok=True)
+        config = envoys / f"{wl.proxy}.yaml"
+        config.write_text(yaml.safe_dump(render_bootstrap(opts), sort_keys=False))
+        name = f"envoy-{wl.proxy}"
+        envoy = EnvoyProcess(config, admin, log_file=self.sup.logs / f"{name}.log").start()
+        assert envoy.proc is not None
+        where = f"admin 127.0.0.1:{admin}"
+        if router:
+            where += f", listens {self.plan.gateway_bind}:{self.plan.gateway_port}"
+        else:
+            where += f", workload {wl.address}"
+        self.admins[wl.proxy] = f"127.0.0.1:{admin}"
+        return self.sup.adopt(name, envoy.proc, envoy.log_file or Path(), where), envoy
+
+    def start_envoys(self) -> None:
+        t = self._step(f"{len(self.plan.workloads)} sidecars and the ingress gateway (Envoy)")
+        started = [self._envoy(wl, False) for wl in self.plan.workloads]
+        started.append(self._envoy(GATEWAY, True))
+        for m, envoy in started:
+            ready = f"{envoy.admin}/ready"
+            self.sup.wait(m, partial(_is_live, ready), f"LIVE from {ready}")
+        (self.state / "proxies.json").write_text(json.dumps(self.admins, indent=2, sort_keys=True) + "\n")
+        self._done(t)

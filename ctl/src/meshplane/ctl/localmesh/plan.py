@@ -1,0 +1,154 @@
+"""Read a config directory into the plan of what ``meshctl up`` runs.
+
+Workloads come from ``LocalWorkload`` objects (``apiVersion: meshplane.io/v1alpha1``, a kind
+Galley and ``meshctl validate`` pass over as non-Istio): each names its WorkloadEntry, which
+gives the address, labels and service account, and carries the ``command`` that runs the app.
+The ingress gateway's port and address come from the Gateway that selects
+``istio: ingressgateway``. Problems raise ``PlanError`` naming the file and object.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+LOCAL_API = "meshplane.io/v1alpha1"
+GATEWAY_LABELS = {"istio": "ingressgateway", "app": "istio-ingressgateway"}
+
+
+class PlanError(ValueError):
+    """The config directory cannot be run; the message names the file and object."""
+
+
+@dataclass(frozen=True)
+class Workload:
+    name: str
+    namespace: str
+    address: str
+    labels: dict[str, str]
+    service_account: str
+    command: list[str]
+    source: Path
+    app_endpoints: tuple[str, ...] = ()
+
+    @property
+    def proxy(self) -> str:
+        """The proxy name Istio tools use: ``<pod>.<namespace>``."""
+        return f"{self.name}.{self.namespace}"
+
+
+@dataclass
+class Plan:
+    workloads: list[Workload] = field(default_factory=list)
+    gateway_bind: str = "127.0.0.1"
+    gateway_port: int = 0
+
+
+@dataclass(frozen=True)
+class _Doc:
+    path: Path
+    index: int
+    obj: dict[str, Any]
+
+    @property
+    def where(self) -> str:
+        meta = self.obj.get("metadata") or {}
+        ns, name = meta.get("namespace", "default"), meta.get("name", "")
+        return f"{self.path.name}#{self.index} ({self.obj.get('kind')} {ns}/{name})"
+
+
+def _documents(config_dir: Path) -> list[_Doc]:
+    if not config_dir.is_dir():
+        raise PlanError(f"--config-dir {config_dir}: not a directory")
+    docs: list[_Doc] = []
+    for path in sorted([*config_dir.rglob("*.yaml"), *config_dir.rglob("*.yml")]):
+        try:
+            loaded = list(yaml.safe_load_all(path.read_text()))
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+            raise PlanError(f"{path}: cannot read YAML: {exc}") from exc
+        docs += [_Doc(path, i, d) for i, d in enumerate(loaded) if isinstance(d, dict)]
+    return docs
+
+
+def _name(doc: _Doc) -> tuple[str, str]:
+    meta = doc.obj.get("metadata") or {}
+    return str(meta.get("namespace") or "default"), str(meta.get("name") or "")
+
+
+def _workload(doc: _Doc, entries: dict[tuple[str, str], _Doc]) -> Workload:
+    ns, name = _name(doc)
+    spec = doc.obj.get("spec") or {}
+    command = spec.get("command")
+    if not isinstance(command, list) or not command or not all(isinstance(c, str | int) for c in command):
+        raise PlanError(f"{doc.where}: spec.command must be a non-empty list of strings")
+    entry = entries.get((ns, name))
+    if entry is None:
+        raise PlanError(f"{doc.where}: no WorkloadEntry {ns}/{name} gives its address and labels")
+    we = entry.obj.get("spec") or {}
+    address = str(we.get("address") or "")
+    if not address.startswith("127."):
+        raise PlanError(
+            f"{entry.where}: spec.address must be a loopback address (127.x.y.z), got {address!r}"
+        )
+    labels = {str(k): str(v) for k, v in (we.get("labels") or {}).items()}
+    return Workload(
+        name=name,
+        namespace=ns,
+        address=address,
+        labels=labels,
+        service_account=str(we.get("serviceAccount") or "default"),
+        command=[str(c) for c in command],
+        source=doc.path,
+    )
+
+
+def _app_endpoints(docs: list[_Doc], ns: str, labels: dict[str, str]) -> tuple[str, ...]:
+    """Where the workload's Sidecar ingress forwards to (``defaultEndpoint`` HOST:PORT): its app."""
+    found: list[str] = []
+    for doc in docs:
+        if doc.obj.get("kind") != "Sidecar" or _name(doc)[0] != ns:
+            continue
+        spec = doc.obj.get("spec") or {}
+        selector = (spec.get("workloadSelector") or {}).get("labels") or {}
+        if selector and all(labels.get(str(k)) == str(v) for k, v in selector.items()):
+            for ing in spec.get("ingress") or []:
+                target = str(ing.get("defaultEndpoint") or "")
+                if target and not target.startswith("unix://"):
+                    found.append(target)
+    return tuple(found)
+
+
+def _gateway(docs: list[_Doc], plan: Plan) -> None:
+    for doc in docs:
+        if doc.obj.get("kind") != "Gateway":
+            continue
+        spec = doc.obj.get("spec") or {}
+        if (spec.get("selector") or {}).get("istio") != "ingressgateway":
+            continue
+        for server in spec.get("servers") or []:
+            port = server.get("port") or {}
+            if str(port.get("protocol", "")).upper() in ("HTTP", "HTTP2") and port.get("number"):
+                plan.gateway_port = int(port["number"])
+                plan.gateway_bind = str(server.get("bind") or "127.0.0.1")
+                return
+
+
+def load_plan(config_dir: Path) -> Plan:
+    """The workloads and gateway of ``config_dir``; raises PlanError."""
+    docs = _documents(config_dir)
+    entries = {_name(d): d for d in docs if d.obj.get("kind") == "WorkloadEntry"}
+    plan = Plan()
+    seen: set[str] = set()
+    for doc in docs:
+        if doc.obj.get("kind") == "LocalWorkload" and doc.obj.get("apiVersion") == LOCAL_API:
+            wl = _workload(doc, entries)
+            wl = replace(wl, app_endpoints=_app_endpoints(docs, wl.namespace, wl.labels))
+            if wl.proxy in seen:
+                raise PlanError(f"{doc.where}: a second LocalWorkload {wl.namespace}/{wl.name}")
+            seen.add(wl.proxy)
+            plan.workloads.append(wl)
+    _gateway(docs, plan)
+    return plan

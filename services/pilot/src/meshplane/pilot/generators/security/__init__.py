@@ -1,0 +1,1 @@
+"""Pilot's security generators: workload mTLS, PeerAuthentication, AuthorizationPolicy, JWT authn."""

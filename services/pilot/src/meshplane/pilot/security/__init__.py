@@ -1,0 +1,1 @@
+"""Pilot's security I/O: fetching the JWKS documents RequestAuthentication names."""
