@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 
+from meshplane.shared.config.checks.memo import cached_text_check
+
 _UNITS_US: dict[str, float] = {
     "ns": 0.001,
     "us": 1.0,
@@ -19,6 +21,7 @@ _PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
 _ONE_MS = timedelta(milliseconds=1)
 
 
+@cached_text_check
 def parse_duration(text: str) -> timedelta:
     """Parse a Go / protobuf-JSON duration string such as ``1.5s``, ``100ms`` or ``1h2m``.
 

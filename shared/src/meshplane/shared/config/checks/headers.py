@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+from meshplane.shared.config.checks.memo import cached_text_check
+
 _NAME = re.compile(r"^[-_A-Za-z0-9]+$")
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 _FORMAT_VAR = re.compile(r"%[A-Za-z_][A-Za-z0-9_]*(\([^%]*\))?(:[0-9]+)?%")
@@ -27,6 +29,7 @@ def is_authority_header(name: str) -> bool:
     return name.lower() in (":authority", "host")
 
 
+@cached_text_check
 def check_header_value(value: str) -> str | None:
     """No control characters; ``%`` only as ``%%`` or around an Envoy variable (``%HOSTNAME%``)."""
     if _CONTROL.search(value):

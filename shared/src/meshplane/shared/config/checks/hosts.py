@@ -5,6 +5,8 @@ from __future__ import annotations
 import ipaddress
 import re
 
+from meshplane.shared.config.checks.memo import cached_text_check
+
 _LABEL = re.compile(r"^[a-zA-Z0-9](?:[-a-zA-Z0-9]*[a-zA-Z0-9])?$")
 _LOWER_LABEL = re.compile(r"^[a-z0-9](?:[-a-z0-9]*[a-z0-9])?$")
 _LOWER_SUBDOMAIN = re.compile(r"^[a-z0-9](?:[-a-z0-9]*[a-z0-9])?(?:\.[a-z0-9](?:[-a-z0-9]*[a-z0-9])?)*$")
@@ -55,6 +57,7 @@ def _check_labels(domain: str) -> str | None:
     return None
 
 
+@cached_text_check
 def check_fqdn(host: str) -> str | None:
     """A fully qualified domain name: DNS-1123 labels, at most 255 characters, no wildcard."""
     if not host:
@@ -64,6 +67,7 @@ def check_fqdn(host: str) -> str | None:
     return _check_labels(host)
 
 
+@cached_text_check
 def check_wildcard_domain(host: str) -> str | None:
     """An FQDN whose first label may be ``*`` or ``*suffix``; ``*`` alone is allowed."""
     if not host:

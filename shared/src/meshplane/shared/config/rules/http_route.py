@@ -27,6 +27,7 @@ from meshplane.shared.config.models.virtual_service import (
     HTTPRetry,
     HTTPRewrite,
     HTTPRoute,
+    StringMatch,
 )
 from meshplane.shared.config.rules.routing import (
     check_destination,
@@ -193,31 +194,50 @@ def _check_rewrite(rw: HTTPRewrite, path: str, issues: Issues) -> None:
 def _check_match(
     match: HTTPMatchRequest, path: str, issues: Issues, *, gateway_bound: bool, in_delegate: bool
 ) -> None:
-    for field in ("uri", "scheme", "method", "authority"):
-        sm = getattr(match, field)
-        if sm is not None:
-            check_string_match(sm, f"{path}.{field}", issues, allow_regex=not in_delegate)
-    for field, alias in (("headers", "headers"), ("without_headers", "withoutHeaders")):
-        for name, sm in (getattr(match, field) or {}).items():
-            hpath = f"{path}.{alias}.{name}"
-            if name.startswith(JWT_CLAIM_PREFIX):
-                if not gateway_bound:
-                    issues.error(hpath, "JWT claim based routing is only supported for gateway-bound routes")
-            elif problem := check_header_name(name):
-                issues.error(hpath, problem)
-            check_string_match(sm, hpath, issues, allow_regex=not in_delegate)
-    for name, sm in (match.query_params or {}).items():
-        check_string_match(sm, f"{path}.queryParams.{name}", issues, allow_regex=not in_delegate)
+    allow_regex = not in_delegate
+    # Plain attribute reads in field order (this runs for every match of every route).
+    if match.uri is not None:
+        check_string_match(match.uri, f"{path}.uri", issues, allow_regex=allow_regex)
+    if match.scheme is not None:
+        check_string_match(match.scheme, f"{path}.scheme", issues, allow_regex=allow_regex)
+    if match.method is not None:
+        check_string_match(match.method, f"{path}.method", issues, allow_regex=allow_regex)
+    if match.authority is not None:
+        check_string_match(match.authority, f"{path}.authority", issues, allow_regex=allow_regex)
+    if match.headers:
+        _check_header_matches(match.headers, f"{path}.headers", issues, gateway_bound, allow_regex)
+    if match.without_headers:
+        _check_header_matches(
+            match.without_headers, f"{path}.withoutHeaders", issues, gateway_bound, allow_regex
+        )
+    if match.query_params:
+        for name, sm in match.query_params.items():
+            check_string_match(sm, f"{path}.queryParams.{name}", issues, allow_regex=allow_regex)
     if match.port is not None and match.port != 0 and (problem := check_port(match.port)):
         issues.error(f"{path}.port", problem)
-    for key, problem in label_problems(match.source_labels or {}):
-        issues.error(f"{path}.sourceLabels.{key}", problem)
-    for i, gw in enumerate(match.gateways or []):
-        check_gateway_name(gw, f"{path}.gateways[{i}]", issues)
+    if match.source_labels:
+        for key, problem in label_problems(match.source_labels):
+            issues.error(f"{path}.sourceLabels.{key}", problem)
+    if match.gateways:
+        for i, gw in enumerate(match.gateways):
+            check_gateway_name(gw, f"{path}.gateways[{i}]", issues)
     if match.source_namespace and not is_istio_label(match.source_namespace):
         issues.error(
             f"{path}.sourceNamespace", f"sourceNamespace match {match.source_namespace!r} is invalid"
         )
+
+
+def _check_header_matches(
+    headers: dict[str, StringMatch], path: str, issues: Issues, gateway_bound: bool, allow_regex: bool
+) -> None:
+    for name, sm in headers.items():
+        hpath = f"{path}.{name}"
+        if name.startswith(JWT_CLAIM_PREFIX):
+            if not gateway_bound:
+                issues.error(hpath, "JWT claim based routing is only supported for gateway-bound routes")
+        elif problem := check_header_name(name):
+            issues.error(hpath, problem)
+        check_string_match(sm, hpath, issues, allow_regex=allow_regex)
 
 
 def _check_retries(retries: HTTPRetry, path: str, issues: Issues) -> None:

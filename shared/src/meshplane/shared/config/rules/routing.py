@@ -33,15 +33,16 @@ def check_destination(dest: Destination, path: str, issues: Issues) -> None:
 
 def check_string_match(match: StringMatch, path: str, issues: Issues, *, allow_regex: bool = True) -> None:
     """One of exact / prefix / regex; prefix and regex non-empty; regex RE2 (not in delegates)."""
-    set_fields = [n for n in ("exact", "prefix", "regex") if getattr(match, n) is not None]
-    if len(set_fields) > 1:
+    exact, prefix, regex = match.exact, match.prefix, match.regex
+    if (exact is not None) + (prefix is not None) + (regex is not None) > 1:
+        set_fields = [n for n, v in (("exact", exact), ("prefix", prefix), ("regex", regex)) if v is not None]
         issues.error(path, f"only one of exact, prefix or regex may be set (found {', '.join(set_fields)})")
-    if match.prefix is not None and match.prefix == "":
+    if prefix == "":
         issues.error(f"{path}.prefix", "prefix string match should not be empty")
-    if match.regex is not None:
+    if regex is not None:
         if not allow_regex:
             issues.error(f"{path}.regex", "regex match is not supported in a delegate virtual service")
-        elif problem := check_regex(match.regex):
+        elif problem := check_regex(regex):
             issues.error(f"{path}.regex", problem)
 
 
