@@ -24,6 +24,7 @@ from meshplane.galley.settings import Settings
 from meshplane.galley.sources.directory import DirectorySource
 from meshplane.galley.sources.kubernetes import KubernetesSource, api_client
 from meshplane.galley.sources.model import ConfigObject
+from meshplane.galley.webhookconfig import WebhookConfigController, ca_bundle_from
 from meshplane.shared.analysis import Analysis, analyze
 from meshplane.shared.bus import Bus, BusOptions
 from meshplane.shared.components import ComponentAnnouncer
@@ -105,12 +106,20 @@ class Galley:
                         self.apply([])
                     tasks.create_task(source.watch(inner_stop), name="directory-watch")
                 else:
-                    kube = KubernetesSource(api_client(s.kube_api), self.apply)
+                    kube_api = api_client(s.kube_api)
+                    kube = KubernetesSource(kube_api, self.apply)
                     self.state.sources = kube.status
                     self.state.analysis = self._analysis_view
                     tasks.create_task(kube.run(inner_stop), name="kubernetes-source")
                     await kube.wait_synced(stop)
-                tasks.create_task(self._become_ready(publisher, announcer, stop), name="ready")
+                ready = tasks.create_task(self._become_ready(publisher, announcer, stop), name="ready")
+                if s.config_dir is None and s.tls_cert is not None:
+                    webhook_config = WebhookConfigController(
+                        kube_api, s.webhook_config_name, ca_bundle_from(s.tls_cert, s.webhook_ca_file)
+                    )
+                    tasks.create_task(
+                        self._reconcile_webhook(ready, webhook_config, inner_stop), name="webhook-config"
+                    )
                 await stop.wait()
                 log.info("shutting down")
                 self.state.ready = False
@@ -121,6 +130,15 @@ class Galley:
         finally:
             publisher.close()
             await bus.close()
+
+    @staticmethod
+    async def _reconcile_webhook(
+        ready: asyncio.Task[None], controller: WebhookConfigController, stop: asyncio.Event
+    ) -> None:
+        """Reconcile the webhook configuration once galley is ready (as istiod does)."""
+        await ready
+        if not stop.is_set():
+            await controller.run(stop)
 
     async def _become_ready(
         self, publisher: Publisher, announcer: ComponentAnnouncer, stop: asyncio.Event

@@ -22,6 +22,10 @@ class Settings:
     nats_url: str = "nats://127.0.0.1:4222"
     #: Kubernetes API (Kubernetes source only); empty = in-cluster or kubeconfig.
     kube_api: str = ""
+    #: ValidatingWebhookConfiguration galley reconciles (Kubernetes mode with --tls-cert).
+    webhook_config_name: str = "meshplane-validator-meshplane-system"
+    #: CA published as caBundle (default: the --tls-cert chain's issuers, or the cert if alone).
+    webhook_ca_file: Path | None = None
 
     @property
     def tls(self) -> bool:
@@ -44,6 +48,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="the bus (env NATS_URL; default nats://127.0.0.1:4222)",
     )
     p.add_argument("--kube-api", default="", help="Kubernetes API URL (default: in-cluster or kubeconfig)")
+    p.add_argument(
+        "--webhook-config-name",
+        default="meshplane-validator-meshplane-system",
+        help="ValidatingWebhookConfiguration to reconcile in Kubernetes mode (caBundle, failurePolicy)",
+    )
+    p.add_argument(
+        "--webhook-ca-file", type=Path, help="PEM CA published as caBundle (default: from --tls-cert)"
+    )
     return p
 
 
@@ -68,4 +80,6 @@ def parse_args(argv: list[str] | None = None) -> Settings:
         tls_key=args.tls_key,
         nats_url=args.nats_url,
         kube_api=args.kube_api,
+        webhook_config_name=args.webhook_config_name,
+        webhook_ca_file=args.webhook_ca_file,
     )

@@ -3,6 +3,8 @@
 Each path has a queue of list bodies (the last one repeats) and a queue of watch streams (lists
 of events sent chunked, one JSON per line, then the stream ends); when the watch queue is empty
 the watch is held open until the server stops. Every request is recorded for assertions.
+PATCH/POST/PUT answer from a per-(method, path) queue (the last one repeats) and their
+bodies and content types are recorded in ``writes``.
 """
 
 from __future__ import annotations
@@ -21,11 +23,22 @@ class RecordedAPI:
         self.lists: dict[str, list[tuple[int, Any]]] = {}
         self.watches: dict[str, list[list[dict[str, Any]] | int]] = {}
         self.requests: list[tuple[str, dict[str, str]]] = []
+        self.responses: dict[tuple[str, str], list[tuple[int, Any]]] = {}
+        self.writes: list[tuple[str, str, str, Any]] = []
         self.closing = threading.Event()
         self.lock = threading.Lock()
 
     def add_list(self, path: str, body: Any, status: int = 200) -> None:
         self.lists.setdefault(path, []).append((status, body))
+
+    def add_response(self, method: str, path: str, body: Any, status: int = 200) -> None:
+        """An answer to a PATCH/POST/PUT of ``path`` (queued; the last one repeats)."""
+        self.responses.setdefault((method, path), []).append((status, body))
+
+    def written(self, method: str, path: str) -> list[Any]:
+        """The JSON bodies sent with ``method`` to ``path``, in order."""
+        with self.lock:
+            return [b for m, p, _, b in self.writes if m == method and p == path]
 
     def add_watch(self, path: str, events: list[dict[str, Any]] | int) -> None:
         """A stream of events, or an HTTP status to answer the watch with."""
@@ -68,6 +81,24 @@ def _handler(api: RecordedAPI) -> type[BaseHTTPRequestHandler]:
             with api.lock:
                 status, body = queue.pop(0) if len(queue) > 1 else queue[0]
             self._json(status, body)
+
+        def _write(self) -> None:
+            url = urlsplit(self.path)
+            length = int(self.headers.get("Content-Length") or 0)
+            raw = self.rfile.read(length) if length else b""
+            body = json.loads(raw) if raw else None
+            with api.lock:
+                api.writes.append((self.command, url.path, self.headers.get("Content-Type", ""), body))
+                queue = api.responses.get((self.command, url.path))
+                answer = (queue.pop(0) if len(queue) > 1 else queue[0]) if queue else None
+            if answer is None:
+                self._json(404, {"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                                 "message": "the server could not find the requested resource",
+                                 "reason": "NotFound", "code": 404})  # fmt: skip
+                return
+            self._json(*answer)
+
+        do_PATCH = do_POST = do_PUT = _write  # noqa: N815 (http.server's naming)
 
         def _watch(self, path: str) -> None:
             with api.lock:
