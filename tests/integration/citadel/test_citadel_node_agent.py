@@ -3,7 +3,8 @@ workload token on its SDS streams and gets a certificate for its own identity.""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from envoy.service.secret.v3 import sds_pb2_grpc
 
 from meshplane.citadel.testing import CitadelProcess, NodeAgentProcess
 from meshplane.ctl.token import make_token
+from meshplane.shared.natsserver import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -47,6 +49,58 @@ def test_per_node_agent_refuses_streams_without_a_token(tmp_path: Path) -> None:
             token = make_token(tmp_path / "ca", "shop", "cart", "istio-ca", 3600)
             response = stub.FetchSecrets(request, metadata=[("authorization", f"Bearer {token}")], timeout=10)
             assert response.type_url.endswith("tls.v3.Secret")  # accepted (it may still be empty)
+    finally:
+        agent.stop()
+        citadel.stop()
+
+
+def _scrape(port: int) -> dict[str, float]:
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+    values: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith("meshplane_nodeagent_"):
+            name, _, value = line.rpartition(" ")
+            values[name] = float(value)
+    return values
+
+
+def test_node_agent_metrics_count_certificates_streams_and_expiry(tmp_path: Path) -> None:
+    citadel = CitadelProcess(tmp_path / "ca", tmp_path / "citadel.log", env={"CITADEL_CA_KEY_TYPE": "ec"})
+    citadel.start()
+    port = free_port()
+    token = make_token(tmp_path / "ca", "shop", "cart", "istio-ca", 3600)
+    agent = NodeAgentProcess(
+        tmp_path / "node",
+        citadel.target,
+        tmp_path / "ca" / "root-cert.pem",
+        token,
+        args=["--monitoring-addr", f"127.0.0.1:{port}", "--cert-ttl", "1h"],
+    )
+    try:
+        agent.start()
+        issued = 'meshplane_nodeagent_certificates_total{kind="issued"}'
+        agent.wait_for(lambda: _scrape(port).get(issued, 0) >= 1, 30, "a certificate counted as issued")
+        before = _scrape(port)
+        assert before["meshplane_nodeagent_sds_streams"] == 0
+        assert before["meshplane_nodeagent_csr_failures_total"] == 0
+        assert 3000 < before["meshplane_nodeagent_cert_expiry_seconds"] <= 3600
+        done = threading.Event()
+
+        def requests() -> Iterator[discovery_pb2.DiscoveryRequest]:
+            yield discovery_pb2.DiscoveryRequest(resource_names=["default"])
+            done.wait(60)  # keep the stream open, as Envoy does
+
+        with grpc.insecure_channel(f"unix:{agent.socket}") as channel:
+            stub = sds_pb2_grpc.SecretDiscoveryServiceStub(channel)
+            stream = stub.StreamSecrets(requests())
+            first = next(stream)
+            assert first.resources
+            agent.wait_for(
+                lambda: _scrape(port)["meshplane_nodeagent_sds_streams"] == 1, 30, "one open stream"
+            )
+            stream.cancel()
+            done.set()
+        agent.wait_for(lambda: _scrape(port)["meshplane_nodeagent_sds_streams"] == 0, 30, "the stream closed")
     finally:
         agent.stop()
         citadel.stop()

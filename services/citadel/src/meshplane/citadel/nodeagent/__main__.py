@@ -12,6 +12,7 @@ import grpc
 from envoy.service.secret.v3 import sds_pb2_grpc
 from prometheus_client import REGISTRY
 
+from meshplane.citadel.monitoring import MonitoringServer
 from meshplane.citadel.nodeagent.caclient import CAClient, file_token
 from meshplane.citadel.nodeagent.sds import SecretDiscoveryServicer
 from meshplane.citadel.nodeagent.settings import AgentSettings, parse_agent_settings
@@ -40,6 +41,10 @@ async def serve(settings: AgentSettings, stop: asyncio.Event) -> None:
     finally:
         os.umask(old_umask)
     log.info("serving SDS on %s", socket)
+    monitoring = MonitoringServer(REGISTRY, lambda: True)
+    if settings.monitoring_addr is not None:
+        port = await monitoring.start(*settings.monitoring_addr)
+        log.info("serving /metrics on %s:%d", settings.monitoring_addr[0], port)
     try:
         async with asyncio.TaskGroup() as tg:
             await workloads.start_default()
@@ -53,6 +58,7 @@ async def serve(settings: AgentSettings, stop: asyncio.Event) -> None:
     except* _Stop:
         pass
     finally:
+        await monitoring.stop()
         await server.stop(grace=1.0)
         await workloads.close()
         await client.close()

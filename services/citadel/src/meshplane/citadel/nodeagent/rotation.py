@@ -17,6 +17,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from meshplane.citadel.nodeagent import metrics
 from meshplane.citadel.nodeagent.cache import SecretCache, WorkloadCert
 from meshplane.citadel.nodeagent.caclient import CAClient, CAClientError
 
@@ -66,6 +67,7 @@ class Rotator:
         chain = await self._client.sign(csr, self._ttl, self._token())
         cert = WorkloadCert.from_chain(key_pem, chain, dt.datetime.now(dt.UTC))
         await self._cache.set_cert(cert)
+        metrics.certificate_received(id(self._cache), cert.not_after)
         log.info("workload certificate %s issued, expires %s", cert.version, cert.not_after.isoformat())
         return cert
 
@@ -78,6 +80,7 @@ class Rotator:
             try:
                 cert = await self.fetch()
             except CAClientError as exc:
+                metrics.CSR_FAILURES.inc()
                 delay = backoff * random.uniform(0.8, 1.2)
                 backoff = min(backoff * 2, BACKOFF_MAX)
                 log.warning(

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import Any, TypeAlias
 
 import grpc
@@ -20,6 +21,7 @@ from envoy.service.discovery.v3 import discovery_pb2
 from envoy.service.secret.v3 import sds_pb2_grpc
 from google.protobuf import any_pb2
 
+from meshplane.citadel.nodeagent import metrics
 from meshplane.citadel.nodeagent.cache import SecretCache
 from meshplane.citadel.nodeagent.workloads import NoCredential, Workloads
 
@@ -62,6 +64,21 @@ async def _pump(requests: AsyncIterator[Request], queue: asyncio.Queue[Request |
     finally:
         with contextlib.suppress(asyncio.QueueFull):  # never block here: we may be cancelled
             queue.put_nowait(None)
+
+
+_Method = Callable[[Any, Any, grpc.aio.ServicerContext], AsyncIterator[Any]]
+
+
+def _counted(method: _Method) -> _Method:
+    """Count a streaming method's open streams in ``meshplane_nodeagent_sds_streams``."""
+
+    @functools.wraps(method)
+    async def wrapper(self: Any, requests: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        with metrics.SDS_STREAMS.track_inprogress():
+            async for response in method(self, requests, context):
+                yield response
+
+    return wrapper
 
 
 class SecretDiscoveryServicer(sds_pb2_grpc.SecretDiscoveryServiceServicer):  # type: ignore[misc]
@@ -117,6 +134,7 @@ class SecretDiscoveryServicer(sds_pb2_grpc.SecretDiscoveryServiceServicer):  # t
         finally:
             reader.cancel()
 
+    @_counted
     async def StreamSecrets(
         self,
         request_iterator: AsyncIterator[discovery_pb2.DiscoveryRequest],
@@ -151,6 +169,7 @@ class SecretDiscoveryServicer(sds_pb2_grpc.SecretDiscoveryServiceServicer):  # t
                 )
                 log.debug("pushed secrets %s", versions)
 
+    @_counted
     async def DeltaSecrets(
         self,
         request_iterator: AsyncIterator[discovery_pb2.DeltaDiscoveryRequest],

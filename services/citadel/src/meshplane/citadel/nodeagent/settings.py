@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from meshplane.citadel.durations import parse_duration
+from meshplane.shared.lifecycle import parse_hostport
 
 #: env var → (default, description)
 ENV: dict[str, tuple[str, str]] = {
@@ -32,6 +33,8 @@ class AgentSettings:
     key_type: str
     cert_ttl: dt.timedelta
     trust_domain: str
+    #: /metrics listener; None = off
+    monitoring_addr: tuple[str, int] | None = None
 
 
 def parse_agent_settings(argv: list[str] | None, environ: Mapping[str, str] | None = None) -> AgentSettings:
@@ -57,6 +60,7 @@ def parse_agent_settings(argv: list[str] | None, environ: Mapping[str, str] | No
     )
     p.add_argument("--cert-ttl", default=None, help="certificate lifetime to ask for (env SECRET_TTL, 24h)")
     p.add_argument("--trust-domain", default="cluster.local")
+    p.add_argument("--monitoring-addr", default=None, help="HOST:PORT serving /metrics (default: off)")
     args = p.parse_args(argv)
     ttl_text = args.cert_ttl or environ.get("SECRET_TTL") or ENV["SECRET_TTL"][0]
     try:
@@ -65,6 +69,12 @@ def parse_agent_settings(argv: list[str] | None, environ: Mapping[str, str] | No
         p.error(f"--cert-ttl / SECRET_TTL: {exc}")
     if ttl < dt.timedelta(seconds=2):
         p.error(f"--cert-ttl / SECRET_TTL: {ttl_text!r} is too short (minimum 2s)")
+    monitoring = None
+    if args.monitoring_addr:
+        try:
+            monitoring = parse_hostport(args.monitoring_addr)
+        except ValueError as exc:
+            p.error(f"--monitoring-addr: {exc}")
     if ":" not in args.ca_addr:
         p.error(f"--ca-addr {args.ca_addr!r}: expected HOST:PORT")
     return AgentSettings(
@@ -76,4 +86,5 @@ def parse_agent_settings(argv: list[str] | None, environ: Mapping[str, str] | No
         key_type=args.key_type,
         cert_ttl=ttl,
         trust_domain=args.trust_domain,
+        monitoring_addr=monitoring,
     )
