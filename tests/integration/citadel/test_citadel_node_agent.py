@@ -17,6 +17,7 @@ from envoy.service.secret.v3 import sds_pb2_grpc
 from meshplane.citadel.testing import CitadelProcess, NodeAgentProcess
 from meshplane.ctl.token import make_token
 from meshplane.shared.natsserver import free_port
+from meshplane.shared.testing.scrape import scrape
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -55,13 +56,7 @@ def test_per_node_agent_refuses_streams_without_a_token(tmp_path: Path) -> None:
 
 
 def _scrape(port: int) -> dict[str, float]:
-    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
-    values: dict[str, float] = {}
-    for line in text.splitlines():
-        if line.startswith("meshplane_nodeagent_"):
-            name, _, value = line.rpartition(" ")
-            values[name] = float(value)
-    return values
+    return scrape(port, "meshplane_nodeagent_")
 
 
 def test_node_agent_metrics_count_certificates_streams_and_expiry(tmp_path: Path) -> None:

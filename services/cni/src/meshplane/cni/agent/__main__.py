@@ -14,9 +14,11 @@ import logging
 import os
 import sys
 from pathlib import Path
+from wsgiref.simple_server import WSGIServer
 
-from prometheus_client import REGISTRY
+from prometheus_client import REGISTRY, start_http_server
 
+from meshplane.cni.agent import metrics
 from meshplane.cni.agent.events import EventLog, event_from_plugin
 from meshplane.cni.agent.install import Installer
 from meshplane.cni.agent.podcache import PodCache, PodsFileError, load_pods_file
@@ -25,7 +27,7 @@ from meshplane.cni.agent.server import AgentServer
 from meshplane.cni.plugin.netconf import AGENT_SOCKET_NAME
 from meshplane.cni.rules.pods import DEFAULT_EXCLUDED_NAMESPACES
 from meshplane.shared.bus import Bus, BusOptions
-from meshplane.shared.lifecycle import run_service
+from meshplane.shared.lifecycle import parse_hostport, run_service
 from meshplane.shared.telemetry import configure_logging, configure_metrics, configure_tracing
 
 log = logging.getLogger("meshplane.cni.agent")
@@ -57,6 +59,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--repair", choices=("true", "false"), default=env("CNI_REPAIR_PODS", "true"))
     p.add_argument("--repair-interval", type=float, default=float(env("CNI_REPAIR_INTERVAL", "10")))
     p.add_argument("--cni-check-interval", type=float, default=float(env("CNI_CHECK_INTERVAL", "2")))
+    p.add_argument("--monitoring-addr", default=None, help="HOST:PORT serving /metrics (default: off)")
     p.add_argument("--no-install", action="store_true", help="serve only; do not touch the CNI dirs")
     return p.parse_args(argv)
 
@@ -101,6 +104,11 @@ def main(argv: list[str] | None = None) -> int:
     configure_tracing("meshplane-cni-agent")
     configure_metrics("meshplane-cni-agent", REGISTRY)  # process and runtime metrics
     logging.getLogger("watchfiles").setLevel(logging.WARNING)  # one line per file event is noise
+    try:
+        monitoring_addr = parse_hostport(args.monitoring_addr) if args.monitoring_addr else None
+    except ValueError as exc:
+        print(f"meshplane-cni-agent: --monitoring-addr: {exc}", file=sys.stderr)
+        return 2
     excluded = [n.strip() for n in args.exclude_namespaces.split(",") if n.strip()]
 
     async def run(stop: asyncio.Event) -> None:
@@ -109,6 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         cache = PodCache(node=args.node_name)
 
         async def on_event(report: dict[str, object]) -> None:
+            metrics.plugin_event(report)
             await events.record(event_from_plugin(args.node_name, report))
 
         installer = Installer(args.cni_bin_dir, args.cni_conf_dir, args.run_dir, args.cni_conf_name, excluded)
@@ -121,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
             on_event,
             status=lambda: {"repair_sweeps": repairer.sweeps},
         )
+        monitoring: list[WSGIServer] = []
         try:
             async with server.serving(), asyncio.TaskGroup() as tasks:
                 if args.pods_file:
@@ -136,12 +146,19 @@ def main(argv: list[str] | None = None) -> int:
                     )
                 tasks.create_task(repairer.run(args.repair_interval), name="repair")
                 tasks.create_task(server.dispatch_events(), name="plugin-events")
+                if monitoring_addr is not None:
+                    http, _thread = start_http_server(monitoring_addr[1], monitoring_addr[0])
+                    monitoring.append(http)
+                    log.info("serving /metrics", extra={"port": monitoring_addr[1]})
                 log.info("ready", extra={"socket": str(server.socket_path)})
                 await stop.wait()
                 raise _Stopped  # leaving the group with an error cancels every task in it
         except* _Stopped:
             pass
         finally:
+            for http in monitoring:
+                http.shutdown()
+                http.server_close()
             if not args.no_install:
                 installer.uninstall()
             if bus is not None:

@@ -19,6 +19,7 @@ import subprocess
 from collections.abc import Iterable
 from pathlib import Path
 
+from meshplane.cni.agent import metrics
 from meshplane.cni.agent.events import EventLog, Kind, make_event
 from meshplane.cni.agent.podcache import PodCache
 from meshplane.cni.netns import Netns, NetnsError
@@ -134,6 +135,10 @@ class Repairer:
                 suspects.add((pod.namespace, pod.name, path))  # the plugin may be about to run
                 continue
             kind, reason = await asyncio.to_thread(check_and_repair, pod, path, self.repair)
+            result = (
+                "captured" if kind == Kind.CAPTURED else "repaired" if kind == Kind.REPAIRED else "broken"
+            )
+            metrics.REPAIRS.labels(result).inc()
             await self.events.record(
                 make_event(kind, self.node, pod.namespace, pod.name, reason=reason, netns=path)
             )
