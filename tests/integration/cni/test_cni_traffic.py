@@ -24,10 +24,14 @@ from meshplane.cni.testing import (
     run_plugin,
     wait_until,
 )
+from meshplane.shared.envoyproc import find_envoy
 
 pytestmark = [pytest.mark.root, pytest.mark.integration, requires_root, pytest.mark.timeout(180)]
 
-ENVOY = Path(sys.executable).parents[1] / "lib" / "python3.11" / "site-packages" / "envoy" / "_bin" / "envoy"
+try:
+    ENVOY = Path(find_envoy())
+except FileNotFoundError:
+    ENVOY = Path("/nonexistent/envoy")
 SERVICE_VIP = "10.96.0.10"
 UPSTREAM_PORT = 9000
 APP_PORT = 8080

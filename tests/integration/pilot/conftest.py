@@ -8,7 +8,6 @@ and stopped by PID at teardown.
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import json
 import os
 import random
@@ -31,15 +30,10 @@ from meshplane.ctl.bootstrap import BootstrapOptions, render_bootstrap
 from meshplane.proto.bus.v1 import config_pb2, registry_pb2
 from meshplane.shared.bus import Buckets, Bus, BusOptions
 from meshplane.shared.bus.buckets import config_key, service_key, workload_key
+from meshplane.shared.envoyproc import find_envoy
 from meshplane.shared.natsserver import NatsServer, free_port, wait_for_port
 
 BIN = Path(sys.executable).parent
-
-
-def envoy_binary() -> str:
-    spec = importlib.util.find_spec("envoy")
-    assert spec is not None and spec.submodule_search_locations
-    return str(Path(list(spec.submodule_search_locations)[0]) / "_bin" / "envoy")
 
 
 def wait_until(check: Callable[[], Any], timeout: float, what: str, interval: float = 0.05) -> Any:
@@ -198,7 +192,7 @@ def start_envoy(tmp: Path, name: str, opts: BootstrapOptions) -> EnvoyProc:
     log = tmp / f"envoy-{name}.log"
     proc = subprocess.Popen(
         [
-            envoy_binary(),
+            find_envoy(),
             "-c",
             str(path),
             "--use-dynamic-base-id",

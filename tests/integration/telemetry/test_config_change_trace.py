@@ -15,7 +15,6 @@ the first change's trace and links the second change's publish span.
 from __future__ import annotations
 
 import functools
-import importlib.util
 import json
 import os
 import random
@@ -32,6 +31,7 @@ import yaml
 
 from meshplane.ctl.bootstrap import BootstrapOptions, render_bootstrap
 from meshplane.shared.bus.buckets import config_key
+from meshplane.shared.envoyproc import find_envoy
 from meshplane.shared.natsserver import NatsServer, free_port
 from meshplane.shared.processes import stop_process
 from meshplane.shared.testing.polling import eventually
@@ -131,12 +131,6 @@ def spans(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def envoy_binary() -> str:
-    spec = importlib.util.find_spec("envoy")
-    assert spec is not None and spec.submodule_search_locations
-    return str(Path(list(spec.submodule_search_locations)[0]) / "_bin" / "envoy")
-
-
 async def route_timeout(admin: int) -> str:
     """The timeout Envoy currently applies on the reviews route ('' until it has one)."""
     try:
@@ -218,7 +212,7 @@ async def test_config_change_is_one_trace_from_galley_to_envoy_ack(
             await eventually(functools.partial(http_ok, ready), f"{pilot_id} ready", 60)
         stack.enter_context(
             process(
-                [envoy_binary(), "-c", str(bootstrap), "--use-dynamic-base-id", "--concurrency", "1"]
+                [find_envoy(), "-c", str(bootstrap), "--use-dynamic-base-id", "--concurrency", "1"]
                 + ["-l", "warning", "--drain-time-s", "1"],
                 tmp_path / "envoy.log",
             )

