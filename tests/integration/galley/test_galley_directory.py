@@ -269,4 +269,6 @@ async def test_nats_restart_while_files_change_loses_nothing(
             for ln in (await _metrics(galley.monitoring)).splitlines()
             if ln.startswith("galley_bus_reconciles_total")
         ]
-        assert float(reconciles[0].split()[1]) >= 3  # start-up + two reconnects
+        # Start-up, then at least one more after the reconnects (two reconnects close together
+        # may share one reconcile: a read that straddles a reconnect is simply read again).
+        assert float(reconciles[0].split()[1]) >= 2

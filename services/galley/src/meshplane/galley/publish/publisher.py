@@ -50,10 +50,13 @@ class Publisher:
         self._synced = asyncio.Event()
         self._generation = 0
         self._synced_generation = -1
+        #: Bumped on every reconnect: a bus read that straddles one is stale and is read again.
+        self._epoch = 0
         self._unregister = bus.on_reconnect(self._on_reconnect)
 
     async def _on_reconnect(self) -> None:
         log.info("bus reconnected; reconciling")
+        self._epoch += 1
         self._published = None
         self._dirty.set()
 
@@ -116,8 +119,11 @@ class Publisher:
         return out
 
     async def _sync(self) -> None:
-        if self._published is None:
-            self._published = await self._read_bus()
+        while self._published is None:
+            epoch = self._epoch
+            seen = await self._read_bus()
+            if epoch == self._epoch:
+                self._published = seen
         published = self._published
         sem = asyncio.Semaphore(_CONCURRENCY)
         for name, kv in self._kvs.items():
