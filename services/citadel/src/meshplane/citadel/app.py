@@ -1,36 +1,30 @@
-"""Composition root: CA material → authenticators → gRPC server, monitoring, rotation, trust bundle."""
+"""Composition root: CA material → authenticators → gRPC server, monitoring, rotation, trust bundle.
+
+With ``--workers N`` the main process is one of N serving processes: it also owns everything
+that must happen once (root rotation, trust bundle publishing, the monitoring port) and starts
+N-1 worker processes that serve the same gRPC port (``meshplane.citadel.workers``).
+"""
 
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import logging
 
-import grpc
 from prometheus_client import CollectorRegistry
 
 from meshplane.citadel.ca.authority import LocalAuthority
 from meshplane.citadel.ca.keycert import KeyCertBundle, create_self_signed, has_material
 from meshplane.citadel.ca.rotation import run_root_rotator, watch_ca_dir
+from meshplane.citadel.grpcserver import renew_serving, start_grpc
 from meshplane.citadel.metrics import CitadelMetrics
 from meshplane.citadel.monitoring import MonitoringServer
-from meshplane.citadel.server.authn import (
-    Authenticator,
-    ClientCertAuthenticator,
-    JwtAuthenticator,
-    TokenReviewAuthenticator,
-)
-from meshplane.citadel.server.local_issuer import ensure_local_issuer
-from meshplane.citadel.server.servicer import CertificateServicer
 from meshplane.citadel.server.tls import ServingCredentials
 from meshplane.citadel.settings import Settings
 from meshplane.citadel.trust import TrustPublisher
-from meshplane.proto.istio.v1.auth import ca_pb2_grpc
+from meshplane.citadel.workers import WorkerPool
 from meshplane.shared.telemetry import configure_metrics
 
 log = logging.getLogger(__name__)
-
-SERVING_CHECK_SECONDS = 3600.0
 
 
 def prepare_authority(settings: Settings) -> LocalAuthority:
@@ -43,37 +37,9 @@ def prepare_authority(settings: Settings) -> LocalAuthority:
     return LocalAuthority.load(settings.ca_dir, settings.default_ttl, settings.max_ttl)
 
 
-def build_authenticators(settings: Settings, authority: LocalAuthority) -> list[Authenticator]:
-    issuers = dict(settings.jwt_issuers)
-    if settings.local_issuer:
-        issuer, jwks = ensure_local_issuer(settings.ca_dir, settings.trust_domain)
-        issuers[issuer] = str(jwks)
-    authenticators: list[Authenticator] = []
-    if issuers:
-        authenticators.append(JwtAuthenticator(issuers, settings.audiences, settings.trust_domain))
-    if settings.token_review:
-        from meshplane.citadel.kube import authentication_api
-
-        authenticators.append(
-            TokenReviewAuthenticator(authentication_api(), settings.audiences, settings.trust_domain)
-        )
-    authenticators.append(ClientCertAuthenticator(authority))  # last: reading the peer cert is costly
-    return authenticators
-
-
-async def _renew_serving(authority: LocalAuthority, serving: ServingCredentials, stop: asyncio.Event) -> None:
-    """Re-issue Citadel's own serving certificate at half its lifetime (CA changes re-issue it too)."""
-    while not stop.is_set():
-        try:
-            await asyncio.wait_for(stop.wait(), SERVING_CHECK_SECONDS)
-        except TimeoutError:
-            if serving.due(dt.datetime.now(dt.UTC)):
-                serving.update(authority.bundle)
-                log.info("re-issued the serving certificate")
-
-
 async def run(settings: Settings, authority: LocalAuthority, stop: asyncio.Event) -> None:
-    metrics = CitadelMetrics()
+    pool = WorkerPool(settings)
+    metrics = CitadelMetrics(pool.counters, row=0)
     registry = CollectorRegistry()
     registry.register(metrics)
     configure_metrics("meshplane-citadel", registry)
@@ -89,18 +55,21 @@ async def run(settings: Settings, authority: LocalAuthority, stop: asyncio.Event
     authority.on_change(on_change)
     on_change(authority.bundle)
 
-    server = grpc.aio.server()
-    servicer = CertificateServicer(authority, build_authenticators(settings, authority), metrics)
-    ca_pb2_grpc.add_IstioCertificateServiceServicer_to_server(servicer, server)
-    host, port = settings.grpc_addr
-    bound = server.add_secure_port(f"{host}:{port}", serving.credentials())
-    if settings.grpc_mtls_addr is not None:
-        mhost, mport = settings.grpc_mtls_addr
-        server.add_secure_port(f"{mhost}:{mport}", serving.credentials(require_client_cert=True))
-    await server.start()
-    monitoring = MonitoringServer(registry, lambda: True)
+    server, ports = await start_grpc(settings, authority, metrics, serving)
+    try:
+        await pool.start(ports)
+    except BaseException:
+        await server.stop(0)
+        raise
+    monitoring = MonitoringServer(registry, pool.alive)
     mon_port = await monitoring.start(*settings.monitoring_addr)
-    log.info("serving CreateCertificate on %s:%d, monitoring on port %d", host, bound, mon_port)
+    log.info(
+        "serving CreateCertificate on %s:%d with %d process(es), monitoring on port %d",
+        settings.grpc_addr[0],
+        ports.grpc,
+        settings.workers,
+        mon_port,
+    )
     try:
         async with asyncio.TaskGroup() as tg:
             tg.create_task(watch_ca_dir(authority, stop), name="ca-dir-watch")
@@ -115,7 +84,8 @@ async def run(settings: Settings, authority: LocalAuthority, stop: asyncio.Event
                 ),
                 name="root-rotator",
             )
-            tg.create_task(_renew_serving(authority, serving, stop), name="serving-cert")
+            tg.create_task(renew_serving(authority, serving, stop), name="serving-cert")
+            tg.create_task(pool.supervise(stop), name="workers")
             if publisher is not None:
                 tg.create_task(publisher.run(stop), name="trust-publisher")
             if settings.kubernetes:
@@ -124,5 +94,7 @@ async def run(settings: Settings, authority: LocalAuthority, stop: asyncio.Event
                 tg.create_task(run_root_configmap_sync(authority, stop), name="root-configmap")
             await stop.wait()
     finally:
+        pool.terminate()
         await server.stop(grace=2.0)
+        await pool.join()
         await monitoring.stop()

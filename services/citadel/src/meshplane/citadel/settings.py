@@ -48,6 +48,8 @@ class Settings:
     local_issuer: bool
     token_review: bool
     kubernetes: bool
+    #: serving processes on the gRPC ports (the main one included)
+    workers: int = 1
 
 
 def _env(name: str, environ: Mapping[str, str]) -> str:
@@ -86,6 +88,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="publish istio-ca-root-cert in every namespace (default on when running in a Kubernetes pod)",
     )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="processes serving CreateCertificate on the same ports (SO_REUSEPORT), main included",
+    )
     return p
 
 
@@ -123,6 +131,8 @@ def parse_settings(argv: list[str] | None, environ: Mapping[str, str] | None = N
         parser.error("CITADEL_SELF_SIGNED_ROOT_CERT_GRACE_PERIOD_PERCENTILE: expected a number")
     if not 0 < grace < 100:
         parser.error("CITADEL_SELF_SIGNED_ROOT_CERT_GRACE_PERIOD_PERCENTILE: must be between 0 and 100")
+    if args.workers < 1:
+        parser.error(f"--workers {args.workers}: must be at least 1")
     in_cluster = bool(environ.get("KUBERNETES_SERVICE_HOST"))
     key_type = args.ca_key_type or _env("CITADEL_CA_KEY_TYPE", environ)
     if key_type not in ("rsa", "ec"):
@@ -147,4 +157,5 @@ def parse_settings(argv: list[str] | None, environ: Mapping[str, str] | None = N
         local_issuer=not args.no_local_issuer,
         token_review=args.token_review or in_cluster,
         kubernetes=args.kubernetes or in_cluster,
+        workers=args.workers,
     )

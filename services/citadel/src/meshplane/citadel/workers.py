@@ -1,0 +1,164 @@
+"""``--workers N``: N-1 extra processes serving CreateCertificate on the main process's ports.
+
+Each worker is a fresh interpreter (``multiprocessing`` spawn) that loads the CA from
+``--ca-dir`` itself (the key stays on this machine, files stay 0600), makes its own serving
+key, follows CA changes by watching ``--ca-dir`` (only the main process rotates the root and
+publishes the trust bundle), and counts into its row of a counter table shared with the main
+process, which serves ``/metrics``. A worker dies with its parent (``PR_SET_PDEATHSIG``), so
+even a SIGKILL of the main process leaves no orphan; SIGTERM stops workers before the main exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import dataclasses
+import logging
+import multiprocessing as mp
+import os
+import signal
+from collections.abc import MutableSequence
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
+from typing import cast
+
+from meshplane.citadel.ca.authority import LocalAuthority
+from meshplane.citadel.ca.rotation import watch_ca_dir
+from meshplane.citadel.grpcserver import BoundPorts, renew_serving, start_grpc
+from meshplane.citadel.metrics import CitadelMetrics, table_size
+from meshplane.citadel.server.tls import ServingCredentials
+from meshplane.citadel.settings import Settings
+from meshplane.shared.lifecycle import run_service
+from meshplane.shared.telemetry import configure_logging
+
+log = logging.getLogger(__name__)
+
+READY_TIMEOUT = 60.0
+STOP_TIMEOUT = 5.0
+SUPERVISE_SECONDS = 1.0
+_PR_SET_PDEATHSIG = 1
+
+
+class WorkerPool:
+    """The main process's view of its workers: start, watch (restart a dead one), stop."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._ctx = mp.get_context("spawn")
+        self._procs: dict[int, BaseProcess] = {}
+        self._ports: BoundPorts | None = None
+        #: one row of counters per serving process (row 0 = the main process)
+        self.counters: MutableSequence[int] = (
+            cast(MutableSequence[int], self._ctx.Array("q", table_size(settings.workers), lock=False))
+            if settings.workers > 1
+            else [0] * table_size(1)
+        )
+
+    async def start(self, ports: BoundPorts) -> None:
+        """Start every worker and wait until each serves; raise RuntimeError if one cannot."""
+        self._ports = ports
+        await asyncio.gather(*(self._start_one(row) for row in range(1, self._settings.workers)))
+
+    async def _start_one(self, row: int) -> None:
+        assert self._ports is not None
+        settings = dataclasses.replace(
+            self._settings,
+            grpc_addr=(self._settings.grpc_addr[0], self._ports.grpc),
+            grpc_mtls_addr=(
+                (self._settings.grpc_mtls_addr[0], self._ports.mtls)
+                if self._settings.grpc_mtls_addr is not None and self._ports.mtls is not None
+                else None
+            ),
+        )
+        ready_recv, ready_send = self._ctx.Pipe(duplex=False)
+        proc = self._ctx.Process(
+            target=worker_main,
+            args=(settings, row, self.counters, ready_send, os.getpid()),
+            name=f"citadel-worker-{row}",
+            daemon=True,
+        )
+        proc.start()
+        ready_send.close()
+        self._procs[row] = proc
+        try:
+            if not await asyncio.to_thread(_wait_ready, ready_recv, READY_TIMEOUT):
+                raise RuntimeError(f"citadel worker {row} (pid {proc.pid}) did not start serving")
+        finally:
+            ready_recv.close()
+        log.info("citadel worker %d serving (pid %d)", row, proc.pid)
+
+    def alive(self) -> bool:
+        """True while every worker process runs (the main process's ``/ready``)."""
+        return all(p.is_alive() for p in self._procs.values())
+
+    async def supervise(self, stop: asyncio.Event) -> None:
+        """Restart a worker that died until ``stop`` is set."""
+        while not stop.is_set():
+            try:
+                await asyncio.wait_for(stop.wait(), SUPERVISE_SECONDS)
+            except TimeoutError:
+                pass
+            for row, proc in list(self._procs.items()):
+                if not proc.is_alive() and not stop.is_set():
+                    log.error("citadel worker %d exited (%s): restarting it", row, proc.exitcode)
+                    try:
+                        await self._start_one(row)
+                    except RuntimeError as exc:
+                        log.error("%s", exc)
+
+    def terminate(self) -> None:
+        """Ask every worker to stop (SIGTERM: they finish in-flight calls)."""
+        for proc in self._procs.values():
+            if proc.is_alive():
+                proc.terminate()
+
+    async def join(self) -> None:
+        """Wait for workers to exit; kill any still running after ``STOP_TIMEOUT``."""
+        for row, proc in self._procs.items():
+            await asyncio.to_thread(proc.join, STOP_TIMEOUT)
+            if proc.is_alive():
+                log.warning("citadel worker %d did not stop in %ss: killing it", row, STOP_TIMEOUT)
+                proc.kill()
+                await asyncio.to_thread(proc.join, STOP_TIMEOUT)
+
+
+def _wait_ready(conn: Connection, timeout: float) -> bool:
+    try:
+        return bool(conn.poll(timeout) and conn.recv())
+    except EOFError:  # the worker exited before it was ready
+        return False
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """Have the kernel SIGTERM this process when its parent dies; exit now if it already has."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+    if os.getppid() != parent_pid:
+        raise SystemExit(0)
+
+
+def worker_main(
+    settings: Settings, row: int, counters: MutableSequence[int], ready: Connection, parent_pid: int
+) -> None:
+    """A worker process's entry point (spawned by :class:`WorkerPool`)."""
+    _die_with_parent(parent_pid)
+    configure_logging()
+    authority = LocalAuthority.load(settings.ca_dir, settings.default_ttl, settings.max_ttl)
+
+    async def serve(stop: asyncio.Event) -> None:
+        metrics = CitadelMetrics(counters, row=row)
+        serving = ServingCredentials(authority.bundle, settings.hostnames)
+        authority.on_change(serving.update)
+        server, _ = await start_grpc(settings, authority, metrics, serving)
+        ready.send(True)
+        ready.close()
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(watch_ca_dir(authority, stop), name="ca-dir-watch")
+                tg.create_task(renew_serving(authority, serving, stop), name="serving-cert")
+                await stop.wait()
+        finally:
+            await server.stop(grace=2.0)
+
+    raise SystemExit(run_service(f"meshplane-citadel-worker-{row}", serve))
