@@ -33,11 +33,17 @@ def _load_worker(
     mode: str,
     param: float,
     duration: float,
+    channels: int,
     out: mp.Queue,
 ) -> None:
     async def run() -> tuple[int, int, list[float]]:
-        channel = grpc.aio.secure_channel(target, grpc.ssl_channel_credentials(root_certificates=root))
-        stub = ca_pb2_grpc.IstioCertificateServiceStub(channel)
+        creds = grpc.ssl_channel_credentials(root_certificates=root)
+        # separate connections (not one shared subchannel), so SO_REUSEPORT workers each get some
+        chans = [
+            grpc.aio.secure_channel(target, creds, options=[("grpc.use_local_subchannel_pool", 1)])
+            for _ in range(channels)
+        ]
+        stubs = [ca_pb2_grpc.IstioCertificateServiceStub(c) for c in chans]
         metadata = [("authorization", f"Bearer {token}")]
         latencies: list[float] = []
         errors = 0
@@ -47,6 +53,7 @@ def _load_worker(
             nonlocal errors, i
             req = ca_pb2.IstioCertificateRequest(csr=csrs[i % len(csrs)])
             i += 1
+            stub = stubs[i % len(stubs)]
             t0 = time.perf_counter()
             try:
                 await stub.CreateCertificate(req, metadata=metadata, timeout=10)
@@ -54,8 +61,8 @@ def _load_worker(
             except grpc.aio.AioRpcError:
                 errors += 1
 
-        # warm up the connection
-        await one()
+        for _ in stubs:  # warm up the connections
+            await one()
         latencies.clear()
         loop = asyncio.get_running_loop()
         end = loop.time() + duration
@@ -77,27 +84,48 @@ def _load_worker(
                 tasks.append(asyncio.create_task(one()))
                 next_at += interval
             await asyncio.gather(*tasks)
-        await channel.close()
+        for c in chans:
+            await c.close()
         return len(latencies), errors, latencies
 
     out.put(asyncio.run(run()))
 
 
 def _cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process (Linux /proc), to report CSRs per CPU-second (per core)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User + system CPU time of a process and its children (``--workers``; Linux /proc), to report
+    CSRs per CPU-second (per core)."""
+    total = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(entry.name) == pid or int(fields[1]) == pid:
+            total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def _phase(
-    citadel: CitadelProcess, token: str, csrs: list[str], procs: int, mode: str, param: float, duration: float
+    citadel: CitadelProcess,
+    token: str,
+    csrs: list[str],
+    procs: int,
+    mode: str,
+    param: float,
+    duration: float,
+    channels: int = 1,
 ) -> dict[str, float]:
     ctx = mp.get_context("spawn")
     out: mp.Queue = ctx.Queue()
     root = citadel.root_pem()
     share = param / procs if mode == "open" else param
     workers = [
-        ctx.Process(target=_load_worker, args=(citadel.target, root, token, csrs, mode, share, duration, out))
+        ctx.Process(
+            target=_load_worker,
+            args=(citadel.target, root, token, csrs, mode, share, duration, channels, out),
+        )
         for _ in range(procs)
     ]
     for w in workers:
@@ -130,7 +158,9 @@ def _floor(citadel: CitadelProcess, token: str, csrs: list[str], args: argparse.
     ServiceProcess.start(noop)
     try:
         noop.wait_for(lambda: _port_open(noop.grpc_port), 30, "no-op server listening")
-        floor = _phase(noop, token, csrs, args.procs, "closed", args.concurrency, args.duration)
+        floor = _phase(
+            noop, token, csrs, args.procs, "closed", args.concurrency, args.duration, args.channels
+        )
         print(
             f"no-op floor, closed loop {args.procs}x{args.concurrency}: {floor['rate']:.0f} req/s "
             f"({floor['per_cpu_s']:.0f} per server CPU-second), p50 {floor['p50_ms']:.1f} ms, "
@@ -160,22 +190,30 @@ def main() -> int:
         default=[500.0, 1000.0],
         help="open-loop target CSR/s (all processes)",
     )
+    p.add_argument("--workers", type=int, default=1, help="citadel --workers (serving processes)")
+    p.add_argument("--channels", type=int, default=1, help="connections per load process")
     p.add_argument("--profile", default="", help="run citadel under cProfile, writing this file")
     p.add_argument("--floor", action="store_true", help="also measure a no-op server on the same TLS gRPC")
     args = p.parse_args()
     csrs = [make_csr()[1] for _ in range(500)]
-    print(f"machine: {os.cpu_count()} cores, python {sys.version.split()[0]}")
+    print(f"machine: {os.cpu_count()} cores, python {sys.version.split()[0]}, load {os.getloadavg()}")
+    print(f"citadel --workers {args.workers}, {args.procs} load processes x {args.channels} connections")
     for key_type in args.key_types:
         with tempfile.TemporaryDirectory() as tmp:
             citadel = CitadelProcess(
-                Path(tmp) / "ca", Path(tmp) / "citadel.log", env={"CITADEL_CA_KEY_TYPE": key_type}
+                Path(tmp) / "ca",
+                Path(tmp) / "citadel.log",
+                args=["--workers", str(args.workers)],
+                env={"CITADEL_CA_KEY_TYPE": key_type},
             )
             if args.profile:
                 citadel.argv = [sys.executable, "-m", "cProfile", "-o", args.profile, *citadel.argv[1:]]
             citadel.start()
             try:
                 token = make_token(citadel.ca_dir, "default", "bench", "istio-ca", 3600)
-                closed = _phase(citadel, token, csrs, args.procs, "closed", args.concurrency, args.duration)
+                closed = _phase(
+                    citadel, token, csrs, args.procs, "closed", args.concurrency, args.duration, args.channels
+                )
                 print(
                     f"{key_type} CA, closed loop {args.procs}x{args.concurrency}: {closed['rate']:.0f} CSR/s "
                     f"({closed['per_cpu_s']:.0f} per citadel CPU-second), p50 {closed['p50_ms']:.1f} ms, "
@@ -184,7 +222,9 @@ def main() -> int:
                 if args.floor:
                     _floor(citadel, token, csrs, args)
                 for rate in args.rates:
-                    opened = _phase(citadel, token, csrs, args.procs, "open", rate, args.duration)
+                    opened = _phase(
+                        citadel, token, csrs, args.procs, "open", rate, args.duration, args.channels
+                    )
                     print(
                         f"{key_type} CA, open loop at {rate:.0f}/s: achieved {opened['rate']:.0f} CSR/s "
                         f"({opened['per_cpu_s']:.0f} per citadel CPU-second), p50 {opened['p50_ms']:.1f} ms, "
