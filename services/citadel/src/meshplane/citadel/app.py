@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry
 from meshplane.citadel.ca.authority import LocalAuthority
 from meshplane.citadel.ca.keycert import KeyCertBundle, create_self_signed, has_material
 from meshplane.citadel.ca.rotation import run_root_rotator, watch_ca_dir
-from meshplane.citadel.grpcserver import renew_serving, start_grpc
+from meshplane.citadel.grpcserver import renew_serving, settle_gc, start_grpc
 from meshplane.citadel.metrics import CitadelMetrics
 from meshplane.citadel.monitoring import MonitoringServer
 from meshplane.citadel.server.tls import ServingCredentials
@@ -61,6 +61,7 @@ async def run(settings: Settings, authority: LocalAuthority, stop: asyncio.Event
     except BaseException:
         await server.stop(0)
         raise
+    settle_gc()
     monitoring = MonitoringServer(registry, pool.alive)
     mon_port = await monitoring.start(*settings.monitoring_addr)
     log.info(

@@ -24,7 +24,7 @@ from typing import cast
 
 from meshplane.citadel.ca.authority import LocalAuthority
 from meshplane.citadel.ca.rotation import watch_ca_dir
-from meshplane.citadel.grpcserver import BoundPorts, renew_serving, start_grpc
+from meshplane.citadel.grpcserver import BoundPorts, renew_serving, settle_gc, start_grpc
 from meshplane.citadel.metrics import CitadelMetrics, table_size
 from meshplane.citadel.server.tls import ServingCredentials
 from meshplane.citadel.settings import Settings
@@ -151,6 +151,7 @@ def worker_main(
         serving = ServingCredentials(authority.bundle, settings.hostnames)
         authority.on_change(serving.update)
         server, _ = await start_grpc(settings, authority, metrics, serving)
+        settle_gc()
         ready.send(True)
         ready.close()
         try:

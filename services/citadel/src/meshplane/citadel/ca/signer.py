@@ -33,6 +33,13 @@ _LEAF_EKU = x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyU
 
 def parse_csr(csr_pem: str) -> x509.CertificateSigningRequest:
     """Parse and check a PEM CSR; raise :class:`InvalidCSRError` saying what is wrong."""
+    return _checked_csr(csr_pem)[0]
+
+
+def _checked_csr(
+    csr_pem: str,
+) -> tuple[x509.CertificateSigningRequest, ec.EllipticCurvePublicKey | rsa.RSAPublicKey]:
+    """The CSR and its public key (decoded once: each decode costs microseconds per request)."""
     if not csr_pem.strip():
         raise InvalidCSRError("empty CSR")
     try:
@@ -47,7 +54,7 @@ def parse_csr(csr_pem: str) -> x509.CertificateSigningRequest:
             raise InvalidCSRError(f"RSA key of {key.key_size} bits is too small (minimum 2048)")
     elif not isinstance(key, ec.EllipticCurvePublicKey):
         raise InvalidCSRError("CSR key must be EC or RSA")
-    return csr
+    return csr, key
 
 
 def sign_leaf(
@@ -85,8 +92,6 @@ def sign_leaf(
 
 def issue_chain(bundle: KeyCertBundle, csr_pem: str, identity: str, ttl: dt.timedelta) -> list[str]:
     """CSR → ``[leaf, intermediates..., root]`` PEMs for ``identity`` (a SPIFFE URI)."""
-    key = parse_csr(csr_pem).public_key()
-    if not isinstance(key, ec.EllipticCurvePublicKey | rsa.RSAPublicKey):
-        raise InvalidCSRError("CSR key must be EC or RSA")
+    _, key = _checked_csr(csr_pem)
     leaf = sign_leaf(bundle, key, [identity], ttl)
     return [to_pem(leaf), *bundle.chain_pem(), bundle.root_pem]
