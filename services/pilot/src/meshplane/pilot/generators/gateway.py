@@ -11,6 +11,7 @@ from envoy.config.route.v3 import route_components_pb2 as rc
 from envoy.config.route.v3 import route_pb2
 from envoy.extensions.filters.listener.tls_inspector.v3 import tls_inspector_pb2
 from envoy.extensions.transport_sockets.tls.v3 import secret_pb2, tls_pb2
+from envoy.type.matcher.v3 import string_pb2
 
 from meshplane.pilot.generators.common import istio_metadata, pack, sds_source
 from meshplane.pilot.generators.filters import http_manager, tcp_destinations, tcp_proxy
@@ -33,26 +34,40 @@ def _hosts(server: Server) -> list[str]:
 def _route_name(gw: Config, server: Server) -> str:
     port = server.get("port") or {}
     protocol = str(port.get("protocol", "HTTP")).upper()
+    tls = server.get("tls") or {}
     if protocol == "HTTPS" or (
-        protocol == "HTTP" and server.get("tls") and not server["tls"].get("httpsRedirect")
+        protocol in ("HTTP", "HTTP2", "GRPC") and tls.get("mode") and not tls.get("httpsRedirect")
     ):
         return f"https.{port.get('number')}.{port.get('name', '')}.{gw.name}.{gw.namespace}"
     return f"http.{port.get('number')}"
 
 
-def _downstream_tls(tls: dict[str, Any]) -> tls_pb2.DownstreamTlsContext:
+def _sds(name: str) -> secret_pb2.SdsSecretConfig:
+    return secret_pb2.SdsSecretConfig(name=name, sds_config=sds_source())
+
+
+def _downstream_tls(tls: dict[str, Any], alpn: tuple[str, ...]) -> tls_pb2.DownstreamTlsContext:
+    """Terminating TLS as Istio's gateways do: ``credentialName`` is ``kubernetes://<name>`` over SDS,
+    MUTUAL validates clients against ``kubernetes://<name>-cacert``; ISTIO_MUTUAL uses the workload's
+    own ``default`` certificate and ``ROOTCA``."""
     ctx = tls_pb2.DownstreamTlsContext()
     common = ctx.common_tls_context
+    mode = str(tls.get("mode", "SIMPLE")).upper()
     cred = str(tls.get("credentialName") or "")
-    common.tls_certificate_sds_secret_configs.append(
-        secret_pb2.SdsSecretConfig(name=f"kubernetes://{cred}", sds_config=sds_source())
-    )
-    if str(tls.get("mode", "SIMPLE")).upper() == "MUTUAL":
-        ctx.require_client_certificate.value = True
-        common.validation_context_sds_secret_config.CopyFrom(
-            secret_pb2.SdsSecretConfig(name=f"kubernetes://{cred}-cacert", sds_config=sds_source())
-        )
-    common.alpn_protocols.extend(["h2", "http/1.1"])
+    cert, ca = (f"kubernetes://{cred}", f"kubernetes://{cred}-cacert")
+    if mode == "ISTIO_MUTUAL":
+        cert, ca = "default", "ROOTCA"
+    common.tls_certificate_sds_secret_configs.append(_sds(cert))
+    if mode in ("MUTUAL", "OPTIONAL_MUTUAL", "ISTIO_MUTUAL"):
+        ctx.require_client_certificate.value = mode != "OPTIONAL_MUTUAL"
+        combined = common.combined_validation_context
+        combined.default_validation_context.SetInParent()  # Envoy requires it, even empty
+        combined.validation_context_sds_secret_config.CopyFrom(_sds(ca))
+        for san in tls.get("subjectAltNames") or []:
+            combined.default_validation_context.match_typed_subject_alt_names.add(
+                san_type=tls_pb2.SubjectAltNameMatcher.DNS, matcher=string_pb2.StringMatcher(exact=str(san))
+            )
+    common.alpn_protocols.extend(alpn)
     return ctx
 
 
@@ -60,43 +75,62 @@ def _bound_vs(ctx: PushContext, gw: Config) -> list[Config]:
     return ctx.virtual_services(gw.namespace, f"{gw.namespace}/{gw.name}")
 
 
+def _new_listener(bind: str, number: int) -> listener_pb2.Listener:
+    lis = listener_pb2.Listener(
+        name=f"{bind}_{number}",
+        address=address_pb2.Address(
+            socket_address=address_pb2.SocketAddress(address=bind, port_value=number)
+        ),
+    )
+    lis.enable_reuse_port.value = False
+    return lis
+
+
 def gateway_listeners(ctx: PushContext, proxy: Proxy) -> list[listener_pb2.Listener]:
+    """One listener per (bind, port); one filter chain per server (per SNI route for PASSTHROUGH)."""
     by_port: dict[tuple[str, int], listener_pb2.Listener] = {}
     for gw, server in _servers(ctx, proxy):
         port = server.get("port") or {}
         number = int(port.get("number", 0))
         bind = str(server.get("bind") or "0.0.0.0")
-        key = (bind, number)
-        lis = by_port.get(key)
+        lis = by_port.get((bind, number))
         if lis is None:
-            lis = listener_pb2.Listener(
-                name=f"{bind}_{number}",
-                address=address_pb2.Address(
-                    socket_address=address_pb2.SocketAddress(address=bind, port_value=number)
-                ),
-            )
-            lis.enable_reuse_port.value = False
-            by_port[key] = lis
+            lis = by_port[(bind, number)] = _new_listener(bind, number)
         protocol = str(port.get("protocol", "HTTP")).upper()
         tls = server.get("tls") or {}
-        mode = str(tls.get("mode", "")).upper()
-        if protocol in ("HTTP", "HTTP2", "GRPC") and not (tls and not tls.get("httpsRedirect")):
+        mode = str(tls.get("mode", "SIMPLE" if tls else "")).upper()
+        sni = [h for h in _hosts(server) if h != "*"]
+        if protocol in ("HTTP", "HTTP2", "GRPC") and (not mode or tls.get("httpsRedirect")):
             if not any(c.name == f"http.{number}" for c in lis.filter_chains):
                 lis.filter_chains.add(name=f"http.{number}").filters.append(
                     http_manager(f"outbound_{bind}_{number}", rds=f"http.{number}")
                 )
-        elif mode in ("SIMPLE", "MUTUAL"):
+        elif mode in ("PASSTHROUGH", "AUTO_PASSTHROUGH"):
+            _add_tls_inspector(lis)
+            lis.filter_chains.extend(_sni_chains(ctx, gw, server, number))
+        elif protocol == "TCP" or (protocol == "TLS" and not mode):
+            tcp = _tcp_chain(ctx, gw, server, number)
+            if tcp is not None:
+                lis.filter_chains.append(tcp)
+        elif protocol == "TLS":
+            tcp = _tcp_chain(ctx, gw, server, number)
+            if tcp is not None:
+                _add_tls_inspector(lis)
+                tcp.filter_chain_match.server_names.extend(sni)
+                _terminate(tcp, tls, ())
+                lis.filter_chains.append(tcp)
+        else:
             _add_tls_inspector(lis)
             chain = lis.filter_chains.add(name=_route_name(gw, server))
-            chain.filter_chain_match.server_names.extend(h for h in _hosts(server) if h != "*")
+            chain.filter_chain_match.server_names.extend(sni)
             chain.filters.append(http_manager(f"outbound_{bind}_{number}", rds=_route_name(gw, server)))
-            chain.transport_socket.name = "envoy.transport_sockets.tls"
-            chain.transport_socket.typed_config.CopyFrom(pack(_downstream_tls(tls)))
-        elif mode in ("PASSTHROUGH", "AUTO_PASSTHROUGH") or protocol in ("TLS", "TCP"):
-            if protocol != "TCP":
-                _add_tls_inspector(lis)
-            lis.filter_chains.extend(_tcp_chains(ctx, gw, server, number, protocol))
-    return list(by_port.values())
+            _terminate(chain, tls, ("h2", "http/1.1"))
+    return [lis for lis in by_port.values() if lis.filter_chains]
+
+
+def _terminate(chain: lc.FilterChain, tls: dict[str, Any], alpn: tuple[str, ...]) -> None:
+    chain.transport_socket.name = "envoy.transport_sockets.tls"
+    chain.transport_socket.typed_config.CopyFrom(pack(_downstream_tls(tls, alpn)))
 
 
 def _add_tls_inspector(lis: listener_pb2.Listener) -> None:
@@ -106,25 +140,60 @@ def _add_tls_inspector(lis: listener_pb2.Listener) -> None:
         )
 
 
-def _tcp_chains(
-    ctx: PushContext, gw: Config, server: Server, number: int, protocol: str
-) -> list[lc.FilterChain]:
+def _l4_match(m: dict[str, Any], gw: Config, number: int) -> bool:
+    """A tcp/tls route match's ``port`` and ``gateways`` against this gateway server."""
+    if m.get("port") and int(m["port"]) != number:
+        return False
+    gateways = [str(g) for g in m.get("gateways") or []]
+    return not gateways or any(g in (gw.name, f"{gw.namespace}/{gw.name}") for g in gateways)
+
+
+def _vs_for_server(ctx: PushContext, gw: Config, server: Server) -> list[Config]:
+    """VirtualServices bound to the gateway whose hosts overlap the server's hosts."""
+    server_hosts = _hosts(server)
+    out = []
+    for vs in _bound_vs(ctx, gw):
+        hosts = [str(h) for h in vs.spec.get("hosts") or []]
+        if any(host_matches(s, h) or host_matches(h, s) for s in server_hosts for h in hosts):
+            out.append(vs)
+    return out
+
+
+def _tcp_chain(ctx: PushContext, gw: Config, server: Server, number: int) -> lc.FilterChain | None:
+    """Opaque TCP (or TLS terminated here): the first matching ``tcp`` route, as Istio picks it."""
+    for vs in _vs_for_server(ctx, gw, server):
+        for r in vs.spec.get("tcp") or []:
+            if any(_l4_match(m, gw, number) for m in r.get("match") or [{}]):
+                chain = lc.FilterChain(name=f"tcp.{number}.{vs.namespace}.{vs.name}")
+                dests = tcp_destinations(r.get("route") or [], vs.namespace, number)
+                chain.filters.append(tcp_proxy(f"{gw.name}_{number}", "", dests))
+                return chain
+    return None
+
+
+def _sni_chains(ctx: PushContext, gw: Config, server: Server, number: int) -> list[lc.FilterChain]:
+    """PASSTHROUGH: one chain per ``tls`` route match, keyed on the SNI names the server accepts."""
     chains = []
     server_hosts = _hosts(server)
-    for vs in _bound_vs(ctx, gw):
-        for section in ("tls", "tcp"):
-            for r in vs.spec.get(section) or []:
-                for m in r.get("match") or [{}]:
-                    if m.get("port") and int(m["port"]) != number:
-                        continue
-                    sni = [str(s) for s in m.get("sniHosts") or []]
-                    if section == "tls" and not any(host_matches(h, s) for h in server_hosts for s in sni):
-                        continue
-                    chain = lc.FilterChain()
-                    chain.filter_chain_match.server_names.extend(sni)
-                    dests = tcp_destinations(r.get("route") or [], vs.namespace, number)
-                    chain.filters.append(tcp_proxy(f"{gw.name}_{number}", "", dests))
-                    chains.append(chain)
+    seen: set[str] = set()
+    for vs in _vs_for_server(ctx, gw, server):
+        for r in vs.spec.get("tls") or []:
+            for m in r.get("match") or []:
+                if not _l4_match(m, gw, number):
+                    continue
+                sni = [
+                    str(s)
+                    for s in m.get("sniHosts") or []
+                    if str(s) not in seen and any(host_matches(h, str(s)) for h in server_hosts)
+                ]
+                if not sni:
+                    continue
+                seen.update(sni)
+                chain = lc.FilterChain(name=f"sni.{number}.{sni[0]}")
+                chain.filter_chain_match.server_names.extend(sni)
+                dests = tcp_destinations(r.get("route") or [], vs.namespace, number)
+                chain.filters.append(tcp_proxy(f"{gw.name}_{number}", "", dests))
+                chains.append(chain)
     return chains
 
 
