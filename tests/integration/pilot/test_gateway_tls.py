@@ -33,6 +33,7 @@ NS = "shop"
 HOST = "shop.example.com"
 MTLS_HOST = "mtls.example.com"
 PASS_HOST = "pass.example.com"
+TCP_HOST = "tcp.example.com"
 CORS_HOST = "cors.example.com"
 
 
@@ -121,6 +122,15 @@ class Gateway:
     envoy: Any
     apps: dict[str, Any]
 
+    def tls_until(self, port: str, sni: str, cafile: Path, payload: bytes) -> tuple[bytes, bytes]:
+        """``tls_exchange`` with the server on ``port``, retried until the gateway has that listener."""
+        found: tuple[bytes, bytes] = self.kit.wait_until(
+            lambda: tls_exchange(self.ip, self.ports[port], sni, cafile, payload),
+            30,
+            f"TLS to the {port} server",
+        )
+        return found
+
     def listener_stat(self, port: str, name: str) -> int:
         value: int = self.envoy.stat(f"listener.{self.ip}_{self.ports[port]}.{name}")
         return value
@@ -167,11 +177,21 @@ def _configs(kit: Any, ip: str, ports: dict[str, int]) -> list[Any]:
             server("https", "HTTPS", [HOST], {"mode": "SIMPLE", "credentialName": f"{HOST}-cert"}),
             server("http", "HTTP", [HOST], {"httpsRedirect": True}),
             server("http", "HTTP", [CORS_HOST]),
-            server("mtls", "HTTPS", [MTLS_HOST], {"mode": "MUTUAL", "credentialName": "mtls-cred"}),
+            server(
+                "mtls",
+                "HTTPS",
+                [MTLS_HOST],
+                {"mode": "MUTUAL", "credentialName": "mtls-cred", "subjectAltNames": ["client.example.com"]},
+            ),
+            server("tls-tcp", "TLS", [TCP_HOST], {"mode": "SIMPLE", "credentialName": f"{HOST}-cert"}),
             server("pass", "TLS", [PASS_HOST], {"mode": "PASSTHROUGH"}),
             server("tcp", "TCP", ["*"]),
         ],
     }
+
+    def to(name: str) -> dict[str, Any]:
+        return {"destination": {"host": name, "port": {"number": ports[name]}}}
+
     web = {"destination": {"host": "web"}}
     cors = {
         "allowOrigins": [
@@ -224,6 +244,12 @@ def _configs(kit: Any, ip: str, ports: dict[str, int]) -> list[Any]:
         c(
             "VirtualService",
             NS,
+            "tls-terminated",
+            {"hosts": [TCP_HOST], "gateways": ["shop"], "tcp": [{"route": [to("tcp-a")]}]},
+        ),
+        c(
+            "VirtualService",
+            NS,
             "tcp",
             {
                 "hosts": ["*"],
@@ -258,15 +284,18 @@ def gateway(
         "tcp-a": base + "41",
         "tcp-b": base + "42",
     }
-    names = ("web", "secure", "tcp-a", "tcp-b", "https", "http", "mtls", "pass", "tcp")
+    names = ("web", "secure", "tcp-a", "tcp-b", "https", "http", "mtls", "pass", "tcp", "tls-tcp")
     ports = {n: kit.free_port_on(list(addr.values())) for n in names}
     certs = {
-        "server": write_self_signed(tmp / "server", HOST, dns_names=(HOST, MTLS_HOST)),
+        "server": write_self_signed(tmp / "server", HOST, dns_names=(HOST, MTLS_HOST, TCP_HOST)),
         "upstream": write_self_signed(tmp / "upstream", PASS_HOST, dns_names=(PASS_HOST,)),
         "client-ca": write_self_signed(tmp / "client-ca", "client-ca"),
         "other-ca": write_self_signed(tmp / "other-ca", "other-ca"),
     }
-    certs["client"] = write_signed(tmp / "client", certs["client-ca"], "client")
+    certs["client"] = write_signed(tmp / "client", certs["client-ca"], "client", ("client.example.com",))
+    certs["other-client"] = write_signed(
+        tmp / "other-client", certs["client-ca"], "other", ("other.example.com",)
+    )
     certs["stranger"] = write_signed(tmp / "stranger", certs["other-ca"], "stranger")
     cert, key = (p.read_bytes() for p in certs["server"])
     sds = Sds()
@@ -346,14 +375,27 @@ def test_mutual_tls_needs_a_client_cert_from_the_credential_ca(gateway: Gateway)
     assert "HTTP/" not in stranger, stranger
     assert gateway.listener_stat("mtls", "ssl.fail_verify_error") >= 1
 
+    wrong_name = refused(lambda: https_get(ip, port, ca, MTLS_HOST, gateway.certs["other-client"]))
+    assert "HTTP/" not in wrong_name, wrong_name  # right CA, but not a subjectAltName the server lists
+    assert gateway.listener_stat("mtls", "ssl.fail_verify_san") >= 1
+
+
+def test_tls_terminated_at_the_gateway_then_tcp_to_the_upstream(gateway: Gateway) -> None:
+    ca = gateway.certs["server"][0]
+    peer, answer = gateway.tls_until("tls-tcp", TCP_HOST, ca, b"plain upstream")
+    assert peer == der(ca)  # the gateway's credential
+    assert answer == b"tcp-a:plain upstream"  # the upstream got the decrypted bytes
+
+
+def test_gateway_envoy_accepted_every_resource(gateway: Gateway) -> None:
+    for kind in ("listener_manager.lds", "cluster_manager.cds"):
+        assert gateway.envoy.stat(f"{kind}.update_rejected") == 0, gateway.envoy.log.read_text()[-3000:]
+        assert gateway.envoy.stat(f"{kind}.update_success") >= 1
+
 
 def test_passthrough_reaches_the_upstream_tls_server_by_sni(gateway: Gateway) -> None:
     upstream_cert = gateway.certs["upstream"][0]
-    peer, answer = gateway.kit.wait_until(
-        lambda: tls_exchange(gateway.ip, gateway.ports["pass"], PASS_HOST, upstream_cert, b"hello"),
-        30,
-        "TLS passthrough",
-    )
+    peer, answer = gateway.tls_until("pass", PASS_HOST, upstream_cert, b"hello")
     assert peer == der(upstream_cert)  # the upstream's certificate, not the gateway's
     assert peer != der(gateway.certs["server"][0])
     assert answer == b"secure:hello"

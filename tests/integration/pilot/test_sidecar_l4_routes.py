@@ -199,3 +199,9 @@ def test_tls_route_unknown_sni_is_not_routed(mesh: Mesh) -> None:
     assert b"hello" not in answer, answer
     assert {name: len(app.seen) for name, app in mesh.apps.items()} == seen
     assert mesh.envoy.stat(f"listener.{mesh.ip}_{mesh.ports['secure']}.no_filter_chain_match") >= 1
+
+
+def test_sidecar_envoy_accepted_every_resource(mesh: Mesh) -> None:
+    for kind in ("listener_manager.lds", "cluster_manager.cds"):
+        assert mesh.envoy.stat(f"{kind}.update_rejected") == 0, mesh.envoy.log.read_text()[-3000:]
+        assert mesh.envoy.stat(f"{kind}.update_success") >= 1

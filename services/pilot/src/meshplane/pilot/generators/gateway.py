@@ -10,7 +10,7 @@ from envoy.config.listener.v3 import listener_pb2
 from envoy.config.route.v3 import route_components_pb2 as rc
 from envoy.config.route.v3 import route_pb2
 from envoy.extensions.filters.listener.tls_inspector.v3 import tls_inspector_pb2
-from envoy.extensions.transport_sockets.tls.v3 import secret_pb2, tls_pb2
+from envoy.extensions.transport_sockets.tls.v3 import common_pb2, secret_pb2, tls_pb2
 from envoy.type.matcher.v3 import string_pb2
 
 from meshplane.pilot.generators.common import istio_metadata, pack, sds_source
@@ -42,6 +42,14 @@ def _route_name(gw: Config, server: Server) -> str:
     return f"http.{port.get('number')}"
 
 
+_SAN_TYPES = (
+    common_pb2.SubjectAltNameMatcher.DNS,
+    common_pb2.SubjectAltNameMatcher.URI,
+    common_pb2.SubjectAltNameMatcher.EMAIL,
+    common_pb2.SubjectAltNameMatcher.IP_ADDRESS,
+)
+
+
 def _sds(name: str) -> secret_pb2.SdsSecretConfig:
     return secret_pb2.SdsSecretConfig(name=name, sds_config=sds_source())
 
@@ -64,9 +72,10 @@ def _downstream_tls(tls: dict[str, Any], alpn: tuple[str, ...]) -> tls_pb2.Downs
         combined.default_validation_context.SetInParent()  # Envoy requires it, even empty
         combined.validation_context_sds_secret_config.CopyFrom(_sds(ca))
         for san in tls.get("subjectAltNames") or []:
-            combined.default_validation_context.match_typed_subject_alt_names.add(
-                san_type=tls_pb2.SubjectAltNameMatcher.DNS, matcher=string_pb2.StringMatcher(exact=str(san))
-            )
+            for san_type in _SAN_TYPES:  # like the older untyped match: any kind of SAN may carry it
+                combined.default_validation_context.match_typed_subject_alt_names.add(
+                    san_type=san_type, matcher=string_pb2.StringMatcher(exact=str(san))
+                )
     common.alpn_protocols.extend(alpn)
     return ctx
 
