@@ -86,6 +86,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     do_GET = _answer
     do_POST = _answer
+    do_OPTIONS = _answer  # CORS preflights that Envoy forwards
 
 
 class App(ThreadingHTTPServer):

@@ -202,6 +202,7 @@ def _configs(kit: Any, ip: str, ports: dict[str, int]) -> list[Any]:
         "allowMethods": ["GET", "PUT"],
         "allowHeaders": ["x-custom", "authorization"],
         "maxAge": "24h",
+        "exposeHeaders": ["x-served-by"],
         "allowCredentials": True,
     }
     c = kit.vs_config
@@ -224,7 +225,18 @@ def _configs(kit: Any, ip: str, ports: dict[str, int]) -> list[Any]:
             "VirtualService",
             NS,
             "cors",
-            {"hosts": [CORS_HOST], "gateways": ["shop"], "http": [{"corsPolicy": cors, "route": [web]}]},
+            {
+                "hosts": [CORS_HOST],
+                "gateways": ["shop"],
+                "http": [
+                    {
+                        "match": [{"uri": {"prefix": "/strict"}}],
+                        "corsPolicy": {**cors, "unmatchedPreflights": "IGNORE"},
+                        "route": [web],
+                    },
+                    {"corsPolicy": cors, "route": [web]},
+                ],
+            },
         ),
         c(
             "VirtualService",
@@ -427,13 +439,13 @@ def test_tcp_route_weighted_between_two_upstreams(gateway: Gateway) -> None:
     assert set(counts) == {b"tcp-a", b"tcp-b"}, counts  # 50/50: one missing has odds 2**-39
 
 
-def preflight(gateway: Gateway, origin: str, method: str = "PUT") -> httpx.Response:
+def preflight(gateway: Gateway, origin: str, path: str = "/api") -> httpx.Response:
     return httpx.options(
-        f"http://{gateway.ip}:{gateway.ports['http']}/api",
+        f"http://{gateway.ip}:{gateway.ports['http']}{path}",
         headers={
             "host": CORS_HOST,
             "origin": origin,
-            "access-control-request-method": method,
+            "access-control-request-method": "PUT",
             "access-control-request-headers": "x-custom",
         },
         timeout=5,
@@ -462,3 +474,24 @@ def test_cors_preflight_ignores_other_origins(gateway: Gateway, origin: str) -> 
     resp = preflight(gateway, origin)
     assert "access-control-allow-origin" not in resp.headers
     assert "access-control-allow-methods" not in resp.headers
+
+
+def test_cors_unmatched_preflights_forwarded_unless_ignored(gateway: Gateway) -> None:
+    web = gateway.apps["web"]
+    before = len(web.requests)
+    preflight(gateway, "https://evil.example.com")  # FORWARD, the default: the app answers it
+    assert len(web.requests) == before + 1 and web.requests[-1]["path"] == "/api"
+    resp = preflight(gateway, "https://evil.example.com", "/strict")  # IGNORE: Envoy answers it
+    assert "access-control-allow-origin" not in resp.headers
+    assert len(web.requests) == before + 1
+
+
+def test_cors_actual_request_from_an_allowed_origin(gateway: Gateway) -> None:
+    url = f"http://{gateway.ip}:{gateway.ports['http']}/data"
+    resp = httpx.get(url, headers={"host": CORS_HOST, "origin": "https://app.example.com"}, timeout=5)
+    assert resp.status_code == 200 and resp.json()["name"] == "web"
+    assert resp.headers["access-control-allow-origin"] == "https://app.example.com"
+    assert resp.headers["access-control-expose-headers"] == "x-served-by"
+    other = httpx.get(url, headers={"host": CORS_HOST, "origin": "https://evil.example.com"}, timeout=5)
+    assert other.status_code == 200
+    assert "access-control-allow-origin" not in other.headers
