@@ -34,6 +34,7 @@ HOST = "shop.example.com"
 MTLS_HOST = "mtls.example.com"
 PASS_HOST = "pass.example.com"
 TCP_HOST = "tcp.example.com"
+SECOND_HOST = "second.example.com"
 CORS_HOST = "cors.example.com"
 
 
@@ -175,6 +176,12 @@ def _configs(kit: Any, ip: str, ports: dict[str, int]) -> list[Any]:
         "selector": {"istio": "ingressgateway"},
         "servers": [
             server("https", "HTTPS", [HOST], {"mode": "SIMPLE", "credentialName": f"{HOST}-cert"}),
+            {  # a second server on the same port: its own credential, picked by SNI
+                **server(
+                    "https", "HTTPS", [SECOND_HOST], {"mode": "SIMPLE", "credentialName": "second-cert"}
+                ),
+                "port": {"number": ports["https"], "name": "https-second", "protocol": "HTTPS"},
+            },
             server("http", "HTTP", [HOST], {"httpsRedirect": True}),
             server("http", "HTTP", [CORS_HOST]),
             server(
@@ -219,7 +226,7 @@ def _configs(kit: Any, ip: str, ports: dict[str, int]) -> list[Any]:
             "VirtualService",
             NS,
             "shop",
-            {"hosts": [HOST, MTLS_HOST], "gateways": ["shop"], "http": [{"route": [web]}]},
+            {"hosts": [HOST, MTLS_HOST, SECOND_HOST], "gateways": ["shop"], "http": [{"route": [web]}]},
         ),
         c(
             "VirtualService",
@@ -300,6 +307,7 @@ def gateway(
     ports = {n: kit.free_port_on(list(addr.values())) for n in names}
     certs = {
         "server": write_self_signed(tmp / "server", HOST, dns_names=(HOST, MTLS_HOST, TCP_HOST)),
+        "second": write_self_signed(tmp / "second", SECOND_HOST, dns_names=(SECOND_HOST,)),
         "upstream": write_self_signed(tmp / "upstream", PASS_HOST, dns_names=(PASS_HOST,)),
         "client-ca": write_self_signed(tmp / "client-ca", "client-ca"),
         "other-ca": write_self_signed(tmp / "other-ca", "other-ca"),
@@ -313,6 +321,7 @@ def gateway(
     sds = Sds()
     sds.add_certificate(f"kubernetes://{HOST}-cert", cert, key)
     sds.add_certificate("kubernetes://mtls-cred", cert, key)
+    sds.add_certificate("kubernetes://second-cert", *(p.read_bytes() for p in certs["second"]))
     sds.add_ca("kubernetes://mtls-cred-cacert", certs["client-ca"][0].read_bytes())
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=16))
     sds_pb2_grpc.add_SecretDiscoveryServiceServicer_to_server(sds, server)
@@ -366,6 +375,16 @@ def test_simple_tls_over_sds_and_https_redirect(gateway: Gateway) -> None:
     plain = httpx.get(f"http://{gateway.ip}:{gateway.ports['http']}/x", headers={"host": HOST}, timeout=5)
     assert plain.status_code == 301
     assert plain.headers["location"].startswith(f"https://{HOST}")
+
+
+def test_simple_tls_servers_sharing_a_port_pick_their_credential_by_sni(gateway: Gateway) -> None:
+    second = gateway.certs["second"][0]
+    request = f"GET / HTTP/1.1\r\nHost: {SECOND_HOST}\r\nConnection: close\r\n\r\n".encode()
+    peer, answer = gateway.tls_until("https", SECOND_HOST, second, request)
+    assert peer == der(second)
+    assert answer.startswith(b"HTTP/1.1 200") and b'"name": "web"' in answer
+    peer, _ = tls_exchange(gateway.ip, gateway.ports["https"], HOST, gateway.certs["server"][0], request)
+    assert peer == der(gateway.certs["server"][0])
 
 
 def test_mutual_tls_needs_a_client_cert_from_the_credential_ca(gateway: Gateway) -> None:
