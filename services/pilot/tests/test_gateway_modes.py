@@ -138,3 +138,18 @@ def test_tcp_route_honours_port_and_gateway_matches() -> None:
     )
     assert _tcp(lis["0.0.0.0_5432"].filter_chains[0]).cluster == f"outbound|5432||{DB}"
     assert "0.0.0.0_6000" not in lis  # no route for it: no listener that would accept and drop
+
+
+def test_server_tls_protocol_versions_and_cipher_suites() -> None:
+    tls = {
+        "mode": "SIMPLE",
+        "credentialName": "c",
+        "minProtocolVersion": "TLSV1_2",
+        "maxProtocolVersion": "TLSV1_3",
+        "cipherSuites": ["ECDHE-ECDSA-AES256-GCM-SHA384"],
+    }
+    lis = _listeners([_server(443, "HTTPS", ["a.example.com"], tls)])
+    params = _downstream(lis["0.0.0.0_443"].filter_chains[0]).common_tls_context.tls_params
+    assert params.tls_minimum_protocol_version == params.TLSv1_2
+    assert params.tls_maximum_protocol_version == params.TLSv1_3
+    assert list(params.cipher_suites) == ["ECDHE-ECDSA-AES256-GCM-SHA384"]

@@ -75,9 +75,12 @@ def tls_exchange(
     cafile: Path,
     payload: bytes,
     client_cert: tuple[Path, Path] | None = None,
+    tls12: bool = False,
 ) -> tuple[bytes, bytes]:
-    """Send ``payload`` over TLS; return (the peer certificate in DER, everything read back)."""
+    """Send ``payload`` over TLS (at most 1.2 with ``tls12``); return (peer cert DER, all read back)."""
     ctx = ssl.create_default_context(cafile=str(cafile))
+    if tls12:
+        ctx.maximum_version = ssl.TLSVersion.TLSv1_2
     if client_cert is not None:
         ctx.load_cert_chain(str(client_cert[0]), str(client_cert[1]))
     with (
@@ -178,7 +181,10 @@ def _configs(kit: Any, ip: str, ports: dict[str, int]) -> list[Any]:
             server("https", "HTTPS", [HOST], {"mode": "SIMPLE", "credentialName": f"{HOST}-cert"}),
             {  # a second server on the same port: its own credential, picked by SNI
                 **server(
-                    "https", "HTTPS", [SECOND_HOST], {"mode": "SIMPLE", "credentialName": "second-cert"}
+                    "https",
+                    "HTTPS",
+                    [SECOND_HOST],
+                    {"mode": "SIMPLE", "credentialName": "second-cert", "minProtocolVersion": "TLSV1_3"},
                 ),
                 "port": {"number": ports["https"], "name": "https-second", "protocol": "HTTPS"},
             },
@@ -384,6 +390,15 @@ def test_simple_tls_servers_sharing_a_port_pick_their_credential_by_sni(gateway:
     assert peer == der(second)
     assert answer.startswith(b"HTTP/1.1 200") and b'"name": "web"' in answer
     peer, _ = tls_exchange(gateway.ip, gateway.ports["https"], HOST, gateway.certs["server"][0], request)
+    assert peer == der(gateway.certs["server"][0])
+    # minProtocolVersion TLSV1_3 on the second server only: a TLS 1.2 client is refused there, not here
+    tls12 = refused(
+        lambda: tls_exchange(gateway.ip, gateway.ports["https"], SECOND_HOST, second, request, tls12=True)
+    )
+    assert "HTTP/" not in tls12 and "error" in tls12, tls12
+    peer, _ = tls_exchange(
+        gateway.ip, gateway.ports["https"], HOST, gateway.certs["server"][0], request, tls12=True
+    )
     assert peer == der(gateway.certs["server"][0])
 
 

@@ -76,8 +76,21 @@ def _downstream_tls(tls: dict[str, Any], alpn: tuple[str, ...]) -> tls_pb2.Downs
                 combined.default_validation_context.match_typed_subject_alt_names.add(
                     san_type=san_type, matcher=string_pb2.StringMatcher(exact=str(san))
                 )
+    _tls_params(common.tls_params, tls)
     common.alpn_protocols.extend(alpn)
     return ctx
+
+
+def _tls_params(params: common_pb2.TlsParameters, tls: dict[str, Any]) -> None:
+    """Server ``minProtocolVersion``/``maxProtocolVersion`` (``TLSV1_2`` is ``TLSv1_2``), ``cipherSuites``."""
+    for key, field in (
+        ("minProtocolVersion", "tls_minimum_protocol_version"),
+        ("maxProtocolVersion", "tls_maximum_protocol_version"),
+    ):
+        version = str(tls.get(key) or "").upper()
+        if version.startswith("TLSV1_"):
+            setattr(params, field, common_pb2.TlsParameters.TlsProtocol.Value("TLSv1_" + version[-1]))
+    params.cipher_suites.extend(str(c) for c in tls.get("cipherSuites") or [])
 
 
 def _bound_vs(ctx: PushContext, gw: Config) -> list[Config]:
