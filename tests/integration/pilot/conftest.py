@@ -33,6 +33,7 @@ from meshplane.ctl.bootstrap import BootstrapOptions, render_bootstrap
 from meshplane.proto.bus.v1 import config_pb2, registry_pb2
 from meshplane.shared.bus import Buckets, Bus, BusOptions
 from meshplane.shared.bus.buckets import config_key, service_key, workload_key
+from meshplane.shared.config.validate import validate_object
 from meshplane.shared.envoyproc import find_envoy
 from meshplane.shared.natsserver import NatsServer, free_port, wait_for_port
 
@@ -289,6 +290,20 @@ def vs_config(
     )
 
 
+def assert_valid(*configs: config_pb2.ConfigResource) -> None:
+    """Fail unless every config passes Istio's admission checks (Galley's, the one implementation)."""
+    problems = []
+    for c in configs:
+        obj = {
+            "apiVersion": f"{c.group}/{c.version}",
+            "kind": c.kind,
+            "metadata": {"name": c.name, "namespace": c.namespace},
+            "spec": json.loads(c.spec_json),
+        }
+        problems += [f"{c.kind} {c.namespace}/{c.name}: {e}" for e in validate_object(obj).errors]
+    assert not problems, problems
+
+
 @dataclass
 class BusWriter:
     url: str
@@ -395,6 +410,7 @@ class Kit:
     proxy_options = staticmethod(proxy_options)
     wait_until = staticmethod(wait_until)
     vs_config = staticmethod(vs_config)
+    assert_valid = staticmethod(assert_valid)
     loopback_base = staticmethod(loopback_base)
     free_port_on = staticmethod(free_port_on)
     free_port = staticmethod(free_port)

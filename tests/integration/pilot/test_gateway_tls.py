@@ -167,9 +167,11 @@ def _registry(addr: dict[str, str], ports: dict[str, int]) -> tuple[list[Any], l
 
 
 def _configs(kit: Any, ip: str, ports: dict[str, int]) -> list[Any]:
-    def server(port: str, protocol: str, hosts: list[str], tls: dict[str, Any] | None = None) -> Any:
+    def server(
+        port: str, protocol: str, hosts: list[str], tls: dict[str, Any] | None = None, name: str = ""
+    ) -> Any:
         out = {
-            "port": {"number": ports[port], "name": port, "protocol": protocol},
+            "port": {"number": ports[port], "name": name or port, "protocol": protocol},
             "bind": ip,
             "hosts": hosts,
         }
@@ -179,17 +181,15 @@ def _configs(kit: Any, ip: str, ports: dict[str, int]) -> list[Any]:
         "selector": {"istio": "ingressgateway"},
         "servers": [
             server("https", "HTTPS", [HOST], {"mode": "SIMPLE", "credentialName": f"{HOST}-cert"}),
-            {  # a second server on the same port: its own credential, picked by SNI
-                **server(
-                    "https",
-                    "HTTPS",
-                    [SECOND_HOST],
-                    {"mode": "SIMPLE", "credentialName": "second-cert", "minProtocolVersion": "TLSV1_3"},
-                ),
-                "port": {"number": ports["https"], "name": "https-second", "protocol": "HTTPS"},
-            },
+            server(  # a second server on the same port: its own credential, picked by SNI
+                "https",
+                "HTTPS",
+                [SECOND_HOST],
+                {"mode": "SIMPLE", "credentialName": "second-cert", "minProtocolVersion": "TLSV1_3"},
+                name="https-second",
+            ),
             server("http", "HTTP", [HOST], {"httpsRedirect": True}),
-            server("http", "HTTP", [CORS_HOST]),
+            server("http", "HTTP", [CORS_HOST], name="http-cors"),
             server(
                 "mtls",
                 "HTTPS",
@@ -343,7 +343,9 @@ def gateway(
             apps[x] = kit.L4App(x, addr[x], ports[x])
         bus = kit.BusWriter(nats_module.url)
         bus.put_registry(*_registry(addr, ports))
-        bus.put_configs(*_configs(kit, addr["gw"], ports))
+        configs = _configs(kit, addr["gw"], ports)
+        kit.assert_valid(*configs)  # what users would apply must pass Galley's checks
+        bus.put_configs(*configs)
         pilot = kit.start_pilot(nats_module.url, tmp, f"pilot-gwtls-{request.param}")
         opts = kit.proxy_options(
             "router",

@@ -119,7 +119,7 @@ def _configs(kit: Any, ports: dict[str, int]) -> list[Any]:
             NS,
             "secure",
             {
-                "hosts": ["secure"],
+                "hosts": ["secure", LOGIN_SNI, STORE_SNI],  # Istio: sniHosts must be among the hosts
                 "tls": [
                     {"match": [{"port": ports["secure"], "sniHosts": [LOGIN_SNI]}], "route": [to("login")]},
                     {"match": [{"sniHosts": [STORE_SNI]}], "route": [to("store")]},
@@ -149,7 +149,9 @@ def mesh(
                 apps[name] = kit.L4App(upstream, addr[name], ports[name], *certs.get(name, (None, None)))
         bus = kit.BusWriter(nats_module.url)
         bus.put_registry(*_registry(addr, ports))
-        bus.put_configs(*_configs(kit, ports))
+        configs = _configs(kit, ports)
+        kit.assert_valid(*configs)  # what users would apply must pass Galley's checks
+        bus.put_configs(*configs)
         pilot = kit.start_pilot(nats_module.url, tmp, f"pilot-l4-{request.param}")
         opts = kit.proxy_options(
             "sidecar",
