@@ -10,6 +10,8 @@ from envoy.extensions.filters.network.tcp_proxy.v3 import tcp_proxy_pb2
 from envoy.extensions.transport_sockets.tls.v3 import tls_pb2
 from google.protobuf import struct_pb2
 
+from meshplane.pilot.generators.clusters import build_clusters
+from meshplane.pilot.generators.endpoints import build_load_assignment
 from meshplane.pilot.generators.listeners import build_listeners
 from meshplane.pilot.model.config import Config, Port, Service
 from meshplane.pilot.model.proxy import parse_proxy
@@ -24,7 +26,7 @@ def _router() -> Any:
     return parse_proxy("router~10.0.0.1~gw.istio-system~istio-system.svc.cluster.local", md)
 
 
-def _listeners(servers: list[dict[str, Any]], *vs: dict[str, Any]) -> dict[str, listener_pb2.Listener]:
+def _ctx(servers: list[dict[str, Any]], *vs: dict[str, Any]) -> Any:
     configs = [
         Config(
             "Gateway",
@@ -40,8 +42,11 @@ def _listeners(servers: list[dict[str, Any]], *vs: dict[str, Any]) -> dict[str, 
         for i, spec in enumerate(vs)
     ]
     services = {"db": Service(DB, "default", (Port("tcp", 5432, "TCP"),))}
-    ctx = build_push_context("1", {f"{c.kind}/{c.namespace}/{c.name}": c for c in configs}, services, {})
-    return {x.name: x for x in build_listeners(ctx, _router())}
+    return build_push_context("1", {f"{c.kind}/{c.namespace}/{c.name}": c for c in configs}, services, {})
+
+
+def _listeners(servers: list[dict[str, Any]], *vs: dict[str, Any]) -> dict[str, listener_pb2.Listener]:
+    return {x.name: x for x in build_listeners(_ctx(servers, *vs), _router())}
 
 
 def _server(
@@ -153,3 +158,23 @@ def test_server_tls_protocol_versions_and_cipher_suites() -> None:
     assert params.tls_minimum_protocol_version == params.TLSv1_2
     assert params.tls_maximum_protocol_version == params.TLSv1_3
     assert list(params.cipher_suites) == ["ECDHE-ECDSA-AES256-GCM-SHA384"]
+
+
+def test_auto_passthrough_sni_cluster_chain_and_sni_dnat_clusters() -> None:
+    servers = [_server(15443, "TLS", ["*.local"], {"mode": "AUTO_PASSTHROUGH"})]
+    ctx = _ctx(servers)
+    chain = {x.name: x for x in build_listeners(ctx, _router())}["0.0.0.0_15443"].filter_chains[0]
+    assert list(chain.filter_chain_match.server_names) == ["*.local"]
+    assert [f.name for f in chain.filters] == [
+        "envoy.filters.network.sni_cluster",
+        "envoy.filters.network.tcp_proxy",
+    ]
+    clusters = {c.name: c for c in build_clusters(ctx, _router())}
+    dnat = clusters[f"outbound_.5432_._.{DB}"]
+    assert dnat.eds_cluster_config.service_name == dnat.name
+    assert not dnat.HasField("transport_socket") and not dnat.transport_socket_matches
+    assert f"outbound|5432||{DB}" in clusters
+    assert build_load_assignment(ctx, dnat.name).cluster_name == dnat.name
+    # without an AUTO_PASSTHROUGH server there are no SNI-named clusters
+    plain = _ctx([_server(443, "TLS", ["*.local"], {"mode": "PASSTHROUGH"})])
+    assert not [c for c in build_clusters(plain, _router()) if c.name.startswith("outbound_.")]

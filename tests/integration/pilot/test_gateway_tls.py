@@ -76,11 +76,13 @@ def tls_exchange(
     payload: bytes,
     client_cert: tuple[Path, Path] | None = None,
     tls12: bool = False,
+    verify_name: bool = True,
 ) -> tuple[bytes, bytes]:
     """Send ``payload`` over TLS (at most 1.2 with ``tls12``); return (peer cert DER, all read back)."""
     ctx = ssl.create_default_context(cafile=str(cafile))
     if tls12:
         ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+    ctx.check_hostname = verify_name
     if client_cert is not None:
         ctx.load_cert_chain(str(client_cert[0]), str(client_cert[1]))
     with (
@@ -126,10 +128,12 @@ class Gateway:
     envoy: Any
     apps: dict[str, Any]
 
-    def tls_until(self, port: str, sni: str, cafile: Path, payload: bytes) -> tuple[bytes, bytes]:
+    def tls_until(
+        self, port: str, sni: str, cafile: Path, payload: bytes, verify_name: bool = True
+    ) -> tuple[bytes, bytes]:
         """``tls_exchange`` with the server on ``port``, retried until the gateway has that listener."""
         found: tuple[bytes, bytes] = self.kit.wait_until(
-            lambda: tls_exchange(self.ip, self.ports[port], sni, cafile, payload),
+            lambda: tls_exchange(self.ip, self.ports[port], sni, cafile, payload, verify_name=verify_name),
             30,
             f"TLS to the {port} server",
         )
@@ -198,6 +202,7 @@ def _configs(kit: Any, ip: str, ports: dict[str, int]) -> list[Any]:
             ),
             server("tls-tcp", "TLS", [TCP_HOST], {"mode": "SIMPLE", "credentialName": f"{HOST}-cert"}),
             server("pass", "TLS", [PASS_HOST], {"mode": "PASSTHROUGH"}),
+            server("auto", "TLS", [f"*.{NS}.svc.cluster.local"], {"mode": "AUTO_PASSTHROUGH"}),
             server("tcp", "TCP", ["*"]),
         ],
     }
@@ -309,7 +314,7 @@ def gateway(
         "tcp-a": base + "41",
         "tcp-b": base + "42",
     }
-    names = ("web", "secure", "tcp-a", "tcp-b", "https", "http", "mtls", "pass", "tcp", "tls-tcp")
+    names = ("web", "secure", "tcp-a", "tcp-b", "https", "http", "mtls", "pass", "tcp", "tls-tcp", "auto")
     ports = {n: kit.free_port_on(list(addr.values())) for n in names}
     certs = {
         "server": write_self_signed(tmp / "server", HOST, dns_names=(HOST, MTLS_HOST, TCP_HOST)),
@@ -531,3 +536,25 @@ def test_cors_actual_request_from_an_allowed_origin(gateway: Gateway) -> None:
     other = httpx.get(url, headers={"host": CORS_HOST, "origin": "https://evil.example.com"}, timeout=5)
     assert other.status_code == 200
     assert "access-control-allow-origin" not in other.headers
+
+
+def test_auto_passthrough_routes_by_the_cluster_named_in_sni(gateway: Gateway) -> None:
+    upstream_cert = gateway.certs["upstream"][0]
+    sni = f"outbound_.{gateway.ports['secure']}_._.secure.{NS}.svc.cluster.local"
+    # Another network's sidecar sends Istio's SNI and checks identities, not that name: no name check.
+    peer, answer = gateway.tls_until("auto", sni, upstream_cert, b"east-west", verify_name=False)
+    assert peer == der(upstream_cert)
+    assert answer == b"secure:east-west"
+    before = len(gateway.apps["secure"].seen)
+    unknown = refused(
+        lambda: tls_exchange(
+            gateway.ip,
+            gateway.ports["auto"],
+            f"outbound_.1_._.nothing.{NS}.svc.cluster.local",
+            upstream_cert,
+            b"hi",
+            verify_name=False,
+        )
+    )
+    assert "secure:" not in unknown, unknown
+    assert len(gateway.apps["secure"].seen) == before

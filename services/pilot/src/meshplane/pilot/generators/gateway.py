@@ -4,20 +4,29 @@ from __future__ import annotations
 
 from typing import Any
 
+from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.core.v3 import address_pb2
 from envoy.config.listener.v3 import listener_components_pb2 as lc
 from envoy.config.listener.v3 import listener_pb2
 from envoy.config.route.v3 import route_components_pb2 as rc
 from envoy.config.route.v3 import route_pb2
 from envoy.extensions.filters.listener.tls_inspector.v3 import tls_inspector_pb2
+from envoy.extensions.filters.network.sni_cluster.v3 import sni_cluster_pb2
 from envoy.extensions.transport_sockets.tls.v3 import common_pb2, secret_pb2, tls_pb2
 from envoy.type.matcher.v3 import string_pb2
 
-from meshplane.pilot.generators.common import istio_metadata, pack, sds_source
+from meshplane.pilot.generators.common import (
+    BLACKHOLE,
+    ClusterKey,
+    istio_metadata,
+    pack,
+    sds_source,
+    sni_name,
+)
 from meshplane.pilot.generators.filters import http_manager, tcp_destinations, tcp_proxy
 from meshplane.pilot.generators.httproute import routes_for
 from meshplane.pilot.model.config import Config, fqdn, host_matches
-from meshplane.pilot.model.proxy import Proxy
+from meshplane.pilot.model.proxy import Proxy, ProxyType
 from meshplane.pilot.model.push_context import PushContext
 
 Server = dict[str, Any]
@@ -127,9 +136,12 @@ def gateway_listeners(ctx: PushContext, proxy: Proxy) -> list[listener_pb2.Liste
                 lis.filter_chains.add(name=f"http.{number}").filters.append(
                     http_manager(f"outbound_{bind}_{number}", rds=f"http.{number}")
                 )
-        elif mode in ("PASSTHROUGH", "AUTO_PASSTHROUGH"):
+        elif mode == "PASSTHROUGH":
             _add_tls_inspector(lis)
             lis.filter_chains.extend(_sni_chains(ctx, gw, server, number))
+        elif mode == "AUTO_PASSTHROUGH":
+            _add_tls_inspector(lis)
+            lis.filter_chains.append(_auto_passthrough_chain(number, sni))
         elif protocol == "TCP" or (protocol == "TLS" and not mode):
             tcp = _tcp_chain(ctx, gw, server, number)
             if tcp is not None:
@@ -217,6 +229,46 @@ def _sni_chains(ctx: PushContext, gw: Config, server: Server, number: int) -> li
                 chain.filters.append(tcp_proxy(f"{gw.name}_{number}", "", dests))
                 chains.append(chain)
     return chains
+
+
+def _auto_passthrough_chain(number: int, sni: list[str]) -> lc.FilterChain:
+    """AUTO_PASSTHROUGH: the SNI (``outbound_.<port>_.<subset>_.<host>``) names the cluster; no routes."""
+    chain = lc.FilterChain(name=f"auto-passthrough.{number}")
+    chain.filter_chain_match.server_names.extend(sni)
+    chain.filters.add(name="envoy.filters.network.sni_cluster").typed_config.CopyFrom(
+        pack(sni_cluster_pb2.SniCluster())
+    )
+    chain.filters.append(tcp_proxy(f"auto-passthrough_{number}", BLACKHOLE))
+    return chain
+
+
+def sni_dnat_clusters(
+    ctx: PushContext, proxy: Proxy, outbound: list[cluster_pb2.Cluster]
+) -> list[cluster_pb2.Cluster]:
+    """For a router with an AUTO_PASSTHROUGH server: each outbound cluster again under its SNI name,
+    without TLS of its own (the client's TLS passes through), as Istio's SNI-DNAT clusters."""
+    if proxy.type is not ProxyType.ROUTER or not any(
+        str((s.get("tls") or {}).get("mode", "")).upper() == "AUTO_PASSTHROUGH"
+        for _, s in _servers(ctx, proxy)
+    ):
+        return []
+    out = []
+    for c in outbound:
+        key = ClusterKey.parse(c.name)
+        if key is None or key.direction != "outbound":
+            continue
+        dnat = cluster_pb2.Cluster()
+        dnat.CopyFrom(c)
+        dnat.name = sni_name(key)
+        dnat.ClearField("transport_socket")
+        dnat.ClearField("transport_socket_matches")
+        dnat.ClearField("typed_extension_protocol_options")  # opaque bytes: no HTTP/2 upstream
+        if dnat.HasField("eds_cluster_config"):
+            dnat.eds_cluster_config.service_name = dnat.name
+        if dnat.HasField("load_assignment"):
+            dnat.load_assignment.cluster_name = dnat.name
+        out.append(dnat)
+    return out
 
 
 def gateway_routes(ctx: PushContext, proxy: Proxy, name: str) -> route_pb2.RouteConfiguration:
