@@ -13,6 +13,7 @@ from google.protobuf import struct_pb2
 from meshplane.pilot.generators.clusters import build_clusters
 from meshplane.pilot.generators.endpoints import build_load_assignment
 from meshplane.pilot.generators.listeners import build_listeners
+from meshplane.pilot.generators.routes import build_route
 from meshplane.pilot.model.config import Config, Port, Service
 from meshplane.pilot.model.proxy import parse_proxy
 from meshplane.pilot.model.push_context import build_push_context
@@ -178,3 +179,24 @@ def test_auto_passthrough_sni_cluster_chain_and_sni_dnat_clusters() -> None:
     # without an AUTO_PASSTHROUGH server there are no SNI-named clusters
     plain = _ctx([_server(443, "TLS", ["*.local"], {"mode": "PASSTHROUGH"})])
     assert not [c for c in build_clusters(plain, _router()) if c.name.startswith("outbound_.")]
+
+
+def test_server_hosts_scoped_by_namespace_bind_only_that_namespace() -> None:
+    gw = {
+        "selector": {"istio": "ingressgateway"},
+        "servers": [_server(80, "HTTP", ["./a.example.com", "team/b.example.com", "*/c.example.com"])],
+    }
+    configs = [Config("Gateway", "networking.istio.io", "v1", "default", "gw", gw)]
+    for ns in ("default", "team", "other"):
+        spec = {
+            "hosts": ["a.example.com", "b.example.com", "c.example.com"],
+            "gateways": ["default/gw"],
+            "http": [{"route": [{"destination": {"host": DB}}]}],
+        }
+        configs.append(Config("VirtualService", "networking.istio.io", "v1", ns, f"vs-{ns}", spec))
+    ctx = build_push_context("1", {f"{c.kind}/{c.namespace}/{c.name}": c for c in configs}, {}, {})
+    vhosts = build_route(ctx, _router(), "http.80").virtual_hosts
+    owners = {vh.name: vh.metadata.filter_metadata["istio"].fields["config"].string_value for vh in vhosts}
+    assert set(owners) == {"a.example.com:80", "b.example.com:80", "c.example.com:80"}
+    assert "/default/" in owners["a.example.com:80"]  # ./ = the gateway's own namespace
+    assert "/team/" in owners["b.example.com:80"], owners

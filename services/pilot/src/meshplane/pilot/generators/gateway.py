@@ -40,6 +40,17 @@ def _hosts(server: Server) -> list[str]:
     return [str(h).split("/", 1)[-1] for h in server.get("hosts") or []]
 
 
+def _hosts_for(gw: Config, server: Server, namespace: str) -> list[str]:
+    """The server hosts a VirtualService in ``namespace`` may bind: ``ns/host``, ``./host``, ``*/host``."""
+    out = []
+    for entry in server.get("hosts") or []:
+        scope, _, host = str(entry).rpartition("/")
+        scope = gw.namespace if scope == "." else scope or "*"
+        if scope in ("*", namespace):
+            out.append(host)
+    return out
+
+
 def _route_name(gw: Config, server: Server) -> str:
     port = server.get("port") or {}
     protocol = str(port.get("protocol", "HTTP")).upper()
@@ -184,10 +195,10 @@ def _l4_match(m: dict[str, Any], gw: Config, number: int) -> bool:
 
 def _vs_for_server(ctx: PushContext, gw: Config, server: Server) -> list[Config]:
     """VirtualServices bound to the gateway whose hosts overlap the server's hosts."""
-    server_hosts = _hosts(server)
     out = []
     for vs in _bound_vs(ctx, gw):
         hosts = [str(h) for h in vs.spec.get("hosts") or []]
+        server_hosts = _hosts_for(gw, server, vs.namespace)
         if any(host_matches(s, h) or host_matches(h, s) for s in server_hosts for h in hosts):
             out.append(vs)
     return out
@@ -208,9 +219,9 @@ def _tcp_chain(ctx: PushContext, gw: Config, server: Server, number: int) -> lc.
 def _sni_chains(ctx: PushContext, gw: Config, server: Server, number: int) -> list[lc.FilterChain]:
     """PASSTHROUGH: one chain per ``tls`` route match, keyed on the SNI names the server accepts."""
     chains = []
-    server_hosts = _hosts(server)
     seen: set[str] = set()
     for vs in _vs_for_server(ctx, gw, server):
+        server_hosts = _hosts_for(gw, server, vs.namespace)
         for r in vs.spec.get("tls") or []:
             for m in r.get("match") or []:
                 if not _l4_match(m, gw, number):
@@ -279,9 +290,9 @@ def gateway_routes(ctx: PushContext, proxy: Proxy, name: str) -> route_pb2.Route
         if _route_name(gw, server) != name:
             continue
         number = int((server.get("port") or {}).get("number", 0))
-        server_hosts = _hosts(server)
         redirect = bool((server.get("tls") or {}).get("httpsRedirect"))
         for vs in _bound_vs(ctx, gw):
+            server_hosts = _hosts_for(gw, server, vs.namespace)
             for host in vs.spec.get("hosts") or []:
                 h = fqdn(str(host), vs.namespace) if "." not in str(host) and host != "*" else str(host)
                 if not any(host_matches(s, h) or host_matches(h, s) for s in server_hosts):
