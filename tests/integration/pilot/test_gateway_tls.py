@@ -35,6 +35,7 @@ MTLS_HOST = "mtls.example.com"
 PASS_HOST = "pass.example.com"
 TCP_HOST = "tcp.example.com"
 SECOND_HOST = "second.example.com"
+FILES_HOST = "files.example.com"
 CORS_HOST = "cors.example.com"
 
 
@@ -170,7 +171,7 @@ def _registry(addr: dict[str, str], ports: dict[str, int]) -> tuple[list[Any], l
     return services, workloads
 
 
-def _configs(kit: Any, ip: str, ports: dict[str, int]) -> list[Any]:
+def _configs(kit: Any, ip: str, ports: dict[str, int], files: dict[str, str]) -> list[Any]:
     def server(
         port: str, protocol: str, hosts: list[str], tls: dict[str, Any] | None = None, name: str = ""
     ) -> Any:
@@ -200,6 +201,7 @@ def _configs(kit: Any, ip: str, ports: dict[str, int]) -> list[Any]:
                 [MTLS_HOST],
                 {"mode": "MUTUAL", "credentialName": "mtls-cred", "subjectAltNames": ["client.example.com"]},
             ),
+            server("files", "HTTPS", [FILES_HOST], {"mode": "MUTUAL", **files}),
             server("tls-tcp", "TLS", [TCP_HOST], {"mode": "SIMPLE", "credentialName": f"{HOST}-cert"}),
             server("pass", "TLS", [PASS_HOST], {"mode": "PASSTHROUGH"}),
             server("auto", "TLS", [f"*.{NS}.svc.cluster.local"], {"mode": "AUTO_PASSTHROUGH"}),
@@ -237,7 +239,11 @@ def _configs(kit: Any, ip: str, ports: dict[str, int]) -> list[Any]:
             "VirtualService",
             NS,
             "shop",
-            {"hosts": [HOST, MTLS_HOST, SECOND_HOST], "gateways": ["shop"], "http": [{"route": [web]}]},
+            {
+                "hosts": [HOST, MTLS_HOST, SECOND_HOST, FILES_HOST],
+                "gateways": ["shop"],
+                "http": [{"route": [web]}],
+            },
         ),
         c(
             "VirtualService",
@@ -314,10 +320,23 @@ def gateway(
         "tcp-a": base + "41",
         "tcp-b": base + "42",
     }
-    names = ("web", "secure", "tcp-a", "tcp-b", "https", "http", "mtls", "pass", "tcp", "tls-tcp", "auto")
+    names = (
+        "web",
+        "secure",
+        "tcp-a",
+        "tcp-b",
+        "https",
+        "http",
+        "mtls",
+        "pass",
+        "tcp",
+        "tls-tcp",
+        "auto",
+        "files",
+    )
     ports = {n: kit.free_port_on(list(addr.values())) for n in names}
     certs = {
-        "server": write_self_signed(tmp / "server", HOST, dns_names=(HOST, MTLS_HOST, TCP_HOST)),
+        "server": write_self_signed(tmp / "server", HOST, dns_names=(HOST, MTLS_HOST, TCP_HOST, FILES_HOST)),
         "second": write_self_signed(tmp / "second", SECOND_HOST, dns_names=(SECOND_HOST,)),
         "upstream": write_self_signed(tmp / "upstream", PASS_HOST, dns_names=(PASS_HOST,)),
         "client-ca": write_self_signed(tmp / "client-ca", "client-ca"),
@@ -348,7 +367,12 @@ def gateway(
             apps[x] = kit.L4App(x, addr[x], ports[x])
         bus = kit.BusWriter(nats_module.url)
         bus.put_registry(*_registry(addr, ports))
-        configs = _configs(kit, addr["gw"], ports)
+        files = {  # mounted in the gateway, read by Envoy itself
+            "serverCertificate": str(certs["server"][0]),
+            "privateKey": str(certs["server"][1]),
+            "caCertificates": str(certs["client-ca"][0]),
+        }
+        configs = _configs(kit, addr["gw"], ports, files)
         kit.assert_valid(*configs)  # what users would apply must pass Galley's checks
         bus.put_configs(*configs)
         pilot = kit.start_pilot(nats_module.url, tmp, f"pilot-gwtls-{request.param}")
@@ -431,6 +455,18 @@ def test_mutual_tls_needs_a_client_cert_from_the_credential_ca(gateway: Gateway)
     wrong_name = refused(lambda: https_get(ip, port, ca, MTLS_HOST, gateway.certs["other-client"]))
     assert "HTTP/" not in wrong_name, wrong_name  # right CA, but not a subjectAltName the server lists
     assert gateway.listener_stat("mtls", "ssl.fail_verify_san") >= 1
+
+
+def test_mutual_tls_from_mounted_files(gateway: Gateway) -> None:
+    ip, port, ca = gateway.ip, gateway.ports["files"], gateway.certs["server"][0]
+    answer = gateway.kit.wait_until(
+        lambda: https_get(ip, port, ca, FILES_HOST, gateway.certs["client"]), 30, "mutual TLS from files"
+    )
+    assert answer.startswith("HTTP/1.1 200")
+    no_cert = refused(lambda: https_get(ip, port, ca, FILES_HOST))
+    assert "HTTP/" not in no_cert, no_cert
+    stranger = refused(lambda: https_get(ip, port, ca, FILES_HOST, gateway.certs["stranger"]))
+    assert "HTTP/" not in stranger, stranger
 
 
 def test_tls_terminated_at_the_gateway_then_tcp_to_the_upstream(gateway: Gateway) -> None:

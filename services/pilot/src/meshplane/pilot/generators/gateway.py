@@ -77,23 +77,35 @@ def _sds(name: str) -> secret_pb2.SdsSecretConfig:
 def _downstream_tls(tls: dict[str, Any], alpn: tuple[str, ...]) -> tls_pb2.DownstreamTlsContext:
     """Terminating TLS as Istio's gateways do: ``credentialName`` is ``kubernetes://<name>`` over SDS,
     MUTUAL validates clients against ``kubernetes://<name>-cacert``; ISTIO_MUTUAL uses the workload's
-    own ``default`` certificate and ``ROOTCA``."""
+    own ``default`` certificate and ``ROOTCA``. Without a credentialName, the files mounted in the
+    gateway (``serverCertificate``, ``privateKey``, ``caCertificates``) are read by Envoy itself."""
     ctx = tls_pb2.DownstreamTlsContext()
     common = ctx.common_tls_context
     mode = str(tls.get("mode", "SIMPLE")).upper()
     cred = str(tls.get("credentialName") or "")
+    files = not cred and mode != "ISTIO_MUTUAL" and bool(tls.get("serverCertificate"))
     cert, ca = (f"kubernetes://{cred}", f"kubernetes://{cred}-cacert")
     if mode == "ISTIO_MUTUAL":
         cert, ca = "default", "ROOTCA"
-    common.tls_certificate_sds_secret_configs.append(_sds(cert))
+    if files:
+        pair = common.tls_certificates.add()
+        pair.certificate_chain.filename = str(tls["serverCertificate"])
+        pair.private_key.filename = str(tls.get("privateKey") or "")
+    else:
+        common.tls_certificate_sds_secret_configs.append(_sds(cert))
     if mode in ("MUTUAL", "OPTIONAL_MUTUAL", "ISTIO_MUTUAL"):
         ctx.require_client_certificate.value = mode != "OPTIONAL_MUTUAL"
-        combined = common.combined_validation_context
-        combined.default_validation_context.SetInParent()  # Envoy requires it, even empty
-        combined.validation_context_sds_secret_config.CopyFrom(_sds(ca))
+        if files:
+            validation = common.validation_context
+            validation.trusted_ca.filename = str(tls.get("caCertificates") or "")
+        else:
+            combined = common.combined_validation_context
+            validation = combined.default_validation_context
+            validation.SetInParent()  # Envoy requires it, even empty
+            combined.validation_context_sds_secret_config.CopyFrom(_sds(ca))
         for san in tls.get("subjectAltNames") or []:
             for san_type in _SAN_TYPES:  # like the older untyped match: any kind of SAN may carry it
-                combined.default_validation_context.match_typed_subject_alt_names.add(
+                validation.match_typed_subject_alt_names.add(
                     san_type=san_type, matcher=string_pb2.StringMatcher(exact=str(san))
                 )
     _tls_params(common.tls_params, tls)
