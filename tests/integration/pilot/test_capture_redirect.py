@@ -1,0 +1,450 @@
+"""Pilot's REDIRECT-mode sidecar config under real iptables capture, driving a real Envoy.
+
+A pod netns gets the CNI plugin's real rules (plugin ADD through the agent). Its Envoy runs as
+UID 1337, bootstrapped by ``meshctl bootstrap`` as a REDIRECT sidecar of a real Pilot; the
+registry and Istio YAML come from a real Galley reading a config directory. The control plane
+(nats-server, Galley, Pilot) and the upstream apps run in the "node" netns at the other end of the
+pod's veth, as on a Kubernetes node. Traffic comes from an unprivileged process in the pod netns
+that knows nothing of the mesh: it dials service VIPs and plain addresses; iptables sends it to
+15001 (virtualOutbound) and inbound connections to 15006 (virtualInbound).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import stat
+import subprocess
+import sys
+import tempfile
+import threading
+from collections.abc import Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from meshplane.cni.testing import (
+    NetnsThread,
+    PodNetns,
+    agent,
+    netconf,
+    netns_thread,
+    pod_netns,
+    pod_object,
+    prev_result,
+    requires_root,
+    run_plugin,
+)
+from meshplane.ctl.bootstrap import BootstrapOptions, render_bootstrap
+from meshplane.shared.envoyproc import find_envoy
+from meshplane.shared.natsserver import find_nats_server, wait_for_port
+
+pytestmark = [pytest.mark.root, pytest.mark.integration, requires_root, pytest.mark.timeout(180)]
+
+BIN = Path(sys.executable).parent
+NS = "capture"
+NOBODY = 65534
+NATS_PORT, PILOT_GRPC, PILOT_HTTP, GALLEY_HTTP, ADMIN = 4222, 15010, 15014, 15015, 15000
+APP_PORT, EXTRA_PORT, REVIEWS_PORT, DB_PORT, UNKNOWN_PORT = 8080, 8081, 9080, 3306, 7070
+V1_PORT, V2_PORT, DB_TARGET = 19081, 19082, 13306
+
+
+def fq(name: str) -> str:
+    return f"{name}.{NS}.svc.cluster.local"
+
+
+HTTP_CLIENT = """
+import http.client, json, sys
+host, port, headers = sys.argv[1], int(sys.argv[2]), json.loads(sys.argv[3])
+try:
+    c = http.client.HTTPConnection(host, port, timeout=10)
+    c.request("GET", "/", headers=headers)
+    r = c.getresponse()
+    print(json.dumps({"status": r.status, "headers": dict(r.getheaders()), "body": r.read().decode()}))
+except OSError as exc:
+    print(json.dumps({"error": repr(exc)}))
+"""
+TCP_CLIENT = """
+import socket, sys
+try:
+    c = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=10)
+    c.sendall(b"hello"); print(c.recv(1024).decode() or "<closed>")
+except OSError as exc:
+    print("error:", repr(exc))
+"""
+
+
+def _world_runnable(path: str) -> bool:
+    """Can a user with no rights of its own exec this file (every parent directory searchable)?"""
+    real = Path(os.path.realpath(path))
+    if not real.is_file() or not real.stat().st_mode & stat.S_IXOTH:
+        return False
+    return all(p.stat().st_mode & stat.S_IXOTH for p in real.parents)
+
+
+def _unprivileged_python() -> str | None:
+    for candidate in (sys.executable, getattr(sys, "_base_executable", ""), "/usr/bin/python3"):
+        if candidate and _world_runnable(candidate):
+            return candidate
+    return None
+
+
+try:
+    ENVOY = find_envoy()
+except FileNotFoundError:
+    ENVOY = ""
+PYTHON = _unprivileged_python()
+if not ENVOY or not PYTHON:
+    pytestmark.append(pytest.mark.skip(reason="needs the envoy binary and a python any user can run"))
+
+
+class EchoServer:
+    """A TCP server that answers ``<name>:<what it got>`` and counts connections."""
+
+    def __init__(self, name: str, host: str, port: int) -> None:
+        self.name, self.count = name, 0
+        self.sock = socket.create_server((host, port))
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn:
+                self.count += 1
+                conn.sendall(self.name.encode() + b":" + conn.recv(1024))
+
+    def stop(self) -> None:
+        self.sock.close()
+
+
+@dataclass
+class Capture:
+    kit: Any
+    pod: PodNetns
+    in_pod: NetnsThread
+    in_node: NetnsThread
+    config_dir: Path
+    logs: Path
+    vip: dict[str, str]
+    apps: dict[str, Any]
+    db: EchoServer
+
+    def _client(self, netns: str, script: str, *args: str) -> str:
+        assert PYTHON is not None
+        argv = ["nsenter", f"--net={netns}", f"--setuid={NOBODY}", f"--setgid={NOBODY}"]
+        done = subprocess.run(
+            [*argv, PYTHON, "-c", script, *args], capture_output=True, text=True, timeout=60, cwd="/"
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout.strip()
+
+    def http(self, host: str, port: int, headers: dict[str, str] | None = None, inside: bool = True) -> Any:
+        """GET from an unprivileged process in the pod netns (or, for inbound, the node netns)."""
+        netns = self.pod.path if inside else f"/run/netns/{self.pod.node}"
+        return json.loads(self._client(netns, HTTP_CLIENT, host, str(port), json.dumps(headers or {})))
+
+    def tcp(self, host: str, port: int) -> str:
+        return self._client(self.pod.path, TCP_CLIENT, host, str(port))
+
+    def admin(self, path: str) -> str:
+        return self.in_pod.call(lambda: httpx.get(f"http://127.0.0.1:{ADMIN}{path}", timeout=5).text)
+
+    def stat(self, name: str) -> int:
+        for line in self.admin(f"/stats?filter=^{name}$").splitlines():
+            key, _, value = line.partition(": ")
+            if key == name:
+                return int(value)
+        return 0
+
+    def write_config(self, name: str, docs: list[dict[str, Any]]) -> None:
+        write_config(self.config_dir, name, docs)
+
+    def log_tail(self, name: str) -> str:
+        path = self.logs / f"{name}.log"
+        return path.read_text(errors="replace")[-3000:] if path.exists() else ""
+
+
+def write_config(config_dir: Path, name: str, docs: list[dict[str, Any]]) -> None:
+    """Replace ``<name>.yaml`` in Galley's directory in one step (Galley never sees half a file)."""
+    tmp = config_dir / f".{name}.tmp"
+    tmp.write_text(yaml.safe_dump_all(docs))
+    tmp.replace(config_dir / f"{name}.yaml")
+
+
+def _obj(kind: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "apiVersion": "networking.istio.io/v1",
+        "kind": kind,
+        "metadata": {"name": name, "namespace": NS},
+        "spec": spec,
+    }
+
+
+def _service_entry(name: str, vip: str, port: dict[str, Any]) -> dict[str, Any]:
+    spec = {
+        "hosts": [fq(name)],
+        "addresses": [vip],
+        "ports": [port],
+        "location": "MESH_INTERNAL",
+        "resolution": "STATIC",
+        "workloadSelector": {"labels": {"app": name}},
+    }
+    return _obj("ServiceEntry", name, spec)
+
+
+def _workload(name: str, address: str, labels: dict[str, str], ports: dict[str, int]) -> dict[str, Any]:
+    return _obj("WorkloadEntry", name, {"address": address, "labels": labels, "ports": ports})
+
+
+def _mesh_config(pod: PodNetns, vip: dict[str, str]) -> list[dict[str, Any]]:
+    http = {"name": "http", "protocol": "HTTP"}
+    return [
+        _service_entry("web", vip["web"], {"number": APP_PORT, **http}),
+        _workload("web-1", pod.ip, {"app": "web"}, {}),
+        _service_entry("reviews", vip["reviews"], {"number": REVIEWS_PORT, **http}),
+        _workload("reviews-v1", pod.node_ip, {"app": "reviews", "version": "v1"}, {"http": V1_PORT}),
+        _workload("reviews-v2", pod.node_ip, {"app": "reviews", "version": "v2"}, {"http": V2_PORT}),
+        _service_entry("db", vip["db"], {"number": DB_PORT, "name": "tcp", "protocol": "TCP"}),
+        _workload("db-1", pod.node_ip, {"app": "db"}, {"tcp": DB_TARGET}),
+        _obj(
+            "DestinationRule",
+            "reviews",
+            {"host": "reviews", "subsets": [{"name": v, "labels": {"version": v}} for v in ("v1", "v2")]},
+        ),
+        _obj(
+            "VirtualService",
+            "reviews",
+            {
+                "hosts": ["reviews"],
+                "http": [
+                    {
+                        "match": [{"headers": {"end-user": {"exact": "jason"}}}],
+                        "route": [{"destination": {"host": "reviews", "subset": "v2"}}],
+                    },
+                    {"route": [{"destination": {"host": "reviews", "subset": "v1"}}]},
+                ],
+            },
+        ),
+    ]
+
+
+def _spawn(
+    stack: ExitStack, netns: str, argv: list[str], log: Path, uid: int = 0, **env: str
+) -> subprocess.Popen[bytes]:
+    """Start ``argv`` inside ``netns`` (nsenter execs it: the PID is the program's); stop it at exit."""
+    prefix = ["nsenter", f"--net={netns}"] + ([f"--setuid={uid}", f"--setgid={uid}"] if uid else [])
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            prefix + argv, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **env}
+        )
+
+    def stop() -> None:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)
+
+    stack.callback(stop)
+    return proc
+
+
+def _http_ok(thread: NetnsThread, url: str) -> bool:
+    def get() -> bool:
+        try:
+            return httpx.get(url, timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    return thread.call(get)
+
+
+def _control_plane(stack: ExitStack, kit: Any, node: NetnsThread, work: Path, config_dir: Path) -> None:
+    """nats-server, Galley (config directory) and Pilot, all in the node netns."""
+    netns = node.path
+    _spawn(
+        stack,
+        netns,
+        [find_nats_server(), "-a", "127.0.0.1", "-p", str(NATS_PORT), "-js", "-sd", str(work / "nats")],
+        work / "nats.log",
+    )
+    assert node.call(wait_for_port, "127.0.0.1", NATS_PORT, 30), "nats-server did not start"
+    nats = f"nats://127.0.0.1:{NATS_PORT}"
+    galley = [str(BIN / "meshplane-galley"), "--nats-url", nats, "--config-dir", str(config_dir)]
+    galley += ["--webhook-addr", "127.0.0.1:15017", "--monitoring-addr", f"127.0.0.1:{GALLEY_HTTP}"]
+    _spawn(stack, netns, galley, work / "galley.log")
+    ready = f"http://127.0.0.1:{GALLEY_HTTP}/readyz"
+    kit.wait_until(lambda: _http_ok(node, ready), 60, "galley ready")
+    pilot = [str(BIN / "meshplane-pilot"), "--nats-url", nats, "--id", "pilot-capture"]
+    pilot += ["--grpc-addr", f"0.0.0.0:{PILOT_GRPC}", "--http-addr", f"127.0.0.1:{PILOT_HTTP}"]
+    _spawn(stack, netns, pilot, work / "pilot.log", PILOT_DEBOUNCE_AFTER="50ms")
+    kit.wait_until(lambda: _http_ok(node, f"http://127.0.0.1:{PILOT_HTTP}/ready"), 60, "pilot ready")
+
+
+@pytest.fixture(scope="module")
+def mesh(kit: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Capture]:
+    tmp = tmp_path_factory.mktemp("capture")
+    with ExitStack() as stack:
+        pod = stack.enter_context(pod_netns())
+        work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="mpcapture-")))
+        work.chmod(0o755)  # the proxy user (1337) reads its bootstrap here
+        in_pod = stack.enter_context(netns_thread(pod.path))
+        in_node = stack.enter_context(netns_thread(f"/run/netns/{pod.node}"))
+        octet = int(pod.ip.split(".")[2])
+        vip = {name: f"10.96.{octet}.{10 + i}" for i, name in enumerate(("web", "reviews", "db"))}
+        config_dir = tmp / "config"
+        config_dir.mkdir()
+        write_config(config_dir, "mesh", _mesh_config(pod, vip))
+        _control_plane(stack, kit, in_node, work, config_dir)
+
+        def app(name: str, version: str, host: str, port: int, where: NetnsThread) -> Any:
+            server = where.call(kit.App, name, version, host, port)
+            stack.callback(server.stop)
+            return server
+
+        apps = {
+            "v1": app("reviews", "v1", pod.node_ip, V1_PORT, in_node),
+            "v2": app("reviews", "v2", pod.node_ip, V2_PORT, in_node),
+            "outside": app("outside", "-", pod.node_ip, UNKNOWN_PORT, in_node),
+            "web": app("web", "v1", "0.0.0.0", APP_PORT, in_pod),
+            "extra": app("web-extra", "v1", "0.0.0.0", EXTRA_PORT, in_pod),
+        }
+        db = in_node.call(EchoServer, "db", pod.node_ip, DB_TARGET)
+        stack.callback(db.stop)
+        cap = Capture(kit, pod, in_pod, in_node, config_dir, work, vip, apps, db)
+
+        node_agent = stack.enter_context(agent(tmp, [pod_object("web-1", NS)], "--repair=false"))
+        code, out = run_plugin(
+            "ADD", netconf(node_agent.run_dir, prev_result(pod)), pod.path, pod=(NS, "web-1")
+        )
+        assert code == 0, out
+        assert any("ISTIO_REDIRECT" in line for line in pod.save()), "the plugin ADD left no capture rules"
+
+        opts = BootstrapOptions(
+            node_id=f"sidecar~{pod.ip}~web-1.{NS}~{NS}.svc.cluster.local",
+            pilots=[f"{pod.node_ip}:{PILOT_GRPC}"],
+            admin=f"127.0.0.1:{ADMIN}",
+            namespace=NS,
+            labels={"app": "web"},
+            ip=pod.ip,
+            interception="REDIRECT",
+        )
+        bootstrap = work / "envoy.yaml"
+        bootstrap.write_text(yaml.safe_dump(render_bootstrap(opts)))
+        bootstrap.chmod(0o644)
+        envoy = [ENVOY, "-c", str(bootstrap), "--use-dynamic-base-id", "--concurrency", "1"]
+        _spawn(
+            stack, pod.path, [*envoy, "-l", "warning", "--drain-time-s", "1"], work / "envoy.log", uid=1337
+        )
+
+        def live() -> bool:
+            try:
+                listeners = cap.admin("/listeners")
+                wanted = ("virtualInbound", f"0.0.0.0_{REVIEWS_PORT}", f"{vip['db']}_{DB_PORT}")
+                return cap.admin("/ready").strip() == "LIVE" and all(w in listeners for w in wanted)
+            except httpx.HTTPError:
+                return False
+
+        try:
+            kit.wait_until(live, 60, "envoy LIVE with Pilot's listeners")
+        except AssertionError as exc:
+            raise AssertionError(
+                f"{exc}\nenvoy log:\n{cap.log_tail('envoy')}\npilot log:\n{cap.log_tail('pilot')}"
+            ) from None
+        yield cap
+
+
+def test_outbound_http_to_a_service_vip_is_captured_and_routed_by_the_virtual_service(mesh: Capture) -> None:
+    vip = mesh.vip["reviews"]
+    # 0.0.0.0_9080 does not bind its port: it only gets connections virtualOutbound hands off.
+    handed_off = mesh.stat(f"listener.0.0.0.0_{REVIEWS_PORT}.downstream_cx_total")
+    v2_before = len(mesh.apps["v2"].requests)
+
+    jason = mesh.http(vip, REVIEWS_PORT, {"end-user": "jason"})
+    assert jason.get("status") == 200, (jason, mesh.log_tail("envoy"))
+    assert json.loads(jason["body"])["version"] == "v2"
+    seen = mesh.apps["v2"].requests[v2_before:]
+    assert [r["headers"]["end-user"] for r in seen] == ["jason"]
+    assert "x-request-id" in seen[0]["headers"], "the upstream got the request straight, not through Envoy"
+
+    plain = mesh.http(vip, REVIEWS_PORT)
+    assert plain.get("status") == 200, plain
+    assert json.loads(plain["body"])["version"] == "v1"
+    assert plain["headers"].get("x-served-by") == "reviews-v1"
+    assert mesh.stat(f"listener.0.0.0.0_{REVIEWS_PORT}.downstream_cx_total") == handed_off + 2
+    assert mesh.stat(f"cluster.outbound|{REVIEWS_PORT}|v2|{fq('reviews')}.upstream_rq_200") >= 1
+    assert mesh.stat(f"cluster.outbound|{REVIEWS_PORT}|v1|{fq('reviews')}.upstream_rq_200") >= 1
+
+
+def test_inbound_connections_to_the_pod_ip_go_through_virtual_inbound(mesh: Capture) -> None:
+    inbound_cx = mesh.stat("listener.0.0.0.0_15006.downstream_cx_total")
+    app_rq = mesh.stat(f"cluster.inbound|{APP_PORT}||.upstream_rq_200")
+    before = len(mesh.apps["web"].requests)
+
+    reply = mesh.http(mesh.pod.ip, APP_PORT, inside=False)
+    assert reply.get("status") == 200, (reply, mesh.log_tail("envoy"))
+    assert json.loads(reply["body"])["name"] == "web"
+    assert reply["headers"].get("server") == "envoy"
+    (seen,) = mesh.apps["web"].requests[before:]
+    assert "x-request-id" in seen["headers"]
+    assert mesh.stat("listener.0.0.0.0_15006.downstream_cx_total") == inbound_cx + 1
+    assert mesh.stat(f"cluster.inbound|{APP_PORT}||.upstream_rq_200") == app_rq + 1
+
+    # A port no service declares: the PassthroughFilterChain forwards it as plain TCP.
+    passthrough = mesh.stat("cluster.InboundPassthroughCluster.upstream_cx_total")
+    extra = mesh.http(mesh.pod.ip, EXTRA_PORT, inside=False)
+    assert extra.get("status") == 200, (extra, mesh.log_tail("envoy"))
+    assert json.loads(extra["body"])["name"] == "web-extra"
+    assert mesh.stat("cluster.InboundPassthroughCluster.upstream_cx_total") == passthrough + 1
+
+
+def _blackholed(mesh: Capture) -> bool:
+    reply = mesh.http(mesh.pod.node_ip, UNKNOWN_PORT)
+    return "error" in reply
+
+
+def test_unknown_destination_passes_through_unless_registry_only(mesh: Capture) -> None:
+    outside = mesh.apps["outside"]
+    passthrough = mesh.stat("cluster.PassthroughCluster.upstream_cx_total")
+    before = len(outside.requests)
+    reply = mesh.http(mesh.pod.node_ip, UNKNOWN_PORT)
+    assert reply.get("status") == 200, (reply, mesh.log_tail("envoy"))
+    assert json.loads(reply["body"])["name"] == "outside"
+    assert len(outside.requests) == before + 1
+    assert mesh.stat("cluster.PassthroughCluster.upstream_cx_total") == passthrough + 1
+
+    sidecar = _obj("Sidecar", "default", {"outboundTrafficPolicy": {"mode": "REGISTRY_ONLY"}})
+    mesh.write_config("sidecar", [sidecar])
+    try:
+        mesh.kit.wait_until(lambda: _blackholed(mesh), 30, "REGISTRY_ONLY to reach envoy")
+        blocked = mesh.stat("cluster.BlackHoleCluster.upstream_cx_none_healthy")
+        seen = len(outside.requests)
+        assert _blackholed(mesh)
+        assert len(outside.requests) == seen, "a blocked request reached the server"
+        assert mesh.stat("cluster.BlackHoleCluster.upstream_cx_none_healthy") == blocked + 1
+        # Services in the registry still work.
+        assert mesh.http(mesh.vip["reviews"], REVIEWS_PORT).get("status") == 200
+    finally:
+        (mesh.config_dir / "sidecar.yaml").unlink()
+        mesh.kit.wait_until(lambda: not _blackholed(mesh), 30, "ALLOW_ANY back")
+
+
+def test_tcp_service_goes_through_its_own_tcp_proxy(mesh: Capture) -> None:
+    vip = mesh.vip["db"]
+    proxied = mesh.stat(f"tcp.outbound|{DB_PORT}||{fq('db')}.downstream_cx_total")
+    accepted = mesh.db.count
+    assert mesh.tcp(vip, DB_PORT) == "db:hello", mesh.log_tail("envoy")
+    assert mesh.db.count == accepted + 1
+    assert mesh.stat(f"tcp.outbound|{DB_PORT}||{fq('db')}.downstream_cx_total") == proxied + 1
+    assert mesh.stat(f"listener.{vip}_{DB_PORT}.downstream_cx_total") >= 1
