@@ -12,13 +12,8 @@ that knows nothing of the mesh: it dials service VIPs and plain addresses; iptab
 from __future__ import annotations
 
 import json
-import os
-import socket
-import stat
-import subprocess
 import sys
 import tempfile
-import threading
 from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -30,16 +25,23 @@ import pytest
 import yaml
 
 from meshplane.cni.testing import (
-    NetnsThread,
     PodNetns,
     agent,
     netconf,
-    netns_thread,
     pod_netns,
     pod_object,
     prev_result,
     requires_root,
     run_plugin,
+)
+from meshplane.cni.testing_netns import (
+    EchoServer,
+    NetnsThread,
+    http_get,
+    netns_process,
+    netns_thread,
+    tcp_exchange,
+    unprivileged_python,
 )
 from meshplane.ctl.bootstrap import BootstrapOptions, render_bootstrap
 from meshplane.shared.envoyproc import find_envoy
@@ -49,7 +51,6 @@ pytestmark = [pytest.mark.root, pytest.mark.integration, requires_root, pytest.m
 
 BIN = Path(sys.executable).parent
 NS = "capture"
-NOBODY = 65534
 NATS_PORT, PILOT_GRPC, PILOT_HTTP, GALLEY_HTTP, ADMIN = 4222, 15010, 15014, 15015, 15000
 APP_PORT, EXTRA_PORT, REVIEWS_PORT, DB_PORT, UNKNOWN_PORT = 8080, 8081, 9080, 3306, 7070
 V1_PORT, V2_PORT, DB_TARGET = 19081, 19082, 13306
@@ -59,71 +60,13 @@ def fq(name: str) -> str:
     return f"{name}.{NS}.svc.cluster.local"
 
 
-HTTP_CLIENT = """
-import http.client, json, sys
-host, port, headers = sys.argv[1], int(sys.argv[2]), json.loads(sys.argv[3])
-try:
-    c = http.client.HTTPConnection(host, port, timeout=10)
-    c.request("GET", "/", headers=headers)
-    r = c.getresponse()
-    print(json.dumps({"status": r.status, "headers": dict(r.getheaders()), "body": r.read().decode()}))
-except OSError as exc:
-    print(json.dumps({"error": repr(exc)}))
-"""
-TCP_CLIENT = """
-import socket, sys
-try:
-    c = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=10)
-    c.sendall(b"hello"); print(c.recv(1024).decode() or "<closed>")
-except OSError as exc:
-    print("error:", repr(exc))
-"""
-
-
-def _world_runnable(path: str) -> bool:
-    """Can a user with no rights of its own exec this file (every parent directory searchable)?"""
-    real = Path(os.path.realpath(path))
-    if not real.is_file() or not real.stat().st_mode & stat.S_IXOTH:
-        return False
-    return all(p.stat().st_mode & stat.S_IXOTH for p in real.parents)
-
-
-def _unprivileged_python() -> str | None:
-    for candidate in (sys.executable, getattr(sys, "_base_executable", ""), "/usr/bin/python3"):
-        if candidate and _world_runnable(candidate):
-            return candidate
-    return None
-
-
 try:
     ENVOY = find_envoy()
 except FileNotFoundError:
     ENVOY = ""
-PYTHON = _unprivileged_python()
+PYTHON = unprivileged_python()
 if not ENVOY or not PYTHON:
     pytestmark.append(pytest.mark.skip(reason="needs the envoy binary and a python any user can run"))
-
-
-class EchoServer:
-    """A TCP server that answers ``<name>:<what it got>`` and counts connections."""
-
-    def __init__(self, name: str, host: str, port: int) -> None:
-        self.name, self.count = name, 0
-        self.sock = socket.create_server((host, port))
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            with conn:
-                self.count += 1
-                conn.sendall(self.name.encode() + b":" + conn.recv(1024))
-
-    def stop(self) -> None:
-        self.sock.close()
 
 
 @dataclass
@@ -138,22 +81,12 @@ class Capture:
     apps: dict[str, Any]
     db: EchoServer
 
-    def _client(self, netns: str, script: str, *args: str) -> str:
-        assert PYTHON is not None
-        argv = ["nsenter", f"--net={netns}", f"--setuid={NOBODY}", f"--setgid={NOBODY}"]
-        done = subprocess.run(
-            [*argv, PYTHON, "-c", script, *args], capture_output=True, text=True, timeout=60, cwd="/"
-        )
-        assert done.returncode == 0, done.stderr
-        return done.stdout.strip()
-
     def http(self, host: str, port: int, headers: dict[str, str] | None = None, inside: bool = True) -> Any:
         """GET from an unprivileged process in the pod netns (or, for inbound, the node netns)."""
-        netns = self.pod.path if inside else f"/run/netns/{self.pod.node}"
-        return json.loads(self._client(netns, HTTP_CLIENT, host, str(port), json.dumps(headers or {})))
+        return http_get(self.pod.path if inside else self.in_node.path, host, port, headers)
 
     def tcp(self, host: str, port: int) -> str:
-        return self._client(self.pod.path, TCP_CLIENT, host, str(port))
+        return tcp_exchange(self.pod.path, host, port)
 
     def admin(self, path: str) -> str:
         return self.in_pod.call(lambda: httpx.get(f"http://127.0.0.1:{ADMIN}{path}", timeout=5).text)
@@ -237,29 +170,6 @@ def _mesh_config(pod: PodNetns, vip: dict[str, str]) -> list[dict[str, Any]]:
     ]
 
 
-def _spawn(
-    stack: ExitStack, netns: str, argv: list[str], log: Path, uid: int = 0, **env: str
-) -> subprocess.Popen[bytes]:
-    """Start ``argv`` inside ``netns`` (nsenter execs it: the PID is the program's); stop it at exit."""
-    prefix = ["nsenter", f"--net={netns}"] + ([f"--setuid={uid}", f"--setgid={uid}"] if uid else [])
-    with log.open("ab") as out:
-        proc = subprocess.Popen(
-            prefix + argv, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **env}
-        )
-
-    def stop() -> None:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
-
-    stack.callback(stop)
-    return proc
-
-
 def _http_ok(thread: NetnsThread, url: str) -> bool:
     def get() -> bool:
         try:
@@ -273,22 +183,20 @@ def _http_ok(thread: NetnsThread, url: str) -> bool:
 def _control_plane(stack: ExitStack, kit: Any, node: NetnsThread, work: Path, config_dir: Path) -> None:
     """nats-server, Galley (config directory) and Pilot, all in the node netns."""
     netns = node.path
-    _spawn(
-        stack,
-        netns,
-        [find_nats_server(), "-a", "127.0.0.1", "-p", str(NATS_PORT), "-js", "-sd", str(work / "nats")],
-        work / "nats.log",
-    )
+    nats_server = [find_nats_server(), "-a", "127.0.0.1", "-p", str(NATS_PORT)]
+    nats_server += ["-js", "-sd", str(work / "nats")]
+    stack.enter_context(netns_process(netns, nats_server, work / "nats.log"))
     assert node.call(wait_for_port, "127.0.0.1", NATS_PORT, 30), "nats-server did not start"
     nats = f"nats://127.0.0.1:{NATS_PORT}"
     galley = [str(BIN / "meshplane-galley"), "--nats-url", nats, "--config-dir", str(config_dir)]
     galley += ["--webhook-addr", "127.0.0.1:15017", "--monitoring-addr", f"127.0.0.1:{GALLEY_HTTP}"]
-    _spawn(stack, netns, galley, work / "galley.log")
+    stack.enter_context(netns_process(netns, galley, work / "galley.log"))
     ready = f"http://127.0.0.1:{GALLEY_HTTP}/readyz"
     kit.wait_until(lambda: _http_ok(node, ready), 60, "galley ready")
     pilot = [str(BIN / "meshplane-pilot"), "--nats-url", nats, "--id", "pilot-capture"]
     pilot += ["--grpc-addr", f"0.0.0.0:{PILOT_GRPC}", "--http-addr", f"127.0.0.1:{PILOT_HTTP}"]
-    _spawn(stack, netns, pilot, work / "pilot.log", PILOT_DEBOUNCE_AFTER="50ms")
+    debounce = {"PILOT_DEBOUNCE_AFTER": "50ms"}
+    stack.enter_context(netns_process(netns, pilot, work / "pilot.log", env=debounce))
     kit.wait_until(lambda: _http_ok(node, f"http://127.0.0.1:{PILOT_HTTP}/ready"), 60, "pilot ready")
 
 
@@ -301,8 +209,10 @@ def mesh(kit: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Capture
         work.chmod(0o755)  # the proxy user (1337) reads its bootstrap here
         in_pod = stack.enter_context(netns_thread(pod.path))
         in_node = stack.enter_context(netns_thread(f"/run/netns/{pod.node}"))
-        octet = int(pod.ip.split(".")[2])
-        vip = {name: f"10.96.{octet}.{10 + i}" for i, name in enumerate(("web", "reviews", "db"))}
+        # Service VIPs outside the pod's /24, as a cluster's service CIDR is.
+        octets = pod.ip.split(".")
+        prefix = "10.95" if octets[1] == "96" else "10.96"
+        vip = {name: f"{prefix}.{octets[2]}.{10 + i}" for i, name in enumerate(("web", "reviews", "db"))}
         config_dir = tmp / "config"
         config_dir.mkdir()
         write_config(config_dir, "mesh", _mesh_config(pod, vip))
@@ -317,6 +227,7 @@ def mesh(kit: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Capture
             "v1": app("reviews", "v1", pod.node_ip, V1_PORT, in_node),
             "v2": app("reviews", "v2", pod.node_ip, V2_PORT, in_node),
             "outside": app("outside", "-", pod.node_ip, UNKNOWN_PORT, in_node),
+            "outside-http": app("outside-http", "-", pod.node_ip, REVIEWS_PORT, in_node),
             "web": app("web", "v1", "0.0.0.0", APP_PORT, in_pod),
             "extra": app("web-extra", "v1", "0.0.0.0", EXTRA_PORT, in_pod),
         }
@@ -344,9 +255,8 @@ def mesh(kit: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Capture
         bootstrap.write_text(yaml.safe_dump(render_bootstrap(opts)))
         bootstrap.chmod(0o644)
         envoy = [ENVOY, "-c", str(bootstrap), "--use-dynamic-base-id", "--concurrency", "1"]
-        _spawn(
-            stack, pod.path, [*envoy, "-l", "warning", "--drain-time-s", "1"], work / "envoy.log", uid=1337
-        )
+        envoy += ["-l", "warning", "--drain-time-s", "1"]
+        stack.enter_context(netns_process(pod.path, envoy, work / "envoy.log", uid=1337))
 
         def live() -> bool:
             try:
@@ -409,35 +319,48 @@ def test_inbound_connections_to_the_pod_ip_go_through_virtual_inbound(mesh: Capt
     assert mesh.stat("cluster.InboundPassthroughCluster.upstream_cx_total") == passthrough + 1
 
 
-def _blackholed(mesh: Capture) -> bool:
-    reply = mesh.http(mesh.pod.node_ip, UNKNOWN_PORT)
-    return "error" in reply
+def _registry_only(mesh: Capture) -> bool:
+    """Both unknown destinations blocked: a port with no listener, and an unknown host on 9080."""
+    unknown_port = mesh.http(mesh.pod.node_ip, UNKNOWN_PORT)
+    unknown_host = mesh.http(mesh.pod.node_ip, REVIEWS_PORT)
+    return "error" in unknown_port and unknown_host.get("status") == 502
 
 
-def test_unknown_destination_passes_through_unless_registry_only(mesh: Capture) -> None:
-    outside = mesh.apps["outside"]
+def _allow_any(mesh: Capture) -> bool:
+    ports = (UNKNOWN_PORT, REVIEWS_PORT)
+    return all(mesh.http(mesh.pod.node_ip, port).get("status") == 200 for port in ports)
+
+
+def test_unknown_destinations_pass_through_unless_registry_only(mesh: Capture) -> None:
+    outside, outside_http = mesh.apps["outside"], mesh.apps["outside-http"]
     passthrough = mesh.stat("cluster.PassthroughCluster.upstream_cx_total")
     before = len(outside.requests)
+    # An address:port that no service has: virtualOutbound's own catch-all TCP chain.
     reply = mesh.http(mesh.pod.node_ip, UNKNOWN_PORT)
     assert reply.get("status") == 200, (reply, mesh.log_tail("envoy"))
     assert json.loads(reply["body"])["name"] == "outside"
     assert len(outside.requests) == before + 1
     assert mesh.stat("cluster.PassthroughCluster.upstream_cx_total") == passthrough + 1
+    # An unknown host on a service's HTTP port: route "9080", virtual host allow_any.
+    reply = mesh.http(mesh.pod.node_ip, REVIEWS_PORT)
+    assert reply.get("status") == 200, reply
+    assert json.loads(reply["body"])["name"] == "outside-http"
+    assert mesh.stat("cluster.PassthroughCluster.upstream_rq_200") >= 1
 
     sidecar = _obj("Sidecar", "default", {"outboundTrafficPolicy": {"mode": "REGISTRY_ONLY"}})
     mesh.write_config("sidecar", [sidecar])
     try:
-        mesh.kit.wait_until(lambda: _blackholed(mesh), 30, "REGISTRY_ONLY to reach envoy")
+        mesh.kit.wait_until(lambda: _registry_only(mesh), 30, "REGISTRY_ONLY to reach envoy")
         blocked = mesh.stat("cluster.BlackHoleCluster.upstream_cx_none_healthy")
-        seen = len(outside.requests)
-        assert _blackholed(mesh)
-        assert len(outside.requests) == seen, "a blocked request reached the server"
+        seen = len(outside.requests), len(outside_http.requests)
+        assert _registry_only(mesh)
+        assert (len(outside.requests), len(outside_http.requests)) == seen, "a blocked request got out"
         assert mesh.stat("cluster.BlackHoleCluster.upstream_cx_none_healthy") == blocked + 1
         # Services in the registry still work.
         assert mesh.http(mesh.vip["reviews"], REVIEWS_PORT).get("status") == 200
     finally:
         (mesh.config_dir / "sidecar.yaml").unlink()
-        mesh.kit.wait_until(lambda: not _blackholed(mesh), 30, "ALLOW_ANY back")
+        mesh.kit.wait_until(lambda: _allow_any(mesh), 30, "ALLOW_ANY back")
 
 
 def test_tcp_service_goes_through_its_own_tcp_proxy(mesh: Capture) -> None:

@@ -1,11 +1,9 @@
 """Test support for the CNI tests: root/iptables skip helper, pod netns with a veth, plugin runs
-the way a runtime does them, the agent as a subprocess, and a thread that works inside a netns.
-Everything made is torn down.
+the way a runtime does them, and the agent as a subprocess.  Everything made is torn down.
 """
 
 from __future__ import annotations
 
-import ctypes
 import json
 import os
 import secrets
@@ -14,12 +12,11 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
@@ -267,48 +264,3 @@ def agent(base: Path, pods: list[dict[str, Any]], *extra: str) -> Iterator[Agent
         yield a
     finally:
         a.stop()
-
-
-_T = TypeVar("_T")
-_CLONE_NEWNET = 0x40000000
-
-
-def _enter_netns(path: str) -> None:
-    libc = ctypes.CDLL(None, use_errno=True)
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        if libc.setns(fd, _CLONE_NEWNET) != 0:
-            err = ctypes.get_errno()
-            raise OSError(err, f"setns {path}: {os.strerror(err)}")
-    finally:
-        os.close(fd)
-
-
-class NetnsThread:
-    """One worker thread moved into a network namespace (setns is per thread).
-
-    Sockets made by functions run here (a listening server, an httpx client) belong to that
-    netns for their whole life, whichever thread later uses them; the rest of the process stays
-    in its own netns.
-    """
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self._pool = ThreadPoolExecutor(
-            1, thread_name_prefix="netns", initializer=_enter_netns, initargs=(path,)
-        )
-
-    def call(self, fn: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
-        return self._pool.submit(fn, *args, **kwargs).result()
-
-    def close(self) -> None:
-        self._pool.shutdown(wait=True)
-
-
-@contextmanager
-def netns_thread(path: str) -> Iterator[NetnsThread]:
-    worker = NetnsThread(path)
-    try:
-        yield worker
-    finally:
-        worker.close()
