@@ -47,7 +47,14 @@ from meshplane.ctl.bootstrap import BootstrapOptions, render_bootstrap
 from meshplane.shared.envoyproc import find_envoy
 from meshplane.shared.natsserver import find_nats_server, wait_for_port
 
-pytestmark = [pytest.mark.root, pytest.mark.integration, requires_root, pytest.mark.timeout(180)]
+# One worker runs the whole module so the setup (netns, control plane, Envoy) is made once.
+pytestmark = [
+    pytest.mark.root,
+    pytest.mark.integration,
+    requires_root,
+    pytest.mark.timeout(180),
+    pytest.mark.xdist_group("capture-redirect"),
+]
 
 BIN = Path(sys.executable).parent
 NS = "capture"
