@@ -130,6 +130,7 @@ def main() -> int:
     parser.add_argument("--proxies", type=int, default=2000)
     parser.add_argument("--loadgens", type=int, default=4)
     parser.add_argument("--connect-rate", type=int, default=1000, help="PILOT_MAX_REQUESTS_PER_SECOND")
+    parser.add_argument("--profile", metavar="FILE", help="run Pilot under cProfile, stats written to FILE")
     args = parser.parse_args()
     cpus = sorted(os.sched_getaffinity(0))
     pilot_cpu, load_cpu = cpus[0], cpus[-1]
@@ -154,6 +155,7 @@ def main() -> int:
         pilot = subprocess.Popen(
             [
                 sys.executable,
+                *(["-m", "cProfile", "-o", args.profile] if args.profile else []),
                 "-m",
                 "meshplane.pilot",
                 "--nats-url",

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from meshplane.pilot.model.proxy import Proxy
 from meshplane.pilot.model.push_request import PushRequest
+from meshplane.pilot.xds.resources import Part
 
 _ids = itertools.count(1)
 
@@ -37,8 +38,9 @@ class Watched:
     version_acked: str = ""
     last_nack: str = ""
     nacks: int = 0
-    #: Delta: resource name → version the proxy holds (after our send).
-    sent_versions: dict[str, str] = field(default_factory=dict)
+    #: Delta: what the proxy holds after our last send — the shared parts it was sent, or
+    #: name → version (from ``initial_resource_versions`` when it reconnects).
+    held: tuple[Part, ...] | dict[str, str] | None = None
     #: Time the oldest unacknowledged push started (for convergence time).
     pending_since: float | None = None
     #: The last response sent by a traced push, until the proxy answers it.
