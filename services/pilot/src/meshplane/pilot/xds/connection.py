@@ -64,7 +64,6 @@ class Connection:
         self.outbox: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=2)
         self.pending: PushRequest | None = None
         self.closed = False
-        self._nonce = itertools.count(1)
 
     async def send(self, data: bytes) -> bool:
         """Queue one serialized response (waits for room); False once the stream has closed."""
@@ -77,9 +76,6 @@ class Connection:
         """After the stream ended: release any sender waiting for room."""
         while not self.outbox.empty():
             self.outbox.get_nowait()
-
-    def next_nonce(self) -> str:
-        return f"{next(self._nonce)}"
 
     def watch(self, type_url: str) -> Watched:
         w = self.watched.get(type_url)

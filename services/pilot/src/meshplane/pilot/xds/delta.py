@@ -81,7 +81,7 @@ async def send(
         server.metrics.pushes.labels(f"{short}_builderr").inc()
         log.exception("building %s for %s failed", short, conn.id)
         return frozenset()
-    held = w.held
+    held = w.held or (resources.EMPTY,) * len(parts)  # holding nothing: a move shared by all
     if isinstance(held, tuple) and len(held) == len(parts):
         diffs = [server.cache.diff(h, p, w.wildcard, force) for h, p in zip(held, parts, strict=True)]
     else:
@@ -98,16 +98,23 @@ async def send(
     w.held = parts
     if not sent and not removed and not always:
         return frozenset()
-    head = discovery_pb2.DeltaDiscoveryResponse(
-        type_url=type_url,
-        system_version_info=server.version_info(),
-        nonce=conn.next_nonce(),
-        removed_resources=removed,
-    )
-    w.nonce_sent = head.nonce
-    w.version_sent = head.system_version_info
-    bodies = [d.body for d in diffs if d.body] + [r.delta_wire for r in extra]
-    if not await conn.send(b"".join((*bodies, head.SerializeToString()))):
+    version = server.version_info()
+
+    def build(nonce: str) -> bytes:
+        head = discovery_pb2.DeltaDiscoveryResponse(
+            type_url=type_url, system_version_info=version, nonce=nonce, removed_resources=removed
+        )
+        bodies = [d.body for d in diffs if d.body] + [r.delta_wire for r in extra]
+        return b"".join((*bodies, head.SerializeToString()))
+
+    if extra:  # names this proxy just subscribed: its own response
+        nonce = server.cache.next_nonce()
+        data = build(nonce)
+    else:
+        nonce, data = server.cache.response((type_url, version, *diffs), build)
+    w.nonce_sent = nonce
+    w.version_sent = version
+    if not await conn.send(data):
         return frozenset()
     server.metrics.pushes.labels(short).inc()
     server.dirty.add(conn.id)

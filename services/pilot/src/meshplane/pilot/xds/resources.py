@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import itertools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
@@ -178,6 +179,10 @@ class ResourceCache:
         self._eds_parts: dict[frozenset[str], Part] = {}
         self._route_parts: dict[tuple[str, frozenset[str]], Part] = {}
         self._diffs: dict[tuple[Part, Part, bool, frozenset[str]], Diff] = {}
+        self._responses: dict[tuple[object, ...], tuple[str, bytes]] = {}
+        #: Nonces are unique for the life of the process; a shared response has one nonce for
+        #: every stream it goes to (identical content, so an answer to it means the same).
+        self._nonces = itertools.count(1)
         self.hits = 0
         self.misses = 0
 
@@ -188,12 +193,26 @@ class ResourceCache:
         self._eds_parts.clear()
         self._route_parts.clear()
         self._diffs.clear()
+        self._responses.clear()
 
     def clear_eds(self, hosts: frozenset[str]) -> None:
         for name in [n for n in self._eds if n.rsplit("|", 1)[-1] in hosts]:
             del self._eds[name]
         self._eds_parts.clear()
         self._diffs.clear()
+        self._responses.clear()
+
+    def next_nonce(self) -> str:
+        return f"{next(self._nonces)}"
+
+    def response(self, key: tuple[object, ...], build: Callable[[str], bytes]) -> tuple[str, bytes]:
+        """The serialized response for ``key`` (parts or diffs, type and version), built once with
+        a fresh nonce and then sent as the same bytes to every proxy it fits."""
+        found = self._responses.get(key)
+        if found is None:
+            nonce = self.next_nonce()
+            found = self._responses[key] = (nonce, build(nonce))
+        return found
 
     def diff(self, have: Part, new: Part, wildcard: bool, force: frozenset[str] = frozenset()) -> Diff:
         """``diff`` between two shared parts, computed once for every proxy making that move."""

@@ -78,15 +78,18 @@ async def send(
         return
     if hosts is not None:
         parts = tuple(p.only(hosts) for p in parts)
-    head = discovery_pb2.DiscoveryResponse(
-        version_info=server.version_info(), type_url=type_url, nonce=conn.next_nonce()
-    )
-    w.nonce_sent = head.nonce
-    w.version_sent = head.version_info
-    # Parts are serialized once per push and shared; only this header is per proxy. Protobuf
-    # merges concatenated messages, so the header may follow the resources.
-    bodies = [p.sotw_body for p in parts if p.items]
-    if not await conn.send(b"".join((*bodies, head.SerializeToString()))):
+    version = server.version_info()
+
+    def build(nonce: str) -> bytes:
+        # Parts are serialized once per push; protobuf merges concatenated messages, so the
+        # header (version, type, nonce) may follow the resources.
+        head = discovery_pb2.DiscoveryResponse(version_info=version, type_url=type_url, nonce=nonce)
+        return b"".join((*(p.sotw_body for p in parts if p.items), head.SerializeToString()))
+
+    nonce, data = server.cache.response((type_url, version, *parts), build)
+    w.nonce_sent = nonce
+    w.version_sent = version
+    if not await conn.send(data):
         return
     server.metrics.pushes.labels(short).inc()
     server.dirty.add(conn.id)
