@@ -161,7 +161,9 @@ async def _delta_stream(channel: grpc.aio.Channel, index: int, ns: str, out: lis
     subscribed: dict[str, set[str]] = {EDS: set(), RDS: set()}
     async for resp in call(requests()):
         _record(out, index, resp.type_url, resp.system_version_info, len(resp.resources))
-        queue.put_nowait(discovery_pb2.DeltaDiscoveryRequest(type_url=resp.type_url, response_nonce=resp.nonce))
+        queue.put_nowait(
+            discovery_pb2.DeltaDiscoveryRequest(type_url=resp.type_url, response_nonce=resp.nonce)
+        )
         if resp.type_url == CDS:
             for r in resp.resources:
                 clusters[r.name] = _eds_of(r.resource.value)
@@ -199,7 +201,9 @@ async def main(args: argparse.Namespace) -> None:
         for _ in range(max(1, args.streams // args.per_channel))
     ]
     tasks = [
-        asyncio.create_task(stream(channels[i % len(channels)], args.first + i, args.namespace, out, args.delta))
+        asyncio.create_task(
+            stream(channels[i % len(channels)], args.first + i, args.namespace, out, args.delta)
+        )
         for i in range(args.streams)
     ]
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Generator
 
 import grpc
@@ -165,6 +166,14 @@ class Pilot:
             await asyncio.sleep(0.5)
             dirty, server.dirty = server.dirty, set()
             conns = [c for c in map(server.connections.get, dirty) if c is not None]
+            # A proxy in the middle of a push is written once it is in sync, or every 2 s while it
+            # is not: a push to thousands of proxies then costs one status write per proxy.
+            now = time.monotonic()
+            later = {c.id for c in conns if not c.synced() and now - c.status_written < _STATUS_EVERY}
+            server.dirty |= later
+            conns = [c for c in conns if c.id not in later]
+            for c in conns:
+                c.status_written = now
             # Concurrent puts share socket writes; one at a time cost a syscall and a round trip each.
             for i in range(0, len(conns), _STATUS_BATCH):
                 results = await asyncio.gather(
@@ -198,6 +207,7 @@ async def _bounded(aw: Awaitable[object], seconds: float, what: str) -> None:
 
 
 _STATUS_BATCH = 256
+_STATUS_EVERY = 2.0
 
 
 def _status(pilot_id: str, conn: object) -> status_pb2.ProxyStatus:

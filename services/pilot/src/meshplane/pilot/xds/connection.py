@@ -64,6 +64,8 @@ class Connection:
         self.outbox: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=2)
         self.pending: PushRequest | None = None
         self.closed = False
+        #: When this proxy's status was last written to the bus (monotonic).
+        self.status_written = 0.0
 
     async def send(self, data: bytes) -> bool:
         """Queue one serialized response (waits for room); False once the stream has closed."""

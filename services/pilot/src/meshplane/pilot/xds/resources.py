@@ -102,7 +102,6 @@ class Part:
             self._only[hosts] = found
         return found
 
-
     def without(self, names: frozenset[str]) -> Part:
         """The items not named in ``names``."""
         found = self._without.get(names)
@@ -119,6 +118,8 @@ def _scope_and_own(shared: Part, own: Part) -> Parts:
     if own.items and not shared.items.keys().isdisjoint(own.items):
         shared = shared.without(frozenset(own.items))
     return (shared, own)
+
+
 Parts = tuple[Part, ...]
 
 
@@ -144,9 +145,7 @@ def diff(
     """Items of ``new`` that ``have`` lacks or holds at another version, or that are in ``force``;
     with ``wildcard``, also the names ``have`` holds that ``new`` no longer has (a Delta removal)."""
     changed = [
-        r
-        for n, r in new.items()
-        if (h := have.get(n)) is None or _version(h) != r.version or n in force
+        r for n, r in new.items() if (h := have.get(n)) is None or _version(h) != r.version or n in force
     ]
     removed = [n for n in have if n not in new] if wildcard else []
     return Diff(changed, removed)
