@@ -2,9 +2,10 @@
 
 Each stream asks for CDS, then EDS for the clusters it got, LDS, then RDS for the route names
 in its listeners, and ACKs every response. With ``--delta`` it speaks the incremental protocol
-(wildcard CDS/LDS, EDS/RDS subscriptions that follow the clusters and listeners it holds). Every response's arrival time is written as one JSON
-line ``{"stream": i, "type": "cds", "t": unix_time, "version": ...}`` to stdout, so the runner
-can tell when every stream has received a push.
+(wildcard CDS/LDS, EDS/RDS subscriptions that follow the clusters and listeners it holds).
+Every response's arrival time is written as one JSON line ``{"stream": i, "type": "cds",
+"t": unix_time, "version": ...}`` to stdout, so the runner can tell when every stream has
+received a push.
 
     python -m benchmarks.xds.loadgen --pilot 127.0.0.1:15010 --streams 500 --first 0
 """

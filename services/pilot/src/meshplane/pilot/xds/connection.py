@@ -6,7 +6,7 @@ import asyncio
 import itertools
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from meshplane.pilot.model.proxy import Proxy
 from meshplane.pilot.model.push_request import PushRequest
