@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import sys
 from typing import TYPE_CHECKING
 
 from envoy.service.discovery.v3 import discovery_pb2
@@ -28,7 +27,7 @@ async def process(server: DiscoveryServer, conn: Connection, req: discovery_pb2.
         return
     short = common.SHORT[type_url]
     w = conn.watch(type_url)
-    names = frozenset(sys.intern(n) for n in req.resource_names)  # names shared across proxies
+    names = server.canonical(frozenset(req.resource_names))  # one shared set per distinct subscription
     if req.HasField("error_detail"):
         if req.response_nonce and req.response_nonce != w.nonce_sent:
             return
@@ -71,22 +70,26 @@ async def send(
     """
     w = conn.watch(type_url)
     short = common.SHORT[type_url]
-    names = None if w.wildcard else w.names
-    if hosts is not None and names is not None:
-        names = frozenset(n for n in names if n.rsplit("|", 1)[-1] in hosts)
     try:
-        resources = server.cache.generate(server.ctx, conn.proxy, type_url, names)
+        parts = server.cache.parts(server.ctx, conn.proxy, type_url, None if w.wildcard else w.names)
     except Exception:
         server.metrics.pushes.labels(f"{short}_builderr").inc()
         log.exception("building %s for %s failed", short, conn.id)
         return
-    head = discovery_pb2.DiscoveryResponse(
-        version_info=server.version_info(), type_url=type_url, nonce=conn.next_nonce()
-    )
-    w.nonce_sent = head.nonce
-    w.version_sent = head.version_info
-    # resources are serialized once per push and shared; only this header is per proxy
-    if not await conn.send(b"".join(r.sotw_wire for r in resources.values()) + head.SerializeToString()):
+    if hosts is not None:
+        parts = tuple(p.only(hosts) for p in parts)
+    version = server.version_info()
+
+    def build(nonce: str) -> bytes:
+        # Parts are serialized once per push; protobuf merges concatenated messages, so the
+        # header (version, type, nonce) may follow the resources.
+        head = discovery_pb2.DiscoveryResponse(version_info=version, type_url=type_url, nonce=nonce)
+        return b"".join((*(p.sotw_body for p in parts if p.items), head.SerializeToString()))
+
+    nonce, data = server.cache.response((type_url, version, *parts), build)
+    w.nonce_sent = nonce
+    w.version_sent = version
+    if not await conn.send(data):
         return
     server.metrics.pushes.labels(short).inc()
     server.dirty.add(conn.id)
