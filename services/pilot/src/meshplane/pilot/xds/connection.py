@@ -31,6 +31,8 @@ class Watched:
 
     type_url: str
     names: frozenset[str] = frozenset()
+    #: SotW: the wire bytes of ``names`` as the proxy last sent them (shared with equal subscriptions).
+    names_key: bytes = b""
     wildcard: bool = True
     nonce_sent: str = ""
     nonce_acked: str = ""

@@ -11,7 +11,7 @@ import itertools
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from meshplane.pilot.generators import clusters, common, endpoints, listeners, routes
 from meshplane.pilot.metrics import Metrics
@@ -51,6 +51,8 @@ class DiscoveryServer:
         #: One shared frozenset per distinct subscription (thousands of proxies ask for the same
         #: names): saves memory, and caches keyed by names compare by identity.
         self._names: dict[frozenset[str], frozenset[str]] = {}
+        #: SotW subscriptions by the wire bytes of their names (see ``sotw._subscription``).
+        self._by_wire: dict[bytes, tuple[frozenset[str], bytes]] = {}
         self.push_count = 0
         self.connects = 0
         self.last_push: dict[str, object] = {}
@@ -81,9 +83,17 @@ class DiscoveryServer:
         """The shared instance of a subscription's names."""
         return self._names.setdefault(names, names)
 
+    def subscription(self, wire: bytes, names: Iterable[str]) -> tuple[frozenset[str], bytes]:
+        """The shared names set (and shared key) for a subscription whose names encode as ``wire``."""
+        found = self._by_wire.get(wire)
+        if found is None:
+            found = self._by_wire[wire] = (self.canonical(frozenset(names)), wire)
+        return found
+
     def _forget_unused_names(self) -> None:
-        live = [w.names for c in self.connections.values() for w in c.watched.values()]
-        self._names = {n: n for n in live}
+        watched = [w for c in self.connections.values() for w in c.watched.values()]
+        self._names = {w.names: w.names for w in watched}
+        self._by_wire = {w.names_key: (w.names, w.names_key) for w in watched if w.names_key}
 
     # ---- pushes ------------------------------------------------------------------------
     async def push(self, req: PushRequest) -> None:
