@@ -99,6 +99,10 @@ class Fleet:
                 time.sleep(0.02)
         return last, len(self.envoys) - len(pending)
 
+    def cpu_seconds(self) -> float:
+        """User+system CPU seconds of all the Envoys so far."""
+        return sum(tree_cpu_seconds(e.proc.pid) for e in self.envoys if e.proc is not None)
+
     def active_clusters(self) -> list[int]:
         return [envoy_stats(e.admin_port).get("cluster_manager.active_clusters", 0) for e in self.envoys]
 

@@ -46,6 +46,16 @@ def _template(name: str) -> Any:
     return module
 
 
+def _envoy_accepts(path: Path) -> None:
+    done = subprocess.run(
+        [find_envoy(), "--mode", "validate", "-c", str(path), "--use-dynamic-base-id"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+
+
 def test_sovereign_templates_render_config_real_envoy_accepts(tmp_path: Path) -> None:
     services = services_data(10)
     clusters = _template("clusters").call(services=services, discovery_request=None)
@@ -62,21 +72,9 @@ def test_sovereign_templates_render_config_real_envoy_accepts(tmp_path: Path) ->
     }
     path = tmp_path / "static.json"
     path.write_text(json.dumps(bootstrap))
-    done = subprocess.run(
-        [find_envoy(), "--mode", "validate", "-c", str(path), "--use-dynamic-base-id"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    _envoy_accepts(path)
     # the REST bootstrap the sovereign side gives each Envoy is valid too
     side = SovereignSide(tmp_path / "sov", 10, script=tmp_path / "unused", refresh_delay=1.0)
     side.port = 18080
     path.write_text(json.dumps(side.bootstrap(0, 0)))
-    done = subprocess.run(
-        [find_envoy(), "--mode", "validate", "-c", str(path), "--use-dynamic-base-id"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    _envoy_accepts(path)
