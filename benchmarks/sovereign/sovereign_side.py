@@ -15,6 +15,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -35,12 +36,13 @@ class SovereignUnavailable(RuntimeError):
 
 def install_sovereign(workdir: Path, version: str = SOVEREIGN_VERSION, timeout: float = 300) -> Path:
     """Install sovereign==version into ``workdir/venv``; returns the path of its ``sovereign`` script."""
-    uv = shutil.which("uv")
+    beside = Path(sys.executable).parent / "uv"  # `make env` puts uv in .venv/bin
+    uv = str(beside) if beside.is_file() else shutil.which("uv")
     if uv is None:
         raise SovereignUnavailable("uv is not on PATH (needed to make sovereign's own virtualenv)")
     venv = workdir / "venv"
     steps = [
-        [uv, "venv", "--quiet", "--python", "3.11", str(venv)],
+        [uv, "venv", "--quiet", "--python", sys.executable, str(venv)],
         [uv, "pip", "install", "--quiet", "--python", str(venv / "bin" / "python"), f"sovereign=={version}"],
     ]
     for cmd in steps:
