@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -174,27 +175,30 @@ def main(argv: list[str] | None = None) -> int:
             print(f"sovereign side skipped: {exc}")
             sides.remove("sovereign")
     results: dict[str, list[Result]] = {s: [] for s in sides}
-    for rep in range(args.reps):
-        for name in sides:
-            workdir = tmp / f"{name}-{rep}"
-            side: Side
-            if name == "meshplane":
-                side = MeshplaneSide(workdir / "cp", args.services)
-            else:
-                assert script is not None
-                side = SovereignSide(
-                    workdir / "cp",
-                    args.services,
-                    script,
-                    args.refresh_delay,
-                    args.context_refresh,
-                    args.sovereign_workers,
-                )
-            if rep == 0:
-                print(f"{name} settings: {side.settings}")
-            res = run_once(side, workdir, args.envoys, args.services, pins, args.timeout, args.idle)
-            results[name].append(res)
-            print(f"run {rep + 1}: {res.line()}", *res.notes, flush=True)
+    try:
+        for rep in range(args.reps):
+            for name in sides:
+                workdir = tmp / f"{name}-{rep}"
+                side: Side
+                if name == "meshplane":
+                    side = MeshplaneSide(workdir / "cp", args.services)
+                else:
+                    assert script is not None
+                    side = SovereignSide(
+                        workdir / "cp",
+                        args.services,
+                        script,
+                        args.refresh_delay,
+                        args.context_refresh,
+                        args.sovereign_workers,
+                    )
+                if rep == 0:
+                    print(f"{name} settings: {side.settings}")
+                res = run_once(side, workdir, args.envoys, args.services, pins, args.timeout, args.idle)
+                results[name].append(res)
+                print(f"run {rep + 1}: {res.line()}", *res.notes, flush=True)
+    finally:
+        shutil.rmtree(tmp / "sovereign-env", ignore_errors=True)  # the throwaway virtualenv; logs stay
     for name in sides:
         print(_summary(name, results[name]))
     load = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()

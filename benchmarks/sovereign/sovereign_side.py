@@ -51,7 +51,8 @@ def install_sovereign(workdir: Path, version: str = SOVEREIGN_VERSION, timeout: 
         except (OSError, subprocess.TimeoutExpired) as exc:
             raise SovereignUnavailable(f"{' '.join(cmd[:3])}: {exc}") from exc
         if done.returncode != 0:
-            raise SovereignUnavailable(f"{' '.join(cmd[:3])} failed: {done.stderr.strip()[-500:]}")
+            reason = " ".join(done.stderr.split())[-400:]
+            raise SovereignUnavailable(f"{' '.join(cmd[:3])} failed: {reason}")
     script = venv / "bin" / "sovereign"
     if not script.is_file():
         raise SovereignUnavailable(f"sovereign installed but {script} is missing")
