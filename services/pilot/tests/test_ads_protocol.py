@@ -261,3 +261,36 @@ async def test_delta_proxies_of_one_scope_share_a_response_and_reconnects_get_on
         for c in (*clients, again):
             c.call.cancel()
             await asyncio.gather(c.reader, return_exceptions=True)
+
+
+async def test_sotw_ack_that_changes_the_subscription_gets_the_new_names_and_one_that_repeats_it_nothing(
+    pilot: tuple[Pilot, Buckets],
+) -> None:
+    p, _ = pilot
+    a, b = (f"outbound|80||{h}" for h in HOSTS)
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{p.grpc_port}") as channel:
+        c = Client(channel, delta=False)
+        c.requests.put_nowait(first(common.ENDPOINT, [a]))
+        eds = await c.recv()
+        assert eds.type_url == common.ENDPOINT and len(eds.resources) == 1
+
+        def ack(resp: Any, names: list[str]) -> discovery_pb2.DiscoveryRequest:
+            return discovery_pb2.DiscoveryRequest(
+                type_url=common.ENDPOINT,
+                version_info=resp.version_info,
+                response_nonce=resp.nonce,
+                resource_names=names,
+            )
+
+        c.requests.put_nowait(ack(eds, [a]))  # same names: nothing new to say
+        assert await c.nothing()
+        c.requests.put_nowait(ack(eds, [a, b]))  # one more cluster: both sent
+        grown = await c.recv()
+        assert len(grown.resources) == 2
+        c.requests.put_nowait(ack(grown, [b]))  # fewer: the remaining one
+        shrunk = await c.recv()
+        assert len(shrunk.resources) == 1
+        c.requests.put_nowait(ack(shrunk, [b]))
+        assert await c.nothing()
+        c.call.cancel()
+        await asyncio.gather(c.reader, return_exceptions=True)
