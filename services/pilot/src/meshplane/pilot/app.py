@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Generator
 
 import grpc
@@ -164,15 +165,27 @@ class Pilot:
         while True:
             await asyncio.sleep(0.5)
             dirty, server.dirty = server.dirty, set()
-            for conn_id in dirty:
-                conn = server.connections.get(conn_id)
-                try:
-                    if conn is None:
-                        continue
-                    await buckets.proxy_status.put(
-                        make_key(self.settings.pilot_id, conn.proxy.id), _status(self.settings.pilot_id, conn)
-                    )
-                except Exception as exc:
+            conns = [c for c in map(server.connections.get, dirty) if c is not None]
+            # A proxy in the middle of a push is written once it is in sync, or every 2 s while it
+            # is not: a push to thousands of proxies then costs one status write per proxy.
+            now = time.monotonic()
+            later = {c.id for c in conns if not c.synced() and now - c.status_written < _STATUS_EVERY}
+            server.dirty |= later
+            conns = [c for c in conns if c.id not in later]
+            for c in conns:
+                c.status_written = now
+            # Concurrent puts share socket writes; one at a time cost a syscall and a round trip each.
+            for i in range(0, len(conns), _STATUS_BATCH):
+                results = await asyncio.gather(
+                    *(
+                        buckets.proxy_status.put(
+                            make_key(self.settings.pilot_id, c.proxy.id), _status(self.settings.pilot_id, c)
+                        )
+                        for c in conns[i : i + _STATUS_BATCH]
+                    ),
+                    return_exceptions=True,
+                )
+                for exc in {repr(r) for r in results if isinstance(r, Exception)}:
                     log.warning("publishing proxy status failed: %s", exc)
             live = {c.proxy.id for c in server.connections.values()}
             for gone in {cid.rsplit("-", 1)[0] for cid in dirty} - live:
@@ -191,6 +204,10 @@ async def _bounded(aw: Awaitable[object], seconds: float, what: str) -> None:
         await asyncio.wait_for(aw, seconds)
     except (TimeoutError, asyncio.CancelledError):
         log.warning("shutdown: %s did not finish in %.0fs", what, seconds)
+
+
+_STATUS_BATCH = 256
+_STATUS_EVERY = 2.0
 
 
 def _status(pilot_id: str, conn: object) -> status_pb2.ProxyStatus:

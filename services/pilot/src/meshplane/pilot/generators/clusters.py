@@ -10,6 +10,7 @@ from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2
 from meshplane.pilot.generators.common import (
     BLACKHOLE,
     INBOUND_PASSTHROUGH,
+    INBOUND_PASSTHROUGH_SOURCE,
     PASSTHROUGH,
     ads_source,
     duration,
@@ -17,6 +18,7 @@ from meshplane.pilot.generators.common import (
     outbound,
     pack,
 )
+from meshplane.pilot.generators.gateway import sni_dnat_clusters
 from meshplane.pilot.generators.policy import apply_policy, merged_policy
 from meshplane.pilot.generators.security.mtls import apply_auto_mtls
 from meshplane.pilot.model.config import Config, Port, Service
@@ -168,12 +170,19 @@ def special_clusters() -> list[cluster_pb2.Cluster]:
     inbound = _base(INBOUND_PASSTHROUGH)
     inbound.type = cluster_pb2.Cluster.ORIGINAL_DST
     inbound.lb_policy = cluster_pb2.Cluster.CLUSTER_PROVIDED
+    # Under iptables capture the proxy's connection to its own pod IP would be sent back to 15006
+    # (the ``-o lo ! -d 127.0.0.1 --uid-owner 1337`` rule); the capture rules let traffic from
+    # 127.0.0.6 through first, so this cluster connects from there, as Istio's does.
+    inbound.upstream_bind_config.source_address.CopyFrom(
+        address_pb2.SocketAddress(address=INBOUND_PASSTHROUGH_SOURCE, port_value=0)
+    )
     return [blackhole, passthrough, inbound]
 
 
 def shared_clusters(ctx: PushContext, proxy: Proxy) -> list[cluster_pb2.Cluster]:
     """Outbound and special clusters: identical for every proxy of one scope."""
-    return outbound_clusters(ctx, proxy) + special_clusters()
+    outbound = outbound_clusters(ctx, proxy)
+    return outbound + sni_dnat_clusters(ctx, proxy, outbound) + special_clusters()
 
 
 def own_clusters(ctx: PushContext, proxy: Proxy) -> list[cluster_pb2.Cluster]:

@@ -26,6 +26,8 @@ PUSH_ORDER = (CLUSTER, ENDPOINT, LISTENER, ROUTE)
 BLACKHOLE = "BlackHoleCluster"
 PASSTHROUGH = "PassthroughCluster"
 INBOUND_PASSTHROUGH = "InboundPassthroughCluster"
+#: Source address of inbound passthrough connections; the capture rules never redirect it.
+INBOUND_PASSTHROUGH_SOURCE = "127.0.0.6"
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,19 @@ class ClusterKey:
         if len(parts) != 4 or not parts[1].isdigit():
             return None
         return ClusterKey(parts[0], int(parts[1]), parts[2], parts[3])
+
+    @staticmethod
+    def parse_sni(name: str) -> ClusterKey | None:
+        """The SNI form ``outbound_.9080_.v1_.reviews.default.svc.cluster.local``."""
+        parts = name.split("_.", 3)
+        if len(parts) != 4 or not parts[1].isdigit():
+            return None
+        return ClusterKey(parts[0], int(parts[1]), parts[2], parts[3])
+
+
+def sni_name(key: ClusterKey) -> str:
+    """Istio's SNI / DNS-SRV form of a cluster name (also its default mTLS SNI)."""
+    return f"{key.direction}_.{key.port}_.{key.subset}_.{key.host}"
 
 
 def previous_hosts(policy: Any) -> None:
