@@ -14,7 +14,7 @@ import grpc
 import pytest
 from cryptography import x509
 
-from meshplane.citadel.testing import CitadelProcess, make_csr
+from meshplane.citadel.testing import CitadelProcess, http_get, make_csr
 from meshplane.ctl.token import make_token
 from meshplane.proto.istio.v1.auth import ca_pb2, ca_pb2_grpc
 
@@ -141,3 +141,26 @@ def test_sigkill_of_the_main_process_leaves_no_orphan(citadel_workers: CitadelPr
     citadel_workers.proc.wait(10)
     assert wait_gone(kids) == set()
     assert running({citadel_workers.proc.pid}) == set()
+
+
+def test_a_dead_worker_is_restarted_and_ready_says_so_meanwhile(citadel_workers: CitadelProcess) -> None:
+    assert citadel_workers.proc is not None
+    main_pid = citadel_workers.proc.pid
+    ready_url = f"http://127.0.0.1:{citadel_workers.monitoring_port}/ready"
+    workers = {pid for pid in children(main_pid) if "spawn_main" in Path(f"/proc/{pid}/cmdline").read_text()}
+    assert len(workers) == WORKERS - 1
+    victim = min(workers)
+    os.kill(victim, signal.SIGKILL)
+    # a SIGKILLed process with threads shows as a zombie before it has fully exited: wait for
+    # the main process to notice (503) before waiting for the replacement (200)
+    citadel_workers.wait_for(lambda: http_get(ready_url, 1.0)[0] == 503, 30, "not ready")
+    citadel_workers.wait_for(lambda: http_get(ready_url, 1.0)[0] == 200, 60, "ready again")
+    replaced = {
+        pid for pid in running(children(main_pid)) if "spawn_main" in Path(f"/proc/{pid}/cmdline").read_text()
+    }
+    assert len(replaced) == WORKERS - 1
+    assert victim not in replaced
+    seen = {
+        serving_cert(citadel_workers.grpc_port, citadel_workers.ca_dir / "root-cert.pem") for _ in range(200)
+    }
+    assert len(seen) >= WORKERS

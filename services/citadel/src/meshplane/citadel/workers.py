@@ -46,6 +46,7 @@ class WorkerPool:
         self._settings = settings
         self._ctx = mp.get_context("spawn")
         self._procs: dict[int, BaseProcess] = {}
+        self._serving: set[int] = set()  # rows whose current process said it serves
         self._ports: BoundPorts | None = None
         #: one row of counters per serving process (row 0 = the main process)
         self.counters: MutableSequence[int] = (
@@ -70,6 +71,7 @@ class WorkerPool:
                 else None
             ),
         )
+        self._serving.discard(row)
         ready_recv, ready_send = self._ctx.Pipe(duplex=False)
         proc = self._ctx.Process(
             target=worker_main,
@@ -85,11 +87,12 @@ class WorkerPool:
                 raise RuntimeError(f"citadel worker {row} (pid {proc.pid}) did not start serving")
         finally:
             ready_recv.close()
+        self._serving.add(row)
         log.info("citadel worker %d serving (pid %d)", row, proc.pid)
 
     def alive(self) -> bool:
-        """True while every worker process runs (the main process's ``/ready``)."""
-        return all(p.is_alive() for p in self._procs.values())
+        """True while every worker process runs and serves (the main process's ``/ready``)."""
+        return all(row in self._serving and p.is_alive() for row, p in self._procs.items())
 
     async def supervise(self, stop: asyncio.Event) -> None:
         """Restart a worker that died until ``stop`` is set."""
