@@ -22,7 +22,7 @@ from meshplane.citadel.server.authn import (
     JwtAuthenticator,
     TokenReviewAuthenticator,
 )
-from meshplane.citadel.server.local_issuer import ensure_local_issuer
+from meshplane.citadel.server.local_issuer import ISSUER_JWKS, ensure_local_issuer, local_issuer_name
 from meshplane.citadel.server.servicer import CertificateServicer
 from meshplane.citadel.server.tls import ServingCredentials
 from meshplane.citadel.settings import Settings
@@ -36,10 +36,17 @@ SERVER_OPTIONS = [("grpc.so_reuseport", 1)]
 GC_GEN0_THRESHOLD = 10_000
 
 
-def build_authenticators(settings: Settings, authority: LocalAuthority) -> list[Authenticator]:
+def build_authenticators(
+    settings: Settings, authority: LocalAuthority, create_local_issuer: bool = True
+) -> list[Authenticator]:
+    """Authenticators in Istio's order. Only the main process creates (and writes) the local
+    issuer's files; workers, started after it, read them."""
     issuers = dict(settings.jwt_issuers)
     if settings.local_issuer:
-        issuer, jwks = ensure_local_issuer(settings.ca_dir, settings.trust_domain)
+        if create_local_issuer:
+            issuer, jwks = ensure_local_issuer(settings.ca_dir, settings.trust_domain)
+        else:
+            issuer, jwks = local_issuer_name(settings.trust_domain), settings.ca_dir / ISSUER_JWKS
         issuers[issuer] = str(jwks)
     authenticators: list[Authenticator] = []
     if issuers:
@@ -61,11 +68,16 @@ class BoundPorts:
 
 
 async def start_grpc(
-    settings: Settings, authority: LocalAuthority, metrics: CitadelMetrics, serving: ServingCredentials
+    settings: Settings,
+    authority: LocalAuthority,
+    metrics: CitadelMetrics,
+    serving: ServingCredentials,
+    worker: bool = False,
 ) -> tuple[grpc.aio.Server, BoundPorts]:
     """Start CreateCertificate on ``--grpc-addr`` (and ``--grpc-mtls-addr``); return the bound ports."""
     server = grpc.aio.server(options=SERVER_OPTIONS)
-    servicer = CertificateServicer(authority, build_authenticators(settings, authority), metrics)
+    authenticators = build_authenticators(settings, authority, create_local_issuer=not worker)
+    servicer = CertificateServicer(authority, authenticators, metrics)
     ca_pb2_grpc.add_IstioCertificateServiceServicer_to_server(servicer, server)
     host, port = settings.grpc_addr
     bound = server.add_secure_port(f"{host}:{port}", serving.credentials())

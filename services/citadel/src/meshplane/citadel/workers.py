@@ -153,7 +153,7 @@ def worker_main(
         metrics = CitadelMetrics(counters, row=row)
         serving = ServingCredentials(authority.bundle, settings.hostnames)
         authority.on_change(serving.update)
-        server, _ = await start_grpc(settings, authority, metrics, serving)
+        server, _ = await start_grpc(settings, authority, metrics, serving, worker=True)
         settle_gc()
         ready.send(True)
         ready.close()
