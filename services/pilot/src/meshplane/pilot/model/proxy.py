@@ -8,7 +8,6 @@ from enum import Enum
 
 from google.protobuf import json_format, struct_pb2
 
-
 #: Node metadata asking for SDS over the node agent's socket with the workload's token (Kubernetes).
 SDS_TOKEN_PATH = "SDS_TOKEN_PATH"
 SDS_UDS_PATH = "SDS_UDS_PATH"
