@@ -3,7 +3,8 @@
 Changed proxies are written every 0.5 s; every record of this replica is rewritten every
 ``REFRESH_SECONDS`` so readers can tell a live Pilot's records from those of a Pilot that died
 without cleanup (see :mod:`meshplane.shared.proxystatus`), and records nobody refreshed for
-``GC_AFTER_SECONDS`` are deleted. On a clean stop this replica's records are removed.
+``GC_AFTER_SECONDS`` are deleted (checked every ``GC_AFTER_SECONDS / 2``). On a clean stop
+this replica's records are removed.
 """
 
 from __future__ import annotations
@@ -47,9 +48,11 @@ class StatusPublisher:
         return make_key(self._pilot_id, proxy_id)
 
     async def run(self) -> None:
-        """Publish changes every 0.5 s; refresh everything and sweep every ``refresh`` seconds."""
+        """Publish changes every 0.5 s, refresh everything every ``refresh`` seconds and sweep every
+        ``gc_after / 2`` (reading the whole bucket is the costly part)."""
         server = self._server
         next_refresh = time.monotonic() + self._refresh
+        next_sweep = time.monotonic() + self._gc_after / 2
         while True:
             await asyncio.sleep(PUBLISH_INTERVAL)
             dirty, server.dirty = server.dirty, set()
@@ -65,7 +68,8 @@ class StatusPublisher:
             for gone in {cid.rsplit("-", 1)[0] for cid in dirty} - live:
                 with contextlib.suppress(Exception):
                     await self._kv.delete(self._key(gone))
-            if refresh:
+            if time.monotonic() >= next_sweep:
+                next_sweep = time.monotonic() + self._gc_after / 2
                 await self.sweep()
 
     async def _put(self, conn: Connection) -> None:
