@@ -47,10 +47,18 @@ def warming_secrets(envoy: Any) -> set[str]:
     return {c.get("name", "") for c in dump.get("configs", [])}
 
 
+def cert_serials(envoy: Any) -> set[str]:
+    data = json.loads(envoy.admin_get("/certs"))
+    return {c["serial_number"] for entry in data.get("certificates", []) for c in entry.get("cert_chain", [])}
+
+
 @dataclass
 class PerNodeMesh:
     agent: NodeAgentProcess
     envoys: dict[str, Any]
+    tmp: Path
+    base: str
+    pilot: Any
 
 
 @pytest.fixture(scope="module")
@@ -119,7 +127,7 @@ def per_node(tmp_path_factory: pytest.TempPathFactory, kit: Any) -> Iterator[Per
             envoy = kit.start_envoy(tmp, name, opts)
             stack.callback(envoy.stop)
             envoys[name] = envoy
-        yield PerNodeMesh(agent, envoys)
+        yield PerNodeMesh(agent, envoys, tmp, base, pilot)
 
 
 def test_each_envoy_gets_a_certificate_for_its_own_service_account(per_node: PerNodeMesh, kit: Any) -> None:
@@ -153,3 +161,32 @@ def test_envoy_without_a_usable_token_gets_no_certificate(per_node: PerNodeMesh,
 def test_per_node_socket_is_dialable_by_every_workload_user(per_node: PerNodeMesh) -> None:
     # sidecars run as another user (1337) than the agent; streams are identified by token, not socket access
     assert stat.S_IMODE(Path(per_node.agent.socket).stat().st_mode) == 0o666
+
+
+def test_expired_stream_token_moves_envoy_to_the_files_fresh_token(per_node: PerNodeMesh, kit: Any) -> None:
+    # kubelet rewrites the projected token file long before the token expires; a stream keeps the
+    # token it started with, so at that token's expiry the agent ends the stream and Envoy
+    # reconnects with the file's current token (else renewals would fail once it expired)
+    tmp = per_node.tmp
+    token_file = tmp / "c-token"
+    token_file.write_text(make_token(tmp / "ca", NS, "c", "istio-ca", 15))
+    opts = kit.proxy_options(
+        "sidecar", per_node.base + "9", "c-0", NS, {"app": "c"}, [f"127.0.0.1:{per_node.pilot.grpc}"], False
+    )
+    opts.service_account = "c"
+    opts.sds_socket = str(per_node.agent.socket)
+    opts.sds_token_path = str(token_file)
+    envoy = kit.start_envoy(tmp, "c", opts)
+    try:
+        first = kit.wait_until(
+            lambda: cert_serials(envoy), 30, "envoy c certified with its short-lived token"
+        )
+        token_file.write_text(make_token(tmp / "ca", NS, "c", "istio-ca", 3600))  # as kubelet refreshes it
+        kit.wait_until(
+            lambda: cert_serials(envoy) and cert_serials(envoy) != first,
+            60,
+            "a certificate from the fresh token",
+        )
+        assert cert_uris(envoy) == {_identity("c")}
+    finally:
+        envoy.stop()
