@@ -104,7 +104,7 @@ def wait_for(check: Any, timeout: float) -> bool:
     return False
 
 
-def loadgen(pilot: str, streams: int, first: int, cpu: int) -> subprocess.Popen[str]:
+def loadgen(pilot: str, streams: int, first: int, cpu: int, delta: bool) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [
             sys.executable,
@@ -116,6 +116,7 @@ def loadgen(pilot: str, streams: int, first: int, cpu: int) -> subprocess.Popen[
             str(streams),
             "--first",
             str(first),
+            *(["--delta"] if delta else []),
         ],
         cwd=ROOT,
         stdout=subprocess.PIPE,
@@ -130,6 +131,8 @@ def main() -> int:
     parser.add_argument("--proxies", type=int, default=2000)
     parser.add_argument("--loadgens", type=int, default=4)
     parser.add_argument("--connect-rate", type=int, default=1000, help="PILOT_MAX_REQUESTS_PER_SECOND")
+    parser.add_argument("--delta", action="store_true", help="Delta xDS streams (Istio's default since 1.22)")
+    parser.add_argument("--profile", metavar="FILE", help="run Pilot under cProfile, stats written to FILE")
     args = parser.parse_args()
     cpus = sorted(os.sched_getaffinity(0))
     pilot_cpu, load_cpu = cpus[0], cpus[-1]
@@ -154,6 +157,7 @@ def main() -> int:
         pilot = subprocess.Popen(
             [
                 sys.executable,
+                *(["-m", "cProfile", "-o", args.profile] if args.profile else []),
                 "-m",
                 "meshplane.pilot",
                 "--nats-url",
@@ -179,7 +183,7 @@ def main() -> int:
         t0 = time.time()
         per = args.proxies // args.loadgens
         for k in range(args.loadgens):
-            p = loadgen(f"127.0.0.1:{grpc_port}", per, k * per, load_cpu)
+            p = loadgen(f"127.0.0.1:{grpc_port}", per, k * per, load_cpu, args.delta)
             procs.append(p)
             threading.Thread(target=events.reader, args=(p,), daemon=True).start()
         n = per * args.loadgens
@@ -192,8 +196,12 @@ def main() -> int:
         rss1 = rss_mb(pilot.pid)
         print(f"memory: rss {rss1:.0f} MiB with {n} proxies; {(rss1 - rss0) / n * 1024:.0f} KiB per proxy")
 
+        # A new service changes clusters, endpoints, listeners' routes. SotW resends every type;
+        # Delta sends what changed: the new cluster, its endpoints and the route configuration
+        # (its listeners are unchanged, so no LDS response is due).
+        full_types = ("cds", "eds", "rds") if args.delta else ("cds", "eds", "lds", "rds")
         for label, change, types in (
-            ("full push (new service, every type)", "service", ("cds", "eds", "lds", "rds")),
+            ("full push (new service, every changed type)", "service", full_types),
             ("one endpoint change (EDS only)", "endpoint", ("eds",)),
         ):
             times = []
@@ -214,7 +222,7 @@ def main() -> int:
             print(f"{label}: median {sorted(times)[1]:.2f}s (includes 100 ms debounce)")
 
         t2 = time.time()
-        p = loadgen(f"127.0.0.1:{grpc_port}", 1, 10_000_000, load_cpu)
+        p = loadgen(f"127.0.0.1:{grpc_port}", 1, 10_000_000, load_cpu, args.delta)
         procs.append(p)
         one = Events()
         threading.Thread(target=one.reader, args=(p,), daemon=True).start()

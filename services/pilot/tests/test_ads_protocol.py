@@ -213,3 +213,84 @@ async def test_delta_sends_only_changes_and_resends_eds(pilot: tuple[Pilot, Buck
         assert list(cds3.removed_resources) == [f"outbound|80|v1|{HOSTS[0]}"]
         c.call.cancel()
         await asyncio.gather(c.reader, return_exceptions=True)
+
+
+async def _delta_cds(channel: grpc.aio.Channel, node: str, versions: dict[str, str] | None = None) -> Client:
+    c = Client(channel, delta=True)
+    req = discovery_pb2.DeltaDiscoveryRequest(
+        type_url=common.CLUSTER, initial_resource_versions=versions or {}
+    )
+    req.node.id = node
+    c.requests.put_nowait(req)
+    return c
+
+
+def _ack(resp: Any) -> discovery_pb2.DeltaDiscoveryRequest:
+    return discovery_pb2.DeltaDiscoveryRequest(type_url=resp.type_url, response_nonce=resp.nonce)
+
+
+async def test_delta_proxies_of_one_scope_share_a_response_and_reconnects_get_only_what_changed(
+    pilot: tuple[Pilot, Buckets],
+) -> None:
+    p, buckets = pilot
+    nodes = [f"sidecar~10.0.0.{i}~client-{i}.default~default.svc.cluster.local" for i in (1, 2)]
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{p.grpc_port}") as channel:
+        clients = [await _delta_cds(channel, n) for n in nodes]
+        first_cds = [await c.recv() for c in clients]
+        for c, resp in zip(clients, first_cds, strict=True):
+            c.requests.put_nowait(_ack(resp))
+        held = {r.name: r.version for r in first_cds[0].resources}
+
+        # a new service: each proxy gets exactly the new cluster, in one response built once
+        new_host = "c.default.svc.cluster.local"
+        port = registry_pb2.ServicePort(name="http", number=80, protocol=registry_pb2.HTTP)
+        await buckets.services.put(
+            service_key("default", new_host),
+            registry_pb2.Service(hostname=new_host, namespace="default", ports=[port]),
+        )
+        pushed = [await c.recv() for c in clients]
+        assert [{r.name for r in resp.resources} for resp in pushed] == [{f"outbound|80||{new_host}"}] * 2
+        assert pushed[0].SerializeToString() == pushed[1].SerializeToString()
+
+        # a proxy reconnecting with what it held before gets only the difference
+        held["outbound|80||stale.default.svc.cluster.local"] = "old"
+        again = await _delta_cds(channel, "sidecar~10.0.0.3~client-3.default~default.svc.cluster.local", held)
+        resp = await again.recv()
+        assert {r.name for r in resp.resources} == {f"outbound|80||{new_host}"}
+        assert list(resp.removed_resources) == ["outbound|80||stale.default.svc.cluster.local"]
+        for c in (*clients, again):
+            c.call.cancel()
+            await asyncio.gather(c.reader, return_exceptions=True)
+
+
+async def test_sotw_ack_that_changes_the_subscription_gets_the_new_names_and_one_that_repeats_it_nothing(
+    pilot: tuple[Pilot, Buckets],
+) -> None:
+    p, _ = pilot
+    a, b = (f"outbound|80||{h}" for h in HOSTS)
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{p.grpc_port}") as channel:
+        c = Client(channel, delta=False)
+        c.requests.put_nowait(first(common.ENDPOINT, [a]))
+        eds = await c.recv()
+        assert eds.type_url == common.ENDPOINT and len(eds.resources) == 1
+
+        def ack(resp: Any, names: list[str]) -> discovery_pb2.DiscoveryRequest:
+            return discovery_pb2.DiscoveryRequest(
+                type_url=common.ENDPOINT,
+                version_info=resp.version_info,
+                response_nonce=resp.nonce,
+                resource_names=names,
+            )
+
+        c.requests.put_nowait(ack(eds, [a]))  # same names: nothing new to say
+        assert await c.nothing()
+        c.requests.put_nowait(ack(eds, [a, b]))  # one more cluster: both sent
+        grown = await c.recv()
+        assert len(grown.resources) == 2
+        c.requests.put_nowait(ack(grown, [b]))  # fewer: the remaining one
+        shrunk = await c.recv()
+        assert len(shrunk.resources) == 1
+        c.requests.put_nowait(ack(shrunk, [b]))
+        assert await c.nothing()
+        c.call.cancel()
+        await asyncio.gather(c.reader, return_exceptions=True)

@@ -102,6 +102,24 @@ def test_sidecar_listeners_in_redirect_mode() -> None:
     assert listeners["0.0.0.0_9080"].bind_to_port.value is False
 
 
+def test_virtual_inbound_matches_chains_by_port_and_never_hands_off() -> None:
+    """Handing off by original destination would pass inbound traffic to 0.0.0.0_9080 (outbound)."""
+    proxy = parse_proxy("sidecar~10.1.0.1~reviews-v1.default~default.svc.cluster.local", meta())
+    listeners = {x.name: x for x in build_listeners(context(), proxy)}
+    inbound = listeners["virtualInbound"]
+    assert not inbound.HasField("use_original_dst")
+    assert inbound.listener_filters[0].name == "envoy.filters.listener.original_dst"
+    assert {c.filter_chain_match.destination_port.value for c in inbound.filter_chains} == {9080}
+    assert listeners["virtualOutbound"].use_original_dst.value is True
+
+
+def test_inbound_passthrough_connects_from_the_address_capture_lets_through() -> None:
+    clusters = {c.name: c for c in build_clusters(context(), SIDECAR)}
+    source = clusters["InboundPassthroughCluster"].upstream_bind_config.source_address
+    assert (source.address, source.port_value) == ("127.0.0.6", 0)
+    assert not clusters["PassthroughCluster"].HasField("upstream_bind_config")
+
+
 def test_virtual_service_routes_carry_semantics() -> None:
     vs = cfg(
         "VirtualService",

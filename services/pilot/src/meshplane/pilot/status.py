@@ -1,6 +1,7 @@
 """Publishing each connected proxy's sync state to the ``proxy_status`` bucket.
 
-Changed proxies are written every 0.5 s; every record of this replica is rewritten every
+Changed proxies are written every 0.5 s (once in sync, or every 2 s while a push is still
+being acknowledged), in concurrent batches; every record of this replica is rewritten every
 ``REFRESH_SECONDS`` so readers can tell a live Pilot's records from those of a Pilot that died
 without cleanup (see :mod:`meshplane.shared.proxystatus`), and records nobody refreshed for
 ``GC_AFTER_SECONDS`` are deleted (checked every ``GC_AFTER_SECONDS / 2``). On a clean stop
@@ -25,6 +26,10 @@ from meshplane.shared.proxystatus import GC_AFTER_SECONDS, REFRESH_SECONDS, age_
 log = logging.getLogger("meshplane.pilot.status")
 
 PUBLISH_INTERVAL = 0.5
+#: concurrent puts per batch
+STATUS_BATCH = 256
+#: a proxy not yet in sync after a push is written at most this often
+STATUS_EVERY = 2.0
 
 
 class StatusPublisher:
@@ -56,27 +61,40 @@ class StatusPublisher:
         while True:
             await asyncio.sleep(PUBLISH_INTERVAL)
             dirty, server.dirty = server.dirty, set()
-            refresh = time.monotonic() >= next_refresh
-            if refresh:
-                next_refresh = time.monotonic() + self._refresh
-                dirty |= set(server.connections)
-            for conn_id in dirty:
-                conn = server.connections.get(conn_id)
-                if conn is not None:
-                    await self._put(conn)
+            conns = [c for c in map(server.connections.get, dirty) if c is not None]
+            # A proxy in the middle of a push is written once it is in sync, or every 2 s while it
+            # is not: a push to thousands of proxies then costs one status write per proxy.
+            now = time.monotonic()
+            later = {c.id for c in conns if not c.synced() and now - c.status_written < STATUS_EVERY}
+            server.dirty |= later
+            conns = [c for c in conns if c.id not in later]
+            if now >= next_refresh:  # the heartbeat: every record of this replica, in sync or not
+                next_refresh = now + self._refresh
+                chosen = {c.id for c in conns}
+                conns += [c for c in server.connections.values() if c.id not in chosen]
+            for c in conns:
+                c.status_written = now
+            await self._put_all(conns)
             live = {c.proxy.id for c in server.connections.values()}
             for gone in {cid.rsplit("-", 1)[0] for cid in dirty} - live:
                 with contextlib.suppress(Exception):
                     await self._kv.delete(self._key(gone))
-            if time.monotonic() >= next_sweep:
-                next_sweep = time.monotonic() + self._gc_after / 2
+            if now >= next_sweep:
+                next_sweep = now + self._gc_after / 2
                 await self.sweep()
 
-    async def _put(self, conn: Connection) -> None:
-        try:
-            await self._kv.put(self._key(conn.proxy.id), proxy_status(self._pilot_id, conn))
-        except Exception as exc:
-            log.warning("publishing proxy status failed: %s", exc)
+    async def _put_all(self, conns: list[Connection]) -> None:
+        # Concurrent puts share socket writes; one at a time cost a syscall and a round trip each.
+        for i in range(0, len(conns), STATUS_BATCH):
+            results = await asyncio.gather(
+                *(
+                    self._kv.put(self._key(c.proxy.id), proxy_status(self._pilot_id, c))
+                    for c in conns[i : i + STATUS_BATCH]
+                ),
+                return_exceptions=True,
+            )
+            for exc in {repr(r) for r in results if isinstance(r, Exception)}:
+                log.warning("publishing proxy status failed: %s", exc)
 
     async def sweep(self) -> int:
         return await sweep_stale(self._kv, self._gc_after)

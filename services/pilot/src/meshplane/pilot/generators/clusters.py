@@ -10,6 +10,7 @@ from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2
 from meshplane.pilot.generators.common import (
     BLACKHOLE,
     INBOUND_PASSTHROUGH,
+    INBOUND_PASSTHROUGH_SOURCE,
     PASSTHROUGH,
     ads_source,
     duration,
@@ -169,6 +170,12 @@ def special_clusters() -> list[cluster_pb2.Cluster]:
     inbound = _base(INBOUND_PASSTHROUGH)
     inbound.type = cluster_pb2.Cluster.ORIGINAL_DST
     inbound.lb_policy = cluster_pb2.Cluster.CLUSTER_PROVIDED
+    # Under iptables capture the proxy's connection to its own pod IP would be sent back to 15006
+    # (the ``-o lo ! -d 127.0.0.1 --uid-owner 1337`` rule); the capture rules let traffic from
+    # 127.0.0.6 through first, so this cluster connects from there, as Istio's does.
+    inbound.upstream_bind_config.source_address.CopyFrom(
+        address_pb2.SocketAddress(address=INBOUND_PASSTHROUGH_SOURCE, port_value=0)
+    )
     return [blackhole, passthrough, inbound]
 
 

@@ -26,6 +26,8 @@ PUSH_ORDER = (CLUSTER, ENDPOINT, LISTENER, ROUTE)
 BLACKHOLE = "BlackHoleCluster"
 PASSTHROUGH = "PassthroughCluster"
 INBOUND_PASSTHROUGH = "InboundPassthroughCluster"
+#: Source address of inbound passthrough connections; the capture rules never redirect it.
+INBOUND_PASSTHROUGH_SOURCE = "127.0.0.6"
 
 
 @dataclass(frozen=True)

@@ -191,8 +191,11 @@ def _inbound_ports(ctx: PushContext, proxy: Proxy, scope: SidecarScope) -> list[
 def _virtual_inbound(
     ctx: PushContext, proxy: Proxy, ports: list[tuple[int, bool, str]]
 ) -> listener_pb2.Listener:
+    # No use_original_dst here (as in Istio): handing an inbound connection off by its original
+    # destination would give it to the outbound 0.0.0.0_<port> listener of the same port, which
+    # sends it back to this pod and around the capture loop. The original_dst listener filter
+    # restores the destination so the chains below match on the workload port instead.
     lis = _listener("virtualInbound", "0.0.0.0", 15006)
-    lis.use_original_dst.value = True
     lis.listener_filters.add(name="envoy.filters.listener.original_dst").typed_config.CopyFrom(
         pack(original_dst_pb2.OriginalDst())
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass, field
 from enum import Enum
@@ -52,6 +53,10 @@ class Proxy:
 
     def scope_key(self) -> str:
         """Proxies with the same scope key see the same outbound config (CDS and routes)."""
+        return self._scope_key
+
+    @functools.cached_property
+    def _scope_key(self) -> str:
         labels = json.dumps(sorted(self.labels.items()))
         sds = f"{self.sds_token_path}|{self.sds_socket_path}" if self.sds_token_path else ""
         return f"{self.type.value}|{self.namespace}|{labels}|{self.interception_none}|{sds}"

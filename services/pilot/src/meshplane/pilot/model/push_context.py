@@ -122,6 +122,8 @@ class PushContext:
     _endpoints: dict[tuple[str, str], dict[int, list[Endpoint]]] = field(default_factory=dict)
     #: JWKS documents Pilot fetched for RequestAuthentication ``jwksUri`` (uri → JSON text).
     jwks: Mapping[str, str] = field(default_factory=dict)
+    #: Endpoint address → (hostname, namespace) keys, built on first use.
+    _by_address: dict[str, list[tuple[int, tuple[str, str]]]] | None = None
 
     # ---- lookups -------------------------------------------------------------------------
     def of_kind(self, kind: str) -> list[Config]:
@@ -219,12 +221,18 @@ class PushContext:
 
     def workloads_for(self, proxy: Proxy) -> list[Service]:
         """Services whose instances include this proxy's IP (for its inbound listeners)."""
+        if self._by_address is None:
+            by_address: dict[str, list[tuple[int, tuple[str, str]]]] = {}
+            for i, (key, by_port) in enumerate(self._endpoints.items()):
+                for addr in {e.address for eps in by_port.values() for e in eps}:
+                    by_address.setdefault(addr, []).append((i, key))
+            self._by_address = by_address
+        keys = {k for ip in proxy.instance_ips for k in self._by_address.get(ip, ())}
         out = []
-        for (host, ns), by_port in self._endpoints.items():
-            if any(e.address in proxy.instance_ips for eps in by_port.values() for e in eps):
-                svc = self.service(host)
-                if svc is not None and svc.namespace == ns:
-                    out.append(svc)
+        for _, (host, ns) in sorted(keys):
+            svc = self.service(host)
+            if svc is not None and svc.namespace == ns:
+                out.append(svc)
         return out
 
 
@@ -241,6 +249,16 @@ def fqdn_gateway(name: str, namespace: str) -> str:
 def _index_endpoints(
     services: list[Service], workloads: list[Workload]
 ) -> dict[tuple[str, str], dict[int, list[Endpoint]]]:
+    """Endpoints per (hostname, namespace) and service port: one pass over the workloads, which
+    name the hosts they belong to, plus a per-namespace scan for services with a selector."""
+    by_host: dict[str, list[Workload]] = {}
+    by_ns: dict[str, list[Workload]] = {}
+    order: dict[int, int] = {}
+    for i, wl in enumerate(workloads):
+        order[id(wl)] = i
+        for host in wl.services:
+            by_host.setdefault(host, []).append(wl)
+        by_ns.setdefault(wl.namespace, []).append(wl)
     out: dict[tuple[str, str], dict[int, list[Endpoint]]] = {}
     for svc in services:
         by_port: dict[int, list[Endpoint]] = {p.number: [] for p in svc.ports}
@@ -249,14 +267,16 @@ def _index_endpoints(
                 target = ports.get(p.name) or p.target_port or p.number
                 by_port[p.number].append(Endpoint(address, target, labels, locality, weight))
         if svc.resolution != "DNS" or not svc.static_endpoints:
-            for wl in workloads:
-                member = svc.hostname in wl.services or (
-                    bool(svc.selector)
-                    and wl.namespace == svc.namespace
-                    and labels_match(svc.selector, wl.labels)
-                )
-                if not member:
-                    continue
+            members = by_host.get(svc.hostname, [])
+            if svc.selector:
+                named = {id(w) for w in members}
+                members = members + [
+                    w
+                    for w in by_ns.get(svc.namespace, [])
+                    if id(w) not in named and labels_match(svc.selector, w.labels)
+                ]
+                members.sort(key=lambda w: order[id(w)])
+            for wl in members:
                 for p in svc.ports:
                     target = wl.ports.get(p.name) or p.target_port or p.number
                     by_port[p.number].append(

@@ -6,10 +6,11 @@ import asyncio
 import itertools
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from meshplane.pilot.model.proxy import Proxy
 from meshplane.pilot.model.push_request import PushRequest
+from meshplane.pilot.xds.resources import Part
 
 _ids = itertools.count(1)
 
@@ -30,6 +31,8 @@ class Watched:
 
     type_url: str
     names: frozenset[str] = frozenset()
+    #: SotW: the wire bytes of ``names`` as the proxy last sent them (shared with equal subscriptions).
+    names_key: bytes = b""
     wildcard: bool = True
     nonce_sent: str = ""
     nonce_acked: str = ""
@@ -37,8 +40,9 @@ class Watched:
     version_acked: str = ""
     last_nack: str = ""
     nacks: int = 0
-    #: Delta: resource name → version the proxy holds (after our send).
-    sent_versions: dict[str, str] = field(default_factory=dict)
+    #: Delta: what the proxy holds after our last send — the shared parts it was sent, or
+    #: name → version (from ``initial_resource_versions`` when it reconnects).
+    held: tuple[Part, ...] | dict[str, str] | None = None
     #: Time the oldest unacknowledged push started (for convergence time).
     pending_since: float | None = None
     #: The last response sent by a traced push, until the proxy answers it.
@@ -62,7 +66,8 @@ class Connection:
         self.outbox: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=2)
         self.pending: PushRequest | None = None
         self.closed = False
-        self._nonce = itertools.count(1)
+        #: When this proxy's status was last written to the bus (monotonic).
+        self.status_written = 0.0
 
     async def send(self, data: bytes) -> bool:
         """Queue one serialized response (waits for room); False once the stream has closed."""
@@ -75,9 +80,6 @@ class Connection:
         """After the stream ended: release any sender waiting for room."""
         while not self.outbox.empty():
             self.outbox.get_nowait()
-
-    def next_nonce(self) -> str:
-        return f"{next(self._nonce)}"
 
     def watch(self, type_url: str) -> Watched:
         w = self.watched.get(type_url)

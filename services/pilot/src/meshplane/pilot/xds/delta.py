@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import logging
-import sys
 from typing import TYPE_CHECKING
 
 from envoy.service.discovery.v3 import discovery_pb2
 
 from meshplane.pilot.generators import common
-from meshplane.pilot.xds import tracing
+from meshplane.pilot.xds import resources, tracing
 from meshplane.pilot.xds.connection import Connection
 
 if TYPE_CHECKING:
@@ -47,17 +46,15 @@ async def process(
             server.on_ack(conn)
         else:
             server.metrics.expired_nonce.labels(short).inc()
-    subscribe = {sys.intern(n) for n in req.resource_names_subscribe}
+    subscribe = set(req.resource_names_subscribe)
     unsubscribe = set(req.resource_names_unsubscribe)
     if first:
         w.wildcard = type_url in WILDCARD_TYPES and (not subscribe or "*" in subscribe)
-        w.sent_versions = dict(req.initial_resource_versions)
+        w.held = dict(req.initial_resource_versions)
     subscribe.discard("*")
     if not subscribe and not unsubscribe and not first:
         return
-    w.names = (w.names | subscribe) - unsubscribe
-    for name in unsubscribe:
-        w.sent_versions.pop(name, None)
+    w.names = server.canonical((w.names | subscribe) - unsubscribe)
     async with conn.lock:
         await send(server, conn, type_url, always=first, only=frozenset(subscribe) if not first else None)
 
@@ -70,38 +67,55 @@ async def send(
     always: bool = False,
     only: frozenset[str] | None = None,
 ) -> frozenset[str]:
-    """Send changed resources (plus ``force``); return the names sent. Call with ``conn.lock`` held."""
+    """Send what changed since the proxy's last response, plus ``force`` (names re-sent whatever
+    their version) and ``only`` (names just subscribed); return the names sent.
+
+    A proxy that holds shared parts moves to the new parts by a difference computed once for
+    every proxy making the same move. Call with ``conn.lock`` held.
+    """
     w = conn.watch(type_url)
     short = common.SHORT[type_url]
     try:
-        resources = server.cache.generate(server.ctx, conn.proxy, type_url, None if w.wildcard else w.names)
+        parts = server.cache.parts(server.ctx, conn.proxy, type_url, None if w.wildcard else w.names)
     except Exception:
         server.metrics.pushes.labels(f"{short}_builderr").inc()
         log.exception("building %s for %s failed", short, conn.id)
         return frozenset()
-    changed = [
-        r
-        for name, r in resources.items()
-        if (only is None or name in only or name in force)
-        and (w.sent_versions.get(name) != r.version or name in force or (only is not None and name in only))
-    ]
-    removed = [n for n in w.sent_versions if n not in resources] if w.wildcard else []
-    if not changed and not removed and not always:
+    held = w.held or (resources.EMPTY,) * len(parts)  # holding nothing: a move shared by all
+    if isinstance(held, tuple) and len(held) == len(parts):
+        diffs = [server.cache.diff(h, p, w.wildcard, force) for h, p in zip(held, parts, strict=True)]
+    else:
+        have = held if isinstance(held, dict) else {}
+        diffs = [resources.diff(have, resources.merged(parts), w.wildcard, force)]
+    named = [d.names for d in diffs if d.names]
+    sent = named[0] if len(named) == 1 else frozenset().union(*named)  # shared when it can be
+    extra: list[resources.Resource] = []
+    if only:
+        new = resources.merged(parts)
+        extra = [new[n] for n in sorted(only) if n in new and n not in sent]
+        sent = sent | {r.name for r in extra}
+    removed = [n for d in diffs for n in d.removed]
+    w.held = parts
+    if not sent and not removed and not always:
         return frozenset()
-    head = discovery_pb2.DeltaDiscoveryResponse(
-        type_url=type_url,
-        system_version_info=server.version_info(),
-        nonce=conn.next_nonce(),
-        removed_resources=removed,
-    )
-    for r in changed:
-        w.sent_versions[r.name] = r.version
-    for n in removed:
-        w.sent_versions.pop(n, None)
-    w.nonce_sent = head.nonce
-    w.version_sent = head.system_version_info
-    if not await conn.send(b"".join(r.delta_wire for r in changed) + head.SerializeToString()):
+    version = server.version_info()
+
+    def build(nonce: str) -> bytes:
+        head = discovery_pb2.DeltaDiscoveryResponse(
+            type_url=type_url, system_version_info=version, nonce=nonce, removed_resources=removed
+        )
+        bodies = [d.body for d in diffs if d.body] + [r.delta_wire for r in extra]
+        return b"".join((*bodies, head.SerializeToString()))
+
+    if extra:  # names this proxy just subscribed: its own response
+        nonce = server.cache.next_nonce()
+        data = build(nonce)
+    else:
+        nonce, data = server.cache.response((type_url, version, *diffs), build)
+    w.nonce_sent = nonce
+    w.version_sent = version
+    if not await conn.send(data):
         return frozenset()
     server.metrics.pushes.labels(short).inc()
     server.dirty.add(conn.id)
-    return frozenset(r.name for r in changed)
+    return sent

@@ -11,7 +11,7 @@ import itertools
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from meshplane.pilot.generators import clusters, common, endpoints, listeners, routes
 from meshplane.pilot.metrics import Metrics
@@ -19,7 +19,7 @@ from meshplane.pilot.model.push_context import PushContext
 from meshplane.pilot.model.push_request import PushRequest
 from meshplane.pilot.settings import Settings
 from meshplane.pilot.xds import delta, sotw, tracing
-from meshplane.pilot.xds.connection import Connection
+from meshplane.pilot.xds.connection import Connection, Watched
 from meshplane.pilot.xds.push_queue import PushQueue
 from meshplane.pilot.xds.resources import ResourceCache
 
@@ -48,6 +48,11 @@ class DiscoveryServer:
         self.connections: dict[str, Connection] = {}
         self.queue = PushQueue(self.push_connection, settings.push_throttle)
         self.dirty: set[str] = set()
+        #: One shared frozenset per distinct subscription (thousands of proxies ask for the same
+        #: names): saves memory, and caches keyed by names compare by identity.
+        self._names: dict[frozenset[str], frozenset[str]] = {}
+        #: SotW subscriptions by the wire bytes of their names (see ``sotw._subscription``).
+        self._by_wire: dict[bytes, tuple[frozenset[str], bytes]] = {}
         self.push_count = 0
         self.connects = 0
         self.last_push: dict[str, object] = {}
@@ -74,6 +79,22 @@ class DiscoveryServer:
     def connections_for(self, proxy_id: str) -> list[Connection]:
         return [c for c in self.connections.values() if c.proxy.id == proxy_id or c.proxy.node_id == proxy_id]
 
+    def canonical(self, names: frozenset[str]) -> frozenset[str]:
+        """The shared instance of a subscription's names."""
+        return self._names.setdefault(names, names)
+
+    def subscription(self, wire: bytes, names: Iterable[str]) -> tuple[frozenset[str], bytes]:
+        """The shared names set (and shared key) for a subscription whose names encode as ``wire``."""
+        found = self._by_wire.get(wire)
+        if found is None:
+            found = self._by_wire[wire] = (self.canonical(frozenset(names)), wire)
+        return found
+
+    def _forget_unused_names(self) -> None:
+        watched = [w for c in self.connections.values() for w in c.watched.values()]
+        self._names = {w.names: w.names for w in watched}
+        self._by_wire = {w.names_key: (w.names, w.names_key) for w in watched if w.names_key}
+
     # ---- pushes ------------------------------------------------------------------------
     async def push(self, req: PushRequest) -> None:
         """Rebuild the push context for ``req`` and queue every connected proxy."""
@@ -87,6 +108,7 @@ class DiscoveryServer:
         self.ctx = self._snapshot(version)
         if req.full:
             self.cache.clear()
+            self._forget_unused_names()
         else:
             self.cache.clear_eds(req.eds_hosts)
         self.metrics.services.set(len(self.ctx.services))
@@ -115,11 +137,7 @@ class DiscoveryServer:
                 w = conn.watched.get(type_url)
                 if w is None or not self._wanted(req, type_url):
                     continue
-                if (
-                    not req.full
-                    and type_url == common.ENDPOINT
-                    and not any(n.rsplit("|", 1)[-1] in req.eds_hosts for n in w.names)
-                ):
+                if not req.full and type_url == common.ENDPOINT and not self._watches_any(conn, w, req):
                     continue
                 if w.pending_since is None:
                     w.pending_since = req.start
@@ -135,6 +153,11 @@ class DiscoveryServer:
                     await sotw.send(self, conn, type_url, None if req.full else req.eds_hosts)
                 tracing.remember_send(w, req, nonce_before)
                 self.metrics.push_time.labels(common.SHORT[type_url]).observe(time.monotonic() - t0)
+
+    def _watches_any(self, conn: Connection, w: Watched, req: PushRequest) -> bool:
+        """Whether the proxy's EDS subscription covers any host of an endpoint push."""
+        parts = self.cache.parts(self.ctx, conn.proxy, common.ENDPOINT, w.names)
+        return any(p.only(req.eds_hosts).items for p in parts)
 
     def on_ack(self, conn: Connection) -> None:
         """Record convergence once every watched type is acknowledged."""

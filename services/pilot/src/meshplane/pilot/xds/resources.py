@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import functools
 import hashlib
-from collections.abc import Callable, Sequence
+import itertools
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -70,6 +71,95 @@ def _resource(name: str, msg: Message) -> Resource:
 Resources = dict[str, Resource]
 
 
+class Part:
+    """An immutable group of resources shared by every proxy that gets the same ones.
+
+    A proxy's resources of one type are a fixed tuple of parts (say, the clusters of its scope
+    and its own inbound clusters). Parts are built once per push context and carry their wire
+    forms, subsets and differences, so a push does per-proxy work only for what is per proxy.
+    """
+
+    __slots__ = ("items", "_sotw", "_only", "_without")
+
+    def __init__(self, items: Resources) -> None:
+        self.items = items
+        self._sotw: bytes | None = None
+        self._only: dict[frozenset[str], Part] = {}
+        self._without: dict[frozenset[str], Part] = {}
+
+    @property
+    def sotw_body(self) -> bytes:
+        """The ``resources`` entries of a DiscoveryResponse carrying every item."""
+        if self._sotw is None:
+            self._sotw = b"".join(r.sotw_wire for r in self.items.values())
+        return self._sotw
+
+    def only(self, hosts: frozenset[str]) -> Part:
+        """The items whose name ends in one of ``hosts`` (``outbound|port|subset|host``)."""
+        found = self._only.get(hosts)
+        if found is None:
+            found = Part({n: r for n, r in self.items.items() if n.rsplit("|", 1)[-1] in hosts})
+            self._only[hosts] = found
+        return found
+
+    def without(self, names: frozenset[str]) -> Part:
+        """The items not named in ``names``."""
+        found = self._without.get(names)
+        if found is None:
+            found = self._without[names] = Part({n: r for n, r in self.items.items() if n not in names})
+        return found
+
+
+EMPTY = Part({})
+
+
+def _scope_and_own(shared: Part, own: Part) -> Parts:
+    """A proxy's own resources replace shared ones of the same name (a bound listener, say)."""
+    if own.items and not shared.items.keys().isdisjoint(own.items):
+        shared = shared.without(frozenset(own.items))
+    return (shared, own)
+
+
+Parts = tuple[Part, ...]
+
+
+class Diff:
+    """What a Delta response carries to move a proxy from one set of parts to another."""
+
+    __slots__ = ("changed", "names", "removed", "body")
+
+    def __init__(self, changed: list[Resource], removed: list[str]) -> None:
+        self.changed = changed
+        self.names = frozenset(r.name for r in changed)
+        self.removed = removed
+        self.body = b"".join(r.delta_wire for r in changed)
+
+
+def _version(held: Resource | str) -> str:
+    return held if isinstance(held, str) else held.version
+
+
+def diff(
+    have: Mapping[str, Resource | str], new: Resources, wildcard: bool, force: frozenset[str] = frozenset()
+) -> Diff:
+    """Items of ``new`` that ``have`` lacks or holds at another version, or that are in ``force``;
+    with ``wildcard``, also the names ``have`` holds that ``new`` no longer has (a Delta removal)."""
+    changed = [
+        r for n, r in new.items() if (h := have.get(n)) is None or _version(h) != r.version or n in force
+    ]
+    removed = [n for n in have if n not in new] if wildcard else []
+    return Diff(changed, removed)
+
+
+def merged(parts: Parts) -> Resources:
+    if len(parts) == 1:
+        return parts[0].items
+    out: Resources = {}
+    for part in parts:
+        out.update(part.items)
+    return out
+
+
 def _named(messages: Sequence[Any]) -> Resources:
     return {m.name: _resource(m.name, m) for m in messages}
 
@@ -83,17 +173,53 @@ class ResourceCache:
 
     def __init__(self) -> None:
         self._scoped: dict[tuple[str, str], Resources] = {}
+        self._parts: dict[tuple[str, str], Part] = {}
         self._eds: dict[str, Resource] = {}
+        self._eds_parts: dict[frozenset[str], Part] = {}
+        self._route_parts: dict[tuple[str, frozenset[str]], Part] = {}
+        self._diffs: dict[tuple[Part, Part, bool, frozenset[str]], Diff] = {}
+        self._responses: dict[tuple[object, ...], tuple[str, bytes]] = {}
+        #: Nonces are unique for the life of the process; a shared response has one nonce for
+        #: every stream it goes to (identical content, so an answer to it means the same).
+        self._nonces = itertools.count(1)
         self.hits = 0
         self.misses = 0
 
     def clear(self) -> None:
         self._scoped.clear()
+        self._parts.clear()
         self._eds.clear()
+        self._eds_parts.clear()
+        self._route_parts.clear()
+        self._diffs.clear()
+        self._responses.clear()
 
     def clear_eds(self, hosts: frozenset[str]) -> None:
         for name in [n for n in self._eds if n.rsplit("|", 1)[-1] in hosts]:
             del self._eds[name]
+        self._eds_parts.clear()
+        self._diffs.clear()
+        self._responses.clear()
+
+    def next_nonce(self) -> str:
+        return f"{next(self._nonces)}"
+
+    def response(self, key: tuple[object, ...], build: Callable[[str], bytes]) -> tuple[str, bytes]:
+        """The serialized response for ``key`` (parts or diffs, type and version), built once with
+        a fresh nonce and then sent as the same bytes to every proxy it fits."""
+        found = self._responses.get(key)
+        if found is None:
+            nonce = self.next_nonce()
+            found = self._responses[key] = (nonce, build(nonce))
+        return found
+
+    def diff(self, have: Part, new: Part, wildcard: bool, force: frozenset[str] = frozenset()) -> Diff:
+        """``diff`` between two shared parts, computed once for every proxy making that move."""
+        key = (have, new, wildcard, force)
+        found = self._diffs.get(key)
+        if found is None:
+            found = self._diffs[key] = diff(have.items, new.items, wildcard, force)
+        return found
 
     def _scoped_get(self, type_url: str, key: str, build: Callable[[], Resources]) -> Resources:
         found = self._scoped.get((type_url, key))
@@ -105,43 +231,68 @@ class ResourceCache:
             self.hits += 1
         return found
 
+    def _part(self, type_url: str, key: str, build: Callable[[], Resources]) -> Part:
+        found = self._parts.get((type_url, key))
+        if found is None:
+            self.misses += 1
+            items = build()
+            found = Part(items) if items else EMPTY
+            self._parts[(type_url, key)] = found
+        else:
+            self.hits += 1
+        return found
+
     def generate(
         self, ctx: PushContext, proxy: Proxy, type_url: str, names: frozenset[str] | None
     ) -> Resources:
         """Resources of ``type_url`` for ``proxy``; ``names`` limits EDS and RDS (None = all)."""
         if proxy.generator == "grpc":
             return self._generate_grpc(ctx, proxy, type_url, names)
+        return merged(self.parts(ctx, proxy, type_url, names))
+
+    def parts(self, ctx: PushContext, proxy: Proxy, type_url: str, names: frozenset[str] | None) -> Parts:
+        """Like ``generate``, as shared parts (always the same number for one type)."""
+        if proxy.generator == "grpc":
+            return (Part(self._generate_grpc(ctx, proxy, type_url, names)),)
         scope = proxy.scope_key()
         own_key = f"{scope}|{proxy.ip}|{','.join(proxy.instance_ips)}"
         if type_url == common.CLUSTER:
-            shared = self._scoped_get("cds", scope, lambda: _named(shared_clusters(ctx, proxy)))
-            own = self._scoped_get("cds-own", own_key, lambda: _named(own_clusters(ctx, proxy)))
-            return {**shared, **own} if own else shared
+            return _scope_and_own(
+                self._part("cds", scope, lambda: _named(shared_clusters(ctx, proxy))),
+                self._part("cds-own", own_key, lambda: _named(own_clusters(ctx, proxy))),
+            )
         if type_url == common.LISTENER:
             key = f"{scope}|{proxy.ip}" if proxy.interception_none else scope
-            shared = self._scoped_get("lds", key, lambda: _named(outbound_listeners(ctx, proxy)))
-            own = self._scoped_get("lds-own", own_key, lambda: _named(inbound_listeners(ctx, proxy)))
-            return {**shared, **own} if own else shared
+            return _scope_and_own(
+                self._part("lds", key, lambda: _named(outbound_listeners(ctx, proxy))),
+                self._part("lds-own", own_key, lambda: _named(inbound_listeners(ctx, proxy))),
+            )
+        wanted = names or frozenset()
         if type_url == common.ROUTE:
-            out: Resources = {}
-            for name in sorted(names or ()):
-                key = f"{proxy.scope_key()}|{name}"
-                got = self._scoped_get(type_url, key, functools.partial(_one_route, ctx, proxy, name))
-                out.update(got)
-            return out
+            route_part = self._route_parts.get((scope, wanted))
+            if route_part is None:
+                out: Resources = {}
+                for name in sorted(wanted):
+                    build = functools.partial(_one_route, ctx, proxy, name)
+                    out.update(self._scoped_get(type_url, f"{scope}|{name}", build))
+                route_part = self._route_parts[(scope, wanted)] = Part(out)
+            return (route_part,)
         if type_url == common.ENDPOINT:
-            eds: Resources = {}
-            for name in sorted(names or ()):
-                res = self._eds.get(name)
-                if res is None:
-                    self.misses += 1
-                    res = _resource(name, build_load_assignment(ctx, name))
-                    self._eds[name] = res
-                else:
-                    self.hits += 1
-                eds[name] = res
-            return eds
-        return {}
+            eds_part = self._eds_parts.get(wanted)
+            if eds_part is None:
+                eds: Resources = {}
+                for name in sorted(wanted):
+                    res = self._eds.get(name)
+                    if res is None:
+                        self.misses += 1
+                        res = _resource(name, build_load_assignment(ctx, name))
+                        self._eds[name] = res
+                    else:
+                        self.hits += 1
+                    eds[name] = res
+                eds_part = self._eds_parts[wanted] = Part(eds)
+            return (eds_part,)
+        return (EMPTY,)
 
     def _generate_grpc(
         self, ctx: PushContext, proxy: Proxy, type_url: str, names: frozenset[str] | None
@@ -153,6 +304,6 @@ class ResourceCache:
         if type_url == common.ROUTE:
             return {n: _resource(n, grpc_route(ctx, proxy, n)) for n in sorted(wanted)}
         if type_url == common.CLUSTER:
-            shared = self._scoped_get("cds", proxy.scope_key(), lambda: _named(shared_clusters(ctx, proxy)))
+            shared = self._part("cds", proxy.scope_key(), lambda: _named(shared_clusters(ctx, proxy))).items
             return shared if names is None else {n: shared[n] for n in sorted(wanted) if n in shared}
         return self.generate(ctx, replace(proxy, generator=""), type_url, names)

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import logging
-import sys
 from typing import TYPE_CHECKING
 
 from envoy.service.discovery.v3 import discovery_pb2
 
 from meshplane.pilot.generators import common
 from meshplane.pilot.xds import tracing
-from meshplane.pilot.xds.connection import Connection
+from meshplane.pilot.xds.connection import Connection, Watched
 
 if TYPE_CHECKING:
     from meshplane.pilot.xds.discovery import DiscoveryServer
@@ -28,37 +27,58 @@ async def process(server: DiscoveryServer, conn: Connection, req: discovery_pb2.
         return
     short = common.SHORT[type_url]
     w = conn.watch(type_url)
-    names = frozenset(sys.intern(n) for n in req.resource_names)  # names shared across proxies
+    nonce, version = req.response_nonce, req.version_info
     if req.HasField("error_detail"):
-        if req.response_nonce and req.response_nonce != w.nonce_sent:
+        if nonce and nonce != w.nonce_sent:
             return
         w.last_nack = req.error_detail.message
         w.nacks += 1
-        w.nonce_acked = req.response_nonce  # answered (rejected); Envoy keeps its last good version
-        w.version_acked = req.version_info
+        w.nonce_acked = nonce  # answered (rejected); Envoy keeps its last good version
+        w.version_acked = version
         server.metrics.rejects.labels(short).inc()
         server.dirty.add(conn.id)
-        tracing.record_answer(conn, w, req.response_nonce, error=w.last_nack or "NACK")
-        log.warning("%s NACK from %s (nonce %s): %s", short, conn.id, req.response_nonce, w.last_nack)
+        tracing.record_answer(conn, w, nonce, error=w.last_nack or "NACK")
+        log.warning("%s NACK from %s (nonce %s): %s", short, conn.id, nonce, w.last_nack)
         return
-    if not req.response_nonce:
-        w.names = names
-        w.wildcard = type_url in WILDCARD_TYPES and not names
+    if not nonce:
+        w.names, w.names_key = _subscription(server, w, req)
+        w.wildcard = type_url in WILDCARD_TYPES and not w.names
         async with conn.lock:
             await send(server, conn, type_url)
         return
-    if req.response_nonce != w.nonce_sent:
+    if nonce != w.nonce_sent:
         server.metrics.expired_nonce.labels(short).inc()
         return
-    w.nonce_acked = req.response_nonce
-    w.version_acked = req.version_info
+    w.nonce_acked = nonce
+    w.version_acked = version
     w.last_nack = ""
-    tracing.record_answer(conn, w, req.response_nonce)
+    tracing.record_answer(conn, w, nonce)
     server.on_ack(conn)
-    if not w.wildcard and names != w.names:
-        w.names = names
+    if w.wildcard:
+        return
+    names, key = _subscription(server, w, req)
+    if names is not w.names:
+        w.names, w.names_key = names, key
         async with conn.lock:
             await send(server, conn, type_url)
+
+
+def _subscription(
+    server: DiscoveryServer, w: Watched, req: discovery_pb2.DiscoveryRequest
+) -> tuple[frozenset[str], bytes]:
+    """The request's resource names as the shared set, and the wire form that identifies them.
+
+    SotW repeats every name in every ACK (a thousand EDS names, say). Turning them into Python
+    strings costs more than the rest of the ACK, so the names' wire bytes are compared first:
+    unchanged names (nearly every ACK) are recognised without building a string. The request
+    is consumed: every other field is cleared.
+    """
+    for name in ("version_info", "node", "type_url", "response_nonce", "error_detail"):
+        req.ClearField(name)
+    key = req.SerializeToString()
+    if key == w.names_key:
+        return w.names, w.names_key
+    return server.subscription(key, req.resource_names)
 
 
 async def send(
@@ -71,22 +91,26 @@ async def send(
     """
     w = conn.watch(type_url)
     short = common.SHORT[type_url]
-    names = None if w.wildcard else w.names
-    if hosts is not None and names is not None:
-        names = frozenset(n for n in names if n.rsplit("|", 1)[-1] in hosts)
     try:
-        resources = server.cache.generate(server.ctx, conn.proxy, type_url, names)
+        parts = server.cache.parts(server.ctx, conn.proxy, type_url, None if w.wildcard else w.names)
     except Exception:
         server.metrics.pushes.labels(f"{short}_builderr").inc()
         log.exception("building %s for %s failed", short, conn.id)
         return
-    head = discovery_pb2.DiscoveryResponse(
-        version_info=server.version_info(), type_url=type_url, nonce=conn.next_nonce()
-    )
-    w.nonce_sent = head.nonce
-    w.version_sent = head.version_info
-    # resources are serialized once per push and shared; only this header is per proxy
-    if not await conn.send(b"".join(r.sotw_wire for r in resources.values()) + head.SerializeToString()):
+    if hosts is not None:
+        parts = tuple(p.only(hosts) for p in parts)
+    version = server.version_info()
+
+    def build(nonce: str) -> bytes:
+        # Parts are serialized once per push; protobuf merges concatenated messages, so the
+        # header (version, type, nonce) may follow the resources.
+        head = discovery_pb2.DiscoveryResponse(version_info=version, type_url=type_url, nonce=nonce)
+        return b"".join((*(p.sotw_body for p in parts if p.items), head.SerializeToString()))
+
+    nonce, data = server.cache.response((type_url, version, *parts), build)
+    w.nonce_sent = nonce
+    w.version_sent = version
+    if not await conn.send(data):
         return
     server.metrics.pushes.labels(short).inc()
     server.dirty.add(conn.id)
