@@ -12,6 +12,9 @@ import json
 import os
 import random
 import signal
+import socket
+import socketserver
+import ssl
 import subprocess
 import sys
 import threading
@@ -30,6 +33,7 @@ from meshplane.ctl.bootstrap import BootstrapOptions, render_bootstrap
 from meshplane.proto.bus.v1 import config_pb2, registry_pb2
 from meshplane.shared.bus import Buckets, Bus, BusOptions
 from meshplane.shared.bus.buckets import config_key, service_key, workload_key
+from meshplane.shared.config.validate import validate_object
 from meshplane.shared.envoyproc import find_envoy
 from meshplane.shared.natsserver import NatsServer, free_port, wait_for_port
 
@@ -83,6 +87,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     do_GET = _answer
     do_POST = _answer
+    do_OPTIONS = _answer  # CORS preflights that Envoy forwards
 
 
 class App(ThreadingHTTPServer):
@@ -94,6 +99,48 @@ class App(ThreadingHTTPServer):
         self.version = version
         self.fail_all = fail_all
         self.requests: list[dict[str, Any]] = []
+        self.thread = threading.Thread(target=self.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.shutdown()
+        self.server_close()
+
+
+class _L4Handler(socketserver.BaseRequestHandler):
+    server: L4App
+
+    def handle(self) -> None:
+        app = self.server
+        conn: socket.socket = self.request
+        try:
+            if app.tls is not None:
+                conn = app.tls.wrap_socket(conn, server_side=True)
+            data = conn.recv(4096)
+            app.seen.append(data)
+            conn.sendall(app.name.encode() + b":" + data)
+        except (OSError, ssl.SSLError):
+            pass  # a client that gave up or a handshake that failed: nothing to answer
+        finally:
+            conn.close()
+
+
+class L4App(socketserver.ThreadingTCPServer):
+    """A TCP (or, with ``cert``/``key``, TLS-terminating) upstream answering ``<name>:<bytes read>``."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(
+        self, name: str, host: str, port: int, cert: Path | None = None, key: Path | None = None
+    ) -> None:
+        super().__init__((host, port), _L4Handler)
+        self.name = name
+        self.seen: list[bytes] = []
+        self.tls: ssl.SSLContext | None = None
+        if cert is not None and key is not None:
+            self.tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            self.tls.load_cert_chain(str(cert), str(key))
         self.thread = threading.Thread(target=self.serve_forever, daemon=True)
         self.thread.start()
 
@@ -243,6 +290,20 @@ def vs_config(
     )
 
 
+def assert_valid(*configs: config_pb2.ConfigResource) -> None:
+    """Fail unless every config passes Istio's admission checks (Galley's, the one implementation)."""
+    problems = []
+    for c in configs:
+        obj = {
+            "apiVersion": f"{c.group}/{c.version}",
+            "kind": c.kind,
+            "metadata": {"name": c.name, "namespace": c.namespace},
+            "spec": json.loads(c.spec_json),
+        }
+        problems += [f"{c.kind} {c.namespace}/{c.name}: {e}" for e in validate_object(obj).errors]
+    assert not problems, problems
+
+
 @dataclass
 class BusWriter:
     url: str
@@ -313,8 +374,6 @@ def free_port_on(hosts: list[str]) -> int:
 
 
 def _bindable(host: str, port: int) -> bool:
-    import socket
-
     with socket.socket() as s:
         try:
             s.bind((host, port))
@@ -343,6 +402,7 @@ class Kit:
     """The helpers above, handed to test modules as a fixture (test files cannot import conftest)."""
 
     App = App
+    L4App = L4App
     BusWriter = BusWriter
     BootstrapOptions = BootstrapOptions
     start_pilot = staticmethod(start_pilot)
@@ -350,6 +410,7 @@ class Kit:
     proxy_options = staticmethod(proxy_options)
     wait_until = staticmethod(wait_until)
     vs_config = staticmethod(vs_config)
+    assert_valid = staticmethod(assert_valid)
     loopback_base = staticmethod(loopback_base)
     free_port_on = staticmethod(free_port_on)
     free_port = staticmethod(free_port)

@@ -1,4 +1,4 @@
-"""Self-signed certificates for TLS tests, made with ``cryptography``."""
+"""Certificates for TLS tests, made with ``cryptography``: self-signed (usable as a CA) and CA-signed."""
 
 from __future__ import annotations
 
@@ -16,14 +16,41 @@ from cryptography.x509.oid import NameOID
 def write_self_signed(
     directory: Path, common_name: str, dns_names: tuple[str, ...] = ("localhost",)
 ) -> tuple[Path, Path]:
-    """Write ``tls.crt`` / ``tls.key`` (0600) for 127.0.0.1 and ``dns_names``; return their paths."""
+    """Write ``tls.crt`` / ``tls.key`` (0600) for 127.0.0.1 and ``dns_names``; return their paths.
+
+    The certificate is a CA too, so it can sign leaves with :func:`write_signed`.
+    """
+    return _write(directory, common_name, dns_names, None)
+
+
+def write_signed(
+    directory: Path,
+    issuer: tuple[Path, Path],
+    common_name: str,
+    dns_names: tuple[str, ...] = ("localhost",),
+) -> tuple[Path, Path]:
+    """Write ``tls.crt`` / ``tls.key`` (0600) of a leaf signed by ``issuer`` (its cert and key paths)."""
+    return _write(directory, common_name, dns_names, issuer)
+
+
+def _write(
+    directory: Path, common_name: str, dns_names: tuple[str, ...], issuer: tuple[Path, Path] | None
+) -> tuple[Path, Path]:
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    signing_key: ec.EllipticCurvePrivateKey = key
+    issuer_name = name
+    if issuer is not None:
+        issuer_cert = x509.load_pem_x509_certificate(issuer[0].read_bytes())
+        loaded = serialization.load_pem_private_key(issuer[1].read_bytes(), password=None)
+        if not isinstance(loaded, ec.EllipticCurvePrivateKey):
+            raise TypeError(f"issuer key {issuer[1]} is not an EC key")
+        signing_key, issuer_name = loaded, issuer_cert.subject
     now = datetime.datetime.now(datetime.UTC)
     cert = (
         x509.CertificateBuilder()
         .subject_name(name)
-        .issuer_name(name)
+        .issuer_name(issuer_name)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(minutes=1))
@@ -34,9 +61,10 @@ def write_self_signed(
             ),
             critical=False,
         )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
+        .add_extension(x509.BasicConstraints(ca=issuer is None, path_length=None), critical=True)
+        .sign(signing_key, hashes.SHA256())
     )
+    directory.mkdir(parents=True, exist_ok=True)
     cert_path, key_path = directory / "tls.crt", directory / "tls.key"
     key_tmp = directory / ".tls.key.tmp"
     fd = os.open(key_tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

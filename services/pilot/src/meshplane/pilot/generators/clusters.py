@@ -18,6 +18,7 @@ from meshplane.pilot.generators.common import (
     outbound,
     pack,
 )
+from meshplane.pilot.generators.gateway import sni_dnat_clusters
 from meshplane.pilot.generators.policy import apply_policy, merged_policy
 from meshplane.pilot.generators.security.mtls import apply_auto_mtls
 from meshplane.pilot.generators.security.sds import retarget_clusters
@@ -181,7 +182,8 @@ def special_clusters() -> list[cluster_pb2.Cluster]:
 
 def shared_clusters(ctx: PushContext, proxy: Proxy) -> list[cluster_pb2.Cluster]:
     """Outbound and special clusters: identical for every proxy of one scope."""
-    clusters = outbound_clusters(ctx, proxy) + special_clusters()
+    outbound = outbound_clusters(ctx, proxy)
+    clusters = outbound + sni_dnat_clusters(ctx, proxy, outbound) + special_clusters()
     retarget_clusters(proxy, clusters)
     return clusters
 

@@ -48,6 +48,19 @@ class ClusterKey:
             return None
         return ClusterKey(parts[0], int(parts[1]), parts[2], parts[3])
 
+    @staticmethod
+    def parse_sni(name: str) -> ClusterKey | None:
+        """The SNI form ``outbound_.9080_.v1_.reviews.default.svc.cluster.local``."""
+        parts = name.split("_.", 3)
+        if len(parts) != 4 or not parts[1].isdigit():
+            return None
+        return ClusterKey(parts[0], int(parts[1]), parts[2], parts[3])
+
+
+def sni_name(key: ClusterKey) -> str:
+    """Istio's SNI / DNS-SRV form of a cluster name (also its default mTLS SNI)."""
+    return f"{key.direction}_.{key.port}_.{key.subset}_.{key.host}"
+
 
 def previous_hosts(policy: Any) -> None:
     """Istio's retry host predicate: retry on a different host than the failed attempt."""

@@ -26,7 +26,7 @@ def _locality(text: str) -> base_pb2.Locality:
 def build_load_assignment(ctx: PushContext, cluster_name: str) -> endpoint_pb2.ClusterLoadAssignment:
     """The endpoints of ``outbound|port|subset|host``; empty (not missing) when none are known."""
     cla = endpoint_pb2.ClusterLoadAssignment(cluster_name=cluster_name)
-    key = ClusterKey.parse(cluster_name)
+    key = ClusterKey.parse(cluster_name) or ClusterKey.parse_sni(cluster_name)  # SNI form: gateway SNI-DNAT
     if key is None or key.direction != "outbound":
         return cla
     svc = ctx.service(key.host)

@@ -4,19 +4,29 @@ from __future__ import annotations
 
 from typing import Any
 
+from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.core.v3 import address_pb2
 from envoy.config.listener.v3 import listener_components_pb2 as lc
 from envoy.config.listener.v3 import listener_pb2
 from envoy.config.route.v3 import route_components_pb2 as rc
 from envoy.config.route.v3 import route_pb2
 from envoy.extensions.filters.listener.tls_inspector.v3 import tls_inspector_pb2
-from envoy.extensions.transport_sockets.tls.v3 import secret_pb2, tls_pb2
+from envoy.extensions.filters.network.sni_cluster.v3 import sni_cluster_pb2
+from envoy.extensions.transport_sockets.tls.v3 import common_pb2, secret_pb2, tls_pb2
+from envoy.type.matcher.v3 import string_pb2
 
-from meshplane.pilot.generators.common import istio_metadata, pack, sds_source
+from meshplane.pilot.generators.common import (
+    BLACKHOLE,
+    ClusterKey,
+    istio_metadata,
+    pack,
+    sds_source,
+    sni_name,
+)
 from meshplane.pilot.generators.filters import http_manager, tcp_destinations, tcp_proxy
 from meshplane.pilot.generators.httproute import routes_for
 from meshplane.pilot.model.config import Config, fqdn, host_matches
-from meshplane.pilot.model.proxy import Proxy
+from meshplane.pilot.model.proxy import Proxy, ProxyType
 from meshplane.pilot.model.push_context import PushContext
 
 Server = dict[str, Any]
@@ -30,73 +40,154 @@ def _hosts(server: Server) -> list[str]:
     return [str(h).split("/", 1)[-1] for h in server.get("hosts") or []]
 
 
+def _hosts_for(gw: Config, server: Server, namespace: str) -> list[str]:
+    """The server hosts a VirtualService in ``namespace`` may bind: ``ns/host``, ``./host``, ``*/host``."""
+    out = []
+    for entry in server.get("hosts") or []:
+        scope, _, host = str(entry).rpartition("/")
+        scope = gw.namespace if scope == "." else scope or "*"
+        if scope in ("*", namespace):
+            out.append(host)
+    return out
+
+
 def _route_name(gw: Config, server: Server) -> str:
     port = server.get("port") or {}
     protocol = str(port.get("protocol", "HTTP")).upper()
+    tls = server.get("tls") or {}
     if protocol == "HTTPS" or (
-        protocol == "HTTP" and server.get("tls") and not server["tls"].get("httpsRedirect")
+        protocol in ("HTTP", "HTTP2", "GRPC") and tls.get("mode") and not tls.get("httpsRedirect")
     ):
         return f"https.{port.get('number')}.{port.get('name', '')}.{gw.name}.{gw.namespace}"
     return f"http.{port.get('number')}"
 
 
-def _downstream_tls(tls: dict[str, Any]) -> tls_pb2.DownstreamTlsContext:
+_SAN_TYPES = (
+    common_pb2.SubjectAltNameMatcher.DNS,
+    common_pb2.SubjectAltNameMatcher.URI,
+    common_pb2.SubjectAltNameMatcher.EMAIL,
+    common_pb2.SubjectAltNameMatcher.IP_ADDRESS,
+)
+
+
+def _sds(name: str) -> secret_pb2.SdsSecretConfig:
+    return secret_pb2.SdsSecretConfig(name=name, sds_config=sds_source())
+
+
+def _downstream_tls(tls: dict[str, Any], alpn: tuple[str, ...]) -> tls_pb2.DownstreamTlsContext:
+    """Terminating TLS as Istio's gateways do: ``credentialName`` is ``kubernetes://<name>`` over SDS,
+    MUTUAL validates clients against ``kubernetes://<name>-cacert``; ISTIO_MUTUAL uses the workload's
+    own ``default`` certificate and ``ROOTCA``. Without a credentialName, the files mounted in the
+    gateway (``serverCertificate``, ``privateKey``, ``caCertificates``) are read by Envoy itself."""
     ctx = tls_pb2.DownstreamTlsContext()
     common = ctx.common_tls_context
+    mode = str(tls.get("mode", "SIMPLE")).upper()
     cred = str(tls.get("credentialName") or "")
-    common.tls_certificate_sds_secret_configs.append(
-        secret_pb2.SdsSecretConfig(name=f"kubernetes://{cred}", sds_config=sds_source())
-    )
-    if str(tls.get("mode", "SIMPLE")).upper() == "MUTUAL":
-        ctx.require_client_certificate.value = True
-        common.validation_context_sds_secret_config.CopyFrom(
-            secret_pb2.SdsSecretConfig(name=f"kubernetes://{cred}-cacert", sds_config=sds_source())
-        )
-    common.alpn_protocols.extend(["h2", "http/1.1"])
+    files = not cred and mode != "ISTIO_MUTUAL" and bool(tls.get("serverCertificate"))
+    cert, ca = (f"kubernetes://{cred}", f"kubernetes://{cred}-cacert")
+    if mode == "ISTIO_MUTUAL":
+        cert, ca = "default", "ROOTCA"
+    if files:
+        pair = common.tls_certificates.add()
+        pair.certificate_chain.filename = str(tls["serverCertificate"])
+        pair.private_key.filename = str(tls.get("privateKey") or "")
+    else:
+        common.tls_certificate_sds_secret_configs.append(_sds(cert))
+    if mode in ("MUTUAL", "OPTIONAL_MUTUAL", "ISTIO_MUTUAL"):
+        ctx.require_client_certificate.value = mode != "OPTIONAL_MUTUAL"
+        if files:
+            validation = common.validation_context
+            validation.trusted_ca.filename = str(tls.get("caCertificates") or "")
+        else:
+            combined = common.combined_validation_context
+            validation = combined.default_validation_context
+            validation.SetInParent()  # Envoy requires it, even empty
+            combined.validation_context_sds_secret_config.CopyFrom(_sds(ca))
+        for san in tls.get("subjectAltNames") or []:
+            for san_type in _SAN_TYPES:  # like the older untyped match: any kind of SAN may carry it
+                validation.match_typed_subject_alt_names.add(
+                    san_type=san_type, matcher=string_pb2.StringMatcher(exact=str(san))
+                )
+    _tls_params(common.tls_params, tls)
+    common.alpn_protocols.extend(alpn)
     return ctx
+
+
+def _tls_params(params: common_pb2.TlsParameters, tls: dict[str, Any]) -> None:
+    """Server ``minProtocolVersion``/``maxProtocolVersion`` (``TLSV1_2`` is ``TLSv1_2``), ``cipherSuites``."""
+    for key, field in (
+        ("minProtocolVersion", "tls_minimum_protocol_version"),
+        ("maxProtocolVersion", "tls_maximum_protocol_version"),
+    ):
+        version = str(tls.get(key) or "").upper()
+        if version.startswith("TLSV1_"):
+            setattr(params, field, common_pb2.TlsParameters.TlsProtocol.Value("TLSv1_" + version[-1]))
+    params.cipher_suites.extend(str(c) for c in tls.get("cipherSuites") or [])
 
 
 def _bound_vs(ctx: PushContext, gw: Config) -> list[Config]:
     return ctx.virtual_services(gw.namespace, f"{gw.namespace}/{gw.name}")
 
 
+def _new_listener(bind: str, number: int) -> listener_pb2.Listener:
+    lis = listener_pb2.Listener(
+        name=f"{bind}_{number}",
+        address=address_pb2.Address(
+            socket_address=address_pb2.SocketAddress(address=bind, port_value=number)
+        ),
+    )
+    lis.enable_reuse_port.value = False
+    return lis
+
+
 def gateway_listeners(ctx: PushContext, proxy: Proxy) -> list[listener_pb2.Listener]:
+    """One listener per (bind, port); one filter chain per server (per SNI route for PASSTHROUGH)."""
     by_port: dict[tuple[str, int], listener_pb2.Listener] = {}
     for gw, server in _servers(ctx, proxy):
         port = server.get("port") or {}
         number = int(port.get("number", 0))
         bind = str(server.get("bind") or "0.0.0.0")
-        key = (bind, number)
-        lis = by_port.get(key)
+        lis = by_port.get((bind, number))
         if lis is None:
-            lis = listener_pb2.Listener(
-                name=f"{bind}_{number}",
-                address=address_pb2.Address(
-                    socket_address=address_pb2.SocketAddress(address=bind, port_value=number)
-                ),
-            )
-            lis.enable_reuse_port.value = False
-            by_port[key] = lis
+            lis = by_port[(bind, number)] = _new_listener(bind, number)
         protocol = str(port.get("protocol", "HTTP")).upper()
         tls = server.get("tls") or {}
-        mode = str(tls.get("mode", "")).upper()
-        if protocol in ("HTTP", "HTTP2", "GRPC") and not (tls and not tls.get("httpsRedirect")):
+        mode = str(tls.get("mode", "SIMPLE" if tls else "")).upper()
+        sni = [h for h in _hosts(server) if h != "*"]
+        if protocol in ("HTTP", "HTTP2", "GRPC") and (not mode or tls.get("httpsRedirect")):
             if not any(c.name == f"http.{number}" for c in lis.filter_chains):
                 lis.filter_chains.add(name=f"http.{number}").filters.append(
                     http_manager(f"outbound_{bind}_{number}", rds=f"http.{number}")
                 )
-        elif mode in ("SIMPLE", "MUTUAL"):
+        elif mode == "PASSTHROUGH":
+            _add_tls_inspector(lis)
+            lis.filter_chains.extend(_sni_chains(ctx, gw, server, number))
+        elif mode == "AUTO_PASSTHROUGH":
+            _add_tls_inspector(lis)
+            lis.filter_chains.append(_auto_passthrough_chain(number, sni))
+        elif protocol == "TCP" or (protocol == "TLS" and not mode):
+            tcp = _tcp_chain(ctx, gw, server, number)
+            if tcp is not None:
+                lis.filter_chains.append(tcp)
+        elif protocol == "TLS":
+            tcp = _tcp_chain(ctx, gw, server, number)
+            if tcp is not None:
+                _add_tls_inspector(lis)
+                tcp.filter_chain_match.server_names.extend(sni)
+                _terminate(tcp, tls, ())
+                lis.filter_chains.append(tcp)
+        else:
             _add_tls_inspector(lis)
             chain = lis.filter_chains.add(name=_route_name(gw, server))
-            chain.filter_chain_match.server_names.extend(h for h in _hosts(server) if h != "*")
+            chain.filter_chain_match.server_names.extend(sni)
             chain.filters.append(http_manager(f"outbound_{bind}_{number}", rds=_route_name(gw, server)))
-            chain.transport_socket.name = "envoy.transport_sockets.tls"
-            chain.transport_socket.typed_config.CopyFrom(pack(_downstream_tls(tls)))
-        elif mode in ("PASSTHROUGH", "AUTO_PASSTHROUGH") or protocol in ("TLS", "TCP"):
-            if protocol != "TCP":
-                _add_tls_inspector(lis)
-            lis.filter_chains.extend(_tcp_chains(ctx, gw, server, number, protocol))
-    return list(by_port.values())
+            _terminate(chain, tls, ("h2", "http/1.1"))
+    return [lis for lis in by_port.values() if lis.filter_chains]
+
+
+def _terminate(chain: lc.FilterChain, tls: dict[str, Any], alpn: tuple[str, ...]) -> None:
+    chain.transport_socket.name = "envoy.transport_sockets.tls"
+    chain.transport_socket.typed_config.CopyFrom(pack(_downstream_tls(tls, alpn)))
 
 
 def _add_tls_inspector(lis: listener_pb2.Listener) -> None:
@@ -106,26 +197,101 @@ def _add_tls_inspector(lis: listener_pb2.Listener) -> None:
         )
 
 
-def _tcp_chains(
-    ctx: PushContext, gw: Config, server: Server, number: int, protocol: str
-) -> list[lc.FilterChain]:
-    chains = []
-    server_hosts = _hosts(server)
+def _l4_match(m: dict[str, Any], gw: Config, number: int) -> bool:
+    """A tcp/tls route match's ``port`` and ``gateways`` against this gateway server."""
+    if m.get("port") and int(m["port"]) != number:
+        return False
+    gateways = [str(g) for g in m.get("gateways") or []]
+    return not gateways or any(g in (gw.name, f"{gw.namespace}/{gw.name}") for g in gateways)
+
+
+def _vs_for_server(ctx: PushContext, gw: Config, server: Server) -> list[Config]:
+    """VirtualServices bound to the gateway whose hosts overlap the server's hosts."""
+    out = []
     for vs in _bound_vs(ctx, gw):
-        for section in ("tls", "tcp"):
-            for r in vs.spec.get(section) or []:
-                for m in r.get("match") or [{}]:
-                    if m.get("port") and int(m["port"]) != number:
-                        continue
-                    sni = [str(s) for s in m.get("sniHosts") or []]
-                    if section == "tls" and not any(host_matches(h, s) for h in server_hosts for s in sni):
-                        continue
-                    chain = lc.FilterChain()
-                    chain.filter_chain_match.server_names.extend(sni)
-                    dests = tcp_destinations(r.get("route") or [], vs.namespace, number)
-                    chain.filters.append(tcp_proxy(f"{gw.name}_{number}", "", dests))
-                    chains.append(chain)
+        hosts = [str(h) for h in vs.spec.get("hosts") or []]
+        server_hosts = _hosts_for(gw, server, vs.namespace)
+        if any(host_matches(s, h) or host_matches(h, s) for s in server_hosts for h in hosts):
+            out.append(vs)
+    return out
+
+
+def _tcp_chain(ctx: PushContext, gw: Config, server: Server, number: int) -> lc.FilterChain | None:
+    """Opaque TCP (or TLS terminated here): the first matching ``tcp`` route, as Istio picks it."""
+    for vs in _vs_for_server(ctx, gw, server):
+        for r in vs.spec.get("tcp") or []:
+            if any(_l4_match(m, gw, number) for m in r.get("match") or [{}]):
+                chain = lc.FilterChain(name=f"tcp.{number}.{vs.namespace}.{vs.name}")
+                dests = tcp_destinations(r.get("route") or [], vs.namespace, number)
+                chain.filters.append(tcp_proxy(f"{gw.name}_{number}", "", dests))
+                return chain
+    return None
+
+
+def _sni_chains(ctx: PushContext, gw: Config, server: Server, number: int) -> list[lc.FilterChain]:
+    """PASSTHROUGH: one chain per ``tls`` route match, keyed on the SNI names the server accepts."""
+    chains = []
+    seen: set[str] = set()
+    for vs in _vs_for_server(ctx, gw, server):
+        server_hosts = _hosts_for(gw, server, vs.namespace)
+        for r in vs.spec.get("tls") or []:
+            for m in r.get("match") or []:
+                if not _l4_match(m, gw, number):
+                    continue
+                sni = [
+                    str(s)
+                    for s in m.get("sniHosts") or []
+                    if str(s) not in seen and any(host_matches(h, str(s)) for h in server_hosts)
+                ]
+                if not sni:
+                    continue
+                seen.update(sni)
+                chain = lc.FilterChain(name=f"sni.{number}.{sni[0]}")
+                chain.filter_chain_match.server_names.extend(sni)
+                dests = tcp_destinations(r.get("route") or [], vs.namespace, number)
+                chain.filters.append(tcp_proxy(f"{gw.name}_{number}", "", dests))
+                chains.append(chain)
     return chains
+
+
+def _auto_passthrough_chain(number: int, sni: list[str]) -> lc.FilterChain:
+    """AUTO_PASSTHROUGH: the SNI (``outbound_.<port>_.<subset>_.<host>``) names the cluster; no routes."""
+    chain = lc.FilterChain(name=f"auto-passthrough.{number}")
+    chain.filter_chain_match.server_names.extend(sni)
+    chain.filters.add(name="envoy.filters.network.sni_cluster").typed_config.CopyFrom(
+        pack(sni_cluster_pb2.SniCluster())
+    )
+    chain.filters.append(tcp_proxy(f"auto-passthrough_{number}", BLACKHOLE))
+    return chain
+
+
+def sni_dnat_clusters(
+    ctx: PushContext, proxy: Proxy, outbound: list[cluster_pb2.Cluster]
+) -> list[cluster_pb2.Cluster]:
+    """For a router with an AUTO_PASSTHROUGH server: each outbound cluster again under its SNI name,
+    without TLS of its own (the client's TLS passes through), as Istio's SNI-DNAT clusters."""
+    if proxy.type is not ProxyType.ROUTER or not any(
+        str((s.get("tls") or {}).get("mode", "")).upper() == "AUTO_PASSTHROUGH"
+        for _, s in _servers(ctx, proxy)
+    ):
+        return []
+    out = []
+    for c in outbound:
+        key = ClusterKey.parse(c.name)
+        if key is None or key.direction != "outbound":
+            continue
+        dnat = cluster_pb2.Cluster()
+        dnat.CopyFrom(c)
+        dnat.name = sni_name(key)
+        dnat.ClearField("transport_socket")
+        dnat.ClearField("transport_socket_matches")
+        dnat.ClearField("typed_extension_protocol_options")  # opaque bytes: no HTTP/2 upstream
+        if dnat.HasField("eds_cluster_config"):
+            dnat.eds_cluster_config.service_name = dnat.name
+        if dnat.HasField("load_assignment"):
+            dnat.load_assignment.cluster_name = dnat.name
+        out.append(dnat)
+    return out
 
 
 def gateway_routes(ctx: PushContext, proxy: Proxy, name: str) -> route_pb2.RouteConfiguration:
@@ -136,9 +302,9 @@ def gateway_routes(ctx: PushContext, proxy: Proxy, name: str) -> route_pb2.Route
         if _route_name(gw, server) != name:
             continue
         number = int((server.get("port") or {}).get("number", 0))
-        server_hosts = _hosts(server)
         redirect = bool((server.get("tls") or {}).get("httpsRedirect"))
         for vs in _bound_vs(ctx, gw):
+            server_hosts = _hosts_for(gw, server, vs.namespace)
             for host in vs.spec.get("hosts") or []:
                 h = fqdn(str(host), vs.namespace) if "." not in str(host) and host != "*" else str(host)
                 if not any(host_matches(s, h) or host_matches(h, s) for s in server_hosts):

@@ -144,6 +144,8 @@ def _cors(policy: Spec) -> cors_pb2.CorsPolicy:
         out.max_age = str(d.seconds) if d is not None else ""
     if "allowCredentials" in policy:
         out.allow_credentials.value = bool(policy["allowCredentials"])
+    if str(policy.get("unmatchedPreflights", "")).upper() == "IGNORE":
+        out.forward_not_matching_preflights.value = False  # Envoy answers them; the app never sees them
     return out
 
 

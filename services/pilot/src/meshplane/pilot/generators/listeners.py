@@ -73,6 +73,10 @@ def _tcp_routes(ctx: PushContext, proxy: Proxy, svc: Service, port: Port) -> lis
 def _tls_chains(ctx: PushContext, proxy: Proxy, svc: Service, port: Port) -> list[lc.FilterChain]:
     chains = []
     for vs in ctx.virtual_services(proxy.namespace, None):
+        if not any(
+            host_matches(fqdn(str(h), vs.namespace), svc.hostname) for h in vs.spec.get("hosts") or []
+        ):
+            continue
         for tls in vs.spec.get("tls") or []:
             for m in tls.get("match") or []:
                 if m.get("port") and int(m["port"]) != port.number:
