@@ -50,6 +50,16 @@ def test_delta_sds_and_admin() -> None:
     assert boot["admin"]["address"]["socket_address"]["port_value"] == 19000
 
 
+def test_sds_token_path_asks_pilot_for_token_bearing_sds() -> None:
+    md = render_bootstrap(
+        BootstrapOptions(node_id=NODE, sds_socket="/run/sds.sock", sds_token_path="/run/tokens/istio-token")
+    )["node"]["metadata"]
+    assert md["SDS_TOKEN_PATH"] == "/run/tokens/istio-token"
+    assert md["SDS_UDS_PATH"] == "/run/sds.sock"
+    plain = render_bootstrap(BootstrapOptions(node_id=NODE, sds_socket="/run/sds.sock"))["node"]["metadata"]
+    assert "SDS_TOKEN_PATH" not in plain and "SDS_UDS_PATH" not in plain
+
+
 @pytest.mark.parametrize(
     ("opts", "message"),
     [
@@ -57,6 +67,7 @@ def test_delta_sds_and_admin() -> None:
         (BootstrapOptions(node_id=NODE, pilots=["nope"]), "--pilot"),
         (BootstrapOptions(proxy_type="router", node_id=NODE), "--node-id"),
         (BootstrapOptions(node_id=NODE, admin="127.0.0.1:99999"), "--admin"),
+        (BootstrapOptions(node_id=NODE, sds_token_path="tokens/t"), "--sds-token-path"),
     ],
 )
 def test_bad_options_name_the_option(opts: BootstrapOptions, message: str) -> None:

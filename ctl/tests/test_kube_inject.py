@@ -58,8 +58,41 @@ def test_deployment_gets_sidecar_and_annotations(tmp_path: Path, capsys: pytest.
         "v1",
     )
     assert "sidecar~${INSTANCE_IP}~${POD_NAME}.${POD_NAMESPACE}" in proxy["command"][2]
-    assert {v["name"] for v in pod["spec"]["volumes"]} >= {"istio-envoy", "istio-podinfo", "workload-socket"}
+    assert {v["name"] for v in pod["spec"]["volumes"]} >= {
+        "istio-envoy",
+        "istio-podinfo",
+        "workload-socket",
+        "istio-token",
+    }
     assert service["kind"] == "Service" and "template" not in service["spec"]
+
+
+def test_sds_socket_from_node_agent_host_dir_and_projected_token(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, docs, _ = run_inject(tmp_path, DEPLOYMENT, capsys)
+    spec = docs[0]["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    # the node agent DaemonSet's host directory, not a CSI driver that does not exist
+    assert volumes["workload-socket"] == {
+        "name": "workload-socket",
+        "hostPath": {"path": "/var/run/meshplane/workload-spiffe-uds", "type": "Directory"},
+    }
+    (source,) = volumes["istio-token"]["projected"]["sources"]
+    assert source["serviceAccountToken"] == {
+        "audience": "istio-ca",
+        "expirationSeconds": 43200,
+        "path": "istio-token",
+    }
+    proxy = spec["containers"][1]
+    mounts = {m["name"]: m["mountPath"] for m in proxy["volumeMounts"]}
+    assert mounts["workload-socket"] == "/var/run/secrets/workload-spiffe-uds"
+    assert mounts["istio-token"] == "/var/run/secrets/tokens"
+    # the bootstrap asks Pilot for SDS carrying the mounted token, over the mounted socket
+    script = proxy["command"][2]
+    assert "--sds-token-path /var/run/secrets/tokens/istio-token" in script
+    assert "--sds-socket /var/run/secrets/workload-spiffe-uds/socket" in script
+    assert "csi" not in json.dumps(spec)
 
 
 def test_injection_is_idempotent(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

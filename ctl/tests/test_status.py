@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 
 import pytest
 
@@ -14,8 +16,10 @@ from meshplane.shared.components import ComponentAnnouncer
 from meshplane.shared.natsserver import NatsServer
 
 
-def status(proxy: str, pilot: str, **words: tuple[str, str, str]) -> status_pb2.ProxyStatus:
+def status(proxy: str, pilot: str, age: float = 0.0, **words: tuple[str, str, str]) -> status_pb2.ProxyStatus:
+    """A record as Pilot writes it, last refreshed ``age`` seconds ago."""
     s = status_pb2.ProxyStatus(proxy_id=proxy, pilot_id=pilot, proxy_version="1.40.0")
+    s.updated.FromNanoseconds(int((time.time() - age) * 1e9))
     for short, (sent, acked, nack) in words.items():
         s.types.add(type_url=TYPES[short], nonce_sent=sent, nonce_acked=acked, last_nack=nack)
     return s
@@ -36,8 +40,6 @@ async def test_proxy_status_table_and_json(
         status("reviews-1.default", "pilot-b", CDS=("n1", "n0", ""), RDS=("n5", "n4", "bad regex")),
     )
     # The CLI runs its own event loop: run it in a thread so it does not nest in this one.
-    import asyncio
-
     code = await asyncio.to_thread(main, ["proxy-status", "--nats-url", nats_server.url])
     out = capsys.readouterr().out
     assert code == 0
@@ -53,6 +55,21 @@ async def test_proxy_status_table_and_json(
     data = json.loads(capsys.readouterr().out)
     assert code == 0 and [d["proxyId"] for d in data] == ["reviews-1.default"]
     code = await asyncio.to_thread(main, ["proxy-status", "nobody.default", "--nats-url", nats_server.url])
+    assert code == 1 and "not connected" in capsys.readouterr().err
+
+
+async def test_proxy_status_hides_records_their_pilot_stopped_refreshing(
+    bus: Bus, nats_server: NatsServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    kv = Buckets(bus).proxy_status
+    await kv.put(make_key("pilot-live", "a.default"), status("a.default", "pilot-live", age=5))
+    await kv.put(make_key("pilot-dead", "b.default"), status("b.default", "pilot-dead", age=45))
+    never = status_pb2.ProxyStatus(proxy_id="c.default", pilot_id="pilot-old")  # no refresh time at all
+    await kv.put(make_key("pilot-old", "c.default"), never)
+    code = await asyncio.to_thread(main, ["proxy-status", "--nats-url", nats_server.url])
+    rows = capsys.readouterr().out.splitlines()[1:]
+    assert code == 0 and [r.split()[0] for r in rows] == ["a.default"]
+    code = await asyncio.to_thread(main, ["proxy-status", "b.default", "--nats-url", nats_server.url])
     assert code == 1 and "not connected" in capsys.readouterr().err
 
 

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
 from pathlib import Path
 
+import jwt
 import pytest
 from cryptography import x509
 
 from meshplane.citadel.ca.keycert import create_self_signed, load_bundle, to_pem
 from meshplane.citadel.ca.signer import issue_chain
 from meshplane.citadel.nodeagent.cache import ROOT_SECRET, WORKLOAD_SECRET, SecretCache, WorkloadCert
+from meshplane.citadel.nodeagent.caclient import CAClient
 from meshplane.citadel.nodeagent.rotation import make_key_and_csr, refresh_delay
 from meshplane.citadel.nodeagent.settings import parse_agent_settings
+from meshplane.citadel.nodeagent.workloads import NoCredential, Workloads, token_expiry
 
 REQUIRED = ["--sds-socket", "s", "--ca-addr", "127.0.0.1:8060", "--ca-root", "r", "--token-file", "t"]
 
@@ -79,3 +83,20 @@ async def test_rootca_prefers_bus_roots_and_default_carries_the_chain(tmp_path: 
     assert rootca is not None
     assert rootca.validation_context.trusted_ca.inline_bytes.decode() == cert.chain[-1] + to_pem(other)
     assert cache.secret("file-root:/etc/ssl/ca.pem") is None
+
+
+def _jwt(**claims: object) -> str:
+    return jwt.encode({"sub": "system:serviceaccount:default:a", **claims}, "k" * 32, algorithm="HS256")
+
+
+def test_token_expiry_reads_exp_and_tolerates_opaque_tokens() -> None:
+    assert token_expiry(_jwt(exp=1_900_000_000)) == 1_900_000_000
+    assert token_expiry(_jwt()) is None
+    assert token_expiry("not-a-jwt") is None
+
+
+async def test_expired_stream_token_is_refused_without_asking_the_ca(tmp_path: Path) -> None:
+    workloads = Workloads(CAClient("127.0.0.1:9", tmp_path / "root.pem"), "ec", dt.timedelta(hours=1), None)
+    with pytest.raises(NoCredential, match="expired"):
+        await workloads.acquire(_jwt(exp=int(time.time()) - 5))
+    await workloads.close()

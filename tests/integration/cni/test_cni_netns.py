@@ -4,6 +4,8 @@ against real network namespaces, veth pairs and iptables, fed by a real agent pr
 from __future__ import annotations
 
 import json
+import shutil
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -179,3 +181,21 @@ def test_failure_in_the_second_family_rolls_the_first_back(node_agent: AgentProc
         assert code == 1 and out["code"] == 101 and "ip6tables-restore" in out["msg"]
         assert not [line for line in pod.save("nat") if "ISTIO" in line], "no half-applied IPv4 rules"
         assert "-A KUBE-OTHER -j ISTIO_STALE" in pod.save("nat", v6=True)
+
+
+def test_installed_plugin_works_alone_with_the_hosts_python(node_agent: AgentProcess, tmp_path: Path) -> None:
+    # what the runtime on a node executes: the file the agent put in the CNI bin dir, without the
+    # agent's virtualenv (copied elsewhere, run by the first python3 the preamble finds)
+    host_bin = tmp_path / "host-bin"
+    host_bin.mkdir()
+    plugin = host_bin / "meshplane-cni"
+    shutil.copy2(node_agent.bin_dir / "meshplane-cni", plugin)
+    assert sys.prefix.encode() not in plugin.read_bytes(), "no path into the agent's environment"
+    with pod_netns() as pod:
+        prev = prev_result(pod)
+        conf = netconf(node_agent.run_dir, prev)
+        code, out = run_plugin("ADD", conf, pod.path, ("default", "default"), plugin=plugin)
+        assert code == 0, out
+        assert ours(save(pod)) == (TESTDATA / "default.ipv4.golden").read_text()
+        assert run_plugin("DEL", conf, pod.path, ("default", "default"), plugin=plugin) == (0, None)
+        assert not [line for line in pod.save("nat") if "ISTIO" in line]

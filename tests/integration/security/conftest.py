@@ -193,3 +193,9 @@ def jwks_server() -> Iterator[JwksServer]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.fixture(scope="session")
+def kit() -> Any:
+    """The pilot integration tests' process helpers (test files cannot import a conftest)."""
+    return pilot_kit.Kit

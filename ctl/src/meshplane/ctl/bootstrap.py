@@ -3,6 +3,8 @@
 ``render_bootstrap`` is a pure function returning the bootstrap as a dict; the command writes it
 as YAML. The bootstrap names the node (Istio's node ID and metadata), points ADS at every Pilot
 given (SotW or Delta), adds ``sds-grpc`` over a Unix socket when given, and the admin address.
+With ``--sds-token-path`` the node metadata asks Pilot for SDS configs that carry that token
+file to the node agent (``SDS_TOKEN_PATH``, ``SDS_UDS_PATH``), as a per-node agent needs.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ class BootstrapOptions:
     pilots: list[str] = field(default_factory=lambda: ["127.0.0.1:15010"])
     delta: bool = False
     sds_socket: str = ""
+    sds_token_path: str = ""
     admin: str = "127.0.0.1:15000"
     namespace: str = "default"
     service_account: str = "default"
@@ -80,6 +83,13 @@ def render_bootstrap(opts: BootstrapOptions) -> dict[str, Any]:
         "INTERCEPTION_MODE": opts.interception,
         "ISTIO_VERSION": "meshplane-0.1.0",
     }
+    if opts.sds_token_path:
+        # per-node agent: Pilot's SDS configs send this token file to the agent's socket
+        if not opts.sds_token_path.startswith("/"):
+            raise BootstrapError(f"--sds-token-path: expected an absolute path, got {opts.sds_token_path!r}")
+        metadata["SDS_TOKEN_PATH"] = opts.sds_token_path
+        if opts.sds_socket:
+            metadata["SDS_UDS_PATH"] = opts.sds_socket
     ads_source = {"ads": {}, "resource_api_version": "V3"}
     clusters: list[dict[str, Any]] = [
         {
@@ -162,6 +172,11 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--pilot", action="append", default=[], help="HOST:PORT of a Pilot (repeatable)")
     p.add_argument("--delta", action="store_true", help="use Delta xDS (default: state of the world)")
     p.add_argument("--sds-socket", default="", help="Unix socket of the node agent's SDS server")
+    p.add_argument(
+        "--sds-token-path",
+        default="",
+        help="service-account token file Envoy sends on SDS streams (per-node agent, e.g. in Kubernetes)",
+    )
     p.add_argument("--admin", default="127.0.0.1:15000", help="Envoy admin HOST:PORT")
     p.add_argument("--namespace", default="default")
     p.add_argument("--service-account", default="default")
@@ -185,6 +200,7 @@ def run(args: argparse.Namespace) -> int:
             pilots=args.pilot or ["127.0.0.1:15010"],
             delta=args.delta,
             sds_socket=args.sds_socket,
+            sds_token_path=args.sds_token_path,
             admin=args.admin,
             namespace=args.namespace,
             service_account=args.service_account,

@@ -7,7 +7,9 @@ all documents back, other kinds unchanged. Like Istio:
 * a pod opted out (``sidecar.istio.io/inject: "false"`` as annotation or label), a pod that is
   already injected (``sidecar.istio.io/status``) and a ``hostNetwork`` pod are left alone;
 * the sidecar container is ``istio-proxy`` (Envoy, bootstrapped by ``meshctl bootstrap`` against
-  Pilot, with certificates from the node agent's SDS socket);
+  Pilot, with certificates from the node agent DaemonSet's SDS socket — a hostPath directory —
+  asked for with the pod's projected service-account token, audience ``istio-ca``, mounted at
+  ``/var/run/secrets/tokens/istio-token`` as Istio's injector does);
 * the pod gets ``sidecar.istio.io/status`` (what was added), ``kubectl.kubernetes.io/default-container``
   and the labels ``security.istio.io/tlsMode: istio``, ``service.istio.io/canonical-name`` and
   ``service.istio.io/canonical-revision``.
@@ -31,6 +33,10 @@ PROXY_IMAGE = "meshplane/proxy:0.1.0"
 STATUS_ANNOTATION = "sidecar.istio.io/status"
 INJECT_ANNOTATION = "sidecar.istio.io/inject"
 SDS_DIR = "/var/run/secrets/workload-spiffe-uds"
+#: Where the node agent DaemonSet serves SDS on the host (k8s/base/node-agent).
+HOST_SDS_DIR = "/var/run/meshplane/workload-spiffe-uds"
+TOKEN_DIR = "/var/run/secrets/tokens"
+TOKEN_AUDIENCE = "istio-ca"
 
 Obj = dict[str, Any]
 
@@ -76,7 +82,8 @@ def _proxy_container(workload: str, pilot: str, ca: str) -> Obj:
     script = (
         "meshctl bootstrap --type sidecar "
         '--node-id "sidecar~${INSTANCE_IP}~${POD_NAME}.${POD_NAMESPACE}~${POD_NAMESPACE}.svc.cluster.local" '
-        f"--pilot {pilot} --sds-socket {SDS_DIR}/socket --admin 127.0.0.1:15000 "
+        f"--pilot {pilot} --sds-socket {SDS_DIR}/socket --sds-token-path {TOKEN_DIR}/istio-token "
+        "--admin 127.0.0.1:15000 "
         '--namespace "${POD_NAMESPACE}" --service-account "${SERVICE_ACCOUNT}" --ip "${INSTANCE_IP}" '
         '--labels "$(cat /etc/istio/pod/labels | tr -d \'"\' | paste -sd, -)" '
         "-o /etc/istio/proxy/envoy.yaml && exec envoy -c /etc/istio/proxy/envoy.yaml --concurrency 2"
@@ -113,6 +120,7 @@ def _proxy_container(workload: str, pilot: str, ca: str) -> Obj:
         },
         "volumeMounts": [
             {"name": "workload-socket", "mountPath": SDS_DIR},
+            {"name": "istio-token", "mountPath": TOKEN_DIR, "readOnly": True},
             {"name": "istio-envoy", "mountPath": "/etc/istio/proxy"},
             {"name": "istio-podinfo", "mountPath": "/etc/istio/pod"},
         ],
@@ -120,7 +128,21 @@ def _proxy_container(workload: str, pilot: str, ca: str) -> Obj:
 
 
 VOLUMES: list[Obj] = [
-    {"name": "workload-socket", "csi": {"driver": "workloadcertificates.meshplane.io", "readOnly": True}},
+    {"name": "workload-socket", "hostPath": {"path": HOST_SDS_DIR, "type": "Directory"}},
+    {
+        "name": "istio-token",
+        "projected": {
+            "sources": [
+                {
+                    "serviceAccountToken": {
+                        "audience": TOKEN_AUDIENCE,
+                        "expirationSeconds": 43200,
+                        "path": "istio-token",
+                    }
+                }
+            ]
+        },
+    },
     {"name": "istio-envoy", "emptyDir": {"medium": "Memory"}},
     {
         "name": "istio-podinfo",

@@ -4,6 +4,10 @@ proxy-status prints Istio's columns (NAME, CLUSTER, CDS, LDS, EDS, RDS, PILOT, V
 Istio's sync words: SYNCED when the last nonce sent was acked, NOT SENT when nothing was sent,
 ``STALE (Never Acknowledged)`` when nothing was ever acked, STALE otherwise; a NACK shows as
 ``NACKED``. ``-o json`` prints the raw status for scripts.
+
+Only records their Pilot still refreshes are shown: a record older than
+``meshplane.shared.proxystatus.STALE_AFTER_SECONDS`` (30 s) belongs to a Pilot that died without
+cleaning up, and its proxy has reconnected elsewhere or is gone.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from meshplane.ctl import __version__
 from meshplane.ctl.busclient import add_nats_flag, connect
 from meshplane.proto.bus.v1 import status_pb2
 from meshplane.shared.bus import Buckets, BusError
+from meshplane.shared.proxystatus import is_live
 
 TYPES = {
     "CDS": "type.googleapis.com/envoy.config.cluster.v3.Cluster",
@@ -54,9 +59,10 @@ def table(statuses: list[status_pb2.ProxyStatus]) -> str:
 async def read_proxy_status(url: str) -> list[status_pb2.ProxyStatus]:
     bus = await connect(url)
     try:
-        return list((await asyncio.wait_for(Buckets(bus).proxy_status.items(), 10)).values())
+        records = await asyncio.wait_for(Buckets(bus).proxy_status.items(), 10)
     finally:
         await bus.close()
+    return [s for s in records.values() if is_live(s)]
 
 
 async def read_components(url: str) -> list[status_pb2.ComponentInfo]:

@@ -2,7 +2,7 @@
 
 Startup order: HTTP first (``/ready`` 503), replay every bucket until SYNCED, then build the
 first push context, open the gRPC port and report ready. Proxy sync state is published to the
-``proxy_status`` bucket so ``meshctl proxy-status`` sees every replica.
+``proxy_status`` bucket so ``meshctl proxy-status`` sees every replica (``pilot.status``).
 """
 
 from __future__ import annotations
@@ -10,12 +10,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Awaitable, Generator
 
 import grpc
 import uvicorn
-from google.protobuf import timestamp_pb2
 
 from meshplane.pilot.debug.http import build_app
 from meshplane.pilot.ingest.watcher import State, Watcher
@@ -24,11 +22,11 @@ from meshplane.pilot.metrics import Metrics
 from meshplane.pilot.model.push_request import PushRequest
 from meshplane.pilot.security.jwks import JwksResolver
 from meshplane.pilot.settings import Settings
+from meshplane.pilot.status import StatusPublisher
 from meshplane.pilot.xds.ads import AdsServicer, add_to_server
 from meshplane.pilot.xds.debounce import Debouncer
 from meshplane.pilot.xds.discovery import DiscoveryServer
-from meshplane.proto.bus.v1 import status_pb2
-from meshplane.shared.bus import Buckets, Bus, BusOptions, BusUnavailable, make_key
+from meshplane.shared.bus import Buckets, Bus, BusOptions, BusUnavailable
 from meshplane.shared.components import ComponentAnnouncer
 
 log = logging.getLogger("meshplane.pilot")
@@ -87,13 +85,14 @@ class Pilot:
                 s, self.metrics, lambda v: jwks.attach(self.state.snapshot(v))
             )
             self.metrics.services.set(len(self.server.ctx.services))
+            status = StatusPublisher(buckets, s.pilot_id, discovery)
             debouncer = Debouncer(self.server.push, s.debounce_after, s.debounce_max, s.enable_eds_debounce)
             watcher.submit = debouncer.submit
             submit.append(debouncer)
             self.server.queue.start()
             tasks += [
                 asyncio.create_task(debouncer.run()),
-                asyncio.create_task(self._publish_status(buckets)),
+                asyncio.create_task(status.run()),
                 asyncio.create_task(jwks.run()),
                 asyncio.create_task(trim_when_idle(self._activity, lambda: discovery.queue.pending() > 0)),
             ]
@@ -128,7 +127,7 @@ class Pilot:
             for t in tasks:
                 t.cancel()
             await _bounded(asyncio.gather(*tasks, return_exceptions=True), 3, "background tasks")
-            await self._clear_status(buckets, proxy_ids)
+            await StatusPublisher.clear_records(buckets, s.pilot_id, proxy_ids)
             await _bounded(bus.close(), 6, "bus close")
             http.should_exit = True
             await _bounded(http_task, 3, "HTTP server stop")
@@ -158,79 +157,9 @@ class Pilot:
         server = self.server
         return 0 if server is None else hash((server.push_count, len(server.connections), server.connects))
 
-    async def _publish_status(self, buckets: Buckets) -> None:
-        """Every 0.5 s, write the sync state of proxies whose state changed."""
-        assert self.server is not None
-        server = self.server
-        while True:
-            await asyncio.sleep(0.5)
-            dirty, server.dirty = server.dirty, set()
-            conns = [c for c in map(server.connections.get, dirty) if c is not None]
-            # A proxy in the middle of a push is written once it is in sync, or every 2 s while it
-            # is not: a push to thousands of proxies then costs one status write per proxy.
-            now = time.monotonic()
-            later = {c.id for c in conns if not c.synced() and now - c.status_written < _STATUS_EVERY}
-            server.dirty |= later
-            conns = [c for c in conns if c.id not in later]
-            for c in conns:
-                c.status_written = now
-            # Concurrent puts share socket writes; one at a time cost a syscall and a round trip each.
-            for i in range(0, len(conns), _STATUS_BATCH):
-                results = await asyncio.gather(
-                    *(
-                        buckets.proxy_status.put(
-                            make_key(self.settings.pilot_id, c.proxy.id), _status(self.settings.pilot_id, c)
-                        )
-                        for c in conns[i : i + _STATUS_BATCH]
-                    ),
-                    return_exceptions=True,
-                )
-                for exc in {repr(r) for r in results if isinstance(r, Exception)}:
-                    log.warning("publishing proxy status failed: %s", exc)
-            live = {c.proxy.id for c in server.connections.values()}
-            for gone in {cid.rsplit("-", 1)[0] for cid in dirty} - live:
-                with contextlib.suppress(Exception):
-                    await buckets.proxy_status.delete(make_key(self.settings.pilot_id, gone))
-
-    async def _clear_status(self, buckets: Buckets, proxy_ids: list[str]) -> None:
-        """On shutdown, remove this replica's proxy status records (best effort, 3 s at most)."""
-        deletes = [buckets.proxy_status.delete(make_key(self.settings.pilot_id, p)) for p in proxy_ids]
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(asyncio.gather(*deletes, return_exceptions=True), 3)
-
 
 async def _bounded(aw: Awaitable[object], seconds: float, what: str) -> None:
     try:
         await asyncio.wait_for(aw, seconds)
     except (TimeoutError, asyncio.CancelledError):
         log.warning("shutdown: %s did not finish in %.0fs", what, seconds)
-
-
-_STATUS_BATCH = 256
-_STATUS_EVERY = 2.0
-
-
-def _status(pilot_id: str, conn: object) -> status_pb2.ProxyStatus:
-    from meshplane.pilot.xds.connection import Connection
-
-    assert isinstance(conn, Connection)
-    msg = status_pb2.ProxyStatus(
-        proxy_id=conn.proxy.id,
-        node_id=conn.proxy.node_id,
-        pilot_id=pilot_id,
-        proxy_version=conn.proxy.istio_version,
-        proxy_type=conn.proxy.type.value,
-    )
-    msg.connected_at.FromSeconds(int(conn.connected_at))
-    msg.updated.CopyFrom(timestamp_pb2.Timestamp())
-    msg.updated.GetCurrentTime()
-    for type_url, w in sorted(conn.watched.items()):
-        msg.types.add(
-            type_url=type_url,
-            nonce_sent=w.nonce_sent,
-            nonce_acked=w.nonce_acked,
-            version_sent=w.version_sent,
-            version_acked=w.version_acked,
-            last_nack=w.last_nack,
-        )
-    return msg

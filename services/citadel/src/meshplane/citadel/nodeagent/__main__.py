@@ -34,7 +34,10 @@ async def serve(settings: AgentSettings, stop: asyncio.Event) -> None:
         socket.unlink()
     server = grpc.aio.server()
     sds_pb2_grpc.add_SecretDiscoveryServiceServicer_to_server(SecretDiscoveryServicer(workloads), server)
-    old_umask = os.umask(0o177)  # the socket is created 0600: only this user (Envoy's) may dial it
+    # One workload (--token-file): the socket is 0600, only this user (Envoy's) may dial it. Per
+    # node: 0666, as Istio's node agent made it — every pod's Envoy (another user) dials it, and
+    # each stream is identified by the token it carries, never by who could open the socket.
+    old_umask = os.umask(0o177 if settings.token_file else 0o111)
     try:
         server.add_insecure_port(f"unix:{socket}")
         await server.start()

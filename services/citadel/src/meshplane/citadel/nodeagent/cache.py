@@ -45,6 +45,8 @@ class SecretCache:
         self._bus_roots: tuple[str, ...] = ()
         self._generation = 0
         self._changed = asyncio.Condition()
+        #: why the streams using this cache must end (set once; they end and Envoy reconnects)
+        self.closed: str | None = None
 
     @property
     def cert(self) -> WorkloadCert | None:
@@ -61,6 +63,11 @@ class SecretCache:
 
     async def set_cert(self, cert: WorkloadCert) -> None:
         self._cert = cert
+        await self._bump()
+
+    async def close(self, reason: str) -> None:
+        """Tell every stream on this cache to end with ``reason``."""
+        self.closed = reason
         await self._bump()
 
     async def set_bus_roots(self, roots: list[str]) -> None:

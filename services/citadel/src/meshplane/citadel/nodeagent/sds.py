@@ -148,6 +148,8 @@ class SecretDiscoveryServicer(sds_pb2_grpc.SecretDiscoveryServiceServicer):  # t
             contextlib.aclosing(self._events(cache, request_iterator)) as events,
         ):
             async for request in events:
+                if cache.closed is not None:
+                    await context.abort(grpc.StatusCode.UNAUTHENTICATED, cache.closed)
                 if request is not None:
                     if request.error_detail.code:
                         log.warning("Envoy rejected secrets %s: %s", names, request.error_detail.message)
@@ -182,6 +184,8 @@ class SecretDiscoveryServicer(sds_pb2_grpc.SecretDiscoveryServiceServicer):  # t
             contextlib.aclosing(self._events(cache, request_iterator)) as events,
         ):
             async for request in events:
+                if cache.closed is not None:
+                    await context.abort(grpc.StatusCode.UNAUTHENTICATED, cache.closed)
                 if request is not None:
                     if request.error_detail.code:
                         log.warning("Envoy rejected secrets: %s", request.error_detail.message)

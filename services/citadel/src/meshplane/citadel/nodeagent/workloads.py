@@ -5,6 +5,11 @@ Kubernetes) each Envoy presents its own workload's token on its SDS streams (``a
 Bearer ...`` in the stream's initial metadata); the agent keeps one cache per token, so each
 workload gets a certificate for *its* identity, as Citadel authenticates that token. A cache
 lives while streams use it, plus a short grace so a reconnecting Envoy keeps its certificate.
+
+A stream's token is fixed for the stream's life, but projected tokens expire (kubelet writes a
+fresh one to the pod's file well before). When a stream token's ``exp`` passes, the agent ends
+the streams that use it, as Istio's node agent did, so Envoy reconnects with the file's current
+token and renewals keep working; a stream presenting an already expired token is refused.
 """
 
 from __future__ import annotations
@@ -13,8 +18,11 @@ import asyncio
 import datetime as dt
 import hashlib
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+
+import jwt
 
 from meshplane.citadel.nodeagent.cache import SecretCache
 from meshplane.citadel.nodeagent.caclient import CAClient
@@ -37,6 +45,16 @@ class _Workload:
     task: asyncio.Task[None]
     refs: int = 0
     idle: asyncio.TimerHandle | None = field(default=None, repr=False)
+    expiry: asyncio.TimerHandle | None = field(default=None, repr=False)
+
+
+def token_expiry(token: str) -> float | None:
+    """The ``exp`` of a JWT (unverified: Citadel authenticates it), or None if it has none."""
+    try:
+        exp = jwt.decode(token, options={"verify_signature": False}).get("exp")
+    except jwt.PyJWTError:
+        return None
+    return float(exp) if isinstance(exp, int | float) else None
 
 
 class Workloads:
@@ -55,6 +73,7 @@ class Workloads:
         self._idle_grace = idle_grace
         self._entries: dict[str, _Workload] = {}
         self._bus_roots: list[str] = []
+        self._closing: set[asyncio.Task[None]] = set()
 
     def _start(self, key: str, token: Callable[[], str]) -> _Workload:
         cache = SecretCache()
@@ -82,9 +101,14 @@ class Workloads:
             key = DEFAULT_KEY
         else:
             key = hashlib.sha256(token.encode()).hexdigest()
+        exp = token_expiry(token) if token is not None else None
+        if exp is not None and exp <= time.time():
+            raise NoCredential("the workload token on the SDS stream has expired")
         entry = self._entries.get(key)
         if entry is None:
             entry = self._start(key, lambda: token or "")
+            if exp is not None:
+                entry.expiry = asyncio.get_running_loop().call_later(exp - time.time(), self._expire, key)
             await entry.cache.set_bus_roots(self._bus_roots)
             log.info("serving a new workload (token %s...)", key[:8])
         if entry.idle is not None:
@@ -105,8 +129,28 @@ class Workloads:
         entry = self._entries.get(key)
         if entry is not None and entry.refs == 0:
             del self._entries[key]
-            entry.stop.set()
+            self._stop(entry)
             log.info("workload (token %s...) has no SDS streams left; stopped renewing it", key[:8])
+
+    def _expire(self, key: str) -> None:
+        """The stream token expired: end its streams (Envoy reconnects with the current token)."""
+        entry = self._entries.pop(key, None)
+        if entry is None:
+            return
+        self._stop(entry)
+        closing = asyncio.get_running_loop().create_task(
+            entry.cache.close("the workload token expired; reconnect with the current token")
+        )
+        self._closing.add(closing)
+        closing.add_done_callback(self._closing.discard)
+        log.info("workload token %s... expired; closing its SDS streams", key[:8])
+
+    @staticmethod
+    def _stop(entry: _Workload) -> None:
+        for handle in (entry.idle, entry.expiry):
+            if handle is not None:
+                handle.cancel()
+        entry.stop.set()
 
     async def set_bus_roots(self, roots: list[str]) -> None:
         self._bus_roots = list(roots)
@@ -115,8 +159,6 @@ class Workloads:
 
     async def close(self) -> None:
         for entry in self._entries.values():
-            if entry.idle is not None:
-                entry.idle.cancel()
-            entry.stop.set()
+            self._stop(entry)
         await asyncio.gather(*(e.task for e in self._entries.values()), return_exceptions=True)
         self._entries.clear()

@@ -1,4 +1,4 @@
-"""Install/uninstall on the node: the plugin launcher in the CNI bin dir, our entry in the CNI
+"""Install/uninstall on the node: the plugin (``pluginbundle``) in the CNI bin dir, our entry in the CNI
 config, a kubeconfig for the plugin (mode 0600); re-insert when another plugin rewrites the config.
 
 Every file is written atomically (temp file + rename) so the runtime never reads half a config.
@@ -9,12 +9,12 @@ from __future__ import annotations
 import json
 import logging
 import os
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from meshplane.cni.agent import cniconf
+from meshplane.cni.agent.pluginbundle import plugin_file
 
 log = logging.getLogger(__name__)
 
@@ -22,46 +22,18 @@ KUBECONFIG_NAME = "ZZZ-meshplane-cni-kubeconfig"
 SERVICE_ACCOUNT = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 
 
-def write_atomic(path: Path, text: str, mode: int) -> None:
+def write_atomic(path: Path, text: str | bytes, mode: int) -> None:
     """Write ``text`` to ``path`` via a temp file in the same directory, with ``mode``."""
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     try:
         os.fchmod(fd, mode)
-        os.write(fd, text.encode())
+        data = memoryview(text.encode() if isinstance(text, str) else text)
+        while data:
+            data = data[os.write(fd, data) :]
     finally:
         os.close(fd)
     os.replace(tmp, path)
-
-
-def launcher_script(python: str) -> str:
-    """The plugin executable: a Python script run by this environment's interpreter.
-
-    The plugin needs only the stdlib and its own package, so the interpreter starts with ``-S``
-    (no site processing) and the package's import root is put on the path; no shell in between.
-    """
-    from meshplane.cni.plugin import main as plugin_main
-
-    root = str(Path(plugin_main.__file__).resolve().parents[3])
-    return (
-        f"#!{python} -S\n"
-        f'"""meshplane-cni, installed by meshplane-cni-agent."""\n'
-        f"import sys\n\nsys.path.insert(0, {root!r})\n"
-        "from meshplane.cni.plugin.main import main\n\nsys.exit(main())\n"
-    )
-
-
-def precompile_plugin() -> None:
-    """Write the plugin's bytecode now, so no pod start pays for compiling it (as a wheel install
-    would; matters where the environment sets PYTHONDONTWRITEBYTECODE)."""
-    import compileall
-
-    from meshplane.cni.plugin import main as plugin_main
-
-    package = Path(plugin_main.__file__).resolve().parents[1]
-    for name in ("plugin", "rules"):
-        compileall.compile_dir(package / name, quiet=1)
-    compileall.compile_file(package / "netns.py", quiet=1)
 
 
 def kubeconfig_text(server: str, token: str, ca_data: str) -> str:
@@ -91,7 +63,6 @@ class Installer:
     agent_run_dir: Path
     conf_name: str | None = None
     exclude_namespaces: list[str] = field(default_factory=lambda: ["istio-system", "kube-system"])
-    python: str = sys.executable
     kube_server: str = "https://kubernetes.default.svc:443"
     config_path: Path | None = None
     host_conf_dir: Path | None = None  # conf_dir as the host (and so the plugin) sees it
@@ -108,8 +79,7 @@ class Installer:
         """Binary, kubeconfig, config entry."""
         self.bin_dir.mkdir(parents=True, exist_ok=True)
         self.conf_dir.mkdir(parents=True, exist_ok=True)
-        precompile_plugin()
-        write_atomic(self.binary_path, launcher_script(self.python), 0o755)
+        write_atomic(self.binary_path, plugin_file(), 0o755)
         self.write_kubeconfig()
         self.ensure_entry()
 

@@ -21,6 +21,7 @@ from meshplane.pilot.generators.common import (
 from meshplane.pilot.generators.gateway import sni_dnat_clusters
 from meshplane.pilot.generators.policy import apply_policy, merged_policy
 from meshplane.pilot.generators.security.mtls import apply_auto_mtls
+from meshplane.pilot.generators.security.sds import retarget_clusters
 from meshplane.pilot.model.config import Config, Port, Service
 from meshplane.pilot.model.proxy import Proxy, ProxyType
 from meshplane.pilot.model.push_context import PushContext
@@ -182,12 +183,16 @@ def special_clusters() -> list[cluster_pb2.Cluster]:
 def shared_clusters(ctx: PushContext, proxy: Proxy) -> list[cluster_pb2.Cluster]:
     """Outbound and special clusters: identical for every proxy of one scope."""
     outbound = outbound_clusters(ctx, proxy)
-    return outbound + sni_dnat_clusters(ctx, proxy, outbound) + special_clusters()
+    clusters = outbound + sni_dnat_clusters(ctx, proxy, outbound) + special_clusters()
+    retarget_clusters(proxy, clusters)
+    return clusters
 
 
 def own_clusters(ctx: PushContext, proxy: Proxy) -> list[cluster_pb2.Cluster]:
     """Inbound clusters: this proxy's own workload ports."""
-    return inbound_clusters(ctx, proxy) if proxy.type is ProxyType.SIDECAR else []
+    clusters = inbound_clusters(ctx, proxy) if proxy.type is ProxyType.SIDECAR else []
+    retarget_clusters(proxy, clusters)
+    return clusters
 
 
 def build_clusters(ctx: PushContext, proxy: Proxy) -> list[cluster_pb2.Cluster]:

@@ -15,6 +15,7 @@ from envoy.extensions.filters.listener.tls_inspector.v3 import tls_inspector_pb2
 from meshplane.pilot.generators.common import BLACKHOLE, INBOUND_PASSTHROUGH, PASSTHROUGH, outbound, pack
 from meshplane.pilot.generators.filters import http_manager, tcp_destinations, tcp_proxy
 from meshplane.pilot.generators.security import inbound as security
+from meshplane.pilot.generators.security.sds import retarget_listeners
 from meshplane.pilot.model.config import Port, Service, fqdn, host_matches
 from meshplane.pilot.model.proxy import Proxy, ProxyType
 from meshplane.pilot.model.push_context import PushContext, SidecarScope
@@ -216,6 +217,12 @@ def _virtual_inbound(
 
 def outbound_listeners(ctx: PushContext, proxy: Proxy) -> list[listener_pb2.Listener]:
     """The part shared by proxies of one scope (plus the proxy IP when there is no iptables)."""
+    listeners = _outbound_listeners(ctx, proxy)
+    retarget_listeners(proxy, listeners)
+    return listeners
+
+
+def _outbound_listeners(ctx: PushContext, proxy: Proxy) -> list[listener_pb2.Listener]:
     if proxy.type is ProxyType.ROUTER:
         from meshplane.pilot.generators.gateway import gateway_listeners
 
@@ -230,6 +237,12 @@ def outbound_listeners(ctx: PushContext, proxy: Proxy) -> list[listener_pb2.List
 
 def inbound_listeners(ctx: PushContext, proxy: Proxy) -> list[listener_pb2.Listener]:
     """The proxy's own inbound side: virtualInbound, or bound Sidecar ingress listeners."""
+    listeners = _inbound_listeners(ctx, proxy)
+    retarget_listeners(proxy, listeners)
+    return listeners
+
+
+def _inbound_listeners(ctx: PushContext, proxy: Proxy) -> list[listener_pb2.Listener]:
     if proxy.type is ProxyType.ROUTER:
         return []
     inbound = _inbound_ports(ctx, proxy, ctx.sidecar_scope(proxy))

@@ -9,6 +9,11 @@ from enum import Enum
 
 from google.protobuf import json_format, struct_pb2
 
+#: Node metadata asking for SDS over the node agent's socket with the workload's token (Kubernetes).
+SDS_TOKEN_PATH = "SDS_TOKEN_PATH"
+SDS_UDS_PATH = "SDS_UDS_PATH"
+DEFAULT_SDS_SOCKET = "/var/run/secrets/workload-spiffe-uds/socket"
+
 
 class ProxyType(Enum):
     SIDECAR = "sidecar"
@@ -38,6 +43,9 @@ class Proxy:
     interception_none: bool = False
     istio_version: str = ""
     generator: str = ""
+    #: The workload token file Envoy sends to the node agent on SDS streams ("" = bootstrap ``sds-grpc``).
+    sds_token_path: str = ""
+    sds_socket_path: str = ""
 
     @property
     def name(self) -> str:
@@ -50,7 +58,8 @@ class Proxy:
     @functools.cached_property
     def _scope_key(self) -> str:
         labels = json.dumps(sorted(self.labels.items()))
-        return f"{self.type.value}|{self.namespace}|{labels}|{self.interception_none}"
+        sds = f"{self.sds_token_path}|{self.sds_socket_path}" if self.sds_token_path else ""
+        return f"{self.type.value}|{self.namespace}|{labels}|{self.interception_none}|{sds}"
 
 
 def _metadata(meta: struct_pb2.Struct) -> dict[str, object]:
@@ -76,6 +85,11 @@ def parse_proxy(node_id: str, meta: struct_pb2.Struct | None) -> Proxy:
     labels = {str(k): str(v) for k, v in raw_labels.items()} if isinstance(raw_labels, dict) else {}
     ips_raw = md.get("INSTANCE_IPS") or ip
     instance_ips = tuple(x for x in str(ips_raw).split(",") if x)
+    token_path = str(md.get(SDS_TOKEN_PATH) or "")
+    socket_path = str(md.get(SDS_UDS_PATH) or DEFAULT_SDS_SOCKET)
+    for key, path in ((SDS_TOKEN_PATH, token_path), (SDS_UDS_PATH, socket_path)):
+        if token_path and not path.startswith("/"):
+            raise InvalidNode(f"node {node_id!r}: metadata {key} must be an absolute path, got {path!r}")
     return Proxy(
         type=ptype,
         ip=ip,
@@ -92,4 +106,6 @@ def parse_proxy(node_id: str, meta: struct_pb2.Struct | None) -> Proxy:
         interception_none=str(md.get("INTERCEPTION_MODE") or "").upper() == "NONE",
         istio_version=str(md.get("ISTIO_VERSION") or ""),
         generator=str(md.get("GENERATOR") or ""),
+        sds_token_path=token_path,
+        sds_socket_path=socket_path if token_path else "",
     )
