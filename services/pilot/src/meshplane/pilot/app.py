@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import Awaitable, Generator
 
@@ -102,6 +103,10 @@ class Pilot:
             if not self.grpc_port:
                 raise OSError(f"cannot listen on {s.grpc_host}:{s.grpc_port} for gRPC")
             await grpc_server.start()
+            # Start-up objects (modules, the replayed state) live forever: keep them out of every
+            # later collection, which otherwise walks them again and again during pushes.
+            gc.collect()
+            gc.freeze()
             self.ready = True
             announcer = ComponentAnnouncer(
                 bus,
