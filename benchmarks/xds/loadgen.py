@@ -19,7 +19,6 @@ import json
 import random
 import sys
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
@@ -105,40 +104,67 @@ async def _stream(channel: grpc.aio.Channel, index: int, ns: str, out: list[str]
         METHOD,
         request_serializer=discovery_pb2.DiscoveryRequest.SerializeToString,
         response_deserializer=discovery_pb2.DiscoveryResponse.FromString,
-    )
-    queue: asyncio.Queue[discovery_pb2.DiscoveryRequest] = asyncio.Queue()
+    )()
     first = discovery_pb2.DiscoveryRequest(type_url=CDS)
     first.node.CopyFrom(_node(index, ns))
-    queue.put_nowait(first)
-    queue.put_nowait(discovery_pb2.DiscoveryRequest(type_url=LDS))
-
-    async def requests() -> AsyncIterator[discovery_pb2.DiscoveryRequest]:
-        while True:
-            yield await queue.get()
-
+    await call.write(first)
+    await call.write(discovery_pb2.DiscoveryRequest(type_url=LDS))
     eds: list[str] = []
     rds: list[str] = []
-    async for resp in call(requests()):
+    while (resp := await call.read()) is not grpc.aio.EOF:
         _record(out, index, resp.type_url, resp.version_info, len(resp.resources))
         ack = discovery_pb2.DiscoveryRequest(
             type_url=resp.type_url, version_info=resp.version_info, response_nonce=resp.nonce
         )
-        if resp.type_url == CDS:
-            names = _eds_names(resp)
-            queue.put_nowait(ack)
-            if names != eds:
-                eds = names
-                queue.put_nowait(discovery_pb2.DiscoveryRequest(type_url=EDS, resource_names=eds))
-            continue
-        if resp.type_url == LDS:
-            names = _rds_names(resp)
-            queue.put_nowait(ack)
-            if names != rds:
-                rds = names
-                queue.put_nowait(discovery_pb2.DiscoveryRequest(type_url=RDS, resource_names=rds))
+        if resp.type_url in (CDS, LDS):
+            await call.write(ack)
+            names = _eds_names(resp) if resp.type_url == CDS else _rds_names(resp)
+            if names != (eds if resp.type_url == CDS else rds):
+                follow = EDS if resp.type_url == CDS else RDS
+                if follow == EDS:
+                    eds = names
+                else:
+                    rds = names
+                await call.write(discovery_pb2.DiscoveryRequest(type_url=follow, resource_names=names))
             continue
         ack.resource_names.extend(eds if resp.type_url == EDS else rds)
-        queue.put_nowait(ack)
+        await call.write(ack)
+
+
+class _Follow:
+    """Delta: what a proxy holds of one wildcard type (CDS or LDS) and the names it therefore
+    subscribes to in the type that follows (EDS or RDS), with a count per name."""
+
+    def __init__(self, of: Any) -> None:
+        self.of = of
+        self.held: dict[str, frozenset[str]] = {}
+        self.count: dict[str, int] = {}
+
+    def apply(self, resp: discovery_pb2.DeltaDiscoveryResponse) -> tuple[list[str], list[str]]:
+        """Update from one response; returns (subscribe, unsubscribe)."""
+        add: list[str] = []
+        drop: list[str] = []
+        changes = [(r.name, self.of(r.resource.value)) for r in resp.resources]
+        changes += [(n, frozenset()) for n in resp.removed_resources]
+        for name, wants in changes:
+            before = self.held.pop(name, frozenset())
+            if wants:
+                self.held[name] = wants
+            for n in wants - before:
+                self.count[n] = self.count.get(n, 0) + 1
+                if self.count[n] == 1:
+                    add.append(n)
+            for n in before - wants:
+                self.count[n] -= 1
+                if not self.count[n]:
+                    del self.count[n]
+                    drop.append(n)
+        return add, drop
+
+
+def _eds_set(value: bytes) -> frozenset[str]:
+    name = _eds_of(value)
+    return frozenset() if name is None else frozenset((name,))
 
 
 async def _delta_stream(channel: grpc.aio.Channel, index: int, ns: str, out: list[str]) -> None:
@@ -146,51 +172,26 @@ async def _delta_stream(channel: grpc.aio.Channel, index: int, ns: str, out: lis
         DELTA_METHOD,
         request_serializer=discovery_pb2.DeltaDiscoveryRequest.SerializeToString,
         response_deserializer=discovery_pb2.DeltaDiscoveryResponse.FromString,
-    )
-    queue: asyncio.Queue[discovery_pb2.DeltaDiscoveryRequest] = asyncio.Queue()
+    )()
     first = discovery_pb2.DeltaDiscoveryRequest(type_url=CDS)
     first.node.CopyFrom(_node(index, ns))
-    queue.put_nowait(first)
-    queue.put_nowait(discovery_pb2.DeltaDiscoveryRequest(type_url=LDS))
-
-    async def requests() -> AsyncIterator[discovery_pb2.DeltaDiscoveryRequest]:
-        while True:
-            yield await queue.get()
-
-    # What this proxy holds: cluster → EDS name, listener → route names; and what it subscribed.
-    clusters: dict[str, str | None] = {}
-    listeners: dict[str, frozenset[str]] = {}
-    subscribed: dict[str, set[str]] = {EDS: set(), RDS: set()}
-    async for resp in call(requests()):
+    await call.write(first)
+    await call.write(discovery_pb2.DeltaDiscoveryRequest(type_url=LDS))
+    follows = {CDS: (_Follow(_eds_set), EDS), LDS: (_Follow(_rds_of), RDS)}
+    while (resp := await call.read()) is not grpc.aio.EOF:
         _record(out, index, resp.type_url, resp.system_version_info, len(resp.resources))
-        queue.put_nowait(
-            discovery_pb2.DeltaDiscoveryRequest(type_url=resp.type_url, response_nonce=resp.nonce)
-        )
-        if resp.type_url == CDS:
-            for r in resp.resources:
-                clusters[r.name] = _eds_of(r.resource.value)
-            for name in resp.removed_resources:
-                clusters.pop(name, None)
-            want = {n for n in clusters.values() if n is not None}
-        elif resp.type_url == LDS:
-            for r in resp.resources:
-                listeners[r.name] = _rds_of(r.resource.value)
-            for name in resp.removed_resources:
-                listeners.pop(name, None)
-            want = set().union(*listeners.values())
-        else:
+        ack = discovery_pb2.DeltaDiscoveryRequest(type_url=resp.type_url, response_nonce=resp.nonce)
+        await call.write(ack)
+        if resp.type_url not in follows:
             continue
-        follow = EDS if resp.type_url == CDS else RDS
-        have = subscribed[follow]
-        if want != have:
-            queue.put_nowait(
+        follow, next_type = follows[resp.type_url]
+        add, drop = follow.apply(resp)
+        if add or drop:
+            await call.write(
                 discovery_pb2.DeltaDiscoveryRequest(
-                    type_url=follow,
-                    resource_names_subscribe=sorted(want - have),
-                    resource_names_unsubscribe=sorted(have - want),
+                    type_url=next_type, resource_names_subscribe=add, resource_names_unsubscribe=drop
                 )
             )
-            subscribed[follow] = want
 
 
 async def main(args: argparse.Namespace) -> None:

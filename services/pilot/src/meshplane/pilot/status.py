@@ -1,7 +1,7 @@
 """Publishing each connected proxy's sync state to the ``proxy_status`` bucket.
 
 Changed proxies are written every 0.5 s (once in sync, or every 2 s while a push is still
-being acknowledged), in concurrent batches; every record of this replica is rewritten every
+being acknowledged), in concurrent batches, and not while pushes are queued (for up to 2 s); every record of this replica is rewritten every
 ``REFRESH_SECONDS`` so readers can tell a live Pilot's records from those of a Pilot that died
 without cleanup (see :mod:`meshplane.shared.proxystatus`), and records nobody refreshed for
 ``GC_AFTER_SECONDS`` are deleted (checked every ``GC_AFTER_SECONDS / 2``). On a clean stop
@@ -58,8 +58,12 @@ class StatusPublisher:
         server = self._server
         next_refresh = time.monotonic() + self._refresh
         next_sweep = time.monotonic() + self._gc_after / 2
+        last_round = 0.0
         while True:
             await asyncio.sleep(PUBLISH_INTERVAL)
+            if server.queue.pending() and time.monotonic() - last_round < STATUS_EVERY:
+                continue  # pushes come first: status waits for the push queue (2 s at most)
+            last_round = time.monotonic()
             dirty, server.dirty = server.dirty, set()
             conns = [c for c in map(server.connections.get, dirty) if c is not None]
             # A proxy in the middle of a push is written once it is in sync, or every 2 s while it
