@@ -1,11 +1,12 @@
 """Publishing each connected proxy's sync state to the ``proxy_status`` bucket.
 
 Changed proxies are written every 0.5 s (once in sync, or every 2 s while a push is still
-being acknowledged), in concurrent batches, and not while pushes are queued (for up to 2 s); every record of this replica is rewritten every
-``REFRESH_SECONDS`` so readers can tell a live Pilot's records from those of a Pilot that died
-without cleanup (see :mod:`meshplane.shared.proxystatus`), and records nobody refreshed for
-``GC_AFTER_SECONDS`` are deleted (checked every ``GC_AFTER_SECONDS / 2``). On a clean stop
-this replica's records are removed.
+being acknowledged), in concurrent batches, and not while pushes are queued (for up to 2 s).
+Every record of this replica is rewritten every ``REFRESH_SECONDS`` so readers can tell a live
+Pilot's records from those of a Pilot that died without cleanup (see
+:mod:`meshplane.shared.proxystatus`), and records nobody refreshed for ``GC_AFTER_SECONDS`` are
+deleted (checked every ``GC_AFTER_SECONDS / 2``). On a clean stop this replica's records are
+removed.
 """
 
 from __future__ import annotations
