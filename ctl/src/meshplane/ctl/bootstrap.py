@@ -40,6 +40,8 @@ class BootstrapOptions:
     interception: str = "REDIRECT"
     cluster_id: str = "Kubernetes"
     mesh_id: str = "cluster.local"
+    #: ``region/zone/subzone`` of the workload (node locality, for locality load balancing).
+    locality: str = ""
 
 
 def _hostport(option: str, value: str) -> tuple[str, int]:
@@ -136,6 +138,7 @@ def render_bootstrap(opts: BootstrapOptions) -> dict[str, Any]:
             "id": node_id,
             "cluster": metadata["WORKLOAD_NAME"] + "." + opts.namespace,
             "metadata": metadata,
+            **({"locality": _node_locality(opts.locality)} if opts.locality else {}),
         },
         "admin": {"address": _socket(admin_host, admin_port)},
         "dynamic_resources": {
@@ -153,6 +156,13 @@ def render_bootstrap(opts: BootstrapOptions) -> dict[str, Any]:
             "layers": [{"name": "static", "static_layer": {"re2.max_program_size.error_level": 32768}}]
         },
     }
+
+
+def _node_locality(text: str) -> dict[str, str]:
+    parts = text.split("/")
+    if len(parts) > 3 or not parts[0] or any(not p or "*" in p for p in parts):
+        raise BootstrapError(f"--locality: expected REGION[/ZONE[/SUBZONE]], got {text!r}")
+    return dict(zip(("region", "zone", "sub_zone"), parts, strict=False))
 
 
 def _labels(text: str) -> dict[str, str]:
@@ -188,6 +198,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         choices=["REDIRECT", "TPROXY", "NONE"],
         help="NONE: no iptables, listeners bind the workload IP (local mesh)",
     )
+    p.add_argument("--locality", default="", help="REGION/ZONE/SUBZONE of the workload")
     p.add_argument("-o", "--output", default="-", help="file to write (default: stdout)")
     p.set_defaults(func=run)
 
@@ -207,6 +218,7 @@ def run(args: argparse.Namespace) -> int:
             labels=_labels(args.labels),
             ip=args.ip,
             interception=args.interception,
+            locality=args.locality,
         )
         text = yaml.safe_dump(render_bootstrap(opts), sort_keys=False)
     except BootstrapError as exc:

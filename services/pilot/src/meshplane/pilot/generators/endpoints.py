@@ -1,4 +1,5 @@
-"""EDS: one ClusterLoadAssignment per EDS cluster name, shared by every proxy that asks for it."""
+"""EDS: one ClusterLoadAssignment per EDS cluster name, shared by every proxy that asks for it
+(reshaped per proxy locality by ``locality`` when the cluster uses locality load balancing)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from envoy.config.core.v3 import address_pb2, base_pb2, health_check_pb2
 from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
 
 from meshplane.pilot.generators.common import ClusterKey
+from meshplane.pilot.generators.locality import split_locality
 from meshplane.pilot.generators.security.mtls import endpoint_metadata
 from meshplane.pilot.model.config import Endpoint
 from meshplane.pilot.model.push_context import PushContext
@@ -19,7 +21,7 @@ def needs_push(kinds: frozenset[str], services_changed: bool) -> bool:
 
 
 def _locality(text: str) -> base_pb2.Locality:
-    region, zone, subzone = ([*text.split("/"), "", ""])[:3]
+    region, zone, subzone = split_locality(text)
     return base_pb2.Locality(region=region, zone=zone, sub_zone=subzone)
 
 

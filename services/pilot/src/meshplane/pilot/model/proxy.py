@@ -46,6 +46,8 @@ class Proxy:
     #: The workload token file Envoy sends to the node agent on SDS streams ("" = bootstrap ``sds-grpc``).
     sds_token_path: str = ""
     sds_socket_path: str = ""
+    #: ``region/zone/subzone`` from the node's locality ("" when the proxy sent none).
+    locality: str = ""
 
     @property
     def name(self) -> str:
@@ -66,7 +68,12 @@ def _metadata(meta: struct_pb2.Struct) -> dict[str, object]:
     return json_format.MessageToDict(meta)
 
 
-def parse_proxy(node_id: str, meta: struct_pb2.Struct | None) -> Proxy:
+def locality_text(region: str, zone: str, subzone: str) -> str:
+    """Istio's ``region/zone/subzone`` form of an Envoy node locality (trailing blanks dropped)."""
+    return "/".join((region, zone, subzone)).rstrip("/")
+
+
+def parse_proxy(node_id: str, meta: struct_pb2.Struct | None, locality: str = "") -> Proxy:
     """Parse ``sidecar~IP~POD.NS~NS.svc.cluster.local`` (or ``router~...``) and metadata."""
     parts = node_id.split("~")
     if len(parts) != 4:
@@ -108,4 +115,5 @@ def parse_proxy(node_id: str, meta: struct_pb2.Struct | None) -> Proxy:
         generator=str(md.get("GENERATOR") or ""),
         sds_token_path=token_path,
         sds_socket_path=socket_path if token_path else "",
+        locality=locality,
     )

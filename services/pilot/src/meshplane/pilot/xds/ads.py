@@ -17,7 +17,7 @@ from typing import Any
 import grpc
 from envoy.service.discovery.v3 import discovery_pb2
 
-from meshplane.pilot.model.proxy import InvalidNode, parse_proxy
+from meshplane.pilot.model.proxy import InvalidNode, locality_text, parse_proxy
 from meshplane.pilot.xds import delta, sotw
 from meshplane.pilot.xds.connection import Connection
 from meshplane.pilot.xds.discovery import DiscoveryServer
@@ -75,7 +75,9 @@ class AdsServicer:
         except StopAsyncIteration:
             return
         try:
-            proxy = parse_proxy(first.node.id, first.node.metadata if first.HasField("node") else None)
+            node = first.node
+            where = locality_text(node.locality.region, node.locality.zone, node.locality.sub_zone)
+            proxy = parse_proxy(node.id, node.metadata if first.HasField("node") else None, where)
         except InvalidNode as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
             return

@@ -2,7 +2,8 @@
 
 A proxy's scope key says which proxies get identical resources. CDS/LDS/RDS entries live until
 the next full push; EDS entries are per cluster name, shared by every proxy, and dropped only
-for the hosts whose endpoints changed.
+for the hosts whose endpoints changed. A cluster with locality load balancing has one EDS entry
+per (cluster name, proxy locality) instead, and EDS parts are keyed by the proxy locality too.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from google.protobuf.message import Message
 from meshplane.pilot.generators import common
 from meshplane.pilot.generators.clusters import own_clusters, shared_clusters
 from meshplane.pilot.generators.endpoints import build_load_assignment
+from meshplane.pilot.generators.locality import apply_locality, locality_setting
 from meshplane.pilot.generators.grpc import grpc_listeners, grpc_route
 from meshplane.pilot.generators.listeners import inbound_listeners, outbound_listeners
 from meshplane.pilot.generators.routes import build_route
@@ -174,8 +176,10 @@ class ResourceCache:
     def __init__(self) -> None:
         self._scoped: dict[tuple[str, str], Resources] = {}
         self._parts: dict[tuple[str, str], Part] = {}
-        self._eds: dict[str, Resource] = {}
-        self._eds_parts: dict[frozenset[str], Part] = {}
+        #: EDS entries by (cluster name, None) when shared, (cluster name, proxy locality) when
+        #: the cluster uses locality load balancing; one cluster has only one kind at a time.
+        self._eds: dict[tuple[str, str | None], Resource] = {}
+        self._eds_parts: dict[tuple[frozenset[str], str], Part] = {}
         self._route_parts: dict[tuple[str, frozenset[str]], Part] = {}
         self._diffs: dict[tuple[Part, Part, bool, frozenset[str]], Diff] = {}
         self._responses: dict[tuple[object, ...], tuple[str, bytes]] = {}
@@ -195,8 +199,8 @@ class ResourceCache:
         self._responses.clear()
 
     def clear_eds(self, hosts: frozenset[str]) -> None:
-        for name in [n for n in self._eds if n.rsplit("|", 1)[-1] in hosts]:
-            del self._eds[name]
+        for key in [k for k in self._eds if k[0].rsplit("|", 1)[-1] in hosts]:
+            del self._eds[key]
         self._eds_parts.clear()
         self._diffs.clear()
         self._responses.clear()
@@ -278,21 +282,28 @@ class ResourceCache:
                 route_part = self._route_parts[(scope, wanted)] = Part(out)
             return (route_part,)
         if type_url == common.ENDPOINT:
-            eds_part = self._eds_parts.get(wanted)
+            eds_part = self._eds_parts.get((wanted, proxy.locality))
             if eds_part is None:
-                eds: Resources = {}
-                for name in sorted(wanted):
-                    res = self._eds.get(name)
-                    if res is None:
-                        self.misses += 1
-                        res = _resource(name, build_load_assignment(ctx, name))
-                        self._eds[name] = res
-                    else:
-                        self.hits += 1
-                    eds[name] = res
-                eds_part = self._eds_parts[wanted] = Part(eds)
+                eds = {name: self._endpoints(ctx, name, proxy.locality) for name in sorted(wanted)}
+                eds_part = self._eds_parts[(wanted, proxy.locality)] = Part(eds)
             return (eds_part,)
         return (EMPTY,)
+
+    def _endpoints(self, ctx: PushContext, name: str, locality: str) -> Resource:
+        """The CLA of ``name``: shared, or for ``locality`` when the cluster uses locality LB."""
+        res = self._eds.get((name, None)) or self._eds.get((name, locality))
+        if res is not None:
+            self.hits += 1
+            return res
+        self.misses += 1
+        cla = build_load_assignment(ctx, name)
+        setting = locality_setting(ctx, name)
+        if setting is None:
+            res = self._eds[(name, None)] = _resource(name, cla)
+        else:
+            apply_locality(cla, locality, setting)
+            res = self._eds[(name, locality)] = _resource(name, cla)
+        return res
 
     def _generate_grpc(
         self, ctx: PushContext, proxy: Proxy, type_url: str, names: frozenset[str] | None
