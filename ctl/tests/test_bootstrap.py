@@ -68,11 +68,19 @@ def test_sds_token_path_asks_pilot_for_token_bearing_sds() -> None:
         (BootstrapOptions(proxy_type="router", node_id=NODE), "--node-id"),
         (BootstrapOptions(node_id=NODE, admin="127.0.0.1:99999"), "--admin"),
         (BootstrapOptions(node_id=NODE, sds_token_path="tokens/t"), "--sds-token-path"),
+        (BootstrapOptions(node_id=NODE, locality="r1//s1"), "--locality"),
+        (BootstrapOptions(node_id=NODE, locality="r1/z1/s1/x"), "--locality"),
     ],
 )
 def test_bad_options_name_the_option(opts: BootstrapOptions, message: str) -> None:
     with pytest.raises(BootstrapError, match=message):
         render_bootstrap(opts)
+
+
+def test_locality_sets_the_node_locality() -> None:
+    boot = render_bootstrap(BootstrapOptions(node_id=NODE, locality="us-east1/us-east1-b"))
+    assert boot["node"]["locality"] == {"region": "us-east1", "zone": "us-east1-b"}
+    assert "locality" not in render_bootstrap(BootstrapOptions(node_id=NODE))["node"]
 
 
 def test_cli_writes_yaml_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -22,9 +22,9 @@ from google.protobuf.message import Message
 from meshplane.pilot.generators import common
 from meshplane.pilot.generators.clusters import own_clusters, shared_clusters
 from meshplane.pilot.generators.endpoints import build_load_assignment
-from meshplane.pilot.generators.locality import apply_locality, locality_setting
 from meshplane.pilot.generators.grpc import grpc_listeners, grpc_route
 from meshplane.pilot.generators.listeners import inbound_listeners, outbound_listeners
+from meshplane.pilot.generators.locality import apply_locality, locality_setting
 from meshplane.pilot.generators.routes import build_route
 from meshplane.pilot.model.proxy import Proxy
 from meshplane.pilot.model.push_context import PushContext
