@@ -124,6 +124,9 @@ class PushContext:
     jwks: Mapping[str, str] = field(default_factory=dict)
     #: Endpoint address → (hostname, namespace) keys, built on first use.
     _by_address: dict[str, list[tuple[int, tuple[str, str]]]] | None = None
+    #: DestinationRule lookups by (viewer namespace, host), filled on first use (a scan of every
+    #: rule per lookup made CDS and EDS O(services x rules) per push).
+    _dr_memo: dict[tuple[str, str], Config | None] = field(default_factory=dict)
 
     # ---- lookups -------------------------------------------------------------------------
     def of_kind(self, kind: str) -> list[Config]:
@@ -192,6 +195,12 @@ class PushContext:
 
     def destination_rule(self, viewer_ns: str, host: str) -> Config | None:
         """Istio's lookup order: the viewer's namespace, the service's namespace, the root namespace."""
+        key = (viewer_ns, host)
+        if key not in self._dr_memo:
+            self._dr_memo[key] = self._find_destination_rule(viewer_ns, host)
+        return self._dr_memo[key]
+
+    def _find_destination_rule(self, viewer_ns: str, host: str) -> Config | None:
         svc = self.service(host)
         order = [viewer_ns, svc.namespace if svc else "", ROOT_NAMESPACE]
         rules = self.of_kind("DestinationRule")
