@@ -10,7 +10,7 @@ import pytest
 
 from meshplane.proto.bus.v1 import status_pb2
 from meshplane.shared.bus import Buckets, Bus, make_key
-from meshplane.shared.components import ComponentAnnouncer, is_live
+from meshplane.shared.components import ComponentAnnouncer, is_live, seconds_from_env
 from meshplane.shared.freshness import age_seconds
 
 pytestmark = pytest.mark.timeout(60)
@@ -53,3 +53,14 @@ async def test_announcer_refreshes_sweeps_dead_records_and_withdraws(bus: Bus) -
     assert await kv.get(announcer.key) is None
     await asyncio.sleep(0.5)  # two refresh periods: a cancelled refresher must not write it back
     assert await kv.get(announcer.key) is None
+
+
+def test_limits_from_environment_reject_bad_values_by_name(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("MESHPLANE_COMPONENT_STALE_SECONDS", "2.5")
+    assert seconds_from_env("MESHPLANE_COMPONENT_STALE_SECONDS", 30.0) == 2.5
+    for bad in ("soon", "-1", "0"):
+        monkeypatch.setenv("MESHPLANE_COMPONENT_STALE_SECONDS", bad)
+        assert seconds_from_env("MESHPLANE_COMPONENT_STALE_SECONDS", 30.0) == 30.0
+        assert f"MESHPLANE_COMPONENT_STALE_SECONDS={bad!r} is not a positive number" in caplog.text

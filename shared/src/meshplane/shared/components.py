@@ -32,7 +32,8 @@ log = logging.getLogger(__name__)
 VERSION = "0.1.0"
 
 
-def _seconds_from_env(name: str, default: float) -> float:
+def seconds_from_env(name: str, default: float) -> float:
+    """A positive number of seconds from environment variable ``name``, else ``default`` (warned)."""
     raw = os.environ.get(name, "").strip()
     if not raw:
         return default
@@ -46,9 +47,9 @@ def _seconds_from_env(name: str, default: float) -> float:
     return default
 
 
-REFRESH_SECONDS = _seconds_from_env("MESHPLANE_COMPONENT_REFRESH_SECONDS", 10.0)
-STALE_AFTER_SECONDS = _seconds_from_env("MESHPLANE_COMPONENT_STALE_SECONDS", 30.0)
-GC_AFTER_SECONDS = _seconds_from_env("MESHPLANE_COMPONENT_GC_SECONDS", 60.0)
+REFRESH_SECONDS = seconds_from_env("MESHPLANE_COMPONENT_REFRESH_SECONDS", 10.0)
+STALE_AFTER_SECONDS = seconds_from_env("MESHPLANE_COMPONENT_STALE_SECONDS", 30.0)
+GC_AFTER_SECONDS = seconds_from_env("MESHPLANE_COMPONENT_GC_SECONDS", 60.0)
 
 
 def instance_id() -> str:
@@ -106,10 +107,13 @@ class ComponentAnnouncer:
         next_sweep = time.monotonic() + self._gc_after / 2
         while True:
             await asyncio.sleep(self._refresh)
-            await self._put()
-            if time.monotonic() >= next_sweep:
-                next_sweep = time.monotonic() + self._gc_after / 2
-                await sweep_unrefreshed(self._kv, self._gc_after, what="component records")
+            try:  # the refresher must outlive any one failure, or a live component would vanish
+                await self._put()
+                if time.monotonic() >= next_sweep:
+                    next_sweep = time.monotonic() + self._gc_after / 2
+                    await sweep_unrefreshed(self._kv, self._gc_after, what="component records")
+            except Exception:
+                log.exception("refreshing %s on the bus failed; retrying in %gs", self.key, self._refresh)
 
     async def withdraw(self) -> None:
         """Stop refreshing and delete the record (best effort, 3 s at most)."""
