@@ -12,7 +12,7 @@ from meshplane.ctl.main import main
 from meshplane.ctl.status import TYPES
 from meshplane.proto.bus.v1 import status_pb2
 from meshplane.shared.bus import Buckets, Bus, make_key
-from meshplane.shared.components import ComponentAnnouncer
+from meshplane.shared.components import STALE_AFTER_SECONDS, ComponentAnnouncer
 from meshplane.shared.natsserver import NatsServer
 
 
@@ -76,11 +76,10 @@ async def test_proxy_status_hides_records_their_pilot_stopped_refreshing(
 async def test_version_lists_running_components(
     bus: Bus, nats_server: NatsServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import asyncio
-
     pilot = ComponentAnnouncer(bus, "pilot", {"grpc": "127.0.0.1:15010"}, instance="pilot-1")
     await pilot.announce()
-    await ComponentAnnouncer(bus, "galley", {}, instance="galley-1").announce()
+    galley = ComponentAnnouncer(bus, "galley", {}, instance="galley-1")
+    await galley.announce()
     code = await asyncio.to_thread(main, ["version", "--nats-url", nats_server.url])
     out = capsys.readouterr().out
     assert code == 0
@@ -93,6 +92,22 @@ async def test_version_lists_running_components(
     code = await asyncio.to_thread(main, ["version", "-o", "json", "--nats-url", nats_server.url])
     data = json.loads(capsys.readouterr().out)
     assert [c["component"] for c in data["components"]] == ["galley"]
+    await galley.withdraw()
+
+
+async def test_version_hides_components_that_stopped_refreshing(
+    bus: Bus, nats_server: NatsServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    kv = Buckets(bus).components
+    for instance, age in (("fresh", 5.0), ("dead", STALE_AFTER_SECONDS + 15)):
+        info = status_pb2.ComponentInfo(component="pilot", instance=instance, version="0.1.0")
+        info.updated.FromNanoseconds(int((time.time() - age) * 1e9))
+        await kv.put(make_key("pilot", instance), info)
+    never = status_pb2.ComponentInfo(component="galley", instance="old", version="0.1.0")  # no refresh time
+    await kv.put(make_key("galley", "old"), never)
+    code = await asyncio.to_thread(main, ["version", "-o", "json", "--nats-url", nats_server.url])
+    data = json.loads(capsys.readouterr().out)
+    assert code == 0 and [c["instance"] for c in data["components"]] == ["fresh"]
 
 
 def test_version_without_bus_still_prints_client(capsys: pytest.CaptureFixture[str]) -> None:

@@ -74,9 +74,15 @@ async def test_citadel_serves_without_the_bus_and_publishes_once_it_appears(tmp_
                     if event.type is EventType.PUT and event.key == "cluster.local" and event.value:
                         roots = list(event.value.root_certs_pem)
                         break
+            # and it announces itself for `meshctl version`
+            components = await Buckets(bus).components.items()
         finally:
             await bus.close()
         assert roots == [citadel.root_pem().decode()]
+        citadels = [c for c in components.values() if c.component == "citadel"]
+        assert len(citadels) == 1 and citadels[0].endpoints["grpc"].endswith(
+            f":{citadel.target.rsplit(':', 1)[1]}"
+        )
     finally:
         await asyncio.to_thread(citadel.stop)
         nats.stop()

@@ -7,7 +7,9 @@ Istio's sync words: SYNCED when the last nonce sent was acked, NOT SENT when not
 
 Only records their Pilot still refreshes are shown: a record older than
 ``meshplane.shared.proxystatus.STALE_AFTER_SECONDS`` (30 s) belongs to a Pilot that died without
-cleaning up, and its proxy has reconnected elsewhere or is gone.
+cleaning up, and its proxy has reconnected elsewhere or is gone. Likewise ``version`` lists only
+components still refreshing their record (``meshplane.shared.components.STALE_AFTER_SECONDS``,
+30 s): a component killed without withdrawing its record vanishes within that time.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from meshplane.ctl import __version__
 from meshplane.ctl.busclient import add_nats_flag, connect
 from meshplane.proto.bus.v1 import status_pb2
 from meshplane.shared.bus import Buckets, BusError
+from meshplane.shared.components import is_live as component_is_live
 from meshplane.shared.proxystatus import is_live
 
 TYPES = {
@@ -68,9 +71,10 @@ async def read_proxy_status(url: str) -> list[status_pb2.ProxyStatus]:
 async def read_components(url: str) -> list[status_pb2.ComponentInfo]:
     bus = await connect(url)
     try:
-        return list((await asyncio.wait_for(Buckets(bus).components.items(), 10)).values())
+        records = await asyncio.wait_for(Buckets(bus).components.items(), 10)
     finally:
         await bus.close()
+    return [i for i in records.values() if component_is_live(i)]
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

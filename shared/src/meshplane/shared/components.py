@@ -1,4 +1,15 @@
-"""Announce a running component on the bus so `meshctl version` can list every instance."""
+"""Announce a running component on the bus so `meshctl version` can list every live instance.
+
+The announcer writes this process's :class:`ComponentInfo` when the component is ready and then
+rewrites it every :data:`REFRESH_SECONDS` (``updated`` is the time of that write) from a task it
+owns. A component that dies without withdrawing its record (SIGKILL, OOM, node loss) stops
+refreshing: readers such as ``meshctl version`` hide records older than
+:data:`STALE_AFTER_SECONDS` (:func:`is_live`), and every live announcer deletes records nobody
+refreshed for :data:`GC_AFTER_SECONDS` (checked every ``GC_AFTER_SECONDS / 2``). A clean stop
+withdraws the record at once. The three limits can be changed with the environment variables
+``MESHPLANE_COMPONENT_REFRESH_SECONDS``, ``MESHPLANE_COMPONENT_STALE_SECONDS`` and
+``MESHPLANE_COMPONENT_GC_SECONDS`` (keep refresh well below stale, stale below gc).
+"""
 
 from __future__ import annotations
 
@@ -7,16 +18,38 @@ import contextlib
 import logging
 import os
 import socket
+import time
 from collections.abc import Mapping
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from meshplane.proto.bus.v1 import status_pb2
 from meshplane.shared.bus import Buckets, Bus, BusError, make_key
+from meshplane.shared.freshness import age_seconds, sweep_unrefreshed
 
 log = logging.getLogger(__name__)
 
 VERSION = "0.1.0"
+
+
+def seconds_from_env(name: str, default: float) -> float:
+    """A positive number of seconds from environment variable ``name``, else ``default`` (warned)."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if value > 0:
+        return value
+    log.warning("%s=%r is not a positive number of seconds; using %g", name, raw, default)
+    return default
+
+
+REFRESH_SECONDS = seconds_from_env("MESHPLANE_COMPONENT_REFRESH_SECONDS", 10.0)
+STALE_AFTER_SECONDS = seconds_from_env("MESHPLANE_COMPONENT_STALE_SECONDS", 30.0)
+GC_AFTER_SECONDS = seconds_from_env("MESHPLANE_COMPONENT_GC_SECONDS", 60.0)
 
 
 def instance_id() -> str:
@@ -24,11 +57,27 @@ def instance_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 
 
-class ComponentAnnouncer:
-    """Puts this component's :class:`ComponentInfo` on the bus and removes it on close."""
+def is_live(info: status_pb2.ComponentInfo, now: float | None = None) -> bool:
+    """True while the component that wrote ``info`` is still refreshing it."""
+    return age_seconds(info, now) <= STALE_AFTER_SECONDS
 
-    def __init__(self, bus: Bus, component: str, endpoints: Mapping[str, str], instance: str = "") -> None:
+
+class ComponentAnnouncer:
+    """Puts this component's :class:`ComponentInfo` on the bus, keeps it fresh, removes it on close."""
+
+    def __init__(
+        self,
+        bus: Bus,
+        component: str,
+        endpoints: Mapping[str, str],
+        instance: str = "",
+        refresh: float = REFRESH_SECONDS,
+        gc_after: float = GC_AFTER_SECONDS,
+    ) -> None:
         self._kv = Buckets(bus).components
+        self._refresh = refresh
+        self._gc_after = gc_after
+        self._task: asyncio.Task[None] | None = None
         self.instance = instance or instance_id()
         self.key = make_key(component, self.instance)
         started = Timestamp()
@@ -42,11 +91,36 @@ class ComponentAnnouncer:
         )
 
     async def announce(self) -> None:
+        """Write the record now and keep refreshing it until :meth:`withdraw`."""
+        await self._put()
+        if self._task is None:
+            self._task = asyncio.create_task(self._keep_fresh(), name=f"announce-{self.key}")
+
+    async def _put(self) -> None:
+        self.info.updated.GetCurrentTime()
         try:
             await self._kv.put(self.key, self.info)
         except BusError as exc:
             log.warning("could not announce %s on the bus: %s", self.key, exc)
 
+    async def _keep_fresh(self) -> None:
+        next_sweep = time.monotonic() + self._gc_after / 2
+        while True:
+            await asyncio.sleep(self._refresh)
+            try:  # the refresher must outlive any one failure, or a live component would vanish
+                await self._put()
+                if time.monotonic() >= next_sweep:
+                    next_sweep = time.monotonic() + self._gc_after / 2
+                    await sweep_unrefreshed(self._kv, self._gc_after, what="component records")
+            except Exception:
+                log.exception("refreshing %s on the bus failed; retrying in %gs", self.key, self._refresh)
+
     async def withdraw(self) -> None:
+        """Stop refreshing and delete the record (best effort, 3 s at most)."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
         with contextlib.suppress(BusError, asyncio.TimeoutError):
             await asyncio.wait_for(self._kv.delete(self.key), 3)

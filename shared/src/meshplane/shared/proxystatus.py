@@ -10,21 +10,14 @@ agree to within a few seconds (NTP), well inside the margin between refresh and 
 
 from __future__ import annotations
 
-import time
-
 from meshplane.proto.bus.v1 import status_pb2
+from meshplane.shared.freshness import age_seconds
+
+__all__ = ["GC_AFTER_SECONDS", "REFRESH_SECONDS", "STALE_AFTER_SECONDS", "age_seconds", "is_live"]
 
 REFRESH_SECONDS = 10.0
 STALE_AFTER_SECONDS = 30.0
 GC_AFTER_SECONDS = 60.0
-
-
-def age_seconds(status: status_pb2.ProxyStatus, now: float | None = None) -> float:
-    """Seconds since the writing Pilot last refreshed ``status`` (infinite if it never set the time)."""
-    if not status.HasField("updated") or not (status.updated.seconds or status.updated.nanos):
-        return float("inf")
-    current = time.time() if now is None else now
-    return current - (status.updated.seconds + status.updated.nanos / 1e9)
 
 
 def is_live(status: status_pb2.ProxyStatus, now: float | None = None) -> bool:

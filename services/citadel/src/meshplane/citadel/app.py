@@ -64,6 +64,13 @@ async def run(settings: Settings, authority: LocalAuthority, stop: asyncio.Event
     settle_gc()
     monitoring = MonitoringServer(registry, pool.alive)
     mon_port = await monitoring.start(*settings.monitoring_addr)
+    if publisher is not None:
+        publisher.endpoints.update(
+            {
+                "grpc": f"{settings.grpc_addr[0]}:{ports.grpc}",
+                "monitoring": f"{settings.monitoring_addr[0]}:{mon_port}",
+            }
+        )
     log.info(
         "serving CreateCertificate on %s:%d with %d process(es), monitoring on port %d",
         settings.grpc_addr[0],

@@ -12,6 +12,7 @@ from meshplane.citadel.buslink import connect_until_stopped
 from meshplane.citadel.ca.keycert import KeyCertBundle
 from meshplane.proto.bus.v1 import status_pb2
 from meshplane.shared.bus import Buckets, BusError
+from meshplane.shared.components import ComponentAnnouncer
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +33,9 @@ class TrustPublisher:
     def __init__(self, nats_url: str, trust_domain: str) -> None:
         self._url = nats_url
         self._trust_domain = trust_domain
+        #: What ``meshctl version`` shows for this Citadel (set once the ports are known); the
+        #: record is announced on the same bus connection while it is up.
+        self.endpoints: dict[str, str] = {}
         self._changed = asyncio.Event()
         self._bundle: KeyCertBundle | None = None
         self.published_version = ""
@@ -44,6 +48,8 @@ class TrustPublisher:
         bus = await connect_until_stopped(self._url, stop, "trust bundle publishing")
         if bus is None:
             return
+        announcer = ComponentAnnouncer(bus, "citadel", self.endpoints)
+        await announcer.announce()
         try:
             trust = Buckets(bus).trust
             while not stop.is_set():
@@ -61,6 +67,7 @@ class TrustPublisher:
                         continue
                 await _wait_any(stop, self._changed)
         finally:
+            await announcer.withdraw()
             await bus.close()
 
 

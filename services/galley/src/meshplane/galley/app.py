@@ -126,8 +126,8 @@ class Galley:
                 inner_stop.set()
                 await webhook.stop()
                 await monitoring.stop()
-                await announcer.withdraw()
         finally:
+            await announcer.withdraw()
             publisher.close()
             await bus.close()
 

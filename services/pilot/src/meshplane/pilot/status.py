@@ -22,7 +22,8 @@ from meshplane.pilot.xds.connection import Connection
 from meshplane.pilot.xds.discovery import DiscoveryServer
 from meshplane.proto.bus.v1 import status_pb2
 from meshplane.shared.bus import Buckets, TypedKV, make_key
-from meshplane.shared.proxystatus import GC_AFTER_SECONDS, REFRESH_SECONDS, age_seconds
+from meshplane.shared.freshness import sweep_unrefreshed
+from meshplane.shared.proxystatus import GC_AFTER_SECONDS, REFRESH_SECONDS
 
 log = logging.getLogger("meshplane.pilot.status")
 
@@ -116,18 +117,7 @@ async def sweep_stale(
     kv: TypedKV[status_pb2.ProxyStatus], gc_after: float = GC_AFTER_SECONDS, now: float | None = None
 ) -> int:
     """Delete records no Pilot refreshed for ``gc_after`` seconds (their Pilot died); the count."""
-    try:
-        records = await kv.items()
-    except Exception as exc:
-        log.warning("reading proxy status for cleanup failed: %s", exc)
-        return 0
-    stale = [key for key, rec in records.items() if age_seconds(rec, now) > gc_after]
-    for key in stale:
-        with contextlib.suppress(Exception):
-            await kv.delete(key)
-    if stale:
-        log.info("removed %d proxy status records unrefreshed for %.0fs", len(stale), gc_after)
-    return len(stale)
+    return await sweep_unrefreshed(kv, gc_after, now, "proxy status records")
 
 
 def proxy_status(pilot_id: str, conn: Connection) -> status_pb2.ProxyStatus:

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#meshplane/proto/bus/v1/status.proto\x12\x10meshplane.bus.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"y\n\x0bTrustBundle\x12\x14\n\x0ctrust_domain\x18\x01 \x01(\t\x12\x16\n\x0eroot_certs_pem\x18\x02 \x03(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\x12+\n\x07updated\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x8b\x01\n\x0eTypeSyncStatus\x12\x10\n\x08type_url\x18\x01 \x01(\t\x12\x12\n\nnonce_sent\x18\x02 \x01(\t\x12\x13\n\x0bnonce_acked\x18\x03 \x01(\t\x12\x14\n\x0cversion_sent\x18\x04 \x01(\t\x12\x15\n\rversion_acked\x18\x05 \x01(\t\x12\x11\n\tlast_nack\x18\x06 \x01(\t\"\xfd\x01\n\x0bProxyStatus\x12\x10\n\x08proxy_id\x18\x01 \x01(\t\x12\x0f\n\x07node_id\x18\x02 \x01(\t\x12\x10\n\x08pilot_id\x18\x03 \x01(\t\x12\x15\n\rproxy_version\x18\x04 \x01(\t\x12\x12\n\nproxy_type\x18\x05 \x01(\t\x12/\n\x05types\x18\x06 \x03(\x0b\x32 .meshplane.bus.v1.TypeSyncStatus\x12\x30\n\x0c\x63onnected_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x07updated\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xe7\x01\n\rComponentInfo\x12\x11\n\tcomponent\x18\x01 \x01(\t\x12\x10\n\x08instance\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\x12+\n\x07started\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x41\n\tendpoints\x18\x05 \x03(\x0b\x32..meshplane.bus.v1.ComponentInfo.EndpointsEntry\x1a\x30\n\x0e\x45ndpointsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#meshplane/proto/bus/v1/status.proto\x12\x10meshplane.bus.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"y\n\x0bTrustBundle\x12\x14\n\x0ctrust_domain\x18\x01 \x01(\t\x12\x16\n\x0eroot_certs_pem\x18\x02 \x03(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\x12+\n\x07updated\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x8b\x01\n\x0eTypeSyncStatus\x12\x10\n\x08type_url\x18\x01 \x01(\t\x12\x12\n\nnonce_sent\x18\x02 \x01(\t\x12\x13\n\x0bnonce_acked\x18\x03 \x01(\t\x12\x14\n\x0cversion_sent\x18\x04 \x01(\t\x12\x15\n\rversion_acked\x18\x05 \x01(\t\x12\x11\n\tlast_nack\x18\x06 \x01(\t\"\xfd\x01\n\x0bProxyStatus\x12\x10\n\x08proxy_id\x18\x01 \x01(\t\x12\x0f\n\x07node_id\x18\x02 \x01(\t\x12\x10\n\x08pilot_id\x18\x03 \x01(\t\x12\x15\n\rproxy_version\x18\x04 \x01(\t\x12\x12\n\nproxy_type\x18\x05 \x01(\t\x12/\n\x05types\x18\x06 \x03(\x0b\x32 .meshplane.bus.v1.TypeSyncStatus\x12\x30\n\x0c\x63onnected_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x07updated\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x94\x02\n\rComponentInfo\x12\x11\n\tcomponent\x18\x01 \x01(\t\x12\x10\n\x08instance\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\x12+\n\x07started\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x41\n\tendpoints\x18\x05 \x03(\x0b\x32..meshplane.bus.v1.ComponentInfo.EndpointsEntry\x12+\n\x07updated\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1a\x30\n\x0e\x45ndpointsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -41,7 +41,7 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PROXYSTATUS']._serialized_start=356
   _globals['_PROXYSTATUS']._serialized_end=609
   _globals['_COMPONENTINFO']._serialized_start=612
-  _globals['_COMPONENTINFO']._serialized_end=843
-  _globals['_COMPONENTINFO_ENDPOINTSENTRY']._serialized_start=795
-  _globals['_COMPONENTINFO_ENDPOINTSENTRY']._serialized_end=843
+  _globals['_COMPONENTINFO']._serialized_end=888
+  _globals['_COMPONENTINFO_ENDPOINTSENTRY']._serialized_start=840
+  _globals['_COMPONENTINFO_ENDPOINTSENTRY']._serialized_end=888
 # @@protoc_insertion_point(module_scope)

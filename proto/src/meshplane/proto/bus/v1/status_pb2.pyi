@@ -165,6 +165,7 @@ class ComponentInfo(_message.Message):
     VERSION_FIELD_NUMBER: _builtins.int
     STARTED_FIELD_NUMBER: _builtins.int
     ENDPOINTS_FIELD_NUMBER: _builtins.int
+    UPDATED_FIELD_NUMBER: _builtins.int
     component: _builtins.str
     instance: _builtins.str
     version: _builtins.str
@@ -172,6 +173,12 @@ class ComponentInfo(_message.Message):
     def started(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def endpoints(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]: ...
+    @_builtins.property
+    def updated(self) -> _timestamp_pb2.Timestamp:
+        """When the running component last rewrote this record (it does so periodically); readers
+        treat an old record as a component that died without withdrawing it.
+        """
+
     def __init__(
         self,
         *,
@@ -180,10 +187,11 @@ class ComponentInfo(_message.Message):
         version: _builtins.str = ...,
         started: _timestamp_pb2.Timestamp | None = ...,
         endpoints: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        updated: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["started", b"started"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["started", b"started", "updated", b"updated"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["component", b"component", "endpoints", b"endpoints", "instance", b"instance", "started", b"started", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["component", b"component", "endpoints", b"endpoints", "instance", b"instance", "started", b"started", "updated", b"updated", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
