@@ -63,6 +63,11 @@ class Proxy:
         sds = f"{self.sds_token_path}|{self.sds_socket_path}" if self.sds_token_path else ""
         return f"{self.type.value}|{self.namespace}|{labels}|{self.interception_none}|{sds}"
 
+    @functools.cached_property
+    def own_key(self) -> str:
+        """Proxies with the same own key also get the same inbound (own) clusters and listeners."""
+        return f"{self._scope_key}|{self.ip}|{','.join(self.instance_ips)}"
+
 
 def _metadata(meta: struct_pb2.Struct) -> dict[str, object]:
     return json_format.MessageToDict(meta)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from typing import TYPE_CHECKING
 
 from envoy.service.discovery.v3 import discovery_pb2
@@ -14,8 +13,6 @@ from meshplane.pilot.xds.connection import Connection
 if TYPE_CHECKING:
     from meshplane.pilot.xds.discovery import DiscoveryServer
 
-log = logging.getLogger("meshplane.pilot.ads")
-
 WILDCARD_TYPES = (common.CLUSTER, common.LISTENER)
 
 
@@ -25,17 +22,10 @@ async def process(
     type_url = req.type_url
     if type_url not in common.SHORT:
         return
-    short = common.SHORT[type_url]
     first = type_url not in conn.watched
     w = conn.watch(type_url)
     if req.HasField("error_detail"):
-        w.last_nack = req.error_detail.message
-        w.nacks += 1
-        w.nonce_acked = req.response_nonce
-        server.metrics.rejects.labels(short).inc()
-        server.dirty.add(conn.id)
-        tracing.record_answer(conn, w, req.response_nonce, error=w.last_nack or "NACK")
-        log.warning("%s NACK from %s (nonce %s): %s", short, conn.id, req.response_nonce, w.last_nack)
+        server.on_nack(conn, w, req.response_nonce, req.error_detail.message)
         return
     if req.response_nonce:
         if req.response_nonce == w.nonce_sent:
@@ -45,7 +35,7 @@ async def process(
             tracing.record_answer(conn, w, req.response_nonce)
             server.on_ack(conn)
         else:
-            server.metrics.expired_nonce.labels(short).inc()
+            server.metrics.expired_nonce.labels(common.SHORT[type_url]).inc()
     subscribe = set(req.resource_names_subscribe)
     unsubscribe = set(req.resource_names_unsubscribe)
     if first:
@@ -74,12 +64,8 @@ async def send(
     every proxy making the same move. Call with ``conn.lock`` held.
     """
     w = conn.watch(type_url)
-    short = common.SHORT[type_url]
-    try:
-        parts = server.cache.parts(server.ctx, conn.proxy, type_url, None if w.wildcard else w.names)
-    except Exception:
-        server.metrics.pushes.labels(f"{short}_builderr").inc()
-        log.exception("building %s for %s failed", short, conn.id)
+    parts = server.parts_for(conn, w)
+    if parts is None:
         return frozenset()
     held = w.held or (resources.EMPTY,) * len(parts)  # holding nothing: a move shared by all
     if isinstance(held, tuple) and len(held) == len(parts):
@@ -112,10 +98,4 @@ async def send(
         data = build(nonce)
     else:
         nonce, data = server.cache.response((type_url, version, *diffs), build)
-    w.nonce_sent = nonce
-    w.version_sent = version
-    if not await conn.send(data):
-        return frozenset()
-    server.metrics.pushes.labels(short).inc()
-    server.dirty.add(conn.id)
-    return sent
+    return sent if await server.deliver(conn, w, nonce, version, data) else frozenset()

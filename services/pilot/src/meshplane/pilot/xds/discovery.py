@@ -21,7 +21,7 @@ from meshplane.pilot.settings import Settings
 from meshplane.pilot.xds import delta, sotw, tracing
 from meshplane.pilot.xds.connection import Connection, Watched
 from meshplane.pilot.xds.push_queue import PushQueue
-from meshplane.pilot.xds.resources import ResourceCache
+from meshplane.pilot.xds.resources import Parts, ResourceCache
 
 log = logging.getLogger("meshplane.pilot.push")
 
@@ -158,6 +158,37 @@ class DiscoveryServer:
         """Whether the proxy's EDS subscription covers any host of an endpoint push."""
         parts = self.cache.parts(self.ctx, conn.proxy, common.ENDPOINT, w.names)
         return any(p.only(req.eds_hosts).items for p in parts)
+
+    def parts_for(self, conn: Connection, w: Watched) -> Parts | None:
+        """What ``w``'s type holds for the proxy now; None (counted and logged) when building fails."""
+        try:
+            return self.cache.parts(self.ctx, conn.proxy, w.type_url, None if w.wildcard else w.names)
+        except Exception:
+            short = common.SHORT[w.type_url]
+            self.metrics.pushes.labels(f"{short}_builderr").inc()
+            log.exception("building %s for %s failed", short, conn.id)
+            return None
+
+    async def deliver(self, conn: Connection, w: Watched, nonce: str, version: str, data: bytes) -> bool:
+        """Record and queue one serialized response; False once the stream has closed."""
+        w.nonce_sent = nonce
+        w.version_sent = version
+        if not await conn.send(data):
+            return False
+        self.metrics.pushes.labels(common.SHORT[w.type_url]).inc()
+        self.dirty.add(conn.id)
+        return True
+
+    def on_nack(self, conn: Connection, w: Watched, nonce: str, message: str) -> None:
+        """The proxy rejected ``nonce``: it keeps its last good config; count and show it."""
+        short = common.SHORT[w.type_url]
+        w.last_nack = message
+        w.nacks += 1
+        w.nonce_acked = nonce  # answered (rejected)
+        self.metrics.rejects.labels(short).inc()
+        self.dirty.add(conn.id)
+        tracing.record_answer(conn, w, nonce, error=message or "NACK")
+        log.warning("%s NACK from %s (nonce %s): %s", short, conn.id, nonce, message)
 
     def on_ack(self, conn: Connection) -> None:
         """Record convergence once every watched type is acknowledged."""

@@ -259,7 +259,7 @@ class ResourceCache:
         if proxy.generator == "grpc":
             return (Part(self._generate_grpc(ctx, proxy, type_url, names)),)
         scope = proxy.scope_key()
-        own_key = f"{scope}|{proxy.ip}|{','.join(proxy.instance_ips)}"
+        own_key = proxy.own_key
         if type_url == common.CLUSTER:
             return _scope_and_own(
                 self._part("cds", scope, lambda: _named(shared_clusters(ctx, proxy))),

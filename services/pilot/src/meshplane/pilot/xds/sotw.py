@@ -31,14 +31,8 @@ async def process(server: DiscoveryServer, conn: Connection, req: discovery_pb2.
     if req.HasField("error_detail"):
         if nonce and nonce != w.nonce_sent:
             return
-        w.last_nack = req.error_detail.message
-        w.nacks += 1
-        w.nonce_acked = nonce  # answered (rejected); Envoy keeps its last good version
-        w.version_acked = version
-        server.metrics.rejects.labels(short).inc()
-        server.dirty.add(conn.id)
-        tracing.record_answer(conn, w, nonce, error=w.last_nack or "NACK")
-        log.warning("%s NACK from %s (nonce %s): %s", short, conn.id, nonce, w.last_nack)
+        w.version_acked = version  # the version Envoy keeps
+        server.on_nack(conn, w, nonce, req.error_detail.message)
         return
     if not nonce:
         w.names, w.names_key = _subscription(server, w, req)
@@ -90,12 +84,8 @@ async def send(
     sent: in SotW, EDS and RDS responses need not repeat unchanged resources.
     """
     w = conn.watch(type_url)
-    short = common.SHORT[type_url]
-    try:
-        parts = server.cache.parts(server.ctx, conn.proxy, type_url, None if w.wildcard else w.names)
-    except Exception:
-        server.metrics.pushes.labels(f"{short}_builderr").inc()
-        log.exception("building %s for %s failed", short, conn.id)
+    parts = server.parts_for(conn, w)
+    if parts is None:
         return
     if hosts is not None:
         parts = tuple(p.only(hosts) for p in parts)
@@ -108,9 +98,4 @@ async def send(
         return b"".join((*(p.sotw_body for p in parts if p.items), head.SerializeToString()))
 
     nonce, data = server.cache.response((type_url, version, *parts), build)
-    w.nonce_sent = nonce
-    w.version_sent = version
-    if not await conn.send(data):
-        return
-    server.metrics.pushes.labels(short).inc()
-    server.dirty.add(conn.id)
+    await server.deliver(conn, w, nonce, version, data)
