@@ -9,7 +9,6 @@ One gateway Envoy serves every test; the module runs once with SotW and once wit
 from __future__ import annotations
 
 import collections
-import socket
 import ssl
 from collections.abc import Iterator
 from concurrent import futures
@@ -26,6 +25,7 @@ from envoy.service.secret.v3 import sds_pb2_grpc
 
 from meshplane.proto.bus.v1 import registry_pb2
 from meshplane.shared.testing.certs import write_self_signed, write_signed
+from meshplane.shared.testing.sockets import tcp_exchange, tls_exchange
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120), pytest.mark.xdist_group("gateway-tls")]
 
@@ -67,35 +67,6 @@ class Sds(sds_pb2_grpc.SecretDiscoveryServiceServicer):  # type: ignore[misc]
                 if name in self.secrets:
                     resp.resources.add().Pack(self.secrets[name])
             yield resp
-
-
-def tls_exchange(
-    address: str,
-    port: int,
-    sni: str,
-    cafile: Path,
-    payload: bytes,
-    client_cert: tuple[Path, Path] | None = None,
-    tls12: bool = False,
-    verify_name: bool = True,
-) -> tuple[bytes, bytes]:
-    """Send ``payload`` over TLS (at most 1.2 with ``tls12``); return (peer cert DER, all read back)."""
-    ctx = ssl.create_default_context(cafile=str(cafile))
-    if tls12:
-        ctx.maximum_version = ssl.TLSVersion.TLSv1_2
-    ctx.check_hostname = verify_name
-    if client_cert is not None:
-        ctx.load_cert_chain(str(client_cert[0]), str(client_cert[1]))
-    with (
-        socket.create_connection((address, port), timeout=5) as raw,
-        ctx.wrap_socket(raw, server_hostname=sni) as tls,
-    ):
-        peer = tls.getpeercert(binary_form=True) or b""
-        tls.sendall(payload)
-        chunks = []
-        while data := tls.recv(65536):
-            chunks.append(data)
-    return peer, b"".join(chunks)
 
 
 def https_get(
@@ -496,15 +467,6 @@ def test_passthrough_reaches_the_upstream_tls_server_by_sni(gateway: Gateway) ->
     assert "secure:" not in unknown, unknown
     assert len(gateway.apps["secure"].seen) == before
     assert gateway.listener_stat("pass", "no_filter_chain_match") >= 1
-
-
-def tcp_exchange(address: str, port: int, payload: bytes) -> bytes:
-    with socket.create_connection((address, port), timeout=5) as conn:
-        conn.sendall(payload)
-        chunks = []
-        while data := conn.recv(65536):
-            chunks.append(data)
-    return b"".join(chunks)
 
 
 def test_tcp_route_weighted_between_two_upstreams(gateway: Gateway) -> None:

@@ -7,7 +7,6 @@ that answer ``<name>:<bytes read>``. The module runs once with SotW and once wit
 
 from __future__ import annotations
 
-import socket
 import ssl
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ import pytest
 
 from meshplane.proto.bus.v1 import registry_pb2
 from meshplane.shared.testing.certs import write_self_signed
+from meshplane.shared.testing.sockets import tcp_exchange, tls_exchange
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120), pytest.mark.xdist_group("sidecar-l4")]
 
@@ -49,26 +49,10 @@ class Mesh:
     envoy: Any
 
     def tcp(self, service: str, payload: bytes) -> bytes:
-        with socket.create_connection((self.ip, self.ports[service]), timeout=5) as conn:
-            conn.sendall(payload)
-            return _read_all(conn)
+        return tcp_exchange(self.ip, self.ports[service], payload)
 
     def tls(self, service: str, sni: str, cafile: Path, payload: bytes) -> tuple[bytes, bytes]:
-        ctx = ssl.create_default_context(cafile=str(cafile))
-        with (
-            socket.create_connection((self.ip, self.ports[service]), timeout=5) as raw,
-            ctx.wrap_socket(raw, server_hostname=sni) as conn,
-        ):
-            peer = conn.getpeercert(binary_form=True) or b""
-            conn.sendall(payload)
-            return peer, _read_all(conn)
-
-
-def _read_all(conn: socket.socket) -> bytes:
-    chunks = []
-    while data := conn.recv(65536):
-        chunks.append(data)
-    return b"".join(chunks)
+        return tls_exchange(self.ip, self.ports[service], sni, cafile, payload)
 
 
 def _registry(addr: dict[str, str], ports: dict[str, int]) -> tuple[list[Any], list[Any]]:
