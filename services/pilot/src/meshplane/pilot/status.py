@@ -1,7 +1,9 @@
 """Publishing each connected proxy's sync state to the ``proxy_status`` bucket.
 
-Changed proxies are written every 0.5 s (once in sync, or every 2 s while a push is still
-being acknowledged), in concurrent batches, and not while pushes are queued (for up to 2 s).
+Changed proxies are written every 0.5 s (once in sync, or every 5 s while a push is still
+being acknowledged), in concurrent batches, and not while pushes are queued or being sent (for
+up to 5 s): status is bookkeeping, and a push to thousands of proxies should not share its CPU
+with thousands of status writes.
 Every record of this replica is rewritten every ``REFRESH_SECONDS`` so readers can tell a live
 Pilot's records from those of a Pilot that died without cleanup (see
 :mod:`meshplane.shared.proxystatus`), and records nobody refreshed for ``GC_AFTER_SECONDS`` are
@@ -30,8 +32,9 @@ log = logging.getLogger("meshplane.pilot.status")
 PUBLISH_INTERVAL = 0.5
 #: concurrent puts per batch
 STATUS_BATCH = 256
-#: a proxy not yet in sync after a push is written at most this often
-STATUS_EVERY = 2.0
+#: a proxy not yet in sync after a push is written at most this often, and status waits at most
+#: this long for the push queue to drain
+STATUS_EVERY = 5.0
 
 
 class StatusPublisher:
@@ -64,7 +67,7 @@ class StatusPublisher:
         while True:
             await asyncio.sleep(PUBLISH_INTERVAL)
             if server.queue.pending() and time.monotonic() - last_round < STATUS_EVERY:
-                continue  # pushes come first: status waits for the push queue (2 s at most)
+                continue  # pushes come first: status waits for the push queue (5 s at most)
             last_round = time.monotonic()
             dirty, server.dirty = server.dirty, set()
             conns = [c for c in map(server.connections.get, dirty) if c is not None]

@@ -295,7 +295,7 @@ def sni_dnat_clusters(
 
 
 def gateway_routes(ctx: PushContext, proxy: Proxy, name: str) -> route_pb2.RouteConfiguration:
-    cfg = route_pb2.RouteConfiguration(name=name)
+    cfg = route_pb2.RouteConfiguration(name=name, ignore_port_in_host_matching=True)
     cfg.validate_clusters.value = False
     vhosts: dict[str, rc.VirtualHost] = {}
     for gw, server in _servers(ctx, proxy):
@@ -311,7 +311,7 @@ def gateway_routes(ctx: PushContext, proxy: Proxy, name: str) -> route_pb2.Route
                     continue
                 if h in vhosts:
                     continue
-                vh = rc.VirtualHost(name=f"{h}:{number}", domains=[h, f"{h}:{number}"])
+                vh = rc.VirtualHost(name=f"{h}:{number}", domains=[h])
                 vh.metadata.CopyFrom(istio_metadata([vs]))
                 if redirect:
                     vh.require_tls = rc.VirtualHost.ALL
