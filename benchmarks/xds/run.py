@@ -1,8 +1,9 @@
 """Pilot xDS benchmark: S services x N proxies on a real nats-server and a real Pilot process.
 
 Pilot is pinned to CPU 0 and the load generators (``loadgen.py``, SotW or Delta streams that ACK
-as Envoy does) to CPU 1 (with ``--share-cores``, to both CPUs at nice 10). Scenarios: all proxies connecting, memory per proxy, a full push (a new service:
-every type to every proxy), one endpoint change (EDS only), one new proxy connecting; Pilot's CPU
+as Envoy does) to CPU 1 (with ``--share-cores``, to both CPUs at nice 10). Scenarios: all proxies
+connecting, memory per proxy, a full push (a new service: every type to every proxy), one
+endpoint change (EDS only), one new proxy connecting; Pilot's CPU
 seconds and peak RSS. Prints one line per figure.
 
     python -m benchmarks.xds.run [--services 1000] [--proxies 2000] [--loadgens 4]
