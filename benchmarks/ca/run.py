@@ -192,18 +192,22 @@ def main() -> int:
     )
     p.add_argument("--workers", type=int, default=1, help="citadel --workers (serving processes)")
     p.add_argument("--channels", type=int, default=1, help="connections per load process")
+    p.add_argument("--sign-window", default="3ms", help="citadel --sign-window (0s: sign each CSR at once)")
     p.add_argument("--profile", default="", help="run citadel under cProfile, writing this file")
     p.add_argument("--floor", action="store_true", help="also measure a no-op server on the same TLS gRPC")
     args = p.parse_args()
     csrs = [make_csr()[1] for _ in range(500)]
     print(f"machine: {os.cpu_count()} cores, python {sys.version.split()[0]}, load {os.getloadavg()}")
-    print(f"citadel --workers {args.workers}, {args.procs} load processes x {args.channels} connections")
+    print(
+        f"citadel --workers {args.workers} --sign-window {args.sign_window}, "
+        f"{args.procs} load processes x {args.channels} connections"
+    )
     for key_type in args.key_types:
         with tempfile.TemporaryDirectory() as tmp:
             citadel = CitadelProcess(
                 Path(tmp) / "ca",
                 Path(tmp) / "citadel.log",
-                args=["--workers", str(args.workers)],
+                args=["--workers", str(args.workers), "--sign-window", args.sign_window],
                 env={"CITADEL_CA_KEY_TYPE": key_type},
             )
             if args.profile:

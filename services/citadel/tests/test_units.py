@@ -51,6 +51,8 @@ def test_settings_defaults_are_istios() -> None:
     assert s.audiences == ("istio-ca",)
     assert s.trust_domain == "cluster.local"
     assert not s.token_review and not s.kubernetes
+    assert s.sign_window == dt.timedelta(milliseconds=3)
+    assert parse_settings(["--ca-dir", "x", "--sign-window", "0s"], environ={}).sign_window == dt.timedelta(0)
     in_pod = parse_settings(["--ca-dir", "x"], environ={"KUBERNETES_SERVICE_HOST": "10.96.0.1"})
     assert in_pod.token_review and in_pod.kubernetes
 
@@ -63,6 +65,8 @@ def test_settings_defaults_are_istios() -> None:
         ([], {"CITADEL_SELF_SIGNED_ROOT_CERT_GRACE_PERIOD_PERCENTILE": "150"}, "between 0 and 100"),
         (["--jwt-issuer", "no-equals-sign"], {}, "ISSUER=JWKS"),
         ([], {"CITADEL_CA_KEY_TYPE": "dsa"}, "CITADEL_CA_KEY_TYPE"),
+        (["--sign-window", "soon"], {}, "--sign-window"),
+        (["--sign-window", "2s"], {}, "at most 1s"),
     ],
 )
 def test_bad_settings_exit_with_a_message(

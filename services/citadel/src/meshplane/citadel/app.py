@@ -34,7 +34,7 @@ def prepare_authority(settings: Settings) -> LocalAuthority:
             "no CA material in %s: creating a self-signed %s root", settings.ca_dir, settings.ca_key_type
         )
         create_self_signed(settings.ca_dir, settings.trust_domain, settings.ca_key_type, settings.root_ttl)
-    return LocalAuthority.load(settings.ca_dir, settings.default_ttl, settings.max_ttl)
+    return LocalAuthority.load(settings.ca_dir, settings.default_ttl, settings.max_ttl, settings.sign_window)
 
 
 async def run(settings: Settings, authority: LocalAuthority, stop: asyncio.Event) -> None:

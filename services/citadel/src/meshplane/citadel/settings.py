@@ -50,6 +50,8 @@ class Settings:
     kubernetes: bool
     #: serving processes on the gRPC ports (the main one included)
     workers: int = 1
+    #: CSRs arriving within this of each other are signed together (0: each at once)
+    sign_window: dt.timedelta = dt.timedelta(milliseconds=3)
 
 
 def _env(name: str, environ: Mapping[str, str]) -> str:
@@ -94,6 +96,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=1,
         help="processes serving CreateCertificate on the same ports (SO_REUSEPORT), main included",
     )
+    p.add_argument(
+        "--sign-window",
+        default="3ms",
+        help="sign the EC-key CSRs that arrive within this duration of each other together "
+        "(less CPU per CSR under load, at most this much added latency); 0s signs each at once",
+    )
     return p
 
 
@@ -133,6 +141,12 @@ def parse_settings(argv: list[str] | None, environ: Mapping[str, str] | None = N
         parser.error("CITADEL_SELF_SIGNED_ROOT_CERT_GRACE_PERIOD_PERCENTILE: must be between 0 and 100")
     if args.workers < 1:
         parser.error(f"--workers {args.workers}: must be at least 1")
+    try:
+        sign_window = parse_duration(args.sign_window)
+    except ValueError as exc:
+        parser.error(f"--sign-window: {exc}")
+    if sign_window > dt.timedelta(seconds=1):
+        parser.error(f"--sign-window {args.sign_window}: at most 1s")
     in_cluster = bool(environ.get("KUBERNETES_SERVICE_HOST"))
     key_type = args.ca_key_type or _env("CITADEL_CA_KEY_TYPE", environ)
     if key_type not in ("rsa", "ec"):
@@ -158,4 +172,5 @@ def parse_settings(argv: list[str] | None, environ: Mapping[str, str] | None = N
         token_review=args.token_review or in_cluster,
         kubernetes=args.kubernetes or in_cluster,
         workers=args.workers,
+        sign_window=sign_window,
     )

@@ -147,7 +147,9 @@ def worker_main(
     """A worker process's entry point (spawned by :class:`WorkerPool`)."""
     _die_with_parent(parent_pid)
     configure_logging()
-    authority = LocalAuthority.load(settings.ca_dir, settings.default_ttl, settings.max_ttl)
+    authority = LocalAuthority.load(
+        settings.ca_dir, settings.default_ttl, settings.max_ttl, settings.sign_window
+    )
 
     async def serve(stop: asyncio.Event) -> None:
         metrics = CitadelMetrics(counters, row=row)
