@@ -142,6 +142,17 @@ def test_meshctl_token_claims_like_a_projected_token(
     assert isinstance(key.key, ec.EllipticCurvePublicKey)
 
 
+def test_local_issuer_files_are_left_alone_on_restart(tmp_path: Path) -> None:
+    issuer, jwks = ensure_local_issuer(tmp_path, "cluster.local")
+    files = [tmp_path / n for n in ("issuer-key.pem", "issuer-jwks.json", "issuer.json")]
+    before = [(f.stat().st_ino, f.stat().st_mtime_ns) for f in files]
+    assert ensure_local_issuer(tmp_path, "cluster.local") == (issuer, jwks)
+    assert [(f.stat().st_ino, f.stat().st_mtime_ns) for f in files] == before  # nothing rewritten
+    (tmp_path / "issuer.json").write_text("{}")  # damaged: restored from the key
+    ensure_local_issuer(tmp_path, "cluster.local")
+    assert issuer in (tmp_path / "issuer.json").read_text()
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [

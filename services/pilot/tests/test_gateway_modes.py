@@ -200,3 +200,12 @@ def test_server_hosts_scoped_by_namespace_bind_only_that_namespace() -> None:
     assert set(owners) == {"a.example.com:80", "b.example.com:80", "c.example.com:80"}
     assert "/default/" in owners["a.example.com:80"]  # ./ = the gateway's own namespace
     assert "/team/" in owners["b.example.com:80"], owners
+
+
+def test_a_sidecar_with_gateway_labels_gets_no_gateway_servers() -> None:
+    ctx = _ctx([_server(8443, "TCP", ["*"])])
+    assert [g.name for g in ctx.gateways_for(_router())] == ["gw"]
+    md = struct_pb2.Struct()
+    md.update({"LABELS": {"istio": "ingressgateway"}})
+    sidecar = parse_proxy("sidecar~10.0.0.2~app.default~default.svc.cluster.local", md)
+    assert ctx.gateways_for(sidecar) == []

@@ -41,6 +41,16 @@ def ensure_local_issuer(ca_dir: Path, trust_domain: str) -> tuple[str, Path]:
     kid = base64.urlsafe_b64encode(hashlib.sha256(spki).digest()[:12]).decode().rstrip("=")
     jwk = json.loads(ECAlgorithm.to_jwk(key.public_key()))
     jwk.update({"kid": kid, "use": "sig", "alg": "ES256"})
-    write_public(ca_dir / ISSUER_JWKS, json.dumps({"keys": [jwk]}, indent=2) + "\n")
-    write_public(ca_dir / ISSUER_INFO, json.dumps({"issuer": issuer, "kid": kid}) + "\n")
+    _write_if_changed(ca_dir / ISSUER_JWKS, json.dumps({"keys": [jwk]}, indent=2) + "\n")
+    _write_if_changed(ca_dir / ISSUER_INFO, json.dumps({"issuer": issuer, "kid": kid}) + "\n")
     return issuer, ca_dir / ISSUER_JWKS
+
+
+def _write_if_changed(path: Path, text: str) -> None:
+    """Rewriting identical files on every start would wake whoever watches ``--ca-dir``."""
+    try:
+        if path.read_text() == text:
+            return
+    except OSError:
+        pass
+    write_public(path, text)

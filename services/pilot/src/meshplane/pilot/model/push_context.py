@@ -23,7 +23,7 @@ from meshplane.pilot.model.config import (
     labels_match,
     visible,
 )
-from meshplane.pilot.model.proxy import Proxy
+from meshplane.pilot.model.proxy import Proxy, ProxyType
 
 
 @dataclass(frozen=True)
@@ -213,6 +213,9 @@ class PushContext:
         return None
 
     def gateways_for(self, proxy: Proxy) -> list[Config]:
+        """Gateways whose selector matches this proxy; none for a sidecar, whatever its labels."""
+        if proxy.type is not ProxyType.ROUTER:
+            return []
         out = []
         for gw in self.of_kind("Gateway"):
             selector = gw.spec.get("selector") or {}
