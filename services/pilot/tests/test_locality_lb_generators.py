@@ -199,3 +199,94 @@ def test_clear_eds_drops_every_locality_of_the_changed_host_only() -> None:
         web = _eds(cache, new_ctx, loc)[WEB_CLUSTER]
         assert "r1/z1/s1" not in _priorities(web)
         assert web != before[loc][WEB_CLUSTER]
+
+
+def _tiered_context(*configs: Config) -> PushContext:
+    """``web`` with one endpoint in each of LOCALITIES, alternately labelled tier gold and silver."""
+    services = {"web": Service(WEB, NS, (Port("http", 80, "HTTP"),))}
+    workloads = {
+        f"web-{i}": Workload(
+            f"web-{i}",
+            NS,
+            f"10.0.0.{i}",
+            {"app": "web", "tier": ("gold", "silver")[i % 2]},
+            locality=loc,
+            services=(WEB,),
+        )
+        for i, loc in enumerate(LOCALITIES)
+    }
+    return build_push_context("1", {f"{c.kind}/{c.name}": c for c in configs}, services, workloads)
+
+
+def _ranked(ctx: PushContext, locality: str, labels: dict[str, str]) -> dict[str, int]:
+    """Priority of each web endpoint (by address) as the proxy with ``labels`` gets it."""
+    proxy = replace(_proxy(locality), labels=labels)
+    (part,) = ResourceCache().parts(ctx, proxy, common.ENDPOINT, frozenset({WEB_CLUSTER}))
+    cla = endpoint_pb2.ClusterLoadAssignment()
+    part.items[WEB_CLUSTER].any.Unpack(cla)
+    return {
+        lb.endpoint.address.socket_address.address: g.priority for g in cla.endpoints for lb in g.lb_endpoints
+    }
+
+
+def _failover_priority(keys: list[str], **more: Any) -> Config:
+    setting = {"failoverPriority": keys, **more}
+    return _dr("web", {"outlierDetection": OUTLIER, "loadBalancer": {"localityLbSetting": setting}})
+
+
+def test_failover_priority_ranks_endpoints_by_the_proxys_labels_not_its_locality() -> None:
+    ctx = _tiered_context(_failover_priority(["tier"]))
+    # gold: .0 .2 .4, silver: .1 .3; a silver proxy in r1/z1/s1 (where .0, a gold one, is)
+    assert _ranked(ctx, "r1/z1/s1", {"tier": "silver"}) == {
+        "10.0.0.1": 0,
+        "10.0.0.3": 0,
+        "10.0.0.0": 1,
+        "10.0.0.2": 1,
+        "10.0.0.4": 1,
+    }
+
+
+def test_failover_priority_needs_the_earlier_keys_to_match_and_reads_localities() -> None:
+    ctx = _tiered_context(_failover_priority(["topology.kubernetes.io/region", "tier"]))
+    # r1: .0 gold, .1 silver, .2 gold; r2: .3 silver; r3: .4 gold. A gold proxy in r1:
+    # region and tier match → 0; region only → 1; region differs (tier alone does not count) → 2
+    assert _ranked(ctx, "r1/z1/s1", {"tier": "gold"}) == {
+        "10.0.0.0": 0,
+        "10.0.0.2": 0,
+        "10.0.0.1": 1,
+        "10.0.0.3": 2,
+        "10.0.0.4": 2,
+    }
+
+
+def test_failover_priority_with_an_explicit_value_ignores_the_proxys_own() -> None:
+    ctx = _tiered_context(_failover_priority(["tier=gold"]))
+    ranks = _ranked(ctx, "r1/z1/s1", {"tier": "silver"})
+    assert ranks == {"10.0.0.0": 0, "10.0.0.2": 0, "10.0.0.4": 0, "10.0.0.1": 1, "10.0.0.3": 1}
+
+
+def test_failover_priority_then_locality_failover_within_each_rank() -> None:
+    ctx = _tiered_context(_failover_priority(["tier"], failover=[{"from": "r1", "to": "r3"}]))
+    # gold proxy in r1/z1/s1: gold first, by locality (.0 same subzone, .2 other zone, .4 r3);
+    # then silver by locality (.1 other subzone, .3 r2)
+    assert _ranked(ctx, "r1/z1/s1", {"tier": "gold"}) == {
+        "10.0.0.0": 0,
+        "10.0.0.2": 1,
+        "10.0.0.4": 2,
+        "10.0.0.1": 3,
+        "10.0.0.3": 4,
+    }
+
+
+def test_cache_keys_eds_by_compared_labels_only_when_a_failover_priority_exists() -> None:
+    def part(ctx: PushContext, labels: dict[str, str]) -> Any:
+        proxy = replace(_proxy("r1/z1/s1"), labels=labels)
+        return cache.parts(ctx, proxy, common.ENDPOINT, frozenset({WEB_CLUSTER}))[0]
+
+    cache = ResourceCache()
+    plain = _tiered_context(_dr("web", {"outlierDetection": OUTLIER}))
+    assert part(plain, {"tier": "gold", "app": "a"}) is part(plain, {"tier": "silver", "app": "b"})
+    cache.clear()
+    ranked = _tiered_context(_failover_priority(["tier"]))
+    assert part(ranked, {"tier": "gold", "app": "a"}) is part(ranked, {"tier": "gold", "app": "b"})
+    assert part(ranked, {"tier": "gold"}) is not part(ranked, {"tier": "silver"})

@@ -1,6 +1,7 @@
 """Locality load balancing through a real Envoy: a client sidecar in r1/z1 sends everything to
 the r1/z1 endpoint, fails over to r1/z2 once outlier detection ejects it, and with ``distribute``
-splits traffic by the configured percentages."""
+splits traffic by the configured percentages; with ``failoverPriority`` the client's labels, not
+its locality, decide which endpoint comes first."""
 
 from __future__ import annotations
 
@@ -33,9 +34,17 @@ class Mesh:
 
 
 @contextmanager
-def _mesh(kit: Any, nats_url: str, tmp_path: Path, policy: dict[str, Any]) -> Iterator[Mesh]:
-    """Pilot, the ``web`` service with one endpoint in r1/z1 and one in r1/z2, a DestinationRule
-    with ``policy`` and a client Envoy in r1/z1; everything stopped afterwards."""
+def _mesh(
+    kit: Any,
+    nats_url: str,
+    tmp_path: Path,
+    policy: dict[str, Any],
+    client_labels: dict[str, str] | None = None,
+    zone_labels: dict[str, dict[str, str]] | None = None,
+) -> Iterator[Mesh]:
+    """Pilot, the ``web`` service with one endpoint in r1/z1 and one in r1/z2 (each with
+    ``zone_labels[zone]`` added to its labels), a DestinationRule with ``policy`` and a client Envoy
+    in r1/z1 labelled ``client_labels``; everything stopped afterwards."""
     base = kit.loopback_base()
     client_ip, z1_ip, z2_ip = base + "10", base + "21", base + "22"
     port = kit.free_port_on([client_ip, z1_ip, z2_ip])
@@ -50,7 +59,7 @@ def _mesh(kit: Any, nats_url: str, tmp_path: Path, policy: dict[str, Any]) -> It
                 namespace=NS,
                 address=ip,
                 services=[HOST],
-                labels={"app": "web"},
+                labels={"app": "web", **(zone_labels or {}).get(zone, {})},
                 ports={"http": port},
                 locality=f"r1/{zone}",
             )
@@ -77,7 +86,13 @@ def _mesh(kit: Any, nats_url: str, tmp_path: Path, policy: dict[str, Any]) -> It
     bus.put_configs(sidecar, dr)
     pilot = kit.start_pilot(nats_url, tmp_path, "pilot")
     opts = kit.proxy_options(
-        "sidecar", client_ip, "client-1", NS, {"app": "client"}, [f"127.0.0.1:{pilot.grpc}"], True
+        "sidecar",
+        client_ip,
+        "client-1",
+        NS,
+        {"app": "client", **(client_labels or {})},
+        [f"127.0.0.1:{pilot.grpc}"],
+        True,
     )
     opts.locality = "r1/z1"
     envoy = kit.start_envoy(tmp_path, "client", opts)
@@ -94,6 +109,26 @@ def _mesh(kit: Any, nats_url: str, tmp_path: Path, policy: dict[str, Any]) -> It
             bus.delete_workload(NS, f"web-{zone}")
 
 
+#: one 5xx ejects an endpoint for the rest of the test
+EJECT_AT_ONCE = {
+    "consecutive5xxErrors": 1,
+    "interval": "1s",
+    "baseEjectionTime": "60s",
+    "maxEjectionPercent": 100,
+}
+
+
+def _all_to_then_after_ejection(kit: Any, mesh: Mesh, first: str, then: str) -> None:
+    """Every request goes to zone ``first``; once its app fails and is ejected, all go to ``then``."""
+    with httpx.Client(timeout=5) as client:
+        kit.wait_until(lambda: mesh.served_by(client)[0] == 200, 30, "traffic through the sidecar")
+    assert _counts(mesh, 40) == Counter({(200, f"web-{first}"): 40})
+    mesh.apps[first].fail_all = True
+    with httpx.Client(timeout=5) as client:
+        kit.wait_until(lambda: mesh.served_by(client) == (200, f"web-{then}"), 20, f"failover to {then}")
+    assert _counts(mesh, 40) == Counter({(200, f"web-{then}"): 40})
+
+
 def _counts(mesh: Mesh, n: int) -> Counter[tuple[int, str]]:
     with httpx.Client(timeout=5) as client:
         return Counter(mesh.served_by(client) for _ in range(n))
@@ -104,23 +139,12 @@ def test_failover_prefers_own_zone_then_next_zone_after_ejection(
 ) -> None:
     policy = {
         "loadBalancer": {"simple": "ROUND_ROBIN", "localityLbSetting": {"enabled": True}},
-        "outlierDetection": {
-            "consecutive5xxErrors": 1,
-            "interval": "1s",
-            "baseEjectionTime": "60s",
-            "maxEjectionPercent": 100,
-        },
+        "outlierDetection": EJECT_AT_ONCE,
     }
     with _mesh(kit, nats_module.url, tmp_path, policy) as mesh:
-        with httpx.Client(timeout=5) as client:
-            kit.wait_until(lambda: mesh.served_by(client)[0] == 200, 30, "traffic through the sidecar")
-        # both endpoints are healthy: the client's own zone gets every request
-        assert _counts(mesh, 40) == Counter({(200, "web-z1"): 40})
-        mesh.apps["z1"].fail_all = True
-        with httpx.Client(timeout=5) as client:
-            kit.wait_until(lambda: mesh.served_by(client) == (200, "web-z2"), 20, "failover to r1/z2")
-        # z1 is ejected: the next priority (same region, other zone) takes everything
-        assert _counts(mesh, 40) == Counter({(200, "web-z2"): 40})
+        # healthy: the client's own zone gets everything; once z1 is ejected, the next priority
+        # (same region, other zone) does
+        _all_to_then_after_ejection(kit, mesh, "z1", "z2")
 
 
 def test_distribute_splits_traffic_by_percentages(kit: Any, nats_module: Any, tmp_path: Path) -> None:
@@ -139,3 +163,19 @@ def test_distribute_splits_traffic_by_percentages(kit: Any, nats_module: Any, tm
         counts = _counts(mesh, 200)
         assert sum(counts.values()) == counts[(200, "web-z1")] + counts[(200, "web-z2")], counts
         assert 144 <= counts[(200, "web-z1")] <= 176, counts  # 80 % of 200, within ±10 %
+
+
+def test_failover_priority_prefers_matching_labels_over_own_zone(
+    kit: Any, nats_module: Any, tmp_path: Path
+) -> None:
+    policy = {
+        "loadBalancer": {
+            "simple": "ROUND_ROBIN",
+            "localityLbSetting": {"enabled": True, "failoverPriority": ["tier"]},
+        },
+        "outlierDetection": EJECT_AT_ONCE,
+    }
+    # the client sits in r1/z1 but is tier silver, like the r1/z2 endpoint
+    tiers = {"z1": {"tier": "gold"}, "z2": {"tier": "silver"}}
+    with _mesh(kit, nats_module.url, tmp_path, policy, {"tier": "silver"}, tiers) as mesh:
+        _all_to_then_after_ejection(kit, mesh, "z2", "z1")

@@ -5,11 +5,13 @@ Used by tests, benchmarks and ``meshctl up``; never a stand-in: it is the real s
 
 from __future__ import annotations
 
+import random
 import shutil
 import socket
 import subprocess
 import sys
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,11 +29,46 @@ def find_nats_server() -> str:
     return found
 
 
+_PICK = random.SystemRandom()
+#: ports handed out lately by this process, so back-to-back calls never return one twice
+_RECENT: deque[int] = deque(maxlen=256)
+_LOWEST = 10_000
+
+
+def _ephemeral_low() -> int:
+    """Where the kernel's ephemeral (source) port range starts (Linux; 32768 elsewhere)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that is free right now on ``host``."""
-    with socket.socket() as s:
+    """A TCP port that is free right now on ``host``, chosen below the kernel's ephemeral range.
+
+    A caller binds it later (often in another process, a second or more afterwards). A port from
+    the ephemeral range can meanwhile become the source port of any outgoing connection on the
+    machine, and then the bind fails (this happened to ``meshctl up`` and to tests running in
+    parallel); the kernel never picks source ports below that range.
+    """
+    high = _ephemeral_low() - 1
+    if high > _LOWEST + 1000:
+        for _ in range(200):
+            port = _PICK.randint(_LOWEST, high)
+            if port in _RECENT:
+                continue
+            with socket.socket() as s:
+                try:
+                    s.bind((host, port))
+                except OSError:
+                    continue
+            _RECENT.append(port)
+            return port
+    with socket.socket() as s:  # no room below the ephemeral range: let the kernel choose
         s.bind((host, 0))
-        return int(s.getsockname()[1])
+        port = int(s.getsockname()[1])
+    _RECENT.append(port)
+    return port
 
 
 def wait_for_port(host: str, port: int, timeout: float) -> bool:

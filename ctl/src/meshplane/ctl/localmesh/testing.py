@@ -13,7 +13,6 @@ import random
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -23,25 +22,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from meshplane.shared.natsserver import free_port
+
 MESHCTL = Path(sys.executable).parent / "meshctl"
-
-
-def _spare_ports(count: int) -> list[int]:
-    """Free ports below the kernel's ephemeral range. ``meshctl up`` binds them seconds after they
-    are chosen; ports from ``free_port()`` (ephemeral ones) could meanwhile be taken as the source
-    port of any connection on the machine (a parallel test's), which made app start-up flaky."""
-    chosen: list[int] = []
-    while len(chosen) < count:
-        port = random.randint(20_000, 32_000)
-        if port in chosen:
-            continue
-        with socket.socket() as probe:
-            try:
-                probe.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        chosen.append(port)
-    return chosen
 
 
 def copy_example(examples: Path, tmp: Path) -> tuple[Path, int]:
@@ -50,7 +33,7 @@ def copy_example(examples: Path, tmp: Path) -> tuple[Path, int]:
     config = tmp / "examples" / "bookinfo"
     a, b = random.randint(30, 250), random.randint(0, 125)
     subs = {"127.0.10.": f"127.{a}.{2 * b}.", "127.0.20.": f"127.{a}.{2 * b + 1}."}
-    *app_ports, gateway_port = _spare_ports(6)
+    *app_ports, gateway_port = (free_port() for _ in range(6))  # below the ephemeral range
     subs |= {f"127.0.0.1:1900{n}": f"127.0.0.1:{port}" for n, port in enumerate(app_ports, 1)}
     subs["number: 8080"] = f"number: {gateway_port}"
     for path in config.glob("*.yaml"):

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from envoy.config.core.v3 import address_pb2, base_pb2, health_check_pb2
 from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
 
@@ -25,8 +27,11 @@ def _locality(text: str) -> base_pb2.Locality:
     return base_pb2.Locality(region=region, zone=zone, sub_zone=subzone)
 
 
-def build_load_assignment(ctx: PushContext, cluster_name: str) -> endpoint_pb2.ClusterLoadAssignment:
-    """The endpoints of ``outbound|port|subset|host``; empty (not missing) when none are known."""
+def build_load_assignment(
+    ctx: PushContext, cluster_name: str, rank: Callable[[Endpoint], int] | None = None
+) -> endpoint_pb2.ClusterLoadAssignment:
+    """The endpoints of ``outbound|port|subset|host``; empty (not missing) when none are known.
+    With ``rank``, endpoints are grouped by (rank, locality) and each group's priority is its rank."""
     cla = endpoint_pb2.ClusterLoadAssignment(cluster_name=cluster_name)
     key = ClusterKey.parse(cluster_name) or ClusterKey.parse_sni(cluster_name)  # SNI form: gateway SNI-DNAT
     if key is None or key.direction != "outbound":
@@ -43,13 +48,13 @@ def build_load_assignment(ctx: PushContext, cluster_name: str) -> endpoint_pb2.C
                 break
         else:
             return cla
-    by_locality: dict[str, list[Endpoint]] = {}
+    by_locality: dict[tuple[int, str], list[Endpoint]] = {}
     for ep in ctx.endpoints(svc.hostname, svc.namespace, key.port, subset_labels):
-        by_locality.setdefault(ep.locality, []).append(ep)
-    for locality in sorted(by_locality):
-        group = cla.endpoints.add()
+        by_locality.setdefault((rank(ep) if rank else 0, ep.locality), []).append(ep)
+    for priority, locality in sorted(by_locality):
+        group = cla.endpoints.add(priority=priority)
         group.locality.CopyFrom(_locality(locality))  # always present: gRPC clients require it
-        eps = by_locality[locality]
+        eps = by_locality[(priority, locality)]
         group.load_balancing_weight.value = sum(e.weight for e in eps)
         for ep in sorted(eps, key=lambda e: (e.address, e.port)):
             lb = endpoint_components_pb2.LbEndpoint(

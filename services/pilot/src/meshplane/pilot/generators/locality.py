@@ -5,12 +5,20 @@ Istio's behaviour, for a DestinationRule ``loadBalancer.localityLbSetting`` that
 ``to`` entry names are dropped); otherwise, when ``outlierDetection`` is set, ``failover`` gives
 each locality a priority by how much of it the proxy shares (subzone 0, zone 1, region 2, rest 3,
 with a ``failover`` ``to`` region right after the proxy's own region), squashed to be consecutive.
-``failoverPriority`` (label-based priorities) is not applied.
+
+``failoverPriority`` (with outlier detection) ranks endpoints by labels instead: for the ordered
+keys ``[k1 .. kN]``, an endpoint whose first ``m`` keys all match the proxy's values gets priority
+``N - m``. A ``key=value`` entry compares the endpoint with that value instead of the proxy's.
+``topology.kubernetes.io/region``, ``topology.kubernetes.io/zone`` and ``topology.istio.io/subzone``
+compare localities; every other key compares labels (a label both lack counts as matching, like
+Istio's lookups in Go maps). With ``failover`` also set, the locality ranks order endpoints within
+each label priority.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 from envoy.config.core.v3 import base_pb2
@@ -18,9 +26,17 @@ from envoy.config.endpoint.v3 import endpoint_pb2
 
 from meshplane.pilot.generators.common import ClusterKey
 from meshplane.pilot.generators.policy import merged_policy
+from meshplane.pilot.model.config import Endpoint
 from meshplane.pilot.model.push_context import PushContext
 
 Setting = dict[str, Any]
+
+#: failoverPriority keys that name a part of the locality rather than a label
+TOPOLOGY_KEYS = {
+    "topology.kubernetes.io/region": 0,
+    "topology.kubernetes.io/zone": 1,
+    "topology.istio.io/subzone": 2,
+}
 
 
 def split_locality(text: str) -> tuple[str, str, str]:
@@ -98,26 +114,90 @@ def _distribute(
         return
 
 
+def _locality_rank(
+    loc: tuple[str, str, str], proxy: tuple[str, str, str], rules: list[dict[str, Any]]
+) -> int:
+    if loc[0] != proxy[0]:
+        for rule in rules:
+            if str(rule.get("from") or "") == proxy[0]:
+                return 3 if loc[0] == str(rule.get("to") or "") else 4
+        return 3
+    if loc[1] != proxy[1]:
+        return 2
+    return 1 if loc[2] != proxy[2] else 0
+
+
 def _failover(
     cla: endpoint_pb2.ClusterLoadAssignment, proxy: tuple[str, str, str], rules: list[dict[str, Any]]
 ) -> None:
-    raw: list[int] = []
-    for group in cla.endpoints:
-        loc = _tuple(group.locality)
-        if loc[0] != proxy[0]:
-            priority = 3
-            for rule in rules:
-                if str(rule.get("from") or "") == proxy[0]:
-                    if loc[0] != str(rule.get("to") or ""):
-                        priority = 4
-                    break
-        elif loc[1] != proxy[1]:
-            priority = 2
-        elif loc[2] != proxy[2]:
-            priority = 1
-        else:
-            priority = 0
-        raw.append(priority)
-    squashed = {p: i for i, p in enumerate(sorted(set(raw)))}
-    for group, priority in zip(cla.endpoints, raw, strict=True):
-        group.priority = squashed[priority]
+    _set_priorities(cla, [_locality_rank(_tuple(g.locality), proxy, rules) for g in cla.endpoints])
+
+
+def _set_priorities(cla: endpoint_pb2.ClusterLoadAssignment, ranks: list[Any]) -> None:
+    """Give each group the position of its rank among the distinct ranks (Envoy wants priorities
+    0..N without gaps)."""
+    squashed = {r: i for i, r in enumerate(sorted(set(ranks)))}
+    for group, rank in zip(cla.endpoints, ranks, strict=True):
+        group.priority = squashed[rank]
+
+
+def label_priority(
+    setting: Setting, proxy_labels: dict[str, str], proxy_locality: str
+) -> Callable[[Endpoint], int] | None:
+    """``failoverPriority``'s rank of an endpoint for this proxy, or None when the setting has none."""
+    keys = [str(k) for k in setting.get("failoverPriority") or []]
+    if not keys:
+        return None
+    proxy_loc = split_locality(proxy_locality)
+    wants: list[tuple[str, str]] = []
+    for key in keys:
+        name, eq, value = key.partition("=")
+        if not eq:
+            value = proxy_loc[TOPOLOGY_KEYS[name]] if name in TOPOLOGY_KEYS else proxy_labels.get(name, "")
+        wants.append((name, value))
+
+    def rank(ep: Endpoint) -> int:
+        loc = split_locality(ep.locality)
+        matched = 0
+        for name, value in wants:
+            have = loc[TOPOLOGY_KEYS[name]] if name in TOPOLOGY_KEYS else ep.labels.get(name, "")
+            if have != value:
+                break
+            matched += 1
+        return len(wants) - matched
+
+    return rank
+
+
+def apply_label_priorities(
+    cla: endpoint_pb2.ClusterLoadAssignment, proxy_locality: str, setting: Setting
+) -> None:
+    """After ``build_load_assignment`` grouped endpoints by (label rank, locality) into
+    ``group.priority``: add the locality ranks of ``failover`` when it is set, and squash."""
+    failover = setting.get("failover") or []
+    proxy = split_locality(proxy_locality)
+    ranks: list[Any] = [
+        (g.priority, _locality_rank(_tuple(g.locality), proxy, failover) if failover else 0)
+        for g in cla.endpoints
+    ]
+    _set_priorities(cla, ranks)
+
+
+def failover_label_keys(ctx: PushContext) -> tuple[str, ...]:
+    """Label names any DestinationRule's ``failoverPriority`` compares with the proxy's own."""
+    found: set[str] = set()
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                if k == "failoverPriority" and isinstance(v, list):
+                    found.update(str(x) for x in v if "=" not in str(x) and str(x) not in TOPOLOGY_KEYS)
+                else:
+                    walk(v)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v)
+
+    for dr in ctx.of_kind("DestinationRule"):
+        walk(dr.spec)
+    return tuple(sorted(found))

@@ -3,7 +3,8 @@
 A proxy's scope key says which proxies get identical resources. CDS/LDS/RDS entries live until
 the next full push; EDS entries are per cluster name, shared by every proxy, and dropped only
 for the hosts whose endpoints changed. A cluster with locality load balancing has one EDS entry
-per (cluster name, proxy locality) instead, and EDS parts are keyed by the proxy locality too.
+per (cluster name, proxy locality) instead, and EDS parts are keyed by the proxy locality too
+(and by the proxy's values of the labels a ``failoverPriority`` compares, when any does).
 """
 
 from __future__ import annotations
@@ -24,7 +25,13 @@ from meshplane.pilot.generators.clusters import own_clusters, shared_clusters
 from meshplane.pilot.generators.endpoints import build_load_assignment
 from meshplane.pilot.generators.grpc import grpc_listeners, grpc_route
 from meshplane.pilot.generators.listeners import inbound_listeners, outbound_listeners
-from meshplane.pilot.generators.locality import apply_locality, locality_setting
+from meshplane.pilot.generators.locality import (
+    apply_label_priorities,
+    apply_locality,
+    failover_label_keys,
+    label_priority,
+    locality_setting,
+)
 from meshplane.pilot.generators.routes import build_route
 from meshplane.pilot.model.proxy import Proxy
 from meshplane.pilot.model.push_context import PushContext
@@ -176,11 +183,13 @@ class ResourceCache:
     def __init__(self) -> None:
         self._scoped: dict[tuple[str, str], Resources] = {}
         self._parts: dict[tuple[str, str], Part] = {}
-        #: EDS entries by (cluster name, None) when shared, (cluster name, proxy locality) when
-        #: the cluster uses locality load balancing; one cluster has only one kind at a time.
+        #: EDS entries by (cluster name, None) when shared, (cluster name, proxy's load-balancing
+        #: identity) when the cluster uses locality load balancing; one cluster has one kind.
         self._eds: dict[tuple[str, str | None], Resource] = {}
         self._eds_parts: dict[tuple[frozenset[str], str], Part] = {}
         self._route_parts: dict[tuple[str, frozenset[str]], Part] = {}
+        #: label names some failoverPriority compares (None: not yet looked up in this push context)
+        self._failover_keys: tuple[str, ...] | None = None
         self._diffs: dict[tuple[Part, Part, bool, frozenset[str]], Diff] = {}
         self._responses: dict[tuple[object, ...], tuple[str, bytes]] = {}
         #: Nonces are unique for the life of the process; a shared response has one nonce for
@@ -190,6 +199,7 @@ class ResourceCache:
         self.misses = 0
 
     def clear(self) -> None:
+        self._failover_keys = None
         self._scoped.clear()
         self._parts.clear()
         self._eds.clear()
@@ -282,27 +292,43 @@ class ResourceCache:
                 route_part = self._route_parts[(scope, wanted)] = Part(out)
             return (route_part,)
         if type_url == common.ENDPOINT:
-            eds_part = self._eds_parts.get((wanted, proxy.locality))
+            lb_id = self._lb_identity(ctx, proxy)
+            eds_part = self._eds_parts.get((wanted, lb_id))
             if eds_part is None:
-                eds = {name: self._endpoints(ctx, name, proxy.locality) for name in sorted(wanted)}
-                eds_part = self._eds_parts[(wanted, proxy.locality)] = Part(eds)
+                eds = {name: self._endpoints(ctx, name, proxy, lb_id) for name in sorted(wanted)}
+                eds_part = self._eds_parts[(wanted, lb_id)] = Part(eds)
             return (eds_part,)
         return (EMPTY,)
 
-    def _endpoints(self, ctx: PushContext, name: str, locality: str) -> Resource:
-        """The CLA of ``name``: shared, or for ``locality`` when the cluster uses locality LB."""
-        res = self._eds.get((name, None)) or self._eds.get((name, locality))
+    def _lb_identity(self, ctx: PushContext, proxy: Proxy) -> str:
+        """What locality load balancing sees of a proxy: its locality, and its values of the
+        labels some ``failoverPriority`` compares (usually none, so proxies keep sharing)."""
+        if self._failover_keys is None:
+            self._failover_keys = failover_label_keys(ctx)
+        if not self._failover_keys:
+            return proxy.locality
+        return "\x1f".join([proxy.locality, *(proxy.labels.get(k, "") for k in self._failover_keys)])
+
+    def _endpoints(self, ctx: PushContext, name: str, proxy: Proxy, lb_id: str) -> Resource:
+        """The CLA of ``name``: shared, or for this proxy's load-balancing identity when the
+        cluster uses locality load balancing."""
+        res = self._eds.get((name, None)) or self._eds.get((name, lb_id))
         if res is not None:
             self.hits += 1
             return res
         self.misses += 1
-        cla = build_load_assignment(ctx, name)
         setting = locality_setting(ctx, name)
         if setting is None:
-            res = self._eds[(name, None)] = _resource(name, cla)
+            res = self._eds[(name, None)] = _resource(name, build_load_assignment(ctx, name))
+            return res
+        rank = None if setting.get("distribute") else label_priority(setting, proxy.labels, proxy.locality)
+        if rank is not None:
+            cla = build_load_assignment(ctx, name, rank)
+            apply_label_priorities(cla, proxy.locality, setting)
         else:
-            apply_locality(cla, locality, setting)
-            res = self._eds[(name, locality)] = _resource(name, cla)
+            cla = build_load_assignment(ctx, name)
+            apply_locality(cla, proxy.locality, setting)
+        res = self._eds[(name, lb_id)] = _resource(name, cla)
         return res
 
     def _generate_grpc(
