@@ -1,5 +1,6 @@
 """One node agent serving two workloads (as a per-node DaemonSet does): each Envoy presents its own
-workload token on its SDS streams and gets a certificate for its own identity."""
+workload token on its SDS streams and gets a certificate for its own identity. Also the agent's
+metrics, and its record in the components bucket while it is on the bus."""
 
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ from envoy.service.secret.v3 import sds_pb2_grpc
 
 from meshplane.citadel.testing import CitadelProcess, NodeAgentProcess
 from meshplane.ctl.token import make_token
-from meshplane.shared.natsserver import free_port
+from meshplane.shared.natsserver import NatsServer, free_port
+from meshplane.shared.testing.components import announced
 from meshplane.shared.testing.scrape import scrape
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
@@ -99,3 +101,30 @@ def test_node_agent_metrics_count_certificates_streams_and_expiry(tmp_path: Path
     finally:
         agent.stop()
         citadel.stop()
+
+
+def test_node_agent_announces_itself_on_the_bus_for_meshctl_version(tmp_path: Path) -> None:
+    nats = NatsServer(store_dir=tmp_path / "nats", log_file=tmp_path / "nats.log")
+    nats.start()
+    citadel = CitadelProcess(tmp_path / "ca", tmp_path / "citadel.log", env={"CITADEL_CA_KEY_TYPE": "ec"})
+    citadel.start()
+    port = free_port()
+    token = make_token(tmp_path / "ca", "shop", "cart", "istio-ca", 3600)
+    args = ["--nats-url", nats.url, "--monitoring-addr", f"127.0.0.1:{port}"]
+    agent = NodeAgentProcess(
+        tmp_path / "node", citadel.target, tmp_path / "ca" / "root-cert.pem", token, args
+    )
+    try:
+        agent.start()
+        agent.wait_for(
+            lambda: bool(announced(nats.url, "node-agent")), 20, "the node agent's record on the bus"
+        )
+        assert announced(nats.url, "node-agent") == [
+            {"sds": str(agent.socket), "monitoring": f"127.0.0.1:{port}"}
+        ]
+        agent.stop()
+        assert announced(nats.url, "node-agent") == []  # withdrawn on a clean stop
+    finally:
+        agent.stop()
+        citadel.stop()
+        nats.stop()

@@ -26,6 +26,7 @@ from meshplane.cni.testing import wait_until as wait
 from meshplane.proto.bus.v1 import cni_pb2
 from meshplane.shared.bus import Bus, BusOptions, TypedKV, make_key
 from meshplane.shared.natsserver import NatsServer
+from meshplane.shared.testing.components import announced
 
 pytestmark = [pytest.mark.root, pytest.mark.integration, requires_root, pytest.mark.timeout(120)]
 
@@ -63,6 +64,9 @@ def test_pod_started_before_the_agent_is_repaired(tmp_path: Path, nats_server: N
             assert event.kind == Kind.REPAIRED
             assert event.netns and "ISTIO" in event.reason
             assert bus_event(nats_server.url, "node-1", "default", "elsewhere") is None
+            (agent_record,) = announced(nats_server.url, "cni-agent")
+            assert agent_record["node"] == "node-1" and agent_record["socket"].endswith("agent.sock")
+        assert announced(nats_server.url, "cni-agent") == []  # withdrawn on a clean stop
 
 
 def test_repair_off_reports_broken_pod_and_leaves_netns_alone(

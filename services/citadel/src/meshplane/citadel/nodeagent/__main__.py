@@ -45,15 +45,17 @@ async def serve(settings: AgentSettings, stop: asyncio.Event) -> None:
         os.umask(old_umask)
     log.info("serving SDS on %s", socket)
     monitoring = MonitoringServer(REGISTRY, lambda: True)
+    endpoints = {"sds": str(socket)}
     if settings.monitoring_addr is not None:
         port = await monitoring.start(*settings.monitoring_addr)
         log.info("serving /metrics on %s:%d", settings.monitoring_addr[0], port)
+        endpoints["monitoring"] = f"{settings.monitoring_addr[0]}:{port}"
     try:
         async with asyncio.TaskGroup() as tg:
             await workloads.start_default()
             if settings.nats_url:
                 tg.create_task(
-                    follow_trust_bundle(settings.nats_url, settings.trust_domain, workloads, stop),
+                    follow_trust_bundle(settings.nats_url, settings.trust_domain, workloads, stop, endpoints),
                     name="trust",
                 )
             await stop.wait()

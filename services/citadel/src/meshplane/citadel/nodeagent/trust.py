@@ -1,26 +1,38 @@
-"""Following the trust bundle on the bus: every live root of our trust domain goes into ``ROOTCA``."""
+"""Following the trust bundle on the bus: every live root of our trust domain goes into ``ROOTCA``.
+
+While connected, the agent also announces itself in the components bucket (``meshctl version``).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping
 
 from meshplane.citadel.buslink import connect_until_stopped
 from meshplane.citadel.nodeagent.workloads import Workloads
 from meshplane.shared.bus import Buckets, BusError, EventType
+from meshplane.shared.components import ComponentAnnouncer
 
 log = logging.getLogger(__name__)
 
 
 async def follow_trust_bundle(
-    nats_url: str, trust_domain: str, workloads: Workloads, stop: asyncio.Event
+    nats_url: str,
+    trust_domain: str,
+    workloads: Workloads,
+    stop: asyncio.Event,
+    endpoints: Mapping[str, str] | None = None,
 ) -> None:
-    """Feed every workload's roots from the bus until ``stop``; while the bus is away they keep theirs."""
+    """Feed every workload's roots from the bus until ``stop``; while the bus is away they keep theirs.
+    ``endpoints`` is what ``meshctl version`` shows for this agent."""
     while not stop.is_set():
         bus = await connect_until_stopped(nats_url, stop, "trust bundle")
         if bus is None:
             return
+        announcer = ComponentAnnouncer(bus, "node-agent", endpoints or {})
         try:
+            await announcer.announce()
             async with Buckets(bus).trust.watch() as watch:
                 async for event in watch:
                     if event.type is EventType.PUT and event.key == trust_domain and event.value is not None:
@@ -31,4 +43,5 @@ async def follow_trust_bundle(
             log.warning("trust bundle watch failed, reconnecting: %s", exc)
             await asyncio.sleep(1.0)
         finally:
+            await announcer.withdraw()
             await bus.close()

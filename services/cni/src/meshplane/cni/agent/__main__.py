@@ -27,6 +27,7 @@ from meshplane.cni.agent.server import AgentServer
 from meshplane.cni.plugin.netconf import AGENT_SOCKET_NAME
 from meshplane.cni.rules.pods import DEFAULT_EXCLUDED_NAMESPACES
 from meshplane.shared.bus import Bus, BusOptions
+from meshplane.shared.components import ComponentAnnouncer
 from meshplane.shared.lifecycle import parse_hostport, run_service
 from meshplane.shared.telemetry import configure_logging, configure_metrics, configure_tracing
 
@@ -113,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
 
     async def run(stop: asyncio.Event) -> None:
         bus = await Bus.connect(BusOptions(url=args.bus_url)) if args.bus_url else None
+        announcer: ComponentAnnouncer | None = None
         events = EventLog(bus)
         cache = PodCache(node=args.node_name)
 
@@ -151,6 +153,12 @@ def main(argv: list[str] | None = None) -> int:
                     monitoring.append(http)
                     log.info("serving /metrics", extra={"port": monitoring_addr[1]})
                 log.info("ready", extra={"socket": str(server.socket_path)})
+                if bus is not None:  # for `meshctl version`
+                    endpoints = {"node": args.node_name, "socket": str(server.socket_path)}
+                    if monitoring_addr is not None:
+                        endpoints["monitoring"] = f"{monitoring_addr[0]}:{monitoring_addr[1]}"
+                    announcer = ComponentAnnouncer(bus, "cni-agent", endpoints)
+                    await announcer.announce()
                 await stop.wait()
                 raise _Stopped  # leaving the group with an error cancels every task in it
         except* _Stopped:
@@ -161,6 +169,8 @@ def main(argv: list[str] | None = None) -> int:
                 http.server_close()
             if not args.no_install:
                 installer.uninstall()
+            if announcer is not None:
+                await announcer.withdraw()
             if bus is not None:
                 await bus.close()
 
