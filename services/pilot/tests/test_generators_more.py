@@ -224,3 +224,68 @@ def test_sidecar_tcp_route_weights_and_tls_sni_chains() -> None:
     }
     tls = listeners["0.0.0.0_443"]
     assert list(tls.filter_chains[0].filter_chain_match.server_names) == ["api.example.com"]
+
+
+def test_l4_matches_by_source_labels_namespace_and_destination_subnets() -> None:
+    from envoy.extensions.filters.network.tcp_proxy.v3 import tcp_proxy_pb2
+
+    db = Service("db.default.svc.cluster.local", "default", (Port("tcp", 5432, "TCP"),))
+    api = Service("api.example.com", "default", (Port("tls", 443, "TLS"),), resolution="DNS")
+
+    def to(subset: str) -> list[dict[str, Any]]:
+        return [{"destination": {"host": "db", "subset": subset}}]
+
+    vs_tcp = cfg(
+        "VirtualService",
+        "db",
+        {
+            "hosts": ["db"],
+            "tcp": [
+                {"match": [{"sourceLabels": {"app": "reports"}}], "route": to("reports")},
+                {"match": [{"sourceNamespace": "batch"}], "route": to("batch")},
+                {"match": [{"destinationSubnets": ["10.1.0.0/16", "10.2.0.9"]}], "route": to("near")},
+                {"match": [{"destinationSubnets": ["10.2.0.9", "10.1.0.0/16"]}], "route": to("shadowed")},
+                {"route": to("rest")},
+                {"route": to("never")},  # after a catch-all
+            ],
+        },
+    )
+    vs_tls = cfg(
+        "VirtualService",
+        "api",
+        {
+            "hosts": ["api.example.com"],
+            "tls": [
+                {
+                    "match": [{"sniHosts": ["api.example.com"], "sourceLabels": {"app": "reports"}}],
+                    "route": [{"destination": {"host": "api.example.com"}}],
+                },
+                {
+                    "match": [{"sniHosts": ["api.example.com"], "destinationSubnets": ["192.0.2.0/24"]}],
+                    "route": [{"destination": {"host": "api.example.com"}}],
+                },
+            ],
+        },
+    )
+    c = build_push_context("1", {"a": vs_tcp, "b": vs_tls}, {"db": db, "api": api}, {})
+
+    def chains(p: Any) -> list[tuple[list[str], str]]:
+        out = []
+        for chain in {x.name: x for x in build_listeners(c, p)}["0.0.0.0_5432"].filter_chains:
+            tcp = tcp_proxy_pb2.TcpProxy()
+            chain.filters[0].typed_config.Unpack(tcp)
+            ranges = [
+                f"{r.address_prefix}/{r.prefix_len.value}" for r in chain.filter_chain_match.prefix_ranges
+            ]
+            out.append((ranges, tcp.cluster.split("|")[2]))
+        return out
+
+    reports = proxy("sidecar~10.0.0.3~r.default~default.svc.cluster.local", {"app": "reports"})
+    batch = proxy("sidecar~10.0.0.4~b.batch~batch.svc.cluster.local", {"app": "job"})
+    assert chains(reports) == [([], "reports")]
+    assert chains(batch) == [([], "batch")]
+    assert chains(SIDECAR) == [(["10.1.0.0/16", "10.2.0.9/32"], "near"), ([], "rest")]
+    tls_for_sidecar = {x.name: x for x in build_listeners(c, SIDECAR)}["0.0.0.0_443"].filter_chains
+    assert len(tls_for_sidecar) == 1  # the sourceLabels match is not for this proxy
+    assert tls_for_sidecar[0].filter_chain_match.prefix_ranges[0].address_prefix == "192.0.2.0"
+    assert len({x.name: x for x in build_listeners(c, reports)}["0.0.0.0_443"].filter_chains) == 2

@@ -1,4 +1,5 @@
-"""VirtualService ``tcp`` and ``tls`` routes on a sidecar's outbound side, through a real Envoy.
+"""VirtualService ``tcp`` and ``tls`` routes on a sidecar's outbound side, through a real Envoy
+(matched by port, SNI, ``sourceLabels`` and ``destinationSubnets``).
 
 The client sidecar has its own loopback address and no iptables (``captureMode: NONE``), so its
 outbound listeners bind that address on each service port. Upstreams are tiny TCP and TLS servers
@@ -94,6 +95,16 @@ def _configs(kit: Any, ports: dict[str, int]) -> list[Any]:
                 "hosts": ["db"],
                 "tcp": [
                     {"match": [{"port": ports["db"] + 1}], "route": [to("db")]},
+                    # neither applies to this client: it is not app=reports, and its connections
+                    # go to its own loopback address, not into 192.0.2.0/24
+                    {
+                        "match": [{"port": ports["db"], "sourceLabels": {"app": "reports"}}],
+                        "route": [to("db")],
+                    },
+                    {
+                        "match": [{"port": ports["db"], "destinationSubnets": ["192.0.2.0/24"]}],
+                        "route": [to("db")],
+                    },
                     {"match": [{"port": ports["db"]}], "route": [to("db-new")]},
                 ],
             },

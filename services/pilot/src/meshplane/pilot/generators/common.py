@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 from typing import Any
 
-from envoy.config.core.v3 import base_pb2, config_source_pb2, grpc_service_pb2
+from envoy.config.core.v3 import address_pb2, base_pb2, config_source_pb2, grpc_service_pb2
 from envoy.extensions.retry.host.previous_hosts.v3 import previous_hosts_pb2
 from google.protobuf import any_pb2, duration_pb2, struct_pb2
 from google.protobuf.message import Message
@@ -103,6 +104,14 @@ def istio_metadata(configs: list[Config]) -> base_pb2.Metadata:
         fields = {"config": struct_pb2.Value(string_value=configs[0].source_path)}
         md.filter_metadata["istio"].CopyFrom(struct_pb2.Struct(fields=fields))
     return md
+
+
+def cidr_range(value: str) -> address_pb2.CidrRange:
+    """``10.0.0.0/8`` (or a bare address, a /32 or /128) as an Envoy CIDR range."""
+    net = ipaddress.ip_network(value, strict=False)
+    cidr = address_pb2.CidrRange(address_prefix=str(net.network_address))
+    cidr.prefix_len.value = net.prefixlen
+    return cidr
 
 
 def pack(msg: Message) -> any_pb2.Any:

@@ -313,7 +313,7 @@ def hash_policy_for(ctx: PushContext, cluster: str, viewer_ns: str) -> rc.RouteA
     return hp
 
 
-def _matches_context(m: Spec, proxy_labels: dict[str, str], gateway: str | None, port: int) -> bool:
+def matches_context(m: Spec, proxy_labels: dict[str, str], gateway: str | None, port: int) -> bool:
     if m.get("port") and int(m["port"]) != port:
         return False
     if m.get("sourceLabels") and not labels_match(m["sourceLabels"], proxy_labels):
@@ -337,7 +337,7 @@ def routes_for(
     """All Envoy routes of one VirtualService (delegates expanded) in declaration order."""
     out: list[rc.Route] = []
     for http in vs.spec.get("http") or []:
-        matches = [m for m in (http.get("match") or [{}]) if _matches_context(m, proxy_labels, gateway, port)]
+        matches = [m for m in (http.get("match") or [{}]) if matches_context(m, proxy_labels, gateway, port)]
         if not matches:
             continue
         if http.get("delegate"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from typing import Any
 
 from envoy.config.core.v3 import address_pb2
 from envoy.config.listener.v3 import listener_components_pb2 as lc
@@ -12,8 +13,16 @@ from envoy.config.route.v3 import route_pb2
 from envoy.extensions.filters.listener.original_dst.v3 import original_dst_pb2
 from envoy.extensions.filters.listener.tls_inspector.v3 import tls_inspector_pb2
 
-from meshplane.pilot.generators.common import BLACKHOLE, INBOUND_PASSTHROUGH, PASSTHROUGH, outbound, pack
+from meshplane.pilot.generators.common import (
+    BLACKHOLE,
+    INBOUND_PASSTHROUGH,
+    PASSTHROUGH,
+    cidr_range,
+    outbound,
+    pack,
+)
 from meshplane.pilot.generators.filters import http_manager, tcp_destinations, tcp_proxy
+from meshplane.pilot.generators.httproute import matches_context
 from meshplane.pilot.generators.security import inbound as security
 from meshplane.pilot.generators.security.sds import retarget_listeners
 from meshplane.pilot.model.config import Port, Service, fqdn, host_matches
@@ -58,15 +67,42 @@ def _inbound_chain(port: int, http: bool) -> lc.FilterChain:
     return chain
 
 
-def _tcp_routes(ctx: PushContext, proxy: Proxy, svc: Service, port: Port) -> list[tuple[str, int]]:
+def _l4_match_applies(m: dict[str, Any], proxy: Proxy, port: int) -> bool:
+    """A ``tcp``/``tls`` match's conditions known when generating for this sidecar: port,
+    ``sourceLabels``, ``sourceNamespace`` and ``gateways`` (``destinationSubnets`` becomes the
+    filter chain's destination match instead)."""
+    if m.get("sourceNamespace") and str(m["sourceNamespace"]) != proxy.namespace:
+        return False
+    return matches_context(m, proxy.labels, None, port)
+
+
+def _tcp_routes(
+    ctx: PushContext, proxy: Proxy, svc: Service, port: Port
+) -> list[tuple[tuple[str, ...], list[tuple[str, int]]]]:
+    """The first VirtualService's ``tcp`` routes for this service port that apply to this proxy,
+    in order, as (destination subnets, weighted destinations); empty subnets match any
+    destination, and end the list (later routes could never be chosen)."""
     for vs in ctx.virtual_services(proxy.namespace, None):
         hosts = [fqdn(str(h), vs.namespace) for h in vs.spec.get("hosts") or []]
         if not any(host_matches(h, svc.hostname) for h in hosts):
             continue
+        out: list[tuple[tuple[str, ...], list[tuple[str, int]]]] = []
+        seen: set[tuple[str, ...]] = set()
         for tcp in vs.spec.get("tcp") or []:
-            matches = tcp.get("match") or [{}]
-            if any(not m.get("port") or int(m["port"]) == port.number for m in matches):
-                return tcp_destinations(tcp.get("route") or [], vs.namespace, port.number)
+            applying = [m for m in tcp.get("match") or [{}] if _l4_match_applies(m, proxy, port.number)]
+            if not applying:
+                continue
+            subnets: tuple[str, ...] = ()
+            if all(m.get("destinationSubnets") for m in applying):
+                subnets = tuple(sorted({str(c) for m in applying for c in m["destinationSubnets"]}))
+            if subnets in seen:  # an earlier route already takes these destinations
+                continue
+            seen.add(subnets)
+            out.append((subnets, tcp_destinations(tcp.get("route") or [], vs.namespace, port.number)))
+            if not subnets:
+                break
+        if out:
+            return out
     return []
 
 
@@ -79,10 +115,12 @@ def _tls_chains(ctx: PushContext, proxy: Proxy, svc: Service, port: Port) -> lis
             continue
         for tls in vs.spec.get("tls") or []:
             for m in tls.get("match") or []:
-                if m.get("port") and int(m["port"]) != port.number:
+                if not _l4_match_applies(m, proxy, port.number):
                     continue
                 chain = lc.FilterChain()
                 chain.filter_chain_match.server_names.extend(str(s) for s in m.get("sniHosts") or [])
+                for cidr in m.get("destinationSubnets") or []:
+                    chain.filter_chain_match.prefix_ranges.append(cidr_range(str(cidr)))
                 dests = tcp_destinations(tls.get("route") or [], vs.namespace, port.number)
                 chain.filters.append(tcp_proxy(f"outbound|{port.number}||{svc.hostname}", "", dests))
                 chains.append(chain)
@@ -149,9 +187,14 @@ def _tcp_listener(
         )
         lis.filter_chains.extend(tls)
     else:
-        dests = _tcp_routes(ctx, proxy, svc, port)
         cluster = outbound(port.number, "", svc.hostname)
-        lis.filter_chains.add().filters.append(tcp_proxy(cluster, cluster, dests or None))
+        routes = _tcp_routes(ctx, proxy, svc, port)
+        for subnets, dests in routes:
+            chain = lis.filter_chains.add()
+            chain.filter_chain_match.prefix_ranges.extend(cidr_range(c) for c in subnets)
+            chain.filters.append(tcp_proxy(cluster, cluster, dests or None))
+        if not routes or routes[-1][0]:  # no route for every destination: the service itself
+            lis.filter_chains.add().filters.append(tcp_proxy(cluster, cluster))
     return lis
 
 

@@ -12,13 +12,11 @@ the policy's rules match, and logs why.
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import re
 from collections.abc import Callable
 from typing import Any
 
-from envoy.config.core.v3 import address_pb2
 from envoy.config.listener.v3 import listener_components_pb2 as lc
 from envoy.config.rbac.v3 import rbac_pb2
 from envoy.config.route.v3 import route_components_pb2 as rc
@@ -27,7 +25,7 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import http_con
 from envoy.extensions.filters.network.rbac.v3 import rbac_pb2 as net_rbac_pb2
 from envoy.type.matcher.v3 import metadata_pb2, path_pb2, regex_pb2, string_pb2, value_pb2
 
-from meshplane.pilot.generators.common import pack
+from meshplane.pilot.generators.common import cidr_range, pack
 from meshplane.pilot.generators.security.selection import applicable
 from meshplane.pilot.model.config import Config
 from meshplane.pilot.model.push_context import PushContext
@@ -61,13 +59,6 @@ def _string(value: str, ignore_case: bool = False) -> string_pb2.StringMatcher:
 
 def _header(name: str, value: str) -> rc.HeaderMatcher:
     return rc.HeaderMatcher(name=name, string_match=_string(value, ignore_case=name == ":authority"))
-
-
-def _cidr(value: str) -> address_pb2.CidrRange:
-    net = ipaddress.ip_network(value, strict=False)
-    cidr = address_pb2.CidrRange(address_prefix=str(net.network_address))
-    cidr.prefix_len.value = net.prefixlen
-    return cidr
 
 
 def _payload(claim: list[str], value: str) -> metadata_pb2.MetadataMatcher:
@@ -144,8 +135,8 @@ OpFn = Callable[[str], rbac_pb2.Permission]
 _SOURCE: dict[str, tuple[SourceFn, bool]] = {
     "principals": (_principal_name, False),
     "namespaces": (_namespace, False),
-    "ipBlocks": (lambda v: rbac_pb2.Principal(direct_remote_ip=_cidr(v)), False),
-    "remoteIpBlocks": (lambda v: rbac_pb2.Principal(remote_ip=_cidr(v)), True),
+    "ipBlocks": (lambda v: rbac_pb2.Principal(direct_remote_ip=cidr_range(v)), False),
+    "remoteIpBlocks": (lambda v: rbac_pb2.Principal(remote_ip=cidr_range(v)), True),
     "requestPrincipals": (_request_principal, True),
 }
 _OPERATION: dict[str, tuple[OpFn, bool]] = {
@@ -166,14 +157,14 @@ def _condition(key: str, value: str) -> rbac_pb2.Principal | rbac_pb2.Permission
             metadata=_claim(inner.replace("][", "]\0[").strip("[]").split("]\0["), value)
         )
     simple: dict[str, Callable[[str], rbac_pb2.Principal | rbac_pb2.Permission]] = {
-        "source.ip": lambda v: rbac_pb2.Principal(direct_remote_ip=_cidr(v)),
-        "remote.ip": lambda v: rbac_pb2.Principal(remote_ip=_cidr(v)),
+        "source.ip": lambda v: rbac_pb2.Principal(direct_remote_ip=cidr_range(v)),
+        "remote.ip": lambda v: rbac_pb2.Principal(remote_ip=cidr_range(v)),
         "source.namespace": _namespace,
         "source.principal": _principal_name,
         "request.auth.principal": _request_principal,
         "request.auth.audiences": lambda v: rbac_pb2.Principal(metadata=_claim(["aud"], v)),
         "request.auth.presenter": lambda v: rbac_pb2.Principal(metadata=_claim(["azp"], v)),
-        "destination.ip": lambda v: rbac_pb2.Permission(destination_ip=_cidr(v)),
+        "destination.ip": lambda v: rbac_pb2.Permission(destination_ip=cidr_range(v)),
         "destination.port": _port,
         "connection.sni": lambda v: rbac_pb2.Permission(requested_server_name=_string(v)),
     }
