@@ -159,6 +159,31 @@ def test_delegate_and_source_labels() -> None:
     assert meta.endswith("/virtual-service/child")
 
 
+def test_http_source_namespace_match_applies_only_to_proxies_in_that_namespace() -> None:
+    vs = cfg(
+        "VirtualService",
+        "reviews",
+        {
+            "hosts": ["reviews.default.svc.cluster.local"],
+            "http": [
+                {
+                    "match": [{"sourceNamespace": "batch"}],
+                    "route": [{"destination": {"host": "reviews.default.svc.cluster.local", "subset": "b"}}],
+                },
+                {"route": [{"destination": {"host": "reviews.default.svc.cluster.local", "subset": "a"}}]},
+            ],
+        },
+    )
+    batch = proxy("sidecar~10.0.0.7~job.batch~batch.svc.cluster.local", {"app": "job"})
+
+    def clusters(p: Any) -> list[str]:
+        vh = next(v for v in build_route(ctx(vs), p, "9080").virtual_hosts if v.name.startswith(REVIEWS))
+        return [r.route.cluster.split("|")[2] for r in vh.routes]
+
+    assert clusters(batch) == ["b", "a"]
+    assert clusters(SIDECAR) == ["a"]
+
+
 def test_export_to_hides_config_from_other_namespaces() -> None:
     vs = cfg(
         "VirtualService",

@@ -315,7 +315,10 @@ def gateway_routes(ctx: PushContext, proxy: Proxy, name: str) -> route_pb2.Route
                 vh.metadata.CopyFrom(istio_metadata([vs]))
                 if redirect:
                     vh.require_tls = rc.VirtualHost.ALL
-                vh.routes.extend(routes_for(vs, ctx, number, proxy.labels, f"{gw.namespace}/{gw.name}"))
+                gw_name = f"{gw.namespace}/{gw.name}"
+                vh.routes.extend(
+                    routes_for(vs, ctx, number, proxy.labels, gw_name, proxy_namespace=proxy.namespace)
+                )
                 vhosts[h] = vh
     cfg.virtual_hosts.extend(vhosts.values())
     return cfg

@@ -313,10 +313,16 @@ def hash_policy_for(ctx: PushContext, cluster: str, viewer_ns: str) -> rc.RouteA
     return hp
 
 
-def matches_context(m: Spec, proxy_labels: dict[str, str], gateway: str | None, port: int) -> bool:
+def matches_context(
+    m: Spec, proxy_labels: dict[str, str], gateway: str | None, port: int, proxy_namespace: str = ""
+) -> bool:
+    """Whether a match's conditions on where the request comes from (the proxy: its labels and
+    namespace, the gateway or mesh, the listener port) hold for the proxy being generated for."""
     if m.get("port") and int(m["port"]) != port:
         return False
     if m.get("sourceLabels") and not labels_match(m["sourceLabels"], proxy_labels):
+        return False
+    if m.get("sourceNamespace") and str(m["sourceNamespace"]) != proxy_namespace:
         return False
     gws = m.get("gateways")
     if gws:
@@ -333,11 +339,16 @@ def routes_for(
     proxy_labels: dict[str, str],
     gateway: str | None,
     parent: Spec | None = None,
+    proxy_namespace: str = "",
 ) -> list[rc.Route]:
     """All Envoy routes of one VirtualService (delegates expanded) in declaration order."""
     out: list[rc.Route] = []
     for http in vs.spec.get("http") or []:
-        matches = [m for m in (http.get("match") or [{}]) if matches_context(m, proxy_labels, gateway, port)]
+        matches = [
+            m
+            for m in (http.get("match") or [{}])
+            if matches_context(m, proxy_labels, gateway, port, proxy_namespace)
+        ]
         if not matches:
             continue
         if http.get("delegate"):
@@ -345,7 +356,7 @@ def routes_for(
             child = ctx.delegate(str(d.get("name")), str(d.get("namespace") or vs.namespace))
             if child is not None:
                 for m in matches:
-                    out.extend(routes_for(child, ctx, port, proxy_labels, gateway, parent=m))
+                    out.extend(routes_for(child, ctx, port, proxy_labels, gateway, m, proxy_namespace))
             continue
         for m in matches:
             merged = dict(parent or {})

@@ -71,9 +71,7 @@ def _l4_match_applies(m: dict[str, Any], proxy: Proxy, port: int) -> bool:
     """A ``tcp``/``tls`` match's conditions known when generating for this sidecar: port,
     ``sourceLabels``, ``sourceNamespace`` and ``gateways`` (``destinationSubnets`` becomes the
     filter chain's destination match instead)."""
-    if m.get("sourceNamespace") and str(m["sourceNamespace"]) != proxy.namespace:
-        return False
-    return matches_context(m, proxy.labels, None, port)
+    return matches_context(m, proxy.labels, None, port, proxy.namespace)
 
 
 def _tcp_routes(

@@ -92,7 +92,7 @@ def _virtual_host(
     for vs in vss:
         hosts = [fqdn(str(h), vs.namespace) for h in vs.spec.get("hosts") or []]
         if any(host_matches(h, svc.hostname) for h in hosts):
-            vh.routes.extend(routes_for(vs, ctx, port, proxy.labels, None))
+            vh.routes.extend(routes_for(vs, ctx, port, proxy.labels, None, proxy_namespace=proxy.namespace))
             vh.metadata.CopyFrom(istio_metadata([vs]))
             break
     if not vh.routes or vh.routes[-1].match.prefix != "/" or len(vh.routes[-1].match.headers):
