@@ -19,6 +19,7 @@ import json
 import random
 import sys
 import time
+from collections import OrderedDict
 from typing import Any
 
 import grpc
@@ -108,6 +109,21 @@ def _header(raw: bytes) -> tuple[str, str, str, int]:
     return strings.get(4, ""), strings.get(1, ""), strings.get(5, ""), count
 
 
+#: SotW: the names a CDS or LDS response makes a proxy subscribe to, by the response's bytes. All
+#: streams get the same response after a change, so each is decoded once (the last few are kept).
+_FOLLOW: OrderedDict[bytes, list[str]] = OrderedDict()
+
+
+def _follow_names(raw: bytes, type_url: str) -> list[str]:
+    names = _FOLLOW.get(raw)
+    if names is None:
+        resp = discovery_pb2.DiscoveryResponse.FromString(raw)
+        names = _FOLLOW[raw] = _eds_names(resp) if type_url == CDS else _rds_names(resp)
+        while len(_FOLLOW) > 8:
+            _FOLLOW.popitem(last=False)
+    return names
+
+
 def _node(index: int, ns: str) -> Any:
     node = discovery_pb2.DiscoveryRequest().node
     ip = f"10.{index // 65536 % 256}.{index // 256 % 256}.{index % 256}"
@@ -150,8 +166,7 @@ async def _stream(channel: grpc.aio.Channel, index: int, ns: str, out: list[str]
         ack = discovery_pb2.DiscoveryRequest(type_url=type_url, version_info=version, response_nonce=nonce)
         if type_url in (CDS, LDS):
             await call.write(ack)
-            resp = discovery_pb2.DiscoveryResponse.FromString(raw)
-            names = _eds_names(resp) if type_url == CDS else _rds_names(resp)
+            names = _follow_names(raw, type_url)
             if names != (eds if type_url == CDS else rds):
                 follow = EDS if type_url == CDS else RDS
                 if follow == EDS:

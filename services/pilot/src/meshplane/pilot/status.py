@@ -84,10 +84,12 @@ class StatusPublisher:
             for c in conns:
                 c.status_written = now
             await self._put_all(conns)
-            live = {c.proxy.id for c in server.connections.values()}
-            for gone in {cid.rsplit("-", 1)[0] for cid in dirty} - live:
-                with contextlib.suppress(Exception):
-                    await self._kv.delete(self._key(gone))
+            closed = {cid.rsplit("-", 1)[0] for cid in dirty if cid not in server.connections}
+            if closed:  # a proxy whose every connection closed loses its record
+                live = {c.proxy.id for c in server.connections.values()}
+                for gone in closed - live:
+                    with contextlib.suppress(Exception):
+                        await self._kv.delete(self._key(gone))
             if now >= next_sweep:
                 next_sweep = now + self._gc_after / 2
                 await self.sweep()
