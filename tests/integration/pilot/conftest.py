@@ -290,6 +290,18 @@ def vs_config(
     )
 
 
+def bound_client_sidecar(ns: str, port: int, bind: str, name: str = "client") -> config_pb2.ConfigResource:
+    """A Sidecar whose one HTTP egress port is a listener bound to the client's own address, with
+    no iptables (``captureMode: NONE``), reaching every service of its namespace."""
+    egress = {
+        "port": {"number": port, "protocol": "HTTP", "name": "http"},
+        "bind": bind,
+        "captureMode": "NONE",
+        "hosts": ["./*"],
+    }
+    return vs_config("Sidecar", ns, name, {"egress": [egress]})
+
+
 def assert_valid(*configs: config_pb2.ConfigResource) -> None:
     """Fail unless every config passes Istio's admission checks (Galley's, the one implementation)."""
     problems = []
@@ -398,6 +410,27 @@ def proxy_options(
     )
 
 
+def publish(
+    nats_url: str,
+    registry: tuple[list[registry_pb2.Service], list[registry_pb2.WorkloadInstance]],
+    configs: list[config_pb2.ConfigResource],
+) -> BusWriter:
+    """Put a registry and configs on the bus, the configs checked by Galley's rules first (what
+    users would apply must pass them)."""
+    assert_valid(*configs)
+    bus = BusWriter(nats_url)
+    bus.put_registry(*registry)
+    bus.put_configs(*configs)
+    return bus
+
+
+def stop_all(*procs: Any) -> None:
+    """Stop each process in order, skipping those never started (None)."""
+    for proc in procs:
+        if proc is not None:
+            proc.stop()
+
+
 class Kit:
     """The helpers above, handed to test modules as a fixture (test files cannot import conftest)."""
 
@@ -410,7 +443,10 @@ class Kit:
     proxy_options = staticmethod(proxy_options)
     wait_until = staticmethod(wait_until)
     vs_config = staticmethod(vs_config)
+    bound_client_sidecar = staticmethod(bound_client_sidecar)
     assert_valid = staticmethod(assert_valid)
+    publish = staticmethod(publish)
+    stop_all = staticmethod(stop_all)
     loopback_base = staticmethod(loopback_base)
     free_port_on = staticmethod(free_port_on)
     free_port = staticmethod(free_port)

@@ -43,23 +43,7 @@ def test_killing_a_pilot_replica_loses_no_request(
             )
         ],
     )
-    bus.put_configs(
-        kit.vs_config(
-            "Sidecar",
-            NS,
-            "client",
-            {
-                "egress": [
-                    {
-                        "port": {"number": port, "protocol": "HTTP", "name": "http"},
-                        "bind": client_ip,
-                        "captureMode": "NONE",
-                        "hosts": ["./*"],
-                    }
-                ]
-            },
-        )
-    )
+    bus.put_configs(kit.bound_client_sidecar(NS, port, client_ip))
     pilots = [kit.start_pilot(nats_module.url, tmp_path, f"replica-{i}") for i in (1, 2)]
     opts = kit.proxy_options(
         "sidecar",

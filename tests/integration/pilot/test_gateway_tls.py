@@ -336,16 +336,12 @@ def gateway(
         apps["secure"] = kit.L4App("secure", addr["secure"], ports["secure"], *certs["upstream"])
         for x in ("tcp-a", "tcp-b"):
             apps[x] = kit.L4App(x, addr[x], ports[x])
-        bus = kit.BusWriter(nats_module.url)
-        bus.put_registry(*_registry(addr, ports))
         files = {  # mounted in the gateway, read by Envoy itself
             "serverCertificate": str(certs["server"][0]),
             "privateKey": str(certs["server"][1]),
             "caCertificates": str(certs["client-ca"][0]),
         }
-        configs = _configs(kit, addr["gw"], ports, files)
-        kit.assert_valid(*configs)  # what users would apply must pass Galley's checks
-        bus.put_configs(*configs)
+        kit.publish(nats_module.url, _registry(addr, ports), _configs(kit, addr["gw"], ports, files))
         pilot = kit.start_pilot(nats_module.url, tmp, f"pilot-gwtls-{request.param}")
         opts = kit.proxy_options(
             "router",
@@ -366,12 +362,7 @@ def gateway(
         )
         yield gw
     finally:
-        if envoy is not None:
-            envoy.stop()
-        if pilot is not None:
-            pilot.stop()
-        for app in apps.values():
-            app.stop()
+        kit.stop_all(envoy, pilot, *apps.values())
         server.stop(0)
 
 

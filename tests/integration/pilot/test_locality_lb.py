@@ -66,21 +66,7 @@ def _mesh(
             for zone, ip in (("z1", z1_ip), ("z2", z2_ip))
         ],
     )
-    sidecar = kit.vs_config(
-        "Sidecar",
-        NS,
-        "client",
-        {
-            "egress": [
-                {
-                    "port": {"number": port, "protocol": "HTTP", "name": "http"},
-                    "bind": client_ip,
-                    "captureMode": "NONE",
-                    "hosts": ["./*"],
-                }
-            ]
-        },
-    )
+    sidecar = kit.bound_client_sidecar(NS, port, client_ip)
     dr = kit.vs_config("DestinationRule", NS, "web", {"host": "web", "trafficPolicy": policy})
     kit.assert_valid(sidecar, dr)
     bus.put_configs(sidecar, dr)

@@ -142,11 +142,7 @@ def mesh(
         for name, (_, _, upstream) in SERVICES.items():
             if upstream is not None:
                 apps[name] = kit.L4App(upstream, addr[name], ports[name], *certs.get(name, (None, None)))
-        bus = kit.BusWriter(nats_module.url)
-        bus.put_registry(*_registry(addr, ports))
-        configs = _configs(kit, ports)
-        kit.assert_valid(*configs)  # what users would apply must pass Galley's checks
-        bus.put_configs(*configs)
+        kit.publish(nats_module.url, _registry(addr, ports), _configs(kit, ports))
         pilot = kit.start_pilot(nats_module.url, tmp, f"pilot-l4-{request.param}")
         opts = kit.proxy_options(
             "sidecar",
@@ -162,12 +158,7 @@ def mesh(
         kit.wait_until(lambda: mesh.tcp("db", b"ready?"), 30, "the sidecar's TCP listener")
         yield mesh
     finally:
-        if envoy is not None:
-            envoy.stop()
-        if pilot is not None:
-            pilot.stop()
-        for app in apps.values():
-            app.stop()
+        kit.stop_all(envoy, pilot, *apps.values())
 
 
 def test_tcp_route_by_port_reaches_the_routed_upstream(mesh: Mesh) -> None:

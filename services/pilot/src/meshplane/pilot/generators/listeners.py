@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-from typing import Any
 
 from envoy.config.core.v3 import address_pb2
 from envoy.config.listener.v3 import listener_components_pb2 as lc
@@ -67,18 +66,11 @@ def _inbound_chain(port: int, http: bool) -> lc.FilterChain:
     return chain
 
 
-def _l4_match_applies(m: dict[str, Any], proxy: Proxy, port: int) -> bool:
-    """A ``tcp``/``tls`` match's conditions known when generating for this sidecar: port,
-    ``sourceLabels``, ``sourceNamespace`` and ``gateways`` (``destinationSubnets`` becomes the
-    filter chain's destination match instead)."""
-    return matches_context(m, proxy.labels, None, port, proxy.namespace)
-
-
 def _tcp_routes(
     ctx: PushContext, proxy: Proxy, svc: Service, port: Port
 ) -> list[tuple[tuple[str, ...], list[tuple[str, int]]]]:
-    """The first VirtualService's ``tcp`` routes for this service port that apply to this proxy,
-    in order, as (destination subnets, weighted destinations); empty subnets match any
+    """The first VirtualService's ``tcp`` routes for this service port that apply to this proxy
+    (by port, ``sourceLabels``, ``sourceNamespace`` and ``gateways``), in order, as (destination subnets, weighted destinations); empty subnets match any
     destination, and end the list (later routes could never be chosen)."""
     for vs in ctx.virtual_services(proxy.namespace, None):
         hosts = [fqdn(str(h), vs.namespace) for h in vs.spec.get("hosts") or []]
@@ -87,7 +79,11 @@ def _tcp_routes(
         out: list[tuple[tuple[str, ...], list[tuple[str, int]]]] = []
         seen: set[tuple[str, ...]] = set()
         for tcp in vs.spec.get("tcp") or []:
-            applying = [m for m in tcp.get("match") or [{}] if _l4_match_applies(m, proxy, port.number)]
+            applying = [
+                m
+                for m in tcp.get("match") or [{}]
+                if matches_context(m, proxy.labels, None, port.number, proxy.namespace)
+            ]
             if not applying:
                 continue
             subnets: tuple[str, ...] = ()
@@ -113,7 +109,7 @@ def _tls_chains(ctx: PushContext, proxy: Proxy, svc: Service, port: Port) -> lis
             continue
         for tls in vs.spec.get("tls") or []:
             for m in tls.get("match") or []:
-                if not _l4_match_applies(m, proxy, port.number):
+                if not matches_context(m, proxy.labels, None, port.number, proxy.namespace):
                     continue
                 chain = lc.FilterChain()
                 chain.filter_chain_match.server_names.extend(str(s) for s in m.get("sniHosts") or [])
