@@ -70,8 +70,9 @@ def _tcp_routes(
     ctx: PushContext, proxy: Proxy, svc: Service, port: Port
 ) -> list[tuple[tuple[str, ...], list[tuple[str, int]]]]:
     """The first VirtualService's ``tcp`` routes for this service port that apply to this proxy
-    (by port, ``sourceLabels``, ``sourceNamespace`` and ``gateways``), in order, as (destination subnets, weighted destinations); empty subnets match any
-    destination, and end the list (later routes could never be chosen)."""
+    (by port, ``sourceLabels``, ``sourceNamespace`` and ``gateways``), in order, as (destination
+    subnets, weighted destinations); empty subnets match any destination, and end the list
+    (later routes could never be chosen)."""
     for vs in ctx.virtual_services(proxy.namespace, None):
         hosts = [fqdn(str(h), vs.namespace) for h in vs.spec.get("hosts") or []]
         if not any(host_matches(h, svc.hostname) for h in hosts):
