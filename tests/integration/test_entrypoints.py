@@ -38,3 +38,21 @@ def test_cni_plugin_version() -> None:
     )
     assert out.returncode == 0
     assert "1.0.0" in json.loads(out.stdout)["supportedVersions"]
+
+
+#: each script with the arguments it requires, so the misspelt flag is the only fault
+REQUIRED = {
+    "meshctl": ["version"],
+    "meshplane-citadel": ["--ca-dir", "/nonexistent"],
+    "meshplane-node-agent": ["--sds-socket", "/nonexistent/s.sock", "--ca-addr", "127.0.0.1:1"],
+}
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_an_unknown_flag_is_a_usage_error_naming_it(script: str) -> None:
+    """A misspelt flag (``--grcp-addr``) is refused, never silently ignored."""
+    argv = [str(BIN / script), *REQUIRED.get(script, []), "--grcp-addr", "127.0.0.1:1"]
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2, (out.stdout, out.stderr)
+    assert "unrecognized arguments: --grcp-addr" in out.stderr
+    assert "Traceback" not in out.stderr

@@ -70,7 +70,7 @@ class Settings:
 
 
 def parse_args(argv: list[str] | None, env: Mapping[str, str]) -> Settings:
-    """Parse ``meshplane-pilot`` flags; unknown flags are ignored (``meshctl up`` compatibility)."""
+    """Parse ``meshplane-pilot`` flags; an unknown flag is a usage error (exit 2), as for every service."""
     from meshplane.shared.lifecycle import parse_hostport
 
     parser = argparse.ArgumentParser(prog="meshplane-pilot", description="meshplane Pilot: the xDS server")
@@ -78,7 +78,7 @@ def parse_args(argv: list[str] | None, env: Mapping[str, str]) -> Settings:
     parser.add_argument("--http-addr", default="0.0.0.0:15014", help="HTTP (ready, metrics, debug)")
     parser.add_argument("--nats-url", default=env.get("NATS_URL", "nats://127.0.0.1:4222"))
     parser.add_argument("--id", default="", help="replica id (default: POD_NAME or random)")
-    args, _unknown = parser.parse_known_args(argv)
+    args = parser.parse_args(argv)
     try:
         grpc_host, grpc_port = parse_hostport(args.grpc_addr)
         http_host, http_port = parse_hostport(args.http_addr)
