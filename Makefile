@@ -31,11 +31,12 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
 
-## check: ruff (lint + format) and mypy strict
+## check: ruff (lint + format), mypy strict, and the import contracts (pyproject.toml [tool.importlinter])
 check: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy shared/src ctl/src services/pilot/src services/citadel/src services/galley/src services/cni/src
+	PYTHONPATH=. $(BIN)/lint-imports --no-cache
 
 ## proto: regenerate the committed Python code for proto/
 proto: $(STAMP)

@@ -1,0 +1,1 @@
+"""Development tools run by ``make check`` (not part of any distribution)."""
