@@ -103,7 +103,9 @@ def test_cli_writes_yaml_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]
         ]
     )
     assert code == 0
-    boot = yaml.safe_load(out.read_text())
+    text = out.read_text()
+    boot = yaml.safe_load(text)
     assert boot["node"]["metadata"]["LABELS"] == {"istio": "ingressgateway"}
+    assert "&id" not in text and "*id" not in text  # no YAML anchors: the file reads as written
     assert main(["bootstrap", "--labels", "novalue"]) == 2
     assert "--labels" in capsys.readouterr().err

@@ -59,6 +59,10 @@ def default_node_id(opts: BootstrapOptions, name: str) -> str:
     return f"{opts.proxy_type}~{opts.ip}~{name}.{opts.namespace}~{opts.namespace}.{DOMAIN}"
 
 
+def _ads_source() -> dict[str, Any]:
+    return {"ads": {}, "resource_api_version": "V3"}
+
+
 def render_bootstrap(opts: BootstrapOptions) -> dict[str, Any]:
     """The Envoy v3 bootstrap as plain data; raises BootstrapError on a bad option."""
     if opts.proxy_type not in ("sidecar", "router"):
@@ -92,7 +96,6 @@ def render_bootstrap(opts: BootstrapOptions) -> dict[str, Any]:
         metadata["SDS_TOKEN_PATH"] = opts.sds_token_path
         if opts.sds_socket:
             metadata["SDS_UDS_PATH"] = opts.sds_socket
-    ads_source = {"ads": {}, "resource_api_version": "V3"}
     clusters: list[dict[str, Any]] = [
         {
             "name": "xds-grpc",
@@ -148,8 +151,9 @@ def render_bootstrap(opts: BootstrapOptions) -> dict[str, Any]:
                 "set_node_on_first_message_only": True,
                 "grpc_services": [{"envoy_grpc": {"cluster_name": "xds-grpc"}}],
             },
-            "lds_config": ads_source,
-            "cds_config": ads_source,
+            # separate objects: YAML output would otherwise print an anchor and an alias
+            "lds_config": _ads_source(),
+            "cds_config": _ads_source(),
         },
         "static_resources": {"clusters": clusters},
         "layered_runtime": {
