@@ -44,7 +44,7 @@ def test_example_bookinfo_plan() -> None:
         {"app": "productpage", "version": "v1", "security.istio.io/tlsMode": "istio"},
         "bookinfo-productpage",
     )
-    assert pp.command[:2] == ["python", "../apps/bookapp.py"]
+    assert pp.command[:2] == ["python", "bookapp.py"]
     assert (plan.gateway_bind, plan.gateway_port) == ("127.0.0.1", 8080)
 
 

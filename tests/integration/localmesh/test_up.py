@@ -86,6 +86,9 @@ def _group_alive(pgid: int) -> bool:
 
 
 def test_up_serves_bookinfo_follows_edits_and_stops_clean(up: UpRun) -> None:
+    # `cp -r examples/bookinfo /tmp/my-mesh && meshctl up --config-dir /tmp/my-mesh`: the copy alone
+    assert up.config.name == "my-mesh" and REPO not in up.config.parents
+    assert not (up.config.parent / "apps").exists()
     # the chain answers through the gateway, with the example's routing
     first = wait_until(lambda: get(up).status_code == 200 and get(up), 30, "the gateway to answer")
     assert first.text.startswith("productpage v1 -> reviews v"), first.text
@@ -193,7 +196,7 @@ def test_up_app_that_exits_is_named_with_its_log_and_nothing_is_left(tmp_path: P
     config, _ = copy_example(REPO / "examples", tmp_path)
     workloads = config / "local-workloads.yaml"
     text = re.sub(
-        r"command: \[python, \.\./apps/bookapp\.py, --name, ratings[^\]]*\]",
+        r"command: \[python, bookapp\.py, --name, ratings[^\]]*\]",
         "command: [python, -c, 'raise SystemExit(3)']",
         workloads.read_text(),
     )

@@ -28,9 +28,13 @@ MESHCTL = Path(sys.executable).parent / "meshctl"
 
 
 def copy_example(examples: Path, tmp: Path) -> tuple[Path, int]:
-    """Copy ``examples/`` under ``tmp`` with fresh addresses; return (bookinfo dir, gateway port)."""
-    shutil.copytree(examples, tmp / "examples", ignore=shutil.ignore_patterns("__pycache__"))
-    config = tmp / "examples" / "bookinfo"
+    """Copy ``examples/bookinfo`` alone to ``tmp/my-mesh`` with fresh addresses; return (it, gateway port).
+
+    Only that directory is copied, as a user would copy it (README: ``cp -r examples/bookinfo
+    /tmp/my-mesh``), so every run also shows that the example is self-contained.
+    """
+    config = tmp / "my-mesh"
+    shutil.copytree(examples / "bookinfo", config, ignore=shutil.ignore_patterns("__pycache__"))
     a, b = random.randint(30, 250), random.randint(0, 125)
     subs = {"127.0.10.": f"127.{a}.{2 * b}.", "127.0.20.": f"127.{a}.{2 * b + 1}."}
     *app_ports, gateway_port = (free_port() for _ in range(6))  # below the ephemeral range
