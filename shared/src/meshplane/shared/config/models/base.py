@@ -19,7 +19,11 @@ class IstioModel(BaseModel):
     """Base of every Istio spec model: camelCase aliases, snake_case attributes, no extra fields."""
 
     model_config = ConfigDict(
-        alias_generator=to_camel, populate_by_name=True, extra="forbid", validate_default=False
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        validate_default=False,
+        defer_build=True,
     )
 
     def to_yaml_dict(self) -> dict[str, Any]:
@@ -30,7 +34,9 @@ class IstioModel(BaseModel):
 class KubeModel(BaseModel):
     """Base of the Kubernetes models: only the registry-relevant fields are typed; others kept."""
 
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="allow")
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="allow", defer_build=True
+    )
 
 
 def _to_duration(value: object) -> object:
