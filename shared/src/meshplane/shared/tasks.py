@@ -68,6 +68,8 @@ class TaskSupervisor:
     backoff: Backoff = field(default_factory=Backoff)
     clock: Callable[[], float] = time.monotonic
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+    #: The service's stop event: a task that returns once it is set ended with the service (no warning).
+    stop: asyncio.Event | None = None
     _tasks: dict[str, _Supervised] = field(default_factory=dict)
     fatal: BaseException | None = None
 
@@ -99,6 +101,15 @@ class TaskSupervisor:
     def failures(self, name: str) -> int:
         entry = self._tasks.get(name)
         return 0 if entry is None else entry.failures
+
+    def discard(self, name: str) -> asyncio.Task[None] | None:
+        """Cancel task ``name`` and forget it (for per-item tasks that come and go); returns its task."""
+        entry = self._tasks.pop(name, None)
+        if entry is None or entry.task is None:
+            return None
+        entry.up = False
+        entry.task.cancel()
+        return entry.task
 
     def raise_if_failed(self) -> None:
         """Raise :class:`TaskFailure` when a fatal task failed (call after the stop event)."""
@@ -150,5 +161,8 @@ class TaskSupervisor:
                 await self.sleep(delay)
                 continue
             entry.up = False
+            if self.stop is not None and self.stop.is_set():
+                log.debug("%s: task %s ended with the service", self.service, entry.name)
+                return
             log.warning("%s: task %s returned; it is not restarted", self.service, entry.name)
             return
