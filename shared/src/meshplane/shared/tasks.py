@@ -98,6 +98,10 @@ class TaskSupervisor:
         entry = self._tasks.get(name)
         return entry is not None and entry.up
 
+    def down(self) -> list[str]:
+        """Names of the tasks that are not running (failed, in backoff, or ended), sorted."""
+        return sorted(name for name, entry in self._tasks.items() if not entry.up)
+
     def failures(self, name: str) -> int:
         entry = self._tasks.get(name)
         return 0 if entry is None else entry.failures
