@@ -88,7 +88,7 @@ class TaskSupervisor:
         old = self._tasks.get(name)
         if old is not None and old.task is not None and not old.task.done():
             raise ValueError(f"task {name!r} is already running")
-        entry = _Supervised(name, factory, restart)
+        entry = _Supervised(name, factory, restart, up=True)  # running from now on, not from its first step
         self._tasks[name] = entry
         entry.task = asyncio.create_task(self._keep(entry), name=f"{self.service}:{name}")
         return entry.task
