@@ -13,6 +13,8 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from meshplane.galley.api.apps import create_monitoring_app
+from meshplane.galley.api.state import GalleyState
 from meshplane.galley.app import Galley
 from meshplane.galley.settings import parse_args
 from meshplane.galley.sources.model import ConfigObject
@@ -129,3 +131,14 @@ async def test_a_failing_directory_watch_is_logged_counted_and_restarted(
         assert await kv.get(vs_key("boom")) is None
         await eventually(ready, "galley to be ready again")
         assert not task.done()
+
+
+async def test_ready_is_503_while_a_critical_task_is_down() -> None:
+    up = True
+    state = GalleyState(ready=True, tasks_running=lambda: up)
+    app = create_monitoring_app(state)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://galley") as client:
+        assert (await client.get("/ready")).status_code == 200
+        up = False  # e.g. the publisher failed and waits for its restart
+        assert (await client.get("/ready")).status_code == 503
+        assert (await client.get("/healthz")).status_code == 200  # alive: no reason to kill it
