@@ -77,9 +77,9 @@ class Galley:
     async def run(self, stop: asyncio.Event) -> None:
         s = self.settings
         # Every background task runs under supervision: a failure is logged with its traceback,
-        # counted in galley_task_failures and restarted with backoff; the HTTP servers and the
-        # Kubernetes source cannot be restarted in-process, so their failure ends the process
-        # non-zero (its supervisor restarts it).
+        # counted in galley_task_failures and restarted with backoff; the HTTP servers cannot be
+        # restarted in-process, so their failure ends the process non-zero (its supervisor
+        # restarts it).
         inner_stop = asyncio.Event()
         tasks = TaskSupervisor("galley", metrics.TASK_FAILURES, on_fatal=stop.set, stop=stop)
         critical = ["publisher"]
@@ -121,8 +121,8 @@ class Galley:
                 kube = KubernetesSource(kube_api, self.apply)
                 self.state.sources = kube.status
                 self.state.analysis = self._analysis_view
-                # Its reflector threads cannot be restarted in-process: a failure ends galley.
-                tasks.spawn("kubernetes-source", lambda: kube.run(inner_stop), restart=False)
+                # A run that fails is restarted: it lists every resource again and re-applies.
+                tasks.spawn("kubernetes-source", lambda: kube.run(inner_stop))
                 critical.append("kubernetes-source")
                 await kube.wait_synced(stop)
             tasks.spawn("ready", lambda: self._become_ready(publisher, announcer, stop, ready))
