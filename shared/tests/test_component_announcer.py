@@ -12,6 +12,7 @@ from meshplane.proto.bus.v1 import status_pb2
 from meshplane.shared.bus import Buckets, Bus, make_key
 from meshplane.shared.components import ComponentAnnouncer, is_live, seconds_from_env
 from meshplane.shared.freshness import age_seconds
+from meshplane.shared.tasks import TaskSupervisor
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -30,10 +31,12 @@ async def test_announcer_refreshes_sweeps_dead_records_and_withdraws(bus: Bus) -
     dead = status_pb2.ComponentInfo(component="pilot", instance="killed", version="0.1.0")
     dead.updated.FromNanoseconds(int((time.time() - 5) * 1e9))
     await kv.put(make_key("pilot", "killed"), dead)
+    tasks = TaskSupervisor("galley")
     announcer = ComponentAnnouncer(
-        bus, "galley", {"webhook": "127.0.0.1:1"}, "g-1", refresh=0.2, gc_after=1.0
+        bus, "galley", {"webhook": "127.0.0.1:1"}, "g-1", refresh=0.2, gc_after=1.0, supervisor=tasks
     )
     await announcer.announce()
+    assert tasks.running(f"announce-{announcer.key}")  # the refresher runs under the supervisor
     first = await kv.get(announcer.key)
     assert first is not None and is_live(first) and first.endpoints["webhook"] == "127.0.0.1:1"
     first_updated = first.updated.ToNanoseconds()
@@ -50,8 +53,8 @@ async def test_announcer_refreshes_sweeps_dead_records_and_withdraws(bus: Bus) -
     rec = await kv.get(announcer.key)
     assert rec is not None and age_seconds(rec) < 10
     await announcer.withdraw()
-    assert await kv.get(announcer.key) is None
-    await asyncio.sleep(0.5)  # two refresh periods: a cancelled refresher must not write it back
+    # withdraw returns only once the refresher has ended, so nothing can write the record back
+    assert tasks.down() == [] and not tasks.running(f"announce-{announcer.key}")
     assert await kv.get(announcer.key) is None
 
 

@@ -105,9 +105,8 @@ def test_plugged_in_ca_signs_and_reloads(
     assert chain[2] == to_pem(root[1])
     # a broken file is refused and the previous material stays in use
     (plugged.ca_dir / "ca-cert.pem").write_text("garbage")
-    time.sleep(0.5)
+    plugged.wait_for(lambda: "could not be loaded" in plugged.log(), 30, "the broken file refused")
     assert org(issue(stub, plugged.ca_dir)[0]) == "O=intermediate-2"
-    assert "could not be loaded" in plugged.log()
 
 
 def test_kubernetes_tls_layout_is_loaded(
@@ -121,3 +120,24 @@ def test_kubernetes_tls_layout_is_loaded(
     assert bundle.cert == icert
     assert bundle.root == root[1]
     assert not bundle.self_signed
+
+
+def test_a_removed_ca_dir_is_a_counted_failure_and_the_watch_comes_back(
+    plugged: CitadelProcess,
+    root: tuple[ec.EllipticCurvePrivateKey, x509.Certificate],
+    stub_factory: Callable[..., ca_pb2_grpc.IstioCertificateServiceStub],
+    tmp_path: Path,
+) -> None:
+    stub = stub_factory(plugged.target, plugged.root_pem())
+    assert org(issue(stub, plugged.ca_dir)[0]) == "O=intermediate-1"
+    moved = tmp_path / "moved-away"
+    plugged.ca_dir.rename(moved)  # a watch on a removed directory would never report again
+    failures = 'citadel_task_failures_total{task="ca-dir-watch"}'
+    plugged.wait_for(lambda: plugged.metrics().get(failures, 0) >= 1, 30, "the dead watch counted")
+    assert "task ca-dir-watch failed" in plugged.log() and "Traceback" in plugged.log()
+    moved.rename(plugged.ca_dir)
+    ikey, icert = intermediate(*root, "intermediate-2")
+    write_cacerts(plugged.ca_dir, ikey, icert, root[1])
+    plugged.wait_for(
+        lambda: org(issue(stub, plugged.ca_dir)[0]) == "O=intermediate-2", 60, "the restarted watch reloading"
+    )

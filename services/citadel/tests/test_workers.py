@@ -164,3 +164,37 @@ def test_a_dead_worker_is_restarted_and_ready_says_so_meanwhile(citadel_workers:
         serving_cert(citadel_workers.grpc_port, citadel_workers.ca_dir / "root-cert.pem") for _ in range(200)
     }
     assert len(seen) >= WORKERS
+
+
+def _workers(pid: int) -> set[int]:
+    """The worker processes of citadel ``pid`` (not multiprocessing's resource tracker)."""
+    found = set()
+    for kid in running(children(pid)):
+        try:
+            cmdline = Path(f"/proc/{kid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"spawn_main" in cmdline:
+            found.add(kid)
+    return found
+
+
+def test_a_killed_worker_is_counted_restarted_and_ready_follows(citadel_workers: CitadelProcess) -> None:
+    assert citadel_workers.proc is not None
+    main = citadel_workers.proc.pid
+    before = _workers(main)
+    assert len(before) == WORKERS - 1
+    victim = min(before)
+    os.kill(victim, signal.SIGKILL)
+
+    def failures() -> float:
+        return sum(
+            v for k, v in citadel_workers.metrics().items() if k.startswith("citadel_task_failures_total")
+        )
+
+    citadel_workers.wait_for(lambda: failures() == 1, 30, "the dead worker counted in citadel_task_failures")
+    ready = f"http://127.0.0.1:{citadel_workers.monitoring_port}/ready"
+    citadel_workers.wait_for(lambda: http_get(ready, 1.0)[0] == 200, 60, "ready again with a new worker")
+    after = _workers(main)
+    assert victim not in after and len(after) == WORKERS - 1
+    assert "citadel worker" in citadel_workers.log() and "exited (-9): restarting it" in citadel_workers.log()

@@ -207,3 +207,37 @@ async def test_recorded_api_paged_list_is_followed() -> None:
         finally:
             stop.set()
             await task
+
+
+async def test_a_failing_apply_ends_the_run_and_a_new_run_lists_again() -> None:
+    api = full_api()
+    calls = 0
+    snapshots = Snapshots()
+
+    def apply(objects: Iterable[ConfigObject]) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise ValueError("a bug while applying")
+        snapshots(objects)
+
+    with serve(api) as url:
+        source = KubernetesSource(api_client(url), apply, istio_resources() + list(CORE_RESOURCES))
+        stop = asyncio.Event()
+        with pytest.raises(RuntimeError, match="applying the Kubernetes snapshot failed") as failed:
+            await asyncio.wait_for(source.run(stop), 30)
+        assert isinstance(failed.value.__cause__, ValueError)
+        lists = len(api.requested(VS, watch=False))
+        # Run again, as galley's supervisor does: everything is listed again and applied.
+        task = asyncio.create_task(source.run(stop))
+        try:
+
+            async def applied() -> bool:
+                assert not task.done(), task
+                return "VirtualService/default/reviews" in snapshots.latest
+
+            await eventually(applied, "the snapshot applied by the second run")
+            assert len(api.requested(VS, watch=False)) == lists + 1
+        finally:
+            stop.set()
+            await task

@@ -130,9 +130,15 @@ async def test_recorded_api_run_retries_then_reapplies_when_changed_back() -> No
             await eventually(failed_closed, "failurePolicy patched to Fail after the webhook denied")
             api.lists[CONFIG] = [(200, config(CA_B64, "Fail"))]
             settled = len(api.writes)
-            # Someone switches the policy back to Ignore: the periodic check restores Fail.
-            await asyncio.sleep(0.5)
+            checks = len(api.requested(CONFIG, watch=False))
+
+            async def checked_twice() -> bool:
+                return len(api.requested(CONFIG, watch=False)) >= checks + 2
+
+            # Two periodic checks that find the config as wanted write nothing.
+            await eventually(checked_twice, "two more periodic checks of the webhook configuration")
             assert len(api.writes) == settled
+            # Someone switches the policy back to Ignore: the periodic check restores Fail.
             api.lists[CONFIG] = [(200, config(CA_B64, "Ignore"))]
 
             async def reapplied() -> bool:

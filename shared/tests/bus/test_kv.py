@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import shutil
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 from opentelemetry import trace
@@ -21,7 +23,8 @@ from meshplane.shared.bus import (
     ValueTooLarge,
     WatchEvent,
 )
-from meshplane.shared.natsserver import NatsServer
+from meshplane.shared.natsserver import NatsServer, free_port
+from meshplane.shared.testing.polling import eventually
 
 
 def res(name: str, spec: str = "{}") -> config_pb2.ConfigResource:
@@ -161,14 +164,21 @@ async def test_watch_resyncs_when_the_server_lost_its_store(
             await next_event(w, timeout=2)
 
 
-async def test_publish_retries_across_a_short_outage(nats_server: NatsServer) -> None:
+async def test_publish_retries_across_a_short_outage(
+    nats_server: NatsServer, caplog: pytest.LogCaptureFixture
+) -> None:
     bus = await Bus.connect(BusOptions(url=nats_server.url, publish_deadline=15.0))
     try:
         kv = TypedKV(bus, "retry", config_pb2.ConfigResource)
         await kv.put("a", res("a"))
         nats_server.stop()
         task = asyncio.create_task(kv.put("b", res("b")))
-        await asyncio.sleep(1.5)
+
+        async def retrying() -> bool:
+            return sum("retrying" in r.getMessage() for r in caplog.records) >= 2
+
+        with caplog.at_level(logging.WARNING, logger="meshplane.shared.bus.client"):
+            await eventually(retrying, "the publish to be retried while the server is down")
         assert not task.done()
         nats_server.start()
         assert await asyncio.wait_for(task, 20) > 0
@@ -197,3 +207,29 @@ async def test_connect_to_nothing_fails_clearly() -> None:
     with pytest.raises(BusUnavailable) as err:
         await Bus.connect(BusOptions(url=f"nats://127.0.0.1:{free_port()}", connect_timeout=1.0))
     assert "connect" in str(err.value)
+
+
+async def test_connect_waits_for_a_server_that_starts_late(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A component started before nats-server (or while it restarts) connects once it is up."""
+    server = NatsServer(tmp_path / "late")
+    server.port = free_port()
+    with caplog.at_level(logging.DEBUG, logger="meshplane.shared.bus.client"):
+        connecting = asyncio.create_task(Bus.connect(BusOptions(url=server.url, connect_timeout=30)))
+
+        async def refused_twice() -> bool:
+            return sum("bus connection error" in r.getMessage() for r in caplog.records) >= 2
+
+        await eventually(refused_twice, "two refused connection attempts")
+        assert not connecting.done()
+        server.start()
+        try:
+            bus = await asyncio.wait_for(connecting, 20)
+            try:
+                kv = TypedKV(bus, "late", config_pb2.ConfigResource)
+                assert await kv.put("a", res("a")) > 0
+            finally:
+                await bus.close()
+        finally:
+            server.stop()

@@ -26,6 +26,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from meshplane.proto.bus.v1 import status_pb2
 from meshplane.shared.bus import Buckets, Bus, BusError, make_key
 from meshplane.shared.freshness import age_seconds, sweep_unrefreshed
+from meshplane.shared.tasks import TaskSupervisor
 
 log = logging.getLogger(__name__)
 
@@ -73,10 +74,13 @@ class ComponentAnnouncer:
         instance: str = "",
         refresh: float = REFRESH_SECONDS,
         gc_after: float = GC_AFTER_SECONDS,
+        supervisor: TaskSupervisor | None = None,
     ) -> None:
         self._kv = Buckets(bus).components
         self._refresh = refresh
         self._gc_after = gc_after
+        #: The refresher runs under the service's supervisor (its failures counted in its metric).
+        self._supervisor = supervisor or TaskSupervisor(f"{component} announcer")
         self._task: asyncio.Task[None] | None = None
         self.instance = instance or instance_id()
         self.key = make_key(component, self.instance)
@@ -94,7 +98,11 @@ class ComponentAnnouncer:
         """Write the record now and keep refreshing it until :meth:`withdraw`."""
         await self._put()
         if self._task is None:
-            self._task = asyncio.create_task(self._keep_fresh(), name=f"announce-{self.key}")
+            self._task = self._supervisor.spawn(self._task_name, self._keep_fresh)
+
+    @property
+    def _task_name(self) -> str:
+        return f"announce-{self.key}"
 
     async def _put(self) -> None:
         self.info.updated.GetCurrentTime()
@@ -104,23 +112,23 @@ class ComponentAnnouncer:
             log.warning("could not announce %s on the bus: %s", self.key, exc)
 
     async def _keep_fresh(self) -> None:
+        """Refresh the record; a failure is logged, counted and the loop restarted by the supervisor
+        (the refresher must outlive any one failure, or a live component would vanish)."""
         next_sweep = time.monotonic() + self._gc_after / 2
         while True:
             await asyncio.sleep(self._refresh)
-            try:  # the refresher must outlive any one failure, or a live component would vanish
-                await self._put()
-                if time.monotonic() >= next_sweep:
-                    next_sweep = time.monotonic() + self._gc_after / 2
-                    await sweep_unrefreshed(self._kv, self._gc_after, what="component records")
-            except Exception:
-                log.exception("refreshing %s on the bus failed; retrying in %gs", self.key, self._refresh)
+            await self._put()
+            if time.monotonic() >= next_sweep:
+                next_sweep = time.monotonic() + self._gc_after / 2
+                await sweep_unrefreshed(self._kv, self._gc_after, what="component records")
 
     async def withdraw(self) -> None:
         """Stop refreshing and delete the record (best effort, 3 s at most)."""
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            task = self._supervisor.discard(self._task_name)
+            if task is not None:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             self._task = None
         with contextlib.suppress(BusError, asyncio.TimeoutError):
             await asyncio.wait_for(self._kv.delete(self.key), 3)

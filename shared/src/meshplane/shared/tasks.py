@@ -68,6 +68,8 @@ class TaskSupervisor:
     backoff: Backoff = field(default_factory=Backoff)
     clock: Callable[[], float] = time.monotonic
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+    #: The service's stop event: a task that returns once it is set ended with the service (no warning).
+    stop: asyncio.Event | None = None
     _tasks: dict[str, _Supervised] = field(default_factory=dict)
     fatal: BaseException | None = None
 
@@ -86,7 +88,7 @@ class TaskSupervisor:
         old = self._tasks.get(name)
         if old is not None and old.task is not None and not old.task.done():
             raise ValueError(f"task {name!r} is already running")
-        entry = _Supervised(name, factory, restart)
+        entry = _Supervised(name, factory, restart, up=True)  # running from now on, not from its first step
         self._tasks[name] = entry
         entry.task = asyncio.create_task(self._keep(entry), name=f"{self.service}:{name}")
         return entry.task
@@ -96,9 +98,22 @@ class TaskSupervisor:
         entry = self._tasks.get(name)
         return entry is not None and entry.up
 
+    def down(self) -> list[str]:
+        """Names of the tasks that are not running (failed, in backoff, or ended), sorted."""
+        return sorted(name for name, entry in self._tasks.items() if not entry.up)
+
     def failures(self, name: str) -> int:
         entry = self._tasks.get(name)
         return 0 if entry is None else entry.failures
+
+    def discard(self, name: str) -> asyncio.Task[None] | None:
+        """Cancel task ``name`` and forget it (for per-item tasks that come and go); returns its task."""
+        entry = self._tasks.pop(name, None)
+        if entry is None or entry.task is None:
+            return None
+        entry.up = False
+        entry.task.cancel()
+        return entry.task
 
     def raise_if_failed(self) -> None:
         """Raise :class:`TaskFailure` when a fatal task failed (call after the stop event)."""
@@ -150,5 +165,8 @@ class TaskSupervisor:
                 await self.sleep(delay)
                 continue
             entry.up = False
+            if self.stop is not None and self.stop.is_set():
+                log.debug("%s: task %s ended with the service", self.service, entry.name)
+                return
             log.warning("%s: task %s returned; it is not restarted", self.service, entry.name)
             return

@@ -22,6 +22,7 @@ from meshplane.citadel.server.tls import ServingCredentials
 from meshplane.citadel.settings import Settings
 from meshplane.citadel.trust import TrustPublisher
 from meshplane.citadel.workers import WorkerPool
+from meshplane.shared.tasks import TaskSupervisor
 from meshplane.shared.telemetry import configure_metrics
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,10 @@ async def run(settings: Settings, authority: LocalAuthority, stop: asyncio.Event
     metrics = CitadelMetrics(pool.counters, row=0)
     registry = CollectorRegistry()
     registry.register(metrics)
+    # Background loops are supervised: a failure is logged, counted in citadel_task_failures and
+    # the loop restarted with backoff; a dead worker process is counted there too (task worker-N).
+    failures = TaskSupervisor.metric("citadel", registry)
+    tasks = TaskSupervisor("citadel", failures, on_fatal=stop.set, stop=stop)
     configure_metrics("meshplane-citadel", registry)
     serving = ServingCredentials(authority.bundle, settings.hostnames)
     publisher = TrustPublisher(settings.nats_url, settings.trust_domain) if settings.nats_url else None
@@ -62,7 +67,7 @@ async def run(settings: Settings, authority: LocalAuthority, stop: asyncio.Event
         await server.stop(0)
         raise
     settle_gc()
-    monitoring = MonitoringServer(registry, pool.alive)
+    monitoring = MonitoringServer(registry, lambda: pool.alive() and tasks.running("workers"))
     mon_port = await monitoring.start(*settings.monitoring_addr)
     if publisher is not None:
         publisher.endpoints.update(
@@ -79,30 +84,31 @@ async def run(settings: Settings, authority: LocalAuthority, stop: asyncio.Event
         mon_port,
     )
     try:
-        async with asyncio.TaskGroup() as tg:
-            tg.create_task(watch_ca_dir(authority, stop), name="ca-dir-watch")
-            tg.create_task(
-                run_root_rotator(
-                    authority,
-                    settings.root_check_interval.total_seconds(),
-                    settings.root_grace_percentile,
-                    settings.root_ttl,
-                    settings.root_rotator_jitter,
-                    stop,
-                ),
-                name="root-rotator",
-            )
-            tg.create_task(renew_serving(authority, serving, stop), name="serving-cert")
-            tg.create_task(pool.supervise(stop), name="workers")
-            if publisher is not None:
-                tg.create_task(publisher.run(stop), name="trust-publisher")
-            if settings.kubernetes:
-                from meshplane.citadel.kube import run_root_configmap_sync
+        tasks.spawn("ca-dir-watch", lambda: watch_ca_dir(authority, stop))
+        tasks.spawn(
+            "root-rotator",
+            lambda: run_root_rotator(
+                authority,
+                settings.root_check_interval.total_seconds(),
+                settings.root_grace_percentile,
+                settings.root_ttl,
+                settings.root_rotator_jitter,
+                stop,
+            ),
+        )
+        tasks.spawn("serving-cert", lambda: renew_serving(authority, serving, stop))
+        tasks.spawn("workers", lambda: pool.supervise(stop, failures))
+        if publisher is not None:
+            tasks.spawn("trust-publisher", lambda: publisher.run(stop, tasks))
+        if settings.kubernetes:
+            from meshplane.citadel.kube import run_root_configmap_sync
 
-                tg.create_task(run_root_configmap_sync(authority, stop), name="root-configmap")
-            await stop.wait()
+            tasks.spawn("root-configmap", lambda: run_root_configmap_sync(authority, stop))
+        await stop.wait()
     finally:
+        await tasks.aclose()
         pool.terminate()
         await server.stop(grace=2.0)
         await pool.join()
         await monitoring.stop()
+    tasks.raise_if_failed()

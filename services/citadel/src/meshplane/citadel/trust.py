@@ -13,6 +13,7 @@ from meshplane.citadel.ca.keycert import KeyCertBundle
 from meshplane.proto.bus.v1 import status_pb2
 from meshplane.shared.bus import Buckets, BusError
 from meshplane.shared.components import ComponentAnnouncer
+from meshplane.shared.tasks import TaskSupervisor
 
 log = logging.getLogger(__name__)
 
@@ -44,13 +45,17 @@ class TrustPublisher:
         self._bundle = bundle
         self._changed.set()
 
-    async def run(self, stop: asyncio.Event) -> None:
+    async def run(self, stop: asyncio.Event, supervisor: TaskSupervisor | None = None) -> None:
+        """Publish until ``stop``; a run restarted after a failure publishes the current bundle again."""
+        if self._bundle is not None:
+            self._changed.set()
         bus = await connect_until_stopped(self._url, stop, "trust bundle publishing")
         if bus is None:
+            await stop.wait()
             return
-        announcer = ComponentAnnouncer(bus, "citadel", self.endpoints)
-        await announcer.announce()
+        announcer = ComponentAnnouncer(bus, "citadel", self.endpoints, supervisor=supervisor)
         try:
+            await announcer.announce()
             trust = Buckets(bus).trust
             while not stop.is_set():
                 if self._bundle is not None and self._changed.is_set():

@@ -22,6 +22,8 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import cast
 
+from prometheus_client import Counter
+
 from meshplane.citadel.ca.authority import LocalAuthority
 from meshplane.citadel.ca.rotation import watch_ca_dir
 from meshplane.citadel.grpcserver import BoundPorts, renew_serving, settle_gc, start_grpc
@@ -29,6 +31,7 @@ from meshplane.citadel.metrics import CitadelMetrics, table_size
 from meshplane.citadel.server.tls import ServingCredentials
 from meshplane.citadel.settings import Settings
 from meshplane.shared.lifecycle import run_service
+from meshplane.shared.tasks import TaskSupervisor
 from meshplane.shared.telemetry import configure_logging
 
 log = logging.getLogger(__name__)
@@ -94,8 +97,8 @@ class WorkerPool:
         """True while every worker process runs and serves (the main process's ``/ready``)."""
         return all(row in self._serving and p.is_alive() for row, p in self._procs.items())
 
-    async def supervise(self, stop: asyncio.Event) -> None:
-        """Restart a worker that died until ``stop`` is set."""
+    async def supervise(self, stop: asyncio.Event, exits: Counter | None = None) -> None:
+        """Restart a worker that died until ``stop`` is set (each death counted in ``exits``)."""
         while not stop.is_set():
             try:
                 await asyncio.wait_for(stop.wait(), SUPERVISE_SECONDS)
@@ -104,6 +107,8 @@ class WorkerPool:
             for row, proc in list(self._procs.items()):
                 if not proc.is_alive() and not stop.is_set():
                     log.error("citadel worker %d exited (%s): restarting it", row, proc.exitcode)
+                    if exits is not None:
+                        exits.labels(task=f"worker-{row}").inc()
                     try:
                         await self._start_one(row)
                     except RuntimeError as exc:
@@ -159,12 +164,15 @@ def worker_main(
         settle_gc()
         ready.send(True)
         ready.close()
+        # A failed loop ends the worker non-zero; the main process restarts it and counts it.
+        tasks = TaskSupervisor(f"citadel-worker-{row}", on_fatal=stop.set, stop=stop)
         try:
-            async with asyncio.TaskGroup() as tg:
-                tg.create_task(watch_ca_dir(authority, stop), name="ca-dir-watch")
-                tg.create_task(renew_serving(authority, serving, stop), name="serving-cert")
-                await stop.wait()
+            tasks.spawn("ca-dir-watch", lambda: watch_ca_dir(authority, stop), restart=False)
+            tasks.spawn("serving-cert", lambda: renew_serving(authority, serving, stop), restart=False)
+            await stop.wait()
         finally:
+            await tasks.aclose()
             await server.stop(grace=2.0)
+        tasks.raise_if_failed()
 
     raise SystemExit(run_service(f"meshplane-citadel-worker-{row}", serve))

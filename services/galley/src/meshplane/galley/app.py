@@ -29,6 +29,7 @@ from meshplane.shared.analysis import Analysis, analyze
 from meshplane.shared.bus import Bus, BusOptions
 from meshplane.shared.components import ComponentAnnouncer
 from meshplane.shared.config import ISTIO_GROUPS
+from meshplane.shared.tasks import TaskSupervisor
 
 log = logging.getLogger("meshplane.galley")
 
@@ -42,6 +43,7 @@ class Galley:
         self._analysis: Analysis | None = None
         self._last_report: tuple[str, ...] = ()
         self._publisher: Publisher | None = None
+        self._watch_runs = 0
 
     def apply(self, objects: Iterable[ConfigObject]) -> None:
         """Take a new desired state from a source: publish config + registry, run the analyzers."""
@@ -74,6 +76,13 @@ class Galley:
 
     async def run(self, stop: asyncio.Event) -> None:
         s = self.settings
+        # Every background task runs under supervision: a failure is logged with its traceback,
+        # counted in galley_task_failures and restarted with backoff; the HTTP servers cannot be
+        # restarted in-process, so their failure ends the process non-zero (its supervisor
+        # restarts it).
+        inner_stop = asyncio.Event()
+        tasks = TaskSupervisor("galley", metrics.TASK_FAILURES, on_fatal=stop.set, stop=stop)
+        critical = ["publisher"]
         webhook = HttpServer(
             create_webhook_app(self.state),
             *s.webhook_addr,
@@ -82,8 +91,9 @@ class Galley:
             tls_key=s.tls_key,
         )
         monitoring = HttpServer(create_monitoring_app(self.state), *s.monitoring_addr, name="monitoring")
-        await monitoring.start()
-        await webhook.start()
+        await monitoring.start(tasks)
+        await webhook.start(tasks)
+        self.state.tasks_running = lambda: all(tasks.running(name) for name in critical)
         bus = await Bus.connect(BusOptions(url=s.nats_url, name="meshplane-galley", publish_deadline=5.0))
         publisher = self._publisher = Publisher(bus)
         announcer = ComponentAnnouncer(
@@ -93,66 +103,83 @@ class Galley:
                 "webhook": f"{s.webhook_addr[0]}:{webhook.port}",
                 "monitoring": f"{s.monitoring_addr[0]}:{monitoring.port}",
             },
+            supervisor=tasks,
         )
-        inner_stop = asyncio.Event()
+        ready = asyncio.Event()
         try:
-            async with asyncio.TaskGroup() as tasks:
-                tasks.create_task(publisher.run(inner_stop), name="publisher")
-                if s.config_dir is not None:
-                    source = DirectorySource(s.config_dir, lambda snap: self.apply(snap.values()))
-                    self.state.sources = source.status
-                    self.state.analysis = self._analysis_view
-                    if not source.refresh():
-                        self.apply([])
-                    tasks.create_task(source.watch(inner_stop), name="directory-watch")
-                else:
-                    kube_api = api_client(s.kube_api)
-                    kube = KubernetesSource(kube_api, self.apply)
-                    self.state.sources = kube.status
-                    self.state.analysis = self._analysis_view
-                    tasks.create_task(kube.run(inner_stop), name="kubernetes-source")
-                    await kube.wait_synced(stop)
-                ready = tasks.create_task(self._become_ready(publisher, announcer, stop), name="ready")
-                if s.config_dir is None and s.tls_cert is not None:
-                    webhook_config = WebhookConfigController(
-                        kube_api, s.webhook_config_name, ca_bundle_from(s.tls_cert, s.webhook_ca_file)
-                    )
-                    tasks.create_task(
-                        self._reconcile_webhook(ready, webhook_config, inner_stop), name="webhook-config"
-                    )
-                await stop.wait()
-                log.info("shutting down")
-                self.state.ready = False
-                inner_stop.set()
-                await webhook.stop()
-                await monitoring.stop()
+            tasks.spawn("publisher", lambda: publisher.run(inner_stop))
+            if s.config_dir is not None:
+                source = DirectorySource(s.config_dir, lambda snap: self.apply(snap.values()))
+                self.state.sources = source.status
+                self.state.analysis = self._analysis_view
+                if not source.refresh():
+                    self.apply([])
+                tasks.spawn("directory-watch", lambda: self._follow(source, inner_stop))
+                critical.append("directory-watch")
+            else:
+                kube_api = api_client(s.kube_api)
+                kube = KubernetesSource(kube_api, self.apply)
+                self.state.sources = kube.status
+                self.state.analysis = self._analysis_view
+                # A run that fails is restarted: it lists every resource again and re-applies.
+                tasks.spawn("kubernetes-source", lambda: kube.run(inner_stop))
+                critical.append("kubernetes-source")
+                await kube.wait_synced(stop)
+            tasks.spawn("ready", lambda: self._become_ready(publisher, announcer, stop, ready))
+            if s.config_dir is None and s.tls_cert is not None:
+                webhook_config = WebhookConfigController(
+                    kube_api, s.webhook_config_name, ca_bundle_from(s.tls_cert, s.webhook_ca_file)
+                )
+                tasks.spawn(
+                    "webhook-config", lambda: self._reconcile_webhook(ready, webhook_config, inner_stop)
+                )
+            await stop.wait()
+            log.info("shutting down")
+            self.state.ready = False
+            inner_stop.set()
+            await tasks.aclose()
+            await webhook.stop()
+            await monitoring.stop()
         finally:
+            await tasks.aclose()
             await announcer.withdraw()
             publisher.close()
             await bus.close()
+        tasks.raise_if_failed()
+
+    async def _follow(self, source: DirectorySource, stop: asyncio.Event) -> None:
+        """Watch the directory; a run restarted after a failure first catches up with a rescan."""
+        if self._watch_runs:
+            source.refresh()
+        self._watch_runs += 1
+        await source.watch(stop)
 
     @staticmethod
     async def _reconcile_webhook(
-        ready: asyncio.Task[None], controller: WebhookConfigController, stop: asyncio.Event
+        ready: asyncio.Event, controller: WebhookConfigController, stop: asyncio.Event
     ) -> None:
         """Reconcile the webhook configuration once galley is ready (as istiod does)."""
-        await ready
+        await ready.wait()
         if not stop.is_set():
             await controller.run(stop)
+        await stop.wait()
 
     async def _become_ready(
-        self, publisher: Publisher, announcer: ComponentAnnouncer, stop: asyncio.Event
+        self, publisher: Publisher, announcer: ComponentAnnouncer, stop: asyncio.Event, ready: asyncio.Event
     ) -> None:
-        synced = asyncio.ensure_future(publisher.wait_synced())
-        stopped = asyncio.ensure_future(stop.wait())
-        await asyncio.wait({synced, stopped}, return_when=asyncio.FIRST_COMPLETED)
-        synced.cancel()
-        stopped.cancel()
-        if stop.is_set():
-            return
-        # Start-up objects (modules, schemas) never die: keep them out of every future collection.
-        gc.collect()
-        gc.freeze()
-        await announcer.announce()
-        log.info("ready")
-        self.state.ready = True
+        """Turn ready once the initial load is on the bus, then stay (a task that never ends)."""
+        if not ready.is_set():
+            synced = asyncio.ensure_future(publisher.wait_synced())
+            stopped = asyncio.ensure_future(stop.wait())
+            await asyncio.wait({synced, stopped}, return_when=asyncio.FIRST_COMPLETED)
+            synced.cancel()
+            stopped.cancel()
+            if not stop.is_set():
+                # Start-up objects (modules, schemas) never die: keep them out of future collections.
+                gc.collect()
+                gc.freeze()
+                await announcer.announce()
+                log.info("ready")
+                self.state.ready = True
+                ready.set()
+        await stop.wait()

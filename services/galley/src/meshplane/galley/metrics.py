@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
+from meshplane.shared.tasks import TaskSupervisor
+
 REGISTRY = CollectorRegistry(auto_describe=True)
 
 VALIDATION_PASSED = Counter(
@@ -48,6 +50,7 @@ BUS_RECONCILES = Counter(
 ANALYSIS_MESSAGES = Gauge(
     "galley_analysis_messages", "Analyzer messages in the latest run, by level.", ["level"], registry=REGISTRY
 )
+TASK_FAILURES = TaskSupervisor.metric("galley", REGISTRY)
 
 #: Reasons for ``galley_validation_failed`` (Istio's names).
 REASON_UNKNOWN_TYPE = "unknown_type"

@@ -104,7 +104,12 @@ class Bus:
 
     @classmethod
     async def connect(cls, opts: BusOptions | None = None) -> Bus:
-        """Connect (retrying until ``opts.connect_timeout``) and return a Bus."""
+        """Connect (retrying until ``opts.connect_timeout``) and return a Bus.
+
+        nats-py itself retries a refused first connection (``max_reconnect_attempts=-1``, every
+        ``reconnect_time_wait``) until the deadline cancels it; the loop here retries errors it
+        raises at once. Once connected, the connection reconnects forever (same settings).
+        """
         opts = opts or BusOptions()
         holder: list[Bus] = []
 

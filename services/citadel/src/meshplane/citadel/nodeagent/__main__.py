@@ -13,12 +13,14 @@ from envoy.service.secret.v3 import sds_pb2_grpc
 from prometheus_client import REGISTRY
 
 from meshplane.citadel.monitoring import MonitoringServer
+from meshplane.citadel.nodeagent import metrics
 from meshplane.citadel.nodeagent.caclient import CAClient, file_token
 from meshplane.citadel.nodeagent.sds import SecretDiscoveryServicer
 from meshplane.citadel.nodeagent.settings import AgentSettings, parse_agent_settings
 from meshplane.citadel.nodeagent.trust import follow_trust_bundle
 from meshplane.citadel.nodeagent.workloads import Workloads
 from meshplane.shared.lifecycle import run_service
+from meshplane.shared.tasks import TaskSupervisor
 from meshplane.shared.telemetry import configure_logging, configure_metrics, configure_tracing
 
 log = logging.getLogger("meshplane.citadel.nodeagent")
@@ -27,11 +29,14 @@ log = logging.getLogger("meshplane.citadel.nodeagent")
 async def serve(settings: AgentSettings, stop: asyncio.Event) -> None:
     client = CAClient(settings.ca_addr, settings.ca_root)
     default_token = file_token(settings.token_file) if settings.token_file else None
-    workloads = Workloads(client, settings.key_type, settings.cert_ttl, default_token)
+    # Rotation loops and the trust watch are supervised: a failure is logged, counted in
+    # meshplane_nodeagent_task_failures and the loop restarted with backoff.
+    tasks = TaskSupervisor("node-agent", metrics.TASK_FAILURES, on_fatal=stop.set, stop=stop)
+    workloads = Workloads(client, settings.key_type, settings.cert_ttl, default_token, supervisor=tasks)
     socket = settings.sds_socket
     socket.parent.mkdir(parents=True, exist_ok=True)
     with contextlib.suppress(FileNotFoundError):
-        socket.unlink()
+        socket.unlink()  # a stale socket left by an agent that was killed
     server = grpc.aio.server()
     sds_pb2_grpc.add_SecretDiscoveryServiceServicer_to_server(SecretDiscoveryServicer(workloads), server)
     # One workload (--token-file): the socket is 0600, only this user (Envoy's) may dial it. Per
@@ -44,35 +49,39 @@ async def serve(settings: AgentSettings, stop: asyncio.Event) -> None:
     finally:
         os.umask(old_umask)
     log.info("serving SDS on %s", socket)
-    monitoring = MonitoringServer(REGISTRY, lambda: True)
+    monitoring = MonitoringServer(REGISTRY, lambda: ready(settings, tasks, workloads))
     endpoints = {"sds": str(socket)}
     if settings.monitoring_addr is not None:
         port = await monitoring.start(*settings.monitoring_addr)
         log.info("serving /metrics on %s:%d", settings.monitoring_addr[0], port)
         endpoints["monitoring"] = f"{settings.monitoring_addr[0]}:{port}"
     try:
-        async with asyncio.TaskGroup() as tg:
-            await workloads.start_default()
-            if settings.nats_url:
-                tg.create_task(
-                    follow_trust_bundle(settings.nats_url, settings.trust_domain, workloads, stop, endpoints),
-                    name="trust",
-                )
-            await stop.wait()
-            raise _Stop
-    except* _Stop:
-        pass
+        await workloads.start_default()
+        if settings.nats_url:
+            nats_url = settings.nats_url
+            tasks.spawn(
+                "trust",
+                lambda: follow_trust_bundle(
+                    nats_url, settings.trust_domain, workloads, stop, endpoints, tasks
+                ),
+            )
+        await stop.wait()
     finally:
+        await tasks.aclose()
         await monitoring.stop()
         await server.stop(grace=1.0)
         await workloads.close()
         await client.close()
         with contextlib.suppress(FileNotFoundError):
             socket.unlink()
+    tasks.raise_if_failed()
 
 
-class _Stop(Exception):
-    """Cancels the task group's long-running watchers at shutdown."""
+def ready(settings: AgentSettings, tasks: TaskSupervisor, workloads: Workloads) -> bool:
+    """``/ready``: the default workload's rotation and the trust watch (when configured) are up."""
+    if settings.token_file and not workloads.rotating():
+        return False
+    return not settings.nats_url or tasks.running("trust")
 
 
 def main(argv: list[str] | None = None) -> int:

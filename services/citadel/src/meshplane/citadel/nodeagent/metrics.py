@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 
-from prometheus_client import Counter, Gauge
+from prometheus_client import REGISTRY, Counter, Gauge
+
+from meshplane.shared.tasks import TaskSupervisor
 
 CERTIFICATES = Counter(
     "meshplane_nodeagent_certificates",
@@ -19,6 +21,7 @@ CERT_EXPIRY = Gauge(
     "meshplane_nodeagent_cert_expiry_seconds",
     "Seconds until the soonest-expiring current workload certificate expires (0 when there is none)",
 )
+TASK_FAILURES = TaskSupervisor.metric("meshplane_nodeagent", REGISTRY)
 
 #: the current certificate's expiry per workload cache (keyed by the cache's id)
 _expiries: dict[int, dt.datetime] = {}

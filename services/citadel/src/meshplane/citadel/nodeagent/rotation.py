@@ -2,7 +2,8 @@
 
 The key never leaves this process except to Envoy over the SDS socket. Renewal is scheduled at
 half the remaining lifetime (minus up to 10 % jitter); failures back off exponentially (with
-jitter, capped) while the cached certificate keeps being served.
+jitter, capped) while the cached certificate keeps being served. The clock and the wait are
+injectable, so tests drive rotation time instead of sleeping through it.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import asyncio
 import datetime as dt
 import logging
 import random
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -25,6 +26,13 @@ log = logging.getLogger(__name__)
 
 BACKOFF_INITIAL = 0.5
 BACKOFF_MAX = 5.0
+
+#: ``wait(stop, seconds)``: True once ``stop`` is set, False when ``seconds`` passed first.
+Wait = Callable[[asyncio.Event, float], Awaitable[bool]]
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
 
 
 def make_key_and_csr(key_type: str) -> tuple[bytes, str]:
@@ -55,7 +63,11 @@ class Rotator:
         key_type: str,
         ttl: dt.timedelta,
         token: Callable[[], str],
+        clock: Callable[[], dt.datetime] = utc_now,
+        wait: Wait | None = None,
     ) -> None:
+        self._clock = clock
+        self._wait = wait or stopped_within
         self._cache = cache
         self._client = client
         self._token = token
@@ -65,7 +77,7 @@ class Rotator:
     async def fetch(self) -> WorkloadCert:
         key_pem, csr = await asyncio.to_thread(make_key_and_csr, self._key_type)
         chain = await self._client.sign(csr, self._ttl, self._token())
-        cert = WorkloadCert.from_chain(key_pem, chain, dt.datetime.now(dt.UTC))
+        cert = WorkloadCert.from_chain(key_pem, chain, self._clock())
         await self._cache.set_cert(cert)
         metrics.certificate_received(id(self._cache), cert.not_after)
         log.info("workload certificate %s issued, expires %s", cert.version, cert.not_after.isoformat())
@@ -75,7 +87,7 @@ class Rotator:
         backoff = BACKOFF_INITIAL
         delay = 0.0
         while not stop.is_set():
-            if await _stopped_within(stop, delay):
+            if delay > 0 and await self._wait(stop, delay):
                 return
             try:
                 cert = await self.fetch()
@@ -88,12 +100,11 @@ class Rotator:
                 )
                 continue
             backoff = BACKOFF_INITIAL
-            delay = refresh_delay(cert, dt.datetime.now(dt.UTC))
+            delay = refresh_delay(cert, self._clock())
 
 
-async def _stopped_within(stop: asyncio.Event, seconds: float) -> bool:
-    if seconds <= 0:
-        return stop.is_set()
+async def stopped_within(stop: asyncio.Event, seconds: float) -> bool:
+    """Wait up to ``seconds`` for ``stop``; True if it was set."""
     try:
         await asyncio.wait_for(stop.wait(), seconds)
     except TimeoutError:

@@ -13,6 +13,7 @@ from meshplane.citadel.buslink import connect_until_stopped
 from meshplane.citadel.nodeagent.workloads import Workloads
 from meshplane.shared.bus import Buckets, BusError, EventType
 from meshplane.shared.components import ComponentAnnouncer
+from meshplane.shared.tasks import TaskSupervisor
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +24,7 @@ async def follow_trust_bundle(
     workloads: Workloads,
     stop: asyncio.Event,
     endpoints: Mapping[str, str] | None = None,
+    supervisor: TaskSupervisor | None = None,
 ) -> None:
     """Feed every workload's roots from the bus until ``stop``; while the bus is away they keep theirs.
     ``endpoints`` is what ``meshctl version`` shows for this agent."""
@@ -30,7 +32,7 @@ async def follow_trust_bundle(
         bus = await connect_until_stopped(nats_url, stop, "trust bundle")
         if bus is None:
             return
-        announcer = ComponentAnnouncer(bus, "node-agent", endpoints or {})
+        announcer = ComponentAnnouncer(bus, "node-agent", endpoints or {}, supervisor=supervisor)
         try:
             await announcer.announce()
             async with Buckets(bus).trust.watch() as watch:

@@ -26,7 +26,8 @@ import jwt
 
 from meshplane.citadel.nodeagent.cache import SecretCache
 from meshplane.citadel.nodeagent.caclient import CAClient
-from meshplane.citadel.nodeagent.rotation import Rotator
+from meshplane.citadel.nodeagent.rotation import Rotator, Wait, stopped_within, utc_now
+from meshplane.shared.tasks import TaskSupervisor
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,7 @@ class _Workload:
     cache: SecretCache
     stop: asyncio.Event
     task: asyncio.Task[None]
+    name: str
     refs: int = 0
     idle: asyncio.TimerHandle | None = field(default=None, repr=False)
     expiry: asyncio.TimerHandle | None = field(default=None, repr=False)
@@ -57,6 +59,11 @@ def token_expiry(token: str) -> float | None:
     return float(exp) if isinstance(exp, int | float) else None
 
 
+def rotation_task(key: str) -> str:
+    """The supervised task name of the rotation loop for workload ``key``."""
+    return f"rotation-{key[:16]}"
+
+
 class Workloads:
     def __init__(
         self,
@@ -65,7 +72,14 @@ class Workloads:
         ttl: dt.timedelta,
         default_token: Callable[[], str] | None,
         idle_grace: float = IDLE_GRACE_SECONDS,
+        supervisor: TaskSupervisor | None = None,
+        clock: Callable[[], dt.datetime] = utc_now,
+        wait: Wait = stopped_within,
     ) -> None:
+        #: Each workload's rotation loop runs under it (failures logged, counted, restarted).
+        self.supervisor = supervisor or TaskSupervisor("node-agent")
+        self._clock = clock
+        self._wait = wait
         self._client = client
         self._key_type = key_type
         self._ttl = ttl
@@ -78,9 +92,10 @@ class Workloads:
     def _start(self, key: str, token: Callable[[], str]) -> _Workload:
         cache = SecretCache()
         stop = asyncio.Event()
-        rotator = Rotator(cache, self._client, self._key_type, self._ttl, token)
-        task = asyncio.create_task(rotator.run(stop), name=f"rotation-{key[:8]}")
-        entry = _Workload(cache, stop, task)
+        rotator = Rotator(cache, self._client, self._key_type, self._ttl, token, self._clock, self._wait)
+        name = rotation_task(key)
+        task = self.supervisor.spawn(name, lambda: rotator.run(stop))
+        entry = _Workload(cache, stop, task, name)
         self._entries[key] = entry
         return entry
 
@@ -138,19 +153,23 @@ class Workloads:
         if entry is None:
             return
         self._stop(entry)
-        closing = asyncio.get_running_loop().create_task(
+        closing = asyncio.get_running_loop().create_task(  # short-lived, tracked in _closing
             entry.cache.close("the workload token expired; reconnect with the current token")
         )
         self._closing.add(closing)
         closing.add_done_callback(self._closing.discard)
         log.info("workload token %s... expired; closing its SDS streams", key[:8])
 
-    @staticmethod
-    def _stop(entry: _Workload) -> None:
+    def _stop(self, entry: _Workload) -> None:
         for handle in (entry.idle, entry.expiry):
             if handle is not None:
                 handle.cancel()
         entry.stop.set()
+        self.supervisor.discard(entry.name)
+
+    def rotating(self, key: str = DEFAULT_KEY) -> bool:
+        """Whether the rotation loop of workload ``key`` is running (not failed, not in backoff)."""
+        return self.supervisor.running(rotation_task(key))
 
     async def set_bus_roots(self, roots: list[str]) -> None:
         self._bus_roots = list(roots)

@@ -29,6 +29,7 @@ from meshplane.cni.rules.pods import DEFAULT_EXCLUDED_NAMESPACES
 from meshplane.shared.bus import Bus, BusOptions
 from meshplane.shared.components import ComponentAnnouncer
 from meshplane.shared.lifecycle import parse_hostport, run_service
+from meshplane.shared.tasks import TaskSupervisor
 from meshplane.shared.telemetry import configure_logging, configure_metrics, configure_tracing
 
 log = logging.getLogger("meshplane.cni.agent")
@@ -66,7 +67,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 async def watch_pods_file(cache: PodCache, path: Path, stop: asyncio.Event) -> None:
-    """Load the pods file now and whenever it changes."""
+    """Load the pods file now and whenever it changes.
+
+    A watched directory that is removed can never report again, so that raises (FileNotFoundError)
+    and the supervisor restarts the watch with backoff until the directory is back.
+    """
     from watchfiles import awatch
 
     async def load() -> None:
@@ -78,6 +83,8 @@ async def watch_pods_file(cache: PodCache, path: Path, stop: asyncio.Event) -> N
     await load()
     async for _ in awatch(path.parent, stop_event=stop, debounce=200, step=50):
         await load()
+        if not await asyncio.to_thread(path.parent.is_dir):
+            raise FileNotFoundError(f"the pods file's directory {path.parent} was removed")
 
 
 async def watch_conf_dir(installer: Installer, stop: asyncio.Event, interval: float) -> None:
@@ -113,6 +120,9 @@ def main(argv: list[str] | None = None) -> int:
     excluded = [n.strip() for n in args.exclude_namespaces.split(",") if n.strip()]
 
     async def run(stop: asyncio.Event) -> None:
+        # Every loop is supervised: a failure is logged, counted in meshplane_cni_task_failures and
+        # the loop restarted with backoff; /healthz lists the tasks that are down.
+        tasks = TaskSupervisor("cni-agent", metrics.TASK_FAILURES, on_fatal=stop.set, stop=stop)
         bus = await Bus.connect(BusOptions(url=args.bus_url)) if args.bus_url else None
         announcer: ComponentAnnouncer | None = None
         events = EventLog(bus)
@@ -130,24 +140,24 @@ def main(argv: list[str] | None = None) -> int:
             args.run_dir / AGENT_SOCKET_NAME,
             cache,
             on_event,
-            status=lambda: {"repair_sweeps": repairer.sweeps},
+            status=lambda: {"repair_sweeps": repairer.sweeps, "tasks_down": tasks.down()},
         )
         monitoring: list[WSGIServer] = []
         try:
-            async with server.serving(), asyncio.TaskGroup() as tasks:
+            async with server.serving():
                 if args.pods_file:
-                    tasks.create_task(watch_pods_file(cache, args.pods_file, stop), name="pods-file")
+                    pods_file = args.pods_file
+                    tasks.spawn("pods-file", lambda: watch_pods_file(cache, pods_file, stop))
                 else:
                     from meshplane.cni.agent.kubewatch import run_kube_source
 
-                    tasks.create_task(run_kube_source(cache, args.node_name, args.kubeconfig), name="pods")
+                    tasks.spawn("pods", lambda: run_kube_source(cache, args.node_name, args.kubeconfig))
                 if not args.no_install:
                     installer.install()
-                    tasks.create_task(
-                        watch_conf_dir(installer, stop, args.cni_check_interval), name="cni-conf"
-                    )
-                tasks.create_task(repairer.run(args.repair_interval), name="repair")
-                tasks.create_task(server.dispatch_events(), name="plugin-events")
+                    interval = args.cni_check_interval
+                    tasks.spawn("cni-conf", lambda: watch_conf_dir(installer, stop, interval))
+                tasks.spawn("repair", lambda: repairer.run(args.repair_interval))
+                tasks.spawn("plugin-events", server.dispatch_events)
                 if monitoring_addr is not None:
                     http, _thread = start_http_server(monitoring_addr[1], monitoring_addr[0])
                     monitoring.append(http)
@@ -157,13 +167,12 @@ def main(argv: list[str] | None = None) -> int:
                     endpoints = {"node": args.node_name, "socket": str(server.socket_path)}
                     if monitoring_addr is not None:
                         endpoints["monitoring"] = f"{monitoring_addr[0]}:{monitoring_addr[1]}"
-                    announcer = ComponentAnnouncer(bus, "cni-agent", endpoints)
+                    announcer = ComponentAnnouncer(bus, "cni-agent", endpoints, supervisor=tasks)
                     await announcer.announce()
                 await stop.wait()
-                raise _Stopped  # leaving the group with an error cancels every task in it
-        except* _Stopped:
-            pass
+                await tasks.aclose()
         finally:
+            await tasks.aclose()
             for http in monitoring:
                 http.shutdown()
                 http.server_close()
@@ -173,12 +182,9 @@ def main(argv: list[str] | None = None) -> int:
                 await announcer.withdraw()
             if bus is not None:
                 await bus.close()
+        tasks.raise_if_failed()
 
     return run_service("meshplane-cni-agent", run)
-
-
-class _Stopped(Exception):
-    """Raised inside the task group to cancel its tasks on shutdown."""
 
 
 if __name__ == "__main__":

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from prometheus_client import Counter
+from prometheus_client import REGISTRY, Counter
+
+from meshplane.shared.tasks import TaskSupervisor
 
 PLUGIN_EVENTS = Counter(
     "meshplane_cni_plugin_events",
@@ -16,6 +18,8 @@ REPAIRS = Counter(
     "Repair checks of running pods, by result (captured: rules in place; repaired; broken)",
     ["result"],
 )
+
+TASK_FAILURES = TaskSupervisor.metric("meshplane_cni", REGISTRY)
 
 
 def plugin_event(report: dict[str, Any]) -> None:

@@ -146,11 +146,9 @@ class Repairer:
         self.sweeps += 1
 
     async def run(self, interval: float) -> None:
-        """Sweep once the cache is synced, then every ``interval`` seconds."""
+        """Sweep once the cache is synced, then every ``interval`` seconds (a sweep that raises is
+        the supervisor's: logged, counted in meshplane_cni_task_failures, restarted with backoff)."""
         await self.cache.synced.wait()
         while True:
-            try:
-                await self.sweep()
-            except Exception:
-                log.exception("repair sweep failed")
+            await self.sweep()
             await asyncio.sleep(interval)

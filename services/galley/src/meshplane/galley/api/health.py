@@ -1,4 +1,4 @@
-"""``/healthz`` (alive), ``/readyz`` (initial load published) and ``/metrics`` (Prometheus)."""
+"""``/healthz`` (alive), ``/readyz`` (initial load published, critical tasks up), ``/metrics``."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ async def healthz() -> Response:
 @router.get("/ready")
 async def readyz(request: Request) -> Response:
     state: GalleyState = request.app.state.galley
-    if state.ready:
+    if state.ready and state.tasks_running():
         return Response("ready\n", media_type="text/plain")
     return Response("not ready\n", status_code=503, media_type="text/plain")
 

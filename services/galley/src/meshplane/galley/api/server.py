@@ -3,6 +3,10 @@
 uvicorn's own signal handling is switched off: the process's stop event (``shared.lifecycle``)
 decides when to shut down. With TLS, the certificate and key files are watched and loaded into
 the live ``SSLContext``, so new connections use the new pair without a restart.
+
+Given a :class:`~meshplane.shared.tasks.TaskSupervisor`, the server is watched by a fatal task
+(a server that stops serving on its own ends the process, whose supervisor restarts it) and the
+TLS reloader runs as a restartable task.
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ from pathlib import Path
 import uvicorn
 import watchfiles
 from fastapi import FastAPI
+
+from meshplane.shared.tasks import TaskSupervisor
 
 log = logging.getLogger("meshplane.galley.server")
 
@@ -58,6 +64,7 @@ class HttpServer:
         self._task: asyncio.Task[None] | None = None
         self._reloader: asyncio.Task[None] | None = None
         self._stop_reload = asyncio.Event()
+        self._stopping = False
 
     @property
     def port(self) -> int:
@@ -68,16 +75,32 @@ class HttpServer:
                 return port
         raise RuntimeError(f"{self.name} server is not listening")
 
-    async def start(self) -> None:
+    async def start(self, supervisor: TaskSupervisor | None = None) -> None:
+        # The serve task is this object's own: awaited by stop(), watched by the supervisor.
         self._task = asyncio.create_task(self._server.serve(), name=f"http-{self.name}")
         while not self._server.started:
             if self._task.done():
                 self._task.result()  # re-raise the bind error
                 raise RuntimeError(f"{self.name} server exited during startup")
             await asyncio.sleep(0.01)
+        if supervisor is not None:
+            supervisor.spawn(f"http-{self.name}", self.watch, restart=False)
         if self._tls is not None:
-            self._reloader = asyncio.create_task(self._watch_tls(*self._tls), name=f"tls-reload-{self.name}")
+            cert, key = self._tls
+            if supervisor is not None:
+                supervisor.spawn(f"tls-reload-{self.name}", lambda: self._watch_tls(cert, key))
+            else:
+                reload = self._watch_tls(cert, key)
+                self._reloader = asyncio.create_task(reload, name=f"tls-reload-{self.name}")
         log.info("%s listening on port %d%s", self.name, self.port, " (TLS)" if self._tls else "")
+
+    async def watch(self) -> None:
+        """Return only when cancelled; raise if the server stops serving before :meth:`stop`."""
+        assert self._task is not None
+        await asyncio.shield(self._task)
+        if not self._stopping:
+            raise RuntimeError(f"{self.name} server stopped serving on its own")
+        await asyncio.Event().wait()  # stopping: wait to be cancelled with the other tasks
 
     async def _watch_tls(self, cert: Path, key: Path) -> None:
         context = self._server.config.ssl
@@ -100,6 +123,7 @@ class HttpServer:
                 log.info("%s: reloaded TLS certificate %s", self.name, cert)
 
     async def stop(self) -> None:
+        self._stopping = True
         self._stop_reload.set()
         self._server.should_exit = True
         for task in (self._task, self._reloader):

@@ -11,12 +11,18 @@ def _empty() -> dict[str, Any]:
     return {}
 
 
+def _none_down() -> bool:
+    return True
+
+
 @dataclass(slots=True)
 class GalleyState:
     """Shared, mutable view of galley for the routers (set by the composition root)."""
 
     #: True once the initial load is published; false again while shutting down.
     ready: bool = False
+    #: False while a task galley cannot serve without (publisher, source watch) is down.
+    tasks_running: Callable[[], bool] = field(default=_none_down)
     #: ``GET /debug/sources``: each file's state and errors.
     sources: Callable[[], dict[str, Any]] = field(default=_empty)
     #: ``GET /debug/analyze``: the latest analyzer messages.

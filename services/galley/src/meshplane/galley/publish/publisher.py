@@ -81,8 +81,13 @@ class Publisher:
         await self._synced.wait()
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Write differences until ``stop`` is set; retries with backoff while the bus is away."""
+        """Write differences until ``stop`` is set; retries with backoff while the bus is away.
+
+        Every (re)start re-reads the bus first, so a run restarted after a failure reconciles.
+        """
         delay = 0.1
+        self._published = None
+        self._dirty.set()
         while not stop.is_set():
             dirty = asyncio.ensure_future(self._dirty.wait())
             stopped = asyncio.ensure_future(stop.wait())

@@ -15,6 +15,7 @@ from typing import Any
 
 import watchfiles
 from opentelemetry import trace
+from watchfiles._rust_notify import WatchfilesRustInternalError
 
 from meshplane.galley import metrics
 from meshplane.galley.sources.files import FileState, file_stamp, load_file
@@ -26,6 +27,9 @@ _tracer = trace.get_tracer("meshplane.galley")
 SUFFIXES = (".yaml", ".yml", ".json")
 
 Snapshot = dict[str, ConfigObject]
+
+
+_WATCH_ERRORS = (OSError, WatchfilesRustInternalError)
 
 
 def _is_config_file(rel: Path) -> bool:
@@ -130,12 +134,13 @@ class DirectorySource:
         """Follow the directory until ``stop`` is set; reloads within a few ms of a write.
 
         If watching fails (the directory vanished, inotify limits), it rescans and retries every
-        second, so a directory that comes back is followed again.
+        second, so a directory that comes back is followed again. Any other error (a bug while
+        applying a change) is raised to the caller's supervisor, which logs, counts and restarts.
         """
         while not stop.is_set():
             try:
                 await self._watch_once(stop)
-            except Exception as exc:  # watchfiles raises plain OS errors
+            except _WATCH_ERRORS as exc:  # watchfiles raises plain OS errors, or its internal one
                 log.warning("cannot watch %s (%r); rescanning and retrying in 1s", self.root, exc)
             try:
                 await asyncio.wait_for(stop.wait(), 1.0)

@@ -81,15 +81,23 @@ class KubernetesSource:
         self._rejected: dict[str, list[str]] = {}
         self._validated: dict[tuple[str, str], list[str]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
+        #: Bumped by every run: events from an earlier run's reflector threads are dropped.
+        self._run = 0
+        self._failure: BaseException | None = None
+        self._failed = asyncio.Event()
 
     def _sink_for(self, resource: ResourceDef) -> Callable[[str, dict[str, Any]], None]:
+        run = self._run
+
         def sink(event: str, obj: dict[str, Any]) -> None:
             assert self._loop is not None
-            self._loop.call_soon_threadsafe(self._on_event, resource, event, obj)
+            self._loop.call_soon_threadsafe(self._on_event, run, resource, event, obj)
 
         return sink
 
-    def _on_event(self, resource: ResourceDef, event: str, obj: dict[str, Any]) -> None:
+    def _on_event(self, run: int, resource: ResourceDef, event: str, obj: dict[str, Any]) -> None:
+        if run != self._run:
+            return  # a reflector of a run that ended
         store = self._store[resource]
         if event == "REPLACE":
             store.clear()
@@ -107,10 +115,14 @@ class KubernetesSource:
     def _flush(self) -> None:
         self._flush_handle = None
         # One trace per debounced batch of API changes: validation here, publish spans after.
-        with _tracer.start_as_current_span(
-            "galley.config_change", attributes={"galley.source": "kubernetes"}
-        ):
-            self._apply_snapshot()
+        try:
+            with _tracer.start_as_current_span(
+                "galley.config_change", attributes={"galley.source": "kubernetes"}
+            ):
+                self._apply_snapshot()
+        except Exception as exc:  # ends run(): its supervisor logs, counts and restarts it
+            self._failure = exc
+            self._failed.set()
 
     def _apply_snapshot(self) -> None:
         objects: list[ConfigObject] = []
@@ -164,8 +176,19 @@ class KubernetesSource:
         stopped.cancel()
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Start one reflector thread per resource; stop them when ``stop`` is set."""
+        """Start one reflector thread per resource; stop them when ``stop`` is set.
+
+        If applying a snapshot raises, the reflectors stop and the error is raised here. Each run
+        starts from nothing (lists every resource again), so the caller may simply run it again.
+        """
         self._loop = asyncio.get_running_loop()
+        self._run += 1
+        self._stop = threading.Event()
+        self._reflectors = []
+        self._store = {r: {} for r in self.resources}
+        self._listed = set()
+        self._failure = None
+        self._failed.clear()
         threads = []
         for resource in self.resources:
             reflector = Reflector(self.api, resource, self._sink_for(resource), self._stop)
@@ -174,11 +197,20 @@ class KubernetesSource:
             thread.start()
             threads.append(thread)
         try:
-            await stop.wait()
+            stopped = asyncio.ensure_future(stop.wait())
+            failed = asyncio.ensure_future(self._failed.wait())
+            try:
+                await asyncio.wait({stopped, failed}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                stopped.cancel()
+                failed.cancel()
+            if self._failure is not None and not stop.is_set():
+                raise RuntimeError("applying the Kubernetes snapshot failed") from self._failure
         finally:
             self._stop.set()
             if self._flush_handle is not None:
                 self._flush_handle.cancel()
+                self._flush_handle = None
 
     def status(self) -> dict[str, Any]:
         """``/debug/sources``: per resource its list count, version, object count and last error."""
