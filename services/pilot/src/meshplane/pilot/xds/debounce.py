@@ -54,6 +54,8 @@ class Debouncer:
         self._clock = clock
         self._sleep = sleep
         self._events: asyncio.Queue[PushRequest | _Wake] = asyncio.Queue()
+        self._pending: PushRequest | None = None  # merged changes waiting for the quiet period
+        self._first = self._last = 0.0  # when the first and the last of them arrived
         self._failed: PushRequest | None = None  # changes of failed pushes, not yet pushed
         self._retry_at = 0.0
         self._failures_in_a_row = 0
@@ -64,35 +66,34 @@ class Debouncer:
         self._events.put_nowait(req)
 
     async def run(self) -> None:
-        pending: PushRequest | None = None
-        first = last = 0.0
+        """The push loop. Merged changes live on the instance, so a restarted loop loses none."""
         push_task: asyncio.Task[None] | None = None
         while True:
-            item = await self._next(self._timeout(pending, first, last))
+            item = await self._next(self._timeout())
             if isinstance(item, PushRequest):
                 if not item.full and not self._eds_debounce:
                     await self._push_safely(item)
                     continue
                 now = self._clock()
-                if pending is None:
-                    first = now
-                pending = item if pending is None else pending.merge(item)
-                last = now
+                if self._pending is None:
+                    self._first = now
+                self._pending = item if self._pending is None else self._pending.merge(item)
+                self._last = now
                 continue
             if item is not None:
                 continue  # woken after a failed push: recompute the timer
-            if pending is None and (self._failed is None or self._clock() < self._retry_at):
+            if self._pending is None and (self._failed is None or self._clock() < self._retry_at):
                 continue
             if push_task is not None and not push_task.done():
                 await push_task  # one push at a time; events keep merging meanwhile
-            to_push, pending = self._take_failed(pending), None
+            to_push = self._take_pending()
             if to_push is not None:
                 push_task = asyncio.create_task(self._push_safely(to_push))
 
-    def _timeout(self, pending: PushRequest | None, first: float, last: float) -> float | None:
+    def _timeout(self) -> float | None:
         now = self._clock()
-        if pending is not None:
-            return max(min(self._after - (now - last), self._max - (now - first)), 0.0)
+        if self._pending is not None:
+            return max(min(self._after - (now - self._last), self._max - (now - self._first)), 0.0)
         if self._failed is not None:
             return max(self._retry_at - now, 0.0)
         return None
@@ -113,7 +114,9 @@ class Debouncer:
                 get.cancel()
         return get.result() if get.done() and not get.cancelled() else None
 
-    def _take_failed(self, pending: PushRequest | None) -> PushRequest | None:
+    def _take_pending(self) -> PushRequest | None:
+        """Everything to push now: the pending changes and those of failed pushes."""
+        pending, self._pending = self._pending, None
         failed, self._failed = self._failed, None
         if failed is None:
             return pending
