@@ -140,3 +140,17 @@ async def test_an_eds_push_in_between_does_not_hide_a_failed_full_push() -> None
         assert d.last_error is not None  # the full push's changes are still waiting
         await clock.advance(0.2)
         assert pushes.kinds(1) == {"A"} and d.last_error is None
+
+
+async def test_a_restarted_loop_keeps_the_changes_it_had_merged() -> None:
+    clock = ManualClock()
+    pushes = Pushes(clock)
+    d = Debouncer(pushes, 0.1, 10.0, True, clock=clock, sleep=clock.sleep)
+    async with running(d):
+        d.submit(full("A"))
+        await clock.advance(0.05)
+    assert pushes.done == []  # the loop ended before the quiet period did
+    async with running(d):  # what a supervisor's restart does
+        d.submit(full("B"))
+        await clock.advance(0.1)
+    assert len(pushes.done) == 1 and pushes.kinds(0) == {"A", "B"}

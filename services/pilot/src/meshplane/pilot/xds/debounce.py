@@ -57,6 +57,7 @@ class Debouncer:
         self._pending: PushRequest | None = None  # merged changes waiting for the quiet period
         self._first = self._last = 0.0  # when the first and the last of them arrived
         self._failed: PushRequest | None = None  # changes of failed pushes, not yet pushed
+        self._push_task: asyncio.Task[None] | None = None
         self._retry_at = 0.0
         self._failures_in_a_row = 0
         #: ``repr`` of the last push's exception while it has not been followed by a good push
@@ -66,8 +67,8 @@ class Debouncer:
         self._events.put_nowait(req)
 
     async def run(self) -> None:
-        """The push loop. Merged changes live on the instance, so a restarted loop loses none."""
-        push_task: asyncio.Task[None] | None = None
+        """The push loop. Merged changes and the push in flight live on the instance, so a
+        restarted loop loses no change and still runs one push at a time."""
         while True:
             item = await self._next(self._timeout())
             if isinstance(item, PushRequest):
@@ -84,11 +85,11 @@ class Debouncer:
                 continue  # woken after a failed push: recompute the timer
             if self._pending is None and (self._failed is None or self._clock() < self._retry_at):
                 continue
-            if push_task is not None and not push_task.done():
-                await push_task  # one push at a time; events keep merging meanwhile
+            if self._push_task is not None and not self._push_task.done():
+                await self._push_task  # one push at a time; events keep merging meanwhile
             to_push = self._take_pending()
             if to_push is not None:
-                push_task = asyncio.create_task(self._push_safely(to_push))
+                self._push_task = asyncio.create_task(self._push_safely(to_push))
 
     def _timeout(self) -> float | None:
         now = self._clock()
