@@ -9,6 +9,9 @@ import asyncio
 import json
 import logging
 import re
+import socket
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
@@ -25,7 +28,7 @@ from meshplane.proto.bus.v1 import config_pb2, registry_pb2
 from meshplane.shared.bus import Buckets, Bus, BusOptions
 from meshplane.shared.bus.buckets import config_key, service_key
 from meshplane.shared.lifecycle import run_service
-from meshplane.shared.natsserver import NatsServer, free_port
+from meshplane.shared.natsserver import NatsServer
 from meshplane.shared.tasks import Backoff
 from meshplane.shared.testing.polling import eventually
 
@@ -39,7 +42,7 @@ def settings(nats_url: str) -> Settings:
         grpc_host="127.0.0.1",
         grpc_port=0,
         http_host="127.0.0.1",
-        http_port=free_port(),
+        http_port=0,
         nats_url=nats_url,
         pilot_id="unit",
         debounce_after=0.02,
@@ -64,7 +67,7 @@ class Running:
     def __init__(self, pilot: Pilot, buckets: Buckets) -> None:
         self.pilot = pilot
         self.buckets = buckets
-        self.http = httpx.AsyncClient(base_url=f"http://127.0.0.1:{pilot.settings.http_port}", timeout=5)
+        self.http = httpx.AsyncClient(base_url=f"http://127.0.0.1:{pilot.http_port}", timeout=5)
 
     async def ready(self) -> tuple[int, str]:
         resp = await self.http.get("/ready")
@@ -91,6 +94,7 @@ async def running(bus: Bus) -> AsyncIterator[Running]:
     pilot.tasks.backoff = Backoff(initial=0.05)
     stop = asyncio.Event()
     task = asyncio.create_task(pilot.run(stop))
+    await eventually(condition(lambda: pilot.http_port != 0 or task.done()), "Pilot's HTTP port", 10)
     r = Running(pilot, buckets)
     try:
         await eventually(lambda: _ok(r), "Pilot ready", 20)
@@ -240,3 +244,19 @@ def test_a_failed_bus_watcher_stops_pilot_with_a_non_zero_exit(
 
     assert run_service("meshplane-pilot", main) == 1
     assert pilot.tasks.failures("watcher") == 1
+
+
+def test_a_taken_http_port_is_one_clear_line_and_exit_code_1() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        out = subprocess.run(
+            [str(Path(sys.executable).parent / "meshplane-pilot"), "--http-addr", f"127.0.0.1:{port}"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    assert out.returncode == 1, out
+    assert f"cannot listen on 127.0.0.1:{port} for HTTP (--http-addr)" in out.stderr
+    assert "Traceback" not in out.stderr + out.stdout

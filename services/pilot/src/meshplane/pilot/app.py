@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import socket
 from collections.abc import Awaitable, Generator
 
 import grpc
@@ -84,7 +85,14 @@ class Pilot:
         http = _QuietServer(
             uvicorn.Config(app, host=s.http_host, port=s.http_port, log_level="warning", lifespan="off")
         )
-        http_task = self.tasks.spawn("http", lambda: self._serve_http(http), restart=False)
+        try:  # bound here, not by uvicorn, so a taken port is one clear line and exit code 1
+            family = socket.AF_INET6 if ":" in s.http_host else socket.AF_INET
+            http_socket = socket.create_server((s.http_host, s.http_port), family=family)
+        except OSError as exc:
+            log.error("cannot listen on %s:%d for HTTP (--http-addr): %s", s.http_host, s.http_port, exc)
+            raise SystemExit(1) from None
+        self.http_port = http_socket.getsockname()[1]
+        http_task = self.tasks.spawn("http", lambda: self._serve_http(http, http_socket), restart=False)
         try:
             bus = await Bus.connect(BusOptions(url=s.nats_url, name=f"meshplane-pilot-{s.pilot_id}"))
         except BusUnavailable as exc:
@@ -144,12 +152,12 @@ class Pilot:
             announcer = ComponentAnnouncer(
                 bus,
                 "pilot",
-                {"xds": f"{s.grpc_host}:{self.grpc_port}", "http": f"{s.http_host}:{s.http_port}"},
+                {"xds": f"{s.grpc_host}:{self.grpc_port}", "http": f"{s.http_host}:{self.http_port}"},
                 instance=s.pilot_id,
             )
             await announcer.announce()
             log.info(
-                "ready: ADS on %s:%d, HTTP on %s:%d", s.grpc_host, self.grpc_port, s.http_host, s.http_port
+                "ready: ADS on %s:%d, HTTP on %s:%d", s.grpc_host, self.grpc_port, s.http_host, self.http_port
             )
             await stop.wait()
         finally:
@@ -169,12 +177,12 @@ class Pilot:
             await StatusPublisher.clear_records(buckets, s.pilot_id, proxy_ids)
             await _bounded(bus.close(), 6, "bus close")
 
-    async def _serve_http(self, http: uvicorn.Server) -> None:
-        s = self.settings
+    @staticmethod
+    async def _serve_http(http: uvicorn.Server, sock: socket.socket) -> None:
         try:
-            await http.serve()
-        except SystemExit:  # uvicorn exits when it cannot listen
-            raise OSError(f"cannot listen on {s.http_host}:{s.http_port} for HTTP (--http-addr)") from None
+            await http.serve(sockets=[sock])
+        except SystemExit:  # uvicorn's way of saying it could not start
+            raise RuntimeError("the HTTP server could not start") from None
         if not http.should_exit:
             raise RuntimeError("the HTTP server stopped on its own")
 
