@@ -126,3 +126,21 @@ async def test_running_is_false_while_a_task_waits_to_be_restarted() -> None:
     assert sup.running("push") and calls == 2
     await sup.aclose()
     sup.raise_if_failed()  # nothing fatal happened
+
+
+async def test_a_task_that_returns_is_warned_about_unless_the_service_is_closing(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    sup, _ = _supervisor(FakeTime())
+
+    async def ends() -> None:
+        return
+
+    with caplog.at_level(logging.DEBUG, logger="meshplane.tasks"):
+        await sup.spawn("early", ends)
+        sup.begin_close()  # e.g. a server told to exit now returns
+        await sup.spawn("server", ends)
+    [early] = [r for r in caplog.records if "early" in r.getMessage()]
+    [server] = [r for r in caplog.records if "server" in r.getMessage()]
+    assert early.levelno == logging.WARNING and "returned; it is not restarted" in early.getMessage()
+    assert server.levelno == logging.DEBUG

@@ -86,9 +86,13 @@ class Client:
     async def recv(self, timeout: float = 5.0) -> Any:
         return await asyncio.wait_for(self.responses.get(), timeout)
 
-    async def nothing(self, wait: float = 0.4) -> bool:
-        await asyncio.sleep(wait)
-        return self.responses.empty()
+    async def nothing(self) -> bool:
+        """True if Pilot answered nothing sent so far: it handles a stream's requests in order, so a
+        fresh LDS request (always answered) is a barrier, and its answer must be the next response."""
+        barrier = discovery_pb2.DiscoveryRequest(type_url=common.LISTENER)
+        barrier.node.id = NODE
+        self.requests.put_nowait(barrier)
+        return bool((await self.recv()).type_url == common.LISTENER)
 
 
 @pytest.fixture

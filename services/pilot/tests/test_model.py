@@ -1,9 +1,9 @@
-"""Proxy identity, settings from Istio's variables, debounce and push-queue merging."""
+"""Proxy identity, settings from Istio's variables and push-queue merging (debounce: test_debounce)."""
 
 from __future__ import annotations
 
 import asyncio
-import time
+from collections.abc import Awaitable, Callable
 
 import pytest
 from google.protobuf import struct_pb2
@@ -12,8 +12,8 @@ from meshplane.pilot.model.proxy import InvalidNode, ProxyType, parse_proxy
 from meshplane.pilot.model.push_request import PushRequest
 from meshplane.pilot.settings import Settings
 from meshplane.pilot.xds.connection import Connection
-from meshplane.pilot.xds.debounce import Debouncer
 from meshplane.pilot.xds.push_queue import PushQueue
+from meshplane.shared.testing.polling import eventually
 
 
 def test_istio_node_id_and_metadata() -> None:
@@ -63,39 +63,6 @@ def test_settings_follow_istio_knobs() -> None:
         Settings.from_env({"PILOT_DEBOUNCE_AFTER": "soon"})
 
 
-async def test_debounce_merges_a_burst_and_respects_max() -> None:
-    pushed: list[tuple[float, PushRequest]] = []
-
-    async def push(req: PushRequest) -> None:
-        pushed.append((time.monotonic(), req))
-
-    d = Debouncer(push, after=0.1, maximum=0.35, eds_debounce=True)
-    task = asyncio.create_task(d.run())
-    start = time.monotonic()
-    for i in range(12):  # events every 50 ms keep the quiet period from ever elapsing
-        d.submit(PushRequest(full=True, kinds=frozenset({f"K{i}"})))
-        await asyncio.sleep(0.05)
-    await asyncio.sleep(0.3)
-    task.cancel()
-    assert 2 <= len(pushed) <= 3
-    assert pushed[0][0] - start >= 0.3  # held until DEBOUNCE_MAX, not pushed per event
-    assert set().union(*(r.kinds for _, r in pushed)) == {f"K{i}" for i in range(12)}
-
-
-async def test_eds_bypasses_debounce_when_disabled() -> None:
-    pushed: list[PushRequest] = []
-
-    async def push(req: PushRequest) -> None:
-        pushed.append(req)
-
-    d = Debouncer(push, after=5.0, maximum=10.0, eds_debounce=False)
-    task = asyncio.create_task(d.run())
-    d.submit(PushRequest(full=False, eds_hosts=frozenset({"a"})))
-    await asyncio.sleep(0.05)
-    task.cancel()
-    assert [r.eds_hosts for r in pushed] == [frozenset({"a"})]
-
-
 async def test_push_queue_merges_pending_pushes_per_connection() -> None:
     seen: list[PushRequest] = []
     gate = asyncio.Event()
@@ -109,14 +76,21 @@ async def test_push_queue_merges_pending_pushes_per_connection() -> None:
     conn = Connection(parse_proxy("sidecar~1.1.1.1~a.ns~ns.svc.cluster.local", None), "peer", delta=False)
     conn.initialized.set()
     q.enqueue(conn, PushRequest(full=False, eds_hosts=frozenset({"h0"})))
-    await asyncio.sleep(0.02)  # first push in flight
+    await eventually(_async(lambda: len(seen) == 1), "the first push in flight", 5)
     for i in range(1, 5):
         q.enqueue(conn, PushRequest(full=False, eds_hosts=frozenset({f"h{i}"})))
     gate.set()
-    await asyncio.sleep(0.05)
+    await eventually(_async(lambda: q.pending() == 0), "the push queue drained", 5)
     await q.stop()
     assert len(seen) == 2  # the four requests made while in flight became one push
     assert seen[1].eds_hosts == frozenset({"h1", "h2", "h3", "h4"})
+
+
+def _async(check: Callable[[], bool]) -> Callable[[], Awaitable[bool]]:
+    async def run() -> bool:
+        return check()
+
+    return run
 
 
 def test_bus_config_is_checked_against_the_typed_model() -> None:

@@ -18,6 +18,8 @@ from meshplane.pilot.xds.connection import Connection
 from meshplane.pilot.xds.debounce import Debouncer
 from meshplane.shared.telemetry.tracing import carried_context, current_headers
 
+from .clock import ManualClock
+
 pytestmark = pytest.mark.timeout(30)
 
 RDS = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
@@ -62,12 +64,16 @@ async def test_debounced_push_parent_is_first_change_and_links_the_rest(
             queued.append(to_queue)
         await pushed.put(req)
 
-    debouncer = Debouncer(push, after=0.2, maximum=5.0, eds_debounce=True)
+    clock = ManualClock()
+    debouncer = Debouncer(push, after=0.2, maximum=5.0, eds_debounce=True, clock=clock, sleep=clock.sleep)
     runner = asyncio.create_task(debouncer.run())
     try:
         for i, h in enumerate(headers):
             debouncer.submit(PushRequest(full=True, kinds=frozenset({f"Kind{i}"}), traces=(h,)))
-        req = await asyncio.wait_for(pushed.get(), 10)
+            await clock.advance(0.1)  # each change within the quiet period of the one before
+        assert pushed.empty()
+        await clock.advance(0.1)
+        req = pushed.get_nowait()
     finally:
         runner.cancel()
     assert req.kinds == {"Kind0", "Kind1", "Kind2"}  # one push for the three changes

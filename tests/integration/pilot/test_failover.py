@@ -110,7 +110,8 @@ def test_killing_a_pilot_replica_loses_no_request(
         )
         row = next(r for r in other.get("/debug/syncz") if r["proxy"] == f"client-1.{NS}")
         assert row["route_status"] == "SYNCED" and row["cluster_status"] == "SYNCED"
-        time.sleep(0.3)
+        after = len(statuses)
+        kit.wait_until(lambda: len(statuses) >= after + 20, 10, "traffic after the config change")
     finally:
         stop.set()
         if thread.is_alive():

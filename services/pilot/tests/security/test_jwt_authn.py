@@ -16,6 +16,7 @@ from envoy.extensions.filters.http.jwt_authn.v3 import config_pb2 as jwt_pb2
 from meshplane.pilot.generators.security.jwt_authn import jwt_filter, unusable_jwks
 from meshplane.pilot.security.jwks import JwksResolver
 from meshplane.pilot.settings import Settings
+from meshplane.shared.testing.polling import eventually
 
 from .helpers import NS, cfg, context
 
@@ -143,17 +144,18 @@ async def test_resolver_refresh_picks_up_rotated_keys(http_base: str) -> None:
     resolver.attach(context(ra(spec)))
     task = asyncio.create_task(resolver.run())
     try:
-        for _ in range(100):
-            if changes:
-                break
-            await asyncio.sleep(0.05)
+
+        async def fetched() -> bool:
+            return bool(changes)
+
+        await eventually(fetched, "the first fetch", 10)
         rotated = json.dumps({"keys": [{"kty": "oct", "kid": "k2", "k": "b3RoZXI"}]})
         ROTATING["doc"] = rotated
-        for _ in range(100):
-            if resolver.attach(context(ra(spec))).jwks.get(f"{http_base}/rotating") == rotated:
-                break
-            await asyncio.sleep(0.05)
-        assert resolver.attach(context(ra(spec))).jwks[f"{http_base}/rotating"] == rotated
+
+        async def refreshed() -> bool:
+            return resolver.attach(context(ra(spec))).jwks.get(f"{http_base}/rotating") == rotated
+
+        await eventually(refreshed, "the rotated keys after a refresh", 10)
         assert len(changes) >= 2
     finally:
         ROTATING["doc"] = JWKS

@@ -72,6 +72,8 @@ class TaskSupervisor:
     stop: asyncio.Event | None = None
     _tasks: dict[str, _Supervised] = field(default_factory=dict)
     fatal: BaseException | None = None
+    #: set by :meth:`begin_close`: tasks that return now are ending on purpose (no warning)
+    closing: bool = False
 
     @staticmethod
     def metric(prefix: str, registry: CollectorRegistry | None) -> Counter:
@@ -121,8 +123,14 @@ class TaskSupervisor:
             what = f"{self.service}: a task that must not fail did: {self.fatal!r}"
             raise TaskFailure(what) from self.fatal
 
+    def begin_close(self) -> None:
+        """The service is stopping: a task that returns from now on (e.g. a server told to exit)
+        is not reported as a loop that ended on its own."""
+        self.closing = True
+
     async def aclose(self, timeout: float = 3.0) -> None:
         """Cancel every task and wait for them, at most ``timeout`` seconds."""
+        self.begin_close()
         tasks = [e.task for e in self._tasks.values() if e.task is not None]
         for t in tasks:
             t.cancel()
@@ -165,8 +173,8 @@ class TaskSupervisor:
                 await self.sleep(delay)
                 continue
             entry.up = False
-            if self.stop is not None and self.stop.is_set():
+            if self.closing or (self.stop is not None and self.stop.is_set()):
                 log.debug("%s: task %s ended with the service", self.service, entry.name)
-                return
-            log.warning("%s: task %s returned; it is not restarted", self.service, entry.name)
+            else:
+                log.warning("%s: task %s returned; it is not restarted", self.service, entry.name)
             return

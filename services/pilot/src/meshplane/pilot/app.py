@@ -3,6 +3,13 @@
 Startup order: HTTP first (``/ready`` 503), replay every bucket until SYNCED, then build the
 first push context, open the gRPC port and report ready. Proxy sync state is published to the
 ``proxy_status`` bucket so ``meshctl proxy-status`` sees every replica (``pilot.status``).
+
+Every long-lived task runs under a :class:`TaskSupervisor` (``pilot_task_failures{task}``). The
+push loop, status publisher, JWKS refresher and memory trimmer are restarted after a failure. The
+bus watcher and the HTTP server are fatal: a restarted watcher would miss deletions made while it
+was down, and a lost HTTP server cannot report anything, so Pilot stops and exits non-zero for
+its own supervisor to restart it. ``/ready`` is 503 while the push loop is down or its last push
+failed (the reason is in the body).
 """
 
 from __future__ import annotations
@@ -11,6 +18,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import socket
 from collections.abc import Awaitable, Generator
 
 import grpc
@@ -29,6 +37,7 @@ from meshplane.pilot.xds.debounce import Debouncer
 from meshplane.pilot.xds.discovery import DiscoveryServer
 from meshplane.shared.bus import Buckets, Bus, BusOptions, BusUnavailable
 from meshplane.shared.components import ComponentAnnouncer
+from meshplane.shared.tasks import TaskSupervisor
 
 log = logging.getLogger("meshplane.pilot")
 _JWKS_KINDS = frozenset({"RequestAuthentication"})
@@ -48,27 +57,53 @@ class Pilot:
         self.metrics = Metrics()
         self.state = State()
         self.server: DiscoveryServer | None = None
+        self.debouncer: Debouncer | None = None
+        self.tasks = TaskSupervisor("pilot", self.metrics.task_failures)
         self.ready = False
         self.grpc_port = 0
         self.http_port = 0
 
+    def not_ready(self) -> str | None:
+        """Why Pilot should not take new proxies now, or None when it is ready."""
+        if not self.ready:
+            return "replaying the bus"
+        if not self.tasks.running("debouncer"):
+            return "the push loop is down (restarting)"
+        if self.debouncer is not None and self.debouncer.last_error is not None:
+            return f"the last push failed ({self.debouncer.last_error}); retrying"
+        return None
+
     async def run(self, stop: asyncio.Event) -> None:
+        """Serve until ``stop`` is set; raise :class:`TaskFailure` if a fatal task failed."""
+        self.tasks.on_fatal = stop.set
+        await self._run(stop)
+        self.tasks.raise_if_failed()
+
+    async def _run(self, stop: asyncio.Event) -> None:
         s = self.settings
-        app = build_app(self.metrics, self.state, lambda: self.server, lambda: self.ready)
+        app = build_app(self.metrics, self.state, lambda: self.server, self.not_ready)
         http = _QuietServer(
             uvicorn.Config(app, host=s.http_host, port=s.http_port, log_level="warning", lifespan="off")
         )
-        http_task = asyncio.create_task(http.serve())
+        try:  # bound here, not by uvicorn, so a taken port is one clear line and exit code 1
+            family = socket.AF_INET6 if ":" in s.http_host else socket.AF_INET
+            http_socket = socket.create_server((s.http_host, s.http_port), family=family)
+        except OSError as exc:
+            log.error("cannot listen on %s:%d for HTTP (--http-addr): %s", s.http_host, s.http_port, exc)
+            raise SystemExit(1) from None
+        self.http_port = http_socket.getsockname()[1]
+        http_task = self.tasks.spawn("http", lambda: self._serve_http(http, http_socket), restart=False)
         try:
             bus = await Bus.connect(BusOptions(url=s.nats_url, name=f"meshplane-pilot-{s.pilot_id}"))
         except BusUnavailable as exc:
             log.error("cannot reach the bus at %s (--nats-url / NATS_URL): %s", s.nats_url, exc)
+            self.tasks.begin_close()
             http.should_exit = True
             await _bounded(http_task, 3, "HTTP server stop")
             raise SystemExit(1) from None
         buckets = Buckets(bus)
         watcher = Watcher(buckets, self.state, self.metrics)
-        tasks = [asyncio.create_task(watcher.run())]
+        self.tasks.spawn("watcher", watcher.run, restart=False)
         grpc_server: grpc.aio.Server | None = None
         announcer: ComponentAnnouncer | None = None
         try:
@@ -87,16 +122,22 @@ class Pilot:
             )
             self.metrics.services.set(len(self.server.ctx.services))
             status = StatusPublisher(buckets, s.pilot_id, discovery)
-            debouncer = Debouncer(self.server.push, s.debounce_after, s.debounce_max, s.enable_eds_debounce)
+            self.debouncer = debouncer = Debouncer(
+                lambda req: discovery.push(req),
+                s.debounce_after,
+                s.debounce_max,
+                s.enable_eds_debounce,
+                on_error=lambda _exc: self.metrics.push_context_errors.inc(),
+            )
             watcher.submit = debouncer.submit
             submit.append(debouncer)
             self.server.queue.start()
-            tasks += [
-                asyncio.create_task(debouncer.run()),
-                asyncio.create_task(status.run()),
-                asyncio.create_task(jwks.run()),
-                asyncio.create_task(trim_when_idle(self._activity, lambda: discovery.queue.pending() > 0)),
-            ]
+            self.tasks.spawn("debouncer", debouncer.run)
+            self.tasks.spawn("status", status.run)
+            self.tasks.spawn("jwks", jwks.run)
+            self.tasks.spawn(
+                "memory", lambda: trim_when_idle(self._activity, lambda: discovery.queue.pending() > 0)
+            )
             grpc_server = grpc.aio.server(options=self._grpc_options())
             add_to_server(AdsServicer(self.server), grpc_server)
             self.grpc_port = grpc_server.add_insecure_port(f"{s.grpc_host}:{s.grpc_port}")
@@ -111,16 +152,17 @@ class Pilot:
             announcer = ComponentAnnouncer(
                 bus,
                 "pilot",
-                {"xds": f"{s.grpc_host}:{self.grpc_port}", "http": f"{s.http_host}:{s.http_port}"},
+                {"xds": f"{s.grpc_host}:{self.grpc_port}", "http": f"{s.http_host}:{self.http_port}"},
                 instance=s.pilot_id,
             )
             await announcer.announce()
             log.info(
-                "ready: ADS on %s:%d, HTTP on %s:%d", s.grpc_host, self.grpc_port, s.http_host, s.http_port
+                "ready: ADS on %s:%d, HTTP on %s:%d", s.grpc_host, self.grpc_port, s.http_host, self.http_port
             )
             await stop.wait()
         finally:
             self.ready = False
+            self.tasks.begin_close()
             if announcer is not None:
                 await announcer.withdraw()
             proxy_ids = [c.proxy.id for c in self.server.connections.values()] if self.server else []
@@ -129,13 +171,20 @@ class Pilot:
                 await _bounded(grpc_server.stop(grace=1.0), 5, "gRPC server stop")
             if self.server is not None:
                 await _bounded(self.server.queue.stop(), 3, "push queue stop")
-            for t in tasks:
-                t.cancel()
-            await _bounded(asyncio.gather(*tasks, return_exceptions=True), 3, "background tasks")
-            await StatusPublisher.clear_records(buckets, s.pilot_id, proxy_ids)
-            await _bounded(bus.close(), 6, "bus close")
             http.should_exit = True
             await _bounded(http_task, 3, "HTTP server stop")
+            await self.tasks.aclose(3)
+            await StatusPublisher.clear_records(buckets, s.pilot_id, proxy_ids)
+            await _bounded(bus.close(), 6, "bus close")
+
+    @staticmethod
+    async def _serve_http(http: uvicorn.Server, sock: socket.socket) -> None:
+        try:
+            await http.serve(sockets=[sock])
+        except SystemExit:  # uvicorn's way of saying it could not start
+            raise RuntimeError("the HTTP server could not start") from None
+        if not http.should_exit:
+            raise RuntimeError("the HTTP server stopped on its own")
 
     @staticmethod
     async def _wait(event: asyncio.Event, stop: asyncio.Event) -> None:

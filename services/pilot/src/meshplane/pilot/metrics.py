@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from meshplane.shared.tasks import TaskSupervisor
+
 
 class Metrics:
     def __init__(self) -> None:
@@ -48,3 +50,12 @@ class Metrics:
             "entering the push queue.",
             registry=r,
         )
+        # Istio counts a push whose context could not be built here; a meshplane push that raises
+        # (building the context or queueing the proxies) is that failure.
+        self.push_context_errors = Counter(
+            "pilot_xds_push_context_errors",
+            "Number of errors (timeouts) initiating push context.",
+            registry=r,
+        )
+        #: ``pilot_task_failures{task}``: supervised background tasks that raised
+        self.task_failures = TaskSupervisor.metric("pilot", r)

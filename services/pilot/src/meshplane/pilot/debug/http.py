@@ -1,6 +1,11 @@
 """FastAPI app: /ready, /metrics, /debug/{syncz,config_dump,configz,registryz,push_status}.
 
 Bad input (a missing or unknown proxyID) gets a 4xx with a message naming what is wrong.
+
+Every handler is ``async def`` so it runs on the event loop, between the loop's own steps: the
+state it reads (connections, the push context, the resource cache, which ``config_dump`` also
+fills) is only ever touched from that one thread. A plain ``def`` would run on a worker thread,
+racing the loop.
 """
 
 from __future__ import annotations
@@ -21,26 +26,30 @@ from meshplane.pilot.xds.discovery import DiscoveryServer
 ServerFn = Callable[[], DiscoveryServer | None]
 
 
-def build_app(metrics: Metrics, state: State, server: ServerFn, ready: Callable[[], bool]) -> FastAPI:
+def build_app(
+    metrics: Metrics, state: State, server: ServerFn, not_ready: Callable[[], str | None]
+) -> FastAPI:
+    """``not_ready`` returns why Pilot is not ready (the 503 body), or None when it is."""
     app = FastAPI(title="meshplane-pilot", docs_url=None, redoc_url=None, openapi_url=None)
 
     @app.get("/ready")
-    def _ready() -> Response:
-        if ready():
+    async def _ready() -> Response:
+        reason = not_ready()
+        if reason is None:
             return PlainTextResponse("ready\n")
-        return PlainTextResponse("not ready: replaying the bus\n", status_code=503)
+        return PlainTextResponse(f"not ready: {reason}\n", status_code=503)
 
     @app.get("/metrics")
-    def _metrics() -> Response:
+    async def _metrics() -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/debug/syncz")
-    def _syncz() -> Any:
+    async def _syncz() -> Any:
         s = server()
         return syncz(s) if s else []
 
     @app.get("/debug/config_dump")
-    def _config_dump(proxy_id: str = Query("", alias="proxyID")) -> Response:
+    async def _config_dump(proxy_id: str = Query("", alias="proxyID")) -> Response:
         s = server()
         if not proxy_id:
             return JSONResponse({"error": "missing query parameter proxyID (POD.NAMESPACE)"}, status_code=400)
@@ -52,7 +61,7 @@ def build_app(metrics: Metrics, state: State, server: ServerFn, ready: Callable[
         return JSONResponse(config_dump(s, conns[-1]))  # type: ignore[arg-type]
 
     @app.get("/debug/configz")
-    def _configz() -> Any:
+    async def _configz() -> Any:
         return [
             {
                 "kind": c.kind,
@@ -67,13 +76,13 @@ def build_app(metrics: Metrics, state: State, server: ServerFn, ready: Callable[
         ]
 
     @app.get("/debug/registryz")
-    def _registryz() -> Any:
+    async def _registryz() -> Any:
         s = server()
         services = s.ctx.services if s else list(state.services.values())
         return [dataclasses.asdict(svc) for svc in services]
 
     @app.get("/debug/push_status")
-    def _push_status() -> Any:
+    async def _push_status() -> Any:
         s = server()
         if s is None:
             return {}

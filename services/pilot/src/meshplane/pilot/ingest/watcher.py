@@ -61,11 +61,11 @@ class Watcher:
         self.submit: Submit | None = None
 
     async def run(self) -> None:
-        await asyncio.gather(
-            self._watch("config", self.buckets.config, self._on_config),
-            self._watch("services", self.buckets.services, self._on_service),
-            self._watch("workloads", self.buckets.workloads, self._on_workload),
-        )
+        """Watch the three buckets; if one watch fails the others are cancelled and this raises."""
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self._watch("config", self.buckets.config, self._on_config))
+            group.create_task(self._watch("services", self.buckets.services, self._on_service))
+            group.create_task(self._watch("workloads", self.buckets.workloads, self._on_workload))
 
     async def _watch(self, part: str, kv: Any, handle: Callable[[str, Any], PushRequest | None]) -> None:
         async with kv.watch() as w:
