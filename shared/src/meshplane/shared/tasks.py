@@ -90,6 +90,8 @@ class TaskSupervisor:
             raise ValueError(f"task {name!r} is already running")
         entry = _Supervised(name, factory, restart)
         self._tasks[name] = entry
+        if self.failures_metric is not None:  # exported at 0, so the first failure shows as an increase
+            self.failures_metric.labels(task=name)
         entry.task = asyncio.create_task(self._keep(entry), name=f"{self.service}:{name}")
         return entry.task
 
