@@ -144,3 +144,11 @@ async def test_a_task_that_returns_is_warned_about_unless_the_service_is_closing
     [server] = [r for r in caplog.records if "server" in r.getMessage()]
     assert early.levelno == logging.WARNING and "returned; it is not restarted" in early.getMessage()
     assert server.levelno == logging.DEBUG
+
+
+async def test_every_task_is_exported_with_zero_failures_from_its_start() -> None:
+    sup, registry = _supervisor(FakeTime())
+    never = asyncio.Event()
+    sup.spawn("quiet", never.wait)
+    assert registry.get_sample_value("test_task_failures_total", {"task": "quiet"}) == 0.0
+    await sup.aclose()

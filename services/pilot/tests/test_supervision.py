@@ -246,17 +246,25 @@ def test_a_failed_bus_watcher_stops_pilot_with_a_non_zero_exit(
     assert pilot.tasks.failures("watcher") == 1
 
 
-def test_a_taken_http_port_is_one_clear_line_and_exit_code_1() -> None:
+@pytest.mark.parametrize("flag", ["--http-addr", "--grpc-addr"])
+def test_a_taken_port_is_one_clear_line_and_exit_code_1(flag: str, nats_server: NatsServer) -> None:
+    what = "HTTP" if flag == "--http-addr" else "gRPC"
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
+        others = {"--http-addr": "127.0.0.1:0", "--grpc-addr": "127.0.0.1:0", flag: f"127.0.0.1:{port}"}
         out = subprocess.run(
-            [str(Path(sys.executable).parent / "meshplane-pilot"), "--http-addr", f"127.0.0.1:{port}"],
+            [
+                str(Path(sys.executable).parent / "meshplane-pilot"),
+                "--nats-url",
+                nats_server.url,
+                *(part for item in others.items() for part in item),
+            ],
             capture_output=True,
             text=True,
-            timeout=30,
+            timeout=60,
         )
     assert out.returncode == 1, out
-    assert f"cannot listen on 127.0.0.1:{port} for HTTP (--http-addr)" in out.stderr
+    assert f"cannot listen on 127.0.0.1:{port} for {what} ({flag})" in out.stderr
     assert "Traceback" not in out.stderr + out.stdout

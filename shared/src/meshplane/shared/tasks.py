@@ -87,6 +87,8 @@ class TaskSupervisor:
 
     def spawn(self, name: str, factory: TaskFactory, *, restart: bool = True) -> asyncio.Task[None]:
         """Start ``factory()`` as task ``name``; a later failure is handled as configured."""
+        if self.failures_metric is not None:  # exported at 0, so the first failure shows as an increase
+            self.failures_metric.labels(task=name)
         old = self._tasks.get(name)
         if old is not None and old.task is not None and not old.task.done():
             raise ValueError(f"task {name!r} is already running")

@@ -140,9 +140,14 @@ class Pilot:
             )
             grpc_server = grpc.aio.server(options=self._grpc_options())
             add_to_server(AdsServicer(self.server), grpc_server)
-            self.grpc_port = grpc_server.add_insecure_port(f"{s.grpc_host}:{s.grpc_port}")
+            try:  # grpcio raises RuntimeError (older versions returned 0) when it cannot bind
+                self.grpc_port = grpc_server.add_insecure_port(f"{s.grpc_host}:{s.grpc_port}")
+            except RuntimeError:
+                self.grpc_port = 0
             if not self.grpc_port:
-                raise OSError(f"cannot listen on {s.grpc_host}:{s.grpc_port} for gRPC")
+                grpc_server = None  # never started: nothing to stop
+                log.error("cannot listen on %s:%d for gRPC (--grpc-addr): taken?", s.grpc_host, s.grpc_port)
+                raise SystemExit(1)
             await grpc_server.start()
             # Start-up objects (modules, the replayed state) live forever: keep them out of every
             # later collection, which otherwise walks them again and again during pushes.
