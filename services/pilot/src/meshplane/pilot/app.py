@@ -159,6 +159,7 @@ class Pilot:
                 "pilot",
                 {"xds": f"{s.grpc_host}:{self.grpc_port}", "http": f"{s.http_host}:{self.http_port}"},
                 instance=s.pilot_id,
+                supervisor=self.tasks,
             )
             await announcer.announce()
             log.info(
