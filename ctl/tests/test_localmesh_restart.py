@@ -23,20 +23,20 @@ class Clock:
         return self.now
 
 
-def test_backoff_doubles_from_1s_to_30s() -> None:
+def test_restart_at_once_then_backoff_doubles_from_1s_to_30s() -> None:
     policy = RestartPolicy()
     delays = [policy.exited(now=1000.0 + i, healthy_since=1000.0 + i - 1) for i in range(8)]
-    assert delays == [1, 2, 4, 8, 16, 30, 30, 30]
+    assert delays == [0, 1, 2, 4, 8, 16, 30, 30]
 
 
 def test_backoff_resets_after_60s_healthy_not_before() -> None:
     policy = RestartPolicy()
-    for _ in range(4):
+    for _ in range(5):
         policy.exited(now=0.0, healthy_since=None)
     assert policy.exited(now=159.9, healthy_since=100.0) == 16  # 59.9 s healthy: keeps doubling
-    assert policy.exited(now=260.0, healthy_since=200.0) == 1  # 60 s healthy: starts again at 1 s
+    assert policy.exited(now=260.0, healthy_since=200.0) == 0  # 60 s healthy: at once, as at first
     assert policy.failures == 1
-    assert policy.exited(now=261.0, healthy_since=None) == 2
+    assert policy.exited(now=261.0, healthy_since=None) == 1
 
 
 def test_crash_loop_is_reported_once_per_loop() -> None:
@@ -85,6 +85,11 @@ def test_supervisor_restarts_with_backoff_reports_the_loop_and_keeps_the_rest(
     try:
         starts = [bad.pid]
         restart_times = []
+        _wait_exit(bad.proc)
+        sup.tick()  # the first exit: restarted in the same tick
+        assert bad.state is State.STARTING and bad.restart_at == clock.now
+        restart_times.append(0.0)
+        starts.append(bad.pid)
         for _ in range(4):
             _wait_exit(bad.proc)
             sup.tick()  # sees the exit, schedules the restart
@@ -97,15 +102,15 @@ def test_supervisor_restarts_with_backoff_reports_the_loop_and_keeps_the_rest(
             sup.tick()
             restart_times.append(wait)
             starts.append(bad.pid)
-        assert [round(w) for w in restart_times] == [1, 2, 4, 8]
-        assert len(set(starts)) == 5 and bad.restarts == 4
+        assert [round(w) for w in restart_times] == [0, 1, 2, 4, 8]
+        assert len(set(starts)) == 6 and bad.restarts == 5
         assert good.proc.poll() is None and good.restarts == 0  # the rest keeps running
     finally:
         sup.stop_all(timeout=5)
     out, err = capsys.readouterr()
     assert "meshctl up: crasher exited with code 3 (pid" in out
-    assert "restarting in 1s" in out and "restarting in 8s" in out
-    assert out.count("meshctl up: crasher restarted as pid") == 4
+    assert "restarting now" in out and "restarting in 1s" in out and "restarting in 8s" in out
+    assert out.count("meshctl up: crasher restarted as pid") == 5
     assert err.count("crasher cannot start") == 1, err  # reported once, not per restart
     assert "    bad flag: --nope" in err
 
@@ -122,9 +127,7 @@ def test_supervisor_marks_ready_again_and_resets_after_60s(
         first = m.pid
         os.kill(first, signal.SIGKILL)
         _wait_exit(m.proc)
-        sup.tick()
-        clock.now += 1
-        sup.tick()
+        sup.tick()  # the first exit after a healthy run: restarted at once
         assert m.state is State.STARTING and m.pid != first
         sup.tick()
         assert m.state is State.STARTING  # not ready yet
@@ -135,13 +138,19 @@ def test_supervisor_marks_ready_again_and_resets_after_60s(
         os.kill(m.pid, signal.SIGKILL)
         _wait_exit(m.proc)
         sup.tick()
-        assert round(m.restart_at - clock.now) == 1  # 60 s healthy: backoff starts over
+        assert m.restart_at == clock.now  # 60 s healthy: restarted at once again
+        sup.tick()  # restarted, and ready in the same tick (the marker is there)
+        assert m.state is State.RUNNING
+        os.kill(m.pid, signal.SIGKILL)
+        _wait_exit(m.proc)
+        sup.tick()
+        assert m.restart_at - clock.now == 1  # exited again within 60 s: backoff, a crash loop
     finally:
         sup.stop_all(timeout=5)
     out, err = capsys.readouterr()
-    assert f"meshctl up: svc was killed by SIGKILL (pid {first}); restarting in 1s" in out
-    assert "svc is ready again" in out
-    assert err == ""
+    assert f"meshctl up: svc was killed by SIGKILL (pid {first}); restarting now" in out
+    assert out.count("svc is ready again") == 2
+    assert err.count("svc is crash-looping (2 exits without 60s healthy") == 1, err
 
 
 def test_children_die_when_their_parent_is_sigkilled(tmp_path: Path) -> None:

@@ -1,7 +1,8 @@
 """How ``meshctl up`` restarts a process that exited after start-up: kubelet's policy, made small.
 
-The first restart waits 1 s, each further one twice as long, up to 30 s; a process that stayed
-healthy (ready) for 60 s starts again from 1 s. A process that exits again before it had its 60
+As kubelet does, a process that exits after a healthy run is restarted at once; when it exits
+again before it was healthy (ready) for 60 s, the next restart waits 1 s, then 2 s, doubling up
+to 30 s. 60 healthy seconds reset the backoff. A process that exits again before it had its 60
 healthy seconds, or that exits before it ever got ready again after a restart, is crash-looping:
 that is reported once, with the tail of its log, until it has been healthy for 60 s again.
 The policy takes the time as an argument, so tests drive it with a made-up clock.
@@ -38,8 +39,8 @@ class RestartPolicy:
         """
         if healthy_since is not None and now - healthy_since >= self.reset_after:
             self.failures, self.reported, self._next = 0, False, 0.0
-        delay = self._next or self.initial
-        self._next = min(self.cap, delay * 2)
+        delay = self._next
+        self._next = min(self.cap, delay * 2) if delay else self.initial
         self.failures += 1
         return delay
 

@@ -127,16 +127,15 @@ class Supervisor:
                 self._tick(m, self.clock())
 
     def _tick(self, m: Managed, now: float) -> None:
-        if m.state is State.WAITING:
-            if now >= m.restart_at:
-                self._restart(m, now)
-            return
-        code = m.proc.poll()
-        if code is not None:
-            self._exited(m, code, now)
-        elif m.state is State.STARTING and _probe(m.ready):
-            m.state, m.healthy_since = State.RUNNING, now
-            self.say(f"{m.name} is ready again (pid {m.pid}, {now - m.exited_at:.1f}s after it stopped)")
+        if m.state is not State.WAITING:
+            code = m.proc.poll()
+            if code is not None:
+                self._exited(m, code, now)
+            elif m.state is State.STARTING and _probe(m.ready):
+                m.state, m.healthy_since = State.RUNNING, now
+                self.say(f"{m.name} is ready again (pid {m.pid}, {now - m.exited_at:.1f}s after it stopped)")
+        if m.state is State.WAITING and now >= m.restart_at:
+            self._restart(m, now)
 
     def _exited(self, m: Managed, code: int, now: float) -> None:
         self._backoff(m, now, f"{exit_status(code)} (pid {m.pid})")
@@ -145,7 +144,7 @@ class Supervisor:
         became_ready = m.state is State.RUNNING
         delay = m.policy.exited(now, m.healthy_since if became_ready else None)
         m.state, m.exited_at, m.restart_at, m.healthy_since = State.WAITING, now, now + delay, None
-        self.say(f"{m.name} {what}; restarting in {delay:.0f}s")
+        self.say(f"{m.name} {what}; restarting {f'in {delay:.0f}s' if delay else 'now'}")
         if m.policy.should_report(became_ready):
             why = "is crash-looping" if became_ready else "cannot start"
             tail = "\n".join(f"    {line}" for line in log_tail(m.log))

@@ -1,0 +1,225 @@
+"""Fault injection against a running ``meshctl up`` (tests and ``benchmarks/faults``).
+
+``LoadGen`` sends requests through the ingress gateway at a fixed rate from a few threads and
+records each one; ``kill`` SIGKILLs a component's current PID and ``wait_recovered`` reads
+``meshctl up``'s own restart lines for the new PID and when it was ready again. ``bus_counts``
+counts the keys of every bucket that holds durable state, and ``BusRecorder`` records every
+config object put on the bus (surviving a nats-server restart).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from meshplane.ctl.localmesh.testing import UpRun
+from meshplane.shared.bus.buckets import Buckets
+from meshplane.shared.bus.client import Bus, BusOptions
+from meshplane.shared.bus.kv import EventType, TypedKV
+
+#: buckets whose keys are durable state (not liveness records of running instances)
+DURABLE_BUCKETS = ("config", "services", "workloads", "trust")
+ALL_TO = "  http:\n  - route:\n    - destination: {{host: reviews, subset: {v}}}\n"
+
+
+@dataclass(frozen=True)
+class Result:
+    sent: float
+    took: float
+    ok: bool
+    body: str
+
+
+@dataclass
+class LoadGen:
+    """``rate`` requests/s through ``url`` from ``threads`` threads, each on its own schedule."""
+
+    url: str
+    rate: float = 50.0
+    threads: int = 4
+    headers: dict[str, str] = field(default_factory=dict)
+    timeout: float = 5.0
+    results: list[Result] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _workers: list[threading.Thread] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def start(self) -> LoadGen:
+        start = time.monotonic()
+        for i in range(self.threads):
+            t = threading.Thread(target=self._run, args=(start + i / self.rate,), daemon=True)
+            t.start()
+            self._workers.append(t)
+        return self
+
+    def _run(self, first: float) -> None:
+        period = self.threads / self.rate
+        nxt = first
+        with httpx.Client(headers=self.headers, timeout=self.timeout) as client:
+            while not self._stop.is_set():
+                delay = nxt - time.monotonic()
+                if delay > 0 and self._stop.wait(delay):
+                    return
+                nxt = max(nxt + period, time.monotonic() - period)  # a slow answer skips, never bursts
+                sent = time.monotonic()
+                try:
+                    resp = client.get(self.url)
+                    body = resp.text.strip()
+                    ok = resp.status_code == 200 and "[" not in body  # the apps put a failed hop in [...]
+                    body = body if ok else f"{resp.status_code} {body}"
+                except httpx.HTTPError as exc:
+                    ok, body = False, f"{type(exc).__name__}: {exc}"
+                with self._lock:
+                    self.results.append(Result(sent, time.monotonic() - sent, ok, body))
+
+    def stop(self) -> None:
+        self._stop.set()
+        for t in self._workers:
+            t.join(self.timeout + 5)
+
+    def window(self, since: float, until: float = float("inf")) -> list[Result]:
+        with self._lock:
+            return [r for r in self.results if since <= r.sent < until]
+
+    def failures(self, since: float = 0.0, until: float = float("inf")) -> list[Result]:
+        return [r for r in self.window(since, until) if not r.ok]
+
+    def achieved_rate(self, since: float, until: float) -> float:
+        return len(self.window(since, until)) / max(1e-9, until - since)
+
+
+def current_pid(run: UpRun, name: str) -> int:
+    """The component's PID now: from its last "restarted as pid N" line, else from the table."""
+    pid = run.pids()[name]
+    for line in list(run.lines):
+        m = re.match(rf"meshctl up: {re.escape(name)} restarted as pid (\d+)", line)
+        if m:
+            pid = int(m.group(1))
+    return pid
+
+
+def kill(run: UpRun, name: str) -> tuple[int, int, float]:
+    """SIGKILL the component's current PID; (that PID, output lines so far, monotonic kill time)."""
+    pid, mark = current_pid(run, name), len(run.lines)
+    killed_at = time.monotonic()
+    os.kill(pid, signal.SIGKILL)
+    return pid, mark, killed_at
+
+
+def wait_recovered(
+    run: UpRun, name: str, mark: int, killed_at: float, timeout: float = 30.0
+) -> tuple[int, float]:
+    """(new PID, seconds from the kill until ``meshctl up`` saw it ready again)."""
+    pattern = re.compile(rf"meshctl up: {re.escape(name)} is ready again \(pid (\d+),")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for line in list(run.lines[mark:]):
+            m = pattern.match(line)
+            if m:
+                return int(m.group(1)), time.monotonic() - killed_at
+        time.sleep(0.02)
+    raise AssertionError(f"{name} not ready again {timeout}s after the kill:\n{''.join(run.lines[mark:])}")
+
+
+def set_reviews(vs: Path, original: str, version: str | None) -> None:
+    """Route every reviews request to ``version`` (None: back to the file as it was)."""
+    if version is None:
+        vs.write_text(original)
+        return
+    start = original.index("  http:\n")
+    end = original.index("---", start)
+    vs.write_text(original[:start] + ALL_TO.format(v=version) + original[end:])
+
+
+def serving(url: str, version: str, headers: dict[str, str] | None = None, n: int = 5) -> bool:
+    """``n`` requests in a row answered by reviews ``version``."""
+    return all(f"reviews {version}" in httpx.get(url, headers=headers, timeout=5).text for _ in range(n))
+
+
+def wait_for(check: Callable[[], bool], timeout: float, what: str) -> float:
+    """Poll ``check`` until true; the seconds it took. Raises AssertionError naming ``what``."""
+    start = time.monotonic()
+    last: object = None
+    while time.monotonic() - start < timeout:
+        try:
+            if check():
+                return time.monotonic() - start
+        except (httpx.HTTPError, OSError) as exc:
+            last = exc
+        time.sleep(0.02)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last error: {last!r})")
+
+
+async def _counts(nats_url: str) -> dict[str, int]:
+    bus = await Bus.connect(BusOptions(url=nats_url, name="faults-count"))
+    try:
+        buckets = Buckets(bus)
+        kvs: dict[str, TypedKV] = {name: getattr(buckets, name) for name in DURABLE_BUCKETS}  # type: ignore[type-arg]
+        return {name: len(await asyncio.wait_for(kv.items(), 20)) for name, kv in kvs.items()}
+    finally:
+        await bus.close()
+
+
+def bus_counts(nats_url: str) -> dict[str, int]:
+    """Keys per durable bucket (config objects, services, workloads, trust bundles)."""
+    return asyncio.run(_counts(nats_url))
+
+
+class BusRecorder:
+    """Records every config object put on the bus, (key, spec_json), from a thread of its own."""
+
+    def __init__(self, nats_url: str) -> None:
+        self.url = nats_url
+        self.puts: list[tuple[str, str]] = []
+        self.latest: dict[str, str] = {}
+        self.synced = threading.Event()
+        self.error: BaseException | None = None
+        self._loop = asyncio.new_event_loop()
+        self._task: asyncio.Task[None] | None = None
+        self._thread = threading.Thread(target=self._main, daemon=True)
+
+    def __enter__(self) -> BusRecorder:
+        self._thread.start()
+        if not self.synced.wait(30):
+            raise AssertionError(f"the bus recorder did not sync: {self.error!r}")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._task is not None:
+            self._loop.call_soon_threadsafe(self._task.cancel)
+        self._thread.join(15)
+
+    def _main(self) -> None:
+        self._task = self._loop.create_task(self._watch())
+        with contextlib.suppress(asyncio.CancelledError):
+            self._loop.run_until_complete(self._task)
+        self._loop.close()
+
+    async def _watch(self) -> None:
+        try:
+            bus = await Bus.connect(BusOptions(url=self.url, name="faults-recorder"))
+        except BaseException as exc:
+            self.error = exc
+            raise
+        try:
+            async with Buckets(bus).config.watch() as w:
+                async for ev in w:
+                    if ev.type is EventType.SYNCED:
+                        self.synced.set()
+                    elif ev.type is EventType.PUT and ev.value is not None:
+                        self.puts.append((ev.key, ev.value.spec_json))
+                        self.latest[ev.key] = ev.value.spec_json
+                    elif ev.type is EventType.DELETE:
+                        self.latest.pop(ev.key, None)
+        finally:
+            await bus.close()

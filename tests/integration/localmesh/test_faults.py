@@ -1,0 +1,265 @@
+"""Nothing fails alone: SIGKILL one process of a running ``meshctl up``, traffic keeps flowing.
+
+One ``meshctl up`` on a relocated copy of the bookinfo example serves the whole module (each test
+waits for full recovery before it ends, and leaves the config as it found it). A load generator
+sends >= 40 requests/s through the ingress gateway while a component's real PID is SIGKILLed;
+``meshctl up`` restarts it (its own output says when it is ready again) and the test checks: no
+failed request while it was down or after, back within 5 s with a new PID, an edit made after the
+restart served within 2 s, and the same number of keys in every durable bus bucket. The last test
+SIGKILLs ``meshctl up`` itself, so it must stay last.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+from meshplane.ctl.localmesh.faults import (
+    BusRecorder,
+    LoadGen,
+    bus_counts,
+    current_pid,
+    kill,
+    serving,
+    set_reviews,
+    wait_for,
+    wait_recovered,
+)
+from meshplane.ctl.localmesh.testing import UpRun, running_up
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(300), pytest.mark.xdist_group("localmesh-faults")]
+
+REPO = Path(__file__).resolve().parents[3]
+RATE = 50.0
+JASON = {"end-user": "jason"}
+
+
+@pytest.fixture(scope="module")
+def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UpRun]:
+    with running_up(REPO / "examples", tmp_path_factory.mktemp("faults")) as run:
+        wait_for(lambda: serving(run.gateway, "v2", JASON), 60, "the gateway to serve")
+        yield run
+
+
+def _admins(up: UpRun) -> dict[str, str]:
+    admins: dict[str, str] = json.loads((up.state / "proxies.json").read_text())
+    return admins
+
+
+def _stats(admin: str) -> dict[str, int]:
+    text = httpx.get(f"http://{admin}/stats", timeout=10).text
+    out = {}
+    for line in text.splitlines():
+        name, _, value = line.partition(": ")
+        if value.isdigit():
+            out[name] = int(value)
+    return out
+
+
+def _edit_reaches_traffic(up: UpRun) -> float:
+    """Route all reviews to v3, wait until served, then restore the file and wait for v2 for jason."""
+    vs = up.config / "reviews.yaml"
+    original = vs.read_text()
+    try:
+        written = time.monotonic()
+        set_reviews(vs, original, "v3")
+        wait_for(lambda: serving(up.gateway, "v3") and serving(up.gateway, "v3", JASON, 1), 15, "v3 served")
+        took = time.monotonic() - written
+    finally:
+        set_reviews(vs, original, None)
+    wait_for(lambda: serving(up.gateway, "v2", JASON), 15, "the original routes back")
+    return took
+
+
+def _fault(up: UpRun, name: str) -> dict[str, float]:
+    """Kill ``name`` under load; assert the issue's promises; return the figures."""
+    wait_for(lambda: serving(up.gateway, "v2", JASON), 30, "the mesh to serve before the fault")
+    before = bus_counts(up.nats_url())
+    load = LoadGen(up.gateway, rate=RATE).start()
+    try:
+        started = time.monotonic()
+        wait_for(lambda: len(load.window(started)) >= RATE, 20, "a second of load")
+        old, mark, killed = kill(up, name)
+        new, back = wait_recovered(up, name, mark, killed)
+        recovered = time.monotonic()
+        edit = _edit_reaches_traffic(up)
+        wait_for(lambda: len(load.window(recovered)) >= 2 * RATE, 20, "load after the recovery")
+        ended = time.monotonic()
+    finally:
+        load.stop()
+    down, after = load.failures(killed, recovered), load.failures(recovered)
+    assert (down, after) == ([], []), f"{len(down)} failed while {name} was down, {len(after)} after"
+    assert load.failures() == []
+    rate = load.achieved_rate(started, ended)
+    assert rate >= 40, f"the load generator managed only {rate:.0f} requests/s"
+    assert new != old
+    assert back < 5, f"{name} was ready again {back:.1f}s after the kill"
+    assert edit < 2, f"an edit after {name}'s restart took {edit:.2f}s to reach traffic"
+    assert bus_counts(up.nats_url()) == before
+    return {"sent": len(load.results), "restart_s": back, "edit_s": edit}
+
+
+def test_nats_server_killed(up: UpRun) -> None:
+    _fault(up, "nats-server")
+
+
+def test_pilot_killed_envoys_are_not_pushed_a_different_config(up: UpRun) -> None:
+    admins = _admins(up)
+    watched = ["istio-ingressgateway.istio-system", "productpage-v1.bookinfo"]
+    keys = ["listener_manager.listener_modified", "listener_manager.listener_removed"]
+    keys += ["cluster_manager.cluster_modified", "cluster_manager.cluster_removed"]
+    before = {p: _stats(admins[p]) for p in watched}
+    mark = len(up.lines)
+    old = up.pids()["meshplane-pilot"]
+    _fault(up, "meshplane-pilot")
+    assert f"meshplane-pilot was killed by SIGKILL (pid {old})" in "".join(up.lines[mark:])
+    # each watched Envoy took a full LDS and CDS answer from the new Pilot ...
+    for p in watched:
+        wait_for(
+            lambda p=p: all(
+                _stats(admins[p])[f"{k}.update_success"] > before[p][f"{k}.update_success"]
+                for k in ("listener_manager.lds", "cluster_manager.cds")
+            ),
+            10,
+            f"{p} to take config from the restarted Pilot",
+        )
+    # ... and found nothing to change in it: no listener or cluster modified or removed (the route
+    # edit in _fault changes routes only)
+    after = {p: _stats(admins[p]) for p in watched}
+    assert {p: {k: after[p][k] - before[p][k] for k in keys} for p in watched} == {
+        p: dict.fromkeys(keys, 0) for p in watched
+    }
+
+
+def test_citadel_killed(up: UpRun) -> None:
+    _fault(up, "meshplane-citadel")
+
+
+def test_galley_killed(up: UpRun) -> None:
+    _fault(up, "meshplane-galley")
+
+
+def test_node_agent_killed_its_envoy_gets_certificates_again(up: UpRun) -> None:
+    proxy = "productpage-v1.bookinfo"
+    admin = _admins(up)[proxy]
+    before = _stats(admin)
+    sds = [k for k in before if k.startswith("sds.") and k.endswith(".update_success")]
+    assert sds, sorted(before)
+    _fault(up, f"node-agent-{proxy}")
+    # the Envoy reconnected to the new node agent over the same socket and took its certificates
+    wait_for(lambda: all(_stats(admin)[k] > before[k] for k in sds), 30, f"{proxy}'s SDS to serve again")
+
+
+def test_sidecar_envoy_killed(up: UpRun) -> None:
+    """reviews-v2 serves only jason: jason's traffic comes back within 10 s, everyone else's never fails."""
+    wait_for(lambda: serving(up.gateway, "v2", JASON), 30, "the mesh to serve before the fault")
+    others = LoadGen(up.gateway, rate=RATE).start()
+    jason = LoadGen(up.gateway, rate=10, threads=2, headers=JASON).start()
+    try:
+        started = time.monotonic()
+        wait_for(lambda: len(others.window(started)) >= RATE, 20, "a second of load")
+        old, mark, killed = kill(up, "envoy-reviews-v2.bookinfo")
+        new, back = wait_recovered(up, "envoy-reviews-v2.bookinfo", mark, killed)
+        wait_for(
+            lambda: serving(up.gateway, "v2", JASON, 10), 10 - (time.monotonic() - killed), "jason served"
+        )
+        recovered = time.monotonic()
+        wait_for(lambda: len(jason.window(recovered)) >= 20, 20, "jason's load after the recovery")
+        ended = time.monotonic()
+    finally:
+        others.stop()
+        jason.stop()
+    assert new != old and back < 5, (new, old, back)
+    assert others.failures() == [], others.failures()[:5]
+    assert others.achieved_rate(started, ended) >= 40
+    assert jason.failures(recovered) == []
+    last_failure = max((r.sent for r in jason.failures()), default=killed)
+    assert last_failure - killed < 10
+
+
+def _vs(name: str, gen: str, weight: int = 100) -> str:
+    return yaml.safe_dump(
+        {
+            "apiVersion": "networking.istio.io/v1",
+            "kind": "VirtualService",
+            "metadata": {"name": name, "namespace": "bookinfo"},
+            "spec": {
+                "hosts": [f"{name}.example.com"],
+                "http": [
+                    {
+                        "match": [{"headers": {"x-gen": {"exact": gen}}}],
+                        "route": [{"destination": {"host": "reviews", "subset": "v1"}, "weight": weight}],
+                    }
+                ],
+            },
+        }
+    )
+
+
+def test_nats_server_killed_during_50_config_changes(up: UpRun) -> None:
+    churn = [f"churn-{i}" for i in range(10)]
+    writes: list[tuple[str, str]] = []  # (file stem, YAML): 40 valid, 10 invalid, valid last per object
+    for gen in range(4):
+        writes += [(c, _vs(c, f"gen-{gen}")) for c in churn]
+        if gen in (1, 2):
+            writes += [(c, _vs(c, "invalid-edit", -5)) for c in churn[gen * 3 : gen * 3 + 2]]
+            writes += [(f"bad-{gen}-{j}", _vs(f"bad-{gen}-{j}", "invalid-new", -5)) for j in range(3)]
+    assert len(writes) == 50
+    with BusRecorder(up.nats_url()) as bus:
+        try:
+            for n, (stem, text) in enumerate(writes):
+                (up.config / f"{stem}.yaml").write_text(text)
+                if n == 20:
+                    old, mark, killed = kill(up, "nats-server")
+                time.sleep(0.03)  # pacing: the edits are spread over the outage, not a race
+            new, back = wait_recovered(up, "nats-server", mark, killed)
+            assert new != old and back < 5
+            final = {c: json.dumps(yaml.safe_load(_vs(c, "gen-3"))["spec"], sort_keys=True) for c in churn}
+
+            def settled() -> bool:
+                got = {
+                    c: json.dumps(json.loads(bus.latest[k]), sort_keys=True)
+                    for c in churn
+                    if (k := _key(bus.latest, c))
+                }
+                return got == final
+
+            wait_for(settled, 30, "every churned object's final state on the bus")
+            assert [k for k, spec in bus.puts if "invalid" in spec or "bad-" in k] == []
+        finally:
+            for stem in {s for s, _ in writes}:
+                (up.config / f"{stem}.yaml").unlink(missing_ok=True)
+        wait_for(lambda: not any(_key(bus.latest, c) for c in churn), 30, "the churn objects deleted")
+
+
+def _key(latest: dict[str, str], name: str) -> str:
+    return next((k for k in latest if k.endswith(f".VirtualService.bookinfo.{name}")), "")
+
+
+def test_meshctl_up_sigkilled_leaves_nothing(up: UpRun) -> None:
+    """Last in the module: it ends the shared ``meshctl up``."""
+    pids = {name: current_pid(up, name) for name in up.pids()}
+    assert len(pids) == 21 and all(_alive(p) for p in pids.values()), pids
+    up.proc.kill()
+    up.proc.wait(10)
+    killed = time.monotonic()
+    wait_for(lambda: not [n for n, p in pids.items() if _alive(p)], 5, "every child to die")
+    assert time.monotonic() - killed < 5
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie waiting for init to reap it is dead
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0] != "Z"
+    except OSError:
+        return False
