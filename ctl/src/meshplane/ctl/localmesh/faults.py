@@ -1,16 +1,19 @@
 """Fault injection against a running ``meshctl up`` (tests and ``benchmarks/faults``).
 
-``LoadGen`` sends requests through the ingress gateway at a fixed rate from a few threads and
-records each one; ``kill`` SIGKILLs a component's current PID and ``wait_recovered`` reads
-``meshctl up``'s own restart lines for the new PID and when it was ready again. ``bus_counts``
-counts the keys of every bucket that holds durable state, and ``BusRecorder`` records every
-config object put on the bus (surviving a nats-server restart).
+``run_fault`` is one experiment: load through the ingress gateway, SIGKILL a component, wait for
+``meshctl up`` to say it is ready again, edit the config, and return what happened. Its parts:
+``LoadGen`` sends requests at a fixed rate from a few threads and records each one; ``kill``
+SIGKILLs a component's current PID and ``wait_recovered`` reads ``meshctl up``'s own restart
+lines for the new PID and when it was ready again. ``bus_counts`` counts the keys of every
+bucket that holds durable state, and ``BusRecorder`` records every config object put on the bus
+(surviving a nats-server restart).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import re
 import signal
@@ -18,6 +21,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 import httpx
@@ -158,6 +162,98 @@ def wait_for(check: Callable[[], bool], timeout: float, what: str) -> float:
             last = exc
         time.sleep(0.02)
     raise AssertionError(f"timed out after {timeout}s waiting for {what} (last error: {last!r})")
+
+
+JASON = {"end-user": "jason"}
+
+
+@dataclass
+class FaultRun:
+    """What one ``run_fault`` saw; times in seconds from the kill unless said otherwise."""
+
+    component: str
+    old_pid: int
+    new_pid: int
+    load: LoadGen
+    killed: float
+    #: monotonic time meshctl up saw it ready again
+    recovered: float
+    ready_s: float
+    #: from writing the edit (right after the recovery) until it was served
+    edit_s: float
+    #: from the kill until that edit was served
+    reconverge_s: float
+    counts_before: dict[str, int]
+    counts_after: dict[str, int]
+    #: wall time of the kill, to find the restarted process's own log lines
+    killed_wall: float
+    started: float
+    ended: float
+
+    @property
+    def failed_down(self) -> list[Result]:
+        return self.load.failures(self.killed, self.recovered)
+
+    @property
+    def failed_after(self) -> list[Result]:
+        return self.load.failures(self.recovered)
+
+    @property
+    def rate(self) -> float:
+        return self.load.achieved_rate(self.started, self.ended)
+
+
+def edit_reaches_traffic(run: UpRun) -> float:
+    """Route all reviews to v3 and wait until served; then restore the file and wait for jason's v2."""
+    vs = run.config / "reviews.yaml"
+    original = vs.read_text()
+    try:
+        written = time.monotonic()
+        set_reviews(vs, original, "v3")
+        wait_for(lambda: serving(run.gateway, "v3") and serving(run.gateway, "v3", JASON, 1), 15, "v3 served")
+        took = time.monotonic() - written
+    finally:
+        set_reviews(vs, original, None)
+    wait_for(lambda: serving(run.gateway, "v2", JASON), 15, "the original routes back")
+    return took
+
+
+def run_fault(run: UpRun, name: str, rate: float = 50.0) -> FaultRun:
+    """SIGKILL ``name`` under ``rate`` requests/s; wait for recovery and a served edit."""
+    wait_for(lambda: serving(run.gateway, "v2", JASON), 30, "the mesh to serve before the fault")
+    before = bus_counts(run.nats_url())
+    load = LoadGen(run.gateway, rate=rate).start()
+    try:
+        started = time.monotonic()
+        wait_for(lambda: len(load.window(started)) >= rate, 20, "a second of load")
+        old, mark, killed = kill(run, name)
+        killed_wall = time.time()
+        new, ready_s = wait_recovered(run, name, mark, killed)
+        recovered = killed + ready_s
+        edit_s = edit_reaches_traffic(run)
+        reconverge_s = recovered - killed + edit_s
+        wait_for(lambda: len(load.window(recovered)) >= 2 * rate, 20, "load after the recovery")
+        ended = time.monotonic()
+    finally:
+        load.stop()
+    after = bus_counts(run.nats_url())
+    return FaultRun(
+        name, old, new, load, killed, recovered, ready_s, edit_s, reconverge_s, before, after,
+        killed_wall, started, ended,
+    )  # fmt: skip
+
+
+def first_log_time(log: Path, text: str, since_wall: float) -> float | None:
+    """Wall time of the first JSON log line after ``since_wall`` whose message contains ``text``."""
+    for line in log.read_text(errors="replace").splitlines():
+        try:
+            entry = json.loads(line)
+            at = datetime.fromisoformat(entry["time"].replace("Z", "+00:00")).timestamp()
+        except (ValueError, KeyError, TypeError, AttributeError):
+            continue
+        if at >= since_wall and text in str(entry.get("msg", "")):
+            return at
+    return None
 
 
 async def _counts(nats_url: str) -> dict[str, int]:

@@ -234,6 +234,7 @@ class LocalMesh:
             labels=wl.labels,
             ip=wl.address,
             interception="REDIRECT" if router else "NONE",
+            xds_retry_max=1.0,  # back on a restarted Pilot within a second (6 proxies: no storm)
         )
         envoys = self.state / "envoy"
         envoys.mkdir(exist_ok=True)
