@@ -50,7 +50,7 @@ class LoadGen:
 
     url: str
     rate: float = 50.0
-    threads: int = 4
+    threads: int = 8
     headers: dict[str, str] = field(default_factory=dict)
     timeout: float = 5.0
     results: list[Result] = field(default_factory=list)
@@ -203,19 +203,36 @@ class FaultRun:
         return self.load.achieved_rate(self.started, self.ended)
 
 
-def edit_reaches_traffic(run: UpRun) -> float:
-    """Route all reviews to v3 and wait until served; then restore the file and wait for jason's v2."""
+def edit_reaches_traffic(run: UpRun, streak: int = 5, timeout: float = 15.0) -> float:
+    """Route all reviews to v3: seconds from the write until traffic shows it; then restore the file.
+
+    "Shows it" is the first of ``streak`` answers in a row from v3 (the last one with the jason
+    header, which the original routes send to v2), timed by when that first request was sent, so
+    the confirming requests add nothing to the figure.
+    """
     vs = run.config / "reviews.yaml"
     original = vs.read_text()
     try:
         written = time.monotonic()
         set_reviews(vs, original, "v3")
-        wait_for(lambda: serving(run.gateway, "v3") and serving(run.gateway, "v3", JASON, 1), 15, "v3 served")
-        took = time.monotonic() - written
+        since, count = 0.0, 0
+        with httpx.Client(timeout=5) as client:
+            while time.monotonic() - written < timeout:
+                sent = time.monotonic()
+                headers = JASON if count == streak - 1 else {}
+                try:
+                    v3 = "reviews v3" in client.get(run.gateway, headers=headers).text
+                except httpx.HTTPError:
+                    v3 = False
+                since, count = (since or sent, count + 1) if v3 else (0.0, 0)
+                if count == streak:
+                    break
+            else:
+                raise AssertionError(f"reviews v3 not served {timeout}s after the edit")
     finally:
         set_reviews(vs, original, None)
     wait_for(lambda: serving(run.gateway, "v2", JASON), 15, "the original routes back")
-    return took
+    return since - written
 
 
 def run_fault(run: UpRun, name: str, rate: float = 50.0) -> FaultRun:
@@ -241,6 +258,47 @@ def run_fault(run: UpRun, name: str, rate: float = 50.0) -> FaultRun:
         name, old, new, load, killed, recovered, ready_s, edit_s, reconverge_s, before, after,
         killed_wall, started, ended,
     )  # fmt: skip
+
+
+@dataclass
+class SidecarFaultRun:
+    """What ``run_sidecar_fault`` saw: ``others`` never pass the killed sidecar, ``jason`` does."""
+
+    old_pid: int
+    new_pid: int
+    ready_s: float
+    #: from the kill until 10 jason requests in a row were served
+    traffic_back_s: float
+    others: LoadGen
+    jason: LoadGen
+    killed: float
+    recovered: float
+    started: float
+    ended: float
+
+
+def run_sidecar_fault(
+    run: UpRun, name: str = "envoy-reviews-v2.bookinfo", rate: float = 50.0
+) -> SidecarFaultRun:
+    """SIGKILL reviews-v2's sidecar (only jason's requests pass it) under load from both kinds."""
+    wait_for(lambda: serving(run.gateway, "v2", JASON), 30, "the mesh to serve before the fault")
+    others = LoadGen(run.gateway, rate=rate).start()
+    jason = LoadGen(run.gateway, rate=10, threads=2, headers=JASON).start()
+    try:
+        started = time.monotonic()
+        wait_for(lambda: len(others.window(started)) >= rate, 20, "a second of load")
+        old, mark, killed = kill(run, name)
+        new, ready_s = wait_recovered(run, name, mark, killed)
+        wait_for(lambda: serving(run.gateway, "v2", JASON, 10), 30, "jason served by reviews v2 again")
+        recovered = time.monotonic()
+        wait_for(lambda: len(jason.window(recovered)) >= 20, 20, "jason's load after the recovery")
+        ended = time.monotonic()
+    finally:
+        others.stop()
+        jason.stop()
+    return SidecarFaultRun(
+        old, new, ready_s, recovered - killed, others, jason, killed, recovered, started, ended
+    )
 
 
 def first_log_time(log: Path, text: str, since_wall: float) -> float | None:

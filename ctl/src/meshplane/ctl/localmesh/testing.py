@@ -72,7 +72,9 @@ class UpRun:
 
 
 @contextmanager
-def running_up(examples: Path, tmp: Path, start_timeout: float = 150.0) -> Iterator[UpRun]:
+def running_up(
+    examples: Path, tmp: Path, start_timeout: float = 150.0, env: dict[str, str] | None = None
+) -> Iterator[UpRun]:
     config, gateway_port = copy_example(examples, tmp)
     state = tmp / "state"
     proc = subprocess.Popen(
@@ -81,6 +83,7 @@ def running_up(examples: Path, tmp: Path, start_timeout: float = 150.0) -> Itera
         stderr=subprocess.STDOUT,
         text=True,
         cwd=tmp,
+        env=env,
     )
     run = UpRun(proc, config, state, f"http://127.0.0.1:{gateway_port}/")
     assert proc.stdout is not None
