@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 from meshplane.ctl.localmesh.faults import JASON, run_fault, run_sidecar_fault, serving, wait_for
-from meshplane.ctl.localmesh.testing import running_up
+from meshplane.ctl.localmesh.testing import UpRun, running_up
 
 REPO = Path(__file__).resolve().parents[2]
 COMPONENTS = [
@@ -43,6 +43,17 @@ def _row(name: str, sent: int, failed: int, restart: list[float], reconverge: li
     return f"| {name} | {sent} | {failed} | {med(restart)} | {med(reconverge)} |"
 
 
+def _once(run: UpRun, name: str, rate: float) -> tuple[float, float, float, float]:
+    """(requests sent, failed, restart s, reconverge s) of one kill."""
+    if name == SIDECAR:
+        s = run_sidecar_fault(run, name, rate)
+        return len(s.others.results), len(s.others.failures()), s.ready_s, s.traffic_back_s
+    f = run_fault(run, name, rate)
+    if f.counts_after != f.counts_before:
+        print(f"{name}: bus counts {f.counts_before} -> {f.counts_after}", file=sys.stderr)
+    return len(f.load.results), len(f.load.failures()), f.ready_s, f.reconverge_s
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3)
@@ -54,29 +65,12 @@ def main(argv: list[str]) -> int:
         env["PYTHONPYCACHEPREFIX"] = str(Path(tmp) / "pycache")  # as on a user's machine
         with running_up(REPO / "examples", Path(tmp), env=env) as run:
             wait_for(lambda: serving(run.gateway, "v2", JASON), 60, "the gateway to serve")
-            for name in COMPONENTS:
-                sent = failed = 0
-                restart, reconverge = [], []
-                for _ in range(args.repeat):
-                    f = run_fault(run, name, args.rate)
-                    sent += len(f.load.results)
-                    failed += len(f.load.failures())
-                    restart.append(f.ready_s)
-                    reconverge.append(f.reconverge_s)
-                    if f.counts_after != f.counts_before:
-                        print(f"{name}: bus counts {f.counts_before} -> {f.counts_after}", file=sys.stderr)
-                rows.append(_row(name, sent, failed, restart, reconverge))
+            for name in [*COMPONENTS, SIDECAR]:
+                figures = [_once(run, name, args.rate) for _ in range(args.repeat)]
+                label = f"{name} (others / jason back)" if name == SIDECAR else name
+                sent, failed, restart, reconverge = (list(col) for col in zip(*figures, strict=True))
+                rows.append(_row(label, int(sum(sent)), int(sum(failed)), restart, reconverge))
                 print(rows[-1], flush=True)
-            sent = failed = 0
-            restart, reconverge = [], []
-            for _ in range(args.repeat):
-                s = run_sidecar_fault(run, SIDECAR, args.rate)
-                sent += len(s.others.results)
-                failed += len(s.others.failures())
-                restart.append(s.ready_s)
-                reconverge.append(s.traffic_back_s)
-            rows.append(_row(f"{SIDECAR} (others / jason back)", sent, failed, restart, reconverge))
-            print(rows[-1], flush=True)
     print(
         f"\nfaults, {args.repeat} kills per component at {args.rate:.0f} requests/s, "
         f"ended {time.strftime('%H:%M UTC', time.gmtime())}, load average {os.getloadavg()[0]:.1f}:"
