@@ -32,6 +32,7 @@ from meshplane.ctl.localmesh.faults import (
     run_fault,
     run_sidecar_fault,
     serving,
+    trust_bundles,
     wait_for,
     wait_recovered,
 )
@@ -82,6 +83,7 @@ def _fault(up: UpRun, name: str) -> FaultRun:
     assert f.load.failures() == []
     assert f.rate >= 40, f"the load generator managed only {f.rate:.0f} requests/s"
     assert f.new_pid != f.old_pid
+    assert f.others_restarted == []
     assert f.edit_s < 2, f"an edit after {name}'s restart took {f.edit_s:.2f}s to reach traffic"
     assert f.counts_after == f.counts_before
     return f
@@ -140,12 +142,20 @@ def test_pilot_killed_envoys_are_not_pushed_a_different_config(up: UpRun) -> Non
     _back_in_5s(up, f)
 
 
-def test_citadel_killed(up: UpRun) -> None:
-    _back_in_5s(up, _fault(up, "meshplane-citadel"))
+def test_citadel_killed_keeps_its_root(up: UpRun) -> None:
+    roots = trust_bundles(up.nats_url())
+    root_pem = (up.state / "ca" / "root-cert.pem").read_bytes()
+    f = _fault(up, "meshplane-citadel")
+    assert trust_bundles(up.nats_url()) == roots
+    assert (up.state / "ca" / "root-cert.pem").read_bytes() == root_pem
+    _back_in_5s(up, f)
 
 
-def test_galley_killed(up: UpRun) -> None:
-    _back_in_5s(up, _fault(up, "meshplane-galley"))
+def test_galley_killed_deletes_nothing(up: UpRun) -> None:
+    with BusRecorder(up.nats_url()) as bus:
+        f = _fault(up, "meshplane-galley")
+    assert bus.deletes == []  # it re-read the directory and reconciled without a flap
+    _back_in_5s(up, f)
 
 
 def test_node_agent_killed_its_envoy_gets_certificates_again(up: UpRun) -> None:

@@ -189,6 +189,15 @@ class FaultRun:
     killed_wall: float
     started: float
     ended: float
+    #: every line ``meshctl up`` printed from the kill on
+    output: list[str] = field(default_factory=list)
+
+    @property
+    def others_restarted(self) -> list[str]:
+        """Restart lines about any other component (nothing else may be stopped)."""
+        return [
+            line for line in self.output if " restarted as pid " in line and f" {self.component} " not in line
+        ]
 
     @property
     def failed_down(self) -> list[Result]:
@@ -256,7 +265,7 @@ def run_fault(run: UpRun, name: str, rate: float = 50.0) -> FaultRun:
     after = bus_counts(run.nats_url())
     return FaultRun(
         name, old, new, load, killed, recovered, ready_s, edit_s, reconverge_s, before, after,
-        killed_wall, started, ended,
+        killed_wall, started, ended, list(run.lines[mark:]),
     )  # fmt: skip
 
 
@@ -324,6 +333,20 @@ async def _counts(nats_url: str) -> dict[str, int]:
         await bus.close()
 
 
+async def _trust(nats_url: str) -> dict[str, tuple[str, ...]]:
+    bus = await Bus.connect(BusOptions(url=nats_url, name="faults-trust"))
+    try:
+        items = await asyncio.wait_for(Buckets(bus).trust.items(), 20)
+        return {key: (value.version, *value.root_certs_pem) for key, value in items.items()}
+    finally:
+        await bus.close()
+
+
+def trust_bundles(nats_url: str) -> dict[str, tuple[str, ...]]:
+    """Per trust domain, the bundle's version and PEM roots, as Citadel published them."""
+    return asyncio.run(_trust(nats_url))
+
+
 def bus_counts(nats_url: str) -> dict[str, int]:
     """Keys per durable bucket (config objects, services, workloads, trust bundles)."""
     return asyncio.run(_counts(nats_url))
@@ -335,6 +358,7 @@ class BusRecorder:
     def __init__(self, nats_url: str) -> None:
         self.url = nats_url
         self.puts: list[tuple[str, str]] = []
+        self.deletes: list[str] = []
         self.latest: dict[str, str] = {}
         self.synced = threading.Event()
         self.error: BaseException | None = None
@@ -374,6 +398,7 @@ class BusRecorder:
                         self.puts.append((ev.key, ev.value.spec_json))
                         self.latest[ev.key] = ev.value.spec_json
                     elif ev.type is EventType.DELETE:
+                        self.deletes.append(ev.key)
                         self.latest.pop(ev.key, None)
         finally:
             await bus.close()
