@@ -15,6 +15,7 @@ requests, and "reconverge" is the kill → jason's requests served again.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import statistics
 import sys
@@ -59,6 +60,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--rate", type=float, default=50.0)
     args = parser.parse_args(argv)
+    logging.getLogger("meshplane.shared.bus").setLevel(logging.ERROR)  # each count's close is no news
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-faults-") as tmp:
         env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}

@@ -249,6 +249,23 @@ def test_meshctl_up_sigkilled_leaves_nothing(up: UpRun) -> None:
     killed = time.monotonic()
     wait_for(lambda: not [n for n, p in pids.items() if _alive(p)], 5, "every child to die")
     assert time.monotonic() - killed < 5
+    # their own children too (Citadel's signing workers): nothing is left in their process groups
+    wait_for(lambda: not _in_groups(set(pids.values())), 5, "every process in their groups to die")
+
+
+def _in_groups(pgids: set[int]) -> list[str]:
+    """``pid state comm`` of every live (non-zombie) process whose process group is in ``pgids``."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            pid, rest = stat.read_text().split(" (", 1)
+        except OSError:
+            continue
+        comm, _, fields = rest.rpartition(") ")
+        state, _ppid, pgrp = fields.split()[:3]
+        if int(pgrp) in pgids and state != "Z":
+            found.append(f"{pid} {state} {comm}")
+    return found
 
 
 def _alive(pid: int) -> bool:

@@ -276,7 +276,7 @@ class SidecarFaultRun:
     old_pid: int
     new_pid: int
     ready_s: float
-    #: from the kill until 10 jason requests in a row were served
+    #: from the kill until the first of jason's requests after which none failed
     traffic_back_s: float
     others: LoadGen
     jason: LoadGen
@@ -305,9 +305,10 @@ def run_sidecar_fault(
     finally:
         others.stop()
         jason.stop()
-    return SidecarFaultRun(
-        old, new, ready_s, recovered - killed, others, jason, killed, recovered, started, ended
-    )
+    # back: the first of jason's requests after his last failure (the checks above add nothing)
+    last_failure = max((r.sent for r in jason.failures(killed)), default=killed)
+    back = min((r.sent for r in jason.window(last_failure) if r.ok), default=recovered)
+    return SidecarFaultRun(old, new, ready_s, back - killed, others, jason, killed, recovered, started, ended)
 
 
 def first_log_time(log: Path, text: str, since_wall: float) -> float | None:
