@@ -103,13 +103,8 @@ class LoadGen:
 
 
 def current_pid(run: UpRun, name: str) -> int:
-    """The component's PID now: from its last "restarted as pid N" line, else from the table."""
-    pid = run.pids()[name]
-    for line in list(run.lines):
-        m = re.match(rf"meshctl up: {re.escape(name)} restarted as pid (\d+)", line)
-        if m:
-            pid = int(m.group(1))
-    return pid
+    """The component's PID now (after any restarts ``meshctl up`` printed)."""
+    return run.current_pids()[name]
 
 
 def kill(run: UpRun, name: str) -> tuple[int, int, float]:

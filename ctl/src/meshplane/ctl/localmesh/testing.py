@@ -64,6 +64,15 @@ class UpRun:
                 found[m.group(1)] = int(m.group(2))
         return found
 
+    def current_pids(self) -> dict[str, int]:
+        """Component → PID now: the table's, or the one its last "restarted as pid N" line gave."""
+        found = self.pids()
+        for line in list(self.lines):
+            m = re.match(r"meshctl up: (\S+) restarted as pid (\d+)", line)
+            if m and m.group(1) in found:
+                found[m.group(1)] = int(m.group(2))
+        return found
+
     def nats_url(self) -> str:
         m = re.search(r"proxy-status --nats-url (\S+)", self.output())
         if not m:
@@ -100,7 +109,7 @@ def running_up(
             raise AssertionError(f"meshctl up exited with {proc.returncode}:\n{run.output()}")
         yield run
     finally:
-        pids = run.pids()
+        pids = run.current_pids()
         if proc.poll() is None:
             proc.send_signal(signal.SIGINT)
             try:
