@@ -83,6 +83,20 @@ def test_locality_sets_the_node_locality() -> None:
     assert "locality" not in render_bootstrap(BootstrapOptions(node_id=NODE))["node"]
 
 
+def test_xds_retry_cap_sets_the_ads_backoff_only_when_asked() -> None:
+    def ads_grpc(opts: BootstrapOptions) -> dict[str, object]:
+        ads = render_bootstrap(opts)["dynamic_resources"]["ads_config"]
+        service: dict[str, object] = ads["grpc_services"][0]
+        return service
+
+    assert ads_grpc(BootstrapOptions()) == {"envoy_grpc": {"cluster_name": "xds-grpc"}}  # Envoy's default
+    backoff = {"base_interval": "0.25s", "max_interval": "1.0s"}
+    assert ads_grpc(BootstrapOptions(xds_retry_max=1.0))["envoy_grpc"] == {
+        "cluster_name": "xds-grpc",
+        "retry_policy": {"retry_back_off": backoff},
+    }
+
+
 def test_cli_writes_yaml_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "envoy.yaml"
     code = main(

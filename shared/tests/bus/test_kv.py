@@ -144,6 +144,28 @@ async def test_watch_survives_server_restart_without_loss_or_duplicates(
         assert w.keys == {f"after{i}" for i in range(5)} | {f"before{i}" for i in range(1, 5)}
 
 
+async def test_watch_resumes_on_reconnect_not_at_its_heartbeat_timeout(
+    nats_server: NatsServer, kv: TypedKV[config_pb2.ConfigResource]
+) -> None:
+    """A watch waiting for changes resumes when the bus reconnects (heartbeat 5 s: timeout 15 s).
+
+    SIGKILL, so the server loses the watch's in-memory consumer, as when ``meshctl up``'s bus dies.
+    """
+    async with kv.watch(heartbeat=5.0) as w:
+        assert (await next_event(w)).type is EventType.SYNCED
+        waiting = asyncio.create_task(next_event(w, timeout=20))  # blocked in the watch meanwhile
+        assert nats_server.proc is not None
+        nats_server.proc.kill()
+        nats_server.proc.wait()
+        nats_server.start()
+        await kv.put("after", res("after"))  # retried until the bus is back
+        put = asyncio.get_running_loop().time()
+        ev = await waiting
+        assert (ev.type, ev.key) == (EventType.PUT, "after")
+        took = asyncio.get_running_loop().time() - put
+        assert took < 5, f"the change reached the watch {took:.1f}s after the put"
+
+
 async def test_watch_resyncs_when_the_server_lost_its_store(
     nats_server: NatsServer, kv: TypedKV[config_pb2.ConfigResource]
 ) -> None:

@@ -22,6 +22,7 @@ from typing import Any
 import httpx
 import pytest
 
+from meshplane.ctl.localmesh.faults import current_pid, kill, wait_recovered
 from meshplane.ctl.localmesh.testing import MESHCTL, UpRun, copy_example, running_up
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
@@ -152,13 +153,22 @@ def test_up_serves_bookinfo_follows_edits_and_stops_clean(up: UpRun) -> None:
     took = time.monotonic() - edited
     assert took < 5, f"the edit took {took:.1f}s to reach the sidecars"
 
-    # SIGINT stops everything: every PID in the table and every process group is gone
-    pids = up.pids()
+    # an app that dies is restarted (and the restart counted at stop), the rest keeps running
+    table = up.pids()
+    old, mark, killed = kill(up, "app-ratings-v1.bookinfo")
+    new, _ = wait_recovered(up, "app-ratings-v1.bookinfo", mark, killed)
+    assert new != old and "app-ratings-v1.bookinfo was killed by SIGKILL" in "".join(up.lines[mark:])
+    wait_until(lambda: get(up, {"end-user": "jason"}).text.strip().endswith("ratings v1"), 10, "ratings")
+
+    # SIGINT stops everything: every PID it runs and every process group is gone
+    pids = {name: current_pid(up, name) for name in table}
     assert len(pids) == 21, pids  # bus, 3 services, 6 node agents, 5 apps, 6 Envoys
     assert all(_alive(pid) for pid in pids.values())
+    assert {n for n, p in pids.items() if p != table[n]} == {"app-ratings-v1.bookinfo"}
     up.proc.send_signal(signal.SIGINT)
     assert up.proc.wait(60) == 0, up.output()
     assert "stopped." in up.output()
+    assert "restarts: app-ratings-v1.bookinfo 1\n" in up.output()
     assert [name for name, pid in pids.items() if _alive(pid)] == []
     assert [name for name, pid in pids.items() if _group_alive(pid)] == []
 

@@ -42,6 +42,10 @@ class BootstrapOptions:
     mesh_id: str = "cluster.local"
     #: ``region/zone/subzone`` of the workload (node locality, for locality load balancing).
     locality: str = ""
+    #: cap (seconds) of Envoy's backoff when the ADS stream to Pilot must be re-established; 0
+    #: keeps Envoy's default (0.5 s doubling to 30 s), which spreads a fleet's reconnects. The
+    #: local mesh (six proxies) uses 1 s so a restarted Pilot serves every proxy within a second.
+    xds_retry_max: float = 0.0
 
 
 def _hostport(option: str, value: str) -> tuple[str, int]:
@@ -149,7 +153,7 @@ def render_bootstrap(opts: BootstrapOptions) -> dict[str, Any]:
                 "api_type": "DELTA_GRPC" if opts.delta else "GRPC",
                 "transport_api_version": "V3",
                 "set_node_on_first_message_only": True,
-                "grpc_services": [{"envoy_grpc": {"cluster_name": "xds-grpc"}}],
+                "grpc_services": [{"envoy_grpc": {"cluster_name": "xds-grpc", **_xds_retry(opts)}}],
             },
             # separate objects: YAML output would otherwise print an anchor and an alias
             "lds_config": _ads_source(),
@@ -160,6 +164,14 @@ def render_bootstrap(opts: BootstrapOptions) -> dict[str, Any]:
             "layers": [{"name": "static", "static_layer": {"re2.max_program_size.error_level": 32768}}]
         },
     }
+
+
+def _xds_retry(opts: BootstrapOptions) -> dict[str, Any]:
+    if not opts.xds_retry_max:
+        return {}
+    cap = opts.xds_retry_max
+    backoff = {"base_interval": f"{min(0.25, cap)}s", "max_interval": f"{cap}s"}
+    return {"retry_policy": {"retry_back_off": backoff}}
 
 
 def _node_locality(text: str) -> dict[str, str]:

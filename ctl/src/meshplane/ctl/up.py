@@ -2,8 +2,9 @@
 
 Reads the config directory (Istio YAML plus ``LocalWorkload`` objects saying which apps to run),
 starts everything through ``localmesh.mesh.LocalMesh`` with progress lines, prints a table of
-what runs where and a curl to try, then watches the processes. SIGINT or SIGTERM (or any process
-exiting) stops every process group.
+what runs where and a curl to try, then supervises the processes as kubelet does: one that exits
+is restarted with backoff (``localmesh.restart``), and the rest keeps running. Only SIGINT or
+SIGTERM, or a failure during start-up, stops every process group.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ def _summary(mesh: LocalMesh, state: Path) -> str:
         f"  .venv/bin/meshctl proxy-status --nats-url {mesh.nats_url}",
         f"  .venv/bin/meshctl proxy-config route productpage-v1.bookinfo --state-dir {state}",
         f"Edit the YAML in {mesh.config_dir}: changes are live within a second.",
-        "Ctrl-C stops everything.",
+        "A process that exits is restarted (1s backoff, doubling to 30s). Ctrl-C stops everything.",
     ]
     return "\n".join(lines)
 
@@ -93,14 +94,8 @@ def run(args: argparse.Namespace) -> int:
             step()
         print(_summary(mesh, state), flush=True)
         while not sup.stop_requested:
-            gone = sup.exited()
-            if gone is not None:
-                print(
-                    f"\n{gone.name} exited with code {gone.proc.returncode}; log: {gone.log}", file=sys.stderr
-                )
-                code = 1
-                break
-            time.sleep(0.2)
+            sup.tick()
+            time.sleep(0.1)
     except StartError as exc:
         print(f"\nmeshctl up: {exc}", file=sys.stderr)
         code = 0 if sup.stop_requested else 1
@@ -109,6 +104,9 @@ def run(args: argparse.Namespace) -> int:
         code = 1
     finally:
         print("\nstopping ...", flush=True)
+        restarted = [f"{m.name} {m.restarts}" for m in sup.children if m.restarts]
+        if restarted:
+            print(f"restarts: {', '.join(restarted)}", flush=True)
         sup.stop_all()
         if mesh.sds_dir is not None and mesh.sds_dir.parent != state:
             shutil.rmtree(mesh.sds_dir, ignore_errors=True)

@@ -15,6 +15,7 @@ import sys
 import sysconfig
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -47,6 +48,8 @@ class EnvoyProcess:
     concurrency: int = 1
     extra_args: list[str] = field(default_factory=list)
     env: dict[str, str] | None = None
+    #: run in the child before exec (``meshctl up`` passes ``processes.die_with_parent()``)
+    preexec_fn: Callable[[], None] | None = None
     proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -72,7 +75,12 @@ class EnvoyProcess:
         stdout = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL  # noqa: SIM115
         try:
             self.proc = subprocess.Popen(
-                args, stdout=stdout, stderr=subprocess.STDOUT, start_new_session=True, env=self.env
+                args,
+                stdout=stdout,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                env=self.env,
+                preexec_fn=self.preexec_fn,  # noqa: PLW1509  # e.g. processes.die_with_parent()
             )
         finally:
             if self.log_file:

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -92,27 +93,37 @@ class NatsServer:
     host: str = "127.0.0.1"
     log_file: Path | None = None
     extra_args: list[str] = field(default_factory=list)
+    #: run in the child before exec (``meshctl up`` passes ``processes.die_with_parent()``)
+    preexec_fn: Callable[[], None] | None = None
     proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
         return f"nats://{self.host}:{self.port}"
 
-    def start(self, timeout: float = 10.0) -> NatsServer:
+    def launch(self) -> subprocess.Popen[bytes]:
+        """Start the process (same port and store as any earlier run, log appended) without waiting."""
         if self.port == 0:
             self.port = free_port(self.host)
         self.store_dir.mkdir(parents=True, exist_ok=True)
         args = [find_nats_server(), "-a", self.host, "-p", str(self.port), "-js", "-sd", str(self.store_dir)]
         args += self.extra_args
-        if self.log_file:
-            with open(self.log_file, "ab") as out:
-                self.proc = subprocess.Popen(
-                    args, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-                )
-        else:
+        out = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL  # noqa: SIM115
+        try:
             self.proc = subprocess.Popen(
-                args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True
+                args,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=self.preexec_fn,  # noqa: PLW1509  # e.g. processes.die_with_parent()
             )
+        finally:
+            if self.log_file:
+                out.close()  # type: ignore[union-attr]
+        return self.proc
+
+    def start(self, timeout: float = 10.0) -> NatsServer:
+        self.launch()
         if not wait_for_port(self.host, self.port, timeout):
             self.stop()
             raise RuntimeError(f"nats-server did not start on {self.host}:{self.port}")

@@ -11,9 +11,11 @@ from __future__ import annotations
 import json
 import os
 import socket
+import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -26,6 +28,7 @@ from meshplane.ctl.localmesh.supervisor import Managed, StartError, Supervisor, 
 from meshplane.ctl.token import make_token
 from meshplane.shared.envoyproc import EnvoyProcess
 from meshplane.shared.natsserver import NatsServer, free_port
+from meshplane.shared.processes import die_with_parent
 
 GATEWAY = Workload(
     name="istio-ingressgateway",
@@ -47,6 +50,24 @@ def _accepts(host: str, port: int) -> bool:
 
 def _is_live(url: str) -> bool:
     return http_status(url)[1].strip() == "LIVE"
+
+
+def _all(probes: Sequence[Callable[[], bool]]) -> bool:
+    return all(p() for p in probes)
+
+
+def _ready_on(m: Managed, url: str) -> None:
+    m.ready = partial(_http_ok, url)
+
+
+def _http_ok(url: str) -> bool:
+    return http_status(url)[0] == 200
+
+
+def _relaunch(envoy: EnvoyProcess) -> subprocess.Popen[bytes]:
+    envoy.start()
+    assert envoy.proc is not None
+    return envoy.proc
 
 
 def _private_file(path: Path, text: str) -> None:
@@ -101,10 +122,12 @@ class LocalMesh:
 
     def start_bus(self) -> None:
         t = self._step("nats-server (the bus)")
-        nats = NatsServer(store_dir=self.state / "nats", log_file=self.sup.logs / "nats-server.log")
+        log = self.sup.logs / "nats-server.log"
+        nats = NatsServer(store_dir=self.state / "nats", log_file=log, preexec_fn=die_with_parent())
         nats.start()
         assert nats.proc is not None
-        self.sup.adopt("nats-server", nats.proc, self.sup.logs / "nats-server.log", nats.url)
+        m = self.sup.adopt("nats-server", nats.proc, log, nats.url, spawn=nats.launch)  # same port, store
+        m.ready = partial(_accepts, nats.host, nats.port)
         self.nats_url = nats.url
         self._done(t)
 
@@ -121,6 +144,7 @@ class LocalMesh:
             f"CA {self.ca_addr}, metrics :{ca_mon}",
             env={"CITADEL_CA_KEY_TYPE": "ec"},
         )
+        _ready_on(citadel, f"http://127.0.0.1:{ca_mon}/ready")
         self.sup.wait_http(citadel, f"http://127.0.0.1:{ca_mon}/ready")
         self._done(t)
         hook, galley_mon, grpc, http = free_port(), free_port(), free_port(), free_port()
@@ -138,6 +162,8 @@ class LocalMesh:
             + ["--http-addr", f"127.0.0.1:{http}", "--id", "pilot-local"],
             f"xDS {self.pilot_addr}, debug :{http}",
         )
+        _ready_on(galley, f"http://127.0.0.1:{galley_mon}/ready")
+        _ready_on(pilot, f"http://127.0.0.1:{http}/ready")
         self.sup.wait_http(galley, f"http://127.0.0.1:{galley_mon}/ready")
         self.sup.wait_http(pilot, f"http://127.0.0.1:{http}/ready")
         self._done(t)
@@ -165,6 +191,7 @@ class LocalMesh:
         argv += ["--sds-socket", str(sock), "--ca-addr", self.ca_addr]
         argv += ["--ca-root", str(self.state / "ca" / "root-cert.pem"), "--token-file", str(token)]
         m = self.sup.start(f"node-agent-{wl.proxy}", argv, f"SDS {sock.name}")
+        m.ready, m.before_restart = sock.exists, partial(sock.unlink, missing_ok=True)  # no stale socket
         return m, sock
 
     def start_node_agents(self) -> None:
@@ -183,11 +210,14 @@ class LocalMesh:
             where = f"app {listens}, reached at {wl.address}"
             started.append((wl, self.sup.start(f"app-{wl.proxy}", argv, where, cwd=wl.source.parent)))
         for wl, m in started:
+            probes = []
             for endpoint in wl.app_endpoints:
                 host, _, port = endpoint.rpartition(":")
                 if host == "0.0.0.0":
                     host = wl.address
-                self.sup.wait(m, partial(_accepts, host, int(port)), f"the app listening on {endpoint}")
+                probes.append(partial(_accepts, host, int(port)))
+                self.sup.wait(m, probes[-1], f"the app listening on {endpoint}")
+            m.ready = partial(_all, probes)
         self._done(t)
 
     def _envoy(self, wl: Workload, router: bool) -> tuple[Managed, EnvoyProcess]:
@@ -204,13 +234,15 @@ class LocalMesh:
             labels=wl.labels,
             ip=wl.address,
             interception="REDIRECT" if router else "NONE",
+            xds_retry_max=1.0,  # back on a restarted Pilot within a second (6 proxies: no storm)
         )
         envoys = self.state / "envoy"
         envoys.mkdir(exist_ok=True)
         config = envoys / f"{wl.proxy}.yaml"
         config.write_text(yaml.safe_dump(render_bootstrap(opts), sort_keys=False))
         name = f"envoy-{wl.proxy}"
-        envoy = EnvoyProcess(config, admin, log_file=self.sup.logs / f"{name}.log").start()
+        log = self.sup.logs / f"{name}.log"
+        envoy = EnvoyProcess(config, admin, log_file=log, preexec_fn=die_with_parent()).start()
         assert envoy.proc is not None
         where = f"admin 127.0.0.1:{admin}"
         if router:
@@ -218,7 +250,9 @@ class LocalMesh:
         else:
             where += f", workload {wl.address}"
         self.admins[wl.proxy] = f"127.0.0.1:{admin}"
-        return self.sup.adopt(name, envoy.proc, envoy.log_file or Path(), where), envoy
+        m = self.sup.adopt(name, envoy.proc, log, where, spawn=partial(_relaunch, envoy))
+        m.ready = partial(_is_live, f"{envoy.admin}/ready")  # same bootstrap, admin port, dynamic base id
+        return m, envoy
 
     def start_envoys(self) -> None:
         t = self._step(f"{len(self.plan.workloads)} sidecars and the ingress gateway (Envoy)")

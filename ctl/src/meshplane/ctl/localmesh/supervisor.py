@@ -1,8 +1,12 @@
-"""Start, watch and stop the local mesh's processes, each in its own process group.
+"""Start, watch, restart and stop the local mesh's processes, each in its own process group.
 
 Every child gets ``start_new_session=True`` so stopping signals its whole group (an app's own
 children included): SIGTERM first, SIGKILL to the group for whatever is left after the timeout.
-Readiness waits poll a condition and fail early, naming the log, when the process exits.
+Every child also gets ``PR_SET_PDEATHSIG`` (SIGKILL, ``processes.die_with_parent``), so it dies
+with ``meshctl up`` even when that is SIGKILLed; its own children are not covered by that.
+Readiness waits during start-up poll a condition and fail early, naming the log, when the
+process exits. After start-up, ``tick`` restarts a process that exits with the same argv, ports
+and log (``restart.RestartPolicy`` says when), first SIGKILLing what is left of its group.
 """
 
 from __future__ import annotations
@@ -10,16 +14,27 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
+
+from meshplane.ctl.localmesh.restart import RestartPolicy, exit_status, log_tail
+from meshplane.shared.processes import die_with_parent
 
 
 class StartError(RuntimeError):
     """A process exited or did not become ready; the message names it and its log."""
+
+
+class State(Enum):
+    RUNNING = "running"
+    WAITING = "waiting to restart"
+    STARTING = "starting"
 
 
 @dataclass
@@ -28,6 +43,18 @@ class Managed:
     proc: subprocess.Popen[bytes]
     log: Path
     where: str = ""
+    #: starts it again (same argv, ports, files; log appended); None: it is never restarted
+    spawn: Callable[[], subprocess.Popen[bytes]] | None = None
+    #: its readiness probe after a restart (None: running is ready)
+    ready: Callable[[], bool] | None = None
+    #: runs before each restart (e.g. remove a stale socket file)
+    before_restart: Callable[[], None] | None = None
+    restarts: int = 0
+    state: State = State.RUNNING
+    policy: RestartPolicy = field(default_factory=RestartPolicy)
+    healthy_since: float | None = None
+    exited_at: float = 0.0
+    restart_at: float = 0.0
 
     @property
     def pid(self) -> int:
@@ -50,6 +77,7 @@ class Supervisor:
     logs: Path
     children: list[Managed] = field(default_factory=list)
     stop_requested: bool = False
+    clock: Callable[[], float] = time.monotonic
 
     def start(
         self,
@@ -60,25 +88,88 @@ class Supervisor:
         env: dict[str, str] | None = None,
     ) -> Managed:
         log = self.logs / f"{name}.log"
-        with open(log, "ab") as out:
-            proc = subprocess.Popen(
-                argv,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-                cwd=cwd,
-                env={**os.environ, **(env or {})},
-            )
-        managed = Managed(name, proc, log, where)
+        full_env = {**os.environ, **(env or {})}
+
+        def spawn() -> subprocess.Popen[bytes]:
+            with open(log, "ab") as out:
+                return subprocess.Popen(
+                    argv,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    start_new_session=True,
+                    cwd=cwd,
+                    env=full_env,
+                    preexec_fn=die_with_parent(),  # noqa: PLW1509  # forked from the main thread only
+                )
+
+        managed = Managed(name, spawn(), log, where, spawn=spawn, healthy_since=self.clock())
         self.children.append(managed)
         return managed
 
-    def adopt(self, name: str, proc: subprocess.Popen[bytes], log: Path, where: str) -> Managed:
-        """Take over stopping a process started elsewhere (in its own session)."""
-        managed = Managed(name, proc, log, where)
+    def adopt(
+        self,
+        name: str,
+        proc: subprocess.Popen[bytes],
+        log: Path,
+        where: str,
+        spawn: Callable[[], subprocess.Popen[bytes]] | None = None,
+    ) -> Managed:
+        """Take over stopping (and with ``spawn``, restarting) a process started elsewhere."""
+        managed = Managed(name, proc, log, where, spawn=spawn, healthy_since=self.clock())
         self.children.append(managed)
         return managed
+
+    def tick(self) -> None:
+        """Restart what exited (after its backoff) and notice what got ready; call it often."""
+        for m in self.children:
+            if m.spawn is not None:
+                self._tick(m, self.clock())
+
+    def _tick(self, m: Managed, now: float) -> None:
+        if m.state is not State.WAITING:
+            code = m.proc.poll()
+            if code is not None:
+                self._exited(m, code, now)
+            elif m.state is State.STARTING and _probe(m.ready):
+                m.state, m.healthy_since = State.RUNNING, now
+                self.say(f"{m.name} is ready again (pid {m.pid}, {now - m.exited_at:.1f}s after it stopped)")
+        if m.state is State.WAITING and now >= m.restart_at:
+            self._restart(m, now)
+
+    def _exited(self, m: Managed, code: int, now: float) -> None:
+        self._backoff(m, now, f"{exit_status(code)} (pid {m.pid})")
+
+    def _backoff(self, m: Managed, now: float, what: str) -> None:
+        became_ready = m.state is State.RUNNING
+        delay = m.policy.exited(now, m.healthy_since if became_ready else None)
+        m.state, m.exited_at, m.restart_at, m.healthy_since = State.WAITING, now, now + delay, None
+        self.say(f"{m.name} {what}; restarting {f'in {delay:.0f}s' if delay else 'now'}")
+        if m.policy.should_report(became_ready):
+            why = "is crash-looping" if became_ready else "cannot start"
+            tail = "\n".join(f"    {line}" for line in log_tail(m.log))
+            self.say(
+                f"{m.name} {why} ({m.policy.failures} exits without 60s healthy; the rest keeps running);"
+                f" the end of {m.log}:\n{tail}",
+                err=True,
+            )
+
+    def _restart(self, m: Managed, now: float) -> None:
+        assert m.spawn is not None
+        _signal_group(m.proc, signal.SIGKILL)  # what is left of the old group (its own children)
+        m.state = State.STARTING
+        try:
+            if m.before_restart is not None:
+                m.before_restart()
+            m.proc = m.spawn()
+        except (OSError, RuntimeError, ValueError) as exc:
+            self._backoff(m, now, f"could not be started ({exc})")
+            return
+        m.restarts += 1
+        self.say(f"{m.name} restarted as pid {m.pid} (restart {m.restarts})")
+
+    def say(self, text: str, err: bool = False) -> None:
+        print(f"meshctl up: {text}", file=sys.stderr if err else sys.stdout, flush=True)
 
     def wait(self, m: Managed, ready: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
@@ -101,9 +192,6 @@ class Supervisor:
             return code == 200 and (not body or text.strip() == body)
 
         self.wait(m, ok, f"200{' ' + body if body else ''} from {url}", timeout)
-
-    def exited(self) -> Managed | None:
-        return next((m for m in self.children if m.proc.poll() is not None), None)
 
     def stop_all(self, timeout: float = 10.0, keep_first: int = 1) -> None:
         """Stop every group: all but the first ``keep_first`` (the bus) together, then those.
@@ -131,7 +219,18 @@ def _stop_wave(wave: list[Managed], timeout: float) -> None:
             m.proc.wait()
 
 
+def _probe(ready: Callable[[], bool] | None) -> bool:
+    if ready is None:
+        return True
+    try:
+        return ready()
+    except OSError:
+        return False
+
+
 def _signal_group(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
+    if proc.pid <= 0:
+        return
     try:
         os.killpg(proc.pid, sig)
     except (ProcessLookupError, PermissionError):

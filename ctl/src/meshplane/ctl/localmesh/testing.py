@@ -68,6 +68,15 @@ class UpRun:
                 found[m.group(1)] = int(m.group(2))
         return found
 
+    def current_pids(self) -> dict[str, int]:
+        """Component → PID now: the table's, or the one its last "restarted as pid N" line gave."""
+        found = self.pids()
+        for line in list(self.lines):
+            m = re.match(r"meshctl up: (\S+) restarted as pid (\d+)", line)
+            if m and m.group(1) in found:
+                found[m.group(1)] = int(m.group(2))
+        return found
+
     def nats_url(self) -> str:
         m = re.search(r"proxy-status --nats-url (\S+)", self.output())
         if not m:
@@ -76,7 +85,9 @@ class UpRun:
 
 
 @contextmanager
-def running_up(examples: Path, tmp: Path, start_timeout: float = 150.0) -> Iterator[UpRun]:
+def running_up(
+    examples: Path, tmp: Path, start_timeout: float = 150.0, env: dict[str, str] | None = None
+) -> Iterator[UpRun]:
     config, gateway_port = copy_example(examples, tmp)
     state = tmp / "state"
     proc = subprocess.Popen(
@@ -85,6 +96,7 @@ def running_up(examples: Path, tmp: Path, start_timeout: float = 150.0) -> Itera
         stderr=subprocess.STDOUT,
         text=True,
         cwd=tmp,
+        env=env,
     )
     run = UpRun(proc, config, state, f"http://127.0.0.1:{gateway_port}/")
     assert proc.stdout is not None
@@ -101,7 +113,7 @@ def running_up(examples: Path, tmp: Path, start_timeout: float = 150.0) -> Itera
             raise AssertionError(f"meshctl up exited with {proc.returncode}:\n{run.output()}")
         yield run
     finally:
-        pids = run.pids()
+        pids = run.current_pids()
         if proc.poll() is None:
             proc.send_signal(signal.SIGINT)
             try:

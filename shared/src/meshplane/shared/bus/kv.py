@@ -6,7 +6,8 @@ reliably from a server restart (nats.py#510, nats.go#1094). Recovery works like 
 
 * every delivered message advances ``last_seq`` (the stream sequence);
 * a missing heartbeat, a consumer-sequence gap or a reconnect recreates the consumer from
-  ``last_seq + 1``, on a fresh inbox so an old consumer cannot deliver twice;
+  ``last_seq + 1``, on a fresh inbox so an old consumer cannot deliver twice (a reconnect wakes
+  the waiting watch at once, so changes after a server restart are not held up by the heartbeat);
 * if the stream itself was recreated (a server that lost its store), the watch re-reads the
   whole bucket and emits only the difference from what it had already yielded.
 
@@ -135,7 +136,7 @@ class KVWatch(Generic[M]):
         self._synced = False
         self._resync: dict[str, tuple[bytes, int, Mapping[str, str]]] | None = None
         self._sub: Subscription | None = None
-        self._queue: asyncio.Queue[Msg] = asyncio.Queue()
+        self._queue: asyncio.Queue[Msg | None] = asyncio.Queue()
         self._consumer: str | None = None
         self._pending: deque[WatchEvent[M]] = deque()
         self._reset_requested = False
@@ -155,6 +156,7 @@ class KVWatch(Generic[M]):
 
     async def _on_reconnect(self) -> None:
         self._reset_requested = True
+        self._queue.put_nowait(None)  # wake a waiting __anext__ now, not at its heartbeat timeout
 
     @property
     def keys(self) -> frozenset[str]:
@@ -179,6 +181,8 @@ class KVWatch(Generic[M]):
                 )
                 self._reset_requested = True
                 continue
+            if msg is None or self._reset_requested:
+                continue  # a reconnect: the new consumer redelivers from last_seq + 1
             await self._handle(msg)
 
     async def _handle(self, msg: Msg) -> None:
@@ -289,7 +293,7 @@ class KVWatch(Generic[M]):
         inbox = self._bus.nc.new_inbox()
         # Deliveries go to a queue this watch owns (not nats.py's next_msg, whose internal task
         # can be cancelled under us on reconnect): waiting on it is cancellable and never hangs.
-        queue: asyncio.Queue[Msg] = asyncio.Queue()
+        queue: asyncio.Queue[Msg | None] = asyncio.Queue()
 
         async def deliver(msg: Msg) -> None:
             queue.put_nowait(msg)
