@@ -1,11 +1,17 @@
 """ADS load generator: many SotW or Delta streams from one process that request and ACK as Envoy does.
 
-Each stream asks for CDS, then EDS for the clusters it got, LDS, then RDS for the route names
-in its listeners, and ACKs every response. With ``--delta`` it speaks the incremental protocol
+Each stream asks for CDS, then LDS once the first response came (as Envoy asks for listeners
+once its clusters are in), EDS for the clusters it got and RDS for the route names in its
+listeners, and ACKs every response. Only the first request is written before the first
+response, so a stream Pilot refuses (rate limit) sees Pilot's status rather than a failed write
+(which grpcio reports as INTERNAL). With ``--delta`` it speaks the incremental protocol
 (wildcard CDS/LDS, EDS/RDS subscriptions that follow the clusters and listeners it holds).
 Every response's arrival time is written as one JSON line ``{"stream": i, "type": "cds",
 "t": unix_time, "version": ...}`` to stdout, so the runner can tell when every stream has
-received a push.
+received a push. A stream that fails is reopened after a jittered backoff, as Envoy does, and
+the failure is written as ``{"stream": i, "reset": "INTERNAL", "t": ..., "details": ...}``
+(``reset`` is the gRPC status code's name), so the runner can report resets by status code;
+each load generator also prints its count by code to stderr every 5 s.
 
     python -m benchmarks.xds.loadgen --pilot 127.0.0.1:15010 --streams 500 --first 0
 """
@@ -32,7 +38,7 @@ P = "type.googleapis.com/envoy."
 CDS, EDS = P + "config.cluster.v3.Cluster", P + "config.endpoint.v3.ClusterLoadAssignment"
 LDS, RDS = P + "config.listener.v3.Listener", P + "config.route.v3.RouteConfiguration"
 SHORT = {CDS: "cds", EDS: "eds", LDS: "lds", RDS: "rds"}
-RETRIES: dict[str, int] = {}
+RESETS: dict[str, int] = {}
 SERVICE = "/envoy.service.discovery.v3.AggregatedDiscoveryService/"
 METHOD = SERVICE + "StreamAggregatedResources"
 DELTA_METHOD = SERVICE + "DeltaAggregatedResources"
@@ -137,16 +143,20 @@ def _record(out: list[str], index: int, type_url: str, version: str, n: int) -> 
     out.append(json.dumps(event))
 
 
+def _record_reset(out: list[str], index: int, exc: grpc.aio.AioRpcError) -> None:
+    code = exc.code().name
+    RESETS[code] = RESETS.get(code, 0) + 1
+    out.append(json.dumps({"stream": index, "reset": code, "t": time.time(), "details": exc.details()}))
+
+
 async def stream(channel: grpc.aio.Channel, index: int, ns: str, out: list[str], delta: bool) -> None:
-    """One proxy; reconnects with jittered backoff like Envoy when the stream fails."""
+    """One proxy; reopens the stream with jittered backoff like Envoy when it fails."""
     while True:
         try:
             await (_delta_stream if delta else _stream)(channel, index, ns, out)
             return
         except grpc.aio.AioRpcError as exc:
-            # Envoy reconnects whatever the reason; count reasons other than the rate limit
-            if exc.code() != grpc.StatusCode.RESOURCE_EXHAUSTED:
-                RETRIES[str(exc.code())] = RETRIES.get(str(exc.code()), 0) + 1
+            _record_reset(out, index, exc)
             await asyncio.sleep(random.uniform(0.1, 1.0))
 
 
@@ -157,15 +167,18 @@ async def _stream(channel: grpc.aio.Channel, index: int, ns: str, out: list[str]
     first = discovery_pb2.DiscoveryRequest(type_url=CDS)
     first.node.CopyFrom(_node(index, ns))
     await call.write(first)
-    await call.write(discovery_pb2.DiscoveryRequest(type_url=LDS))
     eds: list[str] = []
     rds: list[str] = []
+    lds = False
     while (raw := await call.read()) is not grpc.aio.EOF:
         type_url, version, nonce, n = _header(raw)
         _record(out, index, type_url, version, n)
         ack = discovery_pb2.DiscoveryRequest(type_url=type_url, version_info=version, response_nonce=nonce)
         if type_url in (CDS, LDS):
             await call.write(ack)
+            if not lds:
+                lds = True
+                await call.write(discovery_pb2.DiscoveryRequest(type_url=LDS))
             names = _follow_names(raw, type_url)
             if names != (eds if type_url == CDS else rds):
                 follow = EDS if type_url == CDS else RDS
@@ -222,12 +235,15 @@ async def _delta_stream(channel: grpc.aio.Channel, index: int, ns: str, out: lis
     first = discovery_pb2.DeltaDiscoveryRequest(type_url=CDS)
     first.node.CopyFrom(_node(index, ns))
     await call.write(first)
-    await call.write(discovery_pb2.DeltaDiscoveryRequest(type_url=LDS))
     follows = {CDS: (_Follow(_eds_set), EDS), LDS: (_Follow(_rds_of), RDS)}
+    lds = False
     while (raw := await call.read()) is not grpc.aio.EOF:
         type_url, version, nonce, n = _header(raw)
         _record(out, index, type_url, version, n)
         await call.write(discovery_pb2.DeltaDiscoveryRequest(type_url=type_url, response_nonce=nonce))
+        if not lds:
+            lds = True
+            await call.write(discovery_pb2.DeltaDiscoveryRequest(type_url=LDS))
         if type_url not in follows:
             continue
         follow, next_type = follows[type_url]
@@ -267,9 +283,9 @@ async def main(args: argparse.Namespace) -> None:
     async def report() -> None:
         while True:
             await asyncio.sleep(5)
-            if RETRIES:
-                print(f"loadgen {args.first}: reconnects {RETRIES}", file=sys.stderr, flush=True)
-                RETRIES.clear()
+            if RESETS:
+                print(f"loadgen {args.first}: stream resets by status {RESETS}", file=sys.stderr, flush=True)
+                RESETS.clear()
 
     flusher = asyncio.create_task(flush())
     reporter = asyncio.create_task(report())
