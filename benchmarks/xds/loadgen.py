@@ -8,7 +8,8 @@ response, so a stream Pilot refuses (rate limit) sees Pilot's status rather than
 (wildcard CDS/LDS, EDS/RDS subscriptions that follow the clusters and listeners it holds).
 Every response's arrival time is written as one JSON line ``{"stream": i, "type": "cds",
 "t": unix_time, "version": ...}`` to stdout, so the runner can tell when every stream has
-received a push. A stream that fails is reopened after a jittered backoff, as Envoy does, and
+received a push. A stream that fails is reopened after Envoy's backoff (jittered exponential,
+500 ms to 30 s), and
 the failure is written as ``{"stream": i, "reset": "INTERNAL", "t": ..., "details": ...}``
 (``reset`` is the gRPC status code's name), so the runner can report resets by status code;
 each load generator also prints its count by code to stderr every 5 s.
@@ -39,6 +40,8 @@ CDS, EDS = P + "config.cluster.v3.Cluster", P + "config.endpoint.v3.ClusterLoadA
 LDS, RDS = P + "config.listener.v3.Listener", P + "config.route.v3.RouteConfiguration"
 SHORT = {CDS: "cds", EDS: "eds", LDS: "lds", RDS: "rds"}
 RESETS: dict[str, int] = {}
+#: When each stream last received a response (a served stream starts its backoff afresh).
+LAST_RESPONSE: dict[int, float] = {}
 SERVICE = "/envoy.service.discovery.v3.AggregatedDiscoveryService/"
 METHOD = SERVICE + "StreamAggregatedResources"
 DELTA_METHOD = SERVICE + "DeltaAggregatedResources"
@@ -139,6 +142,7 @@ def _node(index: int, ns: str) -> Any:
 
 
 def _record(out: list[str], index: int, type_url: str, version: str, n: int) -> None:
+    LAST_RESPONSE[index] = time.time()
     event = {"stream": index, "type": SHORT.get(type_url, "?"), "t": time.time(), "version": version, "n": n}
     out.append(json.dumps(event))
 
@@ -149,15 +153,23 @@ def _record_reset(out: list[str], index: int, exc: grpc.aio.AioRpcError) -> None
     out.append(json.dumps({"stream": index, "reset": code, "t": time.time(), "details": exc.details()}))
 
 
+def backoff(failures: int) -> float:
+    """Envoy's xDS retry: jittered exponential from 500 ms, at most 30 s (``failures`` >= 1)."""
+    return random.uniform(0.0, min(0.5 * ((1 << min(failures, 16)) - 1), 30.0))
+
+
 async def stream(channel: grpc.aio.Channel, index: int, ns: str, out: list[str], delta: bool) -> None:
-    """One proxy; reopens the stream with jittered backoff like Envoy when it fails."""
+    """One proxy; reopens the stream with Envoy's backoff when it fails (reset once it was served)."""
+    failures = 0
     while True:
+        started = time.time()
         try:
             await (_delta_stream if delta else _stream)(channel, index, ns, out)
             return
         except grpc.aio.AioRpcError as exc:
             _record_reset(out, index, exc)
-            await asyncio.sleep(random.uniform(0.1, 1.0))
+            failures = 1 if LAST_RESPONSE.get(index, 0.0) >= started else failures + 1
+            await asyncio.sleep(backoff(failures))
 
 
 async def _stream(channel: grpc.aio.Channel, index: int, ns: str, out: list[str]) -> None:
@@ -261,7 +273,15 @@ async def main(args: argparse.Namespace) -> None:
     channels = [
         grpc.aio.insecure_channel(
             args.pilot,
-            options=[("grpc.max_receive_message_length", 256 << 20), ("grpc.use_local_subchannel_pool", 1)],
+            options=[
+                ("grpc.max_receive_message_length", 256 << 20),
+                ("grpc.use_local_subchannel_pool", 1),
+                # Envoy opens a connection for each stream attempt: the stream's backoff above
+                # paces reconnects, not gRPC's own (1 s growing to 120 s while Pilot is down)
+                ("grpc.initial_reconnect_backoff_ms", 250),
+                ("grpc.min_reconnect_backoff_ms", 250),
+                ("grpc.max_reconnect_backoff_ms", 1000),
+            ],
         )
         for _ in range(max(1, args.streams // args.per_channel))
     ]
