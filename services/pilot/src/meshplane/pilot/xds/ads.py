@@ -176,13 +176,11 @@ class AdsServicer:
                     break
                 yield Payload(item)
                 del item
-        except asyncio.CancelledError:
-            # gRPC cancels the handler when the connection goes: the proxy left, or gRPC core
-            # closed a connection that reached max_connection_age (jittered by up to -10 %)
+        finally:
+            # A proxy never ends its stream: one that lived to max_connection_age (which gRPC core
+            # jitters by up to -10 %) was closed with its connection, so that it reconnects.
             if time.time() - conn.connected_at >= 0.9 * self.max_age:
                 self.resets.reset("max_connection_age", conn.peer, f"{conn.id} reconnects to rebalance")
-            raise
-        finally:
             self.server.remove(conn)
             conn.drain()
             task.cancel()
