@@ -277,9 +277,10 @@ async def main(args: argparse.Namespace) -> None:
                 ("grpc.max_receive_message_length", 256 << 20),
                 ("grpc.use_local_subchannel_pool", 1),
                 # Envoy opens a connection for each stream attempt: the stream's backoff above
-                # paces reconnects, not gRPC's own (1 s growing to 120 s while Pilot is down)
+                # paces reconnects, not gRPC's own (1 s growing to 120 s while Pilot is down).
+                # (Not grpc.min_reconnect_backoff_ms: it is also the connect timeout, 20 s, and
+                # a short one fails handshakes on a busy machine with UNAVAILABLE.)
                 ("grpc.initial_reconnect_backoff_ms", 250),
-                ("grpc.min_reconnect_backoff_ms", 250),
                 ("grpc.max_reconnect_backoff_ms", 1000),
             ],
         )
