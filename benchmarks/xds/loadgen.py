@@ -1,11 +1,18 @@
 """ADS load generator: many SotW or Delta streams from one process that request and ACK as Envoy does.
 
-Each stream asks for CDS, then EDS for the clusters it got, LDS, then RDS for the route names
-in its listeners, and ACKs every response. With ``--delta`` it speaks the incremental protocol
+Each stream asks for CDS, then LDS once the first response came (as Envoy asks for listeners
+once its clusters are in), EDS for the clusters it got and RDS for the route names in its
+listeners, and ACKs every response. Only the first request is written before the first
+response, so a stream Pilot refuses (rate limit) sees Pilot's status rather than a failed write
+(which grpcio reports as INTERNAL). With ``--delta`` it speaks the incremental protocol
 (wildcard CDS/LDS, EDS/RDS subscriptions that follow the clusters and listeners it holds).
 Every response's arrival time is written as one JSON line ``{"stream": i, "type": "cds",
 "t": unix_time, "version": ...}`` to stdout, so the runner can tell when every stream has
-received a push.
+received a push. A stream that fails is reopened after Envoy's backoff (jittered exponential,
+500 ms to 30 s), and
+the failure is written as ``{"stream": i, "reset": "INTERNAL", "t": ..., "details": ...}``
+(``reset`` is the gRPC status code's name), so the runner can report resets by status code;
+each load generator also prints its count by code to stderr every 5 s.
 
     python -m benchmarks.xds.loadgen --pilot 127.0.0.1:15010 --streams 500 --first 0
 """
@@ -32,7 +39,9 @@ P = "type.googleapis.com/envoy."
 CDS, EDS = P + "config.cluster.v3.Cluster", P + "config.endpoint.v3.ClusterLoadAssignment"
 LDS, RDS = P + "config.listener.v3.Listener", P + "config.route.v3.RouteConfiguration"
 SHORT = {CDS: "cds", EDS: "eds", LDS: "lds", RDS: "rds"}
-RETRIES: dict[str, int] = {}
+RESETS: dict[str, int] = {}
+#: When each stream last received a response (a served stream starts its backoff afresh).
+LAST_RESPONSE: dict[int, float] = {}
 SERVICE = "/envoy.service.discovery.v3.AggregatedDiscoveryService/"
 METHOD = SERVICE + "StreamAggregatedResources"
 DELTA_METHOD = SERVICE + "DeltaAggregatedResources"
@@ -133,21 +142,34 @@ def _node(index: int, ns: str) -> Any:
 
 
 def _record(out: list[str], index: int, type_url: str, version: str, n: int) -> None:
+    LAST_RESPONSE[index] = time.time()
     event = {"stream": index, "type": SHORT.get(type_url, "?"), "t": time.time(), "version": version, "n": n}
     out.append(json.dumps(event))
 
 
+def _record_reset(out: list[str], index: int, exc: grpc.aio.AioRpcError) -> None:
+    code = exc.code().name
+    RESETS[code] = RESETS.get(code, 0) + 1
+    out.append(json.dumps({"stream": index, "reset": code, "t": time.time(), "details": exc.details()}))
+
+
+def backoff(failures: int) -> float:
+    """Envoy's xDS retry: jittered exponential from 500 ms, at most 30 s (``failures`` >= 1)."""
+    return random.uniform(0.0, min(0.5 * ((1 << min(failures, 16)) - 1), 30.0))
+
+
 async def stream(channel: grpc.aio.Channel, index: int, ns: str, out: list[str], delta: bool) -> None:
-    """One proxy; reconnects with jittered backoff like Envoy when the stream fails."""
+    """One proxy; reopens the stream with Envoy's backoff when it fails (reset once it was served)."""
+    failures = 0
     while True:
+        started = time.time()
         try:
             await (_delta_stream if delta else _stream)(channel, index, ns, out)
             return
         except grpc.aio.AioRpcError as exc:
-            # Envoy reconnects whatever the reason; count reasons other than the rate limit
-            if exc.code() != grpc.StatusCode.RESOURCE_EXHAUSTED:
-                RETRIES[str(exc.code())] = RETRIES.get(str(exc.code()), 0) + 1
-            await asyncio.sleep(random.uniform(0.1, 1.0))
+            _record_reset(out, index, exc)
+            failures = 1 if LAST_RESPONSE.get(index, 0.0) >= started else failures + 1
+            await asyncio.sleep(backoff(failures))
 
 
 async def _stream(channel: grpc.aio.Channel, index: int, ns: str, out: list[str]) -> None:
@@ -157,15 +179,18 @@ async def _stream(channel: grpc.aio.Channel, index: int, ns: str, out: list[str]
     first = discovery_pb2.DiscoveryRequest(type_url=CDS)
     first.node.CopyFrom(_node(index, ns))
     await call.write(first)
-    await call.write(discovery_pb2.DiscoveryRequest(type_url=LDS))
     eds: list[str] = []
     rds: list[str] = []
+    lds = False
     while (raw := await call.read()) is not grpc.aio.EOF:
         type_url, version, nonce, n = _header(raw)
         _record(out, index, type_url, version, n)
         ack = discovery_pb2.DiscoveryRequest(type_url=type_url, version_info=version, response_nonce=nonce)
         if type_url in (CDS, LDS):
             await call.write(ack)
+            if not lds:
+                lds = True
+                await call.write(discovery_pb2.DiscoveryRequest(type_url=LDS))
             names = _follow_names(raw, type_url)
             if names != (eds if type_url == CDS else rds):
                 follow = EDS if type_url == CDS else RDS
@@ -222,12 +247,15 @@ async def _delta_stream(channel: grpc.aio.Channel, index: int, ns: str, out: lis
     first = discovery_pb2.DeltaDiscoveryRequest(type_url=CDS)
     first.node.CopyFrom(_node(index, ns))
     await call.write(first)
-    await call.write(discovery_pb2.DeltaDiscoveryRequest(type_url=LDS))
     follows = {CDS: (_Follow(_eds_set), EDS), LDS: (_Follow(_rds_of), RDS)}
+    lds = False
     while (raw := await call.read()) is not grpc.aio.EOF:
         type_url, version, nonce, n = _header(raw)
         _record(out, index, type_url, version, n)
         await call.write(discovery_pb2.DeltaDiscoveryRequest(type_url=type_url, response_nonce=nonce))
+        if not lds:
+            lds = True
+            await call.write(discovery_pb2.DeltaDiscoveryRequest(type_url=LDS))
         if type_url not in follows:
             continue
         follow, next_type = follows[type_url]
@@ -245,7 +273,16 @@ async def main(args: argparse.Namespace) -> None:
     channels = [
         grpc.aio.insecure_channel(
             args.pilot,
-            options=[("grpc.max_receive_message_length", 256 << 20), ("grpc.use_local_subchannel_pool", 1)],
+            options=[
+                ("grpc.max_receive_message_length", 256 << 20),
+                ("grpc.use_local_subchannel_pool", 1),
+                # Envoy opens a connection for each stream attempt: the stream's backoff above
+                # paces reconnects, not gRPC's own (1 s growing to 120 s while Pilot is down).
+                # (Not grpc.min_reconnect_backoff_ms: it is also the connect timeout, 20 s, and
+                # a short one fails handshakes on a busy machine with UNAVAILABLE.)
+                ("grpc.initial_reconnect_backoff_ms", 250),
+                ("grpc.max_reconnect_backoff_ms", 1000),
+            ],
         )
         for _ in range(max(1, args.streams // args.per_channel))
     ]
@@ -267,9 +304,9 @@ async def main(args: argparse.Namespace) -> None:
     async def report() -> None:
         while True:
             await asyncio.sleep(5)
-            if RETRIES:
-                print(f"loadgen {args.first}: reconnects {RETRIES}", file=sys.stderr, flush=True)
-                RETRIES.clear()
+            if RESETS:
+                print(f"loadgen {args.first}: stream resets by status {RESETS}", file=sys.stderr, flush=True)
+                RESETS.clear()
 
     flusher = asyncio.create_task(flush())
     reporter = asyncio.create_task(report())

@@ -13,134 +13,37 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
+import functools
 import os
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
-import httpx
-
-from meshplane.proto.bus.v1 import registry_pb2
-from meshplane.shared.bus import Buckets, Bus, BusOptions
+from benchmarks.xds.harness import (
+    NS,
+    Events,
+    _bus,
+    cpu_seconds,
+    format_resets,
+    loadgen,
+    ok,
+    rss_mb,
+    seed,
+    service,
+    start_pilot,
+    stop_all,
+    wait_for,
+    workload,
+)
+from meshplane.shared.bus import Buckets
 from meshplane.shared.bus.buckets import service_key, workload_key
 from meshplane.shared.natsserver import NatsServer, free_port
 
-NS = "bench"
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def service(i: int) -> registry_pb2.Service:
-    port = registry_pb2.ServicePort(name="http", number=9080, protocol=registry_pb2.HTTP)
-    return registry_pb2.Service(hostname=f"svc-{i}.{NS}.svc.cluster.local", namespace=NS, ports=[port])
-
-
-def workload(i: int, j: int) -> registry_pb2.WorkloadInstance:
-    return registry_pb2.WorkloadInstance(
-        name=f"svc-{i}-{j}",
-        namespace=NS,
-        address=f"10.{100 + j}.{i // 256}.{i % 256}",
-        labels={"app": f"svc-{i}"},
-        services=[f"svc-{i}.{NS}.svc.cluster.local"],
-        ports={"http": 9080},
-    )
-
-
-async def _bus(url: str, fn: Any) -> None:
-    bus = await Bus.connect(BusOptions(url=url))
-    try:
-        await fn(Buckets(bus))
-    finally:
-        await bus.close()
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def rss_mb(pid: int, key: str = "VmRSS") -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(key + ":"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
-class Events:
-    """Response arrival times reported by the load generators."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.by_type: dict[str, dict[int, tuple[float, str]]] = {}
-
-    def reader(self, proc: subprocess.Popen[str]) -> None:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            try:
-                ev = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            with self.lock:
-                self.by_type.setdefault(ev["type"], {})[ev["stream"]] = (ev["t"], ev["version"])
-
-    def count_after(self, type_: str, t0: float) -> int:
-        with self.lock:
-            return sum(1 for t, _ in self.by_type.get(type_, {}).values() if t >= t0)
-
-    def last_after(self, type_: str, t0: float) -> float:
-        with self.lock:
-            return max((t for t, _ in self.by_type.get(type_, {}).values() if t >= t0), default=0.0)
-
-
-def wait_for(check: Any, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.02)
-    return False
-
-
-def _load_sched(cpus: set[int]) -> None:
-    """Load generators stand in for Envoys on other machines: they get the CPU Pilot leaves."""
-    os.sched_setaffinity(0, cpus)
-    os.nice(10)
-
-
-#: Each load generator receives a 0.4 MB route configuration per stream per push. glibc serves
-#: allocations that big with mmap and returns them at once, so every message would be paged in
-#: afresh (page faults were ~5 % of the load generators' CPU); these keep them in the heap.
-LOADGEN_ENV = {
-    "MALLOC_MMAP_THRESHOLD_": str(16 << 20),
-    "MALLOC_TRIM_THRESHOLD_": str(512 << 20),
-    "MALLOC_TOP_PAD_": str(64 << 20),
-}
-
-
-def loadgen(pilot: str, streams: int, first: int, cpus: set[int], delta: bool) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "benchmarks.xds.loadgen",
-            "--pilot",
-            pilot,
-            "--streams",
-            str(streams),
-            "--first",
-            str(first),
-            *(["--delta"] if delta else []),
-        ],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        text=True,
-        env={**os.environ, **LOADGEN_ENV},
-        preexec_fn=lambda: _load_sched(cpus),
-    )
+__all__ = ["NS", "_bus", "_ok", "service", "workload"]  # used by benchmarks/sovereign
+_ok = ok
 
 
 def main() -> int:
@@ -165,41 +68,16 @@ def main() -> int:
     nats.start()
     procs: list[subprocess.Popen[Any]] = []
     try:
-
-        async def seed(b: Buckets) -> None:
-            for i in range(args.services):
-                await b.services.put(service_key(NS, f"svc-{i}.{NS}.svc.cluster.local"), service(i))
-                for j in range(2):
-                    await b.workloads.put(workload_key(NS, f"svc-{i}-{j}"), workload(i, j))
-
         t = time.monotonic()
-        asyncio.run(_bus(nats.url, seed))
+        seed(nats.url, args.services)
         took = time.monotonic() - t
         print(f"seeded {args.services} services / {2 * args.services} workloads in {took:.1f}s")
         grpc_port, http_port = free_port(), free_port()
         pilot_log = (tmp / "pilot.log").open("w")
-        pilot = subprocess.Popen(
-            [
-                sys.executable,
-                *(["-m", "cProfile", "-o", args.profile] if args.profile else []),
-                "-m",
-                "meshplane.pilot",
-                "--nats-url",
-                nats.url,
-                "--grpc-addr",
-                f"127.0.0.1:{grpc_port}",
-                "--http-addr",
-                f"127.0.0.1:{http_port}",
-                "--id",
-                "bench",
-            ],
-            stdout=pilot_log,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "PILOT_MAX_REQUESTS_PER_SECOND": str(args.connect_rate)},
-            preexec_fn=lambda: os.sched_setaffinity(0, {pilot_cpu}),
-        )
+        rate = args.connect_rate
+        pilot = start_pilot(nats.url, grpc_port, http_port, pilot_cpu, pilot_log, rate, args.profile)
         procs.append(pilot)
-        ready = wait_for(lambda: _ok(f"http://127.0.0.1:{http_port}/ready"), 120)
+        ready = wait_for(lambda: ok(f"http://127.0.0.1:{http_port}/ready"), 120)
         assert ready, (tmp / "pilot.log").read_text()[-2000:]
         rss0, cpu0 = rss_mb(pilot.pid), cpu_seconds(pilot.pid)
         print(f"pilot ready: rss {rss0:.0f} MiB, cpu {cpu0:.2f}s (replay + first push context)")
@@ -209,13 +87,16 @@ def main() -> int:
         for k in range(args.loadgens):
             p = loadgen(f"127.0.0.1:{grpc_port}", per, k * per, load_cpus, args.delta)
             procs.append(p)
-            threading.Thread(target=events.reader, args=(p,), daemon=True).start()
+            events.follow(p)
         n = per * args.loadgens
-        ok = wait_for(lambda: events.count_after("rds", t0) >= n and events.count_after("eds", t0) >= n, 600)
+        done = wait_for(lambda: events.served_after(t0, n), 600)
+        connected = time.time()
         print(
             f"connect {n} proxies: all four types received in {events.last_after('rds', t0) - t0:.2f}s "
-            f"(complete={ok}); pilot cpu {cpu_seconds(pilot.pid) - cpu0:.1f}s"
+            f"(complete={done}); pilot cpu {cpu_seconds(pilot.pid) - cpu0:.1f}s"
         )
+        storm = format_resets(events.resets_by_code(t0))
+        print(f"stream resets during the connect storm, by status: {storm}")
         time.sleep(7)  # let the storm settle (Pilot trims its heap after 5 s idle)
         rss1 = rss_mb(pilot.pid)
         print(f"memory: rss {rss1:.0f} MiB with {n} proxies; {(rss1 - rss0) / n * 1024:.0f} KiB per proxy")
@@ -235,9 +116,7 @@ def main() -> int:
                 load_a = sum(cpu_seconds(g.pid) for g in gens)
                 t1 = time.time()
                 asyncio.run(_bus(nats.url, _change(change, args.services + rep)))
-                done = wait_for(
-                    lambda t1=t1, types=types: all(events.count_after(ty, t1) >= n for ty in types), 300
-                )
+                done = wait_for(functools.partial(events.served_after, t1, n, types), 300)
                 last = max(events.last_after(ty, t1) for ty in types)
                 times.append(last - t1)
                 print(
@@ -252,29 +131,18 @@ def main() -> int:
         p = loadgen(f"127.0.0.1:{grpc_port}", 1, 10_000_000, load_cpus, args.delta)
         procs.append(p)
         one = Events()
-        threading.Thread(target=one.reader, args=(p,), daemon=True).start()
+        one.follow(p)
         wait_for(lambda: one.count_after("rds", t2) >= 1 and one.count_after("eds", t2) >= 1, 60)
         took = max(one.last_after("rds", t2), one.last_after("eds", t2)) - t2
         print(f"new proxy connecting: all four types in {took:.2f}s (includes the load generator's start-up)")
         peak = rss_mb(pilot.pid, "VmHWM")
         print(f"pilot totals: cpu {cpu_seconds(pilot.pid):.1f}s, peak rss {peak:.0f} MiB")
+        later = format_resets(events.resets_by_code(connected) + one.resets_by_code())
+        print(f"stream resets after the connect storm, by status: {later}")
     finally:
-        for p in reversed(procs):
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop_all(procs)
         nats.stop()
     return 0
-
-
-def _ok(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 def _change(kind: str, i: int) -> Any:

@@ -32,7 +32,7 @@ from meshplane.pilot.model.push_request import PushRequest
 from meshplane.pilot.security.jwks import JwksResolver
 from meshplane.pilot.settings import Settings
 from meshplane.pilot.status import StatusPublisher
-from meshplane.pilot.xds.ads import AdsServicer, add_to_server
+from meshplane.pilot.xds.ads import AdsServicer, add_to_server, server_options
 from meshplane.pilot.xds.debounce import Debouncer
 from meshplane.pilot.xds.discovery import DiscoveryServer
 from meshplane.shared.bus import Buckets, Bus, BusOptions, BusUnavailable
@@ -138,7 +138,7 @@ class Pilot:
             self.tasks.spawn(
                 "memory", lambda: trim_when_idle(self._activity, lambda: discovery.queue.pending() > 0)
             )
-            grpc_server = grpc.aio.server(options=self._grpc_options())
+            grpc_server = grpc.aio.server(options=server_options(s))
             add_to_server(AdsServicer(self.server), grpc_server)
             try:  # grpcio raises RuntimeError (older versions returned 0) when it cannot bind
                 self.grpc_port = grpc_server.add_insecure_port(f"{s.grpc_host}:{s.grpc_port}")
@@ -198,19 +198,6 @@ class Pilot:
         await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
         for w in waits:
             w.cancel()
-
-    def _grpc_options(self) -> list[tuple[str, int]]:
-        s = self.settings
-        return [
-            ("grpc.keepalive_time_ms", int(s.keepalive_seconds * 1000)),
-            ("grpc.keepalive_timeout_ms", 10_000),
-            ("grpc.keepalive_permit_without_calls", 1),
-            ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
-            ("grpc.max_connection_age_ms", int(s.max_connection_age * 1000)),
-            ("grpc.max_concurrent_streams", 100_000),
-            ("grpc.so_reuseport", 0),
-            ("grpc.max_send_message_length", 64 * 1024 * 1024),
-        ]
 
     def _activity(self) -> int:
         """Changes whenever proxies connect, disconnect or are pushed (for trimming memory)."""

@@ -3,6 +3,14 @@
 Each stream reads requests in its own task and writes responses from the connection's outbox,
 so cheap ACKs never wait behind a push. New streams pass a token bucket
 (``PILOT_MAX_REQUESTS_PER_SECOND``, burst 1, wait at most 1 s) so a reconnect storm spreads out.
+
+The token bucket is the only place a connect storm is turned away. gRPC core has a limit of its
+own: new calls wait in a backlog until the server asks for them, and beyond 1000 waiting calls it
+cancels a growing share of them (all beyond 3000; "random early detection"). grpcio's asyncio
+server asks for one call at a time, so 2000 proxies connecting at once overflowed that backlog:
+streams were cancelled before Pilot saw them (CANCELLED at the client, or INTERNAL when the client
+was writing), and nothing counted it. :func:`server_options` lifts that backlog to the stream limit.
+Every stream Pilot ends on purpose is counted in ``pilot_xds_stream_resets`` (by reason) and logged.
 """
 
 from __future__ import annotations
@@ -16,13 +24,60 @@ from typing import Any
 
 import grpc
 from envoy.service.discovery.v3 import discovery_pb2
+from prometheus_client import Counter
 
 from meshplane.pilot.model.proxy import InvalidNode, locality_text, parse_proxy
+from meshplane.pilot.settings import Settings
 from meshplane.pilot.xds import delta, sotw
 from meshplane.pilot.xds.connection import Connection
 from meshplane.pilot.xds.discovery import DiscoveryServer
 
 log = logging.getLogger("meshplane.pilot.ads")
+
+#: Concurrent streams per server, and calls gRPC core may hold before Pilot picks them up.
+MAX_STREAMS = 100_000
+#: Istio closes a connection this long after ``max_connection_age`` (keepalive
+#: MaxServerConnectionAgeGrace): ADS streams never end by themselves, so without it the age
+#: limit would only send GOAWAY and the proxy would never move.
+CONNECTION_AGE_GRACE = 10.0
+
+
+def server_options(s: Settings) -> list[tuple[str, int]]:
+    """gRPC server options for ADS (keepalive and connection age as Istio's defaults)."""
+    return [
+        ("grpc.keepalive_time_ms", int(s.keepalive_seconds * 1000)),
+        ("grpc.keepalive_timeout_ms", 10_000),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
+        ("grpc.max_connection_age_ms", int(s.max_connection_age * 1000)),
+        ("grpc.max_connection_age_grace_ms", int(CONNECTION_AGE_GRACE * 1000)),
+        ("grpc.max_concurrent_streams", MAX_STREAMS),
+        # see the module docstring: the token bucket, not gRPC core, limits a connect storm
+        ("grpc.server.max_pending_requests", MAX_STREAMS),
+        ("grpc.server.max_pending_requests_hard_limit", MAX_STREAMS),
+        ("grpc.so_reuseport", 0),
+        ("grpc.max_send_message_length", 64 * 1024 * 1024),
+    ]
+
+
+class Resets:
+    """Streams Pilot ends on purpose: counted by reason, logged at most once a second per reason
+    (a storm turns away hundreds of streams a second) with the number since the last line."""
+
+    def __init__(self, counter: Counter, clock: Any = time.monotonic) -> None:
+        self.counter = counter
+        self.clock = clock
+        self._unlogged: dict[str, int] = {}
+        self._logged_at: dict[str, float] = {}
+
+    def reset(self, reason: str, peer: str, detail: str) -> None:
+        self.counter.labels(reason).inc()
+        self._unlogged[reason] = self._unlogged.get(reason, 0) + 1
+        now = self.clock()
+        if now - self._logged_at.get(reason, -1e9) >= 1.0:
+            n, self._unlogged[reason] = self._unlogged[reason], 0
+            self._logged_at[reason] = now
+            log.warning("ADS: ended %d stream(s) on purpose (%s), last from %s: %s", n, reason, peer, detail)
 
 
 class TokenBucket:
@@ -48,6 +103,15 @@ class AdsServicer:
     def __init__(self, server: DiscoveryServer) -> None:
         self.server = server
         self.limiter = TokenBucket(server.settings.max_requests_per_second)
+        self.max_age = server.settings.max_connection_age
+        self.resets = Resets(
+            Counter(
+                "pilot_xds_stream_resets",
+                "xDS streams Pilot ended on purpose, by reason (rate_limited, max_connection_age).",
+                ["reason"],
+                registry=server.metrics.registry,
+            )
+        )
 
     async def StreamAggregatedResources(  # noqa: N802 - gRPC method name
         self,
@@ -68,12 +132,17 @@ class AdsServicer:
     async def _stream(
         self, requests: AsyncIterator[Any], context: grpc.aio.ServicerContext, is_delta: bool
     ) -> AsyncIterator[Any]:
-        if not await self.limiter.acquire():
-            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "rate limited: too many new xDS streams")
         try:
             first = await requests.__anext__()
         except StopAsyncIteration:
             return
+        # Refused after its first request has arrived (Istio refuses before reading): a client
+        # still writing that request when the refusal came would see its write fail (grpcio
+        # reports INTERNAL) and not the status saying it was rate limited.
+        if not await self.limiter.acquire():
+            detail = "rate limited: too many new xDS streams (PILOT_MAX_REQUESTS_PER_SECOND)"
+            self.resets.reset("rate_limited", context.peer(), detail)
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, detail)
         try:
             node = first.node
             where = locality_text(node.locality.region, node.locality.zone, node.locality.sub_zone)
@@ -108,6 +177,10 @@ class AdsServicer:
                 yield Payload(item)
                 del item
         finally:
+            # A proxy never ends its stream: one that lived to max_connection_age (which gRPC core
+            # jitters by up to -10 %) was closed with its connection, so that it reconnects.
+            if time.time() - conn.connected_at >= 0.9 * self.max_age:
+                self.resets.reset("max_connection_age", conn.peer, f"{conn.id} reconnects to rebalance")
             self.server.remove(conn)
             conn.drain()
             task.cancel()
