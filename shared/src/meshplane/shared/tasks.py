@@ -72,6 +72,8 @@ class TaskSupervisor:
     stop: asyncio.Event | None = None
     _tasks: dict[str, _Supervised] = field(default_factory=dict)
     fatal: BaseException | None = None
+    #: set by :meth:`begin_close`: tasks that return now are ending on purpose (no warning)
+    closing: bool = False
 
     @staticmethod
     def metric(prefix: str, registry: CollectorRegistry | None) -> Counter:
@@ -85,6 +87,8 @@ class TaskSupervisor:
 
     def spawn(self, name: str, factory: TaskFactory, *, restart: bool = True) -> asyncio.Task[None]:
         """Start ``factory()`` as task ``name``; a later failure is handled as configured."""
+        if self.failures_metric is not None:  # exported at 0, so the first failure shows as an increase
+            self.failures_metric.labels(task=name)
         old = self._tasks.get(name)
         if old is not None and old.task is not None and not old.task.done():
             raise ValueError(f"task {name!r} is already running")
@@ -121,8 +125,14 @@ class TaskSupervisor:
             what = f"{self.service}: a task that must not fail did: {self.fatal!r}"
             raise TaskFailure(what) from self.fatal
 
+    def begin_close(self) -> None:
+        """The service is stopping: a task that returns from now on (e.g. a server told to exit)
+        is not reported as a loop that ended on its own."""
+        self.closing = True
+
     async def aclose(self, timeout: float = 3.0) -> None:
         """Cancel every task and wait for them, at most ``timeout`` seconds."""
+        self.begin_close()
         tasks = [e.task for e in self._tasks.values() if e.task is not None]
         for t in tasks:
             t.cancel()
@@ -165,8 +175,8 @@ class TaskSupervisor:
                 await self.sleep(delay)
                 continue
             entry.up = False
-            if self.stop is not None and self.stop.is_set():
-                log.debug("%s: task %s ended with the service", self.service, entry.name)
-                return
-            log.warning("%s: task %s returned; it is not restarted", self.service, entry.name)
+            if self.closing or (self.stop is not None and self.stop.is_set()):
+                log.debug("%s: task %s stopped", self.service, entry.name)
+            else:
+                log.warning("%s: task %s returned; it is not restarted", self.service, entry.name)
             return
