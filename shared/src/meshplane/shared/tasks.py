@@ -176,7 +176,7 @@ class TaskSupervisor:
                 continue
             entry.up = False
             if self.closing or (self.stop is not None and self.stop.is_set()):
-                log.debug("%s: task %s stopped", self.service, entry.name)
+                log.debug("%s: task %s ended with the service", self.service, entry.name)
             else:
                 log.warning("%s: task %s returned; it is not restarted", self.service, entry.name)
             return
