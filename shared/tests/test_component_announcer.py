@@ -36,7 +36,7 @@ async def test_announcer_refreshes_sweeps_dead_records_and_withdraws(bus: Bus) -
         bus, "galley", {"webhook": "127.0.0.1:1"}, "g-1", refresh=0.2, gc_after=1.0, supervisor=tasks
     )
     await announcer.announce()
-    assert tasks.running(f"announce-{announcer.key}")  # the refresher runs under the supervisor
+    assert tasks.running("announce-galley")  # the refresher runs under the supervisor
     first = await kv.get(announcer.key)
     assert first is not None and is_live(first) and first.endpoints["webhook"] == "127.0.0.1:1"
     first_updated = first.updated.ToNanoseconds()
@@ -54,7 +54,7 @@ async def test_announcer_refreshes_sweeps_dead_records_and_withdraws(bus: Bus) -
     assert rec is not None and age_seconds(rec) < 10
     await announcer.withdraw()
     # withdraw returns only once the refresher has ended, so nothing can write the record back
-    assert tasks.down() == [] and not tasks.running(f"announce-{announcer.key}")
+    assert tasks.down() == [] and not tasks.running("announce-galley")
     assert await kv.get(announcer.key) is None
 
 

@@ -121,7 +121,7 @@ async def test_a_failing_rotation_loop_is_logged_counted_restarted_and_not_ready
         backoff_asked.put_nowait(seconds)
         await backoff_release.wait()
 
-    supervisor = TaskSupervisor("node-agent", metrics.TASK_FAILURES, sleep=supervisor_sleep)
+    supervisor = TaskSupervisor("node-agent", sleep=supervisor_sleep)
     token = token_for(sa="flaky")
     calls = 0
 
@@ -140,8 +140,9 @@ async def test_a_failing_rotation_loop_is_logged_counted_restarted_and_not_ready
         supervisor=supervisor,
         clock=time.clock,
         wait=time.wait,
+        failures=metrics.TASK_FAILURES,
     )
-    label = {"task": rotation_task("default")}
+    label = {"task": "rotation"}  # one series for every workload's loop
     before = _sample("meshplane_nodeagent_task_failures_total", label)
     settings = parse_agent_settings(
         ["--ca-addr", citadel.target, "--ca-root", "r.pem", "--token-file", "t", "--sds-socket", "s"],
@@ -153,7 +154,7 @@ async def test_a_failing_rotation_loop_is_logged_counted_restarted_and_not_ready
             assert cache is not None
             assert await asyncio.wait_for(backoff_asked.get(), STEP) == 0.5
         assert _sample("meshplane_nodeagent_task_failures_total", label) == before + 1
-        failed = [r for r in caplog.records if f"task {label['task']} failed" in r.getMessage()]
+        failed = [r for r in caplog.records if f"task {rotation_task('default')} failed" in r.getMessage()]
         assert failed and failed[0].exc_info is not None and "token source broke" in caplog.text
         assert not workloads.rotating() and not ready(settings, supervisor, workloads)
         backoff_release.set()

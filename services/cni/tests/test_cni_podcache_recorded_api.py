@@ -13,6 +13,7 @@ from meshplane.cni.agent.podcache import PodCache, PodsFileError, load_pods_file
 from meshplane.cni.agent.server import AgentServer
 from meshplane.cni.plugin import agentclient
 from meshplane.cni.rules.pods import PodInfo, skip_reason
+from meshplane.shared.testing.polling import eventually
 
 K8S = Path(__file__).parent / "testdata" / "k8s"
 EXCLUDED = ("istio-system", "kube-system")
@@ -87,7 +88,11 @@ async def test_agent_socket_serves_pods_and_takes_events(tmp_path: Path) -> None
 
         # A pod the watch delivers while the plugin's request is waiting is still answered.
         late = asyncio.create_task(asyncio.to_thread(agentclient.fetch_pod, sock, "bookinfo", "late"))
-        await asyncio.sleep(0.1)
+
+        async def request_waiting() -> bool:
+            return cache.waiting == 1
+
+        await eventually(request_waiting, "the plugin's request to wait for the pod")
         await cache.upsert(PodInfo(namespace="bookinfo", name="late"))
         assert (await late) == PodInfo(namespace="bookinfo", name="late").to_json()
         dispatch = asyncio.create_task(server.dispatch_events())

@@ -132,7 +132,13 @@ async def test_watch_survives_the_directory_vanishing_and_coming_back(tmp_path: 
     stop = asyncio.Event()
     task = asyncio.create_task(source.watch(stop))
     try:
-        await asyncio.sleep(0.2)
+        # The watch is in place once it follows a write.
+        (root / "b.yaml").write_text(vs("two"))
+
+        async def watching() -> bool:
+            return subsets(source.snapshot) == {"one": "v1", "two": "v1"}
+
+        await eventually(watching, "the watch to follow a write")
         shutil.rmtree(root)
 
         async def emptied() -> bool:

@@ -82,6 +82,7 @@ class ComponentAnnouncer:
         #: The refresher runs under the service's supervisor (its failures counted in its metric).
         self._supervisor = supervisor or TaskSupervisor(f"{component} announcer")
         self._task: asyncio.Task[None] | None = None
+        self._task_name = f"announce-{component}"
         self.instance = instance or instance_id()
         self.key = make_key(component, self.instance)
         started = Timestamp()
@@ -99,10 +100,6 @@ class ComponentAnnouncer:
         await self._put()
         if self._task is None:
             self._task = self._supervisor.spawn(self._task_name, self._keep_fresh)
-
-    @property
-    def _task_name(self) -> str:
-        return f"announce-{self.key}"
 
     async def _put(self) -> None:
         self.info.updated.GetCurrentTime()

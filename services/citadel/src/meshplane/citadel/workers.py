@@ -164,11 +164,13 @@ def worker_main(
         settle_gc()
         ready.send(True)
         ready.close()
-        # A failed loop ends the worker non-zero; the main process restarts it and counts it.
+        # A failed loop is logged with its traceback and restarted with backoff while the worker
+        # keeps serving (a removed --ca-dir must not take the workers down); the worker has no
+        # metrics of its own: its death, if it comes to that, is counted by the main process.
         tasks = TaskSupervisor(f"citadel-worker-{row}", on_fatal=stop.set, stop=stop)
         try:
-            tasks.spawn("ca-dir-watch", lambda: watch_ca_dir(authority, stop), restart=False)
-            tasks.spawn("serving-cert", lambda: renew_serving(authority, serving, stop), restart=False)
+            tasks.spawn("ca-dir-watch", lambda: watch_ca_dir(authority, stop))
+            tasks.spawn("serving-cert", lambda: renew_serving(authority, serving, stop))
             await stop.wait()
         finally:
             await tasks.aclose()

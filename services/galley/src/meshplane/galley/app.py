@@ -43,7 +43,6 @@ class Galley:
         self._analysis: Analysis | None = None
         self._last_report: tuple[str, ...] = ()
         self._publisher: Publisher | None = None
-        self._watch_runs = 0
 
     def apply(self, objects: Iterable[ConfigObject]) -> None:
         """Take a new desired state from a source: publish config + registry, run the analyzers."""
@@ -114,7 +113,7 @@ class Galley:
                 self.state.analysis = self._analysis_view
                 if not source.refresh():
                     self.apply([])
-                tasks.spawn("directory-watch", lambda: self._follow(source, inner_stop))
+                tasks.spawn("directory-watch", lambda: source.watch(inner_stop))
                 critical.append("directory-watch")
             else:
                 kube_api = api_client(s.kube_api)
@@ -146,13 +145,6 @@ class Galley:
             publisher.close()
             await bus.close()
         tasks.raise_if_failed()
-
-    async def _follow(self, source: DirectorySource, stop: asyncio.Event) -> None:
-        """Watch the directory; a run restarted after a failure first catches up with a rescan."""
-        if self._watch_runs:
-            source.refresh()
-        self._watch_runs += 1
-        await source.watch(stop)
 
     @staticmethod
     async def _reconcile_webhook(

@@ -84,12 +84,18 @@ async def run_root_rotator(
 async def watch_ca_dir(authority: LocalAuthority, stop: asyncio.Event) -> None:
     """Reload the CA when files in its directory change (plugged-in ``cacerts`` hot reload).
 
-    Each run first reloads (a run restarted by the supervisor catches up on what changed while
-    it was down). A removed directory can never report again, so that raises FileNotFoundError:
-    the supervisor counts it and restarts the watch with backoff until the directory is back.
+    Each run reloads once its watch is in place (its first yield), so a run restarted by the
+    supervisor catches up on what changed while it was down. A removed directory can never
+    report again, so that raises FileNotFoundError: the supervisor counts it and restarts the
+    watch with backoff until the directory is back.
     """
-    _reload(authority)
-    async for _changes in watchfiles.awatch(authority.ca_dir, stop_event=stop, debounce=100, step=50):
+    caught_up = False
+    async for changes in watchfiles.awatch(
+        authority.ca_dir, stop_event=stop, debounce=100, step=50, rust_timeout=1000, yield_on_timeout=True
+    ):
+        if not changes and caught_up:
+            continue
+        caught_up = True
         if not await asyncio.to_thread(authority.ca_dir.is_dir):
             raise FileNotFoundError(f"the CA directory {authority.ca_dir} was removed")
         _reload(authority)

@@ -32,7 +32,15 @@ async def serve(settings: AgentSettings, stop: asyncio.Event) -> None:
     # Rotation loops and the trust watch are supervised: a failure is logged, counted in
     # meshplane_nodeagent_task_failures and the loop restarted with backoff.
     tasks = TaskSupervisor("node-agent", metrics.TASK_FAILURES, on_fatal=stop.set, stop=stop)
-    workloads = Workloads(client, settings.key_type, settings.cert_ttl, default_token, supervisor=tasks)
+    rotations = TaskSupervisor("node-agent", on_fatal=stop.set, stop=stop)
+    workloads = Workloads(
+        client,
+        settings.key_type,
+        settings.cert_ttl,
+        default_token,
+        supervisor=rotations,
+        failures=metrics.TASK_FAILURES,
+    )
     socket = settings.sds_socket
     socket.parent.mkdir(parents=True, exist_ok=True)
     with contextlib.suppress(FileNotFoundError):
@@ -68,6 +76,7 @@ async def serve(settings: AgentSettings, stop: asyncio.Event) -> None:
         await stop.wait()
     finally:
         await tasks.aclose()
+        await rotations.aclose()
         await monitoring.stop()
         await server.stop(grace=1.0)
         await workloads.close()
@@ -75,6 +84,7 @@ async def serve(settings: AgentSettings, stop: asyncio.Event) -> None:
         with contextlib.suppress(FileNotFoundError):
             socket.unlink()
     tasks.raise_if_failed()
+    rotations.raise_if_failed()
 
 
 def ready(settings: AgentSettings, tasks: TaskSupervisor, workloads: Workloads) -> bool:

@@ -21,6 +21,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import jwt
 
@@ -28,6 +29,9 @@ from meshplane.citadel.nodeagent.cache import SecretCache
 from meshplane.citadel.nodeagent.caclient import CAClient
 from meshplane.citadel.nodeagent.rotation import Rotator, Wait, stopped_within, utc_now
 from meshplane.shared.tasks import TaskSupervisor
+
+if TYPE_CHECKING:
+    from prometheus_client import Counter
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +63,10 @@ def token_expiry(token: str) -> float | None:
     return float(exp) if isinstance(exp, int | float) else None
 
 
+#: The ``task`` label under which rotation loop failures are counted.
+ROTATION = "rotation"
+
+
 def rotation_task(key: str) -> str:
     """The supervised task name of the rotation loop for workload ``key``."""
     return f"rotation-{key[:16]}"
@@ -75,9 +83,13 @@ class Workloads:
         supervisor: TaskSupervisor | None = None,
         clock: Callable[[], dt.datetime] = utc_now,
         wait: Wait = stopped_within,
+        failures: Counter | None = None,
     ) -> None:
-        #: Each workload's rotation loop runs under it (failures logged, counted, restarted).
-        self.supervisor = supervisor or TaskSupervisor("node-agent")
+        #: Each workload's rotation loop runs under it (a failure is logged and the loop restarted
+        #: with backoff). Give it no metric: tasks come and go with tokens, so failures are counted
+        #: in ``failures`` under the one label ``task="rotation"``, not one series per workload.
+        self.supervisor = supervisor or TaskSupervisor("node-agent rotations")
+        self._failures = failures
         self._clock = clock
         self._wait = wait
         self._client = client
@@ -94,7 +106,16 @@ class Workloads:
         stop = asyncio.Event()
         rotator = Rotator(cache, self._client, self._key_type, self._ttl, token, self._clock, self._wait)
         name = rotation_task(key)
-        task = self.supervisor.spawn(name, lambda: rotator.run(stop))
+
+        async def rotate() -> None:
+            try:
+                await rotator.run(stop)
+            except Exception:
+                if self._failures is not None:
+                    self._failures.labels(task=ROTATION).inc()
+                raise
+
+        task = self.supervisor.spawn(name, rotate)
         entry = _Workload(cache, stop, task, name)
         self._entries[key] = entry
         return entry

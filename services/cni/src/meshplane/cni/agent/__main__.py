@@ -67,7 +67,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 async def watch_pods_file(cache: PodCache, path: Path, stop: asyncio.Event) -> None:
-    """Load the pods file now and whenever it changes.
+    """Load the pods file now, again once the watch is in place, and whenever it changes.
 
     A watched directory that is removed can never report again, so that raises (FileNotFoundError)
     and the supervisor restarts the watch with backoff until the directory is back.
@@ -81,7 +81,13 @@ async def watch_pods_file(cache: PodCache, path: Path, stop: asyncio.Event) -> N
             log.error("keeping the previous pods: %s", exc)
 
     await load()
-    async for _ in awatch(path.parent, stop_event=stop, debounce=200, step=50):
+    caught_up = False
+    async for changes in awatch(
+        path.parent, stop_event=stop, debounce=200, step=50, rust_timeout=1000, yield_on_timeout=True
+    ):
+        if not changes and caught_up:
+            continue
+        caught_up = True  # the first yield: the watch is in place, so reload what was written before
         await load()
         if not await asyncio.to_thread(path.parent.is_dir):
             raise FileNotFoundError(f"the pods file's directory {path.parent} was removed")

@@ -88,6 +88,8 @@ class PodCache:
         self._pods: dict[tuple[str, str], PodInfo] = {}
         self._changed = asyncio.Condition()
         self.synced = asyncio.Event()
+        #: Requests waiting in :meth:`wait_for` for a pod that is not known yet.
+        self.waiting = 0
 
     def _mine(self, pod: PodInfo) -> bool:
         return not self.node or not pod.node or pod.node == self.node
@@ -102,11 +104,14 @@ class PodCache:
 
     async def wait_for(self, namespace: str, name: str, timeout: float) -> PodInfo | None:
         """The pod, waiting up to ``timeout`` seconds for it to show up."""
+        self.waiting += 1
         try:
             async with asyncio.timeout(timeout), self._changed:
                 await self._changed.wait_for(lambda: (namespace, name) in self._pods)
         except TimeoutError:
             return None
+        finally:
+            self.waiting -= 1
         return self._pods.get((namespace, name))
 
     async def replace_all(self, pods: Iterable[PodInfo]) -> None:

@@ -30,6 +30,8 @@ Snapshot = dict[str, ConfigObject]
 
 
 _WATCH_ERRORS = (OSError, WatchfilesRustInternalError)
+#: The watch yields (empty) after this long without changes; its first yield means it is in place.
+_FIRST_YIELD_MS = 1000
 
 
 def _is_config_file(rel: Path) -> bool:
@@ -133,9 +135,11 @@ class DirectorySource:
     async def watch(self, stop: asyncio.Event) -> None:
         """Follow the directory until ``stop`` is set; reloads within a few ms of a write.
 
-        If watching fails (the directory vanished, inotify limits), it rescans and retries every
-        second, so a directory that comes back is followed again. Any other error (a bug while
-        applying a change) is raised to the caller's supervisor, which logs, counts and restarts.
+        Once the watch is in place it rescans (catching up on writes made before, also after a
+        restart by the supervisor). If watching fails (the directory vanished, inotify limits), it
+        rescans and retries every second, so a directory that comes back is followed again. Any
+        other error (a bug while applying a change) is raised to the caller's supervisor, which
+        logs, counts and restarts.
         """
         while not stop.is_set():
             try:
@@ -149,9 +153,23 @@ class DirectorySource:
 
     async def _watch_once(self, stop: asyncio.Event) -> None:
         root = await asyncio.to_thread(self.root.resolve)
+        caught_up = False
         async for changes in watchfiles.awatch(
-            root, stop_event=stop, debounce=50, step=5, recursive=True, force_polling=False
+            root,
+            stop_event=stop,
+            debounce=50,
+            step=5,
+            recursive=True,
+            force_polling=False,
+            rust_timeout=_FIRST_YIELD_MS,
+            yield_on_timeout=True,
         ):
+            if not caught_up:
+                # The watch is in place now: pick up what was written before it was.
+                caught_up = True
+                self.refresh()
+            if not changes:
+                continue
             named: set[str] = set()
             for _, raw in changes:
                 try:
