@@ -1,6 +1,6 @@
 """Generated resources as generators hand them to the transport: packed once, shared by parts.
 
-A proxy's resources of one type are a fixed tuple of ``Part``\\ s (say, the clusters of its
+A proxy's resources of one type are a fixed tuple of parts (say, the clusters of its
 scope and its own inbound clusters). Parts are built once per push context and carry their
 wire forms and subsets, so a push does per-proxy work only for what is per proxy.
 """
