@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from typing import Any
 
 import grpc
 import pytest
@@ -18,8 +19,9 @@ from meshplane.pilot.debug.syncz import syncz
 from meshplane.pilot.generators import common
 from meshplane.pilot.generators.registry import REGISTRY
 from meshplane.pilot.model.config import Port, Service
-from meshplane.pilot.model.generator import FlavorGenerator, Registry, UnknownType
+from meshplane.pilot.model.generator import FlavorGenerator, Registry, UnknownType, XdsGenerator
 from meshplane.pilot.model.push_context import build_push_context
+from meshplane.pilot.model.resources import Parts
 from meshplane.proto.bus.v1 import registry_pb2
 from meshplane.shared.bus import Buckets
 from meshplane.shared.bus.buckets import service_key
@@ -107,6 +109,19 @@ def test_the_registry_refuses_a_second_generator_for_a_type_and_a_variant_of_an_
     reg.register(ToyGenerator())
     with pytest.raises(ValueError, match="already registered"):
         reg.register(ToyGenerator())
+
+    class SameShortName(ToyGenerator):
+        type_url = "type.googleapis.com/other"
+
+    with pytest.raises(ValueError, match="already registered as 'toy'"):
+        reg.register(SameShortName())
+
+    class Undeclared(XdsGenerator):
+        def parts(self, cache: Any, ctx: Any, proxy: Any, names: frozenset[str] | None) -> Parts:
+            return ()
+
+    with pytest.raises(TypeError, match="Undeclared does not declare type_url, short, debug_name, push_"):
+        reg.register(Undeclared())
     with pytest.raises(ValueError, match="before its grpc variant"):
         reg.register(FlavorGenerator("grpc", common.CLUSTER, lambda *_: {}))
     with pytest.raises(UnknownType):

@@ -123,6 +123,10 @@ class FlavorGenerator:
     resources: BuildFn
 
 
+#: What every generator declares (the others have defaults in ``XdsGenerator``).
+_REQUIRED = ("type_url", "short", "debug_name", "push_order")
+
+
 class UnknownType(KeyError):
     """A type URL no generator is registered for."""
 
@@ -142,8 +146,13 @@ class Registry:
                 raise ValueError(f"register the {gen.type_url} generator before its {gen.flavor} variant")
             self._flavors[(gen.flavor, gen.type_url)] = gen
             return
+        missing = [a for a in _REQUIRED if not hasattr(gen, a)]
+        if missing:
+            raise TypeError(f"{type(gen).__name__} does not declare {', '.join(missing)}")
         if gen.type_url in self._types:
             raise ValueError(f"a generator for {gen.type_url} is already registered")
+        if any(g.short == gen.short for g in self._types.values()):
+            raise ValueError(f"another type is already registered as {gen.short!r}")
         self._types[gen.type_url] = gen
         self.ordered = tuple(sorted(self._types.values(), key=lambda g: g.push_order))
 
