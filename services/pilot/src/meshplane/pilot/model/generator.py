@@ -197,4 +197,7 @@ class Registry:
             variant = self._flavors.get((proxy.generator, type_url))
             if variant is not None:
                 return (Part(variant.resources(cache, ctx, proxy, names)),)
-        return self[type_url].parts(cache, ctx, proxy, names)
+        gen = self._types.get(type_url)
+        if gen is None:
+            raise UnknownType(type_url)
+        return gen.parts(cache, ctx, proxy, names)
