@@ -29,8 +29,7 @@ def context(*configs: Config, jwks: dict[str, str] | None = None) -> PushContext
     ctx = build_push_context(
         "1", {f"{c.kind}/{c.namespace}/{c.name}": c for c in configs}, services, workloads
     )
-    ctx.jwks = jwks or {}
-    return ctx
+    return ctx.with_jwks(jwks or {})
 
 
 def cart_proxy(interception_none: bool = True) -> Proxy:

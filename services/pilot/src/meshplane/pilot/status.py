@@ -69,13 +69,13 @@ class StatusPublisher:
             if server.queue.pending() and time.monotonic() - last_round < STATUS_EVERY:
                 continue  # pushes come first: status waits for the push queue (5 s at most)
             last_round = time.monotonic()
-            dirty, server.dirty = server.dirty, set()
+            dirty = server.take_dirty()
             conns = [c for c in map(server.connections.get, dirty) if c is not None]
             # A proxy in the middle of a push is written once it is in sync, or every 2 s while it
             # is not: a push to thousands of proxies then costs one status write per proxy.
             now = time.monotonic()
             later = {c.id for c in conns if not c.synced() and now - c.status_written < STATUS_EVERY}
-            server.dirty |= later
+            server.mark_dirty(later)
             conns = [c for c in conns if c.id not in later]
             if now >= next_refresh:  # the heartbeat: every record of this replica, in sync or not
                 next_refresh = now + self._refresh

@@ -1,4 +1,8 @@
-"""syncz rows and Envoy-style config dumps for connected proxies (pure functions of server state)."""
+"""syncz rows and Envoy-style config dumps for connected proxies (pure functions of server state).
+
+Every registered type gets its syncz columns (``<debug_name>_sent``, ...) and, when its generator
+declares a ``dump`` shape, its section of the config dump, in push order.
+"""
 
 from __future__ import annotations
 
@@ -7,15 +11,9 @@ from typing import Any
 from google.protobuf import json_format
 
 from meshplane.pilot.generators import common
+from meshplane.pilot.model.generator import Registry
 from meshplane.pilot.xds.connection import Connection
 from meshplane.pilot.xds.discovery import DiscoveryServer
-
-_KEYS = {
-    common.CLUSTER: "cluster",
-    common.LISTENER: "listener",
-    common.ROUTE: "route",
-    common.ENDPOINT: "endpoint",
-}
 
 
 def status_of(sent: str, acked: str, nack: str) -> str:
@@ -31,7 +29,7 @@ def status_of(sent: str, acked: str, nack: str) -> str:
     return "STALE"
 
 
-def syncz_row(conn: Connection) -> dict[str, Any]:
+def syncz_row(conn: Connection, generators: Registry) -> dict[str, Any]:
     row: dict[str, Any] = {
         "proxy": conn.proxy.id,
         "node_id": conn.proxy.node_id,
@@ -40,8 +38,9 @@ def syncz_row(conn: Connection) -> dict[str, Any]:
         "istio_version": conn.proxy.istio_version,
         "delta": conn.delta,
     }
-    for type_url, key in _KEYS.items():
-        w = conn.watched.get(type_url)
+    for gen in generators.ordered:
+        key = gen.debug_name
+        w = conn.watched.get(gen.type_url)
         sent = w.nonce_sent if w else ""
         acked = w.nonce_acked if w else ""
         row[f"{key}_sent"] = sent
@@ -51,34 +50,31 @@ def syncz_row(conn: Connection) -> dict[str, Any]:
         row[f"{key}_nacks"] = w.nacks if w else 0
         row[f"{key}_version_sent"] = w.version_sent if w else ""
         row[f"{key}_version_acked"] = w.version_acked if w else ""
-    eds = conn.watched.get(common.ENDPOINT)
+    eds = conn.watched.get(common.ENDPOINT)  # istioctl's column, about EDS alone
     row["endpoint_percent"] = 100 if eds and eds.nonce_sent == eds.nonce_acked else 0
     return row
 
 
 def syncz(server: DiscoveryServer) -> list[dict[str, Any]]:
-    return [syncz_row(c) for c in sorted(server.connections.values(), key=lambda c: c.proxy.id)]
+    conns = sorted(server.connections.values(), key=lambda c: c.proxy.id)
+    return [syncz_row(c, server.generators) for c in conns]
 
 
 def config_dump(server: DiscoveryServer, conn: Connection) -> dict[str, Any]:
     """What this Pilot would send the proxy now, shaped like Envoy's /config_dump."""
     out: list[dict[str, Any]] = []
     version = server.version_info()
-    for type_url, dump_type, list_key, item_key in (
-        (common.CLUSTER, "ClustersConfigDump", "dynamic_active_clusters", "cluster"),
-        (common.LISTENER, "ListenersConfigDump", "dynamic_listeners", "active_state"),
-        (common.ROUTE, "RoutesConfigDump", "dynamic_route_configs", "route_config"),
-        (common.ENDPOINT, "EndpointsConfigDump", "dynamic_endpoint_configs", "endpoint_config"),
-    ):
-        w = conn.watched.get(type_url)
+    dumps = [(g.dump, g) for g in server.generators.ordered if g.dump is not None]
+    for dump, gen in sorted(dumps, key=lambda d: d[0].order):  # stable: ties in push order
+        w = conn.watched.get(gen.type_url)
         names = None if w is None or w.wildcard else w.names
-        resources = server.cache.generate(server.ctx, conn.proxy, type_url, names)
+        resources = server.cache.generate(server.ctx, conn.proxy, gen.type_url, names)
         items = []
         for r in resources.values():
             body = json_format.MessageToDict(r.any)
-            if item_key == "active_state":
+            if dump.item_key == "active_state":
                 items.append({"name": r.name, "active_state": {"version_info": version, "listener": body}})
             else:
-                items.append({"version_info": version, item_key: body})
-        out.append({"@type": f"type.googleapis.com/envoy.admin.v3.{dump_type}", list_key: items})
+                items.append({"version_info": version, dump.item_key: body})
+        out.append({"@type": f"type.googleapis.com/envoy.admin.v3.{dump.dump_type}", dump.list_key: items})
     return {"configs": out}

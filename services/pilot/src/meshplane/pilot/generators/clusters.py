@@ -30,10 +30,6 @@ from meshplane.pilot.model.push_context import PushContext
 KINDS = frozenset({"DestinationRule", "ServiceEntry", "Sidecar", "WorkloadEntry", "Gateway"})
 
 
-def needs_push(kinds: frozenset[str], services_changed: bool) -> bool:
-    return services_changed or bool(kinds & KINDS)
-
-
 def _address(host: str, port: int) -> address_pb2.Address:
     return address_pb2.Address(socket_address=address_pb2.SocketAddress(address=host, port_value=port))
 

@@ -20,10 +20,6 @@ LISTENER = PREFIX + "envoy.config.listener.v3.Listener"
 ROUTE = PREFIX + "envoy.config.route.v3.RouteConfiguration"
 SECRET = PREFIX + "envoy.extensions.transport_sockets.tls.v3.Secret"
 
-SHORT = {CLUSTER: "cds", ENDPOINT: "eds", LISTENER: "lds", ROUTE: "rds"}
-#: Order in which a full push sends types (CDS before EDS, LDS before RDS, as Istio does).
-PUSH_ORDER = (CLUSTER, ENDPOINT, LISTENER, ROUTE)
-
 BLACKHOLE = "BlackHoleCluster"
 PASSTHROUGH = "PassthroughCluster"
 INBOUND_PASSTHROUGH = "InboundPassthroughCluster"

@@ -15,13 +15,6 @@ from meshplane.pilot.model.config import Endpoint
 from meshplane.pilot.model.push_context import PushContext
 
 
-def needs_push(kinds: frozenset[str], services_changed: bool) -> bool:
-    """Endpoints change with the registry, WorkloadEntries, ServiceEntries and subsets."""
-    return services_changed or bool(
-        kinds & {"ServiceEntry", "WorkloadEntry", "DestinationRule", "PeerAuthentication"}
-    )
-
-
 def _locality(text: str) -> base_pb2.Locality:
     region, zone, subzone = split_locality(text)
     return base_pb2.Locality(region=region, zone=zone, sub_zone=subzone)

@@ -31,10 +31,6 @@ from meshplane.pilot.model.push_context import PushContext, SidecarScope
 KINDS = frozenset({"VirtualService", "Sidecar", "Gateway", "ServiceEntry", "WorkloadEntry"}) | security.KINDS
 
 
-def needs_push(kinds: frozenset[str], services_changed: bool) -> bool:
-    return services_changed or bool(kinds & KINDS)
-
-
 def _listener(name: str, host: str, port: int, bind: bool = True) -> listener_pb2.Listener:
     lis = listener_pb2.Listener(
         name=name,

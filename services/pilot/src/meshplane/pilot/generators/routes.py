@@ -14,10 +14,6 @@ from meshplane.pilot.model.push_context import PushContext
 KINDS = frozenset({"VirtualService", "DestinationRule", "Sidecar", "Gateway", "ServiceEntry"})
 
 
-def needs_push(kinds: frozenset[str], services_changed: bool) -> bool:
-    return services_changed or bool(kinds & KINDS)
-
-
 def domains(host: str, viewer_ns: str, addresses: tuple[str, ...] = ()) -> list[str]:
     """Names a client may use for a host: FQDN, short forms in its namespace, and addresses.
 

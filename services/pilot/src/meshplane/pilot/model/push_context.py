@@ -7,8 +7,11 @@ of a subset, the Sidecar and Gateways that apply to a proxy) is answered here wi
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import dataclasses
+import functools
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 from meshplane.pilot.model.config import (
@@ -110,30 +113,46 @@ def _workload_entry(cfg: Config) -> Workload:
     )
 
 
-@dataclass
+@dataclass(frozen=True, eq=False)
 class PushContext:
-    """Immutable after ``build_push_context`` returns; shared by every push of one version."""
+    """One version of config and registry, shared by every push of that version.
+
+    Frozen: no field can be rebound, and the collections are tuples and read-only mappings. A
+    value that arrives later (fetched JWKS documents) makes a new context (``with_jwks``). The
+    lookup memos below are filled on first use and hold only what the fields already determine.
+    """
 
     version: str
-    configs: dict[str, list[Config]] = field(default_factory=dict)
-    services: list[Service] = field(default_factory=list)
-    workloads: list[Workload] = field(default_factory=list)
-    _by_host: dict[str, list[Service]] = field(default_factory=dict)
-    _endpoints: dict[tuple[str, str], dict[int, list[Endpoint]]] = field(default_factory=dict)
+    configs: Mapping[str, tuple[Config, ...]] = field(default_factory=dict)
+    services: tuple[Service, ...] = ()
+    workloads: tuple[Workload, ...] = ()
+    _by_host: Mapping[str, tuple[Service, ...]] = field(default_factory=dict)
+    _endpoints: Mapping[tuple[str, str], Mapping[int, list[Endpoint]]] = field(default_factory=dict)
     #: JWKS documents Pilot fetched for RequestAuthentication ``jwksUri`` (uri → JSON text).
     jwks: Mapping[str, str] = field(default_factory=dict)
-    #: Endpoint address → (hostname, namespace) keys, built on first use.
-    _by_address: dict[str, list[tuple[int, tuple[str, str]]]] | None = None
     #: DestinationRule lookups by (viewer namespace, host), filled on first use (a scan of every
-    #: rule per lookup made CDS and EDS O(services x rules) per push).
-    _dr_memo: dict[tuple[str, str], Config | None] = field(default_factory=dict)
+    #: rule per lookup made CDS and EDS O(services x rules) per push); never shared by ``replace``.
+    _dr_memo: dict[tuple[str, str], Config | None] = field(default_factory=dict, init=False, repr=False)
+
+    def with_jwks(self, jwks: Mapping[str, str]) -> PushContext:
+        """This context with ``jwks`` as its fetched JWKS documents."""
+        return dataclasses.replace(self, jwks=MappingProxyType(dict(jwks)))
+
+    @functools.cached_property
+    def _by_address(self) -> dict[str, list[tuple[int, tuple[str, str]]]]:
+        """Endpoint address → (hostname, namespace) keys, built on first use."""
+        by_address: dict[str, list[tuple[int, tuple[str, str]]]] = {}
+        for i, (key, by_port) in enumerate(self._endpoints.items()):
+            for addr in {e.address for eps in by_port.values() for e in eps}:
+                by_address.setdefault(addr, []).append((i, key))
+        return by_address
 
     # ---- lookups -------------------------------------------------------------------------
-    def of_kind(self, kind: str) -> list[Config]:
-        return self.configs.get(kind, [])
+    def of_kind(self, kind: str) -> tuple[Config, ...]:
+        return self.configs.get(kind, ())
 
     def service(self, hostname: str, viewer_ns: str | None = None) -> Service | None:
-        candidates = self._by_host.get(hostname, [])
+        candidates: Sequence[Service] = self._by_host.get(hostname, ())
         if viewer_ns is not None:
             candidates = [s for s in candidates if visible(s.export_to, s.namespace, viewer_ns)]
         if viewer_ns is not None:
@@ -233,12 +252,6 @@ class PushContext:
 
     def workloads_for(self, proxy: Proxy) -> list[Service]:
         """Services whose instances include this proxy's IP (for its inbound listeners)."""
-        if self._by_address is None:
-            by_address: dict[str, list[tuple[int, tuple[str, str]]]] = {}
-            for i, (key, by_port) in enumerate(self._endpoints.items()):
-                for addr in {e.address for eps in by_port.values() for e in eps}:
-                    by_address.setdefault(addr, []).append((i, key))
-            self._by_address = by_address
         keys = {k for ip in proxy.instance_ips for k in self._by_address.get(ip, ())}
         out = []
         for _, (host, ns) in sorted(keys):
@@ -333,9 +346,9 @@ def build_push_context(
         by_host.setdefault(svc.hostname, []).append(svc)
     return PushContext(
         version=version,
-        configs=by_kind,
-        services=svc_list,
-        workloads=wl_list,
-        _by_host=by_host,
+        configs=MappingProxyType({kind: tuple(cfgs) for kind, cfgs in by_kind.items()}),
+        services=tuple(svc_list),
+        workloads=tuple(wl_list),
+        _by_host={host: tuple(svcs) for host, svcs in by_host.items()},
         _endpoints=_index_endpoints(svc_list, wl_list),
     )

@@ -4,10 +4,11 @@ A rule with neither ``jwks`` nor ``jwksUri`` gets its keys through the issuer's 
 discovery document (its ``jwks_uri``).
 
 Pilot inlines the keys into Envoy's jwt_authn config (``local_jwks``) so sidecars never fetch
-them. ``attach`` gives each push context the documents fetched so far and starts fetching new
-URIs in the background; a fetched or changed document triggers a full push through
-``on_change``. Every URI is re-fetched each ``PILOT_JWT_PUB_KEY_REFRESH_INTERVAL`` (20m); a
-failing fetch keeps the last good document (none yet: tokens fail closed) and is logged.
+them. ``attach`` turns each push context into one holding the documents fetched so far (push
+contexts are frozen) and starts fetching new URIs in the background; a fetched or changed
+document triggers a full push through ``on_change``. Every URI is re-fetched each
+``PILOT_JWT_PUB_KEY_REFRESH_INTERVAL`` (20m); a failing fetch keeps the last good document
+(none yet: tokens fail closed) and is logged.
 """
 
 from __future__ import annotations
@@ -36,13 +37,12 @@ class JwksResolver:
         self._known: set[str] = set()
 
     def attach(self, ctx: PushContext) -> PushContext:
-        """Give ``ctx`` the documents known now; start fetching URIs seen for the first time."""
+        """``ctx`` with the documents known now; start fetching URIs seen for the first time."""
         uris = jwks_uris(ctx)
         self._known = uris
         for uri in uris - self._docs.keys() - self._inflight.keys():
             self._start(uri)
-        ctx.jwks = {u: d for u, d in self._docs.items() if u in uris}
-        return ctx
+        return ctx.with_jwks({u: d for u, d in self._docs.items() if u in uris})
 
     def _start(self, uri: str) -> None:
         try:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from meshplane.pilot.model.proxy import Proxy
 from meshplane.pilot.model.push_request import PushRequest
-from meshplane.pilot.xds.resources import Part
+from meshplane.pilot.model.resources import Part
 
 _ids = itertools.count(1)
 

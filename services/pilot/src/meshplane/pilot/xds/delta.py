@@ -6,21 +6,20 @@ from typing import TYPE_CHECKING
 
 from envoy.service.discovery.v3 import discovery_pb2
 
-from meshplane.pilot.generators import common
+from meshplane.pilot.model.resources import EMPTY, Resource, merged
 from meshplane.pilot.xds import resources, tracing
 from meshplane.pilot.xds.connection import Connection
 
 if TYPE_CHECKING:
     from meshplane.pilot.xds.discovery import DiscoveryServer
 
-WILDCARD_TYPES = (common.CLUSTER, common.LISTENER)
-
 
 async def process(
     server: DiscoveryServer, conn: Connection, req: discovery_pb2.DeltaDiscoveryRequest
 ) -> None:
     type_url = req.type_url
-    if type_url not in common.SHORT:
+    gen = server.generators.get(type_url)
+    if gen is None:
         return
     first = type_url not in conn.watched
     w = conn.watch(type_url)
@@ -35,11 +34,11 @@ async def process(
             tracing.record_answer(conn, w, req.response_nonce)
             server.on_ack(conn)
         else:
-            server.metrics.expired_nonce.labels(common.SHORT[type_url]).inc()
+            server.metrics.expired_nonce.labels(gen.short).inc()
     subscribe = set(req.resource_names_subscribe)
     unsubscribe = set(req.resource_names_unsubscribe)
     if first:
-        w.wildcard = type_url in WILDCARD_TYPES and (not subscribe or "*" in subscribe)
+        w.wildcard = gen.wildcard and (not subscribe or "*" in subscribe)
         w.held = dict(req.initial_resource_versions)
     subscribe.discard("*")
     if not subscribe and not unsubscribe and not first:
@@ -67,17 +66,17 @@ async def send(
     parts = server.parts_for(conn, w)
     if parts is None:
         return frozenset()
-    held = w.held or (resources.EMPTY,) * len(parts)  # holding nothing: a move shared by all
+    held = w.held or (EMPTY,) * len(parts)  # holding nothing: a move shared by all
     if isinstance(held, tuple) and len(held) == len(parts):
         diffs = [server.cache.diff(h, p, w.wildcard, force) for h, p in zip(held, parts, strict=True)]
     else:
         have = held if isinstance(held, dict) else {}
-        diffs = [resources.diff(have, resources.merged(parts), w.wildcard, force)]
+        diffs = [resources.diff(have, merged(parts), w.wildcard, force)]
     named = [d.names for d in diffs if d.names]
     sent = named[0] if len(named) == 1 else frozenset().union(*named)  # shared when it can be
-    extra: list[resources.Resource] = []
+    extra: list[Resource] = []
     if only:
-        new = resources.merged(parts)
+        new = merged(parts)
         extra = [new[n] for n in sorted(only) if n in new and n not in sent]
         sent = sent | {r.name for r in extra}
     removed = [n for d in diffs for n in d.removed]

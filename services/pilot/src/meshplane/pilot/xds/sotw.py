@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING
 
 from envoy.service.discovery.v3 import discovery_pb2
 
-from meshplane.pilot.generators import common
 from meshplane.pilot.xds import tracing
 from meshplane.pilot.xds.connection import Connection, Watched
 
@@ -16,16 +15,14 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("meshplane.pilot.ads")
 
-WILDCARD_TYPES = (common.CLUSTER, common.LISTENER)
-
 
 async def process(server: DiscoveryServer, conn: Connection, req: discovery_pb2.DiscoveryRequest) -> None:
     """Handle one request; respond only when the proxy asks for something new."""
     type_url = req.type_url
-    if type_url not in common.SHORT:
+    gen = server.generators.get(type_url)
+    if gen is None:
         log.debug("ignoring unsupported type %s from %s", type_url, conn.id)
         return
-    short = common.SHORT[type_url]
     w = conn.watch(type_url)
     nonce, version = req.response_nonce, req.version_info
     if req.HasField("error_detail"):
@@ -36,12 +33,12 @@ async def process(server: DiscoveryServer, conn: Connection, req: discovery_pb2.
         return
     if not nonce:
         w.names, w.names_key = _subscription(server, w, req)
-        w.wildcard = type_url in WILDCARD_TYPES and not w.names
+        w.wildcard = gen.wildcard and not w.names
         async with conn.lock:
             await send(server, conn, type_url)
         return
     if nonce != w.nonce_sent:
-        server.metrics.expired_nonce.labels(short).inc()
+        server.metrics.expired_nonce.labels(gen.short).inc()
         return
     w.nonce_acked = nonce
     w.version_acked = version
