@@ -1,0 +1,198 @@
+"""Smoke tests against the real kube-apiserver and kube-controller-manager (issue 13, first steps).
+
+One API server per session (``kube_cluster``); each test works in its own namespace. The tests
+skip where Go is absent and the binaries were never built (see ``tests/kube/build.sh``).
+"""
+
+from __future__ import annotations
+
+import base64
+import importlib.util
+import ipaddress
+import json
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+from kubernetes import client, dynamic
+
+from meshplane.shared.testing.kubeenv import KubeCluster, wait_until
+from meshplane.shared.testing.kubelet import TestKubelet
+
+REPO = Path(__file__).resolve().parents[2]
+
+pytestmark = [pytest.mark.integration, pytest.mark.kube, pytest.mark.xdist_group("kube")]
+
+FIELD_MANAGER = "meshplane-tests"
+
+
+def _render_script() -> ModuleType:
+    """k8s/render.py (a script, not an installed module), which renders a kustomization."""
+    spec = importlib.util.spec_from_file_location("meshplane_k8s_render_kube", REPO / "k8s" / "render.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+#: Applied with dryRun=All only: its `service:` reference would make the API server dial the
+#: galley Service's ClusterIP, which nothing serves and nothing here may dial.
+DRY_RUN_KINDS = {"ValidatingWebhookConfiguration", "MutatingWebhookConfiguration"}
+
+
+def apply(dyn: dynamic.DynamicClient, obj: dict[str, Any], dry_run: bool = False) -> Any:
+    resource = dyn.resources.get(api_version=obj["apiVersion"], kind=obj["kind"])
+    extra = {"dry_run": "All"} if dry_run else {}
+    return resource.server_side_apply(
+        body=obj,
+        name=obj["metadata"]["name"],
+        namespace=obj["metadata"].get("namespace"),
+        field_manager=FIELD_MANAGER,
+        **extra,
+    )
+
+
+def test_crds_and_the_dev_overlay_apply_server_side_and_the_crds_become_established(kube_api: Any) -> None:
+    objects = _render_script().render(REPO / "k8s" / "overlays" / "dev")
+    crds = [o for o in objects if o["kind"] == "CustomResourceDefinition"]
+    assert len(crds) >= 10
+    dyn = dynamic.DynamicClient(kube_api)  # type: ignore[no-untyped-call]
+    for obj in (o for o in objects if o["kind"] in ("Namespace", "CustomResourceDefinition")):
+        apply(dyn, obj)
+
+    extensions: Any = client.ApiextensionsV1Api(kube_api)
+
+    def all_established() -> bool:
+        for crd in crds:
+            conditions = extensions.read_custom_resource_definition(crd["metadata"]["name"]).status.conditions
+            if not any(c.type == "Established" and c.status == "True" for c in conditions or []):
+                return False
+        return True
+
+    wait_until(all_established, f"all {len(crds)} CRDs Established")
+    dyn.resources.invalidate_cache()  # discovery now serves the new groups
+
+    for obj in objects:
+        if obj["kind"] not in ("Namespace", "CustomResourceDefinition"):
+            apply(dyn, obj, dry_run=obj["kind"] in DRY_RUN_KINDS)
+    apps: Any = client.AppsV1Api(kube_api)
+    stored = apps.list_namespaced_deployment("meshplane-system").items
+    assert {d.metadata.name for d in stored} >= {"galley", "pilot", "citadel"}
+    managers = {m.manager for d in stored for m in d.metadata.managed_fields}
+    assert FIELD_MANAGER in managers
+
+    # The CRDs serve their kinds: an Istio object is stored and read back (no webhook is registered).
+    virtual_service = {
+        "apiVersion": "networking.istio.io/v1",
+        "kind": "VirtualService",
+        "metadata": {"name": "smoke", "namespace": "meshplane-system"},
+        "spec": {"hosts": ["smoke.example.com"], "http": [{"route": [{"destination": {"host": "smoke"}}]}]},
+    }
+    apply(dyn, virtual_service)
+    resource = dyn.resources.get(api_version="networking.istio.io/v1", kind="VirtualService")
+    try:
+        read = resource.get(name="smoke", namespace="meshplane-system")
+        assert read.spec.hosts == ["smoke.example.com"]
+    finally:
+        resource.delete(name="smoke", namespace="meshplane-system")
+
+
+def test_a_deployment_gets_running_ready_pods_and_endpoint_slices(kube_api: Any, kube_namespace: str) -> None:
+    apps: Any = client.AppsV1Api(kube_api)
+    core: Any = client.CoreV1Api(kube_api)
+    discovery: Any = client.DiscoveryV1Api(kube_api)
+    labels = {"app": "echo"}
+    container = {
+        "name": "echo",
+        "image": "example.invalid/echo:1",
+        "ports": [{"name": "http", "containerPort": 8080}],
+    }
+    apps.create_namespaced_deployment(
+        kube_namespace,
+        {
+            "metadata": {"name": "echo"},
+            "spec": {
+                "replicas": 2,
+                "selector": {"matchLabels": labels},
+                "template": {"metadata": {"labels": labels}, "spec": {"containers": [container]}},
+            },
+        },
+    )
+    core.create_namespaced_service(
+        kube_namespace,
+        {
+            "metadata": {"name": "echo"},
+            "spec": {"selector": labels, "ports": [{"name": "http", "port": 80, "targetPort": "http"}]},
+        },
+    )
+    with TestKubelet(kube_api, {kube_namespace}) as kubelet:
+
+        def deployment_ready() -> bool:
+            status = apps.read_namespaced_deployment_status("echo", kube_namespace).status
+            return bool(status.ready_replicas == 2 and status.available_replicas == 2)
+
+        wait_until(deployment_ready, "Deployment echo with 2 ready replicas", timeout=60)
+        assert kubelet.errors == 0
+
+        (replica_set,) = apps.list_namespaced_replica_set(kube_namespace).items
+        assert replica_set.metadata.owner_references[0].name == "echo"
+        pods: list[Any] = core.list_namespaced_pod(kube_namespace).items
+        assert len(pods) == 2
+        for pod in pods:
+            assert pod.metadata.owner_references[0].name == replica_set.metadata.name
+            assert pod.spec.node_name == kubelet.node_name
+            assert pod.status.phase == "Running"
+            assert ipaddress.ip_address(pod.status.pod_ip) in ipaddress.ip_network("198.51.100.0/24")
+            assert {c.type for c in pod.status.conditions if c.status == "True"} >= {
+                "Ready",
+                "ContainersReady",
+            }
+            # ServiceAccount admission ran: the default account and its projected token volume.
+            assert pod.spec.service_account_name == "default"
+            assert any(v.projected and v.name.startswith("kube-api-access-") for v in pod.spec.volumes)
+        pod_ips = {p.status.pod_ip for p in pods}
+
+        def slice_addresses() -> set[str]:
+            slices = discovery.list_namespaced_endpoint_slice(
+                kube_namespace, label_selector="kubernetes.io/service-name=echo"
+            ).items
+            return {
+                address
+                for s in slices
+                for e in s.endpoints or []
+                if e.conditions.ready
+                for address in e.addresses
+            }
+
+        wait_until(
+            lambda: slice_addresses() == pod_ips, "the EndpointSlice of Service echo to list both pods"
+        )
+
+
+def _jwt_claims(token: str) -> dict[str, Any]:
+    payload = token.split(".")[1]
+    return dict(json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))))
+
+
+def test_token_request_issues_an_istio_ca_token_that_token_review_accepts(
+    kube_api: Any, kube_cluster: KubeCluster, kube_namespace: str
+) -> None:
+    core: Any = client.CoreV1Api(kube_api)
+    core.create_namespaced_service_account(kube_namespace, {"metadata": {"name": "workload"}})
+    request = {"spec": {"audiences": ["istio-ca"], "expirationSeconds": 600}}
+    token = core.create_namespaced_service_account_token("workload", kube_namespace, request).status.token
+
+    claims = _jwt_claims(token)
+    assert claims["aud"] == ["istio-ca"]
+    assert claims["iss"] == kube_cluster.issuer
+    assert claims["sub"] == f"system:serviceaccount:{kube_namespace}:workload"
+    assert claims["exp"] - claims["iat"] == 600
+
+    authentication: Any = client.AuthenticationV1Api(kube_api)
+    review = authentication.create_token_review({"spec": {"token": token, "audiences": ["istio-ca"]}}).status
+    assert review.authenticated is True
+    assert review.user.username == f"system:serviceaccount:{kube_namespace}:workload"
+    assert review.audiences == ["istio-ca"]
+    other = authentication.create_token_review({"spec": {"token": token, "audiences": ["other"]}}).status
+    assert not other.authenticated
