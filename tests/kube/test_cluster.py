@@ -15,9 +15,11 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-from kubernetes import client, dynamic
+from kubernetes import client, config, dynamic
 
+from meshplane.shared.testing import kubeenv
 from meshplane.shared.testing.kubeenv import KubeCluster, wait_until
+from meshplane.shared.testing.kubefixtures import require_kube_binaries
 from meshplane.shared.testing.kubelet import TestKubelet
 
 REPO = Path(__file__).resolve().parents[2]
@@ -196,3 +198,31 @@ def test_token_request_issues_an_istio_ca_token_that_token_review_accepts(
     assert review.audiences == ["istio-ca"]
     other = authentication.create_token_review({"spec": {"token": token, "audiences": ["other"]}}).status
     assert not other.authenticated
+
+
+def test_kube_up_writes_a_working_kubeconfig_and_kube_down_stops_every_process(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """What `make kube-up` / `make kube-down` run (a second, short-lived control plane)."""
+    require_kube_binaries()
+    state = tmp_path / "kube"
+    assert kubeenv.main(["up", "--state-dir", str(state)]) == 0
+    try:
+        record = json.loads((state / "cluster.json").read_text())
+        assert [p["name"] for p in record["processes"]] == list(kubeenv.BINARIES)
+        assert f"export KUBECONFIG={state / 'kubeconfig'}" in capsys.readouterr().out
+
+        api = config.new_client_from_config(config_file=str(state / "kubeconfig"))  # type: ignore[no-untyped-call]
+        with api:
+            core: Any = client.CoreV1Api(api)
+            namespaces = {n.metadata.name for n in core.list_namespace().items}
+        assert {"default", "kube-system"} <= namespaces
+        assert kubeenv.main(["up", "--state-dir", str(state)]) == 1  # already up: says so, starts nothing
+    finally:
+        assert kubeenv.main(["down", "--state-dir", str(state)]) == 0
+    for entry in record["processes"]:
+        assert not Path(f"/proc/{entry['pid']}").exists() or not kubeenv.is_running(
+            entry["pid"], entry["binary"]
+        )
+    assert not (state / "cluster.json").exists()
+    assert kubeenv.main(["down", "--state-dir", str(state)]) == 0  # nothing left: a no-op

@@ -231,6 +231,8 @@ class KubeCluster:
             "kube-controller-manager",
             [
                 f"--kubeconfig={self.kubeconfig}",
+                f"--authentication-kubeconfig={self.kubeconfig}",
+                f"--authorization-kubeconfig={self.kubeconfig}",
                 f"--controllers={','.join(CONTROLLERS)}",
                 "--leader-elect=false",
                 "--bind-address=127.0.0.1",
@@ -326,7 +328,7 @@ class KubeCluster:
         (self.state_dir / "cluster.json").unlink(missing_ok=True)
 
 
-def _alive(pid: int, binary: str) -> bool:
+def is_running(pid: int, binary: str) -> bool:
     """Whether ``pid`` is still the process that ran ``binary`` (not a reused PID)."""
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode()
@@ -344,13 +346,13 @@ def stop_recorded(state_dir: Path, timeout: float = 10.0) -> list[str]:
     stopped = []
     for entry in reversed(json.loads(record_path.read_text())["processes"]):
         pid, binary = int(entry["pid"]), str(entry["binary"])
-        if not _alive(pid, binary):
+        if not is_running(pid, binary):
             continue
         os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout
-        while _alive(pid, binary) and time.monotonic() < deadline:
+        while is_running(pid, binary) and time.monotonic() < deadline:
             time.sleep(0.1)
-        if _alive(pid, binary):
+        if is_running(pid, binary):
             os.kill(pid, signal.SIGKILL)
         stopped.append(f"{entry['name']} (pid {pid})")
     record_path.unlink()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import shutil
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,15 +21,19 @@ import pytest
 from meshplane.shared.testing.kubeenv import KubeCluster, KubeUnavailable, find_binaries, wait_until
 
 
-@pytest.fixture(scope="session")
-def kube_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeCluster]:
+def require_kube_binaries() -> Path:
+    """The binaries' directory; skips the test where Go is absent, fails it where they are unbuilt."""
     try:
-        binaries = find_binaries()
+        return find_binaries()
     except KubeUnavailable as err:
         if shutil.which("go") is None:
             pytest.skip(f"no real Kubernetes API server here: {err}")
         pytest.fail(str(err), pytrace=False)
-    cluster = KubeCluster(tmp_path_factory.mktemp("kube"), binaries)
+
+
+@pytest.fixture(scope="session")
+def kube_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeCluster]:
+    cluster = KubeCluster(tmp_path_factory.mktemp("kube"), require_kube_binaries())
     cluster.start()
     try:
         yield cluster
