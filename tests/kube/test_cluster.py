@@ -10,6 +10,8 @@ import base64
 import importlib.util
 import ipaddress
 import json
+import subprocess
+import sys
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -200,29 +202,41 @@ def test_token_request_issues_an_istio_ca_token_that_token_review_accepts(
     assert not other.authenticated
 
 
-def test_kube_up_writes_a_working_kubeconfig_and_kube_down_stops_every_process(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def kubeenv_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "meshplane.shared.testing.kubeenv", *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=180)
+
+
+def test_kube_up_writes_a_working_kubeconfig_and_kube_down_stops_every_process(tmp_path: Path) -> None:
     """What `make kube-up` / `make kube-down` run (a second, short-lived control plane)."""
     require_kube_binaries()
     state = tmp_path / "kube"
-    assert kubeenv.main(["up", "--state-dir", str(state)]) == 0
+    up = kubeenv_cli("up", "--state-dir", str(state))
+    assert up.returncode == 0, up.stderr
     try:
+        assert f"export KUBECONFIG={state / 'kubeconfig'}" in up.stdout
         record = json.loads((state / "cluster.json").read_text())
         assert [p["name"] for p in record["processes"]] == list(kubeenv.BINARIES)
-        assert f"export KUBECONFIG={state / 'kubeconfig'}" in capsys.readouterr().out
+        assert all(kubeenv.is_running(p["pid"], p["binary"]) for p in record["processes"])
 
         api = config.new_client_from_config(config_file=str(state / "kubeconfig"))  # type: ignore[no-untyped-call]
         with api:
             core: Any = client.CoreV1Api(api)
             namespaces = {n.metadata.name for n in core.list_namespace().items}
         assert {"default", "kube-system"} <= namespaces
-        assert kubeenv.main(["up", "--state-dir", str(state)]) == 1  # already up: says so, starts nothing
+
+        again = kubeenv_cli("up", "--state-dir", str(state))
+        assert again.returncode == 1 and "already up" in again.stderr
     finally:
-        assert kubeenv.main(["down", "--state-dir", str(state)]) == 0
+        down = kubeenv_cli("down", "--state-dir", str(state))
+        assert down.returncode == 0, down.stderr
+    stopped = down.stdout  # the controller manager first, etcd last
+    assert (
+        stopped.index("kube-controller-manager (pid")
+        < stopped.index("kube-apiserver (pid")
+        < stopped.index("etcd (pid")
+    )
     for entry in record["processes"]:
-        assert not Path(f"/proc/{entry['pid']}").exists() or not kubeenv.is_running(
-            entry["pid"], entry["binary"]
-        )
+        assert not kubeenv.is_running(entry["pid"], entry["binary"]), entry
     assert not (state / "cluster.json").exists()
-    assert kubeenv.main(["down", "--state-dir", str(state)]) == 0  # nothing left: a no-op
+    assert "nothing running" in kubeenv_cli("down", "--state-dir", str(state)).stdout

@@ -31,6 +31,7 @@ class ClusterCerts:
     admin_cert: Path
     admin_key: Path
     sa_key: Path
+    sa_pub: Path
 
 
 def _name(common_name: str, organization: str | None = None) -> x509.Name:
@@ -124,14 +125,20 @@ def write_cluster_certs(directory: Path) -> ClusterCerts:
         admin_cert=directory / "admin.crt",
         admin_key=directory / "admin.key",
         sa_key=directory / "sa.key",
+        sa_pub=directory / "sa.pub",
     )
     for cert, path in ((ca, certs.ca_cert), (serving, certs.serving_cert), (admin, certs.admin_cert)):
         path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    sa_key = ec.generate_private_key(ec.SECP256R1())
     for key, path in (
         (ca_key, certs.ca_key),
         (serving_key, certs.serving_key),
         (admin_key, certs.admin_key),
-        (ec.generate_private_key(ec.SECP256R1()), certs.sa_key),
+        (sa_key, certs.sa_key),
     ):
         _write_private(path, _key_pem(key))
+    public = sa_key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    certs.sa_pub.write_bytes(public)  # the API server verifies tokens with this
     return certs

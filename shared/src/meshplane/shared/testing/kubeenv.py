@@ -210,7 +210,7 @@ class KubeCluster:
                 f"--client-ca-file={certs.ca_cert}",
                 f"--service-account-issuer={self.issuer}",
                 f"--service-account-signing-key-file={certs.sa_key}",
-                f"--service-account-key-file={certs.sa_key}",
+                f"--service-account-key-file={certs.sa_pub}",
                 "--authorization-mode=Node,RBAC",
                 "--enable-admission-plugins=MutatingAdmissionWebhook,ValidatingAdmissionWebhook",
                 f"--service-cluster-ip-range={SERVICE_CIDR}",
