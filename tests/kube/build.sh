@@ -75,6 +75,7 @@ echo "etcd built after $(($(date +%s) - start)) s"
 	k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager)
 mkdir -p "$(dirname "$bin")"
 rm -rf "$bin"
+chmod 755 "$staging"
 mv "$staging" "$bin"
 trap - EXIT
 echo "kube binaries built in $(($(date +%s) - start)) s into $bin"

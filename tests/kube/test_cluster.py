@@ -173,6 +173,17 @@ def test_a_deployment_gets_running_ready_pods_and_endpoint_slices(kube_api: Any,
             lambda: slice_addresses() == pod_ips, "the EndpointSlice of Service echo to list both pods"
         )
 
+        # Scaling down: the ReplicaSet deletes a pod gracefully, the kubelet finishes the delete,
+        # and the slice follows.
+        apps.patch_namespaced_deployment_scale("echo", kube_namespace, {"spec": {"replicas": 1}})
+
+        def remaining() -> set[str]:
+            return {p.status.pod_ip for p in core.list_namespaced_pod(kube_namespace).items}
+
+        wait_until(lambda: len(remaining()) == 1, "one pod left after scaling to 1")
+        wait_until(lambda: slice_addresses() == remaining(), "the EndpointSlice to drop the deleted pod")
+        assert kubelet.errors == 0
+
 
 def _jwt_claims(token: str) -> dict[str, Any]:
     payload = token.split(".")[1]

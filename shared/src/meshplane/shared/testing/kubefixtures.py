@@ -67,4 +67,7 @@ def kube_namespace(kube_api: Any) -> Iterator[str]:
     try:
         yield name
     finally:
+        # Pods bound to a node wait for their kubelet to finish a graceful delete, and with the
+        # test kubelet gone the namespace would stay Terminating: remove them at once.
+        core.delete_collection_namespaced_pod(name, grace_period_seconds=0)
         core.delete_namespace(name)
