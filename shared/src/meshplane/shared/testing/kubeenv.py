@@ -18,6 +18,7 @@ No kubelet or scheduler runs: ``meshplane.shared.testing.kubelet`` stands in for
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
 import os
 import shutil
@@ -104,6 +105,15 @@ def wait_until(
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
+def _die_with_parent() -> None:
+    """In the child before exec: ask Linux to SIGKILL it when the parent exits (PR_SET_PDEATHSIG).
+
+    SIGKILL, not SIGTERM: all three would get it at once, and an API server whose etcd is gone
+    waits in its graceful shutdown indefinitely.
+    """
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)
+
+
 @dataclass
 class Process:
     name: str
@@ -111,7 +121,7 @@ class Process:
     log: Path
     popen: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> None:
+    def start(self, die_with_parent: bool) -> None:
         with open(self.log, "ab") as out:
             self.popen = subprocess.Popen(
                 self.args,
@@ -119,6 +129,7 @@ class Process:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
+                preexec_fn=_die_with_parent if die_with_parent else None,
             )
 
     def raise_if_exited(self) -> None:
@@ -138,6 +149,8 @@ class KubeCluster:
     kcm_port: int = 0
     processes: list[Process] = field(default_factory=list)
     certs: ClusterCerts | None = None
+    #: tests: kill the processes if the test run itself dies (kube-up leaves them running)
+    die_with_parent: bool = False
 
     @property
     def server(self) -> str:
@@ -171,7 +184,7 @@ class KubeCluster:
 
     def _spawn(self, name: str, args: list[str]) -> Process:
         proc = Process(name, [str(self.binaries / name), *args], self.state_dir / "logs" / f"{name}.log")
-        proc.start()
+        proc.start(self.die_with_parent)
         self.processes.append(proc)
         return proc
 

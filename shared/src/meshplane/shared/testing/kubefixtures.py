@@ -33,7 +33,7 @@ def require_kube_binaries() -> Path:
 
 @pytest.fixture(scope="session")
 def kube_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeCluster]:
-    cluster = KubeCluster(tmp_path_factory.mktemp("kube"), require_kube_binaries())
+    cluster = KubeCluster(tmp_path_factory.mktemp("kube"), require_kube_binaries(), die_with_parent=True)
     cluster.start()
     try:
         yield cluster
