@@ -251,3 +251,41 @@ def test_kube_up_writes_a_working_kubeconfig_and_kube_down_stops_every_process(t
         assert not kubeenv.is_running(entry["pid"], entry["binary"]), entry
     assert not (state / "cluster.json").exists()
     assert "nothing running" in kubeenv_cli("down", "--state-dir", str(state)).stdout
+
+
+def test_a_service_account_kubeconfig_is_held_to_its_rbac(
+    kube_api: Any, kube_cluster: KubeCluster, kube_namespace: str, tmp_path: Path
+) -> None:
+    core: Any = client.CoreV1Api(kube_api)
+    rbac: Any = client.RbacAuthorizationV1Api(kube_api)
+    core.create_namespaced_service_account(kube_namespace, {"metadata": {"name": "reader"}})
+    token = core.create_namespaced_service_account_token("reader", kube_namespace, {"spec": {}}).status.token
+    kubeconfig = kube_cluster.token_kubeconfig(tmp_path / "reader.kubeconfig", token)
+    as_reader = config.new_client_from_config(config_file=str(kubeconfig))  # type: ignore[no-untyped-call]
+    reader: Any = client.CoreV1Api(as_reader)
+
+    def status_of(call: Any) -> int:
+        try:
+            call()
+        except client.exceptions.ApiException as err:
+            return int(err.status)
+        return 200
+
+    def list_config_maps() -> int:
+        return status_of(lambda: reader.list_namespaced_config_map(kube_namespace))
+
+    with as_reader:
+        assert list_config_maps() == 403
+        rule = {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list"]}
+        rbac.create_namespaced_role(kube_namespace, {"metadata": {"name": "reader"}, "rules": [rule]})
+        rbac.create_namespaced_role_binding(
+            kube_namespace,
+            {
+                "metadata": {"name": "reader"},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "reader"},
+                "subjects": [{"kind": "ServiceAccount", "name": "reader", "namespace": kube_namespace}],
+            },
+        )
+        wait_until(lambda: list_config_maps() == 200, "the RoleBinding to let the reader list ConfigMaps")
+        assert status_of(lambda: reader.list_namespaced_secret(kube_namespace)) == 403
+        assert status_of(lambda: reader.list_namespaced_config_map("default")) == 403

@@ -1,4 +1,4 @@
-"""Keys and certificates for a loopback Kubernetes control plane (see ``kubeenv``).
+"""Keys, certificates and kubeconfigs for a loopback Kubernetes control plane (see ``kubeenv``).
 
 One CA signs the API server's serving certificate (SANs 127.0.0.1, localhost and the in-cluster
 names) and the admin's client certificate (organisation ``system:masters``); the API server
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -142,3 +143,19 @@ def write_cluster_certs(directory: Path) -> ClusterCerts:
     )
     certs.sa_pub.write_bytes(public)  # the API server verifies tokens with this
     return certs
+
+
+def write_kubeconfig(path: Path, server: str, ca_cert: Path, user: dict[str, str]) -> None:
+    """Write a kubeconfig (JSON, which every client reads as YAML) for one cluster and one user."""
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {"name": "meshplane", "cluster": {"server": server, "certificate-authority": str(ca_cert)}}
+        ],
+        "users": [{"name": "user", "user": user}],
+        "contexts": [{"name": "meshplane", "context": {"cluster": "meshplane", "user": "user"}}],
+        "current-context": "meshplane",
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _write_private(path, (json.dumps(config, indent=2) + "\n").encode())

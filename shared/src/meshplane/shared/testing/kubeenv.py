@@ -35,7 +35,7 @@ from typing import Any
 
 from meshplane.shared.natsserver import free_port
 from meshplane.shared.processes import stop_process
-from meshplane.shared.testing.kubecerts import ClusterCerts, write_cluster_certs
+from meshplane.shared.testing.kubecerts import ClusterCerts, write_cluster_certs, write_kubeconfig
 
 REPO = Path(__file__).resolve().parents[5]
 BUILD_SCRIPT = REPO / "tests" / "kube" / "build.sh"
@@ -287,27 +287,14 @@ class KubeCluster:
 
     def _write_kubeconfig(self) -> None:
         certs = self._certs()
-        config = {
-            "apiVersion": "v1",
-            "kind": "Config",
-            "clusters": [
-                {
-                    "name": "meshplane",
-                    "cluster": {"server": self.server, "certificate-authority": str(certs.ca_cert)},
-                }
-            ],
-            "users": [
-                {
-                    "name": "admin",
-                    "user": {"client-certificate": str(certs.admin_cert), "client-key": str(certs.admin_key)},
-                }
-            ],
-            "contexts": [{"name": "meshplane", "context": {"cluster": "meshplane", "user": "admin"}}],
-            "current-context": "meshplane",
-        }
-        tmp = self.kubeconfig.with_suffix(".tmp")
-        tmp.write_text(json.dumps(config, indent=2) + "\n")  # JSON is YAML: every client reads it
-        os.replace(tmp, self.kubeconfig)
+        user = {"client-certificate": str(certs.admin_cert), "client-key": str(certs.admin_key)}
+        write_kubeconfig(self.kubeconfig, self.server, certs.ca_cert, user)
+
+    def token_kubeconfig(self, path: Path, token: str) -> Path:
+        """Write a kubeconfig at ``path`` that authenticates with a bearer ``token`` (for example a
+        ServiceAccount's, from the TokenRequest API), so a component runs as that account."""
+        write_kubeconfig(path, self.server, self._certs().ca_cert, {"token": token})
+        return path
 
     def _record(self) -> None:
         record = {
