@@ -13,14 +13,18 @@ their own network namespaces instead.
 
 from __future__ import annotations
 
+import argparse
 import datetime
 import ipaddress
 import logging
+import os
+import signal
+import sys
 import threading
 from collections.abc import Iterator
 from typing import Any
 
-from kubernetes import client, watch
+from kubernetes import client, config, watch
 from kubernetes.client.exceptions import ApiException
 
 log = logging.getLogger(__name__)
@@ -203,3 +207,31 @@ class TestKubelet:
         except ApiException as err:
             if err.status not in (404, 409):
                 raise
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m meshplane.shared.testing.kubelet",
+        description="Stand in for a kubelet and scheduler on a `make kube-up` cluster: bind the pods of the "
+        "given namespaces to one Node and report them Running/Ready (no container runs).",
+    )
+    parser.add_argument("--kubeconfig", default=os.environ.get("KUBECONFIG", ".state/kube/kubeconfig"))
+    parser.add_argument("--namespace", "-n", action="append", required=True, help="repeat for several")
+    parser.add_argument(
+        "--pod-cidr", default="198.51.100.0/24", help="pod addresses (data only; never dialled)"
+    )
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    network = ipaddress.ip_network(args.pod_cidr)
+    api = config.new_client_from_config(config_file=args.kubeconfig)  # type: ignore[no-untyped-call]
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    with TestKubelet(api, set(args.namespace), pod_cidr=str(network), node_ip=str(next(network.hosts()))):
+        print(f"test kubelet running for namespaces {', '.join(args.namespace)}; Ctrl-C stops it", flush=True)
+        stop.wait()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
