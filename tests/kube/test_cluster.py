@@ -17,6 +17,7 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+import yaml
 from kubernetes import client, config, dynamic
 
 from meshplane.shared.testing import kubeenv
@@ -57,12 +58,19 @@ def apply(dyn: dynamic.DynamicClient, obj: dict[str, Any], dry_run: bool = False
     )
 
 
-def test_crds_and_the_dev_overlay_apply_server_side_and_the_crds_become_established(kube_api: Any) -> None:
-    objects = _render_script().render(REPO / "k8s" / "overlays" / "dev")
-    crds = [o for o in objects if o["kind"] == "CustomResourceDefinition"]
+@pytest.fixture(scope="module")
+def dev_overlay() -> list[dict[str, Any]]:
+    objects: list[dict[str, Any]] = _render_script().render(REPO / "k8s" / "overlays" / "dev")
+    return objects
+
+
+@pytest.fixture(scope="module")
+def installed_crds(kube_api: Any, dev_overlay: list[dict[str, Any]]) -> dynamic.DynamicClient:
+    """The dev overlay's Namespace and CRDs applied server-side and Established; a dynamic client."""
+    crds = [o for o in dev_overlay if o["kind"] == "CustomResourceDefinition"]
     assert len(crds) >= 10
     dyn = dynamic.DynamicClient(kube_api)  # type: ignore[no-untyped-call]
-    for obj in (o for o in objects if o["kind"] in ("Namespace", "CustomResourceDefinition")):
+    for obj in (o for o in dev_overlay if o["kind"] in ("Namespace", "CustomResourceDefinition")):
         apply(dyn, obj)
 
     extensions: Any = client.ApiextensionsV1Api(kube_api)
@@ -76,7 +84,13 @@ def test_crds_and_the_dev_overlay_apply_server_side_and_the_crds_become_establis
 
     wait_until(all_established, f"all {len(crds)} CRDs Established")
     dyn.resources.invalidate_cache()  # discovery now serves the new groups
+    return dyn
 
+
+def test_crds_and_the_dev_overlay_apply_server_side_and_the_crds_become_established(
+    kube_api: Any, installed_crds: dynamic.DynamicClient, dev_overlay: list[dict[str, Any]]
+) -> None:
+    dyn, objects = installed_crds, dev_overlay
     for obj in objects:
         if obj["kind"] not in ("Namespace", "CustomResourceDefinition"):
             apply(dyn, obj, dry_run=obj["kind"] in DRY_RUN_KINDS)
@@ -289,3 +303,54 @@ def test_a_service_account_kubeconfig_is_held_to_its_rbac(
         wait_until(lambda: list_config_maps() == 200, "the RoleBinding to let the reader list ConfigMaps")
         assert status_of(lambda: reader.list_namespaced_secret(kube_namespace)) == 403
         assert status_of(lambda: reader.list_namespaced_config_map("default")) == 403
+
+
+def test_every_example_is_accepted_by_the_crd_schemas(
+    installed_crds: dynamic.DynamicClient, dev_overlay: list[dict[str, Any]], kube_namespace: str
+) -> None:
+    """Each Istio object in examples/ passes the API server's structural schema in a server-side
+    apply dry run (server-side apply refuses any field the schema does not declare)."""
+    served = {
+        (f"{crd['spec']['group']}/{version['name']}", crd["spec"]["names"]["kind"])
+        for crd in dev_overlay
+        if crd["kind"] == "CustomResourceDefinition"
+        for version in crd["spec"]["versions"]
+        if version["served"]
+    }
+    checked = 0
+    for path in sorted((REPO / "examples").rglob("*.yaml")):
+        for obj in yaml.safe_load_all(path.read_text()):
+            if not obj or (obj["apiVersion"], obj["kind"]) not in served:
+                continue  # e.g. LocalWorkload: the local mesh's own kind, not a Kubernetes resource
+            obj["metadata"]["namespace"] = kube_namespace
+            resource = installed_crds.resources.get(api_version=obj["apiVersion"], kind=obj["kind"])
+            resource.server_side_apply(
+                body=obj,
+                name=obj["metadata"]["name"],
+                namespace=kube_namespace,
+                field_manager=FIELD_MANAGER,
+                dry_run="All",
+            )
+            checked += 1
+    assert checked >= 20
+
+    # A create with fieldValidation=Strict (kubectl's default) refuses an unknown field, naming it.
+    virtual_service = {
+        "apiVersion": "networking.istio.io/v1",
+        "kind": "VirtualService",
+        "metadata": {"name": "typo"},
+        "spec": {"hosts": ["typo"], "htpp": []},
+    }
+    custom: Any = client.CustomObjectsApi(installed_crds.client)
+    with pytest.raises(client.exceptions.ApiException) as refused:
+        custom.create_namespaced_custom_object(
+            "networking.istio.io",
+            "v1",
+            kube_namespace,
+            "virtualservices",
+            virtual_service,
+            dry_run="All",
+            field_validation="Strict",
+        )
+    assert refused.value.status == 400
+    assert 'unknown field "spec.htpp"' in json.loads(str(refused.value.body))["message"]
