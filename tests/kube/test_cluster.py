@@ -354,3 +354,23 @@ def test_every_example_is_accepted_by_the_crd_schemas(
         )
     assert refused.value.status == 400
     assert 'unknown field "spec.htpp"' in json.loads(str(refused.value.body))["message"]
+
+
+def test_the_kubelet_gives_a_pod_the_address_the_test_chooses(kube_api: Any, kube_namespace: str) -> None:
+    """A test that runs a pod's process in its own network namespace hands the kubelet that address."""
+    core: Any = client.CoreV1Api(kube_api)
+    chosen = {"web": "203.0.113.7"}
+    pod = {
+        "metadata": {"name": "web"},
+        "spec": {"containers": [{"name": "web", "image": "example.invalid/web"}]},
+    }
+    core.create_namespaced_pod(kube_namespace, pod)
+    with TestKubelet(kube_api, {kube_namespace}, address_for=lambda p: chosen[p.metadata.name]):
+
+        def running() -> bool:
+            status = core.read_namespaced_pod_status("web", kube_namespace).status
+            return bool(status.phase == "Running" and status.pod_ip == "203.0.113.7")
+
+        wait_until(running, "pod web Running at 203.0.113.7")
+        pod_ips = [a.ip for a in core.read_namespaced_pod_status("web", kube_namespace).status.pod_ips]
+        assert pod_ips == ["203.0.113.7"]

@@ -21,7 +21,7 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from kubernetes import client, config, watch
@@ -48,6 +48,7 @@ class TestKubelet:
         node_name: str = NODE_NAME,
         pod_cidr: str = "198.51.100.0/24",
         node_ip: str = "198.51.100.1",
+        address_for: Callable[[Any], str] | None = None,
     ) -> None:
         self.core: Any = client.CoreV1Api(api_client)
         self.namespaces = namespaces
@@ -56,6 +57,9 @@ class TestKubelet:
         self._hosts: Iterator[ipaddress.IPv4Address | ipaddress.IPv6Address] = (
             h for h in ipaddress.ip_network(pod_cidr).hosts() if str(h) != node_ip
         )
+        #: a test that runs the pod's process somewhere reachable (a network namespace of its own)
+        #: returns that address for the pod; otherwise the next address of ``pod_cidr`` is used
+        self.address_for = address_for
         self.pod_ips: dict[str, str] = {}  # pod uid -> IP
         self.errors = 0  # failures handled by the watch loop (each logged with its traceback)
         self._stop = threading.Event()
@@ -168,7 +172,10 @@ class TestKubelet:
             )
 
     def _running(self, pod: Any) -> dict[str, Any]:
-        ip = self.pod_ips.setdefault(pod.metadata.uid, str(next(self._hosts)))
+        if pod.metadata.uid not in self.pod_ips:
+            address = self.address_for(pod) if self.address_for else str(next(self._hosts))
+            self.pod_ips[pod.metadata.uid] = address
+        ip = self.pod_ips[pod.metadata.uid]
         now = _now()
         conditions = [
             {"type": kind, "status": "True", "lastTransitionTime": now}
