@@ -7,7 +7,7 @@ UV := $(BIN)/uv
 STAMP := $(VENV)/.synced
 PYTEST_ARGS ?=
 
-.PHONY: run test check lint typecheck proto bench clean env
+.PHONY: run test check lint typecheck proto bench clean env kube-build kube-binaries kube-up kube-down
 
 # The environment: a venv with uv inside it, then every workspace package from uv.lock.
 $(UV):
@@ -28,8 +28,24 @@ run: $(STAMP)
 	$(BIN)/meshctl up --config-dir examples/bookinfo
 
 ## test: every test, unit and integration, exactly as CI runs them
-test: $(STAMP)
+test: $(STAMP) kube-binaries
 	$(BIN)/python -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
+
+## kube-build: build etcd, kube-apiserver and kube-controller-manager (tests/kube), once per machine
+kube-build:
+	tests/kube/build.sh
+
+# As kube-build, but a machine without Go goes on (the tests that need the binaries skip and say why).
+kube-binaries:
+	@tests/kube/build.sh || { rc=$$?; [ $$rc -eq 3 ] || exit $$rc; }
+
+## kube-up: start etcd, kube-apiserver and kube-controller-manager on loopback (.state/kube/kubeconfig)
+kube-up: $(STAMP) kube-build
+	$(BIN)/python -m meshplane.shared.testing.kubeenv up --state-dir .state/kube
+
+## kube-down: stop what kube-up started (by the PIDs it recorded)
+kube-down: $(STAMP)
+	$(BIN)/python -m meshplane.shared.testing.kubeenv down --state-dir .state/kube
 
 ## check: ruff (lint + format), mypy strict, and the import contracts (pyproject.toml [tool.importlinter])
 check: $(STAMP)

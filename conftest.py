@@ -1,3 +1,3 @@
 """Root conftest: shared fixtures for every distribution's tests."""
 
-pytest_plugins = ["meshplane.shared.testing.fixtures"]
+pytest_plugins = ["meshplane.shared.testing.fixtures", "meshplane.shared.testing.kubefixtures"]

@@ -1,0 +1,244 @@
+"""A test "kubelet" for the loopback control plane (``kubeenv``), which has no kubelet or scheduler.
+
+It registers a Node (Ready, with an InternalIP), binds unscheduled pods of the namespaces it is
+given to that node (the scheduler's job), and reports each bound pod as a kubelet would once its
+containers run: phase Running, a pod IP, conditions PodScheduled/Initialized/ContainersReady/
+Ready, a running container status per container. A pod being deleted is removed with grace 0
+(the kubelet's final delete). No container actually runs.
+
+Pod IPs are taken from ``pod_cidr``; by default 198.51.100.0/24 (TEST-NET-2), which is pure data:
+nothing may route traffic to those addresses. Tests that send traffic to pods give the CIDR of
+their own network namespaces instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import ipaddress
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from kubernetes import client, config, watch
+from kubernetes.client.exceptions import ApiException
+
+log = logging.getLogger(__name__)
+
+NODE_NAME = "meshplane-test-node"
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class TestKubelet:
+    """Run with ``start()`` / ``stop()`` or as a context manager; watches pods in a thread."""
+
+    __test__ = False  # not a pytest test class
+
+    def __init__(
+        self,
+        api_client: Any,
+        namespaces: set[str],
+        node_name: str = NODE_NAME,
+        pod_cidr: str = "198.51.100.0/24",
+        node_ip: str = "198.51.100.1",
+        address_for: Callable[[Any], str] | None = None,
+    ) -> None:
+        self.core: Any = client.CoreV1Api(api_client)
+        self.namespaces = namespaces
+        self.node_name = node_name
+        self.node_ip = node_ip
+        self._hosts: Iterator[ipaddress.IPv4Address | ipaddress.IPv6Address] = (
+            h for h in ipaddress.ip_network(pod_cidr).hosts() if str(h) != node_ip
+        )
+        #: a test that runs the pod's process somewhere reachable (a network namespace of its own)
+        #: returns that address for the pod; otherwise the next address of ``pod_cidr`` is used
+        self.address_for = address_for
+        self.pod_ips: dict[str, str] = {}  # pod uid -> IP
+        self.errors = 0  # failures handled by the watch loop (each logged with its traceback)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> TestKubelet:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self) -> TestKubelet:
+        self.register_node()
+        self._thread = threading.Thread(target=self._run, name=f"test-kubelet-{self.node_name}", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=15)
+            self._thread = None
+
+    def register_node(self) -> None:
+        """Create the Node if it is missing and report it Ready."""
+        node = {
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": {"name": self.node_name, "labels": {"kubernetes.io/hostname": self.node_name}},
+        }
+        try:
+            self.core.create_node(node)
+        except ApiException as err:
+            if err.status != 409:
+                raise
+        now = _now()
+        status = {
+            "status": {
+                "conditions": [
+                    {
+                        "type": "Ready",
+                        "status": "True",
+                        "reason": "KubeletReady",
+                        "message": "meshplane test kubelet",
+                        "lastHeartbeatTime": now,
+                        "lastTransitionTime": now,
+                    }
+                ],
+                "addresses": [
+                    {"type": "InternalIP", "address": self.node_ip},
+                    {"type": "Hostname", "address": self.node_name},
+                ],
+            }
+        }
+        self.core.patch_node_status(self.node_name, status)
+
+    def _run(self) -> None:
+        """List then watch pods; every failure is logged, counted, and the loop starts over."""
+        while not self._stop.is_set():
+            try:
+                self._sync_once()
+            except Exception:
+                self.errors += 1
+                log.exception(
+                    "test kubelet %s: pod sync failed (%d so far); retrying", self.node_name, self.errors
+                )
+                self._stop.wait(0.5)
+
+    def _sync_once(self) -> None:
+        listed = self.core.list_pod_for_all_namespaces()
+        for pod in listed.items:
+            self.handle(pod)
+        stream = watch.Watch()  # type: ignore[no-untyped-call]
+        for event in stream.stream(  # type: ignore[no-untyped-call]
+            self.core.list_pod_for_all_namespaces,
+            resource_version=listed.metadata.resource_version,
+            timeout_seconds=2,
+        ):
+            if event["type"] in ("ADDED", "MODIFIED"):
+                self.handle(event["object"])
+            if self._stop.is_set():
+                stream.stop()  # type: ignore[no-untyped-call]
+
+    def handle(self, pod: Any) -> None:
+        """Move one pod along: bind it, report it running, or finish its deletion."""
+        meta, spec = pod.metadata, pod.spec
+        if meta.namespace not in self.namespaces:
+            return
+        if meta.deletion_timestamp is not None:
+            if spec.node_name == self.node_name:
+                self._ignore_gone(
+                    lambda: self.core.delete_namespaced_pod(meta.name, meta.namespace, grace_period_seconds=0)
+                )
+                self.pod_ips.pop(meta.uid, None)
+            return
+        if not spec.node_name:
+            binding = {
+                "apiVersion": "v1",
+                "kind": "Binding",
+                "metadata": {"name": meta.name},
+                "target": {"apiVersion": "v1", "kind": "Node", "name": self.node_name},
+            }
+            self._ignore_gone(
+                lambda: self.core.create_namespaced_binding(meta.namespace, binding, _preload_content=False)
+            )
+            return
+        if spec.node_name == self.node_name and not (pod.status and pod.status.pod_ip):
+            self._ignore_gone(
+                lambda: self.core.patch_namespaced_pod_status(meta.name, meta.namespace, self._running(pod))
+            )
+
+    def _running(self, pod: Any) -> dict[str, Any]:
+        if pod.metadata.uid not in self.pod_ips:
+            address = self.address_for(pod) if self.address_for else str(next(self._hosts))
+            self.pod_ips[pod.metadata.uid] = address
+        ip = self.pod_ips[pod.metadata.uid]
+        now = _now()
+        conditions = [
+            {"type": kind, "status": "True", "lastTransitionTime": now}
+            for kind in ("PodScheduled", "Initialized", "ContainersReady", "Ready")
+        ]
+        containers = [
+            {
+                "name": c.name,
+                "image": c.image,
+                "imageID": "",
+                "ready": True,
+                "started": True,
+                "restartCount": 0,
+                "state": {"running": {"startedAt": now}},
+            }
+            for c in pod.spec.containers
+        ]
+        return {
+            "status": {
+                "phase": "Running",
+                "hostIP": self.node_ip,
+                "hostIPs": [{"ip": self.node_ip}],
+                "podIP": ip,
+                "podIPs": [{"ip": ip}],
+                "startTime": now,
+                "conditions": conditions,
+                "containerStatuses": containers,
+            }
+        }
+
+    @staticmethod
+    def _ignore_gone(call: Any) -> None:
+        """Run an API call about a pod; a pod deleted (404) or changed (409) meanwhile is not an error."""
+        try:
+            call()
+        except ApiException as err:
+            if err.status not in (404, 409):
+                raise
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m meshplane.shared.testing.kubelet",
+        description="Stand in for a kubelet and scheduler on a `make kube-up` cluster: bind the pods of the "
+        "given namespaces to one Node and report them Running/Ready (no container runs).",
+    )
+    parser.add_argument("--kubeconfig", default=os.environ.get("KUBECONFIG", ".state/kube/kubeconfig"))
+    parser.add_argument("--namespace", "-n", action="append", required=True, help="repeat for several")
+    parser.add_argument(
+        "--pod-cidr", default="198.51.100.0/24", help="pod addresses (data only; never dialled)"
+    )
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    network = ipaddress.ip_network(args.pod_cidr)
+    api = config.new_client_from_config(config_file=args.kubeconfig)  # type: ignore[no-untyped-call]
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    with TestKubelet(api, set(args.namespace), pod_cidr=str(network), node_ip=str(next(network.hosts()))):
+        print(f"test kubelet running for namespaces {', '.join(args.namespace)}; Ctrl-C stops it", flush=True)
+        stop.wait()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
