@@ -107,21 +107,33 @@ def test_ist0102_namespace_not_injected_is_info() -> None:
     assert "kubectl label namespace default istio-injection=enabled" in texts(text, "IST0102")[0]
 
 
-def test_ist0104_gateway_port_not_on_workload() -> None:
+def test_ist0162_gateway_port_not_on_service() -> None:
+    """IST0104 is retired at Istio HEAD; the port check compares with the gateway Service (IST0162)."""
     text = (
-        GOOD
+        GOOD.replace("{istio: ingressgateway}", "{app: my-gw}")
         + """
 ---
 apiVersion: v1
 kind: Pod
-metadata: {name: ingress-1, namespace: istio-system, labels: {istio: ingressgateway}}
+metadata: {name: my-gw-1, namespace: gw-ns, labels: {app: my-gw}}
 spec:
-  containers: [{name: istio-proxy, image: proxy, ports: [{containerPort: 8080}]}]
+  containers: [{name: istio-proxy, image: proxy}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: my-gw, namespace: gw-ns}
+spec:
+  selector: {app: my-gw}
+  ports: [{name: http, port: 8080}]
 """
     )
-    assert ("IST0104", "Warning", "Gateway default/gw") in codes(text)
-    assert "port 80" in texts(text, "IST0104")[0]
-    assert texts(text.replace("containerPort: 8080", "containerPort: 80"), "IST0104") == []
+    assert ("IST0162", "Warning", "Gateway default/gw") in codes(text)
+    assert texts(text, "IST0162") == [
+        "The gateway is listening on a target port (port 80) that is not defined in the Service associated "
+        "with its workload instances (Pod selector app=my-gw). If you need to access the gateway port "
+        "through the gateway Service, it will not be available."
+    ]
+    assert texts(text.replace("port: 8080", "port: 80"), "IST0162") == []
 
 
 def test_ist0106_schema_error() -> None:

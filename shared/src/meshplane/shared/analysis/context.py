@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,11 +60,38 @@ def selects(selector: Mapping[str, str], labels: Mapping[str, str]) -> bool:
     return all(labels.get(k) == v for k, v in selector.items())
 
 
+def str_dict(value: object) -> dict[str, str]:
+    return {str(k): str(v) for k, v in value.items()} if isinstance(value, Mapping) else {}
+
+
+def selector_text(selector: Mapping[str, str]) -> str:
+    """A label selector as Kubernetes prints it: ``app=a,version=v1`` (keys sorted)."""
+    return ",".join(f"{k}={v}" for k, v in sorted(selector.items()))
+
+
+def go_list(items: Iterable[object]) -> str:
+    """A list as Go's ``%v`` prints it: ``[a b]``."""
+    return "[" + " ".join(str(i) for i in items) + "]"
+
+
+def mappings(value: object) -> list[Mapping[str, Any]]:
+    """The mapping items of a YAML list (anything else is skipped; schema checks report it)."""
+    return [v for v in value if isinstance(v, Mapping)] if isinstance(value, list) else []
+
+
 class Context:
     """Resources by kind, plus the service hosts they define; collects messages."""
 
-    def __init__(self, resources: list[Resource]) -> None:
+    def __init__(
+        self,
+        resources: list[Resource],
+        mesh_config: Mapping[str, Any] | None = None,
+        mesh_networks: Mapping[str, Any] | None = None,
+    ) -> None:
         self.resources = resources
+        self.mesh_config: Mapping[str, Any] = mesh_config or {}
+        self.mesh_networks: Mapping[str, Any] = mesh_networks or {}
+        self.root_namespace = str(self.mesh_config.get("rootNamespace") or "istio-system")
         self._by_kind: dict[str, list[Resource]] = {}
         for r in resources:
             self._by_kind.setdefault(r.kind, []).append(r)
@@ -87,6 +114,18 @@ class Context:
             if r.namespace == namespace and r.name == name:
                 return r
         return None
+
+    def pods(self, selector: Mapping[str, str], namespace: str | None = None) -> list[Resource]:
+        """Pods the selector matches (in ``namespace`` when given); an empty selector matches all."""
+        return [
+            p
+            for p in self.kind("Pod")
+            if (namespace is None or p.namespace == namespace) and selects(selector, p.str_map("labels"))
+        ]
+
+    def namespace_labels(self, namespace: str) -> dict[str, str]:
+        ns = self.find("Namespace", "", namespace)
+        return ns.str_map("labels") if ns else {}
 
     def host_known(self, host: str) -> bool:
         return any(host_matches(known, host) or host_matches(host, known) for known in self.service_hosts)

@@ -7,12 +7,8 @@ from collections.abc import Mapping
 
 from meshplane.shared.analysis import messages as m
 from meshplane.shared.analysis.context import Context
+from meshplane.shared.analysis.injection import SYSTEM_NAMESPACES
 from meshplane.shared.config import ISTIO_GROUPS, validate_object
-
-#: Namespaces Istio's analyzers leave alone.
-SYSTEM_NAMESPACES = frozenset(
-    {"kube-system", "kube-public", "kube-node-lease", "istio-system", "local-path-storage"}
-)
 
 _PROTOCOLS = ("http", "http2", "https", "grpc", "grpc-web", "tcp", "tls", "mongo", "redis", "mysql", "udp")
 
@@ -29,22 +25,6 @@ def check_schema(ctx: Context) -> None:
             )
         for issue in result.errors:
             ctx.report(m.SCHEMA_VALIDATION_ERROR, r, f"Schema validation error: {issue}")
-
-
-def check_injection(ctx: Context) -> None:
-    """IST0102: a namespace with neither ``istio-injection`` nor ``istio.io/rev``."""
-    for ns in ctx.kind("Namespace"):
-        if ns.name in SYSTEM_NAMESPACES:
-            continue
-        labels = ns.str_map("labels")
-        if "istio-injection" not in labels and "istio.io/rev" not in labels:
-            ctx.report(
-                m.NAMESPACE_NOT_INJECTED,
-                ns,
-                f"The namespace is not enabled for Istio injection. Run 'kubectl label namespace {ns.name} "
-                f"istio-injection=enabled' to enable it, or 'kubectl label namespace {ns.name} "
-                "istio-injection=disabled' to explicitly mark it as not needing injection.",
-            )
 
 
 def _follows_convention(name: str) -> bool:

@@ -1,5 +1,6 @@
-"""VirtualService analyzers: missing gateway/host/subset (IST0101), mesh host conflicts (IST0109),
-unreachable rules (IST0130) and ineffective matches (IST0131)."""
+"""VirtualService analyzers: missing gateway/host/subset/port (IST0101), mesh host conflicts (IST0109),
+unreachable rules (IST0130), ineffective matches (IST0131), hosts not in the bound Gateway (IST0132)
+and a missing port towards a multi-port service (IST0112)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,15 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from meshplane.shared.analysis import messages as m
-from meshplane.shared.analysis.context import Context, Resource, fqdn, host_matches
+from meshplane.shared.analysis.context import (
+    DOMAIN_SUFFIX,
+    Context,
+    Resource,
+    fqdn,
+    go_list,
+    host_matches,
+    mappings,
+)
 
 _ROUTE_SECTIONS = ("http", "tls", "tcp")
 
@@ -84,8 +93,9 @@ def check_mesh_host_conflicts(ctx: Context) -> None:
             ctx.report(
                 m.CONFLICTING_MESH_GATEWAY_VS_HOSTS,
                 vs,
-                f"The VirtualServices {names} associated with mesh gateway define the same host {host}, "
-                "which can lead to undefined behavior; merge them into one VirtualService.",
+                f"The VirtualServices {names} associated with mesh gateway define the same host {host} "
+                "which can lead to undefined behavior. This can be fixed by merging the conflicting "
+                "VirtualServices into a single resource.",
             )
 
 
@@ -139,3 +149,69 @@ def check_rules(ctx: Context) -> None:
                         f"VirtualService rule {label} match {mi} is not used "
                         f"(duplicate/overlapping match in rule {section}[{earlier}]).",
                     )
+
+
+def _gateway_hosts(gw: Resource, vs_namespace: str) -> list[str]:
+    hosts: list[str] = []
+    for server in gw.spec.get("servers") or []:
+        for h in server.get("hosts") or [] if isinstance(server, Mapping) else []:
+            ns, sep, host = str(h).rpartition("/")
+            if not sep or ns in ("*", vs_namespace) or (ns == "." and gw.namespace == vs_namespace):
+                hosts.append(host)
+    return hosts
+
+
+def check_gateway_hosts(ctx: Context) -> None:
+    """IST0132: none of a VirtualService's hosts is among the hosts of a Gateway it binds to."""
+    for vs in ctx.kind("VirtualService"):
+        vs_hosts = [str(h) for h in vs.spec.get("hosts") or []]
+        for ref in vs.spec.get("gateways") or []:
+            if ref == "mesh":
+                continue
+            ns, name = _gateway_ref(str(ref), vs.namespace)
+            gw = ctx.find("Gateway", ns, name)
+            if gw is None:
+                continue
+            gw_hosts = _gateway_hosts(gw, vs.namespace)
+            if not any(host_matches(g, h) or host_matches(h, g) for g in gw_hosts for h in vs_hosts):
+                ctx.report(
+                    m.VS_HOST_NOT_IN_GATEWAY,
+                    vs,
+                    f"one or more host {go_list(vs_hosts)} defined in VirtualService "
+                    f"{vs.namespace}/{vs.name} not found in Gateway {gw.namespace}/{gw.name}.",
+                )
+
+
+def _service_ports(ctx: Context, host: str) -> list[int] | None:
+    """The ports of the Service or ServiceEntry behind ``host`` (None when it is neither)."""
+    for svc in ctx.kind("Service"):
+        if not svc.group and host == f"{svc.name}.{svc.namespace}.{DOMAIN_SUFFIX}":
+            return [p["port"] for p in mappings(svc.spec.get("ports")) if isinstance(p.get("port"), int)]
+    for se in ctx.kind("ServiceEntry"):
+        if any(host_matches(str(h), host) for h in se.spec.get("hosts") or []):
+            return [p["number"] for p in mappings(se.spec.get("ports")) if isinstance(p.get("number"), int)]
+    return None
+
+
+def check_destination_ports(ctx: Context) -> None:
+    """IST0112 (no port towards a multi-port service) and IST0101 (a port the service lacks)."""
+    for vs in ctx.kind("VirtualService"):
+        for dest in _destinations(vs):
+            raw = str(dest.get("host", ""))
+            ports = _service_ports(ctx, fqdn(raw, vs.namespace))
+            if ports is None:
+                continue
+            port = dest.get("port")
+            number = port.get("number") if isinstance(port, Mapping) else None
+            if number is None and len(ports) > 1:
+                ctx.report(
+                    m.VS_DESTINATION_PORT_REQUIRED,
+                    vs,
+                    f'This VirtualService routes to a service "{raw}" that exposes multiple ports '
+                    f"{go_list(sorted(ports))}. "
+                    "Specifying a port in the destination is required to disambiguate.",
+                )
+            elif number is not None and ports and number not in ports:
+                ctx.report(
+                    m.REFERENCED_RESOURCE_NOT_FOUND, vs, f'Referenced host:port not found: "{raw}:{number}"'
+                )

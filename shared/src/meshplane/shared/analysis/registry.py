@@ -1,0 +1,196 @@
+"""The analyzers ``meshctl analyze`` runs, under istioctl's names (``meshctl analyze -L``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from meshplane.shared.analysis import (
+    annotation,
+    destinationrule,
+    envoyfilter,
+    gateway,
+    injection,
+    resources,
+    selectors,
+    serviceentry,
+    virtualservice,
+)
+from meshplane.shared.analysis.context import Context
+
+#: Kinds without a namespace (named ``Kind name``).
+CLUSTER_SCOPED = frozenset(
+    {
+        "Namespace",
+        "Node",
+        "CustomResourceDefinition",
+        "MutatingWebhookConfiguration",
+        "ValidatingWebhookConfiguration",
+        "ClusterRole",
+        "ClusterRoleBinding",
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Analyzer:
+    name: str
+    description: str
+    codes: tuple[str, ...]
+    run: Callable[[Context], None]
+
+
+ALL: tuple[Analyzer, ...] = (
+    Analyzer(
+        "annotations.K8sAnalyzer",
+        "Checks graph resources for misplaced and invalid Istio annotations",
+        ("IST0107", "IST0108"),
+        annotation.check,
+    ),
+    Analyzer(
+        "applicationUID.Analyzer",
+        "Checks invalid application UID",
+        ("IST0144",),
+        injection.check_application_uid,
+    ),
+    Analyzer(
+        "auth.AuthorizationPoliciesAnalyzer",
+        "Checks the validity of authorization policies",
+        ("IST0101", "IST0127"),
+        selectors.check_authorization,
+    ),
+    Analyzer(
+        "destinationrule.CaCertificateAnalyzer",
+        "Checks if caCertificates is set when TLS mode is SIMPLE/MUTUAL",
+        ("IST0128", "IST0129"),
+        destinationrule.check_server_verification,
+    ),
+    Analyzer(
+        "destinationrule.MTLSPolicyConflictAnalyzer",
+        "Checks DestinationRule TLS modes against PeerAuthentication (meshplane; retired in Istio)",
+        ("IST0113",),
+        destinationrule.check_mtls_conflicts,
+    ),
+    Analyzer(
+        "envoyfilter.EnvoyPatchAnalyzer",
+        "Checks an envoyFilters ",
+        ("IST0151", "IST0152", "IST0153", "IST0154", "IST0155"),
+        envoyfilter.check,
+    ),
+    Analyzer(
+        "gateway.CertificateAnalyzer",
+        "Checks a gateway certificate",
+        ("IST0138",),
+        gateway.check_certificates,
+    ),
+    Analyzer(
+        "gateway.ConflictingGatewayAnalyzer",
+        "Checks a gateway's selector, port number and hosts",
+        ("IST0101", "IST0145"),
+        gateway.check_conflicts,
+    ),
+    Analyzer(
+        "gateway.IngressGatewayPortAnalyzer",
+        "Checks a gateway's ports against the gateway's Kubernetes service ports",
+        ("IST0101", "IST0162"),
+        gateway.check_ports,
+    ),
+    Analyzer(
+        "gateway.SecretAnalyzer",
+        "Checks a gateway's referenced secrets for correctness",
+        ("IST0101",),
+        gateway.check_secrets,
+    ),
+    Analyzer(
+        "injection.Analyzer",
+        "Checks conditions related to Istio sidecar injection",
+        ("IST0102", "IST0123"),
+        injection.check_namespaces,
+    ),
+    Analyzer(
+        "injection.PodAnalyzer",
+        "Checks that pods in injected namespaces run the Istio proxy",
+        ("IST0103",),
+        injection.check_pods,
+    ),
+    Analyzer(
+        "meshnetworks.MeshNetworksAnalyzer",
+        "Check the validity of MeshNetworks in the cluster",
+        ("IST0126",),
+        serviceentry.check_mesh_networks,
+    ),
+    Analyzer(
+        "schema.ValidationAnalyzer",
+        "Runs schema validation as an analyzer and reports any violations",
+        ("IST0106",),
+        resources.check_schema,
+    ),
+    Analyzer(
+        "service.PortNameAnalyzer",
+        "Checks the port names associated with each service",
+        ("IST0118",),
+        resources.check_port_names,
+    ),
+    Analyzer(
+        "serviceentry.Analyzer",
+        "Checks the validity of ServiceEntry",
+        ("IST0134",),
+        serviceentry.check_addresses,
+    ),
+    Analyzer(
+        "sidecar.SelectorAnalyzer",
+        "Validates that sidecars that define a workload selector match an existing workload and that "
+        "multiple sidecars don't select the same workload",
+        ("IST0101", "IST0110", "IST0111"),
+        selectors.check_sidecars,
+    ),
+    Analyzer(
+        "telemetry.ProviderAnalyzer",
+        "Validates that providers in telemetry resource is valid",
+        ("IST0157",),
+        selectors.check_telemetry_providers,
+    ),
+    Analyzer(
+        "telemetry.SelectorAnalyzer",
+        "Validates that telemetries that define a selector match an existing workload and that "
+        "multiple telemetries don't select the same workload",
+        ("IST0101", "IST0159", "IST0160"),
+        selectors.check_telemetries,
+    ),
+    Analyzer(
+        "virtualservice.ConflictingMeshGatewayHostsAnalyzer",
+        "Checks if multiple virtual services associated with the mesh gateway have conflicting hosts",
+        ("IST0109",),
+        virtualservice.check_mesh_host_conflicts,
+    ),
+    Analyzer(
+        "virtualservice.DestinationHostAnalyzer",
+        "Checks the destination hosts associated with each virtual service",
+        ("IST0101", "IST0112"),
+        virtualservice.check_destination_ports,
+    ),
+    Analyzer(
+        "virtualservice.DestinationRuleAnalyzer",
+        "Checks the destination rules associated with each virtual service",
+        ("IST0101",),
+        virtualservice.check_references,
+    ),
+    Analyzer(
+        "virtualservice.GatewayAnalyzer",
+        "Checks the gateways associated with each virtual service",
+        ("IST0132",),
+        virtualservice.check_gateway_hosts,
+    ),
+    Analyzer(
+        "virtualservice.RuleAnalyzer",
+        "Checks for unreachable rules and ineffective matches",
+        ("IST0130", "IST0131"),
+        virtualservice.check_rules,
+    ),
+)
+
+
+def selected(names: tuple[str, ...]) -> tuple[Analyzer, ...]:
+    """The analyzers named (istioctl runs all when none of the names is known)."""
+    chosen = tuple(a for a in ALL if a.name in names)
+    return chosen or ALL
