@@ -1,0 +1,292 @@
+"""Table tests: one case per code for the analyzers that read Kubernetes kinds and cross-resource
+selectors, in the shapes Istio's analyzer test inputs use. Each case asserts the (code, level,
+resource) triples of the codes under test, and a fixed variant of the input that gives none."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+import yaml
+
+from meshplane.shared.analysis import analyze
+from meshplane.shared.analysis.runner import Options
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    text: str
+    expected: list[tuple[str, str, str]]
+    #: (old, new) replacements that make the input correct for the codes under test.
+    fix: tuple[str, str] | None = None
+    options: Options | None = None
+
+
+def found(text: str, codes: set[str], options: Options | None = None) -> list[tuple[str, str, str]]:
+    objs: list[tuple[dict[str, Any], str]] = [(d, "t.yaml:1") for d in yaml.safe_load_all(text) if d]
+    return sorted((m.code, m.level, m.resource) for m in analyze(objs, options).messages if m.code in codes)
+
+
+def ns(name: str, labels: str = "{istio-injection: enabled}") -> str:
+    return f"apiVersion: v1\nkind: Namespace\nmetadata: {{name: {name}, labels: {labels}}}\n---\n"
+
+
+def pod(
+    name: str, namespace: str, labels: str, containers: str = "[{name: istio-proxy}, {name: app}]"
+) -> str:
+    return (
+        f"apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: {namespace}, labels: {labels}}}\n"
+        f"spec: {{containers: {containers}}}\n---\n"
+    )
+
+
+def gateway(name: str, selector: str, servers: str) -> str:
+    return (
+        f"apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {{name: {name}, namespace: default}}\n"
+        f"spec: {{selector: {selector}, servers: {servers}}}\n---\n"
+    )
+
+
+TLS_SERVER = (
+    "[{port: {number: 443, name: https, protocol: HTTPS}, hosts: ['*'], "
+    "tls: {mode: SIMPLE, credentialName: my-cert}}]"
+)
+SECRET = (
+    "apiVersion: v1\nkind: Secret\nmetadata: {name: my-cert, namespace: istio-system}\n"
+    "type: kubernetes.io/tls\n---\n"
+)
+
+
+def istio(api: str, kind: str, namespace: str = "default") -> str:
+    """A template for an Istio object of ``kind`` (fill ``name`` and ``spec``)."""
+    return (
+        f"apiVersion: {api}\nkind: {kind}\nmetadata: {{{{name: {{name}}, namespace: {namespace}}}}}\n"
+        "spec: {spec}\n---\n"
+    )
+
+
+SIDECAR = istio("networking.istio.io/v1", "Sidecar")
+TELEMETRY = istio("telemetry.istio.io/v1", "Telemetry")
+AUTHZ = istio("security.istio.io/v1", "AuthorizationPolicy", "{ns}")
+EF = istio("networking.istio.io/v1alpha3", "EnvoyFilter")
+VS = istio("networking.istio.io/v1", "VirtualService")
+SVC2 = (
+    "apiVersion: v1\nkind: Service\nmetadata: {name: reviews, namespace: default}\n"
+    "spec: {selector: {app: reviews}, "
+    "ports: [{name: http, port: 9080}, {name: http-admin, port: 9090}]}\n---\n"
+)
+SE = (
+    "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: db, namespace: default}\n"
+    "spec: {hosts: [db.example.com], ports: [{number: 5432, name: tcp-db, protocol: TCP}], "
+    "resolution: DNS}\n---\n"
+)
+DNS_MESH = {"defaultConfig": {"proxyMetadata": {"ISTIO_META_DNS_CAPTURE": "true"}}}
+DEPLOY_1337 = (
+    "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web, namespace: default}\n"
+    "spec: {selector: {matchLabels: {app: web}}, template: {metadata: {labels: {app: web}}, spec: "
+    "{containers: [{name: web, image: web, securityContext: {runAsUser: 1337}}]}}}\n---\n"
+)
+
+
+def ef_case(title: str, patches: str, expected: list[tuple[str, str]], fix: tuple[str, str]) -> Case:
+    """An EnvoyFilter ``default/ef`` with these patches and priority 0 (unset)."""
+    text = EF.format(name="ef", spec=f"{{priority: 0, configPatches: [{patches}]}}")
+    return Case(title, text, [(code, level, "EnvoyFilter default/ef") for code, level in expected], fix)
+
+
+def two_select_one_pod(template: str, kind: str, code: str, selector: str) -> Case:
+    """Two objects ``default/a`` and ``default/b`` whose selectors (``selector`` filled with labels)
+    both match pod ``default/r``."""
+    spec = selector.format("app: reviews")
+    text = template.format(name="a", spec=spec) + template.format(name="b", spec=spec)
+    text += pod("r", "default", "{app: reviews, version: v2}")
+    expected = [(code, "Error", f"{kind} default/a"), (code, "Error", f"{kind} default/b")]
+    prefix = "name: b, namespace: default}\nspec: "
+    return Case(
+        f"{code} two {kind}s select one pod",
+        text,
+        expected,
+        (prefix + spec, prefix + selector.format("version: v3")),
+    )
+
+
+CASES = [
+    Case(
+        "IST0101 gateway selector matches no pod",
+        gateway("gw", "{app: nope}", "[{port: {number: 80, name: http, protocol: HTTP}, hosts: ['*']}]"),
+        [("IST0101", "Error", "Gateway default/gw")],
+        ("{app: nope}", "{istio: ingressgateway}"),
+    ),
+    Case(
+        "IST0101 gateway credentialName secret missing",
+        gateway("gw", "{istio: ingressgateway}", TLS_SERVER),
+        [("IST0101", "Error", "Gateway default/gw")],
+        ("kind: Gateway", SECRET + "kind: Gateway"),
+    ),
+    Case(
+        "IST0138 one certificate on two gateways",
+        SECRET
+        + gateway("gw-a", "{istio: ingressgateway}", TLS_SERVER)
+        + gateway("gw-b", "{istio: ingressgateway}", TLS_SERVER.replace("'*'", "b.example.com")),
+        [("IST0138", "Warning", "Gateway default/gw-a"), ("IST0138", "Warning", "Gateway default/gw-b")],
+        (
+            "hosts: [b.example.com], tls: {mode: SIMPLE, credentialName: my-cert",
+            "hosts: [b.example.com], tls: {mode: SIMPLE, credentialName: other",
+        ),
+    ),
+    Case(
+        "IST0103 pod in an injected namespace without the proxy",
+        ns("shop") + pod("cart-1", "shop", "{app: cart}", "[{name: cart}]"),
+        [("IST0103", "Warning", "Pod shop/cart-1")],
+        ("labels: {app: cart}", "labels: {app: cart, sidecar.istio.io/inject: 'false'}"),
+    ),
+    Case(
+        "IST0123 namespace with both injection labels",
+        ns("shop", "{istio-injection: enabled, istio.io/rev: canary}"),
+        [("IST0123", "Warning", "Namespace shop")],
+        ("istio-injection: enabled, ", ""),
+    ),
+    Case(
+        "IST0102 namespace without injection label",
+        ns("shop", "{team: a}"),
+        [("IST0102", "Info", "Namespace shop")],
+        ("{team: a}", "{istio-injection: disabled}"),
+    ),
+    Case(
+        "IST0144 application runs as UID 1337",
+        DEPLOY_1337
+        + pod(
+            "p",
+            "default",
+            "{app: p}",
+            "[{name: istio-proxy}, {name: app, securityContext: {runAsUser: 1337}}]",
+        ),
+        [("IST0144", "Warning", "Deployment default/web"), ("IST0144", "Warning", "Pod default/p")],
+        ("runAsUser: 1337", "runAsUser: 1000"),
+    ),
+    Case(
+        "IST0101 Sidecar selector matches no pod",
+        SIDECAR.format(name="s1", spec="{workloadSelector: {labels: {app: nope}}}")
+        + pod("r", "default", "{app: reviews}"),
+        [("IST0101", "Error", "Sidecar default/s1")],
+        ("app: nope", "app: reviews"),
+    ),
+    two_select_one_pod(SIDECAR, "Sidecar", "IST0110", "{{workloadSelector: {{labels: {{{}}}}}}}"),
+    Case(
+        "IST0111 two Sidecars without selector",
+        SIDECAR.format(name="s1", spec="{}") + SIDECAR.format(name="s2", spec="{}"),
+        [("IST0111", "Error", "Sidecar default/s1"), ("IST0111", "Error", "Sidecar default/s2")],
+        (
+            "namespace: default}\nspec: {}\n---\napiVersion: networking.istio.io/v1\nkind: Sidecar\n"
+            "metadata: {name: s2, namespace: default}\nspec: {}\n---\n",
+            "namespace: default}\nspec: {}\n---\n",
+        ),
+    ),
+    two_select_one_pod(TELEMETRY, "Telemetry", "IST0159", "{{selector: {{matchLabels: {{{}}}}}}}"),
+    Case(
+        "IST0160 two Telemetries without selector",
+        TELEMETRY.format(name="t1", spec="{}") + TELEMETRY.format(name="t2", spec="{}"),
+        [("IST0160", "Error", "Telemetry default/t1"), ("IST0160", "Error", "Telemetry default/t2")],
+        ("name: t2, namespace: default", "name: t2, namespace: other"),
+    ),
+    Case(
+        "IST0157 access logging without providers",
+        TELEMETRY.format(name="t1", spec="{accessLogging: [{filter: {expression: 'response.code >= 400'}}]}"),
+        [("IST0157", "Warning", "Telemetry default/t1")],
+        ("{filter:", "{providers: [{name: envoy}], filter:"),
+    ),
+    Case(
+        "IST0127 AuthorizationPolicy selects no workload",
+        AUTHZ.format(name="a", ns="default", spec="{selector: {matchLabels: {app: nope}}}")
+        + pod("r", "default", "{app: r}"),
+        [("IST0127", "Warning", "AuthorizationPolicy default/a")],
+        ("app: nope", "app: r"),
+    ),
+    Case(
+        "IST0101 AuthorizationPolicy source namespace does not exist",
+        ns("default")
+        + AUTHZ.format(name="a", ns="default", spec="{rules: [{from: [{source: {namespaces: [ghost]}}]}]}")
+        + pod("r", "default", "{app: r}"),
+        [("IST0101", "Error", "AuthorizationPolicy default/a")],
+        ("namespaces: [ghost]", "namespaces: [def*]"),
+    ),
+    ef_case(
+        "IST0151 relative EnvoyFilter operation without priority",
+        "{applyTo: HTTP_FILTER, patch: {operation: INSERT_BEFORE, value: {name: x}}}",
+        [("IST0151", "Warning")],
+        ("priority: 0", "priority: 10"),
+    ),
+    ef_case(
+        "IST0155 relative EnvoyFilter operation with proxyVersion",
+        "{applyTo: HTTP_FILTER, match: {proxy: {proxyVersion: '^1\\.2.*'}}, "
+        "patch: {operation: MERGE, value: {}}}",
+        [("IST0155", "Warning")],
+        ("priority: 0", "priority: -1"),
+    ),
+    ef_case(
+        "IST0152 REPLACE on a cluster",
+        "{applyTo: CLUSTER, patch: {operation: REPLACE, value: {}}}",
+        [("IST0152", "Error")],
+        ("applyTo: CLUSTER", "applyTo: NETWORK_FILTER"),
+    ),
+    ef_case(
+        "IST0153 and IST0154 ADD and REMOVE on route configuration",
+        "{applyTo: ROUTE_CONFIGURATION, patch: {operation: ADD, value: {}}}, "
+        "{applyTo: HTTP_ROUTE, patch: {operation: REMOVE}}",
+        [("IST0153", "Error"), ("IST0154", "Error")],
+        ("ADD, value: {}}}, {applyTo: HTTP_ROUTE, patch: {operation: REMOVE}}", "MERGE, value: {}}}"),
+    ),
+    Case(
+        "IST0134 ServiceEntry without addresses while DNS capture is on",
+        SE,
+        [("IST0134", "Warning", "ServiceEntry default/db")],
+        ("hosts: [db.example.com]", "hosts: [db.example.com], addresses: [240.0.0.1]"),
+        Options(mesh_config=DNS_MESH),
+    ),
+    Case(
+        "IST0132 VirtualService host not in its gateway",
+        gateway(
+            "gw",
+            "{istio: ingressgateway}",
+            "[{port: {number: 80, name: http, protocol: HTTP}, hosts: [a.example.com]}]",
+        )
+        + "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: b, namespace: default}\n"
+        "spec: {hosts: [b.example.com], ports: [{number: 80, name: http, protocol: HTTP}]}\n---\n"
+        + VS.format(
+            name="vs",
+            spec="{hosts: [b.example.com], gateways: [gw], "
+            "http: [{route: [{destination: {host: b.example.com}}]}]}",
+        ),
+        [("IST0132", "Warning", "VirtualService default/vs")],
+        ("hosts: [a.example.com]", "hosts: ['*.example.com']"),
+    ),
+    Case(
+        "IST0112 no port towards a multi-port service",
+        SVC2
+        + VS.format(name="vs", spec="{hosts: [reviews], http: [{route: [{destination: {host: reviews}}]}]}"),
+        [("IST0112", "Error", "VirtualService default/vs")],
+        ("{destination: {host: reviews}}", "{destination: {host: reviews, port: {number: 9080}}}"),
+    ),
+    Case(
+        "IST0101 destination port the service lacks",
+        SVC2
+        + VS.format(
+            name="vs",
+            spec="{hosts: [reviews], http: [{route: [{destination: {host: reviews, port: {number: 1}}}]}]}",
+        ),
+        [("IST0101", "Error", "VirtualService default/vs")],
+        ("number: 1}", "number: 9090}"),
+    ),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_table(case: Case) -> None:
+    codes = {c for c, _, _ in case.expected}
+    assert found(case.text, codes, case.options) == sorted(case.expected)
+    if case.fix is not None:
+        old, new = case.fix
+        assert old in case.text
+        assert found(case.text.replace(old, new), codes, case.options) == []
