@@ -290,3 +290,15 @@ def test_table(case: Case) -> None:
         old, new = case.fix
         assert old in case.text
         assert found(case.text.replace(old, new), codes, case.options) == []
+
+
+def test_workload_entries_count_as_selected_workloads() -> None:
+    """meshplane runs workloads as WorkloadEntries: a Sidecar selecting one is not selecting nothing."""
+    text = SIDECAR.format(name="s1", spec="{workloadSelector: {labels: {app: reviews}}}")
+    assert found(text, {"IST0101"}) == [("IST0101", "Error", "Sidecar default/s1")]
+    entry = (
+        "apiVersion: networking.istio.io/v1\nkind: WorkloadEntry\n"
+        "metadata: {name: reviews-1, namespace: default}\n"
+        "spec: {address: 127.0.0.2, labels: {app: reviews}}\n"
+    )
+    assert found(text + entry, {"IST0101"}) == []

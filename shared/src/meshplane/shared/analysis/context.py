@@ -123,6 +123,17 @@ class Context:
             if (namespace is None or p.namespace == namespace) and selects(selector, p.str_map("labels"))
         ]
 
+    def workloads(self, selector: Mapping[str, str], namespace: str | None = None) -> list[Resource]:
+        """Pods and WorkloadEntries (meshplane's usual workloads; Istio's analyzers see only Pods)
+        that the selector matches."""
+        entries = [
+            w
+            for w in self.kind("WorkloadEntry")
+            if (namespace is None or w.namespace == namespace)
+            and selects(selector, str_dict(w.spec.get("labels")))
+        ]
+        return self.pods(selector, namespace) + entries
+
     def namespace_labels(self, namespace: str) -> dict[str, str]:
         ns = self.find("Namespace", "", namespace)
         return ns.str_map("labels") if ns else {}

@@ -35,7 +35,7 @@ def _check_selected(
         if not labels:
             without.setdefault(r.namespace, []).append(r)
             continue
-        pods = ctx.pods(labels, r.namespace)
+        pods = ctx.workloads(labels, r.namespace)
         if not pods:
             ctx.report(
                 m.REFERENCED_RESOURCE_NOT_FOUND,
@@ -100,6 +100,8 @@ def check_telemetry_providers(ctx: Context) -> None:
 
 
 def _in_mesh(ctx: Context, pod: Resource) -> bool:
+    if pod.kind == "WorkloadEntry":
+        return True
     containers = mappings(pod.spec.get("containers")) + mappings(pod.spec.get("initContainers"))
     return any(c.get("name") == PROXY for c in containers) or _injected_namespace(ctx, pod.namespace)
 
@@ -111,7 +113,7 @@ def check_authorization(ctx: Context) -> None:
         labels = _labels(ap, "selector", "matchLabels") or {}
         scope = None if ap.namespace == ctx.root_namespace else ap.namespace
         if labels or scope is not None:
-            pods = [p for p in ctx.pods(labels, scope) if _in_mesh(ctx, p)]
+            pods = [p for p in ctx.workloads(labels, scope) if _in_mesh(ctx, p)]
             if not pods:
                 ctx.report(
                     m.NO_MATCHING_WORKLOADS,
