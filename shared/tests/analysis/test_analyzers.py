@@ -58,6 +58,11 @@ spec:
   - match: [{uri: {prefix: /v1}}]
     route: [{destination: {host: reviews, subset: v1}}]
   - route: [{destination: {host: reviews}}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: reviews-v1-1, namespace: default, labels: {app: reviews, version: v1}}
+spec: {containers: [{name: reviews, image: reviews}, {name: istio-proxy, image: proxy}]}
 """
 
 

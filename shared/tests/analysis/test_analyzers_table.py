@@ -72,6 +72,7 @@ TELEMETRY = istio("telemetry.istio.io/v1", "Telemetry")
 AUTHZ = istio("security.istio.io/v1", "AuthorizationPolicy", "{ns}")
 EF = istio("networking.istio.io/v1alpha3", "EnvoyFilter")
 VS = istio("networking.istio.io/v1", "VirtualService")
+DR = istio("networking.istio.io/v1", "DestinationRule")
 SVC2 = (
     "apiVersion: v1\nkind: Service\nmetadata: {name: reviews, namespace: default}\n"
     "spec: {selector: {app: reviews}, "
@@ -237,6 +238,24 @@ CASES = [
         "{applyTo: HTTP_ROUTE, patch: {operation: REMOVE}}",
         [("IST0153", "Error"), ("IST0154", "Error")],
         ("ADD, value: {}}}, {applyTo: HTTP_ROUTE, patch: {operation: REMOVE}}", "MERGE, value: {}}}"),
+    ),
+    Case(
+        "IST0173 subset selects no pod",
+        SVC2
+        + pod("reviews-v1", "default", "{app: reviews, version: v1}")
+        + DR.format(
+            name="reviews",
+            spec="{host: reviews, subsets: [{name: v1, labels: {version: v1}}, "
+            "{name: v4, labels: {version: v4}}]}",
+        ),
+        [("IST0173", "Error", "DestinationRule default/reviews")],
+        ("{name: v4, labels: {version: v4}}", "{name: v1b, labels: {version: v1}}"),
+    ),
+    Case(
+        "IST0174 DestinationRule host matches no service",
+        SVC2 + DR.format(name="reviews", spec="{host: reveiws}"),
+        [("IST0174", "Warning", "DestinationRule default/reviews")],
+        ("host: reveiws", "host: reviews"),
     ),
     Case(
         "IST0134 ServiceEntry without addresses while DNS capture is on",

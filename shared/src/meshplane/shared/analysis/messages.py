@@ -71,6 +71,8 @@ INVALID_TELEMETRY_PROVIDER = _t("IST0157", "InvalidTelemetryProvider", WARNING)
 CONFLICTING_TELEMETRY_SELECTORS = _t("IST0159", "ConflictingTelemetryWorkloadSelectors", ERROR)
 MULTIPLE_TELEMETRIES_WITHOUT_SELECTOR = _t("IST0160", "MultipleTelemetriesWithoutWorkloadSelectors", ERROR)
 GATEWAY_PORT_NOT_ON_SERVICE = _t("IST0162", "GatewayPortNotDefinedOnService", WARNING)
+DESTINATION_RULE_SUBSET_NO_PODS = _t("IST0173", "DestinationRuleSubsetNotSelectPods", ERROR)
+UNKNOWN_DESTINATION_RULE_HOST = _t("IST0174", "UnknownDestinationRuleHost", WARNING)
 
 ALL_TYPES = tuple(_TYPES)
 BY_CODE = {t.code: t for t in ALL_TYPES}

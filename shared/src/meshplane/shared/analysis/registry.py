@@ -66,6 +66,12 @@ ALL: tuple[Analyzer, ...] = (
         destinationrule.check_server_verification,
     ),
     Analyzer(
+        "destinationrule.SubsetSelectPodAnalyzer",
+        "Checks if pods are selected by subsets in destination rules.",
+        ("IST0173", "IST0174"),
+        destinationrule.check_subset_pods,
+    ),
+    Analyzer(
         "destinationrule.MTLSPolicyConflictAnalyzer",
         "Checks DestinationRule TLS modes against PeerAuthentication (meshplane; retired in Istio)",
         ("IST0113",),
