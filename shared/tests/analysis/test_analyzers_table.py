@@ -73,6 +73,9 @@ AUTHZ = istio("security.istio.io/v1", "AuthorizationPolicy", "{ns}")
 EF = istio("networking.istio.io/v1alpha3", "EnvoyFilter")
 VS = istio("networking.istio.io/v1", "VirtualService")
 DR = istio("networking.istio.io/v1", "DestinationRule")
+SUBSETS_V1_V4 = (
+    "{host: reviews, subsets: [{name: v1, labels: {version: v1}}, {name: v4, labels: {version: v4}}]}"
+)
 SVC2 = (
     "apiVersion: v1\nkind: Service\nmetadata: {name: reviews, namespace: default}\n"
     "spec: {selector: {app: reviews}, "
@@ -243,11 +246,7 @@ CASES = [
         "IST0173 subset selects no pod",
         SVC2
         + pod("reviews-v1", "default", "{app: reviews, version: v1}")
-        + DR.format(
-            name="reviews",
-            spec="{host: reviews, subsets: [{name: v1, labels: {version: v1}}, "
-            "{name: v4, labels: {version: v4}}]}",
-        ),
+        + DR.format(name="reviews", spec=SUBSETS_V1_V4),
         [("IST0173", "Error", "DestinationRule default/reviews")],
         ("{name: v4, labels: {version: v4}}", "{name: v1b, labels: {version: v1}}"),
     ),
@@ -256,6 +255,24 @@ CASES = [
         SVC2 + DR.format(name="reviews", spec="{host: reveiws}"),
         [("IST0174", "Warning", "DestinationRule default/reviews")],
         ("host: reveiws", "host: reviews"),
+    ),
+    Case(
+        "IST0135 deprecated inject annotation on a pod",
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: p, namespace: default, labels: {app: p}, "
+        "annotations: {sidecar.istio.io/inject: 'true'}}\nspec: {containers: [{name: istio-proxy}]}\n",
+        [("IST0135", "Info", "Pod default/p")],
+        ("labels: {app: p}", "labels: {app: p, sidecar.istio.io/inject: 'true'}"),
+    ),
+    Case(
+        "IST0125 invalid annotation values",
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: p, namespace: default, annotations: "
+        "{sidecar.istio.io/interceptionMode: MAGIC, traffic.sidecar.istio.io/excludeInboundPorts: '80,x'}}\n"
+        "spec: {containers: [{name: istio-proxy}]}\n",
+        [("IST0125", "Warning", "Pod default/p"), ("IST0125", "Warning", "Pod default/p")],
+        (
+            "MAGIC, traffic.sidecar.istio.io/excludeInboundPorts: '80,x'",
+            "TPROXY, traffic.sidecar.istio.io/excludeInboundPorts: '80,81'",
+        ),
     ),
     Case(
         "IST0134 ServiceEntry without addresses while DNS capture is on",
@@ -321,3 +338,15 @@ def test_workload_entries_count_as_selected_workloads() -> None:
         "spec: {address: 127.0.0.2, labels: {app: reviews}}\n"
     )
     assert found(text + entry, {"IST0101"}) == []
+
+
+def test_annotations_on_istio_kinds_are_not_analyzed() -> None:
+    """istioctl reads annotations of Namespaces, Services, Pods and Deployments only."""
+    text = VS.format(name="vs", spec="{hosts: [a.example.com]}").replace(
+        "namespace: default}", "namespace: default, annotations: {nonsense.istio.io/x: y}}"
+    )
+    assert "nonsense.istio.io/x" in text
+    assert found(text, {"IST0107", "IST0108"}) == []
+    assert found(text.replace("kind: VirtualService", "kind: Service"), {"IST0108"}) == [
+        ("IST0108", "Warning", "Service default/vs")
+    ]

@@ -44,7 +44,7 @@ ALL: tuple[Analyzer, ...] = (
     Analyzer(
         "annotations.K8sAnalyzer",
         "Checks graph resources for misplaced and invalid Istio annotations",
-        ("IST0107", "IST0108"),
+        ("IST0107", "IST0108", "IST0125", "IST0135"),
         annotation.check,
     ),
     Analyzer(
