@@ -116,6 +116,14 @@ def two_select_one_pod(template: str, kind: str, code: str, selector: str) -> Ca
     )
 
 
+def svc(name: str, ports: str) -> str:
+    """A Service in ``default`` selecting ``app: web``."""
+    return (
+        f"apiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: default}}\n"
+        f"spec: {{selector: {{app: web}}, ports: {ports}}}\n---\n"
+    )
+
+
 CASES = [
     Case(
         "IST0101 gateway selector matches no pod",
@@ -273,6 +281,22 @@ CASES = [
             "MAGIC, traffic.sidecar.istio.io/excludeInboundPorts: '80,x'",
             "TPROXY, traffic.sidecar.istio.io/excludeInboundPorts: '80,81'",
         ),
+    ),
+    Case(
+        "IST0116 one port, two protocols, one deployment",
+        DEPLOY_1337.replace("1337", "1000")
+        + svc("web-tcp", "[{name: tcp, port: 8080, protocol: TCP}]")
+        + svc("web-udp", "[{name: udp, port: 8080, protocol: UDP}]"),
+        [("IST0116", "Warning", "Deployment default/web")],
+        ("port: 8080, protocol: UDP", "port: 8081, protocol: UDP"),
+    ),
+    Case(
+        "IST0137 one targetPort behind two ports",
+        DEPLOY_1337.replace("1337", "1000")
+        + svc("web-a", "[{name: http, port: 80, targetPort: 8080}]")
+        + svc("web-b", "[{name: http, port: 8000, targetPort: 8080}]"),
+        [("IST0137", "Warning", "Deployment default/web")],
+        ("port: 8000, targetPort: 8080", "port: 80, targetPort: 8080"),
     ),
     Case(
         "IST0134 ServiceEntry without addresses while DNS capture is on",

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from meshplane.shared.analysis import (
     annotation,
+    deployment,
     destinationrule,
     envoyfilter,
     gateway,
@@ -64,6 +65,12 @@ ALL: tuple[Analyzer, ...] = (
         "Checks if caCertificates is set when TLS mode is SIMPLE/MUTUAL",
         ("IST0128", "IST0129"),
         destinationrule.check_server_verification,
+    ),
+    Analyzer(
+        "deployment.MultiServiceAnalyzer",
+        "Checks association between services and pods",
+        ("IST0116", "IST0137"),
+        deployment.check,
     ),
     Analyzer(
         "destinationrule.SubsetSelectPodAnalyzer",

@@ -1,0 +1,67 @@
+"""Deployment/Service port analyzers: one port number with different protocols across the Services
+that select a Deployment's pods (IST0116), and one targetPort behind different ports (IST0137)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from meshplane.shared.analysis import messages as m
+from meshplane.shared.analysis.context import Context, Resource, go_list, mappings, selects, str_dict
+from meshplane.shared.analysis.injection import INJECTION_LABEL, REVISION_LABEL, SYSTEM_NAMESPACES
+
+
+def _template_metadata(deploy: Resource) -> Mapping[str, Any]:
+    template = deploy.spec.get("template")
+    md = template.get("metadata") if isinstance(template, Mapping) else None
+    return md if isinstance(md, Mapping) else {}
+
+
+def _in_mesh(ctx: Context, deploy: Resource) -> bool:
+    md = _template_metadata(deploy)
+    inject = str_dict(md.get("labels")).get("sidecar.istio.io/inject") or str_dict(md.get("annotations")).get(
+        "sidecar.istio.io/inject"
+    )
+    if inject is not None:
+        return inject == "true"
+    ns = ctx.find("Namespace", "", deploy.namespace)
+    if ns is None:
+        return True  # namespace not among the inputs: assume it is part of the mesh
+    labels = ns.str_map("labels")
+    return labels.get(INJECTION_LABEL) == "enabled" or REVISION_LABEL in labels
+
+
+def check(ctx: Context) -> None:
+    for deploy in ctx.kind("Deployment"):
+        if deploy.namespace in SYSTEM_NAMESPACES or not _in_mesh(ctx, deploy):
+            continue
+        pod_labels = str_dict(_template_metadata(deploy).get("labels"))
+        by_port: dict[int, dict[str, str]] = {}
+        by_target: dict[str, dict[str, int]] = {}
+        for svc in ctx.kind("Service"):
+            selector = str_dict(svc.spec.get("selector"))
+            if svc.namespace != deploy.namespace or not selector or not selects(selector, pod_labels):
+                continue
+            for port in mappings(svc.spec.get("ports")):
+                number = port.get("port")
+                if not isinstance(number, int):
+                    continue
+                by_port.setdefault(number, {})[svc.name] = str(port.get("protocol") or "TCP")
+                by_target.setdefault(str(port.get("targetPort", number)), {})[svc.name] = number
+        for number, protocols in sorted(by_port.items()):
+            if len(set(protocols.values())) > 1:
+                ctx.report(
+                    m.DEPLOYMENT_MULTIPLE_SERVICES,
+                    deploy,
+                    f"This deployment {deploy.name} is associated with multiple services using port {number} "
+                    f"but different protocols: {go_list(sorted(protocols))}",
+                )
+        for target, ports in sorted(by_target.items()):
+            if len(set(ports.values())) > 1:
+                ctx.report(
+                    m.DEPLOYMENT_CONFLICTING_PORTS,
+                    deploy,
+                    f"This deployment {deploy.name} is associated with multiple services "
+                    f'{go_list(sorted(ports))} using targetPort "{target}" but different ports: '
+                    f"{go_list(sorted(set(ports.values())))}.",
+                )
