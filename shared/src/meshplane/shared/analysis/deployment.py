@@ -48,20 +48,14 @@ def check(ctx: Context) -> None:
                     continue
                 by_port.setdefault(number, {})[svc.name] = str(port.get("protocol") or "TCP")
                 by_target.setdefault(str(port.get("targetPort", number)), {})[svc.name] = number
+        prefix = f"This deployment {deploy.name} is associated with multiple services"
         for number, protocols in sorted(by_port.items()):
             if len(set(protocols.values())) > 1:
-                ctx.report(
-                    m.DEPLOYMENT_MULTIPLE_SERVICES,
-                    deploy,
-                    f"This deployment {deploy.name} is associated with multiple services using port {number} "
-                    f"but different protocols: {go_list(sorted(protocols))}",
-                )
+                text = f"{prefix} using port {number} but different protocols: {go_list(sorted(protocols))}"
+                ctx.report(m.DEPLOYMENT_MULTIPLE_SERVICES, deploy, text)
         for target, ports in sorted(by_target.items()):
             if len(set(ports.values())) > 1:
-                ctx.report(
-                    m.DEPLOYMENT_CONFLICTING_PORTS,
-                    deploy,
-                    f"This deployment {deploy.name} is associated with multiple services "
-                    f'{go_list(sorted(ports))} using targetPort "{target}" but different ports: '
-                    f"{go_list(sorted(set(ports.values())))}.",
-                )
+                numbers = go_list(sorted(set(ports.values())))
+                text = f'{prefix} {go_list(sorted(ports))} using targetPort "{target}" '
+                text += f"but different ports: {numbers}."
+                ctx.report(m.DEPLOYMENT_CONFLICTING_PORTS, deploy, text)
