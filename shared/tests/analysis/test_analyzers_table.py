@@ -299,6 +299,13 @@ CASES = [
         ("port: 8000, targetPort: 8080", "port: 80, targetPort: 8080"),
     ),
     Case(
+        "IST0150 tcp port on an ExternalName service",
+        "apiVersion: v1\nkind: Service\nmetadata: {name: ext, namespace: default}\n"
+        "spec: {type: ExternalName, externalName: db.example.com, ports: [{name: tcp, port: 5432}]}\n",
+        [("IST0150", "Warning", "Service default/ext")],
+        ("{name: tcp, port: 5432}", "{name: mongo, port: 5432}"),
+    ),
+    Case(
         "IST0134 ServiceEntry without addresses while DNS capture is on",
         SE,
         [("IST0134", "Warning", "ServiceEntry default/db")],

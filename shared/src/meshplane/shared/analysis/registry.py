@@ -141,7 +141,7 @@ ALL: tuple[Analyzer, ...] = (
     Analyzer(
         "service.PortNameAnalyzer",
         "Checks the port names associated with each service",
-        ("IST0118",),
+        ("IST0118", "IST0150"),
         resources.check_port_names,
     ),
     Analyzer(

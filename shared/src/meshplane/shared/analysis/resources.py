@@ -10,6 +10,10 @@ from meshplane.shared.analysis.context import Context
 from meshplane.shared.analysis.injection import SYSTEM_NAMESPACES
 from meshplane.shared.config import ISTIO_GROUPS, validate_object
 
+EXTERNAL_NAME_TEXT = (
+    "Port name for ExternalName service is invalid. Proxy may prevent tcp named ports and unmatched traffic "
+    "for ports serving TCP protocol from being forwarded correctly"
+)
 _PROTOCOLS = ("http", "http2", "https", "grpc", "grpc-web", "tcp", "tls", "mongo", "redis", "mysql", "udp")
 
 
@@ -33,20 +37,30 @@ def _follows_convention(name: str) -> bool:
 
 
 def check_port_names(ctx: Context) -> None:
-    """IST0118: a Service port whose protocol Istio can only guess (no appProtocol, no name prefix)."""
+    """IST0118: a Service port whose protocol Istio can only guess (no appProtocol, no name prefix);
+    IST0150: a TCP (or unnamed) port on an ExternalName Service."""
     for svc in ctx.kind("Service"):
-        if svc.group or svc.namespace in SYSTEM_NAMESPACES:
+        if svc.group or svc.namespace in SYSTEM_NAMESPACES or svc.namespace == ctx.root_namespace:
             continue
+        if "gateway.istio.io/managed" in svc.str_map("labels"):
+            continue
+        external = svc.spec.get("type") == "ExternalName"
         for port in svc.spec.get("ports") or []:
-            if not isinstance(port, Mapping) or port.get("appProtocol"):
+            if not isinstance(port, Mapping):
                 continue
             name = str(port.get("name", ""))
+            if external:
+                protocol = str(port.get("appProtocol") or name).lower()
+                if protocol == "tcp" or protocol.startswith("tcp-") or not _follows_convention(protocol):
+                    ctx.report(m.EXTERNAL_NAME_INVALID_PORT_NAME, svc, EXTERNAL_NAME_TEXT)
+                continue
+            if port.get("appProtocol") or _follows_convention(name):
+                continue
             number = port.get("port")
             target = port.get("targetPort", number)
-            if not _follows_convention(name):
-                ctx.report(
-                    m.PORT_NAME_NOT_UNDER_CONVENTION,
-                    svc,
-                    f"Port name {name} (port: {number}, targetPort: {target}) "
-                    "doesn't follow the naming convention of Istio port.",
-                )
+            ctx.report(
+                m.PORT_NAME_NOT_UNDER_CONVENTION,
+                svc,
+                f"Port name {name} (port: {number}, targetPort: {target}) "
+                "doesn't follow the naming convention of Istio port.",
+            )
