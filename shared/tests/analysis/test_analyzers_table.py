@@ -306,6 +306,23 @@ CASES = [
         ("{name: tcp, port: 5432}", "{name: mongo, port: 5432}"),
     ),
     Case(
+        "IST0149 JWT claim routing without RequestAuthentication on the gateway pods",
+        gateway(
+            "gw",
+            "{istio: ingressgateway}",
+            "[{port: {number: 80, name: http, protocol: HTTP}, hosts: ['*']}]",
+        )
+        + VS.format(
+            name="vs",
+            spec="{hosts: ['*'], gateways: [gw], http: [{match: [{headers: {'@request.auth.claims.group': "
+            "{exact: admin}}}], route: [{destination: {host: reviews}}]}]}",
+        )
+        + "apiVersion: security.istio.io/v1\nkind: RequestAuthentication\nmetadata: {name: jwt, namespace: "
+        "istio-system}\nspec: {selector: {matchLabels: {istio: other}}, jwtRules: [{issuer: me}]}\n",
+        [("IST0149", "Error", "VirtualService default/vs")],
+        ("{istio: other}", "{istio: ingressgateway}"),
+    ),
+    Case(
         "IST0134 ServiceEntry without addresses while DNS capture is on",
         SE,
         [("IST0134", "Warning", "ServiceEntry default/db")],

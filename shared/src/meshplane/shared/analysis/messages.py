@@ -60,6 +60,7 @@ GATEWAY_DUPLICATE_CERTIFICATE = _t("IST0138", "GatewayDuplicateCertificate", WAR
 INGRESS_ROUTE_RULES_NOT_AFFECTED = _t("IST0140", "IngressRouteRulesNotAffected", WARNING)
 INVALID_APPLICATION_UID = _t("IST0144", "InvalidApplicationUID", WARNING)
 CONFLICTING_GATEWAYS = _t("IST0145", "ConflictingGateways", ERROR)
+JWT_CLAIM_ROUTING_WITHOUT_AUTHN = _t("IST0149", "JwtClaimBasedRoutingWithoutRequestAuthN", ERROR)
 EXTERNAL_NAME_INVALID_PORT_NAME = _t("IST0150", "ExternalNameServiceTypeInvalidPortName", WARNING)
 ENVOY_FILTER_RELATIVE_OPERATION = _t("IST0151", "EnvoyFilterUsesRelativeOperation", WARNING)
 ENVOY_FILTER_REPLACE_INCORRECT = _t("IST0152", "EnvoyFilterUsesReplaceOperationIncorrectly", ERROR)

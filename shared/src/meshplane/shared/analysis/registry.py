@@ -195,6 +195,12 @@ ALL: tuple[Analyzer, ...] = (
         virtualservice.check_gateway_hosts,
     ),
     Analyzer(
+        "virtualservice.JWTClaimRouteAnalyzer",
+        "Checks the VirtualService using JWT claim based routing has corresponding RequestAuthentication",
+        ("IST0149",),
+        virtualservice.check_jwt_claim_routes,
+    ),
+    Analyzer(
         "virtualservice.RuleAnalyzer",
         "Checks for unreachable rules and ineffective matches",
         ("IST0130", "IST0131"),

@@ -17,6 +17,8 @@ from meshplane.shared.analysis.context import (
     go_list,
     host_matches,
     mappings,
+    selects,
+    str_dict,
 )
 
 _ROUTE_SECTIONS = ("http", "tls", "tcp")
@@ -215,3 +217,50 @@ def check_destination_ports(ctx: Context) -> None:
                 ctx.report(
                     m.REFERENCED_RESOURCE_NOT_FOUND, vs, f'Referenced host:port not found: "{raw}:{number}"'
                 )
+
+
+CLAIM_PREFIX = "@request.auth.claims"
+
+
+def _claim_keys(vs: Resource) -> list[str]:
+    keys: list[str] = []
+    for rule in mappings(vs.spec.get("http")):
+        for match in mappings(rule.get("match")):
+            for field in ("headers", "withoutHeaders"):
+                headers = match.get(field)
+                if isinstance(headers, Mapping):
+                    keys += [str(k) for k in headers if str(k).startswith(CLAIM_PREFIX)]
+    return sorted(set(keys))
+
+
+def _has_request_authn(ctx: Context, pod: Resource) -> bool:
+    for ra in ctx.kind("RequestAuthentication"):
+        sel = ra.spec.get("selector")
+        labels = str_dict(sel.get("matchLabels")) if isinstance(sel, Mapping) else {}
+        if ra.namespace in (pod.namespace, ctx.root_namespace) and selects(labels, pod.str_map("labels")):
+            return True
+    return False
+
+
+def check_jwt_claim_routes(ctx: Context) -> None:
+    """IST0149: routing on JWT claims through a gateway whose pods no RequestAuthentication covers."""
+    for vs in ctx.kind("VirtualService"):
+        keys = _claim_keys(vs)
+        if not keys:
+            continue
+        for ref in vs.spec.get("gateways") or []:
+            ns, name = _gateway_ref(str(ref), vs.namespace)
+            gw = ctx.find("Gateway", ns, name) if ref != "mesh" else None
+            if gw is None:
+                continue
+            for pod in ctx.pods(str_dict(gw.spec.get("selector"))):
+                if not _has_request_authn(ctx, pod):
+                    ctx.report(
+                        m.JWT_CLAIM_ROUTING_WITHOUT_AUTHN,
+                        vs,
+                        f"The virtual service uses the JWT claim based routing (key: {keys[0]}) but found no "
+                        f"request authentication for the gateway ({gw.namespace}/{gw.name}) pod "
+                        f"({pod.namespace}/{pod.name}). The request authentication must first be applied "
+                        "for the gateway pods to validate the JWT token and make the claims available for "
+                        "routing.",
+                    )
