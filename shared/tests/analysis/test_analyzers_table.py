@@ -124,6 +124,32 @@ def svc(name: str, ports: str) -> str:
     )
 
 
+def injector(name: str, ns_selector: str, service: str = "istiod") -> str:
+    """An Istio injector MutatingWebhookConfiguration with one webhook."""
+    return (
+        "apiVersion: admissionregistration.k8s.io/v1\nkind: MutatingWebhookConfiguration\n"
+        f"metadata: {{name: {name}, labels: {{app: sidecar-injector}}}}\n"
+        f"webhooks: [{{name: {name}.sidecar-injector.istio.io, namespaceSelector: {ns_selector}, "
+        f"clientConfig: {{service: {{name: {service}, namespace: istio-system, path: /inject}}}}}}]\n---\n"
+    )
+
+
+ISTIOD = "apiVersion: v1\nkind: Service\nmetadata: {name: istiod, namespace: istio-system}\nspec: {}\n---\n"
+ENABLED = "{matchLabels: {istio-injection: enabled}}"
+
+
+def external(url: str) -> str:
+    """The two webhook configurations of a remote cluster managed by an external control plane."""
+    return (
+        "apiVersion: admissionregistration.k8s.io/v1\nkind: ValidatingWebhookConfiguration\n"
+        f"metadata: {{name: istio-validator-external-istiod}}\nwebhooks: [{{name: v.istio.io, "
+        f"clientConfig: {{url: '{url}'}}}}]\n---\n"
+        "apiVersion: admissionregistration.k8s.io/v1\nkind: MutatingWebhookConfiguration\n"
+        "metadata: {name: istio-sidecar-injector-external-istiod}\nwebhooks: [{name: i.istio.io, "
+        "clientConfig: {url: 'https://istiod.example.com:15017/inject'}}]\n---\n"
+    )
+
+
 CASES = [
     Case(
         "IST0101 gateway selector matches no pod",
@@ -321,6 +347,46 @@ CASES = [
         "istio-system}\nspec: {selector: {matchLabels: {istio: other}}, jwtRules: [{issuer: me}]}\n",
         [("IST0149", "Error", "VirtualService default/vs")],
         ("{istio: other}", "{istio: ingressgateway}"),
+    ),
+    Case(
+        "IST0139 two injector webhooks select the same namespaces",
+        ISTIOD + injector("istio-sidecar-injector", ENABLED) + injector("istio-sidecar-injector-2", ENABLED),
+        [
+            ("IST0139", "Error", "MutatingWebhookConfiguration istio-sidecar-injector"),
+            ("IST0139", "Error", "MutatingWebhookConfiguration istio-sidecar-injector-2"),
+        ],
+        (
+            "injector-2.sidecar-injector.istio.io, namespaceSelector: " + ENABLED,
+            "injector-2.x, namespaceSelector: {matchLabels: {istio-injection: disabled}}",
+        ),
+    ),
+    Case(
+        "IST0139 injector webhook names a missing service",
+        ISTIOD + injector("istio-sidecar-injector", ENABLED, service="istiod-gone"),
+        [("IST0139", "Error", "MutatingWebhookConfiguration istio-sidecar-injector")],
+        ("istiod-gone", "istiod"),
+    ),
+    Case(
+        "IST0146 and IST0147 image: auto that no injector selects",
+        ISTIOD
+        + injector("istio-sidecar-injector", ENABLED)
+        + ns("shop", "{team: a}")
+        + pod("p", "shop", "{app: p}", "[{name: istio-proxy, image: auto}]")
+        + DEPLOY_1337.replace("namespace: default", "namespace: shop").replace("image: web", "image: auto"),
+        [("IST0146", "Warning", "Deployment shop/web"), ("IST0147", "Error", "Pod shop/p")],
+        ("{team: a}", "{istio-injection: enabled}"),
+    ),
+    Case(
+        "IST0164 external control plane reached by IP",
+        external("https://10.1.2.3:15017/validate"),
+        [("IST0164", "Info", "ValidatingWebhookConfiguration istio-validator-external-istiod")],
+        ("10.1.2.3", "istiod.example.com"),
+    ),
+    Case(
+        "IST0163 external control plane webhook without a host",
+        external(""),
+        [("IST0163", "Warning", "ValidatingWebhookConfiguration istio-validator-external-istiod")],
+        ("url: ''", "url: 'https://istiod.example.com:15017/validate'"),
     ),
     Case(
         "IST0134 ServiceEntry without addresses while DNS capture is on",

@@ -16,6 +16,7 @@ from meshplane.shared.analysis import (
     selectors,
     serviceentry,
     virtualservice,
+    webhook,
 )
 from meshplane.shared.analysis.context import Context
 
@@ -91,6 +92,12 @@ ALL: tuple[Analyzer, ...] = (
         envoyfilter.check,
     ),
     Analyzer(
+        "externalcontrolplane.ExternalControlPlaneAnalyzer",
+        "Checks that the remote IstioOperator resources reference an external control plane",
+        ("IST0163", "IST0164"),
+        webhook.check_external_control_plane,
+    ),
+    Analyzer(
         "gateway.CertificateAnalyzer",
         "Checks a gateway certificate",
         ("IST0138",),
@@ -119,6 +126,12 @@ ALL: tuple[Analyzer, ...] = (
         "Checks conditions related to Istio sidecar injection",
         ("IST0102", "IST0123"),
         injection.check_namespaces,
+    ),
+    Analyzer(
+        "injection.ImageAutoAnalyzer",
+        "Makes sure that Pods and Deployments with `image: auto` are going to be injected",
+        ("IST0146", "IST0147"),
+        webhook.check_image_auto,
     ),
     Analyzer(
         "injection.PodAnalyzer",
@@ -169,6 +182,12 @@ ALL: tuple[Analyzer, ...] = (
         "multiple telemetries don't select the same workload",
         ("IST0101", "IST0159", "IST0160"),
         selectors.check_telemetries,
+    ),
+    Analyzer(
+        "webhook.Analyzer",
+        "Checks the validity of Istio webhooks",
+        ("IST0139",),
+        webhook.check_injectors,
     ),
     Analyzer(
         "virtualservice.ConflictingMeshGatewayHostsAnalyzer",
