@@ -389,6 +389,24 @@ CASES = [
         ("url: ''", "url: 'https://istiod.example.com:15017/validate'"),
     ),
     Case(
+        "IST0002 deprecated fields and removed CRDs",
+        VS.format(
+            name="vs",
+            spec="{hosts: [a.example.com], http: [{fault: {delay: {percent: 10, fixedDelay: 1s}}, "
+            "route: [{destination: {host: a.example.com}}]}]}",
+        )
+        + SIDECAR.format(name="s", spec="{outboundTrafficPolicy: {mode: ALLOW_ANY, egressProxy: {host: e}}}")
+        + "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\n"
+        "metadata: {name: serviceroles.rbac.istio.io}\n"
+        "spec: {group: rbac.istio.io, names: {kind: ServiceRole}}\n",
+        [
+            ("IST0002", "Warning", "CustomResourceDefinition serviceroles.rbac.istio.io"),
+            ("IST0002", "Warning", "Sidecar default/s"),
+            ("IST0002", "Warning", "VirtualService default/vs"),
+        ],
+        None,
+    ),
+    Case(
         "IST0134 ServiceEntry without addresses while DNS capture is on",
         SE,
         [("IST0134", "Warning", "ServiceEntry default/db")],

@@ -74,6 +74,12 @@ ALL: tuple[Analyzer, ...] = (
         deployment.check,
     ),
     Analyzer(
+        "deprecation.DeprecationAnalyzer",
+        "Checks for deprecated Istio types and fields",
+        ("IST0002",),
+        resources.check_deprecation,
+    ),
+    Analyzer(
         "destinationrule.SubsetSelectPodAnalyzer",
         "Checks if pods are selected by subsets in destination rules.",
         ("IST0173", "IST0174"),

@@ -64,3 +64,38 @@ def check_port_names(ctx: Context) -> None:
                 f"Port name {name} (port: {number}, targetPort: {target}) "
                 "doesn't follow the naming convention of Istio port.",
             )
+
+
+#: Istio CRDs that were removed (group, kind).
+REMOVED_CRDS = frozenset(
+    ("rbac.istio.io", kind)
+    for kind in ("ClusterRbacConfig", "RbacConfig", "ServiceRole", "ServiceRoleBinding")
+)
+
+
+def check_deprecation(ctx: Context) -> None:
+    """IST0002: ``fault.delay.percent``, ``Sidecar.outboundTrafficPolicy.egressProxy``, removed CRDs."""
+    for vs in ctx.kind("VirtualService"):
+        for rule in vs.spec.get("http") or []:
+            fault = rule.get("fault") if isinstance(rule, Mapping) else None
+            delay = fault.get("delay") if isinstance(fault, Mapping) else None
+            if isinstance(delay, Mapping) and isinstance(delay.get("percent"), int) and delay["percent"] > 0:
+                ctx.report(
+                    m.DEPRECATED,
+                    vs,
+                    "Deprecated: HTTPRoute.fault.delay.percent is deprecated; "
+                    "use HTTPRoute.fault.delay.percentage",
+                )
+    for sc in ctx.kind("Sidecar"):
+        policy = sc.spec.get("outboundTrafficPolicy")
+        if isinstance(policy, Mapping) and policy.get("egressProxy") is not None:
+            ctx.report(m.DEPRECATED, sc, "Deprecated: OutboundTrafficPolicy.EgressProxy ignored")
+    for crd in ctx.kind("CustomResourceDefinition"):
+        names = crd.spec.get("names")
+        kind = names.get("kind") if isinstance(names, Mapping) else None
+        if (crd.spec.get("group"), kind) in REMOVED_CRDS:
+            ctx.report(
+                m.DEPRECATED,
+                crd,
+                f"Deprecated: Custom resource type {crd.spec.get('group')} {kind} is removed",
+            )
