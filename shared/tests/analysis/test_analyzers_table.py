@@ -407,6 +407,17 @@ CASES = [
         None,
     ),
     Case(
+        "IST0133 schema warning (shadowed VirtualService rules stay IST0130/IST0131)",
+        SIDECAR.format(name="s", spec="{egress: [{hosts: ['./a.example.com', './a.example.com']}]}")
+        + VS.format(
+            name="vs",
+            spec="{hosts: [a.example.com], http: [{route: [{destination: {host: a.example.com}}]}, "
+            "{route: [{destination: {host: a.example.com}}]}]}",
+        ),
+        [("IST0133", "Warning", "Sidecar default/s")],
+        ("'./a.example.com', './a.example.com'", "'./a.example.com'"),
+    ),
+    Case(
         "IST0134 ServiceEntry without addresses while DNS capture is on",
         SE,
         [("IST0134", "Warning", "ServiceEntry default/db")],

@@ -53,6 +53,7 @@ NO_SERVER_CERT_VERIFICATION_PORT = _t("IST0129", "NoServerCertificateVerificatio
 VS_UNREACHABLE_RULE = _t("IST0130", "VirtualServiceUnreachableRule", WARNING)
 VS_INEFFECTIVE_MATCH = _t("IST0131", "VirtualServiceIneffectiveMatch", INFO)
 VS_HOST_NOT_IN_GATEWAY = _t("IST0132", "VirtualServiceHostNotFoundInGateway", WARNING)
+SCHEMA_WARNING = _t("IST0133", "SchemaWarning", WARNING)
 SERVICE_ENTRY_ADDRESSES_REQUIRED = _t("IST0134", "ServiceEntryAddressesRequired", WARNING)
 DEPRECATED_ANNOTATION = _t("IST0135", "DeprecatedAnnotation", INFO)
 DEPLOYMENT_CONFLICTING_PORTS = _t("IST0137", "DeploymentConflictingPorts", WARNING)

@@ -154,7 +154,7 @@ ALL: tuple[Analyzer, ...] = (
     Analyzer(
         "schema.ValidationAnalyzer",
         "Runs schema validation as an analyzer and reports any violations",
-        ("IST0106",),
+        ("IST0106", "IST0133"),
         resources.check_schema,
     ),
     Analyzer(

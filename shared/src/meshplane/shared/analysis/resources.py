@@ -3,6 +3,7 @@ Service port names outside Istio's naming convention (IST0118)."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 
 from meshplane.shared.analysis import messages as m
@@ -10,6 +11,7 @@ from meshplane.shared.analysis.context import Context
 from meshplane.shared.analysis.injection import SYSTEM_NAMESPACES
 from meshplane.shared.config import ISTIO_GROUPS, validate_object
 
+_SHADOWING = re.compile(r"rule #\d+ (not used|is unreachable)|match #\d+ is not used")
 EXTERNAL_NAME_TEXT = (
     "Port name for ExternalName service is invalid. Proxy may prevent tcp named ports and unmatched traffic "
     "for ports serving TCP protocol from being forwarded correctly"
@@ -18,7 +20,7 @@ _PROTOCOLS = ("http", "http2", "https", "grpc", "grpc-web", "tcp", "tls", "mongo
 
 
 def check_schema(ctx: Context) -> None:
-    """IST0106: what the webhook would reject."""
+    """IST0106: what the webhook would reject; IST0133: what it would warn about."""
     for r in ctx:
         if r.group not in ISTIO_GROUPS:
             continue
@@ -29,6 +31,10 @@ def check_schema(ctx: Context) -> None:
             )
         for issue in result.errors:
             ctx.report(m.SCHEMA_VALIDATION_ERROR, r, f"Schema validation error: {issue}")
+        for issue in result.warnings:
+            if r.kind == "VirtualService" and _SHADOWING.search(issue.message):
+                continue  # reported as IST0130 / IST0131 by the rule analyzer, as istioctl does
+            ctx.report(m.SCHEMA_WARNING, r, f"Schema validation warning: {issue}")
 
 
 def _follows_convention(name: str) -> bool:
