@@ -418,6 +418,26 @@ CASES = [
         ("'./a.example.com', './a.example.com'", "'./a.example.com'"),
     ),
     Case(
+        "IST0166 policy selector on Gateway-API gateway pods",
+        pod(
+            "bookinfo-gateway-istio-1",
+            "default",
+            "{gateway.networking.k8s.io/gateway-name: bookinfo-gateway}",
+        )
+        + AUTHZ.format(
+            name="ap",
+            ns="default",
+            spec="{selector: {matchLabels: {gateway.networking.k8s.io/gateway-name: "
+            "bookinfo-gateway}}, action: DENY}",
+        ),
+        [("IST0166", "Warning", "AuthorizationPolicy default/ap")],
+        (
+            "action: DENY",
+            "action: DENY, targetRefs: [{kind: Gateway, group: gateway.networking.k8s.io, "
+            "name: bookinfo-gateway}]",
+        ),
+    ),
+    Case(
         "IST0134 ServiceEntry without addresses while DNS capture is on",
         SE,
         [("IST0134", "Warning", "ServiceEntry default/db")],

@@ -146,6 +146,12 @@ ALL: tuple[Analyzer, ...] = (
         injection.check_pods,
     ),
     Analyzer(
+        "k8sgateway.SelectorAnalyzer",
+        "Check for selector usage on Kubernetes Gateway pods (use targetRefs instead)",
+        ("IST0166",),
+        selectors.check_gateway_api_selectors,
+    ),
+    Analyzer(
         "meshnetworks.MeshNetworksAnalyzer",
         "Check the validity of MeshNetworks in the cluster",
         ("IST0126",),

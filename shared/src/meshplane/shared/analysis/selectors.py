@@ -1,5 +1,6 @@
 """Workload-selector analyzers: Sidecars (IST0101, IST0110, IST0111), Telemetries (IST0101,
-IST0159, IST0160, IST0157) and AuthorizationPolicies (IST0127, IST0101 for source namespaces)."""
+IST0159, IST0160, IST0157), AuthorizationPolicies (IST0127, IST0101 for source namespaces) and
+policy selectors that match Gateway-API gateway pods (IST0166)."""
 
 from __future__ import annotations
 
@@ -132,3 +133,24 @@ def check_authorization(ctx: Context) -> None:
                             ctx.report(
                                 m.REFERENCED_RESOURCE_NOT_FOUND, ap, f'Referenced namespace not found: "{ns}"'
                             )
+
+
+GATEWAY_NAME_LABEL = "gateway.networking.k8s.io/gateway-name"
+POLICY_KINDS = ("AuthorizationPolicy", "RequestAuthentication", "Telemetry", "WasmPlugin")
+
+
+def check_gateway_api_selectors(ctx: Context) -> None:
+    """IST0166: a policy ``selector`` that matches Gateway-API gateway pods (it should use targetRefs)."""
+    for kind in POLICY_KINDS:
+        for r in ctx.kind(kind):
+            labels = _labels(r, "selector", "matchLabels")
+            if not labels or r.spec.get("targetRef") or r.spec.get("targetRefs"):
+                continue
+            pod_labels = [p.str_map("labels") for p in ctx.pods(labels, r.namespace)]
+            gateways = sorted({pl[GATEWAY_NAME_LABEL] for pl in pod_labels if GATEWAY_NAME_LABEL in pl})
+            for gw in gateways:
+                ctx.report(
+                    m.INEFFECTIVE_SELECTOR,
+                    r,
+                    f"Ineffective selector on Kubernetes Gateway {gw}. Use the TargetRef field instead.",
+                )
