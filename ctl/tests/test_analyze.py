@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +13,8 @@ import pytest
 import yaml
 
 from meshplane.ctl.main import main
+from meshplane.shared.analysis import ALL_TYPES
+from meshplane.shared.analysis.registry import ALL
 
 VS = """apiVersion: networking.istio.io/v1
 kind: VirtualService
@@ -237,3 +240,13 @@ def test_mesh_networks_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
         "Unknown service registry cluster-x in network net1" in out
     )
     assert "Kubernetes" not in out
+
+
+def test_readme_lists_every_code_the_analyzers_emit() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("### Analyze") :]
+    section = section[: section.index("\n### ", 1)]
+    listed = set(re.findall(r"IST\d{4}", section[section.index("- Codes") :]))
+    emitted = {code for analyzer in ALL for code in analyzer.codes}
+    assert listed == emitted == {t.code for t in ALL_TYPES}
+    assert f"Codes ({len(emitted)})" in section
