@@ -438,6 +438,18 @@ CASES = [
         ),
     ),
     Case(
+        "IST0167 Sidecars in an ambient namespace",
+        ns("default", "{istio.io/dataplane-mode: ambient}")
+        + pod("r", "default", "{app: reviews}", "[{name: app}]")
+        + SIDECAR.format(name="namespace-scoped", spec="{egress: [{hosts: ['./*']}]}")
+        + SIDECAR.format(name="pod-scoped", spec="{workloadSelector: {labels: {app: reviews}}}"),
+        [
+            ("IST0167", "Warning", "Sidecar default/namespace-scoped"),
+            ("IST0167", "Warning", "Sidecar default/pod-scoped"),
+        ],
+        ("{istio.io/dataplane-mode: ambient}", "{istio-injection: enabled}"),
+    ),
+    Case(
         "IST0134 ServiceEntry without addresses while DNS capture is on",
         SE,
         [("IST0134", "Warning", "ServiceEntry default/db")],

@@ -79,6 +79,7 @@ GATEWAY_PORT_NOT_ON_SERVICE = _t("IST0162", "GatewayPortNotDefinedOnService", WA
 INVALID_EXTERNAL_CONTROL_PLANE_CONFIG = _t("IST0163", "InvalidExternalControlPlaneConfig", WARNING)
 EXTERNAL_CONTROL_PLANE_ADDRESS_IS_IP = _t("IST0164", "ExternalControlPlaneAddressIsNotAHostname", INFO)
 INEFFECTIVE_SELECTOR = _t("IST0166", "IneffectiveSelector", WARNING)
+INEFFECTIVE_POLICY = _t("IST0167", "IneffectivePolicy", WARNING)
 DESTINATION_RULE_SUBSET_NO_PODS = _t("IST0173", "DestinationRuleSubsetNotSelectPods", ERROR)
 UNKNOWN_DESTINATION_RULE_HOST = _t("IST0174", "UnknownDestinationRuleHost", WARNING)
 

@@ -183,6 +183,12 @@ ALL: tuple[Analyzer, ...] = (
         selectors.check_sidecars,
     ),
     Analyzer(
+        "sidecar.AmbientAnalyzer",
+        "Checks that Sidecars do not target ambient namespaces or workloads, where they have no effect",
+        ("IST0167",),
+        selectors.check_ambient_sidecars,
+    ),
+    Analyzer(
         "telemetry.ProviderAnalyzer",
         "Validates that providers in telemetry resource is valid",
         ("IST0157",),

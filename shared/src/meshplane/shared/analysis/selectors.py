@@ -154,3 +154,31 @@ def check_gateway_api_selectors(ctx: Context) -> None:
                     r,
                     f"Ineffective selector on Kubernetes Gateway {gw}. Use the TargetRef field instead.",
                 )
+
+
+AMBIENT_LABEL = "istio.io/dataplane-mode"
+
+
+def _ambient_pod(ctx: Context, pod: Resource) -> bool:
+    mode = pod.str_map("labels").get(AMBIENT_LABEL) or ctx.namespace_labels(pod.namespace).get(AMBIENT_LABEL)
+    containers = mappings(pod.spec.get("containers")) + mappings(pod.spec.get("initContainers"))
+    return mode == "ambient" and not any(c.get("name") == PROXY for c in containers)
+
+
+def check_ambient_sidecars(ctx: Context) -> None:
+    """IST0167: a Sidecar for an ambient namespace, or selecting only ambient workloads."""
+    for sc in ctx.kind("Sidecar"):
+        labels = _labels(sc, "workloadSelector", "labels")
+        if not labels:
+            if ctx.namespace_labels(sc.namespace).get(AMBIENT_LABEL) == "ambient":
+                reason = "namespace is in ambient mode"
+                ctx.report(
+                    m.INEFFECTIVE_POLICY, sc, f"The policy has no impact: {reason}, the policy has no impact."
+                )
+            continue
+        pods = ctx.pods(labels, sc.namespace)
+        if pods and all(_ambient_pod(ctx, p) for p in pods):
+            reason = "selected workload is in ambient mode"
+            ctx.report(
+                m.INEFFECTIVE_POLICY, sc, f"The policy has no impact: {reason}, the policy has no impact."
+            )
