@@ -450,6 +450,14 @@ CASES = [
         ("{istio.io/dataplane-mode: ambient}", "{istio-injection: enabled}"),
     ),
     Case(
+        "IST0148 namespace injected by default",
+        ns("shop", "{team: a}") + "apiVersion: v1\nkind: ConfigMap\n"
+        "metadata: {name: istio-sidecar-injector, namespace: istio-system}\n"
+        'data: {values: \'{"sidecarInjectorWebhook": {"enableNamespacesByDefault": true}}\'}\n',
+        [("IST0148", "Info", "Namespace shop")],
+        ("true}}", "false}}"),
+    ),
+    Case(
         "IST0134 ServiceEntry without addresses while DNS capture is on",
         SE,
         [("IST0134", "Warning", "ServiceEntry default/db")],

@@ -4,6 +4,7 @@ containers running as the proxy's UID 1337 (IST0144)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -17,6 +18,7 @@ SYSTEM_NAMESPACES = frozenset(
 INJECTION_LABEL = "istio-injection"
 REVISION_LABEL = "istio.io/rev"
 PROXY = "istio-proxy"
+INJECTOR_CONFIGMAP = "istio-sidecar-injector"
 PROXY_UID = 1337
 
 
@@ -24,8 +26,22 @@ def _skipped(ctx: Context, namespace: str) -> bool:
     return namespace in SYSTEM_NAMESPACES or namespace == ctx.root_namespace
 
 
+def enabled_by_default(ctx: Context) -> bool:
+    """``sidecarInjectorWebhook.enableNamespacesByDefault`` in the injector ConfigMap's ``values``."""
+    cm = ctx.find("ConfigMap", ctx.root_namespace, INJECTOR_CONFIGMAP)
+    data = cm.obj.get("data") if cm else None
+    text = data.get("values") if isinstance(data, Mapping) else None
+    try:
+        values = json.loads(text) if isinstance(text, str) else None
+    except ValueError:
+        return False
+    webhook = values.get("sidecarInjectorWebhook") if isinstance(values, Mapping) else None
+    return isinstance(webhook, Mapping) and webhook.get("enableNamespacesByDefault") is True
+
+
 def check_namespaces(ctx: Context) -> None:
-    """IST0102 (neither label; Info) and IST0123 (both labels)."""
+    """IST0102 (neither label; Info; IST0148 when injection is on by default) and IST0123 (both labels)."""
+    by_default = enabled_by_default(ctx)
     for ns in ctx.kind("Namespace"):
         if _skipped(ctx, ns.name):
             continue
@@ -39,6 +55,13 @@ def check_namespaces(ctx: Context) -> None:
                 "The namespace has more than one type of injection labels "
                 f"{go_list([INJECTION_LABEL, REVISION_LABEL])}, which may lead to undefined behavior. "
                 "Make sure only one injection label exists.",
+            )
+        elif INJECTION_LABEL not in labels and REVISION_LABEL not in labels and by_default:
+            ctx.report(
+                m.NAMESPACE_INJECTION_ENABLED_BY_DEFAULT,
+                ns,
+                "is enabled for Istio injection, as Istio is installed with enableNamespacesByDefault "
+                "as true.",
             )
         elif INJECTION_LABEL not in labels and REVISION_LABEL not in labels:
             ctx.report(
@@ -54,6 +77,12 @@ def _injected_namespace(ctx: Context, namespace: str) -> bool:
     labels = ctx.namespace_labels(namespace)
     if labels.get(INJECTION_LABEL) == "disabled":
         return False
+    if (
+        INJECTION_LABEL not in labels
+        and REVISION_LABEL not in labels
+        and ctx.find("Namespace", "", namespace)
+    ):
+        return enabled_by_default(ctx)
     return labels.get(INJECTION_LABEL) == "enabled" or REVISION_LABEL in labels
 
 

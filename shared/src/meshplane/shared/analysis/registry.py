@@ -130,7 +130,7 @@ ALL: tuple[Analyzer, ...] = (
     Analyzer(
         "injection.Analyzer",
         "Checks conditions related to Istio sidecar injection",
-        ("IST0102", "IST0123"),
+        ("IST0102", "IST0123", "IST0148"),
         injection.check_namespaces,
     ),
     Analyzer(
