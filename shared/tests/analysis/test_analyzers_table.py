@@ -4,7 +4,9 @@ resource) triples of the codes under test, and a fixed variant of the input that
 
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,6 +14,7 @@ import yaml
 
 from meshplane.shared.analysis import analyze
 from meshplane.shared.analysis.runner import Options
+from meshplane.shared.testing.certs import write_self_signed
 
 
 @dataclass(frozen=True)
@@ -533,3 +536,35 @@ def test_annotations_on_istio_kinds_are_not_analyzed() -> None:
     assert found(text.replace("kind: VirtualService", "kind: Service"), {"IST0108"}) == [
         ("IST0108", "Warning", "Service default/vs")
     ]
+
+
+def _pem_pair(directory: Path) -> tuple[bytes, bytes]:
+    """A self-signed certificate and its key (PEM), made by the shared test helper."""
+    cert, key = write_self_signed(directory, "bookinfo.example.com")
+    return cert.read_bytes(), key.read_bytes()
+
+
+def _tls_secret(cert: bytes, key: bytes) -> str:
+    b64 = base64.b64encode
+    return (
+        "apiVersion: v1\nkind: Secret\nmetadata: {name: my-cert, namespace: istio-system}\n"
+        "type: kubernetes.io/tls\n"
+        f"data: {{tls.crt: {b64(cert).decode()}, tls.key: {b64(key).decode()}}}\n---\n"
+    )
+
+
+def test_ist0161_gateway_credential_unusable(tmp_path: Path) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    cert, key = _pem_pair(tmp_path / "a")
+    _, other_key = _pem_pair(tmp_path / "b")
+    gw = gateway("gw", "{istio: ingressgateway}", TLS_SERVER)
+    assert found(_tls_secret(cert, key) + gw, {"IST0101", "IST0161"}) == []
+    expected = [("IST0161", "Error", "Gateway default/gw")]
+    assert found(_tls_secret(cert, other_key) + gw, {"IST0101", "IST0161"}) == expected  # key of another cert
+    assert found(_tls_secret(b"not a certificate", key) + gw, {"IST0161"}) == expected
+    objs = [(d, "") for d in yaml.safe_load_all(_tls_secret(cert, other_key) + gw) if d]
+    assert (
+        "The credential referenced by the Gateway gw in namespace default is invalid, which can cause the "
+        "traffic not to work as expected." in [m.text for m in analyze(objs).messages]
+    )

@@ -1,6 +1,7 @@
 """Gateway analyzers: a selector that matches no pod (IST0101), a server port no Service of the
-gateway pods offers (IST0162), a missing ``credentialName`` Secret (IST0101), one certificate on
-several gateways (IST0138) and gateways that claim the same selector, port and host (IST0145)."""
+gateway pods offers (IST0162), a missing or unusable ``credentialName`` Secret (IST0101, IST0161),
+one certificate on several gateways (IST0138) and gateways that claim the same selector, port and
+host (IST0145)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from meshplane.shared.analysis.context import (
     selects,
     str_dict,
 )
+from meshplane.shared.analysis.credential import valid_tls_credential
 
 
 def selector(gw: Resource) -> dict[str, str]:
@@ -76,22 +78,35 @@ def check_ports(ctx: Context) -> None:
                 )
 
 
+def _credential_names(server: Mapping[str, Any]) -> list[str]:
+    tls = _tls(server) or {}
+    names = [str(tls["credentialName"])] if tls.get("credentialName") else []
+    return names + [str(n) for n in tls.get("credentialNames") or [] if n]
+
+
 def check_secrets(ctx: Context) -> None:
-    """IST0101: ``credentialName`` naming a Secret absent from the gateway workload's namespace."""
+    """IST0101: ``credentialName`` naming a Secret absent from the gateway workload's namespace;
+    IST0161: a Secret that holds no usable certificate and key."""
     for gw in ctx.kind("Gateway"):
         pods = ctx.pods(selector(gw))
         if _report_no_pods(ctx, gw):
             continue
         namespace = pods[0].namespace
         for server in _servers(gw):
-            name = str((_tls(server) or {}).get("credentialName") or "")
-            if not name:
-                continue
-            ns, sep, short = name.partition("/")
-            if ctx.find("Secret", ns if sep else namespace, short if sep else name) is None:
-                ctx.report(
-                    m.REFERENCED_RESOURCE_NOT_FOUND, gw, f'Referenced credentialName not found: "{name}"'
-                )
+            for name in _credential_names(server):
+                ns, sep, short = name.partition("/")
+                secret = ctx.find("Secret", ns if sep else namespace, short if sep else name)
+                if secret is None:
+                    ctx.report(
+                        m.REFERENCED_RESOURCE_NOT_FOUND, gw, f'Referenced credentialName not found: "{name}"'
+                    )
+                elif not valid_tls_credential(secret):
+                    ctx.report(
+                        m.INVALID_GATEWAY_CREDENTIAL,
+                        gw,
+                        f"The credential referenced by the Gateway {gw.name} in namespace {gw.namespace} is "
+                        "invalid, which can cause the traffic not to work as expected.",
+                    )
 
 
 def _same_certificate(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:

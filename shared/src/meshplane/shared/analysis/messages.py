@@ -76,6 +76,7 @@ ENVOY_FILTER_RELATIVE_WITH_PROXY_VERSION = _t(
 INVALID_TELEMETRY_PROVIDER = _t("IST0157", "InvalidTelemetryProvider", WARNING)
 CONFLICTING_TELEMETRY_SELECTORS = _t("IST0159", "ConflictingTelemetryWorkloadSelectors", ERROR)
 MULTIPLE_TELEMETRIES_WITHOUT_SELECTOR = _t("IST0160", "MultipleTelemetriesWithoutWorkloadSelectors", ERROR)
+INVALID_GATEWAY_CREDENTIAL = _t("IST0161", "InvalidGatewayCredential", ERROR)
 GATEWAY_PORT_NOT_ON_SERVICE = _t("IST0162", "GatewayPortNotDefinedOnService", WARNING)
 INVALID_EXTERNAL_CONTROL_PLANE_CONFIG = _t("IST0163", "InvalidExternalControlPlaneConfig", WARNING)
 EXTERNAL_CONTROL_PLANE_ADDRESS_IS_IP = _t("IST0164", "ExternalControlPlaneAddressIsNotAHostname", INFO)

@@ -124,7 +124,7 @@ ALL: tuple[Analyzer, ...] = (
     Analyzer(
         "gateway.SecretAnalyzer",
         "Checks a gateway's referenced secrets for correctness",
-        ("IST0101",),
+        ("IST0101", "IST0161"),
         gateway.check_secrets,
     ),
     Analyzer(
