@@ -5,6 +5,7 @@ resource) triples of the codes under test, and a fixed variant of the input that
 from __future__ import annotations
 
 import base64
+import copy as copy_module
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -568,3 +569,35 @@ def test_ist0161_gateway_credential_unusable(tmp_path: Path) -> None:
         "The credential referenced by the Gateway gw in namespace default is invalid, which can cause the "
         "traffic not to work as expected." in [m.text for m in analyze(objs).messages]
     )
+
+
+def _mangled(obj: dict[str, Any]) -> list[dict[str, Any]]:
+    """Copies of ``obj`` with one field (spec, metadata, webhooks or data; two levels deep) mistyped."""
+    out = []
+    for section in ("spec", "metadata", "webhooks", "data"):
+        value = obj.get(section)
+        items = (
+            value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else []
+        )
+        for key, inner in list(items):
+            for bad in (5, "x", [1, "y"], {"k": 1}, None):
+                copy = copy_module.deepcopy(obj)
+                copy[section][key] = bad
+                out.append(copy)
+            if isinstance(inner, dict):
+                for key2 in inner:
+                    for bad in (5, "x", [1], None):
+                        copy = copy_module.deepcopy(obj)
+                        copy[section][key][key2] = bad
+                        out.append(copy)
+    return out
+
+
+def test_malformed_fields_never_raise() -> None:
+    """Analysis runs on what the schema check rejects too: wrong types give messages, not tracebacks."""
+    for case in CASES:
+        docs = [d for d in yaml.safe_load_all(case.text) if isinstance(d, dict)]
+        for doc in docs:
+            others = [(d, "x.yaml:1") for d in docs if d is not doc]
+            for bad in _mangled(doc):
+                analyze([(bad, "bad.yaml:1"), *others], case.options)

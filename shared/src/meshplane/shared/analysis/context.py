@@ -74,6 +74,11 @@ def go_list(items: Iterable[object]) -> str:
     return "[" + " ".join(str(i) for i in items) + "]"
 
 
+def strs(value: object) -> list[str]:
+    """The scalar items of a YAML list, as strings (anything else is skipped; schema checks report it)."""
+    return [str(v) for v in value if isinstance(v, (str, int))] if isinstance(value, list) else []
+
+
 def mappings(value: object) -> list[Mapping[str, Any]]:
     """The mapping items of a YAML list (anything else is skipped; schema checks report it)."""
     return [v for v in value if isinstance(v, Mapping)] if isinstance(value, list) else []
@@ -101,7 +106,7 @@ class Context:
             if not svc.group:
                 self.service_hosts.add(f"{svc.name}.{svc.namespace}.{DOMAIN_SUFFIX}")
         for se in self.kind("ServiceEntry"):
-            self.service_hosts.update(str(h) for h in se.spec.get("hosts") or [])
+            self.service_hosts.update(strs(se.spec.get("hosts")))
 
     def kind(self, kind: str) -> list[Resource]:
         return self._by_kind.get(kind, [])

@@ -16,6 +16,7 @@ from meshplane.shared.analysis.context import (
     host_matches,
     mappings,
     str_dict,
+    strs,
 )
 
 ROOT_NAMESPACE = "istio-system"
@@ -53,7 +54,7 @@ def check_server_verification(ctx: Context) -> None:
                 f"for host: {host}",
             )
         port_settings = policy.get("portLevelSettings") if isinstance(policy, Mapping) else None
-        for pls in port_settings or []:
+        for pls in mappings(port_settings):
             tls = _tls(pls)
             if _unverified(tls):
                 port = (pls.get("port") or {}).get("number")
@@ -106,7 +107,7 @@ def _service_selector(ctx: Context, host: str) -> dict[str, str]:
         if not svc.group and host == f"{svc.name}.{svc.namespace}.{DOMAIN_SUFFIX}":
             return str_dict(svc.spec.get("selector"))
     for se in ctx.kind("ServiceEntry"):
-        if any(host_matches(str(h), host) for h in se.spec.get("hosts") or []):
+        if any(host_matches(str(h), host) for h in strs(se.spec.get("hosts"))):
             ws = se.spec.get("workloadSelector")
             return str_dict(ws.get("labels")) if isinstance(ws, Mapping) else {}
     return {}

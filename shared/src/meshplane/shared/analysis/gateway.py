@@ -18,6 +18,7 @@ from meshplane.shared.analysis.context import (
     selector_text,
     selects,
     str_dict,
+    strs,
 )
 from meshplane.shared.analysis.credential import valid_tls_credential
 
@@ -81,7 +82,7 @@ def check_ports(ctx: Context) -> None:
 def _credential_names(server: Mapping[str, Any]) -> list[str]:
     tls = _tls(server) or {}
     names = [str(tls["credentialName"])] if tls.get("credentialName") else []
-    return names + [str(n) for n in tls.get("credentialNames") or [] if n]
+    return names + [n for n in strs(tls.get("credentialNames")) if n]
 
 
 def check_secrets(ctx: Context) -> None:
@@ -147,7 +148,7 @@ def check_certificates(ctx: Context) -> None:
 
 
 def _hosts(server: Mapping[str, Any]) -> list[str]:
-    return [str(h).split("/", 1)[-1] for h in server.get("hosts") or []]
+    return [h.split("/", 1)[-1] for h in strs(server.get("hosts"))]
 
 
 def check_conflicts(ctx: Context) -> None:

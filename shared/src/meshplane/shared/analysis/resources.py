@@ -7,7 +7,7 @@ import re
 from collections.abc import Mapping
 
 from meshplane.shared.analysis import messages as m
-from meshplane.shared.analysis.context import Context
+from meshplane.shared.analysis.context import Context, mappings
 from meshplane.shared.analysis.injection import SYSTEM_NAMESPACES
 from meshplane.shared.config import ISTIO_GROUPS, validate_object
 
@@ -51,7 +51,7 @@ def check_port_names(ctx: Context) -> None:
         if "gateway.istio.io/managed" in svc.str_map("labels"):
             continue
         external = svc.spec.get("type") == "ExternalName"
-        for port in svc.spec.get("ports") or []:
+        for port in mappings(svc.spec.get("ports")):
             if not isinstance(port, Mapping):
                 continue
             name = str(port.get("name", ""))
@@ -82,7 +82,7 @@ REMOVED_CRDS = frozenset(
 def check_deprecation(ctx: Context) -> None:
     """IST0002: ``fault.delay.percent``, ``Sidecar.outboundTrafficPolicy.egressProxy``, removed CRDs."""
     for vs in ctx.kind("VirtualService"):
-        for rule in vs.spec.get("http") or []:
+        for rule in mappings(vs.spec.get("http")):
             fault = rule.get("fault") if isinstance(rule, Mapping) else None
             delay = fault.get("delay") if isinstance(fault, Mapping) else None
             if isinstance(delay, Mapping) and isinstance(delay.get("percent"), int) and delay["percent"] > 0:
@@ -99,7 +99,7 @@ def check_deprecation(ctx: Context) -> None:
     for crd in ctx.kind("CustomResourceDefinition"):
         names = crd.spec.get("names")
         kind = names.get("kind") if isinstance(names, Mapping) else None
-        if (crd.spec.get("group"), kind) in REMOVED_CRDS:
+        if (str(crd.spec.get("group")), str(kind)) in REMOVED_CRDS:
             ctx.report(
                 m.DEPRECATED,
                 crd,

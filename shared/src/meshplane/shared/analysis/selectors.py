@@ -8,7 +8,15 @@ import fnmatch
 from collections.abc import Mapping
 
 from meshplane.shared.analysis import messages as m
-from meshplane.shared.analysis.context import Context, Resource, go_list, mappings, selector_text, str_dict
+from meshplane.shared.analysis.context import (
+    Context,
+    Resource,
+    go_list,
+    mappings,
+    selector_text,
+    str_dict,
+    strs,
+)
 from meshplane.shared.analysis.injection import PROXY, _injected_namespace
 
 
@@ -128,7 +136,7 @@ def check_authorization(ctx: Context) -> None:
                 if not isinstance(source, Mapping):
                     continue
                 for key in ("namespaces", "notNamespaces"):
-                    for ns in source.get(key) or []:
+                    for ns in strs(source.get(key)):
                         if not any(fnmatch.fnmatchcase(n, str(ns)) for n in namespaces):
                             ctx.report(
                                 m.REFERENCED_RESOURCE_NOT_FOUND, ap, f'Referenced namespace not found: "{ns}"'

@@ -19,6 +19,7 @@ from meshplane.shared.analysis.context import (
     mappings,
     selects,
     str_dict,
+    strs,
 )
 
 _ROUTE_SECTIONS = ("http", "tls", "tcp")
@@ -31,10 +32,10 @@ def _gateway_ref(ref: str, namespace: str) -> tuple[str, str]:
 
 def _destinations(vs: Resource) -> Iterator[Mapping[str, Any]]:
     for section in _ROUTE_SECTIONS:
-        for rule in vs.spec.get(section) or []:
+        for rule in mappings(vs.spec.get(section)):
             if not isinstance(rule, Mapping):
                 continue
-            for route in rule.get("route") or []:
+            for route in mappings(rule.get("route")):
                 if isinstance(route, Mapping) and isinstance(route.get("destination"), Mapping):
                     yield route["destination"]
             for key in ("mirror",):
@@ -47,7 +48,7 @@ def _has_subset(ctx: Context, host: str, subset: str, namespace: str) -> bool:
         dr_host = fqdn(str(dr.spec.get("host", "")), dr.namespace)
         if not host_matches(dr_host, host):
             continue
-        for s in dr.spec.get("subsets") or []:
+        for s in mappings(dr.spec.get("subsets")):
             if isinstance(s, Mapping) and s.get("name") == subset:
                 return True
     return False
@@ -56,7 +57,7 @@ def _has_subset(ctx: Context, host: str, subset: str, namespace: str) -> bool:
 def check_references(ctx: Context) -> None:
     """IST0101 for gateways, destination hosts and subsets a VirtualService names but nobody defines."""
     for vs in ctx.kind("VirtualService"):
-        for ref in vs.spec.get("gateways") or []:
+        for ref in strs(vs.spec.get("gateways")):
             if ref == "mesh":
                 continue
             ns, name = _gateway_ref(str(ref), vs.namespace)
@@ -82,10 +83,10 @@ def check_mesh_host_conflicts(ctx: Context) -> None:
     """IST0109: two VirtualServices bound to the mesh gateway declare the same host."""
     owners: dict[str, list[Resource]] = {}
     for vs in ctx.kind("VirtualService"):
-        gateways = vs.spec.get("gateways") or []
+        gateways = strs(vs.spec.get("gateways"))
         if gateways and "mesh" not in gateways:
             continue
-        for host in {fqdn(str(h), vs.namespace) for h in vs.spec.get("hosts") or []}:
+        for host in {fqdn(str(h), vs.namespace) for h in strs(vs.spec.get("hosts"))}:
             owners.setdefault(host, []).append(vs)
     for host, vss in sorted(owners.items()):
         if len(vss) < 2:
@@ -115,11 +116,11 @@ def check_rules(ctx: Context) -> None:
         for section in _ROUTE_SECTIONS:
             seen: dict[str, int] = {}
             catch_all: int | None = None
-            for index, rule in enumerate(vs.spec.get(section) or []):
+            for index, rule in enumerate(mappings(vs.spec.get(section))):
                 if not isinstance(rule, Mapping):
                     continue
                 label = f"{section}[{index}]" if not rule.get("name") else f"{rule['name']!r}"
-                matches = [x for x in rule.get("match") or [] if isinstance(x, Mapping)]
+                matches = mappings(rule.get("match"))
                 if not matches:
                     if catch_all is not None:
                         ctx.report(
@@ -155,8 +156,8 @@ def check_rules(ctx: Context) -> None:
 
 def _gateway_hosts(gw: Resource, vs_namespace: str) -> list[str]:
     hosts: list[str] = []
-    for server in gw.spec.get("servers") or []:
-        for h in server.get("hosts") or [] if isinstance(server, Mapping) else []:
+    for server in mappings(gw.spec.get("servers")):
+        for h in strs(server.get("hosts")):
             ns, sep, host = str(h).rpartition("/")
             if not sep or ns in ("*", vs_namespace) or (ns == "." and gw.namespace == vs_namespace):
                 hosts.append(host)
@@ -166,8 +167,8 @@ def _gateway_hosts(gw: Resource, vs_namespace: str) -> list[str]:
 def check_gateway_hosts(ctx: Context) -> None:
     """IST0132: none of a VirtualService's hosts is among the hosts of a Gateway it binds to."""
     for vs in ctx.kind("VirtualService"):
-        vs_hosts = [str(h) for h in vs.spec.get("hosts") or []]
-        for ref in vs.spec.get("gateways") or []:
+        vs_hosts = strs(vs.spec.get("hosts"))
+        for ref in strs(vs.spec.get("gateways")):
             if ref == "mesh":
                 continue
             ns, name = _gateway_ref(str(ref), vs.namespace)
@@ -190,7 +191,7 @@ def _service_ports(ctx: Context, host: str) -> list[int] | None:
         if not svc.group and host == f"{svc.name}.{svc.namespace}.{DOMAIN_SUFFIX}":
             return [p["port"] for p in mappings(svc.spec.get("ports")) if isinstance(p.get("port"), int)]
     for se in ctx.kind("ServiceEntry"):
-        if any(host_matches(str(h), host) for h in se.spec.get("hosts") or []):
+        if any(host_matches(str(h), host) for h in strs(se.spec.get("hosts"))):
             return [p["number"] for p in mappings(se.spec.get("ports")) if isinstance(p.get("number"), int)]
     return None
 
@@ -248,7 +249,7 @@ def check_jwt_claim_routes(ctx: Context) -> None:
         keys = _claim_keys(vs)
         if not keys:
             continue
-        for ref in vs.spec.get("gateways") or []:
+        for ref in strs(vs.spec.get("gateways")):
             ns, name = _gateway_ref(str(ref), vs.namespace)
             gw = ctx.find("Gateway", ns, name) if ref != "mesh" else None
             if gw is None:

@@ -10,7 +10,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from meshplane.shared.analysis import messages as m
-from meshplane.shared.analysis.context import Context, Resource, go_list, mappings, str_dict
+from meshplane.shared.analysis.context import Context, Resource, go_list, mappings, str_dict, strs
 
 INJECTOR_LABEL = ("app", "sidecar-injector")
 REVISION_LABEL = "istio.io/rev"
@@ -27,7 +27,7 @@ def label_selector_matches(selector: object, labels: Mapping[str, str]) -> bool:
         return False
     for expr in mappings(selector.get("matchExpressions")):
         key, op = str(expr.get("key", "")), str(expr.get("operator", ""))
-        values = [str(v) for v in expr.get("values") or []]
+        values = strs(expr.get("values"))
         present = key in labels
         if (
             (op == "In" and labels.get(key) not in values)
