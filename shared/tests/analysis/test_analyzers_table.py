@@ -571,6 +571,9 @@ def test_ist0161_gateway_credential_unusable(tmp_path: Path) -> None:
     )
 
 
+BAD_VALUES: tuple[object, ...] = (5, "x", [1, "y"], {"k": 1}, None)
+
+
 def _mangled(obj: dict[str, Any]) -> list[dict[str, Any]]:
     """Copies of ``obj`` with one field (spec, metadata, webhooks or data; two levels deep) mistyped."""
     out = []
@@ -580,13 +583,13 @@ def _mangled(obj: dict[str, Any]) -> list[dict[str, Any]]:
             value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else []
         )
         for key, inner in list(items):
-            for bad in (5, "x", [1, "y"], {"k": 1}, None):
+            for bad in BAD_VALUES:
                 copy = copy_module.deepcopy(obj)
                 copy[section][key] = bad
                 out.append(copy)
             if isinstance(inner, dict):
                 for key2 in inner:
-                    for bad in (5, "x", [1], None):
+                    for bad in BAD_VALUES:
                         copy = copy_module.deepcopy(obj)
                         copy[section][key][key2] = bad
                         out.append(copy)
