@@ -462,6 +462,16 @@ CASES = [
         ("true}}", "false}}"),
     ),
     Case(
+        "IST0175 RequestAuthentications while istiod fetches JWKS from anywhere",
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: istiod, namespace: istio-system}\n"
+        "spec: {template: {spec: {containers: [{name: discovery, "
+        "env: [{name: PILOT_TRACE_SAMPLING, value: '1'}]}]}}}"
+        "\n---\napiVersion: security.istio.io/v1\nkind: RequestAuthentication\n"
+        "metadata: {name: jwt-example, namespace: default}\nspec: {jwtRules: [{issuer: me, jwksUri: 'http://x/k'}]}\n",
+        [("IST0175", "Warning", "Deployment istio-system/istiod")],
+        ("PILOT_TRACE_SAMPLING, value: '1'", "BLOCKED_CIDRS_IN_JWKS_URIS, value: '10.0.0.0/8'"),
+    ),
+    Case(
         "IST0134 ServiceEntry without addresses while DNS capture is on",
         SE,
         [("IST0134", "Warning", "ServiceEntry default/db")],

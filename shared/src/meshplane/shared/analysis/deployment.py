@@ -1,5 +1,6 @@
-"""Deployment/Service port analyzers: one port number with different protocols across the Services
-that select a Deployment's pods (IST0116), and one targetPort behind different ports (IST0137)."""
+"""Deployment analyzers: one port number with different protocols across the Services that select a
+Deployment's pods (IST0116), one targetPort behind different ports (IST0137), and an istiod that
+fetches JWKS URIs from any address while RequestAuthentications exist (IST0175)."""
 
 from __future__ import annotations
 
@@ -59,3 +60,26 @@ def check(ctx: Context) -> None:
                 text = f'{prefix} {go_list(sorted(ports))} using targetPort "{target}" '
                 text += f"but different ports: {numbers}."
                 ctx.report(m.DEPLOYMENT_CONFLICTING_PORTS, deploy, text)
+
+
+BLOCKED_CIDRS_ENV = "BLOCKED_CIDRS_IN_JWKS_URIS"
+
+
+def check_jwks_fetch(ctx: Context) -> None:
+    """IST0175: RequestAuthentications exist but istiod fetches JWKS URIs from any address."""
+    authns = sorted(f"{r.namespace}/{r.name}" for r in ctx.kind("RequestAuthentication"))
+    istiod = ctx.find("Deployment", ctx.root_namespace, "istiod")
+    if not authns or istiod is None:
+        return
+    spec = istiod.spec.get("template")
+    pod_spec = spec.get("spec") if isinstance(spec, Mapping) else None
+    containers = mappings(pod_spec.get("containers")) if isinstance(pod_spec, Mapping) else []
+    env = [e for c in containers for e in mappings(c.get("env"))]
+    if any(e.get("name") == BLOCKED_CIDRS_ENV and e.get("value") for e in env):
+        return
+    ctx.report(
+        m.JWKS_URI_FETCH_UNRESTRICTED,
+        istiod,
+        f"{BLOCKED_CIDRS_ENV} is not configured but {len(authns)} RequestAuthentication resource(s) exist "
+        f"({', '.join(authns)}). Consider configuring it to restrict JWKS URI fetches to trusted networks.",
+    )

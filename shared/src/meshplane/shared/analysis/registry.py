@@ -68,6 +68,12 @@ ALL: tuple[Analyzer, ...] = (
         destinationrule.check_server_verification,
     ),
     Analyzer(
+        "authn.BlockedCIDRsAnalyzer",
+        "Checks that istiod restricts JWKS URI fetches when RequestAuthentications exist",
+        ("IST0175",),
+        deployment.check_jwks_fetch,
+    ),
+    Analyzer(
         "deployment.MultiServiceAnalyzer",
         "Checks association between services and pods",
         ("IST0116", "IST0137"),
