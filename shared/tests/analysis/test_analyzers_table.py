@@ -472,6 +472,23 @@ CASES = [
         ("PILOT_TRACE_SAMPLING, value: '1'", "BLOCKED_CIDRS_IN_JWKS_URIS, value: '10.0.0.0/8'"),
     ),
     Case(
+        "IST0101 legacy gateway reference and mirrors destination",
+        gateway(
+            "gw",
+            "{istio: ingressgateway}",
+            "[{port: {number: 80, name: http, protocol: HTTP}, hosts: ['*']}]",
+        )
+        + SVC2
+        + VS.format(
+            name="vs",
+            spec="{hosts: ['*'], gateways: [gw.default.svc.cluster.local], http: [{route: [{destination: "
+            "{host: reviews, port: {number: 9080}}}], "
+            "mirrors: [{destination: {host: ghost, port: {number: 1}}}]}]}",
+        ),
+        [("IST0101", "Error", "VirtualService default/vs")],
+        ("host: ghost, port: {number: 1}", "host: reviews, port: {number: 9080}"),
+    ),
+    Case(
         "IST0134 ServiceEntry without addresses while DNS capture is on",
         SE,
         [("IST0134", "Warning", "ServiceEntry default/db")],

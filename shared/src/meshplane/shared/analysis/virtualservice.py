@@ -26,21 +26,25 @@ _ROUTE_SECTIONS = ("http", "tls", "tcp")
 
 
 def _gateway_ref(ref: str, namespace: str) -> tuple[str, str]:
+    """``ns/name``, ``name`` (in the VirtualService's namespace) or legacy ``name.ns[.svc.cluster.local]``."""
     ns, sep, name = ref.partition("/")
-    return (ns, name) if sep else (namespace, ref)
+    if sep:
+        return ns, name
+    parts = ref.split(".")
+    return (parts[1], parts[0]) if len(parts) > 1 else (namespace, ref)
 
 
 def _destinations(vs: Resource) -> Iterator[Mapping[str, Any]]:
     for section in _ROUTE_SECTIONS:
         for rule in mappings(vs.spec.get(section)):
-            if not isinstance(rule, Mapping):
-                continue
             for route in mappings(rule.get("route")):
-                if isinstance(route, Mapping) and isinstance(route.get("destination"), Mapping):
+                if isinstance(route.get("destination"), Mapping):
                     yield route["destination"]
-            for key in ("mirror",):
-                if isinstance(rule.get(key), Mapping):
-                    yield rule[key]
+            if isinstance(rule.get("mirror"), Mapping):
+                yield rule["mirror"]
+            for mirror in mappings(rule.get("mirrors")):
+                if isinstance(mirror.get("destination"), Mapping):
+                    yield mirror["destination"]
 
 
 def _has_subset(ctx: Context, host: str, subset: str, namespace: str) -> bool:
