@@ -89,6 +89,14 @@ spec:
     assert levels == {"Error"}
 
 
+def test_ist0101_subset_is_checked_even_when_the_host_is_missing() -> None:
+    text = GOOD.replace("host: reviews, subset: v1", "host: ratings, subset: v1")
+    assert texts(text, "IST0101") == [
+        'Referenced host not found: "ratings"',
+        'Referenced host+subset in destinationrule not found: "ratings+v1"',
+    ]
+
+
 def test_ist0101_serviceentry_hosts_count_as_services() -> None:
     text = """
 apiVersion: networking.istio.io/v1

@@ -73,7 +73,7 @@ def check_references(ctx: Context) -> None:
                 ctx.report(
                     m.REFERENCED_RESOURCE_NOT_FOUND, vs, f'Referenced host not found: "{dest.get("host")}"'
                 )
-                continue
+            # istioctl checks the subset against DestinationRules whether or not the host exists.
             subset = dest.get("subset")
             if subset and not _has_subset(ctx, host, str(subset), vs.namespace):
                 ctx.report(
