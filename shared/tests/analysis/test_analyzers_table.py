@@ -631,3 +631,21 @@ def test_malformed_fields_never_raise() -> None:
             others = [(d, "x.yaml:1") for d in docs if d is not doc]
             for bad in _mangled(doc):
                 analyze([(bad, "bad.yaml:1"), *others], case.options)
+
+
+def test_synthetic_ingress_gateway_gives_way_to_the_inputs_and_to_mesh_config() -> None:
+    gw = gateway(
+        "gw",
+        "{istio: ingressgateway}",
+        "[{port: {number: 8443, name: https, protocol: HTTPS}, hosts: ['*']}]",
+    )
+    assert found(gw, {"IST0101", "IST0162"}) == [
+        ("IST0162", "Warning", "Gateway default/gw")
+    ]  # not on 80/443
+    own = (
+        "apiVersion: v1\nkind: Service\nmetadata: {name: istio-ingressgateway, namespace: istio-system}\n"
+        "spec: {selector: {istio: ingressgateway}, ports: [{name: https, port: 8443}]}\n---\n"
+    )
+    assert found(own + gw, {"IST0101", "IST0162"}) == []
+    off = Options(mesh_config={"ingressControllerMode": "OFF"})
+    assert found(gw, {"IST0101"}, off) == [("IST0101", "Error", "Gateway default/gw")]

@@ -137,7 +137,9 @@ def analyze(items: Iterable[tuple[Mapping[str, Any], str]], options: Options | N
     mesh = opts.mesh_config or {}
     if opts.add_defaults and str(mesh.get("ingressControllerMode", "")).upper() != "OFF":
         istio_ns = str(mesh.get("rootNamespace") or "istio-system")
-        resources += _synthetic(istio_ns, str(mesh.get("ingressService") or "istio-ingressgateway"))
+        present = {(r.kind, r.namespace, r.name) for r in resources}
+        synthetic = _synthetic(istio_ns, str(mesh.get("ingressService") or "istio-ingressgateway"))
+        resources += [r for r in synthetic if (r.kind, r.namespace, r.name) not in present]
     ctx = Context(resources, opts.mesh_config, opts.mesh_networks)
     for analyzer in registry.selected(opts.analyzers):
         analyzer.run(ctx)
