@@ -489,6 +489,18 @@ CASES = [
         ("host: ghost, port: {number: 1}", "host: reviews, port: {number: 9080}"),
     ),
     Case(
+        "IST0177 one host and port, two protocols",
+        SE.replace("name: db,", "name: db-tcp,")
+        + SE.replace("name: db,", "name: db-mongo,").replace(
+            "name: tcp-db, protocol: TCP", "name: mongo, protocol: MONGO"
+        ),
+        [
+            ("IST0177", "Warning", "ServiceEntry default/db-mongo"),
+            ("IST0177", "Warning", "ServiceEntry default/db-tcp"),
+        ],
+        ("name: mongo, protocol: MONGO", "name: tcp, protocol: TCP"),
+    ),
+    Case(
         "IST0134 ServiceEntry without addresses while DNS capture is on",
         SE,
         [("IST0134", "Warning", "ServiceEntry default/db")],

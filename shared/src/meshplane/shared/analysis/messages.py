@@ -85,6 +85,7 @@ INEFFECTIVE_POLICY = _t("IST0167", "IneffectivePolicy", WARNING)
 DESTINATION_RULE_SUBSET_NO_PODS = _t("IST0173", "DestinationRuleSubsetNotSelectPods", ERROR)
 UNKNOWN_DESTINATION_RULE_HOST = _t("IST0174", "UnknownDestinationRuleHost", WARNING)
 JWKS_URI_FETCH_UNRESTRICTED = _t("IST0175", "JwksUriFetchUnrestricted", WARNING)
+CONFLICTING_SERVICE_ENTRY_PROTOCOL = _t("IST0177", "ConflictingServiceEntryProtocol", WARNING)
 
 ALL_TYPES = tuple(_TYPES)
 BY_CODE = {t.code: t for t in ALL_TYPES}

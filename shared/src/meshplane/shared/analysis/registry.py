@@ -182,6 +182,12 @@ ALL: tuple[Analyzer, ...] = (
         serviceentry.check_addresses,
     ),
     Analyzer(
+        "serviceentry.ConflictingServiceEntryProtocolAnalyzer",
+        "Checks that ServiceEntries do not declare one host and port with different protocols",
+        ("IST0177",),
+        serviceentry.check_protocol_conflicts,
+    ),
+    Analyzer(
         "sidecar.SelectorAnalyzer",
         "Validates that sidecars that define a workload selector match an existing workload and that "
         "multiple sidecars don't select the same workload",

@@ -1,12 +1,13 @@
 """ServiceEntry and mesh-network analyzers: TCP ports without addresses while DNS capture is on
-and auto-allocation off (IST0134), and meshNetworks registries nobody knows (IST0126)."""
+and auto-allocation off (IST0134), one host and port with different protocols (IST0177), and
+meshNetworks registries nobody knows (IST0126)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
 from meshplane.shared.analysis import messages as m
-from meshplane.shared.analysis.context import Context, Resource, mappings
+from meshplane.shared.analysis.context import Context, Resource, mappings, strs
 
 LOCAL_CLUSTER = "Kubernetes"
 MULTICLUSTER_LABEL = "istio/multiCluster"
@@ -58,3 +59,28 @@ def check_mesh_networks(ctx: Context) -> None:
                     holder,
                     f"Unknown service registry {registry} in network {network}",
                 )
+
+
+def check_protocol_conflicts(ctx: Context) -> None:
+    """IST0177: ServiceEntries that give one host and port different protocols."""
+    claims: dict[tuple[str, int], dict[str, tuple[Resource, str]]] = {}
+    for se in ctx.kind("ServiceEntry"):
+        for port in mappings(se.spec.get("ports")):
+            number = port.get("number")
+            if not isinstance(number, int):
+                continue
+            protocol = str(port.get("protocol") or "TCP").upper()
+            for host in strs(se.spec.get("hosts")):
+                claims.setdefault((host, number), {})[f"{se.namespace}/{se.name}"] = (se, protocol)
+    for (host, number), owners in sorted(claims.items()):
+        protocols = sorted({protocol for _, protocol in owners.values()})
+        if len(protocols) < 2:
+            continue
+        names = ", ".join(sorted(owners))
+        for se, _ in owners.values():
+            ctx.report(
+                m.CONFLICTING_SERVICE_ENTRY_PROTOCOL,
+                se,
+                f'Multiple ServiceEntries ({names}) define the same host "{host}" and port {number} with '
+                f"conflicting protocols ({', '.join(protocols)}).",
+            )
