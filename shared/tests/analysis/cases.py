@@ -1,0 +1,422 @@
+"""The analyzer table: one case per code (code, level, resource) with a fixed variant that gives none."""
+
+from __future__ import annotations
+
+from meshplane.shared.analysis.runner import Options
+
+from .builders import (
+    AUTHZ,
+    DEPLOY_1337,
+    DNS_MESH,
+    DR,
+    ENABLED,
+    ISTIOD,
+    SE,
+    SECRET,
+    SIDECAR,
+    SUBSETS_V1_V4,
+    SVC2,
+    TELEMETRY,
+    TLS_SERVER,
+    VS,
+    Case,
+    ef_case,
+    external,
+    gateway,
+    injector,
+    ns,
+    pod,
+    svc,
+    two_select_one_pod,
+)
+
+
+def two_services_one_deployment(
+    code: str, a: tuple[str, str], b: tuple[str, str], fix: tuple[str, str]
+) -> Case:
+    """Deployment ``default/web`` selected by two Services (name, ports) that disagree."""
+    text = DEPLOY_1337.replace("1337", "1000") + svc(*a) + svc(*b)
+    return Case(
+        f"{code} two services, one deployment", text, [(code, "Warning", "Deployment default/web")], fix
+    )
+
+
+ROUTE_A = "{route: [{destination: {host: a.example.com}}]}"
+ROUTE_B = ROUTE_A.replace("a.example.com", "b.example.com")
+
+CASES = [
+    Case(
+        "IST0101 gateway selector matches no pod",
+        gateway("gw", "{app: nope}", "[{port: {number: 80, name: http, protocol: HTTP}, hosts: ['*']}]"),
+        [("IST0101", "Error", "Gateway default/gw")],
+        ("{app: nope}", "{istio: ingressgateway}"),
+    ),
+    Case(
+        "IST0101 gateway credentialName secret missing",
+        gateway("gw", "{istio: ingressgateway}", TLS_SERVER),
+        [("IST0101", "Error", "Gateway default/gw")],
+        ("kind: Gateway", SECRET + "kind: Gateway"),
+    ),
+    Case(
+        "IST0138 one certificate on two gateways",
+        SECRET
+        + gateway("gw-a", "{istio: ingressgateway}", TLS_SERVER)
+        + gateway("gw-b", "{istio: ingressgateway}", TLS_SERVER.replace("'*'", "b.example.com")),
+        [("IST0138", "Warning", "Gateway default/gw-a"), ("IST0138", "Warning", "Gateway default/gw-b")],
+        (
+            "hosts: [b.example.com], tls: {mode: SIMPLE, credentialName: my-cert",
+            "hosts: [b.example.com], tls: {mode: SIMPLE, credentialName: other",
+        ),
+    ),
+    Case(
+        "IST0103 pod in an injected namespace without the proxy",
+        ns("shop") + pod("cart-1", "shop", "{app: cart}", "[{name: cart}]"),
+        [("IST0103", "Warning", "Pod shop/cart-1")],
+        ("labels: {app: cart}", "labels: {app: cart, sidecar.istio.io/inject: 'false'}"),
+    ),
+    Case(
+        "IST0123 namespace with both injection labels",
+        ns("shop", "{istio-injection: enabled, istio.io/rev: canary}"),
+        [("IST0123", "Warning", "Namespace shop")],
+        ("istio-injection: enabled, ", ""),
+    ),
+    Case(
+        "IST0102 namespace without injection label",
+        ns("shop", "{team: a}"),
+        [("IST0102", "Info", "Namespace shop")],
+        ("{team: a}", "{istio-injection: disabled}"),
+    ),
+    Case(
+        "IST0144 application runs as UID 1337",
+        DEPLOY_1337
+        + pod(
+            "p",
+            "default",
+            "{app: p}",
+            "[{name: istio-proxy}, {name: app, securityContext: {runAsUser: 1337}}]",
+        ),
+        [("IST0144", "Warning", "Deployment default/web"), ("IST0144", "Warning", "Pod default/p")],
+        ("runAsUser: 1337", "runAsUser: 1000"),
+    ),
+    Case(
+        "IST0101 Sidecar selector matches no pod",
+        SIDECAR.format(name="s1", spec="{workloadSelector: {labels: {app: nope}}}")
+        + pod("r", "default", "{app: reviews}"),
+        [("IST0101", "Error", "Sidecar default/s1")],
+        ("app: nope", "app: reviews"),
+    ),
+    two_select_one_pod(SIDECAR, "Sidecar", "IST0110", "{{workloadSelector: {{labels: {{{}}}}}}}"),
+    Case(
+        "IST0111 two Sidecars without selector",
+        SIDECAR.format(name="s1", spec="{}") + SIDECAR.format(name="s2", spec="{}"),
+        [("IST0111", "Error", "Sidecar default/s1"), ("IST0111", "Error", "Sidecar default/s2")],
+        (
+            "namespace: default}\nspec: {}\n---\napiVersion: networking.istio.io/v1\nkind: Sidecar\n"
+            "metadata: {name: s2, namespace: default}\nspec: {}\n---\n",
+            "namespace: default}\nspec: {}\n---\n",
+        ),
+    ),
+    two_select_one_pod(TELEMETRY, "Telemetry", "IST0159", "{{selector: {{matchLabels: {{{}}}}}}}"),
+    Case(
+        "IST0160 two Telemetries without selector",
+        TELEMETRY.format(name="t1", spec="{}") + TELEMETRY.format(name="t2", spec="{}"),
+        [("IST0160", "Error", "Telemetry default/t1"), ("IST0160", "Error", "Telemetry default/t2")],
+        ("name: t2, namespace: default", "name: t2, namespace: other"),
+    ),
+    Case(
+        "IST0157 access logging without providers",
+        TELEMETRY.format(name="t1", spec="{accessLogging: [{filter: {expression: 'response.code >= 400'}}]}"),
+        [("IST0157", "Warning", "Telemetry default/t1")],
+        ("{filter:", "{providers: [{name: envoy}], filter:"),
+    ),
+    Case(
+        "IST0127 AuthorizationPolicy selects no workload",
+        AUTHZ.format(name="a", ns="default", spec="{selector: {matchLabels: {app: nope}}}")
+        + pod("r", "default", "{app: r}"),
+        [("IST0127", "Warning", "AuthorizationPolicy default/a")],
+        ("app: nope", "app: r"),
+    ),
+    Case(
+        "IST0101 AuthorizationPolicy source namespace does not exist",
+        ns("default")
+        + AUTHZ.format(name="a", ns="default", spec="{rules: [{from: [{source: {namespaces: [ghost]}}]}]}")
+        + pod("r", "default", "{app: r}"),
+        [("IST0101", "Error", "AuthorizationPolicy default/a")],
+        ("namespaces: [ghost]", "namespaces: [def*]"),
+    ),
+    ef_case(
+        "IST0151 relative EnvoyFilter operation without priority",
+        "{applyTo: HTTP_FILTER, patch: {operation: INSERT_BEFORE, value: {name: x}}}",
+        [("IST0151", "Warning")],
+        ("priority: 0", "priority: 10"),
+    ),
+    ef_case(
+        "IST0155 relative EnvoyFilter operation with proxyVersion",
+        "{applyTo: HTTP_FILTER, match: {proxy: {proxyVersion: '^1\\.2.*'}}, "
+        "patch: {operation: MERGE, value: {}}}",
+        [("IST0155", "Warning")],
+        ("priority: 0", "priority: -1"),
+    ),
+    ef_case(
+        "IST0152 REPLACE on a cluster",
+        "{applyTo: CLUSTER, patch: {operation: REPLACE, value: {}}}",
+        [("IST0152", "Error")],
+        ("applyTo: CLUSTER", "applyTo: NETWORK_FILTER"),
+    ),
+    ef_case(
+        "IST0153 and IST0154 ADD and REMOVE on route configuration",
+        "{applyTo: ROUTE_CONFIGURATION, patch: {operation: ADD, value: {}}}, "
+        "{applyTo: HTTP_ROUTE, patch: {operation: REMOVE}}",
+        [("IST0153", "Error"), ("IST0154", "Error")],
+        ("ADD, value: {}}}, {applyTo: HTTP_ROUTE, patch: {operation: REMOVE}}", "MERGE, value: {}}}"),
+    ),
+    Case(
+        "IST0173 subset selects no pod",
+        SVC2
+        + pod("reviews-v1", "default", "{app: reviews, version: v1}")
+        + DR.format(name="reviews", spec=SUBSETS_V1_V4),
+        [("IST0173", "Error", "DestinationRule default/reviews")],
+        ("{name: v4, labels: {version: v4}}", "{name: v1b, labels: {version: v1}}"),
+    ),
+    Case(
+        "IST0174 DestinationRule host matches no service",
+        SVC2 + DR.format(name="reviews", spec="{host: reveiws}"),
+        [("IST0174", "Warning", "DestinationRule default/reviews")],
+        ("host: reveiws", "host: reviews"),
+    ),
+    Case(
+        "IST0135 deprecated inject annotation on a pod",
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: p, namespace: default, labels: {app: p}, "
+        "annotations: {sidecar.istio.io/inject: 'true'}}\nspec: {containers: [{name: istio-proxy}]}\n",
+        [("IST0135", "Info", "Pod default/p")],
+        ("labels: {app: p}", "labels: {app: p, sidecar.istio.io/inject: 'true'}"),
+    ),
+    Case(
+        "IST0125 invalid annotation values",
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: p, namespace: default, annotations: "
+        "{sidecar.istio.io/interceptionMode: MAGIC, traffic.sidecar.istio.io/excludeInboundPorts: '80,x'}}\n"
+        "spec: {containers: [{name: istio-proxy}]}\n",
+        [("IST0125", "Warning", "Pod default/p"), ("IST0125", "Warning", "Pod default/p")],
+        (
+            "MAGIC, traffic.sidecar.istio.io/excludeInboundPorts: '80,x'",
+            "TPROXY, traffic.sidecar.istio.io/excludeInboundPorts: '80,81'",
+        ),
+    ),
+    two_services_one_deployment(
+        "IST0116",
+        ("web-tcp", "[{name: tcp, port: 8080, protocol: TCP}]"),
+        ("web-udp", "[{name: udp, port: 8080, protocol: UDP}]"),
+        ("port: 8080, protocol: UDP", "port: 8081, protocol: UDP"),
+    ),
+    two_services_one_deployment(
+        "IST0137",
+        ("web-a", "[{name: http, port: 80, targetPort: 8080}]"),
+        ("web-b", "[{name: http, port: 8000, targetPort: 8080}]"),
+        ("port: 8000, targetPort: 8080", "port: 80, targetPort: 8080"),
+    ),
+    Case(
+        "IST0150 tcp port on an ExternalName service",
+        "apiVersion: v1\nkind: Service\nmetadata: {name: ext, namespace: default}\n"
+        "spec: {type: ExternalName, externalName: db.example.com, ports: [{name: tcp, port: 5432}]}\n",
+        [("IST0150", "Warning", "Service default/ext")],
+        ("{name: tcp, port: 5432}", "{name: mongo, port: 5432}"),
+    ),
+    Case(
+        "IST0149 JWT claim routing without RequestAuthentication on the gateway pods",
+        gateway(
+            "gw",
+            "{istio: ingressgateway}",
+            "[{port: {number: 80, name: http, protocol: HTTP}, hosts: ['*']}]",
+        )
+        + VS.format(
+            name="vs",
+            spec="{hosts: ['*'], gateways: [gw], http: [{match: [{headers: {'@request.auth.claims.group': "
+            "{exact: admin}}}], route: [{destination: {host: reviews}}]}]}",
+        )
+        + "apiVersion: security.istio.io/v1\nkind: RequestAuthentication\nmetadata: {name: jwt, namespace: "
+        "istio-system}\nspec: {selector: {matchLabels: {istio: other}}, jwtRules: [{issuer: me}]}\n",
+        [("IST0149", "Error", "VirtualService default/vs")],
+        ("{istio: other}", "{istio: ingressgateway}"),
+    ),
+    Case(
+        "IST0139 two injector webhooks select the same namespaces",
+        ISTIOD + injector("istio-sidecar-injector", ENABLED) + injector("istio-sidecar-injector-2", ENABLED),
+        [
+            ("IST0139", "Error", "MutatingWebhookConfiguration istio-sidecar-injector"),
+            ("IST0139", "Error", "MutatingWebhookConfiguration istio-sidecar-injector-2"),
+        ],
+        (
+            "injector-2.sidecar-injector.istio.io, namespaceSelector: " + ENABLED,
+            "injector-2.x, namespaceSelector: {matchLabels: {istio-injection: disabled}}",
+        ),
+    ),
+    Case(
+        "IST0139 injector webhook names a missing service",
+        ISTIOD + injector("istio-sidecar-injector", ENABLED, service="istiod-gone"),
+        [("IST0139", "Error", "MutatingWebhookConfiguration istio-sidecar-injector")],
+        ("istiod-gone", "istiod"),
+    ),
+    Case(
+        "IST0146 and IST0147 image: auto that no injector selects",
+        ISTIOD
+        + injector("istio-sidecar-injector", ENABLED)
+        + ns("shop", "{team: a}")
+        + pod("p", "shop", "{app: p}", "[{name: istio-proxy, image: auto}]")
+        + DEPLOY_1337.replace("namespace: default", "namespace: shop").replace("image: web", "image: auto"),
+        [("IST0146", "Warning", "Deployment shop/web"), ("IST0147", "Error", "Pod shop/p")],
+        ("{team: a}", "{istio-injection: enabled}"),
+    ),
+    Case(
+        "IST0164 external control plane reached by IP",
+        external("https://10.1.2.3:15017/validate"),
+        [("IST0164", "Info", "ValidatingWebhookConfiguration istio-validator-external-istiod")],
+        ("10.1.2.3", "istiod.example.com"),
+    ),
+    Case(
+        "IST0163 external control plane webhook without a host",
+        external(""),
+        [("IST0163", "Warning", "ValidatingWebhookConfiguration istio-validator-external-istiod")],
+        ("url: ''", "url: 'https://istiod.example.com:15017/validate'"),
+    ),
+    Case(
+        "IST0002 deprecated fields and removed CRDs",
+        VS.format(
+            name="vs",
+            spec="{hosts: [a.example.com], http: [{fault: {delay: {percent: 10, fixedDelay: 1s}}, "
+            "route: [{destination: {host: a.example.com}}]}]}",
+        )
+        + SIDECAR.format(name="s", spec="{outboundTrafficPolicy: {mode: ALLOW_ANY, egressProxy: {host: e}}}")
+        + "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\n"
+        "metadata: {name: serviceroles.rbac.istio.io}\n"
+        "spec: {group: rbac.istio.io, names: {kind: ServiceRole}}\n",
+        [
+            ("IST0002", "Warning", "CustomResourceDefinition serviceroles.rbac.istio.io"),
+            ("IST0002", "Warning", "Sidecar default/s"),
+            ("IST0002", "Warning", "VirtualService default/vs"),
+        ],
+        None,
+    ),
+    Case(
+        "IST0133 schema warning (shadowed VirtualService rules stay IST0130/IST0131)",
+        SIDECAR.format(name="s", spec="{egress: [{hosts: ['./a.example.com', './a.example.com']}]}")
+        + VS.format(name="vs", spec=f"{{hosts: [a.example.com], http: [{ROUTE_A}, {ROUTE_A}]}}"),
+        [("IST0133", "Warning", "Sidecar default/s")],
+        ("'./a.example.com', './a.example.com'", "'./a.example.com'"),
+    ),
+    Case(
+        "IST0166 policy selector on Gateway-API gateway pods",
+        pod(
+            "bookinfo-gateway-istio-1",
+            "default",
+            "{gateway.networking.k8s.io/gateway-name: bookinfo-gateway}",
+        )
+        + AUTHZ.format(
+            name="ap",
+            ns="default",
+            spec="{selector: {matchLabels: {gateway.networking.k8s.io/gateway-name: "
+            "bookinfo-gateway}}, action: DENY}",
+        ),
+        [("IST0166", "Warning", "AuthorizationPolicy default/ap")],
+        (
+            "action: DENY",
+            "action: DENY, targetRefs: [{kind: Gateway, group: gateway.networking.k8s.io, "
+            "name: bookinfo-gateway}]",
+        ),
+    ),
+    Case(
+        "IST0167 Sidecars in an ambient namespace",
+        ns("default", "{istio.io/dataplane-mode: ambient}")
+        + pod("r", "default", "{app: reviews}", "[{name: app}]")
+        + SIDECAR.format(name="namespace-scoped", spec="{egress: [{hosts: ['./*']}]}")
+        + SIDECAR.format(name="pod-scoped", spec="{workloadSelector: {labels: {app: reviews}}}"),
+        [
+            ("IST0167", "Warning", "Sidecar default/namespace-scoped"),
+            ("IST0167", "Warning", "Sidecar default/pod-scoped"),
+        ],
+        ("{istio.io/dataplane-mode: ambient}", "{istio-injection: enabled}"),
+    ),
+    Case(
+        "IST0148 namespace injected by default",
+        ns("shop", "{team: a}") + "apiVersion: v1\nkind: ConfigMap\n"
+        "metadata: {name: istio-sidecar-injector, namespace: istio-system}\n"
+        'data: {values: \'{"sidecarInjectorWebhook": {"enableNamespacesByDefault": true}}\'}\n',
+        [("IST0148", "Info", "Namespace shop")],
+        ("true}}", "false}}"),
+    ),
+    Case(
+        "IST0175 RequestAuthentications while istiod fetches JWKS from anywhere",
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: istiod, namespace: istio-system}\n"
+        "spec: {template: {spec: {containers: [{name: discovery, "
+        "env: [{name: PILOT_TRACE_SAMPLING, value: '1'}]}]}}}"
+        "\n---\napiVersion: security.istio.io/v1\nkind: RequestAuthentication\n"
+        "metadata: {name: jwt-example, namespace: default}\nspec: {jwtRules: [{issuer: me, jwksUri: 'http://x/k'}]}\n",
+        [("IST0175", "Warning", "Deployment istio-system/istiod")],
+        ("PILOT_TRACE_SAMPLING, value: '1'", "BLOCKED_CIDRS_IN_JWKS_URIS, value: '10.0.0.0/8'"),
+    ),
+    Case(
+        "IST0101 legacy gateway reference and mirrors destination",
+        gateway(
+            "gw",
+            "{istio: ingressgateway}",
+            "[{port: {number: 80, name: http, protocol: HTTP}, hosts: ['*']}]",
+        )
+        + SVC2
+        + VS.format(
+            name="vs",
+            spec="{hosts: ['*'], gateways: [gw.default.svc.cluster.local], http: [{route: [{destination: "
+            "{host: reviews, port: {number: 9080}}}], "
+            "mirrors: [{destination: {host: ghost, port: {number: 1}}}]}]}",
+        ),
+        [("IST0101", "Error", "VirtualService default/vs")],
+        ("host: ghost, port: {number: 1}", "host: reviews, port: {number: 9080}"),
+    ),
+    Case(
+        "IST0177 one host and port, two protocols",
+        SE.replace("name: db,", "name: db-tcp,")
+        + SE.replace("name: db,", "name: db-mongo,").replace(
+            "name: tcp-db, protocol: TCP", "name: mongo, protocol: MONGO"
+        ),
+        [
+            ("IST0177", "Warning", "ServiceEntry default/db-mongo"),
+            ("IST0177", "Warning", "ServiceEntry default/db-tcp"),
+        ],
+        ("name: mongo, protocol: MONGO", "name: tcp, protocol: TCP"),
+    ),
+    Case(
+        "IST0134 ServiceEntry without addresses while DNS capture is on",
+        SE,
+        [("IST0134", "Warning", "ServiceEntry default/db")],
+        ("hosts: [db.example.com]", "hosts: [db.example.com], addresses: [240.0.0.1]"),
+        Options(mesh_config=DNS_MESH),
+    ),
+    Case(
+        "IST0132 VirtualService host not in its gateway",
+        gateway(
+            "gw",
+            "{istio: ingressgateway}",
+            "[{port: {number: 80, name: http, protocol: HTTP}, hosts: [a.example.com]}]",
+        )
+        + "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: b, namespace: default}\n"
+        "spec: {hosts: [b.example.com], ports: [{number: 80, name: http, protocol: HTTP}]}\n---\n"
+        + VS.format(name="vs", spec=f"{{hosts: [b.example.com], gateways: [gw], http: [{ROUTE_B}]}}"),
+        [("IST0132", "Warning", "VirtualService default/vs")],
+        ("hosts: [a.example.com]", "hosts: ['*.example.com']"),
+    ),
+    Case(
+        "IST0112 no port towards a multi-port service",
+        SVC2
+        + VS.format(name="vs", spec="{hosts: [reviews], http: [{route: [{destination: {host: reviews}}]}]}"),
+        [("IST0112", "Error", "VirtualService default/vs")],
+        ("{destination: {host: reviews}}", "{destination: {host: reviews, port: {number: 9080}}}"),
+    ),
+    Case(
+        "IST0101 destination port the service lacks",
+        SVC2
+        + VS.format(
+            name="vs",
+            spec="{hosts: [reviews], http: [{route: [{destination: {host: reviews, port: {number: 1}}}]}]}",
+        ),
+        [("IST0101", "Error", "VirtualService default/vs")],
+        ("number: 1}", "number: 9090}"),
+    ),
+]
