@@ -238,14 +238,15 @@ def test_ist0130_and_ist0131_unreachable_and_duplicate_matches() -> None:
         "  - name: second-catch-all\n"
         "    route: [{destination: {host: reviews}}]\n",
     )
+    # Istio's labels: "#index", or the rule's quoted name (istio.io's IST0130/IST0131 examples).
     unreachable = texts(text, "IST0130")
     assert unreachable == [
-        "VirtualService rule 'second-catch-all' not used (only the last rule can have no matches; "
-        "http[3] has none).",
-        "VirtualService rule http[2] not used (all matches used by prior rules).",
+        'VirtualService rule "second-catch-all" not used (only the last rule can have no matches).',
+        "VirtualService rule #2 not used (all matches used by prior rules).",
     ]
     assert texts(text, "IST0131") == [
-        "VirtualService rule http[1] match 0 is not used (duplicate/overlapping match in rule http[0])."
+        "VirtualService rule #1 match #0 is not used (duplicate/overlapping match in rule #0).",
+        "VirtualService rule #2 match #0 is not used (duplicate/overlapping match in rule #1).",
     ]
     assert {m.level for m in analyze(objs(text)).messages if m.code == "IST0131"} == {"Info"}
     assert {m.level for m in analyze(objs(text)).messages if m.code == "IST0130"} == {"Warning"}

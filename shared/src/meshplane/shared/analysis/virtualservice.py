@@ -110,52 +110,52 @@ def _canonical(match: Mapping[str, Any]) -> str:
     return json.dumps({k: v for k, v in match.items() if k != "name"}, sort_keys=True)
 
 
+def _name(item: Mapping[str, Any], index: int, named: bool) -> str:
+    """Istio's label for a rule or match: its quoted name (HTTP only), else ``#index``."""
+    return json.dumps(str(item["name"])) if named and item.get("name") else f"#{index}"
+
+
 def check_rules(ctx: Context) -> None:
     """IST0130 (a rule that can never match) and IST0131 (a match that repeats an earlier one).
 
-    Istio's reading: only the last rule may have no match (a second match-less rule is unused),
-    and a rule whose every match appeared in earlier rules is unused.
+    Istio's reading: only the last rule may have no match (a later match-less rule is unused), a
+    match equal (names aside) to an earlier one is ineffective, and a rule whose every match is
+    ineffective is unused.
     """
     for vs in ctx.kind("VirtualService"):
         for section in _ROUTE_SECTIONS:
+            rules = mappings(vs.spec.get(section))
+            named = section == "http"
             seen: dict[str, int] = {}
-            catch_all: int | None = None
-            for index, rule in enumerate(mappings(vs.spec.get(section))):
-                if not isinstance(rule, Mapping):
-                    continue
-                label = f"{section}[{index}]" if not rule.get("name") else f"{rule['name']!r}"
+            catch_all = False
+            for index, rule in enumerate(rules):
+                label = _name(rule, index, named)
                 matches = mappings(rule.get("match"))
                 if not matches:
-                    if catch_all is not None:
+                    if catch_all:
+                        reason = "only the last rule can have no matches"
                         ctx.report(
-                            m.VS_UNREACHABLE_RULE,
-                            vs,
-                            f"VirtualService rule {label} not used (only the last rule can have no matches; "
-                            f"{section}[{catch_all}] has none).",
+                            m.VS_UNREACHABLE_RULE, vs, f"VirtualService rule {label} not used ({reason})."
                         )
-                    catch_all = index
+                    catch_all = True
                     continue
-                duplicates: list[tuple[int, int]] = []
+                duplicates = 0
                 for mi, match in enumerate(matches):
                     key = _canonical(match)
-                    if key in seen:
-                        duplicates.append((mi, seen[key]))
-                    else:
+                    if key not in seen:
                         seen[key] = index
-                if len(duplicates) == len(matches):
-                    ctx.report(
-                        m.VS_UNREACHABLE_RULE,
-                        vs,
-                        f"VirtualService rule {label} not used (all matches used by prior rules).",
-                    )
-                    continue
-                for mi, earlier in duplicates:
+                        continue
+                    duplicates += 1
+                    earlier = _name(rules[seen[key]], seen[key], named)
                     ctx.report(
                         m.VS_INEFFECTIVE_MATCH,
                         vs,
-                        f"VirtualService rule {label} match {mi} is not used "
-                        f"(duplicate/overlapping match in rule {section}[{earlier}]).",
+                        f"VirtualService rule {label} match {_name(match, mi, named)} is not used "
+                        f"(duplicate/overlapping match in rule {earlier}).",
                     )
+                if duplicates == len(matches):
+                    reason = "all matches used by prior rules"
+                    ctx.report(m.VS_UNREACHABLE_RULE, vs, f"VirtualService rule {label} not used ({reason}).")
 
 
 def _gateway_hosts(gw: Resource, vs_namespace: str) -> list[str]:
