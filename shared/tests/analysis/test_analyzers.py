@@ -189,6 +189,25 @@ spec:
     ]
 
 
+def test_ist0109_not_when_exported_to_different_namespaces() -> None:
+    second = """
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews-2, namespace: other}
+spec:
+  hosts: [reviews.default.svc.cluster.local]
+  exportTo: ["."]
+  http: [{route: [{destination: {host: reviews.default.svc.cluster.local}}]}]
+"""
+    text = (
+        GOOD.replace("  hosts: [reviews]\n  gateways", '  hosts: [reviews]\n  exportTo: ["."]\n  gateways')
+        + second
+    )
+    assert texts(text, "IST0109") == []
+    assert len(texts(text.replace('exportTo: ["."]\n  http', "exportTo: [default]\n  http"), "IST0109")) == 2
+
+
 def test_ist0113_mtls_conflict() -> None:
     text = (
         GOOD.replace("  host: reviews\n", "  host: reviews\n  trafficPolicy: {tls: {mode: DISABLE}}\n")

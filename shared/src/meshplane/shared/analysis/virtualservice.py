@@ -83,6 +83,20 @@ def check_references(ctx: Context) -> None:
                 )
 
 
+def _export_to(vs: Resource) -> set[str] | None:
+    """The namespaces a VirtualService is visible in (None = all, the default)."""
+    targets = strs(vs.spec.get("exportTo"))
+    if not targets or "*" in targets:
+        return None
+    return {vs.namespace if t == "." else t for t in targets}
+
+
+def _visible_together(a: Resource, b: Resource) -> bool:
+    """Whether some namespace sees both VirtualServices (only then do their hosts clash)."""
+    sa, sb = _export_to(a), _export_to(b)
+    return sa is None or sb is None or bool(sa & sb)
+
+
 def check_mesh_host_conflicts(ctx: Context) -> None:
     """IST0109: two VirtualServices bound to the mesh gateway declare the same host."""
     owners: dict[str, list[Resource]] = {}
@@ -93,10 +107,11 @@ def check_mesh_host_conflicts(ctx: Context) -> None:
         for host in {fqdn(str(h), vs.namespace) for h in strs(vs.spec.get("hosts"))}:
             owners.setdefault(host, []).append(vs)
     for host, vss in sorted(owners.items()):
-        if len(vss) < 2:
+        clashing = [v for v in vss if any(o is not v and _visible_together(v, o) for o in vss)]
+        if len(clashing) < 2:
             continue
-        names = ",".join(f"{v.namespace}/{v.name}" for v in vss)
-        for vs in vss:
+        names = ",".join(f"{v.namespace}/{v.name}" for v in clashing)
+        for vs in clashing:
             ctx.report(
                 m.CONFLICTING_MESH_GATEWAY_VS_HOSTS,
                 vs,
