@@ -169,19 +169,21 @@ def test_ist0107_and_ist0108_annotations() -> None:
     assert texts(text, "IST0108") == ["Unknown annotation: networking.istio.io/nonsense"]
 
 
-def test_ist0109_two_mesh_virtualservices_for_one_host() -> None:
-    text = (
-        GOOD
-        + """
+#: A second mesh VirtualService for the reviews host (fill ``ns`` and ``export``).
+REVIEWS_2 = """
 ---
 apiVersion: networking.istio.io/v1
 kind: VirtualService
-metadata: {name: reviews-2, namespace: default}
+metadata: {{name: reviews-2, namespace: {ns}}}
 spec:
   hosts: [reviews.default.svc.cluster.local]
-  http: [{route: [{destination: {host: reviews}}]}]
+  exportTo: [{export}]
+  http: [{{route: [{{destination: {{host: reviews.default.svc.cluster.local}}}}]}}]
 """
-    )
+
+
+def test_ist0109_two_mesh_virtualservices_for_one_host() -> None:
+    text = GOOD + REVIEWS_2.format(ns="default", export='"*"')
     found = [c for c in codes(text) if c[0] == "IST0109"]
     assert found == [
         ("IST0109", "Error", "VirtualService default/reviews"),
@@ -190,16 +192,7 @@ spec:
 
 
 def test_ist0109_not_when_exported_to_different_namespaces() -> None:
-    second = """
----
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {name: reviews-2, namespace: other}
-spec:
-  hosts: [reviews.default.svc.cluster.local]
-  exportTo: ["."]
-  http: [{route: [{destination: {host: reviews.default.svc.cluster.local}}]}]
-"""
+    second = REVIEWS_2.format(ns="other", export='"."')
     text = (
         GOOD.replace("  hosts: [reviews]\n  gateways", '  hosts: [reviews]\n  exportTo: ["."]\n  gateways')
         + second
