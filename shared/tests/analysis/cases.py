@@ -383,6 +383,21 @@ CASES = [
         ("name: mongo, protocol: MONGO", "name: tcp, protocol: TCP"),
     ),
     Case(
+        "IST0158 proxies older than the injector's image",
+        ns("shop")
+        + pod(
+            "cart-1",
+            "shop",
+            "{app: cart}",
+            "[{name: cart}, {name: istio-proxy, image: 'docker.io/istio/proxyv2:1.25.0'}]",
+        )
+        + "apiVersion: v1\nkind: ConfigMap\n"
+        "metadata: {name: istio-sidecar-injector, namespace: istio-system}\n"
+        'data: {values: \'{"global": {"hub": "docker.io/istio", "tag": "1.26.0"}}\'}\n',
+        [("IST0158", "Warning", "Namespace shop")],
+        ("proxyv2:1.25.0", "proxyv2:1.26.0"),
+    ),
+    Case(
         "IST0134 ServiceEntry without addresses while DNS capture is on",
         SE,
         [("IST0134", "Warning", "ServiceEntry default/db")],

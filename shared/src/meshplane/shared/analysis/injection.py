@@ -1,5 +1,6 @@
-"""Injection analyzers: namespaces without an injection label (IST0102) or with both kinds
-(IST0123), pods in injected namespaces without ``istio-proxy`` (IST0103), and application
+"""Injection analyzers: namespaces without an injection label (IST0102), injected by default
+(IST0148) or with both kinds (IST0123), pods in injected namespaces without ``istio-proxy``
+(IST0103) or running an older proxy image than the injector's (IST0158), and application
 containers running as the proxy's UID 1337 (IST0144)."""
 
 from __future__ import annotations
@@ -28,14 +29,7 @@ def _skipped(ctx: Context, namespace: str) -> bool:
 
 def enabled_by_default(ctx: Context) -> bool:
     """``sidecarInjectorWebhook.enableNamespacesByDefault`` in the injector ConfigMap's ``values``."""
-    cm = ctx.find("ConfigMap", ctx.root_namespace, INJECTOR_CONFIGMAP)
-    data = cm.obj.get("data") if cm else None
-    text = data.get("values") if isinstance(data, Mapping) else None
-    try:
-        values = json.loads(text) if isinstance(text, str) else None
-    except ValueError:
-        return False
-    webhook = values.get("sidecarInjectorWebhook") if isinstance(values, Mapping) else None
+    webhook = _injector_values(ctx).get("sidecarInjectorWebhook")
     return isinstance(webhook, Mapping) and webhook.get("enableNamespacesByDefault") is True
 
 
@@ -133,3 +127,53 @@ def check_application_uid(ctx: Context) -> None:
         apps = [c for c in _containers(spec) if c.get("name") != PROXY]
         if _uid(spec) == PROXY_UID or any(_uid(c) == PROXY_UID for c in apps):
             ctx.report(m.INVALID_APPLICATION_UID, r, "User ID (UID) 1337 is reserved for the sidecar proxy.")
+
+
+def _injector_values(ctx: Context) -> Mapping[str, Any]:
+    cm = ctx.find("ConfigMap", ctx.root_namespace, INJECTOR_CONFIGMAP)
+    data = cm.obj.get("data") if cm else None
+    text = data.get("values") if isinstance(data, Mapping) else None
+    try:
+        values = json.loads(text) if isinstance(text, str) else None
+    except ValueError:
+        return {}
+    return values if isinstance(values, Mapping) else {}
+
+
+def injected_image(ctx: Context) -> str | None:
+    """The proxy image the injector ConfigMap would inject now (``hub/image:tag``), if it says."""
+    glob = _injector_values(ctx).get("global")
+    if not isinstance(glob, Mapping):
+        return None
+    proxy = glob.get("proxy")
+    image = str(proxy.get("image") or "proxyv2") if isinstance(proxy, Mapping) else "proxyv2"
+    hub, tag = glob.get("hub"), glob.get("tag")
+    if "/" in image:
+        return image
+    if not hub or not tag:
+        return None
+    return f"{hub}/{image}:{tag}"
+
+
+def check_proxy_images(ctx: Context) -> None:
+    """IST0158: running ``istio-proxy`` images differ from what the injector would inject now."""
+    expected = injected_image(ctx)
+    if expected is None:
+        return
+    stale: dict[str, list[str]] = {}
+    for pod in ctx.kind("Pod"):
+        if _skipped(ctx, pod.namespace) or not _injected_namespace(ctx, pod.namespace):
+            continue
+        images = [str(c.get("image")) for c in _containers(pod.spec, init=True) if c.get("name") == PROXY]
+        if any(image != expected for image in images):
+            stale.setdefault(pod.namespace, []).append(pod.name)
+    for namespace, pods in sorted(stale.items()):
+        ns = ctx.find("Namespace", "", namespace)
+        if ns is not None:
+            ctx.report(
+                m.PODS_PROXY_IMAGE_MISMATCH,
+                ns,
+                "The Istio proxy images of the pods running in the namespace do not match the image defined "
+                f"in the injection configuration (pod names: {go_list(sorted(pods))}). This often happens "
+                "after upgrading the Istio control-plane and can be fixed by redeploying the pods.",
+            )

@@ -73,6 +73,7 @@ ENVOY_FILTER_REMOVE_INCORRECT = _t("IST0154", "EnvoyFilterUsesRemoveOperationInc
 ENVOY_FILTER_RELATIVE_WITH_PROXY_VERSION = _t(
     "IST0155", "EnvoyFilterUsesRelativeOperationWithProxyVersion", WARNING
 )
+PODS_PROXY_IMAGE_MISMATCH = _t("IST0158", "PodsIstioProxyImageMismatchInNamespace", WARNING)
 INVALID_TELEMETRY_PROVIDER = _t("IST0157", "InvalidTelemetryProvider", WARNING)
 CONFLICTING_TELEMETRY_SELECTORS = _t("IST0159", "ConflictingTelemetryWorkloadSelectors", ERROR)
 MULTIPLE_TELEMETRIES_WITHOUT_SELECTOR = _t("IST0160", "MultipleTelemetriesWithoutWorkloadSelectors", ERROR)

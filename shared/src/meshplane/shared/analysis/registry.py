@@ -146,6 +146,12 @@ ALL: tuple[Analyzer, ...] = (
         webhook.check_image_auto,
     ),
     Analyzer(
+        "injection.ImageAnalyzer",
+        "Checks the image of auto-injection configured with the running proxies on pods",
+        ("IST0158",),
+        injection.check_proxy_images,
+    ),
+    Analyzer(
         "injection.PodAnalyzer",
         "Checks that pods in injected namespaces run the Istio proxy",
         ("IST0103",),
