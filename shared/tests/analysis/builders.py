@@ -145,3 +145,17 @@ def external(url: str) -> str:
         "metadata: {name: istio-sidecar-injector-external-istiod}\nwebhooks: [{name: i.istio.io, "
         "clientConfig: {url: 'https://istiod.example.com:15017/inject'}}]\n---\n"
     )
+
+
+def two_services_one_deployment(
+    code: str, a: tuple[str, str], b: tuple[str, str], fix: tuple[str, str]
+) -> Case:
+    """Deployment ``default/web`` selected by two Services (name, ports) that disagree."""
+    text = DEPLOY_1337.replace("1337", "1000") + svc(*a) + svc(*b)
+    return Case(
+        f"{code} two services, one deployment", text, [(code, "Warning", "Deployment default/web")], fix
+    )
+
+
+ROUTE_A = "{route: [{destination: {host: a.example.com}}]}"
+ROUTE_B = ROUTE_A.replace("a.example.com", "b.example.com")
