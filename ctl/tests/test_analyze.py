@@ -250,3 +250,15 @@ def test_readme_lists_every_code_the_analyzers_emit() -> None:
     emitted = {code for analyzer in ALL for code in analyzer.codes}
     assert listed == emitted == {t.code for t in ALL_TYPES}
     assert f"Codes ({len(emitted)})" in section
+
+
+def test_analyzer_flag_runs_only_the_named_analyzers(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "all.yaml").write_text(VS + "---\n" + SVC.replace("name: http,", "name: web,"))
+    main(["analyze", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert "IST0101" in out and "IST0118" in out
+    assert main(["analyze", "--analyzer", "service.PortNameAnalyzer", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "IST0118" in out and "IST0101" not in out
