@@ -240,7 +240,7 @@ ALL: tuple[Analyzer, ...] = (
     Analyzer(
         "virtualservice.DestinationRuleAnalyzer",
         "Checks the destination rules associated with each virtual service",
-        ("IST0101",),
+        ("IST0101", "IST0165"),
         virtualservice.check_references,
     ),
     Analyzer(
