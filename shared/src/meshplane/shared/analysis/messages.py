@@ -89,7 +89,7 @@ UNKNOWN_DESTINATION_RULE_HOST = _t("IST0174", "UnknownDestinationRuleHost", WARN
 JWKS_URI_FETCH_UNRESTRICTED = _t("IST0175", "JwksUriFetchUnrestricted", WARNING)
 CONFLICTING_SERVICE_ENTRY_PROTOCOL = _t("IST0177", "ConflictingServiceEntryProtocol", WARNING)
 
-ALL_TYPES = tuple(_TYPES)
+ALL_TYPES = tuple(sorted(_TYPES, key=lambda t: t.code))
 BY_CODE = {t.code: t for t in ALL_TYPES}
 
 
