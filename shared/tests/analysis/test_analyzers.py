@@ -58,6 +58,11 @@ spec:
   - match: [{uri: {prefix: /v1}}]
     route: [{destination: {host: reviews, subset: v1}}]
   - route: [{destination: {host: reviews}}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: reviews-v1-1, namespace: default, labels: {app: reviews, version: v1}}
+spec: {containers: [{name: reviews, image: reviews}, {name: istio-proxy, image: proxy}]}
 """
 
 
@@ -84,6 +89,14 @@ spec:
     assert levels == {"Error"}
 
 
+def test_ist0101_subset_is_checked_even_when_the_host_is_missing() -> None:
+    text = GOOD.replace("host: reviews, subset: v1", "host: ratings, subset: v1")
+    assert texts(text, "IST0101") == [
+        'Referenced host not found: "ratings"',
+        'Referenced host+subset in destinationrule not found: "ratings+v1"',
+    ]
+
+
 def test_ist0101_serviceentry_hosts_count_as_services() -> None:
     text = """
 apiVersion: networking.istio.io/v1
@@ -107,21 +120,33 @@ def test_ist0102_namespace_not_injected_is_info() -> None:
     assert "kubectl label namespace default istio-injection=enabled" in texts(text, "IST0102")[0]
 
 
-def test_ist0104_gateway_port_not_on_workload() -> None:
+def test_ist0162_gateway_port_not_on_service() -> None:
+    """IST0104 is retired at Istio HEAD; the port check compares with the gateway Service (IST0162)."""
     text = (
-        GOOD
+        GOOD.replace("{istio: ingressgateway}", "{app: my-gw}")
         + """
 ---
 apiVersion: v1
 kind: Pod
-metadata: {name: ingress-1, namespace: istio-system, labels: {istio: ingressgateway}}
+metadata: {name: my-gw-1, namespace: gw-ns, labels: {app: my-gw}}
 spec:
-  containers: [{name: istio-proxy, image: proxy, ports: [{containerPort: 8080}]}]
+  containers: [{name: istio-proxy, image: proxy}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: my-gw, namespace: gw-ns}
+spec:
+  selector: {app: my-gw}
+  ports: [{name: http, port: 8080}]
 """
     )
-    assert ("IST0104", "Warning", "Gateway default/gw") in codes(text)
-    assert "port 80" in texts(text, "IST0104")[0]
-    assert texts(text.replace("containerPort: 8080", "containerPort: 80"), "IST0104") == []
+    assert ("IST0162", "Warning", "Gateway default/gw") in codes(text)
+    assert texts(text, "IST0162") == [
+        "The gateway is listening on a target port (port 80) that is not defined in the Service associated "
+        "with its workload instances (Pod selector app=my-gw). If you need to access the gateway port "
+        "through the gateway Service, it will not be available."
+    ]
+    assert texts(text.replace("port: 8080", "port: 80"), "IST0162") == []
 
 
 def test_ist0106_schema_error() -> None:
@@ -144,24 +169,36 @@ def test_ist0107_and_ist0108_annotations() -> None:
     assert texts(text, "IST0108") == ["Unknown annotation: networking.istio.io/nonsense"]
 
 
-def test_ist0109_two_mesh_virtualservices_for_one_host() -> None:
-    text = (
-        GOOD
-        + """
+#: A second mesh VirtualService for the reviews host (fill ``ns`` and ``export``).
+REVIEWS_2 = """
 ---
 apiVersion: networking.istio.io/v1
 kind: VirtualService
-metadata: {name: reviews-2, namespace: default}
+metadata: {{name: reviews-2, namespace: {ns}}}
 spec:
   hosts: [reviews.default.svc.cluster.local]
-  http: [{route: [{destination: {host: reviews}}]}]
+  exportTo: [{export}]
+  http: [{{route: [{{destination: {{host: reviews.default.svc.cluster.local}}}}]}}]
 """
-    )
+
+
+def test_ist0109_two_mesh_virtualservices_for_one_host() -> None:
+    text = GOOD + REVIEWS_2.format(ns="default", export='"*"')
     found = [c for c in codes(text) if c[0] == "IST0109"]
     assert found == [
         ("IST0109", "Error", "VirtualService default/reviews"),
         ("IST0109", "Error", "VirtualService default/reviews-2"),
     ]
+
+
+def test_ist0109_not_when_exported_to_different_namespaces() -> None:
+    second = REVIEWS_2.format(ns="other", export='"."')
+    text = (
+        GOOD.replace("  hosts: [reviews]\n  gateways", '  hosts: [reviews]\n  exportTo: ["."]\n  gateways')
+        + second
+    )
+    assert texts(text, "IST0109") == []
+    assert len(texts(text.replace('exportTo: ["."]\n  http', "exportTo: [default]\n  http"), "IST0109")) == 2
 
 
 def test_ist0113_mtls_conflict() -> None:
@@ -213,14 +250,15 @@ def test_ist0130_and_ist0131_unreachable_and_duplicate_matches() -> None:
         "  - name: second-catch-all\n"
         "    route: [{destination: {host: reviews}}]\n",
     )
+    # Istio's labels: "#index", or the rule's quoted name (istio.io's IST0130/IST0131 examples).
     unreachable = texts(text, "IST0130")
     assert unreachable == [
-        "VirtualService rule 'second-catch-all' not used (only the last rule can have no matches; "
-        "http[3] has none).",
-        "VirtualService rule http[2] not used (all matches used by prior rules).",
+        'VirtualService rule "second-catch-all" not used (only the last rule can have no matches).',
+        "VirtualService rule #2 not used (all matches used by prior rules).",
     ]
     assert texts(text, "IST0131") == [
-        "VirtualService rule http[1] match 0 is not used (duplicate/overlapping match in rule http[0])."
+        "VirtualService rule #1 match #0 is not used (duplicate/overlapping match in rule #0).",
+        "VirtualService rule #2 match #0 is not used (duplicate/overlapping match in rule #1).",
     ]
     assert {m.level for m in analyze(objs(text)).messages if m.code == "IST0131"} == {"Info"}
     assert {m.level for m in analyze(objs(text)).messages if m.code == "IST0130"} == {"Warning"}

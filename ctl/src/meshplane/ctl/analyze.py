@@ -1,8 +1,15 @@
-"""`meshctl analyze`: run the config analyzers offline over a directory or files, like ``istioctl analyze``.
+"""`meshctl analyze`: run the config analyzers offline over files and directories, like ``istioctl analyze``.
 
-Prints one line per message (``Error [IST0101] (VirtualService default/reviews a.yaml:1) ...``)
-or JSON with ``-o json``. Exits 79 (istioctl's code) when a message at or above
-``--failure-threshold`` (default Error) is found, 1 when an input cannot be read, else 0.
+Inputs: paths (files, directories walked recursively, ``-`` for stdin; ``.yaml``, ``.yml`` and
+``.json``), Kubernetes kinds as well as Istio kinds, multi-document YAML and ``kind: List``;
+MeshConfig from ``--meshConfigFile`` (else from an ``istio`` ConfigMap among the inputs) and
+MeshNetworks from ``--meshNetworksFile``.
+
+Prints one line per message (``Error [IST0101] (VirtualService default/reviews a.yaml:1) ...``),
+or a list with ``-o json|yaml``. Exit codes as istioctl: 79 when a message at or above
+``--failure-threshold`` exists (``-o log`` only, as istioctl), 65 when an input could not be
+parsed (unless ``--ignore-unknown``), 64 for bad flags, 1 when a path cannot be read, else 0.
+Live mode (``--use-kube``) is not implemented: without paths the command says so and exits 64.
 """
 
 from __future__ import annotations
@@ -10,73 +17,246 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from meshplane.shared.analysis import ERROR, INFO, LEVEL_RANK, WARNING, analyze
-from meshplane.shared.config import load_path
+import yaml
+
+from meshplane.shared.analysis import ERROR, INFO, LEVEL_RANK, WARNING, Message, analyze
+from meshplane.shared.analysis.registry import ALL
+from meshplane.shared.analysis.runner import Options, Suppression
+from meshplane.shared.config import load_path, load_text
 
 EXIT_ISSUES = 79
+EXIT_DATA_ERROR = 65
+EXIT_USAGE = 64
 SUFFIXES = (".yaml", ".yml", ".json")
+LEVELS = {level.lower(): level for level in (INFO, WARNING, ERROR)}
+FORMATS = ("log", "json", "yaml")
+
+
+class UsageError(ValueError):
+    """A flag value istioctl would reject (exit 64)."""
+
+
+def _bool(text: str) -> bool:
+    if text.lower() in ("true", "1", "yes"):
+        return True
+    if text.lower() in ("false", "0", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("analyze", help="analyze Istio config offline and report IST codes")
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--dir", type=Path, help="analyze every YAML/JSON file under this directory")
-    src.add_argument("-f", "--filename", dest="files", type=Path, nargs="+", help="analyze these files")
-    p.add_argument("-o", "--output", choices=("log", "json"), default="log", help="output format")
+    p = sub.add_parser("analyze", help="analyze Istio and Kubernetes config offline and report IST codes")
+    p.add_argument("paths", nargs="*", help="files or directories to analyze ('-' reads stdin)")
+    p.add_argument("--dir", type=Path, help="analyze every YAML/JSON file under this directory")
     p.add_argument(
-        "--failure-threshold",
-        choices=(INFO, WARNING, ERROR),
-        default=ERROR,
-        help="exit non-zero when a message at this level or above is found (default Error)",
+        "-f", "--filename", dest="files", type=Path, nargs="+", default=[], help="analyze these files"
     )
+    p.add_argument(
+        "-k", "--use-kube", type=_bool, nargs="?", const=True, default=None, help="read a live cluster"
+    )
+    p.add_argument("-A", "--all-namespaces", action="store_true", help="analyze every namespace")
+    p.add_argument("-n", "--namespace", default="default", help="namespace to analyze (default: default)")
+    p.add_argument("-i", "--istioNamespace", default="istio-system", help="control-plane namespace")
+    p.add_argument("--meshConfigFile", type=Path, help="MeshConfig YAML replacing the default mesh config")
+    p.add_argument("--meshNetworksFile", type=Path, help="MeshNetworks YAML")
+    p.add_argument(
+        "-S",
+        "--suppress",
+        action="append",
+        default=[],
+        help='suppress messages: "CODE=Kind ns/name" (globs allowed)',
+    )
+    p.add_argument("--output-threshold", default=INFO, help="hide messages below this level (default Info)")
+    p.add_argument("--failure-threshold", default=ERROR, help="fail at this level or above (default Error)")
+    p.add_argument("-o", "--output", default="log", help="output format: log, json or yaml")
+    p.add_argument("-L", "--list-analyzers", action="store_true", help="list the analyzers and exit")
+    p.add_argument("--analyzer", action="append", default=[], help="run only this analyzer (repeatable)")
+    p.add_argument("--ignore-unknown", action="store_true", help="do not fail on files that cannot be parsed")
     p.set_defaults(func=run)
 
 
-def _inputs(args: argparse.Namespace) -> tuple[list[Path], Path | None]:
+@dataclass
+class Inputs:
+    items: list[tuple[dict[str, Any], str]] = field(default_factory=list)
+    shown: list[str] = field(default_factory=list)
+    parse_errors: int = 0
+
+
+def _walk(root: Path) -> list[Path]:
+    return sorted(
+        p
+        for p in root.rglob("*")
+        if p.is_file()
+        and p.suffix.lower() in SUFFIXES
+        and not any(part.startswith(".") for part in p.relative_to(root).parts)
+    )
+
+
+def _add(inputs: Inputs, docs: list[Any], shown: str) -> None:
+    failed = False
+    for doc in docs:
+        if doc.error:
+            print(f"Error: {doc.error}", file=sys.stderr)
+            failed = True
+        elif doc.obj is not None:
+            inputs.items.append((doc.obj, f"{shown}:{doc.line}"))
+    inputs.parse_errors += failed
+    inputs.shown.append(shown)
+
+
+def _gather(args: argparse.Namespace) -> Inputs:
+    """Read every input; raises OSError naming a path that cannot be read."""
+    inputs = Inputs()
     if args.dir is not None:
-        root: Path = args.dir
-        files = sorted(
-            p
-            for p in root.rglob("*")
-            if p.is_file()
-            and p.suffix.lower() in SUFFIXES
-            and not any(part.startswith(".") for part in p.relative_to(root).parts)
-        )
-        return files, root
-    return list(args.files), None
+        if not args.dir.is_dir():
+            raise OSError(f"--dir {args.dir}: not a directory")
+        for path in _walk(args.dir):
+            _add(inputs, load_path(path), path.relative_to(args.dir).as_posix())
+    for raw in [*args.paths, *map(str, args.files)]:
+        if raw == "-":
+            _add(inputs, load_text(sys.stdin.read(), "<stdin>"), "<stdin>")
+            continue
+        path = Path(raw)
+        if path.is_dir():
+            for found in _walk(path):
+                _add(inputs, load_path(found), found.as_posix())
+        elif not path.is_file():
+            raise OSError(f"{raw}: no such file")
+        elif path.suffix.lower() not in SUFFIXES:
+            print(f"Skipping file {raw}, recognized file extensions are: [.json .yaml .yml]", file=sys.stderr)
+        else:
+            _add(inputs, load_path(path), raw)
+    return inputs
+
+
+def _read_mapping(path: Path, flag: str) -> dict[str, Any]:
+    try:
+        value = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise OSError(f"{flag} {path}: {exc}") from exc
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise OSError(f"{flag} {path}: expected a YAML mapping, got {type(value).__name__}")
+    return value
+
+
+def _from_configmap(
+    items: list[tuple[dict[str, Any], str]], istio_ns: str, key: str
+) -> dict[str, Any] | None:
+    """MeshConfig (``mesh``) or MeshNetworks (``meshNetworks``) from the inputs' ``istio`` ConfigMap."""
+    for obj, _ in items:
+        md = obj.get("metadata")
+        if obj.get("kind") != "ConfigMap" or not isinstance(md, Mapping):
+            continue
+        if md.get("name") != "istio" or md.get("namespace") != istio_ns:
+            continue
+        data = obj.get("data")
+        text = data.get(key) if isinstance(data, Mapping) else None
+        if isinstance(text, str):
+            try:
+                value = yaml.safe_load(text)
+            except yaml.YAMLError:
+                return None
+            return value if isinstance(value, dict) else None
+    return None
+
+
+def _level(text: str, flag: str) -> str:
+    level = LEVELS.get(text.lower())
+    if level is None:
+        raise UsageError(f"{flag} {text!r}: expected Info, Warning or Error")
+    return level
+
+
+def _list_analyzers() -> int:
+    print("Available analyzers:")
+    for a in sorted(ALL, key=lambda a: a.name):
+        print(f"* {a.name}:\n    {a.description}")
+    return 0
+
+
+def _options(args: argparse.Namespace, inputs: Inputs) -> Options:
+    mesh = _read_mapping(args.meshConfigFile, "--meshConfigFile") if args.meshConfigFile else None
+    if mesh is None:
+        mesh = _from_configmap(inputs.items, args.istioNamespace, "mesh") or {}
+    mesh.setdefault("rootNamespace", args.istioNamespace)
+    networks = _read_mapping(args.meshNetworksFile, "--meshNetworksFile") if args.meshNetworksFile else None
+    if networks is None:
+        networks = _from_configmap(inputs.items, args.istioNamespace, "meshNetworks")
+    try:
+        suppress = tuple(Suppression.parse(s) for s in args.suppress)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+    return Options(
+        mesh_config=mesh,
+        mesh_networks=networks,
+        namespace=None if args.all_namespaces else args.namespace,
+        default_namespace=args.namespace,
+        suppress=suppress,
+        analyzers=tuple(args.analyzer),
+    )
+
+
+def _print(messages: list[Message], fmt: str) -> None:
+    if fmt == "log":
+        for msg in messages:
+            print(msg)
+    elif fmt == "json":
+        print(json.dumps([msg.to_istioctl() for msg in messages], indent=2))
+    else:
+        print(yaml.safe_dump([msg.to_istioctl() for msg in messages], sort_keys=False), end="")
+
+
+def _target(args: argparse.Namespace, inputs: Inputs) -> str:
+    if inputs.shown:
+        return "\n".join(inputs.shown) if args.dir is None else str(args.dir)
+    return "all namespaces" if args.all_namespaces else f"namespace: {args.namespace}"
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.dir is not None and not args.dir.is_dir():
-        print(f"Error: --dir {args.dir}: not a directory", file=sys.stderr)
+    if args.list_analyzers:
+        return _list_analyzers()
+    try:
+        output_threshold = _level(args.output_threshold, "--output-threshold")
+        failure_threshold = _level(args.failure_threshold, "--failure-threshold")
+        if args.output not in FORMATS:
+            raise UsageError(f"--output {args.output!r}: expected one of {', '.join(FORMATS)}")
+        if not (args.paths or args.files or args.dir) or args.use_kube:
+            raise UsageError(
+                "live analysis (--use-kube) is not supported yet; give files or directories to analyze"
+            )
+    except UsageError as exc:
+        print(f"Error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        inputs = _gather(args)
+        options = _options(args, inputs)
+    except UsageError as exc:
+        print(f"Error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as exc:
+        print(f"Error: {exc}", file=sys.stderr)
         return 1
-    files, root = _inputs(args)
-    items: list[tuple[dict[str, Any], str]] = []
-    load_failed = False
-    for path in files:
-        shown = path.relative_to(root).as_posix() if root else str(path)
-        if not path.is_file():
-            print(f"Error: {shown}: no such file", file=sys.stderr)
-            load_failed = True
-            continue
-        for doc in load_path(path):
-            if doc.error:
-                print(f"Error: {doc.error}", file=sys.stderr)
-                load_failed = True
-            elif doc.obj is not None:
-                items.append((doc.obj, f"{shown}:{doc.line}"))
-    result = analyze(items)
-    if args.output == "log":
-        for msg in result.messages:
-            print(msg)
-        if not result.messages:
-            where = str(root) if root else ", ".join(str(f) for f in files)
-            print(f"\u2714 No validation issues found when analyzing {where}.")
-    else:
-        print(json.dumps([m.to_dict() for m in result.messages], indent=2))
-    if any(LEVEL_RANK[m.level] >= LEVEL_RANK[args.failure_threshold] for m in result.messages):
+    result = analyze(inputs.items, options)
+    shown = [m for m in result.messages if LEVEL_RANK[m.level] >= LEVEL_RANK[output_threshold]]
+    _print(shown, args.output)
+    if not shown and args.output == "log":
+        extra = ""
+        if inputs.parse_errors:
+            files = "files" if inputs.parse_errors > 1 else "file"
+            extra = f" (but {inputs.parse_errors} {files} could not be parsed)"
+        print(
+            f"\u2714 No validation issues found when analyzing {_target(args, inputs)}{extra}.",
+            file=sys.stderr,
+        )
+    if args.output != "log":
+        return 0  # istioctl: findings change the exit code only for -o log
+    if result.has_at_least(failure_threshold):
         return EXIT_ISSUES
-    return 1 if load_failed else 0
+    return EXIT_DATA_ERROR if inputs.parse_errors and not args.ignore_unknown else 0

@@ -1,7 +1,10 @@
-"""Annotation analyzers: ``*.istio.io`` annotations Istio does not know (IST0108) or that sit on a
-kind they have no effect on (IST0107)."""
+"""Annotation analyzers over Namespaces, Services, Pods and Deployments (as istioctl): ``*.istio.io``
+annotations Istio does not know (IST0108), that sit on a kind they have no effect on (IST0107), that
+are deprecated (IST0135) or whose value is invalid (IST0125)."""
 
 from __future__ import annotations
+
+import ipaddress
 
 from meshplane.shared.analysis import messages as m
 from meshplane.shared.analysis.context import Context
@@ -61,14 +64,69 @@ def _is_istio(key: str) -> bool:
     return "/" in key and (domain == "istio.io" or domain.endswith(".istio.io"))
 
 
+#: The kinds whose annotations istioctl's annotation analyzer reads.
+ANALYZED_KINDS = ("Namespace", "Service", "Pod", "Deployment")
+
+#: Deprecated annotations → the text after "has been deprecated".
+DEPRECATED: dict[str, str] = {
+    "sidecar.istio.io/inject": ' in favor of the "sidecar.istio.io/inject" label',
+    "traffic.sidecar.istio.io/kubevirtInterfaces": "",
+}
+
+_PORT_LISTS = (
+    "traffic.sidecar.istio.io/includeInboundPorts",
+    "traffic.sidecar.istio.io/excludeInboundPorts",
+    "traffic.sidecar.istio.io/includeOutboundPorts",
+    "traffic.sidecar.istio.io/excludeOutboundPorts",
+)
+_CIDR_LISTS = (
+    "traffic.sidecar.istio.io/includeOutboundIPRanges",
+    "traffic.sidecar.istio.io/excludeOutboundIPRanges",
+)
+
+
+def _port(text: str) -> str | None:
+    if not text.strip().isdigit() or not 0 < int(text) <= 65535:
+        return f"{text!r} is not a valid port number (1-65535)"
+    return None
+
+
+def _invalid(key: str, value: str) -> str | None:
+    """Why ``value`` is not valid for ``key`` (None when valid or unchecked)."""
+    if key == "sidecar.istio.io/interceptionMode" and value not in ("REDIRECT", "TPROXY", "NONE"):
+        return f"{value!r} is not a valid interception mode (REDIRECT, TPROXY or NONE)"
+    if key == "status.sidecar.istio.io/port" and value != "0":
+        return _port(value)
+    if key in _PORT_LISTS and value.strip() not in ("", "*"):
+        return next((e for e in map(_port, value.split(",")) if e), None)
+    if key in _CIDR_LISTS and value.strip() not in ("", "*"):
+        for cidr in value.split(","):
+            try:
+                ipaddress.ip_network(cidr.strip(), strict=False)
+            except ValueError:
+                return f"{cidr.strip()!r} is not a valid CIDR range"
+    return None
+
+
 def check(ctx: Context) -> None:
+    """IST0108 unknown, IST0135 deprecated, IST0107 misplaced and IST0125 invalid annotations."""
     for r in ctx:
-        for key in sorted(r.str_map("annotations")):
+        if r.kind not in ANALYZED_KINDS:
+            continue
+        annotations = r.str_map("annotations")
+        for key in sorted(annotations):
             if not _is_istio(key):
                 continue
             if key not in KNOWN:
                 ctx.report(m.UNKNOWN_ANNOTATION, r, f"Unknown annotation: {key}")
                 continue
+            if key in DEPRECATED and not (key == "sidecar.istio.io/inject" and key in r.str_map("labels")):
+                ctx.report(
+                    m.DEPRECATED_ANNOTATION,
+                    r,
+                    f'Annotation "{key}" has been deprecated{DEPRECATED[key]} and may not work in future '
+                    "Istio versions.",
+                )
             kinds = KNOWN[key]
             if kinds is not None and r.kind not in kinds:
                 ctx.report(
@@ -76,3 +134,7 @@ def check(ctx: Context) -> None:
                     r,
                     f"Misplaced annotation: {key} can only be applied to {', '.join(kinds)}",
                 )
+                continue
+            problem = _invalid(key, annotations[key])
+            if problem:
+                ctx.report(m.INVALID_ANNOTATION, r, f"Invalid annotation {key}: {problem}")

@@ -1,5 +1,6 @@
 """DestinationRule analyzers: TLS without server verification (IST0128 / IST0129) and client TLS
-settings that contradict the server's PeerAuthentication (IST0113, MTLSPolicyConflict)."""
+settings that contradict the server's PeerAuthentication (IST0113, MTLSPolicyConflict), hosts no
+service defines (IST0174) and subsets that select no pod (IST0173)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,16 @@ from collections.abc import Mapping
 from typing import Any
 
 from meshplane.shared.analysis import messages as m
-from meshplane.shared.analysis.context import Context, Resource, fqdn
+from meshplane.shared.analysis.context import (
+    DOMAIN_SUFFIX,
+    Context,
+    Resource,
+    fqdn,
+    host_matches,
+    mappings,
+    str_dict,
+    strs,
+)
 
 ROOT_NAMESPACE = "istio-system"
 _VERIFYING_MODES = ("SIMPLE", "MUTUAL")
@@ -44,7 +54,7 @@ def check_server_verification(ctx: Context) -> None:
                 f"for host: {host}",
             )
         port_settings = policy.get("portLevelSettings") if isinstance(policy, Mapping) else None
-        for pls in port_settings or []:
+        for pls in mappings(port_settings):
             tls = _tls(pls)
             if _unverified(tls):
                 port = (pls.get("port") or {}).get("number")
@@ -89,3 +99,38 @@ def check_mtls_conflicts(ctx: Context) -> None:
                 f"DestinationRule {dr.namespace}/{dr.name} sets TLS mode {client} but PeerAuthentication "
                 f"{pa.namespace}/{pa.name} requires {mode}.",
             )
+
+
+def _service_selector(ctx: Context, host: str) -> dict[str, str]:
+    """The workload selector of the Service or ServiceEntry behind ``host`` ({} when it has none)."""
+    for svc in ctx.kind("Service"):
+        if not svc.group and host == f"{svc.name}.{svc.namespace}.{DOMAIN_SUFFIX}":
+            return str_dict(svc.spec.get("selector"))
+    for se in ctx.kind("ServiceEntry"):
+        if any(host_matches(str(h), host) for h in strs(se.spec.get("hosts"))):
+            ws = se.spec.get("workloadSelector")
+            return str_dict(ws.get("labels")) if isinstance(ws, Mapping) else {}
+    return {}
+
+
+def check_subset_pods(ctx: Context) -> None:
+    """IST0174: a host no Service or ServiceEntry defines; IST0173: a subset that selects no pod."""
+    for dr in ctx.kind("DestinationRule"):
+        raw = str(dr.spec.get("host", ""))
+        host = fqdn(raw, dr.namespace)
+        if not ctx.host_known(host):
+            ctx.report(
+                m.UNKNOWN_DESTINATION_RULE_HOST,
+                dr,
+                f"The host {raw} defined in the DestinationRule does not match any services in the mesh.",
+            )
+            continue
+        base = _service_selector(ctx, host)
+        for subset in mappings(dr.spec.get("subsets")):
+            if not ctx.workloads(base | str_dict(subset.get("labels"))):
+                ctx.report(
+                    m.DESTINATION_RULE_SUBSET_NO_PODS,
+                    dr,
+                    f"The Subset {subset.get('name')} defined in the DestinationRule does not select any "
+                    "pods. Which may lead to 503 UH (NoHealthyUpstream).",
+                )

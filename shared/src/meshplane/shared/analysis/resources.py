@@ -3,22 +3,24 @@ Service port names outside Istio's naming convention (IST0118)."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 
 from meshplane.shared.analysis import messages as m
-from meshplane.shared.analysis.context import Context
+from meshplane.shared.analysis.context import Context, mappings
+from meshplane.shared.analysis.injection import SYSTEM_NAMESPACES
 from meshplane.shared.config import ISTIO_GROUPS, validate_object
 
-#: Namespaces Istio's analyzers leave alone.
-SYSTEM_NAMESPACES = frozenset(
-    {"kube-system", "kube-public", "kube-node-lease", "istio-system", "local-path-storage"}
+_SHADOWING = re.compile(r"rule #\d+ (not used|is unreachable)|match #\d+ is not used")
+EXTERNAL_NAME_TEXT = (
+    "Port name for ExternalName service is invalid. Proxy may prevent tcp named ports and unmatched traffic "
+    "for ports serving TCP protocol from being forwarded correctly"
 )
-
 _PROTOCOLS = ("http", "http2", "https", "grpc", "grpc-web", "tcp", "tls", "mongo", "redis", "mysql", "udp")
 
 
 def check_schema(ctx: Context) -> None:
-    """IST0106: what the webhook would reject."""
+    """IST0106: what the webhook would reject; IST0133: what it would warn about."""
     for r in ctx:
         if r.group not in ISTIO_GROUPS:
             continue
@@ -29,22 +31,10 @@ def check_schema(ctx: Context) -> None:
             )
         for issue in result.errors:
             ctx.report(m.SCHEMA_VALIDATION_ERROR, r, f"Schema validation error: {issue}")
-
-
-def check_injection(ctx: Context) -> None:
-    """IST0102: a namespace with neither ``istio-injection`` nor ``istio.io/rev``."""
-    for ns in ctx.kind("Namespace"):
-        if ns.name in SYSTEM_NAMESPACES:
-            continue
-        labels = ns.str_map("labels")
-        if "istio-injection" not in labels and "istio.io/rev" not in labels:
-            ctx.report(
-                m.NAMESPACE_NOT_INJECTED,
-                ns,
-                f"The namespace is not enabled for Istio injection. Run 'kubectl label namespace {ns.name} "
-                f"istio-injection=enabled' to enable it, or 'kubectl label namespace {ns.name} "
-                "istio-injection=disabled' to explicitly mark it as not needing injection.",
-            )
+        for issue in result.warnings:
+            if r.kind == "VirtualService" and _SHADOWING.search(issue.message):
+                continue  # reported as IST0130 / IST0131 by the rule analyzer, as istioctl does
+            ctx.report(m.SCHEMA_WARNING, r, f"Schema validation warning: {issue}")
 
 
 def _follows_convention(name: str) -> bool:
@@ -53,20 +43,65 @@ def _follows_convention(name: str) -> bool:
 
 
 def check_port_names(ctx: Context) -> None:
-    """IST0118: a Service port whose protocol Istio can only guess (no appProtocol, no name prefix)."""
+    """IST0118: a Service port whose protocol Istio can only guess (no appProtocol, no name prefix);
+    IST0150: a TCP (or unnamed) port on an ExternalName Service."""
     for svc in ctx.kind("Service"):
-        if svc.group or svc.namespace in SYSTEM_NAMESPACES:
+        if svc.group or svc.namespace in SYSTEM_NAMESPACES or svc.namespace == ctx.root_namespace:
             continue
-        for port in svc.spec.get("ports") or []:
-            if not isinstance(port, Mapping) or port.get("appProtocol"):
+        if "gateway.istio.io/managed" in svc.str_map("labels"):
+            continue
+        external = svc.spec.get("type") == "ExternalName"
+        for port in mappings(svc.spec.get("ports")):
+            if not isinstance(port, Mapping):
                 continue
             name = str(port.get("name", ""))
+            if external:
+                protocol = str(port.get("appProtocol") or name).lower()
+                if protocol == "tcp" or protocol.startswith("tcp-") or not _follows_convention(protocol):
+                    ctx.report(m.EXTERNAL_NAME_INVALID_PORT_NAME, svc, EXTERNAL_NAME_TEXT)
+                continue
+            if port.get("appProtocol") or _follows_convention(name):
+                continue
             number = port.get("port")
             target = port.get("targetPort", number)
-            if not _follows_convention(name):
+            ctx.report(
+                m.PORT_NAME_NOT_UNDER_CONVENTION,
+                svc,
+                f"Port name {name} (port: {number}, targetPort: {target}) "
+                "doesn't follow the naming convention of Istio port.",
+            )
+
+
+#: Istio CRDs that were removed (group, kind).
+REMOVED_CRDS = frozenset(
+    ("rbac.istio.io", kind)
+    for kind in ("ClusterRbacConfig", "RbacConfig", "ServiceRole", "ServiceRoleBinding")
+)
+
+
+def check_deprecation(ctx: Context) -> None:
+    """IST0002: ``fault.delay.percent``, ``Sidecar.outboundTrafficPolicy.egressProxy``, removed CRDs."""
+    for vs in ctx.kind("VirtualService"):
+        for rule in mappings(vs.spec.get("http")):
+            fault = rule.get("fault") if isinstance(rule, Mapping) else None
+            delay = fault.get("delay") if isinstance(fault, Mapping) else None
+            if isinstance(delay, Mapping) and isinstance(delay.get("percent"), int) and delay["percent"] > 0:
                 ctx.report(
-                    m.PORT_NAME_NOT_UNDER_CONVENTION,
-                    svc,
-                    f"Port name {name} (port: {number}, targetPort: {target}) "
-                    "doesn't follow the naming convention of Istio port.",
+                    m.DEPRECATED,
+                    vs,
+                    "Deprecated: HTTPRoute.fault.delay.percent is deprecated; "
+                    "use HTTPRoute.fault.delay.percentage",
                 )
+    for sc in ctx.kind("Sidecar"):
+        policy = sc.spec.get("outboundTrafficPolicy")
+        if isinstance(policy, Mapping) and policy.get("egressProxy") is not None:
+            ctx.report(m.DEPRECATED, sc, "Deprecated: OutboundTrafficPolicy.EgressProxy ignored")
+    for crd in ctx.kind("CustomResourceDefinition"):
+        names = crd.spec.get("names")
+        kind = names.get("kind") if isinstance(names, Mapping) else None
+        if (str(crd.spec.get("group")), str(kind)) in REMOVED_CRDS:
+            ctx.report(
+                m.DEPRECATED,
+                crd,
+                f"Deprecated: Custom resource type {crd.spec.get('group')} {kind} is removed",
+            )

@@ -1,0 +1,171 @@
+"""Webhook analyzers: Istio injector webhooks that overlap or name a missing Service (IST0139),
+``image: auto`` workloads no injector selects (IST0146 Deployment, IST0147 Pod), and the webhooks of a
+remote cluster pointing at an external control plane by a bad host (IST0163) or an IP (IST0164)."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+from meshplane.shared.analysis import messages as m
+from meshplane.shared.analysis.context import Context, Resource, go_list, mappings, str_dict, strs
+
+INJECTOR_LABEL = ("app", "sidecar-injector")
+REVISION_LABEL = "istio.io/rev"
+INJECT_LABEL = "sidecar.istio.io/inject"
+EXTERNAL_VALIDATORS = ("istio-validator-external-istiod", "istiod-default-validator")
+EXTERNAL_INJECTORS = ("istio-sidecar-injector-external-istiod",)
+
+
+def label_selector_matches(selector: object, labels: Mapping[str, str]) -> bool:
+    """A Kubernetes LabelSelector (``matchLabels`` + ``matchExpressions``); None/absent matches all."""
+    if not isinstance(selector, Mapping):
+        return True
+    if any(labels.get(k) != v for k, v in str_dict(selector.get("matchLabels")).items()):
+        return False
+    for expr in mappings(selector.get("matchExpressions")):
+        key, op = str(expr.get("key", "")), str(expr.get("operator", ""))
+        values = strs(expr.get("values"))
+        present = key in labels
+        if (
+            (op == "In" and labels.get(key) not in values)
+            or (op == "NotIn" and present and labels[key] in values)
+            or (op == "Exists" and not present)
+            or (op == "DoesNotExist" and present)
+        ):
+            return False
+    return True
+
+
+def _injectors(ctx: Context) -> list[tuple[Resource, Mapping[str, Any]]]:
+    """(configuration, webhook) for every webhook of an Istio injector MutatingWebhookConfiguration."""
+    out = []
+    for mwc in ctx.kind("MutatingWebhookConfiguration"):
+        if mwc.str_map("labels").get(INJECTOR_LABEL[0]) == INJECTOR_LABEL[1]:
+            out += [(mwc, hook) for hook in mappings(mwc.obj.get("webhooks"))]
+    return out
+
+
+def _selecting(
+    injectors: list[tuple[Resource, Mapping[str, Any]]], ns: Mapping[str, str], pod: Mapping[str, str]
+) -> list[str]:
+    return [
+        str(hook.get("name", mwc.name))
+        for mwc, hook in injectors
+        if label_selector_matches(hook.get("namespaceSelector"), ns)
+        and label_selector_matches(hook.get("objectSelector"), pod)
+    ]
+
+
+def check_injectors(ctx: Context) -> None:
+    """IST0139: a label combination several injector webhooks select, or a webhook Service that is missing."""
+    injectors = _injectors(ctx)
+    revisions = sorted({mwc.str_map("labels").get(REVISION_LABEL, "default") for mwc, _ in injectors})
+    ns_variants = [{}, {"istio-injection": "enabled"}, {"istio-injection": "disabled"}]
+    ns_variants += [{REVISION_LABEL: r} for r in revisions]
+    pod_variants = [{}, {INJECT_LABEL: "true"}, {INJECT_LABEL: "false"}] + [
+        {REVISION_LABEL: r} for r in revisions
+    ]
+    for ns in ns_variants:
+        for pod in pod_variants:
+            names = _selecting(injectors, ns, pod)
+            if len(names) < 2:
+                continue
+            for mwc, hook in injectors:
+                if str(hook.get("name", mwc.name)) in names:
+                    others = [n for n in names if n != hook.get("name")]
+                    ctx.report(
+                        m.INVALID_WEBHOOK,
+                        mwc,
+                        f"Webhook overlaps with others: {go_list(others)}. "
+                        "This may cause injection to occur twice.",
+                    )
+    for mwc, hook in injectors:
+        client = hook.get("clientConfig")
+        svc = client.get("service") if isinstance(client, Mapping) else None
+        if (
+            isinstance(svc, Mapping)
+            and ctx.find("Service", str(svc.get("namespace", "")), str(svc.get("name", ""))) is None
+        ):
+            ctx.report(
+                m.INVALID_WEBHOOK,
+                mwc,
+                "Injector refers to a control plane service that does not exist: "
+                f"{svc.get('namespace')}/{svc.get('name')}.",
+            )
+
+
+def _template(r: Resource) -> tuple[Mapping[str, str], list[Mapping[str, Any]]]:
+    if r.kind == "Pod":
+        return r.str_map("labels"), mappings(r.spec.get("containers"))
+    template = r.spec.get("template")
+    template = template if isinstance(template, Mapping) else {}
+    md, spec = template.get("metadata"), template.get("spec")
+    labels = str_dict(md.get("labels")) if isinstance(md, Mapping) else {}
+    return labels, mappings(spec.get("containers")) if isinstance(spec, Mapping) else []
+
+
+def check_image_auto(ctx: Context) -> None:
+    """IST0146 / IST0147: ``image: auto`` on a Deployment / Pod that no injector webhook selects."""
+    injectors = _injectors(ctx)
+    for r in [*ctx.kind("Deployment"), *ctx.kind("Pod")]:
+        labels, containers = _template(r)
+        if not any(c.get("image") == "auto" for c in containers):
+            continue
+        if _selecting(injectors, ctx.namespace_labels(r.namespace), labels):
+            continue
+        mtype = (
+            m.IMAGE_AUTO_WITHOUT_INJECTION_ERROR
+            if r.kind == "Pod"
+            else m.IMAGE_AUTO_WITHOUT_INJECTION_WARNING
+        )
+        ctx.report(
+            mtype,
+            r,
+            f"{r.kind} {r.name} contains `image: auto` but does not match any Istio injection webhook "
+            "selectors.",
+        )
+
+
+def _lint_url(ctx: Context, r: Resource, hook: Mapping[str, Any]) -> None:
+    name = str(hook.get("name", r.name))
+    client = hook.get("clientConfig")
+    url = str(client.get("url") or "") if isinstance(client, Mapping) else ""
+    host = urlsplit(url).hostname or "" if url else ""
+    if not host:
+        ctx.report(
+            m.INVALID_EXTERNAL_CONTROL_PLANE_CONFIG,
+            r,
+            f"The hostname ({host}) that was provided for the webhook ({name}) to reach the ingress gateway "
+            "on the external control plane cluster is blank. Traffic may not flow properly.",
+        )
+        return
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return
+    ctx.report(
+        m.EXTERNAL_CONTROL_PLANE_ADDRESS_IS_IP,
+        r,
+        f"The address ({host}) that was provided for the webhook ({name}) to reach the ingress gateway on "
+        "the external control plane cluster is an IP address. This is not recommended for a production "
+        "environment.",
+    )
+
+
+def check_external_control_plane(ctx: Context) -> None:
+    """IST0163 / IST0164 for the webhooks of a remote cluster (both external-istiod webhooks present)."""
+    if ctx.find("ValidatingWebhookConfiguration", "", EXTERNAL_VALIDATORS[0]) is None:
+        return
+    if ctx.find("MutatingWebhookConfiguration", "", EXTERNAL_INJECTORS[0]) is None:
+        return
+    for kind, names in (
+        ("ValidatingWebhookConfiguration", EXTERNAL_VALIDATORS),
+        ("MutatingWebhookConfiguration", EXTERNAL_INJECTORS),
+    ):
+        for r in ctx.kind(kind):
+            if r.name in names:
+                for hook in mappings(r.obj.get("webhooks")):
+                    _lint_url(ctx, r, hook)
