@@ -26,7 +26,11 @@ class Verb(NamedTuple):
 VERBS = [
     Verb("up", "meshplane.ctl.up", "run the whole mesh locally until Ctrl-C"),
     Verb("validate", "meshplane.ctl.validate", "validate Istio configuration files"),
-    Verb("analyze", "meshplane.ctl.analyze", "analyze Istio and Kubernetes config offline and report IST codes"),
+    Verb(
+        "analyze",
+        "meshplane.ctl.analyze",
+        "analyze Istio and Kubernetes config offline and report IST codes",
+    ),
     Verb("kube-inject", "meshplane.ctl.inject", "add the sidecar to Kubernetes workload YAML"),
     Verb("proxy-status", "meshplane.ctl.status", "sync state of every proxy on every Pilot", ("ps",)),
     Verb("version", "meshplane.ctl.status", "client version and every running component's (via the bus)"),
