@@ -1,4 +1,4 @@
-"""FastAPI app: /ready, /metrics, /debug/{syncz,config_dump,configz,registryz,push_status}.
+"""Starlette app: /ready, /metrics, /debug/{syncz,config_dump,configz,registryz,push_status}.
 
 Bad input (a missing or unknown proxyID) gets a 4xx with a message naming what is wrong.
 
@@ -6,17 +6,23 @@ Every handler is ``async def`` so it runs on the event loop, between the loop's 
 state it reads (connections, the push context, the resource cache, which ``config_dump`` also
 fills) is only ever touched from that one thread. A plain ``def`` would run on a worker thread,
 racing the loop.
+
+Starlette rather than FastAPI: these few routes need no validation layer, and FastAPI's import
+alone cost Pilot about 0.8 s of CPU at every start (BENCHMARKS.md, Faults), a restart's budget.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Callable
 from typing import Any
 
-from fastapi import FastAPI, Query
-from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
 
 from meshplane.pilot.debug.syncz import config_dump, syncz
 from meshplane.pilot.ingest.watcher import State
@@ -28,29 +34,25 @@ ServerFn = Callable[[], DiscoveryServer | None]
 
 def build_app(
     metrics: Metrics, state: State, server: ServerFn, not_ready: Callable[[], str | None]
-) -> FastAPI:
+) -> Starlette:
     """``not_ready`` returns why Pilot is not ready (the 503 body), or None when it is."""
-    app = FastAPI(title="meshplane-pilot", docs_url=None, redoc_url=None, openapi_url=None)
 
-    @app.get("/ready")
-    async def _ready() -> Response:
+    async def ready(_: Request) -> Response:
         reason = not_ready()
         if reason is None:
             return PlainTextResponse("ready\n")
         return PlainTextResponse(f"not ready: {reason}\n", status_code=503)
 
-    @app.get("/metrics")
-    async def _metrics() -> Response:
+    async def metrics_text(_: Request) -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    @app.get("/debug/syncz")
-    async def _syncz() -> Any:
+    async def sync_status(_: Request) -> Response:
         s = server()
-        return syncz(s) if s else []
+        return _json(syncz(s) if s else [])
 
-    @app.get("/debug/config_dump")
-    async def _config_dump(proxy_id: str = Query("", alias="proxyID")) -> Response:
+    async def dump(request: Request) -> Response:
         s = server()
+        proxy_id = request.query_params.get("proxyID", "")
         if not proxy_id:
             return JSONResponse({"error": "missing query parameter proxyID (POD.NAMESPACE)"}, status_code=400)
         conns = s.connections_for(proxy_id) if s else []
@@ -58,40 +60,64 @@ def build_app(
             return JSONResponse(
                 {"error": f"proxy {proxy_id!r} is not connected to this Pilot instance"}, status_code=404
             )
-        return JSONResponse(config_dump(s, conns[-1]))  # type: ignore[arg-type]
+        return _json(config_dump(s, conns[-1]))  # type: ignore[arg-type]
 
-    @app.get("/debug/configz")
-    async def _configz() -> Any:
-        return [
-            {
-                "kind": c.kind,
-                "group": c.group,
-                "version": c.version,
-                "namespace": c.namespace,
-                "name": c.name,
-                "resourceVersion": c.resource_version,
-                "spec": c.spec,
-            }
-            for c in sorted(state.configs.values(), key=lambda c: (c.kind, c.namespace, c.name))
-        ]
+    async def configz(_: Request) -> Response:
+        return _json(
+            [
+                {
+                    "kind": c.kind,
+                    "group": c.group,
+                    "version": c.version,
+                    "namespace": c.namespace,
+                    "name": c.name,
+                    "resourceVersion": c.resource_version,
+                    "spec": c.spec,
+                }
+                for c in sorted(state.configs.values(), key=lambda c: (c.kind, c.namespace, c.name))
+            ]
+        )
 
-    @app.get("/debug/registryz")
-    async def _registryz() -> Any:
+    async def registryz(_: Request) -> Response:
         s = server()
         services = s.ctx.services if s else list(state.services.values())
-        return [dataclasses.asdict(svc) for svc in services]
+        return _json([dataclasses.asdict(svc) for svc in services])
 
-    @app.get("/debug/push_status")
-    async def _push_status() -> Any:
+    async def push_status(_: Request) -> Response:
         s = server()
         if s is None:
-            return {}
-        return {
-            **s.last_push,
-            "pushes": s.push_count,
-            "queued": s.queue.pending(),
-            "cache_hits": s.cache.hits,
-            "cache_misses": s.cache.misses,
-        }
+            return _json({})
+        return _json(
+            {
+                **s.last_push,
+                "pushes": s.push_count,
+                "queued": s.queue.pending(),
+                "cache_hits": s.cache.hits,
+                "cache_misses": s.cache.misses,
+            }
+        )
 
-    return app
+    routes = [
+        Route("/ready", ready),
+        Route("/metrics", metrics_text),
+        Route("/debug/syncz", sync_status),
+        Route("/debug/config_dump", dump),
+        Route("/debug/configz", configz),
+        Route("/debug/registryz", registryz),
+        Route("/debug/push_status", push_status),
+    ]
+    return Starlette(routes=routes)
+
+
+def _json(value: Any) -> Response:
+    """JSON as FastAPI wrote it: sets and tuples as lists, anything else by its string form."""
+    text = json.dumps(value, default=_plain, separators=(",", ":"), ensure_ascii=False)
+    return Response(text, media_type="application/json")
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, set | frozenset):
+        return sorted(value, key=str)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    return str(value)
