@@ -113,9 +113,8 @@ class DirectorySource:
         if seeded and state.errors:
             kept = sorted(o.describe() for k, o in state.objects.items() if seeded.get(k) is o)
             if kept:
-                note = f"keeping {len(kept)} object(s) as last published before galley started: " + ", ".join(
-                    kept
-                )
+                objs = ", ".join(kept)
+                note = f"keeping {len(kept)} object(s) as last published before galley started: {objs}"
                 state.warnings.append(f"{rel}: {note}")
                 log.warning("config file %s: %s", rel, note)
         if state.errors:
