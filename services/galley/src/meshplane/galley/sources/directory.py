@@ -3,6 +3,10 @@
 Files are (re)loaded by :func:`~meshplane.galley.sources.files.load_file`. The same object in two
 files is a conflict: the file that held it first keeps it (files found at start-up count in path
 order), the other is reported. Every change produces a fresh snapshot for ``on_change``.
+
+At start the source can be seeded with what each file last published (read back from the bus,
+see :mod:`~meshplane.galley.sources.seed`): a file broken before galley started then keeps those
+objects, as a file that breaks while galley runs keeps its last good ones.
 """
 
 from __future__ import annotations
