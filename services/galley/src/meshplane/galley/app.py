@@ -24,9 +24,10 @@ from meshplane.galley.settings import Settings
 from meshplane.galley.sources.directory import DirectorySource
 from meshplane.galley.sources.kubernetes import KubernetesSource, api_client
 from meshplane.galley.sources.model import ConfigObject
+from meshplane.galley.sources.seed import read_seed
 from meshplane.galley.webhookconfig import WebhookConfigController, ca_bundle_from
 from meshplane.shared.analysis import Analysis, analyze
-from meshplane.shared.bus import Bus, BusOptions
+from meshplane.shared.bus import Buckets, Bus, BusOptions
 from meshplane.shared.components import ComponentAnnouncer
 from meshplane.shared.config import ISTIO_GROUPS
 from meshplane.shared.tasks import TaskSupervisor
@@ -108,7 +109,10 @@ class Galley:
         try:
             tasks.spawn("publisher", lambda: publisher.run(inner_stop))
             if s.config_dir is not None:
-                source = DirectorySource(s.config_dir, lambda snap: self.apply(snap.values()))
+                # What each file last published, so a file broken while galley was down keeps
+                # its objects in effect (the publisher writes nothing before the first apply).
+                seed = await read_seed(Buckets(bus).config, stop)
+                source = DirectorySource(s.config_dir, lambda snap: self.apply(snap.values()), seed)
                 self.state.sources = source.status
                 self.state.analysis = self._analysis_view
                 if not source.refresh():

@@ -101,6 +101,8 @@ class Bus:
         self.opts = opts
         self._reconnect_listeners: list[Callable[[], Awaitable[None]]] = []
         self._buckets: set[str] = set()
+        #: Set by :meth:`close`: the disconnect that follows is ours, not a fault.
+        self._closing = False
 
     @classmethod
     async def connect(cls, opts: BusOptions | None = None) -> Bus:
@@ -118,7 +120,10 @@ class Bus:
                 await holder[0]._notify_reconnect()
 
         async def on_disconnect() -> None:
-            log.warning("bus disconnected from %s", opts.url)
+            if holder and holder[0]._closing:  # our own close(): expected, not worth a warning
+                log.debug("bus connection to %s closed", opts.url)
+            else:
+                log.warning("bus disconnected from %s", opts.url)
 
         async def on_error(exc: Exception) -> None:
             log.debug("bus connection error: %s", exc)
@@ -241,6 +246,7 @@ class Bus:
         """Flush and close the connection (idempotent)."""
         if self._nc.is_closed:
             return
+        self._closing = True
         try:
             await asyncio.wait_for(self._nc.drain(), timeout=5)
         except Exception as exc:

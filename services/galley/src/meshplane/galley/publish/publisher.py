@@ -84,6 +84,8 @@ class Publisher:
         """Write differences until ``stop`` is set; retries with backoff while the bus is away.
 
         Every (re)start re-reads the bus first, so a run restarted after a failure reconciles.
+        Nothing is written before the first :meth:`set_desired` (a source still loading, or
+        galley still reading what it published before, must not look like "everything deleted").
         """
         delay = 0.1
         self._published = None
@@ -97,6 +99,8 @@ class Publisher:
             if stop.is_set():
                 return
             self._dirty.clear()
+            if self._generation == 0:
+                continue  # no source has set a desired state yet: writing now would delete everything
             generation = self._generation
             try:
                 await self._sync()

@@ -3,6 +3,10 @@
 Files are (re)loaded by :func:`~meshplane.galley.sources.files.load_file`. The same object in two
 files is a conflict: the file that held it first keeps it (files found at start-up count in path
 order), the other is reported. Every change produces a fresh snapshot for ``on_change``.
+
+At start the source can be seeded with what each file last published (read back from the bus,
+see :mod:`~meshplane.galley.sources.seed`): a file broken before galley started then keeps those
+objects, as a file that breaks while galley runs keeps its last good ones.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from watchfiles._rust_notify import WatchfilesRustInternalError
 from meshplane.galley import metrics
 from meshplane.galley.sources.files import FileState, file_stamp, load_file
 from meshplane.galley.sources.model import ConfigObject
+from meshplane.galley.sources.seed import Seed
 
 log = logging.getLogger("meshplane.galley.sources.directory")
 _tracer = trace.get_tracer("meshplane.galley")
@@ -41,9 +46,12 @@ def _is_config_file(rel: Path) -> bool:
 class DirectorySource:
     """Holds the per-file state of one config directory and the merged, conflict-free snapshot."""
 
-    def __init__(self, root: Path, on_change: Callable[[Snapshot], None]) -> None:
+    def __init__(self, root: Path, on_change: Callable[[Snapshot], None], seed: Seed | None = None) -> None:
+        """``seed``: each file's objects as last published (read back from the bus at start); a
+        file's first load takes them as its previous state, so a file broken at start keeps them."""
         self.root = root
         self._on_change = on_change
+        self._seed: Seed = {rel: dict(objs) for rel, objs in (seed or {}).items()}
         self._files: dict[str, FileState] = {}
         self._order: dict[str, int] = {}
         self._next_order = 0
@@ -70,6 +78,9 @@ class DirectorySource:
                 self._next_order += 1
         removed = sorted(set(self._files) - set(present))
         to_load = [rel for rel in present if self._needs_load(rel, changed)]
+        # The seed is for the first load only: a file deleted before it and created again later
+        # does not bring back what it held before the deletion.
+        seed, self._seed = self._seed, {}
         if not removed and not to_load:
             return False
         # One trace per change: validation spans below, publish spans (via the publisher) after.
@@ -80,7 +91,7 @@ class DirectorySource:
                 del self._files[rel]
                 self._order.pop(rel, None)
             for rel in to_load:
-                self._load(rel)
+                self._load(rel, seed.get(rel))
             return self._merge()
 
     def _needs_load(self, rel: str, changed: set[str] | None) -> bool:
@@ -93,14 +104,23 @@ class DirectorySource:
             return False
         return file_stamp(st) != previous.stamp
 
-    def _load(self, rel: str) -> None:
+    def _load(self, rel: str, seeded: dict[str, ConfigObject] | None = None) -> None:
         previous = self._files.get(rel)
+        if previous is None and seeded:
+            previous = FileState(rel, seeded)
         try:
             state = load_file(self.root, rel, previous)
         except Exception as exc:  # a rule that crashes on odd input must not stop the source
             log.exception("config file %s could not be loaded", rel)
             state = FileState(rel, dict(previous.objects) if previous else {}, [f"{rel}: {exc!r}"])
         self._files[rel] = state
+        if seeded and state.errors:
+            kept = sorted(o.describe() for k, o in state.objects.items() if seeded.get(k) is o)
+            if kept:
+                objs = ", ".join(kept)
+                note = f"keeping {len(kept)} object(s) as last published before galley started: {objs}"
+                state.warnings.append(f"{rel}: {note}")
+                log.warning("config file %s: %s", rel, note)
         if state.errors:
             metrics.SOURCE_FILE_ERRORS.inc()
             for err in state.errors:
