@@ -14,12 +14,13 @@ from meshplane.pilot.generators.common import (
     PASSTHROUGH,
     ads_source,
     duration,
+    endpoint_address,
     istio_metadata,
     outbound,
     pack,
 )
 from meshplane.pilot.generators.gateway import sni_dnat_clusters
-from meshplane.pilot.generators.policy import apply_policy, merged_policy
+from meshplane.pilot.generators.policy import UpstreamTls, apply_policy, merged_policy
 from meshplane.pilot.generators.security.mtls import apply_auto_mtls
 from meshplane.pilot.generators.security.sds import retarget_clusters
 from meshplane.pilot.model.config import Config, Port, Service
@@ -34,13 +35,9 @@ def needs_push(kinds: frozenset[str], services_changed: bool) -> bool:
     return services_changed or bool(kinds & KINDS)
 
 
-def _address(host: str, port: int) -> address_pb2.Address:
-    return address_pb2.Address(socket_address=address_pb2.SocketAddress(address=host, port_value=port))
-
-
 def _lb_endpoint(host: str, port: int) -> endpoint_components_pb2.LbEndpoint:
     return endpoint_components_pb2.LbEndpoint(
-        endpoint=endpoint_components_pb2.Endpoint(address=_address(host, port))
+        endpoint=endpoint_components_pb2.Endpoint(address=endpoint_address(host, port))
     )
 
 
@@ -59,7 +56,12 @@ def _http2(cluster: cluster_pb2.Cluster) -> None:
 
 
 def service_cluster(
-    svc: Service, port: Port, subset: str, dr: Config | None, ctx: PushContext | None = None
+    svc: Service,
+    port: Port,
+    subset: str,
+    dr: Config | None,
+    ctx: PushContext | None = None,
+    gateway: bool = False,
 ) -> cluster_pb2.Cluster:
     name = outbound(port.number, subset, svc.hostname)
     c = _base(name)
@@ -96,13 +98,22 @@ def service_cluster(
     policy = merged_policy(dr.spec if dr else None, port.number, subset)
     if svc.resolution == "NONE":
         policy.pop("loadBalancer", None)
-    apply_policy(c, policy, sni)
+    apply_policy(c, policy, sni, _upstream_tls(svc, dr, gateway))
     apply_auto_mtls(c, ctx, svc, port.number, sni, bool((policy.get("tls") or {}).get("mode")))
     c.metadata.CopyFrom(istio_metadata([dr] if dr else []))
     c.metadata.filter_metadata["istio"].fields["services"].list_value.values.add().struct_value.fields[
         "host"
     ].string_value = svc.hostname
     return c
+
+
+def _upstream_tls(svc: Service, dr: Config | None, gateway: bool) -> UpstreamTls:
+    """SIMPLE/MUTUAL defaults: SNI is the host (none for wildcards); ``credentialName`` is honoured
+    for gateways, and for sidecars only under a DestinationRule with a ``workloadSelector``."""
+    selected = bool(dr and dr.spec.get("workloadSelector"))
+    where = f"DestinationRule {dr.namespace}/{dr.name}" if dr else ""
+    sni = "" if svc.hostname.startswith("*") else svc.hostname
+    return UpstreamTls(sni=sni, credential_allowed=gateway or selected, where=where)
 
 
 def _subset_labels(dr: Config | None, subset: str) -> dict[str, str]:
@@ -116,12 +127,13 @@ def _subset_labels(dr: Config | None, subset: str) -> dict[str, str]:
 
 def outbound_clusters(ctx: PushContext, proxy: Proxy) -> list[cluster_pb2.Cluster]:
     out: list[cluster_pb2.Cluster] = []
+    gateway = proxy.type is not ProxyType.SIDECAR
     for svc in ctx.services_for(proxy):
         dr = ctx.destination_rule(proxy.namespace, svc.hostname)
         subsets = [str(s.get("name")) for s in (dr.spec.get("subsets") or [])] if dr else []
         for port in svc.ports:
-            out.append(service_cluster(svc, port, "", dr, ctx))
-            out.extend(service_cluster(svc, port, s, dr, ctx) for s in subsets)
+            out.append(service_cluster(svc, port, "", dr, ctx, gateway))
+            out.extend(service_cluster(svc, port, s, dr, ctx, gateway) for s in subsets)
     return out
 
 
@@ -149,11 +161,7 @@ def _static_cluster(name: str, target: str, port: int) -> cluster_pb2.Cluster:
     c.type = cluster_pb2.Cluster.STATIC
     host, _, p = target.rpartition(":")
     if target.startswith("unix://"):
-        ep = endpoint_components_pb2.LbEndpoint(
-            endpoint=endpoint_components_pb2.Endpoint(
-                address=address_pb2.Address(pipe=address_pb2.Pipe(path=target[len("unix://") :]))
-            )
-        )
+        ep = _lb_endpoint(target, 0)
     else:
         ep = _lb_endpoint(host or "127.0.0.1", int(p) if p.isdigit() else port)
     cla = endpoint_pb2.ClusterLoadAssignment(cluster_name=name)
