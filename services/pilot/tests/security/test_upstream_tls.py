@@ -15,6 +15,7 @@ from google.protobuf import struct_pb2
 from meshplane.pilot.generators.clusters import build_clusters
 from meshplane.pilot.generators.endpoints import build_load_assignment
 from meshplane.pilot.generators.listeners import build_listeners
+from meshplane.pilot.generators.routes import build_route
 from meshplane.pilot.model.config import Config, Port, Service
 from meshplane.pilot.model.proxy import Proxy, parse_proxy
 from meshplane.pilot.model.push_context import PushContext, build_push_context
@@ -147,3 +148,13 @@ def test_unix_socket_endpoints_are_pipes() -> None:
     assert ep.address.pipe.path == "/var/run/example/socket"
     assert not ep.address.HasField("socket_address")
     assert build_clusters(ctx, _proxy())[0].type == cluster_pb2.Cluster.EDS
+
+
+def test_cidr_is_not_a_host_name_on_http_routes() -> None:
+    svc = Service(
+        "wiki.example.com", NS, (Port("http", 80, "HTTP"),), addresses=("91.198.174.192/27", "10.9.9.9")
+    )
+    route = build_route(build_push_context("1", {}, {"wiki": svc}, {}), _proxy(), "80")
+    names = [d for vh in route.virtual_hosts for d in vh.domains]
+    assert "wiki.example.com" in names and "10.9.9.9" in names
+    assert not [d for d in names if "/" in d]
