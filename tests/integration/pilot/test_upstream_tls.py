@@ -13,6 +13,7 @@ reaches it, as a captured connection would.
 
 from __future__ import annotations
 
+import json
 import shutil
 import socketserver
 import ssl
@@ -295,11 +296,9 @@ def test_a_missing_ca_file_waits_then_is_used_once_it_appears(mesh: Mesh) -> Non
     mesh.bus.put_configs(
         mesh.kit.vs_config("DestinationRule", NS, "late", {"host": fq("late"), "trafficPolicy": {"tls": tls}})
     )
-    mesh.kit.wait_until(
-        lambda: f"file-root:{ca}" in mesh.envoy.admin_get("/config_dump?include_eds=false"),
-        30,
-        "late cluster",
-    )
+    # accepted and warming (Envoy waits for the secret), never rejected
+    cluster = f"outbound|{mesh.ports['late']}||{fq('late')}"
+    mesh.kit.wait_until(lambda: cluster in _names(mesh.envoy, "dynamic_warming_clusters"), 30, "warming")
     assert mesh.send("late") != b"good:hello"
     mesh.assert_no_rejects()
     ca.parent.mkdir()
@@ -324,6 +323,18 @@ def test_unix_socket_endpoint_is_reached_as_a_pipe(mesh: Mesh) -> None:
     assert '"pipe"' in dump and str(mesh.tmp / "uds.sock") in dump
 
 
+def _names(envoy: Any, resource: str, warming: bool = False) -> list[str]:
+    """Names in one config_dump resource list (clusters, or listeners in their warming state)."""
+    dump = json.loads(envoy.admin_get(f"/config_dump?resource={resource}"))
+    out = []
+    for entry in dump.get("configs", []):
+        if warming:
+            out.append(entry.get("warming_state", {}).get("listener", {}).get("name", ""))
+        else:
+            out.append(entry.get("cluster", {}).get("name", ""))
+    return out
+
+
 def _gw_tls(mesh: Mesh, name: str) -> tuple[bytes, bytes]:
     return tls_exchange(mesh.gw_ip, mesh.ports[name], GW_HOST, mesh.certs["ca"][0], b"through-gw")
 
@@ -334,12 +345,13 @@ def test_gateway_file_certificates_are_served_once_the_files_exist(mesh: Mesh) -
         "missing": (mesh.tmp / "gwm" / "tls.crt", mesh.tmp / "gwm" / "tls.key"),
     }
     mesh.bus.put_configs(*_gateway_configs(mesh.kit, mesh.ports, mesh.gw_ip, files))
+    # accepted and warming, waiting for its certificate (seen before Envoy's 15 s fetch timeout)
+    listener = f"{mesh.gw_ip}_{mesh.ports['gw-missing']}"
+    warming = lambda: listener in _names(mesh.gateway, "dynamic_listeners", warming=True)  # noqa: E731
+    mesh.kit.wait_until(warming, 10, "the listener with missing files warming")
     peer, answer = mesh.kit.wait_until(lambda: _gw_tls(mesh, "gw-present"), 30, "TLS from the present files")
     assert peer == ssl.PEM_cert_to_DER_cert(mesh.certs["gw"][0].read_text())
     assert answer == b"echo:through-gw"
-    listener = f"{mesh.gw_ip}_{mesh.ports['gw-missing']}"
-    dump = mesh.gateway.admin_get("/config_dump?resource=dynamic_listeners")
-    assert listener in dump  # accepted, waiting for its certificate
     with pytest.raises((OSError, ssl.SSLError)):
         _gw_tls(mesh, "gw-missing")
     mesh.assert_no_rejects()
