@@ -162,7 +162,14 @@ def _l4_configs(kit: Any, ports: dict[str, int], cidr_base: str, uds: Path) -> l
         "resolution": "STATIC",
         "endpoints": [{"address": f"unix://{uds}"}],
     }
-    return [kit.vs_config("ServiceEntry", NS, "cidr", cidr), kit.vs_config("ServiceEntry", NS, "uds", unix)]
+    # DNS resolution with a Unix socket endpoint (allowed by Istio's validation): a STATIC cluster
+    unix_dns = {**unix, "hosts": ["uds-dns.example.com"], "resolution": "DNS"}
+    unix_dns["ports"] = [{"number": ports["uds-dns"], "name": "tcp", "protocol": "TCP"}]
+    return [
+        kit.vs_config("ServiceEntry", NS, "cidr", cidr),
+        kit.vs_config("ServiceEntry", NS, "uds", unix),
+        kit.vs_config("ServiceEntry", NS, "uds-dns", unix_dns),
+    ]
 
 
 def _gateway_configs(kit: Any, ports: dict[str, int], gw_ip: str, files: dict[str, Path]) -> list[Any]:
@@ -202,7 +209,16 @@ def mesh(kit: Any, nats_module: Any, tmp_path_factory: pytest.TempPathFactory) -
     base = kit.loopback_base()
     addr = {"good": base + "21", "stranger": base + "22", "mutual": base + "23", "echo": base + "24"}
     gw_ip = base + "60"
-    names = [*UPSTREAMS, *(f"app-{a}" for a in addr), "app-cidr", "cidr", "uds", "gw-present", "gw-missing"]
+    names = [
+        *UPSTREAMS,
+        *(f"app-{a}" for a in addr),
+        "app-cidr",
+        "cidr",
+        "uds",
+        "uds-dns",
+        "gw-present",
+        "gw-missing",
+    ]
     ports = {n: kit.free_port_on(["0.0.0.0", *addr.values(), gw_ip]) for n in names}
     certs = _certs(tmp)
     cidr_base = kit.loopback_base()[:-1]
@@ -319,6 +335,7 @@ def test_cidr_service_entry_is_a_prefix_chain_on_the_wildcard_listener(mesh: Mes
 
 def test_unix_socket_endpoint_is_reached_as_a_pipe(mesh: Mesh) -> None:
     assert mesh.send("uds", b"via-pipe") == b"uds:via-pipe"
+    assert mesh.send("uds-dns", b"via-pipe") == b"uds:via-pipe"
     dump = mesh.envoy.admin_get("/config_dump?include_eds=true")
     assert '"pipe"' in dump and str(mesh.tmp / "uds.sock") in dump
 

@@ -158,3 +158,22 @@ def test_cidr_is_not_a_host_name_on_http_routes() -> None:
     names = [d for vh in route.virtual_hosts for d in vh.domains]
     assert "wiki.example.com" in names and "10.9.9.9" in names
     assert not [d for d in names if "/" in d]
+
+
+def test_unix_socket_endpoints_of_a_dns_service_entry_make_a_static_cluster() -> None:
+    svc = Service(
+        "uds.example.com",
+        NS,
+        (Port("tcp", 7000, "TCP"),),
+        resolution="DNS",
+        static_endpoints=(
+            ("unix:///var/run/example/socket", {}, {}, "", 1),
+            ("other.example.com", {}, {}, "", 1),
+        ),
+    )
+    (cluster,) = [
+        c for c in build_clusters(build_push_context("1", {}, {"uds": svc}, {}), _proxy()) if "uds" in c.name
+    ]
+    assert cluster.type == cluster_pb2.Cluster.STATIC
+    (ep,) = [lb.endpoint for group in cluster.load_assignment.endpoints for lb in group.lb_endpoints]
+    assert ep.address.pipe.path == "/var/run/example/socket"

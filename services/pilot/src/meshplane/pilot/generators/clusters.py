@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+
 from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.core.v3 import address_pb2, protocol_pb2
 from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
@@ -80,6 +82,10 @@ def service_cluster(
         ]
         if not targets:
             targets = [(svc.hostname, port.target_port or port.number, {})]
+        if any(a.startswith("unix://") for a, _, _ in targets):
+            # Envoy resolves only socket addresses in DNS clusters: Unix sockets need a STATIC one
+            c.type = cluster_pb2.Cluster.STATIC
+            targets = [t for t in targets if t[0].startswith("unix://") or _is_ip(t[0])]
         for address, target, labels in targets:
             if all(labels.get(k) == v for k, v in subset_labels.items()):
                 group.lb_endpoints.append(_lb_endpoint(address, target))
@@ -105,6 +111,14 @@ def service_cluster(
         "host"
     ].string_value = svc.hostname
     return c
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _upstream_tls(svc: Service, dr: Config | None, gateway: bool) -> UpstreamTls:
