@@ -177,3 +177,26 @@ def test_unix_socket_endpoints_of_a_dns_service_entry_make_a_static_cluster() ->
     assert cluster.type == cluster_pb2.Cluster.STATIC
     (ep,) = [lb.endpoint for group in cluster.load_assignment.endpoints for lb in group.lb_endpoints]
     assert ep.address.pipe.path == "/var/run/example/socket"
+
+
+def test_http2_clusters_offer_h2_over_simple_tls() -> None:
+    grpc = Service(
+        "rpc.example.com", NS, (Port("grpc", 443, "GRPC"), Port("tcp", 444, "TCP")), resolution="DNS"
+    )
+    dr = Config(
+        "DestinationRule",
+        "networking.istio.io",
+        "v1",
+        NS,
+        "rpc",
+        {"host": "rpc.example.com", "trafficPolicy": {"tls": {"mode": "SIMPLE"}}},
+    )
+    clusters = {
+        c.name: c for c in build_clusters(build_push_context("1", {"dr": dr}, {"rpc": grpc}, {}), _proxy())
+    }
+    alpn = {}
+    for port in (443, 444):
+        ctx = tls_pb2.UpstreamTlsContext()
+        assert clusters[f"outbound|{port}||rpc.example.com"].transport_socket.typed_config.Unpack(ctx)
+        alpn[port] = list(ctx.common_tls_context.alpn_protocols)
+    assert alpn == {443: ["h2"], 444: []}

@@ -51,6 +51,8 @@ class UpstreamTls:
     sni: str = ""
     credential_allowed: bool = True
     where: str = ""
+    #: the cluster speaks HTTP/2 (Istio then offers ALPN ``h2``, which gRPC servers require)
+    http2: bool = False
 
 
 def apply_policy(
@@ -140,5 +142,7 @@ def _tls(cluster: cluster_pb2.Cluster, tls: dict[str, Any], sni: str, upstream: 
         ctx = istio_mutual(str(tls.get("sni") or sni), sans)
     else:
         ctx = upstream_tls(tls, upstream.sni, upstream.credential_allowed, upstream.where)
+        if upstream.http2:
+            ctx.common_tls_context.alpn_protocols.append("h2")
     cluster.transport_socket.name = "envoy.transport_sockets.tls"
     cluster.transport_socket.typed_config.CopyFrom(pack(ctx))
