@@ -218,6 +218,7 @@ def mesh(kit: Any, nats_module: Any, tmp_path_factory: pytest.TempPathFactory) -
         "uds-dns",
         "gw-present",
         "gw-missing",
+        "gw-origin",
     ]
     ports = {n: kit.free_port_on(["0.0.0.0", *addr.values(), gw_ip]) for n in names}
     certs = _certs(tmp)
@@ -378,3 +379,27 @@ def test_gateway_file_certificates_are_served_once_the_files_exist(mesh: Mesh) -
     peer, answer = mesh.kit.wait_until(lambda: _gw_tls(mesh, "gw-missing"), 40, "TLS once the files exist")
     assert peer == ssl.PEM_cert_to_DER_cert(mesh.certs["gw"][0].read_text())
     assert answer == b"echo:through-gw"
+
+
+def test_egress_gateway_originates_tls_with_the_destination_rule(mesh: Mesh) -> None:
+    """Istio's egress TLS origination: plain TCP into the gateway, TLS verified with caCertificates out."""
+    server = {
+        "port": {"number": mesh.ports["gw-origin"], "name": "tcp", "protocol": "TCP"},
+        "bind": mesh.gw_ip,
+        "hosts": ["*"],
+    }
+    to_good = {"destination": {"host": fq("good"), "port": {"number": mesh.ports["good"]}}}
+    mesh.bus.put_configs(
+        mesh.kit.vs_config(
+            "Gateway", NS, "origin", {"selector": {"istio": "egressgateway"}, "servers": [server]}
+        ),
+        mesh.kit.vs_config(
+            "VirtualService",
+            NS,
+            "origin",
+            {"hosts": ["*"], "gateways": ["origin"], "tcp": [{"route": [to_good]}]},
+        ),
+    )
+    send = lambda: tcp_exchange(mesh.gw_ip, mesh.ports["gw-origin"], b"via-gw")  # noqa: E731
+    assert mesh.kit.wait_until(send, 30, "TLS origination at the gateway") == b"good:via-gw"
+    mesh.assert_no_rejects()
