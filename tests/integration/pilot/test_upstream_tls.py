@@ -8,7 +8,7 @@ the files. A missing file leaves the cluster or listener waiting; it is served o
 
 The client sidecar has no iptables and the address 0.0.0.0, so its outbound listeners bind the
 wildcard address on each service port: a connection to any loopback address on that port
-reaches it, as a captured connection would.
+reaches it, as a captured connection would. The module runs once with SotW and once with Delta xDS.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ import pytest
 from meshplane.citadel.testing import CitadelProcess, NodeAgentProcess
 from meshplane.ctl.token import make_token
 from meshplane.proto.bus.v1 import registry_pb2
+from meshplane.shared.natsserver import NatsServer
 from meshplane.shared.testing.certs import write_self_signed, write_signed
 from meshplane.shared.testing.sockets import tcp_exchange, tls_exchange
 
@@ -203,9 +204,11 @@ def _certs(tmp: Path) -> dict[str, tuple[Path, Path]]:
     return certs
 
 
-@pytest.fixture(scope="module")
-def mesh(kit: Any, nats_module: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
-    tmp: Path = tmp_path_factory.mktemp("upstream-tls")
+@pytest.fixture(scope="module", params=["sotw", "delta"])
+def mesh(
+    request: pytest.FixtureRequest, kit: Any, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Mesh]:
+    tmp: Path = tmp_path_factory.mktemp(f"upstream-tls-{request.param}")
     base = kit.loopback_base()
     addr = {"good": base + "21", "stranger": base + "22", "mutual": base + "23", "echo": base + "24"}
     gw_ip = base + "60"
@@ -240,6 +243,9 @@ def mesh(kit: Any, nats_module: Any, tmp_path_factory: pytest.TempPathFactory) -
         apps["mutual"].tls.load_verify_locations(str(certs["client-ca"][0]))
         apps["echo"] = kit.L4App("echo", addr["echo"], ports["app-echo"])
         procs.append(apps["echo"])
+        nats = NatsServer(store_dir=tmp / "nats", log_file=tmp / "nats.log")  # a bus of its own per run
+        nats.start()
+        procs.append(nats)
         citadel = CitadelProcess(tmp / "citadel", tmp / "citadel.log", env={"CITADEL_CA_KEY_TYPE": "ec"})
         citadel.start()
         procs.append(citadel)
@@ -253,17 +259,19 @@ def mesh(kit: Any, nats_module: Any, tmp_path_factory: pytest.TempPathFactory) -
         agent.start()
         procs.append(agent)
         configs = _tls_rules(kit, certs) + _l4_configs(kit, ports, cidr_base, uds)
-        bus = kit.publish(nats_module.url, _registry({**addr}, ports), configs)
-        pilot = kit.start_pilot(nats_module.url, tmp, "pilot-upstream-tls")
+        bus = kit.publish(nats.url, _registry({**addr}, ports), configs)
+        pilot = kit.start_pilot(nats.url, tmp, f"pilot-upstream-tls-{request.param}")
         procs.append(pilot)
         envoys = []
         for kind, ip, pod, labels in (
             ("sidecar", "0.0.0.0", "client-1", {"app": "client"}),
             ("router", gw_ip, "egress", {"istio": "egressgateway"}),
         ):
-            opts = kit.proxy_options(kind, ip, pod, NS, labels, [f"127.0.0.1:{pilot.grpc}"], False)
+            opts = kit.proxy_options(
+                kind, ip, pod, NS, labels, [f"127.0.0.1:{pilot.grpc}"], request.param == "delta"
+            )
             opts.sds_socket = str(agent.socket)
-            envoys.append(kit.start_envoy(tmp, f"upstream-tls-{pod}", opts))
+            envoys.append(kit.start_envoy(tmp, f"upstream-tls-{pod}-{request.param}", opts))
             procs.append(envoys[-1])
         mesh = Mesh(kit, ports, certs, apps, envoys[0], envoys[1], pilot, bus, tmp, cidr_base, gw_ip)
         kit.wait_until(lambda: mesh.send("good") == b"good:hello", 60, "SIMPLE TLS to the good server")
