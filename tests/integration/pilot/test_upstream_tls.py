@@ -20,6 +20,7 @@ import ssl
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,8 @@ UPSTREAMS = {
     "system": "good",
     "late": "good",
     "gw-echo": "echo",
+    "web": "https",
+    "web-other": "https",
 }
 
 
@@ -67,6 +70,36 @@ class UdsEcho(socketserver.ThreadingUnixStreamServer):
 
     def __init__(self, path: Path) -> None:
         super().__init__(str(path), _UdsEcho)
+        self.thread = threading.Thread(target=self.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.shutdown()
+        self.server_close()
+
+
+class _Hello(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:  # noqa: N802
+        body = f"hello {self.headers.get('host', '')}".encode()
+        self.send_response(200)
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return
+
+
+class HttpsApp(ThreadingHTTPServer):
+    """An HTTPS server answering ``hello <Host>``."""
+
+    daemon_threads = True
+
+    def __init__(self, host: str, port: int, cert: Path, key: Path) -> None:
+        super().__init__((host, port), _Hello)
+        tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        tls.load_cert_chain(str(cert), str(key))
+        self.socket = tls.wrap_socket(self.socket, server_side=True)
         self.thread = threading.Thread(target=self.serve_forever, daemon=True)
         self.thread.start()
 
@@ -113,7 +146,9 @@ class Mesh:
 def _registry(addr: dict[str, str], ports: dict[str, int]) -> tuple[list[Any], list[Any]]:
     services, workloads = [], []
     for name, upstream in UPSTREAMS.items():
-        port = registry_pb2.ServicePort(name="tcp", number=ports[name], protocol=registry_pb2.TCP)
+        http = name.startswith("web")
+        protocol = registry_pb2.HTTP if http else registry_pb2.TCP
+        port = registry_pb2.ServicePort(name="http" if http else "tcp", number=ports[name], protocol=protocol)
         services.append(registry_pb2.Service(hostname=fq(name), namespace=NS, ports=[port]))
         workloads.append(
             registry_pb2.WorkloadInstance(
@@ -122,7 +157,7 @@ def _registry(addr: dict[str, str], ports: dict[str, int]) -> tuple[list[Any], l
                 address=addr[upstream],
                 services=[fq(name)],
                 labels={"app": name},
-                ports={"tcp": ports[f"app-{upstream}"]},
+                ports={port.name: ports[f"app-{upstream}"]},
                 health=registry_pb2.HEALTHY,
             )
         )
@@ -140,6 +175,9 @@ def _tls_rules(kit: Any, certs: dict[str, tuple[Path, Path]]) -> list[Any]:
         "no-client-cert": {"mode": "SIMPLE", "caCertificates": ca},
         # no CA: Envoy must verify with the system roots, and must not reject the SAN check
         "system": {"mode": "SIMPLE", "sni": GOOD, "subjectAltNames": [GOOD]},
+        # HTTP without sni/subjectAltNames: SNI from the Host header, and the certificate must match it
+        "web": {"mode": "SIMPLE", "caCertificates": ca},
+        "web-other": {"mode": "SIMPLE", "caCertificates": ca},
     }
     return [
         kit.vs_config("DestinationRule", NS, name, {"host": fq(name), "trafficPolicy": {"tls": tls}})
@@ -201,6 +239,7 @@ def _certs(tmp: Path) -> dict[str, tuple[Path, Path]]:
     certs["stranger"] = write_signed(tmp / "stranger", certs["other-ca"], GOOD, (GOOD,))
     certs["client"] = write_signed(tmp / "client", certs["client-ca"], "client", ("client.example.com",))
     certs["gw"] = write_signed(tmp / "gw", certs["ca"], GW_HOST, (GW_HOST,))
+    certs["web"] = write_signed(tmp / "web", certs["ca"], fq("web"), (fq("web"),))
     return certs
 
 
@@ -210,7 +249,13 @@ def mesh(
 ) -> Iterator[Mesh]:
     tmp: Path = tmp_path_factory.mktemp(f"upstream-tls-{request.param}")
     base = kit.loopback_base()
-    addr = {"good": base + "21", "stranger": base + "22", "mutual": base + "23", "echo": base + "24"}
+    addr = {
+        "good": base + "21",
+        "stranger": base + "22",
+        "mutual": base + "23",
+        "echo": base + "24",
+        "https": base + "25",
+    }
     gw_ip = base + "60"
     names = [
         *UPSTREAMS,
@@ -243,6 +288,8 @@ def mesh(
         apps["mutual"].tls.load_verify_locations(str(certs["client-ca"][0]))
         apps["echo"] = kit.L4App("echo", addr["echo"], ports["app-echo"])
         procs.append(apps["echo"])
+        apps["https"] = HttpsApp(addr["https"], ports["app-https"], *certs["web"])
+        procs.append(apps["https"])
         nats = NatsServer(store_dir=tmp / "nats", log_file=tmp / "nats.log")  # a bus of its own per run
         nats.start()
         procs.append(nats)
@@ -411,3 +458,18 @@ def test_egress_gateway_originates_tls_with_the_destination_rule(mesh: Mesh) -> 
     send = lambda: tcp_exchange(mesh.gw_ip, mesh.ports["gw-origin"], b"via-gw")  # noqa: E731
     assert mesh.kit.wait_until(send, 30, "TLS origination at the gateway") == b"good:via-gw"
     mesh.assert_no_rejects()
+
+
+def test_http_tls_takes_sni_from_the_host_and_checks_the_certificate_against_it(mesh: Mesh) -> None:
+    """No ``sni`` and no ``subjectAltNames`` on an HTTP port: Envoy's auto SNI and auto SAN validation."""
+
+    def get(service: str) -> httpx.Response:
+        url = f"http://127.0.0.1:{mesh.ports[service]}/"
+        return httpx.get(url, headers={"host": fq(service)}, timeout=5)
+
+    answer = mesh.kit.wait_until(lambda: get("web").status_code == 200 and get("web"), 30, "HTTPS upstream")
+    assert answer.text == f"hello {fq('web')}"
+    # the same server, reached as another host: its certificate does not name that host
+    assert get("web-other").status_code == 503
+    cluster = f"cluster.outbound|{mesh.ports['web-other']}||{fq('web-other')}"
+    mesh.kit.wait_until(lambda: mesh.envoy.stat(f"{cluster}.ssl.fail_verify_san") >= 1, 10, "SAN refused")

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from envoy.config.cluster.v3 import cluster_pb2
 from envoy.extensions.transport_sockets.tls.v3 import common_pb2, tls_pb2
+from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2
 from google.protobuf import struct_pb2
 
 from meshplane.pilot.generators.clusters import build_clusters
@@ -200,3 +201,33 @@ def test_http2_clusters_offer_h2_over_simple_tls() -> None:
         assert clusters[f"outbound|{port}||rpc.example.com"].transport_socket.typed_config.Unpack(ctx)
         alpn[port] = list(ctx.common_tls_context.alpn_protocols)
     assert alpn == {443: ["h2"], 444: []}
+
+
+def test_http_clusters_take_sni_from_the_host_header_unless_given() -> None:
+    web = Service("web.example.com", NS, (Port("http", 80, "HTTP"), Port("tcp", 81, "TCP")), resolution="DNS")
+    specs = {
+        "auto": {"mode": "SIMPLE"},
+        "sans": {"mode": "SIMPLE", "subjectAltNames": ["web.example.com"]},
+        "fixed": {"mode": "SIMPLE", "sni": "web.example.com"},
+    }
+    seen = {}
+    for name, tls in specs.items():
+        dr = Config(
+            "DestinationRule",
+            "networking.istio.io",
+            "v1",
+            NS,
+            name,
+            {"host": web.hostname, "trafficPolicy": {"tls": tls}},
+        )
+        clusters = {
+            c.name: c for c in build_clusters(build_push_context("1", {"dr": dr}, {"web": web}, {}), _proxy())
+        }
+        options = clusters["outbound|80||web.example.com"].typed_extension_protocol_options
+        opts = http_protocol_options_pb2.HttpProtocolOptions()
+        if options:
+            options["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"].Unpack(opts)
+        up = opts.upstream_http_protocol_options
+        seen[name] = (up.auto_sni, up.auto_san_validation)
+        assert not clusters["outbound|81||web.example.com"].typed_extension_protocol_options  # TCP: fixed SNI
+    assert seen == {"auto": (True, True), "sans": (True, False), "fixed": (False, False)}

@@ -105,7 +105,7 @@ def service_cluster(
     if svc.resolution == "NONE":
         policy.pop("loadBalancer", None)
     http2 = port.protocol.upper() in ("HTTP2", "GRPC", "GRPC_WEB")
-    apply_policy(c, policy, sni, _upstream_tls(svc, dr, gateway, http2))
+    apply_policy(c, policy, sni, _upstream_tls(svc, dr, gateway, http2, port.is_http))
     apply_auto_mtls(c, ctx, svc, port.number, sni, bool((policy.get("tls") or {}).get("mode")))
     c.metadata.CopyFrom(istio_metadata([dr] if dr else []))
     c.metadata.filter_metadata["istio"].fields["services"].list_value.values.add().struct_value.fields[
@@ -122,13 +122,14 @@ def _is_ip(text: str) -> bool:
     return True
 
 
-def _upstream_tls(svc: Service, dr: Config | None, gateway: bool, http2: bool) -> UpstreamTls:
-    """SIMPLE/MUTUAL defaults: SNI is the host (none for wildcards); ``credentialName`` is honoured
+def _upstream_tls(svc: Service, dr: Config | None, gateway: bool, http2: bool, http: bool) -> UpstreamTls:
+    """SIMPLE/MUTUAL defaults: SNI is the host (none for wildcards; HTTP ports take it from each
+    request's Host, as Istio's auto SNI); ``credentialName`` is honoured
     for gateways, and for sidecars only under a DestinationRule with a ``workloadSelector``."""
     selected = bool(dr and dr.spec.get("workloadSelector"))
     where = f"DestinationRule {dr.namespace}/{dr.name}" if dr else ""
     sni = "" if svc.hostname.startswith("*") else svc.hostname
-    return UpstreamTls(sni=sni, credential_allowed=gateway or selected, where=where, http2=http2)
+    return UpstreamTls(sni=sni, credential_allowed=gateway or selected, where=where, http2=http2, http=http)
 
 
 def _subset_labels(dr: Config | None, subset: str) -> dict[str, str]:

@@ -7,6 +7,7 @@ from typing import Any
 
 from envoy.config.cluster.v3 import circuit_breaker_pb2, cluster_pb2, outlier_detection_pb2
 from envoy.config.core.v3 import base_pb2, protocol_pb2
+from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2
 
 from meshplane.pilot.generators.common import duration, pack
 from meshplane.pilot.generators.security.mtls import istio_mutual
@@ -53,6 +54,9 @@ class UpstreamTls:
     where: str = ""
     #: the cluster speaks HTTP/2 (Istio then offers ALPN ``h2``, which gRPC servers require)
     http2: bool = False
+    #: the cluster carries HTTP: without ``sni``, SNI comes from each request's Host (Istio's
+    #: ENABLE_AUTO_SNI) and, without ``subjectAltNames``, the certificate must match it
+    http: bool = False
 
 
 def apply_policy(
@@ -133,6 +137,19 @@ def _outlier(cluster: cluster_pb2.Cluster, od: dict[str, Any] | None) -> None:
     cluster.outlier_detection.CopyFrom(out)
 
 
+def _auto_sni(cluster: cluster_pb2.Cluster, verify: bool) -> None:
+    """Envoy's ``auto_sni`` (and ``auto_san_validation``), as Istio sets them for HTTP clusters."""
+    key = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+    opts = http_protocol_options_pb2.HttpProtocolOptions()
+    if key in cluster.typed_extension_protocol_options:
+        cluster.typed_extension_protocol_options[key].Unpack(opts)
+    else:
+        opts.explicit_http_config.http_protocol_options.SetInParent()
+    opts.upstream_http_protocol_options.auto_sni = True
+    opts.upstream_http_protocol_options.auto_san_validation = verify
+    cluster.typed_extension_protocol_options[key].CopyFrom(pack(opts))
+
+
 def _tls(cluster: cluster_pb2.Cluster, tls: dict[str, Any], sni: str, upstream: UpstreamTls) -> None:
     mode = str(tls.get("mode", "DISABLE")).upper()
     if mode == "DISABLE":
@@ -144,5 +161,7 @@ def _tls(cluster: cluster_pb2.Cluster, tls: dict[str, Any], sni: str, upstream: 
         ctx = upstream_tls(tls, upstream.sni, upstream.credential_allowed, upstream.where)
         if upstream.http2:
             ctx.common_tls_context.alpn_protocols.append("h2")
+        if upstream.http and not tls.get("sni"):
+            _auto_sni(cluster, verify=not tls.get("insecureSkipVerify") and not tls.get("subjectAltNames"))
     cluster.transport_socket.name = "envoy.transport_sockets.tls"
     cluster.transport_socket.typed_config.CopyFrom(pack(ctx))
