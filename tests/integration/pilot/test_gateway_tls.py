@@ -336,11 +336,13 @@ def gateway(
         apps["secure"] = kit.L4App("secure", addr["secure"], ports["secure"], *certs["upstream"])
         for x in ("tcp-a", "tcp-b"):
             apps[x] = kit.L4App(x, addr[x], ports[x])
-        files = {  # mounted in the gateway, read by Envoy itself
+        files = {  # mounted in the gateway, served by the node agent as file-cert:/file-root:
             "serverCertificate": str(certs["server"][0]),
             "privateKey": str(certs["server"][1]),
             "caCertificates": str(certs["client-ca"][0]),
         }
+        sds.add_certificate(f"file-cert:{files['serverCertificate']}~{files['privateKey']}", cert, key)
+        sds.add_ca(f"file-root:{files['caCertificates']}", certs["client-ca"][0].read_bytes())
         kit.publish(nats_module.url, _registry(addr, ports), _configs(kit, addr["gw"], ports, files))
         pilot = kit.start_pilot(nats_module.url, tmp, f"pilot-gwtls-{request.param}")
         opts = kit.proxy_options(

@@ -15,6 +15,7 @@ from prometheus_client import REGISTRY
 from meshplane.citadel.monitoring import MonitoringServer
 from meshplane.citadel.nodeagent import metrics
 from meshplane.citadel.nodeagent.caclient import CAClient, file_token
+from meshplane.citadel.nodeagent.filecreds import FileCredentials
 from meshplane.citadel.nodeagent.sds import SecretDiscoveryServicer
 from meshplane.citadel.nodeagent.settings import AgentSettings, parse_agent_settings
 from meshplane.citadel.nodeagent.trust import follow_trust_bundle
@@ -46,7 +47,10 @@ async def serve(settings: AgentSettings, stop: asyncio.Event) -> None:
     with contextlib.suppress(FileNotFoundError):
         socket.unlink()  # a stale socket left by an agent that was killed
     server = grpc.aio.server()
-    sds_pb2_grpc.add_SecretDiscoveryServiceServicer_to_server(SecretDiscoveryServicer(workloads), server)
+    files = FileCredentials(settings.file_credential_dirs)
+    sds_pb2_grpc.add_SecretDiscoveryServiceServicer_to_server(
+        SecretDiscoveryServicer(workloads, files), server
+    )
     # One workload (--token-file): the socket is 0600, only this user (Envoy's) may dial it. Per
     # node: 0666, as Istio's node agent made it — every pod's Envoy (another user) dials it, and
     # each stream is identified by the token it carries, never by who could open the socket.
@@ -65,6 +69,7 @@ async def serve(settings: AgentSettings, stop: asyncio.Event) -> None:
         endpoints["monitoring"] = f"{settings.monitoring_addr[0]}:{port}"
     try:
         await workloads.start_default()
+        tasks.spawn("file-credentials", lambda: files.watch(settings.file_credential_poll, stop))
         if settings.nats_url:
             nats_url = settings.nats_url
             tasks.spawn(

@@ -17,12 +17,14 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import Any, TypeAlias
 
 import grpc
+from envoy.extensions.transport_sockets.tls.v3 import secret_pb2
 from envoy.service.discovery.v3 import discovery_pb2
 from envoy.service.secret.v3 import sds_pb2_grpc
 from google.protobuf import any_pb2
 
 from meshplane.citadel.nodeagent import metrics
 from meshplane.citadel.nodeagent.cache import SecretCache
+from meshplane.citadel.nodeagent.filecreds import FileCredentials, is_file_credential
 from meshplane.citadel.nodeagent.workloads import NoCredential, Workloads
 
 log = logging.getLogger(__name__)
@@ -34,12 +36,18 @@ Request: TypeAlias = Any
 
 
 async def _next_event(
-    queue: asyncio.Queue[Request | None], cache: SecretCache, generation: int
+    queue: asyncio.Queue[Request | None],
+    cache: SecretCache,
+    generation: int,
+    files: FileCredentials | None,
+    files_generation: int,
 ) -> tuple[bool, Request | None]:
-    """Wait for a request or a cache change; return (is_request, request)."""
+    """Wait for a request, a cache change or a file credential change; return (is_request, request)."""
     get = asyncio.create_task(queue.get())
-    changed = asyncio.create_task(cache.wait_changed(generation))
-    done, pending = await asyncio.wait({get, changed}, return_when=asyncio.FIRST_COMPLETED)
+    waits = {get, asyncio.create_task(cache.wait_changed(generation))}
+    if files is not None:
+        waits.add(asyncio.create_task(files.wait_changed(files_generation)))
+    done, pending = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
     for task in pending:
         task.cancel()
     if get in done:
@@ -82,8 +90,17 @@ def _counted(method: _Method) -> _Method:
 
 
 class SecretDiscoveryServicer(sds_pb2_grpc.SecretDiscoveryServiceServicer):  # type: ignore[misc]
-    def __init__(self, workloads: Workloads) -> None:
+    def __init__(self, workloads: Workloads, files: FileCredentials | None = None) -> None:
         self._workloads = workloads
+        #: ``file-cert:``/``file-root:`` resources; None: not served
+        self._files = files
+
+    def _lookup(self, cache: SecretCache, name: str) -> tuple[secret_pb2.Secret, str] | None:
+        """A resource and its version, or None if unknown or not available yet."""
+        if self._files is not None and is_file_credential(name):
+            return self._files.get(name)
+        secret, version = cache.secret(name), cache.version(name)
+        return None if secret is None or version is None else (secret, version)
 
     @contextlib.asynccontextmanager
     async def _workload(self, context: grpc.aio.ServicerContext) -> AsyncIterator[SecretCache]:
@@ -98,23 +115,22 @@ class SecretDiscoveryServicer(sds_pb2_grpc.SecretDiscoveryServiceServicer):  # t
         finally:
             self._workloads.release(key)
 
-    @staticmethod
-    def _packed(cache: SecretCache, names: list[str]) -> tuple[list[any_pb2.Any], dict[str, str]]:
+    def _packed(self, cache: SecretCache, names: list[str]) -> tuple[list[any_pb2.Any], dict[str, str]]:
         resources: list[any_pb2.Any] = []
         versions: dict[str, str] = {}
         for name in names:
-            secret, version = cache.secret(name), cache.version(name)
-            if secret is None or version is None:
+            found = self._lookup(cache, name)
+            if found is None:
                 continue
+            secret, version = found
             packed = any_pb2.Any()
             packed.Pack(secret)
             resources.append(packed)
             versions[name] = version
         return resources, versions
 
-    @staticmethod
     async def _events(
-        cache: SecretCache, requests: AsyncIterator[Request]
+        self, cache: SecretCache, requests: AsyncIterator[Request]
     ) -> AsyncGenerator[Request | None, None]:
         """Yield each request from Envoy, and None whenever the cache changed; end with the stream.
 
@@ -124,12 +140,14 @@ class SecretDiscoveryServicer(sds_pb2_grpc.SecretDiscoveryServiceServicer):  # t
         queue: asyncio.Queue[Request | None] = asyncio.Queue(maxsize=8)
         reader = asyncio.create_task(_pump(requests, queue))
         seen = cache.generation
+        files_seen = self._files.generation if self._files else 0
         try:
             while True:
-                is_request, request = await _next_event(queue, cache, seen)
+                is_request, request = await _next_event(queue, cache, seen, self._files, files_seen)
                 if is_request and request is None:
                     return
                 seen = cache.generation
+                files_seen = self._files.generation if self._files else 0
                 yield request if is_request else None
         finally:
             reader.cancel()
@@ -195,9 +213,10 @@ class SecretDiscoveryServicer(sds_pb2_grpc.SecretDiscoveryServiceServicer):  # t
                     subscribed -= set(request.resource_names_unsubscribe)
                 resources = []
                 for name in sorted(subscribed):
-                    secret, version = cache.secret(name), cache.version(name)
-                    if secret is None or version is None or sent.get(name) == version:
+                    found = self._lookup(cache, name)
+                    if found is None or sent.get(name) == found[1]:
                         continue
+                    secret, version = found
                     packed = any_pb2.Any()
                     packed.Pack(secret)
                     resources.append(discovery_pb2.Resource(name=name, version=version, resource=packed))

@@ -35,6 +35,10 @@ class AgentSettings:
     trust_domain: str
     #: /metrics listener; None = off
     monitoring_addr: tuple[str, int] | None = None
+    #: where ``file-cert:``/``file-root:`` files may be; None = anywhere (an agent for one workload)
+    file_credential_dirs: tuple[Path, ...] | None = None
+    #: seconds between re-reads of the file credentials Envoy asked for
+    file_credential_poll: float = 5.0
 
 
 def parse_agent_settings(argv: list[str] | None, environ: Mapping[str, str] | None = None) -> AgentSettings:
@@ -61,7 +65,25 @@ def parse_agent_settings(argv: list[str] | None, environ: Mapping[str, str] | No
     p.add_argument("--cert-ttl", default=None, help="certificate lifetime to ask for (env SECRET_TTL, 24h)")
     p.add_argument("--trust-domain", default="cluster.local")
     p.add_argument("--monitoring-addr", default=None, help="HOST:PORT serving /metrics (default: off)")
+    p.add_argument(
+        "--file-credential-dir",
+        action="append",
+        default=None,
+        help="a directory whose files may be served as file-cert:/file-root: resources (repeatable); "
+        "default: any path with --token-file (one workload, as Istio's agent), none per node",
+    )
+    p.add_argument(
+        "--file-credential-poll",
+        type=float,
+        default=5.0,
+        help="seconds between re-reads of the file credentials Envoy asked for (default 5)",
+    )
     args = p.parse_args(argv)
+    if args.file_credential_poll <= 0:
+        p.error(f"--file-credential-poll {args.file_credential_poll}: must be positive")
+    dirs: tuple[Path, ...] | None = tuple(Path(d) for d in args.file_credential_dir or ())
+    if not args.file_credential_dir and args.token_file:
+        dirs = None
     ttl_text = args.cert_ttl or environ.get("SECRET_TTL") or ENV["SECRET_TTL"][0]
     try:
         ttl = parse_duration(ttl_text)
@@ -87,4 +109,6 @@ def parse_agent_settings(argv: list[str] | None, environ: Mapping[str, str] | No
         cert_ttl=ttl,
         trust_domain=args.trust_domain,
         monitoring_addr=monitoring,
+        file_credential_dirs=dirs,
+        file_credential_poll=args.file_credential_poll,
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+
 from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.core.v3 import address_pb2, protocol_pb2
 from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
@@ -14,12 +16,13 @@ from meshplane.pilot.generators.common import (
     PASSTHROUGH,
     ads_source,
     duration,
+    endpoint_address,
     istio_metadata,
     outbound,
     pack,
 )
 from meshplane.pilot.generators.gateway import sni_dnat_clusters
-from meshplane.pilot.generators.policy import apply_policy, merged_policy
+from meshplane.pilot.generators.policy import UpstreamTls, apply_policy, merged_policy
 from meshplane.pilot.generators.security.mtls import apply_auto_mtls
 from meshplane.pilot.generators.security.sds import retarget_clusters
 from meshplane.pilot.model.config import Config, Port, Service
@@ -30,13 +33,9 @@ from meshplane.pilot.model.push_context import PushContext
 KINDS = frozenset({"DestinationRule", "ServiceEntry", "Sidecar", "WorkloadEntry", "Gateway"})
 
 
-def _address(host: str, port: int) -> address_pb2.Address:
-    return address_pb2.Address(socket_address=address_pb2.SocketAddress(address=host, port_value=port))
-
-
 def _lb_endpoint(host: str, port: int) -> endpoint_components_pb2.LbEndpoint:
     return endpoint_components_pb2.LbEndpoint(
-        endpoint=endpoint_components_pb2.Endpoint(address=_address(host, port))
+        endpoint=endpoint_components_pb2.Endpoint(address=endpoint_address(host, port))
     )
 
 
@@ -55,7 +54,12 @@ def _http2(cluster: cluster_pb2.Cluster) -> None:
 
 
 def service_cluster(
-    svc: Service, port: Port, subset: str, dr: Config | None, ctx: PushContext | None = None
+    svc: Service,
+    port: Port,
+    subset: str,
+    dr: Config | None,
+    ctx: PushContext | None = None,
+    gateway: bool = False,
 ) -> cluster_pb2.Cluster:
     name = outbound(port.number, subset, svc.hostname)
     c = _base(name)
@@ -74,6 +78,10 @@ def service_cluster(
         ]
         if not targets:
             targets = [(svc.hostname, port.target_port or port.number, {})]
+        if any(a.startswith("unix://") for a, _, _ in targets):
+            # Envoy resolves only socket addresses in DNS clusters: Unix sockets need a STATIC one
+            c.type = cluster_pb2.Cluster.STATIC
+            targets = [t for t in targets if t[0].startswith("unix://") or _is_ip(t[0])]
         for address, target, labels in targets:
             if all(labels.get(k) == v for k, v in subset_labels.items()):
                 group.lb_endpoints.append(_lb_endpoint(address, target))
@@ -92,13 +100,32 @@ def service_cluster(
     policy = merged_policy(dr.spec if dr else None, port.number, subset)
     if svc.resolution == "NONE":
         policy.pop("loadBalancer", None)
-    apply_policy(c, policy, sni)
+    http2 = port.protocol.upper() in ("HTTP2", "GRPC", "GRPC_WEB")
+    apply_policy(c, policy, sni, _upstream_tls(svc, dr, gateway, http2, port.is_http))
     apply_auto_mtls(c, ctx, svc, port.number, sni, bool((policy.get("tls") or {}).get("mode")))
     c.metadata.CopyFrom(istio_metadata([dr] if dr else []))
     c.metadata.filter_metadata["istio"].fields["services"].list_value.values.add().struct_value.fields[
         "host"
     ].string_value = svc.hostname
     return c
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _upstream_tls(svc: Service, dr: Config | None, gateway: bool, http2: bool, http: bool) -> UpstreamTls:
+    """SIMPLE/MUTUAL defaults: SNI is the host (none for wildcards; HTTP ports take it from each
+    request's Host, as Istio's auto SNI); ``credentialName`` is honoured
+    for gateways, and for sidecars only under a DestinationRule with a ``workloadSelector``."""
+    selected = bool(dr and dr.spec.get("workloadSelector"))
+    where = f"DestinationRule {dr.namespace}/{dr.name}" if dr else ""
+    sni = "" if svc.hostname.startswith("*") else svc.hostname
+    return UpstreamTls(sni=sni, credential_allowed=gateway or selected, where=where, http2=http2, http=http)
 
 
 def _subset_labels(dr: Config | None, subset: str) -> dict[str, str]:
@@ -112,12 +139,13 @@ def _subset_labels(dr: Config | None, subset: str) -> dict[str, str]:
 
 def outbound_clusters(ctx: PushContext, proxy: Proxy) -> list[cluster_pb2.Cluster]:
     out: list[cluster_pb2.Cluster] = []
+    gateway = proxy.type is not ProxyType.SIDECAR
     for svc in ctx.services_for(proxy):
         dr = ctx.destination_rule(proxy.namespace, svc.hostname)
         subsets = [str(s.get("name")) for s in (dr.spec.get("subsets") or [])] if dr else []
         for port in svc.ports:
-            out.append(service_cluster(svc, port, "", dr, ctx))
-            out.extend(service_cluster(svc, port, s, dr, ctx) for s in subsets)
+            out.append(service_cluster(svc, port, "", dr, ctx, gateway))
+            out.extend(service_cluster(svc, port, s, dr, ctx, gateway) for s in subsets)
     return out
 
 
@@ -145,11 +173,7 @@ def _static_cluster(name: str, target: str, port: int) -> cluster_pb2.Cluster:
     c.type = cluster_pb2.Cluster.STATIC
     host, _, p = target.rpartition(":")
     if target.startswith("unix://"):
-        ep = endpoint_components_pb2.LbEndpoint(
-            endpoint=endpoint_components_pb2.Endpoint(
-                address=address_pb2.Address(pipe=address_pb2.Pipe(path=target[len("unix://") :]))
-            )
-        )
+        ep = _lb_endpoint(target, 0)
     else:
         ep = _lb_endpoint(host or "127.0.0.1", int(p) if p.isdigit() else port)
     cla = endpoint_pb2.ClusterLoadAssignment(cluster_name=name)

@@ -102,6 +102,13 @@ def istio_metadata(configs: list[Config]) -> base_pb2.Metadata:
     return md
 
 
+def endpoint_address(host: str, port: int) -> address_pb2.Address:
+    """An endpoint's address: ``unix:///path`` is a pipe (Unix domain socket), anything else host:port."""
+    if host.startswith("unix://"):
+        return address_pb2.Address(pipe=address_pb2.Pipe(path=host[len("unix://") :]))
+    return address_pb2.Address(socket_address=address_pb2.SocketAddress(address=host, port_value=port))
+
+
 def cidr_range(value: str) -> address_pb2.CidrRange:
     """``10.0.0.0/8`` (or a bare address, a /32 or /128) as an Envoy CIDR range."""
     net = ipaddress.ip_network(value, strict=False)

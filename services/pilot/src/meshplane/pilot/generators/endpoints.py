@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from envoy.config.core.v3 import address_pb2, base_pb2, health_check_pb2
+from envoy.config.core.v3 import base_pb2, health_check_pb2
 from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
 
-from meshplane.pilot.generators.common import ClusterKey
+from meshplane.pilot.generators.common import ClusterKey, endpoint_address
 from meshplane.pilot.generators.locality import split_locality
 from meshplane.pilot.generators.security.mtls import endpoint_metadata
 from meshplane.pilot.model.config import Endpoint
@@ -51,11 +51,7 @@ def build_load_assignment(
         group.load_balancing_weight.value = sum(e.weight for e in eps)
         for ep in sorted(eps, key=lambda e: (e.address, e.port)):
             lb = endpoint_components_pb2.LbEndpoint(
-                endpoint=endpoint_components_pb2.Endpoint(
-                    address=address_pb2.Address(
-                        socket_address=address_pb2.SocketAddress(address=ep.address, port_value=ep.port)
-                    )
-                ),
+                endpoint=endpoint_components_pb2.Endpoint(address=endpoint_address(ep.address, ep.port)),
                 health_status=health_check_pb2.HEALTHY if ep.healthy else health_check_pb2.UNHEALTHY,
             )
             lb.load_balancing_weight.value = ep.weight

@@ -25,6 +25,7 @@ from meshplane.pilot.generators.common import (
 )
 from meshplane.pilot.generators.filters import http_manager, tcp_destinations, tcp_proxy
 from meshplane.pilot.generators.httproute import routes_for
+from meshplane.pilot.generators.security.upstream_tls import file_cert_name, file_root_name
 from meshplane.pilot.model.config import Config, fqdn, host_matches
 from meshplane.pilot.model.proxy import Proxy, ProxyType
 from meshplane.pilot.model.push_context import PushContext
@@ -78,31 +79,26 @@ def _downstream_tls(tls: dict[str, Any], alpn: tuple[str, ...]) -> tls_pb2.Downs
     """Terminating TLS as Istio's gateways do: ``credentialName`` is ``kubernetes://<name>`` over SDS,
     MUTUAL validates clients against ``kubernetes://<name>-cacert``; ISTIO_MUTUAL uses the workload's
     own ``default`` certificate and ``ROOTCA``. Without a credentialName, the files mounted in the
-    gateway (``serverCertificate``, ``privateKey``, ``caCertificates``) are read by Envoy itself."""
+    gateway (``serverCertificate``, ``privateKey``, ``caCertificates``) are the SDS resources
+    ``file-cert:<cert>~<key>`` and ``file-root:<ca>`` that the node agent reads, as Istio's agent
+    does: a missing file leaves the listener warming instead of failing the whole update."""
     ctx = tls_pb2.DownstreamTlsContext()
     common = ctx.common_tls_context
     mode = str(tls.get("mode", "SIMPLE")).upper()
     cred = str(tls.get("credentialName") or "")
-    files = not cred and mode != "ISTIO_MUTUAL" and bool(tls.get("serverCertificate"))
     cert, ca = (f"kubernetes://{cred}", f"kubernetes://{cred}-cacert")
     if mode == "ISTIO_MUTUAL":
         cert, ca = "default", "ROOTCA"
-    if files:
-        pair = common.tls_certificates.add()
-        pair.certificate_chain.filename = str(tls["serverCertificate"])
-        pair.private_key.filename = str(tls.get("privateKey") or "")
-    else:
-        common.tls_certificate_sds_secret_configs.append(_sds(cert))
+    elif not cred and tls.get("serverCertificate"):
+        cert = file_cert_name(str(tls["serverCertificate"]), str(tls.get("privateKey") or ""))
+        ca = file_root_name(str(tls.get("caCertificates") or ""))
+    common.tls_certificate_sds_secret_configs.append(_sds(cert))
     if mode in ("MUTUAL", "OPTIONAL_MUTUAL", "ISTIO_MUTUAL"):
         ctx.require_client_certificate.value = mode != "OPTIONAL_MUTUAL"
-        if files:
-            validation = common.validation_context
-            validation.trusted_ca.filename = str(tls.get("caCertificates") or "")
-        else:
-            combined = common.combined_validation_context
-            validation = combined.default_validation_context
-            validation.SetInParent()  # Envoy requires it, even empty
-            combined.validation_context_sds_secret_config.CopyFrom(_sds(ca))
+        combined = common.combined_validation_context
+        validation = combined.default_validation_context
+        validation.SetInParent()  # Envoy requires it, even empty
+        combined.validation_context_sds_secret_config.CopyFrom(_sds(ca))
         for san in tls.get("subjectAltNames") or []:
             for san_type in _SAN_TYPES:  # like the older untyped match: any kind of SAN may carry it
                 validation.match_typed_subject_alt_names.add(

@@ -156,15 +156,35 @@ def _outbound(
                 http_ports.setdefault(port.number, bind_default)
                 continue
             address = svc.addresses[0] if svc.addresses and bind_default == "0.0.0.0" else bind_default
+            cidrs = [a for a in svc.addresses if "/" in a] if "/" in address else []
+            if cidrs:  # as Istio: the wildcard listener, with a chain for the ranges
+                address = bind_default
             name = f"{address}_{port.number}"
-            if name not in out:
-                out[name] = _tcp_listener(ctx, proxy, svc, port, name, address, bind)
+            lis = _tcp_listener(ctx, proxy, svc, port, name, address, bind)
+            for chain in lis.filter_chains if cidrs else ():
+                if not chain.filter_chain_match.prefix_ranges:
+                    chain.filter_chain_match.prefix_ranges.extend(cidr_range(c) for c in cidrs)
+            _merge(out, lis)
     for number, address in sorted(http_ports.items()):
         name = f"{address}_{number}"
         lis = _listener(name, address, number, bind or address != "0.0.0.0")
         lis.filter_chains.add().filters.append(http_manager(f"outbound_{address}_{number}", rds=str(number)))
         out[name] = lis
     return list(out.values())
+
+
+def _merge(out: dict[str, listener_pb2.Listener], lis: listener_pb2.Listener) -> None:
+    """Add a listener, or the chains that match differently to the one already of that name
+    (a CIDR ServiceEntry's chain beside another service's chain on the same wildcard port)."""
+    have = out.get(lis.name)
+    if have is None:
+        out[lis.name] = lis
+        return
+    matches = [c.filter_chain_match for c in have.filter_chains]
+    added = [c for c in lis.filter_chains if c.filter_chain_match not in matches]
+    have.filter_chains.extend(added)
+    names = {f.name for f in have.listener_filters}
+    have.listener_filters.extend(f for f in lis.listener_filters if added and f.name not in names)
 
 
 def _tcp_listener(

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from envoy.config.cluster.v3 import circuit_breaker_pb2, cluster_pb2, outlier_detection_pb2
 from envoy.config.core.v3 import base_pb2, protocol_pb2
-from envoy.extensions.transport_sockets.tls.v3 import common_pb2, secret_pb2, tls_pb2
-from envoy.type.matcher.v3 import string_pb2
+from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2
 
-from meshplane.pilot.generators.common import duration, pack, sds_source
+from meshplane.pilot.generators.common import duration, pack
 from meshplane.pilot.generators.security.mtls import istio_mutual
+from meshplane.pilot.generators.security.upstream_tls import upstream_tls
 
 Policy = dict[str, Any]
 
@@ -43,7 +44,24 @@ def merged_policy(dr_spec: dict[str, Any] | None, port: int, subset: str) -> Pol
     return policy
 
 
-def apply_policy(cluster: cluster_pb2.Cluster, policy: Policy, sni: str) -> None:
+@dataclass(frozen=True)
+class UpstreamTls:
+    """What SIMPLE/MUTUAL TLS needs beyond the policy: the default SNI (empty: none), whether
+    ``credentialName`` may be used for this proxy, and the rule's name for warnings."""
+
+    sni: str = ""
+    credential_allowed: bool = True
+    where: str = ""
+    #: the cluster speaks HTTP/2 (Istio then offers ALPN ``h2``, which gRPC servers require)
+    http2: bool = False
+    #: the cluster carries HTTP: without ``sni``, SNI comes from each request's Host (Istio's
+    #: ENABLE_AUTO_SNI) and, without ``subjectAltNames``, the certificate must match it
+    http: bool = False
+
+
+def apply_policy(
+    cluster: cluster_pb2.Cluster, policy: Policy, sni: str, upstream: UpstreamTls | None = None
+) -> None:
     """Mutate a freshly built cluster according to a merged traffic policy."""
     lb = policy.get("loadBalancer") or {}
     if "simple" in lb:
@@ -61,7 +79,7 @@ def apply_policy(cluster: cluster_pb2.Cluster, policy: Policy, sni: str) -> None
         cluster.common_lb_config.locality_weighted_lb_config.SetInParent()
     _connection_pool(cluster, policy.get("connectionPool") or {})
     _outlier(cluster, policy.get("outlierDetection"))
-    _tls(cluster, policy.get("tls") or {}, sni)
+    _tls(cluster, policy.get("tls") or {}, sni, upstream or UpstreamTls())
 
 
 def _connection_pool(cluster: cluster_pb2.Cluster, pool: dict[str, Any]) -> None:
@@ -119,34 +137,31 @@ def _outlier(cluster: cluster_pb2.Cluster, od: dict[str, Any] | None) -> None:
     cluster.outlier_detection.CopyFrom(out)
 
 
-def _tls(cluster: cluster_pb2.Cluster, tls: dict[str, Any], sni: str) -> None:
+def _auto_sni(cluster: cluster_pb2.Cluster, verify: bool) -> None:
+    """Envoy's ``auto_sni`` (and ``auto_san_validation``), as Istio sets them for HTTP clusters."""
+    key = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+    opts = http_protocol_options_pb2.HttpProtocolOptions()
+    if key in cluster.typed_extension_protocol_options:
+        cluster.typed_extension_protocol_options[key].Unpack(opts)
+    else:
+        opts.explicit_http_config.http_protocol_options.SetInParent()
+    opts.upstream_http_protocol_options.auto_sni = True
+    opts.upstream_http_protocol_options.auto_san_validation = verify
+    cluster.typed_extension_protocol_options[key].CopyFrom(pack(opts))
+
+
+def _tls(cluster: cluster_pb2.Cluster, tls: dict[str, Any], sni: str, upstream: UpstreamTls) -> None:
     mode = str(tls.get("mode", "DISABLE")).upper()
     if mode == "DISABLE":
         return
     if mode == "ISTIO_MUTUAL":
         sans = [str(s) for s in tls.get("subjectAltNames") or []]
         ctx = istio_mutual(str(tls.get("sni") or sni), sans)
-        common = ctx.common_tls_context
     else:
-        ctx = tls_pb2.UpstreamTlsContext(sni=str(tls.get("sni") or ""))
-        common = ctx.common_tls_context
-        cred = str(tls.get("credentialName") or "")
-        if mode == "MUTUAL" and cred:
-            common.tls_certificate_sds_secret_configs.append(
-                secret_pb2.SdsSecretConfig(name=f"kubernetes://{cred}", sds_config=sds_source())
-            )
-        if cred:
-            common.validation_context_sds_secret_config.CopyFrom(
-                secret_pb2.SdsSecretConfig(name=f"kubernetes://{cred}-cacert", sds_config=sds_source())
-            )
-        for san in tls.get("subjectAltNames") or []:
-            common.validation_context.match_typed_subject_alt_names.append(
-                common_pb2.SubjectAltNameMatcher(
-                    san_type=common_pb2.SubjectAltNameMatcher.DNS,
-                    matcher=string_pb2.StringMatcher(exact=str(san)),
-                )
-            )
-    if tls.get("insecureSkipVerify"):
-        common.ClearField("validation_context")
+        ctx = upstream_tls(tls, upstream.sni, upstream.credential_allowed, upstream.where)
+        if upstream.http2:
+            ctx.common_tls_context.alpn_protocols.append("h2")
+        if upstream.http and not tls.get("sni"):
+            _auto_sni(cluster, verify=not tls.get("insecureSkipVerify") and not tls.get("subjectAltNames"))
     cluster.transport_socket.name = "envoy.transport_sockets.tls"
     cluster.transport_socket.typed_config.CopyFrom(pack(ctx))

@@ -28,7 +28,7 @@ def domains(host: str, viewer_ns: str, addresses: tuple[str, ...] = ()) -> list[
         names += [short, f"{short}.svc"]
         if ns == viewer_ns:
             names.append(name)
-    return names + list(addresses)
+    return names + [a for a in addresses if "/" not in a]  # a CIDR is matched by listeners, not Host
 
 
 def _default_route(cluster: str) -> rc.Route:

@@ -110,7 +110,7 @@ def _fill_sans(cluster: cluster_pb2.Cluster, sans: list[str]) -> None:
     up = tls_pb2.UpstreamTlsContext()
     sock.typed_config.Unpack(up)
     combined = up.common_tls_context.combined_validation_context
-    if not up.common_tls_context.HasField("combined_validation_context"):
+    if combined.validation_context_sds_secret_config.name != "ROOTCA":
         return  # SIMPLE/MUTUAL: not Istio's certificates
     if combined.default_validation_context.match_typed_subject_alt_names:
         return
