@@ -1,0 +1,220 @@
+"""RBAC least privilege, asked of the real API server (issue 13 item 8).
+
+``k8s/``'s base ServiceAccounts, (Cluster)Roles and bindings are applied server-side, then a
+SubjectAccessReview per row asks the RBAC authorizer whether that component's ServiceAccount may
+do one thing. ``tests/deploy/test_rbac.py`` checks the same manifests statically; this proves
+what the API server actually grants (aggregated and default roles included).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterator
+from typing import Any, NamedTuple
+
+import pytest
+from kubernetes import client, dynamic
+
+from meshplane.shared.testing.kubeenv import wait_until
+
+pytestmark = [pytest.mark.integration, pytest.mark.kube, pytest.mark.xdist_group("kube")]
+
+NAMESPACE = "meshplane-system"
+FIELD_MANAGER = "meshplane-rbac-tests"
+RBAC_KINDS = ("ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding")
+WEBHOOK_CONFIG = "meshplane-validator-meshplane-system"
+ROOT_CONFIGMAP = "istio-ca-root-cert"
+
+
+class Ask(NamedTuple):
+    """One request attribute set: ``verb group/resource[/subresource]`` in ``namespace`` ('' = all)."""
+
+    verb: str
+    group: str
+    resource: str
+    namespace: str = ""
+    name: str = ""
+    subresource: str = ""
+
+    def __str__(self) -> str:
+        where = f" in {self.namespace or 'all namespaces'}"
+        named = f" named {self.name}" if self.name else ""
+        sub = f"/{self.subresource}" if self.subresource else ""
+        return f"{self.verb} {self.group or 'core'}/{self.resource}{sub}{named}{where}"
+
+
+ISTIO_KINDS = [
+    ("networking.istio.io", "virtualservices"),
+    ("networking.istio.io", "gateways"),
+    ("security.istio.io", "authorizationpolicies"),
+    ("telemetry.istio.io", "telemetries"),
+    ("extensions.istio.io", "wasmplugins"),
+]
+#: What Galley's Kubernetes source lists and watches, cluster-wide.
+GALLEY_READS = [
+    *ISTIO_KINDS,
+    ("", "services"),
+    ("", "pods"),
+    ("", "namespaces"),
+    ("discovery.k8s.io", "endpointslices"),
+]
+
+#: Anything no component may do: read Secrets anywhere, mint tokens, exec into pods, escalate.
+NOBODY = [
+    Ask("list", "", "secrets"),
+    Ask("get", "", "secrets", "default", "any"),
+    Ask("watch", "", "secrets", NAMESPACE),
+    Ask("create", "", "serviceaccounts", "default", "default", "token"),
+    Ask("create", "", "pods", "default", "any", "exec"),
+    Ask("create", "rbac.authorization.k8s.io", "clusterrolebindings"),
+    Ask("escalate", "rbac.authorization.k8s.io", "clusterroles"),
+    Ask("impersonate", "", "serviceaccounts", NAMESPACE, "galley"),
+    Ask("create", "admissionregistration.k8s.io", "mutatingwebhookconfigurations"),
+]
+
+ALLOWED: dict[str, list[Ask]] = {
+    "galley": [
+        *(Ask(verb, g, r) for g, r in GALLEY_READS for verb in ("list", "watch")),
+        # The proof that the webhook works: a dry-run create of an always-rejected Gateway.
+        Ask("create", "networking.istio.io", "gateways", "default"),
+        Ask("get", "admissionregistration.k8s.io", "validatingwebhookconfigurations", "", WEBHOOK_CONFIG),
+        Ask("patch", "admissionregistration.k8s.io", "validatingwebhookconfigurations", "", WEBHOOK_CONFIG),
+    ],
+    "pilot": [],
+    "citadel": [
+        Ask("create", "authentication.k8s.io", "tokenreviews"),
+        Ask("list", "", "namespaces"),
+        Ask("watch", "", "namespaces"),
+        # RBAC cannot scope `create` by name (the name is not known when it is authorized).
+        Ask("create", "", "configmaps", "default"),
+        Ask("get", "", "configmaps", "default", ROOT_CONFIGMAP),
+        Ask("update", "", "configmaps", "some-app", ROOT_CONFIGMAP),
+    ],
+    "node-agent": [],
+    "cni-agent": [Ask(verb, "", "pods") for verb in ("get", "list", "watch")],
+}
+
+REFUSED: dict[str, list[Ask]] = {
+    "galley": [
+        Ask("create", "networking.istio.io", "virtualservices", "default"),
+        Ask("update", "networking.istio.io", "gateways", "default", "any"),
+        Ask("delete", "networking.istio.io", "gateways", "default", "any"),
+        Ask("patch", "admissionregistration.k8s.io", "validatingwebhookconfigurations", "", "someone-else"),
+        Ask("delete", "admissionregistration.k8s.io", "validatingwebhookconfigurations", "", WEBHOOK_CONFIG),
+        Ask("create", "admissionregistration.k8s.io", "validatingwebhookconfigurations"),
+        Ask("list", "", "configmaps"),
+        Ask("create", "", "pods", "default"),
+        Ask("update", "", "services", "default", "any"),
+        Ask("create", "authentication.k8s.io", "tokenreviews"),
+    ],
+    # Pilot reads only the bus: no Kubernetes access at all.
+    "pilot": [
+        *(Ask("list", g, r) for g, r in GALLEY_READS),
+        Ask("get", "", "configmaps", "default", ROOT_CONFIGMAP),
+        Ask("create", "authentication.k8s.io", "tokenreviews"),
+    ],
+    "citadel": [
+        Ask("update", "", "configmaps", "default", "kube-root-ca.crt"),
+        Ask("update", "", "configmaps", NAMESPACE, "someone-elses"),
+        Ask("patch", "", "configmaps", NAMESPACE, "someone-elses"),
+        Ask("delete", "", "configmaps", "default", ROOT_CONFIGMAP),
+        Ask("get", "", "configmaps", "default", "someone-elses"),
+        Ask("list", "", "configmaps"),
+        Ask("update", "", "namespaces", "", "default"),
+        Ask("list", "", "pods"),
+        Ask("list", "networking.istio.io", "virtualservices"),
+    ],
+    "node-agent": [
+        Ask("get", "", "configmaps", "default", ROOT_CONFIGMAP),
+        Ask("create", "authentication.k8s.io", "tokenreviews"),
+        Ask("list", "", "pods"),
+    ],
+    "cni-agent": [
+        Ask("update", "", "pods", "default", "any"),
+        Ask("patch", "", "pods", "default", "any"),
+        Ask("delete", "", "pods", "default", "any"),
+        Ask("create", "", "pods", "default"),
+        Ask("update", "", "pods", "default", "any", "status"),
+        Ask("create", "", "pods", "default", "any", "eviction"),
+        Ask("list", "", "services"),
+        Ask("list", "", "nodes"),
+    ],
+}
+
+
+def allowed(authorization: Any, account: str, ask: Ask) -> bool:
+    """The API server's answer to a SubjectAccessReview for ``meshplane-system:<account>``."""
+    attributes = {k: v for k, v in ask._asdict().items() if v}
+    review = {
+        "spec": {
+            "user": f"system:serviceaccount:{NAMESPACE}:{account}",
+            # The groups a real token of that account carries (so default bindings apply too).
+            "groups": [
+                "system:serviceaccounts",
+                f"system:serviceaccounts:{NAMESPACE}",
+                "system:authenticated",
+            ],
+            "resourceAttributes": attributes,
+        }
+    }
+    return bool(authorization.create_subject_access_review(review).status.allowed)
+
+
+@pytest.fixture(scope="module")
+def applied_rbac(kube_api: Any, k8s_base: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
+    """The base's Namespace and RBAC objects applied server-side; the RBAC objects removed after."""
+    dyn = dynamic.DynamicClient(kube_api)  # type: ignore[no-untyped-call]
+    namespace = [o for o in k8s_base if o["kind"] == "Namespace"]
+    objects = [o for o in k8s_base if o["kind"] in RBAC_KINDS]
+
+    def resource(obj: dict[str, Any]) -> Any:
+        return dyn.resources.get(api_version=obj["apiVersion"], kind=obj["kind"])
+
+    for obj in namespace + objects:
+        resource(obj).server_side_apply(
+            body=obj,
+            name=obj["metadata"]["name"],
+            namespace=obj["metadata"].get("namespace"),
+            field_manager=FIELD_MANAGER,
+            force_conflicts=True,
+        )
+    try:
+        yield objects
+    finally:
+        # The namespace stays: other kube tests of this session install into it too.
+        for obj in objects:
+            resource(obj).delete(name=obj["metadata"]["name"], namespace=obj["metadata"].get("namespace"))
+
+
+def test_the_base_defines_exactly_the_accounts_the_table_covers(applied_rbac: list[dict[str, Any]]) -> None:
+    accounts = {o["metadata"]["name"] for o in applied_rbac if o["kind"] == "ServiceAccount"}
+    assert accounts == set(ALLOWED) == set(REFUSED)
+
+
+@pytest.fixture
+def authorization(kube_api: Any, applied_rbac: list[dict[str, Any]]) -> Any:
+    """An authorization client, once every component's first allowed row is in effect (the RBAC
+    authorizer reads roles and bindings from informers, a moment after they are applied)."""
+    api: Any = client.AuthorizationV1Api(kube_api)
+    for account, asks in ALLOWED.items():
+        for ask in asks[:1]:
+            wait_until(functools.partial(allowed, api, account, ask), f"{account} to be allowed to {ask}")
+    return api
+
+
+def test_each_component_account_has_what_it_needs_and_nothing_more(authorization: Any) -> None:
+    wrong: list[str] = []
+    for account in ALLOWED:
+        for ask in ALLOWED[account]:
+            if not allowed(authorization, account, ask):
+                wrong.append(f"{account} must be allowed to {ask}, but is refused")
+        for ask in REFUSED[account] + NOBODY:
+            if allowed(authorization, account, ask):
+                wrong.append(f"{account} must be refused {ask}, but is allowed")
+    assert not wrong, "\n".join(wrong)
+
+
+def test_a_namespace_default_account_gets_none_of_the_components_rights(authorization: Any) -> None:
+    """The bindings name their accounts exactly: the namespace's default account gains nothing."""
+    granted = [str(a) for asks in ALLOWED.values() for a in asks if allowed(authorization, "default", a)]
+    assert granted == []
