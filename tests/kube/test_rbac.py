@@ -9,19 +9,16 @@ what the API server actually grants (aggregated and default roles included).
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator
 from typing import Any, NamedTuple
 
 import pytest
-from kubernetes import client, dynamic
+from kubernetes import client
 
 from meshplane.shared.testing.kubeenv import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.kube, pytest.mark.xdist_group("kube")]
 
 NAMESPACE = "meshplane-system"
-FIELD_MANAGER = "meshplane-rbac-tests"
-RBAC_KINDS = ("ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding")
 WEBHOOK_CONFIG = "meshplane-validator-meshplane-system"
 ROOT_CONFIGMAP = "istio-ca-root-cert"
 
@@ -158,32 +155,6 @@ def allowed(authorization: Any, account: str, ask: Ask) -> bool:
         }
     }
     return bool(authorization.create_subject_access_review(review).status.allowed)
-
-
-@pytest.fixture(scope="module")
-def applied_rbac(kube_api: Any, k8s_base: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
-    """The base's Namespace and RBAC objects applied server-side; the RBAC objects removed after."""
-    dyn = dynamic.DynamicClient(kube_api)  # type: ignore[no-untyped-call]
-    namespace = [o for o in k8s_base if o["kind"] == "Namespace"]
-    objects = [o for o in k8s_base if o["kind"] in RBAC_KINDS]
-
-    def resource(obj: dict[str, Any]) -> Any:
-        return dyn.resources.get(api_version=obj["apiVersion"], kind=obj["kind"])
-
-    for obj in namespace + objects:
-        resource(obj).server_side_apply(
-            body=obj,
-            name=obj["metadata"]["name"],
-            namespace=obj["metadata"].get("namespace"),
-            field_manager=FIELD_MANAGER,
-            force_conflicts=True,
-        )
-    try:
-        yield objects
-    finally:
-        # The namespace stays: other kube tests of this session install into it too.
-        for obj in objects:
-            resource(obj).delete(name=obj["metadata"]["name"], namespace=obj["metadata"].get("namespace"))
 
 
 def test_the_base_defines_exactly_the_accounts_the_table_covers(applied_rbac: list[dict[str, Any]]) -> None:

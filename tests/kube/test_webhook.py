@@ -26,12 +26,13 @@ from kubernetes import client, dynamic
 from meshplane.shared.natsserver import NatsServer, free_port
 from meshplane.shared.processes import stop_process
 from meshplane.shared.testing.certs import write_self_signed
-from meshplane.shared.testing.kubeenv import Process, wait_until
+from meshplane.shared.testing.kubeenv import KubeCluster, Process, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.kube, pytest.mark.xdist_group("kube")]
 
 FIELD_MANAGER = "meshplane-webhook-tests"
 GROUP, VERSION, PLURAL = "networking.istio.io", "v1", "virtualservices"
+WEBHOOK_CONFIG = "meshplane-validator-meshplane-system"
 DENIED = 'admission webhook "validation.meshplane.io" denied the request: '
 
 
@@ -50,13 +51,19 @@ VALID = {"hosts": ["reviews"], "http": [{"route": [{"destination": {"host": "rev
 class Galley:
     """``meshplane-galley`` on a fixed pair of free ports, so the webhook url survives a restart."""
 
-    def __init__(self, nats_url: str, directory: Path) -> None:
+    def __init__(self, nats_url: str, directory: Path, kubeconfig: Path | None = None) -> None:
+        """Directory mode (an empty directory), or Kubernetes mode as the ``kubeconfig``'s user."""
         self.cert, self.key = write_self_signed(directory / "tls", "galley.meshplane-system.svc")
-        (directory / "config").mkdir()
         self.webhook_port, self.monitoring_port = free_port(), free_port()
+        if kubeconfig is None:
+            (directory / "config").mkdir()
+            source = ["--config-dir", str(directory / "config")]
+        else:  # the kubernetes client reads $KUBECONFIG
+            source = ["--webhook-config-name", WEBHOOK_CONFIG]
         command = [
+            *(["env", f"KUBECONFIG={kubeconfig}"] if kubeconfig else []),
             str(Path(sys.executable).parent / "meshplane-galley"),
-            *("--nats-url", nats_url, "--config-dir", str(directory / "config")),
+            *("--nats-url", nats_url, *source),
             *("--webhook-addr", f"127.0.0.1:{self.webhook_port}"),
             *("--monitoring-addr", f"127.0.0.1:{self.monitoring_port}"),
             *("--tls-cert", str(self.cert), "--tls-key", str(self.key)),
@@ -129,13 +136,11 @@ def webhook_config(
     kube_api: Any, k8s_base: list[dict[str, Any]], galley: Galley, webhook_namespace: str, crds: None
 ) -> Iterator[str]:
     """k8s/'s configuration registered by url + caBundle for ``webhook_namespace`` only; its name."""
-    (config,) = copy.deepcopy([o for o in k8s_base if o["kind"] == "ValidatingWebhookConfiguration"])
+    config = url_variant(k8s_base, galley.url)
     assert all(w["failurePolicy"] == "Ignore" for w in config["webhooks"])  # as installed
     name = config["metadata"]["name"] = f"meshplane-validator-{webhook_namespace}"
-    ca_bundle = base64.b64encode(galley.cert.read_bytes()).decode()
     for webhook in config["webhooks"]:
-        assert webhook["clientConfig"]["service"]["path"] == "/validate"
-        webhook["clientConfig"] = {"url": galley.url, "caBundle": ca_bundle}
+        webhook["clientConfig"]["caBundle"] = base64.b64encode(galley.cert.read_bytes()).decode()
         webhook["namespaceSelector"] = {"matchLabels": {"kubernetes.io/metadata.name": webhook_namespace}}
     admission: Any = client.AdmissionregistrationV1Api(kube_api)
     admission.create_validating_webhook_configuration(config)
@@ -248,3 +253,60 @@ def test_failure_policy_ignore_admits_while_galley_is_down_and_fail_refuses(
     message = refusal(custom, webhook_namespace, invalid)
     assert message is not None and message.startswith("400 " + DENIED)
     set_policy("Ignore")
+
+
+def url_variant(k8s_base: list[dict[str, Any]], url: str) -> dict[str, Any]:
+    """k8s/'s ValidatingWebhookConfiguration with each ``service:`` reference replaced by ``url``."""
+    (config,) = copy.deepcopy([o for o in k8s_base if o["kind"] == "ValidatingWebhookConfiguration"])
+    for webhook in config["webhooks"]:
+        assert webhook["clientConfig"]["service"]["path"] == "/validate"
+        webhook["clientConfig"] = {"url": url}
+    return config
+
+
+def test_galley_in_kubernetes_mode_publishes_the_ca_and_switches_ignore_to_fail_as_istiod_does(
+    kube_api: Any,
+    kube_cluster: KubeCluster,
+    k8s_base: list[dict[str, Any]],
+    applied_rbac: list[dict[str, Any]],
+    crds: None,
+    kube_namespace: str,
+    tmp_path: Path,
+) -> None:
+    """Installed as k8s/ installs it (Ignore, no caBundle), Galley running as its own ServiceAccount
+    (a TokenRequest token, k8s/'s RBAC) fills in caBundle, proves its webhook denies an
+    always-rejected Gateway (a dry run), and only then sets failurePolicy Fail."""
+    core: Any = client.CoreV1Api(kube_api)
+    token = core.create_namespaced_service_account_token("galley", "meshplane-system", {"spec": {}})
+    kubeconfig = kube_cluster.token_kubeconfig(tmp_path / "galley.kubeconfig", token.status.token)
+    nats = NatsServer(store_dir=tmp_path / "nats", log_file=tmp_path / "nats.log")
+    nats.start()
+    galley = Galley(nats.url, tmp_path, kubeconfig)
+    config = url_variant(k8s_base, galley.url)
+    assert [w["failurePolicy"] for w in config["webhooks"]] == ["Ignore"]
+    assert "caBundle" not in config["webhooks"][0]["clientConfig"]
+    admission: Any = client.AdmissionregistrationV1Api(kube_api)
+    admission.create_validating_webhook_configuration(config)
+    custom: Any = client.CustomObjectsApi(kube_api)
+    try:
+        galley.start()
+        ca_bundle = base64.b64encode(galley.cert.read_bytes()).decode()
+
+        def switched() -> bool:
+            (webhook,) = admission.read_validating_webhook_configuration(WEBHOOK_CONFIG).webhooks
+            return bool(webhook.failure_policy == "Fail" and webhook.client_config.ca_bundle == ca_bundle)
+
+        wait_until(switched, "galley to publish its CA and switch failurePolicy to Fail", timeout=60)
+        # The proof was a dry run: no Gateway was stored.
+        assert custom.list_namespaced_custom_object(GROUP, VERSION, "default", "gateways")["items"] == []
+        message = refusal(custom, kube_namespace, virtual_service("no-http", {"hosts": ["a"]}))
+        assert message == "400 " + DENIED + (
+            "configuration is invalid: spec: http, tcp or tls must be provided in virtual service"
+        )
+        galley.stop()
+        message = refusal(custom, kube_namespace, virtual_service("valid-while-down", VALID))
+        assert message is not None and 'failed calling webhook "validation.meshplane.io"' in message
+    finally:
+        galley.stop()
+        nats.stop()
+        admission.delete_validating_webhook_configuration(WEBHOOK_CONFIG)
