@@ -9,12 +9,14 @@ what the API server actually grants (aggregated and default roles included).
 from __future__ import annotations
 
 import functools
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import pytest
-from kubernetes import client
+from kubernetes import client, config
 
-from meshplane.shared.testing.kubeenv import wait_until
+from meshplane.citadel.kube import sync_root_configmaps
+from meshplane.shared.testing.kubeenv import KubeCluster, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.kube, pytest.mark.xdist_group("kube")]
 
@@ -189,3 +191,32 @@ def test_a_namespace_default_account_gets_none_of_the_components_rights(authoriz
     """The bindings name their accounts exactly: the namespace's default account gains nothing."""
     granted = [str(a) for asks in ALLOWED.values() for a in asks if allowed(authorization, "default", a)]
     assert granted == []
+
+
+def test_citadel_publishes_its_root_configmap_with_only_the_rights_k8s_grants(
+    kube_api: Any, kube_cluster: KubeCluster, authorization: Any, kube_namespace: str, tmp_path: Path
+) -> None:
+    """Citadel's own ConfigMap sync, run as the citadel ServiceAccount: the narrowed rights suffice."""
+    core: Any = client.CoreV1Api(kube_api)
+    token = core.create_namespaced_service_account_token("citadel", NAMESPACE, {"spec": {}}).status.token
+    kubeconfig = kube_cluster.token_kubeconfig(tmp_path / "citadel.kubeconfig", token)
+    with config.new_client_from_config(config_file=str(kubeconfig)) as as_citadel:  # type: ignore[no-untyped-call]
+        citadel: Any = client.CoreV1Api(as_citadel)
+        try:
+            for roots in ("first root\n", "rotated root\n"):
+                assert sync_root_configmaps(citadel, roots) >= 1  # created, then updated
+                published = core.read_namespaced_config_map(ROOT_CONFIGMAP, kube_namespace)
+                assert published.data == {"root-cert.pem": roots}
+        finally:  # the sync wrote one into every namespace of the session
+            for namespace in core.list_namespace().items:
+                if core.list_namespaced_config_map(
+                    namespace.metadata.name, field_selector=f"metadata.name={ROOT_CONFIGMAP}"
+                ).items:
+                    core.delete_namespaced_config_map(ROOT_CONFIGMAP, namespace.metadata.name)
+        core.create_namespaced_config_map(kube_namespace, {"metadata": {"name": "app"}, "data": {"k": "v"}})
+        with pytest.raises(client.exceptions.ApiException) as refused:
+            citadel.replace_namespaced_config_map("app", kube_namespace, {"metadata": {"name": "app"}})
+        assert refused.value.status == 403
+        with pytest.raises(client.exceptions.ApiException) as refused:
+            citadel.read_namespaced_config_map("app", kube_namespace)
+        assert refused.value.status == 403
