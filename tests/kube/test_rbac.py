@@ -9,6 +9,7 @@ what the API server actually grants (aggregated and default roles included).
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -193,30 +194,67 @@ def test_a_namespace_default_account_gets_none_of_the_components_rights(authoriz
     assert granted == []
 
 
-def test_citadel_publishes_its_root_configmap_with_only_the_rights_k8s_grants(
-    kube_api: Any, kube_cluster: KubeCluster, authorization: Any, kube_namespace: str, tmp_path: Path
-) -> None:
-    """Citadel's own ConfigMap sync, run as the citadel ServiceAccount: the narrowed rights suffice."""
+@pytest.fixture
+def as_citadel(
+    kube_api: Any, kube_cluster: KubeCluster, authorization: Any, tmp_path: Path
+) -> Iterator[tuple[Any, Any]]:
+    """(CoreV1Api as the citadel ServiceAccount, as the admin); every root ConfigMap removed after."""
     core: Any = client.CoreV1Api(kube_api)
     token = core.create_namespaced_service_account_token("citadel", NAMESPACE, {"spec": {}}).status.token
     kubeconfig = kube_cluster.token_kubeconfig(tmp_path / "citadel.kubeconfig", token)
-    with config.new_client_from_config(config_file=str(kubeconfig)) as as_citadel:  # type: ignore[no-untyped-call]
-        citadel: Any = client.CoreV1Api(as_citadel)
+    with config.new_client_from_config(config_file=str(kubeconfig)) as api:  # type: ignore[no-untyped-call]
         try:
-            for roots in ("first root\n", "rotated root\n"):
-                assert sync_root_configmaps(citadel, roots) >= 1  # created, then updated
-                published = core.read_namespaced_config_map(ROOT_CONFIGMAP, kube_namespace)
-                assert published.data == {"root-cert.pem": roots}
-        finally:  # the sync wrote one into every namespace of the session
+            yield client.CoreV1Api(api), core
+        finally:  # the sync writes one into every namespace of the session
             for namespace in core.list_namespace().items:
                 if core.list_namespaced_config_map(
                     namespace.metadata.name, field_selector=f"metadata.name={ROOT_CONFIGMAP}"
                 ).items:
                     core.delete_namespaced_config_map(ROOT_CONFIGMAP, namespace.metadata.name)
-        core.create_namespaced_config_map(kube_namespace, {"metadata": {"name": "app"}, "data": {"k": "v"}})
-        with pytest.raises(client.exceptions.ApiException) as refused:
-            citadel.replace_namespaced_config_map("app", kube_namespace, {"metadata": {"name": "app"}})
-        assert refused.value.status == 403
-        with pytest.raises(client.exceptions.ApiException) as refused:
-            citadel.read_namespaced_config_map("app", kube_namespace)
-        assert refused.value.status == 403
+
+
+def terminating(core: Any) -> list[str]:
+    return [n.metadata.name for n in core.list_namespace().items if n.status.phase == "Terminating"]
+
+
+def test_citadel_publishes_its_root_configmap_with_only_the_rights_k8s_grants(
+    as_citadel: tuple[Any, Any], kube_namespace: str
+) -> None:
+    """Citadel's own ConfigMap sync, run as the citadel ServiceAccount: the narrowed rights suffice."""
+    citadel, core = as_citadel
+    # Namespaces deleted by earlier tests must be gone first: see the test below.
+    wait_until(lambda: terminating(core) == [], "no namespace Terminating", timeout=60)
+    for roots in ("first root\n", "rotated root\n"):
+        assert sync_root_configmaps(citadel, roots) >= 1  # created, then updated
+        published = core.read_namespaced_config_map(ROOT_CONFIGMAP, kube_namespace)
+        assert published.data == {"root-cert.pem": roots}
+    core.create_namespaced_config_map(kube_namespace, {"metadata": {"name": "app"}, "data": {"k": "v"}})
+    with pytest.raises(client.exceptions.ApiException) as refused:
+        citadel.replace_namespaced_config_map("app", kube_namespace, {"metadata": {"name": "app"}})
+    assert refused.value.status == 403
+    with pytest.raises(client.exceptions.ApiException) as refused:
+        citadel.read_namespaced_config_map("app", kube_namespace)
+    assert refused.value.status == 403
+
+
+@pytest.mark.xfail(
+    raises=client.exceptions.ApiException,
+    reason="citadel bug: sync_root_configmaps aborts its whole pass on a Terminating namespace "
+    "(403 NamespaceTerminating) instead of skipping it, so other namespaces miss the root",
+)
+def test_a_terminating_namespace_does_not_stop_the_root_configmap_reaching_the_others(
+    as_citadel: tuple[Any, Any], kube_namespace: str
+) -> None:
+    citadel, core = as_citadel
+    held = f"a-terminating-{kube_namespace}"  # listed before kube_namespace
+    core.create_namespace({"metadata": {"name": held}})
+    hold = {"metadata": {"name": "held", "finalizers": ["meshplane.test/hold"]}}
+    core.create_namespaced_config_map(held, hold)
+    core.delete_namespace(held)
+    try:
+        wait_until(lambda: held in terminating(core), f"namespace {held} Terminating")
+        sync_root_configmaps(citadel, "root\n")
+        published = core.read_namespaced_config_map(ROOT_CONFIGMAP, kube_namespace)
+        assert published.data == {"root-cert.pem": "root\n"}
+    finally:
+        core.patch_namespaced_config_map("held", held, {"metadata": {"finalizers": None}})
