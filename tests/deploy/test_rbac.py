@@ -63,11 +63,16 @@ def test_galley_only_reads_config_and_may_touch_only_its_own_webhook(rendered: M
 
 
 def test_citadel_reviews_tokens_and_publishes_the_root_configmap(rendered: Manifests) -> None:
-    assert grants(rules_of(rendered, "citadel")) == {
+    rules = rules_of(rendered, "citadel")
+    assert grants(rules) == {
         ("authentication.k8s.io", "tokenreviews", "create"),
-        *{("", "configmaps", verb) for verb in READ | {"create", "update"}},
+        ("", "configmaps", "create"),  # RBAC cannot scope a create by name
         *{("", "namespaces", verb) for verb in READ},
     }
+    (scoped,) = [r for r in rules if r.get("resourceNames")]
+    assert scoped["resources"] == ["configmaps"]
+    assert scoped["resourceNames"] == ["istio-ca-root-cert"]
+    assert set(scoped["verbs"]) == {"get", "update"}
 
 
 def test_cni_agent_only_reads_pods(rendered: Manifests) -> None:
