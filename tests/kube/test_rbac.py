@@ -237,11 +237,6 @@ def test_citadel_publishes_its_root_configmap_with_only_the_rights_k8s_grants(
     assert refused.value.status == 403
 
 
-@pytest.mark.xfail(
-    raises=client.exceptions.ApiException,
-    reason="citadel bug: sync_root_configmaps aborts its whole pass on a Terminating namespace "
-    "(403 NamespaceTerminating) instead of skipping it, so other namespaces miss the root",
-)
 def test_a_terminating_namespace_does_not_stop_the_root_configmap_reaching_the_others(
     as_citadel: tuple[Any, Any], kube_namespace: str
 ) -> None:

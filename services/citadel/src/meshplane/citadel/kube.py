@@ -43,6 +43,8 @@ def sync_root_configmaps(core: Any, roots_pem: str) -> int:
     written = 0
     for ns in core.list_namespace().items:
         name = ns.metadata.name
+        if ns.metadata.deletion_timestamp is not None or (ns.status and ns.status.phase == "Terminating"):
+            continue  # nothing can be created there any more (403 NamespaceTerminating)
         body = client.V1ConfigMap(
             metadata=client.V1ObjectMeta(name=CONFIGMAP_NAME, labels={"istio.io/config": "true"}),
             data={CONFIGMAP_KEY: roots_pem},
@@ -52,7 +54,12 @@ def sync_root_configmaps(core: Any, roots_pem: str) -> int:
         except ApiException as exc:
             if exc.status != 404:
                 raise
-            core.create_namespaced_config_map(name, body)
+            try:
+                core.create_namespaced_config_map(name, body)
+            except ApiException as created:
+                if created.status == 403 and "NamespaceTerminating" in str(created.body or ""):
+                    continue  # began terminating since the list: skip it, not the namespaces after it
+                raise
             written += 1
             continue
         if (current.data or {}).get(CONFIGMAP_KEY) != roots_pem:
