@@ -16,6 +16,7 @@ import json
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ import yaml
 from cryptography import x509
 from kubernetes import client, config
 
+from meshplane.citadel.server.authn import REVIEW_BURST, REVIEW_RATE
 from meshplane.citadel.testing import CitadelProcess, make_csr
 from meshplane.proto.istio.v1.auth import ca_pb2, ca_pb2_grpc
 from meshplane.shared.testing.kubeenv import KubeCluster, wait_until
@@ -111,12 +113,15 @@ def new_namespace(core: Any, prefix: str) -> str:
     return name
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def citadel_factory(
     kube_api: Any, kube_cluster: KubeCluster, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Any]:
     """``start(namespace=None, env={})``: a Kubernetes-mode Citadel as ServiceAccount ``citadel``
-    of ``namespace`` (a new one with the RBAC installed, by default). Stopped at the end."""
+    of ``namespace`` (a new one with the RBAC installed, by default), stopped after the test.
+
+    Per test, not per module: every Citadel writes ``istio-ca-root-cert`` in every namespace, so
+    two alive at once would fight over it."""
     core: Any = client.CoreV1Api(kube_api)
     started: list[CitadelProcess] = []
     namespaces: list[str] = []
@@ -166,7 +171,7 @@ def citadel_factory(
             core.delete_namespace(namespace)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def citadel(citadel_factory: Any) -> Citadel:
     citadel: Citadel = citadel_factory()
     return citadel
@@ -254,3 +259,130 @@ def test_other_audiences_expired_tokens_and_deleted_accounts_are_refused_opaquel
     assert len(reasons) == 3, reasons
     assert all("TokenReview: not authenticated" in line for line in reasons), reasons
     assert "expired" in reasons[1], reasons[1]
+
+
+def test_one_token_makes_one_token_review_and_reviews_are_rate_limited_per_account(
+    citadel: Citadel, kube_api: Any, kube_namespace: str
+) -> None:
+    core: Any = client.CoreV1Api(kube_api)
+    core.create_namespaced_service_account(kube_namespace, {"metadata": {"name": "busy"}})
+    token = token_for(core, kube_namespace, "busy")
+    before = citadel.reviews()
+    for _ in range(3):  # one after the other: the verdict is cached by the token's hash
+        citadel.sign(token)
+    with ThreadPoolExecutor(8) as pool:  # at once: concurrent requests share one review
+        chains = list(pool.map(citadel.sign, [token] * 8))
+    assert {leaf_uris(c)[0] for c in chains} == {f"spiffe://cluster.local/ns/{kube_namespace}/sa/busy"}
+    assert citadel.reviews() == before + 1
+
+    # Many distinct tokens of one account at once: past the burst, reviews are refused unmade.
+    tokens = [token_for(core, kube_namespace, "busy") for _ in range(REVIEW_BURST + 10)]
+    before = citadel.reviews()
+    started = time.monotonic()
+
+    def attempt(token: str) -> bool:
+        try:
+            citadel.sign(token)
+        except grpc.RpcError as err:
+            assert err.details() == OPAQUE
+            return False
+        return True
+
+    with ThreadPoolExecutor(len(tokens)) as pool:
+        accepted = sum(pool.map(attempt, tokens))
+    elapsed = time.monotonic() - started
+    made = citadel.reviews() - before
+    assert made == accepted < len(tokens)
+    assert made <= REVIEW_BURST + REVIEW_RATE * elapsed + 1
+    assert "TokenReview rate limit reached for subject" in citadel.proc.log()
+
+
+def _secret_data(core: Any, namespace: str) -> tuple[str, dict[str, str]]:
+    secret = core.read_namespaced_secret("istio-ca-secret", namespace)
+    return secret.type, {k: base64.b64decode(v).decode() for k, v in (secret.data or {}).items()}
+
+
+def test_the_self_signed_root_is_kept_in_istio_ca_secret_across_a_sigkill_restart(
+    citadel_factory: Any, kube_api: Any
+) -> None:
+    core: Any = client.CoreV1Api(kube_api)
+    first: Citadel = citadel_factory()
+    root_pem = first.proc.root_pem().decode()
+    kind, data = _secret_data(core, first.namespace)
+    assert kind == "istio.io/ca-root"
+    assert set(data) == {"ca-cert.pem", "ca-key.pem", "cert-chain.pem", "key.pem", "root-cert.pem"}
+    assert data["ca-cert.pem"] == root_pem
+    assert data["ca-key.pem"] == (first.proc.ca_dir / "ca-key.pem").read_text()
+    assert data["cert-chain.pem"] == data["key.pem"] == data["root-cert.pem"] == ""  # as Istio's
+    assert f"self-signed root created Secret {first.namespace}/istio-ca-secret" in first.proc.log()
+
+    assert first.proc.proc is not None
+    first.proc.proc.kill()  # SIGKILL: nothing written on the way out
+    first.proc.proc.wait()
+    second: Citadel = citadel_factory(namespace=first.namespace)  # and a fresh, empty --ca-dir
+    assert second.proc.ca_dir != first.proc.ca_dir
+    assert second.proc.root_pem().decode() == root_pem
+    assert f"self-signed root restored Secret {first.namespace}/istio-ca-secret" in second.proc.log()
+    chain = second.sign(token_for(core, first.namespace, "default"))
+    old_root = x509.load_pem_x509_certificate(root_pem.encode())
+    x509.load_pem_x509_certificate(chain[0].encode()).verify_directly_issued_by(old_root)
+
+
+def _root_configmap(core: Any, namespace: str) -> dict[str, Any] | None:
+    try:
+        cm = core.read_namespaced_config_map("istio-ca-root-cert", namespace)
+    except client.exceptions.ApiException as err:
+        if err.status == 404:
+            return None
+        raise
+    return {"labels": cm.metadata.labels or {}, "pem": (cm.data or {}).get("root-cert.pem")}
+
+
+def test_istio_ca_root_cert_is_in_every_namespace_even_one_created_later(
+    citadel: Citadel, kube_api: Any
+) -> None:
+    core: Any = client.CoreV1Api(kube_api)
+    root_pem = citadel.proc.root_pem().decode()
+    expected = {"labels": {"istio.io/config": "true"}, "pem": root_pem}
+
+    def everywhere() -> bool:
+        names = [n.metadata.name for n in core.list_namespace().items if n.status.phase == "Active"]
+        return all(_root_configmap(core, name) == expected for name in names)
+
+    wait_until(everywhere, "istio-ca-root-cert with Citadel's root in every namespace")
+    later = new_namespace(core, "later")
+    try:
+        # Well before the 30 s resync: the namespace watch triggers the write.
+        wait_until(lambda: _root_configmap(core, later) == expected, f"istio-ca-root-cert in {later}", 10)
+    finally:
+        core.delete_namespace(later)
+
+
+def test_istio_ca_root_cert_and_the_secret_follow_a_root_rotation(
+    citadel_factory: Any, kube_api: Any
+) -> None:
+    core: Any = client.CoreV1Api(kube_api)
+    # A 12 s root, rotated with half its life left, checked every second.
+    rotating: Citadel = citadel_factory(
+        env={
+            "CITADEL_SELF_SIGNED_CA_CERT_TTL": "12s",
+            "CITADEL_SELF_SIGNED_ROOT_CERT_GRACE_PERIOD_PERCENTILE": "50",
+            "CITADEL_SELF_SIGNED_ROOT_CERT_CHECK_INTERVAL": "1s",
+        }
+    )
+    first_root = x509.load_pem_x509_certificate(rotating.proc.root_pem())
+
+    def rotated_and_published() -> bool:
+        _, data = _secret_data(core, rotating.namespace)
+        current = x509.load_pem_x509_certificate(data["ca-cert.pem"].encode())
+        if current == first_root:
+            return False
+        published = _root_configmap(core, rotating.namespace)
+        if published is None:
+            return False
+        roots = x509.load_pem_x509_certificates(published["pem"].encode())
+        # The new root first, the old one still trusted while it lives.
+        return roots[0] == current and first_root in roots[1:]
+
+    wait_until(rotated_and_published, "a rotated root in the Secret and the ConfigMap", timeout=20)
+    assert "rotated self-signed root" in rotating.proc.log()

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -194,13 +195,36 @@ def watch_new_namespaces(core: Any, on_added: Callable[[], None], stop: Callable
 
 
 async def run_namespace_watch(changed: asyncio.Event, stop: asyncio.Event) -> None:
+    """Set ``changed`` at every namespace added. The blocking watch runs in a daemon thread, so
+    a stop does not wait for its long poll; its failure (a 410 Gone, say) fails this task."""
     core = core_api(await asyncio.to_thread(_load_config))
     loop = asyncio.get_running_loop()
+    done: asyncio.Future[None] = loop.create_future()
+
+    def finish(exc: BaseException | None) -> None:
+        if done.done():  # cancelled meanwhile
+            return
+        if exc is None:
+            done.set_result(None)
+        else:
+            done.set_exception(exc)
 
     def on_added() -> None:
         loop.call_soon_threadsafe(changed.set)
 
-    await asyncio.to_thread(watch_new_namespaces, core, on_added, stop.is_set)
+    def body() -> None:
+        error: BaseException | None = None
+        try:
+            watch_new_namespaces(core, on_added, lambda: stop.is_set() or done.done())
+        except BaseException as exc:  # handed to the task, which the supervisor logs and restarts
+            error = exc
+        try:
+            loop.call_soon_threadsafe(finish, error)
+        except RuntimeError:
+            pass  # the loop is closed: Citadel is exiting
+
+    threading.Thread(target=body, name="namespace-watch", daemon=True).start()
+    await done
 
 
 async def run_root_configmap_sync(

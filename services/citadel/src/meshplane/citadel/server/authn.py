@@ -213,12 +213,12 @@ class JwtAuthenticator:
 #: how long a TokenReview verdict is reused for the same token (never past the token's ``exp``)
 REVIEW_CACHE_SECONDS = 60.0
 #: TokenReviews per second (and burst) allowed per claimed identity; the rest are refused
-REVIEW_RATE, REVIEW_BURST = 5.0, 20.0
+REVIEW_RATE, REVIEW_BURST = 5.0, 20
 
 
 class _Bucket:
     def __init__(self, now: float) -> None:
-        self.tokens, self.stamp = REVIEW_BURST, now
+        self.tokens, self.stamp = float(REVIEW_BURST), now
 
     def take(self, now: float) -> bool:
         self.tokens = min(REVIEW_BURST, self.tokens + (now - self.stamp) * REVIEW_RATE)
