@@ -210,8 +210,10 @@ class JwtAuthenticator:
         return identity
 
 
-#: how long a TokenReview verdict is reused for the same token (never past the token's ``exp``)
-REVIEW_CACHE_SECONDS = 60.0
+#: how long a TokenReview verdict is reused for the same token (never past the token's ``exp``):
+#: the API server's own success cache for token authentication (10 s), so a revoked token (its
+#: pod or ServiceAccount deleted) is accepted here no longer than the API server itself would
+REVIEW_CACHE_SECONDS = 10.0
 #: TokenReviews per second (and burst) allowed per claimed identity; the rest are refused
 REVIEW_RATE, REVIEW_BURST = 5.0, 20
 
