@@ -43,9 +43,9 @@ def prepare_authority(settings: Settings) -> LocalAuthority:
 
     plugged = has_material(settings.ca_dir) and not load_bundle(settings.ca_dir).self_signed
     if settings.kubernetes and not plugged:
-        from meshplane.citadel.kube import CA_SECRET_NAME, core_api, restore_or_persist_ca
+        from meshplane.citadel.kube import CA_SECRET_NAME, restore_or_persist_ca, startup_core_api
 
-        how = restore_or_persist_ca(core_api(), settings.ca_namespace, settings.ca_dir, create)
+        how = restore_or_persist_ca(startup_core_api(), settings.ca_namespace, settings.ca_dir, create)
         log.info("self-signed root %s Secret %s/%s", how, settings.ca_namespace, CA_SECRET_NAME)
     elif not has_material(settings.ca_dir):
         create()

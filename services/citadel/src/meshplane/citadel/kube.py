@@ -72,6 +72,16 @@ def core_api(api_client: Any = None) -> Any:
     return client.CoreV1Api(api_client or _load_config())
 
 
+def startup_core_api() -> Any:
+    """:func:`core_api` for the start, where a missing configuration is a :class:`CAMaterialError`."""
+    from kubernetes.config import ConfigException
+
+    try:
+        return core_api()
+    except (ConfigException, OSError) as exc:
+        raise CAMaterialError(f"Kubernetes mode needs an in-cluster config or a kubeconfig: {exc}") from exc
+
+
 def _secret_body(cert_pem: str, ca_key_pem: bytes) -> Any:
     from kubernetes import client
 
