@@ -62,14 +62,12 @@ def test_galley_only_reads_config_and_may_touch_only_its_own_webhook(rendered: M
     assert set(scoped["verbs"]) - READ == {"patch", "update"}
 
 
-def test_citadel_reviews_tokens_publishes_the_root_configmap_and_keeps_its_ca_secret(
-    rendered: Manifests,
-) -> None:
+def test_citadel_reviews_tokens_and_publishes_the_root_configmap(rendered: Manifests) -> None:
     rules = rules_of(rendered, "citadel")
     assert grants(rules) == {
         ("authentication.k8s.io", "tokenreviews", "create"),
-        ("", "configmaps", "create"),
-        ("", "secrets", "create"),  # create cannot be limited by name
+        ("", "configmaps", "create"),  # RBAC cannot scope a create by name
+        ("", "secrets", "create"),  # its CA Secret (a Role in its own namespace, below)
         *{("", "namespaces", verb) for verb in READ},
     }
     scoped = {
@@ -84,7 +82,6 @@ def test_citadel_reviews_tokens_publishes_the_root_configmap_and_keeps_its_ca_se
         ("secrets", "istio-ca-secret", "get"),
         ("secrets", "istio-ca-secret", "update"),
     }
-    # The Secret rules are a Role in Citadel's own namespace, not cluster-wide.
     (role,) = [
         r for r in rendered.of_kind("Role") if any("secrets" in rule["resources"] for rule in r["rules"])
     ]

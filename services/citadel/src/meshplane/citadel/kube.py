@@ -160,33 +160,29 @@ def sync_root_configmaps(core: Any, roots_pem: str) -> int:
     written = 0
     for ns in core.list_namespace().items:
         name = ns.metadata.name
-        if ns.status is not None and ns.status.phase == "Terminating":
-            continue
+        if ns.metadata.deletion_timestamp is not None or (ns.status and ns.status.phase == "Terminating"):
+            continue  # nothing can be created there any more (403 NamespaceTerminating)
         body = client.V1ConfigMap(
             metadata=client.V1ObjectMeta(name=CONFIGMAP_NAME, labels={"istio.io/config": "true"}),
             data={CONFIGMAP_KEY: roots_pem},
         )
         try:
-            written += _put_configmap(core, name, body, roots_pem)
-        except ApiException as exc:  # e.g. the namespace went away or began terminating meanwhile
-            log.warning("cannot write %s in %s: %s %s", CONFIGMAP_NAME, name, exc.status, exc.reason)
+            current = core.read_namespaced_config_map(CONFIGMAP_NAME, name)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+            try:
+                core.create_namespaced_config_map(name, body)
+            except ApiException as created:
+                if created.status == 403 and "NamespaceTerminating" in str(created.body or ""):
+                    continue  # began terminating since the list: skip it, not the namespaces after it
+                raise
+            written += 1
+            continue
+        if (current.data or {}).get(CONFIGMAP_KEY) != roots_pem:
+            core.replace_namespaced_config_map(CONFIGMAP_NAME, name, body)
+            written += 1
     return written
-
-
-def _put_configmap(core: Any, namespace: str, body: Any, roots_pem: str) -> int:
-    from kubernetes.client.exceptions import ApiException
-
-    try:
-        current = core.read_namespaced_config_map(CONFIGMAP_NAME, namespace)
-    except ApiException as exc:
-        if exc.status != 404:
-            raise
-        core.create_namespaced_config_map(namespace, body)
-        return 1
-    if (current.data or {}).get(CONFIGMAP_KEY) != roots_pem:
-        core.replace_namespaced_config_map(CONFIGMAP_NAME, namespace, body)
-        return 1
-    return 0
 
 
 def watch_new_namespaces(core: Any, on_added: Callable[[], None], stop: Callable[[], bool]) -> None:
