@@ -67,12 +67,25 @@ def test_citadel_reviews_tokens_and_publishes_the_root_configmap(rendered: Manif
     assert grants(rules) == {
         ("authentication.k8s.io", "tokenreviews", "create"),
         ("", "configmaps", "create"),  # RBAC cannot scope a create by name
+        ("", "secrets", "create"),  # its CA Secret (a Role in its own namespace, below)
         *{("", "namespaces", verb) for verb in READ},
     }
-    (scoped,) = [r for r in rules if r.get("resourceNames")]
-    assert scoped["resources"] == ["configmaps"]
-    assert scoped["resourceNames"] == ["istio-ca-root-cert"]
-    assert set(scoped["verbs"]) == {"get", "update"}
+    scoped = {
+        (r["resources"][0], name, verb)
+        for r in rules
+        for name in r.get("resourceNames", [])
+        for verb in r["verbs"]
+    }
+    assert scoped == {
+        ("configmaps", "istio-ca-root-cert", "get"),
+        ("configmaps", "istio-ca-root-cert", "update"),
+        ("secrets", "istio-ca-secret", "get"),
+        ("secrets", "istio-ca-secret", "update"),
+    }
+    (role,) = [
+        r for r in rendered.of_kind("Role") if any("secrets" in rule["resources"] for rule in r["rules"])
+    ]
+    assert role["metadata"]["namespace"] == "meshplane-system"
 
 
 def test_cni_agent_only_reads_pods(rendered: Manifests) -> None:
@@ -89,12 +102,14 @@ def test_node_agent_has_no_rbac_and_no_identity_of_its_own(rendered: Manifests) 
     assert not [a for a in agent["args"] if a.startswith("--token-file")]
 
 
-def test_no_role_grants_wildcard_verbs_or_secrets(rendered: Manifests) -> None:
+def test_no_role_grants_wildcard_verbs_or_secrets_beyond_the_ca_secret(rendered: Manifests) -> None:
     for role in rendered.of_kind("ClusterRole") + rendered.of_kind("Role"):
         for rule in role["rules"]:
             assert "*" not in rule["verbs"], role["metadata"]["name"]
-            assert "secrets" not in rule["resources"], role["metadata"]["name"]
             assert "*" not in rule["apiGroups"], role["metadata"]["name"]
+            if "secrets" in rule["resources"]:  # only Citadel's own CA Secret, in its namespace
+                assert role["kind"] == "Role", role["metadata"]["name"]
+                assert rule["verbs"] == ["create"] or rule.get("resourceNames") == ["istio-ca-secret"]
 
 
 def test_every_binding_names_an_existing_service_account_and_role(rendered: Manifests) -> None:

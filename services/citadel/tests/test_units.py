@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -184,6 +185,21 @@ def test_citadel_with_broken_ca_files_exits_with_a_clear_message(tmp_path: Path)
     )
     assert out.returncode == 1
     assert "ca-key.pem" in out.stderr and "not an unencrypted PEM private key" in out.stderr
+    assert "Traceback" not in out.stderr + out.stdout
+
+
+def test_citadel_in_kubernetes_mode_without_a_kubeconfig_exits_with_a_clear_message(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "KUBERNETES_SERVICE_HOST"}
+    env["KUBECONFIG"] = str(tmp_path / "missing-kubeconfig")
+    out = subprocess.run(
+        [sys.executable, "-m", "meshplane.citadel", "--ca-dir", str(tmp_path / "ca"), "--kubernetes"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert out.returncode == 1
+    assert "Kubernetes mode needs an in-cluster config or a kubeconfig" in out.stderr
     assert "Traceback" not in out.stderr + out.stdout
 
 

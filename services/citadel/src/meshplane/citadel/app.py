@@ -13,7 +13,7 @@ import logging
 from prometheus_client import CollectorRegistry
 
 from meshplane.citadel.ca.authority import LocalAuthority
-from meshplane.citadel.ca.keycert import KeyCertBundle, create_self_signed, has_material
+from meshplane.citadel.ca.keycert import KeyCertBundle, create_self_signed, has_material, load_bundle
 from meshplane.citadel.ca.rotation import run_root_rotator, watch_ca_dir
 from meshplane.citadel.grpcserver import renew_serving, settle_gc, start_grpc
 from meshplane.citadel.metrics import CitadelMetrics
@@ -29,12 +29,26 @@ log = logging.getLogger(__name__)
 
 
 def prepare_authority(settings: Settings) -> LocalAuthority:
-    """Load the CA from ``--ca-dir``, creating a self-signed root there on first start."""
-    if not has_material(settings.ca_dir):
+    """Load the CA from ``--ca-dir``, creating a self-signed root there on first start.
+
+    In Kubernetes mode a self-signed root is kept in Secret ``istio-ca-secret`` (restored from it
+    at start, written to it when new); a plugged-in CA in ``--ca-dir`` is used as it is.
+    """
+
+    def create() -> None:
         log.info(
             "no CA material in %s: creating a self-signed %s root", settings.ca_dir, settings.ca_key_type
         )
         create_self_signed(settings.ca_dir, settings.trust_domain, settings.ca_key_type, settings.root_ttl)
+
+    plugged = has_material(settings.ca_dir) and not load_bundle(settings.ca_dir).self_signed
+    if settings.kubernetes and not plugged:
+        from meshplane.citadel.kube import CA_SECRET_NAME, restore_or_persist_ca, startup_core_api
+
+        how = restore_or_persist_ca(startup_core_api(), settings.ca_namespace, settings.ca_dir, create)
+        log.info("self-signed root %s Secret %s/%s", how, settings.ca_namespace, CA_SECRET_NAME)
+    elif not has_material(settings.ca_dir):
+        create()
     return LocalAuthority.load(settings.ca_dir, settings.default_ttl, settings.max_ttl, settings.sign_window)
 
 
@@ -101,9 +115,7 @@ async def run(settings: Settings, authority: LocalAuthority, stop: asyncio.Event
         if publisher is not None:
             tasks.spawn("trust-publisher", lambda: publisher.run(stop, tasks))
         if settings.kubernetes:
-            from meshplane.citadel.kube import run_root_configmap_sync
-
-            tasks.spawn("root-configmap", lambda: run_root_configmap_sync(authority, stop))
+            spawn_kube_tasks(settings, authority, tasks, stop)
         await stop.wait()
     finally:
         await tasks.aclose()
@@ -112,3 +124,14 @@ async def run(settings: Settings, authority: LocalAuthority, stop: asyncio.Event
         await pool.join()
         await monitoring.stop()
     tasks.raise_if_failed()
+
+
+def spawn_kube_tasks(
+    settings: Settings, authority: LocalAuthority, tasks: TaskSupervisor, stop: asyncio.Event
+) -> None:
+    from meshplane.citadel.kube import run_namespace_watch, run_root_configmap_sync
+
+    changed = asyncio.Event()
+    secret_ns = None if not authority.bundle.self_signed else settings.ca_namespace
+    tasks.spawn("root-configmap", lambda: run_root_configmap_sync(authority, stop, changed, secret_ns))
+    tasks.spawn("namespace-watch", lambda: run_namespace_watch(changed, stop))

@@ -37,7 +37,10 @@ GC_GEN0_THRESHOLD = 10_000
 
 
 def build_authenticators(
-    settings: Settings, authority: LocalAuthority, create_local_issuer: bool = True
+    settings: Settings,
+    authority: LocalAuthority,
+    create_local_issuer: bool = True,
+    metrics: CitadelMetrics | None = None,
 ) -> list[Authenticator]:
     """Authenticators in Istio's order. Only the main process creates (and writes) the local
     issuer's files; workers, started after it, read them."""
@@ -54,8 +57,11 @@ def build_authenticators(
     if settings.token_review:
         from meshplane.citadel.kube import authentication_api
 
+        on_review = (lambda: metrics.inc("token_review")) if metrics is not None else (lambda: None)
         authenticators.append(
-            TokenReviewAuthenticator(authentication_api(), settings.audiences, settings.trust_domain)
+            TokenReviewAuthenticator(
+                authentication_api(), settings.audiences, settings.trust_domain, on_review=on_review
+            )
         )
     authenticators.append(ClientCertAuthenticator(authority))  # last: reading the peer cert is costly
     return authenticators
@@ -76,7 +82,7 @@ async def start_grpc(
 ) -> tuple[grpc.aio.Server, BoundPorts]:
     """Start CreateCertificate on ``--grpc-addr`` (and ``--grpc-mtls-addr``); return the bound ports."""
     server = grpc.aio.server(options=SERVER_OPTIONS)
-    authenticators = build_authenticators(settings, authority, create_local_issuer=not worker)
+    authenticators = build_authenticators(settings, authority, not worker, metrics)
     servicer = CertificateServicer(authority, authenticators, metrics)
     ca_pb2_grpc.add_IstioCertificateServiceServicer_to_server(servicer, server)
     host, port = settings.grpc_addr

@@ -48,6 +48,8 @@ class Settings:
     local_issuer: bool
     token_review: bool
     kubernetes: bool
+    #: where Secret istio-ca-secret lives (Kubernetes mode)
+    ca_namespace: str = "meshplane-system"
     #: serving processes on the gRPC ports (the main one included)
     workers: int = 1
     #: CSRs arriving within this of each other are signed together (0: each at once)
@@ -88,7 +90,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--kubernetes",
         action="store_true",
-        help="publish istio-ca-root-cert in every namespace (default on when running in a Kubernetes pod)",
+        help="keep the self-signed root in Secret istio-ca-secret and publish istio-ca-root-cert in every "
+        "namespace (default on when running in a Kubernetes pod)",
+    )
+    p.add_argument(
+        "--ca-namespace",
+        default=None,
+        help="namespace of Secret istio-ca-secret, which persists the self-signed root in Kubernetes mode "
+        "(env POD_NAMESPACE, else meshplane-system)",
     )
     p.add_argument(
         "--workers",
@@ -171,6 +180,7 @@ def parse_settings(argv: list[str] | None, environ: Mapping[str, str] | None = N
         local_issuer=not args.no_local_issuer,
         token_review=args.token_review or in_cluster,
         kubernetes=args.kubernetes or in_cluster,
+        ca_namespace=args.ca_namespace or environ.get("POD_NAMESPACE") or "meshplane-system",
         workers=args.workers,
         sign_window=sign_window,
     )

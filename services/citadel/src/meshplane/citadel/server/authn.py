@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import hashlib
 import json
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -209,14 +210,60 @@ class JwtAuthenticator:
         return identity
 
 
-class TokenReviewAuthenticator:
-    """Kubernetes TokenReview (authentication.k8s.io/v1) with audience ``istio-ca``."""
+#: how long a TokenReview verdict is reused for the same token (never past the token's ``exp``):
+#: the API server's own success cache for token authentication (10 s), so a revoked token (its
+#: pod or ServiceAccount deleted) is accepted here no longer than the API server itself would
+REVIEW_CACHE_SECONDS = 10.0
+#: TokenReviews per second (and burst) allowed per claimed identity; the rest are refused
+REVIEW_RATE, REVIEW_BURST = 5.0, 20
 
-    def __init__(self, api: Any, audiences: Sequence[str], trust_domain: str) -> None:
-        """``api`` is a ``kubernetes.client.AuthenticationV1Api``."""
+
+class _Bucket:
+    def __init__(self, now: float) -> None:
+        self.tokens, self.stamp = float(REVIEW_BURST), now
+
+    def take(self, now: float) -> bool:
+        self.tokens = min(REVIEW_BURST, self.tokens + (now - self.stamp) * REVIEW_RATE)
+        self.stamp = now
+        if self.tokens < 1:
+            return False
+        self.tokens -= 1
+        return True
+
+
+def _unverified_claims(token: str) -> dict[str, Any]:
+    try:
+        return dict(jwt.decode(token, options={"verify_signature": False}))
+    except jwt.PyJWTError:
+        return {}  # not a JWT: the API server will say so
+
+
+class TokenReviewAuthenticator:
+    """Kubernetes TokenReview (authentication.k8s.io/v1) with audience ``istio-ca``.
+
+    Accepted tokens are cached by their SHA-256 for ``REVIEW_CACHE_SECONDS`` (at most until the
+    token's ``exp``), concurrent requests with one token share one review, and reviews are
+    rate-limited per claimed subject, so a workload renewing many certificates with one token
+    costs the API server one review. Refusals are not cached.
+    """
+
+    def __init__(
+        self,
+        api: Any,
+        audiences: Sequence[str],
+        trust_domain: str,
+        on_review: Callable[[], None] = lambda: None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        """``api`` is a ``kubernetes.client.AuthenticationV1Api``; ``on_review`` counts reviews made."""
         self._api = api
         self._audiences = list(audiences)
         self._trust_domain = trust_domain
+        self._on_review = on_review
+        self._clock = clock
+        self._cache: dict[str, tuple[str, float]] = {}
+        self._inflight: dict[str, asyncio.Future[str]] = {}
+        self._buckets: dict[str, _Bucket] = {}
 
     def _review(self, token: str) -> Any:
         from kubernetes import client
@@ -228,6 +275,45 @@ class TokenReviewAuthenticator:
         token = bearer_token(caller.metadata)
         if token is None:
             return None
+        key = hashlib.sha256(token.encode()).hexdigest()
+        now = self._clock()
+        cached = self._cache.get(key)
+        if cached is not None and cached[1] > now:
+            return cached[0]
+        pending = self._inflight.get(key)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        claims = _unverified_claims(token)
+        subject = str(claims.get("sub", ""))
+        bucket = self._buckets.setdefault(subject, _Bucket(now))
+        if not bucket.take(now):
+            raise AuthenticationError(f"TokenReview rate limit reached for subject {subject!r}")
+        future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self._inflight[key] = future
+        try:
+            identity = await self._authenticate(token)
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: no "never retrieved" warning when nobody waited
+            raise
+        finally:
+            del self._inflight[key]
+        future.set_result(identity)
+        expires = now + REVIEW_CACHE_SECONDS
+        if isinstance(claims.get("exp"), int | float):
+            expires = min(expires, float(claims["exp"]))
+        self._remember(key, identity, expires, now)
+        return identity
+
+    def _remember(self, key: str, identity: str, expires: float, now: float) -> None:
+        if len(self._cache) >= 10_000:
+            self._cache = {k: v for k, v in self._cache.items() if v[1] > now}
+        if len(self._buckets) >= 10_000:
+            self._buckets.clear()
+        self._cache[key] = (identity, expires)
+
+    async def _authenticate(self, token: str) -> str:
+        self._on_review()
         try:
             review = await asyncio.to_thread(self._review, token)
         except Exception as exc:  # the client raises ApiException, urllib3 errors, ...
