@@ -89,6 +89,10 @@ ALLOWED: dict[str, list[Ask]] = {
         Ask("create", "", "configmaps", "default"),
         Ask("get", "", "configmaps", "default", ROOT_CONFIGMAP),
         Ask("update", "", "configmaps", "some-app", ROOT_CONFIGMAP),
+        # its self-signed root, kept in Istio's Secret in its own namespace
+        Ask("get", "", "secrets", NAMESPACE, "istio-ca-secret"),
+        Ask("update", "", "secrets", NAMESPACE, "istio-ca-secret"),
+        Ask("create", "", "secrets", NAMESPACE),
     ],
     "node-agent": [],
     "cni-agent": [Ask(verb, "", "pods") for verb in ("get", "list", "watch")],
@@ -123,6 +127,9 @@ REFUSED: dict[str, list[Ask]] = {
         Ask("update", "", "namespaces", "", "default"),
         Ask("list", "", "pods"),
         Ask("list", "networking.istio.io", "virtualservices"),
+        Ask("get", "", "secrets", NAMESPACE, "galley-webhook-tls"),
+        Ask("get", "", "secrets", "default", "istio-ca-secret"),
+        Ask("create", "", "secrets", "default"),
     ],
     "node-agent": [
         Ask("get", "", "configmaps", "default", ROOT_CONFIGMAP),
