@@ -17,6 +17,8 @@ from typing import Any
 
 import yaml
 
+from meshplane.ctl.errors import EXIT_USAGE, error
+
 DOMAIN = "svc.cluster.local"
 
 
@@ -238,8 +240,8 @@ def run(args: argparse.Namespace) -> int:
         )
         text = yaml.safe_dump(render_bootstrap(opts), sort_keys=False)
     except BootstrapError as exc:
-        print(f"meshctl bootstrap: {exc}", file=sys.stderr)
-        return 2
+        error("bootstrap", str(exc))
+        return EXIT_USAGE
     if args.output == "-":
         sys.stdout.write(text)
     else:

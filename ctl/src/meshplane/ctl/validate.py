@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from meshplane.ctl.errors import EXIT_FINDINGS, EXIT_OK, EXIT_USAGE, error
 from meshplane.shared.config import (
     MAX_DOCUMENT_BYTES,
     MAX_FILE_BYTES,
@@ -24,7 +25,7 @@ from meshplane.shared.config import (
 )
 
 SUFFIXES = (".yaml", ".yml", ".json")
-EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
+EXIT_INVALID = EXIT_FINDINGS
 
 _HELP = f"""\
 Validate Istio configuration files offline, with the rules Istio's admission webhook applies.
@@ -165,7 +166,7 @@ def run(args: argparse.Namespace) -> int:
         for entry in entries:
             print(entry.as_text())
     for message in read_errors:
-        print(f"error: {message}", file=sys.stderr)
+        error("validate", message)
     invalid = sum(1 for e in entries if not e.valid)
     if args.output == "text":
         print(f"{len(entries)} resource(s) checked, {invalid} invalid", file=sys.stderr)
