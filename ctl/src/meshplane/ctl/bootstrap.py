@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from meshplane.ctl.errors import EXIT_USAGE, error
+from meshplane.shared.version import __version__
 
 DOMAIN = "svc.cluster.local"
 
@@ -93,7 +94,7 @@ def render_bootstrap(opts: BootstrapOptions) -> dict[str, Any]:
         "CLUSTER_ID": opts.cluster_id,
         "MESH_ID": opts.mesh_id,
         "INTERCEPTION_MODE": opts.interception,
-        "ISTIO_VERSION": "meshplane-0.1.0",
+        "ISTIO_VERSION": f"meshplane-{__version__}",
     }
     if opts.sds_token_path:
         # per-node agent: Pilot's SDS configs send this token file to the agent's socket

@@ -30,8 +30,9 @@ from typing import Any
 import yaml
 
 from meshplane.ctl.errors import EXIT_USAGE, error
+from meshplane.shared.version import __version__
 
-PROXY_IMAGE = "meshplane/proxy:0.1.0"
+PROXY_IMAGE = f"meshplane/proxy:{__version__}"
 STATUS_ANNOTATION = "sidecar.istio.io/status"
 INJECT_ANNOTATION = "sidecar.istio.io/inject"
 SDS_DIR = "/var/run/secrets/workload-spiffe-uds"
