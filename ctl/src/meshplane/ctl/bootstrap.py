@@ -169,6 +169,13 @@ def render_bootstrap(opts: BootstrapOptions) -> dict[str, Any]:
     }
 
 
+class _PlainDumper(yaml.SafeDumper):
+    """Writes a shared sub-object out in full each time: no ``&id001`` anchors and ``*id001`` aliases."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
 def _xds_retry(opts: BootstrapOptions) -> dict[str, Any]:
     if not opts.xds_retry_max:
         return {}
@@ -239,7 +246,7 @@ def run(args: argparse.Namespace) -> int:
             interception=args.interception,
             locality=args.locality,
         )
-        text = yaml.safe_dump(render_bootstrap(opts), sort_keys=False)
+        text = yaml.dump(render_bootstrap(opts), Dumper=_PlainDumper, sort_keys=False)
     except BootstrapError as exc:
         error("bootstrap", str(exc))
         return EXIT_USAGE
