@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import sys
 
 from google.protobuf.json_format import MessageToDict
 
@@ -116,10 +115,7 @@ def run_version(args: argparse.Namespace) -> int:
         infos = asyncio.run(read_components(args.nats_url))
     except (BusError, TimeoutError) as exc:
         infos = []
-        print(
-            f"note: no running components found: the bus at {args.nats_url} is unreachable ({exc})",
-            file=sys.stderr,
-        )
+        error("version", f"no running components found: the bus at {args.nats_url} is unreachable ({exc})")
     if args.output == "json":
         print(json.dumps({"client": __version__, "components": [MessageToDict(i) for i in infos]}, indent=2))
         return 0
