@@ -14,7 +14,7 @@ $(UV):
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check "uv==0.13.9"
 
-$(STAMP): $(UV) uv.lock pyproject.toml */pyproject.toml services/*/pyproject.toml
+$(STAMP): $(UV) uv.lock pyproject.toml */pyproject.toml services/*/pyproject.toml shared/src/meshplane/shared/version.py
 	VIRTUAL_ENV=$(abspath $(VENV)) UV_PROJECT_ENVIRONMENT=$(abspath $(VENV)) $(UV) sync --frozen --all-packages --inexact
 	# xds-protos ships an older copy of opentelemetry/proto/* that overwrites opentelemetry-proto's
 	# files (OTLP exporters then fail to import); reinstall opentelemetry-proto so its files win.

@@ -70,7 +70,7 @@ def test_json_output_and_warning_threshold(tmp_path: Path, capsys: pytest.Captur
 
 def test_unreadable_input_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "bad.yaml").write_text("kind: [unclosed")
-    assert main(["analyze", "-f", str(tmp_path / "bad.yaml"), str(tmp_path / "missing.yaml")]) == 1
+    assert main(["analyze", "-f", str(tmp_path / "bad.yaml"), str(tmp_path / "missing.yaml")]) == 2
     err = capsys.readouterr().err
     assert "bad.yaml" in err
     assert "missing.yaml: no such file" in err
@@ -146,7 +146,7 @@ def test_suppress_with_globs(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert "IST0103" not in capsys.readouterr().out
     assert main(["analyze", "-A", "-S", "IST01*=Pod other/*", str(tmp_path)]) == 0
     assert "IST0103" in capsys.readouterr().out
-    assert main(["analyze", "-A", "-S", "IST0103", str(tmp_path)]) == 64
+    assert main(["analyze", "-A", "-S", "IST0103", str(tmp_path)]) == 2
     assert "CODE=Kind ns/name" in capsys.readouterr().err
 
 
@@ -184,14 +184,14 @@ def test_parse_errors_exit_65_unless_ignored(tmp_path: Path, capsys: pytest.Capt
     assert main(["analyze", "--ignore-unknown", str(tmp_path)]) == 0
 
 
-def test_bad_flags_and_live_mode_exit_64(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_flags_and_live_mode_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "gw.yaml").write_text(GW)
-    assert main(["analyze", "--failure-threshold", "Fatal", str(tmp_path)]) == 64
+    assert main(["analyze", "--failure-threshold", "Fatal", str(tmp_path)]) == 2
     assert "expected Info, Warning or Error" in capsys.readouterr().err
-    assert main(["analyze", "-o", "xml", str(tmp_path)]) == 64
-    assert main(["analyze"]) == 64
+    assert main(["analyze", "-o", "xml", str(tmp_path)]) == 2
+    assert main(["analyze"]) == 2
     assert "--use-kube" in capsys.readouterr().err
-    assert main(["analyze", "--use-kube=true", str(tmp_path)]) == 64
+    assert main(["analyze", "--use-kube=true", str(tmp_path)]) == 2
 
 
 SE = """apiVersion: networking.istio.io/v1
@@ -219,7 +219,7 @@ def test_mesh_config_file_and_istio_configmap(tmp_path: Path, capsys: pytest.Cap
     main(["analyze", str(tmp_path / "se.yaml"), str(tmp_path / "cm.yaml")])
     assert "IST0134" in capsys.readouterr().out
     assert (
-        main(["analyze", "--meshConfigFile", str(tmp_path / "absent.yaml"), str(tmp_path / "se.yaml")]) == 1
+        main(["analyze", "--meshConfigFile", str(tmp_path / "absent.yaml"), str(tmp_path / "se.yaml")]) == 2
     )
     assert "--meshConfigFile" in capsys.readouterr().err
 

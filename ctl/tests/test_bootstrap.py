@@ -121,5 +121,12 @@ def test_cli_writes_yaml_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     boot = yaml.safe_load(text)
     assert boot["node"]["metadata"]["LABELS"] == {"istio": "ingressgateway"}
     assert "&id" not in text and "*id" not in text  # no YAML anchors: the file reads as written
+    sds = ["bootstrap", "--sds-socket", str(tmp_path / "sds.sock"), "--sds-token-path", "/t", "-o", str(out)]
+    assert main(sds) == 0  # the SDS cluster shares the xds-grpc cluster's protocol options
+    text = out.read_text()
+    assert "&id" not in text and "*id" not in text
+    clusters = yaml.safe_load(text)["static_resources"]["clusters"]
+    options = [c["typed_extension_protocol_options"] for c in clusters]
+    assert len(options) == 2 and options[0] == options[1]
     assert main(["bootstrap", "--labels", "novalue"]) == 2
     assert "--labels" in capsys.readouterr().err

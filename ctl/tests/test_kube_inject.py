@@ -152,8 +152,8 @@ def test_bad_input_gives_clear_errors(tmp_path: Path, capsys: pytest.CaptureFixt
     code, _, err = run_inject(tmp_path, "kind: Pod\nspec: [unclosed", capsys)
     assert code == 2 and "not valid YAML" in err and "Traceback" not in err
     code, _, err = run_inject(tmp_path, "- just\n- a list\n", capsys)
-    assert code == 1 and "document 0" in err
+    assert code == 2 and "document 0" in err
     code, _, err = run_inject(tmp_path, "kind: Pod\nmetadata: {name: x}\nspec: {}\n", capsys)
-    assert code == 1 and "no containers" in err and "Pod x" in err
+    assert code == 2 and "no containers" in err and "Pod x" in err
     assert main(["kube-inject", "-f", str(tmp_path / "missing.yaml")]) == 2
     assert "cannot read" in capsys.readouterr().err

@@ -199,7 +199,7 @@ def test_unknown_proxy_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFi
     (tmp_path / "proxies.json").write_text(json.dumps({"a.default": "127.0.0.1:1"}))
     assert main(["proxy-config", "cluster", "b.default", "--state-dir", str(tmp_path)]) == 1
     assert "known: a.default" in capsys.readouterr().err
-    assert main(["proxy-config", "cluster", f"127.0.0.1:{free_port()}"]) == 1
+    assert main(["proxy-config", "cluster", f"127.0.0.1:{free_port()}"]) == 2
     assert "cannot read /config_dump" in capsys.readouterr().err
 
 

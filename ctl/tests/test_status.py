@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 import time
 
 import pytest
@@ -14,6 +16,7 @@ from meshplane.proto.bus.v1 import status_pb2
 from meshplane.shared.bus import Buckets, Bus, make_key
 from meshplane.shared.components import STALE_AFTER_SECONDS, ComponentAnnouncer
 from meshplane.shared.natsserver import NatsServer
+from meshplane.shared.version import __version__
 
 
 def status(proxy: str, pilot: str, age: float = 0.0, **words: tuple[str, str, str]) -> status_pb2.ProxyStatus:
@@ -84,9 +87,9 @@ async def test_version_lists_running_components(
     out = capsys.readouterr().out
     assert code == 0
     assert out.splitlines() == [
-        "client version: 0.1.0",
-        "galley version: 0.1.0 (galley-1)",
-        "pilot version: 0.1.0 (pilot-1)",
+        f"client version: {__version__}",
+        f"galley version: {__version__} (galley-1)",
+        f"pilot version: {__version__} (pilot-1)",
     ]
     await pilot.withdraw()
     code = await asyncio.to_thread(main, ["version", "-o", "json", "--nats-url", nats_server.url])
@@ -115,4 +118,23 @@ def test_version_without_bus_still_prints_client(capsys: pytest.CaptureFixture[s
 
     code = main(["version", "--nats-url", f"nats://127.0.0.1:{free_port()}"])
     captured = capsys.readouterr()
-    assert code == 0 and "client version: 0.1.0" in captured.out and "unreachable" in captured.err
+    assert code == 0 and f"client version: {__version__}" in captured.out
+    assert captured.err.startswith("meshctl version: no running components found")
+    assert "unreachable" in captured.err
+
+
+@pytest.mark.parametrize("verb", ["version", "proxy-status"])
+async def test_a_normal_exit_prints_nothing_on_stderr(bus: Bus, nats_server: NatsServer, verb: str) -> None:
+    """No "bus disconnected" or other log lines when the command closes its bus connection."""
+    await Buckets(bus).proxy_status.put(make_key("pilot-a", "a.default"), status("a.default", "pilot-a"))
+    await ComponentAnnouncer(bus, "pilot", {}, instance="pilot-1").announce()
+    out = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "meshplane.ctl.main", verb, "--nats-url", nats_server.url],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    assert ("pilot-1" if verb == "version" else "a.default") in out.stdout
+    assert out.stderr == ""

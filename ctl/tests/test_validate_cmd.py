@@ -56,7 +56,7 @@ def test_valid_file_exits_0_with_check_mark(tmp_path: Path, capsys: pytest.Captu
     (tmp_path / "vs.yaml").write_text(VALID_VS)
     code, out, _ = run(capsys, "-f", str(tmp_path / "vs.yaml"))
     assert code == 0
-    assert out.strip() == f"\u2714 VirtualService default/reviews ({tmp_path / 'vs.yaml'}#0)"
+    assert out.strip() == f"\u2714 VirtualService default/reviews ({tmp_path / 'vs.yaml'}:1)"
 
 
 def test_invalid_file_exits_1_and_names_path(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -88,6 +88,8 @@ def test_json_output(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
     assert entries[0] == {
         "file": str(tmp_path / "all.yaml"),
         "index": 0,
+        "line": 1,
+        "column": 1,
         "kind": "VirtualService",
         "apiVersion": "networking.istio.io/v1",
         "namespace": "default",
@@ -95,9 +97,35 @@ def test_json_output(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
         "valid": True,
         "errors": [],
         "warnings": [],
+        "errorLocations": [],
     }
     assert entries[1]["errors"] == ["spec.http[0].route[1].weight: weight -1 must not be negative"]
     assert "document is not a mapping" in entries[3]["errors"][0]
+
+
+def test_errors_name_the_line_of_the_field_in_multi_document_files(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Each error points at its own field's key, counted from the top of the file, not the document."""
+    missing_host = VALID_VS.replace("{host: reviews, subset: v1}", "{subset: v1}")
+    text = VALID_VS + "---\n" + INVALID_VS + "---\n" + missing_host
+    (tmp_path / "all.yaml").write_text(text)
+    code, out, _ = run(capsys, "-f", str(tmp_path / "all.yaml"), "-o", "json")
+    assert code == 1
+    entries: list[dict[str, Any]] = json.loads(out)
+    lines = text.splitlines()
+    second = entries[1]
+    assert (second["line"], second["column"]) == (23, 7)
+    assert lines[second["line"] - 1].strip() == "weight: -1"
+    assert second["errorLocations"] == [{"line": 23, "column": 7}]
+    third = entries[2]
+    assert third["errors"] == ["spec.http[0].route[0].destination.host: required field is missing"]
+    # The missing key falls back to the line of its parent, `destination`.
+    assert (third["line"], third["column"]) == (33, 7)
+    assert lines[32].strip() == "- destination: {subset: v1}"
+    code, out, _ = run(capsys, "-f", str(tmp_path / "all.yaml"))
+    assert f"  {tmp_path / 'all.yaml'}:23:7: spec.http[0].route[1].weight: weight -1" in out
+    assert f"({tmp_path / 'all.yaml'}:11)" in out
 
 
 def test_directory_recursion_picks_yaml_yml_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -127,7 +155,8 @@ def test_stdin(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[st
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(INVALID_VS.encode())))
     code, out, _ = run(capsys, "-f", "-")
     assert code == 1
-    assert "(<stdin>#0)" in out
+    assert "(<stdin>:1)" in out
+    assert "<stdin>:13:7: spec.http[0].route[1].weight:" in out
 
 
 def test_multiple_paths(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -173,8 +202,8 @@ def test_parse_error_is_listed_invalid(tmp_path: Path, capsys: pytest.CaptureFix
     assert code == 1
     lines = out.splitlines()
     assert lines[0].startswith("\u2714 VirtualService default/reviews")
-    assert lines[1].startswith("\u2718 <unknown kind> default/<unnamed>") or "malformed YAML" in lines[1]
-    assert f"{tmp_path / 'broken.yaml'}:" in lines[1]
+    assert lines[1].startswith("\u2718 <unknown kind> /<unnamed>")
+    assert lines[2].startswith(f"  {tmp_path / 'broken.yaml'}:12: malformed YAML")
 
 
 def test_help_documents_limits_and_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:

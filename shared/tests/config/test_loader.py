@@ -156,3 +156,29 @@ def test_document_separator_with_trailing_text_and_crlf() -> None:
     text = GOOD.replace("\n", "\r\n") + "--- # next\r\n" + GOOD.replace("good", "two")
     docs = load_text(text, "crlf.yaml")
     assert [d.obj["metadata"]["name"] for d in docs if d.obj] == ["good", "two"]
+
+
+def test_locate_gives_the_line_and_column_of_a_field_or_its_nearest_parent() -> None:
+    text = (
+        GOOD
+        + "---\n"
+        + "kind: List\n"
+        + "items:\n"
+        + "- kind: VirtualService\n"
+        + "  metadata:\n"
+        + "    labels: {app.kubernetes.io/name: r}\n"
+        + "  spec:\n"
+        + "    http:\n"
+        + "    - route:\n"
+        + "      - destination: {host: r}\n"
+    )
+    first, item = load_text(text, "x.yaml")
+    assert first.locate("metadata.name") == (4, 3)
+    assert item.line == 8
+    assert item.locate("spec.http[0].route[0].destination.host") == (14, 23)
+    assert item.locate("spec.http[0].route[0].destination.port") == (14, 9)  # absent: its parent
+    assert item.locate("metadata.labels.app.kubernetes.io/name") == (10, 14)  # a key with dots
+    assert item.locate("spec.http[0] (map key)") == (13, 7)
+    assert item.locate("nowhere[") == (8, 1)  # the document's own line
+    (from_json,) = load_text('{"kind": "Service",\n "spec": {}}', "x.json")
+    assert from_json.locate("spec") == (1, 1)  # JSON carries no marks: the document's line

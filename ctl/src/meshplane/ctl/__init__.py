@@ -1,3 +1,3 @@
 """meshctl, the meshplane command line."""
 
-__version__ = "0.1.0"
+from meshplane.shared.version import __version__ as __version__

@@ -6,10 +6,11 @@ MeshConfig from ``--meshConfigFile`` (else from an ``istio`` ConfigMap among the
 MeshNetworks from ``--meshNetworksFile``.
 
 Prints one line per message (``Error [IST0101] (VirtualService default/reviews a.yaml:1) ...``),
-or a list with ``-o json|yaml``. Exit codes as istioctl: 79 when a message at or above
-``--failure-threshold`` exists (``-o log`` only, as istioctl), 65 when an input could not be
-parsed (unless ``--ignore-unknown``), 64 for bad flags, 1 when a path cannot be read, else 0.
-Live mode (``--use-kube``) is not implemented: without paths the command says so and exits 64.
+or a list with ``-o json|yaml``. Exit codes: 79 when a message at or above
+``--failure-threshold`` exists (``-o log`` only) and 65 when an input could not be parsed
+(unless ``--ignore-unknown``), both as istioctl; 2 for bad flags or a path that cannot be read,
+as every meshctl verb (istioctl says 64 and 1); else 0.
+Live mode (``--use-kube``) is not implemented: without paths the command says so and exits 2.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import Any
 
 import yaml
 
+from meshplane.ctl.errors import EXIT_USAGE, error
 from meshplane.shared.analysis import ERROR, INFO, LEVEL_RANK, WARNING, Message, analyze
 from meshplane.shared.analysis.registry import ALL
 from meshplane.shared.analysis.runner import Options, Suppression
@@ -31,14 +33,13 @@ from meshplane.shared.config import load_path, load_text
 
 EXIT_ISSUES = 79
 EXIT_DATA_ERROR = 65
-EXIT_USAGE = 64
 SUFFIXES = (".yaml", ".yml", ".json")
 LEVELS = {level.lower(): level for level in (INFO, WARNING, ERROR)}
 FORMATS = ("log", "json", "yaml")
 
 
 class UsageError(ValueError):
-    """A flag value istioctl would reject (exit 64)."""
+    """A flag value istioctl would reject (exit 2)."""
 
 
 def _bool(text: str) -> bool:
@@ -101,7 +102,7 @@ def _add(inputs: Inputs, docs: list[Any], shown: str) -> None:
     failed = False
     for doc in docs:
         if doc.error:
-            print(f"Error: {doc.error}", file=sys.stderr)
+            error("analyze", doc.error)
             failed = True
         elif doc.obj is not None:
             inputs.items.append((doc.obj, f"{shown}:{doc.line}"))
@@ -232,17 +233,14 @@ def run(args: argparse.Namespace) -> int:
                 "live analysis (--use-kube) is not supported yet; give files or directories to analyze"
             )
     except UsageError as exc:
-        print(f"Error: {exc}", file=sys.stderr)
+        error("analyze", str(exc))
         return EXIT_USAGE
     try:
         inputs = _gather(args)
         options = _options(args, inputs)
-    except UsageError as exc:
-        print(f"Error: {exc}", file=sys.stderr)
+    except (UsageError, OSError) as exc:
+        error("analyze", str(exc))
         return EXIT_USAGE
-    except OSError as exc:
-        print(f"Error: {exc}", file=sys.stderr)
-        return 1
     result = analyze(inputs.items, options)
     shown = [m for m in result.messages if LEVEL_RANK[m.level] >= LEVEL_RANK[output_threshold]]
     _print(shown, args.output)

@@ -17,6 +17,9 @@ from typing import Any
 
 import yaml
 
+from meshplane.ctl.errors import EXIT_USAGE, error
+from meshplane.shared.version import __version__
+
 DOMAIN = "svc.cluster.local"
 
 
@@ -91,7 +94,7 @@ def render_bootstrap(opts: BootstrapOptions) -> dict[str, Any]:
         "CLUSTER_ID": opts.cluster_id,
         "MESH_ID": opts.mesh_id,
         "INTERCEPTION_MODE": opts.interception,
-        "ISTIO_VERSION": "meshplane-0.1.0",
+        "ISTIO_VERSION": f"meshplane-{__version__}",
     }
     if opts.sds_token_path:
         # per-node agent: Pilot's SDS configs send this token file to the agent's socket
@@ -166,6 +169,13 @@ def render_bootstrap(opts: BootstrapOptions) -> dict[str, Any]:
     }
 
 
+class _PlainDumper(yaml.SafeDumper):
+    """Writes a shared sub-object out in full each time: no ``&id001`` anchors and ``*id001`` aliases."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
 def _xds_retry(opts: BootstrapOptions) -> dict[str, Any]:
     if not opts.xds_retry_max:
         return {}
@@ -236,10 +246,10 @@ def run(args: argparse.Namespace) -> int:
             interception=args.interception,
             locality=args.locality,
         )
-        text = yaml.safe_dump(render_bootstrap(opts), sort_keys=False)
+        text = yaml.dump(render_bootstrap(opts), Dumper=_PlainDumper, sort_keys=False)
     except BootstrapError as exc:
-        print(f"meshctl bootstrap: {exc}", file=sys.stderr)
-        return 2
+        error("bootstrap", str(exc))
+        return EXIT_USAGE
     if args.output == "-":
         sys.stdout.write(text)
     else:

@@ -29,7 +29,10 @@ from typing import Any
 
 import yaml
 
-PROXY_IMAGE = "meshplane/proxy:0.1.0"
+from meshplane.ctl.errors import EXIT_USAGE, error
+from meshplane.shared.version import __version__
+
+PROXY_IMAGE = f"meshplane/proxy:{__version__}"
 STATUS_ANNOTATION = "sidecar.istio.io/status"
 INJECT_ANNOTATION = "sidecar.istio.io/inject"
 SDS_DIR = "/var/run/secrets/workload-spiffe-uds"
@@ -226,16 +229,16 @@ def run(args: argparse.Namespace) -> int:
             with open(args.filename, encoding="utf-8") as f:
                 text = f.read()
     except OSError as exc:
-        print(f"error: cannot read {args.filename}: {exc.strerror}", file=sys.stderr)
-        return 2
+        error("kube-inject", f"cannot read {args.filename}: {exc.strerror}")
+        return EXIT_USAGE
     try:
         result = inject_documents(text, args.pilot, args.ca)
     except yaml.YAMLError as exc:
-        print(f"error: {args.filename}: not valid YAML: {exc}", file=sys.stderr)
-        return 2
+        error("kube-inject", f"{args.filename}: not valid YAML: {exc}")
+        return EXIT_USAGE
     except InjectError as exc:
-        print(f"error: {args.filename}: {exc}", file=sys.stderr)
-        return 1
+        error("kube-inject", f"{args.filename}: {exc}")
+        return EXIT_USAGE
     if args.output:
         with open(args.output, "w", encoding="utf-8") as f:
             f.write(result)

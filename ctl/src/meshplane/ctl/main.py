@@ -15,6 +15,8 @@ import importlib
 import sys
 from typing import NamedTuple
 
+from meshplane.ctl.errors import EXIT_USAGE, error
+
 
 class Verb(NamedTuple):
     name: str
@@ -75,8 +77,15 @@ def main(argv: list[str] | None = None) -> int:
     func = getattr(args, "func", None)
     if func is None:
         parser.print_help()
-        return 2
-    code: int = func(args)
+        return EXIT_USAGE
+    verb = _chosen(argv)
+    try:
+        code: int = func(args)
+    except KeyboardInterrupt:
+        return 130
+    except OSError as exc:  # e.g. an output file that cannot be written
+        error(verb.name if verb else "", str(exc))
+        return EXIT_USAGE
     return code
 
 

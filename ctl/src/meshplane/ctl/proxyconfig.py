@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import base64
 import json
-import sys
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable
@@ -19,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from cryptography import x509
+
+from meshplane.ctl.errors import EXIT_FINDINGS, EXIT_USAGE, error
 
 Obj = dict[str, Any]
 SECTIONS = ("cluster", "listener", "route", "endpoint", "secret")
@@ -31,7 +32,11 @@ _DUMP_TYPES = {
 
 
 class ProxyConfigError(Exception):
-    """The proxy cannot be found or read."""
+    """The proxy cannot be found (exit 1) or its admin cannot be read (exit 2)."""
+
+    def __init__(self, message: str, code: int = EXIT_FINDINGS) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 def resolve_admin(proxy: str, state_dir: Path) -> str:
@@ -57,7 +62,8 @@ def fetch(admin: str, path: str) -> Obj:
             data: Obj = json.loads(resp.read())
             return data
     except (urllib.error.URLError, OSError, ValueError) as exc:
-        raise ProxyConfigError(f"cannot read {path} from Envoy admin at {admin}: {exc}") from exc
+        message = f"cannot read {path} from Envoy admin at {admin}: {exc}"
+        raise ProxyConfigError(message, EXIT_USAGE) from exc
 
 
 def section(dump: Obj, name: str) -> Obj:
@@ -281,8 +287,8 @@ def run(args: argparse.Namespace) -> int:
         dump = fetch(admin, "/config_dump") if any(k != "endpoint" for k in kinds) else {}
         clusters = fetch(admin, "/clusters?format=json") if "endpoint" in kinds else {}
     except ProxyConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+        error("proxy-config", str(exc))
+        return exc.code
     if args.output == "json":
         out = {k: clusters if k == "endpoint" else section(dump, k) for k in kinds}
         print(json.dumps(out if len(kinds) > 1 else out[kinds[0]], indent=2))

@@ -17,12 +17,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import sys
 
 from google.protobuf.json_format import MessageToDict
 
 from meshplane.ctl import __version__
 from meshplane.ctl.busclient import add_nats_flag, connect
+from meshplane.ctl.errors import EXIT_FINDINGS, EXIT_USAGE, error
 from meshplane.proto.bus.v1 import status_pb2
 from meshplane.shared.bus import Buckets, BusError
 from meshplane.shared.components import is_live as component_is_live
@@ -94,12 +94,12 @@ def run_proxy_status(args: argparse.Namespace) -> int:
     try:
         statuses = asyncio.run(read_proxy_status(args.nats_url))
     except (BusError, TimeoutError) as exc:
-        print(f"error: cannot read proxy status from the bus at {args.nats_url}: {exc}", file=sys.stderr)
-        return 2
+        error("proxy-status", f"cannot read proxy status from the bus at {args.nats_url}: {exc}")
+        return EXIT_USAGE
     chosen = [s for s in statuses if not args.proxy or s.proxy_id == args.proxy]
     if args.proxy and not chosen:
-        print(f"error: proxy {args.proxy!r} is not connected to any Pilot", file=sys.stderr)
-        return 1
+        error("proxy-status", f"proxy {args.proxy!r} is not connected to any Pilot")
+        return EXIT_FINDINGS
     if args.output == "json":
         print(json.dumps([MessageToDict(s) for s in chosen], indent=2))
     else:
@@ -115,10 +115,7 @@ def run_version(args: argparse.Namespace) -> int:
         infos = asyncio.run(read_components(args.nats_url))
     except (BusError, TimeoutError) as exc:
         infos = []
-        print(
-            f"note: no running components found: the bus at {args.nats_url} is unreachable ({exc})",
-            file=sys.stderr,
-        )
+        error("version", f"no running components found: the bus at {args.nats_url} is unreachable ({exc})")
     if args.output == "json":
         print(json.dumps({"client": __version__, "components": [MessageToDict(i) for i in infos]}, indent=2))
         return 0

@@ -10,12 +10,13 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import sys
 import time
 from pathlib import Path
 
 import jwt
 from cryptography.hazmat.primitives import serialization
+
+from meshplane.ctl.errors import EXIT_USAGE, error
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _TTL = re.compile(r"^(\d+)(s|m|h|d)$")
@@ -60,16 +61,13 @@ def make_token(ca_dir: Path, namespace: str, service_account: str, audience: str
 def run(args: argparse.Namespace) -> int:
     m = _TTL.match(args.ttl)
     if not m or int(m.group(1)) == 0:
-        print(
-            f"meshctl token: --ttl {args.ttl!r}: expected a positive duration like 600s, 30m, 1h",
-            file=sys.stderr,
-        )
-        return 2
+        error("token", f"--ttl {args.ttl!r}: expected a positive duration like 600s, 30m, 1h")
+        return EXIT_USAGE
     ttl = int(m.group(1)) * _UNIT[m.group(2)]
     try:
         token = make_token(Path(args.ca_dir), args.namespace, args.service_account, args.audience, ttl)
     except ValueError as exc:
-        print(f"meshctl token: {exc}", file=sys.stderr)
-        return 1
+        error("token", str(exc))  # a bad name, or a Citadel CA directory that cannot be read
+        return EXIT_USAGE
     print(token)
     return 0

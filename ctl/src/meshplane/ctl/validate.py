@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from meshplane.ctl.errors import EXIT_FINDINGS, EXIT_OK, EXIT_USAGE, error
 from meshplane.shared.config import (
     MAX_DOCUMENT_BYTES,
     MAX_FILE_BYTES,
@@ -24,7 +25,7 @@ from meshplane.shared.config import (
 )
 
 SUFFIXES = (".yaml", ".yml", ".json")
-EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
+EXIT_INVALID = EXIT_FINDINGS
 
 _HELP = f"""\
 Validate Istio configuration files offline, with the rules Istio's admission webhook applies.
@@ -39,10 +40,15 @@ Exit status: 0 all valid (warnings allowed), 1 something invalid, 2 usage or rea
 
 @dataclass
 class Entry:
-    """The verdict on one document, as printed."""
+    """The verdict on one document, as printed.
+
+    ``line`` is where the document starts; ``locations`` holds the ``(line, column)`` of the
+    field each error names (or of its nearest parent in the file), in the order of ``errors``.
+    """
 
     file: str
     index: int
+    line: int
     kind: str
     api_version: str
     namespace: str
@@ -51,11 +57,15 @@ class Entry:
     errors: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     istio: bool = True
+    locations: list[tuple[int, int]] = field(default_factory=list)
 
     def as_json(self) -> dict[str, Any]:
+        line, column = self.locations[0] if self.locations else (self.line, 1)
         return {
             "file": self.file,
             "index": self.index,
+            "line": line,
+            "column": column,
             "kind": self.kind,
             "apiVersion": self.api_version,
             "namespace": self.namespace,
@@ -63,17 +73,21 @@ class Entry:
             "valid": self.valid,
             "errors": self.errors,
             "warnings": self.warnings,
+            "errorLocations": [{"line": ln, "column": col} for ln, col in self.locations],
         }
 
     def as_text(self) -> str:
         mark = "\u2714" if self.valid else "\u2718"
         what = f"{self.kind or '<unknown kind>'} {self.namespace}/{self.name or '<unnamed>'}"
-        line = f"{mark} {what} ({self.file}#{self.index})"
+        head = f"{mark} {what} ({self.file}:{self.line})"
         if not self.istio and self.valid:
-            line += " (not an Istio kind)"
-        if self.errors:
-            line += ": " + "; ".join(self.errors)
-        return "\n".join([line, *(f"  \u26a0 warning: {w}" for w in self.warnings)])
+            head += " (not an Istio kind)"
+        # Errors from the loader (no locations) already start with ``file:line``.
+        errors = [f"  {e}" for e in self.errors]
+        if self.locations:
+            pairs = zip(self.errors, self.locations, strict=True)
+            errors = [f"  {self.file}:{ln}:{col}: {e}" for e, (ln, col) in pairs]
+        return "\n".join([head, *errors, *(f"  \u26a0 warning: {w}" for w in self.warnings)])
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -103,7 +117,8 @@ def _files(target: str) -> Iterator[Path]:
 
 def _entry(doc: Document) -> Entry:
     if doc.obj is None:
-        return Entry(doc.source, doc.index, "", "", "", "", False, [doc.error or "unreadable document"])
+        error = doc.error or "unreadable document"
+        return Entry(doc.source, doc.index, doc.line, "", "", "", "", False, [error])
     obj = doc.obj
     raw_meta = obj.get("metadata")
     meta: dict[str, Any] = raw_meta if isinstance(raw_meta, dict) else {}
@@ -111,6 +126,7 @@ def _entry(doc: Document) -> Entry:
     return Entry(
         file=doc.source,
         index=doc.index,
+        line=doc.line,
         kind=str(obj.get("kind") or ""),
         api_version=str(obj.get("apiVersion") or ""),
         namespace=str(meta.get("namespace") or "default"),
@@ -119,6 +135,7 @@ def _entry(doc: Document) -> Entry:
         errors=[str(i) for i in result.errors],
         warnings=[str(i) for i in result.warnings],
         istio=result.kind is not None,
+        locations=[doc.locate(i.path) for i in result.errors],
     )
 
 
@@ -149,7 +166,7 @@ def run(args: argparse.Namespace) -> int:
         for entry in entries:
             print(entry.as_text())
     for message in read_errors:
-        print(f"error: {message}", file=sys.stderr)
+        error("validate", message)
     invalid = sum(1 for e in entries if not e.valid)
     if args.output == "text":
         print(f"{len(entries)} resource(s) checked, {invalid} invalid", file=sys.stderr)

@@ -27,10 +27,11 @@ from meshplane.proto.bus.v1 import status_pb2
 from meshplane.shared.bus import Buckets, Bus, BusError, make_key
 from meshplane.shared.freshness import age_seconds, sweep_unrefreshed
 from meshplane.shared.tasks import TaskSupervisor
+from meshplane.shared.version import __version__
 
 log = logging.getLogger(__name__)
 
-VERSION = "0.1.0"
+VERSION = __version__
 
 
 def seconds_from_env(name: str, default: float) -> float:

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ MAX_FILE_BYTES = 10 * 1024 * 1024
 MAX_DOCUMENT_BYTES = 1024 * 1024
 MAX_EXPANDED_NODES = 200_000
 
+_PARENT = re.compile(r"(?:\[\d+\]|\.?[^.\[\]]*)$")
 _SEPARATOR = re.compile(rb"^---(?:[ \t].*)?$|^\.\.\.[ \t]*$")
 
 
@@ -30,7 +32,9 @@ class Document:
     """One object read from a file, or the reason it could not be read.
 
     ``index`` is the 0-based position among the file's non-empty documents (List items count
-    one each); ``line`` is the 1-based line where the object starts.
+    one each); ``line`` is the 1-based line where the object starts. ``marks`` maps each field
+    path, written as validation issues write it (``spec.http[0].route``), to the 1-based
+    ``(line, column)`` of its key (or list item) in the file; empty for JSON.
     """
 
     source: str
@@ -38,6 +42,19 @@ class Document:
     line: int
     obj: dict[str, Any] | None = None
     error: str | None = None
+    marks: Mapping[str, tuple[int, int]] = field(default_factory=dict)
+
+    def locate(self, path: str) -> tuple[int, int]:
+        """The ``(line, column)`` of ``path`` or of its nearest marked parent; else the document's."""
+        path = path.removesuffix(" (map key)")
+        while path:
+            if path in self.marks:
+                return self.marks[path]
+            parent = _PARENT.sub("", path, count=1)
+            if parent == path:
+                break
+            path = parent
+        return self.line, 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +91,25 @@ def _expanded_size(node: yaml.Node, memo: dict[int, int], depth: int = 0) -> int
     return memo[key]
 
 
+def _marks(node: yaml.Node, offset: int) -> dict[str, tuple[int, int]]:
+    """Field path -> 1-based (line, column) of every key and list item under ``node``."""
+    marks: dict[str, tuple[int, int]] = {}
+    stack: list[tuple[str, yaml.Node]] = [("", node)]
+    while stack and len(marks) <= MAX_EXPANDED_NODES:
+        path, current = stack.pop()
+        children: list[tuple[str, yaml.Node, yaml.Mark]] = []
+        if isinstance(current, yaml.MappingNode):
+            for key, value in current.value:
+                name = str(key.value)
+                children.append((f"{path}.{name}" if path else name, value, key.start_mark))
+        elif isinstance(current, yaml.SequenceNode):
+            children = [(f"{path}[{i}]", item, item.start_mark) for i, item in enumerate(current.value)]
+        for child_path, child, mark in children:
+            marks.setdefault(child_path, (offset + mark.line + 1, mark.column + 1))
+            stack.append((child_path, child))
+    return marks
+
+
 def _where(source: str, line: int) -> str:
     return f"{source}:{line}"
 
@@ -95,7 +131,8 @@ class _Reader:
         if obj.get("kind") == "List" and "items" in obj:
             self._add_items(line, obj["items"], node, offset)
             return
-        self.docs.append(Document(self.source, len(self.docs), line, obj, None))
+        marks = _marks(node, offset) if node is not None else {}
+        self.docs.append(Document(self.source, len(self.docs), line, obj, None, marks))
 
     def _add_items(self, line: int, items: object, node: yaml.Node | None, offset: int) -> None:
         if not isinstance(items, list):
@@ -111,7 +148,8 @@ class _Reader:
             if not isinstance(item, dict):
                 self.fail(item_line, f"List item {i} is not a mapping (found {_type_name(item)})")
             else:
-                self.docs.append(Document(self.source, len(self.docs), item_line, item, None))
+                marks = _marks(item_nodes[i], offset) if i < len(item_nodes) else {}
+                self.docs.append(Document(self.source, len(self.docs), item_line, item, None, marks))
 
 
 def _type_name(value: object) -> str:
