@@ -56,6 +56,14 @@ async def test_retries_listed_exceptions_with_doubling_capped_waits() -> None:
     assert [(n, msg) for n, msg, _ in seen] == [(n, "refused") for n in range(1, 6)]
 
 
+async def test_a_lambda_returning_an_awaitable_is_awaited() -> None:
+    t = FakeTime()
+    op = Flaky([OSError("once")], value="done")
+    policy = RetryPolicy(retry_on=(OSError,))
+    assert await retry(lambda: op(), what="op", policy=policy, sleep=t.sleep, clock=t.clock) == "done"
+    assert op.calls == 2
+
+
 async def test_other_exceptions_propagate_at_once() -> None:
     t = FakeTime()
     op = Flaky([ValueError("bad input")])
@@ -88,7 +96,7 @@ async def test_jitter_scales_each_wait() -> None:
     assert t.sleeps == pytest.approx([1.2, 2.4])
 
 
-async def test_stopped_cuts_the_wait_short_and_ends_the_retries() -> None:
+async def test_stopped_cuts_the_wait_short_and_makes_no_further_attempt() -> None:
     stop = asyncio.Event()
     op = Flaky([OSError("down")] * 100)
 
@@ -99,7 +107,7 @@ async def test_stopped_cuts_the_wait_short_and_ends_the_retries() -> None:
 
     policy = RetryPolicy(retry_on=(OSError,), initial=30.0, maximum=30.0)
     with pytest.raises(
-        RetriesExhausted, match=r"^watch: stopped after 2 attempt\(s\): OSError: down$"
+        RetriesExhausted, match=r"^watch: stopped after 1 attempt\(s\): OSError: down$"
     ) as info:
         # The 30 s wait after attempt 1 ends as soon as stop is set: the test does not wait it out.
         await asyncio.wait_for(
@@ -113,7 +121,7 @@ async def test_stopped_cuts_the_wait_short_and_ends_the_retries() -> None:
             timeout=5,
         )
     assert info.value.stopped
-    assert op.calls == 2
+    assert op.calls == 1  # no attempt after the stop
 
 
 @pytest.mark.parametrize(

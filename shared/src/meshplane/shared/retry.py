@@ -90,7 +90,8 @@ async def retry(
 
     Args:
         what: names the operation in the error and in logs.
-        stopped: checked after each failure; when true, give up at once (e.g. the service is closing).
+        stopped: checked after each failure and after each wait; when true, give up without another
+            attempt (e.g. the service is closing).
         on_retry: called before each wait with (attempt number, the error, the wait in seconds).
 
     Raises:
@@ -134,4 +135,19 @@ async def retry(
         before_sleep=before_sleep,
         retry_error_callback=give_up,
     )
-    return await retrying(fn)
+
+    attempts = 0
+    last: BaseException | None = None
+
+    async def attempt() -> T:  # tenacity awaits only what it sees is a coroutine function
+        nonlocal attempts, last
+        if attempts and stopped is not None and stopped():  # stopped during the wait: no new attempt
+            raise RetriesExhausted(what, attempts, last, stopped=True) from last
+        attempts += 1
+        try:
+            return await fn()
+        except BaseException as exc:
+            last = exc
+            raise
+
+    return await retrying(attempt)
