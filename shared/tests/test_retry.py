@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from meshplane.shared.retry import RetriesExhausted, RetryPolicy, retry, sleep_unless
+from meshplane.shared.retry import RetriesExhausted, RetryPolicy, retry, retry_unless_stopped, sleep_unless
 
 
 class FakeTime:
@@ -122,6 +122,22 @@ async def test_stopped_cuts_the_wait_short_and_makes_no_further_attempt() -> Non
         )
     assert info.value.stopped
     assert op.calls == 1  # no attempt after the stop
+
+
+async def test_retry_unless_stopped_returns_none_once_stopped_and_raises_on_its_deadline() -> None:
+    stop = asyncio.Event()
+    stop.set()
+    op = Flaky([])
+    policy = RetryPolicy(retry_on=(OSError,), initial=0.01, maximum=0.01)
+    assert await retry_unless_stopped(op, what="op", policy=policy, stop=stop) is None
+    assert op.calls == 0  # already stopped: not even one attempt
+
+    running = asyncio.Event()
+    assert await retry_unless_stopped(Flaky([OSError("x")]), what="op", policy=policy, stop=running) == "ok"
+
+    budget = RetryPolicy(retry_on=(OSError,), initial=0.01, maximum=0.01, deadline=0.05)
+    with pytest.raises(RetriesExhausted, match="op: gave up after"):
+        await retry_unless_stopped(Flaky([OSError("x")] * 1000), what="op", policy=budget, stop=running)
 
 
 @pytest.mark.parametrize(

@@ -151,3 +151,28 @@ async def retry(
             raise
 
     return await retrying(attempt)
+
+
+async def retry_unless_stopped(
+    fn: Callable[[], Awaitable[T]],
+    *,
+    what: str,
+    policy: RetryPolicy,
+    stop: asyncio.Event,
+    on_retry: Callable[[int, BaseException, float], None] | None = None,
+) -> T | None:
+    """:func:`retry` until ``stop`` is set; then None (at once: ``stop`` also ends a wait).
+
+    Raises:
+        RetriesExhausted: only when ``policy.deadline`` passed first.
+    """
+    if stop.is_set():
+        return None
+    try:
+        return await retry(
+            fn, what=what, policy=policy, stopped=stop.is_set, on_retry=on_retry, sleep=sleep_unless(stop)
+        )
+    except RetriesExhausted as exc:
+        if exc.stopped:
+            return None
+        raise

@@ -11,7 +11,7 @@ import contextlib
 import logging
 
 from meshplane.shared.bus import Bus, BusError, BusOptions
-from meshplane.shared.retry import RetriesExhausted, RetryPolicy, retry, sleep_unless
+from meshplane.shared.retry import RetryPolicy, retry_unless_stopped
 
 log = logging.getLogger(__name__)
 
@@ -38,16 +38,6 @@ async def connect_until_stopped(url: str, stop: asyncio.Event, purpose: str) -> 
     def warn(_attempt: int, exc: BaseException, _wait: float) -> None:
         log.warning("bus at %s not reachable (%s), retrying: %s", url, purpose, exc)
 
-    if stop.is_set():
-        return None
-    try:
-        return await retry(
-            attempt,
-            what=f"bus connect to {url} ({purpose})",
-            policy=_CONNECT_RETRY,
-            stopped=stop.is_set,
-            on_retry=warn,
-            sleep=sleep_unless(stop),
-        )
-    except RetriesExhausted:
-        return None
+    return await retry_unless_stopped(
+        attempt, what=f"bus connect to {url} ({purpose})", policy=_CONNECT_RETRY, stop=stop, on_retry=warn
+    )

@@ -22,7 +22,7 @@ from typing import Any
 from meshplane.galley.sources.model import ConfigObject, ObjectRef
 from meshplane.proto.bus.v1 import config_pb2
 from meshplane.shared.bus import TRANSIENT_ERRORS, BusError, TypedKV
-from meshplane.shared.retry import RetriesExhausted, RetryPolicy, retry, sleep_unless
+from meshplane.shared.retry import RetryPolicy, retry_unless_stopped
 
 log = logging.getLogger("meshplane.galley.sources.seed")
 
@@ -83,22 +83,18 @@ async def read_seed(kv: TypedKV[config_pb2.ConfigResource], stop: asyncio.Event)
     Nothing may be published before this is known (it would delete a broken file's objects), so
     a failure is retried rather than skipped. Returns an empty seed if ``stop`` is set first.
     """
-    if stop.is_set():
-        return {}
 
     def warn(_attempt: int, exc: BaseException, wait: float) -> None:
         log.warning("cannot read %s from the bus (%r); retrying in %.1fs", kv.bucket, exc, wait)
 
-    try:
-        published = await retry(
-            lambda: asyncio.wait_for(kv.items(), _READ_TIMEOUT),
-            what=f"read {kv.bucket}",
-            policy=_READ_RETRY,
-            stopped=stop.is_set,
-            on_retry=warn,
-            sleep=sleep_unless(stop),
-        )
-    except RetriesExhausted:
+    published = await retry_unless_stopped(
+        lambda: asyncio.wait_for(kv.items(), _READ_TIMEOUT),
+        what=f"read {kv.bucket}",
+        policy=_READ_RETRY,
+        stop=stop,
+        on_retry=warn,
+    )
+    if published is None:
         return {}  # stopped before the bus answered
     seed = seed_from(published)
     log.info(
