@@ -1,7 +1,8 @@
 """The monitoring port: ``/ready`` (200 once serving, else 503) and ``/metrics`` (Prometheus text).
 
-A deliberately small HTTP/1.1 responder on asyncio streams: two fixed GET endpoints, no body
-parsing, one request per connection.
+A deliberately small HTTP/1.1 responder on asyncio streams (no ASGI server to import at every start
+of Citadel and each node agent): two fixed GET endpoints, no body parsing, one request per
+connection. The answers are the shared ones (:mod:`meshplane.shared.health`), as every service's.
 """
 
 from __future__ import annotations
@@ -11,7 +12,9 @@ import contextlib
 import logging
 from collections.abc import Callable
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry
+
+from meshplane.shared.health import metrics_response, ready_response
 
 log = logging.getLogger(__name__)
 
@@ -36,11 +39,11 @@ class MonitoringServer:
     def _respond(self, target: str) -> tuple[int, str, bytes]:
         path = target.split("?", 1)[0]
         if path == "/ready":
-            if self._is_ready():
-                return 200, "text/plain", b"ready\n"
-            return 503, "text/plain", b"not ready\n"
+            status, text = ready_response(lambda: None if self._is_ready() else "")
+            return status, "text/plain; charset=utf-8", text.encode()
         if path == "/metrics":
-            return 200, CONTENT_TYPE_LATEST, generate_latest(self._registry)
+            body, content_type = metrics_response(self._registry)
+            return 200, content_type, body
         return 404, "text/plain", b"not found: try /ready or /metrics\n"
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
