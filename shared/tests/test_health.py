@@ -6,7 +6,7 @@ import httpx
 from prometheus_client import CollectorRegistry, Counter
 from starlette.applications import Starlette
 
-from meshplane.shared.health import health_routes, metrics_response, ready_response
+from meshplane.shared.health import MonitoringServer, health_routes, metrics_response, ready_response
 
 
 def _app(reason: list[str | None], registry: CollectorRegistry) -> httpx.AsyncClient:
@@ -54,3 +54,24 @@ async def test_only_get() -> None:
     async with _app([None], CollectorRegistry()) as client:
         assert (await client.post("/ready")).status_code == 405
         assert (await client.post("/metrics")).status_code == 405
+
+
+async def test_plain_monitoring_server_over_a_socket() -> None:
+    registry = CollectorRegistry()
+    Counter("meshplane_test_served", "served", registry=registry).inc(2)
+    reason: list[str | None] = ["loading"]
+    server = MonitoringServer(registry, lambda: reason[0])
+    port = await server.start("127.0.0.1", 0)
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+            down = await client.get("/ready")
+            assert (down.status_code, down.text) == (503, "not ready: loading\n")
+            reason[0] = None
+            up = await client.get("/ready")
+            assert (up.status_code, up.text) == (200, "ready\n")
+            scraped = await client.get("/metrics")
+            assert scraped.status_code == 200 and "meshplane_test_served_total 2.0" in scraped.text
+            assert (await client.get("/nope")).status_code == 404
+            assert (await client.post("/ready")).status_code == 405
+    finally:
+        await server.stop()
