@@ -61,7 +61,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--repair", choices=("true", "false"), default=env("CNI_REPAIR_PODS", "true"))
     p.add_argument("--repair-interval", type=float, default=float(env("CNI_REPAIR_INTERVAL", "10")))
     p.add_argument("--cni-check-interval", type=float, default=float(env("CNI_CHECK_INTERVAL", "2")))
-    p.add_argument("--monitoring-addr", default=None, help="HOST:PORT serving /ready and /metrics (default: off)")
+    p.add_argument(
+        "--monitoring-addr", default=None, help="HOST:PORT serving /ready and /metrics (default: off)"
+    )
     p.add_argument("--no-install", action="store_true", help="serve only; do not touch the CNI dirs")
     return p.parse_args(argv)
 
