@@ -114,11 +114,15 @@ class Bus:
         """Connect (retrying until ``opts.connect_timeout``) and return a Bus.
 
         nats-py itself retries a refused first connection (``max_reconnect_attempts=-1``, every
-        ``reconnect_time_wait``) until the deadline cancels it; the loop here retries errors it
-        raises at once. Once connected, the connection reconnects forever (same settings).
+        ``reconnect_time_wait``) until the deadline cancels it; the retry here covers errors it
+        raises at once. The error on giving up counts nats-py's own attempts (each reported to
+        ``on_error``) and names the last one's error, not only the deadline's timeout. Once
+        connected, the connection reconnects forever (same settings).
         """
         opts = opts or BusOptions()
         holder: list[Bus] = []
+        failures = 0  # nats-py's failed first-connection attempts, and the last one's error
+        last_failure: Exception | None = None
 
         async def on_reconnect() -> None:
             if holder:
@@ -131,6 +135,9 @@ class Bus:
                 log.warning("bus disconnected from %s", opts.url)
 
         async def on_error(exc: Exception) -> None:
+            nonlocal failures, last_failure
+            if not holder:  # still connecting
+                failures, last_failure = failures + 1, exc
             log.debug("bus connection error: %s", exc)
 
         deadline = asyncio.get_running_loop().time() + opts.connect_timeout
@@ -145,7 +152,9 @@ class Bus:
         try:
             nc = await retry(attempt, what=f"bus connect to {opts.url}", policy=policy)
         except RetriesExhausted as exc:
-            raise BusUnavailable("connect", opts.url, exc.attempts, exc.last_error) from exc.last_error
+            attempts = max(exc.attempts, failures + 1)  # + the attempt the deadline cut short
+            cause = last_failure or exc.last_error
+            raise BusUnavailable("connect", opts.url, attempts, cause) from exc.last_error
         bus = cls(nc, opts)
         holder.append(bus)
         log.info("bus connected to %s", opts.url)
