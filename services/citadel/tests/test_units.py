@@ -28,7 +28,8 @@ from meshplane.ctl.main import main as meshctl
 
 
 @pytest.mark.parametrize(
-    ("text", "seconds"), [("90s", 90), ("1h30m", 5400), ("87600h", 87600 * 3600), ("500ms", 0.5), ("20", 20)]
+    ("text", "seconds"),
+    [("90s", 90), ("1h30m", 5400), ("87600h", 87600 * 3600), ("500ms", 0.5), ("20", 20), ("90d", 90 * 86400)],
 )
 def test_durations(text: str, seconds: float) -> None:
     assert parse_duration(text).total_seconds() == seconds

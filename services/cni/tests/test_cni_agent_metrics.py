@@ -36,4 +36,6 @@ def test_agent_metrics_count_plugin_add_and_del_by_result(tmp_path: Path) -> Non
         assert values[captured] == 1
         assert values[skipped] == 1
         assert values[deleted] == 1
+        ready = httpx.get(f"http://127.0.0.1:{port}/ready", timeout=10)
+        assert (ready.status_code, ready.text) == (200, "ready\n")  # every task up
         assert a.stop() == 0

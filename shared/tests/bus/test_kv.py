@@ -229,6 +229,10 @@ async def test_connect_to_nothing_fails_clearly() -> None:
     with pytest.raises(BusUnavailable) as err:
         await Bus.connect(BusOptions(url=f"nats://127.0.0.1:{free_port()}", connect_timeout=1.0))
     assert "connect" in str(err.value)
+    # nats-py retried the refused connection every 0.25 s; the error says so and names the refusal,
+    # not "1 attempt" and the deadline's timeout.
+    assert err.value.attempts >= 2, str(err.value)
+    assert isinstance(err.value.last_error, OSError) and not isinstance(err.value.last_error, TimeoutError)
 
 
 async def test_connect_waits_for_a_server_that_starts_late(

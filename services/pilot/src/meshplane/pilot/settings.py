@@ -8,16 +8,13 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from meshplane.shared.durations import parse_duration
+
 
 def _duration(name: str, raw: str) -> float:
-    """Parse a Go-style duration (``100ms``, ``10s``, ``1m``) or plain seconds."""
-    text = raw.strip()
-    units = (("ms", 0.001), ("s", 1.0), ("m", 60.0), ("h", 3600.0))
+    """Parse a Go-style duration (``100ms``, ``10s``, ``1m``) or plain seconds, as seconds."""
     try:
-        for suffix, scale in units:
-            if text.endswith(suffix) and not (suffix == "s" and text.endswith("ms")):
-                return float(text[: -len(suffix)]) * scale
-        return float(text)
+        return parse_duration(raw, bare_seconds=True).total_seconds()
     except ValueError:
         raise ValueError(f"{name}: expected a duration such as 100ms or 10s, got {raw!r}") from None
 

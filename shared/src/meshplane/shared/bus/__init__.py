@@ -5,7 +5,7 @@ protobuf messages from ``proto/``.
 """
 
 from meshplane.shared.bus.buckets import Buckets
-from meshplane.shared.bus.client import MAX_VALUE_BYTES, Bus, BusOptions
+from meshplane.shared.bus.client import MAX_VALUE_BYTES, TRANSIENT_ERRORS, Bus, BusOptions
 from meshplane.shared.bus.errors import BusError, BusUnavailable, InvalidKey, ValueTooLarge
 from meshplane.shared.bus.keys import escape, make_key, split_key, unescape
 from meshplane.shared.bus.kv import EventType, KVWatch, TypedKV, WatchEvent
@@ -13,6 +13,7 @@ from meshplane.shared.bus.tracing import extract_context, inject_headers
 
 __all__ = [
     "MAX_VALUE_BYTES",
+    "TRANSIENT_ERRORS",
     "Buckets",
     "Bus",
     "BusError",

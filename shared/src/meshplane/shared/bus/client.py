@@ -9,21 +9,26 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import nats.errors
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext, api
 from nats.js.errors import BucketNotFoundError, NotFoundError
 
 from meshplane.shared.bus.errors import BusUnavailable, ValueTooLarge
 from meshplane.shared.bus.tracing import inject_headers
+from meshplane.shared.retry import RetriesExhausted, RetryPolicy, retry
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+#: What a bus operation raises while the server is away or slow (nats-py's errors, timeouts, sockets):
+#: worth retrying. Anything else (a value too large, a bad key, a bug) is not.
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (nats.errors.Error, OSError)
 
 #: Largest value stored under one key. NATS's default max_payload is 1 MiB; staying well
 #: under it leaves room for headers and means no single object can exhaust it.
@@ -109,11 +114,15 @@ class Bus:
         """Connect (retrying until ``opts.connect_timeout``) and return a Bus.
 
         nats-py itself retries a refused first connection (``max_reconnect_attempts=-1``, every
-        ``reconnect_time_wait``) until the deadline cancels it; the loop here retries errors it
-        raises at once. Once connected, the connection reconnects forever (same settings).
+        ``reconnect_time_wait``) until the deadline cancels it; the retry here covers errors it
+        raises at once. The error on giving up counts nats-py's own attempts (each reported to
+        ``on_error``) and names the last one's error, not only the deadline's timeout. Once
+        connected, the connection reconnects forever (same settings).
         """
         opts = opts or BusOptions()
         holder: list[Bus] = []
+        failures = 0  # nats-py's failed first-connection attempts, and the last one's error
+        last_failure: Exception | None = None
 
         async def on_reconnect() -> None:
             if holder:
@@ -126,22 +135,26 @@ class Bus:
                 log.warning("bus disconnected from %s", opts.url)
 
         async def on_error(exc: Exception) -> None:
+            nonlocal failures, last_failure
+            if not holder:  # still connecting
+                failures, last_failure = failures + 1, exc
             log.debug("bus connection error: %s", exc)
 
         deadline = asyncio.get_running_loop().time() + opts.connect_timeout
-        last: BaseException | None = None
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                remaining = max(deadline - asyncio.get_running_loop().time(), 0.5)
-                nc = await asyncio.wait_for(_connect(opts, on_reconnect, on_disconnect, on_error), remaining)
-                break
-            except Exception as exc:  # nats raises several unrelated types for "cannot connect"
-                last = exc
-                if asyncio.get_running_loop().time() >= deadline:
-                    raise BusUnavailable("connect", opts.url, attempt, last) from exc
-                await asyncio.sleep(min(0.1 * 2**attempt, 1.0))
+
+        async def attempt() -> NATS:
+            remaining = max(deadline - asyncio.get_running_loop().time(), 0.5)
+            return await asyncio.wait_for(_connect(opts, on_reconnect, on_disconnect, on_error), remaining)
+
+        policy = RetryPolicy(
+            retry_on=TRANSIENT_ERRORS, initial=0.2, maximum=1.0, deadline=opts.connect_timeout
+        )
+        try:
+            nc = await retry(attempt, what=f"bus connect to {opts.url}", policy=policy)
+        except RetriesExhausted as exc:
+            attempts = max(exc.attempts, failures + 1)  # + the attempt the deadline cut short
+            cause = last_failure or exc.last_error
+            raise BusUnavailable("connect", opts.url, attempts, cause) from exc.last_error
         bus = cls(nc, opts)
         holder.append(bus)
         log.info("bus connected to %s", opts.url)
@@ -221,26 +234,29 @@ class Bus:
         return seq
 
     async def _retry(self, operation: str, subject: str, fn: Callable[[], Awaitable[Any]]) -> None:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.opts.publish_deadline
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                await bounded(fn(), self.opts.ack_timeout * 2)
-                return
-            except ValueTooLarge:
-                raise
-            except Exception as exc:  # timeouts, no responders, connection errors: all retryable
-                remaining = deadline - loop.time()
-                if remaining <= 0 or self._nc.is_closed:
-                    log.error("bus %s of %s failed after %d attempts: %s", operation, subject, attempt, exc)
-                    raise BusUnavailable(operation, subject, attempt, exc) from exc
-                delay = min(0.05 * 2**attempt, 1.0) * random.uniform(0.8, 1.2)
-                log.warning(
-                    "bus %s of %s failed (attempt %d), retrying: %s", operation, subject, attempt, exc
-                )
-                await asyncio.sleep(min(delay, max(remaining, 0.01)))
+        def warn(attempt: int, exc: BaseException, _wait: float) -> None:
+            log.warning("bus %s of %s failed (attempt %d), retrying: %s", operation, subject, attempt, exc)
+
+        policy = RetryPolicy(
+            retry_on=TRANSIENT_ERRORS,
+            initial=0.1,
+            maximum=1.0,
+            jitter=0.2,
+            deadline=self.opts.publish_deadline,
+        )
+        try:
+            await retry(
+                lambda: bounded(fn(), self.opts.ack_timeout * 2),
+                what=f"bus {operation} of {subject}",
+                policy=policy,
+                stopped=lambda: self._nc.is_closed,
+                on_retry=warn,
+            )
+        except RetriesExhausted as exc:
+            log.error(
+                "bus %s of %s failed after %d attempts: %s", operation, subject, exc.attempts, exc.last_error
+            )
+            raise BusUnavailable(operation, subject, exc.attempts, exc.last_error) from exc.last_error
 
     async def close(self) -> None:
         """Flush and close the connection (idempotent)."""

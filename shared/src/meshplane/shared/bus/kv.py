@@ -35,9 +35,10 @@ from nats.js import api
 from nats.js.errors import KeyDeletedError, KeyNotFoundError, NotFoundError
 from opentelemetry import context as otel_context
 
-from meshplane.shared.bus.client import Bus, bounded
-from meshplane.shared.bus.errors import InvalidKey
+from meshplane.shared.bus.client import TRANSIENT_ERRORS, Bus, bounded
+from meshplane.shared.bus.errors import BusError, InvalidKey
 from meshplane.shared.bus.tracing import extract_context
+from meshplane.shared.retry import RetriesExhausted, RetryPolicy, retry
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,8 @@ M = TypeVar("M", bound=Message)
 
 _OP_HEADER = "KV-Operation"
 _DELETE_OPS = {"DEL", "PURGE"}
+#: Re-creating a watch's consumer while the server is away: 50 ms doubling to 1 s, until closed.
+_CONSUMER_RETRY = RetryPolicy(retry_on=(*TRANSIENT_ERRORS, BusError), initial=0.05, maximum=1.0)
 
 
 class EventType(enum.Enum):
@@ -254,16 +257,23 @@ class KVWatch(Generic[M]):
         """(Re)create the consumer, retrying with backoff until the server answers."""
         self._reset_requested = False
         await self._drop_consumer()
-        delay = 0.05
-        while not self._closed:
-            try:
-                await self._create_consumer()
-                return
-            except Exception as exc:
-                log.info("watch %s: cannot create consumer yet (%s); retrying", self._kv.bucket, exc)
-                self._bus.forget_buckets()
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 1.0)
+        if self._closed:
+            return
+
+        def note(_attempt: int, exc: BaseException, _wait: float) -> None:
+            log.info("watch %s: cannot create consumer yet (%s); retrying", self._kv.bucket, exc)
+            self._bus.forget_buckets()
+
+        try:
+            await retry(
+                self._create_consumer,
+                what=f"watch {self._kv.bucket}: create consumer",
+                policy=_CONSUMER_RETRY,
+                stopped=lambda: self._closed,
+                on_retry=note,
+            )
+        except RetriesExhausted:
+            return  # closed while the server was away: nothing left to watch
 
     async def _create_consumer(self) -> None:
         js = self._bus.jetstream

@@ -21,11 +21,13 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from meshplane.citadel.nodeagent import metrics
 from meshplane.citadel.nodeagent.cache import SecretCache, WorkloadCert
 from meshplane.citadel.nodeagent.caclient import CAClient, CAClientError
+from meshplane.shared.retry import RetriesExhausted, RetryPolicy, retry
 
 log = logging.getLogger(__name__)
 
 BACKOFF_INITIAL = 0.5
 BACKOFF_MAX = 5.0
+_CSR_RETRY = RetryPolicy(retry_on=(CAClientError,), initial=BACKOFF_INITIAL, maximum=BACKOFF_MAX, jitter=0.2)
 
 #: ``wait(stop, seconds)``: True once ``stop`` is set, False when ``seconds`` passed first.
 Wait = Callable[[asyncio.Event, float], Awaitable[bool]]
@@ -84,23 +86,28 @@ class Rotator:
         return cert
 
     async def run(self, stop: asyncio.Event) -> None:
-        backoff = BACKOFF_INITIAL
-        delay = 0.0
+        async def wait(seconds: float) -> None:
+            await self._wait(stop, seconds)
+
+        def failed(_attempt: int, exc: BaseException, delay: float) -> None:
+            metrics.CSR_FAILURES.inc()
+            log.warning("certificate request failed (retry in %.1fs), serving the cached one: %s", delay, exc)
+
         while not stop.is_set():
+            try:
+                cert = await retry(
+                    self.fetch,
+                    what="workload certificate request",
+                    policy=_CSR_RETRY,
+                    stopped=stop.is_set,
+                    on_retry=failed,
+                    sleep=wait,
+                )
+            except RetriesExhausted:
+                return  # stopped while Citadel was unreachable
+            delay = refresh_delay(cert, self._clock())
             if delay > 0 and await self._wait(stop, delay):
                 return
-            try:
-                cert = await self.fetch()
-            except CAClientError as exc:
-                metrics.CSR_FAILURES.inc()
-                delay = backoff * random.uniform(0.8, 1.2)
-                backoff = min(backoff * 2, BACKOFF_MAX)
-                log.warning(
-                    "certificate request failed (retry in %.1fs), serving the cached one: %s", delay, exc
-                )
-                continue
-            backoff = BACKOFF_INITIAL
-            delay = refresh_delay(cert, self._clock())
 
 
 async def stopped_within(stop: asyncio.Event, seconds: float) -> bool:

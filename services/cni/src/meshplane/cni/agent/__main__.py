@@ -14,9 +14,8 @@ import logging
 import os
 import sys
 from pathlib import Path
-from wsgiref.simple_server import WSGIServer
 
-from prometheus_client import REGISTRY, start_http_server
+from prometheus_client import REGISTRY
 
 from meshplane.cni.agent import metrics
 from meshplane.cni.agent.events import EventLog, event_from_plugin
@@ -28,6 +27,7 @@ from meshplane.cni.plugin.netconf import AGENT_SOCKET_NAME
 from meshplane.cni.rules.pods import DEFAULT_EXCLUDED_NAMESPACES
 from meshplane.shared.bus import Bus, BusOptions
 from meshplane.shared.components import ComponentAnnouncer
+from meshplane.shared.health import MonitoringServer
 from meshplane.shared.lifecycle import parse_hostport, run_service
 from meshplane.shared.tasks import TaskSupervisor
 from meshplane.shared.telemetry import configure_logging, configure_metrics, configure_tracing
@@ -61,7 +61,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--repair", choices=("true", "false"), default=env("CNI_REPAIR_PODS", "true"))
     p.add_argument("--repair-interval", type=float, default=float(env("CNI_REPAIR_INTERVAL", "10")))
     p.add_argument("--cni-check-interval", type=float, default=float(env("CNI_CHECK_INTERVAL", "2")))
-    p.add_argument("--monitoring-addr", default=None, help="HOST:PORT serving /metrics (default: off)")
+    p.add_argument(
+        "--monitoring-addr", default=None, help="HOST:PORT serving /ready and /metrics (default: off)"
+    )
     p.add_argument("--no-install", action="store_true", help="serve only; do not touch the CNI dirs")
     return p.parse_args(argv)
 
@@ -148,7 +150,12 @@ def main(argv: list[str] | None = None) -> int:
             on_event,
             status=lambda: {"repair_sweeps": repairer.sweeps, "tasks_down": tasks.down()},
         )
-        monitoring: list[WSGIServer] = []
+
+        def not_ready() -> str | None:
+            down = tasks.down()
+            return f"tasks down: {', '.join(down)}" if down else None
+
+        monitoring = MonitoringServer(REGISTRY, not_ready)
         try:
             async with server.serving():
                 if args.pods_file:
@@ -165,9 +172,8 @@ def main(argv: list[str] | None = None) -> int:
                 tasks.spawn("repair", lambda: repairer.run(args.repair_interval))
                 tasks.spawn("plugin-events", server.dispatch_events)
                 if monitoring_addr is not None:
-                    http, _thread = start_http_server(monitoring_addr[1], monitoring_addr[0])
-                    monitoring.append(http)
-                    log.info("serving /metrics", extra={"port": monitoring_addr[1]})
+                    port = await monitoring.start(*monitoring_addr)
+                    log.info("serving /ready and /metrics", extra={"port": port})
                 log.info("ready", extra={"socket": str(server.socket_path)})
                 if bus is not None:  # for `meshctl version`
                     endpoints = {"node": args.node_name, "socket": str(server.socket_path)}
@@ -179,9 +185,7 @@ def main(argv: list[str] | None = None) -> int:
                 await tasks.aclose()
         finally:
             await tasks.aclose()
-            for http in monitoring:
-                http.shutdown()
-                http.server_close()
+            await monitoring.stop()
             if not args.no_install:
                 installer.uninstall()
             if announcer is not None:

@@ -13,6 +13,7 @@ def _app(title: str, state: GalleyState, *routers: APIRouter) -> FastAPI:
     app.state.galley = state
     for router in routers:
         app.include_router(router)
+    app.router.routes.extend(health.ready_and_metrics(state))
     return app
 
 

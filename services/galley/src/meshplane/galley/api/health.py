@@ -1,12 +1,14 @@
-"""``/healthz`` (alive), ``/readyz`` (initial load published, critical tasks up), ``/metrics``."""
+"""``/healthz`` (alive); ``/readyz`` and ``/ready`` (initial load published, critical tasks up) and
+``/metrics`` are the shared health routes (:mod:`meshplane.shared.health`)."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from fastapi import APIRouter, Response
+from starlette.routing import Route
 
 from meshplane.galley.api.state import GalleyState
 from meshplane.galley.metrics import REGISTRY
+from meshplane.shared.health import health_routes
 
 router = APIRouter()
 
@@ -16,15 +18,10 @@ async def healthz() -> Response:
     return Response("ok\n", media_type="text/plain")
 
 
-@router.get("/readyz")
-@router.get("/ready")
-async def readyz(request: Request) -> Response:
-    state: GalleyState = request.app.state.galley
-    if state.ready and state.tasks_running():
-        return Response("ready\n", media_type="text/plain")
-    return Response("not ready\n", status_code=503, media_type="text/plain")
+def ready_and_metrics(state: GalleyState) -> list[Route]:
+    """``/readyz``, ``/ready`` and ``/metrics`` for an app serving ``state``."""
 
+    def not_ready() -> str | None:
+        return None if state.ready and state.tasks_running() else ""
 
-@router.get("/metrics")
-async def prometheus_metrics() -> Response:
-    return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+    return health_routes(REGISTRY, not_ready, ready_paths=("/readyz", "/ready"))

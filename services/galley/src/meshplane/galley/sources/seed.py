@@ -21,7 +21,8 @@ from typing import Any
 
 from meshplane.galley.sources.model import ConfigObject, ObjectRef
 from meshplane.proto.bus.v1 import config_pb2
-from meshplane.shared.bus import TypedKV
+from meshplane.shared.bus import TRANSIENT_ERRORS, BusError, TypedKV
+from meshplane.shared.retry import RetryPolicy, retry_unless_stopped
 
 log = logging.getLogger("meshplane.galley.sources.seed")
 
@@ -29,7 +30,7 @@ log = logging.getLogger("meshplane.galley.sources.seed")
 Seed = dict[str, dict[str, ConfigObject]]
 
 _READ_TIMEOUT = 15.0
-_MAX_DELAY = 2.0
+_READ_RETRY = RetryPolicy(retry_on=(*TRANSIENT_ERRORS, BusError), initial=0.1, maximum=2.0)
 
 
 def from_message(msg: config_pb2.ConfigResource) -> ConfigObject | None:
@@ -82,23 +83,23 @@ async def read_seed(kv: TypedKV[config_pb2.ConfigResource], stop: asyncio.Event)
     Nothing may be published before this is known (it would delete a broken file's objects), so
     a failure is retried rather than skipped. Returns an empty seed if ``stop`` is set first.
     """
-    delay = 0.1
-    while not stop.is_set():
-        try:
-            published = await asyncio.wait_for(kv.items(), _READ_TIMEOUT)
-        except Exception as exc:  # BusError, timeouts, a connection lost mid-read
-            log.warning("cannot read %s from the bus (%r); retrying in %.1fs", kv.bucket, exc, delay)
-            try:
-                await asyncio.wait_for(stop.wait(), delay)
-            except TimeoutError:
-                pass
-            delay = min(delay * 2, _MAX_DELAY)
-            continue
-        seed = seed_from(published)
-        log.info(
-            "%d object(s) of %d file(s) last published by galley",
-            sum(len(v) for v in seed.values()),
-            len(seed),
-        )
-        return seed
-    return {}
+
+    def warn(_attempt: int, exc: BaseException, wait: float) -> None:
+        log.warning("cannot read %s from the bus (%r); retrying in %.1fs", kv.bucket, exc, wait)
+
+    published = await retry_unless_stopped(
+        lambda: asyncio.wait_for(kv.items(), _READ_TIMEOUT),
+        what=f"read {kv.bucket}",
+        policy=_READ_RETRY,
+        stop=stop,
+        on_retry=warn,
+    )
+    if published is None:
+        return {}  # stopped before the bus answered
+    seed = seed_from(published)
+    log.info(
+        "%d object(s) of %d file(s) last published by galley",
+        sum(len(v) for v in seed.values()),
+        len(seed),
+    )
+    return seed

@@ -18,16 +18,16 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from meshplane.pilot.debug.syncz import config_dump, syncz
 from meshplane.pilot.ingest.watcher import State
 from meshplane.pilot.metrics import Metrics
 from meshplane.pilot.xds.discovery import DiscoveryServer
+from meshplane.shared.health import health_routes
 
 ServerFn = Callable[[], DiscoveryServer | None]
 
@@ -36,15 +36,6 @@ def build_app(
     metrics: Metrics, state: State, server: ServerFn, not_ready: Callable[[], str | None]
 ) -> Starlette:
     """``not_ready`` returns why Pilot is not ready (the 503 body), or None when it is."""
-
-    async def ready(_: Request) -> Response:
-        reason = not_ready()
-        if reason is None:
-            return PlainTextResponse("ready\n")
-        return PlainTextResponse(f"not ready: {reason}\n", status_code=503)
-
-    async def metrics_text(_: Request) -> Response:
-        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     async def sync_status(_: Request) -> Response:
         s = server()
@@ -98,8 +89,7 @@ def build_app(
         )
 
     routes = [
-        Route("/ready", ready),
-        Route("/metrics", metrics_text),
+        *health_routes(metrics.registry, not_ready),
         Route("/debug/syncz", sync_status),
         Route("/debug/config_dump", dump),
         Route("/debug/configz", configz),

@@ -12,6 +12,7 @@ from google.protobuf import any_pb2, duration_pb2, struct_pb2
 from google.protobuf.message import Message
 
 from meshplane.pilot.model.config import Config
+from meshplane.shared.durations import parse_duration
 
 PREFIX = "type.googleapis.com/"
 CLUSTER = PREFIX + "envoy.config.cluster.v3.Cluster"
@@ -124,20 +125,12 @@ def pack(msg: Message) -> any_pb2.Any:
 
 
 def duration(text: str | float | int | None) -> duration_pb2.Duration | None:
-    """Istio durations: ``1.5s``, ``100ms``, ``1m``, ``1h``; None when absent."""
+    """Istio durations: ``1.5s``, ``100ms``, ``1m``, ``1h``, plain seconds; None when absent."""
     if text is None or text == "":
         return None
-    if isinstance(text, int | float):
-        seconds = float(text)
-    else:
-        raw = str(text).strip()
-        scale = {"ms": 0.001, "us": 1e-6, "s": 1.0, "m": 60.0, "h": 3600.0}
-        for suffix in ("ms", "us", "s", "m", "h"):
-            if raw.endswith(suffix):
-                seconds = float(raw[: -len(suffix)]) * scale[suffix]
-                break
-        else:
-            seconds = float(raw)
     d = duration_pb2.Duration()
-    d.FromNanoseconds(int(seconds * 1e9))
+    if isinstance(text, int | float):
+        d.FromNanoseconds(int(float(text) * 1e9))
+    else:
+        d.FromTimedelta(parse_duration(str(text), bare_seconds=True))
     return d

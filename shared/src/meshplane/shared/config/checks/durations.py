@@ -1,23 +1,12 @@
-"""Durations as Istio's YAML writes them ("1.5s", "100ms", "1h30m") and Istio's duration rule."""
+"""Durations in Istio's YAML: the shared parser (memoised for the webhook) and Istio's duration rule."""
 
 from __future__ import annotations
 
-import re
 from datetime import timedelta
 
+from meshplane.shared import durations
 from meshplane.shared.config.checks.memo import cached_text_check
 
-_UNITS_US: dict[str, float] = {
-    "ns": 0.001,
-    "us": 1.0,
-    "µs": 1.0,
-    "μs": 1.0,
-    "ms": 1000.0,
-    "s": 1_000_000.0,
-    "m": 60_000_000.0,
-    "h": 3_600_000_000.0,
-}
-_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
 _ONE_MS = timedelta(milliseconds=1)
 
 
@@ -28,25 +17,7 @@ def parse_duration(text: str) -> timedelta:
     Raises:
         ValueError: naming the text when it is not a duration.
     """
-    raw = text.strip()
-    sign = 1
-    body = raw
-    if body[:1] in "+-" and body:
-        sign = -1 if body[0] == "-" else 1
-        body = body[1:]
-    if body == "0":
-        return timedelta(0)
-    pos = 0
-    total_us = 0.0
-    while pos < len(body):
-        m = _PART.match(body, pos)
-        if m is None:
-            raise ValueError(f"invalid duration {text!r} (expected e.g. '1.5s', '100ms', '1h30m')")
-        total_us += float(m.group(1)) * _UNITS_US[m.group(2)]
-        pos = m.end()
-    if not body:
-        raise ValueError(f"invalid duration {text!r} (expected e.g. '1.5s', '100ms', '1h30m')")
-    return timedelta(microseconds=sign * round(total_us))
+    return durations.parse_duration(text)
 
 
 def format_duration(value: timedelta) -> str:
