@@ -17,10 +17,9 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 
 from meshplane.ctl.errors import EXIT_USAGE, error
+from meshplane.shared.durations import parse_duration
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-_TTL = re.compile(r"^(\d+)(s|m|h|d)$")
-_UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -59,11 +58,13 @@ def make_token(ca_dir: Path, namespace: str, service_account: str, audience: str
 
 
 def run(args: argparse.Namespace) -> int:
-    m = _TTL.match(args.ttl)
-    if not m or int(m.group(1)) == 0:
-        error("token", f"--ttl {args.ttl!r}: expected a positive duration like 600s, 30m, 1h")
+    try:
+        ttl = int(parse_duration(args.ttl, days=True, signed=False).total_seconds())
+    except ValueError:
+        ttl = 0
+    if ttl <= 0:
+        error("token", f"--ttl {args.ttl!r}: expected a positive duration like 600s, 30m, 1h, 7d")
         return EXIT_USAGE
-    ttl = int(m.group(1)) * _UNIT[m.group(2)]
     try:
         token = make_token(Path(args.ca_dir), args.namespace, args.service_account, args.audience, ttl)
     except ValueError as exc:
