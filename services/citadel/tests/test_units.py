@@ -171,9 +171,10 @@ def test_meshctl_token_bad_input(
 
 
 def test_meshctl_token_without_citadel_dir(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert meshctl(["token", "--ca-dir", str(tmp_path / "nope"), "-n", "a", "--service-account", "b"]) == 1
+    # a CA directory that cannot be read is a read error: exit 2 (meshctl's exit codes)
+    assert meshctl(["token", "--ca-dir", str(tmp_path / "nope"), "-n", "a", "--service-account", "b"]) == 2
     err = capsys.readouterr().err
-    assert "not found" in err and "Traceback" not in err
+    assert err.startswith("meshctl token: ") and "not found" in err and "Traceback" not in err
 
 
 def test_citadel_with_broken_ca_files_exits_with_a_clear_message(tmp_path: Path) -> None:
