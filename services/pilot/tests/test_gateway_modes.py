@@ -29,7 +29,7 @@ def _router() -> Any:
 
 def _ctx(servers: list[dict[str, Any]], *vs: dict[str, Any]) -> Any:
     configs = [
-        Config(
+        Config.parse(
             "Gateway",
             "networking.istio.io",
             "v1",
@@ -39,7 +39,7 @@ def _ctx(servers: list[dict[str, Any]], *vs: dict[str, Any]) -> Any:
         )
     ]
     configs += [
-        Config("VirtualService", "networking.istio.io", "v1", "default", f"vs{i}", spec)
+        Config.parse("VirtualService", "networking.istio.io", "v1", "default", f"vs{i}", spec)
         for i, spec in enumerate(vs)
     ]
     services = {"db": Service(DB, "default", (Port("tcp", 5432, "TCP"),))}
@@ -186,14 +186,14 @@ def test_server_hosts_scoped_by_namespace_bind_only_that_namespace() -> None:
         "selector": {"istio": "ingressgateway"},
         "servers": [_server(80, "HTTP", ["./a.example.com", "team/b.example.com", "*/c.example.com"])],
     }
-    configs = [Config("Gateway", "networking.istio.io", "v1", "default", "gw", gw)]
+    configs = [Config.parse("Gateway", "networking.istio.io", "v1", "default", "gw", gw)]
     for ns in ("default", "team", "other"):
         spec = {
             "hosts": ["a.example.com", "b.example.com", "c.example.com"],
             "gateways": ["default/gw"],
             "http": [{"route": [{"destination": {"host": DB}}]}],
         }
-        configs.append(Config("VirtualService", "networking.istio.io", "v1", ns, f"vs-{ns}", spec))
+        configs.append(Config.parse("VirtualService", "networking.istio.io", "v1", ns, f"vs-{ns}", spec))
     ctx = build_push_context("1", {f"{c.kind}/{c.namespace}/{c.name}": c for c in configs}, {}, {})
     vhosts = build_route(ctx, _router(), "http.80").virtual_hosts
     owners = {vh.name: vh.metadata.filter_metadata["istio"].fields["config"].string_value for vh in vhosts}

@@ -22,7 +22,7 @@ REVIEWS = "reviews.default.svc.cluster.local"
 
 
 def cfg(kind: str, name: str, spec: dict[str, Any], ns: str = NS) -> Config:
-    return Config(kind, "networking.istio.io", "v1", ns, name, spec)
+    return Config.parse(kind, "networking.istio.io", "v1", ns, name, spec)
 
 
 def meta(**kv: Any) -> struct_pb2.Struct:

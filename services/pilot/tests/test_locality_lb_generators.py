@@ -15,6 +15,7 @@ from meshplane.pilot.model.config import Config, Port, Service, Workload
 from meshplane.pilot.model.proxy import locality_text, parse_proxy
 from meshplane.pilot.model.push_context import PushContext, build_push_context
 from meshplane.pilot.xds.resources import ResourceCache
+from meshplane.shared.config.models import LocalityLoadBalancerSetting as Setting
 
 NS = "default"
 WEB = "web.default.svc.cluster.local"
@@ -51,32 +52,35 @@ def _weights(cla: endpoint_pb2.ClusterLoadAssignment) -> dict[str, int]:
 
 def test_failover_priorities_by_shared_locality() -> None:
     cla = _cla(*LOCALITIES)
-    apply_locality(cla, "r1/z1/s1", {})
+    apply_locality(cla, "r1/z1/s1", Setting())
     assert _priorities(cla) == {"r1/z1/s1": 0, "r1/z1/s2": 1, "r1/z2/s1": 2, "r2/z1/s1": 3, "r3/z1/s1": 3}
 
 
 def test_failover_priorities_are_squashed_to_consecutive() -> None:
     cla = _cla("r1/z2/s1", "r2/z1/s1")
-    apply_locality(cla, "r1/z1/s1", {})
+    apply_locality(cla, "r1/z1/s1", Setting())
     assert _priorities(cla) == {"r1/z2/s1": 0, "r2/z1/s1": 1}
 
 
 def test_failover_to_region_comes_right_after_own_region() -> None:
     cla = _cla(*LOCALITIES)
-    apply_locality(cla, "r1/z1/s1", {"failover": [{"from": "r1", "to": "r3"}]})
+    apply_locality(cla, "r1/z1/s1", Setting.model_validate({"failover": [{"from": "r1", "to": "r3"}]}))
     assert _priorities(cla) == {"r1/z1/s1": 0, "r1/z1/s2": 1, "r1/z2/s1": 2, "r3/z1/s1": 3, "r2/z1/s1": 4}
     other = _cla(*LOCALITIES)
-    apply_locality(other, "r2/z1/s1", {"failover": [{"from": "r1", "to": "r3"}]})  # rule not for r2
+    failover = Setting.model_validate({"failover": [{"from": "r1", "to": "r3"}]})
+    apply_locality(other, "r2/z1/s1", failover)  # rule not for r2
     assert _priorities(other) == {"r2/z1/s1": 0, "r1/z1/s1": 1, "r1/z1/s2": 1, "r1/z2/s1": 1, "r3/z1/s1": 1}
 
 
 def test_distribute_weights_for_matching_proxy_and_drops_unnamed_localities() -> None:
-    setting = {
-        "distribute": [
-            {"from": "r9/*", "to": {"r3/*": 100}},
-            {"from": "r1/z1/*", "to": {"r1/z1/*": 80, "r2/*": 20}},
-        ]
-    }
+    setting = Setting.model_validate(
+        {
+            "distribute": [
+                {"from": "r9/*", "to": {"r3/*": 100}},
+                {"from": "r1/z1/*", "to": {"r1/z1/*": 80, "r2/*": 20}},
+            ]
+        }
+    )
     cla = _cla(*LOCALITIES)
     apply_locality(cla, "r1/z1/s7", setting)
     # r1/z1's 80 split over its two subzones; r1/z2 and r3 are named by no "to" entry: no traffic
@@ -86,7 +90,9 @@ def test_distribute_weights_for_matching_proxy_and_drops_unnamed_localities() ->
 
 def test_distribute_keeps_everything_for_a_proxy_no_rule_matches() -> None:
     cla = _cla(*LOCALITIES, weight=3)
-    apply_locality(cla, "r5/z1", {"distribute": [{"from": "r1/*", "to": {"r1/*": 100}}]})
+    apply_locality(
+        cla, "r5/z1", Setting.model_validate({"distribute": [{"from": "r1/*", "to": {"r1/*": 100}}]})
+    )
     assert _weights(cla) == dict.fromkeys(LOCALITIES, 3)
 
 
@@ -105,7 +111,7 @@ def test_node_locality_reaches_proxy() -> None:
 
 
 def _dr(host: str, policy: dict[str, Any]) -> Config:
-    return Config(
+    return Config.parse(
         "DestinationRule", "networking.istio.io", "v1", NS, host, {"host": host, "trafficPolicy": policy}
     )
 
@@ -134,7 +140,7 @@ def _context(*configs: Config, drop: tuple[str, str] = ("", ""), version: str = 
 def test_locality_setting_needs_outlier_detection_or_distribute_and_not_disabled() -> None:
     assert locality_setting(_context(), WEB_CLUSTER) is None
     assert locality_setting(_context(_dr("web", {"loadBalancer": {"simple": "RANDOM"}})), WEB_CLUSTER) is None
-    assert locality_setting(_context(_dr("web", {"outlierDetection": OUTLIER})), WEB_CLUSTER) == {}
+    assert locality_setting(_context(_dr("web", {"outlierDetection": OUTLIER})), WEB_CLUSTER) == Setting()
     disabled = {"outlierDetection": OUTLIER, "loadBalancer": {"localityLbSetting": {"enabled": False}}}
     assert locality_setting(_context(_dr("web", disabled)), WEB_CLUSTER) is None
     dist = {"localityLbSetting": {"distribute": [{"from": "r1/*", "to": {"r1/*": 100}}]}}

@@ -96,6 +96,7 @@ def _async(check: Callable[[], bool]) -> Callable[[], Awaitable[bool]]:
 def test_bus_config_is_checked_against_the_typed_model() -> None:
     from meshplane.pilot.model.config import config_from_bus
     from meshplane.proto.bus.v1 import config_pb2
+    from meshplane.shared.config.models import VirtualService
 
     good = config_pb2.ConfigResource(
         kind="VirtualService",
@@ -105,7 +106,10 @@ def test_bus_config_is_checked_against_the_typed_model() -> None:
         name="web",
         spec_json='{"hosts": ["web"], "http": [{"route": [{"destination": {"host": "web"}}]}]}',
     )
-    assert config_from_bus(good).spec["http"][0]["route"][0]["destination"]["host"] == "web"
+    spec = config_from_bus(good).spec
+    assert isinstance(spec, VirtualService)
+    assert spec.http is not None and spec.http[0].route is not None
+    assert spec.http[0].route[0].destination.host == "web"
     bad = config_pb2.ConfigResource(
         kind="VirtualService",
         namespace="shop",

@@ -17,7 +17,7 @@ SIDECAR_LABELS = {"app": "cart", "security.istio.io/tlsMode": "istio"}
 
 def cfg(kind: str, name: str, spec: dict[str, Any], ns: str = NS) -> Config:
     group = "networking.istio.io" if kind == "DestinationRule" else "security.istio.io"
-    return Config(kind, group, "v1", ns, name, spec)
+    return Config.parse(kind, group, "v1", ns, name, spec)
 
 
 def context(*configs: Config, jwks: dict[str, str] | None = None) -> PushContext:

@@ -15,6 +15,7 @@ from google.protobuf import struct_pb2
 from meshplane.pilot.generators.listeners import inbound_listeners, outbound_listeners
 from meshplane.pilot.generators.security.authz_rbac import build_rbac, build_rule
 from meshplane.pilot.model.proxy import parse_proxy
+from meshplane.shared.config.models import Rule
 
 from .helpers import NS, cart_proxy, cfg, context
 
@@ -71,7 +72,7 @@ def test_sources_and_operations() -> None:
         ],
         "to": [{"operation": {"methods": ["GET"], "paths": ["/api/*", "*.css", "/exact"]}}],
     }
-    policy = build_rule(rule, http=True, deny=False)
+    policy = build_rule(Rule.model_validate(rule), http=True, deny=False)
     principal = policy.principals[0]
     first, second = principal.or_ids.ids
     assert first.and_ids.ids[0].authenticated.principal_name.exact == "spiffe://cluster.local/ns/shop/sa/web"
@@ -99,7 +100,7 @@ def test_when_conditions_and_request_principals() -> None:
             {"key": "request.auth.claims[groups]", "values": ["admins"]},
         ],
     }
-    policy = build_rule(rule, http=True, deny=False)
+    policy = build_rule(Rule.model_validate(rule), http=True, deny=False)
     ids = policy.principals[0].and_ids.ids
     iss, sub = ids[0].and_ids.ids
     assert [p.key for p in iss.metadata.path] == ["payload", "iss"]

@@ -37,7 +37,7 @@ def _proxy(kind: str = "sidecar", interception: str = "REDIRECT") -> Proxy:
 
 
 def _dr(tls: dict[str, Any], **extra: Any) -> Config:
-    return Config(
+    return Config.parse(
         "DestinationRule",
         "networking.istio.io",
         "v1",
@@ -184,7 +184,7 @@ def test_http2_clusters_offer_h2_over_simple_tls() -> None:
     grpc = Service(
         "rpc.example.com", NS, (Port("grpc", 443, "GRPC"), Port("tcp", 444, "TCP")), resolution="DNS"
     )
-    dr = Config(
+    dr = Config.parse(
         "DestinationRule",
         "networking.istio.io",
         "v1",
@@ -212,7 +212,7 @@ def test_http_clusters_take_sni_from_the_host_header_unless_given() -> None:
     }
     seen = {}
     for name, tls in specs.items():
-        dr = Config(
+        dr = Config.parse(
             "DestinationRule",
             "networking.istio.io",
             "v1",

@@ -63,7 +63,7 @@ def build_app(
                     "namespace": c.namespace,
                     "name": c.name,
                     "resourceVersion": c.resource_version,
-                    "spec": c.spec,
+                    "spec": c.spec_json(),
                 }
                 for c in sorted(state.configs.values(), key=lambda c: (c.kind, c.namespace, c.name))
             ]

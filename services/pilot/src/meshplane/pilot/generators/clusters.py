@@ -25,9 +25,10 @@ from meshplane.pilot.generators.gateway import sni_dnat_clusters
 from meshplane.pilot.generators.policy import UpstreamTls, apply_policy, merged_policy
 from meshplane.pilot.generators.security.mtls import apply_auto_mtls
 from meshplane.pilot.generators.security.sds import retarget_clusters
-from meshplane.pilot.model.config import Config, Port, Service
+from meshplane.pilot.model.config import Config, Port, Service, given
 from meshplane.pilot.model.proxy import Proxy, ProxyType
 from meshplane.pilot.model.push_context import PushContext
+from meshplane.shared.config.models import DestinationRule
 
 #: Config kinds whose change can alter clusters.
 KINDS = frozenset({"DestinationRule", "ServiceEntry", "Sidecar", "WorkloadEntry", "Gateway"})
@@ -57,7 +58,7 @@ def service_cluster(
     svc: Service,
     port: Port,
     subset: str,
-    dr: Config | None,
+    dr: Config[DestinationRule] | None,
     ctx: PushContext | None = None,
     gateway: bool = False,
 ) -> cluster_pb2.Cluster:
@@ -99,10 +100,10 @@ def service_cluster(
     sni = f"outbound_.{port.number}_.{subset}_.{svc.hostname}"
     policy = merged_policy(dr.spec if dr else None, port.number, subset)
     if svc.resolution == "NONE":
-        policy.pop("loadBalancer", None)
+        policy = policy.model_copy(update={"load_balancer": None})
     http2 = port.protocol.upper() in ("HTTP2", "GRPC", "GRPC_WEB")
     apply_policy(c, policy, sni, _upstream_tls(svc, dr, gateway, http2, port.is_http))
-    apply_auto_mtls(c, ctx, svc, port.number, sni, bool((policy.get("tls") or {}).get("mode")))
+    apply_auto_mtls(c, ctx, svc, port.number, sni, bool(policy.tls and policy.tls.mode))
     c.metadata.CopyFrom(istio_metadata([dr] if dr else []))
     c.metadata.filter_metadata["istio"].fields["services"].list_value.values.add().struct_value.fields[
         "host"
@@ -118,22 +119,24 @@ def _is_ip(text: str) -> bool:
     return True
 
 
-def _upstream_tls(svc: Service, dr: Config | None, gateway: bool, http2: bool, http: bool) -> UpstreamTls:
+def _upstream_tls(
+    svc: Service, dr: Config[DestinationRule] | None, gateway: bool, http2: bool, http: bool
+) -> UpstreamTls:
     """SIMPLE/MUTUAL defaults: SNI is the host (none for wildcards; HTTP ports take it from each
     request's Host, as Istio's auto SNI); ``credentialName`` is honoured
     for gateways, and for sidecars only under a DestinationRule with a ``workloadSelector``."""
-    selected = bool(dr and dr.spec.get("workloadSelector"))
+    selected = bool(dr and given(dr.spec.workload_selector))
     where = f"DestinationRule {dr.namespace}/{dr.name}" if dr else ""
     sni = "" if svc.hostname.startswith("*") else svc.hostname
     return UpstreamTls(sni=sni, credential_allowed=gateway or selected, where=where, http2=http2, http=http)
 
 
-def _subset_labels(dr: Config | None, subset: str) -> dict[str, str]:
+def _subset_labels(dr: Config[DestinationRule] | None, subset: str) -> dict[str, str]:
     if not dr or not subset:
         return {}
-    for sub in dr.spec.get("subsets") or []:
-        if sub.get("name") == subset:
-            return {str(k): str(v) for k, v in (sub.get("labels") or {}).items()}
+    for sub in dr.spec.subsets or []:
+        if sub.name == subset:
+            return dict(sub.labels or {})
     return {}
 
 
@@ -142,7 +145,7 @@ def outbound_clusters(ctx: PushContext, proxy: Proxy) -> list[cluster_pb2.Cluste
     gateway = proxy.type is not ProxyType.SIDECAR
     for svc in ctx.services_for(proxy):
         dr = ctx.destination_rule(proxy.namespace, svc.hostname)
-        subsets = [str(s.get("name")) for s in (dr.spec.get("subsets") or [])] if dr else []
+        subsets = [s.name for s in dr.spec.subsets or []] if dr else []
         for port in svc.ports:
             out.append(service_cluster(svc, port, "", dr, ctx, gateway))
             out.extend(service_cluster(svc, port, s, dr, ctx, gateway) for s in subsets)
@@ -155,8 +158,8 @@ def inbound_clusters(ctx: PushContext, proxy: Proxy) -> list[cluster_pb2.Cluster
     scope = ctx.sidecar_scope(proxy)
     if scope.ingress:
         for ing in scope.ingress:
-            port = int((ing.get("port") or {}).get("number", 0))
-            target = str(ing.get("defaultEndpoint") or f"127.0.0.1:{port}")
+            port = (ing.port.number if ing.port else None) or 0
+            target = ing.default_endpoint or f"127.0.0.1:{port}"
             out[f"inbound|{port}||"] = _static_cluster(f"inbound|{port}||", target, port)
     else:
         for svc in ctx.workloads_for(proxy):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from envoy.config.core.v3 import address_pb2, base_pb2, config_source_pb2, grpc_service_pb2
@@ -11,7 +12,7 @@ from envoy.extensions.retry.host.previous_hosts.v3 import previous_hosts_pb2
 from google.protobuf import any_pb2, duration_pb2, struct_pb2
 from google.protobuf.message import Message
 
-from meshplane.pilot.model.config import Config
+from meshplane.pilot.model.config import AnyConfig
 from meshplane.shared.durations import parse_duration
 
 PREFIX = "type.googleapis.com/"
@@ -94,7 +95,7 @@ def sds_source() -> config_source_pb2.ConfigSource:
     )
 
 
-def istio_metadata(configs: list[Config]) -> base_pb2.Metadata:
+def istio_metadata(configs: list[AnyConfig]) -> base_pb2.Metadata:
     """``filter_metadata.istio.config`` naming the source config, as Istio sets it."""
     md = base_pb2.Metadata()
     if configs:
@@ -124,12 +125,15 @@ def pack(msg: Message) -> any_pb2.Any:
     return out
 
 
-def duration(text: str | float | int | None) -> duration_pb2.Duration | None:
-    """Istio durations: ``1.5s``, ``100ms``, ``1m``, ``1h``, plain seconds; None when absent."""
+def duration(text: timedelta | str | float | int | None) -> duration_pb2.Duration | None:
+    """A model's duration, or Istio's text forms: ``1.5s``, ``100ms``, ``1m``, ``1h``, plain
+    seconds; None when absent."""
     if text is None or text == "":
         return None
     d = duration_pb2.Duration()
-    if isinstance(text, int | float):
+    if isinstance(text, timedelta):
+        d.FromTimedelta(text)
+    elif isinstance(text, int | float):
         d.FromNanoseconds(int(float(text) * 1e9))
     else:
         d.FromTimedelta(parse_duration(str(text), bare_seconds=True))

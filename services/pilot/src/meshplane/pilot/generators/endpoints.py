@@ -35,9 +35,9 @@ def build_load_assignment(
     subset_labels: dict[str, str] = {}
     if key.subset:
         dr = ctx.destination_rule(svc.namespace, svc.hostname)
-        for sub in (dr.spec.get("subsets") or []) if dr else []:
-            if sub.get("name") == key.subset:
-                subset_labels = {str(k): str(v) for k, v in (sub.get("labels") or {}).items()}
+        for sub in (dr.spec.subsets or []) if dr else []:
+            if sub.name == key.subset:
+                subset_labels = dict(sub.labels or {})
                 break
         else:
             return cla

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from envoy.config.listener.v3 import listener_components_pb2 as lc
 from envoy.config.route.v3 import route_pb2
 from envoy.extensions.filters.http.cors.v3 import cors_pb2
@@ -14,6 +12,7 @@ from envoy.extensions.filters.network.tcp_proxy.v3 import tcp_proxy_pb2
 
 from meshplane.pilot.generators.common import ads_source, outbound, pack
 from meshplane.pilot.model.config import fqdn
+from meshplane.shared.config.models import RouteDestination
 
 HCM = "envoy.filters.network.http_connection_manager"
 TCP_PROXY = "envoy.filters.network.tcp_proxy"
@@ -47,16 +46,16 @@ def tcp_proxy(stat_prefix: str, cluster: str, weighted: list[tuple[str, int]] | 
     return lc.Filter(name=TCP_PROXY, typed_config=pack(proxy))
 
 
-def tcp_destinations(routes: list[dict[str, Any]], namespace: str, port: int) -> list[tuple[str, int]]:
+def tcp_destinations(routes: list[RouteDestination], namespace: str, port: int) -> list[tuple[str, int]]:
     """Weighted clusters of a VirtualService tcp/tls route."""
     out = []
     for r in routes:
-        d = r.get("destination") or {}
-        dest_port = int((d.get("port") or {}).get("number", port))
+        d = r.destination
+        dest_port = d.port.number if d.port and d.port.number is not None else port
         out.append(
             (
-                outbound(dest_port, str(d.get("subset") or ""), fqdn(str(d.get("host", "")), namespace)),
-                int(r.get("weight", 100)),
+                outbound(dest_port, d.subset or "", fqdn(d.host, namespace)),
+                r.weight if r.weight is not None else 100,
             )
         )
     return out

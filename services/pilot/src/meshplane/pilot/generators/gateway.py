@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.core.v3 import address_pb2
 from envoy.config.listener.v3 import listener_components_pb2 as lc
@@ -26,41 +24,54 @@ from meshplane.pilot.generators.common import (
 from meshplane.pilot.generators.filters import http_manager, tcp_destinations, tcp_proxy
 from meshplane.pilot.generators.httproute import routes_for
 from meshplane.pilot.generators.security.upstream_tls import file_cert_name, file_root_name
-from meshplane.pilot.model.config import Config, fqdn, host_matches
+from meshplane.pilot.model.config import Config, fqdn, given, host_matches
 from meshplane.pilot.model.proxy import Proxy, ProxyType
 from meshplane.pilot.model.push_context import PushContext
+from meshplane.shared.config.models import (
+    Gateway,
+    L4MatchAttributes,
+    Port,
+    Server,
+    ServerTLSMode,
+    ServerTLSSettings,
+    TLSMatchAttributes,
+    VirtualService,
+)
 
-Server = dict[str, Any]
+#: The match of a tcp route that has none: every connection.
+_ANY_CONNECTION = L4MatchAttributes()
 
 
-def _servers(ctx: PushContext, proxy: Proxy) -> list[tuple[Config, Server]]:
-    return [(gw, s) for gw in ctx.gateways_for(proxy) for s in gw.spec.get("servers") or []]
+def _servers(ctx: PushContext, proxy: Proxy) -> list[tuple[Config[Gateway], Server]]:
+    return [(gw, s) for gw in ctx.gateways_for(proxy) for s in gw.spec.servers or []]
 
 
 def _hosts(server: Server) -> list[str]:
-    return [str(h).split("/", 1)[-1] for h in server.get("hosts") or []]
+    return [h.split("/", 1)[-1] for h in server.hosts or []]
 
 
-def _hosts_for(gw: Config, server: Server, namespace: str) -> list[str]:
+def _hosts_for(gw: Config[Gateway], server: Server, namespace: str) -> list[str]:
     """The server hosts a VirtualService in ``namespace`` may bind: ``ns/host``, ``./host``, ``*/host``."""
     out = []
-    for entry in server.get("hosts") or []:
-        scope, _, host = str(entry).rpartition("/")
+    for entry in server.hosts or []:
+        scope, _, host = entry.rpartition("/")
         scope = gw.namespace if scope == "." else scope or "*"
         if scope in ("*", namespace):
             out.append(host)
     return out
 
 
-def _route_name(gw: Config, server: Server) -> str:
-    port = server.get("port") or {}
-    protocol = str(port.get("protocol", "HTTP")).upper()
-    tls = server.get("tls") or {}
-    if protocol == "HTTPS" or (
-        protocol in ("HTTP", "HTTP2", "GRPC") and tls.get("mode") and not tls.get("httpsRedirect")
-    ):
-        return f"https.{port.get('number')}.{port.get('name', '')}.{gw.name}.{gw.namespace}"
-    return f"http.{port.get('number')}"
+def _protocol(port: Port) -> str:
+    return (port.protocol if port.protocol is not None else "HTTP").upper()
+
+
+def _route_name(gw: Config[Gateway], server: Server) -> str:
+    port = server.port or Port()
+    protocol = _protocol(port)
+    tls = server.tls or ServerTLSSettings()
+    if protocol == "HTTPS" or (protocol in ("HTTP", "HTTP2", "GRPC") and tls.mode and not tls.https_redirect):
+        return f"https.{port.number}.{port.name or ''}.{gw.name}.{gw.namespace}"
+    return f"http.{port.number}"
 
 
 _SAN_TYPES = (
@@ -75,7 +86,7 @@ def _sds(name: str) -> secret_pb2.SdsSecretConfig:
     return secret_pb2.SdsSecretConfig(name=name, sds_config=sds_source())
 
 
-def _downstream_tls(tls: dict[str, Any], alpn: tuple[str, ...]) -> tls_pb2.DownstreamTlsContext:
+def _downstream_tls(tls: ServerTLSSettings, alpn: tuple[str, ...]) -> tls_pb2.DownstreamTlsContext:
     """Terminating TLS as Istio's gateways do: ``credentialName`` is ``kubernetes://<name>`` over SDS,
     MUTUAL validates clients against ``kubernetes://<name>-cacert``; ISTIO_MUTUAL uses the workload's
     own ``default`` certificate and ``ROOTCA``. Without a credentialName, the files mounted in the
@@ -84,44 +95,43 @@ def _downstream_tls(tls: dict[str, Any], alpn: tuple[str, ...]) -> tls_pb2.Downs
     does: a missing file leaves the listener warming instead of failing the whole update."""
     ctx = tls_pb2.DownstreamTlsContext()
     common = ctx.common_tls_context
-    mode = str(tls.get("mode", "SIMPLE")).upper()
-    cred = str(tls.get("credentialName") or "")
+    mode = tls.mode or ServerTLSMode.SIMPLE
+    cred = tls.credential_name or ""
     cert, ca = (f"kubernetes://{cred}", f"kubernetes://{cred}-cacert")
-    if mode == "ISTIO_MUTUAL":
+    if mode is ServerTLSMode.ISTIO_MUTUAL:
         cert, ca = "default", "ROOTCA"
-    elif not cred and tls.get("serverCertificate"):
-        cert = file_cert_name(str(tls["serverCertificate"]), str(tls.get("privateKey") or ""))
-        ca = file_root_name(str(tls.get("caCertificates") or ""))
+    elif not cred and tls.server_certificate:
+        cert = file_cert_name(tls.server_certificate, tls.private_key or "")
+        ca = file_root_name(tls.ca_certificates or "")
     common.tls_certificate_sds_secret_configs.append(_sds(cert))
-    if mode in ("MUTUAL", "OPTIONAL_MUTUAL", "ISTIO_MUTUAL"):
-        ctx.require_client_certificate.value = mode != "OPTIONAL_MUTUAL"
+    if mode in (ServerTLSMode.MUTUAL, ServerTLSMode.OPTIONAL_MUTUAL, ServerTLSMode.ISTIO_MUTUAL):
+        ctx.require_client_certificate.value = mode is not ServerTLSMode.OPTIONAL_MUTUAL
         combined = common.combined_validation_context
         validation = combined.default_validation_context
         validation.SetInParent()  # Envoy requires it, even empty
         combined.validation_context_sds_secret_config.CopyFrom(_sds(ca))
-        for san in tls.get("subjectAltNames") or []:
+        for san in tls.subject_alt_names or []:
             for san_type in _SAN_TYPES:  # like the older untyped match: any kind of SAN may carry it
                 validation.match_typed_subject_alt_names.add(
-                    san_type=san_type, matcher=string_pb2.StringMatcher(exact=str(san))
+                    san_type=san_type, matcher=string_pb2.StringMatcher(exact=san)
                 )
     _tls_params(common.tls_params, tls)
     common.alpn_protocols.extend(alpn)
     return ctx
 
 
-def _tls_params(params: common_pb2.TlsParameters, tls: dict[str, Any]) -> None:
+def _tls_params(params: common_pb2.TlsParameters, tls: ServerTLSSettings) -> None:
     """Server ``minProtocolVersion``/``maxProtocolVersion`` (``TLSV1_2`` is ``TLSv1_2``), ``cipherSuites``."""
-    for key, field in (
-        ("minProtocolVersion", "tls_minimum_protocol_version"),
-        ("maxProtocolVersion", "tls_maximum_protocol_version"),
+    for version, field in (
+        (tls.min_protocol_version, "tls_minimum_protocol_version"),
+        (tls.max_protocol_version, "tls_maximum_protocol_version"),
     ):
-        version = str(tls.get(key) or "").upper()
-        if version.startswith("TLSV1_"):
+        if version is not None and version.startswith("TLSV1_"):
             setattr(params, field, common_pb2.TlsParameters.TlsProtocol.Value("TLSv1_" + version[-1]))
-    params.cipher_suites.extend(str(c) for c in tls.get("cipherSuites") or [])
+    params.cipher_suites.extend(tls.cipher_suites or [])
 
 
-def _bound_vs(ctx: PushContext, gw: Config) -> list[Config]:
+def _bound_vs(ctx: PushContext, gw: Config[Gateway]) -> list[Config[VirtualService]]:
     return ctx.virtual_services(gw.namespace, f"{gw.namespace}/{gw.name}")
 
 
@@ -140,17 +150,17 @@ def gateway_listeners(ctx: PushContext, proxy: Proxy) -> list[listener_pb2.Liste
     """One listener per (bind, port); one filter chain per server (per SNI route for PASSTHROUGH)."""
     by_port: dict[tuple[str, int], listener_pb2.Listener] = {}
     for gw, server in _servers(ctx, proxy):
-        port = server.get("port") or {}
-        number = int(port.get("number", 0))
-        bind = str(server.get("bind") or "0.0.0.0")
+        port = server.port or Port()
+        number = port.number or 0
+        bind = server.bind or "0.0.0.0"
         lis = by_port.get((bind, number))
         if lis is None:
             lis = by_port[(bind, number)] = _new_listener(bind, number)
-        protocol = str(port.get("protocol", "HTTP")).upper()
-        tls = server.get("tls") or {}
-        mode = str(tls.get("mode", "SIMPLE" if tls else "")).upper()
+        protocol = _protocol(port)
+        tls = server.tls or ServerTLSSettings()
+        mode: str = tls.mode if tls.mode is not None else ("SIMPLE" if given(server.tls) else "")
         sni = [h for h in _hosts(server) if h != "*"]
-        if protocol in ("HTTP", "HTTP2", "GRPC") and (not mode or tls.get("httpsRedirect")):
+        if protocol in ("HTTP", "HTTP2", "GRPC") and (not mode or tls.https_redirect):
             if not any(c.name == f"http.{number}" for c in lis.filter_chains):
                 lis.filter_chains.add(name=f"http.{number}").filters.append(
                     http_manager(f"outbound_{bind}_{number}", rds=f"http.{number}")
@@ -181,7 +191,7 @@ def gateway_listeners(ctx: PushContext, proxy: Proxy) -> list[listener_pb2.Liste
     return [lis for lis in by_port.values() if lis.filter_chains]
 
 
-def _terminate(chain: lc.FilterChain, tls: dict[str, Any], alpn: tuple[str, ...]) -> None:
+def _terminate(chain: lc.FilterChain, tls: ServerTLSSettings, alpn: tuple[str, ...]) -> None:
     chain.transport_socket.name = "envoy.transport_sockets.tls"
     chain.transport_socket.typed_config.CopyFrom(pack(_downstream_tls(tls, alpn)))
 
@@ -193,58 +203,58 @@ def _add_tls_inspector(lis: listener_pb2.Listener) -> None:
         )
 
 
-def _l4_match(m: dict[str, Any], gw: Config, number: int) -> bool:
+def _l4_match(m: TLSMatchAttributes | L4MatchAttributes, gw: Config[Gateway], number: int) -> bool:
     """A tcp/tls route match's ``port`` and ``gateways`` against this gateway server."""
-    if m.get("port") and int(m["port"]) != number:
+    if m.port and m.port != number:
         return False
-    gateways = [str(g) for g in m.get("gateways") or []]
+    gateways = m.gateways or []
     return not gateways or any(g in (gw.name, f"{gw.namespace}/{gw.name}") for g in gateways)
 
 
-def _vs_for_server(ctx: PushContext, gw: Config, server: Server) -> list[Config]:
+def _vs_for_server(ctx: PushContext, gw: Config[Gateway], server: Server) -> list[Config[VirtualService]]:
     """VirtualServices bound to the gateway whose hosts overlap the server's hosts."""
     out = []
     for vs in _bound_vs(ctx, gw):
-        hosts = [str(h) for h in vs.spec.get("hosts") or []]
+        hosts = vs.spec.hosts or []
         server_hosts = _hosts_for(gw, server, vs.namespace)
         if any(host_matches(s, h) or host_matches(h, s) for s in server_hosts for h in hosts):
             out.append(vs)
     return out
 
 
-def _tcp_chain(ctx: PushContext, gw: Config, server: Server, number: int) -> lc.FilterChain | None:
+def _tcp_chain(ctx: PushContext, gw: Config[Gateway], server: Server, number: int) -> lc.FilterChain | None:
     """Opaque TCP (or TLS terminated here): the first matching ``tcp`` route, as Istio picks it."""
     for vs in _vs_for_server(ctx, gw, server):
-        for r in vs.spec.get("tcp") or []:
-            if any(_l4_match(m, gw, number) for m in r.get("match") or [{}]):
+        for r in vs.spec.tcp or []:
+            if any(_l4_match(m, gw, number) for m in r.match or [_ANY_CONNECTION]):
                 chain = lc.FilterChain(name=f"tcp.{number}.{vs.namespace}.{vs.name}")
-                dests = tcp_destinations(r.get("route") or [], vs.namespace, number)
+                dests = tcp_destinations(r.route or [], vs.namespace, number)
                 chain.filters.append(tcp_proxy(f"{gw.name}_{number}", "", dests))
                 return chain
     return None
 
 
-def _sni_chains(ctx: PushContext, gw: Config, server: Server, number: int) -> list[lc.FilterChain]:
+def _sni_chains(ctx: PushContext, gw: Config[Gateway], server: Server, number: int) -> list[lc.FilterChain]:
     """PASSTHROUGH: one chain per ``tls`` route match, keyed on the SNI names the server accepts."""
     chains = []
     seen: set[str] = set()
     for vs in _vs_for_server(ctx, gw, server):
         server_hosts = _hosts_for(gw, server, vs.namespace)
-        for r in vs.spec.get("tls") or []:
-            for m in r.get("match") or []:
+        for r in vs.spec.tls or []:
+            for m in r.match or []:
                 if not _l4_match(m, gw, number):
                     continue
                 sni = [
-                    str(s)
-                    for s in m.get("sniHosts") or []
-                    if str(s) not in seen and any(host_matches(h, str(s)) for h in server_hosts)
+                    s
+                    for s in m.sni_hosts or []
+                    if s not in seen and any(host_matches(h, s) for h in server_hosts)
                 ]
                 if not sni:
                     continue
                 seen.update(sni)
                 chain = lc.FilterChain(name=f"sni.{number}.{sni[0]}")
                 chain.filter_chain_match.server_names.extend(sni)
-                dests = tcp_destinations(r.get("route") or [], vs.namespace, number)
+                dests = tcp_destinations(r.route or [], vs.namespace, number)
                 chain.filters.append(tcp_proxy(f"{gw.name}_{number}", "", dests))
                 chains.append(chain)
     return chains
@@ -267,8 +277,7 @@ def sni_dnat_clusters(
     """For a router with an AUTO_PASSTHROUGH server: each outbound cluster again under its SNI name,
     without TLS of its own (the client's TLS passes through), as Istio's SNI-DNAT clusters."""
     if proxy.type is not ProxyType.ROUTER or not any(
-        str((s.get("tls") or {}).get("mode", "")).upper() == "AUTO_PASSTHROUGH"
-        for _, s in _servers(ctx, proxy)
+        s.tls is not None and s.tls.mode is ServerTLSMode.AUTO_PASSTHROUGH for _, s in _servers(ctx, proxy)
     ):
         return []
     out = []
@@ -297,12 +306,12 @@ def gateway_routes(ctx: PushContext, proxy: Proxy, name: str) -> route_pb2.Route
     for gw, server in _servers(ctx, proxy):
         if _route_name(gw, server) != name:
             continue
-        number = int((server.get("port") or {}).get("number", 0))
-        redirect = bool((server.get("tls") or {}).get("httpsRedirect"))
+        number = (server.port.number if server.port else None) or 0
+        redirect = bool(server.tls and server.tls.https_redirect)
         for vs in _bound_vs(ctx, gw):
             server_hosts = _hosts_for(gw, server, vs.namespace)
-            for host in vs.spec.get("hosts") or []:
-                h = fqdn(str(host), vs.namespace) if "." not in str(host) and host != "*" else str(host)
+            for host in vs.spec.hosts or []:
+                h = fqdn(host, vs.namespace) if "." not in host and host != "*" else host
                 if not any(host_matches(s, h) or host_matches(h, s) for s in server_hosts):
                     continue
                 if h in vhosts:

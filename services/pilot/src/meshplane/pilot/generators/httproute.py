@@ -10,29 +10,49 @@ from envoy.extensions.filters.http.cors.v3 import cors_pb2
 from envoy.extensions.filters.http.fault.v3 import fault_pb2
 from envoy.type.matcher.v3 import regex_pb2, string_pb2
 from envoy.type.v3 import percent_pb2
+from pydantic import BaseModel
 
 from meshplane.pilot.generators.common import duration, istio_metadata, outbound, pack, previous_hosts
-from meshplane.pilot.model.config import Config, fqdn, labels_match
+from meshplane.pilot.model.config import Config, fqdn, given, labels_match
 from meshplane.pilot.model.push_context import PushContext
+from meshplane.shared.config.models import (
+    CorsPolicy,
+    Destination,
+    HTTPFaultInjection,
+    HTTPMatchRequest,
+    HTTPRetry,
+    HTTPRoute,
+    L4MatchAttributes,
+    Percent,
+    StringMatch,
+    TLSMatchAttributes,
+    VirtualService,
+)
+from meshplane.shared.config.models.virtual_service import (
+    HeaderOperations,
+    HTTPMirrorPolicy,
+    UnmatchedPreflights,
+)
 
-Spec = dict[str, Any]
 FAULT = "envoy.filters.http.fault"
 CORS = "envoy.filters.http.cors"
+#: The match of a route that has none: every request.
+ANY_REQUEST = HTTPMatchRequest()
 
 
-def _string_matcher(m: Spec, ignore_case: bool = False) -> string_pb2.StringMatcher | None:
-    if "exact" in m:
-        return string_pb2.StringMatcher(exact=str(m["exact"]), ignore_case=ignore_case)
-    if "prefix" in m:
-        return string_pb2.StringMatcher(prefix=str(m["prefix"]), ignore_case=ignore_case)
-    if "regex" in m:
-        return string_pb2.StringMatcher(safe_regex=regex_pb2.RegexMatcher(regex=str(m["regex"])))
+def _string_matcher(m: StringMatch, ignore_case: bool = False) -> string_pb2.StringMatcher | None:
+    if m.exact is not None:
+        return string_pb2.StringMatcher(exact=m.exact, ignore_case=ignore_case)
+    if m.prefix is not None:
+        return string_pb2.StringMatcher(prefix=m.prefix, ignore_case=ignore_case)
+    if m.regex is not None:
+        return string_pb2.StringMatcher(safe_regex=regex_pb2.RegexMatcher(regex=m.regex))
     return None
 
 
-def _header(name: str, m: Spec | None, invert: bool = False) -> rc.HeaderMatcher:
+def _header(name: str, m: StringMatch | None, invert: bool = False) -> rc.HeaderMatcher:
     hm = rc.HeaderMatcher(name=name, invert_match=invert)
-    sm = _string_matcher(m or {})
+    sm = _string_matcher(m) if m is not None else None
     if sm is None:
         hm.present_match = True
     else:
@@ -40,33 +60,32 @@ def _header(name: str, m: Spec | None, invert: bool = False) -> rc.HeaderMatcher
     return hm
 
 
-def route_match(m: Spec) -> rc.RouteMatch:
+def route_match(m: HTTPMatchRequest) -> rc.RouteMatch:
     out = rc.RouteMatch()
-    uri = m.get("uri") or {}
-    ignore = bool(m.get("ignoreUriCase"))
-    if "exact" in uri:
-        out.path = str(uri["exact"])
-    elif "prefix" in uri:
-        out.prefix = str(uri["prefix"])
-    elif "regex" in uri:
-        out.safe_regex.regex = str(uri["regex"])
+    uri = m.uri or StringMatch()
+    if uri.exact is not None:
+        out.path = uri.exact
+    elif uri.prefix is not None:
+        out.prefix = uri.prefix
+    elif uri.regex is not None:
+        out.safe_regex.regex = uri.regex
     else:
         out.prefix = "/"
-    if ignore:
+    if m.ignore_uri_case:
         out.case_sensitive.value = False
-    for name, hm in (m.get("headers") or {}).items():
-        out.headers.append(_header(str(name).lower(), hm))
-    for name, hm in (m.get("withoutHeaders") or {}).items():
-        out.headers.append(_header(str(name).lower(), hm, invert=True))
-    if m.get("method"):
-        out.headers.append(_header(":method", m["method"]))
-    if m.get("authority"):
-        out.headers.append(_header(":authority", m["authority"]))
-    if m.get("scheme"):
-        out.headers.append(_header(":scheme", m["scheme"]))
-    for name, qm in (m.get("queryParams") or {}).items():
-        qp = rc.QueryParameterMatcher(name=str(name))
-        sm = _string_matcher(qm or {})
+    for name, hm in (m.headers or {}).items():
+        out.headers.append(_header(name.lower(), hm))
+    for name, hm in (m.without_headers or {}).items():
+        out.headers.append(_header(name.lower(), hm, invert=True))
+    if given(m.method):
+        out.headers.append(_header(":method", m.method))
+    if given(m.authority):
+        out.headers.append(_header(":authority", m.authority))
+    if given(m.scheme):
+        out.headers.append(_header(":scheme", m.scheme))
+    for name, qm in (m.query_params or {}).items():
+        qp = rc.QueryParameterMatcher(name=name)
+        sm = _string_matcher(qm)
         if sm is None:
             qp.present_match = True
         else:
@@ -75,91 +94,92 @@ def route_match(m: Spec) -> rc.RouteMatch:
     return out
 
 
-def _percent(value: Any) -> percent_pb2.FractionalPercent:
+def _percent(value: Percent | float) -> percent_pb2.FractionalPercent:
     """Istio percentages (0-100, float) → millionths."""
-    pct = float(value.get("value", 0) if isinstance(value, dict) else value)
+    pct = (value.value or 0.0) if isinstance(value, Percent) else float(value)
     return percent_pb2.FractionalPercent(
         numerator=int(round(pct * 10000)), denominator=percent_pb2.FractionalPercent.MILLION
     )
 
 
-def _headers_ops(ops: Spec, add: Any, remove: Any) -> None:
-    for key, value in (ops.get("set") or {}).items():
+def _headers_ops(ops: HeaderOperations | None, add: Any, remove: Any) -> None:
+    if ops is None:
+        return
+    for key, value in (ops.set or {}).items():
         add.append(
             base_pb2.HeaderValueOption(
-                header=base_pb2.HeaderValue(key=str(key), value=str(value)),
+                header=base_pb2.HeaderValue(key=key, value=value),
                 append_action=base_pb2.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD,
             )
         )
-    for key, value in (ops.get("add") or {}).items():
+    for key, value in (ops.add or {}).items():
         add.append(
             base_pb2.HeaderValueOption(
-                header=base_pb2.HeaderValue(key=str(key), value=str(value)),
+                header=base_pb2.HeaderValue(key=key, value=value),
                 append_action=base_pb2.HeaderValueOption.APPEND_IF_EXISTS_OR_ADD,
             )
         )
-    remove.extend(str(h) for h in ops.get("remove") or [])
+    remove.extend(ops.remove or [])
 
 
-def _cluster_for(dest: Spec, vs_ns: str, ctx: PushContext, default_port: int) -> str:
-    host = fqdn(str(dest.get("host", "")), vs_ns)
-    port = int((dest.get("port") or {}).get("number", 0))
+def _cluster_for(dest: Destination, vs_ns: str, ctx: PushContext, default_port: int) -> str:
+    host = fqdn(dest.host, vs_ns)
+    port = (dest.port.number if dest.port else None) or 0
     if not port:
         svc = ctx.service(host)
         port = svc.ports[0].number if svc and len(svc.ports) == 1 else default_port
-    return outbound(port, str(dest.get("subset") or ""), host)
+    return outbound(port, dest.subset or "", host)
 
 
-def _fault(fault: Spec) -> fault_pb2.HTTPFault:
+def _fault(fault: HTTPFaultInjection) -> fault_pb2.HTTPFault:
     out = fault_pb2.HTTPFault()
-    delay = fault.get("delay")
-    if delay:
-        d = duration(delay.get("fixedDelay") or delay.get("exponentialDelay"))
+    delay = fault.delay
+    if given(delay):
+        d = duration(delay.fixed_delay if delay.fixed_delay is not None else delay.exponential_delay)
         if d is not None:
             out.delay.fixed_delay.CopyFrom(d)
-        out.delay.percentage.CopyFrom(_percent(delay.get("percentage", delay.get("percent", 100))))
-    abort = fault.get("abort")
-    if abort:
-        if "httpStatus" in abort:
-            out.abort.http_status = int(abort["httpStatus"])
-        elif "grpcStatus" in abort:
-            out.abort.grpc_status = int(abort["grpcStatus"]) if str(abort["grpcStatus"]).isdigit() else 14
-        out.abort.percentage.CopyFrom(_percent(abort.get("percentage", abort.get("percent", 100))))
+        percent = delay.percent if delay.percent is not None else 100
+        out.delay.percentage.CopyFrom(_percent(delay.percentage if delay.percentage is not None else percent))
+    abort = fault.abort
+    if given(abort):
+        if abort.http_status is not None:
+            out.abort.http_status = abort.http_status
+        elif abort.grpc_status is not None:
+            out.abort.grpc_status = int(abort.grpc_status) if abort.grpc_status.isdigit() else 14
+        out.abort.percentage.CopyFrom(_percent(abort.percentage if abort.percentage is not None else 100))
     return out
 
 
-def _cors(policy: Spec) -> cors_pb2.CorsPolicy:
+def _cors(policy: CorsPolicy) -> cors_pb2.CorsPolicy:
     out = cors_pb2.CorsPolicy()
-    for origin in policy.get("allowOrigins") or []:
+    for origin in policy.allow_origins or []:
         sm = _string_matcher(origin)
         if sm is not None:
             out.allow_origin_string_match.append(sm)
-    for origin in policy.get("allowOrigin") or []:
-        out.allow_origin_string_match.append(string_pb2.StringMatcher(exact=str(origin)))
-    out.allow_methods = ",".join(policy.get("allowMethods") or [])
-    out.allow_headers = ",".join(policy.get("allowHeaders") or [])
-    out.expose_headers = ",".join(policy.get("exposeHeaders") or [])
-    if policy.get("maxAge"):
-        d = duration(policy["maxAge"])
-        out.max_age = str(d.seconds) if d is not None else ""
-    if "allowCredentials" in policy:
-        out.allow_credentials.value = bool(policy["allowCredentials"])
-    if str(policy.get("unmatchedPreflights", "")).upper() == "IGNORE":
+    for exact in policy.allow_origin or []:
+        out.allow_origin_string_match.append(string_pb2.StringMatcher(exact=exact))
+    out.allow_methods = ",".join(policy.allow_methods or [])
+    out.allow_headers = ",".join(policy.allow_headers or [])
+    out.expose_headers = ",".join(policy.expose_headers or [])
+    max_age = duration(policy.max_age)
+    if max_age is not None:
+        out.max_age = str(max_age.seconds)
+    if policy.allow_credentials is not None:
+        out.allow_credentials.value = policy.allow_credentials
+    if policy.unmatched_preflights is UnmatchedPreflights.IGNORE:
         out.forward_not_matching_preflights.value = False  # Envoy answers them; the app never sees them
     return out
 
 
-def _retry(retries: Spec | None) -> rc.RetryPolicy | None:
+def _retry(retries: HTTPRetry | None) -> rc.RetryPolicy | None:
     """Istio's default retry policy (2 attempts) unless ``attempts: 0`` disables it."""
-    retries = retries if retries is not None else {}
-    attempts = int(retries.get("attempts", 2))
+    retries = retries if retries is not None else HTTPRetry()
+    attempts = retries.attempts if retries.attempts is not None else 2
     if attempts == 0:
         return None
     policy = rc.RetryPolicy(
-        retry_on=str(
-            retries.get("retryOn")
-            or "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes"
-        )
+        retry_on=retries.retry_on
+        or "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes"
     )
     policy.num_retries.value = attempts
     if "retriable-status-codes" in policy.retry_on:
@@ -170,104 +190,120 @@ def _retry(retries: Spec | None) -> rc.RetryPolicy | None:
         policy.retry_on = ",".join(c for c in policy.retry_on.split(",") if not c.isdigit())
         if "retriable-status-codes" not in policy.retry_on:
             policy.retry_on += ",retriable-status-codes"
-    per_try = duration(retries.get("perTryTimeout"))
+    per_try = duration(retries.per_try_timeout)
     if per_try is not None:
         policy.per_try_timeout.CopyFrom(per_try)
     previous_hosts(policy)
     return policy
 
 
-def translate(http: Spec, vs: Config, ctx: PushContext, port: int, match: Spec | None = None) -> rc.Route:
+_REDIRECT_CODES = {
+    301: rc.RedirectAction.MOVED_PERMANENTLY,
+    302: rc.RedirectAction.FOUND,
+    303: rc.RedirectAction.SEE_OTHER,
+    307: rc.RedirectAction.TEMPORARY_REDIRECT,
+    308: rc.RedirectAction.PERMANENT_REDIRECT,
+}
+
+
+def translate(
+    http: HTTPRoute,
+    vs: Config[VirtualService],
+    ctx: PushContext,
+    port: int,
+    match: HTTPMatchRequest | None = None,
+) -> rc.Route:
     """One VirtualService HTTPRoute (with one of its matches) → one Envoy route."""
-    route = rc.Route(match=route_match(match or {}))
+    match = match or ANY_REQUEST
+    route = rc.Route(match=route_match(match))
     route.metadata.CopyFrom(istio_metadata([vs]))
-    if http.get("name"):
-        route.name = str(http["name"])
-    if "redirect" in http:
-        r = http["redirect"] or {}
+    if http.name:
+        route.name = http.name
+    if http.redirect is not None:
+        r = http.redirect
         redirect = rc.RedirectAction()
-        if r.get("uri"):
-            redirect.path_redirect = str(r["uri"])
-        if r.get("authority"):
-            redirect.host_redirect = str(r["authority"])
-        if r.get("scheme"):
-            redirect.scheme_redirect = str(r["scheme"])
-        if r.get("port"):
-            redirect.port_redirect = int(r["port"])
-        codes = {
-            301: rc.RedirectAction.MOVED_PERMANENTLY,
-            302: rc.RedirectAction.FOUND,
-            303: rc.RedirectAction.SEE_OTHER,
-            307: rc.RedirectAction.TEMPORARY_REDIRECT,
-            308: rc.RedirectAction.PERMANENT_REDIRECT,
-        }
-        redirect.response_code = codes.get(
-            int(r.get("redirectCode", 301)), rc.RedirectAction.MOVED_PERMANENTLY
-        )
+        if r.uri:
+            redirect.path_redirect = r.uri
+        if r.authority:
+            redirect.host_redirect = r.authority
+        if r.scheme:
+            redirect.scheme_redirect = r.scheme
+        if r.port:
+            redirect.port_redirect = r.port
+        code = r.redirect_code if r.redirect_code is not None else 301
+        redirect.response_code = _REDIRECT_CODES.get(code, rc.RedirectAction.MOVED_PERMANENTLY)
         route.redirect.CopyFrom(redirect)
-    elif "directResponse" in http:
-        d = http["directResponse"] or {}
-        route.direct_response.status = int(d.get("status", 200))
-        body = d.get("body") or {}
-        if "string" in body:
-            route.direct_response.body.inline_string = str(body["string"])
+    elif http.direct_response is not None:
+        d = http.direct_response
+        route.direct_response.status = d.status
+        if d.body is not None and d.body.string is not None:
+            route.direct_response.body.inline_string = d.body.string
     else:
-        _route_action(route, http, vs, ctx, port, match or {})
-    hdrs = http.get("headers") or {}
-    _headers_ops(hdrs.get("request") or {}, route.request_headers_to_add, route.request_headers_to_remove)
-    _headers_ops(hdrs.get("response") or {}, route.response_headers_to_add, route.response_headers_to_remove)
-    if http.get("fault"):
-        route.typed_per_filter_config[FAULT].CopyFrom(pack(_fault(http["fault"])))
-    if http.get("corsPolicy"):
-        route.typed_per_filter_config[CORS].CopyFrom(pack(_cors(http["corsPolicy"])))
+        _route_action(route, http, vs, ctx, port, match)
+    hdrs = http.headers
+    if hdrs is not None:
+        _headers_ops(hdrs.request, route.request_headers_to_add, route.request_headers_to_remove)
+        _headers_ops(hdrs.response, route.response_headers_to_add, route.response_headers_to_remove)
+    if given(http.fault):
+        route.typed_per_filter_config[FAULT].CopyFrom(pack(_fault(http.fault)))
+    if given(http.cors_policy):
+        route.typed_per_filter_config[CORS].CopyFrom(pack(_cors(http.cors_policy)))
     return route
 
 
-def _route_action(route: rc.Route, http: Spec, vs: Config, ctx: PushContext, port: int, match: Spec) -> None:
+def _route_action(
+    route: rc.Route,
+    http: HTTPRoute,
+    vs: Config[VirtualService],
+    ctx: PushContext,
+    port: int,
+    match: HTTPMatchRequest,
+) -> None:
     action = rc.RouteAction()
-    dests = http.get("route") or []
+    dests = http.route or []
     if len(dests) == 1:
-        action.cluster = _cluster_for(dests[0].get("destination") or {}, vs.namespace, ctx, port)
+        action.cluster = _cluster_for(dests[0].destination, vs.namespace, ctx, port)
     else:
         for d in dests:
             wc = action.weighted_clusters.clusters.add()
-            wc.name = _cluster_for(d.get("destination") or {}, vs.namespace, ctx, port)
-            wc.weight.value = int(d.get("weight", 0))
-            dh = d.get("headers") or {}
-            _headers_ops(dh.get("request") or {}, wc.request_headers_to_add, wc.request_headers_to_remove)
-            _headers_ops(dh.get("response") or {}, wc.response_headers_to_add, wc.response_headers_to_remove)
+            wc.name = _cluster_for(d.destination, vs.namespace, ctx, port)
+            wc.weight.value = d.weight or 0
+            if d.headers is not None:
+                dh = d.headers
+                _headers_ops(dh.request, wc.request_headers_to_add, wc.request_headers_to_remove)
+                _headers_ops(dh.response, wc.response_headers_to_add, wc.response_headers_to_remove)
         if not any(wc.weight.value for wc in action.weighted_clusters.clusters):
             for wc in action.weighted_clusters.clusters:
                 wc.weight.value = 1
-    if len(dests) == 1:
-        dh = dests[0].get("headers") or {}
-        _headers_ops(dh.get("request") or {}, route.request_headers_to_add, route.request_headers_to_remove)
-        _headers_ops(
-            dh.get("response") or {}, route.response_headers_to_add, route.response_headers_to_remove
-        )
-    timeout = duration(http.get("timeout"))
+    if len(dests) == 1 and dests[0].headers is not None:
+        dh = dests[0].headers
+        _headers_ops(dh.request, route.request_headers_to_add, route.request_headers_to_remove)
+        _headers_ops(dh.response, route.response_headers_to_add, route.response_headers_to_remove)
+    timeout = duration(http.timeout)
     action.timeout.CopyFrom(timeout if timeout is not None else duration(0))
-    retry = _retry(http.get("retries"))
+    retry = _retry(http.retries)
     if retry is not None:
         action.retry_policy.CopyFrom(retry)
-    rewrite = http.get("rewrite") or {}
-    if rewrite.get("uri") is not None and "uri" in rewrite:
-        uri_match = match.get("uri") or {}
-        if "prefix" in uri_match or not uri_match:
-            action.prefix_rewrite = str(rewrite["uri"])
+    rewrite = http.rewrite
+    if rewrite is not None and rewrite.uri is not None:
+        uri_match = match.uri
+        if not given(uri_match) or uri_match.prefix is not None:
+            action.prefix_rewrite = rewrite.uri
         else:
             action.regex_rewrite.pattern.regex = ".*"
-            action.regex_rewrite.substitution = str(rewrite["uri"])
-    if rewrite.get("authority"):
-        action.host_rewrite_literal = str(rewrite["authority"])
-    mirrors = list(http.get("mirrors") or [])
-    if http.get("mirror"):
-        mirrors.append({"destination": http["mirror"], "percentage": http.get("mirrorPercentage")})
+            action.regex_rewrite.substitution = rewrite.uri
+    if rewrite is not None and rewrite.authority:
+        action.host_rewrite_literal = rewrite.authority
+    mirrors = list(http.mirrors or [])
+    if http.mirror is not None:
+        mirrors.append(
+            HTTPMirrorPolicy.model_construct(destination=http.mirror, percentage=http.mirror_percentage)
+        )
     for m in mirrors:
         mp = action.request_mirror_policies.add()
-        mp.cluster = _cluster_for(m.get("destination") or {}, vs.namespace, ctx, port)
-        pct = m.get("percentage")
-        value = float(pct.get("value", 100)) if isinstance(pct, dict) else 100.0
+        mp.cluster = _cluster_for(m.destination, vs.namespace, ctx, port)
+        pct = m.percentage
+        value = (pct.value if pct.value is not None else 100.0) if pct is not None else 100.0
         mp.runtime_fraction.default_value.CopyFrom(_percent(value))
     first = action.cluster or (
         action.weighted_clusters.clusters[0].name if action.weighted_clusters.clusters else ""
@@ -286,45 +322,49 @@ def hash_policy_for(ctx: PushContext, cluster: str, viewer_ns: str) -> rc.RouteA
     dr = ctx.destination_rule(viewer_ns, parts[3])
     if dr is None:
         return None
-    lb = (dr.spec.get("trafficPolicy") or {}).get("loadBalancer") or {}
-    for sub in dr.spec.get("subsets") or []:
-        if sub.get("name") == parts[2] and (sub.get("trafficPolicy") or {}).get("loadBalancer"):
-            lb = sub["trafficPolicy"]["loadBalancer"]
-    ch = lb.get("consistentHash")
-    if not ch:
+    lb = dr.spec.traffic_policy.load_balancer if dr.spec.traffic_policy else None
+    for sub in dr.spec.subsets or []:
+        if sub.name == parts[2] and sub.traffic_policy and given(sub.traffic_policy.load_balancer):
+            lb = sub.traffic_policy.load_balancer
+    ch = lb.consistent_hash if lb else None
+    if not given(ch):
         return None
     hp = rc.RouteAction.HashPolicy()
-    if ch.get("httpHeaderName"):
-        hp.header.header_name = str(ch["httpHeaderName"])
-    elif ch.get("httpCookie"):
-        cookie = ch["httpCookie"]
-        hp.cookie.name = str(cookie.get("name", ""))
-        if cookie.get("path"):
-            hp.cookie.path = str(cookie["path"])
-        ttl = duration(cookie.get("ttl"))
+    if ch.http_header_name:
+        hp.header.header_name = ch.http_header_name
+    elif given(ch.http_cookie):
+        cookie = ch.http_cookie
+        hp.cookie.name = cookie.name or ""
+        if cookie.path:
+            hp.cookie.path = cookie.path
+        ttl = duration(cookie.ttl)
         if ttl is not None:
             hp.cookie.ttl.CopyFrom(ttl)
-    elif ch.get("useSourceIp"):
+    elif ch.use_source_ip:
         hp.connection_properties.source_ip = True
-    elif ch.get("httpQueryParameterName"):
-        hp.query_parameter.name = str(ch["httpQueryParameterName"])
+    elif ch.http_query_parameter_name:
+        hp.query_parameter.name = ch.http_query_parameter_name
     else:
         return None
     return hp
 
 
 def matches_context(
-    m: Spec, proxy_labels: dict[str, str], gateway: str | None, port: int, proxy_namespace: str = ""
+    m: HTTPMatchRequest | TLSMatchAttributes | L4MatchAttributes,
+    proxy_labels: dict[str, str],
+    gateway: str | None,
+    port: int,
+    proxy_namespace: str = "",
 ) -> bool:
     """Whether a match's conditions on where the request comes from (the proxy: its labels and
     namespace, the gateway or mesh, the listener port) hold for the proxy being generated for."""
-    if m.get("port") and int(m["port"]) != port:
+    if m.port and m.port != port:
         return False
-    if m.get("sourceLabels") and not labels_match(m["sourceLabels"], proxy_labels):
+    if m.source_labels and not labels_match(m.source_labels, proxy_labels):
         return False
-    if m.get("sourceNamespace") and str(m["sourceNamespace"]) != proxy_namespace:
+    if m.source_namespace and m.source_namespace != proxy_namespace:
         return False
-    gws = m.get("gateways")
+    gws = m.gateways
     if gws:
         return (gateway or "mesh") in gws or any(
             g.endswith("/" + (gateway or "").split("/")[-1]) for g in gws
@@ -332,34 +372,44 @@ def matches_context(
     return True
 
 
+def _set(value: object) -> bool:
+    """A match field that takes part in a delegate's merge: non-empty (as Istio's merge)."""
+    return given(value) if isinstance(value, BaseModel) else bool(value)
+
+
+def _merged_match(parent: HTTPMatchRequest | None, child: HTTPMatchRequest) -> HTTPMatchRequest:
+    """A delegate's match inside its parent's: the parent's fields, replaced by each the child sets."""
+    fields = {k: getattr(parent, k) for k in parent.model_fields_set} if parent is not None else {}
+    fields.update({k: v for k in child.model_fields_set if _set(v := getattr(child, k))})
+    return HTTPMatchRequest.model_construct(_fields_set=set(fields), **fields)
+
+
 def routes_for(
-    vs: Config,
+    vs: Config[VirtualService],
     ctx: PushContext,
     port: int,
     proxy_labels: dict[str, str],
     gateway: str | None,
-    parent: Spec | None = None,
+    parent: HTTPMatchRequest | None = None,
     proxy_namespace: str = "",
 ) -> list[rc.Route]:
     """All Envoy routes of one VirtualService (delegates expanded) in declaration order."""
     out: list[rc.Route] = []
-    for http in vs.spec.get("http") or []:
+    for http in vs.spec.http or []:
         matches = [
             m
-            for m in (http.get("match") or [{}])
+            for m in (http.match or [ANY_REQUEST])
             if matches_context(m, proxy_labels, gateway, port, proxy_namespace)
         ]
         if not matches:
             continue
-        if http.get("delegate"):
-            d = http["delegate"]
-            child = ctx.delegate(str(d.get("name")), str(d.get("namespace") or vs.namespace))
+        if given(http.delegate):
+            d = http.delegate
+            child = ctx.delegate(str(d.name), d.namespace or vs.namespace)
             if child is not None:
                 for m in matches:
                     out.extend(routes_for(child, ctx, port, proxy_labels, gateway, m, proxy_namespace))
             continue
         for m in matches:
-            merged = dict(parent or {})
-            merged.update({k: v for k, v in m.items() if v})
-            out.append(translate(http, vs, ctx, port, merged))
+            out.append(translate(http, vs, ctx, port, _merged_match(parent, m)))
     return out

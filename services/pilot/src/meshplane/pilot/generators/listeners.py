@@ -24,9 +24,13 @@ from meshplane.pilot.generators.filters import http_manager, tcp_destinations, t
 from meshplane.pilot.generators.httproute import matches_context
 from meshplane.pilot.generators.security import inbound as security
 from meshplane.pilot.generators.security.sds import retarget_listeners
-from meshplane.pilot.model.config import Port, Service, fqdn, host_matches
+from meshplane.pilot.model.config import Port, Service, fqdn, given, host_matches
 from meshplane.pilot.model.proxy import Proxy, ProxyType
 from meshplane.pilot.model.push_context import PushContext, SidecarScope
+from meshplane.shared.config.models import L4MatchAttributes, SidecarPort
+
+#: The match of a tcp route that has none: every connection.
+_ANY_CONNECTION = L4MatchAttributes()
 
 KINDS = frozenset({"VirtualService", "Sidecar", "Gateway", "ServiceEntry", "WorkloadEntry"}) | security.KINDS
 
@@ -70,26 +74,26 @@ def _tcp_routes(
     subnets, weighted destinations); empty subnets match any destination, and end the list
     (later routes could never be chosen)."""
     for vs in ctx.virtual_services(proxy.namespace, None):
-        hosts = [fqdn(str(h), vs.namespace) for h in vs.spec.get("hosts") or []]
+        hosts = [fqdn(h, vs.namespace) for h in vs.spec.hosts or []]
         if not any(host_matches(h, svc.hostname) for h in hosts):
             continue
         out: list[tuple[tuple[str, ...], list[tuple[str, int]]]] = []
         seen: set[tuple[str, ...]] = set()
-        for tcp in vs.spec.get("tcp") or []:
+        for tcp in vs.spec.tcp or []:
             applying = [
                 m
-                for m in tcp.get("match") or [{}]
+                for m in tcp.match or [_ANY_CONNECTION]
                 if matches_context(m, proxy.labels, None, port.number, proxy.namespace)
             ]
             if not applying:
                 continue
             subnets: tuple[str, ...] = ()
-            if all(m.get("destinationSubnets") for m in applying):
-                subnets = tuple(sorted({str(c) for m in applying for c in m["destinationSubnets"]}))
+            if all(m.destination_subnets for m in applying):
+                subnets = tuple(sorted({c for m in applying for c in m.destination_subnets or []}))
             if subnets in seen:  # an earlier route already takes these destinations
                 continue
             seen.add(subnets)
-            out.append((subnets, tcp_destinations(tcp.get("route") or [], vs.namespace, port.number)))
+            out.append((subnets, tcp_destinations(tcp.route or [], vs.namespace, port.number)))
             if not subnets:
                 break
         if out:
@@ -100,19 +104,17 @@ def _tcp_routes(
 def _tls_chains(ctx: PushContext, proxy: Proxy, svc: Service, port: Port) -> list[lc.FilterChain]:
     chains = []
     for vs in ctx.virtual_services(proxy.namespace, None):
-        if not any(
-            host_matches(fqdn(str(h), vs.namespace), svc.hostname) for h in vs.spec.get("hosts") or []
-        ):
+        if not any(host_matches(fqdn(h, vs.namespace), svc.hostname) for h in vs.spec.hosts or []):
             continue
-        for tls in vs.spec.get("tls") or []:
-            for m in tls.get("match") or []:
+        for tls in vs.spec.tls or []:
+            for m in tls.match or []:
                 if not matches_context(m, proxy.labels, None, port.number, proxy.namespace):
                     continue
                 chain = lc.FilterChain()
-                chain.filter_chain_match.server_names.extend(str(s) for s in m.get("sniHosts") or [])
-                for cidr in m.get("destinationSubnets") or []:
-                    chain.filter_chain_match.prefix_ranges.append(cidr_range(str(cidr)))
-                dests = tcp_destinations(tls.get("route") or [], vs.namespace, port.number)
+                chain.filter_chain_match.server_names.extend(m.sni_hosts or [])
+                for cidr in m.destination_subnets or []:
+                    chain.filter_chain_match.prefix_ranges.append(cidr_range(cidr))
+                dests = tcp_destinations(tls.route or [], vs.namespace, port.number)
                 chain.filters.append(tcp_proxy(f"outbound|{port.number}||{svc.hostname}", "", dests))
                 chains.append(chain)
     return chains
@@ -126,16 +128,11 @@ def _outbound(
     services = ctx.services_for(proxy, scope)
     explicit: list[tuple[int, str, str]] = []  # (port, protocol, bind)
     for eg in scope.egress:
-        p = eg.get("port") or {}
-        if p.get("number"):
-            explicit.append(
-                (
-                    int(p["number"]),
-                    str(p.get("protocol", "HTTP")).upper(),
-                    str(eg.get("bind") or bind_default),
-                )
-            )
-    catch_all = not explicit or (bind_default == "0.0.0.0" and any(not eg.get("port") for eg in scope.egress))
+        p = eg.port
+        if p is not None and p.number:
+            protocol = p.protocol if p.protocol is not None else "HTTP"
+            explicit.append((p.number, protocol.upper(), eg.bind or bind_default))
+    catch_all = not explicit or (bind_default == "0.0.0.0" and any(not given(eg.port) for eg in scope.egress))
     http_ports: dict[int, str] = {}
     for number, protocol, address in explicit:
         if Port("", number, protocol).is_http:
@@ -227,15 +224,10 @@ def _inbound_ports(ctx: PushContext, proxy: Proxy, scope: SidecarScope) -> list[
     if scope.ingress:
         out = []
         for ing in scope.ingress:
-            p = ing.get("port") or {}
-            number = int(p.get("number", 0))
-            out.append(
-                (
-                    number,
-                    Port(str(p.get("name", "")), number, str(p.get("protocol", "")).upper()).is_http,
-                    str(ing.get("bind") or ""),
-                )
-            )
+            declared = ing.port or SidecarPort()
+            number = declared.number or 0
+            port = Port(declared.name or "", number, (declared.protocol or "").upper())
+            out.append((number, port.is_http, ing.bind or ""))
         return out
     ports: dict[int, bool] = {}
     for svc in ctx.workloads_for(proxy):

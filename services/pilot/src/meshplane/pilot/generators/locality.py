@@ -18,7 +18,7 @@ each label priority.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from envoy.config.core.v3 import base_pb2
@@ -26,10 +26,11 @@ from envoy.config.endpoint.v3 import endpoint_pb2
 
 from meshplane.pilot.generators.common import ClusterKey
 from meshplane.pilot.generators.policy import merged_policy
-from meshplane.pilot.model.config import Endpoint
+from meshplane.pilot.model.config import Endpoint, given
 from meshplane.pilot.model.push_context import PushContext
-
-Setting = dict[str, Any]
+from meshplane.shared.config import models
+from meshplane.shared.config.models import LocalityLoadBalancerSetting as Setting
+from meshplane.shared.config.models.destination_rule import LocalityDistribute, LocalityFailover
 
 #: failoverPriority keys that name a part of the locality rather than a label
 TOPOLOGY_KEYS = {
@@ -67,10 +68,10 @@ def locality_setting(ctx: PushContext, cluster_name: str) -> Setting | None:
     if dr is None:
         return None
     policy = merged_policy(dr.spec, key.port, key.subset)
-    setting: Setting = dict((policy.get("loadBalancer") or {}).get("localityLbSetting") or {})
-    if setting.get("enabled") is False:
+    setting = (policy.load_balancer.locality_lb_setting if policy.load_balancer else None) or Setting()
+    if setting.enabled is False:
         return None
-    if setting.get("distribute") or policy.get("outlierDetection"):
+    if setting.distribute or given(policy.outlier_detection):
         return setting
     return None
 
@@ -82,29 +83,30 @@ def _tuple(loc: base_pb2.Locality) -> tuple[str, str, str]:
 def apply_locality(cla: endpoint_pb2.ClusterLoadAssignment, proxy_locality: str, setting: Setting) -> None:
     """Reshape ``cla`` in place for a proxy in ``proxy_locality`` under ``setting``."""
     proxy = split_locality(proxy_locality)
-    distribute = setting.get("distribute") or []
-    if distribute:
-        _distribute(cla, proxy, distribute)
+    if setting.distribute:
+        _distribute(cla, proxy, setting.distribute)
     else:
-        _failover(cla, proxy, setting.get("failover") or [])
+        _failover(cla, proxy, setting.failover or [])
 
 
 def _distribute(
-    cla: endpoint_pb2.ClusterLoadAssignment, proxy: tuple[str, str, str], rules: list[dict[str, Any]]
+    cla: endpoint_pb2.ClusterLoadAssignment,
+    proxy: tuple[str, str, str],
+    rules: list[LocalityDistribute],
 ) -> None:
     for rule in rules:
-        if not locality_matches(proxy, str(rule.get("from") or "")):
+        if not locality_matches(proxy, rule.from_ or ""):
             continue
         weights: dict[int, int] = {}
-        for to, percent in (rule.get("to") or {}).items():
+        for to, percent in (rule.to or {}).items():
             matched = {
                 i: group.load_balancing_weight.value or 1
                 for i, group in enumerate(cla.endpoints)
-                if i not in weights and locality_matches(_tuple(group.locality), str(to))
+                if i not in weights and locality_matches(_tuple(group.locality), to)
             }
             total = sum(matched.values())
             for i, original in matched.items():
-                weights[i] = math.ceil(original * int(percent) / total)
+                weights[i] = math.ceil(original * percent / total)
         kept = [group for i, group in enumerate(cla.endpoints) if weights.get(i)]
         for i, group in enumerate(cla.endpoints):
             if weights.get(i):
@@ -114,22 +116,21 @@ def _distribute(
         return
 
 
-def _locality_rank(
-    loc: tuple[str, str, str], proxy: tuple[str, str, str], rules: list[dict[str, Any]]
-) -> int:
+Failover = list[LocalityFailover]
+
+
+def _locality_rank(loc: tuple[str, str, str], proxy: tuple[str, str, str], rules: Failover) -> int:
     if loc[0] != proxy[0]:
         for rule in rules:
-            if str(rule.get("from") or "") == proxy[0]:
-                return 3 if loc[0] == str(rule.get("to") or "") else 4
+            if (rule.from_ or "") == proxy[0]:
+                return 3 if loc[0] == (rule.to or "") else 4
         return 3
     if loc[1] != proxy[1]:
         return 2
     return 1 if loc[2] != proxy[2] else 0
 
 
-def _failover(
-    cla: endpoint_pb2.ClusterLoadAssignment, proxy: tuple[str, str, str], rules: list[dict[str, Any]]
-) -> None:
+def _failover(cla: endpoint_pb2.ClusterLoadAssignment, proxy: tuple[str, str, str], rules: Failover) -> None:
     _set_priorities(cla, [_locality_rank(_tuple(g.locality), proxy, rules) for g in cla.endpoints])
 
 
@@ -145,7 +146,7 @@ def label_priority(
     setting: Setting, proxy_labels: dict[str, str], proxy_locality: str
 ) -> Callable[[Endpoint], int] | None:
     """``failoverPriority``'s rank of an endpoint for this proxy, or None when the setting has none."""
-    keys = [str(k) for k in setting.get("failoverPriority") or []]
+    keys = list(setting.failover_priority or [])
     if not keys:
         return None
     proxy_loc = split_locality(proxy_locality)
@@ -174,7 +175,7 @@ def apply_label_priorities(
 ) -> None:
     """After ``build_load_assignment`` grouped endpoints by (label rank, locality) into
     ``group.priority``: add the locality ranks of ``failover`` when it is set, and squash."""
-    failover = setting.get("failover") or []
+    failover = setting.failover or []
     proxy = split_locality(proxy_locality)
     ranks: list[Any] = [
         (g.priority, _locality_rank(_tuple(g.locality), proxy, failover) if failover else 0)
@@ -185,19 +186,23 @@ def apply_label_priorities(
 
 def failover_label_keys(ctx: PushContext) -> tuple[str, ...]:
     """Label names any DestinationRule's ``failoverPriority`` compares with the proxy's own."""
-    found: set[str] = set()
-
-    def walk(node: Any) -> None:
-        if isinstance(node, dict):
-            for k, v in node.items():
-                if k == "failoverPriority" and isinstance(v, list):
-                    found.update(str(x) for x in v if "=" not in str(x) and str(x) not in TOPOLOGY_KEYS)
-                else:
-                    walk(v)
-        elif isinstance(node, list):
-            for v in node:
-                walk(v)
-
-    for dr in ctx.of_kind("DestinationRule"):
-        walk(dr.spec)
+    found = {
+        key
+        for dr in ctx.of_kind(models.DestinationRule)
+        for lb in _load_balancers(dr.spec)
+        if lb.locality_lb_setting is not None
+        for key in lb.locality_lb_setting.failover_priority or []
+        if "=" not in key and key not in TOPOLOGY_KEYS
+    }
     return tuple(sorted(found))
+
+
+def _load_balancers(dr: models.DestinationRule) -> Iterator[models.LoadBalancerSettings]:
+    """Every ``loadBalancer`` of a rule: top level, port level, and the same in each subset."""
+    policies = [dr.traffic_policy, *(s.traffic_policy for s in dr.subsets or [])]
+    for policy in policies:
+        if policy is None:
+            continue
+        for lb in [policy.load_balancer, *(p.load_balancer for p in policy.port_level_settings or [])]:
+            if lb is not None:
+                yield lb

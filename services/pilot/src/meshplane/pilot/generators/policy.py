@@ -12,8 +12,12 @@ from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2
 from meshplane.pilot.generators.common import duration, pack
 from meshplane.pilot.generators.security.mtls import istio_mutual
 from meshplane.pilot.generators.security.upstream_tls import upstream_tls
+from meshplane.pilot.model.config import given
+from meshplane.shared.config import models
+from meshplane.shared.config.models import ClientTLSMode, TrafficPolicy
+from meshplane.shared.config.models.destination_rule import HTTPSettings, TCPSettings
 
-Policy = dict[str, Any]
+_NO_POLICY = TrafficPolicy()
 
 _SIMPLE_LB = {
     "ROUND_ROBIN": cluster_pb2.Cluster.ROUND_ROBIN,
@@ -25,23 +29,29 @@ _SIMPLE_LB = {
 }
 
 
-def merged_policy(dr_spec: dict[str, Any] | None, port: int, subset: str) -> Policy:
-    """The traffic policy for (port, subset): top level, then port level, then subset overrides."""
-    if not dr_spec:
+def _settings(policy: TrafficPolicy | None, port: int) -> dict[str, Any]:
+    """The fields ``policy`` sets, its port-level settings for ``port`` laid over them (each set
+    field replaces the whole field, as Istio merges them)."""
+    if policy is None:
         return {}
-    policy: Policy = dict(dr_spec.get("trafficPolicy") or {})
-    for pls in policy.pop("portLevelSettings", None) or []:
-        if int((pls.get("port") or {}).get("number", -1)) == port:
-            policy.update({k: v for k, v in pls.items() if k != "port"})
+    out = {k: getattr(policy, k) for k in policy.model_fields_set if k != "port_level_settings"}
+    for pls in policy.port_level_settings or []:
+        if (pls.port.number if pls.port and pls.port.number is not None else -1) == port:
+            out.update({k: getattr(pls, k) for k in pls.model_fields_set if k != "port"})
+    return out
+
+
+def merged_policy(dr: models.DestinationRule | None, port: int, subset: str) -> TrafficPolicy:
+    """The traffic policy for (port, subset): top level, then port level, then subset overrides
+    (without ``portLevelSettings``: they are applied)."""
+    if dr is None:
+        return _NO_POLICY
+    fields = _settings(dr.traffic_policy, port)
     if subset:
-        for sub in dr_spec.get("subsets") or []:
-            if sub.get("name") == subset:
-                sub_policy = dict(sub.get("trafficPolicy") or {})
-                for pls in sub_policy.pop("portLevelSettings", None) or []:
-                    if int((pls.get("port") or {}).get("number", -1)) == port:
-                        sub_policy.update({k: v for k, v in pls.items() if k != "port"})
-                policy.update(sub_policy)
-    return policy
+        for sub in dr.subsets or []:
+            if sub.name == subset:
+                fields.update(_settings(sub.traffic_policy, port))
+    return TrafficPolicy.model_construct(_fields_set=set(fields), **fields)
 
 
 @dataclass(frozen=True)
@@ -60,78 +70,81 @@ class UpstreamTls:
 
 
 def apply_policy(
-    cluster: cluster_pb2.Cluster, policy: Policy, sni: str, upstream: UpstreamTls | None = None
+    cluster: cluster_pb2.Cluster, policy: TrafficPolicy, sni: str, upstream: UpstreamTls | None = None
 ) -> None:
     """Mutate a freshly built cluster according to a merged traffic policy."""
-    lb = policy.get("loadBalancer") or {}
-    if "simple" in lb:
-        cluster.lb_policy = _SIMPLE_LB.get(str(lb["simple"]).upper(), cluster_pb2.Cluster.ROUND_ROBIN)
-    if "consistentHash" in lb:
-        ch = lb["consistentHash"] or {}
-        if "maglev" in ch:
+    lb = policy.load_balancer or models.LoadBalancerSettings()
+    if lb.simple is not None:
+        cluster.lb_policy = _SIMPLE_LB.get(lb.simple, cluster_pb2.Cluster.ROUND_ROBIN)
+    if lb.consistent_hash is not None:
+        ch = lb.consistent_hash
+        if ch.maglev is not None:
             cluster.lb_policy = cluster_pb2.Cluster.MAGLEV
         else:
             cluster.lb_policy = cluster_pb2.Cluster.RING_HASH
-            size = int((ch.get("ringHash") or {}).get("minimumRingSize") or ch.get("minimumRingSize") or 1024)
-            cluster.ring_hash_lb_config.minimum_ring_size.value = size
-    locality = lb.get("localityLbSetting") or {}
-    if locality.get("enabled") is not False and (locality or policy.get("outlierDetection")):
+            ring = ch.ring_hash.minimum_ring_size if ch.ring_hash else None
+            cluster.ring_hash_lb_config.minimum_ring_size.value = ring or ch.minimum_ring_size or 1024
+    locality = lb.locality_lb_setting
+    if (locality is None or locality.enabled is not False) and (
+        given(locality) or given(policy.outlier_detection)
+    ):
         cluster.common_lb_config.locality_weighted_lb_config.SetInParent()
-    _connection_pool(cluster, policy.get("connectionPool") or {})
-    _outlier(cluster, policy.get("outlierDetection"))
-    _tls(cluster, policy.get("tls") or {}, sni, upstream or UpstreamTls())
+    if policy.connection_pool is not None:
+        _connection_pool(cluster, policy.connection_pool)
+    if given(policy.outlier_detection):
+        _outlier(cluster, policy.outlier_detection)
+    _tls(cluster, policy.tls or models.ClientTLSSettings(), sni, upstream or UpstreamTls())
 
 
-def _connection_pool(cluster: cluster_pb2.Cluster, pool: dict[str, Any]) -> None:
-    tcp = pool.get("tcp") or {}
-    http = pool.get("http") or {}
-    if not tcp and not http:
+def _connection_pool(cluster: cluster_pb2.Cluster, pool: models.ConnectionPoolSettings) -> None:
+    tcp, http = pool.tcp, pool.http
+    if not given(tcp) and not given(http):
         return
+    tcp = tcp or TCPSettings()
+    http = http or HTTPSettings()
     th = circuit_breaker_pb2.CircuitBreakers.Thresholds(priority=base_pb2.DEFAULT)
-    if "maxConnections" in tcp:
-        th.max_connections.value = int(tcp["maxConnections"])
-    if "http1MaxPendingRequests" in http:
-        th.max_pending_requests.value = int(http["http1MaxPendingRequests"])
-    if "http2MaxRequests" in http:
-        th.max_requests.value = int(http["http2MaxRequests"])
-    if "maxRetries" in http:
-        th.max_retries.value = int(http["maxRetries"])
+    if tcp.max_connections is not None:
+        th.max_connections.value = tcp.max_connections
+    if http.http1_max_pending_requests is not None:
+        th.max_pending_requests.value = http.http1_max_pending_requests
+    if http.http2_max_requests is not None:
+        th.max_requests.value = http.http2_max_requests
+    if http.max_retries is not None:
+        th.max_retries.value = http.max_retries
     cluster.circuit_breakers.thresholds.append(th)
-    if "connectTimeout" in tcp:
-        d = duration(tcp["connectTimeout"])
-        if d is not None:
-            cluster.connect_timeout.CopyFrom(d)
-    if "maxRequestsPerConnection" in http:
+    connect = duration(tcp.connect_timeout)
+    if connect is not None:
+        cluster.connect_timeout.CopyFrom(connect)
+    if http.max_requests_per_connection is not None:
         opts = protocol_pb2.HttpProtocolOptions()
-        opts.max_requests_per_connection.value = int(http["maxRequestsPerConnection"])
+        opts.max_requests_per_connection.value = http.max_requests_per_connection
         cluster.common_http_protocol_options.CopyFrom(opts)
-    if "idleTimeout" in http:
-        d = duration(http["idleTimeout"])
-        if d is not None:
-            cluster.common_http_protocol_options.idle_timeout.CopyFrom(d)
+    idle = duration(http.idle_timeout)
+    if idle is not None:
+        cluster.common_http_protocol_options.idle_timeout.CopyFrom(idle)
 
 
-def _outlier(cluster: cluster_pb2.Cluster, od: dict[str, Any] | None) -> None:
-    if not od:
-        return
+def _outlier(cluster: cluster_pb2.Cluster, od: models.OutlierDetection) -> None:
     out = outlier_detection_pb2.OutlierDetection()
-    errors = od.get("consecutive5xxErrors", od.get("consecutiveErrors"))
+    errors = od.consecutive_5xx_errors if od.consecutive_5xx_errors is not None else od.consecutive_errors
     if errors is not None:
-        out.consecutive_5xx.value = int(errors)
-        out.enforcing_consecutive_5xx.value = 100 if int(errors) > 0 else 0
-    gw = od.get("consecutiveGatewayErrors")
+        out.consecutive_5xx.value = errors
+        out.enforcing_consecutive_5xx.value = 100 if errors > 0 else 0
+    gw = od.consecutive_gateway_errors
     if gw is not None:
-        out.consecutive_gateway_failure.value = int(gw)
-        out.enforcing_consecutive_gateway_failure.value = 100 if int(gw) > 0 else 0
-    for key, field in (("interval", "interval"), ("baseEjectionTime", "base_ejection_time")):
-        d = duration(od.get(key))
-        if d is not None:
-            getattr(out, field).CopyFrom(d)
-    if "maxEjectionPercent" in od:
-        out.max_ejection_percent.value = int(od["maxEjectionPercent"])
+        out.consecutive_gateway_failure.value = gw
+        out.enforcing_consecutive_gateway_failure.value = 100 if gw > 0 else 0
+    interval = duration(od.interval)
+    if interval is not None:
+        out.interval.CopyFrom(interval)
+    ejection = duration(od.base_ejection_time)
+    if ejection is not None:
+        out.base_ejection_time.CopyFrom(ejection)
+    if od.max_ejection_percent is not None:
+        out.max_ejection_percent.value = od.max_ejection_percent
     out.enforcing_success_rate.value = 0  # Istio disables success-rate ejection
-    if "minHealthPercent" in od:
-        cluster.common_lb_config.healthy_panic_threshold.value = float(od["minHealthPercent"])
+    if od.min_health_percent is not None:
+        cluster.common_lb_config.healthy_panic_threshold.value = float(od.min_health_percent)
     else:
         cluster.common_lb_config.healthy_panic_threshold.value = 0.0
     cluster.outlier_detection.CopyFrom(out)
@@ -150,18 +163,19 @@ def _auto_sni(cluster: cluster_pb2.Cluster, verify: bool) -> None:
     cluster.typed_extension_protocol_options[key].CopyFrom(pack(opts))
 
 
-def _tls(cluster: cluster_pb2.Cluster, tls: dict[str, Any], sni: str, upstream: UpstreamTls) -> None:
-    mode = str(tls.get("mode", "DISABLE")).upper()
-    if mode == "DISABLE":
+def _tls(
+    cluster: cluster_pb2.Cluster, tls: models.ClientTLSSettings, sni: str, upstream: UpstreamTls
+) -> None:
+    mode = tls.mode or ClientTLSMode.DISABLE
+    if mode is ClientTLSMode.DISABLE:
         return
-    if mode == "ISTIO_MUTUAL":
-        sans = [str(s) for s in tls.get("subjectAltNames") or []]
-        ctx = istio_mutual(str(tls.get("sni") or sni), sans)
+    if mode is ClientTLSMode.ISTIO_MUTUAL:
+        ctx = istio_mutual(tls.sni or sni, list(tls.subject_alt_names or []))
     else:
         ctx = upstream_tls(tls, upstream.sni, upstream.credential_allowed, upstream.where)
         if upstream.http2:
             ctx.common_tls_context.alpn_protocols.append("h2")
-        if upstream.http and not tls.get("sni"):
-            _auto_sni(cluster, verify=not tls.get("insecureSkipVerify") and not tls.get("subjectAltNames"))
+        if upstream.http and not tls.sni:
+            _auto_sni(cluster, verify=not tls.insecure_skip_verify and not tls.subject_alt_names)
     cluster.transport_socket.name = "envoy.transport_sockets.tls"
     cluster.transport_socket.typed_config.CopyFrom(pack(ctx))

@@ -10,6 +10,7 @@ from meshplane.pilot.generators.httproute import hash_policy_for, routes_for
 from meshplane.pilot.model.config import DOMAIN_SUFFIX, Config, Service, fqdn, host_matches
 from meshplane.pilot.model.proxy import Proxy, ProxyType
 from meshplane.pilot.model.push_context import PushContext
+from meshplane.shared.config.models import VirtualService
 
 KINDS = frozenset({"VirtualService", "DestinationRule", "Sidecar", "Gateway", "ServiceEntry"})
 
@@ -76,7 +77,7 @@ def _virtual_host(
     proxy: Proxy,
     svc: Service,
     port: int,
-    vss: list[Config],
+    vss: list[Config[VirtualService]],
     used: set[str],
 ) -> rc.VirtualHost:
     vh = rc.VirtualHost(name=f"{svc.hostname}:{port}")
@@ -86,7 +87,7 @@ def _virtual_host(
             vh.domains.append(d)
     vh.include_request_attempt_count = True
     for vs in vss:
-        hosts = [fqdn(str(h), vs.namespace) for h in vs.spec.get("hosts") or []]
+        hosts = [fqdn(h, vs.namespace) for h in vs.spec.hosts or []]
         if any(host_matches(h, svc.hostname) for h in hosts):
             vh.routes.extend(routes_for(vs, ctx, port, proxy.labels, None, proxy_namespace=proxy.namespace))
             vh.metadata.CopyFrom(istio_metadata([vs]))

@@ -13,7 +13,7 @@ from typing import Any
 
 from meshplane.pilot.metrics import Metrics
 from meshplane.pilot.model.config import (
-    Config,
+    AnyConfig,
     Service,
     Workload,
     config_from_bus,
@@ -35,7 +35,7 @@ class State:
     """The current bus state, as plain dicts keyed by bus key."""
 
     def __init__(self) -> None:
-        self.configs: dict[str, Config] = {}
+        self.configs: dict[str, AnyConfig] = {}
         self.services: dict[str, Service] = {}
         self.workloads: dict[str, Workload] = {}
         self.rejected: dict[str, str] = {}

@@ -1,40 +1,63 @@
 """Config objects and registry entries as Pilot sees them: small immutable records.
 
-The spec of an Istio object stays the camelCase dict published by Galley; ``spec_of`` is the one
-adapter through which generators read it, so the typed ``meshplane.shared.config`` models can
-replace it in one place.
+The spec of an Istio object is its typed model from ``meshplane.shared.config.models``, checked
+once when it arrives from the bus (``config_from_bus``); generators read its attributes, so mypy
+checks them against the schema and a renamed field is an error, not a silent None.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeGuard, TypeVar
+
+from pydantic import BaseModel
 
 from meshplane.proto.bus.v1 import config_pb2, registry_pb2
-from meshplane.shared.config import SpecError, parse_spec
+from meshplane.shared.config import SpecError, models, parse_spec
 from meshplane.shared.config.parse import SPEC_MODELS
 
-Spec = dict[str, Any]
+#: The typed spec of one kind (``models.VirtualService``, ...).
+SpecT = TypeVar("SpecT", bound=BaseModel, covariant=True)
+ModelT = TypeVar("ModelT", bound=BaseModel)
 
 ROOT_NAMESPACE = "istio-system"
 DOMAIN_SUFFIX = "svc.cluster.local"
+
+#: The kind whose configs carry each spec model (``models.Sidecar`` → ``"Sidecar"``).
+KIND_OF: dict[type[BaseModel], str] = {model: kind for kind, model in SPEC_MODELS.items()}
 
 _KEBAB = re.compile(r"(?<!^)(?=[A-Z])")
 
 
 @dataclass(frozen=True)
-class Config:
-    """One Istio config object (VirtualService, DestinationRule, ...)."""
+class Config(Generic[SpecT]):
+    """One Istio config object (VirtualService, DestinationRule, ...) with its typed spec."""
 
     kind: str
     group: str
     version: str
     namespace: str
     name: str
-    spec: Spec
+    spec: SpecT
     resource_version: str = ""
+
+    @classmethod
+    def parse(
+        cls, kind: str, group: str, version: str, namespace: str, name: str, spec: Mapping[str, Any]
+    ) -> Config[BaseModel]:
+        """A config whose ``spec`` (Istio's camelCase form) is checked against its kind's model;
+        raises ValueError naming the object and each bad field."""
+        return Config(kind, group, version, namespace, name, typed_spec(kind, f"{namespace}/{name}", spec))
+
+    def spec_json(self) -> dict[str, Any]:
+        """The spec as Istio's camelCase JSON object (only the fields that were set), for debug
+        pages; generators read the typed ``spec``."""
+        dumped: dict[str, Any] = self.spec.model_dump(by_alias=True, exclude_unset=True, mode="json")
+        return dumped
 
     @property
     def source_path(self) -> str:
@@ -43,28 +66,35 @@ class Config:
         group = self.group or "networking.istio.io"
         return f"/apis/{group}/{self.version or 'v1'}/namespaces/{self.namespace}/{kind}/{self.name}"
 
-    @property
+    @functools.cached_property
     def export_to(self) -> tuple[str, ...]:
-        return tuple(str(x) for x in self.spec.get("exportTo") or ())
+        spec = self.spec
+        if isinstance(spec, models.VirtualService | models.DestinationRule | models.ServiceEntry):
+            return tuple(spec.export_to or ())
+        return ()
 
 
-def typed_spec(kind: str, where: str, spec: Spec) -> Spec:
-    """Check a spec against the shared typed model of its kind and return it normalized.
+#: A config of any kind.
+AnyConfig = Config[BaseModel]
 
-    The generators read the model's camelCase form (``model_dump(by_alias=True)``), so only what
-    the schema knows reaches them; a spec that does not fit raises ValueError naming each field.
-    """
+
+def given(value: ModelT | None) -> TypeGuard[ModelT]:
+    """Whether an optional message was written with at least one field (``{}`` counts as absent)."""
+    return value is not None and bool(value.model_fields_set)
+
+
+def typed_spec(kind: str, where: str, spec: Mapping[str, Any]) -> BaseModel:
+    """The shared typed model of ``kind`` built from ``spec``; ValueError names the object and
+    each field that does not fit, or the kind when there is no model for it."""
     if kind not in SPEC_MODELS:
-        return spec
+        raise ValueError(f"{kind} {where}: no typed model for kind {kind!r}")
     try:
-        model = parse_spec(kind, spec)
+        return parse_spec(kind, spec)
     except SpecError as exc:
         raise ValueError(f"{kind} {where}: {exc}") from None
-    dumped: Spec = model.model_dump(by_alias=True, exclude_unset=True, mode="json")
-    return dumped
 
 
-def config_from_bus(msg: config_pb2.ConfigResource) -> Config:
+def config_from_bus(msg: config_pb2.ConfigResource) -> Config[BaseModel]:
     """Decode a ConfigResource; raises ValueError naming the object when spec_json is not a JSON object."""
     try:
         spec = json.loads(msg.spec_json or "{}")
@@ -72,14 +102,13 @@ def config_from_bus(msg: config_pb2.ConfigResource) -> Config:
         raise ValueError(f"{msg.kind} {msg.namespace}/{msg.name}: spec_json is not JSON: {exc}") from None
     if not isinstance(spec, dict):
         raise ValueError(f"{msg.kind} {msg.namespace}/{msg.name}: spec_json is not a JSON object")
-    spec = typed_spec(msg.kind, f"{msg.namespace}/{msg.name}", spec)
     return Config(
         kind=msg.kind,
         group=msg.group,
         version=msg.version,
         namespace=msg.namespace,
         name=msg.name,
-        spec=spec,
+        spec=typed_spec(msg.kind, f"{msg.namespace}/{msg.name}", spec),
         resource_version=msg.resource_version,
     )
 

@@ -12,37 +12,45 @@ import functools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
+from typing import TypeVar, cast
+
+from pydantic import BaseModel
 
 from meshplane.pilot.model.config import (
+    KIND_OF,
     ROOT_NAMESPACE,
+    AnyConfig,
     Config,
     Endpoint,
     Port,
     Service,
     Workload,
     fqdn,
+    given,
     host_matches,
     labels_match,
     visible,
 )
 from meshplane.pilot.model.proxy import Proxy, ProxyType
+from meshplane.shared.config import models
+
+M = TypeVar("M", bound=BaseModel)
 
 
 @dataclass(frozen=True)
 class SidecarScope:
     """The Sidecar that applies to a proxy (or none)."""
 
-    config: Config | None
+    config: Config[models.Sidecar] | None
     outbound_traffic_policy: str  # ALLOW_ANY | REGISTRY_ONLY
 
     @property
-    def egress(self) -> list[dict[str, Any]]:
-        return list(self.config.spec.get("egress") or []) if self.config else []
+    def egress(self) -> list[models.IstioEgressListener]:
+        return list(self.config.spec.egress or []) if self.config else []
 
     @property
-    def ingress(self) -> list[dict[str, Any]]:
-        return list(self.config.spec.get("ingress") or []) if self.config else []
+    def ingress(self) -> list[models.IstioIngressListener]:
+        return list(self.config.spec.ingress or []) if self.config else []
 
 
 def _egress_allows(hosts: Iterable[str], proxy_ns: str, svc: Service) -> bool:
@@ -59,57 +67,49 @@ def _egress_allows(hosts: Iterable[str], proxy_ns: str, svc: Service) -> bool:
     return False
 
 
-def _service_entry_services(cfg: Config) -> list[Service]:
+def _of_kind(configs: Mapping[str, Sequence[AnyConfig]], model: type[M]) -> tuple[Config[M], ...]:
+    # the configs of a kind were built with its model (``typed_spec``), so the cast holds
+    return cast("tuple[Config[M], ...]", tuple(configs.get(KIND_OF[model], ())))
+
+
+def _service_entry_services(cfg: Config[models.ServiceEntry]) -> list[Service]:
     spec = cfg.spec
     ports = tuple(
-        Port(
-            str(p.get("name", "")),
-            int(p["number"]),
-            str(p.get("protocol", "")).upper(),
-            int(p.get("targetPort", 0)),
-        )
-        for p in spec.get("ports") or []
+        Port(p.name or "", p.number, (p.protocol or "").upper(), p.target_port or 0) for p in spec.ports or []
     )
-    resolution = str(spec.get("resolution") or "NONE").upper()
     endpoints = tuple(
-        (
-            str(e.get("address", "")),
-            {str(k): int(v) for k, v in (e.get("ports") or {}).items()},
-            {str(k): str(v) for k, v in (e.get("labels") or {}).items()},
-            str(e.get("locality", "")),
-            int(e.get("weight", 1) or 1),
-        )
-        for e in spec.get("endpoints") or []
+        (e.address or "", dict(e.ports or {}), dict(e.labels or {}), e.locality or "", e.weight or 1)
+        for e in spec.endpoints or []
     )
-    selector = dict((spec.get("workloadSelector") or {}).get("labels") or {})
+    selector = dict(spec.workload_selector.labels or {}) if spec.workload_selector else {}
     return [
         Service(
-            hostname=str(host),
+            hostname=host,
             namespace=cfg.namespace,
             ports=ports,
-            resolution=resolution,
-            addresses=tuple(str(a) for a in spec.get("addresses") or ()),
-            mesh_external=str(spec.get("location", "MESH_EXTERNAL")).upper() != "MESH_INTERNAL",
+            resolution=(spec.resolution or models.Resolution.NONE).value,
+            addresses=tuple(spec.addresses or ()),
+            mesh_external=spec.location is not models.Location.MESH_INTERNAL,
             export_to=cfg.export_to,
             selector=selector,
             static_endpoints=endpoints,
             source=f"ServiceEntry/{cfg.namespace}/{cfg.name}",
         )
-        for host in spec.get("hosts") or []
+        for host in spec.hosts or []
     ]
 
 
-def _workload_entry(cfg: Config) -> Workload:
+def _workload_entry(cfg: Config[models.WorkloadEntry]) -> Workload:
     spec = cfg.spec
     return Workload(
         name=cfg.name,
         namespace=cfg.namespace,
-        address=str(spec.get("address", "")),
-        labels={str(k): str(v) for k, v in (spec.get("labels") or {}).items()},
-        service_account=str(spec.get("serviceAccount", "")),
-        locality=str(spec.get("locality", "")),
-        weight=int(spec.get("weight", 1) or 1),
-        ports={str(k): int(v) for k, v in (spec.get("ports") or {}).items()},
+        address=spec.address or "",
+        labels=dict(spec.labels or {}),
+        service_account=spec.service_account or "",
+        locality=spec.locality or "",
+        weight=spec.weight or 1,
+        ports=dict(spec.ports or {}),
     )
 
 
@@ -123,7 +123,7 @@ class PushContext:
     """
 
     version: str
-    configs: Mapping[str, tuple[Config, ...]] = field(default_factory=dict)
+    configs: Mapping[str, tuple[AnyConfig, ...]] = field(default_factory=dict)
     services: tuple[Service, ...] = ()
     workloads: tuple[Workload, ...] = ()
     _by_host: Mapping[str, tuple[Service, ...]] = field(default_factory=dict)
@@ -132,7 +132,9 @@ class PushContext:
     jwks: Mapping[str, str] = field(default_factory=dict)
     #: DestinationRule lookups by (viewer namespace, host), filled on first use (a scan of every
     #: rule per lookup made CDS and EDS O(services x rules) per push); never shared by ``replace``.
-    _dr_memo: dict[tuple[str, str], Config | None] = field(default_factory=dict, init=False, repr=False)
+    _dr_memo: dict[tuple[str, str], Config[models.DestinationRule] | None] = field(
+        default_factory=dict, init=False, repr=False
+    )
 
     def with_jwks(self, jwks: Mapping[str, str]) -> PushContext:
         """This context with ``jwks`` as its fetched JWKS documents."""
@@ -148,8 +150,9 @@ class PushContext:
         return by_address
 
     # ---- lookups -------------------------------------------------------------------------
-    def of_kind(self, kind: str) -> tuple[Config, ...]:
-        return self.configs.get(kind, ())
+    def of_kind(self, model: type[M]) -> tuple[Config[M], ...]:
+        """The configs whose spec is a ``model`` (the configs of its kind)."""
+        return _of_kind(self.configs, model)
 
     def service(self, hostname: str, viewer_ns: str | None = None) -> Service | None:
         candidates: Sequence[Service] = self._by_host.get(hostname, ())
@@ -162,29 +165,30 @@ class PushContext:
         return candidates[0] if candidates else None
 
     def sidecar_scope(self, proxy: Proxy) -> SidecarScope:
-        chosen: Config | None = None
-        in_ns = [c for c in self.of_kind("Sidecar") if c.namespace == proxy.namespace]
+        chosen: Config[models.Sidecar] | None = None
+        sidecars = self.of_kind(models.Sidecar)
+        in_ns = [c for c in sidecars if c.namespace == proxy.namespace]
         for cfg in in_ns:
-            sel = (cfg.spec.get("workloadSelector") or {}).get("labels")
-            if sel and labels_match(sel, proxy.labels):
+            selector = cfg.spec.workload_selector
+            if selector and selector.labels and labels_match(selector.labels, proxy.labels):
                 chosen = cfg
                 break
         if chosen is None:
-            chosen = next((c for c in in_ns if not c.spec.get("workloadSelector")), None)
+            chosen = next((c for c in in_ns if not given(c.spec.workload_selector)), None)
         if chosen is None:
             chosen = next(
                 (
                     c
-                    for c in self.of_kind("Sidecar")
-                    if c.namespace == ROOT_NAMESPACE and not c.spec.get("workloadSelector")
+                    for c in sidecars
+                    if c.namespace == ROOT_NAMESPACE and not given(c.spec.workload_selector)
                 ),
                 None,
             )
         policy = "ALLOW_ANY"
-        if chosen is not None:
-            mode = (chosen.spec.get("outboundTrafficPolicy") or {}).get("mode")
+        if chosen is not None and chosen.spec.outbound_traffic_policy is not None:
+            mode = chosen.spec.outbound_traffic_policy.mode
             if mode:
-                policy = str(mode).upper()
+                policy = mode.value
         return SidecarScope(chosen, policy)
 
     def services_for(self, proxy: Proxy, scope: SidecarScope | None = None) -> list[Service]:
@@ -192,53 +196,53 @@ class PushContext:
         scope = scope or self.sidecar_scope(proxy)
         out = [s for s in self.services if visible(s.export_to, s.namespace, proxy.namespace)]
         if scope.config is not None and proxy.type.value == "sidecar" and scope.egress:
-            hosts = [h for eg in scope.egress for h in eg.get("hosts") or []]
+            hosts = [h for eg in scope.egress for h in eg.hosts or []]
             out = [s for s in out if _egress_allows(hosts, proxy.namespace, s)]
         return out
 
-    def virtual_services(self, viewer_ns: str, gateway: str | None) -> list[Config]:
+    def virtual_services(self, viewer_ns: str, gateway: str | None) -> list[Config[models.VirtualService]]:
         """VirtualServices visible in ``viewer_ns`` bound to ``gateway`` (None = the mesh)."""
         out = []
-        for vs in self.of_kind("VirtualService"):
+        for vs in self.of_kind(models.VirtualService):
             if not visible(vs.export_to, vs.namespace, viewer_ns):
                 continue
-            gateways = [fqdn_gateway(g, vs.namespace) for g in vs.spec.get("gateways") or ["mesh"]]
+            gateways = [fqdn_gateway(g, vs.namespace) for g in vs.spec.gateways or ["mesh"]]
             if gateway is None and "mesh" in gateways or gateway is not None and gateway in gateways:
                 out.append(vs)
         return out
 
-    def delegate(self, name: str, namespace: str) -> Config | None:
+    def delegate(self, name: str, namespace: str) -> Config[models.VirtualService] | None:
         return next(
-            (c for c in self.of_kind("VirtualService") if c.name == name and c.namespace == namespace), None
+            (c for c in self.of_kind(models.VirtualService) if c.name == name and c.namespace == namespace),
+            None,
         )
 
-    def destination_rule(self, viewer_ns: str, host: str) -> Config | None:
+    def destination_rule(self, viewer_ns: str, host: str) -> Config[models.DestinationRule] | None:
         """Istio's lookup order: the viewer's namespace, the service's namespace, the root namespace."""
         key = (viewer_ns, host)
         if key not in self._dr_memo:
             self._dr_memo[key] = self._find_destination_rule(viewer_ns, host)
         return self._dr_memo[key]
 
-    def _find_destination_rule(self, viewer_ns: str, host: str) -> Config | None:
+    def _find_destination_rule(self, viewer_ns: str, host: str) -> Config[models.DestinationRule] | None:
         svc = self.service(host)
         order = [viewer_ns, svc.namespace if svc else "", ROOT_NAMESPACE]
-        rules = self.of_kind("DestinationRule")
+        rules = self.of_kind(models.DestinationRule)
         for ns in order:
             for dr in rules:
                 if dr.namespace != ns or not visible(dr.export_to, dr.namespace, viewer_ns):
                     continue
-                if host_matches(fqdn(str(dr.spec.get("host", "")), dr.namespace), host):
+                if host_matches(fqdn(dr.spec.host or "", dr.namespace), host):
                     return dr
         return None
 
-    def gateways_for(self, proxy: Proxy) -> list[Config]:
+    def gateways_for(self, proxy: Proxy) -> list[Config[models.Gateway]]:
         """Gateways whose selector matches this proxy; none for a sidecar, whatever its labels."""
         if proxy.type is not ProxyType.ROUTER:
             return []
         out = []
-        for gw in self.of_kind("Gateway"):
-            selector = gw.spec.get("selector") or {}
-            if labels_match(selector, proxy.labels):
+        for gw in self.of_kind(models.Gateway):
+            if labels_match(gw.spec.selector or {}, proxy.labels):
                 out.append(gw)
         return out
 
@@ -321,24 +325,24 @@ def _index_endpoints(
 
 def build_push_context(
     version: str,
-    configs: Mapping[str, Config],
+    configs: Mapping[str, AnyConfig],
     services: Mapping[str, Service],
     workloads: Mapping[str, Workload],
 ) -> PushContext:
     """Index the current state. Services from ServiceEntries are added unless the registry has them."""
-    by_kind: dict[str, list[Config]] = {}
+    by_kind: dict[str, list[AnyConfig]] = {}
     for cfg in sorted(configs.values(), key=lambda c: (c.kind, c.namespace, c.name)):
         by_kind.setdefault(cfg.kind, []).append(cfg)
     svc_list = sorted(services.values(), key=lambda s: (s.hostname, s.namespace))
     known = {(s.hostname, s.namespace) for s in svc_list}
-    for se in by_kind.get("ServiceEntry", []):
+    for se in _of_kind(by_kind, models.ServiceEntry):
         for svc in _service_entry_services(se):
             if (svc.hostname, svc.namespace) not in known:
                 svc_list.append(svc)
                 known.add((svc.hostname, svc.namespace))
     wl_list = list(workloads.values())
     wl_names = {(w.namespace, w.name) for w in wl_list}
-    for we in by_kind.get("WorkloadEntry", []):
+    for we in _of_kind(by_kind, models.WorkloadEntry):
         if (we.namespace, we.name) not in wl_names:
             wl_list.append(_workload_entry(we))
     by_host: dict[str, list[Service]] = {}

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from envoy.config.listener.v3 import listener_components_pb2 as lc
 from envoy.config.rbac.v3 import rbac_pb2
@@ -29,10 +29,12 @@ from meshplane.pilot.generators.common import cidr_range, pack
 from meshplane.pilot.generators.security.selection import applicable
 from meshplane.pilot.model.config import Config
 from meshplane.pilot.model.push_context import PushContext
+from meshplane.shared.config.models import AuthorizationPolicy, Rule, Source
+from meshplane.shared.config.models.security import Operation
 
 log = logging.getLogger("meshplane.pilot.security")
+S = TypeVar("S", Source, Operation)
 
-KIND = "AuthorizationPolicy"
 HTTP_RBAC = "envoy.filters.http.rbac"
 NET_RBAC = "envoy.filters.network.rbac"
 JWT_FILTER = "envoy.filters.http.jwt_authn"
@@ -128,23 +130,47 @@ def _port(value: str) -> rbac_pb2.Permission:
     return rbac_pb2.Permission(destination_port=int(value))
 
 
-SourceFn = Callable[[str], rbac_pb2.Principal]
-OpFn = Callable[[str], rbac_pb2.Permission]
+def _ip_block(value: str) -> rbac_pb2.Principal:
+    return rbac_pb2.Principal(direct_remote_ip=cidr_range(value))
 
-#: field → (builder, HTTP only)
-_SOURCE: dict[str, tuple[SourceFn, bool]] = {
-    "principals": (_principal_name, False),
-    "namespaces": (_namespace, False),
-    "ipBlocks": (lambda v: rbac_pb2.Principal(direct_remote_ip=cidr_range(v)), False),
-    "remoteIpBlocks": (lambda v: rbac_pb2.Principal(remote_ip=cidr_range(v)), True),
-    "requestPrincipals": (_request_principal, True),
-}
-_OPERATION: dict[str, tuple[OpFn, bool]] = {
-    "hosts": (lambda v: rbac_pb2.Permission(header=_header(":authority", v)), True),
-    "ports": (_port, False),
-    "methods": (lambda v: rbac_pb2.Permission(header=_header(":method", v)), True),
-    "paths": (_path, True),
-}
+
+def _remote_ip_block(value: str) -> rbac_pb2.Principal:
+    return rbac_pb2.Principal(remote_ip=cidr_range(value))
+
+
+def _host(value: str) -> rbac_pb2.Permission:
+    return rbac_pb2.Permission(header=_header(":authority", value))
+
+
+def _method(value: str) -> rbac_pb2.Permission:
+    return rbac_pb2.Permission(header=_header(":method", value))
+
+
+Values = list[str] | None
+#: One field of a source or operation: its Istio name, its values and its ``not`` values, how
+#: each value is checked, and whether only HTTP traffic can be checked for it.
+Field = tuple[str, Callable[[S], tuple[Values, Values]], Callable[[str], Any], bool]
+
+# fmt: off
+_SOURCE: list[Field[Source]] = [
+    ("principals", lambda s: (s.principals, s.not_principals), _principal_name, False),
+    ("namespaces", lambda s: (s.namespaces, s.not_namespaces), _namespace, False),
+    ("ipBlocks", lambda s: (s.ip_blocks, s.not_ip_blocks), _ip_block, False),
+    ("remoteIpBlocks", lambda s: (s.remote_ip_blocks, s.not_remote_ip_blocks), _remote_ip_block, True),
+    (
+        "requestPrincipals",
+        lambda s: (s.request_principals, s.not_request_principals),
+        _request_principal,
+        True,
+    ),
+]
+_OPERATION: list[Field[Operation]] = [
+    ("hosts", lambda o: (o.hosts, o.not_hosts), _host, True),
+    ("ports", lambda o: (o.ports, o.not_ports), _port, False),
+    ("methods", lambda o: (o.methods, o.not_methods), _method, True),
+    ("paths", lambda o: (o.paths, o.not_paths), _path, True),
+]
+# fmt: on
 
 
 def _condition(key: str, value: str) -> rbac_pb2.Principal | rbac_pb2.Permission:
@@ -205,19 +231,20 @@ def _usable(http_only: bool, http: bool, deny: bool, what: str) -> bool:
 
 
 def _fields(
-    spec: dict[str, Any],
-    table: dict[str, tuple[Any, bool]],
+    spec: S,
+    table: list[Field[S]],
     http: bool,
     deny: bool,
     negate: Callable[[Any], Any],
 ) -> list[Any]:
     parts: list[Any] = []
-    for name, (build, http_only) in table.items():
-        for key, positive in ((name, True), ("not" + name[0].upper() + name[1:], False)):
-            values = spec.get(key) or []
+    for name, values_of, build, http_only in table:
+        negated = "not" + name[0].upper() + name[1:]
+        positive_values, negative_values = values_of(spec)
+        for key, values, positive in ((name, positive_values, True), (negated, negative_values, False)):
             if not values or not _usable(http_only, http, deny, key):
                 continue
-            built = [build(str(v)) for v in values]
+            built = [build(v) for v in values]
             if isinstance(built[0], rbac_pb2.Principal):
                 one: Any = _ids(built)
             else:
@@ -234,26 +261,26 @@ def _not_rule(p: rbac_pb2.Permission) -> rbac_pb2.Permission:
     return rbac_pb2.Permission(not_rule=p)
 
 
-def build_rule(rule: dict[str, Any], http: bool, deny: bool) -> rbac_pb2.Policy:
+def build_rule(rule: Rule, http: bool, deny: bool) -> rbac_pb2.Policy:
     """One AuthorizationPolicy rule → one RBAC policy; raises UnsupportedRule."""
     principals: list[rbac_pb2.Principal] = []
     permissions: list[rbac_pb2.Permission] = []
-    sources = [s.get("source") or {} for s in rule.get("from") or []]
+    sources = [s.source or Source() for s in rule.from_ or []]
     if sources:
         principals.append(_ids([_any_principal(_fields(s, _SOURCE, http, deny, _not_id)) for s in sources]))
-    ops = [o.get("operation") or {} for o in rule.get("to") or []]
+    ops = [o.operation or Operation() for o in rule.to or []]
     if ops:
         permissions.append(
             _or_permissions([_any_permission(_fields(o, _OPERATION, http, deny, _not_rule)) for o in ops])
         )
-    for cond in rule.get("when") or []:
-        key = str(cond.get("key", ""))
+    for cond in rule.when or []:
+        key = cond.key or ""
         if not _usable(key.startswith(_HTTP_ONLY_WHEN), http, deny, f"when key {key!r}"):
             continue
-        for values, positive in ((cond.get("values") or [], True), (cond.get("notValues") or [], False)):
+        for values, positive in ((cond.values or [], True), (cond.not_values or [], False)):
             if not values:
                 continue
-            built = [_condition(key, str(v)) for v in values]
+            built = [_condition(key, v) for v in values]
             if isinstance(built[0], rbac_pb2.Principal):
                 p = _ids([b for b in built if isinstance(b, rbac_pb2.Principal)])
                 principals.append(p if positive else _not_id(p))
@@ -265,12 +292,12 @@ def build_rule(rule: dict[str, Any], http: bool, deny: bool) -> rbac_pb2.Policy:
     )
 
 
-def _action(cfg: Config) -> str:
-    action = str(cfg.spec.get("action") or "ALLOW").upper()
+def _action(cfg: Config[AuthorizationPolicy]) -> str:
+    action = cfg.spec.action.value if cfg.spec.action else "ALLOW"
     return action if action in _ORDER else "ALLOW"
 
 
-def build_rbac(policies: list[Config], http: bool) -> list[rbac_pb2.RBAC]:
+def build_rbac(policies: list[Config[AuthorizationPolicy]], http: bool) -> list[rbac_pb2.RBAC]:
     """RBAC rule sets in Istio's evaluation order: DENY (with CUSTOM), ALLOW, AUDIT (LOG)."""
     by_action: dict[str, rbac_pb2.RBAC] = {}
     for cfg in policies:
@@ -279,29 +306,29 @@ def build_rbac(policies: list[Config], http: bool) -> list[rbac_pb2.RBAC]:
         rbac = by_action.setdefault(
             target, rbac_pb2.RBAC(action=rbac_pb2.RBAC.LOG if target == "AUDIT" else _ACTIONS[target])
         )
-        rules = list(cfg.spec.get("rules") or [])
+        rules = list(cfg.spec.rules or [])
         if action == "CUSTOM":
             log.warning(
                 "%s %s/%s: CUSTOM action needs an ext_authz provider (%r) and none is configured; "
                 "denying the requests its rules match",
-                KIND,
+                cfg.kind,
                 cfg.namespace,
                 cfg.name,
-                (cfg.spec.get("provider") or {}).get("name", ""),
+                cfg.spec.provider.name or "" if cfg.spec.provider else "",
             )
-            rules = rules or [{}]
+            rules = rules or [Rule()]
         for i, rule in enumerate(rules):
             try:
                 policy = build_rule(rule, http, deny=target != "ALLOW")
             except (UnsupportedRule, ValueError) as exc:
-                log.warning("%s %s/%s rule %d skipped: %s", KIND, cfg.namespace, cfg.name, i, exc)
+                log.warning("%s %s/%s rule %d skipped: %s", cfg.kind, cfg.namespace, cfg.name, i, exc)
                 continue
             rbac.policies[f"ns[{cfg.namespace}]-policy[{cfg.name}]-rule[{i}]"].CopyFrom(policy)
     return [by_action[a] for a in ("DENY", "ALLOW", "AUDIT") if a in by_action]
 
 
 def http_rbac_filters(ctx: PushContext, namespace: str, labels: dict[str, str]) -> list[hcm.HttpFilter]:
-    policies = applicable(ctx, KIND, namespace, labels)
+    policies = applicable(ctx, AuthorizationPolicy, namespace, labels)
     return [
         hcm.HttpFilter(name=HTTP_RBAC, typed_config=pack(http_rbac_pb2.RBAC(rules=rules)))
         for rules in build_rbac(policies, http=True)
@@ -309,7 +336,7 @@ def http_rbac_filters(ctx: PushContext, namespace: str, labels: dict[str, str]) 
 
 
 def network_rbac_filters(ctx: PushContext, namespace: str, labels: dict[str, str]) -> list[lc.Filter]:
-    policies = applicable(ctx, KIND, namespace, labels)
+    policies = applicable(ctx, AuthorizationPolicy, namespace, labels)
     return [
         lc.Filter(name=NET_RBAC, typed_config=pack(net_rbac_pb2.RBAC(rules=rules, stat_prefix="tcp.")))
         for rules in build_rbac(policies, http=False)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import functools
 import json
 import logging
-from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec
 from envoy.config.route.v3 import route_components_pb2 as rc
@@ -25,10 +24,10 @@ from meshplane.pilot.generators.common import pack
 from meshplane.pilot.generators.security.authz_rbac import JWT_FILTER, JWT_PAYLOAD
 from meshplane.pilot.generators.security.selection import applicable
 from meshplane.pilot.model.push_context import PushContext
+from meshplane.shared.config.models import JWTRule, RequestAuthentication
 
 log = logging.getLogger("meshplane.pilot.security")
 
-KIND = "RequestAuthentication"
 #: Key of ``PushContext.jwks`` for keys found through an issuer's OpenID discovery document.
 OPENID_PREFIX = "openid:"
 
@@ -42,46 +41,47 @@ def unusable_jwks() -> str:
     return json.dumps({"keys": [jwk]})
 
 
-def jwks_source(rule: dict[str, Any]) -> str:
+def jwks_source(rule: JWTRule) -> str:
     """Where a rule's keys come from: its ``jwksUri``, else the issuer's OpenID discovery
     document (``<issuer>/.well-known/openid-configuration``, as Istio does); "" when inline."""
-    if rule.get("jwks"):
+    if rule.jwks:
         return ""
-    if rule.get("jwksUri"):
-        return str(rule["jwksUri"])
-    issuer = str(rule.get("issuer") or "")
+    if rule.jwks_uri:
+        return rule.jwks_uri
+    issuer = rule.issuer or ""
     return OPENID_PREFIX + issuer if issuer.startswith(("https://", "http://")) else ""
 
 
 def jwks_uris(ctx: PushContext) -> set[str]:
     """Every key source named by a RequestAuthentication without inline keys."""
-    sources = {jwks_source(rule) for cfg in ctx.of_kind(KIND) for rule in cfg.spec.get("jwtRules") or []}
+    sources = {
+        jwks_source(rule) for cfg in ctx.of_kind(RequestAuthentication) for rule in cfg.spec.jwt_rules or []
+    }
     return sources - {""}
 
 
-def _provider(rule: dict[str, Any], ctx: PushContext) -> jwt_pb2.JwtProvider:
-    p = jwt_pb2.JwtProvider(issuer=str(rule.get("issuer") or ""))
-    p.audiences.extend(str(a) for a in rule.get("audiences") or [])
-    keys = str(rule.get("jwks") or "") or ctx.jwks.get(jwks_source(rule), "")
+def _provider(rule: JWTRule, ctx: PushContext) -> jwt_pb2.JwtProvider:
+    p = jwt_pb2.JwtProvider(issuer=rule.issuer or "")
+    p.audiences.extend(rule.audiences or [])
+    keys = rule.jwks or ctx.jwks.get(jwks_source(rule), "")
     p.local_jwks.inline_string = keys or unusable_jwks()
-    p.forward = bool(rule.get("forwardOriginalToken"))
+    p.forward = bool(rule.forward_original_token)
     p.payload_in_metadata = JWT_PAYLOAD
-    for h in rule.get("fromHeaders") or []:
-        p.from_headers.add(name=str(h.get("name", "")), value_prefix=str(h.get("prefix", "")))
-    p.from_params.extend(str(x) for x in rule.get("fromParams") or [])
-    p.from_cookies.extend(str(x) for x in rule.get("fromCookies") or [])
-    if rule.get("outputPayloadToHeader"):
-        p.forward_payload_header = str(rule["outputPayloadToHeader"])
-    for claim in rule.get("outputClaimToHeaders") or []:
-        p.claim_to_headers.add(
-            header_name=str(claim.get("header", "")), claim_name=str(claim.get("claim", ""))
-        )
+    for h in rule.from_headers or []:
+        p.from_headers.add(name=h.name or "", value_prefix=h.prefix or "")
+    p.from_params.extend(rule.from_params or [])
+    p.from_cookies.extend(rule.from_cookies or [])
+    if rule.output_payload_to_header:
+        p.forward_payload_header = rule.output_payload_to_header
+    for claim in rule.output_claim_to_headers or []:
+        p.claim_to_headers.add(header_name=claim.header or "", claim_name=claim.claim or "")
     return p
 
 
 def jwt_filter(ctx: PushContext, namespace: str, labels: dict[str, str]) -> hcm.HttpFilter | None:
     """The jwt_authn filter for a workload, or None when no RequestAuthentication applies."""
-    rules = [r for cfg in applicable(ctx, KIND, namespace, labels) for r in cfg.spec.get("jwtRules") or []]
+    configs = applicable(ctx, RequestAuthentication, namespace, labels)
+    rules = [r for cfg in configs for r in cfg.spec.jwt_rules or []]
     if not rules:
         return None
     config = jwt_pb2.JwtAuthentication()

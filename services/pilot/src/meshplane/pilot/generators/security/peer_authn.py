@@ -11,26 +11,28 @@ from __future__ import annotations
 
 from meshplane.pilot.model.config import ROOT_NAMESPACE, Config, labels_match
 from meshplane.pilot.model.push_context import PushContext
+from meshplane.shared.config.models import PeerAuthentication
+from meshplane.shared.config.models.security import MutualTLS
 
 STRICT = "STRICT"
 PERMISSIVE = "PERMISSIVE"
 DISABLE = "DISABLE"
 UNSET = "UNSET"
-KIND = "PeerAuthentication"
 
 
-def _selector(cfg: Config) -> dict[str, str]:
-    return {str(k): str(v) for k, v in ((cfg.spec.get("selector") or {}).get("matchLabels") or {}).items()}
+def _selector(cfg: Config[PeerAuthentication]) -> dict[str, str]:
+    selector = cfg.spec.selector
+    return dict(selector.match_labels or {}) if selector else {}
 
 
-def _mode(value: object) -> str:
-    mode = str((value or {}).get("mode", UNSET) if isinstance(value, dict) else UNSET).upper()
+def _mode(value: MutualTLS | None) -> str:
+    mode = value.mode.value if value is not None and value.mode is not None else UNSET
     return mode if mode in (STRICT, PERMISSIVE, DISABLE) else UNSET
 
 
 def mtls_mode(ctx: PushContext, namespace: str, labels: dict[str, str], port: int) -> str:
     """The effective mode (STRICT, PERMISSIVE or DISABLE) for a workload's inbound port."""
-    policies = ctx.of_kind(KIND)
+    policies = ctx.of_kind(PeerAuthentication)
     mesh = [c for c in policies if c.namespace == ROOT_NAMESPACE and not _selector(c)]
     ns_wide = [c for c in policies if c.namespace == namespace and not _selector(c)]
     workload = [
@@ -40,14 +42,14 @@ def mtls_mode(ctx: PushContext, namespace: str, labels: dict[str, str], port: in
     ]
     mode = PERMISSIVE
     for level in (mesh, ns_wide):
-        if level and _mode(level[0].spec.get("mtls")) != UNSET:
-            mode = _mode(level[0].spec.get("mtls"))
+        if level and _mode(level[0].spec.mtls) != UNSET:
+            mode = _mode(level[0].spec.mtls)
     if workload:
         spec = workload[0].spec
-        own = _mode(spec.get("mtls"))
+        own = _mode(spec.mtls)
         if own != UNSET:
             mode = own
-        port_mode = _mode((spec.get("portLevelMtls") or {}).get(str(port)))
+        port_mode = _mode((spec.port_level_mtls or {}).get(str(port)))
         if port_mode != UNSET:
             mode = port_mode
     return mode

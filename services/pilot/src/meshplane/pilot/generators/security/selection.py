@@ -7,20 +7,29 @@ sidecars are not, so such objects do not apply here.
 
 from __future__ import annotations
 
-from meshplane.pilot.model.config import ROOT_NAMESPACE, Config, labels_match
+from typing import TypeVar
+
+from meshplane.pilot.model.config import ROOT_NAMESPACE, Config, given, labels_match
 from meshplane.pilot.model.push_context import PushContext
+from meshplane.shared.config.models import AuthorizationPolicy, RequestAuthentication
+
+#: A kind selected by ``selector`` or ``targetRef(s)``.
+Policy = TypeVar("Policy", AuthorizationPolicy, RequestAuthentication)
 
 
-def applies_to(cfg: Config, namespace: str, labels: dict[str, str]) -> bool:
+def applies_to(cfg: Config[Policy], namespace: str, labels: dict[str, str]) -> bool:
     if cfg.namespace not in (ROOT_NAMESPACE, namespace):
         return False
-    if cfg.spec.get("targetRef") or cfg.spec.get("targetRefs"):
+    spec = cfg.spec
+    if given(spec.target_ref) or spec.target_refs:
         return False
-    selector = (cfg.spec.get("selector") or {}).get("matchLabels") or {}
-    return labels_match({str(k): str(v) for k, v in selector.items()}, labels)
+    selector = spec.selector.match_labels if spec.selector else None
+    return labels_match(selector or {}, labels)
 
 
-def applicable(ctx: PushContext, kind: str, namespace: str, labels: dict[str, str]) -> list[Config]:
+def applicable(
+    ctx: PushContext, kind: type[Policy], namespace: str, labels: dict[str, str]
+) -> list[Config[Policy]]:
     """The objects of ``kind`` that apply, root namespace first, in a stable order."""
     found = [c for c in ctx.of_kind(kind) if applies_to(c, namespace, labels)]
     return sorted(found, key=lambda c: (c.namespace != ROOT_NAMESPACE, c.namespace, c.name))

@@ -24,6 +24,7 @@ from envoy.extensions.transport_sockets.tls.v3 import common_pb2, secret_pb2, tl
 from envoy.type.matcher.v3 import string_pb2
 
 from meshplane.pilot.generators.common import sds_source
+from meshplane.shared.config.models import ClientTLSMode, ClientTLSSettings
 
 log = logging.getLogger(__name__)
 
@@ -72,18 +73,18 @@ def san_matchers(sans: list[str]) -> list[common_pb2.SubjectAltNameMatcher]:
 
 
 def upstream_tls(
-    tls: dict[str, Any], default_sni: str, credential_allowed: bool, where: str = ""
+    tls: ClientTLSSettings, default_sni: str, credential_allowed: bool, where: str = ""
 ) -> tls_pb2.UpstreamTlsContext:
     """The client TLS context for a SIMPLE or MUTUAL ``tls`` settings block.
 
     ``default_sni`` is used when ``sni`` is unset (empty: none). ``credential_allowed`` says
     whether ``credentialName`` may be used for this proxy; ``where`` names the rule in warnings.
     """
-    mode = str(tls.get("mode", "SIMPLE")).upper()
-    ctx = tls_pb2.UpstreamTlsContext(sni=str(tls.get("sni") or default_sni))
+    mode = tls.mode or ClientTLSMode.SIMPLE
+    ctx = tls_pb2.UpstreamTlsContext(sni=tls.sni or default_sni)
     common = ctx.common_tls_context
     common.tls_params.tls_maximum_protocol_version = common_pb2.TlsParameters.TLSv1_3
-    cred = str(tls.get("credentialName") or "")
+    cred = tls.credential_name or ""
     if cred and not credential_allowed:
         _warn_once(
             "%s: credentialName %r is ignored for sidecars unless the DestinationRule has a "
@@ -92,24 +93,24 @@ def upstream_tls(
             cred,
         )
         cred = ""
-    if mode == "MUTUAL":
+    if mode is ClientTLSMode.MUTUAL:
         if cred:
             common.tls_certificate_sds_secret_configs.append(_sds(CREDENTIAL_PREFIX + cred))
-        elif tls.get("clientCertificate") and tls.get("privateKey"):
-            name = file_cert_name(str(tls["clientCertificate"]), str(tls["privateKey"]))
+        elif tls.client_certificate and tls.private_key:
+            name = file_cert_name(tls.client_certificate, tls.private_key)
             common.tls_certificate_sds_secret_configs.append(_sds(name))
-    if tls.get("insecureSkipVerify"):
+    if tls.insecure_skip_verify:
         return ctx
     if cred:
         roots = CREDENTIAL_PREFIX + cred + CA_SUFFIX
-    elif tls.get("caCertificates"):
-        roots = file_root_name(str(tls["caCertificates"]))
+    elif tls.ca_certificates:
+        roots = file_root_name(tls.ca_certificates)
     else:
         roots = SYSTEM_ROOTS
     combined = common.combined_validation_context
     combined.default_validation_context.SetInParent()  # Envoy requires it, even empty
     combined.default_validation_context.match_typed_subject_alt_names.extend(
-        san_matchers([str(s) for s in tls.get("subjectAltNames") or []])
+        san_matchers(list(tls.subject_alt_names or []))
     )
     combined.validation_context_sds_secret_config.CopyFrom(_sds(roots))
     return ctx

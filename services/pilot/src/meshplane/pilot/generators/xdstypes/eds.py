@@ -71,7 +71,7 @@ def _endpoints(cache: GeneratorCache, ctx: PushContext, name: str, proxy: Proxy,
     if setting is None:
         res = store[(name, None)] = make_resource(name, build_load_assignment(ctx, name))
         return res
-    rank = None if setting.get("distribute") else label_priority(setting, proxy.labels, proxy.locality)
+    rank = None if setting.distribute else label_priority(setting, proxy.labels, proxy.locality)
     if rank is not None:
         cla = build_load_assignment(ctx, name, rank)
         apply_label_priorities(cla, proxy.locality, setting)
