@@ -118,3 +118,33 @@ def test_bus_config_is_checked_against_the_typed_model() -> None:
     )
     with pytest.raises(ValueError, match=r"VirtualService shop/broken.*http"):
         config_from_bus(bad)
+
+
+def test_bus_config_of_a_kind_without_a_model_is_rejected_by_name() -> None:
+    from meshplane.pilot.model.config import config_from_bus
+    from meshplane.proto.bus.v1 import config_pb2
+
+    odd = config_pb2.ConfigResource(kind="LocalWorkload", namespace="shop", name="web", spec_json="{}")
+    with pytest.raises(ValueError, match=r"LocalWorkload shop/web: no typed model for kind 'LocalWorkload'"):
+        config_from_bus(odd)
+
+
+def test_push_context_lookups_return_typed_specs() -> None:
+    from meshplane.pilot.model.config import Config
+    from meshplane.pilot.model.push_context import build_push_context
+    from meshplane.shared.config.models import Resolution, ServiceEntry, Sidecar
+
+    se = Config.parse(
+        "ServiceEntry",
+        "networking.istio.io",
+        "v1",
+        "shop",
+        "db",
+        {"hosts": ["db.shop.svc.cluster.local"], "resolution": "DNS", "ports": [{"number": 5432}]},
+    )
+    ctx = build_push_context("1", {"se": se}, {}, {})
+    (found,) = ctx.of_kind(ServiceEntry)
+    assert found.spec.resolution is Resolution.DNS
+    assert ctx.of_kind(Sidecar) == ()
+    (svc,) = ctx.services
+    assert (svc.hostname, svc.resolution, svc.ports[0].number) == ("db.shop.svc.cluster.local", "DNS", 5432)
