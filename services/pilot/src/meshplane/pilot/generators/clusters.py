@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 
 from envoy.config.cluster.v3 import cluster_pb2
@@ -100,7 +101,7 @@ def service_cluster(
     sni = f"outbound_.{port.number}_.{subset}_.{svc.hostname}"
     policy = merged_policy(dr.spec if dr else None, port.number, subset)
     if svc.resolution == "NONE":
-        policy = policy.model_copy(update={"load_balancer": None})
+        policy = dataclasses.replace(policy, load_balancer=None)
     http2 = port.protocol.upper() in ("HTTP2", "GRPC", "GRPC_WEB")
     apply_policy(c, policy, sni, _upstream_tls(svc, dr, gateway, http2, port.is_http))
     apply_auto_mtls(c, ctx, svc, port.number, sni, bool(policy.tls and policy.tls.mode))

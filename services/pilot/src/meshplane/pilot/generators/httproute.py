@@ -379,8 +379,11 @@ def _set(value: object) -> bool:
 
 def _merged_match(parent: HTTPMatchRequest | None, child: HTTPMatchRequest) -> HTTPMatchRequest:
     """A delegate's match inside its parent's: the parent's fields, replaced by each the child sets."""
+    own = {k: v for k in child.model_fields_set if _set(v := getattr(child, k))}
+    if parent is None and len(own) == len(child.model_fields_set):
+        return child  # nothing to merge or drop: the child as it is
     fields = {k: getattr(parent, k) for k in parent.model_fields_set} if parent is not None else {}
-    fields.update({k: v for k in child.model_fields_set if _set(v := getattr(child, k))})
+    fields.update(own)
     return HTTPMatchRequest.model_construct(_fields_set=set(fields), **fields)
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 from envoy.config.cluster.v3 import circuit_breaker_pb2, cluster_pb2, outlier_detection_pb2
@@ -14,10 +14,30 @@ from meshplane.pilot.generators.security.mtls import istio_mutual
 from meshplane.pilot.generators.security.upstream_tls import upstream_tls
 from meshplane.pilot.model.config import given
 from meshplane.shared.config import models
-from meshplane.shared.config.models import ClientTLSMode, TrafficPolicy
+from meshplane.shared.config.models import (
+    ClientTLSMode,
+    ClientTLSSettings,
+    ConnectionPoolSettings,
+    LoadBalancerSettings,
+    OutlierDetection,
+    TrafficPolicy,
+)
 from meshplane.shared.config.models.destination_rule import HTTPSettings, TCPSettings
 
-_NO_POLICY = TrafficPolicy()
+
+@dataclass(frozen=True)
+class MergedPolicy:
+    """The parts of a DestinationRule traffic policy that shape a cluster, as in force for one
+    (port, subset) after port-level settings and the subset's policy are laid over it."""
+
+    load_balancer: LoadBalancerSettings | None = None
+    connection_pool: ConnectionPoolSettings | None = None
+    outlier_detection: OutlierDetection | None = None
+    tls: ClientTLSSettings | None = None
+
+
+_MERGED = frozenset(f.name for f in fields(MergedPolicy))
+_NO_POLICY = MergedPolicy()
 
 _SIMPLE_LB = {
     "ROUND_ROBIN": cluster_pb2.Cluster.ROUND_ROBIN,
@@ -30,28 +50,27 @@ _SIMPLE_LB = {
 
 
 def _settings(policy: TrafficPolicy | None, port: int) -> dict[str, Any]:
-    """The fields ``policy`` sets, its port-level settings for ``port`` laid over them (each set
-    field replaces the whole field, as Istio merges them)."""
+    """The fields of ``MergedPolicy`` that ``policy`` sets, its port-level settings for ``port``
+    laid over them (each set field replaces the whole field, as Istio merges them)."""
     if policy is None:
         return {}
-    out = {k: getattr(policy, k) for k in policy.model_fields_set if k != "port_level_settings"}
+    out = {k: getattr(policy, k) for k in _MERGED & policy.model_fields_set}
     for pls in policy.port_level_settings or []:
         if (pls.port.number if pls.port and pls.port.number is not None else -1) == port:
-            out.update({k: getattr(pls, k) for k in pls.model_fields_set if k != "port"})
+            out.update({k: getattr(pls, k) for k in _MERGED & pls.model_fields_set})
     return out
 
 
-def merged_policy(dr: models.DestinationRule | None, port: int, subset: str) -> TrafficPolicy:
-    """The traffic policy for (port, subset): top level, then port level, then subset overrides
-    (without ``portLevelSettings``: they are applied)."""
+def merged_policy(dr: models.DestinationRule | None, port: int, subset: str) -> MergedPolicy:
+    """The traffic policy for (port, subset): top level, then port level, then subset overrides."""
     if dr is None:
         return _NO_POLICY
-    fields = _settings(dr.traffic_policy, port)
+    settings = _settings(dr.traffic_policy, port)
     if subset:
         for sub in dr.subsets or []:
             if sub.name == subset:
-                fields.update(_settings(sub.traffic_policy, port))
-    return TrafficPolicy.model_construct(_fields_set=set(fields), **fields)
+                settings.update(_settings(sub.traffic_policy, port))
+    return MergedPolicy(**settings) if settings else _NO_POLICY
 
 
 @dataclass(frozen=True)
@@ -70,10 +89,10 @@ class UpstreamTls:
 
 
 def apply_policy(
-    cluster: cluster_pb2.Cluster, policy: TrafficPolicy, sni: str, upstream: UpstreamTls | None = None
+    cluster: cluster_pb2.Cluster, policy: MergedPolicy, sni: str, upstream: UpstreamTls | None = None
 ) -> None:
     """Mutate a freshly built cluster according to a merged traffic policy."""
-    lb = policy.load_balancer or models.LoadBalancerSettings()
+    lb = policy.load_balancer or LoadBalancerSettings()
     if lb.simple is not None:
         cluster.lb_policy = _SIMPLE_LB.get(lb.simple, cluster_pb2.Cluster.ROUND_ROBIN)
     if lb.consistent_hash is not None:
@@ -93,10 +112,10 @@ def apply_policy(
         _connection_pool(cluster, policy.connection_pool)
     if given(policy.outlier_detection):
         _outlier(cluster, policy.outlier_detection)
-    _tls(cluster, policy.tls or models.ClientTLSSettings(), sni, upstream or UpstreamTls())
+    _tls(cluster, policy.tls or ClientTLSSettings(), sni, upstream or UpstreamTls())
 
 
-def _connection_pool(cluster: cluster_pb2.Cluster, pool: models.ConnectionPoolSettings) -> None:
+def _connection_pool(cluster: cluster_pb2.Cluster, pool: ConnectionPoolSettings) -> None:
     tcp, http = pool.tcp, pool.http
     if not given(tcp) and not given(http):
         return
@@ -124,7 +143,7 @@ def _connection_pool(cluster: cluster_pb2.Cluster, pool: models.ConnectionPoolSe
         cluster.common_http_protocol_options.idle_timeout.CopyFrom(idle)
 
 
-def _outlier(cluster: cluster_pb2.Cluster, od: models.OutlierDetection) -> None:
+def _outlier(cluster: cluster_pb2.Cluster, od: OutlierDetection) -> None:
     out = outlier_detection_pb2.OutlierDetection()
     errors = od.consecutive_5xx_errors if od.consecutive_5xx_errors is not None else od.consecutive_errors
     if errors is not None:
@@ -163,9 +182,7 @@ def _auto_sni(cluster: cluster_pb2.Cluster, verify: bool) -> None:
     cluster.typed_extension_protocol_options[key].CopyFrom(pack(opts))
 
 
-def _tls(
-    cluster: cluster_pb2.Cluster, tls: models.ClientTLSSettings, sni: str, upstream: UpstreamTls
-) -> None:
+def _tls(cluster: cluster_pb2.Cluster, tls: ClientTLSSettings, sni: str, upstream: UpstreamTls) -> None:
     mode = tls.mode or ClientTLSMode.DISABLE
     if mode is ClientTLSMode.DISABLE:
         return
