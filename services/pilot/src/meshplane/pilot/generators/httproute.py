@@ -6,24 +6,24 @@ from typing import Any
 
 from envoy.config.core.v3 import base_pb2
 from envoy.config.route.v3 import route_components_pb2 as rc
-from envoy.extensions.filters.http.cors.v3 import cors_pb2
-from envoy.extensions.filters.http.fault.v3 import fault_pb2
-from envoy.type.matcher.v3 import regex_pb2, string_pb2
-from envoy.type.v3 import percent_pb2
 from pydantic import BaseModel
 
-from meshplane.pilot.generators.common import duration, istio_metadata, outbound, pack, previous_hosts
+from meshplane.pilot.generators.common import duration, istio_metadata, outbound, pack
+from meshplane.pilot.generators.httppolicy import (
+    cors_config,
+    fault_config,
+    fraction,
+    header_matcher,
+    retry_policy,
+    string_matcher,
+)
 from meshplane.pilot.model.config import Config, fqdn, given, labels_match
 from meshplane.pilot.model.push_context import PushContext
 from meshplane.shared.config.models import (
-    CorsPolicy,
     Destination,
-    HTTPFaultInjection,
     HTTPMatchRequest,
-    HTTPRetry,
     HTTPRoute,
     L4MatchAttributes,
-    Percent,
     StringMatch,
     TLSMatchAttributes,
     VirtualService,
@@ -31,33 +31,12 @@ from meshplane.shared.config.models import (
 from meshplane.shared.config.models.virtual_service import (
     HeaderOperations,
     HTTPMirrorPolicy,
-    UnmatchedPreflights,
 )
 
 FAULT = "envoy.filters.http.fault"
 CORS = "envoy.filters.http.cors"
 #: The match of a route that has none: every request.
 ANY_REQUEST = HTTPMatchRequest()
-
-
-def _string_matcher(m: StringMatch, ignore_case: bool = False) -> string_pb2.StringMatcher | None:
-    if m.exact is not None:
-        return string_pb2.StringMatcher(exact=m.exact, ignore_case=ignore_case)
-    if m.prefix is not None:
-        return string_pb2.StringMatcher(prefix=m.prefix, ignore_case=ignore_case)
-    if m.regex is not None:
-        return string_pb2.StringMatcher(safe_regex=regex_pb2.RegexMatcher(regex=m.regex))
-    return None
-
-
-def _header(name: str, m: StringMatch | None, invert: bool = False) -> rc.HeaderMatcher:
-    hm = rc.HeaderMatcher(name=name, invert_match=invert)
-    sm = _string_matcher(m) if m is not None else None
-    if sm is None:
-        hm.present_match = True
-    else:
-        hm.string_match.CopyFrom(sm)
-    return hm
 
 
 def route_match(m: HTTPMatchRequest) -> rc.RouteMatch:
@@ -74,32 +53,24 @@ def route_match(m: HTTPMatchRequest) -> rc.RouteMatch:
     if m.ignore_uri_case:
         out.case_sensitive.value = False
     for name, hm in (m.headers or {}).items():
-        out.headers.append(_header(name.lower(), hm))
+        out.headers.append(header_matcher(name.lower(), hm))
     for name, hm in (m.without_headers or {}).items():
-        out.headers.append(_header(name.lower(), hm, invert=True))
+        out.headers.append(header_matcher(name.lower(), hm, invert=True))
     if given(m.method):
-        out.headers.append(_header(":method", m.method))
+        out.headers.append(header_matcher(":method", m.method))
     if given(m.authority):
-        out.headers.append(_header(":authority", m.authority))
+        out.headers.append(header_matcher(":authority", m.authority))
     if given(m.scheme):
-        out.headers.append(_header(":scheme", m.scheme))
+        out.headers.append(header_matcher(":scheme", m.scheme))
     for name, qm in (m.query_params or {}).items():
         qp = rc.QueryParameterMatcher(name=name)
-        sm = _string_matcher(qm)
+        sm = string_matcher(qm)
         if sm is None:
             qp.present_match = True
         else:
             qp.string_match.CopyFrom(sm)
         out.query_parameters.append(qp)
     return out
-
-
-def _percent(value: Percent | float) -> percent_pb2.FractionalPercent:
-    """Istio percentages (0-100, float) → millionths."""
-    pct = (value.value or 0.0) if isinstance(value, Percent) else float(value)
-    return percent_pb2.FractionalPercent(
-        numerator=int(round(pct * 10000)), denominator=percent_pb2.FractionalPercent.MILLION
-    )
 
 
 def _headers_ops(ops: HeaderOperations | None, add: Any, remove: Any) -> None:
@@ -129,72 +100,6 @@ def _cluster_for(dest: Destination, vs_ns: str, ctx: PushContext, default_port: 
         svc = ctx.service(host)
         port = svc.ports[0].number if svc and len(svc.ports) == 1 else default_port
     return outbound(port, dest.subset or "", host)
-
-
-def _fault(fault: HTTPFaultInjection) -> fault_pb2.HTTPFault:
-    out = fault_pb2.HTTPFault()
-    delay = fault.delay
-    if given(delay):
-        d = duration(delay.fixed_delay if delay.fixed_delay is not None else delay.exponential_delay)
-        if d is not None:
-            out.delay.fixed_delay.CopyFrom(d)
-        percent = delay.percent if delay.percent is not None else 100
-        out.delay.percentage.CopyFrom(_percent(delay.percentage if delay.percentage is not None else percent))
-    abort = fault.abort
-    if given(abort):
-        if abort.http_status is not None:
-            out.abort.http_status = abort.http_status
-        elif abort.grpc_status is not None:
-            out.abort.grpc_status = int(abort.grpc_status) if abort.grpc_status.isdigit() else 14
-        out.abort.percentage.CopyFrom(_percent(abort.percentage if abort.percentage is not None else 100))
-    return out
-
-
-def _cors(policy: CorsPolicy) -> cors_pb2.CorsPolicy:
-    out = cors_pb2.CorsPolicy()
-    for origin in policy.allow_origins or []:
-        sm = _string_matcher(origin)
-        if sm is not None:
-            out.allow_origin_string_match.append(sm)
-    for exact in policy.allow_origin or []:
-        out.allow_origin_string_match.append(string_pb2.StringMatcher(exact=exact))
-    out.allow_methods = ",".join(policy.allow_methods or [])
-    out.allow_headers = ",".join(policy.allow_headers or [])
-    out.expose_headers = ",".join(policy.expose_headers or [])
-    max_age = duration(policy.max_age)
-    if max_age is not None:
-        out.max_age = str(max_age.seconds)
-    if policy.allow_credentials is not None:
-        out.allow_credentials.value = policy.allow_credentials
-    if policy.unmatched_preflights is UnmatchedPreflights.IGNORE:
-        out.forward_not_matching_preflights.value = False  # Envoy answers them; the app never sees them
-    return out
-
-
-def _retry(retries: HTTPRetry | None) -> rc.RetryPolicy | None:
-    """Istio's default retry policy (2 attempts) unless ``attempts: 0`` disables it."""
-    retries = retries if retries is not None else HTTPRetry()
-    attempts = retries.attempts if retries.attempts is not None else 2
-    if attempts == 0:
-        return None
-    policy = rc.RetryPolicy(
-        retry_on=retries.retry_on
-        or "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes"
-    )
-    policy.num_retries.value = attempts
-    if "retriable-status-codes" in policy.retry_on:
-        policy.retriable_status_codes.append(503)
-    extra = [c for c in policy.retry_on.split(",") if c.isdigit()]
-    if extra:
-        policy.retriable_status_codes.extend(int(c) for c in extra)
-        policy.retry_on = ",".join(c for c in policy.retry_on.split(",") if not c.isdigit())
-        if "retriable-status-codes" not in policy.retry_on:
-            policy.retry_on += ",retriable-status-codes"
-    per_try = duration(retries.per_try_timeout)
-    if per_try is not None:
-        policy.per_try_timeout.CopyFrom(per_try)
-    previous_hosts(policy)
-    return policy
 
 
 _REDIRECT_CODES = {
@@ -245,9 +150,9 @@ def translate(
         _headers_ops(hdrs.request, route.request_headers_to_add, route.request_headers_to_remove)
         _headers_ops(hdrs.response, route.response_headers_to_add, route.response_headers_to_remove)
     if given(http.fault):
-        route.typed_per_filter_config[FAULT].CopyFrom(pack(_fault(http.fault)))
+        route.typed_per_filter_config[FAULT].CopyFrom(pack(fault_config(http.fault)))
     if given(http.cors_policy):
-        route.typed_per_filter_config[CORS].CopyFrom(pack(_cors(http.cors_policy)))
+        route.typed_per_filter_config[CORS].CopyFrom(pack(cors_config(http.cors_policy)))
     return route
 
 
@@ -281,7 +186,7 @@ def _route_action(
         _headers_ops(dh.response, route.response_headers_to_add, route.response_headers_to_remove)
     timeout = duration(http.timeout)
     action.timeout.CopyFrom(timeout if timeout is not None else duration(0))
-    retry = _retry(http.retries)
+    retry = retry_policy(http.retries)
     if retry is not None:
         action.retry_policy.CopyFrom(retry)
     rewrite = http.rewrite
@@ -304,7 +209,7 @@ def _route_action(
         mp.cluster = _cluster_for(m.destination, vs.namespace, ctx, port)
         pct = m.percentage
         value = (pct.value if pct.value is not None else 100.0) if pct is not None else 100.0
-        mp.runtime_fraction.default_value.CopyFrom(_percent(value))
+        mp.runtime_fraction.default_value.CopyFrom(fraction(value))
     first = action.cluster or (
         action.weighted_clusters.clusters[0].name if action.weighted_clusters.clusters else ""
     )
