@@ -55,7 +55,7 @@ def test_wait_ready_fails_at_once_with_the_exit_status_and_log_tail(tmp_path: Pa
         child.wait_ready(lambda: False, timeout=60, what="its port")
     assert time.monotonic() - started < 30
     text = str(info.value)
-    assert text.startswith(f"{Path(PY).name} exited with code 3 before its port; the end of ")
+    assert text.startswith(f"{Path(PY).name} exited with code 3 before its port; log: ")
     assert "    bad flag: --nope" in text
 
 

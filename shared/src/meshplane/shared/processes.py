@@ -91,6 +91,8 @@ class ChildProcess:
     preexec: Callable[[], None] | None = None
     name: str = ""
     proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    #: the group was SIGKILLed after the child exited: never signal that PID (group) again
+    _cleared: bool = field(default=False, repr=False)
 
     def __post_init__(self) -> None:
         if not self.name:
@@ -111,6 +113,7 @@ class ChildProcess:
                 env=env,
                 preexec_fn=self._preexec_fn(),  # noqa: PLW1509  # the callers fork from the main thread
             )
+            self._cleared = False
         finally:
             if self.log_file:
                 out.close()  # type: ignore[union-attr]
@@ -152,9 +155,11 @@ class ChildProcess:
     def exited_error(self, what: str) -> ChildExited:
         code = self.poll()
         status = exit_status(code) if code is not None else "is not running"
-        tail = "\n".join(f"    {line}" for line in log_tail(self.log_file))
-        where = f"; the end of {self.log_file}:\n{tail}" if self.log_file else ""
-        return ChildExited(f"{self.name} {status} before {what}{where}")
+        text = f"{self.name} {status} before {what}"
+        if self.log_file is not None:
+            text += f"; log: {self.log_file}"
+            text += "".join(f"\n    {line}" for line in log_tail(self.log_file))
+        return ChildExited(text)
 
     def wait_ready(
         self,
@@ -185,7 +190,7 @@ class ChildProcess:
 
     def signal_group(self, sig: signal.Signals) -> None:
         """Send ``sig`` to the child's whole process group (a no-op when nothing of it is left)."""
-        if self.proc is None or self.proc.pid <= 0:
+        if self.proc is None or self.proc.pid <= 0 or self._cleared:
             return
         try:
             os.killpg(self.proc.pid, sig)
@@ -207,9 +212,17 @@ class ChildProcess:
             return None
 
     def kill(self) -> int | None:
-        """SIGKILL what is left of the group (even when the leader is gone) and reap the child."""
-        self.signal_group(signal.SIGKILL)
-        return None if self.proc is None else self.proc.wait()
+        """SIGKILL what is left of the group (even when the leader is gone) and reap the child.
+
+        Once that is done for this run, the PID is never signalled again (it may be reused).
+        """
+        if self.proc is None:
+            return None
+        if not self._cleared:
+            self.signal_group(signal.SIGKILL)
+        code = self.proc.wait()
+        self._cleared = True
+        return code
 
     def stop(self, timeout: float = 10.0) -> int | None:
         """SIGTERM, up to ``timeout`` seconds, SIGKILL for the rest of the group; the exit code.
