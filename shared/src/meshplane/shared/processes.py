@@ -22,26 +22,28 @@ from pathlib import Path
 _PR_SET_PDEATHSIG = 1
 
 
-def die_with_parent() -> Callable[[], None]:
-    """A ``preexec_fn`` that makes the child get SIGKILL when this process dies (Linux ``prctl``).
+def die_with_parent(sig: signal.Signals = signal.SIGKILL, parent: int | None = None) -> Callable[[], None]:
+    """A function that makes the calling process get ``sig`` when its parent dies (Linux ``prctl``).
 
+    As a ``preexec_fn`` (the default: SIGKILL, the parent being this process) it runs in the
+    forked child before exec; a ``multiprocessing`` child calls it itself with its parent's PID.
     The kernel sends the signal when the *thread* that forked the child exits, so fork from a
     thread that lives as long as the process (the main thread). Only the direct child is covered,
-    not its own children. The child exits at once when this process died before ``prctl`` ran.
+    not its own children. The child exits at once when its parent died before ``prctl`` ran.
     Elsewhere than Linux it does nothing.
     """
-    parent = os.getpid()
+    expected = os.getpid() if parent is None else parent
     try:
         prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up here, not in the forked child
     except (OSError, AttributeError):
         return lambda: None
 
-    def preexec() -> None:
-        prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
-        if os.getppid() != parent:
+    def arm() -> None:
+        prctl(_PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
+        if os.getppid() != expected:
             os._exit(1)
 
-    return preexec
+    return arm
 
 
 class ChildExited(RuntimeError):
