@@ -9,7 +9,11 @@ measured in the same rounds. Two modes:
 * ``uncached``: ``PYTHONDONTWRITEBYTECODE`` and no cache, so every module of the venv is compiled
   on each run (this sandbox's setting; the stdlib keeps its installed bytecode either way).
 
-Usage: ``python -m benchmarks.cli.run [--repeat 10]``.
+With ``--before REV`` the ``meshctl`` commands also run from that revision's ``shared`` and
+``ctl`` sources (``git archive``, put first on ``PYTHONPATH``), in the same rounds, so a change's
+before and after are measured under the same load.
+
+Usage: ``python -m benchmarks.cli.run [--repeat 10] [--before REV]``.
 """
 
 from __future__ import annotations
@@ -47,16 +51,28 @@ def commands(bin_dir: Path, one: Path) -> dict[str, list[str]]:
     }
 
 
-def measure(argvs: dict[str, list[str]], env: dict[str, str], repeat: int) -> dict[str, float]:
-    times: dict[str, list[float]] = {name: [] for name in argvs}
-    for argv in argvs.values():  # one warm-up run each (writes the bytecode cache, if any)
+Run = tuple[list[str], dict[str, str]]
+
+
+def extract(rev: str, into: Path) -> str:
+    """``shared/src`` and ``ctl/src`` of ``rev`` under ``into``; the PYTHONPATH that puts them first."""
+    archive = subprocess.run(
+        ["git", "archive", rev, "shared/src", "ctl/src"], capture_output=True, check=True
+    )
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive.stdout, check=True)
+    return os.pathsep.join(str(into / part / "src") for part in ("shared", "ctl"))
+
+
+def measure(runs: dict[str, Run], repeat: int) -> dict[str, float]:
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for argv, env in runs.values():  # one warm-up run each (writes the bytecode cache, if any)
         subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
     for _ in range(repeat):
-        for name, argv in argvs.items():
+        for name, (argv, env) in runs.items():
             start = time.perf_counter()
             done = subprocess.run(argv, env=env, capture_output=True, check=False)
             times[name].append(time.perf_counter() - start)
-            if done.returncode != 0 and name != "meshctl --help":
+            if done.returncode != 0 and "--help" not in name:
                 raise SystemExit(f"{name} exited {done.returncode}: {done.stderr.decode(errors='replace')}")
     return {name: statistics.median(values) for name, values in times.items()}
 
@@ -64,25 +80,38 @@ def measure(argvs: dict[str, list[str]], env: dict[str, str], repeat: int) -> di
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=10)
+    parser.add_argument("--before", metavar="REV", help="also run meshctl from this git revision")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="meshplane-cli-bench-") as tmp:
         one = Path(tmp) / "one.yaml"
         one.write_text(ONE_YAML)
         argvs = commands(Path(sys.executable).parent, one)
-        unset = ("PYTHONDONTWRITEBYTECODE", "PYTHONPYCACHEPREFIX")
+        unset = ("PYTHONDONTWRITEBYTECODE", "PYTHONPYCACHEPREFIX", "PYTHONPATH")
         base = {k: v for k, v in os.environ.items() if k not in unset}
+        before = ""
+        if args.before:
+            (Path(tmp) / "before").mkdir()
+            before = extract(args.before, Path(tmp) / "before")
         modes = {
             "cached": {**base, "PYTHONPYCACHEPREFIX": str(Path(tmp) / "pycache")},
             "uncached": {**base, "PYTHONDONTWRITEBYTECODE": "1"},
         }
         print(f"load average before: {os.getloadavg()[0]:.1f}; {os.cpu_count()} CPUs; {args.repeat} rounds")
         for mode, env in modes.items():
-            medians = measure(argvs, env, args.repeat)
+            runs: dict[str, Run] = {name: (argv, env) for name, argv in argvs.items()}
+            if before:
+                old_env = {**env, "PYTHONPATH": before}
+                runs |= {
+                    f"{name} ({args.before})": (argv, old_env)
+                    for name, argv in argvs.items()
+                    if "meshctl" in name
+                }
+            medians = measure(runs, args.repeat)
             bare = medians["python -c pass"]
             print(f"\n{mode} bytecode:")
-            print(f"{'COMMAND':<36}{'MEDIAN':>10}{'RATIO':>10}")
+            print(f"{'COMMAND':<48}{'MEDIAN':>10}{'RATIO':>10}")
             for name, value in medians.items():
-                print(f"{name:<36}{value * 1000:>8.0f}ms{value / bare:>9.1f}x")
+                print(f"{name:<48}{value * 1000:>8.0f}ms{value / bare:>9.1f}x")
         print(f"\nload average after: {os.getloadavg()[0]:.1f}")
     return 0
 
