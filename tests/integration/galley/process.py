@@ -28,8 +28,7 @@ class GalleyProcess:
 
     @property
     def proc(self) -> subprocess.Popen[bytes]:
-        assert self.child.proc is not None
-        return self.child.proc
+        return self.child.popen
 
     @property
     def monitoring(self) -> str:

@@ -159,8 +159,7 @@ class PilotProc:
 
     @property
     def proc(self) -> subprocess.Popen[bytes]:
-        assert self.child.proc is not None
-        return self.child.proc
+        return self.child.popen
 
     @property
     def url(self) -> str:
@@ -205,8 +204,8 @@ class EnvoyProc:
 
     @property
     def proc(self) -> subprocess.Popen[bytes]:
-        assert self.envoy.proc is not None
-        return self.envoy.proc
+        assert self.envoy.child is not None
+        return self.envoy.child.popen
 
     def admin_get(self, path: str) -> str:
         return httpx.get(f"http://127.0.0.1:{self.admin}{path}", timeout=5).text

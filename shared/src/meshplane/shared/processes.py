@@ -133,10 +133,15 @@ class ChildProcess:
         return run_steps
 
     @property
-    def pid(self) -> int:
+    def popen(self) -> subprocess.Popen[bytes]:
+        """The current (or last) run's ``Popen``; RuntimeError when it was never started."""
         if self.proc is None:
             raise RuntimeError(f"{self.name} was never started")
-        return self.proc.pid
+        return self.proc
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
 
     def poll(self) -> int | None:
         """The exit code (negative: killed by that signal), or None while it runs or before start."""

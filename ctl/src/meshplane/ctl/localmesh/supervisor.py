@@ -59,8 +59,7 @@ class Managed:
 
     @property
     def proc(self) -> subprocess.Popen[bytes]:
-        assert self.child.proc is not None, "a managed child is started before it is managed"
-        return self.child.proc
+        return self.child.popen
 
     @property
     def log(self) -> Path:

@@ -57,8 +57,7 @@ class UpRun:
 
     @property
     def proc(self) -> subprocess.Popen[bytes]:
-        assert self.child.proc is not None
-        return self.child.proc
+        return self.child.popen
 
     @property
     def lines(self) -> list[str]:

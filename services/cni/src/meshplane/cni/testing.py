@@ -203,16 +203,11 @@ class AgentProcess:
     bin_dir: Path
     conf_dir: Path
     pods_file: Path
+    log: Path
 
     @property
     def proc(self) -> subprocess.Popen[bytes]:
-        assert self.child.proc is not None
-        return self.child.proc
-
-    @property
-    def log(self) -> Path:
-        assert self.child.log_file is not None
-        return self.child.log_file
+        return self.child.popen
 
     def write_pods(self, pods: list[dict[str, Any]]) -> None:
         tmp = self.pods_file.with_suffix(".tmp")
@@ -248,7 +243,8 @@ def agent(base: Path, pods: list[dict[str, Any]], *extra: str) -> Iterator[Agent
         f"--cni-conf-dir={conf_dir}",
         *extra,
     ]
-    a = AgentProcess(ChildProcess(argv, base / "agent.log"), run_dir, bin_dir, conf_dir, pods_file)
+    log = base / "agent.log"
+    a = AgentProcess(ChildProcess(argv, log), run_dir, bin_dir, conf_dir, pods_file, log)
     a.conf_dir.mkdir(parents=True, exist_ok=True)
     a.write_pods(pods)
     a.child.start()
