@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +22,7 @@ from meshplane.proto.bus.v1 import config_pb2
 from meshplane.shared.bus import Buckets
 from meshplane.shared.bus.buckets import config_key, service_key, workload_key
 from meshplane.shared.natsserver import NatsServer, free_port
-from meshplane.shared.processes import stop_process
+from meshplane.shared.processes import ChildProcess
 
 NET = "networking.istio.io"
 # Plaintext like the sovereign side. Without it every outbound cluster carries Istio's auto-mTLS
@@ -51,7 +49,7 @@ class MeshplaneSide:
         self.workdir = workdir
         self.services = services
         self.nats = NatsServer(store_dir=workdir / "nats", log_file=workdir / "nats.log")
-        self.pilot: subprocess.Popen[bytes] | None = None
+        self.pilot: ChildProcess | None = None
         self.grpc_port = 0
         self.http_port = 0
 
@@ -64,18 +62,12 @@ class MeshplaneSide:
         self.nats.start()
         asyncio.run(_bus(self.nats.url, self._seed))
         self.grpc_port, self.http_port = free_port(), free_port()
-        log = (self.workdir / "pilot.log").open("ab")
         args = [sys.executable, "-m", "meshplane.pilot", "--nats-url", self.nats.url]
         args += ["--grpc-addr", f"127.0.0.1:{self.grpc_port}", "--http-addr", f"127.0.0.1:{self.http_port}"]
-        with pinned(cpu), log:
-            self.pilot = subprocess.Popen(
-                [*args, "--id", "sovbench"], stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-            )
-        deadline = time.monotonic() + timeout
-        while not _ok(f"http://127.0.0.1:{self.http_port}/ready"):
-            if self.pilot.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"pilot not ready; log: {self.workdir / 'pilot.log'}")
-            time.sleep(0.05)
+        self.pilot = ChildProcess([*args, "--id", "sovbench"], self.workdir / "pilot.log", name="pilot")
+        with pinned(cpu):
+            self.pilot.start()
+        self.pilot.wait_ready(lambda: _ok(f"http://127.0.0.1:{self.http_port}/ready"), timeout, "ready")
 
     async def _seed(self, b: Buckets) -> None:
         await b.config.put(config_key(NET, "DestinationRule", NS, "plaintext"), PLAINTEXT_DR)
@@ -107,5 +99,6 @@ class MeshplaneSide:
 
     def stop(self) -> None:
         pilot, self.pilot = self.pilot, None
-        stop_process(pilot, 10)
+        if pilot is not None:
+            pilot.stop(10)
         self.nats.stop()

@@ -16,7 +16,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,7 @@ from typing import Any
 from benchmarks.sovereign.fleet import pinned
 from benchmarks.xds.run import NS
 from meshplane.shared.natsserver import free_port
-from meshplane.shared.processes import stop_process
+from meshplane.shared.processes import ChildProcess
 
 SOVEREIGN_VERSION = "0.32.12"
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -86,7 +85,7 @@ class SovereignSide:
         self.context_refresh = context_refresh
         self.workers = workers
         self.port = 0
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.proc: ChildProcess | None = None
 
     @property
     def settings(self) -> str:
@@ -128,7 +127,6 @@ class SovereignSide:
         (self.workdir / "sovereign.json").write_text(json.dumps(config))
         self.port = free_port()
         env = {
-            **os.environ,
             "SOVEREIGN_CONFIG": f"file+json://{self.workdir / 'sovereign.json'}",
             "SOVEREIGN_HOST": "127.0.0.1",
             "SOVEREIGN_PORT": str(self.port),
@@ -136,21 +134,11 @@ class SovereignSide:
         }
         if self.workers:
             env["SOVEREIGN_WORKERS"] = str(self.workers)
-        log = (self.workdir / "sovereign.log").open("ab")
-        with pinned(cpu), log:
-            self.proc = subprocess.Popen(
-                [str(self.script)],
-                cwd=self.workdir,
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        deadline = time.monotonic() + timeout
-        while not self._healthy():
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"sovereign did not come up; log: {self.workdir / 'sovereign.log'}")
-            time.sleep(0.1)
+        log = self.workdir / "sovereign.log"
+        self.proc = ChildProcess([str(self.script)], log, env=env, cwd=self.workdir, name="sovereign")
+        with pinned(cpu):
+            self.proc.start()
+        self.proc.wait_ready(self._healthy, timeout, "/healthcheck 200", interval=0.1)
 
     def _healthy(self) -> bool:
         try:
@@ -199,4 +187,5 @@ class SovereignSide:
 
     def stop(self) -> None:
         proc, self.proc = self.proc, None
-        stop_process(proc, 15)
+        if proc is not None:
+            proc.stop(15)

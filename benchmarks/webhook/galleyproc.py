@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
-import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -13,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from meshplane.shared.natsserver import NatsServer, free_port
+from meshplane.shared.processes import ChildProcess
 
 BIN = Path(sys.executable).parent
 
@@ -35,20 +34,18 @@ def galley(tmp: Path, conf: Path) -> Iterator[Running]:
     """nats-server + meshplane-galley on free ports, returned once galley is ready."""
     nats = NatsServer(store_dir=tmp / "nats", log_file=tmp / "nats.log").start()
     port, mon = free_port(), free_port()
-    proc = subprocess.Popen(
-        [str(BIN / "meshplane-galley"), "--nats-url", nats.url, "--config-dir", str(conf),
-         "--webhook-addr", f"127.0.0.1:{port}", "--monitoring-addr", f"127.0.0.1:{mon}"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+    argv = [str(BIN / "meshplane-galley"), "--nats-url", nats.url, "--config-dir", str(conf)]
+    argv += ["--webhook-addr", f"127.0.0.1:{port}", "--monitoring-addr", f"127.0.0.1:{mon}"]
+    proc = ChildProcess(argv, tmp / "galley.log", name="galley")
+    proc.start()
     try:
-        for _ in range(600):
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{mon}/readyz", timeout=1):
-                    break
-            except OSError:
-                time.sleep(0.1)
+        proc.wait_ready(lambda: _ready(f"http://127.0.0.1:{mon}/readyz"), 60, "/readyz 200", interval=0.1)
         yield Running(nats.url, port, mon, proc.pid)
     finally:
-        proc.terminate()
-        proc.wait(15)
+        proc.stop(15)
         nats.stop()
+
+
+def _ready(url: str) -> bool:
+    with urllib.request.urlopen(url, timeout=1) as resp:  # an HTTP error status raises (OSError)
+        return bool(resp.status == 200)

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from meshplane.ctl.localmesh.restart import RestartPolicy, exit_status, log_tail
+from meshplane.ctl.localmesh.restart import RestartPolicy
 from meshplane.ctl.localmesh.supervisor import State, Supervisor
+from meshplane.shared.processes import exit_status, log_tail
 
 
 class Clock:

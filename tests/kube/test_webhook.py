@@ -24,9 +24,9 @@ import pytest
 from kubernetes import client, dynamic
 
 from meshplane.shared.natsserver import NatsServer, free_port
-from meshplane.shared.processes import stop_process
+from meshplane.shared.processes import ChildProcess
 from meshplane.shared.testing.certs import write_self_signed
-from meshplane.shared.testing.kubeenv import KubeCluster, Process, wait_until
+from meshplane.shared.testing.kubeenv import KubeCluster, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.kube, pytest.mark.xdist_group("kube")]
 
@@ -68,14 +68,14 @@ class Galley:
             *("--monitoring-addr", f"127.0.0.1:{self.monitoring_port}"),
             *("--tls-cert", str(self.cert), "--tls-key", str(self.key)),
         ]
-        self.process = Process("galley", command, directory / "galley.log")
+        self.process = ChildProcess(command, directory / "galley.log", die_with_parent=True, name="galley")
 
     @property
     def url(self) -> str:
         return f"https://127.0.0.1:{self.webhook_port}/validate"
 
     def start(self) -> None:
-        self.process.start(die_with_parent=True)
+        self.process.start()
         wait_until(self._ready, "galley ready (its /readyz answers 200)", timeout=60, procs=[self.process])
 
     def _ready(self) -> bool:
@@ -84,7 +84,7 @@ class Galley:
             return bool(resp.status == 200)
 
     def stop(self) -> None:
-        stop_process(self.process.popen, timeout=15)
+        self.process.stop(timeout=15)
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +14,7 @@ from opentelemetry.sdk.resources import Resource
 from prometheus_client import CollectorRegistry
 
 from meshplane.shared.natsserver import NatsServer, free_port
-from meshplane.shared.processes import stop_process
+from meshplane.shared.processes import ChildProcess
 from meshplane.shared.telemetry.metrics import configure_metrics, registry_to_otel
 from meshplane.shared.testing.otlp import OtlpReceiver
 
@@ -102,11 +101,11 @@ def test_galley_process_exports_its_metrics_over_otlp(
     args = [str(Path(sys.executable).parent / "meshplane-galley"), "--nats-url", nats_server.url]
     args += ["--config-dir", str(config), "--webhook-addr", f"127.0.0.1:{free_port()}"]
     args += ["--monitoring-addr", f"127.0.0.1:{free_port()}"]
-    with open(tmp_path / "galley.log", "ab") as log:
-        proc = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    galley = ChildProcess(args, tmp_path / "galley.log", env=env, inherit_env=False)
+    galley.start()
     try:
         metric, resource = receiver.wait_for("galley_source_files_invalid", "meshplane-galley")
     finally:
-        stop_process(proc, timeout=10)
+        galley.stop(timeout=10)
     assert [p.as_double for p in metric.gauge.data_points] == [1.0]  # the broken file, as on /metrics
     assert resource["service.name"] == "meshplane-galley"

@@ -71,7 +71,7 @@ def app_port() -> Iterator[int]:
 
 @pytest.fixture
 def make_mesh(tmp_path: Path, app_port: int) -> Iterator[Callable[..., Mesh]]:
-    started: list[ServiceProcess | NatsServer] = []
+    started: list[ServiceProcess | NatsServer | EnvoyProcess] = []
 
     def make(
         cert_ttl: str = "24h",

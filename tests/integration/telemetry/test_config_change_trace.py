@@ -33,7 +33,7 @@ from meshplane.ctl.bootstrap import BootstrapOptions, render_bootstrap
 from meshplane.shared.bus.buckets import config_key
 from meshplane.shared.envoyproc import find_envoy
 from meshplane.shared.natsserver import NatsServer, free_port
-from meshplane.shared.processes import stop_process
+from meshplane.shared.processes import ChildProcess
 from meshplane.shared.testing.polling import eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
@@ -109,12 +109,11 @@ def process(
     env.pop("MESHPLANE_TRACE_FILE", None)
     if trace_file is not None:
         env["MESHPLANE_TRACE_FILE"] = str(trace_file)
-    with open(log, "ab") as out:
-        proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    child = ChildProcess(args, log, env=env, inherit_env=False)
     try:
-        yield proc
+        yield child.start()
     finally:
-        stop_process(proc, timeout=10)
+        child.stop(timeout=10)
 
 
 async def http_ok(url: str) -> bool:

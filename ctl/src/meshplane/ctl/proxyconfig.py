@@ -13,13 +13,14 @@ import base64
 import json
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from cryptography import x509
 
 from meshplane.ctl.errors import EXIT_FINDINGS, EXIT_USAGE, error
+from meshplane.ctl.tables import render
 
 Obj = dict[str, Any]
 SECTIONS = ("cluster", "listener", "route", "endpoint", "secret")
@@ -234,12 +235,6 @@ ROWS: dict[str, Callable[[Obj], list[list[str]]]] = {
     "endpoint": endpoint_rows,
     "secret": secret_rows,
 }
-
-
-def render(headers: list[str], rows: Iterable[list[str]]) -> str:
-    table = [headers, *rows]
-    widths = [max(len(r[i]) for r in table) for i in range(len(headers))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in table)
 
 
 def filter_rows(kind: str, rows: list[list[str]], args: argparse.Namespace) -> list[list[str]]:

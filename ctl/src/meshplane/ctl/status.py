@@ -23,6 +23,7 @@ from google.protobuf.json_format import MessageToDict
 from meshplane.ctl import __version__
 from meshplane.ctl.busclient import add_nats_flag, connect
 from meshplane.ctl.errors import EXIT_FINDINGS, EXIT_USAGE, error
+from meshplane.ctl.tables import render
 from meshplane.proto.bus.v1 import status_pb2
 from meshplane.shared.bus import Buckets, BusError
 from meshplane.shared.components import is_live as component_is_live
@@ -50,13 +51,12 @@ def sync_word(t: status_pb2.TypeSyncStatus | None) -> str:
 
 
 def table(statuses: list[status_pb2.ProxyStatus]) -> str:
-    rows = [["NAME", "CLUSTER", "CDS", "LDS", "EDS", "RDS", "PILOT", "VERSION"]]
+    rows = []
     for s in sorted(statuses, key=lambda s: (s.proxy_id, s.pilot_id)):
         by_type = {t.type_url: t for t in s.types}
         words = [sync_word(by_type.get(url)) for url in TYPES.values()]
         rows.append([s.proxy_id, "Kubernetes", *words, s.pilot_id, s.proxy_version or "-"])
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows)
+    return render(["NAME", "CLUSTER", "CDS", "LDS", "EDS", "RDS", "PILOT", "VERSION"], rows)
 
 
 async def read_proxy_status(url: str) -> list[status_pb2.ProxyStatus]:

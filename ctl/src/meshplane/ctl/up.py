@@ -19,6 +19,7 @@ from pathlib import Path
 from meshplane.ctl.localmesh.mesh import LocalMesh
 from meshplane.ctl.localmesh.plan import PlanError, load_plan
 from meshplane.ctl.localmesh.supervisor import StartError, Supervisor
+from meshplane.ctl.tables import render
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -29,10 +30,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 
 def _table(mesh: LocalMesh) -> str:
-    rows = [("COMPONENT", "PID", "WHERE", "LOG")]
-    rows += [(m.name, str(m.pid), m.where, m.log.name) for m in mesh.sup.children]
-    widths = [max(len(r[i]) for r in rows) for i in range(3)]
-    return "\n".join(f"{a:<{widths[0]}}  {b:>{widths[1]}}  {c:<{widths[2]}}  {d}" for a, b, c, d in rows)
+    rows = [(m.name, str(m.pid), m.where, m.log.name) for m in mesh.sup.children]
+    return render(("COMPONENT", "PID", "WHERE", "LOG"), rows, right={1})
 
 
 def _summary(mesh: LocalMesh, state: Path) -> str:

@@ -13,13 +13,12 @@ import shutil
 import subprocess
 import sys
 import sysconfig
-import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from meshplane.shared.processes import stop_process
+from meshplane.shared.processes import ChildProcess
 
 
 def find_envoy() -> str:
@@ -47,17 +46,22 @@ class EnvoyProcess:
     log_file: Path | None = None
     concurrency: int = 1
     extra_args: list[str] = field(default_factory=list)
-    env: dict[str, str] | None = None
-    #: run in the child before exec (``meshctl up`` passes ``processes.die_with_parent()``)
-    preexec_fn: Callable[[], None] | None = None
-    proc: subprocess.Popen[bytes] | None = None
+    #: added to this process's environment
+    env: Mapping[str, str] | None = None
+    #: SIGKILL it when this process dies (``meshctl up``; start it from the main thread)
+    die_with_parent: bool = False
+    child: ChildProcess | None = None
 
     @property
     def admin(self) -> str:
         return f"http://127.0.0.1:{self.admin_port}"
 
-    def start(self) -> EnvoyProcess:
-        args = [
+    @property
+    def proc(self) -> subprocess.Popen[bytes] | None:
+        return None if self.child is None else self.child.proc
+
+    def argv(self) -> list[str]:
+        return [
             find_envoy(),
             "-c",
             str(self.config_path),
@@ -72,19 +76,13 @@ class EnvoyProcess:
             os.environ.get("MESHPLANE_ENVOY_LOG_LEVEL", "warning"),
             *self.extra_args,
         ]
-        stdout = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL  # noqa: SIM115
-        try:
-            self.proc = subprocess.Popen(
-                args,
-                stdout=stdout,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                env=self.env,
-                preexec_fn=self.preexec_fn,  # noqa: PLW1509  # e.g. processes.die_with_parent()
-            )
-        finally:
-            if self.log_file:
-                stdout.close()  # type: ignore[union-attr]
+
+    def start(self) -> EnvoyProcess:
+        """Start Envoy without waiting (see :meth:`wait_ready`)."""
+        self.child = ChildProcess(
+            self.argv(), self.log_file, env=self.env, die_with_parent=self.die_with_parent, name="envoy"
+        )
+        self.child.start()
         return self
 
     def get(self, path: str, timeout: float = 2.0) -> str:
@@ -98,24 +96,15 @@ class EnvoyProcess:
 
     def wait_ready(self, timeout: float = 20.0) -> None:
         """Wait until the admin ``/ready`` says LIVE (all initial xDS fetched)."""
-        deadline = time.monotonic() + timeout
-        last = ""
-        while time.monotonic() < deadline:
-            if self.proc is not None and self.proc.poll() is not None:
-                raise RuntimeError(f"envoy exited with code {self.proc.returncode}; log: {self.log_file}")
-            try:
-                last = self.get("/ready", timeout=0.5).strip()
-                if last == "LIVE":
-                    return
-            except OSError as exc:
-                last = str(exc)
-            time.sleep(0.05)
-        raise TimeoutError(f"envoy not ready after {timeout}s (last: {last}); log: {self.log_file}")
+        if self.child is None:
+            raise RuntimeError("envoy was never started")
+        self.child.wait_ready(lambda: self.get("/ready", timeout=0.5).strip() == "LIVE", timeout, "LIVE")
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop Envoy and wait for it; idempotent."""
-        proc, self.proc = self.proc, None
-        stop_process(proc, timeout)
+        child, self.child = self.child, None
+        if child is not None:
+            child.stop(timeout)
 
     def __enter__(self) -> EnvoyProcess:
         return self.start() if self.proc is None else self

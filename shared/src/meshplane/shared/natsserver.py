@@ -12,11 +12,10 @@ import subprocess
 import sys
 import time
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from meshplane.shared.processes import stop_process
+from meshplane.shared.processes import ChildProcess
 
 
 def find_nats_server() -> str:
@@ -93,46 +92,44 @@ class NatsServer:
     host: str = "127.0.0.1"
     log_file: Path | None = None
     extra_args: list[str] = field(default_factory=list)
-    #: run in the child before exec (``meshctl up`` passes ``processes.die_with_parent()``)
-    preexec_fn: Callable[[], None] | None = None
-    proc: subprocess.Popen[bytes] | None = None
+    #: SIGKILL it when this process dies (``meshctl up``; start it from the main thread)
+    die_with_parent: bool = False
+    child: ChildProcess | None = None
 
     @property
     def url(self) -> str:
         return f"nats://{self.host}:{self.port}"
 
-    def launch(self) -> subprocess.Popen[bytes]:
-        """Start the process (same port and store as any earlier run, log appended) without waiting."""
+    @property
+    def proc(self) -> subprocess.Popen[bytes] | None:
+        return None if self.child is None else self.child.proc
+
+    def launch(self) -> ChildProcess:
+        """Start the process without waiting; the same port and store as any earlier run, log appended."""
         if self.port == 0:
             self.port = free_port(self.host)
         self.store_dir.mkdir(parents=True, exist_ok=True)
         args = [find_nats_server(), "-a", self.host, "-p", str(self.port), "-js", "-sd", str(self.store_dir)]
-        args += self.extra_args
-        out = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL  # noqa: SIM115
-        try:
-            self.proc = subprocess.Popen(
-                args,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                preexec_fn=self.preexec_fn,  # noqa: PLW1509  # e.g. processes.die_with_parent()
-            )
-        finally:
-            if self.log_file:
-                out.close()  # type: ignore[union-attr]
-        return self.proc
+        self.child = ChildProcess(
+            [*args, *self.extra_args], self.log_file, die_with_parent=self.die_with_parent, name="nats-server"
+        )
+        self.child.start()
+        return self.child
 
     def start(self, timeout: float = 10.0) -> NatsServer:
-        self.launch()
-        if not wait_for_port(self.host, self.port, timeout):
+        child = self.launch()
+        try:
+            child.wait_ready(lambda: wait_for_port(self.host, self.port, 0.2), timeout, f"{self.url} open")
+        except (RuntimeError, TimeoutError) as exc:
             self.stop()
-            raise RuntimeError(f"nats-server did not start on {self.host}:{self.port}")
+            raise RuntimeError(f"nats-server did not start on {self.host}:{self.port}: {exc}") from None
         return self
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop the server (SIGTERM, then SIGKILL) and wait for it; idempotent."""
-        proc, self.proc = self.proc, None
-        stop_process(proc, timeout)
+        child, self.child = self.child, None
+        if child is not None:
+            child.stop(timeout)
 
     def restart(self) -> None:
         """Stop and start again on the same port with the same store."""

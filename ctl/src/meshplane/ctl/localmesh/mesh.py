@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -28,7 +27,6 @@ from meshplane.ctl.localmesh.supervisor import Managed, StartError, Supervisor, 
 from meshplane.ctl.token import make_token
 from meshplane.shared.envoyproc import EnvoyProcess
 from meshplane.shared.natsserver import NatsServer, free_port
-from meshplane.shared.processes import die_with_parent
 
 GATEWAY = Workload(
     name="istio-ingressgateway",
@@ -62,12 +60,6 @@ def _ready_on(m: Managed, url: str) -> None:
 
 def _http_ok(url: str) -> bool:
     return http_status(url)[0] == 200
-
-
-def _relaunch(envoy: EnvoyProcess) -> subprocess.Popen[bytes]:
-    envoy.start()
-    assert envoy.proc is not None
-    return envoy.proc
 
 
 def _private_file(path: Path, text: str) -> None:
@@ -123,10 +115,9 @@ class LocalMesh:
     def start_bus(self) -> None:
         t = self._step("nats-server (the bus)")
         log = self.sup.logs / "nats-server.log"
-        nats = NatsServer(store_dir=self.state / "nats", log_file=log, preexec_fn=die_with_parent())
-        nats.start()
-        assert nats.proc is not None
-        m = self.sup.adopt("nats-server", nats.proc, log, nats.url, spawn=nats.launch)  # same port, store
+        nats = NatsServer(store_dir=self.state / "nats", log_file=log, die_with_parent=True).start()
+        assert nats.child is not None
+        m = self.sup.adopt("nats-server", nats.child, nats.url)  # restarts: same port and store
         m.ready = partial(_accepts, nats.host, nats.port)
         self.nats_url = nats.url
         self._done(t)
@@ -242,15 +233,15 @@ class LocalMesh:
         config.write_text(yaml.safe_dump(render_bootstrap(opts), sort_keys=False))
         name = f"envoy-{wl.proxy}"
         log = self.sup.logs / f"{name}.log"
-        envoy = EnvoyProcess(config, admin, log_file=log, preexec_fn=die_with_parent()).start()
-        assert envoy.proc is not None
+        envoy = EnvoyProcess(config, admin, log_file=log, die_with_parent=True).start()
+        assert envoy.child is not None
         where = f"admin 127.0.0.1:{admin}"
         if router:
             where += f", listens {self.plan.gateway_bind}:{self.plan.gateway_port}"
         else:
             where += f", workload {wl.address}"
         self.admins[wl.proxy] = f"127.0.0.1:{admin}"
-        m = self.sup.adopt(name, envoy.proc, log, where, spawn=partial(_relaunch, envoy))
+        m = self.sup.adopt(name, envoy.child, where)
         m.ready = partial(_is_live, f"{envoy.admin}/ready")  # same bootstrap, admin port, dynamic base id
         return m, envoy
 

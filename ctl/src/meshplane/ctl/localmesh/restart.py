@@ -10,15 +10,11 @@ The policy takes the time as an argument, so tests drive it with a made-up clock
 
 from __future__ import annotations
 
-import signal
-from collections import deque
 from dataclasses import dataclass
-from pathlib import Path
 
 INITIAL_DELAY = 1.0
 MAX_DELAY = 30.0
 RESET_AFTER = 60.0
-LOG_TAIL_LINES = 20
 
 
 @dataclass
@@ -50,25 +46,3 @@ class RestartPolicy:
             return False
         self.reported = True
         return True
-
-
-def exit_status(returncode: int) -> str:
-    """``exited with code 3`` or ``was killed by SIGKILL`` (Popen's negative return codes)."""
-    if returncode < 0:
-        try:
-            return f"was killed by {signal.Signals(-returncode).name}"
-        except ValueError:
-            return f"was killed by signal {-returncode}"
-    return f"exited with code {returncode}"
-
-
-def log_tail(log: Path, lines: int = LOG_TAIL_LINES) -> list[str]:
-    """The last ``lines`` lines of a log file (empty when it cannot be read)."""
-    try:
-        with open(log, "rb") as f:
-            f.seek(0, 2)
-            f.seek(max(0, f.tell() - 64 * 1024))
-            tail = deque(f.read().decode(errors="replace").splitlines(), maxlen=lines)
-    except OSError:
-        return []
-    return list(tail)

@@ -1,8 +1,8 @@
 """Start, watch, restart and stop the local mesh's processes, each in its own process group.
 
-Every child gets ``start_new_session=True`` so stopping signals its whole group (an app's own
-children included): SIGTERM first, SIGKILL to the group for whatever is left after the timeout.
-Every child also gets ``PR_SET_PDEATHSIG`` (SIGKILL, ``processes.die_with_parent``), so it dies
+Every child is a ``processes.ChildProcess`` in its own process group, so stopping signals its
+whole group (an app's own children included): SIGTERM first, SIGKILL to the group for whatever
+is left after the timeout. Every child also gets ``PR_SET_PDEATHSIG`` (SIGKILL), so it dies
 with ``meshctl up`` even when that is SIGKILLed; its own children are not covered by that.
 Readiness waits during start-up poll a condition and fail early, naming the log, when the
 process exits. After start-up, ``tick`` restarts a process that exits with the same argv, ports
@@ -11,8 +11,6 @@ and log (``restart.RestartPolicy`` says when), first SIGKILLing what is left of 
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import sys
 import time
@@ -23,8 +21,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 
-from meshplane.ctl.localmesh.restart import RestartPolicy, exit_status, log_tail
-from meshplane.shared.processes import die_with_parent
+from meshplane.ctl.localmesh.restart import RestartPolicy
+from meshplane.shared.processes import ChildExited, ChildProcess, exit_status, log_tail, stop_all
 
 
 class StartError(RuntimeError):
@@ -40,11 +38,10 @@ class State(Enum):
 @dataclass
 class Managed:
     name: str
-    proc: subprocess.Popen[bytes]
-    log: Path
+    child: ChildProcess
     where: str = ""
-    #: starts it again (same argv, ports, files; log appended); None: it is never restarted
-    spawn: Callable[[], subprocess.Popen[bytes]] | None = None
+    #: started again (same argv, ports, files; log appended) when it exits; False: never restarted
+    restartable: bool = True
     #: its readiness probe after a restart (None: running is ready)
     ready: Callable[[], bool] | None = None
     #: runs before each restart (e.g. remove a stale socket file)
@@ -58,7 +55,16 @@ class Managed:
 
     @property
     def pid(self) -> int:
-        return self.proc.pid
+        return self.child.pid
+
+    @property
+    def proc(self) -> subprocess.Popen[bytes]:
+        return self.child.popen
+
+    @property
+    def log(self) -> Path:
+        assert self.child.log_file is not None
+        return self.child.log_file
 
 
 def http_status(url: str, timeout: float = 1.0) -> tuple[int, str]:
@@ -88,47 +94,28 @@ class Supervisor:
         env: dict[str, str] | None = None,
     ) -> Managed:
         log = self.logs / f"{name}.log"
-        full_env = {**os.environ, **(env or {})}
+        child = ChildProcess(argv, log, env=env, cwd=cwd, die_with_parent=True, name=name)
+        child.start()
+        return self.adopt(name, child, where)
 
-        def spawn() -> subprocess.Popen[bytes]:
-            with open(log, "ab") as out:
-                return subprocess.Popen(
-                    argv,
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                    stdin=subprocess.DEVNULL,
-                    start_new_session=True,
-                    cwd=cwd,
-                    env=full_env,
-                    preexec_fn=die_with_parent(),  # noqa: PLW1509  # forked from the main thread only
-                )
-
-        managed = Managed(name, spawn(), log, where, spawn=spawn, healthy_since=self.clock())
-        self.children.append(managed)
-        return managed
-
-    def adopt(
-        self,
-        name: str,
-        proc: subprocess.Popen[bytes],
-        log: Path,
-        where: str,
-        spawn: Callable[[], subprocess.Popen[bytes]] | None = None,
-    ) -> Managed:
-        """Take over stopping (and with ``spawn``, restarting) a process started elsewhere."""
-        managed = Managed(name, proc, log, where, spawn=spawn, healthy_since=self.clock())
+    def adopt(self, name: str, child: ChildProcess, where: str, restartable: bool = True) -> Managed:
+        """Take over stopping (and restarting) a child started elsewhere; it needs a log file."""
+        if child.log_file is None:
+            raise ValueError(f"{name}: a managed child needs a log file")
+        child.name = name
+        managed = Managed(name, child, where, restartable=restartable, healthy_since=self.clock())
         self.children.append(managed)
         return managed
 
     def tick(self) -> None:
         """Restart what exited (after its backoff) and notice what got ready; call it often."""
         for m in self.children:
-            if m.spawn is not None:
+            if m.restartable:
                 self._tick(m, self.clock())
 
     def _tick(self, m: Managed, now: float) -> None:
         if m.state is not State.WAITING:
-            code = m.proc.poll()
+            code = m.child.poll()
             if code is not None:
                 self._exited(m, code, now)
             elif m.state is State.STARTING and _probe(m.ready):
@@ -155,13 +142,12 @@ class Supervisor:
             )
 
     def _restart(self, m: Managed, now: float) -> None:
-        assert m.spawn is not None
-        _signal_group(m.proc, signal.SIGKILL)  # what is left of the old group (its own children)
+        m.child.kill()  # what is left of the old group (its own children)
         m.state = State.STARTING
         try:
             if m.before_restart is not None:
                 m.before_restart()
-            m.proc = m.spawn()
+            m.child.start()
         except (OSError, RuntimeError, ValueError) as exc:
             self._backoff(m, now, f"could not be started ({exc})")
             return
@@ -172,19 +158,10 @@ class Supervisor:
         print(f"meshctl up: {text}", file=sys.stderr if err else sys.stdout, flush=True)
 
     def wait(self, m: Managed, ready: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.stop_requested:
-                raise StartError(f"interrupted while waiting for {m.name}")
-            if m.proc.poll() is not None:
-                raise StartError(f"{m.name} exited with code {m.proc.returncode} before {what}; log: {m.log}")
-            try:
-                if ready():
-                    return
-            except OSError:
-                pass
-            time.sleep(0.05)
-        raise StartError(f"{m.name}: no {what} after {timeout:.0f}s; log: {m.log}")
+        try:
+            m.child.wait_ready(ready, timeout, what, cancelled=lambda: self.stop_requested)
+        except (ChildExited, TimeoutError, InterruptedError) as exc:
+            raise StartError(str(exc)) from None
 
     def wait_http(self, m: Managed, url: str, timeout: float = 60.0, body: str = "") -> None:
         def ok() -> bool:
@@ -200,23 +177,8 @@ class Supervisor:
         """
         first, rest = self.children[:keep_first], self.children[keep_first:]
         for wave in (list(reversed(rest)), list(reversed(first))):
-            _stop_wave(wave, timeout)
+            stop_all([m.child for m in wave], timeout)
         self.children.clear()
-
-
-def _stop_wave(wave: list[Managed], timeout: float) -> None:
-    for m in wave:
-        _signal_group(m.proc, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    for m in wave:
-        try:
-            m.proc.wait(max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            pass
-    for m in wave:
-        _signal_group(m.proc, signal.SIGKILL)  # stragglers in the group, even if the leader left
-        if m.proc.poll() is None:
-            m.proc.wait()
 
 
 def _probe(ready: Callable[[], bool] | None) -> bool:
@@ -226,12 +188,3 @@ def _probe(ready: Callable[[], bool] | None) -> bool:
         return ready()
     except OSError:
         return False
-
-
-def _signal_group(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
-    if proc.pid <= 0:
-        return
-    try:
-        os.killpg(proc.pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass

@@ -2,8 +2,9 @@
 
 ``copy_example`` copies the examples and rewrites the bookinfo example's loopback prefixes, app
 ports and gateway port to fresh ones, so a run never collides with a ``make run`` on the same
-machine. ``running_up`` starts the real command as a subprocess, waits for "meshplane is up",
-and at exit sends SIGINT (as Ctrl-C does), then SIGKILLs any process group it printed that is left.
+machine. ``running_up`` starts the real command as a ``ChildProcess`` (its output in
+``<tmp>/meshctl-up.log``), waits for "meshplane is up", and at exit stops it (SIGTERM, which
+``meshctl up`` handles as Ctrl-C), then SIGKILLs any process group it printed that is left.
 """
 
 from __future__ import annotations
@@ -15,14 +16,13 @@ import shutil
 import signal
 import subprocess
 import sys
-import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from meshplane.shared.natsserver import free_port
+from meshplane.shared.processes import ChildExited, ChildProcess
 
 MESHCTL = Path(sys.executable).parent / "meshctl"
 
@@ -50,14 +50,22 @@ def copy_example(examples: Path, tmp: Path) -> tuple[Path, int]:
 
 @dataclass
 class UpRun:
-    proc: subprocess.Popen[str]
+    child: ChildProcess
     config: Path
     state: Path
     gateway: str
-    lines: list[str] = field(default_factory=list)
+
+    @property
+    def proc(self) -> subprocess.Popen[bytes]:
+        return self.child.popen
+
+    @property
+    def lines(self) -> list[str]:
+        """Every line ``meshctl up`` printed so far (stdout and stderr), each with its newline."""
+        return self.child.log_text().splitlines(keepends=True)
 
     def output(self) -> str:
-        return "".join(self.lines)
+        return self.child.log_text()
 
     def pids(self) -> dict[str, int]:
         """Component → PID from the table ``meshctl up`` printed."""
@@ -71,7 +79,7 @@ class UpRun:
     def current_pids(self) -> dict[str, int]:
         """Component → PID now: the table's, or the one its last "restarted as pid N" line gave."""
         found = self.pids()
-        for line in list(self.lines):
+        for line in self.lines:
             m = re.match(r"meshctl up: (\S+) restarted as pid (\d+)", line)
             if m and m.group(1) in found:
                 found[m.group(1)] = int(m.group(2))
@@ -88,43 +96,26 @@ class UpRun:
 def running_up(
     examples: Path, tmp: Path, start_timeout: float = 150.0, env: dict[str, str] | None = None
 ) -> Iterator[UpRun]:
+    """``env``, when given, is the whole environment of ``meshctl up``."""
     config, gateway_port = copy_example(examples, tmp)
     state = tmp / "state"
-    proc = subprocess.Popen(
-        [str(MESHCTL), "up", "--config-dir", str(config), "--state-dir", str(state)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        cwd=tmp,
-        env=env,
+    argv = [str(MESHCTL), "up", "--config-dir", str(config), "--state-dir", str(state)]
+    child = ChildProcess(
+        argv, tmp / "meshctl-up.log", env=env, inherit_env=env is None, cwd=tmp, name="meshctl up"
     )
-    run = UpRun(proc, config, state, f"http://127.0.0.1:{gateway_port}/")
-    assert proc.stdout is not None
-    stdout = proc.stdout
-    reader = threading.Thread(target=lambda: run.lines.extend(iter(stdout.readline, "")), daemon=True)
-    reader.start()
+    run = UpRun(child, config, state, f"http://127.0.0.1:{gateway_port}/")
+    child.start()
     try:
-        deadline = time.monotonic() + start_timeout
-        while "meshplane is up" not in run.output() and proc.poll() is None:
-            if time.monotonic() > deadline:
-                raise AssertionError(f"meshctl up not up after {start_timeout}s:\n{run.output()}")
-            time.sleep(0.05)
-        if proc.poll() is not None:
-            raise AssertionError(f"meshctl up exited with {proc.returncode}:\n{run.output()}")
+        try:
+            child.wait_ready(lambda: "meshplane is up" in run.output(), start_timeout, '"meshplane is up"')
+        except (ChildExited, TimeoutError) as exc:
+            raise AssertionError(f"{exc}\n{run.output()}") from None
         yield run
     finally:
         pids = run.current_pids()
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        child.stop(timeout=60)
         for pid in pids.values():  # only if meshctl up failed to clean up; tests check it did
             try:
                 os.killpg(pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
                 pass
-        reader.join(5)
-        stdout.close()

@@ -11,7 +11,6 @@ even a SIGKILL of the main process leaves no orphan; SIGTERM stops workers befor
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import dataclasses
 import logging
 import multiprocessing as mp
@@ -31,6 +30,7 @@ from meshplane.citadel.metrics import CitadelMetrics, table_size
 from meshplane.citadel.server.tls import ServingCredentials
 from meshplane.citadel.settings import Settings
 from meshplane.shared.lifecycle import run_service
+from meshplane.shared.processes import die_with_parent
 from meshplane.shared.tasks import TaskSupervisor
 from meshplane.shared.telemetry import configure_logging
 
@@ -39,7 +39,6 @@ log = logging.getLogger(__name__)
 READY_TIMEOUT = 60.0
 STOP_TIMEOUT = 5.0
 SUPERVISE_SECONDS = 1.0
-_PR_SET_PDEATHSIG = 1
 
 
 class WorkerPool:
@@ -137,20 +136,11 @@ def _wait_ready(conn: Connection, timeout: float) -> bool:
         return False
 
 
-def _die_with_parent(parent_pid: int) -> None:
-    """Have the kernel SIGTERM this process when its parent dies; exit now if it already has."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
-        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
-    if os.getppid() != parent_pid:
-        raise SystemExit(0)
-
-
 def worker_main(
     settings: Settings, row: int, counters: MutableSequence[int], ready: Connection, parent_pid: int
 ) -> None:
     """A worker process's entry point (spawned by :class:`WorkerPool`)."""
-    _die_with_parent(parent_pid)
+    die_with_parent(signal.SIGTERM, parent_pid)()  # SIGTERM: shut down in order, as on a stop
     configure_logging()
     authority = LocalAuthority.load(
         settings.ca_dir, settings.default_ttl, settings.max_ttl, settings.sign_window

@@ -8,7 +8,6 @@ import json
 import os
 import secrets
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -19,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from meshplane.shared.processes import ChildExited, ChildProcess
 
 BIN = Path(sys.executable).parent
 TOOLS = ("ip", "nsenter", "iptables-save", "iptables-restore", "ip6tables-save", "ip6tables-restore")
@@ -197,26 +198,24 @@ def pod_object(
 class AgentProcess:
     """A running ``meshplane-cni-agent``."""
 
-    proc: subprocess.Popen[bytes]
+    child: ChildProcess
     run_dir: Path
     bin_dir: Path
     conf_dir: Path
     pods_file: Path
     log: Path
 
+    @property
+    def proc(self) -> subprocess.Popen[bytes]:
+        return self.child.popen
+
     def write_pods(self, pods: list[dict[str, Any]]) -> None:
         tmp = self.pods_file.with_suffix(".tmp")
         tmp.write_text(json.dumps({"apiVersion": "v1", "kind": "List", "items": pods}))
         tmp.replace(self.pods_file)
 
-    def stop(self, timeout: float = 20.0) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            return self.proc.wait(timeout)
+    def stop(self, timeout: float = 20.0) -> int | None:
+        return self.child.stop(timeout)
 
 
 def wait_until(predicate: Any, timeout: float = 30.0, what: str = "condition") -> Any:
@@ -235,32 +234,25 @@ def agent(base: Path, pods: list[dict[str, Any]], *extra: str) -> Iterator[Agent
     """Start the agent on temp dirs with a pods file; SIGTERM it (by PID) afterwards."""
     pods_dir = base / "pods"
     pods_dir.mkdir(parents=True, exist_ok=True)
-    a = AgentProcess(
-        proc=None,  # type: ignore[arg-type]
-        run_dir=base / "run",
-        bin_dir=base / "bin",
-        conf_dir=base / "net.d",
-        pods_file=pods_dir / "pods.json",
-        log=base / "agent.log",
-    )
-    a.conf_dir.mkdir(parents=True, exist_ok=True)
-    a.write_pods(pods)
+    run_dir, bin_dir, conf_dir, pods_file = base / "run", base / "bin", base / "net.d", pods_dir / "pods.json"
     argv = [
         str(BIN / "meshplane-cni-agent"),
-        f"--pods-file={a.pods_file}",
-        f"--run-dir={a.run_dir}",
-        f"--cni-bin-dir={a.bin_dir}",
-        f"--cni-conf-dir={a.conf_dir}",
+        f"--pods-file={pods_file}",
+        f"--run-dir={run_dir}",
+        f"--cni-bin-dir={bin_dir}",
+        f"--cni-conf-dir={conf_dir}",
         *extra,
     ]
-    with a.log.open("wb") as log:
-        a.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+    log = base / "agent.log"
+    a = AgentProcess(ChildProcess(argv, log), run_dir, bin_dir, conf_dir, pods_file, log)
+    a.conf_dir.mkdir(parents=True, exist_ok=True)
+    a.write_pods(pods)
+    a.child.start()
     try:
-        wait_until(
-            lambda: (a.run_dir / "agent.sock").exists() or a.proc.poll() is not None, 30, "agent socket"
-        )
-        if a.proc.poll() is not None:
-            raise AssertionError(f"agent exited: {a.log.read_text()}")
+        try:
+            a.child.wait_ready((a.run_dir / "agent.sock").exists, 30, "agent socket")
+        except (ChildExited, TimeoutError) as exc:
+            raise AssertionError(f"{exc}\n{a.child.log_text()}") from None
         yield a
     finally:
         a.stop()

@@ -19,6 +19,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
+from meshplane.shared.processes import ChildProcess
+
 _T = TypeVar("_T")
 _CLONE_NEWNET = 0x40000000
 NOBODY = 65534
@@ -91,20 +93,11 @@ def netns_process(
 ) -> Iterator[subprocess.Popen[bytes]]:
     """Run ``argv`` inside ``netns`` (nsenter execs it, so the PID is the program's); stop it by PID."""
     prefix = ["nsenter", f"--net={netns}"] + ([f"--setuid={uid}", f"--setgid={uid}"] if uid else [])
-    with log.open("ab") as out:
-        proc = subprocess.Popen(
-            prefix + argv, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
-        )
+    child = ChildProcess(prefix + argv, log, env=env)
     try:
-        yield proc
+        yield child.start()
     finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
+        child.stop(10)
 
 
 def _world_runnable(path: str) -> bool:

@@ -3,34 +3,42 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Literal, overload
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 from pydantic import BaseModel, ValidationError
 
-from meshplane.shared.config import models
 from meshplane.shared.config.issues import Issue
+from meshplane.shared.config.lazy import LazyTable
 
-SPEC_MODELS: dict[str, type[BaseModel]] = {
-    "VirtualService": models.VirtualService,
-    "DestinationRule": models.DestinationRule,
-    "Gateway": models.Gateway,
-    "ServiceEntry": models.ServiceEntry,
-    "WorkloadEntry": models.WorkloadEntry,
-    "WorkloadGroup": models.WorkloadGroup,
-    "Sidecar": models.Sidecar,
-    "EnvoyFilter": models.EnvoyFilter,
-    "ProxyConfig": models.ProxyConfig,
-    "PeerAuthentication": models.PeerAuthentication,
-    "AuthorizationPolicy": models.AuthorizationPolicy,
-    "RequestAuthentication": models.RequestAuthentication,
-    "Telemetry": models.Telemetry,
-    "WasmPlugin": models.WasmPlugin,
-    "Service": models.ServiceSpec,
-    "Pod": models.PodSpec,
-    "Namespace": models.NamespaceSpec,
-    "EndpointSlice": models.EndpointSlice,
-    "Endpoints": models.Endpoints,
-}
+if TYPE_CHECKING:
+    from meshplane.shared.config import models
+
+_M = "meshplane.shared.config.models."
+
+#: kind -> its spec model; each model's module is imported when its kind is first looked up
+SPEC_MODELS: LazyTable[type[BaseModel]] = LazyTable(
+    {
+        "VirtualService": _M + "virtual_service:VirtualService",
+        "DestinationRule": _M + "destination_rule:DestinationRule",
+        "Gateway": _M + "gateway:Gateway",
+        "ServiceEntry": _M + "service_entry:ServiceEntry",
+        "WorkloadEntry": _M + "service_entry:WorkloadEntry",
+        "WorkloadGroup": _M + "service_entry:WorkloadGroup",
+        "Sidecar": _M + "sidecar:Sidecar",
+        "EnvoyFilter": _M + "envoy_filter:EnvoyFilter",
+        "ProxyConfig": _M + "extensions:ProxyConfig",
+        "PeerAuthentication": _M + "security:PeerAuthentication",
+        "AuthorizationPolicy": _M + "security:AuthorizationPolicy",
+        "RequestAuthentication": _M + "security:RequestAuthentication",
+        "Telemetry": _M + "telemetry:Telemetry",
+        "WasmPlugin": _M + "extensions:WasmPlugin",
+        "Service": _M + "kube:ServiceSpec",
+        "Pod": _M + "kube:PodSpec",
+        "Namespace": _M + "kube:NamespaceSpec",
+        "EndpointSlice": _M + "kube:EndpointSlice",
+        "Endpoints": _M + "kube:Endpoints",
+    }
+)
 
 
 class SpecError(ValueError):

@@ -18,7 +18,6 @@ No kubelet or scheduler runs: ``meshplane.shared.testing.kubelet`` stands in for
 from __future__ import annotations
 
 import argparse
-import ctypes
 import json
 import os
 import shutil
@@ -34,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from meshplane.shared.natsserver import free_port
-from meshplane.shared.processes import stop_process
+from meshplane.shared.processes import ChildProcess
 from meshplane.shared.testing.kubecerts import ClusterCerts, write_cluster_certs, write_kubeconfig
 
 REPO = Path(__file__).resolve().parents[5]
@@ -85,7 +84,7 @@ def find_binaries() -> Path:
 
 
 def wait_until(
-    check: Callable[[], bool], what: str, timeout: float = 30.0, procs: Sequence[Process] = ()
+    check: Callable[[], bool], what: str, timeout: float = 30.0, procs: Sequence[ChildProcess] = ()
 ) -> None:
     """Poll ``check`` every 100 ms until it is true; an ``OSError`` from it counts as not yet.
 
@@ -95,7 +94,8 @@ def wait_until(
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for proc in procs:
-            proc.raise_if_exited()
+            if proc.poll() is not None:
+                raise proc.exited_error(what)
         try:
             if check():
                 return
@@ -103,39 +103,6 @@ def wait_until(
             pass
         time.sleep(0.1)
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-
-
-def _die_with_parent() -> None:
-    """In the child before exec: ask Linux to SIGKILL it when the parent exits (PR_SET_PDEATHSIG).
-
-    SIGKILL, not SIGTERM: all three would get it at once, and an API server whose etcd is gone
-    waits in its graceful shutdown indefinitely.
-    """
-    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)
-
-
-@dataclass
-class Process:
-    name: str
-    args: list[str]
-    log: Path
-    popen: subprocess.Popen[bytes] | None = None
-
-    def start(self, die_with_parent: bool) -> None:
-        with open(self.log, "ab") as out:
-            self.popen = subprocess.Popen(
-                self.args,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-                preexec_fn=_die_with_parent if die_with_parent else None,
-            )
-
-    def raise_if_exited(self) -> None:
-        if self.popen is not None and self.popen.poll() is not None:
-            tail = self.log.read_text(errors="replace")[-3000:]
-            raise RuntimeError(f"{self.name} exited with {self.popen.returncode}; log {self.log}:\n{tail}")
 
 
 @dataclass
@@ -147,7 +114,7 @@ class KubeCluster:
     etcd_port: int = 0
     api_port: int = 0
     kcm_port: int = 0
-    processes: list[Process] = field(default_factory=list)
+    processes: list[ChildProcess] = field(default_factory=list)
     certs: ClusterCerts | None = None
     #: tests: kill the processes if the test run itself dies (kube-up leaves them running)
     die_with_parent: bool = False
@@ -182,9 +149,13 @@ class KubeCluster:
         self._record()
         return self
 
-    def _spawn(self, name: str, args: list[str]) -> Process:
-        proc = Process(name, [str(self.binaries / name), *args], self.state_dir / "logs" / f"{name}.log")
-        proc.start(self.die_with_parent)
+    def _spawn(self, name: str, args: list[str]) -> ChildProcess:
+        log = self.state_dir / "logs" / f"{name}.log"
+        # The death signal is SIGKILL: all three would get it at once, and an API server whose
+        # etcd is gone waits in its graceful shutdown indefinitely.
+        argv = [str(self.binaries / name), *args]
+        proc = ChildProcess(argv, log, die_with_parent=self.die_with_parent, name=name)
+        proc.start()
         self.processes.append(proc)
         return proc
 
@@ -301,9 +272,9 @@ class KubeCluster:
             "server": self.server,
             "kubeconfig": str(self.kubeconfig),
             "processes": [
-                {"name": p.name, "pid": p.popen.pid, "binary": p.args[0], "log": str(p.log)}
+                {"name": p.name, "pid": p.pid, "binary": p.argv[0], "log": str(p.log_file)}
                 for p in self.processes
-                if p.popen is not None
+                if p.proc is not None
             ],
         }
         (self.state_dir / "cluster.json").write_text(json.dumps(record, indent=2) + "\n")
@@ -323,7 +294,7 @@ class KubeCluster:
     def stop(self) -> None:
         """Stop the controller manager, the API server, then etcd; idempotent."""
         for proc in reversed(self.processes):
-            stop_process(proc.popen, timeout=10)
+            proc.stop(timeout=10)
         self.processes.clear()
         (self.state_dir / "cluster.json").unlink(missing_ok=True)
 
@@ -384,8 +355,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print(f"Kubernetes API at {cluster.server} (up in {time.monotonic() - started:.1f}s)")
     for proc in cluster.processes:
-        assert proc.popen is not None
-        print(f"  {proc.name:<24} pid {proc.popen.pid:<8} log {proc.log}")
+        print(f"  {proc.name:<24} pid {proc.pid:<8} log {proc.log_file}")
     print(f"export KUBECONFIG={cluster.kubeconfig}")
     return 0
 

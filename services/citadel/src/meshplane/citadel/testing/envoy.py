@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from meshplane.citadel.testing.processes import ServiceProcess, http_get
+from meshplane.shared import envoyproc
 from meshplane.shared.envoyproc import find_envoy
 from meshplane.shared.natsserver import free_port
 
@@ -186,29 +186,21 @@ def server_bootstrap(
     return config
 
 
-class EnvoyProcess(ServiceProcess):
+class EnvoyProcess(envoyproc.EnvoyProcess):
+    """The shared Envoy process, its JSON bootstrap and log (``envoy.log``) in ``workdir``."""
+
     def __init__(self, workdir: Path, bootstrap: dict[str, Any], admin_port: int) -> None:
         workdir.mkdir(parents=True, exist_ok=True)
         path = workdir / "bootstrap.json"
         path.write_text(json.dumps(bootstrap, indent=1))
-        self.admin_port = admin_port
-        argv = [str(envoy_binary()), "-c", str(path), "--use-dynamic-base-id", "--concurrency", "1"]
-        argv += ["--log-level", "warn", "--drain-time-s", "1"]
-        super().__init__(argv, workdir / "envoy.log")
+        super().__init__(path, admin_port, log_file=workdir / "envoy.log")
 
     @staticmethod
     def ports(n: int) -> list[int]:
         return [free_port() for _ in range(n)]
 
-    def admin(self, path: str) -> str:
-        return http_get(f"http://127.0.0.1:{self.admin_port}{path}")[1]
-
-    def wait_ready(self, timeout: float = 30.0) -> None:
-        url = f"http://127.0.0.1:{self.admin_port}/ready"
-        self.wait_for(lambda: http_get(url, 1.0)[0] == 200, timeout, "envoy ready")
-
     def _certs(self, kind: str) -> list[dict[str, Any]]:
-        data = json.loads(self.admin("/certs"))
+        data = json.loads(self.get("/certs", timeout=5))
         return [c for entry in data.get("certificates", []) for c in entry.get(kind, [])]
 
     def cert_serials(self) -> set[str]:

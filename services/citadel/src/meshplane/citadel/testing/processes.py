@@ -6,11 +6,8 @@ stopped by PID.
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
@@ -22,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
 from meshplane.shared.natsserver import free_port
+from meshplane.shared.processes import ChildExited, ChildProcess
 
 
 def make_csr(
@@ -57,49 +55,40 @@ def http_get(url: str, timeout: float = 5.0) -> tuple[int, str]:
 
 
 class ServiceProcess:
-    """A subprocess with its log in a file; ``stop()`` sends SIGTERM then SIGKILL by PID."""
+    """A service under test: a :class:`ChildProcess` with its log in a file, stopped by PID."""
 
     def __init__(self, argv: list[str], log_file: Path, env: Mapping[str, str] | None = None) -> None:
-        self.argv = argv
-        self.log_file = log_file
-        self.env = {**os.environ, **(env or {})}
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.child = ChildProcess(argv, log_file, env=env)
+
+    @property
+    def argv(self) -> list[str]:
+        return self.child.argv
+
+    @property
+    def log_file(self) -> Path:
+        assert self.child.log_file is not None
+        return self.child.log_file
+
+    @property
+    def proc(self) -> subprocess.Popen[bytes] | None:
+        return self.child.proc
 
     def start(self) -> None:
-        with open(self.log_file, "ab") as log:
-            self.proc = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT, env=self.env)
+        self.child.start()
 
     def stop(self, timeout: float = 10.0) -> int | None:
-        if self.proc is None:
-            return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        code = self.proc.returncode
-        self.proc = None
-        return code
+        """SIGTERM, then SIGKILL after ``timeout``; the exit code (None: never started)."""
+        return self.child.stop(timeout)
 
     def log(self) -> str:
-        return self.log_file.read_text(errors="replace") if self.log_file.exists() else ""
+        return self.child.log_text()
 
     def wait_for(self, ready: Callable[[], bool], timeout: float, what: str) -> None:
         """Poll ``ready`` until true; fail with the log if the process exits or time runs out."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc is None or self.proc.poll() is not None:
-                code = self.proc.returncode if self.proc else None
-                raise RuntimeError(f"{self.argv[0]} exited ({code}) before {what}:\n{self.log()}")
-            try:
-                if ready():
-                    return
-            except OSError:
-                pass
-            time.sleep(0.05)
-        raise RuntimeError(f"{what}: not within {timeout}s:\n{self.log()}")
+        try:
+            self.child.wait_ready(ready, timeout, what)
+        except (ChildExited, TimeoutError) as exc:
+            raise RuntimeError(f"{exc}:\n{self.log()}") from None
 
 
 class CitadelProcess(ServiceProcess):

@@ -4,94 +4,207 @@ Every class is a pydantic v2 model whose attributes are snake_case and whose ali
 camelCase YAML field names; ``parse_spec(kind, spec)`` builds the right one.
 """
 
-from meshplane.shared.config.models.base import (
-    Duration,
-    IstioModel,
-    KubeModel,
-    NetworkingWorkloadSelector,
-    Percent,
-    PolicyTargetReference,
-    Struct,
-    WorkloadSelector,
-)
-from meshplane.shared.config.models.destination_rule import (
-    ClientTLSMode,
-    ClientTLSSettings,
-    ConnectionPoolSettings,
-    ConsistentHashLB,
-    DestinationRule,
-    LoadBalancerSettings,
-    LocalityLoadBalancerSetting,
-    OutlierDetection,
-    PortTrafficPolicy,
-    SimpleLB,
-    Subset,
-    TrafficPolicy,
-)
-from meshplane.shared.config.models.envoy_filter import (
-    ApplyTo,
-    EnvoyConfigObjectMatch,
-    EnvoyConfigObjectPatch,
-    EnvoyFilter,
-    Patch,
-    PatchContext,
-)
-from meshplane.shared.config.models.extensions import ProxyConfig, WasmPlugin
-from meshplane.shared.config.models.gateway import Gateway, Port, Server, ServerTLSMode, ServerTLSSettings
-from meshplane.shared.config.models.kube import (
-    Endpoints,
-    EndpointSlice,
-    NamespaceSpec,
-    PodSpec,
-    PodStatus,
-    ServiceSpec,
-)
-from meshplane.shared.config.models.security import (
-    Action,
-    AuthorizationPolicy,
-    Condition,
-    JWTRule,
-    MutualTLSMode,
-    PeerAuthentication,
-    RequestAuthentication,
-    Rule,
-    Source,
-)
-from meshplane.shared.config.models.service_entry import (
-    Location,
-    Resolution,
-    ServiceEntry,
-    ServicePort,
-    WorkloadEntry,
-    WorkloadGroup,
-)
-from meshplane.shared.config.models.sidecar import (
-    CaptureMode,
-    IstioEgressListener,
-    IstioIngressListener,
-    OutboundTrafficPolicy,
-    Sidecar,
-    SidecarPort,
-)
-from meshplane.shared.config.models.telemetry import AccessLogging, Metrics, Telemetry, Tracing
-from meshplane.shared.config.models.virtual_service import (
-    CorsPolicy,
-    Destination,
-    HTTPFaultInjection,
-    HTTPMatchRequest,
-    HTTPRedirect,
-    HTTPRetry,
-    HTTPRewrite,
-    HTTPRoute,
-    HTTPRouteDestination,
-    L4MatchAttributes,
-    RouteDestination,
-    StringMatch,
-    TCPRoute,
-    TLSMatchAttributes,
-    TLSRoute,
-    VirtualService,
-)
+from typing import TYPE_CHECKING
+
+from meshplane.shared.config.lazy import package_getattr
+
+if TYPE_CHECKING:
+    from meshplane.shared.config.models.base import (
+        Duration,
+        IstioModel,
+        KubeModel,
+        NetworkingWorkloadSelector,
+        Percent,
+        PolicyTargetReference,
+        Struct,
+        WorkloadSelector,
+    )
+    from meshplane.shared.config.models.destination_rule import (
+        ClientTLSMode,
+        ClientTLSSettings,
+        ConnectionPoolSettings,
+        ConsistentHashLB,
+        DestinationRule,
+        LoadBalancerSettings,
+        LocalityLoadBalancerSetting,
+        OutlierDetection,
+        PortTrafficPolicy,
+        SimpleLB,
+        Subset,
+        TrafficPolicy,
+    )
+    from meshplane.shared.config.models.envoy_filter import (
+        ApplyTo,
+        EnvoyConfigObjectMatch,
+        EnvoyConfigObjectPatch,
+        EnvoyFilter,
+        Patch,
+        PatchContext,
+    )
+    from meshplane.shared.config.models.extensions import ProxyConfig, WasmPlugin
+    from meshplane.shared.config.models.gateway import Gateway, Port, Server, ServerTLSMode, ServerTLSSettings
+    from meshplane.shared.config.models.kube import (
+        Endpoints,
+        EndpointSlice,
+        NamespaceSpec,
+        PodSpec,
+        PodStatus,
+        ServiceSpec,
+    )
+    from meshplane.shared.config.models.security import (
+        Action,
+        AuthorizationPolicy,
+        Condition,
+        JWTRule,
+        MutualTLSMode,
+        PeerAuthentication,
+        RequestAuthentication,
+        Rule,
+        Source,
+    )
+    from meshplane.shared.config.models.service_entry import (
+        Location,
+        Resolution,
+        ServiceEntry,
+        ServicePort,
+        WorkloadEntry,
+        WorkloadGroup,
+    )
+    from meshplane.shared.config.models.sidecar import (
+        CaptureMode,
+        IstioEgressListener,
+        IstioIngressListener,
+        OutboundTrafficPolicy,
+        Sidecar,
+        SidecarPort,
+    )
+    from meshplane.shared.config.models.telemetry import AccessLogging, Metrics, Telemetry, Tracing
+    from meshplane.shared.config.models.virtual_service import (
+        CorsPolicy,
+        Destination,
+        HTTPFaultInjection,
+        HTTPMatchRequest,
+        HTTPRedirect,
+        HTTPRetry,
+        HTTPRewrite,
+        HTTPRoute,
+        HTTPRouteDestination,
+        L4MatchAttributes,
+        RouteDestination,
+        StringMatch,
+        TCPRoute,
+        TLSMatchAttributes,
+        TLSRoute,
+        VirtualService,
+    )
+
+#: submodule -> the names this package re-exports from it, imported on first use
+_EXPORTS: dict[str, tuple[str, ...]] = {
+    "base": (
+        "Duration",
+        "IstioModel",
+        "KubeModel",
+        "NetworkingWorkloadSelector",
+        "Percent",
+        "PolicyTargetReference",
+        "Struct",
+        "WorkloadSelector",
+    ),
+    "destination_rule": (
+        "ClientTLSMode",
+        "ClientTLSSettings",
+        "ConnectionPoolSettings",
+        "ConsistentHashLB",
+        "DestinationRule",
+        "LoadBalancerSettings",
+        "LocalityLoadBalancerSetting",
+        "OutlierDetection",
+        "PortTrafficPolicy",
+        "SimpleLB",
+        "Subset",
+        "TrafficPolicy",
+    ),
+    "envoy_filter": (
+        "ApplyTo",
+        "EnvoyConfigObjectMatch",
+        "EnvoyConfigObjectPatch",
+        "EnvoyFilter",
+        "Patch",
+        "PatchContext",
+    ),
+    "extensions": (
+        "ProxyConfig",
+        "WasmPlugin",
+    ),
+    "gateway": (
+        "Gateway",
+        "Port",
+        "Server",
+        "ServerTLSMode",
+        "ServerTLSSettings",
+    ),
+    "kube": (
+        "Endpoints",
+        "EndpointSlice",
+        "NamespaceSpec",
+        "PodSpec",
+        "PodStatus",
+        "ServiceSpec",
+    ),
+    "security": (
+        "Action",
+        "AuthorizationPolicy",
+        "Condition",
+        "JWTRule",
+        "MutualTLSMode",
+        "PeerAuthentication",
+        "RequestAuthentication",
+        "Rule",
+        "Source",
+    ),
+    "service_entry": (
+        "Location",
+        "Resolution",
+        "ServiceEntry",
+        "ServicePort",
+        "WorkloadEntry",
+        "WorkloadGroup",
+    ),
+    "sidecar": (
+        "CaptureMode",
+        "IstioEgressListener",
+        "IstioIngressListener",
+        "OutboundTrafficPolicy",
+        "Sidecar",
+        "SidecarPort",
+    ),
+    "telemetry": (
+        "AccessLogging",
+        "Metrics",
+        "Telemetry",
+        "Tracing",
+    ),
+    "virtual_service": (
+        "CorsPolicy",
+        "Destination",
+        "HTTPFaultInjection",
+        "HTTPMatchRequest",
+        "HTTPRedirect",
+        "HTTPRetry",
+        "HTTPRewrite",
+        "HTTPRoute",
+        "HTTPRouteDestination",
+        "L4MatchAttributes",
+        "RouteDestination",
+        "StringMatch",
+        "TCPRoute",
+        "TLSMatchAttributes",
+        "TLSRoute",
+        "VirtualService",
+    ),
+}
+
+__getattr__ = package_getattr(__name__, _EXPORTS)
 
 __all__ = [
     "AccessLogging",

@@ -6,36 +6,29 @@ from collections.abc import Callable
 from typing import Any
 
 from meshplane.shared.config.issues import Issues
-from meshplane.shared.config.rules import (
-    authentication,
-    authorization,
-    destination_rule,
-    envoy_filter,
-    extensions,
-    gateway,
-    service_entry,
-    sidecar,
-    telemetry,
-    virtual_service,
-    workload,
-)
+from meshplane.shared.config.lazy import LazyTable
 from meshplane.shared.config.rules.context import ObjectContext
 
 Rule = Callable[[Any, ObjectContext, Issues], None]
 
-RULES: dict[str, Rule] = {
-    "VirtualService": virtual_service.check,
-    "DestinationRule": destination_rule.check,
-    "Gateway": gateway.check,
-    "ServiceEntry": service_entry.check,
-    "WorkloadEntry": workload.check,
-    "WorkloadGroup": workload.check_group,
-    "Sidecar": sidecar.check,
-    "EnvoyFilter": envoy_filter.check,
-    "PeerAuthentication": authentication.check_peer,
-    "AuthorizationPolicy": authorization.check,
-    "RequestAuthentication": authentication.check_request,
-    "Telemetry": telemetry.check,
-    "WasmPlugin": extensions.check_wasm,
-    "ProxyConfig": extensions.check_proxy_config,
-}
+_R = "meshplane.shared.config.rules."
+
+#: kind -> its rule function; each rule module is imported when its kind is first validated
+RULES: LazyTable[Rule] = LazyTable(
+    {
+        "VirtualService": _R + "virtual_service:check",
+        "DestinationRule": _R + "destination_rule:check",
+        "Gateway": _R + "gateway:check",
+        "ServiceEntry": _R + "service_entry:check",
+        "WorkloadEntry": _R + "workload:check",
+        "WorkloadGroup": _R + "workload:check_group",
+        "Sidecar": _R + "sidecar:check",
+        "EnvoyFilter": _R + "envoy_filter:check",
+        "PeerAuthentication": _R + "authentication:check_peer",
+        "AuthorizationPolicy": _R + "authorization:check",
+        "RequestAuthentication": _R + "authentication:check_request",
+        "Telemetry": _R + "telemetry:check",
+        "WasmPlugin": _R + "extensions:check_wasm",
+        "ProxyConfig": _R + "extensions:check_proxy_config",
+    }
+)
