@@ -125,7 +125,7 @@ class Galley:
                 from meshplane.galley.sources.kubernetes import KubernetesSource, api_client
 
                 kube_api = api_client(s.kube_api)
-                kube = KubernetesSource(kube_api, self.apply)
+                kube = KubernetesSource(kube_api, self.apply, tasks=tasks)
                 self.state.sources = kube.status
                 self.state.analysis = self._analysis_view
                 # A run that fails is restarted: it lists every resource again and re-applies.
