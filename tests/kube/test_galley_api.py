@@ -346,3 +346,105 @@ def test_a_real_envoy_routes_real_traffic_by_the_virtual_service_to_the_right_po
 
         wait_until(reached, f"a request routed to {version}'s pod {pod.metadata.name}", timeout=60)
         assert answer(mesh.gateway_url, headers) == {"pod": pod.metadata.name, "ip": pod.status.pod_ip}
+
+
+def routed_to(mesh: Mesh, pod_name: str, headers: dict[str, str] | None = None) -> Callable[[], bool]:
+    def check() -> bool:
+        found = answer(mesh.gateway_url, headers)
+        return found is not None and found["pod"] == pod_name
+
+    return check
+
+
+def test_updates_and_deletes_follow_to_the_bus_and_to_the_traffic(deployed: Mesh) -> None:
+    mesh, ns = deployed, deployed.namespace
+    (v1,) = mesh.pods("v1")
+    (v2,) = mesh.pods("v2")
+    wait_until(routed_to(mesh, v1.metadata.name), "the default route to v1", timeout=60)
+    patch = {"spec": routes(default="v2")}
+    mesh.custom.patch_namespaced_custom_object(NET, "v1", ns, "virtualservices", "web", patch)
+    wait_until(routed_to(mesh, v2.metadata.name), "the updated VirtualService sending all to v2", timeout=60)
+
+    mesh.core.patch_namespace(ns, {"metadata": {"labels": {"team": "b"}}})
+    namespace = config_key("core", "Namespace", "-", ns)
+    mesh.wait_bus(lambda s: dict(s["config"][namespace].labels).get("team") == "b", "the new namespace label")
+
+    alias = service_key(ns, f"web-alias.{ns}.svc.cluster.local")
+    mesh.core.create_namespaced_service(ns, service("web-alias"))
+    mesh.wait_bus(lambda s: alias in s["services"], "a second Service")
+    mesh.core.delete_namespaced_service("web-alias", ns)
+    mesh.wait_bus(lambda s: alias not in s["services"], "the deleted Service gone")
+
+    # Scaled to zero: the controller-manager deletes the pod, the kubelet stops its process and
+    # removes its network namespace, the EndpointSlice drops it, and so does the bus.
+    mesh.apps.patch_namespaced_deployment_scale("web-v1", ns, {"spec": {"replicas": 0}})
+    gone = workload_key(ns, v1.metadata.name)
+    mesh.wait_bus(lambda s: gone not in s["workloads"], f"{v1.metadata.name} gone from the registry")
+    wait_until(lambda: v1.metadata.uid not in mesh.network.sandboxes, "the pod's network namespace removed")
+    assert routed_to(mesh, v2.metadata.name)()
+
+
+def test_an_api_server_restart_and_a_410_relist_lose_nothing_and_duplicate_nothing(
+    deployed: Mesh, kube_cluster: KubeCluster
+) -> None:
+    mesh, ns = deployed, deployed.namespace
+    virtual_services, destination_rules = (
+        f"/apis/{NET}/v1/virtualservices",
+        f"/apis/{NET}/v1/destinationrules",
+    )
+    doomed = {"hosts": ["doomed.example.com"], "gateways": ["web-gw"], "http": [{"route": to("v2")}]}
+    mesh.create_istio("VirtualService", "doomed", doomed)
+    mesh.wait_bus(
+        lambda s: mesh.config_key("VirtualService", "doomed") in s["config"], "VirtualService doomed"
+    )
+    readings = [mesh.sources()]
+
+    def settled() -> bool:  # earlier tests' changes (pods going away) have all been counted
+        readings.append(mesh.sources())
+        return readings[-1] == readings[-2]
+
+    wait_until(settled, "Galley's event counts to settle")
+    before = readings[-1]
+    assert mesh.galley.popen is not None
+    pid = mesh.galley.popen.pid
+    os.kill(pid, signal.SIGSTOP)  # Galley misses everything from here on
+    try:
+        mesh.create_istio("VirtualService", "extra", {**doomed, "hosts": ["extra.example.com"]})
+        mesh.custom.delete_namespaced_custom_object(NET, "v1", ns, "virtualservices", "doomed")
+        label = {"metadata": {"labels": {"changed": "while-galley-was-away"}}}
+        mesh.custom.patch_namespaced_custom_object(NET, "v1", ns, "destinationrules", "web", label)
+        compact_etcd(kube_cluster)  # Galley's resourceVersions are history now
+        kube_cluster.restart_apiserver()
+    finally:
+        os.kill(pid, signal.SIGCONT)
+
+    def resumed() -> bool:  # every reflector watches again (after its relist)
+        now = mesh.sources()
+        return all(now[p]["watches"] > before[p]["watches"] for p in before if before[p]["watches"])
+
+    wait_until(resumed, "Galley's reflectors to watch again after the restart", timeout=90)
+    dr = mesh.config_key("DestinationRule", "web")
+    mesh.wait_bus(
+        lambda s: dict(s["config"][dr].labels).get("changed") == "while-galley-was-away",
+        "the change made while Galley was away",
+    )
+    state, after = mesh.bus(), mesh.sources()
+    # Nothing lost: exactly the objects that exist now.
+    assert {k for k, v in state["config"].items() if v.namespace == ns} == {
+        mesh.config_key("DestinationRule", "web"),
+        mesh.config_key("Gateway", "web-gw"),
+        mesh.config_key("VirtualService", "web"),
+        mesh.config_key("VirtualService", "extra"),
+    }
+    # Nothing duplicated: the relists delivered the three changes and nothing else.
+    assert after[virtual_services]["expired"] > before[virtual_services]["expired"], "no 410 relist happened"
+    delta = {
+        path: {kind: after[path]["events"][kind] - count for kind, count in before[path]["events"].items()}
+        for path in before
+    }
+    expected = {path: {"ADDED": 0, "MODIFIED": 0, "DELETED": 0} for path in before}
+    expected[virtual_services] = {"ADDED": 1, "MODIFIED": 0, "DELETED": 1}
+    expected[destination_rules] = {"ADDED": 0, "MODIFIED": 1, "DELETED": 0}
+    assert delta == expected
+    (v2,) = mesh.pods("v2")
+    assert routed_to(mesh, v2.metadata.name)()
