@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import pytest
@@ -67,9 +67,27 @@ class Seen:
         self.lists += listed
 
 
-def reflector(url: str, sink: Seen, policy: RetryPolicy = FAST) -> Reflector:
+def reflector(url: str, sink: Seen) -> Reflector:
     api = kube_client.ApiClient(kube_client.Configuration(host=url))
-    return Reflector(api, CONFIGMAPS, sink, policy=policy, field_selector="metadata.namespace=ns")
+    return Reflector(api, CONFIGMAPS, sink, policy=FAST, field_selector="metadata.namespace=ns")
+
+
+async def run_until(api: RecordedAPI, seen: Seen, done: Callable[[Reflector], bool], what: str) -> Reflector:
+    """Run a reflector against ``api`` until ``done(reflector)``; its stop must end it within 2 s."""
+    stop = asyncio.Event()
+    with serve(api) as url:
+        r = reflector(url, seen)
+        task = asyncio.create_task(r.run(stop))
+
+        async def check() -> bool:
+            return done(r)
+
+        try:
+            await eventually(check, what)
+        finally:
+            stop.set()
+            await asyncio.wait_for(task, 2)
+    return r
 
 
 async def test_duplicates_are_dropped_and_a_410_relist_delivers_only_the_difference() -> None:
@@ -84,17 +102,8 @@ async def test_duplicates_are_dropped_and_a_410_relist_delivers_only_the_differe
     ])  # fmt: skip
     # Meanwhile: a deleted, b unchanged since the watch, c added.
     api.add_list(PATH, listing("20", cm("b", "11"), cm("c", "15")))
-    seen, stop = Seen(), asyncio.Event()
-    with serve(api) as url:
-        r = reflector(url, seen)
-        task = asyncio.create_task(r.run(stop))
-
-        async def relisted() -> bool:
-            return r.lists == 2
-
-        await eventually(relisted, "the relist after 410 Gone")
-        stop.set()
-        await asyncio.wait_for(task, 5)
+    seen = Seen()
+    r = await run_until(api, seen, lambda r: r.lists == 2, "the relist after 410 Gone")
     assert seen.delivered == [
         ("ADDED", "a", "1"), ("ADDED", "b", "2"),  # the first list
         ("MODIFIED", "b", "11"),  # the watch
@@ -116,18 +125,9 @@ async def test_an_api_error_is_retried_with_backoff_and_kept_as_the_last_error(
     api.add_list(PATH, forbidden, status=403)
     api.add_list(PATH, forbidden, status=403)
     api.add_list(PATH, listing("5", cm("a", "1")))
-    seen, stop = Seen(), asyncio.Event()
+    seen = Seen()
     caplog.set_level(logging.INFO, "meshplane.reflector")
-    with serve(api) as url:
-        r = reflector(url, seen)
-        task = asyncio.create_task(r.run(stop))
-
-        async def listed() -> bool:
-            return seen.lists == 1
-
-        await eventually(listed, "the list once the API allows it")
-        stop.set()
-        await asyncio.wait_for(task, 5)
+    r = await run_until(api, seen, lambda _: seen.lists == 1, "the list once the API allows it")
     assert seen.delivered == [("ADDED", "a", "1")]
     assert "HTTP 403" in r.last_error and "forbidden" in r.last_error
     assert len(api.requested(PATH, watch=False)) == 3
@@ -137,17 +137,8 @@ async def test_an_api_error_is_retried_with_backoff_and_kept_as_the_last_error(
 async def test_stop_ends_a_watch_the_server_holds_open_at_once() -> None:
     api = RecordedAPI()
     api.add_list(PATH, listing("5"))  # and no watch events: the server holds the stream open
-    seen, stop = Seen(), asyncio.Event()
-    with serve(api) as url:
-        r = reflector(url, seen)
-        task = asyncio.create_task(r.run(stop))
-
-        async def watching() -> bool:
-            return r.watches == 1
-
-        await eventually(watching, "the watch to open")
-        stop.set()
-        await asyncio.wait_for(task, 2)
+    r = await run_until(api, Seen(), lambda r: r.watches == 1, "the watch to open")
+    assert r.lists == 1
 
 
 async def test_a_failure_under_the_supervisor_is_counted_and_the_restart_delivers_each_change_once() -> None:
