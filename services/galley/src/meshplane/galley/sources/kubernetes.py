@@ -69,7 +69,7 @@ class KubernetesSource:
         self.resources = (
             list(resources) if resources is not None else istio_resources() + list(CORE_RESOURCES)
         )
-        #: runs one reflector task per resource (``watch-<plural>``): logged, counted, restarted
+        #: runs one reflector task per resource (``watch-<plural>.<group>``): logged, counted, restarted
         self.tasks = tasks or TaskSupervisor("galley")
         self._listed: set[ResourceDef] = set()
         self._synced = asyncio.Event()
