@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 import runpy
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from kubernetes import dynamic
+from kubernetes import client, dynamic
+
+from meshplane.shared.testing.kubeenv import wait_until
 
 K8S = Path(__file__).resolve().parents[2] / "k8s"
 FIELD_MANAGER = "meshplane-rbac-tests"
@@ -47,3 +50,21 @@ def applied_rbac(kube_api: Any, k8s_base: list[dict[str, Any]]) -> Iterator[list
         # The namespace stays: other kube tests of this session install into it too.
         for obj in objects:
             resource(obj).delete(name=obj["metadata"]["name"], namespace=obj["metadata"].get("namespace"))
+
+
+@pytest.fixture(scope="module")
+def crds(kube_api: Any, k8s_base: list[dict[str, Any]]) -> None:
+    """The base's CRDs applied server-side and Established (they stay for the session)."""
+    dyn = dynamic.DynamicClient(kube_api)  # type: ignore[no-untyped-call]
+    definitions = [o for o in k8s_base if o["kind"] == "CustomResourceDefinition"]
+    resource = dyn.resources.get(api_version="apiextensions.k8s.io/v1", kind="CustomResourceDefinition")
+    for crd in definitions:
+        resource.server_side_apply(body=crd, name=crd["metadata"]["name"], field_manager=FIELD_MANAGER)
+    extensions: Any = client.ApiextensionsV1Api(kube_api)
+
+    def established(name: str) -> bool:
+        conditions = extensions.read_custom_resource_definition(name).status.conditions or []
+        return any(c.type == "Established" and c.status == "True" for c in conditions)
+
+    for name in (crd["metadata"]["name"] for crd in definitions):
+        wait_until(functools.partial(established, name), f"CRD {name} Established")

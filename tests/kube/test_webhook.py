@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import copy
-import functools
 import json
 import sys
 import urllib.request
@@ -21,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kubernetes import client, dynamic
+from kubernetes import client
 
 from meshplane.shared.natsserver import NatsServer, free_port
 from meshplane.shared.processes import ChildProcess
@@ -30,7 +29,6 @@ from meshplane.shared.testing.kubeenv import KubeCluster, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.kube, pytest.mark.xdist_group("kube")]
 
-FIELD_MANAGER = "meshplane-webhook-tests"
 GROUP, VERSION, PLURAL = "networking.istio.io", "v1", "virtualservices"
 WEBHOOK_CONFIG = "meshplane-validator-meshplane-system"
 DENIED = 'admission webhook "validation.meshplane.io" denied the request: '
@@ -100,24 +98,6 @@ def galley(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Galley]:
     finally:
         running.stop()
         nats.stop()
-
-
-@pytest.fixture(scope="module")
-def crds(kube_api: Any, k8s_base: list[dict[str, Any]]) -> None:
-    """The base's CRDs applied server-side and Established (they stay for the session)."""
-    dyn = dynamic.DynamicClient(kube_api)  # type: ignore[no-untyped-call]
-    definitions = [o for o in k8s_base if o["kind"] == "CustomResourceDefinition"]
-    resource = dyn.resources.get(api_version="apiextensions.k8s.io/v1", kind="CustomResourceDefinition")
-    for crd in definitions:
-        resource.server_side_apply(body=crd, name=crd["metadata"]["name"], field_manager=FIELD_MANAGER)
-    extensions: Any = client.ApiextensionsV1Api(kube_api)
-
-    def established(name: str) -> bool:
-        conditions = extensions.read_custom_resource_definition(name).status.conditions or []
-        return any(c.type == "Established" and c.status == "True" for c in conditions)
-
-    for name in (crd["metadata"]["name"] for crd in definitions):
-        wait_until(functools.partial(established, name), f"CRD {name} Established")
 
 
 @pytest.fixture(scope="module")

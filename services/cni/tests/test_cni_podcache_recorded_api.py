@@ -4,26 +4,57 @@ shape, no API server here), from a pods file, and served to the plugin over the 
 from __future__ import annotations
 
 import asyncio
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
+from kubernetes import client as kube_client
 
-from meshplane.cni.agent.kubewatch import apply_list, apply_watch_line
-from meshplane.cni.agent.podcache import PodCache, PodsFileError, load_pods_file
+from meshplane.cni.agent.kubewatch import pod_reflector
+from meshplane.cni.agent.podcache import PodCache, PodsFileError, load_pods_file, pod_from_api
 from meshplane.cni.agent.server import AgentServer
 from meshplane.cni.plugin import agentclient
 from meshplane.cni.rules.pods import PodInfo, skip_reason
+from meshplane.shared.reflector import Reflector
+from meshplane.shared.testing.kubeapi import RecordedAPI, serve
 from meshplane.shared.testing.polling import eventually
 
 K8S = Path(__file__).parent / "testdata" / "k8s"
 EXCLUDED = ("istio-system", "kube-system")
+PODS = "/api/v1/pods"
+
+
+def podlist() -> dict[str, Any]:
+    body: dict[str, Any] = json.loads((K8S / "podlist-node-1.json").read_text())
+    return body
+
+
+@asynccontextmanager
+async def reflecting(api: RecordedAPI, cache: PodCache, node: str) -> AsyncIterator[Reflector]:
+    """The agent's pod reflector against the recorded API, running until the block ends."""
+    stop = asyncio.Event()
+    with serve(api) as url:
+        reflector = pod_reflector(kube_client.ApiClient(kube_client.Configuration(host=url)), cache, node)
+        async with asyncio.timeout(30), asyncio.TaskGroup() as group:
+            group.create_task(reflector.run(stop))
+            try:
+                yield reflector
+            finally:
+                stop.set()  # run() returns: the group ends
 
 
 async def test_recorded_api_pod_list_fills_the_cache_with_what_the_plugin_needs() -> None:
+    api = RecordedAPI()
+    api.add_list(PODS, podlist())
     cache = PodCache(node="node-1")
-    version = await apply_list(cache, (K8S / "podlist-node-1.json").read_bytes())
-    assert version == "51234"
-    assert cache.synced.is_set()
+    async with reflecting(api, cache, "node-1") as reflector:
+        await asyncio.wait_for(cache.synced.wait(), 10)
+        assert reflector.resource_version == "51234"
+        (query,) = api.requested(PODS, watch=False)
+        assert query["fieldSelector"] == "spec.nodeName=node-1"
     reviews = cache.get("bookinfo", "reviews-v1-5d9f8b7c6d-x7k2p")
     assert reviews is not None
     assert reviews.containers == ("reviews", "istio-proxy")
@@ -37,20 +68,43 @@ async def test_recorded_api_pod_list_fills_the_cache_with_what_the_plugin_needs(
     assert "excluded" in str(decisions["coredns"])
 
 
-async def test_recorded_api_watch_stream_adds_updates_deletes_and_stops_on_410() -> None:
-    cache = PodCache(node="node-1")
-    await apply_list(cache, (K8S / "podlist-node-1.json").read_bytes())
+async def test_recorded_api_watch_stream_adds_updates_deletes_and_relists_the_difference_on_410() -> None:
+    api = RecordedAPI()
+    api.add_list(PODS, podlist())
     lines = (K8S / "watch-pods-node-1.jsonl").read_bytes().splitlines()
-    versions = [await apply_watch_line(cache, line) for line in lines]
-    assert versions == ["51240", "51245", "51250", "51260", None]
+    api.add_watch(PODS, [json.loads(line) for line in lines])  # ends with 410 Gone
+    # The relist: the watched changes, plus two made while no watch ran (reviews updated, coredns gone).
+    after = podlist()
+    watched = {json.loads(line)["object"]["metadata"].get("name"): json.loads(line) for line in lines}
+    after["metadata"]["resourceVersion"] = "51300"
+    after["items"] = [p for p in after["items"] if p["metadata"]["name"].startswith("reviews")]
+    after["items"][0]["metadata"]["resourceVersion"] = "51290"
+    after["items"].append(watched["productpage-v1-7f9c6b5d4-zz9yy"]["object"])
+    api.add_list(PODS, after)
+    cache = PodCache(node="node-1")
+    async with reflecting(api, cache, "node-1") as reflector:
+
+        async def relisted() -> bool:
+            return reflector.lists == 2 and reflector.resource_version == "51300"
+
+        await eventually(relisted, "the relist after 410 Gone")
+        watches = [q.get("resourceVersion") for q in api.requested(PODS, watch=True)]
+        assert watches == ["51234", "51300"]
+        assert reflector.expired == 1
+        # 3 listed + productpage; its update; ratings deleted; then only the relist's difference:
+        # reviews changed, coredns gone, productpage (already known at that version) not again.
+        assert reflector.events == {"ADDED": 4, "MODIFIED": 2, "DELETED": 2}
     product = cache.get("bookinfo", "productpage-v1-7f9c6b5d4-zz9yy")
     assert product is not None and product.ips == ("10.244.1.14",)
-    assert cache.get("bookinfo", "ratings-v1-6c9b8f7d5-q2w3e") is None
+    assert sorted(p.name.split("-")[0] for p in cache.pods()) == ["productpage", "reviews"]
 
 
 async def test_pods_on_other_nodes_are_not_served() -> None:
+    api = RecordedAPI()
+    api.add_list(PODS, podlist())
     cache = PodCache(node="node-2")
-    await apply_list(cache, (K8S / "podlist-node-1.json").read_bytes())
+    async with reflecting(api, cache, "node-2"):
+        await asyncio.wait_for(cache.synced.wait(), 10)
     assert cache.pods() == []
 
 
@@ -69,7 +123,7 @@ def test_pods_file_accepts_pod_yaml_documents_and_names_a_bad_item(tmp_path: Pat
 
 async def test_agent_socket_serves_pods_and_takes_events(tmp_path: Path) -> None:
     cache = PodCache()
-    await apply_list(cache, (K8S / "podlist-node-1.json").read_bytes())
+    await cache.replace_all(pod_from_api(p) for p in podlist()["items"])
     events: list[dict[str, object]] = []
     handled = asyncio.Event()
 

@@ -59,6 +59,7 @@ async def test_recorded_api_config_and_registry_reach_the_bus(
     }
     api.add_watch(VS, [{"type": "ADDED", "object": added}])
     buckets = Buckets(bus)
+    namespaces = recorded("namespaces")["items"]
     with (
         serve(api) as url,
         run_galley(nats_server.url, None, tmp_path / "galley.log", "--kube-api", url) as galley,
@@ -74,6 +75,7 @@ async def test_recorded_api_config_and_registry_reach_the_bus(
             return set(config) == {
                 config_key("networking.istio.io", "VirtualService", "default", "reviews"),
                 config_key("networking.istio.io", "VirtualService", "default", "ratings"),
+                *(config_key("core", "Namespace", "-", ns["metadata"]["name"]) for ns in namespaces),
             }
 
         await eventually(both_virtual_services, "the watched VirtualService next to the listed one")

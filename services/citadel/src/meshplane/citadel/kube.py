@@ -17,8 +17,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
-import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +35,7 @@ from meshplane.citadel.ca.keycert import (
     write_private,
     write_public,
 )
+from meshplane.shared.reflector import Reflector, ResourceDef, WatchEvent
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +46,7 @@ CA_SECRET_NAME = "istio-ca-secret"
 CA_SECRET_TYPE = "istio.io/ca-root"
 #: the Secret's keys (Istio's); only the first two are filled for a self-signed root
 CA_SECRET_KEYS = (CA_CERT, CA_KEY, CERT_CHAIN, "key.pem", ROOT_CERT)
-#: a namespace watch returns after this and is re-opened (so a stop is seen)
-WATCH_SECONDS = 5
+NAMESPACES = ResourceDef("", "v1", "Namespace", "namespaces")
 
 
 def _load_config() -> Any:
@@ -185,52 +184,15 @@ def sync_root_configmaps(core: Any, roots_pem: str) -> int:
     return written
 
 
-def watch_new_namespaces(core: Any, on_added: Callable[[], None], stop: Callable[[], bool]) -> None:
-    """Call ``on_added`` for every namespace added, until ``stop()`` (blocking; run in a thread)."""
-    from kubernetes import watch
-
-    version = core.list_namespace().metadata.resource_version
-    while not stop():
-        stream = watch.Watch()  # type: ignore[no-untyped-call]
-        for event in stream.stream(  # type: ignore[no-untyped-call]
-            core.list_namespace, resource_version=version, timeout_seconds=WATCH_SECONDS
-        ):
-            version = event["object"].metadata.resource_version
-            if event["type"] == "ADDED":
-                on_added()
-
-
 async def run_namespace_watch(changed: asyncio.Event, stop: asyncio.Event) -> None:
-    """Set ``changed`` at every namespace added. The blocking watch runs in a daemon thread, so
-    a stop does not wait for its long poll; its failure (a 410 Gone, say) fails this task."""
-    core = core_api(await asyncio.to_thread(_load_config))
-    loop = asyncio.get_running_loop()
-    done: asyncio.Future[None] = loop.create_future()
+    """Set ``changed`` at every namespace added (the shared list/watch), until ``stop``."""
+    api = await asyncio.to_thread(_load_config)
 
-    def finish(exc: BaseException | None) -> None:
-        if done.done():  # cancelled meanwhile
-            return
-        if exc is None:
-            done.set_result(None)
-        else:
-            done.set_exception(exc)
+    async def sink(changes: Sequence[WatchEvent], listed: bool) -> None:
+        if any(change.type == "ADDED" for change in changes):
+            changed.set()
 
-    def on_added() -> None:
-        loop.call_soon_threadsafe(changed.set)
-
-    def body() -> None:
-        error: BaseException | None = None
-        try:
-            watch_new_namespaces(core, on_added, lambda: stop.is_set() or done.done())
-        except BaseException as exc:  # handed to the task, which the supervisor logs and restarts
-            error = exc
-        try:
-            loop.call_soon_threadsafe(finish, error)
-        except RuntimeError:
-            pass  # the loop is closed: Citadel is exiting
-
-    threading.Thread(target=body, name="namespace-watch", daemon=True).start()
-    await done
+    await Reflector(api, NAMESPACES, sink).run(stop)
 
 
 async def run_root_configmap_sync(

@@ -51,8 +51,9 @@ class Galley:
         objs = list(objects)
         publisher = self._publisher
         assert publisher is not None
-        istio = {o.key: o for o in objs if o.group in ISTIO_GROUPS}
-        publisher.set_desired(CONFIG, {k: o.to_message() for k, o in istio.items()})
+        # Istio config and the Namespaces (their labels, under kind Namespace, group "core")
+        config = {o.key: o for o in objs if o.group in ISTIO_GROUPS or (o.kind, o.group) == ("Namespace", "")}
+        publisher.set_desired(CONFIG, {k: o.to_message() for k, o in config.items()})
         services, workloads = build_registry(objs)
         publisher.set_desired(SERVICES, services)
         publisher.set_desired(WORKLOADS, workloads)
@@ -125,7 +126,7 @@ class Galley:
                 from meshplane.galley.sources.kubernetes import KubernetesSource, api_client
 
                 kube_api = api_client(s.kube_api)
-                kube = KubernetesSource(kube_api, self.apply)
+                kube = KubernetesSource(kube_api, self.apply, tasks=tasks)
                 self.state.sources = kube.status
                 self.state.analysis = self._analysis_view
                 # A run that fails is restarted: it lists every resource again and re-applies.

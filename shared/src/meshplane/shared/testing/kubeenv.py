@@ -236,6 +236,19 @@ class KubeCluster:
             self.processes,
         )
 
+    def restart_apiserver(self, timeout: float = 120.0) -> None:
+        """Stop kube-apiserver and start it again with the same flags and port (etcd keeps the data)."""
+        (old,) = [p for p in self.processes if p.name == "kube-apiserver"]
+        stop_process(old.popen, timeout=10)
+        old.start(self.die_with_parent)
+        wait_until(
+            lambda: self._get("/readyz") == 200,
+            f"kube-apiserver /readyz on {self.server} after a restart",
+            timeout,
+            self.processes,
+        )
+        self._record()
+
     def _certs(self) -> ClusterCerts:
         if self.certs is None:
             raise RuntimeError("the cluster's certificates are written by start()")

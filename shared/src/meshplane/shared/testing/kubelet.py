@@ -9,6 +9,14 @@ Ready, a running container status per container. A pod being deleted is removed 
 Pod IPs are taken from ``pod_cidr``; by default 198.51.100.0/24 (TEST-NET-2), which is pure data:
 nothing may route traffic to those addresses. Tests that send traffic to pods give the CIDR of
 their own network namespaces instead.
+
+With a ``network`` (:class:`meshplane.shared.testing.podnet.PodNetwork`, root only) pods are real
+enough to take traffic: each gets a network namespace with a veth on the network's bridge, and its
+address becomes ``status.podIP`` (so EndpointSlices hold it). Each container that has a
+``command`` runs it (with its ``args``) as a host process inside that namespace, as a container
+runtime would, with the container's literal ``env`` values plus ``POD_NAME``, ``POD_NAMESPACE``
+and ``POD_IP``; the image is ignored. A deleted pod's processes are stopped and its namespace
+removed. Without a ``network`` nothing runs (the default, and what ``main`` does).
 """
 
 from __future__ import annotations
@@ -26,6 +34,8 @@ from typing import Any
 
 from kubernetes import client, config, watch
 from kubernetes.client.exceptions import ApiException
+
+from meshplane.shared.testing.podnet import PodNetwork
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +59,7 @@ class TestKubelet:
         pod_cidr: str = "198.51.100.0/24",
         node_ip: str = "198.51.100.1",
         address_for: Callable[[Any], str] | None = None,
+        network: PodNetwork | None = None,
     ) -> None:
         self.core: Any = client.CoreV1Api(api_client)
         self.namespaces = namespaces
@@ -60,6 +71,8 @@ class TestKubelet:
         #: a test that runs the pod's process somewhere reachable (a network namespace of its own)
         #: returns that address for the pod; otherwise the next address of ``pod_cidr`` is used
         self.address_for = address_for
+        #: pods get a network namespace on it and run their containers' commands there
+        self.network = network
         self.pod_ips: dict[str, str] = {}  # pod uid -> IP
         self.errors = 0  # failures handled by the watch loop (each logged with its traceback)
         self._stop = threading.Event()
@@ -140,6 +153,8 @@ class TestKubelet:
         ):
             if event["type"] in ("ADDED", "MODIFIED"):
                 self.handle(event["object"])
+            elif event["type"] == "DELETED":
+                self.forget(event["object"])
             if self._stop.is_set():
                 stream.stop()  # type: ignore[no-untyped-call]
 
@@ -153,7 +168,7 @@ class TestKubelet:
                 self._ignore_gone(
                     lambda: self.core.delete_namespaced_pod(meta.name, meta.namespace, grace_period_seconds=0)
                 )
-                self.pod_ips.pop(meta.uid, None)
+                self.forget(pod)
             return
         if not spec.node_name:
             binding = {
@@ -171,9 +186,32 @@ class TestKubelet:
                 lambda: self.core.patch_namespaced_pod_status(meta.name, meta.namespace, self._running(pod))
             )
 
+    def forget(self, pod: Any) -> None:
+        """The pod is gone: stop its processes and remove its network namespace (with a network)."""
+        self.pod_ips.pop(pod.metadata.uid, None)
+        if self.network is not None:
+            self.network.detach(pod.metadata.uid)
+
+    def _start_sandbox(self, pod: Any) -> str:
+        """A network namespace for the pod and its containers' commands running in it; its IP."""
+        assert self.network is not None
+        box = self.network.attach(pod.metadata.uid)
+        base = {"POD_NAME": pod.metadata.name, "POD_NAMESPACE": pod.metadata.namespace, "POD_IP": box.ip}
+        for container in pod.spec.containers:
+            if container.command:
+                env = {e.name: e.value for e in container.env or [] if e.value is not None}
+                argv = [*container.command, *(container.args or [])]
+                self.network.run(box, container.name, argv, {**env, **base})
+        return box.ip
+
     def _running(self, pod: Any) -> dict[str, Any]:
         if pod.metadata.uid not in self.pod_ips:
-            address = self.address_for(pod) if self.address_for else str(next(self._hosts))
+            if self.network is not None:
+                address = self._start_sandbox(pod)
+            elif self.address_for is not None:
+                address = self.address_for(pod)
+            else:
+                address = str(next(self._hosts))
             self.pod_ips[pod.metadata.uid] = address
         ip = self.pod_ips[pod.metadata.uid]
         now = _now()

@@ -162,9 +162,10 @@ def main(argv: list[str] | None = None) -> int:
                     pods_file = args.pods_file
                     tasks.spawn("pods-file", lambda: watch_pods_file(cache, pods_file, stop))
                 else:
-                    from meshplane.cni.agent.kubewatch import run_kube_source
+                    from meshplane.cni.agent.kubewatch import api_client, pod_reflector
 
-                    tasks.spawn("pods", lambda: run_kube_source(cache, args.node_name, args.kubeconfig))
+                    pods = pod_reflector(api_client(args.kubeconfig), cache, args.node_name)
+                    tasks.spawn("pods", lambda: pods.run(stop))
                 if not args.no_install:
                     installer.install()
                     interval = args.cni_check_interval

@@ -1,7 +1,7 @@
 """The Kubernetes source: Istio kinds, Services, EndpointSlices, Pods and Namespaces from the API.
 
-One :class:`~meshplane.galley.sources.reflector.Reflector` thread per resource feeds events into
-the event loop; after a short quiet period (50 ms) the whole state becomes one snapshot for
+One :class:`~meshplane.shared.reflector.Reflector` task per resource (under Galley's task
+supervisor) mirrors it; after a short quiet period (50 ms) the whole state becomes one snapshot for
 ``apply``. Istio objects are validated like the webhook does and only valid ones are passed on;
 invalid ones are reported in ``status()`` (``/debug/sources``).
 """
@@ -9,9 +9,9 @@ invalid ones are reported in ``status()`` (``/debug/sources``).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
-import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from kubernetes import client as kube_client
@@ -19,8 +19,9 @@ from kubernetes import config as kube_config
 from opentelemetry import trace
 
 from meshplane.galley.sources.model import ConfigObject, ObjectRef, identity
-from meshplane.galley.sources.reflector import Reflector, ResourceDef
 from meshplane.shared.config import ALL_KINDS, ISTIO_GROUPS, validate_object
+from meshplane.shared.reflector import Reflector, ResourceDef, Sink, WatchEvent
+from meshplane.shared.tasks import TaskSupervisor
 
 log = logging.getLogger("meshplane.galley.sources.kubernetes")
 _tracer = trace.get_tracer("meshplane.galley")
@@ -53,11 +54,6 @@ def api_client(kube_api: str) -> kube_client.ApiClient:
     return kube_client.ApiClient()
 
 
-def _object_key(obj: dict[str, Any]) -> str:
-    md = obj.get("metadata") or {}
-    return f"{md.get('namespace', '')}/{md.get('name', '')}"
-
-
 class KubernetesSource:
     """Mirrors the API's objects and hands a validated snapshot to ``apply`` on every change."""
 
@@ -66,51 +62,37 @@ class KubernetesSource:
         api: kube_client.ApiClient,
         apply: Callable[[Iterable[ConfigObject]], None],
         resources: Iterable[ResourceDef] | None = None,
+        tasks: TaskSupervisor | None = None,
     ) -> None:
         self.api = api
         self._apply = apply
         self.resources = (
             list(resources) if resources is not None else istio_resources() + list(CORE_RESOURCES)
         )
-        self._store: dict[ResourceDef, dict[str, dict[str, Any]]] = {r: {} for r in self.resources}
+        #: runs one reflector task per resource (``watch-<plural>.<group>``): logged, counted, restarted
+        self.tasks = tasks or TaskSupervisor("galley")
         self._listed: set[ResourceDef] = set()
         self._synced = asyncio.Event()
-        self._stop = threading.Event()
         self._reflectors: list[Reflector] = []
         self._flush_handle: asyncio.TimerHandle | None = None
         self._rejected: dict[str, list[str]] = {}
         self._validated: dict[tuple[str, str], list[str]] = {}
-        self._loop: asyncio.AbstractEventLoop | None = None
-        #: Bumped by every run: events from an earlier run's reflector threads are dropped.
-        self._run = 0
         self._failure: BaseException | None = None
         self._failed = asyncio.Event()
 
-    def _sink_for(self, resource: ResourceDef) -> Callable[[str, dict[str, Any]], None]:
-        run = self._run
-
-        def sink(event: str, obj: dict[str, Any]) -> None:
-            assert self._loop is not None
-            self._loop.call_soon_threadsafe(self._on_event, run, resource, event, obj)
+    def _sink_for(self, resource: ResourceDef) -> Sink:
+        async def sink(changes: Sequence[WatchEvent], listed: bool) -> None:
+            if listed:
+                self._listed.add(resource)
+            if (
+                (changes or listed)
+                and len(self._listed) == len(self.resources)
+                and self._flush_handle is None
+            ):
+                # after the reflector took the changes into its store
+                self._flush_handle = asyncio.get_running_loop().call_later(DEBOUNCE, self._flush)
 
         return sink
-
-    def _on_event(self, run: int, resource: ResourceDef, event: str, obj: dict[str, Any]) -> None:
-        if run != self._run:
-            return  # a reflector of a run that ended
-        store = self._store[resource]
-        if event == "REPLACE":
-            store.clear()
-            for item in obj["items"]:
-                store[_object_key(item)] = item
-            self._listed.add(resource)
-        elif event == "DELETED":
-            store.pop(_object_key(obj), None)
-        else:
-            store[_object_key(obj)] = obj
-        if len(self._listed) == len(self.resources) and self._flush_handle is None:
-            assert self._loop is not None
-            self._flush_handle = self._loop.call_later(DEBOUNCE, self._flush)
 
     def _flush(self) -> None:
         self._flush_handle = None
@@ -128,7 +110,8 @@ class KubernetesSource:
         objects: list[ConfigObject] = []
         rejected: dict[str, list[str]] = {}
         seen: set[tuple[str, str]] = set()
-        for resource, store in self._store.items():
+        for reflector in self._reflectors:
+            resource, store = reflector.resource, reflector.store
             for key in sorted(store):
                 obj = store[key]
                 ident = identity(obj, default_namespace="")
@@ -176,26 +159,20 @@ class KubernetesSource:
         stopped.cancel()
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Start one reflector thread per resource; stop them when ``stop`` is set.
+        """Run one reflector task per resource until ``stop`` is set.
 
         If applying a snapshot raises, the reflectors stop and the error is raised here. Each run
         starts from nothing (lists every resource again), so the caller may simply run it again.
         """
-        self._loop = asyncio.get_running_loop()
-        self._run += 1
-        self._stop = threading.Event()
-        self._reflectors = []
-        self._store = {r: {} for r in self.resources}
+        inner = asyncio.Event()
+        self._reflectors = [Reflector(self.api, r, self._sink_for(r)) for r in self.resources]
         self._listed = set()
         self._failure = None
         self._failed.clear()
-        threads = []
-        for resource in self.resources:
-            reflector = Reflector(self.api, resource, self._sink_for(resource), self._stop)
-            self._reflectors.append(reflector)
-            thread = threading.Thread(target=reflector.run, name=f"watch-{resource.plural}", daemon=True)
-            thread.start()
-            threads.append(thread)
+        names = []
+        for reflector in self._reflectors:
+            names.append(f"watch-{reflector.resource.plural}.{reflector.resource.group or 'core'}")
+            self.tasks.spawn(names[-1], functools.partial(reflector.run, inner))
         try:
             stopped = asyncio.ensure_future(stop.wait())
             failed = asyncio.ensure_future(self._failed.wait())
@@ -207,7 +184,9 @@ class KubernetesSource:
             if self._failure is not None and not stop.is_set():
                 raise RuntimeError("applying the Kubernetes snapshot failed") from self._failure
         finally:
-            self._stop.set()
+            inner.set()
+            for name in names:
+                self.tasks.discard(name)
             if self._flush_handle is not None:
                 self._flush_handle.cancel()
                 self._flush_handle = None
@@ -216,15 +195,6 @@ class KubernetesSource:
         """``/debug/sources``: per resource its list count, version, object count and last error."""
         return {
             "source": "kubernetes",
-            "resources": [
-                {
-                    "path": r.resource.path,
-                    "objects": len(self._store[r.resource]),
-                    "resourceVersion": r.resource_version,
-                    "lists": r.lists,
-                    "lastError": r.last_error,
-                }
-                for r in self._reflectors
-            ],
+            "resources": [r.status() for r in self._reflectors],
             "rejected": self._rejected,
         }
