@@ -41,7 +41,7 @@ class Galley:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.state = GalleyState()
+        self.state = GalleyState(injector=settings.injector)
         self._analysis: Analysis | None = None
         self._last_report: tuple[str, ...] = ()
         self._publisher: Publisher | None = None
