@@ -6,6 +6,7 @@ not an AdmissionReview); a 5xx would mean galley itself failed.
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -48,7 +49,7 @@ async def read_review(request: Request) -> AdmissionReview | Response:
 
 
 def json_response(answer: dict[str, Any]) -> Response:
-    return json_response(answer)
+    return Response(json.dumps(answer, separators=(",", ":")), media_type="application/json")
 
 
 @router.post("/validate")
