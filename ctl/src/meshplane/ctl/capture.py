@@ -116,3 +116,12 @@ def run(args: argparse.Namespace) -> int:
         f"{args.inbound_capture_port}"
     )
     return 0
+
+
+if __name__ == "__main__":  # ``python -m meshplane.ctl.capture ARGS``: the check alone (stdlib only)
+    import sys
+
+    parser = argparse.ArgumentParser(prog="meshctl")
+    add_parser(parser.add_subparsers())
+    parsed = parser.parse_args(["capture-validate", *sys.argv[1:]])
+    sys.exit(parsed.func(parsed))
