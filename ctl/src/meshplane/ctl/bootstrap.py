@@ -50,7 +50,8 @@ class BootstrapOptions:
     #: local mesh (six proxies) uses 1 s so a restarted Pilot serves every proxy within a second.
     xds_retry_max: float = 0.0
     #: Istio's health port (15021): a listener answering ``GET /healthz/ready`` with Envoy's own
-    #: readiness (admin ``/ready``: 200 once the first xDS config is in, 503 before); 0: none
+    #: readiness (admin ``/ready``: 200 once live); the first LDS and CDS fetches then wait for
+    #: Pilot without a timeout, so live means configured by Pilot; 0: none
     health_port: int = 0
 
 
@@ -69,8 +70,9 @@ def default_node_id(opts: BootstrapOptions, name: str) -> str:
     return f"{opts.proxy_type}~{opts.ip}~{name}.{opts.namespace}~{opts.namespace}.{DOMAIN}"
 
 
-def _ads_source() -> dict[str, Any]:
-    return {"ads": {}, "resource_api_version": "V3"}
+def _ads_source(wait: bool = False) -> dict[str, Any]:
+    """``wait``: Istio's ``initial_fetch_timeout: 0s``, Envoy starts serving only with Pilot's config."""
+    return {"ads": {}, "resource_api_version": "V3", **({"initial_fetch_timeout": "0s"} if wait else {})}
 
 
 def render_bootstrap(opts: BootstrapOptions) -> dict[str, Any]:
@@ -162,8 +164,9 @@ def render_bootstrap(opts: BootstrapOptions) -> dict[str, Any]:
                 "grpc_services": [{"envoy_grpc": {"cluster_name": "xds-grpc", **_xds_retry(opts)}}],
             },
             # separate objects: YAML output would otherwise print an anchor and an alias
-            "lds_config": _ads_source(),
-            "cds_config": _ads_source(),
+            # with a health port, readiness means "has Pilot's config" (as Istio's agent checks)
+            "lds_config": _ads_source(wait=bool(opts.health_port)),
+            "cds_config": _ads_source(wait=bool(opts.health_port)),
         },
         "static_resources": {
             "clusters": clusters,
