@@ -232,6 +232,7 @@ def test_istio_annotations_shape_the_proxy(tmp_path: Path, capsys: pytest.Captur
         ("traffic.sidecar.istio.io/excludeInboundPorts", "80,http", "'http' is not a port number 0..65535"),
         ("traffic.sidecar.istio.io/includeOutboundIPRanges", "10.0.0.0/8,nope", "'nope' is not a CIDR"),
         ("sidecar.istio.io/proxyMemory", "lots", "expected a Kubernetes quantity such as 100m or 128Mi"),
+        ("proxy.istio.io/config", "[concurrency]", "expected a ProxyConfig mapping, got list"),
         (
             "inject.istio.io/templates",
             "sidecar,grpc-agent",

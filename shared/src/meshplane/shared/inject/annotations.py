@@ -76,6 +76,17 @@ def _interfaces(value: str) -> None:
             raise ValueError(f"{item!r} is not an interface name")
 
 
+def _proxy_config(value: str) -> None:
+    import yaml
+
+    try:
+        doc = yaml.safe_load(value)
+    except yaml.YAMLError as exc:
+        raise ValueError(f"not valid YAML: {str(exc).splitlines()[0]}") from None
+    if doc is not None and not isinstance(doc, dict):
+        raise ValueError(f"expected a ProxyConfig mapping, got {type(doc).__name__}")
+
+
 def _templates(value: str) -> None:
     for name in (n.strip() for n in value.split(",")):
         if name not in TEMPLATES:
@@ -103,6 +114,7 @@ CHECKS: dict[str, Callable[[str], None]] = {
     "traffic.sidecar.istio.io/excludeOutboundPorts": _ports,
     "traffic.sidecar.istio.io/excludeInterfaces": _interfaces,
     ANN_TEMPLATES: _templates,
+    "proxy.istio.io/config": _proxy_config,
 }
 
 
