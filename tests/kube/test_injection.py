@@ -24,9 +24,9 @@ import yaml
 from kubernetes import client
 
 from meshplane.shared.natsserver import NatsServer
-from meshplane.shared.testing.kubeenv import wait_until
+from meshplane.shared.testing.kubeenv import KubeCluster, wait_until
 
-from .test_webhook import Galley
+from .test_webhook import Galley, crds  # noqa: F401 (crds: a fixture Kubernetes mode needs)
 
 pytestmark = [pytest.mark.integration, pytest.mark.kube, pytest.mark.xdist_group("kube")]
 
@@ -78,6 +78,17 @@ def namespaces(kube_api: Any) -> Iterator[dict[str, str]]:
             core.delete_namespace(name)
 
 
+def url_variant(k8s_base: list[dict[str, Any]], galley: Galley, namespaces: list[str]) -> dict[str, Any]:
+    """k8s/'s injector configuration calling ``galley`` by url, for ``namespaces`` only."""
+    (config,) = copy.deepcopy([o for o in k8s_base if o["kind"] == "MutatingWebhookConfiguration"])
+    mine = {"key": "kubernetes.io/metadata.name", "operator": "In", "values": sorted(namespaces)}
+    for webhook in config["webhooks"]:
+        assert webhook["clientConfig"]["service"]["path"] == "/inject"
+        webhook["clientConfig"] = {"url": galley.url.replace("/validate", "/inject")}
+        webhook["namespaceSelector"]["matchExpressions"].append(mine)
+    return config
+
+
 @pytest.fixture(scope="module")
 def injector(
     kube_api: Any,
@@ -90,16 +101,10 @@ def injector(
     nats = NatsServer(store_dir=directory / "nats", log_file=directory / "nats.log")
     nats.start()
     galley = Galley(nats.url, directory)
-    (config,) = copy.deepcopy([o for o in k8s_base if o["kind"] == "MutatingWebhookConfiguration"])
+    config = url_variant(k8s_base, galley, list(namespaces.values()))
     config["metadata"]["name"] = f"injector-{namespaces['plain']}"
-    mine = {"key": "kubernetes.io/metadata.name", "operator": "In", "values": sorted(namespaces.values())}
     for webhook in config["webhooks"]:
-        assert webhook["clientConfig"]["service"]["path"] == "/inject"
-        webhook["clientConfig"] = {
-            "url": galley.url.replace("/validate", "/inject"),
-            "caBundle": base64.b64encode(galley.cert.read_bytes()).decode(),
-        }
-        webhook["namespaceSelector"]["matchExpressions"].append(mine)
+        webhook["clientConfig"]["caBundle"] = base64.b64encode(galley.cert.read_bytes()).decode()
     admission: Any = client.AdmissionregistrationV1Api(kube_api)
     admission.create_mutating_webhook_configuration(config)
     core: Any = client.CoreV1Api(kube_api)
@@ -232,3 +237,56 @@ def test_an_injection_error_refuses_the_pod_with_galleys_reason(
     )
     # the same pod where no webhook selects it is created as it is
     assert core.create_namespaced_pod(namespaces["plain"], pod).metadata.name == "bad"
+
+
+def test_galley_in_kubernetes_mode_publishes_its_ca_on_the_injector_configuration(
+    kube_api: Any,
+    kube_cluster: KubeCluster,
+    k8s_base: list[dict[str, Any]],
+    applied_rbac: list[dict[str, Any]],
+    crds: None,  # noqa: F811 (the fixture imported above)
+    kube_namespace: str,
+    tmp_path: Path,
+) -> None:
+    """Installed as k8s/ installs it (no caBundle), Galley running as its own ServiceAccount with
+    k8s/'s RBAC fills in caBundle on each of the four webhooks (istiod's cert patcher), after which
+    a pod in an enabled namespace is injected through TLS verified with that CA."""
+    core: Any = client.CoreV1Api(kube_api)
+    token = core.create_namespaced_service_account_token("galley", "meshplane-system", {"spec": {}})
+    kubeconfig = kube_cluster.token_kubeconfig(tmp_path / "galley.kubeconfig", token.status.token)
+    core.patch_namespace(kube_namespace, {"metadata": {"labels": {"istio-injection": "enabled"}}})
+    nats = NatsServer(store_dir=tmp_path / "nats", log_file=tmp_path / "nats.log")
+    nats.start()
+    galley = Galley(nats.url, tmp_path, kubeconfig)
+    config = url_variant(k8s_base, galley, [kube_namespace])
+    name = config["metadata"]["name"]
+    assert name == "meshplane-sidecar-injector"  # the one name galley's RBAC lets it patch
+    assert all("caBundle" not in w["clientConfig"] for w in config["webhooks"])
+    admission: Any = client.AdmissionregistrationV1Api(kube_api)
+    admission.create_mutating_webhook_configuration(config)
+    try:
+        galley.start()
+        ca_bundle = base64.b64encode(galley.cert.read_bytes()).decode()
+
+        def published() -> bool:
+            webhooks = admission.read_mutating_webhook_configuration(name).webhooks
+            return all(w.client_config.ca_bundle == ca_bundle for w in webhooks)
+
+        wait_until(published, "galley to publish its CA on the injector's webhooks", timeout=60)
+        pod = {"metadata": {"name": "p"}, "spec": {"containers": [{"name": "app", "image": "app:1"}]}}
+
+        def injected() -> bool:  # the API server's webhook informer may lag behind the patch
+            try:
+                made = core.create_namespaced_pod(kube_namespace, pod, dry_run="All")
+            except client.exceptions.ApiException as err:
+                assert "failed calling webhook" in str(err.body), err.body
+                return False
+            return [c.name for c in made.spec.containers] == ["app", "istio-proxy"]
+
+        wait_until(injected, "a pod injected through the published CA")
+        webhooks = admission.read_mutating_webhook_configuration(name).webhooks
+        assert {w.failure_policy for w in webhooks} == {"Fail"}  # as installed, untouched
+    finally:
+        admission.delete_mutating_webhook_configuration(name)
+        galley.stop()
+        nats.stop()

@@ -142,6 +142,18 @@ class Galley:
                 tasks.spawn(
                     "webhook-config", lambda: self._reconcile_webhook(ready, webhook_config, inner_stop)
                 )
+                if s.injector_config_name:
+                    injector_config = WebhookConfigController(
+                        kube_api,
+                        s.injector_config_name,
+                        ca_bundle_from(s.tls_cert, s.webhook_ca_file),
+                        resource="mutatingwebhookconfigurations",
+                        fail_closed=False,
+                    )
+                    tasks.spawn(
+                        "injector-config",
+                        lambda: self._reconcile_webhook(ready, injector_config, inner_stop),
+                    )
             await stop.wait()
             log.info("shutting down")
             self.state.ready = False

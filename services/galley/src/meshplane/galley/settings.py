@@ -27,6 +27,9 @@ class Settings:
     webhook_config_name: str = "meshplane-validator-meshplane-system"
     #: CA published as caBundle (default: the --tls-cert chain's issuers, or the cert if alone).
     webhook_ca_file: Path | None = None
+    #: MutatingWebhookConfiguration of the injector whose caBundle galley keeps (Kubernetes mode
+    #: with --tls-cert); empty: none
+    injector_config_name: str = "meshplane-sidecar-injector"
     #: what ``POST /inject`` gives a pod (Pilot and Citadel addresses, image, CNI validation)
     injector: InjectorConfig = InjectorConfig()
 
@@ -58,6 +61,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--webhook-ca-file", type=Path, help="PEM CA published as caBundle (default: from --tls-cert)"
+    )
+    p.add_argument(
+        "--injector-config-name",
+        default="meshplane-sidecar-injector",
+        help="MutatingWebhookConfiguration whose caBundle to keep in Kubernetes mode ('' for none)",
     )
     defaults = InjectorConfig()
     p.add_argument("--inject-pilot", default=defaults.pilot, help="Pilot's xDS address in injected pods")
@@ -95,6 +103,7 @@ def parse_args(argv: list[str] | None = None) -> Settings:
         kube_api=args.kube_api,
         webhook_config_name=args.webhook_config_name,
         webhook_ca_file=args.webhook_ca_file,
+        injector_config_name=args.injector_config_name,
         injector=InjectorConfig(
             pilot=args.inject_pilot, ca=args.inject_ca, image=args.inject_image, cni=args.inject_cni == "true"
         ),
