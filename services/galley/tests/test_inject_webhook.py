@@ -150,3 +150,39 @@ async def test_bad_bodies_are_answered_4xx_like_validate(webhook: httpx.AsyncCli
     assert resp.status_code == 415
     resp = await webhook.post("/inject/", content=b"[1]", headers=JSON)
     assert resp.status_code == 400 and "AdmissionReview" in resp.text
+
+
+async def test_pods_with_fields_of_every_wrong_type_are_answered_never_5xx(
+    webhook: httpx.AsyncClient,
+) -> None:
+    """Each field of a valid pod replaced by values of other JSON types: always an AdmissionReview
+    answer (allowed, or refused with a reason), never a server error."""
+    odd: list[Any] = [None, 0, -1, 1.5, True, "", "x", [], [1], {}, {"a": 1}]
+    fields = [
+        ("metadata",),
+        ("metadata", "labels"),
+        ("metadata", "annotations"),
+        ("metadata", "ownerReferences"),
+        ("metadata", "name"),
+        ("metadata", "generateName"),
+        ("spec",),
+        ("spec", "containers"),
+        ("spec", "initContainers"),
+        ("spec", "volumes"),
+        ("spec", "hostNetwork"),
+    ]
+    for path in fields:
+        for value in odd:
+            body = review(pod())
+            target = body["request"]["object"]
+            for key in path[:-1]:
+                target = target[key]
+            target[path[-1]] = value
+            resp = await webhook.post("/inject", content=encode(body), headers=JSON)
+            assert resp.status_code in (200, 400), (path, value, resp.text)
+            if resp.status_code == 200:
+                response = resp.json()["response"]
+                assert isinstance(response["allowed"], bool)
+                if not response["allowed"]:
+                    assert response["status"]["message"].startswith("injection failed: "), (path, value)
+                    assert "internal error" not in response["status"]["message"], (path, value)

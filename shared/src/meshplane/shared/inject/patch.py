@@ -38,7 +38,8 @@ def workload_name(pod: Obj) -> str:
     """The name Istio gives the pod's workload: a ReplicaSet's Deployment (its name less the
     pod-template hash), another controller's name, else the pod's name or ``generateName``."""
     meta = pod.get("metadata") or {}
-    for owner in meta.get("ownerReferences") or []:
+    owners = meta.get("ownerReferences")
+    for owner in owners if isinstance(owners, list) else []:
         if isinstance(owner, dict) and owner.get("controller") and isinstance(owner.get("name"), str):
             if owner.get("kind") == "ReplicaSet":
                 return _POD_TEMPLATE_HASH.sub("", owner["name"])

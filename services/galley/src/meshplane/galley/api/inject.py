@@ -54,6 +54,11 @@ async def inject(request: Request) -> Response:
         metrics.INJECTION_FAILURE.inc()
         log.info("refused to inject %s/%s: %s", req.namespace, req.name or "(generated name)", exc)
         return json_response(build_response(review, allowed=False, message=f"injection failed: {exc}"))
+    except Exception:  # a bug must not turn a strange pod into a webhook 5xx
+        metrics.INJECTION_FAILURE.inc()
+        log.exception("injecting %s/%s failed unexpectedly", req.namespace, req.name or "(generated name)")
+        message = "injection failed: the pod could not be injected (internal error, logged by galley)"
+        return json_response(build_response(review, allowed=False, message=message))
     metrics.INJECTION_SUCCESS.inc()
     answer = build_response(review, allowed=True)
     patch = json.dumps(json_patch(before, pod), separators=(",", ":")).encode()
