@@ -201,6 +201,11 @@ def test_without_cni_or_capture_no_validation_container(
 
 def test_istio_annotations_shape_the_proxy(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     annotations = {
+        "sidecar.istio.io/logLevel": "debug",
+        "sidecar.istio.io/userVolume": json.dumps({"certs": {"secret": {"secretName": "extra-certs"}}}),
+        "sidecar.istio.io/userVolumeMount": json.dumps(
+            {"certs": {"mountPath": "/etc/extra", "readOnly": True}}
+        ),
         "sidecar.istio.io/proxyCPU": "50m",
         "sidecar.istio.io/proxyMemoryLimit": "256Mi",
         "readiness.status.sidecar.istio.io/periodSeconds": "5",
@@ -217,6 +222,10 @@ def test_istio_annotations_shape_the_proxy(tmp_path: Path, capsys: pytest.Captur
         "limits": {"cpu": "2", "memory": "256Mi"},
     }
     assert (proxy["readinessProbe"]["periodSeconds"], proxy["readinessProbe"]["failureThreshold"]) == (5, 9)
+    assert proxy["command"][2].endswith("--concurrency 2 -l debug")
+    assert proxy["volumeMounts"][-1] == {"name": "certs", "mountPath": "/etc/extra", "readOnly": True}
+    volumes = docs[0]["spec"]["template"]["spec"]["volumes"]
+    assert volumes[-1] == {"secret": {"secretName": "extra-certs"}, "name": "certs"}
     no_status = DEPLOYMENT.replace(
         "labels: {app: reviews, version: v1}", "annotations: {status.sidecar.istio.io/port: '0'}"
     )
@@ -233,6 +242,12 @@ def test_istio_annotations_shape_the_proxy(tmp_path: Path, capsys: pytest.Captur
         ("traffic.sidecar.istio.io/includeOutboundIPRanges", "10.0.0.0/8,nope", "'nope' is not a CIDR"),
         ("sidecar.istio.io/proxyMemory", "lots", "expected a Kubernetes quantity such as 100m or 128Mi"),
         ("proxy.istio.io/config", "[concurrency]", "expected a ProxyConfig mapping, got list"),
+        (
+            "sidecar.istio.io/logLevel",
+            "loud",
+            "expected one of trace, debug, info, warning, error, critical, off",
+        ),
+        ("sidecar.istio.io/userVolume", "[]", "expected a JSON object of name -> object"),
         (
             "inject.istio.io/templates",
             "sidecar,grpc-agent",

@@ -22,6 +22,10 @@ ANN_PROXY_MEMORY = "sidecar.istio.io/proxyMemory"
 ANN_PROXY_CPU_LIMIT = "sidecar.istio.io/proxyCPULimit"
 ANN_PROXY_MEMORY_LIMIT = "sidecar.istio.io/proxyMemoryLimit"
 ANN_PROXY_IMAGE = "sidecar.istio.io/proxyImage"
+ANN_LOG_LEVEL = "sidecar.istio.io/logLevel"
+ANN_USER_VOLUME = "sidecar.istio.io/userVolume"
+ANN_USER_VOLUME_MOUNT = "sidecar.istio.io/userVolumeMount"
+LOG_LEVELS = ("trace", "debug", "info", "warning", "error", "critical", "off")
 MODES = ("REDIRECT", "TPROXY", "NONE")
 _QUANTITY = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([KMGTPE]i|[numkMGTPE]|[eE][+-]?\d+)?")
 _INTERFACE = re.compile(r"[^\s/]{1,15}")
@@ -76,6 +80,24 @@ def _interfaces(value: str) -> None:
             raise ValueError(f"{item!r} is not an interface name")
 
 
+def _log_level(value: str) -> None:
+    if value not in LOG_LEVELS:
+        raise ValueError(f"expected one of {', '.join(LOG_LEVELS)}")
+
+
+def named_objects(value: str) -> dict[str, dict[str, object]]:
+    """``userVolume``/``userVolumeMount``: a JSON object of name -> volume (or mount) objects."""
+    import json
+
+    try:
+        doc = json.loads(value)
+    except ValueError as exc:
+        raise ValueError(f"not valid JSON: {exc}") from None
+    if not isinstance(doc, dict) or not all(isinstance(v, dict) for v in doc.values()):
+        raise ValueError("expected a JSON object of name -> object")
+    return doc
+
+
 def _proxy_config(value: str) -> None:
     import yaml
 
@@ -93,7 +115,7 @@ def _templates(value: str) -> None:
             raise ValueError(f"requested template {name!r} not found; have {', '.join(TEMPLATES)}")
 
 
-CHECKS: dict[str, Callable[[str], None]] = {
+CHECKS: dict[str, Callable[[str], object]] = {
     ANN_MODE: _mode,
     ANN_STATUS_PORT: _port,
     ANN_READY_DELAY: _uint,
@@ -114,6 +136,9 @@ CHECKS: dict[str, Callable[[str], None]] = {
     "traffic.sidecar.istio.io/excludeOutboundPorts": _ports,
     "traffic.sidecar.istio.io/excludeInterfaces": _interfaces,
     ANN_TEMPLATES: _templates,
+    ANN_LOG_LEVEL: _log_level,
+    ANN_USER_VOLUME: named_objects,
+    ANN_USER_VOLUME_MOUNT: named_objects,
     "proxy.istio.io/config": _proxy_config,
 }
 

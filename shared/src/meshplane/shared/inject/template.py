@@ -118,8 +118,10 @@ def proxy_container(workload: str, config: InjectorConfig, annotations: dict[str
         f"--admin 127.0.0.1:{ADMIN_PORT} --health-port {HEALTH_PORT} --interception {mode} "
         '--namespace "${POD_NAMESPACE}" --service-account "${SERVICE_ACCOUNT}" --ip "${INSTANCE_IP}" '
         '--labels "$(cat /etc/istio/pod/labels | tr -d \'"\' | paste -sd, -)" '
-        "-o /etc/istio/proxy/envoy.yaml && exec envoy -c /etc/istio/proxy/envoy.yaml --concurrency 2"
+        "-o /etc/istio/proxy/envoy.yaml && exec envoy -c /etc/istio/proxy/envoy.yaml --concurrency 2 "
+        f"-l {annotations.get(ann.ANN_LOG_LEVEL, 'warning')}"
     )
+    user_mounts = ann.named_objects(annotations.get(ann.ANN_USER_VOLUME_MOUNT, "{}"))
     return {
         "name": PROXY_NAME,
         "image": annotations.get(ann.ANN_PROXY_IMAGE, config.image),
@@ -142,6 +144,7 @@ def proxy_container(workload: str, config: InjectorConfig, annotations: dict[str
             {"name": "istio-token", "mountPath": TOKEN_DIR, "readOnly": True},
             {"name": "istio-envoy", "mountPath": "/etc/istio/proxy"},
             {"name": "istio-podinfo", "mountPath": "/etc/istio/pod"},
+            *({**mount, "name": name} for name, mount in user_mounts.items()),
         ],
     }
 
@@ -207,8 +210,12 @@ def inject_pod(pod: Obj, workload: str, config: InjectorConfig) -> None:
     if config.cni and mode != "NONE":
         spec["initContainers"] = [validation_container(config), *init]
         added_init.append(VALIDATION_NAME)
+    user_volumes = ann.named_objects(annotations.get(ann.ANN_USER_VOLUME, "{}"))
     taken = {v.get("name") for v in volumes}
     spec["volumes"] = volumes + [copy.deepcopy(v) for v in VOLUMES if v["name"] not in taken]
+    spec["volumes"] += [
+        {**volume, "name": name} for name, volume in user_volumes.items() if name not in taken
+    ]
     annotations[ANN_STATUS] = json.dumps(
         {
             "initContainers": added_init or None,
