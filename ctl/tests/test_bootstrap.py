@@ -130,3 +130,26 @@ def test_cli_writes_yaml_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert len(options) == 2 and options[0] == options[1]
     assert main(["bootstrap", "--labels", "novalue"]) == 2
     assert "--labels" in capsys.readouterr().err
+
+
+def test_health_port_serves_only_healthz_ready_from_envoys_own_readiness() -> None:
+    plain = render_bootstrap(BootstrapOptions())
+    assert "listeners" not in plain["static_resources"]
+    assert "initial_fetch_timeout" not in plain["dynamic_resources"]["lds_config"]
+    boot = render_bootstrap(BootstrapOptions(health_port=15021, admin="127.0.0.1:15000"))
+    (listener,) = boot["static_resources"]["listeners"]
+    assert listener["address"] == {"socket_address": {"address": "0.0.0.0", "port_value": 15021}}
+    manager = listener["filter_chains"][0]["filters"][0]["typed_config"]
+    (route,) = manager["route_config"]["virtual_hosts"][0]["routes"]
+    assert route["match"] == {"path": "/healthz/ready"}  # nothing else of the admin is exposed
+    assert route["route"]["cluster"] == "health-admin" and route["route"]["prefix_rewrite"] == "/ready"
+    admin = next(c for c in boot["static_resources"]["clusters"] if c["name"] == "health-admin")
+    (endpoint,) = admin["load_assignment"]["endpoints"][0]["lb_endpoints"]
+    assert endpoint["endpoint"]["address"] == {
+        "socket_address": {"address": "127.0.0.1", "port_value": 15000}
+    }
+    # ready means configured by Pilot: the first LDS/CDS wait for it (Istio's 0s)
+    for source in ("lds_config", "cds_config"):
+        assert boot["dynamic_resources"][source]["initial_fetch_timeout"] == "0s"
+    with pytest.raises(BootstrapError, match="--health-port: expected 1..65535, got 70000"):
+        render_bootstrap(BootstrapOptions(health_port=70000))

@@ -49,7 +49,31 @@ def test_deployment_gets_sidecar_and_annotations(tmp_path: Path, capsys: pytest.
     proxy = pod["spec"]["containers"][1]
     assert proxy["securityContext"]["runAsUser"] == 1337
     status = json.loads(pod["metadata"]["annotations"]["sidecar.istio.io/status"])
-    assert status["containers"] == ["istio-proxy"] and status["initContainers"] is None
+    assert status["containers"] == ["istio-proxy"] and status["initContainers"] == ["istio-validation"]
+    (validation,) = pod["spec"]["initContainers"]
+    assert validation["name"] == "istio-validation" and validation["command"] == [
+        "meshctl",
+        "capture-validate",
+    ]
+    assert validation["securityContext"]["runAsUser"] == 1337
+    assert validation["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    # Istio's probes: the health port's /healthz/ready, served by the bootstrap's health listener
+    ready = {"httpGet": {"path": "/healthz/ready", "port": 15021}}
+    assert proxy["readinessProbe"] == {
+        **ready,
+        "initialDelaySeconds": 0,
+        "periodSeconds": 15,
+        "timeoutSeconds": 3,
+        "failureThreshold": 4,
+    }
+    assert proxy["startupProbe"] == {
+        **ready,
+        "periodSeconds": 1,
+        "timeoutSeconds": 3,
+        "failureThreshold": 600,
+    }
+    assert "--health-port 15021" in proxy["command"][2]
+    assert pod["metadata"]["annotations"]["istio.io/rev"] == "default"
     assert pod["metadata"]["annotations"]["kubectl.kubernetes.io/default-container"] == "reviews"
     labels = pod["metadata"]["labels"]
     assert labels["security.istio.io/tlsMode"] == "istio"
@@ -157,3 +181,89 @@ def test_bad_input_gives_clear_errors(tmp_path: Path, capsys: pytest.CaptureFixt
     assert code == 2 and "no containers" in err and "Pod x" in err
     assert main(["kube-inject", "-f", str(tmp_path / "missing.yaml")]) == 2
     assert "cannot read" in capsys.readouterr().err
+
+
+def test_without_cni_or_capture_no_validation_container(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    src = tmp_path / "in.yaml"
+    src.write_text(DEPLOYMENT)
+    assert main(["kube-inject", "-f", str(src), "--cni", "false"]) == 0
+    pod = next(yaml.safe_load_all(capsys.readouterr().out))["spec"]["template"]
+    assert "initContainers" not in pod["spec"]
+    assert json.loads(pod["metadata"]["annotations"]["sidecar.istio.io/status"])["initContainers"] is None
+    none = DEPLOYMENT.replace(
+        "labels: {app: reviews, version: v1}", "annotations: {sidecar.istio.io/interceptionMode: NONE}"
+    )
+    code, docs, _ = run_inject(tmp_path, none, capsys)
+    assert code == 0 and "initContainers" not in docs[0]["spec"]["template"]["spec"]
+
+
+def test_istio_annotations_shape_the_proxy(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    annotations = {
+        "sidecar.istio.io/logLevel": "debug",
+        "sidecar.istio.io/userVolume": json.dumps({"certs": {"secret": {"secretName": "extra-certs"}}}),
+        "sidecar.istio.io/userVolumeMount": json.dumps(
+            {"certs": {"mountPath": "/etc/extra", "readOnly": True}}
+        ),
+        "sidecar.istio.io/proxyCPU": "50m",
+        "sidecar.istio.io/proxyMemoryLimit": "256Mi",
+        "readiness.status.sidecar.istio.io/periodSeconds": "5",
+        "readiness.status.sidecar.istio.io/failureThreshold": "9",
+    }
+    text = DEPLOYMENT.replace(
+        "labels: {app: reviews, version: v1}", f"annotations: {json.dumps(annotations)}"
+    )
+    code, docs, _ = run_inject(tmp_path, text, capsys)
+    assert code == 0
+    proxy = docs[0]["spec"]["template"]["spec"]["containers"][1]
+    assert proxy["resources"] == {
+        "requests": {"cpu": "50m", "memory": "128Mi"},
+        "limits": {"cpu": "2", "memory": "256Mi"},
+    }
+    assert (proxy["readinessProbe"]["periodSeconds"], proxy["readinessProbe"]["failureThreshold"]) == (5, 9)
+    assert proxy["command"][2].endswith("--concurrency 2 -l debug")
+    assert proxy["volumeMounts"][-1] == {"name": "certs", "mountPath": "/etc/extra", "readOnly": True}
+    volumes = docs[0]["spec"]["template"]["spec"]["volumes"]
+    assert volumes[-1] == {"secret": {"secretName": "extra-certs"}, "name": "certs"}
+    no_status = DEPLOYMENT.replace(
+        "labels: {app: reviews, version: v1}", "annotations: {status.sidecar.istio.io/port: '0'}"
+    )
+    code, docs, _ = run_inject(tmp_path, no_status, capsys)
+    proxy = docs[0]["spec"]["template"]["spec"]["containers"][1]
+    assert "readinessProbe" not in proxy and "startupProbe" not in proxy
+
+
+@pytest.mark.parametrize(
+    ("annotation", "value", "problem"),
+    [
+        ("sidecar.istio.io/interceptionMode", "MAGIC", "expected one of REDIRECT, TPROXY, NONE"),
+        ("traffic.sidecar.istio.io/excludeInboundPorts", "80,http", "'http' is not a port number 0..65535"),
+        ("traffic.sidecar.istio.io/includeOutboundIPRanges", "10.0.0.0/8,nope", "'nope' is not a CIDR"),
+        ("sidecar.istio.io/proxyMemory", "lots", "expected a Kubernetes quantity such as 100m or 128Mi"),
+        ("proxy.istio.io/config", "[concurrency]", "expected a ProxyConfig mapping, got list"),
+        (
+            "sidecar.istio.io/logLevel",
+            "loud",
+            "expected one of trace, debug, info, warning, error, critical, off",
+        ),
+        ("sidecar.istio.io/userVolume", "[]", "expected a JSON object of name -> object"),
+        (
+            "inject.istio.io/templates",
+            "sidecar,grpc-agent",
+            "requested template 'grpc-agent' not found; have sidecar",
+        ),
+    ],
+)
+def test_a_bad_injection_annotation_is_refused_naming_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], annotation: str, value: str, problem: str
+) -> None:
+    text = DEPLOYMENT.replace(
+        "labels: {app: reviews, version: v1}", f"annotations: {{{annotation}: '{value}'}}"
+    )
+    code, _, err = run_inject(tmp_path, text, capsys)
+    assert code == 2
+    assert err == (
+        f"meshctl kube-inject: {tmp_path / 'in.yaml'}: document 0 (Deployment reviews-v1): "
+        f"annotation {annotation}={value!r} is invalid: {problem}\n"
+    )

@@ -308,3 +308,32 @@ def test_renderer_output_equals_kubectl_kustomize(name: str, all_rendered: dict[
     assert set(mine) == set(theirs)
     for key, obj in mine.items():
         assert obj == theirs[key], key
+
+
+def test_sidecar_injector_is_istios_four_webhooks_by_service_reference(base: Manifests) -> None:
+    (config,) = base.of_kind("MutatingWebhookConfiguration")
+    assert config["metadata"]["labels"]["istio.io/rev"] == "default"
+    assert config["metadata"]["annotations"]["cert-manager.io/inject-ca-from"] == "meshplane-system/galley"
+    hooks = {h["name"]: h for h in config["webhooks"]}
+    assert set(hooks) == {
+        f"{p}sidecar-injector.istio.io" for p in ("rev.namespace.", "rev.object.", "namespace.", "object.")
+    }
+    for hook in hooks.values():
+        assert hook["clientConfig"]["service"] == {
+            "name": "galley",
+            "namespace": "meshplane-system",
+            "path": "/inject",
+            "port": 443,
+        }
+        assert (hook["failurePolicy"], hook["sideEffects"], hook["reinvocationPolicy"]) == (
+            "Fail",
+            "None",
+            "Never",
+        )
+        assert hook["rules"] == [
+            {"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["pods"]}
+        ]
+    namespace = hooks["namespace.sidecar-injector.istio.io"]["namespaceSelector"]
+    assert namespace == {
+        "matchExpressions": [{"key": "istio-injection", "operator": "In", "values": ["enabled"]}]
+    }

@@ -55,11 +55,15 @@ def test_galley_only_reads_config_and_may_touch_only_its_own_webhook(rendered: M
     assert ("networking.istio.io", "*", "watch") in grants(rules)
     assert ("discovery.k8s.io", "endpointslices", "list") in grants(rules)
     assert {("", "services", "watch"), ("", "pods", "watch"), ("", "namespaces", "watch")} <= grants(rules)
-    (scoped,) = [r for r in rules if r.get("resourceNames")]
+    validating, mutating = [r for r in rules if r.get("resourceNames")]
     (config,) = rendered.of_kind("ValidatingWebhookConfiguration")
-    assert scoped["resources"] == ["validatingwebhookconfigurations"]
-    assert scoped["resourceNames"] == [config["metadata"]["name"]]
-    assert set(scoped["verbs"]) - READ == {"patch", "update"}
+    assert validating["resources"] == ["validatingwebhookconfigurations"]
+    assert validating["resourceNames"] == [config["metadata"]["name"]]
+    assert set(validating["verbs"]) - READ == {"patch", "update"}
+    (injector,) = rendered.of_kind("MutatingWebhookConfiguration")
+    assert mutating["resources"] == ["mutatingwebhookconfigurations"]
+    assert mutating["resourceNames"] == [injector["metadata"]["name"]]
+    assert set(mutating["verbs"]) - READ == {"patch", "update"}
 
 
 def test_citadel_reviews_tokens_and_publishes_the_root_configmap(rendered: Manifests) -> None:

@@ -23,6 +23,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.kube, pytest.mark.xdist_group
 
 NAMESPACE = "meshplane-system"
 WEBHOOK_CONFIG = "meshplane-validator-meshplane-system"
+INJECTOR_CONFIG = "meshplane-sidecar-injector"
 ROOT_CONFIGMAP = "istio-ca-root-cert"
 
 
@@ -79,6 +80,8 @@ ALLOWED: dict[str, list[Ask]] = {
         Ask("create", "networking.istio.io", "gateways", "default"),
         Ask("get", "admissionregistration.k8s.io", "validatingwebhookconfigurations", "", WEBHOOK_CONFIG),
         Ask("patch", "admissionregistration.k8s.io", "validatingwebhookconfigurations", "", WEBHOOK_CONFIG),
+        # the injector's caBundle (istiod's webhook cert patcher)
+        Ask("patch", "admissionregistration.k8s.io", "mutatingwebhookconfigurations", "", INJECTOR_CONFIG),
     ],
     "pilot": [],
     "citadel": [
@@ -104,6 +107,8 @@ REFUSED: dict[str, list[Ask]] = {
         Ask("update", "networking.istio.io", "gateways", "default", "any"),
         Ask("delete", "networking.istio.io", "gateways", "default", "any"),
         Ask("patch", "admissionregistration.k8s.io", "validatingwebhookconfigurations", "", "someone-else"),
+        Ask("patch", "admissionregistration.k8s.io", "mutatingwebhookconfigurations", "", "someone-else"),
+        Ask("delete", "admissionregistration.k8s.io", "mutatingwebhookconfigurations", "", INJECTOR_CONFIG),
         Ask("delete", "admissionregistration.k8s.io", "validatingwebhookconfigurations", "", WEBHOOK_CONFIG),
         Ask("create", "admissionregistration.k8s.io", "validatingwebhookconfigurations"),
         Ask("list", "", "configmaps"),

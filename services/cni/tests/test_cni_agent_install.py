@@ -1,5 +1,6 @@
 """The agent chains its plugin into a real CNI config directory, puts it back when another plugin
-rewrites the config, and takes it out again on SIGTERM (calico-like conflist, single .conf, none)."""
+rewrites the config, and with ``--remove-on-exit`` takes it out again on SIGTERM (calico-like
+conflist, single .conf, none). Without that flag it stays: ``test_cni_agent_fail_closed.py``."""
 
 from __future__ import annotations
 
@@ -54,7 +55,7 @@ def test_calico_conflist_append_reinsert_and_uninstall(tmp_path: Path) -> None:
     calico = conf_dir / "10-calico.conflist"
     stale = {**CALICO, "plugins": [*CALICO["plugins"], {"type": "meshplane-cni", "name": "old"}]}
     calico.write_text(json.dumps(stale))
-    with agent(tmp_path, []) as a:
+    with agent(tmp_path, [], "--remove-on-exit") as a:
         wait_until(lambda: read(calico)["plugins"][-1].get("cni_agent_run_dir"), 30, "our entry")
         config = read(calico)
         assert config["plugins"][:2] == CALICO["plugins"]
@@ -83,7 +84,7 @@ def test_single_conf_becomes_a_conflist(tmp_path: Path) -> None:
     conf_dir.mkdir()
     (conf_dir / "10-bridge.conf").write_text(json.dumps(BRIDGE))
     wrapped = conf_dir / "10-bridge.conflist"
-    with agent(tmp_path, []) as a:
+    with agent(tmp_path, [], "--remove-on-exit") as a:
         wait_until(wrapped.exists, 30, "wrapped conflist")
         config = read(wrapped)
         assert not (conf_dir / "10-bridge.conf").exists()
@@ -98,7 +99,7 @@ def test_no_config_writes_our_own_then_moves_into_the_real_one(tmp_path: Path) -
     conf_dir = tmp_path / "net.d"
     conf_dir.mkdir()
     own = conf_dir / "YYY-meshplane-cni.conflist"
-    with agent(tmp_path, []) as a:
+    with agent(tmp_path, [], "--remove-on-exit") as a:
         wait_until(own.exists, 30, "own conflist")
         assert [p["type"] for p in read(own)["plugins"]] == ["meshplane-cni"]
         assert stat.S_IMODE(own.stat().st_mode) == 0o600

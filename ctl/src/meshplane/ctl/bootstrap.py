@@ -49,6 +49,10 @@ class BootstrapOptions:
     #: keeps Envoy's default (0.5 s doubling to 30 s), which spreads a fleet's reconnects. The
     #: local mesh (six proxies) uses 1 s so a restarted Pilot serves every proxy within a second.
     xds_retry_max: float = 0.0
+    #: Istio's health port (15021): a listener answering ``GET /healthz/ready`` with Envoy's own
+    #: readiness (admin ``/ready``: 200 once live); the first LDS and CDS fetches then wait for
+    #: Pilot without a timeout, so live means configured by Pilot; 0: none
+    health_port: int = 0
 
 
 def _hostport(option: str, value: str) -> tuple[str, int]:
@@ -66,8 +70,9 @@ def default_node_id(opts: BootstrapOptions, name: str) -> str:
     return f"{opts.proxy_type}~{opts.ip}~{name}.{opts.namespace}~{opts.namespace}.{DOMAIN}"
 
 
-def _ads_source() -> dict[str, Any]:
-    return {"ads": {}, "resource_api_version": "V3"}
+def _ads_source(wait: bool = False) -> dict[str, Any]:
+    """``wait``: Istio's ``initial_fetch_timeout: 0s``, Envoy starts serving only with Pilot's config."""
+    return {"ads": {}, "resource_api_version": "V3", **({"initial_fetch_timeout": "0s"} if wait else {})}
 
 
 def render_bootstrap(opts: BootstrapOptions) -> dict[str, Any]:
@@ -159,10 +164,14 @@ def render_bootstrap(opts: BootstrapOptions) -> dict[str, Any]:
                 "grpc_services": [{"envoy_grpc": {"cluster_name": "xds-grpc", **_xds_retry(opts)}}],
             },
             # separate objects: YAML output would otherwise print an anchor and an alias
-            "lds_config": _ads_source(),
-            "cds_config": _ads_source(),
+            # with a health port, readiness means "has Pilot's config" (as Istio's agent checks)
+            "lds_config": _ads_source(wait=bool(opts.health_port)),
+            "cds_config": _ads_source(wait=bool(opts.health_port)),
         },
-        "static_resources": {"clusters": clusters},
+        "static_resources": {
+            "clusters": clusters,
+            **_health(opts.health_port, admin_host, admin_port, clusters),
+        },
         "layered_runtime": {
             "layers": [{"name": "static", "static_layer": {"re2.max_program_size.error_level": 32768}}]
         },
@@ -174,6 +183,52 @@ class _PlainDumper(yaml.SafeDumper):
 
     def ignore_aliases(self, data: Any) -> bool:
         return True
+
+
+def _health(port: int, admin_host: str, admin_port: int, clusters: list[dict[str, Any]]) -> dict[str, Any]:
+    """Istio's ``0.0.0.0:15021`` listener: ``/healthz/ready`` goes to admin ``/ready``, nothing else
+    (its cluster is appended to ``clusters``)."""
+    if not port:
+        return {}
+    if not 0 < port < 65536:
+        raise BootstrapError(f"--health-port: expected 1..65535, got {port}")
+    route = {
+        "match": {"path": "/healthz/ready"},
+        "route": {"cluster": "health-admin", "prefix_rewrite": "/ready", "timeout": "3s"},
+    }
+    manager = {
+        "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3"
+        ".HttpConnectionManager",
+        "stat_prefix": "health",
+        "route_config": {"virtual_hosts": [{"name": "health", "domains": ["*"], "routes": [route]}]},
+        "http_filters": [
+            {
+                "name": "envoy.filters.http.router",
+                "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
+                },
+            }
+        ],
+    }
+    listener = {
+        "name": f"health-{port}",
+        "address": _socket("0.0.0.0", port),
+        "filter_chains": [
+            {"filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": manager}]}
+        ],
+    }
+    clusters.append(
+        {
+            "name": "health-admin",
+            "type": "STATIC",
+            "connect_timeout": "1s",
+            "load_assignment": {
+                "cluster_name": "health-admin",
+                "endpoints": [{"lb_endpoints": [{"endpoint": {"address": _socket(admin_host, admin_port)}}]}],
+            },
+        }
+    )
+    return {"listeners": [listener]}
 
 
 def _xds_retry(opts: BootstrapOptions) -> dict[str, Any]:
@@ -214,6 +269,12 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help="service-account token file Envoy sends on SDS streams (per-node agent, e.g. in Kubernetes)",
     )
     p.add_argument("--admin", default="127.0.0.1:15000", help="Envoy admin HOST:PORT")
+    p.add_argument(
+        "--health-port",
+        type=int,
+        default=0,
+        help="serve GET /healthz/ready here (Istio's 15021; default none)",
+    )
     p.add_argument("--namespace", default="default")
     p.add_argument("--service-account", default="default")
     p.add_argument("--labels", default="", help="k=v,k=v")
@@ -239,6 +300,7 @@ def run(args: argparse.Namespace) -> int:
             sds_socket=args.sds_socket,
             sds_token_path=args.sds_token_path,
             admin=args.admin,
+            health_port=args.health_port,
             namespace=args.namespace,
             service_account=args.service_account,
             labels=_labels(args.labels),

@@ -43,6 +43,11 @@ VERBS = [
         ("pc",),
     ),
     Verb("bootstrap", "meshplane.ctl.bootstrap", "write an Envoy bootstrap for a sidecar or gateway"),
+    Verb(
+        "capture-validate",
+        "meshplane.ctl.capture",
+        "check that the pod's traffic is redirected to the proxy",
+    ),
     Verb("token", "meshplane.ctl.token", "print a workload token signed by a local Citadel's issuer"),
 ]
 

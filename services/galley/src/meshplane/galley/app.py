@@ -41,7 +41,7 @@ class Galley:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.state = GalleyState()
+        self.state = GalleyState(injector=settings.injector)
         self._analysis: Analysis | None = None
         self._last_report: tuple[str, ...] = ()
         self._publisher: Publisher | None = None
@@ -143,6 +143,18 @@ class Galley:
                 tasks.spawn(
                     "webhook-config", lambda: self._reconcile_webhook(ready, webhook_config, inner_stop)
                 )
+                if s.injector_config_name:
+                    injector_config = WebhookConfigController(
+                        kube_api,
+                        s.injector_config_name,
+                        ca_bundle_from(s.tls_cert, s.webhook_ca_file),
+                        resource="mutatingwebhookconfigurations",
+                        fail_closed=False,
+                    )
+                    tasks.spawn(
+                        "injector-config",
+                        lambda: self._reconcile_webhook(ready, injector_config, inner_stop),
+                    )
             await stop.wait()
             log.info("shutting down")
             self.state.ready = False

@@ -56,3 +56,13 @@ TASK_FAILURES = TaskSupervisor.metric("galley", REGISTRY)
 REASON_UNKNOWN_TYPE = "unknown_type"
 REASON_INVALID_RESOURCE = "invalid_resource"
 REASON_DECODE_ERROR = "yaml_decode_error"
+
+#: Istio's sidecar injector metrics (``pkg/kube/inject/monitoring.go``).
+INJECTION_REQUESTS = Counter(
+    "sidecar_injection_requests", "POST /inject requests with an AdmissionReview.", registry=REGISTRY
+)
+INJECTION_SUCCESS = Counter("sidecar_injection_success", "Pods injected.", registry=REGISTRY)
+INJECTION_SKIP = Counter("sidecar_injection_skip", "Pods not selected.", registry=REGISTRY)
+INJECTION_FAILURE = Counter(
+    "sidecar_injection_failure", "Pods refused because they could not be injected.", registry=REGISTRY
+)

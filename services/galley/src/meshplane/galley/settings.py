@@ -7,6 +7,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from meshplane.shared.inject import InjectorConfig
 from meshplane.shared.lifecycle import parse_hostport
 
 
@@ -26,6 +27,11 @@ class Settings:
     webhook_config_name: str = "meshplane-validator-meshplane-system"
     #: CA published as caBundle (default: the --tls-cert chain's issuers, or the cert if alone).
     webhook_ca_file: Path | None = None
+    #: MutatingWebhookConfiguration of the injector whose caBundle galley keeps (Kubernetes mode
+    #: with --tls-cert); empty: none
+    injector_config_name: str = "meshplane-sidecar-injector"
+    #: what ``POST /inject`` gives a pod (Pilot and Citadel addresses, image, CNI validation)
+    injector: InjectorConfig = InjectorConfig()
 
     @property
     def tls(self) -> bool:
@@ -56,6 +62,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--webhook-ca-file", type=Path, help="PEM CA published as caBundle (default: from --tls-cert)"
     )
+    p.add_argument(
+        "--injector-config-name",
+        default="meshplane-sidecar-injector",
+        help="MutatingWebhookConfiguration whose caBundle to keep in Kubernetes mode ('' for none)",
+    )
+    defaults = InjectorConfig()
+    p.add_argument("--inject-pilot", default=defaults.pilot, help="Pilot's xDS address in injected pods")
+    p.add_argument("--inject-ca", default=defaults.ca, help="Citadel's address in injected pods")
+    p.add_argument("--inject-image", default=defaults.image, help="the proxy image injected pods run")
+    p.add_argument(
+        "--inject-cni",
+        choices=("true", "false"),
+        default="true",
+        help="capture by the CNI plugin: add the istio-validation init container (default true)",
+    )
     return p
 
 
@@ -82,4 +103,8 @@ def parse_args(argv: list[str] | None = None) -> Settings:
         kube_api=args.kube_api,
         webhook_config_name=args.webhook_config_name,
         webhook_ca_file=args.webhook_ca_file,
+        injector_config_name=args.injector_config_name,
+        injector=InjectorConfig(
+            pilot=args.inject_pilot, ca=args.inject_ca, image=args.inject_image, cni=args.inject_cni == "true"
+        ),
     )

@@ -1,4 +1,8 @@
-"""Reconciles galley's ValidatingWebhookConfiguration in Kubernetes mode, as istiod does.
+"""Reconciles galley's webhook configurations in Kubernetes mode, as istiod does.
+
+The sidecar injector's MutatingWebhookConfiguration only gets the CA (``caBundle``) on every
+webhook, as istiod's webhook cert patcher does; it is installed with ``failurePolicy: Fail``.
+The ValidatingWebhookConfiguration gets more:
 
 The object is installed with ``failurePolicy: Ignore``. Once galley is ready this controller
 publishes the CA (``caBundle``) on every webhook, proves the webhook works by a dry-run create
@@ -42,7 +46,8 @@ def ca_bundle_from(cert_file: Path, ca_file: Path | None = None) -> bytes:
 
 
 class WebhookConfigController:
-    """Keeps ``caBundle`` and ``failurePolicy: Fail`` on one ValidatingWebhookConfiguration."""
+    """Keeps ``caBundle`` and ``failurePolicy: Fail`` on one ValidatingWebhookConfiguration (or
+    with ``fail_closed=False`` only ``caBundle``, on a configuration of ``resource``)."""
 
     def __init__(
         self,
@@ -52,16 +57,19 @@ class WebhookConfigController:
         *,
         interval: float = 30.0,
         first_retry: float = 1.0,
+        resource: str = "validatingwebhookconfigurations",
+        fail_closed: bool = True,
     ) -> None:
         self.name = name
         self.ca_bundle = base64.b64encode(ca_pem).decode()
         self.interval = interval
         self.first_retry = first_retry
         self.api = api
-        self.path = f"/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations/{name}"
+        self.fail_closed = fail_closed
+        self.path = f"/apis/admissionregistration.k8s.io/v1/{resource}/{name}"
 
     def reconcile(self) -> bool:
-        """One pass (blocking I/O): True when caBundle is set and the policy is Fail."""
+        """One pass (blocking I/O): True when caBundle is set and (``fail_closed``) the policy is Fail."""
         config = self._read()
         webhooks: list[dict[str, Any]] = config.get("webhooks") or []
         stale_ca = [
@@ -78,7 +86,7 @@ class WebhookConfigController:
             )
             log.info("webhook configuration %s: caBundle set on %d webhook(s)", self.name, len(stale_ca))
         ignoring = [i for i, w in enumerate(webhooks) if w.get("failurePolicy") != "Fail"]
-        if not ignoring:
+        if not ignoring or not self.fail_closed:
             return True
         namespace = ((webhooks[0].get("clientConfig") or {}).get("service") or {}).get("namespace", "default")
         if not self._webhook_denies(namespace):

@@ -1,9 +1,14 @@
 """meshplane-cni-agent: the per-node DaemonSet process (composition root).
 
-Installs the plugin and chains it into the node's CNI config (re-inserting it when another
-plugin rewrites the config), serves pod metadata to the plugin on a Unix socket, repairs pods
-that came up without capture, publishes capture events to the bus, and on SIGTERM takes its
-plugin back out of the node's config.
+Installs the plugin and chains it into the node's CNI config first of all (re-inserting it when
+another plugin rewrites the config), serves pod metadata to the plugin on a Unix socket, repairs
+pods that came up without capture, and publishes capture events to the bus.
+
+Capture fails closed: the plugin is installed before anything else and without waiting for the
+bus (which is connected in the background, retried with backoff, and only carries events), and it
+stays installed when the agent stops, so pods created while the agent restarts are refused by
+the plugin (it cannot reach the agent) instead of starting uncaptured. ``--remove-on-exit`` takes
+the plugin out on SIGTERM, for removing meshplane from a node.
 """
 
 from __future__ import annotations
@@ -65,6 +70,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--monitoring-addr", default=None, help="HOST:PORT serving /ready and /metrics (default: off)"
     )
     p.add_argument("--no-install", action="store_true", help="serve only; do not touch the CNI dirs")
+    p.add_argument(
+        "--remove-on-exit",
+        action="store_true",
+        help="take the plugin out of the node's CNI config on SIGTERM (default: it stays, failing closed)",
+    )
     return p.parse_args(argv)
 
 
@@ -113,6 +123,23 @@ async def watch_conf_dir(installer: Installer, stop: asyncio.Event, interval: fl
             log.info("re-inserted %s into %s", "meshplane-cni", installer.config_path)
 
 
+async def publish_on_bus(
+    url: str, events: EventLog, endpoints: dict[str, str], tasks: TaskSupervisor, stop: asyncio.Event
+) -> None:
+    """Connect to the bus (a failure is raised, so the supervisor logs, counts and retries it with
+    backoff), then publish capture events and the component record until the agent stops."""
+    bus = await Bus.connect(BusOptions(url=url))
+    announcer = ComponentAnnouncer(bus, "cni-agent", endpoints, supervisor=tasks)
+    try:
+        await events.attach(bus)
+        await announcer.announce()  # for `meshctl version`
+        await stop.wait()
+    finally:
+        events.detach()
+        await announcer.withdraw()
+        await bus.close()
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console-script entry point."""
     args = parse_args(argv)
@@ -131,18 +158,18 @@ def main(argv: list[str] | None = None) -> int:
         # Every loop is supervised: a failure is logged, counted in meshplane_cni_task_failures and
         # the loop restarted with backoff; /healthz lists the tasks that are down.
         tasks = TaskSupervisor("cni-agent", metrics.TASK_FAILURES, on_fatal=stop.set, stop=stop)
-        bus = await Bus.connect(BusOptions(url=args.bus_url)) if args.bus_url else None
-        announcer: ComponentAnnouncer | None = None
-        events = EventLog(bus)
+        installer = Installer(args.cni_bin_dir, args.cni_conf_dir, args.run_dir, args.cni_conf_name, excluded)
+        if args.host_cni_conf_dir:
+            installer.host_conf_dir = Path(args.host_cni_conf_dir)
+        if not args.no_install:
+            installer.install()  # first: nothing else (the bus, the API) may delay capture
+        events = EventLog(None)
         cache = PodCache(node=args.node_name)
 
         async def on_event(report: dict[str, object]) -> None:
             metrics.plugin_event(report)
             await events.record(event_from_plugin(args.node_name, report))
 
-        installer = Installer(args.cni_bin_dir, args.cni_conf_dir, args.run_dir, args.cni_conf_name, excluded)
-        if args.host_cni_conf_dir:
-            installer.host_conf_dir = Path(args.host_cni_conf_dir)
         repairer = Repairer(cache, events, args.node_name, excluded, repair=args.repair == "true")
         server = AgentServer(
             args.run_dir / AGENT_SOCKET_NAME,
@@ -152,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
         )
 
         def not_ready() -> str | None:
-            down = tasks.down()
+            down = [name for name in tasks.down() if name != "bus"]  # events only: not needed to capture
             return f"tasks down: {', '.join(down)}" if down else None
 
         monitoring = MonitoringServer(REGISTRY, not_ready)
@@ -167,32 +194,25 @@ def main(argv: list[str] | None = None) -> int:
                     pods = pod_reflector(api_client(args.kubeconfig), cache, args.node_name)
                     tasks.spawn("pods", lambda: pods.run(stop))
                 if not args.no_install:
-                    installer.install()
                     interval = args.cni_check_interval
                     tasks.spawn("cni-conf", lambda: watch_conf_dir(installer, stop, interval))
                 tasks.spawn("repair", lambda: repairer.run(args.repair_interval))
                 tasks.spawn("plugin-events", server.dispatch_events)
+                endpoints = {"node": args.node_name, "socket": str(server.socket_path)}
                 if monitoring_addr is not None:
                     port = await monitoring.start(*monitoring_addr)
                     log.info("serving /ready and /metrics", extra={"port": port})
+                    endpoints["monitoring"] = f"{monitoring_addr[0]}:{monitoring_addr[1]}"
+                if args.bus_url:
+                    tasks.spawn("bus", lambda: publish_on_bus(args.bus_url, events, endpoints, tasks, stop))
                 log.info("ready", extra={"socket": str(server.socket_path)})
-                if bus is not None:  # for `meshctl version`
-                    endpoints = {"node": args.node_name, "socket": str(server.socket_path)}
-                    if monitoring_addr is not None:
-                        endpoints["monitoring"] = f"{monitoring_addr[0]}:{monitoring_addr[1]}"
-                    announcer = ComponentAnnouncer(bus, "cni-agent", endpoints, supervisor=tasks)
-                    await announcer.announce()
                 await stop.wait()
                 await tasks.aclose()
         finally:
             await tasks.aclose()
             await monitoring.stop()
-            if not args.no_install:
+            if args.remove_on_exit and not args.no_install:
                 installer.uninstall()
-            if announcer is not None:
-                await announcer.withdraw()
-            if bus is not None:
-                await bus.close()
         tasks.raise_if_failed()
 
     return run_service("meshplane-cni-agent", run)

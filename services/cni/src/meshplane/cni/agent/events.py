@@ -1,8 +1,9 @@
 """What happened to each pod's capture on this node: kept in memory, published to the bus.
 
 Bucket ``mesh-cni``, key ``<node>.<namespace>.<pod>``, value :class:`CNIEvent` (the latest
-event for that pod).  The bus is optional (local runs without one); when it is down the event is
-logged and kept locally, never lost silently and never fatal to the agent.
+event for that pod).  The bus is optional (local runs without one) and attached once connected
+(:meth:`EventLog.attach` publishes what was kept meanwhile); when it is down the event is logged
+and kept locally, never lost silently and never fatal to the agent.
 """
 
 from __future__ import annotations
@@ -72,6 +73,15 @@ class EventLog:
         self.latest: dict[tuple[str, str], cni_pb2.CNIEvent] = {}
         self._kv = TypedKV(bus, CNI_BUCKET, cni_pb2.CNIEvent) if bus is not None else None
 
+    async def attach(self, bus: Bus) -> None:
+        """Publish from now on to ``bus``, starting with the events kept so far."""
+        self._kv = TypedKV(bus, CNI_BUCKET, cni_pb2.CNIEvent)
+        for event in list(self.latest.values()):
+            await self._publish(event)
+
+    def detach(self) -> None:
+        self._kv = None
+
     async def record(self, event: cni_pb2.CNIEvent) -> None:
         """Remember the event and publish it."""
         self.latest[(event.namespace, event.pod)] = event
@@ -82,6 +92,9 @@ class EventLog:
             cni_pb2.CNIEvent.Kind.Name(event.kind),
             event.reason,
         )
+        await self._publish(event)
+
+    async def _publish(self, event: cni_pb2.CNIEvent) -> None:
         if self._kv is None or not event.namespace or not event.pod:
             return
         try:

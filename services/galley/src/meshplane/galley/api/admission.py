@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import json
 import logging
+from typing import Any
 
 from fastapi import APIRouter, Request, Response
 
 from meshplane.galley import metrics
-from meshplane.galley.admission.review import ReviewError, build_response, parse_review
+from meshplane.galley.admission.review import AdmissionReview, ReviewError, build_response, parse_review
 from meshplane.galley.admission.validate import Verdict, review_object
 
 log = logging.getLogger("meshplane.galley.webhook")
@@ -35,17 +36,28 @@ def _decide(operation: str, obj: object) -> Verdict:
         return Verdict(False, "configuration is invalid: the object could not be validated", "internal")
 
 
-@router.post("/validate")
-@router.post("/validate/")
-async def validate(request: Request) -> Response:
+async def read_review(request: Request) -> AdmissionReview | Response:
+    """The request's AdmissionReview, or the 4xx answer naming what is wrong with it."""
     content_type = request.headers.get("content-type", "")
     if content_type.split(";", 1)[0].strip().lower() != "application/json":
         return _error(415, f"expected Content-Type application/json, got {content_type or 'none'!r}")
     body = await request.body()
     try:
-        review = parse_review(body)
+        return parse_review(body)
     except ReviewError as exc:
         return _error(400, f"invalid AdmissionReview: {exc}")
+
+
+def json_response(answer: dict[str, Any]) -> Response:
+    return Response(json.dumps(answer, separators=(",", ":")), media_type="application/json")
+
+
+@router.post("/validate")
+@router.post("/validate/")
+async def validate(request: Request) -> Response:
+    review = await read_review(request)
+    if isinstance(review, Response):
+        return review
     req = review.request
     verdict = _decide(req.operation, req.object)
     if verdict.allowed:
@@ -56,4 +68,4 @@ async def validate(request: Request) -> Response:
     answer = build_response(
         review, allowed=verdict.allowed, message=verdict.message, warnings=verdict.warnings
     )
-    return Response(json.dumps(answer, separators=(",", ":")), media_type="application/json")
+    return json_response(answer)

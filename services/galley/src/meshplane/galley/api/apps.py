@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, FastAPI
 
-from meshplane.galley.api import admission, debug, health
+from meshplane.galley.api import admission, debug, health, inject
 from meshplane.galley.api.state import GalleyState
 
 
@@ -18,8 +18,9 @@ def _app(title: str, state: GalleyState, *routers: APIRouter) -> FastAPI:
 
 
 def create_webhook_app(state: GalleyState) -> FastAPI:
-    """The app on ``--webhook-addr``: ``POST /validate``, ``/healthz``, ``/readyz``, ``/metrics``."""
-    return _app("meshplane-galley webhook", state, admission.router, health.router)
+    """The app on ``--webhook-addr``: ``POST /validate``, ``POST /inject``, ``/healthz``, ``/readyz``,
+    ``/metrics``."""
+    return _app("meshplane-galley webhook", state, admission.router, inject.router, health.router)
 
 
 def create_monitoring_app(state: GalleyState) -> FastAPI:

@@ -6,6 +6,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from meshplane.shared.inject import InjectorConfig
+
 
 def _empty() -> dict[str, Any]:
     return {}
@@ -27,3 +29,5 @@ class GalleyState:
     sources: Callable[[], dict[str, Any]] = field(default=_empty)
     #: ``GET /debug/analyze``: the latest analyzer messages.
     analysis: Callable[[], dict[str, Any]] = field(default=_empty)
+    #: ``POST /inject``: the injector's settings (from galley's ``--inject-*`` flags).
+    injector: InjectorConfig = field(default_factory=InjectorConfig)

@@ -1,0 +1,66 @@
+"""``POST /inject``: Istio's sidecar-injector webhook (AdmissionReview v1 and v1beta1) on the
+webhook port, from the same implementation as ``meshctl kube-inject`` (``meshplane.shared.inject``).
+
+A pod that is not selected is allowed unchanged; an injected one is allowed with a JSON Patch. A
+pod that cannot be injected (a bad annotation value, an unknown template, a spec Galley cannot
+parse) is refused, ``allowed: false`` with the reason, as Istio refuses it: ``failurePolicy``
+only matters when the webhook cannot be reached.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import json
+import logging
+
+from fastapi import APIRouter, Request, Response
+
+from meshplane.galley import metrics
+from meshplane.galley.admission.review import build_response
+from meshplane.galley.api.admission import json_response, read_review
+from meshplane.shared.inject import InjectError, inject_pod, injection_required, json_patch
+from meshplane.shared.inject.patch import workload_name
+
+log = logging.getLogger("meshplane.galley.inject")
+
+router = APIRouter()
+
+
+@router.post("/inject")
+@router.post("/inject/")
+async def inject(request: Request) -> Response:
+    review = await read_review(request)
+    if isinstance(review, Response):
+        return review
+    metrics.INJECTION_REQUESTS.inc()
+    req = review.request
+    original = req.object
+    pod = copy.deepcopy(original)
+    try:
+        if req.kind.kind not in ("", "Pod") or not isinstance(pod, dict):
+            raise InjectError(f"request.object: expected a Pod, got {req.kind.kind or 'nothing'}")
+        meta = pod.setdefault("metadata", {})
+        if not isinstance(meta, dict):
+            raise InjectError("metadata: expected an object")
+        meta.pop("managedFields", None)
+        namespace = str(meta.get("namespace") or req.namespace)
+        if not injection_required(pod, namespace, request.app.state.galley.injector):
+            metrics.INJECTION_SKIP.inc()
+            return json_response(build_response(review, allowed=True))
+        before = copy.deepcopy(pod)
+        inject_pod(pod, workload_name(pod), request.app.state.galley.injector)
+    except InjectError as exc:
+        metrics.INJECTION_FAILURE.inc()
+        log.info("refused to inject %s/%s: %s", req.namespace, req.name or "(generated name)", exc)
+        return json_response(build_response(review, allowed=False, message=f"injection failed: {exc}"))
+    except Exception:  # a bug must not turn a strange pod into a webhook 5xx
+        metrics.INJECTION_FAILURE.inc()
+        log.exception("injecting %s/%s failed unexpectedly", req.namespace, req.name or "(generated name)")
+        message = "injection failed: the pod could not be injected (internal error, logged by galley)"
+        return json_response(build_response(review, allowed=False, message=message))
+    metrics.INJECTION_SUCCESS.inc()
+    answer = build_response(review, allowed=True)
+    patch = json.dumps(json_patch(before, pod), separators=(",", ":")).encode()
+    answer["response"].update(patchType="JSONPatch", patch=base64.b64encode(patch).decode())
+    return json_response(answer)
