@@ -200,10 +200,12 @@ def watch_new_namespaces(core: Any, on_added: Callable[[], None], stop: Callable
                 on_added()
 
 
-async def run_namespace_watch(changed: asyncio.Event, stop: asyncio.Event) -> None:
-    """Set ``changed`` at every namespace added. The blocking watch runs in a daemon thread, so
-    a stop does not wait for its long poll; its failure (a 410 Gone, say) fails this task."""
-    core = core_api(await asyncio.to_thread(_load_config))
+async def in_daemon_thread(name: str, body: Callable[[Callable[[], bool]], None]) -> None:
+    """Run the blocking ``body(cancelled)`` in a daemon thread and wait for it to end.
+
+    A stop does not wait for the thread's long poll: once this coroutine is cancelled,
+    ``cancelled()`` turns true and the thread is left to end at its next check. What ``body``
+    raises is raised here, so the supervisor of the calling task logs, counts and restarts it."""
     loop = asyncio.get_running_loop()
     done: asyncio.Future[None] = loop.create_future()
 
@@ -215,22 +217,34 @@ async def run_namespace_watch(changed: asyncio.Event, stop: asyncio.Event) -> No
         else:
             done.set_exception(exc)
 
-    def on_added() -> None:
-        loop.call_soon_threadsafe(changed.set)
-
-    def body() -> None:
+    def run() -> None:
         error: BaseException | None = None
         try:
-            watch_new_namespaces(core, on_added, lambda: stop.is_set() or done.done())
-        except BaseException as exc:  # handed to the task, which the supervisor logs and restarts
+            body(done.done)
+        except BaseException as exc:  # handed to the awaiting task
             error = exc
         try:
             loop.call_soon_threadsafe(finish, error)
         except RuntimeError:
-            pass  # the loop is closed: Citadel is exiting
+            pass  # the loop is closed: the process is exiting
 
-    threading.Thread(target=body, name="namespace-watch", daemon=True).start()
+    threading.Thread(target=run, name=name, daemon=True).start()
     await done
+
+
+async def run_namespace_watch(changed: asyncio.Event, stop: asyncio.Event) -> None:
+    """Set ``changed`` at every namespace added. The blocking watch runs in a daemon thread, so
+    a stop does not wait for its long poll; its failure (a 410 Gone, say) fails this task."""
+    core = core_api(await asyncio.to_thread(_load_config))
+    loop = asyncio.get_running_loop()
+
+    def on_added() -> None:
+        loop.call_soon_threadsafe(changed.set)
+
+    def body(cancelled: Callable[[], bool]) -> None:
+        watch_new_namespaces(core, on_added, lambda: stop.is_set() or cancelled())
+
+    await in_daemon_thread("namespace-watch", body)
 
 
 async def run_root_configmap_sync(
