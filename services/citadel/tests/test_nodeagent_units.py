@@ -12,6 +12,7 @@ from cryptography import x509
 
 from meshplane.citadel.ca.keycert import create_self_signed, load_bundle, to_pem
 from meshplane.citadel.ca.signer import issue_chain
+from meshplane.citadel.nodeagent.__main__ import main as agent_main
 from meshplane.citadel.nodeagent.cache import ROOT_SECRET, WORKLOAD_SECRET, SecretCache, WorkloadCert
 from meshplane.citadel.nodeagent.caclient import CAClient
 from meshplane.citadel.nodeagent.refusals import RefusedTokens
@@ -39,6 +40,7 @@ def test_agent_defaults() -> None:
         (["--cert-ttl", "soon"], "--cert-ttl"),
         (["--cert-ttl", "1s"], "too short"),
         (["--key-type", "dsa"], "--key-type"),
+        (["--credential-namespace", "Not_A_Namespace"], "not a Kubernetes namespace name"),
     ],
 )
 def test_agent_bad_flags(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
@@ -122,3 +124,15 @@ def test_refused_tokens_back_off_per_token_doubling_to_a_cap() -> None:
     assert reason is not None and reason.startswith("bad; refused for another 60.0s")
     now[0] = 60.0
     assert table.refused("a") is None  # the backoff ran out: one more try is allowed
+
+
+def test_credential_namespace_without_a_kubernetes_config_exits_2_naming_the_flag(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "missing-kubeconfig"))
+    argv = ["--sds-socket", str(tmp_path / "s"), "--ca-addr", "127.0.0.1:9", "--credential-namespace", "gw"]
+    assert agent_main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("meshplane-node-agent: --credential-namespace: ")
+    assert "Traceback" not in err
