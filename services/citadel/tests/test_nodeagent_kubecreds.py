@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from meshplane.citadel.nodeagent.kubecreds import resource
+from meshplane.citadel.nodeagent.kubecreds import KubeSecrets, resource
+from meshplane.shared.tasks import TaskSupervisor
 from meshplane.shared.testing.certs import write_self_signed
 
 
@@ -52,3 +53,17 @@ def test_missing_incomplete_or_unparsable_secrets_are_not_served(tmp_path: Path)
     assert found is None and problems[0].startswith("cred: its certificate or key is not PEM")
     found, problems = _build("cred-cacert", {"cred": {}, "cred-cacert": {"cacert": b"junk"}})
     assert found is None and problems[0].startswith("cred-cacert: its CA certificate is not PEM")
+
+
+async def test_names_that_are_not_secret_names_or_name_another_namespace_are_never_watched() -> None:
+    supervisor = TaskSupervisor("test")
+    secrets = KubeSecrets(None, "gw", supervisor)  # no API client: nothing may be asked of it
+    for name in (
+        "kubernetes://other/cred",
+        "kubernetes://a,metadata.name!=b",
+        "kubernetes://",
+        "kubernetes://A",
+    ):
+        assert secrets.get(name) is None
+    assert secrets.watched == frozenset()
+    await supervisor.aclose()

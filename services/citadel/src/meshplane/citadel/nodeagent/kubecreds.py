@@ -27,6 +27,7 @@ import binascii
 import contextlib
 import hashlib
 import logging
+import re
 import threading
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -49,6 +50,9 @@ CA_KEYS = ("cacert", "ca.crt")
 #: a watch request ends after this and is re-opened from the last resourceVersion
 WATCH_SECONDS = 30
 MAX_SECRETS = 256
+
+#: a Kubernetes object name (DNS subdomain): nothing else reaches a field selector
+_SECRET_NAME = re.compile(r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?")
 
 #: a Secret's decoded data; None: there is no such Secret
 SecretData = dict[str, bytes] | None
@@ -187,6 +191,11 @@ class KubeSecrets:
     def generation(self) -> int:
         return self._generation
 
+    @property
+    def watched(self) -> frozenset[str]:
+        """The names of the Secrets watched so far."""
+        return frozenset(self._watched)
+
     def handles(self, name: str) -> bool:
         return name.startswith(PREFIX)
 
@@ -198,8 +207,11 @@ class KubeSecrets:
     def get(self, name: str) -> tuple[secret_pb2.Secret, str] | None:
         """The resource and its version, or None (not there yet): its Secrets are watched from now on."""
         ref = name.removeprefix(PREFIX)
-        if not ref or "/" in ref:
+        if "/" in ref:
             self._warn(name, f"not serving {name}: a gateway reads only Secrets of {self.namespace}")
+            return None
+        if len(ref) > 253 or not _SECRET_NAME.fullmatch(ref):
+            self._warn(name, f"not serving {name}: {ref!r} is not a Kubernetes Secret name")
             return None
         needed = [ref] + ([ref.removesuffix(CACERT_SUFFIX)] if ref.endswith(CACERT_SUFFIX) else [])
         for secret_name in needed:
