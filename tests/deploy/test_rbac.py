@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .conftest import Manifests
+from .conftest import K8S, Manifests
 
 READ = {"get", "list", "watch"}
 
@@ -129,3 +129,22 @@ def test_every_binding_names_an_existing_service_account_and_role(rendered: Mani
             assert (subject["namespace"], subject["name"]) in accounts, subject
     used = {w["spec"]["template"]["spec"].get("serviceAccountName") for w in rendered.workloads()}
     assert used - {None} <= {name for _, name in accounts}
+
+
+def test_the_gateway_reads_secrets_of_its_own_namespace_only(kustomize: Any) -> None:
+    """k8s/gateway: the ingress gateway's account, outside meshplane-system (Citadel's CA key lives
+    there), may read Secrets in its own namespace for credentialName, and nothing else."""
+    from .test_k8s_manifests import k8s_errors
+
+    gateway = Manifests("gateway", kustomize.render(K8S / "gateway"))
+    assert k8s_errors(gateway.objects) == []
+    (namespace,) = gateway.of_kind("Namespace")
+    assert namespace["metadata"]["name"] == "istio-ingress"
+    assert gateway.of_kind("ClusterRole") == gateway.of_kind("ClusterRoleBinding") == []
+    (role,) = gateway.of_kind("Role")
+    assert role["metadata"]["namespace"] == "istio-ingress"
+    assert grants(role["rules"]) == {("", "secrets", verb) for verb in READ}
+    (binding,) = gateway.of_kind("RoleBinding")
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "istio-ingressgateway", "namespace": "istio-ingress"}
+    ]

@@ -26,12 +26,24 @@ def k8s_base() -> list[dict[str, Any]]:
     return objects
 
 
+@pytest.fixture(scope="session")
+def k8s_gateway() -> list[dict[str, Any]]:
+    """The objects of ``k8s/gateway`` (the ingress gateway's account, in its own namespace)."""
+    render = runpy.run_path(str(K8S / "render.py"))["render"]
+    objects: list[dict[str, Any]] = render(K8S / "gateway")
+    return objects
+
+
 @pytest.fixture(scope="module")
-def applied_rbac(kube_api: Any, k8s_base: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
-    """The base's Namespace and RBAC objects applied server-side; the RBAC objects removed after."""
+def applied_rbac(
+    kube_api: Any, k8s_base: list[dict[str, Any]], k8s_gateway: list[dict[str, Any]]
+) -> Iterator[list[dict[str, Any]]]:
+    """The Namespaces and RBAC objects of the base and of ``k8s/gateway``, applied server-side;
+    the RBAC objects removed after."""
     dyn = dynamic.DynamicClient(kube_api)  # type: ignore[no-untyped-call]
-    namespace = [o for o in k8s_base if o["kind"] == "Namespace"]
-    objects = [o for o in k8s_base if o["kind"] in RBAC_KINDS]
+    rendered = k8s_base + k8s_gateway
+    namespace = [o for o in rendered if o["kind"] == "Namespace"]
+    objects = [o for o in rendered if o["kind"] in RBAC_KINDS]
 
     def resource(obj: dict[str, Any]) -> Any:
         return dyn.resources.get(api_version=obj["apiVersion"], kind=obj["kind"])

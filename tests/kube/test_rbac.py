@@ -1,6 +1,6 @@
 """RBAC least privilege, asked of the real API server (issue 13 item 8).
 
-``k8s/``'s base ServiceAccounts, (Cluster)Roles and bindings are applied server-side, then a
+``k8s/``'s base and ``k8s/gateway`` ServiceAccounts, (Cluster)Roles and bindings are applied, then a
 SubjectAccessReview per row asks the RBAC authorizer whether that component's ServiceAccount may
 do one thing. ``tests/deploy/test_rbac.py`` checks the same manifests statically; this proves
 what the API server actually grants (aggregated and default roles included).
@@ -22,6 +22,9 @@ from meshplane.shared.testing.kubeenv import KubeCluster, wait_until
 pytestmark = [pytest.mark.integration, pytest.mark.kube, pytest.mark.xdist_group("kube")]
 
 NAMESPACE = "meshplane-system"
+#: the ingress gateway (k8s/gateway) lives apart, where its credentialName Secrets are
+GATEWAY = "istio-ingressgateway"
+GATEWAY_NAMESPACE = "istio-ingress"
 WEBHOOK_CONFIG = "meshplane-validator-meshplane-system"
 INJECTOR_CONFIG = "meshplane-sidecar-injector"
 ROOT_CONFIGMAP = "istio-ca-root-cert"
@@ -99,6 +102,12 @@ ALLOWED: dict[str, list[Ask]] = {
     ],
     "node-agent": [],
     "cni-agent": [Ask(verb, "", "pods") for verb in ("get", "list", "watch")],
+    # its node agent watches each credentialName Secret by name, in its own namespace
+    GATEWAY: [
+        Ask("watch", "", "secrets", GATEWAY_NAMESPACE),
+        Ask("list", "", "secrets", GATEWAY_NAMESPACE),
+        Ask("get", "", "secrets", GATEWAY_NAMESPACE, "any-credential"),
+    ],
 }
 
 REFUSED: dict[str, list[Ask]] = {
@@ -151,19 +160,32 @@ REFUSED: dict[str, list[Ask]] = {
         Ask("list", "", "services"),
         Ask("list", "", "nodes"),
     ],
+    GATEWAY: [
+        Ask("get", "", "secrets", NAMESPACE, "istio-ca-secret"),
+        Ask("list", "", "secrets", NAMESPACE),
+        Ask("get", "", "secrets", "default", "tls-cred"),
+        Ask("create", "", "secrets", GATEWAY_NAMESPACE),
+        Ask("update", "", "secrets", GATEWAY_NAMESPACE, "any-credential"),
+        Ask("delete", "", "secrets", GATEWAY_NAMESPACE, "any-credential"),
+        Ask("get", "", "configmaps", GATEWAY_NAMESPACE, ROOT_CONFIGMAP),
+        Ask("list", "", "pods", GATEWAY_NAMESPACE),
+        Ask("create", "authentication.k8s.io", "tokenreviews"),
+    ],
 }
 
 
-def allowed(authorization: Any, account: str, ask: Ask) -> bool:
-    """The API server's answer to a SubjectAccessReview for ``meshplane-system:<account>``."""
+def allowed(authorization: Any, account: str, ask: Ask, namespace: str = "") -> bool:
+    """The API server's answer to a SubjectAccessReview for ``<namespace>:<account>`` (by default
+    the account's own namespace: meshplane-system, istio-ingress for the gateway)."""
+    namespace = namespace or (GATEWAY_NAMESPACE if account == GATEWAY else NAMESPACE)
     attributes = {k: v for k, v in ask._asdict().items() if v}
     review = {
         "spec": {
-            "user": f"system:serviceaccount:{NAMESPACE}:{account}",
+            "user": f"system:serviceaccount:{namespace}:{account}",
             # The groups a real token of that account carries (so default bindings apply too).
             "groups": [
                 "system:serviceaccounts",
-                f"system:serviceaccounts:{NAMESPACE}",
+                f"system:serviceaccounts:{namespace}",
                 "system:authenticated",
             ],
             "resourceAttributes": attributes,
@@ -202,7 +224,13 @@ def test_each_component_account_has_what_it_needs_and_nothing_more(authorization
 
 def test_a_namespace_default_account_gets_none_of_the_components_rights(authorization: Any) -> None:
     """The bindings name their accounts exactly: the namespace's default account gains nothing."""
-    granted = [str(a) for asks in ALLOWED.values() for a in asks if allowed(authorization, "default", a)]
+    granted = [
+        f"{namespace}:default may {ask}"
+        for namespace in (NAMESPACE, GATEWAY_NAMESPACE)
+        for asks in ALLOWED.values()
+        for ask in asks
+        if allowed(authorization, "default", ask, namespace)
+    ]
     assert granted == []
 
 

@@ -150,6 +150,33 @@ def test_renewal_with_client_certificate(
     assert uris(renewed.cert_chain[0]) == [SA_A]
 
 
+def test_renewal_by_certificate_never_outlives_the_certificate_presented(
+    citadel: CitadelProcess,
+    stub: ca_pb2_grpc.IstioCertificateServiceStub,
+    stub_factory: Callable[..., ca_pb2_grpc.IstioCertificateServiceStub],
+    token_for: Callable[..., str],
+) -> None:
+    """A stolen token is worth one certificate lifetime: renewals by certificate, whatever TTL they
+    ask for, end when the certificate first issued for the token does."""
+    key, csr = make_csr()
+    issued = call(stub, csr, token_for(sa="a"), ttl=600).cert_chain[0]
+    original_expiry = x509.load_pem_x509_certificate(issued.encode()).not_valid_after_utc
+    for ttl in (0, 3600, 300):  # default (24 h), more than is left, less than is left
+        mtls = stub_factory(citadel.mtls_target, citadel.root_pem(), (private_pem(key), issued.encode()))
+        key, csr = make_csr()
+        renewed = call(mtls, csr, ttl=ttl).cert_chain[0]
+        expiry = x509.load_pem_x509_certificate(renewed.encode()).not_valid_after_utc
+        assert uris(renewed) == [SA_A]
+        assert expiry < original_expiry
+        if ttl == 300:
+            assert lifetime(renewed) <= dt.timedelta(seconds=300 + 60)  # backdated by at most a minute
+        issued = renewed
+    # the token itself still gets a full certificate
+    assert lifetime(call(stub, make_csr()[1], token_for(sa="a"), ttl=3600).cert_chain[0]) >= dt.timedelta(
+        seconds=3600
+    )
+
+
 def test_client_certificate_from_another_ca_is_refused(
     citadel: CitadelProcess,
     stub_factory: Callable[..., ca_pb2_grpc.IstioCertificateServiceStub],

@@ -12,11 +12,13 @@ from cryptography import x509
 
 from meshplane.citadel.ca.keycert import create_self_signed, load_bundle, to_pem
 from meshplane.citadel.ca.signer import issue_chain
+from meshplane.citadel.nodeagent.__main__ import main as agent_main
 from meshplane.citadel.nodeagent.cache import ROOT_SECRET, WORKLOAD_SECRET, SecretCache, WorkloadCert
 from meshplane.citadel.nodeagent.caclient import CAClient
+from meshplane.citadel.nodeagent.refusals import RefusedTokens
 from meshplane.citadel.nodeagent.rotation import make_key_and_csr, refresh_delay
 from meshplane.citadel.nodeagent.settings import parse_agent_settings
-from meshplane.citadel.nodeagent.workloads import NoCredential, Workloads, token_expiry
+from meshplane.citadel.nodeagent.workloads import NoCredential, Workloads, rotation_task, token_expiry
 
 REQUIRED = ["--sds-socket", "s", "--ca-addr", "127.0.0.1:8060", "--ca-root", "r", "--token-file", "t"]
 
@@ -38,6 +40,7 @@ def test_agent_defaults() -> None:
         (["--cert-ttl", "soon"], "--cert-ttl"),
         (["--cert-ttl", "1s"], "too short"),
         (["--key-type", "dsa"], "--key-type"),
+        (["--credential-namespace", "Not_A_Namespace"], "not a Kubernetes namespace name"),
     ],
 )
 def test_agent_bad_flags(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
@@ -100,3 +103,36 @@ async def test_expired_stream_token_is_refused_without_asking_the_ca(tmp_path: P
     with pytest.raises(NoCredential, match="expired"):
         await workloads.acquire(_jwt(exp=int(time.time()) - 5))
     await workloads.close()
+
+
+async def test_a_stream_token_that_is_not_a_jwt_is_refused_without_asking_the_ca(tmp_path: Path) -> None:
+    workloads = Workloads(CAClient("127.0.0.1:9", tmp_path / "root.pem"), "ec", dt.timedelta(hours=1), None)
+    for _ in range(2):  # the second time from the refusal table
+        with pytest.raises(NoCredential, match="not a JWT"):
+            await workloads.acquire("garbage")
+    assert not workloads.supervisor.running(rotation_task("anything"))
+    await workloads.close()
+
+
+def test_refused_tokens_back_off_per_token_doubling_to_a_cap() -> None:
+    now = [0.0]
+    table = RefusedTokens(clock=lambda: now[0])
+    delays = [table.refuse("a", "bad") for _ in range(8)]
+    assert delays == [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 60.0, 60.0]
+    assert table.refused("b") is None  # per token
+    reason = table.refused("a")
+    assert reason is not None and reason.startswith("bad; refused for another 60.0s")
+    now[0] = 60.0
+    assert table.refused("a") is None  # the backoff ran out: one more try is allowed
+
+
+def test_credential_namespace_without_a_kubernetes_config_exits_2_naming_the_flag(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "missing-kubeconfig"))
+    argv = ["--sds-socket", str(tmp_path / "s"), "--ca-addr", "127.0.0.1:9", "--credential-namespace", "gw"]
+    assert agent_main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("meshplane-node-agent: --credential-namespace: ")
+    assert "Traceback" not in err

@@ -16,10 +16,11 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
 from meshplane.citadel.ca.authority import LocalAuthority
-from meshplane.citadel.ca.errors import InvalidCSRError, InvalidTTLError
+from meshplane.citadel.ca.errors import AuthenticationError, InvalidCSRError, InvalidTTLError
 from meshplane.citadel.ca.keycert import create_self_signed, load_bundle
 from meshplane.citadel.ca.signer import issue_chain, parse_csr
 from meshplane.citadel.durations import parse_duration
+from meshplane.citadel.server.authn import renewal_ttl
 from meshplane.citadel.server.local_issuer import ensure_local_issuer
 from meshplane.citadel.server.tls import SERVING_TTL, ServingCredentials, serving_pair
 from meshplane.citadel.settings import parse_settings
@@ -217,3 +218,13 @@ def test_serving_certificate_sans_and_renewal_schedule(tmp_path: Path) -> None:
     serving = ServingCredentials(bundle, ())
     assert not serving.due(serving.issued + SERVING_TTL / 2 - dt.timedelta(seconds=1))
     assert serving.due(serving.issued + SERVING_TTL / 2)
+
+
+def test_renewal_ttl_is_capped_to_the_presented_certificates_expiry() -> None:
+    now = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    expires = now + dt.timedelta(seconds=601)
+    assert renewal_ttl(0, expires, now) == 600  # "as long as allowed": what is left, less a second
+    assert renewal_ttl(86400, expires, now) == 600
+    assert renewal_ttl(60, expires, now) == 60
+    with pytest.raises(AuthenticationError, match="expires too soon"):
+        renewal_ttl(0, now + dt.timedelta(seconds=1), now)

@@ -7,16 +7,20 @@ import contextlib
 import logging
 import os
 import sys
+from typing import Any
 
 import grpc
 from envoy.service.secret.v3 import sds_pb2_grpc
 from prometheus_client import REGISTRY
 
+from meshplane.citadel.ca.errors import CAMaterialError
+from meshplane.citadel.kube import startup_core_api
 from meshplane.citadel.monitoring import MonitoringServer
 from meshplane.citadel.nodeagent import metrics
 from meshplane.citadel.nodeagent.caclient import CAClient, file_token
 from meshplane.citadel.nodeagent.filecreds import FileCredentials
-from meshplane.citadel.nodeagent.sds import SecretDiscoveryServicer
+from meshplane.citadel.nodeagent.kubecreds import KubeSecrets
+from meshplane.citadel.nodeagent.sds import CredentialSource, SecretDiscoveryServicer
 from meshplane.citadel.nodeagent.settings import AgentSettings, parse_agent_settings
 from meshplane.citadel.nodeagent.trust import follow_trust_bundle
 from meshplane.citadel.nodeagent.workloads import Workloads
@@ -27,7 +31,8 @@ from meshplane.shared.telemetry import configure_logging, configure_metrics, con
 log = logging.getLogger("meshplane.citadel.nodeagent")
 
 
-async def serve(settings: AgentSettings, stop: asyncio.Event) -> None:
+async def serve(settings: AgentSettings, stop: asyncio.Event, kube_core: Any = None) -> None:
+    """``kube_core``: a CoreV1Api for ``--credential-namespace`` (None when it is not given)."""
     client = CAClient(settings.ca_addr, settings.ca_root)
     default_token = file_token(settings.token_file) if settings.token_file else None
     # Rotation loops and the trust watch are supervised: a failure is logged, counted in
@@ -48,8 +53,14 @@ async def serve(settings: AgentSettings, stop: asyncio.Event) -> None:
         socket.unlink()  # a stale socket left by an agent that was killed
     server = grpc.aio.server()
     files = FileCredentials(settings.file_credential_dirs)
+    sources: list[CredentialSource] = [files]
+    secrets = None
+    if settings.credential_namespace and kube_core is not None:
+        secrets = KubeSecrets(kube_core, settings.credential_namespace, tasks)
+        sources.append(secrets)
+        log.info("serving kubernetes:// credentials from the Secrets of %s", settings.credential_namespace)
     sds_pb2_grpc.add_SecretDiscoveryServiceServicer_to_server(
-        SecretDiscoveryServicer(workloads, files), server
+        SecretDiscoveryServicer(workloads, sources), server
     )
     # One workload (--token-file): the socket is 0600, only this user (Envoy's) may dial it. Per
     # node: 0666, as Istio's node agent made it — every pod's Envoy (another user) dials it, and
@@ -80,6 +91,8 @@ async def serve(settings: AgentSettings, stop: asyncio.Event) -> None:
             )
         await stop.wait()
     finally:
+        if secrets is not None:
+            secrets.close()
         await tasks.aclose()
         await rotations.aclose()
         await monitoring.stop()
@@ -104,9 +117,16 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging()
     configure_tracing("meshplane-node-agent")
     configure_metrics("meshplane-node-agent", REGISTRY)  # process and runtime metrics
+    kube_core = None
+    if settings.credential_namespace:
+        try:
+            kube_core = startup_core_api()
+        except CAMaterialError as exc:
+            print(f"meshplane-node-agent: --credential-namespace: {exc}", file=sys.stderr)
+            return 2
 
     async def run(stop: asyncio.Event) -> None:
-        await serve(settings, stop)
+        await serve(settings, stop, kube_core)
 
     return run_service("meshplane-node-agent", run)
 

@@ -22,9 +22,11 @@ REQUEST_TIMEOUT = 10.0
 class CAClientError(Exception):
     """Citadel could not be reached or refused the request; ``retryable`` says whether to retry."""
 
-    def __init__(self, message: str, retryable: bool) -> None:
+    def __init__(self, message: str, retryable: bool, unauthenticated: bool = False) -> None:
         super().__init__(message)
         self.retryable = retryable
+        #: Citadel refused the caller's credential (the token), not the request
+        self.unauthenticated = unauthenticated
 
 
 def file_token(path: Path) -> Callable[[], str]:
@@ -72,7 +74,9 @@ class CAClient:
             await self.close()  # rebuild the channel (and re-read the root) next time
             retryable = exc.code() not in (grpc.StatusCode.INVALID_ARGUMENT,)
             raise CAClientError(
-                f"CreateCertificate failed: {exc.code().name}: {exc.details()}", retryable
+                f"CreateCertificate failed: {exc.code().name}: {exc.details()}",
+                retryable,
+                unauthenticated=exc.code() == grpc.StatusCode.UNAUTHENTICATED,
             ) from exc
         chain = list(response.cert_chain)
         if not chain:

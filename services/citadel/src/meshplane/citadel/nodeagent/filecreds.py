@@ -70,6 +70,9 @@ class FileCredentials:
     def generation(self) -> int:
         return self._generation
 
+    def handles(self, name: str) -> bool:
+        return is_file_credential(name)
+
     def _files(self, name: str) -> _Files | None:
         if name == SYSTEM_ROOT:
             return _Files((self._system,), True) if self._system else None

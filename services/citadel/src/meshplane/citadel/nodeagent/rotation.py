@@ -29,6 +29,11 @@ BACKOFF_INITIAL = 0.5
 BACKOFF_MAX = 5.0
 _CSR_RETRY = RetryPolicy(retry_on=(CAClientError,), initial=BACKOFF_INITIAL, maximum=BACKOFF_MAX, jitter=0.2)
 
+
+class TokenRefused(Exception):
+    """Citadel refused the workload's token and the owner asked not to retry (a stream's token)."""
+
+
 #: ``wait(stop, seconds)``: True once ``stop`` is set, False when ``seconds`` passed first.
 Wait = Callable[[asyncio.Event, float], Awaitable[bool]]
 
@@ -67,7 +72,10 @@ class Rotator:
         token: Callable[[], str],
         clock: Callable[[], dt.datetime] = utc_now,
         wait: Wait | None = None,
+        refused: Callable[[str], None] | None = None,
     ) -> None:
+        """``refused``: called (and the loop ends) when Citadel refuses the token; None: retry."""
+        self._refused = refused
         self._clock = clock
         self._wait = wait or stopped_within
         self._cache = cache
@@ -78,7 +86,14 @@ class Rotator:
 
     async def fetch(self) -> WorkloadCert:
         key_pem, csr = await asyncio.to_thread(make_key_and_csr, self._key_type)
-        chain = await self._client.sign(csr, self._ttl, self._token())
+        try:
+            chain = await self._client.sign(csr, self._ttl, self._token())
+        except CAClientError as exc:
+            if exc.unauthenticated and self._refused is not None:
+                metrics.CSR_FAILURES.inc()
+                self._refused(str(exc))
+                raise TokenRefused(str(exc)) from exc
+            raise
         cert = WorkloadCert.from_chain(key_pem, chain, self._clock())
         await self._cache.set_cert(cert)
         metrics.certificate_received(id(self._cache), cert.not_after)
@@ -105,6 +120,8 @@ class Rotator:
                 )
             except RetriesExhausted:
                 return  # stopped while Citadel was unreachable
+            except TokenRefused:
+                return  # the owner ends this workload's streams
             delay = refresh_delay(cert, self._clock())
             if delay > 0 and await self._wait(stop, delay):
                 return

@@ -13,8 +13,8 @@ import contextlib
 import functools
 import logging
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
-from typing import Any, TypeAlias
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
+from typing import Any, Protocol, TypeAlias
 
 import grpc
 from envoy.extensions.transport_sockets.tls.v3 import secret_pb2
@@ -24,7 +24,6 @@ from google.protobuf import any_pb2
 
 from meshplane.citadel.nodeagent import metrics
 from meshplane.citadel.nodeagent.cache import SecretCache
-from meshplane.citadel.nodeagent.filecreds import FileCredentials, is_file_credential
 from meshplane.citadel.nodeagent.workloads import NoCredential, Workloads
 
 log = logging.getLogger(__name__)
@@ -35,18 +34,30 @@ SECRET_TYPE = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Sec
 Request: TypeAlias = Any
 
 
+class CredentialSource(Protocol):
+    """Named SDS resources served besides the workload's own (files, Kubernetes Secrets)."""
+
+    @property
+    def generation(self) -> int: ...
+
+    def handles(self, name: str) -> bool: ...
+
+    def get(self, name: str) -> tuple[secret_pb2.Secret, str] | None: ...
+
+    async def wait_changed(self, seen: int) -> int: ...
+
+
 async def _next_event(
     queue: asyncio.Queue[Request | None],
     cache: SecretCache,
     generation: int,
-    files: FileCredentials | None,
-    files_generation: int,
+    sources: Sequence[CredentialSource],
+    seen: Sequence[int],
 ) -> tuple[bool, Request | None]:
-    """Wait for a request, a cache change or a file credential change; return (is_request, request)."""
+    """Wait for a request, a cache change or a credential source change; return (is_request, request)."""
     get = asyncio.create_task(queue.get())
     waits = {get, asyncio.create_task(cache.wait_changed(generation))}
-    if files is not None:
-        waits.add(asyncio.create_task(files.wait_changed(files_generation)))
+    waits |= {asyncio.create_task(src.wait_changed(gen)) for src, gen in zip(sources, seen, strict=True)}
     done, pending = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
     for task in pending:
         task.cancel()
@@ -90,15 +101,16 @@ def _counted(method: _Method) -> _Method:
 
 
 class SecretDiscoveryServicer(sds_pb2_grpc.SecretDiscoveryServiceServicer):  # type: ignore[misc]
-    def __init__(self, workloads: Workloads, files: FileCredentials | None = None) -> None:
+    def __init__(self, workloads: Workloads, sources: Sequence[CredentialSource] = ()) -> None:
         self._workloads = workloads
-        #: ``file-cert:``/``file-root:`` resources; None: not served
-        self._files = files
+        #: ``file-cert:``/``file-root:``, ``kubernetes://`` resources; a name none handles is not served
+        self._sources = list(sources)
 
     def _lookup(self, cache: SecretCache, name: str) -> tuple[secret_pb2.Secret, str] | None:
         """A resource and its version, or None if unknown or not available yet."""
-        if self._files is not None and is_file_credential(name):
-            return self._files.get(name)
+        for source in self._sources:
+            if source.handles(name):
+                return source.get(name)
         secret, version = cache.secret(name), cache.version(name)
         return None if secret is None or version is None else (secret, version)
 
@@ -140,14 +152,14 @@ class SecretDiscoveryServicer(sds_pb2_grpc.SecretDiscoveryServiceServicer):  # t
         queue: asyncio.Queue[Request | None] = asyncio.Queue(maxsize=8)
         reader = asyncio.create_task(_pump(requests, queue))
         seen = cache.generation
-        files_seen = self._files.generation if self._files else 0
+        sources_seen = [src.generation for src in self._sources]
         try:
             while True:
-                is_request, request = await _next_event(queue, cache, seen, self._files, files_seen)
+                is_request, request = await _next_event(queue, cache, seen, self._sources, sources_seen)
                 if is_request and request is None:
                     return
                 seen = cache.generation
-                files_seen = self._files.generation if self._files else 0
+                sources_seen = [src.generation for src in self._sources]
                 yield request if is_request else None
         finally:
             reader.cancel()

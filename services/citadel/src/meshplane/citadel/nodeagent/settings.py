@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,8 @@ ENV: dict[str, tuple[str, str]] = {
     "NATS_URL": ("", "the bus, for the trust bundle; unset means the CA response's root is used"),
 }
 
+
+_NAMESPACE = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 
 #: where Istio's agents find the mesh root (the ``istio-ca-root-cert`` ConfigMap, mounted)
 DEFAULT_CA_ROOT = "/var/run/secrets/istio/root-cert.pem"
@@ -39,6 +42,8 @@ class AgentSettings:
     file_credential_dirs: tuple[Path, ...] | None = None
     #: seconds between re-reads of the file credentials Envoy asked for
     file_credential_poll: float = 5.0
+    #: serve ``kubernetes://<name>`` from the Secrets of this namespace (a gateway's agent); None = off
+    credential_namespace: str | None = None
 
 
 def parse_agent_settings(argv: list[str] | None, environ: Mapping[str, str] | None = None) -> AgentSettings:
@@ -78,6 +83,13 @@ def parse_agent_settings(argv: list[str] | None, environ: Mapping[str, str] | No
         default=5.0,
         help="seconds between re-reads of the file credentials Envoy asked for (default 5)",
     )
+    p.add_argument(
+        "--credential-namespace",
+        default=None,
+        help="serve Gateway credentialName resources (kubernetes://NAME) from the Secrets of this "
+        "namespace, read with the agent's own Kubernetes credentials (in-cluster, else KUBECONFIG): "
+        "a gateway's agent, with the gateway's ServiceAccount; default: off",
+    )
     args = p.parse_args(argv)
     if args.file_credential_poll <= 0:
         p.error(f"--file-credential-poll {args.file_credential_poll}: must be positive")
@@ -97,6 +109,9 @@ def parse_agent_settings(argv: list[str] | None, environ: Mapping[str, str] | No
             monitoring = parse_hostport(args.monitoring_addr)
         except ValueError as exc:
             p.error(f"--monitoring-addr: {exc}")
+    namespace = args.credential_namespace
+    if namespace is not None and not _NAMESPACE.fullmatch(namespace):
+        p.error(f"--credential-namespace {namespace!r}: not a Kubernetes namespace name")
     if ":" not in args.ca_addr:
         p.error(f"--ca-addr {args.ca_addr!r}: expected HOST:PORT")
     return AgentSettings(
@@ -111,4 +126,5 @@ def parse_agent_settings(argv: list[str] | None, environ: Mapping[str, str] | No
         monitoring_addr=monitoring,
         file_credential_dirs=dirs,
         file_credential_poll=args.file_credential_poll,
+        credential_namespace=args.credential_namespace or None,
     )

@@ -10,6 +10,10 @@ A stream's token is fixed for the stream's life, but projected tokens expire (ku
 fresh one to the pod's file well before). When a stream token's ``exp`` passes, the agent ends
 the streams that use it, as Istio's node agent did, so Envoy reconnects with the file's current
 token and renewals keep working; a stream presenting an already expired token is refused.
+
+A stream token is refused before any CSR when it is not a JWT, or while Citadel's refusal of it
+is in its backoff (``refusals``): then its streams end with ``UNAUTHENTICATED`` and Envoy
+reconnects, but Citadel sees at most one CSR for that token per backoff period.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import jwt
 
 from meshplane.citadel.nodeagent.cache import SecretCache
 from meshplane.citadel.nodeagent.caclient import CAClient
+from meshplane.citadel.nodeagent.refusals import RefusedTokens
 from meshplane.citadel.nodeagent.rotation import Rotator, Wait, stopped_within, utc_now
 from meshplane.shared.tasks import TaskSupervisor
 
@@ -63,6 +68,15 @@ def token_expiry(token: str) -> float | None:
     return float(exp) if isinstance(exp, int | float) else None
 
 
+def is_jwt(token: str) -> bool:
+    """Whether ``token`` parses as a JWT (signature unchecked: Citadel authenticates it)."""
+    try:
+        jwt.decode(token, options={"verify_signature": False})
+    except jwt.PyJWTError:
+        return False
+    return True
+
+
 #: The ``task`` label under which rotation loop failures are counted.
 ROTATION = "rotation"
 
@@ -84,6 +98,7 @@ class Workloads:
         clock: Callable[[], dt.datetime] = utc_now,
         wait: Wait = stopped_within,
         failures: Counter | None = None,
+        refusals: RefusedTokens | None = None,
     ) -> None:
         #: Each workload's rotation loop runs under it (a failure is logged and the loop restarted
         #: with backoff). Give it no metric: tasks come and go with tokens, so failures are counted
@@ -100,11 +115,16 @@ class Workloads:
         self._entries: dict[str, _Workload] = {}
         self._bus_roots: list[str] = []
         self._closing: set[asyncio.Task[None]] = set()
+        self.refusals = refusals or RefusedTokens()
 
     def _start(self, key: str, token: Callable[[], str]) -> _Workload:
         cache = SecretCache()
         stop = asyncio.Event()
-        rotator = Rotator(cache, self._client, self._key_type, self._ttl, token, self._clock, self._wait)
+        # A stream's token that Citadel refuses is not retried: its streams end (see _refused).
+        refused = None if key == DEFAULT_KEY else (lambda reason: self._refused(key, reason))
+        rotator = Rotator(
+            cache, self._client, self._key_type, self._ttl, token, self._clock, self._wait, refused
+        )
         name = rotation_task(key)
 
         async def rotate() -> None:
@@ -137,6 +157,12 @@ class Workloads:
             key = DEFAULT_KEY
         else:
             key = hashlib.sha256(token.encode()).hexdigest()
+            refusal = self.refusals.refused(key)
+            if refusal is not None:
+                raise NoCredential(refusal)
+            if not is_jwt(token):
+                self.refusals.refuse(key, "the workload token on the SDS stream is not a JWT")
+                raise NoCredential("the workload token on the SDS stream is not a JWT")
         exp = token_expiry(token) if token is not None else None
         if exp is not None and exp <= time.time():
             raise NoCredential("the workload token on the SDS stream has expired")
@@ -170,16 +196,26 @@ class Workloads:
 
     def _expire(self, key: str) -> None:
         """The stream token expired: end its streams (Envoy reconnects with the current token)."""
+        if key not in self._entries:
+            return
+        self._end(key, "the workload token expired; reconnect with the current token")
+        log.info("workload token %s... expired; closing its SDS streams", key[:8])
+
+    def _refused(self, key: str, reason: str) -> None:
+        """Citadel refused the stream token ``key``: back off, end its streams (Envoy reconnects)."""
+        delay = self.refusals.refuse(key, "the CA refused the workload token")
+        self._end(key, f"the CA refused the workload token: {reason}")
+        log.warning("CA refused workload token %s...; refusing it for %.0fs: %s", key[:8], delay, reason)
+
+    def _end(self, key: str, reason: str) -> None:
+        """Stop workload ``key`` and end its streams with ``reason``."""
         entry = self._entries.pop(key, None)
         if entry is None:
             return
         self._stop(entry)
-        closing = asyncio.get_running_loop().create_task(  # short-lived, tracked in _closing
-            entry.cache.close("the workload token expired; reconnect with the current token")
-        )
+        closing = asyncio.get_running_loop().create_task(entry.cache.close(reason))  # tracked below
         self._closing.add(closing)
         closing.add_done_callback(self._closing.discard)
-        log.info("workload token %s... expired; closing its SDS streams", key[:8])
 
     def _stop(self, entry: _Workload) -> None:
         for handle in (entry.idle, entry.expiry):

@@ -99,6 +99,35 @@ class ClientCertAuthenticator:
         return uris[0]
 
 
+#: Renewal by certificate never extends the identity: a certificate obtained by presenting a
+#: certificate expires no later than the one presented (a second earlier, for clock rounding).
+#: So the chain of renewals ends when the certificate first issued for a token does, and a
+#: stolen token is worth at most one certificate lifetime. Istio's CA does not bound this (its
+#: client-certificate authenticator accepts any unexpired certificate it issued, and signs the
+#: requested TTL); this is deliberately stricter (issue 14, item 5).
+RENEWAL_MARGIN = dt.timedelta(seconds=1)
+
+
+def renewal_ttl(requested: int, presented_not_after: dt.datetime, now: dt.datetime) -> int:
+    """The TTL (seconds) to sign for a caller authenticated by a certificate expiring at
+    ``presented_not_after``: the request (0 = as long as allowed) capped to that expiry."""
+    remaining = int((presented_not_after - RENEWAL_MARGIN - now).total_seconds())
+    if remaining < 1:
+        raise AuthenticationError("the client certificate expires too soon to be renewed")
+    return remaining if requested <= 0 else min(requested, remaining)
+
+
+def certificate_not_after(caller: Caller) -> dt.datetime | None:
+    """The expiry of the caller's client certificate, if it presented a parseable one."""
+    pem = caller.peer_cert()
+    if not pem:
+        return None
+    try:
+        return x509.load_pem_x509_certificate(pem).not_valid_after_utc
+    except ValueError:
+        return None
+
+
 def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
     try:
         cert.verify_directly_issued_by(issuer)

@@ -6,6 +6,7 @@ authentication failures, only an opaque message; the detailed reason goes to the
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from collections.abc import Sequence
 
@@ -14,7 +15,13 @@ import grpc
 from meshplane.citadel.ca.authority import CertificateAuthority
 from meshplane.citadel.ca.errors import AuthenticationError, CAError, grpc_code, metric_label
 from meshplane.citadel.metrics import CitadelMetrics
-from meshplane.citadel.server.authn import Authenticator, Caller
+from meshplane.citadel.server.authn import (
+    Authenticator,
+    Caller,
+    ClientCertAuthenticator,
+    certificate_not_after,
+    renewal_ttl,
+)
 from meshplane.proto.istio.v1.auth import ca_pb2, ca_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -45,7 +52,8 @@ class CertificateServicer(ca_pb2_grpc.IstioCertificateServiceServicer):
         self._authenticators = list(authenticators)
         self._metrics = metrics
 
-    async def _identify(self, caller: Caller) -> str:
+    async def _identify(self, caller: Caller) -> tuple[str, dt.datetime | None]:
+        """The caller's identity, and the expiry of the certificate it authenticated with (if so)."""
         reasons: list[str] = []
         for authenticator in self._authenticators:
             try:
@@ -54,7 +62,8 @@ class CertificateServicer(ca_pb2_grpc.IstioCertificateServiceServicer):
                 reasons.append(str(exc))
                 continue
             if identity is not None:
-                return identity
+                by_certificate = isinstance(authenticator, ClientCertAuthenticator)
+                return identity, certificate_not_after(caller) if by_certificate else None
         if not reasons:
             reasons.append("no credential: neither a client certificate nor a known bearer token")
         raise AuthenticationError("; ".join(reasons))
@@ -64,8 +73,12 @@ class CertificateServicer(ca_pb2_grpc.IstioCertificateServiceServicer):
     ) -> ca_pb2.IstioCertificateResponse:
         self._metrics.inc("csr")
         try:
-            identity = await self._identify(caller_of(context))
-            chain = await self._authority.sign(request.csr, identity, request.validity_duration)
+            caller = caller_of(context)
+            identity, presented_not_after = await self._identify(caller)
+            ttl = request.validity_duration
+            if presented_not_after is not None:  # a renewal never outlives the certificate presented
+                ttl = renewal_ttl(ttl, presented_not_after, dt.datetime.now(dt.UTC))
+            chain = await self._authority.sign(request.csr, identity, ttl)
         except CAError as exc:
             self._metrics.inc(metric_label(exc))
             peer = context.peer()

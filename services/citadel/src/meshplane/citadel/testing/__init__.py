@@ -4,7 +4,9 @@ from meshplane.citadel.testing.envoy import (
     EnvoyProcess,
     client_bootstrap,
     envoy_binary,
+    gateway_bootstrap,
     server_bootstrap,
+    tls_listener,
     with_sds_token,
     with_sds_token_file,
 )
@@ -24,10 +26,12 @@ __all__ = [
     "ServiceProcess",
     "client_bootstrap",
     "envoy_binary",
+    "gateway_bootstrap",
     "http_get",
     "make_csr",
     "private_pem",
     "server_bootstrap",
+    "tls_listener",
     "with_sds_token",
     "with_sds_token_file",
 ]

@@ -186,6 +186,56 @@ def server_bootstrap(
     return config
 
 
+LISTENER = "type.googleapis.com/envoy.config.listener.v3.Listener"
+
+
+def gateway_bootstrap(admin_port: int, sds_socket: Path, lds_path: Path) -> dict[str, Any]:
+    """A gateway whose listeners come from ``lds_path`` (file LDS: warming and rejection are real)."""
+    config = _base("gateway", admin_port, sds_socket)
+    config["dynamic_resources"] = {
+        "lds_config": {"resource_api_version": "V3", "path_config_source": {"path": str(lds_path)}}
+    }
+    return config
+
+
+def _gateway_sds(name: str) -> dict[str, Any]:
+    """An SDS secret config as Pilot emits it: no initial fetch timeout (wait for the secret)."""
+    config = _sds(name)
+    config["sds_config"]["initial_fetch_timeout"] = "0s"
+    return config
+
+
+def tls_listener(name: str, port: int, cert: str, client_ca: str | None = None) -> dict[str, Any]:
+    """A listener terminating TLS with SDS secret ``cert`` (and client certs checked against SDS
+    ``client_ca``, as a MUTUAL Gateway server), answering every request 200 with its name."""
+    common: dict[str, Any] = {"tls_certificate_sds_secret_configs": [_gateway_sds(cert)]}
+    tls: dict[str, Any] = {"@type": TLS + "DownstreamTlsContext", "common_tls_context": common}
+    if client_ca is not None:
+        tls["require_client_certificate"] = True
+        common["combined_validation_context"] = {
+            "default_validation_context": {},
+            "validation_context_sds_secret_config": _gateway_sds(client_ca),
+        }
+    route = {"match": {"prefix": "/"}, "direct_response": {"status": 200, "body": {"inline_string": name}}}
+    hcm = {
+        "@type": HCM,
+        "stat_prefix": name,
+        "route_config": {"virtual_hosts": [{"name": name, "domains": ["*"], "routes": [route]}]},
+        "http_filters": [{"name": "envoy.filters.http.router", "typed_config": {"@type": ROUTER}}],
+    }
+    return {
+        "@type": LISTENER,
+        "name": name,
+        "address": _addr(port),
+        "filter_chains": [
+            {
+                "filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": hcm}],
+                "transport_socket": {"name": "envoy.transport_sockets.tls", "typed_config": tls},
+            }
+        ],
+    }
+
+
 class EnvoyProcess(envoyproc.EnvoyProcess):
     """The shared Envoy process, its JSON bootstrap and log (``envoy.log``) in ``workdir``."""
 

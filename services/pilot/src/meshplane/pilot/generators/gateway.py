@@ -83,7 +83,12 @@ _SAN_TYPES = (
 
 
 def _sds(name: str) -> secret_pb2.SdsSecretConfig:
-    return secret_pb2.SdsSecretConfig(name=name, sds_config=sds_source())
+    """No initial fetch timeout, as Istio: a listener added while its secret is missing (a
+    credentialName whose Secret does not exist yet) stays warming until it appears, instead of
+    going active after Envoy's default 15 s without a certificate."""
+    config = secret_pb2.SdsSecretConfig(name=name, sds_config=sds_source())
+    config.sds_config.initial_fetch_timeout.SetInParent()  # present and 0: wait indefinitely
+    return config
 
 
 def _downstream_tls(tls: ServerTLSSettings, alpn: tuple[str, ...]) -> tls_pb2.DownstreamTlsContext:
