@@ -130,9 +130,8 @@ def report(results: list[CaseResult], verbose: bool) -> None:
             for code, origin in r.missing:
                 print(f"      missing {code} {origin}")
             for msg in r.extra:
-                print(
-                    f"      extra   {msg.get('level')} {msg.get('code')} {msg.get('origin')}: {msg.get('message')}"
-                )
+                where = f"{msg.get('level')} {msg.get('code')} {msg.get('origin')}"
+                print(f"      extra   {where}: {msg.get('message')}")
     print("\nper code: found/expected (extra)")
     for code in sorted(per_code):
         c = per_code[code]

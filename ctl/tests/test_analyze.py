@@ -155,7 +155,7 @@ def test_yaml_output_has_istioctl_keys_and_exits_0(
 ) -> None:
     (tmp_path / "vs.yaml").write_text(VS)
     assert main(["analyze", "-o", "yaml", str(tmp_path / "vs.yaml")]) == 0  # istioctl: -o yaml never fails
-    [msg] = [m for m in yaml.safe_load(capsys.readouterr().out) if "gateway" in m["message"]]
+    [msg] = [m for m in yaml.safe_load(capsys.readouterr().out) if "gateway not found" in m["message"]]
     assert msg == {
         "code": "IST0101",
         "level": "Error",

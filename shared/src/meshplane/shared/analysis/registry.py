@@ -16,6 +16,7 @@ from meshplane.shared.analysis import (
     selectors,
     serviceentry,
     virtualservice,
+    vsdestinations,
     webhook,
 )
 from meshplane.shared.analysis.context import Context
@@ -234,20 +235,20 @@ ALL: tuple[Analyzer, ...] = (
     Analyzer(
         "virtualservice.DestinationHostAnalyzer",
         "Checks the destination hosts associated with each virtual service",
-        ("IST0101", "IST0112"),
-        virtualservice.check_destination_ports,
+        ("IST0101", "IST0112", "IST0140"),
+        vsdestinations.check_destination_hosts,
     ),
     Analyzer(
         "virtualservice.DestinationRuleAnalyzer",
         "Checks the destination rules associated with each virtual service",
-        ("IST0101", "IST0165"),
-        virtualservice.check_references,
+        ("IST0101",),
+        virtualservice.check_subsets,
     ),
     Analyzer(
         "virtualservice.GatewayAnalyzer",
         "Checks the gateways associated with each virtual service",
-        ("IST0132",),
-        virtualservice.check_gateway_hosts,
+        ("IST0101", "IST0132", "IST0165"),
+        virtualservice.check_gateways,
     ),
     Analyzer(
         "virtualservice.JWTClaimRouteAnalyzer",
