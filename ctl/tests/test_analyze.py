@@ -199,25 +199,27 @@ kind: ServiceEntry
 metadata: {name: db, namespace: default}
 spec: {hosts: [db.example.com], ports: [{number: 5432, name: tcp, protocol: TCP}], resolution: DNS}
 """
-DNS_CAPTURE = "defaultConfig: {proxyMetadata: {ISTIO_META_DNS_CAPTURE: 'true'}}\n"
+DNS_AUTO_ALLOCATE = (
+    "defaultConfig: {proxyMetadata: {ISTIO_META_DNS_CAPTURE: 'true', ISTIO_META_DNS_AUTO_ALLOCATE: 'true'}}\n"
+)
 
 
 def test_mesh_config_file_and_istio_configmap(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "se.yaml").write_text(SE)
-    assert main(["analyze", str(tmp_path / "se.yaml")]) == 0
-    assert "IST0134" not in capsys.readouterr().out  # DNS capture is off by default
-    (tmp_path / "mesh.yaml").write_text(DNS_CAPTURE)
-    main(["analyze", "--meshConfigFile", str(tmp_path / "mesh.yaml"), str(tmp_path / "se.yaml")])
-    assert "Warning [IST0134] (ServiceEntry default/db" in capsys.readouterr().out
+    main(["analyze", str(tmp_path / "se.yaml")])
+    assert "Warning [IST0134] (ServiceEntry default/db" in capsys.readouterr().out  # no address allocation
+    (tmp_path / "mesh.yaml").write_text(DNS_AUTO_ALLOCATE)
+    assert main(["analyze", "--meshConfigFile", str(tmp_path / "mesh.yaml"), str(tmp_path / "se.yaml")]) == 0
+    assert "IST0134" not in capsys.readouterr().out
     cm = {
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": {"name": "istio", "namespace": "istio-system"},
-        "data": {"mesh": DNS_CAPTURE},
+        "data": {"mesh": DNS_AUTO_ALLOCATE},
     }
     (tmp_path / "cm.yaml").write_text(yaml.safe_dump(cm))
     main(["analyze", str(tmp_path / "se.yaml"), str(tmp_path / "cm.yaml")])
-    assert "IST0134" in capsys.readouterr().out
+    assert "IST0134" not in capsys.readouterr().out
     assert (
         main(["analyze", "--meshConfigFile", str(tmp_path / "absent.yaml"), str(tmp_path / "se.yaml")]) == 2
     )

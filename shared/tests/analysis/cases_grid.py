@@ -54,4 +54,47 @@ GRID_CASES = [
         ],
         ("gateways: [missing]", "gateways: [mesh]"),
     ),
+    Case(
+        "IST0171 negative conditions: a Service's waypoint binding, an HTTPRoute's parent",
+        "apiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: default}\n"
+        "spec: {ports: [{port: 80}]}\n"
+        "status: {conditions: [{type: istio.io/WaypointBound, status: 'False', reason: NoWaypoint, "
+        "message: waypoint not ready}, {type: example.com/Synced, status: 'False'}]}\n---\n"
+        "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: r, namespace: default}\n"
+        "spec: {parentRefs: [{name: web, kind: Service, group: ''}]}\n"
+        "status: {parents: [{parentRef: {name: web}, conditions: [{type: Accepted, status: 'False', "
+        "reason: WaypointNotBound}]}]}\n",
+        [
+            ("IST0171", "Warning", "HTTPRoute default/r"),
+            ("IST0171", "Warning", "Service default/web"),
+        ],
+        ("status: 'False', reason:", "status: 'True', reason:"),
+    ),
+    Case(
+        "IST0171 an AuthorizationPolicy the waypoint accepted only partly",
+        "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\n"
+        "metadata: {name: p, namespace: default}\n"
+        "spec: {}\nstatus: {conditions: [{type: WaypointAccepted, status: 'True', reason: PartiallyInvalid, "
+        "message: 'Invalid targetRefs: default/x'}]}\n",
+        [("IST0171", "Warning", "AuthorizationPolicy default/p")],
+        ("reason: PartiallyInvalid", "reason: Accepted"),
+    ),
+    Case(
+        "IST0134 without DNS capture too, unless the controller allocated addresses",
+        "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: db, namespace: default}\n"
+        "spec: {hosts: [db.example.com], resolution: DNS, ports: [{number: 5432, name: a}]}\n",
+        [("IST0134", "Warning", "ServiceEntry default/db")],
+        (
+            "ports: [{number: 5432, name: a}]}",
+            "ports: [{number: 5432, name: a}]}\nstatus: {addresses: [{value: 240.240.0.1}]}",
+        ),
+    ),
+    Case(
+        "IST0134 TCP ports of a ServiceEntry without addresses (one message per resource and text)",
+        "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: db, namespace: default}\n"
+        "spec: {hosts: [db.example.com], resolution: DNS, ports: [{number: 5432, name: a, protocol: TCP}, "
+        "{number: 5433, name: b}, {number: 80, name: http, protocol: HTTP}]}\n",
+        [("IST0134", "Warning", "ServiceEntry default/db")],
+        ("resolution: DNS, ports", "resolution: DNS, addresses: [240.0.0.1], ports"),
+    ),
 ]

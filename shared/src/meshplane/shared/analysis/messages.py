@@ -85,6 +85,7 @@ EXTERNAL_CONTROL_PLANE_ADDRESS_IS_IP = _t("IST0164", "ExternalControlPlaneAddres
 REFERENCED_INTERNAL_GATEWAY = _t("IST0165", "ReferencedInternalGateway", WARNING)
 INEFFECTIVE_SELECTOR = _t("IST0166", "IneffectiveSelector", WARNING)
 INEFFECTIVE_POLICY = _t("IST0167", "IneffectivePolicy", WARNING)
+NEGATIVE_CONDITION_STATUS = _t("IST0171", "NegativeConditionStatus", WARNING)
 DESTINATION_RULE_SUBSET_NO_PODS = _t("IST0173", "DestinationRuleSubsetNotSelectPods", ERROR)
 UNKNOWN_DESTINATION_RULE_HOST = _t("IST0174", "UnknownDestinationRuleHost", WARNING)
 JWKS_URI_FETCH_UNRESTRICTED = _t("IST0175", "JwksUriFetchUnrestricted", WARNING)

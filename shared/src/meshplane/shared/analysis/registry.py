@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from meshplane.shared.analysis import (
     annotation,
+    conditions,
     deployment,
     destinationrule,
     envoyfilter,
@@ -73,6 +74,12 @@ ALL: tuple[Analyzer, ...] = (
         "Checks that istiod restricts JWKS URI fetches when RequestAuthentications exist",
         ("IST0175",),
         deployment.check_jwks_fetch,
+    ),
+    Analyzer(
+        "conditions.ConditionAnalyzer",
+        "Checks for negative status conditions on resources",
+        ("IST0171",),
+        conditions.check,
     ),
     Analyzer(
         "deployment.MultiServiceAnalyzer",
