@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from .builders import DR, SVC2, VS, Case, gateway
+from .builders import DR, SVC2, VS, Case, gateway, ns
 
 _INGRESS_GW = gateway(
     "gw", "{istio: ingressgateway}", "[{port: {number: 80, name: http, protocol: HTTP}, hosts: ['*']}]"
@@ -96,5 +96,29 @@ GRID_CASES = [
         "{number: 5433, name: b}, {number: 80, name: http, protocol: HTTP}]}\n",
         [("IST0134", "Warning", "ServiceEntry default/db")],
         ("resolution: DNS, ports", "resolution: DNS, addresses: [240.0.0.1], ports"),
+    ),
+    Case(
+        "IST0123 injection label with an ambient dataplane mode; not when injection is disabled",
+        ns("both", "{istio-injection: enabled, istio.io/dataplane-mode: ambient}")
+        + ns("off", "{istio-injection: disabled, istio.io/rev: canary}"),
+        [("IST0123", "Warning", "Namespace both")],
+        ("istio-injection: enabled, istio.io/dataplane-mode: ambient", "istio.io/dataplane-mode: ambient"),
+    ),
+    Case(
+        "IST0139 Istio webhooks (by name) that overlap and name a missing Service",
+        "".join(
+            "apiVersion: admissionregistration.k8s.io/v1\nkind: MutatingWebhookConfiguration\n"
+            f"metadata: {{name: {name}}}\nwebhooks: [{{name: sidecar-injector.istio.io, "
+            f"clientConfig: {{service: {{name: {svc}, namespace: istio-system}}}}, "
+            "namespaceSelector: {matchLabels: {istio-injection: enabled}}}]\n---\n"
+            for name, svc in (("inj-a", "istiod"), ("inj-b", "gone"))
+        )
+        + "apiVersion: v1\nkind: Service\nmetadata: {name: istiod, namespace: istio-system}\nspec: {}\n",
+        [
+            ("IST0139", "Error", "MutatingWebhookConfiguration inj-a"),
+            ("IST0139", "Error", "MutatingWebhookConfiguration inj-b"),
+            ("IST0139", "Error", "MutatingWebhookConfiguration inj-b"),
+        ],
+        None,
     ),
 ]

@@ -59,30 +59,60 @@ def _selecting(
     ]
 
 
+def _revisions(mwc: Resource) -> set[str]:
+    """The revisions a MutatingWebhookConfiguration serves: its ``istio.io/rev`` label and the values
+    its webhooks' namespace and object selectors give that label."""
+    revs = {mwc.str_map("labels")[REVISION_LABEL]} if REVISION_LABEL in mwc.str_map("labels") else set()
+    for hook in mappings(mwc.obj.get("webhooks")):
+        for field in ("namespaceSelector", "objectSelector"):
+            sel = hook.get(field)
+            if not isinstance(sel, Mapping):
+                continue
+            if REVISION_LABEL in str_dict(sel.get("matchLabels")):
+                revs.add(str_dict(sel.get("matchLabels"))[REVISION_LABEL])
+            for expr in mappings(sel.get("matchExpressions")):
+                if expr.get("key") == REVISION_LABEL:
+                    revs.update(strs(expr.get("values")))
+    return revs
+
+
 def check_injectors(ctx: Context) -> None:
-    """IST0139: a label combination several injector webhooks select, or a webhook Service that is missing."""
-    injectors = _injectors(ctx)
-    revisions = sorted({mwc.str_map("labels").get(REVISION_LABEL, "default") for mwc, _ in injectors})
-    ns_variants = [{}, {"istio-injection": "enabled"}, {"istio-injection": "disabled"}]
-    ns_variants += [{REVISION_LABEL: r} for r in revisions]
-    pod_variants = [{}, {INJECT_LABEL: "true"}, {INJECT_LABEL: "false"}] + [
-        {REVISION_LABEL: r} for r in revisions
-    ]
+    """IST0139 for Istio's injector webhooks (a configuration serving a revision, or with a webhook
+    named ``*istio.io``): several select one combination of namespace and pod injection labels, or one
+    names a Service that does not exist."""
+    hooks: dict[str, tuple[Resource, Mapping[str, Any]]] = {}
+    revisions: set[str] = set()
+    for mwc in ctx.kind("MutatingWebhookConfiguration"):
+        revs = _revisions(mwc)
+        webhooks = mappings(mwc.obj.get("webhooks"))
+        if not revs and not any(str(h.get("name", "")).endswith("istio.io") for h in webhooks):
+            continue
+        revisions |= revs
+        for hook in webhooks:
+            hooks[f"{mwc.name}/{hook.get('name', '')}"] = (mwc, hook)
+    ns_variants: list[dict[str, str]] = [{}, {"istio-injection": "enabled"}, {"istio-injection": "disabled"}]
+    pod_variants: list[dict[str, str]] = [{}, {INJECT_LABEL: "true"}, {INJECT_LABEL: "false"}]
+    for rev in sorted(revisions):
+        ns_variants += [{**v, REVISION_LABEL: rev} for v in ns_variants[:3]]
+        pod_variants += [{**v, REVISION_LABEL: rev} for v in pod_variants[:3]]
     for ns in ns_variants:
         for pod in pod_variants:
-            names = _selecting(injectors, ns, pod)
-            if len(names) < 2:
+            matches = sorted(
+                key
+                for key, (_, hook) in hooks.items()
+                if label_selector_matches(hook.get("namespaceSelector"), ns)
+                and label_selector_matches(hook.get("objectSelector"), pod)
+            )
+            if len(matches) < 2:
                 continue
-            for mwc, hook in injectors:
-                if str(hook.get("name", mwc.name)) in names:
-                    others = [n for n in names if n != hook.get("name")]
-                    ctx.report(
-                        m.INVALID_WEBHOOK,
-                        mwc,
-                        f"Webhook overlaps with others: {go_list(others)}. "
-                        "This may cause injection to occur twice.",
-                    )
-    for mwc, hook in injectors:
+            for key in matches:
+                ctx.report(
+                    m.INVALID_WEBHOOK,
+                    hooks[key][0],
+                    f"Webhook overlaps with others: {go_list(k for k in matches if k != key)}. "
+                    "This may cause injection to occur twice.",
+                )
+    for mwc, hook in hooks.values():
         client = hook.get("clientConfig")
         svc = client.get("service") if isinstance(client, Mapping) else None
         if (
@@ -93,7 +123,7 @@ def check_injectors(ctx: Context) -> None:
                 m.INVALID_WEBHOOK,
                 mwc,
                 "Injector refers to a control plane service that does not exist: "
-                f"{svc.get('namespace')}/{svc.get('name')}.",
+                f"{svc.get('namespace', '')}/{svc.get('name', '')}.",
             )
 
 
