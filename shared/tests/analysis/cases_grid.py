@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from .builders import DR, SVC2, VS, Case, gateway, ns
+from .builders import DR, SVC2, VS, Case, gateway, ns, pod
 
 _INGRESS_GW = gateway(
     "gw", "{istio: ingressgateway}", "[{port: {number: 80, name: http, protocol: HTTP}, hosts: ['*']}]"
@@ -120,5 +120,40 @@ GRID_CASES = [
             ("IST0139", "Error", "MutatingWebhookConfiguration inj-b"),
         ],
         None,
+    ),
+    Case(
+        "IST0145 gateways whose selectors differ but select the same pods (one message per server)",
+        gateway(
+            "a",
+            "{istio: ingressgateway, tier: edge}",
+            "[{port: {number: 80, name: http, protocol: HTTP}, hosts: [foo.example.com]}]",
+        )
+        + gateway(
+            "b",
+            "{istio: ingressgateway}",
+            "[{port: {number: 80, name: tcp, protocol: TCP}, hosts: [foo.example.com]}]",
+        )
+        + pod("edge-1", "default", "{istio: ingressgateway, tier: edge}"),
+        [
+            ("IST0145", "Error", "Gateway default/a"),
+            ("IST0145", "Error", "Gateway default/b"),
+        ],
+        ("number: 80, name: tcp", "number: 81, name: tcp"),
+    ),
+    Case(
+        "IST0173 subsets on node topology labels match pods on that node",
+        "apiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: default}\n"
+        "spec: {selector: {app: web}, ports: [{name: http, port: 80}]}\n---\n"
+        + DR.format(
+            name="web",
+            spec="{host: web, subsets: [{name: west, labels: {topology.kubernetes.io/region: us-west-1}}, "
+            "{name: one, labels: {kubernetes.io/hostname: node-1}}]}",
+        )
+        + "apiVersion: v1\nkind: Pod\nmetadata: {name: web-1, namespace: default, labels: {app: web}}\n"
+        "spec: {nodeName: node-1, containers: [{name: web}]}\n---\n"
+        "apiVersion: v1\nkind: Node\n"
+        "metadata: {name: node-1, labels: {topology.kubernetes.io/region: eu-1}}\n",
+        [("IST0173", "Error", "DestinationRule default/web")],
+        ("topology.kubernetes.io/region: eu-1", "topology.kubernetes.io/region: us-west-1"),
     ),
 ]

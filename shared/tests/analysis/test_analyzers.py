@@ -274,7 +274,7 @@ kind: Gateway
 metadata: {name: gw2, namespace: default}
 spec:
   selector: {istio: ingressgateway}
-  servers: [{port: {number: 80, name: http2, protocol: HTTP}, hosts: ["bookinfo.example.com"]}]
+  servers: [{port: {number: 80, name: http2, protocol: HTTP}, hosts: ["*"]}]
 """
     )
     assert ("IST0145", "Error", "Gateway default/gw") in codes(text)

@@ -15,6 +15,7 @@ from meshplane.shared.analysis.context import (
     fqdn,
     host_matches,
     mappings,
+    selects,
     str_dict,
     strs,
 )
@@ -113,6 +114,32 @@ def _service_selector(ctx: Context, host: str) -> dict[str, str]:
     return {}
 
 
+#: Node labels Pilot turns into a pod's locality, in order (region/zone/subzone).
+LOCALITY_LABELS = (
+    "topology.kubernetes.io/region",
+    "topology.kubernetes.io/zone",
+    "topology.istio.io/subzone",
+)
+
+
+def _workload_labels(ctx: Context) -> list[dict[str, str]]:
+    """The labels of every workload as Pilot matches subsets against them: Pods augmented with their
+    Node's locality labels (non-empty ones) and ``kubernetes.io/hostname``; WorkloadEntries as they are."""
+    nodes = {n.name: n.str_map("labels") for n in ctx.kind("Node")}
+    out: list[dict[str, str]] = []
+    for pod in ctx.kind("Pod"):
+        labels = pod.str_map("labels")
+        node = str(pod.spec.get("nodeName") or "")
+        for key in LOCALITY_LABELS:
+            if nodes.get(node, {}).get(key):
+                labels[key] = nodes[node][key]
+        if node:
+            labels["kubernetes.io/hostname"] = node
+        out.append(labels)
+    out += [str_dict(w.spec.get("labels")) for w in ctx.kind("WorkloadEntry")]
+    return out
+
+
 def check_subset_pods(ctx: Context) -> None:
     """IST0174: a host no Service or ServiceEntry defines; IST0173: a subset that selects no pod."""
     for dr in ctx.kind("DestinationRule"):
@@ -126,8 +153,10 @@ def check_subset_pods(ctx: Context) -> None:
             )
             continue
         base = _service_selector(ctx, host)
+        workloads = _workload_labels(ctx)
         for subset in mappings(dr.spec.get("subsets")):
-            if not ctx.workloads(base | str_dict(subset.get("labels"))):
+            selector = base | str_dict(subset.get("labels"))
+            if not any(selects(selector, labels) for labels in workloads):
                 ctx.report(
                     m.DESTINATION_RULE_SUBSET_NO_PODS,
                     dr,

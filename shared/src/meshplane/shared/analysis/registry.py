@@ -224,8 +224,14 @@ ALL: tuple[Analyzer, ...] = (
         "telemetry.SelectorAnalyzer",
         "Validates that telemetries that define a selector match an existing workload and that "
         "multiple telemetries don't select the same workload",
-        ("IST0101", "IST0159", "IST0160"),
+        ("IST0101", "IST0159"),
         selectors.check_telemetries,
+    ),
+    Analyzer(
+        "telemetry.DefaultSelectorAnalyzer",
+        "Validates that there aren't multiple telemetry resources that have no selector",
+        ("IST0160",),
+        selectors.check_telemetry_defaults,
     ),
     Analyzer(
         "webhook.Analyzer",
