@@ -156,4 +156,22 @@ GRID_CASES = [
         [("IST0173", "Error", "DestinationRule default/web")],
         ("topology.kubernetes.io/region: eu-1", "topology.kubernetes.io/region: us-west-1"),
     ),
+    Case(
+        "IST0109 once per VirtualService; a namespace-scoped host clashes with one exported everywhere",
+        VS.format(name="a", spec="{hosts: [ratings, google.com]}")
+        + VS.format(
+            name="b", spec="{hosts: [ratings.default.svc.cluster.local, google.com], gateways: [mesh]}"
+        )
+        + VS.format(name="c", spec="{hosts: [ratings], exportTo: [.]}").replace("default}", "team1}")
+        + VS.format(name="d", spec="{hosts: [ratings.team1.svc.cluster.local]}").replace(
+            "default}", "team2}"
+        ),
+        [
+            ("IST0109", "Error", "VirtualService default/a"),
+            ("IST0109", "Error", "VirtualService default/b"),
+            ("IST0109", "Error", "VirtualService team1/c"),
+            ("IST0109", "Error", "VirtualService team2/d"),
+        ],
+        None,
+    ),
 ]

@@ -74,41 +74,46 @@ def check_subsets(ctx: Context) -> None:
                 )
 
 
-def _export_to(vs: Resource) -> set[str] | None:
-    """The namespaces a VirtualService is visible in (None = all, the default)."""
+def _scopes(vs: Resource) -> list[str]:
+    """Where a VirtualService is visible: ``*`` (no exportTo, or ``*`` in it) or its namespaces."""
     targets = strs(vs.spec.get("exportTo"))
     if not targets or "*" in targets:
-        return None
-    return {vs.namespace if t == "." else t for t in targets}
-
-
-def _visible_together(a: Resource, b: Resource) -> bool:
-    """Whether some namespace sees both VirtualServices (only then do their hosts clash)."""
-    sa, sb = _export_to(a), _export_to(b)
-    return sa is None or sb is None or bool(sa & sb)
+        return ["*"]
+    return sorted({vs.namespace if t == "." else t for t in targets})
 
 
 def check_mesh_host_conflicts(ctx: Context) -> None:
-    """IST0109: two VirtualServices bound to the mesh gateway declare the same host."""
-    owners: dict[str, list[Resource]] = {}
+    """IST0109, at most once per VirtualService: VirtualServices bound to the mesh gateway declare the
+    same host in one scope (a namespace-scoped host also clashes with overlapping hosts exported
+    everywhere). The host is named as istioctl names it, ``scope/fqdn``."""
+    owners: dict[tuple[str, str], list[Resource]] = {}
     for vs in ctx.kind("VirtualService"):
         gateways = strs(vs.spec.get("gateways"))
         if gateways and "mesh" not in gateways:
             continue
-        for host in {fqdn(str(h), vs.namespace) for h in strs(vs.spec.get("hosts"))}:
-            owners.setdefault(host, []).append(vs)
-    for host, vss in sorted(owners.items()):
-        clashing = [v for v in vss if any(o is not v and _visible_together(v, o) for o in vss)]
+        for scope in _scopes(vs):
+            for host in strs(vs.spec.get("hosts")):
+                owners.setdefault((scope, fqdn(str(host), vs.namespace)), []).append(vs)
+    reported: set[tuple[str, str]] = set()
+    for (scope, host), vss in sorted(owners.items()):
+        clashing = list(vss)
+        if scope != "*":
+            for (other_scope, other_host), more in sorted(owners.items()):
+                if other_scope == "*" and (host_matches(host, other_host) or host_matches(other_host, host)):
+                    clashing += more
         if len(clashing) < 2:
             continue
-        names = ",".join(f"{v.namespace}/{v.name}" for v in clashing)
+        names = ",".join(sorted(f"{v.namespace}/{v.name}" for v in clashing))
         for vs in clashing:
+            if (vs.namespace, vs.name) in reported:
+                continue
+            reported.add((vs.namespace, vs.name))
             ctx.report(
                 m.CONFLICTING_MESH_GATEWAY_VS_HOSTS,
                 vs,
-                f"The VirtualServices {names} associated with mesh gateway define the same host {host} "
-                "which can lead to undefined behavior. This can be fixed by merging the conflicting "
-                "VirtualServices into a single resource.",
+                f"The VirtualServices {names} associated with mesh gateway define the same host "
+                f"{scope}/{host} which can lead to undefined behavior. This can be fixed by merging the "
+                "conflicting VirtualServices into a single resource.",
             )
 
 
