@@ -174,4 +174,20 @@ GRID_CASES = [
         ],
         None,
     ),
+    Case(
+        "IST0176 Gateway API CRD below the minimum bundle version (pre-release ignored)",
+        "".join(
+            "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\n"
+            f"metadata: {{name: {name}.gateway.networking.k8s.io, "
+            f"annotations: {{gateway.networking.k8s.io/bundle-version: {version}}}}}\n"
+            "spec: {group: gateway.networking.k8s.io}\n---\n"
+            for name, version in (
+                ("tcproutes", "v1.5.9"),
+                ("grpcroutes", "v1.1.0-rc1"),
+                ("httproutes", "v0.1"),
+            )
+        ),
+        [("IST0176", "Warning", "CustomResourceDefinition tcproutes.gateway.networking.k8s.io")],
+        ("v1.5.9", "v1.6.0"),
+    ),
 ]

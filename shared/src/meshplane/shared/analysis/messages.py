@@ -89,6 +89,7 @@ NEGATIVE_CONDITION_STATUS = _t("IST0171", "NegativeConditionStatus", WARNING)
 DESTINATION_RULE_SUBSET_NO_PODS = _t("IST0173", "DestinationRuleSubsetNotSelectPods", ERROR)
 UNKNOWN_DESTINATION_RULE_HOST = _t("IST0174", "UnknownDestinationRuleHost", WARNING)
 JWKS_URI_FETCH_UNRESTRICTED = _t("IST0175", "JwksUriFetchUnrestricted", WARNING)
+GATEWAY_API_CRD_VERSION_BELOW_MINIMUM = _t("IST0176", "GatewayAPICRDVersionBelowMinimum", WARNING)
 CONFLICTING_SERVICE_ENTRY_PROTOCOL = _t("IST0177", "ConflictingServiceEntryProtocol", WARNING)
 
 ALL_TYPES = tuple(sorted(_TYPES, key=lambda t: t.code))

@@ -12,6 +12,7 @@ from meshplane.shared.analysis import (
     destinationrule,
     envoyfilter,
     gateway,
+    gatewayapi,
     injection,
     resources,
     selectors,
@@ -164,6 +165,12 @@ ALL: tuple[Analyzer, ...] = (
         "Checks that pods in injected namespaces run the Istio proxy",
         ("IST0103",),
         injection.check_pods,
+    ),
+    Analyzer(
+        "k8sgateway.CRDVersionAnalyzer",
+        "Checks that installed Gateway API CRDs meet the minimum bundle version",
+        ("IST0176",),
+        gatewayapi.check_crd_versions,
     ),
     Analyzer(
         "k8sgateway.SelectorAnalyzer",
