@@ -15,6 +15,7 @@ import yaml
 from meshplane.ctl.main import main
 from meshplane.shared.analysis import ALL_TYPES
 from meshplane.shared.analysis.registry import ALL
+from meshplane.shared.natsserver import free_port
 
 VS = """apiVersion: networking.istio.io/v1
 kind: VirtualService
@@ -184,14 +185,37 @@ def test_parse_errors_exit_65_unless_ignored(tmp_path: Path, capsys: pytest.Capt
     assert main(["analyze", "--ignore-unknown", str(tmp_path)]) == 0
 
 
-def test_bad_flags_and_live_mode_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_flags_and_unreadable_cluster_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     (tmp_path / "gw.yaml").write_text(GW)
     assert main(["analyze", "--failure-threshold", "Fatal", str(tmp_path)]) == 2
     assert "expected Info, Warning or Error" in capsys.readouterr().err
     assert main(["analyze", "-o", "xml", str(tmp_path)]) == 2
-    assert main(["analyze"]) == 2
-    assert "--use-kube" in capsys.readouterr().err
+    capsys.readouterr()
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "no-kubeconfig"))
+    assert main(["analyze"]) == 2  # no paths: the cluster is read, and there is no kubeconfig
+    assert "meshctl analyze: cannot load the kubeconfig" in capsys.readouterr().err
     assert main(["analyze", "--use-kube=true", str(tmp_path)]) == 2
+    assert main(["analyze", "--use-kube=false"]) == 2
+    assert "nothing to analyze" in capsys.readouterr().err
+    unreachable = tmp_path / "kubeconfig"
+    unreachable.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "c", "cluster": {"server": f"https://127.0.0.1:{free_port()}"}}],
+                "users": [{"name": "u", "user": {"token": "t"}}],
+                "contexts": [{"name": "ctx", "context": {"cluster": "c", "user": "u"}}],
+                "current-context": "ctx",
+            }
+        )
+    )
+    assert main(["analyze", "--kubeconfig", str(unreachable)]) == 2
+    assert "cannot reach the API server" in capsys.readouterr().err
+    assert main(["analyze", "--kubeconfig", str(unreachable), "--context", "other"]) == 2
+    assert "context 'other' not found" in capsys.readouterr().err
 
 
 SE = """apiVersion: networking.istio.io/v1
