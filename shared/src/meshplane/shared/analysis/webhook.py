@@ -15,8 +15,9 @@ from meshplane.shared.analysis.context import Context, Resource, go_list, mappin
 INJECTOR_LABEL = ("app", "sidecar-injector")
 REVISION_LABEL = "istio.io/rev"
 INJECT_LABEL = "sidecar.istio.io/inject"
-EXTERNAL_VALIDATORS = ("istio-validator-external-istiod", "istiod-default-validator")
-EXTERNAL_INJECTORS = ("istio-sidecar-injector-external-istiod",)
+DEFAULT_VALIDATOR = "istiod-default-validator"
+VALIDATOR_PREFIX = "istio-validator"
+INJECTOR_PREFIX = "istio-sidecar-injector"
 
 
 def label_selector_matches(selector: object, labels: Mapping[str, str]) -> bool:
@@ -160,16 +161,30 @@ def check_image_auto(ctx: Context) -> None:
 
 
 def _lint_url(ctx: Context, r: Resource, hook: Mapping[str, Any]) -> None:
+    """IST0163 for a webhook with neither a URL nor a Service (or a URL that does not parse), IST0164
+    for a URL whose host is an IP address (istioctl's checks)."""
     name = str(hook.get("name", r.name))
     client = hook.get("clientConfig")
-    url = str(client.get("url") or "") if isinstance(client, Mapping) else ""
-    host = urlsplit(url).hostname or "" if url else ""
-    if not host:
+    client = client if isinstance(client, Mapping) else {}
+    url = client.get("url")
+    if url is None:
+        if client.get("service") is None:
+            ctx.report(
+                m.INVALID_EXTERNAL_CONTROL_PLANE_CONFIG,
+                r,
+                f"The hostname () that was provided for the webhook ({name}) to reach the ingress gateway "
+                "on the external control plane cluster is blank. Traffic may not flow properly.",
+            )
+        return
+    try:
+        host = urlsplit(str(url)).hostname or ""
+    except ValueError:
         ctx.report(
             m.INVALID_EXTERNAL_CONTROL_PLANE_CONFIG,
             r,
-            f"The hostname ({host}) that was provided for the webhook ({name}) to reach the ingress gateway "
-            "on the external control plane cluster is blank. Traffic may not flow properly.",
+            f"The hostname ({url}) that was provided for the webhook ({name}) to reach the ingress gateway "
+            "on the external control plane cluster was provided in an invalid format. Traffic may not flow "
+            "properly.",
         )
         return
     try:
@@ -179,23 +194,20 @@ def _lint_url(ctx: Context, r: Resource, hook: Mapping[str, Any]) -> None:
     ctx.report(
         m.EXTERNAL_CONTROL_PLANE_ADDRESS_IS_IP,
         r,
-        f"The address ({host}) that was provided for the webhook ({name}) to reach the ingress gateway on "
+        f"The address ({url}) that was provided for the webhook ({name}) to reach the ingress gateway on "
         "the external control plane cluster is an IP address. This is not recommended for a production "
         "environment.",
     )
 
 
 def check_external_control_plane(ctx: Context) -> None:
-    """IST0163 / IST0164 for the webhooks of a remote cluster (both external-istiod webhooks present)."""
-    if ctx.find("ValidatingWebhookConfiguration", "", EXTERNAL_VALIDATORS[0]) is None:
-        return
-    if ctx.find("MutatingWebhookConfiguration", "", EXTERNAL_INJECTORS[0]) is None:
-        return
-    for kind, names in (
-        ("ValidatingWebhookConfiguration", EXTERNAL_VALIDATORS),
-        ("MutatingWebhookConfiguration", EXTERNAL_INJECTORS),
-    ):
-        for r in ctx.kind(kind):
-            if r.name in names:
-                for hook in mappings(r.obj.get("webhooks")):
-                    _lint_url(ctx, r, hook)
+    """IST0163 / IST0164 for the webhooks of Istio's validating (``istiod-default-validator``,
+    ``istio-validator*``) and injecting (``istio-sidecar-injector*``) webhook configurations."""
+    for r in ctx.kind("ValidatingWebhookConfiguration"):
+        if r.name == DEFAULT_VALIDATOR or r.name.startswith(VALIDATOR_PREFIX):
+            for hook in mappings(r.obj.get("webhooks")):
+                _lint_url(ctx, r, hook)
+    for r in ctx.kind("MutatingWebhookConfiguration"):
+        if r.name.startswith(INJECTOR_PREFIX):
+            for hook in mappings(r.obj.get("webhooks")):
+                _lint_url(ctx, r, hook)
