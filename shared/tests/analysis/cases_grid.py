@@ -190,4 +190,13 @@ GRID_CASES = [
         [("IST0176", "Warning", "CustomResourceDefinition tcproutes.gateway.networking.k8s.io")],
         ("v1.5.9", "v1.6.0"),
     ),
+    Case(
+        "IST0128 a credentialName without a workloadSelector does not verify the server",
+        DR.format(
+            name="db",
+            spec="{host: db.example.com, trafficPolicy: {tls: {mode: SIMPLE, credentialName: db-ca}}}",
+        ),
+        [("IST0128", "Warning", "DestinationRule default/db")],
+        ("{host: db.example.com,", "{host: db.example.com, workloadSelector: {matchLabels: {app: client}},"),
+    ),
 ]

@@ -29,11 +29,13 @@ def _tls(policy: object) -> Mapping[str, Any]:
     return tls if isinstance(tls, Mapping) else {}
 
 
-def _unverified(tls: Mapping[str, Any]) -> bool:
+def _unverified(tls: Mapping[str, Any], dr: Resource) -> bool:
+    """SIMPLE/MUTUAL without caCertificates; a credentialName counts only on a DestinationRule with a
+    workloadSelector (istioctl); meshplane also accepts an explicit insecureSkipVerify."""
     return (
         tls.get("mode") in _VERIFYING_MODES
         and not tls.get("caCertificates")
-        and not tls.get("credentialName")
+        and not (tls.get("credentialName") and isinstance(dr.spec.get("workloadSelector"), Mapping))
         and not tls.get("insecureSkipVerify")
     )
 
@@ -47,7 +49,7 @@ def check_server_verification(ctx: Context) -> None:
         host = str(dr.spec.get("host", ""))
         policy = dr.spec.get("trafficPolicy")
         tls = _tls(policy)
-        if _unverified(tls):
+        if _unverified(tls, dr):
             ctx.report(
                 m.NO_SERVER_CERT_VERIFICATION_DR,
                 dr,
@@ -57,7 +59,7 @@ def check_server_verification(ctx: Context) -> None:
         port_settings = policy.get("portLevelSettings") if isinstance(policy, Mapping) else None
         for pls in mappings(port_settings):
             tls = _tls(pls)
-            if _unverified(tls):
+            if _unverified(tls, dr):
                 port = (pls.get("port") or {}).get("number")
                 ctx.report(
                     m.NO_SERVER_CERT_VERIFICATION_PORT,
