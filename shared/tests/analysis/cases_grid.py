@@ -199,4 +199,18 @@ GRID_CASES = [
         [("IST0128", "Warning", "DestinationRule default/db")],
         ("{host: db.example.com,", "{host: db.example.com, workloadSelector: {matchLabels: {app: client}},"),
     ),
+    Case(
+        "IST0107/IST0125/IST0135 Istio's annotation table: ingress class, whole numbers, deprecated stats",
+        "apiVersion: v1\nkind: Namespace\n"
+        "metadata: {name: staging, annotations: {kubernetes.io/ingress.class: x}}\n"
+        "---\napiVersion: v1\nkind: Pod\nmetadata: {name: p, namespace: default, annotations: "
+        "{readiness.status.sidecar.istio.io/periodSeconds: soon, gateway.istio.io/controller-version: '5', "
+        "sidecar.istio.io/statsInclusionPrefixes: cluster.outbound}}\nspec: {containers: [{name: app}]}\n",
+        [
+            ("IST0107", "Warning", "Namespace staging"),
+            ("IST0125", "Warning", "Pod default/p"),
+            ("IST0135", "Info", "Pod default/p"),
+        ],
+        None,
+    ),
 ]
