@@ -213,4 +213,18 @@ GRID_CASES = [
         ],
         None,
     ),
+    Case(
+        "IST0131 a later prefix match an earlier, looser one already covers (no method = GET)",
+        VS.format(
+            name="api",
+            spec="{hosts: [api.example.com], http: ["
+            "{name: all, match: [{uri: {prefix: /api/v1/prod}}], "
+            "route: [{destination: {host: a.example.com}}]}, "
+            "{name: some, match: [{uri: {prefix: /api/v1/products}, method: {exact: GET}}, "
+            "{uri: {prefix: /api/v1/products}, method: {exact: POST}}], "
+            "route: [{destination: {host: b.example.com}}]}]}",
+        ),
+        [("IST0131", "Info", "VirtualService default/api")],
+        ("prefix: /api/v1/prod}}]", "prefix: /api/v1/prod}, headers: {x: {exact: y}}}]"),
+    ),
 ]

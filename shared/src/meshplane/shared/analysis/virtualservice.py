@@ -9,6 +9,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from meshplane.shared.analysis import messages as m
+from meshplane.shared.analysis import vsoverlap
 from meshplane.shared.analysis.context import (
     Context,
     Resource,
@@ -138,6 +139,7 @@ def check_rules(ctx: Context) -> None:
             rules = mappings(vs.spec.get(section))
             named = section == "http"
             seen: dict[str, int] = {}
+            fresh: list[vsoverlap.Entry] = []
             catch_all = False
             for index, rule in enumerate(rules):
                 label = _name(rule, index, named)
@@ -155,6 +157,8 @@ def check_rules(ctx: Context) -> None:
                     key = _canonical(match)
                     if key not in seen:
                         seen[key] = index
+                        found = vsoverlap.entry(label, _name(match, mi, named), match) if named else None
+                        fresh += [found] if found else []
                         continue
                     duplicates += 1
                     earlier = _name(rules[seen[key]], seen[key], named)
@@ -167,6 +171,8 @@ def check_rules(ctx: Context) -> None:
                 if duplicates == len(matches):
                     reason = "all matches used by prior rules"
                     ctx.report(m.VS_UNREACHABLE_RULE, vs, f"VirtualService rule {label} not used ({reason}).")
+            for text in vsoverlap.overlaps(fresh):
+                ctx.report(m.VS_INEFFECTIVE_MATCH, vs, text)
 
 
 def _gateway_hosts(gw: Resource, vs_namespace: str) -> list[str]:
