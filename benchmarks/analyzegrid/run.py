@@ -43,7 +43,6 @@ ALSO_RUN: dict[str, tuple[str, ...]] = {
 #: Istio analyzers whose cases are outside meshplane's scope, and why.
 OUT_OF_SCOPE: dict[str, str] = {
     "annotations.AlphaAnalyzer": "not in Istio's All() either (skipAll): istioctl analyze never runs it",
-    "telemetry.LightstepAnalyzer": "Lightstep tracing provider: meshplane has no Lightstep support",
 }
 
 

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from meshplane.shared.analysis.runner import Options
+
 from .builders import DR, SVC2, VS, Case, gateway, ns, pod
 
 _INGRESS_GW = gateway(
@@ -226,5 +228,22 @@ GRID_CASES = [
         ),
         [("IST0131", "Info", "VirtualService default/api")],
         ("prefix: /api/v1/prod}}]", "prefix: /api/v1/prod}, headers: {x: {exact: y}}}]"),
+    ),
+    Case(
+        "IST0002 a Telemetry tracing to a Lightstep provider",
+        "apiVersion: telemetry.istio.io/v1\nkind: Telemetry\n"
+        "metadata: {name: mesh-default, namespace: istio-system}\n"
+        "spec: {tracing: [{providers: [{name: ls}]}]}\n",
+        [("IST0002", "Warning", "Telemetry istio-system/mesh-default")],
+        ("providers: [{name: ls}]", "providers: [{name: otel}]"),
+        Options(
+            mesh_config={
+                "extensionProviders": [
+                    {"name": "ls", "lightstep": {"service": "collector", "port": 8080}},
+                    {"name": "otel", "opentelemetry": {"service": "collector", "port": 4317}},
+                ]
+            },
+            namespace=None,
+        ),
     ),
 ]

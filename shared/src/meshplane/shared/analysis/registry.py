@@ -222,6 +222,12 @@ ALL: tuple[Analyzer, ...] = (
         selectors.check_ambient_sidecars,
     ),
     Analyzer(
+        "telemetry.LightstepAnalyzer",
+        "Checks for use of the deprecated Lightstep tracing provider",
+        ("IST0002",),
+        selectors.check_lightstep,
+    ),
+    Analyzer(
         "telemetry.ProviderAnalyzer",
         "Validates that providers in telemetry resource is valid",
         ("IST0157",),

@@ -119,6 +119,25 @@ def check_telemetry_providers(ctx: Context) -> None:
                 break
 
 
+def check_lightstep(ctx: Context) -> None:
+    """IST0002: a Telemetry traces to a MeshConfig extension provider of the deprecated Lightstep type."""
+    names = {
+        str(p.get("name"))
+        for p in mappings(ctx.mesh_config.get("extensionProviders"))
+        if isinstance(p.get("lightstep"), Mapping)
+    }
+    for r in ctx.kind("Telemetry"):
+        for tracing in mappings(r.spec.get("tracing")):
+            for provider in mappings(tracing.get("providers")):
+                if str(provider.get("name")) in names:
+                    ctx.report(
+                        m.DEPRECATED,
+                        r,
+                        f"Deprecated: The Lightstep provider {provider.get('name')} is deprecated, please "
+                        "migrate to OpenTelemetry provider.",
+                    )
+
+
 def _in_mesh(ctx: Context, pod: Resource) -> bool:
     if pod.kind == "WorkloadEntry":
         return True
