@@ -15,6 +15,7 @@ import yaml
 from meshplane.ctl.main import main
 from meshplane.shared.analysis import ALL_TYPES
 from meshplane.shared.analysis.registry import ALL
+from meshplane.shared.natsserver import free_port
 
 VS = """apiVersion: networking.istio.io/v1
 kind: VirtualService
@@ -155,7 +156,7 @@ def test_yaml_output_has_istioctl_keys_and_exits_0(
 ) -> None:
     (tmp_path / "vs.yaml").write_text(VS)
     assert main(["analyze", "-o", "yaml", str(tmp_path / "vs.yaml")]) == 0  # istioctl: -o yaml never fails
-    [msg] = [m for m in yaml.safe_load(capsys.readouterr().out) if "gateway" in m["message"]]
+    [msg] = [m for m in yaml.safe_load(capsys.readouterr().out) if "gateway not found" in m["message"]]
     assert msg == {
         "code": "IST0101",
         "level": "Error",
@@ -184,14 +185,37 @@ def test_parse_errors_exit_65_unless_ignored(tmp_path: Path, capsys: pytest.Capt
     assert main(["analyze", "--ignore-unknown", str(tmp_path)]) == 0
 
 
-def test_bad_flags_and_live_mode_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_flags_and_unreadable_cluster_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     (tmp_path / "gw.yaml").write_text(GW)
     assert main(["analyze", "--failure-threshold", "Fatal", str(tmp_path)]) == 2
     assert "expected Info, Warning or Error" in capsys.readouterr().err
     assert main(["analyze", "-o", "xml", str(tmp_path)]) == 2
-    assert main(["analyze"]) == 2
-    assert "--use-kube" in capsys.readouterr().err
+    capsys.readouterr()
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "no-kubeconfig"))
+    assert main(["analyze"]) == 2  # no paths: the cluster is read, and there is no kubeconfig
+    assert "meshctl analyze: cannot load the kubeconfig" in capsys.readouterr().err
     assert main(["analyze", "--use-kube=true", str(tmp_path)]) == 2
+    assert main(["analyze", "--use-kube=false"]) == 2
+    assert "nothing to analyze" in capsys.readouterr().err
+    unreachable = tmp_path / "kubeconfig"
+    unreachable.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "c", "cluster": {"server": f"https://127.0.0.1:{free_port()}"}}],
+                "users": [{"name": "u", "user": {"token": "t"}}],
+                "contexts": [{"name": "ctx", "context": {"cluster": "c", "user": "u"}}],
+                "current-context": "ctx",
+            }
+        )
+    )
+    assert main(["analyze", "--kubeconfig", str(unreachable)]) == 2
+    assert "cannot reach the API server" in capsys.readouterr().err
+    assert main(["analyze", "--kubeconfig", str(unreachable), "--context", "other"]) == 2
+    assert "context 'other' not found" in capsys.readouterr().err
 
 
 SE = """apiVersion: networking.istio.io/v1
@@ -199,25 +223,27 @@ kind: ServiceEntry
 metadata: {name: db, namespace: default}
 spec: {hosts: [db.example.com], ports: [{number: 5432, name: tcp, protocol: TCP}], resolution: DNS}
 """
-DNS_CAPTURE = "defaultConfig: {proxyMetadata: {ISTIO_META_DNS_CAPTURE: 'true'}}\n"
+DNS_AUTO_ALLOCATE = (
+    "defaultConfig: {proxyMetadata: {ISTIO_META_DNS_CAPTURE: 'true', ISTIO_META_DNS_AUTO_ALLOCATE: 'true'}}\n"
+)
 
 
 def test_mesh_config_file_and_istio_configmap(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "se.yaml").write_text(SE)
-    assert main(["analyze", str(tmp_path / "se.yaml")]) == 0
-    assert "IST0134" not in capsys.readouterr().out  # DNS capture is off by default
-    (tmp_path / "mesh.yaml").write_text(DNS_CAPTURE)
-    main(["analyze", "--meshConfigFile", str(tmp_path / "mesh.yaml"), str(tmp_path / "se.yaml")])
-    assert "Warning [IST0134] (ServiceEntry default/db" in capsys.readouterr().out
+    main(["analyze", str(tmp_path / "se.yaml")])
+    assert "Warning [IST0134] (ServiceEntry default/db" in capsys.readouterr().out  # no address allocation
+    (tmp_path / "mesh.yaml").write_text(DNS_AUTO_ALLOCATE)
+    assert main(["analyze", "--meshConfigFile", str(tmp_path / "mesh.yaml"), str(tmp_path / "se.yaml")]) == 0
+    assert "IST0134" not in capsys.readouterr().out
     cm = {
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": {"name": "istio", "namespace": "istio-system"},
-        "data": {"mesh": DNS_CAPTURE},
+        "data": {"mesh": DNS_AUTO_ALLOCATE},
     }
     (tmp_path / "cm.yaml").write_text(yaml.safe_dump(cm))
     main(["analyze", str(tmp_path / "se.yaml"), str(tmp_path / "cm.yaml")])
-    assert "IST0134" in capsys.readouterr().out
+    assert "IST0134" not in capsys.readouterr().out
     assert (
         main(["analyze", "--meshConfigFile", str(tmp_path / "absent.yaml"), str(tmp_path / "se.yaml")]) == 2
     )

@@ -108,10 +108,10 @@ MORE_CASES = [
         ("10.1.2.3", "istiod.example.com"),
     ),
     Case(
-        "IST0163 external control plane webhook without a host",
-        external(""),
+        "IST0163 Istio webhook with neither a URL nor a Service",
+        external("").replace("clientConfig: {url: ''}", "clientConfig: {}"),
         [("IST0163", "Warning", "ValidatingWebhookConfiguration istio-validator-external-istiod")],
-        ("url: ''", "url: 'https://istiod.example.com:15017/validate'"),
+        ("clientConfig: {}", "clientConfig: {url: 'https://istiod.example.com:15017/validate'}"),
     ),
     Case(
         "IST0002 deprecated fields and removed CRDs",

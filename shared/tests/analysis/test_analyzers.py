@@ -57,7 +57,7 @@ spec:
   http:
   - match: [{uri: {prefix: /v1}}]
     route: [{destination: {host: reviews, subset: v1}}]
-  - route: [{destination: {host: reviews}}]
+  - route: [{destination: {host: reviews, subset: v1}}]
 ---
 apiVersion: v1
 kind: Pod
@@ -241,7 +241,7 @@ def test_ist0128_ist0129_tls_without_ca(level: str, code: str) -> None:
 
 def test_ist0130_and_ist0131_unreachable_and_duplicate_matches() -> None:
     text = GOOD.replace(
-        "  - route: [{destination: {host: reviews}}]\n",
+        "  - route: [{destination: {host: reviews, subset: v1}}]\n",
         "  - match: [{uri: {prefix: /v1}}, {uri: {prefix: /v2}}]\n"
         "    route: [{destination: {host: reviews}}]\n"
         "  - match: [{uri: {prefix: /v2}}]\n"
@@ -274,7 +274,7 @@ kind: Gateway
 metadata: {name: gw2, namespace: default}
 spec:
   selector: {istio: ingressgateway}
-  servers: [{port: {number: 80, name: http2, protocol: HTTP}, hosts: ["bookinfo.example.com"]}]
+  servers: [{port: {number: 80, name: http2, protocol: HTTP}, hosts: ["*"]}]
 """
     )
     assert ("IST0145", "Error", "Gateway default/gw") in codes(text)

@@ -6,11 +6,16 @@ from __future__ import annotations
 
 import base64
 import copy as copy_module
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from meshplane.shared.analysis import analyze
 from meshplane.shared.analysis.runner import Options
@@ -69,6 +74,27 @@ def _tls_secret(cert: bytes, key: bytes) -> str:
     )
 
 
+def _expired_pair() -> tuple[bytes, bytes]:
+    """A self-signed certificate whose validity ended yesterday, and its key (PEM)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "old.example.com")])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(now - timedelta(days=30))
+        .not_valid_after(now - timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    return cert.public_bytes(serialization.Encoding.PEM), key_pem
+
+
 def test_ist0161_gateway_credential_unusable(tmp_path: Path) -> None:
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
@@ -76,10 +102,13 @@ def test_ist0161_gateway_credential_unusable(tmp_path: Path) -> None:
     _, other_key = _pem_pair(tmp_path / "b")
     gw = gateway("gw", "{istio: ingressgateway}", TLS_SERVER)
     assert found(_tls_secret(cert, key) + gw, {"IST0101", "IST0161"}) == []
+    # As istioctl: the key is not checked against the certificate.
+    assert found(_tls_secret(cert, other_key) + gw, {"IST0101", "IST0161"}) == []
     expected = [("IST0161", "Error", "Gateway default/gw")]
-    assert found(_tls_secret(cert, other_key) + gw, {"IST0101", "IST0161"}) == expected  # key of another cert
     assert found(_tls_secret(b"not a certificate", key) + gw, {"IST0161"}) == expected
-    objs = [(d, "") for d in yaml.safe_load_all(_tls_secret(cert, other_key) + gw) if d]
+    assert found(_tls_secret(*_expired_pair()) + gw, {"IST0161"}) == expected
+    assert found(_tls_secret(cert, b"") + gw, {"IST0161"}) == expected
+    objs = [(d, "") for d in yaml.safe_load_all(_tls_secret(*_expired_pair()) + gw) if d]
     assert (
         "The credential referenced by the Gateway gw in namespace default is invalid, which can cause the "
         "traffic not to work as expected." in [m.text for m in analyze(objs).messages]

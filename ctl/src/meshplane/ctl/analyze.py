@@ -10,7 +10,10 @@ or a list with ``-o json|yaml``. Exit codes: 79 when a message at or above
 ``--failure-threshold`` exists (``-o log`` only) and 65 when an input could not be parsed
 (unless ``--ignore-unknown``), both as istioctl; 2 for bad flags or a path that cannot be read,
 as every meshctl verb (istioctl says 64 and 1); else 0.
-Live mode (``--use-kube``) is not implemented: without paths the command says so and exits 2.
+Live mode: without paths (or with ``--use-kube``) the cluster of the kubeconfig is read too
+(``analyzelive``), as istioctl does, without the synthetic ingress gateway; ``-n`` defaults to the
+context's namespace, and a namespace that does not exist is reported and exits 0. ``--galley
+HOST:PORT`` shows instead what the running mesh's Galley found (its ``/debug/analyze``).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from typing import Any
 
 import yaml
 
+from meshplane.ctl import analyzelive
 from meshplane.ctl.errors import EXIT_USAGE, error
 from meshplane.shared.analysis import ERROR, INFO, LEVEL_RANK, WARNING, Message, analyze
 from meshplane.shared.analysis.registry import ALL
@@ -61,7 +65,14 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "-k", "--use-kube", type=_bool, nargs="?", const=True, default=None, help="read a live cluster"
     )
     p.add_argument("-A", "--all-namespaces", action="store_true", help="analyze every namespace")
-    p.add_argument("-n", "--namespace", default="default", help="namespace to analyze (default: default)")
+    p.add_argument(
+        "-n", "--namespace", help="namespace to analyze (default: the kube context's namespace, else default)"
+    )
+    p.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, else ~/.kube/config)")
+    p.add_argument("--context", help="kubeconfig context (default: the current one)")
+    p.add_argument(
+        "--galley", metavar="HOST:PORT", help="show what a running Galley found (its /debug/analyze)"
+    )
     p.add_argument("-i", "--istioNamespace", default="istio-system", help="control-plane namespace")
     p.add_argument("--meshConfigFile", type=Path, help="MeshConfig YAML replacing the default mesh config")
     p.add_argument("--meshNetworksFile", type=Path, help="MeshNetworks YAML")
@@ -182,7 +193,7 @@ def _list_analyzers() -> int:
     return 0
 
 
-def _options(args: argparse.Namespace, inputs: Inputs) -> Options:
+def _options(args: argparse.Namespace, inputs: Inputs, live: bool) -> Options:
     mesh = _read_mapping(args.meshConfigFile, "--meshConfigFile") if args.meshConfigFile else None
     if mesh is None:
         mesh = _from_configmap(inputs.items, args.istioNamespace, "mesh") or {}
@@ -200,6 +211,7 @@ def _options(args: argparse.Namespace, inputs: Inputs) -> Options:
         namespace=None if args.all_namespaces else args.namespace,
         default_namespace=args.namespace,
         suppress=suppress,
+        add_defaults=not live,
         analyzers=tuple(args.analyzer),
     )
 
@@ -220,29 +232,74 @@ def _target(args: argparse.Namespace, inputs: Inputs) -> str:
     return "all namespaces" if args.all_namespaces else f"namespace: {args.namespace}"
 
 
+def _live(args: argparse.Namespace) -> bool:
+    """Whether the cluster is read: ``--use-kube``, or no paths unless ``--use-kube=false``."""
+    if args.use_kube is not None:
+        return bool(args.use_kube)
+    return not (args.paths or args.files or args.dir)
+
+
+def _galley(args: argparse.Namespace) -> list[Message]:
+    """Galley's messages, filtered as istioctl filters its own (namespace, ``--suppress``)."""
+    try:
+        suppress = tuple(Suppression.parse(s) for s in args.suppress)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+    namespace = None if args.all_namespaces else (args.namespace or "default")
+    kept = []
+    for msg in analyzelive.galley_messages(args.galley):
+        ns, sep, _ = msg.resource.partition(" ")[2].rpartition("/")
+        if namespace is not None and sep and ns != namespace:
+            continue
+        if not any(s.hides(msg) for s in suppress):
+            kept.append(msg)
+    return kept
+
+
+def _gather_live(args: argparse.Namespace, inputs: Inputs) -> bool:
+    """Add the cluster's objects to ``inputs``; False when the namespace asked for does not exist."""
+    cluster = analyzelive.connect(args.kubeconfig, args.context)
+    try:
+        inputs.items = analyzelive.read_cluster(cluster) + inputs.items
+    finally:
+        cluster.close()
+    args.namespace = args.namespace or cluster.namespace
+    if not args.all_namespaces and not analyzelive.namespace_exists(inputs.items, args.namespace):
+        print(f'namespace "{args.namespace}" not found')
+        return False
+    return True
+
+
 def run(args: argparse.Namespace) -> int:
     if args.list_analyzers:
         return _list_analyzers()
+    live = _live(args)
     try:
         output_threshold = _level(args.output_threshold, "--output-threshold")
         failure_threshold = _level(args.failure_threshold, "--failure-threshold")
         if args.output not in FORMATS:
             raise UsageError(f"--output {args.output!r}: expected one of {', '.join(FORMATS)}")
-        if not (args.paths or args.files or args.dir) or args.use_kube:
+        if not (args.paths or args.files or args.dir or live or args.galley):
             raise UsageError(
-                "live analysis (--use-kube) is not supported yet; give files or directories to analyze"
+                "nothing to analyze: give files or directories, or read the cluster (--use-kube)"
             )
     except UsageError as exc:
         error("analyze", str(exc))
         return EXIT_USAGE
+    inputs = Inputs()
     try:
-        inputs = _gather(args)
-        options = _options(args, inputs)
-    except (UsageError, OSError) as exc:
+        if args.galley:
+            messages = _galley(args)
+        else:
+            inputs = _gather(args)
+            if live and not _gather_live(args, inputs):
+                return 0
+            args.namespace = args.namespace or "default"
+            messages = analyze(inputs.items, _options(args, inputs, live)).messages
+    except (UsageError, OSError, analyzelive.LiveError) as exc:
         error("analyze", str(exc))
         return EXIT_USAGE
-    result = analyze(inputs.items, options)
-    shown = [m for m in result.messages if LEVEL_RANK[m.level] >= LEVEL_RANK[output_threshold]]
+    shown = [m for m in messages if LEVEL_RANK[m.level] >= LEVEL_RANK[output_threshold]]
     _print(shown, args.output)
     if not shown and args.output == "log":
         extra = ""
@@ -255,6 +312,6 @@ def run(args: argparse.Namespace) -> int:
         )
     if args.output != "log":
         return 0  # istioctl: findings change the exit code only for -o log
-    if result.has_at_least(failure_threshold):
+    if any(LEVEL_RANK[m.level] >= LEVEL_RANK[failure_threshold] for m in messages):
         return EXIT_ISSUES
     return EXIT_DATA_ERROR if inputs.parse_errors and not args.ignore_unknown else 0

@@ -16,6 +16,7 @@ _WORKLOAD = ("Pod", "Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job
 KNOWN: dict[str, tuple[str, ...] | None] = {
     "galley.istio.io/analyze-suppress": None,
     "kubectl.kubernetes.io/default-container": None,
+    "kubernetes.io/ingress.class": ("Ingress",),
     "sidecar.istio.io/inject": _WORKLOAD,
     "sidecar.istio.io/status": _POD,
     "sidecar.istio.io/proxyCPU": _POD,
@@ -60,9 +61,13 @@ KNOWN: dict[str, tuple[str, ...] | None] = {
 
 
 def _is_istio(key: str) -> bool:
+    """An ``*.istio.io`` annotation, or one of the few others in Istio's annotation table."""
     domain = key.split("/", 1)[0]
-    return "/" in key and (domain == "istio.io" or domain.endswith(".istio.io"))
+    return "/" in key and (domain == "istio.io" or domain.endswith(".istio.io") or key in KNOWN)
 
+
+#: Set by Istio's own controllers or injector, never checked (istioctl's always-ignored annotations).
+IGNORED = frozenset({"sidecar.istio.io/status", "gateway.istio.io/controller-version", "istio.io/rev"})
 
 #: The kinds whose annotations istioctl's annotation analyzer reads.
 ANALYZED_KINDS = ("Namespace", "Service", "Pod", "Deployment")
@@ -71,7 +76,16 @@ ANALYZED_KINDS = ("Namespace", "Service", "Pod", "Deployment")
 DEPRECATED: dict[str, str] = {
     "sidecar.istio.io/inject": ' in favor of the "sidecar.istio.io/inject" label',
     "traffic.sidecar.istio.io/kubevirtInterfaces": "",
+    "sidecar.istio.io/statsInclusionPrefixes": "",
+    "sidecar.istio.io/statsInclusionSuffixes": "",
+    "sidecar.istio.io/statsInclusionRegexps": "",
 }
+#: Annotations whose value must be a whole number.
+_INTEGERS = (
+    "readiness.status.sidecar.istio.io/initialDelaySeconds",
+    "readiness.status.sidecar.istio.io/periodSeconds",
+    "readiness.status.sidecar.istio.io/failureThreshold",
+)
 
 _PORT_LISTS = (
     "traffic.sidecar.istio.io/includeInboundPorts",
@@ -95,6 +109,8 @@ def _invalid(key: str, value: str) -> str | None:
     """Why ``value`` is not valid for ``key`` (None when valid or unchecked)."""
     if key == "sidecar.istio.io/interceptionMode" and value not in ("REDIRECT", "TPROXY", "NONE"):
         return f"{value!r} is not a valid interception mode (REDIRECT, TPROXY or NONE)"
+    if key in _INTEGERS and not value.strip().lstrip("-").isdigit():
+        return f"{value!r} is not a whole number"
     if key == "status.sidecar.istio.io/port" and value != "0":
         return _port(value)
     if key in _PORT_LISTS and value.strip() not in ("", "*"):
@@ -115,7 +131,7 @@ def check(ctx: Context) -> None:
             continue
         annotations = r.str_map("annotations")
         for key in sorted(annotations):
-            if not _is_istio(key):
+            if not _is_istio(key) or key in IGNORED:
                 continue
             if key not in KNOWN:
                 ctx.report(m.UNKNOWN_ANNOTATION, r, f"Unknown annotation: {key}")

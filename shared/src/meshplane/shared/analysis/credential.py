@@ -1,18 +1,18 @@
-"""Whether a Kubernetes Secret holds a usable TLS credential (a PEM certificate and its private key)."""
+"""Whether a Kubernetes Secret holds a usable TLS credential (a current PEM certificate and a key)."""
 
 from __future__ import annotations
 
 import base64
 import binascii
 from collections.abc import Mapping
+from datetime import UTC, datetime
 
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 
 from meshplane.shared.analysis.context import Resource
 
-#: (certificate key, private key key) pairs Istio reads: kubernetes.io/tls and generic secrets.
-KEY_PAIRS = (("tls.crt", "tls.key"), ("cert", "key"))
+#: (certificate key, private key key) pairs Istio reads, in its order: generic and kubernetes.io/tls.
+KEY_PAIRS = (("cert", "key"), ("tls.crt", "tls.key"))
 
 
 def _field(secret: Resource, key: str) -> bytes | None:
@@ -27,17 +27,18 @@ def _field(secret: Resource, key: str) -> bytes | None:
     return None
 
 
-def valid_tls_credential(secret: Resource) -> bool:
+def valid_tls_credential(secret: Resource, now: datetime | None = None) -> bool:
+    """As Istio's gateway SecretAnalyzer: a non-empty certificate and key (``cert``/``key`` first, then
+    ``tls.crt``/``tls.key``) whose first PEM certificate parses and is valid at ``now``. The key itself
+    is not checked (Istio does not either)."""
     for cert_key, key_key in KEY_PAIRS:
         cert_pem, key_pem = _field(secret, cert_key), _field(secret, key_key)
-        if cert_pem is None or key_pem is None:
+        if not cert_pem or not key_pem:
             continue
         try:
             cert = x509.load_pem_x509_certificate(cert_pem)
-            key = serialization.load_pem_private_key(key_pem, password=None)
-        except (ValueError, TypeError):
+        except ValueError:
             return False
-        spki = serialization.PublicFormat.SubjectPublicKeyInfo
-        pem = serialization.Encoding.PEM
-        return bool(cert.public_key().public_bytes(pem, spki) == key.public_key().public_bytes(pem, spki))
+        at = now or datetime.now(UTC)
+        return cert.not_valid_before_utc <= at <= cert.not_valid_after_utc
     return False

@@ -15,6 +15,7 @@ from meshplane.shared.analysis.context import (
     fqdn,
     host_matches,
     mappings,
+    selects,
     str_dict,
     strs,
 )
@@ -28,11 +29,13 @@ def _tls(policy: object) -> Mapping[str, Any]:
     return tls if isinstance(tls, Mapping) else {}
 
 
-def _unverified(tls: Mapping[str, Any]) -> bool:
+def _unverified(tls: Mapping[str, Any], dr: Resource) -> bool:
+    """SIMPLE/MUTUAL without caCertificates; a credentialName counts only on a DestinationRule with a
+    workloadSelector (istioctl); meshplane also accepts an explicit insecureSkipVerify."""
     return (
         tls.get("mode") in _VERIFYING_MODES
         and not tls.get("caCertificates")
-        and not tls.get("credentialName")
+        and not (tls.get("credentialName") and isinstance(dr.spec.get("workloadSelector"), Mapping))
         and not tls.get("insecureSkipVerify")
     )
 
@@ -46,7 +49,7 @@ def check_server_verification(ctx: Context) -> None:
         host = str(dr.spec.get("host", ""))
         policy = dr.spec.get("trafficPolicy")
         tls = _tls(policy)
-        if _unverified(tls):
+        if _unverified(tls, dr):
             ctx.report(
                 m.NO_SERVER_CERT_VERIFICATION_DR,
                 dr,
@@ -56,7 +59,7 @@ def check_server_verification(ctx: Context) -> None:
         port_settings = policy.get("portLevelSettings") if isinstance(policy, Mapping) else None
         for pls in mappings(port_settings):
             tls = _tls(pls)
-            if _unverified(tls):
+            if _unverified(tls, dr):
                 port = (pls.get("port") or {}).get("number")
                 ctx.report(
                     m.NO_SERVER_CERT_VERIFICATION_PORT,
@@ -113,6 +116,32 @@ def _service_selector(ctx: Context, host: str) -> dict[str, str]:
     return {}
 
 
+#: Node labels Pilot turns into a pod's locality, in order (region/zone/subzone).
+LOCALITY_LABELS = (
+    "topology.kubernetes.io/region",
+    "topology.kubernetes.io/zone",
+    "topology.istio.io/subzone",
+)
+
+
+def _workload_labels(ctx: Context) -> list[dict[str, str]]:
+    """The labels of every workload as Pilot matches subsets against them: Pods augmented with their
+    Node's locality labels (non-empty ones) and ``kubernetes.io/hostname``; WorkloadEntries as they are."""
+    nodes = {n.name: n.str_map("labels") for n in ctx.kind("Node")}
+    out: list[dict[str, str]] = []
+    for pod in ctx.kind("Pod"):
+        labels = pod.str_map("labels")
+        node = str(pod.spec.get("nodeName") or "")
+        for key in LOCALITY_LABELS:
+            if nodes.get(node, {}).get(key):
+                labels[key] = nodes[node][key]
+        if node:
+            labels["kubernetes.io/hostname"] = node
+        out.append(labels)
+    out += [str_dict(w.spec.get("labels")) for w in ctx.kind("WorkloadEntry")]
+    return out
+
+
 def check_subset_pods(ctx: Context) -> None:
     """IST0174: a host no Service or ServiceEntry defines; IST0173: a subset that selects no pod."""
     for dr in ctx.kind("DestinationRule"):
@@ -126,8 +155,10 @@ def check_subset_pods(ctx: Context) -> None:
             )
             continue
         base = _service_selector(ctx, host)
+        workloads = _workload_labels(ctx)
         for subset in mappings(dr.spec.get("subsets")):
-            if not ctx.workloads(base | str_dict(subset.get("labels"))):
+            selector = base | str_dict(subset.get("labels"))
+            if not any(selects(selector, labels) for labels in workloads):
                 ctx.report(
                     m.DESTINATION_RULE_SUBSET_NO_PODS,
                     dr,

@@ -13,7 +13,6 @@ from meshplane.shared.analysis.context import (
     Context,
     Resource,
     go_list,
-    host_matches,
     mappings,
     selector_text,
     selects,
@@ -147,35 +146,39 @@ def check_certificates(ctx: Context) -> None:
                         )
 
 
-def _hosts(server: Mapping[str, Any]) -> list[str]:
-    return [h.split("/", 1)[-1] for h in strs(server.get("hosts"))]
+def _related(ctx: Context, a: Mapping[str, str], b: Mapping[str, str]) -> bool:
+    """istioctl's test for two gateway selectors: equal, or one's text contains the other's and some
+    pod matches both."""
+    ta, tb = selector_text(a), selector_text(b)
+    if ta == tb:
+        return True
+    return (ta in tb or tb in ta) and any(selects(a, p.str_map("labels")) for p in ctx.pods(b))
 
 
 def check_conflicts(ctx: Context) -> None:
-    """IST0145: two gateways with the same selector, port and an overlapping host."""
+    """IST0145, once per server of a gateway: other gateways on related selectors (see ``_related``)
+    and the same port declare one of its hosts (as written) with the same bind."""
     gateways = ctx.kind("Gateway")
     for gw in gateways:
         _report_no_pods(ctx, gw)
-        for other in gateways:
-            if other is gw or selector(gw) != selector(other):
-                continue
-            for server in _servers(gw):
-                for other_server in _servers(other):
-                    number = _port(server)
-                    if number is None or number != _port(other_server):
-                        continue
-                    if str(server.get("bind") or "") != str(other_server.get("bind") or ""):
-                        continue
-                    other_hosts = _hosts(other_server)
-                    shared = sorted(
-                        h
-                        for h in _hosts(server)
-                        if any(host_matches(h, o) or host_matches(o, h) for o in other_hosts)
-                    )
-                    if shared:
-                        ctx.report(
-                            m.CONFLICTING_GATEWAYS,
-                            gw,
-                            f"Conflict with gateways {other.namespace}/{other.name} (workload selector "
-                            f"{selector_text(selector(gw))}, port {number}, hosts {', '.join(shared)}).",
-                        )
+        related = [o for o in gateways if o is not gw and _related(ctx, selector(gw), selector(o))]
+        for server in _servers(gw):
+            number = _port(server)
+            hosts, bind = strs(server.get("hosts")), str(server.get("bind") or "")
+            clashing = sorted(
+                f"{o.namespace}/{o.name}"
+                for o in related
+                if any(
+                    _port(s) == number
+                    and str(s.get("bind") or "") == bind
+                    and set(strs(s.get("hosts"))) & set(hosts)
+                    for s in _servers(o)
+                )
+            )
+            if clashing:
+                ctx.report(
+                    m.CONFLICTING_GATEWAYS,
+                    gw,
+                    f"Conflict with gateways {','.join(clashing)} (workload selector "
+                    f"{selector_text(selector(gw))}, port {number}, hosts {','.join(hosts)}).",
+                )

@@ -33,31 +33,44 @@ def enabled_by_default(ctx: Context) -> bool:
     return isinstance(webhook, Mapping) and webhook.get("enableNamespacesByDefault") is True
 
 
+DATAPLANE_MODE_LABEL = "istio.io/dataplane-mode"
+
+
+def _check_multiple_labels(ctx: Context, ns: Resource, labels: Mapping[str, str]) -> None:
+    """IST0123: ``istio-injection`` together with ``istio.io/rev`` or a dataplane mode (or those two
+    together); a namespace whose ``istio-injection`` is not ``enabled`` counts only that label."""
+    found = [f"{INJECTION_LABEL}={labels[INJECTION_LABEL]}"] if INJECTION_LABEL in labels else []
+    if labels.get(INJECTION_LABEL, "enabled") == "enabled":
+        found += [f"{k}={labels[k]}" for k in (REVISION_LABEL, DATAPLANE_MODE_LABEL) if k in labels]
+    if len(found) > 1:
+        ctx.report(
+            m.NAMESPACE_MULTIPLE_INJECTION_LABELS,
+            ns,
+            f"The namespace has more than one type of injection labels {go_list(found)}, which may lead "
+            "to undefined behavior. Make sure only one injection label exists.",
+        )
+
+
 def check_namespaces(ctx: Context) -> None:
-    """IST0102 (neither label; Info; IST0148 when injection is on by default) and IST0123 (both labels)."""
+    """IST0102 (neither label; Info; IST0148 when injection is on by default) and IST0123 (several)."""
     by_default = enabled_by_default(ctx)
     for ns in ctx.kind("Namespace"):
         if _skipped(ctx, ns.name):
             continue
         labels = ns.str_map("labels")
-        if labels.get("istio.io/dataplane-mode") == "ambient":
+        _check_multiple_labels(ctx, ns, labels)
+        if labels.get(DATAPLANE_MODE_LABEL) == "ambient":
             continue
-        if INJECTION_LABEL in labels and REVISION_LABEL in labels:
-            ctx.report(
-                m.NAMESPACE_MULTIPLE_INJECTION_LABELS,
-                ns,
-                "The namespace has more than one type of injection labels "
-                f"{go_list([INJECTION_LABEL, REVISION_LABEL])}, which may lead to undefined behavior. "
-                "Make sure only one injection label exists.",
-            )
-        elif INJECTION_LABEL not in labels and REVISION_LABEL not in labels and by_default:
+        if INJECTION_LABEL in labels or REVISION_LABEL in labels:
+            continue
+        if by_default:
             ctx.report(
                 m.NAMESPACE_INJECTION_ENABLED_BY_DEFAULT,
                 ns,
                 "is enabled for Istio injection, as Istio is installed with enableNamespacesByDefault "
                 "as true.",
             )
-        elif INJECTION_LABEL not in labels and REVISION_LABEL not in labels:
+        else:
             ctx.report(
                 m.NAMESPACE_NOT_INJECTED,
                 ns,

@@ -7,15 +7,18 @@ from dataclasses import dataclass
 
 from meshplane.shared.analysis import (
     annotation,
+    conditions,
     deployment,
     destinationrule,
     envoyfilter,
     gateway,
+    gatewayapi,
     injection,
     resources,
     selectors,
     serviceentry,
     virtualservice,
+    vsdestinations,
     webhook,
 )
 from meshplane.shared.analysis.context import Context
@@ -72,6 +75,12 @@ ALL: tuple[Analyzer, ...] = (
         "Checks that istiod restricts JWKS URI fetches when RequestAuthentications exist",
         ("IST0175",),
         deployment.check_jwks_fetch,
+    ),
+    Analyzer(
+        "conditions.ConditionAnalyzer",
+        "Checks for negative status conditions on resources",
+        ("IST0171",),
+        conditions.check,
     ),
     Analyzer(
         "deployment.MultiServiceAnalyzer",
@@ -158,6 +167,12 @@ ALL: tuple[Analyzer, ...] = (
         injection.check_pods,
     ),
     Analyzer(
+        "k8sgateway.CRDVersionAnalyzer",
+        "Checks that installed Gateway API CRDs meet the minimum bundle version",
+        ("IST0176",),
+        gatewayapi.check_crd_versions,
+    ),
+    Analyzer(
         "k8sgateway.SelectorAnalyzer",
         "Check for selector usage on Kubernetes Gateway pods (use targetRefs instead)",
         ("IST0166",),
@@ -207,6 +222,12 @@ ALL: tuple[Analyzer, ...] = (
         selectors.check_ambient_sidecars,
     ),
     Analyzer(
+        "telemetry.LightstepAnalyzer",
+        "Checks for use of the deprecated Lightstep tracing provider",
+        ("IST0002",),
+        selectors.check_lightstep,
+    ),
+    Analyzer(
         "telemetry.ProviderAnalyzer",
         "Validates that providers in telemetry resource is valid",
         ("IST0157",),
@@ -216,8 +237,14 @@ ALL: tuple[Analyzer, ...] = (
         "telemetry.SelectorAnalyzer",
         "Validates that telemetries that define a selector match an existing workload and that "
         "multiple telemetries don't select the same workload",
-        ("IST0101", "IST0159", "IST0160"),
+        ("IST0101", "IST0159"),
         selectors.check_telemetries,
+    ),
+    Analyzer(
+        "telemetry.DefaultSelectorAnalyzer",
+        "Validates that there aren't multiple telemetry resources that have no selector",
+        ("IST0160",),
+        selectors.check_telemetry_defaults,
     ),
     Analyzer(
         "webhook.Analyzer",
@@ -234,20 +261,20 @@ ALL: tuple[Analyzer, ...] = (
     Analyzer(
         "virtualservice.DestinationHostAnalyzer",
         "Checks the destination hosts associated with each virtual service",
-        ("IST0101", "IST0112"),
-        virtualservice.check_destination_ports,
+        ("IST0101", "IST0112", "IST0140"),
+        vsdestinations.check_destination_hosts,
     ),
     Analyzer(
         "virtualservice.DestinationRuleAnalyzer",
         "Checks the destination rules associated with each virtual service",
-        ("IST0101", "IST0165"),
-        virtualservice.check_references,
+        ("IST0101",),
+        virtualservice.check_subsets,
     ),
     Analyzer(
         "virtualservice.GatewayAnalyzer",
         "Checks the gateways associated with each virtual service",
-        ("IST0132",),
-        virtualservice.check_gateway_hosts,
+        ("IST0101", "IST0132", "IST0165"),
+        virtualservice.check_gateways,
     ),
     Analyzer(
         "virtualservice.JWTClaimRouteAnalyzer",

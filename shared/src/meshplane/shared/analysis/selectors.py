@@ -36,7 +36,9 @@ def _check_selected(
     conflict: m.MessageType,
     unselected: m.MessageType,
     plural: str,
+    parts: tuple[bool, bool] = (True, True),
 ) -> None:
+    """``parts``: (report selectors and their conflicts, report several selector-less resources)."""
     by_pod: dict[tuple[str, str], list[Resource]] = {}
     without: dict[str, list[Resource]] = {}
     for r in ctx.kind(kind):
@@ -45,7 +47,7 @@ def _check_selected(
             without.setdefault(r.namespace, []).append(r)
             continue
         pods = ctx.workloads(labels, r.namespace)
-        if not pods:
+        if not pods and parts[0]:
             ctx.report(
                 m.REFERENCED_RESOURCE_NOT_FOUND,
                 r,
@@ -56,9 +58,11 @@ def _check_selected(
     groups = [
         (owners, conflict, f'in namespace "{ns}" select the same workload pod "{pod_name}"')
         for (ns, pod_name), owners in sorted(by_pod.items())
+        if parts[0]
     ] + [
         (owners, unselected, f'in namespace "{ns}" have no workload selector')
         for ns, owners in sorted(without.items())
+        if parts[1]
     ]
     for owners, mtype, what in groups:
         if len(owners) > 1:
@@ -79,7 +83,8 @@ def check_sidecars(ctx: Context) -> None:
     )
 
 
-def check_telemetries(ctx: Context) -> None:
+def check_telemetries(ctx: Context, parts: tuple[bool, bool] = (True, False)) -> None:
+    """IST0101 and IST0159 (istioctl's telemetry.SelectorAnalyzer)."""
     _check_selected(
         ctx,
         "Telemetry",
@@ -88,7 +93,13 @@ def check_telemetries(ctx: Context) -> None:
         m.CONFLICTING_TELEMETRY_SELECTORS,
         m.MULTIPLE_TELEMETRIES_WITHOUT_SELECTOR,
         "Telemetries",
+        parts,
     )
+
+
+def check_telemetry_defaults(ctx: Context) -> None:
+    """IST0160 (istioctl's telemetry.DefaultSelectorAnalyzer)."""
+    check_telemetries(ctx, (False, True))
 
 
 def check_telemetry_providers(ctx: Context) -> None:
@@ -106,6 +117,25 @@ def check_telemetry_providers(ctx: Context) -> None:
                     "with empty providers will be ignored.",
                 )
                 break
+
+
+def check_lightstep(ctx: Context) -> None:
+    """IST0002: a Telemetry traces to a MeshConfig extension provider of the deprecated Lightstep type."""
+    names = {
+        str(p.get("name"))
+        for p in mappings(ctx.mesh_config.get("extensionProviders"))
+        if isinstance(p.get("lightstep"), Mapping)
+    }
+    for r in ctx.kind("Telemetry"):
+        for tracing in mappings(r.spec.get("tracing")):
+            for provider in mappings(tracing.get("providers")):
+                if str(provider.get("name")) in names:
+                    ctx.report(
+                        m.DEPRECATED,
+                        r,
+                        f"Deprecated: The Lightstep provider {provider.get('name')} is deprecated, please "
+                        "migrate to OpenTelemetry provider.",
+                    )
 
 
 def _in_mesh(ctx: Context, pod: Resource) -> bool:

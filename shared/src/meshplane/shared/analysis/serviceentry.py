@@ -19,21 +19,36 @@ def _proxy_metadata(ctx: Context) -> Mapping[str, object]:
     return md if isinstance(md, Mapping) else {}
 
 
-def check_addresses(ctx: Context) -> None:
+def _auto_allocated(ctx: Context) -> bool:
+    """Whether MeshConfig turns on DNS capture with address auto-allocation (either flag)."""
     md = _proxy_metadata(ctx)
-    if str(md.get("ISTIO_META_DNS_CAPTURE", "")).lower() != "true":
-        return
-    if str(md.get("ISTIO_META_DNS_AUTO_ALLOCATE", "")).lower() == "true":
+    if str(md.get("ISTIO_META_DNS_CAPTURE", "")) != "true":
+        return False
+    return any(
+        str(md.get(k, "")) == "true" for k in ("ISTIO_META_DNS_AUTO_ALLOCATE", "PILOT_ENABLE_IP_AUTOALLOCATE")
+    )
+
+
+def _status_addresses(se: Resource) -> bool:
+    status = se.obj.get("status")
+    return isinstance(status, Mapping) and bool(status.get("addresses"))
+
+
+def check_addresses(ctx: Context) -> None:
+    """IST0134, once per TCP (or protocol-less) port of a ServiceEntry without addresses, unless the
+    controller allocated some (``status.addresses``) or MeshConfig auto-allocates them."""
+    if _auto_allocated(ctx):
         return
     for se in ctx.kind("ServiceEntry"):
-        if se.spec.get("addresses"):
+        if se.spec.get("addresses") or _status_addresses(se):
             continue
-        if any(str(p.get("protocol") or "TCP").upper() == "TCP" for p in mappings(se.spec.get("ports"))):
-            ctx.report(
-                m.SERVICE_ENTRY_ADDRESSES_REQUIRED,
-                se,
-                "ServiceEntry addresses are required for this protocol.",
-            )
+        for port in mappings(se.spec.get("ports")):
+            if str(port.get("protocol") or "TCP").upper() == "TCP":
+                ctx.report(
+                    m.SERVICE_ENTRY_ADDRESSES_REQUIRED,
+                    se,
+                    "ServiceEntry addresses are required for this protocol.",
+                )
 
 
 def check_mesh_networks(ctx: Context) -> None:

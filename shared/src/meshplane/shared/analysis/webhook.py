@@ -15,8 +15,9 @@ from meshplane.shared.analysis.context import Context, Resource, go_list, mappin
 INJECTOR_LABEL = ("app", "sidecar-injector")
 REVISION_LABEL = "istio.io/rev"
 INJECT_LABEL = "sidecar.istio.io/inject"
-EXTERNAL_VALIDATORS = ("istio-validator-external-istiod", "istiod-default-validator")
-EXTERNAL_INJECTORS = ("istio-sidecar-injector-external-istiod",)
+DEFAULT_VALIDATOR = "istiod-default-validator"
+VALIDATOR_PREFIX = "istio-validator"
+INJECTOR_PREFIX = "istio-sidecar-injector"
 
 
 def label_selector_matches(selector: object, labels: Mapping[str, str]) -> bool:
@@ -59,30 +60,60 @@ def _selecting(
     ]
 
 
+def _revisions(mwc: Resource) -> set[str]:
+    """The revisions a MutatingWebhookConfiguration serves: its ``istio.io/rev`` label and the values
+    its webhooks' namespace and object selectors give that label."""
+    revs = {mwc.str_map("labels")[REVISION_LABEL]} if REVISION_LABEL in mwc.str_map("labels") else set()
+    for hook in mappings(mwc.obj.get("webhooks")):
+        for field in ("namespaceSelector", "objectSelector"):
+            sel = hook.get(field)
+            if not isinstance(sel, Mapping):
+                continue
+            if REVISION_LABEL in str_dict(sel.get("matchLabels")):
+                revs.add(str_dict(sel.get("matchLabels"))[REVISION_LABEL])
+            for expr in mappings(sel.get("matchExpressions")):
+                if expr.get("key") == REVISION_LABEL:
+                    revs.update(strs(expr.get("values")))
+    return revs
+
+
 def check_injectors(ctx: Context) -> None:
-    """IST0139: a label combination several injector webhooks select, or a webhook Service that is missing."""
-    injectors = _injectors(ctx)
-    revisions = sorted({mwc.str_map("labels").get(REVISION_LABEL, "default") for mwc, _ in injectors})
-    ns_variants = [{}, {"istio-injection": "enabled"}, {"istio-injection": "disabled"}]
-    ns_variants += [{REVISION_LABEL: r} for r in revisions]
-    pod_variants = [{}, {INJECT_LABEL: "true"}, {INJECT_LABEL: "false"}] + [
-        {REVISION_LABEL: r} for r in revisions
-    ]
+    """IST0139 for Istio's injector webhooks (a configuration serving a revision, or with a webhook
+    named ``*istio.io``): several select one combination of namespace and pod injection labels, or one
+    names a Service that does not exist."""
+    hooks: dict[str, tuple[Resource, Mapping[str, Any]]] = {}
+    revisions: set[str] = set()
+    for mwc in ctx.kind("MutatingWebhookConfiguration"):
+        revs = _revisions(mwc)
+        webhooks = mappings(mwc.obj.get("webhooks"))
+        if not revs and not any(str(h.get("name", "")).endswith("istio.io") for h in webhooks):
+            continue
+        revisions |= revs
+        for hook in webhooks:
+            hooks[f"{mwc.name}/{hook.get('name', '')}"] = (mwc, hook)
+    ns_variants: list[dict[str, str]] = [{}, {"istio-injection": "enabled"}, {"istio-injection": "disabled"}]
+    pod_variants: list[dict[str, str]] = [{}, {INJECT_LABEL: "true"}, {INJECT_LABEL: "false"}]
+    for rev in sorted(revisions):
+        ns_variants += [{**v, REVISION_LABEL: rev} for v in ns_variants[:3]]
+        pod_variants += [{**v, REVISION_LABEL: rev} for v in pod_variants[:3]]
     for ns in ns_variants:
         for pod in pod_variants:
-            names = _selecting(injectors, ns, pod)
-            if len(names) < 2:
+            matches = sorted(
+                key
+                for key, (_, hook) in hooks.items()
+                if label_selector_matches(hook.get("namespaceSelector"), ns)
+                and label_selector_matches(hook.get("objectSelector"), pod)
+            )
+            if len(matches) < 2:
                 continue
-            for mwc, hook in injectors:
-                if str(hook.get("name", mwc.name)) in names:
-                    others = [n for n in names if n != hook.get("name")]
-                    ctx.report(
-                        m.INVALID_WEBHOOK,
-                        mwc,
-                        f"Webhook overlaps with others: {go_list(others)}. "
-                        "This may cause injection to occur twice.",
-                    )
-    for mwc, hook in injectors:
+            for key in matches:
+                ctx.report(
+                    m.INVALID_WEBHOOK,
+                    hooks[key][0],
+                    f"Webhook overlaps with others: {go_list(k for k in matches if k != key)}. "
+                    "This may cause injection to occur twice.",
+                )
+    for mwc, hook in hooks.values():
         client = hook.get("clientConfig")
         svc = client.get("service") if isinstance(client, Mapping) else None
         if (
@@ -93,7 +124,7 @@ def check_injectors(ctx: Context) -> None:
                 m.INVALID_WEBHOOK,
                 mwc,
                 "Injector refers to a control plane service that does not exist: "
-                f"{svc.get('namespace')}/{svc.get('name')}.",
+                f"{svc.get('namespace', '')}/{svc.get('name', '')}.",
             )
 
 
@@ -130,16 +161,30 @@ def check_image_auto(ctx: Context) -> None:
 
 
 def _lint_url(ctx: Context, r: Resource, hook: Mapping[str, Any]) -> None:
+    """IST0163 for a webhook with neither a URL nor a Service (or a URL that does not parse), IST0164
+    for a URL whose host is an IP address (istioctl's checks)."""
     name = str(hook.get("name", r.name))
     client = hook.get("clientConfig")
-    url = str(client.get("url") or "") if isinstance(client, Mapping) else ""
-    host = urlsplit(url).hostname or "" if url else ""
-    if not host:
+    client = client if isinstance(client, Mapping) else {}
+    url = client.get("url")
+    if url is None:
+        if client.get("service") is None:
+            ctx.report(
+                m.INVALID_EXTERNAL_CONTROL_PLANE_CONFIG,
+                r,
+                f"The hostname () that was provided for the webhook ({name}) to reach the ingress gateway "
+                "on the external control plane cluster is blank. Traffic may not flow properly.",
+            )
+        return
+    try:
+        host = urlsplit(str(url)).hostname or ""
+    except ValueError:
         ctx.report(
             m.INVALID_EXTERNAL_CONTROL_PLANE_CONFIG,
             r,
-            f"The hostname ({host}) that was provided for the webhook ({name}) to reach the ingress gateway "
-            "on the external control plane cluster is blank. Traffic may not flow properly.",
+            f"The hostname ({url}) that was provided for the webhook ({name}) to reach the ingress gateway "
+            "on the external control plane cluster was provided in an invalid format. Traffic may not flow "
+            "properly.",
         )
         return
     try:
@@ -149,23 +194,20 @@ def _lint_url(ctx: Context, r: Resource, hook: Mapping[str, Any]) -> None:
     ctx.report(
         m.EXTERNAL_CONTROL_PLANE_ADDRESS_IS_IP,
         r,
-        f"The address ({host}) that was provided for the webhook ({name}) to reach the ingress gateway on "
+        f"The address ({url}) that was provided for the webhook ({name}) to reach the ingress gateway on "
         "the external control plane cluster is an IP address. This is not recommended for a production "
         "environment.",
     )
 
 
 def check_external_control_plane(ctx: Context) -> None:
-    """IST0163 / IST0164 for the webhooks of a remote cluster (both external-istiod webhooks present)."""
-    if ctx.find("ValidatingWebhookConfiguration", "", EXTERNAL_VALIDATORS[0]) is None:
-        return
-    if ctx.find("MutatingWebhookConfiguration", "", EXTERNAL_INJECTORS[0]) is None:
-        return
-    for kind, names in (
-        ("ValidatingWebhookConfiguration", EXTERNAL_VALIDATORS),
-        ("MutatingWebhookConfiguration", EXTERNAL_INJECTORS),
-    ):
-        for r in ctx.kind(kind):
-            if r.name in names:
-                for hook in mappings(r.obj.get("webhooks")):
-                    _lint_url(ctx, r, hook)
+    """IST0163 / IST0164 for the webhooks of Istio's validating (``istiod-default-validator``,
+    ``istio-validator*``) and injecting (``istio-sidecar-injector*``) webhook configurations."""
+    for r in ctx.kind("ValidatingWebhookConfiguration"):
+        if r.name == DEFAULT_VALIDATOR or r.name.startswith(VALIDATOR_PREFIX):
+            for hook in mappings(r.obj.get("webhooks")):
+                _lint_url(ctx, r, hook)
+    for r in ctx.kind("MutatingWebhookConfiguration"):
+        if r.name.startswith(INJECTOR_PREFIX):
+            for hook in mappings(r.obj.get("webhooks")):
+                _lint_url(ctx, r, hook)
