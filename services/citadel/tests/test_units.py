@@ -44,7 +44,7 @@ def test_bad_durations_name_the_text(text: str) -> None:
 def test_settings_defaults_are_istios() -> None:
     s = parse_settings(["--ca-dir", "x"], environ={})
     assert s.grpc_addr == ("0.0.0.0", 8060)
-    assert s.monitoring_addr == ("0.0.0.0", 15014)
+    assert s.monitoring_addr == ("127.0.0.1", 15014)  # local-only by default
     assert s.default_ttl == dt.timedelta(hours=24)
     assert s.max_ttl == dt.timedelta(days=90)
     assert s.root_ttl == dt.timedelta(days=3650)

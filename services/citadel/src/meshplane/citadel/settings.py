@@ -69,7 +69,11 @@ def build_parser() -> argparse.ArgumentParser:
         default="0.0.0.0:8061",
         help="CreateCertificate over mutual TLS (renewal with a client cert from this CA); '' disables",
     )
-    p.add_argument("--monitoring-addr", default="0.0.0.0:15014", help="/ready and /metrics")
+    p.add_argument(
+        "--monitoring-addr",
+        default="127.0.0.1:15014",
+        help="/ready and /metrics (default local-only; 0.0.0.0:15014 lets probes and scrapers in)",
+    )
     p.add_argument("--nats-url", default=None, help="the bus (env NATS_URL)")
     p.add_argument("--trust-domain", default="cluster.local")
     p.add_argument("--hostname", action="append", default=[], help="extra SAN of the serving cert")

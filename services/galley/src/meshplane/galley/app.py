@@ -85,7 +85,7 @@ class Galley:
         tasks = TaskSupervisor("galley", metrics.TASK_FAILURES, on_fatal=stop.set, stop=stop)
         critical = ["publisher"]
         webhook = HttpServer(
-            create_webhook_app(self.state),
+            create_webhook_app(self.state, s.webhook_limits),
             *s.webhook_addr,
             name="webhook",
             tls_cert=s.tls_cert,

@@ -7,6 +7,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from meshplane.galley.api.limits import DEFAULT_MAX_BODY, DEFAULT_MAX_CONCURRENT, DEFAULT_READ_TIMEOUT, Limits
+from meshplane.shared.durations import parse_duration
 from meshplane.shared.lifecycle import parse_hostport
 
 
@@ -16,7 +18,7 @@ class Settings:
 
     config_dir: Path | None = None
     webhook_addr: tuple[str, int] = ("0.0.0.0", 15017)
-    monitoring_addr: tuple[str, int] = ("0.0.0.0", 15014)
+    monitoring_addr: tuple[str, int] = ("127.0.0.1", 15014)
     tls_cert: Path | None = None
     tls_key: Path | None = None
     nats_url: str = "nats://127.0.0.1:4222"
@@ -26,6 +28,8 @@ class Settings:
     webhook_config_name: str = "meshplane-validator-meshplane-system"
     #: CA published as caBundle (default: the --tls-cert chain's issuers, or the cert if alone).
     webhook_ca_file: Path | None = None
+    #: body size, read timeout and concurrency bounds of the webhook port
+    webhook_limits: Limits = Limits()
 
     @property
     def tls(self) -> bool:
@@ -39,7 +43,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--config-dir", type=Path, help="directory of Istio YAML (default: the Kubernetes API)")
     p.add_argument("--webhook-addr", default="0.0.0.0:15017", help="HOST:PORT of the admission webhook")
-    p.add_argument("--monitoring-addr", default="0.0.0.0:15014", help="HOST:PORT of /metrics and /debug")
+    p.add_argument(
+        "--monitoring-addr",
+        default="127.0.0.1:15014",
+        help="HOST:PORT of /ready, /metrics and /debug (default local-only, as it serves /debug; "
+        "0.0.0.0:15014 lets probes and scrapers in)",
+    )
     p.add_argument("--tls-cert", type=Path, help="PEM certificate for the webhook (reloaded on change)")
     p.add_argument("--tls-key", type=Path, help="PEM private key for the webhook (reloaded on change)")
     p.add_argument(
@@ -56,6 +65,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--webhook-ca-file", type=Path, help="PEM CA published as caBundle (default: from --tls-cert)"
     )
+    p.add_argument(
+        "--webhook-max-body",
+        type=int,
+        default=DEFAULT_MAX_BODY,
+        help="largest request body in bytes the webhook reads; larger gets 413 (default 4 MiB: "
+        "Kubernetes sends at most about 3 MB)",
+    )
+    p.add_argument(
+        "--webhook-read-timeout",
+        default=f"{DEFAULT_READ_TIMEOUT:g}s",
+        help="time a request body may take to arrive; slower gets 408 (default 10s)",
+    )
+    p.add_argument(
+        "--webhook-max-concurrent",
+        type=int,
+        default=DEFAULT_MAX_CONCURRENT,
+        help="requests read and reviewed at once; others wait up to the read timeout, then 503 (default 16)",
+    )
     return p
 
 
@@ -70,6 +97,18 @@ def parse_args(argv: list[str] | None = None) -> Settings:
         monitoring = parse_hostport(args.monitoring_addr)
     except ValueError as exc:
         parser.error(str(exc))
+    if args.webhook_max_body < 1:
+        parser.error(f"--webhook-max-body {args.webhook_max_body}: must be at least 1")
+    if args.webhook_max_concurrent < 1:
+        parser.error(f"--webhook-max-concurrent {args.webhook_max_concurrent}: must be at least 1")
+    try:
+        read_timeout = parse_duration(args.webhook_read_timeout, bare_seconds=True).total_seconds()
+    except ValueError:
+        parser.error(
+            f"--webhook-read-timeout: expected a duration such as 10s, got {args.webhook_read_timeout!r}"
+        )
+    if read_timeout <= 0:
+        parser.error(f"--webhook-read-timeout {args.webhook_read_timeout}: must be positive")
     if args.config_dir is not None and not args.config_dir.is_dir():
         parser.error(f"--config-dir {args.config_dir}: not a directory")
     return Settings(
@@ -82,4 +121,5 @@ def parse_args(argv: list[str] | None = None) -> Settings:
         kube_api=args.kube_api,
         webhook_config_name=args.webhook_config_name,
         webhook_ca_file=args.webhook_ca_file,
+        webhook_limits=Limits(args.webhook_max_body, read_timeout, args.webhook_max_concurrent),
     )

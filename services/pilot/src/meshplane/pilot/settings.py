@@ -28,7 +28,7 @@ def _auto_limit() -> int:
 class Settings:
     grpc_host: str = "0.0.0.0"
     grpc_port: int = 15010
-    http_host: str = "0.0.0.0"
+    http_host: str = "127.0.0.1"
     http_port: int = 15014
     nats_url: str = "nats://127.0.0.1:4222"
     pilot_id: str = ""
@@ -72,7 +72,12 @@ def parse_args(argv: list[str] | None, env: Mapping[str, str]) -> Settings:
 
     parser = argparse.ArgumentParser(prog="meshplane-pilot", description="meshplane Pilot: the xDS server")
     parser.add_argument("--grpc-addr", default="0.0.0.0:15010", help="ADS gRPC listen address")
-    parser.add_argument("--http-addr", default="0.0.0.0:15014", help="HTTP (ready, metrics, debug)")
+    parser.add_argument(
+        "--http-addr",
+        default="127.0.0.1:15014",
+        help="HTTP: /ready, /metrics, /debug (default local-only, as it serves /debug; 0.0.0.0:15014 "
+        "lets probes and scrapers in)",
+    )
     parser.add_argument("--nats-url", default=env.get("NATS_URL", "nats://127.0.0.1:4222"))
     parser.add_argument("--id", default="", help="replica id (default: POD_NAME or random)")
     args = parser.parse_args(argv)
