@@ -65,7 +65,7 @@ class MeshplaneSide:
         asyncio.run(_bus(self.nats.url, self._seed))
         self.grpc_port, self.http_port = free_port(), free_port()
         log = (self.workdir / "pilot.log").open("ab")
-        args = [sys.executable, "-m", "meshplane.pilot", "--nats-url", self.nats.url]
+        args = [sys.executable, "-m", "meshplane.pilot", "--nats-url", self.nats.url, "--xds-plaintext"]
         args += ["--grpc-addr", f"127.0.0.1:{self.grpc_port}", "--http-addr", f"127.0.0.1:{self.http_port}"]
         with pinned(cpu), log:
             self.pilot = subprocess.Popen(

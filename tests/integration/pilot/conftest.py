@@ -19,7 +19,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -179,7 +179,14 @@ class PilotProc:
         _stop(self.proc)
 
 
-def start_pilot(nats_url: str, tmp: Path, pilot_id: str, env: dict[str, str] | None = None) -> PilotProc:
+def start_pilot(
+    nats_url: str,
+    tmp: Path,
+    pilot_id: str,
+    env: dict[str, str] | None = None,
+    xds: Sequence[str] = ("--xds-plaintext",),
+) -> PilotProc:
+    """``xds``: how ADS is served, plaintext unless the flags of mutual TLS are given."""
     grpc, http = free_port(), free_port()
     log = tmp / f"{pilot_id}.log"
     penv = {**os.environ, "PILOT_DEBOUNCE_AFTER": "50ms", **(env or {})}
@@ -195,6 +202,7 @@ def start_pilot(nats_url: str, tmp: Path, pilot_id: str, env: dict[str, str] | N
                 f"127.0.0.1:{http}",
                 "--id",
                 pilot_id,
+                *xds,
             ],
             stdout=out,
             stderr=subprocess.STDOUT,

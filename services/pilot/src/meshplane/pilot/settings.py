@@ -40,6 +40,14 @@ class Settings:
     max_requests_per_second: float = 100.0
     keepalive_seconds: float = 30.0
     max_connection_age: float = 1800.0
+    #: ADS without TLS. The command line never defaults to it (``--xds-plaintext``); in-process
+    #: tests construct Settings directly and may.
+    xds_plaintext: bool = True
+    #: Citadel, its root file and Pilot's token: the source of Pilot's xDS serving certificate
+    ca_addr: str = ""
+    ca_root: str = "/var/run/secrets/istio/root-cert.pem"  # Istio's paths
+    token_file: str = "/var/run/secrets/tokens/istio-token"
+    cert_ttl: float = 24 * 3600.0
 
     @staticmethod
     def from_env(env: Mapping[str, str], **overrides: object) -> Settings:
@@ -80,7 +88,36 @@ def parse_args(argv: list[str] | None, env: Mapping[str, str]) -> Settings:
     )
     parser.add_argument("--nats-url", default=env.get("NATS_URL", "nats://127.0.0.1:4222"))
     parser.add_argument("--id", default="", help="replica id (default: POD_NAME or random)")
+    parser.add_argument(
+        "--ca-addr",
+        default="",
+        help="Citadel's CreateCertificate HOST:PORT: Pilot's xDS serving certificate comes from there "
+        "(ADS over mutual TLS)",
+    )
+    parser.add_argument(
+        "--ca-root",
+        default="/var/run/secrets/istio/root-cert.pem",
+        help="PEM root of Citadel's TLS and of the mesh (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--token-file",
+        default="/var/run/secrets/tokens/istio-token",
+        help="Pilot's bearer token for Citadel, re-read at each renewal (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--xds-plaintext",
+        action="store_true",
+        help="serve ADS without TLS or client authentication (tests and benchmarks only: anyone who "
+        "reaches the port can read any proxy's config)",
+    )
     args = parser.parse_args(argv)
+    if args.xds_plaintext and args.ca_addr:
+        parser.error("--xds-plaintext and --ca-addr: give one, not both")
+    if not args.xds_plaintext and not args.ca_addr:
+        parser.error(
+            "ADS is served over mutual TLS with a certificate from Citadel: give --ca-addr (with "
+            "--ca-root and --token-file), or --xds-plaintext for tests and benchmarks"
+        )
     try:
         grpc_host, grpc_port = parse_hostport(args.grpc_addr)
         http_host, http_port = parse_hostport(args.http_addr)
@@ -92,6 +129,10 @@ def parse_args(argv: list[str] | None, env: Mapping[str, str]) -> Settings:
         "http_host": http_host,
         "http_port": http_port,
         "nats_url": args.nats_url,
+        "xds_plaintext": args.xds_plaintext,
+        "ca_addr": args.ca_addr,
+        "ca_root": args.ca_root,
+        "token_file": args.token_file,
     }
     if args.id:
         overrides["pilot_id"] = args.id
