@@ -56,6 +56,27 @@ def renew_after(cred: Credential, now: dt.datetime) -> float:
     return max(0.0, (half - now).total_seconds())
 
 
+def credential_from_files(cert: Path, key: Path, roots: Path) -> Credential:
+    """A credential kept in files (a mounted Secret): PEM chain (leaf first), key, and roots."""
+    chain, key_pem, roots_pem = (
+        _read(p, flag) for p, flag in ((cert, "--tls-cert"), (key, "--tls-key"), (roots, "--tls-client-ca"))
+    )
+    try:
+        leaf = x509.load_pem_x509_certificates(chain)[0]
+        serialization.load_pem_private_key(key_pem, password=None)
+        x509.load_pem_x509_certificates(roots_pem)
+    except ValueError as exc:
+        raise CitadelError(f"{cert}, {key}, {roots}: not PEM certificates and key: {exc}") from None
+    return Credential(
+        key_pem=key_pem,
+        chain_pem=chain,
+        roots_pem=roots_pem,
+        spiffe_id=next(iter(spiffe_ids(leaf)), ""),
+        not_before=leaf.not_valid_before_utc,
+        not_after=leaf.not_valid_after_utc,
+    )
+
+
 def _key_and_csr() -> tuple[bytes, str]:
     key = ec.generate_private_key(ec.SECP256R1())
     csr = x509.CertificateSigningRequestBuilder().subject_name(x509.Name([])).sign(key, hashes.SHA256())

@@ -32,7 +32,7 @@ from meshplane.pilot.memory import trim_when_idle
 from meshplane.pilot.metrics import Metrics
 from meshplane.pilot.model.push_request import PushRequest
 from meshplane.pilot.security.jwks import JwksResolver
-from meshplane.pilot.security.xds_tls import XdsCredentials
+from meshplane.pilot.security.xds_tls import FILE_POLL, XdsCredentials, file_source
 from meshplane.pilot.settings import Settings
 from meshplane.pilot.status import StatusPublisher
 from meshplane.pilot.xds.ads import AdsServicer, add_to_server, server_options
@@ -200,16 +200,19 @@ class Pilot:
             await _bounded(bus.close(), 6, "bus close")
 
     async def _xds_credentials(self, stop: asyncio.Event) -> XdsCredentials | None:
-        """Pilot's serving certificate from Citadel (renewed by a supervised task), or None when
-        ADS is plaintext (``--xds-plaintext``)."""
+        """Pilot's serving certificate from Citadel or files (refreshed by a supervised task), or
+        None when ADS is plaintext (``--xds-plaintext``)."""
         s = self.settings
         if s.xds_plaintext:
             log.warning("ADS is plaintext (--xds-plaintext): any client can read any proxy's config")
             return None
-        client = CitadelClient(
-            s.ca_addr, Path(s.ca_root), Path(s.token_file), dt.timedelta(seconds=s.cert_ttl)
-        )
-        credentials = XdsCredentials(client)
+        if s.tls_cert:
+            source = file_source(Path(s.tls_cert), Path(s.tls_key), Path(s.tls_client_ca))
+            credentials = XdsCredentials(source, max_refresh=FILE_POLL)
+        else:
+            ttl = dt.timedelta(seconds=s.cert_ttl)
+            client = CitadelClient(s.ca_addr, Path(s.ca_root), Path(s.token_file), ttl)
+            credentials = XdsCredentials(client.issue)
         if not await credentials.obtain(stop):
             return None
         self.tasks.spawn("xds-certificate", credentials.renew_forever)

@@ -48,6 +48,10 @@ class Settings:
     ca_root: str = "/var/run/secrets/istio/root-cert.pem"  # Istio's paths
     token_file: str = "/var/run/secrets/tokens/istio-token"
     cert_ttl: float = 24 * 3600.0
+    #: or the serving certificate from files: chain, key, and the roots client certificates chain to
+    tls_cert: str = ""
+    tls_key: str = ""
+    tls_client_ca: str = ""
 
     @staticmethod
     def from_env(env: Mapping[str, str], **overrides: object) -> Settings:
@@ -104,6 +108,11 @@ def parse_args(argv: list[str] | None, env: Mapping[str, str]) -> Settings:
         default="/var/run/secrets/tokens/istio-token",
         help="Pilot's bearer token for Citadel, re-read at each renewal (default: %(default)s)",
     )
+    parser.add_argument("--tls-cert", default="", help="or: Pilot's xDS serving chain from this PEM file")
+    parser.add_argument("--tls-key", default="", help="the private key of --tls-cert")
+    parser.add_argument(
+        "--tls-client-ca", default="", help="with --tls-cert: PEM roots a proxy's certificate must chain to"
+    )
     parser.add_argument(
         "--xds-plaintext",
         action="store_true",
@@ -111,13 +120,21 @@ def parse_args(argv: list[str] | None, env: Mapping[str, str]) -> Settings:
         "reaches the port can read any proxy's config)",
     )
     args = parser.parse_args(argv)
-    if args.xds_plaintext and args.ca_addr:
-        parser.error("--xds-plaintext and --ca-addr: give one, not both")
-    if not args.xds_plaintext and not args.ca_addr:
+    chosen = [
+        flag
+        for flag in ("--xds-plaintext", "--ca-addr", "--tls-cert")
+        if getattr(args, flag[2:].replace("-", "_"))
+    ]
+    if len(chosen) > 1:
+        parser.error(f"{' and '.join(chosen)}: give one, not several")
+    if not chosen:
         parser.error(
-            "ADS is served over mutual TLS with a certificate from Citadel: give --ca-addr (with "
-            "--ca-root and --token-file), or --xds-plaintext for tests and benchmarks"
+            "ADS is served over mutual TLS: give --ca-addr (a certificate from Citadel, with --ca-root "
+            "and --token-file) or --tls-cert/--tls-key/--tls-client-ca, or --xds-plaintext for tests "
+            "and benchmarks"
         )
+    if args.tls_cert and not (args.tls_key and args.tls_client_ca):
+        parser.error("--tls-cert needs --tls-key and --tls-client-ca")
     try:
         grpc_host, grpc_port = parse_hostport(args.grpc_addr)
         http_host, http_port = parse_hostport(args.http_addr)
@@ -133,6 +150,9 @@ def parse_args(argv: list[str] | None, env: Mapping[str, str]) -> Settings:
         "ca_addr": args.ca_addr,
         "ca_root": args.ca_root,
         "token_file": args.token_file,
+        "tls_cert": args.tls_cert,
+        "tls_key": args.tls_key,
+        "tls_client_ca": args.tls_client_ca,
     }
     if args.id:
         overrides["pilot_id"] = args.id

@@ -1,10 +1,12 @@
 """xDS over mutual TLS (Istio's port 15012 shape): Pilot's certificate, and who a proxy is.
 
 Pilot's serving certificate is one Citadel issues for Pilot's own SPIFFE identity (from its token,
-``--ca-addr/--ca-root/--token-file``); it is renewed at half its lifetime and new handshakes use
-the new pair (gRPC's dynamic server credentials ask for it at each handshake). A client must
-present a certificate chaining to the mesh root (the root of Pilot's own chain and the root
-file); without one the handshake fails.
+``--ca-addr/--ca-root/--token-file``), renewed at half its lifetime; or one kept in files
+(``--tls-cert/--tls-key/--tls-client-ca``, e.g. a mounted Secret), re-read every
+:data:`FILE_POLL` seconds. New handshakes use the new pair (gRPC's dynamic server credentials ask
+for it at each handshake). A client must present a certificate chaining to the mesh root (the
+root of Pilot's own chain and the root file, or ``--tls-client-ca``); without one the handshake
+fails.
 
 :func:`check_peer` is Istio's ``checkConnectionIdentity``: the proxy's namespace and (when it
 names one) its service account must be those of a SPIFFE identity in its certificate, or the
@@ -16,18 +18,29 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import grpc
 from cryptography import x509
 
 from meshplane.pilot.model.proxy import Proxy
-from meshplane.shared.citadelclient import CitadelClient, CitadelError, Credential, renew_after, spiffe_ids
+from meshplane.shared.citadelclient import (
+    CitadelError,
+    Credential,
+    credential_from_files,
+    renew_after,
+    spiffe_ids,
+)
 
 log = logging.getLogger("meshplane.pilot.xds_tls")
 
 RETRY_INITIAL = 0.5
 RETRY_MAX = 10.0
+FILE_POLL = 30.0
+
+#: a new credential, or CitadelError naming what failed
+Source = Callable[[], Awaitable[Credential]]
 
 
 def _utc_now() -> dt.datetime:
@@ -37,8 +50,12 @@ def _utc_now() -> dt.datetime:
 class XdsCredentials:
     """Pilot's current certificate for the ADS port, kept fresh from Citadel."""
 
-    def __init__(self, client: CitadelClient, clock: Callable[[], dt.datetime] = _utc_now) -> None:
-        self.client = client
+    def __init__(
+        self, source: Source, max_refresh: float | None = None, clock: Callable[[], dt.datetime] = _utc_now
+    ) -> None:
+        self.source = source
+        #: re-read at least this often (files change without notice); None: at half-life only
+        self.max_refresh = max_refresh
         self.clock = clock
         self.current: Credential | None = None
         #: set when a renewed pair waits for gRPC's next handshake to pick it up
@@ -49,7 +66,9 @@ class XdsCredentials:
         delay = RETRY_INITIAL
         while not stop.is_set():
             try:
-                self._install(await self.client.issue())
+                cred = await self.source()
+                if self.current is None or cred != self.current:
+                    self._install(cred)
                 return True
             except CitadelError as exc:
                 log.warning("no xDS serving certificate yet (retry in %.1fs): %s", delay, exc)
@@ -63,7 +82,8 @@ class XdsCredentials:
         """Renew at half-life; a failure is retried with backoff while the current pair serves."""
         while True:
             assert self.current is not None
-            await asyncio.sleep(renew_after(self.current, self.clock()))
+            delay = renew_after(self.current, self.clock())
+            await asyncio.sleep(delay if self.max_refresh is None else min(delay, self.max_refresh))
             await self.obtain(asyncio.Event())
 
     def _install(self, cred: Credential) -> None:
@@ -88,6 +108,13 @@ class XdsCredentials:
         return grpc.dynamic_ssl_server_credentials(
             self._configuration(), self._fetch, require_client_authentication=True
         )
+
+
+def file_source(cert: Path, key: Path, client_ca: Path) -> Source:
+    async def read() -> Credential:
+        return await asyncio.to_thread(credential_from_files, cert, key, client_ca)
+
+    return read
 
 
 def peer_spiffe_ids(context: grpc.aio.ServicerContext) -> list[str]:
