@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 PILOT_NAME = "pilot.bench"
-PILOT_ID = "spiffe://cluster.local/ns/meshplane-system/sa/meshplane-pilot"
+PILOT_ID = "spiffe://cluster.local/ns/meshplane-system/sa/pilot"
 
 
 @dataclass(frozen=True)

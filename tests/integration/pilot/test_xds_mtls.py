@@ -69,7 +69,7 @@ def mesh(nats_server: NatsServer, tmp_path: Path) -> Iterator[Mesh]:
     citadel.start()
     try:
         token = tmp_path / "pilot.token"
-        token.write_text(make_token(citadel.ca_dir, "meshplane-system", "meshplane-pilot", "istio-ca", 3600))
+        token.write_text(make_token(citadel.ca_dir, "meshplane-system", "pilot", "istio-ca", 3600))
         root = str(citadel.ca_dir / "root-cert.pem")
         tls = ["--ca-addr", citadel.target, "--ca-root", root, "--token-file", str(token)]
         pilot = start_pilot(nats_server.url, tmp_path, "pilot-mtls", xds=tls)

@@ -26,8 +26,8 @@ from meshplane.ctl.errors import EXIT_USAGE, error
 from meshplane.shared.version import __version__
 
 DOMAIN = "svc.cluster.local"
-#: Pilot's identity: the ``meshplane-pilot`` service account in the control plane's namespace
-PILOT_SAN = "spiffe://cluster.local/ns/meshplane-system/sa/meshplane-pilot"
+#: Pilot's identity: the ``pilot`` service account in the control plane's namespace (k8s/)
+PILOT_SAN = "spiffe://cluster.local/ns/meshplane-system/sa/pilot"
 SDS_CREDENTIALS = "envoy.grpc_credentials.file_based_metadata"
 
 

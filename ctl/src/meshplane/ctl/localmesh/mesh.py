@@ -41,7 +41,7 @@ GATEWAY = Workload(
 )
 TOKEN_TTL = 7 * 24 * 3600
 #: Pilot's namespace and service account, as in k8s/ (its SPIFFE ID is bootstrap.PILOT_SAN)
-PILOT_IDENTITY = ("meshplane-system", "meshplane-pilot")
+PILOT_IDENTITY = ("meshplane-system", "pilot")
 MAX_SOCKET_PATH = 107  # sun_path is 108 bytes on Linux, with the terminating NUL
 
 
