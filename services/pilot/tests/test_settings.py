@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+from meshplane.pilot.generators.security.peer_authn import mtls_mode
+from meshplane.pilot.ingest.watcher import State
+from meshplane.pilot.model.config import Config
 from meshplane.pilot.settings import parse_args
 
 
@@ -37,3 +42,36 @@ def test_bad_flags_exit_2_naming_them(
         parse_args(argv, {})
     assert exc.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_root_namespace_comes_from_mesh_config(tmp_path: Path) -> None:
+    """A mesh-wide PeerAuthentication applies from MeshConfig's rootNamespace, not istio-system."""
+    assert parse_args(["--xds-plaintext"], {}).root_namespace == "istio-system"  # Istio's default
+    mesh = tmp_path / "mesh.yaml"
+    mesh.write_text("rootNamespace: meshplane-system\n")
+    s = parse_args(["--xds-plaintext", "--mesh-config", str(mesh)], {})
+    assert s.root_namespace == "meshplane-system"
+    strict = Config(
+        "PeerAuthentication",
+        "security.istio.io",
+        "v1",
+        "meshplane-system",
+        "default",
+        {"mtls": {"mode": "STRICT"}},
+    )
+    for root, mode in (("meshplane-system", "STRICT"), ("istio-system", "PERMISSIVE")):
+        state = State(root)
+        state.configs["pa"] = strict
+        assert mtls_mode(state.snapshot("v1"), "bookinfo", {"app": "reviews"}, 9080) == mode, root
+
+
+def test_a_bad_mesh_config_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    mesh = tmp_path / "mesh.yaml"
+    mesh.write_text("rootNamespace: 42\n")
+    with pytest.raises(SystemExit) as exc:
+        parse_args(["--xds-plaintext", "--mesh-config", str(mesh)], {})
+    assert exc.value.code == 2
+    assert (
+        f"--mesh-config {mesh}: rootNamespace: expected a Kubernetes namespace name"
+        in capsys.readouterr().err
+    )

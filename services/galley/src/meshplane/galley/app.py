@@ -25,6 +25,7 @@ from meshplane.galley.sources.directory import DirectorySource
 from meshplane.galley.sources.model import ConfigObject
 from meshplane.galley.sources.seed import read_seed
 from meshplane.shared.analysis import Analysis, analyze
+from meshplane.shared.analysis.runner import Options
 from meshplane.shared.bus import Buckets, Bus, BusOptions
 from meshplane.shared.components import ComponentAnnouncer
 from meshplane.shared.config import ISTIO_GROUPS
@@ -59,7 +60,8 @@ class Galley:
         self._run_analysis(objs)
 
     def _run_analysis(self, objs: list[ConfigObject]) -> None:
-        analysis = analyze([(o.obj, str(o.origin)) for o in objs])
+        mesh = {"rootNamespace": self.settings.root_namespace}
+        analysis = analyze([(o.obj, str(o.origin)) for o in objs], Options(mesh_config=mesh))
         self._analysis = analysis
         for level in ("Error", "Warning", "Info"):
             metrics.ANALYSIS_MESSAGES.labels(level).set(sum(1 for m in analysis.messages if m.level == level))

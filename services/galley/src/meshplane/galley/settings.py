@@ -10,6 +10,7 @@ from pathlib import Path
 from meshplane.galley.api.limits import DEFAULT_MAX_BODY, DEFAULT_MAX_CONCURRENT, DEFAULT_READ_TIMEOUT, Limits
 from meshplane.shared.durations import parse_duration
 from meshplane.shared.lifecycle import parse_hostport
+from meshplane.shared.meshconfig import DEFAULT_ROOT_NAMESPACE, add_mesh_config_flag, mesh_config_from_args
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +31,8 @@ class Settings:
     webhook_ca_file: Path | None = None
     #: body size, read timeout and concurrency bounds of the webhook port
     webhook_limits: Limits = Limits()
+    #: MeshConfig ``rootNamespace`` (``--mesh-config``), for the analyzers
+    root_namespace: str = DEFAULT_ROOT_NAMESPACE
 
     @property
     def tls(self) -> bool:
@@ -83,6 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_MAX_CONCURRENT,
         help="requests read and reviewed at once; others wait up to the read timeout, then 503 (default 16)",
     )
+    add_mesh_config_flag(p)
     return p
 
 
@@ -90,6 +94,7 @@ def parse_args(argv: list[str] | None = None) -> Settings:
     """Parse flags; exits with a usage message naming the bad flag."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    mesh = mesh_config_from_args(parser, args.mesh_config)
     if (args.tls_cert is None) != (args.tls_key is None):
         parser.error("--tls-cert and --tls-key must be given together")
     try:
@@ -122,4 +127,5 @@ def parse_args(argv: list[str] | None = None) -> Settings:
         webhook_config_name=args.webhook_config_name,
         webhook_ca_file=args.webhook_ca_file,
         webhook_limits=Limits(args.webhook_max_body, read_timeout, args.webhook_max_concurrent),
+        root_namespace=mesh.root_namespace,
     )

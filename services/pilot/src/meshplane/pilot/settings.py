@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from meshplane.shared.durations import parse_duration
+from meshplane.shared.meshconfig import DEFAULT_ROOT_NAMESPACE, add_mesh_config_flag, mesh_config_from_args
 
 
 def _duration(name: str, raw: str) -> float:
@@ -52,6 +53,8 @@ class Settings:
     tls_cert: str = ""
     tls_key: str = ""
     tls_client_ca: str = ""
+    #: MeshConfig ``rootNamespace`` (``--mesh-config``)
+    root_namespace: str = DEFAULT_ROOT_NAMESPACE
 
     @staticmethod
     def from_env(env: Mapping[str, str], **overrides: object) -> Settings:
@@ -119,7 +122,9 @@ def parse_args(argv: list[str] | None, env: Mapping[str, str]) -> Settings:
         help="serve ADS without TLS or client authentication (tests and benchmarks only: anyone who "
         "reaches the port can read any proxy's config)",
     )
+    add_mesh_config_flag(parser)
     args = parser.parse_args(argv)
+    mesh = mesh_config_from_args(parser, args.mesh_config)
     chosen = [
         flag
         for flag in ("--xds-plaintext", "--ca-addr", "--tls-cert")
@@ -153,6 +158,7 @@ def parse_args(argv: list[str] | None, env: Mapping[str, str]) -> Settings:
         "tls_cert": args.tls_cert,
         "tls_key": args.tls_key,
         "tls_client_ca": args.tls_client_ca,
+        "root_namespace": mesh.root_namespace,
     }
     if args.id:
         overrides["pilot_id"] = args.id

@@ -18,7 +18,6 @@ from meshplane.shared.config.parse import SPEC_MODELS
 
 Spec = dict[str, Any]
 
-ROOT_NAMESPACE = "istio-system"
 DOMAIN_SUFFIX = "svc.cluster.local"
 
 _KEBAB = re.compile(r"(?<!^)(?=[A-Z])")

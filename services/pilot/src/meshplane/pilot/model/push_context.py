@@ -15,7 +15,6 @@ from types import MappingProxyType
 from typing import Any
 
 from meshplane.pilot.model.config import (
-    ROOT_NAMESPACE,
     Config,
     Endpoint,
     Port,
@@ -27,6 +26,7 @@ from meshplane.pilot.model.config import (
     visible,
 )
 from meshplane.pilot.model.proxy import Proxy, ProxyType
+from meshplane.shared.meshconfig import DEFAULT_ROOT_NAMESPACE
 
 
 @dataclass(frozen=True)
@@ -130,6 +130,8 @@ class PushContext:
     _endpoints: Mapping[tuple[str, str], Mapping[int, list[Endpoint]]] = field(default_factory=dict)
     #: JWKS documents Pilot fetched for RequestAuthentication ``jwksUri`` (uri → JSON text).
     jwks: Mapping[str, str] = field(default_factory=dict)
+    #: MeshConfig ``rootNamespace``: mesh-wide Sidecar, DestinationRule and security policies
+    root_namespace: str = DEFAULT_ROOT_NAMESPACE
     #: DestinationRule lookups by (viewer namespace, host), filled on first use (a scan of every
     #: rule per lookup made CDS and EDS O(services x rules) per push); never shared by ``replace``.
     _dr_memo: dict[tuple[str, str], Config | None] = field(default_factory=dict, init=False, repr=False)
@@ -176,7 +178,7 @@ class PushContext:
                 (
                     c
                     for c in self.of_kind("Sidecar")
-                    if c.namespace == ROOT_NAMESPACE and not c.spec.get("workloadSelector")
+                    if c.namespace == self.root_namespace and not c.spec.get("workloadSelector")
                 ),
                 None,
             )
@@ -221,7 +223,7 @@ class PushContext:
 
     def _find_destination_rule(self, viewer_ns: str, host: str) -> Config | None:
         svc = self.service(host)
-        order = [viewer_ns, svc.namespace if svc else "", ROOT_NAMESPACE]
+        order = [viewer_ns, svc.namespace if svc else "", self.root_namespace]
         rules = self.of_kind("DestinationRule")
         for ns in order:
             for dr in rules:
@@ -324,6 +326,7 @@ def build_push_context(
     configs: Mapping[str, Config],
     services: Mapping[str, Service],
     workloads: Mapping[str, Workload],
+    root_namespace: str = DEFAULT_ROOT_NAMESPACE,
 ) -> PushContext:
     """Index the current state. Services from ServiceEntries are added unless the registry has them."""
     by_kind: dict[str, list[Config]] = {}
@@ -351,4 +354,5 @@ def build_push_context(
         workloads=tuple(wl_list),
         _by_host={host: tuple(svcs) for host, svcs in by_host.items()},
         _endpoints=_index_endpoints(svc_list, wl_list),
+        root_namespace=root_namespace,
     )

@@ -7,12 +7,12 @@ sidecars are not, so such objects do not apply here.
 
 from __future__ import annotations
 
-from meshplane.pilot.model.config import ROOT_NAMESPACE, Config, labels_match
+from meshplane.pilot.model.config import Config, labels_match
 from meshplane.pilot.model.push_context import PushContext
 
 
-def applies_to(cfg: Config, namespace: str, labels: dict[str, str]) -> bool:
-    if cfg.namespace not in (ROOT_NAMESPACE, namespace):
+def applies_to(cfg: Config, namespace: str, labels: dict[str, str], root_namespace: str) -> bool:
+    if cfg.namespace not in (root_namespace, namespace):
         return False
     if cfg.spec.get("targetRef") or cfg.spec.get("targetRefs"):
         return False
@@ -22,5 +22,6 @@ def applies_to(cfg: Config, namespace: str, labels: dict[str, str]) -> bool:
 
 def applicable(ctx: PushContext, kind: str, namespace: str, labels: dict[str, str]) -> list[Config]:
     """The objects of ``kind`` that apply, root namespace first, in a stable order."""
-    found = [c for c in ctx.of_kind(kind) if applies_to(c, namespace, labels)]
-    return sorted(found, key=lambda c: (c.namespace != ROOT_NAMESPACE, c.namespace, c.name))
+    root = ctx.root_namespace
+    found = [c for c in ctx.of_kind(kind) if applies_to(c, namespace, labels, root)]
+    return sorted(found, key=lambda c: (c.namespace != root, c.namespace, c.name))
