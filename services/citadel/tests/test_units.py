@@ -217,3 +217,11 @@ def test_serving_certificate_sans_and_renewal_schedule(tmp_path: Path) -> None:
     serving = ServingCredentials(bundle, ())
     assert not serving.due(serving.issued + SERVING_TTL / 2 - dt.timedelta(seconds=1))
     assert serving.due(serving.issued + SERVING_TTL / 2)
+
+
+def test_trust_domain_from_mesh_config_unless_the_flag_gives_it(tmp_path: Path) -> None:
+    mesh = tmp_path / "mesh.yaml"
+    mesh.write_text("trustDomain: example.org\nrootNamespace: meshplane-system\n")
+    given = ["--ca-dir", "x", "--mesh-config", str(mesh)]
+    assert parse_settings(given, environ={}).trust_domain == "example.org"
+    assert parse_settings([*given, "--trust-domain", "other.org"], environ={}).trust_domain == "other.org"
