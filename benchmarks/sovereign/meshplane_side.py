@@ -62,7 +62,7 @@ class MeshplaneSide:
         self.nats.start()
         asyncio.run(_bus(self.nats.url, self._seed))
         self.grpc_port, self.http_port = free_port(), free_port()
-        args = [sys.executable, "-m", "meshplane.pilot", "--nats-url", self.nats.url]
+        args = [sys.executable, "-m", "meshplane.pilot", "--nats-url", self.nats.url, "--xds-plaintext"]
         args += ["--grpc-addr", f"127.0.0.1:{self.grpc_port}", "--http-addr", f"127.0.0.1:{self.http_port}"]
         self.pilot = ChildProcess([*args, "--id", "sovbench"], self.workdir / "pilot.log", name="pilot")
         with pinned(cpu):

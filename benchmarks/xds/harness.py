@@ -17,6 +17,7 @@ from typing import Any, TextIO
 
 import httpx
 
+from benchmarks.xds.tls import TlsFiles
 from meshplane.proto.bus.v1 import registry_pb2
 from meshplane.shared.bus import Buckets, Bus, BusOptions
 from meshplane.shared.bus.buckets import service_key, workload_key
@@ -147,7 +148,10 @@ LOADGEN_ENV = {
 }
 
 
-def loadgen(pilot: str, streams: int, first: int, cpus: set[int], delta: bool) -> subprocess.Popen[str]:
+def loadgen(
+    pilot: str, streams: int, first: int, cpus: set[int], delta: bool, tls: TlsFiles | None = None
+) -> subprocess.Popen[str]:
+    """``tls``: connect with mutual TLS (the ``bench`` client certificate), else plaintext."""
     return subprocess.Popen(
         [
             sys.executable,
@@ -160,6 +164,7 @@ def loadgen(pilot: str, streams: int, first: int, cpus: set[int], delta: bool) -
             "--first",
             str(first),
             *(["--delta"] if delta else []),
+            *(["--tls-dir", str(tls.directory)] if tls else []),
         ],
         cwd=ROOT,
         stdout=subprocess.PIPE,
@@ -177,8 +182,10 @@ def start_pilot(
     log: TextIO,
     connect_rate: int,
     profile: str | None = None,
+    tls: TlsFiles | None = None,
 ) -> subprocess.Popen[bytes]:
-    """A ``meshplane-pilot`` process pinned to ``cpu``, its output appended to ``log``."""
+    """A ``meshplane-pilot`` process pinned to ``cpu``, its output appended to ``log``; ADS over
+    mutual TLS with ``tls``'s certificates, else plaintext."""
     return subprocess.Popen(
         [
             sys.executable,
@@ -193,6 +200,7 @@ def start_pilot(
             f"127.0.0.1:{http_port}",
             "--id",
             "bench",
+            *(tls.pilot_args() if tls else ["--xds-plaintext"]),
         ],
         stdout=log,
         stderr=subprocess.STDOUT,

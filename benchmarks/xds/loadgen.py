@@ -27,6 +27,7 @@ import random
 import sys
 import time
 from collections import OrderedDict
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -34,6 +35,8 @@ from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.listener.v3 import listener_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import http_connection_manager_pb2
 from envoy.service.discovery.v3 import discovery_pb2
+
+from benchmarks.xds.tls import PILOT_NAME
 
 P = "type.googleapis.com/envoy."
 CDS, EDS = P + "config.cluster.v3.Cluster", P + "config.endpoint.v3.ClusterLoadAssignment"
@@ -268,12 +271,25 @@ async def _delta_stream(channel: grpc.aio.Channel, index: int, ns: str, out: lis
             )
 
 
+def _channel(args: argparse.Namespace, options: list[tuple[str, Any]]) -> grpc.aio.Channel:
+    """Plaintext, or mutual TLS with the benchmark's client certificate (``benchmarks.xds.tls``)."""
+    if not args.tls_dir:
+        return grpc.aio.insecure_channel(args.pilot, options=options)
+    d = Path(args.tls_dir)
+    creds = grpc.ssl_channel_credentials(
+        (d / "root.pem").read_bytes(), (d / "client-key.pem").read_bytes(), (d / "client.pem").read_bytes()
+    )
+    return grpc.aio.secure_channel(
+        args.pilot, creds, options=[*options, ("grpc.ssl_target_name_override", PILOT_NAME)]
+    )
+
+
 async def main(args: argparse.Namespace) -> None:
     out: list[str] = []
     channels = [
-        grpc.aio.insecure_channel(
-            args.pilot,
-            options=[
+        _channel(
+            args,
+            [
                 ("grpc.max_receive_message_length", 256 << 20),
                 ("grpc.use_local_subchannel_pool", 1),
                 # Envoy opens a connection for each stream attempt: the stream's backoff above
@@ -327,6 +343,9 @@ if __name__ == "__main__":
     parser.add_argument("--namespace", default="bench")
     parser.add_argument("--delta", action="store_true", help="DeltaAggregatedResources instead of SotW")
     parser.add_argument("--per-channel", type=int, default=25, help="streams sharing one HTTP/2 connection")
+    parser.add_argument(
+        "--tls-dir", default="", help="mutual TLS with the certificates benchmarks.xds.tls wrote"
+    )
     # The load generator lives for one run and reference counting frees nearly all it makes;
     # a cyclic collection walking 500 streams' state in the middle of a push would take CPU
     # from the push being measured (the machine is shared with Pilot).

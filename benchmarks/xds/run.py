@@ -6,7 +6,9 @@ connecting, memory per proxy, a full push (a new service: every type to every pr
 endpoint change (EDS only), one new proxy connecting; Pilot's CPU
 seconds and peak RSS. Prints one line per figure.
 
-    python -m benchmarks.xds.run [--services 1000] [--proxies 2000] [--loadgens 4]
+    python -m benchmarks.xds.run [--services 1000] [--proxies 2000] [--loadgens 4] [--tls]
+
+``--tls`` serves ADS over mutual TLS (``benchmarks.xds.tls``), for the cost of TLS on the push.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from benchmarks.xds.harness import (
     wait_for,
     workload,
 )
+from benchmarks.xds.tls import write_tls_files
 from meshplane.shared.bus import Buckets
 from meshplane.shared.bus.buckets import service_key, workload_key
 from meshplane.shared.natsserver import NatsServer, free_port
@@ -57,6 +60,9 @@ def main() -> int:
         "--share-cores", action="store_true", help="load generators may use Pilot's core too, at nice 10"
     )
     parser.add_argument("--profile", metavar="FILE", help="run Pilot under cProfile, stats written to FILE")
+    parser.add_argument(
+        "--tls", action="store_true", help="ADS over mutual TLS (client certificates), as proxies use it"
+    )
     args = parser.parse_args()
     cpus = sorted(os.sched_getaffinity(0))
     pilot_cpu = cpus[0]
@@ -75,7 +81,9 @@ def main() -> int:
         grpc_port, http_port = free_port(), free_port()
         pilot_log = (tmp / "pilot.log").open("w")
         rate = args.connect_rate
-        pilot = start_pilot(nats.url, grpc_port, http_port, pilot_cpu, pilot_log, rate, args.profile)
+        tls = write_tls_files(tmp / "tls") if args.tls else None
+        print(f"ADS: {'mutual TLS' if tls else 'plaintext'}")
+        pilot = start_pilot(nats.url, grpc_port, http_port, pilot_cpu, pilot_log, rate, args.profile, tls)
         procs.append(pilot)
         ready = wait_for(lambda: ok(f"http://127.0.0.1:{http_port}/ready"), 120)
         assert ready, (tmp / "pilot.log").read_text()[-2000:]
@@ -85,7 +93,7 @@ def main() -> int:
         t0 = time.time()
         per = args.proxies // args.loadgens
         for k in range(args.loadgens):
-            p = loadgen(f"127.0.0.1:{grpc_port}", per, k * per, load_cpus, args.delta)
+            p = loadgen(f"127.0.0.1:{grpc_port}", per, k * per, load_cpus, args.delta, tls)
             procs.append(p)
             events.follow(p)
         n = per * args.loadgens
@@ -128,7 +136,7 @@ def main() -> int:
             print(f"{label}: median {sorted(times)[1]:.2f}s (includes 100 ms debounce)")
 
         t2 = time.time()
-        p = loadgen(f"127.0.0.1:{grpc_port}", 1, 10_000_000, load_cpus, args.delta)
+        p = loadgen(f"127.0.0.1:{grpc_port}", 1, 10_000_000, load_cpus, args.delta, tls)
         procs.append(p)
         one = Events()
         one.follow(p)

@@ -45,7 +45,7 @@ def test_bad_durations_name_the_text(text: str) -> None:
 def test_settings_defaults_are_istios() -> None:
     s = parse_settings(["--ca-dir", "x"], environ={})
     assert s.grpc_addr == ("0.0.0.0", 8060)
-    assert s.monitoring_addr == ("0.0.0.0", 15014)
+    assert s.monitoring_addr == ("127.0.0.1", 15014)  # local-only by default
     assert s.default_ttl == dt.timedelta(hours=24)
     assert s.max_ttl == dt.timedelta(days=90)
     assert s.root_ttl == dt.timedelta(days=3650)
@@ -228,3 +228,11 @@ def test_renewal_ttl_is_capped_to_the_presented_certificates_expiry() -> None:
     assert renewal_ttl(60, expires, now) == 60
     with pytest.raises(AuthenticationError, match="expires too soon"):
         renewal_ttl(0, now + dt.timedelta(seconds=1), now)
+
+
+def test_trust_domain_from_mesh_config_unless_the_flag_gives_it(tmp_path: Path) -> None:
+    mesh = tmp_path / "mesh.yaml"
+    mesh.write_text("trustDomain: example.org\nrootNamespace: meshplane-system\n")
+    given = ["--ca-dir", "x", "--mesh-config", str(mesh)]
+    assert parse_settings(given, environ={}).trust_domain == "example.org"
+    assert parse_settings([*given, "--trust-domain", "other.org"], environ={}).trust_domain == "other.org"

@@ -13,9 +13,13 @@ def test_defaults(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.delenv("NATS_URL", raising=False)
     s = parse_args(["--config-dir", str(tmp_path)])
     assert s.webhook_addr == ("0.0.0.0", 15017)
-    assert s.monitoring_addr == ("0.0.0.0", 15014)
+    assert s.monitoring_addr == ("127.0.0.1", 15014)  # serves /debug: local-only by default
     assert s.nats_url == "nats://127.0.0.1:4222"
     assert not s.tls
+    # Kubernetes sends at most about 3 MB; 4 MiB leaves room for the review's envelope
+    assert s.webhook_limits.max_body == 4 * 1024 * 1024
+    assert s.webhook_limits.read_timeout == 10.0
+    assert s.webhook_limits.max_concurrent == 16
 
 
 def test_nats_url_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -30,6 +34,10 @@ def test_nats_url_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
         (["--monitoring-addr", "127.0.0.1:99999"], "port out of range"),
         (["--tls-cert", "a.pem"], "--tls-cert and --tls-key must be given together"),
         (["--config-dir", "/nonexistent/meshplane-conf"], "not a directory"),
+        (["--webhook-max-body", "0"], "--webhook-max-body 0: must be at least 1"),
+        (["--webhook-max-concurrent", "0"], "--webhook-max-concurrent 0: must be at least 1"),
+        (["--webhook-read-timeout", "soon"], "--webhook-read-timeout: expected a duration"),
+        (["--webhook-read-timeout", "0s"], "--webhook-read-timeout 0s: must be positive"),
     ],
 )
 def test_bad_flags_exit_2_with_a_message(

@@ -259,6 +259,7 @@ def test_a_taken_port_is_one_clear_line_and_exit_code_1(flag: str, nats_server: 
                 str(Path(sys.executable).parent / "meshplane-pilot"),
                 "--nats-url",
                 nats_server.url,
+                "--xds-plaintext",
                 *(part for item in others.items() for part in item),
             ],
             capture_output=True,

@@ -24,6 +24,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from benchmarks.xds.harness import TYPES, Events, loadgen, ok, seed, start_pilot, stop_all, wait_for  # noqa: E402
+from benchmarks.xds.tls import TlsFiles, write_tls_files  # noqa: E402
 from meshplane.pilot.settings import Settings  # noqa: E402
 from meshplane.pilot.xds.ads import server_options  # noqa: E402
 from meshplane.shared.natsserver import NatsServer, free_port  # noqa: E402
@@ -38,24 +39,24 @@ class Storm:
     procs: list[subprocess.Popen[Any]]
     logs: list[TextIO]
 
-    def pilot(self, connect_rate: int) -> tuple[str, str]:
-        """Start Pilot; return its ADS address and metrics URL once it is ready."""
+    def pilot(self, connect_rate: int, tls: TlsFiles | None = None) -> tuple[str, str]:
+        """Start Pilot (mutual TLS with ``tls``); return its ADS address and metrics URL once ready."""
         grpc_port, http_port = free_port(), free_port()
         log = (self.tmp / "pilot.log").open("w")
         self.logs.append(log)
         cpu = sorted(os.sched_getaffinity(0))[0]
-        self.procs.append(start_pilot(self.nats.url, grpc_port, http_port, cpu, log, connect_rate))
+        self.procs.append(start_pilot(self.nats.url, grpc_port, http_port, cpu, log, connect_rate, tls=tls))
         http = f"http://127.0.0.1:{http_port}"
         assert wait_for(lambda: ok(f"{http}/ready"), 60), self.log()[-2000:]
         return f"127.0.0.1:{grpc_port}", f"{http}/metrics"
 
-    def connect(self, pilot: str, streams: int) -> Events:
+    def connect(self, pilot: str, streams: int, tls: TlsFiles | None = None) -> Events:
         """``streams`` Delta streams from two load generators; wait until every one is served."""
         events = Events()
         cpus = set(os.sched_getaffinity(0))
         half = streams // 2
         for first in (0, half):
-            gen = loadgen(pilot, half, first, cpus, delta=True)
+            gen = loadgen(pilot, half, first, cpus, delta=True, tls=tls)
             self.procs.append(gen)
             events.follow(gen)
         served = wait_for(lambda: events.served_after(0.0, 2 * half), 90)
@@ -103,6 +104,15 @@ def test_streams_over_the_connect_rate_are_refused_counted_and_logged_then_serve
     assert set(resets) == {"RESOURCE_EXHAUSTED"}, resets
     assert _resets_metric(metrics) == {"rate_limited": resets["RESOURCE_EXHAUSTED"]}
     assert "on purpose (rate_limited)" in storm.log()
+
+
+def test_the_benchmark_runs_over_mutual_tls(storm: Storm) -> None:
+    """``benchmarks.xds.run --tls``: the load generators' streams are served over mutual TLS."""
+    tls = write_tls_files(storm.tmp / "tls")
+    pilot, metrics = storm.pilot(connect_rate=100_000, tls=tls)
+    events = storm.connect(pilot, 40, tls)
+    assert events.resets_by_code() == {}
+    assert "ADS (mutual TLS)" in storm.log()
 
 
 def test_grpc_core_queues_as_many_new_streams_as_pilot_serves() -> None:

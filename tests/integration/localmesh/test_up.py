@@ -133,6 +133,12 @@ def test_up_serves_bookinfo_follows_edits_and_stops_clean(up: UpRun) -> None:
     assert inbound, handshakes
     outbound = [k for k, v in handshakes.items() if "outbound|9080|" in k and "reviews" in k and int(v) > 0]
     assert outbound, handshakes
+    # xDS itself is mutual TLS: every Envoy's xds-grpc cluster completed a TLS handshake with
+    # Pilot (which requires the client certificate) and holds an ACKed config
+    for proxy in expected:
+        xds = httpx.get(f"http://{admins[proxy]}/stats?filter=^cluster.xds-grpc.ssl.handshake$", timeout=10)
+        assert int(xds.text.split(":")[1]) > 0, (proxy, xds.text)
+    assert "ADS (mutual TLS)" in (up.state / "logs" / "meshplane-pilot.log").read_text()
 
     # edit the VirtualService file: everyone (jason too) goes to v3 within a few seconds
     vs = up.config / "reviews.yaml"

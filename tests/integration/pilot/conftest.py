@@ -17,7 +17,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -179,11 +179,18 @@ def _answers_200(url: str) -> bool:
         return False
 
 
-def start_pilot(nats_url: str, tmp: Path, pilot_id: str, env: dict[str, str] | None = None) -> PilotProc:
+def start_pilot(
+    nats_url: str,
+    tmp: Path,
+    pilot_id: str,
+    env: dict[str, str] | None = None,
+    xds: Sequence[str] = ("--xds-plaintext",),
+) -> PilotProc:
+    """``xds``: how ADS is served, plaintext unless the flags of mutual TLS are given."""
     grpc, http = free_port(), free_port()
     log = tmp / f"{pilot_id}.log"
     argv = [str(BIN / "meshplane-pilot"), "--nats-url", nats_url, "--grpc-addr", f"127.0.0.1:{grpc}"]
-    argv += ["--http-addr", f"127.0.0.1:{http}", "--id", pilot_id]
+    argv += ["--http-addr", f"127.0.0.1:{http}", "--id", pilot_id, *xds]
     child = ChildProcess(argv, log, env={"PILOT_DEBOUNCE_AFTER": "50ms", **(env or {})}, name=pilot_id)
     child.start()
     p = PilotProc(grpc, http, child, log, pilot_id)

@@ -200,7 +200,7 @@ def _control_plane(stack: ExitStack, kit: Any, node: NetnsThread, work: Path, co
     stack.enter_context(netns_process(netns, galley, work / "galley.log"))
     ready = f"http://127.0.0.1:{GALLEY_HTTP}/readyz"
     kit.wait_until(lambda: _http_ok(node, ready), 60, "galley ready")
-    pilot = [str(BIN / "meshplane-pilot"), "--nats-url", nats, "--id", "pilot-capture"]
+    pilot = [str(BIN / "meshplane-pilot"), "--nats-url", nats, "--id", "pilot-capture", "--xds-plaintext"]
     pilot += ["--grpc-addr", f"0.0.0.0:{PILOT_GRPC}", "--http-addr", f"127.0.0.1:{PILOT_HTTP}"]
     debounce = {"PILOT_DEBOUNCE_AFTER": "50ms"}
     stack.enter_context(netns_process(netns, pilot, work / "pilot.log", env=debounce))

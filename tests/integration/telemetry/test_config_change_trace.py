@@ -199,7 +199,7 @@ async def test_config_change_is_one_trace_from_galley_to_envoy_ack(
                 process(
                     [
                         str(BIN / "meshplane-pilot"),
-                        *("--nats-url", nats_server.url, "--id", pilot_id),
+                        *("--nats-url", nats_server.url, "--id", pilot_id, "--xds-plaintext"),
                         *("--grpc-addr", f"127.0.0.1:{grpc_at}", "--http-addr", f"127.0.0.1:{http_at}"),
                     ],
                     tmp_path / f"{pilot_id}.log",

@@ -34,6 +34,7 @@ from meshplane.shared.analysis import ERROR, INFO, LEVEL_RANK, WARNING, Message,
 from meshplane.shared.analysis.registry import ALL
 from meshplane.shared.analysis.runner import Options, Suppression
 from meshplane.shared.config import load_path, load_text
+from meshplane.shared.meshconfig import DEFAULT_ROOT_NAMESPACE
 
 EXIT_ISSUES = 79
 EXIT_DATA_ERROR = 65
@@ -73,7 +74,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument(
         "--galley", metavar="HOST:PORT", help="show what a running Galley found (its /debug/analyze)"
     )
-    p.add_argument("-i", "--istioNamespace", default="istio-system", help="control-plane namespace")
+    p.add_argument("-i", "--istioNamespace", default=DEFAULT_ROOT_NAMESPACE, help="control-plane namespace")
     p.add_argument("--meshConfigFile", type=Path, help="MeshConfig YAML replacing the default mesh config")
     p.add_argument("--meshNetworksFile", type=Path, help="MeshNetworks YAML")
     p.add_argument(

@@ -5,6 +5,11 @@ as YAML. The bootstrap names the node (Istio's node ID and metadata), points ADS
 given (SotW or Delta), adds ``sds-grpc`` over a Unix socket when given, and the admin address.
 With ``--sds-token-path`` the node metadata asks Pilot for SDS configs that carry that token
 file to the node agent (``SDS_TOKEN_PATH``, ``SDS_UDS_PATH``), as a per-node agent needs.
+
+xDS is mutual TLS (Istio's 15012 shape): the ``xds-grpc`` cluster presents the workload
+certificate (SDS ``default``) and accepts only a Pilot whose certificate chains to the mesh root
+(SDS ``ROOTCA``) and carries ``--pilot-san`` (Pilot's SPIFFE ID). ``--xds-plaintext`` drops TLS,
+for a Pilot started with ``--xds-plaintext`` (tests and benchmarks).
 """
 
 from __future__ import annotations
@@ -21,6 +26,9 @@ from meshplane.ctl.errors import EXIT_USAGE, error
 from meshplane.shared.version import __version__
 
 DOMAIN = "svc.cluster.local"
+#: Pilot's identity: the ``pilot`` service account in the control plane's namespace (k8s/)
+PILOT_SAN = "spiffe://cluster.local/ns/meshplane-system/sa/pilot"
+SDS_CREDENTIALS = "envoy.grpc_credentials.file_based_metadata"
 
 
 class BootstrapError(ValueError):
@@ -53,6 +61,8 @@ class BootstrapOptions:
     #: readiness (admin ``/ready``: 200 once live); the first LDS and CDS fetches then wait for
     #: Pilot without a timeout, so live means configured by Pilot; 0: none
     health_port: int = 0
+    #: Pilot's SPIFFE ID: xDS over mutual TLS with the SDS certificate. Empty: plaintext xDS.
+    pilot_san: str = ""
 
 
 def _hostport(option: str, value: str) -> tuple[str, int]:
@@ -73,6 +83,60 @@ def default_node_id(opts: BootstrapOptions, name: str) -> str:
 def _ads_source(wait: bool = False) -> dict[str, Any]:
     """``wait``: Istio's ``initial_fetch_timeout: 0s``, Envoy starts serving only with Pilot's config."""
     return {"ads": {}, "resource_api_version": "V3", **({"initial_fetch_timeout": "0s"} if wait else {})}
+
+
+def _sds_config(opts: BootstrapOptions) -> dict[str, Any]:
+    """Where the bootstrap's own secrets come from: ``sds-grpc``, or with a token path, the node
+    agent's socket with the workload's token (as Pilot's SDS configs for such a proxy)."""
+    if opts.sds_token_path:
+        metadata = {
+            "@type": "type.googleapis.com/envoy.config.grpc_credential.v3.FileBasedMetadataConfig",
+            "secret_data": {"filename": opts.sds_token_path},
+            "header_key": "authorization",
+            "header_prefix": "Bearer ",
+        }
+        service: dict[str, Any] = {
+            "google_grpc": {
+                "target_uri": f"unix:{opts.sds_socket}",
+                "stat_prefix": "sdsstat",
+                "credentials_factory_name": SDS_CREDENTIALS,
+                "channel_credentials": {"local_credentials": {}},
+                "call_credentials": [{"from_plugin": {"name": SDS_CREDENTIALS, "typed_config": metadata}}],
+            }
+        }
+    else:
+        service = {"envoy_grpc": {"cluster_name": "sds-grpc"}}
+    api = {
+        "api_type": "GRPC",
+        "transport_api_version": "V3",
+        "set_node_on_first_message_only": True,
+        "grpc_services": [service],
+    }
+    return {"resource_api_version": "V3", "api_config_source": api}
+
+
+def _xds_tls(opts: BootstrapOptions) -> dict[str, Any]:
+    """The ``xds-grpc`` transport socket: the workload certificate, and Pilot verified by its SAN."""
+    if not opts.sds_socket:
+        raise BootstrapError("--sds-socket: required for mutual TLS to Pilot (or --xds-plaintext)")
+    if not opts.pilot_san.startswith("spiffe://"):
+        raise BootstrapError(f"--pilot-san: expected Pilot's spiffe:// ID, got {opts.pilot_san!r}")
+    context = {
+        "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+        "common_tls_context": {
+            "alpn_protocols": ["h2"],
+            "tls_certificate_sds_secret_configs": [{"name": "default", "sds_config": _sds_config(opts)}],
+            "combined_validation_context": {
+                "default_validation_context": {
+                    "match_typed_subject_alt_names": [
+                        {"san_type": "URI", "matcher": {"exact": opts.pilot_san}}
+                    ]
+                },
+                "validation_context_sds_secret_config": {"name": "ROOTCA", "sds_config": _sds_config(opts)},
+            },
+        },
+    }
+    return {"name": "envoy.transport_sockets.tls", "typed_config": context}
 
 
 def render_bootstrap(opts: BootstrapOptions) -> dict[str, Any]:
@@ -131,6 +195,7 @@ def render_bootstrap(opts: BootstrapOptions) -> dict[str, Any]:
                 }
             },
             "upstream_connection_options": {"tcp_keepalive": {"keepalive_time": 300}},
+            **({"transport_socket": _xds_tls(opts)} if opts.pilot_san else {}),
         }
     ]
     if opts.sds_socket:
@@ -262,6 +327,16 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--node-id", default="", help="TYPE~IP~POD.NS~NS.svc.cluster.local")
     p.add_argument("--pilot", action="append", default=[], help="HOST:PORT of a Pilot (repeatable)")
     p.add_argument("--delta", action="store_true", help="use Delta xDS (default: state of the world)")
+    p.add_argument(
+        "--pilot-san",
+        default=PILOT_SAN,
+        help="Pilot's SPIFFE ID, verified on the mutual TLS xDS connection (default: %(default)s)",
+    )
+    p.add_argument(
+        "--xds-plaintext",
+        action="store_true",
+        help="xDS without TLS, to a Pilot run with --xds-plaintext (tests and benchmarks only)",
+    )
     p.add_argument("--sds-socket", default="", help="Unix socket of the node agent's SDS server")
     p.add_argument(
         "--sds-token-path",
@@ -297,6 +372,7 @@ def run(args: argparse.Namespace) -> int:
             node_id=args.node_id,
             pilots=args.pilot or ["127.0.0.1:15010"],
             delta=args.delta,
+            pilot_san="" if args.xds_plaintext else args.pilot_san,
             sds_socket=args.sds_socket,
             sds_token_path=args.sds_token_path,
             admin=args.admin,

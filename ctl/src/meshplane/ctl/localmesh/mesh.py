@@ -21,7 +21,7 @@ from pathlib import Path
 
 import yaml
 
-from meshplane.ctl.bootstrap import BootstrapOptions, render_bootstrap
+from meshplane.ctl.bootstrap import PILOT_SAN, BootstrapOptions, render_bootstrap
 from meshplane.ctl.localmesh.plan import GATEWAY_LABELS, Plan, Workload
 from meshplane.ctl.localmesh.supervisor import Managed, StartError, Supervisor, http_status
 from meshplane.ctl.token import make_token
@@ -38,6 +38,8 @@ GATEWAY = Workload(
     source=Path("."),
 )
 TOKEN_TTL = 7 * 24 * 3600
+#: Pilot's namespace and service account, as in k8s/ (its SPIFFE ID is bootstrap.PILOT_SAN)
+PILOT_IDENTITY = ("meshplane-system", "pilot")
 MAX_SOCKET_PATH = 107  # sun_path is 108 bytes on Linux, with the terminating NUL
 
 
@@ -139,6 +141,10 @@ class LocalMesh:
         self.sup.wait_http(citadel, f"http://127.0.0.1:{ca_mon}/ready")
         self._done(t)
         hook, galley_mon, grpc, http = free_port(), free_port(), free_port(), free_port()
+        # Pilot's identity for xDS over mutual TLS: a token Citadel turns into its certificate
+        pilot_token = self.state / "pilot.token"
+        _private_file(pilot_token, make_token(self.state / "ca", *PILOT_IDENTITY, "istio-ca", TOKEN_TTL))
+        ca_root = str(self.state / "ca" / "root-cert.pem")
         self.pilot_addr = f"127.0.0.1:{grpc}"
         t = self._step("meshplane-galley and meshplane-pilot")
         galley = self.sup.start(
@@ -150,8 +156,9 @@ class LocalMesh:
         pilot = self.sup.start(
             "meshplane-pilot",
             [str(self.bin_dir / "meshplane-pilot"), *bus, "--grpc-addr", self.pilot_addr]
-            + ["--http-addr", f"127.0.0.1:{http}", "--id", "pilot-local"],
-            f"xDS {self.pilot_addr}, debug :{http}",
+            + ["--http-addr", f"127.0.0.1:{http}", "--id", "pilot-local"]
+            + ["--ca-addr", self.ca_addr, "--ca-root", ca_root, "--token-file", str(pilot_token)],
+            f"xDS {self.pilot_addr} (mTLS), debug :{http}",
         )
         _ready_on(galley, f"http://127.0.0.1:{galley_mon}/ready")
         _ready_on(pilot, f"http://127.0.0.1:{http}/ready")
@@ -226,6 +233,7 @@ class LocalMesh:
             ip=wl.address,
             interception="REDIRECT" if router else "NONE",
             xds_retry_max=1.0,  # back on a restarted Pilot within a second (6 proxies: no storm)
+            pilot_san=PILOT_SAN,  # xDS over mutual TLS, Pilot verified by its SPIFFE ID
         )
         envoys = self.state / "envoy"
         envoys.mkdir(exist_ok=True)

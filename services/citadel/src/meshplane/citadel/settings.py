@@ -11,6 +11,7 @@ from pathlib import Path
 
 from meshplane.citadel.durations import parse_duration
 from meshplane.shared.lifecycle import parse_hostport
+from meshplane.shared.meshconfig import add_mesh_config_flag, mesh_config_from_args
 
 #: env var → (default, description)
 ENV: dict[str, tuple[str, str]] = {
@@ -69,9 +70,16 @@ def build_parser() -> argparse.ArgumentParser:
         default="0.0.0.0:8061",
         help="CreateCertificate over mutual TLS (renewal with a client cert from this CA); '' disables",
     )
-    p.add_argument("--monitoring-addr", default="0.0.0.0:15014", help="/ready and /metrics")
+    p.add_argument(
+        "--monitoring-addr",
+        default="127.0.0.1:15014",
+        help="/ready and /metrics (default local-only; 0.0.0.0:15014 lets probes and scrapers in)",
+    )
     p.add_argument("--nats-url", default=None, help="the bus (env NATS_URL)")
-    p.add_argument("--trust-domain", default="cluster.local")
+    p.add_argument(
+        "--trust-domain", default=None, help="default: --mesh-config's trustDomain, else cluster.local"
+    )
+    add_mesh_config_flag(p)
     p.add_argument("--hostname", action="append", default=[], help="extra SAN of the serving cert")
     p.add_argument("--ca-key-type", choices=["rsa", "ec"], default=None, help="env CITADEL_CA_KEY_TYPE")
     p.add_argument(
@@ -119,6 +127,7 @@ def parse_settings(argv: list[str] | None, environ: Mapping[str, str] | None = N
     environ = os.environ if environ is None else environ
     parser = build_parser()
     args = parser.parse_args(argv)
+    mesh = mesh_config_from_args(parser, args.mesh_config)
     issuers: dict[str, str] = {}
     for item in args.jwt_issuer:
         iss, sep, loc = item.partition("=")
@@ -166,7 +175,7 @@ def parse_settings(argv: list[str] | None, environ: Mapping[str, str] | None = N
         grpc_mtls_addr=grpc_mtls_addr,
         monitoring_addr=monitoring_addr,
         nats_url=args.nats_url or _env("NATS_URL", environ),
-        trust_domain=args.trust_domain,
+        trust_domain=args.trust_domain or mesh.trust_domain,
         hostnames=tuple(args.hostname),
         ca_key_type=key_type,
         root_ttl=durations["CITADEL_SELF_SIGNED_CA_CERT_TTL"],

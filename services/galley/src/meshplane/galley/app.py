@@ -25,6 +25,7 @@ from meshplane.galley.sources.directory import DirectorySource
 from meshplane.galley.sources.model import ConfigObject
 from meshplane.galley.sources.seed import read_seed
 from meshplane.shared.analysis import Analysis, analyze
+from meshplane.shared.analysis.runner import Options
 from meshplane.shared.bus import Buckets, Bus, BusOptions
 from meshplane.shared.components import ComponentAnnouncer
 from meshplane.shared.config import ISTIO_GROUPS
@@ -60,7 +61,8 @@ class Galley:
         self._run_analysis(objs)
 
     def _run_analysis(self, objs: list[ConfigObject]) -> None:
-        analysis = analyze([(o.obj, str(o.origin)) for o in objs])
+        mesh = {"rootNamespace": self.settings.root_namespace}
+        analysis = analyze([(o.obj, str(o.origin)) for o in objs], Options(mesh_config=mesh))
         self._analysis = analysis
         for level in ("Error", "Warning", "Info"):
             metrics.ANALYSIS_MESSAGES.labels(level).set(sum(1 for m in analysis.messages if m.level == level))
@@ -86,7 +88,7 @@ class Galley:
         tasks = TaskSupervisor("galley", metrics.TASK_FAILURES, on_fatal=stop.set, stop=stop)
         critical = ["publisher"]
         webhook = HttpServer(
-            create_webhook_app(self.state),
+            create_webhook_app(self.state, s.webhook_limits),
             *s.webhook_addr,
             name="webhook",
             tls_cert=s.tls_cert,

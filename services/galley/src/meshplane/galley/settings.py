@@ -7,8 +7,11 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from meshplane.galley.api.limits import DEFAULT_MAX_BODY, DEFAULT_MAX_CONCURRENT, DEFAULT_READ_TIMEOUT, Limits
+from meshplane.shared.durations import parse_duration
 from meshplane.shared.inject import InjectorConfig
 from meshplane.shared.lifecycle import parse_hostport
+from meshplane.shared.meshconfig import DEFAULT_ROOT_NAMESPACE, add_mesh_config_flag, mesh_config_from_args
 
 
 @dataclass(frozen=True, slots=True)
@@ -17,7 +20,7 @@ class Settings:
 
     config_dir: Path | None = None
     webhook_addr: tuple[str, int] = ("0.0.0.0", 15017)
-    monitoring_addr: tuple[str, int] = ("0.0.0.0", 15014)
+    monitoring_addr: tuple[str, int] = ("127.0.0.1", 15014)
     tls_cert: Path | None = None
     tls_key: Path | None = None
     nats_url: str = "nats://127.0.0.1:4222"
@@ -32,6 +35,10 @@ class Settings:
     injector_config_name: str = "meshplane-sidecar-injector"
     #: what ``POST /inject`` gives a pod (Pilot and Citadel addresses, image, CNI validation)
     injector: InjectorConfig = InjectorConfig()
+    #: body size, read timeout and concurrency bounds of the webhook port
+    webhook_limits: Limits = Limits()
+    #: MeshConfig ``rootNamespace`` (``--mesh-config``), for the analyzers
+    root_namespace: str = DEFAULT_ROOT_NAMESPACE
 
     @property
     def tls(self) -> bool:
@@ -45,7 +52,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--config-dir", type=Path, help="directory of Istio YAML (default: the Kubernetes API)")
     p.add_argument("--webhook-addr", default="0.0.0.0:15017", help="HOST:PORT of the admission webhook")
-    p.add_argument("--monitoring-addr", default="0.0.0.0:15014", help="HOST:PORT of /metrics and /debug")
+    p.add_argument(
+        "--monitoring-addr",
+        default="127.0.0.1:15014",
+        help="HOST:PORT of /ready, /metrics and /debug (default local-only, as it serves /debug; "
+        "0.0.0.0:15014 lets probes and scrapers in)",
+    )
     p.add_argument("--tls-cert", type=Path, help="PEM certificate for the webhook (reloaded on change)")
     p.add_argument("--tls-key", type=Path, help="PEM private key for the webhook (reloaded on change)")
     p.add_argument(
@@ -77,6 +89,25 @@ def build_parser() -> argparse.ArgumentParser:
         default="true",
         help="capture by the CNI plugin: add the istio-validation init container (default true)",
     )
+    p.add_argument(
+        "--webhook-max-body",
+        type=int,
+        default=DEFAULT_MAX_BODY,
+        help="largest request body in bytes the webhook reads; larger gets 413 (default 4 MiB: "
+        "Kubernetes sends at most about 3 MB)",
+    )
+    p.add_argument(
+        "--webhook-read-timeout",
+        default=f"{DEFAULT_READ_TIMEOUT:g}s",
+        help="time a request body may take to arrive; slower gets 408 (default 10s)",
+    )
+    p.add_argument(
+        "--webhook-max-concurrent",
+        type=int,
+        default=DEFAULT_MAX_CONCURRENT,
+        help="requests read and reviewed at once; others wait up to the read timeout, then 503 (default 16)",
+    )
+    add_mesh_config_flag(p)
     return p
 
 
@@ -84,6 +115,7 @@ def parse_args(argv: list[str] | None = None) -> Settings:
     """Parse flags; exits with a usage message naming the bad flag."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    mesh = mesh_config_from_args(parser, args.mesh_config)
     if (args.tls_cert is None) != (args.tls_key is None):
         parser.error("--tls-cert and --tls-key must be given together")
     try:
@@ -91,6 +123,18 @@ def parse_args(argv: list[str] | None = None) -> Settings:
         monitoring = parse_hostport(args.monitoring_addr)
     except ValueError as exc:
         parser.error(str(exc))
+    if args.webhook_max_body < 1:
+        parser.error(f"--webhook-max-body {args.webhook_max_body}: must be at least 1")
+    if args.webhook_max_concurrent < 1:
+        parser.error(f"--webhook-max-concurrent {args.webhook_max_concurrent}: must be at least 1")
+    try:
+        read_timeout = parse_duration(args.webhook_read_timeout, bare_seconds=True).total_seconds()
+    except ValueError:
+        parser.error(
+            f"--webhook-read-timeout: expected a duration such as 10s, got {args.webhook_read_timeout!r}"
+        )
+    if read_timeout <= 0:
+        parser.error(f"--webhook-read-timeout {args.webhook_read_timeout}: must be positive")
     if args.config_dir is not None and not args.config_dir.is_dir():
         parser.error(f"--config-dir {args.config_dir}: not a directory")
     return Settings(
@@ -107,4 +151,6 @@ def parse_args(argv: list[str] | None = None) -> Settings:
         injector=InjectorConfig(
             pilot=args.inject_pilot, ca=args.inject_ca, image=args.inject_image, cni=args.inject_cni == "true"
         ),
+        webhook_limits=Limits(args.webhook_max_body, read_timeout, args.webhook_max_concurrent),
+        root_namespace=mesh.root_namespace,
     )

@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import gc
 import logging
 import socket
 from collections.abc import Awaitable, Generator
+from pathlib import Path
 
 import grpc
 import uvicorn
@@ -30,12 +32,14 @@ from meshplane.pilot.memory import trim_when_idle
 from meshplane.pilot.metrics import Metrics
 from meshplane.pilot.model.push_request import PushRequest
 from meshplane.pilot.security.jwks import JwksResolver
+from meshplane.pilot.security.xds_tls import FILE_POLL, XdsCredentials, file_source
 from meshplane.pilot.settings import Settings
 from meshplane.pilot.status import StatusPublisher
 from meshplane.pilot.xds.ads import AdsServicer, add_to_server, server_options
 from meshplane.pilot.xds.debounce import Debouncer
 from meshplane.pilot.xds.discovery import DiscoveryServer
 from meshplane.shared.bus import Buckets, Bus, BusOptions, BusUnavailable
+from meshplane.shared.citadelclient import CitadelClient
 from meshplane.shared.components import ComponentAnnouncer
 from meshplane.shared.tasks import TaskSupervisor
 
@@ -55,7 +59,7 @@ class Pilot:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.metrics = Metrics()
-        self.state = State()
+        self.state = State(settings.root_namespace)
         self.server: DiscoveryServer | None = None
         self.debouncer: Debouncer | None = None
         self.tasks = TaskSupervisor("pilot", self.metrics.task_failures)
@@ -138,10 +142,17 @@ class Pilot:
             self.tasks.spawn(
                 "memory", lambda: trim_when_idle(self._activity, lambda: discovery.queue.pending() > 0)
             )
+            credentials = await self._xds_credentials(stop)
+            if stop.is_set():
+                return
             grpc_server = grpc.aio.server(options=server_options(s))
-            add_to_server(AdsServicer(self.server), grpc_server)
+            add_to_server(AdsServicer(self.server, authenticate=credentials is not None), grpc_server)
+            address = f"{s.grpc_host}:{s.grpc_port}"
             try:  # grpcio raises RuntimeError (older versions returned 0) when it cannot bind
-                self.grpc_port = grpc_server.add_insecure_port(f"{s.grpc_host}:{s.grpc_port}")
+                if credentials is None:
+                    self.grpc_port = grpc_server.add_insecure_port(address)
+                else:
+                    self.grpc_port = grpc_server.add_secure_port(address, credentials.server_credentials())
             except RuntimeError:
                 self.grpc_port = 0
             if not self.grpc_port:
@@ -163,7 +174,12 @@ class Pilot:
             )
             await announcer.announce()
             log.info(
-                "ready: ADS on %s:%d, HTTP on %s:%d", s.grpc_host, self.grpc_port, s.http_host, self.http_port
+                "ready: ADS (%s) on %s:%d, HTTP on %s:%d",
+                "plaintext" if credentials is None else "mutual TLS",
+                s.grpc_host,
+                self.grpc_port,
+                s.http_host,
+                self.http_port,
             )
             await stop.wait()
         finally:
@@ -182,6 +198,25 @@ class Pilot:
             await self.tasks.aclose(3)
             await StatusPublisher.clear_records(buckets, s.pilot_id, proxy_ids)
             await _bounded(bus.close(), 6, "bus close")
+
+    async def _xds_credentials(self, stop: asyncio.Event) -> XdsCredentials | None:
+        """Pilot's serving certificate from Citadel or files (refreshed by a supervised task), or
+        None when ADS is plaintext (``--xds-plaintext``)."""
+        s = self.settings
+        if s.xds_plaintext:
+            log.warning("ADS is plaintext (--xds-plaintext): any client can read any proxy's config")
+            return None
+        if s.tls_cert:
+            source = file_source(Path(s.tls_cert), Path(s.tls_key), Path(s.tls_client_ca))
+            credentials = XdsCredentials(source, max_refresh=FILE_POLL)
+        else:
+            ttl = dt.timedelta(seconds=s.cert_ttl)
+            client = CitadelClient(s.ca_addr, Path(s.ca_root), Path(s.token_file), ttl)
+            credentials = XdsCredentials(client.issue)
+        if not await credentials.obtain(stop):
+            return None
+        self.tasks.spawn("xds-certificate", credentials.renew_forever)
+        return credentials
 
     @staticmethod
     async def _serve_http(http: uvicorn.Server, sock: socket.socket) -> None:

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from meshplane.shared.durations import parse_duration
+from meshplane.shared.meshconfig import DEFAULT_ROOT_NAMESPACE, add_mesh_config_flag, mesh_config_from_args
 
 
 def _duration(name: str, raw: str) -> float:
@@ -28,7 +29,7 @@ def _auto_limit() -> int:
 class Settings:
     grpc_host: str = "0.0.0.0"
     grpc_port: int = 15010
-    http_host: str = "0.0.0.0"
+    http_host: str = "127.0.0.1"
     http_port: int = 15014
     nats_url: str = "nats://127.0.0.1:4222"
     pilot_id: str = ""
@@ -40,6 +41,20 @@ class Settings:
     max_requests_per_second: float = 100.0
     keepalive_seconds: float = 30.0
     max_connection_age: float = 1800.0
+    #: ADS without TLS. The command line never defaults to it (``--xds-plaintext``); in-process
+    #: tests construct Settings directly and may.
+    xds_plaintext: bool = True
+    #: Citadel, its root file and Pilot's token: the source of Pilot's xDS serving certificate
+    ca_addr: str = ""
+    ca_root: str = "/var/run/secrets/istio/root-cert.pem"  # Istio's paths
+    token_file: str = "/var/run/secrets/tokens/istio-token"
+    cert_ttl: float = 24 * 3600.0
+    #: or the serving certificate from files: chain, key, and the roots client certificates chain to
+    tls_cert: str = ""
+    tls_key: str = ""
+    tls_client_ca: str = ""
+    #: MeshConfig ``rootNamespace`` (``--mesh-config``)
+    root_namespace: str = DEFAULT_ROOT_NAMESPACE
 
     @staticmethod
     def from_env(env: Mapping[str, str], **overrides: object) -> Settings:
@@ -72,10 +87,59 @@ def parse_args(argv: list[str] | None, env: Mapping[str, str]) -> Settings:
 
     parser = argparse.ArgumentParser(prog="meshplane-pilot", description="meshplane Pilot: the xDS server")
     parser.add_argument("--grpc-addr", default="0.0.0.0:15010", help="ADS gRPC listen address")
-    parser.add_argument("--http-addr", default="0.0.0.0:15014", help="HTTP (ready, metrics, debug)")
+    parser.add_argument(
+        "--http-addr",
+        default="127.0.0.1:15014",
+        help="HTTP: /ready, /metrics, /debug (default local-only, as it serves /debug; 0.0.0.0:15014 "
+        "lets probes and scrapers in)",
+    )
     parser.add_argument("--nats-url", default=env.get("NATS_URL", "nats://127.0.0.1:4222"))
     parser.add_argument("--id", default="", help="replica id (default: POD_NAME or random)")
+    parser.add_argument(
+        "--ca-addr",
+        default="",
+        help="Citadel's CreateCertificate HOST:PORT: Pilot's xDS serving certificate comes from there "
+        "(ADS over mutual TLS)",
+    )
+    parser.add_argument(
+        "--ca-root",
+        default="/var/run/secrets/istio/root-cert.pem",
+        help="PEM root of Citadel's TLS and of the mesh (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--token-file",
+        default="/var/run/secrets/tokens/istio-token",
+        help="Pilot's bearer token for Citadel, re-read at each renewal (default: %(default)s)",
+    )
+    parser.add_argument("--tls-cert", default="", help="or: Pilot's xDS serving chain from this PEM file")
+    parser.add_argument("--tls-key", default="", help="the private key of --tls-cert")
+    parser.add_argument(
+        "--tls-client-ca", default="", help="with --tls-cert: PEM roots a proxy's certificate must chain to"
+    )
+    parser.add_argument(
+        "--xds-plaintext",
+        action="store_true",
+        help="serve ADS without TLS or client authentication (tests and benchmarks only: anyone who "
+        "reaches the port can read any proxy's config)",
+    )
+    add_mesh_config_flag(parser)
     args = parser.parse_args(argv)
+    mesh = mesh_config_from_args(parser, args.mesh_config)
+    chosen = [
+        flag
+        for flag in ("--xds-plaintext", "--ca-addr", "--tls-cert")
+        if getattr(args, flag[2:].replace("-", "_"))
+    ]
+    if len(chosen) > 1:
+        parser.error(f"{' and '.join(chosen)}: give one, not several")
+    if not chosen:
+        parser.error(
+            "ADS is served over mutual TLS: give --ca-addr (a certificate from Citadel, with --ca-root "
+            "and --token-file) or --tls-cert/--tls-key/--tls-client-ca, or --xds-plaintext for tests "
+            "and benchmarks"
+        )
+    if args.tls_cert and not (args.tls_key and args.tls_client_ca):
+        parser.error("--tls-cert needs --tls-key and --tls-client-ca")
     try:
         grpc_host, grpc_port = parse_hostport(args.grpc_addr)
         http_host, http_port = parse_hostport(args.http_addr)
@@ -87,6 +151,14 @@ def parse_args(argv: list[str] | None, env: Mapping[str, str]) -> Settings:
         "http_host": http_host,
         "http_port": http_port,
         "nats_url": args.nats_url,
+        "xds_plaintext": args.xds_plaintext,
+        "ca_addr": args.ca_addr,
+        "ca_root": args.ca_root,
+        "token_file": args.token_file,
+        "tls_cert": args.tls_cert,
+        "tls_key": args.tls_key,
+        "tls_client_ca": args.tls_client_ca,
+        "root_namespace": mesh.root_namespace,
     }
     if args.id:
         overrides["pilot_id"] = args.id

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from meshplane.shared.analysis.messages import Message, MessageType
+from meshplane.shared.meshconfig import DEFAULT_ROOT_NAMESPACE
 
 DOMAIN_SUFFIX = "svc.cluster.local"
 
@@ -96,7 +97,7 @@ class Context:
         self.resources = resources
         self.mesh_config: Mapping[str, Any] = mesh_config or {}
         self.mesh_networks: Mapping[str, Any] = mesh_networks or {}
-        self.root_namespace = str(self.mesh_config.get("rootNamespace") or "istio-system")
+        self.root_namespace = str(self.mesh_config.get("rootNamespace") or DEFAULT_ROOT_NAMESPACE)
         self._by_kind: dict[str, list[Resource]] = {}
         for r in resources:
             self._by_kind.setdefault(r.kind, []).append(r)

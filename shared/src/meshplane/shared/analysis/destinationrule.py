@@ -20,7 +20,6 @@ from meshplane.shared.analysis.context import (
     strs,
 )
 
-ROOT_NAMESPACE = "istio-system"
 _VERIFYING_MODES = ("SIMPLE", "MUTUAL")
 
 
@@ -71,7 +70,7 @@ def check_server_verification(ctx: Context) -> None:
 
 def _peer_mode(ctx: Context, namespace: str) -> tuple[str, Resource] | None:
     """The namespace-wide PeerAuthentication mode, else the mesh-wide one in the root namespace."""
-    for ns in (namespace, ROOT_NAMESPACE):
+    for ns in (namespace, ctx.root_namespace):
         for pa in ctx.kind("PeerAuthentication"):
             if pa.namespace == ns and not pa.spec.get("selector"):
                 mode = (pa.spec.get("mtls") or {}).get("mode")

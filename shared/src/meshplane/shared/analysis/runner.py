@@ -18,6 +18,7 @@ from typing import Any
 from meshplane.shared.analysis import registry
 from meshplane.shared.analysis.context import Context, Resource
 from meshplane.shared.analysis.messages import LEVEL_RANK, Message
+from meshplane.shared.meshconfig import DEFAULT_ROOT_NAMESPACE
 
 SUPPRESS_ANNOTATION = "galley.istio.io/analyze-suppress"
 SYNTHETIC_ORIGIN = "internal-ingress"
@@ -136,7 +137,7 @@ def analyze(items: Iterable[tuple[Mapping[str, Any], str]], options: Options | N
     ]
     mesh = opts.mesh_config or {}
     if opts.add_defaults and str(mesh.get("ingressControllerMode", "")).upper() != "OFF":
-        istio_ns = str(mesh.get("rootNamespace") or "istio-system")
+        istio_ns = str(mesh.get("rootNamespace") or DEFAULT_ROOT_NAMESPACE)
         present = {(r.kind, r.namespace, r.name) for r in resources}
         synthetic = _synthetic(istio_ns, str(mesh.get("ingressService") or "istio-ingressgateway"))
         resources += [r for r in synthetic if (r.kind, r.namespace, r.name) not in present]

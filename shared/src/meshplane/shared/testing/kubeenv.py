@@ -239,8 +239,8 @@ class KubeCluster:
     def restart_apiserver(self, timeout: float = 120.0) -> None:
         """Stop kube-apiserver and start it again with the same flags and port (etcd keeps the data)."""
         (old,) = [p for p in self.processes if p.name == "kube-apiserver"]
-        stop_process(old.popen, timeout=10)
-        old.start(self.die_with_parent)
+        old.stop(timeout=10)
+        old.start()
         wait_until(
             lambda: self._get("/readyz") == 200,
             f"kube-apiserver /readyz on {self.server} after a restart",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, FastAPI
 
 from meshplane.galley.api import admission, debug, health, inject
+from meshplane.galley.api.limits import BodyLimits, Limits
 from meshplane.galley.api.state import GalleyState
 
 
@@ -17,10 +18,12 @@ def _app(title: str, state: GalleyState, *routers: APIRouter) -> FastAPI:
     return app
 
 
-def create_webhook_app(state: GalleyState) -> FastAPI:
+def create_webhook_app(state: GalleyState, limits: Limits | None = None) -> FastAPI:
     """The app on ``--webhook-addr``: ``POST /validate``, ``POST /inject``, ``/healthz``, ``/readyz``,
-    ``/metrics``."""
-    return _app("meshplane-galley webhook", state, admission.router, inject.router, health.router)
+    ``/metrics``; request bodies are bounded by ``limits`` (:mod:`.limits`)."""
+    app = _app("meshplane-galley webhook", state, admission.router, inject.router, health.router)
+    app.add_middleware(BodyLimits, limits=limits or Limits())
+    return app
 
 
 def create_monitoring_app(state: GalleyState) -> FastAPI:

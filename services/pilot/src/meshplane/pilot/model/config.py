@@ -24,7 +24,6 @@ from meshplane.shared.config.parse import SPEC_MODELS
 SpecT = TypeVar("SpecT", bound=BaseModel, covariant=True)
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
-ROOT_NAMESPACE = "istio-system"
 DOMAIN_SUFFIX = "svc.cluster.local"
 
 #: The kind whose configs carry each spec model (``models.Sidecar`` → ``"Sidecar"``).

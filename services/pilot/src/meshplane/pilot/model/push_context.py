@@ -18,7 +18,6 @@ from pydantic import BaseModel
 
 from meshplane.pilot.model.config import (
     KIND_OF,
-    ROOT_NAMESPACE,
     AnyConfig,
     Config,
     Endpoint,
@@ -33,6 +32,7 @@ from meshplane.pilot.model.config import (
 )
 from meshplane.pilot.model.proxy import Proxy, ProxyType
 from meshplane.shared.config import models
+from meshplane.shared.meshconfig import DEFAULT_ROOT_NAMESPACE
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -130,6 +130,8 @@ class PushContext:
     _endpoints: Mapping[tuple[str, str], Mapping[int, list[Endpoint]]] = field(default_factory=dict)
     #: JWKS documents Pilot fetched for RequestAuthentication ``jwksUri`` (uri → JSON text).
     jwks: Mapping[str, str] = field(default_factory=dict)
+    #: MeshConfig ``rootNamespace``: mesh-wide Sidecar, DestinationRule and security policies
+    root_namespace: str = DEFAULT_ROOT_NAMESPACE
     #: DestinationRule lookups by (viewer namespace, host), filled on first use (a scan of every
     #: rule per lookup made CDS and EDS O(services x rules) per push); never shared by ``replace``.
     _dr_memo: dict[tuple[str, str], Config[models.DestinationRule] | None] = field(
@@ -180,7 +182,7 @@ class PushContext:
                 (
                     c
                     for c in sidecars
-                    if c.namespace == ROOT_NAMESPACE and not given(c.spec.workload_selector)
+                    if c.namespace == self.root_namespace and not given(c.spec.workload_selector)
                 ),
                 None,
             )
@@ -226,7 +228,7 @@ class PushContext:
 
     def _find_destination_rule(self, viewer_ns: str, host: str) -> Config[models.DestinationRule] | None:
         svc = self.service(host)
-        order = [viewer_ns, svc.namespace if svc else "", ROOT_NAMESPACE]
+        order = [viewer_ns, svc.namespace if svc else "", self.root_namespace]
         rules = self.of_kind(models.DestinationRule)
         for ns in order:
             for dr in rules:
@@ -328,6 +330,7 @@ def build_push_context(
     configs: Mapping[str, AnyConfig],
     services: Mapping[str, Service],
     workloads: Mapping[str, Workload],
+    root_namespace: str = DEFAULT_ROOT_NAMESPACE,
 ) -> PushContext:
     """Index the current state. Services from ServiceEntries are added unless the registry has them."""
     by_kind: dict[str, list[AnyConfig]] = {}
@@ -355,4 +358,5 @@ def build_push_context(
         workloads=tuple(wl_list),
         _by_host={host: tuple(svcs) for host, svcs in by_host.items()},
         _endpoints=_index_endpoints(svc_list, wl_list),
+        root_namespace=root_namespace,
     )

@@ -27,6 +27,7 @@ from envoy.service.discovery.v3 import discovery_pb2
 from prometheus_client import Counter
 
 from meshplane.pilot.model.proxy import InvalidNode, locality_text, parse_proxy
+from meshplane.pilot.security.xds_tls import check_peer, peer_spiffe_ids
 from meshplane.pilot.settings import Settings
 from meshplane.pilot.xds import delta, sotw
 from meshplane.pilot.xds.connection import Connection
@@ -100,14 +101,17 @@ class TokenBucket:
 
 
 class AdsServicer:
-    def __init__(self, server: DiscoveryServer) -> None:
+    def __init__(self, server: DiscoveryServer, authenticate: bool = False) -> None:
         self.server = server
+        #: mutual TLS: refuse a proxy whose certificate is not its namespace's (and account's)
+        self.authenticate = authenticate
         self.limiter = TokenBucket(server.settings.max_requests_per_second)
         self.max_age = server.settings.max_connection_age
         self.resets = Resets(
             Counter(
                 "pilot_xds_stream_resets",
-                "xDS streams Pilot ended on purpose, by reason (rate_limited, max_connection_age).",
+                "xDS streams Pilot ended on purpose, by reason (rate_limited, max_connection_age, "
+                "unauthenticated).",
                 ["reason"],
                 registry=server.metrics.registry,
             )
@@ -150,6 +154,11 @@ class AdsServicer:
         except InvalidNode as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
             return
+        if self.authenticate:
+            refused = check_peer(peer_spiffe_ids(context), proxy)
+            if refused is not None:
+                self.resets.reset("unauthenticated", context.peer(), f"{proxy.id}: {refused}")
+                await context.abort(grpc.StatusCode.PERMISSION_DENIED, f"proxy {proxy.id}: {refused}")
         conn = Connection(proxy, context.peer(), is_delta)
         process = delta.process if is_delta else sotw.process
         log.info("ADS %s connected: %s (%s)", "delta" if is_delta else "sotw", conn.id, conn.peer)

@@ -9,7 +9,7 @@ When several policies tie at one level the oldest wins in Istio; here the first 
 
 from __future__ import annotations
 
-from meshplane.pilot.model.config import ROOT_NAMESPACE, Config, labels_match
+from meshplane.pilot.model.config import Config, labels_match
 from meshplane.pilot.model.push_context import PushContext
 from meshplane.shared.config.models import PeerAuthentication
 from meshplane.shared.config.models.security import MutualTLS
@@ -33,7 +33,7 @@ def _mode(value: MutualTLS | None) -> str:
 def mtls_mode(ctx: PushContext, namespace: str, labels: dict[str, str], port: int) -> str:
     """The effective mode (STRICT, PERMISSIVE or DISABLE) for a workload's inbound port."""
     policies = ctx.of_kind(PeerAuthentication)
-    mesh = [c for c in policies if c.namespace == ROOT_NAMESPACE and not _selector(c)]
+    mesh = [c for c in policies if c.namespace == ctx.root_namespace and not _selector(c)]
     ns_wide = [c for c in policies if c.namespace == namespace and not _selector(c)]
     workload = [
         c

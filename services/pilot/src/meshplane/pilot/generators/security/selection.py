@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TypeVar
 
-from meshplane.pilot.model.config import ROOT_NAMESPACE, Config, given, labels_match
+from meshplane.pilot.model.config import Config, given, labels_match
 from meshplane.pilot.model.push_context import PushContext
 from meshplane.shared.config.models import AuthorizationPolicy, RequestAuthentication
 
@@ -17,8 +17,8 @@ from meshplane.shared.config.models import AuthorizationPolicy, RequestAuthentic
 Policy = TypeVar("Policy", AuthorizationPolicy, RequestAuthentication)
 
 
-def applies_to(cfg: Config[Policy], namespace: str, labels: dict[str, str]) -> bool:
-    if cfg.namespace not in (ROOT_NAMESPACE, namespace):
+def applies_to(cfg: Config[Policy], namespace: str, labels: dict[str, str], root_namespace: str) -> bool:
+    if cfg.namespace not in (root_namespace, namespace):
         return False
     spec = cfg.spec
     if given(spec.target_ref) or spec.target_refs:
@@ -31,5 +31,6 @@ def applicable(
     ctx: PushContext, kind: type[Policy], namespace: str, labels: dict[str, str]
 ) -> list[Config[Policy]]:
     """The objects of ``kind`` that apply, root namespace first, in a stable order."""
-    found = [c for c in ctx.of_kind(kind) if applies_to(c, namespace, labels)]
-    return sorted(found, key=lambda c: (c.namespace != ROOT_NAMESPACE, c.namespace, c.name))
+    root = ctx.root_namespace
+    found = [c for c in ctx.of_kind(kind) if applies_to(c, namespace, labels, root)]
+    return sorted(found, key=lambda c: (c.namespace != root, c.namespace, c.name))

@@ -1,0 +1,77 @@
+"""Pilot's flags: debug HTTP local-only by default, ADS mutual TLS unless plaintext is asked for."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from meshplane.pilot.generators.security.peer_authn import mtls_mode
+from meshplane.pilot.ingest.watcher import State
+from meshplane.pilot.model.config import Config
+from meshplane.pilot.settings import parse_args
+
+
+def test_defaults_keep_debug_local_and_take_the_certificate_from_citadel() -> None:
+    s = parse_args(["--ca-addr", "citadel:8060"], {})
+    assert (s.http_host, s.http_port) == ("127.0.0.1", 15014)  # serves /debug: local-only
+    assert (s.grpc_host, s.grpc_port) == ("0.0.0.0", 15010)
+    assert not s.xds_plaintext
+    assert (s.ca_addr, s.ca_root) == ("citadel:8060", "/var/run/secrets/istio/root-cert.pem")
+    assert s.token_file == "/var/run/secrets/tokens/istio-token"
+
+
+def test_plaintext_only_when_asked() -> None:
+    assert parse_args(["--xds-plaintext"], {}).xds_plaintext
+    files = parse_args(["--tls-cert", "c.pem", "--tls-key", "k.pem", "--tls-client-ca", "ca.pem"], {})
+    assert not files.xds_plaintext and files.tls_cert == "c.pem"
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        ([], "ADS is served over mutual TLS: give --ca-addr"),
+        (["--xds-plaintext", "--ca-addr", "c:1"], "--xds-plaintext and --ca-addr: give one, not several"),
+        (["--tls-cert", "c.pem"], "--tls-cert needs --tls-key and --tls-client-ca"),
+    ],
+)
+def test_bad_flags_exit_2_naming_them(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exc:
+        parse_args(argv, {})
+    assert exc.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_root_namespace_comes_from_mesh_config(tmp_path: Path) -> None:
+    """A mesh-wide PeerAuthentication applies from MeshConfig's rootNamespace, not istio-system."""
+    assert parse_args(["--xds-plaintext"], {}).root_namespace == "istio-system"  # Istio's default
+    mesh = tmp_path / "mesh.yaml"
+    mesh.write_text("rootNamespace: meshplane-system\n")
+    s = parse_args(["--xds-plaintext", "--mesh-config", str(mesh)], {})
+    assert s.root_namespace == "meshplane-system"
+    strict = Config(
+        "PeerAuthentication",
+        "security.istio.io",
+        "v1",
+        "meshplane-system",
+        "default",
+        {"mtls": {"mode": "STRICT"}},
+    )
+    for root, mode in (("meshplane-system", "STRICT"), ("istio-system", "PERMISSIVE")):
+        state = State(root)
+        state.configs["pa"] = strict
+        assert mtls_mode(state.snapshot("v1"), "bookinfo", {"app": "reviews"}, 9080) == mode, root
+
+
+def test_a_bad_mesh_config_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    mesh = tmp_path / "mesh.yaml"
+    mesh.write_text("rootNamespace: 42\n")
+    with pytest.raises(SystemExit) as exc:
+        parse_args(["--xds-plaintext", "--mesh-config", str(mesh)], {})
+    assert exc.value.code == 2
+    assert (
+        f"--mesh-config {mesh}: rootNamespace: expected a Kubernetes namespace name"
+        in capsys.readouterr().err
+    )

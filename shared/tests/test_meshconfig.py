@@ -1,0 +1,48 @@
+"""MeshConfig: rootNamespace and trustDomain applied (Istio's defaults), other fields named."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+
+from meshplane.shared.meshconfig import MeshConfig, MeshConfigError, load_mesh_config, parse_mesh_config
+
+
+def test_defaults_are_istios() -> None:
+    assert load_mesh_config(None) == MeshConfig("istio-system", "cluster.local")
+    assert parse_mesh_config("", "f") == MeshConfig("istio-system", "cluster.local")
+
+
+def test_fields_and_the_istio_configmap(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    bare = "rootNamespace: meshplane-system\ntrustDomain: example.org\nenableTracing: true\n"
+    assert parse_mesh_config(bare, "f") == MeshConfig("meshplane-system", "example.org", ("enableTracing",))
+    cm = "kind: ConfigMap\nmetadata: {name: istio}\ndata:\n  mesh: |\n    rootNamespace: meshplane-system\n"
+    (tmp_path / "mesh.yaml").write_text(cm)
+    assert load_mesh_config(tmp_path / "mesh.yaml").root_namespace == "meshplane-system"
+    (tmp_path / "more.yaml").write_text(bare)
+    with caplog.at_level(logging.WARNING):
+        load_mesh_config(tmp_path / "more.yaml")
+    assert "fields not applied by meshplane yet" in caplog.text and "enableTracing" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("rootNamespace: Not_A_Namespace\n", "rootNamespace: expected a Kubernetes namespace name"),
+        ("trustDomain: 'a/b'\n", "trustDomain: expected a domain"),
+        ("- a\n", "expected a MeshConfig mapping, got list"),
+        ("a: [\n", "not YAML"),
+        ("kind: ConfigMap\ndata: {}\n", "a ConfigMap without data.mesh"),
+    ],
+)
+def test_bad_files_name_the_field(text: str, message: str) -> None:
+    with pytest.raises(MeshConfigError, match="mesh.yaml") as exc:
+        parse_mesh_config(text, "mesh.yaml")
+    assert message in str(exc.value)
+
+
+def test_unreadable_file_is_named(tmp_path: Path) -> None:
+    with pytest.raises(MeshConfigError, match="--mesh-config .*missing.yaml: cannot read"):
+        load_mesh_config(tmp_path / "missing.yaml")
