@@ -37,3 +37,12 @@ class ValueTooLarge(BusError):
 
 class InvalidKey(BusError):
     """A key that cannot be stored in a JetStream KV bucket."""
+
+
+class PermissionDenied(BusError):
+    """nats-server refused an operation: this client's identity may not publish to the subject."""
+
+    def __init__(self, identity: str, subject: str) -> None:
+        super().__init__(f"bus identity {identity!r} may not publish to {subject!r} (permissions violation)")
+        self.identity = identity
+        self.subject = subject

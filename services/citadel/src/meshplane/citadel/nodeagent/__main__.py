@@ -75,7 +75,7 @@ async def serve(settings: AgentSettings, stop: asyncio.Event) -> None:
             tasks.spawn(
                 "trust",
                 lambda: follow_trust_bundle(
-                    nats_url, settings.trust_domain, workloads, stop, endpoints, tasks
+                    nats_url, settings.trust_domain, workloads, stop, endpoints, tasks, settings.ca_root
                 ),
             )
         await stop.wait()

@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         # Every loop is supervised: a failure is logged, counted in meshplane_cni_task_failures and
         # the loop restarted with backoff; /healthz lists the tasks that are down.
         tasks = TaskSupervisor("cni-agent", metrics.TASK_FAILURES, on_fatal=stop.set, stop=stop)
-        bus = await Bus.connect(BusOptions(url=args.bus_url)) if args.bus_url else None
+        bus = await Bus.connect(BusOptions(url=args.bus_url, identity="cni-agent")) if args.bus_url else None
         announcer: ComponentAnnouncer | None = None
         events = EventLog(bus)
         cache = PodCache(node=args.node_name)
