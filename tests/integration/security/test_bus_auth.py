@@ -16,7 +16,7 @@ from meshplane.citadel.testing.roots import foreign_root, reissued_root
 from meshplane.citadel.testing.sds import root_served
 from meshplane.ctl.token import make_token
 from meshplane.proto.bus.v1 import config_pb2, status_pb2
-from meshplane.shared.bus import Buckets, Bus, BusOptions, PermissionDenied
+from meshplane.shared.bus import Buckets, Bus, BusOptions, EventType, PermissionDenied
 from meshplane.shared.bus.buckets import TRUST_BUCKET, config_key
 from meshplane.shared.bus.pki import BusCredentials, BusPki, new_seed
 from meshplane.shared.natsserver import NatsServer, free_port
@@ -93,6 +93,27 @@ async def test_only_galley_writes_config_and_pilot_reads_it(nats_server: NatsSer
     finally:
         for bus in (galley, pilot, citadel):
             await bus.close()
+
+
+async def test_a_reader_started_before_the_writer_syncs_on_empty_state(
+    nats_server: NatsServer, bus_pki: BusPki
+) -> None:
+    """Pilot may not create the config bucket; before Galley has run it sees an empty, synced
+    state (and becomes ready on it), then Galley's first objects as changes."""
+    pilot = await as_identity(nats_server, bus_pki, "pilot")
+    galley = await as_identity(nats_server, bus_pki, "galley")
+    key = config_key("networking.istio.io", "VirtualService", "default", "a")
+    try:
+        assert await Buckets(pilot).config.get(key) is None
+        async with Buckets(pilot).config.watch() as watch:
+            first = await asyncio.wait_for(anext(watch), 10)
+            assert first.type is EventType.SYNCED
+            await Buckets(galley).config.put(key, vs("a"))
+            change = await asyncio.wait_for(anext(watch), 15)
+            assert (change.type, change.key, change.value) == (EventType.PUT, key, vs("a"))
+    finally:
+        await pilot.close()
+        await galley.close()
 
 
 @pytest.mark.parametrize("identity", ["node-agent", "meshctl", "galley"])

@@ -26,6 +26,8 @@ from meshplane.ctl.bootstrap import BootstrapOptions, render_bootstrap
 from meshplane.ctl.localmesh.plan import GATEWAY_LABELS, Plan, Workload
 from meshplane.ctl.localmesh.supervisor import Managed, StartError, Supervisor, http_status
 from meshplane.ctl.token import make_token
+from meshplane.shared.bus.client import BUS_CREDENTIALS_ENV, BUS_DIR_ENV
+from meshplane.shared.bus.pki import BusPki
 from meshplane.shared.envoyproc import EnvoyProcess
 from meshplane.shared.natsserver import NatsServer, free_port
 from meshplane.shared.processes import die_with_parent
@@ -88,6 +90,8 @@ class LocalMesh:
     pilot_addr: str = ""
     admins: dict[str, str] = field(default_factory=dict)
     sds_dir: Path | None = None
+    #: the bus's CA and per-component credentials (set by start_bus)
+    bus: BusPki | None = None
 
     def _step(self, what: str) -> float:
         print(f"  {what} ...", end="", flush=True)
@@ -123,13 +127,27 @@ class LocalMesh:
     def start_bus(self) -> None:
         t = self._step("nats-server (the bus)")
         log = self.sup.logs / "nats-server.log"
-        nats = NatsServer(store_dir=self.state / "nats", log_file=log, preexec_fn=die_with_parent())
+        # the bus's CA, server certificate and one nkey per component (fresh for every run), or
+        # the bus directory $MESHPLANE_BUS_DIR names (the test suite's)
+        root = os.environ.get(BUS_DIR_ENV)
+        self.bus = BusPki.load(root) if root else BusPki.create(self.state / "bus")
+        nats = NatsServer(
+            store_dir=self.state / "nats",
+            log_file=log,
+            preexec_fn=die_with_parent(),
+            config_file=self.bus.server_config,
+        )
         nats.start()
         assert nats.proc is not None
         m = self.sup.adopt("nats-server", nats.proc, log, nats.url, spawn=nats.launch)  # same port, store
         m.ready = partial(_accepts, nats.host, nats.port)
         self.nats_url = nats.url
         self._done(t)
+
+    def _bus_env(self, identity: str) -> dict[str, str]:
+        """Where a component finds its own bus credentials (``ca.crt``, ``nkey.seed``)."""
+        assert self.bus is not None, "start_bus first"
+        return {BUS_CREDENTIALS_ENV: str(self.bus.root / identity)}
 
     def start_control_plane(self) -> None:
         bus = ["--nats-url", self.nats_url]
@@ -142,7 +160,7 @@ class LocalMesh:
             + ["--grpc-addr", self.ca_addr, "--grpc-mtls-addr", f"127.0.0.1:{mtls}"]
             + ["--monitoring-addr", f"127.0.0.1:{ca_mon}"],
             f"CA {self.ca_addr}, metrics :{ca_mon}",
-            env={"CITADEL_CA_KEY_TYPE": "ec"},
+            env={"CITADEL_CA_KEY_TYPE": "ec", **self._bus_env("citadel")},
         )
         _ready_on(citadel, f"http://127.0.0.1:{ca_mon}/ready")
         self.sup.wait_http(citadel, f"http://127.0.0.1:{ca_mon}/ready")
@@ -155,12 +173,14 @@ class LocalMesh:
             [str(self.bin_dir / "meshplane-galley"), *bus, "--config-dir", str(self.config_dir)]
             + ["--webhook-addr", f"127.0.0.1:{hook}", "--monitoring-addr", f"127.0.0.1:{galley_mon}"],
             f"config {self.config_dir}, webhook :{hook}, debug :{galley_mon}",
+            env=self._bus_env("galley"),
         )
         pilot = self.sup.start(
             "meshplane-pilot",
             [str(self.bin_dir / "meshplane-pilot"), *bus, "--grpc-addr", self.pilot_addr]
             + ["--http-addr", f"127.0.0.1:{http}", "--id", "pilot-local"],
             f"xDS {self.pilot_addr}, debug :{http}",
+            env=self._bus_env("pilot"),
         )
         _ready_on(galley, f"http://127.0.0.1:{galley_mon}/ready")
         _ready_on(pilot, f"http://127.0.0.1:{http}/ready")
@@ -190,7 +210,8 @@ class LocalMesh:
         argv = [str(self.bin_dir / "meshplane-node-agent"), "--nats-url", self.nats_url]
         argv += ["--sds-socket", str(sock), "--ca-addr", self.ca_addr]
         argv += ["--ca-root", str(self.state / "ca" / "root-cert.pem"), "--token-file", str(token)]
-        m = self.sup.start(f"node-agent-{wl.proxy}", argv, f"SDS {sock.name}")
+        env = self._bus_env("node-agent")
+        m = self.sup.start(f"node-agent-{wl.proxy}", argv, f"SDS {sock.name}", env=env)
         m.ready, m.before_restart = sock.exists, partial(sock.unlink, missing_ok=True)  # no stale socket
         return m, sock
 

@@ -20,7 +20,7 @@ from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext, api
 from nats.js.errors import BucketNotFoundError, NotFoundError
 
-from meshplane.shared.bus.errors import BusError, BusUnavailable, PermissionDenied, ValueTooLarge
+from meshplane.shared.bus.errors import BucketMissing, BusUnavailable, PermissionDenied, ValueTooLarge
 from meshplane.shared.bus.identities import ROLES
 from meshplane.shared.bus.pki import BusCredentials
 from meshplane.shared.bus.tracing import inject_headers
@@ -274,7 +274,7 @@ class Bus:
         """Create the KV bucket if it does not exist (idempotent, retried like a publish).
 
         Only the bucket's writers may create it (``identities``); for a reader a missing bucket
-        raises BusError (a watch retries it until the writer has created the bucket)."""
+        raises BucketMissing (a watch reports the empty state and waits for the writer)."""
         if bucket in self._buckets:
             return
 
@@ -287,7 +287,7 @@ class Bus:
                 await self._js.key_value(bucket)
             except (BucketNotFoundError, NotFoundError):
                 if not may_create:  # a reader waits for the bucket's writer to create it
-                    raise BusError(f"bucket {bucket} does not exist yet (its writer creates it)") from None
+                    raise BucketMissing(bucket) from None
                 storage = api.StorageType.FILE if self.opts.storage == "file" else api.StorageType.MEMORY
                 await self._js.create_key_value(
                     bucket=bucket, history=history, storage=storage, max_value_size=MAX_VALUE_BYTES

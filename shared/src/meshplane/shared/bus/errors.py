@@ -25,6 +25,14 @@ class BusUnavailable(BusError):
         self.last_error = last_error
 
 
+class BucketMissing(BusError):
+    """A bucket does not exist yet and this client's identity may not create it (only its writers may)."""
+
+    def __init__(self, bucket: str) -> None:
+        super().__init__(f"bucket {bucket} does not exist yet (its writer creates it)")
+        self.bucket = bucket
+
+
 class ValueTooLarge(BusError):
     """A value is larger than MAX_VALUE_BYTES; the bus keeps one object per key by design."""
 
