@@ -44,6 +44,7 @@ VERBS = [
     ),
     Verb("bootstrap", "meshplane.ctl.bootstrap", "write an Envoy bootstrap for a sidecar or gateway"),
     Verb("token", "meshplane.ctl.token", "print a workload token signed by a local Citadel's issuer"),
+    Verb("bus-credentials", "meshplane.ctl.buscredentials", "make the bus's CA and one key per component"),
 ]
 
 

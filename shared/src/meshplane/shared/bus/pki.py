@@ -15,6 +15,7 @@ every connection that does not prove one of those keys over TLS.
 
 from __future__ import annotations
 
+import base64
 import datetime
 import ipaddress
 import json
@@ -42,6 +43,7 @@ DEFAULT_SERVER_NAMES = (
     "nats.meshplane-system.svc",
     "nats.meshplane-system.svc.cluster.local",
     "*.nats.meshplane-system.svc.cluster.local",
+    "*.nats-headless.meshplane-system.svc.cluster.local",  # cluster routes between servers (prod)
 )
 VALIDITY = datetime.timedelta(days=3650)
 
@@ -129,7 +131,11 @@ def _make_server_cert(
         .not_valid_before(now - datetime.timedelta(minutes=5))
         .not_valid_after(now + VALIDITY)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        # client auth too: servers of a cluster dial each other's routes with it
+        .add_extension(
+            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]),
+            critical=False,
+        )
         .add_extension(_san(names), critical=False)
         .sign(ca_key, hashes.SHA256())
     )
@@ -157,20 +163,21 @@ def _user_entry(identity: str, seed: bytes) -> dict[str, object]:
     return entry
 
 
-def server_config(users: dict[str, bytes], cert_dir: str, *, ca: bool = True) -> str:
-    """nats-server config: TLS with ``server.crt``/``server.key`` under ``cert_dir`` and one user per
-    identity (``users`` maps identity to seed; only the public key is written)."""
-    d = cert_dir.rstrip("/")
-    tls: dict[str, object] = {"cert_file": f"{d}/server.crt", "key_file": f"{d}/server.key", "timeout": 5}
-    if ca:
-        tls["ca_file"] = f"{d}/{CA_FILE}"
+def authorization_config(users: dict[str, bytes]) -> str:
+    """The ``authorization { users [...] }`` block: one user per identity (``users`` maps identity
+    to seed; only the public key is written) with its allow lists."""
     auth = {"users": [_user_entry(i, s) for i, s in sorted(users.items())]}
-    lines = [
-        "# meshplane bus: TLS on every connection, one nkey per component (meshplane.shared.bus.pki)",
-        f"tls: {json.dumps(tls, indent=2)}",
-        f"authorization: {json.dumps(auth, indent=2)}",
-    ]
-    return "\n".join(lines) + "\n"
+    return f"authorization: {json.dumps(auth, indent=2)}\n"
+
+
+def server_config(users: dict[str, bytes], cert_dir: str) -> str:
+    """nats-server config: TLS with ``server.crt``/``server.key`` under ``cert_dir``, and the users."""
+    d = cert_dir.rstrip("/")
+    tls = {"cert_file": f"{d}/server.crt", "key_file": f"{d}/server.key", "timeout": 5}
+    return (
+        "# meshplane bus: TLS on every connection, one nkey per component (meshplane.shared.bus.pki)\n"
+        f"tls: {json.dumps(tls, indent=2)}\n" + authorization_config(users)
+    )
 
 
 @dataclass(frozen=True)
@@ -225,5 +232,46 @@ class BusPki:
             (pki.root / identity).mkdir(mode=0o700, exist_ok=True)
             (pki.root / identity / CA_FILE).write_bytes(ca_pem)
             _write_private(pki.root / identity / SEED_FILE, seed + b"\n")
-        _write_private(pki.server_config, server_config(users, str(pki.root.resolve()), ca=False).encode())
+        _write_private(pki.server_config, server_config(users, str(pki.root.resolve())).encode())
         return pki
+
+    def seeds(self) -> dict[str, bytes]:
+        """Every identity's seed, from its directory."""
+        return {
+            d.name: (d / SEED_FILE).read_bytes().strip()
+            for d in sorted(self.root.iterdir())
+            if (d / SEED_FILE).is_file()
+        }
+
+    def kubernetes_secrets(self, namespace: str = "meshplane-system") -> list[dict[str, object]]:
+        """The Secrets ``k8s/`` mounts: ``nats-tls`` (server certificate and CA), ``nats-auth``
+        (``authorization.conf``) and one ``meshplane-bus-<identity>`` per component."""
+
+        def secret(name: str, files: dict[str, bytes]) -> dict[str, object]:
+            data = {k: base64.b64encode(v).decode() for k, v in files.items()}
+            meta = {
+                "name": name,
+                "namespace": namespace,
+                "labels": {"app.kubernetes.io/part-of": "meshplane"},
+            }
+            return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque", "metadata": meta, "data": data}
+
+        ca = self.ca_file.read_bytes()
+        seeds = self.seeds()
+        out = [
+            secret(
+                "nats-tls",
+                {
+                    "tls.crt": (self.root / "server.crt").read_bytes(),
+                    "tls.key": (self.root / "server.key").read_bytes(),
+                    "ca.crt": ca,
+                },
+            ),
+            secret("nats-auth", {"authorization.conf": authorization_config(seeds).encode()}),
+        ]
+        out += [
+            secret(f"meshplane-bus-{i}", {CA_FILE: ca, SEED_FILE: seed + b"\n"})
+            for i, seed in seeds.items()
+            if i != ADMIN
+        ]
+        return out
