@@ -201,3 +201,10 @@ def test_node_agent_refuses_a_root_its_trusted_root_did_not_sign(
     finally:
         agent.stop()
         citadel.stop()
+
+
+def test_the_cni_agents_bucket_is_the_one_its_identity_may_write() -> None:
+    from meshplane.cni.agent.events import CNI_BUCKET
+    from meshplane.shared.bus.identities import CNI_AGENT
+
+    assert CNI_AGENT.writes == {CNI_BUCKET: ""}
