@@ -47,12 +47,14 @@ kube-up: $(STAMP) kube-build
 kube-down: $(STAMP)
 	$(BIN)/python -m meshplane.shared.testing.kubeenv down --state-dir .state/kube
 
-## check: ruff (lint + format), mypy strict, and the import contracts (pyproject.toml [tool.importlinter])
+## check: ruff (lint + format), mypy strict, the import contracts (pyproject.toml [tool.importlinter])
+## and the dependency audit (pip-audit over uv.lock, devtools/audit.py)
 check: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy shared/src ctl/src services/pilot/src services/citadel/src services/galley/src services/cni/src
 	PYTHONPATH=. $(BIN)/lint-imports --no-cache
+	$(BIN)/python devtools/audit.py
 
 ## proto: regenerate the committed Python code for proto/
 proto: $(STAMP)

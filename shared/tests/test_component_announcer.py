@@ -28,9 +28,10 @@ async def _until(check: Callable[[], Awaitable[bool]], timeout: float = 20.0) ->
 
 async def test_announcer_refreshes_sweeps_dead_records_and_withdraws(bus: Bus) -> None:
     kv = Buckets(bus).components
-    dead = status_pb2.ComponentInfo(component="pilot", instance="killed", version="0.1.0")
-    dead.updated.FromNanoseconds(int((time.time() - 5) * 1e9))
-    await kv.put(make_key("pilot", "killed"), dead)
+    for component in ("galley", "pilot"):
+        dead = status_pb2.ComponentInfo(component=component, instance="killed", version="0.1.0")
+        dead.updated.FromNanoseconds(int((time.time() - 5) * 1e9))
+        await kv.put(make_key(component, "killed"), dead)
     tasks = TaskSupervisor("galley")
     announcer = ComponentAnnouncer(
         bus, "galley", {"webhook": "127.0.0.1:1"}, "g-1", refresh=0.2, gc_after=1.0, supervisor=tasks
@@ -46,10 +47,13 @@ async def test_announcer_refreshes_sweeps_dead_records_and_withdraws(bus: Bus) -
         return rec is not None and rec.updated.ToNanoseconds() > first_updated
 
     async def swept() -> bool:
-        return await kv.get(make_key("pilot", "killed")) is None
+        return await kv.get(make_key("galley", "killed")) is None
 
     await _until(refreshed)
     await _until(swept)
+    # the sweep that removed the dead Galley left the dead Pilot: a Galley's bus identity may write
+    # only Galley records (a live Pilot sweeps that one)
+    assert await kv.get(make_key("pilot", "killed")) is not None
     rec = await kv.get(announcer.key)
     assert rec is not None and age_seconds(rec) < 10
     await announcer.withdraw()

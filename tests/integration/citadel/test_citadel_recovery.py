@@ -6,22 +6,18 @@ nats-server is killed and restarted on the same port (announcements refreshed, t
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import signal
-import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TypeVar
 
 import grpc
 import pytest
-from envoy.extensions.transport_sockets.tls.v3 import secret_pb2
-from envoy.service.discovery.v3 import discovery_pb2
-from envoy.service.secret.v3 import sds_pb2_grpc
 
-from meshplane.citadel.ca.keycert import create_self_signed
 from meshplane.citadel.testing import CitadelProcess, NodeAgentProcess, ServiceProcess
+from meshplane.citadel.testing.roots import reissued_root
+from meshplane.citadel.testing.sds import root_served, sds_secret
 from meshplane.ctl.token import make_token
 from meshplane.proto.bus.v1 import status_pb2
 from meshplane.shared.bus import Buckets, Bus, BusOptions
@@ -49,31 +45,6 @@ def kill(proc: ServiceProcess) -> None:
     assert proc.proc is not None
     proc.proc.send_signal(signal.SIGKILL)
     proc.proc.wait(10)
-
-
-def sds_secret(socket: Path, name: str) -> secret_pb2.Secret:
-    """The first response for ``name`` on a fresh SDS stream (as an Envoy that just connected)."""
-    done = threading.Event()
-
-    def requests() -> Iterator[discovery_pb2.DiscoveryRequest]:
-        yield discovery_pb2.DiscoveryRequest(resource_names=[name])
-        done.wait(30)
-
-    with grpc.insecure_channel(f"unix:{socket}") as channel:
-        stream = sds_pb2_grpc.SecretDiscoveryServiceStub(channel).StreamSecrets(requests(), timeout=20)
-        try:
-            response = next(stream)
-        finally:
-            done.set()
-            stream.cancel()
-    secret = secret_pb2.Secret()
-    assert len(response.resources) == 1
-    response.resources[0].Unpack(secret)
-    return secret
-
-
-def root_served(socket: Path) -> str:
-    return sds_secret(socket, "ROOTCA").validation_context.trusted_ca.inline_bytes.decode()
 
 
 def serves(socket: Path, name: str) -> bool:
@@ -162,8 +133,7 @@ def test_citadel_and_agent_keep_working_after_nats_restarts(tmp_path: Path) -> N
             "both to refresh their records on the restarted bus",
         )
         # The agent's trust watch resumed: a bundle with a second root reaches its ROOTCA.
-        create_self_signed(tmp_path / "other", "cluster.local", "ec", dt.timedelta(days=1))
-        other = (tmp_path / "other" / "root-cert.pem").read_text().strip()
+        other = reissued_root(tmp_path / "ca")  # a rotated root: signed with the current root's key
 
         async def publish(bus: Bus) -> None:
             bundle = status_pb2.TrustBundle(

@@ -17,4 +17,6 @@ def add_nats_flag(p: argparse.ArgumentParser) -> None:
 
 
 async def connect(url: str) -> Bus:
-    return await Bus.connect(BusOptions(url=url, connect_timeout=3.0, publish_deadline=3.0, name="meshctl"))
+    return await Bus.connect(
+        BusOptions(url=url, connect_timeout=3.0, publish_deadline=3.0, name="meshctl", identity="meshctl")
+    )

@@ -20,6 +20,7 @@ from meshplane.ctl.localmesh.mesh import LocalMesh
 from meshplane.ctl.localmesh.plan import PlanError, load_plan
 from meshplane.ctl.localmesh.supervisor import StartError, Supervisor
 from meshplane.ctl.tables import render
+from meshplane.shared.bus.client import BUS_DIR_ENV
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -36,6 +37,7 @@ def _table(mesh: LocalMesh) -> str:
 
 def _summary(mesh: LocalMesh, state: Path) -> str:
     gw = f"http://{mesh.plan.gateway_bind}:{mesh.plan.gateway_port}/"
+    bus_dir = mesh.bus.root if mesh.bus else ""
     lines = [
         "",
         _table(mesh),
@@ -44,7 +46,7 @@ def _summary(mesh: LocalMesh, state: Path) -> str:
         "meshplane is up. Try:",
         f"  curl {gw}                         # through the ingress gateway",
         f"  curl -H 'end-user: jason' {gw}    # header-based routes see the header",
-        f"  .venv/bin/meshctl proxy-status --nats-url {mesh.nats_url}",
+        f"  {BUS_DIR_ENV}={bus_dir} .venv/bin/meshctl proxy-status --nats-url {mesh.nats_url}",
         f"  .venv/bin/meshctl proxy-config route productpage-v1.bookinfo --state-dir {state}",
         f"Edit the YAML in {mesh.config_dir}: changes are live within a second.",
         "A process that exits is restarted (1s backoff, doubling to 30s). Ctrl-C stops everything.",

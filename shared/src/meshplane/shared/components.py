@@ -4,8 +4,9 @@ The announcer writes this process's :class:`ComponentInfo` when the component is
 rewrites it every :data:`REFRESH_SECONDS` (``updated`` is the time of that write) from a task it
 owns. A component that dies without withdrawing its record (SIGKILL, OOM, node loss) stops
 refreshing: readers such as ``meshctl version`` hide records older than
-:data:`STALE_AFTER_SECONDS` (:func:`is_live`), and every live announcer deletes records nobody
-refreshed for :data:`GC_AFTER_SECONDS` (checked every ``GC_AFTER_SECONDS / 2``). A clean stop
+:data:`STALE_AFTER_SECONDS` (:func:`is_live`), and every live announcer deletes the records of
+its own component that nobody refreshed for :data:`GC_AFTER_SECONDS` (checked every
+``GC_AFTER_SECONDS / 2``; its bus identity may write no other component's records). A clean stop
 withdraws the record at once. The three limits can be changed with the environment variables
 ``MESHPLANE_COMPONENT_REFRESH_SECONDS``, ``MESHPLANE_COMPONENT_STALE_SECONDS`` and
 ``MESHPLANE_COMPONENT_GC_SECONDS`` (keep refresh well below stale, stale below gc).
@@ -118,7 +119,12 @@ class ComponentAnnouncer:
             await self._put()
             if time.monotonic() >= next_sweep:
                 next_sweep = time.monotonic() + self._gc_after / 2
-                await sweep_unrefreshed(self._kv, self._gc_after, what="component records")
+                await sweep_unrefreshed(
+                    self._kv,
+                    self._gc_after,
+                    what="component records",
+                    prefix=make_key(self.info.component) + ".",
+                )
 
     async def withdraw(self) -> None:
         """Stop refreshing and delete the record (best effort, 3 s at most)."""

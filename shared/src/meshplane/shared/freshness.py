@@ -32,15 +32,22 @@ def age_seconds(record: status_pb2.ProxyStatus | status_pb2.ComponentInfo, now: 
 
 
 async def sweep_unrefreshed(
-    kv: TypedKV[Refreshed], gc_after: float, now: float | None = None, what: str = "records"
+    kv: TypedKV[Refreshed],
+    gc_after: float,
+    now: float | None = None,
+    what: str = "records",
+    prefix: str = "",
 ) -> int:
-    """Delete records nobody refreshed for ``gc_after`` seconds (their writer died); the count."""
+    """Delete records nobody refreshed for ``gc_after`` seconds (their writer died); the count.
+
+    Only keys starting with ``prefix``: a component may delete only the records its bus identity
+    may write (``meshplane.shared.bus.identities``)."""
     try:
         records = await kv.items()
     except Exception as exc:
         log.warning("reading %s for cleanup failed: %s", what, exc)
         return 0
-    stale = [key for key, rec in records.items() if age_seconds(rec, now) > gc_after]
+    stale = [k for k, rec in records.items() if k.startswith(prefix) and age_seconds(rec, now) > gc_after]
     for key in stale:
         with contextlib.suppress(Exception):
             await kv.delete(key)

@@ -5,6 +5,7 @@ Used by tests, benchmarks and ``meshctl up``; never a stand-in: it is the real s
 
 from __future__ import annotations
 
+import os
 import random
 import shutil
 import socket
@@ -83,9 +84,24 @@ def wait_for_port(host: str, port: int, timeout: float) -> bool:
     return False
 
 
+#: The bus directory (``meshplane.shared.bus.pki``) whose ``auth.conf`` a server started without an
+#: explicit ``config_file`` uses (the same variable tells clients where their credentials are).
+BUS_DIR_ENV = "MESHPLANE_BUS_DIR"
+
+
+def _default_config() -> Path | None:
+    root = os.environ.get(BUS_DIR_ENV)
+    return Path(root) / "auth.conf" if root else None
+
+
 @dataclass
 class NatsServer:
-    """A nats-server process with JetStream and a file store under ``store_dir``."""
+    """A nats-server process with JetStream and a file store under ``store_dir``.
+
+    With a ``config_file`` (TLS and per-component nkeys, ``meshplane.shared.bus.pki``; by default
+    ``$MESHPLANE_BUS_DIR/auth.conf``) every client must authenticate; ``plaintext=True`` starts
+    it open, without TLS or authorization.
+    """
 
     store_dir: Path
     port: int = 0
@@ -95,6 +111,12 @@ class NatsServer:
     #: SIGKILL it when this process dies (``meshctl up``; start it from the main thread)
     die_with_parent: bool = False
     child: ChildProcess | None = None
+    config_file: Path | None = field(default_factory=_default_config)
+    plaintext: bool = False
+
+    @property
+    def secured(self) -> bool:
+        return self.config_file is not None and not self.plaintext
 
     @property
     def url(self) -> str:
@@ -109,7 +131,10 @@ class NatsServer:
         if self.port == 0:
             self.port = free_port(self.host)
         self.store_dir.mkdir(parents=True, exist_ok=True)
-        args = [find_nats_server(), "-a", self.host, "-p", str(self.port), "-js", "-sd", str(self.store_dir)]
+        args = [find_nats_server()]
+        if self.secured:
+            args += ["-c", str(self.config_file)]
+        args += ["-a", self.host, "-p", str(self.port), "-js", "-sd", str(self.store_dir)]
         self.child = ChildProcess(
             [*args, *self.extra_args], self.log_file, die_with_parent=self.die_with_parent, name="nats-server"
         )

@@ -320,7 +320,7 @@ def first_log_time(log: Path, text: str, since_wall: float) -> float | None:
 
 
 async def _counts(nats_url: str) -> dict[str, int]:
-    bus = await Bus.connect(BusOptions(url=nats_url, name="faults-count"))
+    bus = await Bus.connect(BusOptions(url=nats_url, name="faults-count", identity="meshctl"))
     try:
         buckets = Buckets(bus)
         kvs: dict[str, TypedKV] = {name: getattr(buckets, name) for name in DURABLE_BUCKETS}  # type: ignore[type-arg]
@@ -330,7 +330,7 @@ async def _counts(nats_url: str) -> dict[str, int]:
 
 
 async def _trust(nats_url: str) -> dict[str, tuple[str, ...]]:
-    bus = await Bus.connect(BusOptions(url=nats_url, name="faults-trust"))
+    bus = await Bus.connect(BusOptions(url=nats_url, name="faults-trust", identity="meshctl"))
     try:
         items = await asyncio.wait_for(Buckets(bus).trust.items(), 20)
         return {key: (value.version, *value.root_certs_pem) for key, value in items.items()}
@@ -381,7 +381,7 @@ class BusRecorder:
 
     async def _watch(self) -> None:
         try:
-            bus = await Bus.connect(BusOptions(url=self.url, name="faults-recorder"))
+            bus = await Bus.connect(BusOptions(url=self.url, name="faults-recorder", identity="meshctl"))
         except BaseException as exc:
             self.error = exc
             raise

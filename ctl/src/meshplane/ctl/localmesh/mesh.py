@@ -25,6 +25,8 @@ from meshplane.ctl.bootstrap import PILOT_SAN, BootstrapOptions, render_bootstra
 from meshplane.ctl.localmesh.plan import GATEWAY_LABELS, Plan, Workload
 from meshplane.ctl.localmesh.supervisor import Managed, StartError, Supervisor, http_status
 from meshplane.ctl.token import make_token
+from meshplane.shared.bus.client import BUS_CREDENTIALS_ENV, BUS_DIR_ENV
+from meshplane.shared.bus.pki import BusPki
 from meshplane.shared.envoyproc import EnvoyProcess
 from meshplane.shared.natsserver import NatsServer, free_port
 
@@ -82,6 +84,8 @@ class LocalMesh:
     pilot_addr: str = ""
     admins: dict[str, str] = field(default_factory=dict)
     sds_dir: Path | None = None
+    #: the bus's CA and per-component credentials (set by start_bus)
+    bus: BusPki | None = None
 
     def _step(self, what: str) -> float:
         print(f"  {what} ...", end="", flush=True)
@@ -117,12 +121,26 @@ class LocalMesh:
     def start_bus(self) -> None:
         t = self._step("nats-server (the bus)")
         log = self.sup.logs / "nats-server.log"
-        nats = NatsServer(store_dir=self.state / "nats", log_file=log, die_with_parent=True).start()
+        # the bus's CA, server certificate and one nkey per component (fresh for every run), or
+        # the bus directory $MESHPLANE_BUS_DIR names (the test suite's)
+        root = os.environ.get(BUS_DIR_ENV)
+        self.bus = BusPki.load(root) if root else BusPki.create(self.state / "bus")
+        nats = NatsServer(
+            store_dir=self.state / "nats",
+            log_file=log,
+            die_with_parent=True,
+            config_file=self.bus.server_config,
+        ).start()
         assert nats.child is not None
         m = self.sup.adopt("nats-server", nats.child, nats.url)  # restarts: same port and store
         m.ready = partial(_accepts, nats.host, nats.port)
         self.nats_url = nats.url
         self._done(t)
+
+    def _bus_env(self, identity: str) -> dict[str, str]:
+        """Where a component finds its own bus credentials (``ca.crt``, ``nkey.seed``)."""
+        assert self.bus is not None, "start_bus first"
+        return {BUS_CREDENTIALS_ENV: str(self.bus.root / identity)}
 
     def start_control_plane(self) -> None:
         bus = ["--nats-url", self.nats_url]
@@ -135,7 +153,7 @@ class LocalMesh:
             + ["--grpc-addr", self.ca_addr, "--grpc-mtls-addr", f"127.0.0.1:{mtls}"]
             + ["--monitoring-addr", f"127.0.0.1:{ca_mon}"],
             f"CA {self.ca_addr}, metrics :{ca_mon}",
-            env={"CITADEL_CA_KEY_TYPE": "ec"},
+            env={"CITADEL_CA_KEY_TYPE": "ec", **self._bus_env("citadel")},
         )
         _ready_on(citadel, f"http://127.0.0.1:{ca_mon}/ready")
         self.sup.wait_http(citadel, f"http://127.0.0.1:{ca_mon}/ready")
@@ -152,6 +170,7 @@ class LocalMesh:
             [str(self.bin_dir / "meshplane-galley"), *bus, "--config-dir", str(self.config_dir)]
             + ["--webhook-addr", f"127.0.0.1:{hook}", "--monitoring-addr", f"127.0.0.1:{galley_mon}"],
             f"config {self.config_dir}, webhook :{hook}, debug :{galley_mon}",
+            env=self._bus_env("galley"),
         )
         pilot = self.sup.start(
             "meshplane-pilot",
@@ -159,6 +178,7 @@ class LocalMesh:
             + ["--http-addr", f"127.0.0.1:{http}", "--id", "pilot-local"]
             + ["--ca-addr", self.ca_addr, "--ca-root", ca_root, "--token-file", str(pilot_token)],
             f"xDS {self.pilot_addr} (mTLS), debug :{http}",
+            env=self._bus_env("pilot"),
         )
         _ready_on(galley, f"http://127.0.0.1:{galley_mon}/ready")
         _ready_on(pilot, f"http://127.0.0.1:{http}/ready")
@@ -188,7 +208,8 @@ class LocalMesh:
         argv = [str(self.bin_dir / "meshplane-node-agent"), "--nats-url", self.nats_url]
         argv += ["--sds-socket", str(sock), "--ca-addr", self.ca_addr]
         argv += ["--ca-root", str(self.state / "ca" / "root-cert.pem"), "--token-file", str(token)]
-        m = self.sup.start(f"node-agent-{wl.proxy}", argv, f"SDS {sock.name}")
+        env = self._bus_env("node-agent")
+        m = self.sup.start(f"node-agent-{wl.proxy}", argv, f"SDS {sock.name}", env=env)
         m.ready, m.before_restart = sock.exists, partial(sock.unlink, missing_ok=True)  # no stale socket
         return m, sock
 

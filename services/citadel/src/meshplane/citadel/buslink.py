@@ -20,11 +20,13 @@ log = logging.getLogger(__name__)
 _CONNECT_RETRY = RetryPolicy(retry_on=(BusError,), initial=0.1, maximum=1.0)
 
 
-async def connect_until_stopped(url: str, stop: asyncio.Event, purpose: str) -> Bus | None:
-    """A connected Bus, or None once ``stop`` is set first."""
+async def connect_until_stopped(url: str, stop: asyncio.Event, purpose: str, identity: str) -> Bus | None:
+    """A connected Bus (as bus identity ``identity``), or None once ``stop`` is set first."""
 
     async def attempt() -> Bus | None:
-        connect = asyncio.create_task(Bus.connect(BusOptions(url=url, connect_timeout=10.0)))
+        connect = asyncio.create_task(
+            Bus.connect(BusOptions(url=url, connect_timeout=10.0, identity=identity))
+        )
         stopped = asyncio.create_task(stop.wait())
         done, _ = await asyncio.wait({connect, stopped}, return_when=asyncio.FIRST_COMPLETED)
         stopped.cancel()

@@ -49,7 +49,7 @@ class TrustPublisher:
         """Publish until ``stop``; a run restarted after a failure publishes the current bundle again."""
         if self._bundle is not None:
             self._changed.set()
-        bus = await connect_until_stopped(self._url, stop, "trust bundle publishing")
+        bus = await connect_until_stopped(self._url, stop, "trust bundle publishing", "citadel")
         if bus is None:
             await stop.wait()
             return

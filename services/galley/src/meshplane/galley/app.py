@@ -98,7 +98,9 @@ class Galley:
         await monitoring.start(tasks)
         await webhook.start(tasks)
         self.state.tasks_running = lambda: all(tasks.running(name) for name in critical)
-        bus = await Bus.connect(BusOptions(url=s.nats_url, name="meshplane-galley", publish_deadline=5.0))
+        bus = await Bus.connect(
+            BusOptions(url=s.nats_url, name="meshplane-galley", publish_deadline=5.0, identity="galley")
+        )
         publisher = self._publisher = Publisher(bus)
         announcer = ComponentAnnouncer(
             bus,

@@ -98,7 +98,9 @@ class Pilot:
         self.http_port = http_socket.getsockname()[1]
         http_task = self.tasks.spawn("http", lambda: self._serve_http(http, http_socket), restart=False)
         try:
-            bus = await Bus.connect(BusOptions(url=s.nats_url, name=f"meshplane-pilot-{s.pilot_id}"))
+            bus = await Bus.connect(
+                BusOptions(url=s.nats_url, name=f"meshplane-pilot-{s.pilot_id}", identity="pilot")
+            )
         except BusUnavailable as exc:
             log.error("cannot reach the bus at %s (--nats-url / NATS_URL): %s", s.nats_url, exc)
             self.tasks.begin_close()

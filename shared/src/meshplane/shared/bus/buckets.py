@@ -6,19 +6,27 @@ from meshplane.proto.bus.v1 import config_pb2, registry_pb2, status_pb2
 from meshplane.shared.bus.client import Bus
 from meshplane.shared.bus.keys import make_key
 from meshplane.shared.bus.kv import TypedKV
+from meshplane.shared.bus.names import (
+    COMPONENTS_BUCKET,
+    CONFIG_BUCKET,
+    PROXY_STATUS_BUCKET,
+    SERVICES_BUCKET,
+    TRUST_BUCKET,
+    WORKLOADS_BUCKET,
+)
 
-#: Istio config objects from Galley. Key: ``<group>.<Kind>.<namespace>.<name>``.
-CONFIG_BUCKET = "mesh-config"
-#: Registry services from Galley. Key: ``<namespace>.<hostname>``.
-SERVICES_BUCKET = "mesh-services"
-#: Registry workload instances from Galley. Key: ``<namespace>.<name>``.
-WORKLOADS_BUCKET = "mesh-workloads"
-#: Trust bundle from Citadel. Key: ``<trust-domain>``.
-TRUST_BUCKET = "mesh-trust"
-#: Proxy status from every Pilot replica. Key: ``<pilot-id>.<proxy-id>``.
-PROXY_STATUS_BUCKET = "mesh-proxy-status"
-#: Running components (meshctl version). Key: ``<component>.<instance>``.
-COMPONENTS_BUCKET = "mesh-components"
+__all__ = [
+    "COMPONENTS_BUCKET",
+    "CONFIG_BUCKET",
+    "PROXY_STATUS_BUCKET",
+    "SERVICES_BUCKET",
+    "TRUST_BUCKET",
+    "WORKLOADS_BUCKET",
+    "Buckets",
+    "config_key",
+    "service_key",
+    "workload_key",
+]
 
 
 def config_key(group: str, kind: str, namespace: str, name: str) -> str:

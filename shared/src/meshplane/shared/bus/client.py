@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import ssl
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 import nats.errors
@@ -18,11 +20,25 @@ from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext, api
 from nats.js.errors import BucketNotFoundError, NotFoundError
 
-from meshplane.shared.bus.errors import BusUnavailable, ValueTooLarge
+from meshplane.shared.bus.errors import BucketMissing, BusUnavailable, PermissionDenied, ValueTooLarge
+from meshplane.shared.bus.identities import ROLES
+from meshplane.shared.bus.pki import BusCredentials
 from meshplane.shared.bus.tracing import inject_headers
 from meshplane.shared.retry import RetriesExhausted, RetryPolicy, retry
 
 log = logging.getLogger(__name__)
+
+
+class _SslEofNoise(logging.Filter):
+    """asyncio warns "returning true from eof_received() has no effect when using ssl" whenever a
+    TLS peer closes a nats-py connection (its stream protocol asks to keep the transport half-open,
+    which TLS cannot do); on the bus that is every normal close, so it is dropped."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "eof_received() has no effect when using ssl" not in record.getMessage()
+
+
+logging.getLogger("asyncio").addFilter(_SslEofNoise())
 
 T = TypeVar("T")
 
@@ -33,6 +49,32 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (nats.errors.Error, OSError)
 #: Largest value stored under one key. NATS's default max_payload is 1 MiB; staying well
 #: under it leaves room for headers and means no single object can exhaust it.
 MAX_VALUE_BYTES = 900 * 1024
+
+#: The bus directory (``meshplane.shared.bus.pki``) a component takes its credentials from when
+#: none are given explicitly: ``$MESHPLANE_BUS_DIR/<identity>/``.
+BUS_DIR_ENV = "MESHPLANE_BUS_DIR"
+#: The identity of a client that names none (test harnesses set it).
+BUS_IDENTITY_ENV = "MESHPLANE_BUS_IDENTITY"
+
+
+#: This process's own credentials directory (``ca.crt``, ``nkey.seed``; e.g. a mounted Secret).
+BUS_CREDENTIALS_ENV = "MESHPLANE_BUS_CREDENTIALS"
+
+
+def resolve_credentials(directory: str | None, identity: str | None) -> BusCredentials | None:
+    """The credentials in ``directory`` (default ``$MESHPLANE_BUS_CREDENTIALS``: a component's own,
+    e.g. a mounted Secret), else those of ``identity`` under ``$MESHPLANE_BUS_DIR``, else None (a
+    plaintext, anonymous bus)."""
+    identity = identity or os.environ.get(BUS_IDENTITY_ENV) or ""
+    directory = directory or os.environ.get(BUS_CREDENTIALS_ENV)
+    if directory:
+        return BusCredentials.from_dir(directory, identity)
+    root = os.environ.get(BUS_DIR_ENV)
+    if not root:
+        return None
+    if not identity:
+        raise ValueError(f"{BUS_DIR_ENV} is set but this client names no bus identity ({BUS_IDENTITY_ENV})")
+    return BusCredentials.from_dir(os.path.join(root, identity), identity)
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +91,23 @@ class BusOptions:
     connect_timeout: float = 10.0
     #: KV buckets are created with this storage ("file" keeps state across server restarts).
     storage: str = "file"
+    #: Who connects (``meshplane.shared.bus.identities``): picks the credentials and which buckets
+    #: this client may create. None: ``$MESHPLANE_BUS_IDENTITY``.
+    identity: str | None = None
+    #: TLS CA and nkey seed; None: found by :func:`resolve_credentials` (``$MESHPLANE_BUS_DIR``).
+    credentials: BusCredentials | None = None
+
+
+def _tls_options(creds: BusCredentials | None) -> dict[str, Any]:
+    if creds is None:
+        return {}
+    ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(creds.ca_file))
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    opts: dict[str, Any] = {"tls": ctx, "nkeys_seed": str(creds.seed_file)}
+    r = ROLES.get(creds.identity)
+    if r is not None:
+        opts["inbox_prefix"] = r.inbox_prefix
+    return opts
 
 
 async def _connect(
@@ -60,6 +119,7 @@ async def _connect(
     nc = NATS()
     await nc.connect(
         opts.url,
+        **_tls_options(opts.credentials),
         name=opts.name,
         max_reconnect_attempts=-1,
         reconnect_time_wait=0.25,  # type: ignore[arg-type]  # nats-py annotates int, accepts float
@@ -70,6 +130,15 @@ async def _connect(
         error_cb=on_error,
     )
     return nc
+
+
+def _violation_subject(exc: Exception) -> str | None:
+    """The subject of a "Permissions Violation for Publish to ..." error from nats-server, else None."""
+    text = str(exc)
+    if "permissions violation for publish" not in text.lower():
+        return None
+    _, _, rest = text.partition(" to ")
+    return rest.strip().strip("'\"").lower() or None
 
 
 async def bounded(aw: Awaitable[T], timeout: float) -> T:
@@ -108,6 +177,8 @@ class Bus:
         self._buckets: set[str] = set()
         #: Set by :meth:`close`: the disconnect that follows is ours, not a fault.
         self._closing = False
+        #: Subjects nats-server refused us (permissions violations), so a publish fails at once.
+        self._denied: set[str] = set()
 
     @classmethod
     async def connect(cls, opts: BusOptions | None = None) -> Bus:
@@ -120,6 +191,8 @@ class Bus:
         connected, the connection reconnects forever (same settings).
         """
         opts = opts or BusOptions()
+        if opts.credentials is None:
+            opts = replace(opts, credentials=resolve_credentials(None, opts.identity))
         holder: list[Bus] = []
         failures = 0  # nats-py's failed first-connection attempts, and the last one's error
         last_failure: Exception | None = None
@@ -136,6 +209,12 @@ class Bus:
 
         async def on_error(exc: Exception) -> None:
             nonlocal failures, last_failure
+            denied = _violation_subject(exc)
+            if denied is not None:
+                if holder:
+                    holder[0]._denied.add(denied)
+                log.error("bus: nats-server refused to let %s publish to %s", opts.name, denied)
+                return
             if not holder:  # still connecting
                 failures, last_failure = failures + 1, exc
             log.debug("bus connection error: %s", exc)
@@ -192,14 +271,23 @@ class Bus:
                 log.exception("bus reconnect listener failed")
 
     async def ensure_bucket(self, bucket: str, *, history: int = 1) -> None:
-        """Create the KV bucket if it does not exist (idempotent, retried like a publish)."""
+        """Create the KV bucket if it does not exist (idempotent, retried like a publish).
+
+        Only the bucket's writers may create it (``identities``); for a reader a missing bucket
+        raises BucketMissing (a watch reports the empty state and waits for the writer)."""
         if bucket in self._buckets:
             return
+
+        creds = self.opts.credentials
+        owner = ROLES.get(creds.identity) if creds else None
+        may_create = owner is None or owner.may_create(bucket)
 
         async def attempt() -> None:
             try:
                 await self._js.key_value(bucket)
             except (BucketNotFoundError, NotFoundError):
+                if not may_create:  # a reader waits for the bucket's writer to create it
+                    raise BucketMissing(bucket) from None
                 storage = api.StorageType.FILE if self.opts.storage == "file" else api.StorageType.MEMORY
                 await self._js.create_key_value(
                     bucket=bucket, history=history, storage=storage, max_value_size=MAX_VALUE_BYTES
@@ -241,6 +329,7 @@ class Bus:
             await bounded(fn(), self.opts.ack_timeout * 2)
             return
         except TRANSIENT_ERRORS as exc:
+            self._raise_if_denied(subject)
             log.warning("bus %s of %s failed, retrying: %s", operation, subject, exc)
 
         def warn(attempt: int, exc: BaseException, _wait: float) -> None:
@@ -268,6 +357,16 @@ class Bus:
             )
             raise BusUnavailable(operation, subject, attempts, exc.last_error) from exc.last_error
 
+    def _raise_if_denied(self, subject: str) -> None:
+        s = subject.lower()  # nats-py lower-cases the server's error text
+        # a publish names its subject; a bucket operation its bucket (``$JS.API....KV_<bucket>``)
+        denied = next((d for d in self._denied if d == s or d.endswith(f".kv_{s}")), None)
+        if denied is not None:
+            creds = self.opts.credentials
+            raise PermissionDenied(
+                creds.identity if creds else "anonymous", subject if denied == s else denied
+            )
+
     async def close(self) -> None:
         """Flush and close the connection (idempotent)."""
         if self._nc.is_closed:
@@ -279,5 +378,7 @@ class Bus:
             log.debug("bus drain failed: %s", exc)
             try:
                 await self._nc.close()
-            except (OSError, nats.errors.Error) as lost:  # the connection was already gone
+            # the connection was already gone; over TLS, nats-py writing its pending buffer to an
+            # SSL transport the server closed raises AttributeError from asyncio's sslproto
+            except (OSError, nats.errors.Error, AttributeError) as lost:
                 log.debug("bus close: %s", lost)

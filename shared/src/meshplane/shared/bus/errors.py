@@ -25,6 +25,14 @@ class BusUnavailable(BusError):
         self.last_error = last_error
 
 
+class BucketMissing(BusError):
+    """A bucket does not exist yet and this client's identity may not create it (only its writers may)."""
+
+    def __init__(self, bucket: str) -> None:
+        super().__init__(f"bucket {bucket} does not exist yet (its writer creates it)")
+        self.bucket = bucket
+
+
 class ValueTooLarge(BusError):
     """A value is larger than MAX_VALUE_BYTES; the bus keeps one object per key by design."""
 
@@ -37,3 +45,12 @@ class ValueTooLarge(BusError):
 
 class InvalidKey(BusError):
     """A key that cannot be stored in a JetStream KV bucket."""
+
+
+class PermissionDenied(BusError):
+    """nats-server refused an operation: this client's identity may not publish to the subject."""
+
+    def __init__(self, identity: str, subject: str) -> None:
+        super().__init__(f"bus identity {identity!r} may not publish to {subject!r} (permissions violation)")
+        self.identity = identity
+        self.subject = subject

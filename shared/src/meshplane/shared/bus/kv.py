@@ -9,7 +9,9 @@ reliably from a server restart (nats.py#510, nats.go#1094). Recovery works like 
   ``last_seq + 1``, on a fresh inbox so an old consumer cannot deliver twice (a reconnect wakes
   the waiting watch at once, so changes after a server restart are not held up by the heartbeat);
 * if the stream itself was recreated (a server that lost its store), the watch re-reads the
-  whole bucket and emits only the difference from what it had already yielded.
+  whole bucket and emits only the difference from what it had already yielded;
+* a bucket that does not exist yet, for a reader whose identity may not create it, is an empty
+  state: SYNCED at once, then the writer's first keys as changes once it has created the bucket.
 
 Events are deduplicated against the watch's own view: a PUT is yielded only when the value
 differs from the last one yielded for that key, a DELETE only for a key that exists. So a
@@ -36,7 +38,7 @@ from nats.js.errors import KeyDeletedError, KeyNotFoundError, NotFoundError
 from opentelemetry import context as otel_context
 
 from meshplane.shared.bus.client import TRANSIENT_ERRORS, Bus, bounded
-from meshplane.shared.bus.errors import BusError, InvalidKey
+from meshplane.shared.bus.errors import BucketMissing, BusError, InvalidKey
 from meshplane.shared.bus.tracing import extract_context
 from meshplane.shared.retry import RetriesExhausted, RetryPolicy, retry
 
@@ -100,8 +102,11 @@ class TypedKV(Generic[M]):
         return await self.bus.publish(self.subject(key), b"", hdrs)
 
     async def get(self, key: str) -> M | None:
-        """The current value of ``key``, or None."""
-        await self.bus.ensure_bucket(self.bucket)
+        """The current value of ``key``, or None (also while its bucket does not exist yet)."""
+        try:
+            await self.bus.ensure_bucket(self.bucket)
+        except BucketMissing:
+            return None
         kv = await self.bus.jetstream.key_value(self.bucket)
         try:
             entry = await kv.get(key)
@@ -260,13 +265,25 @@ class KVWatch(Generic[M]):
         if self._closed:
             return
 
+        async def attempt() -> None:
+            try:
+                await self._create_consumer()
+            except BucketMissing:
+                if self._synced or self._resync is not None:
+                    raise  # retried with backoff until the writer creates the bucket
+                # Nothing written yet, by a writer that has not run: the current state is empty.
+                # Say so (readers such as Pilot become ready on it), then wait for the bucket.
+                log.info("watch %s: no bucket yet, waiting for its writer", self._kv.bucket)
+                self._synced = True
+                self._pending.append(WatchEvent(EventType.SYNCED))
+
         def note(_attempt: int, exc: BaseException, _wait: float) -> None:
             log.info("watch %s: cannot create consumer yet (%s); retrying", self._kv.bucket, exc)
             self._bus.forget_buckets()
 
         try:
             await retry(
-                self._create_consumer,
+                attempt,
                 what=f"watch {self._kv.bucket}: create consumer",
                 policy=_CONSUMER_RETRY,
                 stopped=lambda: self._closed,

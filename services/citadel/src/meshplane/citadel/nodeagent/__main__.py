@@ -86,7 +86,7 @@ async def serve(settings: AgentSettings, stop: asyncio.Event, kube_core: Any = N
             tasks.spawn(
                 "trust",
                 lambda: follow_trust_bundle(
-                    nats_url, settings.trust_domain, workloads, stop, endpoints, tasks
+                    nats_url, settings.trust_domain, workloads, stop, endpoints, tasks, settings.ca_root
                 ),
             )
         await stop.wait()

@@ -16,6 +16,10 @@ CERTIFICATES = Counter(
 CSR_FAILURES = Counter(
     "meshplane_nodeagent_csr_failures", "Certificate requests the CA did not answer with a cert"
 )
+ROOTS_REFUSED = Counter(
+    "meshplane_nodeagent_trust_bundles_refused",
+    "Trust bundles from the bus refused because a root is not signed by a trusted root's key",
+)
 SDS_STREAMS = Gauge("meshplane_nodeagent_sds_streams", "SDS streams (state of the world and delta) open now")
 CERT_EXPIRY = Gauge(
     "meshplane_nodeagent_cert_expiry_seconds",

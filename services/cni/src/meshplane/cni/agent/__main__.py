@@ -128,7 +128,7 @@ async def publish_on_bus(
 ) -> None:
     """Connect to the bus (a failure is raised, so the supervisor logs, counts and retries it with
     backoff), then publish capture events and the component record until the agent stops."""
-    bus = await Bus.connect(BusOptions(url=url))
+    bus = await Bus.connect(BusOptions(url=url, identity="cni-agent"))
     announcer = ComponentAnnouncer(bus, "cni-agent", endpoints, supervisor=tasks)
     try:
         await events.attach(bus)
