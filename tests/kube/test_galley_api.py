@@ -38,8 +38,8 @@ from meshplane.shared.bus import Buckets, Bus, BusOptions
 from meshplane.shared.bus.buckets import config_key, service_key, workload_key
 from meshplane.shared.envoyproc import EnvoyProcess
 from meshplane.shared.natsserver import NatsServer, free_port
-from meshplane.shared.processes import stop_process
-from meshplane.shared.testing.kubeenv import KubeCluster, Process, wait_until
+from meshplane.shared.processes import ChildProcess
+from meshplane.shared.testing.kubeenv import KubeCluster, wait_until
 from meshplane.shared.testing.kubelet import TestKubelet
 from meshplane.shared.testing.podnet import PodNetwork, unavailable_reason
 
@@ -157,7 +157,7 @@ def answer(url: str, headers: dict[str, str] | None = None) -> dict[str, Any] | 
 class Mesh:
     namespace: str
     nats: NatsServer
-    galley: Process
+    galley: ChildProcess
     galley_monitoring: int
     gateway_url: str
     network: PodNetwork
@@ -190,13 +190,13 @@ class Mesh:
         wait_until(lambda: check(self.bus()), what, timeout=60)
 
 
-def _start(name: str, argv: list[str], log: Path, ready: Callable[[], bool]) -> Process:
-    process = Process(name, argv, log)
-    process.start(die_with_parent=True)
+def _start(name: str, argv: list[str], log: Path, ready: Callable[[], bool]) -> ChildProcess:
+    process = ChildProcess(argv, log, die_with_parent=True, name=name)
+    process.start()
     try:
         wait_until(ready, f"{name} ready", timeout=60, procs=[process])
     except BaseException:
-        stop_process(process.popen, timeout=10)
+        process.stop(timeout=10)
         raise
     return process
 
@@ -223,7 +223,7 @@ def mesh(
     token = core.create_namespaced_service_account_token("galley", "meshplane-system", {"spec": {}})
     kubeconfig = kube_cluster.token_kubeconfig(tmp / "galley.kubeconfig", token.status.token)
     nats = NatsServer(store_dir=tmp / "nats", log_file=tmp / "nats.log")
-    started: list[Process] = []
+    started: list[ChildProcess] = []
     envoy: EnvoyProcess | None = None
     network = PodNetwork(tmp / "pods").start()
     kubelet = TestKubelet(kube_api, {namespace}, network=network)
@@ -277,9 +277,9 @@ def mesh(
         if envoy is not None:
             envoy.stop()
         for process in reversed(started):
-            if process.popen is not None and process.popen.poll() is None:
-                os.kill(process.popen.pid, signal.SIGCONT)  # in case a test stopped it
-            stop_process(process.popen, timeout=15)
+            if process.running:
+                os.kill(process.pid, signal.SIGCONT)  # in case a test stopped it
+            process.stop(timeout=15)
         client.AppsV1Api(kube_api).delete_collection_namespaced_deployment(namespace)
         core.delete_collection_namespaced_pod(namespace, grace_period_seconds=0)
         kubelet.stop()
@@ -405,8 +405,7 @@ def test_an_api_server_restart_and_a_410_relist_lose_nothing_and_duplicate_nothi
 
     wait_until(settled, "Galley's event counts to settle")
     before = readings[-1]
-    assert mesh.galley.popen is not None
-    pid = mesh.galley.popen.pid
+    pid = mesh.galley.pid
     os.kill(pid, signal.SIGSTOP)  # Galley misses everything from here on
     try:
         mesh.create_istio("VirtualService", "extra", {**doomed, "hosts": ["extra.example.com"]})

@@ -24,7 +24,7 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from meshplane.shared.processes import stop_process
+from meshplane.shared.processes import ChildProcess
 
 
 class PodNetworkUnavailable(Exception):
@@ -53,7 +53,7 @@ class PodSandbox:
     netns: str
     host_veth: str
     ip: str
-    processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    processes: list[ChildProcess] = field(default_factory=list)
 
     @property
     def path(self) -> str:
@@ -114,21 +114,17 @@ class PodNetwork:
         _ip("-n", box.netns, "route", "add", "default", "via", self.gateway)
         return box
 
-    def run(
-        self, box: PodSandbox, name: str, argv: list[str], env: dict[str, str]
-    ) -> subprocess.Popen[bytes]:
+    def run(self, box: PodSandbox, name: str, argv: list[str], env: dict[str, str]) -> ChildProcess:
         """Start ``argv`` inside the sandbox's namespace (nsenter execs it: the PID is the program's),
         its output appended to ``<log_dir>/<netns>-<name>.log``."""
-        log = self.log_dir / f"{box.netns}-{name}.log"
-        with log.open("ab") as out:
-            proc = subprocess.Popen(
-                ["nsenter", f"--net={box.path}", *argv],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **env},
-                start_new_session=True,
-            )
+        proc = ChildProcess(
+            ["nsenter", f"--net={box.path}", *argv],
+            self.log_dir / f"{box.netns}-{name}.log",
+            env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **env},
+            inherit_env=False,
+            name=f"{box.netns}-{name}",
+        )
+        proc.start()
         box.processes.append(proc)
         return proc
 
@@ -139,7 +135,7 @@ class PodNetwork:
         if box is None:
             return
         for proc in box.processes:
-            stop_process(proc, timeout=5)
+            proc.stop(timeout=5)
         subprocess.run(["ip", "netns", "del", box.netns], capture_output=True)
         subprocess.run(["ip", "link", "del", box.host_veth], capture_output=True)  # if the netns was gone
 
