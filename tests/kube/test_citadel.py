@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import time
 import uuid
 from collections.abc import Iterator
@@ -157,7 +158,10 @@ def citadel_factory(
                 **(env or {}),
             },
         )
-        proc.env.pop("KUBERNETES_SERVICE_HOST", None)
+        # in-cluster detection must not win over KUBECONFIG
+        merged = {**os.environ, **(proc.child.env or {})}
+        proc.child.env = {k: v for k, v in merged.items() if k != "KUBERNETES_SERVICE_HOST"}
+        proc.child.inherit_env = False
         started.append(proc)
         proc.start()
         return Citadel(proc, namespace)
