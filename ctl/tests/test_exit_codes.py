@@ -57,7 +57,12 @@ CASES: list[tuple[str, Argv, int, str | None]] = [
         2,
         "meshctl kube-inject: ",
     ),
-    ("bootstrap", lambda t: ["bootstrap", "--node-id", "sidecar~1.2.3.4~a.default~default.svc"], 0, None),
+    (
+        "bootstrap",
+        lambda t: ["bootstrap", "--xds-plaintext", "--node-id", "sidecar~1.2.3.4~a.default~default.svc"],
+        0,
+        None,
+    ),
     (
         "proxy-config",
         lambda t: ["proxy-config", "cluster", "b.default", "--state-dir", str(t)],

@@ -18,7 +18,11 @@ def test_committed_code_is_not_stale(tmp_path: Path) -> None:
     subprocess.run([str(PROTO / "gen.sh"), str(tmp_path)], check=True, env=env, capture_output=True)
     fresh = {p.relative_to(tmp_path): p.read_bytes() for p in tmp_path.rglob("*_pb2*.py*")}
     committed_root = PROTO / "src"
-    committed = {p.relative_to(committed_root): p.read_bytes() for p in committed_root.rglob("*_pb2*.py*")}
+    committed = {
+        p.relative_to(committed_root): p.read_bytes()
+        for p in committed_root.rglob("*_pb2*.py*")
+        if "__pycache__" not in p.parts
+    }
     assert sorted(fresh) == sorted(committed), "generated files differ: run `make proto`"
     stale = [str(name) for name in fresh if fresh[name] != committed[name]]
     assert not stale, f"stale generated code: {stale}; run `make proto`"

@@ -30,15 +30,30 @@ def _post(body: bytes, content_type: str = "application/json") -> bytes:
 
 
 async def _exchange(port: int, raw: bytes) -> int | None:
-    """Send raw bytes; return the HTTP status, or None when the server closed without answering."""
+    """Send raw bytes; return the HTTP status, or None when the server closed without answering.
+
+    A body over 1 MB is sent as a careful client does (``Expect: 100-continue``): the webhook
+    refuses an oversized body from its headers alone (413), without reading it."""
+    head, sep, body = raw.partition(b"\r\n\r\n")
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
-        writer.write(raw)
+        if sep and len(body) > 1_000_000:
+            writer.write(head + b"\r\nExpect: 100-continue" + sep)
+            await writer.drain()
+            first = await asyncio.wait_for(reader.readline(), 20)
+            if not first.startswith(b"HTTP/1.1 100"):
+                return _status(first)
+            await reader.readline()  # the blank line ending the interim response
+        writer.write(body if sep and len(body) > 1_000_000 else raw)
         await writer.drain()
         writer.write_eof()
         data = await asyncio.wait_for(reader.read(), 20)
     finally:
         writer.close()
+    return _status(data)
+
+
+def _status(data: bytes) -> int | None:
     if not data.startswith(b"HTTP/1.1 "):
         return None
     return int(data.split(b" ", 2)[1])

@@ -19,6 +19,8 @@ import pytest
 
 from meshplane.cni.testing import BIN, pod_netns, requires_root, wait_until
 from meshplane.cni.testing_netns import NetnsThread, netns_process, netns_thread
+from meshplane.shared.bus.client import BUS_DIR_ENV
+from meshplane.shared.bus.pki import BusPki
 from meshplane.shared.envoyproc import find_envoy
 from meshplane.shared.inject import InjectorConfig
 from meshplane.shared.inject.template import proxy_container
@@ -63,7 +65,7 @@ def test_the_injected_readiness_probe_fails_until_pilot_configures_the_proxy_the
             proxy["command"][2]
             .replace("/etc/istio/pod", str(workdir / "podinfo"))
             .replace("/etc/istio/proxy", str(workdir / "proxy"))
-            .replace("meshctl bootstrap", f"{BIN / 'meshctl'} bootstrap")
+            .replace("meshctl bootstrap", f"{BIN / 'meshctl'} bootstrap --xds-plaintext")
             .replace("exec envoy", f"exec {envoy}")
         ) + " --use-dynamic-base-id"
         downward = {"POD_NAME": "reviews-1", "POD_NAMESPACE": "default", "INSTANCE_IP": pod.ip}
@@ -85,13 +87,14 @@ def test_the_injected_readiness_probe_fails_until_pilot_configures_the_proxy_the
         assert http_status(on_node, probe_url) is None  # the health listener serves only once live
 
         # Pilot and its bus come up on the node: the proxy is configured and the probe passes.
-        nats = [find_nats_server(), "-a", pod.node_ip, "-p", "4222", "-js", "-sd", str(workdir / "nats")]
+        bus = BusPki.create(workdir / "bus", server_names=(pod.node_ip,))  # TLS and nkeys, as deployed
+        nats = [find_nats_server(), "-c", str(bus.server_config), "-a", pod.node_ip, "-p", "4222"]
+        nats += ["-js", "-sd", str(workdir / "nats")]
         stack.enter_context(netns_process(node, nats, workdir / "nats.log"))
-        pilot = [str(BIN / "meshplane-pilot"), "--nats-url", f"nats://{pod.node_ip}:4222"]
+        pilot = [str(BIN / "meshplane-pilot"), "--xds-plaintext", "--nats-url", f"nats://{pod.node_ip}:4222"]
         pilot += ["--grpc-addr", f"{pod.node_ip}:15010", "--http-addr", f"{pod.node_ip}:15014"]
-        stack.enter_context(
-            netns_process(node, pilot, workdir / "pilot.log", env={"PILOT_DEBOUNCE_AFTER": "50ms"})
-        )
+        pilot_env = {"PILOT_DEBOUNCE_AFTER": "50ms", BUS_DIR_ENV: str(bus.root)}
+        stack.enter_context(netns_process(node, pilot, workdir / "pilot.log", env=pilot_env))
         wait_until(
             lambda: http_status(on_node, probe_url) == (200, "LIVE\n"), 90, "the readiness probe to pass"
         )

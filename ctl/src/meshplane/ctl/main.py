@@ -49,7 +49,11 @@ VERBS = [
         "check that the pod's traffic is redirected to the proxy",
     ),
     Verb("token", "meshplane.ctl.token", "print a workload token signed by a local Citadel's issuer"),
-    Verb("bus-credentials", "meshplane.ctl.buscredentials", "make the bus's CA, server certificate and component keys"),
+    Verb(
+        "bus-credentials",
+        "meshplane.ctl.buscredentials",
+        "make the bus's CA, server certificate and component keys",
+    ),
 ]
 
 

@@ -82,6 +82,11 @@ class BodyLimits:
                     raise _Refused(413, self._too_large(f"Content-Length {length}"))
 
     async def _acquire(self) -> None:
+        if not self._slots.locked():
+            # a free slot is taken without yielding to the loop: uvicorn turns a half-close that
+            # arrives meanwhile into a disconnect, and the body it already holds would be lost
+            await self._slots.acquire()
+            return
         try:
             await asyncio.wait_for(self._slots.acquire(), self.limits.read_timeout)
         except TimeoutError:
