@@ -77,7 +77,7 @@ class Gateway:
         wait_until(lambda: self.stat("listener_manager.lds.update_success") > updates, f"LDS with {name}")
 
     def stat(self, name: str) -> int:
-        for line in self.envoy.admin(f"/stats?filter=^{name}$").splitlines():
+        for line in self.envoy.get(f"/stats?filter=^{name}$").splitlines():
             key, _, value = line.partition(": ")
             if key == name:
                 return int(value)
@@ -85,7 +85,7 @@ class Gateway:
 
     def warming(self) -> list[str]:
         """The names of the listeners Envoy holds warming (waiting for their secrets)."""
-        dump = json.loads(self.envoy.admin("/config_dump?resource=dynamic_listeners"))
+        dump = self.envoy.config_dump("?resource=dynamic_listeners")
         return [c["name"] for c in dump.get("configs", []) if "warming_state" in c]
 
     def put_secret(
