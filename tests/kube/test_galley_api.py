@@ -246,7 +246,7 @@ def mesh(
                 "pilot",
                 ["env", "PILOT_DEBOUNCE_AFTER=50ms", str(BIN / "meshplane-pilot"), "--nats-url", nats.url,
                  "--grpc-addr", f"127.0.0.1:{grpc}", "--http-addr", f"127.0.0.1:{http}",
-                 "--id", "pilot-kube"],
+                 "--id", "pilot-kube", "--xds-plaintext"],
                 tmp / "pilot.log",
                 lambda: _ok(f"http://127.0.0.1:{http}/ready"),
             )
