@@ -13,6 +13,11 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from meshplane.citadel.settings import parse_settings as citadel_settings
+from meshplane.galley.settings import parse_args as galley_settings
+from meshplane.pilot.settings import parse_args as pilot_settings
+from meshplane.shared.meshconfig import parse_mesh_config
+
 from .conftest import K8S, KUBERNETES_VERSION, KUSTOMIZATIONS, Manifests
 
 CONTROL_PLANE = ["galley", "pilot", "citadel"]
@@ -338,3 +343,45 @@ def test_sidecar_injector_is_istios_four_webhooks_by_service_reference(base: Man
     assert namespace == {
         "matchExpressions": [{"key": "istio-injection", "operator": "In", "values": ["enabled"]}]
     }
+
+
+MESH_CONFIG_DIR = "/etc/istio/config"
+
+
+def test_the_istio_configmap_holds_the_mesh_config_with_the_control_planes_namespace_as_root(
+    rendered: Manifests,
+) -> None:
+    mesh = rendered.one("ConfigMap", "istio")["data"]["mesh"]
+    config = parse_mesh_config(mesh, "ConfigMap istio data.mesh")
+    assert (config.root_namespace, config.trust_domain, config.not_applied) == (
+        "meshplane-system",
+        "cluster.local",
+        (),
+    )
+
+
+@pytest.mark.parametrize("name", CONTROL_PLANE)
+def test_the_control_plane_mounts_the_istio_configmap_and_reads_it(base: Manifests, name: str) -> None:
+    pod = base.one("Deployment", name)["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    volume = next(v for v in pod["volumes"] if v.get("configMap", {}).get("name") == "istio")
+    assert "items" not in volume["configMap"]  # each key a file of its name: mesh
+    mount = next(m for m in container["volumeMounts"] if m["name"] == volume["name"])
+    assert (mount["mountPath"], mount["readOnly"]) == (MESH_CONFIG_DIR, True)
+    assert f"--mesh-config={MESH_CONFIG_DIR}/mesh" in container["args"]
+    assert not [a for a in container["args"] if a.startswith("--trust-domain")]  # one source: the mesh config
+
+
+def test_the_control_planes_own_parsers_take_meshplane_system_as_root_from_the_manifests(
+    base: Manifests, tmp_path: Path
+) -> None:
+    """Each service's argument parser, given its container's args and the ConfigMap as mounted."""
+    (tmp_path / "mesh").write_text(base.one("ConfigMap", "istio")["data"]["mesh"])
+
+    def args(name: str) -> list[str]:
+        container = base.one("Deployment", name)["spec"]["template"]["spec"]["containers"][0]
+        return [a.replace(f"{MESH_CONFIG_DIR}/", f"{tmp_path}/") for a in container["args"]]
+
+    assert pilot_settings(args("pilot"), {}).root_namespace == "meshplane-system"
+    assert galley_settings(args("galley")).root_namespace == "meshplane-system"
+    assert citadel_settings(args("citadel"), {}).trust_domain == "cluster.local"
