@@ -13,6 +13,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from meshplane.citadel.nodeagent.settings import parse_agent_settings as agent_settings
 from meshplane.citadel.settings import parse_settings as citadel_settings
 from meshplane.galley.settings import parse_args as galley_settings
 from meshplane.pilot.settings import parse_args as pilot_settings
@@ -360,9 +361,13 @@ def test_the_istio_configmap_holds_the_mesh_config_with_the_control_planes_names
     )
 
 
-@pytest.mark.parametrize("name", CONTROL_PLANE)
-def test_the_control_plane_mounts_the_istio_configmap_and_reads_it(base: Manifests, name: str) -> None:
-    pod = base.one("Deployment", name)["spec"]["template"]["spec"]
+@pytest.mark.parametrize(
+    ("kind", "name"), [*(("Deployment", name) for name in CONTROL_PLANE), ("DaemonSet", "node-agent")]
+)
+def test_the_control_plane_and_node_agents_mount_the_istio_configmap_and_read_it(
+    base: Manifests, kind: str, name: str
+) -> None:
+    pod = base.one(kind, name)["spec"]["template"]["spec"]
     (container,) = pod["containers"]
     volume = next(v for v in pod["volumes"] if v.get("configMap", {}).get("name") == "istio")
     assert "items" not in volume["configMap"]  # each key a file of its name: mesh
@@ -372,16 +377,17 @@ def test_the_control_plane_mounts_the_istio_configmap_and_reads_it(base: Manifes
     assert not [a for a in container["args"] if a.startswith("--trust-domain")]  # one source: the mesh config
 
 
-def test_the_control_planes_own_parsers_take_meshplane_system_as_root_from_the_manifests(
+def test_the_services_own_parsers_take_meshplane_system_as_root_from_the_manifests(
     base: Manifests, tmp_path: Path
 ) -> None:
     """Each service's argument parser, given its container's args and the ConfigMap as mounted."""
     (tmp_path / "mesh").write_text(base.one("ConfigMap", "istio")["data"]["mesh"])
 
-    def args(name: str) -> list[str]:
-        container = base.one("Deployment", name)["spec"]["template"]["spec"]["containers"][0]
+    def args(name: str, kind: str = "Deployment") -> list[str]:
+        container = base.one(kind, name)["spec"]["template"]["spec"]["containers"][0]
         return [a.replace(f"{MESH_CONFIG_DIR}/", f"{tmp_path}/") for a in container["args"]]
 
     assert pilot_settings(args("pilot"), {}).root_namespace == "meshplane-system"
     assert galley_settings(args("galley")).root_namespace == "meshplane-system"
     assert citadel_settings(args("citadel"), {}).trust_domain == "cluster.local"
+    assert agent_settings(args("node-agent", "DaemonSet"), {}).trust_domain == "cluster.local"
