@@ -72,11 +72,17 @@ def reflector(url: str, sink: Seen) -> Reflector:
     return Reflector(api, CONFIGMAPS, sink, policy=FAST, field_selector="metadata.namespace=ns")
 
 
-async def run_until(api: RecordedAPI, seen: Seen, done: Callable[[Reflector], bool], what: str) -> Reflector:
+async def run_until(
+    api: RecordedAPI,
+    seen: Seen,
+    done: Callable[[Reflector], bool],
+    what: str,
+    make: Callable[[str, Seen], Reflector] = reflector,
+) -> Reflector:
     """Run a reflector against ``api`` until ``done(reflector)``; its stop must end it within 2 s."""
     stop = asyncio.Event()
     with serve(api) as url:
-        r = reflector(url, seen)
+        r = make(url, seen)
         task = asyncio.create_task(r.run(stop))
 
         async def check() -> bool:
@@ -115,6 +121,29 @@ async def test_duplicates_are_dropped_and_a_410_relist_delivers_only_the_differe
     watches = api.requested(PATH, watch=True)
     assert [q.get("resourceVersion") for q in watches] == ["10", "20"]
     assert all(q["fieldSelector"] == "metadata.namespace=ns" for q in api.requested(PATH, watch=False))
+
+
+async def test_one_namespace_and_a_field_selector_narrow_the_list_and_the_watch() -> None:
+    path = "/api/v1/namespaces/gw/configmaps"
+    api = RecordedAPI()
+    api.add_list(path, listing("3"))  # not there yet
+    api.add_watch(path, [event("ADDED", cm("cred", "4")), event("DELETED", cm("cred", "5"))])
+    api.add_watch(path, 410)  # resumed from "5", which is gone: relist
+    api.add_list(path, listing("6", cm("cred", "6")))
+
+    def one(url: str, sink: Seen) -> Reflector:
+        api_client = kube_client.ApiClient(kube_client.Configuration(host=url))
+        return Reflector(api_client, CONFIGMAPS, sink, namespace="gw", field_selector="metadata.name=cred",
+                         policy=FAST)  # fmt: skip
+
+    seen = Seen()
+    r = await run_until(api, seen, lambda r: r.lists == 2, "the relist after 410", one)
+    assert seen.delivered == [("ADDED", "cred", "4"), ("DELETED", "cred", "5"), ("ADDED", "cred", "6")]
+    assert r.status()["path"] == path
+    requests = api.requested(path, watch=False) + api.requested(path, watch=True)
+    assert len(requests) >= 3
+    assert all(q["fieldSelector"] == "metadata.name=cred" for q in requests)
+    assert api.requested(PATH, watch=False) == []  # never the Secrets of every namespace
 
 
 async def test_an_api_error_is_retried_with_backoff_and_kept_as_the_last_error(

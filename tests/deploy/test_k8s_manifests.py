@@ -13,6 +13,12 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from meshplane.citadel.nodeagent.settings import parse_agent_settings as agent_settings
+from meshplane.citadel.settings import parse_settings as citadel_settings
+from meshplane.galley.settings import parse_args as galley_settings
+from meshplane.pilot.settings import parse_args as pilot_settings
+from meshplane.shared.meshconfig import parse_mesh_config
+
 from .conftest import K8S, KUBERNETES_VERSION, KUSTOMIZATIONS, Manifests
 
 CONTROL_PLANE = ["galley", "pilot", "citadel"]
@@ -338,3 +344,50 @@ def test_sidecar_injector_is_istios_four_webhooks_by_service_reference(base: Man
     assert namespace == {
         "matchExpressions": [{"key": "istio-injection", "operator": "In", "values": ["enabled"]}]
     }
+
+
+MESH_CONFIG_DIR = "/etc/istio/config"
+
+
+def test_the_istio_configmap_holds_the_mesh_config_with_the_control_planes_namespace_as_root(
+    rendered: Manifests,
+) -> None:
+    mesh = rendered.one("ConfigMap", "istio")["data"]["mesh"]
+    config = parse_mesh_config(mesh, "ConfigMap istio data.mesh")
+    assert (config.root_namespace, config.trust_domain, config.not_applied) == (
+        "meshplane-system",
+        "cluster.local",
+        (),
+    )
+
+
+@pytest.mark.parametrize(
+    ("kind", "name"), [*(("Deployment", name) for name in CONTROL_PLANE), ("DaemonSet", "node-agent")]
+)
+def test_the_control_plane_and_node_agents_mount_the_istio_configmap_and_read_it(
+    base: Manifests, kind: str, name: str
+) -> None:
+    pod = base.one(kind, name)["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    volume = next(v for v in pod["volumes"] if v.get("configMap", {}).get("name") == "istio")
+    assert "items" not in volume["configMap"]  # each key a file of its name: mesh
+    mount = next(m for m in container["volumeMounts"] if m["name"] == volume["name"])
+    assert (mount["mountPath"], mount["readOnly"]) == (MESH_CONFIG_DIR, True)
+    assert f"--mesh-config={MESH_CONFIG_DIR}/mesh" in container["args"]
+    assert not [a for a in container["args"] if a.startswith("--trust-domain")]  # one source: the mesh config
+
+
+def test_the_services_own_parsers_take_meshplane_system_as_root_from_the_manifests(
+    base: Manifests, tmp_path: Path
+) -> None:
+    """Each service's argument parser, given its container's args and the ConfigMap as mounted."""
+    (tmp_path / "mesh").write_text(base.one("ConfigMap", "istio")["data"]["mesh"])
+
+    def args(name: str, kind: str = "Deployment") -> list[str]:
+        container = base.one(kind, name)["spec"]["template"]["spec"]["containers"][0]
+        return [a.replace(f"{MESH_CONFIG_DIR}/", f"{tmp_path}/") for a in container["args"]]
+
+    assert pilot_settings(args("pilot"), {}).root_namespace == "meshplane-system"
+    assert galley_settings(args("galley")).root_namespace == "meshplane-system"
+    assert citadel_settings(args("citadel"), {}).trust_domain == "cluster.local"
+    assert agent_settings(args("node-agent", "DaemonSet"), {}).trust_domain == "cluster.local"

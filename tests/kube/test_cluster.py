@@ -365,7 +365,7 @@ def test_the_kubelet_gives_a_pod_the_address_the_test_chooses(kube_api: Any, kub
         "spec": {"containers": [{"name": "web", "image": "example.invalid/web"}]},
     }
     core.create_namespaced_pod(kube_namespace, pod)
-    with TestKubelet(kube_api, {kube_namespace}, address_for=lambda p: chosen[p.metadata.name]):
+    with TestKubelet(kube_api, {kube_namespace}, address_for=lambda p: chosen[p["metadata"]["name"]]):
 
         def running() -> bool:
             status = core.read_namespaced_pod_status("web", kube_namespace).status

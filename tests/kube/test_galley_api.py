@@ -244,9 +244,9 @@ def mesh(
         started.append(
             _start(
                 "pilot",
-                ["env", "PILOT_DEBOUNCE_AFTER=50ms", str(BIN / "meshplane-pilot"), "--xds-plaintext",
-                 "--nats-url", nats.url, "--grpc-addr", f"127.0.0.1:{grpc}",
-                 "--http-addr", f"127.0.0.1:{http}", "--id", "pilot-kube"],
+                ["env", "PILOT_DEBOUNCE_AFTER=50ms", str(BIN / "meshplane-pilot"), "--nats-url", nats.url,
+                 "--grpc-addr", f"127.0.0.1:{grpc}", "--http-addr", f"127.0.0.1:{http}",
+                 "--id", "pilot-kube", "--xds-plaintext"],
                 tmp / "pilot.log",
                 lambda: _ok(f"http://127.0.0.1:{http}/ready"),
             )

@@ -85,7 +85,7 @@ class Gateway:
 
     def warming(self) -> list[str]:
         """The names of the listeners Envoy holds warming (waiting for their secrets)."""
-        dump = json.loads(self.envoy.get("/config_dump?resource=dynamic_listeners"))
+        dump = self.envoy.config_dump("?resource=dynamic_listeners")
         return [c["name"] for c in dump.get("configs", []) if "warming_state" in c]
 
     def put_secret(

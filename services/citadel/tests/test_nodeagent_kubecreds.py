@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import base64
+import logging
 from pathlib import Path
 from typing import Any
+
+import pytest
+from kubernetes import client as kube_client
 
 from meshplane.citadel.nodeagent.kubecreds import KubeSecrets, resource
 from meshplane.shared.tasks import TaskSupervisor
 from meshplane.shared.testing.certs import write_self_signed
+from meshplane.shared.testing.kubeapi import RecordedAPI, serve
+from meshplane.shared.testing.polling import eventually
 
 
 def _pair(tmp_path: Path, name: str) -> tuple[bytes, bytes]:
@@ -67,3 +74,43 @@ async def test_names_that_are_not_secret_names_or_name_another_namespace_are_nev
         assert secrets.get(name) is None
     assert secrets.watched == frozenset()
     await supervisor.aclose()
+
+
+def _secret(name: str, rv: str, data: dict[str, bytes]) -> dict[str, Any]:
+    encoded = {k: base64.b64encode(v).decode() for k, v in data.items()}
+    return {"metadata": {"name": name, "namespace": "gw", "resourceVersion": rv}, "data": encoded}
+
+
+async def test_a_secret_is_watched_alone_in_its_namespace_and_served_once_it_appears(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    cert, key = _pair(tmp_path, "a")
+    path = "/api/v1/namespaces/gw/secrets"
+    api = RecordedAPI()
+    api.add_list(path, {"kind": "SecretList", "metadata": {"resourceVersion": "1"}, "items": []})
+    added = _secret("cred", "2", {"tls.crt": cert, "tls.key": key})
+    api.add_watch(path, [{"type": "ADDED", "object": added}])
+    # the server then ends that watch; the one resumed from "2" is held open
+    supervisor = TaskSupervisor("test")
+    caplog.set_level(logging.INFO, "meshplane.citadel.nodeagent.kubecreds")
+    with serve(api) as url:
+        secrets = KubeSecrets(kube_client.ApiClient(kube_client.Configuration(host=url)), "gw", supervisor)
+        assert secrets.get("kubernetes://cred") is None  # not listed yet: the watch starts now
+
+        async def resumed() -> bool:
+            return len(api.requested(path, watch=True)) == 2
+
+        await eventually(resumed, "the watch resumed after the server ended it")
+        found = secrets.get("kubernetes://cred")
+        assert found is not None and found[0].tls_certificate.certificate_chain.inline_bytes == cert
+        assert secrets.watched == frozenset({"cred"})
+        secrets.close()
+        await supervisor.aclose()
+    assert [r.getMessage() for r in caplog.records] == [
+        "Secret gw/cred: absent",  # the first list: not there
+        "Secret gw/cred: keys ['tls.crt', 'tls.key']",
+    ]
+    requests = api.requested(path, watch=False) + api.requested(path, watch=True)
+    assert [q["fieldSelector"] for q in requests] == ["metadata.name=cred"] * 3
+    assert [q.get("resourceVersion") for q in api.requested(path, watch=True)] == ["1", "2"]
+    assert supervisor.failures("secret-cred") == 0

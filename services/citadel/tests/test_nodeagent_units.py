@@ -32,6 +32,18 @@ def test_agent_defaults() -> None:
         "/var/run/secrets/istio/root-cert.pem"
     )
     assert parse_agent_settings(REQUIRED, environ={"SECRET_TTL": "1h"}).cert_ttl == dt.timedelta(hours=1)
+    assert s.trust_domain == "cluster.local"
+
+
+def test_agent_trust_domain_comes_from_the_mesh_config_unless_given(tmp_path: Path) -> None:
+    mesh = tmp_path / "mesh"
+    mesh.write_text("trustDomain: example.org\n")
+    assert (
+        parse_agent_settings([*REQUIRED, "--mesh-config", str(mesh)], environ={}).trust_domain
+        == "example.org"
+    )
+    given = [*REQUIRED, "--mesh-config", str(mesh), "--trust-domain", "other.org"]
+    assert parse_agent_settings(given, environ={}).trust_domain == "other.org"
 
 
 @pytest.mark.parametrize(

@@ -1,7 +1,9 @@
-"""The one Kubernetes list+watch ("reflector") every meshplane service uses (Galley, the CNI agent).
+"""The one Kubernetes list+watch ("reflector") every meshplane service uses (Galley, the CNI agent,
+Citadel's namespace watch, the gateway agent's Secrets, the test kubelet).
 
-A :class:`Reflector` mirrors one resource of the API into :attr:`Reflector.store` and tells its
-sink what changed, as client-go's reflector does:
+A :class:`Reflector` mirrors one resource of the API (in every namespace or in one, optionally
+narrowed by field and label selectors) into :attr:`Reflector.store` and tells its sink what
+changed, as client-go's reflector does:
 
 - it lists (paged), then watches from the list's ``resourceVersion`` with bookmarks; a watch that
   ends (the server's timeout) or breaks (the API server restarted) is resumed from the last version
@@ -51,9 +53,13 @@ class ResourceDef:
 
     @property
     def path(self) -> str:
-        if self.group:
-            return f"/apis/{self.group}/{self.version}/{self.plural}"
-        return f"/api/{self.version}/{self.plural}"
+        return self.path_in("")
+
+    def path_in(self, namespace: str) -> str:
+        """The collection's path: of every namespace (``""``) or of one."""
+        base = f"/apis/{self.group}/{self.version}" if self.group else f"/api/{self.version}"
+        scope = f"/namespaces/{namespace}" if namespace else ""
+        return f"{base}{scope}/{self.plural}"
 
     @property
     def api_version(self) -> str:
@@ -122,6 +128,7 @@ class Reflector:
         resource: ResourceDef,
         sink: Sink,
         *,
+        namespace: str = "",
         field_selector: str = "",
         label_selector: str = "",
         watch_timeout: int = 300,
@@ -132,6 +139,8 @@ class Reflector:
         self.api = api
         self.resource = resource
         self.sink = sink
+        #: what is listed and watched: the resource in every namespace, or in ``namespace`` only
+        self.path = resource.path_in(namespace)
         self.selectors = [("fieldSelector", field_selector)] if field_selector else []
         self.selectors += [("labelSelector", label_selector)] if label_selector else []
         self.watch_timeout = watch_timeout
@@ -152,7 +161,7 @@ class Reflector:
     def status(self) -> dict[str, Any]:
         """What ``/debug`` pages show: counts, version, last error."""
         return {
-            "path": self.resource.path,
+            "path": self.path,
             "objects": len(self.store),
             "resourceVersion": self.resource_version,
             "lists": self.lists,
@@ -167,7 +176,7 @@ class Reflector:
         self._need_list = True
         while not stop.is_set():
             await retry_unless_stopped(
-                lambda: self._cycle(stop), what=f"list/watch {self.resource.path}", policy=self.policy,
+                lambda: self._cycle(stop), what=f"list/watch {self.path}", policy=self.policy,
                 stop=stop, on_retry=self._on_retry,
             )  # fmt: skip
 
@@ -184,7 +193,7 @@ class Reflector:
         try:
             await self._watch(stop)
         except _Gone:
-            log.info("%s: resourceVersion %s expired (410 Gone); relisting", self.resource.path,
+            log.info("%s: resourceVersion %s expired (410 Gone); relisting", self.path,
                      self.resource_version)  # fmt: skip
             self.expired += 1
             self._need_list = True
@@ -194,7 +203,7 @@ class Reflector:
     def _get(self, query: list[tuple[str, str]], read_timeout: float) -> Any:
         method, url, headers, _body, _post = self.api.param_serialize(
             method="GET",
-            resource_path=self.resource.path,
+            resource_path=self.path,
             query_params=query + self.selectors,
             header_params={"Accept": "application/json"},
             auth_settings=["BearerToken"],
@@ -202,7 +211,7 @@ class Reflector:
         try:
             return self.api.call_api(method, url, header_params=headers, _request_timeout=(5, read_timeout))
         except Exception as exc:  # the client's transport (urllib3) raises its own types
-            raise ApiUnreachable(f"{self.resource.path}: {type(exc).__name__}: {exc}") from exc
+            raise ApiUnreachable(f"{self.path}: {type(exc).__name__}: {exc}") from exc
 
     def _list_pages(self) -> tuple[list[dict[str, Any]], str] | None:
         """Every item and the list's version (thread); None for 404."""
@@ -214,7 +223,7 @@ class Reflector:
             try:
                 data = resp.read()
             except Exception as exc:
-                raise ApiUnreachable(f"{self.resource.path}: {type(exc).__name__}: {exc}") from exc
+                raise ApiUnreachable(f"{self.path}: {type(exc).__name__}: {exc}") from exc
             if resp.status == 410:  # the continue token expired: start the list again
                 cont = ""
                 items.clear()
@@ -222,7 +231,7 @@ class Reflector:
             if resp.status == 404:
                 return None
             if resp.status != 200:
-                raise ApiError(self.resource.path, resp.status, data.decode(errors="replace"))
+                raise ApiError(self.path, resp.status, data.decode(errors="replace"))
             body = json.loads(data)
             for item in body.get("items") or []:
                 item.setdefault("apiVersion", self.resource.api_version)
@@ -238,9 +247,7 @@ class Reflector:
         listed = await asyncio.to_thread(self._list_pages)
         items: list[dict[str, Any]]
         if listed is None:
-            self.last_error = (
-                f"{self.resource.path}: HTTP 404 (not served; retried every {self.not_found_retry:.0f}s)"
-            )
+            self.last_error = f"{self.path}: HTTP 404 (not served; retried every {self.not_found_retry:.0f}s)"
             items, version = [], ""
         else:
             items, version = listed
@@ -277,7 +284,7 @@ class Reflector:
             raise _Gone()
         if resp.status != 200:
             body = await asyncio.to_thread(resp.read)
-            raise ApiError(self.resource.path, resp.status, body.decode(errors="replace"))
+            raise ApiError(self.path, resp.status, body.decode(errors="replace"))
         self.watches += 1
         lines: Lines = asyncio.Queue()
         loop = asyncio.get_running_loop()
@@ -290,7 +297,7 @@ class Reflector:
                 if stop.is_set():
                     return
                 if isinstance(line, BaseException):
-                    raise ApiUnreachable(f"{self.resource.path}: watch broke: {line!r}") from line
+                    raise ApiUnreachable(f"{self.path}: watch broke: {line!r}") from line
                 await self._event(json.loads(line))
             ended = True  # the server ended it (timeoutSeconds): the connection can be reused
         finally:
@@ -305,7 +312,7 @@ class Reflector:
         if kind == "ERROR":
             if obj.get("code") == 410:
                 raise _Gone()
-            raise ApiError(self.resource.path, int(obj.get("code", 0)), str(obj.get("message", "")))
+            raise ApiError(self.path, int(obj.get("code", 0)), str(obj.get("message", "")))
         version = _version(obj)
         if kind == "BOOKMARK":
             self.resource_version = version or self.resource_version

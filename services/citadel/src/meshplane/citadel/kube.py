@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
-import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -72,14 +71,19 @@ def core_api(api_client: Any = None) -> Any:
     return client.CoreV1Api(api_client or _load_config())
 
 
-def startup_core_api() -> Any:
-    """:func:`core_api` for the start, where a missing configuration is a :class:`CAMaterialError`."""
+def startup_api_client() -> Any:
+    """The ``ApiClient`` for the start, where a missing configuration is a :class:`CAMaterialError`."""
     from kubernetes.config import ConfigException
 
     try:
-        return core_api()
+        return _load_config()
     except (ConfigException, OSError) as exc:
         raise CAMaterialError(f"Kubernetes mode needs an in-cluster config or a kubeconfig: {exc}") from exc
+
+
+def startup_core_api() -> Any:
+    """:func:`core_api` for the start (see :func:`startup_api_client`)."""
+    return core_api(startup_api_client())
 
 
 def _secret_body(cert_pem: str, ca_key_pem: bytes) -> Any:
@@ -183,38 +187,6 @@ def sync_root_configmaps(core: Any, roots_pem: str) -> int:
             core.replace_namespaced_config_map(CONFIGMAP_NAME, name, body)
             written += 1
     return written
-
-
-async def in_daemon_thread(name: str, body: Callable[[Callable[[], bool]], None]) -> None:
-    """Run the blocking ``body(cancelled)`` in a daemon thread and wait for it to end.
-
-    A stop does not wait for the thread's long poll: once this coroutine is cancelled,
-    ``cancelled()`` turns true and the thread is left to end at its next check. What ``body``
-    raises is raised here, so the supervisor of the calling task logs, counts and restarts it."""
-    loop = asyncio.get_running_loop()
-    done: asyncio.Future[None] = loop.create_future()
-
-    def finish(exc: BaseException | None) -> None:
-        if done.done():  # cancelled meanwhile
-            return
-        if exc is None:
-            done.set_result(None)
-        else:
-            done.set_exception(exc)
-
-    def run() -> None:
-        error: BaseException | None = None
-        try:
-            body(done.done)
-        except BaseException as exc:  # handed to the awaiting task
-            error = exc
-        try:
-            loop.call_soon_threadsafe(finish, error)
-        except RuntimeError:
-            pass  # the loop is closed: the process is exiting
-
-    threading.Thread(target=run, name=name, daemon=True).start()
-    await done
 
 
 async def run_namespace_watch(changed: asyncio.Event, stop: asyncio.Event) -> None:

@@ -22,6 +22,7 @@ removed. Without a ``network`` nothing runs (the default, and what ``main`` does
 from __future__ import annotations
 
 import argparse
+import asyncio
 import datetime
 import ipaddress
 import logging
@@ -29,17 +30,19 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from kubernetes import client, config, watch
+from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
+from meshplane.shared.reflector import Reflector, ResourceDef, WatchEvent
 from meshplane.shared.testing.podnet import PodNetwork
 
 log = logging.getLogger(__name__)
 
 NODE_NAME = "meshplane-test-node"
+PODS = ResourceDef("", "v1", "Pod", "pods")
 
 
 def _now() -> str:
@@ -47,7 +50,10 @@ def _now() -> str:
 
 
 class TestKubelet:
-    """Run with ``start()`` / ``stop()`` or as a context manager; watches pods in a thread."""
+    """Run with ``start()`` / ``stop()`` or as a context manager.
+
+    Pods are followed by the shared :class:`~meshplane.shared.reflector.Reflector` on an event loop
+    of the kubelet's own thread; the pods it handles are the API's JSON (``dict``)."""
 
     __test__ = False  # not a pytest test class
 
@@ -58,9 +64,10 @@ class TestKubelet:
         node_name: str = NODE_NAME,
         pod_cidr: str = "198.51.100.0/24",
         node_ip: str = "198.51.100.1",
-        address_for: Callable[[Any], str] | None = None,
+        address_for: Callable[[dict[str, Any]], str] | None = None,
         network: PodNetwork | None = None,
     ) -> None:
+        self.api_client = api_client
         self.core: Any = client.CoreV1Api(api_client)
         self.namespaces = namespaces
         self.node_name = node_name
@@ -77,6 +84,8 @@ class TestKubelet:
         self.errors = 0  # failures handled by the watch loop (each logged with its traceback)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_stop: asyncio.Event | None = None
 
     def __enter__(self) -> TestKubelet:
         return self.start()
@@ -92,6 +101,12 @@ class TestKubelet:
 
     def stop(self) -> None:
         self._stop.set()
+        loop, loop_stop = self._loop, self._loop_stop
+        if loop is not None and loop_stop is not None:
+            try:
+                loop.call_soon_threadsafe(loop_stop.set)
+            except RuntimeError:
+                pass  # the loop has ended already
         if self._thread is not None:
             self._thread.join(timeout=15)
             self._thread = None
@@ -130,10 +145,10 @@ class TestKubelet:
         self.core.patch_node_status(self.node_name, status)
 
     def _run(self) -> None:
-        """List then watch pods; every failure is logged, counted, and the loop starts over."""
+        """Follow pods until stopped; a failure is logged, counted, and following starts over."""
         while not self._stop.is_set():
             try:
-                self._sync_once()
+                asyncio.run(self._follow())
             except Exception:
                 self.errors += 1
                 log.exception(
@@ -141,79 +156,84 @@ class TestKubelet:
                 )
                 self._stop.wait(0.5)
 
-    def _sync_once(self) -> None:
-        listed = self.core.list_pod_for_all_namespaces()
-        for pod in listed.items:
-            self.handle(pod)
-        stream = watch.Watch()  # type: ignore[no-untyped-call]
-        for event in stream.stream(  # type: ignore[no-untyped-call]
-            self.core.list_pod_for_all_namespaces,
-            resource_version=listed.metadata.resource_version,
-            timeout_seconds=2,
-        ):
-            if event["type"] in ("ADDED", "MODIFIED"):
-                self.handle(event["object"])
-            elif event["type"] == "DELETED":
-                self.forget(event["object"])
-            if self._stop.is_set():
-                stream.stop()  # type: ignore[no-untyped-call]
-
-    def handle(self, pod: Any) -> None:
-        """Move one pod along: bind it, report it running, or finish its deletion."""
-        meta, spec = pod.metadata, pod.spec
-        if meta.namespace not in self.namespaces:
+    async def _follow(self) -> None:
+        """List then watch pods (the shared reflector) until :meth:`stop`; a failed handling raises."""
+        self._loop, self._loop_stop = asyncio.get_running_loop(), asyncio.Event()
+        if self._stop.is_set():  # stopped before the loop could be told
             return
-        if meta.deletion_timestamp is not None:
-            if spec.node_name == self.node_name:
+
+        async def sink(changes: Sequence[WatchEvent], listed: bool) -> None:
+            for change in changes:
+                if change.type == "DELETED":
+                    self.forget(change.obj)
+                else:
+                    self.handle(change.obj)
+
+        try:
+            await Reflector(self.api_client, PODS, sink).run(self._loop_stop)
+        finally:
+            self._loop = self._loop_stop = None
+
+    def handle(self, pod: dict[str, Any]) -> None:
+        """Move one pod along: bind it, report it running, or finish its deletion."""
+        meta, spec = pod["metadata"], pod.get("spec") or {}
+        name, namespace, node = meta["name"], meta.get("namespace"), spec.get("nodeName")
+        if namespace not in self.namespaces:
+            return
+        if meta.get("deletionTimestamp"):
+            if node == self.node_name:
                 self._ignore_gone(
-                    lambda: self.core.delete_namespaced_pod(meta.name, meta.namespace, grace_period_seconds=0)
+                    lambda: self.core.delete_namespaced_pod(name, namespace, grace_period_seconds=0)
                 )
                 self.forget(pod)
             return
-        if not spec.node_name:
+        if not node:
             binding = {
                 "apiVersion": "v1",
                 "kind": "Binding",
-                "metadata": {"name": meta.name},
+                "metadata": {"name": name},
                 "target": {"apiVersion": "v1", "kind": "Node", "name": self.node_name},
             }
             self._ignore_gone(
-                lambda: self.core.create_namespaced_binding(meta.namespace, binding, _preload_content=False)
+                lambda: self.core.create_namespaced_binding(namespace, binding, _preload_content=False)
             )
             return
-        if spec.node_name == self.node_name and not (pod.status and pod.status.pod_ip):
+        if node == self.node_name and not (pod.get("status") or {}).get("podIP"):
             self._ignore_gone(
-                lambda: self.core.patch_namespaced_pod_status(meta.name, meta.namespace, self._running(pod))
+                lambda: self.core.patch_namespaced_pod_status(name, namespace, self._running(pod))
             )
 
-    def forget(self, pod: Any) -> None:
+    def forget(self, pod: dict[str, Any]) -> None:
         """The pod is gone: stop its processes and remove its network namespace (with a network)."""
-        self.pod_ips.pop(pod.metadata.uid, None)
+        uid = pod["metadata"]["uid"]
+        self.pod_ips.pop(uid, None)
         if self.network is not None:
-            self.network.detach(pod.metadata.uid)
+            self.network.detach(uid)
 
-    def _start_sandbox(self, pod: Any) -> str:
+    def _start_sandbox(self, pod: dict[str, Any]) -> str:
         """A network namespace for the pod and its containers' commands running in it; its IP."""
         assert self.network is not None
-        box = self.network.attach(pod.metadata.uid)
-        base = {"POD_NAME": pod.metadata.name, "POD_NAMESPACE": pod.metadata.namespace, "POD_IP": box.ip}
-        for container in pod.spec.containers:
-            if container.command:
-                env = {e.name: e.value for e in container.env or [] if e.value is not None}
-                argv = [*container.command, *(container.args or [])]
-                self.network.run(box, container.name, argv, {**env, **base})
+        meta = pod["metadata"]
+        box = self.network.attach(meta["uid"])
+        base = {"POD_NAME": meta["name"], "POD_NAMESPACE": meta["namespace"], "POD_IP": box.ip}
+        for container in pod["spec"]["containers"]:
+            if container.get("command"):
+                env = {e["name"]: e["value"] for e in container.get("env") or [] if "value" in e}
+                argv = [*container["command"], *(container.get("args") or [])]
+                self.network.run(box, container["name"], argv, {**env, **base})
         return box.ip
 
-    def _running(self, pod: Any) -> dict[str, Any]:
-        if pod.metadata.uid not in self.pod_ips:
+    def _running(self, pod: dict[str, Any]) -> dict[str, Any]:
+        uid = pod["metadata"]["uid"]
+        if uid not in self.pod_ips:
             if self.network is not None:
                 address = self._start_sandbox(pod)
             elif self.address_for is not None:
                 address = self.address_for(pod)
             else:
                 address = str(next(self._hosts))
-            self.pod_ips[pod.metadata.uid] = address
-        ip = self.pod_ips[pod.metadata.uid]
+            self.pod_ips[uid] = address
+        ip = self.pod_ips[uid]
         now = _now()
         conditions = [
             {"type": kind, "status": "True", "lastTransitionTime": now}
@@ -221,15 +241,15 @@ class TestKubelet:
         ]
         containers = [
             {
-                "name": c.name,
-                "image": c.image,
+                "name": c["name"],
+                "image": c.get("image", ""),
                 "imageID": "",
                 "ready": True,
                 "started": True,
                 "restartCount": 0,
                 "state": {"running": {"startedAt": now}},
             }
-            for c in pod.spec.containers
+            for c in pod["spec"]["containers"]
         ]
         return {
             "status": {

@@ -14,7 +14,7 @@ from envoy.service.secret.v3 import sds_pb2_grpc
 from prometheus_client import REGISTRY
 
 from meshplane.citadel.ca.errors import CAMaterialError
-from meshplane.citadel.kube import startup_core_api
+from meshplane.citadel.kube import startup_api_client
 from meshplane.citadel.monitoring import MonitoringServer
 from meshplane.citadel.nodeagent import metrics
 from meshplane.citadel.nodeagent.caclient import CAClient, file_token
@@ -31,8 +31,8 @@ from meshplane.shared.telemetry import configure_logging, configure_metrics, con
 log = logging.getLogger("meshplane.citadel.nodeagent")
 
 
-async def serve(settings: AgentSettings, stop: asyncio.Event, kube_core: Any = None) -> None:
-    """``kube_core``: a CoreV1Api for ``--credential-namespace`` (None when it is not given)."""
+async def serve(settings: AgentSettings, stop: asyncio.Event, kube_api: Any = None) -> None:
+    """``kube_api``: a Kubernetes ``ApiClient`` for ``--credential-namespace`` (None when it is not given)."""
     client = CAClient(settings.ca_addr, settings.ca_root)
     default_token = file_token(settings.token_file) if settings.token_file else None
     # Rotation loops and the trust watch are supervised: a failure is logged, counted in
@@ -55,8 +55,8 @@ async def serve(settings: AgentSettings, stop: asyncio.Event, kube_core: Any = N
     files = FileCredentials(settings.file_credential_dirs)
     sources: list[CredentialSource] = [files]
     secrets = None
-    if settings.credential_namespace and kube_core is not None:
-        secrets = KubeSecrets(kube_core, settings.credential_namespace, tasks)
+    if settings.credential_namespace and kube_api is not None:
+        secrets = KubeSecrets(kube_api, settings.credential_namespace, tasks)
         sources.append(secrets)
         log.info("serving kubernetes:// credentials from the Secrets of %s", settings.credential_namespace)
     sds_pb2_grpc.add_SecretDiscoveryServiceServicer_to_server(
@@ -117,16 +117,16 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging()
     configure_tracing("meshplane-node-agent")
     configure_metrics("meshplane-node-agent", REGISTRY)  # process and runtime metrics
-    kube_core = None
+    kube_api = None
     if settings.credential_namespace:
         try:
-            kube_core = startup_core_api()
+            kube_api = startup_api_client()
         except CAMaterialError as exc:
             print(f"meshplane-node-agent: --credential-namespace: {exc}", file=sys.stderr)
             return 2
 
     async def run(stop: asyncio.Event) -> None:
-        await serve(settings, stop, kube_core)
+        await serve(settings, stop, kube_api)
 
     return run_service("meshplane-node-agent", run)
 

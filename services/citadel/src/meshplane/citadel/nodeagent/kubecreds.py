@@ -11,12 +11,13 @@ ServiceAccount). Keys never reach the bus or Pilot. The Secret shapes, as Istio 
 - the CA may instead be in a Secret of its own named ``<name>-cacert`` (key ``cacert`` or
   ``ca.crt``); it wins over the CA keys of ``<name>``.
 
-Each Secret asked for is watched by itself (field selector ``metadata.name=<name>``), never the
-namespace's other Secrets. A Secret that is missing, lacks the keys or holds unparsable PEM is
-not answered, so Envoy keeps that listener warming instead of rejecting the update; when it
-appears or changes, the streams that asked are pushed the new version (a rotation: Envoy uses
-the new certificate for new handshakes and keeps open connections). Names with a ``/`` (another
-namespace) are never served. Watches last for the agent's life; at most ``MAX_SECRETS``.
+Each Secret asked for is watched by itself (the shared :class:`~meshplane.shared.reflector.Reflector`
+on the namespace's Secrets with field selector ``metadata.name=<name>``), never the namespace's
+other Secrets. A Secret that is missing, lacks the keys or holds unparsable PEM is not answered,
+so Envoy keeps that listener warming instead of rejecting the update; when it appears or changes,
+the streams that asked are pushed the new version (a rotation: Envoy uses the new certificate for
+new handshakes and keeps open connections). Names with a ``/`` (another namespace) are never
+served. Watches last until :meth:`KubeSecrets.close`; at most ``MAX_SECRETS``.
 """
 
 from __future__ import annotations
@@ -28,8 +29,7 @@ import contextlib
 import hashlib
 import logging
 import re
-import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from cryptography import x509
@@ -37,7 +37,7 @@ from cryptography.hazmat.primitives import serialization
 from envoy.config.core.v3 import base_pb2
 from envoy.extensions.transport_sockets.tls.v3 import common_pb2, secret_pb2
 
-from meshplane.citadel.kube import in_daemon_thread
+from meshplane.shared.reflector import ApiClientLike, Reflector, ResourceDef, Sink, WatchEvent
 from meshplane.shared.tasks import TaskSupervisor
 
 log = logging.getLogger(__name__)
@@ -50,6 +50,7 @@ CA_KEYS = ("cacert", "ca.crt")
 #: a watch request ends after this and is re-opened from the last resourceVersion
 WATCH_SECONDS = 30
 MAX_SECRETS = 256
+SECRETS = ResourceDef("", "v1", "Secret", "secrets")
 
 #: a Kubernetes object name (DNS subdomain): nothing else reaches a field selector
 _SECRET_NAME = re.compile(r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?")
@@ -58,10 +59,10 @@ _SECRET_NAME = re.compile(r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?")
 SecretData = dict[str, bytes] | None
 
 
-def decode(secret: Any) -> dict[str, bytes]:
-    """A ``V1Secret``'s ``data`` (base64 values), decoded; undecodable values are left out."""
+def decode(secret: Mapping[str, Any]) -> dict[str, bytes]:
+    """A Secret's ``data`` (base64 values, the API's JSON), decoded; undecodable values are left out."""
     out: dict[str, bytes] = {}
-    for key, value in (secret.data or {}).items():
+    for key, value in (secret.get("data") or {}).items():
         with contextlib.suppress(binascii.Error, TypeError, ValueError):
             out[key] = base64.b64decode(value, validate=True)
     return out
@@ -138,46 +139,11 @@ def resource(
     return secret, _version(*pair)
 
 
-def follow_secret(
-    core: Any, namespace: str, name: str, publish: Callable[[SecretData], None], stopped: Callable[[], bool]
-) -> None:
-    """List then watch the one Secret ``namespace/name``, publishing each state, until ``stopped()``.
-
-    Blocking (run in a thread). A ``410 Gone`` relists; any other API error is raised."""
-    from kubernetes import watch
-    from kubernetes.client.exceptions import ApiException
-
-    selector = f"metadata.name={name}"
-    version: str | None = None
-    while not stopped():
-        if version is None:
-            listing = core.list_namespaced_secret(namespace, field_selector=selector)
-            publish(decode(listing.items[0]) if listing.items else None)
-            version = listing.metadata.resource_version
-        try:
-            for event in watch.Watch().stream(  # type: ignore[no-untyped-call]
-                core.list_namespaced_secret,
-                namespace,
-                field_selector=selector,
-                resource_version=version,
-                timeout_seconds=WATCH_SECONDS,
-            ):
-                obj = event["object"]
-                version = obj.metadata.resource_version
-                publish(None if event["type"] == "DELETED" else decode(obj))
-                if stopped():
-                    return
-        except ApiException as exc:
-            if exc.status != 410:
-                raise
-            version = None  # too old: list again
-
-
 class KubeSecrets:
     """The ``kubernetes://`` credential source of one namespace (see the module docstring)."""
 
-    def __init__(self, core: Any, namespace: str, supervisor: TaskSupervisor) -> None:
-        self._core = core
+    def __init__(self, api: ApiClientLike | None, namespace: str, supervisor: TaskSupervisor) -> None:
+        self._api = api
         self.namespace = namespace
         self._supervisor = supervisor
         self._secrets: dict[str, SecretData] = {}  # only those whose first list is done
@@ -185,7 +151,7 @@ class KubeSecrets:
         self._generation = 0
         self._changed = asyncio.Event()
         self._warned: set[str] = set()
-        self._closed = threading.Event()
+        self._closed = asyncio.Event()
 
     @property
     def generation(self) -> int:
@@ -219,7 +185,7 @@ class KubeSecrets:
         return resource(ref, self._secrets, self._problem)
 
     def close(self) -> None:
-        """End the watch threads (each at its next event or window end)."""
+        """End the watches (their open streams are closed at once)."""
         self._closed.set()
 
     def _warn(self, key: str, message: str) -> None:
@@ -237,11 +203,33 @@ class KubeSecrets:
         if len(self._watched) >= MAX_SECRETS:
             self._warn(secret_name, f"not watching Secret {secret_name}: {MAX_SECRETS} watched already")
             return
+        if self._api is None:
+            raise RuntimeError("KubeSecrets without an API client cannot watch Secrets")
         self._watched.add(secret_name)
-        self._supervisor.spawn(f"secret-{secret_name}", lambda: self._follow(secret_name))
+        reflector = Reflector(
+            self._api,
+            SECRETS,
+            self._sink(secret_name),
+            namespace=self.namespace,
+            field_selector=f"metadata.name={secret_name}",
+            watch_timeout=WATCH_SECONDS,
+        )
+        self._supervisor.spawn(f"secret-{secret_name}", lambda: reflector.run(self._closed))
+
+    def _sink(self, secret_name: str) -> Sink:
+        """The Secret's reflector sink: publish its state after each change and each (re)list."""
+
+        async def sink(changes: Sequence[WatchEvent], listed: bool) -> None:
+            data = self._secrets.get(secret_name)
+            for change in changes:
+                data = None if change.type == "DELETED" else decode(change.obj)
+            if changes or listed:  # a list that found nothing still says "listed: absent"
+                self._publish(secret_name, data)
+
+        return sink
 
     def _publish(self, secret_name: str, data: SecretData) -> None:
-        """On the loop: the Secret's state now; wake the streams if it changed."""
+        """The Secret's state now; wake the streams if it changed."""
         if secret_name in self._secrets and self._secrets[secret_name] == data:
             return
         self._secrets[secret_name] = data
@@ -250,16 +238,3 @@ class KubeSecrets:
         changed.set()
         state = "absent" if data is None else f"keys {sorted(data)}"
         log.info("Secret %s/%s: %s", self.namespace, secret_name, state)
-
-    async def _follow(self, secret_name: str) -> None:
-        """Run :func:`follow_secret` in a daemon thread (a stop need not wait for its long poll)."""
-        loop = asyncio.get_running_loop()
-
-        def publish(data: SecretData) -> None:
-            loop.call_soon_threadsafe(self._publish, secret_name, data)
-
-        def body(cancelled: Callable[[], bool]) -> None:
-            stopped = lambda: self._closed.is_set() or cancelled()  # noqa: E731
-            follow_secret(self._core, self.namespace, secret_name, publish, stopped)
-
-        await in_daemon_thread(f"secret-{secret_name}", body)

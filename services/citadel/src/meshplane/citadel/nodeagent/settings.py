@@ -12,6 +12,7 @@ from pathlib import Path
 
 from meshplane.citadel.durations import parse_duration
 from meshplane.shared.lifecycle import parse_hostport
+from meshplane.shared.meshconfig import add_mesh_config_flag, mesh_config_from_args
 
 #: env var → (default, description)
 ENV: dict[str, tuple[str, str]] = {
@@ -68,7 +69,10 @@ def parse_agent_settings(argv: list[str] | None, environ: Mapping[str, str] | No
         "--key-type", choices=["ec", "rsa"], default="ec", help="workload key: EC P-256 or RSA 2048"
     )
     p.add_argument("--cert-ttl", default=None, help="certificate lifetime to ask for (env SECRET_TTL, 24h)")
-    p.add_argument("--trust-domain", default="cluster.local")
+    p.add_argument(
+        "--trust-domain", default=None, help="default: --mesh-config's trustDomain, else cluster.local"
+    )
+    add_mesh_config_flag(p)
     p.add_argument("--monitoring-addr", default=None, help="HOST:PORT serving /metrics (default: off)")
     p.add_argument(
         "--file-credential-dir",
@@ -91,6 +95,7 @@ def parse_agent_settings(argv: list[str] | None, environ: Mapping[str, str] | No
         "a gateway's agent, with the gateway's ServiceAccount; default: off",
     )
     args = p.parse_args(argv)
+    mesh = mesh_config_from_args(p, args.mesh_config)
     if args.file_credential_poll <= 0:
         p.error(f"--file-credential-poll {args.file_credential_poll}: must be positive")
     dirs: tuple[Path, ...] | None = tuple(Path(d) for d in args.file_credential_dir or ())
@@ -122,7 +127,7 @@ def parse_agent_settings(argv: list[str] | None, environ: Mapping[str, str] | No
         nats_url=args.nats_url or environ.get("NATS_URL", ""),
         key_type=args.key_type,
         cert_ttl=ttl,
-        trust_domain=args.trust_domain,
+        trust_domain=args.trust_domain or mesh.trust_domain,
         monitoring_addr=monitoring,
         file_credential_dirs=dirs,
         file_credential_poll=args.file_credential_poll,
