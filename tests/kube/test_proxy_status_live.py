@@ -1,16 +1,18 @@
 """``meshctl proxy-status`` against a live cluster through its kubeconfig, as istioctl (issue 13
 item 10).
 
-A real Pilot runs as a pod's process: the test kubelet gives the pod a network namespace on a test
-bridge, and Pilot serves ADS on ``0.0.0.0:15010`` and its debug endpoints on ``0.0.0.0:15014``
-there, reading a nats-server bound on the bridge's gateway address. A real Envoy on the host
-connects to the pod's address. meshctl, given only the kubeconfig, finds the Pilot pod by its
-label and reads its ``/debug/syncz`` through the API server's pod proxy.
+Two real Pilots run as pods' processes: the test kubelet gives each pod a network namespace on a
+test bridge, and Pilot serves ADS on ``0.0.0.0:15010`` and its debug endpoints on
+``0.0.0.0:15014`` there, reading a nats-server bound on the bridge's gateway address. A real
+Envoy on the host connects to each pod's address. meshctl, given only the kubeconfig, finds the
+Pilot pods by their label and reads each one's ``/debug/syncz`` through the API server's pod
+proxy.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import urllib.request
@@ -55,16 +57,20 @@ def pilot_pod(name: str, nats_url: str) -> dict[str, Any]:
 @dataclass
 class Cluster:
     namespace: str
-    pilot: str
-    proxy_id: str
+    #: proxy id -> the Pilot pod its Envoy is connected to
+    proxies: dict[str, str]
     kubeconfig: str
+
+
+PILOTS = ("pilot-0", "pilot-1")
 
 
 @pytest.fixture(scope="module")
 def cluster(
     kube_api: Any, kube_cluster: KubeCluster, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Cluster]:
-    """A Pilot pod in its own namespace, its bus on the bridge, and one sidecar Envoy connected to it."""
+    """Two Pilot pods in their own namespace, their bus on the bridge, and one gateway Envoy
+    connected to each (``gateway-N`` to ``pilot-N``)."""
     tmp = tmp_path_factory.mktemp("proxy-status")
     core: Any = client.CoreV1Api(kube_api)
     namespace = f"ps-{uuid.uuid4().hex[:8]}"
@@ -72,32 +78,34 @@ def cluster(
     network = PodNetwork(tmp / "pods").start()
     nats = NatsServer(store_dir=tmp / "nats", log_file=tmp / "nats.log", host=network.gateway, plaintext=True)
     kubelet = TestKubelet(kube_api, {namespace}, network=network)
-    envoy: EnvoyProcess | None = None
+    envoys: list[EnvoyProcess] = []
     try:
         nats.start()
         kubelet.start()
-        core.create_namespaced_pod(namespace, pilot_pod("pilot-0", nats.url))
-
-        def pod_ip() -> str | None:
-            return core.read_namespaced_pod("pilot-0", namespace).status.pod_ip  # type: ignore[no-any-return]
-
-        wait_until(lambda: bool(pod_ip()), "the Pilot pod's address")
-        ip = pod_ip()
-        wait_until(lambda: _ok(f"http://{ip}:15014/ready"), "Pilot ready in its pod", timeout=60)
-        admin = free_port()
-        proxy = f"web-1.{namespace}"
-        options = BootstrapOptions(
-            node_id=f"sidecar~127.0.0.1~{proxy}~{namespace}.svc.cluster.local",
-            pilots=[f"{ip}:15010"],
-            admin=f"127.0.0.1:{admin}",
-            namespace=namespace,
-        )
-        bootstrap = tmp / "envoy.yaml"
-        bootstrap.write_text(yaml.safe_dump(render_bootstrap(options)))
-        envoy = EnvoyProcess(bootstrap, admin, tmp / "envoy.log").start()
-        yield Cluster(namespace, "pilot-0", proxy, str(kube_cluster.kubeconfig))
+        for pilot in PILOTS:
+            core.create_namespaced_pod(namespace, pilot_pod(pilot, nats.url))
+        proxies = {}
+        for n, pilot in enumerate(PILOTS):
+            ip = _ready_pod_ip(core, namespace, pilot)
+            admin = free_port()
+            proxy = f"gateway-{n}.{namespace}"
+            options = BootstrapOptions(
+                # Gateways: with no Gateway resource they bind no listener (a sidecar would take
+                # the host's 15001/15006), so both Envoys share the host.
+                proxy_type="router",
+                node_id=f"router~127.0.0.1~{proxy}~{namespace}.svc.cluster.local",
+                labels={"istio": "ingressgateway"},
+                pilots=[f"{ip}:15010"],
+                admin=f"127.0.0.1:{admin}",
+                namespace=namespace,
+            )
+            bootstrap = tmp / f"envoy-{n}.yaml"
+            bootstrap.write_text(yaml.safe_dump(render_bootstrap(options)))
+            envoys.append(EnvoyProcess(bootstrap, admin, tmp / f"envoy-{n}.log").start())
+            proxies[proxy] = pilot
+        yield Cluster(namespace, proxies, str(kube_cluster.kubeconfig))
     finally:
-        if envoy is not None:
+        for envoy in envoys:
             envoy.stop()
         core.delete_collection_namespaced_pod(namespace, grace_period_seconds=0)
         kubelet.stop()
@@ -106,9 +114,25 @@ def cluster(
         nats.stop()
 
 
+def _ready_pod_ip(core: Any, namespace: str, name: str) -> str:
+    """The pod's address, once its Pilot answers ``/ready`` there."""
+
+    def pod_ip() -> str:
+        return str(core.read_namespaced_pod(name, namespace).status.pod_ip or "")
+
+    wait_until(lambda: bool(pod_ip()), f"pod {name}'s address")
+    ip = pod_ip()
+    wait_until(lambda: _ok(f"http://{ip}:15014/ready"), f"Pilot ready in pod {name}", timeout=60)
+    return ip
+
+
 def _ok(url: str) -> bool:
     with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 (a test pod's address)
         return bool(response.status == 200)
+
+
+def columns(line: str) -> list[str]:
+    return re.split(r"\s{2,}", line.strip())
 
 
 def test_proxy_status_reads_every_pilot_pod_through_the_api_server(cluster: Cluster) -> None:
@@ -117,26 +141,31 @@ def test_proxy_status_reads_every_pilot_pod_through_the_api_server(cluster: Clus
 
     def synced() -> bool:
         runs.append(meshctl(*args))
-        rows = [line.split() for line in runs[-1].stdout.splitlines()[1:]]
-        return any(r[0] == cluster.proxy_id and r[2:4] == ["SYNCED", "SYNCED"] for r in rows)
+        rows = {columns(line)[0]: columns(line) for line in runs[-1].stdout.splitlines()[1:]}
+        return all(p in rows and rows[p][2:4] == ["SYNCED", "SYNCED"] for p in cluster.proxies)
 
-    wait_until(synced, f"{cluster.proxy_id} SYNCED in meshctl proxy-status", timeout=60)
+    try:
+        wait_until(synced, f"{sorted(cluster.proxies)} SYNCED in meshctl proxy-status", timeout=60)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; it last printed:\n{runs[-1].stdout}{runs[-1].stderr}") from None
     run = runs[-1]
     assert run.returncode == 0, run.stderr
-    header, *rows = run.stdout.splitlines()
-    assert header.split() == ["NAME", "CLUSTER", "CDS", "LDS", "EDS", "RDS", "PILOT", "VERSION"]
-    (row,) = [r.split() for r in rows if r.split()[0] == cluster.proxy_id]
-    assert row[1] == "Kubernetes"
-    assert row[-2] == cluster.pilot  # the pod it was read from
+    header, *lines = run.stdout.splitlines()
+    assert columns(header) == ["NAME", "CLUSTER", "CDS", "LDS", "EDS", "RDS", "PILOT", "VERSION"]
+    rows = [columns(line) for line in lines]
+    # One row per proxy, each naming the Pilot pod it is connected to. Without Services in the
+    # mesh no cluster uses EDS and no listener RDS: Istio's NOT SENT for both.
+    assert sorted(r[:7] for r in rows) == [
+        [proxy, "Kubernetes", "SYNCED", "SYNCED", "NOT SENT", "NOT SENT", pilot]
+        for proxy, pilot in sorted(cluster.proxies.items())
+    ]
 
-    one = meshctl(*args, cluster.proxy_id, "-o", "json")
+    proxy, pilot = sorted(cluster.proxies.items())[1]
+    one = meshctl(*args, proxy, "-o", "json")
     assert one.returncode == 0, one.stderr
     (entry,) = json.loads(one.stdout)
-    assert (entry["pilot"], entry["proxy"], entry["cluster_status"]) == (
-        cluster.pilot,
-        cluster.proxy_id,
-        "SYNCED",
-    )
+    assert (entry["pilot"], entry["proxy"], entry["cluster_status"]) == (pilot, proxy, "SYNCED")
+    assert [r[7] for r in rows if r[0] == proxy] == [entry["proxy_version"]]
 
     missing = meshctl(*args, f"nobody.{cluster.namespace}")
     assert missing.returncode == 1
