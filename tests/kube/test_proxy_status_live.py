@@ -177,3 +177,24 @@ def test_no_pilot_pods_is_a_clear_error(cluster: Cluster, kube_namespace: str) -
     assert run.returncode == 2
     assert f"no running Pilot pods (app.kubernetes.io/name=pilot) in namespace {kube_namespace}" in run.stderr
     assert "Traceback" not in run.stderr
+
+
+def test_a_pilot_pod_whose_debug_port_does_not_answer_is_a_clear_error(
+    cluster: Cluster, kube_api: Any
+) -> None:
+    core: Any = client.CoreV1Api(kube_api)
+    ns, name = cluster.namespace, "pilot-silent"
+    idle = [sys.executable, "-c", "import time; time.sleep(600)"]
+    silent = {"name": "pilot", "image": "meshplane/pilot", "command": idle}
+    pod = {"metadata": {"name": name, "labels": PILOT_LABELS}, "spec": {"containers": [silent]}}
+    core.create_namespaced_pod(ns, pod)
+    try:
+        wait_until(lambda: core.read_namespaced_pod(name, ns).status.phase == "Running", f"{name} Running")
+        run = meshctl("proxy-status", "--kubeconfig", cluster.kubeconfig, "-i", ns)
+        assert run.returncode == 2
+        expected = f"meshctl proxy-status: cannot read /debug/syncz of Pilot pod {ns}/{name}: HTTP "
+        assert run.stderr.startswith(expected), run.stderr
+        assert "Traceback" not in run.stderr
+    finally:
+        core.delete_namespaced_pod(name, ns, grace_period_seconds=0)
+        wait_until(lambda: name not in {p.metadata.name for p in core.list_namespaced_pod(ns).items}, "gone")

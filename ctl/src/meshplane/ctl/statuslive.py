@@ -4,7 +4,8 @@ istioctl reaches istiod through the API server; so does meshctl. The Pilot pods 
 their label (``app.kubernetes.io/name=pilot``, as ``k8s/base/pilot`` deploys them) in the
 control-plane namespace, and each Running one's debug endpoint (port 15014) is read through the
 API server's pod proxy (``/api/v1/namespaces/NS/pods/NAME:15014/proxy/debug/syncz``). Nothing
-but the kubeconfig is needed: no port-forward, no route to pod addresses.
+but the kubeconfig is needed: no port-forward, no route to pod addresses. ``-o json`` prints the
+syncz entries as Pilot serves them, each with the ``pilot`` pod it came from.
 """
 
 from __future__ import annotations
@@ -49,7 +50,8 @@ def _syncz(core: Any, name: str, namespace: str) -> list[SynczRow]:
         )
         data = json.loads(resp.data)
     except ApiException as exc:
-        body = (exc.body or "").strip() if isinstance(exc.body, str) else ""
+        raw = exc.body or ""
+        body = (raw.decode(errors="replace") if isinstance(raw, bytes) else str(raw)).strip()
         raise LiveError(
             f"cannot read /debug/syncz of Pilot pod {namespace}/{name}: HTTP {exc.status} {body[:200]}"
         ) from exc
