@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -15,7 +16,7 @@ from meshplane.ctl.status import TYPES
 from meshplane.proto.bus.v1 import status_pb2
 from meshplane.shared.bus import Buckets, Bus, make_key
 from meshplane.shared.components import STALE_AFTER_SECONDS, ComponentAnnouncer
-from meshplane.shared.natsserver import NatsServer
+from meshplane.shared.natsserver import NatsServer, free_port
 from meshplane.shared.version import __version__
 
 
@@ -138,3 +139,41 @@ async def test_a_normal_exit_prints_nothing_on_stderr(bus: Bus, nats_server: Nat
     assert out.returncode == 0, out.stderr
     assert ("pilot-1" if verb == "version" else "a.default") in out.stdout
     assert out.stderr == ""
+
+
+def _kubeconfig(tmp_path: Path) -> Path:
+    """A kubeconfig naming an API server that nothing serves."""
+    server = f"https://127.0.0.1:{free_port()}"
+    doc = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "c", "cluster": {"server": server, "insecure-skip-tls-verify": True}}],
+        "users": [{"name": "u", "user": {"token": "t"}}],
+        "contexts": [{"name": "ctx", "context": {"cluster": "c", "user": "u"}}],
+        "current-context": "ctx",
+    }
+    path = tmp_path / "kubeconfig"
+    path.write_text(json.dumps(doc))
+    return path
+
+
+def test_proxy_status_on_an_unreachable_api_server_exits_2_naming_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["proxy-status", "--kubeconfig", str(_kubeconfig(tmp_path))]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("meshctl proxy-status: cannot reach the API server"), err
+    assert "Traceback" not in err
+
+
+def test_proxy_status_without_a_bus_flag_reads_the_cluster_of_an_existing_kubeconfig(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("NATS_URL", raising=False)
+    monkeypatch.setenv("KUBECONFIG", str(_kubeconfig(tmp_path)))
+    assert main(["proxy-status"]) == 2
+    assert "cannot reach the API server" in capsys.readouterr().err
+    # A bus named by $NATS_URL wins over the kubeconfig, as --nats-url does.
+    monkeypatch.setenv("NATS_URL", f"nats://127.0.0.1:{free_port()}")
+    assert main(["proxy-status"]) == 2
+    assert "cannot read proxy status from the bus" in capsys.readouterr().err

@@ -40,17 +40,11 @@ from meshplane.shared.envoyproc import EnvoyProcess
 from meshplane.shared.natsserver import NatsServer, free_port
 from meshplane.shared.processes import ChildProcess
 from meshplane.shared.testing.kubeenv import KubeCluster, wait_until
+from meshplane.shared.testing.kubefixtures import pod_network_marks
 from meshplane.shared.testing.kubelet import TestKubelet
-from meshplane.shared.testing.podnet import PodNetwork, unavailable_reason
+from meshplane.shared.testing.podnet import PodNetwork
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.kube,
-    pytest.mark.root,
-    pytest.mark.xdist_group("kube"),
-    pytest.mark.skipif(unavailable_reason() is not None, reason=str(unavailable_reason())),
-    pytest.mark.timeout(300),
-]
+pytestmark = pod_network_marks()
 
 BIN = Path(sys.executable).parent
 NET = "networking.istio.io"

@@ -7,12 +7,16 @@ import os
 
 from meshplane.shared.bus import Bus, BusOptions
 
+DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
 
-def add_nats_flag(p: argparse.ArgumentParser) -> None:
+
+def add_nats_flag(p: argparse.ArgumentParser, explicit: bool = False) -> None:
+    """``--nats-url``; with ``explicit`` its default is None, so a command can tell whether it was given
+    (then the caller falls back to ``$NATS_URL`` and DEFAULT_NATS_URL itself)."""
     p.add_argument(
         "--nats-url",
-        default=os.environ.get("NATS_URL", "nats://127.0.0.1:4222"),
-        help="the bus (env NATS_URL; default nats://127.0.0.1:4222)",
+        default=None if explicit else os.environ.get("NATS_URL", DEFAULT_NATS_URL),
+        help=f"the bus (env NATS_URL; default {DEFAULT_NATS_URL})",
     )
 
 

@@ -5,6 +5,11 @@ Istio's sync words: SYNCED when the last nonce sent was acked, NOT SENT when not
 ``STALE (Never Acknowledged)`` when nothing was ever acked, STALE otherwise; a NACK shows as
 ``NACKED``. ``-o json`` prints the raw status for scripts.
 
+Where it reads: the bus (``--nats-url`` or ``$NATS_URL``), or, as istioctl does, a live cluster
+through the API server (``--kubeconfig``/``--context``; ``meshplane.ctl.statuslive``). With
+neither given, a kubeconfig that exists (``$KUBECONFIG``, else ``~/.kube/config``) means the
+cluster, and otherwise the bus at its default address.
+
 Only records their Pilot still refreshes are shown: a record older than
 ``meshplane.shared.proxystatus.STALE_AFTER_SECONDS`` (30 s) belongs to a Pilot that died without
 cleaning up, and its proxy has reconnected elsewhere or is gone. Likewise ``version`` lists only
@@ -17,17 +22,23 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
+from pathlib import Path
 
 from google.protobuf.json_format import MessageToDict
 
 from meshplane.ctl import __version__
-from meshplane.ctl.busclient import add_nats_flag, connect
+from meshplane.ctl.analyzelive import LiveError
+from meshplane.ctl.busclient import DEFAULT_NATS_URL, add_nats_flag, connect
 from meshplane.ctl.errors import EXIT_FINDINGS, EXIT_USAGE, error
 from meshplane.ctl.tables import render
 from meshplane.proto.bus.v1 import status_pb2
 from meshplane.shared.bus import Buckets, BusError
 from meshplane.shared.components import is_live as component_is_live
 from meshplane.shared.proxystatus import is_live
+
+#: where k8s/ deploys Pilot (istioctl's -i names istiod's namespace the same way)
+CONTROL_PLANE_NAMESPACE = "meshplane-system"
 
 TYPES = {
     "CDS": "type.googleapis.com/envoy.config.cluster.v3.Cluster",
@@ -50,13 +61,19 @@ def sync_word(t: status_pb2.TypeSyncStatus | None) -> str:
     return "STALE"
 
 
+def render_rows(rows: list[tuple[str, str, tuple[str, ...], str]]) -> str:
+    """istioctl's table of (proxy, pilot, the four sync words, proxy version) rows."""
+    lines = [[proxy, "Kubernetes", *words, pilot, ver or "-"] for proxy, pilot, words, ver in sorted(rows)]
+    return render(["NAME", "CLUSTER", "CDS", "LDS", "EDS", "RDS", "PILOT", "VERSION"], lines)
+
+
 def table(statuses: list[status_pb2.ProxyStatus]) -> str:
     rows = []
-    for s in sorted(statuses, key=lambda s: (s.proxy_id, s.pilot_id)):
+    for s in statuses:
         by_type = {t.type_url: t for t in s.types}
-        words = [sync_word(by_type.get(url)) for url in TYPES.values()]
-        rows.append([s.proxy_id, "Kubernetes", *words, s.pilot_id, s.proxy_version or "-"])
-    return render(["NAME", "CLUSTER", "CDS", "LDS", "EDS", "RDS", "PILOT", "VERSION"], rows)
+        words = tuple(sync_word(by_type.get(url)) for url in TYPES.values())
+        rows.append((s.proxy_id, s.pilot_id, words, s.proxy_version))
+    return render_rows(rows)
 
 
 async def read_proxy_status(url: str) -> list[status_pb2.ProxyStatus]:
@@ -81,7 +98,15 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p = sub.add_parser("proxy-status", aliases=["ps"], help="sync state of every proxy on every Pilot")
     p.add_argument("proxy", nargs="?", help="only this proxy (<pod>.<namespace>)")
     p.add_argument("-o", "--output", choices=["table", "json"], default="table")
-    add_nats_flag(p)
+    add_nats_flag(p, explicit=True)
+    p.add_argument("--kubeconfig", help="read every Pilot pod's sync state through this cluster's API server")
+    p.add_argument("--context", help="kubeconfig context (default: the current one)")
+    p.add_argument(
+        "-i",
+        "--istioNamespace",
+        default=CONTROL_PLANE_NAMESPACE,
+        help=f"namespace of the Pilot pods (default {CONTROL_PLANE_NAMESPACE})",
+    )
     p.set_defaults(func=run_proxy_status)
     v = sub.add_parser("version", help="client version and every running component's (via the bus)")
     v.add_argument("--short", action="store_true", help="client version only")
@@ -90,16 +115,57 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     v.set_defaults(func=run_version)
 
 
-def run_proxy_status(args: argparse.Namespace) -> int:
+def _kubeconfig_exists() -> bool:
+    paths = os.environ.get("KUBECONFIG") or str(Path.home() / ".kube" / "config")
+    return any(Path(p).is_file() for p in paths.split(os.pathsep) if p)
+
+
+def use_cluster(args: argparse.Namespace) -> bool:
+    """Whether to read a live cluster rather than the bus (see the module's docstring)."""
+    if args.kubeconfig or args.context:
+        return True
+    if args.nats_url or os.environ.get("NATS_URL"):
+        return False
+    return _kubeconfig_exists()
+
+
+def _not_connected(proxy: str) -> int:
+    error("proxy-status", f"proxy {proxy!r} is not connected to any Pilot")
+    return EXIT_FINDINGS
+
+
+def run_cluster_status(args: argparse.Namespace) -> int:
+    from meshplane.ctl.statuslive import read_cluster_status
+
     try:
-        statuses = asyncio.run(read_proxy_status(args.nats_url))
+        # $KUBECONFIG as it is now (the kubernetes client reads it once, at import)
+        kubeconfig = args.kubeconfig or os.environ.get("KUBECONFIG") or None
+        rows = read_cluster_status(kubeconfig, args.context, args.istioNamespace)
+    except LiveError as exc:
+        error("proxy-status", str(exc))
+        return EXIT_USAGE
+    chosen = [r for r in rows if not args.proxy or r.proxy_id == args.proxy]
+    if args.proxy and not chosen:
+        return _not_connected(args.proxy)
+    if args.output == "json":
+        print(json.dumps([{"pilot": r.pilot, **r.raw} for r in chosen], indent=2))
+    else:
+        print(render_rows([(r.proxy_id, r.pilot, r.words, r.version) for r in chosen]))
+    return 0
+
+
+def run_proxy_status(args: argparse.Namespace) -> int:
+    if use_cluster(args):
+        return run_cluster_status(args)
+    url = args.nats_url or os.environ.get("NATS_URL") or DEFAULT_NATS_URL
+    try:
+        statuses = asyncio.run(read_proxy_status(url))
     except (BusError, TimeoutError) as exc:
-        error("proxy-status", f"cannot read proxy status from the bus at {args.nats_url}: {exc}")
+        error("proxy-status", f"cannot read proxy status from the bus at {url}: {exc}")
         return EXIT_USAGE
     chosen = [s for s in statuses if not args.proxy or s.proxy_id == args.proxy]
     if args.proxy and not chosen:
-        error("proxy-status", f"proxy {args.proxy!r} is not connected to any Pilot")
-        return EXIT_FINDINGS
+        return _not_connected(args.proxy)
     if args.output == "json":
         print(json.dumps([MessageToDict(s) for s in chosen], indent=2))
     else:

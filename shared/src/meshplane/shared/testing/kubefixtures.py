@@ -21,6 +21,23 @@ import pytest
 from meshplane.shared.testing.kubeenv import KubeCluster, KubeUnavailable, find_binaries, wait_until
 
 
+def pod_network_marks() -> list[pytest.MarkDecorator]:
+    """The marks of a test module whose pods run real processes (``podnet``, the test kubelet):
+    integration, kube, root, the "kube" xdist group, a skip where pod networks cannot be made,
+    and a 300 s timeout."""
+    from meshplane.shared.testing.podnet import unavailable_reason
+
+    reason = unavailable_reason()
+    return [
+        pytest.mark.integration,
+        pytest.mark.kube,
+        pytest.mark.root,
+        pytest.mark.xdist_group("kube"),
+        pytest.mark.skipif(reason is not None, reason=str(reason)),
+        pytest.mark.timeout(300),
+    ]
+
+
 def require_kube_binaries() -> Path:
     """The binaries' directory; skips the test where Go is absent, fails it where they are unbuilt."""
     try:
