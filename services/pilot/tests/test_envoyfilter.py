@@ -11,6 +11,7 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import http_con
 from meshplane.pilot.generators import envoyfilter
 from meshplane.pilot.generators.xdstypes.cds import ClusterGenerator
 from meshplane.pilot.generators.xdstypes.lds import ListenerGenerator
+from meshplane.pilot.metrics import Metrics
 from meshplane.pilot.model.config import Config
 from meshplane.pilot.model.proxy import Proxy
 from meshplane.pilot.model.push_context import PushContext
@@ -180,3 +181,15 @@ def test_bad_value_is_skipped_logged_and_counted() -> None:
     before = envoyfilter.PATCH_ERRORS["default/bad"]
     assert clusters(ctx(bad)) == clusters(ctx())
     assert envoyfilter.PATCH_ERRORS["default/bad"] > before
+
+
+def test_skipped_patches_are_exported_as_a_pilot_metric() -> None:
+    bad = envoy_filter(
+        "bad-metric",
+        [{"applyTo": "CLUSTER", "patch": {"operation": "MERGE", "value": {"connect_timeout": "soon"}}}],
+    )
+    registry = Metrics().registry
+    before = registry.get_sample_value("pilot_envoyfilter_patch_errors_total", {"name": "default/bad-metric"})
+    clusters(ctx(bad))
+    after = registry.get_sample_value("pilot_envoyfilter_patch_errors_total", {"name": "default/bad-metric"})
+    assert (before or 0) < (after or 0)

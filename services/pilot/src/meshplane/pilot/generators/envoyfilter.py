@@ -41,6 +41,7 @@ from meshplane.shared.config import models
 from meshplane.shared.config.checks.envoy_types import unknown_type_urls
 from meshplane.shared.config.models.envoy_filter import ApplyTo, EnvoyConfigObjectPatch, Operation
 from meshplane.shared.config.models.envoy_filter import PatchContext as Ctx
+from meshplane.shared.config.rules.envoy_filter import APPLIED, effective_operation
 
 log = logging.getLogger(__name__)
 
@@ -48,20 +49,12 @@ HCM = "envoy.filters.network.http_connection_manager"
 ROUTER = "envoy.filters.http.router"
 #: Kinds whose change re-generates what this stage patches.
 KINDS = frozenset({"EnvoyFilter"})
-#: What this stage applies, by applyTo (the validator warns about the rest).
-APPLIED: dict[ApplyTo, frozenset[Operation]] = {
-    ApplyTo.LISTENER: frozenset({Operation.MERGE, Operation.ADD, Operation.REMOVE}),
-    ApplyTo.CLUSTER: frozenset({Operation.MERGE, Operation.ADD, Operation.REMOVE}),
-    ApplyTo.NETWORK_FILTER: frozenset(Operation) - {Operation.INVALID},
-    ApplyTo.HTTP_FILTER: frozenset(Operation) - {Operation.INVALID},
-}
 _TYPES: dict[ApplyTo, type[Message]] = {
     ApplyTo.LISTENER: listener_pb2.Listener,
     ApplyTo.CLUSTER: cluster_pb2.Cluster,
     ApplyTo.NETWORK_FILTER: lc.Filter,
     ApplyTo.HTTP_FILTER: hcm_pb2.HttpFilter,
 }
-_RELATIVE = {Operation.INSERT_BEFORE, Operation.INSERT_AFTER, Operation.INSERT_FIRST}
 
 #: Patches skipped since start, by ``namespace/name`` of the EnvoyFilter.
 PATCH_ERRORS: collections.Counter[str] = collections.Counter()
@@ -109,11 +102,11 @@ def selected(ctx: PushContext, proxy: Proxy) -> list[Config[models.EnvoyFilter]]
 
 
 def _compile(source: str, cp: EnvoyConfigObjectPatch) -> Compiled | None:
-    if cp.apply_to not in APPLIED or cp.patch is None or cp.patch.operation not in APPLIED[cp.apply_to]:
+    if cp.apply_to is None or cp.patch is None or cp.patch.operation is None:
         return None
-    op = cp.patch.operation
-    if op in _RELATIVE and cp.apply_to not in (ApplyTo.HTTP_FILTER, ApplyTo.NETWORK_FILTER):
-        op = Operation.ADD
+    op = effective_operation(cp.apply_to, cp.patch.operation)
+    if op not in APPLIED.get(cp.apply_to, frozenset()):
+        return None  # the validator warned: accepted, not applied
     value: Message | None = None
     if cp.patch.value is not None and op != Operation.REMOVE:
         unknown = unknown_type_urls(cp.patch.value)
