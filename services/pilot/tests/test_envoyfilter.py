@@ -12,9 +12,9 @@ from meshplane.pilot.generators import envoyfilter
 from meshplane.pilot.generators.xdstypes.cds import ClusterGenerator
 from meshplane.pilot.generators.xdstypes.lds import ListenerGenerator
 from meshplane.pilot.metrics import Metrics
-from meshplane.pilot.model.config import Config
+from meshplane.pilot.model.config import Config, Port, Service, Workload
 from meshplane.pilot.model.proxy import Proxy
-from meshplane.pilot.model.push_context import PushContext
+from meshplane.pilot.model.push_context import PushContext, build_push_context
 
 from .test_generators_more import REVIEWS, SIDECAR, ctx, proxy
 
@@ -57,13 +57,17 @@ def outbound(c: PushContext, p: Proxy = SIDECAR) -> list[listener_pb2.Listener]:
     return ListenerGenerator().shared(c, p)
 
 
-def insert_lua(op: str = "INSERT_BEFORE", context: str = "SIDECAR_OUTBOUND", **spec: Any) -> Config:
-    match = {
+def insert_lua(
+    op: str = "INSERT_BEFORE", context: str = "SIDECAR_OUTBOUND", port: int | None = None, **spec: Any
+) -> Config:
+    match: dict[str, Any] = {
         "context": context,
         "listener": {
             "filterChain": {"filter": {"name": HCM, "subFilter": {"name": "envoy.filters.http.router"}}}
         },
     }
+    if port is not None:
+        match["listener"]["portNumber"] = port
     return envoy_filter(
         "lua", [{"applyTo": "HTTP_FILTER", "match": match, "patch": {"operation": op, "value": LUA}}], **spec
     )
@@ -193,3 +197,29 @@ def test_skipped_patches_are_exported_as_a_pilot_metric() -> None:
     clusters(ctx(bad))
     after = registry.get_sample_value("pilot_envoyfilter_patch_errors_total", {"name": "default/bad-metric"})
     assert (before or 0) < (after or 0)
+
+
+def test_inbound_context_patches_the_virtual_inbound_chains_of_the_matched_port() -> None:
+    reviews = proxy("sidecar~10.0.0.5~reviews-1.default~default.svc.cluster.local", {"app": "reviews"})
+    workload = Workload("reviews-1", "default", "10.0.0.5", {"app": "reviews"}, services=(REVIEWS,))
+    services = {"r": Service(REVIEWS, "default", (Port("http", 9080, "HTTP"),))}
+
+    def inbound(*configs: Config) -> list[listener_pb2.Listener]:
+        c = build_push_context("1", {f"{x.kind}/{x.name}": x for x in configs}, services, {"w": workload})
+        return ListenerGenerator().own(c, reviews)
+
+    def chains_with_lua(listeners: list[listener_pb2.Listener]) -> set[int]:
+        out = set()
+        for chain in listeners[0].filter_chains:
+            for flt in chain.filters:
+                hcm = hcm_pb2.HttpConnectionManager()
+                names = [f.name for f in hcm.http_filters] if flt.typed_config.Unpack(hcm) else []
+                if flt.name == HCM and "envoy.filters.http.lua" in names:
+                    out.add(chain.filter_chain_match.destination_port.value)
+        return out
+
+    assert [x.name for x in inbound()] == ["virtualInbound"]
+    assert chains_with_lua(inbound()) == set()
+    assert chains_with_lua(inbound(insert_lua(context="SIDECAR_INBOUND", port=9080))) == {9080}
+    assert chains_with_lua(inbound(insert_lua(context="SIDECAR_INBOUND", port=9081))) == set()
+    assert chains_with_lua(inbound(insert_lua())) == set()  # SIDECAR_OUTBOUND only

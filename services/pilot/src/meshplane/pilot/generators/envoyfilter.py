@@ -186,13 +186,25 @@ def _copy(msg: M) -> M:
 _LISTENER_KINDS = frozenset({ApplyTo.LISTENER, ApplyTo.NETWORK_FILTER, ApplyTo.HTTP_FILTER})
 
 
+VIRTUAL = ("virtualInbound", "virtualOutbound")
+
+
 def _listener_matches(patch: Compiled, lis: listener_pb2.Listener) -> bool:
     lm = patch.spec.match.listener if patch.spec.match is not None else None
     if lm is None:
         return True
     if lm.name and lm.name != lis.name:
         return False
+    if patch.apply_to != ApplyTo.LISTENER and lis.name in VIRTUAL:
+        return True  # a virtual listener's chains are matched by destination port instead
     return not lm.port_number or lm.port_number == lis.address.socket_address.port_value
+
+
+def _port_matches(patch: Compiled, lis: listener_pb2.Listener, chain: lc.FilterChain) -> bool:
+    lm = patch.spec.match.listener if patch.spec.match is not None else None
+    if lm is None or not lm.port_number or lis.name not in VIRTUAL:
+        return True
+    return lm.port_number == chain.filter_chain_match.destination_port.value
 
 
 def _chain_matches(patch: Compiled, chain: lc.FilterChain) -> bool:
@@ -313,7 +325,7 @@ def patch_listeners(
                 *([lis.default_filter_chain] if lis.HasField("default_filter_chain") else []),
             ]
             for chain in chains:
-                if _chain_matches(patch, chain):
+                if _port_matches(patch, lis, chain) and _chain_matches(patch, chain):
                     _patch_chain(patch, chain)
     return out
 
