@@ -204,7 +204,7 @@ def _port_matches(patch: Compiled, lis: listener_pb2.Listener, chain: lc.FilterC
     lm = patch.spec.match.listener if patch.spec.match is not None else None
     if lm is None or not lm.port_number or lis.name not in VIRTUAL:
         return True
-    return lm.port_number == chain.filter_chain_match.destination_port.value
+    return bool(lm.port_number == chain.filter_chain_match.destination_port.value)
 
 
 def _chain_matches(patch: Compiled, chain: lc.FilterChain) -> bool:
