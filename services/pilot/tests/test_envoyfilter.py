@@ -16,7 +16,7 @@ from meshplane.pilot.model.config import Config, Port, Service, Workload
 from meshplane.pilot.model.proxy import Proxy
 from meshplane.pilot.model.push_context import PushContext, build_push_context
 
-from .test_generators_more import REVIEWS, SIDECAR, ctx, proxy
+from .test_generators_more import REVIEWS, ROUTER, SIDECAR, cfg, ctx, proxy
 
 HCM_TYPE = (
     "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
@@ -223,3 +223,22 @@ def test_inbound_context_patches_the_virtual_inbound_chains_of_the_matched_port(
     assert chains_with_lua(inbound(insert_lua(context="SIDECAR_INBOUND", port=9080))) == {9080}
     assert chains_with_lua(inbound(insert_lua(context="SIDECAR_INBOUND", port=9081))) == set()
     assert chains_with_lua(inbound(insert_lua())) == set()  # SIDECAR_OUTBOUND only
+
+
+def test_gateway_context_patches_gateway_listeners_only() -> None:
+    server = {"port": {"number": 80, "name": "http", "protocol": "HTTP"}, "hosts": ["*"]}
+    gw = cfg(
+        "Gateway", "gw", {"selector": {"istio": "ingressgateway"}, "servers": [server]}, ns="istio-system"
+    )
+
+    def gateway(*configs: Config) -> list[list[str]]:
+        listeners = ListenerGenerator().shared(ctx(gw, *configs), ROUTER)
+        return [f for x in listeners for f in http_filters(listeners, x.name)]
+
+    plain = gateway()
+    assert plain and all("envoy.filters.http.lua" not in f for f in plain)
+    root = {"ns": "istio-system"}
+    assert gateway(insert_lua(**root)) == plain  # SIDECAR_OUTBOUND does not apply to a gateway
+    patched = gateway(insert_lua(context="GATEWAY", **root))
+    assert patched == [[*f[:-1], "envoy.filters.http.lua", f[-1]] for f in plain]
+    assert gateway(insert_lua(context="ANY", **root)) == patched
