@@ -15,6 +15,7 @@ from meshplane.pilot.metrics import Metrics
 from meshplane.pilot.model.config import Config, Port, Service, Workload
 from meshplane.pilot.model.proxy import Proxy
 from meshplane.pilot.model.push_context import PushContext, build_push_context
+from meshplane.shared.config.models.envoy_filter import ApplyTo, EnvoyConfigObjectPatch, Operation
 
 from .test_generators_more import REVIEWS, ROUTER, SIDECAR, cfg, ctx, proxy
 
@@ -242,3 +243,20 @@ def test_gateway_context_patches_gateway_listeners_only() -> None:
     patched = gateway(insert_lua(context="GATEWAY", **root))
     assert patched == [[*f[:-1], "envoy.filters.http.lua", f[-1]] for f in plain]
     assert gateway(insert_lua(context="ANY", **root)) == patched
+
+
+def test_a_patch_that_raises_is_undone_logged_and_counted(caplog: Any) -> None:
+    patch = envoyfilter.Compiled(
+        "default/boom", EnvoyConfigObjectPatch(), ApplyTo.CLUSTER, Operation.MERGE, None
+    )
+    original = [cluster_pb2.Cluster(name="a", connect_timeout={"seconds": 1})]
+
+    def half_then_raise(p: Any, out: list[cluster_pb2.Cluster], inbound: bool) -> list[cluster_pb2.Cluster]:
+        out[0].connect_timeout.seconds = 9
+        raise ValueError("bad patch")
+
+    before = envoyfilter.PATCH_ERRORS["default/boom"]
+    result = envoyfilter._run([patch], [envoyfilter._copy(c) for c in original], False, half_then_raise)
+    assert result == original
+    assert envoyfilter.PATCH_ERRORS["default/boom"] == before + 1
+    assert "default/boom" in caplog.text and "bad patch" in caplog.text

@@ -313,34 +313,61 @@ def patch_listeners(
 ) -> list[listener_pb2.Listener]:
     """``listeners`` (one part: inbound or outbound) after the proxy's EnvoyFilter patches."""
     patches, out = _prepare(ctx, proxy, listeners, _LISTENER_KINDS, inbound)
+    return _run(patches, out, inbound, _listener_patch)
+
+
+def _run(
+    patches: list[Compiled], out: list[M], inbound: bool, apply: Callable[[Compiled, list[M], bool], list[M]]
+) -> list[M]:
+    """Each patch applied in turn; one that raises is logged, counted and undone (Istio recovers
+    such panics but keeps partial edits; meshplane keeps the objects as they were before it)."""
     for patch in patches:
-        if patch.apply_to == ApplyTo.LISTENER:
-            out = _listener_op(patch, out, inbound)
+        before = [_copy(x) for x in out]
+        try:
+            out = apply(patch, out, inbound)
+        except Exception:  # a patch must never fail the push of the proxy
+            log.exception("envoyfilter %s: %s patch failed", patch.source, patch.apply_to)
+            _error(patch.source, f"{patch.apply_to} {patch.op} raised")
+            out = before
+    return out
+
+
+def _listener_patch(
+    patch: Compiled, out: list[listener_pb2.Listener], inbound: bool
+) -> list[listener_pb2.Listener]:
+    if patch.apply_to == ApplyTo.LISTENER:
+        return _listener_op(patch, out, inbound)
+    for lis in out:
+        if not _listener_matches(patch, lis):
             continue
-        for lis in out:
-            if not _listener_matches(patch, lis):
-                continue
-            chains = [
-                *lis.filter_chains,
-                *([lis.default_filter_chain] if lis.HasField("default_filter_chain") else []),
-            ]
-            for chain in chains:
-                if _port_matches(patch, lis, chain) and _chain_matches(patch, chain):
-                    _patch_chain(patch, chain)
+        chains = [
+            *lis.filter_chains,
+            *([lis.default_filter_chain] if lis.HasField("default_filter_chain") else []),
+        ]
+        for chain in chains:
+            if _port_matches(patch, lis, chain) and _chain_matches(patch, chain):
+                _patch_chain(patch, chain)
     return out
 
 
 def _listener_op(
     patch: Compiled, out: list[listener_pb2.Listener], inbound: bool
 ) -> list[listener_pb2.Listener]:
+    return _object_op(patch, out, inbound, listener_pb2.Listener, _listener_matches)
+
+
+def _object_op(
+    patch: Compiled, out: list[M], inbound: bool, cls: type[M], matches: Callable[[Compiled, M], bool]
+) -> list[M]:
+    """ADD/REMOVE/MERGE of whole listeners or clusters."""
     if patch.op == Operation.ADD:
         # ADD runs once per proxy: in the outbound (and gateway) pass, never the inbound one.
-        return out if inbound else [*out, _copy(_value(patch, listener_pb2.Listener))]
+        return out if inbound else [*out, _copy(_value(patch, cls))]
     if patch.op == Operation.REMOVE:
-        return [x for x in out if not _listener_matches(patch, x)]
-    for lis in out:
-        if _listener_matches(patch, lis) and patch.value is not None:
-            merge(lis, patch.value)
+        return [x for x in out if not matches(patch, x)]
+    for item in out:
+        if matches(patch, item) and patch.value is not None:
+            merge(item, patch.value)
     return out
 
 
@@ -369,14 +396,10 @@ def patch_clusters(
 ) -> list[cluster_pb2.Cluster]:
     """``clusters`` (inbound or the shared outbound part) after the proxy's CLUSTER patches."""
     patches, out = _prepare(ctx, proxy, clusters, frozenset({ApplyTo.CLUSTER}), inbound)
-    for patch in patches:
-        if patch.op == Operation.ADD:
-            if not inbound:
-                out.append(_copy(_value(patch, cluster_pb2.Cluster)))
-        elif patch.op == Operation.REMOVE:
-            out = [c for c in out if not _cluster_matches(patch, c)]
-        else:
-            for cluster in out:
-                if _cluster_matches(patch, cluster) and patch.value is not None:
-                    merge(cluster, patch.value)
-    return out
+    return _run(patches, out, inbound, _cluster_patch)
+
+
+def _cluster_patch(
+    patch: Compiled, out: list[cluster_pb2.Cluster], inbound: bool
+) -> list[cluster_pb2.Cluster]:
+    return _object_op(patch, out, inbound, cluster_pb2.Cluster, _cluster_matches)
