@@ -145,6 +145,33 @@ def patch(
 
 
 ENVOY_FILTER_CASES = [
+    (
+        "route patch not applied warns",
+        patch("VIRTUAL_HOST", {"routeConfiguration": {"portNumber": 80}}, "REMOVE"),
+        True,
+        "spec.configPatches[0].applyTo",
+    ),
+    (
+        "listener insert is an ADD, applied",
+        patch("LISTENER", None, "INSERT_FIRST", {"name": "x"}),
+        True,
+        None,
+    ),
+    (
+        "proxy match not applied warns",
+        patch("CLUSTER", {"proxy": {"proxyVersion": "^1"}}, "REMOVE"),
+        True,
+        "spec.configPatches[0].match.proxy",
+    ),
+    (
+        "targetRefs not applied warns",
+        {
+            "targetRefs": [{"kind": "Gateway", "group": "gateway.networking.k8s.io", "name": "g"}],
+            **patch("CLUSTER", None, "REMOVE"),
+        },
+        True,
+        "spec.targetRefs",
+    ),
     ("always warns", patch("CLUSTER", {"cluster": {"service": "a"}}, "REMOVE"), True, "spec"),
     (
         "merge",

@@ -403,6 +403,22 @@ def publish(
     return bus
 
 
+def http_service(
+    host: str, ns: str, address: str, port: int, app: str = "web"
+) -> tuple[list[registry_pb2.Service], list[registry_pb2.WorkloadInstance]]:
+    """A registry of one HTTP service on ``port`` with one workload (``<app>-1``) at ``address``."""
+    svc_port = registry_pb2.ServicePort(name="http", number=port, protocol=registry_pb2.HTTP)
+    workload = registry_pb2.WorkloadInstance(
+        name=f"{app}-1",
+        namespace=ns,
+        address=address,
+        services=[host],
+        labels={"app": app},
+        ports={"http": port},
+    )
+    return [registry_pb2.Service(hostname=host, namespace=ns, ports=[svc_port])], [workload]
+
+
 def stop_all(*procs: Any) -> None:
     """Stop each process in order, skipping those never started (None)."""
     for proc in procs:
@@ -426,6 +442,7 @@ class Kit:
     assert_valid = staticmethod(assert_valid)
     publish = staticmethod(publish)
     stop_all = staticmethod(stop_all)
+    http_service = staticmethod(http_service)
     loopback_base = staticmethod(loopback_base)
     free_port_on = staticmethod(free_port_on)
     free_port = staticmethod(free_port)

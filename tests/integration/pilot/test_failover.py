@@ -12,8 +12,6 @@ from typing import Any
 import httpx
 import pytest
 
-from meshplane.proto.bus.v1 import registry_pb2
-
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
 NS = "shop"
@@ -29,20 +27,7 @@ def test_killing_a_pilot_replica_loses_no_request(
     port = kit.free_port_on([client_ip, app_ip])
     app = kit.App("web", "v1", app_ip, port)
     bus = kit.BusWriter(nats_module.url)
-    svc_port = registry_pb2.ServicePort(name="http", number=port, protocol=registry_pb2.HTTP)
-    bus.put_registry(
-        [registry_pb2.Service(hostname=HOST, namespace=NS, ports=[svc_port])],
-        [
-            registry_pb2.WorkloadInstance(
-                name="web-1",
-                namespace=NS,
-                address=app_ip,
-                services=[HOST],
-                labels={"app": "web"},
-                ports={"http": port},
-            )
-        ],
-    )
+    bus.put_registry(*kit.http_service(HOST, NS, app_ip, port))
     bus.put_configs(kit.bound_client_sidecar(NS, port, client_ip))
     pilots = [kit.start_pilot(nats_module.url, tmp_path, f"replica-{i}") for i in (1, 2)]
     opts = kit.proxy_options(

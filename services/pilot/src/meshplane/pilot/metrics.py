@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from collections.abc import Iterator
 
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
+
+from meshplane.pilot.generators import envoyfilter
 from meshplane.shared.tasks import TaskSupervisor
 
 
@@ -59,3 +64,19 @@ class Metrics:
         )
         #: ``pilot_task_failures{task}``: supervised background tasks that raised
         self.task_failures = TaskSupervisor.metric("pilot", r)
+        r.register(_EnvoyFilterErrors())
+
+
+class _EnvoyFilterErrors(Collector):
+    """``pilot_envoyfilter_patch_errors{name}``: EnvoyFilter patches skipped because Envoy would
+    reject their result (counted by the patch stage, process-wide)."""
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        family = CounterMetricFamily(
+            "pilot_envoyfilter_patch_errors",
+            "EnvoyFilter patches skipped (not pushed) because Envoy would reject the result.",
+            labels=["name"],
+        )
+        for name, count in sorted(envoyfilter.PATCH_ERRORS.items()):
+            family.add_metric([name], count)
+        yield family

@@ -36,6 +36,25 @@ DEPRECATED_NAMES = {
 }
 
 
+_ALL_OPS = frozenset(Operation) - {Operation.INVALID}
+#: What meshplane's Pilot applies, by applyTo; every other patch gets a "not applied" warning.
+APPLIED: dict[ApplyTo, frozenset[Operation]] = {
+    ApplyTo.LISTENER: frozenset({Operation.MERGE, Operation.ADD, Operation.REMOVE}),
+    ApplyTo.CLUSTER: frozenset({Operation.MERGE, Operation.ADD, Operation.REMOVE}),
+    ApplyTo.NETWORK_FILTER: _ALL_OPS,
+    ApplyTo.HTTP_FILTER: _ALL_OPS,
+}
+#: applyTo values whose relative operations Istio turns into ADD.
+_RELATIVE_OK = {ApplyTo.HTTP_FILTER, ApplyTo.NETWORK_FILTER, ApplyTo.HTTP_ROUTE, ApplyTo.LISTENER_FILTER}
+_RELATIVE = {Operation.INSERT_BEFORE, Operation.INSERT_AFTER, Operation.INSERT_FIRST}
+NOT_APPLIED = "accepted, not applied by meshplane"
+
+
+def effective_operation(apply_to: ApplyTo, op: Operation) -> Operation:
+    """The operation Istio runs: relative ones become ADD outside filter/route lists."""
+    return Operation.ADD if op in _RELATIVE and apply_to not in _RELATIVE_OK else op
+
+
 def check(ef: EnvoyFilter, ctx: ObjectContext, issues: Issues) -> None:
     issues.warn(
         "spec",
@@ -44,8 +63,21 @@ def check(ef: EnvoyFilter, ctx: ObjectContext, issues: Issues) -> None:
     )
     if ef.workload_selector is not None:
         check_selector_labels(ef.workload_selector.labels, "spec.workloadSelector.labels", issues)
+    if ef.target_refs:
+        issues.warn("spec.targetRefs", f"{NOT_APPLIED}: targetRefs (no Gateway API gateways or waypoints)")
     for i, cp in enumerate(ef.config_patches or []):
         _check_patch(cp, f"spec.configPatches[{i}]", issues)
+        _warn_not_applied(cp, f"spec.configPatches[{i}]", issues)
+
+
+def _warn_not_applied(cp: EnvoyConfigObjectPatch, path: str, issues: Issues) -> None:
+    if cp.apply_to is None or cp.patch is None or cp.patch.operation is None:
+        return
+    op = effective_operation(cp.apply_to, cp.patch.operation)
+    if op not in APPLIED.get(cp.apply_to, frozenset()):
+        issues.warn(f"{path}.applyTo", f"{NOT_APPLIED}: applyTo {cp.apply_to} with operation {op}")
+    if cp.match is not None and cp.match.proxy is not None:
+        issues.warn(f"{path}.match.proxy", f"{NOT_APPLIED}: match.proxy (the patch applies to every proxy)")
 
 
 def _check_patch(cp: EnvoyConfigObjectPatch, path: str, issues: Issues) -> None:

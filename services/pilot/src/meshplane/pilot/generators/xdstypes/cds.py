@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from envoy.config.cluster.v3 import cluster_pb2
 
-from meshplane.pilot.generators import clusters, common
+from meshplane.pilot.generators import clusters, common, envoyfilter
 from meshplane.pilot.generators.xdstypes.scoped import ScopeAndOwnGenerator
 from meshplane.pilot.model.generator import ConfigDump
 from meshplane.pilot.model.proxy import Proxy
@@ -16,11 +16,11 @@ class ClusterGenerator(ScopeAndOwnGenerator):
     short = "cds"
     debug_name = "cluster"
     push_order = 10
-    kinds = clusters.KINDS
+    kinds = clusters.KINDS | envoyfilter.KINDS
     dump = ConfigDump(1, "ClustersConfigDump", "dynamic_active_clusters", "cluster")
 
     def shared(self, ctx: PushContext, proxy: Proxy) -> list[cluster_pb2.Cluster]:
-        return clusters.shared_clusters(ctx, proxy)
+        return envoyfilter.patch_clusters(ctx, proxy, clusters.shared_clusters(ctx, proxy), inbound=False)
 
     def own(self, ctx: PushContext, proxy: Proxy) -> list[cluster_pb2.Cluster]:
-        return clusters.own_clusters(ctx, proxy)
+        return envoyfilter.patch_clusters(ctx, proxy, clusters.own_clusters(ctx, proxy), inbound=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from envoy.config.listener.v3 import listener_pb2
 
-from meshplane.pilot.generators import common, listeners
+from meshplane.pilot.generators import common, envoyfilter, listeners
 from meshplane.pilot.generators.xdstypes.scoped import ScopeAndOwnGenerator
 from meshplane.pilot.model.generator import ConfigDump
 from meshplane.pilot.model.proxy import Proxy
@@ -16,7 +16,7 @@ class ListenerGenerator(ScopeAndOwnGenerator):
     short = "lds"
     debug_name = "listener"
     push_order = 30
-    kinds = listeners.KINDS
+    kinds = listeners.KINDS | envoyfilter.KINDS
     dump = ConfigDump(2, "ListenersConfigDump", "dynamic_listeners", "active_state")
 
     def scope_key(self, proxy: Proxy) -> str:
@@ -24,7 +24,9 @@ class ListenerGenerator(ScopeAndOwnGenerator):
         return f"{proxy.scope_key()}|{proxy.ip}" if proxy.interception_none else proxy.scope_key()
 
     def shared(self, ctx: PushContext, proxy: Proxy) -> list[listener_pb2.Listener]:
-        return listeners.outbound_listeners(ctx, proxy)
+        return envoyfilter.patch_listeners(
+            ctx, proxy, listeners.outbound_listeners(ctx, proxy), inbound=False
+        )
 
     def own(self, ctx: PushContext, proxy: Proxy) -> list[listener_pb2.Listener]:
-        return listeners.inbound_listeners(ctx, proxy)
+        return envoyfilter.patch_listeners(ctx, proxy, listeners.inbound_listeners(ctx, proxy), inbound=True)
