@@ -51,7 +51,7 @@ def test_root_namespace_comes_from_mesh_config(tmp_path: Path) -> None:
     mesh.write_text("rootNamespace: meshplane-system\n")
     s = parse_args(["--xds-plaintext", "--mesh-config", str(mesh)], {})
     assert s.root_namespace == "meshplane-system"
-    strict = Config(
+    strict = Config.parse(
         "PeerAuthentication",
         "security.istio.io",
         "v1",

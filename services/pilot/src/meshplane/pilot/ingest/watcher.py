@@ -24,7 +24,7 @@ from meshplane.pilot.model.config import (
 from meshplane.pilot.model.push_context import PushContext, build_push_context
 from meshplane.pilot.model.push_request import PushRequest
 from meshplane.shared.bus import Buckets, EventType
-from meshplane.shared.meshconfig import DEFAULT_ROOT_NAMESPACE
+from meshplane.shared.meshconfig import DEFAULT_ROOT_NAMESPACE, MeshConfig
 from meshplane.shared.telemetry.tracing import carried_context
 
 log = logging.getLogger("meshplane.pilot.ingest")
@@ -35,15 +35,18 @@ Submit = Callable[[PushRequest], None]
 class State:
     """The current bus state, as plain dicts keyed by bus key."""
 
-    def __init__(self, root_namespace: str = DEFAULT_ROOT_NAMESPACE) -> None:
+    def __init__(self, root_namespace: str = DEFAULT_ROOT_NAMESPACE, mesh: MeshConfig | None = None) -> None:
         self.root_namespace = root_namespace
+        self.mesh = mesh or MeshConfig(root_namespace=root_namespace)
         self.configs: dict[str, AnyConfig] = {}
         self.services: dict[str, Service] = {}
         self.workloads: dict[str, Workload] = {}
         self.rejected: dict[str, str] = {}
 
     def snapshot(self, version: str) -> PushContext:
-        return build_push_context(version, self.configs, self.services, self.workloads, self.root_namespace)
+        return build_push_context(
+            version, self.configs, self.services, self.workloads, self.root_namespace, self.mesh
+        )
 
     def hosts_of(self, wl: Workload) -> frozenset[str]:
         hosts = set(wl.services)
