@@ -35,11 +35,11 @@ SIDECAR = _proxy("sidecar", "reviews-v1", NS, {"app": "reviews"})
 GATEWAY = _proxy("router", "gw", "istio-system", {"istio": "ingressgateway"})
 
 
-def telemetry(name: str, spec: dict[str, Any], ns: str = NS) -> Config:
+def telemetry(name: str, spec: dict[str, Any], ns: str = NS) -> Config[Any]:
     return Config.parse("Telemetry", "telemetry.istio.io", "v1", ns, name, spec)
 
 
-def context(mesh_yaml: str = "", *configs: Config) -> PushContext:
+def context(mesh_yaml: str = "", *configs: Config[Any]) -> PushContext:
     services = {
         "reviews": Service(REVIEWS, NS, (Port("http", 9080, "HTTP"),)),
         "db": Service(DB, NS, (Port("tcp", 3306, "TCP"),), addresses=("10.0.0.9",)),
