@@ -12,7 +12,7 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import http_con
 from envoy.extensions.filters.network.tcp_proxy.v3 import tcp_proxy_pb2
 from google.protobuf import json_format, struct_pb2
 
-from meshplane.pilot.generators.accesslog import DEFAULT_JSON_FORMAT, DEFAULT_TEXT_FORMAT
+from meshplane.pilot.generators.accesslog import DEFAULT_JSON_FORMAT, DEFAULT_TEXT_FORMAT, not_applied
 from meshplane.pilot.generators.filters import HCM, TCP_PROXY
 from meshplane.pilot.generators.listeners import inbound_listeners, outbound_listeners
 from meshplane.pilot.model.config import Config, Port, Service, Workload
@@ -190,3 +190,22 @@ def test_match_mode_server_logs_only_inbound_and_file_providers_from_mesh_config
 def test_default_providers_apply_without_telemetry() -> None:
     out, inbound = sides(context("defaultProviders: {accessLogging: [envoy]}\n"))
     assert all(len(files(al)) == 1 for al in (*out.values(), *inbound.values()))
+
+
+def test_what_is_not_applied_is_named() -> None:
+    mesh = parse_mesh_config(
+        "extensionProviders: [{name: otel, envoyOtelAls: {service: c, port: 4317}}]\n", "m"
+    )
+    t = telemetry(
+        "t",
+        {
+            "tracing": [{"providers": [{"name": "otel"}]}],
+            "metrics": [{"providers": [{"name": "prometheus"}]}],
+            "accessLogging": [{"providers": [{"name": "envoy"}, {"name": "otel"}]}],
+        },
+    )
+    assert not_applied(t, mesh) == ["tracing", "metrics", "accessLogging[0].providers[otel]"]
+    assert not_applied(telemetry("u", {"accessLogging": [{"providers": [{"name": "envoy"}]}]}), mesh) == []
+    # a provider meshplane does not write produces no logger (and no error)
+    out, _ = sides(context("extensionProviders: [{name: otel, envoyOtelAls: {service: c, port: 4317}}]\n", t))
+    assert all(len(files(al)) == 1 for al in out.values())

@@ -12,6 +12,7 @@ MeshConfig load and produce no logger here.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from collections.abc import Iterable, Sequence
@@ -219,9 +220,30 @@ def access_loggers(ctx: PushContext, proxy: Proxy, mode: WorkloadMode) -> list[a
     for name, expression in chosen.items():
         provider = mesh.file_log_provider(name)
         if provider is None:
-            log.warning("access-log provider %r: not a file provider in MeshConfig; no logger", name)
+            _warn_no_provider(name)
             continue
         out.append(provider_logger(mesh, name, provider, expression))
+    return out
+
+
+@functools.cache
+def _warn_no_provider(name: str) -> None:
+    """Once per provider name (generation runs per push and listener)."""
+    log.warning(
+        "access-log provider %r: not an envoyFileAccessLog provider of MeshConfig; not applied by meshplane",
+        name,
+    )
+
+
+def not_applied(cfg: Config[models.Telemetry], mesh: MeshConfig) -> list[str]:
+    """The parts of a Telemetry meshplane accepts but does not apply (named in a warning)."""
+    spec = cfg.spec
+    out = [name for name, given in (("tracing", spec.tracing), ("metrics", spec.metrics)) if given]
+    if _targets(cfg):
+        out.append("targetRefs")
+    for i, entry in enumerate(spec.access_logging or ()):
+        unknown = [name for name in _names(entry) if not mesh.file_log_provider(name)]
+        out += [f"accessLogging[{i}].providers[{name}]" for name in unknown]
     return out
 
 

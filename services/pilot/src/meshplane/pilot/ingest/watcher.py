@@ -9,11 +9,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
+from meshplane.pilot.generators import accesslog
 from meshplane.pilot.metrics import Metrics
 from meshplane.pilot.model.config import (
     AnyConfig,
+    Config,
     Service,
     Workload,
     config_from_bus,
@@ -24,6 +26,7 @@ from meshplane.pilot.model.config import (
 from meshplane.pilot.model.push_context import PushContext, build_push_context
 from meshplane.pilot.model.push_request import PushRequest
 from meshplane.shared.bus import Buckets, EventType
+from meshplane.shared.config import models
 from meshplane.shared.meshconfig import DEFAULT_ROOT_NAMESPACE, MeshConfig
 from meshplane.shared.telemetry.tracing import carried_context
 
@@ -100,10 +103,21 @@ class Watcher:
             cfg = config_from_bus(value)
             self.state.configs[key] = cfg
             kind = cfg.kind
+            if isinstance(cfg.spec, models.Telemetry):
+                self._warn_not_applied(cast("Config[models.Telemetry]", cfg))
         else:
             kind = old.kind if old else ""
         self.state.rejected.pop(key, None)
         return PushRequest(full=True, kinds=frozenset({kind}), reason=(f"config:{kind}",))
+
+    def _warn_not_applied(self, cfg: Config[models.Telemetry]) -> None:
+        if unapplied := accesslog.not_applied(cfg, self.state.mesh):
+            log.warning(
+                "Telemetry %s/%s: accepted, not applied by meshplane: %s",
+                cfg.namespace,
+                cfg.name,
+                ", ".join(unapplied),
+            )
 
     def _on_service(self, key: str, value: Any) -> PushRequest:
         self.metrics.inbound.labels("svc").inc()
