@@ -251,8 +251,10 @@ def not_applied(cfg: Config[models.Telemetry], mesh: MeshConfig) -> list[str]:
 def apply_access_logs(
     ctx: PushContext, proxy: Proxy, listeners: Iterable[listener_pb2.Listener], mode: WorkloadMode
 ) -> None:
-    """Set ``access_log`` on every HCM and TCP proxy of ``listeners`` (replacing what was there)."""
+    """Set ``access_log`` on every HCM and TCP proxy of ``listeners``."""
     loggers = access_loggers(ctx, proxy, mode)
+    if not loggers:
+        return  # generated filters carry none: nothing to unpack (the common case, kept cheap)
     for lis in listeners:
         chains = list(lis.filter_chains)
         if lis.HasField("default_filter_chain"):
@@ -272,8 +274,6 @@ def _set(
 ) -> None:
     typed = flt.typed_config
     if not typed.Unpack(msg):
-        return
-    if not loggers and not msg.access_log:
         return
     del msg.access_log[:]
     msg.access_log.extend(loggers)
