@@ -1,4 +1,4 @@
-"""MeshConfig: rootNamespace and trustDomain applied (Istio's defaults), other fields named."""
+"""MeshConfig: rootNamespace, trustDomain and access logging applied (Istio defaults), others named."""
 
 from __future__ import annotations
 
@@ -7,7 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from meshplane.shared.meshconfig import MeshConfig, MeshConfigError, load_mesh_config, parse_mesh_config
+from meshplane.shared.meshconfig import (
+    FileLogProvider,
+    MeshConfig,
+    MeshConfigError,
+    load_mesh_config,
+    parse_mesh_config,
+)
 
 
 def test_defaults_are_istios() -> None:
@@ -46,3 +52,46 @@ def test_bad_files_name_the_field(text: str, message: str) -> None:
 def test_unreadable_file_is_named(tmp_path: Path) -> None:
     with pytest.raises(MeshConfigError, match="--mesh-config .*missing.yaml: cannot read"):
         load_mesh_config(tmp_path / "missing.yaml")
+
+
+def test_access_logging_fields_applied_and_other_providers_named() -> None:
+    text = (
+        "accessLogFile: /dev/stdout\naccessLogEncoding: JSON\naccessLogFormat: '{}'\n"
+        "defaultProviders: {accessLogging: [envoy], tracing: [otel]}\n"
+        "extensionProviders:\n"
+        "- name: otel\n  opentelemetry: {service: c.ns.svc.cluster.local, port: 4317}\n"
+        "- name: file\n  envoyFileAccessLog: {path: /tmp/x.log, logFormat: {text: '%RESPONSE_CODE%'}}\n"
+    )
+    mesh = parse_mesh_config(text, "f")
+    assert (mesh.access_log_file, mesh.access_log_encoding, mesh.access_log_format) == (
+        "/dev/stdout",
+        "JSON",
+        "{}",
+    )
+    assert mesh.default_access_log_providers == ("envoy",)
+    assert mesh.file_log_provider("envoy") == FileLogProvider()  # Istio's built-in stays
+    assert mesh.file_log_provider("file") == FileLogProvider("/tmp/x.log", text="%RESPONSE_CODE%")
+    assert mesh.file_log_provider("otel") is None
+    assert mesh.not_applied == ("defaultProviders.tracing", "extensionProviders[otel].opentelemetry")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("accessLogEncoding: XML\n", "accessLogEncoding: expected TEXT or JSON, got 'XML'"),
+        ("accessLogFile: 3\n", "accessLogFile: expected a string"),
+        (
+            "extensionProviders: [{name: a}]\n",
+            "extensionProviders[0] (a): expected exactly one provider type",
+        ),
+        (
+            "extensionProviders: [{name: a, envoyFileAccessLog: {logFormat: {json: {}}}}]\n",
+            "extensionProviders[0] (a).envoyFileAccessLog.logFormat: expected one of text or labels",
+        ),
+        ("defaultProviders: {accessLogging: envoy}\n", "defaultProviders.accessLogging: expected a list"),
+    ],
+)
+def test_bad_access_logging_fields_are_named(text: str, message: str) -> None:
+    with pytest.raises(MeshConfigError) as exc:
+        parse_mesh_config(text, "mesh.yaml")
+    assert message in str(exc.value)

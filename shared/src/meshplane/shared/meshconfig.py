@@ -1,11 +1,15 @@
-"""Istio's MeshConfig, as far as meshplane applies it: ``rootNamespace`` and ``trustDomain``.
+"""Istio's MeshConfig, as far as meshplane applies it: ``rootNamespace``, ``trustDomain`` and access logging.
 
 ``--mesh-config FILE`` (Pilot, Galley, Citadel) names Istio's MeshConfig YAML: the mapping that
 the ``istio`` ConfigMap holds under ``data.mesh`` (the ConfigMap itself is accepted too). The
 defaults are Istio's: root namespace ``istio-system``, trust domain ``cluster.local``. The root
 namespace is where mesh-wide config lives (a PeerAuthentication, Sidecar, DestinationRule,
-AuthorizationPolicy or RequestAuthentication there applies to every namespace). Fields meshplane
-does not apply yet are named in one warning, so a user never believes they took effect.
+AuthorizationPolicy or RequestAuthentication there applies to every namespace). Access logging:
+``accessLogFile``/``accessLogEncoding``/``accessLogFormat`` (the legacy mesh-wide log),
+``defaultProviders.accessLogging`` and ``extensionProviders`` of type ``envoyFileAccessLog`` (Istio's
+built-in ``envoy`` provider included). Fields meshplane does not apply yet (other provider types,
+default tracing and metrics providers, ...) are named in one warning, so a user never believes they
+took effect.
 """
 
 from __future__ import annotations
@@ -23,7 +27,18 @@ log = logging.getLogger("meshplane.meshconfig")
 
 DEFAULT_ROOT_NAMESPACE = "istio-system"
 DEFAULT_TRUST_DOMAIN = "cluster.local"
-APPLIED = ("rootNamespace", "trustDomain")
+APPLIED = (
+    "rootNamespace",
+    "trustDomain",
+    "accessLogFile",
+    "accessLogEncoding",
+    "accessLogFormat",
+    "defaultProviders.accessLogging",
+    "extensionProviders (envoyFileAccessLog)",
+)
+_APPLIED_KEYS = frozenset(
+    {"rootNamespace", "trustDomain", "accessLogFile", "accessLogEncoding", "accessLogFormat"}
+)
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 _TRUST_DOMAIN = re.compile(r"^[a-z0-9._-]+$")
 
@@ -33,11 +48,45 @@ class MeshConfigError(ValueError):
 
 
 @dataclass(frozen=True, slots=True)
+class FileLogProvider:
+    """An ``envoyFileAccessLog`` extension provider: a file and its format."""
+
+    path: str = "/dev/stdout"
+    #: ``logFormat.text`` (TEXT lines), or None
+    text: str | None = None
+    #: ``logFormat.labels`` (JSON lines; empty = Istio's built-in JSON map), or None
+    labels: tuple[tuple[str, str], ...] | None = None
+    omit_empty_values: bool = False
+
+    @property
+    def follows_mesh(self) -> bool:
+        """No format of its own: the built-in ``envoy`` provider then uses MeshConfig's format."""
+        return self.text is None and self.labels is None and not self.omit_empty_values
+
+
+#: Istio's built-in access-log provider (``providers: [{name: envoy}]``)
+BUILTIN_PROVIDERS: tuple[tuple[str, FileLogProvider], ...] = (("envoy", FileLogProvider()),)
+
+
+@dataclass(frozen=True, slots=True)
 class MeshConfig:
     root_namespace: str = DEFAULT_ROOT_NAMESPACE
     trust_domain: str = DEFAULT_TRUST_DOMAIN
     #: fields given that meshplane does not apply yet
     not_applied: tuple[str, ...] = ()
+    #: ``accessLogFile``: the legacy mesh-wide access log ("" = off)
+    access_log_file: str = ""
+    #: ``accessLogEncoding``: TEXT or JSON
+    access_log_encoding: str = "TEXT"
+    #: ``accessLogFormat`` ("" = Istio's built-in format for the encoding)
+    access_log_format: str = ""
+    #: ``extensionProviders`` of type envoyFileAccessLog, by name (built-in ``envoy`` included)
+    file_log_providers: tuple[tuple[str, FileLogProvider], ...] = BUILTIN_PROVIDERS
+    #: ``defaultProviders.accessLogging``
+    default_access_log_providers: tuple[str, ...] = ()
+
+    def file_log_provider(self, name: str) -> FileLogProvider | None:
+        return dict(self.file_log_providers).get(name)
 
 
 def parse_mesh_config(text: str, where: str) -> MeshConfig:
@@ -63,8 +112,99 @@ def parse_mesh_config(text: str, where: str) -> MeshConfig:
         raise MeshConfigError(
             f"{where}: trustDomain: expected a domain such as cluster.local, got {domain!r}"
         )
-    ignored = tuple(sorted(str(k) for k in doc if k not in APPLIED))
-    return MeshConfig(root, domain, ignored)
+    parsed_below = ("extensionProviders", "defaultProviders")
+    ignored = [str(k) for k in doc if k not in _APPLIED_KEYS and k not in parsed_below]
+    log_file = _string(doc, "accessLogFile", where)
+    encoding = _string(doc, "accessLogEncoding", where) or "TEXT"
+    if encoding not in ("TEXT", "JSON"):
+        raise MeshConfigError(f"{where}: accessLogEncoding: expected TEXT or JSON, got {encoding!r}")
+    providers = dict(BUILTIN_PROVIDERS)
+    for name, provider in _extension_providers(doc.get("extensionProviders"), where, ignored):
+        if provider is None:
+            providers.pop(name, None)
+        else:
+            providers[name] = provider
+    defaults = _default_providers(doc.get("defaultProviders"), where, ignored)
+    return MeshConfig(
+        root,
+        domain,
+        access_log_file=log_file,
+        access_log_encoding=encoding,
+        access_log_format=_string(doc, "accessLogFormat", where),
+        file_log_providers=tuple(sorted(providers.items())),
+        default_access_log_providers=defaults,
+        not_applied=tuple(sorted(ignored)),
+    )
+
+
+def _string(doc: dict[str, Any], key: str, where: str) -> str:
+    value = doc.get(key)
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise MeshConfigError(f"{where}: {key}: expected a string, got {value!r}")
+    return value
+
+
+def _extension_providers(
+    raw: Any, where: str, ignored: list[str]
+) -> list[tuple[str, FileLogProvider | None]]:
+    """(name, provider) per ``extensionProviders`` entry, merged by name into the built-ins as Istio
+    does; a provider of another type is (name, None) and named in ``ignored``."""
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        raise MeshConfigError(f"{where}: extensionProviders: expected a list, got {type(raw).__name__}")
+    out: list[tuple[str, FileLogProvider | None]] = []
+    for i, entry in enumerate(raw):
+        at = f"{where}: extensionProviders[{i}]"
+        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str) or not entry["name"]:
+            raise MeshConfigError(f"{at}: expected a mapping with a name")
+        name = entry["name"]
+        kinds = [k for k in entry if k != "name"]
+        if len(kinds) != 1:
+            raise MeshConfigError(f"{at} ({name}): expected exactly one provider type, got {kinds}")
+        if kinds[0] != "envoyFileAccessLog":
+            ignored.append(f"extensionProviders[{name}].{kinds[0]}")
+            out.append((name, None))
+            continue
+        body = entry["envoyFileAccessLog"] or {}
+        out.append((name, _file_provider(body, f"{at} ({name}).envoyFileAccessLog")))
+    return out
+
+
+def _file_provider(body: Any, at: str) -> FileLogProvider:
+    if not isinstance(body, dict):
+        raise MeshConfigError(f"{at}: expected a mapping, got {type(body).__name__}")
+    path = body.get("path") or "/dev/stdout"
+    omit = body.get("omitEmptyValues", False)
+    if not isinstance(path, str) or not isinstance(omit, bool):
+        raise MeshConfigError(f"{at}: path must be a string and omitEmptyValues true or false")
+    fmt = body.get("logFormat") or {}
+    if not isinstance(fmt, dict) or len(fmt) > 1 or (fmt and next(iter(fmt)) not in ("text", "labels")):
+        raise MeshConfigError(f"{at}.logFormat: expected one of text or labels, got {fmt!r}")
+    text = fmt.get("text")
+    if text is not None and not isinstance(text, str):
+        raise MeshConfigError(f"{at}.logFormat.text: expected a string, got {text!r}")
+    labels = fmt.get("labels")
+    if labels is not None and not isinstance(labels, dict):
+        raise MeshConfigError(f"{at}.logFormat.labels: expected a mapping, got {labels!r}")
+    pairs = None if labels is None else tuple((str(k), str(v)) for k, v in labels.items())
+    return FileLogProvider(path, text, pairs, omit)
+
+
+def _default_providers(raw: Any, where: str, ignored: list[str]) -> tuple[str, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, dict):
+        raise MeshConfigError(f"{where}: defaultProviders: expected a mapping, got {type(raw).__name__}")
+    for key, names in raw.items():
+        if key != "accessLogging" and names:
+            ignored.append(f"defaultProviders.{key}")
+    names = raw.get("accessLogging") or []
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise MeshConfigError(f"{where}: defaultProviders.accessLogging: expected a list of provider names")
+    return tuple(names)
 
 
 def load_mesh_config(path: Path | None) -> MeshConfig:
@@ -91,8 +231,8 @@ def add_mesh_config_flag(parser: argparse.ArgumentParser) -> None:
         "--mesh-config",
         type=Path,
         default=None,
-        help="Istio MeshConfig YAML (or the istio ConfigMap); rootNamespace (default istio-system) "
-        "and trustDomain (default cluster.local) are applied",
+        help="Istio MeshConfig YAML (or the istio ConfigMap); rootNamespace (default istio-system), "
+        "trustDomain (default cluster.local) and access logging are applied",
     )
 
 

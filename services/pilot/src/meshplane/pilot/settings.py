@@ -9,7 +9,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from meshplane.shared.durations import parse_duration
-from meshplane.shared.meshconfig import DEFAULT_ROOT_NAMESPACE, add_mesh_config_flag, mesh_config_from_args
+from meshplane.shared.meshconfig import (
+    DEFAULT_ROOT_NAMESPACE,
+    MeshConfig,
+    add_mesh_config_flag,
+    mesh_config_from_args,
+)
 
 
 def _duration(name: str, raw: str) -> float:
@@ -55,6 +60,8 @@ class Settings:
     tls_client_ca: str = ""
     #: MeshConfig ``rootNamespace`` (``--mesh-config``)
     root_namespace: str = DEFAULT_ROOT_NAMESPACE
+    #: the whole MeshConfig (``--mesh-config``): access logging and the fields above
+    mesh: MeshConfig = MeshConfig()
 
     @staticmethod
     def from_env(env: Mapping[str, str], **overrides: object) -> Settings:
@@ -159,6 +166,7 @@ def parse_args(argv: list[str] | None, env: Mapping[str, str]) -> Settings:
         "tls_key": args.tls_key,
         "tls_client_ca": args.tls_client_ca,
         "root_namespace": mesh.root_namespace,
+        "mesh": mesh,
     }
     if args.id:
         overrides["pilot_id"] = args.id

@@ -12,6 +12,7 @@ from envoy.config.route.v3 import route_pb2
 from envoy.extensions.filters.listener.original_dst.v3 import original_dst_pb2
 from envoy.extensions.filters.listener.tls_inspector.v3 import tls_inspector_pb2
 
+from meshplane.pilot.generators.accesslog import apply_access_logs
 from meshplane.pilot.generators.common import (
     BLACKHOLE,
     INBOUND_PASSTHROUGH,
@@ -28,11 +29,15 @@ from meshplane.pilot.model.config import Port, Service, fqdn, given, host_matche
 from meshplane.pilot.model.proxy import Proxy, ProxyType
 from meshplane.pilot.model.push_context import PushContext, SidecarScope
 from meshplane.shared.config.models import L4MatchAttributes, SidecarPort
+from meshplane.shared.config.models.telemetry import WorkloadMode
 
 #: The match of a tcp route that has none: every connection.
 _ANY_CONNECTION = L4MatchAttributes()
 
-KINDS = frozenset({"VirtualService", "Sidecar", "Gateway", "ServiceEntry", "WorkloadEntry"}) | security.KINDS
+KINDS = (
+    frozenset({"VirtualService", "Sidecar", "Gateway", "ServiceEntry", "WorkloadEntry", "Telemetry"})
+    | security.KINDS
+)
 
 
 def _listener(name: str, host: str, port: int, bind: bool = True) -> listener_pb2.Listener:
@@ -265,6 +270,7 @@ def outbound_listeners(ctx: PushContext, proxy: Proxy) -> list[listener_pb2.List
     """The part shared by proxies of one scope (plus the proxy IP when there is no iptables)."""
     listeners = _outbound_listeners(ctx, proxy)
     retarget_listeners(proxy, listeners)
+    apply_access_logs(ctx, proxy, listeners, WorkloadMode.CLIENT)
     return listeners
 
 
@@ -285,6 +291,7 @@ def inbound_listeners(ctx: PushContext, proxy: Proxy) -> list[listener_pb2.Liste
     """The proxy's own inbound side: virtualInbound, or bound Sidecar ingress listeners."""
     listeners = _inbound_listeners(ctx, proxy)
     retarget_listeners(proxy, listeners)
+    apply_access_logs(ctx, proxy, listeners, WorkloadMode.SERVER)
     return listeners
 
 

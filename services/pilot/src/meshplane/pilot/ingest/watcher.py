@@ -9,11 +9,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
+from meshplane.pilot.generators import accesslog
 from meshplane.pilot.metrics import Metrics
 from meshplane.pilot.model.config import (
     AnyConfig,
+    Config,
     Service,
     Workload,
     config_from_bus,
@@ -24,7 +26,8 @@ from meshplane.pilot.model.config import (
 from meshplane.pilot.model.push_context import PushContext, build_push_context
 from meshplane.pilot.model.push_request import PushRequest
 from meshplane.shared.bus import Buckets, EventType
-from meshplane.shared.meshconfig import DEFAULT_ROOT_NAMESPACE
+from meshplane.shared.config import models
+from meshplane.shared.meshconfig import DEFAULT_ROOT_NAMESPACE, MeshConfig
 from meshplane.shared.telemetry.tracing import carried_context
 
 log = logging.getLogger("meshplane.pilot.ingest")
@@ -35,15 +38,18 @@ Submit = Callable[[PushRequest], None]
 class State:
     """The current bus state, as plain dicts keyed by bus key."""
 
-    def __init__(self, root_namespace: str = DEFAULT_ROOT_NAMESPACE) -> None:
+    def __init__(self, root_namespace: str = DEFAULT_ROOT_NAMESPACE, mesh: MeshConfig | None = None) -> None:
         self.root_namespace = root_namespace
+        self.mesh = mesh or MeshConfig(root_namespace=root_namespace)
         self.configs: dict[str, AnyConfig] = {}
         self.services: dict[str, Service] = {}
         self.workloads: dict[str, Workload] = {}
         self.rejected: dict[str, str] = {}
 
     def snapshot(self, version: str) -> PushContext:
-        return build_push_context(version, self.configs, self.services, self.workloads, self.root_namespace)
+        return build_push_context(
+            version, self.configs, self.services, self.workloads, self.root_namespace, self.mesh
+        )
 
     def hosts_of(self, wl: Workload) -> frozenset[str]:
         hosts = set(wl.services)
@@ -97,10 +103,21 @@ class Watcher:
             cfg = config_from_bus(value)
             self.state.configs[key] = cfg
             kind = cfg.kind
+            if isinstance(cfg.spec, models.Telemetry):
+                self._warn_not_applied(cast("Config[models.Telemetry]", cfg))
         else:
             kind = old.kind if old else ""
         self.state.rejected.pop(key, None)
         return PushRequest(full=True, kinds=frozenset({kind}), reason=(f"config:{kind}",))
+
+    def _warn_not_applied(self, cfg: Config[models.Telemetry]) -> None:
+        if unapplied := accesslog.not_applied(cfg, self.state.mesh):
+            log.warning(
+                "Telemetry %s/%s: accepted, not applied by meshplane: %s",
+                cfg.namespace,
+                cfg.name,
+                ", ".join(unapplied),
+            )
 
     def _on_service(self, key: str, value: Any) -> PushRequest:
         self.metrics.inbound.labels("svc").inc()

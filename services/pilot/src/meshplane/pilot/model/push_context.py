@@ -32,7 +32,7 @@ from meshplane.pilot.model.config import (
 )
 from meshplane.pilot.model.proxy import Proxy, ProxyType
 from meshplane.shared.config import models
-from meshplane.shared.meshconfig import DEFAULT_ROOT_NAMESPACE
+from meshplane.shared.meshconfig import DEFAULT_ROOT_NAMESPACE, MeshConfig
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -132,6 +132,8 @@ class PushContext:
     jwks: Mapping[str, str] = field(default_factory=dict)
     #: MeshConfig ``rootNamespace``: mesh-wide Sidecar, DestinationRule and security policies
     root_namespace: str = DEFAULT_ROOT_NAMESPACE
+    #: the MeshConfig Pilot was started with (access logging; see ``meshplane.shared.meshconfig``)
+    mesh: MeshConfig = MeshConfig()
     #: DestinationRule lookups by (viewer namespace, host), filled on first use (a scan of every
     #: rule per lookup made CDS and EDS O(services x rules) per push); never shared by ``replace``.
     _dr_memo: dict[tuple[str, str], Config[models.DestinationRule] | None] = field(
@@ -331,6 +333,7 @@ def build_push_context(
     services: Mapping[str, Service],
     workloads: Mapping[str, Workload],
     root_namespace: str = DEFAULT_ROOT_NAMESPACE,
+    mesh: MeshConfig | None = None,
 ) -> PushContext:
     """Index the current state. Services from ServiceEntries are added unless the registry has them."""
     by_kind: dict[str, list[AnyConfig]] = {}
@@ -359,4 +362,5 @@ def build_push_context(
         _by_host={host: tuple(svcs) for host, svcs in by_host.items()},
         _endpoints=_index_endpoints(svc_list, wl_list),
         root_namespace=root_namespace,
+        mesh=mesh or MeshConfig(root_namespace=root_namespace),
     )
