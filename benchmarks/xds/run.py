@@ -8,7 +8,8 @@ seconds and peak RSS. Prints one line per figure.
 
     python -m benchmarks.xds.run [--services 1000] [--proxies 2000] [--loadgens 4] [--tls]
 
-``--tls`` serves ADS over mutual TLS (``benchmarks.xds.tls``), for the cost of TLS on the push.
+``--tls`` serves ADS over mutual TLS (``benchmarks.xds.tls``) and runs the bus with TLS and nkeys
+(``meshplane.shared.bus.pki``), for the cost of TLS on the push.
 """
 
 from __future__ import annotations
@@ -43,6 +44,9 @@ from benchmarks.xds.harness import (
 from benchmarks.xds.tls import write_tls_files
 from meshplane.shared.bus import Buckets
 from meshplane.shared.bus.buckets import service_key, workload_key
+from meshplane.shared.bus.client import BUS_DIR_ENV, BUS_IDENTITY_ENV
+from meshplane.shared.bus.identities import ADMIN
+from meshplane.shared.bus.pki import BusPki
 from meshplane.shared.natsserver import NatsServer, free_port
 
 __all__ = ["NS", "_bus", "_ok", "service", "workload"]  # used by benchmarks/sovereign
@@ -70,7 +74,13 @@ def main() -> int:
     # what Pilot leaves of its core (at nice 10, so Pilot keeps priority on it).
     load_cpus = set(cpus) if args.share_cores else {cpus[-1]}
     tmp = Path(tempfile.mkdtemp(prefix="xds-bench-"))
+    if args.tls:
+        # the bus as deployed too: TLS and one nkey per component (Pilot's own; the seeder is admin)
+        BusPki.create(tmp / "bus", admin=True)
+        os.environ[BUS_DIR_ENV] = str(tmp / "bus")
+        os.environ[BUS_IDENTITY_ENV] = ADMIN
     nats = NatsServer(store_dir=tmp / "nats", log_file=tmp / "nats.log")
+    print(f"bus: {'TLS and nkeys' if nats.secured else 'plaintext'}")
     nats.start()
     procs: list[subprocess.Popen[Any]] = []
     try:
