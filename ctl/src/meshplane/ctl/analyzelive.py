@@ -12,6 +12,7 @@ messages Galley's analyzers found in the config it serves.
 from __future__ import annotations
 
 import json
+import logging
 import sys
 import urllib.error
 import urllib.request
@@ -74,6 +75,8 @@ def connect(kubeconfig: str | None, context: str | None) -> Cluster:
     from kubernetes import config
     from kubernetes.config.config_exception import ConfigException
 
+    # urllib3 logs each retry of an unreachable server as a warning; meshctl names the failure once
+    logging.getLogger("urllib3").setLevel(logging.ERROR)
     try:
         contexts, active = config.list_kube_config_contexts(config_file=kubeconfig)  # type: ignore[no-untyped-call]
         chosen = next((c for c in contexts if c["name"] == context), None) if context else active

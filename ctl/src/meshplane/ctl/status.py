@@ -28,7 +28,6 @@ from pathlib import Path
 from google.protobuf.json_format import MessageToDict
 
 from meshplane.ctl import __version__
-from meshplane.ctl.analyzelive import LiveError
 from meshplane.ctl.busclient import DEFAULT_NATS_URL, add_nats_flag, connect
 from meshplane.ctl.errors import EXIT_FINDINGS, EXIT_USAGE, error
 from meshplane.ctl.tables import render
@@ -135,6 +134,7 @@ def _not_connected(proxy: str) -> int:
 
 
 def run_cluster_status(args: argparse.Namespace) -> int:
+    from meshplane.ctl.analyzelive import LiveError  # the cluster path only: keeps `version` light
     from meshplane.ctl.statuslive import read_cluster_status
 
     try:
