@@ -144,6 +144,8 @@ def applicable_telemetries(ctx: PushContext, proxy: Proxy) -> list[Config[models
     """Root namespace-wide, then proxy namespace-wide (the first of each by name), then every
     Telemetry in the proxy's namespace whose selector matches its labels."""
     telemetries = ctx.of_kind(models.Telemetry)
+    if not telemetries:
+        return []  # the common case, asked per proxy and listener class on every push
 
     def namespace_wide(ns: str) -> Config[models.Telemetry] | None:
         return next(
