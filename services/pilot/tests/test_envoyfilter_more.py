@@ -306,3 +306,30 @@ def test_what_pilot_generates_passes_envoys_rules() -> None:
         assert [x for cl in build_clusters(c, p) for x in proto_problems(cl)] == []
     assert route_problems(build_route(c, SIDECAR, "9080")) == []
     assert route_problems(build_route(c, ROUTER, "https.443.https.gw.istio-system")) == []
+
+
+def test_inbound_clusters_match_the_proxys_services_and_inbound_adds_run_in_the_inbound_pass() -> None:
+    reviews = proxy("sidecar~10.0.0.5~reviews-1.default~default.svc.cluster.local", {"app": "reviews"})
+    workload = Workload("reviews-1", "default", "10.0.0.5", {"app": "reviews"}, services=(REVIEWS,))
+    services = {"r": Service(REVIEWS, "default", (Port("http", 9080, "HTTP"),))}
+    extra = {"name": "extra", "type": "STATIC", "connect_timeout": "1s"}
+    patches = [
+        {
+            "applyTo": "CLUSTER",
+            "match": {"context": "SIDECAR_INBOUND", "cluster": {"service": REVIEWS, "portNumber": 9080}},
+            "patch": {"operation": "MERGE", "value": {"connect_timeout": "8s"}},
+        },
+        {
+            "applyTo": "CLUSTER",
+            "match": {"context": "SIDECAR_INBOUND"},
+            "patch": {"operation": "ADD", "value": extra},
+        },
+        {"applyTo": "CLUSTER", "patch": {"operation": "ADD", "value": {**extra, "name": "any"}}},
+    ]
+    c = build_push_context("1", {"e": envoy_filter("in", patches)}, services, {"w": workload})
+    gen = ClusterGenerator()
+    own = {x.name: x for x in gen.own(c, reviews)}
+    shared = {x.name for x in gen.shared(c, reviews)}
+    assert own["inbound|9080||"].connect_timeout.seconds == 8
+    assert "extra" in own and "extra" not in shared  # SIDECAR_INBOUND: added in the inbound pass
+    assert "any" in shared and "any" not in own  # ANY: added once, in the outbound pass

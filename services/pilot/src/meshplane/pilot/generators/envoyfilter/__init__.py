@@ -63,11 +63,16 @@ def _patches(ctx: PushContext, proxy: Proxy, kinds: frozenset[ApplyTo], context:
     return [p for p in compiled(ctx, proxy, kinds) if context_ok(p, context)]
 
 
+def _adds_here(patch: Compiled, inbound: bool) -> bool:
+    """Whether an ADD of a whole listener or cluster runs in this pass: a patch for any context
+    adds in the outbound (and gateway) pass only, so it is added once."""
+    return not inbound or patch.context == Ctx.SIDECAR_INBOUND
+
+
 def patch_listeners(
     ctx: PushContext, proxy: Proxy, listeners: Sequence[listener_pb2.Listener], inbound: bool
 ) -> list[listener_pb2.Listener]:
-    """``listeners`` (one part: inbound or outbound) after the proxy's EnvoyFilter patches. ADD of
-    a whole listener runs in the outbound (and gateway) pass only, so it is added once."""
+    """``listeners`` (one part: inbound or outbound) after the proxy's EnvoyFilter patches."""
     context = listener_context(proxy, inbound)
     patches = _patches(ctx, proxy, listener.KINDS, context)
     routes = _patches(ctx, proxy, route.KINDS, context) if inbound else []
@@ -77,7 +82,11 @@ def patch_listeners(
     if routes:
         out = [_patch_inline_routes(ctx, routes, lis) for lis in out]
     return ops.run(
-        ctx.version, patches, out, lambda p, o: listener.apply(p, o, add_here=not inbound), listener.problems
+        ctx.version,
+        patches,
+        out,
+        lambda p, o: listener.apply(p, o, add_here=_adds_here(p, inbound)),
+        listener.problems,
     )
 
 
@@ -110,9 +119,12 @@ def patch_clusters(
     if not patches:
         return list(clusters)
     out = [ops.copy(x) for x in clusters]
-    return ops.run(
-        ctx.version, patches, out, lambda p, o: cluster.apply(p, o, add_here=not inbound), cluster.problems
-    )
+    own = frozenset(s.hostname for s in ctx.workloads_for(proxy)) if inbound else frozenset()
+
+    def apply(p: Compiled, o: list[cluster_pb2.Cluster]) -> list[cluster_pb2.Cluster]:
+        return cluster.apply(p, o, _adds_here(p, inbound), own)
+
+    return ops.run(ctx.version, patches, out, apply, cluster.problems)
 
 
 def patch_routes(

@@ -11,7 +11,8 @@ from meshplane.pilot.generators.envoyfilter.select import Compiled
 from meshplane.shared.config.models.envoy_filter import Operation
 
 
-def matches(patch: Compiled, cluster: cluster_pb2.Cluster) -> bool:
+def matches(patch: Compiled, cluster: cluster_pb2.Cluster, own_hosts: frozenset[str] = frozenset()) -> bool:
+    """``own_hosts``: the services of the proxy, which its ``inbound|port||`` clusters serve."""
     cm = patch.spec.match.cluster if patch.spec.match is not None else None
     if cm is None:
         return True
@@ -20,11 +21,13 @@ def matches(patch: Compiled, cluster: cluster_pb2.Cluster) -> bool:
     parts = cluster.name.split("|")
     if len(parts) != 4:
         return not (cm.subset or cm.port_number or cm.service)
-    _, port, subset, host = parts
+    direction, port, subset, host = parts
     if cm.subset and cm.subset != subset:
         return False
     if cm.port_number and str(cm.port_number) != port:
         return False
+    if cm.service and direction == "inbound" and not host:
+        return cm.service in own_hosts
     return not cm.service or cm.service == host
 
 
@@ -44,14 +47,16 @@ def _merge_socket(cluster: cluster_pb2.Cluster, new: cluster_pb2.Cluster) -> Non
         cluster.transport_socket.CopyFrom(socket)
 
 
-def apply(patch: Compiled, out: list[cluster_pb2.Cluster], add_here: bool) -> list[cluster_pb2.Cluster]:
+def apply(
+    patch: Compiled, out: list[cluster_pb2.Cluster], add_here: bool, own_hosts: frozenset[str]
+) -> list[cluster_pb2.Cluster]:
     if patch.op == Operation.MERGE and patch.value is not None and patch.value.HasField("transport_socket"):
         new = ops.value(patch, cluster_pb2.Cluster)
         for cluster in out:
-            if matches(patch, cluster):
+            if matches(patch, cluster, own_hosts):
                 _merge_socket(cluster, new)
         return out
-    return ops.object_op(patch, out, add_here, cluster_pb2.Cluster, lambda c: matches(patch, c))
+    return ops.object_op(patch, out, add_here, cluster_pb2.Cluster, lambda c: matches(patch, c, own_hosts))
 
 
 def problems(changed: list[cluster_pb2.Cluster], everything: list[cluster_pb2.Cluster]) -> list[str]:
