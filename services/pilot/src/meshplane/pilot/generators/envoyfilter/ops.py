@@ -17,6 +17,10 @@ from meshplane.shared.config.models.envoy_filter import Operation
 M = TypeVar("M", bound=Message)
 
 
+class PatchError(ValueError):
+    """A patch that cannot apply to an object (skipped, logged and counted, no traceback)."""
+
+
 def merge(dst: Message, src: Message) -> None:
     """Proto merge of ``src`` into ``dst``; ``Any`` fields of the same type are unpacked and merged
     (Istio's MergeAnyWithAny) instead of having their bytes replaced."""
@@ -34,9 +38,11 @@ def merge(dst: Message, src: Message) -> None:
 
 
 def _merge_any(dst: any_pb2.Any, src: any_pb2.Any) -> None:
-    if not dst.type_url or dst.type_url != src.type_url:
+    if not dst.type_url:
         dst.CopyFrom(src)
         return
+    if dst.type_url != src.type_url:  # Istio's MergeAnyWithAny fails and keeps the original
+        raise PatchError(f"cannot merge a {src.TypeName()} into a {dst.TypeName()}")
     cls = symbol_database.Default().GetSymbol(src.TypeName())
     a, b = cls(), cls()
     dst.Unpack(a)
@@ -127,6 +133,10 @@ def run(
         before = [copy(x) for x in out]
         try:
             out = apply(patch, out)
+        except PatchError as exc:
+            error(patch.source, patch.apply_to, f"{patch.apply_to} {patch.op}: {exc}")
+            out = before
+            continue
         except Exception:  # a patch must never fail the push of the proxy
             log.exception("envoyfilter %s: %s patch failed", patch.source, patch.apply_to)
             error(patch.source, patch.apply_to, f"{patch.apply_to} {patch.op} raised")
