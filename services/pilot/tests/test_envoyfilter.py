@@ -124,25 +124,17 @@ def test_insert_first_remove_and_add_after_router_is_skipped_and_counted() -> No
     )
 
 
+def hcm_merge(typed_config: dict[str, Any]) -> dict[str, Any]:
+    """A NETWORK_FILTER MERGE of ``typed_config`` into the HCM of the port 9080 listener."""
+    return {
+        "applyTo": "NETWORK_FILTER",
+        "match": {"listener": {"portNumber": 9080, "filterChain": {"filter": {"name": HCM}}}},
+        "patch": {"operation": "MERGE", "value": {"typed_config": typed_config}},
+    }
+
+
 def test_network_filter_merge_sets_hcm_settings() -> None:
-    merge = envoy_filter(
-        "hcm",
-        [
-            {
-                "applyTo": "NETWORK_FILTER",
-                "match": {"listener": {"portNumber": 9080, "filterChain": {"filter": {"name": HCM}}}},
-                "patch": {
-                    "operation": "MERGE",
-                    "value": {
-                        "typed_config": {
-                            "@type": HCM_TYPE,
-                            "server_name": "patched",
-                        }
-                    },
-                },
-            }
-        ],
-    )
+    merge = envoy_filter("hcm", [hcm_merge({"@type": HCM_TYPE, "server_name": "patched"})])
     lis = next(x for x in outbound(ctx(merge)) if x.name == "0.0.0.0_9080")
     hcm = hcm_pb2.HttpConnectionManager()
     next(f for c in lis.filter_chains for f in c.filters if f.name == HCM).typed_config.Unpack(hcm)

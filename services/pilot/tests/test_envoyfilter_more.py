@@ -21,7 +21,7 @@ from meshplane.pilot.model.config import Config, Port, Service, Workload
 from meshplane.pilot.model.proxy import Proxy, parse_proxy
 from meshplane.pilot.model.push_context import PushContext, build_push_context
 
-from .test_envoyfilter import HCM, envoy_filter, insert_lua, outbound
+from .test_envoyfilter import envoy_filter, hcm_merge, insert_lua, outbound
 from .test_generators_more import REVIEWS, ROUTER, SIDECAR, cfg, ctx, proxy
 
 HOST_VH = f"{REVIEWS}:9080"
@@ -336,19 +336,8 @@ def test_inbound_clusters_match_the_proxys_services_and_inbound_adds_run_in_the_
 
 
 def test_merging_a_typed_config_of_another_type_is_skipped_and_counted() -> None:
-    wrong = {
-        "applyTo": "NETWORK_FILTER",
-        "match": {"listener": {"portNumber": 9080, "filterChain": {"filter": {"name": HCM}}}},
-        "patch": {
-            "operation": "MERGE",
-            "value": {
-                "typed_config": {
-                    "@type": "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy",
-                    "stat_prefix": "x",
-                }
-            },
-        },
-    }
+    tcp = "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy"
+    wrong = hcm_merge({"@type": tcp, "stat_prefix": "x"})
     before = envoyfilter.STATUS.error_count("default/wrong")
     plain = outbound(ctx())
     assert outbound(ctx(envoy_filter("wrong", [wrong]))) == plain
