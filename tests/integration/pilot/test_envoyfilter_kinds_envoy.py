@@ -1,6 +1,7 @@
 """EnvoyFilter route, virtual host, route configuration, filter chain and listener filter patches,
-proxy matches and Istio's order, through a real Envoy; and a patch whose result Envoy would reject
-is skipped and counted by Pilot while the rest of the config reaches Envoy."""
+proxy matches and Istio's order, through a real Envoy; GATEWAY-context patches through a real
+gateway; and a patch whose result Envoy would reject is skipped and counted by Pilot while the rest
+of the config reaches Envoy."""
 
 from __future__ import annotations
 
@@ -236,6 +237,77 @@ def test_a_patch_envoy_would_reject_is_skipped_and_counted_the_rest_reaches_envo
         ]
         assert all(line.endswith(" 0.0") for line in rejects if not line.startswith("#")), rejects
         assert "Envoy would reject the result" in pilot.log.read_text()
+    finally:
+        kit.stop_all(envoy, pilot)
+        app.stop()
+
+
+def test_gateway_context_patches_reach_the_gateway_and_sidecar_ones_do_not(
+    kit: Any, nats_module: Any, tmp_path: Path
+) -> None:
+    base = kit.loopback_base()
+    gw_ip, app_ip = base + "30", base + "40"
+    port = kit.free_port_on([gw_ip, app_ip])
+    app = kit.App("web", "v1", app_ip, port)
+    server = {"port": {"number": port, "name": "http", "protocol": "HTTP"}, "hosts": ["*"], "bind": gw_ip}
+    gateway = kit.vs_config(
+        "Gateway", ROOT, "gw", {"selector": {"istio": "ingressgateway"}, "servers": [server]}
+    )
+    vs = kit.vs_config(
+        "VirtualService",
+        NS,
+        "web",
+        {"hosts": ["*"], "gateways": [f"{ROOT}/gw"], "http": [{"route": [{"destination": {"host": HOST}}]}]},
+    )
+    lua = {
+        "name": "envoy.filters.http.lua",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua",
+            "default_source_code": {
+                "inline_string": 'function envoy_on_response(h) h:headers():add("x-gw-lua", "yes") end'
+            },
+        },
+    }
+    router = {
+        "name": "envoy.filters.network.http_connection_manager",
+        "subFilter": {"name": "envoy.filters.http.router"},
+    }
+    gw_route = _rc("ROUTE_CONFIGURATION", "MERGE", _header("x-gw-route"), {"portNumber": port})
+    gw_route["match"]["context"] = "GATEWAY"
+    patches = [
+        {
+            "applyTo": "HTTP_FILTER",
+            "match": {
+                "context": "GATEWAY",
+                "listener": {"portNumber": port, "filterChain": {"filter": router}},
+            },
+            "patch": {"operation": "INSERT_BEFORE", "value": lua},
+        },
+        gw_route,
+        _rc("ROUTE_CONFIGURATION", "MERGE", _header("x-sidecar-only")),  # SIDECAR_OUTBOUND
+    ]
+    ef = _ef(kit, "gateway", patches, ns=ROOT, workloadSelector={"labels": {"istio": "ingressgateway"}})
+    kit.publish(nats_module.url, kit.http_service(HOST, NS, app_ip, port), [gateway, vs, ef])
+    pilot = kit.start_pilot(nats_module.url, tmp_path, "pilot")
+    opts = kit.proxy_options(
+        "router", gw_ip, "ingress", ROOT, {"istio": "ingressgateway"}, [f"127.0.0.1:{pilot.grpc}"], False
+    )
+    envoy = kit.start_envoy(tmp_path, "gateway", opts)
+    url = f"http://{gw_ip}:{port}/"
+    try:
+        resp = kit.wait_until(
+            lambda: (
+                (r := httpx.get(url, headers={"host": "shop.example.com"}, timeout=5)).status_code == 200
+                and r
+            ),
+            30,
+            "the gateway route",
+        )
+        assert resp.json()["name"] == "web"
+        assert resp.headers.get("x-gw-lua") == "yes"
+        assert resp.headers.get("x-gw-route") == "yes"
+        assert "x-sidecar-only" not in resp.headers
+        assert _rejected(envoy) == {}
     finally:
         kit.stop_all(envoy, pilot)
         app.stop()
