@@ -48,6 +48,8 @@ class Proxy:
     sds_socket_path: str = ""
     #: ``region/zone/subzone`` from the node's locality ("" when the proxy sent none).
     locality: str = ""
+    #: The node metadata entries with string values (EnvoyFilter ``match.proxy.metadata``).
+    metadata: dict[str, str] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -121,4 +123,5 @@ def parse_proxy(node_id: str, meta: struct_pb2.Struct | None, locality: str = ""
         sds_token_path=token_path,
         sds_socket_path=socket_path if token_path else "",
         locality=locality,
+        metadata={k: v for k, v in md.items() if isinstance(v, str)},
     )
