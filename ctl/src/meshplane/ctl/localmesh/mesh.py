@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -29,6 +30,7 @@ from meshplane.shared.bus.client import BUS_CREDENTIALS_ENV, BUS_DIR_ENV
 from meshplane.shared.bus.pki import BusPki
 from meshplane.shared.envoyproc import EnvoyProcess
 from meshplane.shared.natsserver import NatsServer, free_port
+from meshplane.shared.proxyconfig import ProxySettings
 
 GATEWAY = Workload(
     name="istio-ingressgateway",
@@ -64,6 +66,18 @@ def _ready_on(m: Managed, url: str) -> None:
 
 def _http_ok(url: str) -> bool:
     return http_status(url)[0] == 200
+
+
+def _envoy_options(proxy: ProxySettings) -> dict[str, Any]:
+    """ProxyConfig ``concurrency`` (unset: 1 worker per local proxy; 0: every core) and
+    ``drainDuration`` as Envoy's options."""
+    options: dict[str, Any] = {"concurrency": 1 if proxy.concurrency is None else proxy.concurrency}
+    if options["concurrency"] == 0:
+        options["concurrency"] = os.cpu_count() or 1
+    if proxy.drain_seconds is not None:
+        options["drain_time_s"] = max(0, round(proxy.drain_seconds))
+        options["extra_args"] = ["--drain-strategy", "immediate"]
+    return options
 
 
 def _private_file(path: Path, text: str) -> None:
@@ -242,6 +256,8 @@ class LocalMesh:
     def _envoy(self, wl: Workload, router: bool) -> tuple[Managed, EnvoyProcess]:
         admin = free_port()
         kind = "router" if router else "sidecar"
+        proxy_config = self.plan.proxy_configs.effective(wl.namespace, wl.labels)
+        proxy = ProxySettings.of(proxy_config, f"the ProxyConfig of {wl.proxy}")
         opts = BootstrapOptions(
             proxy_type=kind,
             node_id=f"{kind}~{wl.address}~{wl.proxy}~{wl.namespace}.svc.cluster.local",
@@ -255,6 +271,7 @@ class LocalMesh:
             interception="REDIRECT" if router else "NONE",
             xds_retry_max=1.0,  # back on a restarted Pilot within a second (6 proxies: no storm)
             pilot_san=PILOT_SAN,  # xDS over mutual TLS, Pilot verified by its SPIFFE ID
+            proxy_config=proxy_config,
         )
         envoys = self.state / "envoy"
         envoys.mkdir(exist_ok=True)
@@ -262,7 +279,7 @@ class LocalMesh:
         config.write_text(yaml.safe_dump(render_bootstrap(opts), sort_keys=False))
         name = f"envoy-{wl.proxy}"
         log = self.sup.logs / f"{name}.log"
-        envoy = EnvoyProcess(config, admin, log_file=log, die_with_parent=True).start()
+        envoy = EnvoyProcess(config, admin, log_file=log, die_with_parent=True, **_envoy_options(proxy)).start()
         assert envoy.child is not None
         where = f"admin 127.0.0.1:{admin}"
         if router:

@@ -4,7 +4,8 @@ Workloads come from ``LocalWorkload`` objects (``apiVersion: meshplane.io/v1alph
 Galley and ``meshctl validate`` pass over as non-Istio): each names its WorkloadEntry, which
 gives the address, labels and service account, and carries the ``command`` that runs the app.
 The ingress gateway's port and address come from the Gateway that selects
-``istio: ingressgateway``. Problems raise ``PlanError`` naming the file and object.
+``istio: ingressgateway``. Each proxy's ProxyConfig comes from the ProxyConfig resources and the
+``defaultConfig`` of ``mesh.yaml`` in the directory, if there is one (Istio's precedence). Problems raise ``PlanError`` naming the file and object.
 """
 
 from __future__ import annotations
@@ -14,6 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from meshplane.shared.meshconfig import MeshConfigError, parse_mesh_config
+from meshplane.shared.proxyconfig import ProxyConfigs
 
 LOCAL_API = "meshplane.io/v1alpha1"
 GATEWAY_LABELS = {"istio": "ingressgateway", "app": "istio-ingressgateway"}
@@ -45,6 +49,8 @@ class Plan:
     workloads: list[Workload] = field(default_factory=list)
     gateway_bind: str = "127.0.0.1"
     gateway_port: int = 0
+    #: MeshConfig ``defaultConfig`` and the ProxyConfig resources: each proxy's ProxyConfig
+    proxy_configs: ProxyConfigs = field(default_factory=ProxyConfigs)
 
 
 @dataclass(frozen=True)
@@ -151,4 +157,17 @@ def load_plan(config_dir: Path) -> Plan:
             seen.add(wl.proxy)
             plan.workloads.append(wl)
     _gateway(docs, plan)
+    plan.proxy_configs = _proxy_configs(config_dir, docs)
     return plan
+
+
+def _proxy_configs(config_dir: Path, docs: list[_Doc]) -> ProxyConfigs:
+    mesh_file = config_dir / "mesh.yaml"
+    try:
+        mesh = parse_mesh_config(mesh_file.read_text(), str(mesh_file)) if mesh_file.is_file() else None
+    except (OSError, UnicodeDecodeError, MeshConfigError) as exc:
+        raise PlanError(str(exc)) from exc
+    objects = [d.obj for d in docs if d.obj.get("kind") == "ProxyConfig"]
+    if mesh is None:
+        return ProxyConfigs.build(None, objects)
+    return ProxyConfigs.build(mesh.default_config, objects, mesh.root_namespace)
