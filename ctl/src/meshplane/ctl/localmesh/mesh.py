@@ -100,6 +100,8 @@ class LocalMesh:
     sds_dir: Path | None = None
     #: the bus's CA and per-component credentials (set by start_bus)
     bus: BusPki | None = None
+    #: ``meshctl up --mesh-config``: given to Citadel, Galley and Pilot
+    mesh_config: Path | None = None
 
     def _step(self, what: str) -> float:
         print(f"  {what} ...", end="", flush=True)
@@ -157,13 +159,15 @@ class LocalMesh:
         return {BUS_CREDENTIALS_ENV: str(self.bus.root / identity)}
 
     def start_control_plane(self) -> None:
-        bus = ["--nats-url", self.nats_url]
+        common = ["--nats-url", self.nats_url]
+        if self.mesh_config is not None:
+            common += ["--mesh-config", str(self.mesh_config)]
         ca, mtls, ca_mon = free_port(), free_port(), free_port()
         self.ca_addr = f"127.0.0.1:{ca}"
         t = self._step("meshplane-citadel (CA)")
         citadel = self.sup.start(
             "meshplane-citadel",
-            [str(self.bin_dir / "meshplane-citadel"), *bus, "--ca-dir", str(self.state / "ca")]
+            [str(self.bin_dir / "meshplane-citadel"), *common, "--ca-dir", str(self.state / "ca")]
             + ["--grpc-addr", self.ca_addr, "--grpc-mtls-addr", f"127.0.0.1:{mtls}"]
             + ["--monitoring-addr", f"127.0.0.1:{ca_mon}"],
             f"CA {self.ca_addr}, metrics :{ca_mon}",
@@ -181,14 +185,14 @@ class LocalMesh:
         t = self._step("meshplane-galley and meshplane-pilot")
         galley = self.sup.start(
             "meshplane-galley",
-            [str(self.bin_dir / "meshplane-galley"), *bus, "--config-dir", str(self.config_dir)]
+            [str(self.bin_dir / "meshplane-galley"), *common, "--config-dir", str(self.config_dir)]
             + ["--webhook-addr", f"127.0.0.1:{hook}", "--monitoring-addr", f"127.0.0.1:{galley_mon}"],
             f"config {self.config_dir}, webhook :{hook}, debug :{galley_mon}",
             env=self._bus_env("galley"),
         )
         pilot = self.sup.start(
             "meshplane-pilot",
-            [str(self.bin_dir / "meshplane-pilot"), *bus, "--grpc-addr", self.pilot_addr]
+            [str(self.bin_dir / "meshplane-pilot"), *common, "--grpc-addr", self.pilot_addr]
             + ["--http-addr", f"127.0.0.1:{http}", "--id", "pilot-local"]
             + ["--ca-addr", self.ca_addr, "--ca-root", ca_root, "--token-file", str(pilot_token)],
             f"xDS {self.pilot_addr} (mTLS), debug :{http}",

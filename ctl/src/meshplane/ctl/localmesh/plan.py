@@ -5,7 +5,7 @@ Galley and ``meshctl validate`` pass over as non-Istio): each names its Workload
 gives the address, labels and service account, and carries the ``command`` that runs the app.
 The ingress gateway's port and address come from the Gateway that selects
 ``istio: ingressgateway``. Each proxy's ProxyConfig comes from the ProxyConfig resources and the
-``defaultConfig`` of ``mesh.yaml`` in the directory, if there is one (Istio's precedence). Problems raise ``PlanError`` naming the file and object.
+``defaultConfig`` of ``meshctl up --mesh-config`` (Istio's precedence). Problems raise ``PlanError`` naming the file and object.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from meshplane.shared.meshconfig import MeshConfigError, parse_mesh_config
+from meshplane.shared.meshconfig import MeshConfig
 from meshplane.shared.proxyconfig import ProxyConfigs
 
 LOCAL_API = "meshplane.io/v1alpha1"
@@ -142,7 +142,7 @@ def _gateway(docs: list[_Doc], plan: Plan) -> None:
                 return
 
 
-def load_plan(config_dir: Path) -> Plan:
+def load_plan(config_dir: Path, mesh: MeshConfig | None = None) -> Plan:
     """The workloads and gateway of ``config_dir``; raises PlanError."""
     docs = _documents(config_dir)
     entries = {_name(d): d for d in docs if d.obj.get("kind") == "WorkloadEntry"}
@@ -157,17 +157,7 @@ def load_plan(config_dir: Path) -> Plan:
             seen.add(wl.proxy)
             plan.workloads.append(wl)
     _gateway(docs, plan)
-    plan.proxy_configs = _proxy_configs(config_dir, docs)
-    return plan
-
-
-def _proxy_configs(config_dir: Path, docs: list[_Doc]) -> ProxyConfigs:
-    mesh_file = config_dir / "mesh.yaml"
-    try:
-        mesh = parse_mesh_config(mesh_file.read_text(), str(mesh_file)) if mesh_file.is_file() else None
-    except (OSError, UnicodeDecodeError, MeshConfigError) as exc:
-        raise PlanError(str(exc)) from exc
+    mesh = mesh or MeshConfig()
     objects = [d.obj for d in docs if d.obj.get("kind") == "ProxyConfig"]
-    if mesh is None:
-        return ProxyConfigs.build(None, objects)
-    return ProxyConfigs.build(mesh.default_config, objects, mesh.root_namespace)
+    plan.proxy_configs = ProxyConfigs.build(mesh.default_config, objects, mesh.root_namespace)
+    return plan
