@@ -15,14 +15,18 @@ from meshplane.ctl.main import main
 from meshplane.shared.envoyproc import find_envoy
 
 
-def bootstrap(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, env: dict[str, str], *args: str) -> dict[str, Any]:
+def bootstrap(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, env: dict[str, str], *args: str
+) -> dict[str, Any]:
     for name in ("PROXY_CONFIG", "ISTIOD_ADDR"):
         monkeypatch.delenv(name, raising=False)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     out = tmp_path / "envoy.yaml"
     assert main(["bootstrap", "--xds-plaintext", "-o", str(out), *args]) == 0
-    checked = subprocess.run([find_envoy(), "--mode", "validate", "-c", str(out)], capture_output=True, text=True, timeout=60)
+    checked = subprocess.run(
+        [find_envoy(), "--mode", "validate", "-c", str(out)], capture_output=True, text=True, timeout=60
+    )
     assert checked.returncode == 0, checked.stdout + checked.stderr  # Envoy accepts it
     boot: dict[str, Any] = yaml.safe_load(out.read_text())
     return boot
@@ -42,12 +46,17 @@ def test_discovery_address_precedence(tmp_path: Path, monkeypatch: pytest.Monkey
     assert pilots(bootstrap(tmp_path, monkeypatch, remote)) == ["istiod.remote.example:15012"]
     with_pc = {**remote, "PROXY_CONFIG": json.dumps({"discoveryAddress": "pilot.local:15010"})}
     assert pilots(bootstrap(tmp_path, monkeypatch, with_pc)) == ["pilot.local:15010"]
-    assert pilots(bootstrap(tmp_path, monkeypatch, with_pc, "--pilot", "10.0.0.9:15010")) == ["10.0.0.9:15010"]
+    assert pilots(bootstrap(tmp_path, monkeypatch, with_pc, "--pilot", "10.0.0.9:15010")) == [
+        "10.0.0.9:15010"
+    ]
 
 
 def test_proxy_config_file_and_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     file = tmp_path / "pc.yaml"
-    file.write_text("proxyStatsMatcher: {inclusionRegexps: ['.*upstream_rq_5xx.*']}\nproxyMetadata: {ISTIO_META_A: file}\n")
+    file.write_text(
+        "proxyStatsMatcher: {inclusionRegexps: ['.*upstream_rq_5xx.*']}\n"
+        "proxyMetadata: {ISTIO_META_A: file}\n"
+    )
     env = {"PROXY_CONFIG": json.dumps({"proxyMetadata": {"ISTIO_META_A": "env", "ISTIO_META_B": "env"}})}
     boot = bootstrap(tmp_path, monkeypatch, env, "--proxy-config", str(file))
     metadata = boot["node"]["metadata"]
@@ -56,9 +65,12 @@ def test_proxy_config_file_and_env(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     patterns = boot["stats_config"]["stats_matcher"]["inclusion_list"]["patterns"]
     assert {"safe_regex": {"regex": ".*upstream_rq_5xx.*"}} in patterns
     # the bootstrap's own metadata is not overridden by proxyMetadata
-    assert bootstrap(tmp_path, monkeypatch, {"PROXY_CONFIG": '{"proxyMetadata": {"ISTIO_META_NAMESPACE": "x"}}'})[
-        "node"
-    ]["metadata"]["NAMESPACE"] == "default"
+    assert (
+        bootstrap(
+            tmp_path, monkeypatch, {"PROXY_CONFIG": '{"proxyMetadata": {"ISTIO_META_NAMESPACE": "x"}}'}
+        )["node"]["metadata"]["NAMESPACE"]
+        == "default"
+    )
 
 
 @pytest.mark.parametrize(

@@ -36,7 +36,12 @@ def listener(name: str, port: int, direction: str) -> dict[str, Any]:
         },
     }
     address = {"socket_address": {"address": "127.0.0.1", "port_value": port}}
-    return {"name": name, "address": address, "traffic_direction": direction, "filter_chains": [{"filters": [reply]}]}
+    return {
+        "name": name,
+        "address": address,
+        "traffic_direction": direction,
+        "filter_chains": [{"filters": [reply]}],
+    }
 
 
 def static_envoy(tmp_path: Path, health: int, listeners: list[dict[str, Any]]) -> EnvoyProcess:
@@ -44,7 +49,9 @@ def static_envoy(tmp_path: Path, health: int, listeners: list[dict[str, Any]]) -
     admin = free_port()
     boot = render_bootstrap(BootstrapOptions(admin=f"127.0.0.1:{admin}", health_port=health))
     del boot["dynamic_resources"]
-    boot["static_resources"]["clusters"] = [c for c in boot["static_resources"]["clusters"] if c["name"] != "xds-grpc"]
+    boot["static_resources"]["clusters"] = [
+        c for c in boot["static_resources"]["clusters"] if c["name"] != "xds-grpc"
+    ]
     boot["static_resources"]["listeners"] += listeners
     path = tmp_path / "envoy.yaml"
     path.write_text(yaml.safe_dump(boot))

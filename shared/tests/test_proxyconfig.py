@@ -9,9 +9,16 @@ import pytest
 from meshplane.shared.proxyconfig import ProxyConfigError, ProxyConfigs, ProxySettings, check_proxy_config
 
 
-def resource(namespace: str, name: str, spec: dict[str, Any], created: str = "2026-01-01T00:00:00Z") -> dict[str, Any]:
+def resource(
+    namespace: str, name: str, spec: dict[str, Any], created: str = "2026-01-01T00:00:00Z"
+) -> dict[str, Any]:
     meta = {"namespace": namespace, "name": name, "creationTimestamp": created}
-    return {"apiVersion": "networking.istio.io/v1beta1", "kind": "ProxyConfig", "metadata": meta, "spec": spec}
+    return {
+        "apiVersion": "networking.istio.io/v1beta1",
+        "kind": "ProxyConfig",
+        "metadata": meta,
+        "spec": spec,
+    }
 
 
 MESH = {"concurrency": 1, "drainDuration": "30s", "proxyMetadata": {"FROM_MESH": "m", "SHARED": "mesh"}}
@@ -50,9 +57,15 @@ def test_lists_append_as_protobuf_merge_does() -> None:
 
 
 def test_the_oldest_matching_selector_wins() -> None:
-    older = resource("shop", "b-old", {"selector": {"matchLabels": {"app": "x"}}, "concurrency": 6}, "2025-01-01T00:00:00Z")
-    newer = resource("shop", "a-new", {"selector": {"matchLabels": {"app": "x"}}, "concurrency": 7}, "2026-06-01T00:00:00Z")
-    assert ProxyConfigs.build({}, [newer, older]).effective("shop", {"app": "x", "v": "1"})["concurrency"] == 6
+    older = resource(
+        "shop", "b-old", {"selector": {"matchLabels": {"app": "x"}}, "concurrency": 6}, "2025-01-01T00:00:00Z"
+    )
+    newer = resource(
+        "shop", "a-new", {"selector": {"matchLabels": {"app": "x"}}, "concurrency": 7}, "2026-06-01T00:00:00Z"
+    )
+    assert (
+        ProxyConfigs.build({}, [newer, older]).effective("shop", {"app": "x", "v": "1"})["concurrency"] == 6
+    )
 
 
 @pytest.mark.parametrize(
@@ -61,8 +74,14 @@ def test_the_oldest_matching_selector_wins() -> None:
         ({"concurrency": -1}, "concurrency: expected a whole number >= 0"),
         ({"drainDuration": "soon"}, "drainDuration: "),
         ({"discoveryAddress": "pilot"}, "discoveryAddress: expected HOST:PORT, got 'pilot'"),
-        ({"holdApplicationUntilProxyStarts": "yes"}, "holdApplicationUntilProxyStarts: expected true or false"),
-        ({"proxyStatsMatcher": {"inclusionPrefix": ["a"]}}, "proxyStatsMatcher.inclusionPrefix: unknown field"),
+        (
+            {"holdApplicationUntilProxyStarts": "yes"},
+            "holdApplicationUntilProxyStarts: expected true or false",
+        ),
+        (
+            {"proxyStatsMatcher": {"inclusionPrefix": ["a"]}},
+            "proxyStatsMatcher.inclusionPrefix: unknown field",
+        ),
         ({"proxyMetadata": ["A=1"]}, "proxyMetadata: expected a map"),
         ("concurrency", "expected a ProxyConfig mapping, got str"),
     ],
@@ -83,7 +102,10 @@ def test_stats_matcher_keeps_istios_required_prefixes_and_envoy_args() -> None:
     assert {"prefix": "cluster_manager"} in patterns and {"suffix": "rq_total"} in patterns
     assert settings.envoy_args() == []  # 0: every core, Envoy's own default
     assert ProxySettings.of({"drainDuration": "45s"}).envoy_args() == [
-        "--drain-time-s", "45", "--drain-strategy", "immediate",
+        "--drain-time-s",
+        "45",
+        "--drain-strategy",
+        "immediate",
     ]
     assert ProxySettings.of({}).stats_config() == {}
     assert ProxySettings.of({"image": {"imageType": "fancy"}}).image_type == "default"

@@ -91,13 +91,22 @@ async def test_without_rotation_the_certificate_is_issued_once_and_never_renewed
     """``CITADEL_ENABLE_WORKLOAD_CERT_ROTATION=false``: past half life (and past expiry) the agent
     asks Citadel for nothing and keeps serving the one certificate."""
     settings = parse_agent_settings(
-        ["--sds-socket", "/tmp/x.sock", "--ca-addr", "127.0.0.1:1"], {"CITADEL_ENABLE_WORKLOAD_CERT_ROTATION": "false"}
+        ["--sds-socket", "/tmp/x.sock", "--ca-addr", "127.0.0.1:1"],
+        {"CITADEL_ENABLE_WORKLOAD_CERT_ROTATION": "false"},
     )
-    assert settings.rotation is False and parse_agent_settings(["--sds-socket", "s", "--ca-addr", "h:1"], {}).rotation
+    assert (
+        settings.rotation is False
+        and parse_agent_settings(["--sds-socket", "s", "--ca-addr", "h:1"], {}).rotation
+    )
     time = DrivenTime()
     token = token_for(sa="issued-once")
     workloads = Workloads(
-        _client(citadel), "ec", dt.timedelta(hours=1), lambda: token, clock=time.clock, wait=time.wait,
+        _client(citadel),
+        "ec",
+        dt.timedelta(hours=1),
+        lambda: token,
+        clock=time.clock,
+        wait=time.wait,
         rotation=settings.rotation,
     )
     renewed = _sample("meshplane_nodeagent_certificates_total", {"kind": "renewed"})

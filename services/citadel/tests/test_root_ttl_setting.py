@@ -15,7 +15,9 @@ pytestmark = pytest.mark.timeout(60)
 
 
 def root_lifetime(tmp_path: Path, env: dict[str, str]) -> dt.timedelta:
-    citadel = CitadelProcess(tmp_path / "ca", tmp_path / "citadel.log", env={"CITADEL_CA_KEY_TYPE": "ec", **env})
+    citadel = CitadelProcess(
+        tmp_path / "ca", tmp_path / "citadel.log", env={"CITADEL_CA_KEY_TYPE": "ec", **env}
+    )
     citadel.start()
     try:
         cert = x509.load_pem_x509_certificate(citadel.root_pem())

@@ -23,7 +23,9 @@ PILOT = Path(sys.executable).parent / "meshplane-pilot"
 
 def test_ambient_true_stops_pilot_at_start_with_a_clear_message() -> None:
     env = {**os.environ, "PILOT_ENABLE_AMBIENT": "true"}
-    done = subprocess.run([str(PILOT), "--xds-plaintext"], capture_output=True, text=True, env=env, timeout=60)
+    done = subprocess.run(
+        [str(PILOT), "--xds-plaintext"], capture_output=True, text=True, env=env, timeout=60
+    )
     assert done.returncode == 2, done.stdout + done.stderr
     assert "PILOT_ENABLE_AMBIENT=true: meshplane has no ambient mode" in done.stderr
     assert "Traceback" not in done.stderr
@@ -56,7 +58,9 @@ async def test_push_throttle_is_the_number_of_pushes_in_flight() -> None:
     queue = PushQueue(push, settings.push_throttle)
     queue.start()
     for i in range(10):
-        conn = Connection(parse_proxy(f"sidecar~10.0.0.{i}~p{i}.ns~ns.svc.cluster.local", None), "peer", delta=False)
+        conn = Connection(
+            parse_proxy(f"sidecar~10.0.0.{i}~p{i}.ns~ns.svc.cluster.local", None), "peer", delta=False
+        )
         conn.initialized.set()
         queue.enqueue(conn, PushRequest(full=True))
 

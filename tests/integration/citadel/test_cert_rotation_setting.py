@@ -24,13 +24,20 @@ def test_rotation_off_is_warned_at_start_and_the_certificate_is_still_served(tmp
     citadel.start()
     token = make_token(tmp_path / "ca", "shop", "cart", "istio-ca", 3600)
     env = {"CITADEL_ENABLE_WORKLOAD_CERT_ROTATION": "false"}
-    agent = NodeAgentProcess(tmp_path / "agent", citadel.target, tmp_path / "ca" / "root-cert.pem", token, env=env)
+    agent = NodeAgentProcess(
+        tmp_path / "agent", citadel.target, tmp_path / "ca" / "root-cert.pem", token, env=env
+    )
     try:
         agent.start()
-        assert "CITADEL_ENABLE_WORKLOAD_CERT_ROTATION=false: workload certificates are issued once" in agent.log()
+        assert (
+            "CITADEL_ENABLE_WORKLOAD_CERT_ROTATION=false: workload certificates are issued once"
+            in agent.log()
+        )
         with grpc.insecure_channel(f"unix:{agent.socket}") as channel:
             stub = sds_pb2_grpc.SecretDiscoveryServiceStub(channel)
-            response = stub.FetchSecrets(discovery_pb2.DiscoveryRequest(resource_names=["default"]), timeout=20)
+            response = stub.FetchSecrets(
+                discovery_pb2.DiscoveryRequest(resource_names=["default"]), timeout=20
+            )
         assert len(response.resources) == 1  # the workload certificate, issued once
     finally:
         agent.stop()

@@ -40,7 +40,12 @@ def review(annotations: dict[str, str]) -> dict[str, Any]:
     pod = {
         "apiVersion": "v1",
         "kind": "Pod",
-        "metadata": {"name": "reviews-1", "namespace": "shop", "labels": {"app": "reviews"}, "annotations": annotations},
+        "metadata": {
+            "name": "reviews-1",
+            "namespace": "shop",
+            "labels": {"app": "reviews"},
+            "annotations": annotations,
+        },
         "spec": {"containers": [{"name": "reviews", "image": "reviews:1"}]},
     }
     request = {
@@ -69,7 +74,9 @@ async def inject(port: int, annotations: dict[str, str]) -> tuple[str, dict[str,
     return str(proxy["command"][2]), env, list(answer.get("warnings", []))
 
 
-async def test_injection_applies_mesh_default_resources_and_annotation(nats_server: NatsServer, tmp_path: Path) -> None:
+async def test_injection_applies_mesh_default_resources_and_annotation(
+    nats_server: NatsServer, tmp_path: Path
+) -> None:
     conf = tmp_path / "conf"
     conf.mkdir()
     (conf / "shop.yaml").write_text(NAMESPACE_WIDE)

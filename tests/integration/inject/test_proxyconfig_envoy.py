@@ -58,7 +58,9 @@ def injected_proxy() -> dict[str, Any]:
             "namespace": "shop",
             "labels": {"app": "reviews"},
             # the annotation is below the workload's resource (concurrency 3 wins) but adds its own
-            "annotations": {"proxy.istio.io/config": "concurrency: 8\nproxyMetadata: {ISTIO_META_FROM_POD: pod}"},
+            "annotations": {
+                "proxy.istio.io/config": "concurrency: 8\nproxyMetadata: {ISTIO_META_FROM_POD: pod}"
+            },
         },
         "spec": {"containers": [{"name": "reviews", "image": "reviews:1"}]},
     }
@@ -68,7 +70,9 @@ def injected_proxy() -> dict[str, Any]:
     return dict(proxy)
 
 
-def test_injected_proxy_config_shows_in_envoys_concurrency_drain_stats_and_node_metadata(workdir: Path) -> None:
+def test_injected_proxy_config_shows_in_envoys_concurrency_drain_stats_and_node_metadata(
+    workdir: Path,
+) -> None:
     envoy = shutil.which("envoy", path=str(BIN)) or find_envoy()
     proxy = injected_proxy()
     env = {e["name"]: e["value"] for e in proxy["env"] if "value" in e}
@@ -85,7 +89,9 @@ def test_injected_proxy_config_shows_in_envoys_concurrency_drain_stats_and_node_
             .replace("meshctl bootstrap", f"{BIN / 'meshctl'} bootstrap --xds-plaintext")
             .replace("exec envoy", f"exec {envoy}")
         ) + " --use-dynamic-base-id"
-        stack.enter_context(netns_process(pod.path, ["/bin/sh", "-c", script], workdir / "proxy.log", env=env))
+        stack.enter_context(
+            netns_process(pod.path, ["/bin/sh", "-c", script], workdir / "proxy.log", env=env)
+        )
         in_pod = stack.enter_context(netns_thread(pod.path))
 
         def admin(path: str) -> str | None:

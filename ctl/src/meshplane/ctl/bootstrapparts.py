@@ -14,7 +14,9 @@ def socket_address(host: str, port: int) -> dict[str, Any]:
     return {"socket_address": {"address": host, "port_value": port}}
 
 
-def health_listener(port: int, admin_host: str, admin_port: int, clusters: list[dict[str, Any]]) -> dict[str, Any]:
+def health_listener(
+    port: int, admin_host: str, admin_port: int, clusters: list[dict[str, Any]]
+) -> dict[str, Any]:
     """Istio's ``0.0.0.0:15021`` listener: ``/healthz/ready`` goes to admin ``/ready``, nothing else
     (its cluster is appended to ``clusters``)."""
     if not port:
@@ -53,7 +55,9 @@ def health_listener(port: int, admin_host: str, admin_port: int, clusters: list[
             "connect_timeout": "1s",
             "load_assignment": {
                 "cluster_name": "health-admin",
-                "endpoints": [{"lb_endpoints": [{"endpoint": {"address": socket_address(admin_host, admin_port)}}]}],
+                "endpoints": [
+                    {"lb_endpoints": [{"endpoint": {"address": socket_address(admin_host, admin_port)}}]}
+                ],
             },
         }
     )

@@ -48,7 +48,11 @@ VERBS = [
         "meshplane.ctl.capture",
         "check that the pod's traffic is redirected to the proxy",
     ),
-    Verb("wait", "meshplane.ctl.proxylifecycle", "wait until the proxy is ready (holdApplicationUntilProxyStarts)"),
+    Verb(
+        "wait",
+        "meshplane.ctl.proxylifecycle",
+        "wait until the proxy is ready (holdApplicationUntilProxyStarts)",
+    ),
     Verb("drain", "meshplane.ctl.proxylifecycle", "drain the proxy's inbound listeners, then wait"),
     Verb("token", "meshplane.ctl.token", "print a workload token signed by a local Citadel's issuer"),
     Verb(

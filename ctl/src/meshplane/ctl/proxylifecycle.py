@@ -26,7 +26,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     w.add_argument("--timeout", default="60s", help="give up after this long (default %(default)s)")
     w.add_argument("--period", default="500ms", help="between polls (default %(default)s)")
     w.set_defaults(func=run_wait)
-    d = sub.add_parser("drain", help="drain the proxy's inbound listeners, then wait (terminationDrainDuration)")
+    d = sub.add_parser(
+        "drain", help="drain the proxy's inbound listeners, then wait (terminationDrainDuration)"
+    )
     d.add_argument("--admin", default="127.0.0.1:15000", help="Envoy admin HOST:PORT")
     d.add_argument("--duration", default="5s", help="how long to keep serving while draining (Istio's 5s)")
     d.set_defaults(func=run_drain)

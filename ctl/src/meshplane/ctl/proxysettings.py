@@ -18,7 +18,12 @@ from typing import Any
 
 import yaml
 
-from meshplane.shared.proxyconfig import ProxyConfigError, ProxySettings, check_proxy_config, merge_with_precedence
+from meshplane.shared.proxyconfig import (
+    ProxyConfigError,
+    ProxySettings,
+    check_proxy_config,
+    merge_with_precedence,
+)
 
 ENV_PROXY_CONFIG = "PROXY_CONFIG"
 ENV_ISTIOD_ADDR = "ISTIOD_ADDR"
@@ -58,7 +63,9 @@ def from_args(args: argparse.Namespace, env: Mapping[str, str] | None = None) ->
     return load(args.proxy_config, os.environ if env is None else env)
 
 
-def discovery(pilots: list[str], proxy_config: Mapping[str, Any], env: Mapping[str, str] | None = None) -> list[str]:
+def discovery(
+    pilots: list[str], proxy_config: Mapping[str, Any], env: Mapping[str, str] | None = None
+) -> list[str]:
     """The Pilot addresses to use, or [] for the default (see the module docstring)."""
     if pilots:
         return list(pilots)

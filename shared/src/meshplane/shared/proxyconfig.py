@@ -113,7 +113,9 @@ def check_proxy_config(doc: Any, where: str) -> Obj:
         out["proxyMetadata"] = _string_map(doc["proxyMetadata"], f"{where}: proxyMetadata")
     hold = doc.get("holdApplicationUntilProxyStarts")
     if hold is not None and not isinstance(hold, bool):
-        raise ProxyConfigError(f"{where}: holdApplicationUntilProxyStarts: expected true or false, got {hold!r}")
+        raise ProxyConfigError(
+            f"{where}: holdApplicationUntilProxyStarts: expected true or false, got {hold!r}"
+        )
     if "discoveryAddress" in doc:
         _discovery(doc["discoveryAddress"], f"{where}: discoveryAddress")
     matcher = doc.get("proxyStatsMatcher")
@@ -215,11 +217,17 @@ class ProxyConfigs:
         return ProxyConfigs(dict(mesh_default or {}), tuple(resources), root_namespace)
 
     def _namespace_wide(self, namespace: str) -> Obj | None:
-        return next((r.config for r in self.resources if r.namespace == namespace and r.selector is None), None)
+        return next(
+            (r.config for r in self.resources if r.namespace == namespace and r.selector is None), None
+        )
 
     def _workload(self, namespace: str, labels: Mapping[str, str]) -> Obj | None:
         for r in self.resources:
-            if r.namespace == namespace and r.selector and all(labels.get(k) == v for k, v in r.selector.items()):
+            if (
+                r.namespace == namespace
+                and r.selector
+                and all(labels.get(k) == v for k, v in r.selector.items())
+            ):
                 return r.config
         return None
 
@@ -233,7 +241,9 @@ class ProxyConfigs:
             try:
                 doc = yaml.safe_load(annotation)
             except yaml.YAMLError as exc:
-                raise ProxyConfigError(f"annotation {ANNOTATION}: not valid YAML: {str(exc).splitlines()[0]}") from None
+                raise ProxyConfigError(
+                    f"annotation {ANNOTATION}: not valid YAML: {str(exc).splitlines()[0]}"
+                ) from None
             pod = check_proxy_config(doc, f"annotation {ANNOTATION}")
         return merge_with_precedence(
             self._workload(namespace, labels),
@@ -288,9 +298,13 @@ class ProxySettings:
         return bool(self.stats_prefixes or self.stats_suffixes or self.stats_regexps)
 
     def node_metadata(self) -> dict[str, str]:
-        """``proxyMetadata`` entries named ``ISTIO_META_<KEY>``, as node metadata ``<KEY>`` (Istio's agent)."""
+        """``proxyMetadata`` entries ``ISTIO_META_<KEY>`` as node metadata ``<KEY>`` (Istio's agent)."""
         prefix = "ISTIO_META_"
-        return {k[len(prefix) :]: v for k, v in self.metadata.items() if k.startswith(prefix) and len(k) > len(prefix)}
+        return {
+            k[len(prefix) :]: v
+            for k, v in self.metadata.items()
+            if k.startswith(prefix) and len(k) > len(prefix)
+        }
 
     def envoy_args(self) -> list[str]:
         """Envoy's command-line options for these settings (concurrency 0: all cores, Envoy's default)."""
@@ -299,7 +313,12 @@ class ProxySettings:
             args += ["--concurrency", str(self.concurrency)]
         if self.drain_seconds is not None:
             # Istio's agent: drain time and the immediate strategy (connections closed as drained)
-            args += ["--drain-time-s", str(max(0, round(self.drain_seconds))), "--drain-strategy", "immediate"]
+            args += [
+                "--drain-time-s",
+                str(max(0, round(self.drain_seconds))),
+                "--drain-strategy",
+                "immediate",
+            ]
         return args
 
     def stats_config(self) -> Obj:

@@ -283,7 +283,9 @@ class LocalMesh:
         config.write_text(yaml.safe_dump(render_bootstrap(opts), sort_keys=False))
         name = f"envoy-{wl.proxy}"
         log = self.sup.logs / f"{name}.log"
-        envoy = EnvoyProcess(config, admin, log_file=log, die_with_parent=True, **_envoy_options(proxy)).start()
+        envoy = EnvoyProcess(
+            config, admin, log_file=log, die_with_parent=True, **_envoy_options(proxy)
+        ).start()
         assert envoy.child is not None
         where = f"admin 127.0.0.1:{admin}"
         if router:

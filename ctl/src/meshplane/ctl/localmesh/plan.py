@@ -4,8 +4,9 @@ Workloads come from ``LocalWorkload`` objects (``apiVersion: meshplane.io/v1alph
 Galley and ``meshctl validate`` pass over as non-Istio): each names its WorkloadEntry, which
 gives the address, labels and service account, and carries the ``command`` that runs the app.
 The ingress gateway's port and address come from the Gateway that selects
-``istio: ingressgateway``. Each proxy's ProxyConfig comes from the ProxyConfig resources and the
-``defaultConfig`` of ``meshctl up --mesh-config`` (Istio's precedence). Problems raise ``PlanError`` naming the file and object.
+``istio: ingressgateway``. Each proxy's ProxyConfig comes from the ProxyConfig resources
+and the ``defaultConfig`` of ``meshctl up --mesh-config`` (Istio's precedence). Problems
+raise ``PlanError`` naming the file and object.
 """
 
 from __future__ import annotations

@@ -121,10 +121,11 @@ def proxy_container(
 ) -> Obj:
     """``istio-proxy``; ``proxy_config`` is the pod's effective ProxyConfig (:mod:`.proxyconfig`)."""
     proxy = ProxySettings.of(proxy_config or {})
+    pilot = proxy.discovery_address or config.pilot
     script = (
         "meshctl bootstrap --type sidecar "
         '--node-id "sidecar~${INSTANCE_IP}~${POD_NAME}.${POD_NAMESPACE}~${POD_NAMESPACE}.svc.cluster.local" '
-        f"--pilot {proxy.discovery_address or config.pilot} --sds-socket {SDS_DIR}/socket --sds-token-path {TOKEN_DIR}/istio-token "
+        f"--pilot {pilot} --sds-socket {SDS_DIR}/socket --sds-token-path {TOKEN_DIR}/istio-token "
         f"--admin 127.0.0.1:{ADMIN_PORT} --health-port {HEALTH_PORT} --interception {mode} "
         '--namespace "${POD_NAMESPACE}" --service-account "${SERVICE_ACCOUNT}" --ip "${INSTANCE_IP}" '
         '--labels "$(cat /etc/istio/pod/labels | tr -d \'"\' | paste -sd, -)" '
@@ -218,7 +219,9 @@ def inject_pod(
     _meta, spec, labels, annotations = _parsed(pod)
     ann.validate_annotations(annotations)
     try:
-        effective = (proxy_configs or ProxyConfigs()).effective(namespace, labels, annotations.get(ANNOTATION))
+        effective = (proxy_configs or ProxyConfigs()).effective(
+            namespace, labels, annotations.get(ANNOTATION)
+        )
         proxy = ProxySettings.of(effective, "the effective ProxyConfig")
     except ProxyConfigError as exc:
         raise InjectError(str(exc)) from None

@@ -128,7 +128,9 @@ class Rotator:
             except TokenRefused:
                 return  # the owner ends this workload's streams
             if not self._rotation:
-                log.warning("workload certificate %s will not be rotated: it expires %s", cert.version, cert.not_after)
+                log.warning(
+                    "workload certificate %s will not be rotated: it expires %s", cert.version, cert.not_after
+                )
                 while not await self._wait(stop, math.inf):
                     pass  # issued once (CITADEL_ENABLE_WORKLOAD_CERT_ROTATION=false): served until stopped
                 return

@@ -126,7 +126,15 @@ class Workloads:
         # A stream's token that Citadel refuses is not retried: its streams end (see _refused).
         refused = None if key == DEFAULT_KEY else (lambda reason: self._refused(key, reason))
         rotator = Rotator(
-            cache, self._client, self._key_type, self._ttl, token, self._clock, self._wait, refused, self._rotation
+            cache,
+            self._client,
+            self._key_type,
+            self._ttl,
+            token,
+            self._clock,
+            self._wait,
+            refused,
+            self._rotation,
         )
         name = rotation_task(key)
 

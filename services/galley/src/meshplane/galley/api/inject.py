@@ -20,8 +20,8 @@ from meshplane.galley import metrics
 from meshplane.galley.admission.review import build_response
 from meshplane.galley.api.admission import json_response, read_review
 from meshplane.shared.inject import InjectError, inject_pod, injection_required, json_patch
-from meshplane.shared.inject.proxyconfig import warnings as proxy_config_warnings
 from meshplane.shared.inject.patch import workload_name
+from meshplane.shared.inject.proxyconfig import warnings as proxy_config_warnings
 
 log = logging.getLogger("meshplane.galley.inject")
 

@@ -44,5 +44,6 @@ def check_proxy_config(pc: ProxyConfig, ctx: ObjectContext, issues: Issues) -> N
     if kind and kind not in IMAGE_TYPES:
         issues.warn(
             "spec.image.imageType",
-            f"unknown image type {kind!r} (have {', '.join(IMAGE_TYPES)}): injected pods get the default image",
+            f"unknown image type {kind!r} (have {', '.join(IMAGE_TYPES)}): "
+            "injected pods get the default image",
         )
