@@ -55,6 +55,7 @@ VERBS = [
     ),
     Verb("drain", "meshplane.ctl.proxylifecycle", "drain the proxy's inbound listeners, then wait"),
     Verb("token", "meshplane.ctl.token", "print a workload token signed by a local Citadel's issuer"),
+    Verb("manifest", "meshplane.ctl.manifest", "print the Kubernetes objects of an install"),
     Verb(
         "bus-credentials",
         "meshplane.ctl.buscredentials",
