@@ -53,7 +53,11 @@ VERBS = [
         "meshplane.ctl.proxylifecycle",
         "wait until the proxy is ready (holdApplicationUntilProxyStarts)",
     ),
-    Verb("drain", "meshplane.ctl.proxylifecycle", "drain the proxy's inbound listeners, then wait"),
+    Verb(
+        "drain",
+        "meshplane.ctl.proxylifecycle",
+        "drain the proxy's inbound listeners, then wait (terminationDrainDuration)",
+    ),
     Verb("token", "meshplane.ctl.token", "print a workload token signed by a local Citadel's issuer"),
     Verb("manifest", "meshplane.ctl.manifest", "print the Kubernetes objects of an install"),
     Verb(
