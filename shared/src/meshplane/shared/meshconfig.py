@@ -23,6 +23,9 @@ from typing import Any
 
 import yaml
 
+from meshplane.shared.proxyconfig import APPLIED as PROXY_CONFIG_APPLIED
+from meshplane.shared.proxyconfig import ProxyConfigError, check_proxy_config, not_applied
+
 log = logging.getLogger("meshplane.meshconfig")
 
 DEFAULT_ROOT_NAMESPACE = "istio-system"
@@ -35,7 +38,7 @@ APPLIED = (
     "accessLogFormat",
     "defaultProviders.accessLogging",
     "extensionProviders (envoyFileAccessLog)",
-    "defaultConfig (see meshplane.shared.proxyconfig.APPLIED)",
+    f"defaultConfig ({', '.join(PROXY_CONFIG_APPLIED)})",
 )
 _APPLIED_KEYS = frozenset(
     {"rootNamespace", "trustDomain", "accessLogFile", "accessLogEncoding", "accessLogFormat"}
@@ -213,8 +216,6 @@ def _default_providers(raw: Any, where: str, ignored: list[str]) -> tuple[str, .
 
 
 def _default_config(raw: Any, where: str, ignored: list[str]) -> dict[str, Any]:
-    from meshplane.shared.proxyconfig import ProxyConfigError, check_proxy_config, not_applied
-
     try:
         checked = check_proxy_config(raw, f"{where}: defaultConfig")
     except ProxyConfigError as exc:
