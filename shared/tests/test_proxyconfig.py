@@ -6,7 +6,14 @@ from typing import Any
 
 import pytest
 
-from meshplane.shared.proxyconfig import ProxyConfigError, ProxyConfigs, ProxySettings, check_proxy_config
+from meshplane.shared.proxyconfig import (
+    ProxyConfigError,
+    ProxyConfigs,
+    ProxyHeaders,
+    ProxySettings,
+    check_proxy_config,
+    not_applied,
+)
 
 
 def resource(
@@ -109,3 +116,13 @@ def test_stats_matcher_keeps_istios_required_prefixes_and_envoy_args() -> None:
     ]
     assert ProxySettings.of({}).stats_config() == {}
     assert ProxySettings.of({"image": {"imageType": "fancy"}}).image_type == "default"
+
+
+def test_proxy_headers_applied_and_the_rest_named() -> None:
+    doc = {"proxyHeaders": {"server": {"disabled": True}, "attemptCount": {"disabled": True}}, "tracing": {}}
+    assert not_applied(check_proxy_config(doc, "here")) == ["proxyHeaders.attemptCount", "tracing"]
+    headers = ProxyHeaders.of(doc)
+    assert headers.server_pass_through and not headers.server_name and headers.generate_request_id
+    assert ProxyHeaders.of({"proxyHeaders": "nonsense"}).is_default  # Pilot: malformed metadata is unset
+    with pytest.raises(ProxyConfigError, match=r"^here: proxyHeaders.requestId: expected \{disabled"):
+        check_proxy_config({"proxyHeaders": {"requestId": {"disabled": "yes"}}}, "here")

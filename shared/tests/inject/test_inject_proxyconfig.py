@@ -99,9 +99,12 @@ def test_a_bad_annotation_refuses_injection_naming_it(annotation: str, message: 
 
 
 def test_fields_not_applied_are_warned_about() -> None:
-    annotations = {"proxy.istio.io/config": "tracing: {sampling: 10}\nconcurrency: 2\nproxyHeaders: {}"}
+    annotations = {
+        "proxy.istio.io/config": "tracing: {sampling: 10}\nconcurrency: 2\n"
+        "proxyHeaders: {server: {value: x}, attemptCount: {disabled: true}}"
+    }
     assert warnings(annotations) == [
-        "accepted, not applied by meshplane: proxy.istio.io/config proxyHeaders",
+        "accepted, not applied by meshplane: proxy.istio.io/config proxyHeaders.attemptCount",
         "accepted, not applied by meshplane: proxy.istio.io/config tracing",
     ]
     assert warnings({"proxy.istio.io/config": "concurrency: 2"}) == []

@@ -85,12 +85,15 @@ async def test_injection_applies_mesh_default_resources_and_annotation(
     with run_galley(nats_server.url, conf, tmp_path / "galley.log", "--mesh-config", str(mesh)) as galley:
         await galley.wait_ready()
         assert "defaultConfig.tracing" in galley.log_text()  # what defaultConfig has that is not applied
-        annotation = {"proxy.istio.io/config": "proxyMetadata: {ISTIO_META_POD: one}\nproxyHeaders: {}"}
+        annotation = {
+            "proxy.istio.io/config": "proxyMetadata: {ISTIO_META_POD: one}\n"
+            "proxyHeaders: {requestId: {disabled: true}, xForwardedHost: {enabled: true}}"
+        }
         command, env, warnings = await inject(galley.webhook_port, annotation)
         assert "--concurrency 3 --drain-time-s 9 " in command  # the namespace's resource, defaultConfig
         assert env["ISTIO_META_TEAM"] == "shop" and env["ISTIO_META_POD"] == "one"
         assert json.loads(env["PROXY_CONFIG"])["drainDuration"] == "9s"
-        assert warnings == ["accepted, not applied by meshplane: proxy.istio.io/config proxyHeaders"]
+        assert warnings == ["accepted, not applied by meshplane: proxy.istio.io/config proxyHeaders.xForwardedHost"]
 
         # a workload's ProxyConfig, added while Galley runs, applies to the next pod injected
         (conf / "reviews.yaml").write_text(FOR_REVIEWS)

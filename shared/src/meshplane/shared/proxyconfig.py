@@ -37,7 +37,10 @@ APPLIED = (
     "holdApplicationUntilProxyStarts",
     "discoveryAddress",
     "proxyStatsMatcher",
+    "proxyHeaders",
 )
+#: the ``proxyHeaders`` fields Pilot applies (the others are named by :func:`not_applied`)
+APPLIED_PROXY_HEADERS = ("server", "requestId", "envoyDebugHeaders")
 IMAGE_TYPES = ("default", "debug", "distroless")
 _MATCHER_KEYS = ("inclusionPrefixes", "inclusionSuffixes", "inclusionRegexps")
 #: Istio's stats always kept when a matcher is given (``pkg/bootstrap``): Envoy's own health
@@ -128,12 +131,32 @@ def check_proxy_config(doc: Any, where: str) -> Obj:
                     f"{where}: proxyStatsMatcher.{key}: unknown field (have {', '.join(_MATCHER_KEYS)})"
                 )
             _strings(matcher[key], f"{where}: proxyStatsMatcher.{key}")
+    if "proxyHeaders" in doc:
+        _check_headers(doc["proxyHeaders"], where)
     return out
+
+
+def _check_headers(headers: Any, where: str) -> None:
+    if not isinstance(headers, dict):
+        raise ProxyConfigError(f"{where}: proxyHeaders: expected a mapping, got {headers!r}")
+    for key in APPLIED_PROXY_HEADERS:
+        part = headers.get(key)
+        if part is None:
+            continue
+        if not isinstance(part, dict) or not isinstance(part.get("disabled", False), bool):
+            expected = "expected {disabled: true|false}"
+            raise ProxyConfigError(f"{where}: proxyHeaders.{key}: {expected}, got {part!r}")
+    if not isinstance((headers.get("server") or {}).get("value", ""), str):
+        raise ProxyConfigError(f"{where}: proxyHeaders.server.value: expected a string")
 
 
 def not_applied(doc: Mapping[str, Any]) -> list[str]:
     """The fields of a mesh ProxyConfig that meshplane accepts but does not apply."""
-    return sorted(str(k) for k in doc if k not in APPLIED)
+    out = [str(k) for k in doc if k not in APPLIED]
+    headers = doc.get("proxyHeaders")
+    if isinstance(headers, dict):
+        out += [f"proxyHeaders.{k}" for k in headers if k not in APPLIED_PROXY_HEADERS]
+    return sorted(out)
 
 
 def from_resource(spec: Mapping[str, Any]) -> Obj:
@@ -330,3 +353,41 @@ class ProxySettings:
         patterns += [{"suffix": s} for s in self.stats_suffixes]
         patterns += [{"safe_regex": {"regex": r}} for r in self.stats_regexps]
         return {"stats_matcher": {"inclusion_list": {"patterns": patterns}}}
+
+
+@dataclass(frozen=True)
+class ProxyHeaders:
+    """ProxyConfig ``proxyHeaders`` as Pilot applies them to a proxy's HTTP connection managers
+    (Istio's ``GetProxyHeaders``); the defaults change nothing."""
+
+    #: ``server.value``: the Server header Envoy writes ("" = Envoy's own)
+    server_name: str = ""
+    #: ``server.disabled``: the upstream's Server header passes through untouched
+    server_pass_through: bool = False
+    #: ``requestId.disabled`` turns Envoy's x-request-id generation off
+    generate_request_id: bool = True
+    #: ``envoyDebugHeaders.disabled``: the router adds no ``x-envoy-*`` headers
+    suppress_envoy_headers: bool = False
+
+    @staticmethod
+    def of(proxy_config: Any) -> ProxyHeaders:
+        """From a proxy's ``PROXY_CONFIG`` node metadata; anything malformed counts as unset."""
+        headers = proxy_config.get("proxyHeaders") if isinstance(proxy_config, dict) else None
+        if not isinstance(headers, dict):
+            return ProxyHeaders()
+
+        def part(key: str) -> dict[str, Any]:
+            value = headers.get(key)
+            return value if isinstance(value, dict) else {}
+
+        server = part("server")
+        return ProxyHeaders(
+            server_name=str(server.get("value") or "") if server.get("disabled") is not True else "",
+            server_pass_through=server.get("disabled") is True,
+            generate_request_id=part("requestId").get("disabled") is not True,
+            suppress_envoy_headers=part("envoyDebugHeaders").get("disabled") is True,
+        )
+
+    @property
+    def is_default(self) -> bool:
+        return self == ProxyHeaders()
