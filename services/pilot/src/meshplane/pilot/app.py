@@ -59,7 +59,7 @@ class Pilot:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.metrics = Metrics()
-        self.state = State(settings.root_namespace, settings.mesh)
+        self.state = State(settings.root_namespace, settings.mesh, settings.revision)
         self.server: DiscoveryServer | None = None
         self.debouncer: Debouncer | None = None
         self.tasks = TaskSupervisor("pilot", self.metrics.task_failures)
