@@ -67,6 +67,8 @@ class BootstrapOptions:
     #: the effective ProxyConfig (mesh form): its stats matcher and ``ISTIO_META_*`` proxyMetadata
     #: go into the bootstrap, the whole into node metadata ``PROXY_CONFIG`` (as Istio's agent)
     proxy_config: dict[str, Any] = field(default_factory=dict)
+    #: the control-plane revision that injected the proxy: node metadata ``ISTIO_REVISION``
+    revision: str = ""
 
 
 def _hostport(option: str, value: str) -> tuple[str, int]:
@@ -165,6 +167,8 @@ def render_bootstrap(opts: BootstrapOptions) -> dict[str, Any]:
         "INTERCEPTION_MODE": opts.interception,
         "ISTIO_VERSION": f"meshplane-{__version__}",
     }
+    if opts.revision:
+        metadata["ISTIO_REVISION"] = opts.revision
     if opts.proxy_config:
         metadata["PROXY_CONFIG"] = opts.proxy_config
     proxy = ProxySettings.of(opts.proxy_config)
@@ -321,6 +325,11 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help="NONE: no iptables, listeners bind the workload IP (local mesh)",
     )
     p.add_argument("--locality", default="", help="REGION/ZONE/SUBZONE of the workload")
+    p.add_argument(
+        "--revision",
+        default="",
+        help="the control-plane revision of the proxy (node metadata ISTIO_REVISION)",
+    )
     proxysettings.add_flags(p)
     p.add_argument("-o", "--output", default="-", help="file to write (default: stdout)")
     p.set_defaults(func=run)
@@ -346,6 +355,7 @@ def run(args: argparse.Namespace) -> int:
             interception=args.interception,
             locality=args.locality,
             proxy_config=proxy_config,
+            revision=args.revision,
         )
         text = yaml.dump(render_bootstrap(opts), Dumper=_PlainDumper, sort_keys=False)
     except (BootstrapError, ProxyConfigError) as exc:
