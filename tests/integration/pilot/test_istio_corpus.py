@@ -1,0 +1,366 @@
+"""The Istio corpus through real processes: configs with the shapes of Istio's own test configs and
+bookinfo samples (``testdata/istio_corpus``, written for meshplane) go through a real Galley (its
+config directory) and Pilot to a real sidecar, an ingress gateway and an egress gateway, plus a
+sidecar without traffic capture in the ``none`` namespace. Envoy must reject no update and Pilot
+must count no reject; requests through both gateways reach the apps the configs name.
+
+Each Envoy runs in a pod network namespace of its own (``PodNetwork``), so gateways bind
+Istio's ports (80, 443, ...) on every address without meeting other tests. The apps, Galley,
+Pilot, Citadel and the node agent run on the host; the pods reach Pilot and the apps through the
+pod network's gateway address. Certificates named by files are served over SDS by the node agent.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import socketserver
+import ssl
+import sys
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from meshplane.citadel.testing import CitadelProcess, NodeAgentProcess
+from meshplane.ctl.bootstrap import render_bootstrap
+from meshplane.ctl.token import make_token
+from meshplane.shared.config.validate import validate_object
+from meshplane.shared.envoyproc import EnvoyProcess
+from meshplane.shared.natsserver import NatsServer, free_port
+from meshplane.shared.processes import ChildProcess
+from meshplane.shared.testing.certs import write_self_signed, write_signed
+from meshplane.shared.testing.podnet import PodNetwork, unavailable_reason
+from meshplane.shared.testing.scrape import scrape
+from meshplane.shared.testing.sockets import tls_exchange
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.timeout(300),
+    pytest.mark.xdist_group("istio-corpus"),
+    pytest.mark.skipif(unavailable_reason() is not None, reason=str(unavailable_reason())),
+]
+
+CORPUS = Path(__file__).parent / "testdata" / "istio_corpus"
+BOOKINFO = ("productpage-v1", "reviews-v1", "reviews-v2", "reviews-v3", "ratings-v1", "details-v1")
+APPS = (*BOOKINFO, "service3", "outside")
+L4_APPS = ("mongo", "legacy-db")
+#: pod → (namespace, labels, proxy type, interception)
+PODS = {
+    "sleep": ("bookinfo", {"app": "sleep"}, "sidecar", "REDIRECT"),
+    "none": ("none", {"app": "none-client"}, "sidecar", "NONE"),
+    "ingress": ("istio-system", {"istio": "ingressgateway"}, "router", "REDIRECT"),
+    "egress": ("istio-system", {"istio": "egressgateway"}, "router", "REDIRECT"),
+}
+BIN = Path(sys.executable).parent
+CARES = "type.googleapis.com/envoy.extensions.network.dns_resolver.cares.v3.CaresDnsResolverConfig"
+SERVER_HOSTS = ("uk.bookinfo.com", "eu.bookinfo.com", "mutual.bookinfo.com")
+
+
+@dataclass
+class PodEnvoy:
+    name: str
+    ip: str
+    admin: int
+    child: ChildProcess
+
+    def get(self, path: str) -> str:
+        return httpx.get(f"http://{self.ip}:{self.admin}{path}", timeout=5).text
+
+    def stats(self) -> dict[str, int]:
+        out = {}
+        for line in self.get("/stats").splitlines():
+            key, _, value = line.partition(": ")
+            if value.isdigit():
+                out[key] = int(value)
+        return out
+
+    def dump(self, resource: str) -> list[dict[str, Any]]:
+        configs: list[dict[str, Any]] = json.loads(self.get(f"/config_dump?resource={resource}"))["configs"]
+        return configs
+
+    def stop(self) -> None:
+        self.child.stop(10)
+
+
+@dataclass
+class Corpus:
+    kit: Any
+    pilot: Any
+    envoys: dict[str, PodEnvoy]
+    apps: dict[str, Any]
+    rendered: Path
+    certs: Path
+    uds: Path
+    values: dict[str, str]
+
+    def rejects(self) -> dict[str, int]:
+        """Every ``*.update_rejected`` stat above 0, on every Envoy."""
+        return {
+            f"{name}:{key}": value
+            for name, envoy in self.envoys.items()
+            for key, value in envoy.stats().items()
+            if key.endswith("update_rejected") and value
+        }
+
+    def pilot_rejects(self) -> float:
+        counted = scrape(self.pilot.http, "pilot_total_xds_rejects")
+        return sum(value for name, value in counted.items() if "_created" not in name)
+
+
+class _UdsEcho(socketserver.BaseRequestHandler):
+    def handle(self) -> None:
+        self.request.sendall(b"uds:" + self.request.recv(4096))
+
+
+class _NoSuchName(socketserver.BaseRequestHandler):
+    """Answer every DNS query with NXDOMAIN (the names in the corpus are not resolved here)."""
+
+    def handle(self) -> None:
+        query, sock = self.request
+        end = 12
+        while end < len(query) and query[end]:
+            end += query[end] + 1
+        question = query[12 : end + 5]
+        header = query[:2] + b"\x81\x83" + query[4:6] + b"\x00\x00\x00\x00\x00\x00"
+        sock.sendto(header + question, self.client_address)
+
+
+def render(source: Path, out: Path, values: dict[str, str]) -> Path:
+    """The YAML files of ``source`` with their ``{{NAME}}`` placeholders filled (every placeholder
+    must be known), written to ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    for src in sorted(source.glob("*.yaml")):
+        text = src.read_text()
+        for key, value in values.items():
+            text = text.replace("{{" + key + "}}", value)
+        left = re.findall(r"\{\{\w+\}\}", text)
+        assert not left, f"{src.name}: unknown placeholders {left}"
+        (out / src.name).write_text(text)
+    return out
+
+
+def documents(directory: Path) -> list[dict[str, Any]]:
+    return [d for f in sorted(directory.glob("*.yaml")) for d in yaml.safe_load_all(f.read_text()) if d]
+
+
+def _certs(tmp: Path) -> Path:
+    out = tmp / "certs"
+    out.mkdir()
+    ca = write_self_signed(tmp / "ca", "corpus-ca")
+    server = write_signed(tmp / "server", ca, SERVER_HOSTS[0], SERVER_HOSTS)
+    client = write_signed(tmp / "client", ca, "client", ("client.example.com",))
+    for name, (cert, key) in {"ca": ca, "server": server, "client": client}.items():
+        shutil.copy(cert, out / f"{name}.pem")
+        shutil.copy(key, out / f"{name}.key")
+    return out
+
+
+def _galley(tmp: Path, nats: str, config_dir: Path, kit: Any) -> ChildProcess:
+    monitoring = free_port()
+    argv = [str(BIN / "meshplane-galley"), "--nats-url", nats, "--config-dir", str(config_dir)]
+    argv += ["--webhook-addr", f"127.0.0.1:{free_port()}", "--monitoring-addr", f"127.0.0.1:{monitoring}"]
+    child = ChildProcess(argv, tmp / "galley.log", name="galley")
+    child.start()
+    ready = f"http://127.0.0.1:{monitoring}/readyz"
+    child.wait_ready(lambda: _ok(ready), 60, "galley ready")
+    return child
+
+
+def _ok(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _start_envoy(kit: Any, net: PodNetwork, tmp: Path, name: str, pilot: str, sds: str, dns: int) -> PodEnvoy:
+    ns, labels, kind, interception = PODS[name]
+    box = net.attach(name)
+    opts = kit.proxy_options(kind, box.ip, f"{name}-1", ns, labels, [pilot], False)
+    opts.interception = interception
+    opts.sds_socket = sds
+    admin = free_port()
+    opts.admin = f"{box.ip}:{admin}"
+    path = tmp / f"envoy-{name}.yaml"
+    bootstrap = render_bootstrap(opts)
+    # the pods have no route to the host's resolver: a DNS server of the test's answers at once
+    resolver = {"socket_address": {"address": net.gateway, "port_value": dns, "protocol": "UDP"}}
+    bootstrap["typed_dns_resolver_config"] = {
+        "name": "envoy.network.dns_resolver.cares",
+        "typed_config": {"@type": CARES, "resolvers": [resolver]},
+    }
+    path.write_text(yaml.safe_dump(bootstrap))
+    argv = EnvoyProcess(path, admin, extra_args=["--log-path", str(tmp / f"envoy-{name}.log")]).argv()
+    envoy = PodEnvoy(name, box.ip, admin, net.run(box, "envoy", argv, {}))
+    kit.wait_until(lambda: httpx.get(f"http://{box.ip}:{admin}/ready", timeout=2), 30, f"envoy {name} admin")
+    return envoy
+
+
+@pytest.fixture(scope="module")
+def corpus(kit: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Corpus]:
+    tmp = tmp_path_factory.mktemp("istio-corpus")
+    procs: list[Any] = []
+    net = PodNetwork(tmp / "pods").start()
+    try:
+        host = net.gateway
+        ports = {name: free_port() for name in (*APPS, *L4_APPS)}
+        apps: dict[str, Any] = {}
+        for name in APPS:
+            app, _, version = name.partition("-")
+            apps[name] = kit.App(app, version or "-", host, ports[name])
+        for name in L4_APPS:
+            apps[name] = kit.L4App(name, host, ports[name])
+        procs += apps.values()
+        uds = tmp / "uds.sock"
+        uds_server = socketserver.ThreadingUnixStreamServer(str(uds), _UdsEcho)
+        threading.Thread(target=uds_server.serve_forever, daemon=True).start()
+        dns = socketserver.ThreadingUDPServer((host, 0), _NoSuchName)
+        threading.Thread(target=dns.serve_forever, daemon=True).start()
+        certs = _certs(tmp)
+        boxes = {name: net.attach(name) for name in PODS}
+        values = {
+            "APP_IP": host,
+            "SLEEP_IP": boxes["sleep"].ip,
+            "EGRESS_IP": boxes["egress"].ip,
+            "CERTS": str(certs),
+            "UDS": str(uds),
+            **{f"PORT_{n.upper().replace('-', '_')}": str(p) for n, p in ports.items()},
+        }
+        rendered = render(CORPUS, tmp / "config", values)
+        nats = NatsServer(store_dir=tmp / "nats", log_file=tmp / "nats.log")
+        nats.start()
+        procs.append(nats)
+        citadel = CitadelProcess(tmp / "citadel", tmp / "citadel.log", env={"CITADEL_CA_KEY_TYPE": "ec"})
+        citadel.start()
+        procs.append(citadel)
+        token = make_token(tmp / "citadel", "bookinfo", "sleep", "istio-ca", 3600)
+        agent = NodeAgentProcess(tmp / "agent", citadel.target, tmp / "citadel" / "root-cert.pem", token)
+        agent.start()
+        procs.append(agent)
+        procs.append(_galley(tmp, nats.url, rendered, kit))
+        pilot = kit.start_pilot(nats.url, tmp, "pilot-corpus", grpc_host=host)
+        procs.append(pilot)
+        expected = len(documents(rendered))
+        kit.wait_until(lambda: len(pilot.get("/debug/configz")) == expected, 60, "every config at Pilot")
+        envoys = {}
+        for name in PODS:
+            envoys[name] = _start_envoy(
+                kit, net, tmp, name, f"{host}:{pilot.grpc}", str(agent.socket), dns.server_address[1]
+            )
+            procs.append(envoys[name])
+        yield Corpus(kit, pilot, envoys, apps, rendered, certs, uds, values)
+        for server in (uds_server, dns):
+            server.shutdown()
+            server.server_close()
+    finally:
+        kit.stop_all(*reversed(procs))
+        net.close()
+
+
+def _synced(corpus: Corpus) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = corpus.pilot.get("/debug/syncz")
+    ids = {r["proxy"].split(".")[0] for r in rows}
+    if ids != {f"{name}-1" for name in PODS}:
+        return []
+    statuses = {k: v for r in rows for k, v in r.items() if k.endswith("_status") and v != "NOT SENT"}
+    return rows if statuses and set(statuses.values()) == {"SYNCED"} else []
+
+
+def test_the_corpus_is_valid_and_says_what_is_not_applied(corpus: Corpus) -> None:
+    errors, not_applied = [], []
+    for doc in documents(corpus.rendered):
+        result = validate_object(doc)
+        where = f"{doc['kind']} {doc['metadata'].get('namespace')}/{doc['metadata']['name']}"
+        errors += [f"{where}: {e}" for e in result.errors]
+        not_applied += [f"{where}: {w}" for w in result.warnings if "not applied" in str(w)]
+    assert errors == []
+    # the corpus uses only fields meshplane applies: nothing in it is accepted and then ignored
+    assert not_applied == []
+
+
+def test_every_proxy_takes_every_update(corpus: Corpus) -> None:
+    rows = corpus.kit.wait_until(lambda: _synced(corpus), 60, "every proxy SYNCED on every type")
+    corpus.kit.wait_until(lambda: all(_live(e) for e in corpus.envoys.values()), 30, "every Envoy LIVE")
+    assert {k: r[k] for r in rows for k in r if k.endswith("_nacks") and r[k]} == {}
+    assert corpus.rejects() == {}
+    assert corpus.pilot_rejects() == 0
+    for name, envoy in corpus.envoys.items():
+        stats = envoy.stats()
+        assert stats["listener_manager.lds.update_success"] >= 1, name
+        assert stats["cluster_manager.cds.update_success"] >= 1, name
+
+
+def test_ingress_gateway_routes_bookinfo_to_productpage(corpus: Corpus) -> None:
+    url = f"http://{corpus.envoys['ingress'].ip}/productpage"
+    answer = corpus.kit.wait_until(
+        lambda: httpx.get(url, timeout=5).status_code == 200 and httpx.get(url), 30, "productpage"
+    )
+    assert answer.json()["name"] == "productpage"
+    assert httpx.get(f"http://{corpus.envoys['ingress'].ip}/not-bookinfo", timeout=5).status_code == 404
+
+
+def _live(envoy: PodEnvoy) -> bool:
+    return envoy.get("/ready").strip() == "LIVE"
+
+
+def _warming(envoy: PodEnvoy) -> list[str]:
+    return [
+        e["warming_state"]["listener"]["name"]
+        for e in envoy.dump("dynamic_listeners")
+        if "warming_state" in e
+    ]
+
+
+def test_gateway_file_certificates_serve_tls_and_absent_files_warm(corpus: Corpus) -> None:
+    ingress, kit = corpus.envoys["ingress"], corpus.kit
+    request = b"GET / HTTP/1.1\r\nHost: uk.bookinfo.com\r\nConnection: close\r\n\r\n"
+    https = lambda: tls_exchange(ingress.ip, 443, "uk.bookinfo.com", corpus.certs / "ca.pem", request)  # noqa: E731
+    peer, answer = kit.wait_until(https, 30, "HTTPS from the mounted files")
+    assert peer == ssl.PEM_cert_to_DER_cert((corpus.certs / "server.pem").read_text())
+    assert answer.startswith(b"HTTP/1.1 200") and b'"name": "service3"' in answer, answer
+    # a Gateway naming files that do not exist: its listener waits for them, nothing is rejected
+    kit.wait_until(lambda: _live(ingress), 30, "the ingress gateway live")
+    render(CORPUS / "later", corpus.rendered, corpus.values)
+    kit.wait_until(lambda: "0.0.0.0_8443" in _warming(ingress), 30, "the listener with absent files warming")
+    assert corpus.rejects() == {} and corpus.pilot_rejects() == 0
+    assert kit.wait_until(https, 10, "the other servers still served")[0] == peer
+
+
+def test_egress_gateway_carries_mesh_traffic_out(corpus: Corpus) -> None:
+    egress = corpus.envoys["egress"]
+    url = f"http://{egress.ip}/out"
+
+    def get() -> httpx.Response | None:
+        answer = httpx.get(url, headers={"host": "outside.corpus.example"}, timeout=5)
+        return answer if answer.status_code == 200 else None
+
+    answer = corpus.kit.wait_until(get, 30, "through the egress gateway")
+    assert answer.json()["name"] == "outside"
+    # the sidecar sends edition.cnn.com and outside.corpus.example to the egress gateway
+    routes = json.dumps(corpus.envoys["sleep"].dump("dynamic_route_configs"))
+    assert "outbound|80|cnn|istio-egressgateway.istio-system.svc.cluster.local" in routes
+
+
+def test_sidecar_gets_cidr_chains_pipes_and_logical_dns(corpus: Corpus) -> None:
+    sleep = corpus.envoys["sleep"]
+    listeners = {
+        e["active_state"]["listener"]["name"]: e["active_state"]["listener"]
+        for e in sleep.dump("dynamic_listeners")
+        if "active_state" in e
+    }
+    assert not any("/" in name for name in listeners), sorted(listeners)
+    ranges = json.dumps(listeners["0.0.0.0_27018"]["filter_chains"])
+    assert '"address_prefix": "192.192.192.0"' in ranges and '"prefix_len": 24' in ranges
+    wiki = json.dumps(listeners["0.0.0.0_443"]["filter_chains"])
+    assert '"address_prefix": "91.198.174.192"' in wiki
+    eds = sleep.get("/config_dump?include_eds=true")
+    assert str(corpus.uds) in eds
+    clusters = {e["cluster"]["name"]: e["cluster"] for e in sleep.dump("dynamic_active_clusters")}
+    assert clusters["outbound|8003||rr.foo.bar.com"]["type"] == "LOGICAL_DNS"
