@@ -38,7 +38,7 @@ from meshplane.shared.processes import ChildProcess
 from meshplane.shared.testing.certs import write_self_signed, write_signed
 from meshplane.shared.testing.podnet import PodNetwork, unavailable_reason
 from meshplane.shared.testing.scrape import scrape
-from meshplane.shared.testing.sockets import tls_exchange
+from meshplane.shared.testing.sockets import tcp_exchange, tls_exchange
 
 pytestmark = [
     pytest.mark.integration,
@@ -59,6 +59,9 @@ PODS = {
     "egress": ("istio-system", {"istio": "egressgateway"}, "router", "REDIRECT"),
 }
 BIN = Path(sys.executable).parent
+PLAIN_HTTP = ("http/1.0", "http/1.1", "h2c")
+HCM = "envoy.filters.network.http_connection_manager"
+TCP_PROXY = "envoy.filters.network.tcp_proxy"
 CARES = "type.googleapis.com/envoy.extensions.network.dns_resolver.cares.v3.CaresDnsResolverConfig"
 SERVER_HOSTS = ("uk.bookinfo.com", "eu.bookinfo.com", "mutual.bookinfo.com")
 
@@ -348,7 +351,7 @@ def test_egress_gateway_carries_mesh_traffic_out(corpus: Corpus) -> None:
     assert "outbound|80|cnn|istio-egressgateway.istio-system.svc.cluster.local" in routes
 
 
-def test_sidecar_gets_cidr_chains_pipes_and_logical_dns(corpus: Corpus) -> None:
+def test_sidecar_gets_cidr_chains_pipes_logical_dns_and_service_entry_sans(corpus: Corpus) -> None:
     sleep = corpus.envoys["sleep"]
     listeners = {
         e["active_state"]["listener"]["name"]: e["active_state"]["listener"]
@@ -364,3 +367,45 @@ def test_sidecar_gets_cidr_chains_pipes_and_logical_dns(corpus: Corpus) -> None:
     assert str(corpus.uds) in eds
     clusters = {e["cluster"]["name"]: e["cluster"] for e in sleep.dump("dynamic_active_clusters")}
     assert clusters["outbound|8003||rr.foo.bar.com"]["type"] == "LOGICAL_DNS"
+    assert clusters["outbound|8003|all|rr.foo.bar.com"]["type"] == "LOGICAL_DNS"
+    assert "outbound|8003|v1|rr.foo.bar.com" not in clusters  # no address has its labels
+    # the ServiceEntry's subjectAltNames are the identities its mTLS servers must present
+    vm = json.dumps(clusters["outbound|8005||vm.seexamples.mesh"]["transport_socket_matches"])
+    assert '"exact": "spiffe://cluster.local/ns/seexamples/sa/vm"' in vm
+
+
+def _listener(envoy: PodEnvoy, name: str) -> dict[str, Any]:
+    for entry in envoy.dump("dynamic_listeners"):
+        if entry["name"] == name and "active_state" in entry:
+            listener: dict[str, Any] = entry["active_state"]["listener"]
+            return listener
+    raise KeyError(name)
+
+
+def _chains(listener: dict[str, Any]) -> list[tuple[list[str], list[str]]]:
+    """(application protocols matched, network filter names) of each filter chain."""
+    return [
+        (c.get("filter_chain_match", {}).get("application_protocols", []), [f["name"] for f in c["filters"]])
+        for c in listener["filter_chains"]
+    ]
+
+
+def test_ports_without_a_protocol_detect_http_and_carry_the_rest_as_tcp(corpus: Corpus) -> None:
+    """A port named ``db`` (no protocol): HTTP only where the http_inspector saw HTTP, raw TCP
+    through unchanged; the same on the inbound side of a Sidecar ingress port without protocol."""
+    none = corpus.envoys["none"]
+    db = corpus.kit.wait_until(lambda: _listener(none, f"{none.ip}_3306"), 30, "the db listener")
+    assert [f["name"] for f in db["listener_filters"]] == [
+        "envoy.filters.listener.tls_inspector",
+        "envoy.filters.listener.http_inspector",
+    ]
+    assert _chains(db) == [(list(PLAIN_HTTP), [HCM]), ([], [TCP_PROXY]), ([], [TCP_PROXY])]
+    assert tcp_exchange(none.ip, 3306, b"SELECT 1;\r\n") == b"legacy-db:SELECT 1;\r\n"
+    answer = httpx.get(f"http://{none.ip}:8088/sniffed", headers={"host": "sniffed.none.mesh"}, timeout=5)
+    assert answer.status_code == 200 and answer.json()["name"] == "service3"
+    assert "x-envoy-upstream-service-time" in answer.headers  # through the HTTP connection manager
+    inbound = _chains(_listener(none, f"{none.ip}_7072"))
+    assert (list(PLAIN_HTTP), [HCM]) in inbound and ([], [TCP_PROXY]) in inbound
+    # the captured sidecar: its wildcard listener for the port never puts HTTP on raw TCP
+    sleep_db = _chains(_listener(corpus.envoys["sleep"], "0.0.0.0_3306"))
+    assert all(protocols for protocols, filters in sleep_db if HCM in filters), sleep_db
