@@ -182,3 +182,30 @@ def test_a_route_match_names_its_gateway_as_the_virtual_service_does() -> None:
     # bound to the gateway from another namespace, the match's short name "egress" is default/egress
     other_ns = gateway_routes(ctx(DB, gw, _gateway_vs("default", "istio-system/egress")), router, "http.80")
     assert [len(vh.routes) for vh in other_ns.virtual_hosts] == [0]
+
+
+def _tls_entry(name: str, host: str, addresses: list[str] | None = None) -> Config[Any]:
+    spec: dict[str, Any] = {
+        "hosts": [host],
+        "ports": [{"number": 443, "name": "https", "protocol": "HTTPS"}],
+        "location": "MESH_EXTERNAL",
+        "resolution": "DNS",
+    }
+    if addresses:
+        spec["addresses"] = addresses
+    return cfg("ServiceEntry", name, spec)
+
+
+def test_tls_services_sharing_a_port_are_told_apart_by_sni() -> None:
+    entries = (_tls_entry("a", "a.example.com"), _tls_entry("b", "*.b.example.com"))
+    vip = _tls_entry("c", "c.example.com", ["240.0.0.3"])
+    listeners = build_listeners(ctx(*entries, vip), SIDECAR)
+    shared = _listener(listeners, "0.0.0.0_443")
+    assert [list(c.filter_chain_match.server_names) for c in shared.filter_chains] == [
+        ["a.example.com"],
+        ["*.b.example.com"],
+    ]
+    assert [f.name for f in shared.listener_filters] == ["envoy.filters.listener.tls_inspector"]
+    # a service with its own address has its own listener: every connection to it is its own
+    own = _listener(listeners, "240.0.0.3_443")
+    assert [list(c.filter_chain_match.server_names) for c in own.filter_chains] == [[]]

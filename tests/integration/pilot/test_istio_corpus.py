@@ -15,10 +15,8 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import socketserver
 import ssl
 import sys
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,10 +30,10 @@ from meshplane.citadel.testing import CitadelProcess, NodeAgentProcess
 from meshplane.ctl.bootstrap import render_bootstrap
 from meshplane.ctl.token import make_token
 from meshplane.shared.config.validate import validate_object
-from meshplane.shared.envoyproc import EnvoyProcess
 from meshplane.shared.natsserver import NatsServer, free_port
 from meshplane.shared.processes import ChildProcess
 from meshplane.shared.testing.certs import write_self_signed, write_signed
+from meshplane.shared.testing.podenvoy import NoSuchNameDns, PodEnvoy, run_pod_envoy
 from meshplane.shared.testing.podnet import PodNetwork, unavailable_reason
 from meshplane.shared.testing.scrape import scrape
 from meshplane.shared.testing.sockets import tcp_exchange, tls_exchange
@@ -51,6 +49,7 @@ CORPUS = Path(__file__).parent / "testdata" / "istio_corpus"
 BOOKINFO = ("productpage-v1", "reviews-v1", "reviews-v2", "reviews-v3", "ratings-v1", "details-v1")
 APPS = (*BOOKINFO, "service3", "outside")
 L4_APPS = ("mongo", "legacy-db")
+TLS_APPS = ("tls-a", "tls-b")
 #: pod → (namespace, labels, proxy type, interception)
 PODS = {
     "sleep": ("bookinfo", {"app": "sleep"}, "sidecar", "REDIRECT"),
@@ -62,34 +61,12 @@ BIN = Path(sys.executable).parent
 PLAIN_HTTP = ("http/1.0", "http/1.1", "h2c")
 HCM = "envoy.filters.network.http_connection_manager"
 TCP_PROXY = "envoy.filters.network.tcp_proxy"
-CARES = "type.googleapis.com/envoy.extensions.network.dns_resolver.cares.v3.CaresDnsResolverConfig"
-SERVER_HOSTS = ("uk.bookinfo.com", "eu.bookinfo.com", "mutual.bookinfo.com")
-
-
-@dataclass
-class PodEnvoy:
-    name: str
-    ip: str
-    admin: int
-    child: ChildProcess
-
-    def get(self, path: str) -> str:
-        return httpx.get(f"http://{self.ip}:{self.admin}{path}", timeout=5).text
-
-    def stats(self) -> dict[str, int]:
-        out = {}
-        for line in self.get("/stats").splitlines():
-            key, _, value = line.partition(": ")
-            if value.isdigit():
-                out[key] = int(value)
-        return out
-
-    def dump(self, resource: str) -> list[dict[str, Any]]:
-        configs: list[dict[str, Any]] = json.loads(self.get(f"/config_dump?resource={resource}"))["configs"]
-        return configs
-
-    def stop(self) -> None:
-        self.child.stop(10)
+SERVER_HOSTS = (
+    "uk.bookinfo.com",
+    "eu.bookinfo.com",
+    "mutual.bookinfo.com",
+    *(f"{a}.none.mesh" for a in TLS_APPS),
+)
 
 
 @dataclass
@@ -97,7 +74,6 @@ class Corpus:
     kit: Any
     pilot: Any
     envoys: dict[str, PodEnvoy]
-    apps: dict[str, Any]
     rendered: Path
     certs: Path
     uds: Path
@@ -115,24 +91,6 @@ class Corpus:
     def pilot_rejects(self) -> float:
         counted = scrape(self.pilot.http, "pilot_total_xds_rejects")
         return sum(value for name, value in counted.items() if "_created" not in name)
-
-
-class _UdsEcho(socketserver.BaseRequestHandler):
-    def handle(self) -> None:
-        self.request.sendall(b"uds:" + self.request.recv(4096))
-
-
-class _NoSuchName(socketserver.BaseRequestHandler):
-    """Answer every DNS query with NXDOMAIN (the names in the corpus are not resolved here)."""
-
-    def handle(self) -> None:
-        query, sock = self.request
-        end = 12
-        while end < len(query) and query[end]:
-            end += query[end] + 1
-        question = query[12 : end + 5]
-        header = query[:2] + b"\x81\x83" + query[4:6] + b"\x00\x00\x00\x00\x00\x00"
-        sock.sendto(header + question, self.client_address)
 
 
 def render(source: Path, out: Path, values: dict[str, str]) -> Path:
@@ -165,7 +123,8 @@ def _certs(tmp: Path) -> Path:
     return out
 
 
-def _galley(tmp: Path, nats: str, config_dir: Path, kit: Any) -> ChildProcess:
+def _galley(tmp: Path, nats: str, config_dir: Path) -> ChildProcess:
+    """Galley reading ``config_dir`` (its config source), publishing to the bus at ``nats``."""
     monitoring = free_port()
     argv = [str(BIN / "meshplane-galley"), "--nats-url", nats, "--config-dir", str(config_dir)]
     argv += ["--webhook-addr", f"127.0.0.1:{free_port()}", "--monitoring-addr", f"127.0.0.1:{monitoring}"]
@@ -183,27 +142,15 @@ def _ok(url: str) -> bool:
         return False
 
 
-def _start_envoy(kit: Any, net: PodNetwork, tmp: Path, name: str, pilot: str, sds: str, dns: int) -> PodEnvoy:
+def _start_envoy(
+    kit: Any, net: PodNetwork, tmp: Path, name: str, pilot: str, sds: str, dns: NoSuchNameDns
+) -> PodEnvoy:
     ns, labels, kind, interception = PODS[name]
     box = net.attach(name)
     opts = kit.proxy_options(kind, box.ip, f"{name}-1", ns, labels, [pilot], False)
     opts.interception = interception
     opts.sds_socket = sds
-    admin = free_port()
-    opts.admin = f"{box.ip}:{admin}"
-    path = tmp / f"envoy-{name}.yaml"
-    bootstrap = render_bootstrap(opts)
-    # the pods have no route to the host's resolver: a DNS server of the test's answers at once
-    resolver = {"socket_address": {"address": net.gateway, "port_value": dns, "protocol": "UDP"}}
-    bootstrap["typed_dns_resolver_config"] = {
-        "name": "envoy.network.dns_resolver.cares",
-        "typed_config": {"@type": CARES, "resolvers": [resolver]},
-    }
-    path.write_text(yaml.safe_dump(bootstrap))
-    argv = EnvoyProcess(path, admin, extra_args=["--log-path", str(tmp / f"envoy-{name}.log")]).argv()
-    envoy = PodEnvoy(name, box.ip, admin, net.run(box, "envoy", argv, {}))
-    kit.wait_until(lambda: httpx.get(f"http://{box.ip}:{admin}/ready", timeout=2), 30, f"envoy {name} admin")
-    return envoy
+    return run_pod_envoy(net, box, render_bootstrap(opts), tmp, dns)
 
 
 @pytest.fixture(scope="module")
@@ -213,20 +160,20 @@ def corpus(kit: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Corpu
     net = PodNetwork(tmp / "pods").start()
     try:
         host = net.gateway
-        ports = {name: free_port() for name in (*APPS, *L4_APPS)}
+        ports = {name: free_port() for name in (*APPS, *L4_APPS, *TLS_APPS)}
         apps: dict[str, Any] = {}
         for name in APPS:
             app, _, version = name.partition("-")
             apps[name] = kit.App(app, version or "-", host, ports[name])
         for name in L4_APPS:
             apps[name] = kit.L4App(name, host, ports[name])
-        procs += apps.values()
-        uds = tmp / "uds.sock"
-        uds_server = socketserver.ThreadingUnixStreamServer(str(uds), _UdsEcho)
-        threading.Thread(target=uds_server.serve_forever, daemon=True).start()
-        dns = socketserver.ThreadingUDPServer((host, 0), _NoSuchName)
-        threading.Thread(target=dns.serve_forever, daemon=True).start()
         certs = _certs(tmp)
+        for name in TLS_APPS:
+            apps[name] = kit.L4App(name, host, ports[name], certs / "server.pem", certs / "server.key")
+        procs += apps.values()
+        uds = tmp / "uds.sock"  # the path a unix-socket ServiceEntry names (a pipe in EDS)
+        dns = NoSuchNameDns(host)
+        procs.append(dns)
         boxes = {name: net.attach(name) for name in PODS}
         values = {
             "APP_IP": host,
@@ -247,21 +194,16 @@ def corpus(kit: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Corpu
         agent = NodeAgentProcess(tmp / "agent", citadel.target, tmp / "citadel" / "root-cert.pem", token)
         agent.start()
         procs.append(agent)
-        procs.append(_galley(tmp, nats.url, rendered, kit))
+        procs.append(_galley(tmp, nats.url, rendered))
         pilot = kit.start_pilot(nats.url, tmp, "pilot-corpus", grpc_host=host)
         procs.append(pilot)
         expected = len(documents(rendered))
         kit.wait_until(lambda: len(pilot.get("/debug/configz")) == expected, 60, "every config at Pilot")
         envoys = {}
         for name in PODS:
-            envoys[name] = _start_envoy(
-                kit, net, tmp, name, f"{host}:{pilot.grpc}", str(agent.socket), dns.server_address[1]
-            )
+            envoys[name] = _start_envoy(kit, net, tmp, name, f"{host}:{pilot.grpc}", str(agent.socket), dns)
             procs.append(envoys[name])
-        yield Corpus(kit, pilot, envoys, apps, rendered, certs, uds, values)
-        for server in (uds_server, dns):
-            server.shutdown()
-            server.server_close()
+        yield Corpus(kit, pilot, envoys, rendered, certs, uds, values)
     finally:
         kit.stop_all(*reversed(procs))
         net.close()
@@ -293,7 +235,7 @@ def test_the_corpus_is_valid_and_says_what_is_not_applied(corpus: Corpus) -> Non
 
 def test_every_proxy_takes_every_update(corpus: Corpus) -> None:
     rows = corpus.kit.wait_until(lambda: _synced(corpus), 60, "every proxy SYNCED on every type")
-    corpus.kit.wait_until(lambda: all(_live(e) for e in corpus.envoys.values()), 30, "every Envoy LIVE")
+    corpus.kit.wait_until(lambda: all(e.live() for e in corpus.envoys.values()), 30, "every Envoy LIVE")
     assert {k: r[k] for r in rows for k in r if k.endswith("_nacks") and r[k]} == {}
     assert corpus.rejects() == {}
     assert corpus.pilot_rejects() == 0
@@ -312,10 +254,6 @@ def test_ingress_gateway_routes_bookinfo_to_productpage(corpus: Corpus) -> None:
     assert httpx.get(f"http://{corpus.envoys['ingress'].ip}/not-bookinfo", timeout=5).status_code == 404
 
 
-def _live(envoy: PodEnvoy) -> bool:
-    return envoy.get("/ready").strip() == "LIVE"
-
-
 def _warming(envoy: PodEnvoy) -> list[str]:
     return [
         e["warming_state"]["listener"]["name"]
@@ -332,7 +270,7 @@ def test_gateway_file_certificates_serve_tls_and_absent_files_warm(corpus: Corpu
     assert peer == ssl.PEM_cert_to_DER_cert((corpus.certs / "server.pem").read_text())
     assert answer.startswith(b"HTTP/1.1 200") and b'"name": "service3"' in answer, answer
     # a Gateway naming files that do not exist: its listener waits for them, nothing is rejected
-    kit.wait_until(lambda: _live(ingress), 30, "the ingress gateway live")
+    kit.wait_until(lambda: ingress.live(), 30, "the ingress gateway live")
     render(CORPUS / "later", corpus.rendered, corpus.values)
     kit.wait_until(lambda: "0.0.0.0_8443" in _warming(ingress), 30, "the listener with absent files warming")
     assert corpus.rejects() == {} and corpus.pilot_rejects() == 0
@@ -416,3 +354,14 @@ def test_ports_without_a_protocol_detect_http_and_carry_the_rest_as_tcp(corpus: 
     # the captured sidecar: its wildcard listener for the port never puts HTTP on raw TCP
     sleep_db = _chains(_listener(corpus.envoys["sleep"], "0.0.0.0_3306"))
     assert all(protocols for protocols, filters in sleep_db if HCM in filters), sleep_db
+
+
+def test_tls_services_on_one_port_are_chosen_by_sni(corpus: Corpus) -> None:
+    none = corpus.envoys["none"]
+    for app in TLS_APPS:
+
+        def reach(app: str = app) -> tuple[bytes, bytes]:
+            return tls_exchange(none.ip, 2444, f"{app}.none.mesh", corpus.certs / "ca.pem", b"hi")
+
+        _, answer = corpus.kit.wait_until(reach, 30, f"{app} by its SNI")
+        assert answer == f"{app}:hi".encode()

@@ -164,7 +164,7 @@ def _outbound(
             if cidrs:  # as Istio: the wildcard listener, with a chain for the ranges
                 address = bind_default
             name = f"{address}_{port.number}"
-            lis = _tcp_listener(ctx, proxy, svc, port, name, address, bind)
+            lis = _tcp_listener(ctx, proxy, svc, port, name, address, bind, address == bind_default)
             for chain in lis.filter_chains if cidrs else ():
                 if not chain.filter_chain_match.prefix_ranges:
                     chain.filter_chain_match.prefix_ranges.extend(cidr_range(c) for c in cidrs)
@@ -198,10 +198,26 @@ def _merge(out: dict[str, listener_pb2.Listener], lis: listener_pb2.Listener) ->
 
 
 def _tcp_listener(
-    ctx: PushContext, proxy: Proxy, svc: Service, port: Port, name: str, address: str, bind: bool
+    ctx: PushContext,
+    proxy: Proxy,
+    svc: Service,
+    port: Port,
+    name: str,
+    address: str,
+    bind: bool,
+    shared: bool = False,
 ) -> listener_pb2.Listener:
+    """``shared``: the listener is the port's wildcard (or the proxy's own address), which other
+    services of the port share: TLS there is told apart by SNI, as Istio's."""
     lis = _listener(name, address, port.number, bind)
     tls = _tls_chains(ctx, proxy, svc, port) if port.protocol in ("TLS", "HTTPS") else []
+    if not tls and port.protocol in ("TLS", "HTTPS") and shared and svc.hostname != "*":
+        # no tls route: the service's own host name is the SNI that selects it
+        cluster = outbound(port.number, "", svc.hostname)
+        chain = lc.FilterChain()
+        chain.filter_chain_match.server_names.append(svc.hostname)
+        chain.filters.append(tcp_proxy(cluster, cluster))
+        tls = [chain]
     if tls:
         lis.listener_filters.add(name="envoy.filters.listener.tls_inspector").typed_config.CopyFrom(
             pack(tls_inspector_pb2.TlsInspector())
