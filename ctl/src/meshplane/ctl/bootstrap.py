@@ -23,6 +23,7 @@ from typing import Any
 import yaml
 
 from meshplane.ctl.errors import EXIT_USAGE, error
+from meshplane.ctl.vm import add_vm_arguments, vm_metadata
 from meshplane.shared.version import __version__
 
 DOMAIN = "svc.cluster.local"
@@ -63,6 +64,7 @@ class BootstrapOptions:
     health_port: int = 0
     #: Pilot's SPIFFE ID: xDS over mutual TLS with the SDS certificate. Empty: plaintext xDS.
     pilot_san: str = ""
+    extra_metadata: dict[str, Any] = field(default_factory=dict)  # a VM's: ``meshplane.ctl.vm``
 
 
 def _hostport(option: str, value: str) -> tuple[str, int]:
@@ -164,6 +166,7 @@ def render_bootstrap(opts: BootstrapOptions) -> dict[str, Any]:
         "MESH_ID": opts.mesh_id,
         "INTERCEPTION_MODE": opts.interception,
         "ISTIO_VERSION": f"meshplane-{__version__}",
+        **opts.extra_metadata,
     }
     if opts.sds_token_path:
         # per-node agent: Pilot's SDS configs send this token file to the agent's socket
@@ -361,6 +364,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help="NONE: no iptables, listeners bind the workload IP (local mesh)",
     )
     p.add_argument("--locality", default="", help="REGION/ZONE/SUBZONE of the workload")
+    add_vm_arguments(p)
     p.add_argument("-o", "--output", default="-", help="file to write (default: stdout)")
     p.set_defaults(func=run)
 
@@ -383,9 +387,10 @@ def run(args: argparse.Namespace) -> int:
             ip=args.ip,
             interception=args.interception,
             locality=args.locality,
+            extra_metadata=vm_metadata(args),
         )
         text = yaml.dump(render_bootstrap(opts), Dumper=_PlainDumper, sort_keys=False)
-    except BootstrapError as exc:
+    except ValueError as exc:  # BootstrapError, or a bad --workload-group
         error("bootstrap", str(exc))
         return EXIT_USAGE
     if args.output == "-":
