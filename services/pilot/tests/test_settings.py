@@ -75,3 +75,29 @@ def test_a_bad_mesh_config_is_a_usage_error(tmp_path: Path, capsys: pytest.Captu
         f"--mesh-config {mesh}: rootNamespace: expected a Kubernetes namespace name"
         in capsys.readouterr().err
     )
+
+
+def test_workload_entry_settings_have_istios_names_and_defaults(capsys: pytest.CaptureFixture[str]) -> None:
+    s = parse_args(["--xds-plaintext"], {})
+    assert s.enable_workload_entry and s.autoregistration and s.health_checks
+    assert s.workload_entry_grace_period == 10.0
+    off = parse_args(["--xds-plaintext"], {"PILOT_ENABLE_WORKLOAD_ENTRY": "false"})
+    # the umbrella switch turns off what the finer switches would keep on
+    assert not off.enable_workload_entry and not off.autoregistration and not off.health_checks
+    finer = {"PILOT_ENABLE_WORKLOAD_ENTRY_HEALTHCHECKS": "0", "PILOT_WORKLOAD_ENTRY_GRACE_PERIOD": "1m"}
+    only_registration = parse_args(["--xds-plaintext"], finer)
+    assert only_registration.autoregistration and not only_registration.health_checks
+    assert only_registration.workload_entry_grace_period == 60.0
+    with pytest.raises(SystemExit) as exc:
+        parse_args(["--xds-plaintext"], {"PILOT_ENABLE_WORKLOAD_ENTRY": "maybe"})
+    assert exc.value.code == 2
+    assert "PILOT_ENABLE_WORKLOAD_ENTRY: expected true or false, got 'maybe'" in capsys.readouterr().err
+
+
+def test_workload_entries_off_drops_them_from_endpoints() -> None:
+    spec = {"address": "10.0.0.9", "labels": {"app": "db"}, "ports": {"tcp": 3306}}
+    we = Config.parse("WorkloadEntry", "networking.istio.io", "v1", "vms", "db-1", spec)
+    for enabled, expected in ((True, ["10.0.0.9"]), (False, [])):
+        state = State(workload_entries=enabled)
+        state.configs["we"] = we
+        assert [w.address for w in state.snapshot("v1").workloads] == expected

@@ -101,8 +101,9 @@ class Probe:
             return f"exec {command[0] if command else ''}: {exc.strerror or exc}"
         try:
             code = await proc.wait()
-        except asyncio.CancelledError:
+        except asyncio.CancelledError:  # timed out: no command outlives its probe
             proc.kill()
+            await proc.wait()
             raise
         return None if code == 0 else f"exec {' '.join(command)}: exit code {code}"
 
