@@ -8,7 +8,9 @@ import pytest
 
 from meshplane.pilot.generators.security.peer_authn import mtls_mode
 from meshplane.pilot.ingest.watcher import State
+from meshplane.pilot.model import workload_entry as we
 from meshplane.pilot.model.config import Config
+from meshplane.pilot.model.proxy import parse_proxy
 from meshplane.pilot.settings import parse_args
 
 
@@ -101,3 +103,14 @@ def test_workload_entries_off_drops_them_from_endpoints() -> None:
         state = State(workload_entries=enabled)
         state.configs["we"] = we
         assert [w.address for w in state.snapshot("v1").workloads] == expected
+
+
+def test_health_checks_off_serves_entries_whatever_their_health() -> None:
+    proxy = parse_proxy("sidecar~10.0.0.5~vm-1.vms~vms.svc.cluster.local", None)
+    group = Config.parse("WorkloadGroup", "networking.istio.io", "v1", "vms", "db", {"template": {}})
+    entry = we.entry_from_group(group, proxy, "db-10.0.0.5")  # type: ignore[arg-type]
+    entry.entry.annotations[we.HEALTH_CHECKS_ENABLED] = "true"  # and no Healthy condition yet
+    for checks, served in ((True, False), (False, True)):
+        state = State(health_checks=checks)
+        state.put_registered("k", entry)
+        assert ("k" in state.registered_workloads) is served

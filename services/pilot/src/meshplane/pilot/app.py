@@ -60,7 +60,9 @@ class Pilot:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.metrics = Metrics()
-        self.state = State(settings.root_namespace, settings.mesh, settings.enable_workload_entry)
+        self.state = State(
+            settings.root_namespace, settings.mesh, settings.enable_workload_entry, settings.health_checks
+        )
         self.server: DiscoveryServer | None = None
         self.debouncer: Debouncer | None = None
         self.tasks = TaskSupervisor("pilot", self.metrics.task_failures)

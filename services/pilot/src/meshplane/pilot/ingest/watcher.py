@@ -48,10 +48,12 @@ class State:
         root_namespace: str = DEFAULT_ROOT_NAMESPACE,
         mesh: MeshConfig | None = None,
         workload_entries: bool = True,
+        health_checks: bool = True,
     ) -> None:
         self.root_namespace = root_namespace
-        #: PILOT_ENABLE_WORKLOAD_ENTRY
+        #: PILOT_ENABLE_WORKLOAD_ENTRY, and its _HEALTHCHECKS (off: every entry counts as healthy)
         self.workload_entries = workload_entries
+        self.health_checks = health_checks
         self.mesh = mesh or MeshConfig(root_namespace=root_namespace)
         self.configs: dict[str, AnyConfig] = {}
         self.services: dict[str, Service] = {}
@@ -74,6 +76,15 @@ class State:
             self.mesh,
             workload_entries=self.workload_entries,
         )
+
+    def put_registered(self, key: str, value: Entry | None) -> None:
+        """An auto-registered entry changed (None: deleted); only healthy ones are workloads."""
+        self.registered.pop(key, None)
+        self.registered_workloads.pop(key, None)
+        if value is not None:
+            self.registered[key] = value
+            if not self.health_checks or is_healthy(value):
+                self.registered_workloads[key] = workload_of(value)
 
     def group(self, namespace: str, name: str) -> Config[models.WorkloadGroup] | None:
         cfg = self.configs.get(config_key("networking.istio.io", "WorkloadGroup", namespace, name))
@@ -176,10 +187,5 @@ class Watcher:
 
     def _on_registered(self, key: str, value: Entry | None) -> PushRequest:
         self.metrics.inbound.labels("workloadentry").inc()
-        self.state.registered.pop(key, None)
-        self.state.registered_workloads.pop(key, None)
-        if value is not None:
-            self.state.registered[key] = value
-            if is_healthy(value):
-                self.state.registered_workloads[key] = workload_of(value)
+        self.state.put_registered(key, value)
         return PushRequest(full=True, kinds=frozenset({"WorkloadEntry"}), reason=("config:WorkloadEntry",))
