@@ -247,3 +247,16 @@ async def test_sweep_deletes_what_dead_replicas_and_deleted_groups_left(bus: Bus
         assert await b.ctl.sweep() == 1  # the group is gone; the entry connected here stays
         await seen(b, workload_key(NS, "mysql-10.0.0.9"), lambda e: e is None)
         assert sorted(b.entries) == [workload_key(NS, "mysql-10.0.0.8")]
+
+
+async def test_with_mutual_tls_the_proxys_account_must_be_the_entrys(bus: Bus) -> None:
+    async with replicas(bus, "pilot-a") as (_, _, [a]):
+        a.ctl.validate_identity = True
+        with pytest.raises(RegistrationError, match="is not the WorkloadEntry's service account 'mysql'"):
+            await a.ctl.connect(vm_proxy())  # claims no account: its certificate's is not "mysql"
+        struct = struct_pb2.Struct()
+        json_format.ParseDict(
+            {"NAMESPACE": NS, "AUTO_REGISTER_GROUP": "mysql", "SERVICE_ACCOUNT": "mysql"}, struct
+        )
+        await a.ctl.connect(parse_proxy(f"sidecar~10.0.0.5~vm-1.{NS}~{NS}.svc.cluster.local", struct))
+        assert await seen(a, KEY) is not None

@@ -150,7 +150,7 @@ class Pilot:
             credentials = await self._xds_credentials(stop)
             if stop.is_set():
                 return
-            registration = self._registration(buckets)
+            registration = self._registration(buckets, credentials is not None)
             grpc_server = grpc.aio.server(options=server_options(s))
             servicer = AdsServicer(self.server, credentials is not None, registration)
             add_to_server(servicer, grpc_server)
@@ -206,7 +206,7 @@ class Pilot:
             await StatusPublisher.clear_records(buckets, s.pilot_id, proxy_ids)
             await _bounded(bus.close(), 6, "bus close")
 
-    def _registration(self, buckets: Buckets) -> AutoRegistration | None:
+    def _registration(self, buckets: Buckets, authenticated: bool) -> AutoRegistration | None:
         """VM auto-registration and health checks, unless PILOT_ENABLE_WORKLOAD_ENTRY is false."""
         s = self.settings
         if not s.enable_workload_entry:
@@ -219,6 +219,7 @@ class Pilot:
             s.pilot_id,
             registration=s.autoregistration,
             health_checks=s.health_checks,
+            validate_identity=authenticated,
             grace_period=s.workload_entry_grace_period,
             max_connection_age=s.max_connection_age,
             registry=self.metrics.registry,

@@ -155,6 +155,10 @@ def with_health(entry: Entry, healthy: bool, message: str, now: float) -> Entry 
     return out
 
 
+def service_account(entry: Entry) -> str:
+    return str(json.loads(entry.entry.spec_json or "{}").get("serviceAccount") or "")
+
+
 def health_checked(entry: Entry) -> bool:
     return entry.entry.annotations.get(HEALTH_CHECKS_ENABLED, "").lower() == "true"
 

@@ -64,6 +64,7 @@ class AutoRegistration:
         *,
         registration: bool = True,
         health_checks: bool = True,
+        validate_identity: bool = False,
         grace_period: float = 10.0,
         max_connection_age: float = 1800.0,
         registry: CollectorRegistry | None = None,
@@ -77,6 +78,9 @@ class AutoRegistration:
         self.pilot_id = pilot_id
         self.registration = registration
         self.health_checks = health_checks
+        #: ISTIO_WORKLOAD_ENTRY_VALIDATE_IDENTITY, when ADS is mutual TLS (the proxy's namespace
+        #: and service account are then its certificate's): the entry's account must be the proxy's
+        self.validate_identity = validate_identity
         self.grace_period = grace_period
         self.max_connection_age = max_connection_age
         self.clock = clock
@@ -145,11 +149,13 @@ class AutoRegistration:
                         f"{proxy.namespace}/{proxy.auto_register_group}"
                     )
                 made = we.entry_from_group(group, proxy, self.name_of(proxy))
+                self._check_identity(proxy, made)
                 entry = we.connected(made, self.pilot_id, now)
                 event = "success"
             elif we.last_change(current) > now:
                 return  # a newer connection (to another replica) already owns it
             else:
+                self._check_identity(proxy, current)
                 entry = we.connected(current, self.pilot_id, now)
                 event = "updates"
             if key in self._health and self.health_checks:
@@ -160,6 +166,15 @@ class AutoRegistration:
             if (task := self._cleanups.pop(key, None)) is not None:
                 task.cancel()
         log.info("WorkloadEntry %s registered for %s (%s)", key, proxy.id, event)
+
+    def _check_identity(self, proxy: Proxy, entry: we.Entry) -> None:
+        account = we.service_account(entry)
+        if self.validate_identity and account and proxy.service_account != account:
+            self.counts.labels("errors").inc()
+            raise RegistrationError(
+                f"auto-registration of {proxy.id}: its identity {proxy.namespace}/"
+                f"{proxy.service_account or '*'} is not the WorkloadEntry's service account {account!r}"
+            )
 
     async def disconnect(self, proxy: Proxy) -> None:
         """The proxy's stream closed: on its last one, mark the entry disconnected and delete it
