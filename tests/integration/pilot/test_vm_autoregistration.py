@@ -144,6 +144,13 @@ def _mesh(kit: Any, nats_url: str, tmp: Path, pilot_env: dict[str, str]) -> Iter
         kit.vs_config("Sidecar", CLIENT_NS, "client", {"egress": [client_egress]}),
         # the VM's own outbound side on a port of its own (its inbound takes vm_ip:port)
         kit.bound_client_sidecar(VM_NS, vm_egress, vm_ip, name="vm"),
+        # no certificates here (no node agent): plaintext between the proxies
+        kit.vs_config(
+            "DestinationRule", VM_NS, "vmapp", {"host": HOST, "trafficPolicy": {"tls": {"mode": "DISABLE"}}}
+        ),
+        kit.vs_config(
+            "PeerAuthentication", VM_NS, "plaintext", {"mtls": {"mode": "DISABLE"}}, group="security.istio.io"
+        ),
     ]
     bus = kit.publish(nats_url, ([], []), configs)
     pilot = kit.start_pilot(nats_url, tmp, "pilot", env=pilot_env)
@@ -160,7 +167,7 @@ def _mesh(kit: Any, nats_url: str, tmp: Path, pilot_env: dict[str, str]) -> Iter
         kit.stop_all(client, pilot)
         app.stop()
         for c in configs:
-            bus.delete_config(c.kind, c.namespace, c.name)
+            bus.delete_config(c.kind, c.namespace, c.name, c.group)
 
 
 def _condition(entry: workload_entry_pb2.RegisteredWorkloadEntry | None) -> tuple[str, str] | None:
