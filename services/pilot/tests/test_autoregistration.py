@@ -244,9 +244,14 @@ async def test_sweep_deletes_what_dead_replicas_and_deleted_groups_left(bus: Bus
         await a.ctl.connect(vm_proxy("10.0.0.9"))
         await seen(b, workload_key(NS, "mysql-10.0.0.9"))
         del groups[f"{NS}/mysql"]
-        assert await b.ctl.sweep() == 1  # the group is gone; the entry connected here stays
+        # the group is gone: each replica deletes its own entries (another may not have seen the
+        # group yet, so pilot-b leaves pilot-a's connected one alone)
+        assert await b.ctl.sweep() == 1
+        await seen(b, workload_key(NS, "mysql-10.0.0.8"), lambda e: e is None)
+        assert sorted(b.entries) == [workload_key(NS, "mysql-10.0.0.9")]
+        await seen(a, workload_key(NS, "mysql-10.0.0.9"))
+        assert await a.ctl.sweep() == 1
         await seen(b, workload_key(NS, "mysql-10.0.0.9"), lambda e: e is None)
-        assert sorted(b.entries) == [workload_key(NS, "mysql-10.0.0.8")]
 
 
 async def test_with_mutual_tls_the_proxys_account_must_be_the_entrys(bus: Bus) -> None:

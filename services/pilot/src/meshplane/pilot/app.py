@@ -65,6 +65,7 @@ class Pilot:
         )
         self.server: DiscoveryServer | None = None
         self.debouncer: Debouncer | None = None
+        self.registration: AutoRegistration | None = None
         self.tasks = TaskSupervisor("pilot", self.metrics.task_failures)
         self.ready = False
         self.grpc_port = 0
@@ -150,9 +151,9 @@ class Pilot:
             credentials = await self._xds_credentials(stop)
             if stop.is_set():
                 return
-            registration = self._registration(buckets, credentials is not None)
+            self.registration = self._registration(buckets, credentials is not None)
             grpc_server = grpc.aio.server(options=server_options(s))
-            servicer = AdsServicer(self.server, credentials is not None, registration)
+            servicer = AdsServicer(self.server, credentials is not None, self.registration)
             add_to_server(servicer, grpc_server)
             address = f"{s.grpc_host}:{s.grpc_port}"
             try:  # grpcio raises RuntimeError (older versions returned 0) when it cannot bind
@@ -203,6 +204,8 @@ class Pilot:
             http.should_exit = True
             await _bounded(http_task, 3, "HTTP server stop")
             await self.tasks.aclose(3)
+            if self.registration is not None:  # entries left disconnected: another replica sweeps them
+                self.registration.close()
             await StatusPublisher.clear_records(buckets, s.pilot_id, proxy_ids)
             await _bounded(bus.close(), 6, "bus close")
 

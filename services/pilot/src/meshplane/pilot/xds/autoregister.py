@@ -26,7 +26,6 @@ bus watch's, or its own last write of that entry if that is newer.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -244,29 +243,35 @@ class AutoRegistration:
             await self.sweep()
 
     async def sweep(self) -> int:
-        """Delete entries left behind by dead replicas, or whose WorkloadGroup was deleted."""
+        """Delete entries left behind by dead replicas, and those whose WorkloadGroup was deleted
+        (this replica's own or disconnected ones: another replica may not have seen the group yet)."""
         deleted = 0
         async with self._lock:
-            now = self.clock()
             for key in list(self.entries):
                 entry = self._current(key)
-                if entry is None or key in self._connections:
-                    continue
-                res = entry.entry
-                group = res.annotations.get(we.AUTO_REGISTRATION_GROUP, "")
-                since = we.connected_at(entry)
-                why = ""
-                if self._expired(entry):
-                    why = "disconnected for longer than the grace period"
-                elif since is not None and now - since > 1.5 * self.max_connection_age:
-                    why = "its Pilot stopped refreshing it (died)"
-                elif group and self.group(res.namespace, group) is None:
-                    why = f"WorkloadGroup {res.namespace}/{group} deleted"
+                why = self._sweep_reason(key, entry) if entry is not None else ""
                 if why:
-                    with contextlib.suppress(Exception):
+                    try:
                         await self._delete(key, why)
                         deleted += 1
+                    except Exception as exc:  # the next sweep tries again
+                        log.warning("sweeping WorkloadEntry %s failed: %s", key, exc)
         return deleted
+
+    def _sweep_reason(self, key: str, entry: we.Entry) -> str:
+        res = entry.entry
+        group = res.annotations.get(we.AUTO_REGISTRATION_GROUP, "")
+        since = we.connected_at(entry)
+        mine_or_idle = we.controller(entry) == self.pilot_id or since is None
+        if group and mine_or_idle and self.group(res.namespace, group) is None:
+            return f"WorkloadGroup {res.namespace}/{group} deleted"
+        if key in self._connections:
+            return ""
+        if self._expired(entry):
+            return "disconnected for longer than the grace period"
+        if since is not None and self.clock() - since > 1.5 * self.max_connection_age:
+            return "its Pilot stopped refreshing it (died)"
+        return ""
 
     def close(self) -> None:
         for task in self._cleanups.values():
