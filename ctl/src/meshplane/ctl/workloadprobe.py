@@ -9,8 +9,8 @@ the node, its ``PROXY_CONFIG.readinessProbe``, the Pilots), opens an ADS stream 
 that node, and sends those same requests. Pilot turns them into the auto-registered
 WorkloadEntry's ``Healthy`` condition, and an unhealthy entry's endpoint leaves EDS.
 
-Probes as Istio's: ``httpGet`` (2xx/3xx is success; ``host`` defaults to ``localhost``),
-``tcpSocket`` (a connection), ``exec`` (exit code 0), each within ``timeoutSeconds`` (1); every
+Probes as Istio's: ``httpGet`` (2xx/3xx is success), ``tcpSocket`` (a connection), both to
+``host`` or 127.0.0.1, and ``exec`` (exit code 0), each within ``timeoutSeconds`` (1); every
 ``periodSeconds`` (10) after ``initialDelaySeconds``; the state flips after
 ``successThreshold`` (1) successes or ``failureThreshold`` (3) failures in a row. The current
 state is re-sent every period, so a Pilot that restarted or a replica the stream moved to
@@ -75,7 +75,7 @@ class Probe:
         if kind == "httpGet":
             get = self.spec["httpGet"]
             scheme = str(get.get("scheme") or "HTTP").lower()
-            url = f"{scheme}://{get.get('host') or 'localhost'}:{get['port']}{get.get('path') or '/'}"
+            url = f"{scheme}://{get.get('host') or '127.0.0.1'}:{get['port']}{get.get('path') or '/'}"
             headers = {h["name"]: h.get("value", "") for h in get.get("httpHeaders") or []}
             try:
                 async with httpx.AsyncClient(verify=False, timeout=timeout) as client:  # noqa: S501 - Istio's prober skips verification
@@ -85,7 +85,7 @@ class Probe:
             return None if 200 <= resp.status_code < 400 else f"GET {url}: HTTP {resp.status_code}"
         if kind == "tcpSocket":
             tcp = self.spec["tcpSocket"]
-            host, port = tcp.get("host") or "localhost", int(tcp["port"])
+            host, port = tcp.get("host") or "127.0.0.1", int(tcp["port"])
             try:
                 _, writer = await asyncio.open_connection(host, port)
             except OSError as exc:
