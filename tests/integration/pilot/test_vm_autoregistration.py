@@ -74,10 +74,12 @@ class Vm:
     def entry(self) -> workload_entry_pb2.RegisteredWorkloadEntry | None:
         return bus_entries(self.nats_url).get(self.entry_key)
 
-    def start_vm_envoy(self) -> Any:
+    def start_vm_envoy(self, *pilots: Any) -> Any:
+        addresses = [f"127.0.0.1:{p.grpc}" for p in pilots or (self.pilot,)]
         opts = self.kit.proxy_options(
-            "sidecar", self.vm_ip, "vm-1", VM_NS, {"app": "vmapp"}, [f"127.0.0.1:{self.pilot.grpc}"], False
+            "sidecar", self.vm_ip, "vm-1", VM_NS, {"app": "vmapp"}, addresses, False
         )
+        opts.xds_retry_max = 0.5  # back to a Pilot within a second when its stream ends
         flags = argparse.Namespace(network="", workload_group=str(self.tmp / "wg.yaml"), namespace=VM_NS)
         opts.extra_metadata = vm_metadata(flags)
         return self.kit.start_envoy(self.tmp, "vm", opts)
@@ -264,3 +266,39 @@ def test_workload_entries_off_registers_nothing_and_serves_no_workload_entry(
             vm_envoy.stop()
             direct.stop()
             bus.delete_workload(VM_NS, "direct")
+
+
+def _registrations(pilot: Any, event: str) -> float:
+    text = httpx.get(f"{pilot.url}/metrics", timeout=5).text
+    line = f'auto_registration_total{{event="{event}"}} '
+    return next((float(x.removeprefix(line)) for x in text.splitlines() if x.startswith(line)), 0.0)
+
+
+def test_the_replica_the_vm_moves_to_takes_its_entry_over(kit: Any, nats_module: Any, tmp_path: Path) -> None:
+    # a grace period longer than the move: the entry must survive it, owned by the new replica
+    env = {"PILOT_WORKLOAD_ENTRY_GRACE_PERIOD": "30s"}
+    with _mesh(kit, nats_module.url, tmp_path, env) as vm:
+        other = kit.start_pilot(vm.nats_url, tmp_path, "pilot-b", env={**env, "PILOT_DEBOUNCE_AFTER": "50ms"})
+        vm_envoy = None
+        try:
+            vm_envoy = vm.start_vm_envoy(vm.pilot, other)
+            entry = kit.wait_until(vm.entry, 20, "the VM's WorkloadEntry")
+            owner = entry.entry.annotations["istio.io/workloadController"]
+            first, second = (vm.pilot, other) if owner == "pilot" else (other, vm.pilot)
+            assert _registrations(first, "success") == 1
+            first.stop()  # the VM's Pilot goes away: Envoy reconnects to the other replica
+            moved = kit.wait_until(
+                lambda: (
+                    (e := vm.entry()) is not None
+                    and e.entry.annotations.get("istio.io/workloadController") == second.pilot_id
+                    and e
+                ),
+                20,
+                f"{second.pilot_id} owning the entry",
+            )
+            assert "istio.io/connectedAt" in moved.entry.annotations
+            assert "istio.io/disconnectedAt" not in moved.entry.annotations
+            # taken over, not made again
+            assert (_registrations(second, "updates"), _registrations(second, "success")) == (1, 0)
+        finally:
+            kit.stop_all(vm_envoy, other)
