@@ -6,7 +6,8 @@ reach the VM's app through the VM's Envoy, ``meshctl workload-probe`` runs the g
 and a failing probe takes the endpoint out of the client's EDS; once the VM's Envoy is gone the
 entry is deleted after the grace period (2 s here, ``PILOT_WORKLOAD_ENTRY_GRACE_PERIOD``).
 With ``PILOT_ENABLE_WORKLOAD_ENTRY=false`` nothing is registered and WorkloadEntry workloads
-serve no traffic, while a ServiceEntry's own endpoints still do.
+serve no traffic, while a ServiceEntry's own endpoints still do. With two Pilot replicas, the
+one the VM moves to takes its entry over.
 """
 
 from __future__ import annotations
