@@ -155,8 +155,12 @@ def with_health(entry: Entry, healthy: bool, message: str, now: float) -> Entry 
     return out
 
 
+def spec_of(entry: Entry) -> models.WorkloadEntry:
+    return models.WorkloadEntry.model_validate(json.loads(entry.entry.spec_json or "{}"))
+
+
 def service_account(entry: Entry) -> str:
-    return str(json.loads(entry.entry.spec_json or "{}").get("serviceAccount") or "")
+    return spec_of(entry).service_account or ""
 
 
 def health_checked(entry: Entry) -> bool:
@@ -173,9 +177,7 @@ def is_healthy(entry: Entry) -> bool:
 
 def workload_of(entry: Entry) -> Workload:
     """The entry as a registry workload; services select it by labels (``workloadSelector``)."""
-    res = entry.entry
-    spec = models.WorkloadEntry.model_validate(json.loads(res.spec_json or "{}"))
-    return workload_from_spec(res.name, res.namespace, spec)
+    return workload_from_spec(entry.entry.name, entry.entry.namespace, spec_of(entry))
 
 
 def workload_from_spec(name: str, namespace: str, spec: models.WorkloadEntry) -> Workload:
