@@ -46,6 +46,14 @@ log = logging.getLogger("meshplane.pilot.autoregister")
 #: The type URL of health reports on an ADS stream (Istio's ``HealthInformation``).
 HEALTH_TYPE = "type.googleapis.com/istio.v1.HealthInformation"
 
+_METRICS = {
+    "success": "Total number of successful auto registrations.",
+    "updates": "Total number of auto registration updates.",
+    "unregister": "Total number of unregistrations.",
+    "deletes": "Total number of auto registration cleaned up by periodic timer.",
+    "errors": "Total number of auto registration errors.",
+}
+
 GroupLookup = Callable[[str, str], "Config[models.WorkloadGroup] | None"]
 
 
@@ -89,13 +97,11 @@ class AutoRegistration:
         self._connections: dict[str, int] = {}
         self._cleanups: dict[str, asyncio.Task[None]] = {}
         self._health: dict[str, tuple[bool, str]] = {}
-        self.counts = Counter(
-            "auto_registration",
-            "Auto-registration events (Istio's auto_registration_*_total): success, updates, "
-            "unregister, deletes, errors.",
-            ["event"],
-            registry=registry,
-        )
+        #: Istio's metrics: auto_registration_{success,updates,unregister,deletes,errors}_total
+        self.counts = {
+            event: Counter(f"auto_registration_{event}", help_text, registry=registry)
+            for event, help_text in _METRICS.items()
+        }
 
     # ---- keys ------------------------------------------------------------------------
     @staticmethod
@@ -123,7 +129,7 @@ class AutoRegistration:
     async def _delete(self, key: str, why: str) -> None:
         await self.kv.delete(key)
         self._mine.pop(key, None)
-        self.counts.labels("deletes").inc()
+        self.counts["deletes"].inc()
         log.info("WorkloadEntry %s deleted: %s", key, why)
 
     # ---- connections -----------------------------------------------------------------
@@ -142,7 +148,7 @@ class AutoRegistration:
             if current is None:
                 group = self.group(proxy.namespace, proxy.auto_register_group)
                 if group is None:
-                    self.counts.labels("errors").inc()
+                    self.counts["errors"].inc()
                     raise RegistrationError(
                         f"auto-registration of {proxy.id}: cannot find WorkloadGroup "
                         f"{proxy.namespace}/{proxy.auto_register_group}"
@@ -160,7 +166,7 @@ class AutoRegistration:
             if key in self._health and self.health_checks:
                 entry = we.with_health(entry, *self._health[key], now) or entry
             await self._put(key, entry)
-            self.counts.labels(event).inc()
+            self.counts[event].inc()
             self._connections[key] = self._connections.get(key, 0) + 1
             if (task := self._cleanups.pop(key, None)) is not None:
                 task.cancel()
@@ -169,7 +175,7 @@ class AutoRegistration:
     def _check_identity(self, proxy: Proxy, entry: we.Entry) -> None:
         account = we.service_account(entry)
         if self.validate_identity and account and proxy.service_account != account:
-            self.counts.labels("errors").inc()
+            self.counts["errors"].inc()
             raise RegistrationError(
                 f"auto-registration of {proxy.id}: its identity {proxy.namespace}/"
                 f"{proxy.service_account or '*'} is not the WorkloadEntry's service account {account!r}"
@@ -190,7 +196,7 @@ class AutoRegistration:
             if current is None or we.controller(current) != self.pilot_id:
                 return  # another replica took it over
             await self._put(key, we.disconnected(current, self.clock()))
-            self.counts.labels("unregister").inc()
+            self.counts["unregister"].inc()
             self._cleanups[key] = asyncio.create_task(self._cleanup_after(key))
 
     async def _cleanup_after(self, key: str) -> None:
