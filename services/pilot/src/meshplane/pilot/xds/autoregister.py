@@ -6,16 +6,19 @@ its own (``mesh-workload-entries``, writable by the ``pilot`` identity only), wh
 replica watches: any replica serves their endpoints, and the one a proxy is connected to records
 itself as the entry's ``istio.io/workloadController``. In Kubernetes this is the same bucket:
 meshplane does not write WorkloadEntries to the API server as istiod does, so ``kubectl get
-workloadentries`` does not list them (``meshctl`` reads the bucket).
+workloadentries`` does not list them (they are on the bus, which the ``meshctl`` identity reads).
 
 * Connect with ``AUTO_REGISTER_GROUP``: the entry is made from the WorkloadGroup (or, if it
   exists, marked connected to this replica). A missing group fails the proxy's stream (Istio's
-  FailedPrecondition), and the proxy retries.
+  FailedPrecondition), and the proxy retries. Over mutual TLS the proxy's service account (its
+  certificate's) must be the entry's (Istio's ``ISTIO_WORKLOAD_ENTRY_VALIDATE_IDENTITY``).
 * Last connection to this replica closed: the entry is marked disconnected and, unless the
   proxy reconnects (to any replica) within ``PILOT_WORKLOAD_ENTRY_GRACE_PERIOD``, deleted.
 * Every ``10 x grace period`` a sweep deletes what a dead replica left behind: entries
   disconnected for longer than the grace period, "connected" ones not refreshed for 1.5 x the
-  maximum connection age (a live proxy reconnects by then), and entries whose group is gone.
+  maximum connection age (a live proxy reconnects by then), and entries whose group is gone
+  (Istio's owner reference; each replica deletes only its own or disconnected ones, as another
+  may not have seen the group yet).
 * Health reports (``istio.v1.HealthInformation`` requests on an ADS stream, sent by the proxy's
   side, see ``meshctl workload-probe``) set the entry's ``Healthy`` condition.
 
