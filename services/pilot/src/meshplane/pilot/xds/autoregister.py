@@ -132,6 +132,7 @@ class AutoRegistration:
     async def _delete(self, key: str, why: str) -> None:
         await self.kv.delete(key)
         self._mine.pop(key, None)
+        self._health.pop(key, None)
         self.counts["deletes"].inc()
         log.info("WorkloadEntry %s deleted: %s", key, why)
 
@@ -209,7 +210,6 @@ class AutoRegistration:
             current = self._current(key)
             if current is not None and key not in self._connections and self._expired(current):
                 await self._delete(key, f"disconnected for more than {self.grace_period:g}s")
-                self._health.pop(key, None)
 
     def _expired(self, entry: we.Entry) -> bool:
         gone = we.disconnected_at(entry)
