@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import subprocess
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -17,6 +18,7 @@ import yaml
 
 from meshplane.ctl.main import main
 from meshplane.ctl.workloadprobe import HealthState, Probe, health_request, read_bootstrap
+from meshplane.shared.envoyproc import find_envoy
 
 NODE = "sidecar~10.0.0.5~vm-1.vms~vms.svc.cluster.local"
 
@@ -150,3 +152,27 @@ def test_health_request_is_istios_health_information(tmp_path: Path) -> None:
     state.record(None)
     healthy = health_request(vm, state, with_node=False)
     assert not healthy.HasField("error_detail") and not healthy.HasField("node")
+
+
+def test_over_mutual_tls_the_prober_goes_through_envoys_relay_socket(tmp_path: Path) -> None:
+    group = _write_group(tmp_path, {"tcpSocket": {"port": 9000}})
+    out, sock = tmp_path / "vm.yaml", tmp_path / "relay.sock"
+    argv = ["bootstrap", "--node-id", NODE, "--namespace", "vms", "--workload-group", str(group)]
+    argv += ["--sds-socket", str(tmp_path / "sds.sock"), "--xds-relay-socket", str(sock), "-o", str(out)]
+    assert main(argv) == 0
+    boot = yaml.safe_load(out.read_text())
+    [relay] = boot["static_resources"]["listeners"]
+    assert relay["address"]["pipe"] == {"path": str(sock), "mode": 0o600}
+    tcp = relay["filter_chains"][0]["filters"][0]["typed_config"]
+    assert tcp["cluster"] == "xds-grpc"  # Envoy's own (mutual TLS) connection to Pilot
+    # Envoy itself accepts it
+    checked = subprocess.run(
+        [find_envoy(), "--mode", "validate", "-c", str(out)], capture_output=True, text=True, timeout=60
+    )
+    assert checked.returncode == 0, checked.stderr[-2000:]
+    assert read_bootstrap(str(out)).pilots == [f"unix:{sock}"]
+
+
+def test_a_relative_relay_socket_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bootstrap", "--xds-plaintext", "--xds-relay-socket", "relay.sock"]) == 2
+    assert "--xds-relay-socket: expected an absolute path, got 'relay.sock'" in capsys.readouterr().err

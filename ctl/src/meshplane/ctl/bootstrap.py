@@ -22,6 +22,7 @@ from typing import Any
 
 import yaml
 
+from meshplane.ctl.bootstrapstatic import BootstrapError, health_listener, socket_address, xds_relay_listener
 from meshplane.ctl.errors import EXIT_USAGE, error
 from meshplane.ctl.vm import add_vm_arguments, vm_metadata
 from meshplane.shared.version import __version__
@@ -30,10 +31,6 @@ DOMAIN = "svc.cluster.local"
 #: Pilot's identity: the ``pilot`` service account in the control plane's namespace (k8s/)
 PILOT_SAN = "spiffe://cluster.local/ns/meshplane-system/sa/pilot"
 SDS_CREDENTIALS = "envoy.grpc_credentials.file_based_metadata"
-
-
-class BootstrapError(ValueError):
-    """An option value that cannot make a bootstrap; the message names the option."""
 
 
 @dataclass
@@ -65,6 +62,8 @@ class BootstrapOptions:
     #: Pilot's SPIFFE ID: xDS over mutual TLS with the SDS certificate. Empty: plaintext xDS.
     pilot_san: str = ""
     extra_metadata: dict[str, Any] = field(default_factory=dict)  # a VM's: ``meshplane.ctl.vm``
+    #: a Unix socket where Envoy relays a local client to Pilot over its own xDS connection
+    xds_relay_socket: str = ""
 
 
 def _hostport(option: str, value: str) -> tuple[str, int]:
@@ -72,10 +71,6 @@ def _hostport(option: str, value: str) -> tuple[str, int]:
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise BootstrapError(f"{option}: expected HOST:PORT, got {value!r}")
     return host.strip("[]"), int(port)
-
-
-def _socket(host: str, port: int) -> dict[str, Any]:
-    return {"socket_address": {"address": host, "port_value": port}}
 
 
 def default_node_id(opts: BootstrapOptions, name: str) -> str:
@@ -184,7 +179,7 @@ def render_bootstrap(opts: BootstrapOptions) -> dict[str, Any]:
             "load_assignment": {
                 "cluster_name": "xds-grpc",
                 "endpoints": [
-                    {"lb_endpoints": [{"endpoint": {"address": _socket(h, p)}} for h, p in pilots]}
+                    {"lb_endpoints": [{"endpoint": {"address": socket_address(h, p)}} for h, p in pilots]}
                 ],
             },
             "typed_extension_protocol_options": {
@@ -216,6 +211,10 @@ def render_bootstrap(opts: BootstrapOptions) -> dict[str, Any]:
                 "typed_extension_protocol_options": clusters[0]["typed_extension_protocol_options"],
             }
         )
+    listeners = [
+        *health_listener(opts.health_port, admin_host, admin_port, clusters),
+        *xds_relay_listener(opts.xds_relay_socket),
+    ]
     return {
         "node": {
             "id": node_id,
@@ -223,7 +222,7 @@ def render_bootstrap(opts: BootstrapOptions) -> dict[str, Any]:
             "metadata": metadata,
             **({"locality": _node_locality(opts.locality)} if opts.locality else {}),
         },
-        "admin": {"address": _socket(admin_host, admin_port)},
+        "admin": {"address": socket_address(admin_host, admin_port)},
         "dynamic_resources": {
             "ads_config": {
                 "api_type": "DELTA_GRPC" if opts.delta else "GRPC",
@@ -238,7 +237,7 @@ def render_bootstrap(opts: BootstrapOptions) -> dict[str, Any]:
         },
         "static_resources": {
             "clusters": clusters,
-            **_health(opts.health_port, admin_host, admin_port, clusters),
+            **({"listeners": listeners} if listeners else {}),
         },
         "layered_runtime": {
             "layers": [{"name": "static", "static_layer": {"re2.max_program_size.error_level": 32768}}]
@@ -251,52 +250,6 @@ class _PlainDumper(yaml.SafeDumper):
 
     def ignore_aliases(self, data: Any) -> bool:
         return True
-
-
-def _health(port: int, admin_host: str, admin_port: int, clusters: list[dict[str, Any]]) -> dict[str, Any]:
-    """Istio's ``0.0.0.0:15021`` listener: ``/healthz/ready`` goes to admin ``/ready``, nothing else
-    (its cluster is appended to ``clusters``)."""
-    if not port:
-        return {}
-    if not 0 < port < 65536:
-        raise BootstrapError(f"--health-port: expected 1..65535, got {port}")
-    route = {
-        "match": {"path": "/healthz/ready"},
-        "route": {"cluster": "health-admin", "prefix_rewrite": "/ready", "timeout": "3s"},
-    }
-    manager = {
-        "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3"
-        ".HttpConnectionManager",
-        "stat_prefix": "health",
-        "route_config": {"virtual_hosts": [{"name": "health", "domains": ["*"], "routes": [route]}]},
-        "http_filters": [
-            {
-                "name": "envoy.filters.http.router",
-                "typed_config": {
-                    "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
-                },
-            }
-        ],
-    }
-    listener = {
-        "name": f"health-{port}",
-        "address": _socket("0.0.0.0", port),
-        "filter_chains": [
-            {"filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": manager}]}
-        ],
-    }
-    clusters.append(
-        {
-            "name": "health-admin",
-            "type": "STATIC",
-            "connect_timeout": "1s",
-            "load_assignment": {
-                "cluster_name": "health-admin",
-                "endpoints": [{"lb_endpoints": [{"endpoint": {"address": _socket(admin_host, admin_port)}}]}],
-            },
-        }
-    )
-    return {"listeners": [listener]}
 
 
 def _xds_retry(opts: BootstrapOptions) -> dict[str, Any]:
@@ -388,6 +341,7 @@ def run(args: argparse.Namespace) -> int:
             interception=args.interception,
             locality=args.locality,
             extra_metadata=vm_metadata(args),
+            xds_relay_socket=args.xds_relay_socket,
         )
         text = yaml.dump(render_bootstrap(opts), Dumper=_PlainDumper, sort_keys=False)
     except ValueError as exc:  # BootstrapError, or a bad --workload-group

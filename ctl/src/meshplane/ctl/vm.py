@@ -47,6 +47,13 @@ def add_vm_arguments(parser: argparse.ArgumentParser) -> None:
         help="a VM: auto-register under this WorkloadGroup (YAML), as Istio's auto-registration; "
         "its probe is run by `meshctl workload-probe`",
     )
+    parser.add_argument(
+        "--xds-relay-socket",
+        default="",
+        metavar="PATH",
+        help="a Unix socket where Envoy relays `meshctl workload-probe`'s health reports to Pilot over "
+        "its own mutual TLS connection (needed unless xDS is plaintext)",
+    )
 
 
 def vm_metadata(args: argparse.Namespace) -> dict[str, Any]:

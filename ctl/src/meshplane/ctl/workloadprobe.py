@@ -6,7 +6,10 @@ In Istio the VM's istio-agent runs the ProxyConfig ``readinessProbe`` (the Workl
 when not. meshplane's Envoy talks to Pilot without an agent in between, so this command is the
 agent's prober: it reads the VM's bootstrap (written by ``meshctl bootstrap --workload-group``:
 the node, its ``PROXY_CONFIG.readinessProbe``, the Pilots), opens an ADS stream of its own with
-that node, and sends those same requests. Pilot turns them into the auto-registered
+that node, and sends those same requests. When xDS is mutual TLS the stream goes through the
+bootstrap's ``xds-relay`` Unix socket (``--xds-relay-socket``): Envoy carries it to Pilot on its
+own connection, with the workload certificate, so Pilot checks the reports' identity as the
+proxy's. Pilot turns them into the auto-registered
 WorkloadEntry's ``Healthy`` condition, and an unhealthy entry's endpoint leaves EDS.
 
 Probes as Istio's: ``httpGet`` (2xx/3xx is success), ``tcpSocket`` (a connection), both to
@@ -160,10 +163,14 @@ def read_bootstrap(path: str) -> Vm:
     xds = next((c for c in clusters if c.get("name") == "xds-grpc"), None)
     if xds is None:
         raise ValueError(f"--bootstrap: {path} has no xds-grpc cluster")
+    listeners = (doc.get("static_resources") or {}).get("listeners") or []
+    relay = next((x for x in listeners if x.get("name") == "xds-relay"), None)
+    if relay is not None:  # through Envoy's own (mutual TLS) connection to Pilot
+        return _checked(Vm(node, Probe(probe), [f"unix:{relay['address']['pipe']['path']}"]))
     if xds.get("transport_socket"):
         raise ValueError(
-            "--bootstrap: xDS over mutual TLS is not supported by workload-probe yet; "
-            "its Pilot must serve --xds-plaintext"
+            f"--bootstrap: {path}: xDS is mutual TLS and the bootstrap has no xds-relay listener "
+            "(meshctl bootstrap --xds-relay-socket PATH): the reports need Envoy's identity"
         )
     pilots = [
         f"{e['endpoint']['address']['socket_address']['address']}:"
@@ -171,7 +178,10 @@ def read_bootstrap(path: str) -> Vm:
         for group in xds["load_assignment"]["endpoints"]
         for e in group["lb_endpoints"]
     ]
-    vm = Vm(node, Probe(probe), pilots)
+    return _checked(Vm(node, Probe(probe), pilots))
+
+
+def _checked(vm: Vm) -> Vm:
     _ = vm.probe.kind  # refuse a probe that cannot run now, not at the first period
     return vm
 
