@@ -27,6 +27,9 @@ import httpx
 import pytest
 import yaml
 
+from meshplane.citadel.testing import CitadelProcess, NodeAgentProcess
+from meshplane.ctl.bootstrap import PILOT_SAN
+from meshplane.ctl.token import make_token
 from meshplane.ctl.vm import vm_metadata
 from meshplane.proto.bus.v1 import registry_pb2, workload_entry_pb2
 from meshplane.shared.bus import Buckets, Bus, BusOptions
@@ -303,3 +306,74 @@ def test_the_replica_the_vm_moves_to_takes_its_entry_over(kit: Any, nats_module:
             assert (_registrations(second, "updates"), _registrations(second, "success")) == (1, 0)
         finally:
             kit.stop_all(vm_envoy, other)
+
+
+def test_over_mutual_tls_the_vm_registers_and_reports_health_with_its_certificate(
+    kit: Any, nats_module: Any, tmp_path: Path
+) -> None:
+    """Pilot's ADS is mutual TLS (its certificate and the VM's from Citadel, the VM's through its
+    node agent): the entry is registered for the certificate's service account, and the prober's
+    reports reach Pilot through Envoy's relay socket, so with the VM's identity."""
+    citadel = CitadelProcess(tmp_path / "ca", tmp_path / "citadel.log", env={"CITADEL_CA_KEY_TYPE": "ec"})
+    citadel.start()
+    started: list[Any] = []
+    try:
+        root = citadel.ca_dir / "root-cert.pem"
+        token = tmp_path / "pilot.token"
+        token.write_text(make_token(citadel.ca_dir, "meshplane-system", "pilot", "istio-ca", 3600))
+        tls = ["--ca-addr", citadel.target, "--ca-root", str(root), "--token-file", str(token)]
+        pilot = kit.start_pilot(nats_module.url, tmp_path, "pilot-mtls", xds=tls)
+        started.append(pilot)
+        vm_token = make_token(citadel.ca_dir, VM_NS, "vmapp", "istio-ca", 3600)
+        agent = NodeAgentProcess(tmp_path / "agent", citadel.target, root, vm_token)
+        agent.start()
+        started.append(agent)
+        healthy_file = tmp_path / "healthy"
+        healthy_file.touch()
+        group = _group(kit.free_port(), healthy_file)
+        doc = {"kind": "WorkloadGroup", "metadata": {"name": "vmapp", "namespace": VM_NS}, "spec": group}
+        (tmp_path / "wg.yaml").write_text(yaml.safe_dump(doc))
+        bus = kit.publish(nats_module.url, ([], []), [kit.vs_config("WorkloadGroup", VM_NS, "vmapp", group)])
+        vm_ip = kit.loopback_base() + "20"
+        opts = kit.BootstrapOptions(
+            node_id=f"sidecar~{vm_ip}~vm-1.{VM_NS}~{VM_NS}.svc.cluster.local",
+            pilots=[f"127.0.0.1:{pilot.grpc}"],
+            sds_socket=str(agent.socket),
+            namespace=VM_NS,
+            service_account="vmapp",
+            labels={"app": "vmapp"},
+            ip=vm_ip,
+            interception="NONE",
+            pilot_san=PILOT_SAN,
+            xds_retry_max=1.0,
+            xds_relay_socket=str(tmp_path / "relay.sock"),
+        )
+        flags = argparse.Namespace(network="", workload_group=str(tmp_path / "wg.yaml"), namespace=VM_NS)
+        opts.extra_metadata = vm_metadata(flags)
+        started.append(kit.start_envoy(tmp_path, "vm", opts))
+        key = workload_key(VM_NS, f"vmapp-{vm_ip}")
+        entry = kit.wait_until(lambda: bus_entries(nats_module.url).get(key), 30, "the VM's entry")
+        assert json.loads(entry.entry.spec_json)["serviceAccount"] == "vmapp"
+        prober = ChildProcess(
+            [
+                str(Path(sys.executable).parent / "meshctl"),
+                "workload-probe",
+                "--bootstrap",
+                str(tmp_path / "vm.yaml"),
+            ],
+            tmp_path / "prober.log",
+            name="workload-probe",
+        )
+        prober.start()
+        started.append(prober)
+
+        def healthy() -> str:
+            return (_condition(bus_entries(nats_module.url).get(key)) or ("", ""))[0]
+
+        kit.wait_until(lambda: healthy() == "True", 30, "Healthy=True through the relay")
+        healthy_file.unlink()
+        kit.wait_until(lambda: healthy() == "False", 30, "Healthy=False through the relay")
+        bus.delete_config("WorkloadGroup", VM_NS, "vmapp")
+    finally:
+        kit.stop_all(*reversed(started))
+        citadel.stop()
