@@ -30,7 +30,7 @@ import yaml
 from meshplane.citadel.testing import CitadelProcess, NodeAgentProcess
 from meshplane.ctl.bootstrap import PILOT_SAN
 from meshplane.ctl.token import make_token
-from meshplane.ctl.vm import vm_metadata
+from meshplane.ctl.vm import vm_options
 from meshplane.proto.bus.v1 import registry_pb2, workload_entry_pb2
 from meshplane.shared.bus import Buckets, Bus, BusOptions
 from meshplane.shared.bus.buckets import workload_key
@@ -84,8 +84,8 @@ class Vm:
             "sidecar", self.vm_ip, "vm-1", VM_NS, {"app": "vmapp"}, addresses, False
         )
         opts.xds_retry_max = 0.5  # back to a Pilot within a second when its stream ends
-        flags = argparse.Namespace(network="", workload_group=str(self.tmp / "wg.yaml"), namespace=VM_NS)
-        opts.extra_metadata = vm_metadata(flags)
+        vm = vm_options(_vm_flags(self.tmp))
+        opts.extra_metadata, opts.proxy_config = vm.metadata, vm.proxy_config({})
         return self.kit.start_envoy(self.tmp, "vm", opts)
 
     def start_prober(self) -> ChildProcess:
@@ -94,6 +94,13 @@ class Vm:
         child = ChildProcess(argv, self.tmp / "prober.log", name="workload-probe")
         child.start()
         return child
+
+
+def _vm_flags(tmp: Path) -> argparse.Namespace:
+    """``meshctl bootstrap``'s VM flags for the group in ``tmp/wg.yaml``."""
+    return argparse.Namespace(
+        network="", workload_group=str(tmp / "wg.yaml"), namespace=VM_NS, xds_relay_socket=""
+    )
 
 
 def _group(port: int, healthy_file: Path) -> dict[str, Any]:
@@ -348,8 +355,8 @@ def test_over_mutual_tls_the_vm_registers_and_reports_health_with_its_certificat
             xds_retry_max=1.0,
             xds_relay_socket=str(tmp_path / "relay.sock"),
         )
-        flags = argparse.Namespace(network="", workload_group=str(tmp_path / "wg.yaml"), namespace=VM_NS)
-        opts.extra_metadata = vm_metadata(flags)
+        vm = vm_options(_vm_flags(tmp_path))
+        opts.extra_metadata, opts.proxy_config = vm.metadata, vm.proxy_config({})
         started.append(kit.start_envoy(tmp_path, "vm", opts))
         key = workload_key(VM_NS, f"vmapp-{vm_ip}")
         entry = kit.wait_until(lambda: bus_entries(nats_module.url).get(key), 30, "the VM's entry")

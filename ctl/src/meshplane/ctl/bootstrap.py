@@ -22,9 +22,13 @@ from typing import Any
 
 import yaml
 
-from meshplane.ctl.bootstrapstatic import BootstrapError, health_listener, socket_address, xds_relay_listener
+from meshplane.ctl import proxysettings
+from meshplane.ctl.bootstrapparts import BootstrapError
+from meshplane.ctl.bootstrapparts import health_listener as _health
+from meshplane.ctl.bootstrapparts import socket_address as _socket
 from meshplane.ctl.errors import EXIT_USAGE, error
-from meshplane.ctl.vm import add_vm_arguments, vm_metadata
+from meshplane.ctl.vm import add_vm_arguments, vm_options, xds_relay_listener
+from meshplane.shared.proxyconfig import ProxyConfigError, ProxySettings
 from meshplane.shared.version import __version__
 
 DOMAIN = "svc.cluster.local"
@@ -61,8 +65,11 @@ class BootstrapOptions:
     health_port: int = 0
     #: Pilot's SPIFFE ID: xDS over mutual TLS with the SDS certificate. Empty: plaintext xDS.
     pilot_san: str = ""
-    extra_metadata: dict[str, Any] = field(default_factory=dict)  # a VM's: ``meshplane.ctl.vm``
-    #: a Unix socket where Envoy relays a local client to Pilot over its own xDS connection
+    #: the effective ProxyConfig (mesh form): its stats matcher and ``ISTIO_META_*`` proxyMetadata
+    #: go into the bootstrap, the whole into node metadata ``PROXY_CONFIG`` (as Istio's agent)
+    proxy_config: dict[str, Any] = field(default_factory=dict)
+    #: a VM's node metadata, and its relay socket for ``meshctl workload-probe`` (``ctl.vm``)
+    extra_metadata: dict[str, Any] = field(default_factory=dict)
     xds_relay_socket: str = ""
 
 
@@ -163,6 +170,11 @@ def render_bootstrap(opts: BootstrapOptions) -> dict[str, Any]:
         "ISTIO_VERSION": f"meshplane-{__version__}",
         **opts.extra_metadata,
     }
+    if opts.proxy_config:
+        metadata["PROXY_CONFIG"] = opts.proxy_config
+    proxy = ProxySettings.of(opts.proxy_config)
+    for key, value in proxy.node_metadata().items():
+        metadata.setdefault(key, value)
     if opts.sds_token_path:
         # per-node agent: Pilot's SDS configs send this token file to the agent's socket
         if not opts.sds_token_path.startswith("/"):
@@ -179,7 +191,7 @@ def render_bootstrap(opts: BootstrapOptions) -> dict[str, Any]:
             "load_assignment": {
                 "cluster_name": "xds-grpc",
                 "endpoints": [
-                    {"lb_endpoints": [{"endpoint": {"address": socket_address(h, p)}} for h, p in pilots]}
+                    {"lb_endpoints": [{"endpoint": {"address": _socket(h, p)}} for h, p in pilots]}
                 ],
             },
             "typed_extension_protocol_options": {
@@ -211,10 +223,6 @@ def render_bootstrap(opts: BootstrapOptions) -> dict[str, Any]:
                 "typed_extension_protocol_options": clusters[0]["typed_extension_protocol_options"],
             }
         )
-    listeners = [
-        *health_listener(opts.health_port, admin_host, admin_port, clusters),
-        *xds_relay_listener(opts.xds_relay_socket),
-    ]
     return {
         "node": {
             "id": node_id,
@@ -222,7 +230,7 @@ def render_bootstrap(opts: BootstrapOptions) -> dict[str, Any]:
             "metadata": metadata,
             **({"locality": _node_locality(opts.locality)} if opts.locality else {}),
         },
-        "admin": {"address": socket_address(admin_host, admin_port)},
+        "admin": {"address": _socket(admin_host, admin_port)},
         "dynamic_resources": {
             "ads_config": {
                 "api_type": "DELTA_GRPC" if opts.delta else "GRPC",
@@ -237,12 +245,21 @@ def render_bootstrap(opts: BootstrapOptions) -> dict[str, Any]:
         },
         "static_resources": {
             "clusters": clusters,
-            **({"listeners": listeners} if listeners else {}),
+            **_listeners(opts, admin_host, admin_port, clusters),
         },
+        **({"stats_config": proxy.stats_config()} if proxy.has_stats_matcher else {}),
         "layered_runtime": {
             "layers": [{"name": "static", "static_layer": {"re2.max_program_size.error_level": 32768}}]
         },
     }
+
+
+def _listeners(
+    opts: BootstrapOptions, host: str, port: int, clusters: list[dict[str, Any]]
+) -> dict[str, Any]:
+    listeners = _health(opts.health_port, host, port, clusters).get("listeners", [])
+    listeners += xds_relay_listener(opts.xds_relay_socket)
+    return {"listeners": listeners} if listeners else {}
 
 
 class _PlainDumper(yaml.SafeDumper):
@@ -317,6 +334,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help="NONE: no iptables, listeners bind the workload IP (local mesh)",
     )
     p.add_argument("--locality", default="", help="REGION/ZONE/SUBZONE of the workload")
+    proxysettings.add_flags(p)
     add_vm_arguments(p)
     p.add_argument("-o", "--output", default="-", help="file to write (default: stdout)")
     p.set_defaults(func=run)
@@ -324,10 +342,12 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 def run(args: argparse.Namespace) -> int:
     try:
+        vm = vm_options(args)
+        proxy_config = vm.proxy_config(proxysettings.from_args(args))
         opts = BootstrapOptions(
             proxy_type=args.proxy_type,
             node_id=args.node_id,
-            pilots=args.pilot or ["127.0.0.1:15010"],
+            pilots=proxysettings.discovery(args.pilot, proxy_config) or ["127.0.0.1:15010"],
             delta=args.delta,
             pilot_san="" if args.xds_plaintext else args.pilot_san,
             sds_socket=args.sds_socket,
@@ -340,11 +360,12 @@ def run(args: argparse.Namespace) -> int:
             ip=args.ip,
             interception=args.interception,
             locality=args.locality,
-            extra_metadata=vm_metadata(args),
-            xds_relay_socket=args.xds_relay_socket,
+            proxy_config=proxy_config,
+            extra_metadata=vm.metadata,
+            xds_relay_socket=vm.relay_socket,
         )
         text = yaml.dump(render_bootstrap(opts), Dumper=_PlainDumper, sort_keys=False)
-    except ValueError as exc:  # BootstrapError, or a bad --workload-group
+    except (BootstrapError, ProxyConfigError, ValueError) as exc:  # ValueError: a VM flag
         error("bootstrap", str(exc))
         return EXIT_USAGE
     if args.output == "-":

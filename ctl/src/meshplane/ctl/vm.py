@@ -56,13 +56,30 @@ def add_vm_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def vm_metadata(args: argparse.Namespace) -> dict[str, Any]:
-    """Istio's VM node metadata from the flags: ``NETWORK``, ``AUTO_REGISTER_GROUP`` and, when the
-    group has a probe, ``PROXY_CONFIG.readinessProbe`` (Pilot then keeps the entry's endpoint out
-    until the probe reports healthy). ValueError naming the flag when the group file is bad."""
-    out: dict[str, Any] = {}
+@dataclass(frozen=True)
+class VmOptions:
+    """A VM's part of the bootstrap: node metadata (``NETWORK``, ``AUTO_REGISTER_GROUP``), the
+    group's probe (the ProxyConfig ``readinessProbe``, as ``istioctl x workload entry configure``
+    writes it; Pilot then keeps the entry's endpoint out until the probe reports healthy) and the
+    relay socket."""
+
+    metadata: dict[str, Any]
+    readiness_probe: dict[str, Any] | None = None
+    relay_socket: str = ""
+
+    def proxy_config(self, proxy_config: dict[str, Any]) -> dict[str, Any]:
+        """``proxy_config`` with the group's probe, unless it has a ``readinessProbe`` of its own."""
+        if not self.readiness_probe or proxy_config.get("readinessProbe"):
+            return proxy_config
+        return {**proxy_config, "readinessProbe": self.readiness_probe}
+
+
+def vm_options(args: argparse.Namespace) -> VmOptions:
+    """The VM flags; ValueError naming the flag when the group file is bad."""
+    metadata: dict[str, Any] = {}
     if args.network:
-        out["NETWORK"] = args.network
+        metadata["NETWORK"] = args.network
+    probe = None
     if args.workload_group:
         try:
             wg = read_workload_group(args.workload_group)
@@ -70,7 +87,25 @@ def vm_metadata(args: argparse.Namespace) -> dict[str, Any]:
             raise ValueError(f"--workload-group: {exc}") from None
         if wg.namespace and wg.namespace != args.namespace:
             raise ValueError(f"--workload-group: the group is in namespace {wg.namespace!r} (--namespace)")
-        out["AUTO_REGISTER_GROUP"] = wg.name
-        if wg.probe:
-            out["PROXY_CONFIG"] = {"readinessProbe": wg.probe}
-    return out
+        metadata["AUTO_REGISTER_GROUP"] = wg.name
+        probe = wg.probe
+    if args.xds_relay_socket and not args.xds_relay_socket.startswith("/"):
+        raise ValueError(f"--xds-relay-socket: expected an absolute path, got {args.xds_relay_socket!r}")
+    return VmOptions(metadata, probe, args.xds_relay_socket)
+
+
+def xds_relay_listener(path: str) -> list[dict[str, Any]]:
+    """A Unix socket (mode 0600) whose connections Envoy passes to Pilot through its ``xds-grpc``
+    cluster, so over Envoy's own mutual TLS with the workload certificate (as Istio's agent shares
+    the proxy's connection): ``meshctl workload-probe`` reports a VM's health through it."""
+    if not path:
+        return []
+    tcp = {
+        "@type": "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy",
+        "stat_prefix": "xds-relay",
+        "cluster": "xds-grpc",
+    }
+    chain = {"filters": [{"name": "envoy.filters.network.tcp_proxy", "typed_config": tcp}]}
+    return [
+        {"name": "xds-relay", "address": {"pipe": {"path": path, "mode": 0o600}}, "filter_chains": [chain]}
+    ]
