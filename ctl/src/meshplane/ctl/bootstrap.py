@@ -27,6 +27,7 @@ from meshplane.ctl.bootstrapparts import BootstrapError
 from meshplane.ctl.bootstrapparts import health_listener as _health
 from meshplane.ctl.bootstrapparts import socket_address as _socket
 from meshplane.ctl.errors import EXIT_USAGE, error
+from meshplane.ctl.vm import add_vm_arguments, vm_options, xds_relay_listener
 from meshplane.shared.proxyconfig import ProxyConfigError, ProxySettings
 from meshplane.shared.version import __version__
 
@@ -67,6 +68,9 @@ class BootstrapOptions:
     #: the effective ProxyConfig (mesh form): its stats matcher and ``ISTIO_META_*`` proxyMetadata
     #: go into the bootstrap, the whole into node metadata ``PROXY_CONFIG`` (as Istio's agent)
     proxy_config: dict[str, Any] = field(default_factory=dict)
+    #: a VM's node metadata, and its relay socket for ``meshctl workload-probe`` (``ctl.vm``)
+    extra_metadata: dict[str, Any] = field(default_factory=dict)
+    xds_relay_socket: str = ""
 
 
 def _hostport(option: str, value: str) -> tuple[str, int]:
@@ -164,6 +168,7 @@ def render_bootstrap(opts: BootstrapOptions) -> dict[str, Any]:
         "MESH_ID": opts.mesh_id,
         "INTERCEPTION_MODE": opts.interception,
         "ISTIO_VERSION": f"meshplane-{__version__}",
+        **opts.extra_metadata,
     }
     if opts.proxy_config:
         metadata["PROXY_CONFIG"] = opts.proxy_config
@@ -240,13 +245,21 @@ def render_bootstrap(opts: BootstrapOptions) -> dict[str, Any]:
         },
         "static_resources": {
             "clusters": clusters,
-            **_health(opts.health_port, admin_host, admin_port, clusters),
+            **_listeners(opts, admin_host, admin_port, clusters),
         },
         **({"stats_config": proxy.stats_config()} if proxy.has_stats_matcher else {}),
         "layered_runtime": {
             "layers": [{"name": "static", "static_layer": {"re2.max_program_size.error_level": 32768}}]
         },
     }
+
+
+def _listeners(
+    opts: BootstrapOptions, host: str, port: int, clusters: list[dict[str, Any]]
+) -> dict[str, Any]:
+    listeners = _health(opts.health_port, host, port, clusters).get("listeners", [])
+    listeners += xds_relay_listener(opts.xds_relay_socket)
+    return {"listeners": listeners} if listeners else {}
 
 
 class _PlainDumper(yaml.SafeDumper):
@@ -322,13 +335,15 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     )
     p.add_argument("--locality", default="", help="REGION/ZONE/SUBZONE of the workload")
     proxysettings.add_flags(p)
+    add_vm_arguments(p)
     p.add_argument("-o", "--output", default="-", help="file to write (default: stdout)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     try:
-        proxy_config = proxysettings.from_args(args)
+        vm = vm_options(args)
+        proxy_config = vm.proxy_config(proxysettings.from_args(args))
         opts = BootstrapOptions(
             proxy_type=args.proxy_type,
             node_id=args.node_id,
@@ -346,9 +361,11 @@ def run(args: argparse.Namespace) -> int:
             interception=args.interception,
             locality=args.locality,
             proxy_config=proxy_config,
+            extra_metadata=vm.metadata,
+            xds_relay_socket=vm.relay_socket,
         )
         text = yaml.dump(render_bootstrap(opts), Dumper=_PlainDumper, sort_keys=False)
-    except (BootstrapError, ProxyConfigError) as exc:
+    except (BootstrapError, ProxyConfigError, ValueError) as exc:  # ValueError: a VM flag
         error("bootstrap", str(exc))
         return EXIT_USAGE
     if args.output == "-":

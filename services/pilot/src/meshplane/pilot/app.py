@@ -36,6 +36,7 @@ from meshplane.pilot.security.xds_tls import FILE_POLL, XdsCredentials, file_sou
 from meshplane.pilot.settings import Settings
 from meshplane.pilot.status import StatusPublisher
 from meshplane.pilot.xds.ads import AdsServicer, add_to_server, server_options
+from meshplane.pilot.xds.autoregister import AutoRegistration
 from meshplane.pilot.xds.debounce import Debouncer
 from meshplane.pilot.xds.discovery import DiscoveryServer
 from meshplane.shared.bus import Buckets, Bus, BusOptions, BusUnavailable
@@ -59,9 +60,12 @@ class Pilot:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.metrics = Metrics()
-        self.state = State(settings.root_namespace, settings.mesh)
+        self.state = State(
+            settings.root_namespace, settings.mesh, settings.enable_workload_entry, settings.health_checks
+        )
         self.server: DiscoveryServer | None = None
         self.debouncer: Debouncer | None = None
+        self.registration: AutoRegistration | None = None
         self.tasks = TaskSupervisor("pilot", self.metrics.task_failures)
         self.ready = False
         self.grpc_port = 0
@@ -147,8 +151,10 @@ class Pilot:
             credentials = await self._xds_credentials(stop)
             if stop.is_set():
                 return
+            self.registration = self._registration(buckets, credentials is not None)
             grpc_server = grpc.aio.server(options=server_options(s))
-            add_to_server(AdsServicer(self.server, authenticate=credentials is not None), grpc_server)
+            servicer = AdsServicer(self.server, credentials is not None, self.registration)
+            add_to_server(servicer, grpc_server)
             address = f"{s.grpc_host}:{s.grpc_port}"
             try:  # grpcio raises RuntimeError (older versions returned 0) when it cannot bind
                 if credentials is None:
@@ -198,8 +204,32 @@ class Pilot:
             http.should_exit = True
             await _bounded(http_task, 3, "HTTP server stop")
             await self.tasks.aclose(3)
+            if self.registration is not None:  # entries left disconnected: another replica sweeps them
+                self.registration.close()
             await StatusPublisher.clear_records(buckets, s.pilot_id, proxy_ids)
             await _bounded(bus.close(), 6, "bus close")
+
+    def _registration(self, buckets: Buckets, authenticated: bool) -> AutoRegistration | None:
+        """VM auto-registration and health checks, unless PILOT_ENABLE_WORKLOAD_ENTRY is false."""
+        s = self.settings
+        if not s.enable_workload_entry:
+            log.info("PILOT_ENABLE_WORKLOAD_ENTRY=false: no WorkloadEntry endpoints, no auto-registration")
+            return None
+        registration = AutoRegistration(
+            buckets.workload_entries,
+            self.state.registered,
+            self.state.group,
+            s.pilot_id,
+            registration=s.autoregistration,
+            health_checks=s.health_checks,
+            validate_identity=authenticated,
+            grace_period=s.workload_entry_grace_period,
+            max_connection_age=s.max_connection_age,
+            registry=self.metrics.registry,
+        )
+        if s.autoregistration:
+            self.tasks.spawn("autoregistration-sweep", registration.run)
+        return registration
 
     async def _xds_credentials(self, stop: asyncio.Event) -> XdsCredentials | None:
         """Pilot's serving certificate from Citadel or files (refreshed by a supervised task), or

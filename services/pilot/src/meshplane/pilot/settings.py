@@ -25,6 +25,13 @@ def _duration(name: str, raw: str) -> float:
         raise ValueError(f"{name}: expected a duration such as 100ms or 10s, got {raw!r}") from None
 
 
+def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "true" if default else "false").strip().lower()
+    if raw not in ("true", "false", "1", "0"):
+        raise ValueError(f"{name}: expected true or false, got {raw!r}")
+    return raw in ("true", "1")
+
+
 def _auto_limit() -> int:
     """Istio 1.21+: min(15 + 5 x cores, 100) when the knob is 0 (automatic)."""
     return min(15 + 5 * (os.cpu_count() or 1), 100)
@@ -62,6 +69,21 @@ class Settings:
     root_namespace: str = DEFAULT_ROOT_NAMESPACE
     #: the whole MeshConfig (``--mesh-config``): access logging and the fields above
     mesh: MeshConfig = MeshConfig()
+    #: VM support (Istio's names): WorkloadEntry endpoints and WorkloadGroup auto-registration as a
+    #: whole, then auto-registration and health checks each; see ``xds.autoregister``
+    enable_workload_entry: bool = True
+    enable_autoregistration: bool = True
+    enable_health_checks: bool = True
+    #: how long an auto-registered WorkloadEntry outlives its proxy's last connection
+    workload_entry_grace_period: float = 10.0
+
+    @property
+    def autoregistration(self) -> bool:
+        return self.enable_workload_entry and self.enable_autoregistration
+
+    @property
+    def health_checks(self) -> bool:
+        return self.enable_workload_entry and self.enable_health_checks
 
     @staticmethod
     def from_env(env: Mapping[str, str], **overrides: object) -> Settings:
@@ -76,16 +98,19 @@ class Settings:
             )
         if ambient not in ("false", "0", ""):
             raise ValueError(f"PILOT_ENABLE_AMBIENT: expected true or false, got {ambient!r}")
-        eds = env.get("PILOT_ENABLE_EDS_DEBOUNCE", "true").strip().lower()
-        if eds not in ("true", "false", "1", "0"):
-            raise ValueError(f"PILOT_ENABLE_EDS_DEBOUNCE: expected true or false, got {eds!r}")
         values: dict[str, object] = {
             "debounce_after": _duration("PILOT_DEBOUNCE_AFTER", env.get("PILOT_DEBOUNCE_AFTER", "100ms")),
             "debounce_max": _duration("PILOT_DEBOUNCE_MAX", env.get("PILOT_DEBOUNCE_MAX", "10s")),
             "jwt_refresh": _duration(
                 "PILOT_JWT_PUB_KEY_REFRESH_INTERVAL", env.get("PILOT_JWT_PUB_KEY_REFRESH_INTERVAL", "20m")
             ),
-            "enable_eds_debounce": eds in ("true", "1"),
+            "enable_eds_debounce": _flag(env, "PILOT_ENABLE_EDS_DEBOUNCE", True),
+            "enable_workload_entry": _flag(env, "PILOT_ENABLE_WORKLOAD_ENTRY", True),
+            "enable_autoregistration": _flag(env, "PILOT_ENABLE_WORKLOAD_ENTRY_AUTOREGISTRATION", True),
+            "enable_health_checks": _flag(env, "PILOT_ENABLE_WORKLOAD_ENTRY_HEALTHCHECKS", True),
+            "workload_entry_grace_period": _duration(
+                "PILOT_WORKLOAD_ENTRY_GRACE_PERIOD", env.get("PILOT_WORKLOAD_ENTRY_GRACE_PERIOD", "10s")
+            ),
             "push_throttle": throttle if throttle > 0 else _auto_limit(),
             "max_requests_per_second": rps if rps > 0 else float(_auto_limit()),
             "pilot_id": env.get("POD_NAME", "") or f"pilot-{uuid.uuid4().hex[:8]}",
