@@ -7,8 +7,10 @@ from collections.abc import ValuesView
 from typing import Any
 
 import httpx
+from starlette.routing import Route
 
 from meshplane.pilot.debug.http import build_app
+from meshplane.pilot.debug.listeners import monitoring_app
 from meshplane.pilot.ingest.watcher import State
 from meshplane.pilot.metrics import Metrics
 from meshplane.pilot.xds.discovery import DiscoveryServer
@@ -75,3 +77,18 @@ async def test_ready_names_the_reason() -> None:
         up = await client.get("/ready")
     assert (down.status_code, down.text) == (503, "not ready: the push loop is down (restarting)\n")
     assert (up.status_code, up.text) == (200, "ready\n")
+
+
+async def test_the_monitoring_port_serves_no_debug_endpoint_but_syncz() -> None:
+    """Every /debug route, including any added later, is on the local-only listener only."""
+    app = build_app(Metrics(), State(), lambda: None, lambda: None)
+    debug_paths = [r.path for r in app.routes if isinstance(r, Route) and r.path.startswith("/debug/")]
+    assert "/debug/config_dump" in debug_paths and "/debug/syncz" in debug_paths
+    transport = httpx.ASGITransport(app=monitoring_app(app))
+    async with httpx.AsyncClient(transport=transport, base_url="http://p") as client:
+        assert (await client.get("/ready")).status_code == 200
+        assert "pilot_xds_pushes" in (await client.get("/metrics")).text
+        assert (await client.get("/debug/syncz")).json() == []
+        others = [path for path in debug_paths if path != "/debug/syncz"]
+        served = {path: (await client.get(path)).status_code for path in others}
+    assert served == dict.fromkeys(served, 404)
