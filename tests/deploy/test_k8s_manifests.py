@@ -409,6 +409,10 @@ def test_xds_is_on_istios_tls_port_and_debug_stays_inside_the_pod(base: Manifest
     service = base.one("Service", "pilot")["spec"]["ports"]
     assert {p["name"]: p["port"] for p in service} == {"tls-xds": 15012, "http-monitoring": 15014}
     assert InjectorConfig().pilot == "pilot.meshplane-system.svc:15012"  # what injected proxies dial
+    gateway = Manifests("gateway", list(yaml.safe_load_all((K8S / "gateway" / "gateway.yaml").read_text())))
+    pod = gateway.one("Deployment", "istio-ingressgateway")["spec"]["template"]["spec"]
+    (proxy,) = [c for c in pod["containers"] if c["name"] == "istio-proxy"]  # and gateways
+    assert "--pilot pilot.meshplane-system.svc:15012 " in proxy["args"][0]
     opened = _ports(base.objects)
     assert 15012 in opened
     assert not opened & {15010, 8080, 9876}
