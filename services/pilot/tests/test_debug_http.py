@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import ValuesView
 from typing import Any
@@ -10,10 +11,12 @@ import httpx
 from starlette.routing import Route
 
 from meshplane.pilot.debug.http import build_app
-from meshplane.pilot.debug.listeners import monitoring_app
+from meshplane.pilot.debug.listeners import Listener, bind_all, monitoring_app
 from meshplane.pilot.ingest.watcher import State
 from meshplane.pilot.metrics import Metrics
 from meshplane.pilot.xds.discovery import DiscoveryServer
+from meshplane.shared.natsserver import free_port
+from meshplane.shared.testing.polling import eventually
 
 PATHS = {
     "/ready": 503,
@@ -92,3 +95,33 @@ async def test_the_monitoring_port_serves_no_debug_endpoint_but_syncz() -> None:
         others = [path for path in debug_paths if path != "/debug/syncz"]
         served = {path: (await client.get(path)).status_code for path in others}
     assert served == dict.fromkeys(served, 404)
+
+
+async def test_one_address_for_both_serves_everything_on_one_listener() -> None:
+    app = build_app(Metrics(), State(), lambda: None, lambda: None)
+    port = free_port()
+    (both,) = bind_all(app, ("127.0.0.1", port), ("127.0.0.1", port))
+    split = bind_all(app, ("127.0.0.1", 0), ("127.0.0.1", 0))
+    listeners = [both, *split]
+    tasks = [asyncio.create_task(listener.serve()) for listener in listeners]
+    try:
+        async with httpx.AsyncClient(timeout=5) as client:
+
+            async def status(listener: Listener, path: str) -> int:
+                await eventually(lambda: _answers(client, listener), "listening", 10)
+                return (await client.get(f"http://127.0.0.1:{listener.port}{path}")).status_code
+
+            assert await status(both, "/debug/configz") == 200
+            assert await status(split[0], "/debug/configz") == 404  # monitoring
+            assert await status(split[1], "/debug/configz") == 200  # debug
+    finally:
+        for listener in listeners:
+            listener.stop()
+        await asyncio.gather(*tasks)
+
+
+async def _answers(client: httpx.AsyncClient, listener: Listener) -> bool:
+    try:
+        return (await client.get(f"http://127.0.0.1:{listener.port}/ready")).status_code == 200
+    except httpx.TransportError:
+        return False
