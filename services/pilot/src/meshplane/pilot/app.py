@@ -9,8 +9,8 @@ push loop, status publisher, JWKS refresher and memory trimmer are restarted aft
 bus watcher and the HTTP servers (monitoring and the local-only debug listener,
 :mod:`meshplane.pilot.debug.listeners`) are fatal: a restarted watcher would miss deletions made
 while it was down, and a lost HTTP server cannot report anything, so Pilot stops and exits
-non-zero for its own supervisor to restart it. ``/ready`` is 503 while the push loop is down or its last push
-failed (the reason is in the body).
+non-zero for its own supervisor to restart it. ``/ready`` is 503 while the push loop is down or
+its last push failed (the reason is in the body).
 """
 
 from __future__ import annotations
