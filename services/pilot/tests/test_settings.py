@@ -16,11 +16,18 @@ from meshplane.pilot.settings import parse_args
 
 def test_defaults_keep_debug_local_and_take_the_certificate_from_citadel() -> None:
     s = parse_args(["--ca-addr", "citadel:8060"], {})
-    assert (s.http_host, s.http_port) == ("127.0.0.1", 15014)  # serves /debug: local-only
-    assert (s.grpc_host, s.grpc_port) == ("0.0.0.0", 15010)
+    assert (s.http_host, s.http_port) == ("127.0.0.1", 15014)  # monitoring
+    assert (s.debug_host, s.debug_port) == ("127.0.0.1", 8080)  # every /debug: Istio's localhost:8080
+    assert (s.grpc_host, s.grpc_port) == ("0.0.0.0", 15012)  # Istio's TLS xDS port
     assert not s.xds_plaintext
     assert (s.ca_addr, s.ca_root) == ("citadel:8060", "/var/run/secrets/istio/root-cert.pem")
     assert s.token_file == "/var/run/secrets/tokens/istio-token"
+
+
+def test_plaintext_ads_defaults_to_istios_plaintext_port() -> None:
+    assert parse_args(["--xds-plaintext"], {}).grpc_port == 15010
+    assert parse_args(["--xds-plaintext", "--grpc-addr", "127.0.0.1:0"], {}).grpc_port == 0
+    assert parse_args(["--ca-addr", "c:1", "--grpc-addr", ":15011"], {}).grpc_port == 15011
 
 
 def test_plaintext_only_when_asked() -> None:
@@ -35,6 +42,8 @@ def test_plaintext_only_when_asked() -> None:
         ([], "ADS is served over mutual TLS: give --ca-addr"),
         (["--xds-plaintext", "--ca-addr", "c:1"], "--xds-plaintext and --ca-addr: give one, not several"),
         (["--tls-cert", "c.pem"], "--tls-cert needs --tls-key and --tls-client-ca"),
+        (["--xds-plaintext", "--debug-addr", "local"], "--debug-addr: expected HOST:PORT, got 'local'"),
+        (["--xds-plaintext", "--grpc-addr", "x:99999"], "--grpc-addr: port out of range in 'x:99999'"),
     ],
 )
 def test_bad_flags_exit_2_naming_them(

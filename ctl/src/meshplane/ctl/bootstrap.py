@@ -34,6 +34,9 @@ from meshplane.shared.version import __version__
 DOMAIN = "svc.cluster.local"
 #: Pilot's identity: the ``pilot`` service account in the control plane's namespace (k8s/)
 PILOT_SAN = "spiffe://cluster.local/ns/meshplane-system/sa/pilot"
+#: Istio's xDS ports: mutual TLS on 15012, plaintext (Pilot's --xds-plaintext) on 15010
+XDS_TLS_PILOT = "127.0.0.1:15012"
+XDS_PLAINTEXT_PILOT = "127.0.0.1:15010"
 SDS_CREDENTIALS = "envoy.grpc_credentials.file_based_metadata"
 
 
@@ -41,7 +44,9 @@ SDS_CREDENTIALS = "envoy.grpc_credentials.file_based_metadata"
 class BootstrapOptions:
     proxy_type: str = "sidecar"
     node_id: str = ""
-    pilots: list[str] = field(default_factory=lambda: ["127.0.0.1:15010"])
+    #: plaintext by default here (``pilot_san`` empty), so Istio's plaintext port; the command
+    #: line defaults to mutual TLS on 15012
+    pilots: list[str] = field(default_factory=lambda: [XDS_PLAINTEXT_PILOT])
     delta: bool = False
     sds_socket: str = ""
     sds_token_path: str = ""
@@ -298,7 +303,13 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p = sub.add_parser("bootstrap", help="write an Envoy bootstrap for a sidecar or gateway")
     p.add_argument("--type", dest="proxy_type", default="sidecar", choices=["sidecar", "router"])
     p.add_argument("--node-id", default="", help="TYPE~IP~POD.NS~NS.svc.cluster.local")
-    p.add_argument("--pilot", action="append", default=[], help="HOST:PORT of a Pilot (repeatable)")
+    p.add_argument(
+        "--pilot",
+        action="append",
+        default=[],
+        help="HOST:PORT of a Pilot (repeatable; else ProxyConfig discoveryAddress, else ISTIOD_ADDR, "
+        f"else {XDS_TLS_PILOT}, or {XDS_PLAINTEXT_PILOT} with --xds-plaintext: Istio's ports)",
+    )
     p.add_argument("--delta", action="store_true", help="use Delta xDS (default: state of the world)")
     p.add_argument(
         "--pilot-san",
@@ -347,7 +358,8 @@ def run(args: argparse.Namespace) -> int:
         opts = BootstrapOptions(
             proxy_type=args.proxy_type,
             node_id=args.node_id,
-            pilots=proxysettings.discovery(args.pilot, proxy_config) or ["127.0.0.1:15010"],
+            pilots=proxysettings.discovery(args.pilot, proxy_config)
+            or [XDS_PLAINTEXT_PILOT if args.xds_plaintext else XDS_TLS_PILOT],
             delta=args.delta,
             pilot_san="" if args.xds_plaintext else args.pilot_san,
             sds_socket=args.sds_socket,
