@@ -30,6 +30,8 @@ def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
     if raw not in ("true", "false", "1", "0"):
         raise ValueError(f"{name}: expected true or false, got {raw!r}")
     return raw in ("true", "1")
+
+
 #: Istio's xDS ports: ADS over TLS on 15012; plaintext (``--xds-plaintext``) on 15010
 XDS_TLS_PORT = 15012
 XDS_PLAINTEXT_PORT = 15010
