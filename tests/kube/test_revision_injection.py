@@ -121,4 +121,3 @@ def test_a_namespace_moves_to_the_canary_and_back(kube_api: Any, namespace: str,
         kube_api, namespace, {"istio-injection": "enabled", "istio.io/rev": "canary"}
     )
     assert pilot.startswith("pilot.meshplane-system.svc:") and revision == "default"
-

@@ -48,6 +48,7 @@ async def start(bus: Bus, revision: str, stop: asyncio.Event) -> tuple[Pilot, as
         grpc_port=0,
         http_host="127.0.0.1",
         http_port=0,
+        debug_port=0,
         nats_url=bus.opts.url,
         pilot_id=f"pilot-{revision}",
         debounce_after=0.02,
