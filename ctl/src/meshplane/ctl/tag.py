@@ -21,7 +21,7 @@ from meshplane.ctl.installcmd import cluster_flags, confirm, with_cluster
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    tag = sub.add_parser("tag", help="manage revision tags")
+    tag = sub.add_parser("tag", help="manage revision tags (set, generate, list, remove)")
     verbs = tag.add_subparsers(dest="tag_command", metavar="COMMAND", required=True)
     for name, text, func in (
         ("set", "make a tag point at a revision (in the cluster)", run_set),
