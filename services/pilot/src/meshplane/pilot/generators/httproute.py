@@ -186,9 +186,6 @@ def _route_action(
         _headers_ops(dh.response, route.response_headers_to_add, route.response_headers_to_remove)
     timeout = duration(http.timeout)
     action.timeout.CopyFrom(timeout if timeout is not None else duration(0))
-    retry = retry_policy(http.retries)
-    if retry is not None:
-        action.retry_policy.CopyFrom(retry)
     rewrite = http.rewrite
     if rewrite is not None and rewrite.uri is not None:
         uri_match = match.uri
@@ -197,6 +194,9 @@ def _route_action(
         else:
             action.regex_rewrite.pattern.regex = ".*"
             action.regex_rewrite.substitution = rewrite.uri
+    elif rewrite is not None and rewrite.uri_regex_rewrite is not None:
+        action.regex_rewrite.pattern.regex = rewrite.uri_regex_rewrite.match or ""
+        action.regex_rewrite.substitution = rewrite.uri_regex_rewrite.rewrite or ""
     if rewrite is not None and rewrite.authority:
         action.host_rewrite_literal = rewrite.authority
     mirrors = list(http.mirrors or [])
@@ -216,6 +216,9 @@ def _route_action(
     hash_policy = hash_policy_for(ctx, first, vs.namespace)
     if hash_policy is not None:
         action.hash_policy.append(hash_policy)
+    retry = retry_policy(http.retries, consistent_hash=hash_policy is not None)
+    if retry is not None:
+        action.retry_policy.CopyFrom(retry)
     route.route.CopyFrom(action)
 
 
