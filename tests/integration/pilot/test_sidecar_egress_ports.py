@@ -18,13 +18,18 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 NS = "shop"
 
 
-def _registry(name: str, ip: str, ports: tuple[int, int]) -> tuple[registry_pb2.Service, registry_pb2.WorkloadInstance]:
+def _registry(
+    name: str, ip: str, ports: tuple[int, int]
+) -> tuple[registry_pb2.Service, registry_pb2.WorkloadInstance]:
     host = f"{name}.{NS}.svc.cluster.local"
     names = ("http-x", "http-y")
     svc = registry_pb2.Service(
         hostname=host,
         namespace=NS,
-        ports=[registry_pb2.ServicePort(name=n, number=p, protocol=registry_pb2.HTTP) for n, p in zip(names, ports)],
+        ports=[
+            registry_pb2.ServicePort(name=n, number=p, protocol=registry_pb2.HTTP)
+            for n, p in zip(names, ports, strict=True)
+        ],
     )
     wl = registry_pb2.WorkloadInstance(
         name=f"{name}-1",
@@ -32,7 +37,7 @@ def _registry(name: str, ip: str, ports: tuple[int, int]) -> tuple[registry_pb2.
         address=ip,
         services=[host],
         labels={"app": name},
-        ports=dict(zip(names, ports)),
+        ports=dict(zip(names, ports, strict=True)),
     )
     return svc, wl
 

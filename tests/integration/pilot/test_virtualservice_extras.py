@@ -32,7 +32,9 @@ def _virtual_service(kit: Any) -> Any:
                 {
                     "name": "regex-rewrite",
                     "match": [{"uri": {"prefix": "/old/"}}],
-                    "rewrite": {"uriRegexRewrite": {"match": r"^/old/([a-z]+)/(\d+)$", "rewrite": r"/new/\2/\1"}},
+                    "rewrite": {
+                        "uriRegexRewrite": {"match": r"^/old/([a-z]+)/(\d+)$", "rewrite": r"/new/\2/\1"}
+                    },
                     "route": dest,
                 },
                 {
@@ -79,7 +81,9 @@ def _grpc_status(target: str, method: str) -> grpc.StatusCode:
     return grpc.StatusCode.OK
 
 
-def test_regex_rewrite_retry_backoff_and_grpc_fault_status(kit: Any, nats_module: Any, tmp_path: Path) -> None:
+def test_regex_rewrite_retry_backoff_and_grpc_fault_status(
+    kit: Any, nats_module: Any, tmp_path: Path
+) -> None:
     base = kit.loopback_base()
     client_ip, app_ip = base + "10", base + "20"
     port = kit.free_port_on([client_ip, app_ip])
@@ -97,9 +101,10 @@ def test_regex_rewrite_retry_backoff_and_grpc_fault_status(kit: Any, nats_module
     url = f"http://{client_ip}:{port}"
     try:
         resp = kit.wait_until(
-            lambda: (r := httpx.get(url + "/old/items/42", headers={"host": "web"}, timeout=5)).status_code
-            == 200
-            and r,
+            lambda: (
+                (r := httpx.get(url + "/old/items/42", headers={"host": "web"}, timeout=5)).status_code == 200
+                and r
+            ),
             30,
             "the rewritten request answered",
         )

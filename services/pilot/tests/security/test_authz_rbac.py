@@ -45,14 +45,15 @@ def test_empty_spec_is_allow_nothing() -> None:
     assert filters[-1].name == "envoy.filters.http.router"
 
 
-def test_deny_before_allow_before_audit_and_other_filters() -> None:
+def test_audit_before_deny_before_allow_before_other_filters() -> None:
+    """Istio's order: AUDIT first, so a request a DENY policy refuses is still audited."""
     filters = _http_filters(
         ap("audit", {"action": "AUDIT", "rules": [{}]}),
         ap("allow", {"action": "ALLOW", "rules": [{}]}),
         ap("deny", {"action": "DENY", "rules": [{"to": [{"operation": {"paths": ["/admin*"]}}]}]}),
     )
     actions = [_rules(f).action for f in filters if f.name == "envoy.filters.http.rbac"]
-    assert actions == [rbac_pb2.RBAC.DENY, rbac_pb2.RBAC.ALLOW, rbac_pb2.RBAC.LOG]
+    assert actions == [rbac_pb2.RBAC.LOG, rbac_pb2.RBAC.DENY, rbac_pb2.RBAC.ALLOW]
     assert filters[0].name == "envoy.filters.http.rbac"
 
 
@@ -136,7 +137,8 @@ def test_network_rbac_on_tcp_chain() -> None:
     assert net.rules.action == rbac_pb2.RBAC.DENY and net.stat_prefix
 
 
-def test_custom_without_provider_denies_and_logs(caplog: pytest.LogCaptureFixture) -> None:
+def test_custom_without_provider_denies_everything_and_logs(caplog: pytest.LogCaptureFixture) -> None:
+    """As Istio: a CUSTOM provider missing from MeshConfig denies every request, not only its rules'."""
     custom = ap(
         "ext",
         {
@@ -145,10 +147,14 @@ def test_custom_without_provider_denies_and_logs(caplog: pytest.LogCaptureFixtur
             "rules": [{"to": [{"operation": {"paths": ["/x"]}}]}],
         },
     )
+    assert build_rbac([custom], http=True) == []  # CUSTOM is not an RBAC rule set
     with caplog.at_level(logging.WARNING):
-        (rbac,) = build_rbac([custom], http=True)
-    assert rbac.action == rbac_pb2.RBAC.DENY and len(rbac.policies) == 1
-    assert "CUSTOM" in caplog.text and "opa" in caplog.text
+        (rbac, *rest) = _http_filters(custom)
+    rules = _rules(rbac)
+    assert rules.action == rbac_pb2.RBAC.DENY
+    assert list(rules.policies) == ["default-deny-all-due-to-bad-CUSTOM-action"]
+    assert rest[0].name != "envoy.filters.http.ext_authz"
+    assert "CUSTOM" in caplog.text and "opa" in caplog.text and "shop/ext" in caplog.text
 
 
 def test_unknown_condition_key_skips_rule_with_a_clear_log(caplog: pytest.LogCaptureFixture) -> None:

@@ -53,7 +53,9 @@ def sidecar_route_config(ctx: PushContext, proxy: Proxy, name: str) -> route_pb2
     port = int(name)
     scope = ctx.sidecar_scope(proxy)
     services = [
-        s for s in ctx.services_for(proxy, scope, port) if any(p.number == port and p.is_http for p in s.ports)
+        s
+        for s in ctx.services_for(proxy, scope, port)
+        if any(p.number == port and p.is_http for p in s.ports)
     ]
     vss = ctx.virtual_services(proxy.namespace, None)
     used: set[str] = set()

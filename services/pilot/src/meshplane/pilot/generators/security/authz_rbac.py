@@ -1,13 +1,15 @@
-"""AuthorizationPolicy → Envoy RBAC filters (HTTP and network) for one workload.
+"""AuthorizationPolicy → Envoy RBAC rules for one workload.
 
 Istio's model: policies in the root namespace apply mesh-wide, others to their namespace, a
-``selector`` narrows to matching workloads. Evaluation order is CUSTOM, DENY, ALLOW (AUDIT only
-logs): a request denied by any DENY policy is refused; if any ALLOW policy applies, the request
+``selector`` narrows to matching workloads. Evaluation order is CUSTOM, then AUDIT, DENY, ALLOW:
+a request denied by any DENY policy is refused; if any ALLOW policy applies, the request
 needs to match one of its rules; no ALLOW policy = allowed. ``spec: {}`` is an ALLOW policy with
 no rules, so it denies everything. A rule is ``from`` (OR of sources, each an AND of fields) AND
-``to`` (same for operations) AND every ``when``. CUSTOM needs an ext_authz provider from the mesh
-config; meshplane has none, so — as Istio does for an unknown provider — it denies the requests
-the policy's rules match, and logs why.
+``to`` (same for operations) AND every ``when``. AUDIT is Envoy's LOG action, as Istio: a matching
+request is marked in dynamic metadata (``envoy.common`` ``access_log_hint``: true), never refused;
+meshplane adds the same rules as shadow rules so audited requests are also counted and their policy
+named (see ``_audit_shadow``). Istio's audit plugins of istio-proxy, which write the marked requests
+somewhere, do not exist in upstream Envoy. CUSTOM (ext_authz) is built in ``ext_authz``.
 """
 
 from __future__ import annotations
@@ -26,9 +28,7 @@ from envoy.extensions.filters.network.rbac.v3 import rbac_pb2 as net_rbac_pb2
 from envoy.type.matcher.v3 import metadata_pb2, path_pb2, regex_pb2, string_pb2, value_pb2
 
 from meshplane.pilot.generators.common import cidr_range, pack
-from meshplane.pilot.generators.security.selection import applicable
 from meshplane.pilot.model.config import Config
-from meshplane.pilot.model.push_context import PushContext
 from meshplane.shared.config.models import AuthorizationPolicy, Rule, Source
 from meshplane.shared.config.models.security import Operation
 
@@ -39,8 +39,10 @@ HTTP_RBAC = "envoy.filters.http.rbac"
 NET_RBAC = "envoy.filters.network.rbac"
 JWT_FILTER = "envoy.filters.http.jwt_authn"
 JWT_PAYLOAD = "payload"
-_ORDER = ("CUSTOM", "DENY", "ALLOW", "AUDIT")
-_ACTIONS = {"CUSTOM": rbac_pb2.RBAC.DENY, "DENY": rbac_pb2.RBAC.DENY, "ALLOW": rbac_pb2.RBAC.ALLOW}
+TCP_STAT_PREFIX = "tcp."
+AUDIT_STAT_PREFIX = "istio_audit_"
+_ORDER = ("CUSTOM", "AUDIT", "DENY", "ALLOW")
+_ACTIONS = {"AUDIT": rbac_pb2.RBAC.LOG, "DENY": rbac_pb2.RBAC.DENY, "ALLOW": rbac_pb2.RBAC.ALLOW}
 
 
 class UnsupportedRule(ValueError):
@@ -292,52 +294,69 @@ def build_rule(rule: Rule, http: bool, deny: bool) -> rbac_pb2.Policy:
     )
 
 
-def _action(cfg: Config[AuthorizationPolicy]) -> str:
+def action_of(cfg: Config[AuthorizationPolicy]) -> str:
     action = cfg.spec.action.value if cfg.spec.action else "ALLOW"
     return action if action in _ORDER else "ALLOW"
 
 
+def rule_policies(
+    cfg: Config[AuthorizationPolicy], http: bool, deny: bool, prefix: str = ""
+) -> dict[str, rbac_pb2.Policy]:
+    """One RBAC policy per rule, named as Istio names them (``<prefix>ns[..]-policy[..]-rule[i]``);
+    a rule this traffic cannot check is skipped and logged."""
+    out: dict[str, rbac_pb2.Policy] = {}
+    for i, rule in enumerate(cfg.spec.rules or []):
+        try:
+            policy = build_rule(rule, http, deny=deny)
+        except (UnsupportedRule, ValueError) as exc:
+            log.warning("%s %s/%s rule %d skipped: %s", cfg.kind, cfg.namespace, cfg.name, i, exc)
+            continue
+        out[f"{prefix}ns[{cfg.namespace}]-policy[{cfg.name}]-rule[{i}]"] = policy
+    return out
+
+
 def build_rbac(policies: list[Config[AuthorizationPolicy]], http: bool) -> list[rbac_pb2.RBAC]:
-    """RBAC rule sets in Istio's evaluation order: DENY (with CUSTOM), ALLOW, AUDIT (LOG)."""
+    """RBAC rule sets in Istio's evaluation order: AUDIT (LOG), DENY, ALLOW. CUSTOM policies are
+    not here: ``ext_authz`` builds them."""
     by_action: dict[str, rbac_pb2.RBAC] = {}
     for cfg in policies:
-        action = _action(cfg)
-        target = "DENY" if action == "CUSTOM" else action
-        rbac = by_action.setdefault(
-            target, rbac_pb2.RBAC(action=rbac_pb2.RBAC.LOG if target == "AUDIT" else _ACTIONS[target])
-        )
-        rules = list(cfg.spec.rules or [])
+        action = action_of(cfg)
         if action == "CUSTOM":
-            log.warning(
-                "%s %s/%s: CUSTOM action needs an ext_authz provider (%r) and none is configured; "
-                "denying the requests its rules match",
-                cfg.kind,
-                cfg.namespace,
-                cfg.name,
-                cfg.spec.provider.name or "" if cfg.spec.provider else "",
-            )
-            rules = rules or [Rule()]
-        for i, rule in enumerate(rules):
-            try:
-                policy = build_rule(rule, http, deny=target != "ALLOW")
-            except (UnsupportedRule, ValueError) as exc:
-                log.warning("%s %s/%s rule %d skipped: %s", cfg.kind, cfg.namespace, cfg.name, i, exc)
-                continue
-            rbac.policies[f"ns[{cfg.namespace}]-policy[{cfg.name}]-rule[{i}]"].CopyFrom(policy)
-    return [by_action[a] for a in ("DENY", "ALLOW", "AUDIT") if a in by_action]
+            continue
+        rbac = by_action.setdefault(action, rbac_pb2.RBAC(action=_ACTIONS[action]))
+        for name, policy in rule_policies(cfg, http, deny=action != "ALLOW").items():
+            rbac.policies[name].CopyFrom(policy)
+    return [by_action[a] for a in ("AUDIT", "DENY", "ALLOW") if a in by_action]
 
 
-def http_rbac_filters(ctx: PushContext, namespace: str, labels: dict[str, str]) -> list[hcm.HttpFilter]:
-    policies = applicable(ctx, AuthorizationPolicy, namespace, labels)
-    return [
-        hcm.HttpFilter(name=HTTP_RBAC, typed_config=pack(http_rbac_pb2.RBAC(rules=rules)))
-        for rules in build_rbac(policies, http=True)
-    ]
+def _audit_shadow(rules: rbac_pb2.RBAC) -> rbac_pb2.RBAC | None:
+    """AUDIT's rules again as ALLOW shadow rules: Envoy then counts the audited requests
+    (``rbac.istio_audit_.shadow_allowed``) and names the matching policy in dynamic metadata
+    (``istio_audit_shadow_effective_policy_id``), which the LOG action alone does not."""
+    if rules.action != rbac_pb2.RBAC.LOG:
+        return None
+    shadow = rbac_pb2.RBAC(action=rbac_pb2.RBAC.ALLOW)
+    shadow.policies.MergeFrom(rules.policies)
+    return shadow
 
 
-def network_rbac_filters(ctx: PushContext, namespace: str, labels: dict[str, str]) -> list[lc.Filter]:
-    policies = applicable(ctx, AuthorizationPolicy, namespace, labels)
-    return [
-        lc.Filter(name=NET_RBAC, typed_config=pack(net_rbac_pb2.RBAC(rules=rules, stat_prefix="tcp.")))
-        for rules in build_rbac(policies, http=False)
-    ]
+def http_rbac_filters(policies: list[Config[AuthorizationPolicy]]) -> list[hcm.HttpFilter]:
+    out = []
+    for rules in build_rbac(policies, http=True):
+        rbac = http_rbac_pb2.RBAC(rules=rules)
+        if (shadow := _audit_shadow(rules)) is not None:
+            rbac.shadow_rules.CopyFrom(shadow)
+            rbac.shadow_rules_stat_prefix = AUDIT_STAT_PREFIX
+        out.append(hcm.HttpFilter(name=HTTP_RBAC, typed_config=pack(rbac)))
+    return out
+
+
+def network_rbac_filters(policies: list[Config[AuthorizationPolicy]]) -> list[lc.Filter]:
+    out = []
+    for rules in build_rbac(policies, http=False):
+        rbac = net_rbac_pb2.RBAC(rules=rules, stat_prefix=TCP_STAT_PREFIX)
+        if (shadow := _audit_shadow(rules)) is not None:
+            rbac.shadow_rules.CopyFrom(shadow)
+            rbac.shadow_rules_stat_prefix = AUDIT_STAT_PREFIX
+        out.append(lc.Filter(name=NET_RBAC, typed_config=pack(rbac)))
+    return out
