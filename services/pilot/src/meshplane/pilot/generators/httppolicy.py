@@ -13,33 +13,8 @@ from envoy.type.v3 import percent_pb2
 from meshplane.pilot.generators.common import duration, pack, previous_hosts
 from meshplane.pilot.model.config import given
 from meshplane.shared.config.models import CorsPolicy, HTTPFaultInjection, HTTPRetry, Percent, StringMatch
-from meshplane.shared.config.models.virtual_service import UnmatchedPreflights
+from meshplane.shared.config.models.virtual_service import GRPC_CODES, UnmatchedPreflights
 
-#: gRPC status code names (Istio's ``grpcStatus`` values) and their numbers.
-GRPC_CODES = {
-    name: code
-    for code, name in enumerate(
-        (
-            "OK",
-            "CANCELLED",
-            "UNKNOWN",
-            "INVALID_ARGUMENT",
-            "DEADLINE_EXCEEDED",
-            "NOT_FOUND",
-            "ALREADY_EXISTS",
-            "PERMISSION_DENIED",
-            "RESOURCE_EXHAUSTED",
-            "FAILED_PRECONDITION",
-            "ABORTED",
-            "OUT_OF_RANGE",
-            "UNIMPLEMENTED",
-            "INTERNAL",
-            "UNAVAILABLE",
-            "DATA_LOSS",
-            "UNAUTHENTICATED",
-        )
-    )
-}
 DEFAULT_RETRY_ON = "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes"
 PREVIOUS_PRIORITIES = "envoy.retry_priorities.previous_priorities"
 

@@ -159,20 +159,27 @@ def _shadow(customs: list[Config[AuthorizationPolicy]], http: bool) -> rbac_pb2.
     return rbac
 
 
-def _bad(customs: list[Config[AuthorizationPolicy]], exc: ProviderError) -> None:
-    where = ", ".join(f"{c.namespace}/{c.name}" for c in customs)
-    log.warning("AuthorizationPolicy %s: CUSTOM action not served (%s); denying every request", where, exc)
+def _served(
+    ctx: PushContext, customs: list[Config[AuthorizationPolicy]]
+) -> tuple[ExtAuthzProvider, str, str] | None:
+    """:func:`_provider`, or None (logged) when the CUSTOM policies cannot be served."""
+    try:
+        return _provider(ctx, customs)
+    except ProviderError as exc:
+        where = ", ".join(f"{c.namespace}/{c.name}" for c in customs)
+        log.warning(
+            "AuthorizationPolicy %s: CUSTOM action not served (%s); denying every request", where, exc
+        )
+        return None
 
 
 def custom_http_filters(ctx: PushContext, customs: list[Config[AuthorizationPolicy]]) -> list[hcm.HttpFilter]:
     """The shadow RBAC and ext_authz HTTP filters for a workload's CUSTOM policies (or none)."""
-    if not customs:
-        return []
-    try:
-        provider, host, cluster = _provider(ctx, customs)
-    except ProviderError as exc:
-        _bad(customs, exc)
-        return [hcm.HttpFilter(name=HTTP_RBAC, typed_config=pack(http_rbac_pb2.RBAC(rules=_deny_all())))]
+    served = _served(ctx, customs) if customs else None
+    if served is None:
+        deny = [hcm.HttpFilter(name=HTTP_RBAC, typed_config=pack(http_rbac_pb2.RBAC(rules=_deny_all())))]
+        return deny if customs else []
+    provider, host, cluster = served
     shadow = http_rbac_pb2.RBAC(
         shadow_rules=_shadow(customs, http=True), shadow_rules_stat_prefix=SHADOW_STAT_PREFIX
     )
@@ -184,14 +191,11 @@ def custom_http_filters(ctx: PushContext, customs: list[Config[AuthorizationPoli
 
 def custom_network_filters(ctx: PushContext, customs: list[Config[AuthorizationPolicy]]) -> list[lc.Filter]:
     """TCP chains: shadow RBAC and network ext_authz for a gRPC provider; nothing for HTTP ones."""
-    if not customs:
-        return []
-    try:
-        provider, _, cluster = _provider(ctx, customs)
-    except ProviderError as exc:
-        _bad(customs, exc)
+    served = _served(ctx, customs) if customs else None
+    if served is None:
         deny = net_rbac_pb2.RBAC(rules=_deny_all(), stat_prefix=TCP_STAT_PREFIX)
-        return [lc.Filter(name=NET_RBAC, typed_config=pack(deny))]
+        return [lc.Filter(name=NET_RBAC, typed_config=pack(deny))] if customs else []
+    provider, _, cluster = served
     if not provider.grpc:
         return []
     shadow = net_rbac_pb2.RBAC(
