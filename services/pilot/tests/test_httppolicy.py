@@ -1,0 +1,90 @@
+"""VirtualService per-route policies as Istio converts them: retries (defaults, retryOn codes,
+backoff, remote localities, previous hosts), fault aborts by gRPC status name, uriRegexRewrite."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from envoy.extensions.retry.priority.previous_priorities.v3 import previous_priorities_config_pb2 as prio
+
+from meshplane.pilot.generators.httppolicy import fault_config, retry_policy
+from meshplane.pilot.generators.httproute import translate
+from meshplane.pilot.model.config import Config
+from meshplane.pilot.model.push_context import build_push_context
+from meshplane.shared.config.models import HTTPFaultInjection, HTTPRetry
+from meshplane.shared.config.models.virtual_service import GRPC_CODES
+
+PREVIOUS_HOSTS = "envoy.retry_host_predicates.previous_hosts"
+
+
+def _retry(spec: dict[str, Any] | None, consistent_hash: bool = False) -> Any:
+    return retry_policy(HTTPRetry.model_validate(spec) if spec is not None else None, consistent_hash)
+
+
+def test_default_retry_policy_is_istios() -> None:
+    policy = _retry(None)
+    assert policy.num_retries.value == 2 and policy.host_selection_retry_max_attempts == 5
+    assert policy.retry_on == "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes"
+    assert list(policy.retriable_status_codes) == [503]
+    assert [p.name for p in policy.retry_host_predicate] == [PREVIOUS_HOSTS]
+    assert not policy.HasField("retry_back_off") and not policy.HasField("retry_priority")
+    assert _retry({"attempts": 0}) is None
+    assert not _retry(None, consistent_hash=True).retry_host_predicate  # keep the hashed host
+
+
+def test_retry_fields_override_the_default() -> None:
+    policy = _retry(
+        {
+            "attempts": 4,
+            "retryOn": "gateway-error, 429,503",
+            "perTryTimeout": "1.5s",
+            "backoff": "40ms",
+            "retryRemoteLocalities": True,
+            "retryIgnorePreviousHosts": False,
+        }
+    )
+    assert policy.num_retries.value == 4
+    assert policy.retry_on == "gateway-error,retriable-status-codes"
+    assert list(policy.retriable_status_codes) == [429, 503]
+    assert policy.per_try_timeout.ToMilliseconds() == 1500
+    assert policy.retry_back_off.base_interval.ToMilliseconds() == 40
+    assert not policy.retry_back_off.HasField("max_interval")  # Envoy's default: 10 x base
+    assert policy.retry_priority.name == "envoy.retry_priorities.previous_priorities"
+    config = prio.PreviousPrioritiesConfig()
+    assert policy.retry_priority.typed_config.Unpack(config) and config.update_frequency == 2
+    assert not policy.retry_host_predicate
+    # a retryOn without codes replaces the default 503 too, as Istio's parseRetryOn
+    assert not _retry({"attempts": 1, "retryOn": "retriable-status-codes"}).retriable_status_codes
+    assert [
+        p.name for p in _retry({"attempts": 1, "retryIgnorePreviousHosts": True}, True).retry_host_predicate
+    ] == [PREVIOUS_HOSTS]
+
+
+@pytest.mark.parametrize(("name", "code"), sorted(GRPC_CODES.items(), key=lambda kv: kv[1]))
+def test_grpc_fault_status_names_become_their_codes(name: str, code: int) -> None:
+    fault = HTTPFaultInjection.model_validate({"abort": {"grpcStatus": name, "percentage": {"value": 50}}})
+    out = fault_config(fault)
+    assert out.abort.grpc_status == code and out.abort.percentage.numerator == 500000
+
+
+def test_all_seventeen_grpc_codes() -> None:
+    assert sorted(GRPC_CODES.values()) == list(range(17))
+    assert (GRPC_CODES["NOT_FOUND"], GRPC_CODES["UNAVAILABLE"], GRPC_CODES["UNAUTHENTICATED"]) == (5, 14, 16)
+
+
+def test_uri_regex_rewrite_is_envoys_regex_rewrite() -> None:
+    spec = {
+        "hosts": ["web"],
+        "http": [
+            {
+                "rewrite": {"uriRegexRewrite": {"match": "^/v1/(.*)$", "rewrite": "/api/\\1"}},
+                "route": [{"destination": {"host": "web.shop.svc.cluster.local", "port": {"number": 80}}}],
+            }
+        ],
+    }
+    vs = Config.parse("VirtualService", "networking.istio.io", "v1", "shop", "web", spec)
+    route = translate(vs.spec.http[0], vs, build_push_context("1", {}, {}, {}), 80)
+    rewrite = route.route.regex_rewrite
+    assert (rewrite.pattern.regex, rewrite.substitution) == ("^/v1/(.*)$", "/api/\\1")
+    assert not route.route.prefix_rewrite
