@@ -5,8 +5,9 @@ HTTP one (``envoyExtAuthzHttp``) and a gRPC one (``envoyExtAuthzGrpc``, Envoy's
 ``envoy.service.auth.v3.Authorization``). Each allows a request whose ``x-authz`` header is
 ``allow`` and adds ``x-authz-user`` for the app; it denies the others with its own body. The
 ``web`` workload's CUSTOM policy uses the HTTP provider for ``/private*`` (``statusOnError: 503``),
-the ``api`` workload's the gRPC provider (``failOpen: true``). Requests the rules do not match
-never reach the authorizer. With both authorizers stopped, ``web`` answers 503 and ``api`` lets
+the ``api`` workload's the gRPC provider (``failOpen: true``), which also guards its TCP port
+(Envoy's network ext_authz; the HTTP provider leaves ``web``'s alone). Requests the rules do not
+match never reach the authorizer. With both authorizers stopped, ``web`` answers 503 and ``api`` lets
 requests through. ``web`` also has an AUDIT policy for ``/audit*``: those requests are marked
 (``%DYNAMIC_METADATA(envoy.common:access_log_hint)%`` in the access log, the policy in
 ``istio_audit_shadow_effective_policy_id``) and counted (``rbac.istio_audit_.shadow_allowed``),
@@ -15,6 +16,7 @@ never refused.
 
 from __future__ import annotations
 
+import socket
 import sys
 from pathlib import Path
 from typing import Any
@@ -76,9 +78,9 @@ class Authorization(rpc.AuthorizationServicer):
     def Check(self, request, context):
         http = request.attributes.request.http
         with open(log, "a") as f:
-            f.write(http.path + "\n")
+            f.write((http.path or "tcp") + "\n")
         out = pb.CheckResponse()
-        if http.headers.get("x-authz") == "allow":
+        if http.headers.get("x-authz") == "allow":  # a TCP check has no headers: denied
             out.ok_response.headers.add(header=base_pb2.HeaderValue(key="x-authz-user", value="bob"))
             return out
         out.status.code = 7  # PERMISSION_DENIED
@@ -151,8 +153,15 @@ def _mesh_yaml(authz_http: int, authz_grpc: int, access_log: Path) -> str:
     )
 
 
-def _configs(kit: Any, ip: dict[str, str], port: int, out_port: int, app_port: int) -> list[Any]:
+def _configs(kit: Any, ip: dict[str, str], ports: dict[str, int]) -> list[Any]:
+    port, out_port, app_port = ports["http"], ports["out"], ports["app"]
+
     def sidecar(app: str) -> Any:
+        tcp = {
+            "port": {"number": ports["tcp"], "protocol": "TCP", "name": "tcp"},
+            "bind": ip[app],
+            "defaultEndpoint": f"127.0.0.1:{ports['l4']}",
+        }
         return kit.vs_config(
             "Sidecar",
             NS,
@@ -164,7 +173,8 @@ def _configs(kit: Any, ip: dict[str, str], port: int, out_port: int, app_port: i
                         "port": {"number": port, "protocol": "HTTP", "name": "http"},
                         "bind": ip[app],
                         "defaultEndpoint": f"127.0.0.1:{app_port}",
-                    }
+                    },
+                    tcp,
                 ],
                 "egress": [
                     {
@@ -214,9 +224,13 @@ def _configs(kit: Any, ip: dict[str, str], port: int, out_port: int, app_port: i
 def test_custom_ext_authz_http_and_grpc_and_audit(kit: Any, nats_module: Any, tmp_path: Path) -> None:
     base = kit.loopback_base()
     ip = {"web": base + "10", "api": base + "11", "authz": base + "20"}
-    port, out_port, authz_http, authz_grpc = (kit.free_port_on(list(ip.values())) for _ in range(4))
+    ports = {
+        k: kit.free_port_on(list(ip.values())) for k in ("http", "tcp", "out", "authz-http", "authz-grpc")
+    }
+    port, authz_http, authz_grpc = ports["http"], ports["authz-http"], ports["authz-grpc"]
     app = kit.App("app", "v1", "127.0.0.1", kit.free_port())
-    app_port = app.server_address[1]
+    l4 = kit.L4App("l4", "127.0.0.1", kit.free_port())
+    ports["app"], ports["l4"] = app.server_address[1], l4.server_address[1]
     access_log = tmp_path / "access.log"
     mesh = tmp_path / "mesh.yaml"
     mesh.write_text(_mesh_yaml(authz_http, authz_grpc, access_log))
@@ -231,7 +245,7 @@ def test_custom_ext_authz_http_and_grpc_and_audit(kit: Any, nats_module: Any, tm
     kit.publish(
         nats_module.url,
         ([s for s, _ in registry], [w for _, w in registry]),
-        _configs(kit, ip, port, out_port, app_port),
+        _configs(kit, ip, ports),
     )
     pilot = kit.start_pilot(
         nats_module.url, tmp_path, "pilot", xds=("--xds-plaintext", "--mesh-config", str(mesh))
@@ -246,6 +260,14 @@ def test_custom_ext_authz_http_and_grpc_and_audit(kit: Any, nats_module: Any, tm
         def get(workload: str, path: str, authz: str | None = None) -> httpx.Response:
             headers = {"x-authz": authz} if authz else {}
             return httpx.get(f"http://{ip[workload]}:{port}{path}", headers=headers, timeout=10)
+
+        def tcp(workload: str) -> bytes:
+            with socket.create_connection((ip[workload], ports["tcp"]), timeout=10) as conn:
+                conn.sendall(b"hi")
+                try:
+                    return conn.recv(100)
+                except OSError:
+                    return b""
 
         for name in ("web", "api"):
             kit.wait_until(
@@ -270,6 +292,11 @@ def test_custom_ext_authz_http_and_grpc_and_audit(kit: Any, nats_module: Any, tm
         assert (denied.status_code, denied.text) == (403, "denied by the grpc authorizer")
         assert grpc_checks.read_text().splitlines()[-2:] == ["/private/b", "/private/b"]
 
+        # TCP: the gRPC provider is asked (and denies: no headers), an HTTP provider leaves TCP alone
+        assert tcp("api") == b""
+        assert grpc_checks.read_text().splitlines()[-1] == "tcp"
+        assert tcp("web") == b"l4:hi"
+
         # AUDIT marks and counts, never refuses
         assert get("web", "/audit/x").status_code == 200
         lines = kit.wait_until(
@@ -282,6 +309,7 @@ def test_custom_ext_authz_http_and_grpc_and_audit(kit: Any, nats_module: Any, tm
         stats = dict(
             line.split(".rbac.")[1].split(": ")
             for line in envoys["web"].admin_get("/stats?filter=rbac.istio_audit_").splitlines()
+            if line.startswith("http.")  # its TCP port has an AUDIT filter of its own
         )
         assert stats["istio_audit_.shadow_allowed"] == "1" and int(stats["istio_audit_.shadow_denied"]) > 0
 
@@ -290,10 +318,10 @@ def test_custom_ext_authz_http_and_grpc_and_audit(kit: Any, nats_module: Any, tm
         grpc_authz.stop(5)
         assert get("web", "/private/c", "allow").status_code == 503
         assert get("api", "/private/c", "deny").status_code == 200
+        assert tcp("api") == b"l4:hi"
         assert get("web", "/public").status_code == 200
         for envoy in envoys.values():
             rejected = envoy.admin_get("/stats?filter=update_rejected").splitlines()
             assert rejected and all(line.endswith(": 0") for line in rejected), rejected
     finally:
-        kit.stop_all(*envoys.values(), pilot, http_authz, grpc_authz)
-        app.stop()
+        kit.stop_all(*envoys.values(), pilot, http_authz, grpc_authz, app, l4)
