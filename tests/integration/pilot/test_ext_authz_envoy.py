@@ -11,7 +11,7 @@ match never reach the authorizer. With both authorizers stopped, ``web`` answers
 requests through. ``web`` also has an AUDIT policy for ``/audit*``: those requests are marked
 (``%DYNAMIC_METADATA(envoy.common:access_log_hint)%`` in the access log, the policy in
 ``istio_audit_shadow_effective_policy_id``) and counted (``rbac.istio_audit_.shadow_allowed``),
-never refused.
+never refused; a DENY policy annotated ``istio.io/dry-run`` is counted, not enforced.
 """
 
 from __future__ import annotations
@@ -200,6 +200,8 @@ def _configs(kit: Any, ip: dict[str, str], ports: dict[str, int]) -> list[Any]:
     def paths(*p: str) -> list[dict[str, Any]]:
         return [{"to": [{"operation": {"paths": list(p)}}]}]
 
+    dry_run = policy("web-dry-deny", "web", {"action": "DENY", "rules": paths("/dry*")})
+    dry_run.annotations["istio.io/dry-run"] = "true"
     plain = kit.vs_config(
         "PeerAuthentication", NS, "default", {"mtls": {"mode": "DISABLE"}}, "security.istio.io"
     )
@@ -218,6 +220,7 @@ def _configs(kit: Any, ip: dict[str, str], ports: dict[str, int]) -> list[Any]:
             {"action": "CUSTOM", "provider": {"name": "grpc-authz"}, "rules": paths("/private*")},
         ),
         policy("web-audit", "web", {"action": "AUDIT", "rules": paths("/audit*")}),
+        dry_run,
     ]
 
 
@@ -306,12 +309,15 @@ def test_custom_ext_authz_http_and_grpc_and_audit(kit: Any, nats_module: Any, tm
         )
         assert lines == ["/audit/x audit=true by=ns[shop]-policy[web-audit]-rule[0]"]
         assert "/public audit=false by=-" in access_log.read_text().splitlines()
+        # a dry-run DENY policy is evaluated, reported, not enforced
+        assert get("web", "/dry/y").status_code == 200
         stats = dict(
             line.split(".rbac.")[1].split(": ")
-            for line in envoys["web"].admin_get("/stats?filter=rbac.istio_audit_").splitlines()
-            if line.startswith("http.")  # its TCP port has an AUDIT filter of its own
+            for line in envoys["web"].admin_get("/stats?filter=rbac.istio_").splitlines()
+            if line.startswith("http.")  # its TCP port has RBAC filters of its own
         )
         assert stats["istio_audit_.shadow_allowed"] == "1" and int(stats["istio_audit_.shadow_denied"]) > 0
+        assert stats["istio_dry_run_deny_.shadow_denied"] == "1"
 
         # authorizers gone: statusOnError for web, failOpen for api
         http_authz.stop(5)

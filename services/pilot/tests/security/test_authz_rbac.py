@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import Any
 
@@ -13,7 +14,8 @@ from envoy.extensions.filters.network.rbac.v3 import rbac_pb2 as net_rbac_pb2
 from google.protobuf import struct_pb2
 
 from meshplane.pilot.generators.listeners import inbound_listeners, outbound_listeners
-from meshplane.pilot.generators.security.authz_rbac import build_rbac, build_rule
+from meshplane.pilot.generators.security.authz import build_rbac
+from meshplane.pilot.generators.security.authz_rbac import build_rule
 from meshplane.pilot.model.proxy import parse_proxy
 from meshplane.shared.config.models import Rule
 
@@ -186,3 +188,25 @@ def test_gateway_gets_policies_selecting_its_labels() -> None:
         assert ("envoy.filters.http.rbac" in names) is has_rbac
         assert names[-1] == "envoy.filters.http.router"
         assert mgr.forward_client_cert_details == hcm.HttpConnectionManager.SANITIZE  # gateway default kept
+
+
+def test_dry_run_policies_are_shadow_rules_never_enforced() -> None:
+    dry = {"annotations": (("istio.io/dry-run", "true"),)}
+    deny_dry = dataclasses.replace(ap("d", {"action": "DENY", "rules": [{}]}), **dry)
+    allow_dry = dataclasses.replace(ap("a", {"rules": [{}]}), **dry)
+    allow = ap("enforced", {"rules": [{"to": [{"operation": {"paths": ["/ok"]}}]}]})
+    filters = [f for f in _http_filters(deny_dry, allow_dry, allow) if f.name == "envoy.filters.http.rbac"]
+    deny, allowed = (_unpack_rbac(f) for f in filters)
+    assert not deny.HasField("rules") and deny.shadow_rules.action == rbac_pb2.RBAC.DENY
+    assert list(deny.shadow_rules.policies) == ["ns[shop]-policy[d]-rule[0]"]
+    assert deny.shadow_rules_stat_prefix == "istio_dry_run_deny_"
+    assert list(allowed.rules.policies) == ["ns[shop]-policy[enforced]-rule[0]"]
+    assert list(allowed.shadow_rules.policies) == ["ns[shop]-policy[a]-rule[0]"]
+    assert allowed.shadow_rules_stat_prefix == "istio_dry_run_allow_"
+    assert build_rbac([deny_dry, allow_dry], http=True) == []  # nothing enforced
+
+
+def _unpack_rbac(f: hcm.HttpFilter) -> http_rbac_pb2.RBAC:
+    msg = http_rbac_pb2.RBAC()
+    assert f.typed_config.Unpack(msg)
+    return msg

@@ -43,6 +43,11 @@ class Config(Generic[SpecT]):
     name: str
     spec: SpecT
     resource_version: str = ""
+    #: ``metadata.annotations`` as sorted pairs (those a generator reads, e.g. ``istio.io/dry-run``)
+    annotations: tuple[tuple[str, str], ...] = ()
+
+    def annotation(self, key: str) -> str | None:
+        return dict(self.annotations).get(key)
 
     @classmethod
     def parse(
@@ -109,6 +114,7 @@ def config_from_bus(msg: config_pb2.ConfigResource) -> Config[BaseModel]:
         name=msg.name,
         spec=typed_spec(msg.kind, f"{msg.namespace}/{msg.name}", spec),
         resource_version=msg.resource_version,
+        annotations=tuple(sorted(msg.annotations.items())),
     )
 
 

@@ -5,11 +5,8 @@ Istio's model: policies in the root namespace apply mesh-wide, others to their n
 a request denied by any DENY policy is refused; if any ALLOW policy applies, the request
 needs to match one of its rules; no ALLOW policy = allowed. ``spec: {}`` is an ALLOW policy with
 no rules, so it denies everything. A rule is ``from`` (OR of sources, each an AND of fields) AND
-``to`` (same for operations) AND every ``when``. AUDIT is Envoy's LOG action, as Istio: a matching
-request is marked in dynamic metadata (``envoy.common`` ``access_log_hint``: true), never refused;
-meshplane adds the same rules as shadow rules so audited requests are also counted and their policy
-named (see ``_audit_shadow``). Istio's audit plugins of istio-proxy, which write the marked requests
-somewhere, do not exist in upstream Envoy. CUSTOM (ext_authz) is built in ``ext_authz``.
+``to`` (same for operations) AND every ``when``. The filters per action are assembled in ``authz``
+(AUDIT, DENY, ALLOW, dry-run) and ``ext_authz`` (CUSTOM).
 """
 
 from __future__ import annotations
@@ -19,15 +16,11 @@ import re
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from envoy.config.listener.v3 import listener_components_pb2 as lc
 from envoy.config.rbac.v3 import rbac_pb2
 from envoy.config.route.v3 import route_components_pb2 as rc
-from envoy.extensions.filters.http.rbac.v3 import rbac_pb2 as http_rbac_pb2
-from envoy.extensions.filters.network.http_connection_manager.v3 import http_connection_manager_pb2 as hcm
-from envoy.extensions.filters.network.rbac.v3 import rbac_pb2 as net_rbac_pb2
 from envoy.type.matcher.v3 import metadata_pb2, path_pb2, regex_pb2, string_pb2, value_pb2
 
-from meshplane.pilot.generators.common import cidr_range, pack
+from meshplane.pilot.generators.common import cidr_range
 from meshplane.pilot.model.config import Config
 from meshplane.shared.config.models import AuthorizationPolicy, Rule, Source
 from meshplane.shared.config.models.security import Operation
@@ -41,8 +34,13 @@ JWT_FILTER = "envoy.filters.http.jwt_authn"
 JWT_PAYLOAD = "payload"
 TCP_STAT_PREFIX = "tcp."
 AUDIT_STAT_PREFIX = "istio_audit_"
+_SHADOW_PREFIXES = {
+    "AUDIT": AUDIT_STAT_PREFIX,
+    "DENY": "istio_dry_run_deny_",
+    "ALLOW": "istio_dry_run_allow_",
+}
+DRY_RUN = "istio.io/dry-run"
 _ORDER = ("CUSTOM", "AUDIT", "DENY", "ALLOW")
-_ACTIONS = {"AUDIT": rbac_pb2.RBAC.LOG, "DENY": rbac_pb2.RBAC.DENY, "ALLOW": rbac_pb2.RBAC.ALLOW}
 
 
 class UnsupportedRule(ValueError):
@@ -312,51 +310,4 @@ def rule_policies(
             log.warning("%s %s/%s rule %d skipped: %s", cfg.kind, cfg.namespace, cfg.name, i, exc)
             continue
         out[f"{prefix}ns[{cfg.namespace}]-policy[{cfg.name}]-rule[{i}]"] = policy
-    return out
-
-
-def build_rbac(policies: list[Config[AuthorizationPolicy]], http: bool) -> list[rbac_pb2.RBAC]:
-    """RBAC rule sets in Istio's evaluation order: AUDIT (LOG), DENY, ALLOW. CUSTOM policies are
-    not here: ``ext_authz`` builds them."""
-    by_action: dict[str, rbac_pb2.RBAC] = {}
-    for cfg in policies:
-        action = action_of(cfg)
-        if action == "CUSTOM":
-            continue
-        rbac = by_action.setdefault(action, rbac_pb2.RBAC(action=_ACTIONS[action]))
-        for name, policy in rule_policies(cfg, http, deny=action != "ALLOW").items():
-            rbac.policies[name].CopyFrom(policy)
-    return [by_action[a] for a in ("AUDIT", "DENY", "ALLOW") if a in by_action]
-
-
-def _audit_shadow(rules: rbac_pb2.RBAC) -> rbac_pb2.RBAC | None:
-    """AUDIT's rules again as ALLOW shadow rules: Envoy then counts the audited requests
-    (``rbac.istio_audit_.shadow_allowed``) and names the matching policy in dynamic metadata
-    (``istio_audit_shadow_effective_policy_id``), which the LOG action alone does not."""
-    if rules.action != rbac_pb2.RBAC.LOG:
-        return None
-    shadow = rbac_pb2.RBAC(action=rbac_pb2.RBAC.ALLOW)
-    shadow.policies.MergeFrom(rules.policies)
-    return shadow
-
-
-def http_rbac_filters(policies: list[Config[AuthorizationPolicy]]) -> list[hcm.HttpFilter]:
-    out = []
-    for rules in build_rbac(policies, http=True):
-        rbac = http_rbac_pb2.RBAC(rules=rules)
-        if (shadow := _audit_shadow(rules)) is not None:
-            rbac.shadow_rules.CopyFrom(shadow)
-            rbac.shadow_rules_stat_prefix = AUDIT_STAT_PREFIX
-        out.append(hcm.HttpFilter(name=HTTP_RBAC, typed_config=pack(rbac)))
-    return out
-
-
-def network_rbac_filters(policies: list[Config[AuthorizationPolicy]]) -> list[lc.Filter]:
-    out = []
-    for rules in build_rbac(policies, http=False):
-        rbac = net_rbac_pb2.RBAC(rules=rules, stat_prefix=TCP_STAT_PREFIX)
-        if (shadow := _audit_shadow(rules)) is not None:
-            rbac.shadow_rules.CopyFrom(shadow)
-            rbac.shadow_rules_stat_prefix = AUDIT_STAT_PREFIX
-        out.append(lc.Filter(name=NET_RBAC, typed_config=pack(rbac)))
     return out
