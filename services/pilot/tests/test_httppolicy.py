@@ -88,3 +88,22 @@ def test_uri_regex_rewrite_is_envoys_regex_rewrite() -> None:
     rewrite = route.route.regex_rewrite
     assert (rewrite.pattern.regex, rewrite.substitution) == ("^/v1/(.*)$", "/api/\\1")
     assert not route.route.prefix_rewrite
+
+
+@pytest.mark.parametrize(
+    ("redirect", "port", "expected"),
+    [
+        ({"uri": "/x", "derivePort": "FROM_REQUEST_PORT"}, 8080, 8080),
+        ({"uri": "/x", "derivePort": "FROM_REQUEST_PORT"}, 80, 0),  # http's default port left out
+        ({"uri": "/x", "port": 443, "scheme": "https"}, 8080, 0),
+        ({"uri": "/x", "port": 8443, "scheme": "https"}, 8080, 8443),
+        ({"uri": "/x", "derivePort": "FROM_PROTOCOL_DEFAULT"}, 8080, 0),
+    ],
+)
+def test_redirect_ports_as_istio(redirect: dict[str, Any], port: int, expected: int) -> None:
+    spec = {"hosts": ["web"], "http": [{"match": [{"name": "m", "statPrefix": "s"}], "redirect": redirect}]}
+    vs = Config.parse("VirtualService", "networking.istio.io", "v1", "shop", "web", spec)
+    http = vs.spec.http[0]
+    route = translate(http, vs, build_push_context("1", {}, {}, {}), port, http.match[0])
+    assert route.redirect.port_redirect == expected
+    assert (route.name, route.stat_prefix) == ("m", "s")

@@ -1,9 +1,12 @@
 """VirtualService fields through a real Envoy: ``uriRegexRewrite`` (the upstream sees the rewritten
 path), retry ``backoff`` and ``retryRemoteLocalities`` (in config_dump, and retries spaced by the
-backoff), and fault aborts by gRPC status name (the gRPC client gets that status)."""
+backoff), fault aborts by gRPC status name (the gRPC client gets that status), a match's ``name``
+and ``statPrefix`` (route name and stats), ``directResponse`` bytes, ``derivePort:
+FROM_REQUEST_PORT`` and the deprecated ``mirrorPercent``."""
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 from typing import Any
@@ -18,6 +21,7 @@ NS = "shop"
 HOST = f"web.{NS}.svc.cluster.local"
 #: the most the default backoff (25 ms base, full jitter, doubling) can wait over 4 retries
 DEFAULT_BACKOFF_MAX_S = 0.025 + 0.05 + 0.1 + 0.2
+RAW = b"raw\x00bytes\xff"
 
 
 def _virtual_service(kit: Any) -> Any:
@@ -31,7 +35,7 @@ def _virtual_service(kit: Any) -> Any:
             "http": [
                 {
                     "name": "regex-rewrite",
-                    "match": [{"uri": {"prefix": "/old/"}}],
+                    "match": [{"name": "old", "uri": {"prefix": "/old/"}, "statPrefix": "legacy"}],
                     "rewrite": {
                         "uriRegexRewrite": {"match": r"^/old/([a-z]+)/(\d+)$", "rewrite": r"/new/\2/\1"}
                     },
@@ -53,6 +57,23 @@ def _virtual_service(kit: Any) -> Any:
                     "name": "grpc-unauthenticated",
                     "match": [{"uri": {"prefix": "/test.Locked/"}}],
                     "fault": {"abort": {"grpcStatus": "UNAUTHENTICATED", "percentage": {"value": 100}}},
+                    "route": dest,
+                },
+                {
+                    "name": "bytes",
+                    "match": [{"uri": {"exact": "/bytes"}}],
+                    "directResponse": {"status": 200, "body": {"bytes": base64.b64encode(RAW).decode()}},
+                },
+                {
+                    "name": "moved",
+                    "match": [{"uri": {"exact": "/moved"}}],
+                    "redirect": {"uri": "/here", "authority": "other", "derivePort": "FROM_REQUEST_PORT"},
+                },
+                {
+                    "name": "mirrored",
+                    "match": [{"uri": {"exact": "/mirrored"}}],
+                    "mirror": {"host": HOST},
+                    "mirrorPercent": 25,
                     "route": dest,
                 },
                 {"route": dest},
@@ -109,6 +130,15 @@ def test_regex_rewrite_retry_backoff_and_grpc_fault_status(
             "the rewritten request answered",
         )
         assert resp.json()["path"] == "/new/42/items"
+        assert _route(envoy, "regex-rewrite.old")["stat_prefix"] == "legacy"  # Istio: "<route>.<match>"
+        legacy = envoy.admin_get("/stats?filter=route.legacy.upstream_rq_completed").split(": ")
+        assert int(legacy[-1]) >= 1, legacy
+
+        assert httpx.get(url + "/bytes", headers={"host": "web"}, timeout=5).content == RAW
+        moved = httpx.get(url + "/moved", headers={"host": "web"}, timeout=5)
+        assert (moved.status_code, moved.headers["location"]) == (301, f"http://other:{port}/here")
+        mirror = _route(envoy, "mirrored")["route"]["request_mirror_policies"][0]["runtime_fraction"]
+        assert mirror["default_value"] == {"numerator": 250000, "denominator": "MILLION"}
 
         route = _route(envoy, "backoff")["route"]["retry_policy"]
         assert route["retry_back_off"] == {"base_interval": "0.400s"}

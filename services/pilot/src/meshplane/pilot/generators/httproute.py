@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 from envoy.config.core.v3 import base_pb2
@@ -24,6 +25,7 @@ from meshplane.shared.config.models import (
     HTTPMatchRequest,
     HTTPRoute,
     L4MatchAttributes,
+    Percent,
     StringMatch,
     TLSMatchAttributes,
     VirtualService,
@@ -31,6 +33,8 @@ from meshplane.shared.config.models import (
 from meshplane.shared.config.models.virtual_service import (
     HeaderOperations,
     HTTPMirrorPolicy,
+    HTTPRedirect,
+    RedirectPortSelection,
 )
 
 FAULT = "envoy.filters.http.fault"
@@ -111,6 +115,24 @@ _REDIRECT_CODES = {
 }
 
 
+def _redirect(r: HTTPRedirect, port: int) -> rc.RedirectAction:
+    """Istio's redirect: ``derivePort: FROM_REQUEST_PORT`` is the listener's port (routes are per
+    port); an explicit port that is the scheme's default (http 80, https 443) is left out."""
+    redirect = rc.RedirectAction()
+    if r.uri:
+        redirect.path_redirect = r.uri
+    if r.authority:
+        redirect.host_redirect = r.authority
+    if r.scheme:
+        redirect.scheme_redirect = r.scheme
+    number = port if r.derive_port is RedirectPortSelection.FROM_REQUEST_PORT else r.port or 0
+    if (number, r.scheme or "http") not in ((80, "http"), (443, "https")):
+        redirect.port_redirect = number
+    code = r.redirect_code if r.redirect_code is not None else 301
+    redirect.response_code = _REDIRECT_CODES.get(code, rc.RedirectAction.MOVED_PERMANENTLY)
+    return redirect
+
+
 def translate(
     http: HTTPRoute,
     vs: Config[VirtualService],
@@ -122,27 +144,20 @@ def translate(
     match = match or ANY_REQUEST
     route = rc.Route(match=route_match(match))
     route.metadata.CopyFrom(istio_metadata([vs]))
-    if http.name:
-        route.name = http.name
+    name = ".".join(n for n in (http.name, match.name) if n)  # Istio: "<route>.<match>"
+    if name:
+        route.name = name
+    if match.stat_prefix:
+        route.stat_prefix = match.stat_prefix
     if http.redirect is not None:
-        r = http.redirect
-        redirect = rc.RedirectAction()
-        if r.uri:
-            redirect.path_redirect = r.uri
-        if r.authority:
-            redirect.host_redirect = r.authority
-        if r.scheme:
-            redirect.scheme_redirect = r.scheme
-        if r.port:
-            redirect.port_redirect = r.port
-        code = r.redirect_code if r.redirect_code is not None else 301
-        redirect.response_code = _REDIRECT_CODES.get(code, rc.RedirectAction.MOVED_PERMANENTLY)
-        route.redirect.CopyFrom(redirect)
+        route.redirect.CopyFrom(_redirect(http.redirect, port))
     elif http.direct_response is not None:
         d = http.direct_response
         route.direct_response.status = d.status
         if d.body is not None and d.body.string is not None:
             route.direct_response.body.inline_string = d.body.string
+        elif d.body is not None and d.body.bytes is not None:
+            route.direct_response.body.inline_bytes = base64.b64decode(d.body.bytes)
     else:
         _route_action(route, http, vs, ctx, port, match)
     hdrs = http.headers
@@ -201,9 +216,10 @@ def _route_action(
         action.host_rewrite_literal = rewrite.authority
     mirrors = list(http.mirrors or [])
     if http.mirror is not None:
-        mirrors.append(
-            HTTPMirrorPolicy.model_construct(destination=http.mirror, percentage=http.mirror_percentage)
-        )
+        percentage = http.mirror_percentage
+        if percentage is None and http.mirror_percent is not None:  # the deprecated integer form
+            percentage = Percent(value=float(http.mirror_percent))
+        mirrors.append(HTTPMirrorPolicy.model_construct(destination=http.mirror, percentage=percentage))
     for m in mirrors:
         mp = action.request_mirror_policies.add()
         mp.cluster = _cluster_for(m.destination, vs.namespace, ctx, port)
