@@ -107,3 +107,38 @@ def test_redirect_ports_as_istio(redirect: dict[str, Any], port: int, expected: 
     route = translate(http, vs, build_push_context("1", {}, {}, {}), port, http.match[0])
     assert route.redirect.port_redirect == expected
     assert (route.name, route.stat_prefix) == ("m", "s")
+
+
+def test_host_header_operations_become_authority_rewrites() -> None:
+    """As Istio: host/:authority set (over add) rewrites the authority; Envoy refuses routes that
+    modify host or pseudo-headers, so those are never added or removed as headers."""
+    dest = {"host": "web.shop.svc.cluster.local", "port": {"number": 80}}
+    spec = {
+        "hosts": ["web"],
+        "http": [
+            {
+                "headers": {
+                    "request": {"add": {"host": "added"}, "set": {"Host": "set", "x-b": "2", "x-a": "1"}}
+                },
+                "route": [{"destination": dest}],
+            },
+            {
+                "route": [
+                    {
+                        "destination": dest,
+                        "weight": 50,
+                        "headers": {"request": {"add": {":authority": "one"}}},
+                    },
+                    {"destination": {**dest, "subset": "v2"}, "weight": 50},
+                ],
+            },
+        ],
+    }
+    vs = Config.parse("VirtualService", "networking.istio.io", "v1", "shop", "web", spec)
+    ctx = build_push_context("1", {}, {}, {})
+    single = translate(vs.spec.http[0], vs, ctx, 80)
+    assert single.route.host_rewrite_literal == "set"
+    assert [h.header.key for h in single.request_headers_to_add] == ["x-a", "x-b"]
+    weighted = translate(vs.spec.http[1], vs, ctx, 80).route.weighted_clusters.clusters
+    assert [c.host_rewrite_literal for c in weighted] == ["one", ""]
+    assert not weighted[0].request_headers_to_add

@@ -2,7 +2,8 @@
 path), retry ``backoff`` and ``retryRemoteLocalities`` (in config_dump, and retries spaced by the
 backoff), fault aborts by gRPC status name (the gRPC client gets that status), a match's ``name``
 and ``statPrefix`` (route name and stats), ``directResponse`` bytes, ``derivePort:
-FROM_REQUEST_PORT`` and the deprecated ``mirrorPercent``."""
+FROM_REQUEST_PORT``, the deprecated ``mirrorPercent``, and a ``host`` header operation (Istio
+rewrites the authority; Envoy refuses routes that modify ``host`` or pseudo-headers)."""
 
 from __future__ import annotations
 
@@ -68,6 +69,12 @@ def _virtual_service(kit: Any) -> Any:
                     "name": "moved",
                     "match": [{"uri": {"exact": "/moved"}}],
                     "redirect": {"uri": "/here", "authority": "other", "derivePort": "FROM_REQUEST_PORT"},
+                },
+                {
+                    "name": "host-header",
+                    "match": [{"uri": {"exact": "/host"}}],
+                    "headers": {"request": {"set": {"host": "renamed.example", "x-set": "1"}}},
+                    "route": dest,
                 },
                 {
                     "name": "mirrored",
@@ -137,6 +144,11 @@ def test_regex_rewrite_retry_backoff_and_grpc_fault_status(
         assert httpx.get(url + "/bytes", headers={"host": "web"}, timeout=5).content == RAW
         moved = httpx.get(url + "/moved", headers={"host": "web"}, timeout=5)
         assert (moved.status_code, moved.headers["location"]) == (301, f"http://other:{port}/here")
+        seen = httpx.get(url + "/host", headers={"host": "web"}, timeout=5).json()
+        assert (seen["headers"]["host"], seen["headers"]["x-set"]) == (
+            "renamed.example",
+            "1",
+        )  # Istio: host rewrite
         mirror = _route(envoy, "mirrored")["route"]["request_mirror_policies"][0]["runtime_fraction"]
         assert mirror["default_value"] == {"numerator": 250000, "denominator": "MILLION"}
 

@@ -77,24 +77,31 @@ def route_match(m: HTTPMatchRequest) -> rc.RouteMatch:
     return out
 
 
-def _headers_ops(ops: HeaderOperations | None, add: Any, remove: Any) -> None:
+def _internal(key: str) -> bool:
+    """A header Envoy does not let routes modify (Istio leaves them out): pseudo-headers and host."""
+    return key.startswith(":") or key.lower() == "host"
+
+
+def _headers_ops(ops: HeaderOperations | None, add: Any, remove: Any) -> str:
+    """Header operations, as Istio: ``host``/``:authority`` in ``set`` (else ``add``) is returned
+    as the authority to rewrite to; pseudo-headers and ``host`` are not added or removed."""
     if ops is None:
-        return
-    for key, value in (ops.set or {}).items():
-        add.append(
-            base_pb2.HeaderValueOption(
-                header=base_pb2.HeaderValue(key=key, value=value),
-                append_action=base_pb2.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD,
-            )
+        return ""
+    authority = ["", ""]  # from set, from add
+    for i, (values, action) in enumerate(
+        (
+            (ops.set, base_pb2.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD),
+            (ops.add, base_pb2.HeaderValueOption.APPEND_IF_EXISTS_OR_ADD),
         )
-    for key, value in (ops.add or {}).items():
-        add.append(
-            base_pb2.HeaderValueOption(
-                header=base_pb2.HeaderValue(key=key, value=value),
-                append_action=base_pb2.HeaderValueOption.APPEND_IF_EXISTS_OR_ADD,
-            )
-        )
-    remove.extend(ops.remove or [])
+    ):
+        for key, value in sorted((values or {}).items()):
+            if key.lower() in (":authority", "host"):
+                authority[i] = value
+            if not _internal(key):
+                header = base_pb2.HeaderValue(key=key, value=value)
+                add.append(base_pb2.HeaderValueOption(header=header, append_action=action))
+    remove.extend(k for k in ops.remove or [] if not _internal(k))
+    return authority[0] or authority[1]
 
 
 def _cluster_for(dest: Destination, vs_ns: str, ctx: PushContext, default_port: int) -> str:
@@ -149,6 +156,11 @@ def translate(
         route.name = name
     if match.stat_prefix:
         route.stat_prefix = match.stat_prefix
+    authority = ""
+    hdrs = http.headers
+    if hdrs is not None:
+        authority = _headers_ops(hdrs.request, route.request_headers_to_add, route.request_headers_to_remove)
+        _headers_ops(hdrs.response, route.response_headers_to_add, route.response_headers_to_remove)
     if http.redirect is not None:
         route.redirect.CopyFrom(_redirect(http.redirect, port))
     elif http.direct_response is not None:
@@ -159,11 +171,7 @@ def translate(
         elif d.body is not None and d.body.bytes is not None:
             route.direct_response.body.inline_bytes = base64.b64decode(d.body.bytes)
     else:
-        _route_action(route, http, vs, ctx, port, match)
-    hdrs = http.headers
-    if hdrs is not None:
-        _headers_ops(hdrs.request, route.request_headers_to_add, route.request_headers_to_remove)
-        _headers_ops(hdrs.response, route.response_headers_to_add, route.response_headers_to_remove)
+        _route_action(route, http, vs, ctx, port, match, authority)
     if given(http.fault):
         route.typed_per_filter_config[FAULT].CopyFrom(pack(fault_config(http.fault)))
     if given(http.cors_policy):
@@ -178,7 +186,9 @@ def _route_action(
     ctx: PushContext,
     port: int,
     match: HTTPMatchRequest,
+    authority: str,
 ) -> None:
+    """``authority``: from the route's header operations (a rewrite's ``authority`` wins)."""
     action = rc.RouteAction()
     dests = http.route or []
     if len(dests) == 1:
@@ -190,15 +200,18 @@ def _route_action(
             wc.weight.value = d.weight or 0
             if d.headers is not None:
                 dh = d.headers
-                _headers_ops(dh.request, wc.request_headers_to_add, wc.request_headers_to_remove)
+                own = _headers_ops(dh.request, wc.request_headers_to_add, wc.request_headers_to_remove)
                 _headers_ops(dh.response, wc.response_headers_to_add, wc.response_headers_to_remove)
+                if own:
+                    wc.host_rewrite_literal = own
         if not any(wc.weight.value for wc in action.weighted_clusters.clusters):
             for wc in action.weighted_clusters.clusters:
                 wc.weight.value = 1
     if len(dests) == 1 and dests[0].headers is not None:
         dh = dests[0].headers
-        _headers_ops(dh.request, route.request_headers_to_add, route.request_headers_to_remove)
+        own = _headers_ops(dh.request, route.request_headers_to_add, route.request_headers_to_remove)
         _headers_ops(dh.response, route.response_headers_to_add, route.response_headers_to_remove)
+        authority = authority or own
     timeout = duration(http.timeout)
     action.timeout.CopyFrom(timeout if timeout is not None else duration(0))
     rewrite = http.rewrite
@@ -213,7 +226,9 @@ def _route_action(
         action.regex_rewrite.pattern.regex = rewrite.uri_regex_rewrite.match or ""
         action.regex_rewrite.substitution = rewrite.uri_regex_rewrite.rewrite or ""
     if rewrite is not None and rewrite.authority:
-        action.host_rewrite_literal = rewrite.authority
+        authority = rewrite.authority
+    if authority:
+        action.host_rewrite_literal = authority
     mirrors = list(http.mirrors or [])
     if http.mirror is not None:
         percentage = http.mirror_percentage
