@@ -142,3 +142,28 @@ def test_host_header_operations_become_authority_rewrites() -> None:
     weighted = translate(vs.spec.http[1], vs, ctx, 80).route.weighted_clusters.clusters
     assert [c.host_rewrite_literal for c in weighted] == ["one", ""]
     assert not weighted[0].request_headers_to_add
+
+
+def test_jwt_claim_headers_match_the_validated_payload() -> None:
+    from meshplane.pilot.generators.httproute import jwt_claim, route_match
+    from meshplane.shared.config.models import HTTPMatchRequest
+
+    assert jwt_claim("@request.auth.claims.group") == ["group"]
+    assert jwt_claim("@request.auth.claims.a.b") == ["a", "b"]
+    assert jwt_claim("@request.auth.claims[a.b][c]") == ["a.b", "c"]
+    assert jwt_claim("@request.auth.claims") is None and jwt_claim("x-group") is None
+    match = HTTPMatchRequest.model_validate(
+        {
+            "headers": {"@request.auth.claims.Group": {"exact": "admin"}, "X-Plain": {"exact": "1"}},
+            "withoutHeaders": {"@request.auth.claims[tier]": {}},
+        }
+    )
+    out = route_match(match)
+    assert [h.name for h in out.headers] == ["x-plain"]
+    has, lacks = out.dynamic_metadata
+    assert has.filter == "envoy.filters.http.jwt_authn" and [p.key for p in has.path] == ["payload", "Group"]
+    string_one, list_one = has.value.or_match.value_matchers
+    assert (
+        string_one.string_match.exact == "admin" and list_one.list_match.one_of.string_match.exact == "admin"
+    )
+    assert lacks.invert and lacks.value.present_match and [p.key for p in lacks.path] == ["payload", "tier"]

@@ -18,6 +18,7 @@ from meshplane.pilot.generators.httppolicy import (
     retry_policy,
     string_matcher,
 )
+from meshplane.pilot.generators.security.authz_rbac import claim_matcher
 from meshplane.pilot.model.config import Config, fqdn, given, labels_match
 from meshplane.pilot.model.push_context import PushContext
 from meshplane.shared.config.models import (
@@ -41,6 +42,21 @@ FAULT = "envoy.filters.http.fault"
 CORS = "envoy.filters.http.cors"
 #: The match of a route that has none: every request.
 ANY_REQUEST = HTTPMatchRequest()
+JWT_CLAIM_HEADER = "@request.auth.claims"
+
+
+def jwt_claim(header: str) -> list[str] | None:
+    """Istio's JWT-claim pseudo-header: ``@request.auth.claims.a.b`` or ``@request.auth.claims[a][b]``
+    → the claim path ``[a, b]``; None for a real header (matched on the validated token's payload,
+    which the gateway's jwt_authn filter keeps in metadata and re-routes after)."""
+    if not header.lower().startswith(JWT_CLAIM_HEADER):
+        return None
+    rest = header[len(JWT_CLAIM_HEADER) :]
+    if rest.startswith(".") and len(rest) > 1:
+        return rest[1:].split(".")
+    if rest.startswith("[") and rest.endswith("]") and len(rest) > 2:
+        return rest[1:-1].split("][")
+    return None
 
 
 def route_match(m: HTTPMatchRequest) -> rc.RouteMatch:
@@ -57,9 +73,16 @@ def route_match(m: HTTPMatchRequest) -> rc.RouteMatch:
     if m.ignore_uri_case:
         out.case_sensitive.value = False
     for name, hm in (m.headers or {}).items():
-        out.headers.append(header_matcher(name.lower(), hm))
+        if (claim := jwt_claim(name)) is not None:
+            out.dynamic_metadata.append(claim_matcher(claim, string_matcher(hm)))
+        else:
+            out.headers.append(header_matcher(name.lower(), hm))
     for name, hm in (m.without_headers or {}).items():
-        out.headers.append(header_matcher(name.lower(), hm, invert=True))
+        if (claim := jwt_claim(name)) is not None:
+            out.dynamic_metadata.append(claim_matcher(claim, string_matcher(hm)))
+            out.dynamic_metadata[-1].invert = True
+        else:
+            out.headers.append(header_matcher(name.lower(), hm, invert=True))
     if given(m.method):
         out.headers.append(header_matcher(":method", m.method))
     if given(m.authority):

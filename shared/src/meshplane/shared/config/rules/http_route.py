@@ -60,7 +60,7 @@ RETRY_POLICIES = frozenset(
 )
 GRPC_STATUSES = frozenset(GRPC_CODES)
 HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "CONNECT", "OPTIONS", "TRACE"})
-JWT_CLAIM_PREFIX = "@request.auth.claims."
+JWT_CLAIM_PREFIX = "@request.auth.claims"  # then ".a.b" or "[a][b]"
 DIRECT_BODY_MAX = 1024 * 1024
 DIRECT_BODY_WARN = 100 * 1024
 _KNOWN_STATUSES = frozenset(int(s) for s in HTTPStatus)

@@ -74,16 +74,24 @@ def _payload(claim: list[str], value: str) -> metadata_pb2.MetadataMatcher:
     return m
 
 
-def _claim(claim: list[str], value: str) -> metadata_pb2.MetadataMatcher:
-    """A claim may be a string or a list of strings (``aud``, ``groups``)."""
+def claim_matcher(claim: list[str], value: string_pb2.StringMatcher | None) -> metadata_pb2.MetadataMatcher:
+    """A validated JWT's claim (a string, or a list of strings such as ``aud`` or ``groups``)
+    matching ``value``; present when ``value`` is None."""
     m = metadata_pb2.MetadataMatcher(filter=JWT_FILTER)
     for key in [JWT_PAYLOAD, *claim]:
         m.path.add(key=key)
-    one = value_pb2.ValueMatcher(string_match=_string(value))
+    if value is None:
+        m.value.present_match = True
+        return m
+    one = value_pb2.ValueMatcher(string_match=value)
     m.value.or_match.value_matchers.extend(
         [one, value_pb2.ValueMatcher(list_match=value_pb2.ListMatcher(one_of=one))]
     )
     return m
+
+
+def _claim(claim: list[str], value: str) -> metadata_pb2.MetadataMatcher:
+    return claim_matcher(claim, _string(value))
 
 
 def _ids(principals: list[rbac_pb2.Principal]) -> rbac_pb2.Principal:

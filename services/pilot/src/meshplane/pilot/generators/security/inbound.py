@@ -83,7 +83,7 @@ def secure_inbound(
 
 def secure_gateway(ctx: PushContext, proxy: Proxy, listeners: list[listener_pb2.Listener]) -> None:
     """Gateways: the RequestAuthentication and AuthorizationPolicy selecting the gateway's labels."""
-    jwt = jwt_filter(ctx, proxy.namespace, proxy.labels)
+    jwt = jwt_filter(ctx, proxy.namespace, proxy.labels, clear_route_cache=True)
     http_filters = ([jwt] if jwt is not None else []) + http_authz_filters(ctx, proxy.namespace, proxy.labels)
     net_filters = network_authz_filters(ctx, proxy.namespace, proxy.labels)
     for lis in listeners:
