@@ -49,6 +49,9 @@ VERBS = [
         "check that the pod's traffic is redirected to the proxy",
     ),
     Verb("token", "meshplane.ctl.token", "print a workload token signed by a local Citadel's issuer"),
+    Verb("install", "meshplane.ctl.installcmd", "install meshplane into a cluster"),
+    Verb("upgrade", "meshplane.ctl.installcmd", "upgrade an install in place"),
+    Verb("uninstall", "meshplane.ctl.installcmd", "remove what meshctl install made"),
     Verb("manifest", "meshplane.ctl.manifest", "print the Kubernetes objects of an install"),
     Verb(
         "bus-credentials",
