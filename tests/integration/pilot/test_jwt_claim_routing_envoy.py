@@ -16,32 +16,12 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from jwt.algorithms import ECAlgorithm
 
-from meshplane.proto.bus.v1 import registry_pb2
-
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
 NS = "shop"
 GW_NS = "istio-system"
 ISSUER = "https://issuer.meshplane.test"
 HOST = "shop.example.com"
-
-
-def _svc(name: str, ip: str, port: int) -> tuple[Any, Any]:
-    host = f"{name}.{NS}.svc.cluster.local"
-    svc = registry_pb2.Service(
-        hostname=host,
-        namespace=NS,
-        ports=[registry_pb2.ServicePort(name="http", number=port, protocol=registry_pb2.HTTP)],
-    )
-    wl = registry_pb2.WorkloadInstance(
-        name=f"{name}-1",
-        namespace=NS,
-        address=ip,
-        services=[host],
-        labels={"app": name},
-        ports={"http": port},
-    )
-    return svc, wl
 
 
 def test_routes_on_validated_jwt_claims(kit: Any, nats_module: Any, tmp_path: Path) -> None:
@@ -108,8 +88,11 @@ def test_routes_on_validated_jwt_claims(kit: Any, nats_module: Any, tmp_path: Pa
             group="security.istio.io",
         ),
     ]
-    (web_svc, web_wl), (admin_svc, admin_wl) = _svc("web", ip["web"], port), _svc("admin", ip["admin"], port)
-    kit.publish(nats_module.url, ([web_svc, admin_svc], [web_wl, admin_wl]), configs)
+    web_svc, web_wl = kit.http_service(f"web.{NS}.svc.cluster.local", NS, ip["web"], port, app="web")
+    admin_svc, admin_wl = kit.http_service(
+        f"admin.{NS}.svc.cluster.local", NS, ip["admin"], port, app="admin"
+    )
+    kit.publish(nats_module.url, (web_svc + admin_svc, web_wl + admin_wl), configs)
     pilot = kit.start_pilot(nats_module.url, tmp_path, "pilot")
     opts = kit.proxy_options(
         "router", ip["gw"], "ingress", GW_NS, {"istio": "ingressgateway"}, [f"127.0.0.1:{pilot.grpc}"], False

@@ -13,6 +13,8 @@ never enforced.
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 from envoy.config.listener.v3 import listener_components_pb2 as lc
 from envoy.config.rbac.v3 import rbac_pb2
 from envoy.extensions.filters.http.rbac.v3 import rbac_pb2 as http_rbac_pb2
@@ -41,6 +43,7 @@ _SHADOW_PREFIXES = {
     "ALLOW": "istio_dry_run_allow_",
 }
 DRY_RUN = "istio.io/dry-run"
+R = TypeVar("R", http_rbac_pb2.RBAC, net_rbac_pb2.RBAC)
 
 
 def http_authz_filters(ctx: PushContext, namespace: str, labels: dict[str, str]) -> list[hcm.HttpFilter]:
@@ -107,25 +110,29 @@ def _audit_shadow(rules: rbac_pb2.RBAC) -> rbac_pb2.RBAC:
     return shadow
 
 
+def _with(rbac: R, rules: rbac_pb2.RBAC | None, shadow: rbac_pb2.RBAC | None) -> R:
+    if rules is not None:
+        rbac.rules.CopyFrom(rules)
+    if shadow is not None:
+        rbac.shadow_rules.CopyFrom(shadow)
+    return rbac
+
+
 def http_rbac_filters(policies: list[Config[AuthorizationPolicy]]) -> list[hcm.HttpFilter]:
-    out = []
-    for rules, shadow, prefix in _filters(policies, http=True):
-        rbac = http_rbac_pb2.RBAC(shadow_rules_stat_prefix=prefix)
-        if rules is not None:
-            rbac.rules.CopyFrom(rules)
-        if shadow is not None:
-            rbac.shadow_rules.CopyFrom(shadow)
-        out.append(hcm.HttpFilter(name=HTTP_RBAC, typed_config=pack(rbac)))
-    return out
+    return [
+        hcm.HttpFilter(
+            name=HTTP_RBAC,
+            typed_config=pack(_with(http_rbac_pb2.RBAC(shadow_rules_stat_prefix=prefix), rules, shadow)),
+        )
+        for rules, shadow, prefix in _filters(policies, http=True)
+    ]
 
 
 def network_rbac_filters(policies: list[Config[AuthorizationPolicy]]) -> list[lc.Filter]:
-    out = []
-    for rules, shadow, prefix in _filters(policies, http=False):
-        rbac = net_rbac_pb2.RBAC(stat_prefix=TCP_STAT_PREFIX, shadow_rules_stat_prefix=prefix)
-        if rules is not None:
-            rbac.rules.CopyFrom(rules)
-        if shadow is not None:
-            rbac.shadow_rules.CopyFrom(shadow)
-        out.append(lc.Filter(name=NET_RBAC, typed_config=pack(rbac)))
-    return out
+    def rbac(prefix: str) -> net_rbac_pb2.RBAC:
+        return net_rbac_pb2.RBAC(stat_prefix=TCP_STAT_PREFIX, shadow_rules_stat_prefix=prefix)
+
+    return [
+        lc.Filter(name=NET_RBAC, typed_config=pack(_with(rbac(prefix), rules, shadow)))
+        for rules, shadow, prefix in _filters(policies, http=False)
+    ]

@@ -33,13 +33,6 @@ NET_RBAC = "envoy.filters.network.rbac"
 JWT_FILTER = "envoy.filters.http.jwt_authn"
 JWT_PAYLOAD = "payload"
 TCP_STAT_PREFIX = "tcp."
-AUDIT_STAT_PREFIX = "istio_audit_"
-_SHADOW_PREFIXES = {
-    "AUDIT": AUDIT_STAT_PREFIX,
-    "DENY": "istio_dry_run_deny_",
-    "ALLOW": "istio_dry_run_allow_",
-}
-DRY_RUN = "istio.io/dry-run"
 _ORDER = ("CUSTOM", "AUDIT", "DENY", "ALLOW")
 
 
