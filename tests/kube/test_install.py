@@ -19,8 +19,7 @@ import yaml
 from kubernetes import dynamic
 
 from meshplane.shared.testing.kubeenv import KubeCluster
-from meshplane.shared.testing.kubefixtures import require_kube_binaries
-from meshplane.shared.testing.kubelet import TestKubelet
+from meshplane.shared.testing.kubefixtures import private_cluster
 
 pytestmark = [pytest.mark.integration, pytest.mark.kube, pytest.mark.xdist_group("install")]
 
@@ -31,15 +30,8 @@ NAMESPACES = {"meshplane-system", "istio-ingress", "istio-egress"}
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeCluster]:
-    kube = KubeCluster(tmp_path_factory.mktemp("install-kube"), require_kube_binaries(), die_with_parent=True)
-    kube.start()
-    api = kube.api_client()
-    try:
-        with TestKubelet(api, NAMESPACES):
-            yield kube
-    finally:
-        api.close()
-        kube.stop()
+    with private_cluster(tmp_path_factory.mktemp("install-kube"), NAMESPACES, ()) as kube:
+        yield kube
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +87,7 @@ def test_install_upgrade_and_uninstall(cluster: KubeCluster, dyn: Any) -> None:
     default = rendered()
     every_kind = kinds_of(default) | kinds_of(rendered("--set", "profile=demo"))
 
-    done = meshctl(cluster, "install", "-y", "--readiness-timeout", "120")
+    done = meshctl(cluster, "install", "-y", "--readiness-timeout", "240")
     assert done.returncode == 0, done.stdout + done.stderr
     assert "✔ Pilot installed" in done.stdout and "✔ IngressGateways installed" in done.stdout
     assert "✔ Installation complete" in done.stdout
@@ -123,7 +115,7 @@ def test_install_upgrade_and_uninstall(cluster: KubeCluster, dyn: Any) -> None:
         "--set",
         "components.ingressGateways[name:istio-ingressgateway].enabled=false",
     ]
-    done = meshctl(cluster, "upgrade", "-y", "--readiness-timeout", "120", *sets)
+    done = meshctl(cluster, "upgrade", "-y", "--readiness-timeout", "240", *sets)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "removed Deployment istio-ingress/istio-ingressgateway" in done.stdout
     upgraded = rendered(*sets)

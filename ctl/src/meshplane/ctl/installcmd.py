@@ -85,22 +85,11 @@ def _install(
 ) -> int:
     from meshplane.ctl.install import cluster as ops
     from meshplane.ctl.install import secrets
-    from meshplane.ctl.install.render import LABEL_OWNER, LABEL_OWNER_NS, LABEL_REV, installable_kinds
+    from meshplane.ctl.install.render import LABEL_OWNER, LABEL_REV, installable_kinds
 
     labels: dict[str, str] = next((o["metadata"]["labels"] for o in objects if o["kind"] != "Namespace"), {})
-    owner, revision, namespace = (
-        labels.get(LABEL_OWNER, ""),
-        labels.get(LABEL_REV, "default"),
-        labels.get(LABEL_OWNER_NS),
-    )
-    for obj in objects:
-        if obj["kind"] == "Namespace":
-            cluster.apply(obj)
-    if namespace and any(o["kind"] == "Namespace" and o["metadata"]["name"] == namespace for o in objects):
-        owned = {k: v for k, v in labels.items() if k in (LABEL_OWNER, LABEL_OWNER_NS, LABEL_REV)}
-        for secret in secrets.needed_secrets(cluster, namespace, owned):
-            secrets.create(cluster, secret)
-            cluster.say(f"  created Secret {namespace}/{secret['metadata']['name']}")
+    owner, revision = labels.get(LABEL_OWNER, ""), labels.get(LABEL_REV, "default")
+    secrets.prepare(cluster, objects)
     pruned = ops.install(
         cluster, objects, installable_kinds(manifests), owner, revision, args.readiness_timeout
     )

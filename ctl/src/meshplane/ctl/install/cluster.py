@@ -93,7 +93,7 @@ class Cluster:
         pending = [key(o) for o in objects if o["kind"] in ("Deployment", "DaemonSet", "StatefulSet")]
         deadline = self.clock() + timeout
         while pending:
-            pending = [k for k in pending if not self._ready(k)]
+            pending = [k for k in pending if not self.is_ready(k)]
             if not pending:
                 return
             if self.clock() >= deadline:
@@ -101,7 +101,8 @@ class Cluster:
                 raise InstallError(f"not ready after {timeout:.0f}s: {names}")
             self.sleep(self.poll)
 
-    def _ready(self, k: Key) -> bool:
+    def is_ready(self, k: Key) -> bool:
+        """Whether the workload ``k`` has all its replicas updated and ready."""
         obj = self.resource(k[0], k[1]).get(name=k[3], namespace=k[2]).to_dict()
         spec, status = obj.get("spec", {}), obj.get("status") or {}
         if status.get("observedGeneration", 0) < obj["metadata"].get("generation", 0):

@@ -17,7 +17,7 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 
 from meshplane.ctl.install.cluster import Cluster
-from meshplane.ctl.install.render import LABEL_COMPONENT, Manifest
+from meshplane.ctl.install.render import LABEL_COMPONENT, LABEL_OWNER, LABEL_OWNER_NS, LABEL_REV, Manifest
 from meshplane.shared.bus.pki import DEFAULT_SERVER_NAMES, BusPki, key_pem, make_ca, make_server_cert
 
 GALLEY_TLS = "galley-tls"
@@ -39,6 +39,21 @@ def needed_secrets(cluster: Cluster, namespace: str, labels: dict[str, str]) -> 
 
 def create(cluster: Cluster, secret: Manifest) -> None:
     cluster.resource("v1", "Secret").create(body=secret, namespace=secret["metadata"]["namespace"])
+
+
+def prepare(cluster: Cluster, objects: list[Manifest]) -> None:
+    """Before the rest of an install: its namespaces, then the Secrets the control plane's lacks."""
+    for obj in objects:
+        if obj["kind"] == "Namespace":
+            cluster.apply(obj)
+    labels: dict[str, str] = next((o["metadata"]["labels"] for o in objects if o["kind"] != "Namespace"), {})
+    namespace = labels.get(LABEL_OWNER_NS)
+    if not any(o["kind"] == "Namespace" and o["metadata"]["name"] == namespace for o in objects):
+        return  # no Base component: nothing of the control plane to give Secrets to
+    owned = {k: v for k, v in labels.items() if k in (LABEL_OWNER, LABEL_OWNER_NS, LABEL_REV)}
+    for secret in needed_secrets(cluster, str(namespace), owned):
+        create(cluster, secret)
+        cluster.say(f"  created Secret {namespace}/{secret['metadata']['name']}")
 
 
 def _exists(cluster: Cluster, namespace: str, name: str) -> bool:
