@@ -95,10 +95,11 @@ class MeshConfig:
     #: ``extensionProviders`` of types envoyExtAuthzHttp/Grpc (AuthorizationPolicy CUSTOM), by name
     ext_authz_providers: tuple[tuple[str, ExtAuthzProvider], ...] = ()
 
-    def ext_authz_provider(self, name: str) -> ExtAuthzProvider | None:
-        return dict(self.ext_authz_providers).get(name)
     #: ``defaultConfig``: the proxies' default ProxyConfig (mesh form; read at injection/bootstrap)
     default_config: dict[str, Any] = field(default_factory=dict, hash=False)
+
+    def ext_authz_provider(self, name: str) -> ExtAuthzProvider | None:
+        return dict(self.ext_authz_providers).get(name)
 
     def file_log_provider(self, name: str) -> FileLogProvider | None:
         return dict(self.file_log_providers).get(name)
