@@ -63,14 +63,17 @@ class _Handler(BaseHTTPRequestHandler):
     def _answer(self) -> None:
         app = self.server
         headers = {k.lower(): v for k, v in self.headers.items()}
-        app.requests.append({"path": self.path, "headers": headers})
+        app.requests.append({"path": self.path, "headers": headers, "at": time.monotonic()})
         status = 200
+        attempt = int(headers.get("x-envoy-attempt-count", "1"))
         if app.fail_all:
             status = 500
         elif self.path.startswith("/slow"):
             time.sleep(2.0)
-        elif self.path.startswith("/flaky") and headers.get("x-envoy-attempt-count", "1") == "1":
+        elif self.path.startswith("/flaky") and attempt == 1:
             status = 503
+        elif self.path.startswith("/fail-attempts/") and attempt <= int(self.path.split("/")[2]):
+            status = 503  # /fail-attempts/N: 503 to Envoy's first N attempts
         body = json.dumps(
             {"name": app.name, "version": app.version, "path": self.path, "headers": headers}
         ).encode()

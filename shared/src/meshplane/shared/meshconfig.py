@@ -7,9 +7,10 @@ namespace is where mesh-wide config lives (a PeerAuthentication, Sidecar, Destin
 AuthorizationPolicy or RequestAuthentication there applies to every namespace). Access logging:
 ``accessLogFile``/``accessLogEncoding``/``accessLogFormat`` (the legacy mesh-wide log),
 ``defaultProviders.accessLogging`` and ``extensionProviders`` of type ``envoyFileAccessLog`` (Istio's
-built-in ``envoy`` provider included). Fields meshplane does not apply yet (other provider types,
-default tracing and metrics providers, ...) are named in one warning, so a user never believes they
-took effect.
+built-in ``envoy`` provider included). ``extensionProviders`` of types ``envoyExtAuthzHttp`` and
+``envoyExtAuthzGrpc`` serve AuthorizationPolicy CUSTOM (``meshconfig_authz``). Fields meshplane
+does not apply yet (other provider types, default tracing and metrics providers, ...) are named in
+one warning, so a user never believes they took effect.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from typing import Any
 
 import yaml
 
+from meshplane.shared.meshconfig_authz import KINDS as EXT_AUTHZ_KINDS
+from meshplane.shared.meshconfig_authz import ExtAuthzError, ExtAuthzProvider, ext_authz_providers
 from meshplane.shared.proxyconfig import APPLIED as PROXY_CONFIG_APPLIED
 from meshplane.shared.proxyconfig import ProxyConfigError, check_proxy_config, not_applied
 
@@ -38,6 +41,7 @@ APPLIED = (
     "accessLogFormat",
     "defaultProviders.accessLogging",
     "extensionProviders (envoyFileAccessLog)",
+    "extensionProviders (envoyExtAuthzHttp, envoyExtAuthzGrpc)",
     f"defaultConfig ({', '.join(PROXY_CONFIG_APPLIED)})",
 )
 _APPLIED_KEYS = frozenset(
@@ -88,8 +92,14 @@ class MeshConfig:
     file_log_providers: tuple[tuple[str, FileLogProvider], ...] = BUILTIN_PROVIDERS
     #: ``defaultProviders.accessLogging``
     default_access_log_providers: tuple[str, ...] = ()
+    #: ``extensionProviders`` of types envoyExtAuthzHttp/Grpc (AuthorizationPolicy CUSTOM), by name
+    ext_authz_providers: tuple[tuple[str, ExtAuthzProvider], ...] = ()
+
     #: ``defaultConfig``: the proxies' default ProxyConfig (mesh form; read at injection/bootstrap)
     default_config: dict[str, Any] = field(default_factory=dict, hash=False)
+
+    def ext_authz_provider(self, name: str) -> ExtAuthzProvider | None:
+        return dict(self.ext_authz_providers).get(name)
 
     def file_log_provider(self, name: str) -> FileLogProvider | None:
         return dict(self.file_log_providers).get(name)
@@ -131,6 +141,10 @@ def parse_mesh_config(text: str, where: str) -> MeshConfig:
         else:
             providers[name] = provider
     defaults = _default_providers(doc.get("defaultProviders"), where, ignored)
+    try:
+        authz = ext_authz_providers(doc.get("extensionProviders"), where)
+    except ExtAuthzError as exc:
+        raise MeshConfigError(str(exc)) from None
     default_config = _default_config(doc.get("defaultConfig"), where, ignored)
     return MeshConfig(
         root,
@@ -140,6 +154,7 @@ def parse_mesh_config(text: str, where: str) -> MeshConfig:
         access_log_format=_string(doc, "accessLogFormat", where),
         file_log_providers=tuple(sorted(providers.items())),
         default_access_log_providers=defaults,
+        ext_authz_providers=authz,
         default_config=default_config,
         not_applied=tuple(sorted(ignored)),
     )
@@ -173,7 +188,8 @@ def _extension_providers(
         if len(kinds) != 1:
             raise MeshConfigError(f"{at} ({name}): expected exactly one provider type, got {kinds}")
         if kinds[0] != "envoyFileAccessLog":
-            ignored.append(f"extensionProviders[{name}].{kinds[0]}")
+            if kinds[0] not in EXT_AUTHZ_KINDS:  # those: ext_authz_providers
+                ignored.append(f"extensionProviders[{name}].{kinds[0]}")
             out.append((name, None))
             continue
         body = entry["envoyFileAccessLog"] or {}

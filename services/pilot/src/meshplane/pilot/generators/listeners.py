@@ -132,7 +132,6 @@ def _outbound(
 ) -> list[listener_pb2.Listener]:
     """Outbound listeners: the Sidecar's explicit egress ports, else one per service port."""
     out: dict[str, listener_pb2.Listener] = {}
-    services = ctx.services_for(proxy, scope)
     explicit: list[tuple[int, str, str]] = []  # (port, protocol, bind)
     for eg in scope.egress:
         p = eg.port
@@ -145,7 +144,7 @@ def _outbound(
         if Port("", number, protocol).is_http:
             http_ports[number] = address
             continue
-        svc = next((s for s in services if s.port(number) is not None), None)
+        svc = next((s for s in ctx.services_for(proxy, scope, number) if s.port(number) is not None), None)
         if svc is not None:
             cluster = outbound(number, "", svc.hostname)
             lis = _listener(f"{address}_{number}", address, number, True)
@@ -153,7 +152,7 @@ def _outbound(
             out[lis.name] = lis
     taken = {number for number, _, _ in explicit}
     sniffed: dict[str, int] = {}  # listener name → port, for ports whose protocol is detected
-    for svc in services if catch_all else []:
+    for svc in ctx.services_for(proxy, scope, 0) if catch_all else []:  # the portless egress's hosts
         for port in svc.ports:
             if port.number in taken:
                 continue
