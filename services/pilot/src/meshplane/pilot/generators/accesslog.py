@@ -7,7 +7,8 @@ namespace-wide one, then those whose ``selector`` matches the proxy's labels), h
 and gateways = CLIENT). With no such entry and no ``defaultProviders.accessLogging`` in MeshConfig,
 MeshConfig's legacy ``accessLogFile`` applies instead. Providers meshplane writes: the file provider
 (``envoyFileAccessLog``, the built-in ``envoy`` included). Other provider types are warned about at
-MeshConfig load and produce no logger here.
+MeshConfig load and produce no logger here. The Telemetry selection here is also tracing's
+(:mod:`.tracing`).
 """
 
 from __future__ import annotations
@@ -238,14 +239,17 @@ def _warn_no_provider(name: str) -> None:
 
 
 def not_applied(cfg: Config[models.Telemetry], mesh: MeshConfig) -> list[str]:
-    """The parts of a Telemetry meshplane accepts but does not apply (named in a warning)."""
+    """Providers a Telemetry names that MeshConfig does not define as a kind meshplane writes
+    (named in a warning when Pilot receives it). What does not depend on MeshConfig is warned by
+    validation (``meshplane.shared.config.rules.telemetry``)."""
     spec = cfg.spec
-    out = [name for name, given in (("tracing", spec.tracing), ("metrics", spec.metrics)) if given]
-    if _targets(cfg):
-        out.append("targetRefs")
+    out = []
     for i, entry in enumerate(spec.access_logging or ()):
         unknown = [name for name in _names(entry) if not mesh.file_log_provider(name)]
         out += [f"accessLogging[{i}].providers[{name}]" for name in unknown]
+    for i, tracing in enumerate(spec.tracing or ()):
+        names = [p.name for p in tracing.providers or () if p.name]
+        out += [f"tracing[{i}].providers[{name}]" for name in names if not mesh.tracing_provider(name)]
     return out
 
 
