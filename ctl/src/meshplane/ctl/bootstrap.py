@@ -31,6 +31,21 @@ PILOT_SAN = "spiffe://cluster.local/ns/meshplane-system/sa/pilot"
 SDS_CREDENTIALS = "envoy.grpc_credentials.file_based_metadata"
 
 
+_ADDRESS = r"(((?:[_.[:digit:]]*|[_\[\]aAbBcCdDeEfF[:digit:]]*))\.)"
+#: The stats tags of Istio's bootstrap (Envoy's defaults replaced), so Prometheus labels are
+#: Istio's: ``cluster_name`` runs through ``.<ns>.svc.cluster.local``, keeping
+#: ``outbound|80||web.shop.svc.cluster.local`` one value (Envoy's own tag stops at the first dot).
+STATS_TAGS: tuple[tuple[str, str], ...] = (
+    ("cluster_name", r"^cluster\.((.+?(\..+?\.svc\.cluster\.local)?)\.)"),
+    ("tcp_prefix", r"^tcp\.((.*?)\.)\w+?$"),
+    ("response_code", r"_rq(_(\d{3}))$"),
+    ("response_code_class", r"_rq(_(\dxx))$"),
+    ("http_conn_manager_listener_prefix", r"^listener(?=\.).*?\.http\." + _ADDRESS),
+    ("http_conn_manager_prefix", r"^http\." + _ADDRESS),
+    ("listener_address", r"^listener\." + _ADDRESS),
+)
+
+
 class BootstrapError(ValueError):
     """An option value that cannot make a bootstrap; the message names the option."""
 
@@ -61,6 +76,9 @@ class BootstrapOptions:
     #: readiness (admin ``/ready``: 200 once live); the first LDS and CDS fetches then wait for
     #: Pilot without a timeout, so live means configured by Pilot; 0: none
     health_port: int = 0
+    #: Istio's stats port (15090): a listener serving Envoy's Prometheus stats at
+    #: ``/stats/prometheus`` (the admin's, nothing else of the admin); 0: none
+    stats_port: int = 0
     #: Pilot's SPIFFE ID: xDS over mutual TLS with the SDS certificate. Empty: plaintext xDS.
     pilot_san: str = ""
 
@@ -235,7 +253,11 @@ def render_bootstrap(opts: BootstrapOptions) -> dict[str, Any]:
         },
         "static_resources": {
             "clusters": clusters,
-            **_health(opts.health_port, admin_host, admin_port, clusters),
+            **_listeners(opts, admin_host, admin_port, clusters),
+        },
+        "stats_config": {
+            "use_all_default_tags": False,
+            "stats_tags": [{"tag_name": name, "regex": regex} for name, regex in STATS_TAGS],
         },
         "layered_runtime": {
             "layers": [{"name": "static", "static_layer": {"re2.max_program_size.error_level": 32768}}]
@@ -250,6 +272,40 @@ class _PlainDumper(yaml.SafeDumper):
         return True
 
 
+def _listeners(
+    opts: BootstrapOptions, admin_host: str, admin_port: int, clusters: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """The health (15021) and stats (15090) listeners asked for, as Istio's bootstrap has them."""
+    health = _health(opts.health_port, admin_host, admin_port, clusters)
+    stats = _stats(opts.stats_port, admin_host, admin_port, clusters)
+    listeners = [lis for lis in (health, stats) if lis]
+    return {"listeners": listeners} if listeners else {}
+
+
+def _admin_cluster(name: str, admin_host: str, admin_port: int) -> dict[str, Any]:
+    return {
+        "name": name,
+        "type": "STATIC",
+        "connect_timeout": "1s",
+        "load_assignment": {
+            "cluster_name": name,
+            "endpoints": [{"lb_endpoints": [{"endpoint": {"address": _socket(admin_host, admin_port)}}]}],
+        },
+    }
+
+
+def _stats(port: int, admin_host: str, admin_port: int, clusters: list[dict[str, Any]]) -> dict[str, Any]:
+    """Istio's ``0.0.0.0:15090`` ``prometheus_stats`` listener: ``/stats/prometheus`` goes to the
+    admin's, nothing else (its cluster ``prometheus_stats`` is appended to ``clusters``)."""
+    if not port:
+        return {}
+    if not 0 < port < 65536:
+        raise BootstrapError(f"--stats-port: expected 1..65535, got {port}")
+    route = {"match": {"prefix": "/stats/prometheus"}, "route": {"cluster": "prometheus_stats"}}
+    clusters.append(_admin_cluster("prometheus_stats", admin_host, admin_port))
+    return _http_listener(f"prometheus_stats-{port}", port, "stats", route)
+
+
 def _health(port: int, admin_host: str, admin_port: int, clusters: list[dict[str, Any]]) -> dict[str, Any]:
     """Istio's ``0.0.0.0:15021`` listener: ``/healthz/ready`` goes to admin ``/ready``, nothing else
     (its cluster is appended to ``clusters``)."""
@@ -261,11 +317,17 @@ def _health(port: int, admin_host: str, admin_port: int, clusters: list[dict[str
         "match": {"path": "/healthz/ready"},
         "route": {"cluster": "health-admin", "prefix_rewrite": "/ready", "timeout": "3s"},
     }
+    clusters.append(_admin_cluster("health-admin", admin_host, admin_port))
+    return _http_listener(f"health-{port}", port, "health", route)
+
+
+def _http_listener(name: str, port: int, prefix: str, route: dict[str, Any]) -> dict[str, Any]:
+    """A ``0.0.0.0:port`` listener whose one route is ``route``."""
     manager = {
         "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3"
         ".HttpConnectionManager",
-        "stat_prefix": "health",
-        "route_config": {"virtual_hosts": [{"name": "health", "domains": ["*"], "routes": [route]}]},
+        "stat_prefix": prefix,
+        "route_config": {"virtual_hosts": [{"name": prefix, "domains": ["*"], "routes": [route]}]},
         "http_filters": [
             {
                 "name": "envoy.filters.http.router",
@@ -275,25 +337,13 @@ def _health(port: int, admin_host: str, admin_port: int, clusters: list[dict[str
             }
         ],
     }
-    listener = {
-        "name": f"health-{port}",
+    return {
+        "name": name,
         "address": _socket("0.0.0.0", port),
         "filter_chains": [
             {"filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": manager}]}
         ],
     }
-    clusters.append(
-        {
-            "name": "health-admin",
-            "type": "STATIC",
-            "connect_timeout": "1s",
-            "load_assignment": {
-                "cluster_name": "health-admin",
-                "endpoints": [{"lb_endpoints": [{"endpoint": {"address": _socket(admin_host, admin_port)}}]}],
-            },
-        }
-    )
-    return {"listeners": [listener]}
 
 
 def _xds_retry(opts: BootstrapOptions) -> dict[str, Any]:
@@ -350,6 +400,12 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         default=0,
         help="serve GET /healthz/ready here (Istio's 15021; default none)",
     )
+    p.add_argument(
+        "--stats-port",
+        type=int,
+        default=0,
+        help="serve Envoy's Prometheus stats at /stats/prometheus here (Istio's 15090; default none)",
+    )
     p.add_argument("--namespace", default="default")
     p.add_argument("--service-account", default="default")
     p.add_argument("--labels", default="", help="k=v,k=v")
@@ -377,6 +433,7 @@ def run(args: argparse.Namespace) -> int:
             sds_token_path=args.sds_token_path,
             admin=args.admin,
             health_port=args.health_port,
+            stats_port=args.stats_port,
             namespace=args.namespace,
             service_account=args.service_account,
             labels=_labels(args.labels),
