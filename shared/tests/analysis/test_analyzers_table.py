@@ -191,3 +191,25 @@ def test_ist0157_names_telemetry_providers_meshplane_does_not_apply() -> None:
     ]
     fixed = text.replace("name: zipkin", "name: otel").replace(", {name: als}", "")
     assert found(fixed, {"IST0157"}, Options(mesh_config=mesh)) == []
+
+
+def test_mesh_config_fields_not_applied_are_named() -> None:
+    """IST0133 per MeshConfig field meshplane does not apply; IST0106 when Pilot would refuse it."""
+    mesh = {"rootNamespace": "istio-system", "enableTracing": True, "defaultConfig": {"concurrency": 2}}
+    messages = [
+        m for m in analyze([], Options(mesh_config=mesh)).messages if m.resource.startswith("MeshConfig")
+    ]
+    assert sorted((m.code, m.resource, m.text) for m in messages) == [
+        (
+            "IST0133",
+            "MeshConfig istio-system/istio",
+            f"Schema validation warning: accepted, not applied by meshplane: {field}",
+        )
+        for field in ("defaultConfig", "enableTracing")
+    ]
+    applied = {"rootNamespace": "istio-system", "accessLogFile": "/dev/stdout", "enableTracing": False}
+    assert [m for m in analyze([], Options(mesh_config=applied)).messages if m.code == "IST0133"] == []
+    bad = analyze([], Options(mesh_config={"trustDomain": "a/b"})).messages
+    assert [(m.code, "trustDomain" in m.text) for m in bad if m.resource.startswith("MeshConfig")] == [
+        ("IST0106", True)
+    ]
