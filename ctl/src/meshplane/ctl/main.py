@@ -49,6 +49,7 @@ VERBS = [
         "check that the pod's traffic is redirected to the proxy",
     ),
     Verb("token", "meshplane.ctl.token", "print a workload token signed by a local Citadel's issuer"),
+    Verb("manifest", "meshplane.ctl.manifest", "print the Kubernetes objects of an install"),
     Verb(
         "bus-credentials",
         "meshplane.ctl.buscredentials",
