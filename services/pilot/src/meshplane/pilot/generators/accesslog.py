@@ -16,7 +16,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 from envoy.config.accesslog.v3 import accesslog_pb2
 from envoy.config.listener.v3 import listener_components_pb2 as lc
@@ -261,16 +261,21 @@ def apply_access_logs(
     loggers = access_loggers(ctx, proxy, mode)
     if not loggers:
         return  # generated filters carry none: nothing to unpack (the common case, kept cheap)
+    for flt in network_filters(listeners):
+        if flt.name == HCM:
+            _set(flt, hcm.HttpConnectionManager(), loggers)
+        elif flt.name == TCP_PROXY:
+            _set(flt, tcp_proxy_pb2.TcpProxy(), loggers)
+
+
+def network_filters(listeners: Iterable[listener_pb2.Listener]) -> Iterator[lc.Filter]:
+    """Every network filter of every filter chain (the default chain included) of ``listeners``."""
     for lis in listeners:
         chains = list(lis.filter_chains)
         if lis.HasField("default_filter_chain"):
             chains.append(lis.default_filter_chain)
         for chain in chains:
-            for flt in chain.filters:
-                if flt.name == HCM:
-                    _set(flt, hcm.HttpConnectionManager(), loggers)
-                elif flt.name == TCP_PROXY:
-                    _set(flt, tcp_proxy_pb2.TcpProxy(), loggers)
+            yield from chain.filters
 
 
 def _set(

@@ -36,7 +36,7 @@ from envoy.extensions.tracers.opentelemetry.resource_detectors.v3 import (
 )
 from envoy.type.tracing.v3 import custom_tag_pb2
 
-from meshplane.pilot.generators.accesslog import applicable_telemetries
+from meshplane.pilot.generators.accesslog import applicable_telemetries, network_filters
 from meshplane.pilot.generators.common import outbound, pack
 from meshplane.pilot.generators.filters import HCM
 from meshplane.pilot.model.proxy import Proxy, ProxyType
@@ -251,20 +251,15 @@ def apply_tracing(
     tracing = hcm_tracing(ctx, proxy, spec) if spec is not None else None
     if tracing is None:
         return
-    for lis in listeners:
-        chains = list(lis.filter_chains)
-        if lis.HasField("default_filter_chain"):
-            chains.append(lis.default_filter_chain)
-        for chain in chains:
-            for flt in chain.filters:
-                if flt.name != HCM:
-                    continue
-                msg = hcm.HttpConnectionManager()
-                if not flt.typed_config.Unpack(msg):
-                    continue
-                msg.tracing.CopyFrom(tracing)
-                if spec is not None and not spec.use_request_id_for_trace_sampling:
-                    rid = uuid_pb2.UuidRequestIdConfig()
-                    rid.use_request_id_for_trace_sampling.value = False
-                    msg.request_id_extension.typed_config.CopyFrom(pack(rid))
-                flt.typed_config.CopyFrom(pack(msg))
+    for flt in network_filters(listeners):
+        if flt.name != HCM:
+            continue
+        msg = hcm.HttpConnectionManager()
+        if not flt.typed_config.Unpack(msg):
+            continue
+        msg.tracing.CopyFrom(tracing)
+        if spec is not None and not spec.use_request_id_for_trace_sampling:
+            rid = uuid_pb2.UuidRequestIdConfig()
+            rid.use_request_id_for_trace_sampling.value = False
+            msg.request_id_extension.typed_config.CopyFrom(pack(rid))
+        flt.typed_config.CopyFrom(pack(msg))
