@@ -183,21 +183,19 @@ def service_name(proxy: Proxy) -> str:
     return f"{app}.{proxy.namespace}"
 
 
+#: Istio's canonical service and revision: the first of these labels the workload has
+CANONICAL_NAME_LABELS = ("service.istio.io/canonical-name", "app.kubernetes.io/name", "app")
+CANONICAL_REVISION_LABELS = ("service.istio.io/canonical-revision", "app.kubernetes.io/version", "version")
+
+
+def _first_label(proxy: Proxy, keys: tuple[str, ...], default: str) -> str:
+    return next((proxy.labels[k] for k in keys if proxy.labels.get(k)), default)
+
+
 def istio_tags(ctx: PushContext, proxy: Proxy) -> list[custom_tag_pb2.CustomTag]:
     """Istio's own span tags (``enableIstioTags``), from the proxy's labels and namespace."""
-    labels = proxy.labels
-    canonical = (
-        labels.get("service.istio.io/canonical-name")
-        or labels.get("app.kubernetes.io/name")
-        or labels.get("app")
-        or "istio-proxy"
-    )
-    revision = (
-        labels.get("service.istio.io/canonical-revision")
-        or labels.get("app.kubernetes.io/version")
-        or labels.get("version")
-        or "latest"
-    )
+    canonical = _first_label(proxy, CANONICAL_NAME_LABELS, "istio-proxy")
+    revision = _first_label(proxy, CANONICAL_REVISION_LABELS, "latest")
     values = (
         ("istio.canonical_revision", revision),
         ("istio.canonical_service", canonical),
