@@ -179,3 +179,31 @@ async def test_warnings_are_returned_with_an_allowed_object(webhook: httpx.Async
 async def test_no_warnings_field_when_there_are_none(webhook: httpx.AsyncClient) -> None:
     resp = await webhook.post("/validate", content=encode(review(virtual_service())), headers=JSON)
     assert "warnings" not in resp.json()["response"]
+
+
+async def test_telemetry_and_wasm_fields_not_applied_are_warned(webhook: httpx.AsyncClient) -> None:
+    """Accepted (allowed) with Istio-style warnings naming what meshplane does not apply."""
+    telemetry = {
+        "apiVersion": "telemetry.istio.io/v1",
+        "kind": "Telemetry",
+        "metadata": {"name": "t", "namespace": "default"},
+        "spec": {
+            "metrics": [{"providers": [{"name": "prometheus"}]}],
+            "tracing": [{"randomSamplingPercentage": 5}],
+        },
+    }
+    wasm = {
+        "apiVersion": "extensions.istio.io/v1alpha1",
+        "kind": "WasmPlugin",
+        "metadata": {"name": "w", "namespace": "default"},
+        "spec": {"url": "oci://ghcr.io/example/plugin:1"},
+    }
+    for obj, field in (
+        (telemetry, "spec.metrics: accepted, not applied by meshplane: metrics"),
+        (wasm, "spec: accepted, not applied by meshplane: WasmPlugin"),
+    ):
+        answer = (await webhook.post("/validate", content=encode(review(obj)), headers=JSON)).json()[
+            "response"
+        ]
+        assert answer["allowed"] is True
+        assert any(w.startswith(field) for w in answer.get("warnings", [])), answer
