@@ -584,3 +584,12 @@ def _istio_debug_endpoints(mesh: Mesh) -> None:
     authz = mesh.pilot.get("/debug/authorizationz")["authorization_policies"]
     assert authz["root_namespace"] == "istio-system" and isinstance(authz["namespace_to_policies"], dict)
     assert mesh.pilot.get("/debug/mesh")["rootNamespace"] == "istio-system"
+    pushes = mesh.pilot.get("/debug/push_status")["pushes"]
+    pushed = httpx.get(mesh.pilot.url + "/debug/adsz?push=true", timeout=5)
+    assert (pushed.status_code, pushed.text) == (200, "Pushed to 3 servers\n")
+    mesh.kit.wait_until(
+        lambda: mesh.pilot.get("/debug/push_status")["reason"] == ["debug"]
+        and mesh.pilot.get("/debug/push_status")["pushes"] > pushes,
+        10,
+        "the debug push",
+    )

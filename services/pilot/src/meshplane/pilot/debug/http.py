@@ -36,9 +36,14 @@ ServerFn = Callable[[], DiscoveryServer | None]
 
 
 def build_app(
-    metrics: Metrics, state: State, server: ServerFn, not_ready: Callable[[], str | None]
+    metrics: Metrics,
+    state: State,
+    server: ServerFn,
+    not_ready: Callable[[], str | None],
+    push_all: Callable[[], bool] | None = None,
 ) -> Starlette:
-    """``not_ready`` returns why Pilot is not ready (the 503 body), or None when it is."""
+    """``not_ready`` returns why Pilot is not ready (the 503 body), or None when it is;
+    ``push_all`` queues a full push to every proxy (``/debug/adsz?push=true``), False when it cannot."""
 
     async def sync_status(_: Request) -> Response:
         s = server()
@@ -72,6 +77,10 @@ def build_app(
 
     async def adsz(request: Request) -> Response:
         s = server()
+        if request.query_params.get("push"):
+            if push_all is None or s is None or not push_all():
+                return PlainTextResponse("Pilot is not serving yet; nothing pushed\n", status_code=503)
+            return PlainTextResponse(f"Pushed to {len(s.connections)} servers\n")
         if "proxyID" in request.query_params:
             found = connection(request)
             return found if isinstance(found, Response) else _json(istioz.adsz([found]))

@@ -1,7 +1,8 @@
 """More of Istio's Pilot debug endpoints, with Istio's JSON shapes (``pilot/pkg/xds/debug.go``).
 
 - ``/debug/adsz[?proxyID=]``: ``{"totalClients", "clients": [{"connectionId", "connectedAt",
-  "address", "labels", "metadata", "watches": {typeUrl: [names]}}]}``, sorted by connection ID.
+  "address", "labels", "metadata", "watches": {typeUrl: [names]}}]}``, sorted by connection ID;
+  ``?push=true`` queues a full push to every proxy ("Pushed to N servers").
 - ``/debug/edsz?proxyID=``: the ClusterLoadAssignments the proxy would be sent now (Envoy JSON).
 - ``/debug/instancesz``: proxy ID → the service instances it implements (``service``,
   ``servicePort``, ``endpoint``).
