@@ -116,7 +116,7 @@ def hcm_tracing(
         _warn_once(f"tracing provider {spec.provider!r} is not an opentelemetry provider of MeshConfig")
         return None
     svc = ctx.service(provider.hostname, proxy.namespace)
-    if svc is None or svc not in ctx.services_for(proxy):
+    if svc is None or not any(s is svc for s in ctx.services_for(proxy)):
         _warn_once(
             f"tracing provider {spec.provider!r}: service {provider.service} is not in the registry "
             f"(or not visible to {proxy.namespace}); no tracing"
