@@ -195,7 +195,11 @@ def test_ist0157_names_telemetry_providers_meshplane_does_not_apply() -> None:
 
 def test_mesh_config_fields_not_applied_are_named() -> None:
     """IST0133 per MeshConfig field meshplane does not apply; IST0106 when Pilot would refuse it."""
-    mesh = {"rootNamespace": "istio-system", "enableTracing": True, "defaultConfig": {"concurrency": 2}}
+    mesh = {
+        "rootNamespace": "istio-system",
+        "enableTracing": True,
+        "defaultConfig": {"concurrency": 2, "tracing": {"sampling": 10}},
+    }
     messages = [
         m for m in analyze([], Options(mesh_config=mesh)).messages if m.resource.startswith("MeshConfig")
     ]
@@ -205,7 +209,7 @@ def test_mesh_config_fields_not_applied_are_named() -> None:
             "MeshConfig istio-system/istio",
             f"Schema validation warning: accepted, not applied by meshplane: {field}",
         )
-        for field in ("defaultConfig", "enableTracing")
+        for field in ("defaultConfig.tracing", "enableTracing")
     ]
     applied = {"rootNamespace": "istio-system", "accessLogFile": "/dev/stdout", "enableTracing": False}
     assert [m for m in analyze([], Options(mesh_config=applied)).messages if m.code == "IST0133"] == []

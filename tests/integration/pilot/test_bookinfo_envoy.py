@@ -588,8 +588,10 @@ def _istio_debug_endpoints(mesh: Mesh) -> None:
     pushed = httpx.get(mesh.pilot.url + "/debug/adsz?push=true", timeout=5)
     assert (pushed.status_code, pushed.text) == (200, "Pushed to 3 servers\n")
     mesh.kit.wait_until(
-        lambda: mesh.pilot.get("/debug/push_status")["reason"] == ["debug"]
-        and mesh.pilot.get("/debug/push_status")["pushes"] > pushes,
+        lambda: (
+            mesh.pilot.get("/debug/push_status")["reason"] == ["debug"]
+            and mesh.pilot.get("/debug/push_status")["pushes"] > pushes
+        ),
         10,
         "the debug push",
     )

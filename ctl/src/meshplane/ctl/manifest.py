@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -52,7 +53,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     generate.set_defaults(func=run_generate)
 
 
-def run_generate(args: argparse.Namespace) -> int:
+def render_inputs(args: argparse.Namespace, verb: str) -> tuple[Path, Any, Any] | None:
+    """The manifests directory, the merged install resource and its rendering; warnings printed.
+    None (the error printed) when an input is bad."""
     from meshplane.ctl.install.load import default_manifests, load_operator
     from meshplane.ctl.install.render import render
     from meshplane.ctl.install.spec import InstallError
@@ -62,9 +65,16 @@ def run_generate(args: argparse.Namespace) -> int:
         op = load_operator(manifests, args.filename, args.sets, args.revision)
         rendered = render(manifests, op)
     except InstallError as exc:
-        error("manifest generate", str(exc))
-        return EXIT_USAGE
+        error(verb, str(exc))
+        return None
     for warning in rendered.warnings:
         print(f"Warning: {warning}", file=sys.stderr)
-    sys.stdout.write(yaml.safe_dump_all(rendered.objects, sort_keys=False))
+    return manifests, op, rendered
+
+
+def run_generate(args: argparse.Namespace) -> int:
+    inputs = render_inputs(args, "manifest generate")
+    if inputs is None:
+        return EXIT_USAGE
+    sys.stdout.write(yaml.safe_dump_all(inputs[2].objects, sort_keys=False))
     return EXIT_OK

@@ -18,13 +18,15 @@ from __future__ import annotations
 import argparse
 import logging
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from meshplane.shared.meshtracing import OtelTracingProvider, TracingProviderError, parse_otel_provider
+from meshplane.shared.proxyconfig import APPLIED as PROXY_CONFIG_APPLIED
+from meshplane.shared.proxyconfig import ProxyConfigError, check_proxy_config, not_applied
 
 log = logging.getLogger("meshplane.meshconfig")
 
@@ -41,6 +43,7 @@ APPLIED = (
     "enableTracing: false",
     "defaultProviders.tracing",
     "extensionProviders (opentelemetry)",
+    f"defaultConfig ({', '.join(PROXY_CONFIG_APPLIED)})",
 )
 _APPLIED_KEYS = frozenset(
     {"rootNamespace", "trustDomain", "accessLogFile", "accessLogEncoding", "accessLogFormat"}
@@ -94,6 +97,8 @@ class MeshConfig:
     tracing_providers: tuple[tuple[str, OtelTracingProvider], ...] = ()
     #: ``defaultProviders.tracing``
     default_tracing_providers: tuple[str, ...] = ()
+    #: ``defaultConfig``: the proxies' default ProxyConfig (mesh form; read at injection/bootstrap)
+    default_config: dict[str, Any] = field(default_factory=dict, hash=False)
 
     def file_log_provider(self, name: str) -> FileLogProvider | None:
         return dict(self.file_log_providers).get(name)
@@ -125,7 +130,7 @@ def parse_mesh_config(text: str, where: str) -> MeshConfig:
         raise MeshConfigError(
             f"{where}: trustDomain: expected a domain such as cluster.local, got {domain!r}"
         )
-    parsed_below = ("extensionProviders", "defaultProviders")
+    parsed_below = ("extensionProviders", "defaultProviders", "defaultConfig")
     ignored = [str(k) for k in doc if k not in _APPLIED_KEYS and k not in parsed_below]
     log_file = _string(doc, "accessLogFile", where)
     encoding = _string(doc, "accessLogEncoding", where) or "TEXT"
@@ -149,6 +154,7 @@ def parse_mesh_config(text: str, where: str) -> MeshConfig:
         raise MeshConfigError(f"{where}: enableTracing: expected true or false, got {enable_tracing!r}")
     if enable_tracing is False:
         ignored.remove("enableTracing")
+    default_config = _default_config(doc.get("defaultConfig"), where, ignored)
     return MeshConfig(
         root,
         domain,
@@ -159,6 +165,7 @@ def parse_mesh_config(text: str, where: str) -> MeshConfig:
         default_access_log_providers=defaults,
         tracing_providers=tuple(sorted(tracers.items())),
         default_tracing_providers=_names(doc.get("defaultProviders"), "tracing", where),
+        default_config=default_config,
         not_applied=tuple(sorted(ignored)),
     )
 
@@ -243,6 +250,15 @@ def _names(raw: Any, key: str, where: str) -> tuple[str, ...]:
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
         raise MeshConfigError(f"{where}: defaultProviders.{key}: expected a list of provider names")
     return tuple(names)
+
+
+def _default_config(raw: Any, where: str, ignored: list[str]) -> dict[str, Any]:
+    try:
+        checked = check_proxy_config(raw, f"{where}: defaultConfig")
+    except ProxyConfigError as exc:
+        raise MeshConfigError(str(exc)) from None
+    ignored.extend(f"defaultConfig.{name}" for name in not_applied(checked))
+    return checked
 
 
 def load_mesh_config(path: Path | None) -> MeshConfig:

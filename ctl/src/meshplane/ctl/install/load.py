@@ -44,13 +44,20 @@ def load_operator(
         user = apply_set(user, flag)
     if revision is not None:
         user["revision"] = revision
+    return resolve(
+        manifests, user, metadata, "the install resource (profile, -f files and --set flags merged)"
+    )
+
+
+def resolve(manifests: Path, user: dict[str, Any], metadata: dict[str, Any], where: str) -> IstioOperator:
+    """``user`` (an IstioOperator's spec) over its profile over ``default``, validated."""
     chosen = user.get("profile") or "default"
     spec = _profile(manifests, "default")
     if chosen != "default":
         spec = merge(spec, _profile(manifests, chosen))
     spec = merge(spec, user)
     doc = {"apiVersion": API_VERSION, "kind": KIND, "metadata": metadata, "spec": spec}
-    return parse_operator(doc, "the install resource (profile, -f files and --set flags merged)")
+    return parse_operator(doc, where)
 
 
 def _one_document(name: str) -> dict[str, Any]:

@@ -17,8 +17,9 @@ chooses and adjusts them:
 * each enabled gateway: ``k8s/gateway`` renamed and moved to its namespace, with a copy of the
   mesh config.
 
-Every object carries Istio's install labels (``operator.istio.io/component``, ``istio.io/rev``,
-``install.operator.istio.io/owning-resource``), by which uninstall and upgrade find it.
+Every object carries Istio's install labels (``operator.istio.io/component``,
+``install.operator.istio.io/owning-resource``, and ``istio.io/rev`` on all but namespaces), by
+which uninstall and upgrade find it.
 """
 
 from __future__ import annotations
@@ -118,9 +119,12 @@ def render(manifests: Path, op: IstioOperator) -> Rendered:
                 LABEL_VERSION: __version__,
                 LABEL_OWNER: owner,
                 LABEL_OWNER_NS: namespace,
-                LABEL_REV: spec.revision or "default",
             }
         )
+        # On a Namespace, istio.io/rev would enrol its pods in that revision's injection: the
+        # control plane's own pods must never be injected.
+        if obj["kind"] != "Namespace":
+            labels[LABEL_REV] = spec.revision or "default"
     return out
 
 
@@ -263,3 +267,9 @@ def _map_strings(obj: Any, fn: Callable[[str], str]) -> Any:
     if isinstance(obj, list):
         return [_map_strings(v, fn) for v in obj]
     return obj
+
+
+def installable_kinds(manifests: Path) -> set[tuple[str, str]]:
+    """Every (apiVersion, kind) an install can make: what ``k8s/base`` and ``k8s/gateway`` hold."""
+    objects = [*kustomize.render(manifests / "base"), *kustomize.render(manifests / "gateway")]
+    return {(o["apiVersion"], o["kind"]) for o in objects}

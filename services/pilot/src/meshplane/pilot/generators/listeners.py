@@ -23,6 +23,7 @@ from meshplane.pilot.generators.common import (
 )
 from meshplane.pilot.generators.filters import http_manager, tcp_destinations, tcp_proxy
 from meshplane.pilot.generators.httproute import matches_context
+from meshplane.pilot.generators.proxyheaders import apply_proxy_headers
 from meshplane.pilot.generators.security import inbound as security
 from meshplane.pilot.generators.security.sds import retarget_listeners
 from meshplane.pilot.generators.tracing import apply_tracing
@@ -273,6 +274,7 @@ def outbound_listeners(ctx: PushContext, proxy: Proxy) -> list[listener_pb2.List
     retarget_listeners(proxy, listeners)
     apply_access_logs(ctx, proxy, listeners, WorkloadMode.CLIENT)
     apply_tracing(ctx, proxy, listeners, WorkloadMode.CLIENT)
+    apply_proxy_headers(proxy, listeners)
     return listeners
 
 
@@ -295,6 +297,7 @@ def inbound_listeners(ctx: PushContext, proxy: Proxy) -> list[listener_pb2.Liste
     retarget_listeners(proxy, listeners)
     apply_access_logs(ctx, proxy, listeners, WorkloadMode.SERVER)
     apply_tracing(ctx, proxy, listeners, WorkloadMode.SERVER)
+    apply_proxy_headers(proxy, listeners)
     return listeners
 
 
