@@ -10,14 +10,17 @@ from envoy.config.listener.v3 import listener_pb2
 from envoy.config.trace.v3 import opentelemetry_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import http_connection_manager_pb2 as hcm
 from envoy.extensions.request_id.uuid.v3 import uuid_pb2
-from google.protobuf import json_format, struct_pb2
+from google.protobuf import json_format
 
 from meshplane.pilot.generators.filters import HCM
 from meshplane.pilot.generators.listeners import inbound_listeners, outbound_listeners
 from meshplane.pilot.model.config import Config, Port, Service, Workload
-from meshplane.pilot.model.proxy import Proxy, parse_proxy
+from meshplane.pilot.model.proxy import Proxy
 from meshplane.pilot.model.push_context import PushContext, build_push_context
 from meshplane.shared.meshconfig import parse_mesh_config
+
+from .test_accesslog import _proxy
+from .test_generators_more import cfg
 
 NS = "default"
 REVIEWS = "reviews.default.svc.cluster.local"
@@ -37,12 +40,6 @@ MESH = {
         {"name": "nowhere", "opentelemetry": {"service": "absent.example.com", "port": 4317}},
     ]
 }
-
-
-def _proxy(kind: str, name: str, ns: str, labels: dict[str, str]) -> Proxy:
-    md = struct_pb2.Struct()
-    md.update({"LABELS": labels})
-    return parse_proxy(f"{kind}~10.1.0.1~{name}.{ns}~{ns}.svc.cluster.local", md)
 
 
 SIDECAR = _proxy("sidecar", "reviews-v1", NS, {"app": "reviews", "version": "v1"})
@@ -181,16 +178,9 @@ def test_unknown_or_unreachable_provider_gives_no_tracing() -> None:
 
 def test_gateways_spawn_upstream_spans() -> None:
     gw = _proxy("router", "gw", "istio-system", {"istio": "ingressgateway", "app": "istio-ingressgateway"})
-    gateway = Config.parse(
-        "Gateway",
-        "networking.istio.io",
-        "v1",
-        "istio-system",
-        "gw",
-        {
-            "selector": {"istio": "ingressgateway"},
-            "servers": [{"port": {"number": 8080, "name": "http", "protocol": "HTTP"}, "hosts": ["*"]}],
-        },
+    server = {"port": {"number": 8080, "name": "http", "protocol": "HTTP"}, "hosts": ["*"]}
+    gateway = cfg(
+        "Gateway", "gw", {"selector": {"istio": "ingressgateway"}, "servers": [server]}, "istio-system"
     )
     root = telemetry("mesh", [{"providers": [{"name": "otel"}]}], ns="istio-system")
     t = outbound(context(gateway, root), gw)
