@@ -185,11 +185,13 @@ def start_pilot(
     pilot_id: str,
     env: dict[str, str] | None = None,
     xds: Sequence[str] = ("--xds-plaintext",),
+    grpc_host: str = "127.0.0.1",
 ) -> PilotProc:
-    """``xds``: how ADS is served, plaintext unless the flags of mutual TLS are given."""
+    """``xds``: how ADS is served, plaintext unless the flags of mutual TLS are given;
+    ``grpc_host``: the address ADS listens on (a pod network's gateway for proxies in pods)."""
     grpc, http = free_port(), free_port()
     log = tmp / f"{pilot_id}.log"
-    argv = [str(BIN / "meshplane-pilot"), "--nats-url", nats_url, "--grpc-addr", f"127.0.0.1:{grpc}"]
+    argv = [str(BIN / "meshplane-pilot"), "--nats-url", nats_url, "--grpc-addr", f"{grpc_host}:{grpc}"]
     argv += ["--http-addr", f"127.0.0.1:{http}", "--id", pilot_id, *xds]
     child = ChildProcess(argv, log, env={"PILOT_DEBOUNCE_AFTER": "50ms", **(env or {})}, name=pilot_id)
     child.start()

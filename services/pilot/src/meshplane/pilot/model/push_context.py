@@ -94,9 +94,19 @@ def _service_entry_services(cfg: Config[models.ServiceEntry]) -> list[Service]:
             selector=selector,
             static_endpoints=endpoints,
             source=f"ServiceEntry/{cfg.namespace}/{cfg.name}",
+            subject_alt_names=tuple(spec.subject_alt_names or ()),
         )
         for host in spec.hosts or []
     ]
+
+
+def _with_sans(svc: Service, entries: Mapping[str, Config[models.ServiceEntry]]) -> Service:
+    """A registry service made from a ServiceEntry, with that entry's ``subjectAltNames`` (the
+    registry carries no identities of its own)."""
+    entry = entries.get(svc.source)
+    if entry is None or not entry.spec.subject_alt_names or svc.subject_alt_names:
+        return svc
+    return dataclasses.replace(svc, subject_alt_names=tuple(entry.spec.subject_alt_names))
 
 
 def _workload_entry(cfg: Config[models.WorkloadEntry]) -> Workload:
@@ -339,7 +349,10 @@ def build_push_context(
     by_kind: dict[str, list[AnyConfig]] = {}
     for cfg in sorted(configs.values(), key=lambda c: (c.kind, c.namespace, c.name)):
         by_kind.setdefault(cfg.kind, []).append(cfg)
-    svc_list = sorted(services.values(), key=lambda s: (s.hostname, s.namespace))
+    entries = {f"ServiceEntry/{se.namespace}/{se.name}": se for se in _of_kind(by_kind, models.ServiceEntry)}
+    svc_list = sorted(
+        (_with_sans(s, entries) for s in services.values()), key=lambda s: (s.hostname, s.namespace)
+    )
     known = {(s.hostname, s.namespace) for s in svc_list}
     for se in _of_kind(by_kind, models.ServiceEntry):
         for svc in _service_entry_services(se):
