@@ -534,9 +534,9 @@ def test_debug_endpoints_and_metrics(mesh: Mesh) -> None:
     clusters = next(c for c in dump["configs"] if c["@type"].endswith("ClustersConfigDump"))
     names = {c["cluster"]["name"] for c in clusters["dynamic_active_clusters"]}
     assert f"outbound|{mesh.port}|v3|{fq('reviews')}" in names
-    missing = httpx.get(mesh.pilot.url + "/debug/config_dump", timeout=5)
+    missing = httpx.get(mesh.pilot.debug_url + "/debug/config_dump", timeout=5)
     assert missing.status_code == 400 and "proxyID" in missing.json()["error"]
-    unknown = httpx.get(mesh.pilot.url + "/debug/config_dump?proxyID=nope.nowhere", timeout=5)
+    unknown = httpx.get(mesh.pilot.debug_url + "/debug/config_dump?proxyID=nope.nowhere", timeout=5)
     assert unknown.status_code == 404 and "not connected" in unknown.json()["error"]
     assert mesh.pilot.get("/debug/push_status")["pushes"] >= 0
     _istio_debug_endpoints(mesh)
@@ -574,7 +574,7 @@ def _istio_debug_endpoints(mesh: Mesh) -> None:
         ("/debug/edsz?proxyID=nope.nowhere", 404, "Proxy not connected to this Pilot instance"),
         ("/debug/adsz?proxyID=nope.nowhere", 404, "Proxy not connected to this Pilot instance"),
     ):
-        resp = httpx.get(mesh.pilot.url + path, timeout=5)
+        resp = httpx.get(mesh.pilot.debug_url + path, timeout=5)
         assert resp.status_code == status and resp.text.startswith(text), (path, resp.text)
     instances = mesh.pilot.get("/debug/instancesz")
     (ratings,) = instances[f"ratings-v1.{NS}"]
@@ -585,7 +585,7 @@ def _istio_debug_endpoints(mesh: Mesh) -> None:
     assert authz["root_namespace"] == "istio-system" and isinstance(authz["namespace_to_policies"], dict)
     assert mesh.pilot.get("/debug/mesh")["rootNamespace"] == "istio-system"
     pushes = mesh.pilot.get("/debug/push_status")["pushes"]
-    pushed = httpx.get(mesh.pilot.url + "/debug/adsz?push=true", timeout=5)
+    pushed = httpx.get(mesh.pilot.debug_url + "/debug/adsz?push=true", timeout=5)
     assert (pushed.status_code, pushed.text) == (200, "Pushed to 3 servers\n")
     mesh.kit.wait_until(
         lambda: (

@@ -128,6 +128,7 @@ def _galley(tmp: Path, nats: str, config_dir: Path) -> ChildProcess:
     monitoring = free_port()
     argv = [str(BIN / "meshplane-galley"), "--nats-url", nats, "--config-dir", str(config_dir)]
     argv += ["--webhook-addr", f"127.0.0.1:{free_port()}", "--monitoring-addr", f"127.0.0.1:{monitoring}"]
+    argv += ["--debug-addr", "127.0.0.1:0"]
     child = ChildProcess(argv, tmp / "galley.log", name="galley")
     child.start()
     ready = f"http://127.0.0.1:{monitoring}/readyz"

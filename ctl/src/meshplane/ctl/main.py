@@ -44,6 +44,11 @@ VERBS = [
     ),
     Verb("bootstrap", "meshplane.ctl.bootstrap", "write an Envoy bootstrap for a sidecar or gateway"),
     Verb(
+        "workload-probe",
+        "meshplane.ctl.workloadprobe",
+        "run a VM's WorkloadGroup probe and report its health to Pilot",
+    ),
+    Verb(
         "capture-validate",
         "meshplane.ctl.capture",
         "check that the pod's traffic is redirected to the proxy",

@@ -31,6 +31,7 @@ from meshplane.pilot.model.config import (
     visible,
 )
 from meshplane.pilot.model.proxy import Proxy, ProxyType
+from meshplane.pilot.model.workload_entry import workload_from_spec
 from meshplane.shared.config import models
 from meshplane.shared.meshconfig import DEFAULT_ROOT_NAMESPACE, MeshConfig
 
@@ -107,20 +108,6 @@ def _with_sans(svc: Service, entries: Mapping[str, Config[models.ServiceEntry]])
     if entry is None or not entry.spec.subject_alt_names or svc.subject_alt_names:
         return svc
     return dataclasses.replace(svc, subject_alt_names=tuple(entry.spec.subject_alt_names))
-
-
-def _workload_entry(cfg: Config[models.WorkloadEntry]) -> Workload:
-    spec = cfg.spec
-    return Workload(
-        name=cfg.name,
-        namespace=cfg.namespace,
-        address=spec.address or "",
-        labels=dict(spec.labels or {}),
-        service_account=spec.service_account or "",
-        locality=spec.locality or "",
-        weight=spec.weight or 1,
-        ports=dict(spec.ports or {}),
-    )
 
 
 @dataclass(frozen=True, eq=False)
@@ -344,8 +331,11 @@ def build_push_context(
     workloads: Mapping[str, Workload],
     root_namespace: str = DEFAULT_ROOT_NAMESPACE,
     mesh: MeshConfig | None = None,
+    *,
+    workload_entries: bool = True,
 ) -> PushContext:
-    """Index the current state. Services from ServiceEntries are added unless the registry has them."""
+    """Index the current state. Services from ServiceEntries are added unless the registry has them;
+    WorkloadEntries too, unless ``workload_entries`` is off (PILOT_ENABLE_WORKLOAD_ENTRY=false)."""
     by_kind: dict[str, list[AnyConfig]] = {}
     for cfg in sorted(configs.values(), key=lambda c: (c.kind, c.namespace, c.name)):
         by_kind.setdefault(cfg.kind, []).append(cfg)
@@ -361,9 +351,9 @@ def build_push_context(
                 known.add((svc.hostname, svc.namespace))
     wl_list = list(workloads.values())
     wl_names = {(w.namespace, w.name) for w in wl_list}
-    for we in _of_kind(by_kind, models.WorkloadEntry):
+    for we in _of_kind(by_kind, models.WorkloadEntry) if workload_entries else ():
         if (we.namespace, we.name) not in wl_names:
-            wl_list.append(_workload_entry(we))
+            wl_list.append(workload_from_spec(we.name, we.namespace, we.spec))
     by_host: dict[str, list[Service]] = {}
     for svc in svc_list:
         by_host.setdefault(svc.hostname, []).append(svc)
