@@ -7,7 +7,8 @@ namespace-wide one, then those whose ``selector`` matches the proxy's labels), h
 and gateways = CLIENT). With no such entry and no ``defaultProviders.accessLogging`` in MeshConfig,
 MeshConfig's legacy ``accessLogFile`` applies instead. Providers meshplane writes: the file provider
 (``envoyFileAccessLog``, the built-in ``envoy`` included). Other provider types are warned about at
-MeshConfig load and produce no logger here.
+MeshConfig load and produce no logger here. The Telemetry selection here is also tracing's
+(:mod:`.tracing`).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 from envoy.config.accesslog.v3 import accesslog_pb2
 from envoy.config.listener.v3 import listener_components_pb2 as lc
@@ -238,14 +239,17 @@ def _warn_no_provider(name: str) -> None:
 
 
 def not_applied(cfg: Config[models.Telemetry], mesh: MeshConfig) -> list[str]:
-    """The parts of a Telemetry meshplane accepts but does not apply (named in a warning)."""
+    """Providers a Telemetry names that MeshConfig does not define as a kind meshplane writes
+    (named in a warning when Pilot receives it). What does not depend on MeshConfig is warned by
+    validation (``meshplane.shared.config.rules.telemetry``)."""
     spec = cfg.spec
-    out = [name for name, given in (("tracing", spec.tracing), ("metrics", spec.metrics)) if given]
-    if _targets(cfg):
-        out.append("targetRefs")
+    out = []
     for i, entry in enumerate(spec.access_logging or ()):
         unknown = [name for name in _names(entry) if not mesh.file_log_provider(name)]
         out += [f"accessLogging[{i}].providers[{name}]" for name in unknown]
+    for i, tracing in enumerate(spec.tracing or ()):
+        names = [p.name for p in tracing.providers or () if p.name]
+        out += [f"tracing[{i}].providers[{name}]" for name in names if not mesh.tracing_provider(name)]
     return out
 
 
@@ -257,16 +261,21 @@ def apply_access_logs(
     loggers = access_loggers(ctx, proxy, mode)
     if not loggers:
         return  # generated filters carry none: nothing to unpack (the common case, kept cheap)
+    for flt in network_filters(listeners):
+        if flt.name == HCM:
+            _set(flt, hcm.HttpConnectionManager(), loggers)
+        elif flt.name == TCP_PROXY:
+            _set(flt, tcp_proxy_pb2.TcpProxy(), loggers)
+
+
+def network_filters(listeners: Iterable[listener_pb2.Listener]) -> Iterator[lc.Filter]:
+    """Every network filter of every filter chain (the default chain included) of ``listeners``."""
     for lis in listeners:
         chains = list(lis.filter_chains)
         if lis.HasField("default_filter_chain"):
             chains.append(lis.default_filter_chain)
         for chain in chains:
-            for flt in chain.filters:
-                if flt.name == HCM:
-                    _set(flt, hcm.HttpConnectionManager(), loggers)
-                elif flt.name == TCP_PROXY:
-                    _set(flt, tcp_proxy_pb2.TcpProxy(), loggers)
+            yield from chain.filters
 
 
 def _set(

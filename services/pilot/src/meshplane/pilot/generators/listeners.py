@@ -27,6 +27,7 @@ from meshplane.pilot.generators.proxyheaders import apply_proxy_headers
 from meshplane.pilot.generators.security import inbound as security
 from meshplane.pilot.generators.security.sds import retarget_listeners
 from meshplane.pilot.generators.sniffing import add_http_inspector, detect_http_inbound, detect_http_outbound
+from meshplane.pilot.generators.tracing import apply_tracing
 from meshplane.pilot.model.config import Port, Service, fqdn, given, host_matches
 from meshplane.pilot.model.proxy import Proxy, ProxyType
 from meshplane.pilot.model.push_context import PushContext, SidecarScope
@@ -311,6 +312,7 @@ def outbound_listeners(ctx: PushContext, proxy: Proxy) -> list[listener_pb2.List
     listeners = _outbound_listeners(ctx, proxy)
     retarget_listeners(proxy, listeners)
     apply_access_logs(ctx, proxy, listeners, WorkloadMode.CLIENT)
+    apply_tracing(ctx, proxy, listeners, WorkloadMode.CLIENT)
     apply_proxy_headers(proxy, listeners)
     return listeners
 
@@ -333,6 +335,7 @@ def inbound_listeners(ctx: PushContext, proxy: Proxy) -> list[listener_pb2.Liste
     listeners = _inbound_listeners(ctx, proxy)
     retarget_listeners(proxy, listeners)
     apply_access_logs(ctx, proxy, listeners, WorkloadMode.SERVER)
+    apply_tracing(ctx, proxy, listeners, WorkloadMode.SERVER)
     apply_proxy_headers(proxy, listeners)
     return listeners
 
