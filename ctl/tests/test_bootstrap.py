@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -172,6 +173,7 @@ def test_cli_xds_is_mutual_tls_unless_plaintext_is_asked(
     )
     assert checked.returncode == 0, checked.stdout + checked.stderr
     xds = yaml.safe_load(out.read_text())["static_resources"]["clusters"][0]
+    assert _pilot_ports(xds) == [15012]  # Istio's xDS-over-TLS port
     context = xds["transport_socket"]["typed_config"]["common_tls_context"]
     assert context["alpn_protocols"] == ["h2"]  # gRPC servers require it
     assert context["tls_certificate_sds_secret_configs"][0]["name"] == "default"
@@ -195,9 +197,16 @@ def test_cli_xds_is_mutual_tls_unless_plaintext_is_asked(
     assert plugin["secret_data"] == {"filename": "/var/t"}
 
     assert main(["bootstrap", "--sds-socket", sock, "--xds-plaintext", "-o", str(out)]) == 0
-    assert "transport_socket" not in yaml.safe_load(out.read_text())["static_resources"]["clusters"][0]
+    plain = yaml.safe_load(out.read_text())["static_resources"]["clusters"][0]
+    assert "transport_socket" not in plain
+    assert _pilot_ports(plain) == [15010]  # Istio's plaintext xDS port
 
     assert main(["bootstrap", "-o", str(out)]) == 2  # mutual TLS needs the SDS socket's certificate
     assert "--sds-socket: required for mutual TLS to Pilot (or --xds-plaintext)" in capsys.readouterr().err
     assert main(["bootstrap", "--sds-socket", sock, "--pilot-san", "pilot.example", "-o", str(out)]) == 2
     assert "--pilot-san: expected Pilot's spiffe:// ID" in capsys.readouterr().err
+
+
+def _pilot_ports(cluster: dict[str, Any]) -> list[int]:
+    endpoints = cluster["load_assignment"]["endpoints"][0]["lb_endpoints"]
+    return [e["endpoint"]["address"]["socket_address"]["port_value"] for e in endpoints]

@@ -153,6 +153,7 @@ class L4App(socketserver.ThreadingTCPServer):
 class PilotProc:
     grpc: int
     http: int
+    debug: int
     child: ChildProcess
     log: Path
     pilot_id: str
@@ -163,10 +164,16 @@ class PilotProc:
 
     @property
     def url(self) -> str:
+        """Monitoring: /ready, /metrics, /debug/syncz."""
         return f"http://127.0.0.1:{self.http}"
 
+    @property
+    def debug_url(self) -> str:
+        """Every /debug endpoint (--debug-addr)."""
+        return f"http://127.0.0.1:{self.debug}"
+
     def get(self, path: str) -> Any:
-        return httpx.get(self.url + path, timeout=5).json()
+        return httpx.get(self.debug_url + path, timeout=5).json()
 
     def stop(self) -> None:
         self.child.stop(10)
@@ -185,15 +192,18 @@ def start_pilot(
     pilot_id: str,
     env: dict[str, str] | None = None,
     xds: Sequence[str] = ("--xds-plaintext",),
+    grpc_host: str = "127.0.0.1",
 ) -> PilotProc:
-    """``xds``: how ADS is served, plaintext unless the flags of mutual TLS are given."""
-    grpc, http = free_port(), free_port()
+    """``xds``: how ADS is served, plaintext unless the flags of mutual TLS are given;
+    ``grpc_host``: the address ADS listens on (a pod network's gateway for proxies in pods)."""
+    grpc, http, debug = free_port(), free_port(), free_port()
     log = tmp / f"{pilot_id}.log"
-    argv = [str(BIN / "meshplane-pilot"), "--nats-url", nats_url, "--grpc-addr", f"127.0.0.1:{grpc}"]
-    argv += ["--http-addr", f"127.0.0.1:{http}", "--id", pilot_id, *xds]
+    argv = [str(BIN / "meshplane-pilot"), "--nats-url", nats_url, "--grpc-addr", f"{grpc_host}:{grpc}"]
+    argv += ["--http-addr", f"127.0.0.1:{http}", "--debug-addr", f"127.0.0.1:{debug}"]
+    argv += ["--id", pilot_id, *xds]
     child = ChildProcess(argv, log, env={"PILOT_DEBOUNCE_AFTER": "50ms", **(env or {})}, name=pilot_id)
     child.start()
-    p = PilotProc(grpc, http, child, log, pilot_id)
+    p = PilotProc(grpc, http, debug, child, log, pilot_id)
     try:
         child.wait_ready(lambda: _answers_200(p.url + "/ready"), 30, "ready")
     except (ChildExited, TimeoutError) as exc:

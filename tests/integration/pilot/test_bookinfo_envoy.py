@@ -532,9 +532,9 @@ def test_debug_endpoints_and_metrics(mesh: Mesh) -> None:
     clusters = next(c for c in dump["configs"] if c["@type"].endswith("ClustersConfigDump"))
     names = {c["cluster"]["name"] for c in clusters["dynamic_active_clusters"]}
     assert f"outbound|{mesh.port}|v3|{fq('reviews')}" in names
-    missing = httpx.get(mesh.pilot.url + "/debug/config_dump", timeout=5)
+    missing = httpx.get(mesh.pilot.debug_url + "/debug/config_dump", timeout=5)
     assert missing.status_code == 400 and "proxyID" in missing.json()["error"]
-    unknown = httpx.get(mesh.pilot.url + "/debug/config_dump?proxyID=nope.nowhere", timeout=5)
+    unknown = httpx.get(mesh.pilot.debug_url + "/debug/config_dump?proxyID=nope.nowhere", timeout=5)
     assert unknown.status_code == 404 and "not connected" in unknown.json()["error"]
     assert mesh.pilot.get("/debug/push_status")["pushes"] >= 0
     metrics = httpx.get(mesh.pilot.url + "/metrics", timeout=5).text

@@ -18,7 +18,7 @@ from meshplane.pilot.generators.httppolicy import (
     string_matcher,
 )
 from meshplane.pilot.model.config import Config, fqdn, given, labels_match
-from meshplane.pilot.model.push_context import PushContext
+from meshplane.pilot.model.push_context import PushContext, fqdn_gateway
 from meshplane.shared.config.models import (
     Destination,
     HTTPMatchRequest,
@@ -260,9 +260,12 @@ def matches_context(
     gateway: str | None,
     port: int,
     proxy_namespace: str = "",
+    vs_namespace: str = "",
 ) -> bool:
     """Whether a match's conditions on where the request comes from (the proxy: its labels and
-    namespace, the gateway or mesh, the listener port) hold for the proxy being generated for."""
+    namespace, the gateway or mesh, the listener port) hold for the proxy being generated for.
+    ``gateway`` is ``namespace/name`` (None: the mesh); the match's gateway names are resolved
+    against the VirtualService's namespace, as its ``gateways`` are."""
     if m.port and m.port != port:
         return False
     if m.source_labels and not labels_match(m.source_labels, proxy_labels):
@@ -271,9 +274,9 @@ def matches_context(
         return False
     gws = m.gateways
     if gws:
-        return (gateway or "mesh") in gws or any(
-            g.endswith("/" + (gateway or "").split("/")[-1]) for g in gws
-        )
+        if gateway is None:
+            return "mesh" in gws
+        return any(fqdn_gateway(g, vs_namespace) == gateway for g in gws)
     return True
 
 
@@ -307,7 +310,7 @@ def routes_for(
         matches = [
             m
             for m in (http.match or [ANY_REQUEST])
-            if matches_context(m, proxy_labels, gateway, port, proxy_namespace)
+            if matches_context(m, proxy_labels, gateway, port, proxy_namespace, vs.namespace)
         ]
         if not matches:
             continue

@@ -118,19 +118,28 @@ def config_from_bus(msg: config_pb2.ConfigResource) -> Config[BaseModel]:
     )
 
 
+#: Protocols served by the HTTP connection manager.
+HTTP_PROTOCOLS = frozenset({"HTTP", "HTTP2", "GRPC", "GRPC_WEB"})
+#: Every protocol Istio knows; a port with another (or none) has its protocol detected (sniffed).
+KNOWN_PROTOCOLS = HTTP_PROTOCOLS | {"HTTPS", "TCP", "TLS", "MONGO", "REDIS", "MYSQL", "UDP", "HBONE"}
+
+
 @dataclass(frozen=True)
 class Port:
     name: str
     number: int
-    protocol: str  # HTTP, HTTP2, GRPC, TCP, TLS, HTTPS, ... ("" = sniffed, treated as HTTP)
+    protocol: str  # HTTP, HTTP2, GRPC, TCP, TLS, HTTPS, ... ("" or unknown: detected, see ``sniffed``)
     target_port: int = 0
 
     @property
     def is_http(self) -> bool:
-        proto = self.protocol.upper()
-        if proto in ("HTTP", "HTTP2", "GRPC", "GRPC_WEB", ""):
-            return True
-        return proto == "PROTOCOL_UNSPECIFIED" and not self.name.startswith(("tcp", "tls", "https"))
+        return self.protocol.upper() in HTTP_PROTOCOLS
+
+    @property
+    def sniffed(self) -> bool:
+        """No protocol Istio knows (unset, or a name without a protocol prefix such as ``db``):
+        the proxy detects HTTP on the connection, as Istio's protocol sniffing, else plain TCP."""
+        return self.protocol.upper() not in KNOWN_PROTOCOLS
 
 
 @dataclass(frozen=True)
@@ -159,6 +168,8 @@ class Service:
     #: Endpoints given inline (ServiceEntry ``endpoints``); registry workloads are added by the index.
     static_endpoints: tuple[tuple[str, dict[str, int], dict[str, str], str, int], ...] = ()
     source: str = ""
+    #: ServiceEntry ``subjectAltNames``: identities its servers may present under Istio mTLS
+    subject_alt_names: tuple[str, ...] = ()
 
     def port(self, number: int) -> Port | None:
         return next((p for p in self.ports if p.number == number), None)

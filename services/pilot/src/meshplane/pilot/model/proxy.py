@@ -55,6 +55,13 @@ class Proxy:
     metadata: dict[str, str] = field(default_factory=dict)
     #: ProxyConfig ``proxyHeaders`` from node metadata ``PROXY_CONFIG``
     proxy_headers: ProxyHeaders = ProxyHeaders()
+    #: VM metadata (Istio's): the WorkloadGroup to register under (``AUTO_REGISTER_GROUP``), the
+    #: manually made WorkloadEntry to health-check (``WORKLOAD_ENTRY``), its ``NETWORK``, and
+    #: whether its ProxyConfig has a ``readinessProbe`` (it then reports health over xDS)
+    auto_register_group: str = ""
+    workload_entry: str = ""
+    network: str = ""
+    readiness_probe: bool = False
     #: ``ISTIO_VERSION`` and Envoy's build version: what gated features it gets
     version: ProxyVersion = ProxyVersion()
 
@@ -146,4 +153,18 @@ def parse_proxy(
         metadata={k: v for k, v in md.items() if isinstance(v, str)},
         proxy_headers=ProxyHeaders.of(md.get("PROXY_CONFIG")),
         version=ProxyVersion(parse_istio_version(str(md.get("ISTIO_VERSION") or "")), envoy_version),
+        auto_register_group=str(md.get("AUTO_REGISTER_GROUP") or ""),
+        workload_entry=str(md.get("WORKLOAD_ENTRY") or ""),
+        network=str(md.get("NETWORK") or ""),
+        readiness_probe=_has_probe(md.get("PROXY_CONFIG")),
     )
+
+
+def _has_probe(proxy_config: object) -> bool:
+    """Istio's PROXY_CONFIG metadata (a ProxyConfig as JSON) has a ``readinessProbe``."""
+    if isinstance(proxy_config, str):
+        try:
+            proxy_config = json.loads(proxy_config)
+        except ValueError:
+            return False
+    return isinstance(proxy_config, dict) and bool(proxy_config.get("readinessProbe"))
