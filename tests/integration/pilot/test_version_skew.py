@@ -97,12 +97,13 @@ def test_a_previous_release_proxy_acks_everything_and_serves_traffic(
         # Every type ACKed, nothing refused: Pilot saw no NACK, Envoy counted no rejection.
         rows = pilot.get("/debug/syncz")
         (row,) = [r for r in rows if r["proxy"].startswith("old-1.")]
-        assert row["istio_version"] == PREVIOUS_ISTIO
+        assert row["istio_version"] == PREVIOUS_ISTIO and row["envoy_version"] == "1.39.3"
+        assert row["not_sent"] == [ACCESS_LOG_OPERATORS_1_40.name]
         assert "NACK" not in json.dumps(rows)
         for stat in ("cluster_manager.cds.update_rejected", "listener_manager.lds.update_rejected"):
             assert envoy.stat(stat) == 0, stat
         assert "Not supported field" not in envoy.log.read_text()
-        assert "Envoy 1.39.3" in pilot.log.read_text()  # the build version Pilot read from the node
+        assert "Istio 1.31.4, Envoy 1.39.3; not sent: access-log-operators-1.40" in pilot.log.read_text()
     finally:
         kit.stop_all(envoy, pilot)
         app.stop()
