@@ -242,13 +242,24 @@ class EnvoyProc:
         self.envoy.stop(10)
 
 
-def start_envoy(tmp: Path, name: str, opts: BootstrapOptions) -> EnvoyProc:
+def start_envoy(
+    tmp: Path,
+    name: str,
+    opts: BootstrapOptions,
+    binary: str | None = None,
+    metadata: dict[str, str] | None = None,
+    extra_args: Sequence[str] = (),
+) -> EnvoyProc:
+    """``binary``: another Envoy than the installed one; ``metadata`` replaces node metadata entries."""
     admin = free_port()
     opts.admin = f"127.0.0.1:{admin}"
+    bootstrap = render_bootstrap(opts)
+    bootstrap["node"]["metadata"].update(metadata or {})
     path = tmp / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(render_bootstrap(opts)))
+    path.write_text(yaml.safe_dump(bootstrap))
     log = tmp / f"envoy-{name}.log"
-    e = EnvoyProc(name, admin, EnvoyProcess(path, admin, extra_args=["--log-path", str(log)]).start(), log)
+    args = ["--log-path", str(log), *extra_args]
+    e = EnvoyProc(name, admin, EnvoyProcess(path, admin, extra_args=args, binary=binary).start(), log)
     if not wait_for_port("127.0.0.1", admin, 20):
         e.stop()
         raise AssertionError(

@@ -28,7 +28,7 @@ from meshplane.ctl.bootstrapparts import socket_address as _socket
 from meshplane.ctl.errors import EXIT_USAGE, error
 from meshplane.ctl.vm import add_vm_arguments, vm_options, xds_relay_listener
 from meshplane.shared.proxyconfig import ProxyConfigError, ProxySettings
-from meshplane.shared.version import __version__
+from meshplane.shared.version import ISTIO_VERSION, __version__
 
 DOMAIN = "svc.cluster.local"
 #: Pilot's identity: the ``pilot`` service account in the control plane's namespace (k8s/)
@@ -174,7 +174,8 @@ def render_bootstrap(opts: BootstrapOptions) -> dict[str, Any]:
         "CLUSTER_ID": opts.cluster_id,
         "MESH_ID": opts.mesh_id,
         "INTERCEPTION_MODE": opts.interception,
-        "ISTIO_VERSION": f"meshplane-{__version__}",
+        "ISTIO_VERSION": ISTIO_VERSION,
+        "MESHPLANE_VERSION": __version__,
         **opts.extra_metadata,
     }
     if opts.proxy_config:

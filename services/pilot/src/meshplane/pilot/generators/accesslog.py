@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import re
 from collections.abc import Iterable, Iterator, Sequence
 
 from envoy.config.accesslog.v3 import accesslog_pb2
@@ -31,6 +32,7 @@ from meshplane.pilot.generators.common import pack
 from meshplane.pilot.generators.filters import HCM, TCP_PROXY
 from meshplane.pilot.model.config import Config, labels_match
 from meshplane.pilot.model.proxy import Proxy
+from meshplane.pilot.model.proxyversion import ACCESS_LOG_OPERATORS_1_40, ACCESS_LOG_OPERATORS_1_40_NAMES
 from meshplane.pilot.model.push_context import PushContext
 from meshplane.shared.config import models
 from meshplane.shared.config.models.telemetry import AccessLogging, WorkloadMode
@@ -82,6 +84,28 @@ DEFAULT_JSON_FORMAT: tuple[tuple[str, str], ...] = (
 )
 
 
+_NEW_OPERATORS = re.compile("%(" + "|".join(ACCESS_LOG_OPERATORS_1_40_NAMES) + ")%")
+
+
+def for_older_envoy(text: str) -> str:
+    """``text`` with the command operators older Envoys refuse written as ``-`` (gated feature
+    ``access-log-operators-1.40``)."""
+    replaced = _NEW_OPERATORS.sub("-", text)
+    if replaced != text:
+        _warn_gated(tuple(sorted(set(_NEW_OPERATORS.findall(text)))))
+    return replaced
+
+
+@functools.cache
+def _warn_gated(operators: tuple[str, ...]) -> None:
+    log.warning(
+        "access-log format uses %s; proxies older than Envoy %s (Istio %s) get '-' in its place",
+        ", ".join(f"%{o}%" for o in operators),
+        ACCESS_LOG_OPERATORS_1_40.envoy,
+        ACCESS_LOG_OPERATORS_1_40.istio,
+    )
+
+
 # ---- translation to Envoy ---------------------------------------------------------------------
 def file_logger(
     path: str,
@@ -89,17 +113,23 @@ def file_logger(
     labels: Sequence[tuple[str, str]] | None = None,
     omit_empty: bool = False,
     expression: str = "",
+    older_envoy: bool = False,
 ) -> accesslog_pb2.AccessLog:
     """A file access logger: TEXT lines (``text``; a newline is appended if missing) or JSON lines
-    (``labels``; empty = Istio's built-in map); a CEL ``expression`` filters what is logged."""
+    (``labels``; empty = Istio's built-in map); a CEL ``expression`` filters what is logged;
+    ``older_envoy``: for a proxy without the 1.40 command operators."""
     cfg = file_pb2.FileAccessLog(path=path)
     fmt = cfg.log_format
     if labels is not None:
-        fmt.json_format.update(dict(labels or DEFAULT_JSON_FORMAT))
+        pairs = labels or DEFAULT_JSON_FORMAT
+        if older_envoy:
+            pairs = tuple((k, for_older_envoy(v)) for k, v in pairs)
+        fmt.json_format.update(dict(pairs))
         fmt.json_format_options.sort_properties = False
-        used = "".join(v for _, v in labels or DEFAULT_JSON_FORMAT)
+        used = "".join(v for _, v in pairs)
     else:
         line = text or DEFAULT_TEXT_FORMAT
+        line = for_older_envoy(line) if older_envoy else line
         fmt.text_format_source.inline_string = line if line.endswith("\n") else line + "\n"
         used = line
     fmt.omit_empty_values = omit_empty
@@ -115,7 +145,9 @@ def file_logger(
     return logger
 
 
-def mesh_logger(mesh: MeshConfig, path: str, expression: str = "") -> accesslog_pb2.AccessLog:
+def mesh_logger(
+    mesh: MeshConfig, path: str, expression: str = "", older_envoy: bool = False
+) -> accesslog_pb2.AccessLog:
     """A file logger in MeshConfig's ``accessLogEncoding``/``accessLogFormat`` (Istio's
     FileAccessLogFromMeshConfig)."""
     if mesh.access_log_encoding == "JSON":
@@ -128,16 +160,18 @@ def mesh_logger(mesh: MeshConfig, path: str, expression: str = "") -> accesslog_
                 labels = tuple((str(k), str(v)) for k, v in parsed.items())
             except ValueError as exc:
                 log.error("MeshConfig accessLogFormat is not a JSON object (%s); using the default map", exc)
-        return file_logger(path, labels=labels, expression=expression)
-    return file_logger(path, text=mesh.access_log_format or None, expression=expression)
+        return file_logger(path, labels=labels, expression=expression, older_envoy=older_envoy)
+    return file_logger(path, mesh.access_log_format or None, expression=expression, older_envoy=older_envoy)
 
 
 def provider_logger(
-    mesh: MeshConfig, name: str, provider: FileLogProvider, expression: str
+    mesh: MeshConfig, name: str, provider: FileLogProvider, expression: str, older_envoy: bool = False
 ) -> accesslog_pb2.AccessLog:
     if name == "envoy" and provider.follows_mesh:
-        return mesh_logger(mesh, provider.path, expression)
-    return file_logger(provider.path, provider.text, provider.labels, provider.omit_empty_values, expression)
+        return mesh_logger(mesh, provider.path, expression, older_envoy)
+    return file_logger(
+        provider.path, provider.text, provider.labels, provider.omit_empty_values, expression, older_envoy
+    )
 
 
 # ---- Telemetry selection and merge ------------------------------------------------------------
@@ -217,15 +251,16 @@ def access_loggers(ctx: PushContext, proxy: Proxy, mode: WorkloadMode) -> list[a
     mesh = ctx.mesh
     levels = [t.spec.access_logging or [] for t in applicable_telemetries(ctx, proxy)]
     chosen = merged_providers(levels, mesh.default_access_log_providers, mode)
+    older = not proxy.supports(ACCESS_LOG_OPERATORS_1_40)
     if chosen is None:
-        return [mesh_logger(mesh, mesh.access_log_file)] if mesh.access_log_file else []
+        return [mesh_logger(mesh, mesh.access_log_file, older_envoy=older)] if mesh.access_log_file else []
     out = []
     for name, expression in chosen.items():
         provider = mesh.file_log_provider(name)
         if provider is None:
             _warn_no_provider(name)
             continue
-        out.append(provider_logger(mesh, name, provider, expression))
+        out.append(provider_logger(mesh, name, provider, expression, older))
     return out
 
 
