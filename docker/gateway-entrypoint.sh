@@ -11,5 +11,5 @@ meshctl bootstrap --type router \
     --ip "$ip" --namespace "$namespace" --service-account "$name" --labels "istio=${name}" \
     --pilot "${PILOT_ADDR:-pilot:15012}" \
     --sds-socket /var/run/secrets/workload-spiffe-uds/socket \
-    --admin 127.0.0.1:15000 --output /tmp/envoy-bootstrap.yaml
+    --admin 127.0.0.1:15000 --stats-port 15090 --output /tmp/envoy-bootstrap.yaml
 exec envoy -c /tmp/envoy-bootstrap.yaml --log-level "${ENVOY_LOG_LEVEL:-info}"

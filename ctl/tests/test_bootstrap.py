@@ -162,6 +162,24 @@ def test_health_port_serves_only_healthz_ready_from_envoys_own_readiness() -> No
         render_bootstrap(BootstrapOptions(health_port=70000))
 
 
+def test_stats_port_serves_only_prometheus_stats_with_istios_tags() -> None:
+    boot = render_bootstrap(BootstrapOptions(health_port=15021, stats_port=15090, admin="127.0.0.1:15000"))
+    health, stats = boot["static_resources"]["listeners"]
+    assert health["name"] == "health-15021"
+    assert stats["address"] == {"socket_address": {"address": "0.0.0.0", "port_value": 15090}}
+    manager = stats["filter_chains"][0]["filters"][0]["typed_config"]
+    (route,) = manager["route_config"]["virtual_hosts"][0]["routes"]
+    assert route == {"match": {"prefix": "/stats/prometheus"}, "route": {"cluster": "prometheus_stats"}}
+    admin = next(c for c in boot["static_resources"]["clusters"] if c["name"] == "prometheus_stats")
+    (endpoint,) = admin["load_assignment"]["endpoints"][0]["lb_endpoints"]
+    assert endpoint["endpoint"]["address"]["socket_address"]["port_value"] == 15000
+    tags = {t["tag_name"]: t["regex"] for t in boot["stats_config"]["stats_tags"]}
+    assert boot["stats_config"]["use_all_default_tags"] is False and "cluster_name" in tags
+    assert "listeners" not in render_bootstrap(BootstrapOptions())["static_resources"]
+    with pytest.raises(BootstrapError, match="--stats-port: expected 1..65535, got -1"):
+        render_bootstrap(BootstrapOptions(stats_port=-1))
+
+
 def test_cli_xds_is_mutual_tls_unless_plaintext_is_asked(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

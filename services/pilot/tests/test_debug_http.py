@@ -25,6 +25,10 @@ PATHS = {
     "/debug/configz": 200,
     "/debug/registryz": 200,
     "/debug/push_status": 200,
+    "/debug/adsz": 200,
+    "/debug/edsz": 400,
+    "/debug/instancesz": 200,
+    "/debug/authorizationz": 200,
 }
 
 

@@ -142,7 +142,7 @@ async def test_a_push_that_raises_is_logged_counted_and_later_changes_are_pushed
     await running.put("DestinationRule", "a")
 
     async def counted() -> bool:
-        return await running.metric("pilot_xds_push_context_errors_total") >= 1
+        return await running.metric("pilot_xds_push_context_errors") >= 1
 
     await eventually(counted, "the failed push counted", 10)
     failures = [r for r in caplog.records if "push failed" in r.getMessage()]

@@ -63,14 +63,17 @@ class _Handler(BaseHTTPRequestHandler):
     def _answer(self) -> None:
         app = self.server
         headers = {k.lower(): v for k, v in self.headers.items()}
-        app.requests.append({"path": self.path, "headers": headers})
+        app.requests.append({"path": self.path, "headers": headers, "at": time.monotonic()})
         status = 200
+        attempt = int(headers.get("x-envoy-attempt-count", "1"))
         if app.fail_all:
             status = 500
         elif self.path.startswith("/slow"):
             time.sleep(2.0)
-        elif self.path.startswith("/flaky") and headers.get("x-envoy-attempt-count", "1") == "1":
+        elif self.path.startswith("/flaky") and attempt == 1:
             status = 503
+        elif self.path.startswith("/fail-attempts/") and attempt <= int(self.path.split("/")[2]):
+            status = 503  # /fail-attempts/N: 503 to Envoy's first N attempts
         body = json.dumps(
             {"name": app.name, "version": app.version, "path": self.path, "headers": headers}
         ).encode()
@@ -239,13 +242,24 @@ class EnvoyProc:
         self.envoy.stop(10)
 
 
-def start_envoy(tmp: Path, name: str, opts: BootstrapOptions) -> EnvoyProc:
+def start_envoy(
+    tmp: Path,
+    name: str,
+    opts: BootstrapOptions,
+    binary: str | None = None,
+    metadata: dict[str, str] | None = None,
+    extra_args: Sequence[str] = (),
+) -> EnvoyProc:
+    """``binary``: another Envoy than the installed one; ``metadata`` replaces node metadata entries."""
     admin = free_port()
     opts.admin = f"127.0.0.1:{admin}"
+    bootstrap = render_bootstrap(opts)
+    bootstrap["node"]["metadata"].update(metadata or {})
     path = tmp / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(render_bootstrap(opts)))
+    path.write_text(yaml.safe_dump(bootstrap))
     log = tmp / f"envoy-{name}.log"
-    e = EnvoyProc(name, admin, EnvoyProcess(path, admin, extra_args=["--log-path", str(log)]).start(), log)
+    args = ["--log-path", str(log), *extra_args]
+    e = EnvoyProc(name, admin, EnvoyProcess(path, admin, extra_args=args, binary=binary).start(), log)
     if not wait_for_port("127.0.0.1", admin, 20):
         e.stop()
         raise AssertionError(

@@ -23,13 +23,12 @@ from typing import Any
 import yaml
 
 from meshplane.ctl import proxysettings
-from meshplane.ctl.bootstrapparts import BootstrapError
-from meshplane.ctl.bootstrapparts import health_listener as _health
+from meshplane.ctl.bootstrapparts import STATS_TAGS, BootstrapError, admin_listeners
 from meshplane.ctl.bootstrapparts import socket_address as _socket
 from meshplane.ctl.errors import EXIT_USAGE, error
 from meshplane.ctl.vm import add_vm_arguments, vm_options, xds_relay_listener
 from meshplane.shared.proxyconfig import ProxyConfigError, ProxySettings
-from meshplane.shared.version import __version__
+from meshplane.shared.version import ISTIO_VERSION, __version__
 
 DOMAIN = "svc.cluster.local"
 #: Pilot's identity: the ``pilot`` service account in the control plane's namespace (k8s/)
@@ -68,6 +67,9 @@ class BootstrapOptions:
     #: readiness (admin ``/ready``: 200 once live); the first LDS and CDS fetches then wait for
     #: Pilot without a timeout, so live means configured by Pilot; 0: none
     health_port: int = 0
+    #: Istio's stats port (15090): a listener serving Envoy's Prometheus stats at
+    #: ``/stats/prometheus`` (the admin's, nothing else of the admin); 0: none
+    stats_port: int = 0
     #: Pilot's SPIFFE ID: xDS over mutual TLS with the SDS certificate. Empty: plaintext xDS.
     pilot_san: str = ""
     #: the effective ProxyConfig (mesh form): its stats matcher and ``ISTIO_META_*`` proxyMetadata
@@ -174,7 +176,8 @@ def render_bootstrap(opts: BootstrapOptions) -> dict[str, Any]:
         "CLUSTER_ID": opts.cluster_id,
         "MESH_ID": opts.mesh_id,
         "INTERCEPTION_MODE": opts.interception,
-        "ISTIO_VERSION": f"meshplane-{__version__}",
+        "ISTIO_VERSION": ISTIO_VERSION,
+        "MESHPLANE_VERSION": __version__,
         **opts.extra_metadata,
     }
     if opts.revision:
@@ -256,7 +259,12 @@ def render_bootstrap(opts: BootstrapOptions) -> dict[str, Any]:
             "clusters": clusters,
             **_listeners(opts, admin_host, admin_port, clusters),
         },
-        **({"stats_config": proxy.stats_config()} if proxy.has_stats_matcher else {}),
+        # Istio's stats tags (Envoy's defaults replaced), plus ProxyConfig's stats matcher
+        "stats_config": {
+            "use_all_default_tags": False,
+            "stats_tags": [{"tag_name": name, "regex": regex} for name, regex in STATS_TAGS],
+            **proxy.stats_config(),
+        },
         "layered_runtime": {
             "layers": [{"name": "static", "static_layer": {"re2.max_program_size.error_level": 32768}}]
         },
@@ -266,7 +274,7 @@ def render_bootstrap(opts: BootstrapOptions) -> dict[str, Any]:
 def _listeners(
     opts: BootstrapOptions, host: str, port: int, clusters: list[dict[str, Any]]
 ) -> dict[str, Any]:
-    listeners = _health(opts.health_port, host, port, clusters).get("listeners", [])
+    listeners = admin_listeners(opts.health_port, opts.stats_port, host, port, clusters).get("listeners", [])
     listeners += xds_relay_listener(opts.xds_relay_socket)
     return {"listeners": listeners} if listeners else {}
 
@@ -338,6 +346,12 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         default=0,
         help="serve GET /healthz/ready here (Istio's 15021; default none)",
     )
+    p.add_argument(
+        "--stats-port",
+        type=int,
+        default=0,
+        help="serve Envoy's Prometheus stats at /stats/prometheus here (Istio's 15090; default none)",
+    )
     p.add_argument("--namespace", default="default")
     p.add_argument("--service-account", default="default")
     p.add_argument("--labels", default="", help="k=v,k=v")
@@ -375,6 +389,7 @@ def run(args: argparse.Namespace) -> int:
             sds_token_path=args.sds_token_path,
             admin=args.admin,
             health_port=args.health_port,
+            stats_port=args.stats_port,
             namespace=args.namespace,
             service_account=args.service_account,
             labels=_labels(args.labels),

@@ -77,6 +77,13 @@ class Pilot:
             return f"the last push failed ({self.debouncer.last_error}); retrying"
         return None
 
+    def push_all(self) -> bool:
+        """Queue a full push to every connected proxy (Istio's ``/debug/adsz?push=true``)."""
+        if self.debouncer is None:
+            return False
+        self.debouncer.submit(PushRequest(full=True, services_changed=True, reason=("debug",)))
+        return True
+
     async def run(self, stop: asyncio.Event) -> None:
         """Serve until ``stop`` is set; raise :class:`TaskFailure` if a fatal task failed."""
         self.tasks.on_fatal = stop.set
@@ -85,7 +92,7 @@ class Pilot:
 
     async def _run(self, stop: asyncio.Event) -> None:
         s = self.settings
-        app = build_app(self.metrics, self.state, lambda: self.server, self.not_ready)
+        app = build_app(self.metrics, self.state, lambda: self.server, self.not_ready, self.push_all)
         listeners = bind_all(app, (s.http_host, s.http_port), (s.debug_host, s.debug_port))
         self.http_port = listeners[0].port
         self.debug_port = listeners[-1].port

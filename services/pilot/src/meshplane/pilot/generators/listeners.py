@@ -27,6 +27,7 @@ from meshplane.pilot.generators.proxyheaders import apply_proxy_headers
 from meshplane.pilot.generators.security import inbound as security
 from meshplane.pilot.generators.security.sds import retarget_listeners
 from meshplane.pilot.generators.sniffing import add_http_inspector, detect_http_inbound, detect_http_outbound
+from meshplane.pilot.generators.tracing import apply_tracing
 from meshplane.pilot.model.config import Port, Service, fqdn, given, host_matches
 from meshplane.pilot.model.proxy import Proxy, ProxyType
 from meshplane.pilot.model.push_context import PushContext, SidecarScope
@@ -132,7 +133,6 @@ def _outbound(
 ) -> list[listener_pb2.Listener]:
     """Outbound listeners: the Sidecar's explicit egress ports, else one per service port."""
     out: dict[str, listener_pb2.Listener] = {}
-    services = ctx.services_for(proxy, scope)
     explicit: list[tuple[int, str, str]] = []  # (port, protocol, bind)
     for eg in scope.egress:
         p = eg.port
@@ -145,7 +145,7 @@ def _outbound(
         if Port("", number, protocol).is_http:
             http_ports[number] = address
             continue
-        svc = next((s for s in services if s.port(number) is not None), None)
+        svc = next((s for s in ctx.services_for(proxy, scope, number) if s.port(number) is not None), None)
         if svc is not None:
             cluster = outbound(number, "", svc.hostname)
             lis = _listener(f"{address}_{number}", address, number, True)
@@ -153,7 +153,7 @@ def _outbound(
             out[lis.name] = lis
     taken = {number for number, _, _ in explicit}
     sniffed: dict[str, int] = {}  # listener name → port, for ports whose protocol is detected
-    for svc in services if catch_all else []:
+    for svc in ctx.services_for(proxy, scope, 0) if catch_all else []:  # the portless egress's hosts
         for port in svc.ports:
             if port.number in taken:
                 continue
@@ -312,6 +312,7 @@ def outbound_listeners(ctx: PushContext, proxy: Proxy) -> list[listener_pb2.List
     listeners = _outbound_listeners(ctx, proxy)
     retarget_listeners(proxy, listeners)
     apply_access_logs(ctx, proxy, listeners, WorkloadMode.CLIENT)
+    apply_tracing(ctx, proxy, listeners, WorkloadMode.CLIENT)
     apply_proxy_headers(proxy, listeners)
     return listeners
 
@@ -334,6 +335,7 @@ def inbound_listeners(ctx: PushContext, proxy: Proxy) -> list[listener_pb2.Liste
     listeners = _inbound_listeners(ctx, proxy)
     retarget_listeners(proxy, listeners)
     apply_access_logs(ctx, proxy, listeners, WorkloadMode.SERVER)
+    apply_tracing(ctx, proxy, listeners, WorkloadMode.SERVER)
     apply_proxy_headers(proxy, listeners)
     return listeners
 

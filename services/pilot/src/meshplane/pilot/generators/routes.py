@@ -55,7 +55,7 @@ def sidecar_route_config(ctx: PushContext, proxy: Proxy, name: str) -> route_pb2
     scope = ctx.sidecar_scope(proxy)
     services = [
         s
-        for s in ctx.services_for(proxy, scope)
+        for s in ctx.services_for(proxy, scope, port)
         if any(p.number == port and (p.is_http or p.sniffed) for p in s.ports)
     ]
     vss = ctx.virtual_services(proxy.namespace, None)

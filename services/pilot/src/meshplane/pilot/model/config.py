@@ -46,6 +46,11 @@ class Config(Generic[SpecT]):
     #: ``metadata.creationTimestamp`` in seconds since the epoch (0 when the source has none);
     #: orders EnvoyFilters of equal priority, as Istio's.
     creation_time: float = 0.0
+    #: ``metadata.annotations`` as sorted pairs (those a generator reads, e.g. ``istio.io/dry-run``)
+    annotations: tuple[tuple[str, str], ...] = ()
+
+    def annotation(self, key: str) -> str | None:
+        return dict(self.annotations).get(key)
 
     @classmethod
     def parse(
@@ -115,6 +120,7 @@ def config_from_bus(msg: config_pb2.ConfigResource) -> Config[BaseModel]:
         creation_time=msg.creation_timestamp.ToNanoseconds() / 1e9
         if msg.HasField("creation_timestamp")
         else 0.0,
+        annotations=tuple(sorted(msg.annotations.items())),
     )
 
 

@@ -49,6 +49,15 @@ class SidecarScope:
     def egress(self) -> list[models.IstioEgressListener]:
         return list(self.config.spec.egress or []) if self.config else []
 
+    def egress_hosts(self, port: int | None = None) -> list[str]:
+        """The hosts the egress imports: on ``port``, those of the egress listener for that port,
+        else of the listeners without a port (so ``0``: only those); ``None``: every listener's."""
+        listeners = self.egress
+        if port is not None:
+            own = [eg for eg in listeners if eg.port is not None and eg.port.number == port]
+            listeners = own or [eg for eg in listeners if eg.port is None or not eg.port.number]
+        return [h for eg in listeners for h in eg.hosts or []]
+
     @property
     def ingress(self) -> list[models.IstioIngressListener]:
         return list(self.config.spec.ingress or []) if self.config else []
@@ -192,12 +201,15 @@ class PushContext:
                 policy = mode.value
         return SidecarScope(chosen, policy)
 
-    def services_for(self, proxy: Proxy, scope: SidecarScope | None = None) -> list[Service]:
-        """Services a proxy may reach: visible by exportTo, then narrowed by Sidecar egress hosts."""
+    def services_for(
+        self, proxy: Proxy, scope: SidecarScope | None = None, port: int | None = None
+    ) -> list[Service]:
+        """Services a proxy may reach: visible by exportTo, then narrowed by Sidecar egress hosts
+        (as Istio, per egress port: see :meth:`SidecarScope.egress_hosts`)."""
         scope = scope or self.sidecar_scope(proxy)
         out = [s for s in self.services if visible(s.export_to, s.namespace, proxy.namespace)]
         if scope.config is not None and proxy.type.value == "sidecar" and scope.egress:
-            hosts = [h for eg in scope.egress for h in eg.hosts or []]
+            hosts = scope.egress_hosts(port)
             out = [s for s in out if _egress_allows(hosts, proxy.namespace, s)]
         return out
 

@@ -27,6 +27,7 @@ from envoy.service.discovery.v3 import discovery_pb2
 from prometheus_client import Counter
 
 from meshplane.pilot.model.proxy import InvalidNode, Proxy, locality_text, parse_proxy
+from meshplane.pilot.model.proxyversion import envoy_build_version
 from meshplane.pilot.security.xds_tls import check_peer, peer_spiffe_ids
 from meshplane.pilot.settings import Settings
 from meshplane.pilot.xds import delta, sotw
@@ -158,7 +159,10 @@ class AdsServicer:
         try:
             node = first.node
             where = locality_text(node.locality.region, node.locality.zone, node.locality.sub_zone)
-            proxy = parse_proxy(node.id, node.metadata if first.HasField("node") else None, where)
+            sent = first.HasField("node")
+            proxy = parse_proxy(
+                node.id, node.metadata if sent else None, where, envoy_build_version(node if sent else None)
+            )
         except InvalidNode as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
             return
@@ -179,7 +183,15 @@ class AdsServicer:
                 log.exception("auto-registration of %s failed; serving it unregistered", proxy.id)
         conn = Connection(proxy, context.peer(), is_delta)
         process = delta.process if is_delta else sotw.process
-        log.info("ADS %s connected: %s (%s)", "delta" if is_delta else "sotw", conn.id, conn.peer)
+        log.info(
+            "ADS %s connected: %s (%s; Istio %s, Envoy %s%s)",
+            "delta" if is_delta else "sotw",
+            conn.id,
+            conn.peer,
+            proxy.version.istio,
+            proxy.version.envoy,
+            f"; not sent: {', '.join(sorted(proxy.unsupported))}" if proxy.unsupported else "",
+        )
         self.server.add(conn)
 
         async def reader() -> None:
