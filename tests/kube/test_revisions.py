@@ -129,3 +129,23 @@ def test_bad_tag_and_revision_input_is_named(cluster: KubeCluster) -> None:
     assert "revision '1.25' is not a DNS label" in err
     err = refused(meshctl(cluster, "tag", "remove", "nope", "-y"))
     assert "cannot remove tag 'nope': no such tag (tags: none)" in err
+
+
+def test_uninstalling_the_default_keeps_what_another_revision_shares(cluster: KubeCluster, dyn: Any) -> None:
+    """Run last, with the default and the canary installed: the default's own parts go (its Pilot
+    and injector), the shared ones stay while the canary uses them, and go with the last revision."""
+    deployments = dyn.resources.get(api_version="apps/v1", kind="Deployment")
+
+    def deployed() -> set[str]:
+        return {d.metadata.name for d in deployments.get(namespace="meshplane-system").items}
+
+    out = ok(meshctl(cluster, "uninstall", "-y", "--revision", "default"))
+    assert "keeping the shared parts: revision(s) canary use them" in out
+    assert deployed() == {"galley", "citadel", "pilot-canary"}
+    configs = {c.metadata.name for c in dyn.resources.get(api_version=MWC[0], kind=MWC[1]).get().items}
+    assert "meshplane-sidecar-injector" not in configs and "meshplane-sidecar-injector-canary" in configs
+    ok(meshctl(cluster, "uninstall", "-y", "--revision", "canary"))
+    assert deployed() == {"galley", "citadel"}
+    out = ok(meshctl(cluster, "uninstall", "-y", "--revision", "default"))
+    assert "keeping the shared parts" not in out
+    assert deployed() == set()

@@ -126,8 +126,22 @@ def run_uninstall(args: argparse.Namespace) -> int:
         return EXIT_FINDINGS
 
     def remove(cluster: Any) -> int:
+        from meshplane.ctl.install import tags
+
+        others = sorted(set(tags.injectors(cluster).revisions) - {"default"})
+        only = None
+        if args.revision == "default" and not args.purge and others:
+            # the default install holds the shared parts (Galley, the bus, Citadel, CNI, CRDs,
+            # gateways): while other revisions use them, only the default's own parts go
+            only = ops.REVISION_OWN
+            print(f"  keeping the shared parts: revision(s) {', '.join(others)} use them")
         removed = ops.uninstall(
-            cluster, kinds | {("v1", "Secret")}, None, None if args.purge else args.revision, purge=args.purge
+            cluster,
+            kinds | {("v1", "Secret")},
+            None,
+            None if args.purge else args.revision,
+            purge=args.purge,
+            only=only,
         )
         print(f"✔ Uninstall complete: {len(removed)} objects removed")
         return EXIT_OK
