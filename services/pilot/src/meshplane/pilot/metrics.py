@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily
@@ -10,6 +11,23 @@ from prometheus_client.registry import Collector
 
 from meshplane.pilot.generators import envoyfilter
 from meshplane.shared.tasks import TaskSupervisor
+
+W = TypeVar("W", Counter, Histogram)
+
+
+class Children(dict[str, W]):
+    """The children of a metric with one label, by label value, each looked up once:
+    ``labels()`` checks its arguments and takes a lock on every call, and a push makes its calls
+    per proxy and type."""
+
+    def __init__(self, metric: W) -> None:
+        super().__init__()
+        self._metric: W = metric
+
+    def __missing__(self, value: str) -> W:
+        child: W = self._metric.labels(value)
+        self[value] = child
+        return child
 
 
 class Metrics:
@@ -27,6 +45,8 @@ class Metrics:
             buckets=(0.01, 0.1, 1, 3, 5, 10, 20, 30),
             registry=r,
         )
+        #: ``pushes`` and ``push_time`` by type (``cds``, ...), for the push path
+        self.pushes_of, self.push_time_of = Children(self.pushes), Children(self.push_time)
         self.convergence = Histogram(
             "pilot_proxy_convergence_time",
             "Delay in seconds between config change and a proxy receiving all required configuration.",
