@@ -124,6 +124,8 @@ def _compile(source: str, cp: EnvoyConfigObjectPatch) -> Compiled | None:
 
 
 def compiled(ctx: PushContext, proxy: Proxy, kinds: frozenset[ApplyTo]) -> list[Compiled]:
+    if not ctx.of_kind(models.EnvoyFilter):
+        return []  # the common case, asked per proxy and part on every push: skip the stage
     out = []
     for cfg in selected(ctx, proxy):
         for cp in cfg.spec.config_patches or []:
