@@ -267,3 +267,30 @@ def test_a_bad_injection_annotation_is_refused_naming_it(
         f"meshctl kube-inject: {tmp_path / 'in.yaml'}: document 0 (Deployment reviews-v1): "
         f"annotation {annotation}={value!r} is invalid: {problem}\n"
     )
+
+
+def test_mesh_config_default_config_and_the_annotation_make_the_proxy_config(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """As ``istioctl kube-inject --meshConfigFile``: defaultConfig below the pod's annotation; the
+    annotation's fields meshplane does not apply are warned about on stderr."""
+    mesh = tmp_path / "mesh.yaml"
+    mesh.write_text("defaultConfig: {concurrency: 4, drainDuration: 10s}\n")
+    annotated = DEPLOYMENT.replace(
+        "metadata: {labels: {app: reviews, version: v1}}",
+        "metadata:\n      labels: {app: reviews, version: v1}\n"
+        '      annotations: {proxy.istio.io/config: "concurrency: 3\\ntracing: {sampling: 1}"}',
+    )
+    src = tmp_path / "in.yaml"
+    src.write_text(annotated)
+    assert main(["kube-inject", "-f", str(src), "--mesh-config", str(mesh)]) == 0
+    out, err = capsys.readouterr()
+    deployment = next(d for d in yaml.safe_load_all(out) if d and d["kind"] == "Deployment")
+    (proxy,) = (c for c in deployment["spec"]["template"]["spec"]["containers"] if c["name"] == "istio-proxy")
+    assert "--concurrency 3 --drain-time-s 10 " in proxy["command"][2]
+    assert "accepted, not applied by meshplane: proxy.istio.io/config tracing" in err
+    mesh.write_text("defaultConfig: {concurrency: -4}\n")
+    with pytest.raises(SystemExit) as exited:  # a usage error, as for every flag
+        main(["kube-inject", "-f", str(src), "--mesh-config", str(mesh)])
+    assert exited.value.code == 2
+    assert "defaultConfig: concurrency: expected a whole number >= 0" in capsys.readouterr().err

@@ -95,3 +95,16 @@ def test_bad_access_logging_fields_are_named(text: str, message: str) -> None:
     with pytest.raises(MeshConfigError) as exc:
         parse_mesh_config(text, "mesh.yaml")
     assert message in str(exc.value)
+
+
+def test_default_config_is_kept_and_its_unapplied_fields_named() -> None:
+    text = "defaultConfig:\n  concurrency: 2\n  proxyMetadata: {A: 1}\n  tracing: {sampling: 10}\n"
+    config = parse_mesh_config(text, "mesh.yaml")
+    assert config.default_config == {
+        "concurrency": 2,
+        "proxyMetadata": {"A": "1"},
+        "tracing": {"sampling": 10},
+    }
+    assert config.not_applied == ("defaultConfig.tracing",)
+    with pytest.raises(MeshConfigError, match="^mesh.yaml: defaultConfig: drainDuration: "):
+        parse_mesh_config("defaultConfig: {drainDuration: forever}\n", "mesh.yaml")

@@ -9,7 +9,6 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-import kubernetes_validate
 import pytest
 import yaml
 
@@ -19,23 +18,9 @@ from meshplane.galley.settings import parse_args as galley_settings
 from meshplane.pilot.settings import parse_args as pilot_settings
 from meshplane.shared.meshconfig import parse_mesh_config
 
-from .conftest import K8S, KUBERNETES_VERSION, KUSTOMIZATIONS, Manifests
+from .conftest import K8S, KUSTOMIZATIONS, Manifests, k8s_errors
 
 CONTROL_PLANE = ["galley", "pilot", "citadel"]
-
-
-def k8s_errors(objects: list[dict[str, Any]]) -> list[str]:
-    """Strict schema errors of ``objects`` for the pinned Kubernetes, one line per object."""
-    errors = []
-    for obj in objects:
-        where = f"{obj['kind']}/{obj['metadata']['name']}"
-        try:
-            kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
-        except kubernetes_validate.ValidationError as exc:
-            errors.append(f"{where}: {'.'.join(map(str, exc.path))}: {exc.message}")
-        except kubernetes_validate.SchemaNotFoundError as exc:
-            errors.append(f"{where}: {exc.message}")
-    return errors
 
 
 def test_every_object_validates_against_the_pinned_kubernetes_schemas(rendered: Manifests) -> None:

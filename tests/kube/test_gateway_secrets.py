@@ -120,7 +120,7 @@ def _apply_gateway_rbac(kube_api: Any, namespace: str) -> None:
     render = runpy.run_path(str(K8S / "render.py"))["render"]
     dyn = dynamic.DynamicClient(kube_api)  # type: ignore[no-untyped-call]
     for obj in render(K8S / "gateway"):
-        if obj["kind"] == "Namespace":
+        if obj["kind"] not in ("ServiceAccount", "Role", "RoleBinding"):
             continue
         obj["metadata"]["namespace"] = namespace
         for subject in obj.get("subjects", []):

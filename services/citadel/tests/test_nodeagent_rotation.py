@@ -85,6 +85,48 @@ async def test_renewal_is_scheduled_at_half_life_and_replaces_the_certificate(
         await workloads.close()
 
 
+async def test_without_rotation_the_certificate_is_issued_once_and_never_renewed(
+    citadel: CitadelProcess, token_for: Callable[..., str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """``CITADEL_ENABLE_WORKLOAD_CERT_ROTATION=false``: past half life (and past expiry) the agent
+    asks Citadel for nothing and keeps serving the one certificate."""
+    settings = parse_agent_settings(
+        ["--sds-socket", "/tmp/x.sock", "--ca-addr", "127.0.0.1:1"],
+        {"CITADEL_ENABLE_WORKLOAD_CERT_ROTATION": "false"},
+    )
+    assert (
+        settings.rotation is False
+        and parse_agent_settings(["--sds-socket", "s", "--ca-addr", "h:1"], {}).rotation
+    )
+    time = DrivenTime()
+    token = token_for(sa="issued-once")
+    workloads = Workloads(
+        _client(citadel),
+        "ec",
+        dt.timedelta(hours=1),
+        lambda: token,
+        clock=time.clock,
+        wait=time.wait,
+        rotation=settings.rotation,
+    )
+    renewed = _sample("meshplane_nodeagent_certificates_total", {"kind": "renewed"})
+    try:
+        with caplog.at_level(logging.WARNING):
+            cache = await workloads.start_default()
+            assert cache is not None
+            assert await time.next_wait() == float("inf")  # no renewal is scheduled
+        first = cache.cert
+        assert first is not None and "will not be rotated" in caplog.text
+        time.now += dt.timedelta(hours=2)
+        time.release()  # woken anyway (as a spurious wake-up): it goes back to waiting, asks nothing
+        assert await time.next_wait() == float("inf")
+        assert cache.cert is first
+        assert _sample("meshplane_nodeagent_certificates_total", {"kind": "renewed"}) == renewed
+    finally:
+        time.release()
+        await workloads.close()
+
+
 async def test_unreachable_ca_backs_off_exponentially_and_serves_nothing_new(tmp_path: Path) -> None:
     time = DrivenTime()
     root = tmp_path / "root.pem"

@@ -130,3 +130,19 @@ def test_the_seed_is_for_the_first_load_only(tmp_path: Path) -> None:
     source.refresh({"a.yaml"})
     assert source.snapshot == {}
     assert source.status()["files"][0]["state"] == "error"
+
+
+def test_the_kubernetes_creation_timestamp_is_published() -> None:
+    from meshplane.galley.sources.model import ConfigObject, ObjectRef
+
+    def published(metadata: dict[str, str]) -> config_pb2.ConfigResource:
+        obj = {"metadata": {"name": "f", **metadata}, "spec": {}}
+        ref = ObjectRef("kubernetes", "/apis/x")
+        return ConfigObject(
+            "networking.istio.io", "v1alpha3", "EnvoyFilter", "shop", "f", obj, ref
+        ).to_message()
+
+    msg = published({"creationTimestamp": "2026-01-02T03:04:05Z"})
+    assert msg.creation_timestamp.ToJsonString() == "2026-01-02T03:04:05Z"
+    assert not published({}).HasField("creation_timestamp")
+    assert not published({"creationTimestamp": "yesterday"}).HasField("creation_timestamp")

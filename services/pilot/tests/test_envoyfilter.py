@@ -9,6 +9,7 @@ from envoy.config.listener.v3 import listener_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import http_connection_manager_pb2 as hcm_pb2
 
 from meshplane.pilot.generators import envoyfilter
+from meshplane.pilot.generators.envoyfilter import cluster, ops
 from meshplane.pilot.generators.xdstypes.cds import ClusterGenerator
 from meshplane.pilot.generators.xdstypes.lds import ListenerGenerator
 from meshplane.pilot.metrics import Metrics
@@ -97,10 +98,10 @@ def test_selection_by_namespace_root_and_selector() -> None:
 def test_insert_first_remove_and_add_after_router_is_skipped_and_counted() -> None:
     first = http_filters(outbound(ctx(insert_lua("INSERT_FIRST"))), "0.0.0.0_9080")[0]
     assert first[0] == "envoy.filters.http.lua"
-    before = envoyfilter.PATCH_ERRORS["default/lua"]
+    before = envoyfilter.STATUS.error_count("default/lua")
     added = outbound(ctx(insert_lua("ADD")))  # after the router: Envoy would reject it
     assert http_filters(added, "0.0.0.0_9080") == http_filters(outbound(ctx()), "0.0.0.0_9080")
-    assert envoyfilter.PATCH_ERRORS["default/lua"] > before
+    assert envoyfilter.STATUS.error_count("default/lua") > before
     remove = envoy_filter(
         "rm",
         [
@@ -123,25 +124,17 @@ def test_insert_first_remove_and_add_after_router_is_skipped_and_counted() -> No
     )
 
 
+def hcm_merge(typed_config: dict[str, Any]) -> dict[str, Any]:
+    """A NETWORK_FILTER MERGE of ``typed_config`` into the HCM of the port 9080 listener."""
+    return {
+        "applyTo": "NETWORK_FILTER",
+        "match": {"listener": {"portNumber": 9080, "filterChain": {"filter": {"name": HCM}}}},
+        "patch": {"operation": "MERGE", "value": {"typed_config": typed_config}},
+    }
+
+
 def test_network_filter_merge_sets_hcm_settings() -> None:
-    merge = envoy_filter(
-        "hcm",
-        [
-            {
-                "applyTo": "NETWORK_FILTER",
-                "match": {"listener": {"portNumber": 9080, "filterChain": {"filter": {"name": HCM}}}},
-                "patch": {
-                    "operation": "MERGE",
-                    "value": {
-                        "typed_config": {
-                            "@type": HCM_TYPE,
-                            "server_name": "patched",
-                        }
-                    },
-                },
-            }
-        ],
-    )
+    merge = envoy_filter("hcm", [hcm_merge({"@type": HCM_TYPE, "server_name": "patched"})])
     lis = next(x for x in outbound(ctx(merge)) if x.name == "0.0.0.0_9080")
     hcm = hcm_pb2.HttpConnectionManager()
     next(f for c in lis.filter_chains for f in c.filters if f.name == HCM).typed_config.Unpack(hcm)
@@ -183,9 +176,9 @@ def test_bad_value_is_skipped_logged_and_counted() -> None:
         "bad",
         [{"applyTo": "CLUSTER", "patch": {"operation": "MERGE", "value": {"connect_timeout": "soon"}}}],
     )
-    before = envoyfilter.PATCH_ERRORS["default/bad"]
+    before = envoyfilter.STATUS.error_count("default/bad")
     assert clusters(ctx(bad)) == clusters(ctx())
-    assert envoyfilter.PATCH_ERRORS["default/bad"] > before
+    assert envoyfilter.STATUS.error_count("default/bad") > before
 
 
 def test_skipped_patches_are_exported_as_a_pilot_metric() -> None:
@@ -194,9 +187,10 @@ def test_skipped_patches_are_exported_as_a_pilot_metric() -> None:
         [{"applyTo": "CLUSTER", "patch": {"operation": "MERGE", "value": {"connect_timeout": "soon"}}}],
     )
     registry = Metrics().registry
-    before = registry.get_sample_value("pilot_envoyfilter_patch_errors_total", {"name": "default/bad-metric"})
+    labels = {"name": "default/bad-metric", "patch": "cluster", "result": "error"}
+    before = registry.get_sample_value("pilot_envoy_filter_status", labels)
     clusters(ctx(bad))
-    after = registry.get_sample_value("pilot_envoyfilter_patch_errors_total", {"name": "default/bad-metric"})
+    after = registry.get_sample_value("pilot_envoy_filter_status", labels)
     assert (before or 0) < (after or 0)
 
 
@@ -251,12 +245,12 @@ def test_a_patch_that_raises_is_undone_logged_and_counted(caplog: Any) -> None:
     )
     original = [cluster_pb2.Cluster(name="a", connect_timeout={"seconds": 1})]
 
-    def half_then_raise(p: Any, out: list[cluster_pb2.Cluster], inbound: bool) -> list[cluster_pb2.Cluster]:
+    def half_then_raise(p: Any, out: list[cluster_pb2.Cluster]) -> list[cluster_pb2.Cluster]:
         out[0].connect_timeout.seconds = 9
         raise ValueError("bad patch")
 
-    before = envoyfilter.PATCH_ERRORS["default/boom"]
-    result = envoyfilter._run([patch], [envoyfilter._copy(c) for c in original], False, half_then_raise)
+    before = envoyfilter.STATUS.error_count("default/boom")
+    result = ops.run("1", [patch], [ops.copy(c) for c in original], half_then_raise, cluster.problems)
     assert result == original
-    assert envoyfilter.PATCH_ERRORS["default/boom"] == before + 1
+    assert envoyfilter.STATUS.error_count("default/boom") == before + 1
     assert "default/boom" in caplog.text and "bad patch" in caplog.text

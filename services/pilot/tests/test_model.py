@@ -107,6 +107,9 @@ def test_bus_config_is_checked_against_the_typed_model() -> None:
         spec_json='{"hosts": ["web"], "http": [{"route": [{"destination": {"host": "web"}}]}]}',
     )
     spec = config_from_bus(good).spec
+    assert config_from_bus(good).creation_time == 0.0
+    good.creation_timestamp.FromJsonString("2026-01-02T03:04:05Z")
+    assert config_from_bus(good).creation_time == 1767323045.0  # orders EnvoyFilters
     assert isinstance(spec, VirtualService)
     assert spec.http is not None and spec.http[0].route is not None
     assert spec.http[0].route[0].destination.host == "web"

@@ -141,17 +141,21 @@ CASES = (
             ("priority: 0", "priority: -1"),
         ),
         ef_case(
-            "IST0152 REPLACE on a cluster",
+            "IST0152 REPLACE on a cluster (not on a listener filter, which is applied)",
             "{applyTo: CLUSTER, patch: {operation: REPLACE, value: {}}}",
             [("IST0152", "Error")],
-            ("applyTo: CLUSTER", "applyTo: NETWORK_FILTER"),
+            ("applyTo: CLUSTER", "applyTo: LISTENER_FILTER"),
         ),
         ef_case(
             "IST0153 and IST0154 ADD and REMOVE on route configuration",
             "{applyTo: ROUTE_CONFIGURATION, patch: {operation: ADD, value: {}}}, "
-            "{applyTo: HTTP_ROUTE, patch: {operation: REMOVE}}",
+            "{applyTo: ROUTE_CONFIGURATION, patch: {operation: REMOVE}}",
             [("IST0153", "Error"), ("IST0154", "Error")],
-            ("ADD, value: {}}}, {applyTo: HTTP_ROUTE, patch: {operation: REMOVE}}", "MERGE, value: {}}}"),
+            # ADD and REMOVE of an HTTP_ROUTE are applied (Istio's patch code, and Pilot's)
+            (
+                "ROUTE_CONFIGURATION, patch: {operation: ADD, value: {}}}, {applyTo: ROUTE_CONFIGURATION",
+                "HTTP_ROUTE, patch: {operation: ADD, value: {}}}, {applyTo: HTTP_ROUTE",
+            ),
         ),
         Case(
             "IST0173 subset selects no pod",

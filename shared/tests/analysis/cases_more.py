@@ -37,6 +37,20 @@ MORE_CASES = [
             "TPROXY, traffic.sidecar.istio.io/excludeInboundPorts: '80,81'",
         ),
     ),
+    Case(
+        "IST0125 a proxy.istio.io/config value meshplane cannot apply",
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: p, namespace: default, annotations: "
+        "{proxy.istio.io/config: 'concurrency: -1'}}\nspec: {containers: [{name: istio-proxy}]}\n",
+        [("IST0125", "Warning", "Pod default/p")],
+        ("concurrency: -1", "concurrency: 1"),
+    ),
+    Case(
+        "IST0133 proxy.istio.io/config fields accepted and not applied",
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: p, namespace: default, annotations: "
+        "{proxy.istio.io/config: 'tracing: {sampling: 5}'}}\nspec: {containers: [{name: istio-proxy}]}\n",
+        [("IST0133", "Warning", "Pod default/p")],
+        ("tracing: {sampling: 5}", "drainDuration: 5s"),
+    ),
     two_services_one_deployment(
         "IST0116",
         ("web-tcp", "[{name: tcp, port: 8080, protocol: TCP}]"),

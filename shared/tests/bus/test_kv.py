@@ -39,7 +39,8 @@ def kv(bus: Bus) -> TypedKV[config_pb2.ConfigResource]:
 async def next_event(
     it: AsyncIterator[WatchEvent[config_pb2.ConfigResource]], timeout: float = 10.0
 ) -> WatchEvent[config_pb2.ConfigResource]:
-    return await asyncio.wait_for(it.__anext__(), timeout)
+    async with asyncio.timeout(timeout):
+        return await it.__anext__()
 
 
 async def test_put_get_delete(kv: TypedKV[config_pb2.ConfigResource]) -> None:

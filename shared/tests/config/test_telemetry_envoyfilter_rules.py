@@ -146,10 +146,28 @@ def patch(
 
 ENVOY_FILTER_CASES = [
     (
-        "route patch not applied warns",
-        patch("VIRTUAL_HOST", {"routeConfiguration": {"portNumber": 80}}, "REMOVE"),
+        "route configuration ADD is ignored, as Istio, and warns",
+        patch("ROUTE_CONFIGURATION", {"routeConfiguration": {"portNumber": 80}}, "ADD", {"name": "x"}),
         True,
         "spec.configPatches[0].applyTo",
+    ),
+    (
+        "ECDS is not served: EXTENSION_CONFIG warns",
+        patch("EXTENSION_CONFIG", None, "ADD", {"name": "x"}),
+        True,
+        "spec.configPatches[0].applyTo",
+    ),
+    (
+        "BOOTSTRAP warns",
+        patch("BOOTSTRAP", None, "MERGE", {"node": {"id": "x"}}),
+        True,
+        "spec.configPatches[0].applyTo",
+    ),
+    (
+        "WAYPOINT context warns",
+        patch("CLUSTER", {"context": "WAYPOINT"}, "REMOVE"),
+        True,
+        "spec.configPatches[0].match.context",
     ),
     (
         "listener insert is an ADD, applied",
@@ -158,10 +176,10 @@ ENVOY_FILTER_CASES = [
         None,
     ),
     (
-        "proxy match not applied warns",
-        patch("CLUSTER", {"proxy": {"proxyVersion": "^1"}}, "REMOVE"),
+        "listener portName warns (Istio does not implement it)",
+        patch("LISTENER", {"listener": {"portName": "http"}}, "REMOVE"),
         True,
-        "spec.configPatches[0].match.proxy",
+        "spec.configPatches[0].match.listener.portName",
     ),
     (
         "targetRefs not applied warns",
@@ -312,3 +330,22 @@ def test_telemetry(check_case: Any, spec: Any, valid: bool, path: str | None) ->
 )
 def test_envoy_filter(check_case: Any, spec: Any, valid: bool, path: str | None) -> None:
     check_case("EnvoyFilter", spec, valid, path)
+
+
+def test_applied_patches_and_proxy_matches_are_not_warned_as_not_applied() -> None:
+    from meshplane.shared.config.rules.envoy_filter import APPLIED, NOT_APPLIED
+    from meshplane.shared.config.validate import validate_object
+
+    for apply_to, operations in APPLIED.items():
+        for op in operations:
+            value = None if op == "REMOVE" else {"name": "x"}
+            spec = patch(apply_to, {"proxy": {"proxyVersion": "^1\\.2", "metadata": {"A": "b"}}}, op, value)
+            obj = {
+                "apiVersion": "networking.istio.io/v1alpha3",
+                "kind": "EnvoyFilter",
+                "metadata": {"name": "f", "namespace": "default"},
+                "spec": spec,
+            }
+            result = validate_object(obj)
+            not_applied = [str(w) for w in result.warnings if NOT_APPLIED in str(w)]
+            assert not not_applied, (apply_to, op, not_applied)

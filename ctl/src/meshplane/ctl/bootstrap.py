@@ -22,17 +22,18 @@ from typing import Any
 
 import yaml
 
+from meshplane.ctl import proxysettings
+from meshplane.ctl.bootstrapparts import BootstrapError
+from meshplane.ctl.bootstrapparts import health_listener as _health
+from meshplane.ctl.bootstrapparts import socket_address as _socket
 from meshplane.ctl.errors import EXIT_USAGE, error
+from meshplane.shared.proxyconfig import ProxyConfigError, ProxySettings
 from meshplane.shared.version import __version__
 
 DOMAIN = "svc.cluster.local"
 #: Pilot's identity: the ``pilot`` service account in the control plane's namespace (k8s/)
 PILOT_SAN = "spiffe://cluster.local/ns/meshplane-system/sa/pilot"
 SDS_CREDENTIALS = "envoy.grpc_credentials.file_based_metadata"
-
-
-class BootstrapError(ValueError):
-    """An option value that cannot make a bootstrap; the message names the option."""
 
 
 @dataclass
@@ -63,6 +64,9 @@ class BootstrapOptions:
     health_port: int = 0
     #: Pilot's SPIFFE ID: xDS over mutual TLS with the SDS certificate. Empty: plaintext xDS.
     pilot_san: str = ""
+    #: the effective ProxyConfig (mesh form): its stats matcher and ``ISTIO_META_*`` proxyMetadata
+    #: go into the bootstrap, the whole into node metadata ``PROXY_CONFIG`` (as Istio's agent)
+    proxy_config: dict[str, Any] = field(default_factory=dict)
 
 
 def _hostport(option: str, value: str) -> tuple[str, int]:
@@ -70,10 +74,6 @@ def _hostport(option: str, value: str) -> tuple[str, int]:
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise BootstrapError(f"{option}: expected HOST:PORT, got {value!r}")
     return host.strip("[]"), int(port)
-
-
-def _socket(host: str, port: int) -> dict[str, Any]:
-    return {"socket_address": {"address": host, "port_value": port}}
 
 
 def default_node_id(opts: BootstrapOptions, name: str) -> str:
@@ -165,6 +165,11 @@ def render_bootstrap(opts: BootstrapOptions) -> dict[str, Any]:
         "INTERCEPTION_MODE": opts.interception,
         "ISTIO_VERSION": f"meshplane-{__version__}",
     }
+    if opts.proxy_config:
+        metadata["PROXY_CONFIG"] = opts.proxy_config
+    proxy = ProxySettings.of(opts.proxy_config)
+    for key, value in proxy.node_metadata().items():
+        metadata.setdefault(key, value)
     if opts.sds_token_path:
         # per-node agent: Pilot's SDS configs send this token file to the agent's socket
         if not opts.sds_token_path.startswith("/"):
@@ -237,6 +242,7 @@ def render_bootstrap(opts: BootstrapOptions) -> dict[str, Any]:
             "clusters": clusters,
             **_health(opts.health_port, admin_host, admin_port, clusters),
         },
+        **({"stats_config": proxy.stats_config()} if proxy.has_stats_matcher else {}),
         "layered_runtime": {
             "layers": [{"name": "static", "static_layer": {"re2.max_program_size.error_level": 32768}}]
         },
@@ -248,52 +254,6 @@ class _PlainDumper(yaml.SafeDumper):
 
     def ignore_aliases(self, data: Any) -> bool:
         return True
-
-
-def _health(port: int, admin_host: str, admin_port: int, clusters: list[dict[str, Any]]) -> dict[str, Any]:
-    """Istio's ``0.0.0.0:15021`` listener: ``/healthz/ready`` goes to admin ``/ready``, nothing else
-    (its cluster is appended to ``clusters``)."""
-    if not port:
-        return {}
-    if not 0 < port < 65536:
-        raise BootstrapError(f"--health-port: expected 1..65535, got {port}")
-    route = {
-        "match": {"path": "/healthz/ready"},
-        "route": {"cluster": "health-admin", "prefix_rewrite": "/ready", "timeout": "3s"},
-    }
-    manager = {
-        "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3"
-        ".HttpConnectionManager",
-        "stat_prefix": "health",
-        "route_config": {"virtual_hosts": [{"name": "health", "domains": ["*"], "routes": [route]}]},
-        "http_filters": [
-            {
-                "name": "envoy.filters.http.router",
-                "typed_config": {
-                    "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
-                },
-            }
-        ],
-    }
-    listener = {
-        "name": f"health-{port}",
-        "address": _socket("0.0.0.0", port),
-        "filter_chains": [
-            {"filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": manager}]}
-        ],
-    }
-    clusters.append(
-        {
-            "name": "health-admin",
-            "type": "STATIC",
-            "connect_timeout": "1s",
-            "load_assignment": {
-                "cluster_name": "health-admin",
-                "endpoints": [{"lb_endpoints": [{"endpoint": {"address": _socket(admin_host, admin_port)}}]}],
-            },
-        }
-    )
-    return {"listeners": [listener]}
 
 
 def _xds_retry(opts: BootstrapOptions) -> dict[str, Any]:
@@ -361,16 +321,18 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help="NONE: no iptables, listeners bind the workload IP (local mesh)",
     )
     p.add_argument("--locality", default="", help="REGION/ZONE/SUBZONE of the workload")
+    proxysettings.add_flags(p)
     p.add_argument("-o", "--output", default="-", help="file to write (default: stdout)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     try:
+        proxy_config = proxysettings.from_args(args)
         opts = BootstrapOptions(
             proxy_type=args.proxy_type,
             node_id=args.node_id,
-            pilots=args.pilot or ["127.0.0.1:15010"],
+            pilots=proxysettings.discovery(args.pilot, proxy_config) or ["127.0.0.1:15010"],
             delta=args.delta,
             pilot_san="" if args.xds_plaintext else args.pilot_san,
             sds_socket=args.sds_socket,
@@ -383,9 +345,10 @@ def run(args: argparse.Namespace) -> int:
             ip=args.ip,
             interception=args.interception,
             locality=args.locality,
+            proxy_config=proxy_config,
         )
         text = yaml.dump(render_bootstrap(opts), Dumper=_PlainDumper, sort_keys=False)
-    except BootstrapError as exc:
+    except (BootstrapError, ProxyConfigError) as exc:
         error("bootstrap", str(exc))
         return EXIT_USAGE
     if args.output == "-":

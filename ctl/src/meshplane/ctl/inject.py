@@ -6,7 +6,9 @@ all documents back, other kinds unchanged. Which pods are injected and what they
 ``meshplane.shared.inject``, the implementation Galley's ``POST /inject`` webhook uses too: a pod
 opted out (``sidecar.istio.io/inject: "false"``), already injected or on the host network is left
 alone; the others get ``istio-proxy``, the ``istio-validation`` init container (capture is the
-CNI plugin's; ``--cni=false`` leaves it out) and Istio's labels and annotations.
+CNI plugin's; ``--cni=false`` leaves it out) and Istio's labels and annotations. The proxy's
+ProxyConfig is ``--mesh-config``'s ``defaultConfig`` with each pod's ``proxy.istio.io/config`` on
+top (as ``istioctl kube-inject --meshConfigFile``); fields meshplane does not apply are warned about.
 """
 
 from __future__ import annotations
@@ -21,6 +23,9 @@ import yaml
 from meshplane.ctl.errors import EXIT_USAGE, error
 from meshplane.shared.inject import InjectError, InjectorConfig, inject_pod, injection_required
 from meshplane.shared.inject.config import PROXY_IMAGE
+from meshplane.shared.inject.proxyconfig import warnings
+from meshplane.shared.meshconfig import add_mesh_config_flag, mesh_config_from_args
+from meshplane.shared.proxyconfig import ProxyConfigs
 
 __all__ = ["PROXY_IMAGE", "inject_documents", "pod_templates"]
 
@@ -42,7 +47,7 @@ def pod_templates(obj: Obj) -> Iterator[Obj]:
             yield job["template"]
 
 
-def inject_documents(text: str, config: InjectorConfig) -> str:
+def inject_documents(text: str, config: InjectorConfig, proxy_configs: ProxyConfigs | None = None) -> str:
     """Inject every workload in a multi-document YAML text; other documents pass through."""
     out: list[str] = []
     for index, doc in enumerate(yaml.safe_load_all(text)):
@@ -54,8 +59,11 @@ def inject_documents(text: str, config: InjectorConfig) -> str:
         name, namespace = str(meta.get("name", "")), str(meta.get("namespace") or "default")
         for pod in pod_templates(doc):
             if injection_required(pod, namespace, config):
+                annotations = (pod.get("metadata") or {}).get("annotations") or {}
+                for line in warnings(annotations) if isinstance(annotations, dict) else []:
+                    print(f"Warning: {doc.get('kind')} {namespace}/{name}: {line}", file=sys.stderr)
                 try:
-                    inject_pod(pod, name, config)
+                    inject_pod(pod, name, config, proxy_configs, namespace)
                 except InjectError as exc:
                     raise InjectError(f"document {index} ({doc.get('kind')} {name}): {exc}") from exc
         out.append(yaml.safe_dump(doc, sort_keys=False))
@@ -76,7 +84,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         default="true",
         help="capture by the CNI plugin: add the istio-validation init container (default true)",
     )
-    p.set_defaults(func=run)
+    add_mesh_config_flag(p)
+    p.set_defaults(func=run, parser=p)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -91,7 +100,9 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     try:
         config = InjectorConfig(pilot=args.pilot, ca=args.ca, image=args.image, cni=args.cni == "true")
-        result = inject_documents(text, config)
+        mesh = mesh_config_from_args(args.parser, args.mesh_config)
+        proxy_configs = ProxyConfigs.build(mesh.default_config, (), mesh.root_namespace)
+        result = inject_documents(text, config, proxy_configs)
     except yaml.YAMLError as exc:
         error("kube-inject", f"{args.filename}: not valid YAML: {exc}")
         return EXIT_USAGE

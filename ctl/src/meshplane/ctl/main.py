@@ -48,7 +48,21 @@ VERBS = [
         "meshplane.ctl.capture",
         "check that the pod's traffic is redirected to the proxy",
     ),
+    Verb(
+        "wait",
+        "meshplane.ctl.proxylifecycle",
+        "wait until the proxy is ready (holdApplicationUntilProxyStarts)",
+    ),
+    Verb(
+        "drain",
+        "meshplane.ctl.proxylifecycle",
+        "drain the proxy's inbound listeners, then wait (terminationDrainDuration)",
+    ),
     Verb("token", "meshplane.ctl.token", "print a workload token signed by a local Citadel's issuer"),
+    Verb("install", "meshplane.ctl.installcmd", "install meshplane into a cluster"),
+    Verb("upgrade", "meshplane.ctl.installcmd", "upgrade an install in place"),
+    Verb("uninstall", "meshplane.ctl.installcmd", "remove what meshctl install made"),
+    Verb("manifest", "meshplane.ctl.manifest", "print the Kubernetes objects of an install"),
     Verb(
         "bus-credentials",
         "meshplane.ctl.buscredentials",

@@ -21,12 +21,20 @@ from meshplane.ctl.localmesh.plan import PlanError, load_plan
 from meshplane.ctl.localmesh.supervisor import StartError, Supervisor
 from meshplane.ctl.tables import render
 from meshplane.shared.bus.client import BUS_DIR_ENV
+from meshplane.shared.meshconfig import MeshConfigError, load_mesh_config
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("up", help="run the whole mesh locally until Ctrl-C")
     p.add_argument("--config-dir", default="examples/bookinfo", help="directory of Istio YAML")
     p.add_argument("--state-dir", default=".state", help="where the bus store, certificates and logs go")
+    p.add_argument(
+        "--mesh-config",
+        type=Path,
+        default=None,
+        help="Istio MeshConfig YAML for Galley, Pilot and Citadel; its defaultConfig is every proxy's "
+        "default ProxyConfig",
+    )
     p.set_defaults(func=run)
 
 
@@ -57,8 +65,9 @@ def _summary(mesh: LocalMesh, state: Path) -> str:
 def run(args: argparse.Namespace) -> int:
     config_dir = Path(args.config_dir).resolve()
     try:
-        plan = load_plan(config_dir)
-    except PlanError as exc:
+        mesh_file = args.mesh_config.resolve() if args.mesh_config else None
+        plan = load_plan(config_dir, load_mesh_config(mesh_file))
+    except (PlanError, MeshConfigError) as exc:
         print(f"meshctl up: {exc}", file=sys.stderr)
         return 2
     if not plan.gateway_port:
@@ -72,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
     state.mkdir(mode=0o700, parents=True, exist_ok=True)  # a new state dir is private; tokens are 0600
     logs.mkdir(exist_ok=True)
     sup = Supervisor(logs)
-    mesh = LocalMesh(plan, config_dir, state, sup)
+    mesh = LocalMesh(plan, config_dir, state, sup, mesh_config=mesh_file)
 
     def request_stop(*_: object) -> None:
         sup.stop_requested = True

@@ -139,7 +139,8 @@ def test_refresh_interval_setting() -> None:
 @pytest.mark.timeout(30)
 async def test_resolver_refresh_picks_up_rotated_keys(http_base: str) -> None:
     changes: list[int] = []
-    resolver = JwksResolver(0.1, lambda: changes.append(1))
+    interval = Settings.from_env({"PILOT_JWT_PUB_KEY_REFRESH_INTERVAL": "100ms"}).jwt_refresh
+    resolver = JwksResolver(interval, lambda: changes.append(1))
     spec = {"jwtRules": [{"issuer": "a", "jwksUri": f"{http_base}/rotating"}]}
     resolver.attach(context(ra(spec)))
     task = asyncio.create_task(resolver.run())

@@ -45,6 +45,8 @@ class EnvoyProcess:
     admin_port: int
     log_file: Path | None = None
     concurrency: int = 1
+    #: ``--drain-time-s`` (ProxyConfig ``drainDuration``); the parent shutdown time follows it
+    drain_time_s: int = 1
     extra_args: list[str] = field(default_factory=list)
     #: added to this process's environment
     env: Mapping[str, str] | None = None
@@ -69,9 +71,9 @@ class EnvoyProcess:
             "--concurrency",
             str(self.concurrency),
             "--drain-time-s",
-            "1",
+            str(self.drain_time_s),
             "--parent-shutdown-time-s",
-            "2",
+            str(max(2, self.drain_time_s + 1)),
             "--log-level",
             os.environ.get("MESHPLANE_ENVOY_LOG_LEVEL", "warning"),
             *self.extra_args,

@@ -17,11 +17,14 @@ from __future__ import annotations
 import argparse
 import logging
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from meshplane.shared.proxyconfig import APPLIED as PROXY_CONFIG_APPLIED
+from meshplane.shared.proxyconfig import ProxyConfigError, check_proxy_config, not_applied
 
 log = logging.getLogger("meshplane.meshconfig")
 
@@ -35,6 +38,7 @@ APPLIED = (
     "accessLogFormat",
     "defaultProviders.accessLogging",
     "extensionProviders (envoyFileAccessLog)",
+    f"defaultConfig ({', '.join(PROXY_CONFIG_APPLIED)})",
 )
 _APPLIED_KEYS = frozenset(
     {"rootNamespace", "trustDomain", "accessLogFile", "accessLogEncoding", "accessLogFormat"}
@@ -84,6 +88,8 @@ class MeshConfig:
     file_log_providers: tuple[tuple[str, FileLogProvider], ...] = BUILTIN_PROVIDERS
     #: ``defaultProviders.accessLogging``
     default_access_log_providers: tuple[str, ...] = ()
+    #: ``defaultConfig``: the proxies' default ProxyConfig (mesh form; read at injection/bootstrap)
+    default_config: dict[str, Any] = field(default_factory=dict, hash=False)
 
     def file_log_provider(self, name: str) -> FileLogProvider | None:
         return dict(self.file_log_providers).get(name)
@@ -112,7 +118,7 @@ def parse_mesh_config(text: str, where: str) -> MeshConfig:
         raise MeshConfigError(
             f"{where}: trustDomain: expected a domain such as cluster.local, got {domain!r}"
         )
-    parsed_below = ("extensionProviders", "defaultProviders")
+    parsed_below = ("extensionProviders", "defaultProviders", "defaultConfig")
     ignored = [str(k) for k in doc if k not in _APPLIED_KEYS and k not in parsed_below]
     log_file = _string(doc, "accessLogFile", where)
     encoding = _string(doc, "accessLogEncoding", where) or "TEXT"
@@ -125,6 +131,7 @@ def parse_mesh_config(text: str, where: str) -> MeshConfig:
         else:
             providers[name] = provider
     defaults = _default_providers(doc.get("defaultProviders"), where, ignored)
+    default_config = _default_config(doc.get("defaultConfig"), where, ignored)
     return MeshConfig(
         root,
         domain,
@@ -133,6 +140,7 @@ def parse_mesh_config(text: str, where: str) -> MeshConfig:
         access_log_format=_string(doc, "accessLogFormat", where),
         file_log_providers=tuple(sorted(providers.items())),
         default_access_log_providers=defaults,
+        default_config=default_config,
         not_applied=tuple(sorted(ignored)),
     )
 
@@ -205,6 +213,15 @@ def _default_providers(raw: Any, where: str, ignored: list[str]) -> tuple[str, .
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
         raise MeshConfigError(f"{where}: defaultProviders.accessLogging: expected a list of provider names")
     return tuple(names)
+
+
+def _default_config(raw: Any, where: str, ignored: list[str]) -> dict[str, Any]:
+    try:
+        checked = check_proxy_config(raw, f"{where}: defaultConfig")
+    except ProxyConfigError as exc:
+        raise MeshConfigError(str(exc)) from None
+    ignored.extend(f"defaultConfig.{name}" for name in not_applied(checked))
+    return checked
 
 
 def load_mesh_config(path: Path | None) -> MeshConfig:

@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -29,6 +30,7 @@ from meshplane.shared.bus.client import BUS_CREDENTIALS_ENV, BUS_DIR_ENV
 from meshplane.shared.bus.pki import BusPki
 from meshplane.shared.envoyproc import EnvoyProcess
 from meshplane.shared.natsserver import NatsServer, free_port
+from meshplane.shared.proxyconfig import ProxySettings
 
 GATEWAY = Workload(
     name="istio-ingressgateway",
@@ -66,6 +68,18 @@ def _http_ok(url: str) -> bool:
     return http_status(url)[0] == 200
 
 
+def _envoy_options(proxy: ProxySettings) -> dict[str, Any]:
+    """ProxyConfig ``concurrency`` (unset: 1 worker per local proxy; 0: every core) and
+    ``drainDuration`` as Envoy's options."""
+    options: dict[str, Any] = {"concurrency": 1 if proxy.concurrency is None else proxy.concurrency}
+    if options["concurrency"] == 0:
+        options["concurrency"] = os.cpu_count() or 1
+    if proxy.drain_seconds is not None:
+        options["drain_time_s"] = max(0, round(proxy.drain_seconds))
+        options["extra_args"] = ["--drain-strategy", "immediate"]
+    return options
+
+
 def _private_file(path: Path, text: str) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as out:
@@ -86,6 +100,8 @@ class LocalMesh:
     sds_dir: Path | None = None
     #: the bus's CA and per-component credentials (set by start_bus)
     bus: BusPki | None = None
+    #: ``meshctl up --mesh-config``: given to Citadel, Galley and Pilot
+    mesh_config: Path | None = None
 
     def _step(self, what: str) -> float:
         print(f"  {what} ...", end="", flush=True)
@@ -143,13 +159,15 @@ class LocalMesh:
         return {BUS_CREDENTIALS_ENV: str(self.bus.root / identity)}
 
     def start_control_plane(self) -> None:
-        bus = ["--nats-url", self.nats_url]
+        common = ["--nats-url", self.nats_url]
+        if self.mesh_config is not None:
+            common += ["--mesh-config", str(self.mesh_config)]
         ca, mtls, ca_mon = free_port(), free_port(), free_port()
         self.ca_addr = f"127.0.0.1:{ca}"
         t = self._step("meshplane-citadel (CA)")
         citadel = self.sup.start(
             "meshplane-citadel",
-            [str(self.bin_dir / "meshplane-citadel"), *bus, "--ca-dir", str(self.state / "ca")]
+            [str(self.bin_dir / "meshplane-citadel"), *common, "--ca-dir", str(self.state / "ca")]
             + ["--grpc-addr", self.ca_addr, "--grpc-mtls-addr", f"127.0.0.1:{mtls}"]
             + ["--monitoring-addr", f"127.0.0.1:{ca_mon}"],
             f"CA {self.ca_addr}, metrics :{ca_mon}",
@@ -167,14 +185,14 @@ class LocalMesh:
         t = self._step("meshplane-galley and meshplane-pilot")
         galley = self.sup.start(
             "meshplane-galley",
-            [str(self.bin_dir / "meshplane-galley"), *bus, "--config-dir", str(self.config_dir)]
+            [str(self.bin_dir / "meshplane-galley"), *common, "--config-dir", str(self.config_dir)]
             + ["--webhook-addr", f"127.0.0.1:{hook}", "--monitoring-addr", f"127.0.0.1:{galley_mon}"],
             f"config {self.config_dir}, webhook :{hook}, debug :{galley_mon}",
             env=self._bus_env("galley"),
         )
         pilot = self.sup.start(
             "meshplane-pilot",
-            [str(self.bin_dir / "meshplane-pilot"), *bus, "--grpc-addr", self.pilot_addr]
+            [str(self.bin_dir / "meshplane-pilot"), *common, "--grpc-addr", self.pilot_addr]
             + ["--http-addr", f"127.0.0.1:{http}", "--id", "pilot-local"]
             + ["--ca-addr", self.ca_addr, "--ca-root", ca_root, "--token-file", str(pilot_token)],
             f"xDS {self.pilot_addr} (mTLS), debug :{http}",
@@ -242,6 +260,8 @@ class LocalMesh:
     def _envoy(self, wl: Workload, router: bool) -> tuple[Managed, EnvoyProcess]:
         admin = free_port()
         kind = "router" if router else "sidecar"
+        proxy_config = self.plan.proxy_configs.effective(wl.namespace, wl.labels)
+        proxy = ProxySettings.of(proxy_config, f"the ProxyConfig of {wl.proxy}")
         opts = BootstrapOptions(
             proxy_type=kind,
             node_id=f"{kind}~{wl.address}~{wl.proxy}~{wl.namespace}.svc.cluster.local",
@@ -255,6 +275,7 @@ class LocalMesh:
             interception="REDIRECT" if router else "NONE",
             xds_retry_max=1.0,  # back on a restarted Pilot within a second (6 proxies: no storm)
             pilot_san=PILOT_SAN,  # xDS over mutual TLS, Pilot verified by its SPIFFE ID
+            proxy_config=proxy_config,
         )
         envoys = self.state / "envoy"
         envoys.mkdir(exist_ok=True)
@@ -262,7 +283,9 @@ class LocalMesh:
         config.write_text(yaml.safe_dump(render_bootstrap(opts), sort_keys=False))
         name = f"envoy-{wl.proxy}"
         log = self.sup.logs / f"{name}.log"
-        envoy = EnvoyProcess(config, admin, log_file=log, die_with_parent=True).start()
+        envoy = EnvoyProcess(
+            config, admin, log_file=log, die_with_parent=True, **_envoy_options(proxy)
+        ).start()
         assert envoy.child is not None
         where = f"admin 127.0.0.1:{admin}"
         if router:

@@ -4,7 +4,9 @@ Workloads come from ``LocalWorkload`` objects (``apiVersion: meshplane.io/v1alph
 Galley and ``meshctl validate`` pass over as non-Istio): each names its WorkloadEntry, which
 gives the address, labels and service account, and carries the ``command`` that runs the app.
 The ingress gateway's port and address come from the Gateway that selects
-``istio: ingressgateway``. Problems raise ``PlanError`` naming the file and object.
+``istio: ingressgateway``. Each proxy's ProxyConfig comes from the ProxyConfig resources
+and the ``defaultConfig`` of ``meshctl up --mesh-config`` (Istio's precedence). Problems
+raise ``PlanError`` naming the file and object.
 """
 
 from __future__ import annotations
@@ -14,6 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from meshplane.shared.meshconfig import MeshConfig
+from meshplane.shared.proxyconfig import ProxyConfigs
 
 LOCAL_API = "meshplane.io/v1alpha1"
 GATEWAY_LABELS = {"istio": "ingressgateway", "app": "istio-ingressgateway"}
@@ -45,6 +50,8 @@ class Plan:
     workloads: list[Workload] = field(default_factory=list)
     gateway_bind: str = "127.0.0.1"
     gateway_port: int = 0
+    #: MeshConfig ``defaultConfig`` and the ProxyConfig resources: each proxy's ProxyConfig
+    proxy_configs: ProxyConfigs = field(default_factory=ProxyConfigs)
 
 
 @dataclass(frozen=True)
@@ -136,7 +143,7 @@ def _gateway(docs: list[_Doc], plan: Plan) -> None:
                 return
 
 
-def load_plan(config_dir: Path) -> Plan:
+def load_plan(config_dir: Path, mesh: MeshConfig | None = None) -> Plan:
     """The workloads and gateway of ``config_dir``; raises PlanError."""
     docs = _documents(config_dir)
     entries = {_name(d): d for d in docs if d.obj.get("kind") == "WorkloadEntry"}
@@ -151,4 +158,7 @@ def load_plan(config_dir: Path) -> Plan:
             seen.add(wl.proxy)
             plan.workloads.append(wl)
     _gateway(docs, plan)
+    mesh = mesh or MeshConfig()
+    objects = [d.obj for d in docs if d.obj.get("kind") == "ProxyConfig"]
+    plan.proxy_configs = ProxyConfigs.build(mesh.default_config, objects, mesh.root_namespace)
     return plan

@@ -94,12 +94,20 @@ class UpRun:
 
 @contextmanager
 def running_up(
-    examples: Path, tmp: Path, start_timeout: float = 150.0, env: dict[str, str] | None = None
+    examples: Path,
+    tmp: Path,
+    start_timeout: float = 150.0,
+    env: dict[str, str] | None = None,
+    extra: dict[str, str] | None = None,
+    args: tuple[str, ...] = (),
 ) -> Iterator[UpRun]:
-    """``env``, when given, is the whole environment of ``meshctl up``."""
+    """``env``, when given, is the whole environment of ``meshctl up``; ``extra`` adds files (name
+    -> YAML) to the copied config directory; ``args`` are more options of ``meshctl up``."""
     config, gateway_port = copy_example(examples, tmp)
+    for name, text in (extra or {}).items():
+        (config / name).write_text(text)
     state = tmp / "state"
-    argv = [str(MESHCTL), "up", "--config-dir", str(config), "--state-dir", str(state)]
+    argv = [str(MESHCTL), "up", "--config-dir", str(config), "--state-dir", str(state), *args]
     child = ChildProcess(
         argv, tmp / "meshctl-up.log", env=env, inherit_env=env is None, cwd=tmp, name="meshctl up"
     )

@@ -29,6 +29,8 @@ from meshplane.shared.analysis.runner import Options
 from meshplane.shared.bus import Buckets, Bus, BusOptions
 from meshplane.shared.components import ComponentAnnouncer
 from meshplane.shared.config import ISTIO_GROUPS
+from meshplane.shared.config.kinds import NETWORKING
+from meshplane.shared.proxyconfig import ProxyConfigs
 from meshplane.shared.tasks import TaskSupervisor
 
 if TYPE_CHECKING:
@@ -43,6 +45,7 @@ class Galley:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.state = GalleyState(injector=settings.injector)
+        self.state.proxy_configs = ProxyConfigs.build(settings.proxy_defaults, (), settings.root_namespace)
         self._analysis: Analysis | None = None
         self._last_report: tuple[str, ...] = ()
         self._publisher: Publisher | None = None
@@ -58,6 +61,9 @@ class Galley:
         services, workloads = build_registry(objs)
         publisher.set_desired(SERVICES, services)
         publisher.set_desired(WORKLOADS, workloads)
+        proxy_configs = [o.obj for o in objs if (o.kind, o.group) == ("ProxyConfig", NETWORKING)]
+        s = self.settings
+        self.state.proxy_configs = ProxyConfigs.build(s.proxy_defaults, proxy_configs, s.root_namespace)
         self._run_analysis(objs)
 
     def _run_analysis(self, objs: list[ConfigObject]) -> None:

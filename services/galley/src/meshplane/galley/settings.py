@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from meshplane.galley.api.limits import DEFAULT_MAX_BODY, DEFAULT_MAX_CONCURRENT, DEFAULT_READ_TIMEOUT, Limits
 from meshplane.shared.durations import parse_duration
@@ -39,6 +40,8 @@ class Settings:
     webhook_limits: Limits = Limits()
     #: MeshConfig ``rootNamespace`` (``--mesh-config``), for the analyzers
     root_namespace: str = DEFAULT_ROOT_NAMESPACE
+    #: MeshConfig ``defaultConfig`` (``--mesh-config``): injected pods' default ProxyConfig
+    proxy_defaults: dict[str, Any] = field(default_factory=dict)
 
     @property
     def tls(self) -> bool:
@@ -153,4 +156,5 @@ def parse_args(argv: list[str] | None = None) -> Settings:
         ),
         webhook_limits=Limits(args.webhook_max_body, read_timeout, args.webhook_max_concurrent),
         root_namespace=mesh.root_namespace,
+        proxy_defaults=mesh.default_config,
     )

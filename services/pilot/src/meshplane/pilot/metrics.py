@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from typing import TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import CounterMetricFamily
+from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from meshplane.pilot.generators import envoyfilter
@@ -84,19 +84,19 @@ class Metrics:
         )
         #: ``pilot_task_failures{task}``: supervised background tasks that raised
         self.task_failures = TaskSupervisor.metric("pilot", r)
-        r.register(_EnvoyFilterErrors())
+        r.register(_EnvoyFilterStatus())
 
 
-class _EnvoyFilterErrors(Collector):
-    """``pilot_envoyfilter_patch_errors{name}``: EnvoyFilter patches skipped because Envoy would
-    reject their result (counted by the patch stage, process-wide)."""
+class _EnvoyFilterStatus(Collector):
+    """Istio's ``pilot_envoy_filter_status{name,patch,result}`` (see
+    :mod:`meshplane.pilot.generators.envoyfilter.status`; recorded by the patch stage, process-wide)."""
 
-    def collect(self) -> Iterator[CounterMetricFamily]:
-        family = CounterMetricFamily(
-            "pilot_envoyfilter_patch_errors",
-            "EnvoyFilter patches skipped (not pushed) because Envoy would reject the result.",
-            labels=["name"],
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(
+            "pilot_envoy_filter_status",
+            "Status of Envoy filters whether it was applied or errored.",
+            labels=["name", "patch", "result"],
         )
-        for name, count in sorted(envoyfilter.PATCH_ERRORS.items()):
-            family.add_metric([name], count)
+        for name, patch, result, value in envoyfilter.STATUS.samples():
+            family.add_metric([name, patch, result], value)
         yield family

@@ -68,6 +68,14 @@ class Settings:
         """Read ``PILOT_*`` variables with Istio's names, defaults and meanings."""
         throttle = int(env.get("PILOT_PUSH_THROTTLE", "0") or 0)
         rps = float(env.get("PILOT_MAX_REQUESTS_PER_SECOND", "0") or 0)
+        ambient = env.get("PILOT_ENABLE_AMBIENT", "false").strip().lower()
+        if ambient in ("true", "1"):
+            raise ValueError(
+                "PILOT_ENABLE_AMBIENT=true: meshplane has no ambient mode (ztunnel, waypoints); "
+                "unset it or set it to false to run Pilot with sidecars"
+            )
+        if ambient not in ("false", "0", ""):
+            raise ValueError(f"PILOT_ENABLE_AMBIENT: expected true or false, got {ambient!r}")
         eds = env.get("PILOT_ENABLE_EDS_DEBOUNCE", "true").strip().lower()
         if eds not in ("true", "false", "1", "0"):
             raise ValueError(f"PILOT_ENABLE_EDS_DEBOUNCE: expected true or false, got {eds!r}")

@@ -1,13 +1,17 @@
 """Annotation analyzers over Namespaces, Services, Pods and Deployments (as istioctl): ``*.istio.io``
 annotations Istio does not know (IST0108), that sit on a kind they have no effect on (IST0107), that
-are deprecated (IST0135) or whose value is invalid (IST0125)."""
+are deprecated (IST0135) or whose value is invalid (IST0125); and ``proxy.istio.io/config`` fields
+meshplane accepts but does not apply (IST0133)."""
 
 from __future__ import annotations
 
 import ipaddress
 
+import yaml
+
 from meshplane.shared.analysis import messages as m
-from meshplane.shared.analysis.context import Context
+from meshplane.shared.analysis.context import Context, Resource
+from meshplane.shared.proxyconfig import ANNOTATION, ProxyConfigError, check_proxy_config, not_applied
 
 _POD = ("Pod",)
 _WORKLOAD = ("Pod", "Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "CronJob")
@@ -115,6 +119,8 @@ def _invalid(key: str, value: str) -> str | None:
         return _port(value)
     if key in _PORT_LISTS and value.strip() not in ("", "*"):
         return next((e for e in map(_port, value.split(",")) if e), None)
+    if key == ANNOTATION:
+        return _proxy_config(value)
     if key in _CIDR_LISTS and value.strip() not in ("", "*"):
         for cidr in value.split(","):
             try:
@@ -122,6 +128,22 @@ def _invalid(key: str, value: str) -> str | None:
             except ValueError:
                 return f"{cidr.strip()!r} is not a valid CIDR range"
     return None
+
+
+def _proxy_config(value: str) -> str | None:
+    try:
+        check_proxy_config(yaml.safe_load(value), "ProxyConfig")
+    except yaml.YAMLError as exc:
+        return f"not valid YAML: {str(exc).splitlines()[0]}"
+    except ProxyConfigError as exc:
+        return str(exc).removeprefix("ProxyConfig: ")
+    return None
+
+
+def _proxy_config_not_applied(ctx: Context, r: Resource, value: str) -> None:
+    doc = yaml.safe_load(value)
+    for name in not_applied(doc) if isinstance(doc, dict) else []:
+        ctx.report(m.SCHEMA_WARNING, r, f"accepted, not applied by meshplane: {ANNOTATION} {name}")
 
 
 def check(ctx: Context) -> None:
@@ -154,3 +176,5 @@ def check(ctx: Context) -> None:
             problem = _invalid(key, annotations[key])
             if problem:
                 ctx.report(m.INVALID_ANNOTATION, r, f"Invalid annotation {key}: {problem}")
+            elif key == ANNOTATION:
+                _proxy_config_not_applied(ctx, r, annotations[key])

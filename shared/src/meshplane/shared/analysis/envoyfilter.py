@@ -1,5 +1,9 @@
 """EnvoyFilter analyzers: relative operations without a priority (IST0151, IST0155 with a
-proxyVersion match) and operations Envoy patching ignores (IST0152, IST0153, IST0154)."""
+proxyVersion match) and operations Envoy patching ignores (IST0152, IST0153, IST0154).
+
+In step with what Pilot applies (``APPLIED`` in the validation rules, Istio's patch code): Istio's
+analyzer also flags REPLACE on LISTENER_FILTER and ADD/REMOVE on HTTP_ROUTE, which its patch
+code (and meshplane's) applies, so meshplane does not report those."""
 
 from __future__ import annotations
 
@@ -7,9 +11,13 @@ from collections.abc import Mapping
 
 from meshplane.shared.analysis import messages as m
 from meshplane.shared.analysis.context import Context, mappings
+from meshplane.shared.config.models.envoy_filter import Operation
+from meshplane.shared.config.rules.envoy_filter import APPLIED
 
 RELATIVE = frozenset({"INSERT_BEFORE", "INSERT_AFTER", "REPLACE", "MERGE", "REMOVE"})
-REPLACEABLE = frozenset({"HTTP_FILTER", "NETWORK_FILTER", "VIRTUAL_HOST"})
+REPLACEABLE = frozenset(str(a) for a, ops in APPLIED.items() if Operation.REPLACE in ops)
+ADDABLE = frozenset(str(a) for a, ops in APPLIED.items() if Operation.ADD in ops)
+REMOVABLE = frozenset(str(a) for a, ops in APPLIED.items() if Operation.REMOVE in ops)
 ROUTE_LEVEL = frozenset({"ROUTE_CONFIGURATION", "HTTP_ROUTE"})
 
 _RELATIVE_TEXT = (
@@ -45,9 +53,9 @@ def check(ctx: Context) -> None:
                 ctx.report(
                     m.ENVOY_FILTER_REPLACE_INCORRECT,
                     ef,
-                    "The REPLACE operation is only valid for HTTP_FILTER and NETWORK_FILTER.",
+                    "The REPLACE operation is only valid for HTTP_FILTER and NETWORK_FILTER.",  # Istio's text
                 )
-            if op == "ADD" and apply_to in ROUTE_LEVEL:
+            if op == "ADD" and apply_to in ROUTE_LEVEL - ADDABLE:
                 ctx.report(m.ENVOY_FILTER_ADD_INCORRECT, ef, _ROUTE_TEXT.format(op="ADD"))
-            if op == "REMOVE" and apply_to in ROUTE_LEVEL:
+            if op == "REMOVE" and apply_to in ROUTE_LEVEL - REMOVABLE:
                 ctx.report(m.ENVOY_FILTER_REMOVE_INCORRECT, ef, _ROUTE_TEXT.format(op="REMOVE"))

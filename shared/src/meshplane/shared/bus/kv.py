@@ -191,7 +191,11 @@ class KVWatch(Generic[M]):
                 continue
             assert self._sub is not None
             try:
-                msg = await asyncio.wait_for(self._queue.get(), self._hb * 3)
+                # asyncio.timeout, not wait_for: Python 3.11's wait_for swallows a cancellation
+                # that races the queue's answer, and then whoever cancelled this __anext__ (e.g.
+                # a caller's own wait_for) waits for it forever.
+                async with asyncio.timeout(self._hb * 3):
+                    msg = await self._queue.get()
             except TimeoutError:
                 log.info(
                     "watch %s: no heartbeat for %.1fs, recreating consumer", self._kv.bucket, self._hb * 3
@@ -286,8 +290,16 @@ class KVWatch(Generic[M]):
                 self._synced = True
                 self._pending.append(WatchEvent(EventType.SYNCED))
 
-        def note(_attempt: int, exc: BaseException, _wait: float) -> None:
-            log.info("watch %s: cannot create consumer yet (%s); retrying", self._kv.bucket, exc)
+        def note(attempt: int, exc: BaseException, _wait: float) -> None:
+            # Quiet while a restarting server comes back; loud once it takes longer than that.
+            level = logging.INFO if attempt < 5 else logging.WARNING
+            log.log(
+                level,
+                "watch %s: cannot create consumer yet (attempt %d: %s); retrying",
+                self._kv.bucket,
+                attempt,
+                exc,
+            )
             self._bus.forget_buckets()
 
         try:

@@ -75,7 +75,7 @@ def _write_private(path: Path, data: bytes) -> None:
     os.chmod(path, 0o600)
 
 
-def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+def key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
     return key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
@@ -91,12 +91,13 @@ def _san(names: tuple[str, ...]) -> x509.SubjectAlternativeName:
     return x509.SubjectAlternativeName(entries)
 
 
-def _make_ca() -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+def make_ca(common_name: str = "meshplane bus CA") -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+    """A self-signed P-256 CA (also the Galley webhook's, made by ``meshctl install``)."""
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name(
         [
             x509.NameAttribute(NameOID.ORGANIZATION_NAME, "meshplane"),
-            x509.NameAttribute(NameOID.COMMON_NAME, "meshplane bus CA"),
+            x509.NameAttribute(NameOID.COMMON_NAME, common_name),
         ]
     )
     now = datetime.datetime.now(datetime.UTC)
@@ -117,14 +118,18 @@ def _make_ca() -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
     return key, cert
 
 
-def _make_server_cert(
-    ca_key: ec.EllipticCurvePrivateKey, ca: x509.Certificate, names: tuple[str, ...]
+def make_server_cert(
+    ca_key: ec.EllipticCurvePrivateKey,
+    ca: x509.Certificate,
+    names: tuple[str, ...],
+    common_name: str = "nats",
 ) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+    """A serving certificate for ``names`` (DNS names or IPs) signed by ``ca``."""
     key = ec.generate_private_key(ec.SECP256R1())
     now = datetime.datetime.now(datetime.UTC)
     cert = (
         x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "nats")]))
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
         .issuer_name(ca.subject)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
@@ -219,13 +224,13 @@ class BusPki:
         pki = cls(Path(root))
         pki.root.mkdir(parents=True, exist_ok=True)
         os.chmod(pki.root, 0o700)
-        ca_key, ca = _make_ca()
-        srv_key, srv = _make_server_cert(ca_key, ca, server_names)
+        ca_key, ca = make_ca()
+        srv_key, srv = make_server_cert(ca_key, ca, server_names)
         ca_pem = ca.public_bytes(serialization.Encoding.PEM)
         pki.ca_file.write_bytes(ca_pem)
-        _write_private(pki.root / "ca.key", _key_pem(ca_key))
+        _write_private(pki.root / "ca.key", key_pem(ca_key))
         (pki.root / "server.crt").write_bytes(srv.public_bytes(serialization.Encoding.PEM))
-        _write_private(pki.root / "server.key", _key_pem(srv_key))
+        _write_private(pki.root / "server.key", key_pem(srv_key))
         identities = [*ROLES, *([ADMIN] if admin else [])]
         users = {i: new_seed() for i in identities}
         for identity, seed in users.items():

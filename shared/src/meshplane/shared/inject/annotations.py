@@ -107,6 +107,12 @@ def _proxy_config(value: str) -> None:
         raise ValueError(f"not valid YAML: {str(exc).splitlines()[0]}") from None
     if doc is not None and not isinstance(doc, dict):
         raise ValueError(f"expected a ProxyConfig mapping, got {type(doc).__name__}")
+    from meshplane.shared.proxyconfig import ProxyConfigError, check_proxy_config
+
+    try:
+        check_proxy_config(doc, "ProxyConfig")
+    except ProxyConfigError as exc:
+        raise ValueError(str(exc).removeprefix("ProxyConfig: ")) from None
 
 
 def _templates(value: str) -> None:

@@ -19,6 +19,7 @@ import json
 from typing import Any
 
 from meshplane.shared.inject import annotations as ann
+from meshplane.shared.inject import proxyconfig as pc
 from meshplane.shared.inject.config import (
     ADMIN_PORT,
     ANN_REV,
@@ -39,6 +40,7 @@ from meshplane.shared.inject.config import (
     InjectorConfig,
     Obj,
 )
+from meshplane.shared.proxyconfig import ANNOTATION, ProxyConfigError, ProxyConfigs, ProxySettings
 
 VOLUMES: list[Obj] = [
     {"name": "workload-socket", "hostPath": {"path": HOST_SDS_DIR, "type": "Directory"}},
@@ -110,21 +112,30 @@ def _resources(annotations: dict[str, Any]) -> Obj:
     return {"requests": requests, "limits": limits}
 
 
-def proxy_container(workload: str, config: InjectorConfig, annotations: dict[str, Any], mode: str) -> Obj:
+def proxy_container(
+    workload: str,
+    config: InjectorConfig,
+    annotations: dict[str, Any],
+    mode: str,
+    proxy_config: dict[str, Any] | None = None,
+) -> Obj:
+    """``istio-proxy``; ``proxy_config`` is the pod's effective ProxyConfig (:mod:`.proxyconfig`)."""
+    proxy = ProxySettings.of(proxy_config or {})
+    pilot = proxy.discovery_address or config.pilot
     script = (
         "meshctl bootstrap --type sidecar "
         '--node-id "sidecar~${INSTANCE_IP}~${POD_NAME}.${POD_NAMESPACE}~${POD_NAMESPACE}.svc.cluster.local" '
-        f"--pilot {config.pilot} --sds-socket {SDS_DIR}/socket --sds-token-path {TOKEN_DIR}/istio-token "
+        f"--pilot {pilot} --sds-socket {SDS_DIR}/socket --sds-token-path {TOKEN_DIR}/istio-token "
         f"--admin 127.0.0.1:{ADMIN_PORT} --health-port {HEALTH_PORT} --interception {mode} "
         '--namespace "${POD_NAMESPACE}" --service-account "${SERVICE_ACCOUNT}" --ip "${INSTANCE_IP}" '
         '--labels "$(cat /etc/istio/pod/labels | tr -d \'"\' | paste -sd, -)" '
-        "-o /etc/istio/proxy/envoy.yaml && exec envoy -c /etc/istio/proxy/envoy.yaml --concurrency 2 "
+        f"-o /etc/istio/proxy/envoy.yaml && exec envoy -c /etc/istio/proxy/envoy.yaml {pc.envoy_args(proxy)} "
         f"-l {annotations.get(ann.ANN_LOG_LEVEL, 'warning')}"
     )
     user_mounts = ann.named_objects(annotations.get(ann.ANN_USER_VOLUME_MOUNT, "{}"))
     return {
         "name": PROXY_NAME,
-        "image": annotations.get(ann.ANN_PROXY_IMAGE, config.image),
+        "image": annotations.get(ann.ANN_PROXY_IMAGE, pc.image(config.image, proxy)),
         "command": ["/bin/sh", "-c", script],
         "env": [
             _field_env("POD_NAME", "metadata.name"),
@@ -134,9 +145,11 @@ def proxy_container(workload: str, config: InjectorConfig, annotations: dict[str
             {"name": "CA_ADDR", "value": config.ca},
             {"name": "ISTIO_META_WORKLOAD_NAME", "value": workload},
             {"name": "ISTIO_META_INTERCEPTION_MODE", "value": mode},
+            *pc.env(proxy_config or {}, proxy),
         ],
         "ports": [{"containerPort": PROMETHEUS_PORT, "name": "http-envoy-prom", "protocol": "TCP"}],
         **_probes(annotations),
+        **pc.lifecycle(proxy),
         "resources": _resources(annotations),
         "securityContext": copy.deepcopy(RESTRICTED),
         "volumeMounts": [
@@ -149,7 +162,7 @@ def proxy_container(workload: str, config: InjectorConfig, annotations: dict[str
     }
 
 
-def validation_container(config: InjectorConfig) -> Obj:
+def validation_container(config: InjectorConfig, proxy: ProxySettings | None = None) -> Obj:
     """``istio-validation``: as the proxy's user, checks that the CNI plugin's redirection is in
     place (``meshctl capture-validate``); exit 126 otherwise, so the pod never runs uncaptured."""
     return {
@@ -160,6 +173,7 @@ def validation_container(config: InjectorConfig) -> Obj:
         + ["--probe-port", str(PROBE_PORT)],
         "resources": {"requests": {"cpu": "10m", "memory": "40Mi"}, "limits": {"cpu": "2", "memory": "1Gi"}},
         "securityContext": copy.deepcopy(RESTRICTED),
+        **({"env": pc.env({}, proxy)} if proxy and proxy.metadata else {}),
     }
 
 
@@ -192,10 +206,25 @@ def _parsed(pod: Obj) -> tuple[Obj, Obj, dict[str, Any], dict[str, Any]]:
     return meta, spec, out[0], out[1]
 
 
-def inject_pod(pod: Obj, workload: str, config: InjectorConfig) -> None:
-    """Inject one pod or pod template in place; :class:`InjectError` names what is wrong with it."""
+def inject_pod(
+    pod: Obj,
+    workload: str,
+    config: InjectorConfig,
+    proxy_configs: ProxyConfigs | None = None,
+    namespace: str = "default",
+) -> None:
+    """Inject one pod or pod template in place; :class:`InjectError` names what is wrong with it.
+    ``proxy_configs``: MeshConfig ``defaultConfig`` and the ProxyConfig resources, which with the
+    pod's ``proxy.istio.io/config`` make its effective ProxyConfig (Istio's precedence)."""
     _meta, spec, labels, annotations = _parsed(pod)
     ann.validate_annotations(annotations)
+    try:
+        effective = (proxy_configs or ProxyConfigs()).effective(
+            namespace, labels, annotations.get(ANNOTATION)
+        )
+        proxy = ProxySettings.of(effective, "the effective ProxyConfig")
+    except ProxyConfigError as exc:
+        raise InjectError(str(exc)) from None
     containers = _list_of_objects(spec, "containers", required=True)
     init = _list_of_objects(spec, "initContainers", required=False)
     if any(c["name"] in (PROXY_NAME, VALIDATION_NAME) for c in containers + init):
@@ -205,10 +234,15 @@ def inject_pod(pod: Obj, workload: str, config: InjectorConfig) -> None:
         raise InjectError("spec.volumes: expected a list of volume objects")
     mode = annotations.get(ann.ANN_MODE, "REDIRECT")
     app = containers[0]["name"]
-    containers.append(proxy_container(workload, config, annotations, mode))
+    sidecar = proxy_container(workload, config, annotations, mode, effective)
+    # holdApplicationUntilProxyStarts: the proxy first, its postStart hook holding the app back
+    if proxy.hold_application:
+        containers.insert(0, sidecar)
+    else:
+        containers.append(sidecar)
     added_init: list[str] = []
     if config.cni and mode != "NONE":
-        spec["initContainers"] = [validation_container(config), *init]
+        spec["initContainers"] = [validation_container(config, proxy), *init]
         added_init.append(VALIDATION_NAME)
     user_volumes = ann.named_objects(annotations.get(ann.ANN_USER_VOLUME, "{}"))
     taken = {v.get("name") for v in volumes}

@@ -47,6 +47,8 @@ CONTROLLERS = (
     "garbage-collector-controller",
     "deployment-controller",
     "replicaset-controller",
+    "daemonset-controller",
+    "statefulset-controller",
     "endpointslice-controller",
     "endpoints-controller",
     "root-ca-certificate-publisher-controller",

@@ -10,6 +10,7 @@ are missing, it fails and names the command that builds them (``make test`` buil
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import uuid
 from collections.abc import Iterator
@@ -88,3 +89,27 @@ def kube_namespace(kube_api: Any) -> Iterator[str]:
         # test kubelet gone the namespace would stay Terminating: remove them at once.
         core.delete_collection_namespaced_pod(name, grace_period_seconds=0)
         core.delete_namespace(name)
+
+
+@contextlib.contextmanager
+def private_cluster(
+    state_dir: Path, kubelet_namespaces: set[str], create_namespaces: tuple[str, ...] = ()
+) -> Iterator[KubeCluster]:
+    """A cluster of the caller's own (for tests that own cluster-scoped objects, such as an
+    install), with a test kubelet for ``kubelet_namespaces`` and ``create_namespaces`` made first."""
+    from kubernetes import client
+
+    from meshplane.shared.testing.kubelet import TestKubelet
+
+    kube = KubeCluster(state_dir, require_kube_binaries(), die_with_parent=True)
+    kube.start()
+    api = kube.api_client()
+    try:
+        core: Any = client.CoreV1Api(api)
+        for name in create_namespaces:
+            core.create_namespace({"metadata": {"name": name}})
+        with TestKubelet(api, kubelet_namespaces):
+            yield kube
+    finally:
+        api.close()
+        kube.stop()

@@ -46,7 +46,15 @@ async def serve(settings: AgentSettings, stop: asyncio.Event, kube_api: Any = No
         default_token,
         supervisor=rotations,
         failures=metrics.TASK_FAILURES,
+        rotation=settings.rotation,
     )
+    if not settings.rotation:
+        log.warning(
+            "CITADEL_ENABLE_WORKLOAD_CERT_ROTATION=false: workload certificates are issued once and never "
+            "rotated; each expires %s after issue (SECRET_TTL) and its workload's mutual TLS then fails "
+            "until the workload (or this agent) restarts",
+            settings.cert_ttl,
+        )
     socket = settings.sds_socket
     socket.parent.mkdir(parents=True, exist_ok=True)
     with contextlib.suppress(FileNotFoundError):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import math
 import random
 from collections.abc import Awaitable, Callable
 
@@ -73,8 +74,12 @@ class Rotator:
         clock: Callable[[], dt.datetime] = utc_now,
         wait: Wait | None = None,
         refused: Callable[[str], None] | None = None,
+        rotation: bool = True,
     ) -> None:
-        """``refused``: called (and the loop ends) when Citadel refuses the token; None: retry."""
+        """``refused``: called (and the loop ends) when Citadel refuses the token; None: retry.
+        ``rotation`` False (``CITADEL_ENABLE_WORKLOAD_CERT_ROTATION=false``): the certificate is
+        issued once and never renewed."""
+        self._rotation = rotation
         self._refused = refused
         self._clock = clock
         self._wait = wait or stopped_within
@@ -122,13 +127,23 @@ class Rotator:
                 return  # stopped while Citadel was unreachable
             except TokenRefused:
                 return  # the owner ends this workload's streams
+            if not self._rotation:
+                log.warning(
+                    "workload certificate %s will not be rotated: it expires %s", cert.version, cert.not_after
+                )
+                while not await self._wait(stop, math.inf):
+                    pass  # issued once (CITADEL_ENABLE_WORKLOAD_CERT_ROTATION=false): served until stopped
+                return
             delay = refresh_delay(cert, self._clock())
             if delay > 0 and await self._wait(stop, delay):
                 return
 
 
 async def stopped_within(stop: asyncio.Event, seconds: float) -> bool:
-    """Wait up to ``seconds`` for ``stop``; True if it was set."""
+    """Wait up to ``seconds`` (``math.inf``: for ever) for ``stop``; True if it was set."""
+    if seconds == math.inf:
+        await stop.wait()
+        return True
     try:
         await asyncio.wait_for(stop.wait(), seconds)
     except TimeoutError:

@@ -18,6 +18,10 @@ from meshplane.shared.meshconfig import add_mesh_config_flag, mesh_config_from_a
 ENV: dict[str, tuple[str, str]] = {
     "SECRET_TTL": ("24h", "workload certificate lifetime the agent asks for"),
     "NATS_URL": ("", "the bus, for the trust bundle; unset means the CA response's root is used"),
+    "CITADEL_ENABLE_WORKLOAD_CERT_ROTATION": (
+        "true",
+        "false: workload certificates are issued once and never renewed (they expire after SECRET_TTL)",
+    ),
 }
 
 
@@ -45,6 +49,8 @@ class AgentSettings:
     file_credential_poll: float = 5.0
     #: serve ``kubernetes://<name>`` from the Secrets of this namespace (a gateway's agent); None = off
     credential_namespace: str | None = None
+    #: ``CITADEL_ENABLE_WORKLOAD_CERT_ROTATION``: renew workload certificates at half life
+    rotation: bool = True
 
 
 def parse_agent_settings(argv: list[str] | None, environ: Mapping[str, str] | None = None) -> AgentSettings:
@@ -119,6 +125,9 @@ def parse_agent_settings(argv: list[str] | None, environ: Mapping[str, str] | No
         p.error(f"--credential-namespace {namespace!r}: not a Kubernetes namespace name")
     if ":" not in args.ca_addr:
         p.error(f"--ca-addr {args.ca_addr!r}: expected HOST:PORT")
+    rotation = (environ.get("CITADEL_ENABLE_WORKLOAD_CERT_ROTATION") or "true").strip().lower()
+    if rotation not in ("true", "false", "1", "0"):
+        p.error(f"CITADEL_ENABLE_WORKLOAD_CERT_ROTATION: expected true or false, got {rotation!r}")
     return AgentSettings(
         sds_socket=Path(args.sds_socket),
         ca_addr=args.ca_addr,
@@ -132,4 +141,5 @@ def parse_agent_settings(argv: list[str] | None, environ: Mapping[str, str] | No
         file_credential_dirs=dirs,
         file_credential_poll=args.file_credential_poll,
         credential_namespace=args.credential_namespace or None,
+        rotation=rotation in ("true", "1"),
     )

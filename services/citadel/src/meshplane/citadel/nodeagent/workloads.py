@@ -99,6 +99,7 @@ class Workloads:
         wait: Wait = stopped_within,
         failures: Counter | None = None,
         refusals: RefusedTokens | None = None,
+        rotation: bool = True,
     ) -> None:
         #: Each workload's rotation loop runs under it (a failure is logged and the loop restarted
         #: with backoff). Give it no metric: tasks come and go with tokens, so failures are counted
@@ -116,6 +117,8 @@ class Workloads:
         self._bus_roots: list[str] = []
         self._closing: set[asyncio.Task[None]] = set()
         self.refusals = refusals or RefusedTokens()
+        #: CITADEL_ENABLE_WORKLOAD_CERT_ROTATION: False issues each certificate once
+        self._rotation = rotation
 
     def _start(self, key: str, token: Callable[[], str]) -> _Workload:
         cache = SecretCache()
@@ -123,7 +126,15 @@ class Workloads:
         # A stream's token that Citadel refuses is not retried: its streams end (see _refused).
         refused = None if key == DEFAULT_KEY else (lambda reason: self._refused(key, reason))
         rotator = Rotator(
-            cache, self._client, self._key_type, self._ttl, token, self._clock, self._wait, refused
+            cache,
+            self._client,
+            self._key_type,
+            self._ttl,
+            token,
+            self._clock,
+            self._wait,
+            refused,
+            self._rotation,
         )
         name = rotation_task(key)
 

@@ -21,6 +21,7 @@ from meshplane.galley.admission.review import build_response
 from meshplane.galley.api.admission import json_response, read_review
 from meshplane.shared.inject import InjectError, inject_pod, injection_required, json_patch
 from meshplane.shared.inject.patch import workload_name
+from meshplane.shared.inject.proxyconfig import warnings as proxy_config_warnings
 
 log = logging.getLogger("meshplane.galley.inject")
 
@@ -49,7 +50,8 @@ async def inject(request: Request) -> Response:
             metrics.INJECTION_SKIP.inc()
             return json_response(build_response(review, allowed=True))
         before = copy.deepcopy(pod)
-        inject_pod(pod, workload_name(pod), request.app.state.galley.injector)
+        galley = request.app.state.galley
+        inject_pod(pod, workload_name(pod), galley.injector, galley.proxy_configs, namespace)
     except InjectError as exc:
         metrics.INJECTION_FAILURE.inc()
         log.info("refused to inject %s/%s: %s", req.namespace, req.name or "(generated name)", exc)
@@ -60,7 +62,8 @@ async def inject(request: Request) -> Response:
         message = "injection failed: the pod could not be injected (internal error, logged by galley)"
         return json_response(build_response(review, allowed=False, message=message))
     metrics.INJECTION_SUCCESS.inc()
-    answer = build_response(review, allowed=True)
+    notes = proxy_config_warnings(before["metadata"].get("annotations") or {})
+    answer = build_response(review, allowed=True, warnings=notes)
     patch = json.dumps(json_patch(before, pod), separators=(",", ":")).encode()
     answer["response"].update(patchType="JSONPatch", patch=base64.b64encode(patch).decode())
     return json_response(answer)

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from meshplane.shared.inject import InjectorConfig
+from meshplane.shared.proxyconfig import ProxyConfigs
 
 
 def _empty() -> dict[str, Any]:
@@ -31,3 +32,5 @@ class GalleyState:
     analysis: Callable[[], dict[str, Any]] = field(default=_empty)
     #: ``POST /inject``: the injector's settings (from galley's ``--inject-*`` flags).
     injector: InjectorConfig = field(default_factory=InjectorConfig)
+    #: ``POST /inject``: MeshConfig ``defaultConfig`` and the ProxyConfig resources of the config
+    proxy_configs: ProxyConfigs = field(default_factory=ProxyConfigs)

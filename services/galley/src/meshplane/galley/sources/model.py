@@ -77,7 +77,7 @@ class ConfigObject:
 
     def to_message(self) -> config_pb2.ConfigResource:
         """The ``ConfigResource`` galley publishes for this object."""
-        return config_pb2.ConfigResource(
+        msg = config_pb2.ConfigResource(
             kind=self.kind,
             group=self.group,
             version=self.version,
@@ -94,6 +94,13 @@ class ConfigObject:
                 line=self.origin.line,
             ),
         )
+        created = self.metadata.get("creationTimestamp")
+        if isinstance(created, str) and created:
+            try:  # RFC 3339 from the API server; Pilot orders EnvoyFilters by it
+                msg.creation_timestamp.FromJsonString(created)
+            except ValueError:
+                msg.ClearField("creation_timestamp")
+        return msg
 
 
 def _str_map(value: object) -> dict[str, str]:

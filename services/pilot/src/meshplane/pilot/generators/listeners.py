@@ -23,6 +23,7 @@ from meshplane.pilot.generators.common import (
 )
 from meshplane.pilot.generators.filters import http_manager, tcp_destinations, tcp_proxy
 from meshplane.pilot.generators.httproute import matches_context
+from meshplane.pilot.generators.proxyheaders import apply_proxy_headers
 from meshplane.pilot.generators.security import inbound as security
 from meshplane.pilot.generators.security.sds import retarget_listeners
 from meshplane.pilot.model.config import Port, Service, fqdn, given, host_matches
@@ -271,6 +272,7 @@ def outbound_listeners(ctx: PushContext, proxy: Proxy) -> list[listener_pb2.List
     listeners = _outbound_listeners(ctx, proxy)
     retarget_listeners(proxy, listeners)
     apply_access_logs(ctx, proxy, listeners, WorkloadMode.CLIENT)
+    apply_proxy_headers(proxy, listeners)
     return listeners
 
 
@@ -292,6 +294,7 @@ def inbound_listeners(ctx: PushContext, proxy: Proxy) -> list[listener_pb2.Liste
     listeners = _inbound_listeners(ctx, proxy)
     retarget_listeners(proxy, listeners)
     apply_access_logs(ctx, proxy, listeners, WorkloadMode.SERVER)
+    apply_proxy_headers(proxy, listeners)
     return listeners
 
 

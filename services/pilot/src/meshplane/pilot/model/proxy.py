@@ -9,6 +9,8 @@ from enum import Enum
 
 from google.protobuf import json_format, struct_pb2
 
+from meshplane.shared.proxyconfig import ProxyHeaders
+
 #: Node metadata asking for SDS over the node agent's socket with the workload's token (Kubernetes).
 SDS_TOKEN_PATH = "SDS_TOKEN_PATH"
 SDS_UDS_PATH = "SDS_UDS_PATH"
@@ -48,6 +50,10 @@ class Proxy:
     sds_socket_path: str = ""
     #: ``region/zone/subzone`` from the node's locality ("" when the proxy sent none).
     locality: str = ""
+    #: The node metadata entries with string values (EnvoyFilter ``match.proxy.metadata``).
+    metadata: dict[str, str] = field(default_factory=dict)
+    #: ProxyConfig ``proxyHeaders`` from node metadata ``PROXY_CONFIG``
+    proxy_headers: ProxyHeaders = ProxyHeaders()
 
     @property
     def name(self) -> str:
@@ -61,7 +67,8 @@ class Proxy:
     def _scope_key(self) -> str:
         labels = json.dumps(sorted(self.labels.items()))
         sds = f"{self.sds_token_path}|{self.sds_socket_path}" if self.sds_token_path else ""
-        return f"{self.type.value}|{self.namespace}|{labels}|{self.interception_none}|{sds}"
+        headers = "" if self.proxy_headers.is_default else repr(self.proxy_headers)
+        return f"{self.type.value}|{self.namespace}|{labels}|{self.interception_none}|{sds}|{headers}"
 
     @functools.cached_property
     def own_key(self) -> str:
@@ -121,4 +128,6 @@ def parse_proxy(node_id: str, meta: struct_pb2.Struct | None, locality: str = ""
         sds_token_path=token_path,
         sds_socket_path=socket_path if token_path else "",
         locality=locality,
+        metadata={k: v for k, v in md.items() if isinstance(v, str)},
+        proxy_headers=ProxyHeaders.of(md.get("PROXY_CONFIG")),
     )

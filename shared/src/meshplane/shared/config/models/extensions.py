@@ -1,7 +1,7 @@
 """WasmPlugin (extensions.istio.io) and ProxyConfig (networking.istio.io), typed loosely.
 
-meshplane does not act on these kinds; they are modelled so that existing Istio YAML carrying
-them is accepted, with the fields Istio defines.
+WasmPlugin is modelled so that existing Istio YAML carrying it is accepted, with the fields Istio
+defines. ProxyConfig is applied at injection and bootstrap (``meshplane.shared.proxyconfig``).
 """
 
 from __future__ import annotations

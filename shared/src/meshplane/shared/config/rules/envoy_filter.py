@@ -37,12 +37,25 @@ DEPRECATED_NAMES = {
 
 
 _ALL_OPS = frozenset(Operation) - {Operation.INVALID}
-#: What meshplane's Pilot applies, by applyTo; every other patch gets a "not applied" warning.
+_WHOLE = frozenset({Operation.MERGE, Operation.ADD, Operation.REMOVE})
+_INSERTS = frozenset({Operation.INSERT_BEFORE, Operation.INSERT_AFTER, Operation.INSERT_FIRST})
+#: What meshplane's Pilot applies, by applyTo (what Istio's patch code applies); every other patch
+#: gets a "not applied" warning.
 APPLIED: dict[ApplyTo, frozenset[Operation]] = {
-    ApplyTo.LISTENER: frozenset({Operation.MERGE, Operation.ADD, Operation.REMOVE}),
-    ApplyTo.CLUSTER: frozenset({Operation.MERGE, Operation.ADD, Operation.REMOVE}),
+    ApplyTo.LISTENER: _WHOLE,
+    ApplyTo.LISTENER_FILTER: _ALL_OPS,
+    ApplyTo.FILTER_CHAIN: _WHOLE,
     ApplyTo.NETWORK_FILTER: _ALL_OPS,
     ApplyTo.HTTP_FILTER: _ALL_OPS,
+    ApplyTo.ROUTE_CONFIGURATION: frozenset({Operation.MERGE}),
+    ApplyTo.VIRTUAL_HOST: _WHOLE | {Operation.REPLACE},
+    ApplyTo.HTTP_ROUTE: _WHOLE | _INSERTS,
+    ApplyTo.CLUSTER: _WHOLE,
+}
+#: Why an applyTo is not applied at all.
+_WHY_NOT = {
+    ApplyTo.EXTENSION_CONFIG: "meshplane serves no ECDS, so no proxy asks for extension configs",
+    ApplyTo.BOOTSTRAP: "deprecated; Istio does not apply it either",
 }
 #: applyTo values whose relative operations Istio turns into ADD.
 _RELATIVE_OK = {ApplyTo.HTTP_FILTER, ApplyTo.NETWORK_FILTER, ApplyTo.HTTP_ROUTE, ApplyTo.LISTENER_FILTER}
@@ -74,10 +87,21 @@ def _warn_not_applied(cp: EnvoyConfigObjectPatch, path: str, issues: Issues) -> 
     if cp.apply_to is None or cp.patch is None or cp.patch.operation is None:
         return
     op = effective_operation(cp.apply_to, cp.patch.operation)
-    if op not in APPLIED.get(cp.apply_to, frozenset()):
-        issues.warn(f"{path}.applyTo", f"{NOT_APPLIED}: applyTo {cp.apply_to} with operation {op}")
-    if cp.match is not None and cp.match.proxy is not None:
-        issues.warn(f"{path}.match.proxy", f"{NOT_APPLIED}: match.proxy (the patch applies to every proxy)")
+    if cp.apply_to in _WHY_NOT:
+        issues.warn(f"{path}.applyTo", f"{NOT_APPLIED}: applyTo {cp.apply_to} ({_WHY_NOT[cp.apply_to]})")
+    elif op not in APPLIED.get(cp.apply_to, frozenset()):
+        issues.warn(
+            f"{path}.applyTo",
+            f"{NOT_APPLIED}: applyTo {cp.apply_to} with operation {op} (Istio ignores it too)",
+        )
+    match = cp.match
+    if match is not None and match.context == PatchContext.WAYPOINT:
+        issues.warn(f"{path}.match.context", f"{NOT_APPLIED}: context WAYPOINT (meshplane has no waypoints)")
+    if match is not None and match.listener is not None and match.listener.port_name:
+        issues.warn(
+            f"{path}.match.listener.portName",
+            f"{NOT_APPLIED}: match.listener.portName (Istio does not implement it either)",
+        )
 
 
 def _check_patch(cp: EnvoyConfigObjectPatch, path: str, issues: Issues) -> None:

@@ -9,6 +9,7 @@ from meshplane.shared.config.issues import Issues
 from meshplane.shared.config.models.extensions import ProxyConfig, WasmPlugin
 from meshplane.shared.config.rules.context import ObjectContext
 from meshplane.shared.config.rules.selectors import check_selector, check_targets
+from meshplane.shared.proxyconfig import IMAGE_TYPES
 
 _SHA256 = re.compile(r"^[a-f0-9]{64}$")
 _URL_SCHEMES = frozenset({"", "file", "http", "https", "oci"})
@@ -39,3 +40,10 @@ def check_proxy_config(pc: ProxyConfig, ctx: ObjectContext, issues: Issues) -> N
     check_selector(pc.selector, "spec.selector", issues)
     if pc.concurrency is not None and pc.concurrency < 0:
         issues.error("spec.concurrency", "concurrency must be greater than or equal to 0")
+    kind = pc.image.image_type if pc.image else None
+    if kind and kind not in IMAGE_TYPES:
+        issues.warn(
+            "spec.image.imageType",
+            f"unknown image type {kind!r} (have {', '.join(IMAGE_TYPES)}): "
+            "injected pods get the default image",
+        )

@@ -6,6 +6,7 @@ from abc import abstractmethod
 from collections.abc import Sequence
 from typing import Any
 
+from meshplane.pilot.generators import envoyfilter
 from meshplane.pilot.model.generator import GeneratorCache, XdsGenerator
 from meshplane.pilot.model.proxy import Proxy
 from meshplane.pilot.model.push_context import PushContext
@@ -32,10 +33,12 @@ class ScopeAndOwnGenerator(XdsGenerator):
         """The proxy's own resources (named messages)."""
 
     def shared_part(self, cache: GeneratorCache, ctx: PushContext, proxy: Proxy) -> Part:
-        return cache.part((self.short, self.scope_key(proxy)), lambda: named(self.shared(ctx, proxy)))
+        key = (self.short, self.scope_key(proxy), envoyfilter.variant(ctx, proxy))
+        return cache.part(key, lambda: named(self.shared(ctx, proxy)))
 
     def parts(
         self, cache: GeneratorCache, ctx: PushContext, proxy: Proxy, names: frozenset[str] | None
     ) -> Parts:
-        own = cache.part((self.short, "own", proxy.own_key), lambda: named(self.own(ctx, proxy)))
+        key = (self.short, "own", proxy.own_key, envoyfilter.variant(ctx, proxy))
+        own = cache.part(key, lambda: named(self.own(ctx, proxy)))
         return scope_and_own(self.shared_part(cache, ctx, proxy), own)

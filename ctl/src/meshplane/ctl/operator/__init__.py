@@ -1,0 +1,1 @@
+"""The in-cluster install operator (``meshplane-operator``)."""
