@@ -9,7 +9,7 @@ namespace="${GATEWAY_NAMESPACE:-default}"
 meshctl bootstrap --type router \
     --node-id "router~${ip}~${name}.${namespace}~${namespace}.svc.cluster.local" \
     --ip "$ip" --namespace "$namespace" --service-account "$name" --labels "istio=${name}" \
-    --pilot "${PILOT_ADDR:-pilot:15010}" \
+    --pilot "${PILOT_ADDR:-pilot:15012}" \
     --sds-socket /var/run/secrets/workload-spiffe-uds/socket \
-    --admin 127.0.0.1:15000 --output /tmp/envoy-bootstrap.yaml
+    --admin 127.0.0.1:15000 --stats-port 15090 --output /tmp/envoy-bootstrap.yaml
 exec envoy -c /tmp/envoy-bootstrap.yaml --log-level "${ENVOY_LOG_LEVEL:-info}"

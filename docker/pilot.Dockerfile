@@ -18,5 +18,5 @@ RUN groupadd --system --gid 10001 meshplane \
 COPY --from=builder /app/.venv /app/.venv
 ENV PATH=/app/.venv/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
 USER 10001:10001
-EXPOSE 15010 15014
+EXPOSE 15012 15014
 ENTRYPOINT ["meshplane-pilot"]

@@ -64,6 +64,7 @@ class MeshplaneSide:
         self.grpc_port, self.http_port = free_port(), free_port()
         args = [sys.executable, "-m", "meshplane.pilot", "--nats-url", self.nats.url, "--xds-plaintext"]
         args += ["--grpc-addr", f"127.0.0.1:{self.grpc_port}", "--http-addr", f"127.0.0.1:{self.http_port}"]
+        args += ["--debug-addr", "127.0.0.1:0"]
         self.pilot = ChildProcess([*args, "--id", "sovbench"], self.workdir / "pilot.log", name="pilot")
         with pinned(cpu):
             self.pilot.start()

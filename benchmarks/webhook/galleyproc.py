@@ -36,6 +36,7 @@ def galley(tmp: Path, conf: Path) -> Iterator[Running]:
     port, mon = free_port(), free_port()
     argv = [str(BIN / "meshplane-galley"), "--nats-url", nats.url, "--config-dir", str(conf)]
     argv += ["--webhook-addr", f"127.0.0.1:{port}", "--monitoring-addr", f"127.0.0.1:{mon}"]
+    argv += ["--debug-addr", "127.0.0.1:0"]
     proc = ChildProcess(argv, tmp / "galley.log", name="galley")
     proc.start()
     try:

@@ -200,6 +200,8 @@ def start_pilot(
             f"127.0.0.1:{grpc_port}",
             "--http-addr",
             f"127.0.0.1:{http_port}",
+            "--debug-addr",
+            "127.0.0.1:0",
             "--id",
             "bench",
             *(tls.pilot_args() if tls else ["--xds-plaintext"]),

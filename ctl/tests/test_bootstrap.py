@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -158,6 +159,24 @@ def test_health_port_serves_only_healthz_ready_from_envoys_own_readiness() -> No
         render_bootstrap(BootstrapOptions(health_port=70000))
 
 
+def test_stats_port_serves_only_prometheus_stats_with_istios_tags() -> None:
+    boot = render_bootstrap(BootstrapOptions(health_port=15021, stats_port=15090, admin="127.0.0.1:15000"))
+    health, stats = boot["static_resources"]["listeners"]
+    assert health["name"] == "health-15021"
+    assert stats["address"] == {"socket_address": {"address": "0.0.0.0", "port_value": 15090}}
+    manager = stats["filter_chains"][0]["filters"][0]["typed_config"]
+    (route,) = manager["route_config"]["virtual_hosts"][0]["routes"]
+    assert route == {"match": {"prefix": "/stats/prometheus"}, "route": {"cluster": "prometheus_stats"}}
+    admin = next(c for c in boot["static_resources"]["clusters"] if c["name"] == "prometheus_stats")
+    (endpoint,) = admin["load_assignment"]["endpoints"][0]["lb_endpoints"]
+    assert endpoint["endpoint"]["address"]["socket_address"]["port_value"] == 15000
+    tags = {t["tag_name"]: t["regex"] for t in boot["stats_config"]["stats_tags"]}
+    assert boot["stats_config"]["use_all_default_tags"] is False and "cluster_name" in tags
+    assert "listeners" not in render_bootstrap(BootstrapOptions())["static_resources"]
+    with pytest.raises(BootstrapError, match="--stats-port: expected 1..65535, got -1"):
+        render_bootstrap(BootstrapOptions(stats_port=-1))
+
+
 def test_cli_xds_is_mutual_tls_unless_plaintext_is_asked(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -172,6 +191,7 @@ def test_cli_xds_is_mutual_tls_unless_plaintext_is_asked(
     )
     assert checked.returncode == 0, checked.stdout + checked.stderr
     xds = yaml.safe_load(out.read_text())["static_resources"]["clusters"][0]
+    assert _pilot_ports(xds) == [15012]  # Istio's xDS-over-TLS port
     context = xds["transport_socket"]["typed_config"]["common_tls_context"]
     assert context["alpn_protocols"] == ["h2"]  # gRPC servers require it
     assert context["tls_certificate_sds_secret_configs"][0]["name"] == "default"
@@ -195,9 +215,16 @@ def test_cli_xds_is_mutual_tls_unless_plaintext_is_asked(
     assert plugin["secret_data"] == {"filename": "/var/t"}
 
     assert main(["bootstrap", "--sds-socket", sock, "--xds-plaintext", "-o", str(out)]) == 0
-    assert "transport_socket" not in yaml.safe_load(out.read_text())["static_resources"]["clusters"][0]
+    plain = yaml.safe_load(out.read_text())["static_resources"]["clusters"][0]
+    assert "transport_socket" not in plain
+    assert _pilot_ports(plain) == [15010]  # Istio's plaintext xDS port
 
     assert main(["bootstrap", "-o", str(out)]) == 2  # mutual TLS needs the SDS socket's certificate
     assert "--sds-socket: required for mutual TLS to Pilot (or --xds-plaintext)" in capsys.readouterr().err
     assert main(["bootstrap", "--sds-socket", sock, "--pilot-san", "pilot.example", "-o", str(out)]) == 2
     assert "--pilot-san: expected Pilot's spiffe:// ID" in capsys.readouterr().err
+
+
+def _pilot_ports(cluster: dict[str, Any]) -> list[int]:
+    endpoints = cluster["load_assignment"]["endpoints"][0]["lb_endpoints"]
+    return [e["endpoint"]["address"]["socket_address"]["port_value"] for e in endpoints]

@@ -73,6 +73,7 @@ def test_deployment_gets_sidecar_and_annotations(tmp_path: Path, capsys: pytest.
         "failureThreshold": 600,
     }
     assert "--health-port 15021" in proxy["command"][2]
+    assert "--stats-port 15090" in proxy["command"][2]  # the declared http-envoy-prom port serves
     assert pod["metadata"]["annotations"]["istio.io/rev"] == "default"
     assert pod["metadata"]["annotations"]["kubectl.kubernetes.io/default-container"] == "reviews"
     labels = pod["metadata"]["labels"]

@@ -80,7 +80,7 @@ async def test_proxy_status_hides_records_their_pilot_stopped_refreshing(
 async def test_version_lists_running_components(
     bus: Bus, nats_server: NatsServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    pilot = ComponentAnnouncer(bus, "pilot", {"grpc": "127.0.0.1:15010"}, instance="pilot-1")
+    pilot = ComponentAnnouncer(bus, "pilot", {"xds": "127.0.0.1:15012"}, instance="pilot-1")
     await pilot.announce()
     galley = ComponentAnnouncer(bus, "galley", {}, instance="galley-1")
     await galley.announce()

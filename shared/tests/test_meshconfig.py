@@ -6,6 +6,7 @@ import logging
 from pathlib import Path
 
 import pytest
+import yaml
 
 from meshplane.shared.meshconfig import (
     FileLogProvider,
@@ -14,6 +15,7 @@ from meshplane.shared.meshconfig import (
     load_mesh_config,
     parse_mesh_config,
 )
+from meshplane.shared.meshtracing import OtelTracingProvider
 
 
 def test_defaults_are_istios() -> None:
@@ -61,6 +63,7 @@ def test_access_logging_fields_applied_and_other_providers_named() -> None:
         "extensionProviders:\n"
         "- name: otel\n  opentelemetry: {service: c.ns.svc.cluster.local, port: 4317}\n"
         "- name: file\n  envoyFileAccessLog: {path: /tmp/x.log, logFormat: {text: '%RESPONSE_CODE%'}}\n"
+        "- name: als\n  envoyOtelAls: {service: c.ns.svc.cluster.local, port: 4317}\n"
     )
     mesh = parse_mesh_config(text, "f")
     assert (mesh.access_log_file, mesh.access_log_encoding, mesh.access_log_format) == (
@@ -72,7 +75,79 @@ def test_access_logging_fields_applied_and_other_providers_named() -> None:
     assert mesh.file_log_provider("envoy") == FileLogProvider()  # Istio's built-in stays
     assert mesh.file_log_provider("file") == FileLogProvider("/tmp/x.log", text="%RESPONSE_CODE%")
     assert mesh.file_log_provider("otel") is None
-    assert mesh.not_applied == ("defaultProviders.tracing", "extensionProviders[otel].opentelemetry")
+    assert mesh.default_tracing_providers == ("otel",)
+    assert mesh.tracing_provider("otel") == OtelTracingProvider("c.ns.svc.cluster.local", 4317)
+    assert mesh.not_applied == ("extensionProviders[als].envoyOtelAls",)
+
+
+def test_opentelemetry_tracing_providers() -> None:
+    text = yaml.safe_dump(
+        {
+            "enableTracing": False,
+            "extensionProviders": [
+                {
+                    "name": "http",
+                    "opentelemetry": {
+                        "service": "observability/otel.example.com",
+                        "port": 4318,
+                        "maxTagLength": 64,
+                        "http": {
+                            "path": "/v1/traces",
+                            "timeout": "500ms",
+                            "headers": [{"name": "a", "value": "b"}],
+                        },
+                        "resourceDetectors": {"environment": {}, "dynatrace": {}},
+                    },
+                },
+                {
+                    "name": "grpc",
+                    "opentelemetry": {
+                        "service": "otel.example.com",
+                        "port": 4317,
+                        "grpc": {"timeout": "1s", "initialMetadata": [{"name": "k", "value": "v"}]},
+                        "dynatraceSampler": {"tenant": "t"},
+                    },
+                },
+            ],
+        }
+    )
+    mesh = parse_mesh_config(text, "f")
+    http = mesh.tracing_provider("http")
+    assert http is not None and http.hostname == "otel.example.com"
+    assert (http.http_path, http.http_timeout, http.http_headers, http.max_tag_length) == (
+        "/v1/traces",
+        0.5,
+        (("a", "b"),),
+        64,
+    )
+    assert http.environment_detector and http.dynatrace_detector
+    grpc = mesh.tracing_provider("grpc")
+    assert grpc is not None and (grpc.http_path, grpc.grpc_timeout, grpc.grpc_metadata) == (
+        None,
+        1.0,
+        (("k", "v"),),
+    )
+    # enableTracing: false is what meshplane does; the Dynatrace sampler is named
+    assert mesh.not_applied == ("extensionProviders[grpc].opentelemetry.dynatraceSampler",)
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"port": 4317}, "opentelemetry.service: expected the collector's hostname"),
+        ({"service": "a", "port": 0}, "opentelemetry.port: expected a port number"),
+        (
+            {"service": "a", "port": 1, "http": {"timeout": "soon"}},
+            "opentelemetry.http.timeout: invalid duration",
+        ),
+        ({"service": "a", "port": 1, "zipkin": {}}, "unknown field(s) zipkin"),
+    ],
+)
+def test_bad_opentelemetry_providers_are_named(body: dict[str, object], message: str) -> None:
+    text = yaml.safe_dump({"extensionProviders": [{"name": "o", "opentelemetry": body}]})
+    with pytest.raises(MeshConfigError) as exc:
+        parse_mesh_config(text, "mesh.yaml")
+    assert "mesh.yaml: extensionProviders[0] (o)." in str(exc.value) and message in str(exc.value)
 
 
 @pytest.mark.parametrize(

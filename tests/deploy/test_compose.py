@@ -25,6 +25,25 @@ def compose() -> dict[str, Any]:
     return loaded
 
 
+MERGE = "tag:yaml.org,2002:merge"  # ``<<: *anchor``, which may repeat
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A YAML loader that refuses a key given twice in one mapping (YAML keeps only the last)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        keys = [self.construct_object(k, deep=deep) for k, _ in node.value if k.tag != MERGE]
+        twice = sorted({str(k) for k in keys if keys.count(k) > 1})
+        if twice:
+            raise yaml.constructor.ConstructorError(None, None, f"keys given twice: {twice}", node.start_mark)
+        return super().construct_mapping(node, deep=deep)
+
+
+def test_no_key_is_given_twice() -> None:
+    """A repeated key (``volumes:`` twice in one service) silently drops the first list."""
+    yaml.load((REPO / "docker-compose.yml").read_text(), Loader=_UniqueKeyLoader)  # noqa: S506 (safe loader)
+
+
 def compose_errors(document: dict[str, Any]) -> list[str]:
     validator = jsonschema.Draft201909Validator(SCHEMA)
     return [f"{'.'.join(map(str, e.path))}: {e.message}" for e in validator.iter_errors(document)]
@@ -52,7 +71,7 @@ def test_pilot_can_be_scaled(compose: dict[str, Any]) -> None:
     pilot = compose["services"]["pilot"]
     assert "container_name" not in pilot
     assert "ports" not in pilot
-    assert {str(port) for port in pilot["expose"]} == {"15010", "15014"}
+    assert {str(port) for port in pilot["expose"]} == {"15012", "15014"}  # xDS over TLS, monitoring
 
 
 def test_every_service_has_a_healthcheck(compose: dict[str, Any]) -> None:
@@ -118,7 +137,7 @@ def test_services_reach_the_bus_and_ca_by_compose_names(compose: dict[str, Any])
         assert "--nats-url=nats://nats:4222" in services[name]["command"], name
     assert "--ca-addr=citadel:8060" in services["node-agent"]["command"]
     assert services["node-agent"]["entrypoint"] == ["meshplane-node-agent"]
-    assert services["gateway"]["environment"]["PILOT_ADDR"] == "pilot:15010"
+    assert services["gateway"]["environment"]["PILOT_ADDR"] == "pilot:15012"
     shared = {v.split(":")[0] for v in services["gateway"]["volumes"]} & {
         v.split(":")[0] for v in services["node-agent"]["volumes"]
     }

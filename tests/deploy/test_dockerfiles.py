@@ -131,7 +131,12 @@ def build_context(tmp_path_factory: pytest.TempPathFactory) -> Path:
     patterns = dockerignore_patterns()
     for relative in filter(None, listed.split("\0")):
         source = REPO / relative
-        if source.is_file() and not is_ignored(relative, patterns):
+        if is_ignored(relative, patterns):
+            continue
+        if source.is_symlink():  # as docker sends it: the link itself (ctl/manifests -> ../k8s)
+            (context / relative).parent.mkdir(parents=True, exist_ok=True)
+            (context / relative).symlink_to(os.readlink(source))
+        elif source.is_file():
             (context / relative).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, context / relative)
     return context

@@ -216,7 +216,8 @@ def test_bad_revision_profile_and_mesh_config_are_refused() -> None:
     assert "trustDomain" in refused("--set", "meshConfig.trustDomain=Not A Domain")
 
 
-def test_mesh_config_fields_not_applied_are_warned() -> None:
-    done = generate("--set", "meshConfig.enableTracing=true")
+def test_fields_not_applied_are_warned() -> None:
+    done = generate("--set", "meshConfig.enablePrometheusMerge=true", "--set", "values.global.network=net1")
     assert done.returncode == 0, done.stderr
-    assert "Warning: spec.meshConfig.enableTracing: accepted, not applied by meshplane" in done.stderr
+    assert "Warning: spec.meshConfig.enablePrometheusMerge: accepted, not applied by meshplane" in done.stderr
+    assert "Warning: spec.values.global.network: accepted, not applied by meshplane" in done.stderr

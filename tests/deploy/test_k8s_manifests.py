@@ -16,6 +16,7 @@ from meshplane.citadel.nodeagent.settings import parse_agent_settings as agent_s
 from meshplane.citadel.settings import parse_settings as citadel_settings
 from meshplane.galley.settings import parse_args as galley_settings
 from meshplane.pilot.settings import parse_args as pilot_settings
+from meshplane.shared.inject import InjectorConfig
 from meshplane.shared.meshconfig import parse_mesh_config
 
 from .conftest import K8S, KUSTOMIZATIONS, Manifests, k8s_errors
@@ -237,7 +238,7 @@ def test_network_policies_deny_by_default_and_open_each_needed_port(base: Manife
 
     assert ingress_ports("nats") == {4222, 6222}
     assert 15017 in ingress_ports("galley")
-    assert 15010 in ingress_ports("pilot")
+    assert ingress_ports("pilot") == {15012, 15014}  # ADS over mutual TLS; monitoring
     assert 8060 in ingress_ports("citadel")
     # every bus client carries the label that opens nats:4222 to it
     for name in CONTROL_PLANE:
@@ -376,3 +377,42 @@ def test_the_services_own_parsers_take_meshplane_system_as_root_from_the_manifes
     assert galley_settings(args("galley")).root_namespace == "meshplane-system"
     assert citadel_settings(args("citadel"), {}).trust_domain == "cluster.local"
     assert agent_settings(args("node-agent", "DaemonSet"), {}).trust_domain == "cluster.local"
+
+
+def _ports(value: Any) -> set[int]:
+    """Every ``port``, ``containerPort`` and ``targetPort`` number anywhere in ``value``."""
+    if isinstance(value, list):
+        return set().union(*map(_ports, value)) if value else set()
+    if not isinstance(value, dict):
+        return set()
+    own = {v for k, v in value.items() if k in ("port", "containerPort", "targetPort") and isinstance(v, int)}
+    return own.union(*map(_ports, value.values()))
+
+
+def test_xds_is_on_istios_tls_port_and_debug_stays_inside_the_pod(base: Manifests, tmp_path: Path) -> None:
+    """ADS over mutual TLS on 15012 (Service, container, policy, injected proxies); monitoring
+    (probes, Prometheus, meshctl proxy-status's /debug/syncz) on the pod address; every other
+    /debug endpoint on the pod's loopback, opened by no Service, container port or policy."""
+    (tmp_path / "mesh").write_text(base.one("ConfigMap", "istio")["data"]["mesh"])
+
+    def args(name: str) -> list[str]:
+        container = base.one("Deployment", name)["spec"]["template"]["spec"]["containers"][0]
+        return [a.replace(f"{MESH_CONFIG_DIR}/", f"{tmp_path}/") for a in container["args"]]
+
+    pilot = pilot_settings(args("pilot"), {})
+    assert (pilot.grpc_host, pilot.grpc_port, pilot.xds_plaintext) == ("0.0.0.0", 15012, False)
+    assert (pilot.http_host, pilot.http_port) == ("0.0.0.0", 15014)
+    assert (pilot.debug_host, pilot.debug_port) == ("127.0.0.1", 8080)
+    galley = galley_settings(args("galley"))
+    assert galley.monitoring_addr == ("0.0.0.0", 15014)
+    assert galley.debug_addr == ("127.0.0.1", 9876)
+    service = base.one("Service", "pilot")["spec"]["ports"]
+    assert {p["name"]: p["port"] for p in service} == {"tls-xds": 15012, "http-monitoring": 15014}
+    assert InjectorConfig().pilot == "pilot.meshplane-system.svc:15012"  # what injected proxies dial
+    gateway = Manifests("gateway", list(yaml.safe_load_all((K8S / "gateway" / "gateway.yaml").read_text())))
+    pod = gateway.one("Deployment", "istio-ingressgateway")["spec"]["template"]["spec"]
+    (proxy,) = [c for c in pod["containers"] if c["name"] == "istio-proxy"]  # and gateways
+    assert "--pilot pilot.meshplane-system.svc:15012 " in proxy["args"][0]
+    opened = _ports(base.objects)
+    assert 15012 in opened
+    assert not opened & {15010, 8080, 9876}

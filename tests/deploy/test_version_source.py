@@ -19,7 +19,7 @@ import pytest
 from meshplane.ctl.bootstrap import BootstrapOptions, render_bootstrap
 from meshplane.ctl.inject import PROXY_IMAGE
 from meshplane.shared.components import VERSION
-from meshplane.shared.version import __version__
+from meshplane.shared.version import ISTIO_VERSION, __version__
 
 from .imports import REPO
 from .test_dockerfiles import uv_binary
@@ -55,7 +55,8 @@ def test_components_report_it() -> None:
     assert __version__ == VERSION
     assert PROXY_IMAGE.endswith(f":{__version__}")
     bootstrap = render_bootstrap(BootstrapOptions(proxy_type="sidecar", node_id="sidecar~1.2.3.4~a.b~b.svc"))
-    assert bootstrap["node"]["metadata"]["ISTIO_VERSION"] == f"meshplane-{__version__}"
+    assert bootstrap["node"]["metadata"]["MESHPLANE_VERSION"] == __version__
+    assert bootstrap["node"]["metadata"]["ISTIO_VERSION"] == ISTIO_VERSION
     out = subprocess.run(
         [sys.executable, "-m", "meshplane.ctl.main", "version", "--short"],
         capture_output=True,

@@ -152,7 +152,7 @@ class Mesh:
     namespace: str
     nats: NatsServer
     galley: ChildProcess
-    galley_monitoring: int
+    galley_debug: int
     gateway_url: str
     network: PodNetwork
     core: Any
@@ -164,7 +164,7 @@ class Mesh:
 
     def sources(self) -> dict[str, dict[str, Any]]:
         """Galley's per-resource reflector status, by API path."""
-        found = get_json(f"http://127.0.0.1:{self.galley_monitoring}/debug/sources")
+        found = get_json(f"http://127.0.0.1:{self.galley_debug}/debug/sources")
         return {r["path"]: r for r in found["resources"]}
 
     def create_istio(self, kind: str, name: str, spec: dict[str, Any]) -> None:
@@ -224,13 +224,13 @@ def mesh(
     try:
         nats.start()
         kubelet.start()
-        monitoring, grpc, http, admin, gateway_port = (free_port() for _ in range(5))
+        monitoring, debug, grpc, http, admin, gateway_port = (free_port() for _ in range(6))
         started.append(
             _start(
                 "galley",
                 ["env", f"KUBECONFIG={kubeconfig}", str(BIN / "meshplane-galley"), "--nats-url", nats.url,
                  "--webhook-addr", f"127.0.0.1:{free_port()}",
-                 "--monitoring-addr", f"127.0.0.1:{monitoring}"],
+                 "--monitoring-addr", f"127.0.0.1:{monitoring}", "--debug-addr", f"127.0.0.1:{debug}"],
                 tmp / "galley.log",
                 lambda: _ok(f"http://127.0.0.1:{monitoring}/readyz"),
             )
@@ -240,7 +240,7 @@ def mesh(
                 "pilot",
                 ["env", "PILOT_DEBOUNCE_AFTER=50ms", str(BIN / "meshplane-pilot"), "--nats-url", nats.url,
                  "--grpc-addr", f"127.0.0.1:{grpc}", "--http-addr", f"127.0.0.1:{http}",
-                 "--id", "pilot-kube", "--xds-plaintext"],
+                 "--debug-addr", "127.0.0.1:0", "--id", "pilot-kube", "--xds-plaintext"],
                 tmp / "pilot.log",
                 lambda: _ok(f"http://127.0.0.1:{http}/ready"),
             )
@@ -260,7 +260,7 @@ def mesh(
             namespace,
             nats,
             started[0],
-            monitoring,
+            debug,
             f"http://127.0.0.1:{gateway_port}/",
             network,
             core,

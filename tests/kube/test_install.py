@@ -87,7 +87,7 @@ def test_install_upgrade_and_uninstall(cluster: KubeCluster, dyn: Any) -> None:
     default = rendered()
     every_kind = kinds_of(default) | kinds_of(rendered("--set", "profile=demo"))
 
-    done = meshctl(cluster, "install", "-y", "--readiness-timeout", "120")
+    done = meshctl(cluster, "install", "-y", "--readiness-timeout", "240")
     assert done.returncode == 0, done.stdout + done.stderr
     assert "✔ Pilot installed" in done.stdout and "✔ IngressGateways installed" in done.stdout
     assert "✔ Installation complete" in done.stdout
@@ -115,7 +115,7 @@ def test_install_upgrade_and_uninstall(cluster: KubeCluster, dyn: Any) -> None:
         "--set",
         "components.ingressGateways[name:istio-ingressgateway].enabled=false",
     ]
-    done = meshctl(cluster, "upgrade", "-y", "--readiness-timeout", "120", *sets)
+    done = meshctl(cluster, "upgrade", "-y", "--readiness-timeout", "240", *sets)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "removed Deployment istio-ingress/istio-ingressgateway" in done.stdout
     upgraded = rendered(*sets)

@@ -2,11 +2,12 @@
 item 10).
 
 Two real Pilots run as pods' processes: the test kubelet gives each pod a network namespace on a
-test bridge, and Pilot serves ADS on ``0.0.0.0:15010`` and its debug endpoints on
-``0.0.0.0:15014`` there, reading a nats-server bound on the bridge's gateway address. A real
-Envoy on the host connects to each pod's address. meshctl, given only the kubeconfig, finds the
-Pilot pods by their label and reads each one's ``/debug/syncz`` through the API server's pod
-proxy.
+test bridge, and Pilot serves plaintext ADS on its default ``0.0.0.0:15010`` there, monitoring
+on ``0.0.0.0:15014`` as ``k8s/`` deploys it, and its debug endpoints on the default
+``127.0.0.1:8080``, the pod's loopback, reading a nats-server bound on the bridge's gateway
+address. A real Envoy on the host connects to each pod's address. meshctl, given only the
+kubeconfig, finds the Pilot pods by their label and reads each one's ``/debug/syncz`` through the
+API server's pod proxy; the other debug endpoints cannot be reached from outside the pod.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import json
 import re
 import subprocess
 import sys
+import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -25,6 +27,7 @@ from typing import Any
 import pytest
 import yaml
 from kubernetes import client
+from kubernetes.client.exceptions import ApiException
 
 from meshplane.ctl.bootstrap import BootstrapOptions, render_bootstrap
 from meshplane.shared.envoyproc import EnvoyProcess
@@ -47,8 +50,8 @@ def meshctl(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def pilot_pod(name: str, nats_url: str) -> dict[str, Any]:
-    argv = [str(BIN / "meshplane-pilot"), "--nats-url", nats_url, "--grpc-addr", "0.0.0.0:15010",
-            "--http-addr", "0.0.0.0:15014", "--xds-plaintext"]  # fmt: skip
+    argv = [str(BIN / "meshplane-pilot"), "--nats-url", nats_url, "--http-addr", "0.0.0.0:15014",
+            "--xds-plaintext"]  # fmt: skip
     container = {"name": "pilot", "image": "meshplane/pilot", "command": argv,
                  "env": [{"name": "PILOT_DEBOUNCE_AFTER", "value": "50ms"}]}  # fmt: skip
     return {"metadata": {"name": name, "labels": PILOT_LABELS}, "spec": {"containers": [container]}}
@@ -60,6 +63,9 @@ class Cluster:
     #: proxy id -> the Pilot pod its Envoy is connected to
     proxies: dict[str, str]
     kubeconfig: str
+    #: Pilot pod -> its address
+    ips: dict[str, str]
+    network: PodNetwork
 
 
 PILOTS = ("pilot-0", "pilot-1")
@@ -84,9 +90,9 @@ def cluster(
         kubelet.start()
         for pilot in PILOTS:
             core.create_namespaced_pod(namespace, pilot_pod(pilot, nats.url))
-        proxies = {}
+        proxies, ips = {}, {}
         for n, pilot in enumerate(PILOTS):
-            ip = _ready_pod_ip(core, namespace, pilot)
+            ips[pilot] = ip = _ready_pod_ip(core, namespace, pilot)
             admin = free_port()
             proxy = f"gateway-{n}.{namespace}"
             options = BootstrapOptions(
@@ -103,7 +109,7 @@ def cluster(
             bootstrap.write_text(yaml.safe_dump(render_bootstrap(options)))
             envoys.append(EnvoyProcess(bootstrap, admin, tmp / f"envoy-{n}.log").start())
             proxies[proxy] = pilot
-        yield Cluster(namespace, proxies, str(kube_cluster.kubeconfig))
+        yield Cluster(namespace, proxies, str(kube_cluster.kubeconfig), ips, network)
     finally:
         for envoy in envoys:
             envoy.stop()
@@ -198,3 +204,49 @@ def test_a_pilot_pod_whose_debug_port_does_not_answer_is_a_clear_error(
     finally:
         core.delete_namespaced_pod(name, ns, grace_period_seconds=0)
         wait_until(lambda: name not in {p.metadata.name for p in core.list_namespaced_pod(ns).items}, "gone")
+
+
+def _get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 (a test pod's address)
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def test_debug_endpoints_answer_only_inside_the_pod(cluster: Cluster, kube_api: Any) -> None:
+    """From the node (a non-loopback address), through the API server's pod proxy and from inside
+    the pod's own network namespace: only the pod itself reaches /debug beyond syncz."""
+    pilot = PILOTS[0]
+    ip = cluster.ips[pilot]
+    # monitoring, on the pod's address: metrics, and syncz for meshctl proxy-status
+    status, metrics = _get(f"http://{ip}:15014/metrics")
+    assert status == 200 and "pilot_xds " in metrics
+    assert _get(f"http://{ip}:15014/debug/syncz")[0] == 200
+    # ... but no other debug endpoint there
+    assert _get(f"http://{ip}:15014/debug/configz")[0] == 404
+    assert _get(f"http://{ip}:15014/debug/config_dump?proxyID=gateway-0.{cluster.namespace}")[0] == 404
+    # the debug port is not open on the pod's address at all
+    with pytest.raises(urllib.error.URLError) as refused:
+        urllib.request.urlopen(f"http://{ip}:8080/debug/configz", timeout=5)  # noqa: S310
+    assert isinstance(refused.value.reason, ConnectionRefusedError)
+    # nor through the API server, which can only dial the pod's address
+    core: Any = client.CoreV1Api(kube_api)
+    with pytest.raises(ApiException) as proxied:
+        core.connect_get_namespaced_pod_proxy_with_path(
+            f"{pilot}:8080", cluster.namespace, "debug/configz", _request_timeout=(5, 15)
+        )
+    assert proxied.value.status >= 500
+    # inside the pod, on its loopback, every debug endpoint answers
+    box = next(b for b in cluster.network.sandboxes.values() if b.ip == ip)
+    fetch = (
+        "import sys, urllib.request as u; sys.stdout.write(u.urlopen(sys.argv[1], timeout=5).read().decode())"
+    )
+    inside = subprocess.run(
+        ["nsenter", f"--net={box.path}", sys.executable, "-c", fetch, "http://127.0.0.1:8080/debug/configz"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert inside.returncode == 0, inside.stderr
+    assert json.loads(inside.stdout) == []  # no config in this namespace's bus

@@ -63,7 +63,7 @@ class Galley:
             str(Path(sys.executable).parent / "meshplane-galley"),
             *("--nats-url", nats_url, *source),
             *("--webhook-addr", f"127.0.0.1:{self.webhook_port}"),
-            *("--monitoring-addr", f"127.0.0.1:{self.monitoring_port}"),
+            *("--monitoring-addr", f"127.0.0.1:{self.monitoring_port}", "--debug-addr", "127.0.0.1:0"),
             *("--tls-cert", str(self.cert), "--tls-key", str(self.key)),
         ]
         self.process = ChildProcess(command, directory / "galley.log", die_with_parent=True, name="galley")

@@ -13,7 +13,8 @@ def test_defaults(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.delenv("NATS_URL", raising=False)
     s = parse_args(["--config-dir", str(tmp_path)])
     assert s.webhook_addr == ("0.0.0.0", 15017)
-    assert s.monitoring_addr == ("127.0.0.1", 15014)  # serves /debug: local-only by default
+    assert s.monitoring_addr == ("127.0.0.1", 15014)  # /ready and /metrics
+    assert s.debug_addr == ("127.0.0.1", 9876)  # /debug: local-only, Istio's ControlZ port
     assert s.nats_url == "nats://127.0.0.1:4222"
     assert not s.tls
     # Kubernetes sends at most about 3 MB; 4 MiB leaves room for the review's envelope
@@ -31,7 +32,8 @@ def test_nats_url_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     ("argv", "message"),
     [
         (["--webhook-addr", "nonsense"], "expected HOST:PORT"),
-        (["--monitoring-addr", "127.0.0.1:99999"], "port out of range"),
+        (["--monitoring-addr", "127.0.0.1:99999"], "--monitoring-addr: port out of range"),
+        (["--debug-addr", "9876"], "--debug-addr: expected HOST:PORT, got '9876'"),
         (["--tls-cert", "a.pem"], "--tls-cert and --tls-key must be given together"),
         (["--config-dir", "/nonexistent/meshplane-conf"], "not a directory"),
         (["--webhook-max-body", "0"], "--webhook-max-body 0: must be at least 1"),

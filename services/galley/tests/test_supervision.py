@@ -90,6 +90,8 @@ async def test_a_failing_directory_watch_is_logged_counted_and_restarted(
             f"127.0.0.1:{free_port()}",
             "--monitoring-addr",
             f"127.0.0.1:{mon}",
+            "--debug-addr",
+            "127.0.0.1:0",
         ]
     )
     monitoring = f"http://127.0.0.1:{mon}"

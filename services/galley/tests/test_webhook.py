@@ -21,7 +21,7 @@ async def test_valid_object_is_allowed_in_the_version_received(
     webhook: httpx.AsyncClient, version: str
 ) -> None:
     body = review(virtual_service(), version=version, uid="6c1a2c4e-0001")
-    passed = sample("galley_validation_passed_total")
+    passed = sample("galley_validation_passed")
     resp = await webhook.post("/validate", content=encode(body), headers=JSON)
     assert resp.status_code == 200
     answer = resp.json()
@@ -29,7 +29,7 @@ async def test_valid_object_is_allowed_in_the_version_received(
     assert answer["kind"] == "AdmissionReview"
     assert answer["response"]["uid"] == "6c1a2c4e-0001"
     assert answer["response"]["allowed"] is True
-    assert sample("galley_validation_passed_total") == passed + 1
+    assert sample("galley_validation_passed") == passed + 1
 
 
 async def test_trailing_slash_path_works(webhook: httpx.AsyncClient) -> None:
@@ -40,7 +40,7 @@ async def test_trailing_slash_path_works(webhook: httpx.AsyncClient) -> None:
 @pytest.mark.parametrize("version", ["v1", "v1beta1"])
 async def test_invalid_spec_is_denied_with_the_field_named(webhook: httpx.AsyncClient, version: str) -> None:
     bad = virtual_service(hosts="reviews", retryPolicy={"attempts": 3})
-    failed = sample("galley_validation_failed_total", {"reason": "invalid_resource"})
+    failed = sample("galley_validation_failed", {"reason": "invalid_resource"})
     resp = await webhook.post("/validate", content=encode(review(bad, version=version)), headers=JSON)
     assert resp.status_code == 200
     answer = resp.json()["response"]
@@ -51,7 +51,7 @@ async def test_invalid_spec_is_denied_with_the_field_named(webhook: httpx.AsyncC
     assert "spec.retryPolicy: unknown field" in message
     assert answer["status"]["code"] == 400
     assert resp.json()["apiVersion"] == f"admission.k8s.io/{version}"
-    assert sample("galley_validation_failed_total", {"reason": "invalid_resource"}) == failed + 1
+    assert sample("galley_validation_failed", {"reason": "invalid_resource"}) == failed + 1
 
 
 async def test_dry_run_is_validated_like_any_other(webhook: httpx.AsyncClient) -> None:
@@ -77,12 +77,12 @@ async def test_unknown_istio_kind_is_denied_unrecognized_type(webhook: httpx.Asy
         "metadata": {"name": "x"},
         "spec": {},
     }
-    before = sample("galley_validation_failed_total", {"reason": "unknown_type"})
+    before = sample("galley_validation_failed", {"reason": "unknown_type"})
     resp = await webhook.post("/validate", content=encode(review(obj)), headers=JSON)
     answer = resp.json()["response"]
     assert answer["allowed"] is False
     assert "unrecognized type networking.istio.io/v1/VirtualRouter" in answer["status"]["message"]
-    assert sample("galley_validation_failed_total", {"reason": "unknown_type"}) == before + 1
+    assert sample("galley_validation_failed", {"reason": "unknown_type"}) == before + 1
 
 
 async def test_older_api_version_of_a_known_kind_is_accepted(webhook: httpx.AsyncClient) -> None:
@@ -103,13 +103,13 @@ async def test_unknown_top_level_field_is_denied(webhook: httpx.AsyncClient) -> 
 
 
 async def test_wrong_content_type_is_415(webhook: httpx.AsyncClient) -> None:
-    before = sample("galley_validation_http_error_total", {"status": "415"})
+    before = sample("galley_validation_http_error", {"status": "415"})
     resp = await webhook.post(
         "/validate", content=encode(review(virtual_service())), headers={"Content-Type": "text/yaml"}
     )
     assert resp.status_code == 415
     assert "application/json" in resp.text
-    assert sample("galley_validation_http_error_total", {"status": "415"}) == before + 1
+    assert sample("galley_validation_http_error", {"status": "415"}) == before + 1
 
 
 async def test_content_type_with_charset_is_accepted(webhook: httpx.AsyncClient) -> None:
@@ -154,7 +154,10 @@ async def test_object_that_is_not_a_mapping_is_400_not_500(webhook: httpx.AsyncC
 async def test_metrics_and_health_on_the_webhook_port(webhook: httpx.AsyncClient) -> None:
     await webhook.post("/validate", content=encode(review(virtual_service())), headers=JSON)
     metrics = await webhook.get("/metrics")
-    assert "galley_validation_passed_total" in metrics.text
+    lines = metrics.text.splitlines()
+    # Istio's name: no _total suffix
+    assert "# TYPE galley_validation_passed counter" in lines
+    assert any(line.startswith("galley_validation_passed ") for line in lines)
     assert (await webhook.get("/healthz")).status_code == 200
     assert (await webhook.get("/readyz")).status_code == 200
 
@@ -176,3 +179,31 @@ async def test_warnings_are_returned_with_an_allowed_object(webhook: httpx.Async
 async def test_no_warnings_field_when_there_are_none(webhook: httpx.AsyncClient) -> None:
     resp = await webhook.post("/validate", content=encode(review(virtual_service())), headers=JSON)
     assert "warnings" not in resp.json()["response"]
+
+
+async def test_telemetry_and_wasm_fields_not_applied_are_warned(webhook: httpx.AsyncClient) -> None:
+    """Accepted (allowed) with Istio-style warnings naming what meshplane does not apply."""
+    telemetry = {
+        "apiVersion": "telemetry.istio.io/v1",
+        "kind": "Telemetry",
+        "metadata": {"name": "t", "namespace": "default"},
+        "spec": {
+            "metrics": [{"providers": [{"name": "prometheus"}]}],
+            "tracing": [{"randomSamplingPercentage": 5}],
+        },
+    }
+    wasm = {
+        "apiVersion": "extensions.istio.io/v1alpha1",
+        "kind": "WasmPlugin",
+        "metadata": {"name": "w", "namespace": "default"},
+        "spec": {"url": "oci://ghcr.io/example/plugin:1"},
+    }
+    for obj, field in (
+        (telemetry, "spec.metrics: accepted, not applied by meshplane: metrics"),
+        (wasm, "spec: accepted, not applied by meshplane: WasmPlugin"),
+    ):
+        answer = (await webhook.post("/validate", content=encode(review(obj)), headers=JSON)).json()[
+            "response"
+        ]
+        assert answer["allowed"] is True
+        assert any(w.startswith(field) for w in answer.get("warnings", [])), answer

@@ -105,6 +105,7 @@ async def pilot(bus: Bus) -> AsyncIterator[tuple[Pilot, Buckets]]:
             grpc_port=0,
             http_host="127.0.0.1",
             http_port=0,
+            debug_port=0,
             nats_url=bus.opts.url,
             pilot_id="unit",
             debounce_after=0.02,

@@ -314,3 +314,37 @@ def test_l4_matches_by_source_labels_namespace_and_destination_subnets() -> None
     assert len(tls_for_sidecar) == 1  # the sourceLabels match is not for this proxy
     assert tls_for_sidecar[0].filter_chain_match.prefix_ranges[0].address_prefix == "192.0.2.0"
     assert len({x.name: x for x in build_listeners(c, reports)}["0.0.0.0_443"].filter_chains) == 2
+
+
+def test_sidecar_egress_hosts_are_kept_per_port() -> None:
+    """A port's egress listener imports its own hosts; other ports get the portless listener's."""
+    ports = (Port("http-80", 80, "HTTP"), Port("http-81", 81, "HTTP"), Port("http-82", 82, "HTTP"))
+    services = {n: Service(f"{n}.default.svc.cluster.local", "default", ports) for n in ("a", "b", "c")}
+    sidecar = cfg(
+        "Sidecar",
+        "default",
+        {
+            "egress": [
+                {
+                    "port": {"number": 80, "protocol": "HTTP", "name": "p80"},
+                    "hosts": ["./a.default.svc.cluster.local"],
+                },
+                {
+                    "port": {"number": 81, "protocol": "HTTP", "name": "p81"},
+                    "hosts": ["./b.default.svc.cluster.local"],
+                },
+                {"hosts": ["./c.default.svc.cluster.local"]},
+            ]
+        },
+    )
+    context = build_push_context("1", {"s": sidecar}, services, {})
+
+    def hosts(port: int) -> list[str]:
+        route = build_route(context, SIDECAR, str(port))
+        return [vh.name for vh in route.virtual_hosts if vh.name != "allow_any"]
+
+    assert hosts(80) == ["a.default.svc.cluster.local:80"]
+    assert hosts(81) == ["b.default.svc.cluster.local:81"]
+    assert hosts(82) == ["c.default.svc.cluster.local:82"]
+    scope = context.sidecar_scope(SIDECAR)
+    assert sorted(s.hostname[0] for s in context.services_for(SIDECAR, scope)) == ["a", "b", "c"]  # clusters

@@ -39,6 +39,7 @@ async def pilot(bus: Bus) -> AsyncIterator[Pilot]:
             grpc_port=0,
             http_host=lo,
             http_port=0,
+            debug_port=0,
             nats_url=bus.opts.url,
             max_connection_age=age,
         )

@@ -43,6 +43,7 @@ def settings(nats_url: str) -> Settings:
         grpc_port=0,
         http_host="127.0.0.1",
         http_port=0,
+        debug_port=0,
         nats_url=nats_url,
         pilot_id="unit",
         debounce_after=0.02,
@@ -68,6 +69,7 @@ class Running:
         self.pilot = pilot
         self.buckets = buckets
         self.http = httpx.AsyncClient(base_url=f"http://127.0.0.1:{pilot.http_port}", timeout=5)
+        self.debug = httpx.AsyncClient(base_url=f"http://127.0.0.1:{pilot.debug_port}", timeout=5)
 
     async def ready(self) -> tuple[int, str]:
         resp = await self.http.get("/ready")
@@ -103,6 +105,7 @@ async def running(bus: Bus) -> AsyncIterator[Running]:
         stop.set()
         await asyncio.wait_for(task, 20)
         await r.http.aclose()
+        await r.debug.aclose()
 
 
 async def _ok(r: Running) -> bool:
@@ -139,7 +142,7 @@ async def test_a_push_that_raises_is_logged_counted_and_later_changes_are_pushed
     await running.put("DestinationRule", "a")
 
     async def counted() -> bool:
-        return await running.metric("pilot_xds_push_context_errors_total") >= 1
+        return await running.metric("pilot_xds_push_context_errors") >= 1
 
     await eventually(counted, "the failed push counted", 10)
     failures = [r for r in caplog.records if "push failed" in r.getMessage()]
@@ -155,7 +158,7 @@ async def test_a_push_that_raises_is_logged_counted_and_later_changes_are_pushed
         10,
     )
     await eventually(lambda: _ok(running), "/ready 200 after a good push", 10)
-    last = (await running.http.get("/debug/push_status")).json()
+    last = (await running.debug.get("/debug/push_status")).json()
     assert last["pushes"] >= 1 and last["version"]
 
 
@@ -246,14 +249,15 @@ def test_a_failed_bus_watcher_stops_pilot_with_a_non_zero_exit(
     assert pilot.tasks.failures("watcher") == 1
 
 
-@pytest.mark.parametrize("flag", ["--http-addr", "--grpc-addr"])
+@pytest.mark.parametrize("flag", ["--http-addr", "--debug-addr", "--grpc-addr"])
 def test_a_taken_port_is_one_clear_line_and_exit_code_1(flag: str, nats_server: NatsServer) -> None:
-    what = "HTTP" if flag == "--http-addr" else "gRPC"
+    what = "gRPC" if flag == "--grpc-addr" else "HTTP"
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        others = {"--http-addr": "127.0.0.1:0", "--grpc-addr": "127.0.0.1:0", flag: f"127.0.0.1:{port}"}
+        others = {"--http-addr": "127.0.0.1:0", "--debug-addr": "127.0.0.1:0", "--grpc-addr": "127.0.0.1:0"}
+        others[flag] = f"127.0.0.1:{port}"
         out = subprocess.run(
             [
                 str(Path(sys.executable).parent / "meshplane-pilot"),

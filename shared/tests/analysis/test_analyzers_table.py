@@ -21,7 +21,7 @@ from meshplane.shared.analysis import analyze
 from meshplane.shared.analysis.runner import Options
 from meshplane.shared.testing.certs import write_self_signed
 
-from .builders import SIDECAR, TLS_SERVER, VS, Case, found, gateway
+from .builders import SIDECAR, TELEMETRY, TLS_SERVER, VS, Case, found, gateway
 from .cases import CASES
 
 
@@ -166,3 +166,54 @@ def test_synthetic_ingress_gateway_gives_way_to_the_inputs_and_to_mesh_config() 
     assert found(own + gw, {"IST0101", "IST0162"}) == []
     off = Options(mesh_config={"ingressControllerMode": "OFF"})
     assert found(gw, {"IST0101"}, off) == [("IST0101", "Error", "Gateway default/gw")]
+
+
+def test_ist0157_names_telemetry_providers_meshplane_does_not_apply() -> None:
+    """A zipkin tracer or an envoyOtelAls logger is accepted, not applied: named; an opentelemetry
+    tracer and a file logger are applied: nothing said."""
+    mesh = {
+        "extensionProviders": [
+            {"name": "zipkin", "zipkin": {"service": "zipkin.istio-system.svc.cluster.local", "port": 9411}},
+            {"name": "otel", "opentelemetry": {"service": "otel.o.svc.cluster.local", "port": 4317}},
+            {"name": "als", "envoyOtelAls": {"service": "otel.o.svc.cluster.local", "port": 4317}},
+        ]
+    }
+    spec = (
+        "{tracing: [{providers: [{name: zipkin}]}], "
+        "accessLogging: [{providers: [{name: envoy}, {name: als}]}]}"
+    )
+    text = TELEMETRY.format(name="t1", spec=spec)
+    objs = [(d, "t.yaml:1") for d in yaml.safe_load_all(text) if d]
+    messages = [m for m in analyze(objs, Options(mesh_config=mesh)).messages if m.code == "IST0157"]
+    assert sorted(m.text.split("meshplane: ")[1].split(" ")[0] for m in messages) == [
+        "accessLogging[0].providers[als]",
+        "tracing[0].providers[zipkin]",
+    ]
+    fixed = text.replace("name: zipkin", "name: otel").replace(", {name: als}", "")
+    assert found(fixed, {"IST0157"}, Options(mesh_config=mesh)) == []
+
+
+def test_mesh_config_fields_not_applied_are_named() -> None:
+    """IST0133 per MeshConfig field meshplane does not apply; IST0106 when Pilot would refuse it."""
+    mesh = {
+        "rootNamespace": "istio-system",
+        "enableTracing": True,
+        "defaultConfig": {"concurrency": 2, "tracing": {"sampling": 10}},
+    }
+    messages = [
+        m for m in analyze([], Options(mesh_config=mesh)).messages if m.resource.startswith("MeshConfig")
+    ]
+    assert sorted((m.code, m.resource, m.text) for m in messages) == [
+        (
+            "IST0133",
+            "MeshConfig istio-system/istio",
+            f"Schema validation warning: accepted, not applied by meshplane: {field}",
+        )
+        for field in ("defaultConfig.tracing", "enableTracing")
+    ]
+    applied = {"rootNamespace": "istio-system", "accessLogFile": "/dev/stdout", "enableTracing": False}
+    assert [m for m in analyze([], Options(mesh_config=applied)).messages if m.code == "IST0133"] == []
+    bad = analyze([], Options(mesh_config={"trustDomain": "a/b"})).messages
+    assert [(m.code, "trustDomain" in m.text) for m in bad if m.resource.startswith("MeshConfig")] == [
+        ("IST0106", True)
+    ]

@@ -267,6 +267,20 @@ CASES = [
     ),
     ("exportTo duplicate", dr(exportTo=["a", "a"]), False, "spec.exportTo[1]"),
     ("traffic policy wrong type", dr(trafficPolicy=["x"]), False, "spec.trafficPolicy"),
+    *[
+        (
+            f"{field} not applied warns",
+            tp(connectionPool={group: {key: value}}),
+            True,
+            f"spec.trafficPolicy.connectionPool.{field}",
+        )
+        for field, group, key, value in (
+            ("tcp.idleTimeout", "tcp", "idleTimeout", "1h"),
+            ("http.maxConcurrentStreams", "http", "maxConcurrentStreams", 10),
+            ("http.h2UpgradePolicy", "http", "h2UpgradePolicy", "UPGRADE"),
+            ("http.useClientProtocol", "http", "useClientProtocol", True),
+        )
+    ],
 ]
 
 

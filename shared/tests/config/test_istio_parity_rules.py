@@ -759,7 +759,14 @@ CASES: list[tuple[str, str, Any, bool, str | None]] = [
         True,
         None,
     ),
-    ("WorkloadGroup", "grpc probe", {"template": {}, "probe": {"grpc": {"port": 8080}}}, True, None),
+    # valid, but not run by meshctl workload-probe: warned
+    (
+        "WorkloadGroup",
+        "grpc probe",
+        {"template": {}, "probe": {"grpc": {"port": 8080}}},
+        True,
+        "spec.probe.grpc",
+    ),
     ("WorkloadEntry", "uds directory", {"address": "unix:///dir/"}, False, "spec.address"),
     (
         "WorkloadEntry",

@@ -6,6 +6,8 @@ from typing import Any
 
 import pytest
 
+from meshplane.shared.config.validate import validate_object
+
 EGRESS = [{"hosts": ["./*", "istio-system/*"]}]
 IN_PORT = {"number": 9080, "protocol": "HTTP", "name": "http"}
 
@@ -278,3 +280,19 @@ def test_workload_entry(check_case: Any, spec: Any, valid: bool, path: str | Non
 )
 def test_workload_group(check_case: Any, spec: Any, valid: bool, path: str | None) -> None:
     check_case("WorkloadGroup", spec, valid, path)
+
+
+def test_workload_group_probes_meshplane_runs_are_not_warned() -> None:
+    for probe in ({"httpGet": {"port": 80}}, {"tcpSocket": {"port": 80}}, {"exec": {"command": ["true"]}}):
+        obj = {
+            "apiVersion": "networking.istio.io/v1",
+            "kind": "WorkloadGroup",
+            "metadata": {"name": "vm", "namespace": "default", "labels": {"app": "vm"}},
+            "spec": {
+                "metadata": {"labels": {"app": "vm"}},
+                "template": {"ports": {"http": 80}},
+                "probe": probe,
+            },
+        }
+        result = validate_object(obj)
+        assert result.valid and not result.warnings, (probe, [str(w) for w in result.warnings])

@@ -332,6 +332,73 @@ def test_envoy_filter(check_case: Any, spec: Any, valid: bool, path: str | None)
     check_case("EnvoyFilter", spec, valid, path)
 
 
+@pytest.mark.parametrize(
+    ("kind", "spec", "path", "field"),
+    [
+        ("Telemetry", {"metrics": [{"providers": [{"name": "prometheus"}]}]}, "spec.metrics", "metrics"),
+        (
+            "Telemetry",
+            {"metrics": [{"overrides": [{"match": {"metric": "REQUEST_COUNT"}, "disabled": True}]}]},
+            "spec.metrics",
+            "metrics",
+        ),
+        (
+            "Telemetry",
+            {"tracing": [{"disableContextPropagation": True}]},
+            "spec.tracing[0].disableContextPropagation",
+            "disableContextPropagation",
+        ),
+        (
+            "Telemetry",
+            {"targetRefs": [{"kind": "Gateway", "group": "gateway.networking.k8s.io", "name": "gw"}]},
+            "spec.targetRefs",
+            "targetRefs",
+        ),
+        ("WasmPlugin", {"url": "oci://ghcr.io/example/plugin:1"}, "spec", "WasmPlugin"),
+    ],
+)
+def test_accepted_but_not_applied_is_warned(kind: str, spec: Any, path: str, field: str) -> None:
+    from meshplane.shared.config import validate_object
+
+    group = "telemetry.istio.io" if kind == "Telemetry" else "extensions.istio.io"
+    obj = {
+        "apiVersion": f"{group}/v1alpha1",
+        "kind": kind,
+        "metadata": {"name": "t", "namespace": "d"},
+        "spec": spec,
+    }
+    result = validate_object(obj)
+    assert result.valid, result.errors
+    texts = [str(w) for w in result.warnings if w.path == path]
+    assert any(f"accepted, not applied by meshplane: {field}" in t for t in texts), texts
+
+
+def test_applied_telemetry_is_not_warned() -> None:
+    from meshplane.shared.config import validate_object
+
+    spec = {
+        "tracing": [
+            {
+                "providers": [{"name": "otel"}],
+                "randomSamplingPercentage": 10,
+                "customTags": {"a": {"literal": {"value": "b"}}},
+                "disableSpanReporting": False,
+            }
+        ],
+        "accessLogging": [
+            {"providers": [{"name": "envoy"}], "filter": {"expression": "response.code >= 400"}}
+        ],
+    }
+    obj = {
+        "apiVersion": "telemetry.istio.io/v1",
+        "kind": "Telemetry",
+        "metadata": {"name": "t"},
+        "spec": spec,
+    }
+    result = validate_object(obj)
+    assert result.valid and not [w for w in result.warnings if "not applied" in str(w)], result.warnings
+
+
 def test_applied_patches_and_proxy_matches_are_not_warned_as_not_applied() -> None:
     from meshplane.shared.config.rules.envoy_filter import APPLIED, NOT_APPLIED
     from meshplane.shared.config.validate import validate_object

@@ -24,6 +24,7 @@ class GalleyProcess:
     child: ChildProcess
     webhook_port: int
     monitoring_port: int
+    debug_port: int
     log: Path
 
     @property
@@ -34,12 +35,17 @@ class GalleyProcess:
     def monitoring(self) -> str:
         return f"http://127.0.0.1:{self.monitoring_port}"
 
+    @property
+    def debug(self) -> str:
+        """/debug/sources and /debug/analyze (--debug-addr)."""
+        return f"http://127.0.0.1:{self.debug_port}"
+
     def log_text(self) -> str:
         return self.log.read_text(errors="replace")
 
     async def get(self, path: str) -> Any:
         async with httpx.AsyncClient(timeout=10) as client:
-            resp = await client.get(self.monitoring + path)
+            resp = await client.get(self.debug + path)
         resp.raise_for_status()
         return resp.json()
 
@@ -62,7 +68,7 @@ class GalleyProcess:
 
 @contextmanager
 def run_galley(nats_url: str, config_dir: Path | None, log: Path, *extra: str) -> Iterator[GalleyProcess]:
-    webhook, monitoring = free_port(), free_port()
+    webhook, monitoring, debug = free_port(), free_port(), free_port()
     source = ["--config-dir", str(config_dir)] if config_dir is not None else []
     argv = [
         str(BIN / "meshplane-galley"),
@@ -73,11 +79,13 @@ def run_galley(nats_url: str, config_dir: Path | None, log: Path, *extra: str) -
         f"127.0.0.1:{webhook}",
         "--monitoring-addr",
         f"127.0.0.1:{monitoring}",
+        "--debug-addr",
+        f"127.0.0.1:{debug}",
         *extra,
     ]
     child = ChildProcess(argv, log, name="galley")
     child.start()
-    galley = GalleyProcess(child, webhook, monitoring, log)
+    galley = GalleyProcess(child, webhook, monitoring, debug, log)
     try:
         yield galley
     finally:

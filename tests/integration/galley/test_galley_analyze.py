@@ -47,7 +47,7 @@ async def test_meshctl_analyze_shows_what_the_running_galley_found(
     (conf / "routes.yaml").write_text(CONFIG)
     with run_galley(nats_server.url, conf, tmp_path / "galley.log") as galley:
         await galley.wait_ready()
-        address = f"127.0.0.1:{galley.monitoring_port}"
+        address = f"127.0.0.1:{galley.debug_port}"  # --debug-addr, local-only
 
         run = await meshctl("--galley", address, "-A", "-o", "json")
         assert run.returncode == 0, run.stderr

@@ -63,14 +63,17 @@ class _Handler(BaseHTTPRequestHandler):
     def _answer(self) -> None:
         app = self.server
         headers = {k.lower(): v for k, v in self.headers.items()}
-        app.requests.append({"path": self.path, "headers": headers})
+        app.requests.append({"path": self.path, "headers": headers, "at": time.monotonic()})
         status = 200
+        attempt = int(headers.get("x-envoy-attempt-count", "1"))
         if app.fail_all:
             status = 500
         elif self.path.startswith("/slow"):
             time.sleep(2.0)
-        elif self.path.startswith("/flaky") and headers.get("x-envoy-attempt-count", "1") == "1":
+        elif self.path.startswith("/flaky") and attempt == 1:
             status = 503
+        elif self.path.startswith("/fail-attempts/") and attempt <= int(self.path.split("/")[2]):
+            status = 503  # /fail-attempts/N: 503 to Envoy's first N attempts
         body = json.dumps(
             {"name": app.name, "version": app.version, "path": self.path, "headers": headers}
         ).encode()
@@ -153,6 +156,7 @@ class L4App(socketserver.ThreadingTCPServer):
 class PilotProc:
     grpc: int
     http: int
+    debug: int
     child: ChildProcess
     log: Path
     pilot_id: str
@@ -163,10 +167,16 @@ class PilotProc:
 
     @property
     def url(self) -> str:
+        """Monitoring: /ready, /metrics, /debug/syncz."""
         return f"http://127.0.0.1:{self.http}"
 
+    @property
+    def debug_url(self) -> str:
+        """Every /debug endpoint (--debug-addr)."""
+        return f"http://127.0.0.1:{self.debug}"
+
     def get(self, path: str) -> Any:
-        return httpx.get(self.url + path, timeout=5).json()
+        return httpx.get(self.debug_url + path, timeout=5).json()
 
     def stop(self) -> None:
         self.child.stop(10)
@@ -185,15 +195,18 @@ def start_pilot(
     pilot_id: str,
     env: dict[str, str] | None = None,
     xds: Sequence[str] = ("--xds-plaintext",),
+    grpc_host: str = "127.0.0.1",
 ) -> PilotProc:
-    """``xds``: how ADS is served, plaintext unless the flags of mutual TLS are given."""
-    grpc, http = free_port(), free_port()
+    """``xds``: how ADS is served, plaintext unless the flags of mutual TLS are given;
+    ``grpc_host``: the address ADS listens on (a pod network's gateway for proxies in pods)."""
+    grpc, http, debug = free_port(), free_port(), free_port()
     log = tmp / f"{pilot_id}.log"
-    argv = [str(BIN / "meshplane-pilot"), "--nats-url", nats_url, "--grpc-addr", f"127.0.0.1:{grpc}"]
-    argv += ["--http-addr", f"127.0.0.1:{http}", "--id", pilot_id, *xds]
+    argv = [str(BIN / "meshplane-pilot"), "--nats-url", nats_url, "--grpc-addr", f"{grpc_host}:{grpc}"]
+    argv += ["--http-addr", f"127.0.0.1:{http}", "--debug-addr", f"127.0.0.1:{debug}"]
+    argv += ["--id", pilot_id, *xds]
     child = ChildProcess(argv, log, env={"PILOT_DEBOUNCE_AFTER": "50ms", **(env or {})}, name=pilot_id)
     child.start()
-    p = PilotProc(grpc, http, child, log, pilot_id)
+    p = PilotProc(grpc, http, debug, child, log, pilot_id)
     try:
         child.wait_ready(lambda: _answers_200(p.url + "/ready"), 30, "ready")
     except (ChildExited, TimeoutError) as exc:
@@ -229,13 +242,24 @@ class EnvoyProc:
         self.envoy.stop(10)
 
 
-def start_envoy(tmp: Path, name: str, opts: BootstrapOptions) -> EnvoyProc:
+def start_envoy(
+    tmp: Path,
+    name: str,
+    opts: BootstrapOptions,
+    binary: str | None = None,
+    metadata: dict[str, str] | None = None,
+    extra_args: Sequence[str] = (),
+) -> EnvoyProc:
+    """``binary``: another Envoy than the installed one; ``metadata`` replaces node metadata entries."""
     admin = free_port()
     opts.admin = f"127.0.0.1:{admin}"
+    bootstrap = render_bootstrap(opts)
+    bootstrap["node"]["metadata"].update(metadata or {})
     path = tmp / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(render_bootstrap(opts)))
+    path.write_text(yaml.safe_dump(bootstrap))
     log = tmp / f"envoy-{name}.log"
-    e = EnvoyProc(name, admin, EnvoyProcess(path, admin, extra_args=["--log-path", str(log)]).start(), log)
+    args = ["--log-path", str(log), *extra_args]
+    e = EnvoyProc(name, admin, EnvoyProcess(path, admin, extra_args=args, binary=binary).start(), log)
     if not wait_for_port("127.0.0.1", admin, 20):
         e.stop()
         raise AssertionError(

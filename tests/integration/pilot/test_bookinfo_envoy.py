@@ -518,27 +518,80 @@ def test_nack_visible_in_syncz_while_envoy_keeps_serving(mesh: Mesh) -> None:
     assert row["route_status"] == "NACKED"
     assert mesh.body(mesh.get("reviews"))["version"] == "v1"  # last good config still serves
     metrics = httpx.get(mesh.pilot.url + "/metrics", timeout=5).text
-    assert 'pilot_total_xds_rejects_total{type="rds"}' in metrics
+    assert 'pilot_total_xds_rejects{type="rds"}' in metrics
     mesh.bus.delete_config("VirtualService", NS, "details-bad")
     mesh.kit.wait_until(lambda: _all_synced(mesh.synced()) and not nacked(), 10, "SYNCED again after the fix")
 
 
 def test_debug_endpoints_and_metrics(mesh: Mesh) -> None:
     configz = mesh.pilot.get("/debug/configz")
-    assert any(c["kind"] == "VirtualService" and c["name"] == "reviews" for c in configz)
+    # Istio's shape: the objects as Kubernetes shows them
+    assert any(c["kind"] == "VirtualService" and c["metadata"]["name"] == "reviews" for c in configz)
+    assert all(c["apiVersion"].count("/") == 1 and "spec" in c for c in configz)
     registry = {s["hostname"] for s in mesh.pilot.get("/debug/registryz")}
     assert {fq("reviews"), fq("ratings"), "external.example.org"} <= registry
     dump = mesh.pilot.get(f"/debug/config_dump?proxyID=productpage-v1.{NS}")
     clusters = next(c for c in dump["configs"] if c["@type"].endswith("ClustersConfigDump"))
     names = {c["cluster"]["name"] for c in clusters["dynamic_active_clusters"]}
     assert f"outbound|{mesh.port}|v3|{fq('reviews')}" in names
-    missing = httpx.get(mesh.pilot.url + "/debug/config_dump", timeout=5)
+    missing = httpx.get(mesh.pilot.debug_url + "/debug/config_dump", timeout=5)
     assert missing.status_code == 400 and "proxyID" in missing.json()["error"]
-    unknown = httpx.get(mesh.pilot.url + "/debug/config_dump?proxyID=nope.nowhere", timeout=5)
+    unknown = httpx.get(mesh.pilot.debug_url + "/debug/config_dump?proxyID=nope.nowhere", timeout=5)
     assert unknown.status_code == 404 and "not connected" in unknown.json()["error"]
     assert mesh.pilot.get("/debug/push_status")["pushes"] >= 0
+    _istio_debug_endpoints(mesh)
     metrics = httpx.get(mesh.pilot.url + "/metrics", timeout=5).text
     assert "pilot_xds 3.0" in metrics
     assert "pilot_services 5.0" in metrics  # four registry services + the DNS ServiceEntry
-    assert 'pilot_xds_pushes_total{type="cds"}' in metrics
+    assert 'pilot_xds_pushes{type="cds"}' in metrics
     assert "pilot_proxy_convergence_time_bucket" in metrics
+
+
+def _istio_debug_endpoints(mesh: Mesh) -> None:
+    """adsz, edsz, instancesz, authorizationz and mesh, in Istio's shapes, for the connected proxies."""
+    ads = mesh.pilot.get("/debug/adsz")
+    assert ads["totalClients"] == 3 and len(ads["clients"]) == 3
+    ids = [c["connectionId"] for c in ads["clients"]]
+    assert ids == sorted(ids)
+    pp = next(c for c in ads["clients"] if c["connectionId"].startswith(f"productpage-v1.{NS}"))
+    assert pp["labels"] == {"app": "productpage", "version": "v1"} and pp["metadata"]["NAMESPACE"] == NS
+    assert (
+        f"outbound|{mesh.port}|v1|{fq('reviews')}"
+        in pp["watches"]["type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"]
+    )
+    one = mesh.pilot.get(f"/debug/adsz?proxyID=productpage-v1.{NS}")
+    assert one["totalClients"] == 1
+    eds = {e["clusterName"]: e for e in mesh.pilot.get(f"/debug/edsz?proxyID=productpage-v1.{NS}")}
+    reviews = eds[f"outbound|{mesh.port}||{fq('reviews')}"]
+    addresses = {
+        lb["endpoint"]["address"]["socketAddress"]["address"]
+        for group in reviews["endpoints"]
+        for lb in group["lbEndpoints"]
+    }
+    assert addresses == {mesh.apps[k].server_address[0] for k in ("r1", "r2", "r3")}
+    for path, status, text in (
+        ("/debug/edsz", 400, "You must provide a proxyID"),
+        ("/debug/edsz?proxyID=nope.nowhere", 404, "Proxy not connected to this Pilot instance"),
+        ("/debug/adsz?proxyID=nope.nowhere", 404, "Proxy not connected to this Pilot instance"),
+    ):
+        resp = httpx.get(mesh.pilot.debug_url + path, timeout=5)
+        assert resp.status_code == status and resp.text.startswith(text), (path, resp.text)
+    instances = mesh.pilot.get("/debug/instancesz")
+    (ratings,) = instances[f"ratings-v1.{NS}"]
+    assert ratings["service"]["hostname"] == fq("ratings")
+    sidecar = next(c for c in ads["clients"] if c["connectionId"].startswith(f"ratings-v1.{NS}"))
+    assert ratings["endpoint"]["address"] == sidecar["metadata"]["INSTANCE_IPS"]
+    authz = mesh.pilot.get("/debug/authorizationz")["authorization_policies"]
+    assert authz["root_namespace"] == "istio-system" and isinstance(authz["namespace_to_policies"], dict)
+    assert mesh.pilot.get("/debug/mesh")["rootNamespace"] == "istio-system"
+    pushes = mesh.pilot.get("/debug/push_status")["pushes"]
+    pushed = httpx.get(mesh.pilot.debug_url + "/debug/adsz?push=true", timeout=5)
+    assert (pushed.status_code, pushed.text) == (200, "Pushed to 3 servers\n")
+    mesh.kit.wait_until(
+        lambda: (
+            mesh.pilot.get("/debug/push_status")["reason"] == ["debug"]
+            and mesh.pilot.get("/debug/push_status")["pushes"] > pushes
+        ),
+        10,
+        "the debug push",
+    )

@@ -116,8 +116,8 @@ def test_envoyfilter_lua_cluster_merge_and_remove(kit: Any, nats_module: Any, tm
         for stat in ("listener_manager.lds.update_rejected", "cluster_manager.cds.update_rejected"):
             assert envoy.stat(stat) == 0, stat
         metrics = httpx.get(pilot.url + "/metrics", timeout=5).text
-        assert "pilot_xds_pushes_total" in metrics
-        rejects = [line for line in metrics.splitlines() if line.startswith("pilot_total_xds_rejects_total")]
+        assert 'pilot_xds_pushes{type="cds"}' in metrics
+        rejects = [line for line in metrics.splitlines() if line.startswith("pilot_total_xds_rejects")]
         assert all(line.endswith(" 0.0") for line in rejects), rejects
     finally:
         kit.stop_all(envoy, pilot)

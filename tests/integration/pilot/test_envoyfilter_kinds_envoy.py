@@ -95,8 +95,8 @@ def test_route_vhost_chain_and_listener_filter_patches_with_proxy_matches_and_or
             {"request_headers_to_add": [{"header": {"key": "x-vh", "value": "merged"}}]},
         ),
         _rc("ROUTE_CONFIGURATION", "MERGE", _header("x-rc")),
-        # ISTIO_VERSION is meshplane-<version>; CLUSTER_ID is Kubernetes
-        _rc("ROUTE_CONFIGURATION", "MERGE", _header("x-version-hit"), proxyVersion="^meshplane-"),
+        # ISTIO_VERSION is the Istio release meshplane emulates (1.32.0); CLUSTER_ID is Kubernetes
+        _rc("ROUTE_CONFIGURATION", "MERGE", _header("x-version-hit"), proxyVersion="^1\\.32\\."),
         _rc("ROUTE_CONFIGURATION", "MERGE", _header("x-version-miss"), proxyVersion="^1\\.2"),
         _rc("ROUTE_CONFIGURATION", "MERGE", _header("x-meta-hit"), metadata={"CLUSTER_ID": "Kubernetes"}),
         _rc("ROUTE_CONFIGURATION", "MERGE", _header("x-meta-miss"), metadata={"CLUSTER_ID": "east"}),

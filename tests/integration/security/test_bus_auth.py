@@ -15,7 +15,7 @@ from meshplane.citadel.testing import CitadelProcess, NodeAgentProcess
 from meshplane.citadel.testing.roots import foreign_root, reissued_root
 from meshplane.citadel.testing.sds import root_served
 from meshplane.ctl.token import make_token
-from meshplane.proto.bus.v1 import config_pb2, status_pb2
+from meshplane.proto.bus.v1 import config_pb2, status_pb2, workload_entry_pb2
 from meshplane.shared.bus import Buckets, Bus, BusOptions, EventType, PermissionDenied
 from meshplane.shared.bus.buckets import TRUST_BUCKET, config_key
 from meshplane.shared.bus.pki import BusCredentials, BusPki, new_seed
@@ -90,6 +90,11 @@ async def test_only_galley_writes_config_and_pilot_reads_it(nats_server: NatsSer
             await Buckets(pilot).components.put("galley.g1", status_pb2.ComponentInfo(component="galley"))
         with pytest.raises(PermissionDenied):
             await Buckets(pilot).trust.put("cluster.local", status_pb2.TrustBundle())
+        # auto-registered WorkloadEntries are Pilot's own bucket: Galley writes config, not these
+        entry = workload_entry_pb2.RegisteredWorkloadEntry()
+        await Buckets(pilot).workload_entries.put("vms.db-10=2E0=2E0=2E5", entry)
+        with pytest.raises(PermissionDenied, match="galley.*mesh-workload-entries"):
+            await Buckets(galley).workload_entries.put("vms.evil", entry)
     finally:
         for bus in (galley, pilot, citadel):
             await bus.close()

@@ -72,7 +72,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, else ~/.kube/config)")
     p.add_argument("--context", help="kubeconfig context (default: the current one)")
     p.add_argument(
-        "--galley", metavar="HOST:PORT", help="show what a running Galley found (its /debug/analyze)"
+        "--galley",
+        metavar="HOST:PORT",
+        help="show what a running Galley found (its /debug/analyze on Galley's --debug-addr)",
     )
     p.add_argument("-i", "--istioNamespace", default=DEFAULT_ROOT_NAMESPACE, help="control-plane namespace")
     p.add_argument("--meshConfigFile", type=Path, help="MeshConfig YAML replacing the default mesh config")

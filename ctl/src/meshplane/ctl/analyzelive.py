@@ -5,8 +5,9 @@ first version the API server serves; kinds whose CRD is absent are skipped), and
 kinds the analyzers use, in every namespace. Objects come back as the API server stores them
 (camelCase JSON, with ``status``), so the analyzers read them exactly as they read files.
 
-A running mesh is read through Galley's ``GET /debug/analyze`` on its monitoring address: the
-messages Galley's analyzers found in the config it serves.
+A running mesh is read through Galley's ``GET /debug/analyze`` on its debug address (Galley's
+``--debug-addr``, local-only: ``kubectl port-forward`` reaches it in a cluster): the messages
+Galley's analyzers found in the config it serves.
 """
 
 from __future__ import annotations

@@ -23,16 +23,19 @@ from typing import Any
 import yaml
 
 from meshplane.ctl import proxysettings
-from meshplane.ctl.bootstrapparts import BootstrapError
-from meshplane.ctl.bootstrapparts import health_listener as _health
+from meshplane.ctl.bootstrapparts import STATS_TAGS, BootstrapError, admin_listeners
 from meshplane.ctl.bootstrapparts import socket_address as _socket
 from meshplane.ctl.errors import EXIT_USAGE, error
+from meshplane.ctl.vm import add_vm_arguments, vm_options, xds_relay_listener
 from meshplane.shared.proxyconfig import ProxyConfigError, ProxySettings
-from meshplane.shared.version import __version__
+from meshplane.shared.version import ISTIO_VERSION, __version__
 
 DOMAIN = "svc.cluster.local"
 #: Pilot's identity: the ``pilot`` service account in the control plane's namespace (k8s/)
 PILOT_SAN = "spiffe://cluster.local/ns/meshplane-system/sa/pilot"
+#: Istio's xDS ports: mutual TLS on 15012, plaintext (Pilot's --xds-plaintext) on 15010
+XDS_TLS_PILOT = "127.0.0.1:15012"
+XDS_PLAINTEXT_PILOT = "127.0.0.1:15010"
 SDS_CREDENTIALS = "envoy.grpc_credentials.file_based_metadata"
 
 
@@ -40,7 +43,9 @@ SDS_CREDENTIALS = "envoy.grpc_credentials.file_based_metadata"
 class BootstrapOptions:
     proxy_type: str = "sidecar"
     node_id: str = ""
-    pilots: list[str] = field(default_factory=lambda: ["127.0.0.1:15010"])
+    #: plaintext by default here (``pilot_san`` empty), so Istio's plaintext port; the command
+    #: line defaults to mutual TLS on 15012
+    pilots: list[str] = field(default_factory=lambda: [XDS_PLAINTEXT_PILOT])
     delta: bool = False
     sds_socket: str = ""
     sds_token_path: str = ""
@@ -62,11 +67,17 @@ class BootstrapOptions:
     #: readiness (admin ``/ready``: 200 once live); the first LDS and CDS fetches then wait for
     #: Pilot without a timeout, so live means configured by Pilot; 0: none
     health_port: int = 0
+    #: Istio's stats port (15090): a listener serving Envoy's Prometheus stats at
+    #: ``/stats/prometheus`` (the admin's, nothing else of the admin); 0: none
+    stats_port: int = 0
     #: Pilot's SPIFFE ID: xDS over mutual TLS with the SDS certificate. Empty: plaintext xDS.
     pilot_san: str = ""
     #: the effective ProxyConfig (mesh form): its stats matcher and ``ISTIO_META_*`` proxyMetadata
     #: go into the bootstrap, the whole into node metadata ``PROXY_CONFIG`` (as Istio's agent)
     proxy_config: dict[str, Any] = field(default_factory=dict)
+    #: a VM's node metadata, and its relay socket for ``meshctl workload-probe`` (``ctl.vm``)
+    extra_metadata: dict[str, Any] = field(default_factory=dict)
+    xds_relay_socket: str = ""
 
 
 def _hostport(option: str, value: str) -> tuple[str, int]:
@@ -163,7 +174,9 @@ def render_bootstrap(opts: BootstrapOptions) -> dict[str, Any]:
         "CLUSTER_ID": opts.cluster_id,
         "MESH_ID": opts.mesh_id,
         "INTERCEPTION_MODE": opts.interception,
-        "ISTIO_VERSION": f"meshplane-{__version__}",
+        "ISTIO_VERSION": ISTIO_VERSION,
+        "MESHPLANE_VERSION": __version__,
+        **opts.extra_metadata,
     }
     if opts.proxy_config:
         metadata["PROXY_CONFIG"] = opts.proxy_config
@@ -240,13 +253,26 @@ def render_bootstrap(opts: BootstrapOptions) -> dict[str, Any]:
         },
         "static_resources": {
             "clusters": clusters,
-            **_health(opts.health_port, admin_host, admin_port, clusters),
+            **_listeners(opts, admin_host, admin_port, clusters),
         },
-        **({"stats_config": proxy.stats_config()} if proxy.has_stats_matcher else {}),
+        # Istio's stats tags (Envoy's defaults replaced), plus ProxyConfig's stats matcher
+        "stats_config": {
+            "use_all_default_tags": False,
+            "stats_tags": [{"tag_name": name, "regex": regex} for name, regex in STATS_TAGS],
+            **proxy.stats_config(),
+        },
         "layered_runtime": {
             "layers": [{"name": "static", "static_layer": {"re2.max_program_size.error_level": 32768}}]
         },
     }
+
+
+def _listeners(
+    opts: BootstrapOptions, host: str, port: int, clusters: list[dict[str, Any]]
+) -> dict[str, Any]:
+    listeners = admin_listeners(opts.health_port, opts.stats_port, host, port, clusters).get("listeners", [])
+    listeners += xds_relay_listener(opts.xds_relay_socket)
+    return {"listeners": listeners} if listeners else {}
 
 
 class _PlainDumper(yaml.SafeDumper):
@@ -285,7 +311,13 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p = sub.add_parser("bootstrap", help="write an Envoy bootstrap for a sidecar or gateway")
     p.add_argument("--type", dest="proxy_type", default="sidecar", choices=["sidecar", "router"])
     p.add_argument("--node-id", default="", help="TYPE~IP~POD.NS~NS.svc.cluster.local")
-    p.add_argument("--pilot", action="append", default=[], help="HOST:PORT of a Pilot (repeatable)")
+    p.add_argument(
+        "--pilot",
+        action="append",
+        default=[],
+        help="HOST:PORT of a Pilot (repeatable; else ProxyConfig discoveryAddress, else ISTIOD_ADDR, "
+        f"else {XDS_TLS_PILOT}, or {XDS_PLAINTEXT_PILOT} with --xds-plaintext: Istio's ports)",
+    )
     p.add_argument("--delta", action="store_true", help="use Delta xDS (default: state of the world)")
     p.add_argument(
         "--pilot-san",
@@ -310,6 +342,12 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         default=0,
         help="serve GET /healthz/ready here (Istio's 15021; default none)",
     )
+    p.add_argument(
+        "--stats-port",
+        type=int,
+        default=0,
+        help="serve Envoy's Prometheus stats at /stats/prometheus here (Istio's 15090; default none)",
+    )
     p.add_argument("--namespace", default="default")
     p.add_argument("--service-account", default="default")
     p.add_argument("--labels", default="", help="k=v,k=v")
@@ -322,23 +360,27 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     )
     p.add_argument("--locality", default="", help="REGION/ZONE/SUBZONE of the workload")
     proxysettings.add_flags(p)
+    add_vm_arguments(p)
     p.add_argument("-o", "--output", default="-", help="file to write (default: stdout)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     try:
-        proxy_config = proxysettings.from_args(args)
+        vm = vm_options(args)
+        proxy_config = vm.proxy_config(proxysettings.from_args(args))
         opts = BootstrapOptions(
             proxy_type=args.proxy_type,
             node_id=args.node_id,
-            pilots=proxysettings.discovery(args.pilot, proxy_config) or ["127.0.0.1:15010"],
+            pilots=proxysettings.discovery(args.pilot, proxy_config)
+            or [XDS_PLAINTEXT_PILOT if args.xds_plaintext else XDS_TLS_PILOT],
             delta=args.delta,
             pilot_san="" if args.xds_plaintext else args.pilot_san,
             sds_socket=args.sds_socket,
             sds_token_path=args.sds_token_path,
             admin=args.admin,
             health_port=args.health_port,
+            stats_port=args.stats_port,
             namespace=args.namespace,
             service_account=args.service_account,
             labels=_labels(args.labels),
@@ -346,9 +388,11 @@ def run(args: argparse.Namespace) -> int:
             interception=args.interception,
             locality=args.locality,
             proxy_config=proxy_config,
+            extra_metadata=vm.metadata,
+            xds_relay_socket=vm.relay_socket,
         )
         text = yaml.dump(render_bootstrap(opts), Dumper=_PlainDumper, sort_keys=False)
-    except (BootstrapError, ProxyConfigError) as exc:
+    except (BootstrapError, ProxyConfigError, ValueError) as exc:  # ValueError: a VM flag
         error("bootstrap", str(exc))
         return EXIT_USAGE
     if args.output == "-":

@@ -44,6 +44,11 @@ VERBS = [
     ),
     Verb("bootstrap", "meshplane.ctl.bootstrap", "write an Envoy bootstrap for a sidecar or gateway"),
     Verb(
+        "workload-probe",
+        "meshplane.ctl.workloadprobe",
+        "run a VM's WorkloadGroup probe and report its health to Pilot",
+    ),
+    Verb(
         "capture-validate",
         "meshplane.ctl.capture",
         "check that the pod's traffic is redirected to the proxy",
@@ -59,6 +64,9 @@ VERBS = [
         "drain the proxy's inbound listeners, then wait (terminationDrainDuration)",
     ),
     Verb("token", "meshplane.ctl.token", "print a workload token signed by a local Citadel's issuer"),
+    Verb(
+        "cacerts", "meshplane.ctl.cacerts", "make a shared root and a plugged-in intermediate CA per cluster"
+    ),
     Verb("install", "meshplane.ctl.installcmd", "install meshplane into a cluster"),
     Verb("upgrade", "meshplane.ctl.installcmd", "upgrade an install in place"),
     Verb("uninstall", "meshplane.ctl.installcmd", "remove what meshctl install made"),

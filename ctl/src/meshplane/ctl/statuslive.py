@@ -2,10 +2,13 @@
 
 istioctl reaches istiod through the API server; so does meshctl. The Pilot pods are found by
 their label (``app.kubernetes.io/name=pilot``, as ``k8s/base/pilot`` deploys them) in the
-control-plane namespace, and each Running one's debug endpoint (port 15014) is read through the
-API server's pod proxy (``/api/v1/namespaces/NS/pods/NAME:15014/proxy/debug/syncz``). Nothing
-but the kubeconfig is needed: no port-forward, no route to pod addresses. ``-o json`` prints the
-syncz entries as Pilot serves them, each with the ``pilot`` pod it came from.
+control-plane namespace, and each Running one's ``/debug/syncz`` is read through the API
+server's pod proxy (``/api/v1/namespaces/NS/pods/NAME:15014/proxy/debug/syncz``). Pilot serves
+syncz, read-only, on its monitoring port 15014 for this: the pod proxy reaches the pod's address,
+never its loopback, where every other ``/debug`` endpoint listens (``--debug-addr``). Nothing but
+the kubeconfig (and RBAC ``get pods/proxy``) is needed: no port-forward, no route to pod
+addresses. ``-o json`` prints the syncz entries as Pilot serves them, each with the ``pilot`` pod
+it came from.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from typing import Any
 from meshplane.ctl.analyzelive import LiveError, connect
 
 PILOT_SELECTOR = "app.kubernetes.io/name=pilot"
+#: Pilot's monitoring port, where /debug/syncz is served (pilot.debug.listeners.MONITORING_DEBUG)
 DEBUG_PORT = 15014
 #: syncz column prefix of each of istioctl's columns
 COLUMNS = {"CDS": "cluster", "LDS": "listener", "EDS": "endpoint", "RDS": "route"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import Any
 
@@ -13,7 +14,8 @@ from envoy.extensions.filters.network.rbac.v3 import rbac_pb2 as net_rbac_pb2
 from google.protobuf import struct_pb2
 
 from meshplane.pilot.generators.listeners import inbound_listeners, outbound_listeners
-from meshplane.pilot.generators.security.authz_rbac import build_rbac, build_rule
+from meshplane.pilot.generators.security.authz import build_rbac
+from meshplane.pilot.generators.security.authz_rbac import build_rule
 from meshplane.pilot.model.proxy import parse_proxy
 from meshplane.shared.config.models import Rule
 
@@ -45,14 +47,15 @@ def test_empty_spec_is_allow_nothing() -> None:
     assert filters[-1].name == "envoy.filters.http.router"
 
 
-def test_deny_before_allow_before_audit_and_other_filters() -> None:
+def test_audit_before_deny_before_allow_before_other_filters() -> None:
+    """Istio's order: AUDIT first, so a request a DENY policy refuses is still audited."""
     filters = _http_filters(
         ap("audit", {"action": "AUDIT", "rules": [{}]}),
         ap("allow", {"action": "ALLOW", "rules": [{}]}),
         ap("deny", {"action": "DENY", "rules": [{"to": [{"operation": {"paths": ["/admin*"]}}]}]}),
     )
     actions = [_rules(f).action for f in filters if f.name == "envoy.filters.http.rbac"]
-    assert actions == [rbac_pb2.RBAC.DENY, rbac_pb2.RBAC.ALLOW, rbac_pb2.RBAC.LOG]
+    assert actions == [rbac_pb2.RBAC.LOG, rbac_pb2.RBAC.DENY, rbac_pb2.RBAC.ALLOW]
     assert filters[0].name == "envoy.filters.http.rbac"
 
 
@@ -136,7 +139,8 @@ def test_network_rbac_on_tcp_chain() -> None:
     assert net.rules.action == rbac_pb2.RBAC.DENY and net.stat_prefix
 
 
-def test_custom_without_provider_denies_and_logs(caplog: pytest.LogCaptureFixture) -> None:
+def test_custom_without_provider_denies_everything_and_logs(caplog: pytest.LogCaptureFixture) -> None:
+    """As Istio: a CUSTOM provider missing from MeshConfig denies every request, not only its rules'."""
     custom = ap(
         "ext",
         {
@@ -145,10 +149,14 @@ def test_custom_without_provider_denies_and_logs(caplog: pytest.LogCaptureFixtur
             "rules": [{"to": [{"operation": {"paths": ["/x"]}}]}],
         },
     )
+    assert build_rbac([custom], http=True) == []  # CUSTOM is not an RBAC rule set
     with caplog.at_level(logging.WARNING):
-        (rbac,) = build_rbac([custom], http=True)
-    assert rbac.action == rbac_pb2.RBAC.DENY and len(rbac.policies) == 1
-    assert "CUSTOM" in caplog.text and "opa" in caplog.text
+        (rbac, *rest) = _http_filters(custom)
+    rules = _rules(rbac)
+    assert rules.action == rbac_pb2.RBAC.DENY
+    assert list(rules.policies) == ["default-deny-all-due-to-bad-CUSTOM-action"]
+    assert rest[0].name != "envoy.filters.http.ext_authz"
+    assert "CUSTOM" in caplog.text and "opa" in caplog.text and "shop/ext" in caplog.text
 
 
 def test_unknown_condition_key_skips_rule_with_a_clear_log(caplog: pytest.LogCaptureFixture) -> None:
@@ -180,3 +188,25 @@ def test_gateway_gets_policies_selecting_its_labels() -> None:
         assert ("envoy.filters.http.rbac" in names) is has_rbac
         assert names[-1] == "envoy.filters.http.router"
         assert mgr.forward_client_cert_details == hcm.HttpConnectionManager.SANITIZE  # gateway default kept
+
+
+def test_dry_run_policies_are_shadow_rules_never_enforced() -> None:
+    dry = {"annotations": (("istio.io/dry-run", "true"),)}
+    deny_dry = dataclasses.replace(ap("d", {"action": "DENY", "rules": [{}]}), **dry)
+    allow_dry = dataclasses.replace(ap("a", {"rules": [{}]}), **dry)
+    allow = ap("enforced", {"rules": [{"to": [{"operation": {"paths": ["/ok"]}}]}]})
+    filters = [f for f in _http_filters(deny_dry, allow_dry, allow) if f.name == "envoy.filters.http.rbac"]
+    deny, allowed = (_unpack_rbac(f) for f in filters)
+    assert not deny.HasField("rules") and deny.shadow_rules.action == rbac_pb2.RBAC.DENY
+    assert list(deny.shadow_rules.policies) == ["ns[shop]-policy[d]-rule[0]"]
+    assert deny.shadow_rules_stat_prefix == "istio_dry_run_deny_"
+    assert list(allowed.rules.policies) == ["ns[shop]-policy[enforced]-rule[0]"]
+    assert list(allowed.shadow_rules.policies) == ["ns[shop]-policy[a]-rule[0]"]
+    assert allowed.shadow_rules_stat_prefix == "istio_dry_run_allow_"
+    assert build_rbac([deny_dry, allow_dry], http=True) == []  # nothing enforced
+
+
+def _unpack_rbac(f: hcm.HttpFilter) -> http_rbac_pb2.RBAC:
+    msg = http_rbac_pb2.RBAC()
+    assert f.typed_config.Unpack(msg)
+    return msg

@@ -52,6 +52,8 @@ class EnvoyProcess:
     env: Mapping[str, str] | None = None
     #: SIGKILL it when this process dies (``meshctl up``; start it from the main thread)
     die_with_parent: bool = False
+    #: another Envoy binary than :func:`find_envoy`'s (a previous release, say)
+    binary: str | None = None
     child: ChildProcess | None = None
 
     @property
@@ -64,7 +66,7 @@ class EnvoyProcess:
 
     def argv(self) -> list[str]:
         return [
-            find_envoy(),
+            self.binary or find_envoy(),
             "-c",
             str(self.config_path),
             "--use-dynamic-base-id",

@@ -14,10 +14,12 @@ import contextlib
 import logging
 from collections.abc import Callable, Sequence
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
+
+from meshplane.shared.telemetry.counters import exposition
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +36,9 @@ def ready_response(not_ready: NotReady) -> tuple[int, str]:
 
 
 def metrics_response(registry: CollectorRegistry) -> tuple[bytes, str]:
-    """The body and content type of ``/metrics``."""
-    return generate_latest(registry), CONTENT_TYPE_LATEST
+    """The body and content type of ``/metrics`` (Istio's counter names kept, see
+    :mod:`meshplane.shared.telemetry.counters`)."""
+    return exposition(registry), CONTENT_TYPE_LATEST
 
 
 def health_routes(

@@ -7,9 +7,12 @@ namespace is where mesh-wide config lives (a PeerAuthentication, Sidecar, Destin
 AuthorizationPolicy or RequestAuthentication there applies to every namespace). Access logging:
 ``accessLogFile``/``accessLogEncoding``/``accessLogFormat`` (the legacy mesh-wide log),
 ``defaultProviders.accessLogging`` and ``extensionProviders`` of type ``envoyFileAccessLog`` (Istio's
-built-in ``envoy`` provider included). Fields meshplane does not apply yet (other provider types,
-default tracing and metrics providers, ...) are named in one warning, so a user never believes they
-took effect.
+built-in ``envoy`` provider included). ``extensionProviders`` of types ``envoyExtAuthzHttp`` and
+``envoyExtAuthzGrpc`` serve AuthorizationPolicy CUSTOM (``meshconfig_authz``). Tracing:
+``extensionProviders`` of type ``opentelemetry`` (:mod:`meshplane.shared.meshtracing`) and
+``defaultProviders.tracing``. Fields meshplane does not apply yet (other provider types, default
+metrics providers, ``enableTracing: true``'s legacy tracer, ...) are named in one warning, so a
+user never believes they took effect.
 """
 
 from __future__ import annotations
@@ -23,6 +26,9 @@ from typing import Any
 
 import yaml
 
+from meshplane.shared.meshconfig_authz import KINDS as EXT_AUTHZ_KINDS
+from meshplane.shared.meshconfig_authz import ExtAuthzError, ExtAuthzProvider, ext_authz_providers
+from meshplane.shared.meshtracing import OtelTracingProvider, TracingProviderError, parse_otel_provider
 from meshplane.shared.proxyconfig import APPLIED as PROXY_CONFIG_APPLIED
 from meshplane.shared.proxyconfig import ProxyConfigError, check_proxy_config, not_applied
 
@@ -38,6 +44,10 @@ APPLIED = (
     "accessLogFormat",
     "defaultProviders.accessLogging",
     "extensionProviders (envoyFileAccessLog)",
+    "extensionProviders (envoyExtAuthzHttp, envoyExtAuthzGrpc)",
+    "enableTracing: false",
+    "defaultProviders.tracing",
+    "extensionProviders (opentelemetry)",
     f"defaultConfig ({', '.join(PROXY_CONFIG_APPLIED)})",
 )
 _APPLIED_KEYS = frozenset(
@@ -88,11 +98,24 @@ class MeshConfig:
     file_log_providers: tuple[tuple[str, FileLogProvider], ...] = BUILTIN_PROVIDERS
     #: ``defaultProviders.accessLogging``
     default_access_log_providers: tuple[str, ...] = ()
+    #: ``extensionProviders`` of types envoyExtAuthzHttp/Grpc (AuthorizationPolicy CUSTOM), by name
+    ext_authz_providers: tuple[tuple[str, ExtAuthzProvider], ...] = ()
+
+    #: ``extensionProviders`` of type opentelemetry, by name (:mod:`meshplane.shared.meshtracing`)
+    tracing_providers: tuple[tuple[str, OtelTracingProvider], ...] = ()
+    #: ``defaultProviders.tracing``
+    default_tracing_providers: tuple[str, ...] = ()
     #: ``defaultConfig``: the proxies' default ProxyConfig (mesh form; read at injection/bootstrap)
     default_config: dict[str, Any] = field(default_factory=dict, hash=False)
 
+    def ext_authz_provider(self, name: str) -> ExtAuthzProvider | None:
+        return dict(self.ext_authz_providers).get(name)
+
     def file_log_provider(self, name: str) -> FileLogProvider | None:
         return dict(self.file_log_providers).get(name)
+
+    def tracing_provider(self, name: str) -> OtelTracingProvider | None:
+        return dict(self.tracing_providers).get(name)
 
 
 def parse_mesh_config(text: str, where: str) -> MeshConfig:
@@ -125,12 +148,27 @@ def parse_mesh_config(text: str, where: str) -> MeshConfig:
     if encoding not in ("TEXT", "JSON"):
         raise MeshConfigError(f"{where}: accessLogEncoding: expected TEXT or JSON, got {encoding!r}")
     providers = dict(BUILTIN_PROVIDERS)
+    tracers: dict[str, OtelTracingProvider] = {}
     for name, provider in _extension_providers(doc.get("extensionProviders"), where, ignored):
-        if provider is None:
-            providers.pop(name, None)
-        else:
+        providers.pop(name, None)
+        tracers.pop(name, None)
+        if isinstance(provider, FileLogProvider):
             providers[name] = provider
+        elif isinstance(provider, OtelTracingProvider):
+            tracers[name] = provider
+            ignored += [f"extensionProviders[{name}].{field}" for field in provider.not_applied]
     defaults = _default_providers(doc.get("defaultProviders"), where, ignored)
+    try:
+        authz = ext_authz_providers(doc.get("extensionProviders"), where)
+    except ExtAuthzError as exc:
+        raise MeshConfigError(str(exc)) from None
+    # enableTracing is Istio's legacy switch (no tracing provider anywhere): the HCM then traces to
+    # the bootstrap's ProxyConfig tracer. meshplane's bootstrap has none, so only false is applied.
+    enable_tracing = doc.get("enableTracing", True)
+    if not isinstance(enable_tracing, bool):
+        raise MeshConfigError(f"{where}: enableTracing: expected true or false, got {enable_tracing!r}")
+    if enable_tracing is False:
+        ignored.remove("enableTracing")
     default_config = _default_config(doc.get("defaultConfig"), where, ignored)
     return MeshConfig(
         root,
@@ -140,6 +178,9 @@ def parse_mesh_config(text: str, where: str) -> MeshConfig:
         access_log_format=_string(doc, "accessLogFormat", where),
         file_log_providers=tuple(sorted(providers.items())),
         default_access_log_providers=defaults,
+        ext_authz_providers=authz,
+        tracing_providers=tuple(sorted(tracers.items())),
+        default_tracing_providers=_names(doc.get("defaultProviders"), "tracing", where),
         default_config=default_config,
         not_applied=tuple(sorted(ignored)),
     )
@@ -156,14 +197,14 @@ def _string(doc: dict[str, Any], key: str, where: str) -> str:
 
 def _extension_providers(
     raw: Any, where: str, ignored: list[str]
-) -> list[tuple[str, FileLogProvider | None]]:
+) -> list[tuple[str, FileLogProvider | OtelTracingProvider | None]]:
     """(name, provider) per ``extensionProviders`` entry, merged by name into the built-ins as Istio
     does; a provider of another type is (name, None) and named in ``ignored``."""
     if raw is None:
         return []
     if not isinstance(raw, list):
         raise MeshConfigError(f"{where}: extensionProviders: expected a list, got {type(raw).__name__}")
-    out: list[tuple[str, FileLogProvider | None]] = []
+    out: list[tuple[str, FileLogProvider | OtelTracingProvider | None]] = []
     for i, entry in enumerate(raw):
         at = f"{where}: extensionProviders[{i}]"
         if not isinstance(entry, dict) or not isinstance(entry.get("name"), str) or not entry["name"]:
@@ -172,8 +213,17 @@ def _extension_providers(
         kinds = [k for k in entry if k != "name"]
         if len(kinds) != 1:
             raise MeshConfigError(f"{at} ({name}): expected exactly one provider type, got {kinds}")
+        if kinds[0] == "opentelemetry":
+            try:
+                out.append(
+                    (name, parse_otel_provider(entry["opentelemetry"], f"{at} ({name}).opentelemetry"))
+                )
+            except TracingProviderError as exc:
+                raise MeshConfigError(str(exc)) from None
+            continue
         if kinds[0] != "envoyFileAccessLog":
-            ignored.append(f"extensionProviders[{name}].{kinds[0]}")
+            if kinds[0] not in EXT_AUTHZ_KINDS:  # those: ext_authz_providers
+                ignored.append(f"extensionProviders[{name}].{kinds[0]}")
             out.append((name, None))
             continue
         body = entry["envoyFileAccessLog"] or {}
@@ -207,11 +257,15 @@ def _default_providers(raw: Any, where: str, ignored: list[str]) -> tuple[str, .
     if not isinstance(raw, dict):
         raise MeshConfigError(f"{where}: defaultProviders: expected a mapping, got {type(raw).__name__}")
     for key, names in raw.items():
-        if key != "accessLogging" and names:
+        if key not in ("accessLogging", "tracing") and names:
             ignored.append(f"defaultProviders.{key}")
-    names = raw.get("accessLogging") or []
+    return _names(raw, "accessLogging", where)
+
+
+def _names(raw: Any, key: str, where: str) -> tuple[str, ...]:
+    names = (raw.get(key) if isinstance(raw, dict) else None) or []
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-        raise MeshConfigError(f"{where}: defaultProviders.accessLogging: expected a list of provider names")
+        raise MeshConfigError(f"{where}: defaultProviders.{key}: expected a list of provider names")
     return tuple(names)
 
 
@@ -249,7 +303,7 @@ def add_mesh_config_flag(parser: argparse.ArgumentParser) -> None:
         type=Path,
         default=None,
         help="Istio MeshConfig YAML (or the istio ConfigMap); rootNamespace (default istio-system), "
-        "trustDomain (default cluster.local) and access logging are applied",
+        "trustDomain (default cluster.local), access logging and OpenTelemetry tracing are applied",
     )
 
 

@@ -38,6 +38,8 @@ APPLIED = (
     "discoveryAddress",
     "proxyStatsMatcher",
     "proxyHeaders",
+    # a VM's probe: Pilot health-checks its auto-registered WorkloadEntry, run by workload-probe
+    "readinessProbe",
 )
 #: the ``proxyHeaders`` fields Pilot applies (the others are named by :func:`not_applied`)
 APPLIED_PROXY_HEADERS = ("server", "requestId", "envoyDebugHeaders")

@@ -85,6 +85,14 @@ def render(manifests: Path, op: IstioOperator) -> Rendered:
     tag = spec.tag or (glob.tag if glob else None)
     pull = glob.image_pull_policy if glob else None
     out = Rendered([])
+    if glob is not None:
+        unapplied = {"network": glob.network, "meshID": glob.mesh_id, "multiCluster": glob.multi_cluster,
+                     "logging": glob.logging}  # fmt: skip
+        out.warnings += [
+            f"spec.values.global.{name}: accepted, not applied by meshplane"
+            for name, v in unapplied.items()
+            if v
+        ]
 
     by_name: dict[str, Component | None] = {
         "Base": comps.base if comps else None,

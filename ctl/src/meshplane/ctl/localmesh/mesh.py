@@ -176,7 +176,8 @@ class LocalMesh:
         _ready_on(citadel, f"http://127.0.0.1:{ca_mon}/ready")
         self.sup.wait_http(citadel, f"http://127.0.0.1:{ca_mon}/ready")
         self._done(t)
-        hook, galley_mon, grpc, http = free_port(), free_port(), free_port(), free_port()
+        hook, galley_mon, galley_debug = free_port(), free_port(), free_port()
+        grpc, http, debug = free_port(), free_port(), free_port()
         # Pilot's identity for xDS over mutual TLS: a token Citadel turns into its certificate
         pilot_token = self.state / "pilot.token"
         _private_file(pilot_token, make_token(self.state / "ca", *PILOT_IDENTITY, "istio-ca", TOKEN_TTL))
@@ -186,16 +187,18 @@ class LocalMesh:
         galley = self.sup.start(
             "meshplane-galley",
             [str(self.bin_dir / "meshplane-galley"), *common, "--config-dir", str(self.config_dir)]
-            + ["--webhook-addr", f"127.0.0.1:{hook}", "--monitoring-addr", f"127.0.0.1:{galley_mon}"],
-            f"config {self.config_dir}, webhook :{hook}, debug :{galley_mon}",
+            + ["--webhook-addr", f"127.0.0.1:{hook}", "--monitoring-addr", f"127.0.0.1:{galley_mon}"]
+            + ["--debug-addr", f"127.0.0.1:{galley_debug}"],
+            f"config {self.config_dir}, webhook :{hook}, monitoring :{galley_mon}, debug :{galley_debug}",
             env=self._bus_env("galley"),
         )
         pilot = self.sup.start(
             "meshplane-pilot",
             [str(self.bin_dir / "meshplane-pilot"), *common, "--grpc-addr", self.pilot_addr]
-            + ["--http-addr", f"127.0.0.1:{http}", "--id", "pilot-local"]
+            + ["--http-addr", f"127.0.0.1:{http}", "--debug-addr", f"127.0.0.1:{debug}"]
+            + ["--id", "pilot-local"]
             + ["--ca-addr", self.ca_addr, "--ca-root", ca_root, "--token-file", str(pilot_token)],
-            f"xDS {self.pilot_addr} (mTLS), debug :{http}",
+            f"xDS {self.pilot_addr} (mTLS), monitoring :{http}, debug :{debug}",
             env=self._bus_env("pilot"),
         )
         _ready_on(galley, f"http://127.0.0.1:{galley_mon}/ready")

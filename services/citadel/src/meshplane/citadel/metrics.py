@@ -55,7 +55,9 @@ class CitadelMetrics(Collector):
     def collect(self) -> Iterator[Metric]:
         for label, doc in COUNTERS.items():
             name = f"citadel_server_{label}_count"
-            metric = Metric(name, doc, "unknown")  # "counter" would force a _total suffix
+            # a counter sample under the family name: exposed as Istio names it, typed counter
+            # (meshplane.shared.telemetry.counters)
+            metric = Metric(name, doc, "counter")
             metric.add_sample(name, {}, float(self.count(label)))
             yield metric
         yield GaugeMetricFamily(

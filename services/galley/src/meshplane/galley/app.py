@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from meshplane.galley import metrics
-from meshplane.galley.api.apps import create_monitoring_app, create_webhook_app
+from meshplane.galley.api.apps import create_debug_app, create_monitoring_app, create_webhook_app
 from meshplane.galley.api.server import HttpServer
 from meshplane.galley.api.state import GalleyState
 from meshplane.galley.publish.publisher import CONFIG, SERVICES, WORKLOADS, Publisher
@@ -100,8 +100,16 @@ class Galley:
             tls_cert=s.tls_cert,
             tls_key=s.tls_key,
         )
-        monitoring = HttpServer(create_monitoring_app(self.state), *s.monitoring_addr, name="monitoring")
+        # one server for both when --debug-addr is --monitoring-addr (port 0: two of the system's choosing)
+        shared = s.debug_addr == s.monitoring_addr and s.monitoring_addr[1] != 0
+        monitoring = HttpServer(
+            create_monitoring_app(self.state, with_debug=shared), *s.monitoring_addr, name="monitoring"
+        )
         await monitoring.start(tasks)
+        debug = monitoring
+        if not shared:
+            debug = HttpServer(create_debug_app(self.state), *s.debug_addr, name="debug")
+            await debug.start(tasks)
         await webhook.start(tasks)
         self.state.tasks_running = lambda: all(tasks.running(name) for name in critical)
         bus = await Bus.connect(
@@ -114,6 +122,7 @@ class Galley:
             {
                 "webhook": f"{s.webhook_addr[0]}:{webhook.port}",
                 "monitoring": f"{s.monitoring_addr[0]}:{monitoring.port}",
+                "debug": f"{s.debug_addr[0]}:{debug.port}",
             },
             supervisor=tasks,
         )
@@ -172,6 +181,8 @@ class Galley:
             await tasks.aclose()
             await webhook.stop()
             await monitoring.stop()
+            if debug is not monitoring:
+                await debug.stop()
         finally:
             await tasks.aclose()
             await announcer.withdraw()

@@ -1,7 +1,8 @@
 """Galley's Prometheus metrics, on one registry served by both HTTP ports.
 
-Names follow Istio's Galley (``galley_validation_*``); prometheus_client adds ``_total`` to
-counters on the wire.
+Names follow Istio's: Galley's ``galley_validation_*`` counters are exposed without ``_total``
+(:class:`IstioCounter`), the injector's are Istio's ``sidecar_injection_*_total``; meshplane's own
+counters (``galley_bus_writes``, ``galley_source_file_errors``, ...) keep Prometheus's ``_total``.
 """
 
 from __future__ import annotations
@@ -9,19 +10,20 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from meshplane.shared.tasks import TaskSupervisor
+from meshplane.shared.telemetry.counters import IstioCounter
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
-VALIDATION_PASSED = Counter(
+VALIDATION_PASSED = IstioCounter(
     "galley_validation_passed", "Admission requests allowed by the webhook.", registry=REGISTRY
 )
-VALIDATION_FAILED = Counter(
+VALIDATION_FAILED = IstioCounter(
     "galley_validation_failed",
     "Admission requests denied by the webhook, by reason.",
     ["reason"],
     registry=REGISTRY,
 )
-VALIDATION_HTTP_ERROR = Counter(
+VALIDATION_HTTP_ERROR = IstioCounter(
     "galley_validation_http_error",
     "Webhook requests that could not be read as an AdmissionReview, by HTTP status.",
     ["status"],

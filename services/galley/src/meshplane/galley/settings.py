@@ -14,6 +14,9 @@ from meshplane.shared.inject import InjectorConfig
 from meshplane.shared.lifecycle import parse_hostport
 from meshplane.shared.meshconfig import DEFAULT_ROOT_NAMESPACE, add_mesh_config_flag, mesh_config_from_args
 
+#: Galley's debug port: Istio's components keep their introspection (ControlZ) on localhost:9876
+DEBUG_PORT = 9876
+
 
 @dataclass(frozen=True, slots=True)
 class Settings:
@@ -22,6 +25,8 @@ class Settings:
     config_dir: Path | None = None
     webhook_addr: tuple[str, int] = ("0.0.0.0", 15017)
     monitoring_addr: tuple[str, int] = ("127.0.0.1", 15014)
+    #: ``/debug/sources`` and ``/debug/analyze``: local-only (Istio's ControlZ port, localhost:9876)
+    debug_addr: tuple[str, int] = ("127.0.0.1", DEBUG_PORT)
     tls_cert: Path | None = None
     tls_key: Path | None = None
     nats_url: str = "nats://127.0.0.1:4222"
@@ -58,8 +63,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--monitoring-addr",
         default="127.0.0.1:15014",
-        help="HOST:PORT of /ready, /metrics and /debug (default local-only, as it serves /debug; "
-        "0.0.0.0:15014 lets probes and scrapers in)",
+        help="HOST:PORT of /ready and /metrics (default: %(default)s; 0.0.0.0:15014 lets probes and "
+        "scrapers in)",
+    )
+    p.add_argument(
+        "--debug-addr",
+        default=f"127.0.0.1:{DEBUG_PORT}",
+        help="HOST:PORT of /debug/sources and /debug/analyze (meshctl analyze --galley); keep it "
+        "local-only (default: %(default)s)",
     )
     p.add_argument("--tls-cert", type=Path, help="PEM certificate for the webhook (reloaded on change)")
     p.add_argument("--tls-key", type=Path, help="PEM private key for the webhook (reloaded on change)")
@@ -121,11 +132,17 @@ def parse_args(argv: list[str] | None = None) -> Settings:
     mesh = mesh_config_from_args(parser, args.mesh_config)
     if (args.tls_cert is None) != (args.tls_key is None):
         parser.error("--tls-cert and --tls-key must be given together")
-    try:
-        webhook = parse_hostport(args.webhook_addr)
-        monitoring = parse_hostport(args.monitoring_addr)
-    except ValueError as exc:
-        parser.error(str(exc))
+    addresses: list[tuple[str, int]] = []
+    for flag, value in (
+        ("--webhook-addr", args.webhook_addr),
+        ("--monitoring-addr", args.monitoring_addr),
+        ("--debug-addr", args.debug_addr),
+    ):
+        try:
+            addresses.append(parse_hostport(value))
+        except ValueError as exc:
+            parser.error(f"{flag}: {exc}")
+    webhook, monitoring, debug = addresses
     if args.webhook_max_body < 1:
         parser.error(f"--webhook-max-body {args.webhook_max_body}: must be at least 1")
     if args.webhook_max_concurrent < 1:
@@ -144,6 +161,7 @@ def parse_args(argv: list[str] | None = None) -> Settings:
         config_dir=args.config_dir,
         webhook_addr=webhook,
         monitoring_addr=monitoring,
+        debug_addr=debug,
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
         nats_url=args.nats_url,

@@ -6,27 +6,26 @@ first push context, open the gRPC port and report ready. Proxy sync state is pub
 
 Every long-lived task runs under a :class:`TaskSupervisor` (``pilot_task_failures{task}``). The
 push loop, status publisher, JWKS refresher and memory trimmer are restarted after a failure. The
-bus watcher and the HTTP server are fatal: a restarted watcher would miss deletions made while it
-was down, and a lost HTTP server cannot report anything, so Pilot stops and exits non-zero for
-its own supervisor to restart it. ``/ready`` is 503 while the push loop is down or its last push
-failed (the reason is in the body).
+bus watcher and the HTTP servers (monitoring and the local-only debug listener,
+:mod:`meshplane.pilot.debug.listeners`) are fatal: a restarted watcher would miss deletions made
+while it was down, and a lost HTTP server cannot report anything, so Pilot stops and exits
+non-zero for its own supervisor to restart it. ``/ready`` is 503 while the push loop is down or
+its last push failed (the reason is in the body).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import gc
 import logging
-import socket
-from collections.abc import Awaitable, Generator
+from collections.abc import Awaitable
 from pathlib import Path
 
 import grpc
-import uvicorn
 
 from meshplane.pilot.debug.http import build_app
+from meshplane.pilot.debug.listeners import bind_all
 from meshplane.pilot.ingest.watcher import State, Watcher
 from meshplane.pilot.memory import trim_when_idle
 from meshplane.pilot.metrics import Metrics
@@ -36,6 +35,7 @@ from meshplane.pilot.security.xds_tls import FILE_POLL, XdsCredentials, file_sou
 from meshplane.pilot.settings import Settings
 from meshplane.pilot.status import StatusPublisher
 from meshplane.pilot.xds.ads import AdsServicer, add_to_server, server_options
+from meshplane.pilot.xds.autoregister import AutoRegistration
 from meshplane.pilot.xds.debounce import Debouncer
 from meshplane.pilot.xds.discovery import DiscoveryServer
 from meshplane.shared.bus import Buckets, Bus, BusOptions, BusUnavailable
@@ -47,25 +47,21 @@ log = logging.getLogger("meshplane.pilot")
 _JWKS_KINDS = frozenset({"RequestAuthentication"})
 
 
-class _QuietServer(uvicorn.Server):
-    """uvicorn without its own signal handling: the service's stop event owns shutdown."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Generator[None, None, None]:
-        yield
-
-
 class Pilot:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.metrics = Metrics()
-        self.state = State(settings.root_namespace, settings.mesh)
+        self.state = State(
+            settings.root_namespace, settings.mesh, settings.enable_workload_entry, settings.health_checks
+        )
         self.server: DiscoveryServer | None = None
         self.debouncer: Debouncer | None = None
+        self.registration: AutoRegistration | None = None
         self.tasks = TaskSupervisor("pilot", self.metrics.task_failures)
         self.ready = False
         self.grpc_port = 0
         self.http_port = 0
+        self.debug_port = 0
 
     def not_ready(self) -> str | None:
         """Why Pilot should not take new proxies now, or None when it is ready."""
@@ -77,6 +73,13 @@ class Pilot:
             return f"the last push failed ({self.debouncer.last_error}); retrying"
         return None
 
+    def push_all(self) -> bool:
+        """Queue a full push to every connected proxy (Istio's ``/debug/adsz?push=true``)."""
+        if self.debouncer is None:
+            return False
+        self.debouncer.submit(PushRequest(full=True, services_changed=True, reason=("debug",)))
+        return True
+
     async def run(self, stop: asyncio.Event) -> None:
         """Serve until ``stop`` is set; raise :class:`TaskFailure` if a fatal task failed."""
         self.tasks.on_fatal = stop.set
@@ -85,18 +88,20 @@ class Pilot:
 
     async def _run(self, stop: asyncio.Event) -> None:
         s = self.settings
-        app = build_app(self.metrics, self.state, lambda: self.server, self.not_ready)
-        http = _QuietServer(
-            uvicorn.Config(app, host=s.http_host, port=s.http_port, log_level="warning", lifespan="off")
-        )
-        try:  # bound here, not by uvicorn, so a taken port is one clear line and exit code 1
-            family = socket.AF_INET6 if ":" in s.http_host else socket.AF_INET
-            http_socket = socket.create_server((s.http_host, s.http_port), family=family)
-        except OSError as exc:
-            log.error("cannot listen on %s:%d for HTTP (--http-addr): %s", s.http_host, s.http_port, exc)
-            raise SystemExit(1) from None
-        self.http_port = http_socket.getsockname()[1]
-        http_task = self.tasks.spawn("http", lambda: self._serve_http(http, http_socket), restart=False)
+        app = build_app(self.metrics, self.state, lambda: self.server, self.not_ready, self.push_all)
+        listeners = bind_all(app, (s.http_host, s.http_port), (s.debug_host, s.debug_port))
+        self.http_port = listeners[0].port
+        self.debug_port = listeners[-1].port
+        http_tasks = [
+            self.tasks.spawn(name, listener.serve, restart=False)
+            for name, listener in zip(("http", "debug-http"), listeners, strict=False)
+        ]
+
+        async def stop_http() -> None:
+            for listener in listeners:
+                listener.stop()
+            await _bounded(asyncio.gather(*http_tasks), 3, "HTTP server stop")
+
         try:
             bus = await Bus.connect(
                 BusOptions(url=s.nats_url, name=f"meshplane-pilot-{s.pilot_id}", identity="pilot")
@@ -104,8 +109,7 @@ class Pilot:
         except BusUnavailable as exc:
             log.error("cannot reach the bus at %s (--nats-url / NATS_URL): %s", s.nats_url, exc)
             self.tasks.begin_close()
-            http.should_exit = True
-            await _bounded(http_task, 3, "HTTP server stop")
+            await stop_http()
             raise SystemExit(1) from None
         buckets = Buckets(bus)
         watcher = Watcher(buckets, self.state, self.metrics)
@@ -147,8 +151,10 @@ class Pilot:
             credentials = await self._xds_credentials(stop)
             if stop.is_set():
                 return
+            self.registration = self._registration(buckets, credentials is not None)
             grpc_server = grpc.aio.server(options=server_options(s))
-            add_to_server(AdsServicer(self.server, authenticate=credentials is not None), grpc_server)
+            servicer = AdsServicer(self.server, credentials is not None, self.registration)
+            add_to_server(servicer, grpc_server)
             address = f"{s.grpc_host}:{s.grpc_port}"
             try:  # grpcio raises RuntimeError (older versions returned 0) when it cannot bind
                 if credentials is None:
@@ -170,18 +176,24 @@ class Pilot:
             announcer = ComponentAnnouncer(
                 bus,
                 "pilot",
-                {"xds": f"{s.grpc_host}:{self.grpc_port}", "http": f"{s.http_host}:{self.http_port}"},
+                {
+                    "xds": f"{s.grpc_host}:{self.grpc_port}",
+                    "http": f"{s.http_host}:{self.http_port}",
+                    "debug": f"{s.debug_host}:{self.debug_port}",
+                },
                 instance=s.pilot_id,
                 supervisor=self.tasks,
             )
             await announcer.announce()
             log.info(
-                "ready: ADS (%s) on %s:%d, HTTP on %s:%d",
+                "ready: ADS (%s) on %s:%d, monitoring on %s:%d, debug on %s:%d",
                 "plaintext" if credentials is None else "mutual TLS",
                 s.grpc_host,
                 self.grpc_port,
                 s.http_host,
                 self.http_port,
+                s.debug_host,
+                self.debug_port,
             )
             await stop.wait()
         finally:
@@ -195,11 +207,34 @@ class Pilot:
                 await _bounded(grpc_server.stop(grace=1.0), 5, "gRPC server stop")
             if self.server is not None:
                 await _bounded(self.server.queue.stop(), 3, "push queue stop")
-            http.should_exit = True
-            await _bounded(http_task, 3, "HTTP server stop")
+            await stop_http()
             await self.tasks.aclose(3)
+            if self.registration is not None:  # entries left disconnected: another replica sweeps them
+                self.registration.close()
             await StatusPublisher.clear_records(buckets, s.pilot_id, proxy_ids)
             await _bounded(bus.close(), 6, "bus close")
+
+    def _registration(self, buckets: Buckets, authenticated: bool) -> AutoRegistration | None:
+        """VM auto-registration and health checks, unless PILOT_ENABLE_WORKLOAD_ENTRY is false."""
+        s = self.settings
+        if not s.enable_workload_entry:
+            log.info("PILOT_ENABLE_WORKLOAD_ENTRY=false: no WorkloadEntry endpoints, no auto-registration")
+            return None
+        registration = AutoRegistration(
+            buckets.workload_entries,
+            self.state.registered,
+            self.state.group,
+            s.pilot_id,
+            registration=s.autoregistration,
+            health_checks=s.health_checks,
+            validate_identity=authenticated,
+            grace_period=s.workload_entry_grace_period,
+            max_connection_age=s.max_connection_age,
+            registry=self.metrics.registry,
+        )
+        if s.autoregistration:
+            self.tasks.spawn("autoregistration-sweep", registration.run)
+        return registration
 
     async def _xds_credentials(self, stop: asyncio.Event) -> XdsCredentials | None:
         """Pilot's serving certificate from Citadel or files (refreshed by a supervised task), or
@@ -219,15 +254,6 @@ class Pilot:
             return None
         self.tasks.spawn("xds-certificate", credentials.renew_forever)
         return credentials
-
-    @staticmethod
-    async def _serve_http(http: uvicorn.Server, sock: socket.socket) -> None:
-        try:
-            await http.serve(sockets=[sock])
-        except SystemExit:  # uvicorn's way of saying it could not start
-            raise RuntimeError("the HTTP server could not start") from None
-        if not http.should_exit:
-            raise RuntimeError("the HTTP server stopped on its own")
 
     @staticmethod
     async def _wait(event: asyncio.Event, stop: asyncio.Event) -> None:

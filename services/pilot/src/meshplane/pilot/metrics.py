@@ -1,16 +1,21 @@
-"""Pilot's Prometheus metrics, with Istio's names and buckets (one registry per server)."""
+"""Pilot's Prometheus metrics, with Istio's names and buckets (one registry per server).
+
+Counters Istio has are IstioCounter counters, exposed without ``_total`` as Istio's are;
+meshplane's own (``pilot_task_failures``, ``pilot_xds_stream_resets``) keep Prometheus's ``_total``.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from typing import TypeVar
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from meshplane.pilot.generators import envoyfilter
 from meshplane.shared.tasks import TaskSupervisor
+from meshplane.shared.telemetry.counters import IstioCounter
 
 W = TypeVar("W", Counter, Histogram)
 
@@ -35,7 +40,7 @@ class Metrics:
         self.registry = CollectorRegistry()
         r = self.registry
         self.xds = Gauge("pilot_xds", "Number of endpoints connected to this pilot using XDS.", registry=r)
-        self.pushes = Counter(
+        self.pushes = IstioCounter(
             "pilot_xds_pushes", "Pilot build and send errors for lds, rds, cds and eds.", ["type"], registry=r
         )
         self.push_time = Histogram(
@@ -53,17 +58,17 @@ class Metrics:
             buckets=(0.1, 0.5, 1, 3, 5, 10, 20, 30),
             registry=r,
         )
-        self.rejects = Counter(
+        self.rejects = IstioCounter(
             "pilot_total_xds_rejects",
             "Total number of XDS responses from pilot rejected by proxy.",
             ["type"],
             registry=r,
         )
         self.services = Gauge("pilot_services", "Total services known to pilot.", registry=r)
-        self.inbound = Counter(
+        self.inbound = IstioCounter(
             "pilot_inbound_updates", "Total number of updates received by pilot.", ["type"], registry=r
         )
-        self.expired_nonce = Counter(
+        self.expired_nonce = IstioCounter(
             "pilot_xds_expired_nonce",
             "Total number of XDS requests with an expired nonce.",
             ["type"],
@@ -77,7 +82,7 @@ class Metrics:
         )
         # Istio counts a push whose context could not be built here; a meshplane push that raises
         # (building the context or queueing the proxies) is that failure.
-        self.push_context_errors = Counter(
+        self.push_context_errors = IstioCounter(
             "pilot_xds_push_context_errors",
             "Number of errors (timeouts) initiating push context.",
             registry=r,

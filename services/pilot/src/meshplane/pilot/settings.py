@@ -25,6 +25,18 @@ def _duration(name: str, raw: str) -> float:
         raise ValueError(f"{name}: expected a duration such as 100ms or 10s, got {raw!r}") from None
 
 
+def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "true" if default else "false").strip().lower()
+    if raw not in ("true", "false", "1", "0"):
+        raise ValueError(f"{name}: expected true or false, got {raw!r}")
+    return raw in ("true", "1")
+
+
+#: Istio's xDS ports: ADS over TLS on 15012; plaintext (``--xds-plaintext``) on 15010
+XDS_TLS_PORT = 15012
+XDS_PLAINTEXT_PORT = 15010
+
+
 def _auto_limit() -> int:
     """Istio 1.21+: min(15 + 5 x cores, 100) when the knob is 0 (automatic)."""
     return min(15 + 5 * (os.cpu_count() or 1), 100)
@@ -33,9 +45,13 @@ def _auto_limit() -> int:
 @dataclass(frozen=True, slots=True)
 class Settings:
     grpc_host: str = "0.0.0.0"
-    grpc_port: int = 15010
+    grpc_port: int = XDS_TLS_PORT
+    #: monitoring: /ready, /metrics and the read-only /debug/syncz (``meshctl proxy-status``)
     http_host: str = "127.0.0.1"
     http_port: int = 15014
+    #: every /debug endpoint: local-only unless asked otherwise (Istio's localhost:8080)
+    debug_host: str = "127.0.0.1"
+    debug_port: int = 8080
     nats_url: str = "nats://127.0.0.1:4222"
     pilot_id: str = ""
     debounce_after: float = 0.1
@@ -62,6 +78,21 @@ class Settings:
     root_namespace: str = DEFAULT_ROOT_NAMESPACE
     #: the whole MeshConfig (``--mesh-config``): access logging and the fields above
     mesh: MeshConfig = MeshConfig()
+    #: VM support (Istio's names): WorkloadEntry endpoints and WorkloadGroup auto-registration as a
+    #: whole, then auto-registration and health checks each; see ``xds.autoregister``
+    enable_workload_entry: bool = True
+    enable_autoregistration: bool = True
+    enable_health_checks: bool = True
+    #: how long an auto-registered WorkloadEntry outlives its proxy's last connection
+    workload_entry_grace_period: float = 10.0
+
+    @property
+    def autoregistration(self) -> bool:
+        return self.enable_workload_entry and self.enable_autoregistration
+
+    @property
+    def health_checks(self) -> bool:
+        return self.enable_workload_entry and self.enable_health_checks
 
     @staticmethod
     def from_env(env: Mapping[str, str], **overrides: object) -> Settings:
@@ -76,16 +107,19 @@ class Settings:
             )
         if ambient not in ("false", "0", ""):
             raise ValueError(f"PILOT_ENABLE_AMBIENT: expected true or false, got {ambient!r}")
-        eds = env.get("PILOT_ENABLE_EDS_DEBOUNCE", "true").strip().lower()
-        if eds not in ("true", "false", "1", "0"):
-            raise ValueError(f"PILOT_ENABLE_EDS_DEBOUNCE: expected true or false, got {eds!r}")
         values: dict[str, object] = {
             "debounce_after": _duration("PILOT_DEBOUNCE_AFTER", env.get("PILOT_DEBOUNCE_AFTER", "100ms")),
             "debounce_max": _duration("PILOT_DEBOUNCE_MAX", env.get("PILOT_DEBOUNCE_MAX", "10s")),
             "jwt_refresh": _duration(
                 "PILOT_JWT_PUB_KEY_REFRESH_INTERVAL", env.get("PILOT_JWT_PUB_KEY_REFRESH_INTERVAL", "20m")
             ),
-            "enable_eds_debounce": eds in ("true", "1"),
+            "enable_eds_debounce": _flag(env, "PILOT_ENABLE_EDS_DEBOUNCE", True),
+            "enable_workload_entry": _flag(env, "PILOT_ENABLE_WORKLOAD_ENTRY", True),
+            "enable_autoregistration": _flag(env, "PILOT_ENABLE_WORKLOAD_ENTRY_AUTOREGISTRATION", True),
+            "enable_health_checks": _flag(env, "PILOT_ENABLE_WORKLOAD_ENTRY_HEALTHCHECKS", True),
+            "workload_entry_grace_period": _duration(
+                "PILOT_WORKLOAD_ENTRY_GRACE_PERIOD", env.get("PILOT_WORKLOAD_ENTRY_GRACE_PERIOD", "10s")
+            ),
             "push_throttle": throttle if throttle > 0 else _auto_limit(),
             "max_requests_per_second": rps if rps > 0 else float(_auto_limit()),
             "pilot_id": env.get("POD_NAME", "") or f"pilot-{uuid.uuid4().hex[:8]}",
@@ -101,12 +135,23 @@ def parse_args(argv: list[str] | None, env: Mapping[str, str]) -> Settings:
     from meshplane.shared.lifecycle import parse_hostport
 
     parser = argparse.ArgumentParser(prog="meshplane-pilot", description="meshplane Pilot: the xDS server")
-    parser.add_argument("--grpc-addr", default="0.0.0.0:15010", help="ADS gRPC listen address")
+    parser.add_argument(
+        "--grpc-addr",
+        default="",
+        help=f"ADS gRPC listen address (default: 0.0.0.0:{XDS_TLS_PORT}, mutual TLS as Istio's "
+        f"15012; with --xds-plaintext 0.0.0.0:{XDS_PLAINTEXT_PORT}, Istio's plaintext port)",
+    )
     parser.add_argument(
         "--http-addr",
         default="127.0.0.1:15014",
-        help="HTTP: /ready, /metrics, /debug (default local-only, as it serves /debug; 0.0.0.0:15014 "
-        "lets probes and scrapers in)",
+        help="monitoring HTTP: /ready, /metrics and the read-only /debug/syncz that meshctl "
+        "proxy-status reads (default: %(default)s; 0.0.0.0:15014 lets probes and scrapers in)",
+    )
+    parser.add_argument(
+        "--debug-addr",
+        default="127.0.0.1:8080",
+        help="HTTP of every /debug endpoint (config_dump, configz, registryz, ...); keep it "
+        "local-only, as Istio keeps its debug port on localhost:8080 (default: %(default)s)",
     )
     parser.add_argument("--nats-url", default=env.get("NATS_URL", "nats://127.0.0.1:4222"))
     parser.add_argument("--id", default="", help="replica id (default: POD_NAME or random)")
@@ -155,16 +200,25 @@ def parse_args(argv: list[str] | None, env: Mapping[str, str]) -> Settings:
         )
     if args.tls_cert and not (args.tls_key and args.tls_client_ca):
         parser.error("--tls-cert needs --tls-key and --tls-client-ca")
-    try:
-        grpc_host, grpc_port = parse_hostport(args.grpc_addr)
-        http_host, http_port = parse_hostport(args.http_addr)
-    except ValueError as exc:
-        parser.error(str(exc))
+    default_port = XDS_PLAINTEXT_PORT if args.xds_plaintext else XDS_TLS_PORT
+    addresses: dict[str, tuple[str, int]] = {}
+    for flag, value in (
+        ("--grpc-addr", args.grpc_addr or f"0.0.0.0:{default_port}"),
+        ("--http-addr", args.http_addr),
+        ("--debug-addr", args.debug_addr),
+    ):
+        try:
+            addresses[flag] = parse_hostport(value)
+        except ValueError as exc:
+            parser.error(f"{flag}: {exc}")
+    (grpc_host, grpc_port), (http_host, http_port), (debug_host, debug_port) = addresses.values()
     overrides: dict[str, object] = {
         "grpc_host": grpc_host,
         "grpc_port": grpc_port,
         "http_host": http_host,
         "http_port": http_port,
+        "debug_host": debug_host,
+        "debug_port": debug_port,
         "nats_url": args.nats_url,
         "xds_plaintext": args.xds_plaintext,
         "ca_addr": args.ca_addr,

@@ -6,10 +6,13 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
+import yaml
+
 from meshplane.shared.analysis import messages as m
-from meshplane.shared.analysis.context import Context, mappings
+from meshplane.shared.analysis.context import Context, Resource, mappings
 from meshplane.shared.analysis.injection import SYSTEM_NAMESPACES
 from meshplane.shared.config import ISTIO_GROUPS, validate_object
+from meshplane.shared.meshconfig import MeshConfigError, parse_mesh_config
 
 _SHADOWING = re.compile(r"rule #\d+ (not used|is unreachable)|match #\d+ is not used")
 EXTERNAL_NAME_TEXT = (
@@ -35,6 +38,21 @@ def check_schema(ctx: Context) -> None:
             if r.kind == "VirtualService" and _SHADOWING.search(issue.message):
                 continue  # reported as IST0130 / IST0131 by the rule analyzer, as istioctl does
             ctx.report(m.SCHEMA_WARNING, r, f"Schema validation warning: {issue}")
+    check_mesh_config(ctx)
+
+
+def check_mesh_config(ctx: Context) -> None:
+    """The MeshConfig as meshplane reads it: IST0133 per field accepted but not applied, IST0106
+    when Pilot would refuse it (reported on ``MeshConfig <root namespace>/istio``)."""
+    holder = Resource("", "MeshConfig", ctx.root_namespace, "istio", dict(ctx.mesh_config))
+    try:
+        mesh = parse_mesh_config(yaml.safe_dump(dict(ctx.mesh_config)), "MeshConfig")
+    except MeshConfigError as exc:
+        ctx.report(m.SCHEMA_VALIDATION_ERROR, holder, f"Schema validation error: {exc}")
+        return
+    for field in mesh.not_applied:
+        text = f"Schema validation warning: accepted, not applied by meshplane: {field}"
+        ctx.report(m.SCHEMA_WARNING, holder, text)
 
 
 def _follows_convention(name: str) -> bool:

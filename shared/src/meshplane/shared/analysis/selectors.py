@@ -102,8 +102,38 @@ def check_telemetry_defaults(ctx: Context) -> None:
     check_telemetries(ctx, (False, True))
 
 
+#: The MeshConfig provider type meshplane writes for each Telemetry section (others: not applied)
+_APPLIED_PROVIDER_TYPES = {"accessLogging": "envoyFileAccessLog", "tracing": "opentelemetry"}
+
+
+def check_unapplied_providers(ctx: Context) -> None:
+    """IST0157 (meshplane): a Telemetry naming a MeshConfig provider of a type meshplane does not
+    write for that section, e.g. a zipkin tracer or an envoyOtelAls logger."""
+    types = {"envoy": "envoyFileAccessLog"}
+    for p in mappings(ctx.mesh_config.get("extensionProviders")):
+        kinds = [str(k) for k in p if k != "name"]
+        types[str(p.get("name"))] = kinds[0] if len(kinds) == 1 else ""
+    for r in ctx.kind("Telemetry"):
+        for section, applied in _APPLIED_PROVIDER_TYPES.items():
+            for i, entry in enumerate(mappings(r.spec.get(section))):
+                for provider in mappings(entry.get("providers")):
+                    name = str(provider.get("name", ""))
+                    kind = types.get(name)
+                    if kind is None or kind == applied:
+                        continue  # unknown names are Istio's business (ignored there too)
+                    ctx.report(
+                        m.INVALID_TELEMETRY_PROVIDER,
+                        r,
+                        f'The Telemetry {r.name} in namespace "{r.namespace}": accepted, not applied by '
+                        f"meshplane: {section}[{i}].providers[{name}] (a {kind} provider; meshplane "
+                        f"writes {applied} providers here)",
+                    )
+
+
 def check_telemetry_providers(ctx: Context) -> None:
-    """IST0157: an enabled access-logging entry with no providers while MeshConfig names no default."""
+    """IST0157: an enabled access-logging entry with no providers while MeshConfig names no default
+    (and providers meshplane does not apply, :func:`check_unapplied_providers`)."""
+    check_unapplied_providers(ctx)
     defaults = ctx.mesh_config.get("defaultProviders")
     if isinstance(defaults, Mapping) and defaults.get("accessLogging"):
         return

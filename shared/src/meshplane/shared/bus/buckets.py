@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from meshplane.proto.bus.v1 import config_pb2, registry_pb2, status_pb2
+from meshplane.proto.bus.v1 import config_pb2, registry_pb2, status_pb2, workload_entry_pb2
 from meshplane.shared.bus.client import Bus
 from meshplane.shared.bus.keys import make_key
 from meshplane.shared.bus.kv import TypedKV
@@ -12,6 +12,7 @@ from meshplane.shared.bus.names import (
     PROXY_STATUS_BUCKET,
     SERVICES_BUCKET,
     TRUST_BUCKET,
+    WORKLOAD_ENTRIES_BUCKET,
     WORKLOADS_BUCKET,
 )
 
@@ -22,6 +23,7 @@ __all__ = [
     "SERVICES_BUCKET",
     "TRUST_BUCKET",
     "WORKLOADS_BUCKET",
+    "WORKLOAD_ENTRIES_BUCKET",
     "Buckets",
     "config_key",
     "service_key",
@@ -51,3 +53,6 @@ class Buckets:
         self.trust = TypedKV(bus, TRUST_BUCKET, status_pb2.TrustBundle)
         self.proxy_status = TypedKV(bus, PROXY_STATUS_BUCKET, status_pb2.ProxyStatus)
         self.components = TypedKV(bus, COMPONENTS_BUCKET, status_pb2.ComponentInfo)
+        self.workload_entries = TypedKV(
+            bus, WORKLOAD_ENTRIES_BUCKET, workload_entry_pb2.RegisteredWorkloadEntry
+        )

@@ -5,7 +5,8 @@ allow lists (nothing else is allowed; anonymous connections are refused):
 
 * Galley writes config and the registry;
 * Citadel writes trust bundles;
-* Pilot reads config, registry and trust, and writes proxy status;
+* Pilot reads config, registry and trust, and writes proxy status and the WorkloadEntries it
+  auto-registers for VMs (its own bucket, which every replica reads: Galley's config stays Galley's);
 * node agents read trust bundles;
 * the CNI agent writes its capture events;
 * ``meshctl`` reads every bucket and writes nothing;
@@ -30,6 +31,7 @@ from meshplane.shared.bus.names import (
     PROXY_STATUS_BUCKET,
     SERVICES_BUCKET,
     TRUST_BUCKET,
+    WORKLOAD_ENTRIES_BUCKET,
     WORKLOADS_BUCKET,
 )
 
@@ -44,6 +46,7 @@ ALL_BUCKETS = (
     PROXY_STATUS_BUCKET,
     COMPONENTS_BUCKET,
     CNI_BUCKET,
+    WORKLOAD_ENTRIES_BUCKET,
 )
 
 
@@ -103,7 +106,7 @@ PILOT = Role(
     "pilot",
     component="pilot",
     reads=frozenset({CONFIG_BUCKET, SERVICES_BUCKET, WORKLOADS_BUCKET, TRUST_BUCKET}),
-    writes={PROXY_STATUS_BUCKET: ""},
+    writes={PROXY_STATUS_BUCKET: "", WORKLOAD_ENTRIES_BUCKET: ""},
 )
 CITADEL = Role("citadel", component="citadel", writes={TRUST_BUCKET: ""})
 NODE_AGENT = Role("node-agent", component="node-agent", reads=frozenset({TRUST_BUCKET}))

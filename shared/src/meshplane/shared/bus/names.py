@@ -12,3 +12,6 @@ TRUST_BUCKET = "mesh-trust"
 PROXY_STATUS_BUCKET = "mesh-proxy-status"
 #: Running components (meshctl version). Key: ``<component>.<instance>``.
 COMPONENTS_BUCKET = "mesh-components"
+#: WorkloadEntries auto-registered by Pilot for VMs (Istio's auto-registration), written by the
+#: Pilot a proxy is connected to and read by every replica. Key: ``<namespace>.<name>``.
+WORKLOAD_ENTRIES_BUCKET = "mesh-workload-entries"

@@ -49,7 +49,8 @@ class InjectError(ValueError):
 class InjectorConfig:
     """What Istio keeps in the ``istio-sidecar-injector`` ConfigMap, as far as meshplane uses it."""
 
-    pilot: str = "pilot.meshplane-system.svc:15010"
+    #: ProxyConfig discoveryAddress: xDS over mutual TLS on Istio's 15012
+    pilot: str = "pilot.meshplane-system.svc:15012"
     ca: str = "citadel.meshplane-system.svc:8060"
     image: str = PROXY_IMAGE
     #: traffic capture by the CNI plugin: pods get the ``istio-validation`` init container

@@ -83,7 +83,9 @@ def _convert(
         ]
 
     if kind == "counter":
-        return [Metric(name, doc, unit, Sum(points("_total"), _CUMULATIVE, is_monotonic=True))]
+        # ``<name>_total`` samples, or ``<name>`` ones for an IstioCounter
+        totals = points("_total") or points("")
+        return [Metric(name, doc, unit, Sum(totals, _CUMULATIVE, is_monotonic=True))]
     if kind == "histogram":
         return [
             Metric(

@@ -11,6 +11,7 @@ import grpc
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2, metrics_service_pb2_grpc
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 from opentelemetry.proto.metrics.v1 import metrics_pb2
+from opentelemetry.proto.trace.v1 import trace_pb2
 
 
 class OtlpReceiver(metrics_service_pb2_grpc.MetricsServiceServicer):
@@ -72,6 +73,10 @@ class OtlpReceiver(metrics_service_pb2_grpc.MetricsServiceServicer):
 class _TraceReceiver(trace_service_pb2_grpc.TraceServiceServicer):
     def __init__(self) -> None:
         self.span_names: list[tuple[str, str]] = []  # (service.name, span name)
+        #: every span received, with its resource's service.name
+        self.spans: list[tuple[str, trace_pb2.Span]] = []
+        #: the resource attributes of every export (merged; string values)
+        self.resources: dict[str, str] = {}
         self._lock = threading.Lock()
 
     def Export(  # noqa: N802 (the gRPC method name)
@@ -83,4 +88,16 @@ class _TraceReceiver(trace_service_pb2_grpc.TraceServiceServicer):
                     (a.value.string_value for a in rs.resource.attributes if a.key == "service.name"), ""
                 )
                 self.span_names.extend((service, s.name) for ss in rs.scope_spans for s in ss.spans)
+                self.spans.extend((service, s) for ss in rs.scope_spans for s in ss.spans)
+                self.resources.update({a.key: a.value.string_value for a in rs.resource.attributes})
         return trace_service_pb2.ExportTraceServiceResponse()
+
+    def received(self) -> list[tuple[str, trace_pb2.Span]]:
+        """(service.name, span) of every span received so far."""
+        with self._lock:
+            return list(self.spans)
+
+
+def span_attributes(span: trace_pb2.Span) -> dict[str, str]:
+    """A span's attributes as strings (Envoy's tags are string attributes)."""
+    return {a.key: a.value.string_value for a in span.attributes}

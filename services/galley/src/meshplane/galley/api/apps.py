@@ -1,4 +1,6 @@
-"""The two ASGI apps: the webhook port (validate + health + metrics) and the monitoring port."""
+"""The ASGI apps: the webhook port (validate + health + metrics), the monitoring port (health +
+metrics, for probes and scrapers) and the local-only debug port (``/debug/*``, which shows every
+config file's content errors and the analyzers' findings)."""
 
 from __future__ import annotations
 
@@ -26,6 +28,13 @@ def create_webhook_app(state: GalleyState, limits: Limits | None = None) -> Fast
     return app
 
 
-def create_monitoring_app(state: GalleyState) -> FastAPI:
-    """The app on ``--monitoring-addr``: health, ``/metrics`` and ``/debug/*``."""
-    return _app("meshplane-galley monitoring", state, health.router, debug.router)
+def create_monitoring_app(state: GalleyState, with_debug: bool = False) -> FastAPI:
+    """The app on ``--monitoring-addr``: health and ``/metrics``; with ``with_debug`` (when
+    ``--debug-addr`` is the same address) also ``/debug/*``."""
+    routers = (health.router, debug.router) if with_debug else (health.router,)
+    return _app("meshplane-galley monitoring", state, *routers)
+
+
+def create_debug_app(state: GalleyState) -> FastAPI:
+    """The app on ``--debug-addr`` (local-only by default): ``/debug/*``, health and ``/metrics``."""
+    return _app("meshplane-galley debug", state, health.router, debug.router)

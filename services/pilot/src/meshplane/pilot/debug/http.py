@@ -1,4 +1,5 @@
-"""Starlette app: /ready, /metrics, /debug/{syncz,config_dump,configz,registryz,push_status}.
+"""Starlette app: /ready, /metrics, /debug/{syncz,config_dump,configz,registryz,push_status} and
+Istio's /debug/{adsz,edsz,instancesz,authorizationz,mesh} (:mod:`.istioz`).
 
 Bad input (a missing or unknown proxyID) gets a 4xx with a message naming what is wrong.
 
@@ -20,12 +21,14 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from meshplane.pilot.debug import istioz
 from meshplane.pilot.debug.syncz import config_dump, syncz
 from meshplane.pilot.ingest.watcher import State
 from meshplane.pilot.metrics import Metrics
+from meshplane.pilot.xds.connection import Connection
 from meshplane.pilot.xds.discovery import DiscoveryServer
 from meshplane.shared.health import health_routes
 
@@ -33,9 +36,14 @@ ServerFn = Callable[[], DiscoveryServer | None]
 
 
 def build_app(
-    metrics: Metrics, state: State, server: ServerFn, not_ready: Callable[[], str | None]
+    metrics: Metrics,
+    state: State,
+    server: ServerFn,
+    not_ready: Callable[[], str | None],
+    push_all: Callable[[], bool] | None = None,
 ) -> Starlette:
-    """``not_ready`` returns why Pilot is not ready (the 503 body), or None when it is."""
+    """``not_ready`` returns why Pilot is not ready (the 503 body), or None when it is;
+    ``push_all`` queues a full push to every proxy (``/debug/adsz?push=true``), False when it cannot."""
 
     async def sync_status(_: Request) -> Response:
         s = server()
@@ -54,20 +62,45 @@ def build_app(
         return _json(config_dump(s, conns[-1]))  # type: ignore[arg-type]
 
     async def configz(_: Request) -> Response:
-        return _json(
-            [
-                {
-                    "kind": c.kind,
-                    "group": c.group,
-                    "version": c.version,
-                    "namespace": c.namespace,
-                    "name": c.name,
-                    "resourceVersion": c.resource_version,
-                    "spec": c.spec_json(),
-                }
-                for c in sorted(state.configs.values(), key=lambda c: (c.kind, c.namespace, c.name))
-            ]
-        )
+        return _json(istioz.configz(state.configs.values()))
+
+    def connection(request: Request) -> Connection | Response:
+        """The connection ``?proxyID=`` names, or Istio's 400/404 answer."""
+        proxy_id = request.query_params.get("proxyID", "")
+        if not proxy_id:
+            return PlainTextResponse(istioz.NO_PROXY_ID, status_code=400)
+        s = server()
+        conns = s.connections_for(proxy_id) if s else []
+        if not conns:
+            return PlainTextResponse(istioz.NOT_CONNECTED, status_code=404)
+        return conns[-1]
+
+    async def adsz(request: Request) -> Response:
+        s = server()
+        if request.query_params.get("push"):
+            if push_all is None or s is None or not push_all():
+                return PlainTextResponse("Pilot is not serving yet; nothing pushed\n", status_code=503)
+            return PlainTextResponse(f"Pushed to {len(s.connections)} servers\n")
+        if "proxyID" in request.query_params:
+            found = connection(request)
+            return found if isinstance(found, Response) else _json(istioz.adsz([found]))
+        return _json(istioz.adsz(list(s.connections.values()) if s else []))
+
+    async def edsz(request: Request) -> Response:
+        found, s = connection(request), server()
+        if isinstance(found, Response):
+            return found
+        return _json(istioz.edsz(s, found) if s else [])
+
+    async def instancesz(_: Request) -> Response:
+        s = server()
+        return _json(istioz.instancesz(s) if s else {})
+
+    async def authorizationz(_: Request) -> Response:
+        return _json(istioz.authorizationz(state.configs.values(), state.root_namespace))
+
+    async def mesh(_: Request) -> Response:
+        return _json(istioz.mesh_json(state.mesh))
 
     async def registryz(_: Request) -> Response:
         s = server()
@@ -95,6 +128,11 @@ def build_app(
         Route("/debug/configz", configz),
         Route("/debug/registryz", registryz),
         Route("/debug/push_status", push_status),
+        Route("/debug/adsz", adsz),
+        Route("/debug/edsz", edsz),
+        Route("/debug/instancesz", instancesz),
+        Route("/debug/authorizationz", authorizationz),
+        Route("/debug/mesh", mesh),
     ]
     return Starlette(routes=routes)
 

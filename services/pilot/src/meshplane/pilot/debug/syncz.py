@@ -36,6 +36,9 @@ def syncz_row(conn: Connection, generators: Registry) -> dict[str, Any]:
         "proxy_type": conn.proxy.type.value,
         "proxy_version": conn.proxy.istio_version,
         "istio_version": conn.proxy.istio_version,
+        # Envoy's build version from the node, and the gated features the proxy does not get
+        "envoy_version": str(conn.proxy.version.envoy),
+        "not_sent": sorted(conn.proxy.unsupported),
         "delta": conn.delta,
     }
     for gen in generators.ordered:

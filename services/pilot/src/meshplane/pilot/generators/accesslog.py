@@ -7,7 +7,8 @@ namespace-wide one, then those whose ``selector`` matches the proxy's labels), h
 and gateways = CLIENT). With no such entry and no ``defaultProviders.accessLogging`` in MeshConfig,
 MeshConfig's legacy ``accessLogFile`` applies instead. Providers meshplane writes: the file provider
 (``envoyFileAccessLog``, the built-in ``envoy`` included). Other provider types are warned about at
-MeshConfig load and produce no logger here.
+MeshConfig load and produce no logger here. The Telemetry selection here is also tracing's
+(:mod:`.tracing`).
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from __future__ import annotations
 import functools
 import json
 import logging
-from collections.abc import Iterable, Sequence
+import re
+from collections.abc import Iterable, Iterator, Sequence
 
 from envoy.config.accesslog.v3 import accesslog_pb2
 from envoy.config.listener.v3 import listener_components_pb2 as lc
@@ -30,6 +32,7 @@ from meshplane.pilot.generators.common import pack
 from meshplane.pilot.generators.filters import HCM, TCP_PROXY
 from meshplane.pilot.model.config import Config, labels_match
 from meshplane.pilot.model.proxy import Proxy
+from meshplane.pilot.model.proxyversion import ACCESS_LOG_OPERATORS_1_40, ACCESS_LOG_OPERATORS_1_40_NAMES
 from meshplane.pilot.model.push_context import PushContext
 from meshplane.shared.config import models
 from meshplane.shared.config.models.telemetry import AccessLogging, WorkloadMode
@@ -81,6 +84,28 @@ DEFAULT_JSON_FORMAT: tuple[tuple[str, str], ...] = (
 )
 
 
+_NEW_OPERATORS = re.compile("%(" + "|".join(ACCESS_LOG_OPERATORS_1_40_NAMES) + ")%")
+
+
+def for_older_envoy(text: str) -> str:
+    """``text`` with the command operators older Envoys refuse written as ``-`` (gated feature
+    ``access-log-operators-1.40``)."""
+    replaced = _NEW_OPERATORS.sub("-", text)
+    if replaced != text:
+        _warn_gated(tuple(sorted(set(_NEW_OPERATORS.findall(text)))))
+    return replaced
+
+
+@functools.cache
+def _warn_gated(operators: tuple[str, ...]) -> None:
+    log.warning(
+        "access-log format uses %s; proxies older than Envoy %s (Istio %s) get '-' in its place",
+        ", ".join(f"%{o}%" for o in operators),
+        ACCESS_LOG_OPERATORS_1_40.envoy,
+        ACCESS_LOG_OPERATORS_1_40.istio,
+    )
+
+
 # ---- translation to Envoy ---------------------------------------------------------------------
 def file_logger(
     path: str,
@@ -88,17 +113,23 @@ def file_logger(
     labels: Sequence[tuple[str, str]] | None = None,
     omit_empty: bool = False,
     expression: str = "",
+    older_envoy: bool = False,
 ) -> accesslog_pb2.AccessLog:
     """A file access logger: TEXT lines (``text``; a newline is appended if missing) or JSON lines
-    (``labels``; empty = Istio's built-in map); a CEL ``expression`` filters what is logged."""
+    (``labels``; empty = Istio's built-in map); a CEL ``expression`` filters what is logged;
+    ``older_envoy``: for a proxy without the 1.40 command operators."""
     cfg = file_pb2.FileAccessLog(path=path)
     fmt = cfg.log_format
     if labels is not None:
-        fmt.json_format.update(dict(labels or DEFAULT_JSON_FORMAT))
+        pairs = labels or DEFAULT_JSON_FORMAT
+        if older_envoy:
+            pairs = tuple((k, for_older_envoy(v)) for k, v in pairs)
+        fmt.json_format.update(dict(pairs))
         fmt.json_format_options.sort_properties = False
-        used = "".join(v for _, v in labels or DEFAULT_JSON_FORMAT)
+        used = "".join(v for _, v in pairs)
     else:
         line = text or DEFAULT_TEXT_FORMAT
+        line = for_older_envoy(line) if older_envoy else line
         fmt.text_format_source.inline_string = line if line.endswith("\n") else line + "\n"
         used = line
     fmt.omit_empty_values = omit_empty
@@ -114,7 +145,9 @@ def file_logger(
     return logger
 
 
-def mesh_logger(mesh: MeshConfig, path: str, expression: str = "") -> accesslog_pb2.AccessLog:
+def mesh_logger(
+    mesh: MeshConfig, path: str, expression: str = "", older_envoy: bool = False
+) -> accesslog_pb2.AccessLog:
     """A file logger in MeshConfig's ``accessLogEncoding``/``accessLogFormat`` (Istio's
     FileAccessLogFromMeshConfig)."""
     if mesh.access_log_encoding == "JSON":
@@ -127,16 +160,18 @@ def mesh_logger(mesh: MeshConfig, path: str, expression: str = "") -> accesslog_
                 labels = tuple((str(k), str(v)) for k, v in parsed.items())
             except ValueError as exc:
                 log.error("MeshConfig accessLogFormat is not a JSON object (%s); using the default map", exc)
-        return file_logger(path, labels=labels, expression=expression)
-    return file_logger(path, text=mesh.access_log_format or None, expression=expression)
+        return file_logger(path, labels=labels, expression=expression, older_envoy=older_envoy)
+    return file_logger(path, mesh.access_log_format or None, expression=expression, older_envoy=older_envoy)
 
 
 def provider_logger(
-    mesh: MeshConfig, name: str, provider: FileLogProvider, expression: str
+    mesh: MeshConfig, name: str, provider: FileLogProvider, expression: str, older_envoy: bool = False
 ) -> accesslog_pb2.AccessLog:
     if name == "envoy" and provider.follows_mesh:
-        return mesh_logger(mesh, provider.path, expression)
-    return file_logger(provider.path, provider.text, provider.labels, provider.omit_empty_values, expression)
+        return mesh_logger(mesh, provider.path, expression, older_envoy)
+    return file_logger(
+        provider.path, provider.text, provider.labels, provider.omit_empty_values, expression, older_envoy
+    )
 
 
 # ---- Telemetry selection and merge ------------------------------------------------------------
@@ -216,15 +251,16 @@ def access_loggers(ctx: PushContext, proxy: Proxy, mode: WorkloadMode) -> list[a
     mesh = ctx.mesh
     levels = [t.spec.access_logging or [] for t in applicable_telemetries(ctx, proxy)]
     chosen = merged_providers(levels, mesh.default_access_log_providers, mode)
+    older = not proxy.supports(ACCESS_LOG_OPERATORS_1_40)
     if chosen is None:
-        return [mesh_logger(mesh, mesh.access_log_file)] if mesh.access_log_file else []
+        return [mesh_logger(mesh, mesh.access_log_file, older_envoy=older)] if mesh.access_log_file else []
     out = []
     for name, expression in chosen.items():
         provider = mesh.file_log_provider(name)
         if provider is None:
             _warn_no_provider(name)
             continue
-        out.append(provider_logger(mesh, name, provider, expression))
+        out.append(provider_logger(mesh, name, provider, expression, older))
     return out
 
 
@@ -238,14 +274,17 @@ def _warn_no_provider(name: str) -> None:
 
 
 def not_applied(cfg: Config[models.Telemetry], mesh: MeshConfig) -> list[str]:
-    """The parts of a Telemetry meshplane accepts but does not apply (named in a warning)."""
+    """Providers a Telemetry names that MeshConfig does not define as a kind meshplane writes
+    (named in a warning when Pilot receives it). What does not depend on MeshConfig is warned by
+    validation (``meshplane.shared.config.rules.telemetry``)."""
     spec = cfg.spec
-    out = [name for name, given in (("tracing", spec.tracing), ("metrics", spec.metrics)) if given]
-    if _targets(cfg):
-        out.append("targetRefs")
+    out = []
     for i, entry in enumerate(spec.access_logging or ()):
         unknown = [name for name in _names(entry) if not mesh.file_log_provider(name)]
         out += [f"accessLogging[{i}].providers[{name}]" for name in unknown]
+    for i, tracing in enumerate(spec.tracing or ()):
+        names = [p.name for p in tracing.providers or () if p.name]
+        out += [f"tracing[{i}].providers[{name}]" for name in names if not mesh.tracing_provider(name)]
     return out
 
 
@@ -257,16 +296,21 @@ def apply_access_logs(
     loggers = access_loggers(ctx, proxy, mode)
     if not loggers:
         return  # generated filters carry none: nothing to unpack (the common case, kept cheap)
+    for flt in network_filters(listeners):
+        if flt.name == HCM:
+            _set(flt, hcm.HttpConnectionManager(), loggers)
+        elif flt.name == TCP_PROXY:
+            _set(flt, tcp_proxy_pb2.TcpProxy(), loggers)
+
+
+def network_filters(listeners: Iterable[listener_pb2.Listener]) -> Iterator[lc.Filter]:
+    """Every network filter of every filter chain (the default chain included) of ``listeners``."""
     for lis in listeners:
         chains = list(lis.filter_chains)
         if lis.HasField("default_filter_chain"):
             chains.append(lis.default_filter_chain)
         for chain in chains:
-            for flt in chain.filters:
-                if flt.name == HCM:
-                    _set(flt, hcm.HttpConnectionManager(), loggers)
-                elif flt.name == TCP_PROXY:
-                    _set(flt, tcp_proxy_pb2.TcpProxy(), loggers)
+            yield from chain.filters
 
 
 def _set(

@@ -87,6 +87,8 @@ def service_cluster(
         for address, target, labels in targets:
             if all(labels.get(k) == v for k, v in subset_labels.items()):
                 group.lb_endpoints.append(_lb_endpoint(address, target))
+        if c.type == cluster_pb2.Cluster.LOGICAL_DNS:
+            del group.lb_endpoints[1:]  # Envoy takes exactly one address to resolve (Istio: the first)
         cla.endpoints.append(group)
         c.load_assignment.CopyFrom(cla)
     elif svc.resolution == "NONE":
@@ -148,9 +150,18 @@ def outbound_clusters(ctx: PushContext, proxy: Proxy) -> list[cluster_pb2.Cluste
         dr = ctx.destination_rule(proxy.namespace, svc.hostname)
         subsets = [s.name for s in dr.spec.subsets or []] if dr else []
         for port in svc.ports:
-            out.append(service_cluster(svc, port, "", dr, ctx, gateway))
-            out.extend(service_cluster(svc, port, s, dr, ctx, gateway) for s in subsets)
+            built = [service_cluster(svc, port, s, dr, ctx, gateway) for s in ["", *subsets]]
+            out.extend(c for c in built if _has_endpoints(c))
     return out
+
+
+def _has_endpoints(cluster: cluster_pb2.Cluster) -> bool:
+    """Whether a cluster that carries its own endpoints has any. As Istio, none is built without:
+    a subset whose labels no endpoint of a DNS ServiceEntry has (Envoy rejects a LOGICAL_DNS
+    cluster without its one address)."""
+    if not cluster.HasField("load_assignment"):
+        return True
+    return any(group.lb_endpoints for group in cluster.load_assignment.endpoints)
 
 
 def inbound_clusters(ctx: PushContext, proxy: Proxy) -> list[cluster_pb2.Cluster]:

@@ -6,13 +6,17 @@ from __future__ import annotations
 from envoy.config.route.v3 import route_components_pb2 as rc
 from envoy.extensions.filters.http.cors.v3 import cors_pb2
 from envoy.extensions.filters.http.fault.v3 import fault_pb2
+from envoy.extensions.retry.priority.previous_priorities.v3 import previous_priorities_config_pb2 as prio
 from envoy.type.matcher.v3 import regex_pb2, string_pb2
 from envoy.type.v3 import percent_pb2
 
-from meshplane.pilot.generators.common import duration, previous_hosts
+from meshplane.pilot.generators.common import duration, pack, previous_hosts
 from meshplane.pilot.model.config import given
 from meshplane.shared.config.models import CorsPolicy, HTTPFaultInjection, HTTPRetry, Percent, StringMatch
-from meshplane.shared.config.models.virtual_service import UnmatchedPreflights
+from meshplane.shared.config.models.virtual_service import GRPC_CODES, UnmatchedPreflights
+
+DEFAULT_RETRY_ON = "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes"
+PREVIOUS_PRIORITIES = "envoy.retry_priorities.previous_priorities"
 
 
 def string_matcher(m: StringMatch, ignore_case: bool = False) -> string_pb2.StringMatcher | None:
@@ -57,7 +61,7 @@ def fault_config(fault: HTTPFaultInjection) -> fault_pb2.HTTPFault:
         if abort.http_status is not None:
             out.abort.http_status = abort.http_status
         elif abort.grpc_status is not None:
-            out.abort.grpc_status = int(abort.grpc_status) if abort.grpc_status.isdigit() else 14
+            out.abort.grpc_status = GRPC_CODES[abort.grpc_status]  # the validator accepts names only
         out.abort.percentage.CopyFrom(fraction(abort.percentage if abort.percentage is not None else 100))
     return out
 
@@ -83,27 +87,35 @@ def cors_config(policy: CorsPolicy) -> cors_pb2.CorsPolicy:
     return out
 
 
-def retry_policy(retries: HTTPRetry | None) -> rc.RetryPolicy | None:
-    """Istio's default retry policy (2 attempts) unless ``attempts: 0`` disables it."""
+def retry_policy(retries: HTTPRetry | None, consistent_hash: bool = False) -> rc.RetryPolicy | None:
+    """Istio's conversion: its default policy (2 retries on connect failures, refused streams and
+    503) overridden field by field; ``attempts: 0`` disables retries. With a consistent-hash load
+    balancer the default keeps the same host (no previous-hosts predicate)."""
     retries = retries if retries is not None else HTTPRetry()
     attempts = retries.attempts if retries.attempts is not None else 2
     if attempts == 0:
         return None
-    policy = rc.RetryPolicy(
-        retry_on=retries.retry_on
-        or "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes"
-    )
+    policy = rc.RetryPolicy(retry_on=DEFAULT_RETRY_ON, retriable_status_codes=[503])
     policy.num_retries.value = attempts
-    if "retriable-status-codes" in policy.retry_on:
-        policy.retriable_status_codes.append(503)
-    extra = [c for c in policy.retry_on.split(",") if c.isdigit()]
-    if extra:
-        policy.retriable_status_codes.extend(int(c) for c in extra)
-        policy.retry_on = ",".join(c for c in policy.retry_on.split(",") if not c.isdigit())
-        if "retriable-status-codes" not in policy.retry_on:
+    if retries.retry_on:
+        tokens = [t.strip() for t in retries.retry_on.split(",") if t.strip()]
+        codes = [int(t) for t in tokens if t.isdigit()]
+        policy.retry_on = ",".join(t for t in tokens if not t.isdigit())
+        del policy.retriable_status_codes[:]
+        policy.retriable_status_codes.extend(codes)
+        if codes and "retriable-status-codes" not in policy.retry_on:
             policy.retry_on += ",retriable-status-codes"
     per_try = duration(retries.per_try_timeout)
     if per_try is not None:
         policy.per_try_timeout.CopyFrom(per_try)
-    previous_hosts(policy)
+    policy.host_selection_retry_max_attempts = 5
+    ignore_previous = retries.retry_ignore_previous_hosts
+    if ignore_previous if ignore_previous is not None else not consistent_hash:
+        previous_hosts(policy)
+    if retries.retry_remote_localities:
+        policy.retry_priority.name = PREVIOUS_PRIORITIES
+        policy.retry_priority.typed_config.CopyFrom(pack(prio.PreviousPrioritiesConfig(update_frequency=2)))
+    backoff = duration(retries.backoff)
+    if backoff is not None:
+        policy.retry_back_off.base_interval.CopyFrom(backoff)
     return policy

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 from envoy.config.core.v3 import base_pb2
@@ -17,13 +18,15 @@ from meshplane.pilot.generators.httppolicy import (
     retry_policy,
     string_matcher,
 )
+from meshplane.pilot.generators.security.authz_rbac import claim_matcher
 from meshplane.pilot.model.config import Config, fqdn, given, labels_match
-from meshplane.pilot.model.push_context import PushContext
+from meshplane.pilot.model.push_context import PushContext, fqdn_gateway
 from meshplane.shared.config.models import (
     Destination,
     HTTPMatchRequest,
     HTTPRoute,
     L4MatchAttributes,
+    Percent,
     StringMatch,
     TLSMatchAttributes,
     VirtualService,
@@ -31,12 +34,29 @@ from meshplane.shared.config.models import (
 from meshplane.shared.config.models.virtual_service import (
     HeaderOperations,
     HTTPMirrorPolicy,
+    HTTPRedirect,
+    RedirectPortSelection,
 )
 
 FAULT = "envoy.filters.http.fault"
 CORS = "envoy.filters.http.cors"
 #: The match of a route that has none: every request.
 ANY_REQUEST = HTTPMatchRequest()
+JWT_CLAIM_HEADER = "@request.auth.claims"
+
+
+def jwt_claim(header: str) -> list[str] | None:
+    """Istio's JWT-claim pseudo-header: ``@request.auth.claims.a.b`` or ``@request.auth.claims[a][b]``
+    → the claim path ``[a, b]``; None for a real header (matched on the validated token's payload,
+    which the gateway's jwt_authn filter keeps in metadata and re-routes after)."""
+    if not header.lower().startswith(JWT_CLAIM_HEADER):
+        return None
+    rest = header[len(JWT_CLAIM_HEADER) :]
+    if rest.startswith(".") and len(rest) > 1:
+        return rest[1:].split(".")
+    if rest.startswith("[") and rest.endswith("]") and len(rest) > 2:
+        return rest[1:-1].split("][")
+    return None
 
 
 def route_match(m: HTTPMatchRequest) -> rc.RouteMatch:
@@ -53,9 +73,16 @@ def route_match(m: HTTPMatchRequest) -> rc.RouteMatch:
     if m.ignore_uri_case:
         out.case_sensitive.value = False
     for name, hm in (m.headers or {}).items():
-        out.headers.append(header_matcher(name.lower(), hm))
+        if (claim := jwt_claim(name)) is not None:
+            out.dynamic_metadata.append(claim_matcher(claim, string_matcher(hm)))
+        else:
+            out.headers.append(header_matcher(name.lower(), hm))
     for name, hm in (m.without_headers or {}).items():
-        out.headers.append(header_matcher(name.lower(), hm, invert=True))
+        if (claim := jwt_claim(name)) is not None:
+            out.dynamic_metadata.append(claim_matcher(claim, string_matcher(hm)))
+            out.dynamic_metadata[-1].invert = True
+        else:
+            out.headers.append(header_matcher(name.lower(), hm, invert=True))
     if given(m.method):
         out.headers.append(header_matcher(":method", m.method))
     if given(m.authority):
@@ -73,24 +100,31 @@ def route_match(m: HTTPMatchRequest) -> rc.RouteMatch:
     return out
 
 
-def _headers_ops(ops: HeaderOperations | None, add: Any, remove: Any) -> None:
+def _internal(key: str) -> bool:
+    """A header Envoy does not let routes modify (Istio leaves them out): pseudo-headers and host."""
+    return key.startswith(":") or key.lower() == "host"
+
+
+def _headers_ops(ops: HeaderOperations | None, add: Any, remove: Any) -> str:
+    """Header operations, as Istio: ``host``/``:authority`` in ``set`` (else ``add``) is returned
+    as the authority to rewrite to; pseudo-headers and ``host`` are not added or removed."""
     if ops is None:
-        return
-    for key, value in (ops.set or {}).items():
-        add.append(
-            base_pb2.HeaderValueOption(
-                header=base_pb2.HeaderValue(key=key, value=value),
-                append_action=base_pb2.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD,
-            )
+        return ""
+    authority = ["", ""]  # from set, from add
+    for i, (values, action) in enumerate(
+        (
+            (ops.set, base_pb2.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD),
+            (ops.add, base_pb2.HeaderValueOption.APPEND_IF_EXISTS_OR_ADD),
         )
-    for key, value in (ops.add or {}).items():
-        add.append(
-            base_pb2.HeaderValueOption(
-                header=base_pb2.HeaderValue(key=key, value=value),
-                append_action=base_pb2.HeaderValueOption.APPEND_IF_EXISTS_OR_ADD,
-            )
-        )
-    remove.extend(ops.remove or [])
+    ):
+        for key, value in sorted((values or {}).items()):
+            if key.lower() in (":authority", "host"):
+                authority[i] = value
+            if not _internal(key):
+                header = base_pb2.HeaderValue(key=key, value=value)
+                add.append(base_pb2.HeaderValueOption(header=header, append_action=action))
+    remove.extend(k for k in ops.remove or [] if not _internal(k))
+    return authority[0] or authority[1]
 
 
 def _cluster_for(dest: Destination, vs_ns: str, ctx: PushContext, default_port: int) -> str:
@@ -111,6 +145,24 @@ _REDIRECT_CODES = {
 }
 
 
+def _redirect(r: HTTPRedirect, port: int) -> rc.RedirectAction:
+    """Istio's redirect: ``derivePort: FROM_REQUEST_PORT`` is the listener's port (routes are per
+    port); an explicit port that is the scheme's default (http 80, https 443) is left out."""
+    redirect = rc.RedirectAction()
+    if r.uri:
+        redirect.path_redirect = r.uri
+    if r.authority:
+        redirect.host_redirect = r.authority
+    if r.scheme:
+        redirect.scheme_redirect = r.scheme
+    number = port if r.derive_port is RedirectPortSelection.FROM_REQUEST_PORT else r.port or 0
+    if (number, r.scheme or "http") not in ((80, "http"), (443, "https")):
+        redirect.port_redirect = number
+    code = r.redirect_code if r.redirect_code is not None else 301
+    redirect.response_code = _REDIRECT_CODES.get(code, rc.RedirectAction.MOVED_PERMANENTLY)
+    return redirect
+
+
 def translate(
     http: HTTPRoute,
     vs: Config[VirtualService],
@@ -122,33 +174,27 @@ def translate(
     match = match or ANY_REQUEST
     route = rc.Route(match=route_match(match))
     route.metadata.CopyFrom(istio_metadata([vs]))
-    if http.name:
-        route.name = http.name
+    name = ".".join(n for n in (http.name, match.name) if n)  # Istio: "<route>.<match>"
+    if name:
+        route.name = name
+    if match.stat_prefix:
+        route.stat_prefix = match.stat_prefix
+    authority = ""
+    hdrs = http.headers
+    if hdrs is not None:
+        authority = _headers_ops(hdrs.request, route.request_headers_to_add, route.request_headers_to_remove)
+        _headers_ops(hdrs.response, route.response_headers_to_add, route.response_headers_to_remove)
     if http.redirect is not None:
-        r = http.redirect
-        redirect = rc.RedirectAction()
-        if r.uri:
-            redirect.path_redirect = r.uri
-        if r.authority:
-            redirect.host_redirect = r.authority
-        if r.scheme:
-            redirect.scheme_redirect = r.scheme
-        if r.port:
-            redirect.port_redirect = r.port
-        code = r.redirect_code if r.redirect_code is not None else 301
-        redirect.response_code = _REDIRECT_CODES.get(code, rc.RedirectAction.MOVED_PERMANENTLY)
-        route.redirect.CopyFrom(redirect)
+        route.redirect.CopyFrom(_redirect(http.redirect, port))
     elif http.direct_response is not None:
         d = http.direct_response
         route.direct_response.status = d.status
         if d.body is not None and d.body.string is not None:
             route.direct_response.body.inline_string = d.body.string
+        elif d.body is not None and d.body.bytes is not None:
+            route.direct_response.body.inline_bytes = base64.b64decode(d.body.bytes)
     else:
-        _route_action(route, http, vs, ctx, port, match)
-    hdrs = http.headers
-    if hdrs is not None:
-        _headers_ops(hdrs.request, route.request_headers_to_add, route.request_headers_to_remove)
-        _headers_ops(hdrs.response, route.response_headers_to_add, route.response_headers_to_remove)
+        _route_action(route, http, vs, ctx, port, match, authority)
     if given(http.fault):
         route.typed_per_filter_config[FAULT].CopyFrom(pack(fault_config(http.fault)))
     if given(http.cors_policy):
@@ -163,7 +209,9 @@ def _route_action(
     ctx: PushContext,
     port: int,
     match: HTTPMatchRequest,
+    authority: str,
 ) -> None:
+    """``authority``: from the route's header operations (a rewrite's ``authority`` wins)."""
     action = rc.RouteAction()
     dests = http.route or []
     if len(dests) == 1:
@@ -175,20 +223,20 @@ def _route_action(
             wc.weight.value = d.weight or 0
             if d.headers is not None:
                 dh = d.headers
-                _headers_ops(dh.request, wc.request_headers_to_add, wc.request_headers_to_remove)
+                own = _headers_ops(dh.request, wc.request_headers_to_add, wc.request_headers_to_remove)
                 _headers_ops(dh.response, wc.response_headers_to_add, wc.response_headers_to_remove)
+                if own:
+                    wc.host_rewrite_literal = own
         if not any(wc.weight.value for wc in action.weighted_clusters.clusters):
             for wc in action.weighted_clusters.clusters:
                 wc.weight.value = 1
     if len(dests) == 1 and dests[0].headers is not None:
         dh = dests[0].headers
-        _headers_ops(dh.request, route.request_headers_to_add, route.request_headers_to_remove)
+        own = _headers_ops(dh.request, route.request_headers_to_add, route.request_headers_to_remove)
         _headers_ops(dh.response, route.response_headers_to_add, route.response_headers_to_remove)
+        authority = authority or own
     timeout = duration(http.timeout)
     action.timeout.CopyFrom(timeout if timeout is not None else duration(0))
-    retry = retry_policy(http.retries)
-    if retry is not None:
-        action.retry_policy.CopyFrom(retry)
     rewrite = http.rewrite
     if rewrite is not None and rewrite.uri is not None:
         uri_match = match.uri
@@ -197,13 +245,19 @@ def _route_action(
         else:
             action.regex_rewrite.pattern.regex = ".*"
             action.regex_rewrite.substitution = rewrite.uri
+    elif rewrite is not None and rewrite.uri_regex_rewrite is not None:
+        action.regex_rewrite.pattern.regex = rewrite.uri_regex_rewrite.match or ""
+        action.regex_rewrite.substitution = rewrite.uri_regex_rewrite.rewrite or ""
     if rewrite is not None and rewrite.authority:
-        action.host_rewrite_literal = rewrite.authority
+        authority = rewrite.authority
+    if authority:
+        action.host_rewrite_literal = authority
     mirrors = list(http.mirrors or [])
     if http.mirror is not None:
-        mirrors.append(
-            HTTPMirrorPolicy.model_construct(destination=http.mirror, percentage=http.mirror_percentage)
-        )
+        percentage = http.mirror_percentage
+        if percentage is None and http.mirror_percent is not None:  # the deprecated integer form
+            percentage = Percent(value=float(http.mirror_percent))
+        mirrors.append(HTTPMirrorPolicy.model_construct(destination=http.mirror, percentage=percentage))
     for m in mirrors:
         mp = action.request_mirror_policies.add()
         mp.cluster = _cluster_for(m.destination, vs.namespace, ctx, port)
@@ -216,6 +270,9 @@ def _route_action(
     hash_policy = hash_policy_for(ctx, first, vs.namespace)
     if hash_policy is not None:
         action.hash_policy.append(hash_policy)
+    retry = retry_policy(http.retries, consistent_hash=hash_policy is not None)
+    if retry is not None:
+        action.retry_policy.CopyFrom(retry)
     route.route.CopyFrom(action)
 
 
@@ -260,9 +317,12 @@ def matches_context(
     gateway: str | None,
     port: int,
     proxy_namespace: str = "",
+    vs_namespace: str = "",
 ) -> bool:
     """Whether a match's conditions on where the request comes from (the proxy: its labels and
-    namespace, the gateway or mesh, the listener port) hold for the proxy being generated for."""
+    namespace, the gateway or mesh, the listener port) hold for the proxy being generated for.
+    ``gateway`` is ``namespace/name`` (None: the mesh); the match's gateway names are resolved
+    against the VirtualService's namespace, as its ``gateways`` are."""
     if m.port and m.port != port:
         return False
     if m.source_labels and not labels_match(m.source_labels, proxy_labels):
@@ -271,9 +331,9 @@ def matches_context(
         return False
     gws = m.gateways
     if gws:
-        return (gateway or "mesh") in gws or any(
-            g.endswith("/" + (gateway or "").split("/")[-1]) for g in gws
-        )
+        if gateway is None:
+            return "mesh" in gws
+        return any(fqdn_gateway(g, vs_namespace) == gateway for g in gws)
     return True
 
 
@@ -307,7 +367,7 @@ def routes_for(
         matches = [
             m
             for m in (http.match or [ANY_REQUEST])
-            if matches_context(m, proxy_labels, gateway, port, proxy_namespace)
+            if matches_context(m, proxy_labels, gateway, port, proxy_namespace, vs.namespace)
         ]
         if not matches:
             continue

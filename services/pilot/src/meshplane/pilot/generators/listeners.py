@@ -26,6 +26,8 @@ from meshplane.pilot.generators.httproute import matches_context
 from meshplane.pilot.generators.proxyheaders import apply_proxy_headers
 from meshplane.pilot.generators.security import inbound as security
 from meshplane.pilot.generators.security.sds import retarget_listeners
+from meshplane.pilot.generators.sniffing import add_http_inspector, detect_http_inbound, detect_http_outbound
+from meshplane.pilot.generators.tracing import apply_tracing
 from meshplane.pilot.model.config import Port, Service, fqdn, given, host_matches
 from meshplane.pilot.model.proxy import Proxy, ProxyType
 from meshplane.pilot.model.push_context import PushContext, SidecarScope
@@ -131,7 +133,6 @@ def _outbound(
 ) -> list[listener_pb2.Listener]:
     """Outbound listeners: the Sidecar's explicit egress ports, else one per service port."""
     out: dict[str, listener_pb2.Listener] = {}
-    services = ctx.services_for(proxy, scope)
     explicit: list[tuple[int, str, str]] = []  # (port, protocol, bind)
     for eg in scope.egress:
         p = eg.port
@@ -144,14 +145,15 @@ def _outbound(
         if Port("", number, protocol).is_http:
             http_ports[number] = address
             continue
-        svc = next((s for s in services if s.port(number) is not None), None)
+        svc = next((s for s in ctx.services_for(proxy, scope, number) if s.port(number) is not None), None)
         if svc is not None:
             cluster = outbound(number, "", svc.hostname)
             lis = _listener(f"{address}_{number}", address, number, True)
             lis.filter_chains.add().filters.append(tcp_proxy(cluster, cluster))
             out[lis.name] = lis
     taken = {number for number, _, _ in explicit}
-    for svc in services if catch_all else []:
+    sniffed: dict[str, int] = {}  # listener name → port, for ports whose protocol is detected
+    for svc in ctx.services_for(proxy, scope, 0) if catch_all else []:  # the portless egress's hosts
         for port in svc.ports:
             if port.number in taken:
                 continue
@@ -163,16 +165,22 @@ def _outbound(
             if cidrs:  # as Istio: the wildcard listener, with a chain for the ranges
                 address = bind_default
             name = f"{address}_{port.number}"
-            lis = _tcp_listener(ctx, proxy, svc, port, name, address, bind)
+            lis = _tcp_listener(ctx, proxy, svc, port, name, address, bind, address == bind_default)
             for chain in lis.filter_chains if cidrs else ():
                 if not chain.filter_chain_match.prefix_ranges:
                     chain.filter_chain_match.prefix_ranges.extend(cidr_range(c) for c in cidrs)
+            if port.sniffed:
+                sniffed[name] = port.number
             _merge(out, lis)
     for number, address in sorted(http_ports.items()):
         name = f"{address}_{number}"
+        if name in sniffed:
+            continue  # detected below: HTTP services share the sniffed port's HTTP chain and route
         lis = _listener(name, address, number, bind or address != "0.0.0.0")
         lis.filter_chains.add().filters.append(http_manager(f"outbound_{address}_{number}", rds=str(number)))
         out[name] = lis
+    for name, number in sniffed.items():
+        detect_http_outbound(out[name], number, f"outbound_{name}")
     return list(out.values())
 
 
@@ -191,10 +199,26 @@ def _merge(out: dict[str, listener_pb2.Listener], lis: listener_pb2.Listener) ->
 
 
 def _tcp_listener(
-    ctx: PushContext, proxy: Proxy, svc: Service, port: Port, name: str, address: str, bind: bool
+    ctx: PushContext,
+    proxy: Proxy,
+    svc: Service,
+    port: Port,
+    name: str,
+    address: str,
+    bind: bool,
+    shared: bool = False,
 ) -> listener_pb2.Listener:
+    """``shared``: the listener is the port's wildcard (or the proxy's own address), which other
+    services of the port share: TLS there is told apart by SNI, as Istio's."""
     lis = _listener(name, address, port.number, bind)
     tls = _tls_chains(ctx, proxy, svc, port) if port.protocol in ("TLS", "HTTPS") else []
+    if not tls and port.protocol in ("TLS", "HTTPS") and shared and svc.hostname != "*":
+        # no tls route: the service's own host name is the SNI that selects it
+        cluster = outbound(port.number, "", svc.hostname)
+        chain = lc.FilterChain()
+        chain.filter_chain_match.server_names.append(svc.hostname)
+        chain.filters.append(tcp_proxy(cluster, cluster))
+        tls = [chain]
     if tls:
         lis.listener_filters.add(name="envoy.filters.listener.tls_inspector").typed_config.CopyFrom(
             pack(tls_inspector_pb2.TlsInspector())
@@ -225,27 +249,45 @@ def _virtual_outbound(scope: SidecarScope) -> listener_pb2.Listener:
     return lis
 
 
-def _inbound_ports(ctx: PushContext, proxy: Proxy, scope: SidecarScope) -> list[tuple[int, bool, str]]:
-    """(port, is_http, bind) of the proxy's inbound side."""
+def _kind(port: Port) -> str:
+    """How an inbound port's connections are handled: ``http``, ``tcp``, or ``auto`` (detected)."""
+    return "http" if port.is_http else "auto" if port.sniffed else "tcp"
+
+
+def _inbound_ports(ctx: PushContext, proxy: Proxy, scope: SidecarScope) -> list[tuple[int, str, str]]:
+    """(port, kind, bind) of the proxy's inbound side (kind: see ``_kind``)."""
     if scope.ingress:
         out = []
         for ing in scope.ingress:
             declared = ing.port or SidecarPort()
             number = declared.number or 0
             port = Port(declared.name or "", number, (declared.protocol or "").upper())
-            out.append((number, port.is_http, ing.bind or ""))
+            out.append((number, _kind(port), ing.bind or ""))
         return out
-    ports: dict[int, bool] = {}
+    ports: dict[int, str] = {}
     for svc in ctx.workloads_for(proxy):
         for p in svc.ports:
             for ep in ctx.endpoints(svc.hostname, svc.namespace, p.number):
                 if ep.address in proxy.instance_ips:
-                    ports[ep.port] = p.is_http
-    return [(n, h, "") for n, h in sorted(ports.items())]
+                    ports[ep.port] = _kind(p)
+    return [(n, k, "") for n, k in sorted(ports.items())]
+
+
+def _inbound_port_chains(
+    ctx: PushContext, proxy: Proxy, number: int, kind: str, lis: listener_pb2.Listener
+) -> list[lc.FilterChain]:
+    """One inbound port's chains (mTLS per PeerAuthentication); both protocols when detected."""
+    if kind != "auto":
+        chain = functools.partial(_inbound_chain, number, kind == "http")
+        return security.secure_inbound(ctx, proxy, number, lis, chain)
+    http = security.secure_inbound(ctx, proxy, number, lis, functools.partial(_inbound_chain, number, True))
+    tcp = security.secure_inbound(ctx, proxy, number, lis, functools.partial(_inbound_chain, number, False))
+    add_http_inspector(lis)
+    return detect_http_inbound(http, tcp)
 
 
 def _virtual_inbound(
-    ctx: PushContext, proxy: Proxy, ports: list[tuple[int, bool, str]]
+    ctx: PushContext, proxy: Proxy, ports: list[tuple[int, str, str]]
 ) -> listener_pb2.Listener:
     # No use_original_dst here (as in Istio): handing an inbound connection off by its original
     # destination would give it to the outbound 0.0.0.0_<port> listener of the same port, which
@@ -255,10 +297,8 @@ def _virtual_inbound(
     lis.listener_filters.add(name="envoy.filters.listener.original_dst").typed_config.CopyFrom(
         pack(original_dst_pb2.OriginalDst())
     )
-    for number, http, _bind in ports:
-        for chain in security.secure_inbound(
-            ctx, proxy, number, lis, functools.partial(_inbound_chain, number, http)
-        ):
+    for number, kind, _bind in ports:
+        for chain in _inbound_port_chains(ctx, proxy, number, kind, lis):
             chain.filter_chain_match.destination_port.value = number
             lis.filter_chains.append(chain)
     default = lis.default_filter_chain
@@ -272,6 +312,7 @@ def outbound_listeners(ctx: PushContext, proxy: Proxy) -> list[listener_pb2.List
     listeners = _outbound_listeners(ctx, proxy)
     retarget_listeners(proxy, listeners)
     apply_access_logs(ctx, proxy, listeners, WorkloadMode.CLIENT)
+    apply_tracing(ctx, proxy, listeners, WorkloadMode.CLIENT)
     apply_proxy_headers(proxy, listeners)
     return listeners
 
@@ -294,6 +335,7 @@ def inbound_listeners(ctx: PushContext, proxy: Proxy) -> list[listener_pb2.Liste
     listeners = _inbound_listeners(ctx, proxy)
     retarget_listeners(proxy, listeners)
     apply_access_logs(ctx, proxy, listeners, WorkloadMode.SERVER)
+    apply_tracing(ctx, proxy, listeners, WorkloadMode.SERVER)
     apply_proxy_headers(proxy, listeners)
     return listeners
 
@@ -305,12 +347,10 @@ def _inbound_listeners(ctx: PushContext, proxy: Proxy) -> list[listener_pb2.List
     if not proxy.interception_none:
         return [_virtual_inbound(ctx, proxy, inbound)]
     listeners = []
-    for number, http, bind in inbound:
+    for number, kind, bind in inbound:
         address = bind or proxy.ip
         lis = _listener(f"{address}_{number}", address, number)
-        lis.filter_chains.extend(
-            security.secure_inbound(ctx, proxy, number, lis, functools.partial(_inbound_chain, number, http))
-        )
+        lis.filter_chains.extend(_inbound_port_chains(ctx, proxy, number, kind, lis))
         listeners.append(lis)
     return listeners
 

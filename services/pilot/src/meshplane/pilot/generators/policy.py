@@ -141,6 +141,25 @@ def _connection_pool(cluster: cluster_pb2.Cluster, pool: ConnectionPoolSettings)
     idle = duration(http.idle_timeout)
     if idle is not None:
         cluster.common_http_protocol_options.idle_timeout.CopyFrom(idle)
+    lifetime = duration(tcp.max_connection_duration)
+    if lifetime is not None:
+        cluster.common_http_protocol_options.max_connection_duration.CopyFrom(lifetime)
+    _keepalive(cluster, tcp)
+
+
+def _keepalive(cluster: cluster_pb2.Cluster, tcp: TCPSettings) -> None:
+    """``tcpKeepalive``: the socket's keepalive probes, idle time and interval (whole seconds)."""
+    keep = tcp.tcp_keepalive
+    if keep is None:
+        return
+    out = cluster.upstream_connection_options.tcp_keepalive
+    out.SetInParent()
+    if keep.probes is not None:
+        out.keepalive_probes.value = keep.probes
+    for value, field in ((keep.time, out.keepalive_time), (keep.interval, out.keepalive_interval)):
+        seconds = duration(value)
+        if seconds is not None:
+            field.value = max(1, seconds.seconds)
 
 
 def _outlier(cluster: cluster_pb2.Cluster, od: OutlierDetection) -> None:

@@ -45,7 +45,8 @@ def _default_route(cluster: str) -> rc.Route:
 
 
 def sidecar_route_config(ctx: PushContext, proxy: Proxy, name: str) -> route_pb2.RouteConfiguration:
-    """Route ``"<port>"``: one virtual host per HTTP service on that port, VirtualServices applied."""
+    """Route ``"<port>"``: one virtual host per HTTP (or sniffed) service on that port, VirtualServices
+    applied."""
     rcfg = route_pb2.RouteConfiguration(name=name, ignore_port_in_host_matching=True)
     rcfg.validate_clusters.value = False
     if not name.isdigit():
@@ -53,7 +54,9 @@ def sidecar_route_config(ctx: PushContext, proxy: Proxy, name: str) -> route_pb2
     port = int(name)
     scope = ctx.sidecar_scope(proxy)
     services = [
-        s for s in ctx.services_for(proxy, scope) if any(p.number == port and p.is_http for p in s.ports)
+        s
+        for s in ctx.services_for(proxy, scope, port)
+        if any(p.number == port and (p.is_http or p.sniffed) for p in s.ports)
     ]
     vss = ctx.virtual_services(proxy.namespace, None)
     used: set[str] = set()

@@ -1,7 +1,10 @@
 """Watch config, services and workloads on the bus; replay everything before reporting synced.
 
 Config changes and service changes are full pushes; a workload change is an EDS push for the
-hosts it belongs to (Istio's incremental endpoint update).
+hosts it belongs to (Istio's incremental endpoint update). Auto-registered WorkloadEntries (the
+``mesh-workload-entries`` bucket, see ``xds.autoregister``) are full pushes too: the VM's own
+inbound config depends on them. With ``PILOT_ENABLE_WORKLOAD_ENTRY=false`` neither they nor
+Galley's WorkloadEntry workloads are used.
 """
 
 from __future__ import annotations
@@ -25,7 +28,9 @@ from meshplane.pilot.model.config import (
 )
 from meshplane.pilot.model.push_context import PushContext, build_push_context
 from meshplane.pilot.model.push_request import PushRequest
+from meshplane.pilot.model.workload_entry import Entry, is_healthy, workload_of
 from meshplane.shared.bus import Buckets, EventType
+from meshplane.shared.bus.buckets import config_key
 from meshplane.shared.config import models
 from meshplane.shared.meshconfig import DEFAULT_ROOT_NAMESPACE, MeshConfig
 from meshplane.shared.telemetry.tracing import carried_context
@@ -38,18 +43,52 @@ Submit = Callable[[PushRequest], None]
 class State:
     """The current bus state, as plain dicts keyed by bus key."""
 
-    def __init__(self, root_namespace: str = DEFAULT_ROOT_NAMESPACE, mesh: MeshConfig | None = None) -> None:
+    def __init__(
+        self,
+        root_namespace: str = DEFAULT_ROOT_NAMESPACE,
+        mesh: MeshConfig | None = None,
+        workload_entries: bool = True,
+        health_checks: bool = True,
+    ) -> None:
         self.root_namespace = root_namespace
+        #: PILOT_ENABLE_WORKLOAD_ENTRY, and its _HEALTHCHECKS (off: every entry counts as healthy)
+        self.workload_entries = workload_entries
+        self.health_checks = health_checks
         self.mesh = mesh or MeshConfig(root_namespace=root_namespace)
         self.configs: dict[str, AnyConfig] = {}
         self.services: dict[str, Service] = {}
         self.workloads: dict[str, Workload] = {}
         self.rejected: dict[str, str] = {}
+        #: auto-registered WorkloadEntries, and the workloads of the healthy ones
+        self.registered: dict[str, Entry] = {}
+        self.registered_workloads: dict[str, Workload] = {}
 
     def snapshot(self, version: str) -> PushContext:
+        workloads = self.workloads
+        if self.registered_workloads:
+            workloads = {**workloads, **{f"auto/{k}": w for k, w in self.registered_workloads.items()}}
         return build_push_context(
-            version, self.configs, self.services, self.workloads, self.root_namespace, self.mesh
+            version,
+            self.configs,
+            self.services,
+            workloads,
+            self.root_namespace,
+            self.mesh,
+            workload_entries=self.workload_entries,
         )
+
+    def put_registered(self, key: str, value: Entry | None) -> None:
+        """An auto-registered entry changed (None: deleted); only healthy ones are workloads."""
+        self.registered.pop(key, None)
+        self.registered_workloads.pop(key, None)
+        if value is not None:
+            self.registered[key] = value
+            if not self.health_checks or is_healthy(value):
+                self.registered_workloads[key] = workload_of(value)
+
+    def group(self, namespace: str, name: str) -> Config[models.WorkloadGroup] | None:
+        cfg = self.configs.get(config_key("networking.istio.io", "WorkloadGroup", namespace, name))
+        return cast("Config[models.WorkloadGroup]", cfg) if cfg is not None else None
 
     def hosts_of(self, wl: Workload) -> frozenset[str]:
         hosts = set(wl.services)
@@ -68,12 +107,19 @@ class Watcher:
         self._synced_parts: set[str] = set()
         self.submit: Submit | None = None
 
+    @property
+    def _parts(self) -> int:
+        return 4 if self.state.workload_entries else 3
+
     async def run(self) -> None:
-        """Watch the three buckets; if one watch fails the others are cancelled and this raises."""
+        """Watch the buckets; if one watch fails the others are cancelled and this raises."""
         async with asyncio.TaskGroup() as group:
             group.create_task(self._watch("config", self.buckets.config, self._on_config))
             group.create_task(self._watch("services", self.buckets.services, self._on_service))
             group.create_task(self._watch("workloads", self.buckets.workloads, self._on_workload))
+            if self.state.workload_entries:
+                entries = self.buckets.workload_entries
+                group.create_task(self._watch("workload-entries", entries, self._on_registered))
 
     async def _watch(self, part: str, kv: Any, handle: Callable[[str, Any], PushRequest | None]) -> None:
         async with kv.watch() as w:
@@ -81,7 +127,7 @@ class Watcher:
                 if ev.type is EventType.SYNCED:
                     self._synced_parts.add(part)
                     log.info("%s replayed (%d objects)", part, len(w.keys) if hasattr(w, "keys") else -1)
-                    if len(self._synced_parts) == 3:
+                    if len(self._synced_parts) == self._parts:
                         self.synced.set()
                     continue
                 try:
@@ -131,8 +177,15 @@ class Watcher:
         self.metrics.inbound.labels("eds").inc()
         old = self.state.workloads.pop(key, None)
         hosts = self.state.hosts_of(old) if old else frozenset()
+        if value is not None and value.source.kind == "WorkloadEntry" and not self.state.workload_entries:
+            value = None  # PILOT_ENABLE_WORKLOAD_ENTRY=false
         if value is not None:
             wl = workload_from_bus(value)
             self.state.workloads[key] = wl
             hosts |= self.state.hosts_of(wl)
         return PushRequest(full=False, eds_hosts=hosts, reason=("endpoint",))
+
+    def _on_registered(self, key: str, value: Entry | None) -> PushRequest:
+        self.metrics.inbound.labels("workloadentry").inc()
+        self.state.put_registered(key, value)
+        return PushRequest(full=True, kinds=frozenset({"WorkloadEntry"}), reason=("config:WorkloadEntry",))

@@ -46,6 +46,11 @@ class Config(Generic[SpecT]):
     #: ``metadata.creationTimestamp`` in seconds since the epoch (0 when the source has none);
     #: orders EnvoyFilters of equal priority, as Istio's.
     creation_time: float = 0.0
+    #: ``metadata.annotations`` as sorted pairs (those a generator reads, e.g. ``istio.io/dry-run``)
+    annotations: tuple[tuple[str, str], ...] = ()
+
+    def annotation(self, key: str) -> str | None:
+        return dict(self.annotations).get(key)
 
     @classmethod
     def parse(
@@ -115,22 +120,32 @@ def config_from_bus(msg: config_pb2.ConfigResource) -> Config[BaseModel]:
         creation_time=msg.creation_timestamp.ToNanoseconds() / 1e9
         if msg.HasField("creation_timestamp")
         else 0.0,
+        annotations=tuple(sorted(msg.annotations.items())),
     )
+
+
+#: Protocols served by the HTTP connection manager.
+HTTP_PROTOCOLS = frozenset({"HTTP", "HTTP2", "GRPC", "GRPC_WEB"})
+#: Every protocol Istio knows; a port with another (or none) has its protocol detected (sniffed).
+KNOWN_PROTOCOLS = HTTP_PROTOCOLS | {"HTTPS", "TCP", "TLS", "MONGO", "REDIS", "MYSQL", "UDP", "HBONE"}
 
 
 @dataclass(frozen=True)
 class Port:
     name: str
     number: int
-    protocol: str  # HTTP, HTTP2, GRPC, TCP, TLS, HTTPS, ... ("" = sniffed, treated as HTTP)
+    protocol: str  # HTTP, HTTP2, GRPC, TCP, TLS, HTTPS, ... ("" or unknown: detected, see ``sniffed``)
     target_port: int = 0
 
     @property
     def is_http(self) -> bool:
-        proto = self.protocol.upper()
-        if proto in ("HTTP", "HTTP2", "GRPC", "GRPC_WEB", ""):
-            return True
-        return proto == "PROTOCOL_UNSPECIFIED" and not self.name.startswith(("tcp", "tls", "https"))
+        return self.protocol.upper() in HTTP_PROTOCOLS
+
+    @property
+    def sniffed(self) -> bool:
+        """No protocol Istio knows (unset, or a name without a protocol prefix such as ``db``):
+        the proxy detects HTTP on the connection, as Istio's protocol sniffing, else plain TCP."""
+        return self.protocol.upper() not in KNOWN_PROTOCOLS
 
 
 @dataclass(frozen=True)
@@ -159,6 +174,8 @@ class Service:
     #: Endpoints given inline (ServiceEntry ``endpoints``); registry workloads are added by the index.
     static_endpoints: tuple[tuple[str, dict[str, int], dict[str, str], str, int], ...] = ()
     source: str = ""
+    #: ServiceEntry ``subjectAltNames``: identities its servers may present under Istio mTLS
+    subject_alt_names: tuple[str, ...] = ()
 
     def port(self, number: int) -> Port | None:
         return next((p for p in self.ports if p.number == number), None)

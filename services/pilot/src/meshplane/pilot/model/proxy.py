@@ -9,6 +9,7 @@ from enum import Enum
 
 from google.protobuf import json_format, struct_pb2
 
+from meshplane.pilot.model.proxyversion import NEWEST, Feature, ProxyVersion, Version, parse_istio_version
 from meshplane.shared.proxyconfig import ProxyHeaders
 
 #: Node metadata asking for SDS over the node agent's socket with the workload's token (Kubernetes).
@@ -54,6 +55,23 @@ class Proxy:
     metadata: dict[str, str] = field(default_factory=dict)
     #: ProxyConfig ``proxyHeaders`` from node metadata ``PROXY_CONFIG``
     proxy_headers: ProxyHeaders = ProxyHeaders()
+    #: VM metadata (Istio's): the WorkloadGroup to register under (``AUTO_REGISTER_GROUP``), the
+    #: manually made WorkloadEntry to health-check (``WORKLOAD_ENTRY``), its ``NETWORK``, and
+    #: whether its ProxyConfig has a ``readinessProbe`` (it then reports health over xDS)
+    auto_register_group: str = ""
+    workload_entry: str = ""
+    network: str = ""
+    readiness_probe: bool = False
+    #: ``ISTIO_VERSION`` and Envoy's build version: what gated features it gets
+    version: ProxyVersion = ProxyVersion()
+
+    def supports(self, feature: Feature) -> bool:
+        """Whether this proxy gets ``feature`` (Istio's ``VersionGreaterOrEqual``)."""
+        return feature.name not in self.unsupported
+
+    @functools.cached_property
+    def unsupported(self) -> frozenset[str]:
+        return self.version.unsupported
 
     @property
     def name(self) -> str:
@@ -68,7 +86,8 @@ class Proxy:
         labels = json.dumps(sorted(self.labels.items()))
         sds = f"{self.sds_token_path}|{self.sds_socket_path}" if self.sds_token_path else ""
         headers = "" if self.proxy_headers.is_default else repr(self.proxy_headers)
-        return f"{self.type.value}|{self.namespace}|{labels}|{self.interception_none}|{sds}|{headers}"
+        gated = ",".join(sorted(self.unsupported))
+        return f"{self.type.value}|{self.namespace}|{labels}|{self.interception_none}|{sds}|{headers}|{gated}"
 
     @functools.cached_property
     def own_key(self) -> str:
@@ -85,8 +104,11 @@ def locality_text(region: str, zone: str, subzone: str) -> str:
     return "/".join((region, zone, subzone)).rstrip("/")
 
 
-def parse_proxy(node_id: str, meta: struct_pb2.Struct | None, locality: str = "") -> Proxy:
-    """Parse ``sidecar~IP~POD.NS~NS.svc.cluster.local`` (or ``router~...``) and metadata."""
+def parse_proxy(
+    node_id: str, meta: struct_pb2.Struct | None, locality: str = "", envoy_version: Version = NEWEST
+) -> Proxy:
+    """Parse ``sidecar~IP~POD.NS~NS.svc.cluster.local`` (or ``router~...``) and metadata;
+    ``envoy_version`` is the build version the node reported."""
     parts = node_id.split("~")
     if len(parts) != 4:
         raise InvalidNode(f"node id {node_id!r}: expected TYPE~IP~POD.NAMESPACE~DOMAIN (4 parts)")
@@ -130,4 +152,19 @@ def parse_proxy(node_id: str, meta: struct_pb2.Struct | None, locality: str = ""
         locality=locality,
         metadata={k: v for k, v in md.items() if isinstance(v, str)},
         proxy_headers=ProxyHeaders.of(md.get("PROXY_CONFIG")),
+        version=ProxyVersion(parse_istio_version(str(md.get("ISTIO_VERSION") or "")), envoy_version),
+        auto_register_group=str(md.get("AUTO_REGISTER_GROUP") or ""),
+        workload_entry=str(md.get("WORKLOAD_ENTRY") or ""),
+        network=str(md.get("NETWORK") or ""),
+        readiness_probe=_has_probe(md.get("PROXY_CONFIG")),
     )
+
+
+def _has_probe(proxy_config: object) -> bool:
+    """Istio's PROXY_CONFIG metadata (a ProxyConfig as JSON) has a ``readinessProbe``."""
+    if isinstance(proxy_config, str):
+        try:
+            proxy_config = json.loads(proxy_config)
+        except ValueError:
+            return False
+    return isinstance(proxy_config, dict) and bool(proxy_config.get("readinessProbe"))

@@ -31,6 +31,7 @@ from meshplane.pilot.model.config import (
     visible,
 )
 from meshplane.pilot.model.proxy import Proxy, ProxyType
+from meshplane.pilot.model.workload_entry import workload_from_spec
 from meshplane.shared.config import models
 from meshplane.shared.meshconfig import DEFAULT_ROOT_NAMESPACE, MeshConfig
 
@@ -47,6 +48,15 @@ class SidecarScope:
     @property
     def egress(self) -> list[models.IstioEgressListener]:
         return list(self.config.spec.egress or []) if self.config else []
+
+    def egress_hosts(self, port: int | None = None) -> list[str]:
+        """The hosts the egress imports: on ``port``, those of the egress listener for that port,
+        else of the listeners without a port (so ``0``: only those); ``None``: every listener's."""
+        listeners = self.egress
+        if port is not None:
+            own = [eg for eg in listeners if eg.port is not None and eg.port.number == port]
+            listeners = own or [eg for eg in listeners if eg.port is None or not eg.port.number]
+        return [h for eg in listeners for h in eg.hosts or []]
 
     @property
     def ingress(self) -> list[models.IstioIngressListener]:
@@ -94,23 +104,19 @@ def _service_entry_services(cfg: Config[models.ServiceEntry]) -> list[Service]:
             selector=selector,
             static_endpoints=endpoints,
             source=f"ServiceEntry/{cfg.namespace}/{cfg.name}",
+            subject_alt_names=tuple(spec.subject_alt_names or ()),
         )
         for host in spec.hosts or []
     ]
 
 
-def _workload_entry(cfg: Config[models.WorkloadEntry]) -> Workload:
-    spec = cfg.spec
-    return Workload(
-        name=cfg.name,
-        namespace=cfg.namespace,
-        address=spec.address or "",
-        labels=dict(spec.labels or {}),
-        service_account=spec.service_account or "",
-        locality=spec.locality or "",
-        weight=spec.weight or 1,
-        ports=dict(spec.ports or {}),
-    )
+def _with_sans(svc: Service, entries: Mapping[str, Config[models.ServiceEntry]]) -> Service:
+    """A registry service made from a ServiceEntry, with that entry's ``subjectAltNames`` (the
+    registry carries no identities of its own)."""
+    entry = entries.get(svc.source)
+    if entry is None or not entry.spec.subject_alt_names or svc.subject_alt_names:
+        return svc
+    return dataclasses.replace(svc, subject_alt_names=tuple(entry.spec.subject_alt_names))
 
 
 @dataclass(frozen=True, eq=False)
@@ -197,12 +203,15 @@ class PushContext:
                 policy = mode.value
         return SidecarScope(chosen, policy)
 
-    def services_for(self, proxy: Proxy, scope: SidecarScope | None = None) -> list[Service]:
-        """Services a proxy may reach: visible by exportTo, then narrowed by Sidecar egress hosts."""
+    def services_for(
+        self, proxy: Proxy, scope: SidecarScope | None = None, port: int | None = None
+    ) -> list[Service]:
+        """Services a proxy may reach: visible by exportTo, then narrowed by Sidecar egress hosts
+        (as Istio, per egress port: see :meth:`SidecarScope.egress_hosts`)."""
         scope = scope or self.sidecar_scope(proxy)
         out = [s for s in self.services if visible(s.export_to, s.namespace, proxy.namespace)]
         if scope.config is not None and proxy.type.value == "sidecar" and scope.egress:
-            hosts = [h for eg in scope.egress for h in eg.hosts or []]
+            hosts = scope.egress_hosts(port)
             out = [s for s in out if _egress_allows(hosts, proxy.namespace, s)]
         return out
 
@@ -336,12 +345,18 @@ def build_push_context(
     workloads: Mapping[str, Workload],
     root_namespace: str = DEFAULT_ROOT_NAMESPACE,
     mesh: MeshConfig | None = None,
+    *,
+    workload_entries: bool = True,
 ) -> PushContext:
-    """Index the current state. Services from ServiceEntries are added unless the registry has them."""
+    """Index the current state. Services from ServiceEntries are added unless the registry has them;
+    WorkloadEntries too, unless ``workload_entries`` is off (PILOT_ENABLE_WORKLOAD_ENTRY=false)."""
     by_kind: dict[str, list[AnyConfig]] = {}
     for cfg in sorted(configs.values(), key=lambda c: (c.kind, c.namespace, c.name)):
         by_kind.setdefault(cfg.kind, []).append(cfg)
-    svc_list = sorted(services.values(), key=lambda s: (s.hostname, s.namespace))
+    entries = {f"ServiceEntry/{se.namespace}/{se.name}": se for se in _of_kind(by_kind, models.ServiceEntry)}
+    svc_list = sorted(
+        (_with_sans(s, entries) for s in services.values()), key=lambda s: (s.hostname, s.namespace)
+    )
     known = {(s.hostname, s.namespace) for s in svc_list}
     for se in _of_kind(by_kind, models.ServiceEntry):
         for svc in _service_entry_services(se):
@@ -350,9 +365,9 @@ def build_push_context(
                 known.add((svc.hostname, svc.namespace))
     wl_list = list(workloads.values())
     wl_names = {(w.namespace, w.name) for w in wl_list}
-    for we in _of_kind(by_kind, models.WorkloadEntry):
+    for we in _of_kind(by_kind, models.WorkloadEntry) if workload_entries else ():
         if (we.namespace, we.name) not in wl_names:
-            wl_list.append(_workload_entry(we))
+            wl_list.append(workload_from_spec(we.name, we.namespace, we.spec))
     by_host: dict[str, list[Service]] = {}
     for svc in svc_list:
         by_host.setdefault(svc.hostname, []).append(svc)

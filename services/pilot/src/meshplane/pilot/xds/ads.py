@@ -26,10 +26,12 @@ import grpc
 from envoy.service.discovery.v3 import discovery_pb2
 from prometheus_client import Counter
 
-from meshplane.pilot.model.proxy import InvalidNode, locality_text, parse_proxy
+from meshplane.pilot.model.proxy import InvalidNode, Proxy, locality_text, parse_proxy
+from meshplane.pilot.model.proxyversion import envoy_build_version
 from meshplane.pilot.security.xds_tls import check_peer, peer_spiffe_ids
 from meshplane.pilot.settings import Settings
 from meshplane.pilot.xds import delta, sotw
+from meshplane.pilot.xds.autoregister import HEALTH_TYPE, AutoRegistration, RegistrationError
 from meshplane.pilot.xds.connection import Connection
 from meshplane.pilot.xds.discovery import DiscoveryServer
 
@@ -101,8 +103,15 @@ class TokenBucket:
 
 
 class AdsServicer:
-    def __init__(self, server: DiscoveryServer, authenticate: bool = False) -> None:
+    def __init__(
+        self,
+        server: DiscoveryServer,
+        authenticate: bool = False,
+        registration: AutoRegistration | None = None,
+    ) -> None:
         self.server = server
+        #: VM auto-registration and health reports (None: PILOT_ENABLE_WORKLOAD_ENTRY=false)
+        self.registration = registration
         #: mutual TLS: refuse a proxy whose certificate is not its namespace's (and account's)
         self.authenticate = authenticate
         self.limiter = TokenBucket(server.settings.max_requests_per_second)
@@ -150,7 +159,10 @@ class AdsServicer:
         try:
             node = first.node
             where = locality_text(node.locality.region, node.locality.zone, node.locality.sub_zone)
-            proxy = parse_proxy(node.id, node.metadata if first.HasField("node") else None, where)
+            sent = first.HasField("node")
+            proxy = parse_proxy(
+                node.id, node.metadata if sent else None, where, envoy_build_version(node if sent else None)
+            )
         except InvalidNode as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
             return
@@ -159,9 +171,27 @@ class AdsServicer:
             if refused is not None:
                 self.resets.reset("unauthenticated", context.peer(), f"{proxy.id}: {refused}")
                 await context.abort(grpc.StatusCode.PERMISSION_DENIED, f"proxy {proxy.id}: {refused}")
+        if first.type_url == HEALTH_TYPE:  # a proxy's health reporter: no config, no registration
+            await self._health_reports(proxy, first, requests)
+            return
+        if self.registration is not None:
+            try:
+                await self.registration.connect(proxy)
+            except RegistrationError as exc:
+                await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
+            except Exception:
+                log.exception("auto-registration of %s failed; serving it unregistered", proxy.id)
         conn = Connection(proxy, context.peer(), is_delta)
         process = delta.process if is_delta else sotw.process
-        log.info("ADS %s connected: %s (%s)", "delta" if is_delta else "sotw", conn.id, conn.peer)
+        log.info(
+            "ADS %s connected: %s (%s; Istio %s, Envoy %s%s)",
+            "delta" if is_delta else "sotw",
+            conn.id,
+            conn.peer,
+            proxy.version.istio,
+            proxy.version.envoy,
+            f"; not sent: {', '.join(sorted(proxy.unsupported))}" if proxy.unsupported else "",
+        )
         self.server.add(conn)
 
         async def reader() -> None:
@@ -169,7 +199,10 @@ class AdsServicer:
                 await process(self.server, conn, first)
                 conn.initialized.set()
                 async for req in requests:
-                    await process(self.server, conn, req)
+                    if req.type_url == HEALTH_TYPE:
+                        await self._report(proxy, req)
+                    else:
+                        await process(self.server, conn, req)
             except (asyncio.CancelledError, grpc.aio.AioRpcError):
                 pass
             except Exception:
@@ -196,6 +229,30 @@ class AdsServicer:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
             log.info("ADS disconnected: %s", conn.id)
+            if self.registration is not None:
+                try:
+                    await self.registration.disconnect(proxy)
+                except Exception:
+                    log.exception("marking %s's WorkloadEntry disconnected failed", proxy.id)
+
+    async def _health_reports(self, proxy: Proxy, first: Any, requests: AsyncIterator[Any]) -> None:
+        """A stream that only reports health (``meshctl workload-probe``): every request is one."""
+        log.info("ADS health reports from %s", proxy.id)
+        await self._report(proxy, first)
+        with contextlib.suppress(asyncio.CancelledError, grpc.aio.AioRpcError):
+            async for req in requests:
+                await self._report(proxy, req)
+
+    async def _report(self, proxy: Proxy, req: Any) -> None:
+        if self.registration is None:
+            log.info("health report from %s ignored: PILOT_ENABLE_WORKLOAD_ENTRY is false", proxy.id)
+            return
+        if req.type_url != HEALTH_TYPE:
+            return
+        try:
+            await self.registration.report_health(proxy, req)
+        except Exception:
+            log.exception("recording the health of %s failed", proxy.id)
 
 
 class Payload:

@@ -120,6 +120,33 @@ class FaultDelay(IstioModel):
     percent: int | None = None
 
 
+#: gRPC status names (``fault.abort.grpcStatus`` takes a name) and their codes, 0 to 16.
+GRPC_CODES = {
+    name: code
+    for code, name in enumerate(
+        (
+            "OK",
+            "CANCELLED",
+            "UNKNOWN",
+            "INVALID_ARGUMENT",
+            "DEADLINE_EXCEEDED",
+            "NOT_FOUND",
+            "ALREADY_EXISTS",
+            "PERMISSION_DENIED",
+            "RESOURCE_EXHAUSTED",
+            "FAILED_PRECONDITION",
+            "ABORTED",
+            "OUT_OF_RANGE",
+            "UNIMPLEMENTED",
+            "INTERNAL",
+            "UNAVAILABLE",
+            "DATA_LOSS",
+            "UNAUTHENTICATED",
+        )
+    )
+}
+
+
 class FaultAbort(IstioModel):
     http_status: int | None = None
     grpc_status: str | None = None

@@ -20,6 +20,7 @@ from meshplane.shared.config.models.destination_rule import (
     TrafficPolicy,
 )
 from meshplane.shared.config.rules.context import ObjectContext
+from meshplane.shared.config.rules.envoy_filter import NOT_APPLIED
 from meshplane.shared.config.rules.load_balancer import check_load_balancer
 from meshplane.shared.config.rules.selectors import check_selector
 
@@ -103,10 +104,24 @@ def _check_policy_parts(policy: TrafficPolicy | object, path: str, issues: Issue
         )
     if isinstance(pool, ConnectionPoolSettings):
         check_connection_pool(pool, f"{path}.connectionPool", issues)
+        _warn_pool_not_applied(pool, f"{path}.connectionPool", issues)
     if isinstance(outlier, OutlierDetection):
         _check_outlier(outlier, f"{path}.outlierDetection", issues)
     if isinstance(tls, ClientTLSSettings):
         _check_tls(tls, f"{path}.tls", issues)
+
+
+def _warn_pool_not_applied(pool: ConnectionPoolSettings, path: str, issues: Issues) -> None:
+    """The connection pool settings Pilot does not put on clusters yet."""
+    fields = [
+        ("tcp.idleTimeout", pool.tcp is not None and pool.tcp.idle_timeout is not None),
+        ("http.maxConcurrentStreams", pool.http is not None and pool.http.max_concurrent_streams is not None),
+        ("http.h2UpgradePolicy", pool.http is not None and pool.http.h2_upgrade_policy is not None),
+        ("http.useClientProtocol", pool.http is not None and bool(pool.http.use_client_protocol)),
+    ]
+    for name, used in fields:
+        if used:
+            issues.warn(f"{path}.{name}", f"{NOT_APPLIED}: {name}")
 
 
 def check_connection_pool(pool: ConnectionPoolSettings, path: str, issues: Issues) -> None:

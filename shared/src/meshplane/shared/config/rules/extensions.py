@@ -8,6 +8,7 @@ from urllib.parse import urlparse
 from meshplane.shared.config.issues import Issues
 from meshplane.shared.config.models.extensions import ProxyConfig, WasmPlugin
 from meshplane.shared.config.rules.context import ObjectContext
+from meshplane.shared.config.rules.notapplied import NOT_APPLIED
 from meshplane.shared.config.rules.selectors import check_selector, check_targets
 from meshplane.shared.proxyconfig import IMAGE_TYPES
 
@@ -17,6 +18,11 @@ _URL_SCHEMES = frozenset({"", "file", "http", "https", "oci"})
 
 def check_wasm(wp: WasmPlugin, ctx: ObjectContext, issues: Issues) -> None:
     check_targets(wp.selector, wp.target_ref, wp.target_refs, issues)
+    issues.warn(
+        "spec",
+        f"{NOT_APPLIED}: WasmPlugin (upstream Envoy is served no Wasm modules: meshplane has no "
+        "equivalent of istio-agent's Wasm fetch and ECDS path)",
+    )
     if not wp.url:
         issues.error("spec.url", "url field needs to be set")
     else:

@@ -17,6 +17,7 @@ from meshplane.shared.config.checks.ports import check_port
 from meshplane.shared.config.checks.regex import check_regex
 from meshplane.shared.config.issues import Issues
 from meshplane.shared.config.models.virtual_service import (
+    GRPC_CODES,
     CorsPolicy,
     HeaderOperations,
     Headers,
@@ -57,29 +58,9 @@ RETRY_POLICIES = frozenset(
         "unavailable",
     }
 )
-GRPC_STATUSES = frozenset(
-    {
-        "OK",
-        "CANCELLED",
-        "UNKNOWN",
-        "INVALID_ARGUMENT",
-        "DEADLINE_EXCEEDED",
-        "NOT_FOUND",
-        "ALREADY_EXISTS",
-        "PERMISSION_DENIED",
-        "RESOURCE_EXHAUSTED",
-        "FAILED_PRECONDITION",
-        "ABORTED",
-        "OUT_OF_RANGE",
-        "UNIMPLEMENTED",
-        "INTERNAL",
-        "UNAVAILABLE",
-        "DATA_LOSS",
-        "UNAUTHENTICATED",
-    }
-)
+GRPC_STATUSES = frozenset(GRPC_CODES)
 HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "CONNECT", "OPTIONS", "TRACE"})
-JWT_CLAIM_PREFIX = "@request.auth.claims."
+JWT_CLAIM_PREFIX = "@request.auth.claims"  # then ".a.b" or "[a][b]"
 DIRECT_BODY_MAX = 1024 * 1024
 DIRECT_BODY_WARN = 100 * 1024
 _KNOWN_STATUSES = frozenset(int(s) for s in HTTPStatus)

@@ -1,4 +1,14 @@
-"""Istio's Telemetry rules: tracing, metrics overrides, access logging."""
+"""Istio's Telemetry rules: tracing, metrics overrides, access logging; and what meshplane accepts
+but does not apply, warned as "accepted, not applied by meshplane: <field>".
+
+Applied by Pilot: access logging (file providers), tracing (opentelemetry providers: sampling,
+custom tags, span reporting, Istio tags, request-ID sampling), Istio's precedence. Not applied:
+``targetRefs`` (no Gateway API gateways or waypoints), ``tracing.disableContextPropagation``
+(upstream Envoy has no such switch) and ``metrics``: Istio's standard metrics come from
+istio-proxy's ``istio.stats`` filter, which upstream Envoy lacks. Providers that MeshConfig does
+not define as a type meshplane writes are named by Pilot and by ``meshctl analyze`` (IST0157),
+which know the MeshConfig.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +17,7 @@ from meshplane.shared.config.checks.durations import check_duration
 from meshplane.shared.config.issues import Issues
 from meshplane.shared.config.models.telemetry import ProviderRef, TagOperation, Telemetry
 from meshplane.shared.config.rules.context import ObjectContext
+from meshplane.shared.config.rules.notapplied import NOT_APPLIED
 from meshplane.shared.config.rules.selectors import check_targets
 
 
@@ -16,8 +27,30 @@ def _check_providers(providers: list[ProviderRef] | None, path: str, issues: Iss
             issues.error(f"{path}[{i}].name", "provider name must not be empty")
 
 
+METRICS_NOT_APPLIED = (
+    f"{NOT_APPLIED}: metrics (Istio's standard metrics, istio_requests_total and the others, come from "
+    "istio-proxy's istio.stats filter, which upstream Envoy lacks; Envoy's own stats are served on "
+    "15090 /stats/prometheus)"
+)
+
+
+def warn_not_applied(tm: Telemetry, issues: Issues) -> None:
+    if tm.target_refs or tm.target_ref:
+        path = "spec.targetRefs" if tm.target_refs else "spec.targetRef"
+        issues.warn(path, f"{NOT_APPLIED}: targetRefs (no Gateway API gateways or waypoints)")
+    for i, tracing in enumerate(tm.tracing or []):
+        if tracing.disable_context_propagation:
+            issues.warn(
+                f"spec.tracing[{i}].disableContextPropagation",
+                f"{NOT_APPLIED}: disableContextPropagation (upstream Envoy has no such switch)",
+            )
+    if tm.metrics:
+        issues.warn("spec.metrics", METRICS_NOT_APPLIED)
+
+
 def check(tm: Telemetry, ctx: ObjectContext, issues: Issues) -> None:
     check_targets(tm.selector, tm.target_ref, tm.target_refs, issues)
+    warn_not_applied(tm, issues)
     if len(tm.tracing or []) > 1:
         issues.warn("spec.tracing", "multiple tracing configs are not supported; only the first is used")
     for i, tracing in enumerate(tm.tracing or []):

@@ -9,6 +9,7 @@ from meshplane.shared.config.checks.ports import check_port, check_port_name
 from meshplane.shared.config.issues import Issues
 from meshplane.shared.config.models.service_entry import ReadinessProbe, WorkloadEntry, WorkloadGroup
 from meshplane.shared.config.rules.context import ObjectContext
+from meshplane.shared.config.rules.envoy_filter import NOT_APPLIED
 
 
 def check_workload_entry(
@@ -59,7 +60,11 @@ def check(we: WorkloadEntry, ctx: ObjectContext, issues: Issues) -> None:
 
 
 def check_group(wg: WorkloadGroup, ctx: ObjectContext, issues: Issues) -> None:
-    """The template's address and ports are filled in per VM, so it is not checked as an entry."""
+    """The template's address and ports are filled in per VM, so it is not checked as an entry.
+
+    Applied: Pilot registers a WorkloadEntry from the template and metadata for each VM proxy that
+    connects with the group's name, and ``meshctl workload-probe`` runs the probe (httpGet,
+    tcpSocket, exec) and reports health. A grpc probe is not run: it is warned."""
     if wg.template is None:
         issues.error("spec.template", "template is required")
         return
@@ -68,6 +73,11 @@ def check_group(wg: WorkloadGroup, ctx: ObjectContext, issues: Issues) -> None:
             issues.error(f"spec.metadata.labels.{key}", f"invalid labels: {problem}")
     if wg.probe is not None:
         _check_probe(wg.probe, "spec.probe", issues)
+        if wg.probe.grpc is not None:
+            issues.warn(
+                "spec.probe.grpc",
+                f"{NOT_APPLIED}: probe.grpc (meshctl workload-probe runs httpGet, tcpSocket and exec probes)",
+            )
 
 
 def _check_probe(probe: ReadinessProbe, path: str, issues: Issues) -> None:

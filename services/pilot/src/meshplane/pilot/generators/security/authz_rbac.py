@@ -1,13 +1,12 @@
-"""AuthorizationPolicy → Envoy RBAC filters (HTTP and network) for one workload.
+"""AuthorizationPolicy → Envoy RBAC rules for one workload.
 
 Istio's model: policies in the root namespace apply mesh-wide, others to their namespace, a
-``selector`` narrows to matching workloads. Evaluation order is CUSTOM, DENY, ALLOW (AUDIT only
-logs): a request denied by any DENY policy is refused; if any ALLOW policy applies, the request
+``selector`` narrows to matching workloads. Evaluation order is CUSTOM, then AUDIT, DENY, ALLOW:
+a request denied by any DENY policy is refused; if any ALLOW policy applies, the request
 needs to match one of its rules; no ALLOW policy = allowed. ``spec: {}`` is an ALLOW policy with
 no rules, so it denies everything. A rule is ``from`` (OR of sources, each an AND of fields) AND
-``to`` (same for operations) AND every ``when``. CUSTOM needs an ext_authz provider from the mesh
-config; meshplane has none, so — as Istio does for an unknown provider — it denies the requests
-the policy's rules match, and logs why.
+``to`` (same for operations) AND every ``when``. The filters per action are assembled in ``authz``
+(AUDIT, DENY, ALLOW, dry-run) and ``ext_authz`` (CUSTOM).
 """
 
 from __future__ import annotations
@@ -17,18 +16,12 @@ import re
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from envoy.config.listener.v3 import listener_components_pb2 as lc
 from envoy.config.rbac.v3 import rbac_pb2
 from envoy.config.route.v3 import route_components_pb2 as rc
-from envoy.extensions.filters.http.rbac.v3 import rbac_pb2 as http_rbac_pb2
-from envoy.extensions.filters.network.http_connection_manager.v3 import http_connection_manager_pb2 as hcm
-from envoy.extensions.filters.network.rbac.v3 import rbac_pb2 as net_rbac_pb2
 from envoy.type.matcher.v3 import metadata_pb2, path_pb2, regex_pb2, string_pb2, value_pb2
 
-from meshplane.pilot.generators.common import cidr_range, pack
-from meshplane.pilot.generators.security.selection import applicable
+from meshplane.pilot.generators.common import cidr_range
 from meshplane.pilot.model.config import Config
-from meshplane.pilot.model.push_context import PushContext
 from meshplane.shared.config.models import AuthorizationPolicy, Rule, Source
 from meshplane.shared.config.models.security import Operation
 
@@ -39,8 +32,8 @@ HTTP_RBAC = "envoy.filters.http.rbac"
 NET_RBAC = "envoy.filters.network.rbac"
 JWT_FILTER = "envoy.filters.http.jwt_authn"
 JWT_PAYLOAD = "payload"
-_ORDER = ("CUSTOM", "DENY", "ALLOW", "AUDIT")
-_ACTIONS = {"CUSTOM": rbac_pb2.RBAC.DENY, "DENY": rbac_pb2.RBAC.DENY, "ALLOW": rbac_pb2.RBAC.ALLOW}
+TCP_STAT_PREFIX = "tcp."
+_ORDER = ("CUSTOM", "AUDIT", "DENY", "ALLOW")
 
 
 class UnsupportedRule(ValueError):
@@ -74,16 +67,24 @@ def _payload(claim: list[str], value: str) -> metadata_pb2.MetadataMatcher:
     return m
 
 
-def _claim(claim: list[str], value: str) -> metadata_pb2.MetadataMatcher:
-    """A claim may be a string or a list of strings (``aud``, ``groups``)."""
+def claim_matcher(claim: list[str], value: string_pb2.StringMatcher | None) -> metadata_pb2.MetadataMatcher:
+    """A validated JWT's claim (a string, or a list of strings such as ``aud`` or ``groups``)
+    matching ``value``; present when ``value`` is None."""
     m = metadata_pb2.MetadataMatcher(filter=JWT_FILTER)
     for key in [JWT_PAYLOAD, *claim]:
         m.path.add(key=key)
-    one = value_pb2.ValueMatcher(string_match=_string(value))
+    if value is None:
+        m.value.present_match = True
+        return m
+    one = value_pb2.ValueMatcher(string_match=value)
     m.value.or_match.value_matchers.extend(
         [one, value_pb2.ValueMatcher(list_match=value_pb2.ListMatcher(one_of=one))]
     )
     return m
+
+
+def _claim(claim: list[str], value: str) -> metadata_pb2.MetadataMatcher:
+    return claim_matcher(claim, _string(value))
 
 
 def _ids(principals: list[rbac_pb2.Principal]) -> rbac_pb2.Principal:
@@ -292,52 +293,22 @@ def build_rule(rule: Rule, http: bool, deny: bool) -> rbac_pb2.Policy:
     )
 
 
-def _action(cfg: Config[AuthorizationPolicy]) -> str:
+def action_of(cfg: Config[AuthorizationPolicy]) -> str:
     action = cfg.spec.action.value if cfg.spec.action else "ALLOW"
     return action if action in _ORDER else "ALLOW"
 
 
-def build_rbac(policies: list[Config[AuthorizationPolicy]], http: bool) -> list[rbac_pb2.RBAC]:
-    """RBAC rule sets in Istio's evaluation order: DENY (with CUSTOM), ALLOW, AUDIT (LOG)."""
-    by_action: dict[str, rbac_pb2.RBAC] = {}
-    for cfg in policies:
-        action = _action(cfg)
-        target = "DENY" if action == "CUSTOM" else action
-        rbac = by_action.setdefault(
-            target, rbac_pb2.RBAC(action=rbac_pb2.RBAC.LOG if target == "AUDIT" else _ACTIONS[target])
-        )
-        rules = list(cfg.spec.rules or [])
-        if action == "CUSTOM":
-            log.warning(
-                "%s %s/%s: CUSTOM action needs an ext_authz provider (%r) and none is configured; "
-                "denying the requests its rules match",
-                cfg.kind,
-                cfg.namespace,
-                cfg.name,
-                cfg.spec.provider.name or "" if cfg.spec.provider else "",
-            )
-            rules = rules or [Rule()]
-        for i, rule in enumerate(rules):
-            try:
-                policy = build_rule(rule, http, deny=target != "ALLOW")
-            except (UnsupportedRule, ValueError) as exc:
-                log.warning("%s %s/%s rule %d skipped: %s", cfg.kind, cfg.namespace, cfg.name, i, exc)
-                continue
-            rbac.policies[f"ns[{cfg.namespace}]-policy[{cfg.name}]-rule[{i}]"].CopyFrom(policy)
-    return [by_action[a] for a in ("DENY", "ALLOW", "AUDIT") if a in by_action]
-
-
-def http_rbac_filters(ctx: PushContext, namespace: str, labels: dict[str, str]) -> list[hcm.HttpFilter]:
-    policies = applicable(ctx, AuthorizationPolicy, namespace, labels)
-    return [
-        hcm.HttpFilter(name=HTTP_RBAC, typed_config=pack(http_rbac_pb2.RBAC(rules=rules)))
-        for rules in build_rbac(policies, http=True)
-    ]
-
-
-def network_rbac_filters(ctx: PushContext, namespace: str, labels: dict[str, str]) -> list[lc.Filter]:
-    policies = applicable(ctx, AuthorizationPolicy, namespace, labels)
-    return [
-        lc.Filter(name=NET_RBAC, typed_config=pack(net_rbac_pb2.RBAC(rules=rules, stat_prefix="tcp.")))
-        for rules in build_rbac(policies, http=False)
-    ]
+def rule_policies(
+    cfg: Config[AuthorizationPolicy], http: bool, deny: bool, prefix: str = ""
+) -> dict[str, rbac_pb2.Policy]:
+    """One RBAC policy per rule, named as Istio names them (``<prefix>ns[..]-policy[..]-rule[i]``);
+    a rule this traffic cannot check is skipped and logged."""
+    out: dict[str, rbac_pb2.Policy] = {}
+    for i, rule in enumerate(cfg.spec.rules or []):
+        try:
+            policy = build_rule(rule, http, deny=deny)
+        except (UnsupportedRule, ValueError) as exc:
+            log.warning("%s %s/%s rule %d skipped: %s", cfg.kind, cfg.namespace, cfg.name, i, exc)
+            continue
+        out[f"{prefix}ns[{cfg.namespace}]-policy[{cfg.name}]-rule[{i}]"] = policy
+    return out

@@ -3,7 +3,7 @@
 
 For one inbound port: the PeerAuthentication mode picks the chains (``mtls.inbound_chains``);
 every chain gets the workload's authentication and authorization filters — jwt_authn and RBAC
-in front of the HTTP filters (Istio's order: authn, CUSTOM/DENY, ALLOW, AUDIT, then the rest),
+in front of the HTTP filters (Istio's order: authn, CUSTOM, AUDIT, DENY, ALLOW, then the rest),
 network RBAC in front of tcp_proxy — and HTTP chains tell the app the caller's identity in
 ``x-forwarded-client-cert`` (SANITIZE_SET: a client-sent header is never passed through).
 """
@@ -17,7 +17,7 @@ from envoy.config.listener.v3 import listener_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import http_connection_manager_pb2 as hcm
 
 from meshplane.pilot.generators.common import pack
-from meshplane.pilot.generators.security.authz_rbac import http_rbac_filters, network_rbac_filters
+from meshplane.pilot.generators.security.authz import http_authz_filters, network_authz_filters
 from meshplane.pilot.generators.security.jwt_authn import jwt_filter
 from meshplane.pilot.generators.security.mtls import add_tls_inspector, inbound_chains
 from meshplane.pilot.generators.security.peer_authn import DISABLE, mtls_mode
@@ -65,8 +65,8 @@ def secure_inbound(
     """The filter chains for one inbound port, built from ``base`` (a plaintext chain maker)."""
     mode = mtls_mode(ctx, proxy.namespace, proxy.labels, port)
     jwt = jwt_filter(ctx, proxy.namespace, proxy.labels)
-    http_filters = ([jwt] if jwt is not None else []) + http_rbac_filters(ctx, proxy.namespace, proxy.labels)
-    net_filters = network_rbac_filters(ctx, proxy.namespace, proxy.labels)
+    http_filters = ([jwt] if jwt is not None else []) + http_authz_filters(ctx, proxy.namespace, proxy.labels)
+    net_filters = network_authz_filters(ctx, proxy.namespace, proxy.labels)
 
     def build(_mtls: bool) -> lc.FilterChain:
         chain = base()
@@ -83,9 +83,9 @@ def secure_inbound(
 
 def secure_gateway(ctx: PushContext, proxy: Proxy, listeners: list[listener_pb2.Listener]) -> None:
     """Gateways: the RequestAuthentication and AuthorizationPolicy selecting the gateway's labels."""
-    jwt = jwt_filter(ctx, proxy.namespace, proxy.labels)
-    http_filters = ([jwt] if jwt is not None else []) + http_rbac_filters(ctx, proxy.namespace, proxy.labels)
-    net_filters = network_rbac_filters(ctx, proxy.namespace, proxy.labels)
+    jwt = jwt_filter(ctx, proxy.namespace, proxy.labels, clear_route_cache=True)
+    http_filters = ([jwt] if jwt is not None else []) + http_authz_filters(ctx, proxy.namespace, proxy.labels)
+    net_filters = network_authz_filters(ctx, proxy.namespace, proxy.labels)
     for lis in listeners:
         for chain in lis.filter_chains:
             if any(f.name == HCM_NAME for f in chain.filters):

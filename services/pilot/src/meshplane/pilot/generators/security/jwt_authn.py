@@ -78,8 +78,12 @@ def _provider(rule: JWTRule, ctx: PushContext) -> jwt_pb2.JwtProvider:
     return p
 
 
-def jwt_filter(ctx: PushContext, namespace: str, labels: dict[str, str]) -> hcm.HttpFilter | None:
-    """The jwt_authn filter for a workload, or None when no RequestAuthentication applies."""
+def jwt_filter(
+    ctx: PushContext, namespace: str, labels: dict[str, str], clear_route_cache: bool = False
+) -> hcm.HttpFilter | None:
+    """The jwt_authn filter for a workload, or None when no RequestAuthentication applies.
+    ``clear_route_cache`` (gateways, as Istio): routes are chosen again once the token is
+    validated, so VirtualService matches on ``@request.auth.claims`` see its payload."""
     configs = applicable(ctx, RequestAuthentication, namespace, labels)
     rules = [r for cfg in configs for r in cfg.spec.jwt_rules or []]
     if not rules:
@@ -89,6 +93,7 @@ def jwt_filter(ctx: PushContext, namespace: str, labels: dict[str, str]) -> hcm.
     for i, rule in enumerate(rules):
         name = f"origins-{i}"
         config.providers[name].CopyFrom(_provider(rule, ctx))
+        config.providers[name].clear_route_cache = clear_route_cache
         requirement.requires_any.requirements.add(provider_name=name)
     requirement.requires_any.requirements.add().allow_missing.SetInParent()
     config.rules.add(match=rc.RouteMatch(prefix="/"), requires=requirement)

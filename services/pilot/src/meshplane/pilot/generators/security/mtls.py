@@ -75,11 +75,13 @@ def istio_mutual(sni: str, sans: list[str]) -> tls_pb2.UpstreamTlsContext:
 
 
 def service_sans(ctx: PushContext, svc: Service, port: int) -> list[str]:
-    """SPIFFE IDs of the service accounts running the service's endpoints (sorted, unique)."""
+    """The identities a service's servers may present: its ServiceEntry's ``subjectAltNames`` as
+    written, then the SPIFFE IDs of the service accounts running its endpoints (sorted, unique)."""
     accounts = {
         e.service_account for e in ctx.endpoints(svc.hostname, svc.namespace, port) if e.service_account
     }
-    return sorted(spiffe_id(svc.namespace, sa) for sa in accounts)
+    spiffe = sorted(spiffe_id(svc.namespace, sa) for sa in accounts)
+    return list(svc.subject_alt_names) + [s for s in spiffe if s not in svc.subject_alt_names]
 
 
 def apply_auto_mtls(

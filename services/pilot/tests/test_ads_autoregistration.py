@@ -1,0 +1,109 @@
+"""Auto-registration and health reports on real ADS streams (an in-process Pilot, a real bus):
+a missing WorkloadGroup fails the stream with Istio's FailedPrecondition; a stream that only
+reports health (``meshctl workload-probe``) is not a proxy connection, and its reports become the
+entry's Healthy condition, as reports on the proxy's own stream do."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import grpc
+import pytest
+from envoy.service.discovery.v3 import discovery_pb2
+from google.protobuf import json_format
+
+from meshplane.pilot.app import Pilot
+from meshplane.pilot.generators import common
+from meshplane.pilot.model import workload_entry as we
+from meshplane.pilot.xds.autoregister import HEALTH_TYPE
+from meshplane.proto.bus.v1 import config_pb2
+from meshplane.shared.bus import Buckets
+from meshplane.shared.bus.buckets import config_key, workload_key
+
+from .test_ads_protocol import Client, pilot  # noqa: F401 - the in-process Pilot fixture
+
+pytestmark = pytest.mark.timeout(60)
+
+VM = "sidecar~10.0.0.7~vm-1.default~default.svc.cluster.local"
+KEY = workload_key("default", "db-10.0.0.7")
+
+
+def _request(type_url: str, error: str = "") -> discovery_pb2.DiscoveryRequest:
+    req = discovery_pb2.DiscoveryRequest(type_url=type_url)
+    req.node.id = VM
+    meta = {"AUTO_REGISTER_GROUP": "db", "PROXY_CONFIG": {"readinessProbe": {"tcpSocket": {"port": 5432}}}}
+    json_format.ParseDict(meta, req.node.metadata)
+    if error:
+        req.error_detail.code = 13
+        req.error_detail.message = error
+    return req
+
+
+async def _put_group(buckets: Buckets) -> None:
+    spec = {"template": {"labels": {"app": "db"}, "ports": {"tcp": 5432}}}
+    group = config_pb2.ConfigResource(
+        kind="WorkloadGroup",
+        group="networking.istio.io",
+        version="v1",
+        namespace="default",
+        name="db",
+        spec_json=json.dumps(spec),
+    )
+    await buckets.config.put(config_key("networking.istio.io", "WorkloadGroup", "default", "db"), group)
+
+
+async def _condition(p: Pilot, want: str) -> None:
+    for _ in range(200):
+        entry = p.state.registered.get(KEY)
+        if entry is not None and any(c.type == we.HEALTHY and c.status == want for c in entry.conditions):
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"Healthy never became {want}: {p.state.registered.get(KEY)}")
+
+
+async def test_a_missing_group_fails_the_stream(pilot: tuple[Pilot, Buckets]) -> None:  # noqa: F811
+    p, _ = pilot
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{p.grpc_port}") as channel:
+        c = Client(channel, delta=False)
+        c.requests.put_nowait(_request(common.CLUSTER))
+        with pytest.raises(grpc.aio.AioRpcError) as exc:
+            await c.reader
+        assert exc.value.code() is grpc.StatusCode.FAILED_PRECONDITION
+        assert "cannot find WorkloadGroup default/db" in (exc.value.details() or "")
+
+
+async def test_health_reports_from_either_stream_set_the_condition(pilot: tuple[Pilot, Buckets]) -> None:  # noqa: F811
+    p, buckets = pilot
+    await _put_group(buckets)
+    for _ in range(200):
+        if p.state.group("default", "db") is not None:
+            break
+        await asyncio.sleep(0.02)
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{p.grpc_port}") as channel:
+        proxy = Client(channel, delta=False)
+        proxy.requests.put_nowait(_request(common.CLUSTER))
+        assert (await proxy.recv()).type_url == common.CLUSTER
+        assert p.server is not None and len(p.server.connections) == 1
+        entry: Any = p.state.registered.get(KEY) or await _wait_entry(p)
+        assert entry.entry.annotations[we.HEALTH_CHECKS_ENABLED] == "true"
+        # the prober's own stream: reports only, never a proxy connection
+        prober = Client(channel, delta=False)
+        prober.requests.put_nowait(_request(HEALTH_TYPE))
+        await _condition(p, "True")
+        assert len(p.server.connections) == 1
+        # Istio's agent reports on the proxy's stream: that works too
+        proxy.requests.put_nowait(_request(HEALTH_TYPE, "connect 127.0.0.1:5432: refused"))
+        await _condition(p, "False")
+        prober.call.cancel()
+        proxy.call.cancel()
+        await asyncio.gather(prober.reader, proxy.reader, return_exceptions=True)
+
+
+async def _wait_entry(p: Pilot) -> Any:
+    for _ in range(200):
+        if (entry := p.state.registered.get(KEY)) is not None:
+            return entry
+        await asyncio.sleep(0.02)
+    raise AssertionError("the entry never reached Pilot's state")
