@@ -85,6 +85,22 @@ def test_destination_rule_policy_and_source_metadata() -> None:
     assert source == "/apis/networking.istio.io/v1/namespaces/default/destination-rule/reviews"
 
 
+def test_local_origin_outlier_detection_as_istio_translates_it() -> None:
+    """splitExternalLocalOriginErrors/consecutiveLocalOriginFailures: Envoy's split mode, local
+    failures enforced at 100 %, local-origin success-rate ejection off (as Istio sets them)."""
+    od = {"consecutive5xxErrors": 3, "splitExternalLocalOriginErrors": True, "consecutiveLocalOriginFailures": 4}
+    dr = cfg("DestinationRule", "reviews", {"host": "reviews", "trafficPolicy": {"outlierDetection": od}})
+    cluster = next(c for c in build_clusters(context(dr), SIDECAR) if c.name == f"outbound|9080||{REVIEWS}")
+    out = cluster.outlier_detection
+    assert out.split_external_local_origin_errors is True
+    assert out.consecutive_local_origin_failure.value == 4
+    assert out.enforcing_consecutive_local_origin_failure.value == 100
+    assert out.HasField("enforcing_local_origin_success_rate") and out.enforcing_local_origin_success_rate.value == 0
+    plain = next(c for c in build_clusters(context(DR), SIDECAR) if c.name == f"outbound|9080||{REVIEWS}")
+    assert not plain.outlier_detection.split_external_local_origin_errors
+    assert not plain.outlier_detection.HasField("consecutive_local_origin_failure")
+
+
 def test_subset_endpoints() -> None:
     cla = build_load_assignment(context(DR), f"outbound|9080|v2|{REVIEWS}")
     addresses = [e.endpoint.address.socket_address.address for g in cla.endpoints for e in g.lb_endpoints]

@@ -181,6 +181,13 @@ def _outlier(cluster: cluster_pb2.Cluster, od: OutlierDetection) -> None:
     if od.max_ejection_percent is not None:
         out.max_ejection_percent.value = od.max_ejection_percent
     out.enforcing_success_rate.value = 0  # Istio disables success-rate ejection
+    if od.split_external_local_origin_errors:
+        out.split_external_local_origin_errors = True
+        local = od.consecutive_local_origin_failures
+        if local:
+            out.consecutive_local_origin_failure.value = local
+            out.enforcing_consecutive_local_origin_failure.value = 100
+        out.enforcing_local_origin_success_rate.value = 0  # as success-rate ejection above
     if od.min_health_percent is not None:
         cluster.common_lb_config.healthy_panic_threshold.value = float(od.min_health_percent)
     else:
