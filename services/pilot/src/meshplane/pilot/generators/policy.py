@@ -99,6 +99,8 @@ def apply_policy(
         ch = lb.consistent_hash
         if ch.maglev is not None:
             cluster.lb_policy = cluster_pb2.Cluster.MAGLEV
+            if ch.maglev.table_size:
+                cluster.maglev_lb_config.table_size.value = ch.maglev.table_size
         else:
             cluster.lb_policy = cluster_pb2.Cluster.RING_HASH
             ring = ch.ring_hash.minimum_ring_size if ch.ring_hash else None

@@ -14,6 +14,7 @@ from meshplane.shared.config.checks.ports import check_port
 from meshplane.shared.config.issues import Issues
 from meshplane.shared.config.models.security import JWTRule, PeerAuthentication, RequestAuthentication
 from meshplane.shared.config.rules.context import ObjectContext
+from meshplane.shared.config.rules.notapplied import NOT_APPLIED
 from meshplane.shared.config.rules.selectors import check_selector, check_targets
 
 _PRIVATE_JWK_FIELDS = ("d", "p", "q", "dp", "dq", "qi", "k")
@@ -64,6 +65,8 @@ def _check_jwt_rule(rule: JWTRule, path: str, issues: Issues) -> None:
         for i, value in enumerate(getattr(rule, field) or []):
             if not value:
                 issues.error(f"{path}.{alias}[{i}]", f"{alias} entry must not be empty")
+    if rule.space_delimited_claims:
+        issues.warn(f"{path}.spaceDelimitedClaims", f"{NOT_APPLIED}: jwtRules.spaceDelimitedClaims")
     for i, c2h in enumerate(rule.output_claim_to_headers or []):
         cpath = f"{path}.outputClaimToHeaders[{i}]"
         if not c2h.claim:

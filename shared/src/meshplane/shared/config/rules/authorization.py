@@ -134,6 +134,14 @@ def _check_source(source: Source, path: str, issues: Issues, *, custom: bool) ->
         for i, block in enumerate(getattr(source, field) or []):
             if block and (problem := check_ip_or_cidr(block)):
                 issues.error(f"{path}.{_alias(field)}[{i}]", problem)
+    for field in ("service_accounts", "not_service_accounts"):
+        for i, account in enumerate(getattr(source, field) or []):
+            ns, slash, name = account.partition("/")
+            if not (slash and ns and name) or "/" in name:
+                issues.error(
+                    f"{path}.{_alias(field)}[{i}]",
+                    f"service account {account!r} must be <namespace>/<name>",
+                )
     has_sa = bool(source.service_accounts or source.not_service_accounts)
     if has_sa and (source.principals or source.not_principals or source.namespaces or source.not_namespaces):
         issues.error(path, "serviceAccounts cannot be combined with principals or namespaces")
