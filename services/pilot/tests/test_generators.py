@@ -89,18 +89,30 @@ def test_local_origin_outlier_detection_and_maglev_table_size() -> None:
     """splitExternalLocalOriginErrors/consecutiveLocalOriginFailures: Envoy's split mode, local
     failures enforced at 100 %, local-origin success-rate ejection off (as Istio sets them);
     maglev tableSize: the cluster's maglev_lb_config."""
-    od = {"consecutive5xxErrors": 3, "splitExternalLocalOriginErrors": True, "consecutiveLocalOriginFailures": 4}
+    od = {
+        "consecutive5xxErrors": 3,
+        "splitExternalLocalOriginErrors": True,
+        "consecutiveLocalOriginFailures": 4,
+    }
     dr = cfg("DestinationRule", "reviews", {"host": "reviews", "trafficPolicy": {"outlierDetection": od}})
     cluster = next(c for c in build_clusters(context(dr), SIDECAR) if c.name == f"outbound|9080||{REVIEWS}")
     out = cluster.outlier_detection
     assert out.split_external_local_origin_errors is True
     assert out.consecutive_local_origin_failure.value == 4
     assert out.enforcing_consecutive_local_origin_failure.value == 100
-    assert out.HasField("enforcing_local_origin_success_rate") and out.enforcing_local_origin_success_rate.value == 0
-    maglev = {"host": "reviews", "trafficPolicy": {"loadBalancer": {"consistentHash": {"maglev": {"tableSize": 65537}}}}}
+    assert (
+        out.HasField("enforcing_local_origin_success_rate")
+        and out.enforcing_local_origin_success_rate.value == 0
+    )
+    maglev = {
+        "host": "reviews",
+        "trafficPolicy": {"loadBalancer": {"consistentHash": {"maglev": {"tableSize": 65537}}}},
+    }
     hashed = build_clusters(context(cfg("DestinationRule", "reviews", maglev)), SIDECAR)
     cluster = next(c for c in hashed if c.name == f"outbound|9080||{REVIEWS}")
-    assert cluster.lb_policy == cluster_pb2.Cluster.MAGLEV and cluster.maglev_lb_config.table_size.value == 65537
+    assert (
+        cluster.lb_policy == cluster_pb2.Cluster.MAGLEV and cluster.maglev_lb_config.table_size.value == 65537
+    )
     plain = next(c for c in build_clusters(context(DR), SIDECAR) if c.name == f"outbound|9080||{REVIEWS}")
     assert not plain.outlier_detection.split_external_local_origin_errors
     assert not plain.outlier_detection.HasField("consecutive_local_origin_failure")

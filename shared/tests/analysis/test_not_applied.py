@@ -12,41 +12,76 @@ from meshplane.shared.config import validate_object
 
 NET = "networking.istio.io/v1"
 SEC = "security.istio.io/v1"
-TLS_FILES = {"mode": "MUTUAL", "serverCertificate": "/c.pem", "privateKey": "/k.pem", "caCertificates": "/ca.pem"}
+TLS_FILES = {
+    "mode": "MUTUAL",
+    "serverCertificate": "/c.pem",
+    "privateKey": "/k.pem",
+    "caCertificates": "/ca.pem",
+}
 
 # (kind, apiVersion, spec, the warned field as the warning names it)
 CASES: list[tuple[str, str, dict[str, Any], str]] = [
-    ("DestinationRule", NET, {"host": "a", "trafficPolicy": {"tunnel": {"targetHost": "b", "targetPort": 80}}}, "tunnel"),
-    ("DestinationRule", NET, {"host": "a", "trafficPolicy": {"proxyProtocol": {"version": "V1"}}}, "proxyProtocol"),
+    (
+        "DestinationRule",
+        NET,
+        {"host": "a", "trafficPolicy": {"tunnel": {"targetHost": "b", "targetPort": 80}}},
+        "tunnel",
+    ),
+    (
+        "DestinationRule",
+        NET,
+        {"host": "a", "trafficPolicy": {"proxyProtocol": {"version": "V1"}}},
+        "proxyProtocol",
+    ),
     ("DestinationRule", NET, {"host": "a", "trafficPolicy": {"retryBudget": {"percent": 20}}}, "retryBudget"),
     (
         "DestinationRule",
         NET,
-        {"host": "a", "trafficPolicy": {"loadBalancer": {"simple": "ROUND_ROBIN", "warmup": {"duration": "30s"}}}},
+        {
+            "host": "a",
+            "trafficPolicy": {"loadBalancer": {"simple": "ROUND_ROBIN", "warmup": {"duration": "30s"}}},
+        },
         "loadBalancer.warmup",
     ),
     (
         "DestinationRule",
         NET,
-        {"host": "a", "subsets": [{"name": "v1", "trafficPolicy": {"loadBalancer": {"warmupDurationSecs": "9s"}}}]},
+        {
+            "host": "a",
+            "subsets": [{"name": "v1", "trafficPolicy": {"loadBalancer": {"warmupDurationSecs": "9s"}}}],
+        },
         "loadBalancer.warmupDurationSecs",
     ),
     (
         "DestinationRule",
         NET,
-        {"host": "a", "trafficPolicy": {"tls": {"mode": "SIMPLE", "caCertificates": "/ca.pem", "caCrl": "/crl.pem"}}},
+        {
+            "host": "a",
+            "trafficPolicy": {"tls": {"mode": "SIMPLE", "caCertificates": "/ca.pem", "caCrl": "/crl.pem"}},
+        },
         "tls.caCrl",
     ),
     *[
         (
             "Gateway",
             NET,
-            {"servers": [{"port": {"number": 443, "name": "https", "protocol": "HTTPS"}, "hosts": ["*"], "tls": tls}]},
+            {
+                "servers": [
+                    {
+                        "port": {"number": 443, "name": "https", "protocol": "HTTPS"},
+                        "hosts": ["*"],
+                        "tls": tls,
+                    }
+                ]
+            },
             f"tls.{field}",
         )
         for tls, field in [
             ({"mode": "SIMPLE", "credentialNames": ["a", "b"]}, "credentialNames"),
-            ({"mode": "SIMPLE", "tlsCertificates": [{"serverCertificate": "/c", "privateKey": "/k"}]}, "tlsCertificates"),
+            (
+                {"mode": "SIMPLE", "tlsCertificates": [{"serverCertificate": "/c", "privateKey": "/k"}]},
+                "tlsCertificates",
+            ),
             ({**TLS_FILES, "caCrl": "/crl.pem"}, "caCrl"),
             ({"mode": "MUTUAL", "credentialName": "c", "caCertCredentialName": "ca"}, "caCertCredentialName"),
             ({**TLS_FILES, "verifyCertificateSpki": ["abc="]}, "verifyCertificateSpki"),
@@ -63,13 +98,27 @@ CASES: list[tuple[str, str, dict[str, Any], str]] = [
     (
         "Sidecar",
         NET,
-        {"ingress": [{"port": {"number": 443, "name": "https", "protocol": "HTTPS"}, "tls": {"mode": "SIMPLE", "serverCertificate": "/c", "privateKey": "/k"}}]},
+        {
+            "ingress": [
+                {
+                    "port": {"number": 443, "name": "https", "protocol": "HTTPS"},
+                    "tls": {"mode": "SIMPLE", "serverCertificate": "/c", "privateKey": "/k"},
+                }
+            ]
+        },
         "ingress[0].tls",
     ),
     (
         "Sidecar",
         NET,
-        {"ingress": [{"port": {"number": 80, "name": "http", "protocol": "HTTP"}, "connectionPool": {"tcp": {"maxConnections": 5}}}]},
+        {
+            "ingress": [
+                {
+                    "port": {"number": 80, "name": "http", "protocol": "HTTP"},
+                    "connectionPool": {"tcp": {"maxConnections": 5}},
+                }
+            ]
+        },
         "ingress[0].connectionPool",
     ),
     ("Sidecar", NET, {"egress": [{"hosts": ["./*"], "captureMode": "NONE"}]}, "egress[0].captureMode"),
@@ -82,18 +131,28 @@ CASES: list[tuple[str, str, dict[str, Any], str]] = [
     (
         "VirtualService",
         NET,
-        {"hosts": ["a"], "tcp": [{"match": [{"sourceSubnet": "10.0.0.0/8"}], "route": [{"destination": {"host": "a"}}]}]},
+        {
+            "hosts": ["a"],
+            "tcp": [{"match": [{"sourceSubnet": "10.0.0.0/8"}], "route": [{"destination": {"host": "a"}}]}],
+        },
         "sourceSubnet",
     ),
 ]
 
 
 def _obj(kind: str, version: str, spec: dict[str, Any]) -> dict[str, Any]:
-    return {"apiVersion": version, "kind": kind, "metadata": {"name": "x", "namespace": "default"}, "spec": spec}
+    return {
+        "apiVersion": version,
+        "kind": kind,
+        "metadata": {"name": "x", "namespace": "default"},
+        "spec": spec,
+    }
 
 
 @pytest.mark.parametrize(("kind", "version", "spec", "field"), CASES, ids=[f"{c[0]}-{c[3]}" for c in CASES])
-def test_validate_and_analyze_name_the_field(kind: str, version: str, spec: dict[str, Any], field: str) -> None:
+def test_validate_and_analyze_name_the_field(
+    kind: str, version: str, spec: dict[str, Any], field: str
+) -> None:
     text = f"accepted, not applied by meshplane: {field}"
     result = validate_object(_obj(kind, version, spec))
     assert result.valid, result.errors
@@ -106,9 +165,46 @@ def test_validate_and_analyze_name_the_field(kind: str, version: str, spec: dict
 @pytest.mark.parametrize(
     ("kind", "version", "spec"),
     [
-        ("DestinationRule", NET, {"host": "a", "trafficPolicy": {"outlierDetection": {"splitExternalLocalOriginErrors": True, "consecutiveLocalOriginFailures": 3}, "loadBalancer": {"consistentHash": {"maglev": {"tableSize": 65537}}}}}),
-        ("Sidecar", NET, {"ingress": [{"port": {"number": 80, "name": "http", "protocol": "HTTP"}, "defaultEndpoint": "127.0.0.1:8080"}], "egress": [{"hosts": ["./*"]}]}),
-        ("Gateway", NET, {"servers": [{"port": {"number": 443, "name": "https", "protocol": "HTTPS"}, "hosts": ["*"], "tls": {"mode": "SIMPLE", "credentialName": "c"}}]}),
+        (
+            "DestinationRule",
+            NET,
+            {
+                "host": "a",
+                "trafficPolicy": {
+                    "outlierDetection": {
+                        "splitExternalLocalOriginErrors": True,
+                        "consecutiveLocalOriginFailures": 3,
+                    },
+                    "loadBalancer": {"consistentHash": {"maglev": {"tableSize": 65537}}},
+                },
+            },
+        ),
+        (
+            "Sidecar",
+            NET,
+            {
+                "ingress": [
+                    {
+                        "port": {"number": 80, "name": "http", "protocol": "HTTP"},
+                        "defaultEndpoint": "127.0.0.1:8080",
+                    }
+                ],
+                "egress": [{"hosts": ["./*"]}],
+            },
+        ),
+        (
+            "Gateway",
+            NET,
+            {
+                "servers": [
+                    {
+                        "port": {"number": 443, "name": "https", "protocol": "HTTPS"},
+                        "hosts": ["*"],
+                        "tls": {"mode": "SIMPLE", "credentialName": "c"},
+                    }
+                ]
+            },
+        ),
         ("AuthorizationPolicy", SEC, {"rules": [{"from": [{"source": {"serviceAccounts": ["shop/web"]}}]}]}),
     ],
 )

@@ -20,8 +20,8 @@ from meshplane.shared.config.models.destination_rule import (
     TrafficPolicy,
 )
 from meshplane.shared.config.rules.context import ObjectContext
-from meshplane.shared.config.rules.notapplied import NOT_APPLIED
 from meshplane.shared.config.rules.load_balancer import check_load_balancer
+from meshplane.shared.config.rules.notapplied import NOT_APPLIED
 from meshplane.shared.config.rules.selectors import check_selector
 
 

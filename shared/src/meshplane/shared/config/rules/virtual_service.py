@@ -21,8 +21,8 @@ from meshplane.shared.config.issues import Issues
 from meshplane.shared.config.models.base import IstioModel
 from meshplane.shared.config.models.virtual_service import VirtualService
 from meshplane.shared.config.rules.context import ObjectContext
-from meshplane.shared.config.rules.notapplied import NOT_APPLIED
 from meshplane.shared.config.rules.http_route import check_http_route
+from meshplane.shared.config.rules.notapplied import NOT_APPLIED
 from meshplane.shared.config.rules.routing import (
     applies_to_mesh,
     check_gateway_name,
