@@ -105,6 +105,7 @@ def apply_policy(
             cluster.lb_policy = cluster_pb2.Cluster.RING_HASH
             ring = ch.ring_hash.minimum_ring_size if ch.ring_hash else None
             cluster.ring_hash_lb_config.minimum_ring_size.value = ring or ch.minimum_ring_size or 1024
+    _slow_start(cluster, lb)
     locality = lb.locality_lb_setting
     if (locality is None or locality.enabled is not False) and (
         given(locality) or given(policy.outlier_detection)
@@ -115,6 +116,27 @@ def apply_policy(
     if given(policy.outlier_detection):
         _outlier(cluster, policy.outlier_detection)
     _tls(cluster, policy.tls or ClientTLSSettings(), sni, upstream or UpstreamTls())
+
+
+def _slow_start(cluster: cluster_pb2.Cluster, lb: LoadBalancerSettings) -> None:
+    """``warmup`` (else the older ``warmupDurationSecs``): Envoy's slow start, which only round
+    robin and least request clusters have (Istio sets it on those and nowhere else)."""
+    warmup = lb.warmup
+    window = duration(warmup.duration if warmup is not None else lb.warmup_duration_secs)
+    if window is None or lb.consistent_hash is not None:
+        return
+    if cluster.lb_policy == cluster_pb2.Cluster.ROUND_ROBIN:
+        slow = cluster.round_robin_lb_config.slow_start_config
+    elif cluster.lb_policy == cluster_pb2.Cluster.LEAST_REQUEST:
+        slow = cluster.least_request_lb_config.slow_start_config
+    else:
+        return
+    slow.slow_start_window.CopyFrom(window)
+    if warmup is not None and warmup.minimum_percent is not None:
+        slow.min_weight_percent.value = warmup.minimum_percent
+    if warmup is not None and warmup.aggression is not None:
+        slow.aggression.default_value = warmup.aggression
+        slow.aggression.runtime_key = "upstream.slow_start.aggression"
 
 
 def _connection_pool(cluster: cluster_pb2.Cluster, pool: ConnectionPoolSettings) -> None:

@@ -17,6 +17,7 @@ from meshplane.shared.config.models.destination_rule import (
     H2UpgradePolicy,
     LoadBalancerSettings,
     OutlierDetection,
+    SimpleLB,
     TrafficPolicy,
 )
 from meshplane.shared.config.rules.context import ObjectContext
@@ -119,9 +120,18 @@ def _check_policy_parts(policy: TrafficPolicy | object, path: str, issues: Issue
         if tls.ca_crl:
             issues.warn(f"{path}.tls.caCrl", f"{NOT_APPLIED}: tls.caCrl")
     if isinstance(lb, LoadBalancerSettings):
-        for name, value in (("warmup", lb.warmup), ("warmupDurationSecs", lb.warmup_duration_secs)):
-            if value is not None:
-                issues.warn(f"{path}.loadBalancer.{name}", f"{NOT_APPLIED}: loadBalancer.{name}")
+        _warn_warmup_not_applied(lb, f"{path}.loadBalancer", issues)
+
+
+def _warn_warmup_not_applied(lb: LoadBalancerSettings, path: str, issues: Issues) -> None:
+    """Slow start exists for round robin and least request only (Istio ignores it elsewhere)."""
+    slow_start = lb.consistent_hash is None and lb.simple not in (SimpleLB.RANDOM, SimpleLB.PASSTHROUGH)
+    for name, value in (("warmup", lb.warmup), ("warmupDurationSecs", lb.warmup_duration_secs)):
+        if value is not None and not slow_start:
+            issues.warn(
+                f"{path}.{name}",
+                f"{NOT_APPLIED}: loadBalancer.{name} (slow start is for ROUND_ROBIN and LEAST_REQUEST only)",
+            )
 
 
 def _warn_pool_not_applied(pool: ConnectionPoolSettings, path: str, issues: Issues) -> None:

@@ -61,19 +61,23 @@ def check(sc: Sidecar, ctx: ObjectContext, issues: Issues) -> None:
 
 def _warn_not_applied(sc: Sidecar, issues: Issues) -> None:
     """The Sidecar fields Pilot does not turn into Envoy config (each named where it is set)."""
-    used: list[tuple[str, object]] = [("spec.inboundConnectionPool", sc.inbound_connection_pool)]
+    used: list[tuple[str, object, str]] = [("spec.inboundConnectionPool", sc.inbound_connection_pool, "")]
+    follows = " (listeners follow the proxy's interception mode)"
     for i, ing in enumerate(sc.ingress or []):
+        capture = ing.capture_mode if ing.capture_mode is not CaptureMode.DEFAULT else None
         used += [
-            (f"spec.ingress[{i}].captureMode", ing.capture_mode),
-            (f"spec.ingress[{i}].tls", ing.tls),
-            (f"spec.ingress[{i}].connectionPool", ing.connection_pool),
+            (f"spec.ingress[{i}].captureMode", capture, follows),
+            (f"spec.ingress[{i}].tls", ing.tls, ""),
+            (f"spec.ingress[{i}].connectionPool", ing.connection_pool, ""),
         ]
-    used += [(f"spec.egress[{i}].captureMode", eg.capture_mode) for i, eg in enumerate(sc.egress or [])]
+    for i, eg in enumerate(sc.egress or []):  # NONE is applied: a bound listener
+        capture = eg.capture_mode if eg.capture_mode is CaptureMode.IPTABLES else None
+        used.append((f"spec.egress[{i}].captureMode", capture, follows))
     if sc.outbound_traffic_policy is not None:
-        used.append(("spec.outboundTrafficPolicy.egressProxy", sc.outbound_traffic_policy.egress_proxy))
-    for path, value in used:
+        used.append(("spec.outboundTrafficPolicy.egressProxy", sc.outbound_traffic_policy.egress_proxy, ""))
+    for path, value, why in used:
         if value is not None:
-            issues.warn(path, f"{NOT_APPLIED}: {path.removeprefix('spec.')}")
+            issues.warn(path, f"{NOT_APPLIED}: {path.removeprefix('spec.')}{why}")
 
 
 def _check_port_fields(port: SidecarPort, path: str, issues: Issues, *, number_required: bool) -> None:
