@@ -133,10 +133,48 @@ CASES: list[tuple[str, str, dict[str, Any], str]] = [
     ),
     ("Sidecar", NET, {"egress": [{"hosts": ["./*"], "captureMode": "IPTABLES"}]}, "egress[0].captureMode"),
     (
+        "EnvoyFilter",
+        NET.replace("v1", "v1alpha3"),
+        {
+            "configPatches": [
+                {
+                    "applyTo": "HTTP_FILTER",
+                    "patch": {"operation": "ADD", "filterClass": "AUTHZ", "value": {"name": "x"}},
+                }
+            ]
+        },
+        "patch.filterClass",
+    ),
+    (
+        "AuthorizationPolicy",
+        SEC,
+        {
+            "targetRef": {"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "gw"},
+            "action": "DENY",
+            "rules": [{}],
+        },
+        "targetRef",
+    ),
+    (
+        "RequestAuthentication",
+        SEC,
+        {
+            "targetRefs": [{"kind": "Service", "name": "web"}],
+            "jwtRules": [{"issuer": "i", "jwksUri": "https://i/jwks"}],
+        },
+        "targetRefs",
+    ),
+    (
         "RequestAuthentication",
         SEC,
         {"jwtRules": [{"issuer": "i", "jwksUri": "https://i/jwks", "spaceDelimitedClaims": ["scope"]}]},
         "jwtRules.spaceDelimitedClaims",
+    ),
+    (
+        "RequestAuthentication",
+        SEC,
+        {"jwtRules": [{"issuer": "i", "jwksUri": "https://i/jwks", "timeout": "10s"}]},
+        "jwtRules.timeout",
     ),
     (
         "VirtualService",

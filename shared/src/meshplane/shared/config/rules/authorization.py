@@ -16,7 +16,7 @@ from meshplane.shared.config.models.security import (
     Source,
 )
 from meshplane.shared.config.rules.context import ObjectContext
-from meshplane.shared.config.rules.selectors import check_targets
+from meshplane.shared.config.rules.selectors import check_targets, warn_targets_not_applied
 
 _PLAIN_KEYS = frozenset(
     {
@@ -57,6 +57,7 @@ def _alias(field: str) -> str:
 
 def check(ap: AuthorizationPolicy, ctx: ObjectContext, issues: Issues) -> None:
     check_targets(ap.selector, ap.target_ref, ap.target_refs, issues)
+    warn_targets_not_applied(ap.target_ref, ap.target_refs, issues)
     action = ap.action or Action.ALLOW
     custom = action == Action.CUSTOM
     if action in (Action.DENY, Action.CUSTOM) and ap.rules is None:
