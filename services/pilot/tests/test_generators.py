@@ -85,6 +85,60 @@ def test_destination_rule_policy_and_source_metadata() -> None:
     assert source == "/apis/networking.istio.io/v1/namespaces/default/destination-rule/reviews"
 
 
+def test_local_origin_outlier_detection_and_maglev_table_size() -> None:
+    """splitExternalLocalOriginErrors/consecutiveLocalOriginFailures: Envoy's split mode, local
+    failures enforced at 100 %, local-origin success-rate ejection off (as Istio sets them);
+    maglev tableSize: the cluster's maglev_lb_config."""
+    od = {
+        "consecutive5xxErrors": 3,
+        "splitExternalLocalOriginErrors": True,
+        "consecutiveLocalOriginFailures": 4,
+    }
+    dr = cfg("DestinationRule", "reviews", {"host": "reviews", "trafficPolicy": {"outlierDetection": od}})
+    cluster = next(c for c in build_clusters(context(dr), SIDECAR) if c.name == f"outbound|9080||{REVIEWS}")
+    out = cluster.outlier_detection
+    assert out.split_external_local_origin_errors is True
+    assert out.consecutive_local_origin_failure.value == 4
+    assert out.enforcing_consecutive_local_origin_failure.value == 100
+    assert (
+        out.HasField("enforcing_local_origin_success_rate")
+        and out.enforcing_local_origin_success_rate.value == 0
+    )
+    maglev = {
+        "host": "reviews",
+        "trafficPolicy": {"loadBalancer": {"consistentHash": {"maglev": {"tableSize": 65537}}}},
+    }
+    hashed = build_clusters(context(cfg("DestinationRule", "reviews", maglev)), SIDECAR)
+    cluster = next(c for c in hashed if c.name == f"outbound|9080||{REVIEWS}")
+    assert (
+        cluster.lb_policy == cluster_pb2.Cluster.MAGLEV and cluster.maglev_lb_config.table_size.value == 65537
+    )
+    plain = next(c for c in build_clusters(context(DR), SIDECAR) if c.name == f"outbound|9080||{REVIEWS}")
+    assert not plain.outlier_detection.split_external_local_origin_errors
+    assert not plain.outlier_detection.HasField("consecutive_local_origin_failure")
+
+
+def test_warmup_is_envoy_slow_start_on_round_robin_and_least_request() -> None:
+    warmup = {"duration": "30s", "minimumPercent": 10, "aggression": 2}
+    policies = {
+        "v1": {"loadBalancer": {"simple": "ROUND_ROBIN", "warmup": warmup}},
+        "v2": {"loadBalancer": {"simple": "LEAST_REQUEST", "warmupDurationSecs": "9s"}},
+    }
+    spec = {
+        "host": "reviews",
+        "subsets": [{"name": v, "labels": {"version": v}, "trafficPolicy": p} for v, p in policies.items()],
+        "trafficPolicy": {"loadBalancer": {"simple": "RANDOM", "warmupDurationSecs": "9s"}},
+    }
+    clusters = {c.name: c for c in build_clusters(context(cfg("DestinationRule", "reviews", spec)), SIDECAR)}
+    rr = clusters[f"outbound|9080|v1|{REVIEWS}"].round_robin_lb_config.slow_start_config
+    assert rr.slow_start_window.seconds == 30 and rr.min_weight_percent.value == 10
+    assert rr.aggression.default_value == 2
+    lr = clusters[f"outbound|9080|v2|{REVIEWS}"]
+    assert lr.lb_policy == cluster_pb2.Cluster.LEAST_REQUEST
+    assert lr.least_request_lb_config.slow_start_config.slow_start_window.seconds == 9
+    assert clusters[f"outbound|9080||{REVIEWS}"].WhichOneof("lb_config") is None  # RANDOM: no slow start
+
+
 def test_subset_endpoints() -> None:
     cla = build_load_assignment(context(DR), f"outbound|9080|v2|{REVIEWS}")
     addresses = [e.endpoint.address.socket_address.address for g in cla.endpoints for e in g.lb_endpoints]
@@ -100,6 +154,19 @@ def test_sidecar_listeners_in_redirect_mode() -> None:
     assert listeners["virtualOutbound"].address.socket_address.port_value == 15001
     assert listeners["virtualInbound"].address.socket_address.port_value == 15006
     assert listeners["0.0.0.0_9080"].bind_to_port.value is False
+
+
+def test_egress_capture_mode_none_binds_localhost_on_a_captured_proxy() -> None:
+    """Istio's: an explicit egress port with ``captureMode: NONE`` and no ``bind`` is a listener
+    bound to 127.0.0.1 even when the proxy's traffic is captured by iptables."""
+    port = {"number": 9080, "name": "http", "protocol": "HTTP"}
+    sidecar = cfg("Sidecar", "default", {"egress": [{"port": port, "captureMode": "NONE", "hosts": ["./*"]}]})
+    listeners = {x.name: x for x in build_listeners(context(sidecar), SIDECAR)}
+    assert "127.0.0.1_9080" in listeners and "0.0.0.0_9080" not in listeners
+    assert not listeners["127.0.0.1_9080"].HasField("bind_to_port")  # bound (Envoy's default)
+    default = cfg("Sidecar", "default", {"egress": [{"port": port, "hosts": ["./*"]}]})
+    unbound = {x.name: x for x in build_listeners(context(default), SIDECAR)}["0.0.0.0_9080"]
+    assert unbound.bind_to_port.value is False
 
 
 def test_virtual_inbound_matches_chains_by_port_and_never_hands_off() -> None:

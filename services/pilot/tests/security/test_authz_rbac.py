@@ -93,6 +93,14 @@ def test_sources_and_operations() -> None:
     assert kinds == ["prefix", "suffix", "exact"]
 
 
+def test_service_accounts_match_the_peer_identity_in_any_trust_domain() -> None:
+    rule = {"from": [{"source": {"serviceAccounts": ["shop/web"], "notServiceAccounts": ["shop/web.x"]}}]}
+    policy = build_rule(Rule.model_validate(rule), http=True, deny=False)
+    allow, refuse = policy.principals[0].and_ids.ids
+    assert allow.authenticated.principal_name.safe_regex.regex == r"spiffe://[^/]*/ns/shop/sa/web"
+    assert refuse.not_id.authenticated.principal_name.safe_regex.regex == r"spiffe://[^/]*/ns/shop/sa/web\.x"
+
+
 def test_when_conditions_and_request_principals() -> None:
     rule = {
         "from": [{"source": {"requestPrincipals": ["https://idp.example/alice"]}}],

@@ -32,6 +32,7 @@ from meshplane.pilot.model.config import Port, Service, fqdn, given, host_matche
 from meshplane.pilot.model.proxy import Proxy, ProxyType
 from meshplane.pilot.model.push_context import PushContext, SidecarScope
 from meshplane.shared.config.models import L4MatchAttributes, SidecarPort
+from meshplane.shared.config.models.sidecar import CaptureMode
 from meshplane.shared.config.models.telemetry import WorkloadMode
 
 #: The match of a tcp route that has none: every connection.
@@ -138,7 +139,9 @@ def _outbound(
         p = eg.port
         if p is not None and p.number:
             protocol = p.protocol if p.protocol is not None else "HTTP"
-            explicit.append((p.number, protocol.upper(), eg.bind or bind_default))
+            explicit.append(
+                (p.number, protocol.upper(), eg.bind or _egress_bind(eg.capture_mode, bind_default))
+            )
     catch_all = not explicit or (bind_default == "0.0.0.0" and any(not given(eg.port) for eg in scope.egress))
     http_ports: dict[int, str] = {}
     for number, protocol, address in explicit:
@@ -182,6 +185,12 @@ def _outbound(
     for name, number in sniffed.items():
         detect_http_outbound(out[name], number, f"outbound_{name}")
     return list(out.values())
+
+
+def _egress_bind(capture: CaptureMode | None, bind_default: str) -> str:
+    """An explicit egress port without ``bind``: ``captureMode: NONE`` on a proxy whose traffic is
+    captured is a listener bound to localhost (Istio's); otherwise the proxy's default address."""
+    return "127.0.0.1" if capture is CaptureMode.NONE and bind_default == "0.0.0.0" else bind_default
 
 
 def _merge(out: dict[str, listener_pb2.Listener], lis: listener_pb2.Listener) -> None:

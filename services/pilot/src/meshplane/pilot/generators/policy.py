@@ -99,10 +99,13 @@ def apply_policy(
         ch = lb.consistent_hash
         if ch.maglev is not None:
             cluster.lb_policy = cluster_pb2.Cluster.MAGLEV
+            if ch.maglev.table_size:
+                cluster.maglev_lb_config.table_size.value = ch.maglev.table_size
         else:
             cluster.lb_policy = cluster_pb2.Cluster.RING_HASH
             ring = ch.ring_hash.minimum_ring_size if ch.ring_hash else None
             cluster.ring_hash_lb_config.minimum_ring_size.value = ring or ch.minimum_ring_size or 1024
+    _slow_start(cluster, lb)
     locality = lb.locality_lb_setting
     if (locality is None or locality.enabled is not False) and (
         given(locality) or given(policy.outlier_detection)
@@ -113,6 +116,27 @@ def apply_policy(
     if given(policy.outlier_detection):
         _outlier(cluster, policy.outlier_detection)
     _tls(cluster, policy.tls or ClientTLSSettings(), sni, upstream or UpstreamTls())
+
+
+def _slow_start(cluster: cluster_pb2.Cluster, lb: LoadBalancerSettings) -> None:
+    """``warmup`` (else the older ``warmupDurationSecs``): Envoy's slow start, which only round
+    robin and least request clusters have (Istio sets it on those and nowhere else)."""
+    warmup = lb.warmup
+    window = duration(warmup.duration if warmup is not None else lb.warmup_duration_secs)
+    if window is None or lb.consistent_hash is not None:
+        return
+    if cluster.lb_policy == cluster_pb2.Cluster.ROUND_ROBIN:
+        slow = cluster.round_robin_lb_config.slow_start_config
+    elif cluster.lb_policy == cluster_pb2.Cluster.LEAST_REQUEST:
+        slow = cluster.least_request_lb_config.slow_start_config
+    else:
+        return
+    slow.slow_start_window.CopyFrom(window)
+    if warmup is not None and warmup.minimum_percent is not None:
+        slow.min_weight_percent.value = warmup.minimum_percent
+    if warmup is not None and warmup.aggression is not None:
+        slow.aggression.default_value = warmup.aggression
+        slow.aggression.runtime_key = "upstream.slow_start.aggression"
 
 
 def _connection_pool(cluster: cluster_pb2.Cluster, pool: ConnectionPoolSettings) -> None:
@@ -181,6 +205,13 @@ def _outlier(cluster: cluster_pb2.Cluster, od: OutlierDetection) -> None:
     if od.max_ejection_percent is not None:
         out.max_ejection_percent.value = od.max_ejection_percent
     out.enforcing_success_rate.value = 0  # Istio disables success-rate ejection
+    if od.split_external_local_origin_errors:
+        out.split_external_local_origin_errors = True
+        local = od.consecutive_local_origin_failures
+        if local:
+            out.consecutive_local_origin_failure.value = local
+            out.enforcing_consecutive_local_origin_failure.value = 100
+        out.enforcing_local_origin_success_rate.value = 0  # as success-rate ejection above
     if od.min_health_percent is not None:
         cluster.common_lb_config.healthy_panic_threshold.value = float(od.min_health_percent)
     else:

@@ -14,7 +14,8 @@ from meshplane.shared.config.checks.ports import check_port
 from meshplane.shared.config.issues import Issues
 from meshplane.shared.config.models.security import JWTRule, PeerAuthentication, RequestAuthentication
 from meshplane.shared.config.rules.context import ObjectContext
-from meshplane.shared.config.rules.selectors import check_selector, check_targets
+from meshplane.shared.config.rules.notapplied import NOT_APPLIED
+from meshplane.shared.config.rules.selectors import check_selector, check_targets, warn_targets_not_applied
 
 _PRIVATE_JWK_FIELDS = ("d", "p", "q", "dp", "dq", "qi", "k")
 
@@ -37,6 +38,7 @@ def check_peer(pa: PeerAuthentication, ctx: ObjectContext, issues: Issues) -> No
 
 def check_request(ra: RequestAuthentication, ctx: ObjectContext, issues: Issues) -> None:
     check_targets(ra.selector, ra.target_ref, ra.target_refs, issues)
+    warn_targets_not_applied(ra.target_ref, ra.target_refs, issues)
     for i, rule in enumerate(ra.jwt_rules or []):
         _check_jwt_rule(rule, f"spec.jwtRules[{i}]", issues)
 
@@ -64,6 +66,12 @@ def _check_jwt_rule(rule: JWTRule, path: str, issues: Issues) -> None:
         for i, value in enumerate(getattr(rule, field) or []):
             if not value:
                 issues.error(f"{path}.{alias}[{i}]", f"{alias} entry must not be empty")
+    if rule.timeout is not None:
+        issues.warn(
+            f"{path}.timeout", f"{NOT_APPLIED}: jwtRules.timeout (Pilot fetches every JWKS with a 5s timeout)"
+        )
+    if rule.space_delimited_claims:
+        issues.warn(f"{path}.spaceDelimitedClaims", f"{NOT_APPLIED}: jwtRules.spaceDelimitedClaims")
     for i, c2h in enumerate(rule.output_claim_to_headers or []):
         cpath = f"{path}.outputClaimToHeaders[{i}]"
         if not c2h.claim:

@@ -16,7 +16,7 @@ from meshplane.shared.config.models.security import (
     Source,
 )
 from meshplane.shared.config.rules.context import ObjectContext
-from meshplane.shared.config.rules.selectors import check_targets
+from meshplane.shared.config.rules.selectors import check_targets, warn_targets_not_applied
 
 _PLAIN_KEYS = frozenset(
     {
@@ -57,6 +57,7 @@ def _alias(field: str) -> str:
 
 def check(ap: AuthorizationPolicy, ctx: ObjectContext, issues: Issues) -> None:
     check_targets(ap.selector, ap.target_ref, ap.target_refs, issues)
+    warn_targets_not_applied(ap.target_ref, ap.target_refs, issues)
     action = ap.action or Action.ALLOW
     custom = action == Action.CUSTOM
     if action in (Action.DENY, Action.CUSTOM) and ap.rules is None:
@@ -134,6 +135,14 @@ def _check_source(source: Source, path: str, issues: Issues, *, custom: bool) ->
         for i, block in enumerate(getattr(source, field) or []):
             if block and (problem := check_ip_or_cidr(block)):
                 issues.error(f"{path}.{_alias(field)}[{i}]", problem)
+    for field in ("service_accounts", "not_service_accounts"):
+        for i, account in enumerate(getattr(source, field) or []):
+            ns, slash, name = account.partition("/")
+            if not (slash and ns and name) or "/" in name:
+                issues.error(
+                    f"{path}.{_alias(field)}[{i}]",
+                    f"service account {account!r} must be <namespace>/<name>",
+                )
     has_sa = bool(source.service_accounts or source.not_service_accounts)
     if has_sa and (source.principals or source.not_principals or source.namespaces or source.not_namespaces):
         issues.error(path, "serviceAccounts cannot be combined with principals or namespaces")

@@ -17,11 +17,12 @@ from meshplane.shared.config.models.destination_rule import (
     H2UpgradePolicy,
     LoadBalancerSettings,
     OutlierDetection,
+    SimpleLB,
     TrafficPolicy,
 )
 from meshplane.shared.config.rules.context import ObjectContext
-from meshplane.shared.config.rules.envoy_filter import NOT_APPLIED
 from meshplane.shared.config.rules.load_balancer import check_load_balancer
+from meshplane.shared.config.rules.notapplied import NOT_APPLIED
 from meshplane.shared.config.rules.selectors import check_selector
 
 
@@ -63,6 +64,13 @@ def check_traffic_policy(policy: TrafficPolicy, path: str, issues: Issues) -> No
     if _empty(policy):
         issues.error(path, "traffic policy must have at least one field")
     _check_policy_parts(policy, path, issues)
+    for name, value in (
+        ("tunnel", policy.tunnel),
+        ("proxyProtocol", policy.proxy_protocol),
+        ("retryBudget", policy.retry_budget),
+    ):
+        if value is not None:
+            issues.warn(f"{path}.{name}", f"{NOT_APPLIED}: {name}")
     if policy.tunnel is not None and policy.proxy_protocol is not None:
         issues.error(path, "tunnel and proxyProtocol cannot both be set")
     if policy.tunnel is not None:
@@ -109,6 +117,21 @@ def _check_policy_parts(policy: TrafficPolicy | object, path: str, issues: Issue
         _check_outlier(outlier, f"{path}.outlierDetection", issues)
     if isinstance(tls, ClientTLSSettings):
         _check_tls(tls, f"{path}.tls", issues)
+        if tls.ca_crl:
+            issues.warn(f"{path}.tls.caCrl", f"{NOT_APPLIED}: tls.caCrl")
+    if isinstance(lb, LoadBalancerSettings):
+        _warn_warmup_not_applied(lb, f"{path}.loadBalancer", issues)
+
+
+def _warn_warmup_not_applied(lb: LoadBalancerSettings, path: str, issues: Issues) -> None:
+    """Slow start exists for round robin and least request only (Istio ignores it elsewhere)."""
+    slow_start = lb.consistent_hash is None and lb.simple not in (SimpleLB.RANDOM, SimpleLB.PASSTHROUGH)
+    for name, value in (("warmup", lb.warmup), ("warmupDurationSecs", lb.warmup_duration_secs)):
+        if value is not None and not slow_start:
+            issues.warn(
+                f"{path}.{name}",
+                f"{NOT_APPLIED}: loadBalancer.{name} (slow start is for ROUND_ROBIN and LEAST_REQUEST only)",
+            )
 
 
 def _warn_pool_not_applied(pool: ConnectionPoolSettings, path: str, issues: Issues) -> None:

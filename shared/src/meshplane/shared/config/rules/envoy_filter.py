@@ -10,6 +10,7 @@ from meshplane.shared.config.models.envoy_filter import (
     EnvoyConfigObjectMatch,
     EnvoyConfigObjectPatch,
     EnvoyFilter,
+    FilterClass,
     Operation,
     PatchContext,
 )
@@ -84,6 +85,8 @@ def check(ef: EnvoyFilter, ctx: ObjectContext, issues: Issues) -> None:
 
 
 def _warn_not_applied(cp: EnvoyConfigObjectPatch, path: str, issues: Issues) -> None:
+    if cp.patch is not None and cp.patch.filter_class not in (None, FilterClass.UNSPECIFIED):
+        issues.warn(f"{path}.patch.filterClass", f"{NOT_APPLIED}: patch.filterClass")
     if cp.apply_to is None or cp.patch is None or cp.patch.operation is None:
         return
     op = effective_operation(cp.apply_to, cp.patch.operation)

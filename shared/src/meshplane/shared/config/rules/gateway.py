@@ -14,6 +14,7 @@ from meshplane.shared.config.checks.ports import HTTP_PROTOCOLS, TLS_PROTOCOLS, 
 from meshplane.shared.config.issues import Issues
 from meshplane.shared.config.models.gateway import Gateway, Server, ServerTLSMode, ServerTLSSettings
 from meshplane.shared.config.rules.context import ObjectContext
+from meshplane.shared.config.rules.notapplied import NOT_APPLIED
 
 #: BoringSSL cipher names Envoy accepts in ``cipherSuites`` (PSK suites excluded).
 CIPHER_SUITES = frozenset(
@@ -124,6 +125,7 @@ def _check_server(server: Server, path: str, issues: Issues) -> None:
         port_ok = False
     if server.tls is not None:
         check_server_tls(server.tls, f"{path}.tls", issues)
+        _warn_tls_not_applied(server.tls, f"{path}.tls", issues)
     if not port_ok:
         return
     protocol = (port.protocol or "").upper()
@@ -195,3 +197,20 @@ def check_server_tls(tls: ServerTLSSettings, path: str, issues: Issues) -> None:
         issues.error(f"{path}.privateKey", f"{mode} TLS requires a private key")
     if mode != ServerTLSMode.SIMPLE and not tls.ca_certificates:
         issues.error(f"{path}.caCertificates", f"{mode} TLS requires a client CA bundle")
+
+
+#: Gateway server TLS fields Pilot does not put on the listener's TLS context.
+_TLS_NOT_APPLIED = (
+    ("credential_names", "credentialNames"),
+    ("tls_certificates", "tlsCertificates"),
+    ("ca_crl", "caCrl"),
+    ("ca_cert_credential_name", "caCertCredentialName"),
+    ("verify_certificate_spki", "verifyCertificateSpki"),
+    ("verify_certificate_hash", "verifyCertificateHash"),
+)
+
+
+def _warn_tls_not_applied(tls: ServerTLSSettings, path: str, issues: Issues) -> None:
+    for field, alias in _TLS_NOT_APPLIED:
+        if getattr(tls, field):
+            issues.warn(f"{path}.{alias}", f"{NOT_APPLIED}: tls.{alias}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from meshplane.shared.config.issues import Issues
 from meshplane.shared.config.models.base import PolicyTargetReference, WorkloadSelector
+from meshplane.shared.config.rules.notapplied import NOT_APPLIED
 
 TARGET_KINDS = {
     ("", "Service"),
@@ -49,6 +50,19 @@ def check_targets(
         _check_ref(target_ref, "spec.targetRef", issues)
     for i, ref in enumerate(target_refs or []):
         _check_ref(ref, f"spec.targetRefs[{i}]", issues)
+
+
+def warn_targets_not_applied(
+    target_ref: PolicyTargetReference | None, target_refs: list[PolicyTargetReference] | None, issues: Issues
+) -> None:
+    """A security policy bound by ``targetRef(s)`` applies to no proxy meshplane serves."""
+    for name, value in (("targetRef", target_ref), ("targetRefs", target_refs)):
+        if value:
+            issues.warn(
+                f"spec.{name}",
+                f"{NOT_APPLIED}: {name} (no Gateway API gateways or waypoints: "
+                "the policy applies to no workload)",
+            )
 
 
 def _check_ref(ref: PolicyTargetReference, path: str, issues: Issues) -> None:

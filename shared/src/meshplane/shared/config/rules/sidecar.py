@@ -30,6 +30,7 @@ from meshplane.shared.config.models.sidecar import (
 from meshplane.shared.config.rules.context import ObjectContext
 from meshplane.shared.config.rules.destination_rule import check_connection_pool
 from meshplane.shared.config.rules.gateway import check_server_tls
+from meshplane.shared.config.rules.notapplied import NOT_APPLIED
 from meshplane.shared.config.rules.routing import check_destination
 from meshplane.shared.config.rules.selectors import check_selector_labels
 
@@ -55,6 +56,28 @@ def check(sc: Sidecar, ctx: ObjectContext, issues: Issues) -> None:
     _check_egress(sc, ctx.namespace, issues)
     if sc.outbound_traffic_policy is not None:
         _check_outbound(sc.outbound_traffic_policy, "spec.outboundTrafficPolicy", issues)
+    _warn_not_applied(sc, issues)
+
+
+def _warn_not_applied(sc: Sidecar, issues: Issues) -> None:
+    """The Sidecar fields Pilot does not turn into Envoy config (each named where it is set)."""
+    used: list[tuple[str, object, str]] = [("spec.inboundConnectionPool", sc.inbound_connection_pool, "")]
+    follows = " (listeners follow the proxy's interception mode)"
+    for i, ing in enumerate(sc.ingress or []):
+        capture = ing.capture_mode if ing.capture_mode is not CaptureMode.DEFAULT else None
+        used += [
+            (f"spec.ingress[{i}].captureMode", capture, follows),
+            (f"spec.ingress[{i}].tls", ing.tls, ""),
+            (f"spec.ingress[{i}].connectionPool", ing.connection_pool, ""),
+        ]
+    for i, eg in enumerate(sc.egress or []):  # NONE is applied: a bound listener
+        capture = eg.capture_mode if eg.capture_mode is CaptureMode.IPTABLES else None
+        used.append((f"spec.egress[{i}].captureMode", capture, follows))
+    if sc.outbound_traffic_policy is not None:
+        used.append(("spec.outboundTrafficPolicy.egressProxy", sc.outbound_traffic_policy.egress_proxy, ""))
+    for path, value, why in used:
+        if value is not None:
+            issues.warn(path, f"{NOT_APPLIED}: {path.removeprefix('spec.')}{why}")
 
 
 def _check_port_fields(port: SidecarPort, path: str, issues: Issues, *, number_required: bool) -> None:

@@ -22,6 +22,7 @@ from meshplane.shared.config.models.base import IstioModel
 from meshplane.shared.config.models.virtual_service import VirtualService
 from meshplane.shared.config.rules.context import ObjectContext
 from meshplane.shared.config.rules.http_route import check_http_route
+from meshplane.shared.config.rules.notapplied import NOT_APPLIED
 from meshplane.shared.config.rules.routing import (
     applies_to_mesh,
     check_gateway_name,
@@ -214,4 +215,6 @@ def _check_tcp(vs: VirtualService, issues: Issues) -> None:
             )
             if match.source_subnet and (problem := check_ip_or_cidr(match.source_subnet)):
                 issues.error(f"{mpath}.sourceSubnet", problem)
+            elif match.source_subnet:
+                issues.warn(f"{mpath}.sourceSubnet", f"{NOT_APPLIED}: sourceSubnet")
         check_route_destinations(route.route, path, issues)

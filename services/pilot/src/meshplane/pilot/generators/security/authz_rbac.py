@@ -131,6 +131,14 @@ def _port(value: str) -> rbac_pb2.Permission:
     return rbac_pb2.Permission(destination_port=int(value))
 
 
+def _service_account(value: str) -> rbac_pb2.Principal:
+    """``<namespace>/<name>``: the peer's SPIFFE identity in any trust domain (as ``namespaces``)."""
+    ns, _, name = value.partition("/")
+    regex = r"spiffe://[^/]*/ns/" + re.escape(ns) + "/sa/" + re.escape(name)
+    name_matcher = string_pb2.StringMatcher(safe_regex=regex_pb2.RegexMatcher(regex=regex))
+    return rbac_pb2.Principal(authenticated=rbac_pb2.Principal.Authenticated(principal_name=name_matcher))
+
+
 def _ip_block(value: str) -> rbac_pb2.Principal:
     return rbac_pb2.Principal(direct_remote_ip=cidr_range(value))
 
@@ -156,6 +164,7 @@ Field = tuple[str, Callable[[S], tuple[Values, Values]], Callable[[str], Any], b
 _SOURCE: list[Field[Source]] = [
     ("principals", lambda s: (s.principals, s.not_principals), _principal_name, False),
     ("namespaces", lambda s: (s.namespaces, s.not_namespaces), _namespace, False),
+    ("serviceAccounts", lambda s: (s.service_accounts, s.not_service_accounts), _service_account, False),
     ("ipBlocks", lambda s: (s.ip_blocks, s.not_ip_blocks), _ip_block, False),
     ("remoteIpBlocks", lambda s: (s.remote_ip_blocks, s.not_remote_ip_blocks), _remote_ip_block, True),
     (
