@@ -183,15 +183,17 @@ def start_pilot(
     connect_rate: int,
     profile: str | None = None,
     tls: TlsFiles | None = None,
+    profile_signalled: str | None = None,
 ) -> subprocess.Popen[bytes]:
     """A ``meshplane-pilot`` process pinned to ``cpu``, its output appended to ``log``; ADS over
-    mutual TLS with ``tls``'s certificates, else plaintext."""
+    mutual TLS with ``tls``'s certificates, else plaintext. ``profile``: cProfile over the whole
+    run; ``profile_signalled``: only between SIGUSR1 and SIGUSR2 (``benchmarks.xds.profiled``)."""
     return subprocess.Popen(
         [
             sys.executable,
             *(["-m", "cProfile", "-o", profile] if profile else []),
             "-m",
-            "meshplane.pilot",
+            *(["benchmarks.xds.profiled", profile_signalled] if profile_signalled else ["meshplane.pilot"]),
             "--nats-url",
             nats_url,
             "--grpc-addr",

@@ -7,6 +7,7 @@ endpoint change (EDS only), one new proxy connecting; Pilot's CPU
 seconds and peak RSS. Prints one line per figure.
 
     python -m benchmarks.xds.run [--services 1000] [--proxies 2000] [--loadgens 4] [--tls]
+                                 [--pushes 3] [--profile-pushes FILE]
 
 ``--tls`` serves ADS over mutual TLS (``benchmarks.xds.tls``) and runs the bus with TLS and nkeys
 (``meshplane.shared.bus.pki``), for the cost of TLS on the push.
@@ -18,6 +19,8 @@ import argparse
 import asyncio
 import functools
 import os
+import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -65,6 +68,10 @@ def main() -> int:
     )
     parser.add_argument("--profile", metavar="FILE", help="run Pilot under cProfile, stats written to FILE")
     parser.add_argument(
+        "--profile-pushes", metavar="FILE", help="cProfile Pilot during the full pushes only, stats to FILE"
+    )
+    parser.add_argument("--pushes", type=int, default=3, help="pushes of each kind (full, endpoint)")
+    parser.add_argument(
         "--tls", action="store_true", help="ADS over mutual TLS (client certificates), as proxies use it"
     )
     args = parser.parse_args()
@@ -93,7 +100,9 @@ def main() -> int:
         rate = args.connect_rate
         tls = write_tls_files(tmp / "tls") if args.tls else None
         print(f"ADS: {'mutual TLS' if tls else 'plaintext'}")
-        pilot = start_pilot(nats.url, grpc_port, http_port, pilot_cpu, pilot_log, rate, args.profile, tls)
+        pilot = start_pilot(
+            nats.url, grpc_port, http_port, pilot_cpu, pilot_log, rate, args.profile, tls, args.profile_pushes
+        )
         procs.append(pilot)
         ready = wait_for(lambda: ok(f"http://127.0.0.1:{http_port}/ready"), 120)
         assert ready, (tmp / "pilot.log").read_text()[-2000:]
@@ -127,8 +136,11 @@ def main() -> int:
             ("full push (new service, every changed type)", "service", full_types),
             ("one endpoint change (EDS only)", "endpoint", ("eds",)),
         ):
-            times = []
-            for rep in range(3):
+            times, cpus = [], []
+            profiling = args.profile_pushes and change == "service"
+            if profiling:
+                pilot.send_signal(signal.SIGUSR1)
+            for rep in range(args.pushes):
                 cpu_a = cpu_seconds(pilot.pid)
                 gens = [g for g in procs[1:] if g.poll() is None]
                 load_a = sum(cpu_seconds(g.pid) for g in gens)
@@ -137,13 +149,19 @@ def main() -> int:
                 done = wait_for(functools.partial(events.served_after, t1, n, types), 300)
                 last = max(events.last_after(ty, t1) for ty in types)
                 times.append(last - t1)
+                cpus.append(cpu_seconds(pilot.pid) - cpu_a)
                 print(
                     f"{label} #{rep + 1}: {last - t1:.2f}s to {n} proxies (complete={done}), "
-                    f"pilot cpu {cpu_seconds(pilot.pid) - cpu_a:.2f}s, "
+                    f"pilot cpu {cpus[-1]:.2f}s, "
                     f"load generators cpu {sum(cpu_seconds(g.pid) for g in gens) - load_a:.2f}s"
                 )
                 time.sleep(1.5)
-            print(f"{label}: median {sorted(times)[1]:.2f}s (includes 100 ms debounce)")
+            if profiling:
+                pilot.send_signal(signal.SIGUSR2)
+            print(
+                f"{label}: median {statistics.median(times):.2f}s (includes 100 ms debounce), "
+                f"pilot cpu per push median {statistics.median(cpus):.2f}s"
+            )
 
         t2 = time.time()
         p = loadgen(f"127.0.0.1:{grpc_port}", 1, 10_000_000, load_cpus, args.delta, tls)

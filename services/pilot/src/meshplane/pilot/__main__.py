@@ -7,6 +7,8 @@ import gc
 import os
 import sys
 
+import uvloop
+
 from meshplane.pilot.app import Pilot
 from meshplane.pilot.settings import parse_args
 from meshplane.shared.lifecycle import run_service
@@ -23,6 +25,9 @@ def main(argv: list[str] | None = None) -> int:
     # tasks, requests); with the default young generation (700) the collector ran often enough
     # to take a sixth of Pilot's CPU during a push (py-spy). See also gc.freeze() in app.py.
     gc.set_threshold(GC_GEN0_THRESHOLD, 20, 20)
+    # A push wakes the loop several times per proxy and type (gRPC completions, queues, locks);
+    # uvloop's loop costs about a tenth of Pilot's CPU per push less than asyncio's (BENCHMARKS.md).
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     pilot = Pilot(settings)
     configure_metrics("meshplane-pilot", pilot.metrics.registry, settings.pilot_id)
 

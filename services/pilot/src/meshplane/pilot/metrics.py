@@ -7,14 +7,32 @@ meshplane's own (``pilot_task_failures``, ``pilot_xds_stream_resets``) keep Prom
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TypeVar
 
-from prometheus_client import CollectorRegistry, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from meshplane.pilot.generators import envoyfilter
 from meshplane.shared.tasks import TaskSupervisor
 from meshplane.shared.telemetry.counters import IstioCounter
+
+W = TypeVar("W", Counter, Histogram)
+
+
+class Children(dict[str, W]):
+    """The children of a metric with one label, by label value, each looked up once:
+    ``labels()`` checks its arguments and takes a lock on every call, and a push makes its calls
+    per proxy and type."""
+
+    def __init__(self, metric: W) -> None:
+        super().__init__()
+        self._metric: W = metric
+
+    def __missing__(self, value: str) -> W:
+        child: W = self._metric.labels(value)
+        self[value] = child
+        return child
 
 
 class Metrics:
@@ -32,6 +50,8 @@ class Metrics:
             buckets=(0.01, 0.1, 1, 3, 5, 10, 20, 30),
             registry=r,
         )
+        #: ``pushes`` and ``push_time`` by type (``cds``, ...), for the push path
+        self.pushes_of, self.push_time_of = Children(self.pushes), Children(self.push_time)
         self.convergence = Histogram(
             "pilot_proxy_convergence_time",
             "Delay in seconds between config change and a proxy receiving all required configuration.",

@@ -95,15 +95,12 @@ class StatusPublisher:
                 await self.sweep()
 
     async def _put_all(self, conns: list[Connection]) -> None:
-        # Concurrent puts share socket writes; one at a time cost a syscall and a round trip each.
+        # One round of acknowledgements per batch (``TypedKV.put_many``); a request per record cost
+        # Pilot about three times the CPU.
         for i in range(0, len(conns), STATUS_BATCH):
-            results = await asyncio.gather(
-                *(
-                    self._kv.put(self._key(c.proxy.id), proxy_status(self._pilot_id, c))
-                    for c in conns[i : i + STATUS_BATCH]
-                ),
-                return_exceptions=True,
-            )
+            batch = conns[i : i + STATUS_BATCH]
+            records = [(self._key(c.proxy.id), proxy_status(self._pilot_id, c)) for c in batch]
+            results = await self._kv.put_many(records)
             for exc in {repr(r) for r in results if isinstance(r, Exception)}:
                 log.warning("publishing proxy status failed: %s", exc)
 

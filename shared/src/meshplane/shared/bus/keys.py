@@ -11,21 +11,23 @@ import re
 
 from meshplane.shared.bus.errors import InvalidKey
 
-_SAFE = re.compile(r"[A-Za-z0-9_-]")
+_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
+#: ASCII characters outside the safe set, to their escapes (for ``str.translate``)
+_ASCII_ESCAPES = {c: f"={c:02X}" for c in range(128) if _UNSAFE.fullmatch(chr(c))}
 _ESCAPE = re.compile(r"=([0-9A-F]{2})")
+
+
+def _hex(m: re.Match[str]) -> str:
+    return "".join(f"={b:02X}" for b in m.group().encode())
 
 
 def escape(part: str) -> str:
     """Escape one key part so that it is a single KV token."""
     if not part:
         raise InvalidKey("key parts must not be empty")
-    out: list[str] = []
-    for ch in part:
-        if _SAFE.fullmatch(ch):
-            out.append(ch)
-        else:
-            out.extend(f"={b:02X}" for b in ch.encode())
-    return "".join(out)
+    if part.isascii():  # one pass in C (Pilot makes a key per proxy status record it writes)
+        return part.translate(_ASCII_ESCAPES)
+    return _UNSAFE.sub(_hex, part)
 
 
 def unescape(token: str) -> str:

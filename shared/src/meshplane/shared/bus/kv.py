@@ -25,7 +25,7 @@ import contextlib
 import enum
 import logging
 from collections import deque
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Generic, TypeVar
@@ -37,6 +37,7 @@ from nats.js import api
 from nats.js.errors import KeyDeletedError, KeyNotFoundError, NotFoundError
 from opentelemetry import context as otel_context
 
+from meshplane.shared.bus.batch import publish_many
 from meshplane.shared.bus.client import TRANSIENT_ERRORS, Bus, bounded
 from meshplane.shared.bus.errors import BucketMissing, BusError, InvalidKey
 from meshplane.shared.bus.tracing import extract_context
@@ -93,6 +94,14 @@ class TypedKV(Generic[M]):
         """Store ``value`` under ``key``; returns its revision (stream sequence)."""
         await self.bus.ensure_bucket(self.bucket)
         return await self.bus.publish(self.subject(key), value.SerializeToString(deterministic=True), headers)
+
+    async def put_many(self, items: Sequence[tuple[str, M]]) -> list[int | Exception]:
+        """Store several keys at once (``batch.publish_many``: one round of acknowledgements); each
+        one's revision, or the error that stopped it, in order. For distinct keys."""
+        await self.bus.ensure_bucket(self.bucket)
+        return await publish_many(
+            self.bus, [(self.subject(k), v.SerializeToString(deterministic=True)) for k, v in items]
+        )
 
     async def delete(self, key: str, headers: dict[str, str] | None = None) -> int:
         """Delete ``key`` (a tombstone that watches see as DELETE); returns its revision."""

@@ -162,7 +162,9 @@ class PushContext:
     # ---- lookups -------------------------------------------------------------------------
     def of_kind(self, model: type[M]) -> tuple[Config[M], ...]:
         """The configs whose spec is a ``model`` (the configs of its kind)."""
-        return _of_kind(self.configs, model)
+        # asked per proxy and part by several stages (tens of thousands of calls per push): one
+        # lookup, as ``configs`` holds tuples built with each kind's model (see ``_of_kind``)
+        return self.configs.get(KIND_OF[model], ())  # type: ignore[return-value]
 
     def service(self, hostname: str, viewer_ns: str | None = None) -> Service | None:
         candidates: Sequence[Service] = self._by_host.get(hostname, ())

@@ -195,7 +195,7 @@ class DiscoveryServer:
                 else:
                     await sotw.send(self, conn, type_url, None if req.full else req.eds_hosts)
                 tracing.remember_send(w, req, nonce_before)
-                self.metrics.push_time.labels(gen.short).observe(time.monotonic() - t0)
+                self.metrics.push_time_of[gen.short].observe(time.monotonic() - t0)
 
     def _watches_any(self, conn: Connection, w: Watched, req: PushRequest) -> bool:
         """Whether the proxy's subscription to an endpoint-driven type covers any host of an
@@ -219,7 +219,7 @@ class DiscoveryServer:
         w.version_sent = version
         if not await conn.send(data):
             return False
-        self.metrics.pushes.labels(self.generators[w.type_url].short).inc()
+        self.metrics.pushes_of[self.generators[w.type_url].short].inc()
         self._dirty.add(conn.id)
         return True
 

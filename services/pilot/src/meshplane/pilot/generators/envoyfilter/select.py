@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import logging
 import re
+import weakref
 from collections.abc import Hashable
 from dataclasses import dataclass
 
@@ -139,16 +140,35 @@ def _compile(source: str, cp: EnvoyConfigObjectPatch) -> Compiled | None:
     return Compiled(source, cp, cp.apply_to, op, value)
 
 
+#: Each EnvoyFilter's patches converted once per push context, by (namespace, name): a value's
+#: conversion is a ``json_format.ParseDict``, and the stage asks per proxy and part on every push.
+_CONVERTED: weakref.WeakKeyDictionary[PushContext, dict[tuple[str, str], list[Compiled | None]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _converted(ctx: PushContext, cfg: Config[models.EnvoyFilter]) -> list[Compiled | None]:
+    """``cfg``'s patches, each converted (None: not applied, or skipped and counted)."""
+    by_filter = _CONVERTED.setdefault(ctx, {})
+    found = by_filter.get((cfg.namespace, cfg.name))
+    if found is None:
+        source = f"{cfg.namespace}/{cfg.name}"
+        found = by_filter[(cfg.namespace, cfg.name)] = [
+            _compile(source, cp) for cp in cfg.spec.config_patches or []
+        ]
+    return found
+
+
 def compiled(ctx: PushContext, proxy: Proxy, kinds: frozenset[ApplyTo]) -> list[Compiled]:
     """The proxy's patches of ``kinds``, in order (those whose ``match.proxy`` fails left out)."""
+    if not ctx.of_kind(models.EnvoyFilter):
+        return []  # the common case, asked per proxy and part on every push: skip the stage
     out = []
     for cfg in selected(ctx, proxy):
-        for cp in cfg.spec.config_patches or []:
-            if cp.apply_to not in kinds:
+        for cp, c in zip(cfg.spec.config_patches or [], _converted(ctx, cfg), strict=True):
+            if c is None or cp.apply_to not in kinds:
                 continue
-            if not proxy_matches(cp.match.proxy if cp.match is not None else None, proxy):
-                continue
-            if (c := _compile(f"{cfg.namespace}/{cfg.name}", cp)) is not None:
+            if proxy_matches(cp.match.proxy if cp.match is not None else None, proxy):
                 out.append(c)
     return out
 
