@@ -136,6 +136,7 @@ def test_trust_domain_change_reaches_envoy_sans(kit: Any, nats_module: Any, tmp_
                 "Galley refusing the broken MeshConfig, naming the field",
             )
             assert _bus_trust_domain(url) == "new.example"
+            assert pilot.get("/debug/mesh")["trustDomain"] == "new.example"
             assert _mtls_sans(envoy, port) == [f"spiffe://new.example/ns/{NS}/sa/web-sa"]
             assert galley.proc.poll() is None and pilot.proc.poll() is None and envoy.proc.poll() is None
         finally:
