@@ -116,6 +116,8 @@ def test_cli_writes_yaml_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]
             "--labels",
             "istio=ingressgateway",
             "--xds-plaintext",
+            "--revision",
+            "canary",
             "-o",
             str(out),
         ]
@@ -124,6 +126,7 @@ def test_cli_writes_yaml_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     text = out.read_text()
     boot = yaml.safe_load(text)
     assert boot["node"]["metadata"]["LABELS"] == {"istio": "ingressgateway"}
+    assert boot["node"]["metadata"]["ISTIO_REVISION"] == "canary"  # Istio's node metadata name
     assert "&id" not in text and "*id" not in text  # no YAML anchors: the file reads as written
     sds = ["bootstrap", "--sds-socket", str(tmp_path / "sds.sock"), "--sds-token-path", "/t", "-o", str(out)]
     assert main(sds) == 0  # the SDS cluster shares the xds-grpc cluster's protocol options

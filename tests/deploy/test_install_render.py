@@ -221,3 +221,57 @@ def test_fields_not_applied_are_warned() -> None:
     assert done.returncode == 0, done.stderr
     assert "Warning: spec.meshConfig.enablePrometheusMerge: accepted, not applied by meshplane" in done.stderr
     assert "Warning: spec.values.global.network: accepted, not applied by meshplane" in done.stderr
+
+
+def test_a_revision_renders_only_its_pilot_and_its_injector(default: Manifests) -> None:
+    """``--revision canary``: Pilot as pilot-canary (selected by its revision, --revision passed)
+    and the canary's injector calling Galley at /inject/rev/canary; everything else is shared with
+    the default install, which keeps its names."""
+    canary = objects("--revision", "canary")
+    assert {(o["kind"], o["metadata"]["name"]) for o in canary} == {
+        ("Deployment", "pilot-canary"),
+        ("Service", "pilot-canary"),
+        ("PodDisruptionBudget", "pilot-canary"),
+        ("HorizontalPodAutoscaler", "pilot-canary"),
+        ("MutatingWebhookConfiguration", "meshplane-sidecar-injector-canary"),
+    }
+    assert list(canary)[-1]["kind"] == "MutatingWebhookConfiguration"  # applied once Pilot is there
+    for obj in canary:
+        labels = obj["metadata"]["labels"]
+        assert labels["istio.io/rev"] == "canary" and labels["operator.istio.io/component"] == "Pilot"
+    (deploy,) = canary.of_kind("Deployment")
+    pod = deploy["spec"]["template"]
+    assert deploy["spec"]["selector"]["matchLabels"] == {
+        "app.kubernetes.io/name": "pilot",
+        "istio.io/rev": "canary",
+    }
+    assert pod["metadata"]["labels"]["istio.io/rev"] == "canary"
+    assert pod["spec"]["serviceAccountName"] == "pilot"  # shared: one SPIFFE ID and bus identity
+    assert "--revision=canary" in pod["spec"]["containers"][0]["args"]
+    (service,) = canary.of_kind("Service")
+    assert service["spec"]["selector"] == {"app.kubernetes.io/name": "pilot", "istio.io/rev": "canary"}
+    (hpa,) = canary.of_kind("HorizontalPodAutoscaler")
+    assert hpa["spec"]["scaleTargetRef"]["name"] == "pilot-canary"
+    (injector,) = canary.of_kind("MutatingWebhookConfiguration")
+    assert [w["name"] for w in injector["webhooks"]] == [
+        "rev.namespace.sidecar-injector.istio.io",
+        "rev.object.sidecar-injector.istio.io",
+    ]
+    for webhook in injector["webhooks"]:
+        assert webhook["clientConfig"]["service"]["path"] == "/inject/rev/canary"
+        expressions = [
+            *webhook["namespaceSelector"]["matchExpressions"],
+            *webhook["objectSelector"]["matchExpressions"],
+        ]
+        assert {"key": "istio.io/rev", "operator": "In", "values": ["canary"]} in expressions
+    # the default's Service and PDB select only the default's pods
+    (default_service,) = [o for o in default.of_kind("Service") if o["metadata"]["name"] == "pilot"]
+    assert default_service["spec"]["selector"]["istio.io/rev"] == "default"
+
+
+def test_a_revision_without_pilot_and_a_shared_mesh_config_are_named() -> None:
+    err = refused("--revision", "canary", "--set", "components.pilot.enabled=false")
+    assert "components.pilot is disabled, so this revision would have nothing to install" in err
+    done = generate("--revision", "canary", "--set", "meshConfig.accessLogFile=/dev/stdout")
+    assert done.returncode == 0, done.stderr
+    assert "spec.meshConfig: not applied by revision 'canary': the mesh config is shared" in done.stderr

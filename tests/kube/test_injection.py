@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import base64
 import copy
+import json
+import ssl
 import subprocess
 import sys
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -244,6 +247,36 @@ def test_an_injection_error_refuses_the_pod_with_galleys_reason(
     assert core.create_namespaced_pod(namespaces["plain"], pod).metadata.name == "bad"
 
 
+def revision_answer(galley: Galley, revision: str) -> tuple[bool, str]:
+    """Galley's answer to a pod review POSTed to ``/inject/rev/<revision>``."""
+    pod = {
+        "metadata": {"name": "p", "namespace": "default"},
+        "spec": {"containers": [{"name": "a", "image": "a"}]},
+    }
+    review = {
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": str(uuid.uuid4()),
+            "kind": {"group": "", "version": "v1", "kind": "Pod"},
+            "resource": {"group": "", "version": "v1", "resource": "pods"},
+            "namespace": "default",
+            "operation": "CREATE",
+            "object": pod,
+        },
+    }
+    context = ssl.create_default_context(cafile=str(galley.cert))
+    context.check_hostname = False  # its certificate names the Service; the CA is still checked
+    request = urllib.request.Request(  # noqa: S310 (https to this test's galley)
+        f"https://127.0.0.1:{galley.webhook_port}/inject/rev/{revision}",
+        data=json.dumps(review).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, context=context, timeout=10) as resp:  # noqa: S310
+        answer = json.loads(resp.read())["response"]
+    return answer["allowed"], (answer.get("status") or {}).get("message", "")
+
+
 def test_galley_in_kubernetes_mode_publishes_its_ca_on_the_injector_configuration(
     kube_api: Any,
     kube_cluster: KubeCluster,
@@ -291,6 +324,22 @@ def test_galley_in_kubernetes_mode_publishes_its_ca_on_the_injector_configuratio
         wait_until(injected, "a pod injected through the published CA")
         webhooks = admission.read_mutating_webhook_configuration(name).webhooks
         assert {w.failure_policy for w in webhooks} == {"Fail"}  # as installed, untouched
+        # a revision's path: refused until the cluster has that revision's injector
+        assert revision_answer(galley, "canary") == (
+            False,
+            "injection failed: revision 'canary' is not installed (no sidecar injector configuration for it)",
+        )
+        canary = copy.deepcopy(config)
+        canary["metadata"] = {
+            "name": f"canary-{kube_namespace}",
+            "labels": {"app": "sidecar-injector", "istio.io/rev": "canary"},
+        }
+        canary["webhooks"] = []  # only its labels matter to galley
+        admission.create_mutating_webhook_configuration(canary)
+        try:
+            assert revision_answer(galley, "canary") == (True, "")
+        finally:
+            admission.delete_mutating_webhook_configuration(canary["metadata"]["name"])
     finally:
         admission.delete_mutating_webhook_configuration(name)
         galley.stop()

@@ -18,7 +18,7 @@ import pytest
 import yaml
 from kubernetes import dynamic
 
-from meshplane.shared.testing.kubeenv import KubeCluster
+from meshplane.shared.testing.kubeenv import KubeCluster, wait_until
 from meshplane.shared.testing.kubefixtures import private_cluster
 
 pytestmark = [pytest.mark.integration, pytest.mark.kube, pytest.mark.xdist_group("install")]
@@ -137,7 +137,10 @@ def test_install_upgrade_and_uninstall(cluster: KubeCluster, dyn: Any) -> None:
     assert any(k[0] == "CustomResourceDefinition" for k in left)
     done = meshctl(cluster, "uninstall", "-y", "--purge")
     assert done.returncode == 0, done.stdout + done.stderr
-    assert {k[0] for k in installed(dyn, every_kind)} == {"Namespace"}
+    # a deleted CRD lingers until the API server's finalizer has cleaned up (asynchronous)
+    wait_until(
+        lambda: {k[0] for k in installed(dyn, every_kind)} == {"Namespace"}, "the CRDs deleted by --purge"
+    )
 
 
 def test_unreachable_cluster_and_missing_choice_are_usage_errors(

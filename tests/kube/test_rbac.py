@@ -85,6 +85,8 @@ ALLOWED: dict[str, list[Ask]] = {
         Ask("patch", "admissionregistration.k8s.io", "validatingwebhookconfigurations", "", WEBHOOK_CONFIG),
         # the injector's caBundle (istiod's webhook cert patcher)
         Ask("patch", "admissionregistration.k8s.io", "mutatingwebhookconfigurations", "", INJECTOR_CONFIG),
+        # which revisions have an injector (POST /inject/rev/<rev>)
+        Ask("list", "admissionregistration.k8s.io", "mutatingwebhookconfigurations"),
     ],
     "pilot": [],
     "citadel": [

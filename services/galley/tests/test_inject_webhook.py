@@ -186,3 +186,33 @@ async def test_pods_with_fields_of_every_wrong_type_are_answered_never_5xx(
                 if not response["allowed"]:
                     assert response["status"]["message"].startswith("injection failed: "), (path, value)
                     assert "internal error" not in response["status"]["message"], (path, value)
+
+
+async def test_the_revision_path_injects_for_that_revision(webhook: httpx.AsyncClient) -> None:
+    """``/inject/rev/canary`` (what the canary's and its tags' webhooks call): the proxy talks to
+    Pilot ``pilot-canary`` and the pod records the revision; ``/inject`` stays the default's."""
+    original = pod()
+    resp = await webhook.post("/inject/rev/canary", content=encode(review(original)), headers=JSON)
+    response = resp.json()["response"]
+    assert response["allowed"] is True, response
+    patched = apply(original, json.loads(base64.b64decode(response["patch"])))
+    proxy = next(c for c in patched["spec"]["containers"] if c["name"] == "istio-proxy")
+    script = proxy["command"][-1]
+    assert "--pilot pilot-canary.meshplane-system.svc:" in script and "--revision canary " in script
+    annotations = patched["metadata"]["annotations"]
+    assert annotations["istio.io/rev"] == "canary"
+    assert json.loads(annotations["sidecar.istio.io/status"])["revision"] == "canary"
+    default = apply(original, json.loads(base64.b64decode((await answer(webhook, original))["patch"])))
+    script = next(c for c in default["spec"]["containers"] if c["name"] == "istio-proxy")["command"][-1]
+    assert "--pilot pilot.meshplane-system.svc:" in script and "--revision default " in script
+    assert default["metadata"]["annotations"]["istio.io/rev"] == "default"
+
+
+async def test_a_revision_that_is_not_a_dns_label_is_refused(webhook: httpx.AsyncClient) -> None:
+    resp = await webhook.post("/inject/rev/Canary_1", content=encode(review(pod())), headers=JSON)
+    assert resp.status_code == 200
+    response = resp.json()["response"]
+    assert response["allowed"] is False
+    assert response["status"]["message"] == (
+        "injection failed: revision 'Canary_1' in the path is not a DNS label"
+    )

@@ -75,6 +75,8 @@ class BootstrapOptions:
     #: the effective ProxyConfig (mesh form): its stats matcher and ``ISTIO_META_*`` proxyMetadata
     #: go into the bootstrap, the whole into node metadata ``PROXY_CONFIG`` (as Istio's agent)
     proxy_config: dict[str, Any] = field(default_factory=dict)
+    #: the control-plane revision that injected the proxy: node metadata ``ISTIO_REVISION``
+    revision: str = ""
     #: a VM's node metadata, and its relay socket for ``meshctl workload-probe`` (``ctl.vm``)
     extra_metadata: dict[str, Any] = field(default_factory=dict)
     xds_relay_socket: str = ""
@@ -178,6 +180,8 @@ def render_bootstrap(opts: BootstrapOptions) -> dict[str, Any]:
         "MESHPLANE_VERSION": __version__,
         **opts.extra_metadata,
     }
+    if opts.revision:
+        metadata["ISTIO_REVISION"] = opts.revision
     if opts.proxy_config:
         metadata["PROXY_CONFIG"] = opts.proxy_config
     proxy = ProxySettings.of(opts.proxy_config)
@@ -359,6 +363,11 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help="NONE: no iptables, listeners bind the workload IP (local mesh)",
     )
     p.add_argument("--locality", default="", help="REGION/ZONE/SUBZONE of the workload")
+    p.add_argument(
+        "--revision",
+        default="",
+        help="the control-plane revision of the proxy (node metadata ISTIO_REVISION)",
+    )
     proxysettings.add_flags(p)
     add_vm_arguments(p)
     p.add_argument("-o", "--output", default="-", help="file to write (default: stdout)")
@@ -388,6 +397,7 @@ def run(args: argparse.Namespace) -> int:
             interception=args.interception,
             locality=args.locality,
             proxy_config=proxy_config,
+            revision=args.revision,
             extra_metadata=vm.metadata,
             xds_relay_socket=vm.relay_socket,
         )

@@ -19,7 +19,7 @@ from meshplane.ctl.manifest import add_install_inputs, render_inputs
 from meshplane.shared.version import __version__
 
 
-def _cluster_flags(p: argparse.ArgumentParser) -> None:
+def cluster_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "-y", "--skip-confirmation", action="store_true", help="do not ask before changing the cluster"
     )
@@ -34,7 +34,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     ):
         p = sub.add_parser(verb, help=text)
         add_install_inputs(p)
-        _cluster_flags(p)
+        cluster_flags(p)
         p.add_argument(
             "--readiness-timeout",
             type=float,
@@ -45,7 +45,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         p.add_argument("--dry-run", action="store_true", help="print what would be applied, change nothing")
         p.set_defaults(func=run_install, verb=verb)
     p = sub.add_parser("uninstall", help="remove what meshctl install made")
-    _cluster_flags(p)
+    cluster_flags(p)
     p.add_argument("-r", "--revision", help="remove this revision's objects")
     p.add_argument("--purge", action="store_true", help="remove every revision's objects and the CRDs")
     p.add_argument(
@@ -54,7 +54,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.set_defaults(func=run_uninstall, verb="uninstall")
 
 
-def _confirm(args: argparse.Namespace, question: str) -> bool:
+def confirm(args: argparse.Namespace, question: str) -> bool:
     if args.skip_confirmation:
         return True
     print(f"{question} Proceed? (y/N) ", end="", flush=True)
@@ -74,10 +74,10 @@ def run_install(args: argparse.Namespace) -> int:
             print(f"would apply {describe(key(obj))}")
         return EXIT_OK
     question = f'This will {args.verb} meshplane {__version__} with the profile "{profile}" into the cluster.'
-    if not _confirm(args, question):
+    if not confirm(args, question):
         print("Cancelled.")
         return EXIT_FINDINGS
-    return _with_cluster(args, lambda cluster: _install(cluster, manifests, op, rendered.objects, args))
+    return with_cluster(args, lambda cluster: _install(cluster, manifests, op, rendered.objects, args))
 
 
 def _install(
@@ -90,6 +90,10 @@ def _install(
     labels: dict[str, str] = next((o["metadata"]["labels"] for o in objects if o["kind"] != "Namespace"), {})
     owner, revision = labels.get(LABEL_OWNER, ""), labels.get(LABEL_REV, "default")
     secrets.prepare(cluster, objects)
+    if revision != "default":
+        from meshplane.ctl.install import tags
+
+        tags.share_ca_bundle(objects, tags.injectors(cluster), revision)
     pruned = ops.install(
         cluster, objects, installable_kinds(manifests), owner, revision, args.readiness_timeout
     )
@@ -117,21 +121,35 @@ def run_uninstall(args: argparse.Namespace) -> int:
         error("uninstall", str(exc))
         return EXIT_USAGE
     what = "every meshplane revision and the CRDs" if args.purge else f"meshplane revision {args.revision!r}"
-    if not _confirm(args, f"This will remove {what} from the cluster."):
+    if not confirm(args, f"This will remove {what} from the cluster."):
         print("Cancelled.")
         return EXIT_FINDINGS
 
     def remove(cluster: Any) -> int:
+        from meshplane.ctl.install import tags
+
+        others = sorted(set(tags.injectors(cluster).revisions) - {"default"})
+        only = None
+        if args.revision == "default" and not args.purge and others:
+            # the default install holds the shared parts (Galley, the bus, Citadel, CNI, CRDs,
+            # gateways): while other revisions use them, only the default's own parts go
+            only = ops.REVISION_OWN
+            print(f"  keeping the shared parts: revision(s) {', '.join(others)} use them")
         removed = ops.uninstall(
-            cluster, kinds | {("v1", "Secret")}, None, None if args.purge else args.revision, purge=args.purge
+            cluster,
+            kinds | {("v1", "Secret")},
+            None,
+            None if args.purge else args.revision,
+            purge=args.purge,
+            only=only,
         )
         print(f"✔ Uninstall complete: {len(removed)} objects removed")
         return EXIT_OK
 
-    return _with_cluster(args, remove)
+    return with_cluster(args, remove)
 
 
-def _with_cluster(args: argparse.Namespace, body: Any) -> int:
+def with_cluster(args: argparse.Namespace, body: Any) -> int:
     from kubernetes.client.exceptions import ApiException
     from kubernetes.dynamic.exceptions import DynamicApiError
     from urllib3.exceptions import HTTPError

@@ -71,6 +71,7 @@ VERBS = [
     Verb("upgrade", "meshplane.ctl.installcmd", "upgrade an install in place"),
     Verb("uninstall", "meshplane.ctl.installcmd", "remove what meshctl install made"),
     Verb("manifest", "meshplane.ctl.manifest", "print the Kubernetes objects of an install"),
+    Verb("tag", "meshplane.ctl.tag", "manage revision tags (set, generate, list, remove)"),
     Verb(
         "bus-credentials",
         "meshplane.ctl.buscredentials",

@@ -162,11 +162,26 @@ def prune(
     return pruned
 
 
+#: What a revision owns alone: its Pilot (component ``Pilot``) and its sidecar injector.
+REVISION_OWN = frozenset({"Pilot", "MutatingWebhookConfiguration"})
+
+
 def uninstall(
-    cluster: Cluster, kinds: set[tuple[str, str]], owner: str | None, revision: str | None, *, purge: bool
+    cluster: Cluster,
+    kinds: set[tuple[str, str]],
+    owner: str | None,
+    revision: str | None,
+    *,
+    purge: bool,
+    only: frozenset[str] | None = None,
 ) -> list[Key]:
-    """Delete every object of this install (CRDs too with ``purge``), gateways first, Base last."""
+    """Delete every object of this install (CRDs too with ``purge``), gateways first, Base last;
+    with ``only``, just the objects whose component or kind it names."""
     found = cluster.installed(kinds - {("v1", "Namespace")}, owner, revision)
+    if only is not None:
+        found = [
+            o for o in found if o["kind"] in only or o["metadata"]["labels"].get(LABEL_COMPONENT) in only
+        ]
     found.sort(key=lambda o: -COMPONENT_ORDER.index(o["metadata"]["labels"].get(LABEL_COMPONENT, "Base")))
     removed = []
     for obj in found:

@@ -17,6 +17,9 @@ chooses and adjusts them:
 * each enabled gateway: ``k8s/gateway`` renamed and moved to its namespace, with a copy of the
   mesh config.
 
+A revision other than ``default`` renders only its own parts (Pilot ``pilot-<rev>`` and its
+sidecar injector; :mod:`.revision`): the rest is shared with the default install.
+
 Every object carries Istio's install labels (``operator.istio.io/component``,
 ``install.operator.istio.io/owning-resource``, and ``istio.io/rev`` on all but namespaces), by
 which uninstall and upgrade find it.
@@ -33,6 +36,7 @@ from typing import Any
 import yaml
 
 from meshplane.ctl.install import kustomize
+from meshplane.ctl.install import revision as revisioned
 from meshplane.ctl.install.setflags import merge
 from meshplane.ctl.install.spec import Component, GatewayComponent, InstallError, IstioOperator, K8sSpec
 from meshplane.shared.meshconfig import MeshConfigError, parse_mesh_config
@@ -73,11 +77,7 @@ class Rendered:
 
 def render(manifests: Path, op: IstioOperator) -> Rendered:
     spec = op.spec
-    if spec.revision not in (None, "", "default"):
-        raise InstallError(
-            f"revision {spec.revision!r}: revisioned control planes are not supported by this "
-            "meshctl yet; install without --revision"
-        )
+    revision = spec.revision or "default"
     comps = spec.components
     glob = spec.values.global_ if spec.values else None
     namespace = (glob.istio_namespace if glob else None) or op.metadata.namespace or BASE_NAMESPACE
@@ -115,6 +115,8 @@ def render(manifests: Path, op: IstioOperator) -> Rendered:
         if gw.enabled:
             kind = "IngressGateways" if id(gw) in ingress else "EgressGateways"
             out.objects.extend(_gateway(manifests, gw, kind, mesh, hub, tag, pull))
+    if revision != "default":
+        out.objects = _revision_only(out, spec.mesh_config is not None, revision)
     if namespace != BASE_NAMESPACE:
         out.objects = [_rename(o, BASE_NAMESPACE, namespace) for o in out.objects]
     owner = op.metadata.name or "installed-state"
@@ -132,8 +134,24 @@ def render(manifests: Path, op: IstioOperator) -> Rendered:
         # On a Namespace, istio.io/rev would enrol its pods in that revision's injection: the
         # control plane's own pods must never be injected.
         if obj["kind"] != "Namespace":
-            labels[LABEL_REV] = spec.revision or "default"
+            labels[LABEL_REV] = revision
     return out
+
+
+def _revision_only(out: Rendered, mesh_config: bool, revision: str) -> list[Manifest]:
+    """A revision's own objects (:mod:`.revision`); what it shares is named, not duplicated."""
+    objects = revisioned.select(out.objects, revision)
+    if not objects:
+        raise InstallError(
+            f"revision {revision!r}: components.pilot is disabled, so this revision would have "
+            "nothing to install (a revision is its Pilot and its injector)"
+        )
+    if mesh_config:
+        out.warnings.append(
+            f"spec.meshConfig: not applied by revision {revision!r}: the mesh config is shared by "
+            "every revision (change it with the default revision's install)"
+        )
+    return objects
 
 
 def _component_of(source: Path, base: Path) -> str:

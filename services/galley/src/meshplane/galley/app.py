@@ -162,9 +162,11 @@ class Galley:
                 critical.append("directory-watch")
             else:
                 # imported here: the Kubernetes client is a fifth of galley's start-up in directory mode
+                from meshplane.galley.revisions import InstalledRevisions
                 from meshplane.galley.sources.kubernetes import KubernetesSource, api_client
 
                 kube_api = api_client(s.kube_api)
+                self.state.revision_installed = InstalledRevisions(kube_api).installed
                 kube = KubernetesSource(kube_api, self.apply, tasks=tasks)
                 self.state.sources = kube.status
                 self.state.analysis = self._analysis_view

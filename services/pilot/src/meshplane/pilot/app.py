@@ -52,7 +52,11 @@ class Pilot:
         self.settings = settings
         self.metrics = Metrics()
         self.state = State(
-            settings.root_namespace, settings.mesh, settings.enable_workload_entry, settings.health_checks
+            settings.root_namespace,
+            settings.mesh,
+            settings.enable_workload_entry,
+            settings.health_checks,
+            revision=settings.revision,
         )
         self.server: DiscoveryServer | None = None
         self.debouncer: Debouncer | None = None

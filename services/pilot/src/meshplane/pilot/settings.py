@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -15,6 +16,8 @@ from meshplane.shared.meshconfig import (
     add_mesh_config_flag,
     mesh_config_from_args,
 )
+
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 
 
 def _duration(name: str, raw: str) -> float:
@@ -78,6 +81,9 @@ class Settings:
     root_namespace: str = DEFAULT_ROOT_NAMESPACE
     #: the whole MeshConfig (``--mesh-config``): access logging and the fields above
     mesh: MeshConfig = MeshConfig()
+    #: this control plane's revision (``--revision``, env ``REVISION``): config labelled
+    #: ``istio.io/rev`` with another value is not read (Istio's LabelsInRevision)
+    revision: str = "default"
     #: VM support (Istio's names): WorkloadEntry endpoints and WorkloadGroup auto-registration as a
     #: whole, then auto-registration and health checks each; see ``xds.autoregister``
     enable_workload_entry: bool = True
@@ -182,8 +188,16 @@ def parse_args(argv: list[str] | None, env: Mapping[str, str]) -> Settings:
         help="serve ADS without TLS or client authentication (tests and benchmarks only: anyone who "
         "reaches the port can read any proxy's config)",
     )
+    parser.add_argument(
+        "--revision",
+        default=env.get("REVISION", "") or "default",
+        help="this Pilot's control-plane revision: config labelled istio.io/rev=<other> is ignored, "
+        "unlabelled config is read by every revision (env REVISION; default: default)",
+    )
     add_mesh_config_flag(parser)
     args = parser.parse_args(argv)
+    if not _DNS_LABEL.match(args.revision):
+        parser.error(f"--revision {args.revision!r}: not a DNS label (lower case letters, digits and '-')")
     mesh = mesh_config_from_args(parser, args.mesh_config)
     chosen = [
         flag
@@ -229,6 +243,7 @@ def parse_args(argv: list[str] | None, env: Mapping[str, str]) -> Settings:
         "tls_client_ca": args.tls_client_ca,
         "root_namespace": mesh.root_namespace,
         "mesh": mesh,
+        "revision": args.revision,
     }
     if args.id:
         overrides["pilot_id"] = args.id

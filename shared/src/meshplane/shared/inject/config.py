@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from meshplane.shared.version import __version__
@@ -59,3 +59,14 @@ class InjectorConfig:
     #: ``enabled``: inject unless a pod opts out; ``disabled``: only pods that opt in
     policy: str = "enabled"
     revision: str = "default"
+
+    def for_revision(self, revision: str) -> InjectorConfig:
+        """This injector as revision ``revision``'s: its proxies get Pilot ``pilot-<revision>``
+        (the revision's Service, next to the default's, same port) and record the revision.
+        Citadel, the image and capture are shared by every revision."""
+        if revision == self.revision:
+            return self
+        host, sep, port = self.pilot.rpartition(":")
+        first, dot, rest = (host if sep else self.pilot).partition(".")
+        pilot = f"{first}-{revision}{dot}{rest}" + (f":{port}" if sep else "")
+        return replace(self, pilot=pilot, revision=revision)

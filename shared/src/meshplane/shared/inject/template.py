@@ -127,7 +127,7 @@ def proxy_container(
         '--node-id "sidecar~${INSTANCE_IP}~${POD_NAME}.${POD_NAMESPACE}~${POD_NAMESPACE}.svc.cluster.local" '
         f"--pilot {pilot} --sds-socket {SDS_DIR}/socket --sds-token-path {TOKEN_DIR}/istio-token "
         f"--admin 127.0.0.1:{ADMIN_PORT} --health-port {HEALTH_PORT} --stats-port {PROMETHEUS_PORT} "
-        f"--interception {mode} "
+        f"--interception {mode} --revision {config.revision} "
         '--namespace "${POD_NAMESPACE}" --service-account "${SERVICE_ACCOUNT}" --ip "${INSTANCE_IP}" '
         '--labels "$(cat /etc/istio/pod/labels | tr -d \'"\' | paste -sd, -)" '
         f"-o /etc/istio/proxy/envoy.yaml && exec envoy -c /etc/istio/proxy/envoy.yaml {pc.envoy_args(proxy)} "

@@ -5,6 +5,12 @@ A pod that is not selected is allowed unchanged; an injected one is allowed with
 pod that cannot be injected (a bad annotation value, an unknown template, a spec Galley cannot
 parse) is refused, ``allowed: false`` with the reason, as Istio refuses it: ``failurePolicy``
 only matters when the webhook cannot be reached.
+
+``POST /inject/rev/<revision>`` injects for that control-plane revision (its
+MutatingWebhookConfiguration, or a tag's, calls that path): the proxy gets Pilot
+``pilot-<revision>`` and records the revision (annotation ``istio.io/rev``, the status annotation,
+node metadata ``ISTIO_REVISION``). One Galley injects for every revision. A revision that is not a
+DNS label, or that Galley knows is not installed, is refused with the reason.
 """
 
 from __future__ import annotations
@@ -13,13 +19,14 @@ import base64
 import copy
 import json
 import logging
+import re
 
 from fastapi import APIRouter, Request, Response
 
 from meshplane.galley import metrics
-from meshplane.galley.admission.review import build_response
+from meshplane.galley.admission.review import AdmissionReview, build_response
 from meshplane.galley.api.admission import json_response, read_review
-from meshplane.shared.inject import InjectError, inject_pod, injection_required, json_patch
+from meshplane.shared.inject import InjectError, InjectorConfig, inject_pod, injection_required, json_patch
 from meshplane.shared.inject.patch import workload_name
 from meshplane.shared.inject.proxyconfig import warnings as proxy_config_warnings
 
@@ -28,12 +35,37 @@ log = logging.getLogger("meshplane.galley.inject")
 router = APIRouter()
 
 
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+
+
+@router.post("/inject/rev/{revision}")
+async def inject_revision(request: Request, revision: str) -> Response:
+    review = await read_review(request)
+    if isinstance(review, Response):
+        return review
+    galley = request.app.state.galley
+    if not _DNS_LABEL.match(revision):
+        problem = f"revision {revision!r} in the path is not a DNS label"
+    elif not await galley.revision_installed(revision):
+        problem = f"revision {revision!r} is not installed (no sidecar injector configuration for it)"
+    else:
+        return await _inject(request, review, galley.injector.for_revision(revision))
+    metrics.INJECTION_REQUESTS.inc()
+    metrics.INJECTION_FAILURE.inc()
+    log.info("refused to inject for %s: %s", request.url.path, problem)
+    return json_response(build_response(review, allowed=False, message=f"injection failed: {problem}"))
+
+
 @router.post("/inject")
 @router.post("/inject/")
 async def inject(request: Request) -> Response:
     review = await read_review(request)
     if isinstance(review, Response):
         return review
+    return await _inject(request, review, request.app.state.galley.injector)
+
+
+async def _inject(request: Request, review: AdmissionReview, injector: InjectorConfig) -> Response:
     metrics.INJECTION_REQUESTS.inc()
     req = review.request
     original = req.object
@@ -46,12 +78,12 @@ async def inject(request: Request) -> Response:
             raise InjectError("metadata: expected an object")
         meta.pop("managedFields", None)
         namespace = str(meta.get("namespace") or req.namespace)
-        if not injection_required(pod, namespace, request.app.state.galley.injector):
+        if not injection_required(pod, namespace, injector):
             metrics.INJECTION_SKIP.inc()
             return json_response(build_response(review, allowed=True))
         before = copy.deepcopy(pod)
         galley = request.app.state.galley
-        inject_pod(pod, workload_name(pod), galley.injector, galley.proxy_configs, namespace)
+        inject_pod(pod, workload_name(pod), injector, galley.proxy_configs, namespace)
     except InjectError as exc:
         metrics.INJECTION_FAILURE.inc()
         log.info("refused to inject %s/%s: %s", req.namespace, req.name or "(generated name)", exc)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,6 +15,10 @@ def _empty() -> dict[str, Any]:
 
 
 def _none_down() -> bool:
+    return True
+
+
+async def _any_revision(_revision: str) -> bool:
     return True
 
 
@@ -34,3 +38,6 @@ class GalleyState:
     injector: InjectorConfig = field(default_factory=InjectorConfig)
     #: ``POST /inject``: MeshConfig ``defaultConfig`` and the ProxyConfig resources of the config
     proxy_configs: ProxyConfigs = field(default_factory=ProxyConfigs)
+    #: ``POST /inject/rev/<r>``: whether revision ``r`` is installed (Kubernetes mode: it has a
+    #: sidecar injector configuration); without a cluster to ask, every revision is
+    revision_installed: Callable[[str], Awaitable[bool]] = field(default=_any_revision)

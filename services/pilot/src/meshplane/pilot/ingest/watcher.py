@@ -31,6 +31,7 @@ from meshplane.pilot.model.config import (
 from meshplane.pilot.model.push_context import PushContext, build_push_context
 from meshplane.pilot.model.push_request import PushRequest
 from meshplane.pilot.model.workload_entry import Entry, is_healthy, workload_of
+from meshplane.proto.bus.v1 import config_pb2
 from meshplane.shared.bus import Buckets, EventType
 from meshplane.shared.bus.buckets import config_key
 from meshplane.shared.config import models
@@ -43,6 +44,20 @@ log = logging.getLogger("meshplane.pilot.ingest")
 Submit = Callable[[PushRequest], None]
 
 
+#: The label naming the control-plane revision a config object is meant for.
+REV_LABEL = "istio.io/rev"
+
+
+def in_revision(value: config_pb2.ConfigResource, revision: str) -> bool:
+    """Istio's LabelsInRevision: an Istio config object without ``istio.io/rev`` is read by every
+    revision, one with it only by that revision. Namespaces are not config: their label chooses
+    the injector, and every Pilot reads them."""
+    if (value.kind, value.group) == ("Namespace", ""):
+        return True
+    wanted = value.labels.get(REV_LABEL)
+    return wanted is None or wanted == revision
+
+
 class State:
     """The current bus state, as plain dicts keyed by bus key."""
 
@@ -52,7 +67,9 @@ class State:
         mesh: MeshConfig | None = None,
         workload_entries: bool = True,
         health_checks: bool = True,
+        revision: str = "default",
     ) -> None:
+        self.revision = revision
         self.root_namespace = root_namespace
         #: PILOT_ENABLE_WORKLOAD_ENTRY, and its _HEALTHCHECKS (off: every entry counts as healthy)
         self.workload_entries = workload_entries
@@ -148,9 +165,15 @@ class Watcher:
                         req.traces = (carried,)
                     self.submit(req)
 
-    def _on_config(self, key: str, value: Any) -> PushRequest:
+    def _on_config(self, key: str, value: Any) -> PushRequest | None:
         self.metrics.inbound.labels("config").inc()
         old = self.state.configs.pop(key, None)
+        if value is not None and not in_revision(value, self.state.revision):
+            # another revision's object: as if absent (a relabelled one leaves this revision)
+            log.debug("%s: for revision %s, not %s", key, value.labels[REV_LABEL], self.state.revision)
+            if old is None:
+                return None
+            value = None
         if value is not None:
             cfg = config_from_bus(value)
             self.state.configs[key] = cfg
