@@ -21,6 +21,7 @@ from meshplane.citadel.monitoring import MonitoringServer
 from meshplane.citadel.server.tls import ServingCredentials
 from meshplane.citadel.settings import Settings
 from meshplane.citadel.trust import TrustPublisher
+from meshplane.citadel.trustdomain import TrustDomain
 from meshplane.citadel.workers import WorkerPool
 from meshplane.shared.tasks import TaskSupervisor
 from meshplane.shared.telemetry import configure_metrics
@@ -74,7 +75,8 @@ async def run(settings: Settings, authority: LocalAuthority, stop: asyncio.Event
     authority.on_change(on_change)
     on_change(authority.bundle)
 
-    server, ports = await start_grpc(settings, authority, metrics, serving)
+    trust_domain = TrustDomain(settings.trust_domain, settings.trust_domain_pinned)
+    server, ports = await start_grpc(settings, authority, metrics, serving, trust_domain=trust_domain)
     try:
         await pool.start(ports)
     except BaseException:
@@ -114,6 +116,7 @@ async def run(settings: Settings, authority: LocalAuthority, stop: asyncio.Event
         tasks.spawn("workers", lambda: pool.supervise(stop, failures))
         if publisher is not None:
             tasks.spawn("trust-publisher", lambda: publisher.run(stop, tasks))
+            tasks.spawn("trust-domain", lambda: trust_domain.follow(settings.nats_url, stop))
         if settings.kubernetes:
             spawn_kube_tasks(settings, authority, tasks, stop)
         await stop.wait()

@@ -11,6 +11,7 @@ import datetime as dt
 import gc
 import logging
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import grpc
 
@@ -35,16 +36,21 @@ SERVER_OPTIONS = [("grpc.so_reuseport", 1)]
 #: young-generation threshold (CPython's default is 700)
 GC_GEN0_THRESHOLD = 10_000
 
+if TYPE_CHECKING:
+    from meshplane.citadel.trustdomain import TrustDomain
+
 
 def build_authenticators(
     settings: Settings,
     authority: LocalAuthority,
     create_local_issuer: bool = True,
     metrics: CitadelMetrics | None = None,
+    trust_domain: TrustDomain | None = None,
 ) -> list[Authenticator]:
     """Authenticators in Istio's order. Only the main process creates (and writes) the local
     issuer's files; workers, started after it, read them."""
     issuers = dict(settings.jwt_issuers)
+    domain = trust_domain if trust_domain is not None else settings.trust_domain
     if settings.local_issuer:
         if create_local_issuer:
             issuer, jwks = ensure_local_issuer(settings.ca_dir, settings.trust_domain)
@@ -53,15 +59,13 @@ def build_authenticators(
         issuers[issuer] = str(jwks)
     authenticators: list[Authenticator] = []
     if issuers:
-        authenticators.append(JwtAuthenticator(issuers, settings.audiences, settings.trust_domain))
+        authenticators.append(JwtAuthenticator(issuers, settings.audiences, domain))
     if settings.token_review:
         from meshplane.citadel.kube import authentication_api
 
         on_review = (lambda: metrics.inc("token_review")) if metrics is not None else (lambda: None)
         authenticators.append(
-            TokenReviewAuthenticator(
-                authentication_api(), settings.audiences, settings.trust_domain, on_review=on_review
-            )
+            TokenReviewAuthenticator(authentication_api(), settings.audiences, domain, on_review=on_review)
         )
     authenticators.append(ClientCertAuthenticator(authority))  # last: reading the peer cert is costly
     return authenticators
@@ -79,10 +83,11 @@ async def start_grpc(
     metrics: CitadelMetrics,
     serving: ServingCredentials,
     worker: bool = False,
+    trust_domain: TrustDomain | None = None,
 ) -> tuple[grpc.aio.Server, BoundPorts]:
     """Start CreateCertificate on ``--grpc-addr`` (and ``--grpc-mtls-addr``); return the bound ports."""
     server = grpc.aio.server(options=SERVER_OPTIONS)
-    authenticators = build_authenticators(settings, authority, not worker, metrics)
+    authenticators = build_authenticators(settings, authority, not worker, metrics, trust_domain)
     servicer = CertificateServicer(authority, authenticators, metrics)
     ca_pb2_grpc.add_IstioCertificateServiceServicer_to_server(servicer, server)
     host, port = settings.grpc_addr

@@ -55,6 +55,8 @@ class Settings:
     workers: int = 1
     #: CSRs arriving within this of each other are signed together (0: each at once)
     sign_window: dt.timedelta = dt.timedelta(milliseconds=3)
+    #: ``--trust-domain`` given: the MeshConfig on the bus does not change it
+    trust_domain_pinned: bool = False
 
 
 def _env(name: str, environ: Mapping[str, str]) -> str:
@@ -77,7 +79,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--nats-url", default=None, help="the bus (env NATS_URL)")
     p.add_argument(
-        "--trust-domain", default=None, help="default: --mesh-config's trustDomain, else cluster.local"
+        "--trust-domain",
+        default=None,
+        help="default: --mesh-config's trustDomain (else cluster.local), then the bus's MeshConfig's; "
+        "given: fixed",
     )
     add_mesh_config_flag(p)
     p.add_argument("--hostname", action="append", default=[], help="extra SAN of the serving cert")
@@ -176,6 +181,7 @@ def parse_settings(argv: list[str] | None, environ: Mapping[str, str] | None = N
         monitoring_addr=monitoring_addr,
         nats_url=args.nats_url or _env("NATS_URL", environ),
         trust_domain=args.trust_domain or mesh.trust_domain,
+        trust_domain_pinned=args.trust_domain is not None,
         hostnames=tuple(args.hostname),
         ca_key_type=key_type,
         root_ttl=durations["CITADEL_SELF_SIGNED_CA_CERT_TTL"],

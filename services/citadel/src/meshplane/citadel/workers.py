@@ -29,6 +29,7 @@ from meshplane.citadel.grpcserver import BoundPorts, renew_serving, settle_gc, s
 from meshplane.citadel.metrics import CitadelMetrics, table_size
 from meshplane.citadel.server.tls import ServingCredentials
 from meshplane.citadel.settings import Settings
+from meshplane.citadel.trustdomain import TrustDomain
 from meshplane.shared.lifecycle import run_service
 from meshplane.shared.processes import die_with_parent
 from meshplane.shared.tasks import TaskSupervisor
@@ -150,7 +151,10 @@ def worker_main(
         metrics = CitadelMetrics(counters, row=row)
         serving = ServingCredentials(authority.bundle, settings.hostnames)
         authority.on_change(serving.update)
-        server, _ = await start_grpc(settings, authority, metrics, serving, worker=True)
+        trust_domain = TrustDomain(settings.trust_domain, settings.trust_domain_pinned)
+        server, _ = await start_grpc(
+            settings, authority, metrics, serving, worker=True, trust_domain=trust_domain
+        )
         settle_gc()
         ready.send(True)
         ready.close()
@@ -161,6 +165,8 @@ def worker_main(
         try:
             tasks.spawn("ca-dir-watch", lambda: watch_ca_dir(authority, stop))
             tasks.spawn("serving-cert", lambda: renew_serving(authority, serving, stop))
+            if settings.nats_url:
+                tasks.spawn("trust-domain", lambda: trust_domain.follow(settings.nats_url, stop))
             await stop.wait()
         finally:
             await tasks.aclose()

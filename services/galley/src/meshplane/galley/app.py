@@ -18,18 +18,22 @@ from meshplane.galley import metrics
 from meshplane.galley.api.apps import create_debug_app, create_monitoring_app, create_webhook_app
 from meshplane.galley.api.server import HttpServer
 from meshplane.galley.api.state import GalleyState
-from meshplane.galley.publish.publisher import CONFIG, SERVICES, WORKLOADS, Publisher
+from meshplane.galley.publish.publisher import CONFIG, MESH, SERVICES, WORKLOADS, Publisher
 from meshplane.galley.registry.builder import build_registry
 from meshplane.galley.settings import Settings
 from meshplane.galley.sources.directory import DirectorySource
+from meshplane.galley.sources.meshfile import MeshConfigFile
 from meshplane.galley.sources.model import ConfigObject
 from meshplane.galley.sources.seed import read_seed
+from meshplane.proto.bus.v1 import config_pb2
 from meshplane.shared.analysis import Analysis, analyze
 from meshplane.shared.analysis.runner import Options
 from meshplane.shared.bus import Buckets, Bus, BusOptions
 from meshplane.shared.components import ComponentAnnouncer
 from meshplane.shared.config import ISTIO_GROUPS
 from meshplane.shared.config.kinds import NETWORKING
+from meshplane.shared.meshconfig import MeshConfig
+from meshplane.shared.meshconfig_bus import KEY as MESH_KEY
 from meshplane.shared.proxyconfig import ProxyConfigs
 from meshplane.shared.tasks import TaskSupervisor
 
@@ -44,15 +48,19 @@ class Galley:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        #: what the MeshConfig gives Galley itself (followed with ``--mesh-config``)
+        self.root_namespace = settings.root_namespace
+        self.proxy_defaults = settings.proxy_defaults
         self.state = GalleyState(injector=settings.injector)
         self.state.proxy_configs = ProxyConfigs.build(settings.proxy_defaults, (), settings.root_namespace)
+        self._objects: list[ConfigObject] | None = None
         self._analysis: Analysis | None = None
         self._last_report: tuple[str, ...] = ()
         self._publisher: Publisher | None = None
 
     def apply(self, objects: Iterable[ConfigObject]) -> None:
         """Take a new desired state from a source: publish config + registry, run the analyzers."""
-        objs = list(objects)
+        objs = self._objects = list(objects)
         publisher = self._publisher
         assert publisher is not None
         # Istio config and the Namespaces (their labels, under kind Namespace, group "core")
@@ -62,12 +70,20 @@ class Galley:
         publisher.set_desired(SERVICES, services)
         publisher.set_desired(WORKLOADS, workloads)
         proxy_configs = [o.obj for o in objs if (o.kind, o.group) == ("ProxyConfig", NETWORKING)]
-        s = self.settings
-        self.state.proxy_configs = ProxyConfigs.build(s.proxy_defaults, proxy_configs, s.root_namespace)
+        self.state.proxy_configs = ProxyConfigs.build(self.proxy_defaults, proxy_configs, self.root_namespace)
         self._run_analysis(objs)
 
+    def apply_mesh(self, mesh: MeshConfig, msg: config_pb2.ConfigResource) -> None:
+        """A new valid MeshConfig: publish it, and take its root namespace and defaultConfig."""
+        assert self._publisher is not None
+        self._publisher.set_desired(MESH, {MESH_KEY: msg})
+        changed = (mesh.root_namespace, mesh.default_config) != (self.root_namespace, self.proxy_defaults)
+        self.root_namespace, self.proxy_defaults = mesh.root_namespace, mesh.default_config
+        if changed and self._objects is not None:
+            self.apply(self._objects)
+
     def _run_analysis(self, objs: list[ConfigObject]) -> None:
-        mesh = {"rootNamespace": self.settings.root_namespace}
+        mesh = {"rootNamespace": self.root_namespace}
         analysis = analyze([(o.obj, str(o.origin)) for o in objs], Options(mesh_config=mesh))
         self._analysis = analysis
         for level in ("Error", "Warning", "Info"):
@@ -129,6 +145,10 @@ class Galley:
         ready = asyncio.Event()
         try:
             tasks.spawn("publisher", lambda: publisher.run(inner_stop))
+            if s.mesh_config is not None:
+                mesh_file = MeshConfigFile(s.mesh_config, self.apply_mesh)
+                mesh_file.refresh()
+                tasks.spawn("mesh-config-watch", lambda: mesh_file.watch(inner_stop))
             if s.config_dir is not None:
                 # What each file last published, so a file broken while galley was down keeps
                 # its objects in effect (the publisher writes nothing before the first apply).

@@ -43,6 +43,8 @@ class Settings:
     injector: InjectorConfig = InjectorConfig()
     #: body size, read timeout and concurrency bounds of the webhook port
     webhook_limits: Limits = Limits()
+    #: ``--mesh-config``: followed and published on the bus (None: Istio's defaults, nothing published)
+    mesh_config: Path | None = None
     #: MeshConfig ``rootNamespace`` (``--mesh-config``), for the analyzers
     root_namespace: str = DEFAULT_ROOT_NAMESPACE
     #: MeshConfig ``defaultConfig`` (``--mesh-config``): injected pods' default ProxyConfig
@@ -173,6 +175,7 @@ def parse_args(argv: list[str] | None = None) -> Settings:
             pilot=args.inject_pilot, ca=args.inject_ca, image=args.inject_image, cni=args.inject_cni == "true"
         ),
         webhook_limits=Limits(args.webhook_max_body, read_timeout, args.webhook_max_concurrent),
+        mesh_config=args.mesh_config,
         root_namespace=mesh.root_namespace,
         proxy_defaults=mesh.default_config,
     )

@@ -9,6 +9,7 @@ from meshplane.shared.bus.kv import TypedKV
 from meshplane.shared.bus.names import (
     COMPONENTS_BUCKET,
     CONFIG_BUCKET,
+    MESH_CONFIG_BUCKET,
     PROXY_STATUS_BUCKET,
     SERVICES_BUCKET,
     TRUST_BUCKET,
@@ -19,6 +20,7 @@ from meshplane.shared.bus.names import (
 __all__ = [
     "COMPONENTS_BUCKET",
     "CONFIG_BUCKET",
+    "MESH_CONFIG_BUCKET",
     "PROXY_STATUS_BUCKET",
     "SERVICES_BUCKET",
     "TRUST_BUCKET",
@@ -53,6 +55,7 @@ class Buckets:
         self.trust = TypedKV(bus, TRUST_BUCKET, status_pb2.TrustBundle)
         self.proxy_status = TypedKV(bus, PROXY_STATUS_BUCKET, status_pb2.ProxyStatus)
         self.components = TypedKV(bus, COMPONENTS_BUCKET, status_pb2.ComponentInfo)
+        self.mesh_config = TypedKV(bus, MESH_CONFIG_BUCKET, config_pb2.ConfigResource)
         self.workload_entries = TypedKV(
             bus, WORKLOAD_ENTRIES_BUCKET, workload_entry_pb2.RegisteredWorkloadEntry
         )

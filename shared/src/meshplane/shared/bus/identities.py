@@ -3,9 +3,9 @@
 Each component connects with its own NATS nkey (see ``buspki``), and nats-server enforces these
 allow lists (nothing else is allowed; anonymous connections are refused):
 
-* Galley writes config and the registry;
-* Citadel writes trust bundles;
-* Pilot reads config, registry and trust, and writes proxy status and the WorkloadEntries it
+* Galley writes config, the registry and the MeshConfig;
+* Citadel writes trust bundles and reads the MeshConfig (its trust domain);
+* Pilot reads config, registry, trust and the MeshConfig, and writes proxy status and the WorkloadEntries it
   auto-registers for VMs (its own bucket, which every replica reads: Galley's config stays Galley's);
 * node agents read trust bundles;
 * the CNI agent writes its capture events;
@@ -28,6 +28,7 @@ from meshplane.shared.bus.keys import escape
 from meshplane.shared.bus.names import (
     COMPONENTS_BUCKET,
     CONFIG_BUCKET,
+    MESH_CONFIG_BUCKET,
     PROXY_STATUS_BUCKET,
     SERVICES_BUCKET,
     TRUST_BUCKET,
@@ -47,6 +48,7 @@ ALL_BUCKETS = (
     COMPONENTS_BUCKET,
     CNI_BUCKET,
     WORKLOAD_ENTRIES_BUCKET,
+    MESH_CONFIG_BUCKET,
 )
 
 
@@ -100,15 +102,17 @@ class Role:
 GALLEY = Role(
     "galley",
     component="galley",
-    writes={CONFIG_BUCKET: "", SERVICES_BUCKET: "", WORKLOADS_BUCKET: ""},
+    writes={CONFIG_BUCKET: "", SERVICES_BUCKET: "", WORKLOADS_BUCKET: "", MESH_CONFIG_BUCKET: ""},
 )
 PILOT = Role(
     "pilot",
     component="pilot",
-    reads=frozenset({CONFIG_BUCKET, SERVICES_BUCKET, WORKLOADS_BUCKET, TRUST_BUCKET}),
+    reads=frozenset({CONFIG_BUCKET, SERVICES_BUCKET, WORKLOADS_BUCKET, TRUST_BUCKET, MESH_CONFIG_BUCKET}),
     writes={PROXY_STATUS_BUCKET: "", WORKLOAD_ENTRIES_BUCKET: ""},
 )
-CITADEL = Role("citadel", component="citadel", writes={TRUST_BUCKET: ""})
+CITADEL = Role(
+    "citadel", component="citadel", reads=frozenset({MESH_CONFIG_BUCKET}), writes={TRUST_BUCKET: ""}
+)
 NODE_AGENT = Role("node-agent", component="node-agent", reads=frozenset({TRUST_BUCKET}))
 CNI_AGENT = Role("cni-agent", component="cni-agent", writes={CNI_BUCKET: ""})
 MESHCTL = Role("meshctl", reads=frozenset(ALL_BUCKETS))

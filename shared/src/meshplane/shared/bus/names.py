@@ -15,3 +15,6 @@ COMPONENTS_BUCKET = "mesh-components"
 #: WorkloadEntries auto-registered by Pilot for VMs (Istio's auto-registration), written by the
 #: Pilot a proxy is connected to and read by every replica. Key: ``<namespace>.<name>``.
 WORKLOAD_ENTRIES_BUCKET = "mesh-workload-entries"
+#: Istio's MeshConfig from Galley (its ``--mesh-config`` file, or the ``istio`` ConfigMap), read by
+#: Pilot and Citadel. One key, ``mesh`` (:mod:`meshplane.shared.meshconfig_bus`).
+MESH_CONFIG_BUCKET = "mesh-meshconfig"

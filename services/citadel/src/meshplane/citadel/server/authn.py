@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import jwt
 from cryptography import x509
@@ -29,6 +29,9 @@ from meshplane.citadel.ca.authority import CertificateAuthority
 from meshplane.citadel.ca.errors import AuthenticationError
 
 SA_PREFIX = "system:serviceaccount:"
+
+if TYPE_CHECKING:
+    from meshplane.citadel.trustdomain import TrustDomain
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,7 +189,9 @@ class _JwksFile:
 class JwtAuthenticator:
     """Bearer JWTs from configured issuers, verified against each issuer's JWKS."""
 
-    def __init__(self, issuers: Mapping[str, str], audiences: Sequence[str], trust_domain: str) -> None:
+    def __init__(
+        self, issuers: Mapping[str, str], audiences: Sequence[str], trust_domain: str | TrustDomain
+    ) -> None:
         """``issuers`` maps issuer (``iss``) → JWKS location: a file path or an https URL."""
         self._issuers = dict(issuers)
         self._audiences = list(audiences)
@@ -234,7 +239,7 @@ class JwtAuthenticator:
             )
         except (jwt.PyJWTError, OSError, ValueError) as exc:
             raise AuthenticationError(f"JWT from {issuer!r} rejected: {exc}") from exc
-        identity = identity_from_username(self._trust_domain, str(claims["sub"]))
+        identity = identity_from_username(str(self._trust_domain), str(claims["sub"]))
         self._verified.put(token, identity, float(claims["exp"]))
         return identity
 
@@ -280,7 +285,7 @@ class TokenReviewAuthenticator:
         self,
         api: Any,
         audiences: Sequence[str],
-        trust_domain: str,
+        trust_domain: str | TrustDomain,
         on_review: Callable[[], None] = lambda: None,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -355,4 +360,4 @@ class TokenReviewAuthenticator:
         user = status.user
         if user is None or "system:serviceaccounts" not in (user.groups or []):
             raise AuthenticationError("TokenReview: caller is not a service account")
-        return identity_from_username(self._trust_domain, str(user.username))
+        return identity_from_username(str(self._trust_domain), str(user.username))

@@ -25,6 +25,7 @@ log = logging.getLogger("meshplane.galley.publish")
 CONFIG = "config"
 SERVICES = "services"
 WORKLOADS = "workloads"
+MESH = "mesh"
 
 _CONCURRENCY = 32
 
@@ -32,7 +33,7 @@ _tracer = trace.get_tracer("meshplane.galley")
 
 
 class Publisher:
-    """Owns the config, services and workloads buckets; safe to call from one event loop."""
+    """Owns the config, services, workloads and MeshConfig buckets; safe to call from one event loop."""
 
     def __init__(self, bus: Bus) -> None:
         buckets = Buckets(bus)
@@ -40,6 +41,7 @@ class Publisher:
             CONFIG: buckets.config,  # type: ignore[dict-item]
             SERVICES: buckets.services,  # type: ignore[dict-item]
             WORKLOADS: buckets.workloads,  # type: ignore[dict-item]
+            MESH: buckets.mesh_config,  # type: ignore[dict-item]
         }
         self._desired: dict[str, dict[str, bytes]] = {name: {} for name in self._kvs}
         self._messages: dict[str, dict[str, Message]] = {name: {} for name in self._kvs}
@@ -61,7 +63,7 @@ class Publisher:
         self._dirty.set()
 
     def set_desired(self, bucket: str, state: Mapping[str, Message]) -> None:
-        """Replace the desired content of ``bucket`` (``config``, ``services`` or ``workloads``)."""
+        """Replace the desired content of ``bucket`` (``config``, ``services``, ``workloads`` or ``mesh``)."""
         self._messages[bucket] = dict(state)
         before = self._desired[bucket]
         self._desired[bucket] = {k: m.SerializeToString(deterministic=True) for k, m in state.items()}

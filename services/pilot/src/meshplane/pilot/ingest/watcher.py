@@ -4,7 +4,9 @@ Config changes and service changes are full pushes; a workload change is an EDS 
 hosts it belongs to (Istio's incremental endpoint update). Auto-registered WorkloadEntries (the
 ``mesh-workload-entries`` bucket, see ``xds.autoregister``) are full pushes too: the VM's own
 inbound config depends on them. With ``PILOT_ENABLE_WORKLOAD_ENTRY=false`` neither they nor
-Galley's WorkloadEntry workloads are used.
+Galley's WorkloadEntry workloads are used. The MeshConfig Galley publishes (``mesh-meshconfig``)
+replaces ``--mesh-config``'s while it is there and is a full push too; one that does not parse is
+refused and the one in effect stays.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from meshplane.shared.bus import Buckets, EventType
 from meshplane.shared.bus.buckets import config_key
 from meshplane.shared.config import models
 from meshplane.shared.meshconfig import DEFAULT_ROOT_NAMESPACE, MeshConfig
+from meshplane.shared.meshconfig_bus import mesh_config_from_bus
 from meshplane.shared.telemetry.tracing import carried_context
 
 log = logging.getLogger("meshplane.pilot.ingest")
@@ -72,6 +75,8 @@ class State:
         self.workload_entries = workload_entries
         self.health_checks = health_checks
         self.mesh = mesh or MeshConfig(root_namespace=root_namespace)
+        #: ``--mesh-config``'s, in effect while the bus has none
+        self.flag_mesh = self.mesh
         self.configs: dict[str, AnyConfig] = {}
         self.services: dict[str, Service] = {}
         self.workloads: dict[str, Workload] = {}
@@ -126,7 +131,7 @@ class Watcher:
 
     @property
     def _parts(self) -> int:
-        return 4 if self.state.workload_entries else 3
+        return 5 if self.state.workload_entries else 4
 
     async def run(self) -> None:
         """Watch the buckets; if one watch fails the others are cancelled and this raises."""
@@ -134,6 +139,7 @@ class Watcher:
             group.create_task(self._watch("config", self.buckets.config, self._on_config))
             group.create_task(self._watch("services", self.buckets.services, self._on_service))
             group.create_task(self._watch("workloads", self.buckets.workloads, self._on_workload))
+            group.create_task(self._watch("mesh", self.buckets.mesh_config, self._on_mesh))
             if self.state.workload_entries:
                 entries = self.buckets.workload_entries
                 group.create_task(self._watch("workload-entries", entries, self._on_registered))
@@ -187,6 +193,18 @@ class Watcher:
                 cfg.name,
                 ", ".join(unapplied),
             )
+
+    def _on_mesh(self, key: str, value: Any) -> PushRequest:
+        self.metrics.inbound.labels("mesh").inc()
+        mesh = self.state.flag_mesh if value is None else mesh_config_from_bus(value)
+        if (
+            mesh.trust_domain != self.state.mesh.trust_domain
+            or mesh.root_namespace != self.state.root_namespace
+        ):
+            log.info("MeshConfig: trustDomain %s, rootNamespace %s", mesh.trust_domain, mesh.root_namespace)
+        self.state.mesh, self.state.root_namespace = mesh, mesh.root_namespace
+        self.state.rejected.pop(key, None)
+        return PushRequest(full=True, kinds=frozenset({"MeshConfig"}), reason=("config:MeshConfig",))
 
     def _on_service(self, key: str, value: Any) -> PushRequest:
         self.metrics.inbound.labels("svc").inc()

@@ -98,8 +98,9 @@ class XdsGenerator(ABC):
 
     def needs_push(self, req: PushRequest) -> bool:
         """Whether a full push for ``req`` concerns this type (Istio's ``cdsNeedsPush`` & co): the
-        registry changed, or a config of one of its ``kinds``."""
-        return req.services_changed or not self.kinds.isdisjoint(req.kinds)
+        registry changed, the MeshConfig (every type, as Istio's forced push), or a config of one of
+        its ``kinds``."""
+        return req.services_changed or "MeshConfig" in req.kinds or not self.kinds.isdisjoint(req.kinds)
 
     @abstractmethod
     def parts(

@@ -34,13 +34,12 @@ TLS_MODE_LABEL = "security.istio.io/tlsMode"
 TLS_SOCKET = "envoy.transport_sockets.tls"
 TLS_INSPECTOR = "envoy.filters.listener.tls_inspector"
 SOCKET_MATCH = "envoy.transport_socket_match"
-TRUST_DOMAIN = "cluster.local"
 #: ALPN values Istio's sidecars offer to each other; the PERMISSIVE mTLS chain matches them.
 ISTIO_ALPN = ("istio-peer-exchange", "istio", "istio-http/1.0", "istio-http/1.1", "istio-h2")
 
 
-def spiffe_id(namespace: str, service_account: str) -> str:
-    return f"spiffe://{TRUST_DOMAIN}/ns/{namespace}/sa/{service_account}"
+def spiffe_id(trust_domain: str, namespace: str, service_account: str) -> str:
+    return f"spiffe://{trust_domain}/ns/{namespace}/sa/{service_account}"
 
 
 def _sds(name: str) -> secret_pb2.SdsSecretConfig:
@@ -76,11 +75,12 @@ def istio_mutual(sni: str, sans: list[str]) -> tls_pb2.UpstreamTlsContext:
 
 def service_sans(ctx: PushContext, svc: Service, port: int) -> list[str]:
     """The identities a service's servers may present: its ServiceEntry's ``subjectAltNames`` as
-    written, then the SPIFFE IDs of the service accounts running its endpoints (sorted, unique)."""
+    written, then the SPIFFE IDs (in MeshConfig's trust domain) of the service accounts running its
+    endpoints (sorted, unique)."""
     accounts = {
         e.service_account for e in ctx.endpoints(svc.hostname, svc.namespace, port) if e.service_account
     }
-    spiffe = sorted(spiffe_id(svc.namespace, sa) for sa in accounts)
+    spiffe = sorted(spiffe_id(ctx.mesh.trust_domain, svc.namespace, sa) for sa in accounts)
     return list(svc.subject_alt_names) + [s for s in spiffe if s not in svc.subject_alt_names]
 
 

@@ -1,0 +1,92 @@
+"""The MeshConfig file (``--mesh-config``), followed: each valid version is handed to ``on_change``.
+
+The file's directory is watched (a ConfigMap volume swaps a symlink rather than writing the
+file), and the file is re-read on every change there. A version that does not parse is refused
+with an error naming the file and field; the last good one stays in effect (on the bus too).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+import watchfiles
+from watchfiles._rust_notify import WatchfilesRustInternalError
+
+from meshplane.proto.bus.v1 import config_pb2
+from meshplane.shared.meshconfig import APPLIED, MeshConfig, MeshConfigError
+from meshplane.shared.meshconfig_bus import mesh_config_message
+
+log = logging.getLogger("meshplane.galley.sources.meshfile")
+
+_WATCH_ERRORS = (OSError, WatchfilesRustInternalError)
+
+OnChange = Callable[[MeshConfig, config_pb2.ConfigResource], None]
+
+
+class MeshConfigFile:
+    def __init__(self, path: Path, on_change: OnChange) -> None:
+        self.path = path
+        self.on_change = on_change
+        self._text: str | None = None
+        #: the last refusal ("" while the file in effect is the one on disk)
+        self.error = ""
+
+    def refresh(self) -> bool:
+        """Re-read the file; True when a new valid version was handed on."""
+        try:
+            text = self.path.read_text()
+        except (OSError, UnicodeDecodeError) as exc:
+            return self._refuse(f"--mesh-config {self.path}: cannot read: {exc}")
+        if text == self._text:
+            return False
+        try:
+            mesh, msg = mesh_config_message(text, f"--mesh-config {self.path}")
+        except MeshConfigError as exc:
+            self._text = text  # refused once, not again until it changes
+            return self._refuse(str(exc))
+        self._text = text
+        self.error = ""
+        if mesh.not_applied:
+            log.warning(
+                "%s: fields not applied by meshplane yet (only %s are): %s",
+                self.path,
+                ", ".join(APPLIED),
+                ", ".join(mesh.not_applied),
+            )
+        log.info(
+            "MeshConfig %s: trustDomain %s, rootNamespace %s",
+            self.path,
+            mesh.trust_domain,
+            mesh.root_namespace,
+        )
+        self.on_change(mesh, msg)
+        return True
+
+    def _refuse(self, error: str) -> bool:
+        if error != self.error:
+            log.error("%s; keeping the last valid MeshConfig", error)
+        self.error = error
+        return False
+
+    async def watch(self, stop: asyncio.Event) -> None:
+        """Follow the file until ``stop`` is set; a failed watch is retried every second."""
+        while not stop.is_set():
+            try:
+                async for _ in watchfiles.awatch(
+                    self.path.parent,
+                    stop_event=stop,
+                    debounce=50,
+                    step=5,
+                    rust_timeout=1000,
+                    yield_on_timeout=True,
+                ):
+                    self.refresh()
+            except _WATCH_ERRORS as exc:
+                log.warning("cannot watch %s (%r); retrying in 1s", self.path, exc)
+            try:
+                await asyncio.wait_for(stop.wait(), 1.0)
+            except TimeoutError:
+                self.refresh()
