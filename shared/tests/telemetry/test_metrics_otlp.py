@@ -6,6 +6,7 @@ import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import prometheus_client as prom
 import pytest
@@ -104,7 +105,11 @@ def test_galley_process_exports_its_metrics_over_otlp(
     galley = ChildProcess(args, tmp_path / "galley.log", env=env, inherit_env=False)
     galley.start()
     try:
-        metric, resource = receiver.wait_for("galley_source_files_invalid", "meshplane-galley")
+        # the gauge is exported from Galley's start; wait for the export after it read the file
+        def counted(m: Any) -> bool:
+            return [p.as_double for p in m.gauge.data_points] == [1.0]
+
+        metric, resource = receiver.wait_for("galley_source_files_invalid", "meshplane-galley", until=counted)
     finally:
         galley.stop(timeout=10)
     assert [p.as_double for p in metric.gauge.data_points] == [1.0]  # the broken file, as on /metrics

@@ -15,6 +15,7 @@ from envoy.service.secret.v3 import sds_pb2_grpc
 
 from meshplane.citadel.testing import CitadelProcess, NodeAgentProcess
 from meshplane.ctl.token import make_token
+from meshplane.shared.testing.kubeenv import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -33,12 +34,15 @@ def test_rotation_off_is_warned_at_start_and_the_certificate_is_still_served(tmp
             "CITADEL_ENABLE_WORKLOAD_CERT_ROTATION=false: workload certificates are issued once"
             in agent.log()
         )
+        # FetchSecrets answers from the agent's cache: ask until the one issuance has happened.
         with grpc.insecure_channel(f"unix:{agent.socket}") as channel:
             stub = sds_pb2_grpc.SecretDiscoveryServiceStub(channel)
-            response = stub.FetchSecrets(
-                discovery_pb2.DiscoveryRequest(resource_names=["default"]), timeout=20
-            )
-        assert len(response.resources) == 1  # the workload certificate, issued once
+
+            def fetched() -> bool:
+                request = discovery_pb2.DiscoveryRequest(resource_names=["default"])
+                return len(stub.FetchSecrets(request, timeout=20).resources) == 1
+
+            wait_until(fetched, "the workload certificate, issued once, served over SDS", 30)
     finally:
         agent.stop()
         citadel.stop()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from concurrent import futures
 from typing import Any
 
@@ -57,12 +58,17 @@ class OtlpReceiver(metrics_service_pb2_grpc.MetricsServiceServicer):
         return None
 
     def wait_for(
-        self, name: str, service: str = "", timeout: float = 30
+        self,
+        name: str,
+        service: str = "",
+        timeout: float = 30,
+        until: Callable[[metrics_pb2.Metric], bool] = lambda _: True,
     ) -> tuple[metrics_pb2.Metric, dict[str, str]]:
+        """The latest export of metric ``name`` (of ``service``) for which ``until`` holds."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             found = self.latest(name, service)
-            if found is not None:
+            if found is not None and until(found[0]):
                 return found
             time.sleep(0.05)
         raise AssertionError(
