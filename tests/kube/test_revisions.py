@@ -45,7 +45,12 @@ def refused(done: Any, code: int = 1) -> str:
     return str(done.stderr)
 
 
+# Each test sets up the revisions it needs: under `--dist loadgroup` another module's tests can
+# run between these on the same worker, and the module-scoped cluster is then made anew.
+
+
 def test_a_revision_before_any_install_is_refused(cluster: KubeCluster) -> None:
+    ok(meshctl(cluster, "uninstall", "-y", "--purge"))
     err = refused(meshctl(cluster, "install", "-y", "--revision", "canary"))
     assert "revision 'canary' shares Galley" in err and "run meshctl install without --revision" in err
 
@@ -54,6 +59,7 @@ def test_canary_next_to_default_tags_and_uninstall(cluster: KubeCluster, dyn: An
     default, canary = rendered(), rendered("--revision", "canary")
     every_kind = kinds_of(default)
     ok(meshctl(cluster, "install", "-y", "--readiness-timeout", "120"))
+    meshctl(cluster, "uninstall", "-y", "--revision", "canary")  # left by an earlier test, if any
     before = installed(dyn, every_kind)
 
     # Canary: only its own objects are added; the default's stay as they were
@@ -114,7 +120,9 @@ def test_canary_next_to_default_tags_and_uninstall(cluster: KubeCluster, dyn: An
 
 
 def test_bad_tag_and_revision_input_is_named(cluster: KubeCluster) -> None:
-    """Run after the canary's uninstall: only the default revision is left."""
+    """With only the default revision installed."""
+    ok(meshctl(cluster, "install", "-y", "--readiness-timeout", "120"))
+    meshctl(cluster, "uninstall", "-y", "--revision", "canary")
     err = refused(meshctl(cluster, "tag", "set", "default-copy", "--revision", "canary", "-y"))
     assert "cannot find MutatingWebhookConfiguration with revision 'canary'" in err
     assert "(revisions installed: default)" in err
@@ -132,8 +140,10 @@ def test_bad_tag_and_revision_input_is_named(cluster: KubeCluster) -> None:
 
 
 def test_uninstalling_the_default_keeps_what_another_revision_shares(cluster: KubeCluster, dyn: Any) -> None:
-    """Run last, with the default and the canary installed: the default's own parts go (its Pilot
-    and injector), the shared ones stay while the canary uses them, and go with the last revision."""
+    """With the default and the canary installed: the default's own parts go (its Pilot and
+    injector), the shared ones stay while the canary uses them, and go with the last revision."""
+    ok(meshctl(cluster, "install", "-y", "--readiness-timeout", "120"))
+    ok(meshctl(cluster, "install", "-y", "--revision", "canary", "--readiness-timeout", "120"))
     deployments = dyn.resources.get(api_version="apps/v1", kind="Deployment")
 
     def deployed() -> set[str]:
