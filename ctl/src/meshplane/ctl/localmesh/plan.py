@@ -22,6 +22,8 @@ from meshplane.shared.proxyconfig import ProxyConfigs
 
 LOCAL_API = "meshplane.io/v1alpha1"
 GATEWAY_LABELS = {"istio": "ingressgateway", "app": "istio-ingressgateway"}
+#: Istio's east-west gateway labels (samples/multicluster): a router with an AUTO_PASSTHROUGH server
+EASTWEST_LABELS = {"istio": "eastwestgateway", "app": "istio-eastwestgateway"}
 
 
 class PlanError(ValueError):
@@ -50,6 +52,10 @@ class Plan:
     workloads: list[Workload] = field(default_factory=list)
     gateway_bind: str = "127.0.0.1"
     gateway_port: int = 0
+    #: the east-west gateway (a Gateway selecting ``istio: eastwestgateway`` with a TLS server);
+    #: port 0: none
+    eastwest_bind: str = ""
+    eastwest_port: int = 0
     #: MeshConfig ``defaultConfig`` and the ProxyConfig resources: each proxy's ProxyConfig
     proxy_configs: ProxyConfigs = field(default_factory=ProxyConfigs)
 
@@ -128,19 +134,26 @@ def _app_endpoints(docs: list[_Doc], ns: str, labels: dict[str, str]) -> tuple[s
     return tuple(found)
 
 
-def _gateway(docs: list[_Doc], plan: Plan) -> None:
+def _gateway_server(docs: list[_Doc], selector: str, protocols: tuple[str, ...]) -> tuple[str, int]:
+    """(bind, port) of the first ``protocols`` server of a Gateway selecting ``istio: <selector>``."""
     for doc in docs:
         if doc.obj.get("kind") != "Gateway":
             continue
         spec = doc.obj.get("spec") or {}
-        if (spec.get("selector") or {}).get("istio") != "ingressgateway":
+        if (spec.get("selector") or {}).get("istio") != selector:
             continue
         for server in spec.get("servers") or []:
             port = server.get("port") or {}
-            if str(port.get("protocol", "")).upper() in ("HTTP", "HTTP2") and port.get("number"):
-                plan.gateway_port = int(port["number"])
-                plan.gateway_bind = str(server.get("bind") or "127.0.0.1")
-                return
+            if str(port.get("protocol", "")).upper() in protocols and port.get("number"):
+                return str(server.get("bind") or "127.0.0.1"), int(port["number"])
+    return "", 0
+
+
+def _gateway(docs: list[_Doc], plan: Plan) -> None:
+    bind, port = _gateway_server(docs, "ingressgateway", ("HTTP", "HTTP2"))
+    if port:
+        plan.gateway_bind, plan.gateway_port = bind, port
+    plan.eastwest_bind, plan.eastwest_port = _gateway_server(docs, "eastwestgateway", ("TLS",))
 
 
 def load_plan(config_dir: Path, mesh: MeshConfig | None = None) -> Plan:
