@@ -172,6 +172,8 @@ class Bus:
     def __init__(self, nc: NATS, opts: BusOptions) -> None:
         self._nc = nc
         self._js: JetStreamContext = nc.jetstream(timeout=opts.ack_timeout)
+        #: JetStream of other domains (remote clusters' servers joined by leafnodes), by domain
+        self._domains: dict[str, JetStreamContext] = {}
         self.opts = opts
         self._reconnect_listeners: list[Callable[[], Awaitable[None]]] = []
         self._buckets: set[str] = set()
@@ -249,6 +251,16 @@ class Bus:
     def jetstream(self) -> JetStreamContext:
         return self._js
 
+    def jetstream_in(self, domain: str | None) -> JetStreamContext:
+        """JetStream of ``domain`` (another cluster's, reached over a leafnode; its API is
+        ``$JS.<domain>.API``), or this server's own for None."""
+        if not domain:
+            return self._js
+        js = self._domains.get(domain)
+        if js is None:
+            js = self._domains[domain] = self._nc.jetstream(domain=domain, timeout=self.opts.ack_timeout)
+        return js
+
     @property
     def nc(self) -> NATS:
         return self._nc
@@ -270,21 +282,24 @@ class Bus:
             except Exception:
                 log.exception("bus reconnect listener failed")
 
-    async def ensure_bucket(self, bucket: str, *, history: int = 1) -> None:
+    async def ensure_bucket(self, bucket: str, *, history: int = 1, domain: str | None = None) -> None:
         """Create the KV bucket if it does not exist (idempotent, retried like a publish).
 
         Only the bucket's writers may create it (``identities``); for a reader a missing bucket
-        raises BucketMissing (a watch reports the empty state and waits for the writer)."""
-        if bucket in self._buckets:
+        raises BucketMissing (a watch reports the empty state and waits for the writer). In
+        another ``domain`` nothing is ever created: its cluster's writers do that."""
+        known = f"{domain}/{bucket}" if domain else bucket
+        if known in self._buckets:
             return
 
         creds = self.opts.credentials
         owner = ROLES.get(creds.identity) if creds else None
-        may_create = owner is None or owner.may_create(bucket)
+        may_create = not domain and (owner is None or owner.may_create(bucket))
+        js = self.jetstream_in(domain)
 
         async def attempt() -> None:
             try:
-                await self._js.key_value(bucket)
+                await js.key_value(bucket)
             except (BucketNotFoundError, NotFoundError):
                 if not may_create:  # a reader waits for the bucket's writer to create it
                     raise BucketMissing(bucket) from None
@@ -294,7 +309,7 @@ class Bus:
                 )
 
         await self._retry("create bucket", bucket, attempt)
-        self._buckets.add(bucket)
+        self._buckets.add(known)
 
     def forget_buckets(self) -> None:
         """Forget which buckets exist (after a server lost its store)."""

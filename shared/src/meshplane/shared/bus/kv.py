@@ -13,6 +13,11 @@ reliably from a server restart (nats.py#510, nats.go#1094). Recovery works like 
 * a bucket that does not exist yet, for a reader whose identity may not create it, is an empty
   state: SYNCED at once, then the writer's first keys as changes once it has created the bucket.
 
+A view with a ``domain`` reads another cluster's bucket (its server joined to this one by a
+leafnode, ``$JS.<domain>.API``) and is read-only. Its watch recovers the same way when the
+leafnode drops: heartbeats stop, and the consumer is recreated, on the remote server, once the
+leafnode is back (until then the attempts fail and are retried with backoff).
+
 Events are deduplicated against the watch's own view: a PUT is yielded only when the value
 differs from the last one yielded for that key, a DELETE only for a key that exists. So a
 retried publish or a replay after recovery never shows up twice.
@@ -33,7 +38,7 @@ from typing import Generic, TypeVar
 from google.protobuf.message import Message
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
-from nats.js import api
+from nats.js import JetStreamContext, api
 from nats.js.errors import KeyDeletedError, KeyNotFoundError, NotFoundError
 from opentelemetry import context as otel_context
 
@@ -77,13 +82,26 @@ class WatchEvent(Generic[M]):
 
 
 class TypedKV(Generic[M]):
-    """A KV bucket whose values are protobuf messages of one type."""
+    """A KV bucket whose values are protobuf messages of one type (in another cluster's JetStream
+    ``domain``: a read-only view of that cluster's bucket)."""
 
-    def __init__(self, bus: Bus, bucket: str, message_type: type[M]) -> None:
+    def __init__(self, bus: Bus, bucket: str, message_type: type[M], domain: str | None = None) -> None:
         self.bus = bus
         self.bucket = bucket
         self.message_type = message_type
         self.stream = f"KV_{bucket}"
+        self.domain = domain or None
+
+    @property
+    def js(self) -> JetStreamContext:
+        return self.bus.jetstream_in(self.domain)
+
+    async def ensure_bucket(self) -> None:
+        await self.bus.ensure_bucket(self.bucket, domain=self.domain)
+
+    def _writable(self) -> None:
+        if self.domain is not None:
+            raise BusError(f"{self.bucket} in domain {self.domain!r} is a read-only view of another cluster")
 
     def subject(self, key: str) -> str:
         if not key or key.startswith(".") or key.endswith(".") or ".." in key:
@@ -92,12 +110,14 @@ class TypedKV(Generic[M]):
 
     async def put(self, key: str, value: M, headers: dict[str, str] | None = None) -> int:
         """Store ``value`` under ``key``; returns its revision (stream sequence)."""
+        self._writable()
         await self.bus.ensure_bucket(self.bucket)
         return await self.bus.publish(self.subject(key), value.SerializeToString(deterministic=True), headers)
 
     async def put_many(self, items: Sequence[tuple[str, M]]) -> list[int | Exception]:
         """Store several keys at once (``batch.publish_many``: one round of acknowledgements); each
         one's revision, or the error that stopped it, in order. For distinct keys."""
+        self._writable()
         await self.bus.ensure_bucket(self.bucket)
         return await publish_many(
             self.bus, [(self.subject(k), v.SerializeToString(deterministic=True)) for k, v in items]
@@ -105,6 +125,7 @@ class TypedKV(Generic[M]):
 
     async def delete(self, key: str, headers: dict[str, str] | None = None) -> int:
         """Delete ``key`` (a tombstone that watches see as DELETE); returns its revision."""
+        self._writable()
         await self.bus.ensure_bucket(self.bucket)
         hdrs = dict(headers or {})
         hdrs[_OP_HEADER] = "DEL"
@@ -113,10 +134,10 @@ class TypedKV(Generic[M]):
     async def get(self, key: str) -> M | None:
         """The current value of ``key``, or None (also while its bucket does not exist yet)."""
         try:
-            await self.bus.ensure_bucket(self.bucket)
+            await self.ensure_bucket()
         except BucketMissing:
             return None
-        kv = await self.bus.jetstream.key_value(self.bucket)
+        kv = await self.js.key_value(self.bucket)
         try:
             entry = await kv.get(key)
         except (KeyNotFoundError, KeyDeletedError, NotFoundError):
@@ -314,8 +335,8 @@ class KVWatch(Generic[M]):
             return  # closed while the server was away: nothing left to watch
 
     async def _create_consumer(self) -> None:
-        js = self._bus.jetstream
-        await bounded(self._bus.ensure_bucket(self._kv.bucket), 5.0)
+        js = self._kv.js
+        await bounded(self._kv.ensure_bucket(), 5.0)
         si = await bounded(js.stream_info(self._kv.stream), 3.0)
         created = si.created
         resume = self._last_seq > 0 or self._stream_created is not None
@@ -376,7 +397,7 @@ class KVWatch(Generic[M]):
                 await bounded(sub.unsubscribe(), 1.0)
         if name is not None and self._bus.connected:
             with contextlib.suppress(Exception):
-                await bounded(self._bus.jetstream.delete_consumer(self._kv.stream, name), 1.0)
+                await bounded(self._kv.js.delete_consumer(self._kv.stream, name), 1.0)
 
     async def aclose(self) -> None:
         """Stop watching and delete the server-side consumer (idempotent)."""
