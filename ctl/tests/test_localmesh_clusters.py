@@ -28,7 +28,7 @@ def test_the_example_is_two_primaries_on_two_networks_with_their_gateways() -> N
     mesh = load_mesh_config(clusters.mesh_config)
     gateways = {n.name: [(g.address, g.port) for g in n.gateways] for n in mesh.mesh_networks.networks}
     assert gateways == {"network1": [("127.0.1.250", 15443)], "network2": [("127.0.2.250", 15443)]}
-    one, two = (load_plan(c.config_dir, mesh) for c in clusters.clusters)
+    one, two = (load_plan(c.config_dir, mesh, c.network) for c in clusters.clusters)
     assert (one.gateway_bind, one.gateway_port) == ("127.0.0.1", 8080)
     assert (one.eastwest_bind, one.eastwest_port) == ("127.0.1.250", 15443)
     assert (two.gateway_port, two.eastwest_bind, two.eastwest_port) == (0, "127.0.2.250", 15443)

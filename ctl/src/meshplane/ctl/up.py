@@ -163,7 +163,8 @@ def run_clusters(args: argparse.Namespace, config_dir: Path) -> int:
         chosen = [clusters.get(name) for name in args.cluster] or list(clusters.clusters)
         mesh_config = load_mesh_config(clusters.mesh_config)
         plans = [
-            (c, load_plan(c.config_dir, mesh_config)) for c in sorted(chosen, key=lambda c: not c.primary)
+            (c, load_plan(c.config_dir, mesh_config, c.network))
+            for c in sorted(chosen, key=lambda c: not c.primary)
         ]
     except (PlanError, MeshConfigError) as exc:
         print(f"meshctl up: {exc}", file=sys.stderr)

@@ -23,6 +23,7 @@ from meshplane.shared.proxyconfig import ProxyConfigs
 LOCAL_API = "meshplane.io/v1alpha1"
 GATEWAY_LABELS = {"istio": "ingressgateway", "app": "istio-ingressgateway"}
 #: Istio's east-west gateway labels (samples/multicluster): a router with an AUTO_PASSTHROUGH server
+NETWORK_LABEL = "topology.istio.io/network"
 EASTWEST_LABELS = {"istio": "eastwestgateway", "app": "istio-eastwestgateway"}
 
 
@@ -134,13 +135,16 @@ def _app_endpoints(docs: list[_Doc], ns: str, labels: dict[str, str]) -> tuple[s
     return tuple(found)
 
 
-def _gateway_server(docs: list[_Doc], selector: str, protocols: tuple[str, ...]) -> tuple[str, int]:
+def _gateway_server(
+    docs: list[_Doc], selector: str, protocols: tuple[str, ...], network: str = ""
+) -> tuple[str, int]:
     """(bind, port) of the first ``protocols`` server of a Gateway selecting ``istio: <selector>``."""
     for doc in docs:
         if doc.obj.get("kind") != "Gateway":
             continue
         spec = doc.obj.get("spec") or {}
-        if (spec.get("selector") or {}).get("istio") != selector:
+        labels = spec.get("selector") or {}
+        if labels.get("istio") != selector or labels.get(NETWORK_LABEL, network) != network:
             continue
         for server in spec.get("servers") or []:
             port = server.get("port") or {}
@@ -149,15 +153,16 @@ def _gateway_server(docs: list[_Doc], selector: str, protocols: tuple[str, ...])
     return "", 0
 
 
-def _gateway(docs: list[_Doc], plan: Plan) -> None:
+def _gateway(docs: list[_Doc], plan: Plan, network: str) -> None:
     bind, port = _gateway_server(docs, "ingressgateway", ("HTTP", "HTTP2"))
     if port:
         plan.gateway_bind, plan.gateway_port = bind, port
-    plan.eastwest_bind, plan.eastwest_port = _gateway_server(docs, "eastwestgateway", ("TLS",))
+    plan.eastwest_bind, plan.eastwest_port = _gateway_server(docs, "eastwestgateway", ("TLS",), network)
 
 
-def load_plan(config_dir: Path, mesh: MeshConfig | None = None) -> Plan:
-    """The workloads and gateway of ``config_dir``; raises PlanError."""
+def load_plan(config_dir: Path, mesh: MeshConfig | None = None, network: str = "") -> Plan:
+    """The workloads and gateways of ``config_dir``; raises PlanError. ``network``: the cluster's
+    (an east-west Gateway whose selector names another ``topology.istio.io/network`` is not its)."""
     docs = _documents(config_dir)
     entries = {_name(d): d for d in docs if d.obj.get("kind") == "WorkloadEntry"}
     plan = Plan()
@@ -170,7 +175,7 @@ def load_plan(config_dir: Path, mesh: MeshConfig | None = None) -> Plan:
                 raise PlanError(f"{doc.where}: a second LocalWorkload {wl.namespace}/{wl.name}")
             seen.add(wl.proxy)
             plan.workloads.append(wl)
-    _gateway(docs, plan)
+    _gateway(docs, plan, network)
     mesh = mesh or MeshConfig()
     objects = [d.obj for d in docs if d.obj.get("kind") == "ProxyConfig"]
     plan.proxy_configs = ProxyConfigs.build(mesh.default_config, objects, mesh.root_namespace)
