@@ -131,6 +131,10 @@ class LocalMesh:
             config_file=self.bus.server_config,
         )
 
+    def _bus_pki(self) -> BusPki:
+        root = os.environ.get(BUS_DIR_ENV)
+        return BusPki.load(root) if root else BusPki.create(self.state / "bus")
+
     def _flags(self, component: str) -> list[str]:
         """More flags for ``meshplane-<component>`` (galley, pilot, citadel)."""
         return []
@@ -182,8 +186,7 @@ class LocalMesh:
         log = self.sup.logs / f"{self._name('nats-server')}.log"
         # the bus's CA, server certificate and one nkey per component (fresh for every run), or
         # the bus directory $MESHPLANE_BUS_DIR names (the test suite's)
-        root = os.environ.get(BUS_DIR_ENV)
-        self.bus = BusPki.load(root) if root else BusPki.create(self.state / "bus")
+        self.bus = self._bus_pki()
         nats = self._nats(log).start()
         assert nats.child is not None
         m = self.sup.adopt(self._name("nats-server"), nats.child, nats.url)  # restarts: same port and store

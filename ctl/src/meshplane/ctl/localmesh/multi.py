@@ -34,7 +34,7 @@ from meshplane.ctl.localmesh.mesh import EASTWEST, GATEWAY, LocalMesh
 from meshplane.ctl.localmesh.plan import Workload
 from meshplane.ctl.localmesh.supervisor import StartError
 from meshplane.ctl.remotesecret import write_remote_secret
-from meshplane.shared.bus.pki import LeafRemote
+from meshplane.shared.bus.pki import BusPki, LeafRemote
 from meshplane.shared.natsserver import NatsServer
 from meshplane.shared.proxyconfig import ProxySettings
 
@@ -80,6 +80,10 @@ class ClusterMesh(LocalMesh):
                 self.root / "cacerts", self.cluster.name, key, cert, cacerts.INTERMEDIATE_DAYS
             )
         return out
+
+    def _bus_pki(self) -> BusPki:
+        """Each cluster's own bus trust (never ``$MESHPLANE_BUS_DIR``'s: one per cluster)."""
+        return BusPki.create(self.state / "bus")
 
     def _nats(self, log: Path) -> NatsServer:
         assert self.bus is not None and self.clusters is not None
