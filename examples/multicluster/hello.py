@@ -29,9 +29,10 @@ class Hello:
         if xfcc:
             body += f"\ncaller {xfcc.group(1)}"
         payload = (body + "\n").encode()
+        served_by = self.label.split(" (")[0].replace(" ", "-")
         writer.write(
             f"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: {len(payload)}\r\n"
-            f"x-served-by: {self.label.split(' (')[0].replace(' ', '-')}\r\nconnection: close\r\n\r\n".encode()
+            f"x-served-by: {served_by}\r\nconnection: close\r\n\r\n".encode()
             + payload
         )
         try:
