@@ -99,10 +99,3 @@ async def test_written_files_let_a_leaf_join_the_hub(tmp_path: Path) -> None:
         if leaf is not None:
             leaf.stop()
         hub.stop()
-
-
-def test_proxy_status_state_dir_without_clusters_is_refused(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    assert meshctl(["proxy-status", "--state-dir", str(tmp_path)]) == 2
-    assert "no <cluster>/cluster.json (not a multi-cluster meshctl up)" in capsys.readouterr().err
