@@ -72,9 +72,9 @@ def test_both_clusters_answer_through_cluster1s_gateway_with_mtls_across_network
     expected = {
         "helloworld-v1.sample@cluster1",
         "istio-ingressgateway.istio-system@cluster1",
-        "istio-eastwestgateway.istio-system@cluster1",
+        "istio-eastwestgateway-cluster1.istio-system@cluster1",
         "helloworld-v2.sample@cluster2",
-        "istio-eastwestgateway.istio-system@cluster2",
+        "istio-eastwestgateway-cluster2.istio-system@cluster2",
     }
 
     def synced() -> bool:

@@ -48,7 +48,7 @@ def test_remote_proxies_served_by_the_primarys_pilot_reach_both_clusters(tmp_pat
     with running(config, tmp_path / "state", tmp_path, f"http://127.0.0.1:{port}/", 240) as mesh:
         assert "cluster2/meshplane-pilot" not in mesh.pids() and "cluster1/meshplane-pilot" in mesh.pids()
         # the remote's proxies are connected to the primary's Pilot (its bus records them)
-        remote = {"helloworld-v2.sample@cluster1", "istio-eastwestgateway.istio-system@cluster1"}
+        remote = {"helloworld-v2.sample@cluster1", "istio-eastwestgateway-cluster2.istio-system@cluster1"}
         wait_until(
             lambda: remote <= set(proxy_status(mesh.state)), 60, "cluster 2's proxies on cluster 1's Pilot"
         )

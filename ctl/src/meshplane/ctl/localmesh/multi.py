@@ -143,7 +143,9 @@ class ClusterMesh(LocalMesh):
             found.append((gw, f"{self.plan.gateway_bind}:{self.plan.gateway_port}"))
         if self.plan.eastwest_port:
             labels = {**EASTWEST.labels, "topology.istio.io/network": self.cluster.network}
-            ew = replace(EASTWEST, address=self.plan.eastwest_bind, labels=labels)
+            # named after its cluster: one Pilot may serve both clusters' (primary-remote)
+            name = f"{EASTWEST.name}-{self.cluster.name}"
+            ew = replace(EASTWEST, name=name, address=self.plan.eastwest_bind, labels=labels)
             found.append((ew, f"{self.plan.eastwest_bind}:{self.plan.eastwest_port}"))
         return found
 
