@@ -64,6 +64,13 @@ class Network:
 class MeshNetworks:
     networks: tuple[Network, ...] = ()
 
+    @property
+    def gateway_services(self) -> frozenset[str]:
+        """The hostnames of every ``registryServiceName`` gateway."""
+        return frozenset(
+            g.registry_service_name for n in self.networks for g in n.gateways if g.registry_service_name
+        )
+
     def network(self, name: str) -> Network | None:
         return next((n for n in self.networks if n.name == name), None)
 
