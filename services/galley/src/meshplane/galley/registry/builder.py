@@ -8,7 +8,6 @@ from meshplane.galley.registry import kubernetes, serviceentry
 from meshplane.galley.sources.model import ConfigObject
 from meshplane.proto.bus.v1 import registry_pb2
 
-
 #: Istio's network label, on pods, WorkloadEntries and namespaces
 NETWORK_LABEL = "topology.istio.io/network"
 
