@@ -1,5 +1,6 @@
 """Starlette app: /ready, /metrics, /debug/{syncz,config_dump,configz,registryz,push_status} and
-Istio's /debug/{adsz,edsz,instancesz,authorizationz,mesh} (:mod:`.istioz`).
+Istio's /debug/{adsz,edsz,instancesz,authorizationz,mesh} (:mod:`.istioz`), and /debug/clusterz
+(the remote clusters of a multi-cluster Pilot).
 
 Bad input (a missing or unknown proxyID) gets a 4xx with a message naming what is wrong.
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -107,6 +109,11 @@ def build_app(
         services = s.ctx.services if s else list(state.services.values())
         return _json([dataclasses.asdict(svc) for svc in services])
 
+    async def clusterz(_: Request) -> Response:
+        """The remote clusters whose registries are merged (multi-cluster), and how fresh each is."""
+        now = time.time()
+        return _json([remote.describe(now) for _, remote in sorted(state.remotes.items())])
+
     async def push_status(_: Request) -> Response:
         s = server()
         if s is None:
@@ -133,6 +140,7 @@ def build_app(
         Route("/debug/instancesz", instancesz),
         Route("/debug/authorizationz", authorizationz),
         Route("/debug/mesh", mesh),
+        Route("/debug/clusterz", clusterz),
     ]
     return Starlette(routes=routes)
 
