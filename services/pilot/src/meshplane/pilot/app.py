@@ -94,7 +94,9 @@ class Pilot:
 
     async def _run(self, stop: asyncio.Event) -> None:
         s = self.settings
-        app = build_app(self.metrics, self.state, lambda: self.server, self.not_ready, self.push_all)
+        app = build_app(
+            self.metrics, self.state, lambda: self.server, self.not_ready, self.push_all, s.cluster_id
+        )
         listeners = bind_all(app, (s.http_host, s.http_port), (s.debug_host, s.debug_port))
         self.http_port = listeners[0].port
         self.debug_port = listeners[-1].port
