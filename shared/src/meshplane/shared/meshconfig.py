@@ -11,9 +11,9 @@ built-in ``envoy`` provider included). ``extensionProviders`` of types ``envoyEx
 ``envoyExtAuthzGrpc`` serve AuthorizationPolicy CUSTOM (``meshconfig_authz``). Tracing:
 ``extensionProviders`` of type ``opentelemetry`` (:mod:`meshplane.shared.meshtracing`) and
 ``defaultProviders.tracing``. ``meshNetworks`` (also the ConfigMap's ``data.meshNetworks``):
-networks and their east-west gateways (:mod:`meshplane.shared.meshnetworks`). Fields meshplane does not apply yet (other provider types, default
-metrics providers, ``enableTracing: true``'s legacy tracer, ...) are named in one warning, so a
-user never believes they took effect.
+networks and their east-west gateways (:mod:`meshplane.shared.meshnetworks`). Fields meshplane
+does not apply yet (other provider types, default metrics providers, ``enableTracing: true``'s
+legacy tracer, ...) are named in one warning, so a user never believes they took effect.
 """
 
 from __future__ import annotations
