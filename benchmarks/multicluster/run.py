@@ -44,8 +44,7 @@ COMMAND = "python -m benchmarks.multicluster.run"
 def _instance(i: int, j: int, cluster: str) -> Any:
     w = workload(i, j)
     w.name = f"svc-{i}-{cluster}-{j}"
-    if hasattr(w, "cluster_id"):  # fed's registry field; before it, Pilot keys by the domain
-        w.cluster_id = cluster
+    w.cluster_id = cluster
     return w
 
 

@@ -18,8 +18,7 @@ import httpx
 import pytest
 
 from meshplane.ctl.localmesh.testing import UpRun, copy_multicluster, running
-
-from .conftest import (
+from tests.integration.multicluster.mc_kit import (
     HOST,
     INGRESS_SA,
     REPO,

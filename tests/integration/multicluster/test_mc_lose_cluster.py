@@ -23,8 +23,15 @@ import httpx
 import pytest
 
 from meshplane.ctl.localmesh.testing import UpRun, copy_multicluster, running
-
-from .conftest import REPO, admins, bind_of, both_clusters, cluster_of, endpoints, wait_until
+from tests.integration.multicluster.mc_kit import (
+    REPO,
+    admins,
+    bind_of,
+    both_clusters,
+    cluster_of,
+    endpoints,
+    wait_until,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 

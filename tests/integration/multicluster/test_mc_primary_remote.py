@@ -16,8 +16,7 @@ from pathlib import Path
 import pytest
 
 from meshplane.ctl.localmesh.testing import copy_multicluster, running
-
-from .conftest import (
+from tests.integration.multicluster.mc_kit import (
     HOST,
     REPO,
     admins,

@@ -1,4 +1,4 @@
-"""What the multi-cluster end-to-end tests share: ``examples/multicluster`` copied with fresh
+"""What the multi-cluster `meshctl up` tests share: ``examples/multicluster`` copied with fresh
 addresses (``meshplane.ctl.localmesh.testing.copy_multicluster``), run by the real ``meshctl up``
 (the whole example, or one ``meshctl up --cluster`` per cluster sharing one state dir), and the
 few reads a user would make: the answers through a gateway or a cluster's client sidecar, a
