@@ -71,7 +71,8 @@ def endpoints(admin: str, host: str = HOST, port: int = 5000) -> set[str]:
     """The HOST:PORT endpoints of the proxy's outbound cluster for ``host`` (admin ``/clusters``)."""
     text = httpx.get(f"http://{admin}/clusters", timeout=10).text
     prefix = f"outbound|{port}||{host}::"
-    return {line[len(prefix) :].split("::")[0] for line in text.splitlines() if line.startswith(prefix)}
+    found = {line[len(prefix) :].split("::")[0] for line in text.splitlines() if line.startswith(prefix)}
+    return {e for e in found if re.fullmatch(r"[\d.]+:\d+", e)}
 
 
 def config_dump(admin: str) -> dict[str, Any]:
@@ -79,12 +80,14 @@ def config_dump(admin: str) -> dict[str, Any]:
 
 
 def proxy_status(state: Path) -> dict[str, list[str]]:
-    """``meshctl proxy-status --state-dir``: ``<proxy>@<cluster>`` → the row's other columns."""
+    """``meshctl proxy-status --state-dir``: ``<proxy>@<cluster>`` → CDS, LDS, EDS, RDS (``NOT SENT``
+    as ``NOT_SENT``), PILOT, VERSION."""
     out = subprocess.run(
         [str(MESHCTL), "proxy-status", "--state-dir", str(state)], capture_output=True, text=True, timeout=60
     )
     assert out.returncode == 0, out.stderr
-    rows = [line.split() for line in out.stdout.splitlines()[1:] if line.strip()]
+    lines = out.stdout.replace("NOT SENT", "NOT_SENT").splitlines()[1:]
+    rows = [line.split() for line in lines if line.strip()]
     return {f"{r[0]}@{r[1]}": r[2:] for r in rows}
 
 

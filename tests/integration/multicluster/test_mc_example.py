@@ -79,7 +79,7 @@ def test_both_clusters_answer_through_cluster1s_gateway_with_mtls_across_network
     def synced() -> bool:
         rows = proxy_status(mesh.state)
         return set(rows) == expected and all(
-            w in ("SYNCED", "NOT SENT") for r in rows.values() for w in r[:4]
+            w in ("SYNCED", "NOT_SENT") for r in rows.values() for w in r[:4]
         )
 
     wait_until(synced, 30, "every cluster's proxies SYNCED in proxy-status --state-dir")
