@@ -295,3 +295,30 @@ def test_a_registry_service_gateway_moving_is_a_full_push() -> None:
     web_pod = registry_pb2.WorkloadInstance(name="b1", namespace=NS, address="10.2.0.1", services=[WEB])
     push = watcher._on_workload("default/b1", web_pod)
     assert not push.full and push.eds_hosts == {WEB}
+
+
+def test_service_entry_endpoints_carry_their_network() -> None:
+    se = Config.parse(
+        "ServiceEntry",
+        "networking.istio.io",
+        "v1",
+        NS,
+        "db",
+        {
+            "hosts": ["db.example.internal"],
+            "location": "MESH_INTERNAL",
+            "resolution": "STATIC",
+            "ports": [{"number": 5432, "name": "tcp", "protocol": "TCP"}],
+            "endpoints": [
+                {"address": "10.2.5.5", "network": "net-b", "labels": MTLS},
+                {"address": "10.1.5.5", "labels": MTLS},
+            ],
+        },
+    )
+    ctx = _ctx(None, [], se)
+    assert {e.address: e.network for e in ctx.endpoints("db.example.internal", NS, 5432)} == {
+        "10.2.5.5": "net-b",
+        "10.1.5.5": "",
+    }
+    cla = build_load_assignment(ctx, "outbound|5432||db.example.internal", view=NetworkView("net-a"))
+    assert set(_eps(cla)) == {"10.1.5.5:5432", f"{GW_B}:15443"}
