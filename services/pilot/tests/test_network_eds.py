@@ -4,7 +4,7 @@ through their gateways (Istio's EndpointsByNetworkFilter)."""
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any
+from typing import Any, cast
 
 import yaml
 from envoy.config.endpoint.v3 import endpoint_pb2
@@ -13,11 +13,14 @@ from google.protobuf import struct_pb2
 from meshplane.pilot.generators import common
 from meshplane.pilot.generators.endpoints import build_load_assignment
 from meshplane.pilot.generators.network import NetworkView, proxy_view
+from meshplane.pilot.ingest.watcher import State, Watcher
+from meshplane.pilot.metrics import Metrics
 from meshplane.pilot.model.config import Config, Port, Service, Workload, workload_from_bus
 from meshplane.pilot.model.proxy import Proxy, parse_proxy
 from meshplane.pilot.model.push_context import PushContext, build_push_context
 from meshplane.pilot.xds.resources import ResourceCache
 from meshplane.proto.bus.v1 import registry_pb2
+from meshplane.shared.bus import Buckets
 from meshplane.shared.meshconfig import parse_mesh_config
 
 NS = "default"
@@ -279,3 +282,43 @@ def test_clear_eds_also_drops_sni_dnat_assignments_of_the_host() -> None:
     assert any(k[0] == WEB_SNI for k in cache.endpoint_resources)
     cache.clear_eds(frozenset({WEB}))
     assert not any(k[0] == WEB_SNI for k in cache.endpoint_resources)
+
+
+def test_a_registry_service_gateway_moving_is_a_full_push() -> None:
+    gw_host = "istio-eastwestgateway.istio-system.svc.cluster.local"
+    nets = _networks(**{"net-b": {"gateways": [{"registryServiceName": gw_host, "port": 15443}]}})
+    state = State(mesh=parse_mesh_config(yaml.safe_dump(nets), "mesh"))
+    watcher = Watcher(cast("Buckets", None), state, Metrics())
+    gw_pod = registry_pb2.WorkloadInstance(name="ewgw-1", namespace="istio-system", address="172.16.0.9")
+    gw_pod.services.append(gw_host)
+    assert watcher._on_workload("istio-system/ewgw-1", gw_pod).full
+    web_pod = registry_pb2.WorkloadInstance(name="b1", namespace=NS, address="10.2.0.1", services=[WEB])
+    push = watcher._on_workload("default/b1", web_pod)
+    assert not push.full and push.eds_hosts == {WEB}
+
+
+def test_service_entry_endpoints_carry_their_network() -> None:
+    se = Config.parse(
+        "ServiceEntry",
+        "networking.istio.io",
+        "v1",
+        NS,
+        "db",
+        {
+            "hosts": ["db.example.internal"],
+            "location": "MESH_INTERNAL",
+            "resolution": "STATIC",
+            "ports": [{"number": 5432, "name": "tcp", "protocol": "TCP"}],
+            "endpoints": [
+                {"address": "10.2.5.5", "network": "net-b", "labels": MTLS},
+                {"address": "10.1.5.5", "labels": MTLS},
+            ],
+        },
+    )
+    ctx = _ctx(None, [], se)
+    assert {e.address: e.network for e in ctx.endpoints("db.example.internal", NS, 5432)} == {
+        "10.2.5.5": "net-b",
+        "10.1.5.5": "",
+    }
+    cla = build_load_assignment(ctx, "outbound|5432||db.example.internal", view=NetworkView("net-a"))
+    assert set(_eps(cla)) == {"10.1.5.5:5432", f"{GW_B}:15443"}

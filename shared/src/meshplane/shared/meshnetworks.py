@@ -71,6 +71,16 @@ class MeshNetworks:
             g.registry_service_name for n in self.networks for g in n.gateways if g.registry_service_name
         )
 
+    @property
+    def not_applied(self) -> tuple[str, ...]:
+        """Fields given that nothing reads (a gateway's ``locality``, unread in Istio too)."""
+        return tuple(
+            f"meshNetworks.networks.{n.name}.gateways[{i}].locality"
+            for n in self.networks
+            for i, g in enumerate(n.gateways)
+            if g.locality
+        )
+
     def network(self, name: str) -> Network | None:
         return next((n for n in self.networks if n.name == name), None)
 
