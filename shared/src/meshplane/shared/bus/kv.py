@@ -93,6 +93,11 @@ class TypedKV(Generic[M]):
         self.domain = domain or None
 
     @property
+    def name(self) -> str:
+        """The bucket, and its domain when it is another cluster's (for logs)."""
+        return self.bucket if self.domain is None else f"{self.bucket} (domain {self.domain})"
+
+    @property
     def js(self) -> JetStreamContext:
         return self.bus.jetstream_in(self.domain)
 
@@ -218,9 +223,7 @@ class KVWatch(Generic[M]):
                 async with asyncio.timeout(self._hb * 3):
                     msg = await self._queue.get()
             except TimeoutError:
-                log.info(
-                    "watch %s: no heartbeat for %.1fs, recreating consumer", self._kv.bucket, self._hb * 3
-                )
+                log.info("watch %s: no heartbeat for %.1fs, recreating consumer", self._kv.name, self._hb * 3)
                 self._reset_requested = True
                 continue
             if msg is None or self._reset_requested:
@@ -239,7 +242,7 @@ class KVWatch(Generic[M]):
                 await self._bus.nc.publish(stalled, b"")
             last_c = hdrs.get(api.Header.LAST_CONSUMER.value)
             if last_c is not None and int(last_c) != self._last_cseq:
-                log.info("watch %s: heartbeat shows a gap, recreating consumer", self._kv.bucket)
+                log.info("watch %s: heartbeat shows a gap, recreating consumer", self._kv.name)
                 self._reset_requested = True
             return
         if not msg.reply:
@@ -247,7 +250,7 @@ class KVWatch(Generic[M]):
         md = msg.metadata
         cseq, sseq, pending = md.sequence.consumer, md.sequence.stream, md.num_pending
         if cseq != self._last_cseq + 1:
-            log.info("watch %s: consumer sequence gap (%d after %d)", self._kv.bucket, cseq, self._last_cseq)
+            log.info("watch %s: consumer sequence gap (%d after %d)", self._kv.name, cseq, self._last_cseq)
             self._reset_requested = True
             return
         self._last_cseq = cseq
@@ -307,7 +310,7 @@ class KVWatch(Generic[M]):
                     raise  # retried with backoff until the writer creates the bucket
                 # Nothing written yet, by a writer that has not run: the current state is empty.
                 # Say so (readers such as Pilot become ready on it), then wait for the bucket.
-                log.info("watch %s: no bucket yet, waiting for its writer", self._kv.bucket)
+                log.info("watch %s: no bucket yet, waiting for its writer", self._kv.name)
                 self._synced = True
                 self._pending.append(WatchEvent(EventType.SYNCED))
 
@@ -317,7 +320,7 @@ class KVWatch(Generic[M]):
             log.log(
                 level,
                 "watch %s: cannot create consumer yet (attempt %d: %s); retrying",
-                self._kv.bucket,
+                self._kv.name,
                 attempt,
                 exc,
             )
@@ -326,7 +329,7 @@ class KVWatch(Generic[M]):
         try:
             await retry(
                 attempt,
-                what=f"watch {self._kv.bucket}: create consumer",
+                what=f"watch {self._kv.name}: create consumer",
                 policy=_CONSUMER_RETRY,
                 stopped=lambda: self._closed,
                 on_retry=note,
@@ -341,7 +344,7 @@ class KVWatch(Generic[M]):
         created = si.created
         resume = self._last_seq > 0 or self._stream_created is not None
         if resume and (created != self._stream_created or si.state.last_seq < self._last_seq):
-            log.warning("watch %s: stream was recreated; re-reading the whole bucket", self._kv.bucket)
+            log.warning("watch %s: stream was recreated; re-reading the whole bucket", self._kv.name)
             self._resync = {}
             self._last_seq = 0
         self._stream_created = created
