@@ -27,11 +27,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
 import logging
 from collections import deque
 from collections.abc import AsyncIterator, Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Generic, TypeVar
 
@@ -40,12 +38,12 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext, api
 from nats.js.errors import KeyDeletedError, KeyNotFoundError, NotFoundError
-from opentelemetry import context as otel_context
 
 from meshplane.shared.bus.batch import publish_many
 from meshplane.shared.bus.client import TRANSIENT_ERRORS, Bus, bounded
 from meshplane.shared.bus.errors import BucketMissing, BusError, InvalidKey
-from meshplane.shared.bus.tracing import extract_context
+from meshplane.shared.bus.events import EventType as EventType
+from meshplane.shared.bus.events import WatchEvent as WatchEvent
 from meshplane.shared.retry import RetriesExhausted, RetryPolicy, retry
 
 log = logging.getLogger(__name__)
@@ -56,29 +54,6 @@ _OP_HEADER = "KV-Operation"
 _DELETE_OPS = {"DEL", "PURGE"}
 #: Re-creating a watch's consumer while the server is away: 50 ms doubling to 1 s, until closed.
 _CONSUMER_RETRY = RetryPolicy(retry_on=(*TRANSIENT_ERRORS, BusError), initial=0.05, maximum=1.0)
-
-
-class EventType(enum.Enum):
-    PUT = "put"
-    DELETE = "delete"
-    #: The current state has been delivered in full; later events are changes.
-    SYNCED = "synced"
-
-
-@dataclass(frozen=True, slots=True)
-class WatchEvent(Generic[M]):
-    """One change seen by a watch."""
-
-    type: EventType
-    key: str = ""
-    value: M | None = None
-    #: Stream sequence of the message (0 for SYNCED and for diff events after a resync).
-    revision: int = 0
-    headers: Mapping[str, str] = field(default_factory=dict)
-
-    def trace_context(self) -> otel_context.Context:
-        """The trace context the publisher attached (for stitching spans across the bus)."""
-        return extract_context(self.headers)
 
 
 class TypedKV(Generic[M]):
