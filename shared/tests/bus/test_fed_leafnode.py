@@ -136,6 +136,24 @@ async def test_the_federation_identity_reads_only_the_registry_and_writes_nothin
             assert not await api_answers(admin2, subject, b"forged"), subject
         assert await b1.config.get("networking.istio.io.VirtualService.default.vs") is not None
         assert (await b1.services.get("x")) is None
+
+        # and the other way: cluster 1's clients reach only cluster 2's registry
+        galley2, admin1 = await c2.connect("galley"), await c1.connect("admin")
+        try:
+            b2 = Buckets(galley2)
+            await b2.services.put("default.z", svc("z"))
+            await b2.config.put("networking.istio.io.VirtualService.default.vs", config)
+            api2 = "$JS.cluster2.API"
+            assert await api_answers(admin1, f"{api2}.STREAM.INFO.KV_{SERVICES_BUCKET}")
+            assert not await api_answers(admin1, f"{api2}.STREAM.INFO.KV_{CONFIG_BUCKET}")
+            assert not await api_answers(admin1, f"{api2}.STREAM.DELETE.KV_{SERVICES_BUCKET}")
+            # a bucket only cluster 2 has: a forged write from cluster 1 finds no stream to land in
+            await b2.mesh_config.put("mesh", config_pb2.ConfigResource(kind="MeshConfig"))
+            assert not await api_answers(admin1, "$KV.mesh-meshconfig.forged", b"x")
+            assert await b2.mesh_config.get("forged") is None
+        finally:
+            await galley2.close()
+            await admin1.close()
     finally:
         for b in (galley1, admin2, citadel1):
             await b.close()

@@ -27,11 +27,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
 import logging
 from collections import deque
 from collections.abc import AsyncIterator, Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Generic, TypeVar
 
@@ -40,12 +38,12 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext, api
 from nats.js.errors import KeyDeletedError, KeyNotFoundError, NotFoundError
-from opentelemetry import context as otel_context
 
 from meshplane.shared.bus.batch import publish_many
 from meshplane.shared.bus.client import TRANSIENT_ERRORS, Bus, bounded
 from meshplane.shared.bus.errors import BucketMissing, BusError, InvalidKey
-from meshplane.shared.bus.tracing import extract_context
+from meshplane.shared.bus.events import EventType as EventType
+from meshplane.shared.bus.events import WatchEvent as WatchEvent
 from meshplane.shared.retry import RetriesExhausted, RetryPolicy, retry
 
 log = logging.getLogger(__name__)
@@ -58,29 +56,6 @@ _DELETE_OPS = {"DEL", "PURGE"}
 _CONSUMER_RETRY = RetryPolicy(retry_on=(*TRANSIENT_ERRORS, BusError), initial=0.05, maximum=1.0)
 
 
-class EventType(enum.Enum):
-    PUT = "put"
-    DELETE = "delete"
-    #: The current state has been delivered in full; later events are changes.
-    SYNCED = "synced"
-
-
-@dataclass(frozen=True, slots=True)
-class WatchEvent(Generic[M]):
-    """One change seen by a watch."""
-
-    type: EventType
-    key: str = ""
-    value: M | None = None
-    #: Stream sequence of the message (0 for SYNCED and for diff events after a resync).
-    revision: int = 0
-    headers: Mapping[str, str] = field(default_factory=dict)
-
-    def trace_context(self) -> otel_context.Context:
-        """The trace context the publisher attached (for stitching spans across the bus)."""
-        return extract_context(self.headers)
-
-
 class TypedKV(Generic[M]):
     """A KV bucket whose values are protobuf messages of one type (in another cluster's JetStream
     ``domain``: a read-only view of that cluster's bucket)."""
@@ -91,6 +66,11 @@ class TypedKV(Generic[M]):
         self.message_type = message_type
         self.stream = f"KV_{bucket}"
         self.domain = domain or None
+
+    @property
+    def name(self) -> str:
+        """The bucket, and its domain when it is another cluster's (for logs)."""
+        return self.bucket if self.domain is None else f"{self.bucket} (domain {self.domain})"
 
     @property
     def js(self) -> JetStreamContext:
@@ -218,9 +198,7 @@ class KVWatch(Generic[M]):
                 async with asyncio.timeout(self._hb * 3):
                     msg = await self._queue.get()
             except TimeoutError:
-                log.info(
-                    "watch %s: no heartbeat for %.1fs, recreating consumer", self._kv.bucket, self._hb * 3
-                )
+                log.info("watch %s: no heartbeat for %.1fs, recreating consumer", self._kv.name, self._hb * 3)
                 self._reset_requested = True
                 continue
             if msg is None or self._reset_requested:
@@ -239,7 +217,7 @@ class KVWatch(Generic[M]):
                 await self._bus.nc.publish(stalled, b"")
             last_c = hdrs.get(api.Header.LAST_CONSUMER.value)
             if last_c is not None and int(last_c) != self._last_cseq:
-                log.info("watch %s: heartbeat shows a gap, recreating consumer", self._kv.bucket)
+                log.info("watch %s: heartbeat shows a gap, recreating consumer", self._kv.name)
                 self._reset_requested = True
             return
         if not msg.reply:
@@ -247,7 +225,7 @@ class KVWatch(Generic[M]):
         md = msg.metadata
         cseq, sseq, pending = md.sequence.consumer, md.sequence.stream, md.num_pending
         if cseq != self._last_cseq + 1:
-            log.info("watch %s: consumer sequence gap (%d after %d)", self._kv.bucket, cseq, self._last_cseq)
+            log.info("watch %s: consumer sequence gap (%d after %d)", self._kv.name, cseq, self._last_cseq)
             self._reset_requested = True
             return
         self._last_cseq = cseq
@@ -307,7 +285,7 @@ class KVWatch(Generic[M]):
                     raise  # retried with backoff until the writer creates the bucket
                 # Nothing written yet, by a writer that has not run: the current state is empty.
                 # Say so (readers such as Pilot become ready on it), then wait for the bucket.
-                log.info("watch %s: no bucket yet, waiting for its writer", self._kv.bucket)
+                log.info("watch %s: no bucket yet, waiting for its writer", self._kv.name)
                 self._synced = True
                 self._pending.append(WatchEvent(EventType.SYNCED))
 
@@ -317,7 +295,7 @@ class KVWatch(Generic[M]):
             log.log(
                 level,
                 "watch %s: cannot create consumer yet (attempt %d: %s); retrying",
-                self._kv.bucket,
+                self._kv.name,
                 attempt,
                 exc,
             )
@@ -326,7 +304,7 @@ class KVWatch(Generic[M]):
         try:
             await retry(
                 attempt,
-                what=f"watch {self._kv.bucket}: create consumer",
+                what=f"watch {self._kv.name}: create consumer",
                 policy=_CONSUMER_RETRY,
                 stopped=lambda: self._closed,
                 on_retry=note,
@@ -341,7 +319,7 @@ class KVWatch(Generic[M]):
         created = si.created
         resume = self._last_seq > 0 or self._stream_created is not None
         if resume and (created != self._stream_created or si.state.last_seq < self._last_seq):
-            log.warning("watch %s: stream was recreated; re-reading the whole bucket", self._kv.bucket)
+            log.warning("watch %s: stream was recreated; re-reading the whole bucket", self._kv.name)
             self._resync = {}
             self._last_seq = 0
         self._stream_created = created

@@ -12,6 +12,7 @@ refused and the one in effect stays.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 from collections.abc import Callable
 from typing import Any, cast
@@ -131,7 +132,10 @@ class State:
 
     def hosts_of(self, wl: Workload) -> frozenset[str]:
         hosts = set(wl.services)
-        for svc in self.merged_services().values():
+        services = itertools.chain(
+            self.services.values(), *(r.services.values() for r in self.remotes.values())
+        )
+        for svc in services:
             if svc.selector and svc.namespace == wl.namespace and labels_match(svc.selector, wl.labels):
                 hosts.add(svc.hostname)
         return frozenset(hosts)
