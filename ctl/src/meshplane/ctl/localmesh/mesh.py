@@ -50,6 +50,7 @@ EASTWEST = Workload(
     command=[],
     source=Path("."),
 )
+_KIND = {"ingressgateway": "the ingress gateway", "eastwestgateway": "the east-west gateway"}
 TOKEN_TTL = 7 * 24 * 3600
 #: Pilot's namespace and service account, as in k8s/ (its SPIFFE ID is bootstrap.PILOT_SAN)
 PILOT_IDENTITY = ("meshplane-system", "pilot")
@@ -163,7 +164,7 @@ class LocalMesh:
                 (
                     host,
                     int(port),
-                    f"{gw.name} (the Gateway with selector istio: {selector} in {self.config_dir})",
+                    f"{_KIND[selector]} (the Gateway with selector istio: {selector} in {self.config_dir})",
                 )
             )
         for wl in self.plan.workloads:
