@@ -46,12 +46,12 @@ def test_remote_proxies_served_by_the_primarys_pilot_reach_both_clusters(tmp_pat
         (config / "cluster1" / f"cluster2-{name}").write_text(text)
     with running(config, tmp_path / "state", tmp_path, f"http://127.0.0.1:{port}/", 240) as mesh:
         assert "cluster2/meshplane-pilot" not in mesh.pids() and "cluster1/meshplane-pilot" in mesh.pids()
-        # the remote's proxies are connected to the primary's Pilot (its bus records them)
-        remote = {"helloworld-v2.sample@cluster1", "istio-eastwestgateway-cluster2.istio-system@cluster1"}
+        # the remote's proxies are connected to the primary's Pilot; proxy-status names their own cluster
+        remote = {"helloworld-v2.sample@cluster2", "istio-eastwestgateway-cluster2.istio-system@cluster2"}
         wait_until(
             lambda: remote <= set(proxy_status(mesh.state)), 60, "cluster 2's proxies on cluster 1's Pilot"
         )
-        assert proxy_status(mesh.state)["helloworld-v2.sample@cluster1"][4] == "cluster1-pilot-local"
+        assert proxy_status(mesh.state)["helloworld-v2.sample@cluster2"][4] == "cluster1-pilot-local"
 
         client2 = client_url(mesh.config, "cluster2")
         wait_until(lambda: both_clusters(client2, HOST), 90, "cluster 2's client answered by both clusters")

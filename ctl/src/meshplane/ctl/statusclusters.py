@@ -2,9 +2,10 @@
 
 Each cluster has its own bus; ``meshctl up`` records where in ``DIR/<cluster>/cluster.json``
 (``localmesh.multi``). This reads every cluster's bus with that bus's ``meshctl`` credentials and
-prints one table whose CLUSTER column is the bus's cluster ID (istioctl shows the proxy's
-cluster there). A cluster whose bus does not answer (lost, or not started) is named on stderr
-and left out; the others are still shown.
+prints one table whose CLUSTER column is, as istioctl's, the proxy's cluster: the one whose
+``proxies.json`` lists it (a remote cluster's proxies are on their primary's bus), else the
+cluster of the bus its Pilot reports to. A cluster whose bus does not answer (lost, or not
+started) is named on stderr and left out; the others are still shown.
 """
 
 from __future__ import annotations
@@ -36,6 +37,20 @@ def cluster_buses(state: Path) -> dict[str, tuple[str, Path]]:
     return found
 
 
+def proxy_clusters(state: Path) -> dict[str, str]:
+    """Proxy → the cluster ``meshctl up`` runs it in (``state/<cluster>/proxies.json``), for the
+    proxies only one cluster has."""
+    seen: dict[str, list[str]] = {}
+    for path in sorted(state.glob("*/proxies.json")):
+        try:
+            names = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        for name in names:
+            seen.setdefault(str(name), []).append(path.parent.name)
+    return {proxy: clusters[0] for proxy, clusters in seen.items() if len(clusters) == 1}
+
+
 async def _read(url: str, bus_dir: Path) -> list[status_pb2.ProxyStatus] | str:
     try:
         return await read_proxy_status(url, bus_dir)
@@ -59,14 +74,17 @@ def run_clusters_status(args: argparse.Namespace) -> int:
         )
         return EXIT_USAGE
     by_cluster = asyncio.run(read_clusters(state))
+    home = proxy_clusters(state)
     rows, raw = [], []
-    for cluster, answer in by_cluster.items():
+    for bus_cluster, answer in by_cluster.items():
         if isinstance(answer, str):
-            error("proxy-status", f"cluster {cluster}: cannot read its bus: {answer}")
+            error("proxy-status", f"cluster {bus_cluster}: cannot read its bus: {answer}")
             continue
         chosen = [s for s in answer if not args.proxy or s.proxy_id == args.proxy]
-        rows += [(cluster, *r) for r in status_rows(chosen)]
-        raw += [{"cluster": cluster, **MessageToDict(s)} for s in chosen]
+        for status, row in zip(chosen, status_rows(chosen), strict=True):
+            cluster = home.get(status.proxy_id, bus_cluster)
+            rows.append((cluster, *row))
+            raw.append({"cluster": cluster, **MessageToDict(status)})
     if args.proxy and not rows:
         error("proxy-status", f"proxy {args.proxy!r} is not connected to any Pilot of any cluster")
         return EXIT_FINDINGS
