@@ -7,7 +7,7 @@ allow lists (nothing else is allowed; anonymous connections are refused):
 * Citadel writes trust bundles and reads the MeshConfig (its trust domain);
 * Pilot reads config, registry, trust and the MeshConfig, and writes proxy status and the WorkloadEntries it
   auto-registers for VMs (its own bucket, which every replica reads: Galley's config stays Galley's);
-* node agents read trust bundles;
+* node agents read trust bundles and the MeshConfig (which trust domain's bundle to serve);
 * the CNI agent writes its capture events;
 * ``meshctl`` reads every bucket and writes nothing;
 * each component writes only its own records in the components bucket (``<component>.<instance>``).
@@ -113,7 +113,7 @@ PILOT = Role(
 CITADEL = Role(
     "citadel", component="citadel", reads=frozenset({MESH_CONFIG_BUCKET}), writes={TRUST_BUCKET: ""}
 )
-NODE_AGENT = Role("node-agent", component="node-agent", reads=frozenset({TRUST_BUCKET}))
+NODE_AGENT = Role("node-agent", component="node-agent", reads=frozenset({TRUST_BUCKET, MESH_CONFIG_BUCKET}))
 CNI_AGENT = Role("cni-agent", component="cni-agent", writes={CNI_BUCKET: ""})
 MESHCTL = Role("meshctl", reads=frozenset(ALL_BUCKETS))
 
