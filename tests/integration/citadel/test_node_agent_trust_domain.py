@@ -7,36 +7,25 @@ new workload's certificate from it carries the new domain; nothing is restarted.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import grpc
 import pytest
 from cryptography import x509
 
 from meshplane.citadel.testing import CitadelProcess, NodeAgentProcess
+from meshplane.citadel.testing.bus import on_bus
 from meshplane.citadel.testing.roots import reissued_root
 from meshplane.citadel.testing.sds import sds_secret
 from meshplane.ctl.token import make_token
 from meshplane.proto.bus.v1 import status_pb2
-from meshplane.shared.bus import Buckets, Bus, BusOptions
+from meshplane.shared.bus import Buckets, Bus
 from meshplane.shared.natsserver import NatsServer
 from meshplane.shared.testing.polling import eventually
 from tests.integration.galley.process import run_galley
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
-
-
-def on_bus(url: str, fn: Callable[[Bus], Awaitable[Any]]) -> Any:
-    async def run() -> Any:
-        bus = await Bus.connect(BusOptions(url=url))
-        try:
-            return await fn(bus)
-        finally:
-            await bus.close()
-
-    return asyncio.run(run())
 
 
 def bundle_of(url: str, domain: str) -> status_pb2.TrustBundle | None:
