@@ -95,6 +95,11 @@ def test_an_edit_of_the_istio_configmap_reaches_pilot_and_a_bad_one_is_refused(
             lambda: refusal in galley.log_text(), "Galley refusing the edit, naming the field", 30, started
         )
         assert trust_domain() == "second.example"
+        no_key = {"metadata": {"name": "istio", "namespace": NAMESPACE}, "data": {"meshNetworks": "{}"}}
+        core.replace_namespaced_config_map("istio", NAMESPACE, no_key)
+        missing = "ConfigMap meshplane-system/istio: no key mesh (the MeshConfig YAML) in data"
+        wait_until(lambda: missing in galley.log_text(), "the refusal of no mesh key", 30, started)
+        assert trust_domain() == "second.example"
 
         core.delete_namespaced_config_map("istio", NAMESPACE)
         wait_until(

@@ -20,14 +20,7 @@ from meshplane.galley.sources.meshfile import MeshConfigSink, OnChange
 from meshplane.shared.reflector import ApiClientLike, Reflector, ResourceDef, WatchEvent
 
 CONFIGMAPS = ResourceDef("", "v1", "ConfigMap", "configmaps")
-#: Istio's name for the default revision's MeshConfig ConfigMap
-DEFAULT_NAME = "istio"
 KEY = "mesh"
-
-
-def configmap_name(revision: str = "") -> str:
-    """Istio's ConfigMap name for a revision's MeshConfig: ``istio``, or ``istio-<rev>``."""
-    return DEFAULT_NAME if revision in ("", "default") else f"{DEFAULT_NAME}-{revision}"
 
 
 class MeshConfigMap(MeshConfigSink):
@@ -58,6 +51,7 @@ class MeshConfigMap(MeshConfigSink):
             return self.offer("{}\n", f"{self.where} (absent: Istio's defaults)")
         text = (obj.get("data") or {}).get(KEY)
         if not isinstance(text, str):
+            self.forget()  # the key coming back with the last valid text is taken again
             return self.refuse(f"{self.where}: no key {KEY} (the MeshConfig YAML) in data")
         return self.offer(text, f"{self.where} data.{KEY}")
 

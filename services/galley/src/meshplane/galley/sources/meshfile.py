@@ -61,6 +61,10 @@ class MeshConfigSink:
         self.on_change(mesh, msg)
         return True
 
+    def forget(self) -> None:
+        """Take the next text offered even if it is the last one seen."""
+        self._text = None
+
     def refuse(self, error: str) -> bool:
         if error != self.error:
             log.error("%s; keeping the last valid MeshConfig", error)
