@@ -10,9 +10,10 @@ AuthorizationPolicy or RequestAuthentication there applies to every namespace). 
 built-in ``envoy`` provider included). ``extensionProviders`` of types ``envoyExtAuthzHttp`` and
 ``envoyExtAuthzGrpc`` serve AuthorizationPolicy CUSTOM (``meshconfig_authz``). Tracing:
 ``extensionProviders`` of type ``opentelemetry`` (:mod:`meshplane.shared.meshtracing`) and
-``defaultProviders.tracing``. Fields meshplane does not apply yet (other provider types, default
-metrics providers, ``enableTracing: true``'s legacy tracer, ...) are named in one warning, so a
-user never believes they took effect.
+``defaultProviders.tracing``. ``meshNetworks`` (also the ConfigMap's ``data.meshNetworks``):
+networks and their east-west gateways (:mod:`meshplane.shared.meshnetworks`). Fields meshplane
+does not apply yet (other provider types, default metrics providers, ``enableTracing: true``'s
+legacy tracer, ...) are named in one warning, so a user never believes they took effect.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import yaml
 
 from meshplane.shared.meshconfig_authz import KINDS as EXT_AUTHZ_KINDS
 from meshplane.shared.meshconfig_authz import ExtAuthzError, ExtAuthzProvider, ext_authz_providers
+from meshplane.shared.meshnetworks import MeshNetworks, MeshNetworksError, parse_mesh_networks
 from meshplane.shared.meshtracing import OtelTracingProvider, TracingProviderError, parse_otel_provider
 from meshplane.shared.proxyconfig import APPLIED as PROXY_CONFIG_APPLIED
 from meshplane.shared.proxyconfig import ProxyConfigError, check_proxy_config, not_applied
@@ -53,6 +55,7 @@ APPLIED = (
     "defaultProviders.tracing",
     "extensionProviders (opentelemetry)",
     f"defaultConfig ({', '.join(PROXY_CONFIG_APPLIED)})",
+    "meshNetworks",
 )
 _APPLIED_KEYS = frozenset(
     {"rootNamespace", "trustDomain", "accessLogFile", "accessLogEncoding", "accessLogFormat"}
@@ -111,6 +114,8 @@ class MeshConfig:
     default_tracing_providers: tuple[str, ...] = ()
     #: ``defaultConfig``: the proxies' default ProxyConfig (mesh form; read at injection/bootstrap)
     default_config: dict[str, Any] = field(default_factory=dict, hash=False)
+    #: ``meshNetworks`` (or the ConfigMap's ``data.meshNetworks``): networks and their gateways
+    mesh_networks: MeshNetworks = MeshNetworks()
 
     def ext_authz_provider(self, name: str) -> ExtAuthzProvider | None:
         return dict(self.ext_authz_providers).get(name)
@@ -129,10 +134,7 @@ def parse_mesh_config(text: str, where: str) -> MeshConfig:
     except yaml.YAMLError as exc:
         raise MeshConfigError(f"{where}: not YAML: {exc}") from None
     if isinstance(doc, dict) and doc.get("kind") == "ConfigMap":
-        mesh = (doc.get("data") or {}).get("mesh")
-        if not isinstance(mesh, str):
-            raise MeshConfigError(f"{where}: a ConfigMap without data.mesh (the MeshConfig YAML)")
-        return parse_mesh_config(mesh, f"{where} (data.mesh)")
+        return parse_mesh_config(configmap_mesh_text(doc, where), f"{where} (data.mesh)")
     if doc is None:
         doc = {}
     if not isinstance(doc, dict):
@@ -145,7 +147,7 @@ def parse_mesh_config(text: str, where: str) -> MeshConfig:
         raise MeshConfigError(
             f"{where}: trustDomain: expected a domain such as cluster.local, got {domain!r}"
         )
-    parsed_below = ("extensionProviders", "defaultProviders", "defaultConfig")
+    parsed_below = ("extensionProviders", "defaultProviders", "defaultConfig", "meshNetworks")
     ignored = [str(k) for k in doc if k not in _APPLIED_KEYS and k not in parsed_below]
     log_file = _string(doc, "accessLogFile", where)
     encoding = _string(doc, "accessLogEncoding", where) or "TEXT"
@@ -174,6 +176,10 @@ def parse_mesh_config(text: str, where: str) -> MeshConfig:
     if enable_tracing is False:
         ignored.remove("enableTracing")
     default_config = _default_config(doc.get("defaultConfig"), where, ignored)
+    try:
+        networks = parse_mesh_networks(doc.get("meshNetworks"), f"{where}: meshNetworks")
+    except MeshNetworksError as exc:
+        raise MeshConfigError(str(exc)) from None
     return MeshConfig(
         root,
         domain,
@@ -186,8 +192,29 @@ def parse_mesh_config(text: str, where: str) -> MeshConfig:
         tracing_providers=tuple(sorted(tracers.items())),
         default_tracing_providers=_names(doc.get("defaultProviders"), "tracing", where),
         default_config=default_config,
+        mesh_networks=networks,
         not_applied=tuple(sorted(ignored)),
     )
+
+
+def configmap_mesh_text(doc: dict[str, Any], where: str) -> str:
+    """The MeshConfig YAML of an ``istio`` ConfigMap: ``data.mesh``, with ``data.meshNetworks``
+    (Istio keeps MeshNetworks beside it) as its ``meshNetworks`` field."""
+    data = doc.get("data") or {}
+    mesh = data.get("mesh")
+    if not isinstance(mesh, str):
+        raise MeshConfigError(f"{where}: a ConfigMap without data.mesh (the MeshConfig YAML)")
+    networks = data.get("meshNetworks")
+    if networks is None:
+        return mesh
+    try:
+        mesh_doc = yaml.safe_load(mesh) or {}
+        networks_doc = yaml.safe_load(networks) if isinstance(networks, str) else networks
+    except yaml.YAMLError as exc:
+        raise MeshConfigError(f"{where}: data.mesh or data.meshNetworks is not YAML: {exc}") from None
+    if not isinstance(mesh_doc, dict):
+        raise MeshConfigError(f"{where} (data.mesh): expected a MeshConfig mapping")
+    return yaml.safe_dump({**mesh_doc, "meshNetworks": networks_doc})
 
 
 def _string(doc: dict[str, Any], key: str, where: str) -> str:
@@ -312,7 +339,8 @@ def add_mesh_config_flag(parser: argparse.ArgumentParser) -> None:
         type=Path,
         default=None,
         help="Istio MeshConfig YAML (or the istio ConfigMap); rootNamespace (default istio-system), "
-        "trustDomain (default cluster.local), access logging and OpenTelemetry tracing are applied",
+        "trustDomain (default cluster.local), access logging, OpenTelemetry tracing and meshNetworks "
+        "are applied",
     )
 
 

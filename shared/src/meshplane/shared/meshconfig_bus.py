@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 
 from meshplane.proto.bus.v1 import config_pb2
-from meshplane.shared.meshconfig import MeshConfig, MeshConfigError, parse_mesh_config
+from meshplane.shared.meshconfig import MeshConfig, MeshConfigError, configmap_mesh_text, parse_mesh_config
 
 KEY = "mesh"
 KIND = "MeshConfig"
@@ -31,7 +31,7 @@ def mesh_config_message(
     mesh = parse_mesh_config(text, where)
     doc: Any = yaml.safe_load(text) or {}
     if isinstance(doc, dict) and doc.get("kind") == "ConfigMap":
-        doc = yaml.safe_load(doc["data"]["mesh"]) or {}
+        doc = yaml.safe_load(configmap_mesh_text(doc, where)) or {}
     spec = json.dumps(doc, separators=(",", ":"), sort_keys=True, default=str)
     msg = config_pb2.ConfigResource(
         kind=KIND,

@@ -66,7 +66,7 @@ class Galley:
         # Istio config and the Namespaces (their labels, under kind Namespace, group "core")
         config = {o.key: o for o in objs if o.group in ISTIO_GROUPS or (o.kind, o.group) == ("Namespace", "")}
         publisher.set_desired(CONFIG, {k: o.to_message() for k, o in config.items()})
-        services, workloads = build_registry(objs)
+        services, workloads = build_registry(objs, self.settings.cluster_id, self.settings.network)
         publisher.set_desired(SERVICES, services)
         publisher.set_desired(WORKLOADS, workloads)
         proxy_configs = [o.obj for o in objs if (o.kind, o.group) == ("ProxyConfig", NETWORKING)]

@@ -59,6 +59,10 @@ class Settings:
     root_namespace: str = DEFAULT_ROOT_NAMESPACE
     #: MeshConfig ``defaultConfig`` (``--mesh-config``): injected pods' default ProxyConfig
     proxy_defaults: dict[str, Any] = field(default_factory=dict)
+    #: multi-cluster: the cluster this Galley's registry belongs to (Istio's CLUSTER_ID), set on
+    #: every instance it publishes, and the network of instances no label places on one
+    cluster_id: str = "Kubernetes"
+    network: str = ""
 
     @property
     def tls(self) -> bool:
@@ -132,6 +136,18 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=DEFAULT_MAX_CONCURRENT,
         help="requests read and reviewed at once; others wait up to the read timeout, then 503 (default 16)",
+    )
+    p.add_argument(
+        "--cluster-id",
+        default=os.environ.get("CLUSTER_ID", "") or "Kubernetes",
+        help="this cluster's ID (Istio's CLUSTER_ID), set on every workload instance Galley publishes "
+        "(env CLUSTER_ID; default: %(default)s)",
+    )
+    p.add_argument(
+        "--network",
+        default="",
+        help="network of the workloads whose pod, WorkloadEntry and namespace carry no "
+        "topology.istio.io/network label (default: none, the same network as everyone)",
     )
     add_mesh_config_flag(p)
     p.add_argument(
@@ -208,4 +224,6 @@ def parse_args(argv: list[str] | None = None) -> Settings:
         namespace=namespace,
         root_namespace=mesh.root_namespace,
         proxy_defaults=mesh.default_config,
+        cluster_id=args.cluster_id,
+        network=args.network,
     )

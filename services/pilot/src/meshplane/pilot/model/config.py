@@ -157,6 +157,10 @@ class Endpoint:
     weight: int = 1
     healthy: bool = True
     service_account: str = ""
+    #: the network the endpoint is on ("" = reachable from every network, as Istio's empty network)
+    network: str = ""
+    #: the cluster whose registry holds the endpoint ("" = this Pilot's own)
+    cluster_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -193,7 +197,14 @@ class Workload:
     weight: int = 1
     ports: dict[str, int] = field(default_factory=dict)
     services: tuple[str, ...] = ()
+    #: ``WorkloadInstance.network``, else the ``topology.istio.io/network`` label ("" = none)
+    network: str = ""
+    #: the cluster whose registry published the workload ("" = this Pilot's own)
+    cluster_id: str = ""
 
+
+#: Istio's label naming the network of a pod, WorkloadEntry or namespace
+NETWORK_LABEL = "topology.istio.io/network"
 
 _PROTOCOLS = {v: k for k, v in registry_pb2.Protocol.items()}
 _RESOLUTIONS = {v: k for k, v in registry_pb2.Resolution.items()}
@@ -234,6 +245,9 @@ def workload_from_bus(msg: registry_pb2.WorkloadInstance) -> Workload:
         weight=msg.weight or 1,
         ports=dict(msg.ports),
         services=tuple(msg.services),
+        network=msg.network or msg.labels.get(NETWORK_LABEL, ""),
+        # ``cluster_id`` (field 13) is set by Galley's ``--cluster-id``; absent in older messages
+        cluster_id=str(getattr(msg, "cluster_id", "") or ""),
     )
 
 

@@ -332,6 +332,8 @@ def _index_endpoints(
                             wl.weight,
                             wl.healthy,
                             wl.service_account,
+                            wl.network,
+                            wl.cluster_id,
                         )
                     )
         out[(svc.hostname, svc.namespace)] = by_port

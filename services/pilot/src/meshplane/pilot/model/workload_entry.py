@@ -16,7 +16,7 @@ import json
 
 from google.protobuf import timestamp_pb2
 
-from meshplane.pilot.model.config import Config, Workload
+from meshplane.pilot.model.config import NETWORK_LABEL, Config, Workload
 from meshplane.pilot.model.proxy import Proxy
 from meshplane.proto.bus.v1 import config_pb2, workload_entry_pb2
 from meshplane.shared.config import models
@@ -191,4 +191,5 @@ def workload_from_spec(name: str, namespace: str, spec: models.WorkloadEntry) ->
         locality=spec.locality or "",
         weight=spec.weight or 1,
         ports=dict(spec.ports or {}),
+        network=spec.network or (spec.labels or {}).get(NETWORK_LABEL, ""),
     )
