@@ -35,7 +35,7 @@ async def cluster2(tmp_path: Path) -> AsyncIterator[tuple[Bus, Bus]]:
         store_dir=tmp_path / "nats", log_file=tmp_path / "nats.log", domain="cluster2"
     ).start()
     galley = await Bus.connect(BusOptions(url=server.url, identity="galley", publish_deadline=5))
-    pilot = await Bus.connect(BusOptions(url=server.url, identity="pilot", publish_deadline=5))
+    pilot = await Bus.connect(BusOptions(url=server.url, identity="pilot", publish_deadline=5, remote=True))
     try:
         yield galley, pilot
     finally:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import nats.errors
 import pytest
+from nats.aio.msg import Msg
 
 from meshplane.proto.bus.v1 import config_pb2, registry_pb2, status_pb2
 from meshplane.shared.bus import Buckets, Bus, BusError, EventType, PermissionDenied, TypedKV, WatchEvent
@@ -58,7 +59,7 @@ async def test_a_remote_pilot_reads_and_watches_the_registry_of_another_cluster(
     clusters: list[FederatedCluster],
 ) -> None:
     c1, c2 = clusters
-    galley1, pilot2 = await c1.connect("galley"), await c2.connect("pilot")
+    galley1, pilot2 = await c1.connect("galley"), await c2.connect("pilot", remote=True)
     try:
         await Buckets(galley1).services.put("default.a", svc("a.default.svc.cluster.local"))
         await Buckets(galley1).components.put("galley.g1", status_pb2.ComponentInfo(component="galley"))
@@ -86,8 +87,8 @@ async def test_a_remote_pilot_reads_and_watches_the_registry_of_another_cluster(
 
 async def api_answers(bus: Bus, subject: str, payload: bytes = b"") -> bool:
     """Whether a request to ``subject`` gets any answer across the leafnode (replies to an inbox
-    of Pilot's, whose traffic the leafnode relays)."""
-    inbox = f"_INBOX_pilot.probe{next(_probes)}"
+    of Pilot's remote connection, whose traffic the leafnode relays)."""
+    inbox = f"_INBOX_remote_pilot.probe{next(_probes)}"
     sub = await bus.nc.subscribe(inbox, max_msgs=1)
     try:
         await bus.nc.publish(subject, payload, reply=inbox)
@@ -180,7 +181,7 @@ async def test_a_remote_watch_survives_the_leaf_server_dying_and_coming_back(
     """Cluster 1's Pilot watches cluster 2's registry; cluster 2's nats-server is SIGKILLed and
     restarted (its store kept): the watch carries on with the changes made after its return."""
     c1, c2 = clusters
-    pilot1, galley2 = await c1.connect("pilot"), await c2.connect("galley")
+    pilot1, galley2 = await c1.connect("pilot", remote=True), await c2.connect("galley")
     try:
         await Buckets(galley2).services.put("default.a", svc("a"))
         await joined(c1, "cluster2")
@@ -199,3 +200,44 @@ async def test_a_remote_watch_survives_the_leaf_server_dying_and_coming_back(
     finally:
         await pilot1.close()
         await galley2.close()
+
+
+async def test_replies_to_a_pilots_local_reads_never_cross_the_leafnode(
+    clusters: list[FederatedCluster],
+) -> None:
+    """A cluster-2 client listening on every inbox of Pilot's hears nothing of cluster 1's Pilot
+    reading its own config (its local connection); the same path carries the remote inbox (the
+    control, sent after the config was delivered: one leafnode connection keeps the order)."""
+    c1, c2 = clusters
+    galley1, pilot1, admin1 = await c1.connect("galley"), await c1.connect("pilot"), await c1.connect("admin")
+    admin2 = await c2.connect("admin")
+    heard: list[str] = []
+
+    async def overheard(msg: Msg) -> None:
+        heard.append(msg.subject)
+
+    try:
+        await admin2.nc.subscribe("_INBOX_pilot.>", cb=overheard)
+        control = await admin2.nc.subscribe("_INBOX_remote_pilot.control")
+        await admin2.nc.flush()
+
+        async def carried() -> bool:
+            await admin1.nc.publish("_INBOX_remote_pilot.control", b"ping")
+            with contextlib.suppress(nats.errors.TimeoutError):
+                await control.next_msg(timeout=0.2)
+                return True
+            return False
+
+        await eventually(carried, "the remote inbox carried from cluster 1 to cluster 2")
+        config = config_pb2.ConfigResource(kind="VirtualService", namespace="default", name="secret")
+        await Buckets(galley1).config.put("networking.istio.io.VirtualService.default.secret", config)
+        async with Buckets(pilot1).config.watch() as w:
+            async with asyncio.timeout(20):
+                assert (await w.__anext__()).key == "networking.istio.io.VirtualService.default.secret"
+        await admin1.nc.publish("_INBOX_remote_pilot.control", b"after")
+        while (await control.next_msg(timeout=10)).data != b"after":
+            pass
+        assert heard == []
+    finally:
+        for b in (galley1, pilot1, admin1, admin2):
+            await b.close()

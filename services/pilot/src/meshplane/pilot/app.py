@@ -110,10 +110,18 @@ class Pilot:
                 listener.stop()
             await _bounded(asyncio.gather(*http_tasks), 3, "HTTP server stop")
 
+        remote_bus: Bus | None = None
         try:
             bus = await Bus.connect(
                 BusOptions(url=s.nats_url, name=f"meshplane-pilot-{s.pilot_id}", identity="pilot")
             )
+            # remote clusters' registries on a connection of their own: its inbox is the only one
+            # the federation leafnode carries, so replies to the config reads above stay here
+            if s.remote_clusters:
+                name = f"meshplane-pilot-{s.pilot_id}-remote"
+                remote_bus = await Bus.connect(
+                    BusOptions(url=s.nats_url, name=name, identity="pilot", remote=True)
+                )
         except BusUnavailable as exc:
             log.error("cannot reach the bus at %s (--nats-url / NATS_URL): %s", s.nats_url, exc)
             self.tasks.begin_close()
@@ -122,7 +130,7 @@ class Pilot:
         buckets = Buckets(bus)
         watcher = Watcher(buckets, self.state, self.metrics)
         self.tasks.spawn("watcher", watcher.run, restart=False)
-        remotes = self._watch_remotes(bus)
+        remotes = self._watch_remotes(remote_bus) if remote_bus is not None else []
         grpc_server: grpc.aio.Server | None = None
         announcer: ComponentAnnouncer | None = None
         try:
@@ -224,6 +232,8 @@ class Pilot:
                 self.registration.close()
             await StatusPublisher.clear_records(buckets, s.pilot_id, proxy_ids)
             await _bounded(bus.close(), 6, "bus close")
+            if remote_bus is not None:
+                await _bounded(remote_bus.close(), 6, "remote bus close")
 
     def _watch_remotes(self, bus: Bus) -> list[RemoteWatcher]:
         """Supervised watches of each ``--remote-cluster``'s registry and its staleness checks;

@@ -55,8 +55,6 @@ MAX_VALUE_BYTES = 900 * 1024
 BUS_DIR_ENV = "MESHPLANE_BUS_DIR"
 #: The identity of a client that names none (test harnesses set it).
 BUS_IDENTITY_ENV = "MESHPLANE_BUS_IDENTITY"
-
-
 #: This process's own credentials directory (``ca.crt``, ``nkey.seed``; e.g. a mounted Secret).
 BUS_CREDENTIALS_ENV = "MESHPLANE_BUS_CREDENTIALS"
 
@@ -96,9 +94,11 @@ class BusOptions:
     identity: str | None = None
     #: TLS CA and nkey seed; None: found by :func:`resolve_credentials` (``$MESHPLANE_BUS_DIR``).
     credentials: BusCredentials | None = None
+    #: for other clusters' buckets: the inbox a federation leafnode carries (Role.remote_inbox_prefix)
+    remote: bool = False
 
 
-def _tls_options(creds: BusCredentials | None) -> dict[str, Any]:
+def _tls_options(creds: BusCredentials | None, remote: bool = False) -> dict[str, Any]:
     if creds is None:
         return {}
     ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(creds.ca_file))
@@ -106,7 +106,7 @@ def _tls_options(creds: BusCredentials | None) -> dict[str, Any]:
     opts: dict[str, Any] = {"tls": ctx, "nkeys_seed": str(creds.seed_file)}
     r = ROLES.get(creds.identity)
     if r is not None:
-        opts["inbox_prefix"] = r.inbox_prefix
+        opts["inbox_prefix"] = r.remote_inbox_prefix if remote else r.inbox_prefix
     return opts
 
 
@@ -119,7 +119,7 @@ async def _connect(
     nc = NATS()
     await nc.connect(
         opts.url,
-        **_tls_options(opts.credentials),
+        **_tls_options(opts.credentials, opts.remote),
         name=opts.name,
         max_reconnect_attempts=-1,
         reconnect_time_wait=0.25,  # type: ignore[arg-type]  # nats-py annotates int, accepts float

@@ -7,7 +7,7 @@ allow lists (nothing else is allowed; anonymous connections are refused):
 * Citadel writes trust bundles and reads the MeshConfig (its trust domain);
 * Pilot reads config, registry, trust and the MeshConfig, and writes proxy status and the WorkloadEntries it
   auto-registers for VMs (its own bucket, which every replica reads: Galley's config stays Galley's);
-* node agents read trust bundles;
+* node agents read trust bundles and the MeshConfig (which trust domain's bundle to serve);
 * the CNI agent writes its capture events;
 * ``meshctl`` reads every bucket and writes nothing;
 * each component writes only its own records in the components bucket (``<component>.<instance>``);
@@ -16,7 +16,9 @@ allow lists (nothing else is allowed; anonymous connections are refused):
   read, through the domain-prefixed JetStream API (``$JS.<domain>.API.…``, one JetStream domain
   per cluster), and only the replies and deliveries for the readers' inboxes flow back. Nothing
   may be written, and no other bucket (config, trust, MeshConfig) read. Pilot may use that read
-  API of other domains for the same buckets (its remote clusters' registries).
+  API of other domains for the same buckets (its remote clusters' registries), from a connection
+  of its own whose inbox (``_INBOX_remote_<identity>``) is the only one the leafnode relays:
+  replies to its local reads (config, trust) never cross to another cluster.
 
 A KV bucket is the stream ``KV_<bucket>`` on subjects ``$KV.<bucket>.<key>``. Reading it takes
 the JetStream API calls a watch and a get make (stream info, consumer create/delete, direct get)
@@ -81,6 +83,12 @@ class Role:
     def inbox_prefix(self) -> str:
         return f"_INBOX_{self.name}"
 
+    @property
+    def remote_inbox_prefix(self) -> str:
+        """The inbox of its connection for other clusters' buckets (``BusOptions.remote``): the
+        only inbox a federation leafnode carries, so its local replies never leave the cluster."""
+        return f"_INBOX_remote_{self.name}"
+
     def all_writes(self) -> dict[str, str]:
         out = dict(self.writes)
         if self.component:
@@ -108,10 +116,11 @@ class Role:
     def subscribe_allow(self) -> list[str]:
         if self.relays:  # a leafnode: what it may receive is what it may send (both directions)
             return self.publish_allow()
-        return [f"{self.inbox_prefix}.>"]
+        remote = [f"{self.remote_inbox_prefix}.>"] if self.remote_reads else []
+        return [f"{self.inbox_prefix}.>", *remote]
 
     def _relayed(self) -> list[str]:
-        return [f"{ROLES[r].inbox_prefix}.>" for r in self.relays]
+        return [f"{ROLES[r].remote_inbox_prefix}.>" for r in self.relays]
 
 
 def _read_api(api: str, stream: str) -> list[str]:
@@ -143,7 +152,7 @@ PILOT = Role(
 CITADEL = Role(
     "citadel", component="citadel", reads=frozenset({MESH_CONFIG_BUCKET}), writes={TRUST_BUCKET: ""}
 )
-NODE_AGENT = Role("node-agent", component="node-agent", reads=frozenset({TRUST_BUCKET}))
+NODE_AGENT = Role("node-agent", component="node-agent", reads=frozenset({TRUST_BUCKET, MESH_CONFIG_BUCKET}))
 CNI_AGENT = Role("cni-agent", component="cni-agent", writes={CNI_BUCKET: ""})
 MESHCTL = Role("meshctl", reads=frozenset(ALL_BUCKETS), remote_reads=REGISTRY_BUCKETS)
 #: One cluster's nats-server joined to another's as a leafnode (its ``leafnodes.remotes`` seed):

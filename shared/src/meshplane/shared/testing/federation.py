@@ -25,11 +25,13 @@ class FederatedCluster:
     pki: BusPki
     server: NatsServer
 
-    async def connect(self, identity: str, publish_deadline: float = 5.0) -> Bus:
-        """A client of this cluster's server with ``identity``'s credentials."""
+    async def connect(self, identity: str, publish_deadline: float = 5.0, remote: bool = False) -> Bus:
+        """A client of this cluster's server with ``identity``'s credentials (``remote``: its
+        connection for other clusters' buckets, ``BusOptions.remote``)."""
         return await Bus.connect(
             BusOptions(
                 url=self.server.url,
+                remote=remote,
                 credentials=self.pki.credentials(identity),
                 identity=identity,
                 name=f"{self.cluster_id}-{identity}",
