@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import socket
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ from meshplane.ctl.localmesh.multi import ClusterMesh
 from meshplane.ctl.localmesh.plan import load_plan
 from meshplane.ctl.localmesh.supervisor import StartError, Supervisor
 from meshplane.shared.meshconfig import load_mesh_config
+from meshplane.shared.natsserver import free_port
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "multicluster"
 
@@ -78,3 +80,16 @@ def test_a_remote_clusters_proxies_use_the_primarys_pilot(tmp_path: Path) -> Non
         BootstrapOptions(pilots=["x:1"], proxy_config={"discoveryAddress": "127.0.0.9:15012"})
     )
     assert own.pilots == ["127.0.0.9:15012"]
+
+
+def test_a_restarted_hub_listens_for_leaves_where_it_did(tmp_path: Path) -> None:
+    mesh = _mesh(tmp_path, "cluster1")
+    assert mesh._hub_listen() == "127.0.0.1:0"  # first run: any free port
+    port = free_port()
+    mesh.state.mkdir(parents=True)
+    (mesh.state / "cluster.json").write_text(json.dumps({"leafnode_url": f"nats-leaf://127.0.0.1:{port}"}))
+    assert mesh._hub_listen() == f"127.0.0.1:{port}"
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", port))
+        taken.listen()
+        assert mesh._hub_listen() == "127.0.0.1:0"  # taken meanwhile: a new one

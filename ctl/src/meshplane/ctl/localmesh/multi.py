@@ -23,6 +23,7 @@ for ``meshctl proxy-status --state-dir``.
 from __future__ import annotations
 
 import json
+import socket
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -100,10 +101,25 @@ class ClusterMesh(LocalMesh):
             die_with_parent=True,
             config_file=self.bus.server_config,
             domain=self.cluster.name,
-            leafnode_listen="127.0.0.1:0" if self.cluster.hub else "",
+            leafnode_listen=self._hub_listen() if self.cluster.hub else "",
             leaf_remotes=remotes,
         )
         return self.server
+
+    def _hub_listen(self) -> str:
+        """The hub's leafnode address: the one of its last run when free (the leaves of a hub
+        restarted by another ``meshctl up`` keep dialling it), else a free port."""
+        try:
+            last = str(cluster_record(self.root, self.cluster.name)["leafnode_url"]).removeprefix(
+                "nats-leaf://"
+            )
+            host, _, port = last.rpartition(":")
+            with socket.socket() as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as nats-server binds
+                probe.bind((host, int(port)))
+            return last
+        except (StartError, KeyError, ValueError, OSError):
+            return "127.0.0.1:0"
 
     def start_bus(self) -> None:
         self.state.mkdir(mode=0o700, parents=True, exist_ok=True)
