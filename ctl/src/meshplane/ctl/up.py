@@ -198,7 +198,8 @@ def _clusters_summary(meshes: Sequence[ClusterMesh], state: Path) -> str:
             lines.append(f"  curl {gw}    # {mesh.cluster.name}'s ingress gateway")
     lines += [
         f"  .venv/bin/meshctl proxy-status --state-dir {state}    # every cluster's proxies",
-        f"  .venv/bin/meshctl proxy-config cluster <proxy> --state-dir {state}/<cluster>",
+        f"  .venv/bin/meshctl proxy-config endpoint <proxy> --state-dir {state}/<cluster>"
+        "    # other networks' endpoints are their east-west gateway",
         "Edit a cluster's YAML in its subdirectory: changes are live in that cluster within a second.",
         "A process that exits is restarted (1s backoff, doubling to 30s). Ctrl-C stops everything.",
     ]
