@@ -83,6 +83,8 @@ class Events:
         self.by_type: dict[str, dict[int, tuple[float, str]]] = {}
         #: (time, stream, gRPC status code name) of every stream reset
         self.resets: list[tuple[float, int, str]] = []
+        #: (time, type, gRPC message bytes) of every response
+        self.sizes: list[tuple[float, str, int]] = []
 
     def reader(self, proc: subprocess.Popen[str]) -> None:
         assert proc.stdout is not None
@@ -96,6 +98,7 @@ class Events:
                     self.resets.append((ev["t"], ev["stream"], ev["reset"]))
                 else:
                     self.by_type.setdefault(ev["type"], {})[ev["stream"]] = (ev["t"], ev["version"])
+                    self.sizes.append((ev["t"], ev["type"], ev.get("bytes", 0)))
 
     def follow(self, proc: subprocess.Popen[str]) -> None:
         threading.Thread(target=self.reader, args=(proc,), daemon=True).start()
@@ -111,6 +114,15 @@ class Events:
     def served_after(self, t0: float, n: int, types: tuple[str, ...] = TYPES) -> bool:
         """Whether ``n`` streams each received every one of ``types`` since ``t0``."""
         return all(self.count_after(ty, t0) >= n for ty in types)
+
+    def bytes_after(self, t0: float) -> Counter[str]:
+        """gRPC message bytes received since ``t0``, by type (TLS and HTTP/2 framing not counted)."""
+        with self.lock:
+            out: Counter[str] = Counter()
+            for t, type_, size in self.sizes:
+                if t >= t0:
+                    out[type_] += size
+            return out
 
     def resets_by_code(self, t0: float = 0.0, t1: float = float("inf")) -> Counter[str]:
         with self.lock:

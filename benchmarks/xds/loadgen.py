@@ -7,10 +7,10 @@ response, so a stream Pilot refuses (rate limit) sees Pilot's status rather than
 (which grpcio reports as INTERNAL). With ``--delta`` it speaks the incremental protocol
 (wildcard CDS/LDS, EDS/RDS subscriptions that follow the clusters and listeners it holds).
 Every response's arrival time is written as one JSON line ``{"stream": i, "type": "cds",
-"t": unix_time, "version": ...}`` to stdout, so the runner can tell when every stream has
-received a push. A stream that fails is reopened after Envoy's backoff (jittered exponential,
-500 ms to 30 s), and
-the failure is written as ``{"stream": i, "reset": "INTERNAL", "t": ..., "details": ...}``
+"t": unix_time, "version": ..., "n": resources, "bytes": gRPC message size}`` to stdout, so the
+runner can tell when every stream has received a push and how many bytes a push sent. A stream
+that fails is reopened after Envoy's backoff (jittered exponential, 500 ms to 30 s), and the
+failure is written as ``{"stream": i, "reset": "INTERNAL", "t": ..., "details": ...}``
 (``reset`` is the gRPC status code's name), so the runner can report resets by status code;
 each load generator also prints its count by code to stderr every 5 s.
 
@@ -144,9 +144,16 @@ def _node(index: int, ns: str) -> Any:
     return node
 
 
-def _record(out: list[str], index: int, type_url: str, version: str, n: int) -> None:
+def _record(out: list[str], index: int, type_url: str, version: str, n: int, size: int) -> None:
     LAST_RESPONSE[index] = time.time()
-    event = {"stream": index, "type": SHORT.get(type_url, "?"), "t": time.time(), "version": version, "n": n}
+    event = {
+        "stream": index,
+        "type": SHORT.get(type_url, "?"),
+        "t": time.time(),
+        "version": version,
+        "n": n,
+        "bytes": size,
+    }
     out.append(json.dumps(event))
 
 
@@ -187,7 +194,7 @@ async def _stream(channel: grpc.aio.Channel, index: int, ns: str, out: list[str]
     lds = False
     while (raw := await call.read()) is not grpc.aio.EOF:
         type_url, version, nonce, n = _header(raw)
-        _record(out, index, type_url, version, n)
+        _record(out, index, type_url, version, n, len(raw))
         ack = discovery_pb2.DiscoveryRequest(type_url=type_url, version_info=version, response_nonce=nonce)
         if type_url in (CDS, LDS):
             await call.write(ack)
@@ -254,7 +261,7 @@ async def _delta_stream(channel: grpc.aio.Channel, index: int, ns: str, out: lis
     lds = False
     while (raw := await call.read()) is not grpc.aio.EOF:
         type_url, version, nonce, n = _header(raw)
-        _record(out, index, type_url, version, n)
+        _record(out, index, type_url, version, n, len(raw))
         await call.write(discovery_pb2.DeltaDiscoveryRequest(type_url=type_url, response_nonce=nonce))
         if not lds:
             lds = True

@@ -136,7 +136,9 @@ def main() -> int:
             ("full push (new service, every changed type)", "service", full_types),
             ("one endpoint change (EDS only)", "endpoint", ("eds",)),
         ):
-            times, cpus = [], []
+            times: list[float] = []
+            pilot_cpus: list[float] = []
+            sizes: list[int] = []
             profiling = args.profile_pushes and change == "service"
             if profiling:
                 pilot.send_signal(signal.SIGUSR1)
@@ -149,18 +151,23 @@ def main() -> int:
                 done = wait_for(functools.partial(events.served_after, t1, n, types), 300)
                 last = max(events.last_after(ty, t1) for ty in types)
                 times.append(last - t1)
-                cpus.append(cpu_seconds(pilot.pid) - cpu_a)
+                pilot_cpus.append(cpu_seconds(pilot.pid) - cpu_a)
+                sent = events.bytes_after(t1)
+                sizes.append(sum(sent.values()))
                 print(
                     f"{label} #{rep + 1}: {last - t1:.2f}s to {n} proxies (complete={done}), "
-                    f"pilot cpu {cpus[-1]:.2f}s, "
-                    f"load generators cpu {sum(cpu_seconds(g.pid) for g in gens) - load_a:.2f}s"
+                    f"pilot cpu {pilot_cpus[-1]:.2f}s, "
+                    f"load generators cpu {sum(cpu_seconds(g.pid) for g in gens) - load_a:.2f}s, "
+                    f"sent {_mb(sizes[-1])} ({', '.join(f'{ty} {_mb(b)}' for ty, b in sorted(sent.items()))})"
                 )
                 time.sleep(1.5)
             if profiling:
                 pilot.send_signal(signal.SIGUSR2)
+            size = statistics.median(sizes)
             print(
                 f"{label}: median {statistics.median(times):.2f}s (includes 100 ms debounce), "
-                f"pilot cpu per push median {statistics.median(cpus):.2f}s"
+                f"pilot cpu per push median {statistics.median(pilot_cpus):.2f}s, "
+                f"sent per push median {_mb(size)} ({size / n / 1e3:.1f} KB per proxy)"
             )
 
         t2 = time.time()
@@ -179,6 +186,11 @@ def main() -> int:
         stop_all(procs)
         nats.stop()
     return 0
+
+
+def _mb(size: float) -> str:
+    """Bytes as MB (10^6): gRPC message bytes as the load generators received them."""
+    return f"{size / 1e6:.3f} MB" if size < 1e7 else f"{size / 1e6:.0f} MB"
 
 
 def _change(kind: str, i: int) -> Any:

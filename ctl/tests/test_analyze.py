@@ -250,6 +250,21 @@ def test_mesh_config_file_and_istio_configmap(tmp_path: Path, capsys: pytest.Cap
     assert "--meshConfigFile" in capsys.readouterr().err
 
 
+def test_a_directory_s_mesh_yaml_is_its_meshconfig(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "se.yaml").write_text(SE)
+    (tmp_path / "mesh.yaml").write_text(DNS_AUTO_ALLOCATE)
+    assert main(["analyze", "--dir", str(tmp_path)]) == 0  # applied: no IST0134, no unknown document
+    captured = capsys.readouterr()
+    assert "IST0134" not in captured.out and "mesh.yaml" not in captured.out + captured.err
+    (tmp_path / "mesh.yaml").write_text("rootNamespace: Not_A_Namespace\n")
+    assert main(["analyze", str(tmp_path)]) == 79
+    out = capsys.readouterr().out
+    head = "Error [IST0106] (MeshConfig Not_A_Namespace/istio) Schema validation error"
+    assert f"{head}: MeshConfig: rootNamespace: expected a Kubernetes namespace name" in out
+
+
 def test_mesh_networks_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "gw.yaml").write_text(GW)
     (tmp_path / "networks.yaml").write_text(

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from meshplane.ctl.localmesh.plan import PlanError, load_plan
+from meshplane.ctl.localmesh.plan import PlanError, load_plan, mesh_config_file
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "bookinfo"
 
@@ -25,7 +25,7 @@ spec: {command: COMMAND}
 
 
 def _dir(tmp_path: Path, text: str) -> Path:
-    (tmp_path / "mesh.yaml").write_text(text)
+    (tmp_path / "wl.yaml").write_text(text)
     return tmp_path
 
 
@@ -59,11 +59,11 @@ def test_workload_takes_address_labels_and_account_from_its_workload_entry(tmp_p
         "web-sa",
     )
     assert w.command == ["python", "app.py", "--port", "1"]
-    assert w.source == tmp_path / "mesh.yaml"
+    assert w.source == tmp_path / "wl.yaml"
 
 
 def test_missing_workload_entry_names_the_object(tmp_path: Path) -> None:
-    with pytest.raises(PlanError, match=r"mesh.yaml#0 \(LocalWorkload demo/web\): no WorkloadEntry demo/web"):
+    with pytest.raises(PlanError, match=r"wl.yaml#0 \(LocalWorkload demo/web\): no WorkloadEntry demo/web"):
         load_plan(_dir(tmp_path, LW.replace("COMMAND", "[x]")))
 
 
@@ -76,7 +76,7 @@ def test_non_loopback_address_is_refused(tmp_path: Path) -> None:
 @pytest.mark.parametrize("command", ["[]", "run-me", "[{a: 1}]"])
 def test_bad_command_is_refused(tmp_path: Path, command: str) -> None:
     text = WE.replace("ADDRESS", "127.0.9.9") + LW.replace("COMMAND", command)
-    with pytest.raises(PlanError, match=r"mesh.yaml#1 \(LocalWorkload demo/web\): spec.command must be"):
+    with pytest.raises(PlanError, match=r"wl.yaml#1 \(LocalWorkload demo/web\): spec.command must be"):
         load_plan(_dir(tmp_path, text))
 
 
@@ -100,3 +100,17 @@ def test_app_endpoint_comes_from_the_matching_sidecar_ingress() -> None:
         "reviews-v3": ("127.0.0.1:19004",),
         "ratings-v1": ("127.0.0.1:19005",),
     }
+
+
+def test_mesh_config_file_is_the_flag_else_the_directory_s_mesh_yaml(tmp_path: Path) -> None:
+    config = tmp_path / "config"
+    shutil.copytree(EXAMPLE, config)
+    flag = tmp_path / "other.yaml"
+    assert mesh_config_file(config, None) is None  # the example has none: Istio's defaults
+    (config / "mesh.yaml").write_text("defaultConfig: {concurrency: 3}\n")
+    assert mesh_config_file(config, None) == (config / "mesh.yaml").resolve()
+    assert mesh_config_file(config, flag) == flag.resolve()  # --mesh-config wins
+    (config / "sub").mkdir()
+    assert mesh_config_file(config / "sub", None) is None  # only the directory's own, not a parent's
+    # the plan does not read it as config: same workloads as without it
+    assert [w.proxy for w in load_plan(config).workloads] == [w.proxy for w in load_plan(EXAMPLE).workloads]

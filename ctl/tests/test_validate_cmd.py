@@ -143,6 +143,23 @@ def test_directory_recursion_picks_yaml_yml_json(tmp_path: Path, capsys: pytest.
     assert files == ["deep.yml", "svc.json", "top.yaml"]
 
 
+def test_a_directory_s_mesh_yaml_is_validated_as_meshconfig(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "vs.yaml").write_text(VALID_VS)
+    mesh = tmp_path / "mesh.yaml"
+    mesh.write_text("trustDomain: example.org\nenableAutoMtls: false\n")
+    code, out, _ = run(capsys, "-f", str(tmp_path))
+    assert code == 0
+    assert f"\u2714 MeshConfig istio-system/istio ({mesh}:1)" in out
+    assert "\u26a0 warning: accepted, not applied by meshplane: enableAutoMtls" in out
+    mesh.write_text("trustDomain: Not A Domain\n")
+    code, out, _ = run(capsys, "-f", str(tmp_path))
+    assert code == 1
+    assert f"\u2718 MeshConfig istio-system/istio ({mesh}:1)\n  {mesh}: trustDomain: expected a domain" in out
+    assert "\u2714 VirtualService default/reviews" in out
+
+
 def test_directory_with_an_invalid_file_exits_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "good.yaml").write_text(VALID_VS)
     (tmp_path / "bad.yaml").write_text(INVALID_VS)

@@ -348,9 +348,9 @@ def test_the_istio_configmap_holds_the_mesh_config_with_the_control_planes_names
 
 
 @pytest.mark.parametrize(
-    ("kind", "name"), [*(("Deployment", name) for name in CONTROL_PLANE), ("DaemonSet", "node-agent")]
+    ("kind", "name"), [("Deployment", "pilot"), ("Deployment", "citadel"), ("DaemonSet", "node-agent")]
 )
-def test_the_control_plane_and_node_agents_mount_the_istio_configmap_and_read_it(
+def test_pilot_citadel_and_node_agents_mount_the_istio_configmap_and_read_it(
     base: Manifests, kind: str, name: str
 ) -> None:
     pod = base.one(kind, name)["spec"]["template"]["spec"]
@@ -361,6 +361,30 @@ def test_the_control_plane_and_node_agents_mount_the_istio_configmap_and_read_it
     assert (mount["mountPath"], mount["readOnly"]) == (MESH_CONFIG_DIR, True)
     assert f"--mesh-config={MESH_CONFIG_DIR}/mesh" in container["args"]
     assert not [a for a in container["args"] if a.startswith("--trust-domain")]  # one source: the mesh config
+
+
+def test_galley_reads_the_istio_configmap_of_its_namespace_through_the_api(base: Manifests) -> None:
+    """Not mounted (kubelet's sync delay): read by name through the API, with only that right."""
+    pod = base.one("Deployment", "galley")["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert not [v for v in pod["volumes"] if "configMap" in v]
+    assert not [a for a in container["args"] if a.startswith(("--mesh-config", "--namespace"))]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["POD_NAMESPACE"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
+    role = base.one("Role", "meshplane-galley-meshconfig")
+    assert role["metadata"]["namespace"] == "meshplane-system"
+    assert role["rules"] == [
+        {
+            "apiGroups": [""],
+            "resources": ["configmaps"],
+            "resourceNames": ["istio"],
+            "verbs": ["get", "list", "watch"],
+        }
+    ]
+    binding = base.one("RoleBinding", "meshplane-galley-meshconfig")
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "galley", "namespace": "meshplane-system"}
+    ]
 
 
 def test_the_services_own_parsers_take_meshplane_system_as_root_from_the_manifests(
@@ -374,7 +398,8 @@ def test_the_services_own_parsers_take_meshplane_system_as_root_from_the_manifes
         return [a.replace(f"{MESH_CONFIG_DIR}/", f"{tmp_path}/") for a in container["args"]]
 
     assert pilot_settings(args("pilot"), {}).root_namespace == "meshplane-system"
-    assert galley_settings(args("galley")).root_namespace == "meshplane-system"
+    galley = galley_settings(args("galley"))  # its MeshConfig comes through the API, below
+    assert (galley.mesh_config, galley.mesh_configmap) == (None, "istio")
     assert citadel_settings(args("citadel"), {}).trust_domain == "cluster.local"
     assert agent_settings(args("node-agent", "DaemonSet"), {}).trust_domain == "cluster.local"
 

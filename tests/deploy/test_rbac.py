@@ -55,7 +55,10 @@ def test_galley_only_reads_config_and_may_touch_only_its_own_webhook(rendered: M
     assert ("networking.istio.io", "*", "watch") in grants(rules)
     assert ("discovery.k8s.io", "endpointslices", "list") in grants(rules)
     assert {("", "services", "watch"), ("", "pods", "watch"), ("", "namespaces", "watch")} <= grants(rules)
-    validating, mutating = [r for r in rules if r.get("resourceNames")]
+    validating, mutating, mesh_config = [r for r in rules if r.get("resourceNames")]
+    # the MeshConfig: the istio ConfigMap of its namespace (a Role there), read only, by name
+    assert (mesh_config["resources"], mesh_config["resourceNames"]) == (["configmaps"], ["istio"])
+    assert set(mesh_config["verbs"]) == READ
     (config,) = rendered.of_kind("ValidatingWebhookConfiguration")
     assert validating["resources"] == ["validatingwebhookconfigurations"]
     assert validating["resourceNames"] == [config["metadata"]["name"]]

@@ -87,6 +87,8 @@ ALLOWED: dict[str, list[Ask]] = {
         Ask("patch", "admissionregistration.k8s.io", "mutatingwebhookconfigurations", "", INJECTOR_CONFIG),
         # which revisions have an injector (POST /inject/rev/<rev>)
         Ask("list", "admissionregistration.k8s.io", "mutatingwebhookconfigurations"),
+        # the MeshConfig: the istio ConfigMap of its namespace, by name
+        *(Ask(verb, "", "configmaps", NAMESPACE, "istio") for verb in ("get", "list", "watch")),
     ],
     "pilot": [],
     "citadel": [
@@ -123,6 +125,10 @@ REFUSED: dict[str, list[Ask]] = {
         Ask("delete", "admissionregistration.k8s.io", "validatingwebhookconfigurations", "", WEBHOOK_CONFIG),
         Ask("create", "admissionregistration.k8s.io", "validatingwebhookconfigurations"),
         Ask("list", "", "configmaps"),
+        Ask("list", "", "configmaps", NAMESPACE),
+        Ask("get", "", "configmaps", NAMESPACE, "istio-ca-root-cert"),
+        Ask("get", "", "configmaps", "default", "istio"),
+        Ask("update", "", "configmaps", NAMESPACE, "istio"),
         Ask("create", "", "pods", "default"),
         Ask("update", "", "services", "default", "any"),
         Ask("create", "authentication.k8s.io", "tokenreviews"),

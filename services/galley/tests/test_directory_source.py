@@ -156,3 +156,16 @@ async def test_watch_survives_the_directory_vanishing_and_coming_back(tmp_path: 
     finally:
         stop.set()
         await asyncio.wait_for(task, 10)
+
+
+def test_the_directory_s_mesh_yaml_is_meshconfig_not_istio_config(tmp_path: Path) -> None:
+    (tmp_path / "mesh.yaml").write_text("trustDomain: example.org\naccessLogFile: /dev/stdout\n")
+    (tmp_path / "vs.yaml").write_text(vs("one"))
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "mesh.yaml").write_text(vs("nested"))  # only the top-level name is special
+    source, _ = make(tmp_path)
+    source.refresh()
+    assert subsets(source.snapshot) == {"one": "v1", "nested": "v1"}
+    files = {f["path"]: f for f in source.status()["files"]}
+    assert sorted(files) == ["sub/mesh.yaml", "vs.yaml"]
+    assert all(not f["errors"] for f in files.values())

@@ -49,3 +49,26 @@ def test_bad_flags_exit_2_with_a_message(
         parse_args(argv)
     assert exc.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_the_mesh_configmap_and_galley_s_namespace(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("POD_NAMESPACE", raising=False)
+    s = parse_args([])
+    assert (s.mesh_configmap, s.namespace) == ("istio", "meshplane-system")  # Istio's ConfigMap name
+    monkeypatch.setenv("POD_NAMESPACE", "mesh-ns")
+    assert parse_args([]).namespace == "mesh-ns"
+    s = parse_args(["--namespace", "other", "--mesh-configmap", "istio-canary"])
+    assert (s.mesh_configmap, s.namespace) == ("istio-canary", "other")
+    assert parse_args(["--mesh-configmap", ""]).mesh_configmap == ""  # reads none
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [(["--namespace", "Bad_NS"], "--namespace"), (["--mesh-configmap", "no/slash"], "--mesh-configmap")],
+)
+def test_bad_namespace_or_configmap_name_is_a_usage_error(
+    args: list[str], named: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exc:
+        parse_args(args)
+    assert exc.value.code == 2 and named in capsys.readouterr().err

@@ -123,3 +123,47 @@ def test_health_checks_off_serves_entries_whatever_their_health() -> None:
         state = State(health_checks=checks)
         state.put_registered("k", entry)
         assert ("k" in state.registered_workloads) is served
+
+
+def test_multicluster_flags_have_istios_cluster_id_and_default_domains() -> None:
+    s = parse_args(["--xds-plaintext"], {})
+    assert (s.cluster_id, s.remote_clusters, s.remote_stale_after) == ("Kubernetes", (), 30.0)
+    s = parse_args(
+        [
+            "--xds-plaintext",
+            "--remote-cluster",
+            "cluster2",
+            "--remote-cluster",
+            "east=east-js",
+            "--remote-stale-after",
+            "5s",
+        ],
+        {"CLUSTER_ID": "cluster1"},
+    )
+    assert s.cluster_id == "cluster1"
+    assert [(r.cluster_id, r.domain) for r in s.remote_clusters] == [
+        ("cluster2", "cluster2"),
+        ("east", "east-js"),
+    ]
+    assert s.remote_stale_after == 5.0
+    assert parse_args(["--xds-plaintext", "--cluster-id", "c9"], {"CLUSTER_ID": "c1"}).cluster_id == "c9"
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--remote-cluster", "c2="], "--remote-cluster 'c2=': expected ID or ID=DOMAIN"),
+        (["--remote-cluster", "c.2"], "cluster ID 'c.2' may hold only letters, digits, '-' and '_'"),
+        (["--remote-cluster", "c2", "--remote-cluster", "c2"], "--remote-cluster c2: named twice"),
+        (["--cluster-id", "c1", "--remote-cluster", "c1"], "or this Pilot's own --cluster-id"),
+        (["--remote-stale-after", "soon"], "--remote-stale-after: expected a duration such as 100ms"),
+        (["--remote-stale-after", "0s"], "--remote-stale-after '0s': must be positive"),
+    ],
+)
+def test_bad_multicluster_flags_exit_2_naming_them(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exc:
+        parse_args(["--xds-plaintext", *argv], {})
+    assert exc.value.code == 2
+    assert message in capsys.readouterr().err

@@ -5,39 +5,25 @@ nats-server is killed and restarted on the same port (announcements refreshed, t
 
 from __future__ import annotations
 
-import asyncio
 import signal
 import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TypeVar
 
 import grpc
 import pytest
 
 from meshplane.citadel.testing import CitadelProcess, NodeAgentProcess, ServiceProcess
+from meshplane.citadel.testing.bus import on_bus
 from meshplane.citadel.testing.roots import reissued_root
 from meshplane.citadel.testing.sds import root_served, sds_secret
 from meshplane.ctl.token import make_token
 from meshplane.proto.bus.v1 import status_pb2
-from meshplane.shared.bus import Buckets, Bus, BusOptions
+from meshplane.shared.bus import Buckets, Bus
 from meshplane.shared.natsserver import NatsServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
-T = TypeVar("T")
 FAST_REFRESH = {"MESHPLANE_COMPONENT_REFRESH_SECONDS": "0.5", "CITADEL_CA_KEY_TYPE": "ec"}
-
-
-def on_bus(url: str, fn: Callable[[Bus], Awaitable[T]]) -> T:
-    async def run() -> T:
-        bus = await Bus.connect(BusOptions(url=url))
-        try:
-            return await fn(bus)
-        finally:
-            await bus.close()
-
-    return asyncio.run(run())
 
 
 def kill(proc: ServiceProcess) -> None:

@@ -67,7 +67,10 @@ class GalleyProcess:
 
 
 @contextmanager
-def run_galley(nats_url: str, config_dir: Path | None, log: Path, *extra: str) -> Iterator[GalleyProcess]:
+def run_galley(
+    nats_url: str, config_dir: Path | None, log: Path, *extra: str, env: dict[str, str] | None = None
+) -> Iterator[GalleyProcess]:
+    """``env``: added to this process's environment (e.g. another cluster's ``MESHPLANE_BUS_DIR``)."""
     webhook, monitoring, debug = free_port(), free_port(), free_port()
     source = ["--config-dir", str(config_dir)] if config_dir is not None else []
     argv = [
@@ -83,7 +86,7 @@ def run_galley(nats_url: str, config_dir: Path | None, log: Path, *extra: str) -
         f"127.0.0.1:{debug}",
         *extra,
     ]
-    child = ChildProcess(argv, log, name="galley")
+    child = ChildProcess(argv, log, env=env, name="galley")
     child.start()
     galley = GalleyProcess(child, webhook, monitoring, debug, log)
     try:

@@ -34,7 +34,7 @@ from meshplane.shared.analysis import ERROR, INFO, LEVEL_RANK, WARNING, Message,
 from meshplane.shared.analysis.registry import ALL
 from meshplane.shared.analysis.runner import Options, Suppression
 from meshplane.shared.config import load_path, load_text
-from meshplane.shared.meshconfig import DEFAULT_ROOT_NAMESPACE
+from meshplane.shared.meshconfig import DEFAULT_ROOT_NAMESPACE, is_config_dir_mesh_file
 
 EXIT_ISSUES = 79
 EXIT_DATA_ERROR = 65
@@ -100,16 +100,22 @@ class Inputs:
     items: list[tuple[dict[str, Any], str]] = field(default_factory=list)
     shown: list[str] = field(default_factory=list)
     parse_errors: int = 0
+    #: a directory's ``mesh.yaml``: its MeshConfig unless ``--meshConfigFile`` is given
+    mesh_file: Path | None = None
 
 
-def _walk(root: Path) -> list[Path]:
-    return sorted(
-        p
-        for p in root.rglob("*")
-        if p.is_file()
-        and p.suffix.lower() in SUFFIXES
-        and not any(part.startswith(".") for part in p.relative_to(root).parts)
-    )
+def _walk(root: Path, inputs: Inputs) -> list[Path]:
+    """The config files under ``root``; its ``mesh.yaml`` goes to ``inputs.mesh_file`` instead."""
+    found = []
+    for p in sorted(root.rglob("*")):
+        rel = p.relative_to(root)
+        if not p.is_file() or p.suffix.lower() not in SUFFIXES or any(x.startswith(".") for x in rel.parts):
+            continue
+        if is_config_dir_mesh_file(rel):
+            inputs.mesh_file = inputs.mesh_file or p
+        else:
+            found.append(p)
+    return found
 
 
 def _add(inputs: Inputs, docs: list[Any], shown: str) -> None:
@@ -130,7 +136,7 @@ def _gather(args: argparse.Namespace) -> Inputs:
     if args.dir is not None:
         if not args.dir.is_dir():
             raise OSError(f"--dir {args.dir}: not a directory")
-        for path in _walk(args.dir):
+        for path in _walk(args.dir, inputs):
             _add(inputs, load_path(path), path.relative_to(args.dir).as_posix())
     for raw in [*args.paths, *map(str, args.files)]:
         if raw == "-":
@@ -138,7 +144,7 @@ def _gather(args: argparse.Namespace) -> Inputs:
             continue
         path = Path(raw)
         if path.is_dir():
-            for found in _walk(path):
+            for found in _walk(path, inputs):
                 _add(inputs, load_path(found), found.as_posix())
         elif not path.is_file():
             raise OSError(f"{raw}: no such file")
@@ -198,6 +204,8 @@ def _list_analyzers() -> int:
 
 def _options(args: argparse.Namespace, inputs: Inputs, live: bool) -> Options:
     mesh = _read_mapping(args.meshConfigFile, "--meshConfigFile") if args.meshConfigFile else None
+    if mesh is None and inputs.mesh_file is not None:
+        mesh = _read_mapping(inputs.mesh_file, "MeshConfig")
     if mesh is None:
         mesh = _from_configmap(inputs.items, args.istioNamespace, "mesh") or {}
     mesh.setdefault("rootNamespace", args.istioNamespace)

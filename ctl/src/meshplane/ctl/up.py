@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from meshplane.ctl.localmesh.mesh import LocalMesh
-from meshplane.ctl.localmesh.plan import PlanError, load_plan
+from meshplane.ctl.localmesh.plan import PlanError, load_plan, mesh_config_file
 from meshplane.ctl.localmesh.supervisor import StartError, Supervisor
 from meshplane.ctl.tables import render
 from meshplane.shared.bus.client import BUS_DIR_ENV
@@ -32,8 +32,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "--mesh-config",
         type=Path,
         default=None,
-        help="Istio MeshConfig YAML for Galley, Pilot and Citadel; its defaultConfig is every proxy's "
-        "default ProxyConfig",
+        help="Istio MeshConfig YAML for Galley, Pilot and Citadel (followed live); its defaultConfig is "
+        "every proxy's default ProxyConfig (default: the config directory's mesh.yaml, if any)",
     )
     p.set_defaults(func=run)
 
@@ -65,7 +65,7 @@ def _summary(mesh: LocalMesh, state: Path) -> str:
 def run(args: argparse.Namespace) -> int:
     config_dir = Path(args.config_dir).resolve()
     try:
-        mesh_file = args.mesh_config.resolve() if args.mesh_config else None
+        mesh_file = mesh_config_file(config_dir, args.mesh_config)
         plan = load_plan(config_dir, load_mesh_config(mesh_file))
     except (PlanError, MeshConfigError) as exc:
         print(f"meshctl up: {exc}", file=sys.stderr)
@@ -91,6 +91,8 @@ def run(args: argparse.Namespace) -> int:
     code = 0
     try:
         print(f"starting the local mesh from {config_dir} (state and logs in {state})", flush=True)
+        if mesh_file is not None:
+            print(f"MeshConfig from {mesh_file}", flush=True)
         for step in (
             mesh.check_addresses,
             mesh.start_bus,

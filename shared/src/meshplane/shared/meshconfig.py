@@ -38,6 +38,10 @@ log = logging.getLogger("meshplane.meshconfig")
 
 DEFAULT_ROOT_NAMESPACE = "istio-system"
 DEFAULT_TRUST_DOMAIN = "cluster.local"
+#: A config directory's own MeshConfig: ``meshctl up`` reads ``<config-dir>/mesh.yaml`` (unless
+#: ``--mesh-config`` is given); Galley's directory source skips it, validate/analyze check it as
+#: MeshConfig. Only this name, at the top of the directory.
+CONFIG_DIR_FILE = "mesh.yaml"
 APPLIED = (
     "rootNamespace",
     "trustDomain",
@@ -323,6 +327,11 @@ def load_mesh_config(path: Path | None) -> MeshConfig:
             ", ".join(config.not_applied),
         )
     return config
+
+
+def is_config_dir_mesh_file(rel: Path | str) -> bool:
+    """Whether ``rel`` (relative to a config directory) is that directory's MeshConfig file."""
+    return Path(rel).as_posix() == CONFIG_DIR_FILE
 
 
 def add_mesh_config_flag(parser: argparse.ArgumentParser) -> None:

@@ -5,6 +5,7 @@ Used by tests, benchmarks and ``meshctl up``; never a stand-in: it is the real s
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import shutil
@@ -16,6 +17,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from meshplane.shared.bus.pki import LeafRemote, federation_config
 from meshplane.shared.processes import ChildProcess
 
 
@@ -101,6 +103,12 @@ class NatsServer:
     With a ``config_file`` (TLS and per-component nkeys, ``meshplane.shared.bus.pki``; by default
     ``$MESHPLANE_BUS_DIR/auth.conf``) every client must authenticate; ``plaintext=True`` starts
     it open, without TLS or authorization.
+
+    Multi-cluster (``meshplane.shared.bus.pki.federation_config``): ``domain`` is its JetStream
+    domain (the cluster ID); ``leafnode_listen`` (``host:port``, port 0 for a free one) makes it a
+    hub other clusters' servers join as leaves, with the same TLS certificate; ``leaf_remotes``
+    are the hubs it joins. Those settings go into a private config file in ``store_dir`` that
+    includes ``config_file`` (by a relative path, as nats-server wants).
     """
 
     store_dir: Path
@@ -113,6 +121,9 @@ class NatsServer:
     child: ChildProcess | None = None
     config_file: Path | None = field(default_factory=_default_config)
     plaintext: bool = False
+    domain: str = ""
+    leafnode_listen: str = ""
+    leaf_remotes: list[LeafRemote] = field(default_factory=list)
 
     @property
     def secured(self) -> bool:
@@ -121,6 +132,42 @@ class NatsServer:
     @property
     def url(self) -> str:
         return f"nats://{self.host}:{self.port}"
+
+    @property
+    def leafnode_port(self) -> int:
+        return int(self.leafnode_listen.rpartition(":")[2]) if self.leafnode_listen else 0
+
+    @property
+    def leafnode_url(self) -> str:
+        """Where leaves join this hub (``nats-leaf://host:port``)."""
+        if not self.leafnode_listen:
+            raise ValueError("this nats-server has no leafnode listener (leafnode_listen)")
+        return f"nats-leaf://{self.leafnode_listen}"
+
+    def _write_config(self) -> Path | None:
+        """The config file to start with: ``config_file`` alone, or the multi-cluster settings
+        including it."""
+        secured = self.config_file if self.secured else None
+        if not (self.domain or self.leafnode_listen or self.leaf_remotes):
+            return secured
+        if self.leafnode_listen:
+            host, _, port = self.leafnode_listen.rpartition(":")
+            if not port or port == "0":
+                self.leafnode_listen = f"{host or self.host}:{free_port(host or self.host)}"
+        text = ""
+        if secured is not None:
+            text = f"include {json.dumps(os.path.relpath(secured.resolve(), self.store_dir.resolve()))}\n"
+        text += federation_config(
+            domain=self.domain,
+            leafnode_listen=self.leafnode_listen,
+            remotes=tuple(self.leaf_remotes),
+            cert_dir=str(secured.parent.resolve()) if secured is not None else None,
+        )
+        path = self.store_dir / "federation.conf"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        return path
 
     @property
     def proc(self) -> subprocess.Popen[bytes] | None:
@@ -132,8 +179,9 @@ class NatsServer:
             self.port = free_port(self.host)
         self.store_dir.mkdir(parents=True, exist_ok=True)
         args = [find_nats_server()]
-        if self.secured:
-            args += ["-c", str(self.config_file)]
+        config = self._write_config()
+        if config is not None:
+            args += ["-c", str(config)]
         args += ["-a", self.host, "-p", str(self.port), "-js", "-sd", str(self.store_dir)]
         self.child = ChildProcess(
             [*args, *self.extra_args], self.log_file, die_with_parent=self.die_with_parent, name="nats-server"

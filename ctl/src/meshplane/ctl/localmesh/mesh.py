@@ -22,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from meshplane.ctl.bootstrap import PILOT_SAN, BootstrapOptions, render_bootstrap
+from meshplane.ctl.bootstrap import BootstrapOptions, render_bootstrap
 from meshplane.ctl.localmesh.plan import GATEWAY_LABELS, Plan, Workload
 from meshplane.ctl.localmesh.supervisor import Managed, StartError, Supervisor, http_status
 from meshplane.ctl.token import make_token
@@ -42,7 +42,8 @@ GATEWAY = Workload(
     source=Path("."),
 )
 TOKEN_TTL = 7 * 24 * 3600
-#: Pilot's namespace and service account, as in k8s/ (its SPIFFE ID is bootstrap.PILOT_SAN)
+#: Pilot's namespace and service account, as in k8s/ (its SPIFFE ID: bootstrap.PILOT_SAN in the
+#: mesh's trust domain)
 PILOT_IDENTITY = ("meshplane-system", "pilot")
 MAX_SOCKET_PATH = 107  # sun_path is 108 bytes on Linux, with the terminating NUL
 
@@ -277,7 +278,8 @@ class LocalMesh:
             ip=wl.address,
             interception="REDIRECT" if router else "NONE",
             xds_retry_max=1.0,  # back on a restarted Pilot within a second (6 proxies: no storm)
-            pilot_san=PILOT_SAN,  # xDS over mutual TLS, Pilot verified by its SPIFFE ID
+            # xDS over mutual TLS, Pilot verified by its SPIFFE ID (in the MeshConfig's trust domain)
+            pilot_san="spiffe://{}/ns/{}/sa/{}".format(self.plan.trust_domain, *PILOT_IDENTITY),
             proxy_config=proxy_config,
         )
         envoys = self.state / "envoy"

@@ -5,8 +5,9 @@ Galley and ``meshctl validate`` pass over as non-Istio): each names its Workload
 gives the address, labels and service account, and carries the ``command`` that runs the app.
 The ingress gateway's port and address come from the Gateway that selects
 ``istio: ingressgateway``. Each proxy's ProxyConfig comes from the ProxyConfig resources
-and the ``defaultConfig`` of ``meshctl up --mesh-config`` (Istio's precedence). Problems
-raise ``PlanError`` naming the file and object.
+and the ``defaultConfig`` of the mesh's MeshConfig (Istio's precedence): ``--mesh-config``, else
+the directory's own ``mesh.yaml`` (:func:`mesh_config_file`). Problems raise ``PlanError`` naming
+the file and object.
 """
 
 from __future__ import annotations
@@ -17,7 +18,12 @@ from typing import Any
 
 import yaml
 
-from meshplane.shared.meshconfig import MeshConfig
+from meshplane.shared.meshconfig import (
+    CONFIG_DIR_FILE,
+    DEFAULT_TRUST_DOMAIN,
+    MeshConfig,
+    is_config_dir_mesh_file,
+)
 from meshplane.shared.proxyconfig import ProxyConfigs
 
 LOCAL_API = "meshplane.io/v1alpha1"
@@ -52,6 +58,8 @@ class Plan:
     gateway_port: int = 0
     #: MeshConfig ``defaultConfig`` and the ProxyConfig resources: each proxy's ProxyConfig
     proxy_configs: ProxyConfigs = field(default_factory=ProxyConfigs)
+    #: MeshConfig ``trustDomain`` at start: the SPIFFE IDs proxies expect of Pilot
+    trust_domain: str = DEFAULT_TRUST_DOMAIN
 
 
 @dataclass(frozen=True)
@@ -72,6 +80,8 @@ def _documents(config_dir: Path) -> list[_Doc]:
         raise PlanError(f"--config-dir {config_dir}: not a directory")
     docs: list[_Doc] = []
     for path in sorted([*config_dir.rglob("*.yaml"), *config_dir.rglob("*.yml")]):
+        if is_config_dir_mesh_file(path.relative_to(config_dir)):
+            continue  # MeshConfig, not Istio config
         try:
             loaded = list(yaml.safe_load_all(path.read_text()))
         except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
@@ -143,6 +153,15 @@ def _gateway(docs: list[_Doc], plan: Plan) -> None:
                 return
 
 
+def mesh_config_file(config_dir: Path, flag: Path | None) -> Path | None:
+    """The MeshConfig file of a mesh run from ``config_dir``: ``--mesh-config`` (``flag``) when
+    given, else ``<config_dir>/mesh.yaml`` when it exists, else None (Istio's defaults)."""
+    if flag is not None:
+        return flag.resolve()
+    own = config_dir / CONFIG_DIR_FILE
+    return own.resolve() if own.is_file() else None
+
+
 def load_plan(config_dir: Path, mesh: MeshConfig | None = None) -> Plan:
     """The workloads and gateway of ``config_dir``; raises PlanError."""
     docs = _documents(config_dir)
@@ -161,4 +180,5 @@ def load_plan(config_dir: Path, mesh: MeshConfig | None = None) -> Plan:
     mesh = mesh or MeshConfig()
     objects = [d.obj for d in docs if d.obj.get("kind") == "ProxyConfig"]
     plan.proxy_configs = ProxyConfigs.build(mesh.default_config, objects, mesh.root_namespace)
+    plan.trust_domain = mesh.trust_domain
     return plan

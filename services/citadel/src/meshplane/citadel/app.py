@@ -64,7 +64,8 @@ async def run(settings: Settings, authority: LocalAuthority, stop: asyncio.Event
     tasks = TaskSupervisor("citadel", failures, on_fatal=stop.set, stop=stop)
     configure_metrics("meshplane-citadel", registry)
     serving = ServingCredentials(authority.bundle, settings.hostnames)
-    publisher = TrustPublisher(settings.nats_url, settings.trust_domain) if settings.nats_url else None
+    trust_domain = TrustDomain(settings.trust_domain, settings.trust_domain_pinned)
+    publisher = TrustPublisher(settings.nats_url, trust_domain) if settings.nats_url else None
 
     def on_change(bundle: KeyCertBundle) -> None:
         metrics.root_expiry_timestamp = bundle.root.not_valid_after_utc.timestamp()
@@ -75,7 +76,6 @@ async def run(settings: Settings, authority: LocalAuthority, stop: asyncio.Event
     authority.on_change(on_change)
     on_change(authority.bundle)
 
-    trust_domain = TrustDomain(settings.trust_domain, settings.trust_domain_pinned)
     server, ports = await start_grpc(settings, authority, metrics, serving, trust_domain=trust_domain)
     try:
         await pool.start(ports)

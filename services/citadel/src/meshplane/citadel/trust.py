@@ -1,4 +1,9 @@
-"""Publishing the trust bundle (every live root) to the bus under the trust domain's key."""
+"""Publishing the trust bundle (every live root) to the bus under the trust domain's key.
+
+The key follows the trust domain (:class:`~meshplane.citadel.trustdomain.TrustDomain`): after a
+MeshConfig trustDomain change the bundle is published under the new domain too, which is the key
+node agents following the same MeshConfig read. The previous key keeps its last bundle.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from meshplane.citadel.buslink import connect_until_stopped
 from meshplane.citadel.ca.keycert import KeyCertBundle
+from meshplane.citadel.trustdomain import TrustDomain
 from meshplane.proto.bus.v1 import status_pb2
 from meshplane.shared.bus import Buckets, BusError
 from meshplane.shared.components import ComponentAnnouncer
@@ -31,7 +37,7 @@ def trust_bundle(trust_domain: str, bundle: KeyCertBundle) -> status_pb2.TrustBu
 class TrustPublisher:
     """Publishes the current bundle on start and after every change, retrying while the bus is away."""
 
-    def __init__(self, nats_url: str, trust_domain: str) -> None:
+    def __init__(self, nats_url: str, trust_domain: TrustDomain) -> None:
         self._url = nats_url
         self._trust_domain = trust_domain
         #: What ``meshctl version`` shows for this Citadel (set once the ports are known); the
@@ -40,6 +46,7 @@ class TrustPublisher:
         self._changed = asyncio.Event()
         self._bundle: KeyCertBundle | None = None
         self.published_version = ""
+        trust_domain.on_change(self._changed.set)  # publish under the new domain's key
 
     def update(self, bundle: KeyCertBundle) -> None:
         self._bundle = bundle
@@ -60,11 +67,13 @@ class TrustPublisher:
             while not stop.is_set():
                 if self._bundle is not None and self._changed.is_set():
                     self._changed.clear()
-                    msg = trust_bundle(self._trust_domain, self._bundle)
+                    domain = str(self._trust_domain)
+                    msg = trust_bundle(domain, self._bundle)
                     try:
-                        await trust.put(self._trust_domain, msg)
+                        await trust.put(domain, msg)
                         self.published_version = msg.version
-                        log.info("published trust bundle %s (%d roots)", msg.version, len(msg.root_certs_pem))
+                        roots = len(msg.root_certs_pem)
+                        log.info("published trust bundle %s of %s (%d roots)", msg.version, domain, roots)
                     except BusError as exc:
                         log.warning("could not publish the trust bundle, will retry: %s", exc)
                         self._changed.set()

@@ -66,7 +66,7 @@ class Galley:
         # Istio config and the Namespaces (their labels, under kind Namespace, group "core")
         config = {o.key: o for o in objs if o.group in ISTIO_GROUPS or (o.kind, o.group) == ("Namespace", "")}
         publisher.set_desired(CONFIG, {k: o.to_message() for k, o in config.items()})
-        services, workloads = build_registry(objs)
+        services, workloads = build_registry(objs, self.settings.cluster_id, self.settings.network)
         publisher.set_desired(SERVICES, services)
         publisher.set_desired(WORKLOADS, workloads)
         proxy_configs = [o.obj for o in objs if (o.kind, o.group) == ("ProxyConfig", NETWORKING)]
@@ -170,6 +170,15 @@ class Galley:
                 kube = KubernetesSource(kube_api, self.apply, tasks=tasks)
                 self.state.sources = kube.status
                 self.state.analysis = self._analysis_view
+                if s.mesh_config is None and s.mesh_configmap:
+                    # the MeshConfig from the API (the istio ConfigMap), before the first snapshot:
+                    # its rootNamespace and defaultConfig are in effect from the start
+                    from meshplane.galley.sources.meshconfigmap import MeshConfigMap
+
+                    mesh_map = MeshConfigMap(kube_api, s.namespace, s.mesh_configmap, self.apply_mesh)
+                    tasks.spawn("mesh-configmap", lambda: mesh_map.run(inner_stop))
+                    critical.append("mesh-configmap")
+                    await mesh_map.wait_synced(stop)
                 # A run that fails is restarted: it lists every resource again and re-applies.
                 tasks.spawn("kubernetes-source", lambda: kube.run(inner_stop))
                 critical.append("kubernetes-source")

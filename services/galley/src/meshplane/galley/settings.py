@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,9 @@ from meshplane.shared.durations import parse_duration
 from meshplane.shared.inject import InjectorConfig
 from meshplane.shared.lifecycle import parse_hostport
 from meshplane.shared.meshconfig import DEFAULT_ROOT_NAMESPACE, add_mesh_config_flag, mesh_config_from_args
+
+_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+_DNS_SUBDOMAIN = re.compile(r"(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 
 #: Galley's debug port: Istio's components keep their introspection (ControlZ) on localhost:9876
 DEBUG_PORT = 9876
@@ -43,12 +47,22 @@ class Settings:
     injector: InjectorConfig = InjectorConfig()
     #: body size, read timeout and concurrency bounds of the webhook port
     webhook_limits: Limits = Limits()
-    #: ``--mesh-config``: followed and published on the bus (None: Istio's defaults, nothing published)
+    #: ``--mesh-config``: followed and published on the bus (None: Istio's defaults, nothing published,
+    #: unless the ConfigMap below is read)
     mesh_config: Path | None = None
+    #: Kubernetes mode without ``--mesh-config``: the ConfigMap (key ``mesh``) of ``namespace`` that
+    #: holds the MeshConfig, read through the API ("" = none)
+    mesh_configmap: str = "istio"
+    #: Galley's own namespace (``--namespace``, env ``POD_NAMESPACE``, else meshplane-system)
+    namespace: str = "meshplane-system"
     #: MeshConfig ``rootNamespace`` (``--mesh-config``), for the analyzers
     root_namespace: str = DEFAULT_ROOT_NAMESPACE
     #: MeshConfig ``defaultConfig`` (``--mesh-config``): injected pods' default ProxyConfig
     proxy_defaults: dict[str, Any] = field(default_factory=dict)
+    #: multi-cluster: the cluster this Galley's registry belongs to (Istio's CLUSTER_ID), set on
+    #: every instance it publishes, and the network of instances no label places on one
+    cluster_id: str = "Kubernetes"
+    network: str = ""
 
     @property
     def tls(self) -> bool:
@@ -123,7 +137,32 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_MAX_CONCURRENT,
         help="requests read and reviewed at once; others wait up to the read timeout, then 503 (default 16)",
     )
+    p.add_argument(
+        "--cluster-id",
+        default=os.environ.get("CLUSTER_ID", "") or "Kubernetes",
+        help="this cluster's ID (Istio's CLUSTER_ID), set on every workload instance Galley publishes "
+        "(env CLUSTER_ID; default: %(default)s)",
+    )
+    p.add_argument(
+        "--network",
+        default="",
+        help="network of the workloads whose pod, WorkloadEntry and namespace carry no "
+        "topology.istio.io/network label (default: none, the same network as everyone)",
+    )
     add_mesh_config_flag(p)
+    p.add_argument(
+        "--mesh-configmap",
+        default="istio",
+        help="Kubernetes mode without --mesh-config: the ConfigMap of Galley's namespace whose key mesh "
+        "is the MeshConfig, read and followed through the API (Istio's name: istio, istio-<rev> for a "
+        "revision; '' reads none)",
+    )
+    p.add_argument(
+        "--namespace",
+        default=None,
+        help="Galley's own namespace, where the MeshConfig ConfigMap is (default: env POD_NAMESPACE, "
+        "else meshplane-system)",
+    )
     return p
 
 
@@ -157,6 +196,11 @@ def parse_args(argv: list[str] | None = None) -> Settings:
         )
     if read_timeout <= 0:
         parser.error(f"--webhook-read-timeout {args.webhook_read_timeout}: must be positive")
+    namespace = args.namespace or os.environ.get("POD_NAMESPACE") or "meshplane-system"
+    if not _DNS_LABEL.fullmatch(namespace):
+        parser.error(f"--namespace / POD_NAMESPACE {namespace!r}: not a Kubernetes namespace name")
+    if args.mesh_configmap and not _DNS_SUBDOMAIN.fullmatch(args.mesh_configmap):
+        parser.error(f"--mesh-configmap {args.mesh_configmap!r}: not a ConfigMap name")
     if args.config_dir is not None and not args.config_dir.is_dir():
         parser.error(f"--config-dir {args.config_dir}: not a directory")
     return Settings(
@@ -176,6 +220,10 @@ def parse_args(argv: list[str] | None = None) -> Settings:
         ),
         webhook_limits=Limits(args.webhook_max_body, read_timeout, args.webhook_max_concurrent),
         mesh_config=args.mesh_config,
+        mesh_configmap=args.mesh_configmap,
+        namespace=namespace,
         root_namespace=mesh.root_namespace,
         proxy_defaults=mesh.default_config,
+        cluster_id=args.cluster_id,
+        network=args.network,
     )

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 import gc
 import logging
 from collections.abc import Awaitable
@@ -26,6 +27,7 @@ import grpc
 
 from meshplane.pilot.debug.http import build_app
 from meshplane.pilot.debug.listeners import bind_all
+from meshplane.pilot.ingest.remote import RemoteClustersCollector, RemoteRegistry, RemoteWatcher
 from meshplane.pilot.ingest.watcher import State, Watcher
 from meshplane.pilot.memory import trim_when_idle
 from meshplane.pilot.metrics import Metrics
@@ -92,7 +94,9 @@ class Pilot:
 
     async def _run(self, stop: asyncio.Event) -> None:
         s = self.settings
-        app = build_app(self.metrics, self.state, lambda: self.server, self.not_ready, self.push_all)
+        app = build_app(
+            self.metrics, self.state, lambda: self.server, self.not_ready, self.push_all, s.cluster_id
+        )
         listeners = bind_all(app, (s.http_host, s.http_port), (s.debug_host, s.debug_port))
         self.http_port = listeners[0].port
         self.debug_port = listeners[-1].port
@@ -106,10 +110,18 @@ class Pilot:
                 listener.stop()
             await _bounded(asyncio.gather(*http_tasks), 3, "HTTP server stop")
 
+        remote_bus: Bus | None = None
         try:
             bus = await Bus.connect(
                 BusOptions(url=s.nats_url, name=f"meshplane-pilot-{s.pilot_id}", identity="pilot")
             )
+            # remote clusters' registries on a connection of their own: its inbox is the only one
+            # the federation leafnode carries, so replies to the config reads above stay here
+            if s.remote_clusters:
+                name = f"meshplane-pilot-{s.pilot_id}-remote"
+                remote_bus = await Bus.connect(
+                    BusOptions(url=s.nats_url, name=name, identity="pilot", remote=True)
+                )
         except BusUnavailable as exc:
             log.error("cannot reach the bus at %s (--nats-url / NATS_URL): %s", s.nats_url, exc)
             self.tasks.begin_close()
@@ -118,6 +130,7 @@ class Pilot:
         buckets = Buckets(bus)
         watcher = Watcher(buckets, self.state, self.metrics)
         self.tasks.spawn("watcher", watcher.run, restart=False)
+        remotes = self._watch_remotes(remote_bus) if remote_bus is not None else []
         grpc_server: grpc.aio.Server | None = None
         announcer: ComponentAnnouncer | None = None
         try:
@@ -144,6 +157,8 @@ class Pilot:
                 on_error=lambda _exc: self.metrics.push_context_errors.inc(),
             )
             watcher.submit = debouncer.submit
+            for remote in remotes:
+                remote.submit = debouncer.submit
             submit.append(debouncer)
             self.server.queue.start()
             self.tasks.spawn("debouncer", debouncer.run)
@@ -217,6 +232,29 @@ class Pilot:
                 self.registration.close()
             await StatusPublisher.clear_records(buckets, s.pilot_id, proxy_ids)
             await _bounded(bus.close(), 6, "bus close")
+            if remote_bus is not None:
+                await _bounded(remote_bus.close(), 6, "remote bus close")
+
+    def _watch_remotes(self, bus: Bus) -> list[RemoteWatcher]:
+        """Supervised watches of each ``--remote-cluster``'s registry and its staleness checks;
+        Pilot's readiness waits for none of them (a remote may be unreachable for long)."""
+        s = self.settings
+        out = []
+        interval = min(1.0, s.remote_stale_after / 4)
+        for rc in s.remote_clusters:
+            remote = self.state.remotes[rc.cluster_id] = RemoteRegistry(rc.cluster_id, rc.domain)
+            w = RemoteWatcher(bus, remote, self.state.hosts_of, s.remote_stale_after, s.enable_workload_entry)
+            self.tasks.spawn(f"remote-{rc.cluster_id}", w.run)
+            self.tasks.spawn(f"remote-{rc.cluster_id}-staleness", functools.partial(w.run_checks, interval))
+            out.append(w)
+        if out:
+            self.metrics.registry.register(RemoteClustersCollector(self.state.remotes))
+            log.info(
+                "cluster %s; merging the registries of %s",
+                s.cluster_id,
+                ", ".join(r.cluster_id for r in s.remote_clusters),
+            )
+        return out
 
     def _registration(self, buckets: Buckets, authenticated: bool) -> AutoRegistration | None:
         """VM auto-registration and health checks, unless PILOT_ENABLE_WORKLOAD_ENTRY is false."""

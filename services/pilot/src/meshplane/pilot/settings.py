@@ -40,6 +40,36 @@ XDS_TLS_PORT = 15012
 XDS_PLAINTEXT_PORT = 15010
 
 
+#: Istio's default CLUSTER_ID
+DEFAULT_CLUSTER_ID = "Kubernetes"
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteCluster:
+    """A remote cluster whose registry this Pilot merges: its cluster ID and JetStream domain."""
+
+    cluster_id: str
+    domain: str
+
+    @staticmethod
+    def parse(raw: str) -> RemoteCluster:
+        """``ID`` or ``ID=DOMAIN`` (the domain defaults to the cluster ID)."""
+        cid, sep, domain = raw.partition("=")
+        cid, domain = cid.strip(), domain.strip()
+        if not cid or (sep and not domain):
+            raise ValueError(f"--remote-cluster {raw!r}: expected ID or ID=DOMAIN")
+        for what, value in (("cluster ID", cid), ("domain", domain or cid)):
+            if not _DOMAIN.match(value):
+                raise ValueError(
+                    f"--remote-cluster {raw!r}: {what} {value!r} may hold only letters, digits, '-' and '_'"
+                )
+        return RemoteCluster(cid, domain or cid)
+
+
+#: what a JetStream domain (one subject token) may be
+_DOMAIN = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
 def _auto_limit() -> int:
     """Istio 1.21+: min(15 + 5 x cores, 100) when the knob is 0 (automatic)."""
     return min(15 + 5 * (os.cpu_count() or 1), 100)
@@ -91,6 +121,11 @@ class Settings:
     enable_health_checks: bool = True
     #: how long an auto-registered WorkloadEntry outlives its proxy's last connection
     workload_entry_grace_period: float = 10.0
+    #: multi-cluster: this Pilot's own cluster (Istio's CLUSTER_ID), the remote clusters whose
+    #: registries it merges (cluster ID, JetStream domain) and when a silent one goes stale
+    cluster_id: str = DEFAULT_CLUSTER_ID
+    remote_clusters: tuple[RemoteCluster, ...] = ()
+    remote_stale_after: float = 30.0
 
     @property
     def autoregistration(self) -> bool:
@@ -194,6 +229,25 @@ def parse_args(argv: list[str] | None, env: Mapping[str, str]) -> Settings:
         help="this Pilot's control-plane revision: config labelled istio.io/rev=<other> is ignored, "
         "unlabelled config is read by every revision (env REVISION; default: default)",
     )
+    parser.add_argument(
+        "--cluster-id",
+        default=env.get("CLUSTER_ID", "") or DEFAULT_CLUSTER_ID,
+        help="this Pilot's own cluster (Istio's CLUSTER_ID; env CLUSTER_ID; default: %(default)s)",
+    )
+    parser.add_argument(
+        "--remote-cluster",
+        action="append",
+        default=[],
+        metavar="ID[=DOMAIN]",
+        help="a remote cluster whose registry (services, workloads) is merged into this Pilot's, read "
+        "over its JetStream domain (default: the ID); repeatable. Config is never read from it",
+    )
+    parser.add_argument(
+        "--remote-stale-after",
+        default="30s",
+        help="a remote cluster whose Galley has written nothing for this long is stale: its endpoints "
+        "leave EDS until it is heard from again (default: %(default)s)",
+    )
     add_mesh_config_flag(parser)
     args = parser.parse_args(argv)
     if not _DNS_LABEL.match(args.revision):
@@ -244,6 +298,23 @@ def parse_args(argv: list[str] | None, env: Mapping[str, str]) -> Settings:
         "root_namespace": mesh.root_namespace,
         "mesh": mesh,
         "revision": args.revision,
+    }
+    try:
+        remotes = tuple(RemoteCluster.parse(r) for r in args.remote_cluster)
+        stale_after = _duration("--remote-stale-after", args.remote_stale_after)
+    except ValueError as exc:
+        parser.error(str(exc))
+    if stale_after <= 0:
+        parser.error(f"--remote-stale-after {args.remote_stale_after!r}: must be positive")
+    seen = [args.cluster_id]
+    for r in remotes:
+        if r.cluster_id in seen:
+            parser.error(f"--remote-cluster {r.cluster_id}: named twice, or this Pilot's own --cluster-id")
+        seen.append(r.cluster_id)
+    overrides |= {
+        "cluster_id": args.cluster_id,
+        "remote_clusters": remotes,
+        "remote_stale_after": stale_after,
     }
     if args.id:
         overrides["pilot_id"] = args.id

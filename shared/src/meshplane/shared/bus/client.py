@@ -55,8 +55,6 @@ MAX_VALUE_BYTES = 900 * 1024
 BUS_DIR_ENV = "MESHPLANE_BUS_DIR"
 #: The identity of a client that names none (test harnesses set it).
 BUS_IDENTITY_ENV = "MESHPLANE_BUS_IDENTITY"
-
-
 #: This process's own credentials directory (``ca.crt``, ``nkey.seed``; e.g. a mounted Secret).
 BUS_CREDENTIALS_ENV = "MESHPLANE_BUS_CREDENTIALS"
 
@@ -96,9 +94,11 @@ class BusOptions:
     identity: str | None = None
     #: TLS CA and nkey seed; None: found by :func:`resolve_credentials` (``$MESHPLANE_BUS_DIR``).
     credentials: BusCredentials | None = None
+    #: for other clusters' buckets: the inbox a federation leafnode carries (Role.remote_inbox_prefix)
+    remote: bool = False
 
 
-def _tls_options(creds: BusCredentials | None) -> dict[str, Any]:
+def _tls_options(creds: BusCredentials | None, remote: bool = False) -> dict[str, Any]:
     if creds is None:
         return {}
     ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(creds.ca_file))
@@ -106,7 +106,7 @@ def _tls_options(creds: BusCredentials | None) -> dict[str, Any]:
     opts: dict[str, Any] = {"tls": ctx, "nkeys_seed": str(creds.seed_file)}
     r = ROLES.get(creds.identity)
     if r is not None:
-        opts["inbox_prefix"] = r.inbox_prefix
+        opts["inbox_prefix"] = r.remote_inbox_prefix if remote else r.inbox_prefix
     return opts
 
 
@@ -119,7 +119,7 @@ async def _connect(
     nc = NATS()
     await nc.connect(
         opts.url,
-        **_tls_options(opts.credentials),
+        **_tls_options(opts.credentials, opts.remote),
         name=opts.name,
         max_reconnect_attempts=-1,
         reconnect_time_wait=0.25,  # type: ignore[arg-type]  # nats-py annotates int, accepts float
@@ -172,6 +172,8 @@ class Bus:
     def __init__(self, nc: NATS, opts: BusOptions) -> None:
         self._nc = nc
         self._js: JetStreamContext = nc.jetstream(timeout=opts.ack_timeout)
+        #: JetStream of other domains (remote clusters' servers joined by leafnodes), by domain
+        self._domains: dict[str, JetStreamContext] = {}
         self.opts = opts
         self._reconnect_listeners: list[Callable[[], Awaitable[None]]] = []
         self._buckets: set[str] = set()
@@ -249,6 +251,16 @@ class Bus:
     def jetstream(self) -> JetStreamContext:
         return self._js
 
+    def jetstream_in(self, domain: str | None) -> JetStreamContext:
+        """JetStream of ``domain`` (another cluster's, reached over a leafnode; its API is
+        ``$JS.<domain>.API``), or this server's own for None."""
+        if not domain:
+            return self._js
+        js = self._domains.get(domain)
+        if js is None:
+            js = self._domains[domain] = self._nc.jetstream(domain=domain, timeout=self.opts.ack_timeout)
+        return js
+
     @property
     def nc(self) -> NATS:
         return self._nc
@@ -270,21 +282,24 @@ class Bus:
             except Exception:
                 log.exception("bus reconnect listener failed")
 
-    async def ensure_bucket(self, bucket: str, *, history: int = 1) -> None:
+    async def ensure_bucket(self, bucket: str, *, history: int = 1, domain: str | None = None) -> None:
         """Create the KV bucket if it does not exist (idempotent, retried like a publish).
 
         Only the bucket's writers may create it (``identities``); for a reader a missing bucket
-        raises BucketMissing (a watch reports the empty state and waits for the writer)."""
-        if bucket in self._buckets:
+        raises BucketMissing (a watch reports the empty state and waits for the writer). In
+        another ``domain`` nothing is ever created: its cluster's writers do that."""
+        known = f"{domain}/{bucket}" if domain else bucket
+        if known in self._buckets:
             return
 
         creds = self.opts.credentials
         owner = ROLES.get(creds.identity) if creds else None
-        may_create = owner is None or owner.may_create(bucket)
+        may_create = not domain and (owner is None or owner.may_create(bucket))
+        js = self.jetstream_in(domain)
 
         async def attempt() -> None:
             try:
-                await self._js.key_value(bucket)
+                await js.key_value(bucket)
             except (BucketNotFoundError, NotFoundError):
                 if not may_create:  # a reader waits for the bucket's writer to create it
                     raise BucketMissing(bucket) from None
@@ -294,7 +309,7 @@ class Bus:
                 )
 
         await self._retry("create bucket", bucket, attempt)
-        self._buckets.add(bucket)
+        self._buckets.add(known)
 
     def forget_buckets(self) -> None:
         """Forget which buckets exist (after a server lost its store)."""

@@ -7,10 +7,18 @@ allow lists (nothing else is allowed; anonymous connections are refused):
 * Citadel writes trust bundles and reads the MeshConfig (its trust domain);
 * Pilot reads config, registry, trust and the MeshConfig, and writes proxy status and the WorkloadEntries it
   auto-registers for VMs (its own bucket, which every replica reads: Galley's config stays Galley's);
-* node agents read trust bundles;
+* node agents read trust bundles and the MeshConfig (which trust domain's bundle to serve);
 * the CNI agent writes its capture events;
 * ``meshctl`` reads every bucket and writes nothing;
-* each component writes only its own records in the components bucket (``<component>.<instance>``).
+* each component writes only its own records in the components bucket (``<component>.<instance>``);
+* ``federation`` is what one cluster's nats-server authenticates as when it joins another's as a
+  leafnode (multi-cluster): across that connection only the registry and components buckets may be
+  read, through the domain-prefixed JetStream API (``$JS.<domain>.API.…``, one JetStream domain
+  per cluster), and only the replies and deliveries for the readers' inboxes flow back. Nothing
+  may be written, and no other bucket (config, trust, MeshConfig) read. Pilot may use that read
+  API of other domains for the same buckets (its remote clusters' registries), from a connection
+  of its own whose inbox (``_INBOX_remote_<identity>``) is the only one the leafnode relays:
+  replies to its local reads (config, trust) never cross to another cluster.
 
 A KV bucket is the stream ``KV_<bucket>`` on subjects ``$KV.<bucket>.<key>``. Reading it takes
 the JetStream API calls a watch and a get make (stream info, consumer create/delete, direct get)
@@ -51,6 +59,10 @@ ALL_BUCKETS = (
     MESH_CONFIG_BUCKET,
 )
 
+#: What other clusters may read of a cluster's bus (multi-cluster): its registry, and the components
+#: bucket whose Galley records say how fresh that registry is.
+REGISTRY_BUCKETS = frozenset({SERVICES_BUCKET, WORKLOADS_BUCKET, COMPONENTS_BUCKET})
+
 
 @dataclass(frozen=True)
 class Role:
@@ -62,10 +74,20 @@ class Role:
     component: str = ""
     reads: frozenset[str] = frozenset()
     writes: dict[str, str] = field(default_factory=dict)
+    #: buckets it may read in other JetStream domains (``$JS.<domain>.API``: remote clusters)
+    remote_reads: frozenset[str] = frozenset()
+    #: a leafnode identity: it relays these identities' inbox traffic instead of having its own
+    relays: tuple[str, ...] = ()
 
     @property
     def inbox_prefix(self) -> str:
         return f"_INBOX_{self.name}"
+
+    @property
+    def remote_inbox_prefix(self) -> str:
+        """The inbox of its connection for other clusters' buckets (``BusOptions.remote``): the
+        only inbox a federation leafnode carries, so its local replies never leave the cluster."""
+        return f"_INBOX_remote_{self.name}"
 
     def all_writes(self) -> dict[str, str]:
         out = dict(self.writes)
@@ -81,22 +103,38 @@ class Role:
         writes = self.all_writes()
         for bucket in sorted(self.reads | set(writes)):
             stream = f"KV_{bucket}"
-            subjects += [
-                f"$JS.API.STREAM.INFO.{stream}",
-                f"$JS.API.CONSUMER.CREATE.{stream}",
-                f"$JS.API.CONSUMER.CREATE.{stream}.>",
-                f"$JS.API.CONSUMER.DELETE.{stream}.>",
-                f"$JS.API.CONSUMER.INFO.{stream}.>",
-                f"$JS.API.DIRECT.GET.{stream}.>",
-                f"$JS.API.STREAM.MSG.GET.{stream}",
-                f"$JS.FC.{stream}.>",
-            ]
+            subjects += [*_read_api("$JS.API", stream), f"$JS.FC.{stream}.>"]
             if bucket in writes:
                 subjects += [f"$JS.API.STREAM.CREATE.{stream}", f"$KV.{bucket}.{writes[bucket]}>"]
-        return subjects
+        for bucket in sorted(self.remote_reads):
+            stream = f"KV_{bucket}"
+            subjects += _read_api("$JS.*.API", stream)
+            if bucket not in self.reads and bucket not in writes:
+                subjects.append(f"$JS.FC.{stream}.>")
+        return subjects + self._relayed()
 
     def subscribe_allow(self) -> list[str]:
-        return [f"{self.inbox_prefix}.>"]
+        if self.relays:  # a leafnode: what it may receive is what it may send (both directions)
+            return self.publish_allow()
+        remote = [f"{self.remote_inbox_prefix}.>"] if self.remote_reads else []
+        return [f"{self.inbox_prefix}.>", *remote]
+
+    def _relayed(self) -> list[str]:
+        return [f"{ROLES[r].remote_inbox_prefix}.>" for r in self.relays]
+
+
+def _read_api(api: str, stream: str) -> list[str]:
+    """The JetStream API calls a watch and a get of ``stream`` make, under ``api`` (``$JS.API``
+    locally, ``$JS.<domain>.API`` for another domain)."""
+    return [
+        f"{api}.STREAM.INFO.{stream}",
+        f"{api}.CONSUMER.CREATE.{stream}",
+        f"{api}.CONSUMER.CREATE.{stream}.>",
+        f"{api}.CONSUMER.DELETE.{stream}.>",
+        f"{api}.CONSUMER.INFO.{stream}.>",
+        f"{api}.DIRECT.GET.{stream}.>",
+        f"{api}.STREAM.MSG.GET.{stream}",
+    ]
 
 
 GALLEY = Role(
@@ -109,15 +147,21 @@ PILOT = Role(
     component="pilot",
     reads=frozenset({CONFIG_BUCKET, SERVICES_BUCKET, WORKLOADS_BUCKET, TRUST_BUCKET, MESH_CONFIG_BUCKET}),
     writes={PROXY_STATUS_BUCKET: "", WORKLOAD_ENTRIES_BUCKET: ""},
+    remote_reads=REGISTRY_BUCKETS,
 )
 CITADEL = Role(
     "citadel", component="citadel", reads=frozenset({MESH_CONFIG_BUCKET}), writes={TRUST_BUCKET: ""}
 )
-NODE_AGENT = Role("node-agent", component="node-agent", reads=frozenset({TRUST_BUCKET}))
+NODE_AGENT = Role("node-agent", component="node-agent", reads=frozenset({TRUST_BUCKET, MESH_CONFIG_BUCKET}))
 CNI_AGENT = Role("cni-agent", component="cni-agent", writes={CNI_BUCKET: ""})
-MESHCTL = Role("meshctl", reads=frozenset(ALL_BUCKETS))
+MESHCTL = Role("meshctl", reads=frozenset(ALL_BUCKETS), remote_reads=REGISTRY_BUCKETS)
+#: One cluster's nats-server joined to another's as a leafnode (its ``leafnodes.remotes`` seed):
+#: the remote registry read API and the inbox traffic of the identities that read it.
+FEDERATION = Role("federation", remote_reads=REGISTRY_BUCKETS, relays=("pilot", "meshctl"))
 
-ROLES: dict[str, Role] = {r.name: r for r in (GALLEY, PILOT, CITADEL, NODE_AGENT, CNI_AGENT, MESHCTL)}
+ROLES: dict[str, Role] = {
+    r.name: r for r in (GALLEY, PILOT, CITADEL, NODE_AGENT, CNI_AGENT, MESHCTL, FEDERATION)
+}
 
 #: An identity with no restrictions, for test harnesses that play every part; ``meshctl up`` and
 #: the deployments never create it.

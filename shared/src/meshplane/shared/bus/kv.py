@@ -13,6 +13,11 @@ reliably from a server restart (nats.py#510, nats.go#1094). Recovery works like 
 * a bucket that does not exist yet, for a reader whose identity may not create it, is an empty
   state: SYNCED at once, then the writer's first keys as changes once it has created the bucket.
 
+A view with a ``domain`` reads another cluster's bucket (its server joined to this one by a
+leafnode, ``$JS.<domain>.API``) and is read-only. Its watch recovers the same way when the
+leafnode drops: heartbeats stop, and the consumer is recreated, on the remote server, once the
+leafnode is back (until then the attempts fail and are retried with backoff).
+
 Events are deduplicated against the watch's own view: a PUT is yielded only when the value
 differs from the last one yielded for that key, a DELETE only for a key that exists. So a
 retried publish or a replay after recovery never shows up twice.
@@ -22,25 +27,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
 import logging
 from collections import deque
 from collections.abc import AsyncIterator, Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Generic, TypeVar
 
 from google.protobuf.message import Message
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
-from nats.js import api
+from nats.js import JetStreamContext, api
 from nats.js.errors import KeyDeletedError, KeyNotFoundError, NotFoundError
-from opentelemetry import context as otel_context
 
 from meshplane.shared.bus.batch import publish_many
 from meshplane.shared.bus.client import TRANSIENT_ERRORS, Bus, bounded
 from meshplane.shared.bus.errors import BucketMissing, BusError, InvalidKey
-from meshplane.shared.bus.tracing import extract_context
+from meshplane.shared.bus.events import EventType as EventType
+from meshplane.shared.bus.events import WatchEvent as WatchEvent
 from meshplane.shared.retry import RetriesExhausted, RetryPolicy, retry
 
 log = logging.getLogger(__name__)
@@ -53,37 +56,32 @@ _DELETE_OPS = {"DEL", "PURGE"}
 _CONSUMER_RETRY = RetryPolicy(retry_on=(*TRANSIENT_ERRORS, BusError), initial=0.05, maximum=1.0)
 
 
-class EventType(enum.Enum):
-    PUT = "put"
-    DELETE = "delete"
-    #: The current state has been delivered in full; later events are changes.
-    SYNCED = "synced"
-
-
-@dataclass(frozen=True, slots=True)
-class WatchEvent(Generic[M]):
-    """One change seen by a watch."""
-
-    type: EventType
-    key: str = ""
-    value: M | None = None
-    #: Stream sequence of the message (0 for SYNCED and for diff events after a resync).
-    revision: int = 0
-    headers: Mapping[str, str] = field(default_factory=dict)
-
-    def trace_context(self) -> otel_context.Context:
-        """The trace context the publisher attached (for stitching spans across the bus)."""
-        return extract_context(self.headers)
-
-
 class TypedKV(Generic[M]):
-    """A KV bucket whose values are protobuf messages of one type."""
+    """A KV bucket whose values are protobuf messages of one type (in another cluster's JetStream
+    ``domain``: a read-only view of that cluster's bucket)."""
 
-    def __init__(self, bus: Bus, bucket: str, message_type: type[M]) -> None:
+    def __init__(self, bus: Bus, bucket: str, message_type: type[M], domain: str | None = None) -> None:
         self.bus = bus
         self.bucket = bucket
         self.message_type = message_type
         self.stream = f"KV_{bucket}"
+        self.domain = domain or None
+
+    @property
+    def name(self) -> str:
+        """The bucket, and its domain when it is another cluster's (for logs)."""
+        return self.bucket if self.domain is None else f"{self.bucket} (domain {self.domain})"
+
+    @property
+    def js(self) -> JetStreamContext:
+        return self.bus.jetstream_in(self.domain)
+
+    async def ensure_bucket(self) -> None:
+        await self.bus.ensure_bucket(self.bucket, domain=self.domain)
+
+    def _writable(self) -> None:
+        if self.domain is not None:
+            raise BusError(f"{self.bucket} in domain {self.domain!r} is a read-only view of another cluster")
 
     def subject(self, key: str) -> str:
         if not key or key.startswith(".") or key.endswith(".") or ".." in key:
@@ -92,12 +90,14 @@ class TypedKV(Generic[M]):
 
     async def put(self, key: str, value: M, headers: dict[str, str] | None = None) -> int:
         """Store ``value`` under ``key``; returns its revision (stream sequence)."""
+        self._writable()
         await self.bus.ensure_bucket(self.bucket)
         return await self.bus.publish(self.subject(key), value.SerializeToString(deterministic=True), headers)
 
     async def put_many(self, items: Sequence[tuple[str, M]]) -> list[int | Exception]:
         """Store several keys at once (``batch.publish_many``: one round of acknowledgements); each
         one's revision, or the error that stopped it, in order. For distinct keys."""
+        self._writable()
         await self.bus.ensure_bucket(self.bucket)
         return await publish_many(
             self.bus, [(self.subject(k), v.SerializeToString(deterministic=True)) for k, v in items]
@@ -105,6 +105,7 @@ class TypedKV(Generic[M]):
 
     async def delete(self, key: str, headers: dict[str, str] | None = None) -> int:
         """Delete ``key`` (a tombstone that watches see as DELETE); returns its revision."""
+        self._writable()
         await self.bus.ensure_bucket(self.bucket)
         hdrs = dict(headers or {})
         hdrs[_OP_HEADER] = "DEL"
@@ -113,10 +114,10 @@ class TypedKV(Generic[M]):
     async def get(self, key: str) -> M | None:
         """The current value of ``key``, or None (also while its bucket does not exist yet)."""
         try:
-            await self.bus.ensure_bucket(self.bucket)
+            await self.ensure_bucket()
         except BucketMissing:
             return None
-        kv = await self.bus.jetstream.key_value(self.bucket)
+        kv = await self.js.key_value(self.bucket)
         try:
             entry = await kv.get(key)
         except (KeyNotFoundError, KeyDeletedError, NotFoundError):
@@ -197,9 +198,7 @@ class KVWatch(Generic[M]):
                 async with asyncio.timeout(self._hb * 3):
                     msg = await self._queue.get()
             except TimeoutError:
-                log.info(
-                    "watch %s: no heartbeat for %.1fs, recreating consumer", self._kv.bucket, self._hb * 3
-                )
+                log.info("watch %s: no heartbeat for %.1fs, recreating consumer", self._kv.name, self._hb * 3)
                 self._reset_requested = True
                 continue
             if msg is None or self._reset_requested:
@@ -218,7 +217,7 @@ class KVWatch(Generic[M]):
                 await self._bus.nc.publish(stalled, b"")
             last_c = hdrs.get(api.Header.LAST_CONSUMER.value)
             if last_c is not None and int(last_c) != self._last_cseq:
-                log.info("watch %s: heartbeat shows a gap, recreating consumer", self._kv.bucket)
+                log.info("watch %s: heartbeat shows a gap, recreating consumer", self._kv.name)
                 self._reset_requested = True
             return
         if not msg.reply:
@@ -226,7 +225,7 @@ class KVWatch(Generic[M]):
         md = msg.metadata
         cseq, sseq, pending = md.sequence.consumer, md.sequence.stream, md.num_pending
         if cseq != self._last_cseq + 1:
-            log.info("watch %s: consumer sequence gap (%d after %d)", self._kv.bucket, cseq, self._last_cseq)
+            log.info("watch %s: consumer sequence gap (%d after %d)", self._kv.name, cseq, self._last_cseq)
             self._reset_requested = True
             return
         self._last_cseq = cseq
@@ -286,7 +285,7 @@ class KVWatch(Generic[M]):
                     raise  # retried with backoff until the writer creates the bucket
                 # Nothing written yet, by a writer that has not run: the current state is empty.
                 # Say so (readers such as Pilot become ready on it), then wait for the bucket.
-                log.info("watch %s: no bucket yet, waiting for its writer", self._kv.bucket)
+                log.info("watch %s: no bucket yet, waiting for its writer", self._kv.name)
                 self._synced = True
                 self._pending.append(WatchEvent(EventType.SYNCED))
 
@@ -296,7 +295,7 @@ class KVWatch(Generic[M]):
             log.log(
                 level,
                 "watch %s: cannot create consumer yet (attempt %d: %s); retrying",
-                self._kv.bucket,
+                self._kv.name,
                 attempt,
                 exc,
             )
@@ -305,7 +304,7 @@ class KVWatch(Generic[M]):
         try:
             await retry(
                 attempt,
-                what=f"watch {self._kv.bucket}: create consumer",
+                what=f"watch {self._kv.name}: create consumer",
                 policy=_CONSUMER_RETRY,
                 stopped=lambda: self._closed,
                 on_retry=note,
@@ -314,13 +313,13 @@ class KVWatch(Generic[M]):
             return  # closed while the server was away: nothing left to watch
 
     async def _create_consumer(self) -> None:
-        js = self._bus.jetstream
-        await bounded(self._bus.ensure_bucket(self._kv.bucket), 5.0)
+        js = self._kv.js
+        await bounded(self._kv.ensure_bucket(), 5.0)
         si = await bounded(js.stream_info(self._kv.stream), 3.0)
         created = si.created
         resume = self._last_seq > 0 or self._stream_created is not None
         if resume and (created != self._stream_created or si.state.last_seq < self._last_seq):
-            log.warning("watch %s: stream was recreated; re-reading the whole bucket", self._kv.bucket)
+            log.warning("watch %s: stream was recreated; re-reading the whole bucket", self._kv.name)
             self._resync = {}
             self._last_seq = 0
         self._stream_created = created
@@ -376,7 +375,7 @@ class KVWatch(Generic[M]):
                 await bounded(sub.unsubscribe(), 1.0)
         if name is not None and self._bus.connected:
             with contextlib.suppress(Exception):
-                await bounded(self._bus.jetstream.delete_consumer(self._kv.stream, name), 1.0)
+                await bounded(self._kv.js.delete_consumer(self._kv.stream, name), 1.0)
 
     async def aclose(self) -> None:
         """Stop watching and delete the server-side consumer (idempotent)."""

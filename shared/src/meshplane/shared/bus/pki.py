@@ -11,6 +11,12 @@
 ``auth.conf`` lists each identity's public nkey with the allow lists of
 :mod:`meshplane.shared.bus.identities`; nats-server is started with ``-c auth.conf`` and refuses
 every connection that does not prove one of those keys over TLS.
+
+Multi-cluster (:func:`federation_config`): each cluster's server has its own JetStream domain (the
+cluster ID). One server, the hub, listens for leafnode connections with the same certificate; the
+others join it as leaves, each with a remote naming the hub's URL, the hub's CA and the seed of
+the hub's ``federation`` identity (found in the hub's ``auth.conf`` like any user, so the leaf
+connection has that identity's least-privilege permissions in both directions).
 """
 
 from __future__ import annotations
@@ -183,6 +189,60 @@ def server_config(users: dict[str, bytes], cert_dir: str) -> str:
         "# meshplane bus: TLS on every connection, one nkey per component (meshplane.shared.bus.pki)\n"
         f"tls: {json.dumps(tls, indent=2)}\n" + authorization_config(users)
     )
+
+
+@dataclass(frozen=True)
+class LeafRemote:
+    """A hub this server joins as a leafnode: its leafnode URL, and the hub's bus CA and
+    ``federation`` seed (``<hub bus dir>/federation/``; ``None`` for both on a plaintext bus)."""
+
+    url: str
+    seed_file: Path | None = None
+    ca_file: Path | None = None
+
+    @classmethod
+    def from_dir(cls, url: str, directory: str | Path) -> LeafRemote:
+        """The remote with the ``ca.crt`` and ``nkey.seed`` in ``directory`` (the hub's
+        ``federation`` credentials, e.g. a mounted Secret)."""
+        creds = BusCredentials.from_dir(directory, "federation")
+        return cls(url, creds.seed_file, creds.ca_file)
+
+
+def federation_config(
+    *,
+    domain: str = "",
+    leafnode_listen: str = "",
+    remotes: tuple[LeafRemote, ...] = (),
+    cert_dir: str | None = None,
+) -> str:
+    """nats-server config for multi-cluster: the JetStream ``domain``, a leafnode listener on
+    ``leafnode_listen`` (host:port; TLS with ``server.crt``/``server.key`` under ``cert_dir``
+    when given) and the leaf ``remotes``. The seeds are written inline (nats-server reads a
+    remote's seed only from its config), so the file must be private."""
+    out: list[str] = []
+    if domain:
+        out.append(f"jetstream: {json.dumps({'domain': domain})}")
+    leaf: dict[str, object] = {}
+    if leafnode_listen:
+        leaf["listen"] = leafnode_listen
+        if cert_dir is not None:
+            d = cert_dir.rstrip("/")
+            leaf["tls"] = {"cert_file": f"{d}/server.crt", "key_file": f"{d}/server.key", "timeout": 5}
+    if remotes:
+        leaf["remotes"] = [_remote_entry(r) for r in remotes]
+        leaf["reconnect"] = 1  # seconds between attempts to reach a hub that went away
+    if leaf:
+        out.append(f"leafnodes: {json.dumps(leaf, indent=2)}")
+    return "".join(f"{block}\n" for block in out)
+
+
+def _remote_entry(remote: LeafRemote) -> dict[str, object]:
+    entry: dict[str, object] = {"url": remote.url}
+    if remote.seed_file is not None:
+        entry["nkey"] = remote.seed_file.read_text().strip()
+    if remote.ca_file is not None:
+        entry["tls"] = {"ca_file": str(remote.ca_file.resolve()), "timeout": 5}
+    return entry
 
 
 @dataclass(frozen=True)

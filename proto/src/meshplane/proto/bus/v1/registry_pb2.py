@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%meshplane/proto/bus/v1/registry.proto\x12\x10meshplane.bus.v1\"n\n\x0bServicePort\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06number\x18\x02 \x01(\r\x12,\n\x08protocol\x18\x03 \x01(\x0e\x32\x1a.meshplane.bus.v1.Protocol\x12\x13\n\x0btarget_port\x18\x04 \x01(\r\"?\n\x0eRegistrySource\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\"\xcf\x03\n\x07Service\x12\x10\n\x08hostname\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12,\n\x05ports\x18\x03 \x03(\x0b\x32\x1d.meshplane.bus.v1.ServicePort\x12\x30\n\nresolution\x18\x04 \x01(\x0e\x32\x1c.meshplane.bus.v1.Resolution\x12\x11\n\texport_to\x18\x05 \x03(\t\x12\x11\n\taddresses\x18\x06 \x03(\t\x12\x15\n\rmesh_external\x18\x07 \x01(\x08\x12\x35\n\x06labels\x18\x08 \x03(\x0b\x32%.meshplane.bus.v1.Service.LabelsEntry\x12\x30\n\x06source\x18\t \x01(\x0b\x32 .meshplane.bus.v1.RegistrySource\x12\x39\n\x08selector\x18\n \x03(\x0b\x32\'.meshplane.bus.v1.Service.SelectorEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a/\n\rSelectorEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xd9\x03\n\x10WorkloadInstance\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x03 \x01(\t\x12>\n\x06labels\x18\x04 \x03(\x0b\x32..meshplane.bus.v1.WorkloadInstance.LabelsEntry\x12\x17\n\x0fservice_account\x18\x05 \x01(\t\x12\x10\n\x08locality\x18\x06 \x01(\t\x12(\n\x06health\x18\x07 \x01(\x0e\x32\x18.meshplane.bus.v1.Health\x12\x0f\n\x07network\x18\x08 \x01(\t\x12\x0e\n\x06weight\x18\t \x01(\r\x12<\n\x05ports\x18\n \x03(\x0b\x32-.meshplane.bus.v1.WorkloadInstance.PortsEntry\x12\x10\n\x08services\x18\x0b \x03(\t\x12\x30\n\x06source\x18\x0c \x01(\x0b\x32 .meshplane.bus.v1.RegistrySource\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a,\n\nPortsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\r:\x02\x38\x01*\x98\x01\n\x08Protocol\x12\x18\n\x14PROTOCOL_UNSPECIFIED\x10\x00\x12\x08\n\x04HTTP\x10\x01\x12\t\n\x05HTTP2\x10\x02\x12\t\n\x05HTTPS\x10\x03\x12\x08\n\x04GRPC\x10\x04\x12\x0c\n\x08GRPC_WEB\x10\x05\x12\x07\n\x03TCP\x10\x06\x12\x07\n\x03TLS\x10\x07\x12\t\n\x05MONGO\x10\x08\x12\t\n\x05REDIS\x10\t\x12\t\n\x05MYSQL\x10\n\x12\x07\n\x03UDP\x10\x0b*\\\n\nResolution\x12\x1a\n\x16RESOLUTION_UNSPECIFIED\x10\x00\x12\n\n\x06STATIC\x10\x01\x12\x07\n\x03\x44NS\x10\x02\x12\x13\n\x0f\x44NS_ROUND_ROBIN\x10\x03\x12\x08\n\x04NONE\x10\x04*J\n\x06Health\x12\x16\n\x12HEALTH_UNSPECIFIED\x10\x00\x12\x0b\n\x07HEALTHY\x10\x01\x12\r\n\tUNHEALTHY\x10\x02\x12\x0c\n\x08\x44RAINING\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%meshplane/proto/bus/v1/registry.proto\x12\x10meshplane.bus.v1\"n\n\x0bServicePort\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06number\x18\x02 \x01(\r\x12,\n\x08protocol\x18\x03 \x01(\x0e\x32\x1a.meshplane.bus.v1.Protocol\x12\x13\n\x0btarget_port\x18\x04 \x01(\r\"?\n\x0eRegistrySource\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\"\xcf\x03\n\x07Service\x12\x10\n\x08hostname\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12,\n\x05ports\x18\x03 \x03(\x0b\x32\x1d.meshplane.bus.v1.ServicePort\x12\x30\n\nresolution\x18\x04 \x01(\x0e\x32\x1c.meshplane.bus.v1.Resolution\x12\x11\n\texport_to\x18\x05 \x03(\t\x12\x11\n\taddresses\x18\x06 \x03(\t\x12\x15\n\rmesh_external\x18\x07 \x01(\x08\x12\x35\n\x06labels\x18\x08 \x03(\x0b\x32%.meshplane.bus.v1.Service.LabelsEntry\x12\x30\n\x06source\x18\t \x01(\x0b\x32 .meshplane.bus.v1.RegistrySource\x12\x39\n\x08selector\x18\n \x03(\x0b\x32\'.meshplane.bus.v1.Service.SelectorEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a/\n\rSelectorEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xed\x03\n\x10WorkloadInstance\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x03 \x01(\t\x12>\n\x06labels\x18\x04 \x03(\x0b\x32..meshplane.bus.v1.WorkloadInstance.LabelsEntry\x12\x17\n\x0fservice_account\x18\x05 \x01(\t\x12\x10\n\x08locality\x18\x06 \x01(\t\x12(\n\x06health\x18\x07 \x01(\x0e\x32\x18.meshplane.bus.v1.Health\x12\x0f\n\x07network\x18\x08 \x01(\t\x12\x0e\n\x06weight\x18\t \x01(\r\x12<\n\x05ports\x18\n \x03(\x0b\x32-.meshplane.bus.v1.WorkloadInstance.PortsEntry\x12\x10\n\x08services\x18\x0b \x03(\t\x12\x30\n\x06source\x18\x0c \x01(\x0b\x32 .meshplane.bus.v1.RegistrySource\x12\x12\n\ncluster_id\x18\r \x01(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a,\n\nPortsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\r:\x02\x38\x01*\x98\x01\n\x08Protocol\x12\x18\n\x14PROTOCOL_UNSPECIFIED\x10\x00\x12\x08\n\x04HTTP\x10\x01\x12\t\n\x05HTTP2\x10\x02\x12\t\n\x05HTTPS\x10\x03\x12\x08\n\x04GRPC\x10\x04\x12\x0c\n\x08GRPC_WEB\x10\x05\x12\x07\n\x03TCP\x10\x06\x12\x07\n\x03TLS\x10\x07\x12\t\n\x05MONGO\x10\x08\x12\t\n\x05REDIS\x10\t\x12\t\n\x05MYSQL\x10\n\x12\x07\n\x03UDP\x10\x0b*\\\n\nResolution\x12\x1a\n\x16RESOLUTION_UNSPECIFIED\x10\x00\x12\n\n\x06STATIC\x10\x01\x12\x07\n\x03\x44NS\x10\x02\x12\x13\n\x0f\x44NS_ROUND_ROBIN\x10\x03\x12\x08\n\x04NONE\x10\x04*J\n\x06Health\x12\x16\n\x12HEALTH_UNSPECIFIED\x10\x00\x12\x0b\n\x07HEALTHY\x10\x01\x12\r\n\tUNHEALTHY\x10\x02\x12\x0c\n\x08\x44RAINING\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,12 +39,12 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_WORKLOADINSTANCE_LABELSENTRY']._serialized_options = b'8\001'
   _globals['_WORKLOADINSTANCE_PORTSENTRY']._loaded_options = None
   _globals['_WORKLOADINSTANCE_PORTSENTRY']._serialized_options = b'8\001'
-  _globals['_PROTOCOL']._serialized_start=1179
-  _globals['_PROTOCOL']._serialized_end=1331
-  _globals['_RESOLUTION']._serialized_start=1333
-  _globals['_RESOLUTION']._serialized_end=1425
-  _globals['_HEALTH']._serialized_start=1427
-  _globals['_HEALTH']._serialized_end=1501
+  _globals['_PROTOCOL']._serialized_start=1199
+  _globals['_PROTOCOL']._serialized_end=1351
+  _globals['_RESOLUTION']._serialized_start=1353
+  _globals['_RESOLUTION']._serialized_end=1445
+  _globals['_HEALTH']._serialized_start=1447
+  _globals['_HEALTH']._serialized_end=1521
   _globals['_SERVICEPORT']._serialized_start=59
   _globals['_SERVICEPORT']._serialized_end=169
   _globals['_REGISTRYSOURCE']._serialized_start=171
@@ -56,9 +56,9 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SERVICE_SELECTORENTRY']._serialized_start=653
   _globals['_SERVICE_SELECTORENTRY']._serialized_end=700
   _globals['_WORKLOADINSTANCE']._serialized_start=703
-  _globals['_WORKLOADINSTANCE']._serialized_end=1176
+  _globals['_WORKLOADINSTANCE']._serialized_end=1196
   _globals['_WORKLOADINSTANCE_LABELSENTRY']._serialized_start=606
   _globals['_WORKLOADINSTANCE_LABELSENTRY']._serialized_end=651
-  _globals['_WORKLOADINSTANCE_PORTSENTRY']._serialized_start=1132
-  _globals['_WORKLOADINSTANCE_PORTSENTRY']._serialized_end=1176
+  _globals['_WORKLOADINSTANCE_PORTSENTRY']._serialized_start=1152
+  _globals['_WORKLOADINSTANCE_PORTSENTRY']._serialized_end=1196
 # @@protoc_insertion_point(module_scope)

@@ -315,6 +315,7 @@ class WorkloadInstance(_message.Message):
     PORTS_FIELD_NUMBER: _builtins.int
     SERVICES_FIELD_NUMBER: _builtins.int
     SOURCE_FIELD_NUMBER: _builtins.int
+    CLUSTER_ID_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Unique within the namespace: pod name, WorkloadEntry name or "<se>-<index>"."""
     namespace: _builtins.str
@@ -326,6 +327,10 @@ class WorkloadInstance(_message.Message):
     health: Global___Health.ValueType
     network: _builtins.str
     weight: _builtins.int
+    cluster_id: _builtins.str
+    """The cluster (Istio's CLUSTER_ID) whose Galley published it: multi-cluster Pilots merge the
+    registries of several clusters and keep each endpoint's cluster.
+    """
     @_builtins.property
     def labels(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]: ...
     @_builtins.property
@@ -353,10 +358,11 @@ class WorkloadInstance(_message.Message):
         ports: _abc.Mapping[_builtins.str, _builtins.int] | None = ...,
         services: _abc.Iterable[_builtins.str] | None = ...,
         source: Global___RegistrySource | None = ...,
+        cluster_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["source", b"source"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "health", b"health", "labels", b"labels", "locality", b"locality", "name", b"name", "namespace", b"namespace", "network", b"network", "ports", b"ports", "service_account", b"service_account", "services", b"services", "source", b"source", "weight", b"weight"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "cluster_id", b"cluster_id", "health", b"health", "labels", b"labels", "locality", b"locality", "name", b"name", "namespace", b"namespace", "network", b"network", "ports", b"ports", "service_account", b"service_account", "services", b"services", "source", b"source", "weight", b"weight"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -24,6 +24,7 @@ from meshplane.citadel.nodeagent.sds import CredentialSource, SecretDiscoverySer
 from meshplane.citadel.nodeagent.settings import AgentSettings, parse_agent_settings
 from meshplane.citadel.nodeagent.trust import follow_trust_bundle
 from meshplane.citadel.nodeagent.workloads import Workloads
+from meshplane.citadel.trustdomain import TrustDomain
 from meshplane.shared.lifecycle import run_service
 from meshplane.shared.tasks import TaskSupervisor
 from meshplane.shared.telemetry import configure_logging, configure_metrics, configure_tracing
@@ -91,10 +92,12 @@ async def serve(settings: AgentSettings, stop: asyncio.Event, kube_api: Any = No
         tasks.spawn("file-credentials", lambda: files.watch(settings.file_credential_poll, stop))
         if settings.nats_url:
             nats_url = settings.nats_url
+            domain = TrustDomain(settings.trust_domain, settings.trust_domain_pinned, "node-agent")
+            tasks.spawn("trust-domain", lambda: domain.follow(nats_url, stop))
             tasks.spawn(
                 "trust",
                 lambda: follow_trust_bundle(
-                    nats_url, settings.trust_domain, workloads, stop, endpoints, tasks, settings.ca_root
+                    nats_url, domain, workloads, stop, endpoints, tasks, settings.ca_root
                 ),
             )
         await stop.wait()

@@ -51,6 +51,8 @@ class AgentSettings:
     credential_namespace: str | None = None
     #: ``CITADEL_ENABLE_WORKLOAD_CERT_ROTATION``: renew workload certificates at half life
     rotation: bool = True
+    #: ``--trust-domain`` given: the MeshConfig on the bus does not change it
+    trust_domain_pinned: bool = False
 
 
 def parse_agent_settings(argv: list[str] | None, environ: Mapping[str, str] | None = None) -> AgentSettings:
@@ -76,7 +78,10 @@ def parse_agent_settings(argv: list[str] | None, environ: Mapping[str, str] | No
     )
     p.add_argument("--cert-ttl", default=None, help="certificate lifetime to ask for (env SECRET_TTL, 24h)")
     p.add_argument(
-        "--trust-domain", default=None, help="default: --mesh-config's trustDomain, else cluster.local"
+        "--trust-domain",
+        default=None,
+        help="the trust bundle to serve (default: --mesh-config's trustDomain, else cluster.local; "
+        "with --nats-url the MeshConfig on the bus is followed unless this is given)",
     )
     add_mesh_config_flag(p)
     p.add_argument("--monitoring-addr", default=None, help="HOST:PORT serving /metrics (default: off)")
@@ -137,6 +142,7 @@ def parse_agent_settings(argv: list[str] | None, environ: Mapping[str, str] | No
         key_type=args.key_type,
         cert_ttl=ttl,
         trust_domain=args.trust_domain or mesh.trust_domain,
+        trust_domain_pinned=args.trust_domain is not None,
         monitoring_addr=monitoring,
         file_credential_dirs=dirs,
         file_credential_poll=args.file_credential_poll,

@@ -12,8 +12,9 @@ from envoy.service.discovery.v3 import discovery_pb2
 from envoy.service.secret.v3 import sds_pb2_grpc
 
 
-def sds_secret(socket: Path, name: str) -> secret_pb2.Secret:
-    """The first response for ``name`` on a fresh SDS stream (as an Envoy that just connected)."""
+def sds_secret(socket: Path, name: str, token: str | None = None) -> secret_pb2.Secret:
+    """The first response for ``name`` on a fresh SDS stream (as an Envoy that just connected);
+    ``token``: the workload's, on the stream (as to a per-node agent)."""
     done = threading.Event()
 
     def requests() -> Iterator[discovery_pb2.DiscoveryRequest]:
@@ -21,7 +22,9 @@ def sds_secret(socket: Path, name: str) -> secret_pb2.Secret:
         done.wait(30)
 
     with grpc.insecure_channel(f"unix:{socket}") as channel:
-        stream = sds_pb2_grpc.SecretDiscoveryServiceStub(channel).StreamSecrets(requests(), timeout=20)
+        metadata = [("authorization", f"Bearer {token}")] if token else None
+        stub = sds_pb2_grpc.SecretDiscoveryServiceStub(channel)
+        stream = stub.StreamSecrets(requests(), timeout=20, metadata=metadata)
         try:
             response = next(stream)
         finally:

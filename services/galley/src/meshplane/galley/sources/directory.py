@@ -25,6 +25,7 @@ from meshplane.galley import metrics
 from meshplane.galley.sources.files import FileState, file_stamp, load_file
 from meshplane.galley.sources.model import ConfigObject
 from meshplane.galley.sources.seed import Seed
+from meshplane.shared.meshconfig import is_config_dir_mesh_file
 
 log = logging.getLogger("meshplane.galley.sources.directory")
 _tracer = trace.get_tracer("meshplane.galley")
@@ -40,6 +41,10 @@ _FIRST_YIELD_MS = 1000
 
 
 def _is_config_file(rel: Path) -> bool:
+    """YAML/JSON outside hidden directories; the directory's ``mesh.yaml`` is MeshConfig, not
+    Istio config (``meshctl up`` hands it to Galley as ``--mesh-config``)."""
+    if is_config_dir_mesh_file(rel):
+        return False
     return rel.suffix.lower() in SUFFIXES and not any(p.startswith(".") for p in rel.parts)
 
 

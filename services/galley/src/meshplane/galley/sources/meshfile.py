@@ -26,50 +26,64 @@ _WATCH_ERRORS = (OSError, WatchfilesRustInternalError)
 OnChange = Callable[[MeshConfig, config_pb2.ConfigResource], None]
 
 
-class MeshConfigFile:
-    def __init__(self, path: Path, on_change: OnChange) -> None:
-        self.path = path
+class MeshConfigSink:
+    """Parses each new version of a MeshConfig text: a valid one goes to ``on_change`` (and is
+    published), one that does not parse is refused in the log, naming the field, once per version."""
+
+    def __init__(self, on_change: OnChange, origin_kind: str = "file") -> None:
         self.on_change = on_change
+        self.origin_kind = origin_kind
         self._text: str | None = None
-        #: the last refusal ("" while the file in effect is the one on disk)
+        #: the last refusal ("" while the version in effect is the latest one read)
         self.error = ""
+
+    def offer(self, text: str, where: str) -> bool:
+        """True when ``text`` is a new valid version (handed on)."""
+        if text == self._text:
+            return False
+        try:
+            mesh, msg = mesh_config_message(text, where, self.origin_kind)
+        except MeshConfigError as exc:
+            self._text = text  # refused once, not again until it changes
+            return self.refuse(str(exc))
+        self._text = text
+        self.error = ""
+        if mesh.not_applied:
+            log.warning(
+                "%s: fields not applied by meshplane yet (only %s are): %s",
+                where,
+                ", ".join(APPLIED),
+                ", ".join(mesh.not_applied),
+            )
+        log.info(
+            "MeshConfig %s: trustDomain %s, rootNamespace %s", where, mesh.trust_domain, mesh.root_namespace
+        )
+        self.on_change(mesh, msg)
+        return True
+
+    def forget(self) -> None:
+        """Take the next text offered even if it is the last one seen."""
+        self._text = None
+
+    def refuse(self, error: str) -> bool:
+        if error != self.error:
+            log.error("%s; keeping the last valid MeshConfig", error)
+        self.error = error
+        return False
+
+
+class MeshConfigFile(MeshConfigSink):
+    def __init__(self, path: Path, on_change: OnChange) -> None:
+        super().__init__(on_change)
+        self.path = path
 
     def refresh(self) -> bool:
         """Re-read the file; True when a new valid version was handed on."""
         try:
             text = self.path.read_text()
         except (OSError, UnicodeDecodeError) as exc:
-            return self._refuse(f"--mesh-config {self.path}: cannot read: {exc}")
-        if text == self._text:
-            return False
-        try:
-            mesh, msg = mesh_config_message(text, f"--mesh-config {self.path}")
-        except MeshConfigError as exc:
-            self._text = text  # refused once, not again until it changes
-            return self._refuse(str(exc))
-        self._text = text
-        self.error = ""
-        if mesh.not_applied:
-            log.warning(
-                "%s: fields not applied by meshplane yet (only %s are): %s",
-                self.path,
-                ", ".join(APPLIED),
-                ", ".join(mesh.not_applied),
-            )
-        log.info(
-            "MeshConfig %s: trustDomain %s, rootNamespace %s",
-            self.path,
-            mesh.trust_domain,
-            mesh.root_namespace,
-        )
-        self.on_change(mesh, msg)
-        return True
-
-    def _refuse(self, error: str) -> bool:
-        if error != self.error:
-            log.error("%s; keeping the last valid MeshConfig", error)
-        self.error = error
-        return False
+            return self.refuse(f"--mesh-config {self.path}: cannot read: {exc}")
+        return self.offer(text, f"--mesh-config {self.path}")
 
     async def watch(self, stop: asyncio.Event) -> None:
         """Follow the file until ``stop`` is set; a failed watch is retried every second."""

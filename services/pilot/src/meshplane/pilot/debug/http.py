@@ -1,5 +1,6 @@
 """Starlette app: /ready, /metrics, /debug/{syncz,config_dump,configz,registryz,push_status} and
-Istio's /debug/{adsz,edsz,instancesz,authorizationz,mesh} (:mod:`.istioz`).
+Istio's /debug/{adsz,edsz,instancesz,authorizationz,mesh} (:mod:`.istioz`), /debug/endpointShardz, and
+/debug/clusterz (the remote clusters of a multi-cluster Pilot).
 
 Bad input (a missing or unknown proxyID) gets a 4xx with a message naming what is wrong.
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -41,6 +43,7 @@ def build_app(
     server: ServerFn,
     not_ready: Callable[[], str | None],
     push_all: Callable[[], bool] | None = None,
+    cluster_id: str = "Kubernetes",
 ) -> Starlette:
     """``not_ready`` returns why Pilot is not ready (the 503 body), or None when it is;
     ``push_all`` queues a full push to every proxy (``/debug/adsz?push=true``), False when it cannot."""
@@ -107,6 +110,32 @@ def build_app(
         services = s.ctx.services if s else list(state.services.values())
         return _json([dataclasses.asdict(svc) for svc in services])
 
+    async def clusterz(_: Request) -> Response:
+        """The remote clusters whose registries are merged (multi-cluster), and how fresh each is."""
+        now = time.time()
+        return _json([remote.describe(now) for _, remote in sorted(state.remotes.items())])
+
+    async def endpoint_shardz(_: Request) -> Response:
+        """Istio's /debug/endpointShardz: each service's endpoints by the cluster they come from
+        (this Pilot's own under its ``--cluster-id``), with address, port, network and locality."""
+        s = server()
+        out: dict[str, dict[str, dict[str, list[dict[str, Any]]]]] = {}
+        for svc in s.ctx.services if s else []:
+            shards = out.setdefault(svc.hostname, {}).setdefault(svc.namespace, {})
+            for port in svc.ports:
+                for ep in s.ctx.endpoints(svc.hostname, svc.namespace, port.number) if s else []:
+                    shards.setdefault(ep.cluster_id or cluster_id, []).append(
+                        {
+                            "address": ep.address,
+                            "port": ep.port,
+                            "servicePort": port.number,
+                            "network": ep.network,
+                            "locality": ep.locality,
+                            "healthy": ep.healthy,
+                        }
+                    )
+        return _json(out)
+
     async def push_status(_: Request) -> Response:
         s = server()
         if s is None:
@@ -133,6 +162,8 @@ def build_app(
         Route("/debug/instancesz", instancesz),
         Route("/debug/authorizationz", authorizationz),
         Route("/debug/mesh", mesh),
+        Route("/debug/clusterz", clusterz),
+        Route("/debug/endpointShardz", endpoint_shardz),
     ]
     return Starlette(routes=routes)
 

@@ -12,11 +12,13 @@ refused and the one in effect stays.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 from collections.abc import Callable
 from typing import Any, cast
 
 from meshplane.pilot.generators import accesslog
+from meshplane.pilot.ingest.remote import RemoteRegistry
 from meshplane.pilot.metrics import Metrics
 from meshplane.pilot.model.config import (
     AnyConfig,
@@ -84,15 +86,31 @@ class State:
         #: auto-registered WorkloadEntries, and the workloads of the healthy ones
         self.registered: dict[str, Entry] = {}
         self.registered_workloads: dict[str, Workload] = {}
+        #: remote clusters' registries by cluster ID (``ingest.remote``; multi-cluster)
+        self.remotes: dict[str, RemoteRegistry] = {}
+
+    def merged_services(self) -> dict[str, Service]:
+        """Local and remote services by key (namespace + hostname): the local one wins, else a
+        remote one (Istio's namespace sameness)."""
+        if not self.remotes:
+            return self.services
+        out: dict[str, Service] = {}
+        for remote in self.remotes.values():
+            out.update(remote.services)
+        out.update(self.services)
+        return out
 
     def snapshot(self, version: str) -> PushContext:
         workloads = self.workloads
         if self.registered_workloads:
             workloads = {**workloads, **{f"auto/{k}": w for k, w in self.registered_workloads.items()}}
+        for cid, remote in self.remotes.items():
+            if live := remote.live_workloads():
+                workloads = {**workloads, **{f"remote/{cid}/{k}": w for k, w in live.items()}}
         return build_push_context(
             version,
             self.configs,
-            self.services,
+            self.merged_services(),
             workloads,
             self.root_namespace,
             self.mesh,
@@ -114,7 +132,10 @@ class State:
 
     def hosts_of(self, wl: Workload) -> frozenset[str]:
         hosts = set(wl.services)
-        for svc in self.services.values():
+        services = itertools.chain(
+            self.services.values(), *(r.services.values() for r in self.remotes.values())
+        )
+        for svc in services:
             if svc.selector and svc.namespace == wl.namespace and labels_match(svc.selector, wl.labels):
                 hosts.add(svc.hostname)
         return frozenset(hosts)
