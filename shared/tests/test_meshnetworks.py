@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 from pathlib import Path
 
@@ -32,13 +33,20 @@ NETWORKS = {
 }
 
 
-def test_networks_are_read_and_not_warned(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_networks_are_read_and_only_the_gateway_locality_warned(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     path = tmp_path / "mesh.yaml"
     path.write_text(yaml.safe_dump({"meshNetworks": NETWORKS}))
     with caplog.at_level(logging.WARNING):
         mesh = load_mesh_config(path)
-    assert "not applied" not in caplog.text
-    assert mesh.not_applied == ()
+    assert (
+        "not applied" in caplog.text and "meshNetworks.networks.network2.gateways[1].locality" in caplog.text
+    )
+    assert mesh.not_applied == ("meshNetworks.networks.network2.gateways[1].locality",)
+    without = copy.deepcopy(NETWORKS)
+    del without["networks"]["network2"]["gateways"][1]["locality"]
+    assert parse_mesh_config(yaml.safe_dump({"meshNetworks": without}), "m").not_applied == ()
     assert mesh.mesh_networks == MeshNetworks(
         (
             Network(

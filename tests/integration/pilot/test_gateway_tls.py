@@ -139,6 +139,21 @@ def _registry(addr: dict[str, str], ports: dict[str, int]) -> tuple[list[Any], l
                 ports={port_name: number},
             )
         )
+    # what an east-west gateway fronts: the same server as a workload with a sidecar (it accepts
+    # Istio mTLS); Istio's SNI-DNAT clusters carry only such endpoints
+    host = f"mesh-secure.{NS}.svc.cluster.local"
+    svc_port = registry_pb2.ServicePort(name="tls", number=ports["secure"], protocol=registry_pb2.TLS)
+    services.append(registry_pb2.Service(hostname=host, namespace=NS, ports=[svc_port]))
+    workloads.append(
+        registry_pb2.WorkloadInstance(
+            name="mesh-secure-1",
+            namespace=NS,
+            address=addr["secure"],
+            services=[host],
+            labels={"app": "mesh-secure", "security.istio.io/tlsMode": "istio"},
+            ports={"tls": ports["secure"]},
+        )
+    )
     return services, workloads
 
 
@@ -531,12 +546,20 @@ def test_cors_actual_request_from_an_allowed_origin(gateway: Gateway) -> None:
 
 def test_auto_passthrough_routes_by_the_cluster_named_in_sni(gateway: Gateway) -> None:
     upstream_cert = gateway.certs["upstream"][0]
-    sni = f"outbound_.{gateway.ports['secure']}_._.secure.{NS}.svc.cluster.local"
+    sni = f"outbound_.{gateway.ports['secure']}_._.mesh-secure.{NS}.svc.cluster.local"
     # Another network's sidecar sends Istio's SNI and checks identities, not that name: no name check.
     peer, answer = gateway.tls_until("auto", sni, upstream_cert, b"east-west", verify_name=False)
     assert peer == der(upstream_cert)
     assert answer == b"secure:east-west"
     before = len(gateway.apps["secure"].seen)
+    # the server without a sidecar (no tlsMode label) is not reachable through AUTO_PASSTHROUGH
+    plain_sni = f"outbound_.{gateway.ports['secure']}_._.secure.{NS}.svc.cluster.local"
+    no_sidecar = refused(
+        lambda: tls_exchange(
+            gateway.ip, gateway.ports["auto"], plain_sni, upstream_cert, b"hi", verify_name=False
+        )
+    )
+    assert "secure:" not in no_sidecar, no_sidecar
     unknown = refused(
         lambda: tls_exchange(
             gateway.ip,

@@ -180,6 +180,7 @@ def parse_mesh_config(text: str, where: str) -> MeshConfig:
         networks = parse_mesh_networks(doc.get("meshNetworks"), f"{where}: meshNetworks")
     except MeshNetworksError as exc:
         raise MeshConfigError(str(exc)) from None
+    ignored.extend(networks.not_applied)
     return MeshConfig(
         root,
         domain,

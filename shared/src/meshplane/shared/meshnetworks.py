@@ -21,6 +21,7 @@ Istio's ``ValidateMeshNetworks`` does; a bad one is refused with a message namin
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from dataclasses import dataclass
@@ -64,6 +65,23 @@ class Network:
 class MeshNetworks:
     networks: tuple[Network, ...] = ()
 
+    @property
+    def gateway_services(self) -> frozenset[str]:
+        """The hostnames of every ``registryServiceName`` gateway."""
+        return frozenset(
+            g.registry_service_name for n in self.networks for g in n.gateways if g.registry_service_name
+        )
+
+    @property
+    def not_applied(self) -> tuple[str, ...]:
+        """Fields given that nothing reads (a gateway's ``locality``, unread in Istio too)."""
+        return tuple(
+            f"meshNetworks.networks.{n.name}.gateways[{i}].locality"
+            for n in self.networks
+            for i, g in enumerate(n.gateways)
+            if g.locality
+        )
+
     def network(self, name: str) -> Network | None:
         return next((n for n in self.networks if n.name == name), None)
 
@@ -71,16 +89,20 @@ class MeshNetworks:
         """The network MeshNetworks gives an endpoint without a network of its own: the one whose
         ``fromRegistry`` names its cluster, else the first whose ``fromCidr`` holds its address
         (Istio's order); "" when none does."""
+        if not self.networks:
+            return ""
         if cluster_id:
             for net in self.networks:
                 if cluster_id in net.from_registries:
                     return net.name
+        if not any(net.from_cidrs for net in self.networks):
+            return ""
         try:
             ip = ipaddress.ip_address(address)
         except ValueError:
             return ""
         for net in self.networks:
-            if any(ip in ipaddress.ip_network(c, strict=False) for c in net.from_cidrs):
+            if any(ip in _cidr(c) for c in net.from_cidrs):
                 return net.name
         return ""
 
@@ -195,3 +217,8 @@ def _is_cidr(value: str) -> bool:
     except ValueError:
         return False
     return "/" in value
+
+
+@functools.lru_cache(maxsize=512)
+def _cidr(value: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    return ipaddress.ip_network(value, strict=False)

@@ -96,8 +96,9 @@ class PodNetwork:
         _ip("link", "set", self.bridge, "up")
         return self
 
-    def attach(self, key: str) -> PodSandbox:
-        """The sandbox for ``key`` (a pod's uid), made on first use: netns, veth, address, routes."""
+    def attach(self, key: str, default_route: bool = True) -> PodSandbox:
+        """The sandbox for ``key`` (a pod's uid), made on first use: netns, veth, address, routes
+        (without ``default_route`` the pod reaches only this network, the host's address included)."""
         with self._lock:
             if key in self.sandboxes:
                 return self.sandboxes[key]
@@ -111,8 +112,21 @@ class PodNetwork:
         _ip("link", "set", box.host_veth, "master", self.bridge, "up")
         _ip("-n", box.netns, "addr", "add", f"{box.ip}/{self.network.prefixlen}", "dev", "eth0")
         _ip("-n", box.netns, "link", "set", "eth0", "up")
-        _ip("-n", box.netns, "route", "add", "default", "via", self.gateway)
+        if default_route:
+            _ip("-n", box.netns, "route", "add", "default", "via", self.gateway)
         return box
+
+    def join(self, box: PodSandbox, ifname: str = "eth1") -> str:
+        """Give ``box`` (another network's sandbox) a second interface on this network, as a
+        gateway with a leg on two networks; returns its address here. It goes with the sandbox."""
+        with self._lock:
+            self._count += 1
+            veth, ip = f"mpv{self.tag}-{self._count}", next(self._free)
+        _ip("link", "add", veth, "type", "veth", "peer", "name", ifname, "netns", box.netns)
+        _ip("link", "set", veth, "master", self.bridge, "up")
+        _ip("-n", box.netns, "addr", "add", f"{ip}/{self.network.prefixlen}", "dev", ifname)
+        _ip("-n", box.netns, "link", "set", ifname, "up")
+        return ip
 
     def run(self, box: PodSandbox, name: str, argv: list[str], env: dict[str, str]) -> ChildProcess:
         """Start ``argv`` inside the sandbox's namespace (nsenter execs it: the PID is the program's),

@@ -276,14 +276,19 @@ def _auto_passthrough_chain(number: int, sni: list[str]) -> lc.FilterChain:
     return chain
 
 
+def has_auto_passthrough(ctx: PushContext, proxy: Proxy) -> bool:
+    """A router with an AUTO_PASSTHROUGH Gateway server (Istio's SNI-DNAT, east-west gateway)."""
+    return proxy.type is ProxyType.ROUTER and any(
+        s.tls is not None and s.tls.mode is ServerTLSMode.AUTO_PASSTHROUGH for _, s in _servers(ctx, proxy)
+    )
+
+
 def sni_dnat_clusters(
     ctx: PushContext, proxy: Proxy, outbound: list[cluster_pb2.Cluster]
 ) -> list[cluster_pb2.Cluster]:
     """For a router with an AUTO_PASSTHROUGH server: each outbound cluster again under its SNI name,
     without TLS of its own (the client's TLS passes through), as Istio's SNI-DNAT clusters."""
-    if proxy.type is not ProxyType.ROUTER or not any(
-        s.tls is not None and s.tls.mode is ServerTLSMode.AUTO_PASSTHROUGH for _, s in _servers(ctx, proxy)
-    ):
+    if not has_auto_passthrough(ctx, proxy):
         return []
     out = []
     for c in outbound:

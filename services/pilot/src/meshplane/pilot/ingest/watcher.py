@@ -245,6 +245,9 @@ class Watcher:
             wl = workload_from_bus(value)
             self.state.workloads[key] = wl
             hosts |= self.state.hosts_of(wl)
+        if hosts & self.state.mesh.mesh_networks.gateway_services:
+            # a MeshNetworks gateway (registryServiceName) moved: every network's EDS changes
+            return PushRequest(full=True, eds_hosts=hosts, reason=("endpoint", "network-gateway"))
         return PushRequest(full=False, eds_hosts=hosts, reason=("endpoint",))
 
     def _on_registered(self, key: str, value: Entry | None) -> PushRequest:

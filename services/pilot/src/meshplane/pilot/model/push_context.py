@@ -18,6 +18,7 @@ from pydantic import BaseModel
 
 from meshplane.pilot.model.config import (
     KIND_OF,
+    NETWORK_LABEL,
     AnyConfig,
     Config,
     Endpoint,
@@ -87,8 +88,15 @@ def _service_entry_services(cfg: Config[models.ServiceEntry]) -> list[Service]:
     ports = tuple(
         Port(p.name or "", p.number, (p.protocol or "").upper(), p.target_port or 0) for p in spec.ports or []
     )
+    # an endpoint's ``network`` becomes its topology.istio.io/network label (Istio's augmented labels)
     endpoints = tuple(
-        (e.address or "", dict(e.ports or {}), dict(e.labels or {}), e.locality or "", e.weight or 1)
+        (
+            e.address or "",
+            dict(e.ports or {}),
+            {**(e.labels or {}), **({NETWORK_LABEL: e.network} if e.network else {})},
+            e.locality or "",
+            e.weight or 1,
+        )
         for e in spec.endpoints or []
     )
     selector = dict(spec.workload_selector.labels or {}) if spec.workload_selector else {}
@@ -309,7 +317,9 @@ def _index_endpoints(
         for address, ports, labels, locality, weight in svc.static_endpoints:
             for p in svc.ports:
                 target = ports.get(p.name) or p.target_port or p.number
-                by_port[p.number].append(Endpoint(address, target, labels, locality, weight))
+                by_port[p.number].append(
+                    Endpoint(address, target, labels, locality, weight, network=labels.get(NETWORK_LABEL, ""))
+                )
         if svc.resolution != "DNS" or not svc.static_endpoints:
             members = by_host.get(svc.hostname, [])
             if svc.selector:

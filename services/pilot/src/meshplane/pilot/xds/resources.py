@@ -14,6 +14,7 @@ import itertools
 from collections.abc import Callable, Hashable, Mapping
 from typing import TypeVar
 
+from meshplane.pilot.generators.common import ClusterKey
 from meshplane.pilot.generators.registry import REGISTRY
 from meshplane.pilot.model.generator import Registry
 from meshplane.pilot.model.proxy import Proxy
@@ -34,6 +35,12 @@ class Diff:
         self.names = frozenset(r.name for r in changed)
         self.removed = removed
         self.body = b"".join(r.delta_wire for r in changed)
+
+
+def _host_of(cluster_name: str) -> str:
+    """The host of ``outbound|port|subset|host`` or of its SNI form (a gateway's SNI-DNAT cluster)."""
+    key = ClusterKey.parse(cluster_name) or ClusterKey.parse_sni(cluster_name)
+    return key.host if key else cluster_name
 
 
 def _version(held: Resource | str) -> str:
@@ -87,7 +94,7 @@ class ResourceCache:
 
     def clear_eds(self, hosts: frozenset[str]) -> None:
         """After an endpoint push for ``hosts``: drop what depends on their endpoints."""
-        for key in [k for k in self.endpoint_resources if k[0].rsplit("|", 1)[-1] in hosts]:
+        for key in [k for k in self.endpoint_resources if _host_of(k[0]) in hosts]:
             del self.endpoint_resources[key]
         self._endpoint_memo.clear()
         self._diffs.clear()

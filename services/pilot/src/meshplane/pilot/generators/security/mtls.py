@@ -126,6 +126,11 @@ def endpoint_metadata(ctx: PushContext, ep: Endpoint, namespace: str) -> base_pb
         return None
     if mtls_mode(ctx, namespace, ep.labels, ep.port) == DISABLE:
         return None
+    return istio_mtls_metadata()
+
+
+def istio_mtls_metadata() -> base_pb2.Metadata:
+    """The endpoint metadata that selects the cluster's ``tlsMode-istio`` (ISTIO_MUTUAL) socket."""
     md = base_pb2.Metadata()
     md.filter_metadata[SOCKET_MATCH].CopyFrom(
         struct_pb2.Struct(fields={"tlsMode": struct_pb2.Value(string_value="istio")})

@@ -2,8 +2,9 @@
 
 A cluster with locality load balancing has one assignment per (cluster name, proxy locality)
 instead, and EDS parts are keyed by the proxy locality too (and by the proxy's values of the
-labels a ``failoverPriority`` compares, when any does). Assignments live until an endpoint
-push names their host.
+labels a ``failoverPriority`` compares, when any does). A proxy on a network (or with a network
+view, see ``network``) has its own assignments per network view, as other networks' endpoints are
+replaced by their gateways. Assignments live until an endpoint push names their host.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from meshplane.pilot.generators.locality import (
     label_priority,
     locality_setting,
 )
+from meshplane.pilot.generators.network import NetworkView, proxy_view
 from meshplane.pilot.model.generator import ConfigDump, GeneratorCache, XdsGenerator
 from meshplane.pilot.model.proxy import Proxy
 from meshplane.pilot.model.push_context import PushContext
@@ -42,11 +44,12 @@ class EndpointGenerator(XdsGenerator):
     ) -> Parts:
         wanted = names or frozenset()
         lb_id = _lb_identity(cache, ctx, proxy)
+        view = proxy_view(ctx, proxy)
 
         def build() -> Part:
-            return Part({name: _endpoints(cache, ctx, name, proxy, lb_id) for name in sorted(wanted)})
+            return Part({name: _endpoints(cache, ctx, name, proxy, lb_id, view) for name in sorted(wanted)})
 
-        return (cache.endpoint_memo(("eds", wanted, lb_id), build),)
+        return (cache.endpoint_memo(("eds", wanted, lb_id, view.key), build),)
 
 
 def _lb_identity(cache: GeneratorCache, ctx: PushContext, proxy: Proxy) -> str:
@@ -58,25 +61,29 @@ def _lb_identity(cache: GeneratorCache, ctx: PushContext, proxy: Proxy) -> str:
     return "\x1f".join([proxy.locality, *(proxy.labels.get(k, "") for k in keys)])
 
 
-def _endpoints(cache: GeneratorCache, ctx: PushContext, name: str, proxy: Proxy, lb_id: str) -> Resource:
-    """The CLA of ``name``: shared, or for this proxy's load-balancing identity when the cluster
-    uses locality load balancing (one cluster has one kind of entry)."""
+def _endpoints(
+    cache: GeneratorCache, ctx: PushContext, name: str, proxy: Proxy, lb_id: str, view: NetworkView
+) -> Resource:
+    """The CLA of ``name``: shared (per network view), or for this proxy's load-balancing identity
+    when the cluster uses locality load balancing (one cluster has one kind of entry)."""
     store = cache.endpoint_resources
-    res = store.get((name, None)) or store.get((name, lb_id))
+    shared_key = f"\x1dnet={view.key}" if view.key else None
+    lb_key = f"{lb_id}\x1e{view.key}" if view.key else lb_id
+    res = store.get((name, shared_key)) or store.get((name, lb_key))
     if res is not None:
         cache.count(hit=True)
         return res
     cache.count(hit=False)
     setting = locality_setting(ctx, name)
     if setting is None:
-        res = store[(name, None)] = make_resource(name, build_load_assignment(ctx, name))
+        res = store[(name, shared_key)] = make_resource(name, build_load_assignment(ctx, name, view=view))
         return res
     rank = None if setting.distribute else label_priority(setting, proxy.labels, proxy.locality)
     if rank is not None:
-        cla = build_load_assignment(ctx, name, rank)
+        cla = build_load_assignment(ctx, name, rank, view)
         apply_label_priorities(cla, proxy.locality, setting)
     else:
-        cla = build_load_assignment(ctx, name)
+        cla = build_load_assignment(ctx, name, view=view)
         apply_locality(cla, proxy.locality, setting)
-    res = store[(name, lb_id)] = make_resource(name, cla)
+    res = store[(name, lb_key)] = make_resource(name, cla)
     return res
