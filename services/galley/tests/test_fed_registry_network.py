@@ -53,7 +53,7 @@ spec:
 
 
 def objects(tmp_path: Path) -> Snapshot:
-    (tmp_path / "mesh.yaml").write_text(CONFIG)
+    (tmp_path / "config.yaml").write_text(CONFIG)
     seen: list[Snapshot] = []
     source = DirectorySource(tmp_path, seen.append)
     source.refresh()

@@ -63,3 +63,28 @@ async def test_follows_a_configmap_volume_and_keeps_the_last_good_version(
     finally:
         stop.set()
         await asyncio.wait_for(task, 10)
+
+
+def test_mesh_networks_are_published_unwarned_and_bad_ones_refused(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "mesh"
+    path.write_text(
+        "meshNetworks:\n  networks:\n    network1:\n      endpoints: [{fromRegistry: cluster1}]\n"
+        "      gateways: [{address: 192.0.2.10, port: 15443}]\n"
+    )
+    seen: list[config_pb2.ConfigResource] = []
+    source = MeshConfigFile(path, lambda mesh, msg: seen.append(msg))
+    with caplog.at_level(logging.WARNING, "meshplane.galley.sources.meshfile"):
+        assert source.refresh()
+    assert "not applied" not in caplog.text
+    (network,) = mesh_config_from_bus(seen[0]).mesh_networks.networks
+    assert (network.name, network.from_registries, network.gateways[0].address) == (
+        "network1",
+        ("cluster1",),
+        "192.0.2.10",
+    )
+    path.write_text("meshNetworks:\n  networks:\n    network1:\n      gateways: [{address: 192.0.2.10}]\n")
+    assert not source.refresh()
+    assert "meshNetworks.networks.network1.gateways[0].port: expected a port" in source.error
+    assert len(seen) == 1

@@ -108,14 +108,16 @@ def test_endpoints_carry_the_workload_network_else_its_label() -> None:
         )
 
     web = Service(WEB, NS, (Port("http", 80, "HTTP"),))
+    remote = instance("a", "10.1.0.1", "net-a", **{"topology.istio.io/network": "no"})
+    remote.cluster_id = "cluster2"
     workloads = {
-        "a": workload_from_bus(instance("a", "10.1.0.1", "net-a", **{"topology.istio.io/network": "no"})),
+        "a": workload_from_bus(remote),
         "b": workload_from_bus(instance("b", "10.2.0.1", **{"topology.istio.io/network": "net-b"})),
         "c": workload_from_bus(instance("c", "10.3.0.1")),
     }
     ctx = build_push_context("1", {}, {WEB: web}, workloads)
     got = {e.address: (e.network, e.cluster_id) for e in ctx.endpoints(WEB, NS, 80)}
-    assert got == {"10.1.0.1": ("net-a", ""), "10.2.0.1": ("net-b", ""), "10.3.0.1": ("", "")}
+    assert got == {"10.1.0.1": ("net-a", "cluster2"), "10.2.0.1": ("net-b", ""), "10.3.0.1": ("", "")}
 
 
 def test_other_network_is_one_gateway_endpoint_weighted_by_what_it_replaces() -> None:

@@ -21,6 +21,7 @@ Istio's ``ValidateMeshNetworks`` does; a bad one is refused with a message namin
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from dataclasses import dataclass
@@ -88,16 +89,20 @@ class MeshNetworks:
         """The network MeshNetworks gives an endpoint without a network of its own: the one whose
         ``fromRegistry`` names its cluster, else the first whose ``fromCidr`` holds its address
         (Istio's order); "" when none does."""
+        if not self.networks:
+            return ""
         if cluster_id:
             for net in self.networks:
                 if cluster_id in net.from_registries:
                     return net.name
+        if not any(net.from_cidrs for net in self.networks):
+            return ""
         try:
             ip = ipaddress.ip_address(address)
         except ValueError:
             return ""
         for net in self.networks:
-            if any(ip in ipaddress.ip_network(c, strict=False) for c in net.from_cidrs):
+            if any(ip in _cidr(c) for c in net.from_cidrs):
                 return net.name
         return ""
 
@@ -212,3 +217,8 @@ def _is_cidr(value: str) -> bool:
     except ValueError:
         return False
     return "/" in value
+
+
+@functools.lru_cache(maxsize=512)
+def _cidr(value: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    return ipaddress.ip_network(value, strict=False)

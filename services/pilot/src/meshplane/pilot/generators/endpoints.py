@@ -54,11 +54,10 @@ def build_load_assignment(
     all_eps = ctx.endpoints(svc.hostname, svc.namespace, key.port, subset_labels)
     tls_md = {id(ep): endpoint_metadata(ctx, ep, svc.namespace) for ep in all_eps}
     eps = [ep for ep in all_eps if not dnat or tls_md[id(ep)] is not None]
-    items = (
-        [Placed(ep, ep.weight) for ep in eps]
-        if view is None
-        else by_network(ctx, eps, view, lambda ep: tls_md[id(ep)] is not None)
-    )
+    if view is None or view.sees_every_network:
+        items = [Placed(ep, ep.weight) for ep in eps]
+    else:
+        items = by_network(ctx, eps, view, lambda ep: tls_md[id(ep)] is not None)
     by_locality: dict[tuple[int, str], list[Placed]] = {}
     for item in items:
         by_locality.setdefault((rank(item.endpoint) if rank else 0, item.endpoint.locality), []).append(item)

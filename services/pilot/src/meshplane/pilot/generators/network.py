@@ -73,6 +73,11 @@ class NetworkView:
     only: frozenset[str] | None = None
 
     @property
+    def sees_every_network(self) -> bool:
+        """A proxy on no network wanting every network gets every endpoint as it is."""
+        return not self.network and self.only is None
+
+    @property
     def key(self) -> str:
         """Proxies with the same key get the same endpoints ("" = a proxy on no network)."""
         if self.only is None:

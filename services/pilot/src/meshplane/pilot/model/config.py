@@ -246,8 +246,7 @@ def workload_from_bus(msg: registry_pb2.WorkloadInstance) -> Workload:
         ports=dict(msg.ports),
         services=tuple(msg.services),
         network=msg.network or msg.labels.get(NETWORK_LABEL, ""),
-        # ``cluster_id`` (field 13) is set by Galley's ``--cluster-id``; absent in older messages
-        cluster_id=str(getattr(msg, "cluster_id", "") or ""),
+        cluster_id=msg.cluster_id,  # Galley's ``--cluster-id``
     )
 
 
