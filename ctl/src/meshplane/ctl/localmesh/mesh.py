@@ -8,6 +8,7 @@ local issuer, the workload apps, and finally the Envoys, waited on until admin `
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import socket
@@ -56,6 +57,11 @@ TOKEN_TTL = 7 * 24 * 3600
 #: mesh's trust domain)
 PILOT_IDENTITY = ("meshplane-system", "pilot")
 MAX_SOCKET_PATH = 107  # sun_path is 108 bytes on Linux, with the terminating NUL
+
+
+def _short_socket_name(proxy: str) -> str:
+    """A socket file name of 21 characters that stays the proxy's own."""
+    return hashlib.sha256(proxy.encode()).hexdigest()[:16] + ".sock"
 
 
 def _accepts(host: str, port: int) -> bool:
@@ -260,14 +266,16 @@ class LocalMesh:
         self.sup.wait_http(pilot, f"http://127.0.0.1:{http}/ready")
 
     def sds_socket(self, wl: Workload) -> Path:
-        """The proxy's SDS socket: under the state dir, or a private temp dir if that path is too long."""
+        """The proxy's SDS socket: ``<proxy>.sock`` under the state dir; a short name made from the
+        proxy's when that path would pass Linux's socket path limit (gateways of a multi-cluster mesh
+        carry their cluster in their names), or a private temp dir if even that would."""
         if self.sds_dir is None:
             self.sds_dir = self.state / "sds"
-            longest = max(len(w.proxy) for w in [*self.plan.workloads, GATEWAY, EASTWEST])
-            if len(str(self.sds_dir)) + longest + 7 > MAX_SOCKET_PATH:
+            if len(str(self.sds_dir / _short_socket_name(GATEWAY.proxy))) > MAX_SOCKET_PATH:
                 self.sds_dir = Path(tempfile.mkdtemp(prefix="meshplane-sds-"))
             self.sds_dir.mkdir(mode=0o700, exist_ok=True)
-        return self.sds_dir / f"{wl.proxy}.sock"
+        path = self.sds_dir / f"{wl.proxy}.sock"
+        return path if len(str(path)) <= MAX_SOCKET_PATH else self.sds_dir / _short_socket_name(wl.proxy)
 
     def _node_agent(self, wl: Workload) -> tuple[Managed, Path]:
         agents = self.state / "agents"
