@@ -215,8 +215,7 @@ class DiscoveryServer:
 
     async def deliver(self, conn: Connection, w: Watched, nonce: str, version: str, data: bytes) -> bool:
         """Record and queue one serialized response; False once the stream has closed."""
-        w.nonce_sent = nonce
-        w.version_sent = version
+        conn.sent(w, nonce, version)
         if not await conn.send(data):
             return False
         self.metrics.pushes_of[self.generators[w.type_url].short].inc()
@@ -228,7 +227,7 @@ class DiscoveryServer:
         short = self.generators[w.type_url].short
         w.last_nack = message
         w.nacks += 1
-        w.nonce_acked = nonce  # answered (rejected)
+        conn.answered(w, nonce)  # answered (rejected)
         self.metrics.rejects.labels(short).inc()
         self._dirty.add(conn.id)
         tracing.record_answer(conn, w, nonce, error=message or "NACK")
