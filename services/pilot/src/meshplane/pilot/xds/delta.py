@@ -65,7 +65,7 @@ async def process(
     subscribe.discard("*")
     if not subscribe and not unsubscribe and not first:
         return
-    w.names = server.canonical((w.names | subscribe) - unsubscribe)
+    w.names = server.moved(w.names, frozenset(subscribe), frozenset(unsubscribe))
     async with conn.lock:
         await send(server, conn, type_url, always=first, only=frozenset(subscribe) if not first else None)
 
@@ -114,9 +114,7 @@ async def send(
         bodies = [d.body for d in diffs if d.body] + [r.delta_wire for r in extra]
         return b"".join((*bodies, head.SerializeToString()))
 
-    if extra:  # names this proxy just subscribed: its own response
-        nonce = server.cache.next_nonce()
-        data = build(nonce)
-    else:
-        nonce, data = server.cache.response((type_url, version, *diffs), build)
+    # names just subscribed go with what changed; proxies asking for the same get the same bytes
+    key = (type_url, version, *diffs, "subscribed", *extra) if extra else (type_url, version, *diffs)
+    nonce, data = server.cache.response(key, build)
     return sent if await server.deliver(conn, w, nonce, version, data) else frozenset()
