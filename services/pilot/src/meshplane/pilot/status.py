@@ -3,8 +3,7 @@
 Changed proxies are written every 0.5 s (once in sync, or every 5 s while a push is still
 being acknowledged, from 5 s after it went out of sync), in concurrent batches, and not while
 pushes are queued or being sent (for up to 5 s): status is bookkeeping, and a push to thousands
-of proxies should not share its CPU with
-thousands of status writes.
+of proxies should not share its CPU with thousands of status writes.
 Every record of this replica is rewritten every ``REFRESH_SECONDS`` so readers can tell a live
 Pilot's records from those of a Pilot that died without cleanup (see
 :mod:`meshplane.shared.proxystatus`), and records nobody refreshed for ``GC_AFTER_SECONDS`` are
