@@ -19,8 +19,9 @@ from meshplane.pilot.app import Pilot
 from meshplane.pilot.generators import common
 from meshplane.pilot.settings import Settings
 from meshplane.proto.bus.v1 import config_pb2, registry_pb2
-from meshplane.shared.bus import Buckets, Bus
+from meshplane.shared.bus import Buckets, Bus, make_key
 from meshplane.shared.bus.buckets import config_key, service_key, workload_key
+from meshplane.shared.testing.polling import eventually
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -297,5 +298,73 @@ async def test_sotw_ack_that_changes_the_subscription_gets_the_new_names_and_one
         assert len(shrunk.resources) == 1
         c.requests.put_nowait(ack(shrunk, [b]))
         assert await c.nothing()
+        c.call.cancel()
+        await asyncio.gather(c.reader, return_exceptions=True)
+
+
+async def test_delta_answers_ack_nack_and_stale_nonce_show_in_sync_state_metrics_and_status(
+    pilot: tuple[Pilot, Buckets],
+) -> None:
+    p, buckets = pilot
+    assert p.server is not None
+    registry = p.server.metrics.registry
+
+    async def status_row(type_url: str) -> Any:
+        rec = await buckets.proxy_status.get(make_key("unit", "client-1.default"))
+        return next((t for t in rec.types if t.type_url == type_url), None) if rec is not None else None
+
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{p.grpc_port}") as channel:
+        c = await _delta_cds(channel, NODE)
+        cds = await c.recv()
+        (conn,) = p.server.connections.values()
+        assert not conn.synced()
+
+        # a stale nonce answers nothing: counted, still out of sync
+        c.requests.put_nowait(
+            discovery_pb2.DeltaDiscoveryRequest(type_url=common.CLUSTER, response_nonce="0")
+        )
+        c.requests.put_nowait(
+            discovery_pb2.DeltaDiscoveryRequest(type_url=common.LISTENER)
+        )  # always answered
+        lds = await c.recv()
+        assert lds.type_url == common.LISTENER
+        assert registry.get_sample_value("pilot_xds_expired_nonce", {"type": "cds"}) == 1.0
+        assert not conn.synced()
+
+        # the CDS ACK shows on the bus; the listener response is still unanswered
+        c.requests.put_nowait(_ack(cds))
+
+        async def cds_acked() -> bool:
+            row = await status_row(common.CLUSTER)
+            return row is not None and row.nonce_acked == row.nonce_sent == cds.nonce
+
+        await eventually(cds_acked, "the status record shows the CDS ACK")
+        assert not conn.synced()
+        c.requests.put_nowait(_ack(lds))
+
+        async def lds_acked() -> bool:
+            row = await status_row(common.LISTENER)
+            return row is not None and row.nonce_acked == row.nonce_sent == lds.nonce and conn.synced()
+
+        await eventually(lds_acked, "every response answered, the LDS ACK on the bus")
+
+        # a push the proxy rejects: answered, counted, and shown with its message
+        await buckets.config.put(
+            config_key("networking.istio.io", "DestinationRule", "default", "a"), dr(HOSTS[0], "v1")
+        )
+        pushed = await c.recv()
+        assert pushed.type_url == common.CLUSTER
+        nack = _ack(pushed)
+        nack.error_detail.message = "rejected on purpose"
+        c.requests.put_nowait(nack)
+
+        async def rejected() -> bool:
+            row = await status_row(common.CLUSTER)
+            return (
+                row is not None and row.last_nack == "rejected on purpose" and row.nonce_acked == pushed.nonce
+            )
+
+        await eventually(rejected, "the NACK in the status record")
+        assert registry.get_sample_value("pilot_total_xds_rejects", {"type": "cds"}) == 1.0
         c.call.cancel()
         await asyncio.gather(c.reader, return_exceptions=True)

@@ -1,9 +1,9 @@
 """Publishing each connected proxy's sync state to the ``proxy_status`` bucket.
 
 Changed proxies are written every 0.5 s (once in sync, or every 5 s while a push is still
-being acknowledged), in concurrent batches, and not while pushes are queued or being sent (for
-up to 5 s): status is bookkeeping, and a push to thousands of proxies should not share its CPU
-with thousands of status writes.
+being acknowledged, from 5 s after it went out of sync), in concurrent batches, and not while
+pushes are queued or being sent (for up to 5 s): status is bookkeeping, and a push to thousands
+of proxies should not share its CPU with thousands of status writes.
 Every record of this replica is rewritten every ``REFRESH_SECONDS`` so readers can tell a live
 Pilot's records from those of a Pilot that died without cleanup (see
 :mod:`meshplane.shared.proxystatus`), and records nobody refreshed for ``GC_AFTER_SECONDS`` are
@@ -71,10 +71,8 @@ class StatusPublisher:
             last_round = time.monotonic()
             dirty = server.take_dirty()
             conns = [c for c in map(server.connections.get, dirty) if c is not None]
-            # A proxy in the middle of a push is written once it is in sync, or every 2 s while it
-            # is not: a push to thousands of proxies then costs one status write per proxy.
             now = time.monotonic()
-            later = {c.id for c in conns if not c.synced() and now - c.status_written < STATUS_EVERY}
+            later = {c.id for c in conns if _later(c, now)}
             server.mark_dirty(later)
             conns = [c for c in conns if c.id not in later]
             if now >= next_refresh:  # the heartbeat: every record of this replica, in sync or not
@@ -120,6 +118,24 @@ async def sweep_stale(
 ) -> int:
     """Delete records no Pilot refreshed for ``gc_after`` seconds (their Pilot died); the count."""
     return await sweep_unrefreshed(kv, gc_after, now, "proxy status records")
+
+
+def _later(conn: Connection, now: float) -> bool:
+    """Whether to leave a changed proxy's record for a later round.
+
+    A proxy in the middle of a push is written once it is in sync, or every 5 s while it stays out
+    of sync: a push to thousands of proxies then costs one status write per proxy (the round
+    after the push queue drains finds most proxies still acknowledging; writing them then would
+    write each twice). A proxy never written yet (just connected) is written at once.
+    """
+    if conn.synced():
+        conn.unsynced_seen = None
+        return False
+    if conn.unsynced_seen is None:
+        conn.unsynced_seen = now
+    if not conn.status_written:
+        return False
+    return now - conn.unsynced_seen < STATUS_EVERY or now - conn.status_written < STATUS_EVERY
 
 
 def proxy_status(pilot_id: str, conn: Connection) -> status_pb2.ProxyStatus:

@@ -201,7 +201,7 @@ class AdsServicer:
                 async for req in requests:
                     if req.type_url == HEALTH_TYPE:
                         await self._report(proxy, req)
-                    else:
+                    elif not (is_delta and delta.answered(self.server, conn, req)):
                         await process(self.server, conn, req)
             except (asyncio.CancelledError, grpc.aio.AioRpcError):
                 pass

@@ -68,6 +68,11 @@ class Connection:
         self.closed = False
         #: When this proxy's status was last written to the bus (monotonic).
         self.status_written = 0.0
+        #: When the status publisher first saw this proxy out of sync (monotonic; None: in sync).
+        self.unsynced_seen: float | None = None
+        #: Types with a response the proxy has not answered yet: ``synced`` in O(1) for the ACK
+        #: path. Kept by ``sent`` and ``answered``, the only writers of the nonces.
+        self._unanswered: set[str] = set()
 
     async def send(self, data: bytes) -> bool:
         """Queue one serialized response (waits for room); False once the stream has closed."""
@@ -88,5 +93,23 @@ class Connection:
             self.watched[type_url] = w
         return w
 
+    def sent(self, w: Watched, nonce: str, version: str) -> None:
+        """A response of ``w``'s type went out with ``nonce``."""
+        w.nonce_sent = nonce
+        w.version_sent = version
+        self._track(w)
+
+    def answered(self, w: Watched, nonce: str) -> None:
+        """The proxy answered ``nonce`` of ``w``'s type (an ACK, or a NACK)."""
+        w.nonce_acked = nonce
+        self._track(w)
+
+    def _track(self, w: Watched) -> None:
+        if w.nonce_sent and w.nonce_sent != w.nonce_acked:
+            self._unanswered.add(w.type_url)
+        else:
+            self._unanswered.discard(w.type_url)
+
     def synced(self) -> bool:
-        return all(w.nonce_sent == w.nonce_acked for w in self.watched.values() if w.nonce_sent)
+        """Every response sent has been answered (ACK or NACK)."""
+        return not self._unanswered

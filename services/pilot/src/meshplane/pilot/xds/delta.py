@@ -8,10 +8,42 @@ from envoy.service.discovery.v3 import discovery_pb2
 
 from meshplane.pilot.model.resources import EMPTY, Resource, merged
 from meshplane.pilot.xds import resources, tracing
-from meshplane.pilot.xds.connection import Connection
+from meshplane.pilot.xds.connection import Connection, Watched
 
 if TYPE_CHECKING:
     from meshplane.pilot.xds.discovery import DiscoveryServer
+
+
+def answered(server: DiscoveryServer, conn: Connection, req: discovery_pb2.DeltaDiscoveryRequest) -> bool:
+    """Handle a request that only answers a response (an ACK or NACK of a watched type, no
+    subscription change): most of a push's requests. True when handled; False when it needs
+    ``process``. Synchronous, so the stream's reader answers it without another coroutine."""
+    w = conn.watched.get(req.type_url)
+    if w is None or req.resource_names_subscribe or req.resource_names_unsubscribe:
+        return False
+    _answer(server, conn, w, req)
+    return True
+
+
+def _answer(
+    server: DiscoveryServer, conn: Connection, w: Watched, req: discovery_pb2.DeltaDiscoveryRequest
+) -> bool:
+    """Record the request's ACK or NACK, if any; True for a NACK (nothing else is done for it)."""
+    nonce = req.response_nonce
+    if req.HasField("error_detail"):
+        server.on_nack(conn, w, nonce, req.error_detail.message)
+        return True
+    if nonce:
+        if nonce == w.nonce_sent:
+            conn.answered(w, nonce)
+            w.version_acked = w.version_sent
+            w.last_nack = ""
+            if w.push_trace is not None:  # only a traced push leaves one
+                tracing.record_answer(conn, w, nonce)
+            server.on_ack(conn)
+        else:
+            server.metrics.expired_nonce.labels(server.generators[w.type_url].short).inc()
+    return False
 
 
 async def process(
@@ -23,18 +55,8 @@ async def process(
         return
     first = type_url not in conn.watched
     w = conn.watch(type_url)
-    if req.HasField("error_detail"):
-        server.on_nack(conn, w, req.response_nonce, req.error_detail.message)
+    if _answer(server, conn, w, req):
         return
-    if req.response_nonce:
-        if req.response_nonce == w.nonce_sent:
-            w.nonce_acked = req.response_nonce
-            w.version_acked = w.version_sent
-            w.last_nack = ""
-            tracing.record_answer(conn, w, req.response_nonce)
-            server.on_ack(conn)
-        else:
-            server.metrics.expired_nonce.labels(gen.short).inc()
     subscribe = set(req.resource_names_subscribe)
     unsubscribe = set(req.resource_names_unsubscribe)
     if first:
@@ -43,7 +65,7 @@ async def process(
     subscribe.discard("*")
     if not subscribe and not unsubscribe and not first:
         return
-    w.names = server.canonical((w.names | subscribe) - unsubscribe)
+    w.names = server.moved(w.names, frozenset(subscribe), frozenset(unsubscribe))
     async with conn.lock:
         await send(server, conn, type_url, always=first, only=frozenset(subscribe) if not first else None)
 
@@ -92,9 +114,7 @@ async def send(
         bodies = [d.body for d in diffs if d.body] + [r.delta_wire for r in extra]
         return b"".join((*bodies, head.SerializeToString()))
 
-    if extra:  # names this proxy just subscribed: its own response
-        nonce = server.cache.next_nonce()
-        data = build(nonce)
-    else:
-        nonce, data = server.cache.response((type_url, version, *diffs), build)
+    # names just subscribed go with what changed; proxies asking for the same get the same bytes
+    key = (type_url, version, *diffs, "subscribed", *extra) if extra else (type_url, version, *diffs)
+    nonce, data = server.cache.response(key, build)
     return sent if await server.deliver(conn, w, nonce, version, data) else frozenset()

@@ -54,6 +54,10 @@ class DiscoveryServer:
         self._names: dict[frozenset[str], frozenset[str]] = {}
         #: SotW subscriptions by the wire bytes of their names (see ``sotw._subscription``).
         self._by_wire: dict[bytes, tuple[frozenset[str], bytes]] = {}
+        #: Delta subscription changes (names, subscribed, unsubscribed) → the shared new names: a
+        #: push's new cluster makes thousands of proxies subscribe the same name on top of the same
+        #: 1000 names, and copying those per proxy was most of a subscription request's cost.
+        self._moves: dict[tuple[frozenset[str], frozenset[str], frozenset[str]], frozenset[str]] = {}
         self._push_count = 0
         self._connects = 0
         self._last_push: dict[str, object] = {}
@@ -128,6 +132,16 @@ class DiscoveryServer:
         """The shared instance of a subscription's names."""
         return self._names.setdefault(names, names)
 
+    def moved(
+        self, names: frozenset[str], subscribe: frozenset[str], unsubscribe: frozenset[str]
+    ) -> frozenset[str]:
+        """The shared names after a Delta request subscribed and unsubscribed some of ``names``."""
+        key = (names, subscribe, unsubscribe)
+        found = self._moves.get(key)
+        if found is None:
+            found = self._moves[key] = self.canonical((names | subscribe) - unsubscribe)
+        return found
+
     def subscription(self, wire: bytes, names: Iterable[str]) -> tuple[frozenset[str], bytes]:
         """The shared names set (and shared key) for a subscription whose names encode as ``wire``."""
         found = self._by_wire.get(wire)
@@ -139,6 +153,7 @@ class DiscoveryServer:
         watched = [w for c in self._connections.values() for w in c.watched.values()]
         self._names = {w.names: w.names for w in watched}
         self._by_wire = {w.names_key: (w.names, w.names_key) for w in watched if w.names_key}
+        self._moves.clear()
 
     # ---- pushes ------------------------------------------------------------------------
     async def push(self, req: PushRequest) -> None:
@@ -215,8 +230,7 @@ class DiscoveryServer:
 
     async def deliver(self, conn: Connection, w: Watched, nonce: str, version: str, data: bytes) -> bool:
         """Record and queue one serialized response; False once the stream has closed."""
-        w.nonce_sent = nonce
-        w.version_sent = version
+        conn.sent(w, nonce, version)
         if not await conn.send(data):
             return False
         self.metrics.pushes_of[self.generators[w.type_url].short].inc()
@@ -228,7 +242,7 @@ class DiscoveryServer:
         short = self.generators[w.type_url].short
         w.last_nack = message
         w.nacks += 1
-        w.nonce_acked = nonce  # answered (rejected)
+        conn.answered(w, nonce)  # answered (rejected)
         self.metrics.rejects.labels(short).inc()
         self._dirty.add(conn.id)
         tracing.record_answer(conn, w, nonce, error=message or "NACK")

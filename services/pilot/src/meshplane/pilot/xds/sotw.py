@@ -40,7 +40,7 @@ async def process(server: DiscoveryServer, conn: Connection, req: discovery_pb2.
     if nonce != w.nonce_sent:
         server.metrics.expired_nonce.labels(gen.short).inc()
         return
-    w.nonce_acked = nonce
+    conn.answered(w, nonce)
     w.version_acked = version
     w.last_nack = ""
     tracing.record_answer(conn, w, nonce)
