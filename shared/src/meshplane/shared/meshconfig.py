@@ -11,7 +11,8 @@ built-in ``envoy`` provider included). ``extensionProviders`` of types ``envoyEx
 ``envoyExtAuthzGrpc`` serve AuthorizationPolicy CUSTOM (``meshconfig_authz``). Tracing:
 ``extensionProviders`` of type ``opentelemetry`` (:mod:`meshplane.shared.meshtracing`) and
 ``defaultProviders.tracing``. ``meshNetworks`` (also the ConfigMap's ``data.meshNetworks``):
-networks and their east-west gateways (:mod:`meshplane.shared.meshnetworks`). Fields meshplane
+networks and their east-west gateways (:mod:`meshplane.shared.meshnetworks`). Mesh-wide traffic
+defaults (``outboundTrafficPolicy``, ...): :mod:`meshplane.shared.meshconfig_traffic`. Fields meshplane
 does not apply yet (other provider types, default metrics providers, ``enableTracing: true``'s
 legacy tracer, ...) are named in one warning, so a user never believes they took effect.
 """
@@ -29,6 +30,9 @@ import yaml
 
 from meshplane.shared.meshconfig_authz import KINDS as EXT_AUTHZ_KINDS
 from meshplane.shared.meshconfig_authz import ExtAuthzError, ExtAuthzProvider, ext_authz_providers
+from meshplane.shared.meshconfig_traffic import APPLIED as TRAFFIC_APPLIED
+from meshplane.shared.meshconfig_traffic import KEYS as TRAFFIC_KEYS
+from meshplane.shared.meshconfig_traffic import MeshTraffic, TrafficFieldError, parse_traffic
 from meshplane.shared.meshnetworks import MeshNetworks, MeshNetworksError, parse_mesh_networks
 from meshplane.shared.meshtracing import OtelTracingProvider, TracingProviderError, parse_otel_provider
 from meshplane.shared.proxyconfig import APPLIED as PROXY_CONFIG_APPLIED
@@ -56,9 +60,10 @@ APPLIED = (
     "extensionProviders (opentelemetry)",
     f"defaultConfig ({', '.join(PROXY_CONFIG_APPLIED)})",
     "meshNetworks",
+    *TRAFFIC_APPLIED,
 )
 _APPLIED_KEYS = frozenset(
-    {"rootNamespace", "trustDomain", "accessLogFile", "accessLogEncoding", "accessLogFormat"}
+    {"rootNamespace", "trustDomain", "accessLogFile", "accessLogEncoding", "accessLogFormat", *TRAFFIC_KEYS}
 )
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 _TRUST_DOMAIN = re.compile(r"^[a-z0-9._-]+$")
@@ -116,6 +121,9 @@ class MeshConfig:
     default_config: dict[str, Any] = field(default_factory=dict, hash=False)
     #: ``meshNetworks`` (or the ConfigMap's ``data.meshNetworks``): networks and their gateways
     mesh_networks: MeshNetworks = MeshNetworks()
+    #: ``outboundTrafficPolicy``, ``enableAutoMtls``, ``localityLbSetting``, ``default*ExportTo``,
+    #: ``trustDomainAliases`` (:mod:`meshplane.shared.meshconfig_traffic`)
+    traffic: MeshTraffic = MeshTraffic()
 
     def ext_authz_provider(self, name: str) -> ExtAuthzProvider | None:
         return dict(self.ext_authz_providers).get(name)
@@ -181,6 +189,10 @@ def parse_mesh_config(text: str, where: str) -> MeshConfig:
     except MeshNetworksError as exc:
         raise MeshConfigError(str(exc)) from None
     ignored.extend(networks.not_applied)
+    try:
+        traffic = parse_traffic(doc, where)
+    except TrafficFieldError as exc:
+        raise MeshConfigError(str(exc)) from None
     return MeshConfig(
         root,
         domain,
@@ -194,6 +206,7 @@ def parse_mesh_config(text: str, where: str) -> MeshConfig:
         default_tracing_providers=_names(doc.get("defaultProviders"), "tracing", where),
         default_config=default_config,
         mesh_networks=networks,
+        traffic=traffic,
         not_applied=tuple(sorted(ignored)),
     )
 

@@ -179,6 +179,7 @@ def mesh_json(mesh: MeshConfig) -> dict[str, Any]:
             "tracing": list(mesh.default_tracing_providers),
         },
         "extensionProviders": providers,
+        "outboundTrafficPolicy": {"mode": mesh.traffic.outbound_traffic_policy},
         # meshplane's addition: what the file gave that is accepted, not applied
         "notApplied": list(mesh.not_applied),
     }

@@ -204,7 +204,7 @@ class PushContext:
                 ),
                 None,
             )
-        policy = "ALLOW_ANY"
+        policy = self.mesh.traffic.outbound_traffic_policy  # MeshConfig's, unless the Sidecar's
         if chosen is not None and chosen.spec.outbound_traffic_policy is not None:
             mode = chosen.spec.outbound_traffic_policy.mode
             if mode:

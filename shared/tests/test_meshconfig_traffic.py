@@ -1,0 +1,40 @@
+"""MeshConfig's traffic defaults: Istio's defaults, the applied fields out of the warning, bad
+values refused naming the field."""
+
+from __future__ import annotations
+
+import pytest
+
+from meshplane.shared.meshconfig import MeshConfigError, parse_mesh_config
+from meshplane.shared.meshconfig_traffic import MeshTraffic
+
+
+def test_defaults_are_istios() -> None:
+    traffic = parse_mesh_config("", "mesh.yaml").traffic
+    assert traffic == MeshTraffic()
+    assert traffic.outbound_traffic_policy == "ALLOW_ANY"
+
+
+def test_outbound_traffic_policy_is_applied_not_warned() -> None:
+    mesh = parse_mesh_config("outboundTrafficPolicy:\n  mode: REGISTRY_ONLY\n", "mesh.yaml")
+    assert mesh.traffic.outbound_traffic_policy == "REGISTRY_ONLY"
+    assert "outboundTrafficPolicy" not in mesh.not_applied
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("outboundTrafficPolicy: {mode: DENY}\n", "outboundTrafficPolicy.mode: expected ALLOW_ANY or"),
+        ("outboundTrafficPolicy: {egressProxy: {host: x}}\n", "outboundTrafficPolicy: expected {mode:"),
+        ("enableAutoMtls: 'no'\n", "enableAutoMtls: expected true or false, got 'no'"),
+        ("localityLbSetting: {enabled: maybe}\n", "localityLbSetting.enabled: "),
+        ("localityLbSetting: {distibute: []}\n", "localityLbSetting.distibute: "),
+        ("defaultServiceExportTo: [Not_A_Ns]\n", "defaultServiceExportTo: expected a list of namespaces"),
+        ("defaultDestinationRuleExportTo: '*'\n", "defaultDestinationRuleExportTo: expected a list"),
+        ("trustDomainAliases: [a/b]\n", "trustDomainAliases: expected a list of trust domains"),
+    ],
+)
+def test_bad_values_name_the_field(text: str, message: str) -> None:
+    with pytest.raises(MeshConfigError, match="mesh.yaml: ") as exc:
+        parse_mesh_config(text, "mesh.yaml")
+    assert message in str(exc.value)
