@@ -21,6 +21,13 @@ def test_outbound_traffic_policy_is_applied_not_warned() -> None:
     assert "outboundTrafficPolicy" not in mesh.not_applied
 
 
+def test_enable_auto_mtls_is_applied_not_warned() -> None:
+    mesh = parse_mesh_config("enableAutoMtls: false\n", "mesh.yaml")
+    assert mesh.traffic.enable_auto_mtls is False
+    assert mesh.not_applied == ()
+    assert parse_mesh_config("", "mesh.yaml").traffic.enable_auto_mtls is True
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [

@@ -180,6 +180,7 @@ def mesh_json(mesh: MeshConfig) -> dict[str, Any]:
         },
         "extensionProviders": providers,
         "outboundTrafficPolicy": {"mode": mesh.traffic.outbound_traffic_policy},
+        "enableAutoMtls": mesh.traffic.enable_auto_mtls,
         # meshplane's addition: what the file gave that is accepted, not applied
         "notApplied": list(mesh.not_applied),
     }

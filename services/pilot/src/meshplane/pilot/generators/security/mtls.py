@@ -1,6 +1,7 @@
 """Mutual TLS between sidecars: auto mTLS on outbound clusters, TLS on inbound filter chains.
 
-Outbound (Istio's auto mTLS): a cluster without DestinationRule TLS gets two transport socket
+Outbound (Istio's auto mTLS, unless MeshConfig ``enableAutoMtls: false``): a cluster without
+DestinationRule TLS gets two transport socket
 matches — endpoints labelled ``security.istio.io/tlsMode: istio`` (a sidecar is there) and not
 DISABLEd by their PeerAuthentication use ISTIO_MUTUAL, the others plaintext. ISTIO_MUTUAL checks
 the server's SPIFFE ID against the service accounts of the service's endpoints and takes
@@ -93,8 +94,8 @@ def apply_auto_mtls(
     if has_tls:
         _fill_sans(cluster, service_sans(ctx, svc, port))
         return
-    if svc.mesh_external or cluster.type != cluster_pb2.Cluster.EDS:
-        return
+    if svc.mesh_external or cluster.type != cluster_pb2.Cluster.EDS or not ctx.mesh.traffic.enable_auto_mtls:
+        return  # MeshConfig enableAutoMtls: false: plaintext unless a DestinationRule sets TLS
     tls = cluster.transport_socket_matches.add(name="tlsMode-istio")
     tls.match.fields["tlsMode"].string_value = "istio"
     tls.transport_socket.name = TLS_SOCKET
