@@ -181,6 +181,11 @@ def mesh_json(mesh: MeshConfig) -> dict[str, Any]:
         "extensionProviders": providers,
         "outboundTrafficPolicy": {"mode": mesh.traffic.outbound_traffic_policy},
         "enableAutoMtls": mesh.traffic.enable_auto_mtls,
+        **(
+            {"localityLbSetting": mesh.traffic.locality_lb_setting.to_yaml_dict()}
+            if mesh.traffic.locality_lb_setting is not None
+            else {}
+        ),
         # meshplane's addition: what the file gave that is accepted, not applied
         "notApplied": list(mesh.not_applied),
     }
