@@ -19,7 +19,14 @@ from pydantic import ValidationError
 from meshplane.shared.config.models import LocalityLoadBalancerSetting
 
 #: the fields applied (the others below are parsed, and still named in the MeshConfig warning)
-APPLIED = ("outboundTrafficPolicy", "enableAutoMtls", "localityLbSetting")
+APPLIED = (
+    "outboundTrafficPolicy",
+    "enableAutoMtls",
+    "localityLbSetting",
+    "defaultServiceExportTo",
+    "defaultVirtualServiceExportTo",
+    "defaultDestinationRuleExportTo",
+)
 KEYS = frozenset(APPLIED)
 MODES = ("ALLOW_ANY", "REGISTRY_ONLY")
 _EXPORT = re.compile(r"^(\*|\.|~|[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)$")

@@ -181,6 +181,9 @@ def mesh_json(mesh: MeshConfig) -> dict[str, Any]:
         "extensionProviders": providers,
         "outboundTrafficPolicy": {"mode": mesh.traffic.outbound_traffic_policy},
         "enableAutoMtls": mesh.traffic.enable_auto_mtls,
+        "defaultServiceExportTo": list(mesh.traffic.default_service_export_to),
+        "defaultVirtualServiceExportTo": list(mesh.traffic.default_virtual_service_export_to),
+        "defaultDestinationRuleExportTo": list(mesh.traffic.default_destination_rule_export_to),
         **(
             {"localityLbSetting": mesh.traffic.locality_lb_setting.to_yaml_dict()}
             if mesh.traffic.locality_lb_setting is not None
