@@ -45,3 +45,20 @@ def test_bad_values_name_the_field(text: str, message: str) -> None:
     with pytest.raises(MeshConfigError, match="mesh.yaml: ") as exc:
         parse_mesh_config(text, "mesh.yaml")
     assert message in str(exc.value)
+
+
+def test_every_traffic_field_is_parsed_and_applied() -> None:
+    mesh = parse_mesh_config(
+        "outboundTrafficPolicy: {mode: REGISTRY_ONLY}\nenableAutoMtls: false\n"
+        "localityLbSetting: {failover: [{from: r1, to: r2}]}\n"
+        "defaultServiceExportTo: ['.']\ndefaultVirtualServiceExportTo: ['~']\n"
+        "defaultDestinationRuleExportTo: [shop, '*']\ntrustDomainAliases: [old.example]\n",
+        "mesh.yaml",
+    )
+    assert mesh.not_applied == ()
+    t = mesh.traffic
+    assert t.locality_lb_setting is not None and t.locality_lb_setting.failover is not None
+    assert t.locality_lb_setting.failover[0].to == "r2"
+    assert (t.default_service_export_to, t.default_virtual_service_export_to) == ((".",), ("~",))
+    assert t.default_destination_rule_export_to == ("shop", "*")
+    assert t.trust_domain_aliases == ("old.example",)

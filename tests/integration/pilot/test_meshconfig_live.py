@@ -169,6 +169,11 @@ def test_trust_domain_change_reaches_envoy_sans(kit: Any, nats_module: Any, tmp_
             "the SAN in the new trust domain, nothing restarted",
         )
 
+        # the old domain as an alias: workloads still holding old certificates are accepted too
+        mesh_file.write_text("trustDomain: new.example\ntrustDomainAliases: [old.example]\n")
+        both = [f"spiffe://{td}/ns/{NS}/sa/web-sa" for td in ("new.example", "old.example")]
+        kit.wait_until(lambda: _mtls_sans(envoy, port) == both, 30, "the SANs in the domain and its alias")
+
         mesh_file.write_text("trustDomain: Not A Domain!\n")
         kit.wait_until(
             lambda: (
@@ -180,7 +185,7 @@ def test_trust_domain_change_reaches_envoy_sans(kit: Any, nats_module: Any, tmp_
         )
         assert _bus_trust_domain(url) == "new.example"
         assert pilot.get("/debug/mesh")["trustDomain"] == "new.example"
-        assert _mtls_sans(envoy, port) == [f"spiffe://new.example/ns/{NS}/sa/web-sa"]
+        assert _mtls_sans(envoy, port) == both
         assert galley.proc.poll() is None and pilot.proc.poll() is None and envoy.proc.poll() is None
 
 

@@ -26,6 +26,7 @@ APPLIED = (
     "defaultServiceExportTo",
     "defaultVirtualServiceExportTo",
     "defaultDestinationRuleExportTo",
+    "trustDomainAliases",
 )
 KEYS = frozenset(APPLIED)
 MODES = ("ALLOW_ANY", "REGISTRY_ONLY")

@@ -171,6 +171,7 @@ def mesh_json(mesh: MeshConfig) -> dict[str, Any]:
     return {
         "rootNamespace": mesh.root_namespace,
         "trustDomain": mesh.trust_domain,
+        "trustDomainAliases": list(mesh.traffic.trust_domain_aliases),
         "accessLogFile": mesh.access_log_file,
         "accessLogEncoding": mesh.access_log_encoding,
         "accessLogFormat": mesh.access_log_format,

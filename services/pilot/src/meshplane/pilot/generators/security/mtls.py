@@ -28,6 +28,7 @@ from google.protobuf import struct_pb2
 
 from meshplane.pilot.generators.common import pack, sds_source
 from meshplane.pilot.generators.security.peer_authn import DISABLE, STRICT, mtls_mode
+from meshplane.pilot.generators.security.trust_domains import spiffe_ids
 from meshplane.pilot.model.config import Endpoint, Service
 from meshplane.pilot.model.push_context import PushContext
 
@@ -76,12 +77,12 @@ def istio_mutual(sni: str, sans: list[str]) -> tls_pb2.UpstreamTlsContext:
 
 def service_sans(ctx: PushContext, svc: Service, port: int) -> list[str]:
     """The identities a service's servers may present: its ServiceEntry's ``subjectAltNames`` as
-    written, then the SPIFFE IDs (in MeshConfig's trust domain) of the service accounts running its
-    endpoints (sorted, unique)."""
+    written, then the SPIFFE IDs (in MeshConfig's trust domain and each of its
+    ``trustDomainAliases``) of the service accounts running its endpoints (sorted, unique)."""
     accounts = {
         e.service_account for e in ctx.endpoints(svc.hostname, svc.namespace, port) if e.service_account
     }
-    spiffe = sorted(spiffe_id(ctx.mesh.trust_domain, svc.namespace, sa) for sa in accounts)
+    spiffe = sorted(sid for sa in accounts for sid in spiffe_ids(ctx.mesh, svc.namespace, sa))
     return list(svc.subject_alt_names) + [s for s in spiffe if s not in svc.subject_alt_names]
 
 
