@@ -353,8 +353,9 @@ def add_mesh_config_flag(parser: argparse.ArgumentParser) -> None:
         type=Path,
         default=None,
         help="Istio MeshConfig YAML (or the istio ConfigMap); rootNamespace (default istio-system), "
-        "trustDomain (default cluster.local), access logging, OpenTelemetry tracing and meshNetworks "
-        "are applied",
+        "trustDomain (default cluster.local), access logging, OpenTelemetry tracing, meshNetworks and "
+        "the traffic defaults (outboundTrafficPolicy, enableAutoMtls, localityLbSetting, "
+        "default*ExportTo, trustDomainAliases) are applied",
     )
 
 

@@ -18,7 +18,7 @@ from pydantic import ValidationError
 
 from meshplane.shared.config.models import LocalityLoadBalancerSetting
 
-#: the fields applied (the others below are parsed, and still named in the MeshConfig warning)
+#: the fields this module parses, all applied by Pilot (so not named in the MeshConfig warning)
 APPLIED = (
     "outboundTrafficPolicy",
     "enableAutoMtls",
