@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -9,7 +10,13 @@ from typing import Any
 import pytest
 import yaml
 
-from meshplane.ctl.bootstrap import PILOT_SAN, BootstrapError, BootstrapOptions, render_bootstrap
+from meshplane.ctl.bootstrap import (
+    PILOT_SAN,
+    BootstrapError,
+    BootstrapOptions,
+    pilot_san_matcher,
+    render_bootstrap,
+)
 from meshplane.ctl.main import main
 from meshplane.shared.envoyproc import find_envoy
 
@@ -201,7 +208,15 @@ def test_cli_xds_is_mutual_tls_unless_plaintext_is_asked(
     combined = context["combined_validation_context"]
     assert combined["validation_context_sds_secret_config"]["name"] == "ROOTCA"
     san = combined["default_validation_context"]["match_typed_subject_alt_names"]
-    assert san == [{"san_type": "URI", "matcher": {"exact": PILOT_SAN}}]
+    # Pilot's service account in any trust domain (a MeshConfig trustDomain change keeps xDS up)
+    assert san == [{"san_type": "URI", "matcher": pilot_san_matcher(PILOT_SAN)}]
+    regex = re.compile(san[0]["matcher"]["safe_regex"]["regex"])
+    assert regex.match("spiffe://cluster.local/ns/meshplane-system/sa/pilot")
+    assert regex.match("spiffe://corp.example/ns/meshplane-system/sa/pilot")
+    assert not regex.match("spiffe://corp.example/ns/meshplane-system/sa/pilot-impostor")
+    assert not regex.match("spiffe://a/b/ns/meshplane-system/sa/pilot")
+    assert not regex.match("spiffe://corp.example/ns/other/sa/pilot")
+    assert pilot_san_matcher("spiffe://td/ns/x/sa/y") == {"exact": "spiffe://td/ns/x/sa/y"}
     source = combined["validation_context_sds_secret_config"]["sds_config"]["api_config_source"]
     assert source["grpc_services"] == [{"envoy_grpc": {"cluster_name": "sds-grpc"}}]
 

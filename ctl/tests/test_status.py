@@ -177,3 +177,10 @@ def test_proxy_status_without_a_bus_flag_reads_the_cluster_of_an_existing_kubeco
     monkeypatch.setenv("NATS_URL", f"nats://127.0.0.1:{free_port()}")
     assert main(["proxy-status"]) == 2
     assert "cannot read proxy status from the bus" in capsys.readouterr().err
+
+
+def test_proxy_status_state_dir_without_clusters_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["proxy-status", "--state-dir", str(tmp_path)]) == 2
+    assert "no <cluster>/cluster.json (not a multi-cluster meshctl up)" in capsys.readouterr().err

@@ -152,11 +152,16 @@ def test_envoy_gets_its_namespace_config_and_not_another_namespaces(mesh: Mesh) 
         stop_all(*reversed(procs))
 
 
-def test_envoy_refuses_a_pilot_that_is_not_the_one_it_names(mesh: Mesh) -> None:
+@pytest.mark.parametrize(
+    "pilot_san",
+    ["spiffe://cluster.local/ns/elsewhere/sa/impostor", "spiffe://*/ns/elsewhere/sa/impostor"],
+    ids=["exact", "any-trust-domain"],
+)
+def test_envoy_refuses_a_pilot_that_is_not_the_one_it_names(mesh: Mesh, pilot_san: str) -> None:
     agent = mesh.agent("agent-c", "team-a", "app")
     procs: list[object] = [agent]
     try:
-        envoy = mesh.envoy("c", agent, "team-a", pilot_san="spiffe://cluster.local/ns/elsewhere/sa/impostor")
+        envoy = mesh.envoy("c", agent, "team-a", pilot_san=pilot_san)
         procs.append(envoy)
         wait_until(
             lambda: envoy.stat("cluster.xds-grpc.ssl.fail_verify_san") > 0, 30, "Envoy to refuse Pilot"

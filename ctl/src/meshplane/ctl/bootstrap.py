@@ -15,6 +15,7 @@ for a Pilot started with ``--xds-plaintext`` (tests and benchmarks).
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,8 +32,12 @@ from meshplane.shared.proxyconfig import ProxyConfigError, ProxySettings
 from meshplane.shared.version import ISTIO_VERSION, __version__
 
 DOMAIN = "svc.cluster.local"
-#: Pilot's identity: the ``pilot`` service account in the control plane's namespace (k8s/)
-PILOT_SAN = "spiffe://cluster.local/ns/meshplane-system/sa/pilot"
+#: Pilot's identity: the ``pilot`` service account in the control plane's namespace (k8s/), in
+#: whatever trust domain the mesh has (``*``): a proxy must keep trusting Pilot across a MeshConfig
+#: ``trustDomain`` change, as Istio's proxies do by verifying istiod's DNS name. The certificate
+#: must still chain to the mesh root (ROOTCA), whose CA issues only its current trust domain.
+PILOT_SAN = "spiffe://*/ns/meshplane-system/sa/pilot"
+ANY_TRUST_DOMAIN = "spiffe://*/"
 #: Istio's xDS ports: mutual TLS on 15012, plaintext (Pilot's --xds-plaintext) on 15010
 XDS_TLS_PILOT = "127.0.0.1:15012"
 XDS_PLAINTEXT_PILOT = "127.0.0.1:15010"
@@ -128,6 +133,14 @@ def _sds_config(opts: BootstrapOptions) -> dict[str, Any]:
     return {"resource_api_version": "V3", "api_config_source": api}
 
 
+def pilot_san_matcher(san: str) -> dict[str, Any]:
+    """Envoy's StringMatcher for Pilot's SPIFFE ID: exact, or any trust domain for ``spiffe://*/...``."""
+    if not san.startswith(ANY_TRUST_DOMAIN):
+        return {"exact": san}
+    rest = san.removeprefix(ANY_TRUST_DOMAIN)
+    return {"safe_regex": {"regex": "^spiffe://[^/]+/" + re.escape(rest) + "$"}}
+
+
 def _xds_tls(opts: BootstrapOptions) -> dict[str, Any]:
     """The ``xds-grpc`` transport socket: the workload certificate, and Pilot verified by its SAN."""
     if not opts.sds_socket:
@@ -142,7 +155,7 @@ def _xds_tls(opts: BootstrapOptions) -> dict[str, Any]:
             "combined_validation_context": {
                 "default_validation_context": {
                     "match_typed_subject_alt_names": [
-                        {"san_type": "URI", "matcher": {"exact": opts.pilot_san}}
+                        {"san_type": "URI", "matcher": pilot_san_matcher(opts.pilot_san)}
                     ]
                 },
                 "validation_context_sds_secret_config": {"name": "ROOTCA", "sds_config": _sds_config(opts)},
@@ -326,7 +339,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument(
         "--pilot-san",
         default=PILOT_SAN,
-        help="Pilot's SPIFFE ID, verified on the mutual TLS xDS connection (default: %(default)s)",
+        help="Pilot's SPIFFE ID, verified on the mutual TLS xDS connection; spiffe://*/... matches any "
+        "trust domain (default: %(default)s)",
     )
     p.add_argument(
         "--xds-plaintext",

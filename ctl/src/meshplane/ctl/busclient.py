@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import os
+from pathlib import Path
 
 from meshplane.shared.bus import Bus, BusOptions
+from meshplane.shared.bus.pki import BusCredentials
 
 DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
 
@@ -20,7 +22,17 @@ def add_nats_flag(p: argparse.ArgumentParser, explicit: bool = False) -> None:
     )
 
 
-async def connect(url: str) -> Bus:
+async def connect(url: str, bus_dir: Path | None = None) -> Bus:
+    """meshctl's connection; ``bus_dir``: a bus directory whose ``meshctl`` credentials to use
+    (else ``$MESHPLANE_BUS_DIR``'s, or none)."""
+    creds = BusCredentials.from_dir(bus_dir / "meshctl", "meshctl") if bus_dir is not None else None
     return await Bus.connect(
-        BusOptions(url=url, connect_timeout=3.0, publish_deadline=3.0, name="meshctl", identity="meshctl")
+        BusOptions(
+            url=url,
+            connect_timeout=3.0,
+            publish_deadline=3.0,
+            name="meshctl",
+            identity="meshctl",
+            credentials=creds,
+        )
     )

@@ -67,6 +67,11 @@ VERBS = [
     Verb(
         "cacerts", "meshplane.ctl.cacerts", "make a shared root and a plugged-in intermediate CA per cluster"
     ),
+    Verb(
+        "create-remote-secret",
+        "meshplane.ctl.remotesecret",
+        "print the credentials another cluster's bus uses to join this one's",
+    ),
     Verb("install", "meshplane.ctl.installcmd", "install meshplane into a cluster"),
     Verb("upgrade", "meshplane.ctl.installcmd", "upgrade an install in place"),
     Verb("uninstall", "meshplane.ctl.installcmd", "remove what meshctl install made"),

@@ -60,23 +60,38 @@ def sync_word(t: status_pb2.TypeSyncStatus | None) -> str:
     return "STALE"
 
 
-def render_rows(rows: list[tuple[str, str, tuple[str, ...], str]]) -> str:
-    """istioctl's table of (proxy, pilot, the four sync words, proxy version) rows."""
-    lines = [[proxy, "Kubernetes", *words, pilot, ver or "-"] for proxy, pilot, words, ver in sorted(rows)]
+Row = tuple[str, str, tuple[str, ...], str]
+
+
+def render_rows(rows: list[Row], cluster: str = "Kubernetes") -> str:
+    """istioctl's table of (proxy, pilot, the four sync words, proxy version) rows of one cluster."""
+    return render_cluster_rows([(cluster, *r) for r in rows])
+
+
+def render_cluster_rows(rows: list[tuple[str, str, str, tuple[str, ...], str]]) -> str:
+    """The table of (cluster, proxy, pilot, sync words, version) rows, by cluster then proxy."""
+    lines = [
+        [proxy, cluster, *words, pilot, ver or "-"] for cluster, proxy, pilot, words, ver in sorted(rows)
+    ]
     return render(["NAME", "CLUSTER", "CDS", "LDS", "EDS", "RDS", "PILOT", "VERSION"], lines)
 
 
-def table(statuses: list[status_pb2.ProxyStatus]) -> str:
+def status_rows(statuses: list[status_pb2.ProxyStatus]) -> list[Row]:
     rows = []
     for s in statuses:
         by_type = {t.type_url: t for t in s.types}
         words = tuple(sync_word(by_type.get(url)) for url in TYPES.values())
         rows.append((s.proxy_id, s.pilot_id, words, s.proxy_version))
-    return render_rows(rows)
+    return rows
 
 
-async def read_proxy_status(url: str) -> list[status_pb2.ProxyStatus]:
-    bus = await connect(url)
+def table(statuses: list[status_pb2.ProxyStatus]) -> str:
+    return render_rows(status_rows(statuses))
+
+
+async def read_proxy_status(url: str, bus_dir: Path | None = None) -> list[status_pb2.ProxyStatus]:
+    """The live proxy records on the bus at ``url`` (with the ``meshctl`` credentials of ``bus_dir``)."""
+    bus = await connect(url, bus_dir)
     try:
         records = await asyncio.wait_for(Buckets(bus).proxy_status.items(), 10)
     finally:
@@ -98,6 +113,11 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("proxy", nargs="?", help="only this proxy (<pod>.<namespace>)")
     p.add_argument("-o", "--output", choices=["table", "json"], default="table")
     add_nats_flag(p, explicit=True)
+    p.add_argument(
+        "--state-dir",
+        type=Path,
+        help="a multi-cluster meshctl up's state dir: every cluster's bus, CLUSTER column = cluster ID",
+    )
     p.add_argument("--kubeconfig", help="read every Pilot pod's sync state through this cluster's API server")
     p.add_argument("--context", help="kubeconfig context (default: the current one)")
     p.add_argument(
@@ -155,6 +175,10 @@ def run_cluster_status(args: argparse.Namespace) -> int:
 
 
 def run_proxy_status(args: argparse.Namespace) -> int:
+    if args.state_dir is not None:
+        from meshplane.ctl.statusclusters import run_clusters_status
+
+        return run_clusters_status(args)
     if use_cluster(args):
         return run_cluster_status(args)
     url = args.nats_url or os.environ.get("NATS_URL") or DEFAULT_NATS_URL

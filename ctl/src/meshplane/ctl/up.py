@@ -14,9 +14,12 @@ import shutil
 import signal
 import sys
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from meshplane.ctl.localmesh.clusters import CLUSTERS_FILE, MESH_FILE, is_multicluster, load_clusters
 from meshplane.ctl.localmesh.mesh import LocalMesh
+from meshplane.ctl.localmesh.multi import ClusterMesh
 from meshplane.ctl.localmesh.plan import PlanError, load_plan, mesh_config_file
 from meshplane.ctl.localmesh.supervisor import StartError, Supervisor
 from meshplane.ctl.tables import render
@@ -34,6 +37,13 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         default=None,
         help="Istio MeshConfig YAML for Galley, Pilot and Citadel (followed live); its defaultConfig is "
         "every proxy's default ProxyConfig (default: the config directory's mesh.yaml, if any)",
+    )
+    p.add_argument(
+        "--cluster",
+        action="append",
+        default=[],
+        help=f"multi-cluster config dir ({CLUSTERS_FILE}): run only this cluster (repeatable; default all); "
+        "clusters run by another meshctl up share its --state-dir",
     )
     p.set_defaults(func=run)
 
@@ -64,6 +74,13 @@ def _summary(mesh: LocalMesh, state: Path) -> str:
 
 def run(args: argparse.Namespace) -> int:
     config_dir = Path(args.config_dir).resolve()
+    if is_multicluster(config_dir):
+        return run_clusters(args, config_dir)
+    if args.cluster:
+        print(
+            f"meshctl up: --cluster: {config_dir} has no {CLUSTERS_FILE} (one cluster only)", file=sys.stderr
+        )
+        return 2
     try:
         mesh_file = mesh_config_file(config_dir, args.mesh_config)
         plan = load_plan(config_dir, load_mesh_config(mesh_file))
@@ -77,11 +94,23 @@ def run(args: argparse.Namespace) -> int:
         )
         return 2
     state = Path(args.state_dir).resolve()
+    sup = Supervisor(_logs(state))
+    mesh = LocalMesh(plan, config_dir, state, sup, mesh_config=mesh_file)
+    print(f"starting the local mesh from {config_dir} (state and logs in {state})", flush=True)
+    if mesh_file is not None:
+        print(f"MeshConfig from {mesh_file}", flush=True)
+    return supervise(sup, [mesh], lambda: _summary(mesh, state))
+
+
+def _logs(state: Path) -> Path:
     logs = state / "logs"
     state.mkdir(mode=0o700, parents=True, exist_ok=True)  # a new state dir is private; tokens are 0600
     logs.mkdir(exist_ok=True)
-    sup = Supervisor(logs)
-    mesh = LocalMesh(plan, config_dir, state, sup, mesh_config=mesh_file)
+    return logs
+
+
+def supervise(sup: Supervisor, meshes: Sequence[LocalMesh], summary: Callable[[], str]) -> int:
+    """Start each mesh in turn, print the summary, restart what exits until SIGINT/SIGTERM; stop all."""
 
     def request_stop(*_: object) -> None:
         sup.stop_requested = True
@@ -90,21 +119,19 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, request_stop)
     code = 0
     try:
-        print(f"starting the local mesh from {config_dir} (state and logs in {state})", flush=True)
-        if mesh_file is not None:
-            print(f"MeshConfig from {mesh_file}", flush=True)
-        for step in (
-            mesh.check_addresses,
-            mesh.start_bus,
-            mesh.start_control_plane,
-            mesh.start_node_agents,
-            mesh.start_apps,
-            mesh.start_envoys,
-        ):
-            if sup.stop_requested:
-                raise StartError("interrupted")
-            step()
-        print(_summary(mesh, state), flush=True)
+        for mesh in meshes:
+            for step in (
+                mesh.check_addresses,
+                mesh.start_bus,
+                mesh.start_control_plane,
+                mesh.start_node_agents,
+                mesh.start_apps,
+                mesh.start_envoys,
+            ):
+                if sup.stop_requested:
+                    raise StartError("interrupted")
+                step()
+        print(summary(), flush=True)
         while not sup.stop_requested:
             sup.tick()
             time.sleep(0.1)
@@ -119,8 +146,61 @@ def run(args: argparse.Namespace) -> int:
         restarted = [f"{m.name} {m.restarts}" for m in sup.children if m.restarts]
         if restarted:
             print(f"restarts: {', '.join(restarted)}", flush=True)
-        sup.stop_all()
-        if mesh.sds_dir is not None and mesh.sds_dir.parent != state:
-            shutil.rmtree(mesh.sds_dir, ignore_errors=True)
+        sup.stop_all(keep_first=0 if len(meshes) > 1 else 1)
+        for mesh in meshes:
+            if mesh.sds_dir is not None and mesh.sds_dir.parent != mesh.state:
+                shutil.rmtree(mesh.sds_dir, ignore_errors=True)
         print("stopped.", flush=True)
     return code
+
+
+def run_clusters(args: argparse.Namespace, config_dir: Path) -> int:
+    """A multi-cluster config dir: every cluster (or those of ``--cluster``), primaries first."""
+    try:
+        clusters = load_clusters(config_dir)
+        if args.mesh_config:
+            raise PlanError(
+                f"--mesh-config: {config_dir} is multi-cluster; its {MESH_FILE} is every cluster's"
+            )
+        chosen = [clusters.get(name) for name in args.cluster] or list(clusters.clusters)
+        mesh_config = load_mesh_config(clusters.mesh_config)
+        plans = [
+            (c, load_plan(c.config_dir, mesh_config, c.network))
+            for c in sorted(chosen, key=lambda c: not c.primary)
+        ]
+    except (PlanError, MeshConfigError) as exc:
+        print(f"meshctl up: {exc}", file=sys.stderr)
+        return 2
+    state = Path(args.state_dir).resolve()
+    sup = Supervisor(_logs(state))
+    meshes = [
+        ClusterMesh(
+            plan,
+            c.config_dir,
+            state / c.name,
+            sup,
+            mesh_config=clusters.mesh_config,
+            spec=c,
+            clusters=clusters,
+        )
+        for c, plan in plans
+    ]
+    names = ", ".join(f"{c.name} ({c.profile}, network {c.network or '-'})" for c, _ in plans)
+    print(f"starting clusters {names} from {config_dir} (state and logs in {state})", flush=True)
+    return supervise(sup, meshes, lambda: _clusters_summary(meshes, state))
+
+
+def _clusters_summary(meshes: Sequence[ClusterMesh], state: Path) -> str:
+    lines = ["", _table(meshes[0]), f"(logs in {meshes[0].sup.logs})", "", "meshplane is up. Try:"]
+    for mesh in meshes:
+        if mesh.plan.gateway_port:
+            gw = f"http://{mesh.plan.gateway_bind}:{mesh.plan.gateway_port}/"
+            lines.append(f"  curl {gw}    # {mesh.cluster.name}'s ingress gateway")
+    lines += [
+        f"  .venv/bin/meshctl proxy-status --state-dir {state}    # every cluster's proxies",
+        f"  .venv/bin/meshctl proxy-config endpoint <proxy> --state-dir {state}/<cluster>"
+        "    # other networks' endpoints are their east-west gateway",
+        "Edit a cluster's YAML in its subdirectory: changes are live in that cluster within a second.",
+        "A process that exits is restarted (1s backoff, doubling to 30s). Ctrl-C stops everything.",
+    ]
+    return "\n".join(lines)

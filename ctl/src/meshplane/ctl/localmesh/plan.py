@@ -28,6 +28,9 @@ from meshplane.shared.proxyconfig import ProxyConfigs
 
 LOCAL_API = "meshplane.io/v1alpha1"
 GATEWAY_LABELS = {"istio": "ingressgateway", "app": "istio-ingressgateway"}
+NETWORK_LABEL = "topology.istio.io/network"
+#: Istio's east-west gateway labels (samples/multicluster): a router with an AUTO_PASSTHROUGH server
+EASTWEST_LABELS = {"istio": "eastwestgateway", "app": "istio-eastwestgateway"}
 
 
 class PlanError(ValueError):
@@ -56,6 +59,10 @@ class Plan:
     workloads: list[Workload] = field(default_factory=list)
     gateway_bind: str = "127.0.0.1"
     gateway_port: int = 0
+    #: the east-west gateway (a Gateway selecting ``istio: eastwestgateway`` with a TLS server);
+    #: port 0: none
+    eastwest_bind: str = ""
+    eastwest_port: int = 0
     #: MeshConfig ``defaultConfig`` and the ProxyConfig resources: each proxy's ProxyConfig
     proxy_configs: ProxyConfigs = field(default_factory=ProxyConfigs)
     #: MeshConfig ``trustDomain`` at start: the SPIFFE IDs proxies expect of Pilot
@@ -138,19 +145,29 @@ def _app_endpoints(docs: list[_Doc], ns: str, labels: dict[str, str]) -> tuple[s
     return tuple(found)
 
 
-def _gateway(docs: list[_Doc], plan: Plan) -> None:
+def _gateway_server(
+    docs: list[_Doc], selector: str, protocols: tuple[str, ...], network: str = ""
+) -> tuple[str, int]:
+    """(bind, port) of the first ``protocols`` server of a Gateway selecting ``istio: <selector>``."""
     for doc in docs:
         if doc.obj.get("kind") != "Gateway":
             continue
         spec = doc.obj.get("spec") or {}
-        if (spec.get("selector") or {}).get("istio") != "ingressgateway":
+        labels = spec.get("selector") or {}
+        if labels.get("istio") != selector or labels.get(NETWORK_LABEL, network) != network:
             continue
         for server in spec.get("servers") or []:
             port = server.get("port") or {}
-            if str(port.get("protocol", "")).upper() in ("HTTP", "HTTP2") and port.get("number"):
-                plan.gateway_port = int(port["number"])
-                plan.gateway_bind = str(server.get("bind") or "127.0.0.1")
-                return
+            if str(port.get("protocol", "")).upper() in protocols and port.get("number"):
+                return str(server.get("bind") or "127.0.0.1"), int(port["number"])
+    return "", 0
+
+
+def _gateway(docs: list[_Doc], plan: Plan, network: str) -> None:
+    bind, port = _gateway_server(docs, "ingressgateway", ("HTTP", "HTTP2"))
+    if port:
+        plan.gateway_bind, plan.gateway_port = bind, port
+    plan.eastwest_bind, plan.eastwest_port = _gateway_server(docs, "eastwestgateway", ("TLS",), network)
 
 
 def mesh_config_file(config_dir: Path, flag: Path | None) -> Path | None:
@@ -162,8 +179,9 @@ def mesh_config_file(config_dir: Path, flag: Path | None) -> Path | None:
     return own.resolve() if own.is_file() else None
 
 
-def load_plan(config_dir: Path, mesh: MeshConfig | None = None) -> Plan:
-    """The workloads and gateway of ``config_dir``; raises PlanError."""
+def load_plan(config_dir: Path, mesh: MeshConfig | None = None, network: str = "") -> Plan:
+    """The workloads and gateways of ``config_dir``; raises PlanError. ``network``: the cluster's
+    (an east-west Gateway whose selector names another ``topology.istio.io/network`` is not its)."""
     docs = _documents(config_dir)
     entries = {_name(d): d for d in docs if d.obj.get("kind") == "WorkloadEntry"}
     plan = Plan()
@@ -176,7 +194,7 @@ def load_plan(config_dir: Path, mesh: MeshConfig | None = None) -> Plan:
                 raise PlanError(f"{doc.where}: a second LocalWorkload {wl.namespace}/{wl.name}")
             seen.add(wl.proxy)
             plan.workloads.append(wl)
-    _gateway(docs, plan)
+    _gateway(docs, plan, network)
     mesh = mesh or MeshConfig()
     objects = [d.obj for d in docs if d.obj.get("kind") == "ProxyConfig"]
     plan.proxy_configs = ProxyConfigs.build(mesh.default_config, objects, mesh.root_namespace)

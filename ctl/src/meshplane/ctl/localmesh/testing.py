@@ -106,12 +106,44 @@ def running_up(
     config, gateway_port = copy_example(examples, tmp)
     for name, text in (extra or {}).items():
         (config / name).write_text(text)
-    state = tmp / "state"
+    gateway = f"http://127.0.0.1:{gateway_port}/"
+    with running(config, tmp / "state", tmp, gateway, start_timeout, env, args) as run:
+        yield run
+
+
+def copy_multicluster(examples: Path, tmp: Path) -> tuple[Path, int]:
+    """Copy ``examples/multicluster`` to ``tmp/mc`` with fresh network ranges and ports; return
+    (it, the ingress gateway's port)."""
+    config = tmp / "mc"
+    shutil.copytree(examples / "multicluster", config, ignore=shutil.ignore_patterns("__pycache__"))
+    a, b = random.randint(30, 250), random.randint(0, 125)
+    subs = {"127.0.1.": f"127.{a}.{2 * b}.", "127.0.2.": f"127.{a}.{2 * b + 1}."}
+    app1, app2, gateway_port = free_port(), free_port(), free_port()
+    subs |= {"127.0.0.1:19101": f"127.0.0.1:{app1}", "127.0.0.1:19201": f"127.0.0.1:{app2}"}
+    subs["number: 8080"] = f"number: {gateway_port}"
+    for path in config.rglob("*.yaml"):
+        text = path.read_text()
+        for old, new in subs.items():
+            text = text.replace(old, new)
+        path.write_text(text)
+    return config, gateway_port
+
+
+@contextmanager
+def running(
+    config: Path,
+    state: Path,
+    tmp: Path,
+    gateway: str,
+    start_timeout: float = 150.0,
+    env: dict[str, str] | None = None,
+    args: tuple[str, ...] = (),
+    log: str = "meshctl-up.log",
+) -> Iterator[UpRun]:
+    """``meshctl up --config-dir config --state-dir state`` until "meshplane is up"; stopped at exit."""
     argv = [str(MESHCTL), "up", "--config-dir", str(config), "--state-dir", str(state), *args]
-    child = ChildProcess(
-        argv, tmp / "meshctl-up.log", env=env, inherit_env=env is None, cwd=tmp, name="meshctl up"
-    )
-    run = UpRun(child, config, state, f"http://127.0.0.1:{gateway_port}/")
+    child = ChildProcess(argv, tmp / log, env=env, inherit_env=env is None, cwd=tmp, name="meshctl up")
+    run = UpRun(child, config, state, gateway)
     child.start()
     try:
         try:
