@@ -6,9 +6,10 @@ defaults are Istio's: root namespace ``istio-system``, trust domain ``cluster.lo
 namespace is where mesh-wide config lives (a PeerAuthentication, Sidecar, DestinationRule,
 AuthorizationPolicy or RequestAuthentication there applies to every namespace). Access logging:
 ``accessLogFile``/``accessLogEncoding``/``accessLogFormat`` (the legacy mesh-wide log),
-``defaultProviders.accessLogging`` and ``extensionProviders`` of type ``envoyFileAccessLog`` (Istio's
-built-in ``envoy`` provider included). ``extensionProviders`` of types ``envoyExtAuthzHttp`` and
-``envoyExtAuthzGrpc`` serve AuthorizationPolicy CUSTOM (``meshconfig_authz``). Tracing:
+``defaultProviders.accessLogging`` and ``extensionProviders`` of type ``envoyFileAccessLog``
+(Istio's built-in ``envoy`` provider included) and ``envoyOtelAls``
+(:mod:`meshplane.shared.meshconfig_otelals`). ``extensionProviders`` of types ``envoyExtAuthzHttp``
+and ``envoyExtAuthzGrpc`` serve AuthorizationPolicy CUSTOM (``meshconfig_authz``). Tracing:
 ``extensionProviders`` of type ``opentelemetry`` (:mod:`meshplane.shared.meshtracing`) and
 ``defaultProviders.tracing``. ``meshNetworks`` (also the ConfigMap's ``data.meshNetworks``):
 networks and their east-west gateways (:mod:`meshplane.shared.meshnetworks`). Mesh-wide traffic
@@ -30,6 +31,7 @@ import yaml
 
 from meshplane.shared.meshconfig_authz import KINDS as EXT_AUTHZ_KINDS
 from meshplane.shared.meshconfig_authz import ExtAuthzError, ExtAuthzProvider, ext_authz_providers
+from meshplane.shared.meshconfig_otelals import OtelAlsError, OtelAlsProvider, parse_otel_als
 from meshplane.shared.meshconfig_traffic import APPLIED as TRAFFIC_APPLIED
 from meshplane.shared.meshconfig_traffic import KEYS as TRAFFIC_KEYS
 from meshplane.shared.meshconfig_traffic import MeshTraffic, TrafficFieldError, parse_traffic
@@ -53,7 +55,7 @@ APPLIED = (
     "accessLogEncoding",
     "accessLogFormat",
     "defaultProviders.accessLogging",
-    "extensionProviders (envoyFileAccessLog)",
+    "extensionProviders (envoyFileAccessLog, envoyOtelAls)",
     "extensionProviders (envoyExtAuthzHttp, envoyExtAuthzGrpc)",
     "enableTracing: false",
     "defaultProviders.tracing",
@@ -108,6 +110,8 @@ class MeshConfig:
     access_log_format: str = ""
     #: ``extensionProviders`` of type envoyFileAccessLog, by name (built-in ``envoy`` included)
     file_log_providers: tuple[tuple[str, FileLogProvider], ...] = BUILTIN_PROVIDERS
+    #: ``extensionProviders`` of type envoyOtelAls, by name (:mod:`meshplane.shared.meshconfig_otelals`)
+    otel_als_providers: tuple[tuple[str, OtelAlsProvider], ...] = ()
     #: ``defaultProviders.accessLogging``
     default_access_log_providers: tuple[str, ...] = ()
     #: ``extensionProviders`` of types envoyExtAuthzHttp/Grpc (AuthorizationPolicy CUSTOM), by name
@@ -130,6 +134,9 @@ class MeshConfig:
 
     def file_log_provider(self, name: str) -> FileLogProvider | None:
         return dict(self.file_log_providers).get(name)
+
+    def otel_als_provider(self, name: str) -> OtelAlsProvider | None:
+        return dict(self.otel_als_providers).get(name)
 
     def tracing_provider(self, name: str) -> OtelTracingProvider | None:
         return dict(self.tracing_providers).get(name)
@@ -163,11 +170,15 @@ def parse_mesh_config(text: str, where: str) -> MeshConfig:
         raise MeshConfigError(f"{where}: accessLogEncoding: expected TEXT or JSON, got {encoding!r}")
     providers = dict(BUILTIN_PROVIDERS)
     tracers: dict[str, OtelTracingProvider] = {}
+    als: dict[str, OtelAlsProvider] = {}
     for name, provider in _extension_providers(doc.get("extensionProviders"), where, ignored):
         providers.pop(name, None)
         tracers.pop(name, None)
+        als.pop(name, None)
         if isinstance(provider, FileLogProvider):
             providers[name] = provider
+        elif isinstance(provider, OtelAlsProvider):
+            als[name] = provider
         elif isinstance(provider, OtelTracingProvider):
             tracers[name] = provider
             ignored += [f"extensionProviders[{name}].{field}" for field in provider.not_applied]
@@ -200,6 +211,7 @@ def parse_mesh_config(text: str, where: str) -> MeshConfig:
         access_log_encoding=encoding,
         access_log_format=_string(doc, "accessLogFormat", where),
         file_log_providers=tuple(sorted(providers.items())),
+        otel_als_providers=tuple(sorted(als.items())),
         default_access_log_providers=defaults,
         ext_authz_providers=authz,
         tracing_providers=tuple(sorted(tracers.items())),
@@ -242,14 +254,14 @@ def _string(doc: dict[str, Any], key: str, where: str) -> str:
 
 def _extension_providers(
     raw: Any, where: str, ignored: list[str]
-) -> list[tuple[str, FileLogProvider | OtelTracingProvider | None]]:
+) -> list[tuple[str, FileLogProvider | OtelTracingProvider | OtelAlsProvider | None]]:
     """(name, provider) per ``extensionProviders`` entry, merged by name into the built-ins as Istio
     does; a provider of another type is (name, None) and named in ``ignored``."""
     if raw is None:
         return []
     if not isinstance(raw, list):
         raise MeshConfigError(f"{where}: extensionProviders: expected a list, got {type(raw).__name__}")
-    out: list[tuple[str, FileLogProvider | OtelTracingProvider | None]] = []
+    out: list[tuple[str, FileLogProvider | OtelTracingProvider | OtelAlsProvider | None]] = []
     for i, entry in enumerate(raw):
         at = f"{where}: extensionProviders[{i}]"
         if not isinstance(entry, dict) or not isinstance(entry.get("name"), str) or not entry["name"]:
@@ -264,6 +276,12 @@ def _extension_providers(
                     (name, parse_otel_provider(entry["opentelemetry"], f"{at} ({name}).opentelemetry"))
                 )
             except TracingProviderError as exc:
+                raise MeshConfigError(str(exc)) from None
+            continue
+        if kinds[0] == "envoyOtelAls":
+            try:
+                out.append((name, parse_otel_als(entry["envoyOtelAls"], f"{at} ({name}).envoyOtelAls")))
+            except OtelAlsError as exc:
                 raise MeshConfigError(str(exc)) from None
             continue
         if kinds[0] != "envoyFileAccessLog":
