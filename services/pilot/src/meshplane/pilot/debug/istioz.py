@@ -159,6 +159,10 @@ def mesh_json(mesh: MeshConfig) -> dict[str, Any]:
         if log.omit_empty_values:
             body["omitEmptyValues"] = True
         providers.append({"name": name, "envoyFileAccessLog": body})
+    for name, als in mesh.otel_als_providers:
+        fmt = {**({"text": als.text} if als.text is not None else {}), "labels": dict(als.labels)}
+        body = {"service": als.service, "port": als.port, "logName": als.log_name, "logFormat": fmt}
+        providers.append({"name": name, "envoyOtelAls": body})
     for name, tracer in mesh.tracing_providers:
         otel: dict[str, Any] = {
             "service": tracer.service,
