@@ -148,11 +148,11 @@ def test_a_directory_s_mesh_yaml_is_validated_as_meshconfig(
 ) -> None:
     (tmp_path / "vs.yaml").write_text(VALID_VS)
     mesh = tmp_path / "mesh.yaml"
-    mesh.write_text("trustDomain: example.org\nenableAutoMtls: false\n")
+    mesh.write_text("trustDomain: example.org\nenablePrometheusMerge: false\n")
     code, out, _ = run(capsys, "-f", str(tmp_path))
     assert code == 0
     assert f"\u2714 MeshConfig istio-system/istio ({mesh}:1)" in out
-    assert "\u26a0 warning: accepted, not applied by meshplane: enableAutoMtls" in out
+    assert "\u26a0 warning: accepted, not applied by meshplane: enablePrometheusMerge" in out
     mesh.write_text("trustDomain: Not A Domain\n")
     code, out, _ = run(capsys, "-f", str(tmp_path))
     assert code == 1

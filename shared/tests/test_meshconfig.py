@@ -15,6 +15,7 @@ from meshplane.shared.meshconfig import (
     load_mesh_config,
     parse_mesh_config,
 )
+from meshplane.shared.meshconfig_otelals import OtelAlsProvider
 from meshplane.shared.meshtracing import OtelTracingProvider
 
 
@@ -64,6 +65,7 @@ def test_access_logging_fields_applied_and_other_providers_named() -> None:
         "- name: otel\n  opentelemetry: {service: c.ns.svc.cluster.local, port: 4317}\n"
         "- name: file\n  envoyFileAccessLog: {path: /tmp/x.log, logFormat: {text: '%RESPONSE_CODE%'}}\n"
         "- name: als\n  envoyOtelAls: {service: c.ns.svc.cluster.local, port: 4317}\n"
+        "- name: prom\n  prometheus: {}\n"
     )
     mesh = parse_mesh_config(text, "f")
     assert (mesh.access_log_file, mesh.access_log_encoding, mesh.access_log_format) == (
@@ -77,7 +79,8 @@ def test_access_logging_fields_applied_and_other_providers_named() -> None:
     assert mesh.file_log_provider("otel") is None
     assert mesh.default_tracing_providers == ("otel",)
     assert mesh.tracing_provider("otel") == OtelTracingProvider("c.ns.svc.cluster.local", 4317)
-    assert mesh.not_applied == ("extensionProviders[als].envoyOtelAls",)
+    assert mesh.otel_als_provider("als") == OtelAlsProvider("c.ns.svc.cluster.local", 4317)
+    assert mesh.not_applied == ("extensionProviders[prom].prometheus",)
 
 
 def test_opentelemetry_tracing_providers() -> None:

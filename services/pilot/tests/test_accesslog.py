@@ -8,6 +8,7 @@ from envoy.config.accesslog.v3 import accesslog_pb2
 from envoy.config.listener.v3 import listener_pb2
 from envoy.extensions.access_loggers.file.v3 import file_pb2
 from envoy.extensions.access_loggers.filters.cel.v3 import cel_pb2
+from envoy.extensions.access_loggers.open_telemetry.v3 import logs_service_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import http_connection_manager_pb2 as hcm
 from envoy.extensions.filters.network.tcp_proxy.v3 import tcp_proxy_pb2
 from google.protobuf import json_format, struct_pb2
@@ -194,7 +195,7 @@ def test_default_providers_apply_without_telemetry() -> None:
 
 def test_what_is_not_applied_is_named() -> None:
     mesh = parse_mesh_config(
-        "extensionProviders: [{name: otel, envoyOtelAls: {service: c, port: 4317}}]\n", "m"
+        "extensionProviders: [{name: otel, envoyHttpAls: {service: c, port: 4317}}]\n", "m"
     )
     t = telemetry(
         "t",
@@ -208,5 +209,27 @@ def test_what_is_not_applied_is_named() -> None:
     assert not_applied(t, mesh) == ["accessLogging[0].providers[otel]", "tracing[0].providers[otel]"]
     assert not_applied(telemetry("u", {"accessLogging": [{"providers": [{"name": "envoy"}]}]}), mesh) == []
     # a provider meshplane does not write produces no logger (and no error)
-    out, _ = sides(context("extensionProviders: [{name: otel, envoyOtelAls: {service: c, port: 4317}}]\n", t))
+    out, _ = sides(context("extensionProviders: [{name: otel, envoyHttpAls: {service: c, port: 4317}}]\n", t))
     assert all(len(files(al)) == 1 for al in out.values())
+
+
+def test_envoy_otel_als_provider_exports_to_its_service_over_grpc() -> None:
+    mesh = (
+        "defaultProviders: {accessLogging: [otel]}\n"
+        "extensionProviders:\n"
+        f"- name: otel\n  envoyOtelAls: {{service: {NS}/{DB}, port: 3306, logName: mine,"
+        " logFormat: {labels: {code: '%RESPONSE_CODE%'}}}\n"
+    )
+    out, inbound = sides(context(mesh))
+    all_loggers = [a for al in (*out.values(), *inbound.values()) for a in al]
+    assert all_loggers and all(a.name == "envoy.access_loggers.open_telemetry" for a in all_loggers)
+    cfg = logs_service_pb2.OpenTelemetryAccessLogConfig()
+    assert all_loggers[0].typed_config.Unpack(cfg)
+    assert cfg.common_config.grpc_service.envoy_grpc.cluster_name == f"outbound|3306||{DB}"
+    assert cfg.common_config.log_name == "mine"
+    assert cfg.body.string_value.startswith("[%START_TIME%]")  # Istio's default text line
+    assert [(kv.key, kv.value.string_value) for kv in cfg.attributes.values] == [("code", "%RESPONSE_CODE%")]
+    # a service the registry does not have: no logger (Pilot logs it), the rest of the config stays
+    missing = mesh.replace(f"{NS}/{DB}", "collector.elsewhere")
+    out, inbound = sides(context(missing))
+    assert out and all(not al for al in (*out.values(), *inbound.values()))

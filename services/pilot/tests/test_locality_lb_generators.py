@@ -3,6 +3,7 @@ the EDS cache keeping one CLA per (cluster, proxy locality) only for locality-LB
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import replace
 from typing import Any
 
@@ -10,12 +11,14 @@ from envoy.config.core.v3 import base_pb2
 from envoy.config.endpoint.v3 import endpoint_pb2
 
 from meshplane.pilot.generators import common
+from meshplane.pilot.generators.clusters import build_clusters
 from meshplane.pilot.generators.locality import apply_locality, locality_matches, locality_setting
 from meshplane.pilot.model.config import Config, Port, Service, Workload
 from meshplane.pilot.model.proxy import locality_text, parse_proxy
 from meshplane.pilot.model.push_context import PushContext, build_push_context
 from meshplane.pilot.xds.resources import ResourceCache
 from meshplane.shared.config.models import LocalityLoadBalancerSetting as Setting
+from meshplane.shared.meshconfig import parse_mesh_config
 
 NS = "default"
 WEB = "web.default.svc.cluster.local"
@@ -146,6 +149,30 @@ def test_locality_setting_needs_outlier_detection_or_distribute_and_not_disabled
     dist = {"localityLbSetting": {"distribute": [{"from": "r1/*", "to": {"r1/*": 100}}]}}
     assert locality_setting(_context(_dr("web", {"loadBalancer": dist})), WEB_CLUSTER) is not None
     assert locality_setting(_context(_dr("web", {"outlierDetection": OUTLIER})), API_CLUSTER) is None
+
+
+def _with_mesh(ctx: PushContext, mesh_yaml: str) -> PushContext:
+    return dataclasses.replace(ctx, mesh=parse_mesh_config(mesh_yaml, "mesh.yaml"))
+
+
+def test_mesh_locality_lb_setting_is_the_default_a_destination_rule_overrides() -> None:
+    """MeshConfig ``localityLbSetting``: used where a rule has none (its ``distribute`` even without
+    a rule), the rule's own wins, and the mesh's ``enabled: false`` turns it off everywhere."""
+    mesh = "localityLbSetting:\n  distribute: [{from: r1/*, to: {r2/*: 100}}]\n"
+    no_rule = _with_mesh(_context(), mesh)
+    cla = _eds(ResourceCache(), no_rule, "r1/z1/s1")[WEB_CLUSTER]
+    assert _weights(cla) == {"r2/z1/s1": 100}  # the mesh's distribute: all of r1's traffic to r2
+    assert _weights(_eds(ResourceCache(), no_rule, "r3/z1/s1")[WEB_CLUSTER]) == dict.fromkeys(LOCALITIES, 1)
+    (web,) = [c for c in build_clusters(no_rule, _proxy("r1/z1/s1")) if c.name == WEB_CLUSTER]
+    assert web.common_lb_config.HasField("locality_weighted_lb_config")
+    own = {"outlierDetection": OUTLIER, "loadBalancer": {"localityLbSetting": {"failover": []}}}
+    ruled = _with_mesh(_context(_dr("web", own)), mesh)
+    assert _priorities(_eds(ResourceCache(), ruled, "r1/z1/s1")[WEB_CLUSTER])["r2/z1/s1"] == 3  # the rule's
+    off = _with_mesh(
+        _context(_dr("web", {"outlierDetection": OUTLIER})), "localityLbSetting: {enabled: false}\n"
+    )
+    assert locality_setting(off, WEB_CLUSTER) is None
+    assert locality_setting(_context(_dr("web", {"outlierDetection": OUTLIER})), WEB_CLUSTER) == Setting()
 
 
 def _proxy(locality: str) -> Any:

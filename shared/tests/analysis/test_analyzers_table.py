@@ -169,13 +169,13 @@ def test_synthetic_ingress_gateway_gives_way_to_the_inputs_and_to_mesh_config() 
 
 
 def test_ist0157_names_telemetry_providers_meshplane_does_not_apply() -> None:
-    """A zipkin tracer or an envoyOtelAls logger is accepted, not applied: named; an opentelemetry
+    """A zipkin tracer or an envoyHttpAls logger is accepted, not applied: named; an opentelemetry
     tracer and a file logger are applied: nothing said."""
     mesh = {
         "extensionProviders": [
             {"name": "zipkin", "zipkin": {"service": "zipkin.istio-system.svc.cluster.local", "port": 9411}},
             {"name": "otel", "opentelemetry": {"service": "otel.o.svc.cluster.local", "port": 4317}},
-            {"name": "als", "envoyOtelAls": {"service": "otel.o.svc.cluster.local", "port": 4317}},
+            {"name": "als", "envoyHttpAls": {"service": "otel.o.svc.cluster.local", "port": 4317}},
         ]
     }
     spec = (
@@ -191,6 +191,9 @@ def test_ist0157_names_telemetry_providers_meshplane_does_not_apply() -> None:
     ]
     fixed = text.replace("name: zipkin", "name: otel").replace(", {name: als}", "")
     assert found(fixed, {"IST0157"}, Options(mesh_config=mesh)) == []
+    otel_als = {"name": "als", "envoyOtelAls": {"service": "otel.o.svc.cluster.local", "port": 4317}}
+    applied = {"extensionProviders": [mesh["extensionProviders"][1], otel_als]}
+    assert found(text.replace("name: zipkin", "name: otel"), {"IST0157"}, Options(mesh_config=applied)) == []
 
 
 def test_mesh_config_fields_not_applied_are_named() -> None:

@@ -87,6 +87,8 @@ class Capture:
     vip: dict[str, str]
     apps: dict[str, Any]
     db: EchoServer
+    #: Galley's ``--mesh-config`` file (Istio's defaults until a test writes it)
+    mesh_file: Path
 
     def http(self, host: str, port: int, headers: dict[str, str] | None = None, inside: bool = True) -> Any:
         """GET from an unprivileged process in the pod netns (or, for inbound, the node netns)."""
@@ -107,6 +109,12 @@ class Capture:
 
     def write_config(self, name: str, docs: list[dict[str, Any]]) -> None:
         write_config(self.config_dir, name, docs)
+
+    def write_mesh(self, text: str) -> None:
+        """Replace the MeshConfig file in one step; Galley publishes it, Pilot pushes."""
+        tmp = self.mesh_file.with_suffix(".tmp")
+        tmp.write_text(text)
+        tmp.replace(self.mesh_file)
 
     def log_tail(self, name: str) -> str:
         path = self.logs / f"{name}.log"
@@ -187,8 +195,10 @@ def _http_ok(thread: NetnsThread, url: str) -> bool:
     return thread.call(get)
 
 
-def _control_plane(stack: ExitStack, kit: Any, node: NetnsThread, work: Path, config_dir: Path) -> None:
-    """nats-server, Galley (config directory) and Pilot, all in the node netns."""
+def _control_plane(
+    stack: ExitStack, kit: Any, node: NetnsThread, work: Path, config_dir: Path, mesh_file: Path
+) -> None:
+    """nats-server, Galley (config directory and MeshConfig file) and Pilot, all in the node netns."""
     netns = node.path
     nats_server = [find_nats_server(), "-a", "127.0.0.1", "-p", str(NATS_PORT)]
     nats_server += ["-js", "-sd", str(work / "nats")]
@@ -196,6 +206,7 @@ def _control_plane(stack: ExitStack, kit: Any, node: NetnsThread, work: Path, co
     assert node.call(wait_for_port, "127.0.0.1", NATS_PORT, 30), "nats-server did not start"
     nats = f"nats://127.0.0.1:{NATS_PORT}"
     galley = [str(BIN / "meshplane-galley"), "--nats-url", nats, "--config-dir", str(config_dir)]
+    galley += ["--mesh-config", str(mesh_file)]
     galley += ["--webhook-addr", "127.0.0.1:15017", "--monitoring-addr", f"127.0.0.1:{GALLEY_HTTP}"]
     stack.enter_context(netns_process(netns, galley, work / "galley.log"))
     ready = f"http://127.0.0.1:{GALLEY_HTTP}/readyz"
@@ -222,8 +233,11 @@ def mesh(kit: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Capture
         vip = {name: f"{prefix}.{octets[2]}.{10 + i}" for i, name in enumerate(("web", "reviews", "db"))}
         config_dir = tmp / "config"
         config_dir.mkdir()
-        write_config(config_dir, "mesh", _mesh_config(pod, vip))
-        _control_plane(stack, kit, in_node, work, config_dir)
+        write_config(config_dir, "capture", _mesh_config(pod, vip))  # not mesh.yaml: the MeshConfig
+        mesh_file = tmp / "mesh" / "mesh.yaml"
+        mesh_file.parent.mkdir()
+        mesh_file.write_text("{}\n")
+        _control_plane(stack, kit, in_node, work, config_dir, mesh_file)
 
         def app(name: str, version: str, host: str, port: int, where: NetnsThread) -> Any:
             server = where.call(kit.App, name, version, host, port)
@@ -240,7 +254,7 @@ def mesh(kit: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Capture
         }
         db = in_node.call(EchoServer, "db", pod.node_ip, DB_TARGET)
         stack.callback(db.stop)
-        cap = Capture(kit, pod, in_pod, in_node, config_dir, work, vip, apps, db)
+        cap = Capture(kit, pod, in_pod, in_node, config_dir, work, vip, apps, db, mesh_file)
 
         node_agent = stack.enter_context(agent(tmp, [pod_object("web-1", NS)], "--repair=false"))
         code, out = run_plugin(
@@ -338,8 +352,21 @@ def _allow_any(mesh: Capture) -> bool:
     return all(mesh.http(mesh.pod.node_ip, port).get("status") == 200 for port in ports)
 
 
-def test_unknown_destinations_pass_through_unless_registry_only(mesh: Capture) -> None:
+def _assert_registry_only(mesh: Capture, what: str) -> None:
+    """Once REGISTRY_ONLY is in force: unknown destinations go to the BlackHoleCluster and nothing
+    gets out; services in the registry still work."""
     outside, outside_http = mesh.apps["outside"], mesh.apps["outside-http"]
+    mesh.kit.wait_until(lambda: _registry_only(mesh), 30, what)
+    blocked = mesh.stat("cluster.BlackHoleCluster.upstream_cx_none_healthy")
+    seen = len(outside.requests), len(outside_http.requests)
+    assert _registry_only(mesh)
+    assert (len(outside.requests), len(outside_http.requests)) == seen, "a blocked request got out"
+    assert mesh.stat("cluster.BlackHoleCluster.upstream_cx_none_healthy") == blocked + 1
+    assert mesh.http(mesh.vip["reviews"], REVIEWS_PORT).get("status") == 200
+
+
+def test_unknown_destinations_pass_through_unless_registry_only(mesh: Capture) -> None:
+    outside = mesh.apps["outside"]
     passthrough = mesh.stat("cluster.PassthroughCluster.upstream_cx_total")
     before = len(outside.requests)
     # An address:port that no service has: virtualOutbound's own catch-all TCP chain.
@@ -357,17 +384,27 @@ def test_unknown_destinations_pass_through_unless_registry_only(mesh: Capture) -
     sidecar = _obj("Sidecar", "default", {"outboundTrafficPolicy": {"mode": "REGISTRY_ONLY"}})
     mesh.write_config("sidecar", [sidecar])
     try:
-        mesh.kit.wait_until(lambda: _registry_only(mesh), 30, "REGISTRY_ONLY to reach envoy")
-        blocked = mesh.stat("cluster.BlackHoleCluster.upstream_cx_none_healthy")
-        seen = len(outside.requests), len(outside_http.requests)
-        assert _registry_only(mesh)
-        assert (len(outside.requests), len(outside_http.requests)) == seen, "a blocked request got out"
-        assert mesh.stat("cluster.BlackHoleCluster.upstream_cx_none_healthy") == blocked + 1
-        # Services in the registry still work.
-        assert mesh.http(mesh.vip["reviews"], REVIEWS_PORT).get("status") == 200
+        _assert_registry_only(mesh, "REGISTRY_ONLY to reach envoy")
     finally:
         (mesh.config_dir / "sidecar.yaml").unlink()
         mesh.kit.wait_until(lambda: _allow_any(mesh), 30, "ALLOW_ANY back")
+
+
+def test_mesh_outbound_traffic_policy_is_the_default_a_sidecar_overrides(mesh: Capture) -> None:
+    """MeshConfig ``outboundTrafficPolicy: {mode: REGISTRY_ONLY}`` blocks unknown destinations
+    through the BlackHoleCluster with no Sidecar at all; a Sidecar's own ALLOW_ANY wins over it."""
+    mesh.write_mesh("outboundTrafficPolicy:\n  mode: REGISTRY_ONLY\n")
+    try:
+        _assert_registry_only(mesh, "the mesh's REGISTRY_ONLY to reach envoy")
+
+        sidecar = _obj("Sidecar", "default", {"outboundTrafficPolicy": {"mode": "ALLOW_ANY"}})
+        mesh.write_config("sidecar", [sidecar])
+        mesh.kit.wait_until(lambda: _allow_any(mesh), 30, "the Sidecar's ALLOW_ANY over the mesh's")
+        assert json.loads(mesh.http(mesh.pod.node_ip, UNKNOWN_PORT)["body"])["name"] == "outside"
+    finally:
+        (mesh.config_dir / "sidecar.yaml").unlink(missing_ok=True)
+        mesh.write_mesh("{}\n")
+        mesh.kit.wait_until(lambda: _allow_any(mesh), 30, "ALLOW_ANY back (Istio's default)")
 
 
 def test_tcp_service_goes_through_its_own_tcp_proxy(mesh: Capture) -> None:

@@ -176,3 +176,57 @@ def _url(span: Any) -> str:
 
 def _resource_attrs(receiver: OtlpReceiver) -> dict[str, str]:
     return dict(receiver.traces.resources)
+
+
+def test_envoy_otel_als_access_logs_reach_the_otlp_collector(
+    kit: Any, nats_module: Any, tmp_path: Path
+) -> None:
+    """MeshConfig ``envoyOtelAls`` as the default access-log provider: one OTLP log record per
+    request, with the provider's body and attributes, at the collector (the test's receiver)."""
+    receiver = OtlpReceiver().start()
+    base = kit.loopback_base()
+    client_ip, app_ip = base + "10", base + "20"
+    port = kit.free_port_on([client_ip, app_ip])
+    mesh = tmp_path / "mesh.yaml"
+    als = {"service": COLLECTOR, "port": OTLP_PORT, "logName": "shop-logs"}
+    als["logFormat"] = {"text": "%REQ(:PATH)% %RESPONSE_CODE%", "labels": {"code": "%RESPONSE_CODE%"}}
+    doc = {"extensionProviders": [{"name": "otel-als", "envoyOtelAls": als}]}
+    mesh.write_text(yaml.safe_dump({**doc, "defaultProviders": {"accessLogging": ["otel-als"]}}))
+    app = kit.App("web", "v1", app_ip, port)
+    kit.publish(
+        nats_module.url,
+        _registry(app_ip, port, receiver.port),
+        [kit.bound_client_sidecar(NS, port, client_ip)],
+    )
+    pilot = envoy = None
+    try:
+        pilot = kit.start_pilot(
+            nats_module.url, tmp_path, "pilot-als", xds=("--xds-plaintext", "--mesh-config", str(mesh))
+        )
+        opts = kit.proxy_options(
+            "sidecar", client_ip, "client-1", NS, {"app": "client"}, [f"127.0.0.1:{pilot.grpc}"], False
+        )
+        envoy = kit.start_envoy(tmp_path, "client", opts)
+
+        def get(path: str) -> int:
+            return httpx.get(
+                f"http://{client_ip}:{port}{path}", headers={"host": "web"}, timeout=5
+            ).status_code
+
+        kit.wait_until(lambda: get("/warmup") == 200, 30, "traffic through the sidecar")
+        for i in range(3):
+            assert get(f"/logged-{i}") == 200
+
+        def records() -> list[Any]:
+            return [r for _, r in receiver.logs.received() if r.body.string_value.startswith("/logged-")]
+
+        got = kit.wait_until(
+            lambda: len(records()) >= 3 and records(), 30, "three log records at the collector"
+        )
+        assert sorted(r.body.string_value for r in got) == [f"/logged-{i} 200" for i in range(3)]
+        assert all({a.key: a.value.string_value for a in r.attributes}.get("code") == "200" for r in got)
+        assert envoy.stat("listener_manager.lds.update_rejected") == 0
+    finally:
+        kit.stop_all(envoy, pilot)
+        app.stop()
+        receiver.stop()

@@ -9,6 +9,7 @@ from google.protobuf import struct_pb2
 from meshplane.pilot.model.config import Config, Port, Service, Workload
 from meshplane.pilot.model.proxy import Proxy, parse_proxy
 from meshplane.pilot.model.push_context import PushContext, build_push_context
+from meshplane.shared.meshconfig import parse_mesh_config
 
 NS = "shop"
 HOST = "cart.shop.svc.cluster.local"
@@ -20,14 +21,19 @@ def cfg(kind: str, name: str, spec: dict[str, Any], ns: str = NS) -> Config:
     return Config.parse(kind, group, "v1", ns, name, spec)
 
 
-def context(*configs: Config, jwks: dict[str, str] | None = None) -> PushContext:
+def context(*configs: Config, jwks: dict[str, str] | None = None, mesh: str = "") -> PushContext:
+    """The cart service and its two workloads, with ``configs`` and the MeshConfig YAML ``mesh``."""
     services = {"cart": Service(HOST, NS, (Port("http", 8080, "HTTP"), Port("tcp-db", 5432, "TCP")))}
     workloads = {
         "cart-1": Workload("cart-1", NS, "10.0.0.1", dict(SIDECAR_LABELS), "cart-sa", services=(HOST,)),
         "cart-2": Workload("cart-2", NS, "10.0.0.2", {"app": "cart"}, "legacy-sa", services=(HOST,)),
     }
     ctx = build_push_context(
-        "1", {f"{c.kind}/{c.namespace}/{c.name}": c for c in configs}, services, workloads
+        "1",
+        {f"{c.kind}/{c.namespace}/{c.name}": c for c in configs},
+        services,
+        workloads,
+        mesh=parse_mesh_config(mesh, "mesh.yaml"),
     )
     return ctx.with_jwks(jwks or {})
 

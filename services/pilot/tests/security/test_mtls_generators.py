@@ -63,6 +63,20 @@ def test_destination_rule_tls_wins_over_auto_mtls() -> None:
     assert [s.matcher.exact for s in sans][0] == f"spiffe://cluster.local/ns/{NS}/sa/cart-sa"
 
 
+def test_mesh_enable_auto_mtls_false_sends_plaintext_unless_a_destination_rule_sets_tls() -> None:
+    off = "enableAutoMtls: false\n"
+    cluster = _cluster(context(mesh=off))
+    assert not cluster.transport_socket_matches
+    assert not cluster.HasField("transport_socket")  # plaintext to every endpoint
+    mutual = cfg(
+        "DestinationRule", "cart", {"host": HOST, "trafficPolicy": {"tls": {"mode": "ISTIO_MUTUAL"}}}
+    )
+    cluster = _cluster(context(mutual, mesh=off))
+    assert _upstream(cluster.transport_socket.typed_config).sni == f"outbound_.8080_._.{HOST}"
+    on = _cluster(context(mesh="enableAutoMtls: true\n"))
+    assert [m.name for m in on.transport_socket_matches] == ["tlsMode-istio", "tlsMode-disabled"]
+
+
 def test_endpoints_with_sidecar_marked_for_mtls_unless_disabled() -> None:
     def marked(ctx: Any) -> dict[str, bool]:
         cla = build_load_assignment(ctx, CART)

@@ -6,12 +6,14 @@ defaults are Istio's: root namespace ``istio-system``, trust domain ``cluster.lo
 namespace is where mesh-wide config lives (a PeerAuthentication, Sidecar, DestinationRule,
 AuthorizationPolicy or RequestAuthentication there applies to every namespace). Access logging:
 ``accessLogFile``/``accessLogEncoding``/``accessLogFormat`` (the legacy mesh-wide log),
-``defaultProviders.accessLogging`` and ``extensionProviders`` of type ``envoyFileAccessLog`` (Istio's
-built-in ``envoy`` provider included). ``extensionProviders`` of types ``envoyExtAuthzHttp`` and
-``envoyExtAuthzGrpc`` serve AuthorizationPolicy CUSTOM (``meshconfig_authz``). Tracing:
+``defaultProviders.accessLogging`` and ``extensionProviders`` of type ``envoyFileAccessLog``
+(Istio's built-in ``envoy`` provider included) and ``envoyOtelAls``
+(:mod:`meshplane.shared.meshconfig_otelals`). ``extensionProviders`` of types ``envoyExtAuthzHttp``
+and ``envoyExtAuthzGrpc`` serve AuthorizationPolicy CUSTOM (``meshconfig_authz``). Tracing:
 ``extensionProviders`` of type ``opentelemetry`` (:mod:`meshplane.shared.meshtracing`) and
 ``defaultProviders.tracing``. ``meshNetworks`` (also the ConfigMap's ``data.meshNetworks``):
-networks and their east-west gateways (:mod:`meshplane.shared.meshnetworks`). Fields meshplane
+networks and their east-west gateways (:mod:`meshplane.shared.meshnetworks`). Mesh-wide traffic
+defaults (``outboundTrafficPolicy``, ...): :mod:`meshplane.shared.meshconfig_traffic`. Fields meshplane
 does not apply yet (other provider types, default metrics providers, ``enableTracing: true``'s
 legacy tracer, ...) are named in one warning, so a user never believes they took effect.
 """
@@ -29,6 +31,10 @@ import yaml
 
 from meshplane.shared.meshconfig_authz import KINDS as EXT_AUTHZ_KINDS
 from meshplane.shared.meshconfig_authz import ExtAuthzError, ExtAuthzProvider, ext_authz_providers
+from meshplane.shared.meshconfig_otelals import OtelAlsError, OtelAlsProvider, parse_otel_als
+from meshplane.shared.meshconfig_traffic import APPLIED as TRAFFIC_APPLIED
+from meshplane.shared.meshconfig_traffic import KEYS as TRAFFIC_KEYS
+from meshplane.shared.meshconfig_traffic import MeshTraffic, TrafficFieldError, parse_traffic
 from meshplane.shared.meshnetworks import MeshNetworks, MeshNetworksError, parse_mesh_networks
 from meshplane.shared.meshtracing import OtelTracingProvider, TracingProviderError, parse_otel_provider
 from meshplane.shared.proxyconfig import APPLIED as PROXY_CONFIG_APPLIED
@@ -49,16 +55,17 @@ APPLIED = (
     "accessLogEncoding",
     "accessLogFormat",
     "defaultProviders.accessLogging",
-    "extensionProviders (envoyFileAccessLog)",
+    "extensionProviders (envoyFileAccessLog, envoyOtelAls)",
     "extensionProviders (envoyExtAuthzHttp, envoyExtAuthzGrpc)",
     "enableTracing: false",
     "defaultProviders.tracing",
     "extensionProviders (opentelemetry)",
     f"defaultConfig ({', '.join(PROXY_CONFIG_APPLIED)})",
     "meshNetworks",
+    *TRAFFIC_APPLIED,
 )
 _APPLIED_KEYS = frozenset(
-    {"rootNamespace", "trustDomain", "accessLogFile", "accessLogEncoding", "accessLogFormat"}
+    {"rootNamespace", "trustDomain", "accessLogFile", "accessLogEncoding", "accessLogFormat", *TRAFFIC_KEYS}
 )
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 _TRUST_DOMAIN = re.compile(r"^[a-z0-9._-]+$")
@@ -103,6 +110,8 @@ class MeshConfig:
     access_log_format: str = ""
     #: ``extensionProviders`` of type envoyFileAccessLog, by name (built-in ``envoy`` included)
     file_log_providers: tuple[tuple[str, FileLogProvider], ...] = BUILTIN_PROVIDERS
+    #: ``extensionProviders`` of type envoyOtelAls, by name (:mod:`meshplane.shared.meshconfig_otelals`)
+    otel_als_providers: tuple[tuple[str, OtelAlsProvider], ...] = ()
     #: ``defaultProviders.accessLogging``
     default_access_log_providers: tuple[str, ...] = ()
     #: ``extensionProviders`` of types envoyExtAuthzHttp/Grpc (AuthorizationPolicy CUSTOM), by name
@@ -116,12 +125,18 @@ class MeshConfig:
     default_config: dict[str, Any] = field(default_factory=dict, hash=False)
     #: ``meshNetworks`` (or the ConfigMap's ``data.meshNetworks``): networks and their gateways
     mesh_networks: MeshNetworks = MeshNetworks()
+    #: ``outboundTrafficPolicy``, ``enableAutoMtls``, ``localityLbSetting``, ``default*ExportTo``,
+    #: ``trustDomainAliases`` (:mod:`meshplane.shared.meshconfig_traffic`)
+    traffic: MeshTraffic = MeshTraffic()
 
     def ext_authz_provider(self, name: str) -> ExtAuthzProvider | None:
         return dict(self.ext_authz_providers).get(name)
 
     def file_log_provider(self, name: str) -> FileLogProvider | None:
         return dict(self.file_log_providers).get(name)
+
+    def otel_als_provider(self, name: str) -> OtelAlsProvider | None:
+        return dict(self.otel_als_providers).get(name)
 
     def tracing_provider(self, name: str) -> OtelTracingProvider | None:
         return dict(self.tracing_providers).get(name)
@@ -155,11 +170,15 @@ def parse_mesh_config(text: str, where: str) -> MeshConfig:
         raise MeshConfigError(f"{where}: accessLogEncoding: expected TEXT or JSON, got {encoding!r}")
     providers = dict(BUILTIN_PROVIDERS)
     tracers: dict[str, OtelTracingProvider] = {}
+    als: dict[str, OtelAlsProvider] = {}
     for name, provider in _extension_providers(doc.get("extensionProviders"), where, ignored):
         providers.pop(name, None)
         tracers.pop(name, None)
+        als.pop(name, None)
         if isinstance(provider, FileLogProvider):
             providers[name] = provider
+        elif isinstance(provider, OtelAlsProvider):
+            als[name] = provider
         elif isinstance(provider, OtelTracingProvider):
             tracers[name] = provider
             ignored += [f"extensionProviders[{name}].{field}" for field in provider.not_applied]
@@ -181,6 +200,10 @@ def parse_mesh_config(text: str, where: str) -> MeshConfig:
     except MeshNetworksError as exc:
         raise MeshConfigError(str(exc)) from None
     ignored.extend(networks.not_applied)
+    try:
+        traffic = parse_traffic(doc, where)
+    except TrafficFieldError as exc:
+        raise MeshConfigError(str(exc)) from None
     return MeshConfig(
         root,
         domain,
@@ -188,12 +211,14 @@ def parse_mesh_config(text: str, where: str) -> MeshConfig:
         access_log_encoding=encoding,
         access_log_format=_string(doc, "accessLogFormat", where),
         file_log_providers=tuple(sorted(providers.items())),
+        otel_als_providers=tuple(sorted(als.items())),
         default_access_log_providers=defaults,
         ext_authz_providers=authz,
         tracing_providers=tuple(sorted(tracers.items())),
         default_tracing_providers=_names(doc.get("defaultProviders"), "tracing", where),
         default_config=default_config,
         mesh_networks=networks,
+        traffic=traffic,
         not_applied=tuple(sorted(ignored)),
     )
 
@@ -229,14 +254,14 @@ def _string(doc: dict[str, Any], key: str, where: str) -> str:
 
 def _extension_providers(
     raw: Any, where: str, ignored: list[str]
-) -> list[tuple[str, FileLogProvider | OtelTracingProvider | None]]:
+) -> list[tuple[str, FileLogProvider | OtelTracingProvider | OtelAlsProvider | None]]:
     """(name, provider) per ``extensionProviders`` entry, merged by name into the built-ins as Istio
     does; a provider of another type is (name, None) and named in ``ignored``."""
     if raw is None:
         return []
     if not isinstance(raw, list):
         raise MeshConfigError(f"{where}: extensionProviders: expected a list, got {type(raw).__name__}")
-    out: list[tuple[str, FileLogProvider | OtelTracingProvider | None]] = []
+    out: list[tuple[str, FileLogProvider | OtelTracingProvider | OtelAlsProvider | None]] = []
     for i, entry in enumerate(raw):
         at = f"{where}: extensionProviders[{i}]"
         if not isinstance(entry, dict) or not isinstance(entry.get("name"), str) or not entry["name"]:
@@ -251,6 +276,12 @@ def _extension_providers(
                     (name, parse_otel_provider(entry["opentelemetry"], f"{at} ({name}).opentelemetry"))
                 )
             except TracingProviderError as exc:
+                raise MeshConfigError(str(exc)) from None
+            continue
+        if kinds[0] == "envoyOtelAls":
+            try:
+                out.append((name, parse_otel_als(entry["envoyOtelAls"], f"{at} ({name}).envoyOtelAls")))
+            except OtelAlsError as exc:
                 raise MeshConfigError(str(exc)) from None
             continue
         if kinds[0] != "envoyFileAccessLog":
@@ -340,8 +371,9 @@ def add_mesh_config_flag(parser: argparse.ArgumentParser) -> None:
         type=Path,
         default=None,
         help="Istio MeshConfig YAML (or the istio ConfigMap); rootNamespace (default istio-system), "
-        "trustDomain (default cluster.local), access logging, OpenTelemetry tracing and meshNetworks "
-        "are applied",
+        "trustDomain (default cluster.local), access logging, OpenTelemetry tracing, meshNetworks and "
+        "the traffic defaults (outboundTrafficPolicy, enableAutoMtls, localityLbSetting, "
+        "default*ExportTo, trustDomainAliases) are applied",
     )
 
 

@@ -103,12 +103,15 @@ def check_telemetry_defaults(ctx: Context) -> None:
 
 
 #: The MeshConfig provider type meshplane writes for each Telemetry section (others: not applied)
-_APPLIED_PROVIDER_TYPES = {"accessLogging": "envoyFileAccessLog", "tracing": "opentelemetry"}
+_APPLIED_PROVIDER_TYPES = {
+    "accessLogging": ("envoyFileAccessLog", "envoyOtelAls"),
+    "tracing": ("opentelemetry",),
+}
 
 
 def check_unapplied_providers(ctx: Context) -> None:
     """IST0157 (meshplane): a Telemetry naming a MeshConfig provider of a type meshplane does not
-    write for that section, e.g. a zipkin tracer or an envoyOtelAls logger."""
+    write for that section, e.g. a zipkin tracer or an envoyHttpAls logger."""
     types = {"envoy": "envoyFileAccessLog"}
     for p in mappings(ctx.mesh_config.get("extensionProviders")):
         kinds = [str(k) for k in p if k != "name"]
@@ -119,14 +122,14 @@ def check_unapplied_providers(ctx: Context) -> None:
                 for provider in mappings(entry.get("providers")):
                     name = str(provider.get("name", ""))
                     kind = types.get(name)
-                    if kind is None or kind == applied:
+                    if kind is None or kind in applied:
                         continue  # unknown names are Istio's business (ignored there too)
                     ctx.report(
                         m.INVALID_TELEMETRY_PROVIDER,
                         r,
                         f'The Telemetry {r.name} in namespace "{r.namespace}": accepted, not applied by '
                         f"meshplane: {section}[{i}].providers[{name}] (a {kind} provider; meshplane "
-                        f"writes {applied} providers here)",
+                        f"writes {' and '.join(applied)} providers here)",
                     )
 
 

@@ -1,4 +1,4 @@
-"""A real OTLP/gRPC receiver (metrics and traces) for tests: what an OpenTelemetry Collector gets."""
+"""A real OTLP/gRPC receiver (metrics, traces and logs) for tests: what an OpenTelemetry Collector gets."""
 
 from __future__ import annotations
 
@@ -9,8 +9,10 @@ from concurrent import futures
 from typing import Any
 
 import grpc
+from opentelemetry.proto.collector.logs.v1 import logs_service_pb2, logs_service_pb2_grpc
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2, metrics_service_pb2_grpc
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
+from opentelemetry.proto.logs.v1 import logs_pb2
 from opentelemetry.proto.metrics.v1 import metrics_pb2
 from opentelemetry.proto.trace.v1 import trace_pb2
 
@@ -21,10 +23,12 @@ class OtlpReceiver(metrics_service_pb2_grpc.MetricsServiceServicer):
     def __init__(self) -> None:
         self.requests: list[metrics_service_pb2.ExportMetricsServiceRequest] = []
         self.traces = _TraceReceiver()
+        self.logs = _LogReceiver()
         self._lock = threading.Lock()
         self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
         metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(self, self._server)  # type: ignore[no-untyped-call]
         trace_service_pb2_grpc.add_TraceServiceServicer_to_server(self.traces, self._server)  # type: ignore[no-untyped-call]
+        logs_service_pb2_grpc.add_LogsServiceServicer_to_server(self.logs, self._server)  # type: ignore[no-untyped-call]
         self.port = self._server.add_insecure_port("127.0.0.1:0")
         self.endpoint = f"http://127.0.0.1:{self.port}"
 
@@ -102,6 +106,27 @@ class _TraceReceiver(trace_service_pb2_grpc.TraceServiceServicer):
         """(service.name, span) of every span received so far."""
         with self._lock:
             return list(self.spans)
+
+
+class _LogReceiver(logs_service_pb2_grpc.LogsServiceServicer):
+    def __init__(self) -> None:
+        #: every log record received, with its scope's name
+        self.records: list[tuple[str, logs_pb2.LogRecord]] = []
+        self._lock = threading.Lock()
+
+    def Export(  # noqa: N802 (the gRPC method name)
+        self, request: logs_service_pb2.ExportLogsServiceRequest, context: Any
+    ) -> logs_service_pb2.ExportLogsServiceResponse:
+        with self._lock:
+            for rl in request.resource_logs:
+                for sl in rl.scope_logs:
+                    self.records.extend((sl.scope.name, r) for r in sl.log_records)
+        return logs_service_pb2.ExportLogsServiceResponse()
+
+    def received(self) -> list[tuple[str, logs_pb2.LogRecord]]:
+        """(scope name, record) of every log record received so far."""
+        with self._lock:
+            return list(self.records)
 
 
 def span_attributes(span: trace_pb2.Span) -> dict[str, str]:

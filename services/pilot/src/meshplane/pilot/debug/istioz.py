@@ -159,6 +159,10 @@ def mesh_json(mesh: MeshConfig) -> dict[str, Any]:
         if log.omit_empty_values:
             body["omitEmptyValues"] = True
         providers.append({"name": name, "envoyFileAccessLog": body})
+    for name, als in mesh.otel_als_providers:
+        fmt = {**({"text": als.text} if als.text is not None else {}), "labels": dict(als.labels)}
+        body = {"service": als.service, "port": als.port, "logName": als.log_name, "logFormat": fmt}
+        providers.append({"name": name, "envoyOtelAls": body})
     for name, tracer in mesh.tracing_providers:
         otel: dict[str, Any] = {
             "service": tracer.service,
@@ -171,6 +175,7 @@ def mesh_json(mesh: MeshConfig) -> dict[str, Any]:
     return {
         "rootNamespace": mesh.root_namespace,
         "trustDomain": mesh.trust_domain,
+        "trustDomainAliases": list(mesh.traffic.trust_domain_aliases),
         "accessLogFile": mesh.access_log_file,
         "accessLogEncoding": mesh.access_log_encoding,
         "accessLogFormat": mesh.access_log_format,
@@ -179,6 +184,16 @@ def mesh_json(mesh: MeshConfig) -> dict[str, Any]:
             "tracing": list(mesh.default_tracing_providers),
         },
         "extensionProviders": providers,
+        "outboundTrafficPolicy": {"mode": mesh.traffic.outbound_traffic_policy},
+        "enableAutoMtls": mesh.traffic.enable_auto_mtls,
+        "defaultServiceExportTo": list(mesh.traffic.default_service_export_to),
+        "defaultVirtualServiceExportTo": list(mesh.traffic.default_virtual_service_export_to),
+        "defaultDestinationRuleExportTo": list(mesh.traffic.default_destination_rule_export_to),
+        **(
+            {"localityLbSetting": mesh.traffic.locality_lb_setting.to_yaml_dict()}
+            if mesh.traffic.locality_lb_setting is not None
+            else {}
+        ),
         # meshplane's addition: what the file gave that is accepted, not applied
         "notApplied": list(mesh.not_applied),
     }

@@ -23,11 +23,11 @@ from envoy.config.accesslog.v3 import accesslog_pb2
 from envoy.config.listener.v3 import listener_components_pb2 as lc
 from envoy.config.listener.v3 import listener_pb2
 from envoy.extensions.access_loggers.file.v3 import file_pb2
-from envoy.extensions.access_loggers.filters.cel.v3 import cel_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import http_connection_manager_pb2 as hcm
 from envoy.extensions.filters.network.tcp_proxy.v3 import tcp_proxy_pb2
 from envoy.extensions.formatter.req_without_query.v3 import req_without_query_pb2
 
+from meshplane.pilot.generators.accesslog_otel import filtered, otel_logger
 from meshplane.pilot.generators.common import pack
 from meshplane.pilot.generators.filters import HCM, TCP_PROXY
 from meshplane.pilot.model.config import Config, labels_match
@@ -41,7 +41,6 @@ from meshplane.shared.meshconfig import FileLogProvider, MeshConfig
 log = logging.getLogger("meshplane.pilot.accesslog")
 
 FILE_LOGGER = "envoy.access_loggers.file"
-CEL_FILTER = "envoy.access_loggers.extension_filters.cel"
 REQ_WITHOUT_QUERY = "envoy.formatter.req_without_query"
 
 #: Istio's default TEXT access-log line (EnvoyTextLogFormat)
@@ -137,12 +136,7 @@ def file_logger(
         fmt.formatters.add(name=REQ_WITHOUT_QUERY).typed_config.CopyFrom(
             pack(req_without_query_pb2.ReqWithoutQuery())
         )
-    logger = accesslog_pb2.AccessLog(name=FILE_LOGGER, typed_config=pack(cfg))
-    if expression:
-        ext = logger.filter.extension_filter
-        ext.name = CEL_FILTER
-        ext.typed_config.CopyFrom(pack(cel_pb2.ExpressionFilter(expression=expression)))
-    return logger
+    return filtered(accesslog_pb2.AccessLog(name=FILE_LOGGER, typed_config=pack(cfg)), expression)
 
 
 def mesh_logger(
@@ -257,10 +251,14 @@ def access_loggers(ctx: PushContext, proxy: Proxy, mode: WorkloadMode) -> list[a
     out = []
     for name, expression in chosen.items():
         provider = mesh.file_log_provider(name)
-        if provider is None:
+        if provider is not None:
+            out.append(provider_logger(mesh, name, provider, expression, older))
+        elif (als := mesh.otel_als_provider(name)) is not None:
+            text = for_older_envoy(DEFAULT_TEXT_FORMAT) if older else DEFAULT_TEXT_FORMAT
+            if (logger := otel_logger(ctx, proxy, name, als, text, expression)) is not None:
+                out.append(logger)
+        else:
             _warn_no_provider(name)
-            continue
-        out.append(provider_logger(mesh, name, provider, expression, older))
     return out
 
 
@@ -268,7 +266,8 @@ def access_loggers(ctx: PushContext, proxy: Proxy, mode: WorkloadMode) -> list[a
 def _warn_no_provider(name: str) -> None:
     """Once per provider name (generation runs per push and listener)."""
     log.warning(
-        "access-log provider %r: not an envoyFileAccessLog provider of MeshConfig; not applied by meshplane",
+        "access-log provider %r: not an envoyFileAccessLog or envoyOtelAls provider of MeshConfig; "
+        "not applied by meshplane",
         name,
     )
 
@@ -280,7 +279,9 @@ def not_applied(cfg: Config[models.Telemetry], mesh: MeshConfig) -> list[str]:
     spec = cfg.spec
     out = []
     for i, entry in enumerate(spec.access_logging or ()):
-        unknown = [name for name in _names(entry) if not mesh.file_log_provider(name)]
+        unknown = [
+            n for n in _names(entry) if not mesh.file_log_provider(n) and not mesh.otel_als_provider(n)
+        ]
         out += [f"accessLogging[{i}].providers[{name}]" for name in unknown]
     for i, tracing in enumerate(spec.tracing or ()):
         names = [p.name for p in tracing.providers or () if p.name]

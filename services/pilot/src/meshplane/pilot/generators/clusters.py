@@ -105,7 +105,8 @@ def service_cluster(
     if svc.resolution == "NONE":
         policy = dataclasses.replace(policy, load_balancer=None)
     http2 = port.protocol.upper() in ("HTTP2", "GRPC", "GRPC_WEB")
-    apply_policy(c, policy, sni, _upstream_tls(svc, dr, gateway, http2, port.is_http))
+    mesh_locality = ctx.mesh.traffic.locality_lb_setting if ctx and svc.resolution != "NONE" else None
+    apply_policy(c, policy, sni, _upstream_tls(svc, dr, gateway, http2, port.is_http), mesh_locality)
     apply_auto_mtls(c, ctx, svc, port.number, sni, bool(policy.tls and policy.tls.mode))
     c.metadata.CopyFrom(istio_metadata([dr] if dr else []))
     c.metadata.filter_metadata["istio"].fields["services"].list_value.values.add().struct_value.fields[

@@ -25,7 +25,7 @@ from envoy.config.core.v3 import base_pb2
 from envoy.config.endpoint.v3 import endpoint_pb2
 
 from meshplane.pilot.generators.common import ClusterKey
-from meshplane.pilot.generators.policy import merged_policy
+from meshplane.pilot.generators.policy import locality_lb, merged_policy
 from meshplane.pilot.model.config import Endpoint, given
 from meshplane.pilot.model.push_context import PushContext
 from meshplane.shared.config import models
@@ -57,7 +57,8 @@ def locality_matches(locality: tuple[str, str, str], rule: str) -> bool:
 
 def locality_setting(ctx: PushContext, cluster_name: str) -> Setting | None:
     """The ``localityLbSetting`` in force for an outbound cluster, or None when its endpoints are
-    the same for every proxy (no rule, disabled, or neither ``distribute`` nor outlier detection)."""
+    the same for every proxy (disabled, or neither ``distribute`` nor outlier detection). The rule's
+    setting, else MeshConfig's ``localityLbSetting`` (also without a rule: its ``distribute``)."""
     key = ClusterKey.parse(cluster_name)
     if key is None or key.direction != "outbound":
         return None
@@ -65,11 +66,10 @@ def locality_setting(ctx: PushContext, cluster_name: str) -> Setting | None:
     if svc is None:
         return None
     dr = ctx.destination_rule(svc.namespace, svc.hostname)
-    if dr is None:
-        return None
-    policy = merged_policy(dr.spec, key.port, key.subset)
-    setting = (policy.load_balancer.locality_lb_setting if policy.load_balancer else None) or Setting()
-    if setting.enabled is False:
+    policy = merged_policy(dr.spec if dr else None, key.port, key.subset)
+    own = policy.load_balancer.locality_lb_setting if policy.load_balancer else None
+    setting = locality_lb(ctx.mesh.traffic.locality_lb_setting, own)
+    if setting is None:
         return None
     if setting.distribute or given(policy.outlier_detection):
         return setting

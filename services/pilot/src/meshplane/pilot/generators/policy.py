@@ -88,10 +88,26 @@ class UpstreamTls:
     http: bool = False
 
 
+def locality_lb(
+    mesh: models.LocalityLoadBalancerSetting | None, own: models.LocalityLoadBalancerSetting | None
+) -> models.LocalityLoadBalancerSetting | None:
+    """Istio's GetLocalityLbSetting: None (off) when MeshConfig's ``localityLbSetting`` or the
+    rule's says ``enabled: false``; else the rule's, else MeshConfig's, else Istio's default (on,
+    nothing else set)."""
+    if mesh is not None and mesh.enabled is False or own is not None and own.enabled is False:
+        return None
+    return own if own is not None else mesh if mesh is not None else models.LocalityLoadBalancerSetting()
+
+
 def apply_policy(
-    cluster: cluster_pb2.Cluster, policy: MergedPolicy, sni: str, upstream: UpstreamTls | None = None
+    cluster: cluster_pb2.Cluster,
+    policy: MergedPolicy,
+    sni: str,
+    upstream: UpstreamTls | None = None,
+    mesh_locality: models.LocalityLoadBalancerSetting | None = None,
 ) -> None:
-    """Mutate a freshly built cluster according to a merged traffic policy."""
+    """Mutate a freshly built cluster according to a merged traffic policy (``mesh_locality``:
+    MeshConfig's ``localityLbSetting``, the default of a policy without one)."""
     lb = policy.load_balancer or LoadBalancerSettings()
     if lb.simple is not None:
         cluster.lb_policy = _SIMPLE_LB.get(lb.simple, cluster_pb2.Cluster.ROUND_ROBIN)
@@ -106,10 +122,8 @@ def apply_policy(
             ring = ch.ring_hash.minimum_ring_size if ch.ring_hash else None
             cluster.ring_hash_lb_config.minimum_ring_size.value = ring or ch.minimum_ring_size or 1024
     _slow_start(cluster, lb)
-    locality = lb.locality_lb_setting
-    if (locality is None or locality.enabled is not False) and (
-        given(locality) or given(policy.outlier_detection)
-    ):
+    locality = locality_lb(mesh_locality, lb.locality_lb_setting)
+    if locality is not None and (given(locality) or given(policy.outlier_detection)):
         cluster.common_lb_config.locality_weighted_lb_config.SetInParent()
     if policy.connection_pool is not None:
         _connection_pool(cluster, policy.connection_pool)

@@ -22,7 +22,6 @@ from meshplane.pilot.model.config import (
     AnyConfig,
     Config,
     Endpoint,
-    Port,
     Service,
     Workload,
     fqdn,
@@ -32,6 +31,7 @@ from meshplane.pilot.model.config import (
     visible,
 )
 from meshplane.pilot.model.proxy import Proxy, ProxyType
+from meshplane.pilot.model.service_entry import service_entry_services, with_sans
 from meshplane.pilot.model.workload_entry import workload_from_spec
 from meshplane.shared.config import models
 from meshplane.shared.meshconfig import DEFAULT_ROOT_NAMESPACE, MeshConfig
@@ -81,50 +81,6 @@ def _egress_allows(hosts: Iterable[str], proxy_ns: str, svc: Service) -> bool:
 def _of_kind(configs: Mapping[str, Sequence[AnyConfig]], model: type[M]) -> tuple[Config[M], ...]:
     # the configs of a kind were built with its model (``typed_spec``), so the cast holds
     return cast("tuple[Config[M], ...]", tuple(configs.get(KIND_OF[model], ())))
-
-
-def _service_entry_services(cfg: Config[models.ServiceEntry]) -> list[Service]:
-    spec = cfg.spec
-    ports = tuple(
-        Port(p.name or "", p.number, (p.protocol or "").upper(), p.target_port or 0) for p in spec.ports or []
-    )
-    # an endpoint's ``network`` becomes its topology.istio.io/network label (Istio's augmented labels)
-    endpoints = tuple(
-        (
-            e.address or "",
-            dict(e.ports or {}),
-            {**(e.labels or {}), **({NETWORK_LABEL: e.network} if e.network else {})},
-            e.locality or "",
-            e.weight or 1,
-        )
-        for e in spec.endpoints or []
-    )
-    selector = dict(spec.workload_selector.labels or {}) if spec.workload_selector else {}
-    return [
-        Service(
-            hostname=host,
-            namespace=cfg.namespace,
-            ports=ports,
-            resolution=(spec.resolution or models.Resolution.NONE).value,
-            addresses=tuple(spec.addresses or ()),
-            mesh_external=spec.location is not models.Location.MESH_INTERNAL,
-            export_to=cfg.export_to,
-            selector=selector,
-            static_endpoints=endpoints,
-            source=f"ServiceEntry/{cfg.namespace}/{cfg.name}",
-            subject_alt_names=tuple(spec.subject_alt_names or ()),
-        )
-        for host in spec.hosts or []
-    ]
-
-
-def _with_sans(svc: Service, entries: Mapping[str, Config[models.ServiceEntry]]) -> Service:
-    """A registry service made from a ServiceEntry, with that entry's ``subjectAltNames`` (the
-    registry carries no identities of its own)."""
-    entry = entries.get(svc.source)
-    if entry is None or not entry.spec.subject_alt_names or svc.subject_alt_names:
-        return svc
-    return dataclasses.replace(svc, subject_alt_names=tuple(entry.spec.subject_alt_names))
 
 
 @dataclass(frozen=True, eq=False)
@@ -204,7 +160,7 @@ class PushContext:
                 ),
                 None,
             )
-        policy = "ALLOW_ANY"
+        policy = self.mesh.traffic.outbound_traffic_policy  # MeshConfig's, unless the Sidecar's
         if chosen is not None and chosen.spec.outbound_traffic_policy is not None:
             mode = chosen.spec.outbound_traffic_policy.mode
             if mode:
@@ -227,7 +183,9 @@ class PushContext:
         """VirtualServices visible in ``viewer_ns`` bound to ``gateway`` (None = the mesh)."""
         out = []
         for vs in self.of_kind(models.VirtualService):
-            if not visible(vs.export_to, vs.namespace, viewer_ns):
+            if not visible(
+                vs.export_to or self.mesh.traffic.default_virtual_service_export_to, vs.namespace, viewer_ns
+            ):
                 continue
             gateways = [fqdn_gateway(g, vs.namespace) for g in vs.spec.gateways or ["mesh"]]
             if gateway is None and "mesh" in gateways or gateway is not None and gateway in gateways:
@@ -251,9 +209,10 @@ class PushContext:
         svc = self.service(host)
         order = [viewer_ns, svc.namespace if svc else "", self.root_namespace]
         rules = self.of_kind(models.DestinationRule)
+        default = self.mesh.traffic.default_destination_rule_export_to
         for ns in order:
             for dr in rules:
-                if dr.namespace != ns or not visible(dr.export_to, dr.namespace, viewer_ns):
+                if dr.namespace != ns or not visible(dr.export_to or default, dr.namespace, viewer_ns):
                     continue
                 if host_matches(fqdn(dr.spec.host or "", dr.namespace), host):
                     return dr
@@ -367,14 +326,17 @@ def build_push_context(
         by_kind.setdefault(cfg.kind, []).append(cfg)
     entries = {f"ServiceEntry/{se.namespace}/{se.name}": se for se in _of_kind(by_kind, models.ServiceEntry)}
     svc_list = sorted(
-        (_with_sans(s, entries) for s in services.values()), key=lambda s: (s.hostname, s.namespace)
+        (with_sans(s, entries) for s in services.values()), key=lambda s: (s.hostname, s.namespace)
     )
     known = {(s.hostname, s.namespace) for s in svc_list}
     for se in _of_kind(by_kind, models.ServiceEntry):
-        for svc in _service_entry_services(se):
+        for svc in service_entry_services(se):
             if (svc.hostname, svc.namespace) not in known:
                 svc_list.append(svc)
                 known.add((svc.hostname, svc.namespace))
+    mesh = mesh or MeshConfig(root_namespace=root_namespace)
+    if (exported := mesh.traffic.default_service_export_to) != ("*",):  # MeshConfig defaultServiceExportTo
+        svc_list = [s if s.export_to else dataclasses.replace(s, export_to=exported) for s in svc_list]
     wl_list = list(workloads.values())
     wl_names = {(w.namespace, w.name) for w in wl_list}
     for we in _of_kind(by_kind, models.WorkloadEntry) if workload_entries else ():
@@ -391,5 +353,5 @@ def build_push_context(
         _by_host={host: tuple(svcs) for host, svcs in by_host.items()},
         _endpoints=_index_endpoints(svc_list, wl_list),
         root_namespace=root_namespace,
-        mesh=mesh or MeshConfig(root_namespace=root_namespace),
+        mesh=mesh,
     )

@@ -31,6 +31,7 @@ from meshplane.pilot.generators.security.authz_rbac import (
 )
 from meshplane.pilot.generators.security.ext_authz import custom_http_filters, custom_network_filters
 from meshplane.pilot.generators.security.selection import applicable
+from meshplane.pilot.generators.security.trust_domains import with_aliases
 from meshplane.pilot.model.config import Config
 from meshplane.pilot.model.push_context import PushContext
 from meshplane.shared.config.models import AuthorizationPolicy
@@ -47,13 +48,13 @@ R = TypeVar("R", http_rbac_pb2.RBAC, net_rbac_pb2.RBAC)
 
 
 def http_authz_filters(ctx: PushContext, namespace: str, labels: dict[str, str]) -> list[hcm.HttpFilter]:
-    policies = applicable(ctx, AuthorizationPolicy, namespace, labels)
+    policies = with_aliases(applicable(ctx, AuthorizationPolicy, namespace, labels), ctx.mesh)
     custom = [p for p in policies if action_of(p) == "CUSTOM"]
     return custom_http_filters(ctx, custom) + http_rbac_filters(policies)
 
 
 def network_authz_filters(ctx: PushContext, namespace: str, labels: dict[str, str]) -> list[lc.Filter]:
-    policies = applicable(ctx, AuthorizationPolicy, namespace, labels)
+    policies = with_aliases(applicable(ctx, AuthorizationPolicy, namespace, labels), ctx.mesh)
     custom = [p for p in policies if action_of(p) == "CUSTOM"]
     return custom_network_filters(ctx, custom) + network_rbac_filters(policies)
 

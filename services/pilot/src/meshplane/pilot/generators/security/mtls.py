@@ -1,6 +1,7 @@
 """Mutual TLS between sidecars: auto mTLS on outbound clusters, TLS on inbound filter chains.
 
-Outbound (Istio's auto mTLS): a cluster without DestinationRule TLS gets two transport socket
+Outbound (Istio's auto mTLS, unless MeshConfig ``enableAutoMtls: false``): a cluster without
+DestinationRule TLS gets two transport socket
 matches — endpoints labelled ``security.istio.io/tlsMode: istio`` (a sidecar is there) and not
 DISABLEd by their PeerAuthentication use ISTIO_MUTUAL, the others plaintext. ISTIO_MUTUAL checks
 the server's SPIFFE ID against the service accounts of the service's endpoints and takes
@@ -27,6 +28,7 @@ from google.protobuf import struct_pb2
 
 from meshplane.pilot.generators.common import pack, sds_source
 from meshplane.pilot.generators.security.peer_authn import DISABLE, STRICT, mtls_mode
+from meshplane.pilot.generators.security.trust_domains import spiffe_ids
 from meshplane.pilot.model.config import Endpoint, Service
 from meshplane.pilot.model.push_context import PushContext
 
@@ -75,12 +77,12 @@ def istio_mutual(sni: str, sans: list[str]) -> tls_pb2.UpstreamTlsContext:
 
 def service_sans(ctx: PushContext, svc: Service, port: int) -> list[str]:
     """The identities a service's servers may present: its ServiceEntry's ``subjectAltNames`` as
-    written, then the SPIFFE IDs (in MeshConfig's trust domain) of the service accounts running its
-    endpoints (sorted, unique)."""
+    written, then the SPIFFE IDs (in MeshConfig's trust domain and each of its
+    ``trustDomainAliases``) of the service accounts running its endpoints (sorted, unique)."""
     accounts = {
         e.service_account for e in ctx.endpoints(svc.hostname, svc.namespace, port) if e.service_account
     }
-    spiffe = sorted(spiffe_id(ctx.mesh.trust_domain, svc.namespace, sa) for sa in accounts)
+    spiffe = sorted(sid for sa in accounts for sid in spiffe_ids(ctx.mesh, svc.namespace, sa))
     return list(svc.subject_alt_names) + [s for s in spiffe if s not in svc.subject_alt_names]
 
 
@@ -93,8 +95,8 @@ def apply_auto_mtls(
     if has_tls:
         _fill_sans(cluster, service_sans(ctx, svc, port))
         return
-    if svc.mesh_external or cluster.type != cluster_pb2.Cluster.EDS:
-        return
+    if svc.mesh_external or cluster.type != cluster_pb2.Cluster.EDS or not ctx.mesh.traffic.enable_auto_mtls:
+        return  # MeshConfig enableAutoMtls: false: plaintext unless a DestinationRule sets TLS
     tls = cluster.transport_socket_matches.add(name="tlsMode-istio")
     tls.match.fields["tlsMode"].string_value = "istio"
     tls.transport_socket.name = TLS_SOCKET
