@@ -4,6 +4,7 @@ proxy's own, and keeps the readable ``<proxy>.sock`` name where it fits."""
 from __future__ import annotations
 
 import socket
+import tempfile
 from dataclasses import replace
 from pathlib import Path
 
@@ -23,9 +24,11 @@ def bindable(path: Path) -> None:
         s.bind(str(path))  # raises if the kernel refuses the path
 
 
-def test_short_state_dir_keeps_the_proxy_name(tmp_path: Path) -> None:
-    m = mesh(tmp_path)
-    assert m.sds_socket(GATEWAY) == tmp_path / "sds" / f"{GATEWAY.proxy}.sock"
+def test_short_state_dir_keeps_the_proxy_name() -> None:
+    # pytest's own tmp_path can be deep enough (under xdist) to need the short name: use a short one
+    with tempfile.TemporaryDirectory(prefix="mp") as short:
+        m = mesh(Path(short))
+        assert m.sds_socket(GATEWAY) == Path(short) / "sds" / f"{GATEWAY.proxy}.sock"
 
 
 @pytest.mark.parametrize("depth", [40, 60, 75])

@@ -37,7 +37,15 @@ def configmap(mesh: str) -> dict[str, Any]:
 
 @pytest.fixture
 def core(kube_api: Any) -> Iterator[Any]:
+    """The API, with the namespace's ``istio`` ConfigMap put back as it was (another test on the
+    same cluster may have applied k8s/base, which carries one)."""
     core: Any = client.CoreV1Api(kube_api)
+    try:
+        before = core.read_namespaced_config_map("istio", NAMESPACE)
+    except client.ApiException as exc:
+        if exc.status != 404:
+            raise
+        before = None
     try:
         yield core
     finally:
@@ -46,12 +54,24 @@ def core(kube_api: Any) -> Iterator[Any]:
         except client.ApiException as exc:
             if exc.status != 404:
                 raise
+        if before is not None:
+            before.metadata.resource_version = None
+            core.create_namespaced_config_map(NAMESPACE, before)
+
+
+def put_configmap(core: Any, mesh: str) -> None:
+    try:
+        core.create_namespaced_config_map(NAMESPACE, configmap(mesh))
+    except client.ApiException as exc:
+        if exc.status != 409:
+            raise
+        core.replace_namespaced_config_map("istio", NAMESPACE, configmap(mesh))
 
 
 def test_an_edit_of_the_istio_configmap_reaches_pilot_and_a_bad_one_is_refused(
     core: Any, kube_cluster: KubeCluster, applied_rbac: list[dict[str, Any]], tmp_path: Path
 ) -> None:
-    core.create_namespaced_config_map(NAMESPACE, configmap("trustDomain: first.example\n"))
+    put_configmap(core, "trustDomain: first.example\n")
     token = core.create_namespaced_service_account_token("galley", NAMESPACE, {"spec": {}})
     kubeconfig = kube_cluster.token_kubeconfig(tmp_path / "galley.kubeconfig", token.status.token)
     nats = NatsServer(store_dir=tmp_path / "nats", log_file=tmp_path / "nats.log")
