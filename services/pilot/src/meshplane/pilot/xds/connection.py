@@ -65,6 +65,8 @@ class Connection:
         #: stays at (push throttle x 2) instead of growing with the number of proxies.
         self.outbox: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=2)
         self.pending: PushRequest | None = None
+        #: A push is sending this proxy's types: an ACK of the first ones is not yet convergence.
+        self.pushing = False
         self.closed = False
         #: When this proxy's status was last written to the bus (monotonic).
         self.status_written = 0.0

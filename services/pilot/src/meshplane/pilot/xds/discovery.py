@@ -191,26 +191,35 @@ class DiscoveryServer:
 
     async def push_connection(self, conn: Connection, req: PushRequest) -> None:
         async with conn.lock:
-            #: Delta: names sent per type in this push, for types re-sent with them (EDS with CDS).
-            sent_by_type: dict[str, frozenset[str]] = {}
-            for gen in self.generators.ordered:
-                type_url = gen.type_url
-                w = conn.watched.get(type_url)
-                if w is None or not self._wanted(req, gen):
-                    continue
-                if not req.full and not self._watches_any(conn, w, req):
-                    continue
-                if w.pending_since is None:
-                    w.pending_since = req.start
-                t0 = time.monotonic()
-                nonce_before = w.nonce_sent
-                if conn.delta:
-                    force = sent_by_type.get(gen.resend_with, frozenset()) if gen.resend_with else frozenset()
-                    sent_by_type[type_url] = await delta.send(self, conn, type_url, force=force)
-                else:
-                    await sotw.send(self, conn, type_url, None if req.full else req.eds_hosts)
-                tracing.remember_send(w, req, nonce_before)
-                self.metrics.push_time_of[gen.short].observe(time.monotonic() - t0)
+            conn.pushing = True
+            try:
+                await self._push_types(conn, req)
+            finally:
+                conn.pushing = False
+            self._converged(conn)  # every type it was sent may already be acknowledged
+
+    async def _push_types(self, conn: Connection, req: PushRequest) -> None:
+        """Send each changed type in push order. Call with ``conn.lock`` held."""
+        #: Delta: names sent per type in this push, for types re-sent with them (EDS with CDS).
+        sent_by_type: dict[str, frozenset[str]] = {}
+        for gen in self.generators.ordered:
+            type_url = gen.type_url
+            w = conn.watched.get(type_url)
+            if w is None or not self._wanted(req, gen):
+                continue
+            if not req.full and not self._watches_any(conn, w, req):
+                continue
+            if w.pending_since is None:
+                w.pending_since = req.start
+            t0 = time.monotonic()
+            nonce_before = w.nonce_sent
+            if conn.delta:
+                force = sent_by_type.get(gen.resend_with, frozenset()) if gen.resend_with else frozenset()
+                sent_by_type[type_url] = await delta.send(self, conn, type_url, force=force)
+            else:
+                await sotw.send(self, conn, type_url, None if req.full else req.eds_hosts)
+            tracing.remember_send(w, req, nonce_before)
+            self.metrics.push_time_of[gen.short].observe(time.monotonic() - t0)
 
     def _watches_any(self, conn: Connection, w: Watched, req: PushRequest) -> bool:
         """Whether the proxy's subscription to an endpoint-driven type covers any host of an
@@ -251,6 +260,11 @@ class DiscoveryServer:
     def on_ack(self, conn: Connection) -> None:
         """Record convergence once every watched type is acknowledged."""
         self._dirty.add(conn.id)
+        if not conn.pushing:  # mid-push, the types still to be sent are not acknowledged
+            self._converged(conn)
+
+    def _converged(self, conn: Connection) -> None:
+        """Observe ``pilot_proxy_convergence_time`` once per push the proxy fully acknowledged."""
         if not conn.synced():
             return
         starts = [w.pending_since for w in conn.watched.values() if w.pending_since is not None]
