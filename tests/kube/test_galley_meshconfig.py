@@ -55,8 +55,12 @@ def core(kube_api: Any) -> Iterator[Any]:
             if exc.status != 404:
                 raise
         if before is not None:
-            before.metadata.resource_version = None
-            core.create_namespaced_config_map(NAMESPACE, before)
+            meta = {
+                "name": "istio",
+                "labels": before.metadata.labels,
+                "annotations": before.metadata.annotations,
+            }
+            core.create_namespaced_config_map(NAMESPACE, {"metadata": meta, "data": before.data})
 
 
 def put_configmap(core: Any, mesh: str) -> None:

@@ -5,7 +5,6 @@ type the push sent it, not when it acknowledges the first ones while the push is
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from typing import Any
 
 import grpc
@@ -29,13 +28,6 @@ def observations(p: Pilot) -> float:
     assert p.server is not None
     (metric,) = p.server.metrics.convergence.collect()
     return next(s.value for s in metric.samples if s.name.endswith("_count"))
-
-
-async def until(check: Callable[[], bool], what: str) -> None:
-    async def holds() -> bool:
-        return check()
-
-    await eventually(holds, what)
 
 
 async def subscribe(c: Client, type_url: str, node: bool = False) -> None:
@@ -74,7 +66,7 @@ async def test_a_push_is_one_observation_even_when_its_first_type_is_acked_mid_p
         await subscribe(c, common.CLUSTER, node=True)
         await subscribe(c, common.LISTENER)
         (conn,) = server.connections.values()
-        await until(conn.synced, "the proxy in sync")
+        await eventually(conn.synced, "the proxy in sync")
         before = observations(p)
 
         armed = True  # a new service on a new port: a new cluster, then a new listener
@@ -91,7 +83,7 @@ async def test_a_push_is_one_observation_even_when_its_first_type_is_acked_mid_p
             discovery_pb2.DeltaDiscoveryRequest(type_url=common.CLUSTER, response_nonce=cds.nonce)
         )
         cds_watch = conn.watched[common.CLUSTER]
-        await until(lambda: cds_watch.nonce_acked == cds.nonce, "Pilot to record the CDS ACK")
+        await eventually(lambda: cds_watch.nonce_acked == cds.nonce, "Pilot to record the CDS ACK")
         assert observations(p) == before  # the push has not sent LDS yet: not converged
 
         go_on.set()
@@ -100,7 +92,7 @@ async def test_a_push_is_one_observation_even_when_its_first_type_is_acked_mid_p
         c.requests.put_nowait(
             discovery_pb2.DeltaDiscoveryRequest(type_url=common.LISTENER, response_nonce=lds.nonce)
         )
-        await until(lambda: observations(p) == before + 1, "one convergence observation")
-        await until(conn.synced, "the proxy in sync")
+        await eventually(lambda: observations(p) == before + 1, "one convergence observation")
+        await eventually(conn.synced, "the proxy in sync")
         assert observations(p) == before + 1
         c.call.cancel()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
 
 import pytest
 from google.protobuf import struct_pb2
@@ -76,21 +75,14 @@ async def test_push_queue_merges_pending_pushes_per_connection() -> None:
     conn = Connection(parse_proxy("sidecar~1.1.1.1~a.ns~ns.svc.cluster.local", None), "peer", delta=False)
     conn.initialized.set()
     q.enqueue(conn, PushRequest(full=False, eds_hosts=frozenset({"h0"})))
-    await eventually(_async(lambda: len(seen) == 1), "the first push in flight", 5)
+    await eventually(lambda: len(seen) == 1, "the first push in flight", 5)
     for i in range(1, 5):
         q.enqueue(conn, PushRequest(full=False, eds_hosts=frozenset({f"h{i}"})))
     gate.set()
-    await eventually(_async(lambda: q.pending() == 0), "the push queue drained", 5)
+    await eventually(lambda: q.pending() == 0, "the push queue drained", 5)
     await q.stop()
     assert len(seen) == 2  # the four requests made while in flight became one push
     assert seen[1].eds_hosts == frozenset({"h1", "h2", "h3", "h4"})
-
-
-def _async(check: Callable[[], bool]) -> Callable[[], Awaitable[bool]]:
-    async def run() -> bool:
-        return check()
-
-    return run
 
 
 def test_bus_config_is_checked_against_the_typed_model() -> None:
