@@ -77,10 +77,7 @@ async def test_a_missing_group_fails_the_stream(pilot: tuple[Pilot, Buckets]) ->
 async def test_health_reports_from_either_stream_set_the_condition(pilot: tuple[Pilot, Buckets]) -> None:  # noqa: F811
     p, buckets = pilot
     await _put_group(buckets)
-    for _ in range(200):
-        if p.state.group("default", "db") is not None:
-            break
-        await asyncio.sleep(0.02)
+    await _wait_group(p)
     async with grpc.aio.insecure_channel(f"127.0.0.1:{p.grpc_port}") as channel:
         proxy = Client(channel, delta=False)
         proxy.requests.put_nowait(_request(common.CLUSTER))
@@ -101,9 +98,67 @@ async def test_health_reports_from_either_stream_set_the_condition(pilot: tuple[
         await asyncio.gather(prober.reader, proxy.reader, return_exceptions=True)
 
 
+async def _wait_group(p: Pilot) -> None:
+    for _ in range(200):
+        if p.state.group("default", "db") is not None:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("the WorkloadGroup never reached Pilot's state")
+
+
 async def _wait_entry(p: Pilot) -> Any:
     for _ in range(200):
         if (entry := p.state.registered.get(KEY)) is not None:
             return entry
         await asyncio.sleep(0.02)
     raise AssertionError("the entry never reached Pilot's state")
+
+
+async def test_an_entry_is_deleted_after_the_grace_period_though_grpc_cancelled_the_closing_stream(
+    pilot: tuple[Pilot, Buckets],  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # grpcio cancels a stream's handler task when it learns that the call is gone, which may be
+    # while the handler is still marking the proxy's entry disconnected: the entry must be deleted
+    # after the grace period all the same (a cancel that landed in the write used to leave it
+    # marked, with no deletion scheduled)
+    p, buckets = pilot
+    await _put_group(buckets)
+    assert p.registration is not None and p.server is not None
+    reg = p.registration
+    reg.grace_period = 0.2
+    await _wait_group(p)
+    handlers: list[asyncio.Task[Any]] = []
+    add = p.server.add
+    marking, release = asyncio.Event(), asyncio.Event()
+    put = reg.kv.put
+
+    def add_recording_the_handler(conn: Any) -> None:
+        handlers.append(asyncio.current_task())  # type: ignore[arg-type]
+        add(conn)
+
+    async def held_put(key: str, entry: Any) -> Any:
+        if we.DISCONNECTED_AT in entry.entry.annotations:
+            marking.set()
+            await release.wait()
+        return await put(key, entry)
+
+    monkeypatch.setattr(p.server, "add", add_recording_the_handler)
+    monkeypatch.setattr(reg.kv, "put", held_put)
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{p.grpc_port}")
+    proxy = Client(channel, delta=False)
+    proxy.requests.put_nowait(_request(common.CLUSTER))
+    assert (await proxy.recv()).type_url == common.CLUSTER
+    await _wait_entry(p)
+    await channel.close()  # the proxy's connection is gone, as when its Envoy dies
+    await asyncio.gather(proxy.reader, return_exceptions=True)
+    await asyncio.wait_for(marking.wait(), 10)
+    [handler] = handlers
+    handler.cancel()  # as grpcio does when it learns that the call is gone
+    await asyncio.wait_for(asyncio.wait(handlers), 10)
+    release.set()
+    for _ in range(250):
+        if p.state.registered.get(KEY) is None:
+            break
+        await asyncio.sleep(0.02)
+    assert p.state.registered.get(KEY) is None, "the entry outlived its grace period"

@@ -158,6 +158,25 @@ async def test_connect_registers_disconnect_deletes_after_the_grace_period(bus: 
         assert a.deletes == [KEY]
 
 
+async def test_a_wall_clock_behind_the_timer_still_deletes_at_the_end_of_the_grace_period(bus: Bus) -> None:
+    # the entry records wall-clock time, the timer sleeps on the loop's clock: when the wall clock
+    # falls behind (NTP slewing, a step back), the timer wakes a little before the entry's grace
+    # period is over, and must wait out the rest rather than leave the entry to the sweep
+    async with replicas(bus, "pilot-a") as (clock, _, [a]):
+        lag = 0.0
+        a.ctl.clock = lambda: clock.now - lag
+        proxy = vm_proxy()
+        await a.ctl.connect(proxy)
+        await a.ctl.disconnect(proxy)
+        await seen(a, KEY, lambda e: e is not None and we.DISCONNECTED_AT in e.entry.annotations)
+        lag = 0.25
+        await clock.advance(10)
+        assert KEY in a.entries and a.deletes == []
+        await clock.advance(0.25)
+        await seen(a, KEY, lambda e: e is None)
+        assert a.deletes == [KEY]
+
+
 async def test_reconnect_within_the_grace_period_keeps_the_entry(bus: Bus) -> None:
     async with replicas(bus, "pilot-a") as (clock, _, [a]):
         proxy = vm_proxy()

@@ -230,10 +230,7 @@ class AdsServicer:
                 await task
             log.info("ADS disconnected: %s", conn.id)
             if self.registration is not None:
-                try:
-                    await self.registration.disconnect(proxy)
-                except Exception:
-                    log.exception("marking %s's WorkloadEntry disconnected failed", proxy.id)
+                await asyncio.shield(self.registration.stream_closed(proxy))
 
     async def _health_reports(self, proxy: Proxy, first: Any, requests: AsyncIterator[Any]) -> None:
         """A stream that only reports health (``meshctl workload-probe``): every request is one."""

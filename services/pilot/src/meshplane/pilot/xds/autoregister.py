@@ -99,6 +99,7 @@ class AutoRegistration:
         self._mine: dict[str, we.Entry] = {}
         self._connections: dict[str, int] = {}
         self._cleanups: dict[str, asyncio.Task[None]] = {}
+        self._closing: set[asyncio.Task[None]] = set()
         self._health: dict[str, tuple[bool, str]] = {}
         #: Istio's metrics: auto_registration_{success,updates,unregister,deletes,errors}_total
         self.counts = {
@@ -185,6 +186,21 @@ class AutoRegistration:
                 f"{proxy.service_account or '*'} is not the WorkloadEntry's service account {account!r}"
             )
 
+    def stream_closed(self, proxy: Proxy) -> asyncio.Task[None]:
+        """:meth:`disconnect` in a task of its own, for a stream's handler to await shielded: gRPC
+        cancels the handler when the proxy goes away, and a cancel that cut the disconnect short
+        after its write left the entry marked disconnected with no deletion ever scheduled."""
+        task = asyncio.create_task(self._disconnect_logged(proxy))
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+        return task
+
+    async def _disconnect_logged(self, proxy: Proxy) -> None:
+        try:
+            await self.disconnect(proxy)
+        except Exception:
+            log.exception("marking %s's WorkloadEntry disconnected failed", proxy.id)
+
     async def disconnect(self, proxy: Proxy) -> None:
         """The proxy's stream closed: on its last one, mark the entry disconnected and delete it
         after the grace period unless the proxy is back."""
@@ -204,18 +220,33 @@ class AutoRegistration:
             self._cleanups[key] = asyncio.create_task(self._cleanup_after(key))
 
     async def _cleanup_after(self, key: str) -> None:
-        await self.sleep(self.grace_period)
-        async with self._lock:
-            self._cleanups.pop(key, None)
-            current = self._current(key)
-            if current is not None and key not in self._connections and self._expired(current):
-                await self._delete(key, f"disconnected for more than {self.grace_period:g}s")
+        """Delete the entry once it has been disconnected for the grace period. The timer sleeps
+        on the loop's clock while the entry records wall-clock time, which may run slower (NTP
+        slewing) or step back: until the entry's own record says the grace period has passed,
+        sleep the rest of it again, rather than leaving the entry to the next sweep."""
+        delay = self.grace_period
+        while True:
+            await self.sleep(delay)
+            async with self._lock:
+                current = self._current(key)
+                left = self._left(current) if current is not None and key not in self._connections else None
+                if left is not None and left <= 0:
+                    await self._delete(key, f"disconnected for more than {self.grace_period:g}s")
+                if left is None or left <= 0:
+                    self._cleanups.pop(key, None)
+                    return
+            delay = left
 
-    def _expired(self, entry: we.Entry) -> bool:
+    def _left(self, entry: we.Entry) -> float | None:
+        """Seconds of the grace period a disconnected entry has left (None when it is connected)."""
         gone = we.disconnected_at(entry)
         if we.connected_at(entry) is not None or gone is None:
-            return False
-        return self.clock() - gone >= self.grace_period
+            return None
+        return self.grace_period - (self.clock() - gone)
+
+    def _expired(self, entry: we.Entry) -> bool:
+        left = self._left(entry)
+        return left is not None and left <= 0
 
     # ---- health ----------------------------------------------------------------------
     async def report_health(self, proxy: Proxy, request: Any) -> None:
