@@ -63,9 +63,19 @@ def seed(url: str, services: int, per_service: int = 2) -> None:
     asyncio.run(_bus(url, go))
 
 
+def _stat(pid: int) -> list[str]:
+    """The fields of ``/proc/PID/stat`` after the command name (state first)."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
 def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    fields = _stat(pid)
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def minor_faults(pid: int) -> int:
+    """Page faults the process has taken without I/O (pages it touched afresh)."""
+    return int(_stat(pid)[7])
 
 
 def rss_mb(pid: int, key: str = "VmRSS") -> float:
@@ -153,10 +163,15 @@ def _load_sched(cpus: set[int]) -> None:
 #: Each load generator receives a 0.4 MB route configuration per stream per push. glibc serves
 #: allocations that big with mmap and returns them at once, so every message would be paged in
 #: afresh (page faults were ~5 % of the load generators' CPU); these keep them in the heap.
+#: One arena: gRPC's threads otherwise allocate in arenas of their own, whose heaps glibc unmaps
+#: once they are empty, whatever the trim threshold. Every other push then paged up to ≈ 1.3 GB
+#: in afresh (the load generators' system time alternated between pushes); with one arena about
+#: half as much, still alternating (BENCHMARKS.md, 2026-12-06).
 LOADGEN_ENV = {
     "MALLOC_MMAP_THRESHOLD_": str(16 << 20),
     "MALLOC_TRIM_THRESHOLD_": str(512 << 20),
     "MALLOC_TOP_PAD_": str(64 << 20),
+    "MALLOC_ARENA_MAX": "1",
 }
 
 

@@ -35,6 +35,7 @@ from benchmarks.xds.harness import (
     cpu_seconds,
     format_resets,
     loadgen,
+    minor_faults,
     ok,
     rss_mb,
     seed,
@@ -146,6 +147,7 @@ def main() -> int:
                 cpu_a = cpu_seconds(pilot.pid)
                 gens = [g for g in procs[1:] if g.poll() is None]
                 load_a = sum(cpu_seconds(g.pid) for g in gens)
+                faults_a = sum(minor_faults(g.pid) for g in gens)
                 t1 = time.time()
                 asyncio.run(_bus(nats.url, _change(change, args.services + rep)))
                 done = wait_for(functools.partial(events.served_after, t1, n, types), 300)
@@ -157,7 +159,8 @@ def main() -> int:
                 print(
                     f"{label} #{rep + 1}: {last - t1:.2f}s to {n} proxies (complete={done}), "
                     f"pilot cpu {pilot_cpus[-1]:.2f}s, "
-                    f"load generators cpu {sum(cpu_seconds(g.pid) for g in gens) - load_a:.2f}s, "
+                    f"load generators cpu {sum(cpu_seconds(g.pid) for g in gens) - load_a:.2f}s "
+                    f"({(sum(minor_faults(g.pid) for g in gens) - faults_a) / 1e3:.0f}k page faults), "
                     f"sent {_mb(sizes[-1])} ({', '.join(f'{ty} {_mb(b)}' for ty, b in sorted(sent.items()))})"
                 )
                 time.sleep(1.5)
