@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from typing import Any
 
 import grpc
@@ -17,6 +18,7 @@ from google.protobuf import json_format
 from meshplane.pilot.app import Pilot
 from meshplane.pilot.generators import common
 from meshplane.pilot.model import workload_entry as we
+from meshplane.pilot.xds import ads
 from meshplane.pilot.xds.autoregister import HEALTH_TYPE
 from meshplane.proto.bus.v1 import config_pb2
 from meshplane.shared.bus import Buckets
@@ -114,51 +116,82 @@ async def _wait_entry(p: Pilot) -> Any:
     raise AssertionError("the entry never reached Pilot's state")
 
 
-async def test_an_entry_is_deleted_after_the_grace_period_though_grpc_cancelled_the_closing_stream(
-    pilot: tuple[Pilot, Buckets],  # noqa: F811
+async def _leave_while_a_write_is_held(
+    p: Pilot,
+    buckets: Buckets,
     monkeypatch: pytest.MonkeyPatch,
+    held: Callable[[we.Entry], bool],
+    after_write: bool,
 ) -> None:
-    # grpcio cancels a stream's handler task when it learns that the call is gone, which may be
-    # while the handler is still marking the proxy's entry disconnected: the entry must be deleted
-    # after the grace period all the same (a cancel that landed in the write used to leave it
-    # marked, with no deletion scheduled)
-    p, buckets = pilot
+    """A VM proxy connects and leaves while the first entry write that ``held`` picks is held
+    (before it goes out, or ``after_write`` while its acknowledgement is awaited); grpcio then
+    cancels the stream's handler, as it does when it learns that the call is gone. The entry must
+    still be deleted once the grace period has passed."""
     await _put_group(buckets)
-    assert p.registration is not None and p.server is not None
+    assert p.registration is not None
     reg = p.registration
     reg.grace_period = 0.2
     await _wait_group(p)
     handlers: list[asyncio.Task[Any]] = []
-    add = p.server.add
-    marking, release = asyncio.Event(), asyncio.Event()
-    put = reg.kv.put
+    holding, release = asyncio.Event(), asyncio.Event()
+    put, parse = reg.kv.put, ads.parse_proxy
 
-    def add_recording_the_handler(conn: Any) -> None:
+    def parse_recording_the_handler(*args: Any) -> Any:
         handlers.append(asyncio.current_task())  # type: ignore[arg-type]
-        add(conn)
+        return parse(*args)
 
-    async def held_put(key: str, entry: Any) -> Any:
-        if we.DISCONNECTED_AT in entry.entry.annotations:
-            marking.set()
+    async def held_put(key: str, entry: we.Entry) -> Any:
+        hold = held(entry) and not holding.is_set()
+        if hold and not after_write:
+            holding.set()
             await release.wait()
-        return await put(key, entry)
+        done = await put(key, entry)
+        if hold and after_write:
+            holding.set()
+            await release.wait()
+        return done
 
-    monkeypatch.setattr(p.server, "add", add_recording_the_handler)
+    monkeypatch.setattr(ads, "parse_proxy", parse_recording_the_handler)
     monkeypatch.setattr(reg.kv, "put", held_put)
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{p.grpc_port}")
     proxy = Client(channel, delta=False)
     proxy.requests.put_nowait(_request(common.CLUSTER))
-    assert (await proxy.recv()).type_url == common.CLUSTER
     await _wait_entry(p)
     await channel.close()  # the proxy's connection is gone, as when its Envoy dies
     await asyncio.gather(proxy.reader, return_exceptions=True)
-    await asyncio.wait_for(marking.wait(), 10)
+    await asyncio.wait_for(holding.wait(), 10)
     [handler] = handlers
-    handler.cancel()  # as grpcio does when it learns that the call is gone
+    handler.cancel()
     await asyncio.wait_for(asyncio.wait(handlers), 10)
     release.set()
     for _ in range(250):
         if p.state.registered.get(KEY) is None:
-            break
+            return
         await asyncio.sleep(0.02)
-    assert p.state.registered.get(KEY) is None, "the entry outlived its grace period"
+    raise AssertionError(
+        f"the entry of a proxy that left outlived its grace period: {p.state.registered[KEY]}"
+    )
+
+
+async def test_an_entry_is_deleted_after_the_grace_period_though_grpc_cancelled_the_closing_stream(
+    pilot: tuple[Pilot, Buckets],  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # cancelled while it marks the entry disconnected: the mark used to be cut short with no
+    # deletion scheduled
+    p, buckets = pilot
+    await _leave_while_a_write_is_held(
+        p, buckets, monkeypatch, lambda e: we.DISCONNECTED_AT in e.entry.annotations, after_write=False
+    )
+
+
+async def test_an_entry_is_deleted_after_the_grace_period_though_grpc_cancelled_the_opening_stream(
+    pilot: tuple[Pilot, Buckets],  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # cancelled while it registers the proxy, once the entry is written connected: the entry
+    # used to stay connected, with no disconnect to follow
+    p, buckets = pilot
+    await _leave_while_a_write_is_held(
+        p, buckets, monkeypatch, lambda e: we.CONNECTED_AT in e.entry.annotations, after_write=True
+    )

@@ -175,10 +175,14 @@ class AdsServicer:
             await self._health_reports(proxy, first, requests)
             return
         if self.registration is not None:
+            opening = self.registration.stream_opened(proxy)
             try:
-                await self.registration.connect(proxy)
+                await asyncio.shield(opening)
             except RegistrationError as exc:
                 await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
+            except asyncio.CancelledError:  # gone while being registered: unregistered once registered
+                self.registration.close_once_opened(opening, proxy)
+                raise
             except Exception:
                 log.exception("auto-registration of %s failed; serving it unregistered", proxy.id)
         conn = Connection(proxy, context.peer(), is_delta)

@@ -31,7 +31,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter
@@ -99,7 +99,7 @@ class AutoRegistration:
         self._mine: dict[str, we.Entry] = {}
         self._connections: dict[str, int] = {}
         self._cleanups: dict[str, asyncio.Task[None]] = {}
-        self._closing: set[asyncio.Task[None]] = set()
+        self._detached_tasks: set[asyncio.Task[None]] = set()
         self._health: dict[str, tuple[bool, str]] = {}
         #: Istio's metrics: auto_registration_{success,updates,unregister,deletes,errors}_total
         self.counts = {
@@ -186,13 +186,30 @@ class AutoRegistration:
                 f"{proxy.service_account or '*'} is not the WorkloadEntry's service account {account!r}"
             )
 
+    # A stream's handler awaits these tasks shielded: gRPC cancels the handler when the proxy goes
+    # away, and a cancel that cut a connect or disconnect short after its write left the entry
+    # marked connected, or disconnected, with no deletion ever scheduled.
+    def stream_opened(self, proxy: Proxy) -> asyncio.Task[None]:
+        """:meth:`connect` in a task of its own."""
+        return self._detached(self.connect(proxy))
+
+    def close_once_opened(self, opening: asyncio.Task[None], proxy: Proxy) -> None:
+        """The stream ended while ``opening`` registered it: disconnect once it has (if it did)."""
+
+        def opened(task: asyncio.Task[None]) -> None:
+            if not task.cancelled() and task.exception() is None:
+                self.stream_closed(proxy)
+
+        opening.add_done_callback(opened)
+
     def stream_closed(self, proxy: Proxy) -> asyncio.Task[None]:
-        """:meth:`disconnect` in a task of its own, for a stream's handler to await shielded: gRPC
-        cancels the handler when the proxy goes away, and a cancel that cut the disconnect short
-        after its write left the entry marked disconnected with no deletion ever scheduled."""
-        task = asyncio.create_task(self._disconnect_logged(proxy))
-        self._closing.add(task)
-        task.add_done_callback(self._closing.discard)
+        """:meth:`disconnect` in a task of its own."""
+        return self._detached(self._disconnect_logged(proxy))
+
+    def _detached(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task = asyncio.create_task(work)
+        self._detached_tasks.add(task)
+        task.add_done_callback(self._detached_tasks.discard)
         return task
 
     async def _disconnect_logged(self, proxy: Proxy) -> None:
