@@ -173,25 +173,22 @@ async def _leave_while_a_write_is_held(
     )
 
 
-async def test_an_entry_is_deleted_after_the_grace_period_though_grpc_cancelled_the_closing_stream(
+@pytest.mark.parametrize(
+    ("held", "after_write"),
+    [
+        # cancelled while it marks the entry disconnected: the mark used to be cut short with no
+        # deletion scheduled
+        pytest.param(lambda e: we.DISCONNECTED_AT in e.entry.annotations, False, id="closing"),
+        # cancelled while it registers the proxy, once the entry is written connected: the entry
+        # used to stay connected, with no disconnect to follow
+        pytest.param(lambda e: we.CONNECTED_AT in e.entry.annotations, True, id="opening"),
+    ],
+)
+async def test_an_entry_is_deleted_after_the_grace_period_though_grpc_cancelled_the_stream_mid_write(
     pilot: tuple[Pilot, Buckets],  # noqa: F811
     monkeypatch: pytest.MonkeyPatch,
+    held: Callable[[we.Entry], bool],
+    after_write: bool,
 ) -> None:
-    # cancelled while it marks the entry disconnected: the mark used to be cut short with no
-    # deletion scheduled
     p, buckets = pilot
-    await _leave_while_a_write_is_held(
-        p, buckets, monkeypatch, lambda e: we.DISCONNECTED_AT in e.entry.annotations, after_write=False
-    )
-
-
-async def test_an_entry_is_deleted_after_the_grace_period_though_grpc_cancelled_the_opening_stream(
-    pilot: tuple[Pilot, Buckets],  # noqa: F811
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    # cancelled while it registers the proxy, once the entry is written connected: the entry
-    # used to stay connected, with no disconnect to follow
-    p, buckets = pilot
-    await _leave_while_a_write_is_held(
-        p, buckets, monkeypatch, lambda e: we.CONNECTED_AT in e.entry.annotations, after_write=True
-    )
+    await _leave_while_a_write_is_held(p, buckets, monkeypatch, held, after_write)
