@@ -162,6 +162,42 @@ def _consume_result(task: asyncio.Future[Any]) -> None:
         task.exception()
 
 
+#: how often, and how far apart, :func:`within` cancels an operation that goes on regardless
+CANCEL_TRIES, CANCEL_EVERY = 20, 0.25
+
+
+async def within(aw: Awaitable[T], timeout: float) -> T:
+    """Await ``aw`` for at most ``timeout`` seconds; on timeout, cancel it until it has ended.
+
+    For nats-py's first connection, which retries forever (``max_reconnect_attempts=-1``) until
+    cancelled. Between attempts it closes the failed one, and that close passes on a
+    ``CancelledError`` that lands while it waits for its reconnection task: the cancel is lost
+    and the loop carries on, so ``asyncio.wait_for`` (one cancel, then waiting for the end) never
+    returned. Cancelled again, the loop ends at its next wait. Unlike :func:`bounded`, nothing is
+    left running (after ``CANCEL_TRIES`` cancels it is abandoned, with a warning).
+    """
+    task = asyncio.ensure_future(aw)
+    try:
+        done, _ = await asyncio.wait({task}, timeout=timeout)
+    finally:
+        if not task.done():
+            await _cancel_until_done(task)
+    if not done:
+        raise TimeoutError(f"gave up after {timeout:.1f}s")
+    return task.result()
+
+
+async def _cancel_until_done(task: asyncio.Future[Any]) -> None:
+    for _ in range(CANCEL_TRIES):
+        task.cancel()
+        await asyncio.wait({task}, timeout=CANCEL_EVERY)
+        if task.done():
+            _consume_result(task)
+            return
+    task.add_done_callback(_consume_result)
+    log.warning("an operation went on after %d cancels; abandoned", CANCEL_TRIES)
+
+
 class Bus:
     """One NATS connection shared by all KV views of a process.
 
@@ -225,7 +261,7 @@ class Bus:
 
         async def attempt() -> NATS:
             remaining = max(deadline - asyncio.get_running_loop().time(), 0.5)
-            return await asyncio.wait_for(_connect(opts, on_reconnect, on_disconnect, on_error), remaining)
+            return await within(_connect(opts, on_reconnect, on_disconnect, on_error), remaining)
 
         policy = RetryPolicy(
             retry_on=TRANSIENT_ERRORS, initial=0.2, maximum=1.0, deadline=opts.connect_timeout
