@@ -424,7 +424,7 @@ class Bus:
             return
         self._closing = True
         try:
-            await asyncio.wait_for(self._nc.drain(), timeout=5)
+            await within(self._nc.drain(), 5)  # drain, too, passes on some cancels
         except Exception as exc:
             log.debug("bus drain failed: %s", exc)
             try:
