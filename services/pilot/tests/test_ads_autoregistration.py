@@ -23,6 +23,7 @@ from meshplane.pilot.xds.autoregister import HEALTH_TYPE
 from meshplane.proto.bus.v1 import config_pb2
 from meshplane.shared.bus import Buckets
 from meshplane.shared.bus.buckets import config_key, workload_key
+from meshplane.shared.testing.polling import eventually
 
 from .test_ads_protocol import Client, pilot  # noqa: F401 - the in-process Pilot fixture
 
@@ -57,12 +58,11 @@ async def _put_group(buckets: Buckets) -> None:
 
 
 async def _condition(p: Pilot, want: str) -> None:
-    for _ in range(200):
+    def healthy_is_want() -> bool:
         entry = p.state.registered.get(KEY)
-        if entry is not None and any(c.type == we.HEALTHY and c.status == want for c in entry.conditions):
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"Healthy never became {want}: {p.state.registered.get(KEY)}")
+        return entry is not None and any(c.type == we.HEALTHY and c.status == want for c in entry.conditions)
+
+    await eventually(healthy_is_want, f"the entry's Healthy condition {want}")
 
 
 async def test_a_missing_group_fails_the_stream(pilot: tuple[Pilot, Buckets]) -> None:  # noqa: F811
@@ -101,19 +101,12 @@ async def test_health_reports_from_either_stream_set_the_condition(pilot: tuple[
 
 
 async def _wait_group(p: Pilot) -> None:
-    for _ in range(200):
-        if p.state.group("default", "db") is not None:
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError("the WorkloadGroup never reached Pilot's state")
+    await eventually(lambda: p.state.group("default", "db") is not None, "the WorkloadGroup in Pilot's state")
 
 
 async def _wait_entry(p: Pilot) -> Any:
-    for _ in range(200):
-        if (entry := p.state.registered.get(KEY)) is not None:
-            return entry
-        await asyncio.sleep(0.02)
-    raise AssertionError("the entry never reached Pilot's state")
+    await eventually(lambda: KEY in p.state.registered, "the entry in Pilot's state")
+    return p.state.registered[KEY]
 
 
 async def _leave_while_a_write_is_held(
@@ -164,12 +157,10 @@ async def _leave_while_a_write_is_held(
     handler.cancel()
     await asyncio.wait_for(asyncio.wait(handlers), 10)
     release.set()
-    for _ in range(250):
-        if p.state.registered.get(KEY) is None:
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError(
-        f"the entry of a proxy that left outlived its grace period: {p.state.registered[KEY]}"
+    await eventually(
+        lambda: KEY not in p.state.registered,
+        "the entry of a proxy that left deleted after its grace period",
+        5,
     )
 
 

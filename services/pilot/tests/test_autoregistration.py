@@ -21,6 +21,7 @@ from meshplane.pilot.xds.autoregister import AutoRegistration, RegistrationError
 from meshplane.shared.bus import Buckets, Bus, EventType
 from meshplane.shared.bus.buckets import workload_key
 from meshplane.shared.config import models
+from meshplane.shared.testing.polling import eventually
 
 from .clock import ManualClock
 
@@ -103,11 +104,10 @@ async def replicas(bus: Bus, *ids: str) -> AsyncIterator[tuple[ManualClock, dict
 
 async def seen(r: Replica, key: str, check: Any = lambda e: e is not None) -> we.Entry | None:
     """Wait until the replica's watched view of ``key`` passes ``check``."""
-    for _ in range(200):
-        if check(r.entries.get(key)):
-            return r.entries.get(key)
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"{key}: watched view never passed the check (now {r.entries.get(key)})")
+    await eventually(
+        lambda: check(r.entries.get(key)), f"{key}: the replica's watched view passing the check"
+    )
+    return r.entries.get(key)
 
 
 KEY = workload_key(NS, "mysql-10.0.0.5")

@@ -11,18 +11,21 @@ from meshplane.shared.bus.client import within
 
 
 class Retrying:
-    """A connect loop that retries forever and loses the first ``swallow`` cancels."""
+    """A connect loop that retries forever (each attempt waits on a server that never answers)
+    and loses the first ``swallow`` cancels."""
 
     def __init__(self, swallow: int) -> None:
         self.swallow = swallow
         self.cancels = 0
+        self.started = asyncio.Event()
         self.ended = False
 
     async def run(self) -> None:
+        self.started.set()
         try:
             while True:
                 try:
-                    await asyncio.sleep(0.01)
+                    await asyncio.Event().wait()
                 except asyncio.CancelledError:
                     self.cancels += 1
                     if self.cancels > self.swallow:
@@ -41,7 +44,6 @@ async def test_a_swallowed_cancel_is_repeated_until_the_operation_ends() -> None
 
 async def test_a_result_in_time_is_returned_and_an_error_raised() -> None:
     async def answer() -> int:
-        await asyncio.sleep(0)
         return 42
 
     async def fail() -> None:
@@ -55,7 +57,7 @@ async def test_a_result_in_time_is_returned_and_an_error_raised() -> None:
 async def test_a_cancelled_caller_leaves_nothing_running() -> None:
     loop = Retrying(swallow=1)
     caller = asyncio.create_task(within(loop.run(), 30))
-    await asyncio.sleep(0.05)
+    await loop.started.wait()
     caller.cancel()
     with pytest.raises(asyncio.CancelledError):
         await caller
