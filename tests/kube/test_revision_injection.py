@@ -95,12 +95,28 @@ def injectors(kube_api: Any, namespace: str, tmp_path_factory: pytest.TempPathFa
 
 def injected_pod(kube_api: Any, namespace: str, labels: dict[str, str]) -> tuple[str, str]:
     """Relabel ``namespace``, create a pod (as a restarted one would be); its proxy's Pilot address
-    and its ``istio.io/rev`` annotation."""
+    and its ``istio.io/rev`` annotation.
+
+    The API server matches a webhook's namespaceSelector against its own informer's copy of the
+    namespace, which may lag the patch by a moment (a user restarts pods seconds later). So a
+    relabel is followed by dry-run pods until their revision is no longer the one before it: every
+    relabel in this module moves the namespace to another revision.
+    """
     core: Any = client.CoreV1Api(kube_api)
+    pod = {"metadata": {"generateName": "app-"}, "spec": {"containers": [{"name": "app", "image": "app:1"}]}}
+
+    def revision(made: Any) -> str | None:
+        return (made.metadata.annotations or {}).get("istio.io/rev")
+
     current = core.read_namespace(namespace).metadata.labels or {}
     patch = {k: None for k in ("istio.io/rev", "istio-injection") if k in current} | labels
-    core.patch_namespace(namespace, {"metadata": {"labels": patch}})
-    pod = {"metadata": {"generateName": "app-"}, "spec": {"containers": [{"name": "app", "image": "app:1"}]}}
+    if any(current.get(k) != v for k, v in patch.items()):
+        before = revision(core.create_namespaced_pod(namespace, pod, dry_run="All"))
+        core.patch_namespace(namespace, {"metadata": {"labels": patch}})
+        wait_until(
+            lambda: revision(core.create_namespaced_pod(namespace, pod, dry_run="All")) != before,
+            f"the API server to see namespace {namespace} relabelled {labels}",
+        )
     made = core.create_namespaced_pod(namespace, pod)
     proxy = next(c for c in made.spec.containers if c.name == "istio-proxy")
     script = proxy.command[-1]
