@@ -18,11 +18,13 @@ import functools
 import json
 import logging
 from collections.abc import Callable
-
-import httpx
+from typing import TYPE_CHECKING
 
 from meshplane.pilot.generators.security.jwt_authn import OPENID_PREFIX, jwks_uris
 from meshplane.pilot.model.push_context import PushContext
+
+if TYPE_CHECKING:
+    import httpx
 
 log = logging.getLogger("meshplane.pilot.jwks")
 
@@ -62,6 +64,10 @@ class JwksResolver:
         return resp.text
 
     async def _fetch(self, uri: str) -> None:
+        # Imported on the first fetch: httpx loads its command line (rich, pygments, click) when
+        # they are installed, a fifth of Pilot's import time, and most meshes have no jwksUri.
+        import httpx
+
         try:
             async with httpx.AsyncClient(timeout=self._timeout) as client:
                 url = uri

@@ -14,11 +14,9 @@ import functools
 import json
 import logging
 
-from cryptography.hazmat.primitives.asymmetric import ec
 from envoy.config.route.v3 import route_components_pb2 as rc
 from envoy.extensions.filters.http.jwt_authn.v3 import config_pb2 as jwt_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import http_connection_manager_pb2 as hcm
-from jwt.algorithms import ECAlgorithm
 
 from meshplane.pilot.generators.common import pack
 from meshplane.pilot.generators.security.authz_rbac import JWT_FILTER, JWT_PAYLOAD
@@ -35,6 +33,11 @@ OPENID_PREFIX = "openid:"
 @functools.cache
 def unusable_jwks() -> str:
     """A JWK set whose private key was thrown away: every token fails verification against it."""
+    # Imported here, where they are needed: most meshes never use an unresolved jwksUri, and
+    # PyJWT with cryptography is a twentieth of Pilot's import time.
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from jwt.algorithms import ECAlgorithm
+
     key = ec.generate_private_key(ec.SECP256R1()).public_key()
     jwk = json.loads(ECAlgorithm.to_jwk(key))
     jwk["kid"] = "meshplane-unresolved"
