@@ -7,15 +7,9 @@ one not fetched yet. Together they were about 15 % of Pilot's import time.
 
 from __future__ import annotations
 
-import subprocess
-import sys
+from meshplane.shared.testing.imports import imported_after
 
 
 def test_pilot_starts_without_importing_httpx_or_pyjwt() -> None:
-    code = (
-        "import sys, meshplane.pilot.__main__, meshplane.pilot.app; "
-        "print(sorted(m for m in ('httpx', 'jwt', 'rich') if m in sys.modules))"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "[]"
+    code = "import meshplane.pilot.__main__, meshplane.pilot.app"
+    assert imported_after(code, ("httpx", "jwt", "rich")) == []

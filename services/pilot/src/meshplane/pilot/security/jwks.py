@@ -65,7 +65,7 @@ class JwksResolver:
 
     async def _fetch(self, uri: str) -> None:
         # Imported on the first fetch: httpx loads its command line (rich, pygments, click) when
-        # they are installed, a fifth of Pilot's import time, and most meshes have no jwksUri.
+        # they are installed, about a tenth of Pilot's import time, and most meshes have no jwksUri.
         import httpx
 
         try:

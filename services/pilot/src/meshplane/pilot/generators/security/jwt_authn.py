@@ -34,7 +34,7 @@ OPENID_PREFIX = "openid:"
 def unusable_jwks() -> str:
     """A JWK set whose private key was thrown away: every token fails verification against it."""
     # Imported here, where they are needed: most meshes never use an unresolved jwksUri, and
-    # PyJWT with cryptography is a twentieth of Pilot's import time.
+    # PyJWT is a twentieth of Pilot's import time.
     from cryptography.hazmat.primitives.asymmetric import ec
     from jwt.algorithms import ECAlgorithm
 
